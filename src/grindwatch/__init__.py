@@ -1,0 +1,45 @@
+"""grindwatch: label-free anomaly detection for machine-tool sensor recordings.
+
+The public API mirrors the command line::
+
+    import grindwatch
+    result = grindwatch.train("recordings/healthy", grindwatch.load_config("gw.yaml"))
+    scores = grindwatch.score(result.model, "recordings/new")
+
+Heavy dependencies (torch, MLflow, Optuna) load only when used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from grindwatch._version import __version__
+
+if TYPE_CHECKING:
+    from grindwatch.config import Config, load_config
+    from grindwatch.evaluate import evaluate
+    from grindwatch.io import Recording, RecordingSet, load_recordings
+    from grindwatch.pipeline import Model, load_model, score, train
+
+_EXPORTS = {
+    "Config": "grindwatch.config",
+    "load_config": "grindwatch.config",
+    "evaluate": "grindwatch.evaluate",
+    "Recording": "grindwatch.io",
+    "RecordingSet": "grindwatch.io",
+    "load_recordings": "grindwatch.io",
+    "Model": "grindwatch.pipeline",
+    "load_model": "grindwatch.pipeline",
+    "score": "grindwatch.pipeline",
+    "train": "grindwatch.pipeline",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'grindwatch' has no attribute {name!r}")

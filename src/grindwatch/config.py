@@ -1,0 +1,214 @@
+"""Typed, validated configuration: a YAML file, CLI options, or Python.
+
+Every setting of a run lives here, so the resolved configuration logged with a run
+and stored in its model repeats the run exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from grindwatch.exceptions import ConfigError
+
+__all__ = ["Config", "load_config"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the recordings are and how to read them."""
+
+    paths: list[str] = Field(default_factory=list)
+    kind: Literal["signals", "table"] = "signals"
+    delimiter: str | None = None
+    decimal: str | None = None
+    hdf5_key: str | None = None
+    channels: list[str] | None = None
+    label_columns: list[str] = Field(
+        default_factory=lambda: ["anomaly", "label", "labels", "is_anomaly", "target",
+                                 "changepoint"]
+    )
+    sample_rate: float | None = Field(default=None, gt=0)
+    id_column: str | None = None
+    nan_policy: Literal["raise", "interpolate"] = "raise"
+    strict: bool = False
+
+
+class WindowConfig(_Section):
+    """Window length and hop in samples; hop defaults to the length (no overlap)."""
+
+    length: int = Field(default=256, ge=1)
+    hop: int | None = Field(default=None, ge=1)
+
+
+class ScalingConfig(_Section):
+    method: Literal["robust", "standard", "none"] = "robust"
+
+
+class FrontendConfig(_Section):
+    kind: Literal["raw", "spectrum", "features"] = "raw"
+    n_bands: int = Field(default=32, ge=1)
+
+
+class AutoencoderConfig(_Section):
+    filters: list[int] = Field(default_factory=lambda: [16, 32])
+    kernel_sizes: list[int] = Field(default_factory=lambda: [7, 5])
+    strides: list[int] = Field(default_factory=lambda: [2, 2])
+    latent_size: int | None = Field(default=16, ge=1)
+    loss: Literal["mse", "mae", "huber"] = "mse"
+    learning_rate: float = Field(default=1e-3, gt=0)
+    batch_size: int = Field(default=64, ge=1)
+    epochs: int = Field(default=30, ge=1)
+    patience: int = Field(default=5, ge=1)
+    validation_fraction: float = Field(default=0.1, ge=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _same_depth(self) -> AutoencoderConfig:
+        depths = {len(self.filters), len(self.kernel_sizes), len(self.strides)}
+        if len(depths) != 1 or 0 in depths:
+            raise ValueError(
+                "filters, kernel_sizes and strides need one entry per layer each, got "
+                f"{self.filters}, {self.kernel_sizes}, {self.strides}"
+            )
+        return self
+
+
+class IForestConfig(_Section):
+    n_estimators: int = Field(default=200, ge=1)
+    max_samples: int | Literal["auto"] = "auto"
+
+
+class PCAConfig(_Section):
+    n_components: float | int = 0.9
+
+
+class KNNConfig(_Section):
+    n_neighbors: int = Field(default=5, ge=1)
+
+
+class DetectorConfig(_Section):
+    """The detector family to train, and the settings of each family."""
+
+    family: Literal["autoencoder", "iforest", "pca", "knn"] = "autoencoder"
+    autoencoder: AutoencoderConfig = Field(default_factory=AutoencoderConfig)
+    iforest: IForestConfig = Field(default_factory=IForestConfig)
+    pca: PCAConfig = Field(default_factory=PCAConfig)
+    knn: KNNConfig = Field(default_factory=KNNConfig)
+
+    def params(self) -> dict[str, Any]:
+        """Constructor arguments of the chosen family's detector."""
+        return getattr(self, self.family).model_dump()
+
+
+class ThresholdConfig(_Section):
+    method: Literal["gmm", "percentile", "mad"] = "gmm"
+    max_components: int = Field(default=6, ge=1, le=20)
+    min_separation: float = Field(default=2.0, gt=0)
+    percentile: float = Field(default=99.0, ge=0, le=100)
+    mad_k: float = Field(default=3.0, gt=0)
+    log_scores: Literal["auto", True, False] = "auto"
+
+
+class AggregateConfig(_Section):
+    """How window scores become a recording score: max, mean or a quantile."""
+
+    method: Literal["max", "mean", "quantile"] = "max"
+    quantile: float = Field(default=0.9, ge=0, le=1)
+
+
+class TrackingConfig(_Section):
+    """MLflow settings. ``uri`` None means MLFLOW_TRACKING_URI, else ./mlflow.db."""
+
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str = "grindwatch"
+    run_name: str | None = None
+    log_model: bool = True
+    registered_model: str | None = None
+
+
+class Config(_Section):
+    """All settings of a grindwatch run."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    windows: WindowConfig = Field(default_factory=WindowConfig)
+    scaling: ScalingConfig = Field(default_factory=ScalingConfig)
+    frontend: FrontendConfig = Field(default_factory=FrontendConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    seed: int = 0
+
+    @property
+    def hop(self) -> int:
+        return self.windows.hop or self.windows.length
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Config:
+        """Return a copy with dotted keys set, e.g. ``{"windows.length": 512}``."""
+        tree = self.model_dump()
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            node = tree
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                if not isinstance(node.get(part), dict):
+                    raise ConfigError(f"unknown setting {dotted!r}")
+                node = node[part]
+            if leaf not in node:
+                raise ConfigError(
+                    f"unknown setting {dotted!r}; settings here are {sorted(node)}"
+                )
+            node[leaf] = value
+        return _validate(tree, "overrides")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted key to value, for logging as MLflow parameters."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, node: Any) -> None:
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    walk(f"{prefix}.{key}" if prefix else key, value)
+            else:
+                out[prefix] = node
+
+        walk("", self.model_dump(mode="json"))
+        return out
+
+
+def _validate(tree: dict[str, Any], source: str) -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, item['loc']))}: {item['msg']}"
+            for item in error.errors()
+        )
+        raise ConfigError(f"invalid configuration in {source}: {problems}") from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read a YAML config file; missing settings keep their defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: is not valid YAML ({error})") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(tree)}")
+    return _validate(tree, str(path))

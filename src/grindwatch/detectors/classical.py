@@ -1,0 +1,146 @@
+"""Classical detectors on window features: isolation forest, PCA, k-nearest neighbours."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from grindwatch.detectors.base import BaseDetector, EpochCallback
+from grindwatch.exceptions import ConfigError
+
+__all__ = ["IsolationForestDetector", "KNNDetector", "PCADetector"]
+
+
+def _flat(X: np.ndarray) -> np.ndarray:
+    return X.reshape(X.shape[0], -1)
+
+
+class IsolationForestDetector(BaseDetector):
+    """Isolation forest; the score is the negated scikit-learn ``score_samples``.
+
+    Parameters
+    ----------
+    n_estimators : int
+        Number of trees.
+    max_samples : int or "auto"
+        Windows drawn to build each tree.
+    random_state : int
+    """
+
+    family = "iforest"
+
+    def __init__(
+        self, n_estimators: int = 200, max_samples: int | str = "auto",
+        random_state: int = 0,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.random_state = random_state
+
+    def _fit(self, X: np.ndarray, on_epoch: EpochCallback | None) -> None:
+        from sklearn.ensemble import IsolationForest
+
+        max_samples = self.max_samples
+        if isinstance(max_samples, int) and max_samples > X.shape[0]:
+            max_samples = X.shape[0]  # scikit-learn would warn and clamp the same way
+        self.forest_ = IsolationForest(
+            n_estimators=self.n_estimators,
+            max_samples=max_samples,
+            random_state=self.random_state,
+        ).fit(_flat(X))
+        self._fit_spread(X)
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        return -self.forest_.score_samples(_flat(X))
+
+
+class PCADetector(BaseDetector):
+    """Reconstruction error of a principal-component projection.
+
+    Parameters
+    ----------
+    n_components : float or int
+        A float in (0, 1) keeps the components explaining that share of variance;
+        an int keeps that many.
+    random_state : int
+    """
+
+    family = "pca"
+
+    def __init__(self, n_components: float | int = 0.9, random_state: int = 0) -> None:
+        self.n_components = n_components
+        self.random_state = random_state
+
+    def _fit(self, X: np.ndarray, on_epoch: EpochCallback | None) -> None:
+        from sklearn.decomposition import PCA
+
+        flat = _flat(X)
+        n_components = self.n_components
+        limit = min(flat.shape) - 1
+        if isinstance(n_components, int) and n_components > limit:
+            raise ConfigError(
+                f"n_components={n_components} is too many for {flat.shape[0]} windows "
+                f"of {flat.shape[1]} values; use at most {limit} or a variance share "
+                "such as 0.9"
+            )
+        self.pca_ = PCA(n_components=n_components, random_state=self.random_state)
+        self.pca_.fit(flat)
+        self.n_components_ = int(self.pca_.n_components_)
+
+    def _residual(self, X: np.ndarray) -> np.ndarray:
+        flat = _flat(X)
+        rebuilt = self.pca_.inverse_transform(self.pca_.transform(flat))
+        return (flat - rebuilt).reshape(X.shape)
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        return (self._residual(X) ** 2).mean(axis=(1, 2))
+
+    def _explain(self, X: np.ndarray) -> np.ndarray:
+        return self._residual(X) ** 2
+
+
+class KNNDetector(BaseDetector):
+    """Mean distance to the k nearest training windows.
+
+    Parameters
+    ----------
+    n_neighbors : int
+        Neighbours averaged. Clamped to the number of training windows minus one,
+        with a warning; the value used is stored in ``n_neighbors_``.
+    """
+
+    family = "knn"
+
+    def __init__(self, n_neighbors: int = 5) -> None:
+        self.n_neighbors = n_neighbors
+
+    def _fit(self, X: np.ndarray, on_epoch: EpochCallback | None) -> None:
+        import warnings
+
+        from sklearn.neighbors import NearestNeighbors
+
+        if X.shape[0] < 2:
+            raise ConfigError("knn needs at least 2 training windows")
+        self.n_neighbors_ = min(self.n_neighbors, X.shape[0] - 1)
+        if self.n_neighbors_ < self.n_neighbors:
+            warnings.warn(
+                f"n_neighbors={self.n_neighbors} exceeds the {X.shape[0]} training "
+                f"windows; using {self.n_neighbors_}",
+                UserWarning,
+                stacklevel=3,
+            )
+        self.train_ = _flat(X).copy()
+        self.index_ = NearestNeighbors(n_neighbors=self.n_neighbors_ + 1).fit(self.train_)
+
+    def _training_scores(self, X: np.ndarray) -> np.ndarray:
+        # Each training window finds itself at distance 0 first; leave that match out.
+        distances, _ = self.index_.kneighbors(_flat(X), self.n_neighbors_ + 1)
+        return distances[:, 1:].mean(axis=1)
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        distances, _ = self.index_.kneighbors(_flat(X), self.n_neighbors_)
+        return distances.mean(axis=1)
+
+    def _explain(self, X: np.ndarray) -> np.ndarray:
+        _, neighbours = self.index_.kneighbors(_flat(X), self.n_neighbors_)
+        centre = self.train_[neighbours].mean(axis=1)
+        return ((_flat(X) - centre) ** 2).reshape(X.shape)

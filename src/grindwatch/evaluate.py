@@ -1,0 +1,141 @@
+"""Metrics against labels, for evaluation only: labels never reach fitting."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from grindwatch.exceptions import InputError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EvaluationResult", "apply_labels", "binary_metrics", "evaluate_scores"]
+
+
+def binary_metrics(labels: np.ndarray, scores: np.ndarray, flags: np.ndarray):
+    """AUC-ROC, AUC-PR (average precision), precision, recall and F1.
+
+    The AUCs are NaN when only one class is present; precision is 0 when nothing
+    is flagged.
+    """
+    from sklearn.metrics import (
+        average_precision_score,
+        f1_score,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
+
+    labels = np.asarray(labels).astype(int)
+    flags = np.asarray(flags).astype(int)
+    both = np.unique(labels).size == 2
+    return {
+        "auc_roc": float(roc_auc_score(labels, scores)) if both else float("nan"),
+        "auc_pr": float(average_precision_score(labels, scores)) if both else float("nan"),
+        "precision": float(precision_score(labels, flags, zero_division=0)),
+        "recall": float(recall_score(labels, flags, zero_division=0)),
+        "f1": float(f1_score(labels, flags, zero_division=0)),
+        "n": int(labels.size),
+        "n_anomalous": int(labels.sum()),
+        "n_flagged": int(flags.sum()),
+    }
+
+
+@dataclass
+class EvaluationResult:
+    """Labeled metrics per window and per recording, with the scored tables."""
+
+    windows: dict[str, float]
+    recordings: dict[str, float]
+    scored: Any  # ScoreResult, with a label column filled in
+
+    def flat(self) -> dict[str, float]:
+        out = {f"window_{k}": v for k, v in self.windows.items()}
+        out.update({f"recording_{k}": v for k, v in self.recordings.items()})
+        return out
+
+
+def apply_labels(scored, labels: dict[str, int]) -> None:  # noqa: ANN001 - ScoreResult
+    """Fill the label columns from a mapping recording name -> 0/1.
+
+    Windows inherit their recording's label unless a label column already gave
+    per-sample labels.
+    """
+    names = scored.recordings["recording"].astype(str)
+    stems = names.map(lambda name: Path(name).name)
+    mapped = names.map(labels).fillna(stems.map(labels))
+    unknown = names[mapped.isna()].tolist()
+    if len(unknown) == len(names):
+        raise InputError(
+            "labels",
+            f"name none of the scored recordings (for example {names.iloc[0]!r})",
+            "use recording names as printed by 'grindwatch score'",
+        )
+    if unknown:
+        logger.warning("no label for %d recordings, e.g. %s", len(unknown), unknown[:3])
+    scored.recordings["label"] = mapped.astype("Int64")
+    window_labels = scored.windows["recording"].map(dict(zip(names, mapped)))
+    if "label" in scored.windows:
+        window_labels = scored.windows["label"].where(
+            scored.windows["label"] >= 0, window_labels
+        )
+    scored.windows["label"] = window_labels.astype("Int64")
+
+
+def evaluate_scores(scored) -> EvaluationResult:  # noqa: ANN001 - ScoreResult
+    """Compute metrics from a ScoreResult whose tables carry a ``label`` column."""
+    results = {}
+    for level, table in (("windows", scored.windows), ("recordings", scored.recordings)):
+        if "label" not in table:
+            raise InputError(
+                "data",
+                "carries no labels",
+                "pass --labels FILE, a label column, or folders named OK/NOK, "
+                "good/bad or healthy/broken",
+            )
+        known = table[pd.to_numeric(table["label"], errors="coerce") >= 0]
+        results[level] = binary_metrics(
+            known["label"].to_numpy(int), known["score"].to_numpy(),
+            known["flag"].to_numpy(),
+        )
+    return EvaluationResult(results["windows"], results["recordings"], scored)
+
+
+def evaluate(
+    model,  # noqa: ANN001 - Model, or a location load_model accepts
+    data,  # noqa: ANN001 - files, folders, globs or a RecordingSet
+    *,
+    labels: str | Path | dict[str, int] | None = None,
+    track: bool = True,
+    progress=None,  # noqa: ANN001
+) -> EvaluationResult:
+    """Score labeled recordings and report metrics at the model's own threshold.
+
+    Labels come from ``labels`` (a CSV with ``recording,label`` or a dict) when
+    given, else from label columns or class-named folders in the data.
+    """
+    from grindwatch.io import read_labels_csv
+    from grindwatch.pipeline import Model, load_model, score
+
+    if not isinstance(model, Model):
+        model = load_model(model)
+    scored = score(model, data, progress=progress)
+    if labels is not None:
+        mapping = labels if isinstance(labels, dict) else read_labels_csv(Path(labels))
+        apply_labels(scored, mapping)
+    result = evaluate_scores(scored)
+    if track and model.config.tracking.enabled:
+        from grindwatch.tracking import log_evaluation
+
+        result.run_id = log_evaluation(
+            model.config,
+            result.flat(),
+            model.run_id_,
+            {"evaluation_recordings.csv": scored.recordings.to_csv(index=False)},
+        )
+    return result

@@ -1,0 +1,39 @@
+"""A fingerprint of the training data: which files, how large, and their hashes."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from grindwatch.io.recording import RecordingSet
+
+__all__ = ["data_fingerprint", "file_sha256"]
+
+
+def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_fingerprint(recordings: RecordingSet) -> dict[str, Any]:
+    """Describe the files behind a data set so a run can be matched to its data."""
+    files = [
+        {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+        for path in recordings.files
+    ]
+    combined = hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest()
+    return {
+        "sha256": combined,
+        "n_files": len(files),
+        "n_recordings": len(recordings),
+        "channels": recordings.channels,
+        "sample_rate": recordings.sample_rate,
+        "files": files,
+        "skipped": [
+            {"path": str(s.path), "reason": s.reason} for s in recordings.skipped
+        ],
+    }

@@ -1,0 +1,236 @@
+"""Turn a pandas DataFrame read from CSV or Parquet into recordings."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from grindwatch.exceptions import InputError
+from grindwatch.io.options import ReadOptions
+from grindwatch.io.recording import Recording
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["frame_to_recording", "frame_to_table_rows", "finite_or_raise"]
+
+_TIME_NAMES = re.compile(
+    r"^(time|times|timestamp|datetime|date|t|time_s|time_ms|seconds|sec|index|idx|"
+    r"sample|samples|sample_index|unnamed: ?0)$",
+    re.IGNORECASE,
+)
+
+
+def _is_time_column(name: str, column: pd.Series) -> bool:
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return True
+    return bool(_TIME_NAMES.match(str(name).strip()))
+
+
+def _as_datetime(column: pd.Series) -> pd.Series | None:
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return column
+    if column.dtype == object or pd.api.types.is_string_dtype(column):
+        parsed = pd.to_datetime(column, errors="coerce", format="mixed")
+        if parsed.notna().mean() > 0.9:
+            return parsed
+    return None
+
+
+def _rate_from_time(path: Path, name: str, column: pd.Series) -> float | None:
+    """Estimate the sample rate from a time column, or None if it is not regular."""
+    as_datetime = _as_datetime(column)
+    if as_datetime is not None:
+        seconds = (as_datetime - as_datetime.iloc[0]).dt.total_seconds().to_numpy()
+    elif pd.api.types.is_numeric_dtype(column) and name.lower() not in {
+        "index",
+        "idx",
+        "sample",
+        "samples",
+        "sample_index",
+    } and not str(name).lower().startswith("unnamed"):
+        seconds = column.to_numpy(dtype=float)
+        if name.lower() == "time_ms":
+            seconds = seconds / 1000.0
+    else:
+        return None
+    steps = np.diff(seconds[np.isfinite(seconds)])
+    if steps.size == 0:
+        return None
+    step = float(np.median(steps))
+    if step <= 0:
+        logger.warning("%s: time column %r is not increasing; ignoring it", path, name)
+        return None
+    return 1.0 / step
+
+
+def _numeric_columns(path: Path, frame: pd.DataFrame, options: ReadOptions) -> list[str]:
+    label_names = {name.lower() for name in options.label_columns}
+    channels = []
+    dropped = []
+    for name in frame.columns:
+        column = frame[name]
+        if str(name).lower() in label_names or _is_time_column(str(name), column):
+            continue
+        if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(
+            column
+        ):
+            dropped.append(str(name))
+            continue
+        channels.append(name)
+    if dropped:
+        logger.info("%s: left out non-numeric columns %s", path, dropped)
+    return channels
+
+
+def _select(path: Path, available: list[str], options: ReadOptions) -> list[str]:
+    if options.channels is None:
+        if not available:
+            raise InputError(
+                path,
+                "no numeric channel columns found",
+                "check the delimiter and decimal mark, or name the columns with "
+                "--channels",
+            )
+        return available
+    missing = [name for name in options.channels if name not in available]
+    if missing:
+        raise InputError(
+            path,
+            f"channels {missing} not found; numeric columns are {available}",
+            "fix the channel names in the config",
+        )
+    return list(options.channels)
+
+
+def finite_or_raise(path: Path, data: np.ndarray, channels: list[str], policy: str):
+    """Check that every sample is finite, or interpolate the gaps if asked.
+
+    Returns the (possibly repaired) array.
+    """
+    bad = ~np.isfinite(data)
+    if not bad.any():
+        return data
+    if policy == "raise":
+        channel, position = np.argwhere(bad)[0]
+        raise InputError(
+            path,
+            f"{int(bad.sum())} NaN or infinite samples, first in channel "
+            f"{channels[channel]!r} at sample {int(position)}",
+            "clean the file or set nan_policy: interpolate",
+        )
+    repaired = data.copy()
+    index = np.arange(data.shape[1])
+    for row in range(data.shape[0]):
+        good = ~bad[row]
+        if not good.any():
+            raise InputError(
+                path,
+                f"channel {channels[row]!r} has no finite sample",
+                "drop the channel with --channels",
+            )
+        repaired[row, ~good] = np.interp(index[~good], index[good], data[row, good])
+    logger.warning("%s: interpolated %d NaN or infinite samples", path, int(bad.sum()))
+    return repaired
+
+
+def _labels_from(frame: pd.DataFrame, options: ReadOptions) -> np.ndarray | None:
+    lower = {str(name).lower(): name for name in frame.columns}
+    for candidate in options.label_columns:
+        if candidate.lower() in lower and candidate.lower() != "changepoint":
+            column = frame[lower[candidate.lower()]]
+            values = pd.to_numeric(column, errors="coerce").fillna(0).to_numpy()
+            return (values > 0).astype(np.int8)
+    return None
+
+
+def _drop_empty_rows(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    empty = frame.isna().all(axis=1)
+    if empty.any():
+        logger.info("%s: dropped %d empty rows", path, int(empty.sum()))
+        frame = frame.loc[~empty]
+    return frame
+
+
+def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
+    """Build one signal recording from a table whose rows are samples."""
+    frame = _drop_empty_rows(path, frame)
+    if frame.empty:
+        raise InputError(path, "the file holds no data rows", "check the file")
+
+    sample_rate = None
+    for name in frame.columns:
+        if _is_time_column(str(name), frame[name]):
+            sample_rate = _rate_from_time(path, str(name), frame[name])
+            if sample_rate is not None:
+                break
+    sample_rate = _resolve_rate(path, sample_rate, options.sample_rate)
+
+    channels = _select(path, _numeric_columns(path, frame, options), options)
+    values = frame[channels].to_numpy()
+    scale_note = {"source_dtype": str(values.dtype)}
+    data = np.ascontiguousarray(values.T, dtype=np.float32)
+    names = [str(name) for name in channels]
+    data = finite_or_raise(path, data, names, options.nan_policy)
+
+    return Recording(
+        name=path.stem,
+        data=data,
+        channels=names,
+        sample_rate=sample_rate,
+        source=path,
+        sample_labels=_labels_from(frame, options),
+        metadata=scale_note,
+    )
+
+
+def _resolve_rate(path: Path, found: float | None, given: float | None):
+    if given is None:
+        return found
+    if found is not None and not np.isclose(found, given, rtol=1e-3):
+        raise InputError(
+            path,
+            f"the time column gives {found:g} samples/s but sample_rate is {given:g}",
+            "remove sample_rate from the config or fix the time column",
+        )
+    return float(given)
+
+
+def frame_to_table_rows(path: Path, frame: pd.DataFrame, options: ReadOptions):
+    """Build one recording per row of a per-cycle feature table."""
+    frame = _drop_empty_rows(path, frame)
+    if frame.empty:
+        raise InputError(path, "the table holds no rows", "check the file")
+
+    features = _select(path, _numeric_columns(path, frame, options), options)
+    values = frame[features].to_numpy(dtype=np.float64)
+    names = [str(name) for name in features]
+    finite_or_raise(path, values.T, names, "raise")
+    labels = _labels_from(frame, options)
+    if options.id_column is not None:
+        if options.id_column not in frame.columns:
+            raise InputError(
+                path,
+                f"id column {options.id_column!r} not found",
+                f"pick one of {list(map(str, frame.columns))}",
+            )
+        row_names = [str(value) for value in frame[options.id_column]]
+    else:
+        row_names = [f"{path.stem}#{i}" for i in range(len(frame))]
+
+    rows = []
+    for i, row_name in enumerate(row_names):
+        rows.append(
+            Recording(
+                name=row_name,
+                data=values[i].astype(np.float32)[:, None],
+                channels=names,
+                source=path,
+                label=None if labels is None else int(labels[i]),
+                metadata={"row": i},
+            )
+        )
+    return rows

@@ -1,0 +1,136 @@
+"""HDF5 reader: finds the signal dataset, or takes the one named by ``hdf5_key``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from grindwatch.exceptions import InputError
+from grindwatch.io.frames import finite_or_raise
+from grindwatch.io.options import ReadOptions
+from grindwatch.io.recording import Recording
+
+__all__ = ["read_hdf5"]
+
+_RATE_ATTRIBUTES = ("sample_rate", "sampling_rate", "fs", "rate", "samplerate")
+_CHANNEL_ATTRIBUTES = ("channels", "channel_names", "columns")
+
+
+def _numeric_datasets(handle) -> dict[str, object]:  # noqa: ANN001 - h5py.File
+    import h5py
+
+    found: dict[str, object] = {}
+
+    def visit(name: str, item: object) -> None:
+        if (
+            isinstance(item, h5py.Dataset)
+            and item.dtype.kind in "iuf"
+            and item.ndim in (1, 2)
+            and item.size > 1
+        ):
+            found[name] = item
+
+    handle.visititems(visit)
+    return found
+
+
+def _attribute(items: list, names: tuple[str, ...]):  # noqa: ANN001, ANN202
+    for item in items:
+        for name in names:
+            if name in item.attrs:
+                return item.attrs[name]
+    return None
+
+
+def _pick(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN202
+    import h5py
+
+    candidates = _numeric_datasets(handle)
+    if options.hdf5_key is not None:
+        key = options.hdf5_key.strip("/")
+        if key not in handle:
+            raise InputError(
+                path,
+                f"no dataset or group {options.hdf5_key!r}; numeric datasets found: "
+                f"{sorted(candidates)}",
+                "set hdf5_key to one of those",
+            )
+        item = handle[key]
+        if isinstance(item, h5py.Group):
+            inside = {n: d for n, d in candidates.items() if n.startswith(key + "/")}
+            return _from_group(path, inside)
+        return [key], [item]
+    if not candidates:
+        raise InputError(path, "holds no numeric 1-D or 2-D dataset")
+    return _from_group(path, candidates)
+
+
+def _from_group(path: Path, candidates: dict[str, object]):  # noqa: ANN202
+    if len(candidates) == 1:
+        name, item = next(iter(candidates.items()))
+        return [name], [item]
+    lengths = {item.shape[0] for item in candidates.values() if item.ndim == 1}
+    if all(item.ndim == 1 for item in candidates.values()) and len(lengths) == 1:
+        # Several 1-D datasets of one length: one channel each.
+        names = sorted(candidates)
+        return names, [candidates[name] for name in names]
+    listing = ", ".join(f"{n} {candidates[n].shape}" for n in sorted(candidates))
+    raise InputError(
+        path,
+        f"holds several candidate signal datasets ({listing})",
+        "set hdf5_key to the one to use",
+    )
+
+
+def read_hdf5(path: Path, options: ReadOptions) -> Recording:
+    """Read one recording from an HDF5 file."""
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise InputError(
+            path, f"is not a readable HDF5 file ({error})", "check the file"
+        ) from None
+    with handle:
+        names, items = _pick(path, handle, options)
+        if len(items) == 1 and items[0].ndim == 2:
+            data = np.asarray(items[0][()])
+            # Recordings have far more samples than channels: put channels first.
+            if data.shape[0] > data.shape[1]:
+                data = data.T
+            channel_names = _attribute(items, _CHANNEL_ATTRIBUTES)
+            if channel_names is None or len(channel_names) != data.shape[0]:
+                channel_names = [f"{names[0]}[{i}]" for i in range(data.shape[0])]
+        else:
+            data = np.stack([np.asarray(item[()]) for item in items])
+            channel_names = [name.rsplit("/", 1)[-1] for name in names]
+        rate = _attribute([*items, handle], _RATE_ATTRIBUTES)
+
+    channels = [c.decode() if isinstance(c, bytes) else str(c) for c in channel_names]
+    source_dtype = str(data.dtype)
+    data = data.astype(np.float32)
+    data = finite_or_raise(path, data, channels, options.nan_policy)
+    recording = Recording(
+        name=path.stem,
+        data=data,
+        channels=channels,
+        sample_rate=_rate(path, rate, options.sample_rate),
+        source=path,
+        metadata={"source_dtype": source_dtype, "hdf5_datasets": names},
+    )
+    if options.channels is not None:
+        recording = recording.select_channels(list(options.channels))
+    return recording
+
+
+def _rate(path: Path, found, given: float | None) -> float | None:  # noqa: ANN001
+    found = None if found is None else float(np.asarray(found).ravel()[0])
+    if given is not None and found is not None and not np.isclose(found, given):
+        raise InputError(
+            path,
+            f"the file stores sample rate {found:g} but sample_rate is {given:g}",
+            "remove sample_rate from the config",
+        )
+    return given if given is not None else found

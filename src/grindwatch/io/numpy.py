@@ -1,0 +1,84 @@
+"""NumPy .npy and .npz reader."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from grindwatch.exceptions import InputError
+from grindwatch.io.frames import finite_or_raise
+from grindwatch.io.options import ReadOptions
+from grindwatch.io.recording import Recording
+
+__all__ = ["read_numpy"]
+
+_DATA_KEYS = ("data", "signal", "signals", "x", "X")
+
+
+def _load(path: Path):  # noqa: ANN202
+    try:
+        # allow_pickle stays False: a .npy file must not run code when read.
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise InputError(
+            path, f"is not a readable NumPy file ({error})", "check the file"
+        ) from None
+
+
+def read_numpy(path: Path, options: ReadOptions) -> Recording:
+    """Read a recording from .npy (the array) or .npz (``data`` plus metadata)."""
+    loaded = _load(path)
+    channels = None
+    rate = None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            keys = list(loaded.keys())
+            key = next((k for k in _DATA_KEYS if k in keys), None)
+            if key is None and len(keys) == 1:
+                key = keys[0]
+            if key is None:
+                raise InputError(
+                    path,
+                    f"holds arrays {keys} and none is named {list(_DATA_KEYS[:3])}",
+                    "save the signal under the key 'data'",
+                )
+            data = loaded[key]
+            if "channels" in keys:
+                channels = [str(name) for name in loaded["channels"]]
+            if "sample_rate" in keys:
+                rate = float(loaded["sample_rate"])
+    else:
+        data = loaded
+
+    if data.dtype.kind not in "iuf":
+        raise InputError(path, f"holds {data.dtype} values, not numbers")
+    if data.ndim == 1:
+        data = data[None, :]
+    elif data.ndim != 2:
+        raise InputError(
+            path,
+            f"holds an array of shape {data.shape}",
+            "save one recording as (channels, samples)",
+        )
+    elif data.shape[0] > data.shape[1]:
+        data = data.T  # stored as (samples, channels)
+    if channels is None or len(channels) != data.shape[0]:
+        channels = [f"channel_{i}" for i in range(data.shape[0])]
+    if options.sample_rate is not None:
+        rate = options.sample_rate
+
+    source_dtype = str(data.dtype)
+    values = finite_or_raise(path, data.astype(np.float32), channels, options.nan_policy)
+    recording = Recording(
+        name=path.stem,
+        data=values,
+        channels=channels,
+        sample_rate=rate,
+        source=path,
+        metadata={"source_dtype": source_dtype},
+    )
+    if options.channels is not None:
+        recording = recording.select_channels(list(options.channels))
+    return recording

@@ -1,0 +1,131 @@
+"""The in-memory form of one recording and of a set of recordings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Recording", "RecordingSet", "SkippedFile"]
+
+
+@dataclass
+class Recording:
+    """One recording, normally one process cycle.
+
+    Attributes
+    ----------
+    name : str
+        Identifier used in results, unique within a data set (the file stem, or
+        ``stem#row`` for a row of a feature table).
+    data : ndarray of shape (n_channels, n_samples), float32
+        The samples. A row of a feature table is stored as (n_features, 1).
+    channels : list of str
+        One name per row of ``data``.
+    sample_rate : float or None
+        Samples per second, when the file or the user gives it.
+    source : Path or None
+        The file it was read from.
+    label : int or None
+        1 for anomalous, 0 for normal, None when unknown. Only ``evaluate`` reads it.
+    sample_labels : ndarray of shape (n_samples,) or None
+        Per-sample labels from a label column, for evaluation only.
+    metadata : dict
+        Anything else the reader found (format details, integer scale, meta.json).
+    """
+
+    name: str
+    data: np.ndarray
+    channels: list[str]
+    sample_rate: float | None = None
+    source: Path | None = None
+    label: int | None = None
+    sample_labels: np.ndarray | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Internal invariant: readers must produce 2-D float32 with one name per row.
+        assert self.data.ndim == 2, self.data.shape
+        assert self.data.shape[0] == len(self.channels), (self.data.shape, self.channels)
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.data.shape[1])
+
+    def select_channels(self, names: list[str]) -> Recording:
+        """Return a copy whose channels are ``names``, in that order.
+
+        Raises
+        ------
+        InputError
+            If any name is missing from this recording.
+        """
+        from grindwatch.exceptions import InputError
+
+        missing = [name for name in names if name not in self.channels]
+        if missing:
+            raise InputError(
+                self.source or self.name,
+                f"missing channels {missing}; it has {self.channels}",
+                "record those channels or train a model on the channels this file has",
+            )
+        index = [self.channels.index(name) for name in names]
+        return Recording(
+            name=self.name,
+            data=self.data[index],
+            channels=list(names),
+            sample_rate=self.sample_rate,
+            source=self.source,
+            label=self.label,
+            sample_labels=self.sample_labels,
+            metadata=dict(self.metadata),
+        )
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file left out of a data set, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class RecordingSet:
+    """The recordings read from a data source, plus the files that were skipped.
+
+    ``kind`` is ``"signals"`` for time series and ``"table"`` for per-cycle feature
+    rows, where each recording holds one row.
+    """
+
+    recordings: list[Recording]
+    skipped: list[SkippedFile] = field(default_factory=list)
+    kind: str = "signals"
+
+    def __len__(self) -> int:
+        return len(self.recordings)
+
+    def __iter__(self):  # noqa: ANN204 - plain iterator over recordings
+        return iter(self.recordings)
+
+    @property
+    def channels(self) -> list[str]:
+        return self.recordings[0].channels if self.recordings else []
+
+    @property
+    def sample_rate(self) -> float | None:
+        return self.recordings[0].sample_rate if self.recordings else None
+
+    @property
+    def files(self) -> list[Path]:
+        seen: dict[Path, None] = {}
+        for recording in self.recordings:
+            if recording.source is not None:
+                seen.setdefault(recording.source, None)
+        return list(seen)

@@ -1,0 +1,518 @@
+"""Train and score: ties data, scaling, front end, detector and threshold together."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from grindwatch._version import __version__
+from grindwatch.config import Config
+from grindwatch.detectors import BaseDetector, make_detector
+from grindwatch.exceptions import ConfigError, InputError
+from grindwatch.io import ReadOptions, Recording, RecordingSet, load_recordings
+from grindwatch.signals import ChannelScaler, FrontEnd, WindowSet, make_windows
+from grindwatch.thresholds import Threshold, fit_threshold
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Model", "ScoreResult", "TrainResult", "read_options", "read_data", "train"]
+
+BUNDLE_FILE = "model.pkl"
+# Called with (stage, done, total) while work runs, so a caller can draw progress.
+ProgressCallback = Callable[[str, int, int], None]
+DataSource = str | Path | Iterable[str | Path] | RecordingSet
+
+
+def read_options(config: Config) -> ReadOptions:
+    data = config.data
+    return ReadOptions(
+        kind=data.kind,
+        delimiter=data.delimiter,
+        decimal=data.decimal,
+        hdf5_key=data.hdf5_key,
+        channels=tuple(data.channels) if data.channels else None,
+        label_columns=tuple(data.label_columns),
+        sample_rate=data.sample_rate,
+        id_column=data.id_column,
+        nan_policy=data.nan_policy,
+    )
+
+
+def read_data(source: DataSource | None, config: Config) -> RecordingSet:
+    """Read ``source`` (or the config's ``data.paths``) with the config's options."""
+    if isinstance(source, RecordingSet):
+        return source
+    if source is None or (isinstance(source, (list, tuple)) and not source):
+        source = config.data.paths
+    if not source:
+        raise ConfigError("no data given; pass files or folders, or set data.paths")
+    return load_recordings(source, read_options(config), strict=config.data.strict)
+
+
+@dataclass
+class ScoreResult:
+    """Scores of a data set.
+
+    ``windows`` has one row per window: recording, window, start_sample, start_s and
+    end_s (when the sample rate is known), score, flag and, where known, label.
+    ``recordings`` has one row per recording: recording, source, n_windows, score
+    (the aggregate), flag, max_window_score, flagged_windows and, where known, label.
+    """
+
+    windows: pd.DataFrame
+    recordings: pd.DataFrame
+    threshold: float
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "n_recordings": int(len(self.recordings)),
+            "n_flagged_recordings": int(self.recordings["flag"].sum()),
+            "n_windows": int(len(self.windows)),
+            "n_flagged_windows": int(self.windows["flag"].sum()),
+            "threshold": self.threshold,
+            "skipped": self.skipped,
+        }
+
+
+class Model:
+    """The model bundle: everything needed to score new recordings.
+
+    Attributes
+    ----------
+    config : Config
+        The resolved configuration it was trained with.
+    kind_ : {"signals", "table"}
+    channels_ : list of str
+        Channel (or feature) names, in the order the detector expects.
+    sample_rate_ : float or None
+    window_length_, hop_ : int
+    scaler_ : ChannelScaler
+    frontend_ : FrontEnd
+    detector_ : BaseDetector
+    threshold_ : Threshold
+        Fitted on the training windows' scores; recordings are flagged when their
+        aggregate score exceeds the same value.
+    fingerprint_ : dict
+        Files, sizes and hashes of the training data.
+    version_ : str
+        grindwatch version that trained it.
+    run_id_ : str or None
+        The MLflow run that recorded its training.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.run_id_: str | None = None
+
+    # Fitting ---------------------------------------------------------------------
+
+    def fit(
+        self,
+        recordings: RecordingSet,
+        on_epoch: Callable[[int, float, float | None], None] | None = None,
+    ) -> Model:
+        """Fit scaling, front end, detector and threshold on unlabeled recordings."""
+        config = self.config
+        self.kind_ = recordings.kind
+        self.channels_ = list(recordings.channels)
+        self.sample_rate_ = recordings.sample_rate
+        self.window_length_, self.hop_ = self._window_shape()
+
+        windows = make_windows(recordings.recordings, self.window_length_, self.hop_)
+        self.scaler_ = ChannelScaler(config.scaling.method)
+        self.scaler_.fit(windows.X, self.channels_)
+        scaled = self.scaler_.transform(windows.X)
+        self.frontend_ = FrontEnd(config.frontend.kind, config.frontend.n_bands)
+        features = self.frontend_.fit(scaled).transform(scaled)
+
+        self.detector_ = self._make_detector()
+        self.detector_.fit(features, on_epoch=on_epoch)
+        self.training_scores_ = np.asarray(self.detector_.training_scores_)
+        settings = config.threshold
+        self.threshold_ = fit_threshold(
+            self.training_scores_,
+            settings.method,
+            max_components=settings.max_components,
+            min_separation=settings.min_separation,
+            percentile=settings.percentile,
+            mad_k=settings.mad_k,
+            log_scores=settings.log_scores,
+            random_state=config.seed,
+        )
+        self.training_windows_ = windows
+        self.version_ = __version__
+        return self
+
+    def _window_shape(self) -> tuple[int, int]:
+        if self.kind_ == "table":
+            return 1, 1
+        return self.config.windows.length, self.config.hop
+
+    def _make_detector(self) -> BaseDetector:
+        family = self.config.detector.family
+        params = self.config.detector.params()
+        if self.kind_ == "table" and self.config.frontend.kind != "raw":
+            raise ConfigError(
+                "feature tables are already features; set frontend.kind to raw"
+            )
+        if family == "autoencoder" and self.kind_ == "table":
+            raise ConfigError(
+                "the convolutional autoencoder needs signal windows, and a feature "
+                "table has one value per feature; use detector iforest, pca or knn "
+                "for tables"
+            )
+        if family != "knn":
+            params["random_state"] = self.config.seed
+        return make_detector(family, **params)
+
+    # Scoring ---------------------------------------------------------------------
+
+    def prepare(self, recordings: list[Recording]) -> WindowSet:
+        """Match channels and rate to the model and cut windows."""
+        matched = []
+        for recording in recordings:
+            if recording.channels != self.channels_:
+                recording = recording.select_channels(self.channels_)
+            if (
+                self.kind_ == "signals"
+                and self.sample_rate_ is not None
+                and recording.sample_rate is not None
+                and not np.isclose(recording.sample_rate, self.sample_rate_)
+            ):
+                raise InputError(
+                    recording.source or recording.name,
+                    f"sample rate {recording.sample_rate:g} differs from the model's "
+                    f"{self.sample_rate_:g}",
+                    "resample the recording or train a model at this rate",
+                )
+            matched.append(recording)
+        return make_windows(matched, self.window_length_, self.hop_)
+
+    def features(self, X: np.ndarray) -> np.ndarray:
+        """Scale raw windows (n, channels, length) and apply the front end."""
+        return self.frontend_.transform(self.scaler_.transform(X))
+
+    def window_scores(self, X: np.ndarray) -> np.ndarray:
+        """Anomaly scores of raw windows shaped (n, channels, length)."""
+        return self.detector_.anomaly_score(self.features(X))
+
+    def aggregate(self, scores: np.ndarray) -> float:
+        method = self.config.aggregate.method
+        if method == "max":
+            return float(scores.max())
+        if method == "mean":
+            return float(scores.mean())
+        return float(np.quantile(scores, self.config.aggregate.quantile))
+
+    def score(
+        self,
+        data: RecordingSet | list[Recording],
+        progress: ProgressCallback | None = None,
+        batch_recordings: int = 64,
+    ) -> ScoreResult:
+        """Score every window and recording of ``data``.
+
+        Recordings that cannot be matched to the model (missing channels, other
+        sample rate, shorter than a window) are skipped and listed, unless the
+        config's ``data.strict`` is set.
+        """
+        recordings = data.recordings if isinstance(data, RecordingSet) else list(data)
+        skipped = [
+            {"path": str(s.path), "reason": s.reason}
+            for s in getattr(data, "skipped", [])
+        ]
+        window_frames, recording_rows = [], []
+        for begin in range(0, len(recordings), batch_recordings):
+            batch = recordings[begin : begin + batch_recordings]
+            usable = []
+            for recording in batch:
+                try:
+                    self.prepare([recording])
+                    usable.append(recording)
+                except InputError as error:
+                    if self.config.data.strict:
+                        raise
+                    logger.warning("skipped %s", error)
+                    skipped.append({"path": error.path, "reason": error.problem})
+            if usable:
+                frame, rows = self._score_batch(usable)
+                window_frames.append(frame)
+                recording_rows.extend(rows)
+            if progress is not None:
+                progress("score", min(begin + batch_recordings, len(recordings)),
+                         len(recordings))
+
+        if not recording_rows:
+            raise InputError(
+                "data", "no recording could be scored", "see the skipped files above"
+            )
+        return ScoreResult(
+            windows=pd.concat(window_frames, ignore_index=True),
+            recordings=pd.DataFrame(recording_rows),
+            threshold=self.threshold_.value,
+            skipped=skipped,
+        )
+
+    def _score_batch(self, recordings: list[Recording]):  # noqa: ANN202
+        windows = self.prepare(recordings)
+        scores = self.window_scores(windows.X)
+        flags = scores > self.threshold_.value
+        frame = pd.DataFrame(
+            {
+                "recording": np.asarray(windows.names, dtype=object)[windows.recording],
+                "window": _index_within(windows.recording),
+                "start_sample": windows.start,
+                "score": scores,
+                "flag": flags,
+            }
+        )
+        if self.kind_ == "signals" and self.sample_rate_:
+            frame.insert(3, "start_s", windows.start / self.sample_rate_)
+            frame.insert(4, "end_s", (windows.start + self.window_length_)
+                         / self.sample_rate_)
+        if windows.labels is not None:
+            frame["label"] = windows.labels
+
+        rows = []
+        for index, recording in enumerate(recordings):
+            mask = windows.recording == index
+            own = scores[mask]
+            value = self.aggregate(own)
+            row = {
+                "recording": recording.name,
+                "source": str(recording.source) if recording.source else "",
+                "n_windows": int(mask.sum()),
+                "score": value,
+                "flag": bool(value > self.threshold_.value),
+                "max_window_score": float(own.max()),
+                "flagged_windows": int(flags[mask].sum()),
+            }
+            label = _recording_label(recording)
+            if label is not None:
+                row["label"] = label
+            rows.append(row)
+        return frame, rows
+
+    # Persistence -----------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary: channels, rate, window, threshold, data, version."""
+        return {
+            "grindwatch_version": self.version_,
+            "kind": self.kind_,
+            "channels": self.channels_,
+            "sample_rate": self.sample_rate_,
+            "window_length": self.window_length_,
+            "hop": self.hop_,
+            "frontend": self.config.frontend.kind,
+            "detector": self.config.detector.family,
+            "threshold": self.threshold_.to_dict(),
+            "threshold_description": self.threshold_.describe(),
+            "aggregate": self.config.aggregate.model_dump(),
+            "run_id": self.run_id_,
+            "training_data": {
+                k: v for k, v in getattr(self, "fingerprint_", {}).items()
+                if k != "files"
+            },
+        }
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the bundle to ``folder``: model.pkl, model.json and config.yaml."""
+        import json
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        training_windows = self.__dict__.pop("training_windows_", None)
+        try:
+            _atomic_write_bytes(folder / BUNDLE_FILE, pickle.dumps(self, protocol=5))
+        finally:
+            if training_windows is not None:
+                self.training_windows_ = training_windows
+        _atomic_write_bytes(
+            folder / "model.json",
+            json.dumps(self.describe(), indent=2, default=str).encode(),
+        )
+        _atomic_write_bytes(folder / "config.yaml", self.config.to_yaml().encode())
+        return folder
+
+    @staticmethod
+    def load(folder: str | Path) -> Model:
+        """Read a bundle written by ``save``.
+
+        The bundle is a pickle: load only bundles you or your tracking server wrote.
+        """
+        path = Path(folder) / BUNDLE_FILE
+        if not path.is_file():
+            raise InputError(
+                folder,
+                f"is not a grindwatch model folder (no {BUNDLE_FILE})",
+                "pass the folder written by 'grindwatch train --output' or an MLflow "
+                "model URI such as runs:/<run id>/model",
+            )
+        with open(path, "rb") as handle:
+            model = pickle.load(handle)
+        if not isinstance(model, Model):
+            raise InputError(path, "does not hold a grindwatch model")
+        return model
+
+
+def _index_within(groups: np.ndarray) -> np.ndarray:
+    """Running index of each element within its group (groups are contiguous)."""
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    lengths = np.diff(np.r_[starts, len(groups)])
+    return np.arange(len(groups)) - np.repeat(starts, lengths)
+
+
+def _recording_label(recording: Recording) -> int | None:
+    if recording.sample_labels is not None:
+        return int((recording.sample_labels > 0).any())
+    return recording.label
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    import os
+    import tempfile
+
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(payload)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` returns: the fitted model and where it was recorded."""
+
+    model: Model
+    recordings: RecordingSet
+    training: ScoreResult
+    run_id: str | None = None
+    tracking_uri: str | None = None
+    output: Path | None = None
+
+
+def train(
+    data: DataSource | None = None,
+    config: Config | None = None,
+    *,
+    output: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> TrainResult:
+    """Read unlabeled recordings, fit a model, and record the run in MLflow.
+
+    Parameters
+    ----------
+    data : files, folders, glob patterns, or a RecordingSet
+        Training recordings; None uses the config's ``data.paths``.
+    config : Config
+        All settings; defaults when None.
+    output : path, optional
+        Also save the model bundle to this folder.
+    progress : callable, optional
+        Called with (stage, done, total) as training runs.
+    """
+    from grindwatch.fingerprint import data_fingerprint
+
+    config = config or Config()
+    recordings = read_data(data, config)
+    model = Model(config)
+    model.fingerprint_ = data_fingerprint(recordings)
+
+    tracker = None
+    if config.tracking.enabled:
+        from grindwatch.tracking import TrainingTracker
+
+        tracker = TrainingTracker(config)
+    epochs = config.detector.autoencoder.epochs
+
+    def on_epoch(epoch: int, train_loss: float, val_loss: float | None) -> None:
+        if tracker is not None:
+            tracker.log_epoch(epoch, train_loss, val_loss)
+        if progress is not None:
+            progress("train", epoch + 1, epochs)
+
+    if tracker is None:
+        model.fit(recordings, on_epoch=on_epoch)
+        training = model.score(recordings, progress=progress)
+    else:
+        with tracker.run(recordings.kind, model.fingerprint_["sha256"]):
+            model.fit(recordings, on_epoch=on_epoch)
+            model.run_id_ = tracker.run_id
+            training = model.score(recordings, progress=progress)
+            tracker.log_training(model, training)
+    del model.training_windows_
+
+    saved = Path(output) if output is not None else None
+    if saved is not None:
+        model.save(saved)
+    return TrainResult(
+        model=model,
+        recordings=recordings,
+        training=training,
+        run_id=tracker.run_id if tracker else None,
+        tracking_uri=tracker.uri if tracker else None,
+        output=saved,
+    )
+
+
+def load_model(location: str | Path, config: Config | None = None) -> Model:
+    """Load a model from a bundle folder, an MLflow model folder, or an MLflow URI.
+
+    URIs such as ``runs:/<run id>/model`` or ``models:/NAME@alias`` are resolved
+    against the tracking store (config, MLFLOW_TRACKING_URI, or ./mlflow.db).
+    """
+    path = Path(location)
+    if path.is_dir():
+        for candidate in (path, path / "artifacts" / "bundle"):
+            if (candidate / BUNDLE_FILE).is_file():
+                return Model.load(candidate)
+        return Model.load(path)  # raises with a message naming the folder
+    text = str(location)
+    if ":" in text or text.startswith("m-"):
+        from grindwatch.tracking import download_model
+
+        return Model.load(download_model(text, config))
+    raise InputError(
+        location,
+        "no such model folder",
+        "pass the folder written by 'grindwatch train --output' or an MLflow model URI",
+    )
+
+
+def score(
+    model: Model | str | Path,
+    data: DataSource,
+    *,
+    progress: ProgressCallback | None = None,
+    strict: bool | None = None,
+) -> ScoreResult:
+    """Score recordings with a model, read with the model's own reading options."""
+    if not isinstance(model, Model):
+        model = load_model(model)
+    config = model.config
+    if strict is not None:
+        config = config.with_overrides({"data.strict": strict})
+    recordings = read_data(data, config)
+    scorer = model
+    if config is not model.config:
+        scorer = _with_config(model, config)
+    return scorer.score(recordings, progress=progress)
+
+
+def _with_config(model: Model, config: Config) -> Model:
+    clone = Model.__new__(Model)
+    clone.__dict__.update(model.__dict__)
+    clone.config = config
+    return clone

@@ -1,0 +1,260 @@
+"""Unsupervised thresholds fitted on the scores of unlabeled training windows.
+
+The default, ``gmm``, fits Gaussian mixtures with 1 to ``max_components`` components
+to the log of the scores, keeps the one with the lowest BIC, sorts its components by
+mean, and looks for the widest gap between neighbouring components, measured by
+Ashman's D = sqrt(2) * |m1 - m2| / sqrt(s1^2 + s2^2). Two components with D > 2 are
+cleanly separated (Ashman, Bird and Zhang, 1994). When the widest gap is that clean
+and the components above it hold less than half the windows, those components are the
+anomalous clusters, and the threshold is where the mixture's posterior for them
+reaches one half. Otherwise the scores form one cluster, and the threshold falls back
+to ``median + mad_k * MAD`` of the log scores (normal-consistent MAD).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from grindwatch.exceptions import ConfigError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["METHODS", "Threshold", "fit_threshold"]
+
+METHODS = ("gmm", "percentile", "mad")
+_MAX_GMM_POINTS = 50_000
+
+
+@dataclass
+class Threshold:
+    """A fitted threshold: scores strictly above ``value`` are flagged.
+
+    ``components`` (for gmm) are in the transformed scale (log of score + offset when
+    ``log_scale``), each with weight, mean, standard deviation and whether it was
+    judged normal.
+    """
+
+    value: float
+    method: str
+    requested_method: str
+    log_scale: bool
+    offset: float = 0.0
+    fallback_reason: str | None = None
+    components: list[dict[str, Any]] = field(default_factory=list)
+    separation: float | None = None
+    n_scores: int = 0
+    share_flagged: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """One or two sentences on how the threshold was chosen, for reports."""
+        if self.method == "gmm":
+            n_normal = sum(c["normal"] for c in self.components)
+            n_anomalous = len(self.components) - n_normal
+            return (
+                f"A {len(self.components)}-component Gaussian mixture on the log "
+                f"scores of {self.n_scores} training windows found {n_anomalous} "
+                f"high-score cluster(s) separated from {n_normal} normal one(s) by "
+                f"Ashman's D = {self.separation:.1f}; the threshold {self.value:.4g} "
+                f"lies where the two sides are equally likely, and flags "
+                f"{self.share_flagged:.1%} of the training windows."
+            )
+        reason = f" because {self.fallback_reason}" if self.fallback_reason else ""
+        rule = {
+            "percentile": "a percentile of the training scores",
+            "mad": "median + k * MAD of the log training scores",
+        }[self.method]
+        return (
+            f"The threshold {self.value:.4g} is {rule}{reason}; it flags "
+            f"{self.share_flagged:.1%} of the {self.n_scores} training windows."
+        )
+
+
+def _transform(scores: np.ndarray, log_scores: str | bool) -> tuple[np.ndarray, bool, float]:
+    use_log = (scores.min() >= 0) if log_scores == "auto" else bool(log_scores)
+    if not use_log:
+        return scores, False, 0.0
+    if scores.min() < 0:
+        raise ConfigError(
+            "log_scores=true needs non-negative scores, but the detector returned "
+            f"{scores.min():.4g}; set log_scores to auto or false"
+        )
+    positive = scores[scores > 0]
+    # A tiny offset keeps exact zeros (perfect reconstructions) finite after the log.
+    offset = 1e-6 * float(np.median(positive)) if positive.size else 1e-12
+    return np.log(scores + offset), True, offset
+
+
+def _inverse(value: float, log_scale: bool, offset: float) -> float:
+    return float(np.exp(value) - offset) if log_scale else float(value)
+
+
+def _mad_cut(t: np.ndarray, mad_k: float) -> tuple[float, str | None]:
+    median = float(np.median(t))
+    mad = float(np.median(np.abs(t - median))) * 1.4826
+    if mad > 0:
+        return median + mad_k * mad, None
+    std = float(t.std())
+    if std > 0:
+        return median + mad_k * std, "MAD is zero (over half the scores are tied), so "\
+            "the standard deviation was used"
+    return float(t.max()), "all training scores are equal, so only higher scores flag"
+
+
+def _ashman(a: dict[str, float], b: dict[str, float]) -> float:
+    spread = np.sqrt(a["sd"] ** 2 + b["sd"] ** 2)
+    return float(np.sqrt(2) * abs(b["mean"] - a["mean"]) / max(spread, 1e-12))
+
+
+def _fit_mixture(t: np.ndarray, max_components: int, random_state: int):  # noqa: ANN202
+    from sklearn.mixture import GaussianMixture
+
+    sample = t
+    if t.size > _MAX_GMM_POINTS:
+        rng = np.random.default_rng(random_state)
+        sample = rng.choice(t, _MAX_GMM_POINTS, replace=False)
+    column = sample.reshape(-1, 1)
+    best, best_bic = None, np.inf
+    for k in range(1, max_components + 1):
+        if k > np.unique(sample).size:
+            break
+        mixture = GaussianMixture(
+            n_components=k, n_init=3, random_state=random_state, reg_covar=1e-6
+        ).fit(column)
+        bic = mixture.bic(column)
+        if bic < best_bic:
+            best, best_bic = mixture, bic
+    return best
+
+
+def _gmm_cut(t: np.ndarray, max_components: int, min_separation: float,
+             random_state: int):  # noqa: ANN202
+    """Return (cut, components, separation, reason); cut is None on fallback."""
+    if t.size < 10 or np.unique(t).size < 3:
+        return None, [], None, (
+            f"the {t.size} scores hold only {np.unique(t).size} distinct values "
+            "(tied scores), too few for a mixture"
+        )
+    mixture = _fit_mixture(t, max_components, random_state)
+    order = np.argsort(mixture.means_.ravel())
+    components = [
+        {
+            "weight": float(mixture.weights_[i]),
+            "mean": float(mixture.means_.ravel()[i]),
+            "sd": float(np.sqrt(mixture.covariances_.ravel()[i])),
+            "normal": True,
+        }
+        for i in order
+    ]
+    if len(components) == 1:
+        return None, components, None, "the mixture found a single cluster"
+
+    gaps = [_ashman(components[i], components[i + 1]) for i in range(len(components) - 1)]
+    candidates = [
+        i for i in range(len(gaps))
+        if sum(c["weight"] for c in components[i + 1 :]) < 0.5
+    ]
+    if not candidates:
+        return None, components, None, "no high-score cluster holds a minority"
+    gap = max(candidates, key=lambda i: gaps[i])
+    if gaps[gap] < min_separation:
+        return None, components, gaps[gap], (
+            f"its clusters overlap (widest gap D = {gaps[gap]:.2f} < {min_separation})"
+        )
+    for component in components[gap + 1 :]:
+        component["normal"] = False
+
+    # Where the posterior of the anomalous components reaches one half.
+    low, high = components[gap]["mean"], components[gap + 1]["mean"]
+    grid = np.linspace(low, high, 2001)
+    anomalous = [int(i) for i in order[gap + 1 :]]
+    posterior = mixture.predict_proba(grid.reshape(-1, 1))[:, anomalous].sum(axis=1)
+    crossing = np.flatnonzero(posterior >= 0.5)
+    cut = float(grid[crossing[0]]) if crossing.size else float((low + high) / 2)
+    return cut, components, gaps[gap], None
+
+
+def fit_threshold(
+    scores: np.ndarray,
+    method: str = "gmm",
+    *,
+    max_components: int = 4,
+    min_separation: float = 2.0,
+    percentile: float = 99.0,
+    mad_k: float = 3.0,
+    log_scores: str | bool = "auto",
+    random_state: int = 0,
+) -> Threshold:
+    """Fit a threshold to unlabeled training scores.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_windows,)
+        Anomaly scores of the training windows, higher is more anomalous.
+    method : {"gmm", "percentile", "mad"}
+    max_components : int
+        Largest mixture tried (gmm).
+    min_separation : float
+        Ashman's D a gap needs to count as a cluster boundary (gmm).
+    percentile : float
+        In [0, 100] (percentile).
+    mad_k : float
+        Multiples of the MAD above the median (mad, and the gmm fallback).
+    log_scores : {"auto", True, False}
+        Work on log scores; auto does so when no score is negative.
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if method not in METHODS:
+        raise ConfigError(f"threshold method={method!r} is invalid; use one of {METHODS}")
+    if scores.size == 0 or not np.isfinite(scores).all():
+        raise ConfigError(
+            f"cannot fit a threshold to {scores.size} scores containing NaN or inf"
+        )
+    if not 0 <= percentile <= 100:
+        raise ConfigError(f"percentile={percentile} must be in [0, 100]")
+
+    t, log_scale, offset = _transform(scores, log_scores)
+    components: list[dict[str, Any]] = []
+    separation = None
+    reason = None
+    used = method
+    if method == "percentile":
+        cut = float(np.percentile(t, percentile))
+    elif method == "mad":
+        cut, reason = _mad_cut(t, mad_k)
+    else:
+        cut, components, separation, reason = _gmm_cut(
+            t, max_components, min_separation, random_state
+        )
+        if cut is None:
+            used = "mad"
+            cut, tie_note = _mad_cut(t, mad_k)
+            if tie_note:
+                reason = f"{reason}; {tie_note}"
+            logger.warning(
+                "threshold: fell back from gmm to median + %g * MAD because %s",
+                mad_k,
+                reason,
+            )
+
+    value = _inverse(cut, log_scale, offset)
+    threshold = Threshold(
+        value=value,
+        method=used,
+        requested_method=method,
+        log_scale=log_scale,
+        offset=offset,
+        fallback_reason=reason,
+        components=components,
+        separation=separation,
+        n_scores=int(scores.size),
+        share_flagged=float((scores > value).mean()),
+    )
+    logger.info("threshold %.6g by %s", value, used)
+    return threshold

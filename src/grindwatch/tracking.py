@@ -1,0 +1,329 @@
+"""Everything that talks to MLflow: runs, metrics, artifacts and the pyfunc model.
+
+The tracking URI is, in order: the config's ``tracking.uri``, the
+``MLFLOW_TRACKING_URI`` environment variable, then an SQLite file ``mlflow.db`` in
+the working folder, whose artifacts go to ``mlartifacts/`` beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from grindwatch._version import __version__
+from grindwatch.config import Config
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "GrindwatchPyfunc",
+    "TrainingTracker",
+    "download_model",
+    "log_evaluation",
+    "resolve_tracking_uri",
+]
+
+DEFAULT_DB = "mlflow.db"
+MODEL_ARTIFACT = "model"
+
+
+def resolve_tracking_uri(config: Config | None = None) -> str:
+    if config is not None and config.tracking.uri:
+        return config.tracking.uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+
+
+def _client(uri: str):  # noqa: ANN202
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _experiment_id(client, uri: str, name: str) -> str:  # noqa: ANN001
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        # Keep artifacts beside the database rather than relative to whichever
+        # folder a later command runs in.
+        database = Path(uri.removeprefix("sqlite:///"))
+        location = (database.parent / "mlartifacts").resolve().as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # noqa: BLE001 - another process may have created it meanwhile
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def _param_value(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return text[:6000]
+
+
+class TrainingTracker:
+    """Record one ``train`` as an MLflow run, using explicit run ids throughout."""
+
+    def __init__(self, config: Config, parent_run_id: str | None = None) -> None:
+        self.config = config
+        self.uri = resolve_tracking_uri(config)
+        self.parent_run_id = parent_run_id
+        self.run_id: str | None = None
+        self.client = None
+
+    @contextlib.contextmanager
+    def run(self, kind: str, data_sha256: str) -> Iterator[str]:
+        """Open the run; it ends FINISHED, or FAILED on any exception or Ctrl-C."""
+        from mlflow.entities import Param
+
+        self.client = _client(self.uri)
+        experiment = _experiment_id(self.client, self.uri, self.config.tracking.experiment)
+        tags = {
+            "grindwatch.version": __version__,
+            "grindwatch.seed": str(self.config.seed),
+            "grindwatch.detector": self.config.detector.family,
+            "grindwatch.kind": kind,
+            "grindwatch.data_sha256": data_sha256,
+        }
+        if self.parent_run_id:
+            tags["mlflow.parentRunId"] = self.parent_run_id
+        run = self.client.create_run(
+            experiment, run_name=self.config.tracking.run_name, tags=tags
+        )
+        self.run_id = run.info.run_id
+        logger.info("MLflow run %s in %s", self.run_id, self.uri)
+        try:
+            params = [Param(k, _param_value(v)) for k, v in self.config.flat().items()]
+            for begin in range(0, len(params), 100):
+                self.client.log_batch(self.run_id, params=params[begin : begin + 100])
+            yield self.run_id
+        except BaseException:
+            self.client.set_terminated(self.run_id, "FAILED")
+            logger.error("MLflow run %s marked FAILED", self.run_id)
+            raise
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def log_epoch(self, epoch: int, train_loss: float, val_loss: float | None) -> None:
+        if self.client is None or self.run_id is None:
+            return
+        self.client.log_metric(self.run_id, "train_loss", train_loss, step=epoch)
+        if val_loss is not None:
+            self.client.log_metric(self.run_id, "val_loss", val_loss, step=epoch)
+
+    def log_training(self, model, training) -> None:  # noqa: ANN001
+        """Log final metrics, threshold, histogram, fingerprint and the model."""
+        from mlflow.entities import Metric
+
+        threshold = model.threshold_
+        scores = model.training_scores_
+        metrics = {
+            "n_recordings": len(training.recordings),
+            "n_windows": len(scores),
+            "threshold": threshold.value,
+            "training_share_flagged": threshold.share_flagged,
+            "training_score_median": float(np.median(scores)),
+            "training_score_p99": float(np.quantile(scores, 0.99)),
+            "training_score_max": float(scores.max()),
+            "n_flagged_recordings": int(training.recordings["flag"].sum()),
+            "threshold_components": len(threshold.components),
+        }
+        if threshold.separation is not None:
+            metrics["threshold_separation"] = threshold.separation
+        history = getattr(model.detector_, "history_", None)
+        if history:
+            metrics["epochs_run"] = len(history)
+            metrics["best_epoch"] = model.detector_.best_epoch_
+        import time
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        )
+        self.client.set_tag(self.run_id, "grindwatch.threshold_method", threshold.method)
+        if threshold.fallback_reason:
+            self.client.set_tag(
+                self.run_id, "grindwatch.threshold_fallback", threshold.fallback_reason
+            )
+        self._log_files(model, training)
+        if self.config.tracking.log_model:
+            log_model(model, self.run_id, self.config.tracking.registered_model)
+
+    def _log_files(self, model, training) -> None:  # noqa: ANN001
+        from grindwatch.report import plot_score_histogram
+
+        with tempfile.TemporaryDirectory() as folder:
+            folder_path = Path(folder)
+            plot_score_histogram(
+                model.training_scores_, model.threshold_,
+                folder_path / "score_histogram.png",
+            )
+            (folder_path / "threshold.json").write_text(
+                json.dumps(model.threshold_.to_dict(), indent=2)
+            )
+            (folder_path / "data_fingerprint.json").write_text(
+                json.dumps(model.fingerprint_, indent=2)
+            )
+            (folder_path / "config.yaml").write_text(self.config.to_yaml())
+            training.recordings.to_csv(folder_path / "training_recordings.csv",
+                                       index=False)
+            history = getattr(model.detector_, "history_", None)
+            if history:
+                pd.DataFrame(history).to_csv(folder_path / "epochs.csv", index=False)
+            self.client.log_artifacts(self.run_id, folder)
+
+
+class GrindwatchPyfunc:
+    """MLflow pyfunc wrapper around a grindwatch model bundle.
+
+    ``predict`` accepts raw windows as an array (n_windows, n_channels, length), one
+    recording as an array (n_channels, n_samples), or one recording as a DataFrame
+    whose columns are the channel names and rows the samples (for feature-table
+    models: one row per cycle). It returns a DataFrame with ``score`` and ``flag``
+    per window (plus ``window`` and ``start_sample`` for recordings).
+    """
+
+    def load_context(self, context) -> None:  # noqa: ANN001
+        from grindwatch.pipeline import Model
+
+        self.model = Model.load(context.artifacts["bundle"])
+
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:  # noqa: ANN001
+        return predict_frame(self.model, model_input)
+
+
+def _pyfunc_base():  # noqa: ANN202
+    import mlflow.pyfunc
+
+    return type("GrindwatchPythonModel", (GrindwatchPyfunc, mlflow.pyfunc.PythonModel),
+                {"__module__": __name__})
+
+
+def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
+    """Score input in any of the forms ``GrindwatchPyfunc.predict`` accepts."""
+    from grindwatch.exceptions import InputError
+    from grindwatch.io import Recording
+
+    threshold = model.threshold_.value
+    if isinstance(model_input, np.ndarray) and model_input.ndim == 3:
+        scores = model.window_scores(model_input.astype(np.float32))
+        return pd.DataFrame({"score": scores, "flag": scores > threshold})
+    if isinstance(model_input, pd.DataFrame):
+        missing = [c for c in model.channels_ if c not in model_input.columns]
+        if missing:
+            raise InputError(
+                "model_input", f"is missing channel columns {missing}",
+                f"send columns {model.channels_}",
+            )
+        data = model_input[model.channels_].to_numpy(dtype=np.float32).T
+    else:
+        data = np.asarray(model_input, dtype=np.float32)
+        if data.ndim != 2 or data.shape[0] != len(model.channels_):
+            raise InputError(
+                "model_input",
+                f"has shape {data.shape}; expected windows (n, {len(model.channels_)}, "
+                f"{model.window_length_}) or one recording ({len(model.channels_)}, "
+                "n_samples)",
+            )
+    if model.kind_ == "table":
+        windows = data.T[:, :, None]
+        scores = model.window_scores(windows)
+        return pd.DataFrame({"score": scores, "flag": scores > threshold})
+    recording = Recording("input", data, list(model.channels_), model.sample_rate_)
+    windows = model.prepare([recording])
+    scores = model.window_scores(windows.X)
+    return pd.DataFrame(
+        {"window": np.arange(len(scores)), "start_sample": windows.start,
+         "score": scores, "flag": scores > threshold}
+    )
+
+
+def log_model(model, run_id: str, registered_model: str | None = None) -> str:  # noqa: ANN001
+    """Log the bundle as a pyfunc model in ``run_id``; return its model URI."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as folder:
+        bundle = model.save(Path(folder) / "bundle")
+        with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT,
+                python_model=_pyfunc_base()(),
+                artifacts={"bundle": str(bundle)},
+                pip_requirements=[f"grindwatch=={__version__}"],
+                registered_model_name=registered_model,
+            )
+    # Keep a stable runs:/ URI in the run's tags; the MLflow 3 models:/ id also works.
+    client = _client(mlflow.get_tracking_uri())
+    client.set_tag(run_id, "grindwatch.model_uri", info.model_uri)
+    logger.info("logged model %s", info.model_uri)
+    return info.model_uri
+
+
+def download_model(uri: str, config: Config | None = None) -> Path:
+    """Fetch an MLflow model (runs:/, models:/, m-..., or a server URI) to disk.
+
+    Returns the local folder of the grindwatch bundle inside it.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(resolve_tracking_uri(config))
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    for candidate in (local, local / "artifacts" / "bundle", local / "bundle"):
+        if (candidate / "model.pkl").is_file():
+            return candidate
+    found = list(local.rglob("model.pkl"))
+    if found:
+        return found[0].parent
+    from grindwatch.exceptions import InputError
+
+    raise InputError(uri, "holds no grindwatch model bundle", "check the model URI")
+
+
+def log_evaluation(
+    config: Config, metrics: dict[str, float], model_run_id: str | None,
+    artifacts: dict[str, str] | None = None,
+) -> str:
+    """Record an evaluation as its own run, nested under the model's training run."""
+    import time
+
+    from mlflow.entities import Metric
+
+    uri = resolve_tracking_uri(config)
+    client = _client(uri)
+    experiment = _experiment_id(client, uri, config.tracking.experiment)
+    tags = {"grindwatch.version": __version__, "grindwatch.kind": "evaluate"}
+    if model_run_id:
+        try:
+            client.get_run(model_run_id)
+            tags["mlflow.parentRunId"] = model_run_id
+        except Exception:  # noqa: BLE001 - the model came from another store
+            tags["grindwatch.model_run_id"] = model_run_id
+    run = client.create_run(experiment, run_name="evaluate", tags=tags)
+    try:
+        now = int(time.time() * 1000)
+        finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+        client.log_batch(
+            run.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in finite.items()]
+        )
+        for name, text in (artifacts or {}).items():
+            client.log_text(run.info.run_id, text, name)
+    except BaseException:
+        client.set_terminated(run.info.run_id, "FAILED")
+        raise
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
