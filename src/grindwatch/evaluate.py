@@ -36,7 +36,9 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, flags: np.ndarray):
     both = np.unique(labels).size == 2
     return {
         "auc_roc": float(roc_auc_score(labels, scores)) if both else float("nan"),
-        "auc_pr": float(average_precision_score(labels, scores)) if both else float("nan"),
+        "auc_pr": float(average_precision_score(labels, scores))
+        if both
+        else float("nan"),
         "precision": float(precision_score(labels, flags, zero_division=0)),
         "recall": float(recall_score(labels, flags, zero_division=0)),
         "f1": float(f1_score(labels, flags, zero_division=0)),
@@ -79,7 +81,7 @@ def apply_labels(scored, labels: dict[str, int]) -> None:  # noqa: ANN001 - Scor
     if unknown:
         logger.warning("no label for %d recordings, e.g. %s", len(unknown), unknown[:3])
     scored.recordings["label"] = mapped.astype("Int64")
-    window_labels = scored.windows["recording"].map(dict(zip(names, mapped)))
+    window_labels = scored.windows["recording"].map(dict(zip(names, mapped, strict=False)))
     if "label" in scored.windows:
         window_labels = scored.windows["label"].where(
             scored.windows["label"] >= 0, window_labels
@@ -90,7 +92,10 @@ def apply_labels(scored, labels: dict[str, int]) -> None:  # noqa: ANN001 - Scor
 def evaluate_scores(scored) -> EvaluationResult:  # noqa: ANN001 - ScoreResult
     """Compute metrics from a ScoreResult whose tables carry a ``label`` column."""
     results = {}
-    for level, table in (("windows", scored.windows), ("recordings", scored.recordings)):
+    for level, table in (
+        ("windows", scored.windows),
+        ("recordings", scored.recordings),
+    ):
         if "label" not in table:
             raise InputError(
                 "data",
@@ -100,7 +105,8 @@ def evaluate_scores(scored) -> EvaluationResult:  # noqa: ANN001 - ScoreResult
             )
         known = table[pd.to_numeric(table["label"], errors="coerce") >= 0]
         results[level] = binary_metrics(
-            known["label"].to_numpy(int), known["score"].to_numpy(),
+            known["label"].to_numpy(int),
+            known["score"].to_numpy(),
             known["flag"].to_numpy(),
         )
     return EvaluationResult(results["windows"], results["recordings"], scored)

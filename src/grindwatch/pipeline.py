@@ -18,7 +18,7 @@ from grindwatch.detectors import BaseDetector, make_detector
 from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.io import ReadOptions, Recording, RecordingSet, load_recordings
 from grindwatch.signals import ChannelScaler, FrontEnd, WindowSet, make_windows
-from grindwatch.thresholds import Threshold, fit_threshold
+from grindwatch.thresholds import fit_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -247,8 +247,11 @@ class Model:
                 window_frames.append(frame)
                 recording_rows.extend(rows)
             if progress is not None:
-                progress("score", min(begin + batch_recordings, len(recordings)),
-                         len(recordings))
+                progress(
+                    "score",
+                    min(begin + batch_recordings, len(recordings)),
+                    len(recordings),
+                )
 
         if not recording_rows:
             raise InputError(
@@ -276,8 +279,9 @@ class Model:
         )
         if self.kind_ == "signals" and self.sample_rate_:
             frame.insert(3, "start_s", windows.start / self.sample_rate_)
-            frame.insert(4, "end_s", (windows.start + self.window_length_)
-                         / self.sample_rate_)
+            frame.insert(
+                4, "end_s", (windows.start + self.window_length_) / self.sample_rate_
+            )
         if windows.labels is not None:
             frame["label"] = windows.labels
 
@@ -319,7 +323,8 @@ class Model:
             "aggregate": self.config.aggregate.model_dump(),
             "run_id": self.run_id_,
             "training_data": {
-                k: v for k, v in getattr(self, "fingerprint_", {}).items()
+                k: v
+                for k, v in getattr(self, "fingerprint_", {}).items()
                 if k != "files"
             },
         }

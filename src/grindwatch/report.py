@@ -34,7 +34,9 @@ def plot_score_histogram(
         label = "anomaly score"
 
     figure, axis = plt.subplots(figsize=(7, 3.8), dpi=110)
-    counts, edges, _ = axis.hist(values, bins=60, color="#9ab", label="training windows")
+    counts, edges, _ = axis.hist(
+        values, bins=60, color="#9ab", label="training windows"
+    )
     width = edges[1] - edges[0]
     grid = np.linspace(min(edges[0], cut), max(edges[-1], cut), 400)
     for component in threshold.components:
@@ -49,8 +51,9 @@ def plot_score_histogram(
     axis.axvline(cut, color="black", lw=1.5, label=f"threshold ({threshold.method})")
     axis.set_xlabel(label)
     axis.set_ylabel("windows")
-    axis.set_title(title or "Training scores, mixture components and threshold",
-                   fontsize=10)
+    axis.set_title(
+        title or "Training scores, mixture components and threshold", fontsize=10
+    )
     axis.legend(fontsize=8)
     figure.tight_layout()
     path = Path(path)

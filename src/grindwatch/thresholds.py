@@ -76,7 +76,9 @@ class Threshold:
         )
 
 
-def _transform(scores: np.ndarray, log_scores: str | bool) -> tuple[np.ndarray, bool, float]:
+def _transform(
+    scores: np.ndarray, log_scores: str | bool
+) -> tuple[np.ndarray, bool, float]:
     use_log = (scores.min() >= 0) if log_scores == "auto" else bool(log_scores)
     if not use_log:
         return scores, False, 0.0
@@ -102,8 +104,11 @@ def _mad_cut(t: np.ndarray, mad_k: float) -> tuple[float, str | None]:
         return median + mad_k * mad, None
     std = float(t.std())
     if std > 0:
-        return median + mad_k * std, "MAD is zero (over half the scores are tied), so "\
-            "the standard deviation was used"
+        return (
+            median + mad_k * std,
+            "MAD is zero (over half the scores are tied), so "
+            "the standard deviation was used",
+        )
     return float(t.max()), "all training scores are equal, so only higher scores flag"
 
 
@@ -133,13 +138,19 @@ def _fit_mixture(t: np.ndarray, max_components: int, random_state: int):  # noqa
     return best
 
 
-def _gmm_cut(t: np.ndarray, max_components: int, min_separation: float,
-             random_state: int):  # noqa: ANN202
+def _gmm_cut(
+    t: np.ndarray, max_components: int, min_separation: float, random_state: int
+):  # noqa: ANN202
     """Return (cut, components, separation, reason); cut is None on fallback."""
     if t.size < 10 or np.unique(t).size < 3:
-        return None, [], None, (
-            f"the {t.size} scores hold only {np.unique(t).size} distinct values "
-            "(tied scores), too few for a mixture"
+        return (
+            None,
+            [],
+            None,
+            (
+                f"the {t.size} scores hold only {np.unique(t).size} distinct values "
+                "(tied scores), too few for a mixture"
+            ),
         )
     mixture = _fit_mixture(t, max_components, random_state)
     order = np.argsort(mixture.means_.ravel())
@@ -155,17 +166,25 @@ def _gmm_cut(t: np.ndarray, max_components: int, min_separation: float,
     if len(components) == 1:
         return None, components, None, "the mixture found a single cluster"
 
-    gaps = [_ashman(components[i], components[i + 1]) for i in range(len(components) - 1)]
+    gaps = [
+        _ashman(components[i], components[i + 1]) for i in range(len(components) - 1)
+    ]
     candidates = [
-        i for i in range(len(gaps))
+        i
+        for i in range(len(gaps))
         if sum(c["weight"] for c in components[i + 1 :]) < 0.5
     ]
     if not candidates:
         return None, components, None, "no high-score cluster holds a minority"
     gap = max(candidates, key=lambda i: gaps[i])
     if gaps[gap] < min_separation:
-        return None, components, gaps[gap], (
-            f"its clusters overlap (widest gap D = {gaps[gap]:.2f} < {min_separation})"
+        return (
+            None,
+            components,
+            gaps[gap],
+            (
+                f"its clusters overlap (widest gap D = {gaps[gap]:.2f} < {min_separation})"
+            ),
         )
     for component in components[gap + 1 :]:
         component["normal"] = False
@@ -211,7 +230,9 @@ def fit_threshold(
     """
     scores = np.asarray(scores, dtype=np.float64).ravel()
     if method not in METHODS:
-        raise ConfigError(f"threshold method={method!r} is invalid; use one of {METHODS}")
+        raise ConfigError(
+            f"threshold method={method!r} is invalid; use one of {METHODS}"
+        )
     if scores.size == 0 or not np.isfinite(scores).all():
         raise ConfigError(
             f"cannot fit a threshold to {scores.size} scores containing NaN or inf"

@@ -92,7 +92,9 @@ class TrainingTracker:
         from mlflow.entities import Param
 
         self.client = _client(self.uri)
-        experiment = _experiment_id(self.client, self.uri, self.config.tracking.experiment)
+        experiment = _experiment_id(
+            self.client, self.uri, self.config.tracking.experiment
+        )
         tags = {
             "grindwatch.version": __version__,
             "grindwatch.seed": str(self.config.seed),
@@ -155,7 +157,9 @@ class TrainingTracker:
             self.run_id,
             metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
         )
-        self.client.set_tag(self.run_id, "grindwatch.threshold_method", threshold.method)
+        self.client.set_tag(
+            self.run_id, "grindwatch.threshold_method", threshold.method
+        )
         if threshold.fallback_reason:
             self.client.set_tag(
                 self.run_id, "grindwatch.threshold_fallback", threshold.fallback_reason
@@ -170,7 +174,8 @@ class TrainingTracker:
         with tempfile.TemporaryDirectory() as folder:
             folder_path = Path(folder)
             plot_score_histogram(
-                model.training_scores_, model.threshold_,
+                model.training_scores_,
+                model.threshold_,
                 folder_path / "score_histogram.png",
             )
             (folder_path / "threshold.json").write_text(
@@ -180,15 +185,19 @@ class TrainingTracker:
                 json.dumps(model.fingerprint_, indent=2)
             )
             (folder_path / "config.yaml").write_text(self.config.to_yaml())
-            training.recordings.to_csv(folder_path / "training_recordings.csv",
-                                       index=False)
+            training.recordings.to_csv(
+                folder_path / "training_recordings.csv", index=False
+            )
             history = getattr(model.detector_, "history_", None)
             if history:
                 pd.DataFrame(history).to_csv(folder_path / "epochs.csv", index=False)
             self.client.log_artifacts(self.run_id, folder)
 
 
-class GrindwatchPyfunc:
+import mlflow.pyfunc  # noqa: E402 - this module is the only one that imports MLflow
+
+
+class GrindwatchPyfunc(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc wrapper around a grindwatch model bundle.
 
     ``predict`` accepts raw windows as an array (n_windows, n_channels, length), one
@@ -203,15 +212,15 @@ class GrindwatchPyfunc:
 
         self.model = Model.load(context.artifacts["bundle"])
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:  # noqa: ANN001
+    # MLflow reads the DataFrame hint only to skip schema inference and validation;
+    # arrays are accepted as well, as the class docstring says.
+    def predict(
+        self,
+        context,
+        model_input: pd.DataFrame,
+        params: dict | None = None,  # noqa: ANN001
+    ) -> pd.DataFrame:
         return predict_frame(self.model, model_input)
-
-
-def _pyfunc_base():  # noqa: ANN202
-    import mlflow.pyfunc
-
-    return type("GrindwatchPythonModel", (GrindwatchPyfunc, mlflow.pyfunc.PythonModel),
-                {"__module__": __name__})
 
 
 def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
@@ -227,7 +236,8 @@ def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
         missing = [c for c in model.channels_ if c not in model_input.columns]
         if missing:
             raise InputError(
-                "model_input", f"is missing channel columns {missing}",
+                "model_input",
+                f"is missing channel columns {missing}",
                 f"send columns {model.channels_}",
             )
         data = model_input[model.channels_].to_numpy(dtype=np.float32).T
@@ -248,8 +258,12 @@ def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
     windows = model.prepare([recording])
     scores = model.window_scores(windows.X)
     return pd.DataFrame(
-        {"window": np.arange(len(scores)), "start_sample": windows.start,
-         "score": scores, "flag": scores > threshold}
+        {
+            "window": np.arange(len(scores)),
+            "start_sample": windows.start,
+            "score": scores,
+            "flag": scores > threshold,
+        }
     )
 
 
@@ -257,16 +271,24 @@ def log_model(model, run_id: str, registered_model: str | None = None) -> str:  
     """Log the bundle as a pyfunc model in ``run_id``; return its model URI."""
     import mlflow
 
+    # MLflow warns that it cannot infer a signature. That is by design: predict
+    # accepts windows, recordings and tables, which one fixed schema would reject.
+    pyfunc_logger = logging.getLogger("mlflow.pyfunc")
+    previous_level = pyfunc_logger.level
+    pyfunc_logger.setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as folder:
         bundle = model.save(Path(folder) / "bundle")
         with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
             info = mlflow.pyfunc.log_model(
                 name=MODEL_ARTIFACT,
-                python_model=_pyfunc_base()(),
+                # Models from code: MLflow imports this file instead of unpickling
+                # an object, so the logged model does not depend on pickle details.
+                python_model=str(Path(__file__).with_name("_pyfunc_model.py")),
                 artifacts={"bundle": str(bundle)},
                 pip_requirements=[f"grindwatch=={__version__}"],
                 registered_model_name=registered_model,
             )
+    pyfunc_logger.setLevel(previous_level)
     # Keep a stable runs:/ URI in the run's tags; the MLflow 3 models:/ id also works.
     client = _client(mlflow.get_tracking_uri())
     client.set_tag(run_id, "grindwatch.model_uri", info.model_uri)
@@ -295,7 +317,9 @@ def download_model(uri: str, config: Config | None = None) -> Path:
 
 
 def log_evaluation(
-    config: Config, metrics: dict[str, float], model_run_id: str | None,
+    config: Config,
+    metrics: dict[str, float],
+    model_run_id: str | None,
     artifacts: dict[str, str] | None = None,
 ) -> str:
     """Record an evaluation as its own run, nested under the model's training run."""

@@ -123,8 +123,12 @@ class AutoencoderDetector(BaseDetector):
         val = torch.from_numpy(X[order[:n_val]]) if n_val else None
 
         self.net_ = ConvAutoencoder(
-            X.shape[1], X.shape[2], list(self.filters), list(self.kernel_sizes),
-            list(self.strides), self.latent_size,
+            X.shape[1],
+            X.shape[2],
+            list(self.filters),
+            list(self.kernel_sizes),
+            list(self.strides),
+            self.latent_size,
         )
         optimiser = torch.optim.Adam(self.net_.parameters(), lr=self.learning_rate)
         loss_fn = self._loss_fn()
@@ -168,7 +172,7 @@ class AutoencoderDetector(BaseDetector):
             loss = loss_fn(self.net_(batch), batch).mean()
             loss.backward()
             optimiser.step()
-            total += float(loss) * batch.shape[0]
+            total += loss.item() * batch.shape[0]
         return total / train.shape[0]
 
     def _mean_loss(self, data, loss_fn) -> float:  # noqa: ANN001

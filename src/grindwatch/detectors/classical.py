@@ -29,7 +29,9 @@ class IsolationForestDetector(BaseDetector):
     family = "iforest"
 
     def __init__(
-        self, n_estimators: int = 200, max_samples: int | str = "auto",
+        self,
+        n_estimators: int = 200,
+        max_samples: int | str = "auto",
         random_state: int = 0,
     ) -> None:
         self.n_estimators = n_estimators
@@ -129,7 +131,9 @@ class KNNDetector(BaseDetector):
                 stacklevel=3,
             )
         self.train_ = _flat(X).copy()
-        self.index_ = NearestNeighbors(n_neighbors=self.n_neighbors_ + 1).fit(self.train_)
+        self.index_ = NearestNeighbors(n_neighbors=self.n_neighbors_ + 1).fit(
+            self.train_
+        )
 
     def _training_scores(self, X: np.ndarray) -> np.ndarray:
         # Each training window finds itself at distance 0 first; leave that match out.

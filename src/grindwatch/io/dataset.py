@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 import logging
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,8 +21,17 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SUFFIXES", "list_files", "load_recordings", "read_file"]
 
-SIGNAL_SUFFIXES = (".csv", ".txt", ".parquet", ".pq", ".h5", ".hdf5", ".hdf", ".npy",
-                   ".npz")
+SIGNAL_SUFFIXES = (
+    ".csv",
+    ".txt",
+    ".parquet",
+    ".pq",
+    ".h5",
+    ".hdf5",
+    ".hdf",
+    ".npy",
+    ".npz",
+)
 TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")
 SUFFIXES = SIGNAL_SUFFIXES
 
@@ -96,11 +104,11 @@ def list_files(source: str | Path | Iterable[str | Path], kind: str = "signals")
             files.extend(match for match in matches if match.is_file())
         elif Path(text).is_dir():
             found = sorted(
-                p for p in Path(text).rglob("*")
-                if p.is_file() and p.suffix.lower() in suffixes
-                and not any(
-                    part.startswith(".") for part in p.relative_to(text).parts
-                )
+                p
+                for p in Path(text).rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in suffixes
+                and not any(part.startswith(".") for part in p.relative_to(text).parts)
             )
             if not found:
                 raise InputError(
@@ -123,7 +131,7 @@ def load_recordings(
 ) -> RecordingSet:
     """Read every recording in ``source``.
 
-    Files that fail to read are skipped with a warning and listed in
+    Files that fail to read are skipped, logged as warnings and listed in
     ``RecordingSet.skipped``, unless ``strict`` is true, in which case the first
     failure raises. Recordings whose channels differ from the first file's are
     reordered by name, and skipped when a channel is missing.
@@ -147,7 +155,7 @@ def load_recordings(
                 raise
             reason = error.problem + (f"; {error.fix}" if error.fix else "")
             skipped.append(SkippedFile(path, reason))
-            warnings.warn(f"skipped {error}", UserWarning, stacklevel=2)
+            logger.warning("skipped %s", error)
             continue
         recordings.extend(read)
 

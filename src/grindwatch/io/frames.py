@@ -45,13 +45,18 @@ def _rate_from_time(path: Path, name: str, column: pd.Series) -> float | None:
     as_datetime = _as_datetime(column)
     if as_datetime is not None:
         seconds = (as_datetime - as_datetime.iloc[0]).dt.total_seconds().to_numpy()
-    elif pd.api.types.is_numeric_dtype(column) and name.lower() not in {
-        "index",
-        "idx",
-        "sample",
-        "samples",
-        "sample_index",
-    } and not str(name).lower().startswith("unnamed"):
+    elif (
+        pd.api.types.is_numeric_dtype(column)
+        and name.lower()
+        not in {
+            "index",
+            "idx",
+            "sample",
+            "samples",
+            "sample_index",
+        }
+        and not str(name).lower().startswith("unnamed")
+    ):
         seconds = column.to_numpy(dtype=float)
         if name.lower() == "time_ms":
             seconds = seconds / 1000.0
@@ -67,7 +72,9 @@ def _rate_from_time(path: Path, name: str, column: pd.Series) -> float | None:
     return 1.0 / step
 
 
-def _numeric_columns(path: Path, frame: pd.DataFrame, options: ReadOptions) -> list[str]:
+def _numeric_columns(
+    path: Path, frame: pd.DataFrame, options: ReadOptions
+) -> list[str]:
     label_names = {name.lower() for name in options.label_columns}
     channels = []
     dropped = []

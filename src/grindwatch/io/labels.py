@@ -16,8 +16,23 @@ __all__ = ["label_from_path", "read_labels_csv"]
 
 # Folder-name words that mark a recording's class, matched as whole words.
 ANOMALOUS_WORDS = frozenset(
-    {"bad", "nok", "nio", "anomalous", "anomaly", "anomalies", "abnormal", "broken",
-     "faulty", "fault", "defect", "defective", "fail", "failed", "worn"}
+    {
+        "bad",
+        "nok",
+        "nio",
+        "anomalous",
+        "anomaly",
+        "anomalies",
+        "abnormal",
+        "broken",
+        "faulty",
+        "fault",
+        "defect",
+        "defective",
+        "fail",
+        "failed",
+        "worn",
+    }
 )
 NORMAL_WORDS = frozenset(
     {"good", "ok", "io", "normal", "healthy", "pass", "passed", "unworn", "nominal"}

@@ -70,7 +70,9 @@ def read_numpy(path: Path, options: ReadOptions) -> Recording:
         rate = options.sample_rate
 
     source_dtype = str(data.dtype)
-    values = finite_or_raise(path, data.astype(np.float32), channels, options.nan_policy)
+    values = finite_or_raise(
+        path, data.astype(np.float32), channels, options.nan_policy
+    )
     recording = Recording(
         name=path.stem,
         data=values,

@@ -48,7 +48,10 @@ class Recording:
     def __post_init__(self) -> None:
         # Internal invariant: readers must produce 2-D float32 with one name per row.
         assert self.data.ndim == 2, self.data.shape
-        assert self.data.shape[0] == len(self.channels), (self.data.shape, self.channels)
+        assert self.data.shape[0] == len(self.channels), (
+            self.data.shape,
+            self.channels,
+        )
 
     @property
     def n_channels(self) -> int:

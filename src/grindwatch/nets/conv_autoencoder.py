@@ -39,7 +39,9 @@ class ConvAutoencoder(nn.Module):
         widths = [n_channels, *filters]
         for i, (kernel, stride) in enumerate(zip(kernel_sizes, strides, strict=True)):
             encoder += [
-                nn.Conv1d(widths[i], widths[i + 1], kernel, stride, padding=kernel // 2),
+                nn.Conv1d(
+                    widths[i], widths[i + 1], kernel, stride, padding=kernel // 2
+                ),
                 nn.GELU(),
             ]
         self.encoder = nn.Sequential(*encoder)

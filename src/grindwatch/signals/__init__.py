@@ -4,5 +4,11 @@ from grindwatch.signals.frontends import FRONTENDS, FrontEnd
 from grindwatch.signals.scaling import ChannelScaler
 from grindwatch.signals.windows import WindowSet, make_windows, window_starts
 
-__all__ = ["FRONTENDS", "ChannelScaler", "FrontEnd", "WindowSet", "make_windows",
-           "window_starts"]
+__all__ = [
+    "FRONTENDS",
+    "ChannelScaler",
+    "FrontEnd",
+    "WindowSet",
+    "make_windows",
+    "window_starts",
+]

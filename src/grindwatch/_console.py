@@ -1,0 +1,77 @@
+"""Terminal output for the CLI: one Rich console, logging through it, progress bars.
+
+Only the CLI imports this module; the library itself never prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+
+__all__ = ["console", "progress_bar", "setup_logging"]
+
+_console = None
+
+
+def console():  # noqa: ANN201
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(stderr=True)
+    return _console
+
+
+def setup_logging(verbose: int) -> None:
+    """Send log records through a RichHandler on the progress console."""
+    import os
+
+    from rich.logging import RichHandler
+
+    # MLflow configures its own logger when imported; these keep it to warnings
+    # and stop its per-download progress bars (MLflow 3 environment variables).
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+    level = (
+        logging.WARNING
+        if verbose == 0
+        else logging.INFO
+        if verbose == 1
+        else logging.DEBUG
+    )
+    handler = RichHandler(console=console(), show_path=False, show_time=False)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("grindwatch").setLevel(level)
+    # MLflow and Alembic announce database migrations at INFO on every new store.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool = True) -> Iterator:
+    """Yield a callback(stage, done, total) that draws one bar per stage."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    show = enabled and sys.stderr.isatty()
+    with Progress(
+        TextColumn("{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console(),
+        disable=not show,
+        transient=True,
+    ) as progress:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        yield update

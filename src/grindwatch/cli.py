@@ -1,0 +1,467 @@
+"""The ``grindwatch`` command. Every subcommand calls the public Python API."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from grindwatch._version import __version__
+
+app = typer.Typer(
+    name="grindwatch",
+    help="Find anomalous process cycles in machine-tool sensor recordings, "
+    "without labels.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DataArg = Annotated[
+    Optional[list[str]],  # noqa: UP045 - typer needs Optional for nargs arguments
+    typer.Argument(help="Files, folders or glob patterns of recordings."),
+]
+ConfigOpt = Annotated[
+    Optional[Path], typer.Option("--config", "-c", help="YAML config file.")  # noqa: UP045
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print results as JSON on stdout.")
+]
+VerboseOpt = Annotated[
+    int,
+    typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug)."),
+]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    from grindwatch._console import console
+
+    console().print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--set {item!r} needs the form key=value, e.g. windows.length=512")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def _build_config(config_path: Path | None, overrides: dict[str, Any]):  # noqa: ANN202
+    from grindwatch.config import load_config
+
+    return load_config(config_path).with_overrides(overrides)
+
+
+def _run(function, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    """Call into the library, turning expected errors into one-line messages."""
+    from grindwatch.exceptions import ConfigError, InputError
+
+    try:
+        return function(*args, **kwargs)
+    except (InputError, ConfigError) as error:
+        _fail(str(error))
+
+
+@app.command()
+def train(
+    data: DataArg = None,
+    config: ConfigOpt = None,
+    table: Annotated[
+        bool, typer.Option(help="Rows are process cycles (feature table).")
+    ] = False,
+    detector: Annotated[
+        Optional[str], typer.Option(help="autoencoder, iforest, pca or knn.")
+    ] = None,  # noqa: UP045, E501
+    frontend: Annotated[
+        Optional[str], typer.Option(help="raw, spectrum or features.")
+    ] = None,  # noqa: UP045, E501
+    window: Annotated[
+        Optional[int], typer.Option(help="Window length in samples.")
+    ] = None,  # noqa: UP045
+    hop: Annotated[
+        Optional[int], typer.Option(help="Hop between windows in samples.")
+    ] = None,  # noqa: UP045
+    sample_rate: Annotated[
+        Optional[float],
+        typer.Option(help="Samples per second, for files without time."),
+    ] = None,  # noqa: UP045, E501
+    channels: Annotated[
+        Optional[str], typer.Option(help="Comma-separated channel names to use.")
+    ] = None,  # noqa: UP045, E501
+    epochs: Annotated[
+        Optional[int], typer.Option(help="Autoencoder epochs (maximum).")
+    ] = None,  # noqa: UP045
+    threshold: Annotated[
+        Optional[str], typer.Option(help="gmm, percentile or mad.")
+    ] = None,  # noqa: UP045
+    aggregate: Annotated[
+        Optional[str], typer.Option(help="Recording score: max, mean or quantile.")
+    ] = None,  # noqa: UP045, E501
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,  # noqa: UP045
+    set_: Annotated[
+        list[str],
+        typer.Option(
+            "--set",
+            help="Any setting as key=value, e.g. detector.autoencoder.loss=mae.",
+        ),
+    ] = [],  # noqa: B006, E501
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--output", "-o", help="Also save the model bundle to this folder."
+        ),
+    ] = None,  # noqa: UP045, E501
+    tracking_uri: Annotated[
+        Optional[str],
+        typer.Option(
+            help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)."
+        ),
+    ] = None,  # noqa: UP045, E501
+    experiment: Annotated[
+        Optional[str], typer.Option(help="MLflow experiment name.")
+    ] = None,  # noqa: UP045
+    run_name: Annotated[Optional[str], typer.Option(help="MLflow run name.")] = None,  # noqa: UP045
+    register: Annotated[
+        Optional[str], typer.Option(help="Register the model under this name.")
+    ] = None,  # noqa: UP045, E501
+    track: Annotated[bool, typer.Option(help="Record the run in MLflow.")] = True,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Learn normal behaviour from unlabeled recordings and fit the threshold."""
+    from grindwatch._console import progress_bar, setup_logging
+    from grindwatch.pipeline import train as train_model
+
+    setup_logging(verbose)
+    overrides = {
+        "data.kind": "table" if table else None,
+        "detector.family": detector,
+        "frontend.kind": frontend,
+        "windows.length": window,
+        "windows.hop": hop,
+        "data.sample_rate": sample_rate,
+        "data.channels": [c.strip() for c in channels.split(",")] if channels else None,
+        "detector.autoencoder.epochs": epochs,
+        "threshold.method": threshold,
+        "aggregate.method": aggregate,
+        "seed": seed,
+        "tracking.uri": tracking_uri,
+        "tracking.experiment": experiment,
+        "tracking.run_name": run_name,
+        "tracking.registered_model": register,
+        "tracking.enabled": False if not track else None,
+    }
+    overrides.update(_parse_set(set_))
+    settings = _run(_build_config, config, overrides)
+    with progress_bar(not json_output) as progress:
+        result = _run(
+            train_model, data or None, settings, output=output, progress=progress
+        )
+    _report_training(result, json_output)
+
+
+def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
+    from grindwatch._console import console
+
+    model = result.model
+    summary = {
+        "run_id": result.run_id,
+        "tracking_uri": result.tracking_uri,
+        "model_uri": f"runs:/{result.run_id}/model" if result.run_id else None,
+        "output": str(result.output) if result.output else None,
+        "n_recordings": len(result.recordings),
+        "skipped": [
+            {"path": str(s.path), "reason": s.reason} for s in result.recordings.skipped
+        ],
+        "threshold": model.threshold_.to_dict(),
+        "threshold_description": model.threshold_.describe(),
+        "training": result.training.summary(),
+    }
+    if json_output:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    out = console()
+    out.print(
+        f"Trained {model.config.detector.family} on {len(result.recordings)} recordings "
+        f"({len(model.training_scores_)} windows, channels: {len(model.channels_)})."
+    )
+    for skipped in result.recordings.skipped:
+        out.print(f"  skipped {skipped.path}: {skipped.reason}", highlight=False)
+    out.print(model.threshold_.describe(), highlight=False)
+    if result.run_id:
+        out.print(
+            f"MLflow run {result.run_id} in {result.tracking_uri}", highlight=False
+        )
+        out.print(
+            f"Score new data: grindwatch score --model runs:/{result.run_id}/model DATA",
+            highlight=False,
+        )
+    if result.output:
+        out.print(f"Model bundle saved to {result.output}", highlight=False)
+
+
+def _print_recordings(frame, threshold: float, limit: int) -> None:  # noqa: ANN001
+    from rich.table import Table
+
+    from grindwatch._console import console
+
+    shown = frame.sort_values("score", ascending=False).head(limit)
+    table = Table(title=f"Recordings by score (threshold {threshold:.4g})")
+    for column in ("recording", "score", "flagged windows", "verdict", "label"):
+        if column != "label" or "label" in frame:
+            table.add_column(
+                column, justify="left" if column == "recording" else "right"
+            )
+    for row in shown.itertuples():
+        cells = [
+            row.recording,
+            f"{row.score:.4g}",
+            f"{row.flagged_windows}/{row.n_windows}",
+            "[bold red]ANOMALOUS[/]" if row.flag else "normal",
+        ]
+        if "label" in frame:
+            cells.append(
+                ""
+                if row.label is None or str(row.label) == "<NA>"
+                else ("anomalous" if int(row.label) else "normal")
+            )
+        table.add_row(*cells)
+    console().print(table)
+    if len(frame) > limit:
+        console().print(
+            f"... {len(frame) - limit} more recordings; use --output to save all"
+        )
+
+
+@app.command()
+def score(
+    data: DataArg = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model folder or MLflow model URI (runs:/ID/model, models:/NAME@alias).",
+        ),
+    ] = ...,  # noqa: E501
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write recording scores here (.csv or .parquet); window scores go beside it as NAME.windows.csv.",
+        ),
+    ] = None,  # noqa: UP045, E501
+    strict: Annotated[
+        bool, typer.Option(help="Stop at the first file that cannot be scored.")
+    ] = False,  # noqa: E501
+    show: Annotated[
+        int, typer.Option(help="Recordings listed in the summary table.")
+    ] = 20,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Score recordings with a trained model and flag anomalous ones."""
+    from grindwatch._console import progress_bar, setup_logging
+    from grindwatch.pipeline import load_model
+    from grindwatch.pipeline import score as score_data
+    from grindwatch.results import window_table_path, write_table
+
+    setup_logging(verbose)
+    if not data:
+        _fail("no data given; pass the files or folders to score")
+    loaded = _run(load_model, model)
+    with progress_bar(not json_output) as progress:
+        result = _run(
+            score_data, loaded, data, progress=progress, strict=strict or None
+        )
+    if output is not None:
+        _run(write_table, result.recordings, output)
+        _run(write_table, result.windows, window_table_path(output))
+    if json_output:
+        payload = {
+            "summary": result.summary(),
+            "recordings": result.recordings.to_dict(orient="records"),
+        }
+        typer.echo(json.dumps(payload, indent=2, default=str))
+        return
+    _print_recordings(result.recordings, result.threshold, show)
+    summary = result.summary()
+    from grindwatch._console import console
+
+    console().print(
+        f"{summary['n_flagged_recordings']} of {summary['n_recordings']} recordings and "
+        f"{summary['n_flagged_windows']} of {summary['n_windows']} windows flagged."
+    )
+    for skipped in result.skipped:
+        console().print(
+            f"  skipped {skipped['path']}: {skipped['reason']}", highlight=False
+        )
+    if output is not None:
+        console().print(
+            f"Wrote {output} and {window_table_path(output)}", highlight=False
+        )
+
+
+def _print_metrics(result) -> None:  # noqa: ANN001
+    from rich.table import Table
+
+    from grindwatch._console import console
+
+    table = Table(title="Evaluation at the model's own threshold")
+    table.add_column("level")
+    for name in ("AUC-ROC", "AUC-PR", "prec.", "recall", "F1", "anom.", "flagged", "n"):
+        table.add_column(name, justify="right")
+    for level, metrics in (
+        ("windows", result.windows),
+        ("recordings", result.recordings),
+    ):
+        table.add_row(
+            level,
+            *(
+                f"{metrics[k]:.3f}"
+                for k in ("auc_roc", "auc_pr", "precision", "recall", "f1")
+            ),
+            str(metrics["n_anomalous"]),
+            str(metrics["n_flagged"]),
+            str(metrics["n"]),
+        )
+    console().print(table)
+
+
+@app.command()
+def evaluate(
+    data: DataArg = None,
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Model folder or MLflow model URI.")
+    ] = ...,  # noqa: E501
+    labels: Annotated[
+        Optional[Path],
+        typer.Option(help="CSV with columns recording,label (1/0 or OK/NOK...)."),
+    ] = None,  # noqa: UP045, E501
+    track: Annotated[bool, typer.Option(help="Record the metrics in MLflow.")] = True,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Compare scores with labels: AUC-ROC, AUC-PR, precision, recall and F1."""
+    from grindwatch._console import progress_bar, setup_logging
+    from grindwatch.evaluate import evaluate as evaluate_data
+    from grindwatch.pipeline import load_model
+
+    setup_logging(verbose)
+    if not data:
+        _fail("no data given; pass the labeled files or folders")
+    loaded = _run(load_model, model)
+    with progress_bar(not json_output) as progress:
+        result = _run(
+            evaluate_data, loaded, data, labels=labels, track=track, progress=progress
+        )
+    if json_output:
+        typer.echo(
+            json.dumps(
+                {
+                    "windows": result.windows,
+                    "recordings": result.recordings,
+                    "run_id": getattr(result, "run_id", None),
+                },
+                indent=2,
+            )
+        )
+        return
+    _print_recordings(result.scored.recordings, result.scored.threshold, 20)
+    _print_metrics(result)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[
+        Path, typer.Option(help="Folder for the MLflow store and the model.")
+    ] = Path("grindwatch-demo"),  # noqa: E501
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Train and evaluate on the bundled CNC mill recordings (CC0)."""
+    from grindwatch._console import console, progress_bar, setup_logging
+    from grindwatch.demo import run_demo
+
+    setup_logging(verbose)
+    with progress_bar() as progress:
+        outcome = _run(run_demo, workdir, progress=progress)
+    out = console()
+    out.print(outcome.description, highlight=False)
+    _print_recordings(
+        outcome.evaluation.scored.recordings, outcome.evaluation.scored.threshold, 20
+    )
+    _print_metrics(outcome.evaluation)
+    out.print(outcome.training.model.threshold_.describe(), highlight=False)
+    out.print(f"MLflow store: {outcome.training.tracking_uri}", highlight=False)
+    out.print(
+        f"Browse it:    mlflow ui --backend-store-uri {outcome.training.tracking_uri}",
+        highlight=False,
+    )
+    out.print(f"Model bundle: {outcome.training.output}", highlight=False)
+
+
+@app.command("config")
+def show_config(config: ConfigOpt = None) -> None:
+    """Print the resolved configuration as YAML (defaults when no file is given)."""
+    settings = _run(_build_config, config, {})
+    typer.echo(settings.to_yaml())
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"grindwatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version."
+        ),
+    ] = False,  # noqa: E501
+) -> None:
+    pass
+
+
+# Modules that add subcommands: each defines register(app). They import their heavy
+# dependencies inside the command functions, so --help stays fast.
+_EXTENSIONS: tuple[str, ...] = ()
+
+
+def _register_extensions() -> None:
+    import importlib
+
+    for name in _EXTENSIONS:
+        importlib.import_module(name).register(app)
+
+
+def _terminate(signum: int, frame) -> None:  # noqa: ANN001
+    # Turn SIGTERM into KeyboardInterrupt so open MLflow runs are marked FAILED.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
+    _register_extensions()
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Shared fixtures: isolated MLflow stores and small generated recordings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run every test in its own folder with its own SQLite MLflow store."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return uri
+
+
+def make_cycle(
+    seed: int, n_samples: int = 2048, rate: float = 1000.0, anomaly: str | None = None
+) -> np.ndarray:
+    """One 3-channel cycle: two sines plus noise; optionally with an injected fault.
+
+    ``anomaly`` is ``"spike"`` (a burst of large samples in channel 1), ``"tone"`` (an
+    added 180 Hz tone in channel 0) or ``"level"`` (a level shift in channel 2).
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_samples) / rate
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    data = np.stack(
+        [
+            np.sin(2 * np.pi * 50 * t + phase[0]),
+            0.5 * np.sin(2 * np.pi * 120 * t + phase[1]),
+            np.sin(2 * np.pi * 20 * t + phase[2]) + 0.2 * np.sin(2 * np.pi * 70 * t),
+        ]
+    )
+    data += 0.1 * rng.standard_normal(data.shape)
+    middle = slice(n_samples // 2, n_samples // 2 + n_samples // 4)
+    if anomaly == "spike":
+        data[1, middle] += 3.0 * rng.standard_normal(n_samples // 4)
+    elif anomaly == "tone":
+        data[0, middle] += 0.8 * np.sin(2 * np.pi * 180 * t[middle])
+    elif anomaly == "level":
+        data[2, middle] += 2.5
+    return data.astype(np.float32)
+
+
+def write_cycles(folder: Path, count: int, start_seed: int = 0, anomaly=None) -> list[Path]:  # noqa: ANN001
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        data = make_cycle(start_seed + i, anomaly=anomaly)
+        frame = pd.DataFrame(data.T, columns=["vib_x", "vib_y", "current"])
+        frame.insert(0, "time", np.arange(data.shape[1]) / 1000.0)
+        path = folder / f"cycle_{start_seed + i:03d}.csv"
+        frame.to_csv(path, index=False)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def cycle_folders(tmp_path: Path) -> dict[str, Path]:
+    """good/ with 8 normal cycles and bad/ with 3 faulty ones, as CSV at 1 kHz."""
+    root = tmp_path / "cycles"
+    write_cycles(root / "good", 8, start_seed=0)
+    write_cycles(root / "bad", 1, start_seed=100, anomaly="spike")
+    write_cycles(root / "bad", 1, start_seed=101, anomaly="tone")
+    write_cycles(root / "bad", 1, start_seed=102, anomaly="level")
+    return {"root": root, "good": root / "good", "bad": root / "bad"}
+
+
+@pytest.fixture
+def feature_table(tmp_path: Path) -> Path:
+    """A per-cycle feature table: 300 normal rows and 4 outliers, with a label column."""
+    rng = np.random.default_rng(7)
+    normal = rng.normal(size=(300, 6))
+    normal[:, 1] = normal[:, 0] * 0.8 + 0.2 * normal[:, 1]
+    outliers = rng.normal(size=(4, 6)) + np.array([6, -6, 5, 0, 0, 7])
+    frame = pd.DataFrame(np.vstack([normal, outliers]), columns=[f"f{i}" for i in range(6)])
+    frame["anomaly"] = [False] * 300 + [True] * 4
+    path = tmp_path / "features.parquet"
+    frame.to_parquet(path)
+    return path
+
+
+def shared_dataset(name: str) -> Path:
+    """Path of a dataset under ../shared/data, or skip the test when it is absent."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is not available")
+    return path
