@@ -204,6 +204,25 @@ class Model:
         """Anomaly scores of raw windows shaped (n, channels, length)."""
         return self.detector_.anomaly_score(self.features(X))
 
+    def explain(self, X: np.ndarray) -> np.ndarray:
+        """Contribution of each channel and position to each raw window's score.
+
+        Returns an array (n, channels, k) in the front end's space: k is the time step
+        for ``raw``, the frequency band for ``spectrum`` and the statistic for
+        ``features``. Larger values depart more from normal.
+        """
+        return self.detector_.explain(self.features(X))
+
+    def channel_contributions(self, X: np.ndarray) -> np.ndarray:
+        """Share of each channel in each window's departure from normal, (n, channels).
+
+        Rows sum to 1 (rows of all zeros stay zero).
+        """
+        per_channel = self.explain(X).sum(axis=2)
+        totals = per_channel.sum(axis=1, keepdims=True)
+        return np.divide(per_channel, totals, out=np.zeros_like(per_channel),
+                         where=totals > 0)
+
     def aggregate(self, scores: np.ndarray) -> float:
         method = self.config.aggregate.method
         if method == "max":
