@@ -97,19 +97,21 @@ def _inverse(value: float, log_scale: bool, offset: float) -> float:
     return float(np.exp(value) - offset) if log_scale else float(value)
 
 
-def _mad_cut(t: np.ndarray, mad_k: float) -> tuple[float, str | None]:
+def _mad_cut(t: np.ndarray, mad_k: float) -> tuple[float | None, str | None]:
+    """Return median + k * MAD, or None when every score is the same."""
     median = float(np.median(t))
     mad = float(np.median(np.abs(t - median))) * 1.4826
     if mad > 0:
         return median + mad_k * mad, None
     std = float(t.std())
-    if std > 0:
+    # Rounding in the log transform leaves a tiny spread in exactly tied scores.
+    if std > 1e-9 * max(1.0, abs(median)):
         return (
             median + mad_k * std,
             "MAD is zero (over half the scores are tied), so "
             "the standard deviation was used",
         )
-    return float(t.max()), "all training scores are equal, so only higher scores flag"
+    return None, "all training scores are equal, so only higher scores flag"
 
 
 def _ashman(a: dict[str, float], b: dict[str, float]) -> float:
@@ -264,7 +266,9 @@ def fit_threshold(
                 reason,
             )
 
-    value = _inverse(cut, log_scale, offset)
+    # With all scores tied the threshold is their exact value, so rounding in the
+    # log transform cannot flag them.
+    value = float(scores.max()) if cut is None else _inverse(cut, log_scale, offset)
     threshold = Threshold(
         value=value,
         method=used,

@@ -1,0 +1,140 @@
+"""One contract run over every registered detector, plus family-specific checks."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from grindwatch.detectors import DETECTORS, AutoencoderDetector, make_detector
+from grindwatch.exceptions import ConfigError, InputError, NotFittedError
+
+FAST = {
+    "autoencoder": {"epochs": 5, "filters": (8, 8), "kernel_sizes": (5, 3)},
+    "iforest": {"n_estimators": 50},
+    "pca": {},
+    "knn": {},
+}
+
+
+def _windows(seed: int, n: int = 120, shift: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, 32, dtype=np.float32)
+    base = np.stack([np.sin(2 * np.pi * 3 * t), np.cos(2 * np.pi * 5 * t)])
+    X = base[None] + 0.1 * rng.standard_normal((n, 2, 32)).astype(np.float32)
+    return (X + shift).astype(np.float32)
+
+
+@pytest.mark.parametrize("family", sorted(DETECTORS))
+def test_detector_contract(family):
+    params = FAST[family]
+    detector = make_detector(family, **params)
+    given = copy.deepcopy(detector.get_params())
+    normal, shifted = _windows(0), _windows(1, n=20, shift=2.0)
+
+    with pytest.raises(NotFittedError, match="call fit"):
+        detector.anomaly_score(normal)
+    detector.fit(normal)
+    scores_normal = detector.anomaly_score(_windows(2, n=20))
+    scores_shifted = detector.anomaly_score(shifted)
+
+    assert detector.get_params() == given
+    assert scores_normal.shape == (20,)
+    assert detector.training_scores_.shape == (120,)
+    assert np.isfinite(scores_normal).all()
+    # Higher is more anomalous.
+    assert scores_shifted.min() > np.median(scores_normal)
+    assert detector.explain(shifted).shape == shifted.shape
+
+
+@pytest.mark.parametrize("family", sorted(DETECTORS))
+def test_detector_same_seed_same_scores(family):
+    first = make_detector(family, **FAST[family]).fit(_windows(0))
+    second = make_detector(family, **FAST[family]).fit(_windows(0))
+
+    np.testing.assert_array_equal(
+        first.anomaly_score(_windows(3)), second.anomaly_score(_windows(3))
+    )
+
+
+@pytest.mark.parametrize("family", sorted(DETECTORS))
+def test_detector_rejects_other_window_shape(family):
+    detector = make_detector(family, **FAST[family]).fit(_windows(0))
+
+    with pytest.raises(InputError, match="do not match the training shape"):
+        detector.anomaly_score(np.zeros((3, 2, 16), dtype=np.float32))
+
+
+def test_detector_rejects_nan_windows():
+    windows = _windows(0)
+    windows[3, 1, 7] = np.nan
+
+    with pytest.raises(InputError, match="NaN"):
+        make_detector("pca").fit(windows)
+
+
+def test_unknown_family_and_parameter_rejected():
+    with pytest.raises(ConfigError, match="unknown"):
+        make_detector("lstm")
+    with pytest.raises(ConfigError, match="takes no parameter"):
+        make_detector("pca", n_neighbors=3)
+
+
+@pytest.mark.parametrize("loss", ["mse", "mae", "huber"])
+def test_autoencoder_losses_train_and_record_history(loss):
+    detector = AutoencoderDetector(epochs=4, loss=loss, filters=(8,), kernel_sizes=(5,),
+                                   strides=(2,), latent_size=None)
+
+    detector.fit(_windows(0))
+
+    assert len(detector.history_) == 4
+    assert detector.history_[-1]["train_loss"] < detector.history_[0]["train_loss"]
+    assert detector.history_[0]["val_loss"] is not None
+
+
+def test_autoencoder_stops_early_and_keeps_best():
+    detector = AutoencoderDetector(epochs=200, patience=2, learning_rate=0.05,
+                                   filters=(4,), kernel_sizes=(3,), strides=(1,))
+
+    detector.fit(_windows(0))
+
+    assert len(detector.history_) < 200
+    losses = [row["val_loss"] for row in detector.history_]
+    assert detector.best_epoch_ == int(np.argmin(losses))
+
+
+def test_autoencoder_epoch_callback_can_stop_training():
+    seen = []
+
+    def stop_after_two(epoch, train_loss, val_loss):  # noqa: ANN001
+        seen.append(epoch)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        AutoencoderDetector(epochs=10).fit(_windows(0), on_epoch=stop_after_two)
+    assert seen == [0, 1]
+
+
+def test_autoencoder_rejects_mismatched_layers_and_short_windows():
+    with pytest.raises(ConfigError, match="one entry per layer"):
+        AutoencoderDetector(filters=(8, 8), kernel_sizes=(3,)).fit(_windows(0))
+    with pytest.raises(ConfigError, match="total stride"):
+        AutoencoderDetector(strides=(8, 8)).fit(_windows(0))
+
+
+def test_knn_clamps_neighbours_with_warning():
+    detector = make_detector("knn", n_neighbors=50)
+
+    with pytest.warns(UserWarning, match="using 9"):
+        detector.fit(_windows(0, n=10))
+    assert detector.n_neighbors == 50
+    assert detector.n_neighbors_ == 9
+
+
+def test_knn_training_scores_leave_self_match_out():
+    windows = _windows(0, n=30)
+    detector = make_detector("knn", n_neighbors=3).fit(windows)
+
+    assert (detector.training_scores_ > 0).all()

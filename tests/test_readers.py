@@ -1,0 +1,222 @@
+"""Readers: each format, channel naming, label and time columns, data set expansion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grindwatch.exceptions import InputError
+from grindwatch.io import ReadOptions, load_recordings, read_file
+
+
+def test_csv_semicolon_with_decimal_comma(tmp_path):
+    path = tmp_path / "cycle.csv"
+    path.write_text("time;force;power\n0,000;1,5;2,25\n0,001;1,75;2,5\n0,002;2,0;2,75\n")
+
+    (recording,) = read_file(path)
+
+    assert recording.channels == ["force", "power"]
+    np.testing.assert_allclose(recording.data[0], [1.5, 1.75, 2.0])
+    assert recording.sample_rate == pytest.approx(1000.0)
+    assert recording.data.dtype == np.float32
+
+
+def test_csv_label_and_text_columns_are_not_channels(tmp_path):
+    path = tmp_path / "run.csv"
+    frame = pd.DataFrame(
+        {
+            "datetime": pd.date_range("2024-01-01", periods=6, freq="1s").astype(str),
+            "a": np.arange(6.0),
+            "phase": ["x"] * 6,
+            "anomaly": [0, 0, 1, 1, 0, 0],
+        }
+    )
+    frame.to_csv(path, index=False)
+
+    (recording,) = read_file(path)
+
+    assert recording.channels == ["a"]
+    assert recording.sample_rate == pytest.approx(1.0)
+    np.testing.assert_array_equal(recording.sample_labels, [0, 0, 1, 1, 0, 0])
+
+
+def test_csv_trailing_empty_rows_are_dropped(tmp_path):
+    path = tmp_path / "g.csv"
+    path.write_text("sensor 1,sensor 2\n1.0,2.0\n3.0,4.0\n,\n,\n")
+
+    (recording,) = read_file(path)
+
+    assert recording.data.shape == (2, 2)
+
+
+def test_csv_nan_inside_raises_with_channel_and_position(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b\n1,2\n3,\n5,6\n")
+
+    with pytest.raises(InputError, match=r"channel 'b' at sample 1"):
+        read_file(path)
+
+
+def test_csv_nan_interpolated_when_asked(tmp_path):
+    path = tmp_path / "gap.csv"
+    path.write_text("a,b\n1,2\n3,\n5,6\n")
+
+    (recording,) = read_file(path, ReadOptions(nan_policy="interpolate"))
+
+    np.testing.assert_allclose(recording.data[1], [2, 4, 6])
+
+
+def test_csv_with_carriage_return_line_ends(tmp_path):
+    path = tmp_path / "mac.csv"
+    path.write_bytes(b"a,b\r1,2\r3,4\r5,6")
+
+    (recording,) = read_file(path)
+
+    assert recording.data.shape == (2, 3)
+
+
+def test_empty_file_raises(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+
+    with pytest.raises(InputError, match="empty"):
+        read_file(path)
+
+
+def test_parquet_reader(tmp_path):
+    path = tmp_path / "c.parquet"
+    pd.DataFrame({"x": np.arange(10.0), "y": np.ones(10)}).to_parquet(path)
+
+    (recording,) = read_file(path, ReadOptions(sample_rate=100.0))
+
+    assert recording.channels == ["x", "y"]
+    assert recording.sample_rate == 100.0
+
+
+def test_hdf5_single_dataset_is_found(tmp_path):
+    import h5py
+
+    path = tmp_path / "r.h5"
+    with h5py.File(path, "w") as handle:
+        dataset = handle.create_dataset("group/signal", data=np.zeros((500, 2), "int16"))
+        dataset.attrs["sample_rate"] = 2000.0
+        dataset.attrs["channels"] = ["ae", "current"]
+
+    (recording,) = read_file(path)
+
+    assert recording.data.shape == (2, 500)
+    assert recording.channels == ["ae", "current"]
+    assert recording.sample_rate == 2000.0
+    assert recording.metadata["source_dtype"] == "int16"
+
+
+def test_hdf5_ambiguous_lists_candidates_and_key_selects(tmp_path):
+    import h5py
+
+    path = tmp_path / "two.h5"
+    with h5py.File(path, "w") as handle:
+        handle["a"] = np.zeros((100, 2))
+        handle["b"] = np.ones((50, 3))
+
+    with pytest.raises(InputError, match=r"a \(100, 2\), b \(50, 3\)"):
+        read_file(path)
+    (recording,) = read_file(path, ReadOptions(hdf5_key="b"))
+    assert recording.data.shape == (3, 50)
+
+
+def test_hdf5_one_dimensional_datasets_become_channels(tmp_path):
+    import h5py
+
+    path = tmp_path / "cols.h5"
+    with h5py.File(path, "w") as handle:
+        handle["x"] = np.arange(20.0)
+        handle["y"] = np.arange(20.0) * 2
+
+    (recording,) = read_file(path)
+
+    assert recording.channels == ["x", "y"]
+
+
+def test_npy_and_npz_readers(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((1000, 3), dtype=np.float64))
+    np.savez(tmp_path / "b.npz", data=np.ones((2, 400)), channels=np.array(["p", "q"]),
+             sample_rate=np.array(50.0))
+
+    (first,) = read_file(tmp_path / "a.npy")
+    (second,) = read_file(tmp_path / "b.npz")
+
+    assert first.data.shape == (3, 1000)
+    assert second.channels == ["p", "q"]
+    assert second.sample_rate == 50.0
+
+
+def test_unsupported_extension_names_supported_ones(tmp_path):
+    path = tmp_path / "x.xyz"
+    path.write_text("1")
+
+    with pytest.raises(InputError, match=r"unsupported file type '.xyz'"):
+        read_file(path)
+
+
+def test_folder_glob_and_list_give_same_recordings(cycle_folders):
+    root = cycle_folders["root"]
+
+    from_folder = load_recordings(root)
+    from_glob = load_recordings(str(root / "*" / "*.csv"))
+    from_list = load_recordings(sorted(root.rglob("*.csv")))
+
+    names = [r.name for r in from_folder]
+    assert names == [r.name for r in from_glob] == [r.name for r in from_list]
+    assert len(names) == 11
+
+
+def test_folder_names_give_labels(cycle_folders):
+    recordings = load_recordings(cycle_folders["root"])
+
+    labels = {r.source.parent.name: r.label for r in recordings}
+
+    assert labels == {"good": 0, "bad": 1}
+
+
+def test_bad_file_skipped_and_listed(cycle_folders):
+    (cycle_folders["good"] / "broken.csv").write_text("")
+
+    recordings = load_recordings(cycle_folders["good"])
+
+    assert len(recordings) == 8
+    assert recordings.skipped[0].path.name == "broken.csv"
+    assert "empty" in recordings.skipped[0].reason
+
+
+def test_bad_file_raises_in_strict_mode(cycle_folders):
+    (cycle_folders["good"] / "broken.csv").write_text("")
+
+    with pytest.raises(InputError, match="broken.csv"):
+        load_recordings(cycle_folders["good"], strict=True)
+
+
+def test_channels_reordered_by_name(tmp_path):
+    pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}).to_csv(tmp_path / "1.csv", index=False)
+    pd.DataFrame({"b": [5.0, 6.0], "a": [7.0, 8.0]}).to_csv(tmp_path / "2.csv", index=False)
+
+    recordings = load_recordings(tmp_path)
+
+    second = recordings.recordings[1]
+    assert second.channels == ["a", "b"]
+    np.testing.assert_allclose(second.data[0], [7.0, 8.0])
+
+
+def test_feature_table_rows_become_recordings(feature_table):
+    recordings = load_recordings(feature_table, ReadOptions(kind="table"))
+
+    assert len(recordings) == 304
+    assert recordings.recordings[0].data.shape == (6, 1)
+    assert recordings.recordings[0].name == "features#0"
+    assert [r.label for r in recordings.recordings[-4:]] == [1, 1, 1, 1]
+    assert "anomaly" not in recordings.channels
+
+
+def test_missing_path_raises(tmp_path):
+    with pytest.raises(InputError, match="no such file or folder"):
+        load_recordings(tmp_path / "nope")

@@ -1,0 +1,118 @@
+"""Unsupervised thresholds and their fallbacks."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from grindwatch.exceptions import ConfigError
+from grindwatch.thresholds import fit_threshold
+
+
+def _two_clusters(n_normal: int = 990, n_anomalous: int = 10) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    normal = np.exp(rng.normal(0.0, 0.2, n_normal))
+    anomalous = np.exp(rng.normal(2.5, 0.1, n_anomalous))
+    return np.concatenate([normal, anomalous])
+
+
+def test_gmm_threshold_separates_small_high_cluster():
+    scores = _two_clusters()
+
+    threshold = fit_threshold(scores)
+
+    assert threshold.method == "gmm"
+    assert threshold.fallback_reason is None
+    flagged = scores > threshold.value
+    assert flagged[-10:].all()
+    assert flagged[:-10].sum() == 0
+    assert threshold.separation >= 2.0
+    assert any(not c["normal"] for c in threshold.components)
+    assert "Gaussian mixture" in threshold.describe()
+
+
+def test_gmm_single_cluster_falls_back_to_mad(caplog):
+    scores = np.exp(np.random.default_rng(1).normal(0, 0.3, 2000))
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.thresholds"):
+        threshold = fit_threshold(scores)
+
+    assert threshold.method == "mad"
+    assert threshold.requested_method == "gmm"
+    assert "single cluster" in threshold.fallback_reason
+    assert "fell back" in caplog.text
+    assert 0 < threshold.share_flagged < 0.01
+
+
+def test_gmm_tied_scores_fall_back():
+    scores = np.ones(500)
+
+    threshold = fit_threshold(scores)
+
+    assert threshold.method == "mad"
+    assert "tied" in threshold.fallback_reason
+    assert threshold.value == pytest.approx(1.0)
+    assert (scores > threshold.value).sum() == 0
+
+
+def test_mostly_tied_scores_use_spread_instead_of_zero_mad():
+    scores = np.r_[np.ones(400), np.linspace(1.1, 2.0, 100)]
+
+    threshold = fit_threshold(scores, method="mad")
+
+    assert "standard deviation" in threshold.fallback_reason
+    assert threshold.value > 1.0
+
+
+def test_overlapping_clusters_fall_back():
+    rng = np.random.default_rng(2)
+    scores = np.exp(np.r_[rng.normal(0, 0.3, 600), rng.normal(0.4, 0.3, 400)])
+
+    threshold = fit_threshold(scores, max_components=2)
+
+    assert threshold.method == "mad"
+    assert threshold.fallback_reason
+
+
+def test_percentile_threshold():
+    scores = np.arange(1, 101, dtype=float)
+
+    threshold = fit_threshold(scores, method="percentile", percentile=90, log_scores=False)
+
+    assert threshold.value == pytest.approx(np.percentile(scores, 90))
+
+
+def test_mad_threshold_on_log_scale():
+    scores = np.exp(np.random.default_rng(3).normal(0, 1, 5000))
+
+    threshold = fit_threshold(scores, method="mad", mad_k=3)
+
+    assert threshold.log_scale
+    assert np.log(threshold.value) == pytest.approx(3.0, abs=0.15)
+
+
+def test_negative_scores_use_linear_scale():
+    scores = np.random.default_rng(4).normal(0, 1, 300)
+
+    threshold = fit_threshold(scores, method="mad")
+
+    assert not threshold.log_scale
+
+
+def test_invalid_inputs_raise():
+    with pytest.raises(ConfigError, match="NaN"):
+        fit_threshold(np.array([1.0, np.nan]))
+    with pytest.raises(ConfigError, match="invalid"):
+        fit_threshold(np.ones(5), method="otsu")
+    with pytest.raises(ConfigError, match="non-negative"):
+        fit_threshold(np.array([-1.0, 2.0]), log_scores=True)
+
+
+def test_zero_scores_stay_finite_on_log_scale():
+    scores = np.r_[np.zeros(10), np.exp(np.random.default_rng(5).normal(0, 0.2, 500))]
+
+    threshold = fit_threshold(scores)
+
+    assert np.isfinite(threshold.value)
