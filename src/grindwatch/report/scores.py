@@ -1,4 +1,4 @@
-"""Plots of scores and thresholds (matplotlib, no display needed)."""
+"""Score distribution plots: training histogram, mixture components, threshold."""
 
 from __future__ import annotations
 
