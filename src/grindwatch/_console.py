@@ -20,7 +20,7 @@ def console():  # noqa: ANN201
     if _console is None:
         from rich.console import Console
 
-        _console = Console(stderr=True)
+        _console = Console(stderr=True, soft_wrap=True)
     return _console
 
 

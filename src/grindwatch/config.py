@@ -85,6 +85,8 @@ class AutoencoderConfig(_Section):
                 f"{self.filters}, {self.kernel_sizes}, {self.strides}"
             )
         return self
+    """What detectors see of each window. Feature tables skip the front end."""
+
 
 
 class IForestConfig(_Section):

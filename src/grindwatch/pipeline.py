@@ -130,7 +130,9 @@ class Model:
         self.scaler_ = ChannelScaler(config.scaling.method)
         self.scaler_.fit(windows.X, self.channels_)
         scaled = self.scaler_.transform(windows.X)
-        self.frontend_ = FrontEnd(config.frontend.kind, config.frontend.n_bands)
+        # Feature tables are features already: the front end applies to signals only.
+        frontend_kind = "raw" if self.kind_ == "table" else config.frontend.kind
+        self.frontend_ = FrontEnd(frontend_kind, config.frontend.n_bands)
         features = self.frontend_.fit(scaled).transform(scaled)
 
         self.detector_ = self._make_detector()
@@ -159,10 +161,6 @@ class Model:
     def _make_detector(self) -> BaseDetector:
         family = self.config.detector.family
         params = self.config.detector.params()
-        if self.kind_ == "table" and self.config.frontend.kind != "raw":
-            raise ConfigError(
-                "feature tables are already features; set frontend.kind to raw"
-            )
         if family == "autoencoder" and self.kind_ == "table":
             raise ConfigError(
                 "the convolutional autoencoder needs signal windows, and a feature "
@@ -335,7 +333,7 @@ class Model:
             "sample_rate": self.sample_rate_,
             "window_length": self.window_length_,
             "hop": self.hop_,
-            "frontend": self.config.frontend.kind,
+            "frontend": self.frontend_.kind,
             "detector": self.config.detector.family,
             "threshold": self.threshold_.to_dict(),
             "threshold_description": self.threshold_.describe(),

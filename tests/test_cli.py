@@ -1,0 +1,144 @@
+"""The grindwatch command: exit codes and key phrases, MLflow writing to tmp_path."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from grindwatch.cli import app
+
+runner = CliRunner()
+FAST = ["--window", "256", "--epochs", "3", "--set", "frontend.n_bands=16"]
+
+
+def _train(folder, tmp_path, *extra: str):  # noqa: ANN001, ANN202
+    model = tmp_path / "model"
+    result = runner.invoke(app, ["train", str(folder), "-o", str(model), *FAST, *extra])
+    assert result.exit_code == 0, result.output
+    return model, result
+
+
+def test_train_prints_threshold_and_run(cycle_folders, tmp_path):
+    _, result = _train(cycle_folders["good"], tmp_path)
+
+    assert "Trained autoencoder on 8 recordings" in result.output
+    assert "MLflow run" in result.output
+    assert (tmp_path / "mlflow.db").is_file()
+
+
+def test_train_json_output(cycle_folders, tmp_path):
+    _, result = _train(cycle_folders["good"], tmp_path, "--json")
+
+    payload = json.loads(result.stdout)
+    assert payload["model_uri"].startswith("runs:/")
+    assert payload["threshold"]["method"] in {"gmm", "mad"}
+
+
+def test_score_writes_recording_and_window_tables(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path)
+
+    result = runner.invoke(app, ["score", str(cycle_folders["root"]), "--model", str(model),
+                                 "--output", str(tmp_path / "out.parquet")])
+
+    assert result.exit_code == 0, result.output
+    assert "recordings and" in result.output
+    recordings = pd.read_parquet(tmp_path / "out.parquet")
+    windows = pd.read_parquet(tmp_path / "out.windows.parquet")
+    assert len(recordings) == 11
+    assert windows["recording"].nunique() == 11
+
+
+def test_score_json_flags_bad_cycles(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--aggregate", "max")
+
+    result = runner.invoke(app, ["score", str(cycle_folders["bad"]), "-m", str(model),
+                                 "--json"])
+
+    payload = json.loads(result.stdout)
+    assert payload["summary"]["n_recordings"] == 3
+    assert payload["summary"]["n_flagged_recordings"] == 3
+
+
+def test_score_with_runs_uri(cycle_folders, tmp_path):
+    _, trained = _train(cycle_folders["good"], tmp_path, "--json")
+    uri = json.loads(trained.stdout)["model_uri"]
+
+    result = runner.invoke(app, ["score", str(cycle_folders["bad"]), "-m", uri, "--json"])
+
+    assert result.exit_code == 0, result.output
+
+
+def test_evaluate_reports_metrics_from_folder_names(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--aggregate", "max")
+
+    result = runner.invoke(app, ["evaluate", str(cycle_folders["root"]), "-m", str(model),
+                                 "--json"])
+
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["recordings"]["auc_roc"] == pytest.approx(1.0)
+    assert payload["recordings"]["f1"] == pytest.approx(1.0)
+    assert payload["run_id"]
+
+
+def test_evaluate_with_labels_csv(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("recording,label\ncycle_000,OK\ncycle_100,NOK\n")
+
+    result = runner.invoke(app, ["evaluate", str(cycle_folders["good"] / "cycle_000.csv"),
+                                 str(cycle_folders["bad"] / "cycle_100.csv"), "-m",
+                                 str(model), "--labels", str(labels), "--no-track"])
+
+    assert result.exit_code == 0, result.output
+    assert "AUC-ROC" in result.output
+
+
+def test_bad_input_gives_one_line_error(tmp_path):
+    result = runner.invoke(app, ["train", str(tmp_path / "missing")])
+
+    assert result.exit_code == 2
+    assert "no such file or folder" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_invalid_setting_gives_one_line_error(cycle_folders):
+    result = runner.invoke(app, ["train", str(cycle_folders["good"]), "--set",
+                                 "windows.length=-3"])
+
+    assert result.exit_code == 2
+    assert "windows.length" in result.output
+
+
+def test_config_file_and_override(cycle_folders, tmp_path):
+    config = tmp_path / "gw.yaml"
+    config.write_text("windows:\n  length: 128\ndetector:\n  family: pca\n")
+
+    result = runner.invoke(app, ["train", str(cycle_folders["good"]), "-c", str(config),
+                                 "--window", "256", "--json", "--no-track"])
+
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["training"]["n_windows"] == 8 * 8
+
+
+def test_config_command_prints_defaults():
+    result = runner.invoke(app, ["config"])
+
+    assert result.exit_code == 0
+    assert "detector:" in result.stdout
+    assert "family: autoencoder" in result.stdout
+
+
+def test_demo_runs_on_bundled_recordings(tmp_path):
+    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "demo")])
+
+    assert result.exit_code == 0, result.output
+    assert "experiment_07" in result.output
+    assert "Evaluation at the model's own threshold" in result.output
+    assert "mlflow ui --backend-store-uri" in result.output
+    assert (tmp_path / "demo" / "mlflow.db").is_file()
+    assert (tmp_path / "demo" / "model" / "model.pkl").is_file()

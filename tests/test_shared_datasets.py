@@ -1,0 +1,48 @@
+"""Acceptance checks on the real recordings under ../shared/data (skipped if absent).
+
+These are the configurations documented in benchmarks/BENCHMARKS.md. Labels are used
+only to evaluate, never to fit.
+"""
+
+from __future__ import annotations
+
+import grindwatch
+from grindwatch.config import Config
+from grindwatch.evaluate import evaluate
+from tests.conftest import shared_dataset
+
+
+def test_gearbox_trained_on_healthy_separates_broken_tooth():
+    root = shared_dataset("gearbox_spectraquest")
+    config = Config().with_overrides({"detector.family": "pca"})
+
+    result = grindwatch.train(root / "healthy", config)
+    evaluation = evaluate(result.model, root, track=False)
+
+    assert evaluation.windows["auc_roc"] >= 0.98
+    assert evaluation.windows["f1"] >= 0.9
+
+
+def test_gearbox_autoencoder_default_config():
+    root = shared_dataset("gearbox_spectraquest")
+
+    result = grindwatch.train(root / "healthy", Config())
+    evaluation = evaluate(result.model, root, track=False)
+
+    assert evaluation.windows["auc_roc"] >= 0.98
+    assert evaluation.windows["f1"] >= 0.9
+
+
+def test_grinding_features_clustered_threshold_finds_nok_cycles():
+    root = shared_dataset("grinding_kellenberger_features")
+    config = Config().with_overrides(
+        {"data.kind": "table", "detector.family": "iforest"}
+    )
+
+    result = grindwatch.train(
+        [root / "ok_features.parquet", root / "nok_features.parquet"], config
+    )
+    evaluation = evaluate(result.model, root, track=False)
+
+    assert result.model.threshold_.method == "gmm"
+    assert evaluation.recordings["f1"] >= 0.9

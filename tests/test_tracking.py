@@ -1,0 +1,158 @@
+"""MLflow run contents, run status on failure, and the pyfunc model round trip."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+import grindwatch
+from grindwatch.config import Config
+
+
+def _config(**overrides) -> Config:  # noqa: ANN003
+    base = {
+        "windows.length": 256,
+        "frontend.n_bands": 16,
+        "detector.autoencoder.epochs": 3,
+        "tracking.experiment": "tests",
+    }
+    base.update(overrides)
+    return Config().with_overrides(base)
+
+
+def test_train_run_holds_params_metrics_and_artifacts(cycle_folders, isolated_tracking):
+    result = grindwatch.train(cycle_folders["good"], _config())
+
+    client = MlflowClient(isolated_tracking)
+    run = client.get_run(result.run_id)
+    assert result.tracking_uri == isolated_tracking
+    assert run.info.status == "FINISHED"
+    assert run.data.params["windows.length"] == "256"
+    assert run.data.params["detector.family"] == "autoencoder"
+    assert run.data.tags["grindwatch.version"] == grindwatch.__version__
+    assert run.data.tags["grindwatch.seed"] == "0"
+    assert len(run.data.tags["grindwatch.data_sha256"]) == 64
+    assert run.data.metrics["threshold"] == pytest.approx(result.model.threshold_.value)
+    history = client.get_metric_history(result.run_id, "train_loss")
+    assert [m.step for m in history] == [0, 1, 2]
+    assert len(client.get_metric_history(result.run_id, "val_loss")) == 3
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"score_histogram.png", "threshold.json", "data_fingerprint.json",
+            "config.yaml", "epochs.csv"} <= artifacts
+
+
+def test_fingerprint_lists_files_with_hashes(cycle_folders, isolated_tracking):
+    result = grindwatch.train(cycle_folders["good"], _config())
+
+    path = MlflowClient(isolated_tracking).download_artifacts(
+        result.run_id, "data_fingerprint.json"
+    )
+    fingerprint = json.loads(open(path).read())
+
+    assert fingerprint["n_files"] == 8
+    first = fingerprint["files"][0]
+    assert first["bytes"] > 0
+    assert len(first["sha256"]) == 64
+
+
+def test_logged_config_repeats_the_run(cycle_folders, isolated_tracking, tmp_path):
+    result = grindwatch.train(cycle_folders["good"], _config())
+    path = MlflowClient(isolated_tracking).download_artifacts(result.run_id, "config.yaml")
+
+    repeated = grindwatch.train(cycle_folders["good"], grindwatch.load_config(path))
+
+    np.testing.assert_array_equal(
+        result.model.training_scores_, repeated.model.training_scores_
+    )
+
+
+def test_failed_training_marks_run_failed(cycle_folders, isolated_tracking):
+    config = _config(**{"detector.autoencoder.strides": [512, 2]})
+
+    with pytest.raises(ValueError, match="total stride"):
+        grindwatch.train(cycle_folders["good"], config)
+
+    runs = MlflowClient(isolated_tracking).search_runs(
+        [mlflow.get_experiment_by_name("tests").experiment_id]
+    )
+    assert [run.info.status for run in runs] == ["FAILED"]
+
+
+def test_interrupted_training_marks_run_failed(cycle_folders, isolated_tracking,
+                                               monkeypatch):
+    from grindwatch.detectors import AutoencoderDetector
+
+    def interrupt(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(AutoencoderDetector, "_train_epoch", interrupt)
+
+    with pytest.raises(KeyboardInterrupt):
+        grindwatch.train(cycle_folders["good"], _config())
+
+    runs = MlflowClient(isolated_tracking).search_runs(
+        [mlflow.get_experiment_by_name("tests").experiment_id]
+    )
+    assert runs[0].info.status == "FAILED"
+
+
+def test_pyfunc_scores_windows_like_the_model(cycle_folders):
+    result = grindwatch.train(cycle_folders["good"], _config())
+    model = result.model
+    windows = model.prepare(grindwatch.load_recordings(cycle_folders["bad"]).recordings)
+
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
+    predicted = pyfunc.predict(windows.X)
+
+    np.testing.assert_allclose(predicted["score"], model.window_scores(windows.X),
+                               rtol=1e-6)
+    assert predicted["flag"].dtype == bool
+
+
+def test_pyfunc_scores_a_recording_frame(cycle_folders):
+    result = grindwatch.train(cycle_folders["good"], _config())
+    frame = pd.read_csv(cycle_folders["bad"] / "cycle_100.csv")
+
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
+    predicted = pyfunc.predict(frame)
+
+    direct = grindwatch.score(result.model, cycle_folders["bad"] / "cycle_100.csv")
+    np.testing.assert_allclose(predicted["score"], direct.windows["score"], rtol=1e-6)
+    assert list(predicted["start_sample"]) == list(direct.windows["start_sample"])
+
+
+def test_load_model_from_runs_uri(cycle_folders):
+    result = grindwatch.train(cycle_folders["good"], _config())
+
+    loaded = grindwatch.load_model(f"runs:/{result.run_id}/model")
+
+    assert loaded.threshold_.value == result.model.threshold_.value
+    assert loaded.run_id_ == result.run_id
+
+
+def test_registered_model_loads_by_name(cycle_folders):
+    config = _config(**{"tracking.registered_model": "grinder"})
+
+    result = grindwatch.train(cycle_folders["good"], config)
+    loaded = grindwatch.load_model("models:/grinder/1")
+
+    assert loaded.run_id_ == result.run_id
+
+
+def test_evaluate_run_nested_under_training_run(cycle_folders, isolated_tracking):
+    from grindwatch.evaluate import evaluate
+
+    result = grindwatch.train(cycle_folders["good"], _config())
+    evaluation = evaluate(result.model, cycle_folders["root"])
+
+    run = MlflowClient(isolated_tracking).get_run(evaluation.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == result.run_id
+    assert run.data.metrics["recording_auc_roc"] == pytest.approx(
+        evaluation.recordings["auc_roc"]
+    )
+    assert run.info.status == "FINISHED"
