@@ -29,6 +29,7 @@ __all__ = [
     "TrainingTracker",
     "download_model",
     "log_evaluation",
+    "registered_model_version",
     "resolve_tracking_uri",
 ]
 
@@ -351,3 +352,11 @@ def log_evaluation(
         raise
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
+
+
+def registered_model_version(
+    name: str, alias: str, config: Config | None = None
+) -> str:
+    """Version number that ``alias`` of the registered model ``name`` points at."""
+    client = _client(resolve_tracking_uri(config))
+    return str(client.get_model_version_by_alias(name, alias).version)

@@ -1,0 +1,266 @@
+"""The ``serve`` and ``watch`` subcommands: score recordings while machines run."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+logger = logging.getLogger("grindwatch.cli")
+
+TOKEN_ENV = "GRINDWATCH_TOKEN"
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Model folder or MLflow model URI (runs:/ID/model, models:/NAME@alias).",
+    ),
+]
+VerboseOpt = Annotated[
+    int,
+    typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug)."),
+]
+CsvOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(help="Also keep a CSV copy of the results here."),
+]
+SettleOpt = Annotated[
+    float,
+    typer.Option(
+        help="Seconds a file's size and modification time must stay unchanged "
+        "before it counts as complete."
+    ),
+]
+MarkerSuffixOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        help="A file NAME.EXT is complete once NAME.EXT plus this suffix exists "
+        "(e.g. .done), without waiting."
+    ),
+]
+FolderMarkerOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        help="Every recording in a folder that holds a file of this name "
+        "(e.g. _COMPLETE) is complete, without waiting."
+    ),
+]
+IntervalOpt = Annotated[
+    float, typer.Option(help="Seconds between two scans of the folder.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` and ``watch`` to the ``grindwatch`` command."""
+    app.command()(serve)
+    app.command()(watch)
+
+
+def serve(
+    model: ModelOpt,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 127.0.0.1 is this machine only.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    token_file: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            help="File whose first line is the bearer token clients must send. "
+            f"The {TOKEN_ENV} environment variable is read when this is not given. "
+            "There is no --token option, so the token never shows in a process list."
+        ),
+    ] = None,
+    results: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            help="SQLite results of 'grindwatch watch', shown on the monitoring page."
+        ),
+    ] = None,
+    watch_folder: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--watch",
+            help="Also watch this folder in the service; results go to --results "
+            "(default: grindwatch-results.sqlite).",
+        ),
+    ] = None,
+    csv: CsvOpt = None,
+    settle: SettleOpt = 2.0,
+    marker_suffix: MarkerSuffixOpt = None,
+    folder_marker: FolderMarkerOpt = None,
+    interval: IntervalOpt = 1.0,
+    name: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Model name shown by /model (default: from the URI)."),
+    ] = None,
+    max_body_mb: Annotated[
+        float, typer.Option(help="Largest request body in MiB; larger gets 413.")
+    ] = 100.0,
+    max_samples: Annotated[
+        int, typer.Option(help="Most samples per channel; more gets 413.")
+    ] = 10_000_000,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Serve a model over HTTP: scoring API, OpenAPI docs and monitoring page."""
+    import uvicorn
+
+    from grindwatch._console import setup_logging
+    from grindwatch.cli import _fail, _run
+    from grindwatch.pipeline import load_model
+    from grindwatch.serve import ServiceLimits, create_app
+
+    setup_logging(verbose)
+    token = _read_token(token_file)
+    loaded = _run(load_model, model)
+    shown_name, version = _model_identity(model, name)
+    store = watcher = None
+    if watch_folder is not None or results is not None:
+        store = _run(_store, results or Path("grindwatch-results.sqlite"))
+    if watch_folder is not None:
+        watcher = _run(
+            _watcher,
+            loaded,
+            watch_folder,
+            store,
+            csv,
+            settle,
+            marker_suffix,
+            folder_marker,
+        )
+    limits = ServiceLimits(int(max_body_mb * 1024 * 1024), max_samples)
+    app = _run(
+        create_app,
+        loaded,
+        name=shown_name,
+        version=version,
+        token=token,
+        limits=limits,
+        store=store,
+        watcher=watcher,
+        watch_interval=interval,
+    )
+    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning(
+            "listening on %s without a token: anyone who reaches this address can "
+            "use the service; set %s or --token-file",
+            host,
+            TOKEN_ENV,
+        )
+    logger.warning(
+        "serving %s on http://%s:%d (token %s)",
+        shown_name,
+        host,
+        port,
+        "required" if token else "not required",
+    )
+    if not _port_free(host, port):
+        _fail(f"port {port} on {host} is in use; pass another --port")
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning" if verbose == 0 else "info"
+    )
+
+
+def watch(
+    folder: Annotated[Path, typer.Argument(help="Folder to watch, subfolders too.")],
+    model: ModelOpt,
+    results: Annotated[
+        Path, typer.Option(help="SQLite file that keeps every result.")
+    ] = Path("grindwatch-results.sqlite"),
+    csv: CsvOpt = None,
+    settle: SettleOpt = 2.0,
+    marker_suffix: MarkerSuffixOpt = None,
+    folder_marker: FolderMarkerOpt = None,
+    interval: IntervalOpt = 1.0,
+    once: Annotated[
+        bool, typer.Option(help="Scan once, score what is complete, and exit.")
+    ] = False,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Score each new recording that lands in a folder; log every alarm."""
+    from grindwatch._console import setup_logging
+    from grindwatch.cli import _run
+    from grindwatch.pipeline import load_model
+
+    setup_logging(verbose)
+    loaded = _run(load_model, model)
+    store = _run(_store, results)
+    watcher = _run(
+        _watcher, loaded, folder, store, csv, settle, marker_suffix, folder_marker
+    )
+    logger.warning("watching %s; results in %s", folder, results)
+    watcher.run(interval=interval, max_polls=1 if once else None)
+
+
+def _store(path: Path):  # noqa: ANN202
+    from grindwatch.watch import ResultStore
+
+    return ResultStore(path)
+
+
+def _watcher(model, folder, store, csv, settle, marker_suffix, folder_marker):  # noqa: ANN001, ANN202
+    from grindwatch.exceptions import InputError
+    from grindwatch.watch import Watcher
+
+    if not folder.is_dir():
+        raise InputError(folder, "no such folder", "create it or check the path")
+    return Watcher(
+        model,
+        folder,
+        store,
+        csv_path=csv,
+        settle_seconds=settle,
+        marker_suffix=marker_suffix,
+        folder_marker=folder_marker,
+    )
+
+
+def _read_token(token_file: Path | None) -> str | None:
+    from grindwatch.cli import _fail
+
+    if token_file is not None:
+        try:
+            lines = token_file.read_text().splitlines()
+        except OSError as error:
+            _fail(f"{token_file}: cannot read the token file ({error.strerror})")
+        token = lines[0].strip() if lines else ""
+        if not token:
+            _fail(f"{token_file}: the token file is empty")
+        return token
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def _model_identity(uri: str, name: str | None) -> tuple[str, str | None]:
+    """The model's name and registered version, as far as the URI gives them.
+
+    ``models:/NAME/VERSION`` and ``models:/NAME@ALIAS`` name a registered model (an
+    alias is resolved in the tracking store); any other URI or folder is its own
+    name, without a registered version.
+    """
+    if not uri.startswith("models:/"):
+        return name or uri, None
+    reference = uri.removeprefix("models:/")
+    if "@" in reference:
+        from grindwatch.tracking import registered_model_version
+
+        registered, alias = reference.split("@", 1)
+        return name or registered, registered_model_version(registered, alias)
+    registered, _, version = reference.partition("/")
+    return name or registered, version or None
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True

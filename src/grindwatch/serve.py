@@ -1,0 +1,772 @@
+"""REST scoring service and live monitoring page (FastAPI).
+
+``create_app(model)`` builds the application around a model loaded once; the
+``grindwatch serve`` command runs it with uvicorn, and tests drive it in-process
+with ``fastapi.testclient.TestClient``. The endpoints:
+
+- ``POST /score``: one recording as JSON, samples listed per channel name.
+- ``POST /score/file``: one recording as an uploaded file in any format grindwatch
+  reads, chosen by the file name's extension.
+- ``GET /model``: what the model expects and how it was trained.
+- ``GET /health``: liveness, never behind the token.
+- ``GET /api/cycles`` and ``GET /api/cycles/{id}``: the results a folder watcher
+  stored, for the monitoring page at ``/`` and the cycle page at ``/cycles/{id}``.
+
+With a bearer token set, every endpoint but ``/health`` and the static pages needs
+``Authorization: Bearer <token>``. The pages read the token from the address's
+fragment (``/#token=...``), which browsers never send to the server, so it does not
+reach any access log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import tempfile
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, UploadFile
+from fastapi import Path as PathParameter
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from grindwatch._version import __version__
+from grindwatch.exceptions import InputError
+from grindwatch.io import Recording, read_file
+from grindwatch.io.dataset import SIGNAL_SUFFIXES
+from grindwatch.online import CycleScore, check_signal_model, score_recording
+from grindwatch.pipeline import Model, read_options
+
+if TYPE_CHECKING:
+    from grindwatch.watch import ResultStore, Watcher
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ServiceLimits", "create_app"]
+
+STATIC = Path(__file__).with_name("static")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """Request size limits; larger requests are rejected with status 413.
+
+    Attributes
+    ----------
+    max_body_bytes : int
+        Largest request body, JSON or upload, in bytes.
+    max_samples : int
+        Most samples per channel in one recording.
+    """
+
+    max_body_bytes: int = 100 * 1024 * 1024
+    max_samples: int = 10_000_000
+
+
+# Request and response bodies ---------------------------------------------------------
+
+Sample = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class ScoreRequest(BaseModel):
+    """One recording, with its samples listed per channel name."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "cycle_0042",
+                    "sample_rate": 20000.0,
+                    "channels": {"vib_x": [0.01, -0.02], "ae": [0.1, 0.12]},
+                }
+            ]
+        },
+    )
+
+    name: str = Field(
+        default="request",
+        min_length=1,
+        max_length=256,
+        description="Recording name, repeated in the response.",
+    )
+    sample_rate: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Samples per second of every channel. Omitted: the model's own "
+        "rate is assumed. A rate other than the model's is rejected with 422, "
+        "because the model's windows and spectra are only valid at its own rate.",
+    )
+    channels: dict[str, list[Sample]] = Field(
+        min_length=1,
+        description="Samples of each channel, keyed by channel name. Channels are "
+        "matched to the model's by name in any order; channels the model does not "
+        "use are ignored; a missing channel is rejected with 422 listing the "
+        "missing names. Every list holds the same number of samples. JSON integers "
+        "and decimals are both accepted and converted to float32 without scaling "
+        "(send ADC counts only to a model trained on counts); strings, booleans, "
+        "NaN, infinity and values beyond the float32 range are rejected with 422.",
+    )
+
+
+class ErrorResponse(BaseModel):
+    """Why a request was rejected."""
+
+    detail: str = Field(description="What was wrong and what to change.")
+    missing_channels: list[str] | None = Field(
+        default=None, description="Channels the model needs and the request lacks."
+    )
+    expected_channels: list[str] | None = Field(
+        default=None, description="All channels the model needs, in its order."
+    )
+
+
+class ChannelShare(BaseModel):
+    """One channel's share in a departure from normal."""
+
+    channel: str = Field(description="Channel name.")
+    share: float = Field(
+        description="Fraction of the departure from normal (the detector's "
+        "per-channel error) that comes from this channel, 0 to 1; the shares of "
+        "one recording or window add up to 1, or are all 0 when nothing departs."
+    )
+
+
+class FlaggedWindow(BaseModel):
+    """A window whose score is above the threshold, with its channel shares."""
+
+    window: int = Field(description="Window index within the recording, from 0.")
+    score: float = Field(description="The window's anomaly score.")
+    channels: list[ChannelShare] = Field(description="Shares, largest first.")
+
+
+class Attribution(BaseModel):
+    """Which channels the recording's departure from normal comes from."""
+
+    top_channel: str | None = Field(
+        description="Channel with the largest share; null when nothing departs."
+    )
+    channels: list[ChannelShare] = Field(
+        description="Shares over the whole recording, largest first."
+    )
+    flagged_windows: list[FlaggedWindow] = Field(
+        description="Shares of each flagged window, in window order."
+    )
+
+
+class WindowScore(BaseModel):
+    """The score of one window."""
+
+    window: int = Field(description="Window index within the recording, from 0.")
+    start_sample: int = Field(description="First sample of the window.")
+    start_s: float | None = Field(
+        description="Window start in seconds from the recording start; null when "
+        "the model has no sample rate."
+    )
+    end_s: float | None = Field(description="Window end in seconds, as start_s.")
+    score: float = Field(description="Anomaly score, higher is more anomalous.")
+    flag: bool = Field(description="True when score is above the threshold.")
+
+
+class RecordingScore(BaseModel):
+    """The score of the whole recording."""
+
+    name: str = Field(description="Recording name from the request or file name.")
+    score: float = Field(
+        description="Recording score: the model's aggregate (max, mean or a "
+        "quantile) of its window scores; higher is more anomalous."
+    )
+    flag: bool = Field(description="True when score is above the threshold.")
+    n_windows: int = Field(description="Windows cut from the recording.")
+    flagged_windows: int = Field(description="Windows whose score is above it.")
+    max_window_score: float = Field(description="Largest window score.")
+
+
+class ScoreResponse(BaseModel):
+    """Scores, flags and attribution of one recording."""
+
+    recording: RecordingScore
+    threshold: float = Field(
+        description="The model's threshold: windows and recordings whose score is "
+        "above it are flagged."
+    )
+    windows: list[WindowScore] = Field(description="Every window, in order.")
+    attribution: Attribution | None = Field(
+        description="Channel shares; null when the request set explain=false."
+    )
+
+
+class TrainingData(BaseModel):
+    """Fingerprint of the data the model was trained on."""
+
+    sha256: str | None = Field(
+        description="SHA-256 over the SHA-256 of every training file, in order."
+    )
+    n_files: int | None = Field(description="Training files.")
+    n_recordings: int | None = Field(description="Training recordings.")
+
+
+class ModelInfo(BaseModel):
+    """The served model: what it expects and how it was trained."""
+
+    name: str = Field(
+        description="Registered model name when the model URI names one, else the "
+        "model URI or folder the service was started with."
+    )
+    version: str | None = Field(
+        description="Registered model version when known, else the MLflow run id "
+        "of its training, else null."
+    )
+    run_id: str | None = Field(description="MLflow run that trained the model.")
+    grindwatch_version: str = Field(description="grindwatch version that trained it.")
+    service_version: str = Field(description="grindwatch version serving it.")
+    channels: list[str] = Field(description="Channels the model needs, in order.")
+    sample_rate: float | None = Field(
+        description="Samples per second the model was trained at; null if unknown."
+    )
+    window_length: int = Field(description="Window length in samples.")
+    hop: int = Field(description="Samples between the starts of two windows.")
+    frontend: str = Field(description="Front end: raw, spectrum or features.")
+    detector: str = Field(description="Detector family.")
+    aggregate: str = Field(
+        description="How window scores become the recording score: max, mean, or "
+        "quantile:<q>."
+    )
+    threshold: float = Field(description="Flagging threshold on the anomaly score.")
+    threshold_method: str = Field(description="How the threshold was fitted.")
+    threshold_description: str = Field(description="The threshold, in words.")
+    training_data: TrainingData
+
+
+class Health(BaseModel):
+    """Liveness of the service."""
+
+    status: str = Field(description="Always 'ok' while the service answers.")
+    model_loaded: bool = Field(description="True once the model is in memory.")
+    watching: bool = Field(description="True while a folder watcher thread runs.")
+
+
+class CycleSummary(BaseModel):
+    """One file the folder watcher scored or failed to read."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: int = Field(description="Result id, increasing in the order of scoring.")
+    path: str = Field(description="File path relative to the watched folder.")
+    status: str = Field(description="'scored', or 'failed' with a reason.")
+    recording: str | None = Field(description="Recording name.")
+    score: float | None = Field(description="Recording score; null if failed.")
+    flag: bool | None = Field(description="True for an alarm; null if failed.")
+    threshold: float | None = Field(description="Threshold used for this file.")
+    n_windows: int | None = Field(description="Windows scored.")
+    flagged_windows: int | None = Field(description="Windows above the threshold.")
+    top_channel: str | None = Field(description="Channel with the largest share.")
+    reason: str | None = Field(description="Why the file failed; null if scored.")
+    scored_at: str = Field(description="When it was scored, ISO 8601 UTC.")
+
+
+class CycleList(BaseModel):
+    """The latest results of the folder watcher."""
+
+    model: str = Field(description="Name of the served model.")
+    threshold: float = Field(description="The served model's threshold.")
+    results_store: bool = Field(
+        description="False when the service was started without a results store, "
+        "so there is nothing to list."
+    )
+    cycles: list[CycleSummary] = Field(description="Oldest first.")
+
+
+class CycleWindow(BaseModel):
+    """One window of a stored cycle."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    window: int = Field(description="Window index within the recording, from 0.")
+    start_sample: int = Field(description="First sample of the window.")
+    start_s: float | None = Field(description="Window start in seconds, if known.")
+    end_s: float | None = Field(description="Window end in seconds, if known.")
+    score: float = Field(description="Anomaly score.")
+    flag: bool = Field(description="True when above the threshold.")
+    channel_shares: dict[str, float] | None = Field(
+        description="Share of each channel in this window's departure from normal."
+    )
+
+
+class CycleDetail(CycleSummary):
+    """A stored cycle with its window scores and channel shares."""
+
+    max_window_score: float | None = Field(description="Largest window score.")
+    channel_shares: dict[str, float] | None = Field(
+        description="Share of each channel over the whole recording."
+    )
+    windows: list[CycleWindow] = Field(description="Every window, in order.")
+
+
+# The application ----------------------------------------------------------------------
+
+_REJECTIONS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or wrong bearer token."},
+    413: {"model": ErrorResponse, "description": "Body or recording too large."},
+    422: {
+        "model": ErrorResponse,
+        "description": "Invalid recording: missing channels, wrong sample rate, "
+        "too short, unreadable, or a malformed body.",
+    },
+}
+
+
+class _Rejected(Exception):
+    """A request the service rejects with ``status`` and an ErrorResponse body."""
+
+    def __init__(self, status: int, detail: str, **fields: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.body = ErrorResponse(detail=detail, **fields)
+
+
+def create_app(
+    model: Model,
+    *,
+    name: str = "model",
+    version: str | None = None,
+    token: str | None = None,
+    limits: ServiceLimits | None = None,
+    store: ResultStore | None = None,
+    watcher: Watcher | None = None,
+    watch_interval: float = 1.0,
+) -> FastAPI:
+    """Build the service around ``model``, which is loaded once and shared.
+
+    Parameters
+    ----------
+    model : Model
+        A model trained on signal recordings.
+    name, version : str
+        How ``/model`` names the model (see ``ModelInfo``).
+    token : str, optional
+        Bearer token every endpoint but ``/health`` and the pages requires.
+    limits : ServiceLimits, optional
+    store : ResultStore, optional
+        Results of a folder watcher, listed by ``/api/cycles``.
+    watcher : Watcher, optional
+        Run this watcher in a background thread while the service runs, polling
+        every ``watch_interval`` seconds.
+    """
+    check_signal_model(model)
+    limits = limits or ServiceLimits()
+    if watcher is not None and store is None:
+        store = watcher.store
+    state = {"watching": False}
+    lifespan = _watcher_lifespan(watcher, watch_interval, state)
+    app = FastAPI(
+        title="grindwatch",
+        version=__version__,
+        summary="Anomaly scores for machine-tool sensor recordings.",
+        max_body_size=limits.max_body_bytes,
+        lifespan=lifespan,
+    )
+    authorize = _bearer_check(token)
+    info = _model_info(model, name, version)
+
+    @app.exception_handler(_Rejected)
+    async def _rejected(request: Any, error: _Rejected) -> JSONResponse:
+        return JSONResponse(
+            error.body.model_dump(exclude_none=True), status_code=error.status
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Any, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_message(error)}, status_code=422)
+
+    @app.get("/health", tags=["service"])
+    def health() -> Health:
+        """Report that the service runs and its model is loaded."""
+        return Health(status="ok", model_loaded=True, watching=state["watching"])
+
+    @app.get(
+        "/model",
+        tags=["service"],
+        dependencies=[Depends(authorize)],
+        responses={401: _REJECTIONS[401]},
+    )
+    def model_info() -> ModelInfo:
+        """Describe the served model: channels, rate, window, threshold, data."""
+        return info
+
+    @app.post(
+        "/score",
+        tags=["scoring"],
+        dependencies=[Depends(authorize)],
+        responses=_REJECTIONS,
+    )
+    def score_json(
+        request: ScoreRequest,
+        explain: Annotated[
+            bool, Query(description="Also return the channel attribution.")
+        ] = True,
+    ) -> ScoreResponse:
+        """Score one recording sent as JSON, samples listed per channel name."""
+        recording = _recording_from_request(model, request, limits)
+        return _score(model, recording, explain)
+
+    @app.post(
+        "/score/file",
+        tags=["scoring"],
+        dependencies=[Depends(authorize)],
+        responses={
+            **_REJECTIONS,
+            415: {"model": ErrorResponse, "description": "Unsupported file type."},
+        },
+    )
+    def score_file(
+        file: Annotated[
+            UploadFile,
+            File(
+                description="One recording in a format grindwatch reads, chosen by "
+                f"the file name's extension ({', '.join(SIGNAL_SUFFIXES)}). It is "
+                "read with the model's own reading options (delimiter, channels, "
+                "sample rate for files that do not store one)."
+            ),
+        ],
+        explain: Annotated[
+            bool, Form(description="Also return the channel attribution.")
+        ] = True,
+    ) -> ScoreResponse:
+        """Score one recording uploaded as a file."""
+        recording = _recording_from_upload(model, file, limits)
+        return _score(model, recording, explain)
+
+    _add_dashboard(app, model, name, store, authorize)
+    return app
+
+
+def _validation_message(error: RequestValidationError, shown: int = 5) -> str:
+    """FastAPI's validation errors as one sentence per problem, at most ``shown``."""
+    problems = [
+        f"{'.'.join(map(str, item['loc']))}: {item['msg']}" for item in error.errors()
+    ]
+    message = "; ".join(problems[:shown])
+    if len(problems) > shown:
+        message += f"; and {len(problems) - shown} more"
+    return message
+
+
+def _watcher_lifespan(watcher: Watcher | None, interval: float, state: dict):  # noqa: ANN202
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if watcher is None:
+            yield
+            return
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=watcher.run,
+            kwargs={"interval": interval, "stop": stop},
+            name="grindwatch-watcher",
+            daemon=True,
+        )
+        thread.start()
+        state["watching"] = True
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=60)
+            state["watching"] = False
+
+    return lifespan
+
+
+def _bearer_check(token: str | None):  # noqa: ANN202
+    scheme = HTTPBearer(
+        auto_error=False,
+        description="Required when the service was started with a token.",
+    )
+    expected = token.encode() if token else None
+
+    # A plain default rather than Annotated: the annotation is a string (postponed
+    # evaluation), and FastAPI could not resolve the local ``scheme`` inside it.
+    def authorize(
+        credentials: HTTPAuthorizationCredentials | None = Depends(scheme),  # noqa: B008
+    ) -> None:
+        if expected is None:
+            return
+        given = credentials.credentials.encode() if credentials else b""
+        # compare_digest takes the same time wherever the first difference is.
+        if not hmac.compare_digest(given, expected):
+            raise HTTPException(
+                401,
+                "missing or wrong bearer token; send 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    return authorize
+
+
+def _model_info(model: Model, name: str, version: str | None) -> ModelInfo:
+    described = model.describe()
+    aggregate = model.config.aggregate
+    fingerprint = described["training_data"]
+    return ModelInfo(
+        name=name,
+        version=version or model.run_id_,
+        run_id=model.run_id_,
+        grindwatch_version=described["grindwatch_version"],
+        service_version=__version__,
+        channels=list(model.channels_),
+        sample_rate=model.sample_rate_,
+        window_length=model.window_length_,
+        hop=model.hop_,
+        frontend=described["frontend"],
+        detector=described["detector"],
+        aggregate=aggregate.method
+        + (f":{aggregate.quantile:g}" if aggregate.method == "quantile" else ""),
+        threshold=model.threshold_.value,
+        threshold_method=model.threshold_.method,
+        threshold_description=described["threshold_description"],
+        training_data=TrainingData(
+            sha256=fingerprint.get("sha256"),
+            n_files=fingerprint.get("n_files"),
+            n_recordings=fingerprint.get("n_recordings"),
+        ),
+    )
+
+
+# Turning requests into recordings ----------------------------------------------------
+
+
+def _recording_from_request(
+    model: Model, request: ScoreRequest, limits: ServiceLimits
+) -> Recording:
+    """Check a JSON recording against the model and convert it to float32."""
+    expected = list(model.channels_)
+    missing = [channel for channel in expected if channel not in request.channels]
+    if missing:
+        raise _Rejected(
+            422,
+            f"the recording is missing channels {missing}; the model needs {expected}",
+            missing_channels=missing,
+            expected_channels=expected,
+        )
+    lengths = {channel: len(request.channels[channel]) for channel in expected}
+    longest = max(lengths.values())
+    if longest > limits.max_samples:
+        raise _Rejected(
+            413,
+            f"{longest} samples per channel is more than the limit of "
+            f"{limits.max_samples}; split the recording",
+        )
+    if len(set(lengths.values())) > 1:
+        raise _Rejected(
+            422,
+            f"channels have different lengths {lengths}; send the same number of "
+            "samples for every channel",
+        )
+    _check_rate(model, request.sample_rate)
+
+    data = np.array([request.channels[channel] for channel in expected], np.float64)
+    if data.size and np.abs(data).max() > _FLOAT32_MAX:
+        raise _Rejected(
+            422,
+            f"a sample exceeds the float32 range (±{_FLOAT32_MAX:.4g}); rescale the "
+            "signal",
+        )
+    return Recording(
+        request.name, data.astype(np.float32), expected, model.sample_rate_
+    )
+
+
+def _check_rate(model: Model, sample_rate: float | None) -> None:
+    if sample_rate is None or model.sample_rate_ is None:
+        return
+    if not np.isclose(sample_rate, model.sample_rate_):
+        raise _Rejected(
+            422,
+            f"sample_rate {sample_rate:g} Hz differs from the model's "
+            f"{model.sample_rate_:g} Hz; resample the recording to "
+            f"{model.sample_rate_:g} Hz or serve a model trained at this rate",
+        )
+
+
+def _recording_from_upload(
+    model: Model, upload: UploadFile, limits: ServiceLimits
+) -> Recording:
+    """Save an upload under its own file name in a temporary folder and read it."""
+    filename = Path(upload.filename or "").name
+    suffix = Path(filename).suffix.lower()
+    if suffix not in SIGNAL_SUFFIXES:
+        raise _Rejected(
+            415,
+            f"unsupported file type {suffix or '(none)'!r} in {filename!r}; send one "
+            f"of {', '.join(SIGNAL_SUFFIXES)}",
+        )
+    with tempfile.TemporaryDirectory(prefix="grindwatch-upload-") as folder:
+        path = Path(folder) / filename
+        with open(path, "wb") as out:
+            while block := upload.file.read(1 << 20):
+                out.write(block)
+        try:
+            recordings = read_file(path, read_options(model.config))
+        except InputError as error:
+            raise _Rejected(422, _upload_message(filename, error)) from None
+        except (OSError, ValueError) as error:
+            # Format libraries raise their own errors on corrupt files.
+            raise _Rejected(
+                422, f"{filename}: could not be read ({type(error).__name__}: {error})"
+            ) from None
+    if len(recordings) != 1:
+        raise _Rejected(422, f"{filename}: holds {len(recordings)} recordings, not one")
+    recording = recordings[0]
+    if recording.n_samples > limits.max_samples:
+        raise _Rejected(
+            413,
+            f"{filename}: {recording.n_samples} samples per channel is more than the "
+            f"limit of {limits.max_samples}; split the recording",
+        )
+    missing = [c for c in model.channels_ if c not in recording.channels]
+    if missing:
+        raise _Rejected(
+            422,
+            f"{filename}: missing channels {missing}; it has {recording.channels} "
+            f"and the model needs {list(model.channels_)}",
+            missing_channels=missing,
+            expected_channels=list(model.channels_),
+        )
+    _check_rate(model, recording.sample_rate)
+    recording.source = None
+    return recording
+
+
+def _upload_message(filename: str, error: InputError) -> str:
+    """The reader's message, naming the upload rather than the temporary path."""
+    return f"{filename}: {error.problem}" + (f"; {error.fix}" if error.fix else "")
+
+
+def _score(model: Model, recording: Recording, explain: bool) -> ScoreResponse:
+    try:
+        cycle = score_recording(model, recording, explain=explain)
+    except InputError as error:
+        raise _Rejected(422, _upload_message(recording.name, error)) from None
+    logger.debug("scored %s: %.4g, flag %s", cycle.name, cycle.score, cycle.flag)
+    return _response(cycle)
+
+
+def _response(cycle: CycleScore) -> ScoreResponse:
+    windows = cycle.windows
+    has_time = "start_s" in windows
+    window_scores = [
+        WindowScore(
+            window=int(row["window"]),
+            start_sample=int(row["start_sample"]),
+            start_s=float(row["start_s"]) if has_time else None,
+            end_s=float(row["end_s"]) if has_time else None,
+            score=float(row["score"]),
+            flag=bool(row["flag"]),
+        )
+        for row in windows.to_dict(orient="records")
+    ]
+    attribution = None
+    if cycle.channel_shares is not None:
+        attribution = Attribution(
+            top_channel=cycle.top_channel(),
+            channels=_ranked(cycle.channel_shares),
+            flagged_windows=[
+                FlaggedWindow(
+                    window=item["window"],
+                    score=item["score"],
+                    channels=_ranked(item["channel_shares"]),
+                )
+                for item in cycle.flagged_window_shares()
+            ],
+        )
+    return ScoreResponse(
+        recording=RecordingScore(
+            name=cycle.name,
+            score=cycle.score,
+            flag=cycle.flag,
+            n_windows=cycle.n_windows,
+            flagged_windows=cycle.flagged_windows,
+            max_window_score=cycle.max_window_score,
+        ),
+        threshold=cycle.threshold,
+        windows=window_scores,
+        attribution=attribution,
+    )
+
+
+def _ranked(shares: dict[str, float]) -> list[ChannelShare]:
+    ordered = sorted(shares.items(), key=lambda item: item[1], reverse=True)
+    return [ChannelShare(channel=channel, share=share) for channel, share in ordered]
+
+
+# Monitoring page ---------------------------------------------------------------------
+
+
+def _add_dashboard(
+    app: FastAPI,
+    model: Model,
+    name: str,
+    store: ResultStore | None,
+    authorize: Any,
+) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/cycles/{result_id}", include_in_schema=False)
+    def cycle_page(result_id: int) -> FileResponse:
+        return FileResponse(STATIC / "cycle.html")
+
+    @app.get(
+        "/api/cycles",
+        tags=["monitoring"],
+        dependencies=[Depends(authorize)],
+        responses={401: _REJECTIONS[401], 422: _REJECTIONS[422]},
+    )
+    def list_cycles(
+        limit: Annotated[
+            int, Query(ge=1, le=5000, description="Most recent results to return.")
+        ] = 200,
+    ) -> CycleList:
+        """List the latest results of the folder watcher, oldest first."""
+        rows = store.latest(limit) if store is not None else []
+        return CycleList(
+            model=name,
+            threshold=model.threshold_.value,
+            results_store=store is not None,
+            cycles=[CycleSummary.model_validate(row) for row in rows],
+        )
+
+    @app.get(
+        "/api/cycles/{result_id}",
+        tags=["monitoring"],
+        dependencies=[Depends(authorize)],
+        responses={
+            401: _REJECTIONS[401],
+            404: {"model": ErrorResponse, "description": "No result with this id."},
+            422: _REJECTIONS[422],
+        },
+    )
+    def get_cycle(
+        result_id: Annotated[
+            int, PathParameter(ge=1, le=2**63 - 1, description="Result id.")
+        ],
+    ) -> CycleDetail:
+        """Return one stored result with its window scores and channel shares."""
+        found = store.get(result_id) if store is not None else None
+        if found is None:
+            raise _Rejected(404, f"no result with id {result_id}")
+        return CycleDetail.model_validate(found)

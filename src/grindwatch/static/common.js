@@ -1,0 +1,127 @@
+// Shared helpers of the monitoring pages: authorised requests and small SVG charts.
+// Everything is drawn here, so the pages need no network beyond the service itself.
+"use strict";
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+// The bearer token comes from the address fragment (#token=...), which the browser
+// never sends to the server, and is kept for this tab only.
+function bearerToken() {
+  const match = window.location.hash.match(/token=([^&]+)/);
+  if (match) {
+    sessionStorage.setItem("grindwatch-token", decodeURIComponent(match[1]));
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
+  return sessionStorage.getItem("grindwatch-token");
+}
+
+async function fetchJson(path) {
+  const headers = { Accept: "application/json" };
+  const token = bearerToken();
+  if (token) {
+    headers.Authorization = "Bearer " + token;
+  }
+  const response = await fetch(path, { headers, cache: "no-store" });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try {
+      detail = (await response.json()).detail || detail;
+    } catch (error) {
+      // The body was not JSON; keep the status text.
+    }
+    throw new Error(response.status + ": " + detail);
+  }
+  return response.json();
+}
+
+function svgElement(name, attributes, parent) {
+  const element = document.createElementNS(SVG_NS, name);
+  for (const [key, value] of Object.entries(attributes || {})) {
+    element.setAttribute(key, value);
+  }
+  if (parent) {
+    parent.appendChild(element);
+  }
+  return element;
+}
+
+function htmlElement(name, text, parent, className) {
+  const element = document.createElement(name);
+  if (text !== undefined && text !== null) {
+    element.textContent = text;
+  }
+  if (className) {
+    element.className = className;
+  }
+  if (parent) {
+    parent.appendChild(element);
+  }
+  return element;
+}
+
+function formatNumber(value) {
+  if (value === null || value === undefined || Number.isNaN(value)) {
+    return "–";
+  }
+  return Number(value).toPrecision(4);
+}
+
+function linearScale(domainLow, domainHigh, rangeLow, rangeHigh) {
+  const span = domainHigh - domainLow || 1;
+  return (value) => rangeLow + ((value - domainLow) / span) * (rangeHigh - rangeLow);
+}
+
+// A frame of axes: returns the svg, the plot box and y scale for values 0..yMax.
+function chartFrame(container, yMax, yLabel, xLabel) {
+  container.replaceChildren();
+  const width = Math.max(container.clientWidth || 0, 480);
+  const height = 260;
+  const box = { left: 64, right: width - 16, top: 12, bottom: height - 40 };
+  const svg = svgElement("svg", {
+    viewBox: `0 0 ${width} ${height}`, width, height, role: "img",
+  }, container);
+  const y = linearScale(0, yMax, box.bottom, box.top);
+  for (let i = 0; i <= 4; i += 1) {
+    const value = (yMax * i) / 4;
+    svgElement("line", {
+      x1: box.left, x2: box.right, y1: y(value), y2: y(value), class: "grid",
+    }, svg);
+    const tick = svgElement("text", {
+      x: box.left - 6, y: y(value) + 4, "text-anchor": "end", class: "tick",
+    }, svg);
+    tick.textContent = formatNumber(value);
+  }
+  const yTitle = svgElement("text", {
+    x: 14, y: (box.top + box.bottom) / 2, class: "axis-title",
+    transform: `rotate(-90 14 ${(box.top + box.bottom) / 2})`, "text-anchor": "middle",
+  }, svg);
+  yTitle.textContent = yLabel;
+  const xTitle = svgElement("text", {
+    x: (box.left + box.right) / 2, y: height - 6, class: "axis-title",
+    "text-anchor": "middle",
+  }, svg);
+  xTitle.textContent = xLabel;
+  return { svg, box, y };
+}
+
+function thresholdLine(frame, threshold) {
+  const level = frame.y(threshold);
+  svgElement("line", {
+    x1: frame.box.left, x2: frame.box.right, y1: level, y2: level, class: "threshold",
+  }, frame.svg);
+  const label = svgElement("text", {
+    x: frame.box.right - 4, y: level - 4, "text-anchor": "end", class: "threshold-label",
+  }, frame.svg);
+  label.textContent = "threshold " + formatNumber(threshold);
+}
+
+function showNotice(text) {
+  const notice = document.getElementById("notice");
+  notice.textContent = text;
+  notice.hidden = !text;
+}
+
+const CHANNEL_COLOURS = [
+  "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+  "#bcbd22", "#17becf", "#d62728",
+];

@@ -1,0 +1,131 @@
+// The explanation of one cycle: window scores over the cycle and channel shares.
+"use strict";
+
+function resultId() {
+  return window.location.pathname.split("/").filter(Boolean).pop();
+}
+
+function windowPosition(window) {
+  return window.start_s !== null ? window.start_s : window.start_sample;
+}
+
+function drawFacts(cycle) {
+  const facts = document.getElementById("facts");
+  facts.replaceChildren();
+  const items = [
+    ["file", cycle.path],
+    ["scored at (UTC)", cycle.scored_at.replace("T", " ").replace("+00:00", "")],
+    ["recording score", formatNumber(cycle.score)],
+    ["threshold", formatNumber(cycle.threshold)],
+    ["flagged windows", `${cycle.flagged_windows} / ${cycle.n_windows}`],
+    ["largest window score", formatNumber(cycle.max_window_score)],
+    ["top channel", cycle.top_channel || "–"],
+  ];
+  for (const [label, value] of items) {
+    const item = htmlElement("div", null, facts);
+    htmlElement("span", label, item, "label");
+    item.appendChild(document.createTextNode(" " + value));
+  }
+}
+
+function drawWindowScores(cycle) {
+  const windows = cycle.windows;
+  const highest = Math.max(cycle.threshold, ...windows.map((window) => window.score));
+  const hasTime = windows.length && windows[0].start_s !== null;
+  const frame = chartFrame(document.getElementById("window-chart"), highest * 1.15,
+    "window score", hasTime ? "window start (s)" : "window start (sample)");
+  const first = windowPosition(windows[0]);
+  const last = windowPosition(windows[windows.length - 1]);
+  const x = linearScale(first, last, frame.box.left + 8, frame.box.right - 8);
+  svgElement("polyline", {
+    points: windows.map((window) => `${x(windowPosition(window))},${frame.y(window.score)}`)
+      .join(" "),
+    class: "trace",
+  }, frame.svg);
+  thresholdLine(frame, cycle.threshold);
+  for (const window of windows) {
+    const point = svgElement("circle", {
+      cx: x(windowPosition(window)), cy: frame.y(window.score), r: window.flag ? 5 : 3,
+      class: "point " + (window.flag ? "alarm" : "normal"),
+    }, frame.svg);
+    svgElement("title", {}, point).textContent =
+      `window ${window.window} at ${formatNumber(windowPosition(window))}: ` +
+      formatNumber(window.score);
+  }
+}
+
+function drawChannelBars(cycle) {
+  const container = document.getElementById("channel-bars");
+  container.replaceChildren();
+  const shares = Object.entries(cycle.channel_shares || {})
+    .sort((left, right) => right[1] - left[1]);
+  const channels = Object.keys(cycle.channel_shares || {});
+  for (const [channel, share] of shares) {
+    const row = htmlElement("div", null, container, "bar-row");
+    htmlElement("span", channel, row, "bar-label");
+    const track = htmlElement("span", null, row, "bar-track");
+    const bar = htmlElement("span", null, track, "bar");
+    bar.style.width = (100 * share).toFixed(1) + "%";
+    bar.style.background = CHANNEL_COLOURS[channels.indexOf(channel) % CHANNEL_COLOURS.length];
+    htmlElement("span", (100 * share).toFixed(1) + " %", row, "number");
+  }
+}
+
+function drawShareChart(cycle) {
+  const windows = cycle.windows.filter((window) => window.channel_shares);
+  const container = document.getElementById("share-chart");
+  if (!windows.length) {
+    container.textContent = "No channel shares were stored for this cycle.";
+    return;
+  }
+  const channels = Object.keys(windows[0].channel_shares);
+  const frame = chartFrame(container, 1, "share", "window");
+  const step = (frame.box.right - frame.box.left) / windows.length;
+  windows.forEach((window, index) => {
+    let base = 0;
+    channels.forEach((channel, position) => {
+      const share = window.channel_shares[channel];
+      const rect = svgElement("rect", {
+        x: frame.box.left + index * step, width: Math.max(step - 1, 1),
+        y: frame.y(base + share), height: frame.y(base) - frame.y(base + share),
+        fill: CHANNEL_COLOURS[position % CHANNEL_COLOURS.length],
+        class: window.flag ? "flagged" : "",
+      }, frame.svg);
+      svgElement("title", {}, rect).textContent =
+        `window ${window.window}: ${channel} ${(100 * share).toFixed(1)} %`;
+      base += share;
+    });
+  });
+  const legend = document.getElementById("share-legend");
+  legend.replaceChildren();
+  channels.forEach((channel, position) => {
+    const swatch = htmlElement("span", null, legend, "swatch");
+    swatch.style.background = CHANNEL_COLOURS[position % CHANNEL_COLOURS.length];
+    legend.appendChild(document.createTextNode(" " + channel + " "));
+  });
+}
+
+async function load() {
+  try {
+    const cycle = await fetchJson("/api/cycles/" + resultId());
+    document.getElementById("title").textContent = cycle.path;
+    document.title = "grindwatch: " + cycle.path;
+    const verdict = document.getElementById("verdict");
+    if (cycle.status === "failed") {
+      verdict.textContent = "failed";
+      verdict.className = "status stale";
+      showNotice("This file could not be scored: " + cycle.reason);
+      return;
+    }
+    verdict.textContent = cycle.flag ? "ALARM" : "normal";
+    verdict.className = "status " + (cycle.flag ? "alarm" : "live");
+    drawFacts(cycle);
+    drawWindowScores(cycle);
+    drawChannelBars(cycle);
+    drawShareChart(cycle);
+  } catch (error) {
+    showNotice("Could not load this cycle: " + error.message);
+  }
+}
+
+load();

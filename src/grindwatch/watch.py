@@ -1,0 +1,475 @@
+"""Folder watcher: score each recording as it lands, and keep the results.
+
+The watcher polls a folder and its subfolders for recordings grindwatch can read:
+files of a supported type, and cycle folders (one folder per cycle) where the
+readers support them. A recording is scored once it is complete: when its size and
+modification time (for a folder: the total size and the latest modification time
+of its files) have stayed the same for ``settle_seconds``, or as soon as a marker
+says so (``NAME<marker_suffix>`` beside it, or a file named ``folder_marker`` in
+its folder).
+
+Every result goes to an SQLite table, keyed by the file's path relative to the
+watched folder, its size and its modification time in nanoseconds. A file is
+scored when its key is not in the table, so after a restart the watcher neither
+scores a file twice nor skips one. A file that is changed after scoring gets a new
+key and is scored again as a new recording. A file that cannot be read or scored is
+stored with status ``failed`` and the reason, and is retried only when it changes.
+
+The CSV copy of the table is rebuilt from SQLite after each poll that added
+results, written to a temporary file and renamed over the old one. A reader never
+sees a torn row, and SQLite stays the one source of truth: a crash between the
+commit and the rename leaves the CSV one poll behind until the next start, which
+rebuilds it first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from grindwatch.exceptions import InputError
+from grindwatch.io import list_files, read_file
+from grindwatch.online import CycleScore, check_signal_model, score_recording
+from grindwatch.pipeline import Model, read_options
+from grindwatch.results import write_table
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FileKey", "ResultStore", "Watcher"]
+
+# Columns of the results table, in CSV order.
+RESULT_COLUMNS = (
+    "id",
+    "path",
+    "size",
+    "mtime_ns",
+    "status",
+    "recording",
+    "score",
+    "flag",
+    "threshold",
+    "n_windows",
+    "flagged_windows",
+    "max_window_score",
+    "top_channel",
+    "channel_shares",
+    "reason",
+    "scored_at",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('scored', 'failed')),
+    recording TEXT,
+    score REAL,
+    flag INTEGER,
+    threshold REAL,
+    n_windows INTEGER,
+    flagged_windows INTEGER,
+    max_window_score REAL,
+    top_channel TEXT,
+    channel_shares TEXT,
+    reason TEXT,
+    scored_at TEXT NOT NULL,
+    UNIQUE (path, size, mtime_ns)
+);
+CREATE TABLE IF NOT EXISTS windows (
+    result_id INTEGER NOT NULL REFERENCES results (id),
+    window INTEGER NOT NULL,
+    start_sample INTEGER NOT NULL,
+    start_s REAL,
+    end_s REAL,
+    score REAL NOT NULL,
+    flag INTEGER NOT NULL,
+    channel_shares TEXT,
+    PRIMARY KEY (result_id, window)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """Identity of one version of a file: path relative to the watched folder,
+    size in bytes and modification time in nanoseconds."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+class ResultStore:
+    """The SQLite results table shared by the watcher and the monitoring page.
+
+    Each call opens its own connection, so one store can be used from several
+    threads, and the page can read while a watcher process writes (WAL journal).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=30)
+        connection.row_factory = sqlite3.Row
+        return connection
+
+    def keys(self) -> set[FileKey]:
+        """Keys of every file already scored or failed."""
+        connection = self._connect()
+        try:
+            rows = connection.execute("SELECT path, size, mtime_ns FROM results")
+            return {FileKey(*row) for row in rows}
+        finally:
+            connection.close()
+
+    def add(
+        self, key: FileKey, cycle: CycleScore | None, reason: str | None
+    ) -> int | None:
+        """Insert one result (a score, or the reason it failed); return its id.
+
+        The result row and its window rows are written in one transaction. Returns
+        None, and writes nothing, when the key is already stored (another watcher
+        on the same store got there first).
+        """
+        row = _result_row(key, cycle, reason)
+        connection = self._connect()
+        try:
+            with connection:
+                cursor = connection.execute(
+                    f"INSERT INTO results ({', '.join(row)}) "
+                    f"VALUES ({', '.join('?' * len(row))})",
+                    tuple(row.values()),
+                )
+                result_id = int(cursor.lastrowid)
+                if cycle is not None:
+                    connection.executemany(
+                        "INSERT INTO windows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        _window_rows(result_id, cycle),
+                    )
+            return result_id
+        except sqlite3.IntegrityError:
+            logger.info("%s is already in %s; not stored again", key.path, self.path)
+            return None
+        finally:
+            connection.close()
+
+    def latest(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The ``limit`` most recent results, oldest first."""
+        connection = self._connect()
+        try:
+            rows = connection.execute(
+                "SELECT * FROM (SELECT * FROM results ORDER BY id DESC LIMIT ?) "
+                "ORDER BY id",
+                (limit,),
+            ).fetchall()
+        finally:
+            connection.close()
+        return [_row_dict(row) for row in rows]
+
+    def get(self, result_id: int) -> dict[str, Any] | None:
+        """One result with its windows, or None when there is no such id."""
+        connection = self._connect()
+        try:
+            row = connection.execute(
+                "SELECT * FROM results WHERE id = ?", (result_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            windows = connection.execute(
+                "SELECT window, start_sample, start_s, end_s, score, flag, "
+                "channel_shares FROM windows WHERE result_id = ? ORDER BY window",
+                (result_id,),
+            ).fetchall()
+        finally:
+            connection.close()
+        result = _row_dict(row)
+        result["windows"] = [_row_dict(window) for window in windows]
+        return result
+
+    def frame(self) -> pd.DataFrame:
+        """The whole results table, ordered by id."""
+        connection = self._connect()
+        try:
+            frame = pd.read_sql_query(
+                f"SELECT {', '.join(RESULT_COLUMNS)} FROM results ORDER BY id",
+                connection,
+            )
+        finally:
+            connection.close()
+        frame["flag"] = frame["flag"].astype("boolean")
+        return frame
+
+    def export_csv(self, path: str | Path) -> Path:
+        """Rewrite ``path`` from the table, atomically (temporary file and rename)."""
+        return write_table(self.frame(), path)
+
+
+def _result_row(
+    key: FileKey, cycle: CycleScore | None, reason: str | None
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "path": key.path,
+        "size": key.size,
+        "mtime_ns": key.mtime_ns,
+        "status": "failed" if cycle is None else "scored",
+        "reason": reason,
+        "scored_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+    if cycle is not None:
+        row.update(
+            recording=cycle.name,
+            score=cycle.score,
+            flag=int(cycle.flag),
+            threshold=cycle.threshold,
+            n_windows=cycle.n_windows,
+            flagged_windows=cycle.flagged_windows,
+            max_window_score=cycle.max_window_score,
+            top_channel=cycle.top_channel(),
+            channel_shares=json.dumps(cycle.channel_shares),
+        )
+    return row
+
+
+def _window_rows(result_id: int, cycle: CycleScore) -> list[tuple]:
+    frame = cycle.windows
+    rows = []
+    for position in range(len(frame)):
+        shares = None
+        if cycle.window_shares is not None:
+            shares = json.dumps(
+                dict(
+                    zip(
+                        cycle.channels,
+                        cycle.window_shares[position].tolist(),
+                        strict=True,
+                    )
+                )
+            )
+        rows.append(
+            (
+                result_id,
+                int(frame["window"].iloc[position]),
+                int(frame["start_sample"].iloc[position]),
+                _optional_float(frame, "start_s", position),
+                _optional_float(frame, "end_s", position),
+                float(frame["score"].iloc[position]),
+                int(frame["flag"].iloc[position]),
+                shares,
+            )
+        )
+    return rows
+
+
+def _optional_float(frame: pd.DataFrame, column: str, position: int) -> float | None:
+    if column not in frame:
+        return None
+    return float(frame[column].iloc[position])
+
+
+def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
+    result = dict(row)
+    if result.get("flag") is not None:
+        result["flag"] = bool(result["flag"])
+    if result.get("channel_shares"):
+        result["channel_shares"] = json.loads(result["channel_shares"])
+    return result
+
+
+class Watcher:
+    """Score each new, complete recording in ``folder`` and store the result.
+
+    Parameters
+    ----------
+    model : Model
+        A model trained on signal recordings.
+    folder : path
+        The folder to watch, subfolders included. Hidden files and folders (names
+        starting with a dot), which writers often use for files in progress, are
+        ignored.
+    store : ResultStore
+    csv_path : path, optional
+        Also keep a CSV copy of the results table here.
+    settle_seconds : float
+        A file counts as complete once its size and modification time have not
+        changed for this long, as seen by the watcher's own polls; 0 scores a file
+        as soon as it is seen.
+    marker_suffix : str, optional
+        When set, a file or cycle folder ``NAME`` counts as complete once ``NAME``
+        plus this suffix exists beside it (for example ``.done``), without waiting.
+    folder_marker : str, optional
+        When set, every file in a folder that contains a file of this name (for
+        example ``_COMPLETE``), and a cycle folder that contains it, counts as
+        complete, without waiting.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        folder: str | Path,
+        store: ResultStore,
+        csv_path: str | Path | None = None,
+        settle_seconds: float = 2.0,
+        marker_suffix: str | None = None,
+        folder_marker: str | None = None,
+    ) -> None:
+        check_signal_model(model)
+        self.model = model
+        self.folder = Path(folder)
+        self.store = store
+        self.csv_path = Path(csv_path) if csv_path is not None else None
+        self.settle_seconds = settle_seconds
+        self.marker_suffix = marker_suffix
+        self.folder_marker = folder_marker
+        self._options = read_options(model.config)
+        self._known = store.keys()
+        # Path -> (size, mtime_ns, monotonic time first seen with them).
+        self._seen: dict[str, tuple[int, int, float]] = {}
+        self._excluded = {store.path.resolve()}
+        if self.csv_path is not None:
+            self._excluded.add(self.csv_path.resolve())
+            store.export_csv(self.csv_path)
+
+    def candidates(self) -> list[tuple[Path, FileKey]]:
+        """Recordings in the folder not yet in the store, sorted by path.
+
+        What counts as a recording is what ``grindwatch.io.list_files`` lists: files
+        of a supported type, and cycle folders where the readers support them.
+        """
+        try:
+            listed = list_files(self.folder)
+        except InputError:
+            return []  # nothing readable in the folder yet
+        found = []
+        for path in listed:
+            if path.resolve() in self._excluded:
+                continue
+            key = _file_key(path, self.folder)
+            if key is not None and key not in self._known:
+                found.append((path, key))
+        return found
+
+    def _is_complete(self, path: Path, key: FileKey, now: float) -> bool:
+        if self.marker_suffix:
+            if path.with_name(path.name + self.marker_suffix).exists():
+                return True
+        if self.folder_marker:
+            holder = path if path.is_dir() else path.parent
+            if (holder / self.folder_marker).exists():
+                return True
+        seen = self._seen.get(key.path)
+        if seen is None or seen[:2] != (key.size, key.mtime_ns):
+            self._seen[key.path] = (key.size, key.mtime_ns, now)
+            return self.settle_seconds <= 0
+        return now - seen[2] >= self.settle_seconds
+
+    def poll(self) -> list[int]:
+        """Score every complete new file once; return the ids of the new results."""
+        now = time.monotonic()
+        added = []
+        for path, key in self.candidates():
+            if not self._is_complete(path, key, now):
+                continue
+            cycle, reason = self._score(path)
+            if not _unchanged(path, key, self.folder):
+                # The file changed while it was read: wait until it settles again.
+                self._seen.pop(key.path, None)
+                continue
+            result_id = self.store.add(key, cycle, reason)
+            self._known.add(key)
+            self._seen.pop(key.path, None)
+            if result_id is not None:
+                added.append(result_id)
+                self._report(key, cycle, reason)
+        if added and self.csv_path is not None:
+            self.store.export_csv(self.csv_path)
+        return added
+
+    def _score(self, path: Path) -> tuple[CycleScore | None, str | None]:
+        try:
+            recordings = read_file(path, self._options)
+            if len(recordings) != 1:
+                raise InputError(
+                    path,
+                    f"holds {len(recordings)} recordings; the watcher expects one "
+                    "recording per file",
+                )
+            return score_recording(self.model, recordings[0]), None
+        except InputError as error:
+            return None, error.problem + (f"; {error.fix}" if error.fix else "")
+        except (OSError, ValueError) as error:
+            # A reader failed in a way it does not translate (a corrupt file deep
+            # inside a format library): record it and go on with the next file.
+            return None, f"could not be read ({type(error).__name__}: {error})"
+
+    def _report(
+        self, key: FileKey, cycle: CycleScore | None, reason: str | None
+    ) -> None:
+        if cycle is None:
+            logger.error("failed %s: %s", key.path, reason)
+        elif cycle.flag:
+            logger.warning(
+                "ALARM %s: score %.4g is above the threshold %.4g; %d of %d windows "
+                "flagged; largest share from channel %s",
+                key.path,
+                cycle.score,
+                cycle.threshold,
+                cycle.flagged_windows,
+                cycle.n_windows,
+                cycle.top_channel(),
+            )
+        else:
+            logger.info("scored %s: %.4g (normal)", key.path, cycle.score)
+
+    def run(
+        self,
+        interval: float = 1.0,
+        stop: threading.Event | None = None,
+        max_polls: int | None = None,
+    ) -> None:
+        """Poll each ``interval`` seconds until ``stop`` is set or ``max_polls`` ran."""
+        stop = stop or threading.Event()
+        logger.info("watching %s, results in %s", self.folder, self.store.path)
+        polls = 0
+        while not stop.is_set():
+            self.poll()
+            polls += 1
+            if max_polls is not None and polls >= max_polls:
+                break
+            stop.wait(interval)
+        logger.info("stopped watching %s", self.folder)
+
+
+def _file_key(path: Path, folder: Path) -> FileKey | None:
+    """The key of a file, or of a folder recording (the total size and the latest
+    modification time of the files inside); None when it has gone."""
+    relative = path.relative_to(folder).as_posix()
+    try:
+        if not path.is_dir():
+            stat = path.stat()
+            return FileKey(relative, stat.st_size, stat.st_mtime_ns)
+        stats = [item.stat() for item in path.rglob("*") if item.is_file()]
+    except FileNotFoundError:
+        return None  # removed since the listing
+    size = sum(stat.st_size for stat in stats)
+    latest = max((stat.st_mtime_ns for stat in stats), default=0)
+    return FileKey(relative, size, latest)
+
+
+def _unchanged(path: Path, key: FileKey, folder: Path) -> bool:
+    return _file_key(path, folder) == key

@@ -1,0 +1,89 @@
+"""Helpers shared by the service, watcher and browser tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grindwatch
+from grindwatch.config import Config
+
+SMALL_MODEL = {
+    "windows.length": 256,
+    "frontend.kind": "spectrum",
+    "frontend.n_bands": 16,
+    "detector.autoencoder.epochs": 4,
+    "aggregate.method": "max",
+}
+
+
+def small_config(tracking: bool = False) -> Config:
+    return Config().with_overrides({**SMALL_MODEL, "tracking.enabled": tracking})
+
+
+def train_small(folder: Path, output: Path | None = None, tracking: bool = False):  # noqa: ANN201
+    """Train a small autoencoder on the 1 kHz cycles in ``folder``."""
+    return grindwatch.train(folder, small_config(tracking), output=output)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
+    """Poll ``url`` until it answers 200; fail if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Stop a server started by a test: SIGTERM, then SIGKILL after 10 s."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running(command: list[str], log: Path, ready_url: str | None = None) -> Iterator:
+    """Run ``command`` with output to ``log``; always stop it by pid on exit."""
+    environment = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=environment
+        )
+        try:
+            if ready_url is not None:
+                wait_for_http(ready_url, process)
+            yield process
+        finally:
+            stop_process(process)
+
+
+def grindwatch_command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "grindwatch.cli", *arguments]
