@@ -1,0 +1,333 @@
+"""The folder watcher: completeness, failures, restarts and a kill mid-stream."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from grindwatch.cli import _register_extensions
+from grindwatch.cli import app as cli_app
+from grindwatch.watch import FileKey, ResultStore, Watcher
+from tests.conftest import write_cycles
+from tests.servetools import grindwatch_command, stop_process, train_small
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("watch")
+    write_cycles(root / "good", 8)
+    result = train_small(root / "good", output=root / "bundle")
+    return {"model": result.model, "bundle": root / "bundle"}
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    path = tmp_path / "incoming"
+    path.mkdir()
+    return path
+
+
+def _watcher(trained, folder, tmp_path, **options) -> Watcher:  # noqa: ANN001, ANN003
+    store = ResultStore(tmp_path / "results.sqlite")
+    options.setdefault("settle_seconds", 0)
+    return Watcher(trained["model"], folder, store, tmp_path / "results.csv", **options)
+
+
+def _paths(database: Path) -> list[str]:
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("SELECT path FROM results ORDER BY id").fetchall()
+    return [row[0] for row in rows]
+
+
+def test_each_new_file_scored_once(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 2, start_seed=10)
+
+    first = watcher.poll()
+    second = watcher.poll()
+    write_cycles(folder, 1, start_seed=12)
+    third = watcher.poll()
+
+    assert len(first) == 2
+    assert second == []
+    assert len(third) == 1
+    assert _paths(tmp_path / "results.sqlite") == [
+        "cycle_010.csv",
+        "cycle_011.csv",
+        "cycle_012.csv",
+    ]
+
+
+def test_subfolders_are_watched(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder / "line2" / "2024-05-01", 1, start_seed=20)
+
+    watcher.poll()
+
+    assert _paths(tmp_path / "results.sqlite") == ["line2/2024-05-01/cycle_020.csv"]
+
+
+def test_waits_until_file_settles(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path, settle_seconds=0.4)
+    write_cycles(folder, 1, start_seed=30)
+
+    seen = watcher.poll()
+    # The file grows (a writer appends): the wait starts again.
+    path = folder / "cycle_030.csv"
+    with open(path, "a") as handle:
+        handle.write(pd.read_csv(path).tail(1).to_csv(header=False, index=False))
+    time.sleep(0.25)
+    grown = watcher.poll()
+    time.sleep(0.25)
+    still = watcher.poll()
+    time.sleep(0.25)
+    settled = watcher.poll()
+
+    assert seen == []
+    assert grown == []
+    assert still == []
+    assert len(settled) == 1
+
+
+def test_marker_suffix_completes_without_waiting(trained, folder, tmp_path):
+    watcher = _watcher(
+        trained, folder, tmp_path, settle_seconds=60, marker_suffix=".done"
+    )
+    write_cycles(folder, 2, start_seed=40)
+    (folder / "cycle_041.csv.done").touch()
+
+    added = watcher.poll()
+
+    assert len(added) == 1
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_041.csv"]
+
+
+def test_folder_marker_completes_folder(trained, folder, tmp_path):
+    watcher = _watcher(
+        trained, folder, tmp_path, settle_seconds=60, folder_marker="_COMPLETE"
+    )
+    write_cycles(folder / "ready", 2, start_seed=50)
+    write_cycles(folder / "writing", 1, start_seed=52)
+    (folder / "ready" / "_COMPLETE").touch()
+
+    watcher.poll()
+
+    assert _paths(tmp_path / "results.sqlite") == [
+        "ready/cycle_050.csv",
+        "ready/cycle_051.csv",
+    ]
+
+
+def test_unreadable_file_recorded_as_failed(trained, folder, tmp_path, caplog):
+    watcher = _watcher(trained, folder, tmp_path)
+    (folder / "a_broken.csv").write_text("no,numbers\nhere,at all\n")
+    (folder / "b_empty.npy").write_bytes(b"")
+    write_cycles(folder, 1, start_seed=60)
+
+    with caplog.at_level(logging.ERROR, logger="grindwatch.watch"):
+        watcher.poll()
+    rows = ResultStore(tmp_path / "results.sqlite").frame().set_index("path")
+
+    assert rows.loc["a_broken.csv", "status"] == "failed"
+    assert "no numeric channel" in rows.loc["a_broken.csv", "reason"]
+    assert rows.loc["b_empty.npy", "status"] == "failed"
+    assert "empty" in rows.loc["b_empty.npy", "reason"]
+    assert rows.loc["cycle_060.csv", "status"] == "scored"
+    assert "failed a_broken.csv" in caplog.text
+
+
+def test_wrong_channels_recorded_as_failed(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(tmp_path / "source", 1, start_seed=70)
+    frame = pd.read_csv(tmp_path / "source" / "cycle_070.csv").drop(columns="vib_y")
+    frame.to_csv(folder / "partial.csv", index=False)
+
+    watcher.poll()
+    row = ResultStore(tmp_path / "results.sqlite").frame().iloc[0]
+
+    assert row["status"] == "failed"
+    assert "missing channels ['vib_y']" in row["reason"]
+
+
+def test_changed_file_scored_again(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=80)
+    watcher.poll()
+
+    path = folder / "cycle_080.csv"
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    watcher.poll()
+
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_080.csv", "cycle_080.csv"]
+
+
+def test_alarm_logged_with_details(trained, folder, tmp_path, caplog):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=100, anomaly="spike")
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.watch"):
+        watcher.poll()
+    row = ResultStore(tmp_path / "results.sqlite").frame().iloc[0]
+
+    assert bool(row["flag"]) is True
+    assert row["top_channel"] == "vib_y"
+    assert "ALARM cycle_100.csv" in caplog.text
+    assert "above the threshold" in caplog.text
+
+
+def test_restart_neither_rescores_nor_skips(trained, folder, tmp_path):
+    write_cycles(folder, 2, start_seed=90)
+    _watcher(trained, folder, tmp_path).poll()
+    write_cycles(folder, 1, start_seed=92)
+
+    restarted = _watcher(trained, folder, tmp_path)
+    added = restarted.poll()
+
+    assert len(added) == 1
+    assert _paths(tmp_path / "results.sqlite") == [
+        "cycle_090.csv",
+        "cycle_091.csv",
+        "cycle_092.csv",
+    ]
+
+
+def test_csv_mirrors_sqlite_table(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 2, start_seed=110)
+    (folder / "broken.csv").write_text("x\n")
+
+    watcher.poll()
+    table = ResultStore(tmp_path / "results.sqlite").frame()
+    mirrored = pd.read_csv(tmp_path / "results.csv")
+
+    assert mirrored["path"].tolist() == table["path"].tolist()
+    assert mirrored["score"].tolist()[1:] == table["score"].tolist()[1:]
+    assert mirrored["status"].tolist() == ["failed", "scored", "scored"]
+
+
+def test_store_ignores_key_already_stored(trained, tmp_path):
+    store = ResultStore(tmp_path / "results.sqlite")
+    key = FileKey("a.csv", 10, 20)
+
+    first = store.add(key, None, "unreadable")
+    second = store.add(key, None, "unreadable")
+
+    assert first == 1
+    assert second is None
+    assert len(store.frame()) == 1
+
+
+def test_stored_cycle_has_window_shares(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=100, anomaly="spike")
+
+    [result_id] = watcher.poll()
+    cycle = watcher.store.get(result_id)
+
+    assert len(cycle["windows"]) == cycle["n_windows"] == 8
+    assert sum(cycle["channel_shares"].values()) == pytest.approx(1)
+    flagged = [w for w in cycle["windows"] if w["flag"]]
+    assert len(flagged) == cycle["flagged_windows"]
+    assert max(flagged[0]["channel_shares"], key=flagged[0]["channel_shares"].get) == (
+        "vib_y"
+    )
+
+
+def test_watch_command_once(trained, folder, tmp_path):
+    _register_extensions()
+    write_cycles(folder, 2, start_seed=120)
+
+    result = CliRunner().invoke(
+        cli_app,
+        [
+            "watch",
+            str(folder),
+            "--model",
+            str(trained["bundle"]),
+            "--once",
+            "--settle",
+            "0",
+            "--results",
+            "out.sqlite",
+            "--csv",
+            "out.csv",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv("out.csv")) == 2
+    assert _paths(Path("out.sqlite")) == ["cycle_120.csv", "cycle_121.csv"]
+
+
+def test_kill_mid_stream_loses_and_duplicates_nothing(trained, folder, tmp_path):
+    database, csv = tmp_path / "results.sqlite", tmp_path / "results.csv"
+    command = grindwatch_command(
+        "watch",
+        str(folder),
+        "--model",
+        str(trained["bundle"]),
+        "--results",
+        str(database),
+        "--csv",
+        str(csv),
+        "--settle",
+        "0.3",
+        "--interval",
+        "0.1",
+    )
+    log = open(tmp_path / "watch.log", "wb")  # noqa: SIM115 - closed in finally
+
+    # Files land one by one; the watcher is killed once some are stored.
+    watcher = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        seed = 200
+        while time.monotonic() < deadline and len(_stored(database)) < 3:
+            write_cycles(folder, 1, start_seed=seed)
+            seed += 1
+            time.sleep(0.15)
+        assert len(_stored(database)) >= 3, (tmp_path / "watch.log").read_text()
+        watcher.send_signal(signal.SIGKILL)
+        watcher.wait(timeout=10)
+        at_kill = len(_stored(database))
+        written_before_kill = seed - 200
+        # More files land while no watcher runs.
+        write_cycles(folder, 3, start_seed=seed)
+        total = written_before_kill + 3
+
+        watcher = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_stored(database)) < total:
+            time.sleep(0.2)
+        time.sleep(0.5)  # a duplicate, if any, would land now
+    finally:
+        stop_process(watcher)
+        log.close()
+
+    paths = _stored(database)
+    expected = [f"cycle_{200 + i:03d}.csv" for i in range(total)]
+    assert at_kill < written_before_kill, "the kill came after the stream ended"
+    assert sorted(paths) == expected
+    assert len(paths) == len(set(paths))
+    mirrored = pd.read_csv(csv)
+    assert mirrored["path"].tolist() == paths
+    assert mirrored["score"].notna().all()
+
+
+def _stored(database: Path) -> list[str]:
+    if not database.exists():
+        return []
+    try:
+        return _paths(database)
+    except sqlite3.OperationalError:
+        return []  # the watcher has not created the table yet
