@@ -71,8 +71,13 @@ function linearScale(domainLow, domainHigh, rangeLow, rangeHigh) {
   return (value) => rangeLow + ((value - domainLow) / span) * (rangeHigh - rangeLow);
 }
 
-// A frame of axes: returns the svg, the plot box and y scale for values 0..yMax.
-function chartFrame(container, yMax, yLabel, xLabel) {
+// A frame of axes for values up to yMax. When the positive values span more than
+// LOG_SPAN (an alarm far above normal cycles), the y axis is logarithmic, so normal
+// scores stay readable next to the alarm. A given fixedTop makes the axis linear
+// from 0 to fixedTop. Returns the svg, the plot box and the y scale.
+const LOG_SPAN = 30;
+
+function chartFrame(container, values, yLabel, xLabel, fixedTop) {
   container.replaceChildren();
   const width = Math.max(container.clientWidth || 0, 480);
   const height = 260;
@@ -80,9 +85,27 @@ function chartFrame(container, yMax, yLabel, xLabel) {
   const svg = svgElement("svg", {
     viewBox: `0 0 ${width} ${height}`, width, height, role: "img",
   }, container);
-  const y = linearScale(0, yMax, box.bottom, box.top);
-  for (let i = 0; i <= 4; i += 1) {
-    const value = (yMax * i) / 4;
+  const positive = values.filter((value) => value > 0);
+  const high = Math.max(...positive, 1e-12);
+  const low = Math.min(...positive, high);
+  const logarithmic = fixedTop === undefined && high / low > LOG_SPAN;
+  let y;
+  let ticks;
+  if (logarithmic) {
+    const bottom = Math.floor(Math.log10(low));
+    const top = Math.log10(high) + 0.1;
+    const scale = linearScale(bottom, top, box.bottom, box.top);
+    y = (value) => scale(Math.log10(Math.max(value, 10 ** bottom)));
+    ticks = [];
+    for (let power = bottom; power <= top; power += 1) {
+      ticks.push(10 ** power);
+    }
+  } else {
+    const top = fixedTop === undefined ? high * 1.15 : fixedTop;
+    y = linearScale(0, top, box.bottom, box.top);
+    ticks = [0, 1, 2, 3, 4].map((step) => (top * step) / 4);
+  }
+  for (const value of ticks) {
     svgElement("line", {
       x1: box.left, x2: box.right, y1: y(value), y2: y(value), class: "grid",
     }, svg);
@@ -91,11 +114,12 @@ function chartFrame(container, yMax, yLabel, xLabel) {
     }, svg);
     tick.textContent = formatNumber(value);
   }
+  const middle = (box.top + box.bottom) / 2;
   const yTitle = svgElement("text", {
-    x: 14, y: (box.top + box.bottom) / 2, class: "axis-title",
-    transform: `rotate(-90 14 ${(box.top + box.bottom) / 2})`, "text-anchor": "middle",
+    x: 14, y: middle, class: "axis-title", "text-anchor": "middle",
+    transform: `rotate(-90 14 ${middle})`,
   }, svg);
-  yTitle.textContent = yLabel;
+  yTitle.textContent = yLabel + (logarithmic ? " (log scale)" : "");
   const xTitle = svgElement("text", {
     x: (box.left + box.right) / 2, y: height - 6, class: "axis-title",
     "text-anchor": "middle",

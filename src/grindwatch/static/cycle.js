@@ -30,9 +30,9 @@ function drawFacts(cycle) {
 
 function drawWindowScores(cycle) {
   const windows = cycle.windows;
-  const highest = Math.max(cycle.threshold, ...windows.map((window) => window.score));
+  const values = [cycle.threshold, ...windows.map((window) => window.score)];
   const hasTime = windows.length && windows[0].start_s !== null;
-  const frame = chartFrame(document.getElementById("window-chart"), highest * 1.15,
+  const frame = chartFrame(document.getElementById("window-chart"), values,
     "window score", hasTime ? "window start (s)" : "window start (sample)");
   const first = windowPosition(windows[0]);
   const last = windowPosition(windows[windows.length - 1]);
@@ -79,7 +79,7 @@ function drawShareChart(cycle) {
     return;
   }
   const channels = Object.keys(windows[0].channel_shares);
-  const frame = chartFrame(container, 1, "share", "window");
+  const frame = chartFrame(container, [1], "share", "window", 1);
   const step = (frame.box.right - frame.box.left) / windows.length;
   windows.forEach((window, index) => {
     let base = 0;

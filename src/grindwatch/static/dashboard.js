@@ -18,8 +18,8 @@ function verdict(cycle) {
 function drawChart(data) {
   const container = document.getElementById("chart");
   const scored = data.cycles.filter((cycle) => cycle.status === "scored");
-  const highest = Math.max(data.threshold, ...scored.map((cycle) => cycle.score));
-  const frame = chartFrame(container, highest * 1.15 || 1, "recording score",
+  const values = [data.threshold, ...scored.map((cycle) => cycle.score)];
+  const frame = chartFrame(container, values, "recording score",
     "cycles, oldest to newest");
   const count = data.cycles.length;
   const x = linearScale(0, Math.max(count - 1, 1), frame.box.left + 8, frame.box.right - 8);

@@ -1,0 +1,137 @@
+"""The live monitoring page in headless Chromium: a dropped recording raises an alarm.
+
+Needs Debian's chromium and chromium-driver (``apt-get install chromium
+chromium-driver``); the test is skipped without them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_cycles
+from tests.servetools import free_port, grindwatch_command, running, train_small
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="headless Chromium is not installed (apt-get install chromium "
+    "chromium-driver)",
+)
+
+
+def _browser(profile: Path):  # noqa: ANN202
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1200,1000",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def _wait_for(driver, script: str, timeout: float = 30.0):  # noqa: ANN001, ANN202
+    """Run ``script`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(f"page never satisfied: {script}")
+
+
+def test_dropped_recording_appears_as_alarm(tmp_path):
+    write_cycles(tmp_path / "good", 8)
+    train_small(tmp_path / "good", output=tmp_path / "bundle")
+    folder = tmp_path / "incoming"
+    write_cycles(folder, 2, start_seed=300)
+    port = free_port()
+    command = grindwatch_command(
+        "serve",
+        "--model",
+        str(tmp_path / "bundle"),
+        "--port",
+        str(port),
+        "--watch",
+        str(folder),
+        "--results",
+        str(tmp_path / "results.sqlite"),
+        "--settle",
+        "0.3",
+        "--interval",
+        "0.2",
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    with running(command, tmp_path / "serve.log", f"{base}/health"):
+        driver = _browser(tmp_path / "profile")
+        try:
+            driver.get(base + "/")
+            _wait_for(
+                driver,
+                "return document.querySelectorAll('#cycles tbody tr').length === 2",
+            )
+            alarms_before = driver.execute_script(
+                "return document.querySelectorAll('tr.alarm').length"
+            )
+
+            write_cycles(folder, 1, start_seed=100, anomaly="spike")
+            alarm_text = _wait_for(
+                driver,
+                "const row = document.querySelector('tr.alarm');"
+                "return row && row.textContent;",
+            )
+            points = driver.execute_script(
+                "return document.querySelectorAll('#chart circle.alarm').length"
+            )
+            alarm_count = driver.find_element("id", "n-alarms").text
+            assets = driver.execute_script(
+                "return [...document.querySelectorAll('script[src], link[href]')]"
+                ".map(e => e.getAttribute('src') || e.getAttribute('href'))"
+            )
+            driver.save_screenshot(str(tmp_path / "dashboard.png"))
+
+            driver.find_element("css selector", "tr.alarm a").click()
+            _wait_for(driver, "return document.querySelectorAll('.bar-row').length")
+            top_bar = driver.find_element("css selector", ".bar-row .bar-label").text
+            flagged = driver.execute_script(
+                "return document.querySelectorAll('#window-chart circle.alarm').length"
+            )
+            driver.save_screenshot(str(tmp_path / "cycle.png"))
+            console = [
+                entry
+                for entry in driver.get_log("browser")
+                if entry["level"] == "SEVERE"
+            ]
+        finally:
+            driver.quit()
+
+    assert alarms_before == 0
+    assert "cycle_100.csv" in alarm_text
+    assert "ALARM" in alarm_text
+    assert points == 1
+    assert alarm_count == "1"
+    assert all(asset.startswith("/static/") for asset in assets), assets
+    assert top_bar == "vib_y"
+    assert flagged >= 1
+    assert console == []
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
