@@ -8,18 +8,30 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from grindwatch.exceptions import InputError
+from grindwatch.io.binary import read_binary
 from grindwatch.io.csv import read_csv_frame
+from grindwatch.io.cycle_folder import is_cycle_folder, read_cycle_folder
 from grindwatch.io.frames import frame_to_recording, frame_to_table_rows
 from grindwatch.io.hdf5 import read_hdf5
 from grindwatch.io.labels import label_from_path
+from grindwatch.io.mat import read_mat
 from grindwatch.io.numpy import read_numpy
 from grindwatch.io.options import ReadOptions
 from grindwatch.io.parquet import read_parquet_frame
 from grindwatch.io.recording import Recording, RecordingSet, SkippedFile
+from grindwatch.io.samples import check_quality, resample
+from grindwatch.io.tdms import read_tdms
+from grindwatch.io.wav import read_wav
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SUFFIXES", "list_files", "load_recordings", "read_file"]
+__all__ = [
+    "SUFFIXES",
+    "list_files",
+    "load_recordings",
+    "matches_metadata",
+    "read_file",
+]
 
 SIGNAL_SUFFIXES = (
     ".csv",
@@ -31,21 +43,34 @@ SIGNAL_SUFFIXES = (
     ".hdf",
     ".npy",
     ".npz",
+    ".wav",
+    ".tdms",
+    ".mat",
+    ".bin",
+    ".raw",
 )
 TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")
 SUFFIXES = SIGNAL_SUFFIXES
 
 
 def read_file(path: str | Path, options: ReadOptions | None = None) -> list[Recording]:
-    """Read one file into recordings: one for a signal file, one per row of a table.
+    """Read one file into recordings: one for a signal file or a cycle folder, one
+    per row of a table.
+
+    Signal recordings are checked for constant and clipped channels (see
+    ``grindwatch.io.samples.check_quality``) and resampled when ``resample_rate``
+    is set.
 
     Raises
     ------
     InputError
-        If the file is missing, of an unsupported type, or unreadable.
+        If the file is missing, empty, of an unsupported type, or unreadable, or a
+        check set to ``raise`` fails.
     """
     path = Path(path)
     options = options or ReadOptions()
+    if is_cycle_folder(path):
+        return [_finish(read_cycle_folder(path, options), options, checked=True)]
     if not path.is_file():
         raise InputError(path, "file not found", "check the path")
     if path.stat().st_size == 0:
@@ -67,20 +92,52 @@ def read_file(path: str | Path, options: ReadOptions | None = None) -> list[Reco
                 row.label = folder_label
         return rows
 
-    if suffix in (".csv", ".txt", ".parquet", ".pq"):
-        recording = frame_to_recording(path, _read_frame(path, options), options)
-    elif suffix in (".h5", ".hdf5", ".hdf"):
-        recording = read_hdf5(path, options)
-    elif suffix in (".npy", ".npz"):
-        recording = read_numpy(path, options)
-    else:
+    reader = _SIGNAL_READERS.get(suffix)
+    if reader is None:
         raise InputError(
             path,
             f"unsupported file type {suffix!r}",
-            f"grindwatch reads {', '.join(SIGNAL_SUFFIXES)}",
+            f"grindwatch reads {', '.join(SIGNAL_SUFFIXES)} and cycle folders "
+            "(meta.json plus raw/)",
         )
-    recording.label = label_from_path(path)
-    return [recording]
+    return [_finish(reader(path, options), options)]
+
+
+def _read_frame_recording(path: Path, options: ReadOptions) -> Recording:
+    return frame_to_recording(path, _read_frame(path, options), options)
+
+
+_SIGNAL_READERS = {
+    ".csv": _read_frame_recording,
+    ".txt": _read_frame_recording,
+    ".parquet": _read_frame_recording,
+    ".pq": _read_frame_recording,
+    ".h5": read_hdf5,
+    ".hdf5": read_hdf5,
+    ".hdf": read_hdf5,
+    ".npy": read_numpy,
+    ".npz": read_numpy,
+    ".wav": read_wav,
+    ".tdms": read_tdms,
+    ".mat": read_mat,
+    ".bin": read_binary,
+    ".raw": read_binary,
+}
+
+
+def _finish(recording: Recording, options: ReadOptions, checked: bool = False):  # noqa: ANN202
+    """Check quality, resample if asked, and set the label from the folder names."""
+    if not checked:
+        recording = check_quality(
+            recording, options.constant_policy, options.clipping_policy
+        )
+    if (
+        options.resample_rate is not None
+        and recording.metadata.get("cycle_mode") != "features"
+    ):
+        recording = resample(recording, options.resample_rate)
+    recording.label = label_from_path(recording.source or Path(recording.name))
+    return recording
 
 
 def _read_frame(path: Path, options: ReadOptions):  # noqa: ANN202
@@ -101,19 +158,18 @@ def list_files(source: str | Path | Iterable[str | Path], kind: str = "signals")
             matches = sorted(Path(match) for match in glob.glob(text, recursive=True))
             if not matches:
                 raise InputError(text, "the pattern matches no file", "check it")
-            files.extend(match for match in matches if match.is_file())
-        elif Path(text).is_dir():
-            found = sorted(
-                p
-                for p in Path(text).rglob("*")
-                if p.is_file()
-                and p.suffix.lower() in suffixes
-                and not any(part.startswith(".") for part in p.relative_to(text).parts)
+            files.extend(
+                match
+                for match in matches
+                if match.is_file() or (kind == "signals" and is_cycle_folder(match))
             )
+        elif Path(text).is_dir():
+            found = _walk(Path(text), suffixes, kind)
             if not found:
                 raise InputError(
                     text,
-                    f"the folder holds no {', '.join(suffixes)} file",
+                    f"the folder holds no {', '.join(suffixes)} file and no cycle "
+                    "folder (meta.json plus raw/)",
                     "point at the folder with the recordings",
                 )
             files.extend(found)
@@ -124,6 +180,25 @@ def list_files(source: str | Path | Iterable[str | Path], kind: str = "signals")
     return list(dict.fromkeys(files))
 
 
+def _walk(folder: Path, suffixes: tuple[str, ...], kind: str) -> list[Path]:
+    """Files with a known suffix under ``folder``, and cycle folders as one item each.
+
+    Hidden files and folders are left out, and so is everything inside a cycle
+    folder.
+    """
+    if kind == "signals" and is_cycle_folder(folder):
+        return [folder]
+    found: list[Path] = []
+    for item in sorted(folder.iterdir()):
+        if item.name.startswith("."):
+            continue
+        if item.is_dir():
+            found.extend(_walk(item, suffixes, kind))
+        elif item.is_file() and item.suffix.lower() in suffixes:
+            found.append(item)
+    return found
+
+
 def load_recordings(
     source: str | Path | Iterable[str | Path],
     options: ReadOptions | None = None,
@@ -132,9 +207,13 @@ def load_recordings(
     """Read every recording in ``source``.
 
     Files that fail to read are skipped, logged as warnings and listed in
-    ``RecordingSet.skipped``, unless ``strict`` is true, in which case the first
-    failure raises. Recordings whose channels differ from the first file's are
-    reordered by name, and skipped when a channel is missing.
+    ``RecordingSet.skipped`` with the reason, unless ``strict`` is true, in which
+    case the first failure raises. Recordings whose channels differ from the first
+    file's are reordered by name, and skipped when a channel is missing. A
+    recording at another sample rate than the first file's is skipped, or
+    resampled to that rate when ``options.resample`` is set. Recordings whose
+    metadata does not equal ``options.match`` are left out (not listed as skipped).
+    Constant and clipped channels are summarised in one warning.
 
     Raises
     ------
@@ -145,43 +224,102 @@ def load_recordings(
     files = list_files(source, options.kind)
     recordings: list[Recording] = []
     skipped: list[SkippedFile] = []
+    n_filtered = 0
     for path in files:
         try:
             read = read_file(path, options)
-            if recordings:
-                read = [_match(recordings[0], recording) for recording in read]
-        except InputError as error:
+            kept = [r for r in read if matches_metadata(r, options.match)]
+            n_filtered += len(read) - len(kept)
+            if recordings or kept:
+                reference = recordings[0] if recordings else kept[0]
+                kept = [_match(reference, recording, options) for recording in kept]
+        except (InputError, OSError) as error:
             if strict:
                 raise
-            reason = error.problem + (f"; {error.fix}" if error.fix else "")
-            skipped.append(SkippedFile(path, reason))
+            skipped.append(SkippedFile(path, _reason(error)))
             logger.warning("skipped %s", error)
             continue
-        recordings.extend(read)
+        recordings.extend(kept)
 
     if not recordings:
         reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped[:5])
+        if n_filtered and not skipped:
+            wanted = dict(options.match)
+            reasons = f"{n_filtered} recordings, none with metadata {wanted}"
         raise InputError(
             ", ".join(map(str, files[:3])) + (" ..." if len(files) > 3 else ""),
             f"no readable recording ({reasons})",
             "fix or remove the files listed",
         )
+    if n_filtered:
+        logger.info(
+            "left out %d recordings whose metadata is not %s",
+            n_filtered,
+            dict(options.match),
+        )
     _make_names_unique(recordings)
+    _warn_quality(recordings)
     logger.info("read %d recordings from %d files", len(recordings), len(files))
     return RecordingSet(recordings, skipped, options.kind)
 
 
-def _match(reference: Recording, recording: Recording) -> Recording:
+def _reason(error: Exception) -> str:
+    if isinstance(error, InputError):
+        return error.problem + (f"; {error.fix}" if error.fix else "")
+    return f"cannot be read ({error})"
+
+
+def matches_metadata(recording: Recording, match: Iterable[tuple[str, str]]) -> bool:
+    """Return True when every (key, value) pair equals the recording's metadata.
+
+    Keys are looked up in ``metadata["meta"]`` (a cycle folder's meta.json) first,
+    then in ``metadata``; values compare as text.
+    """
+    meta = recording.metadata.get("meta", {})
+    for key, value in match:
+        found = meta.get(key, recording.metadata.get(key))
+        if found is None or str(found) != str(value):
+            return False
+    return True
+
+
+def _warn_quality(recordings: list[Recording]) -> None:
+    for key, problem in (
+        ("constant_channels", "constant (zero-variance)"),
+        ("clipped_channels", "clipped"),
+    ):
+        affected = [r for r in recordings if r.metadata.get(key)]
+        if affected:
+            channels = sorted({c for r in affected for c in r.metadata[key]})
+            logger.warning(
+                "%d of %d recordings have %s channels %s (first: %s); they are kept "
+                "as they are, and each recording lists them in metadata[%r]",
+                len(affected),
+                len(recordings),
+                problem,
+                channels,
+                affected[0].source or affected[0].name,
+                key,
+            )
+
+
+def _match(reference: Recording, recording: Recording, options: ReadOptions):  # noqa: ANN202
     if recording.channels != reference.channels:
         recording = recording.select_channels(reference.channels)
-    if recording.sample_rate != reference.sample_rate:
-        raise InputError(
-            recording.source or recording.name,
-            f"sample rate {recording.sample_rate} differs from the first file's "
-            f"{reference.sample_rate}",
-            "resample the recordings to one rate",
-        )
-    return recording
+    if recording.sample_rate == reference.sample_rate:
+        return recording
+    if (
+        options.resample
+        and recording.sample_rate is not None
+        and reference.sample_rate is not None
+    ):
+        return resample(recording, reference.sample_rate)
+    raise InputError(
+        recording.source or recording.name,
+        f"sample rate {recording.sample_rate} differs from the first file's "
+        f"{reference.sample_rate}",
+        "resample the recordings to one rate, or set resample: true",
+    )
 
 
 def _make_names_unique(recordings: list[Recording]) -> None:

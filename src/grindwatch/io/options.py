@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["DEFAULT_LABEL_COLUMNS", "ReadOptions"]
+__all__ = ["CYCLE_MODES", "DEFAULT_LABEL_COLUMNS", "QUALITY_POLICIES", "ReadOptions"]
 
 # Column names treated as labels: never used as channels, kept for evaluation.
 DEFAULT_LABEL_COLUMNS = (
@@ -15,6 +15,8 @@ DEFAULT_LABEL_COLUMNS = (
     "target",
     "changepoint",
 )
+CYCLE_MODES = ("resample", "features")
+QUALITY_POLICIES = ("warn", "raise")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,47 @@ class ReadOptions:
         For tables: the column that names each cycle.
     nan_policy : {"raise", "interpolate"}
         What to do with NaN or infinite samples inside a recording.
+    constant_policy : {"warn", "raise"}
+        What to do with a channel whose samples are all equal (a dead sensor).
+        ``warn`` keeps it and lists it in ``metadata["constant_channels"]``.
+    clipping_policy : {"warn", "raise"}
+        What to do with a clipped channel (see ``grindwatch.io.samples``).
+        ``warn`` keeps it and lists it in ``metadata["clipped_channels"]``.
+    resample : bool
+        Resample a recording whose rate differs from the reference rate (the first
+        file of a data set, or the model's rate when scoring) instead of rejecting
+        it.
+    resample_rate : float or None
+        Resample every recording to this rate (samples per second) when it is read.
+        For multi-rate cycle folders it is the common rate of ``cycle_mode
+        "resample"``; None there means the cycle's lowest stream rate.
+    cycle_mode : {"resample", "features"}
+        How a cycle folder with streams at different rates becomes one recording:
+        ``resample`` brings every stream to one common rate; ``features`` cuts all
+        streams into the same time frames and computes statistics per frame at each
+        stream's own rate.
+    stream_modes : tuple of (str, str) pairs
+        Per-stream exceptions to ``cycle_mode``, as (stream name, mode) pairs.
+    frame_seconds, frame_hop_seconds : float, float or None
+        Frame length and hop in seconds for ``cycle_mode="features"``; the hop
+        defaults to the frame length.
+    frame_bands : int
+        Log band energies added per channel and frame for ``features`` streams.
+    tdms_group : str or None
+        The group to read from TDMS files that hold several.
+    mat_variable : str or None
+        The variable to read from MATLAB files that hold several.
+    raw_dtype : str or None
+        NumPy dtype of headerless binary files (``.bin``, ``.raw``), e.g. ``<i2``.
+    raw_channels : int
+        Interleaved channels in headerless binary files.
+    match : tuple of (str, str) pairs
+        Keep only recordings whose metadata has these values, e.g.
+        ``(("tool", "CRIN3-25-V"),)``, so a model or threshold is fitted per tool
+        or material.
+    chunk_samples : int or None
+        When set, single-stream files are scored in chunks of this many samples
+        with bounded memory instead of being read whole.
     """
 
     kind: str = "signals"
@@ -51,3 +94,22 @@ class ReadOptions:
     sample_rate: float | None = None
     id_column: str | None = None
     nan_policy: str = "raise"
+    constant_policy: str = "warn"
+    clipping_policy: str = "warn"
+    resample: bool = False
+    resample_rate: float | None = None
+    cycle_mode: str = "resample"
+    stream_modes: tuple[tuple[str, str], ...] = ()
+    frame_seconds: float = 0.01
+    frame_hop_seconds: float | None = None
+    frame_bands: int = 4
+    tdms_group: str | None = None
+    mat_variable: str | None = None
+    raw_dtype: str | None = None
+    raw_channels: int = 1
+    match: tuple[tuple[str, str], ...] = ()
+    chunk_samples: int | None = None
+
+    def stream_mode(self, stream: str) -> str:
+        """Return the cycle mode for one stream: its exception, else ``cycle_mode``."""
+        return dict(self.stream_modes).get(stream, self.cycle_mode)

@@ -1,0 +1,320 @@
+"""Read large single-stream files in chunks, and cut windows across chunk borders.
+
+Supported: NumPy ``.npy``, headerless binary (``.bin``, ``.raw``), Parquet (one
+chunk per batch of rows) and HDF5 (slices of the dataset). Chunks are read with
+plain file reads rather than a memory map, because pages of a memory map stay in the
+process's resident memory until the kernel needs them back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grindwatch.exceptions import InputError
+from grindwatch.io.binary import binary_layout
+from grindwatch.io.options import ReadOptions
+from grindwatch.io.samples import to_float32
+
+__all__ = ["CHUNKED_SUFFIXES", "ChunkedStream", "iter_windows", "open_stream"]
+
+CHUNKED_SUFFIXES = (".npy", ".bin", ".raw", ".parquet", ".pq", ".h5", ".hdf5", ".hdf")
+
+
+@dataclass
+class ChunkedStream:
+    """A file opened for chunked reading.
+
+    Attributes
+    ----------
+    path : Path
+    channels : list of str
+    n_samples : int
+    sample_rate : float or None
+    metadata : dict
+        Conversion details, as the whole-file readers record them.
+    read : callable
+        ``read(start, stop)`` returns float32 samples shaped (channels, stop - start).
+    """
+
+    path: Path
+    channels: list[str]
+    n_samples: int
+    sample_rate: float | None
+    read: Callable[[int, int], np.ndarray]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def chunks(self, chunk_samples: int, nan_policy: str = "raise"):  # noqa: ANN201
+        """Yield (first sample, samples) for consecutive chunks of the file.
+
+        Raises
+        ------
+        InputError
+            At the first NaN or infinite sample, naming its channel and its position
+            in the whole file.
+        NotImplementedError
+            For ``nan_policy="interpolate"``.
+        """
+        if nan_policy != "raise":
+            # Interpolating needs the next finite sample, which may lie chunks ahead.
+            raise NotImplementedError(
+                "chunked reading supports nan_policy 'raise' only; read the file "
+                "whole to interpolate NaN samples"
+            )
+        for start in range(0, self.n_samples, chunk_samples):
+            stop = min(start + chunk_samples, self.n_samples)
+            chunk = self.read(start, stop)
+            bad = ~np.isfinite(chunk)
+            if bad.any():
+                channel, position = np.argwhere(bad)[0]
+                raise InputError(
+                    self.path,
+                    f"NaN or infinite sample in channel {self.channels[channel]!r} "
+                    f"at sample {start + int(position)}",
+                    "clean the file, or read it whole with nan_policy: interpolate",
+                )
+            yield start, chunk
+
+
+def iter_windows(
+    chunks: Iterator[tuple[int, np.ndarray]], length: int, hop: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Cut windows from consecutive chunks, as ``make_windows`` cuts a whole file.
+
+    Samples that a later window still needs are carried from one chunk to the next,
+    so the windows and their starts equal those of the whole recording.
+
+    Yields
+    ------
+    starts : ndarray of shape (n_windows,)
+        First sample of each window in the whole stream.
+    windows : ndarray of shape (n_windows, n_channels, length)
+    """
+    carried: np.ndarray | None = None
+    carried_start = 0  # position of carried[:, 0] in the stream
+    next_start = 0  # the next window to emit starts here
+    for chunk_start, chunk in chunks:
+        if carried is None or carried.shape[1] == 0:
+            carried, carried_start = chunk, chunk_start
+        else:
+            carried = np.concatenate([carried, chunk], axis=1)
+        end = carried_start + carried.shape[1]
+        if end - next_start >= length:
+            last = end - length  # latest start of a full window
+            starts = np.arange(next_start, last + 1, hop, dtype=np.int64)
+            view = np.lib.stride_tricks.sliding_window_view(carried, length, axis=1)
+            windows = view[:, starts - carried_start].transpose(1, 0, 2)
+            yield starts, np.ascontiguousarray(windows)
+            next_start = int(starts[-1]) + hop
+        # Keep only what the next window needs; a hop longer than a window may skip
+        # past the end of this chunk.
+        keep_from = min(max(next_start - carried_start, 0), carried.shape[1])
+        carried = carried[:, keep_from:].copy()
+        carried_start += keep_from
+
+
+def _npy_stream(path: Path) -> ChunkedStream:
+    with open(path, "rb") as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            reader = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran_order, dtype = reader(handle)
+        except ValueError as error:
+            raise InputError(path, f"is not a readable .npy file ({error})") from None
+        offset = handle.tell()
+    if dtype.kind not in "iuf" or len(shape) not in (1, 2):
+        raise InputError(
+            path,
+            f"holds a {dtype} array of shape {shape}",
+            "save one recording as a numeric (channels, samples) array",
+        )
+    expected = offset + int(np.prod(shape)) * dtype.itemsize
+    if path.stat().st_size < expected:
+        raise InputError(
+            path,
+            f"is truncated: {path.stat().st_size} bytes, but the header needs "
+            f"{expected}",
+            "check that the file was written completely",
+        )
+    shape2d = (1, shape[0]) if len(shape) == 1 else shape
+    # Memory order of the rows: C order stores shape2d[0] blocks of shape2d[1].
+    rows_outer = not fortran_order
+    outer, inner = shape2d if rows_outer else shape2d[::-1]
+    # Recordings have far more samples than channels: the longer axis is time.
+    time_is_inner = (inner >= outer) if len(shape) == 2 else True
+    n_samples = inner if time_is_inner else outer
+    n_channels = outer if time_is_inner else inner
+    _, metadata = to_float32(np.zeros(0, dtype=dtype))
+
+    def read(start: int, stop: int) -> np.ndarray:
+        count = stop - start
+        with open(path, "rb") as handle:
+            if time_is_inner:
+                rows = []
+                for channel in range(n_channels):
+                    handle.seek(offset + (channel * n_samples + start) * dtype.itemsize)
+                    rows.append(np.fromfile(handle, dtype=dtype, count=count))
+                values = np.stack(rows)
+            else:
+                handle.seek(offset + start * n_channels * dtype.itemsize)
+                flat = np.fromfile(handle, dtype=dtype, count=count * n_channels)
+                values = flat.reshape(count, n_channels).T
+        return to_float32(values)[0]
+
+    channels = [f"channel_{i}" for i in range(n_channels)]
+    return ChunkedStream(path, channels, n_samples, None, read, metadata)
+
+
+def _binary_stream(path: Path, options: ReadOptions) -> ChunkedStream:
+    dtype, n_channels, n_samples = binary_layout(path, options)
+    _, metadata = to_float32(np.zeros(0, dtype=dtype))
+
+    def read(start: int, stop: int) -> np.ndarray:
+        with open(path, "rb") as handle:
+            handle.seek(start * n_channels * dtype.itemsize)
+            flat = np.fromfile(handle, dtype=dtype, count=(stop - start) * n_channels)
+        return to_float32(flat.reshape(stop - start, n_channels).T)[0]
+
+    channels = [f"channel_{i}" for i in range(n_channels)]
+    return ChunkedStream(path, channels, n_samples, options.sample_rate, read, metadata)
+
+
+def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
+    import pyarrow
+    import pyarrow.parquet as pq
+
+    from grindwatch.io.frames import _is_time_column, _numeric_columns, _rate_from_time
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, pyarrow.ArrowException) as error:
+        raise InputError(
+            path, f"is not a readable Parquet file ({error})", "check the file"
+        ) from None
+    empty = parquet.schema_arrow.empty_table().to_pandas()
+    columns = _numeric_columns(path, empty, options)
+    if options.channels is not None:
+        missing = [name for name in options.channels if name not in columns]
+        if missing:
+            raise InputError(path, f"channels {missing} not found; has {columns}")
+        columns = list(options.channels)
+    if not columns:
+        raise InputError(path, "holds no numeric channel column", "check the file")
+
+    rate = options.sample_rate
+    time_columns = [c for c in empty.columns if _is_time_column(str(c), empty[c])]
+    if rate is None and time_columns and parquet.metadata.num_rows > 1:
+        head = parquet.read_row_group(0, columns=time_columns[:1]).to_pandas()
+        rate = _rate_from_time(path, str(time_columns[0]), head[time_columns[0]])
+    n_samples = parquet.metadata.num_rows
+    metadata: dict[str, Any] = {
+        "source_dtype": str(empty[columns].dtypes.iloc[0]) if columns else ""
+    }
+
+    def read(start: int, stop: int) -> np.ndarray:
+        # Row groups are the unit Parquet can seek to; read those that overlap.
+        table = _read_rows(parquet, columns, start, stop)
+        values = np.stack([table.column(i).to_numpy() for i in range(len(columns))])
+        return to_float32(values)[0]
+
+    return ChunkedStream(
+        path, [str(c) for c in columns], n_samples, rate, read, metadata
+    )
+
+
+def _read_rows(parquet, columns: list, start: int, stop: int):  # noqa: ANN001, ANN202
+    import pyarrow
+
+    tables, offset = [], 0
+    for group in range(parquet.metadata.num_row_groups):
+        rows = parquet.metadata.row_group(group).num_rows
+        if offset + rows > start and offset < stop:
+            table = parquet.read_row_group(group, columns=columns)
+            low, high = max(start - offset, 0), min(stop - offset, rows)
+            tables.append(table.slice(low, high - low))
+        offset += rows
+        if offset >= stop:
+            break
+    return pyarrow.concat_tables(tables).combine_chunks()
+
+
+def _hdf5_stream(path: Path, options: ReadOptions) -> ChunkedStream:
+    import h5py
+
+    from grindwatch.io.hdf5 import _RATE_ATTRIBUTES, _attribute, _pick
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise InputError(path, f"is not a readable HDF5 file ({error})") from None
+    with handle:
+        names, items = _pick(path, handle, options)
+        shape = items[0].shape
+        dtype = items[0].dtype
+        rate = _attribute([*items, handle], _RATE_ATTRIBUTES)
+    rate = options.sample_rate or (None if rate is None else float(np.ravel(rate)[0]))
+    if len(names) == 1 and len(shape) == 2:
+        time_axis = 0 if shape[0] > shape[1] else 1
+        n_samples, n_channels = shape[time_axis], shape[1 - time_axis]
+        channels = [f"{names[0]}[{i}]" for i in range(n_channels)]
+    else:
+        time_axis, n_samples = 0, shape[0]
+        channels = [name.rsplit("/", 1)[-1] for name in names]
+    _, metadata = to_float32(np.zeros(0, dtype=dtype))
+
+    def read(start: int, stop: int) -> np.ndarray:
+        with h5py.File(path, "r") as file:
+            datasets = [file[name] for name in names]
+            if len(datasets) == 1 and len(shape) == 2:
+                block = datasets[0][start:stop] if time_axis == 0 else None
+                if block is None:
+                    return to_float32(datasets[0][:, start:stop])[0]
+                return to_float32(block.T)[0]
+            return to_float32(np.stack([d[start:stop] for d in datasets]))[0]
+
+    return ChunkedStream(path, channels, n_samples, rate, read, metadata)
+
+
+def open_stream(path: str | Path, options: ReadOptions | None = None) -> ChunkedStream:
+    """Open a single-stream file for chunked reading.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, empty, unreadable, or of a type that cannot be read
+        in chunks.
+    """
+    path = Path(path)
+    options = options or ReadOptions()
+    if not path.is_file():
+        raise InputError(path, "file not found", "check the path")
+    if path.stat().st_size == 0:
+        raise InputError(path, "the file is empty", "check that the export finished")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        stream = _npy_stream(path)
+        stream.sample_rate = options.sample_rate
+    elif suffix in (".bin", ".raw"):
+        stream = _binary_stream(path, options)
+    elif suffix in (".parquet", ".pq"):
+        stream = _parquet_stream(path, options)
+    elif suffix in (".h5", ".hdf5", ".hdf"):
+        stream = _hdf5_stream(path, options)
+    else:
+        raise InputError(
+            path,
+            f"{suffix!r} files cannot be read in chunks",
+            f"convert it to one of {', '.join(CHUNKED_SUFFIXES)}, or unset "
+            "chunk_samples",
+        )
+    if stream.n_samples == 0:
+        raise InputError(path, "holds no samples", "check that the export finished")
+    return stream

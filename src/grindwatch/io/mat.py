@@ -1,0 +1,186 @@
+"""MATLAB .mat reader: v5 files through scipy.io, v7.3 files (HDF5) through h5py.
+
+Variables are addressed by name; fields of structs (v5) and groups (v7.3) by dotted
+paths such as ``run.data``. A scalar variable named like a sample rate (``fs``,
+``Fs``, ``sample_rate`` ...) gives the rate, and a cell array of strings named
+``channels`` (v5 only) gives the channel names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grindwatch.exceptions import InputError
+from grindwatch.io.frames import finite_or_raise
+from grindwatch.io.options import ReadOptions
+from grindwatch.io.recording import Recording
+from grindwatch.io.samples import to_float32
+
+__all__ = ["read_mat"]
+
+_RATE_NAMES = ("fs", "sample_rate", "sampling_rate", "samplerate", "rate", "sr")
+_CHANNEL_NAMES = ("channels", "channel_names")
+
+
+def _flatten_v5(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    from scipy.io.matlab import mat_struct
+
+    if isinstance(value, mat_struct):
+        for field in value._fieldnames:
+            _flatten_v5(f"{prefix}.{field}", getattr(value, field), out)
+    else:
+        out[prefix] = value
+
+
+def _load_v5(path: Path) -> dict[str, Any]:
+    from scipy.io import loadmat
+
+    try:
+        raw = loadmat(path, squeeze_me=True, struct_as_record=False)
+    except (ValueError, OSError, EOFError, TypeError, NotImplementedError) as error:
+        raise InputError(
+            path,
+            f"is not a readable MATLAB file ({error})",
+            "check that the file was written completely",
+        ) from None
+    variables: dict[str, Any] = {}
+    for name, value in raw.items():
+        if not name.startswith("__"):
+            _flatten_v5(name, value, variables)
+    return variables
+
+
+def _load_v73(path: Path) -> dict[str, Any]:
+    import h5py
+
+    variables: dict[str, Any] = {}
+
+    def visit(name: str, item: object) -> None:
+        if name.startswith("#refs#") or not isinstance(item, h5py.Dataset):
+            return
+        matlab_class = item.attrs.get("MATLAB_class", b"")
+        if isinstance(matlab_class, bytes):
+            matlab_class = matlab_class.decode()
+        if matlab_class in ("char", "cell") or item.dtype.kind not in "iufb":
+            return
+        # MATLAB writes column-major, so h5py sees every array transposed.
+        variables[name.replace("/", ".")] = np.asarray(item[()]).T
+
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.visititems(visit)
+    except (OSError, KeyError, ValueError) as error:
+        raise InputError(
+            path,
+            f"is not a readable MATLAB v7.3 file ({error})",
+            "check that the file was written completely",
+        ) from None
+    return variables
+
+
+def _is_signal(value: Any) -> bool:
+    return (
+        isinstance(value, np.ndarray)
+        and value.dtype.kind in "iuf"
+        and value.ndim in (1, 2)
+        and value.size > 1
+    )
+
+
+def _rate(variables: dict[str, Any]) -> float | None:
+    lower = {name.lower(): value for name, value in variables.items()}
+    for name in _RATE_NAMES:
+        value = lower.get(name)
+        if value is not None and np.asarray(value).size == 1:
+            return float(np.asarray(value).ravel()[0])
+    return None
+
+
+def _pick(path: Path, variables: dict[str, Any], options: ReadOptions):  # noqa: ANN202
+    candidates = {
+        name: np.asarray(value)
+        for name, value in variables.items()
+        if _is_signal(value) and name.lower() not in _RATE_NAMES
+    }
+    if options.mat_variable is not None:
+        if options.mat_variable not in candidates:
+            raise InputError(
+                path,
+                f"no numeric variable {options.mat_variable!r}; candidates are "
+                f"{sorted(candidates)}",
+                "set mat_variable to one of those",
+            )
+        return [options.mat_variable], [candidates[options.mat_variable]]
+    if not candidates:
+        raise InputError(path, "holds no numeric 1-D or 2-D variable", "check the file")
+    if len(candidates) == 1:
+        name, value = next(iter(candidates.items()))
+        return [name], [value]
+    shapes = {value.shape for value in candidates.values()}
+    if all(value.ndim == 1 for value in candidates.values()) and len(shapes) == 1:
+        names = sorted(candidates)
+        return names, [candidates[name] for name in names]
+    listing = ", ".join(f"{n} {candidates[n].shape}" for n in sorted(candidates))
+    raise InputError(
+        path,
+        f"holds several candidate signal variables ({listing})",
+        "set mat_variable to the one to use",
+    )
+
+
+def _channel_names(variables: dict[str, Any], count: int, default: list[str]):  # noqa: ANN202
+    for name in _CHANNEL_NAMES:
+        value = variables.get(name)
+        if value is None:
+            continue
+        names = [str(item) for item in np.atleast_1d(value)]
+        if len(names) == count:
+            return names
+    return default
+
+
+def read_mat(path: Path, options: ReadOptions) -> Recording:
+    """Read one recording from a MATLAB .mat file (v5 or v7.3)."""
+    import h5py
+
+    is_v73 = h5py.is_hdf5(path)
+    variables = _load_v73(path) if is_v73 else _load_v5(path)
+    names, values = _pick(path, variables, options)
+    if len(values) == 1 and values[0].ndim == 2:
+        array = values[0]
+        # Recordings have far more samples than channels: put channels first.
+        if array.shape[0] > array.shape[1]:
+            array = array.T
+        default = [f"{names[0]}[{i}]" for i in range(array.shape[0])]
+        channels = _channel_names(variables, array.shape[0], default)
+    else:
+        array = np.stack([np.atleast_1d(value) for value in values])
+        channels = [name.rsplit(".", 1)[-1] for name in names]
+
+    data, metadata = to_float32(array)
+    data = finite_or_raise(path, data, channels, options.nan_policy)
+    metadata.update({"mat_version": "7.3" if is_v73 else "5", "mat_variables": names})
+    rate = _rate(variables)
+    if options.sample_rate is not None:
+        if rate is not None and not np.isclose(rate, options.sample_rate):
+            raise InputError(
+                path,
+                f"the file stores sample rate {rate:g} but sample_rate is "
+                f"{options.sample_rate:g}",
+                "remove sample_rate from the config",
+            )
+        rate = options.sample_rate
+    recording = Recording(
+        name=path.stem,
+        data=data,
+        channels=channels,
+        sample_rate=rate,
+        source=path,
+        metadata=metadata,
+    )
+    if options.channels is not None:
+        recording = recording.select_channels(list(options.channels))
+    return recording

@@ -1,0 +1,276 @@
+"""Sample-level checks and conversions shared by every reader.
+
+- ``to_float32`` turns integer ADC counts into float before any arithmetic and
+  records the scale used.
+- ``check_quality`` finds constant (dead) and clipped channels.
+- ``resample`` changes a recording's rate with an anti-aliasing filter.
+"""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from grindwatch.exceptions import InputError
+from grindwatch.io.recording import Recording
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CLIP_MIN_FRACTION",
+    "CLIP_MIN_RUN",
+    "apply_policies",
+    "check_quality",
+    "clipped_samples",
+    "find_problems",
+    "resample",
+    "resample_rows",
+    "to_float32",
+]
+
+# A channel counts as clipped when at least this share of its samples (and at least
+# CLIP_MIN_RUN samples) sit in runs of CLIP_MIN_RUN or more equal samples at its
+# maximum or minimum. A noisy analogue signal almost never repeats its extreme value
+# three times in a row; a saturated converter does.
+CLIP_MIN_FRACTION = 0.001
+CLIP_MIN_RUN = 3
+
+
+def to_float32(
+    values: np.ndarray,
+    scale: float | None = None,
+    offset: float | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Convert samples to float32, applying ``values * scale + offset`` if given.
+
+    Integer samples go through float64 first, so unsigned counts cannot wrap around
+    and the scale is applied without loss. Returns the array and the metadata that
+    records the conversion: ``source_dtype``, and for integers ``full_scale`` (the
+    largest magnitude the type holds), ``scale`` and ``offset``.
+    """
+    values = np.asarray(values)
+    metadata: dict[str, Any] = {"source_dtype": str(values.dtype)}
+    if values.dtype.kind in "iu":
+        info = np.iinfo(values.dtype)
+        metadata["full_scale"] = int(max(abs(info.min), info.max))
+        metadata["scale"] = 1.0 if scale is None else float(scale)
+        metadata["offset"] = 0.0 if offset is None else float(offset)
+        converted = values.astype(np.float64)
+    elif values.dtype.kind in "fb":
+        converted = values.astype(np.float64) if scale or offset else values
+        if scale is not None:
+            metadata["scale"] = float(scale)
+        if offset is not None:
+            metadata["offset"] = float(offset)
+    else:
+        raise TypeError(f"samples of dtype {values.dtype} are not numbers")
+    if scale is not None:
+        converted = converted * scale
+    if offset is not None:
+        converted = converted + offset
+    return np.asarray(converted, dtype=np.float32), metadata
+
+
+def _runs_at(row: np.ndarray, value: float) -> np.ndarray:
+    """Mask of samples equal to ``value`` that lie in runs of CLIP_MIN_RUN or more."""
+    hit = row == value
+    if not hit.any():
+        return hit
+    edges = np.flatnonzero(np.diff(np.r_[0, hit.astype(np.int8), 0]))
+    starts, ends = edges[::2], edges[1::2]
+    mask = np.zeros_like(hit)
+    for start, end in zip(starts, ends, strict=True):
+        if end - start >= CLIP_MIN_RUN:
+            mask[start:end] = True
+    return mask
+
+
+def clipped_samples(row: np.ndarray, integer_limits: tuple[int, int] | None = None):
+    """Return the mask of clipped samples in one channel.
+
+    Samples at an integer type's limits always count; otherwise the plateau rule of
+    CLIP_MIN_FRACTION and CLIP_MIN_RUN applies.
+    """
+    mask = _runs_at(row, row.max()) | _runs_at(row, row.min())
+    if mask.sum() < max(CLIP_MIN_RUN, CLIP_MIN_FRACTION * row.size):
+        mask[:] = False
+    if integer_limits is not None:
+        mask |= (row <= integer_limits[0]) | (row >= integer_limits[1])
+    return mask
+
+
+def _integer_limits(metadata: dict[str, Any]) -> tuple[int, int] | None:
+    dtype = metadata.get("source_dtype", "")
+    if not dtype or np.dtype(dtype).kind not in "iu":
+        return None
+    if metadata.get("scale", 1.0) != 1.0 or metadata.get("offset", 0.0) != 0.0:
+        return None  # scaled values no longer sit on the type's limits
+    info = np.iinfo(np.dtype(dtype))
+    return int(info.min), int(info.max)
+
+
+def find_problems(
+    channels: list[str],
+    rows: list[np.ndarray],
+    integer_limits: tuple[int, int] | None = None,
+    already_clipped: dict[str, int] | None = None,
+) -> tuple[list[str], dict[str, int]]:
+    """Return the constant channels and the clipped ones with their first clipped
+    sample. Rows may differ in length (streams of a cycle folder)."""
+    constant = [
+        name
+        for name, row in zip(channels, rows, strict=True)
+        if row.size and row.min() == row.max()
+    ]
+    clipped = dict(already_clipped or {})
+    for name, row in zip(channels, rows, strict=True):
+        if name in constant or name in clipped or row.size == 0:
+            continue
+        mask = clipped_samples(row, integer_limits)
+        if mask.any():
+            clipped[name] = int(np.argmax(mask))
+    return constant, clipped
+
+
+def apply_policies(
+    source: object,
+    constant: list[str],
+    clipped: dict[str, int],
+    constant_policy: str,
+    clipping_policy: str,
+) -> dict[str, Any]:
+    """Raise for constant or clipped channels, or return the metadata recording them.
+
+    Raises
+    ------
+    InputError
+        With policy ``raise``, naming the file, the channel and, for clipping, the
+        first clipped sample.
+    """
+    if constant and constant_policy == "raise":
+        raise InputError(
+            source,
+            f"channel {constant[0]!r} is constant (zero variance)",
+            "drop the channel with the channels option, or set constant_policy: warn",
+        )
+    if clipped and clipping_policy == "raise":
+        name, position = next(iter(clipped.items()))
+        raise InputError(
+            source,
+            f"channel {name!r} is clipped, first at sample {position}",
+            "lower the sensor gain, or set clipping_policy: warn to keep it",
+        )
+    metadata: dict[str, Any] = {}
+    if constant:
+        metadata["constant_channels"] = constant
+        logger.info("%s: constant channels %s", source, constant)
+    if clipped:
+        metadata["clipped_channels"] = clipped
+        logger.info("%s: clipped channels %s", source, sorted(clipped))
+    return metadata
+
+
+def check_quality(
+    recording: Recording,
+    constant_policy: str = "warn",
+    clipping_policy: str = "warn",
+) -> Recording:
+    """Find constant and clipped channels; raise or record them per the policies.
+
+    With ``warn`` the channels stay in the recording and are listed in
+    ``metadata["constant_channels"]`` and ``metadata["clipped_channels"]`` (as
+    ``{channel: first clipped sample}``), and ``load_recordings`` logs one summary
+    warning for the data set.
+
+    Raises
+    ------
+    InputError
+        If the recording holds no samples, or with policy ``raise`` for a constant
+        or clipped channel, naming the file, the channel and the first clipped
+        sample.
+    """
+    source = recording.source or recording.name
+    if recording.n_samples == 0:
+        raise InputError(source, "holds no samples", "check that the export finished")
+    constant, clipped = find_problems(
+        recording.channels,
+        list(recording.data),
+        _integer_limits(recording.metadata),
+        recording.metadata.get("clipped_channels"),
+    )
+    recording.metadata.update(
+        apply_policies(source, constant, clipped, constant_policy, clipping_policy)
+    )
+    return recording
+
+
+def _ratio(source_rate: float, target_rate: float) -> tuple[int, int]:
+    fraction = Fraction(target_rate / source_rate).limit_denominator(1000)
+    if fraction.numerator == 0:
+        raise ValueError(f"cannot resample from {source_rate:g} to {target_rate:g}")
+    return fraction.numerator, fraction.denominator
+
+
+def resample_rows(data: np.ndarray, source_rate: float, target_rate: float):
+    """Resample every row of ``data`` from ``source_rate`` to ``target_rate``.
+
+    Uses polyphase filtering (``scipy.signal.resample_poly``), whose low-pass filter
+    removes content above the new Nyquist frequency when downsampling. The rate
+    ratio is approximated by a fraction with a denominator of at most 1000.
+    """
+    from scipy.signal import resample_poly
+
+    if np.isclose(source_rate, target_rate):
+        return data
+    up, down = _ratio(source_rate, target_rate)
+    # resample_poly pads with zeros; padding with the edge values instead keeps a
+    # signal with a large offset (a current, a temperature) from dipping at the ends.
+    out = resample_poly(data.astype(np.float64), up, down, axis=-1, padtype="line")
+    return out.astype(np.float32)
+
+
+def resample(recording: Recording, target_rate: float) -> Recording:
+    """Return ``recording`` resampled to ``target_rate`` samples per second.
+
+    Raises
+    ------
+    InputError
+        If the recording's rate is unknown.
+    """
+    source = recording.source or recording.name
+    if recording.sample_rate is None:
+        raise InputError(
+            source,
+            "has no known sample rate, so it cannot be resampled",
+            "set sample_rate in the config",
+        )
+    if np.isclose(recording.sample_rate, target_rate):
+        return recording
+    data = resample_rows(recording.data, recording.sample_rate, target_rate)
+    metadata = dict(recording.metadata)
+    metadata["resampled_from"] = recording.sample_rate
+    logger.debug(
+        "%s: resampled from %g to %g samples/s",
+        source,
+        recording.sample_rate,
+        target_rate,
+    )
+    sample_labels = None
+    if recording.sample_labels is not None:
+        # Labels follow the nearest original sample.
+        index = np.arange(data.shape[1]) * recording.sample_rate / target_rate
+        index = np.minimum(index.round().astype(int), recording.n_samples - 1)
+        sample_labels = recording.sample_labels[index]
+    return Recording(
+        name=recording.name,
+        data=data,
+        channels=list(recording.channels),
+        sample_rate=float(target_rate),
+        source=recording.source,
+        label=recording.label,
+        sample_labels=sample_labels,
+        metadata=metadata,
+    )

@@ -1,0 +1,148 @@
+"""NI TDMS reader (needs the npTDMS package)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grindwatch.exceptions import InputError
+from grindwatch.io.frames import finite_or_raise
+from grindwatch.io.options import ReadOptions
+from grindwatch.io.recording import Recording
+from grindwatch.io.samples import to_float32
+
+__all__ = ["read_tdms"]
+
+
+def _import_nptdms():  # noqa: ANN202
+    try:
+        import nptdms
+    except ImportError:
+        raise ImportError(
+            "reading TDMS files needs the npTDMS package; install it with "
+            "'pip install npTDMS'"
+        ) from None
+    return nptdms
+
+
+def _numeric_channels(group) -> list:  # noqa: ANN001 - nptdms.TdmsGroup
+    return [
+        channel
+        for channel in group.channels()
+        if channel.dtype is not None
+        and np.dtype(channel.dtype).kind in "iuf"
+        and len(channel) > 0
+    ]
+
+
+def _pick_group(path: Path, tdms, options: ReadOptions):  # noqa: ANN001, ANN202
+    groups = {group.name: group for group in tdms.groups()}
+    if options.tdms_group is not None:
+        if options.tdms_group not in groups:
+            raise InputError(
+                path,
+                f"no group {options.tdms_group!r}; groups are {sorted(groups)}",
+                "set tdms_group to one of those",
+            )
+        return groups[options.tdms_group]
+    with_data = [group for group in groups.values() if _numeric_channels(group)]
+    if not with_data:
+        raise InputError(path, "holds no numeric channel", "check the file")
+    if len(with_data) > 1:
+        raise InputError(
+            path,
+            f"holds several groups with data ({[g.name for g in with_data]})",
+            "set tdms_group to the one to read",
+        )
+    return with_data[0]
+
+
+def _rate(channels: list, path: Path) -> float | None:
+    increments = {
+        float(channel.properties["wf_increment"])
+        for channel in channels
+        if "wf_increment" in channel.properties
+    }
+    if not increments:
+        return None
+    if len(increments) > 1:
+        raise InputError(
+            path,
+            f"channels have different sample intervals {sorted(increments)} s",
+            "read one rate at a time with the channels option, or resample them",
+        )
+    step = increments.pop()
+    return 1.0 / step if step > 0 else None
+
+
+def read_tdms(path: Path, options: ReadOptions) -> Recording:
+    """Read one group of a TDMS file; its channels become the recording's channels.
+
+    Channel values come scaled when the file defines NI scaling; otherwise integer
+    samples are converted to float and their dtype is recorded.
+    """
+    nptdms = _import_nptdms()
+    try:
+        tdms = nptdms.TdmsFile.read(path)
+    except (ValueError, OSError, EOFError, KeyError, IndexError) as error:
+        raise InputError(
+            path,
+            f"is not a readable TDMS file ({type(error).__name__}: {error})",
+            "check that the file was written completely",
+        ) from None
+    group = _pick_group(path, tdms, options)
+    channels = _numeric_channels(group)
+    if options.channels is not None:
+        by_name = {channel.name: channel for channel in channels}
+        missing = [name for name in options.channels if name not in by_name]
+        if missing:
+            raise InputError(
+                path,
+                f"missing channels {missing}; group {group.name!r} has {list(by_name)}",
+                "fix the channel names in the config",
+            )
+        channels = [by_name[name] for name in options.channels]
+    lengths = {channel.name: len(channel) for channel in channels}
+    if len(set(lengths.values())) > 1:
+        raise InputError(
+            path,
+            f"channels of group {group.name!r} have different lengths {lengths}",
+            "pick channels of one length with the channels option",
+        )
+
+    data, metadata = to_float32(np.stack([channel[:] for channel in channels]))
+    names = [channel.name for channel in channels]
+    data = finite_or_raise(path, data, names, options.nan_policy)
+    metadata.update(_tdms_metadata(group, channels))
+    rate = _rate(channels, path)
+    if options.sample_rate is not None:
+        if rate is not None and not np.isclose(rate, options.sample_rate):
+            raise InputError(
+                path,
+                f"the file stores sample rate {rate:g} but sample_rate is "
+                f"{options.sample_rate:g}",
+                "remove sample_rate from the config",
+            )
+        rate = options.sample_rate
+    return Recording(
+        name=path.stem,
+        data=data,
+        channels=names,
+        sample_rate=rate,
+        source=path,
+        metadata=metadata,
+    )
+
+
+def _tdms_metadata(group, channels: list) -> dict[str, Any]:  # noqa: ANN001
+    scaled = [
+        channel.name
+        for channel in channels
+        if int(channel.properties.get("NI_Number_Of_Scales", 0)) > 0
+    ]
+    metadata: dict[str, Any] = {"tdms_group": group.name}
+    if scaled:
+        metadata["tdms_scaled_channels"] = scaled
+    return metadata

@@ -1,0 +1,75 @@
+"""WAV reader: any channel count, integer PCM or float samples."""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from grindwatch.exceptions import InputError
+from grindwatch.io.frames import finite_or_raise
+from grindwatch.io.options import ReadOptions
+from grindwatch.io.recording import Recording
+from grindwatch.io.samples import to_float32
+
+__all__ = ["read_wav"]
+
+
+def _scale(dtype: np.dtype) -> tuple[float | None, float | None]:
+    """Scale and offset that map integer PCM onto [-1, 1), as audio tools do."""
+    if dtype.kind == "u":  # 8-bit WAV is unsigned, centred on 128
+        middle = (np.iinfo(dtype).max + 1) / 2
+        return 1.0 / middle, -1.0
+    if dtype.kind == "i":
+        return 1.0 / (np.iinfo(dtype).max + 1), None
+    return None, None
+
+
+def read_wav(path: Path, options: ReadOptions) -> Recording:
+    """Read a WAV file; integer samples are scaled to [-1, 1) and the scale recorded.
+
+    24-bit files arrive from scipy as int32 with the sample in the top three bytes,
+    so they scale by 2**31 like 32-bit files.
+    """
+    from scipy.io import wavfile
+
+    try:
+        with warnings.catch_warnings():
+            # scipy warns about chunks it skips (cue points, LIST); they hold no data.
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+            rate, values = wavfile.read(path, mmap=False)
+    except (ValueError, OSError, EOFError, struct.error, IndexError) as error:
+        raise InputError(
+            path,
+            f"is not a readable WAV file ({error})",
+            "check that the file was written completely",
+        ) from None
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.shape[0] == 0:
+        raise InputError(path, "holds no samples", "check that the export finished")
+
+    scale, offset = _scale(values.dtype)
+    data, metadata = to_float32(values.T, scale, offset)
+    channels = [f"channel_{i}" for i in range(data.shape[0])]
+    data = finite_or_raise(path, data, channels, options.nan_policy)
+    if options.sample_rate is not None and not np.isclose(options.sample_rate, rate):
+        raise InputError(
+            path,
+            f"the file stores sample rate {rate} but sample_rate is "
+            f"{options.sample_rate:g}",
+            "remove sample_rate from the config",
+        )
+    recording = Recording(
+        name=path.stem,
+        data=data,
+        channels=channels,
+        sample_rate=float(rate),
+        source=path,
+        metadata=metadata,
+    )
+    if options.channels is not None:
+        recording = recording.select_channels(list(options.channels))
+    return recording
