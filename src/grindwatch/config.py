@@ -44,6 +44,33 @@ class DataConfig(_Section):
     id_column: str | None = None
     nan_policy: Literal["raise", "interpolate"] = "raise"
     strict: bool = False
+    # Keep constant or clipped channels with a warning, or reject the file.
+    constant_policy: Literal["warn", "raise"] = "warn"
+    clipping_policy: Literal["warn", "raise"] = "warn"
+    # Resample a recording whose rate differs from the first file's (or the model's)
+    # instead of rejecting it.
+    resample: bool = False
+    # Resample every recording to this rate (samples/s) when read; for multi-rate
+    # cycle folders in "resample" mode, None means the lowest stream rate.
+    resample_rate: float | None = Field(default=None, gt=0)
+    # Multi-rate cycle folders: one common rate ("resample") or per-frame statistics
+    # at each stream's own rate ("features"); stream_modes sets single streams apart.
+    cycle_mode: Literal["resample", "features"] = "resample"
+    stream_modes: dict[str, Literal["resample", "features"]] = Field(
+        default_factory=dict
+    )
+    frame_seconds: float = Field(default=0.01, gt=0)
+    frame_hop_seconds: float | None = Field(default=None, gt=0)
+    frame_bands: int = Field(default=4, ge=0)
+    tdms_group: str | None = None
+    mat_variable: str | None = None
+    # Headerless binary files (.bin, .raw): NumPy dtype such as "<i2" and channels.
+    raw_dtype: str | None = None
+    raw_channels: int = Field(default=1, ge=1)
+    # Keep only recordings whose metadata (e.g. meta.json's tool) has these values.
+    match: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    # Score one large file in chunks of this many samples, with bounded memory.
+    chunk_samples: int | None = Field(default=None, ge=1)
 
 
 class WindowConfig(_Section):

@@ -42,6 +42,21 @@ def read_options(config: Config) -> ReadOptions:
         sample_rate=data.sample_rate,
         id_column=data.id_column,
         nan_policy=data.nan_policy,
+        constant_policy=data.constant_policy,
+        clipping_policy=data.clipping_policy,
+        resample=data.resample,
+        resample_rate=data.resample_rate,
+        cycle_mode=data.cycle_mode,
+        stream_modes=tuple(data.stream_modes.items()),
+        frame_seconds=data.frame_seconds,
+        frame_hop_seconds=data.frame_hop_seconds,
+        frame_bands=data.frame_bands,
+        tdms_group=data.tdms_group,
+        mat_variable=data.mat_variable,
+        raw_dtype=data.raw_dtype,
+        raw_channels=data.raw_channels,
+        match=tuple((key, str(value)) for key, value in data.match.items()),
+        chunk_samples=data.chunk_samples,
     )
 
 
@@ -126,7 +141,8 @@ class Model:
         self.sample_rate_ = recordings.sample_rate
         self.window_length_, self.hop_ = self._window_shape()
 
-        windows = make_windows(recordings.recordings, self.window_length_, self.hop_)
+        usable = _long_enough(recordings, self.window_length_, config.data.strict)
+        windows = make_windows(usable, self.window_length_, self.hop_)
         self.scaler_ = ChannelScaler(config.scaling.method)
         self.scaler_.fit(windows.X, self.channels_)
         scaled = self.scaler_.transform(windows.X)
@@ -179,6 +195,10 @@ class Model:
         for recording in recordings:
             if recording.channels != self.channels_:
                 recording = recording.select_channels(self.channels_)
+            if self._needs_resampling(recording):
+                from grindwatch.io.samples import resample
+
+                recording = resample(recording, self.sample_rate_)
             if (
                 self.kind_ == "signals"
                 and self.sample_rate_ is not None
@@ -193,6 +213,16 @@ class Model:
                 )
             matched.append(recording)
         return make_windows(matched, self.window_length_, self.hop_)
+
+    def _needs_resampling(self, recording: Recording) -> bool:
+        # Bundles saved before data.resample existed lack it: they never resample.
+        return (
+            getattr(self.config.data, "resample", False)
+            and self.kind_ == "signals"
+            and self.sample_rate_ is not None
+            and recording.sample_rate is not None
+            and not np.isclose(recording.sample_rate, self.sample_rate_)
+        )
 
     def features(self, X: np.ndarray) -> np.ndarray:
         """Scale raw windows (n, channels, length) and apply the front end."""
@@ -316,6 +346,7 @@ class Model:
                 "max_window_score": float(own.max()),
                 "flagged_windows": int(flags[mask].sum()),
             }
+            row.update(_metadata_columns(recording))
             label = _recording_label(recording)
             if label is not None:
                 row["label"] = label
@@ -526,6 +557,10 @@ def score(
     config = model.config
     if strict is not None:
         config = config.with_overrides({"data.strict": strict})
+    if _is_chunkable_file(data, config):
+        from grindwatch.streaming import score_chunked
+
+        return score_chunked(model, Path(data), progress=progress)
     recordings = read_data(data, config)
     scorer = model
     if config is not model.config:
@@ -538,3 +573,55 @@ def _with_config(model: Model, config: Config) -> Model:
     clone.__dict__.update(model.__dict__)
     clone.config = config
     return clone
+
+
+def _long_enough(
+    recordings: RecordingSet, length: int, strict: bool
+) -> list[Recording]:
+    """Drop recordings shorter than one window, listing them as skipped (or raise)."""
+    from grindwatch.io import SkippedFile
+
+    usable = []
+    for recording in recordings.recordings:
+        if recording.n_samples >= length:
+            usable.append(recording)
+            continue
+        problem = (
+            f"has {recording.n_samples} samples, fewer than one window of {length}"
+        )
+        fix = "pass a shorter window length or leave this recording out"
+        if strict:
+            raise InputError(recording.source or recording.name, problem, fix)
+        logger.warning("skipped %s: %s; %s", recording.name, problem, fix)
+        recordings.skipped.append(
+            SkippedFile(Path(recording.source or recording.name), f"{problem}; {fix}")
+        )
+    if not usable:
+        raise InputError(
+            "data",
+            f"every recording has fewer than one window of {length} samples",
+            "pass a shorter window length",
+        )
+    return usable
+
+
+def _metadata_columns(recording: Recording) -> dict[str, Any]:
+    """Columns ``meta.<key>`` from a cycle folder's meta.json, for grouping."""
+    meta = recording.metadata.get("meta", {})
+    return {
+        f"meta.{key}": value
+        for key, value in meta.items()
+        if isinstance(value, (str, int, float, bool))
+    }
+
+
+def _is_chunkable_file(data: DataSource, config: Config) -> bool:
+    """True when ``data.chunk_samples`` is set and ``data`` is one file to stream."""
+    from grindwatch.io.chunks import CHUNKED_SUFFIXES
+
+    if not getattr(config.data, "chunk_samples", None):
+        return False
+    if not isinstance(data, (str, Path)) or config.data.kind != "signals":
+        return False
+    path = Path(data)
+    return path.is_file() and path.suffix.lower() in CHUNKED_SUFFIXES
