@@ -22,7 +22,7 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    """Where the recordings are and how to read them."""
+    """Location of the recordings and the options for reading them."""
 
     paths: list[str] = Field(default_factory=list)
     kind: Literal["signals", "table"] = "signals"
@@ -85,6 +85,8 @@ class ScalingConfig(_Section):
 
 
 class FrontendConfig(_Section):
+    """The transform from a window to detector input. Feature tables skip it."""
+
     # Spectra by default: vibration, AE and current faults show as changed frequency
     # content, which raw-waveform reconstruction error misses on the gearbox data.
     kind: Literal["raw", "spectrum", "features"] = "spectrum"
@@ -112,8 +114,6 @@ class AutoencoderConfig(_Section):
                 f"{self.filters}, {self.kernel_sizes}, {self.strides}"
             )
         return self
-    """What detectors see of each window. Feature tables skip the front end."""
-
 
 
 class IForestConfig(_Section):
@@ -153,7 +153,7 @@ class ThresholdConfig(_Section):
 
 
 class AggregateConfig(_Section):
-    """How window scores become a recording score: max, mean or a quantile.
+    """The reduction of window scores to a recording score: max, mean or a quantile.
 
     The 0.9 quantile flags a recording when about a tenth of its windows score high,
     so one stray window in a long normal cycle does not flag it.
