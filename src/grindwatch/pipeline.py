@@ -79,6 +79,10 @@ class ScoreResult:
     end_s (when the sample rate is known), score, flag and, where known, label.
     ``recordings`` has one row per recording: recording, source, n_windows, score
     (the aggregate), flag, max_window_score, flagged_windows and, where known, label.
+    When scored with attribution, both tables end with the columns described in
+    ``grindwatch.explain``: top_channel, top_channel_share and top_sample, top_band
+    or top_feature (by front end; none for feature tables), and for recordings the
+    worst window's position and the margin of the score over the threshold.
     """
 
     windows: pd.DataFrame
@@ -151,6 +155,23 @@ class Model:
         self.frontend_ = FrontEnd(frontend_kind, config.frontend.n_bands)
         features = self.frontend_.fit(scaled).transform(scaled)
 
+        self.fit_features(features, on_epoch=on_epoch)
+        self.training_windows_ = windows
+        return self
+
+    def fit_features(
+        self,
+        features: np.ndarray,
+        on_epoch: Callable[[int, float, float | None], None] | None = None,
+    ) -> Model:
+        """Fit detector and threshold on front-end output of training windows.
+
+        ``fit`` calls this once scaling and front end are fitted. Tuning calls it
+        directly, with features prepared once for many trials, after setting
+        ``kind_``, ``channels_``, ``sample_rate_``, ``window_length_``, ``hop_``,
+        ``scaler_`` and ``frontend_`` itself.
+        """
+        config = self.config
         self.detector_ = self._make_detector()
         self.detector_.fit(features, on_epoch=on_epoch)
         self.training_scores_ = np.asarray(self.detector_.training_scores_)
@@ -165,7 +186,6 @@ class Model:
             log_scores=settings.log_scores,
             random_state=config.seed,
         )
-        self.training_windows_ = windows
         self.version_ = __version__
         return self
 
@@ -264,8 +284,12 @@ class Model:
         data: RecordingSet | list[Recording],
         progress: ProgressCallback | None = None,
         batch_recordings: int = 64,
+        attribution: bool = True,
     ) -> ScoreResult:
         """Score every window and recording of ``data``.
+
+        With ``attribution``, the tables also name each window's and recording's top
+        channel and top band, feature or time step (see ``grindwatch.explain``).
 
         Recordings that cannot be matched to the model (missing channels, other
         sample rate, shorter than a window) are skipped and listed, unless the
@@ -290,7 +314,7 @@ class Model:
                     logger.warning("skipped %s", error)
                     skipped.append({"path": error.path, "reason": error.problem})
             if usable:
-                frame, rows = self._score_batch(usable)
+                frame, rows = self._score_batch(usable, attribution)
                 window_frames.append(frame)
                 recording_rows.extend(rows)
             if progress is not None:
@@ -311,9 +335,12 @@ class Model:
             skipped=skipped,
         )
 
-    def _score_batch(self, recordings: list[Recording]):  # noqa: ANN202
+    def _score_batch(  # noqa: ANN202
+        self, recordings: list[Recording], attribution: bool = False
+    ):
         windows = self.prepare(recordings)
-        scores = self.window_scores(windows.X)
+        features = self.features(windows.X)
+        scores = self.detector_.anomaly_score(features)
         flags = scores > self.threshold_.value
         frame = pd.DataFrame(
             {
@@ -331,6 +358,14 @@ class Model:
             )
         if windows.labels is not None:
             frame["label"] = windows.labels
+        if attribution:
+            from grindwatch.explain import recording_summary, window_attribution
+
+            contributions = self.detector_.explain(features)
+            for name, values in window_attribution(
+                self, contributions, windows.start
+            ).items():
+                frame[name] = values
 
         rows = []
         for index, recording in enumerate(recordings):
@@ -350,6 +385,12 @@ class Model:
             label = _recording_label(recording)
             if label is not None:
                 row["label"] = label
+            if attribution:
+                row.update(
+                    recording_summary(
+                        self, contributions[mask], own, windows.start[mask], value
+                    )
+                )
             rows.append(row)
         return frame, rows
 
@@ -462,6 +503,7 @@ def train(
     *,
     output: str | Path | None = None,
     progress: ProgressCallback | None = None,
+    parent_run_id: str | None = None,
 ) -> TrainResult:
     """Read unlabeled recordings, fit a model, and record the run in MLflow.
 
@@ -475,6 +517,8 @@ def train(
         Also save the model bundle to this folder.
     progress : callable, optional
         Called with (stage, done, total) as training runs.
+    parent_run_id : str, optional
+        Nest the MLflow run under this run, as tuning does under its study's run.
     """
     from grindwatch.fingerprint import data_fingerprint
 
@@ -487,7 +531,7 @@ def train(
     if config.tracking.enabled:
         from grindwatch.tracking import TrainingTracker
 
-        tracker = TrainingTracker(config)
+        tracker = TrainingTracker(config, parent_run_id=parent_run_id)
     epochs = config.detector.autoencoder.epochs
 
     def on_epoch(epoch: int, train_loss: float, val_loss: float | None) -> None:
@@ -550,8 +594,13 @@ def score(
     *,
     progress: ProgressCallback | None = None,
     strict: bool | None = None,
+    attribution: bool = True,
 ) -> ScoreResult:
-    """Score recordings with a model, read with the model's own reading options."""
+    """Score recordings with a model, read with the model's own reading options.
+
+    ``attribution`` adds the top channel and band, feature or time step to the
+    tables (see ``grindwatch.explain``); turn it off to score faster.
+    """
     if not isinstance(model, Model):
         model = load_model(model)
     config = model.config
@@ -565,7 +614,7 @@ def score(
     scorer = model
     if config is not model.config:
         scorer = _with_config(model, config)
-    return scorer.score(recordings, progress=progress)
+    return scorer.score(recordings, progress=progress, attribution=attribution)
 
 
 def _with_config(model: Model, config: Config) -> Model:

@@ -1,0 +1,381 @@
+"""Attribution: which channel, and which time step, band or feature, made a score high.
+
+Every detector decomposes a window's departure from normal into non-negative
+contributions, one per element of its input (``Model.explain``): the autoencoder's
+per-element reconstruction loss, PCA's squared residual, the squared difference to
+the mean of the k nearest training windows, and for the isolation forest the
+distance from the training median in units of the training spread. Larger means
+that element departs more from normal.
+
+The elements follow the front end. For ``raw`` they are time steps inside the
+window, for ``spectrum`` frequency bands, for ``features`` per-channel statistics.
+For feature tables, each channel is one feature with a single element.
+
+This module turns those arrays into what an engineer reads: the top channel and its
+share of the departure, the top band, statistic or time step within that channel,
+the worst window of a recording, and the margin of the recording's score over the
+threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from grindwatch.signals.frontends import FEATURE_NAMES, band_edges
+
+if TYPE_CHECKING:
+    from grindwatch.io import Recording
+    from grindwatch.pipeline import Model
+
+__all__ = [
+    "ElementAxis",
+    "RecordingExplanation",
+    "describe_summary",
+    "element_axis",
+    "explain_recording",
+    "feature_groups",
+    "recording_summary",
+    "window_attribution",
+]
+
+
+@dataclass(frozen=True)
+class ElementAxis:
+    """The last axis of a model's contributions: what its k elements are.
+
+    Attributes
+    ----------
+    name : {"time step", "band", "feature", "value"}
+        ``value`` is the single element of a feature-table column.
+    labels : list of str
+        One label per element: the offset in the window, the band's frequency
+        range, or the statistic's name.
+    column : str or None
+        Name of the score-table column that holds the top element: ``top_sample``,
+        ``top_band`` or ``top_feature``; None for feature tables.
+    band_ranges : ndarray of shape (n_bands, 2) or None
+        Lower and upper frequency of each band, in Hz when the sample rate is
+        known, else as a fraction of the sample rate (``spectrum`` only).
+    unit : str
+        ``"Hz"`` or ``"fs"`` (fraction of the sample rate) for bands, else ``""``.
+    """
+
+    name: str
+    labels: list[str]
+    column: str | None
+    band_ranges: np.ndarray | None = None
+    unit: str = ""
+
+
+def element_axis(model: Model) -> ElementAxis:
+    """Describe the elements of ``model.explain``'s last axis."""
+    if model.kind_ == "table":
+        return ElementAxis("value", [""], None)
+    kind = model.frontend_.kind
+    if kind == "features":
+        return ElementAxis("feature", list(FEATURE_NAMES), "top_feature")
+    if kind == "spectrum":
+        ranges, unit = _band_ranges(model)
+        digits = 0 if unit == "Hz" else 3
+        labels = [f"{low:.{digits}f}-{high:.{digits}f} {unit}" for low, high in ranges]
+        return ElementAxis("band", labels, "top_band", ranges, unit)
+    rate = model.sample_rate_
+    if rate:
+        labels = [f"+{step / rate:.4g} s" for step in range(model.window_length_)]
+    else:
+        labels = [f"+{step}" for step in range(model.window_length_)]
+    return ElementAxis("time step", labels, "top_sample")
+
+
+def _band_ranges(model: Model) -> tuple[np.ndarray, str]:
+    # The spectrum front end sums rfft bins; bin j of a window of L samples sits at
+    # j / L cycles per sample, so a band's range is its first and past-the-end bin.
+    length = model.window_length_
+    edges = band_edges(length // 2 + 1, model.frontend_.n_bands)
+    ranges = np.stack([edges[:-1], edges[1:]], axis=1) / length
+    if model.sample_rate_:
+        return ranges * model.sample_rate_, "Hz"
+    return ranges, "fs"
+
+
+def feature_groups(names: list[str]) -> dict[str, list[int]]:
+    """Group feature names by the prefix before their first underscore.
+
+    Returns a mapping prefix -> indices, in first-seen order. Names without an
+    underscore form a group of their own name. When every name would be its own
+    group, or all share one, the grouping says nothing and one group ``""`` holds
+    everything.
+    """
+    groups: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        prefix = name.split("_", 1)[0] if "_" in name else name
+        groups.setdefault(prefix, []).append(index)
+    if len(groups) in (1, len(names)):
+        return {"": list(range(len(names)))}
+    return groups
+
+
+def _shares(per_channel: np.ndarray) -> np.ndarray:
+    totals = per_channel.sum(axis=-1, keepdims=True)
+    return np.divide(
+        per_channel, totals, out=np.zeros_like(per_channel), where=totals > 0
+    )
+
+
+def window_attribution(
+    model: Model, contributions: np.ndarray, starts: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Columns naming each window's top channel and its top element.
+
+    Parameters
+    ----------
+    contributions : array of shape (n_windows, n_channels, k)
+        From ``Model.explain``.
+    starts : array of shape (n_windows,)
+        First sample of each window in its recording.
+
+    Returns
+    -------
+    dict
+        ``top_channel``, ``top_channel_share`` (the channel's share of the window's
+        summed contributions, in [0, 1]) and, except for feature tables, the
+        axis column: ``top_sample`` (sample index in the recording), ``top_band``
+        (frequency range) or ``top_feature`` (statistic), taken within the top
+        channel.
+    """
+    per_channel = contributions.sum(axis=2)
+    top = per_channel.argmax(axis=1)
+    rows = np.arange(len(top))
+    columns: dict[str, np.ndarray] = {
+        "top_channel": np.asarray(model.channels_, dtype=object)[top],
+        "top_channel_share": _shares(per_channel)[rows, top].astype(np.float64),
+    }
+    axis = element_axis(model)
+    if axis.column is None:
+        return columns
+    element = contributions[rows, top].argmax(axis=1)
+    if axis.column == "top_sample":
+        columns["top_sample"] = np.asarray(starts) + element
+    else:
+        columns[axis.column] = np.asarray(axis.labels, dtype=object)[element]
+    return columns
+
+
+def recording_summary(
+    model: Model,
+    contributions: np.ndarray,
+    scores: np.ndarray,
+    starts: np.ndarray,
+    score: float,
+) -> dict[str, Any]:
+    """Summarise one recording's attribution for its row in the score table.
+
+    The channel and element come from the contributions summed over the windows
+    above the threshold, or from the worst window when none is above it.
+
+    Parameters
+    ----------
+    contributions : array of shape (n_windows, n_channels, k)
+    scores : array of shape (n_windows,)
+        The recording's window scores.
+    starts : array of shape (n_windows,)
+    score : float
+        The recording's aggregate score.
+
+    Returns
+    -------
+    dict
+        ``top_channel``, ``top_channel_share``, the axis column (see
+        ``window_attribution``), then for signals ``worst_window``,
+        ``worst_start_sample`` and, when the sample rate is known,
+        ``worst_start_s`` and ``worst_end_s``, and last ``margin``: the score
+        minus the threshold, positive when the recording is flagged.
+    """
+    threshold = model.threshold_.value
+    worst = int(np.argmax(scores))
+    chosen = scores > threshold
+    if not chosen.any():
+        chosen = np.arange(len(scores)) == worst
+    per_element = contributions[chosen].sum(axis=0)
+    per_channel = per_element.sum(axis=1)
+    top = int(per_channel.argmax())
+    summary: dict[str, Any] = {
+        "top_channel": model.channels_[top],
+        "top_channel_share": float(_shares(per_channel)[top]),
+    }
+    axis = element_axis(model)
+    if axis.column == "top_sample":
+        # Time steps of different windows are different moments, so the top one is
+        # the largest single contribution of the top channel, not a sum.
+        window, step = np.unravel_index(
+            contributions[chosen, top].argmax(), contributions[chosen, top].shape
+        )
+        summary["top_sample"] = int(starts[chosen][window] + step)
+    elif axis.column is not None:
+        summary[axis.column] = axis.labels[int(per_element[top].argmax())]
+    if model.kind_ == "signals":
+        start = int(starts[worst])
+        summary["worst_window"] = worst
+        summary["worst_start_sample"] = start
+        if model.sample_rate_:
+            summary["worst_start_s"] = start / model.sample_rate_
+            summary["worst_end_s"] = (start + model.window_length_) / model.sample_rate_
+    summary["margin"] = float(score - threshold)
+    return summary
+
+
+@dataclass
+class RecordingExplanation:
+    """Window scores and contributions of one recording, for reports and notebooks.
+
+    Attributes
+    ----------
+    recording : Recording
+        The recording, with its channels in the model's order.
+    axis : ElementAxis
+    starts : ndarray of shape (n_windows,)
+        First sample of each window.
+    window_length : int
+    scores : ndarray of shape (n_windows,)
+        Window anomaly scores, higher is more anomalous.
+    contributions : ndarray of shape (n_windows, n_channels, k)
+    features : ndarray of shape (n_windows, n_channels, k)
+        What the detector saw: the standardised front-end output.
+    threshold : float
+    score : float
+        The recording's aggregate score.
+    summary : dict
+        As returned by ``recording_summary``.
+    """
+
+    recording: Recording
+    axis: ElementAxis
+    starts: np.ndarray
+    window_length: int
+    scores: np.ndarray
+    contributions: np.ndarray
+    features: np.ndarray
+    threshold: float
+    score: float
+    summary: dict[str, Any]
+
+    @property
+    def flags(self) -> np.ndarray:
+        return self.scores > self.threshold
+
+    @property
+    def flag(self) -> bool:
+        return bool(self.score > self.threshold)
+
+    def describe(self) -> str:
+        """Two sentences on the score's margin and where the departure sits."""
+        return describe_summary(
+            self.summary, self.score, self.threshold, self.axis, self.recording
+        )
+
+    def channel_by_window(self) -> np.ndarray:
+        """Contribution of each channel summed per window, (n_channels, n_windows)."""
+        return self.contributions.sum(axis=2).T
+
+    def channel_by_time(self) -> np.ndarray:
+        """Contribution of each channel at each sample, (n_channels, n_samples).
+
+        Only for the ``raw`` front end, where elements are time steps. Where
+        windows overlap, their contributions are averaged; samples no window
+        covers (the tail shorter than a window) are NaN.
+
+        Raises
+        ------
+        ValueError
+            For other front ends, whose elements are not time steps.
+        """
+        if self.axis.name != "time step":
+            raise ValueError(
+                f"contributions over time need the raw front end; this model's "
+                f"elements are {self.axis.name}s, so use channel_by_window instead"
+            )
+        n_channels, n_samples = self.recording.data.shape
+        total = np.zeros((n_channels, n_samples))
+        count = np.zeros(n_samples)
+        for start, values in zip(self.starts, self.contributions, strict=True):
+            total[:, start : start + self.window_length] += values
+            count[start : start + self.window_length] += 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / count, np.nan)
+
+
+def explain_recording(model: Model, recording: Recording) -> RecordingExplanation:
+    """Score one recording window by window and attribute each window's score.
+
+    Raises
+    ------
+    InputError
+        When the recording cannot be matched to the model (missing channels, other
+        sample rate, shorter than one window).
+    """
+    windows = model.prepare([recording])
+    if recording.channels != model.channels_:
+        recording = recording.select_channels(model.channels_)
+    features = model.features(windows.X)
+    scores = model.detector_.anomaly_score(features)
+    contributions = model.detector_.explain(features)
+    score = model.aggregate(scores)
+    return RecordingExplanation(
+        recording=recording,
+        axis=element_axis(model),
+        starts=windows.start,
+        window_length=model.window_length_,
+        scores=scores,
+        contributions=contributions,
+        features=features,
+        threshold=model.threshold_.value,
+        score=score,
+        summary=recording_summary(model, contributions, scores, windows.start, score),
+    )
+
+
+def describe_summary(
+    summary: dict[str, Any],
+    score: float,
+    threshold: float,
+    axis: ElementAxis,
+    recording: Recording | None = None,
+) -> str:
+    """Put a ``recording_summary`` into words, for reports.
+
+    For example: "Score 5.42 is 3.59 above the threshold 1.83. Channel vib_x
+    carries 83% of the departure from normal, most of it in band 156-187 Hz; the
+    worst window spans 1.024-1.28 s."
+    """
+    relation = "above" if score > threshold else "below"
+    text = (
+        f"Score {score:.4g} is {abs(score - threshold):.3g} {relation} the "
+        f"threshold {threshold:.4g}."
+    )
+    if axis.name == "value":
+        return (
+            f"{text} Feature {summary['top_channel']} carries "
+            f"{summary['top_channel_share']:.0%} of the departure from normal."
+        )
+    where = ""
+    if axis.column == "top_sample":
+        sample = int(summary["top_sample"])
+        rate = recording.sample_rate if recording is not None else None
+        at = f"{sample / rate:.4g} s" if rate else f"sample {sample}"
+        where = f", peaking at {at}"
+    elif axis.column is not None:
+        where = f", most of it in {axis.name} {summary[axis.column]}"
+    text += (
+        f" Channel {summary['top_channel']} carries "
+        f"{summary['top_channel_share']:.0%} of the departure from normal{where}"
+    )
+    if "worst_start_s" in summary:
+        span = f"{summary['worst_start_s']:.4g}-{summary['worst_end_s']:.4g} s"
+    elif "worst_start_sample" in summary:
+        span = f"from sample {summary['worst_start_sample']}"
+    else:
+        return text + "."
+    return f"{text}; the worst window spans {span}."

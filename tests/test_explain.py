@@ -1,0 +1,267 @@
+"""Attribution: top channel, band, statistic or time step, per window and recording."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+import grindwatch
+from grindwatch.config import Config
+from grindwatch.explain import (
+    element_axis,
+    explain_recording,
+    feature_groups,
+    recording_summary,
+)
+from grindwatch.pipeline import read_data
+from grindwatch.signals.frontends import FEATURE_NAMES
+from tests.conftest import shared_dataset
+
+# The faults make_cycle injects, and the channel each one lives in.
+FAULT_CHANNEL = {"cycle_100": "vib_y", "cycle_101": "vib_x", "cycle_102": "current"}
+
+
+def _config(**overrides) -> Config:  # noqa: ANN003
+    base = {
+        "windows.length": 256,
+        "frontend.kind": "spectrum",
+        "frontend.n_bands": 16,
+        "detector.family": "pca",
+        "detector.autoencoder.epochs": 15,
+        "tracking.enabled": False,
+    }
+    base.update(overrides)
+    return Config().with_overrides(base)
+
+
+@pytest.mark.parametrize("family", ["autoencoder", "pca", "knn", "iforest"])
+def test_top_channel_is_the_faulty_one(cycle_folders, family):
+    model = grindwatch.train(
+        cycle_folders["good"], _config(**{"detector.family": family})
+    ).model
+
+    scored = grindwatch.score(model, cycle_folders["bad"])
+
+    tops = dict(
+        zip(
+            scored.recordings["recording"],
+            scored.recordings["top_channel"],
+            strict=True,
+        )
+    )
+    assert tops == FAULT_CHANNEL
+
+
+def test_top_band_holds_the_added_tone(cycle_folders):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+
+    scored = grindwatch.score(model, cycle_folders["bad"])
+
+    axis = element_axis(model)
+    tone = scored.recordings.set_index("recording").loc["cycle_101"]
+    low, high = axis.band_ranges[axis.labels.index(tone["top_band"])]
+    assert axis.unit == "Hz"
+    assert low <= 180 < high
+
+
+def test_raw_top_sample_lies_in_the_spike(cycle_folders):
+    config = _config(**{"frontend.kind": "raw"})
+    model = grindwatch.train(cycle_folders["good"], config).model
+
+    scored = grindwatch.score(model, cycle_folders["bad"])
+
+    spike = scored.recordings.set_index("recording").loc["cycle_100"]
+    # make_cycle adds the spike to samples 1024 to 1535 of its 2048.
+    assert 1024 <= spike["top_sample"] < 1536
+    windows = scored.windows[scored.windows["flag"]]
+    assert (
+        windows["top_sample"]
+        .between(windows["start_sample"], windows["start_sample"] + 255)
+        .all()
+    )
+
+
+def test_features_frontend_names_a_statistic(cycle_folders):
+    config = _config(**{"frontend.kind": "features", "detector.family": "knn"})
+    model = grindwatch.train(cycle_folders["good"], config).model
+
+    scored = grindwatch.score(model, cycle_folders["bad"])
+
+    assert set(scored.windows["top_feature"]) <= set(FEATURE_NAMES)
+    level = scored.recordings.set_index("recording").loc["cycle_102"]
+    assert level["top_feature"] in {"mean", "rms", "peak"}
+
+
+def test_table_attribution_names_shifted_features(feature_table):
+    config = _config(**{"data.kind": "table", "frontend.kind": "raw"})
+
+    result = grindwatch.train(feature_table, config)
+
+    rows = result.training.recordings.set_index("recording")
+    outliers = rows.loc[[f"features#{i}" for i in range(300, 304)]]
+    # The fixture shifts f0, f1, f2 and f5 of the outliers by 5 to 7 units.
+    assert set(outliers["top_channel"]) <= {"f0", "f1", "f2", "f5"}
+    assert "top_band" not in rows.columns
+    assert "worst_window" not in rows.columns
+
+
+def test_attribution_columns_appended(cycle_folders):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+
+    plain = grindwatch.score(model, cycle_folders["root"], attribution=False)
+    explained = grindwatch.score(model, cycle_folders["root"])
+
+    n_windows = len(plain.windows.columns)
+    n_recordings = len(plain.recordings.columns)
+    assert list(explained.windows.columns[:n_windows]) == list(plain.windows.columns)
+    assert list(explained.windows.columns[n_windows:]) == [
+        "top_channel",
+        "top_channel_share",
+        "top_band",
+    ]
+    assert list(explained.recordings.columns[:n_recordings]) == list(
+        plain.recordings.columns
+    )
+    assert list(explained.recordings.columns[n_recordings:]) == [
+        "top_channel",
+        "top_channel_share",
+        "top_band",
+        "worst_window",
+        "worst_start_sample",
+        "worst_start_s",
+        "worst_end_s",
+        "margin",
+    ]
+    assert np.array_equal(explained.windows["score"], plain.windows["score"])
+
+
+def test_shares_and_margins_are_consistent(cycle_folders):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+
+    scored = grindwatch.score(model, cycle_folders["root"])
+
+    recordings = scored.recordings
+    assert scored.windows["top_channel_share"].between(0, 1).all()
+    assert recordings["top_channel_share"].between(0, 1).all()
+    assert np.allclose(recordings["margin"], recordings["score"] - scored.threshold)
+    assert (recordings["flag"] == (recordings["margin"] > 0)).all()
+    worst = scored.windows.loc[scored.windows.groupby("recording")["score"].idxmax()]
+    expected = dict(zip(worst["recording"], worst["window"], strict=True))
+    assert (
+        dict(zip(recordings["recording"], recordings["worst_window"], strict=True))
+        == expected
+    )
+
+
+def test_unflagged_summary_uses_worst_window(cycle_folders):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+    recording = read_data(cycle_folders["good"], model.config).recordings[0]
+    explanation = explain_recording(model, recording)
+    worst = int(np.argmax(explanation.scores))
+
+    summary = recording_summary(
+        model,
+        explanation.contributions,
+        explanation.scores,
+        explanation.starts,
+        explanation.score,
+    )
+
+    assert not explanation.flags.any()
+    top = int(explanation.contributions[worst].sum(axis=1).argmax())
+    assert summary["top_channel"] == model.channels_[top]
+    assert summary["worst_window"] == worst
+    assert summary["margin"] < 0
+
+
+def test_channel_by_time_tail_is_nan(cycle_folders):
+    config = _config(**{"frontend.kind": "raw", "windows.length": 300})
+    model = grindwatch.train(cycle_folders["good"], config).model
+    recording = read_data(cycle_folders["bad"], model.config).recordings[0]
+
+    explanation = explain_recording(model, recording)
+    over_time = explanation.channel_by_time()
+
+    # 2048 samples hold 6 windows of 300; the last 248 samples are in none.
+    assert over_time.shape == (3, 2048)
+    assert np.isfinite(over_time[:, :1800]).all()
+    assert np.isnan(over_time[:, 1800:]).all()
+    assert np.allclose(over_time[:, :300], explanation.contributions[0])
+    assert explanation.channel_by_window().shape == (3, 6)
+
+
+def test_channel_by_time_rejects_spectra(cycle_folders):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+    recording = read_data(cycle_folders["bad"], model.config).recordings[0]
+
+    explanation = explain_recording(model, recording)
+
+    with pytest.raises(ValueError, match="raw front end"):
+        explanation.channel_by_time()
+
+
+def test_band_labels_without_rate(cycle_folders):
+    config = _config()
+    model = grindwatch.train(cycle_folders["good"], config).model
+    model.sample_rate_ = None
+
+    axis = element_axis(model)
+
+    assert axis.unit == "fs"
+    assert axis.band_ranges[0, 0] == 0
+    assert axis.band_ranges[-1, 1] == pytest.approx(129 / 256)
+    assert axis.labels[0].endswith(" fs")
+
+
+def test_describe_names_channel_and_band(cycle_folders):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+    recording = read_data(cycle_folders["bad"], model.config).recordings[0]
+
+    text = explain_recording(model, recording).describe()
+
+    assert "above the threshold" in text
+    assert "Channel vib_y" in text
+    assert "most of it in band" in text
+    assert "the worst window spans" in text
+
+
+def test_feature_groups_split_on_prefix():
+    names = ["ae_mean", "ae_std", "rms_ae_mean", "li1_ae_mean", "li1_ae_std"]
+
+    groups = feature_groups(names)
+
+    assert groups == {"ae": [0, 1], "rms": [2], "li1": [3, 4]}
+    assert feature_groups(["f0", "f1", "f2"]) == {"": [0, 1, 2]}
+    assert feature_groups(["ae_a", "ae_b"]) == {"": [0, 1]}
+
+
+@pytest.mark.shared_data
+def test_gearbox_attribution_matches_band_differences():
+    folder = shared_dataset("gearbox_spectraquest")
+    config = _config(
+        **{
+            "windows.length": 1024,
+            "detector.family": "autoencoder",
+            "detector.autoencoder.epochs": 10,
+        }
+    )
+    model = grindwatch.train(folder / "healthy", config).model
+    healthy = model.prepare(read_data(folder / "healthy", config).recordings).X
+    broken = model.prepare(read_data(folder / "broken_tooth", config).recordings).X
+
+    attribution = model.explain(broken).mean(axis=0)
+
+    # A simple per-band comparison: the standardised difference of the mean log
+    # band energy between broken-tooth and healthy windows, per channel and band.
+    healthy_bands, broken_bands = model.features(healthy), model.features(broken)
+    difference = np.abs(broken_bands.mean(axis=0) - healthy_bands.mean(axis=0))
+    difference /= healthy_bands.std(axis=0)
+    top = np.unravel_index(attribution.argmax(), attribution.shape)
+    rank = int((difference > difference[top]).sum())
+    assert rank < 3, f"top attributed (channel, band) {top} ranks {rank} by difference"
+    rho = spearmanr(attribution.ravel(), difference.ravel()).statistic
+    assert rho > 0.5
+    channels_by_attribution = set(np.argsort(-attribution.sum(axis=1))[:2])
+    channels_by_difference = set(np.argsort(-difference.sum(axis=1))[:2])
+    assert channels_by_attribution == channels_by_difference
