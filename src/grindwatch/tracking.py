@@ -29,6 +29,8 @@ __all__ = [
     "TrainingTracker",
     "download_model",
     "log_evaluation",
+    "log_scoring",
+    "read_study",
     "registered_model_version",
     "resolve_tracking_uri",
 ]
@@ -360,3 +362,117 @@ def registered_model_version(
     """Version number that ``alias`` of the registered model ``name`` points at."""
     client = _client(resolve_tracking_uri(config))
     return str(client.get_model_version_by_alias(name, alias).version)
+
+
+def log_scoring(
+    config: Config,
+    metrics: dict[str, float],
+    model_run_id: str | None,
+    files: dict[str, str | Path] | None = None,
+) -> str:
+    """Record a scoring as its own run, nested under the model's training run.
+
+    ``files`` maps artifact names to local files, for example the HTML report and
+    the recording scores. The run ends FINISHED, or FAILED if logging fails.
+    """
+    import shutil
+    import time
+
+    from mlflow.entities import Metric
+
+    uri = resolve_tracking_uri(config)
+    client = _client(uri)
+    experiment = _experiment_id(client, uri, config.tracking.experiment)
+    tags = {"grindwatch.version": __version__, "grindwatch.kind": "score"}
+    if model_run_id:
+        try:
+            client.get_run(model_run_id)
+            tags["mlflow.parentRunId"] = model_run_id
+        except Exception:  # noqa: BLE001 - the model came from another store
+            tags["grindwatch.model_run_id"] = model_run_id
+    run = client.create_run(experiment, run_name="score", tags=tags)
+    run_id = run.info.run_id
+    try:
+        now = int(time.time() * 1000)
+        finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+        client.log_batch(
+            run_id, metrics=[Metric(k, v, now, 0) for k, v in finite.items()]
+        )
+        with tempfile.TemporaryDirectory() as folder:
+            for name, path in (files or {}).items():
+                # Copy under the artifact name, so the stored file carries it.
+                shutil.copyfile(path, Path(folder) / name)
+            client.log_artifacts(run_id, folder)
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        logger.error("MLflow run %s marked FAILED", run_id)
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    logger.info("scoring recorded as MLflow run %s in %s", run_id, uri)
+    return run_id
+
+
+def read_study(  # noqa: ANN201 - a dict, see below
+    model_run_id: str | None, config: Config | None = None
+):
+    """Read the study a model's training run belongs to, or None.
+
+    A model tuned by a study was trained in a child run of the study's run (tag
+    ``mlflow.parentRunId``). Returns a dict with ``study_run_id``, ``study_name``,
+    the study run's ``tags`` and ``params``, and ``trials``: a DataFrame with one
+    row per child run (run_id, run_name, status, start_time, then ``params.NAME``
+    and ``metrics.NAME`` columns holding each run's latest values). Returns None
+    when the run has no parent, or the tracking store does not exist or does not
+    hold the run; a missing SQLite store is not created.
+    """
+    from mlflow.exceptions import MlflowException
+
+    if not model_run_id:
+        return None
+    uri = resolve_tracking_uri(config)
+    database = uri.removeprefix("sqlite:///")
+    if uri.startswith("sqlite:///") and not Path(database).exists():
+        return None
+    client = _client(uri)
+    try:
+        run = client.get_run(model_run_id)
+    except MlflowException:
+        logger.info("run %s is not in %s; no study to read", model_run_id, uri)
+        return None
+    parent_id = run.data.tags.get("mlflow.parentRunId")
+    if not parent_id:
+        return None
+    parent = client.get_run(parent_id)
+    rows = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+            max_results=1000,
+            page_token=token,
+        )
+        rows.extend(_run_row(child) for child in page)
+        token = page.token
+        if not token:
+            break
+    columns = ["run_id", "run_name", "status", "start_time"]
+    return {
+        "study_run_id": parent_id,
+        "study_name": parent.info.run_name,
+        "tags": dict(parent.data.tags),
+        "params": dict(parent.data.params),
+        "trials": pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns),
+    }
+
+
+def _run_row(run) -> dict[str, Any]:  # noqa: ANN001 - an mlflow Run
+    row = {
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "status": run.info.status,
+        "start_time": pd.to_datetime(run.info.start_time, unit="ms"),
+    }
+    row.update({f"params.{k}": v for k, v in run.data.params.items()})
+    row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+    return row

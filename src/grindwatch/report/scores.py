@@ -60,3 +60,108 @@ def plot_score_histogram(
     figure.savefig(path)
     plt.close(figure)
     return path
+
+
+def plot_score_distribution(
+    training_scores: np.ndarray,
+    threshold: Threshold,
+    window_scores: np.ndarray,
+    recording_scores: np.ndarray,
+):  # noqa: ANN201 - returns a matplotlib Figure
+    """Draw training and scored window scores with the clusters and the threshold.
+
+    Both histograms are densities, so data sets of different sizes compare. The
+    fitted mixture components are drawn as the threshold saw them (on the log scale
+    when ``threshold.log_scale``), and a rug under the axis marks each scored
+    recording's aggregate score, darker when flagged.
+
+    Parameters
+    ----------
+    training_scores : array of shape (n_training_windows,)
+    threshold : Threshold
+    window_scores : array of shape (n_windows,)
+        Window scores of the data being reported.
+    recording_scores : array of shape (n_recordings,)
+    """
+    from grindwatch.report.figures import pyplot
+
+    plt = pyplot()
+    transform = _threshold_scale(threshold)
+    training = transform(np.asarray(training_scores, dtype=np.float64))
+    scored = transform(np.asarray(window_scores, dtype=np.float64))
+    recordings = transform(np.asarray(recording_scores, dtype=np.float64))
+    cut = float(transform(np.array([threshold.value]))[0])
+
+    figure, axis = plt.subplots(figsize=(6.4, 3.4))
+    low = min(training.min(), scored.min(), cut)
+    high = max(training.max(), scored.max(), cut)
+    edges = np.linspace(low, high + 1e-9 * max(1.0, abs(high)), 61)
+    axis.hist(
+        training,
+        bins=edges,
+        density=True,
+        color="#c8d3de",
+        label=f"training windows ({training.size})",
+    )
+    axis.hist(
+        scored,
+        bins=edges,
+        density=True,
+        histtype="step",
+        color="#222",
+        lw=1.2,
+        label=f"scored windows ({scored.size})",
+    )
+    grid = np.linspace(low, high, 400)
+    for component in threshold.components:
+        density = (
+            component["weight"]
+            * np.exp(-0.5 * ((grid - component["mean"]) / component["sd"]) ** 2)
+            / (component["sd"] * np.sqrt(2 * np.pi))
+        )
+        normal = component["normal"]
+        axis.plot(
+            grid,
+            density,
+            "-" if normal else "--",
+            color="#1b7837" if normal else "#b2182b",
+            lw=1.3,
+            label="normal cluster" if normal else "high-score cluster",
+        )
+    axis.axvline(cut, color="black", lw=1.6, label=f"threshold ({threshold.method})")
+
+    # Recording scores as a rug just below the x axis.
+    flagged = recordings > cut
+    for values, colour in (
+        (recordings[~flagged], "#888"),
+        (recordings[flagged], "#b2182b"),
+    ):
+        axis.plot(
+            values,
+            np.zeros_like(values),
+            "|",
+            color=colour,
+            ms=9,
+            mew=1,
+            transform=axis.get_xaxis_transform(),
+            clip_on=False,
+        )
+
+    handles, labels = axis.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    axis.legend(unique.values(), unique.keys(), loc="upper right")
+    axis.set_xlabel("log anomaly score" if threshold.log_scale else "anomaly score")
+    axis.set_ylabel("density")
+    axis.set_title("Window scores, clusters and threshold; ticks: recordings")
+    figure.tight_layout()
+    return figure
+
+
+def _threshold_scale(threshold: Threshold):  # noqa: ANN202
+    """Map scores to the scale the threshold was fitted on."""
+    if not threshold.log_scale:
+        return lambda values: values
+    # Scores of new data can fall below the training minimum; clip them onto the
+    # scale instead of taking the log of zero or a negative number.
+    floor = max(threshold.offset, 1e-300)
+    return lambda values: np.log(np.maximum(values + threshold.offset, floor))

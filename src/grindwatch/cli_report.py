@@ -1,0 +1,115 @@
+"""The ``report`` subcommand: an HTML report that explains each flagged recording."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``report`` to the ``grindwatch`` command."""
+    app.command()(report)
+
+
+def report(
+    data: Annotated[
+        Optional[list[str]],  # noqa: UP045 - typer needs Optional for nargs arguments
+        typer.Argument(help="Files, folders or glob patterns of recordings."),
+    ] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model folder or MLflow model URI (runs:/ID/model, "
+            "models:/NAME@alias).",
+        ),
+    ] = ...,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="HTML file to write.")
+    ] = Path("grindwatch-report.html"),
+    scores: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            help="Recording scores saved by 'grindwatch score --output' (the window "
+            "table beside it is read too); the data is then not scored again."
+        ),
+    ] = None,
+    max_details: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Flagged recordings that get a detail section, highest scores first.",
+        ),
+    ] = 20,
+    title: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Report title (default: the number of recordings)."),
+    ] = None,
+    track: Annotated[
+        bool,
+        typer.Option(
+            help="Read the model's study from MLflow and log the report to a new "
+            "scoring run."
+        ),
+    ] = True,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON on stdout.")
+    ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose", "-v", count=True, help="More log output (-vv: debug)."
+        ),
+    ] = 0,
+) -> None:
+    """Score recordings and write a self-contained HTML report of the flagged ones."""
+    from grindwatch._console import console, progress_bar, setup_logging
+    from grindwatch.cli import _fail, _run
+    from grindwatch.pipeline import load_model
+    from grindwatch.report import create_report
+
+    setup_logging(verbose)
+    if not data:
+        _fail("no data given; pass the files or folders to report on")
+    loaded = _run(load_model, model)
+    with progress_bar(not json_output) as progress:
+        result = _run(
+            create_report,
+            loaded,
+            data,
+            output,
+            scores=scores,
+            max_details=max_details,
+            title=title,
+            track=track,
+            progress=progress,
+        )
+    summary = {
+        "report": str(result.path),
+        "size_bytes": result.size_bytes,
+        "seconds": round(result.seconds, 2),
+        "n_recordings": result.n_recordings,
+        "n_flagged": result.n_flagged,
+        "n_details": result.n_details,
+        "run_id": result.run_id,
+    }
+    if json_output:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    out = console()
+    out.print(
+        f"{result.n_flagged} of {result.n_recordings} recordings flagged; "
+        f"{result.n_details} detail sections.",
+        highlight=False,
+    )
+    out.print(
+        f"Wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in "
+        f"{result.seconds:.1f} s",
+        highlight=False,
+    )
+    if result.run_id:
+        out.print(f"Logged to MLflow run {result.run_id}", highlight=False)

@@ -1,0 +1,314 @@
+"""The study section: trials, optimisation history and parameter importances.
+
+A study is read from MLflow (``grindwatch.tracking.read_study``): the parent run of
+the model's run and that parent's child runs, one per trial. This module needs
+nothing from the tuning code. It finds the objective metric, rebuilds an Optuna
+study from the trials, and measures parameter importances with fANOVA
+(``optuna.importance.FanovaImportanceEvaluator``, a random forest fitted to the
+objective values, then a functional ANOVA of that forest).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["StudySummary", "plot_history", "plot_importances", "summarize_study"]
+
+# Where the study run may name its objective metric and direction (tags or params),
+# checked in this order. Without one, the objective is guessed from metric names.
+OBJECTIVE_KEYS = ("grindwatch.objective", "objective_metric", "objective", "metric")
+DIRECTION_KEYS = ("grindwatch.direction", "direction", "optuna.direction")
+# Metric names tried in order when the study names none; then any metric that
+# contains "objective" or "auc"; then the metric most trials have.
+OBJECTIVE_GUESSES = ("objective", "value", "trial_value")
+IMPORTANCE_METHOD = (
+    "fANOVA (optuna.importance.FanovaImportanceEvaluator, 64 trees, seed 0) on "
+    "the completed trials, over the parameters that vary between them"
+)
+
+
+@dataclass
+class StudySummary:
+    """What the report shows of a study.
+
+    Attributes
+    ----------
+    study_run_id, study_name : str
+    objective : str or None
+        Metric of the child runs used as the objective; None when no child run
+        logged a metric.
+    objective_source : str
+        How the objective was found: ``"recorded"`` (named by the study run) or
+        ``"guessed"`` (from the metric names).
+    direction : {"maximize", "minimize"}
+    trials : DataFrame
+        One row per trial in start order: number, run_id, run_name, status, value
+        (the objective, NaN when missing), is_model, then one column per
+        parameter that varies between trials.
+    importances : dict
+        Parameter name to importance (summing to 1), largest first; empty when
+        fewer than two completed trials or no varying parameter.
+    importance_note : str
+        The method, or why importances are missing.
+    """
+
+    study_run_id: str
+    study_name: str
+    objective: str | None
+    objective_source: str
+    direction: str
+    trials: pd.DataFrame
+    importances: dict[str, float] = field(default_factory=dict)
+    importance_note: str = ""
+
+    @property
+    def best(self) -> pd.Series | None:
+        """The completed trial with the best objective value, if any."""
+        done = self.trials.dropna(subset=["value"])
+        if done.empty:
+            return None
+        values = done["value"]
+        best = values.idxmax() if self.direction == "maximize" else values.idxmin()
+        return done.loc[best]
+
+
+def _lookup(record: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    for source in ("tags", "params"):
+        values = record.get(source, {})
+        for key in keys:
+            if values.get(key):
+                return str(values[key])
+    return None
+
+
+def _direction(record: dict[str, Any], objective: str | None) -> str:
+    text = (_lookup(record, DIRECTION_KEYS) or "").lower()
+    if "min" in text:
+        return "minimize"
+    if "max" in text:
+        return "maximize"
+    # Unrecorded: losses are minimised, anything else (separation AUC) maximised.
+    return "minimize" if objective and "loss" in objective.lower() else "maximize"
+
+
+def _objective(record: dict[str, Any], metrics: pd.DataFrame) -> tuple[str | None, str]:
+    named = _lookup(record, OBJECTIVE_KEYS)
+    if named and named in metrics.columns:
+        return named, "recorded"
+    for name in OBJECTIVE_GUESSES:
+        if name in metrics.columns:
+            return name, "guessed"
+    for hint in ("objective", "auc"):
+        matches = [c for c in metrics.columns if hint in c.lower()]
+        if matches:
+            return sorted(matches)[0], "guessed"
+    if metrics.columns.empty:
+        return None, "guessed"
+    counts = metrics.notna().sum()
+    return str(counts.sort_values(ascending=False, kind="stable").index[0]), "guessed"
+
+
+def _parse(text: Any) -> Any:
+    """An MLflow parameter string as a number or boolean where it is one."""
+    if not isinstance(text, str):
+        return text
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if text in ("True", "False", "true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def _varying(params: pd.DataFrame) -> list[str]:
+    return [
+        name
+        for name in params.columns
+        if params[name].dropna().astype(str).nunique() > 1
+    ]
+
+
+def summarize_study(record: dict[str, Any], model_run_id: str | None) -> StudySummary:
+    """Build the report's view of a study read by ``tracking.read_study``.
+
+    ``record`` holds ``study_run_id``, ``study_name``, the study run's ``tags`` and
+    ``params``, and ``trials``: a DataFrame with run_id, run_name, status,
+    start_time and ``params.*`` / ``metrics.*`` columns, one row per child run.
+    """
+    runs = record["trials"].sort_values("start_time", kind="stable")
+    runs = runs.reset_index(drop=True)
+    metrics = runs.filter(like="metrics.").rename(columns=lambda c: c[8:])
+    params = runs.filter(like="params.").rename(columns=lambda c: c[7:])
+    objective, source = _objective(record, metrics)
+    direction = _direction(record, objective)
+    value = (
+        pd.to_numeric(metrics[objective], errors="coerce")
+        if objective
+        else pd.Series(np.nan, index=runs.index)
+    )
+    if "trial_number" in params:
+        number = pd.to_numeric(params["trial_number"], errors="coerce")
+    else:
+        number = pd.Series(np.arange(len(runs)), index=runs.index)
+    varying = [name for name in _varying(params) if name != "trial_number"]
+    trials = pd.DataFrame(
+        {
+            "number": number,
+            "run_id": runs["run_id"],
+            "run_name": runs["run_name"].fillna(""),
+            "status": runs["status"],
+            "value": value.astype(np.float64),
+            "is_model": runs["run_id"] == model_run_id,
+        }
+    )
+    trials = pd.concat([trials, params[varying]], axis=1)
+    summary = StudySummary(
+        study_run_id=record["study_run_id"],
+        study_name=record.get("study_name") or record["study_run_id"],
+        objective=objective,
+        objective_source=source,
+        direction=direction,
+        trials=trials,
+    )
+    summary.importances, summary.importance_note = parameter_importances(
+        trials, varying, direction
+    )
+    return summary
+
+
+def _distribution(values: list[Any]):  # noqa: ANN202 - an optuna distribution
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    numbers = [
+        v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    if len(numbers) == len(values):
+        low, high = min(numbers), max(numbers)
+        if all(isinstance(v, int) for v in numbers):
+            return IntDistribution(int(low), int(high))
+        # Ranges over two decades or more are sampled on a log scale by tuners,
+        # so fANOVA splits them there too.
+        log = low > 0 and high / low >= 100
+        return FloatDistribution(float(low), float(high), log=log)
+    choices = sorted({json.dumps(v) if not isinstance(v, str) else v for v in values})
+    return CategoricalDistribution(choices)
+
+
+def _encode(value: Any, distribution) -> Any:  # noqa: ANN001
+    from optuna.distributions import CategoricalDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return value if isinstance(value, str) else json.dumps(value)
+    return value
+
+
+def parameter_importances(
+    trials: pd.DataFrame, names: list[str], direction: str
+) -> tuple[dict[str, float], str]:
+    """fANOVA importances of ``names`` for the objective ``trials["value"]``.
+
+    Returns the importances (largest first, summing to 1) and a sentence naming
+    the method or saying why there are none.
+    """
+    done = trials[trials["value"].map(lambda v: math.isfinite(v))]
+    if len(done) < 2:
+        return {}, (
+            f"Parameter importances need at least two trials with an objective "
+            f"value; this study has {len(done)}."
+        )
+    usable = [name for name in names if done[name].notna().all()]
+    usable = [name for name in usable if done[name].astype(str).nunique() > 1]
+    if not usable:
+        return {}, "No parameter varied between the completed trials."
+
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator
+
+    parsed = {name: [_parse(v) for v in done[name]] for name in usable}
+    distributions = {name: _distribution(parsed[name]) for name in usable}
+    study = optuna.create_study(direction=direction)
+    for row in range(len(done)):
+        params = {
+            name: _encode(parsed[name][row], distributions[name]) for name in usable
+        }
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=distributions,
+                value=float(done["value"].iloc[row]),
+            )
+        )
+    with warnings.catch_warnings():
+        # fANOVA on a handful of trials warns about its own small-sample estimates;
+        # the note below already says how many trials the numbers rest on.
+        warnings.simplefilter("ignore", UserWarning)
+        importances = optuna.importance.get_param_importances(
+            study, evaluator=FanovaImportanceEvaluator(n_trees=64, seed=0)
+        )
+    note = f"Importances by {IMPORTANCE_METHOD} ({len(done)} trials)."
+    return dict(importances), note
+
+
+def plot_history(summary: StudySummary):  # noqa: ANN201 - a matplotlib Figure
+    """Objective value of each trial in order, with the best value so far."""
+    from grindwatch.report.figures import pyplot
+
+    plt = pyplot()
+    trials = summary.trials
+    figure, axis = plt.subplots(figsize=(5.6, 3.0))
+    done = trials.dropna(subset=["value"])
+    axis.plot(done["number"], done["value"], "o", color="#4d4d4d", ms=4, label="trial")
+    best = (
+        done["value"].cummax()
+        if summary.direction == "maximize"
+        else done["value"].cummin()
+    )
+    axis.step(
+        done["number"], best, where="post", color="#b2182b", lw=1.4, label="best so far"
+    )
+    model = done[done["is_model"]]
+    if not model.empty:
+        axis.plot(
+            model["number"],
+            model["value"],
+            "*",
+            color="#2166ac",
+            ms=11,
+            label="this model",
+        )
+    axis.set_xlabel("trial")
+    axis.set_ylabel(summary.objective or "objective")
+    axis.set_title(f"Optimisation history ({summary.direction})")
+    axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def plot_importances(summary: StudySummary):  # noqa: ANN201
+    """Horizontal bars of the parameter importances, largest on top."""
+    from grindwatch.report.figures import pyplot
+
+    plt = pyplot()
+    names = list(summary.importances)[::-1]
+    figure, axis = plt.subplots(figsize=(5.6, 0.8 + 0.28 * len(names)))
+    axis.barh(names, [summary.importances[n] for n in names], color="#4d4d4d")
+    axis.set_xlabel("importance (fANOVA, sums to 1)")
+    axis.set_title("Parameter importances")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,463 @@
+"""The HTML report: content, self-containment, study section, MLflow, CLI, browser."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+import grindwatch
+from grindwatch.config import Config
+from grindwatch.pipeline import read_data
+from grindwatch.report import build_report, create_report
+from grindwatch.report.study import summarize_study
+from grindwatch.results import window_table_path, write_table
+from grindwatch.tracking import read_study
+from tests.browser_check import CHROMIUM, check_page
+from tests.conftest import shared_dataset, write_cycles
+
+
+def _config(**overrides) -> Config:  # noqa: ANN003
+    base = {
+        "windows.length": 256,
+        "frontend.kind": "spectrum",
+        "frontend.n_bands": 16,
+        "detector.family": "pca",
+        "tracking.enabled": False,
+        "tracking.experiment": "tests",
+        # Logging the pyfunc model takes seconds and the report never reads it.
+        "tracking.log_model": False,
+    }
+    base.update(overrides)
+    return Config().with_overrides(base)
+
+
+@pytest.fixture(scope="module")
+def cycles(tmp_path_factory) -> SimpleNamespace:  # noqa: ANN001
+    """The cycle_folders recordings, a PCA model of the good ones, and its report.
+
+    Built once per module because drawing the detail figures takes seconds.
+    """
+    root = tmp_path_factory.mktemp("cycles")
+    write_cycles(root / "good", 8, start_seed=0)
+    for seed, fault in ((100, "spike"), (101, "tone"), (102, "level")):
+        write_cycles(root / "bad", 1, start_seed=seed, anomaly=fault)
+    model = grindwatch.train(root / "good", _config()).model
+    recordings = read_data(root, model.config)
+    text = build_report(model, recordings)
+    return SimpleNamespace(root=root, model=model, recordings=recordings, text=text)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:  # noqa: ANN001
+    """One SQLite MLflow store for this module: creating one takes seconds."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def tracked(store, request) -> SimpleNamespace:  # noqa: ANN001
+    """Tracking settings in the shared store, with an experiment of this test's own."""
+    config = _config(
+        **{
+            "tracking.enabled": True,
+            "tracking.uri": store,
+            "tracking.experiment": request.node.name,
+        }
+    )
+    return SimpleNamespace(config=config, client=MlflowClient(store))
+
+
+def _external_references(text: str) -> list[str]:
+    """Every src or href that would leave the page."""
+    targets = re.findall(r'(?:src|href)="([^"]*)"', text)
+    return [t for t in targets if not t.startswith(("data:", "#"))]
+
+
+def test_report_is_self_contained(cycles):
+    text = cycles.text
+
+    assert text.startswith("<!DOCTYPE html>")
+    assert _external_references(text) == []
+    assert "<script" not in text
+    assert "@import" not in text
+    assert "url(" not in text
+
+
+def test_table_sorted_and_linked(cycles):
+    text = cycles.text
+
+    table = text[text.index('id="recordings"') : text.index('id="details"')]
+    assert table.count("<tr") == 12  # header and 11 recordings
+    assert table.count("ANOMALOUS") == 3
+    links = re.findall(r'href="#(rec-\d+)"', table)
+    assert links == ["rec-1", "rec-2", "rec-3"]
+    for anchor in links:
+        assert f'<article id="{anchor}">' in text
+    rows = re.findall(
+        r'<tr[^>]*><td>(\d+)</td><td class="text">.*?</td><td>([^<]+)</td>', table
+    )
+    assert [int(rank) for rank, _ in rows] == list(range(1, 12))
+    scores = [float(score) for _, score in rows]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_distribution_explains_threshold(cycles):
+    text, model = cycles.text, cycles.model
+
+    distribution = text[text.index('id="distribution"') : text.index('id="recordings"')]
+    assert distribution.count("data:image/png;base64,") == 1
+    assert model.threshold_.describe().split(";")[0] in distribution.replace(
+        "&#x27;", "'"
+    )
+    assert "0.9 quantile of its window scores" in distribution
+
+
+def test_detail_has_all_figures(cycles):
+    text = cycles.text
+
+    article = text[
+        text.index('<article id="rec-1">') : text.index('<article id="rec-2">')
+    ]
+    assert article.count("data:image/png;base64,") == 3
+    assert "Signal of each channel" in article
+    assert "Heat map of the departure" in article
+    assert "Spectrogram of the top channel" in article
+    neighbour = re.search(r"Nearest normal recording: (cycle_\d+)", article)
+    assert neighbour is not None
+    assert int(neighbour.group(1).removeprefix("cycle_")) < 8  # a good cycle
+
+
+def test_details_capped_and_counted(cycles):
+    text = build_report(cycles.model, cycles.recordings, max_details=1)
+
+    assert text.count("<article") == 1
+    assert "1 of 3 flagged recordings have a detail section" in text
+    assert "2 more flagged recordings are listed in the table only" in text
+
+
+def test_all_flagged_has_no_neighbour(cycles):
+    recordings = read_data(cycles.root / "bad", cycles.model.config)
+
+    text = build_report(cycles.model, recordings, max_details=1)
+
+    assert "there is no normal recording to compare with" in text
+
+
+def test_raw_report_uses_time_steps(cycle_folders):
+    model = grindwatch.train(
+        cycle_folders["good"], _config(**{"frontend.kind": "raw"})
+    ).model
+    recordings = read_data(cycle_folders["bad"], model.config)
+
+    text = build_report(model, recordings, max_details=1)
+
+    assert "peak at" in text
+    assert "time steps within each window" in text
+    assert text.count("<article") == 1
+
+
+def test_table_report_shows_features(feature_table):
+    config = _config(
+        **{"data.kind": "table", "frontend.kind": "raw", "detector.family": "iforest"}
+    )
+    model = grindwatch.train(feature_table, config).model
+    recordings = read_data(feature_table, model.config)
+
+    text = build_report(model, recordings, max_details=2)
+
+    article = text[text.index("<article") :]
+    assert "Bar chart of the features that contribute most" in article
+    assert "scaled deviation" in article
+    assert "Spectrogram" not in text
+    assert "top feature" in text
+    assert "flagged windows" not in text
+
+
+def test_saved_scores_same_table(cycles, tmp_path):
+    scored = grindwatch.score(cycles.model, cycles.root)
+    write_table(scored.recordings, tmp_path / "scores.csv")
+    write_table(scored.windows, window_table_path(tmp_path / "scores.csv"))
+
+    fresh = create_report(cycles.model, cycles.root, tmp_path / "a.html", max_details=0)
+    saved = create_report(
+        cycles.model,
+        cycles.root,
+        tmp_path / "b.html",
+        scores=tmp_path / "scores.csv",
+        max_details=0,
+    )
+
+    def table(path: Path) -> str:
+        text = path.read_text()
+        return text[text.index('id="recordings"') : text.index('id="details"')]
+
+    assert table(saved.path) == table(fresh.path)
+    assert saved.n_flagged == fresh.n_flagged == 3
+
+
+def test_missing_window_table_is_reported(cycles, tmp_path):
+    scored = grindwatch.score(cycles.model, cycles.root)
+    write_table(scored.recordings, tmp_path / "scores.csv")
+
+    with pytest.raises(grindwatch.exceptions.InputError, match="score table not found"):
+        create_report(
+            cycles.model,
+            cycles.root,
+            tmp_path / "r.html",
+            scores=tmp_path / "scores.csv",
+        )
+
+
+def test_report_logged_to_scoring_run(cycle_folders, tmp_path, tracked):
+    model = grindwatch.train(cycle_folders["good"], tracked.config).model
+
+    result = create_report(
+        model, cycle_folders["root"], tmp_path / "report.html", max_details=1
+    )
+
+    client = tracked.client
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.parentRunId"] == model.run_id_
+    assert run.data.tags["grindwatch.kind"] == "score"
+    assert run.data.metrics["n_flagged_recordings"] == 3
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert artifacts == {"report.html", "recordings.csv"}
+    stored = Path(
+        client.download_artifacts(result.run_id, "report.html", str(tmp_path))
+    )
+    assert stored.read_bytes() == result.path.read_bytes()
+
+
+def test_no_track_creates_no_run(cycle_folders, tmp_path, tracked):
+    model = grindwatch.train(cycle_folders["good"], tracked.config).model
+
+    result = create_report(
+        model, cycle_folders["root"], tmp_path / "r.html", track=False, max_details=0
+    )
+
+    assert result.run_id is None
+    assert result.path.is_file()
+    client = tracked.client
+    experiment = client.get_experiment_by_name(
+        tracked.config.tracking.experiment
+    ).experiment_id
+    assert [r.info.run_id for r in client.search_runs([experiment])] == [model.run_id_]
+
+
+def _study(client: MlflowClient, model_run_id: str, extra_tags: dict[str, str]) -> str:
+    """A study run whose children are the model's run and three more trials."""
+    experiment = client.get_run(model_run_id).info.experiment_id
+    parent = client.create_run(experiment, run_name="study-a", tags=extra_tags)
+    study_id = parent.info.run_id
+    client.set_tag(model_run_id, "mlflow.parentRunId", study_id)
+    client.log_param(model_run_id, "detector.pca.n_components", "0.9")
+    client.log_metric(model_run_id, "objective", 0.93)
+    trials = [("0.5", "mlp", 0.71), ("0.7", "cnn", 0.80), ("0.99", "cnn", 0.88)]
+    for share, arch, value in trials:
+        run = client.create_run(experiment, tags={"mlflow.parentRunId": study_id})
+        client.log_param(run.info.run_id, "detector.pca.n_components", share)
+        client.log_param(run.info.run_id, "arch", arch)
+        client.log_param(run.info.run_id, "seed", "0")
+        client.log_metric(run.info.run_id, "objective", value)
+        client.set_terminated(run.info.run_id, "FINISHED")
+    failed = client.create_run(experiment, tags={"mlflow.parentRunId": study_id})
+    client.set_terminated(failed.info.run_id, "FAILED")
+    return study_id
+
+
+def test_study_section_from_mlflow(cycle_folders, tmp_path, tracked):
+    model = grindwatch.train(cycle_folders["good"], tracked.config).model
+    client = tracked.client
+    study_id = _study(client, model.run_id_, {"grindwatch.objective": "objective"})
+
+    result = create_report(
+        model, cycle_folders["root"], tmp_path / "report.html", max_details=0
+    )
+
+    text = result.path.read_text()
+    study = text[
+        text.index('<section id="study">') : text.index('<section id="notes">')
+    ]
+    assert f"MLflow run {study_id}" in study
+    assert "5 trials, 4 with an objective value" in study
+    assert "This model is trial" in study
+    assert "as recorded by the study" in study
+    assert "The best value is 0.93" in study
+    assert study.count("<tr") == 6
+    assert 'class="model"' in study
+    assert "Optimisation history" in study
+    assert "Parameter importances" in study
+    assert "fANOVA" in study
+
+
+def test_study_summary_direction_and_importances(cycle_folders, tracked):
+    model = grindwatch.train(cycle_folders["good"], tracked.config).model
+    client = tracked.client
+    _study(client, model.run_id_, {"direction": "minimize"})
+
+    summary = summarize_study(read_study(model.run_id_, model.config), model.run_id_)
+
+    assert summary.objective == "objective"
+    assert summary.objective_source == "guessed"
+    assert summary.direction == "minimize"
+    assert summary.best["value"] == pytest.approx(0.71)
+    # Only parameters that vary between trials count; the model run logged every
+    # config setting, which then varies only where the other trials have no value.
+    assert set(summary.importances) <= {"detector.pca.n_components", "arch"}
+    assert sum(summary.importances.values()) == pytest.approx(1.0)
+    assert "seed" not in summary.trials.columns
+
+
+def test_single_completed_trial_has_no_importances(cycle_folders, tracked):
+    model = grindwatch.train(cycle_folders["good"], tracked.config).model
+    client = tracked.client
+    experiment = client.get_run(model.run_id_).info.experiment_id
+    parent = client.create_run(experiment, run_name="study-b")
+    client.set_tag(model.run_id_, "mlflow.parentRunId", parent.info.run_id)
+    client.log_metric(model.run_id_, "objective", 0.5)
+
+    summary = summarize_study(read_study(model.run_id_, model.config), model.run_id_)
+
+    assert summary.importances == {}
+    assert "at least two trials" in summary.importance_note
+
+
+def test_read_study_without_parent(cycle_folders, tracked):
+    model = grindwatch.train(cycle_folders["good"], tracked.config).model
+
+    assert read_study(model.run_id_, model.config) is None
+
+
+def test_read_study_keeps_missing_store(tmp_path):
+    config = _config(**{"tracking.uri": f"sqlite:///{tmp_path / 'absent.db'}"})
+
+    assert read_study("0123456789abcdef", config) is None
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_cli_report_writes_html(cycles, tmp_path):
+    import typer
+
+    from grindwatch import cli
+    from grindwatch.cli_report import register
+
+    model = cycles.model
+    model.save(tmp_path / "model")
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    output = tmp_path / "out.html"
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(cycles.root),
+            "--model",
+            str(tmp_path / "model"),
+            "-o",
+            str(output),
+            "--no-track",
+            "--max-details",
+            "1",
+            "--json",
+        ],
+    )
+
+    assert "grindwatch.cli_report" in cli._EXTENSIONS
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["n_flagged"] == 3
+    assert payload["n_details"] == 1
+    assert output.stat().st_size == payload["size_bytes"]
+    assert f"{model.threshold_.value:.4g}" in output.read_text()
+
+
+def test_cli_report_needs_data(tmp_path):
+    import typer
+
+    from grindwatch.cli_report import register
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+
+    result = CliRunner().invoke(app, ["report", "--model", str(tmp_path)])
+
+    assert result.exit_code == 2
+    assert "no data given" in result.output
+
+
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason=f"{CHROMIUM} is missing; install it with 'apt-get install chromium'",
+)
+
+
+def _assert_opens_cleanly(page: Path, screenshot: Path) -> None:
+    found = check_page(page, screenshot)
+
+    assert found.errors == []
+    assert found.requests == []
+    layout = found.layout
+    assert layout["broken_images"] == 0
+    height = layout["viewport"][1]
+    # The first screen shows the whole distribution plot and the table's first rows.
+    assert layout["distribution"]["bottom"] <= height
+    assert layout["distribution"]["height"] > 200
+    assert layout["first_row"]["bottom"] <= height
+    assert layout["table"]["top"] < height / 3
+    assert screenshot.stat().st_size > 10_000
+
+
+@needs_chromium
+def test_cycles_report_in_chromium(cycles, tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text(cycles.text, encoding="utf-8")
+
+    _assert_opens_cleanly(page, tmp_path / "first_screen.png")
+
+
+@needs_chromium
+@pytest.mark.shared_data
+def test_gearbox_report_in_chromium(tmp_path):
+    folder = shared_dataset("gearbox_spectraquest")
+    config = _config(**{"windows.length": 1024})
+    model = grindwatch.train(folder / "healthy", config).model
+
+    result = create_report(
+        model,
+        [folder / "healthy", folder / "broken_tooth"],
+        tmp_path / "gearbox.html",
+        max_details=2,
+    )
+
+    verdicts = result.scored.recordings.set_index("recording")["flag"]
+    assert verdicts[[f"b30hz{load}" for load in (0, 20, 40, 60, 80)]].all()
+    _assert_opens_cleanly(result.path, tmp_path / "gearbox.png")
+
+
+@needs_chromium
+@pytest.mark.shared_data
+def test_grinding_report_in_chromium(tmp_path):
+    folder = shared_dataset("grinding_kellenberger_features")
+    config = _config(
+        **{"data.kind": "table", "frontend.kind": "raw", "detector.family": "pca"}
+    )
+    model = grindwatch.train(folder / "ok_features.parquet", config).model
+
+    result = create_report(
+        model,
+        [folder / "ok_features.parquet", folder / "nok_features.parquet"],
+        tmp_path / "grinding.html",
+        max_details=5,
+    )
+
+    assert result.n_recordings == 1547
+    _assert_opens_cleanly(result.path, tmp_path / "grinding.png")
