@@ -42,7 +42,7 @@ def free_port() -> int:
 
 
 def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
-    """Poll ``url`` until it answers 200; fail if the process exits or time runs out."""
+    """Poll ``url`` until it returns 200; fail if the process exits or time is up."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -155,7 +155,7 @@ def test_matching_sample_rate_accepted(client):
         (b'{"channels": {"vib_x": [true]}}', "valid number"),
         (b'{"channels": {}}', "at least 1 item"),
         (b'{"channels": {"vib_x": [1]}, "extra": 1}', "Extra inputs"),
-        (b"not json", "JSON decode error"),
+        (b"not json", "Invalid JSON"),
     ],
 )
 def test_malformed_body_rejected(client, raw, message):

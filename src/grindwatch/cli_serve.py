@@ -46,7 +46,7 @@ MarkerSuffixOpt = Annotated[
 FolderMarkerOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(
-        help="Every recording in a folder that holds a file of this name "
+        help="Every recording in a folder that contains a file of this name "
         "(e.g. _COMPLETE) is complete, without waiting."
     ),
 ]
@@ -99,14 +99,23 @@ def serve(
         typer.Option(help="Model name shown by /model (default: from the URI)."),
     ] = None,
     max_body_mb: Annotated[
-        float, typer.Option(help="Largest request body in MiB; larger gets 413.")
+        float, typer.Option(help="Maximum request body in MiB; larger gets 413.")
     ] = 100.0,
     max_samples: Annotated[
-        int, typer.Option(help="Most samples per channel; more gets 413.")
+        int, typer.Option(help="Maximum samples per channel; more gets 413.")
     ] = 10_000_000,
+    threads: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="PyTorch threads per scoring call. Requests are scored in "
+            "parallel, one per worker thread, so 1 keeps latency steady.",
+        ),
+    ] = 1,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Serve a model over HTTP: scoring API, OpenAPI docs and monitoring page."""
+    import torch
     import uvicorn
 
     from grindwatch._console import setup_logging
@@ -115,6 +124,11 @@ def serve(
     from grindwatch.serve import ServiceLimits, create_app
 
     setup_logging(verbose)
+    # One recording is a few dozen windows: splitting that over several threads
+    # costs more in synchronisation than it saves, and when requests or other
+    # processes compete for the cores, the waiting threads stall every call
+    # (measured with benchmarks/serve_latency.py).
+    torch.set_num_threads(threads)
     token = _read_token(token_file)
     loaded = _run(load_model, model)
     shown_name, version = _model_identity(model, name)
@@ -237,8 +251,8 @@ def _read_token(token_file: Path | None) -> str | None:
 def _model_identity(uri: str, name: str | None) -> tuple[str, str | None]:
     """The model's name and registered version, as far as the URI gives them.
 
-    ``models:/NAME/VERSION`` and ``models:/NAME@ALIAS`` name a registered model (an
-    alias is resolved in the tracking store); any other URI or folder is its own
+    ``models:/NAME/VERSION`` and ``models:/NAME@ALIAS`` name a registered model, and
+    an alias is resolved in the tracking store. Any other URI or folder is its own
     name, without a registered version.
     """
     if not uri.startswith("models:/"):

@@ -66,7 +66,7 @@ class CycleScore:
         return len(self.windows)
 
     def top_channel(self) -> str | None:
-        """The channel with the largest share, or None without attribution."""
+        """Return the channel with the largest share, or None without attribution."""
         if not self.channel_shares or not any(self.channel_shares.values()):
             return None
         return max(self.channel_shares, key=self.channel_shares.__getitem__)
@@ -105,7 +105,7 @@ def score_recording(
     """Score one recording as ``Model.score`` does, and attribute its score.
 
     The steps are the ones ``Model.score`` takes (prepare, features, detector
-    scores, aggregate, threshold), so the numbers are the same; the features are
+    scores, aggregate, threshold), so the numbers are the same. The features are
     computed once and shared by scoring and attribution.
 
     Raises

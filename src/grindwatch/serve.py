@@ -37,7 +37,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from grindwatch._version import __version__
 from grindwatch.exceptions import InputError
@@ -64,9 +66,9 @@ class ServiceLimits:
     Attributes
     ----------
     max_body_bytes : int
-        Largest request body, JSON or upload, in bytes.
+        Maximum request body, JSON or upload, in bytes.
     max_samples : int
-        Most samples per channel in one recording.
+        Maximum samples per channel in one recording.
     """
 
     max_body_bytes: int = 100 * 1024 * 1024
@@ -121,7 +123,7 @@ class ScoreRequest(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Why a request was rejected."""
+    """Reason a request was rejected."""
 
     detail: str = Field(description="What was wrong and what to change.")
     missing_channels: list[str] | None = Field(
@@ -152,7 +154,7 @@ class FlaggedWindow(BaseModel):
 
 
 class Attribution(BaseModel):
-    """Which channels the recording's departure from normal comes from."""
+    """Channel attribution: where the recording's departure from normal comes from."""
 
     top_channel: str | None = Field(
         description="Channel with the largest share; null when nothing departs."
@@ -252,7 +254,7 @@ class ModelInfo(BaseModel):
 class Health(BaseModel):
     """Liveness of the service."""
 
-    status: str = Field(description="Always 'ok' while the service answers.")
+    status: str = Field(description="Always 'ok' while the service responds.")
     model_loaded: bool = Field(description="True once the model is in memory.")
     watching: bool = Field(description="True while a folder watcher thread runs.")
 
@@ -381,14 +383,25 @@ def create_app(
     info = _model_info(model, name, version)
 
     @app.exception_handler(_Rejected)
-    async def _rejected(request: Any, error: _Rejected) -> JSONResponse:
+    async def _rejected(request: Request, error: _Rejected) -> JSONResponse:
+        logger.info(
+            "rejected %s %s with %d: %s",
+            request.method,
+            request.url.path,
+            error.status,
+            error.body.detail,
+        )
         return JSONResponse(
             error.body.model_dump(exclude_none=True), status_code=error.status
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Any, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_message(error)}, status_code=422)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        message = _validation_message(error)
+        logger.info(
+            "rejected %s %s with 422: %s", request.method, request.url.path, message
+        )
+        return JSONResponse({"detail": message}, status_code=422)
 
     @app.get("/health", tags=["service"])
     def health() -> Health:
@@ -410,16 +423,23 @@ def create_app(
         tags=["scoring"],
         dependencies=[Depends(authorize)],
         responses=_REJECTIONS,
+        openapi_extra=_JSON_BODY,
     )
-    def score_json(
-        request: ScoreRequest,
+    async def score_json(
+        request: Request,
         explain: Annotated[
             bool, Query(description="Also return the channel attribution.")
         ] = True,
     ) -> ScoreResponse:
         """Score one recording sent as JSON, samples listed per channel name."""
-        recording = _recording_from_request(model, request, limits)
-        return _score(model, recording, explain)
+        body = await request.body()
+
+        def handle() -> ScoreResponse:
+            parsed = _parse_score_request(body)
+            recording = _recording_from_request(model, parsed, limits)
+            return _score(model, recording, explain)
+
+        return await run_in_threadpool(handle)
 
     @app.post(
         "/score/file",
@@ -449,7 +469,57 @@ def create_app(
         return _score(model, recording, explain)
 
     _add_dashboard(app, model, name, store, authorize)
+    _document_request_body(app)
     return app
+
+
+# POST /score parses its body itself (see _parse_score_request), so FastAPI cannot
+# see the model: the OpenAPI schema gets it from here and _document_request_body.
+_JSON_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/ScoreRequest"}
+            }
+        },
+    }
+}
+
+
+def _parse_score_request(body: bytes) -> ScoreRequest:
+    """Parse and validate a JSON body in one pass.
+
+    pydantic's own JSON parser reads a one-second 3-channel 20 kHz recording in
+    about a fifth of the time that ``json.loads`` followed by validation takes,
+    which is most of the request's latency.
+    """
+    try:
+        return ScoreRequest.model_validate_json(body)
+    except ValidationError as error:
+        problems = [
+            {**problem, "loc": ("body", *problem["loc"])}
+            for problem in error.errors(include_url=False, include_context=False)
+        ]
+        raise RequestValidationError(problems) from None
+
+
+def _document_request_body(app: FastAPI) -> None:
+    """Add ScoreRequest to the OpenAPI components, where /score refers to it."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {}).setdefault("schemas", {})[
+                "ScoreRequest"
+            ] = ScoreRequest.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def _validation_message(error: RequestValidationError, shown: int = 5) -> str:
@@ -602,32 +672,10 @@ def _check_rate(model: Model, sample_rate: float | None) -> None:
 def _recording_from_upload(
     model: Model, upload: UploadFile, limits: ServiceLimits
 ) -> Recording:
-    """Save an upload under its own file name in a temporary folder and read it."""
+    """Read an uploaded recording and check it against the model."""
     filename = Path(upload.filename or "").name
-    suffix = Path(filename).suffix.lower()
-    if suffix not in SIGNAL_SUFFIXES:
-        raise _Rejected(
-            415,
-            f"unsupported file type {suffix or '(none)'!r} in {filename!r}; send one "
-            f"of {', '.join(SIGNAL_SUFFIXES)}",
-        )
-    with tempfile.TemporaryDirectory(prefix="grindwatch-upload-") as folder:
-        path = Path(folder) / filename
-        with open(path, "wb") as out:
-            while block := upload.file.read(1 << 20):
-                out.write(block)
-        try:
-            recordings = read_file(path, read_options(model.config))
-        except InputError as error:
-            raise _Rejected(422, _upload_message(filename, error)) from None
-        except (OSError, ValueError) as error:
-            # Format libraries raise their own errors on corrupt files.
-            raise _Rejected(
-                422, f"{filename}: could not be read ({type(error).__name__}: {error})"
-            ) from None
-    if len(recordings) != 1:
-        raise _Rejected(422, f"{filename}: holds {len(recordings)} recordings, not one")
-    recording = recordings[0]
+    recording = _read_upload(model, upload, filename)
+
     if recording.n_samples > limits.max_samples:
         raise _Rejected(
             413,
@@ -648,8 +696,40 @@ def _recording_from_upload(
     return recording
 
 
+def _read_upload(model: Model, upload: UploadFile, filename: str) -> Recording:
+    """Save an upload under its own file name in a temporary folder and read it."""
+    suffix = Path(filename).suffix.lower()
+    if suffix not in SIGNAL_SUFFIXES:
+        raise _Rejected(
+            415,
+            f"unsupported file type {suffix or '(none)'!r} in {filename!r}; send one "
+            f"of {', '.join(SIGNAL_SUFFIXES)}",
+        )
+
+    with tempfile.TemporaryDirectory(prefix="grindwatch-upload-") as folder:
+        path = Path(folder) / filename
+        with open(path, "wb") as out:
+            while block := upload.file.read(1 << 20):
+                out.write(block)
+        try:
+            recordings = read_file(path, read_options(model.config))
+        except InputError as error:
+            raise _Rejected(422, _upload_message(filename, error)) from None
+        except (OSError, ValueError) as error:
+            # Format libraries raise their own errors on corrupt files.
+            raise _Rejected(
+                422, f"{filename}: could not be read ({type(error).__name__}: {error})"
+            ) from None
+
+    if len(recordings) != 1:
+        raise _Rejected(
+            422, f"{filename}: contains {len(recordings)} recordings; send one"
+        )
+    return recordings[0]
+
+
 def _upload_message(filename: str, error: InputError) -> str:
-    """The reader's message, naming the upload rather than the temporary path."""
+    """Format a reader's error with the upload's name, not its temporary path."""
     return f"{filename}: {error.problem}" + (f"; {error.fix}" if error.fix else "")
 
 

@@ -5,7 +5,7 @@ files of a supported type, and cycle folders (one folder per cycle) where the
 readers support them. A recording is scored once it is complete: when its size and
 modification time (for a folder: the total size and the latest modification time
 of its files) have stayed the same for ``settle_seconds``, or as soon as a marker
-says so (``NAME<marker_suffix>`` beside it, or a file named ``folder_marker`` in
+exists (``NAME<marker_suffix>`` beside it, or a file named ``folder_marker`` in
 its folder).
 
 Every result goes to an SQLite table, keyed by the file's path relative to the
@@ -170,7 +170,7 @@ class ResultStore:
             connection.close()
 
     def latest(self, limit: int = 200) -> list[dict[str, Any]]:
-        """The ``limit`` most recent results, oldest first."""
+        """Return the ``limit`` most recent results, oldest first."""
         connection = self._connect()
         try:
             rows = connection.execute(
@@ -183,7 +183,7 @@ class ResultStore:
         return [_row_dict(row) for row in rows]
 
     def get(self, result_id: int) -> dict[str, Any] | None:
-        """One result with its windows, or None when there is no such id."""
+        """Return one result with its windows, or None when there is no such id."""
         connection = self._connect()
         try:
             row = connection.execute(
@@ -203,7 +203,7 @@ class ResultStore:
         return result
 
     def frame(self) -> pd.DataFrame:
-        """The whole results table, ordered by id."""
+        """Return the whole results table, ordered by id."""
         connection = self._connect()
         try:
             frame = pd.read_sql_query(
@@ -406,7 +406,7 @@ class Watcher:
             if len(recordings) != 1:
                 raise InputError(
                     path,
-                    f"holds {len(recordings)} recordings; the watcher expects one "
+                    f"contains {len(recordings)} recordings; the watcher expects one "
                     "recording per file",
                 )
             return score_recording(self.model, recordings[0]), None
@@ -456,8 +456,8 @@ class Watcher:
 
 
 def _file_key(path: Path, folder: Path) -> FileKey | None:
-    """The key of a file, or of a folder recording (the total size and the latest
-    modification time of the files inside); None when it has gone."""
+    """Build the key of a file, or of a folder recording from the total size and the
+    latest modification time of its files. Returns None when it has gone."""
     relative = path.relative_to(folder).as_posix()
     try:
         if not path.is_dir():
