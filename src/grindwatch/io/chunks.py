@@ -191,7 +191,12 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
     import pyarrow
     import pyarrow.parquet as pq
 
-    from grindwatch.io.frames import _is_time_column, _numeric_columns, _rate_from_time
+    from grindwatch.io.frames import (
+        _is_time_column,
+        _numeric_columns,
+        _rate_from_time,
+        _resolve_rate,
+    )
 
     try:
         parquet = pq.ParquetFile(path)
@@ -209,11 +214,13 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
     if not columns:
         raise InputError(path, "holds no numeric channel column", "check the file")
 
-    rate = options.sample_rate
+    found = None
     time_columns = [c for c in empty.columns if _is_time_column(str(c), empty[c])]
-    if rate is None and time_columns and parquet.metadata.num_rows > 1:
+    if time_columns and parquet.metadata.num_rows > 1:
+        # The rate comes from the first row group's timestamps.
         head = parquet.read_row_group(0, columns=time_columns[:1]).to_pandas()
-        rate = _rate_from_time(path, str(time_columns[0]), head[time_columns[0]])
+        found = _rate_from_time(path, str(time_columns[0]), head[time_columns[0]])
+    rate = _resolve_rate(path, found, options.sample_rate)
     n_samples = parquet.metadata.num_rows
     metadata: dict[str, Any] = {
         "source_dtype": str(empty[columns].dtypes.iloc[0]) if columns else ""
@@ -249,7 +256,7 @@ def _read_rows(parquet, columns: list, start: int, stop: int):  # noqa: ANN001, 
 def _hdf5_stream(path: Path, options: ReadOptions) -> ChunkedStream:
     import h5py
 
-    from grindwatch.io.hdf5 import _RATE_ATTRIBUTES, _attribute, _pick
+    from grindwatch.io.hdf5 import _RATE_ATTRIBUTES, _attribute, _pick, _rate
 
     try:
         handle = h5py.File(path, "r")
@@ -260,7 +267,7 @@ def _hdf5_stream(path: Path, options: ReadOptions) -> ChunkedStream:
         shape = items[0].shape
         dtype = items[0].dtype
         rate = _attribute([*items, handle], _RATE_ATTRIBUTES)
-    rate = options.sample_rate or (None if rate is None else float(np.ravel(rate)[0]))
+    rate = _rate(path, rate, options.sample_rate)
     if len(names) == 1 and len(shape) == 2:
         time_axis = 0 if shape[0] > shape[1] else 1
         n_samples, n_channels = shape[time_axis], shape[1 - time_axis]

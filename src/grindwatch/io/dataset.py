@@ -7,6 +7,8 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from grindwatch.exceptions import InputError
 from grindwatch.io.binary import read_binary
 from grindwatch.io.csv import read_csv_frame
@@ -306,20 +308,26 @@ def _warn_quality(recordings: list[Recording]) -> None:
 def _match(reference: Recording, recording: Recording, options: ReadOptions):  # noqa: ANN202
     if recording.channels != reference.channels:
         recording = recording.select_channels(reference.channels)
-    if recording.sample_rate == reference.sample_rate:
+    rate, wanted = recording.sample_rate, reference.sample_rate
+    if rate == wanted:
         return recording
-    if (
-        options.resample
-        and recording.sample_rate is not None
-        and reference.sample_rate is not None
-    ):
-        return resample(recording, reference.sample_rate)
+    if rate is not None and wanted is not None:
+        # Rates estimated from time columns differ in the last digits.
+        if np.isclose(rate, wanted, rtol=1e-6):
+            recording.sample_rate = wanted
+            return recording
+        if options.resample:
+            return resample(recording, wanted)
     raise InputError(
         recording.source or recording.name,
-        f"sample rate {recording.sample_rate} differs from the first file's "
-        f"{reference.sample_rate}",
+        f"sample rate {_rate_text(rate)} differs from the first file's "
+        f"{_rate_text(wanted)}",
         "resample the recordings to one rate, or set resample: true",
     )
+
+
+def _rate_text(rate: float | None) -> str:
+    return "unknown" if rate is None else f"{rate:.7g}"
 
 
 def _make_names_unique(recordings: list[Recording]) -> None:

@@ -27,7 +27,12 @@ _TIME_NAMES = re.compile(
 def _is_time_column(name: str, column: pd.Series) -> bool:
     if pd.api.types.is_datetime64_any_dtype(column):
         return True
-    return bool(_TIME_NAMES.match(str(name).strip()))
+    if _TIME_NAMES.match(str(name).strip()):
+        return True
+    # Text that parses as date and time, whatever the column's name ("Zeit").
+    if pd.api.types.is_numeric_dtype(column):
+        return False
+    return _as_datetime(column) is not None
 
 
 def _as_datetime(column: pd.Series) -> pd.Series | None:
@@ -162,6 +167,59 @@ def _drop_empty_rows(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+_INDEX_NAMES = re.compile(
+    r"^(index|idx|sample|samples|sample_index|unnamed: ?0)$", re.IGNORECASE
+)
+
+
+def _time_values(name: str, column: pd.Series) -> np.ndarray | None:
+    """Seconds or datetime values of a time column, or None for an index column."""
+    as_datetime = _as_datetime(column)
+    if as_datetime is not None:
+        return as_datetime.to_numpy()
+    if pd.api.types.is_numeric_dtype(column) and not _INDEX_NAMES.match(name.strip()):
+        return column.to_numpy(dtype=float)
+    return None
+
+
+def _ordered_by_time(path: Path, frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Drop rows that repeat a timestamp; raise where time goes backwards.
+
+    A repeated timestamp is what a logger writes when it flushes a buffer twice, so
+    the first row is kept and the repeats are dropped with a warning. Time running
+    backwards means rows were merged out of order, and sorting them could hide a
+    clock jump, so it raises.
+
+    Raises
+    ------
+    InputError
+        Naming the column and the first row where time decreases.
+    """
+    values = _time_values(str(name), frame[name])
+    if values is None or len(values) < 2:
+        return frame
+    steps = np.diff(values)
+    zero = steps == steps.dtype.type(0)
+    backwards = steps < steps.dtype.type(0)
+    if backwards.any():
+        row = int(np.argmax(backwards)) + 1
+        raise InputError(
+            path,
+            f"time column {name!r} goes backwards at data row {row} "
+            f"({frame[name].iloc[row]} after {frame[name].iloc[row - 1]})",
+            "sort the rows by time, or remove the time column if the order is right",
+        )
+    if zero.any():
+        first = int(np.argmax(zero)) + 1
+        logger.warning(
+            "%s: dropped %d rows that repeat a timestamp of column %r, first at data "
+            "row %d",
+            path, int(zero.sum()), name, first,
+        )
+        frame = frame.loc[np.r_[True, ~zero]]
+    return frame
+
+
 def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
     """Build one signal recording from a table whose rows are samples."""
     frame = _drop_empty_rows(path, frame)
@@ -171,6 +229,7 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
     sample_rate = None
     for name in frame.columns:
         if _is_time_column(str(name), frame[name]):
+            frame = _ordered_by_time(path, frame, name)
             sample_rate = _rate_from_time(path, str(name), frame[name])
             if sample_rate is not None:
                 break

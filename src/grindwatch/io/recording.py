@@ -125,6 +125,25 @@ class RecordingSet:
     def sample_rate(self) -> float | None:
         return self.recordings[0].sample_rate if self.recordings else None
 
+    def group_by(self, key: str) -> dict[str | None, RecordingSet]:
+        """Split into one set per value of a metadata field, e.g. ``tool``.
+
+        The field is looked up in ``metadata["meta"]`` (a cycle folder's meta.json)
+        first, then in ``metadata``; recordings without it go under None. Each
+        group's ``skipped`` is empty, because a skipped file has no metadata.
+        """
+        groups: dict[str | None, list[Recording]] = {}
+        for recording in self.recordings:
+            meta = recording.metadata.get("meta", {})
+            value = meta.get(key, recording.metadata.get(key))
+            groups.setdefault(None if value is None else str(value), []).append(
+                recording
+            )
+        return {
+            value: RecordingSet(members, [], self.kind)
+            for value, members in groups.items()
+        }
+
     @property
     def files(self) -> list[Path]:
         seen: dict[Path, None] = {}

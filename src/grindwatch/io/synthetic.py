@@ -106,6 +106,11 @@ def _rate_label(rate: float) -> str:
     return f"{rate / 1000:g}KHz"
 
 
+def _column(channel: str, rate: float) -> str:
+    rate_text = str(int(rate)) if float(rate).is_integer() else str(rate)
+    return f"{channel}_rate{rate_text}_clipping0_batch0"
+
+
 def _write_cycle(  # noqa: PLR0913
     folder: Path,
     start: datetime,
@@ -135,13 +140,13 @@ def _write_cycle(  # noqa: PLR0913
     t, envelope, onset, end = streams[ae_rate]
     ae = _acoustic_emission(t, envelope, ae_rate, rng, anomaly, onset, end)
     pq.write_table(
-        pa.table({f"AEKi_rate{ae_rate:g}_clipping0_batch0": ae}),
+        pa.table({_column("AEKi", ae_rate): ae}),
         raw / f"Sampling{_rate_label(ae_rate)}_AEKi-0.parquet",
     )
     t, envelope, onset, end = streams[current_rate]
     currents = _currents(t, envelope, rng, anomaly, onset, end, chatter_frequency)
     columns = {
-        f"{name}_rate{current_rate:g}_clipping0_batch0": values
+        _column(name, current_rate): values
         for name, values in zip(CURRENT_CHANNELS, currents, strict=True)
     }
     pq.write_table(

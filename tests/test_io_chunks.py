@@ -1,0 +1,195 @@
+"""Chunked reading and scoring give the same windows and scores as whole files."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import grindwatch
+from grindwatch.config import Config
+from grindwatch.exceptions import InputError
+from grindwatch.io import ReadOptions, Recording, RecordingSet
+from grindwatch.io.chunks import iter_windows, open_stream
+from grindwatch.streaming import score_chunked
+from tests.conftest import make_cycle
+
+RATE = 1000.0
+
+
+@pytest.fixture(scope="module")
+def model():
+    recordings = [
+        Recording(f"c{i}", make_cycle(i, 2048)[:2], ["channel_0", "channel_1"], RATE)
+        for i in range(6)
+    ]
+    config = Config().with_overrides(
+        {
+            "windows.length": 128,
+            "windows.hop": 48,
+            "frontend.kind": "spectrum",
+            "frontend.n_bands": 8,
+            "detector.family": "pca",
+            "tracking.enabled": False,
+            "data.sample_rate": RATE,
+        }
+    )
+    return grindwatch.train(RecordingSet(recordings), config).model
+
+
+def _long_signal() -> np.ndarray:
+    data = np.concatenate([make_cycle(20 + i, 1000)[:2] for i in range(3)], axis=1)
+    data[:, 1700:1800] += 3.0  # an anomaly that crosses a chunk border
+    return data
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "samples_first", "fortran"])
+def test_npy_chunked_scores_equal_whole(model, tmp_path, layout):
+    data = _long_signal()
+    path = tmp_path / "long.npy"
+    if layout == "channels_first":
+        np.save(path, data)
+    elif layout == "samples_first":
+        np.save(path, data.T)
+    else:
+        np.save(path, np.asfortranarray(data))
+
+    whole = grindwatch.score(model, path, attribution=False).windows
+    chunked = score_chunked(model, path, chunk_samples=100).windows
+
+    np.testing.assert_array_equal(chunked["start_sample"], whole["start_sample"])
+    np.testing.assert_allclose(chunked["score"], whole["score"], rtol=1e-5)
+    assert chunked["flag"].tolist() == whole["flag"].tolist()
+
+
+def test_parquet_row_groups_chunked_scores_equal_whole(model, tmp_path):
+    data = _long_signal()
+    path = tmp_path / "long.parquet"
+    table = pa.table(
+        {
+            "time": np.arange(data.shape[1]) / RATE,
+            "channel_0": data[0],
+            "channel_1": data[1],
+        }
+    )
+    pq.write_table(table, path, row_group_size=333)
+
+    whole = grindwatch.score(model, path, attribution=False).windows
+    chunked = score_chunked(model, path, chunk_samples=250).windows
+
+    np.testing.assert_allclose(chunked["score"], whole["score"], rtol=1e-5)
+
+
+def test_hdf5_slices_chunked_scores_equal_whole(model, tmp_path):
+    data = _long_signal()
+    path = tmp_path / "long.h5"
+    with h5py.File(path, "w") as handle:
+        handle["run/channel_0"] = data[0]
+        handle["run/channel_1"] = data[1]
+
+    whole = grindwatch.score(model, path, attribution=False).windows
+    chunked = score_chunked(model, path, chunk_samples=77).windows
+
+    np.testing.assert_allclose(chunked["score"], whole["score"], rtol=1e-5)
+
+
+def test_binary_int16_chunked_scores_equal_whole(model, tmp_path):
+    counts = (_long_signal() * 1000).astype("<i2")
+    path = tmp_path / "long.bin"
+    counts.T.tofile(path)
+    config = model.config.with_overrides(
+        {"data.raw_dtype": "<i2", "data.raw_channels": 2}
+    )
+    model.config, saved = config, model.config
+    try:
+        whole = grindwatch.score(model, path, attribution=False).windows
+        chunked = score_chunked(model, path, chunk_samples=500).windows
+    finally:
+        model.config = saved
+
+    np.testing.assert_allclose(chunked["score"], whole["score"], rtol=1e-5)
+
+
+def test_chunk_samples_setting_routes_score(model, tmp_path):
+    path = tmp_path / "long.npy"
+    np.save(path, _long_signal())
+    chunked_model = grindwatch.pipeline._with_config(
+        model, model.config.with_overrides({"data.chunk_samples": 300})
+    )
+
+    result = grindwatch.score(chunked_model, path)
+
+    assert "top_channel" not in result.windows.columns  # the chunked path
+    assert len(result.windows) == (3000 - 128) // 48 + 1
+    assert result.recordings["flag"].iloc[0]
+
+
+def test_nan_position_is_global(tmp_path):
+    data = _long_signal()
+    data[1, 2345] = np.nan
+    np.save(tmp_path / "gap.npy", data)
+    stream = open_stream(tmp_path / "gap.npy")
+
+    with pytest.raises(InputError, match="channel 'channel_1' at sample 2345"):
+        list(stream.chunks(1000))
+
+
+def test_truncated_npy_raises(tmp_path):
+    path = tmp_path / "cut.npy"
+    np.save(path, _long_signal())
+    path.write_bytes(path.read_bytes()[:5000])
+
+    with pytest.raises(InputError, match="cut.npy: is truncated"):
+        open_stream(path)
+
+
+def _fast_parquet(path):  # noqa: ANN001, ANN202
+    data = _long_signal()
+    frame = pd.DataFrame(
+        {"time": np.arange(3000) / 2000.0, "channel_0": data[0], "channel_1": data[1]}
+    )
+    frame.to_parquet(path)
+    return path
+
+
+def test_time_column_contradicting_sample_rate_raises(model, tmp_path):
+    path = _fast_parquet(tmp_path / "fast.parquet")
+
+    with pytest.raises(
+        InputError, match="gives 2000 samples/s but sample_rate is 1000"
+    ):
+        score_chunked(model, path, chunk_samples=500)
+
+
+def test_other_rate_rejected_in_chunks(model, tmp_path):
+    path = _fast_parquet(tmp_path / "fast.parquet")
+    data_settings = model.config.data.model_copy(update={"sample_rate": None})
+    config = model.config.model_copy(update={"data": data_settings})
+    unset_rate = grindwatch.pipeline._with_config(model, config)
+
+    with pytest.raises(InputError, match="chunked scoring cannot resample"):
+        score_chunked(unset_rate, path, chunk_samples=500)
+
+
+def test_csv_cannot_be_chunked(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("a\n1\n2\n")
+
+    with pytest.raises(InputError, match="'.csv' files cannot be read in chunks"):
+        open_stream(path, ReadOptions())
+
+
+def test_windows_span_many_small_chunks():
+    data = np.arange(40, dtype=np.float32)[None, :]
+    chunks = ((start, data[:, start : start + 3]) for start in range(0, 40, 3))
+
+    pieces = list(iter_windows(chunks, length=10, hop=7))
+
+    starts = np.concatenate([p[0] for p in pieces])
+    windows = np.concatenate([p[1] for p in pieces])
+    np.testing.assert_array_equal(starts, [0, 7, 14, 21, 28])
+    np.testing.assert_array_equal(windows[:, 0, 0], starts)
+    np.testing.assert_array_equal(windows[-1, 0], np.arange(28, 38))

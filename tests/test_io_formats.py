@@ -1,0 +1,219 @@
+"""WAV, TDMS, MATLAB and headerless binary readers, and integer conversion."""
+
+from __future__ import annotations
+
+import sys
+
+import h5py
+import numpy as np
+import pytest
+from scipy.io import savemat, wavfile
+
+from grindwatch.exceptions import InputError
+from grindwatch.io import ReadOptions, load_recordings, read_file
+from grindwatch.io.samples import to_float32
+
+
+def _sine(n: int = 400, channels: int = 2) -> np.ndarray:
+    t = np.arange(n) / 1000
+    return np.stack([np.sin(2 * np.pi * (20 + 10 * k) * t) for k in range(channels)])
+
+
+def test_wav_int16_stereo_scaled_to_unit_range(tmp_path):
+    counts = (_sine() * 20000).astype(np.int16)
+    path = tmp_path / "stereo.wav"
+    wavfile.write(path, 8000, counts.T)
+
+    recording = read_file(path)[0]
+
+    assert recording.data.dtype == np.float32
+    assert recording.data.shape == (2, 400)
+    assert recording.sample_rate == 8000
+    np.testing.assert_allclose(recording.data, counts / 32768, atol=1e-6)
+    assert recording.metadata["source_dtype"] == "int16"
+    assert recording.metadata["full_scale"] == 32768
+    assert recording.metadata["scale"] == pytest.approx(1 / 32768)
+
+
+def test_wav_uint8_is_centred(tmp_path):
+    counts = np.array([0, 64, 128, 192, 255] * 20, dtype=np.uint8)
+    path = tmp_path / "mono8.wav"
+    wavfile.write(path, 1000, counts)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["channel_0"]
+    np.testing.assert_allclose(recording.data[0, :5], [-1.0, -0.5, 0.0, 0.5, 0.9921875])
+    assert recording.metadata["offset"] == -1.0
+
+
+def test_wav_float_six_channels_kept_as_is(tmp_path):
+    values = _sine(300, 6).astype(np.float32) * 0.5
+    path = tmp_path / "six.wav"
+    wavfile.write(path, 48000, values.T)
+
+    recording = read_file(path)[0]
+
+    assert recording.n_channels == 6
+    np.testing.assert_array_equal(recording.data, values)
+    assert "scale" not in recording.metadata
+
+
+def test_wav_truncated_raises(tmp_path):
+    path = tmp_path / "cut.wav"
+    wavfile.write(path, 8000, (_sine() * 1000).astype(np.int16).T)
+    path.write_bytes(path.read_bytes()[:30])
+
+    with pytest.raises(InputError, match="cut.wav: is not a readable WAV file"):
+        read_file(path)
+
+
+def test_integer_conversion_happens_before_arithmetic():
+    counts = np.array([0, 65535], dtype=np.uint16)
+
+    values, metadata = to_float32(counts, scale=0.5, offset=-1.0)
+
+    np.testing.assert_array_equal(values, [-1.0, 32766.5])
+    assert metadata == {
+        "source_dtype": "uint16",
+        "full_scale": 65535,
+        "scale": 0.5,
+        "offset": -1.0,
+    }
+
+
+def _write_tdms(path, groups):  # noqa: ANN001
+    from nptdms import ChannelObject, TdmsWriter
+
+    with TdmsWriter(path) as writer:
+        for group, channels in groups.items():
+            writer.write_segment(
+                [
+                    ChannelObject(
+                        group, name, values, properties={"wf_increment": 1e-3}
+                    )
+                    for name, values in channels.items()
+                ]
+            )
+
+
+def test_tdms_group_channels_and_rate(tmp_path):
+    pytest.importorskip("nptdms")
+    path = tmp_path / "run.tdms"
+    counts = (_sine() * 1000).astype(np.int16)
+    _write_tdms(path, {"Measurement": {"AE": counts[0], "Current": counts[1]}})
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["AE", "Current"]
+    assert recording.sample_rate == pytest.approx(1000)
+    np.testing.assert_array_equal(recording.data, counts.astype(np.float32))
+    assert recording.metadata["source_dtype"] == "int16"
+    assert recording.metadata["tdms_group"] == "Measurement"
+
+
+def test_tdms_several_groups_need_tdms_group(tmp_path):
+    pytest.importorskip("nptdms")
+    path = tmp_path / "two.tdms"
+    values = _sine()
+    _write_tdms(path, {"A": {"x": values[0]}, "B": {"y": values[1]}})
+
+    with pytest.raises(InputError, match=r"several groups with data \(\['A', 'B'\]\)"):
+        read_file(path)
+    recording = read_file(path, ReadOptions(tdms_group="B"))[0]
+
+    assert recording.channels == ["y"]
+
+
+def test_tdms_missing_package_names_it(tmp_path, monkeypatch):
+    path = tmp_path / "run.tdms"
+    path.write_bytes(b"TDSm" + bytes(100))
+    monkeypatch.setitem(sys.modules, "nptdms", None)
+
+    with pytest.raises(ImportError, match="pip install npTDMS"):
+        read_file(path)
+
+
+def test_mat_v5_with_rate_and_channel_names(tmp_path):
+    path = tmp_path / "run.mat"
+    values = _sine(500, 3)
+    savemat(path, {"data": values.T, "fs": 2000.0, "channels": ["ae", "i1", "i2"]})
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["ae", "i1", "i2"]
+    assert recording.sample_rate == 2000.0
+    np.testing.assert_allclose(recording.data, values, rtol=1e-6)
+    assert recording.metadata["mat_version"] == "5"
+
+
+def test_mat_v5_struct_field_selected_by_dotted_name(tmp_path):
+    path = tmp_path / "nested.mat"
+    values = _sine(300, 2)
+    savemat(path, {"run": {"raw": values, "filtered": values[:, ::2]}})
+
+    with pytest.raises(InputError, match="several candidate signal variables"):
+        read_file(path)
+    recording = read_file(path, ReadOptions(mat_variable="run.raw"))[0]
+
+    assert recording.data.shape == (2, 300)
+
+
+def _write_mat73(path, variables):  # noqa: ANN001
+    with h5py.File(path, "w", userblock_size=512) as handle:
+        for name, value in variables.items():
+            # MATLAB stores column-major, so the file holds the transpose.
+            dataset = handle.create_dataset(name, data=np.asarray(value).T)
+            dataset.attrs["MATLAB_class"] = np.bytes_("double")
+    with open(path, "r+b") as handle:
+        handle.write(b"MATLAB 7.3 MAT-file, written by a test".ljust(128, b" "))
+
+
+def test_mat_v73_read_through_hdf5(tmp_path):
+    path = tmp_path / "big.mat"
+    values = _sine(600, 2)
+    _write_mat73(path, {"signal": values.T, "Fs": np.array([[5000.0]])})
+
+    recording = read_file(path)[0]
+
+    assert recording.metadata["mat_version"] == "7.3"
+    assert recording.sample_rate == 5000.0
+    np.testing.assert_allclose(recording.data, values, rtol=1e-6)
+
+
+def test_binary_needs_dtype_and_reads_interleaved(tmp_path):
+    counts = (_sine(200, 2) * 100).astype("<i2")
+    path = tmp_path / "stream.bin"
+    counts.T.tofile(path)
+
+    with pytest.raises(InputError, match="raw_dtype is not set"):
+        read_file(path)
+    options = ReadOptions(raw_dtype="<i2", raw_channels=2, sample_rate=1000.0)
+    recording = read_file(path, options)[0]
+
+    np.testing.assert_array_equal(recording.data, counts.astype(np.float32))
+    assert recording.metadata["full_scale"] == 32768
+
+
+def test_binary_truncated_raises_with_size(tmp_path):
+    path = tmp_path / "cut.raw"
+    path.write_bytes(bytes(1001))
+
+    with pytest.raises(InputError, match="1001 bytes is not a whole number"):
+        read_file(path, ReadOptions(raw_dtype="<i2", raw_channels=2))
+
+
+def test_new_formats_found_in_folders(tmp_path):
+    counts = (_sine(300, 2) * 1000).astype("<i2")
+    wavfile.write(tmp_path / "a.wav", 1000, counts.T)
+    counts.T.tofile(tmp_path / "b.bin")
+    (tmp_path / "notes.docx").write_bytes(b"not a recording")
+    options = ReadOptions(raw_dtype="<i2", raw_channels=2, sample_rate=1000.0)
+
+    loaded = load_recordings(tmp_path, options)
+
+    assert [r.name for r in loaded] == ["a", "b"]
+    assert loaded.skipped == []
+    np.testing.assert_allclose(
+        loaded.recordings[0].data * 32768, loaded.recordings[1].data
+    )

@@ -1,0 +1,406 @@
+"""The documented behaviour for each kind of messy input (see docs/inputs.md)."""
+
+from __future__ import annotations
+
+import logging
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+import grindwatch
+from grindwatch.config import Config
+from grindwatch.exceptions import InputError
+from grindwatch.io import ReadOptions, load_recordings, read_file
+from tests.conftest import make_cycle, write_cycles
+
+CHANNELS = ("vib_x", "vib_y", "current")
+
+
+def _config(**overrides) -> Config:  # noqa: ANN003
+    base = {
+        "windows.length": 256,
+        "frontend.kind": "spectrum",
+        "frontend.n_bands": 16,
+        "detector.family": "pca",
+        "tracking.enabled": False,
+    }
+    base.update(overrides)
+    return Config().with_overrides(base)
+
+
+def _write_csv(path, data, columns=("a", "b", "c"), rate=1000.0):  # noqa: ANN001
+    frame = pd.DataFrame(data.T, columns=list(columns))
+    frame.insert(0, "time", np.arange(data.shape[1]) / rate)
+    frame.to_csv(path, index=False)
+    return path
+
+
+# NaN and inf ---------------------------------------------------------------------
+
+
+def test_hdf5_inf_raises_with_channel_and_sample(tmp_path):
+    data = make_cycle(0, 300)
+    data[2, 123] = np.inf
+    path = tmp_path / "inf.h5"
+    with h5py.File(path, "w") as handle:
+        handle["signals"] = data
+
+    with pytest.raises(
+        InputError, match=r"inf.h5: .*channel 'signals\[2\]' at sample 123"
+    ):
+        read_file(path)
+
+
+def test_nan_interpolated_when_asked(tmp_path, caplog):
+    data = make_cycle(0, 300)
+    data[1, 10:13] = np.nan
+    path = _write_csv(tmp_path / "gap.csv", data)
+
+    with caplog.at_level(logging.WARNING):
+        recording = read_file(path, ReadOptions(nan_policy="interpolate"))[0]
+
+    assert np.isfinite(recording.data).all()
+    assert "interpolated 3 NaN or infinite samples" in caplog.text
+
+
+# Constant and clipped channels -----------------------------------------------------
+
+
+def test_constant_channel_kept_and_warned_once(tmp_path, caplog):
+    for i in range(3):
+        data = make_cycle(i, 300)
+        data[2] = 0.0
+        _write_csv(tmp_path / f"dead_{i}.csv", data)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.io.dataset"):
+        loaded = load_recordings(tmp_path)
+
+    assert loaded.recordings[0].metadata["constant_channels"] == ["c"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "3 of 3 recordings have constant (zero-variance) channels ['c']" in (
+        warnings[0].getMessage()
+    )
+
+
+def test_constant_channel_raises_when_asked(tmp_path):
+    data = make_cycle(0, 300)
+    data[0] = 1.5
+    path = _write_csv(tmp_path / "dead.csv", data)
+
+    with pytest.raises(InputError, match=r"dead.csv: channel 'a' is constant"):
+        read_file(path, ReadOptions(constant_policy="raise"))
+
+
+def test_clipped_channel_position_recorded(tmp_path):
+    data = make_cycle(0, 1000)
+    data[1] = np.clip(2 * np.sin(2 * np.pi * 5 * np.arange(1000) / 1000), -0.8, 0.8)
+    path = _write_csv(tmp_path / "clip.csv", data)
+    first = int(np.argmax(data[1] >= 0.8))
+
+    recording = read_file(path)[0]
+
+    assert recording.metadata["clipped_channels"] == {"b": first}
+
+
+def test_clipped_channel_raises_when_asked(tmp_path):
+    data = make_cycle(0, 1000) * 2
+    data[1] = np.clip(data[1], -0.8, 0.8)
+    path = _write_csv(tmp_path / "clip.csv", data)
+
+    with pytest.raises(
+        InputError, match=r"channel 'b' is clipped, first at sample \d+"
+    ):
+        read_file(path, ReadOptions(clipping_policy="raise"))
+
+
+def test_integer_full_scale_counts_as_clipped(tmp_path):
+    counts = (make_cycle(0, 500)[:1] * 1000).astype(np.int16)
+    counts[0, 77] = 32767
+    np.save(tmp_path / "adc.npy", counts)
+
+    recording = read_file(tmp_path / "adc.npy")[0]
+
+    assert recording.metadata["clipped_channels"] == {"channel_0": 77}
+
+
+def test_noisy_sine_is_not_clipped(tmp_path):
+    path = _write_csv(tmp_path / "clean.csv", make_cycle(3, 2000))
+
+    recording = read_file(path)[0]
+
+    assert "clipped_channels" not in recording.metadata
+    assert "constant_channels" not in recording.metadata
+
+
+# Short recordings ------------------------------------------------------------------
+
+
+def test_short_recording_skipped_in_training(cycle_folders, tmp_path):
+    _write_csv(cycle_folders["good"] / "short.csv", make_cycle(50, 100), CHANNELS)
+
+    result = grindwatch.train(cycle_folders["good"], _config())
+
+    skipped = {s.path.name: s.reason for s in result.recordings.skipped}
+    assert "fewer than one window of 256" in skipped["short.csv"]
+    assert len(result.training.recordings) == 8
+
+
+def test_short_recording_raises_in_strict_training(cycle_folders):
+    _write_csv(cycle_folders["good"] / "short.csv", make_cycle(50, 100), CHANNELS)
+
+    with pytest.raises(InputError, match="short.csv: has 100 samples, fewer than one"):
+        grindwatch.train(cycle_folders["good"], _config(**{"data.strict": True}))
+
+
+def test_short_recording_skipped_in_scoring(cycle_folders, tmp_path):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+    short = _write_csv(tmp_path / "short.csv", make_cycle(50, 100), CHANNELS)
+
+    scored = grindwatch.score(model, [cycle_folders["good"] / "cycle_000.csv", short])
+
+    assert len(scored.recordings) == 1
+    assert "fewer than one window" in scored.skipped[0]["reason"]
+
+
+# Channel sets and orders -----------------------------------------------------------
+
+
+def test_reordered_channels_give_same_scores(cycle_folders, tmp_path):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+    original = cycle_folders["bad"] / "cycle_100.csv"
+    frame = pd.read_csv(original)
+    reordered = tmp_path / "cycle_100.csv"
+    frame[["current", "time", "vib_y", "vib_x"]].assign(extra=1.0).to_csv(
+        reordered, index=False
+    )
+
+    first = grindwatch.score(model, original).windows["score"]
+    second = grindwatch.score(model, reordered).windows["score"]
+
+    np.testing.assert_allclose(first, second, rtol=1e-6)
+
+
+def test_missing_channel_skipped_when_loading(tmp_path):
+    write_cycles(tmp_path, 2)
+    pd.read_csv(tmp_path / "cycle_001.csv").drop(columns="vib_y").to_csv(
+        tmp_path / "cycle_002.csv", index=False
+    )
+
+    loaded = load_recordings(tmp_path)
+
+    assert [r.name for r in loaded] == ["cycle_000", "cycle_001"]
+    assert "missing channels ['vib_y']" in loaded.skipped[0].reason
+
+
+# Sample rates ----------------------------------------------------------------------
+
+
+def test_other_rate_fails_unless_resampling_asked(cycle_folders, tmp_path):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+    fast = _write_csv(
+        tmp_path / "fast.csv", make_cycle(1, 4096, rate=2000.0), CHANNELS, 2000.0
+    )
+
+    with pytest.raises(
+        InputError, match="sample rate 2000 differs from the model's 1000"
+    ):
+        grindwatch.score(model, fast, strict=True)
+    model.config = model.config.with_overrides({"data.resample": True})
+    scored = grindwatch.score(model, fast)
+
+    assert scored.recordings["n_windows"].iloc[0] == 2048 // 256
+
+
+def test_mixed_rates_in_a_folder(tmp_path):
+    write_cycles(tmp_path, 2)
+    fast = make_cycle(9, 4096, rate=2000.0)
+    _write_csv(tmp_path / "cycle_009.csv", fast, CHANNELS, 2000.0)
+
+    plain = load_recordings(tmp_path)
+    resampled = load_recordings(tmp_path, ReadOptions(resample=True))
+
+    assert "sample rate 2000 differs from the first file's 1000" in (
+        plain.skipped[0].reason
+    )
+    assert len(resampled) == 3
+    assert resampled.recordings[2].n_samples == 2048
+    assert resampled.recordings[2].metadata["resampled_from"] == pytest.approx(2000)
+
+
+def test_resample_rate_applies_to_every_file(tmp_path):
+    path = _write_csv(tmp_path / "a.csv", make_cycle(0, 1000))
+
+    recording = read_file(path, ReadOptions(resample_rate=250.0))[0]
+
+    assert recording.sample_rate == 250.0
+    assert recording.n_samples == 250
+
+
+# HDF5 layouts ----------------------------------------------------------------------
+
+
+def test_hdf5_nested_group_dataset_found(tmp_path):
+    path = tmp_path / "nested.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("machine/run_1/raw/ae", data=make_cycle(0, 300)[:2].T)
+        handle["machine"].attrs["operator"] = "night shift"
+
+    recording = read_file(path)[0]
+
+    assert recording.data.shape == (2, 300)
+    assert recording.metadata["hdf5_datasets"] == ["machine/run_1/raw/ae"]
+
+
+def test_hdf5_several_candidates_listed_and_key_selects_group(tmp_path):
+    path = tmp_path / "several.h5"
+    data = make_cycle(0, 300)
+    with h5py.File(path, "w") as handle:
+        handle["run/x"] = data[0]
+        handle["run/y"] = data[1]
+        handle["other/spectrum"] = np.ones((30, 4))
+
+    with pytest.raises(
+        InputError, match=r"several candidate .*other/spectrum \(30, 4\)"
+    ):
+        read_file(path)
+    recording = read_file(path, ReadOptions(hdf5_key="/run"))[0]
+
+    assert recording.channels == ["x", "y"]
+
+
+# CSV dialects and timestamps -------------------------------------------------------
+
+
+def test_csv_decimal_comma_with_datetime_time_column(tmp_path):
+    path = tmp_path / "plant.csv"
+    lines = ["Zeit;Strom;Kraft"]
+    for i in range(50):
+        stamp = f"2024-02-14 22:00:{i // 10:02d}.{i % 10}00"
+        current = f"{1 + i / 100:.2f}".replace(".", ",")
+        lines.append(f"{stamp};{current};-{i},5")
+    path.write_text("\n".join(lines) + "\n;;\n;;\n")
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["Strom", "Kraft"]
+    assert recording.sample_rate == pytest.approx(10.0)
+    assert recording.data[0, 3] == pytest.approx(1.03)
+    assert recording.data[1, 3] == pytest.approx(-3.5)
+    assert recording.n_samples == 50
+
+
+def test_csv_duplicated_timestamps_dropped_with_warning(tmp_path, caplog):
+    data = make_cycle(0, 100)
+    frame = pd.DataFrame(data.T, columns=["a", "b", "c"])
+    frame.insert(0, "time", np.arange(100) / 1000.0)
+    frame = pd.concat([frame.iloc[:40], frame.iloc[39:41], frame.iloc[41:]])
+    path = tmp_path / "dup.csv"
+    frame.to_csv(path, index=False)
+
+    with caplog.at_level(logging.WARNING):
+        recording = read_file(path)[0]
+
+    assert recording.n_samples == 100
+    assert recording.sample_rate == pytest.approx(1000.0)
+    assert "dropped 1 rows that repeat a timestamp of column 'time'" in caplog.text
+
+
+def test_csv_time_going_backwards_raises_with_row(tmp_path):
+    data = make_cycle(0, 100)
+    frame = pd.DataFrame(data.T, columns=["a", "b", "c"])
+    time = np.arange(100) / 1000.0
+    time[[60, 61]] = time[[61, 60]]
+    frame.insert(0, "time", time)
+    path = tmp_path / "swap.csv"
+    frame.to_csv(path, index=False)
+
+    with pytest.raises(
+        InputError, match="swap.csv: time column 'time' goes backwards at data row 61"
+    ):
+        read_file(path)
+
+
+def test_csv_only_header_raises(tmp_path):
+    path = tmp_path / "header.csv"
+    path.write_text("time,a,b\n\n\n")
+
+    with pytest.raises(InputError, match="header.csv: the file holds no data rows"):
+        read_file(path)
+
+
+# Empty, unreadable and truncated files --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "suffix", [".csv", ".parquet", ".h5", ".npy", ".wav", ".mat", ".tdms"]
+)
+def test_empty_file_raises(tmp_path, suffix):
+    path = tmp_path / f"empty{suffix}"
+    path.touch()
+
+    with pytest.raises(InputError, match="the file is empty"):
+        read_file(path)
+
+
+def _truncated(tmp_path, suffix):  # noqa: ANN001, ANN202
+    data = make_cycle(0, 2000)
+    path = tmp_path / f"whole{suffix}"
+    if suffix == ".parquet":
+        pd.DataFrame(data.T, columns=["a", "b", "c"]).to_parquet(path)
+    elif suffix == ".h5":
+        with h5py.File(path, "w") as handle:
+            handle["x"] = data
+    elif suffix == ".npy":
+        np.save(path, data)
+    elif suffix == ".mat":
+        from scipy.io import savemat
+
+        savemat(path, {"data": data})
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+    return cut
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".h5", ".npy", ".mat"])
+def test_truncated_file_raises(tmp_path, suffix):
+    cut = _truncated(tmp_path, suffix)
+
+    with pytest.raises(InputError, match=f"cut{suffix}: "):
+        read_file(cut)
+
+
+def test_garbage_with_known_suffix_raises(tmp_path):
+    path = tmp_path / "garbage.h5"
+    path.write_bytes(b"\x00\xffnot hdf5" * 50)
+
+    with pytest.raises(InputError, match="is not a readable HDF5 file"):
+        read_file(path)
+
+
+def test_bad_files_do_not_stop_training(tmp_path):
+    folder = tmp_path / "cycles"
+    write_cycles(folder, 30)
+    (folder / "empty.csv").touch()
+    _truncated(tmp_path, ".parquet").rename(folder / "cut.parquet")
+    (folder / "garbage.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(40))
+
+    result = grindwatch.train(folder, _config())
+
+    reasons = {s.path.name: s.reason for s in result.recordings.skipped}
+    assert sorted(reasons) == ["cut.parquet", "empty.csv", "garbage.h5"]
+    assert "empty" in reasons["empty.csv"]
+    assert "Parquet" in reasons["cut.parquet"]
+    assert "HDF5" in reasons["garbage.h5"]
+    assert len(result.training.recordings) == 30
+
+
+def test_bad_file_stops_strict_training(tmp_path):
+    folder = tmp_path / "cycles"
+    write_cycles(folder, 3)
+    (folder / "cycle_001.csv").write_text("time,vib_x\n0,1\n0.001,oops\n")
+
+    with pytest.raises(InputError, match="cycle_001.csv"):
+        grindwatch.train(folder, _config(**{"data.strict": True}))
