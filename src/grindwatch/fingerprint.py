@@ -19,12 +19,26 @@ def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _describe(path: Path) -> dict[str, Any]:
+    if not path.is_dir():
+        return {
+            "path": str(path),
+            "bytes": path.stat().st_size,
+            "sha256": file_sha256(path),
+        }
+    # A cycle folder: hash each file's relative name and content, in sorted order.
+    digest = hashlib.sha256()
+    size = 0
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(item.relative_to(path)).encode())
+        digest.update(file_sha256(item).encode())
+        size += item.stat().st_size
+    return {"path": str(path), "bytes": size, "sha256": digest.hexdigest()}
+
+
 def data_fingerprint(recordings: RecordingSet) -> dict[str, Any]:
     """Describe the files behind a data set so a run can be matched to its data."""
-    files = [
-        {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
-        for path in recordings.files
-    ]
+    files = [_describe(path) for path in recordings.files]
     combined = hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest()
     return {
         "sha256": combined,
