@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -324,6 +325,38 @@ def test_openapi_documents_every_field(client):
     assert undocumented == []
     assert "/score" in schema["paths"]
     assert "413" in schema["paths"]["/score"]["post"]["responses"]
+
+
+def test_service_runs_watcher_and_lists_cycles(trained, tmp_path):
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    watcher = Watcher(
+        trained["model"], folder, ResultStore(tmp_path / "r.sqlite"), settle_seconds=0
+    )
+    app = create_app(trained["model"], watcher=watcher, watch_interval=0.1)
+
+    with TestClient(app) as service:
+        write_cycles(folder, 1, start_seed=100, anomaly="spike")
+        deadline = time.monotonic() + 30
+        listed = service.get("/api/cycles").json()
+        while not listed["cycles"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+            listed = service.get("/api/cycles").json()
+        health = service.get("/health").json()
+        result_id = listed["cycles"][0]["id"]
+        detail = service.get(f"/api/cycles/{result_id}").json()
+        page = service.get(f"/cycles/{result_id}")
+        unknown = service.get("/api/cycles/999")
+
+    assert health["watching"] is True
+    assert listed["results_store"] is True
+    assert listed["cycles"][0]["path"] == "cycle_100.csv"
+    assert listed["cycles"][0]["flag"] is True
+    assert detail["top_channel"] == "vib_y"
+    assert len(detail["windows"]) == 8
+    assert page.status_code == 200
+    assert "/static/cycle.js" in page.text
+    assert unknown.status_code == 404
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -14,8 +15,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import grindwatch
 from grindwatch.cli import _register_extensions
 from grindwatch.cli import app as cli_app
+from grindwatch.config import Config
 from grindwatch.watch import FileKey, ResultStore, Watcher
 from tests.conftest import write_cycles
 from tests.servetools import grindwatch_command, stop_process, train_small
@@ -331,3 +334,34 @@ def _stored(database: Path) -> list[str]:
         return _paths(database)
     except sqlite3.OperationalError:
         return []  # the watcher has not created the table yet
+
+
+def test_cycle_folders_scored_as_one_recording(tmp_path):
+    from grindwatch.io.synthetic import write_grinding_cycles
+
+    small = {"ae_rate": 20_000, "current_rate": 2_000, "duration": 0.2}
+    write_grinding_cycles(tmp_path / "train", 6, **small)
+    config = {
+        "windows.length": 100,
+        "frontend.kind": "features",
+        "detector.family": "pca",
+        "tracking.enabled": False,
+    }
+    model = grindwatch.train(tmp_path / "train", Config().with_overrides(config)).model
+    cycles = write_grinding_cycles(tmp_path / "new", 1, {"burn": 1}, seed=5, **small)
+    folder = tmp_path / "incoming"
+    for cycle in cycles:
+        shutil.copytree(cycle.path, folder / "line1" / cycle.path.name)
+    watcher = Watcher(
+        model, folder, ResultStore(tmp_path / "results.sqlite"), settle_seconds=0
+    )
+
+    added = watcher.poll()
+    again = watcher.poll()
+    rows = watcher.store.frame()
+
+    assert len(added) == 2
+    assert again == []
+    assert rows["path"].tolist() == [f"line1/{c.path.name}" for c in cycles]
+    assert rows["status"].tolist() == ["scored", "scored"]
+    assert rows["n_windows"].tolist() == [4, 4]
