@@ -145,7 +145,10 @@ def main() -> None:
     parser.add_argument("--token", default=None, help="bearer token, if required")
     arguments = parser.parse_args()
 
-    host, port = loopback_target(arguments.url)
+    try:
+        host, port = loopback_target(arguments.url)
+    except ValueError as error:
+        parser.error(str(error))
     info = Client(host, port, arguments.token).get("/model")
     body = recording_body(info, arguments.seconds)
     result = run_load(
