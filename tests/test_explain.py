@@ -260,8 +260,10 @@ def test_gearbox_attribution_matches_band_differences():
     top = np.unravel_index(attribution.argmax(), attribution.shape)
     rank = int((difference > difference[top]).sum())
     assert rank < 3, f"top attributed (channel, band) {top} ranks {rank} by difference"
+    # Measured rho: 0.52 to 0.68 for seeds 0 to 2 at 10 and 30 epochs, so 0.4
+    # leaves room for other seeds and thread counts.
     rho = spearmanr(attribution.ravel(), difference.ravel()).statistic
-    assert rho > 0.5
+    assert rho > 0.4
     channels_by_attribution = set(np.argsort(-attribution.sum(axis=1))[:2])
     channels_by_difference = set(np.argsort(-difference.sum(axis=1))[:2])
     assert channels_by_attribution == channels_by_difference

@@ -251,7 +251,8 @@ def test_no_track_creates_no_run(cycle_folders, tmp_path, tracked):
 
 
 def _study(client: MlflowClient, model_run_id: str, extra_tags: dict[str, str]) -> str:
-    """A study run whose children are the model's run and three more trials."""
+    """A study run whose children are the model's run, three more trials and a
+    failed one."""
     experiment = client.get_run(model_run_id).info.experiment_id
     parent = client.create_run(experiment, run_name="study-a", tags=extra_tags)
     study_id = parent.info.run_id
@@ -266,7 +267,9 @@ def _study(client: MlflowClient, model_run_id: str, extra_tags: dict[str, str]) 
         client.log_param(run.info.run_id, "seed", "0")
         client.log_metric(run.info.run_id, "objective", value)
         client.set_terminated(run.info.run_id, "FINISHED")
+    # A failed trial with the best value so far must not count as completed.
     failed = client.create_run(experiment, tags={"mlflow.parentRunId": study_id})
+    client.log_metric(failed.info.run_id, "objective", 0.99)
     client.set_terminated(failed.info.run_id, "FAILED")
     return study_id
 
@@ -285,7 +288,7 @@ def test_study_section_from_mlflow(cycle_folders, tmp_path, tracked):
         text.index('<section id="study">') : text.index('<section id="notes">')
     ]
     assert f"MLflow run {study_id}" in study
-    assert "5 trials, 4 with an objective value" in study
+    assert "5 trials, 4 completed with an objective value" in study
     assert "This model is trial" in study
     assert "as recorded by the study" in study
     assert "The best value is 0.93" in study
@@ -325,7 +328,7 @@ def test_single_completed_trial_has_no_importances(cycle_folders, tracked):
     summary = summarize_study(read_study(model.run_id_, model.config), model.run_id_)
 
     assert summary.importances == {}
-    assert "at least two trials" in summary.importance_note
+    assert "at least two completed trials" in summary.importance_note
 
 
 def test_read_study_without_parent(cycle_folders, tracked):

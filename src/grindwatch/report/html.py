@@ -30,7 +30,7 @@ p { margin: 4px 0 8px; }
 table { border-collapse: collapse; font-size: 12px; width: 100%; }
 th, td { padding: 2px 5px; border-bottom: 1px solid #e4e4e4; text-align: right; }
 td { white-space: nowrap; }
-td.text { white-space: normal; overflow-wrap: anywhere; }
+td.text { white-space: normal; }
 .name { white-space: nowrap; }
 th { background: #f2f2f2; position: sticky; top: 0; text-align: right; }
 th.text, td.text { text-align: left; }

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,13 +22,23 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["StudySummary", "plot_history", "plot_importances", "summarize_study"]
 
-# Where the study run may name its objective metric and direction (tags or params),
-# checked in this order. Without one, the objective is guessed from metric names.
+# Tag or parameter keys of the study run that may name its objective metric and
+# direction, checked in this order. Without one, the objective is guessed.
 OBJECTIVE_KEYS = ("grindwatch.objective", "objective_metric", "objective", "metric")
 DIRECTION_KEYS = ("grindwatch.direction", "direction", "optuna.direction")
 # Metric names tried in order when the study names none; then any metric that
 # contains "objective" or "auc"; then the metric most trials have.
 OBJECTIVE_GUESSES = ("objective", "value", "trial_value")
+# Columns of StudySummary.trials before the parameter columns.
+TRIAL_COLUMNS = (
+    "number",
+    "run_id",
+    "run_name",
+    "status",
+    "value",
+    "is_model",
+    "completed",
+)
 IMPORTANCE_METHOD = (
     "fANOVA (optuna.importance.FanovaImportanceEvaluator, 64 trees, seed 0) on "
     "the completed trials, over the parameters that vary between them"
@@ -39,7 +47,7 @@ IMPORTANCE_METHOD = (
 
 @dataclass
 class StudySummary:
-    """What the report shows of a study.
+    """The report's view of a study.
 
     Attributes
     ----------
@@ -53,8 +61,9 @@ class StudySummary:
     direction : {"maximize", "minimize"}
     trials : DataFrame
         One row per trial in start order: number, run_id, run_name, status, value
-        (the objective, NaN when missing), is_model, then one column per
-        parameter that varies between trials.
+        (the objective, NaN when missing), is_model, completed (the run FINISHED
+        with an objective value), then one column per parameter that varies
+        between trials.
     importances : dict
         Parameter name to importance (summing to 1), largest first; empty when
         fewer than two completed trials or no varying parameter.
@@ -72,9 +81,14 @@ class StudySummary:
     importance_note: str = ""
 
     @property
+    def parameters(self) -> list[str]:
+        """Names of the parameters that vary between trials."""
+        return [c for c in self.trials.columns if c not in TRIAL_COLUMNS]
+
+    @property
     def best(self) -> pd.Series | None:
         """The completed trial with the best objective value, if any."""
-        done = self.trials.dropna(subset=["value"])
+        done = self.trials[self.trials["completed"]]
         if done.empty:
             return None
         values = done["value"]
@@ -119,7 +133,7 @@ def _objective(record: dict[str, Any], metrics: pd.DataFrame) -> tuple[str | Non
 
 
 def _parse(text: Any) -> Any:
-    """An MLflow parameter string as a number or boolean where it is one."""
+    """Convert an MLflow parameter string to a number or boolean where it is one."""
     if not isinstance(text, str):
         return text
     for kind in (int, float):
@@ -143,7 +157,7 @@ def _varying(params: pd.DataFrame) -> list[str]:
 def summarize_study(record: dict[str, Any], model_run_id: str | None) -> StudySummary:
     """Build the report's view of a study read by ``tracking.read_study``.
 
-    ``record`` holds ``study_run_id``, ``study_name``, the study run's ``tags`` and
+    ``record`` contains ``study_run_id``, ``study_name``, the study run's ``tags`` and
     ``params``, and ``trials``: a DataFrame with run_id, run_name, status,
     start_time and ``params.*`` / ``metrics.*`` columns, one row per child run.
     """
@@ -172,6 +186,11 @@ def summarize_study(record: dict[str, Any], model_run_id: str | None) -> StudySu
             "value": value.astype(np.float64),
             "is_model": runs["run_id"] == model_run_id,
         }
+    )
+    # A failed or killed run may still carry a metric (an intermediate value, for
+    # example), but only finished runs count as completed trials.
+    trials["completed"] = (trials["status"] == "FINISHED") & np.isfinite(
+        trials["value"]
     )
     trials = pd.concat([trials, params[varying]], axis=1)
     summary = StudySummary(
@@ -226,11 +245,11 @@ def parameter_importances(
     Returns the importances (largest first, summing to 1) and a sentence naming
     the method or saying why there are none.
     """
-    done = trials[trials["value"].map(lambda v: math.isfinite(v))]
+    done = trials[trials["completed"]]
     if len(done) < 2:
         return {}, (
-            f"Parameter importances need at least two trials with an objective "
-            f"value; this study has {len(done)}."
+            f"Parameter importances need at least two completed trials with an "
+            f"objective value; this study has {len(done)}."
         )
     usable = [name for name in names if done[name].notna().all()]
     usable = [name for name in usable if done[name].astype(str).nunique() > 1]
@@ -242,26 +261,30 @@ def parameter_importances(
 
     parsed = {name: [_parse(v) for v in done[name]] for name in usable}
     distributions = {name: _distribution(parsed[name]) for name in usable}
-    study = optuna.create_study(direction=direction)
-    for row in range(len(done)):
-        params = {
-            name: _encode(parsed[name][row], distributions[name]) for name in usable
-        }
-        study.add_trial(
-            optuna.trial.create_trial(
-                params=params,
-                distributions=distributions,
-                value=float(done["value"].iloc[row]),
+    # Optuna logs "A new study created in memory" through its own handler; this
+    # rebuilt study is an internal step, so keep its logger quiet meanwhile.
+    optuna_logger = logging.getLogger("optuna")
+    level = optuna_logger.level
+    optuna_logger.setLevel(logging.WARNING)
+    try:
+        study = optuna.create_study(direction=direction)
+        for row in range(len(done)):
+            params = {
+                name: _encode(parsed[name][row], distributions[name]) for name in usable
+            }
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params,
+                    distributions=distributions,
+                    value=float(done["value"].iloc[row]),
+                )
             )
-        )
-    with warnings.catch_warnings():
-        # fANOVA on a handful of trials warns about its own small-sample estimates;
-        # the note below already says how many trials the numbers rest on.
-        warnings.simplefilter("ignore", UserWarning)
         importances = optuna.importance.get_param_importances(
             study, evaluator=FanovaImportanceEvaluator(n_trees=64, seed=0)
         )
-    note = f"Importances by {IMPORTANCE_METHOD} ({len(done)} trials)."
+    finally:
+        optuna_logger.setLevel(level)
+    note = f"Importances by {IMPORTANCE_METHOD} ({len(done)} completed trials)."
     return dict(importances), note
 
 
@@ -272,7 +295,7 @@ def plot_history(summary: StudySummary):  # noqa: ANN201 - a matplotlib Figure
     plt = pyplot()
     trials = summary.trials
     figure, axis = plt.subplots(figsize=(5.6, 3.0))
-    done = trials.dropna(subset=["value"])
+    done = trials[trials["completed"]]
     axis.plot(done["number"], done["value"], "o", color="#4d4d4d", ms=4, label="trial")
     best = (
         done["value"].cummax()
