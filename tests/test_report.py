@@ -317,6 +317,70 @@ def test_study_summary_direction_and_importances(cycle_folders, tracked):
     assert "seed" not in summary.trials.columns
 
 
+def _tuned_study(client: MlflowClient, model_run_id: str) -> None:
+    """A study laid out as grindwatch's tuner records one.
+
+    The study run names the objective and direction in tags; trial runs carry
+    kind, number and Optuna state tags, their sampled values as optuna.NAME
+    parameters, and the objective per epoch with the final value logged last at
+    step 0. The model is the best trial retrained in a run of its own.
+    """
+    experiment = client.get_run(model_run_id).info.experiment_id
+    study_tags = {
+        "grindwatch.objective": "objective",
+        "grindwatch.direction": "maximize",
+    }
+    study = client.create_run(
+        experiment, run_name="study-c", tags=study_tags
+    ).info.run_id
+    trials = [
+        (0, "COMPLETE", "FINISHED", "0.001", 0.80),
+        (1, "PRUNED", "FINISHED", "0.01", 0.95),
+        (2, "COMPLETE", "FINISHED", "0.0001", 0.90),
+        (3, "FAIL", "FAILED", "0.1", None),
+    ]
+    for number, state, status, rate, final in trials:
+        tags = {
+            "mlflow.parentRunId": study,
+            "grindwatch.kind": "trial",
+            "grindwatch.trial_number": str(number),
+            "grindwatch.trial_state": state,
+        }
+        run = client.create_run(experiment, run_name=f"trial {number}", tags=tags)
+        run_id = run.info.run_id
+        client.log_param(run_id, "optuna.learning_rate", rate)
+        client.log_param(run_id, "trial_number", str(number))
+        client.log_param(run_id, "seed", "0")
+        if final is not None:
+            # Explicit, increasing times: the final value is the one logged last.
+            for epoch in range(3):
+                value = 0.5 + 0.1 * epoch
+                client.log_metric(run_id, "objective", value, 1000 + epoch, epoch)
+            client.log_metric(run_id, "objective", final, 2000, 0)
+        client.set_terminated(run_id, status)
+    client.set_tag(model_run_id, "mlflow.parentRunId", study)
+    client.set_tag(model_run_id, "grindwatch.best_trial", "2")
+
+
+def test_tuner_study_layout_is_understood(cycle_folders, tracked):
+    model = grindwatch.train(cycle_folders["good"], tracked.config).model
+    _tuned_study(tracked.client, model.run_id_)
+
+    summary = summarize_study(read_study(model.run_id_, model.config), model.run_id_)
+
+    trials = summary.trials.set_index("number")
+    assert list(trials.index) == [0, 1, 2, 3]
+    assert list(trials["status"]) == ["COMPLETE", "PRUNED", "COMPLETE", "FAIL"]
+    assert trials["value"].tolist()[:3] == pytest.approx([0.80, 0.95, 0.90])
+    assert list(trials["completed"]) == [True, False, True, False]
+    assert summary.objective_source == "recorded"
+    assert summary.retrained
+    assert trials["is_model"].tolist() == [False, False, True, False]
+    assert summary.best["number"] == 2
+    assert summary.parameters == ["learning_rate"]
+    assert list(summary.importances) == ["learning_rate"]
+
+
 def test_single_completed_trial_has_no_importances(cycle_folders, tracked):
     model = grindwatch.train(cycle_folders["good"], tracked.config).model
     client = tracked.client

@@ -420,10 +420,13 @@ def read_study(  # noqa: ANN201 - a dict, see below
     A model tuned by a study was trained in a child run of the study's run (tag
     ``mlflow.parentRunId``). Returns a dict with ``study_run_id``, ``study_name``,
     the study run's ``tags`` and ``params``, and ``trials``: a DataFrame with one
-    row per child run (run_id, run_name, status, start_time, then ``params.NAME``
-    and ``metrics.NAME`` columns holding each run's latest values). Returns None
-    when the run has no parent, or the tracking store does not exist or does not
-    hold the run; a missing SQLite store is not created.
+    row per child run (run_id, run_name, status, start_time, then ``params.NAME``,
+    ``metrics.NAME`` and ``tags.NAME`` columns, leaving out MLflow's own
+    ``mlflow.*`` tags). Metrics are each run's latest values, except the
+    objective that the study run names in its ``grindwatch.objective`` tag: that
+    one is the value logged last in time. Returns None when the run has no
+    parent, or the tracking store does not exist or does not contain the run. A
+    missing SQLite store is not created.
     """
     from mlflow.exceptions import MlflowException
 
@@ -456,6 +459,18 @@ def read_study(  # noqa: ANN201 - a dict, see below
         token = page.token
         if not token:
             break
+    objective = parent.data.tags.get("grindwatch.objective")
+    if objective:
+        # A trial may log the objective per epoch and its final value afterwards
+        # at step 0. MLflow's latest value is the one at the highest step, so it
+        # would return the last epoch's value instead of the final one.
+        # NOTE: values logged in the same millisecond keep MLflow's order, which
+        # sorts them by step, so such a tie may still pick an epoch's value.
+        for row in rows:
+            history = client.get_metric_history(row["run_id"], objective)
+            if history:
+                last = max(enumerate(history), key=lambda m: (m[1].timestamp, m[0]))
+                row[f"metrics.{objective}"] = last[1].value
     columns = ["run_id", "run_name", "status", "start_time"]
     return {
         "study_run_id": parent_id,
@@ -475,4 +490,11 @@ def _run_row(run) -> dict[str, Any]:  # noqa: ANN001 - an mlflow Run
     }
     row.update({f"params.{k}": v for k, v in run.data.params.items()})
     row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+    row.update(
+        {
+            f"tags.{k}": v
+            for k, v in run.data.tags.items()
+            if not k.startswith("mlflow.")
+        }
+    )
     return row

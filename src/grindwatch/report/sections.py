@@ -306,17 +306,25 @@ def _parameter_cell(value: Any) -> str:
     return markup.escape(value)
 
 
+def _model_mark(summary: StudySummary) -> str:
+    return " (this model's trial)" if summary.retrained else " (this model)"
+
+
 def study_section(summary: StudySummary) -> str:
     from grindwatch.report.study import plot_history, plot_importances
 
     trials = summary.trials
     done = int(trials["completed"].sum())
     model_rows = trials[trials["is_model"]]
-    position = (
-        f"This model is trial {int(model_rows['number'].iloc[0])} of study "
-        if not model_rows.empty
-        else "This model belongs to study "
-    )
+    if model_rows.empty:
+        position = "This model belongs to study "
+    elif summary.retrained:
+        position = (
+            f"This model is trial {int(model_rows['number'].iloc[0])} retrained "
+            "on all training recordings, from study "
+        )
+    else:
+        position = f"This model is trial {int(model_rows['number'].iloc[0])} of study "
     source = (
         "as recorded by the study"
         if summary.objective_source == "recorded"
@@ -342,7 +350,7 @@ def study_section(summary: StudySummary) -> str:
         [
             _number(row["number"]),
             markup.escape(row["run_name"])
-            + (" (this model)" if row["is_model"] else ""),
+            + (_model_mark(summary) if row["is_model"] else ""),
             markup.escape(row["status"]),
             _number(row["value"]),
             *(_parameter_cell(row[p]) for p in params),

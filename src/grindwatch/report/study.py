@@ -60,10 +60,14 @@ class StudySummary:
         ``"guessed"`` (from the metric names).
     direction : {"maximize", "minimize"}
     trials : DataFrame
-        One row per trial in start order: number, run_id, run_name, status, value
-        (the objective, NaN when missing), is_model, completed (the run FINISHED
-        with an objective value), then one column per parameter that varies
-        between trials.
+        One row per trial in start order: number, run_id, run_name, status (the
+        Optuna state where recorded, else the MLflow status), value (the
+        objective, NaN when missing), is_model (the trial the model came from),
+        completed (finished with an objective value), then one column per
+        parameter that varies between trials.
+    retrained : bool
+        Whether the model is the best trial retrained in a run of its own (tag
+        ``grindwatch.best_trial``) rather than a trial's own run.
     importances : dict
         Parameter name to importance (summing to 1), largest first; empty when
         fewer than two completed trials or no varying parameter.
@@ -77,6 +81,7 @@ class StudySummary:
     objective_source: str
     direction: str
     trials: pd.DataFrame
+    retrained: bool = False
     importances: dict[str, float] = field(default_factory=dict)
     importance_note: str = ""
 
@@ -154,17 +159,60 @@ def _varying(params: pd.DataFrame) -> list[str]:
     ]
 
 
+def _column(runs: pd.DataFrame, name: str) -> pd.Series:
+    """A column of ``runs``, or a column of missing values when it is absent."""
+    if name in runs:
+        return runs[name]
+    return pd.Series([None] * len(runs), index=runs.index, dtype=object)
+
+
+def _trial_numbers(runs: pd.DataFrame) -> pd.Series:
+    for name in ("tags.grindwatch.trial_number", "params.trial_number"):
+        numbers = pd.to_numeric(_column(runs, name), errors="coerce")
+        if numbers.notna().all():
+            return numbers.astype(int)
+    return pd.Series(np.arange(len(runs)), index=runs.index)
+
+
+def _searched_parameters(runs: pd.DataFrame) -> pd.DataFrame:
+    """The parameters a tuner sampled, named without their prefix.
+
+    Trials that log the sampled values as ``optuna.NAME`` parameters (besides
+    their whole configuration) are compared on those alone. Otherwise every
+    logged parameter except the trial number is a candidate.
+    """
+    searched = runs.filter(like="params.optuna.")
+    if not searched.empty:
+        return searched.rename(columns=lambda c: c.removeprefix("params.optuna."))
+    params = runs.filter(like="params.").rename(columns=lambda c: c[7:])
+    return params.drop(columns=["trial_number"], errors="ignore")
+
+
 def summarize_study(record: dict[str, Any], model_run_id: str | None) -> StudySummary:
     """Build the report's view of a study read by ``tracking.read_study``.
 
-    ``record`` contains ``study_run_id``, ``study_name``, the study run's ``tags`` and
-    ``params``, and ``trials``: a DataFrame with run_id, run_name, status,
-    start_time and ``params.*`` / ``metrics.*`` columns, one row per child run.
+    ``record`` contains ``study_run_id``, ``study_name``, the study run's ``tags``
+    and ``params``, and ``trials``: a DataFrame with run_id, run_name, status,
+    start_time and ``params.*``, ``metrics.*`` and ``tags.*`` columns, one row
+    per child run.
+
+    When some child runs carry the tag ``grindwatch.kind=trial``, only those are
+    trials, and the others (such as the best variant retrained on all data) are
+    left out of the table. A ``grindwatch.trial_state`` tag (the Optuna state:
+    COMPLETE, PRUNED, FAIL) takes precedence over the MLflow status, because a
+    pruned trial's run also ends FINISHED.
     """
     runs = record["trials"].sort_values("start_time", kind="stable")
     runs = runs.reset_index(drop=True)
+    model_tags = runs[runs["run_id"] == model_run_id]
+    trial_of_model = pd.to_numeric(
+        _column(model_tags, "tags.grindwatch.best_trial"), errors="coerce"
+    ).dropna()
+    kinds = _column(runs, "tags.grindwatch.kind")
+    if (kinds == "trial").any():
+        runs = runs[kinds == "trial"].reset_index(drop=True)
+
     metrics = runs.filter(like="metrics.").rename(columns=lambda c: c[8:])
-    params = runs.filter(like="params.").rename(columns=lambda c: c[7:])
     objective, source = _objective(record, metrics)
     direction = _direction(record, objective)
     value = (
@@ -172,25 +220,30 @@ def summarize_study(record: dict[str, Any], model_run_id: str | None) -> StudySu
         if objective
         else pd.Series(np.nan, index=runs.index)
     )
-    if "trial_number" in params:
-        number = pd.to_numeric(params["trial_number"], errors="coerce")
+    number = _trial_numbers(runs)
+    state = _column(runs, "tags.grindwatch.trial_state")
+    status = state.fillna(runs["status"])
+    # A failed, pruned or killed run may still carry a metric (its last
+    # intermediate value), but only finished runs count as completed trials.
+    finished = np.where(
+        state.notna(), state == "COMPLETE", runs["status"] == "FINISHED"
+    )
+    if trial_of_model.empty:
+        is_model = runs["run_id"] == model_run_id
     else:
-        number = pd.Series(np.arange(len(runs)), index=runs.index)
-    varying = [name for name in _varying(params) if name != "trial_number"]
+        is_model = number == int(trial_of_model.iloc[0])
+    params = _searched_parameters(runs)
+    varying = _varying(params)
     trials = pd.DataFrame(
         {
             "number": number,
             "run_id": runs["run_id"],
             "run_name": runs["run_name"].fillna(""),
-            "status": runs["status"],
+            "status": status,
             "value": value.astype(np.float64),
-            "is_model": runs["run_id"] == model_run_id,
+            "is_model": is_model,
+            "completed": finished & np.isfinite(value.astype(np.float64)),
         }
-    )
-    # A failed or killed run may still carry a metric (an intermediate value, for
-    # example), but only finished runs count as completed trials.
-    trials["completed"] = (trials["status"] == "FINISHED") & np.isfinite(
-        trials["value"]
     )
     trials = pd.concat([trials, params[varying]], axis=1)
     summary = StudySummary(
@@ -200,6 +253,7 @@ def summarize_study(record: dict[str, Any], model_run_id: str | None) -> StudySu
         objective_source=source,
         direction=direction,
         trials=trials,
+        retrained=not trial_of_model.empty,
     )
     summary.importances, summary.importance_note = parameter_importances(
         trials, varying, direction
