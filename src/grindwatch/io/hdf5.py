@@ -83,32 +83,57 @@ def _from_group(path: Path, candidates: dict[str, object]):  # noqa: ANN202
     )
 
 
+# What h5py raises on damaged files: errors of the HDF5 library surface as OSError,
+# RuntimeError (failed object visitation), KeyError or ValueError, and a damaged
+# attribute can have a type that float() or str() rejects.
+_DAMAGE_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+# NOTE: a few damaged files make the HDF5 library itself allocate memory without
+# bound while it walks the file (seen in fuzzing with h5py 3.16: "memory allocation
+# failed for chunk" under a memory limit, a killed process without one). Python
+# cannot intercept that; reading untrusted files in a memory-limited process does.
+
+
+def _read_open(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN202
+    names, items = _pick(path, handle, options)
+    if len(items) == 1 and items[0].ndim == 2:
+        data = np.asarray(items[0][()])
+        # Recordings have far more samples than channels: put channels first.
+        if data.shape[0] > data.shape[1]:
+            data = data.T
+        channel_names = _attribute(items, _CHANNEL_ATTRIBUTES)
+        if channel_names is None or len(channel_names) != data.shape[0]:
+            channel_names = [f"{names[0]}[{i}]" for i in range(data.shape[0])]
+    else:
+        data = np.stack([np.asarray(item[()]) for item in items])
+        channel_names = [name.rsplit("/", 1)[-1] for name in names]
+    rate = _attribute([*items, handle], _RATE_ATTRIBUTES)
+    channels = [c.decode() if isinstance(c, bytes) else str(c) for c in channel_names]
+    return names, data, channels, _rate(path, rate, options.sample_rate)
+
+
 def read_hdf5(path: Path, options: ReadOptions) -> Recording:
-    """Read one recording from an HDF5 file."""
+    """Read one recording from an HDF5 file.
+
+    Raises
+    ------
+    InputError
+        If the file is not HDF5 or is damaged, holds no or several candidate
+        datasets (and ``hdf5_key`` does not pick one), or holds NaN samples.
+    """
     import h5py
 
     try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
+        with h5py.File(path, "r") as handle:
+            names, data, channels, rate = _read_open(path, handle, options)
+    except InputError:
+        raise
+    except _DAMAGE_ERRORS as error:
         raise InputError(
-            path, f"is not a readable HDF5 file ({error})", "check the file"
+            path,
+            f"is not a readable HDF5 file ({type(error).__name__}: {error})",
+            "check that the file was written completely",
         ) from None
-    with handle:
-        names, items = _pick(path, handle, options)
-        if len(items) == 1 and items[0].ndim == 2:
-            data = np.asarray(items[0][()])
-            # Recordings have far more samples than channels: put channels first.
-            if data.shape[0] > data.shape[1]:
-                data = data.T
-            channel_names = _attribute(items, _CHANNEL_ATTRIBUTES)
-            if channel_names is None or len(channel_names) != data.shape[0]:
-                channel_names = [f"{names[0]}[{i}]" for i in range(data.shape[0])]
-        else:
-            data = np.stack([np.asarray(item[()]) for item in items])
-            channel_names = [name.rsplit("/", 1)[-1] for name in names]
-        rate = _attribute([*items, handle], _RATE_ATTRIBUTES)
 
-    channels = [c.decode() if isinstance(c, bytes) else str(c) for c in channel_names]
     source_dtype = str(data.dtype)
     data = data.astype(np.float32)
     data = finite_or_raise(path, data, channels, options.nan_policy)
@@ -116,7 +141,7 @@ def read_hdf5(path: Path, options: ReadOptions) -> Recording:
         name=path.stem,
         data=data,
         channels=channels,
-        sample_rate=_rate(path, rate, options.sample_rate),
+        sample_rate=rate,
         source=path,
         metadata={"source_dtype": source_dtype, "hdf5_datasets": names},
     )
@@ -127,6 +152,12 @@ def read_hdf5(path: Path, options: ReadOptions) -> Recording:
 
 def _rate(path: Path, found, given: float | None) -> float | None:  # noqa: ANN001
     found = None if found is None else float(np.asarray(found).ravel()[0])
+    if found is not None and not (np.isfinite(found) and found > 0):
+        raise InputError(
+            path,
+            f"the file stores sample rate {found:g}, which is not a positive number",
+            "fix the attribute, or remove it and set sample_rate in the config",
+        )
     if given is not None and found is not None and not np.isclose(found, given):
         raise InputError(
             path,
