@@ -120,7 +120,7 @@ def test_chunk_samples_setting_routes_score(model, tmp_path):
         model, model.config.with_overrides({"data.chunk_samples": 300})
     )
 
-    result = grindwatch.score(chunked_model, path)
+    result = grindwatch.score(chunked_model, [path])  # a list, as the CLI passes
 
     assert "top_channel" not in result.windows.columns  # the chunked path
     assert len(result.windows) == (3000 - 128) // 48 + 1

@@ -606,10 +606,11 @@ def score(
     config = model.config
     if strict is not None:
         config = config.with_overrides({"data.strict": strict})
-    if _is_chunkable_file(data, config):
+    chunkable = _chunkable_file(data, config)
+    if chunkable is not None:
         from grindwatch.streaming import score_chunked
 
-        return score_chunked(model, Path(data), progress=progress)
+        return score_chunked(model, chunkable, progress=progress)
     recordings = read_data(data, config)
     scorer = model
     if config is not model.config:
@@ -664,13 +665,17 @@ def _metadata_columns(recording: Recording) -> dict[str, Any]:
     }
 
 
-def _is_chunkable_file(data: DataSource, config: Config) -> bool:
-    """True when ``data.chunk_samples`` is set and ``data`` is one file to stream."""
+def _chunkable_file(data: DataSource, config: Config) -> Path | None:
+    """The one file to stream when ``data.chunk_samples`` is set, else None."""
     from grindwatch.io.chunks import CHUNKED_SUFFIXES
 
-    if not getattr(config.data, "chunk_samples", None):
-        return False
-    if not isinstance(data, (str, Path)) or config.data.kind != "signals":
-        return False
+    if not getattr(config.data, "chunk_samples", None) or config.data.kind != "signals":
+        return None
+    if isinstance(data, (list, tuple)) and len(data) == 1:
+        data = data[0]  # the command line passes a list
+    if not isinstance(data, (str, Path)):
+        return None
     path = Path(data)
-    return path.is_file() and path.suffix.lower() in CHUNKED_SUFFIXES
+    if path.is_file() and path.suffix.lower() in CHUNKED_SUFFIXES:
+        return path
+    return None
