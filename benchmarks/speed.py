@@ -1,0 +1,217 @@
+"""Speed: autoencoder training and scoring, PyOD's AutoEncoder and the matmul rate.
+
+The workload is generated (``benchmarks.workload``): four-channel recordings cut into
+1024-sample windows. Two front ends are measured: grindwatch's default ``spectrum``
+(the autoencoder sees 4 x 32 band energies) and ``raw`` (it sees 4 x 1024 samples).
+PyOD's AutoEncoder gets the same features flattened, as in the quality comparison.
+
+FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` over one forward
+and backward pass of a batch. It counts matrix products and convolutions only, so
+activations, the loss and the optimiser step are left out and achieved GFLOP/s are
+a slight underestimate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from benchmarks.workload import make_recordings
+from grindwatch.config import Config
+from grindwatch.pipeline import Model
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["WORKLOAD", "matmul_gflops", "run_speed", "training_flops"]
+
+# Recordings x samples: 2048 windows of 1024 samples, 32 MiB of float32.
+WORKLOAD = {"recordings": 64, "samples": 32_768}
+EPOCHS = 5
+LATENCY_CALLS = 200
+
+
+def matmul_gflops(size: int = 2048, calls: int = 10) -> float:
+    """fp32 matrix-multiply rate of this machine with torch's current threads."""
+    import torch
+
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / float(np.median(times)) / 1e9
+
+
+def training_flops(net: Any, shape: tuple[int, ...], batch: int = 64) -> dict:
+    """FLOPs per window of a forward pass and of a forward plus backward pass."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(batch, *shape)
+    with FlopCounterMode(display=False) as counter:
+        with torch.no_grad():
+            net(x)
+    forward = counter.get_total_flops() / batch
+    with FlopCounterMode(display=False) as counter:
+        loss = ((net(x) - x) ** 2).mean()
+        loss.backward()
+    net.zero_grad()
+    return {"forward": forward, "training": counter.get_total_flops() / batch}
+
+
+def _config(frontend: str, seed: int) -> Config:
+    return Config().with_overrides(
+        {
+            "tracking.enabled": False,
+            "frontend.kind": frontend,
+            "detector.autoencoder.epochs": EPOCHS,
+            "detector.autoencoder.patience": EPOCHS,
+            "seed": seed,
+        }
+    )
+
+
+def _per_epoch(stamps: list[float]) -> float:
+    """Mean seconds per epoch between the first and the last epoch's end."""
+    return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+
+
+def _median_seconds(call: Any, calls: int) -> float:
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def measure_grindwatch(recordings, frontend: str, seed: int) -> tuple[Model, dict]:  # noqa: ANN001
+    """Train on the workload; return the model and its training and scoring speed."""
+    model = Model(_config(frontend, seed))
+    stamps: list[float] = []
+    model.fit(recordings, on_epoch=lambda *_: stamps.append(time.perf_counter()))
+    windows = model.training_windows_.X
+    n_train = len(windows) - int(round(len(windows) * 0.1))
+    features = model.features(windows)
+    flops = training_flops(model.detector_.net_, features.shape[1:])
+    model.detector_.net_.eval()
+    train_rate = n_train / _per_epoch(stamps)
+    score_seconds = _median_seconds(lambda: model.window_scores(windows), 3)
+    result = {
+        "input_shape": list(features.shape[1:]),
+        "train_windows_per_s": train_rate,
+        "train_gflops": train_rate * flops["training"] / 1e9,
+        "flops_forward": flops["forward"],
+        "flops_training": flops["training"],
+        "score_windows_per_s": len(windows) / score_seconds,
+        "latency_ms": 1e3
+        * _median_seconds(lambda: model.window_scores(windows[:1]), LATENCY_CALLS),
+    }
+    for attribution in (False, True):
+        seconds = _median_seconds(
+            lambda a=attribution: model.score(recordings, attribution=a), 1
+        )
+        key = "pipeline_windows_per_s" + ("_attribution" if attribution else "")
+        result[key] = len(windows) / seconds
+    return model, result
+
+
+def measure_pyod(model: Model, seed: int) -> dict:
+    """Train PyOD's default AutoEncoder on the model's features; its speed."""
+    from pyod.models.auto_encoder import AutoEncoder
+
+    features = model.features(model.training_windows_.X)
+    flat = features.reshape(features.shape[0], -1).astype(np.float32)
+    detector = AutoEncoder(verbose=0, random_state=seed)
+    stamps: list[float] = []
+    epoch_update = detector.epoch_update
+
+    def stamp() -> None:
+        stamps.append(time.perf_counter())
+        epoch_update()
+
+    detector.epoch_update = stamp  # PyOD calls this after every epoch
+    detector.fit(flat)
+    # PyOD's training loader drops the last incomplete batch.
+    n_train = len(flat) // detector.batch_size * detector.batch_size
+    train_rate = n_train / _per_epoch(stamps)
+    flops = training_flops(detector.model, flat.shape[1:])
+    detector.model.eval()
+    score_seconds = _median_seconds(lambda: detector.decision_function(flat), 3)
+    return {
+        "input_shape": [flat.shape[1]],
+        "train_windows_per_s": train_rate,
+        "train_gflops": train_rate * flops["training"] / 1e9,
+        "flops_forward": flops["forward"],
+        "flops_training": flops["training"],
+        "score_windows_per_s": len(flat) / score_seconds,
+        "latency_ms": 1e3
+        * _median_seconds(lambda: detector.decision_function(flat[:1]), LATENCY_CALLS),
+    }
+
+
+def _median_dicts(runs: list[dict]) -> dict:
+    return {
+        key: (
+            float(np.median([run[key] for run in runs]))
+            if isinstance(runs[0][key], (int, float))
+            else runs[0][key]
+        )
+        for key in runs[0]
+    }
+
+
+def run_speed(repeats: int) -> dict[str, Any]:
+    """Every speed figure, as the median of ``repeats`` runs."""
+    import torch
+
+    recordings = make_recordings(WORKLOAD["recordings"], WORKLOAD["samples"])
+    rates = [matmul_gflops() for _ in range(repeats)]
+    results: dict[str, Any] = {
+        "workload": dict(WORKLOAD, window=1024, channels=4, epochs=EPOCHS),
+        "threads": torch.get_num_threads(),
+        "matmul_gflops": float(np.median(rates)),
+        "frontends": {},
+    }
+    for frontend in ("spectrum", "raw"):
+        ours, theirs = [], []
+        for seed in range(repeats):
+            model, measured = measure_grindwatch(recordings, frontend, seed)
+            ours.append(measured)
+            theirs.append(measure_pyod(model, seed))
+            logger.info("speed %s, seed %d done", frontend, seed)
+        results["frontends"][frontend] = {
+            "grindwatch": _median_dicts(ours),
+            "pyod": _median_dicts(theirs),
+        }
+    results["memory"] = measure_memory()
+    return results
+
+
+def measure_memory() -> dict[str, float]:
+    """Peak resident memory (MiB) of training and scoring, each in a new process."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    peaks = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for stage in ("baseline", "train", "score"):
+            output = subprocess.run(
+                [sys.executable, "-m", "benchmarks.memory", stage, folder],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).resolve().parents[1],
+            ).stdout
+            peaks[stage] = json.loads(output.strip().splitlines()[-1])["peak_mib"]
+    return peaks

@@ -1,0 +1,92 @@
+"""Smoke tests of the benchmark harness on small generated data (no shared data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from benchmarks.datasets import Task, base_config
+from benchmarks.page import END, START, replace_part
+from benchmarks.skab import Counts, row_flags
+
+from grindwatch.io import Recording, RecordingSet
+from tests.conftest import make_cycle
+
+
+def _recording(seed: int, anomaly: str | None = None, label: int = 0) -> Recording:
+    data = make_cycle(seed, n_samples=1024, anomaly=anomaly)
+    return Recording(
+        name=f"cycle_{seed}",
+        data=data,
+        channels=["a", "b", "c"],
+        sample_rate=1000.0,
+        label=label,
+    )
+
+
+def test_replace_part_keeps_hand_written_text():
+    page = "# Benchmarks\n\nHand-written results.\n"
+
+    once = replace_part(page, "speed", "speed figures v1\n")
+    twice = replace_part(once, "reading", "reading figures\n")
+    again = replace_part(twice, "speed", "speed figures v2\n")
+
+    assert again.startswith(page)
+    assert again.count(START) == 1
+    assert again.count(END) == 1
+    assert "speed figures v2" in again
+    assert "speed figures v1" not in again
+    assert "reading figures" in again
+    assert again.index("speed figures") < again.index("reading figures")
+
+
+def test_skab_counts_follow_published_formulas():
+    counts = Counts()
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    flags = np.array([0, 1, 0, 0, 1, 1, 1, 0], dtype=bool)
+
+    counts.add(labels, flags)
+    metrics = counts.metrics()
+
+    assert (counts.tp, counts.fp, counts.tn, counts.fn) == (3, 1, 3, 1)
+    assert metrics["f1"] == pytest.approx(3 / (3 + (1 + 1) / 2))
+    assert metrics["far"] == pytest.approx(25.0)
+    assert metrics["mar"] == pytest.approx(25.0)
+
+
+def test_row_flags_mark_the_row_that_ends_each_window():
+    run = _recording(0)
+    scores = np.zeros(run.n_samples - 31)
+    scores[10] = 5.0
+
+    flags = row_flags(run, scores, threshold=1.0, length=32)
+
+    assert flags.sum() == 1
+    assert flags[10 + 31]
+
+
+def test_quality_task_scores_every_tool(monkeypatch: pytest.MonkeyPatch):
+    pytest.importorskip("pyod")
+    from benchmarks import quality
+
+    monkeypatch.setattr(
+        quality, "PYOD_MODELS", {"PyOD PCA": quality.PYOD_MODELS["PyOD PCA"]}
+    )
+    config = base_config(
+        {"windows.length": 128, "frontend.n_bands": 16, "detector.family": "pca"}
+    )
+    task = Task(
+        name="generated",
+        protocol="generated sines",
+        config=config,
+        changes={},
+        train=RecordingSet([_recording(seed) for seed in range(6)]),
+        test=[_recording(10), _recording(11, anomaly="spike", label=1)],
+    )
+
+    results = quality.run_task(task, seed=0, tune=False)
+
+    assert set(results) == {quality.GRINDWATCH, "PyOD PCA"}
+    for entry in results.values():
+        assert 0.0 <= entry["windows"]["auc_roc"] <= 1.0
+        assert entry["windows"]["n"] == 16
+        assert entry["recordings"]["n"] == 2
