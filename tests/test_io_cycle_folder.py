@@ -204,9 +204,9 @@ def test_nan_in_stream_names_channel_and_sample(few_cycles):
     ("damage", "message"),
     [
         ("meta", "is not readable JSON"),
-        ("no_parquet", "holds no Parquet file"),
+        ("no_parquet", "contains no Parquet file"),
         ("truncated", "is not a readable Parquet file"),
-        ("foreign_columns", "holds no column named like"),
+        ("foreign_columns", "contains no column named like"),
     ],
 )
 def test_damaged_cycle_folder_skipped_with_reason(

@@ -80,7 +80,7 @@ def score_chunked(
     ------
     InputError
         If the file is unreadable, lacks a model channel, has another sample rate
-        than the model, is shorter than one window, or holds a NaN or infinite
+        than the model, is shorter than one window, or contains a NaN or infinite
         sample (named with its channel and position).
     """
     from grindwatch.pipeline import ScoreResult, read_options

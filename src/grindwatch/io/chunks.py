@@ -133,7 +133,7 @@ def _npy_stream(path: Path) -> ChunkedStream:
     if dtype.kind not in "iuf" or len(shape) not in (1, 2):
         raise InputError(
             path,
-            f"holds a {dtype} array of shape {shape}",
+            f"contains a {dtype} array of shape {shape}",
             "save one recording as a numeric (channels, samples) array",
         )
     expected = offset + int(np.prod(shape)) * dtype.itemsize
@@ -209,10 +209,14 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
     if options.channels is not None:
         missing = [name for name in options.channels if name not in columns]
         if missing:
-            raise InputError(path, f"channels {missing} not found; has {columns}")
+            raise InputError(
+                path,
+                f"channels {missing} not found; numeric columns are {columns}",
+                "fix the channel names in the config",
+            )
         columns = list(options.channels)
     if not columns:
-        raise InputError(path, "holds no numeric channel column", "check the file")
+        raise InputError(path, "contains no numeric channel column", "check the file")
 
     found = None
     time_columns = [c for c in empty.columns if _is_time_column(str(c), empty[c])]
@@ -323,5 +327,5 @@ def open_stream(path: str | Path, options: ReadOptions | None = None) -> Chunked
             "chunk_samples",
         )
     if stream.n_samples == 0:
-        raise InputError(path, "holds no samples", "check that the export finished")
+        raise InputError(path, "contains no samples", "check that the export finished")
     return stream

@@ -13,13 +13,13 @@ per-stream exceptions in ``stream_modes``):
 
 ``resample``
     Every channel is resampled to one common rate (``resample_rate``, default the
-    lowest stream rate) with an anti-aliasing filter. The recording holds samples.
+    lowest stream rate) with an anti-aliasing filter. The recording contains samples.
 ``features``
     All channels are cut into the same time frames (``frame_seconds`` long, every
     ``frame_hop_seconds``). A ``features`` channel gives per-frame statistics
     computed at its own rate (``<channel>.<statistic>``: mean, std, rms, peak, ...,
     and ``<channel>.band<k>`` log band energies); a ``resample`` channel gives its
-    mean per frame. The recording holds one column per frame, and its sample rate
+    mean per frame. The recording contains one column per frame, and its sample rate
     is frames per second, so detectors with window length 1 and the ``raw`` front
     end score each frame.
 
@@ -83,7 +83,7 @@ def _read_meta(folder: Path) -> dict[str, Any]:
             path, f"is not readable JSON ({error})", "check the file"
         ) from None
     if not isinstance(meta, dict):
-        raise InputError(path, f"holds a {type(meta).__name__}, not a JSON object")
+        raise InputError(path, f"contains a {type(meta).__name__}, not a JSON object")
     return meta
 
 
@@ -96,7 +96,7 @@ def _read_channels(folder: Path, options: ReadOptions) -> list[_Channel]:
     files = sorted((folder / "raw").glob("*.parquet"), key=_part_key)
     if not files:
         raise InputError(
-            folder / "raw", "holds no Parquet file", "check that the logger finished"
+            folder / "raw", "contains no Parquet file", "check that the logger finished"
         )
     # (channel) -> list of (part, batch, values); rate and clipping per channel.
     parts: dict[str, list[tuple[tuple[int, str], int, np.ndarray]]] = {}
@@ -126,7 +126,7 @@ def _read_channels(folder: Path, options: ReadOptions) -> list[_Channel]:
     if not parts:
         raise InputError(
             folder / "raw",
-            "holds no column named like <signal>_rate<Hz>_clipping<n>_batch<n>",
+            "contains no column named like <signal>_rate<Hz>_clipping<n>_batch<n>",
             "check that these are the logger's raw files",
         )
     channels = []
@@ -157,7 +157,7 @@ def _aligned(folder: Path, channels: list[_Channel], options: ReadOptions):  # n
         if channel.values.dtype.kind not in "iufb" or channel.values.size == 0:
             raise InputError(
                 folder,
-                f"channel {channel.name!r} holds no numeric samples",
+                f"channel {channel.name!r} contains no numeric samples",
                 "check the logger's raw files",
             )
         values = channel.values.astype(np.float64).astype(np.float32)[None, :]
@@ -242,14 +242,14 @@ def _quality(folder: Path, channels: list[_Channel], options: ReadOptions):  # n
 def read_cycle_folder(folder: Path, options: ReadOptions) -> Recording:
     """Read one cycle folder into a recording.
 
-    ``metadata["meta"]`` holds the fields of ``meta.json``, ``metadata["streams"]``
+    ``metadata["meta"]`` contains the fields of ``meta.json``, ``metadata["streams"]``
     each channel's own rate, and ``metadata["cycle_mode"]`` the mode used.
 
     Raises
     ------
     InputError
-        If ``meta.json`` is not a JSON object, ``raw/`` holds no logger stream, a
-        stream file is unreadable, a channel holds NaN (with ``nan_policy: raise``),
+        If ``meta.json`` is not a JSON object, ``raw/`` contains no logger stream, a
+        stream file is unreadable, a channel contains NaN (with ``nan_policy: raise``),
         or the cycle is shorter than one frame.
     """
     modes = {options.cycle_mode, *dict(options.stream_modes).values()}
@@ -273,7 +273,7 @@ def read_cycle_folder(folder: Path, options: ReadOptions) -> Recording:
         data, names = _resampled(channels, rate), [c.name for c in channels]
         mode = "resample"
     if data.shape[1] == 0:
-        raise InputError(folder, "holds no samples", "check the logger's raw files")
+        raise InputError(folder, "contains no samples", "check the logger's raw files")
 
     metadata: dict[str, Any] = {
         "meta": meta,

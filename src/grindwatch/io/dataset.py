@@ -246,8 +246,8 @@ def load_recordings(
     if not recordings:
         reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped[:5])
         if n_filtered and not skipped:
-            wanted = dict(options.match)
-            reasons = f"{n_filtered} recordings, none with metadata {wanted}"
+            expected = dict(options.match)
+            reasons = f"{n_filtered} recordings, none with metadata {expected}"
         raise InputError(
             ", ".join(map(str, files[:3])) + (" ..." if len(files) > 3 else ""),
             f"no readable recording ({reasons})",

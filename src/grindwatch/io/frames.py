@@ -214,7 +214,10 @@ def _ordered_by_time(path: Path, frame: pd.DataFrame, name: str) -> pd.DataFrame
         logger.warning(
             "%s: dropped %d rows that repeat a timestamp of column %r, first at data "
             "row %d",
-            path, int(zero.sum()), name, first,
+            path,
+            int(zero.sum()),
+            name,
+            first,
         )
         frame = frame.loc[np.r_[True, ~zero]]
     return frame

@@ -115,7 +115,9 @@ def _pick(path: Path, variables: dict[str, Any], options: ReadOptions):  # noqa:
             )
         return [options.mat_variable], [candidates[options.mat_variable]]
     if not candidates:
-        raise InputError(path, "holds no numeric 1-D or 2-D variable", "check the file")
+        raise InputError(
+            path, "contains no numeric 1-D or 2-D variable", "check the file"
+        )
     if len(candidates) == 1:
         name, value = next(iter(candidates.items()))
         return [name], [value]
@@ -126,7 +128,7 @@ def _pick(path: Path, variables: dict[str, Any], options: ReadOptions):  # noqa:
     listing = ", ".join(f"{n} {candidates[n].shape}" for n in sorted(candidates))
     raise InputError(
         path,
-        f"holds several candidate signal variables ({listing})",
+        f"contains several candidate signal variables ({listing})",
         "set mat_variable to the one to use",
     )
 

@@ -49,7 +49,7 @@ def to_float32(
     Integer samples go through float64 first, so unsigned counts cannot wrap around
     and the scale is applied without loss. Returns the array and the metadata that
     records the conversion: ``source_dtype``, and for integers ``full_scale`` (the
-    largest magnitude the type holds), ``scale`` and ``offset``.
+    largest magnitude the type can represent), ``scale`` and ``offset``.
     """
     values = np.asarray(values)
     metadata: dict[str, Any] = {"source_dtype": str(values.dtype)}
@@ -188,13 +188,15 @@ def check_quality(
     Raises
     ------
     InputError
-        If the recording holds no samples, or with policy ``raise`` for a constant
+        If the recording contains no samples, or with policy ``raise`` for a constant
         or clipped channel, naming the file, the channel and the first clipped
         sample.
     """
     source = recording.source or recording.name
     if recording.n_samples == 0:
-        raise InputError(source, "holds no samples", "check that the export finished")
+        raise InputError(
+            source, "contains no samples", "check that the export finished"
+        )
     constant, clipped = find_problems(
         recording.channels,
         list(recording.data),
@@ -226,8 +228,8 @@ def resample_rows(data: np.ndarray, source_rate: float, target_rate: float):
     if np.isclose(source_rate, target_rate):
         return data
     up, down = _ratio(source_rate, target_rate)
-    # resample_poly pads with zeros; padding with the edge values instead keeps a
-    # signal with a large offset (a current, a temperature) from dipping at the ends.
+    # resample_poly pads with zeros by default. Padding along a fitted line instead
+    # keeps a signal with a large offset (a current) from dipping at the ends.
     out = resample_poly(data.astype(np.float64), up, down, axis=-1, padtype="line")
     return out.astype(np.float32)
 

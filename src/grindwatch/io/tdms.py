@@ -49,11 +49,11 @@ def _pick_group(path: Path, tdms, options: ReadOptions):  # noqa: ANN001, ANN202
         return groups[options.tdms_group]
     with_data = [group for group in groups.values() if _numeric_channels(group)]
     if not with_data:
-        raise InputError(path, "holds no numeric channel", "check the file")
+        raise InputError(path, "contains no numeric channel", "check the file")
     if len(with_data) > 1:
         raise InputError(
             path,
-            f"holds several groups with data ({[g.name for g in with_data]})",
+            f"contains several groups with data ({[g.name for g in with_data]})",
             "set tdms_group to the one to read",
         )
     return with_data[0]

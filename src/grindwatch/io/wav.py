@@ -49,7 +49,7 @@ def read_wav(path: Path, options: ReadOptions) -> Recording:
     if values.ndim == 1:
         values = values[:, None]
     if values.shape[0] == 0:
-        raise InputError(path, "holds no samples", "check that the export finished")
+        raise InputError(path, "contains no samples", "check that the export finished")
 
     scale, offset = _scale(values.dtype)
     data, metadata = to_float32(values.T, scale, offset)
