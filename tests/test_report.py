@@ -299,6 +299,23 @@ def test_study_section_from_mlflow(cycle_folders, tmp_path, tracked):
     assert "fANOVA" in study
 
 
+def test_study_section_without_tracking_run(cycle_folders, tmp_path, tracked):
+    model = grindwatch.train(cycle_folders["good"], tracked.config).model
+    _study(tracked.client, model.run_id_, {})
+    options = {"track": False, "max_details": 0}
+
+    with_study = create_report(
+        model, cycle_folders["root"], tmp_path / "a.html", **options
+    )
+    without = create_report(
+        model, cycle_folders["root"], tmp_path / "b.html", study=False, **options
+    )
+
+    assert '<section id="study">' in with_study.path.read_text()
+    assert '<section id="study">' not in without.path.read_text()
+    assert with_study.run_id is None
+
+
 def test_study_summary_direction_and_importances(cycle_folders, tracked):
     model = grindwatch.train(cycle_folders["good"], tracked.config).model
     client = tracked.client

@@ -51,9 +51,13 @@ def report(
     ] = None,
     track: Annotated[
         bool,
+        typer.Option(help="Log the report to a new MLflow scoring run."),
+    ] = True,
+    study: Annotated[
+        bool,
         typer.Option(
-            help="Read the model's study from MLflow and log the report to a new "
-            "scoring run."
+            help="Add the study the model came from, read from MLflow, when there "
+            "is one."
         ),
     ] = True,
     json_output: Annotated[
@@ -86,6 +90,7 @@ def report(
             max_details=max_details,
             title=title,
             track=track,
+            study=study,
             progress=progress,
         )
     summary = {

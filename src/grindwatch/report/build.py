@@ -228,6 +228,7 @@ def create_report(
     max_details: int = DEFAULT_MAX_DETAILS,
     title: str | None = None,
     track: bool = True,
+    study: bool = True,
     progress: ProgressCallback | None = None,
 ) -> ReportResult:
     """Score ``data`` (or read saved scores), write the report, log it to MLflow.
@@ -245,9 +246,13 @@ def create_report(
     max_details : int
         Flagged recordings with a detail section.
     track : bool
-        Read the model's study from MLflow and record the report as an artifact
-        of a new scoring run nested under the model's run. Off as well when the
-        model's config disables tracking.
+        Record the report as an artifact of a new scoring run nested under the
+        model's run.
+    study : bool
+        Read the study the model came from, if any, from MLflow (read only; a
+        missing SQLite store is not created).
+
+    Both are off as well when the model's config disables tracking.
     """
     from grindwatch.pipeline import Model, load_model, read_data
 
@@ -262,13 +267,12 @@ def create_report(
         ]
     else:
         scored = model.score(recordings, progress=progress)
-    tracking = track and model.config.tracking.enabled
-    study = _study_for(model) if tracking else None
+    enabled = model.config.tracking.enabled
     text = build_report(
         model,
         recordings,
         scored,
-        study=study,
+        study=_study_for(model) if study and enabled else None,
         max_details=max_details,
         title=title,
         progress=progress,
@@ -287,7 +291,7 @@ def create_report(
         seconds=time.perf_counter() - started,
         scored=scored,
     )
-    if tracking:
+    if track and enabled:
         result.run_id = _log(model, scored, path)
     logger.info(
         "wrote %s (%d bytes) in %.1f s", path, result.size_bytes, result.seconds

@@ -336,11 +336,16 @@ def study_section(summary: StudySummary) -> str:
         if best is not None
         else ""
     )
+    measure = (
+        f" ({markup.escape(summary.objective_name)})"
+        if summary.objective_name and summary.objective_name != summary.objective
+        else ""
+    )
     intro = (
         f"<p>{position}{markup.escape(summary.study_name)} (MLflow run "
         f"{markup.escape(summary.study_run_id)}): {len(trials)} trials, {done} "
         f"completed with an objective value. Objective: "
-        f"{markup.escape(summary.objective or 'none found')}, "
+        f"{markup.escape(summary.objective or 'none found')}{measure}, "
         f"{summary.direction}d ({source}).{best_text}</p>"
     )
     # Parameters most important first, or in logged order without importances.

@@ -65,6 +65,9 @@ class StudySummary:
         objective, NaN when missing), is_model (the trial the model came from),
         completed (finished with an objective value), then one column per
         parameter that varies between trials.
+    objective_name : str or None
+        What the objective measures, where the study run records it in the tag
+        ``grindwatch.objective_name`` (for example ``injected_auc``).
     retrained : bool
         Whether the model is the best trial retrained in a run of its own (tag
         ``grindwatch.best_trial``) rather than a trial's own run.
@@ -81,6 +84,7 @@ class StudySummary:
     objective_source: str
     direction: str
     trials: pd.DataFrame
+    objective_name: str | None = None
     retrained: bool = False
     importances: dict[str, float] = field(default_factory=dict)
     importance_note: str = ""
@@ -253,6 +257,7 @@ def summarize_study(record: dict[str, Any], model_run_id: str | None) -> StudySu
         objective_source=source,
         direction=direction,
         trials=trials,
+        objective_name=record.get("tags", {}).get("grindwatch.objective_name"),
         retrained=not trial_of_model.empty,
     )
     summary.importances, summary.importance_note = parameter_importances(
@@ -367,7 +372,7 @@ def plot_history(summary: StudySummary):  # noqa: ANN201 - a matplotlib Figure
             "*",
             color="#2166ac",
             ms=11,
-            label="this model",
+            label="this model's trial" if summary.retrained else "this model",
         )
     axis.set_xlabel("trial")
     axis.set_ylabel(summary.objective or "objective")
