@@ -193,3 +193,17 @@ def test_windows_span_many_small_chunks():
     np.testing.assert_array_equal(starts, [0, 7, 14, 21, 28])
     np.testing.assert_array_equal(windows[:, 0, 0], starts)
     np.testing.assert_array_equal(windows[-1, 0], np.arange(28, 38))
+
+
+def test_hdf5_scaled_integers_chunked_equal_whole(model, tmp_path):
+    counts = (_long_signal() * 1000).astype(np.int16)
+    path = tmp_path / "scaled.h5"
+    with h5py.File(path, "w") as handle:
+        dataset = handle.create_dataset("adc", data=counts.T)
+        dataset.attrs["scale_factor"] = 0.001
+        dataset.attrs["channels"] = ["channel_0", "channel_1"]
+
+    whole = grindwatch.score(model, path, attribution=False).windows
+    chunked = score_chunked(model, path, chunk_samples=400).windows
+
+    np.testing.assert_allclose(chunked["score"], whole["score"], rtol=1e-5)

@@ -217,3 +217,30 @@ def test_new_formats_found_in_folders(tmp_path):
     np.testing.assert_allclose(
         loaded.recordings[0].data * 32768, loaded.recordings[1].data
     )
+
+
+def test_hdf5_integer_scale_attributes_applied(tmp_path):
+    counts = (_sine(300, 2) * 1000).astype(np.int16)
+    path = tmp_path / "adc.h5"
+    with h5py.File(path, "w") as handle:
+        dataset = handle.create_dataset("force", data=counts)
+        dataset.attrs["scale_factor"] = 0.01
+        dataset.attrs["add_offset"] = 1.0
+
+    recording = read_file(path)[0]
+
+    np.testing.assert_allclose(recording.data, counts * 0.01 + 1.0, rtol=1e-6)
+    assert recording.metadata["source_dtype"] == "int16"
+    assert recording.metadata["scale"] == 0.01
+    assert recording.metadata["offset"] == 1.0
+
+
+def test_npy_integer_counts_keep_scale_one(tmp_path):
+    counts = (_sine(300, 2) * 1000).astype(np.int32)
+    np.save(tmp_path / "counts.npy", counts)
+
+    recording = read_file(tmp_path / "counts.npy")[0]
+
+    np.testing.assert_array_equal(recording.data, counts.astype(np.float32))
+    assert recording.metadata["full_scale"] == 2**31
+    assert recording.metadata["scale"] == 1.0

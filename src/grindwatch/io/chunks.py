@@ -257,41 +257,70 @@ def _read_rows(parquet, columns: list, start: int, stop: int):  # noqa: ANN001, 
     return pyarrow.concat_tables(tables).combine_chunks()
 
 
+def _hdf5_layout(path: Path, handle, options: ReadOptions) -> dict[str, Any]:  # noqa: ANN001
+    """Names, shape, channels, rate, scale and offset, as ``read_hdf5`` finds them."""
+    from grindwatch.io import hdf5
+
+    names, items = hdf5._pick(path, handle, options)
+    shape = items[0].shape
+    if len(names) == 1 and len(shape) == 2:
+        time_axis = 0 if shape[0] > shape[1] else 1
+        n_channels = shape[1 - time_axis]
+        channels = hdf5._attribute(items, hdf5._CHANNEL_ATTRIBUTES)
+        if channels is None or len(channels) != n_channels:
+            channels = [f"{names[0]}[{i}]" for i in range(n_channels)]
+    else:
+        time_axis = 0
+        channels = [name.rsplit("/", 1)[-1] for name in names]
+    scale = hdf5._attribute(items, hdf5._SCALE_ATTRIBUTES)
+    offset = hdf5._attribute(items, hdf5._OFFSET_ATTRIBUTES)
+    rate = hdf5._attribute([*items, handle], hdf5._RATE_ATTRIBUTES)
+    return {
+        "names": names,
+        "two_d": len(names) == 1 and len(shape) == 2,
+        "time_axis": time_axis,
+        "n_samples": shape[time_axis],
+        "channels": [c.decode() if isinstance(c, bytes) else str(c) for c in channels],
+        "dtype": items[0].dtype,
+        "scale": None if scale is None else float(np.ravel(scale)[0]),
+        "offset": None if offset is None else float(np.ravel(offset)[0]),
+        "rate": hdf5._rate(path, rate, options.sample_rate),
+    }
+
+
 def _hdf5_stream(path: Path, options: ReadOptions) -> ChunkedStream:
     import h5py
 
-    from grindwatch.io.hdf5 import _RATE_ATTRIBUTES, _attribute, _pick, _rate
+    from grindwatch.io.hdf5 import _DAMAGE_ERRORS
 
     try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise InputError(path, f"is not a readable HDF5 file ({error})") from None
-    with handle:
-        names, items = _pick(path, handle, options)
-        shape = items[0].shape
-        dtype = items[0].dtype
-        rate = _attribute([*items, handle], _RATE_ATTRIBUTES)
-    rate = _rate(path, rate, options.sample_rate)
-    if len(names) == 1 and len(shape) == 2:
-        time_axis = 0 if shape[0] > shape[1] else 1
-        n_samples, n_channels = shape[time_axis], shape[1 - time_axis]
-        channels = [f"{names[0]}[{i}]" for i in range(n_channels)]
-    else:
-        time_axis, n_samples = 0, shape[0]
-        channels = [name.rsplit("/", 1)[-1] for name in names]
-    _, metadata = to_float32(np.zeros(0, dtype=dtype))
+        with h5py.File(path, "r") as handle:
+            layout = _hdf5_layout(path, handle, options)
+    except InputError:
+        raise
+    except _DAMAGE_ERRORS as error:
+        raise InputError(
+            path,
+            f"is not a readable HDF5 file ({type(error).__name__}: {error})",
+            "check that the file was written completely",
+        ) from None
+    names, scale, offset = layout["names"], layout["scale"], layout["offset"]
+    _, metadata = to_float32(np.zeros(0, dtype=layout["dtype"]), scale, offset)
 
     def read(start: int, stop: int) -> np.ndarray:
         with h5py.File(path, "r") as file:
             datasets = [file[name] for name in names]
-            if len(datasets) == 1 and len(shape) == 2:
-                block = datasets[0][start:stop] if time_axis == 0 else None
-                if block is None:
-                    return to_float32(datasets[0][:, start:stop])[0]
-                return to_float32(block.T)[0]
-            return to_float32(np.stack([d[start:stop] for d in datasets]))[0]
+            if not layout["two_d"]:
+                values = np.stack([d[start:stop] for d in datasets])
+            elif layout["time_axis"] == 0:
+                values = datasets[0][start:stop].T
+            else:
+                values = datasets[0][:, start:stop]
+        return to_float32(values, scale, offset)[0]
 
-    return ChunkedStream(path, channels, n_samples, rate, read, metadata)
+    return ChunkedStream(
+        path, layout["channels"], layout["n_samples"], layout["rate"], read, metadata
+    )
 
 
 def open_stream(path: str | Path, options: ReadOptions | None = None) -> ChunkedStream:

@@ -10,11 +10,15 @@ from grindwatch.exceptions import InputError
 from grindwatch.io.frames import finite_or_raise
 from grindwatch.io.options import ReadOptions
 from grindwatch.io.recording import Recording
+from grindwatch.io.samples import to_float32
 
 __all__ = ["read_hdf5"]
 
 _RATE_ATTRIBUTES = ("sample_rate", "sampling_rate", "fs", "rate", "samplerate")
 _CHANNEL_ATTRIBUTES = ("channels", "channel_names", "columns")
+# Physical value = stored value * scale + offset (the CF convention's names first).
+_SCALE_ATTRIBUTES = ("scale_factor", "scale")
+_OFFSET_ATTRIBUTES = ("add_offset", "offset")
 
 
 def _numeric_datasets(handle) -> dict[str, object]:  # noqa: ANN001 - h5py.File
@@ -108,7 +112,15 @@ def _read_open(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN20
         channel_names = [name.rsplit("/", 1)[-1] for name in names]
     rate = _attribute([*items, handle], _RATE_ATTRIBUTES)
     channels = [c.decode() if isinstance(c, bytes) else str(c) for c in channel_names]
-    return names, data, channels, _rate(path, rate, options.sample_rate)
+    scale = _attribute(items, _SCALE_ATTRIBUTES)
+    offset = _attribute(items, _OFFSET_ATTRIBUTES)
+    data, metadata = to_float32(
+        data,
+        None if scale is None else float(np.ravel(scale)[0]),
+        None if offset is None else float(np.ravel(offset)[0]),
+    )
+    metadata["hdf5_datasets"] = names
+    return metadata, data, channels, _rate(path, rate, options.sample_rate)
 
 
 def read_hdf5(path: Path, options: ReadOptions) -> Recording:
@@ -124,7 +136,7 @@ def read_hdf5(path: Path, options: ReadOptions) -> Recording:
 
     try:
         with h5py.File(path, "r") as handle:
-            names, data, channels, rate = _read_open(path, handle, options)
+            metadata, data, channels, rate = _read_open(path, handle, options)
     except InputError:
         raise
     except _DAMAGE_ERRORS as error:
@@ -134,8 +146,6 @@ def read_hdf5(path: Path, options: ReadOptions) -> Recording:
             "check that the file was written completely",
         ) from None
 
-    source_dtype = str(data.dtype)
-    data = data.astype(np.float32)
     data = finite_or_raise(path, data, channels, options.nan_policy)
     recording = Recording(
         name=path.stem,
@@ -143,7 +153,7 @@ def read_hdf5(path: Path, options: ReadOptions) -> Recording:
         channels=channels,
         sample_rate=rate,
         source=path,
-        metadata={"source_dtype": source_dtype, "hdf5_datasets": names},
+        metadata=metadata,
     )
     if options.channels is not None:
         recording = recording.select_channels(list(options.channels))

@@ -11,6 +11,7 @@ from grindwatch.exceptions import InputError
 from grindwatch.io.frames import finite_or_raise
 from grindwatch.io.options import ReadOptions
 from grindwatch.io.recording import Recording
+from grindwatch.io.samples import to_float32
 
 __all__ = ["read_numpy"]
 
@@ -69,17 +70,15 @@ def read_numpy(path: Path, options: ReadOptions) -> Recording:
     if options.sample_rate is not None:
         rate = options.sample_rate
 
-    source_dtype = str(data.dtype)
-    values = finite_or_raise(
-        path, data.astype(np.float32), channels, options.nan_policy
-    )
+    values, metadata = to_float32(data)
+    values = finite_or_raise(path, values, channels, options.nan_policy)
     recording = Recording(
         name=path.stem,
         data=values,
         channels=channels,
         sample_rate=rate,
         source=path,
-        metadata={"source_dtype": source_dtype},
+        metadata=metadata,
     )
     if options.channels is not None:
         recording = recording.select_channels(list(options.channels))
