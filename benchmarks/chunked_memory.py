@@ -1,9 +1,9 @@
 """Peak memory of scoring one large single-stream file in chunks.
 
-Trains a small PCA model on generated one-channel cycles, writes a float32 ``.npy``
-file of the requested size to a temporary folder, scores it in a child process with
-``data.chunk_samples`` set, and prints the child's peak resident memory (from
-``wait4``), its wall time and the window count. The file is deleted afterwards.
+Trains a small PCA model on generated one-channel cycles and writes a float32
+``.npy`` file of the requested size to a temporary folder. A child process scores
+it with ``data.chunk_samples`` set. The script prints the child's peak resident
+memory (from ``wait4``), its wall time and the window count, then deletes the file.
 
     python benchmarks/chunked_memory.py --gigabytes 4
 

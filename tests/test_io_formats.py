@@ -162,7 +162,7 @@ def test_mat_v5_struct_field_selected_by_dotted_name(tmp_path):
 def _write_mat73(path, variables):  # noqa: ANN001
     with h5py.File(path, "w", userblock_size=512) as handle:
         for name, value in variables.items():
-            # MATLAB stores column-major, so the file holds the transpose.
+            # MATLAB stores column-major, so the file contains the transpose.
             dataset = handle.create_dataset(name, data=np.asarray(value).T)
             dataset.attrs["MATLAB_class"] = np.bytes_("double")
     with open(path, "r+b") as handle:

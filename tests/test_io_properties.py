@@ -312,9 +312,9 @@ def test_hdf5_failed_visitation_raises_input_error(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("flips", [[(172, 126)], [(3272, 55)]])
 def test_hdf5_fuzz_inputs_found(tmp_path, flips):
-    # The concrete damaged files from the fuzzing run (offsets into HDF5_BYTES as
-    # h5py 3.16 writes it); with another h5py the bytes may differ, so this checks
-    # only that no exception other than InputError escapes.
+    # The concrete damaged files from the fuzzing run, as offsets into HDF5_BYTES as
+    # h5py 3.16 writes it. Another h5py may write other bytes, so this checks only
+    # that no exception other than InputError escapes.
     damaged = bytearray(HDF5_BYTES)
     for position, value in flips:
         damaged[position] = value
