@@ -251,7 +251,7 @@ def test_two_megahertz_stream_at_small_length(tmp_path):
 def test_match_and_group_by_tool(tmp_path, caplog):
     write_grinding_cycles(tmp_path, 4, tools=("CRIN3-25-V", "B126-X"), **SMALL)
 
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="grindwatch"):
         only = load_recordings(tmp_path, ReadOptions(match=(("tool", "B126-X"),)))
     groups = load_recordings(tmp_path).group_by("tool")
 

@@ -58,7 +58,7 @@ def test_nan_interpolated_when_asked(tmp_path, caplog):
     data[1, 10:13] = np.nan
     path = _write_csv(tmp_path / "gap.csv", data)
 
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
         recording = read_file(path, ReadOptions(nan_policy="interpolate"))[0]
 
     assert np.isfinite(recording.data).all()
@@ -300,7 +300,7 @@ def test_csv_duplicated_timestamps_dropped_with_warning(tmp_path, caplog):
     path = tmp_path / "dup.csv"
     frame.to_csv(path, index=False)
 
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
         recording = read_file(path)[0]
 
     assert recording.n_samples == 100

@@ -185,7 +185,8 @@ def _resampled(channels: list[_Channel], rate: float) -> np.ndarray:
 
 
 def _frames(channel: _Channel, n_frames: int, frame_s: float, hop_s: float):  # noqa: ANN202
-    length = max(int(round(frame_s * channel.rate)), 1)
+    # Rounding can make a frame one sample longer than a channel cut to the cycle.
+    length = min(max(int(round(frame_s * channel.rate)), 1), channel.values.size)
     starts = np.round(np.arange(n_frames) * hop_s * channel.rate).astype(np.int64)
     starts = np.minimum(starts, channel.values.size - length)
     view = np.lib.stride_tricks.sliding_window_view(channel.values, length)
