@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -13,6 +14,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 import grindwatch
 from grindwatch.config import Config
@@ -87,3 +90,20 @@ def running(command: list[str], log: Path, ready_url: str | None = None) -> Iter
 
 def grindwatch_command(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "grindwatch.cli", *arguments]
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """Undo what the CLI's setup_logging does to the logging tree, after a test.
+
+    A CLI command run in-process replaces the root handlers and sets the level of
+    the ``grindwatch`` logger, which would hide INFO records from later tests.
+    """
+    root = logging.getLogger()
+    package = logging.getLogger("grindwatch")
+    handlers, root_level, package_level = root.handlers[:], root.level, package.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(root_level)
+    package.setLevel(package_level)
+    logging.captureWarnings(False)

@@ -27,6 +27,7 @@ from tests.conftest import make_cycle, write_cycles
 from tests.servetools import (
     free_port,
     grindwatch_command,
+    restored_logging,  # noqa: F401 - a fixture
     running,
     train_small,
 )
@@ -201,8 +202,10 @@ def test_body_over_limit_gets_413(trained):
     )
 
     response = limited.post("/score", json=_body(make_cycle(5)))
+    upload = limited.post("/score/file", files={"file": ("a.npy", b"0" * 20_000)})
 
     assert response.status_code == 413
+    assert upload.status_code == 413
 
 
 def test_samples_over_limit_get_413(trained):
@@ -391,6 +394,7 @@ def test_api_has_no_server_errors(api_schema, mode):
     call()
 
 
+@pytest.mark.usefixtures("restored_logging")
 def test_scores_identical_across_interfaces(trained, tmp_path):
     """CLI, Python API, REST service and `mlflow models serve` give the same scores."""
     result = train_small(trained["root"] / "good", tracking=True)

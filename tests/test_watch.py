@@ -21,7 +21,12 @@ from grindwatch.cli import app as cli_app
 from grindwatch.config import Config
 from grindwatch.watch import FileKey, ResultStore, Watcher
 from tests.conftest import write_cycles
-from tests.servetools import grindwatch_command, stop_process, train_small
+from tests.servetools import (
+    grindwatch_command,
+    restored_logging,  # noqa: F401 - a fixture
+    stop_process,
+    train_small,
+)
 
 
 @pytest.fixture(scope="module")
@@ -246,6 +251,7 @@ def test_stored_cycle_has_window_shares(trained, folder, tmp_path):
     )
 
 
+@pytest.mark.usefixtures("restored_logging")
 def test_watch_command_once(trained, folder, tmp_path):
     _register_extensions()
     write_cycles(folder, 2, start_seed=120)

@@ -5,8 +5,8 @@ function resultId() {
   return window.location.pathname.split("/").filter(Boolean).pop();
 }
 
-function windowPosition(window) {
-  return window.start_s !== null ? window.start_s : window.start_sample;
+function windowPosition(item) {
+  return item.start_s !== null ? item.start_s : item.start_sample;
 }
 
 function drawFacts(cycle) {
@@ -30,7 +30,7 @@ function drawFacts(cycle) {
 
 function drawWindowScores(cycle) {
   const windows = cycle.windows;
-  const values = [cycle.threshold, ...windows.map((window) => window.score)];
+  const values = [cycle.threshold, ...windows.map((item) => item.score)];
   const hasTime = windows.length && windows[0].start_s !== null;
   const frame = chartFrame(document.getElementById("window-chart"), values,
     "window score", hasTime ? "window start (s)" : "window start (sample)");
@@ -38,19 +38,19 @@ function drawWindowScores(cycle) {
   const last = windowPosition(windows[windows.length - 1]);
   const x = linearScale(first, last, frame.box.left + 8, frame.box.right - 8);
   svgElement("polyline", {
-    points: windows.map((window) => `${x(windowPosition(window))},${frame.y(window.score)}`)
+    points: windows.map((item) => `${x(windowPosition(item))},${frame.y(item.score)}`)
       .join(" "),
     class: "trace",
   }, frame.svg);
   thresholdLine(frame, cycle.threshold);
-  for (const window of windows) {
+  for (const item of windows) {
     const point = svgElement("circle", {
-      cx: x(windowPosition(window)), cy: frame.y(window.score), r: window.flag ? 5 : 3,
-      class: "point " + (window.flag ? "alarm" : "normal"),
+      cx: x(windowPosition(item)), cy: frame.y(item.score), r: item.flag ? 5 : 3,
+      class: "point " + (item.flag ? "alarm" : "normal"),
     }, frame.svg);
     svgElement("title", {}, point).textContent =
-      `window ${window.window} at ${formatNumber(windowPosition(window))}: ` +
-      formatNumber(window.score);
+      `window ${item.window} at ${formatNumber(windowPosition(item))}: ` +
+      formatNumber(item.score);
   }
 }
 
@@ -72,7 +72,7 @@ function drawChannelBars(cycle) {
 }
 
 function drawShareChart(cycle) {
-  const windows = cycle.windows.filter((window) => window.channel_shares);
+  const windows = cycle.windows.filter((item) => item.channel_shares);
   const container = document.getElementById("share-chart");
   if (!windows.length) {
     container.textContent = "No channel shares were stored for this cycle.";
@@ -81,18 +81,18 @@ function drawShareChart(cycle) {
   const channels = Object.keys(windows[0].channel_shares);
   const frame = chartFrame(container, [1], "share", "window", 1);
   const step = (frame.box.right - frame.box.left) / windows.length;
-  windows.forEach((window, index) => {
+  windows.forEach((item, index) => {
     let base = 0;
     channels.forEach((channel, position) => {
-      const share = window.channel_shares[channel];
+      const share = item.channel_shares[channel];
       const rect = svgElement("rect", {
         x: frame.box.left + index * step, width: Math.max(step - 1, 1),
         y: frame.y(base + share), height: frame.y(base) - frame.y(base + share),
         fill: CHANNEL_COLOURS[position % CHANNEL_COLOURS.length],
-        class: window.flag ? "flagged" : "",
+        class: item.flag ? "flagged" : "",
       }, frame.svg);
       svgElement("title", {}, rect).textContent =
-        `window ${window.window}: ${channel} ${(100 * share).toFixed(1)} %`;
+        `window ${item.window}: ${channel} ${(100 * share).toFixed(1)} %`;
       base += share;
     });
   });
