@@ -53,6 +53,19 @@ def test_top_channel_is_the_faulty_one(cycle_folders, family):
     assert tops == FAULT_CHANNEL
 
 
+@pytest.mark.parametrize("family", ["autoencoder", "pca", "knn", "iforest"])
+def test_score_and_explain_match_separate_calls(cycle_folders, family):
+    config = _config(**{"detector.family": family, "detector.autoencoder.epochs": 2})
+    model = grindwatch.train(cycle_folders["good"], config).model
+    windows = model.prepare(read_data(cycle_folders["bad"], config).recordings)
+    features = model.features(windows.X)
+
+    scores, contributions = model.detector_.score_and_explain(features)
+
+    assert np.allclose(scores, model.detector_.anomaly_score(features))
+    assert np.allclose(contributions, model.detector_.explain(features))
+
+
 def test_top_band_holds_the_added_tone(cycle_folders):
     model = grindwatch.train(cycle_folders["good"], _config()).model
 

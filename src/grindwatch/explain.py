@@ -320,8 +320,7 @@ def explain_recording(model: Model, recording: Recording) -> RecordingExplanatio
     if recording.channels != model.channels_:
         recording = recording.select_channels(model.channels_)
     features = model.features(windows.X)
-    scores = model.detector_.anomaly_score(features)
-    contributions = model.detector_.explain(features)
+    scores, contributions = model.detector_.score_and_explain(features)
     score = model.aggregate(scores)
     return RecordingExplanation(
         recording=recording,

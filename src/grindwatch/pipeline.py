@@ -340,7 +340,10 @@ class Model:
     ):
         windows = self.prepare(recordings)
         features = self.features(windows.X)
-        scores = self.detector_.anomaly_score(features)
+        if attribution:
+            scores, contributions = self.detector_.score_and_explain(features)
+        else:
+            scores = self.detector_.anomaly_score(features)
         flags = scores > self.threshold_.value
         frame = pd.DataFrame(
             {
@@ -361,7 +364,6 @@ class Model:
         if attribution:
             from grindwatch.explain import recording_summary, window_attribution
 
-            contributions = self.detector_.explain(features)
             for name, values in window_attribution(
                 self, contributions, windows.start
             ).items():

@@ -197,3 +197,8 @@ class AutoencoderDetector(BaseDetector):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self._explain(X).mean(axis=(1, 2)).astype(np.float64)
+
+    def _score_and_explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # One forward pass: the score is the mean of the per-element loss.
+        contributions = self._explain(X)
+        return contributions.mean(axis=(1, 2)).astype(np.float64), contributions

@@ -84,6 +84,19 @@ class BaseDetector:
         self._check_fitted(X)
         return self._explain(check_windows(X))
 
+    def score_and_explain(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Anomaly scores and per-element contributions of windows, together.
+
+        Returns what ``anomaly_score`` and ``explain`` return. Detectors whose
+        score is the mean of their contributions compute both in one pass.
+        """
+        self._check_fitted(X)
+        X = check_windows(X)
+        return self._score_and_explain(X)
+
+    def _score_and_explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._score(X), self._explain(X)
+
     def _check_fitted(self, X: Any) -> None:
         if not hasattr(self, "input_shape_"):
             raise NotFittedError(

@@ -99,6 +99,11 @@ class PCADetector(BaseDetector):
     def _explain(self, X: np.ndarray) -> np.ndarray:
         return self._residual(X) ** 2
 
+    def _score_and_explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # One projection: the score is the mean of the squared residual.
+        contributions = self._residual(X) ** 2
+        return contributions.mean(axis=(1, 2)), contributions
+
 
 class KNNDetector(BaseDetector):
     """Mean distance to the k nearest training windows.
