@@ -444,6 +444,26 @@ def test_scores_identical_across_interfaces(trained, tmp_path):
     assert [row["flag"] for row in served] == api.windows["flag"].tolist()
 
 
+def test_model_name_and_version_from_registry(trained):
+    from mlflow import MlflowClient, register_model
+
+    from grindwatch.cli_serve import _model_identity
+
+    result = train_small(trained["root"] / "good", tracking=True)
+    register_model(f"runs:/{result.run_id}/model", "grinder-7")
+    MlflowClient().set_registered_model_alias("grinder-7", "live", "1")
+
+    by_alias = _model_identity("models:/grinder-7@live", None)
+    by_version = _model_identity("models:/grinder-7/1", None)
+    renamed = _model_identity("models:/grinder-7/1", "line 2")
+    folder = _model_identity(str(trained["bundle"]), None)
+
+    assert by_alias == ("grinder-7", "1")
+    assert by_version == ("grinder-7", "1")
+    assert renamed == ("line 2", "1")
+    assert folder == (str(trained["bundle"]), None)
+
+
 def test_serve_command_listens_on_loopback(trained, tmp_path):
     port = free_port()
     command = grindwatch_command(

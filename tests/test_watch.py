@@ -265,7 +265,7 @@ def test_watch_command_once(trained, folder, tmp_path):
             str(trained["bundle"]),
             "--once",
             "--settle",
-            "0",
+            "0.2",
             "--results",
             "out.sqlite",
             "--csv",

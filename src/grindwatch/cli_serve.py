@@ -191,7 +191,11 @@ def watch(
     folder_marker: FolderMarkerOpt = None,
     interval: IntervalOpt = 1.0,
     once: Annotated[
-        bool, typer.Option(help="Scan once, score what is complete, and exit.")
+        bool,
+        typer.Option(
+            help="Scan, wait --settle seconds, scan again, score what is complete, "
+            "and exit."
+        ),
     ] = False,
     verbose: VerboseOpt = 0,
 ) -> None:
@@ -207,7 +211,12 @@ def watch(
         _watcher, loaded, folder, store, csv, settle, marker_suffix, folder_marker
     )
     logger.warning("watching %s; results in %s", folder, results)
-    watcher.run(interval=interval, max_polls=1 if once else None)
+    if once:
+        # A file counts as complete only once two scans --settle seconds apart saw
+        # it unchanged, so one scan alone would score nothing.
+        watcher.run(interval=settle, max_polls=2 if settle > 0 else 1)
+    else:
+        watcher.run(interval=interval)
 
 
 def _store(path: Path):  # noqa: ANN202
