@@ -479,4 +479,4 @@ def test_serve_command_listens_on_loopback(trained, tmp_path):
     assert info["name"] == str(trained["bundle"])
     assert info["channels"] == CHANNELS
     assert "/static/dashboard.js" in page
-    assert Path(tmp_path / "serve.log").read_text().count("serving") == 1
+    assert Path(tmp_path / "serve.log").read_text().count("Serving") == 1

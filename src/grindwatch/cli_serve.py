@@ -118,7 +118,7 @@ def serve(
     import torch
     import uvicorn
 
-    from grindwatch._console import setup_logging
+    from grindwatch._console import console, setup_logging
     from grindwatch.cli import _fail, _run
     from grindwatch.pipeline import load_model
     from grindwatch.serve import ServiceLimits, create_app
@@ -165,15 +165,13 @@ def serve(
             host,
             TOKEN_ENV,
         )
-    logger.warning(
-        "serving %s on http://%s:%d (token %s)",
-        shown_name,
-        host,
-        port,
-        "required" if token else "not required",
-    )
     if not _port_free(host, port):
         _fail(f"port {port} on {host} is in use; pass another --port")
+    console().print(
+        f"Serving {shown_name} on http://{host}:{port} (bearer token "
+        f"{'required' if token else 'not required'}); Ctrl-C stops.",
+        highlight=False,
+    )
     uvicorn.run(
         app, host=host, port=port, log_level="warning" if verbose == 0 else "info"
     )
@@ -200,7 +198,7 @@ def watch(
     verbose: VerboseOpt = 0,
 ) -> None:
     """Score each new recording that lands in a folder; log every alarm."""
-    from grindwatch._console import setup_logging
+    from grindwatch._console import console, setup_logging
     from grindwatch.cli import _run
     from grindwatch.pipeline import load_model
 
@@ -210,7 +208,9 @@ def watch(
     watcher = _run(
         _watcher, loaded, folder, store, csv, settle, marker_suffix, folder_marker
     )
-    logger.warning("watching %s; results in %s", folder, results)
+    console().print(
+        f"Watching {folder}; results in {results}; Ctrl-C stops.", highlight=False
+    )
     if once:
         # A file counts as complete only once two scans --settle seconds apart saw
         # it unchanged, so one scan alone would score nothing.
