@@ -60,24 +60,30 @@ def _number(value: Any) -> str:
 def header(model: Model, scored: ScoreResult, title: str) -> str:
     recordings = scored.recordings
     n_flagged = int(recordings["flag"].sum())
-    window = (
-        f"windows of {model.window_length_} samples, hop {model.hop_}"
-        if model.kind_ == "signals"
-        else "one row per cycle"
-    )
-    rate = f"{model.sample_rate_:g} Hz" if model.sample_rate_ else "not known"
-    frontend = model.config.frontend.kind if model.kind_ == "signals" else "table"
+    threshold = f"threshold {scored.threshold:.4g}"
     run = f", MLflow run {model.run_id_}" if model.run_id_ else ""
+    family = markup.escape(model.config.detector.family)
+    if model.kind_ == "table":
+        counts = f" (above the {threshold})"
+        shape = f"{family} on a feature table of {len(model.channels_)} features"
+    else:
+        windows = scored.windows
+        counts = (
+            f"; {int(windows['flag'].sum())} of {len(windows)} windows above the "
+            f"{threshold}"
+        )
+        rate = f"{model.sample_rate_:g} Hz" if model.sample_rate_ else "not known"
+        shape = (
+            f"{family} on {markup.escape(model.config.frontend.kind)}, "
+            f"{len(model.channels_)} channels, windows of {model.window_length_} "
+            f"samples, hop {model.hop_}, sample rate {rate}"
+        )
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"<header><h1>{markup.escape(title)}</h1>"
         f'<p class="meta">{len(recordings)} recordings scored, <b>{n_flagged} '
-        f"flagged</b>; {int(scored.windows['flag'].sum())} of {len(scored.windows)} "
-        f"windows above the threshold {scored.threshold:.4g}. Model: "
-        f"{markup.escape(model.config.detector.family)} on "
-        f"{markup.escape(frontend)}, {len(model.channels_)} channels, {window}, "
-        f"sample rate {rate}{markup.escape(run)}. Generated {generated} by "
-        f"grindwatch {__version__}.</p></header>"
+        f"flagged</b>{counts}. Model: {shape}{markup.escape(run)}. Generated "
+        f"{generated} by grindwatch {__version__}.</p></header>"
     )
 
 
