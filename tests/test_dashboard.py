@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import shutil
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,14 @@ def _browser(profile: Path):  # noqa: ANN202
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def _wait_for(driver, script: str, timeout: float = 30.0):  # noqa: ANN001, ANN202
     """Run ``script`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -59,7 +69,9 @@ def _wait_for(driver, script: str, timeout: float = 30.0):  # noqa: ANN001, ANN2
     raise TimeoutError(f"page never satisfied: {script}")
 
 
-def test_dropped_recording_appears_as_alarm(tmp_path):
+def test_dropped_recording_appears_as_alarm(tmp_path, monkeypatch):
+    token = "page-token-123"
+    monkeypatch.setenv("GRINDWATCH_TOKEN", token)
     write_cycles(tmp_path / "good", 8)
     train_small(tmp_path / "good", output=tmp_path / "bundle")
     folder = tmp_path / "incoming"
@@ -85,7 +97,8 @@ def test_dropped_recording_appears_as_alarm(tmp_path):
     with running(command, tmp_path / "serve.log", f"{base}/health"):
         driver = _browser(tmp_path / "profile")
         try:
-            driver.get(base + "/")
+            without_token = _status(f"{base}/api/cycles")
+            driver.get(f"{base}/#token={token}")
             _wait_for(
                 driver,
                 "return document.querySelectorAll('#cycles tbody tr').length === 2",
@@ -108,6 +121,7 @@ def test_dropped_recording_appears_as_alarm(tmp_path):
                 "return [...document.querySelectorAll('script[src], link[href]')]"
                 ".map(e => e.getAttribute('src') || e.getAttribute('href'))"
             )
+            address = driver.current_url
             driver.save_screenshot(str(tmp_path / "dashboard.png"))
 
             driver.find_element("css selector", "tr.alarm a").click()
@@ -125,6 +139,8 @@ def test_dropped_recording_appears_as_alarm(tmp_path):
         finally:
             driver.quit()
 
+    assert without_token == 401
+    assert token not in address
     assert alarms_before == 0
     assert "cycle_100.csv" in alarm_text
     assert "ALARM" in alarm_text
