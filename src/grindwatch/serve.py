@@ -328,6 +328,11 @@ _REJECTIONS: dict[int | str, dict[str, Any]] = {
     },
 }
 
+_INVALID_PARAMETER: dict[str, Any] = {
+    "model": ErrorResponse,
+    "description": "Invalid query or path parameter.",
+}
+
 
 class _Rejected(Exception):
     """A request the service rejects with ``status`` and an ErrorResponse body."""
@@ -418,56 +423,7 @@ def create_app(
         """Describe the served model: channels, rate, window, threshold, data."""
         return info
 
-    @app.post(
-        "/score",
-        tags=["scoring"],
-        dependencies=[Depends(authorize)],
-        responses=_REJECTIONS,
-        openapi_extra=_JSON_BODY,
-    )
-    async def score_json(
-        request: Request,
-        explain: Annotated[
-            bool, Query(description="Also return the channel attribution.")
-        ] = True,
-    ) -> ScoreResponse:
-        """Score one recording sent as JSON, samples listed per channel name."""
-        body = await request.body()
-
-        def handle() -> ScoreResponse:
-            parsed = _parse_score_request(body)
-            recording = _recording_from_request(model, parsed, limits)
-            return _score(model, recording, explain)
-
-        return await run_in_threadpool(handle)
-
-    @app.post(
-        "/score/file",
-        tags=["scoring"],
-        dependencies=[Depends(authorize)],
-        responses={
-            **_REJECTIONS,
-            415: {"model": ErrorResponse, "description": "Unsupported file type."},
-        },
-    )
-    def score_file(
-        file: Annotated[
-            UploadFile,
-            File(
-                description="One recording in a format grindwatch reads, chosen by "
-                f"the file name's extension ({', '.join(SIGNAL_SUFFIXES)}). It is "
-                "read with the model's own reading options (delimiter, channels, "
-                "sample rate for files that do not store one)."
-            ),
-        ],
-        explain: Annotated[
-            bool, Form(description="Also return the channel attribution.")
-        ] = True,
-    ) -> ScoreResponse:
-        """Score one recording uploaded as a file."""
-        recording = _recording_from_upload(model, file, limits)
-        return _score(model, recording, explain)
-
+    _add_scoring(app, model, limits, authorize)
     _add_dashboard(app, model, name, store, authorize)
     _document_request_body(app)
     return app
@@ -520,6 +476,62 @@ def _document_request_body(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi
+
+
+def _add_scoring(
+    app: FastAPI, model: Model, limits: ServiceLimits, authorize: Any
+) -> None:
+    """Add POST /score (JSON) and POST /score/file (upload) to ``app``."""
+
+    @app.post(
+        "/score",
+        tags=["scoring"],
+        dependencies=[Depends(authorize)],
+        responses=_REJECTIONS,
+        openapi_extra=_JSON_BODY,
+    )
+    async def score_json(
+        request: Request,
+        explain: Annotated[
+            bool, Query(description="Also return the channel attribution.")
+        ] = True,
+    ) -> ScoreResponse:
+        """Score one recording sent as JSON, samples listed per channel name."""
+        body = await request.body()
+
+        def handle() -> ScoreResponse:
+            parsed = _parse_score_request(body)
+            recording = _recording_from_request(model, parsed, limits)
+            return _score(model, recording, explain)
+
+        return await run_in_threadpool(handle)
+
+    @app.post(
+        "/score/file",
+        tags=["scoring"],
+        dependencies=[Depends(authorize)],
+        responses={
+            **_REJECTIONS,
+            415: {"model": ErrorResponse, "description": "Unsupported file type."},
+        },
+    )
+    def score_file(
+        file: Annotated[
+            UploadFile,
+            File(
+                description="One recording in a format grindwatch reads, chosen by "
+                f"the file name's extension ({', '.join(SIGNAL_SUFFIXES)}). It is "
+                "read with the model's own reading options (delimiter, channels, "
+                "sample rate for files that do not store one)."
+            ),
+        ],
+        explain: Annotated[
+            bool, Form(description="Also return the channel attribution.")
+        ] = True,
+    ) -> ScoreResponse:
+        """Score one recording uploaded as a file."""
+        recording = _recording_from_upload(model, file, limits)
+        return _score(model, recording, explain)
 
 
 def _validation_message(error: RequestValidationError, shown: int = 5) -> str:
@@ -814,7 +826,7 @@ def _add_dashboard(
         "/api/cycles",
         tags=["monitoring"],
         dependencies=[Depends(authorize)],
-        responses={401: _REJECTIONS[401], 422: _REJECTIONS[422]},
+        responses={401: _REJECTIONS[401], 422: _INVALID_PARAMETER},
     )
     def list_cycles(
         limit: Annotated[
@@ -837,7 +849,7 @@ def _add_dashboard(
         responses={
             401: _REJECTIONS[401],
             404: {"model": ErrorResponse, "description": "No result with this id."},
-            422: _REJECTIONS[422],
+            422: _INVALID_PARAMETER,
         },
     )
     def get_cycle(
