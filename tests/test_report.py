@@ -337,9 +337,9 @@ def test_study_summary_direction_and_importances(cycle_folders, tracked):
 def _tuned_study(client: MlflowClient, model_run_id: str) -> None:
     """A study laid out as grindwatch's tuner records one.
 
-    The study run names the objective and direction in tags; trial runs carry
-    kind, number and Optuna state tags, their sampled values as optuna.NAME
-    parameters, and the objective per epoch with the final value logged last at
+    The study run names the objective and direction in tags. Trial runs carry
+    kind, number and Optuna state tags and their sampled values as optuna.NAME
+    parameters. They log the objective per epoch, then the final value last, at
     step 0. The model is the best trial retrained in a run of its own.
     """
     experiment = client.get_run(model_run_id).info.experiment_id

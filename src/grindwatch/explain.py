@@ -1,11 +1,11 @@
 """Attribution: which channel, and which time step, band or feature, made a score high.
 
 Every detector decomposes a window's departure from normal into non-negative
-contributions, one per element of its input (``Model.explain``): the autoencoder's
-per-element reconstruction loss, PCA's squared residual, the squared difference to
-the mean of the k nearest training windows, and for the isolation forest the
-distance from the training median in units of the training spread. Larger means
-that element departs more from normal.
+contributions, one per element of its input (``Model.explain``). The autoencoder
+uses its per-element reconstruction loss, PCA its squared residual, and k-nearest
+neighbours the squared difference to the mean of the nearest training windows.
+For the isolation forest it is the distance from the training median in units of
+the training spread. Larger means that element departs more from normal.
 
 The elements follow the front end. For ``raw`` they are time steps inside the
 window, for ``spectrum`` frequency bands, for ``features`` per-channel statistics.
@@ -54,7 +54,7 @@ class ElementAxis:
         One label per element: the offset in the window, the band's frequency
         range, or the statistic's name.
     column : str or None
-        Name of the score-table column that holds the top element: ``top_sample``,
+        Name of the score-table column that contains the top element: ``top_sample``,
         ``top_band`` or ``top_feature``; None for feature tables.
     band_ranges : ndarray of shape (n_bands, 2) or None
         Lower and upper frequency of each band, in Hz when the sample rate is
@@ -91,8 +91,8 @@ def element_axis(model: Model) -> ElementAxis:
 
 
 def _band_ranges(model: Model) -> tuple[np.ndarray, str]:
-    # The spectrum front end sums rfft bins; bin j of a window of L samples sits at
-    # j / L cycles per sample, so a band's range is its first and past-the-end bin.
+    # The spectrum front end sums rfft bins. Bin j of a window of L samples sits at
+    # j / L cycles per sample, so a band spans its first to its past-the-end bin.
     length = model.window_length_
     edges = band_edges(length // 2 + 1, model.frontend_.n_bands)
     ranges = np.stack([edges[:-1], edges[1:]], axis=1) / length
@@ -106,8 +106,8 @@ def feature_groups(names: list[str]) -> dict[str, list[int]]:
 
     Returns a mapping prefix -> indices, in first-seen order. Names without an
     underscore form a group of their own name. When every name would be its own
-    group, or all share one, the grouping says nothing and one group ``""`` holds
-    everything.
+    group, or all share one, the grouping tells nothing, so one group ``""``
+    contains everything.
     """
     groups: dict[str, list[int]] = {}
     for index, name in enumerate(names):

@@ -47,7 +47,7 @@ ProgressCallback = Callable[[str, int, int], None]
 
 @dataclass
 class ReportResult:
-    """What ``create_report`` wrote and recorded.
+    """The outcome of ``create_report``: the file written and the run recorded.
 
     Attributes
     ----------

@@ -161,7 +161,7 @@ def _threshold_scale(threshold: Threshold):  # noqa: ANN202
     """Map scores to the scale the threshold was fitted on."""
     if not threshold.log_scale:
         return lambda values: values
-    # Scores of new data can fall below the training minimum; clip them onto the
+    # Scores of new data can fall below the training minimum. Clip them onto the
     # scale instead of taking the log of zero or a negative number.
     floor = max(threshold.offset, 1e-300)
     return lambda values: np.log(np.maximum(values + threshold.offset, floor))

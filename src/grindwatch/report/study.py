@@ -60,11 +60,11 @@ class StudySummary:
         ``"guessed"`` (from the metric names).
     direction : {"maximize", "minimize"}
     trials : DataFrame
-        One row per trial in start order: number, run_id, run_name, status (the
-        Optuna state where recorded, else the MLflow status), value (the
-        objective, NaN when missing), is_model (the trial the model came from),
-        completed (finished with an objective value), then one column per
-        parameter that varies between trials.
+        One row per trial in start order. Columns: number, run_id, run_name,
+        status (the Optuna state where recorded, else the MLflow status), value
+        (the objective, NaN when missing), is_model (the trial the model came
+        from) and completed (finished with an objective value). Then follows
+        one column per parameter that varies between trials.
     objective_name : str or None
         What the objective measures, where the study run records it in the tag
         ``grindwatch.objective_name`` (for example ``injected_auc``).
@@ -164,7 +164,7 @@ def _varying(params: pd.DataFrame) -> list[str]:
 
 
 def _column(runs: pd.DataFrame, name: str) -> pd.Series:
-    """A column of ``runs``, or a column of missing values when it is absent."""
+    """Return a column of ``runs``, or missing values when it is absent."""
     if name in runs:
         return runs[name]
     return pd.Series([None] * len(runs), index=runs.index, dtype=object)
@@ -179,7 +179,7 @@ def _trial_numbers(runs: pd.DataFrame) -> pd.Series:
 
 
 def _searched_parameters(runs: pd.DataFrame) -> pd.DataFrame:
-    """The parameters a tuner sampled, named without their prefix.
+    """Select the parameters a tuner sampled, named without their prefix.
 
     Trials that log the sampled values as ``optuna.NAME`` parameters (besides
     their whole configuration) are compared on those alone. Otherwise every
