@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import grindwatch
 from grindwatch.config import Config
 from grindwatch.pipeline import read_data
-from grindwatch.report import build_report, create_report
+from grindwatch.report import build_report, create_report, write_report
 from grindwatch.report.study import summarize_study
 from grindwatch.results import window_table_path, write_table
 from grindwatch.tracking import read_study
@@ -198,6 +198,19 @@ def test_saved_scores_same_table(cycles, tmp_path):
 
     assert table(saved.path) == table(fresh.path)
     assert saved.n_flagged == fresh.n_flagged == 3
+
+
+def test_report_file_follows_the_umask(tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        path = write_report("<!DOCTYPE html>", tmp_path / "r.html")
+    finally:
+        os.umask(previous)
+
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert path.read_text() == "<!DOCTYPE html>"
 
 
 def test_missing_window_table_is_reported(cycles, tmp_path):

@@ -169,7 +169,12 @@ def write_report(text: str, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    # mkstemp creates the file readable by its owner only; a report is meant to be
+    # shared, so give it the permissions a plain open() would under the umask.
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(handle, 0o666 & ~umask)
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
         os.replace(temporary, path)
