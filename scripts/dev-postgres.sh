@@ -11,8 +11,8 @@
 # start ...)"`:
 #
 #   GRINDWATCH_PG_PORT=5433
-#   OPTUNA_STORAGE=postgresql://grindwatch@127.0.0.1:5433/optuna
-#   MLFLOW_BACKEND_STORE_URI=postgresql://grindwatch@127.0.0.1:5433/mlflow
+#   OPTUNA_STORAGE=postgresql+psycopg://grindwatch@127.0.0.1:5433/optuna
+#   MLFLOW_BACKEND_STORE_URI=postgresql+psycopg://grindwatch@127.0.0.1:5433/mlflow
 #
 # For development only: the server trusts every connection from this machine (no
 # password) and listens on loopback alone. docs/scale-out.md shows the settings for
@@ -114,8 +114,10 @@ start() {
         fi
     done
     echo "GRINDWATCH_PG_PORT=$port"
-    echo "OPTUNA_STORAGE=postgresql://$DB_USER@127.0.0.1:$port/optuna"
-    echo "MLFLOW_BACKEND_STORE_URI=postgresql://$DB_USER@127.0.0.1:$port/mlflow"
+    # The URLs name the psycopg 3 driver (extra 'postgres'). A bare postgresql://
+    # means psycopg2 to SQLAlchemy 2.0 and psycopg to SQLAlchemy 2.1.
+    echo "OPTUNA_STORAGE=postgresql+psycopg://$DB_USER@127.0.0.1:$port/optuna"
+    echo "MLFLOW_BACKEND_STORE_URI=postgresql+psycopg://$DB_USER@127.0.0.1:$port/mlflow"
 }
 
 stop() {

@@ -1,0 +1,119 @@
+"""The ``grindwatch spark-score`` command: score a large archive on Apache Spark.
+
+pyspark is imported inside the command, so ``--help`` stays fast and grindwatch runs
+without it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from grindwatch.cli import DataArg, JsonOpt, VerboseOpt, _fail, _run
+
+__all__ = ["register"]
+
+
+def _parse_conf(items: list[str]) -> dict[str, str]:
+    settings = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--conf {item!r} needs the form key=value, e.g. spark.cores.max=8")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def spark_score(
+    data: DataArg = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model folder or MLflow model URI (runs:/ID/model, "
+            "models:/NAME@alias).",
+        ),
+    ] = ...,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Parquet folder for the recording scores; window scores go beside "
+            "it as NAME.windows.parquet.",
+        ),
+    ] = ...,
+    master: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="Spark master URL, e.g. local[4] or spark://HOST:7077 (default: "
+            "spark-submit's or Spark's own, local[*])."
+        ),
+    ] = None,
+    partitions: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            min=1,
+            help="Spark partitions for the batches of files (default: 4 per core).",
+        ),
+    ] = None,
+    conf: Annotated[
+        list[str],
+        typer.Option(
+            "--conf", help="Spark setting as key=value, e.g. spark.executor.memory=4g."
+        ),
+    ] = [],  # noqa: B006
+    attribution: Annotated[
+        bool,
+        typer.Option(help="Add the top channel and band or feature to the tables."),
+    ] = True,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Score recordings in parallel on Spark; write score's two tables as Parquet."""
+    from grindwatch._console import console, setup_logging
+    from grindwatch.pipeline import load_model
+    from grindwatch.spark_scoring import require_pyspark, spark_session
+    from grindwatch.spark_scoring import spark_score as score_on_spark
+
+    setup_logging(verbose)
+    if not data:
+        _fail("no data given; pass the files or folders to score")
+    settings = _parse_conf(conf)
+    _run(require_pyspark)
+    loaded = _run(load_model, model)
+    with _run(spark_session, master, settings) as spark:
+        result = _run(
+            score_on_spark,
+            spark,
+            loaded,
+            data,
+            output,
+            partitions=partitions,
+            attribution=attribution,
+        )
+
+    if json_output:
+        typer.echo(json.dumps(result.summary(), indent=2, default=str))
+        return
+    out = console()
+    out.print(
+        f"{result.n_flagged_recordings} of {result.n_recordings} recordings and "
+        f"{result.n_flagged_windows} of {result.n_windows} windows flagged "
+        f"(threshold {result.threshold:.4g}).",
+        highlight=False,
+    )
+    for skipped in result.skipped:
+        out.print(f"  skipped {skipped['path']}: {skipped['reason']}", highlight=False)
+    out.print(
+        f"Wrote {result.recordings_path} and {result.windows_path}", highlight=False
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``spark-score`` command to the grindwatch CLI."""
+    app.command("spark-score")(spark_score)

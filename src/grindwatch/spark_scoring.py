@@ -1,0 +1,656 @@
+"""Score a large archive of recordings on Apache Spark, with the tables of ``score``.
+
+``spark_score`` lists the files on the driver, as ``grindwatch score`` does, and
+cuts the list into batches of ``BATCH_FILES`` consecutive files. Each Spark task
+reads its batches with grindwatch's own readers and scores them with the model,
+which the driver loads once (from a bundle folder or an MLflow URI) and broadcasts,
+so executors need grindwatch installed but no access to the tracking server.
+
+Spark's entry point is ``DataFrame.mapInArrow``, not MLflow's ``spark_udf``: a UDF
+returns one value per input row, but one recording yields many windows, and the
+result must hold both of ``score``'s tables. The job runs in two stages:
+
+1. Each batch of files becomes one row holding its recording and window tables as
+   Arrow IPC bytes, with their schemas, the recording names and the skipped files.
+   These rows are cached.
+2. The driver merges the schemas (a ``label`` or ``meta.*`` column may exist for
+   some recordings only) and the names that occur in more than one folder, then
+   two more ``mapInArrow`` passes decode the bytes into the recordings and windows
+   tables, which Spark writes as Parquet folders.
+
+The result equals ``Model.score`` on the same files, value for value, when every
+file reads: both then score the same batches of recordings with the same code
+(``tests/test_spark.py`` checks this). Three cases differ, because each batch is
+read apart from the others:
+
+- ``grindwatch score`` takes channels and sample rate from the first file read and
+  matches the others to it; here each recording is matched to the model directly.
+- When files fail to read, later batches hold other recordings than ``score``'s
+  batches of 64 recordings, so a window's ``label`` can be missing where ``score``
+  writes -1 (unknown), in data sets where only some recordings have labels.
+- Feature tables with many rows per file are batched by file, not by 64 rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import pickle
+import sys
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from grindwatch.exceptions import ConfigError, InputError
+from grindwatch.results import window_table_path
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
+
+    from grindwatch.pipeline import Model
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BATCH_FILES",
+    "SparkScoreResult",
+    "require_pyspark",
+    "spark_score",
+    "spark_session",
+]
+
+# Files per batch; equal to Model.score's default batch of 64 recordings, so that
+# both score the same windows together when each file contains one recording.
+BATCH_FILES = 64
+# Columns added for the job and dropped before writing.
+_SOURCE = "_source"
+
+# Models unpickled in this Python worker, by a key drawn per job: Spark reuses
+# workers across tasks, so each worker unpickles a model once.
+_WORKER_MODELS: dict[str, Model] = {}
+
+
+@dataclass
+class SparkScoreResult:
+    """Output folders and counts of one ``spark_score`` job.
+
+    ``recordings_path`` and ``windows_path`` are Parquet folders with the same
+    columns as ``ScoreResult.recordings`` and ``ScoreResult.windows``.
+    """
+
+    recordings_path: Path
+    windows_path: Path
+    n_files: int
+    n_recordings: int
+    n_flagged_recordings: int
+    n_windows: int
+    n_flagged_windows: int
+    threshold: float
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "recordings_path": str(self.recordings_path),
+            "windows_path": str(self.windows_path),
+            "n_files": self.n_files,
+            "n_recordings": self.n_recordings,
+            "n_flagged_recordings": self.n_flagged_recordings,
+            "n_windows": self.n_windows,
+            "n_flagged_windows": self.n_flagged_windows,
+            "threshold": self.threshold,
+            "skipped": self.skipped,
+        }
+
+
+def require_pyspark() -> None:
+    """Raise ConfigError, naming the install command, when pyspark is missing."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "pyspark is not installed; install it with pip install pyspark (or the "
+            "grindwatch extra 'spark')"
+        ) from None
+
+
+@contextlib.contextmanager
+def spark_session(
+    master: str | None = None,
+    conf: dict[str, str] | None = None,
+    app_name: str = "grindwatch",
+) -> Iterator[SparkSession]:
+    """Yield the active Spark session, or start one and stop it afterwards.
+
+    ``master`` is a Spark master URL such as ``local[2]`` or
+    ``spark://host:7077``; None keeps what ``spark-submit`` or the Spark defaults
+    set. With a local master and no ``spark.pyspark.python`` setting, Python
+    workers run this interpreter, so they import the same grindwatch. An active
+    session (a notebook's, or one that ``spark-submit`` started) is used as it is:
+    ``master`` and ``conf`` do not apply to it, and it is left running.
+    """
+    require_pyspark()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        logger.info("using the active Spark session; --master and --conf do not apply")
+        yield active
+        return
+    session = _new_session(master, conf or {}, app_name)
+    try:
+        yield session
+    finally:
+        session.stop()
+
+
+def _new_session(
+    master: str | None, conf: dict[str, str], app_name: str
+) -> SparkSession:
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    settings = dict(conf)
+    if (master or "local").startswith("local"):
+        settings.setdefault("spark.pyspark.python", sys.executable)
+        settings.setdefault("spark.pyspark.driver.python", sys.executable)
+        # In local mode everything runs on this machine: keep Spark's sockets on
+        # loopback rather than on the address the host name resolves to. The JVM
+        # reads SPARK_LOCAL_IP when it starts, which the settings come too late for.
+        settings.setdefault("spark.driver.host", "127.0.0.1")
+        settings.setdefault("spark.driver.bindAddress", "127.0.0.1")
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+# Driver --------------------------------------------------------------------------
+
+
+def spark_score(
+    spark: SparkSession,
+    model: Model | str | Path,
+    data: Any,
+    output: str | Path,
+    *,
+    partitions: int | None = None,
+    attribution: bool = True,
+    batch_files: int = BATCH_FILES,
+) -> SparkScoreResult:
+    """Score recordings on Spark and write ``score``'s two tables as Parquet.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    model : Model, bundle folder or MLflow model URI
+        Loaded once on the driver and broadcast to the executors.
+    data : files, folders, glob patterns, or a Spark DataFrame with a ``path`` column
+        Read with the model's reading options. Folders and patterns are listed on
+        the driver, so executors must see the files under the same paths (a shared
+        or mounted file system; use absolute paths on a cluster). The paths of a
+        DataFrame are collected to the driver in its order.
+    output : path
+        Parquet folder for the recordings table; the windows table goes beside it
+        as ``NAME.windows.parquet`` (``NAME.windows`` without a suffix). An
+        existing Spark output folder is replaced.
+    partitions : int, optional
+        Spark partitions to split the batches into; default four per core.
+    attribution : bool
+        Add the top channel and band, feature or time step, as ``score`` does.
+    batch_files : int
+        Files read and scored together in one batch.
+
+    Raises
+    ------
+    InputError
+        If no file is found, or no recording could be scored.
+    ConfigError
+        If an output path exists and is not a Spark output folder, or column types
+        disagree between recordings.
+    """
+    from pyspark import StorageLevel
+
+    from grindwatch.pipeline import Model, load_model
+
+    if batch_files < 1:
+        raise ConfigError(f"batch_files={batch_files} must be at least 1")
+    if not isinstance(model, Model):
+        model = load_model(model)
+    recordings_path, windows_path = _output_paths(output)
+    paths = _list_paths(data, model)
+    batches = [paths[i : i + batch_files] for i in range(0, len(paths), batch_files)]
+    slices = partitions or min(len(batches), 4 * spark.sparkContext.defaultParallelism)
+    logger.info(
+        "scoring %d files in %d batches on %d partitions",
+        len(paths),
+        len(batches),
+        slices,
+    )
+
+    payload = spark.sparkContext.broadcast(pickle.dumps(model, protocol=5))
+    try:
+        scored = _score_stage(spark, batches, slices, payload, attribution)
+        scored.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            return _write_tables(
+                scored, model, len(paths), recordings_path, windows_path
+            )
+        finally:
+            scored.unpersist()
+    finally:
+        payload.destroy()
+
+
+def _output_paths(output: str | Path) -> tuple[Path, Path]:
+    # Absolute, because the JVM writes the files and its working folder can differ
+    # from this process's.
+    recordings = Path(output).resolve()
+    if recordings.suffix:
+        windows = window_table_path(recordings)
+    else:
+        windows = recordings.with_name(recordings.name + ".windows")
+    for path in (recordings, windows):
+        if path.exists() and not (path / "_SUCCESS").is_file():
+            raise ConfigError(
+                f"{path} exists and is not a Spark output folder; remove it or "
+                "choose another --output"
+            )
+    return recordings, windows
+
+
+def _list_paths(data: Any, model: Model) -> list[str]:
+    """List the files to score, in the order ``grindwatch score`` reads them."""
+    from grindwatch.io import list_files
+
+    if hasattr(data, "select") and hasattr(data, "toLocalIterator"):
+        if "path" not in data.columns:
+            raise ConfigError(
+                f"the DataFrame of recordings has columns {data.columns}; it needs "
+                "a 'path' column"
+            )
+        return [str(row["path"]) for row in data.select("path").toLocalIterator()]
+    if data is None or (isinstance(data, (list, tuple)) and not data):
+        data = model.config.data.paths
+    if not data:
+        raise ConfigError("no data given; pass files or folders to score")
+    return [str(path) for path in list_files(data, model.config.data.kind)]
+
+
+def _score_stage(
+    spark: SparkSession,
+    batches: list[list[str]],
+    slices: int,
+    payload: Any,
+    attribution: bool,
+) -> DataFrame:
+    from pyspark.sql.types import (
+        ArrayType,
+        BinaryType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+    )
+
+    source_schema = StructType(
+        [
+            StructField("batch", LongType(), False),
+            StructField("paths", ArrayType(StringType(), False), False),
+        ]
+    )
+    fields = [
+        StructField("batch", LongType(), False),
+        StructField("names", ArrayType(StringType(), False), False),
+        StructField("skipped", StringType(), False),
+        StructField("counts", ArrayType(LongType(), False), False),
+    ]
+    for table in ("recordings", "windows"):
+        fields.append(StructField(table, BinaryType(), True))
+        fields.append(StructField(f"{table}_schema", BinaryType(), True))
+    score = functools.partial(
+        _score_batches,
+        payload=payload,
+        key=uuid.uuid4().hex,
+        attribution=attribution,
+        folder=os.getcwd(),
+    )
+    # Local rows, not an RDD, so no Python worker has to convert them. Range
+    # partitioning keeps consecutive batches together, so the tables come out in the
+    # order of the files.
+    source = spark.createDataFrame(list(enumerate(batches)), source_schema)
+    source = source.repartitionByRange(slices, "batch")
+    return source.mapInArrow(score, StructType(fields))
+
+
+def _write_tables(
+    scored: DataFrame,
+    model: Model,
+    n_files: int,
+    recordings_path: Path,
+    windows_path: Path,
+) -> SparkScoreResult:
+    from pyspark.sql import functions as F
+
+    summary = scored.select(
+        F.collect_list(F.struct("batch", "skipped")).alias("skipped"),
+        *(F.sum(F.col("counts")[i]).alias(f"count_{i}") for i in range(4)),
+    ).first()
+    skipped = [
+        item
+        for row in sorted(summary["skipped"], key=lambda row: row["batch"])
+        for item in json.loads(row["skipped"])
+    ]
+    counts = [int(summary[f"count_{i}"] or 0) for i in range(4)]
+    if counts[0] == 0:
+        reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:5])
+        raise InputError("data", f"no recording could be scored ({reasons})")
+
+    clashes = [
+        row["name"]
+        for row in scored.select(F.explode("names").alias("name"))
+        .groupBy("name")
+        .count()
+        .where(F.col("count") > 1)
+        .collect()
+    ]
+    for table, path in (("recordings", recordings_path), ("windows", windows_path)):
+        schema = _merged_schema(scored, table)
+        decode = functools.partial(
+            _decode_tables,
+            column=table,
+            schema_bytes=schema.serialize().to_pybytes(),
+            clashes=frozenset(clashes),
+        )
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        frame = scored.select(table).where(F.col(table).isNotNull())
+        frame.mapInArrow(decode, from_arrow_schema(schema)).write.mode(
+            "overwrite"
+        ).parquet(str(path))
+    logger.info("wrote %s and %s", recordings_path, windows_path)
+    return SparkScoreResult(
+        recordings_path=recordings_path,
+        windows_path=windows_path,
+        n_files=n_files,
+        n_recordings=counts[0],
+        n_flagged_recordings=counts[1],
+        n_windows=counts[2],
+        n_flagged_windows=counts[3],
+        threshold=float(model.threshold_.value),
+        skipped=skipped,
+    )
+
+
+def _merged_schema(scored: DataFrame, table: str) -> pa.Schema:
+    """Merge the batches' schemas into one, with columns in order of appearance."""
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+
+    column = f"{table}_schema"
+    distinct = (
+        scored.where(F.col(column).isNotNull())
+        .groupBy(column)
+        .agg(F.min("batch").alias("first"))
+        .orderBy("first")
+        .collect()
+    )
+    merged: dict[str, pa.DataType] = {}
+    for row in distinct:
+        schema = pa.ipc.read_schema(pa.py_buffer(row[column]))
+        for item in schema:
+            if item.name == _SOURCE:
+                continue
+            known = merged.get(item.name)
+            merged[item.name] = (
+                item.type
+                if known is None
+                else _merged_type(item.name, known, item.type)
+            )
+    # Spark cannot write a column of nulls alone; such a column is written as text.
+    return pa.schema(
+        [
+            (name, pa.string() if pa.types.is_null(kind) else kind)
+            for name, kind in merged.items()
+        ]
+    )
+
+
+def _merged_type(name: str, first: pa.DataType, second: pa.DataType) -> pa.DataType:
+    import pyarrow as pa
+
+    if first == second or pa.types.is_null(second):
+        return first
+    if pa.types.is_null(first):
+        return second
+    if _is_number(first) and _is_number(second):
+        # pandas turns a numeric column that some rows lack into float64 as well.
+        return pa.float64()
+    if pa.types.is_string(first) or pa.types.is_large_string(first):
+        if pa.types.is_string(second) or pa.types.is_large_string(second):
+            return pa.large_string()
+    raise ConfigError(
+        f"column {name!r} is {first} in some recordings and {second} in others; "
+        "make the files agree (a meta.json value, or a label column) or score them "
+        "apart"
+    )
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind)
+
+
+# Executors -----------------------------------------------------------------------
+
+
+def _worker_model(payload: Any, key: str) -> Model:
+    model = _WORKER_MODELS.get(key)
+    if model is None:
+        model = pickle.loads(payload.value)
+        _WORKER_MODELS[key] = model
+    return model
+
+
+def _limit_threads() -> None:
+    """Give torch as many threads as Spark gives this task cores."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    if context is None:
+        return
+    import torch
+
+    torch.set_num_threads(max(1, int(context.cpus())))
+
+
+def _score_batches(
+    batches: Iterable[pa.RecordBatch],
+    payload: Any,
+    key: str,
+    attribution: bool,
+    folder: str,
+) -> Iterator[pa.RecordBatch]:
+    """mapInArrow function of stage 1: score each batch of files into one row.
+
+    Files are read from ``folder``, the driver's working folder, so relative paths
+    mean what they mean to the driver; a worker that lacks the folder reads from its
+    own working folder.
+    """
+    import pyarrow as pa
+
+    _limit_threads()
+    model = _worker_model(payload, key)
+    schema = pa.schema(
+        [
+            ("batch", pa.int64()),
+            ("names", pa.list_(pa.string())),
+            ("skipped", pa.string()),
+            ("counts", pa.list_(pa.int64())),
+            ("recordings", pa.binary()),
+            ("recordings_schema", pa.binary()),
+            ("windows", pa.binary()),
+            ("windows_schema", pa.binary()),
+        ]
+    )
+    where = Path(folder)
+    for record_batch in batches:
+        for row in record_batch.to_pylist():
+            with (
+                contextlib.chdir(where) if where.is_dir() else contextlib.nullcontext()
+            ):
+                result = _score_files(model, row, attribution)
+            yield pa.RecordBatch.from_pylist([result], schema=schema)
+
+
+def _score_files(
+    model: Model, row: dict[str, Any], attribution: bool
+) -> dict[str, Any]:
+    recordings, skipped = _read_files(model, row["paths"])
+    result = {
+        "batch": row["batch"],
+        "names": [recording.name for recording in recordings],
+        "skipped": "",
+        "counts": [0, 0, 0, 0],
+        "recordings": None,
+        "recordings_schema": None,
+        "windows": None,
+        "windows_schema": None,
+    }
+    if recordings:
+        scored, score_skipped = _score_recordings(model, recordings, attribution)
+        skipped.extend(score_skipped)
+        if scored is not None:
+            frames = {"recordings": scored.recordings, "windows": scored.windows}
+            # Windows follow their recordings in order, n_windows of each, so each
+            # window's file is known even where two files share a recording name.
+            frames["windows"][_SOURCE] = np.repeat(
+                scored.recordings["source"].to_numpy(),
+                scored.recordings["n_windows"].to_numpy(),
+            )
+            for table, frame in frames.items():
+                result[table], result[f"{table}_schema"] = _to_ipc(frame)
+            result["counts"] = [
+                len(scored.recordings),
+                int(scored.recordings["flag"].sum()),
+                len(scored.windows),
+                int(scored.windows["flag"].sum()),
+            ]
+    result["skipped"] = json.dumps(skipped)
+    return result
+
+
+def _read_files(
+    model: Model, paths: list[str]
+) -> tuple[list[Any], list[dict[str, str]]]:
+    """Read files as ``load_recordings`` does, without matching them to each other."""
+    from grindwatch.io.dataset import _reason, matches_metadata, read_file
+    from grindwatch.pipeline import read_options
+
+    options = read_options(model.config)
+    recordings, skipped = [], []
+    for path in paths:
+        try:
+            read = read_file(path, options)
+        except (InputError, OSError) as error:
+            skipped.append({"path": path, "reason": _reason(error)})
+            logger.warning("skipped %s", error)
+            continue
+        recordings.extend(r for r in read if matches_metadata(r, options.match))
+    return recordings, skipped
+
+
+def _score_recordings(
+    model: Model, recordings: list[Any], attribution: bool
+) -> tuple[Any, list[dict[str, str]]]:
+    """Score with ``Model.score``; None when no recording fits the model."""
+    from grindwatch.io import RecordingSet
+
+    try:
+        scored = model.score(
+            RecordingSet(recordings, kind=model.kind_), attribution=attribution
+        )
+        return scored, scored.skipped
+    except InputError:
+        # Model.score raises when it skipped every recording; list why for each.
+        skipped = []
+        for recording in recordings:
+            try:
+                model.prepare([recording])
+            except InputError as error:
+                skipped.append({"path": str(error.path), "reason": error.problem})
+        if len(skipped) < len(recordings):
+            raise
+        return None, skipped
+
+
+def _to_ipc(frame: pd.DataFrame) -> tuple[bytes, bytes]:
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    # pandas metadata differs between batches and would split equal schemas.
+    table = table.replace_schema_metadata(None)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes(), table.schema.serialize().to_pybytes()
+
+
+def _decode_tables(
+    batches: Iterable[pa.RecordBatch],
+    column: str,
+    schema_bytes: bytes,
+    clashes: frozenset[str],
+) -> Iterator[pa.RecordBatch]:
+    """mapInArrow function of stage 2: one table's rows from the stored bytes."""
+    import pyarrow as pa
+
+    schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+    for record_batch in batches:
+        for blob in record_batch.column(column).to_pylist():
+            table = pa.ipc.open_stream(blob).read_all()
+            table = _conform(_rename_clashes(table, clashes), schema)
+            yield from table.to_batches()
+
+
+def _rename_clashes(table: pa.Table, clashes: frozenset[str]) -> pa.Table:
+    """Prefix names found in several files with their folder, as loading does."""
+    import pyarrow as pa
+
+    if not clashes:
+        return table
+    source = "source" if "source" in table.column_names else _SOURCE
+    names = table.column("recording").to_pylist()
+    sources = table.column(source).to_pylist()
+    renamed = [
+        f"{PurePath(path).parent.name}/{name}" if name in clashes and path else name
+        for name, path in zip(names, sources, strict=True)
+    ]
+    index = table.column_names.index("recording")
+    return table.set_column(
+        index, "recording", pa.array(renamed, type=table.schema.field(index).type)
+    )
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Columns of ``schema`` in its order and types; missing ones are null."""
+    import pyarrow as pa
+
+    arrays = []
+    for item in schema:
+        if item.name in table.column_names:
+            arrays.append(table.column(item.name).cast(item.type))
+        else:
+            arrays.append(pa.nulls(table.num_rows, type=item.type))
+    return pa.Table.from_arrays(arrays, schema=schema)

@@ -1,0 +1,238 @@
+"""Spark scoring: the tables of ``grindwatch score``, computed on Spark in local mode.
+
+The Spark tests need pyspark (extra ``spark``) and a Java runtime; they skip without
+them. One Spark session (``local[2]``, no UI) serves the whole module.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from grindwatch import cli
+from grindwatch.cli_spark import register
+from grindwatch.config import Config
+from grindwatch.exceptions import ConfigError
+from grindwatch.pipeline import load_model, score, train
+from grindwatch.spark_scoring import (
+    _conform,
+    _merged_type,
+    _output_paths,
+    _rename_clashes,
+)
+from tests.conftest import make_cycle
+from tests.servetools import restored_logging  # noqa: F401 - a fixture
+
+N_GOOD = 990
+N_BAD = 12
+RATE = 1000.0
+# PySpark 4.3 warns that it does not fully support pandas 3; grindwatch passes Arrow
+# batches (mapInArrow), not pandas frames, between Python and the JVM.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:PySpark does not yet fully support pandas:FutureWarning"
+)
+
+
+def _needs_spark() -> None:
+    pytest.importorskip("pyspark", reason="pyspark is not installed (extra 'spark')")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs a Java runtime; none is on PATH")
+
+
+def _save(path: Path, data: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, data=data, channels=["vib_x", "vib_y", "current"], sample_rate=RATE)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1004 scorable recordings in good/ and bad/, plus a short and an empty file.
+
+    good/clash.npz and bad/clash.npz share a name, so both tables must prefix it
+    with the folder. The empty file sorts last: a file that fails to read shifts
+    the batches of ``grindwatch score`` after it (see ``grindwatch.spark_scoring``).
+    """
+    root = tmp_path_factory.mktemp("archive")
+    for i in range(N_GOOD):
+        _save(root / "good" / f"cycle_{i:04d}.npz", make_cycle(i, n_samples=1024))
+    for i in range(N_BAD):
+        data = make_cycle(5000 + i, n_samples=1024, anomaly="spike")
+        _save(root / "bad" / f"cycle_{5000 + i:04d}.npz", data)
+    _save(root / "good" / "clash.npz", make_cycle(7000, n_samples=1024))
+    _save(root / "bad" / "clash.npz", make_cycle(7001, n_samples=1024, anomaly="level"))
+    _save(root / "good" / "short.npz", make_cycle(7002, n_samples=100))
+    (root / "good" / "zz_empty.npz").touch()
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_folder(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("model")
+    config = Config().with_overrides(
+        {
+            "detector.family": "pca",
+            "windows.length": 256,
+            "frontend.n_bands": 16,
+            "tracking.enabled": False,
+        }
+    )
+    training = sorted((archive / "good").glob("cycle_0[01]*.npz"))
+    train(training, config, output=folder / "model")
+    return folder / "model"
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator:
+    _needs_spark()
+    from grindwatch.spark_scoring import spark_session
+
+    settings = {
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": "4",
+    }
+    with spark_session("local[2]", settings, app_name="grindwatch-tests") as session:
+        yield session
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    app.command("score")(cli.score)
+    register(app)
+    return app
+
+
+# Spark in local mode ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("restored_logging")
+def test_spark_score_equals_score_command(spark, archive, model_folder):
+    app = _cli()
+    common = [str(archive), "--model", str(model_folder), "--json"]
+
+    local = CliRunner().invoke(app, ["score", *common, "--output", "local.parquet"])
+    on_spark = CliRunner().invoke(
+        app, ["spark-score", *common, "--output", "spark.parquet"]
+    )
+
+    assert local.exit_code == 0, local.output
+    assert on_spark.exit_code == 0, on_spark.output
+    summary = json.loads(on_spark.stdout)
+    assert summary["n_files"] == N_GOOD + N_BAD + 4
+    assert summary["n_recordings"] == N_GOOD + N_BAD + 2
+    local_summary = json.loads(local.stdout)["summary"]
+    assert summary["n_flagged_recordings"] == local_summary["n_flagged_recordings"]
+    assert summary["n_windows"] == local_summary["n_windows"]
+    skipped = {Path(item["path"]).name for item in summary["skipped"]}
+    assert skipped == {"short.npz", "zz_empty.npz"}
+    assert skipped == {Path(item["path"]).name for item in local_summary["skipped"]}
+    # Exact equality, float scores included: the same batches go through the same
+    # code, so not even the last bit may differ.
+    for name in ("{}.parquet", "{}.windows.parquet"):
+        expected = pd.read_parquet(name.format("local"))
+        found = pd.read_parquet(name.format("spark"))
+        pd.testing.assert_frame_equal(found, expected, check_exact=True)
+    recordings = pd.read_parquet("spark.parquet")
+    assert {"good/clash", "bad/clash"} <= set(recordings["recording"])
+    assert recordings.loc[recordings["label"] == 1, "flag"].all()
+    assert recordings.loc[recordings["label"] == 0, "flag"].mean() < 0.1
+
+
+@pytest.mark.slow
+def test_spark_score_takes_dataframe_of_paths(spark, archive, model_folder, tmp_path):
+    from grindwatch.spark_scoring import spark_score
+
+    paths = [str(path) for path in sorted((archive / "good").glob("cycle_01*.npz"))]
+    paths = paths[::-1] + [str(archive / "bad" / "clash.npz")]
+    frame = spark.createDataFrame([(path,) for path in paths], "path string")
+    model = load_model(model_folder)
+
+    result = spark_score(
+        spark, model, frame, tmp_path / "scores", batch_files=7, attribution=False
+    )
+
+    expected = score(model, paths, attribution=False)
+    found = pd.read_parquet(result.recordings_path)
+    windows = pd.read_parquet(result.windows_path)
+    assert result.windows_path == (tmp_path / "scores.windows").resolve()
+    assert result.n_recordings == len(paths)
+    assert list(found["recording"]) == list(expected.recordings["recording"])
+    assert list(windows.columns) == list(expected.windows.columns)
+    # Batches of 7 files are not score's batches of 64 recordings, and the float32
+    # matrix products round differently with another batch: equal to float32
+    # rounding (a few units in the last place), not bit for bit.
+    np.testing.assert_allclose(found["score"], expected.recordings["score"], rtol=1e-6)
+    np.testing.assert_allclose(windows["score"], expected.windows["score"], rtol=1e-6)
+
+
+def test_spark_score_without_pyspark_names_extra(monkeypatch, archive, model_folder):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyspark", None)
+
+    outcome = CliRunner().invoke(
+        _cli(), ["spark-score", str(archive), "-m", str(model_folder), "-o", "x"]
+    )
+
+    assert outcome.exit_code == 2
+    assert "pip install pyspark" in outcome.output
+
+
+# Table merging, without Spark ---------------------------------------------------------
+
+
+def test_merged_type_widens_int_and_float():
+    assert _merged_type("label", pa.int64(), pa.float64()) == pa.float64()
+    assert _merged_type("label", pa.int8(), pa.null()) == pa.int8()
+    assert _merged_type("meta.a", pa.string(), pa.large_string()) == pa.large_string()
+
+
+def test_merged_type_rejects_text_and_number():
+    with pytest.raises(ConfigError, match="'meta.operator' is int64 in some"):
+        _merged_type("meta.operator", pa.int64(), pa.large_string())
+
+
+def test_conform_fills_missing_columns_with_nulls():
+    table = pa.table({"recording": ["a", "b"], "score": [1.0, 2.0]})
+    schema = pa.schema(
+        [("recording", pa.string()), ("label", pa.int64()), ("score", pa.float64())]
+    )
+
+    conformed = _conform(table, schema)
+
+    assert conformed.schema == schema
+    assert conformed.column("label").null_count == 2
+    assert conformed.column("score").to_pylist() == [1.0, 2.0]
+
+
+def test_rename_clashes_prefixes_the_folder():
+    windows = pa.table(
+        {
+            "recording": ["x", "x", "y"],
+            "_source": ["data/good/x.npz", "data/good/x.npz", "data/bad/y.npz"],
+        }
+    )
+    recordings = pa.table({"recording": ["x"], "source": ["data/bad/x.npz"]})
+
+    renamed_windows = _rename_clashes(windows, frozenset({"x"}))
+    renamed_recordings = _rename_clashes(recordings, frozenset({"x"}))
+
+    assert renamed_windows.column("recording").to_pylist() == ["good/x", "good/x", "y"]
+    assert renamed_recordings.column("recording").to_pylist() == ["bad/x"]
+
+
+def test_output_path_that_is_a_file_is_rejected(tmp_path):
+    (tmp_path / "scores.parquet").write_text("not a Spark folder")
+
+    with pytest.raises(ConfigError, match="is not a Spark output folder"):
+        _output_paths(tmp_path / "scores.parquet")
