@@ -137,3 +137,20 @@ def test_recording_shorter_than_window_is_skipped(cycle_folders):
 
     with pytest.raises(InputError, match="fewer than one window"):
         grindwatch.train(cycle_folders["good"], config)
+
+
+def test_saved_bundle_and_tables_follow_umask(cycle_folders, tmp_path):
+    import os
+    import stat
+
+    from grindwatch.results import write_table
+
+    previous = os.umask(0o022)
+    try:
+        result = grindwatch.train(cycle_folders["good"], _config(), output=tmp_path / "m")
+        table = write_table(result.training.recordings, tmp_path / "r.csv")
+    finally:
+        os.umask(previous)
+
+    for path in (tmp_path / "m" / "model.pkl", table):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644

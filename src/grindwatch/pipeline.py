@@ -17,6 +17,7 @@ from grindwatch.config import Config
 from grindwatch.detectors import BaseDetector, make_detector
 from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.io import ReadOptions, Recording, RecordingSet, load_recordings
+from grindwatch.results import atomic_write_bytes
 from grindwatch.signals import ChannelScaler, FrontEnd, WindowSet, make_windows
 from grindwatch.thresholds import fit_threshold
 
@@ -428,15 +429,15 @@ class Model:
         folder.mkdir(parents=True, exist_ok=True)
         training_windows = self.__dict__.pop("training_windows_", None)
         try:
-            _atomic_write_bytes(folder / BUNDLE_FILE, pickle.dumps(self, protocol=5))
+            atomic_write_bytes(folder / BUNDLE_FILE, pickle.dumps(self, protocol=5))
         finally:
             if training_windows is not None:
                 self.training_windows_ = training_windows
-        _atomic_write_bytes(
+        atomic_write_bytes(
             folder / "model.json",
             json.dumps(self.describe(), indent=2, default=str).encode(),
         )
-        _atomic_write_bytes(folder / "config.yaml", self.config.to_yaml().encode())
+        atomic_write_bytes(folder / "config.yaml", self.config.to_yaml().encode())
         return folder
 
     @staticmethod
@@ -471,20 +472,6 @@ def _recording_label(recording: Recording) -> int | None:
     if recording.sample_labels is not None:
         return int((recording.sample_labels > 0).any())
     return recording.label
-
-
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    import os
-    import tempfile
-
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(payload)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 @dataclass

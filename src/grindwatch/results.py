@@ -10,7 +10,36 @@ import pandas as pd
 
 from grindwatch.exceptions import ConfigError
 
-__all__ = ["window_table_path", "write_table"]
+__all__ = ["atomic_write_bytes", "window_table_path", "write_table"]
+
+
+def _temporary_beside(path: Path) -> str:
+    """Create an empty temporary file next to ``path`` with the usual permissions.
+
+    mkstemp makes files readable by their owner only; result files are meant to be
+    shared, so they get what a plain open() would give under the current umask.
+    """
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(handle, 0o666 & ~umask)
+    os.close(handle)
+    return temporary
+
+
+def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:
+    """Write ``payload`` to ``path`` via a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary_beside(path)
+    try:
+        with open(temporary, "wb") as out:
+            out.write(payload)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
@@ -24,8 +53,7 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     if suffix not in (".csv", ".parquet"):
         raise ConfigError(f"{path}: output must end in .csv or .parquet")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
+    temporary = _temporary_beside(path)
     try:
         if suffix == ".csv":
             frame.to_csv(temporary, index=False)

@@ -163,25 +163,9 @@ def build_report(
 def write_report(text: str, path: str | Path) -> Path:
     """Write the report via a temporary file and a rename, so a reader never sees
     half a file and an interrupted write keeps any earlier report."""
-    import os
-    import tempfile
+    from grindwatch.results import atomic_write_bytes
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    # mkstemp creates the file readable by its owner only; a report is meant to be
-    # shared, so give it the permissions a plain open() would under the umask.
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(handle, 0o666 & ~umask)
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def read_scores(path: str | Path, threshold: float) -> ScoreResult:
