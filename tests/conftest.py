@@ -12,6 +12,23 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
+def restore_logging():  # noqa: ANN201
+    """Undo the handlers and levels an in-process CLI run installs."""
+    import logging
+
+    root = logging.getLogger()
+    package = logging.getLogger("grindwatch")
+    root_handlers, root_level = root.handlers[:], root.level
+    package_handlers, package_level = package.handlers[:], package.level
+    yield
+    root.handlers[:] = root_handlers
+    root.setLevel(root_level)
+    package.handlers[:] = package_handlers
+    package.setLevel(package_level)
+    logging.captureWarnings(False)
+
+
+@pytest.fixture(autouse=True)
 def isolated_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run every test in its own folder with its own SQLite MLflow store."""
     monkeypatch.chdir(tmp_path)
