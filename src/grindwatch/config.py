@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from grindwatch.exceptions import ConfigError
+from grindwatch.tune_config import TuneConfig
 
 __all__ = ["Config", "load_config"]
 
@@ -185,6 +186,7 @@ class Config(_Section):
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
     aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
     seed: int = 0
 
     @property

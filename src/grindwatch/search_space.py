@@ -1,0 +1,207 @@
+"""The Optuna search space over the whole pipeline, drawn as config overrides.
+
+A trial draws a front end, window length and hop, a detector family and that
+family's own settings from ``tune.space`` (see ``grindwatch.tune_config``), and
+returns them as dotted config overrides. Optuna parameter names are the space's
+names; a family's settings carry the family as prefix (``autoencoder.loss``), and
+per-layer settings the layer index (``autoencoder.filters_0``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from grindwatch.exceptions import ConfigError
+from grindwatch.tune_config import Range, SearchSpace, Spec
+
+if TYPE_CHECKING:
+    import optuna
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TABLE_FAMILIES", "check_space", "limit_window_lengths", "suggest_overrides"]
+
+TABLE_FAMILIES = ("iforest", "pca", "knn")
+_FAMILIES = ("autoencoder", *TABLE_FAMILIES)
+_FRONTENDS = ("raw", "spectrum", "features")
+
+
+def _choices(spec: Spec) -> list[Any] | None:
+    """Return the values of a categorical or fixed setting, or None for a range."""
+    if isinstance(spec, Range):
+        return None
+    return list(spec) if isinstance(spec, list) else [spec]
+
+
+def _draw(trial: optuna.Trial, name: str, spec: Spec) -> Any:
+    if isinstance(spec, Range):
+        if spec.low == spec.high:
+            return spec.low
+        if spec.is_int:
+            return trial.suggest_int(
+                name,
+                int(spec.low),
+                int(spec.high),
+                step=int(spec.step or 1),
+                log=spec.log,
+            )
+        return trial.suggest_float(
+            name, float(spec.low), float(spec.high), step=spec.step, log=spec.log
+        )
+    choices = _choices(spec)
+    if len(choices) == 1:
+        return choices[0]
+    return trial.suggest_categorical(name, choices)
+
+
+def check_space(space: SearchSpace, kind: str) -> SearchSpace:
+    """Validate the space for data of ``kind`` and return the space to search.
+
+    Feature tables have no windows or front end, so only the families that take
+    tables remain; the autoencoder is dropped from the family choices.
+
+    Raises
+    ------
+    ConfigError
+        If a family or front end is unknown, or no family fits the data.
+    """
+    families = _choices(space.family)
+    if families is None:
+        raise ConfigError("tune.space.family must be a list of families, not a range")
+    unknown = sorted(set(map(str, families)) - set(_FAMILIES))
+    if unknown:
+        raise ConfigError(
+            f"tune.space.family has unknown families {unknown}; use some of "
+            f"{list(_FAMILIES)}"
+        )
+    frontends = _choices(space.frontend)
+    if frontends is None or not set(map(str, frontends)) <= set(_FRONTENDS):
+        raise ConfigError(
+            f"tune.space.frontend must list front ends from {list(_FRONTENDS)}, got "
+            f"{space.frontend!r}"
+        )
+    if kind != "table":
+        return space
+
+    table_families = [family for family in families if family in TABLE_FAMILIES]
+    if not table_families:
+        raise ConfigError(
+            f"feature tables need a detector family from {list(TABLE_FAMILIES)}, but "
+            f"tune.space.family is {families}; add one of them"
+        )
+    return space.model_copy(update={"family": table_families, "frontend": "raw"})
+
+
+def limit_window_lengths(space: SearchSpace, max_length: int) -> SearchSpace:
+    """Drop window lengths above ``max_length`` samples, the shortest usable piece.
+
+    Raises
+    ------
+    ConfigError
+        If every window length is too long.
+    """
+    spec = space.window_length
+    if isinstance(spec, Range):
+        if spec.low > max_length:
+            raise ConfigError(
+                f"tune.space.window_length starts at {spec.low} samples, but the "
+                f"shortest training or held-out piece has {max_length}; search "
+                "shorter windows"
+            )
+        high = min(spec.high, max_length)
+        return space.model_copy(
+            update={
+                "window_length": Range(
+                    low=spec.low, high=high, log=spec.log, step=spec.step
+                )
+            }
+        )
+
+    lengths = _choices(spec)
+    usable = [length for length in lengths if int(length) <= max_length]
+    if not usable:
+        raise ConfigError(
+            f"every window length in tune.space.window_length {lengths} is longer "
+            f"than the shortest training or held-out piece ({max_length} samples); "
+            "search shorter windows or lower tune.holdout_fraction"
+        )
+    if len(usable) < len(lengths):
+        logger.warning(
+            "window lengths %s are longer than the shortest training or held-out "
+            "piece (%d samples) and are left out of the search",
+            [length for length in lengths if int(length) > max_length],
+            max_length,
+        )
+    return space.model_copy(update={"window_length": usable})
+
+
+def _autoencoder(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
+    settings = space.autoencoder
+    depth = int(_draw(trial, "autoencoder.n_layers", settings.n_layers))
+    filters = [
+        int(_draw(trial, f"autoencoder.filters_{i}", settings.filters))
+        for i in range(depth)
+    ]
+    kernels = [
+        int(_draw(trial, f"autoencoder.kernel_size_{i}", settings.kernel_size))
+        for i in range(depth)
+    ]
+    stride = int(_draw(trial, "autoencoder.stride", settings.stride))
+    latent = _draw(trial, "autoencoder.latent_size", settings.latent_size)
+    prefix = "detector.autoencoder."
+    return {
+        prefix + "filters": filters,
+        prefix + "kernel_sizes": kernels,
+        prefix + "strides": [stride] * depth,
+        prefix + "latent_size": None if latent is None else int(latent),
+        prefix + "loss": _draw(trial, "autoencoder.loss", settings.loss),
+        prefix + "learning_rate": float(
+            _draw(trial, "autoencoder.learning_rate", settings.learning_rate)
+        ),
+        prefix + "batch_size": int(
+            _draw(trial, "autoencoder.batch_size", settings.batch_size)
+        ),
+        prefix + "epochs": int(_draw(trial, "autoencoder.epochs", settings.epochs)),
+    }
+
+
+def _family_settings(
+    trial: optuna.Trial, space: SearchSpace, family: str
+) -> dict[str, Any]:
+    if family == "autoencoder":
+        return _autoencoder(trial, space)
+    section = getattr(space, family)
+    return {
+        f"detector.{family}.{name}": _draw(trial, f"{family}.{name}", spec)
+        for name, spec in section
+    }
+
+
+def suggest_overrides(
+    trial: optuna.Trial, space: SearchSpace, kind: str
+) -> dict[str, Any]:
+    """Draw one pipeline variant and return it as dotted config overrides.
+
+    ``space`` is the result of ``check_space`` (and ``limit_window_lengths``).
+    The spectrum's band count is capped at half the window length.
+    """
+    overrides: dict[str, Any] = {}
+    if kind != "table":
+        frontend = _draw(trial, "frontend", space.frontend)
+        length = int(_draw(trial, "window_length", space.window_length))
+        hop_fraction = float(_draw(trial, "hop_fraction", space.hop_fraction))
+        overrides["frontend.kind"] = frontend
+        overrides["windows.length"] = length
+        overrides["windows.hop"] = max(1, int(round(length * hop_fraction)))
+        if frontend == "spectrum":
+            bands = int(_draw(trial, "n_bands", space.n_bands))
+            overrides["frontend.n_bands"] = max(1, min(bands, length // 2))
+    else:
+        # Table rows are features already; the pipeline applies no front end.
+        overrides["frontend.kind"] = "raw"
+
+    family = _draw(trial, "family", space.family)
+    overrides["detector.family"] = family
+    overrides.update(_family_settings(trial, space, family))
+    return overrides

@@ -1,0 +1,152 @@
+"""Settings of ``grindwatch tune``: the study, its objective and its search space.
+
+Each searched setting of the space is written in one of three forms:
+
+- a list: the choices of a categorical parameter, e.g. ``[raw, spectrum]``;
+- a range ``{low: 1.0e-4, high: 1.0e-2, log: true}``: an integer parameter when
+  ``low``, ``high`` (and ``step``) are integers, else a float parameter;
+- a single value: fixed, not searched.
+
+Narrow the space by shortening lists or ranges, widen it by lengthening them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["Range", "SearchSpace", "TuneConfig"]
+
+Scalar = str | int | float | bool | None
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Range(_Section):
+    """A numeric range searched by Optuna; ``log`` samples on a log scale."""
+
+    low: int | float
+    high: int | float
+    log: bool = False
+    step: int | float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low > self.high:
+            raise ValueError(f"low={self.low} is above high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got low={self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("a range cannot have both log and step")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        return all(
+            isinstance(value, int) and not isinstance(value, bool)
+            for value in (self.low, self.high, self.step or 1)
+        )
+
+
+# Union order matters: pydantic tries a list, then a range mapping, then a value.
+Spec = list[Scalar] | Range | Scalar
+
+
+def _not_empty(values: dict[str, Any]) -> None:
+    for name, spec in values.items():
+        if isinstance(spec, list) and not spec:
+            raise ValueError(f"{name} has no choices; give at least one value")
+
+
+class _Space(_Section):
+    @model_validator(mode="after")
+    def _choices_given(self) -> _Space:
+        _not_empty(dict(self))
+        return self
+
+
+class AutoencoderSpace(_Space):
+    """Autoencoder settings searched; filters and kernel size are drawn per layer."""
+
+    n_layers: Spec = Field(default_factory=lambda: Range(low=1, high=3))
+    filters: Spec = Field(default_factory=lambda: [8, 16, 32])
+    kernel_size: Spec = Field(default_factory=lambda: [3, 5, 7, 9])
+    stride: Spec = Field(default_factory=lambda: [1, 2])
+    latent_size: Spec = Field(default_factory=lambda: [4, 8, 16, 32])
+    loss: Spec = Field(default_factory=lambda: ["mse", "mae", "huber"])
+    learning_rate: Spec = Field(
+        default_factory=lambda: Range(low=1e-4, high=1e-2, log=True)
+    )
+    batch_size: Spec = Field(default_factory=lambda: [32, 64, 128])
+    epochs: Spec = Field(default_factory=lambda: Range(low=5, high=30))
+
+
+class IForestSpace(_Space):
+    n_estimators: Spec = Field(
+        default_factory=lambda: Range(low=50, high=300, log=True)
+    )
+    max_samples: Spec = Field(default_factory=lambda: ["auto", 128, 512])
+
+
+class PCASpace(_Space):
+    n_components: Spec = Field(default_factory=lambda: Range(low=0.5, high=0.99))
+
+
+class KNNSpace(_Space):
+    n_neighbors: Spec = Field(default_factory=lambda: Range(low=1, high=30, log=True))
+
+
+class SearchSpace(_Space):
+    """The pipeline variants a study draws from.
+
+    ``hop_fraction`` is the hop as a share of the window length. ``n_bands`` applies
+    to the spectrum front end and is capped at half the window length. Feature
+    tables search only the detector families that take tables (iforest, pca, knn).
+    """
+
+    frontend: Spec = Field(default_factory=lambda: ["raw", "spectrum"])
+    window_length: Spec = Field(default_factory=lambda: [256, 512, 1024, 2048])
+    hop_fraction: Spec = Field(default_factory=lambda: [0.5, 1.0])
+    n_bands: Spec = Field(default_factory=lambda: [16, 32, 64])
+    family: Spec = Field(
+        default_factory=lambda: ["autoencoder", "iforest", "pca", "knn"]
+    )
+    autoencoder: AutoencoderSpace = Field(default_factory=AutoencoderSpace)
+    iforest: IForestSpace = Field(default_factory=IForestSpace)
+    pca: PCASpace = Field(default_factory=PCASpace)
+    knn: KNNSpace = Field(default_factory=KNNSpace)
+
+
+class TuneConfig(_Section):
+    """Settings of a tuning study.
+
+    ``storage`` is an SQLAlchemy URL; None means an SQLite file ``optuna.db`` in the
+    working folder. ``timeout`` is in seconds and stops the starting of new trials in
+    this process. ``objective`` ``injected_auc`` is label-free; ``labeled_auc`` lets
+    labels drive the search and must be asked for explicitly. ``holdout`` ``auto``
+    holds out whole recordings when there are at least 10 (rows for feature tables),
+    else the last ``holdout_fraction`` of each recording.
+    """
+
+    n_trials: int = Field(default=30, ge=1)
+    timeout: float | None = Field(default=None, gt=0)
+    jobs: int = Field(default=1, ge=1)
+    storage: str | None = None
+    study_name: str = Field(default="grindwatch", min_length=1)
+    objective: Literal["injected_auc", "labeled_auc"] = "injected_auc"
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    holdout: Literal["auto", "recordings", "segments"] = "auto"
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=0.8)
+    injections: list[str] | None = None
+    max_fit_windows: int = Field(default=4000, ge=10)
+    max_holdout_windows: int = Field(default=1000, ge=10)
+    # PyTorch threads per trial; None shares the CPU cores among the jobs. Small
+    # networks often run fastest on one thread.
+    torch_threads: int | None = Field(default=None, ge=1)
+    registered_model: str | None = None
+    alias: str = Field(default="champion", min_length=1)
+    space: SearchSpace = Field(default_factory=SearchSpace)
