@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from grindwatch.evaluate import evaluate
     from grindwatch.io import Recording, RecordingSet, load_recordings
     from grindwatch.pipeline import Model, load_model, score, train
+    from grindwatch.tuning import tune
 
 _EXPORTS = {
     "Config": "grindwatch.config",
@@ -32,6 +33,7 @@ _EXPORTS = {
     "load_model": "grindwatch.pipeline",
     "score": "grindwatch.pipeline",
     "train": "grindwatch.pipeline",
+    "tune": "grindwatch.tuning",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

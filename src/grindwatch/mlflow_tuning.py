@@ -1,0 +1,372 @@
+"""MLflow glue for tuning studies: a parent run per study, a nested run per trial.
+
+Every run is created and ended through ``MlflowClient`` with explicit run ids, never
+through MLflow's global active run, so trials running in parallel threads or
+processes cannot log into each other's runs. Runs carry these tags:
+
+- ``grindwatch.kind``: ``study`` for the parent, ``trial`` for each trial;
+- ``grindwatch.study`` and, on trial runs, ``grindwatch.trial_number``;
+- ``grindwatch.trial_state``: the Optuna state (COMPLETE, PRUNED, FAIL);
+- ``grindwatch.stopped_step``: the last epoch a pruned or failed trial reported.
+
+A trial run ends FINISHED when the trial completed or was pruned, FAILED when it
+raised, and KILLED when the user interrupted it. Runs that a killed process left
+RUNNING are found by those tags and marked FAILED when the study resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from grindwatch._locks import sqlite_setup_lock
+from grindwatch._version import __version__
+from grindwatch.config import Config
+from grindwatch.tracking import (
+    _client,
+    _experiment_id,
+    _param_value,
+    resolve_tracking_uri,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["StudyTracker", "run_status"]
+
+# Keys of the flattened trial config that describe the study, not the trial; they
+# are logged once, on the parent run.
+_STUDY_KEYS = ("tune.", "tracking.", "data.paths")
+_LOCK_RETRIES = 8
+
+
+def run_status(state: str) -> str:
+    """Map an Optuna trial state (or ``INTERRUPTED``) to an MLflow run status."""
+    return {
+        "COMPLETE": "FINISHED",
+        "PRUNED": "FINISHED",
+        "INTERRUPTED": "KILLED",
+    }.get(state, "FAILED")
+
+
+def _retry(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call an MLflow client method, retrying while SQLite reports a lock.
+
+    MLflow's SQLite store waits 20 s for a lock before it gives up; several
+    processes writing trial metrics at once can still exceed that.
+    """
+    for attempt in range(_LOCK_RETRIES):
+        try:
+            return call(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - MLflow wraps the SQLAlchemy error
+            if "database is locked" not in str(error) or attempt == _LOCK_RETRIES - 1:
+                raise
+            logger.info("MLflow store locked; retrying (%s)", call.__name__)
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class StudyTracker:
+    """Record a study and its trials in MLflow.
+
+    Parameters
+    ----------
+    config : Config
+        ``tracking`` sets the store and experiment.
+
+    Attributes
+    ----------
+    uri : str
+        The tracking URI.
+    parent_run_id : str or None
+        The study's run, once ``open_parent`` has run.
+    """
+
+    enabled = True
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.uri = resolve_tracking_uri(config)
+        with sqlite_setup_lock(self.uri):
+            self.client = _client(self.uri)
+            self.experiment_id = _experiment_id(
+                self.client, self.uri, config.tracking.experiment
+            )
+        self.parent_run_id: str | None = None
+
+    # Parent run --------------------------------------------------------------------
+
+    def open_parent(
+        self,
+        run_id: str | None,
+        study_name: str,
+        objective: str,
+        params: dict[str, Any],
+        tags: dict[str, str],
+    ) -> str:
+        """Create the study's run, or set an existing one RUNNING again on resume."""
+        from mlflow.entities import Param
+
+        if run_id is not None:
+            _retry(self.client.update_run, run_id, status="RUNNING")
+            self.parent_run_id = run_id
+            logger.info("resumed MLflow study run %s", run_id)
+            return run_id
+
+        all_tags = {
+            "grindwatch.kind": "study",
+            "grindwatch.study": study_name,
+            "grindwatch.version": __version__,
+            # Read by the report to find the objective among the trials' metrics.
+            "grindwatch.objective": "objective",
+            "grindwatch.objective_name": objective,
+            "grindwatch.direction": "maximize",
+            **tags,
+        }
+        run = _retry(
+            self.client.create_run,
+            self.experiment_id,
+            run_name=study_name,
+            tags=all_tags,
+        )
+        self.parent_run_id = run.info.run_id
+        entries = [Param(k, _param_value(v)) for k, v in params.items()]
+        for begin in range(0, len(entries), 100):
+            _retry(
+                self.client.log_batch,
+                self.parent_run_id,
+                params=entries[begin : begin + 100],
+            )
+        logger.info("MLflow study run %s in %s", self.parent_run_id, self.uri)
+        return self.parent_run_id
+
+    def close_parent(self, status: str, state: str) -> None:
+        """End the study's run with ``status`` and tag it with the study's state."""
+        if self.parent_run_id is None:
+            return
+        _retry(self.client.set_tag, self.parent_run_id, "grindwatch.study_state", state)
+        _retry(self.client.set_terminated, self.parent_run_id, status)
+
+    def log_summary(
+        self,
+        best: dict[str, Any],
+        metrics: dict[str, float],
+        files: dict[str, Path],
+        tags: dict[str, str],
+    ) -> None:
+        """Log the best trial's parameters and metrics, plots and the trials table.
+
+        Best parameters are logged as ``best.<name>`` parameters. MLflow parameters
+        cannot change, so when a resumed study finds a new best trial, its values go
+        to ``best.<name>`` tags instead, which always hold the latest best.
+        """
+        from mlflow.entities import Metric, Param
+        from mlflow.exceptions import MlflowException
+
+        run_id = self.parent_run_id
+        now = _now_ms()
+        finite = {k: float(v) for k, v in metrics.items() if _finite(v)}
+        _retry(
+            self.client.log_batch,
+            run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in finite.items()],
+        )
+        params = [Param(f"best.{k}", _param_value(v)) for k, v in best.items()]
+        try:
+            _retry(self.client.log_batch, run_id, params=params)
+        except MlflowException:
+            logger.info("best parameters changed since the last summary; kept as tags")
+        for key, value in {
+            **tags,
+            **{f"best.{k}": str(v) for k, v in best.items()},
+        }.items():
+            _retry(self.client.set_tag, run_id, key, str(value)[:5000])
+        with tempfile.TemporaryDirectory() as folder:
+            for name, path in files.items():
+                Path(folder, name).write_bytes(Path(path).read_bytes())
+            _retry(self.client.log_artifacts, run_id, folder)
+
+    # Trial runs --------------------------------------------------------------------
+
+    def start_trial(
+        self, study_name: str, number: int, config: Config, params: dict[str, Any]
+    ) -> str:
+        """Create the nested run of trial ``number`` and log its configuration."""
+        from mlflow.entities import Param
+
+        tags = {
+            "mlflow.parentRunId": self.parent_run_id or "",
+            "grindwatch.kind": "trial",
+            "grindwatch.study": study_name,
+            "grindwatch.trial_number": str(number),
+            "grindwatch.trial_state": "RUNNING",
+            "grindwatch.version": __version__,
+            "grindwatch.seed": str(config.seed),
+            "grindwatch.detector": config.detector.family,
+        }
+        if not self.parent_run_id:
+            del tags["mlflow.parentRunId"]
+        run = _retry(
+            self.client.create_run,
+            self.experiment_id,
+            run_name=f"{study_name} trial {number}",
+            tags=tags,
+        )
+        run_id = run.info.run_id
+        flat = {k: v for k, v in config.flat().items() if not k.startswith(_STUDY_KEYS)}
+        flat["trial_number"] = number
+        flat.update({f"optuna.{k}": v for k, v in params.items()})
+        entries = [Param(k, _param_value(v)) for k, v in flat.items()]
+        for begin in range(0, len(entries), 100):
+            _retry(self.client.log_batch, run_id, params=entries[begin : begin + 100])
+        return run_id
+
+    def log_steps(
+        self, run_id: str, steps: list[tuple[int, dict[str, float | None]]]
+    ) -> None:
+        """Log per-epoch metrics (losses, the objective so far), one entry per step."""
+        from mlflow.entities import Metric
+
+        now = _now_ms()
+        batch = [
+            Metric(k, float(v), now, step)
+            for step, metrics in steps
+            for k, v in metrics.items()
+            if _finite(v)
+        ]
+        # MLflow accepts at most 1000 metrics per batch.
+        for begin in range(0, len(batch), 1000):
+            _retry(self.client.log_batch, run_id, metrics=batch[begin : begin + 1000])
+
+    def finish_trial(
+        self,
+        run_id: str,
+        state: str,
+        metrics: dict[str, float] | None = None,
+        stopped_step: int | None = None,
+        error: str | None = None,
+        texts: dict[str, str] | None = None,
+    ) -> None:
+        """Log a trial's outcome and end its run with the matching status.
+
+        ``state`` is the Optuna state (COMPLETE, PRUNED, FAIL) or INTERRUPTED.
+        """
+        from mlflow.entities import Metric
+
+        try:
+            if metrics:
+                now = _now_ms()
+                finite = {k: float(v) for k, v in metrics.items() if _finite(v)}
+                _retry(
+                    self.client.log_batch,
+                    run_id,
+                    metrics=[Metric(k, v, now, 0) for k, v in finite.items()],
+                )
+            for name, text in (texts or {}).items():
+                _retry(self.client.log_text, run_id, text, name)
+            tags = {
+                "grindwatch.trial_state": "FAIL" if state == "INTERRUPTED" else state
+            }
+            if state == "INTERRUPTED":
+                tags["grindwatch.fail_reason"] = "interrupted"
+            if stopped_step is not None:
+                tags["grindwatch.stopped_step"] = str(stopped_step)
+            if error:
+                tags["grindwatch.error"] = error[:5000]
+            for key, value in tags.items():
+                _retry(self.client.set_tag, run_id, key, value)
+        finally:
+            _retry(self.client.set_terminated, run_id, run_status(state))
+
+    def fail_orphans(self, study_name: str, is_running: Callable[[int], bool]) -> int:
+        """Mark FAILED the RUNNING trial runs whose Optuna trial no longer runs.
+
+        Such runs belong to a process that was killed (SIGKILL, power loss) before
+        it could end them. Returns how many runs were marked.
+        """
+        found = _retry(
+            self.client.search_runs,
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`grindwatch.study` = '{study_name}' and "
+                "tags.`grindwatch.kind` = 'trial' and attributes.status = 'RUNNING'"
+            ),
+            max_results=10000,
+        )
+        marked = 0
+        for run in found:
+            number = int(run.data.tags.get("grindwatch.trial_number", "-1"))
+            if is_running(number):
+                continue
+            _retry(
+                self.client.set_tag, run.info.run_id, "grindwatch.trial_state", "FAIL"
+            )
+            _retry(
+                self.client.set_tag,
+                run.info.run_id,
+                "grindwatch.fail_reason",
+                "its process stopped without ending the run",
+            )
+            _retry(self.client.set_terminated, run.info.run_id, "FAILED")
+            marked += 1
+        if marked:
+            logger.warning("marked %d trial runs left RUNNING as FAILED", marked)
+        return marked
+
+    # Model registry ----------------------------------------------------------------
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            _retry(self.client.set_tag, run_id, key, value)
+
+    def alias_version(self, run_id: str, name: str, alias: str) -> str:
+        """Point ``alias`` of model ``name`` at the version registered by ``run_id``."""
+        versions = _retry(
+            self.client.search_model_versions,
+            f"name = '{name}' and run_id = '{run_id}'",
+        )
+        if not versions:
+            raise RuntimeError(
+                f"run {run_id} registered no version of model {name!r}; check that "
+                "the model was logged with tracking.log_model enabled"
+            )
+        version = str(max(int(v.version) for v in versions))
+        _retry(self.client.set_registered_model_alias, name, alias, version)
+        logger.info("models:/%s@%s is version %s", name, alias, version)
+        return version
+
+    def run_status(self, run_id: str) -> str:
+        return _retry(self.client.get_run, run_id).info.status
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        return dict(_retry(self.client.get_run, run_id).data.tags)
+
+
+def _finite(value: Any) -> bool:
+    import math
+
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+class NullTracker:
+    """Stands in for ``StudyTracker`` when tracking is disabled; records nothing."""
+
+    enabled = False
+    uri = None
+    parent_run_id = None
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        def ignore(*args: Any, **kwargs: Any) -> None:
+            return None
+
+        return ignore
