@@ -438,7 +438,11 @@ def _main(
 
 # Modules that add subcommands: each defines register(app). They import their heavy
 # dependencies inside the command functions, so --help stays fast.
-_EXTENSIONS: tuple[str, ...] = ("grindwatch.cli_serve", "grindwatch.cli_report")
+_EXTENSIONS: tuple[str, ...] = (
+    "grindwatch.cli_serve",
+    "grindwatch.cli_report",
+    "grindwatch.cli_tune",
+)
 
 
 def _register_extensions() -> None:

@@ -1,0 +1,341 @@
+"""The ``grindwatch tune`` command: an Optuna study over the pipeline.
+
+Heavy imports (Optuna, MLflow, torch) happen inside the command, so ``--help`` stays
+fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from grindwatch.cli import (
+    ConfigOpt,
+    DataArg,
+    JsonOpt,
+    VerboseOpt,
+    _fail,
+    _parse_set,
+    _run,
+)
+
+__all__ = ["register"]
+
+
+@contextlib.contextmanager
+def _trial_bar(enabled: bool, total: int) -> Iterator[Any]:
+    """Yield a callback for TrialEvents that draws a bar with the best value."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from grindwatch._console import console
+
+    show = enabled and sys.stderr.isatty()
+    with Progress(
+        TextColumn("trials"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("best {task.fields[best]}"),
+        TimeElapsedColumn(),
+        console=console(),
+        disable=not show,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("trials", total=total, best="-")
+
+        def update(event: Any) -> None:
+            best = "-" if event.best_value is None else f"{event.best_value:.4f}"
+            progress.update(
+                task, completed=event.n_finished, total=event.n_trials, best=best
+            )
+
+        yield update
+
+
+def _setup_optuna_logging() -> None:
+    """Route Optuna's log records through the CLI's handler instead of its own."""
+    import optuna
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _top_trials(result: Any, limit: int) -> None:
+    from rich.table import Table
+
+    from grindwatch._console import console
+
+    trials = result.trials
+    if trials.empty:
+        console().print("No trials ran.")
+        return
+    ranked = trials[trials["state"].isin(["COMPLETE", "PRUNED"])].copy()
+    ranked["complete"] = ranked["state"] == "COMPLETE"
+    ranked = ranked.sort_values(["complete", "value"], ascending=False).head(limit)
+    labeled = "labeled_window_auc_roc" in trials
+    table = Table(title=f"Top trials of study {result.study_name!r}")
+    for name in ("trial", "state", "objective", "family", "front end", "window"):
+        table.add_column(name, justify="right" if name != "family" else "left")
+    if labeled:
+        table.add_column("labeled AUC", justify="right")
+    table.add_column("seconds", justify="right")
+    for row in ranked.to_dict(orient="records"):
+        cells = [
+            f"{row['number']}" + (" *" if row["number"] == result.best_trial else ""),
+            row["state"].lower(),
+            _number(row.get("value")),
+            str(row.get("family") or ""),
+            str(row.get("frontend") or ""),
+            _number(row.get("window_length"), "{:.0f}"),
+        ]
+        if labeled:
+            cells.append(_number(row.get("labeled_window_auc_roc")))
+        cells.append(_number(row.get("duration_s"), "{:.1f}"))
+        table.add_row(*cells)
+    console().print(table)
+
+
+def _number(value: Any, form: str = "{:.4f}") -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "" if value is None else str(value)
+    return "" if number != number else form.format(number)
+
+
+def _report(result: Any, show: int) -> None:
+    from grindwatch._console import console
+
+    out = console()
+    _top_trials(result, show)
+    states = result.trials["state"].value_counts() if not result.trials.empty else {}
+    out.print(
+        f"Study {result.study_name!r} in {result.storage}: "
+        f"{states.get('COMPLETE', 0)} complete, {states.get('PRUNED', 0)} pruned, "
+        f"{states.get('FAIL', 0)} failed trials (target {result.n_trials}).",
+        highlight=False,
+    )
+    if result.best_trial is not None:
+        out.print(
+            f"Best trial {result.best_trial}: objective {result.best_value:.4f}.",
+            highlight=False,
+        )
+    if result.final_metrics:
+        metrics = result.final_metrics
+        out.print(
+            "Retrained model on the labeled recordings: window AUC-ROC "
+            f"{metrics.get('window_auc_roc', float('nan')):.3f}, recording F1 "
+            f"{metrics.get('recording_f1', float('nan')):.3f}.",
+            highlight=False,
+        )
+    if not result.complete:
+        out.print(
+            f"The study stopped early ({result.stop_reason}). Continue it with: "
+            f"grindwatch tune --resume --study-name {result.study_name} "
+            f"--storage {result.storage}",
+            highlight=False,
+        )
+    elif not result.finalized and result.best_trial is not None:
+        out.print(
+            "Another process on this study retrained and registered the best trial.",
+            highlight=False,
+        )
+    if result.parent_run_id:
+        out.print(
+            f"MLflow study run {result.parent_run_id} in {result.tracking_uri}",
+            highlight=False,
+        )
+    if result.registered_model:
+        out.print(
+            "Score new data: grindwatch score --model "
+            f"models:/{result.registered_model}@{result.alias} DATA",
+            highlight=False,
+        )
+    elif result.model_uri:
+        out.print(
+            f"Score new data: grindwatch score --model {result.model_uri} DATA "
+            "(pass --register NAME to register the model under an alias)",
+            highlight=False,
+        )
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    return {
+        "study_name": result.study_name,
+        "storage": result.storage,
+        "n_trials": result.n_trials,
+        "complete": result.complete,
+        "finalized": result.finalized,
+        "stop_reason": result.stop_reason,
+        "best_trial": result.best_trial,
+        "best_value": result.best_value,
+        "best_params": result.best_params,
+        "parent_run_id": result.parent_run_id,
+        "tracking_uri": result.tracking_uri,
+        "model_run_id": result.model_run_id,
+        "model_uri": result.model_uri,
+        "registered_model": result.registered_model,
+        "registered_version": result.registered_version,
+        "alias": result.alias,
+        "final_metrics": result.final_metrics,
+        "trials": json.loads(result.trials.to_json(orient="records")),
+    }
+
+
+def tune(
+    data: DataArg = None,
+    config: ConfigOpt = None,
+    table: Annotated[
+        bool, typer.Option(help="Rows are process cycles (feature table).")
+    ] = False,
+    trials: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--trials", "-n", help="Finished trials to reach (default 30)."),
+    ] = None,
+    timeout: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(help="Stop starting trials after this many seconds."),
+    ] = None,
+    jobs: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--jobs", "-j", help="Trials run in parallel threads."),
+    ] = None,
+    storage: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="Optuna storage: SQLAlchemy URL or SQLite file (default ./optuna.db)."
+        ),
+    ] = None,
+    study_name: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Study name in the storage (default grindwatch)."),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue the study if it exists (or create it); also adds a worker "
+            "to a study that another process runs."
+        ),
+    ] = False,
+    objective: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="injected_auc (label-free, default) or labeled_auc (labels drive "
+            "the search)."
+        ),
+    ] = None,
+    labeled: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--eval",
+            help="Labeled recordings to report labeled metrics on; never fitted.",
+        ),
+    ] = None,
+    labels: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="CSV with columns recording,label for those metrics."),
+    ] = None,
+    register_name: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--register", help="Register the best model under this name."),
+    ] = None,
+    alias: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Alias of the registered version (default champion)."),
+    ] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,  # noqa: UP045
+    set_: Annotated[
+        list[str],
+        typer.Option(
+            "--set",
+            help="Any setting as key=value, e.g. tune.pruner=none.",
+        ),
+    ] = [],  # noqa: B006
+    tracking_uri: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)."
+        ),
+    ] = None,
+    experiment: Annotated[
+        Optional[str], typer.Option(help="MLflow experiment name.")  # noqa: UP045
+    ] = None,
+    track: Annotated[bool, typer.Option(help="Record the study in MLflow.")] = True,
+    show: Annotated[int, typer.Option(help="Trials listed in the final table.")] = 10,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Search front end, windows, detector and its settings with Optuna.
+
+    Without labels: each trial is scored on how well it separates synthetic
+    anomalies injected into held-out training windows.
+    """
+    from grindwatch._console import setup_logging
+    from grindwatch.config import load_config
+    from grindwatch.tuning import tune as tune_pipeline
+
+    setup_logging(verbose)
+    _setup_optuna_logging()
+    if verbose == 0:
+        # Every trial fits a threshold and may warn that it fell back to MAD; the
+        # trial's metrics record that, and one warning per trial buries the results.
+        logging.getLogger("grindwatch.thresholds").setLevel(logging.ERROR)
+    overrides = {
+        "data.kind": "table" if table else None,
+        "tune.n_trials": trials,
+        "tune.timeout": timeout,
+        "tune.jobs": jobs,
+        "tune.storage": storage,
+        "tune.study_name": study_name,
+        "tune.objective": objective,
+        "tune.registered_model": register_name,
+        "tune.alias": alias,
+        "seed": seed,
+        "tracking.uri": tracking_uri,
+        "tracking.experiment": experiment,
+        "tracking.enabled": False if not track else None,
+    }
+    overrides.update(_parse_set(set_))
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    settings = _run(load_config, config) if config is not None else None
+    if not data and not resume and not (settings and settings.data.paths):
+        _fail("no data given; pass the training recordings, or --resume a study")
+    total = overrides.get("tune.n_trials") or (
+        settings.tune.n_trials if settings else 30
+    )
+
+    with _trial_bar(not json_output, total) as progress:
+        result = _run(
+            tune_pipeline,
+            data or None,
+            settings,
+            labeled_data=labeled or None,
+            labels=labels,
+            resume=resume,
+            overrides=overrides,
+            on_trial=progress,
+        )
+    if json_output:
+        typer.echo(json.dumps(_summary(result), indent=2, default=str))
+    else:
+        _report(result, show)
+    if result.stop_reason == "failures":
+        _fail("too many trials failed in a row; see the errors above", code=1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``tune`` command to the grindwatch CLI."""
+    app.command("tune")(tune)

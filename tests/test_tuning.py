@@ -1,0 +1,557 @@
+"""Tuning: search space, label-free objective, and studies in Optuna and MLflow.
+
+Studies here are tiny (a few trials of fast detectors on generated cycles), with
+real Optuna storages and real MLflow stores in the test's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from grindwatch.config import Config
+from grindwatch.exceptions import ConfigError
+from grindwatch.io import Recording, RecordingSet
+from grindwatch.objective import Objective, split_holdout
+from grindwatch.search_space import check_space, limit_window_lengths, suggest_overrides
+from grindwatch.tune_config import SearchSpace
+from grindwatch.tuning import tune
+from tests.conftest import write_cycles
+
+# A search space that runs in about a second per trial on the generated cycles.
+SMALL_SPACE = {
+    "tune.space.window_length": [128, 256],
+    "tune.space.n_bands": [8, 16],
+    "tune.space.family": ["pca", "knn"],
+    "tune.max_holdout_windows": 60,
+}
+
+
+def _config(**overrides) -> Config:  # noqa: ANN003
+    settings = {**SMALL_SPACE, "tune.n_trials": 3, "tracking.enabled": False}
+    settings.update(overrides)
+    return Config().with_overrides(settings)
+
+
+@pytest.fixture
+def cycles(tmp_path: Path) -> Path:
+    """good/ with 8 normal cycles, bad/ with 3 faulty ones (CSV, 1 kHz, 3 channels)."""
+    root = tmp_path / "cycles"
+    write_cycles(root / "good", 8, start_seed=0)
+    for seed, anomaly in ((100, "spike"), (101, "tone"), (102, "level")):
+        write_cycles(root / "bad", 1, start_seed=seed, anomaly=anomaly)
+    return root
+
+
+def _recordings(count: int, n_samples: int = 1000) -> RecordingSet:
+    rng = np.random.default_rng(0)
+    return RecordingSet(
+        [
+            Recording(
+                f"r{i}", rng.normal(size=(2, n_samples)).astype(np.float32), ["a", "b"]
+            )
+            for i in range(count)
+        ]
+    )
+
+
+def _trial_runs(client: MlflowClient) -> tuple[list, list]:
+    runs = [
+        run
+        for experiment in client.search_experiments()
+        for run in client.search_runs([experiment.experiment_id], max_results=1000)
+    ]
+    parents = [r for r in runs if r.data.tags.get("grindwatch.kind") == "study"]
+    trials = [r for r in runs if r.data.tags.get("grindwatch.kind") == "trial"]
+    return parents, trials
+
+
+# Search space -----------------------------------------------------------------------
+
+
+def test_suggested_overrides_make_valid_configs():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    space = check_space(SearchSpace(), "signals")
+
+    for _ in range(30):
+        trial = study.ask()
+        overrides = suggest_overrides(trial, space, "signals")
+        config = Config().with_overrides(overrides)
+        study.tell(trial, 0.0)
+
+        assert config.hop <= config.windows.length
+        if config.frontend.kind == "spectrum":
+            assert config.frontend.n_bands <= config.windows.length // 2
+        if config.detector.family == "autoencoder":
+            depth = len(config.detector.autoencoder.filters)
+            assert len(config.detector.autoencoder.strides) == depth
+            assert trial.params["autoencoder.n_layers"] == depth
+
+
+def test_table_space_searches_only_table_families():
+    space = check_space(SearchSpace(), "table")
+
+    assert space.family == ["iforest", "pca", "knn"]
+    assert space.frontend == "raw"
+
+
+def test_table_space_without_table_family_is_rejected():
+    space = SearchSpace(family=["autoencoder"])
+
+    with pytest.raises(ConfigError, match="feature tables need a detector family"):
+        check_space(space, "table")
+
+
+def test_unknown_family_is_rejected():
+    with pytest.raises(ConfigError, match="unknown families"):
+        check_space(SearchSpace(family=["pca", "svm"]), "signals")
+
+
+def test_window_lengths_longer_than_the_data_are_dropped():
+    space = SearchSpace(window_length=[128, 256, 512])
+
+    assert limit_window_lengths(space, 300).window_length == [128, 256]
+    with pytest.raises(ConfigError, match="longer than the shortest"):
+        limit_window_lengths(space, 100)
+
+
+# Holdout and objective ----------------------------------------------------------------
+
+
+def test_holdout_takes_segments_of_few_recordings():
+    recordings = _recordings(4)
+
+    holdout = split_holdout(recordings, 0.25, "auto", seed=0)
+
+    assert holdout.mode == "segments"
+    assert [r.n_samples for r in holdout.fit] == [750] * 4
+    assert [r.n_samples for r in holdout.held_out] == [250] * 4
+    np.testing.assert_array_equal(
+        holdout.held_out[0].data, recordings.recordings[0].data[:, 750:]
+    )
+
+
+def test_holdout_takes_whole_recordings_of_many():
+    recordings = _recordings(20, n_samples=300)
+
+    holdout = split_holdout(recordings, 0.2, "auto", seed=0)
+
+    assert holdout.mode == "recordings"
+    assert len(holdout.held_out) == 4
+    assert {r.name for r in holdout.fit}.isdisjoint(r.name for r in holdout.held_out)
+
+
+def test_prepared_data_shared_across_detectors(cycles):
+    from grindwatch.pipeline import read_data
+
+    config = _config()
+    objective = Objective(read_data(cycles / "good", config), config)
+    base = {"frontend.kind": "spectrum", "windows.length": 128, "frontend.n_bands": 8}
+
+    first = objective.prepare(config.with_overrides({**base, "detector.family": "pca"}))
+    second = objective.prepare(
+        config.with_overrides({**base, "detector.family": "knn"})
+    )
+    other = objective.prepare(config.with_overrides({**base, "windows.length": 256}))
+
+    assert first is second
+    assert other is not first
+    assert first.clean_features.shape == first.injected_features.shape
+
+
+def test_objective_scores_injected_windows_above_clean(cycles):
+    from grindwatch.pipeline import read_data
+
+    config = _config()
+    recordings = read_data(cycles / "good", config)
+    labeled = read_data(cycles, config).recordings
+    objective = Objective(recordings, config, labeled=labeled)
+    variant = config.with_overrides(
+        {
+            "frontend.kind": "spectrum",
+            "windows.length": 128,
+            "frontend.n_bands": 16,
+            "detector.family": "knn",
+        }
+    )
+
+    result = objective.evaluate(variant)
+
+    assert result.value == result.metrics["injected_auc"]
+    assert result.value > 0.8
+    assert {f"injected_auc.{name}" for name in ("spike", "dropout", "harmonic")} <= set(
+        result.metrics
+    )
+    assert result.metrics["labeled_window_auc_roc"] > 0.5
+    assert result.metrics["labeled_recording_n_anomalous"] == 3
+
+
+def test_labeled_objective_needs_both_classes(cycles):
+    from grindwatch.pipeline import read_data
+
+    config = _config(**{"tune.objective": "labeled_auc"})
+
+    with pytest.raises(ConfigError, match="labeled recordings of both classes"):
+        Objective(read_data(cycles / "good", config), config)
+
+
+def test_autoencoder_trial_reports_each_epoch(cycles):
+    from grindwatch.pipeline import read_data
+
+    config = _config()
+    objective = Objective(read_data(cycles / "good", config), config)
+    variant = config.with_overrides(
+        {
+            "frontend.kind": "spectrum",
+            "windows.length": 128,
+            "frontend.n_bands": 8,
+            "detector.family": "autoencoder",
+            "detector.autoencoder.epochs": 3,
+            "detector.autoencoder.filters": [4],
+            "detector.autoencoder.kernel_sizes": [3],
+            "detector.autoencoder.strides": [1],
+        }
+    )
+    reports = []
+
+    result = objective.evaluate(variant, report=lambda *values: reports.append(values))
+
+    assert [epoch for epoch, *_ in reports] == [0, 1, 2]
+    assert all(0.0 <= value <= 1.0 for _, value, _, _ in reports)
+    assert result.metrics["epochs_run"] == 3
+
+
+# Studies ------------------------------------------------------------------------------
+
+
+def test_tiny_study_runs_the_requested_trials(cycles):
+    events = []
+
+    result = tune(
+        cycles / "good", _config(), labeled_data=cycles, on_trial=events.append
+    )
+
+    finished = result.trials[result.trials["state"].isin(["COMPLETE", "PRUNED"])]
+    complete = result.trials[result.trials["state"] == "COMPLETE"]
+    assert result.complete and result.finalized
+    assert len(finished) == 3
+    assert result.best_value == complete["value"].max()
+    assert result.best_config.detector.family == result.best_params["family"]
+    assert [event.n_finished for event in events] == [1, 2, 3]
+    assert result.model is not None
+    assert 0.0 <= result.final_metrics["window_auc_roc"] <= 1.0
+    assert "labeled_window_auc_roc" in result.trials
+
+
+def test_existing_study_needs_resume(cycles):
+    tune(cycles / "good", _config(**{"tune.n_trials": 1}))
+
+    with pytest.raises(ConfigError, match="pass --resume"):
+        tune(cycles / "good", _config(**{"tune.n_trials": 1}))
+
+
+def test_resume_rejects_changed_search_settings(cycles):
+    tune(cycles / "good", _config(**{"tune.n_trials": 1}))
+
+    with pytest.raises(ConfigError, match="cannot change"):
+        tune(resume=True, overrides={"tune.pruner": "none"})
+
+
+def test_resume_with_more_trials_continues_the_study(cycles):
+    first = tune(cycles / "good", _config(**{"tune.n_trials": 2}))
+
+    second = tune(resume=True, overrides={"tune.n_trials": 3})
+
+    assert len(first.trials) == 2
+    assert len(second.trials) == 3
+    assert second.trials["state"].eq("COMPLETE").all()
+
+
+def test_feature_table_study_tunes_table_detectors(feature_table):
+    config = _config(**{"data.kind": "table", "tune.n_trials": 3})
+
+    result = tune(feature_table, config)
+
+    assert set(result.trials["param.family"]) <= {"pca", "knn"}
+    assert result.complete
+    assert result.final_metrics["recording_auc_roc"] > 0.9
+
+
+def test_study_runs_nest_and_register_alias(cycles, isolated_tracking):
+    import typer
+    from typer.testing import CliRunner
+
+    from grindwatch.cli_tune import register
+    from grindwatch.pipeline import load_model
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    arguments = ["tune", str(cycles / "good"), "--trials", "3", "--register", "tiny"]
+    for key, value in SMALL_SPACE.items():
+        arguments += ["--set", f"{key}={value}"]
+
+    outcome = CliRunner().invoke(app, arguments)
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "models:/tiny@champion" in outcome.output
+    client = MlflowClient(isolated_tracking)
+    parents, trials = _trial_runs(client)
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert len(trials) == 3
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent.info.run_id}
+    assert {r.info.status for r in trials} == {"FINISHED"}
+    assert {r.data.tags["grindwatch.trial_state"] for r in trials} == {"COMPLETE"}
+    assert "best_value" in parent.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {
+        "trials.csv",
+        "optimization_history.png",
+        "param_importances.png",
+    } <= artifacts
+    version = client.get_model_version_by_alias("tiny", "champion")
+    assert version.run_id == parent.data.tags["grindwatch.model_run_id"]
+    model = load_model("models:/tiny@champion")
+    assert model.config.detector.family == parent.data.params["best.family"]
+
+
+def test_pruned_and_failed_trials_keep_state_and_step(cycles, isolated_tracking):
+    from grindwatch.mlflow_tuning import StudyTracker
+    from grindwatch.pipeline import read_data
+    from grindwatch.trial_runner import TrialRunner
+    from grindwatch.tuning import _storage
+
+    # Windows of 64 raw samples: one layer of stride 2 fits, three of stride 8 do not.
+    config = _config(
+        **{
+            "tune.n_trials": 2,
+            "tune.space.frontend": ["raw"],
+            "tune.space.window_length": [64],
+            "tune.space.family": ["autoencoder"],
+            "tune.space.autoencoder.n_layers": 1,
+            "tune.space.autoencoder.stride": [2],
+            "tune.space.autoencoder.filters": [4],
+            "tune.space.autoencoder.epochs": 5,
+            "tracking.enabled": True,
+        }
+    )
+    backend = _storage(f"sqlite:///{Path.cwd() / 'optuna.db'}")
+    study = optuna.create_study(
+        storage=backend,
+        direction="maximize",
+        # Every reported value is below 2, so every trial stops at its first report.
+        pruner=optuna.pruners.ThresholdPruner(lower=2.0),
+    )
+    objective = Objective(read_data(cycles / "good", config), config)
+    tracker = StudyTracker(config)
+    tracker.open_parent(None, study.study_name, "injected_auc", {}, {})
+
+    pruned = TrialRunner(study, backend, objective, tracker, config).run()
+    objective.space = objective.space.model_copy(
+        update={
+            "autoencoder": objective.space.autoencoder.model_copy(
+                update={"n_layers": 3, "stride": [8]}
+            )
+        }
+    )
+    more = config.with_overrides({"tune.n_trials": 3})
+    failing = TrialRunner(study, backend, objective, tracker, more).run()
+
+    states = [t.state.name for t in study.get_trials()]
+    assert pruned == "complete"
+    assert failing == "failures"
+    assert states[:2] == ["PRUNED", "PRUNED"]
+    assert set(states[2:]) == {"FAIL"}
+    assert all(t.user_attrs["grindwatch.stopped_step"] == 0 for t in study.trials[:2])
+    _, runs = _trial_runs(MlflowClient(isolated_tracking))
+    by_state = {}
+    for run in runs:
+        by_state.setdefault(run.data.tags["grindwatch.trial_state"], []).append(run)
+    assert len(by_state["PRUNED"]) == 2
+    assert all(
+        r.data.tags["grindwatch.stopped_step"] == "0" for r in by_state["PRUNED"]
+    )
+    assert {r.info.status for r in by_state["FAIL"]} == {"FAILED"}
+    assert "stride" in by_state["FAIL"][0].data.tags["grindwatch.error"]
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+# Processes ----------------------------------------------------------------------------
+
+# Autoencoder trials slow enough (seconds each) to kill one mid-way.
+SLOW_SPACE = [
+    "--set",
+    "tune.space.frontend=[spectrum]",
+    "--set",
+    "tune.space.window_length=[128]",
+    "--set",
+    "tune.space.n_bands=[16]",
+    "--set",
+    "tune.space.family=[autoencoder]",
+    "--set",
+    "tune.space.autoencoder.n_layers=1",
+    "--set",
+    "tune.space.autoencoder.epochs=40",
+    "--set",
+    "tune.space.autoencoder.learning_rate=1.0e-4",
+    "--set",
+    "detector.autoencoder.patience=40",
+    "--set",
+    "tune.pruner=none",
+    "--set",
+    "tracking.log_model=false",
+    "--set",
+    "tune.torch_threads=1",
+]
+
+
+def _tune_command(data: Path, *arguments: str) -> list[str]:
+    return [sys.executable, "-m", "grindwatch.cli", "tune", str(data), *arguments]
+
+
+def _start(command: list[str], log: Path) -> subprocess.Popen:
+    """Start ``command`` with its output in ``log``; the caller stops it by pid."""
+    with open(log, "wb") as output:
+        return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+
+
+def _trials(storage: Path) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials, or none while the process still creates the storage."""
+    from sqlalchemy.exc import OperationalError
+
+    if not storage.exists():
+        return []
+    try:
+        study = optuna.load_study(
+            study_name="grindwatch", storage=f"sqlite:///{storage}"
+        )
+        return study.get_trials(deepcopy=False)
+    except (KeyError, OperationalError):
+        return []
+
+
+def _states(storage: Path) -> list[str]:
+    return [t.state.name for t in _trials(storage)]
+
+
+def _running_with_owner(storage: Path) -> bool:
+    """True when a trial runs and its worker has stored its process id."""
+    return any(
+        t.state.name == "RUNNING" and "grindwatch.worker" in t.user_attrs
+        for t in _trials(storage)
+    )
+
+
+def _wait_until(condition, process: subprocess.Popen, timeout: float) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"tune exited early with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for trials")
+        time.sleep(0.2)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def test_killed_study_resumes_to_exact_count(cycles, isolated_tracking):
+    storage = Path.cwd() / "optuna.db"
+    command = _tune_command(cycles / "good", "--trials", "3", *SLOW_SPACE)
+    process = _start(command, Path.cwd() / "first.log")
+    try:
+        # Kill while the second trial runs: one finished, one running.
+        _wait_until(
+            lambda: (
+                _states(storage).count("COMPLETE") == 1 and _running_with_owner(storage)
+            ),
+            process,
+            timeout=120,
+        )
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        _stop(process)
+    assert "RUNNING" in _states(storage)
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "grindwatch.cli", "tune", "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert resumed.returncode == 0, resumed.stderr
+    states = _states(storage)
+    assert states.count("COMPLETE") + states.count("PRUNED") == 3
+    assert "RUNNING" not in states
+    assert states.count("FAIL") >= 1
+    parents, trials = _trial_runs(MlflowClient(isolated_tracking))
+    assert len(parents) == 1
+    assert parents[0].info.status == "FINISHED"
+    assert len(trials) == len(states)
+    assert not [r for r in trials if r.info.status == "RUNNING"]
+    assert sum(r.info.status == "FAILED" for r in trials) == states.count("FAIL")
+
+
+def test_sigterm_leaves_no_run_running(cycles, isolated_tracking):
+    storage = Path.cwd() / "optuna.db"
+    command = _tune_command(cycles / "good", "--trials", "4", *SLOW_SPACE)
+    process = _start(command, Path.cwd() / "tune.log")
+    try:
+        _wait_until(lambda: _running_with_owner(storage), process, timeout=120)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=60)
+    finally:
+        _stop(process)
+
+    assert returncode == 130
+    assert "RUNNING" not in _states(storage)
+    parents, trials = _trial_runs(MlflowClient(isolated_tracking))
+    assert parents[0].info.status == "KILLED"
+    assert trials
+    assert not [r for r in trials if r.info.status == "RUNNING"]
+
+
+def test_two_processes_share_one_study(cycles, isolated_tracking):
+    storage = Path.cwd() / "optuna.db"
+    arguments = ["--resume", "--trials", "6"]
+    for key, value in SMALL_SPACE.items():
+        arguments += ["--set", f"{key}={value}"]
+    arguments += ["--set", "tracking.log_model=false"]
+    logs = [Path.cwd() / f"worker{i}.log" for i in range(2)]
+    processes = [
+        _start(_tune_command(cycles / "good", *arguments), log) for log in logs
+    ]
+    try:
+        for process in processes:
+            process.wait(timeout=300)
+    finally:
+        for process in processes:
+            _stop(process)
+    errors = [log.read_text() for log in logs]
+
+    assert [process.returncode for process in processes] == [0, 0], errors
+    assert not any("database is locked" in error for error in errors)
+    assert _states(storage) == ["COMPLETE"] * 6
+    parents, trials = _trial_runs(MlflowClient(isolated_tracking))
+    assert len(parents) == 1
+    assert parents[0].info.status == "FINISHED"
+    assert sorted(int(r.data.tags["grindwatch.trial_number"]) for r in trials) == list(
+        range(6)
+    )
