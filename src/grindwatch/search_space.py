@@ -124,7 +124,8 @@ def limit_window_lengths(space: SearchSpace, max_length: int) -> SearchSpace:
         raise ConfigError(
             f"every window length in tune.space.window_length {lengths} is longer "
             f"than the shortest training or held-out piece ({max_length} samples); "
-            "search shorter windows or lower tune.holdout_fraction"
+            "search shorter windows, or hold out whole recordings "
+            "(tune.holdout: recordings)"
         )
     if len(usable) < len(lengths):
         logger.warning(

@@ -1,0 +1,356 @@
+"""What a tuning study concludes: its trials, best model and MLflow summary.
+
+When the study has its finished trials, one process retrains the best trial's
+variant on all training recordings, registers it with an alias, and logs the
+best parameters and metrics, plots and a trials table on the study's run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from grindwatch.config import Config
+from grindwatch.io import Recording, RecordingSet
+from grindwatch.trial_runner import TrialRunner
+
+if TYPE_CHECKING:
+    import optuna
+
+    from grindwatch.pipeline import Model
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TuneResult", "conclude", "close_incomplete", "trials_frame"]
+
+
+@dataclass
+class TuneResult:
+    """Result of ``tune``.
+
+    Attributes
+    ----------
+    trials : DataFrame
+        One row per trial: number, state, value, stopped_step, duration_s, the
+        searched parameters (``param.<name>``), the trial's metrics and its MLflow
+        run id.
+    complete : bool
+        The study has ``n_trials`` finished trials and none running.
+    finalized : bool
+        This call retrained, registered and summarised the best trial. False when
+        another process on the same study does that, or the study is incomplete.
+    final_metrics : dict
+        Labeled metrics of the retrained model, when labeled recordings exist.
+    """
+
+    study_name: str
+    storage: str
+    n_trials: int
+    stop_reason: str
+    trials: pd.DataFrame
+    complete: bool
+    finalized: bool = False
+    best_trial: int | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_config: Config | None = None
+    parent_run_id: str | None = None
+    tracking_uri: str | None = None
+    model: Model | None = None
+    model_run_id: str | None = None
+    model_uri: str | None = None
+    registered_model: str | None = None
+    registered_version: str | None = None
+    alias: str | None = None
+    final_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """Tabulate the trials: state, value, step, duration, parameters and metrics."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        duration = None
+        if trial.datetime_start and trial.datetime_complete:
+            duration = (trial.datetime_complete - trial.datetime_start).total_seconds()
+        row: dict[str, Any] = {
+            "number": trial.number,
+            "state": trial.state.name,
+            "value": trial.value,
+            "stopped_step": trial.user_attrs.get("grindwatch.stopped_step"),
+            "duration_s": duration,
+        }
+        chosen = trial.user_attrs.get("grindwatch.overrides", {})
+        row["family"] = chosen.get("detector.family")
+        row["frontend"] = chosen.get("frontend.kind")
+        row["window_length"] = chosen.get("windows.length")
+        row.update({f"param.{k}": v for k, v in trial.params.items()})
+        row.update(trial.user_attrs.get("grindwatch.metrics", {}))
+        row["mlflow_run_id"] = trial.user_attrs.get("grindwatch.mlflow_run_id")
+        row["error"] = trial.user_attrs.get("grindwatch.error")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def close_incomplete(
+    study: optuna.Study, tracker: Any, state: str, status: str
+) -> None:
+    """End the study's run, unless trials of other processes still run in it."""
+    from optuna.trial import TrialState
+
+    try:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not running:
+            tracker.close_parent(status, state)
+    except Exception as error:  # noqa: BLE001 - do not hide the original interrupt
+        logger.error("could not end the study's MLflow run: %s", error)
+
+
+def _is_finalizer(runner: TrialRunner, tracker: Any) -> bool:
+    """True when this process should retrain and summarise the complete study.
+
+    The process that finished the study's last trial does it. A process that ran
+    no trial does it only when no summary exists yet for this trial count (the
+    finalizing process died, or a finished study is resumed).
+    """
+    from optuna.trial import TrialState
+
+    finished = [
+        t
+        for t in runner.study.get_trials(deepcopy=False)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    ]
+    last = max(finished, key=lambda t: (t.datetime_complete, t.number))
+    if last.user_attrs.get("grindwatch.worker") == runner.token:
+        return True
+    if not tracker.enabled:
+        return not any(
+            t.user_attrs.get("grindwatch.worker") == runner.token for t in finished
+        )
+    tags = tracker.run_tags(tracker.parent_run_id)
+    return tags.get("grindwatch.finalized_trials") != str(len(finished))
+
+
+def conclude(
+    runner: TrialRunner,
+    tracker: Any,
+    objective: Any,
+    training: RecordingSet,
+    storage_url: str,
+) -> TuneResult:
+    study, config = runner.study, runner.config
+    finished, running = runner.counts()
+    complete = finished >= config.tune.n_trials and running == 0
+    result = TuneResult(
+        study_name=study.study_name,
+        storage=storage_url,
+        n_trials=config.tune.n_trials,
+        stop_reason=runner.stop_reason,
+        trials=trials_frame(study),
+        complete=complete,
+        parent_run_id=tracker.parent_run_id,
+        tracking_uri=tracker.uri,
+    )
+    best = _best_trial(study)
+    if best is not None:
+        result.best_trial, result.best_value = best.number, best.value
+        result.best_params = dict(best.params)
+        result.best_config = config.with_overrides(
+            best.user_attrs.get("grindwatch.overrides", {})
+        )
+
+    if not complete:
+        if running == 0:
+            _summarise(result, study, tracker, objective)
+            tracker.close_parent("FINISHED", f"incomplete ({runner.stop_reason})")
+        return result
+    if best is None or not _is_finalizer(runner, tracker):
+        _copy_final(result, tracker)
+        return result
+
+    _finalize(result, tracker, training, objective)
+    result.finalized = True
+    _summarise(result, study, tracker, objective)
+    tracker.close_parent("FINISHED", "complete")
+    return result
+
+
+def _best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+def _copy_final(result: TuneResult, tracker: Any) -> None:
+    """Fill the registered model from the summary another process logged."""
+    if not tracker.enabled or tracker.parent_run_id is None:
+        return
+    tags = tracker.run_tags(tracker.parent_run_id)
+    result.model_run_id = tags.get("grindwatch.model_run_id")
+    result.model_uri = tags.get("grindwatch.model_uri")
+    result.registered_model = tags.get("grindwatch.registered_model")
+    result.registered_version = tags.get("grindwatch.registered_version")
+    result.alias = tags.get("grindwatch.alias")
+
+
+def _finalize(
+    result: TuneResult, tracker: Any, training: RecordingSet, objective: Any
+) -> None:
+    """Retrain the best variant on all training recordings, evaluate, register."""
+    from grindwatch.pipeline import train
+
+    config = result.best_config
+    tune_settings = config.tune
+    name = tune_settings.registered_model or config.tracking.registered_model
+    config = config.with_overrides(
+        {
+            "tracking.registered_model": name,
+            "tracking.run_name": f"{result.study_name} trial {result.best_trial} "
+            "retrained",
+        }
+    )
+    # The trial saw only the fit part; the model to keep learns from all of it.
+    trained = train(training, config, parent_run_id=tracker.parent_run_id)
+    result.model = trained.model
+    result.model_run_id = trained.run_id
+    logger.info("retrained trial %d on all training recordings", result.best_trial)
+
+    if objective.has_labels:
+        result.final_metrics = _final_metrics(trained.model, objective.labeled)
+
+    if trained.run_id is None:
+        return
+    result.model_uri = f"runs:/{trained.run_id}/model"
+    tags = {
+        "grindwatch.study": result.study_name,
+        "grindwatch.best_trial": str(result.best_trial),
+    }
+    if name and config.tracking.log_model:
+        result.registered_version = tracker.alias_version(
+            trained.run_id, name, tune_settings.alias
+        )
+        result.registered_model, result.alias = name, tune_settings.alias
+    tracker.set_tags(trained.run_id, tags)
+
+
+def _final_metrics(model: Model, recordings: list[Recording]) -> dict[str, float]:
+    from grindwatch.evaluate import evaluate_scores
+
+    scored = model.score(RecordingSet(recordings, kind=model.kind_), attribution=False)
+    try:
+        evaluated = evaluate_scores(scored)
+    except Exception as error:  # noqa: BLE001 - metrics are a report, not a result
+        logger.warning("could not evaluate the retrained model: %s", error)
+        return {}
+    return {k: float(v) for k, v in evaluated.flat().items()}
+
+
+def _summarise(
+    result: TuneResult, study: optuna.Study, tracker: Any, objective: Any
+) -> None:
+    """Log the study summary on its MLflow run: best trial, plots, trials table."""
+    if not tracker.enabled or tracker.parent_run_id is None:
+        return
+    import tempfile
+
+    from grindwatch.tuning_plots import plot_importances, plot_optimization_history
+
+    trials = result.trials
+    metrics = _summary_metrics(result)
+    best_params = dict(result.best_params)
+    tags = (
+        {
+            "grindwatch.finalized_trials": str(
+                int(trials["state"].isin(["COMPLETE", "PRUNED"]).sum())
+            )
+        }
+        if result.complete
+        else {}
+    )
+    for key, value in (
+        ("grindwatch.model_run_id", result.model_run_id),
+        ("grindwatch.model_uri", result.model_uri),
+        ("grindwatch.registered_model", result.registered_model),
+        ("grindwatch.registered_version", result.registered_version),
+        ("grindwatch.alias", result.alias),
+        ("grindwatch.best_trial", result.best_trial),
+    ):
+        if value is not None:
+            tags[key] = str(value)
+
+    importances, note = _importances(study)
+    with tempfile.TemporaryDirectory() as folder:
+        base = Path(folder)
+        files = {
+            "trials.csv": base / "trials.csv",
+            "optimization_history.png": base / "optimization_history.png",
+            "param_importances.png": base / "param_importances.png",
+            "study_config.yaml": base / "study_config.yaml",
+        }
+        trials.to_csv(files["trials.csv"], index=False)
+        plot_optimization_history(
+            trials, files["optimization_history.png"], objective.config.tune.objective
+        )
+        plot_importances(importances, files["param_importances.png"], note)
+        files["study_config.yaml"].write_text(objective.config.to_yaml())
+        tracker.log_summary(best_params, metrics, files, tags)
+
+
+def _summary_metrics(result: TuneResult) -> dict[str, float]:
+    trials = result.trials
+    states = trials["state"].value_counts()
+    metrics: dict[str, float] = {
+        "n_complete": float(states.get("COMPLETE", 0)),
+        "n_pruned": float(states.get("PRUNED", 0)),
+        "n_failed": float(states.get("FAIL", 0)),
+    }
+    if result.best_trial is None:
+        return metrics
+    metrics["best_value"] = float(result.best_value)
+    metrics["best_trial"] = float(result.best_trial)
+    row = trials[trials["number"] == result.best_trial].iloc[0]
+    for column, value in row.items():
+        if column.startswith(("injected_auc", "labeled_")) and _is_number(value):
+            metrics[f"best.{column}"] = float(value)
+    if "labeled_window_auc_roc" in trials:
+        complete = trials[trials["state"] == "COMPLETE"]
+        top = pd.to_numeric(complete["labeled_window_auc_roc"], errors="coerce").max()
+        chosen = metrics.get("best.labeled_window_auc_roc")
+        if _is_number(top) and chosen is not None:
+            # How far the label-free choice is from the best labeled trial.
+            metrics["labeled_window_auc_roc_max_over_trials"] = float(top)
+            metrics["labeled_window_auc_roc_gap"] = float(top) - chosen
+    metrics.update({f"final.{k}": v for k, v in result.final_metrics.items()})
+    return metrics
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _importances(study: optuna.Study) -> tuple[dict[str, float], str]:
+    import optuna
+
+    complete = study.get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
+    )
+    if len(complete) < 2:
+        return {}, f"needs at least 2 complete trials; the study has {len(complete)}"
+    try:
+        with warnings.catch_warnings():
+            # PED-ANOVA warns about small samples; the note names the trial count.
+            warnings.simplefilter("ignore")
+            importances = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError) as error:
+        return {}, f"not computed: {error}"
+    note = f"PED-ANOVA (Optuna default) on {len(complete)} complete trials"
+    return dict(importances), note
