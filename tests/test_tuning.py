@@ -276,6 +276,33 @@ def test_resume_with_more_trials_continues_the_study(cycles):
     assert second.trials["state"].eq("COMPLETE").all()
 
 
+def test_timeout_stops_the_study_until_resumed(cycles):
+    config = _config(**{"tune.timeout": 0.001})
+
+    stopped = tune(cycles / "good", config)
+    resumed = tune(resume=True, overrides={"tune.timeout": 600})
+
+    assert stopped.stop_reason == "timeout"
+    assert not stopped.complete
+    assert len(stopped.trials) <= 1
+    assert not stopped.finalized
+    assert resumed.complete
+    assert resumed.trials["state"].eq("COMPLETE").sum() == 3
+
+
+def test_parallel_trials_log_into_their_own_runs(cycles, isolated_tracking):
+    config = _config(**{"tune.n_trials": 4, "tune.jobs": 2, "tracking.enabled": True})
+
+    result = tune(cycles / "good", config)
+
+    client = MlflowClient(isolated_tracking)
+    for row in result.trials.itertuples():
+        run = client.get_run(row.mlflow_run_id)
+        assert run.data.tags["grindwatch.trial_number"] == str(row.number)
+        assert run.data.params["detector.family"] == row.family
+        assert run.data.metrics["objective"] == pytest.approx(row.value)
+
+
 def test_feature_table_study_tunes_table_detectors(feature_table):
     config = _config(**{"data.kind": "table", "tune.n_trials": 3})
 

@@ -345,12 +345,20 @@ def _importances(study: optuna.Study) -> tuple[dict[str, float], str]:
     )
     if len(complete) < 2:
         return {}, f"needs at least 2 complete trials; the study has {len(complete)}"
+    # fANOVA over the parameters every complete trial has (front end, windows,
+    # family). Optuna's default, PED-ANOVA, ranks within the best trials only, and
+    # there a family's own setting can hide that the front end decided the rest.
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     try:
         with warnings.catch_warnings():
-            # PED-ANOVA warns about small samples; the note names the trial count.
+            # fANOVA warns about small samples; the note names the trial count.
             warnings.simplefilter("ignore")
-            importances = optuna.importance.get_param_importances(study)
+            importances = optuna.importance.get_param_importances(
+                study, evaluator=evaluator
+            )
     except (ValueError, RuntimeError) as error:
         return {}, f"not computed: {error}"
-    note = f"PED-ANOVA (Optuna default) on {len(complete)} complete trials"
+    note = (
+        f"fANOVA on {len(complete)} complete trials, over the parameters they all have"
+    )
     return dict(importances), note
