@@ -1,9 +1,8 @@
 """Render benchmark results as Markdown and replace them in BENCHMARKS.md.
 
-The generated figures live between two markers in the page; inside, each part has
-its own pair of markers, so running one part replaces only that part's section and
-keeps the others. Everything outside the outer markers is written by hand and never
-touched.
+The generated figures live between two markers in the page. Inside them each part
+has its own pair of markers, so running one part replaces only that part's section.
+Everything outside the outer markers is written by hand and never touched.
 """
 
 from __future__ import annotations
@@ -68,7 +67,7 @@ def replace_part(page: str, part: str, text: str) -> str:
 
 
 def number(value: Any, digits: int = 3) -> str:
-    """A figure for a table: n/a for NaN or None, else rounded."""
+    """Format a figure for a table: n/a for NaN or None, else rounded."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, float):
@@ -77,7 +76,7 @@ def number(value: Any, digits: int = 3) -> str:
 
 
 def rate(value: float) -> str:
-    """A throughput with three significant digits and thousands separators."""
+    """Format a throughput with thousands separators or three significant digits."""
     if value >= 100:
         return f"{value:,.0f}"
     return f"{value:.3g}"
@@ -90,7 +89,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def run_details(meta: dict[str, Any]) -> str:
-    """The command, machine, versions, date, load and run time of one part."""
+    """Describe the command, machine, versions, date, load and run time of a part."""
     versions = ", ".join(
         f"{name} {version}" for name, version in meta["versions"].items()
     )
@@ -105,7 +104,7 @@ def run_details(meta: dict[str, Any]) -> str:
 
 
 def render_part(part: str, results: dict[str, Any], meta: dict[str, Any]) -> str:
-    """Markdown of one part, headed by its run details."""
+    """Render one part as Markdown, headed by its run details."""
     from benchmarks import render
 
     if "missing" in results:

@@ -58,6 +58,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         choices=[*PARTS, "all"],
         help="parts to run (default: all)",
     )
+
     parser.add_argument(
         "--data",
         type=Path,
@@ -84,12 +85,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="leave out the tuned grindwatch column (faster)",
     )
+
     parser.add_argument(
         "--page",
         type=Path,
         default=DEFAULT_PAGE,
         help="page to update (default: benchmarks/BENCHMARKS.md)",
     )
+
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")

@@ -55,9 +55,9 @@ PUBLISHED = {
 }
 
 # grindwatch configurations, fixed before any run was scored. Both need hop 1 so that
-# every row gets a score. The window of 64 s is the shortest that fits the default
-# 32 spectrum bands; the second row is the recipe shipped for slow controller
-# signals (the CNC mill example: raw front end, 32-sample windows).
+# every row gets a score. A window of 64 s is the shortest that fits the default 32
+# spectrum bands. The second configuration is the recipe shipped for slow controller
+# signals in the CNC mill example: raw front end and 32-sample windows.
 # Rows per run cut from anomaly-free.csv, about as long as a labelled run.
 PSEUDO_RUN_ROWS = 1150
 DEFAULTS = "grindwatch defaults"

@@ -44,6 +44,10 @@ def without_labels(recordings: RecordingSet) -> RecordingSet:
     return RecordingSet(stripped, kind=recordings.kind)
 
 
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def find_tuner() -> tuple[Tuner | None, str]:
     """Return the tuning adapter, or None and why there is none."""
     try:

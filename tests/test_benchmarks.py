@@ -53,7 +53,7 @@ def test_skab_counts_follow_published_formulas():
     assert metrics["mar"] == pytest.approx(25.0)
 
 
-def test_row_flags_mark_the_row_that_ends_each_window():
+def test_row_flags_at_window_ends():
     run = _recording(0)
     scores = np.zeros(run.n_samples - 31)
     scores[10] = 5.0
