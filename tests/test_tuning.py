@@ -496,6 +496,7 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_killed_study_resumes_to_exact_count(cycles, isolated_tracking):
     storage = Path.cwd() / "optuna.db"
     command = _tune_command(cycles / "good", "--trials", "3", *SLOW_SPACE)
@@ -535,6 +536,7 @@ def test_killed_study_resumes_to_exact_count(cycles, isolated_tracking):
     assert sum(r.info.status == "FAILED" for r in trials) == states.count("FAIL")
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_no_run_running(cycles, isolated_tracking):
     storage = Path.cwd() / "optuna.db"
     command = _tune_command(cycles / "good", "--trials", "4", *SLOW_SPACE)
@@ -555,6 +557,7 @@ def test_sigterm_leaves_no_run_running(cycles, isolated_tracking):
     assert not [r for r in trials if r.info.status == "RUNNING"]
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_study(cycles, isolated_tracking):
     storage = Path.cwd() / "optuna.db"
     arguments = ["--resume", "--trials", "6"]

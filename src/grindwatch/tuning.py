@@ -293,7 +293,16 @@ def tune(
     config = (config or Config()).with_overrides(overrides)
     storage_url = resolve_storage(config)
     data_paths = _resolved_paths(data)
+    recordings = data if isinstance(data, RecordingSet) else None
     study, backend, created = _open_study(config, storage_url, resume)
+    if created and not (data_paths or config.data.paths):
+        import optuna
+
+        optuna.delete_study(study_name=study.study_name, storage=backend)
+        where = f"study {study.study_name!r} does not exist in {storage_url}; "
+        raise ConfigError(
+            (where if resume else "") + "pass the training recordings to start a study"
+        )
 
     if created:
         if data_paths:
@@ -312,10 +321,6 @@ def tune(
         stored_uri = study.user_attrs.get(_TRACKING_ATTR)
         if stored_uri and config.tracking.enabled:
             config = config.with_overrides({"tracking.uri": stored_uri})
-    recordings = data if isinstance(data, RecordingSet) else None
-    if not config.data.paths and recordings is None:
-        raise ConfigError("no training data given; pass files or folders to tune")
-
     tracker = _open_tracker(config, study, created)
     # From here on, the study's MLflow run must not stay RUNNING when this fails.
     try:
