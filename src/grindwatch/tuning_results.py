@@ -1,4 +1,4 @@
-"""What a tuning study concludes: its trials, best model and MLflow summary.
+"""Conclusion of a tuning study: its trials, best model and MLflow summary.
 
 When the study has its finished trials, one process retrains the best trial's
 variant on all training recordings, registers it with an alias, and logs the
