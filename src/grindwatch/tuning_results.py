@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# A random forest fitted to fewer trials says little about importances.
+MIN_TRIALS_FOR_IMPORTANCES = 5
+
 __all__ = ["TuneResult", "conclude", "close_incomplete", "trials_frame"]
 
 
@@ -343,8 +346,11 @@ def _importances(study: optuna.Study) -> tuple[dict[str, float], str]:
     complete = study.get_trials(
         deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
     )
-    if len(complete) < 2:
-        return {}, f"needs at least 2 complete trials; the study has {len(complete)}"
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCES:
+        return {}, (
+            f"needs at least {MIN_TRIALS_FOR_IMPORTANCES} complete trials; the study "
+            f"has {len(complete)}"
+        )
     # fANOVA over the parameters every complete trial has (front end, windows,
     # family). Optuna's default, PED-ANOVA, ranks within the best trials only, and
     # there a family's own setting can hide that the front end decided the rest.
