@@ -3,7 +3,9 @@
 Two processes that open a new SQLite file at the same moment both run the schema
 migrations of Optuna or MLflow, and one of them fails. A lock file beside the
 database makes the second wait until the first has finished. Other databases
-(PostgreSQL, MySQL) handle this themselves, so their URLs take no lock.
+(PostgreSQL, MySQL) take no lock. For Optuna, ``grindwatch.study_storage`` retries
+instead; MLflow stores there belong behind one tracking server, which creates its
+tables when it starts.
 """
 
 from __future__ import annotations

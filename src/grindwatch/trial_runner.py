@@ -15,7 +15,10 @@ interrupt, a killed process) does not count, so another trial replaces it.
   ``HEARTBEAT_INTERVAL_S``. A RUNNING trial of another worker is dead when its
   process is gone from this host, its heartbeat is older than ``STALE_AFTER_S``,
   or it never got its owner's attributes within ``CLAIM_GRACE_S``; it is marked
-  FAIL, and so is its MLflow run.
+  FAIL, and so is its MLflow run. On a server database (PostgreSQL) workers also
+  record Optuna heartbeats, stamped by the database's clock, and each trial failed
+  either way is queued again with the same parameters
+  (``grindwatch.study_storage``).
 - **Repeats.** A trial whose settings equal those of a complete earlier trial
   reuses that trial's measurement instead of fitting again, and records
   ``grindwatch.duplicate_of``; it still counts as a finished trial.
@@ -37,6 +40,12 @@ from typing import TYPE_CHECKING, Any
 
 from grindwatch.config import Config
 from grindwatch.search_space import suggest_overrides
+from grindwatch.study_storage import (
+    ask,
+    fail_stale_trials,
+    record_heartbeat,
+    retry_trial,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -175,14 +184,17 @@ class TrialRunner:
         """Mark FAIL the RUNNING trials whose worker is gone; return their numbers."""
         from optuna.trial import TrialState
 
+        # Optuna's check: trials without a heartbeat for the grace period (server
+        # databases only), found by any host. They are queued again, and their
+        # MLflow runs are ended by fail_orphans below.
+        fail_stale_trials(self.study)
         now = time.time()
         failed = []
         for trial in self.study.get_trials(
             deepcopy=False, states=(TrialState.RUNNING,)
         ):
-            if not self._is_dead(trial, now):
+            if not self._is_dead(trial, now) or not self._mark_failed(trial):
                 continue
-            self.study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
             run_id = trial.user_attrs.get("grindwatch.mlflow_run_id")
             if run_id:
                 self.tracker.finish_trial(
@@ -193,6 +205,25 @@ class TrialRunner:
             logger.warning("marked trials %s FAIL: their process is gone", failed)
         self.tracker.fail_orphans(self.study.study_name, self._is_running)
         return failed
+
+    def _mark_failed(self, trial: optuna.trial.FrozenTrial) -> bool:
+        """Mark a dead worker's trial FAIL and queue it again, if no other worker has.
+
+        The storage changes the state under a row lock, so of several workers that
+        find the same dead trial, exactly one queues its retry.
+        """
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        try:
+            changed = self.backend.set_trial_state_values(
+                trial._trial_id, TrialState.FAIL
+            )
+        except UpdateFinishedTrialError:
+            return False
+        if changed:
+            retry_trial(self.study, self.backend, trial._trial_id)
+        return changed
 
     def _is_running(self, number: int) -> bool:
         from optuna.trial import TrialState
@@ -211,6 +242,7 @@ class TrialRunner:
             for trial in trials:
                 try:
                     trial.set_user_attr("grindwatch.heartbeat", time.time())
+                    record_heartbeat(self.backend, trial)
                 except Exception as error:  # noqa: BLE001 - the trial may have just ended
                     logger.debug("heartbeat of trial %d: %s", trial.number, error)
 
@@ -225,7 +257,7 @@ class TrialRunner:
             finished, running = self.counts()
             if finished + running >= self.n_trials:
                 return None
-            trial = self.study.ask()
+            trial = ask(self.study)
             trials = self.study.get_trials(deepcopy=False)
             ahead = sum(
                 t.state in (TrialState.COMPLETE, TrialState.PRUNED)
@@ -245,6 +277,7 @@ class TrialRunner:
                 "grindwatch.worker": self.token,
             }.items():
                 trial.set_user_attr(key, value)
+            record_heartbeat(self.backend, trial)
             with self._mine_lock:
                 self._mine[trial.number] = trial
             return trial

@@ -76,14 +76,16 @@ def resolve_storage(config: Config) -> str:
 
 
 def _storage(url: str):  # noqa: ANN202 - an optuna RDBStorage
-    from optuna.storages import RDBStorage
+    from grindwatch.study_storage import rdb_storage
 
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Wait up to a minute for another process's write instead of failing at once.
         engine_kwargs["connect_args"] = {"timeout": 60}
+    # Server databases get Optuna heartbeats and retries of stale trials, so that
+    # workers on other hosts find a dead worker's trial (grindwatch.study_storage).
     with sqlite_setup_lock(url):
-        return RDBStorage(url, engine_kwargs=engine_kwargs)
+        return rdb_storage(url, engine_kwargs)
 
 
 def _sampler(config: Config):  # noqa: ANN202

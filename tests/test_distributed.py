@@ -1,0 +1,205 @@
+"""Distributed tuning: tune workers sharing a study on PostgreSQL and an MLflow server.
+
+PostgreSQL and the MLflow server run on loopback for the whole session (see
+``tests/servers.py``); the tests skip without the PostgreSQL programs or psycopg.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from grindwatch.config import Config
+from grindwatch.mlflow_tuning import NullTracker
+from grindwatch.study_storage import (
+    ask,
+    heartbeat_options,
+    quiet_experimental,
+    rdb_storage,
+    record_heartbeat,
+)
+from grindwatch.trial_runner import TrialRunner
+from tests.conftest import write_cycles
+from tests.servers import (  # noqa: F401 - fixtures
+    create_database,
+    postgres_server,
+    tracking_server,
+)
+
+N_TRIALS = 40
+N_WORKERS = 3
+# PCA trials take a fraction of a second. One-layer autoencoder trials run 8
+# epochs and report each one, so a worker can be caught in the middle of one.
+SPACE = {
+    "tune.space.frontend": "[spectrum]",
+    "tune.space.window_length": "[128]",
+    "tune.space.n_bands": "[16]",
+    "tune.space.family": "[pca, autoencoder]",
+    "tune.space.autoencoder.n_layers": "1",
+    "tune.space.hop_fraction": "[1.0]",
+    "tune.space.autoencoder.epochs": "8",
+    "detector.autoencoder.patience": "8",
+    "tune.max_fit_windows": "200",
+    "tune.max_holdout_windows": "60",
+    "tune.pruner": "none",
+    "tracking.log_model": "false",
+}
+
+
+def _worker(data: Path, storage: str, study: str, tracking_uri: str) -> list[str]:
+    command = [sys.executable, "-m", "grindwatch.cli", "tune", str(data), "--resume"]
+    command += ["--trials", str(N_TRIALS), "--storage", storage, "--study-name", study]
+    command += ["--tracking-uri", tracking_uri, "--experiment", study]
+    for key, value in SPACE.items():
+        command += ["--set", f"{key}={value}"]
+    return command
+
+
+def _running_epoch_of(
+    storage: optuna.storages.RDBStorage, study: str, pid: int
+) -> int | None:
+    """Number of a trial that worker ``pid`` is in the middle of training, or None."""
+    try:
+        loaded = optuna.load_study(study_name=study, storage=storage)
+    except KeyError:
+        return None
+    for trial in loaded.get_trials(deepcopy=False):
+        attrs = trial.user_attrs
+        if (
+            trial.state == optuna.trial.TrialState.RUNNING
+            and attrs.get("grindwatch.pid") == pid
+            and attrs.get("grindwatch.mlflow_run_id")
+            and trial.intermediate_values
+        ):
+            return trial.number
+    return None
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_killed_worker_leaves_exact_trial_count(postgres, mlflow_server, tmp_path):
+    # A new database: the three workers also race to create Optuna's tables.
+    storage = create_database(postgres["OPTUNA_STORAGE"])
+    study = f"scale-{uuid.uuid4().hex[:8]}"
+    data = tmp_path / "cycles"
+    write_cycles(data, 12)
+    command = _worker(data, storage, study, mlflow_server)
+    # Each worker in its own process group, so teardown can end all of it.
+    workers = [
+        subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for _ in range(N_WORKERS)
+    ]
+    victim, survivors = workers[0], workers[1:]
+    # One storage for all the polling: each new one would open its own connections.
+    backend = rdb_storage(storage)
+    try:
+        deadline = time.monotonic() + 240
+        killed = None
+        while killed is None:
+            assert victim.poll() is None, victim.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no autoencoder trial to interrupt"
+            killed = _running_epoch_of(backend, study, victim.pid)
+            time.sleep(0.05)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+        errors = [worker.communicate(timeout=420)[1] for worker in survivors]
+    finally:
+        for worker in workers:
+            _kill_group(worker)
+
+    assert [worker.returncode for worker in survivors] == [0, 0], errors
+    trials = optuna.load_study(study_name=study, storage=backend).get_trials()
+    backend.engine.dispose()
+    states = Counter(trial.state.name for trial in trials)
+    assert states["COMPLETE"] == N_TRIALS
+    assert states["FAIL"] == 1
+    assert states["RUNNING"] == 0
+    assert states["WAITING"] == 0
+    failed = next(trial for trial in trials if trial.state.name == "FAIL")
+    assert failed.number == killed
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    assert [retry.state.name for retry in retries] == ["COMPLETE"]
+    assert retries[0].params == failed.params
+
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name(study).experiment_id
+    runs = client.search_runs(
+        [experiment], f"tags.`grindwatch.study` = '{study}'", max_results=1000
+    )
+    kinds = [run.data.tags.get("grindwatch.kind") for run in runs]
+    parents = [run for run, kind in zip(runs, kinds, strict=True) if kind == "study"]
+    trial_runs = [run for run, kind in zip(runs, kinds, strict=True) if kind == "trial"]
+    assert [parent.info.status for parent in parents] == ["FINISHED"]
+    by_number = {}
+    for run in trial_runs:
+        number = int(run.data.tags["grindwatch.trial_number"])
+        by_number.setdefault(number, []).append(run.info.status)
+    complete = sorted(t.number for t in trials if t.state.name == "COMPLETE")
+    assert sorted(n for n, s in by_number.items() if s == ["FINISHED"]) == complete
+    assert by_number[killed] == ["FAILED"]
+    assert len(trial_runs) == N_TRIALS + 1
+
+
+@pytest.mark.slow
+def test_stale_trial_of_other_host_is_retried(postgres):
+    storage = postgres["OPTUNA_STORAGE"]
+    with quiet_experimental():
+        backend = optuna.storages.RDBStorage(
+            storage, **heartbeat_options(storage, heartbeat_interval=1, grace_period=1)
+        )
+    study = optuna.create_study(storage=backend, study_name=uuid.uuid4().hex)
+    trial = ask(study)
+    trial.suggest_float("x", 0.0, 1.0)
+    # A worker on another host: its process id means nothing here, and its own
+    # heartbeat attribute is fresh, so only Optuna's heartbeat can find it dead.
+    for key, value in {
+        "grindwatch.worker": "elsewhere:4242:abcd",
+        "grindwatch.host": "elsewhere",
+        "grindwatch.pid": 4242,
+        "grindwatch.heartbeat": time.time() + 3600,
+        "grindwatch.overrides": {"detector.family": "pca"},
+    }.items():
+        trial.set_user_attr(key, value)
+    record_heartbeat(backend, trial)
+    time.sleep(3)
+    runner = TrialRunner(study, backend, None, NullTracker(), Config())
+
+    runner.fail_dead_trials()
+
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
+    retry = trials[1]
+    assert retry.params == trials[0].params
+    assert retry.system_attrs["failed_trial"] == trials[0].number
+    assert retry.user_attrs == {"grindwatch.overrides": {"detector.family": "pca"}}
+    backend.engine.dispose()
+
+
+def test_sqlite_storage_gets_no_heartbeats():
+    assert heartbeat_options("sqlite:///optuna.db") == {}
+    assert set(heartbeat_options("postgresql+psycopg://h/db")) == {
+        "heartbeat_interval",
+        "grace_period",
+        "heartbeat_stale_trial_callback",
+    }
