@@ -442,6 +442,7 @@ _EXTENSIONS: tuple[str, ...] = (
     "grindwatch.cli_serve",
     "grindwatch.cli_report",
     "grindwatch.cli_tune",
+    "grindwatch.cli_spark",
 )
 
 
