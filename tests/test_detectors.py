@@ -138,3 +138,24 @@ def test_knn_training_scores_leave_self_match_out():
     detector = make_detector("knn", n_neighbors=3).fit(windows)
 
     assert (detector.training_scores_ > 0).all()
+
+
+def test_autoencoder_fused_adam_matches_loop(monkeypatch: pytest.MonkeyPatch):
+    import torch
+
+    windows = _windows(0)
+    fused = AutoencoderDetector(**FAST["autoencoder"]).fit(windows)
+    reference_adam = torch.optim.Adam
+
+    def loop_adam(params, lr, fused=None):  # noqa: ANN001, ANN202
+        return reference_adam(params, lr=lr, foreach=False)
+
+    monkeypatch.setattr(torch.optim, "Adam", loop_adam)
+    looped = AutoencoderDetector(**FAST["autoencoder"]).fit(windows)
+
+    fused_losses = [row["train_loss"] for row in fused.history_]
+    looped_losses = [row["train_loss"] for row in looped.history_]
+    np.testing.assert_allclose(fused_losses, looped_losses, rtol=1e-4)
+    np.testing.assert_allclose(
+        fused.training_scores_, looped.training_scores_, rtol=1e-3
+    )
