@@ -339,7 +339,10 @@ def test_service_runs_watcher_and_lists_cycles(trained, tmp_path):
     app = create_app(trained["model"], watcher=watcher, watch_interval=0.1)
 
     with TestClient(app) as service:
-        write_cycles(folder, 1, start_seed=100, anomaly="spike")
+        # With settle_seconds=0 the watcher takes a file as soon as it appears, so
+        # write it elsewhere and move it in whole, as a careful producer would.
+        (staged,) = write_cycles(tmp_path / "staging", 1, start_seed=100, anomaly="spike")
+        staged.replace(folder / staged.name)
         deadline = time.monotonic() + 30
         listed = service.get("/api/cycles").json()
         while not listed["cycles"] and time.monotonic() < deadline:
