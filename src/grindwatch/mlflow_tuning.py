@@ -305,6 +305,10 @@ class StudyTracker:
             number = int(run.data.tags.get("grindwatch.trial_number", "-1"))
             if is_running(number):
                 continue
+            # The search may predate the trial's end. A worker ends its run before it
+            # tells Optuna, so a run still RUNNING after its trial ended was left.
+            if _retry(self.client.get_run, run.info.run_id).info.status != "RUNNING":
+                continue
             _retry(
                 self.client.set_tag, run.info.run_id, "grindwatch.trial_state", "FAIL"
             )
