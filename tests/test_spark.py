@@ -21,13 +21,14 @@ from typer.testing import CliRunner
 from grindwatch import cli
 from grindwatch.cli_spark import register
 from grindwatch.config import Config
-from grindwatch.exceptions import ConfigError
+from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.pipeline import load_model, score, train
 from grindwatch.spark_scoring import (
     _conform,
     _merged_type,
     _output_paths,
     _rename_clashes,
+    _score_files,
 )
 from tests.conftest import make_cycle
 from tests.servetools import restored_logging  # noqa: F401 - a fixture
@@ -173,6 +174,29 @@ def test_spark_score_takes_dataframe_of_paths(spark, archive, model_folder, tmp_
     # rounding (a few units in the last place), not bit for bit.
     np.testing.assert_allclose(found["score"], expected.recordings["score"], rtol=1e-6)
     np.testing.assert_allclose(windows["score"], expected.windows["score"], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_spark_score_rejects_empty_dataframe(spark, model_folder, tmp_path):
+    from grindwatch.spark_scoring import spark_score
+
+    empty = spark.createDataFrame([], "path string")
+
+    with pytest.raises(InputError, match="lists no file to score"):
+        spark_score(spark, model_folder, empty, tmp_path / "scores")
+
+
+def test_batch_of_unscorable_files_lists_each(archive, model_folder):
+    row = {"batch": 3, "paths": [str(archive / "good" / "short.npz"), "missing.npz"]}
+
+    result = _score_files(load_model(model_folder), row, attribution=True)
+
+    assert result["counts"] == [0, 0, 0, 0]
+    assert result["recordings"] is None
+    skipped = json.loads(result["skipped"])
+    assert [Path(item["path"]).name for item in skipped] == ["missing.npz", "short.npz"]
+    assert "file not found" in skipped[0]["reason"]
+    assert "fewer than one window" in skipped[1]["reason"]
 
 
 def test_spark_score_without_pyspark_names_extra(monkeypatch, archive, model_folder):

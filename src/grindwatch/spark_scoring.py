@@ -131,9 +131,10 @@ def spark_session(
     """Yield the active Spark session, or start one and stop it afterwards.
 
     ``master`` is a Spark master URL such as ``local[2]`` or
-    ``spark://host:7077``; None keeps what ``spark-submit`` or the Spark defaults
-    set. With a local master and no ``spark.pyspark.python`` setting, Python
-    workers run this interpreter, so they import the same grindwatch. An active
+    ``spark://host:7077``; None keeps what ``spark-submit`` set, or else Spark's
+    default, ``local[*]``. With a local master and no ``spark.pyspark.python``
+    setting, Python workers run this interpreter, so they import the same
+    grindwatch, and Spark listens on 127.0.0.1 only. An active
     session (a notebook's, or one that ``spark-submit`` started) is used as it is:
     ``master`` and ``conf`` do not apply to it, and it is left running.
     """
@@ -161,7 +162,12 @@ def _new_session(
     if master:
         builder = builder.master(master)
     settings = dict(conf)
-    if (master or "local").startswith("local"):
+    # Without a master, Spark runs locally, unless spark-submit started this process
+    # (it sets PYSPARK_GATEWAY_PORT) with a master of its own.
+    effective = master or settings.get("spark.master")
+    if effective is None and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        effective = "local[*]"
+    if effective is not None and effective.startswith("local"):
         settings.setdefault("spark.pyspark.python", sys.executable)
         settings.setdefault("spark.pyspark.driver.python", sys.executable)
         # In local mode everything runs on this machine: keep Spark's sockets on
@@ -229,6 +235,8 @@ def spark_score(
         model = load_model(model)
     recordings_path, windows_path = _output_paths(output)
     paths = _list_paths(data, model)
+    if not paths:
+        raise InputError("data", "lists no file to score", "pass files or folders")
     batches = [paths[i : i + batch_files] for i in range(0, len(paths), batch_files)]
     slices = partitions or min(len(batches), 4 * spark.sparkContext.defaultParallelism)
     logger.info(
