@@ -306,7 +306,8 @@ class StudyTracker:
             if is_running(number):
                 continue
             # The search may predate the trial's end. A worker ends its run before it
-            # tells Optuna, so a run still RUNNING after its trial ended was left.
+            # calls study.tell, so a run still RUNNING after its trial ended is an
+            # orphan.
             if _retry(self.client.get_run, run.info.run_id).info.status != "RUNNING":
                 continue
             _retry(
