@@ -38,9 +38,12 @@ FIT_STAGES = {
 SCORE_STAGES = {
     "windowing": [("signals/windows.py", "make_windows")],
     "scaling and front end": [("grindwatch/pipeline.py", "features")],
-    "anomaly scores": [("detectors/base.py", "anomaly_score")],
-    "attribution": [
-        ("detectors/base.py", "explain"),
+    # With attribution on, one detector pass returns scores and contributions.
+    "detector (scores and contributions)": [
+        ("detectors/base.py", "anomaly_score"),
+        ("detectors/base.py", "score_and_explain"),
+    ],
+    "attribution tables": [
         ("grindwatch/explain.py", "window_attribution"),
         ("grindwatch/explain.py", "recording_summary"),
     ],
