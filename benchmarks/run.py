@@ -54,7 +54,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "parts",
         nargs="*",
-        default=["all"],
+        # A string, not a list: Python 3.11's argparse checks a list default of a
+        # positional against the choices as one value and rejects it.
+        default="all",
         choices=[*PARTS, "all"],
         help="parts to run (default: all)",
     )
@@ -185,7 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    parts = list(PARTS) if "all" in args.parts else list(dict.fromkeys(args.parts))
+    if isinstance(args.parts, str) or "all" in args.parts:
+        parts = list(PARTS)
+    else:
+        parts = list(dict.fromkeys(args.parts))
     command = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
     results_folder = args.page.parent / "results"
     results_folder.mkdir(exist_ok=True)
