@@ -140,6 +140,26 @@ def test_knn_training_scores_leave_self_match_out():
     assert (detector.training_scores_ > 0).all()
 
 
+def test_knn_scores_training_windows_as_in_training():
+    windows = _windows(0, n=30)
+    detector = make_detector("knn", n_neighbors=3).fit(windows)
+    shifted = windows + 0.5
+
+    np.testing.assert_allclose(
+        detector.anomaly_score(windows), detector.training_scores_
+    )
+    # A window that matches no training window keeps all k neighbours.
+    distances = np.sort(
+        np.linalg.norm(
+            shifted.reshape(30, 1, -1) - windows.reshape(1, 30, -1), axis=2
+        ),
+        axis=1,
+    )
+    np.testing.assert_allclose(
+        detector.anomaly_score(shifted), distances[:, :3].mean(axis=1), rtol=1e-6
+    )
+
+
 def test_autoencoder_fused_adam_matches_loop(monkeypatch: pytest.MonkeyPatch):
     import torch
 

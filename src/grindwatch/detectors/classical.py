@@ -140,16 +140,30 @@ class KNNDetector(BaseDetector):
             self.train_
         )
 
+    def _neighbours(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distances and indices of the k nearest training windows of each window.
+
+        A window equal to its nearest training window is matched against the
+        other training windows, as in training, so that scoring the training data
+        again reproduces the scores its threshold came from.
+        """
+        flat = _flat(X)
+        distances, indices = self.index_.kneighbors(flat, self.n_neighbors_ + 1)
+        # Compare values, not distances: float32 distances of a row to itself
+        # come out as a few 1e-6 rather than 0.
+        itself = (self.train_[indices[:, 0]] == flat).all(axis=1)[:, None]
+        return (
+            np.where(itself, distances[:, 1:], distances[:, :-1]),
+            np.where(itself, indices[:, 1:], indices[:, :-1]),
+        )
+
     def _training_scores(self, X: np.ndarray) -> np.ndarray:
-        # Each training window finds itself at distance 0 first; leave that match out.
-        distances, _ = self.index_.kneighbors(_flat(X), self.n_neighbors_ + 1)
-        return distances[:, 1:].mean(axis=1)
+        return self._neighbours(X)[0].mean(axis=1)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        distances, _ = self.index_.kneighbors(_flat(X), self.n_neighbors_)
-        return distances.mean(axis=1)
+        return self._neighbours(X)[0].mean(axis=1)
 
     def _explain(self, X: np.ndarray) -> np.ndarray:
-        _, neighbours = self.index_.kneighbors(_flat(X), self.n_neighbors_)
+        _, neighbours = self._neighbours(X)
         centre = self.train_[neighbours].mean(axis=1)
         return ((_flat(X) - centre) ** 2).reshape(X.shape)
