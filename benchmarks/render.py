@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from benchmarks.page import number, rate, table
@@ -35,8 +36,15 @@ score, and for the tuned column include the tune.
 """
 
 
+def _round_floats(text: str) -> str:
+    """Shorten long decimals in a description of tuned settings to 3 digits."""
+    return re.sub(r"\d+\.\d{4,}(e-?\d+)?", lambda m: f"{float(m[0]):.3g}", text)
+
+
 def _tool_row(tool: str, entry: dict[str, Any]) -> list[str]:
     windows, recordings = entry["windows"], entry["recordings"]
+    # A single recording has no meaningful recording-level F1.
+    recording_f1 = recordings["f1"] if recordings["n"] >= 2 else None
     counts = (
         f"{number(windows['n_flagged'], 0)} / {number(windows['n_anomalous'], 0)} / "
         f"{number(windows['n'], 0)}"
@@ -48,7 +56,7 @@ def _tool_row(tool: str, entry: dict[str, Any]) -> list[str]:
         number(windows["f1"]),
         counts,
         number(recordings["auc_roc"]),
-        number(recordings["f1"]),
+        number(recording_f1),
         f"{entry['seconds']:.1f}",
     ]
 
@@ -70,7 +78,8 @@ def _dataset_section(name: str, data: dict[str, Any], tuned_missing: str | None)
         f"Settings changed from grindwatch's defaults: {changes or 'none'}.\n",
     ]
     if TUNED in tools:
-        chosen = "; ".join(dict.fromkeys(tools[TUNED].get("tuned_settings", [])))
+        settings = [_round_floats(text) for text in tools[TUNED]["tuned_settings"]]
+        chosen = "; ".join(dict.fromkeys(settings))
         lines.append(f"Tuned variants chosen (per repeat): {chosen}.\n")
     else:
         lines.append(f"Tuned column missing: {tuned_missing}.\n")
@@ -176,7 +185,7 @@ def skab(results: dict[str, Any]) -> str:
         "defaults, fitted per run like the others.\n",
     ]
     if results.get("tuned"):
-        chosen = "; ".join(dict.fromkeys(results["tuned"]))
+        chosen = "; ".join(dict.fromkeys(_round_floats(t) for t in results["tuned"]))
         lines.append(f"Tuned variants (per repeat, hop set to 1): {chosen}.\n")
     else:
         lines.append(f"Tuned row missing: {results.get('tuned_missing')}.\n")

@@ -89,6 +89,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
 
     parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite the page from the saved results/PART.json files without "
+        "running anything; the page keeps each part's recorded command and date",
+    )
+
+    parser.add_argument(
         "--page",
         type=Path,
         default=DEFAULT_PAGE,
@@ -176,6 +183,19 @@ def _run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
     return run_profile()
 
 
+def _render_saved(parts: list[str], page_path: Path, folder: Path) -> None:
+    """Rewrite the page's sections from saved results, for layout changes."""
+    page = page_path.read_text() if page_path.is_file() else "# Benchmarks\n"
+    for part in parts:
+        saved = folder / f"{part}.json"
+        if not saved.is_file():
+            logger.warning("no saved results for %s at %s; run it first", part, saved)
+            continue
+        run = json.loads(saved.read_text())
+        page = replace_part(page, part, render_part(part, run["results"], run["meta"]))
+    page_path.write_text(page)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the requested parts and update the page after each one."""
     args = _parse(argv)
@@ -194,6 +214,10 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
     results_folder = args.page.parent / "results"
     results_folder.mkdir(exist_ok=True)
+
+    if args.render_only:
+        _render_saved(parts, args.page, results_folder)
+        return
 
     for part in parts:
         logger.info("running %s", part)

@@ -68,7 +68,7 @@ def find_tuner() -> tuple[Tuner | None, str]:
         if result.best_config is None:
             raise RuntimeError(f"the tune finished no trial ({result.stop_reason})")
         chosen = ", ".join(
-            f"{key}={value}" for key, value in result.best_params.items()
+            f"{key}={_short(value)}" for key, value in result.best_params.items()
         )
         logger.info("tuned (injected AUC %.3f): %s", result.best_value, chosen)
         return result.best_config, chosen
