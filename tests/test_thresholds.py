@@ -116,3 +116,23 @@ def test_zero_scores_stay_finite_on_log_scale():
     threshold = fit_threshold(scores)
 
     assert np.isfinite(threshold.value)
+
+
+def test_margin_multiplies_the_cut_and_is_described():
+    scores = np.arange(1, 1001, dtype=float)
+
+    plain = fit_threshold(scores, method="percentile", percentile=99.9)
+    wide = fit_threshold(scores, method="percentile", percentile=99.9, margin=4 / 3)
+
+    assert wide.value == pytest.approx(plain.value * 4 / 3)
+    assert wide.share_flagged == 0.0
+    assert "1.33 times a percentile" in wide.describe()
+
+
+def test_margin_rejects_negative_cuts_and_non_positive_values():
+    negative = np.random.default_rng(5).normal(-5, 1, 300)
+
+    with pytest.raises(ConfigError, match="leave threshold.margin at 1"):
+        fit_threshold(negative, method="percentile", margin=1.5)
+    with pytest.raises(ConfigError, match="greater than 0"):
+        fit_threshold(np.ones(5), margin=0)

@@ -151,6 +151,8 @@ class ThresholdConfig(_Section):
     percentile: float = Field(default=99.0, ge=0, le=100)
     mad_k: float = Field(default=3.0, gt=0)
     log_scores: Literal["auto", True, False] = "auto"
+    # Factor on the cut, a safety margin for non-negative scores (1 = none).
+    margin: float = Field(default=1.0, gt=0)
 
 
 class AggregateConfig(_Section):

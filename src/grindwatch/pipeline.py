@@ -184,6 +184,7 @@ class Model:
             min_separation=settings.min_separation,
             percentile=settings.percentile,
             mad_k=settings.mad_k,
+            margin=settings.margin,
             log_scores=settings.log_scores,
             random_state=config.seed,
         )

@@ -9,6 +9,11 @@ and the components above it hold less than half the windows, those components ar
 anomalous clusters, and the threshold is where the mixture's posterior for them
 reaches one half. Otherwise the scores form one cluster, and the threshold falls back
 to ``median + mad_k * MAD`` of the log scores (normal-consistent MAD).
+
+``margin`` multiplies the cut, as control limits in process monitoring are often set
+a safety factor above the largest normal score (for example ``percentile`` 99.9 with
+``margin`` 4/3). It needs a cut of at least 0, which reconstruction errors, distances
+and isolation-forest scores always give.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class Threshold:
     separation: float | None = None
     n_scores: int = 0
     share_flagged: float = 0.0
+    margin: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +72,17 @@ class Threshold:
                 f"{self.share_flagged:.1%} of the training windows."
             )
         reason = f" because {self.fallback_reason}" if self.fallback_reason else ""
+        if self.margin != 1.0:
+            rule = {
+                "gmm": "a Gaussian-mixture cut of the log training scores",
+                "percentile": "a percentile of the training scores",
+                "mad": "median + k * MAD of the log training scores",
+            }[self.method]
+            return (
+                f"The threshold {self.value:.4g} is {self.margin:.3g} times {rule}"
+                f"{reason}; it flags {self.share_flagged:.1%} of the "
+                f"{self.n_scores} training windows."
+            )
         rule = {
             "percentile": "a percentile of the training scores",
             "mad": "median + k * MAD of the log training scores",
@@ -211,6 +228,7 @@ def fit_threshold(
     mad_k: float = 3.0,
     log_scores: str | bool = "auto",
     random_state: int = 0,
+    margin: float = 1.0,
 ) -> Threshold:
     """Fit a threshold to unlabeled training scores.
 
@@ -229,6 +247,14 @@ def fit_threshold(
         Multiples of the MAD above the median (mad, and the gmm fallback).
     log_scores : {"auto", True, False}
         Work on log scores; auto does so when no score is negative.
+    margin : float
+        Factor applied to the cut, greater than 0.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown method, non-finite scores, a percentile outside [0, 100], a
+        margin of 0 or less, or a margin other than 1 on a negative cut.
     """
     scores = np.asarray(scores, dtype=np.float64).ravel()
     if method not in METHODS:
@@ -241,6 +267,8 @@ def fit_threshold(
         )
     if not 0 <= percentile <= 100:
         raise ConfigError(f"percentile={percentile} must be in [0, 100]")
+    if not margin > 0:
+        raise ConfigError(f"threshold margin={margin} must be greater than 0")
 
     t, log_scale, offset = _transform(scores, log_scores)
     components: list[dict[str, Any]] = []
@@ -269,6 +297,14 @@ def fit_threshold(
     # With all scores tied the threshold is their exact value, so rounding in the
     # log transform cannot flag them.
     value = float(scores.max()) if cut is None else _inverse(cut, log_scale, offset)
+    if margin != 1.0:
+        if value < 0:
+            raise ConfigError(
+                f"threshold margin={margin} needs a cut of at least 0, but the "
+                f"{used} cut is {value:.4g}; these scores can be negative, so leave "
+                "threshold.margin at 1"
+            )
+        value *= margin
     threshold = Threshold(
         value=value,
         method=used,
@@ -280,6 +316,7 @@ def fit_threshold(
         separation=separation,
         n_scores=int(scores.size),
         share_flagged=float((scores > value).mean()),
+        margin=float(margin),
     )
     logger.info("threshold %.6g by %s", value, used)
     return threshold
