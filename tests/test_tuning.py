@@ -22,7 +22,12 @@ from grindwatch.config import Config
 from grindwatch.exceptions import ConfigError
 from grindwatch.io import Recording, RecordingSet
 from grindwatch.objective import Objective, split_holdout
-from grindwatch.search_space import check_space, limit_window_lengths, suggest_overrides
+from grindwatch.search_space import (
+    baseline_params,
+    check_space,
+    limit_window_lengths,
+    suggest_overrides,
+)
 from grindwatch.tune_config import SearchSpace
 from grindwatch.tuning import tune
 from tests.conftest import write_cycles
@@ -95,6 +100,39 @@ def test_suggested_overrides_make_valid_configs():
             depth = len(config.detector.autoencoder.filters)
             assert len(config.detector.autoencoder.strides) == depth
             assert trial.params["autoencoder.n_layers"] == depth
+
+
+def test_baseline_params_reproduce_the_configured_pipeline():
+    signals = Config()
+    table = Config().with_overrides(
+        {"detector.family": "iforest", "detector.iforest.n_estimators": 120}
+    )
+
+    for kind, config in (("signals", signals), ("table", table)):
+        space = check_space(SearchSpace(), kind)
+        params, _ = baseline_params(config, space, kind)
+        trial = optuna.trial.FixedTrial(params)
+        rebuilt = config.with_overrides(suggest_overrides(trial, space, kind))
+
+        assert rebuilt.detector == config.detector
+        if kind == "signals":
+            assert rebuilt.windows.length == config.windows.length
+            assert rebuilt.hop == config.hop
+            assert rebuilt.frontend == config.frontend
+
+
+def test_baseline_outside_the_space_names_the_setting():
+    space = check_space(SearchSpace(), "signals")
+    odd_window = Config().with_overrides({"windows.length": 300})
+    mixed_strides = Config().with_overrides({"detector.autoencoder.strides": [1, 2]})
+
+    assert baseline_params(odd_window, space, "signals") == (
+        None,
+        "window_length=300 is not one of [256, 512, 1024, 2048]",
+    )
+    params, reason = baseline_params(mixed_strides, space, "signals")
+    assert params is None
+    assert "strides [1, 2] differ" in reason
 
 
 def test_table_space_searches_only_table_families():
@@ -305,9 +343,14 @@ def test_parallel_trials_log_into_their_own_runs(cycles, isolated_tracking):
 
 def test_feature_table_study_tunes_table_detectors(feature_table):
     config = _config(**{"data.kind": "table", "tune.n_trials": 3})
+    config = config.with_overrides({"detector.family": "pca"})
 
     result = tune(feature_table, config)
 
+    # The configured pipeline (PCA keeping 0.9 of the variance) runs first.
+    first = result.trials.sort_values("number").iloc[0]
+    assert first["param.family"] == "pca"
+    assert first["param.pca.n_components"] == pytest.approx(0.9)
     assert set(result.trials["param.family"]) <= {"pca", "knn"}
     assert result.complete
     assert result.final_metrics["recording_auc_roc"] > 0.9

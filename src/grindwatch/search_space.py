@@ -18,9 +18,17 @@ from grindwatch.tune_config import Range, SearchSpace, Spec
 if TYPE_CHECKING:
     import optuna
 
+    from grindwatch.config import Config
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["TABLE_FAMILIES", "check_space", "limit_window_lengths", "suggest_overrides"]
+__all__ = [
+    "TABLE_FAMILIES",
+    "baseline_params",
+    "check_space",
+    "limit_window_lengths",
+    "suggest_overrides",
+]
 
 TABLE_FAMILIES = ("iforest", "pca", "knn")
 _FAMILIES = ("autoencoder", *TABLE_FAMILIES)
@@ -206,3 +214,71 @@ def suggest_overrides(
     overrides["detector.family"] = family
     overrides.update(_family_settings(trial, space, family))
     return overrides
+
+
+class _Outside(Exception):
+    """A configured value that the search space cannot draw."""
+
+
+def _fixed(params: dict[str, Any], name: str, spec: Spec, value: Any) -> None:
+    """Record ``value`` as the parameter ``name`` if ``spec`` can draw it."""
+    if isinstance(spec, Range):
+        if value is None or not spec.low <= value <= spec.high:
+            raise _Outside(f"{name}={value!r} lies outside {spec.low} to {spec.high}")
+        if spec.low != spec.high:
+            params[name] = value
+        return
+    choices = _choices(spec)
+    if value not in choices:
+        raise _Outside(f"{name}={value!r} is not one of {choices}")
+    if len(choices) > 1:
+        params[name] = value
+
+
+def _autoencoder_params(
+    params: dict[str, Any], space: SearchSpace, config: Config
+) -> None:
+    settings, chosen = space.autoencoder, config.detector.autoencoder
+    if len(set(chosen.strides)) != 1:
+        raise _Outside(f"strides {chosen.strides} differ between layers")
+    _fixed(params, "autoencoder.n_layers", settings.n_layers, len(chosen.filters))
+    for i, (filters, kernel) in enumerate(
+        zip(chosen.filters, chosen.kernel_sizes, strict=True)
+    ):
+        _fixed(params, f"autoencoder.filters_{i}", settings.filters, filters)
+        _fixed(params, f"autoencoder.kernel_size_{i}", settings.kernel_size, kernel)
+    _fixed(params, "autoencoder.stride", settings.stride, chosen.strides[0])
+    for name in ("latent_size", "loss", "learning_rate", "batch_size", "epochs"):
+        spec, value = getattr(settings, name), getattr(chosen, name)
+        _fixed(params, f"autoencoder.{name}", spec, value)
+
+
+def baseline_params(
+    config: Config, space: SearchSpace, kind: str
+) -> tuple[dict[str, Any] | None, str]:
+    """Return the trial parameters that reproduce ``config``'s own pipeline.
+
+    A study tries that pipeline first, so that the chosen variant is never one that
+    does worse on the objective than the settings the user started from. Returns
+    None and the reason when ``space`` (after ``check_space``) cannot draw it.
+    """
+    params: dict[str, Any] = {}
+    try:
+        if kind != "table":
+            length = config.windows.length
+            _fixed(params, "frontend", space.frontend, config.frontend.kind)
+            _fixed(params, "window_length", space.window_length, length)
+            _fixed(params, "hop_fraction", space.hop_fraction, config.hop / length)
+            if config.frontend.kind == "spectrum":
+                _fixed(params, "n_bands", space.n_bands, config.frontend.n_bands)
+        family = config.detector.family
+        _fixed(params, "family", space.family, family)
+        if family == "autoencoder":
+            _autoencoder_params(params, space, config)
+        else:
+            chosen = getattr(config.detector, family)
+            for name, spec in getattr(space, family):
+                _fixed(params, f"{family}.{name}", spec, getattr(chosen, name))
+    except _Outside as outside:
+        return None, str(outside)
+    return params, "the configured pipeline"

@@ -144,6 +144,10 @@ class TuneConfig(_Section):
     injections: list[str] | None = None
     max_fit_windows: int = Field(default=4000, ge=10)
     max_holdout_windows: int = Field(default=1000, ge=10)
+    # Try the configured pipeline (the settings outside ``tune``) as the first
+    # trial, when the space can draw it, so the choice never does worse on the
+    # objective than the starting point.
+    baseline: bool = True
     # PyTorch threads per trial; None shares the CPU cores among the jobs. Small
     # networks often run fastest on one thread.
     torch_threads: int | None = Field(default=None, ge=1)

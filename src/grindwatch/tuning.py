@@ -330,6 +330,8 @@ def tune(
         from grindwatch.objective import Objective
 
         objective = Objective(training, config, labeled=labeled)
+        if created and config.tune.baseline:
+            _enqueue_baseline(study, config, objective)
         _describe_data(tracker, config, objective, training)
         runner = TrialRunner(study, backend, objective, tracker, config, on_trial)
         with _torch_threads(config):
@@ -346,6 +348,18 @@ def tune(
 
             optuna.delete_study(study_name=study.study_name, storage=backend)
         raise
+
+
+def _enqueue_baseline(study: optuna.Study, config: Config, objective: Any) -> None:
+    """Queue the configured pipeline as the first trial, if the space can draw it."""
+    from grindwatch.search_space import baseline_params
+
+    params, reason = baseline_params(config, objective.space, objective.kind)
+    if params is None:
+        logger.info("not trying the configured pipeline first: %s", reason)
+        return
+    study.enqueue_trial(params, user_attrs={"baseline": True}, skip_if_exists=True)
+    logger.info("trying the configured pipeline first: %s", params)
 
 
 def _store_study_settings(
