@@ -234,7 +234,9 @@ def run_speed(repeats: int) -> dict[str, Any]:
             "pyod": _median_dicts(theirs),
         }
     wide = [
-        measure_wide_training(RecordingSet(recordings.recordings[:WIDE_RECORDINGS]), seed)
+        measure_wide_training(
+            RecordingSet(recordings.recordings[:WIDE_RECORDINGS]), seed
+        )
         for seed in range(repeats)
     ]
     results["wide"] = _median_dicts(wide)

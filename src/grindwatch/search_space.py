@@ -258,9 +258,9 @@ def baseline_params(
 ) -> tuple[dict[str, Any] | None, str]:
     """Return the trial parameters that reproduce ``config``'s own pipeline.
 
-    A study tries that pipeline first, so that the chosen variant is never one that
-    does worse on the objective than the settings the user started from. Returns
-    None and the reason when ``space`` (after ``check_space``) cannot draw it.
+    A study tries that pipeline first, so that the chosen variant scores at least
+    as well on the objective as the settings the user started from. Returns None
+    and the reason when ``space`` (after ``check_space``) cannot draw it.
     """
     params: dict[str, Any] = {}
     try:

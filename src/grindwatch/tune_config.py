@@ -145,8 +145,9 @@ class TuneConfig(_Section):
     max_fit_windows: int = Field(default=4000, ge=10)
     max_holdout_windows: int = Field(default=1000, ge=10)
     # Try the configured pipeline (the settings outside ``tune``) as the first
-    # trial, when the space can draw it, so the choice never does worse on the
-    # objective than the starting point.
+    # trial when the space can draw it. The chosen variant then scores at least as
+    # well on the objective as the starting point, unless that trial fails or is
+    # pruned.
     baseline: bool = True
     # PyTorch threads per trial; None shares the CPU cores among the jobs. Small
     # networks often run fastest on one thread.
