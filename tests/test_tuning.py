@@ -223,14 +223,35 @@ def test_objective_scores_injected_windows_above_clean(cycles):
     )
 
     result = objective.evaluate(variant)
+    metrics = result.metrics
 
-    assert result.value == result.metrics["injected_auc"]
+    assert result.value == metrics["injected_auc"] * metrics["held_out_specificity"]
     assert result.value > 0.8
+    assert 0.0 <= metrics["injected_recall"] <= 1.0
     assert {f"injected_auc.{name}" for name in ("spike", "dropout", "harmonic")} <= set(
         result.metrics
     )
     assert result.metrics["labeled_window_auc_roc"] > 0.5
     assert result.metrics["labeled_recording_n_anomalous"] == 3
+
+
+def test_specificity_counts_clean_windows_over_threshold(cycles):
+    from grindwatch.pipeline import read_data
+
+    config = _config(**{"tune.objective": "injected_auc"})
+    objective = Objective(read_data(cycles / "good", config), config)
+    variant = config.with_overrides(
+        {"windows.length": 128, "frontend.n_bands": 16, "detector.family": "pca"}
+    )
+    result = objective.evaluate(variant)
+    prepared = objective.prepare(variant)
+    clean = result.model.detector_.anomaly_score(prepared.clean_features)
+    threshold = result.model.threshold_.value
+
+    assert result.value == result.metrics["injected_auc"]
+    assert result.metrics["held_out_specificity"] == pytest.approx(
+        (clean <= threshold).mean()
+    )
 
 
 def test_labeled_objective_needs_both_classes(cycles):

@@ -233,8 +233,10 @@ def tune(
     objective: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
-            help="injected_auc (label-free, default) or labeled_auc (labels drive "
-            "the search)."
+            help="injected_auc_specificity (label-free, default: injected-anomaly "
+            "AUC times the share of clean held-out windows left unflagged), "
+            "injected_auc (label-free, AUC alone) or labeled_auc (labels drive the "
+            "search)."
         ),
     ] = None,
     labeled: Annotated[

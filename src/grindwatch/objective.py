@@ -4,7 +4,10 @@ Part of the training recordings is held out (see ``split_holdout``). A trial fit
 its pipeline variant on the rest, then scores the held-out windows and a copy of
 each with one synthetic anomaly injected (``grindwatch.signals.injection``). The
 objective ``injected_auc`` is the AUC-ROC of those scores: the chance that an
-injected copy scores above a clean window. Where labeled recordings exist, every
+injected copy scores above a clean window. ``injected_auc_specificity`` multiplies
+it by the share of clean held-out windows that the trial's own threshold leaves
+unflagged, so a variant whose threshold does not carry over to unseen normal data
+ranks low however well it orders the windows. Where labeled recordings exist, every
 trial also reports labeled metrics at its own threshold; they drive the search only
 under the objective ``labeled_auc``.
 
@@ -438,7 +441,11 @@ class Objective:
         return self.config.tune.objective == "labeled_auc"
 
     def _step_value(self, model: Any, prepared: PreparedData) -> float:
-        """Compute the objective of a network in training, which has no threshold."""
+        """Compute the objective of a network in training, which has no threshold.
+
+        Every label-free objective reports the injected AUC here, so that pruning
+        compares trials on one scale.
+        """
         if self._needs_labels:
             from sklearn.metrics import roc_auc_score
 
@@ -449,6 +456,8 @@ class Objective:
     def _value(self, metrics: dict[str, float]) -> float:
         if self._needs_labels:
             return metrics["labeled_window_auc_roc"]
+        if self.config.tune.objective == "injected_auc_specificity":
+            return metrics["injected_auc"] * metrics["held_out_specificity"]
         return metrics["injected_auc"]
 
     def measure(
@@ -467,6 +476,11 @@ class Objective:
         for name in np.unique(prepared.injected_types):
             chosen = injected[prepared.injected_types == name]
             metrics[f"injected_auc.{name}"] = _auc(clean, chosen)
+        threshold = getattr(model, "threshold_", None)
+        if threshold is not None:
+            # The threshold's decisions on windows it was not fitted on.
+            metrics["held_out_specificity"] = float((clean <= threshold.value).mean())
+            metrics["injected_recall"] = float((injected > threshold.value).mean())
         if labeled and prepared.labeled is not None:
             metrics.update(self._labeled_metrics(model, prepared.labeled))
         return metrics

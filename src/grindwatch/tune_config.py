@@ -125,8 +125,9 @@ class TuneConfig(_Section):
 
     ``storage`` is an SQLAlchemy URL; None means an SQLite file ``optuna.db`` in the
     working folder. ``timeout`` is in seconds and stops the starting of new trials in
-    this process. ``objective`` ``injected_auc`` is label-free; ``labeled_auc`` lets
-    labels drive the search and must be asked for explicitly. ``holdout`` ``auto``
+    this process. ``objective`` ``injected_auc_specificity`` and ``injected_auc`` are
+    label-free (see ``grindwatch.objective``); ``labeled_auc`` lets labels drive the
+    search and must be asked for explicitly. ``holdout`` ``auto``
     holds out whole recordings when there are at least 10 (rows for feature tables),
     else the last ``holdout_fraction`` of each recording.
     """
@@ -136,7 +137,9 @@ class TuneConfig(_Section):
     jobs: int = Field(default=1, ge=1)
     storage: str | None = None
     study_name: str = Field(default="grindwatch", min_length=1)
-    objective: Literal["injected_auc", "labeled_auc"] = "injected_auc"
+    objective: Literal["injected_auc_specificity", "injected_auc", "labeled_auc"] = (
+        "injected_auc_specificity"
+    )
     sampler: Literal["tpe", "random"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = "median"
     holdout: Literal["auto", "recordings", "segments"] = "auto"

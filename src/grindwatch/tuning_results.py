@@ -319,7 +319,8 @@ def _summary_metrics(result: TuneResult) -> dict[str, float]:
     metrics["best_trial"] = float(result.best_trial)
     row = trials[trials["number"] == result.best_trial].iloc[0]
     for column, value in row.items():
-        if column.startswith(("injected_auc", "labeled_")) and _is_number(value):
+        prefixes = ("injected_", "held_out_specificity", "labeled_")
+        if column.startswith(prefixes) and _is_number(value):
             metrics[f"best.{column}"] = float(value)
     if "labeled_window_auc_roc" in trials:
         complete = trials[trials["state"] == "COMPLETE"]
