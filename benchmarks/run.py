@@ -137,14 +137,21 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _commit() -> str:
+def _commit(outputs: list[Path]) -> str:
+    """Name the checked-out commit, noting uncommitted code.
+
+    ``outputs`` (the page and the results folder) are left out of the check,
+    because every run rewrites them.
+    """
+
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
         ).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--", "src", "benchmarks"):
+    excluded = [f":(exclude){path.resolve()}" for path in outputs]
+    if git("status", "--porcelain", "--", "src", "benchmarks", *excluded):
         commit += " (with uncommitted changes under src/ or benchmarks/)"
     return commit
 
@@ -219,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
         _render_saved(parts, args.page, results_folder)
         return
 
+    # Read before any part writes, so the code state is the one every part ran.
+    commit = _commit([args.page, results_folder])
     for part in parts:
         logger.info("running %s", part)
         load_before, start = os.getloadavg()[0], time.perf_counter()
@@ -233,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
             "load_after": os.getloadavg()[0],
             "versions": _versions(),
             "grindwatch": version("grindwatch"),
-            "commit": _commit(),
+            "commit": commit,
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         }
         (results_folder / f"{part}.json").write_text(
