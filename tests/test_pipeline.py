@@ -49,6 +49,18 @@ def test_train_on_good_flags_bad_cycles(cycle_folders, family, frontend):
     assert scored.recordings["flag"].all()
 
 
+def test_threshold_margin_scales_the_trained_cut(cycle_folders):
+    plain = _config(**{"detector.family": "pca", "threshold.method": "percentile"})
+    wide = plain.with_overrides({"threshold.margin": 1.5})
+
+    base = grindwatch.train(cycle_folders["good"], plain).model.threshold_
+    scaled = grindwatch.train(cycle_folders["good"], wide).model.threshold_
+
+    assert scaled.value == pytest.approx(1.5 * base.value)
+    assert scaled.margin == 1.5
+    assert scaled.share_flagged <= base.share_flagged
+
+
 def test_score_tables_have_documented_columns(cycle_folders):
     result = grindwatch.train(cycle_folders["good"], _config())
 
