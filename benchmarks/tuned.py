@@ -70,7 +70,7 @@ def find_tuner() -> tuple[Tuner | None, str]:
         chosen = ", ".join(
             f"{key}={_short(value)}" for key, value in result.best_params.items()
         )
-        logger.info("tuned (injected AUC %.3f): %s", result.best_value, chosen)
+        logger.info("tuned (objective %.3f): %s", result.best_value, chosen)
         return result.best_config, chosen
 
     return run_tune, ""
