@@ -370,6 +370,7 @@ def test_feature_table_study_tunes_table_detectors(feature_table):
 
     # The configured pipeline (PCA keeping 0.9 of the variance) runs first.
     first = result.trials.sort_values("number").iloc[0]
+    assert first["baseline"]
     assert first["param.family"] == "pca"
     assert first["param.pca.n_components"] == pytest.approx(0.9)
     assert set(result.trials["param.family"]) <= {"pca", "knn"}

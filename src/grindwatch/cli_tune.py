@@ -106,6 +106,14 @@ def _top_trials(result: Any, limit: int) -> None:
         cells.append(_number(row.get("duration_s"), "{:.1f}"))
         table.add_row(*cells)
     console().print(table)
+    baseline = trials[trials["baseline"]] if "baseline" in trials else trials.iloc[:0]
+    if not baseline.empty:
+        row = baseline.iloc[0]
+        console().print(
+            f"Trial {row['number']} ran the configured pipeline: "
+            f"{row['state'].lower()}, objective {_number(row['value']) or 'none'}.",
+            highlight=False,
+        )
 
 
 def _number(value: Any, form: str = "{:.4f}") -> str:

@@ -96,6 +96,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         row.update(trial.user_attrs.get("grindwatch.metrics", {}))
         row["mlflow_run_id"] = trial.user_attrs.get("grindwatch.mlflow_run_id")
         row["error"] = trial.user_attrs.get("grindwatch.error")
+        # Set by the study's first trial when it runs the configured pipeline.
+        row["baseline"] = bool(trial.user_attrs.get("baseline", False))
         rows.append(row)
     return pd.DataFrame(rows)
 
