@@ -55,7 +55,9 @@ def plot_optimization_history(
     axis.set_xlabel("trial")
     axis.set_ylabel(objective)
     axis.set_title("Optimisation history", fontsize=10)
-    axis.legend(fontsize=8)
+    # A fixed place: loc="best" searches the plotted data for room, and matplotlib
+    # warns when that search takes over a second, as it can on a busy machine.
+    axis.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     path = Path(path)
     figure.savefig(path)

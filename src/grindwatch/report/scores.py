@@ -54,7 +54,9 @@ def plot_score_histogram(
     axis.set_title(
         title or "Training scores, mixture components and threshold", fontsize=10
     )
-    axis.legend(fontsize=8)
+    # A fixed place: loc="best" searches the plotted data for room, and matplotlib
+    # warns when that search takes over a second, as it can on a busy machine.
+    axis.legend(fontsize=8, loc="upper right")
     figure.tight_layout()
     path = Path(path)
     figure.savefig(path)

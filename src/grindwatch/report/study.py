@@ -377,7 +377,9 @@ def plot_history(summary: StudySummary):  # noqa: ANN201 - a matplotlib Figure
     axis.set_xlabel("trial")
     axis.set_ylabel(summary.objective or "objective")
     axis.set_title(f"Optimisation history ({summary.direction})")
-    axis.legend()
+    # A fixed place: loc="best" searches the plotted data for room, and matplotlib
+    # warns when that search takes over a second, as it can on a busy machine.
+    axis.legend(loc="lower right")
     figure.tight_layout()
     return figure
 
