@@ -99,21 +99,31 @@ def measure_wide_training(recordings, seed: int) -> dict:  # noqa: ANN001
     config = _config("raw", seed, WIDE_EPOCHS).with_overrides(
         {"detector.autoencoder.filters": WIDE_FILTERS}
     )
-    model = Model(config)
-    stamps: list[float] = []
-    model.fit(recordings, on_epoch=lambda *_: stamps.append(time.perf_counter()))
-    windows = model.training_windows_.X
-    n_train = len(windows) - int(round(len(windows) * 0.1))
-    features = model.features(windows[:64])
+    model, rate = _train_timed(config, recordings)
+    features = model.features(model.training_windows_.X[:64])
     flops = training_flops(model.detector_.net_, features.shape[1:])
-    rate = n_train / _per_epoch(stamps)
     return {
         "filters": WIDE_FILTERS,
-        "windows": len(windows),
+        "windows": len(model.training_windows_.X),
         "epochs": WIDE_EPOCHS,
         "train_windows_per_s": rate,
         "train_gflops": rate * flops["training"] / 1e9,
     }
+
+
+def _train_timed(config: Config, recordings) -> tuple[Model, float]:  # noqa: ANN001
+    """Fit a model; return it and its training windows per second.
+
+    The rate counts the windows trained on (the validation share left out) per
+    second between the first and the last epoch's end.
+    """
+    model = Model(config)
+    stamps: list[float] = []
+    model.fit(recordings, on_epoch=lambda *_: stamps.append(time.perf_counter()))
+    n_windows = len(model.training_windows_.X)
+    share = config.detector.autoencoder.validation_fraction
+    n_train = n_windows - int(round(n_windows * share))
+    return model, n_train / _per_epoch(stamps)
 
 
 def _per_epoch(stamps: list[float]) -> float:
@@ -132,15 +142,11 @@ def _median_seconds(call: Any, calls: int) -> float:
 
 def measure_grindwatch(recordings, frontend: str, seed: int) -> tuple[Model, dict]:  # noqa: ANN001
     """Train on the workload; return the model and its training and scoring speed."""
-    model = Model(_config(frontend, seed))
-    stamps: list[float] = []
-    model.fit(recordings, on_epoch=lambda *_: stamps.append(time.perf_counter()))
+    model, train_rate = _train_timed(_config(frontend, seed), recordings)
     windows = model.training_windows_.X
-    n_train = len(windows) - int(round(len(windows) * 0.1))
     features = model.features(windows)
     flops = training_flops(model.detector_.net_, features.shape[1:])
     model.detector_.net_.eval()
-    train_rate = n_train / _per_epoch(stamps)
     score_seconds = _median_seconds(lambda: model.window_scores(windows), 3)
     detector_seconds = _median_seconds(
         lambda: model.detector_.anomaly_score(features), 3

@@ -129,6 +129,13 @@ def test_margin_multiplies_the_cut_and_is_described():
     assert "1.33 times a percentile" in wide.describe()
 
 
+def test_margin_named_in_gmm_description():
+    threshold = fit_threshold(_two_clusters(), margin=1.5)
+
+    assert threshold.method == "gmm"
+    assert "is 1.5 times the score where" in threshold.describe()
+
+
 def test_margin_rejects_negative_cuts_and_non_positive_values():
     negative = np.random.default_rng(5).normal(-5, 1, 300)
 

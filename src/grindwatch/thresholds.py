@@ -60,35 +60,26 @@ class Threshold:
 
     def describe(self) -> str:
         """One or two sentences on how the threshold was chosen, for reports."""
+        scaled = f"{self.margin:.3g} times " if self.margin != 1.0 else ""
         if self.method == "gmm":
             n_normal = sum(c["normal"] for c in self.components)
             n_anomalous = len(self.components) - n_normal
+            place = f"is {scaled}the score where" if scaled else "lies where"
             return (
                 f"A {len(self.components)}-component Gaussian mixture on the log "
                 f"scores of {self.n_scores} training windows found {n_anomalous} "
                 f"high-score cluster(s) separated from {n_normal} normal one(s) by "
                 f"Ashman's D = {self.separation:.1f}; the threshold {self.value:.4g} "
-                f"lies where the two sides are equally likely, and flags "
+                f"{place} the two sides are equally likely, and flags "
                 f"{self.share_flagged:.1%} of the training windows."
             )
         reason = f" because {self.fallback_reason}" if self.fallback_reason else ""
-        if self.margin != 1.0:
-            rule = {
-                "gmm": "a Gaussian-mixture cut of the log training scores",
-                "percentile": "a percentile of the training scores",
-                "mad": "median + k * MAD of the log training scores",
-            }[self.method]
-            return (
-                f"The threshold {self.value:.4g} is {self.margin:.3g} times {rule}"
-                f"{reason}; it flags {self.share_flagged:.1%} of the "
-                f"{self.n_scores} training windows."
-            )
         rule = {
             "percentile": "a percentile of the training scores",
             "mad": "median + k * MAD of the log training scores",
         }[self.method]
         return (
-            f"The threshold {self.value:.4g} is {rule}{reason}; it flags "
+            f"The threshold {self.value:.4g} is {scaled}{rule}{reason}; it flags "
             f"{self.share_flagged:.1%} of the {self.n_scores} training windows."
         )
 

@@ -157,10 +157,9 @@ class KNNDetector(BaseDetector):
             np.where(itself, indices[:, 1:], indices[:, :-1]),
         )
 
-    def _training_scores(self, X: np.ndarray) -> np.ndarray:
-        return self._neighbours(X)[0].mean(axis=1)
-
     def _score(self, X: np.ndarray) -> np.ndarray:
+        # Training windows meet themselves first, so this also gives the training
+        # scores without their self-matches.
         return self._neighbours(X)[0].mean(axis=1)
 
     def _explain(self, X: np.ndarray) -> np.ndarray:
