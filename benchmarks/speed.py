@@ -90,7 +90,7 @@ def _config(frontend: str, seed: int, epochs: int = EPOCHS) -> Config:
 
 
 def measure_wide_training(recordings, seed: int) -> dict:  # noqa: ANN001
-    """Training speed of a wider network on raw windows, to locate the ceiling.
+    """Measure a wider network's training speed on raw windows, to locate the ceiling.
 
     Only the filters differ from the default (``WIDE_FILTERS`` instead of 16 and
     32), so the figure shows what the same training loop and kernels reach once

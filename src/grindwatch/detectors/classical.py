@@ -141,7 +141,7 @@ class KNNDetector(BaseDetector):
         )
 
     def _neighbours(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distances and indices of the k nearest training windows of each window.
+        """Find the k nearest training windows of each window: distances and indices.
 
         A window equal to its nearest training window is matched against the
         other training windows, as in training, so that scoring the training data
@@ -158,8 +158,8 @@ class KNNDetector(BaseDetector):
         )
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        # Training windows meet themselves first, so this also gives the training
-        # scores without their self-matches.
+        # _neighbours skips a training window's match with itself, so the base
+        # class can take the training scores from here too.
         return self._neighbours(X)[0].mean(axis=1)
 
     def _explain(self, X: np.ndarray) -> np.ndarray:
