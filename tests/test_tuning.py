@@ -18,6 +18,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
+from grindwatch._locks import sqlite_setup_lock
 from grindwatch.config import Config
 from grindwatch.exceptions import ConfigError
 from grindwatch.io import Recording, RecordingSet
@@ -524,10 +525,12 @@ def _trials(storage: Path) -> list[optuna.trial.FrozenTrial]:
 
     if not storage.exists():
         return []
+    url = f"sqlite:///{storage}"
     try:
-        study = optuna.load_study(
-            study_name="grindwatch", storage=f"sqlite:///{storage}"
-        )
+        # Opening the storage may create its tables, so take the lock that tune
+        # holds for that; two processes creating them at once collide.
+        with sqlite_setup_lock(url):
+            study = optuna.load_study(study_name="grindwatch", storage=url)
         return study.get_trials(deepcopy=False)
     except (KeyError, OperationalError):
         return []
