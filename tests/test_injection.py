@@ -11,6 +11,7 @@ from grindwatch.signals.injection import (
     SIGNAL_INJECTIONS,
     TABLE_INJECTIONS,
     add_amplitude_change,
+    add_broad_shift,
     add_dropout,
     add_feature_mix,
     add_feature_shift,
@@ -20,6 +21,7 @@ from grindwatch.signals.injection import (
     add_noise_burst,
     add_spike,
     describe_injections,
+    inject_recurring,
     inject_windows,
     robust_scale,
 )
@@ -198,6 +200,26 @@ def test_feature_shift_moves_only_its_features(seed):
     assert all(3.0 <= abs(s) <= 6.0 for s in info["shifts"])
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=SEEDS)
+def test_broad_shift_moves_a_share_of_the_features(seed):
+    rng = np.random.default_rng(seed)
+    row = rng.normal(size=50).astype(np.float32)
+    scale = rng.uniform(0.5, 2.0, size=50)
+
+    out, info = add_broad_shift(row, np.random.default_rng(seed), scale)
+
+    changed = np.flatnonzero(out != row)
+    assert changed.tolist() == info["features"]
+    assert 0.2 * 50 - 1 <= changed.size <= 0.6 * 50 + 1
+    np.testing.assert_allclose(
+        out[changed] - row[changed],
+        np.array(info["shifts"]) * scale[changed],
+        rtol=1e-4,
+    )
+    assert all(3.0 <= abs(s) <= 10.0 for s in info["shifts"])
+
+
 def test_feature_mix_takes_values_from_another_row():
     rng = np.random.default_rng(5)
     pool = rng.normal(size=(20, 30)).astype(np.float32)
@@ -237,7 +259,7 @@ def test_inject_windows_is_repeatable_with_a_seed():
 
 
 def test_inject_windows_on_table_rows_uses_table_types():
-    X = np.random.default_rng(0).normal(size=(40, 12, 1)).astype(np.float32)
+    X = np.random.default_rng(0).normal(size=(60, 12, 1)).astype(np.float32)
 
     injected = inject_windows(X, "table", np.random.default_rng(2))
 
@@ -270,3 +292,74 @@ def test_robust_scale_of_flat_and_spiky_data():
 
     assert robust_scale(flat, axis=0)[0] == 1.0
     assert robust_scale(spiky, axis=0)[0] == pytest.approx(spiky.std())
+
+
+def test_recurring_anomaly_repeats_one_change_in_fit_and_held_out_windows():
+    rng = np.random.default_rng(0)
+    fit = rng.normal(size=(200, 2, 64)).astype(np.float32)
+    held = rng.normal(size=(30, 2, 64)).astype(np.float32)
+    fit_before, held_before = fit.copy(), held.copy()
+
+    recurring = inject_recurring(
+        fit, held, "signals", np.random.default_rng(3), 0.05, ["level_shift"]
+    )
+
+    assert np.array_equal(fit, fit_before) and np.array_equal(held, held_before)
+    assert recurring.fit_rows.size == 10
+    untouched = np.setdiff1d(np.arange(200), recurring.fit_rows)
+    assert np.array_equal(recurring.fit[untouched], fit[untouched])
+    # One pattern: the same channel, start and offset in every window carrying it.
+    (pattern,) = recurring.patterns
+    channel, other = pattern["channel"], 1 - pattern["channel"]
+    changes = np.concatenate(
+        [
+            recurring.fit[recurring.fit_rows] - fit[recurring.fit_rows],
+            recurring.held_out - held,
+        ]
+    )
+    assert not changes[:, other].any()
+    assert np.allclose(changes[:, channel], changes[0, channel], atol=1e-5)
+    assert np.abs(changes[0, channel]).max() > 0
+    assert recurring.types.tolist() == ["level_shift"] * 30
+
+
+def test_recurring_table_patterns_take_turns_and_default_to_broad_shift():
+    rng = np.random.default_rng(1)
+    fit = rng.normal(size=(300, 20, 1)).astype(np.float32)
+    held = rng.normal(size=(40, 20, 1)).astype(np.float32)
+
+    default = inject_recurring(fit, held, "table", np.random.default_rng(2), 0.01)
+    assert [p["type"] for p in default.patterns] == ["broad_shift"]
+    assert default.fit_rows.size == 3
+    shifted = np.flatnonzero((default.held_out[0] != held[0]).ravel())
+    assert shifted.tolist() == default.patterns[0]["parameters"]["features"]
+
+    two = inject_recurring(
+        fit,
+        held,
+        "table",
+        np.random.default_rng(2),
+        0.01,
+        ["feature_shift", "broad_shift"],
+    )
+    assert sorted(np.unique(two.types, return_counts=True)[1]) == [20, 20]
+
+
+def test_recurring_uses_fewer_patterns_than_types_on_few_windows():
+    rng = np.random.default_rng(4)
+    fit = rng.normal(size=(7, 1, 32)).astype(np.float32)
+    held = rng.normal(size=(3, 1, 32)).astype(np.float32)
+
+    recurring = inject_recurring(fit, held, "signals", rng, 0.3)
+
+    assert recurring.fit_rows.size == 2
+    assert len(recurring.patterns) == 2
+    assert set(recurring.types) <= {p["type"] for p in recurring.patterns}
+
+
+def test_recurring_rejects_bad_share_and_types():
+    X = np.zeros((10, 1, 16), dtype=np.float32)
+    with pytest.raises(ValueError, match="share"):
+        inject_recurring(X, X, "signals", np.random.default_rng(0), 0.0)
+    with pytest.raises(ValueError, match="unknown injection types"):
+        inject_recurring(X, X, "table", np.random.default_rng(0), 0.1, ["spike"])

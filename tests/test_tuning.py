@@ -226,9 +226,15 @@ def test_objective_scores_injected_windows_above_clean(cycles):
     result = objective.evaluate(variant)
     metrics = result.metrics
 
-    assert result.value == metrics["injected_auc"] * metrics["held_out_specificity"]
-    assert result.value > 0.8
+    balanced = (metrics["recurring_recall"] + metrics["held_out_specificity"]) / 2
+    assert result.value == pytest.approx(
+        metrics["injected_auc"] * metrics["recurring_auc"] * balanced
+    )
+    assert result.value > 0.6
     assert 0.0 <= metrics["injected_recall"] <= 1.0
+    patterns = {p["type"] for p in objective.prepare(variant).recurring}
+    assert patterns
+    assert {f"recurring_auc.{name}" for name in patterns} <= set(metrics)
     assert {f"injected_auc.{name}" for name in ("spike", "dropout", "harmonic")} <= set(
         result.metrics
     )
@@ -253,6 +259,51 @@ def test_specificity_counts_clean_windows_over_threshold(cycles):
     assert result.metrics["held_out_specificity"] == pytest.approx(
         (clean <= threshold).mean()
     )
+
+
+def test_recurring_anomalies_replace_a_share_of_the_fit_windows(cycles):
+    from grindwatch.pipeline import read_data
+
+    base = {"windows.length": 128, "frontend.n_bands": 16, "detector.family": "pca"}
+    clean_config = _config(
+        **{"tune.objective": "injected_auc", "tune.recurring_share": 0.0}
+    )
+    clean = Objective(read_data(cycles / "good", clean_config), clean_config).prepare(
+        clean_config.with_overrides(base)
+    )
+    config = _config(**{"tune.recurring_share": 0.2})
+    prepared = Objective(read_data(cycles / "good", config), config).prepare(
+        config.with_overrides(base)
+    )
+
+    assert clean.recurring_features is None
+    assert prepared.fit_features.shape == clean.fit_features.shape
+    changed = (prepared.fit_features != clean.fit_features).any(axis=(1, 2))
+    expected = sum(p["fit_count"] for p in prepared.recurring)
+    assert changed.sum() == expected == round(0.2 * len(changed))
+    assert prepared.recurring_features.shape == prepared.clean_features.shape
+    assert sum(p["held_out_count"] for p in prepared.recurring) == len(
+        prepared.clean_features
+    )
+
+
+def test_recurring_objective_needs_a_share(cycles):
+    from grindwatch.pipeline import read_data
+
+    config = _config(**{"tune.recurring_share": 0.0})
+
+    with pytest.raises(ConfigError, match="recurring_share"):
+        Objective(read_data(cycles / "good", config), config)
+
+
+@pytest.mark.parametrize("setting", ["tune.injections", "tune.recurring"])
+def test_unknown_injection_type_is_a_config_error(cycles, setting):
+    from grindwatch.pipeline import read_data
+
+    config = _config(**{setting: ["spike", "glitch"]})
+
+    with pytest.raises(ConfigError, match=f"{setting} names unknown.*glitch"):
+        Objective(read_data(cycles / "good", config), config)
 
 
 def test_labeled_objective_needs_both_classes(cycles):

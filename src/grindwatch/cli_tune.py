@@ -241,10 +241,12 @@ def tune(
     objective: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
-            help="injected_auc_specificity (label-free, default: injected-anomaly "
-            "AUC times the share of clean held-out windows left unflagged), "
-            "injected_auc (label-free, AUC alone) or labeled_auc (labels drive the "
-            "search)."
+            help="recurring_balanced (label-free, default: injected-anomaly AUC "
+            "times recurring-anomaly AUC times the balanced accuracy of the "
+            "threshold on recurring anomalies), injected_auc_specificity "
+            "(label-free: injected AUC times the share of clean held-out windows "
+            "left unflagged), injected_auc (label-free, AUC alone) or labeled_auc "
+            "(labels drive the search)."
         ),
     ] = None,
     labeled: Annotated[

@@ -384,7 +384,10 @@ class TrialRunner:
             )
             if run_id:
                 trial.set_user_attr("grindwatch.mlflow_run_id", run_id)
-            texts["injections.json"] = _json(self.objective.prepare(config).injections)
+            prepared = self.objective.prepare(config)
+            texts["injections.json"] = _json(prepared.injections)
+            if prepared.recurring:
+                texts["recurring.json"] = _json(prepared.recurring)
             earlier = self._same_variant(overrides, number)
             if earlier is not None:
                 # Same settings and seed give the same model: reuse the measurement.

@@ -125,11 +125,15 @@ class TuneConfig(_Section):
 
     ``storage`` is an SQLAlchemy URL; None means an SQLite file ``optuna.db`` in the
     working folder. ``timeout`` is in seconds and stops the starting of new trials in
-    this process. ``objective`` ``injected_auc_specificity`` and ``injected_auc`` are
-    label-free (see ``grindwatch.objective``); ``labeled_auc`` lets labels drive the
-    search and must be asked for explicitly. ``holdout`` ``auto``
-    holds out whole recordings when there are at least 10 (rows for feature tables),
-    else the last ``holdout_fraction`` of each recording.
+    this process. ``objective`` ``recurring_balanced``,
+    ``injected_auc_specificity`` and ``injected_auc`` are label-free (see
+    ``grindwatch.objective``); ``labeled_auc`` lets labels drive the search and must
+    be asked for explicitly. ``recurring_share`` is the share of fitting windows
+    that carry recurring anomalies of the types ``recurring`` (see
+    ``grindwatch.signals.injection.inject_recurring``); 0 fits on clean windows.
+    ``holdout`` ``auto`` holds out whole recordings when there are at least 10
+    (rows for feature tables), else the last ``holdout_fraction`` of each
+    recording.
     """
 
     n_trials: int = Field(default=30, ge=1)
@@ -137,14 +141,19 @@ class TuneConfig(_Section):
     jobs: int = Field(default=1, ge=1)
     storage: str | None = None
     study_name: str = Field(default="grindwatch", min_length=1)
-    objective: Literal["injected_auc_specificity", "injected_auc", "labeled_auc"] = (
-        "injected_auc_specificity"
-    )
+    objective: Literal[
+        "recurring_balanced",
+        "injected_auc_specificity",
+        "injected_auc",
+        "labeled_auc",
+    ] = "recurring_balanced"
     sampler: Literal["tpe", "random"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = "median"
     holdout: Literal["auto", "recordings", "segments"] = "auto"
     holdout_fraction: float = Field(default=0.2, gt=0, lt=0.8)
     injections: list[str] | None = None
+    recurring: list[str] | None = None
+    recurring_share: float = Field(default=0.01, ge=0, lt=0.5)
     max_fit_windows: int = Field(default=4000, ge=10)
     max_holdout_windows: int = Field(default=1000, ge=10)
     # Try the configured pipeline (the settings outside ``tune``) as the first

@@ -407,13 +407,14 @@ def _describe_data(
 ) -> None:
     """Tag the study's run with its data, holdout and injections (first run only)."""
     from grindwatch.fingerprint import data_fingerprint
-    from grindwatch.signals.injection import describe_injections
+    from grindwatch.signals.injection import DEFAULT_RECURRING, describe_injections
 
     if not tracker.enabled or "grindwatch.data_sha256" in tracker.run_tags(
         tracker.parent_run_id
     ):
         return
     injections = describe_injections(training.kind, config.tune.injections)
+    recurring = config.tune.recurring or DEFAULT_RECURRING[training.kind]
     tracker.set_tags(
         tracker.parent_run_id,
         {
@@ -423,6 +424,12 @@ def _describe_data(
                 f"fitted, {len(objective.holdout.held_out)} held out"
             ),
             "grindwatch.injections": _short_json(injections),
+            "grindwatch.recurring": (
+                f"{config.tune.recurring_share:.2%} of fitted windows carry "
+                f"recurring {', '.join(recurring)}"
+                if config.tune.recurring_share > 0
+                else "none"
+            ),
         },
     )
 

@@ -31,6 +31,14 @@ Feature-table rows, shape (n_features,):
   its own sign.
 - ``feature_mix``: 30 to 60 % of the features take their values from another
   held-out row, which breaks the correlations between features.
+- ``broad_shift``: 20 to 60 % of the features move by 3 to 10 times their scale,
+  each with its own sign, as when a fault changes the whole process signal that
+  many features are computed from.
+
+Recurring anomalies (``inject_recurring``) reuse one draw of the parameters for
+many windows: the same fault, seen again and again. Tuning places a few of them in
+the data a trial fits on, as unlabeled production data holds repeated faults, and
+measures whether the trial still flags that fault in held-out windows.
 """
 
 from __future__ import annotations
@@ -42,9 +50,12 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "DEFAULT_RECURRING",
     "SIGNAL_INJECTIONS",
     "TABLE_INJECTIONS",
     "InjectedWindows",
+    "RecurringAnomalies",
+    "add_broad_shift",
     "add_amplitude_change",
     "add_dropout",
     "add_feature_mix",
@@ -55,6 +66,7 @@ __all__ = [
     "add_noise_burst",
     "add_spike",
     "describe_injections",
+    "inject_recurring",
     "inject_windows",
     "robust_scale",
 ]
@@ -275,6 +287,22 @@ def add_feature_mix(
     return out, {"features": features.tolist(), "donor": donor}
 
 
+def add_broad_shift(
+    row: np.ndarray,
+    rng: np.random.Generator,
+    scale: np.ndarray,
+    share: tuple[float, float] = (0.2, 0.6),
+    shift: tuple[float, float] = (3.0, 10.0),
+) -> tuple[np.ndarray, Info]:
+    """Move a ``share`` of the features by ``shift`` times their own scale."""
+    out = row.copy()
+    n = min(max(1, int(round(rng.uniform(*share) * row.size))), row.size)
+    features = np.sort(rng.choice(row.size, size=n, replace=False))
+    shifts = rng.uniform(*shift, size=n) * rng.choice([-1.0, 1.0], size=n)
+    out[features] += (shifts * scale[features]).astype(row.dtype)
+    return out, {"features": features.tolist(), "shifts": shifts.tolist()}
+
+
 # The call that draws parameters for one channel (signals) or one row (tables).
 SignalInjection = Callable[
     [np.ndarray, np.random.Generator, float], tuple[np.ndarray, Info]
@@ -292,7 +320,23 @@ SIGNAL_INJECTIONS: dict[str, SignalInjection] = {
 TABLE_INJECTIONS: dict[str, Callable[..., tuple[np.ndarray, Info]]] = {
     "feature_shift": add_feature_shift,
     "feature_mix": add_feature_mix,
+    "broad_shift": add_broad_shift,
 }
+# Recurring anomalies used when the caller names none: the broad shift for tables,
+# where repeated faults that change a few features are hard to tell from the
+# spread of normal cycles, and every signal type.
+DEFAULT_RECURRING = {"table": ("broad_shift",), "signals": tuple(SIGNAL_INJECTIONS)}
+
+
+def _registry(kind: str, names: Sequence[str]) -> dict[str, Callable[..., Any]]:
+    registry = TABLE_INJECTIONS if kind == "table" else SIGNAL_INJECTIONS
+    unknown = sorted(set(names) - set(registry))
+    if unknown:
+        raise ValueError(
+            f"unknown injection types {unknown} for {kind}; use some of "
+            f"{list(registry)}"
+        )
+    return registry
 
 
 def describe_injections(kind: str, types: Sequence[str] | None = None) -> list[Info]:
@@ -365,14 +409,8 @@ def inject_windows(
     types : sequence of str, optional
         Injection types to use; all of the kind's types by default.
     """
-    registry = TABLE_INJECTIONS if kind == "table" else SIGNAL_INJECTIONS
-    names = list(types) if types else list(registry)
-    unknown = sorted(set(names) - set(registry))
-    if unknown:
-        raise ValueError(
-            f"unknown injection types {unknown} for {kind}; use some of "
-            f"{list(registry)}"
-        )
+    names = list(types) if types else list(_registry(kind, []))
+    registry = _registry(kind, names)
     order = rng.permutation(X.shape[0])
     assigned = np.empty(X.shape[0], dtype=object)
     assigned[order] = [names[i % len(names)] for i in range(X.shape[0])]
@@ -396,4 +434,113 @@ def inject_windows(
             details.append(info)
     return InjectedWindows(
         X=out, types=assigned.astype(str), channels=channels, details=details
+    )
+
+
+@dataclass
+class RecurringAnomalies:
+    """Recurring anomalies placed in fitting windows and in held-out copies.
+
+    Attributes
+    ----------
+    fit : ndarray of shape (n_fit, n_channels, length)
+        The fitting windows, with the rows ``fit_rows`` replaced by copies that
+        carry a recurring anomaly.
+    fit_rows : ndarray of int
+    held_out : ndarray of shape (n_held, n_channels, length)
+        A copy of each held-out window carrying one of the recurring anomalies.
+    types : ndarray of shape (n_held,), str
+        The type of the anomaly in each held-out copy.
+    patterns : list of dict
+        Per recurring anomaly: its type, channel (-1 for tables), seed and the
+        parameters drawn in its first use.
+    """
+
+    fit: np.ndarray
+    fit_rows: np.ndarray
+    held_out: np.ndarray
+    types: np.ndarray
+    patterns: list[Info] = field(default_factory=list)
+
+
+def inject_recurring(
+    fit: np.ndarray,
+    held_out: np.ndarray,
+    kind: str,
+    rng: np.random.Generator,
+    share: float,
+    types: Sequence[str] | None = None,
+) -> RecurringAnomalies:
+    """Place recurring anomalies in a ``share`` of ``fit`` and in held-out copies.
+
+    One pattern is drawn per type: a channel (signals) and a seed. Every use of a
+    pattern draws its parameters from a new generator with that seed, so each
+    window carrying it gets the same change (the same spike positions, the same
+    shifted features, the same offset). Magnitudes use the robust scale of ``fit``,
+    so a pattern changes fitting and held-out windows by the same amount. The
+    patterns take turns over the ``share`` of fitting windows (at least one
+    window, never all); when that share is fewer windows than there are types,
+    a random subset of the types is used.
+
+    Parameters
+    ----------
+    fit, held_out : ndarray of shape (n, n_channels, length)
+        Raw windows, before scaling; they are not modified.
+    kind : {"signals", "table"}
+    rng : numpy Generator
+    share : float
+        Share of the fitting windows to replace, in (0, 1).
+    types : sequence of str, optional
+        Injection types to draw patterns from; ``DEFAULT_RECURRING`` by default.
+    """
+    names = list(types) if types else list(DEFAULT_RECURRING[kind])
+    registry = _registry(kind, names)
+    if not 0 < share < 1:
+        raise ValueError(f"share={share} must lie between 0 and 1")
+    if fit.shape[0] < 2:
+        raise ValueError("recurring anomalies need at least two fitting windows")
+    # At least one window carries a pattern, and at least one stays clean.
+    n_fit = min(max(1, int(round(share * fit.shape[0]))), fit.shape[0] - 1)
+    if n_fit < len(names):
+        keep = np.sort(rng.choice(len(names), size=n_fit, replace=False))
+        names = [names[i] for i in keep]
+    table = kind == "table"
+    scale = robust_scale(fit[:, :, 0], axis=0) if table else robust_scale(fit, (0, 2))
+    patterns = [
+        {
+            "type": name,
+            "channel": -1 if table else int(rng.integers(0, fit.shape[1])),
+            "seed": int(rng.integers(0, 2**31)),
+        }
+        for name in names
+    ]
+
+    def apply(X: np.ndarray, assigned: np.ndarray) -> np.ndarray:
+        out = X.copy()
+        for i, index in enumerate(assigned):
+            pattern = patterns[index]
+            function = registry[pattern["type"]]
+            draw = np.random.default_rng(pattern["seed"])
+            if table:
+                extra = (
+                    {"pool": fit[:, :, 0]} if pattern["type"] == "feature_mix" else {}
+                )
+                out[i, :, 0], info = function(X[i, :, 0], draw, scale, **extra)
+            else:
+                channel = pattern["channel"]
+                out[i, channel], info = function(X[i, channel], draw, scale[channel])
+            pattern.setdefault("parameters", info)
+        return out
+
+    fit_rows = np.sort(rng.choice(fit.shape[0], size=n_fit, replace=False))
+    fit_assigned = np.arange(n_fit) % len(names)
+    held_assigned = rng.permutation(held_out.shape[0]) % len(names)
+    contaminated = fit.copy()
+    contaminated[fit_rows] = apply(fit[fit_rows], fit_assigned)
+    return RecurringAnomalies(
+        fit=contaminated,
+        fit_rows=fit_rows,
+        held_out=apply(held_out, held_assigned),
+        types=np.array(names)[held_assigned].astype(str),
+        patterns=patterns,
     )
