@@ -87,6 +87,83 @@ def test_feature_table_flags_outlier_rows(feature_table):
     assert len(flagged) < 10
 
 
+@pytest.fixture
+def table_with_copies(feature_table, tmp_path):
+    """The feature table with f0 copied as "f0_copy" and f2 as "f2_again"."""
+    import pandas as pd
+
+    frame = pd.read_parquet(feature_table)
+    frame.insert(1, "f0_copy", frame["f0"])
+    frame["f2_again"] = frame["f2"]
+    # Correlated, not equal: stays.
+    frame["f3_scaled"] = frame["f3"] * 2.0
+    path = tmp_path / "copies" / "features.parquet"
+    path.parent.mkdir()
+    frame.to_parquet(path)
+    return path
+
+
+def test_copied_feature_columns_are_left_out(table_with_copies, caplog):
+    import pandas as pd
+
+    config = _config(**{"data.kind": "table", "detector.family": "knn"})
+
+    with caplog.at_level("WARNING", logger="grindwatch.pipeline"):
+        result = grindwatch.train(table_with_copies, config)
+
+    model = result.model
+    assert model.duplicate_channels_ == {"f0_copy": "f0", "f2_again": "f2"}
+    assert model.channels_ == ["f0", "f1", "f2", "f3", "f4", "f5", "f3_scaled"]
+    assert model.describe()["duplicate_channels"] == model.duplicate_channels_
+    assert "2 of the 9 feature columns repeat" in caplog.text
+    # Scoring reads every column and keeps the ones the model uses.
+    scored = grindwatch.score(model, table_with_copies).recordings
+    flagged = set(scored.loc[scored["flag"], "recording"])
+    assert {f"features#{i}" for i in range(300, 304)} <= flagged
+    # The same scores as a model trained on the table without the copies.
+    plain = pd.read_parquet(table_with_copies).drop(columns=["f0_copy", "f2_again"])
+    plain_path = table_with_copies.parent / "plain.parquet"
+    plain.to_parquet(plain_path)
+    reference = grindwatch.train(plain_path, config).training.recordings
+    np.testing.assert_allclose(
+        result.training.recordings["score"].to_numpy(),
+        reference["score"].to_numpy(),
+        rtol=1e-6,
+    )
+
+
+def test_copied_columns_stay_when_asked(table_with_copies):
+    config = _config(
+        **{
+            "data.kind": "table",
+            "detector.family": "pca",
+            "data.duplicate_channels": "keep",
+        }
+    )
+
+    model = grindwatch.train(table_with_copies, config).model
+
+    assert model.duplicate_channels_ == {}
+    assert len(model.channels_) == 9
+
+
+def test_duplicate_channels_of_signals_need_equal_samples_everywhere():
+    from grindwatch.io import Recording, RecordingSet
+
+    rng = np.random.default_rng(0)
+    recordings = []
+    for i in range(3):
+        a, b = rng.normal(size=(2, 500)).astype(np.float32)
+        # "b_twin" equals "b" in every recording; "a_late" only in the first two.
+        late = a.copy() if i < 2 else a + 1
+        data = np.vstack([a, b, b, late])
+        recordings.append(
+            Recording(f"r{i}", data, ["a", "b", "b_twin", "a_late"], 1000.0)
+        )
+
+    assert RecordingSet(recordings).duplicate_channels() == {"b_twin": "b"}
+
+
 def test_autoencoder_rejects_feature_tables(feature_table):
     config = _config(**{"data.kind": "table", "frontend.kind": "raw"})
 

@@ -306,6 +306,26 @@ def test_unknown_injection_type_is_a_config_error(cycles, setting):
         Objective(read_data(cycles / "good", config), config)
 
 
+def test_objective_leaves_out_copied_feature_columns(feature_table, tmp_path):
+    import pandas as pd
+
+    from grindwatch.pipeline import read_data
+
+    frame = pd.read_parquet(feature_table)
+    frame["f1_copy"] = frame["f1"]
+    path = tmp_path / "copied.parquet"
+    frame.to_parquet(path)
+    config = _config(**{"data.kind": "table"})
+    objective = Objective(read_data(path, config), config)
+
+    result = objective.evaluate(config.with_overrides({"detector.family": "knn"}))
+
+    assert "f1_copy" not in objective.channels and len(objective.channels) == 6
+    assert result.model.channels_ == objective.channels
+    assert result.metrics["labeled_recording_n_anomalous"] == 4
+    assert result.metrics["labeled_window_auc_roc"] > 0.9
+
+
 def test_labeled_objective_needs_both_classes(cycles):
     from grindwatch.pipeline import read_data
 

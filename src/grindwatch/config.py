@@ -45,6 +45,9 @@ class DataConfig(_Section):
     id_column: str | None = None
     nan_policy: Literal["raise", "interpolate"] = "raise"
     strict: bool = False
+    # Leave out channels (feature columns) that repeat an earlier one exactly in
+    # all training data, or keep them.
+    duplicate_channels: Literal["drop", "keep"] = "drop"
     # Keep constant or clipped channels with a warning, or reject the file.
     constant_policy: Literal["warn", "raise"] = "warn"
     clipping_policy: Literal["warn", "raise"] = "warn"

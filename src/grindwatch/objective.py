@@ -294,7 +294,13 @@ class Objective:
         labeled: list[Recording] | None = None,
         cache_size: int = 8,
     ) -> None:
+        from grindwatch.pipeline import drop_duplicate_channels
+
         settings = config.tune
+        # The same channels as the final refit (Model.fit) leaves in.
+        recordings, _ = drop_duplicate_channels(
+            recordings, config.data.duplicate_channels
+        )
         self.kind = recordings.kind
         self.channels = list(recordings.channels)
         self.sample_rate = recordings.sample_rate
@@ -303,7 +309,11 @@ class Objective:
             recordings, settings.holdout_fraction, settings.holdout, config.seed
         )
         candidates = recordings.recordings if labeled is None else labeled
-        self.labeled = [r for r in candidates if _recording_label(r) is not None]
+        self.labeled = [
+            r if r.channels == self.channels else r.select_channels(self.channels)
+            for r in candidates
+            if _recording_label(r) is not None
+        ]
         self.space = self._fit_space(settings.space)
         registry = TABLE_INJECTIONS if self.kind == "table" else SIGNAL_INJECTIONS
         for setting, names in (

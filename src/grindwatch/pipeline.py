@@ -112,6 +112,9 @@ class Model:
     kind_ : {"signals", "table"}
     channels_ : list of str
         Channel (or feature) names, in the order the detector expects.
+    duplicate_channels_ : dict of str to str
+        Channels of the training data left out because they repeat an earlier
+        channel exactly (``data.duplicate_channels``), each mapped to that channel.
     sample_rate_ : float or None
     window_length_, hop_ : int
     scaler_ : ChannelScaler
@@ -142,6 +145,9 @@ class Model:
         """Fit scaling, front end, detector and threshold on unlabeled recordings."""
         config = self.config
         self.kind_ = recordings.kind
+        recordings, self.duplicate_channels_ = drop_duplicate_channels(
+            recordings, config.data.duplicate_channels
+        )
         self.channels_ = list(recordings.channels)
         self.sample_rate_ = recordings.sample_rate
         self.window_length_, self.hop_ = self._window_shape()
@@ -406,6 +412,7 @@ class Model:
             "grindwatch_version": self.version_,
             "kind": self.kind_,
             "channels": self.channels_,
+            "duplicate_channels": getattr(self, "duplicate_channels_", {}),
             "sample_rate": self.sample_rate_,
             "window_length": self.window_length_,
             "hop": self.hop_,
@@ -613,6 +620,45 @@ def _with_config(model: Model, config: Config) -> Model:
     clone.__dict__.update(model.__dict__)
     clone.config = config
     return clone
+
+
+def drop_duplicate_channels(
+    recordings: RecordingSet, policy: str = "drop"
+) -> tuple[RecordingSet, dict[str, str]]:
+    """Leave out channels that repeat an earlier channel exactly.
+
+    A copied feature column carries no new information, but it counts twice in
+    distances and reconstructions, and an injected change to one copy alone is a
+    pattern normal data never shows. ``policy`` ``"keep"`` returns the recordings
+    unchanged.
+
+    Returns
+    -------
+    recordings : RecordingSet
+    repeats : dict of str to str
+        Each left-out channel, mapped to the earlier channel it repeats.
+    """
+    if policy != "drop" or len(recordings.channels) < 2:
+        return recordings, {}
+    repeats = recordings.duplicate_channels()
+    if not repeats:
+        return recordings, {}
+    kept = [name for name in recordings.channels if name not in repeats]
+    what = "feature columns" if recordings.kind == "table" else "channels"
+    shown = ", ".join(f"{name} = {same}" for name, same in list(repeats.items())[:4])
+    more = f" and {len(repeats) - 4} more" if len(repeats) > 4 else ""
+    logger.warning(
+        "%d of the %d %s repeat an earlier one exactly in every training "
+        "recording and are left out (%s%s); the model uses the other %d. Set "
+        "data.duplicate_channels to keep to use them all.",
+        len(repeats),
+        len(recordings.channels),
+        what,
+        shown,
+        more,
+        len(kept),
+    )
+    return recordings.select_channels(kept), repeats
 
 
 def _long_enough(

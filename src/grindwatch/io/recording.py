@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,51 @@ class RecordingSet:
             value: RecordingSet(members, [], self.kind)
             for value, members in groups.items()
         }
+
+    def select_channels(self, names: list[str]) -> RecordingSet:
+        """Return a set whose recordings keep only the channels ``names``."""
+        return RecordingSet(
+            [recording.select_channels(names) for recording in self.recordings],
+            list(self.skipped),
+            self.kind,
+        )
+
+    def duplicate_channels(self) -> dict[str, str]:
+        """Map each channel equal to an earlier one in every recording to that one.
+
+        Equal means the same samples, bit for bit, in every recording: a feature
+        column copied under a second name, or a signal wired to two inputs.
+        Channels that only correlate are not duplicates.
+        """
+        channels = self.channels
+        digests = [hashlib.blake2b(digest_size=16) for _ in channels]
+        batch: list[np.ndarray] = []
+
+        def flush() -> None:
+            if batch:
+                block = np.concatenate(batch, axis=1)
+                for row, digest in zip(block, digests, strict=True):
+                    digest.update(np.ascontiguousarray(row).tobytes())
+                batch.clear()
+
+        size = 0
+        for recording in self.recordings:
+            batch.append(np.asarray(recording.data, dtype=np.float32))
+            size += recording.data.size
+            # Stack many short recordings (table rows) to hash them in few calls.
+            if size >= 1 << 22:
+                flush()
+                size = 0
+        flush()
+        first: dict[bytes, str] = {}
+        repeats: dict[str, str] = {}
+        for name, digest in zip(channels, digests, strict=True):
+            key = digest.digest()
+            if key in first:
+                repeats[name] = first[key]
+            else:
+                first[key] = name
+        return repeats
 
     @property
     def files(self) -> list[Path]:
