@@ -29,7 +29,7 @@ grindwatch's clustered (GMM) threshold, or its fallback of median + 3 MAD when t
 training scores form one cluster. Recording scores aggregate window scores with
 grindwatch's configured aggregate for every tool and use the same threshold.
 "grindwatch tuned" is a label-free Optuna tune of the whole pipeline
-(`grindwatch.tuning.tune` with its default objective `recurring_balanced`,
+(`grindwatch.tuning.tune` with its default objective `recurring_f1`,
 {trials} trials, labels removed from its input), then a
 refit of the best variant on all training recordings; its window length may
 differ, so its window counts may too. Seconds are fit plus score, and for the

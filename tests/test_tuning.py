@@ -226,11 +226,11 @@ def test_objective_scores_injected_windows_above_clean(cycles):
     result = objective.evaluate(variant)
     metrics = result.metrics
 
-    balanced = (metrics["recurring_recall"] + metrics["held_out_specificity"]) / 2
     assert result.value == pytest.approx(
-        metrics["injected_auc"] * metrics["recurring_auc"] * balanced
+        metrics["injected_auc"] * metrics["recurring_auc"] * metrics["recurring_f1"]
     )
-    assert result.value > 0.6
+    assert metrics["injected_auc"] > 0.8
+    assert 0.0 < result.value <= metrics["injected_auc"]
     assert 0.0 <= metrics["injected_recall"] <= 1.0
     patterns = {p["type"] for p in objective.prepare(variant).recurring}
     assert patterns
@@ -285,6 +285,24 @@ def test_recurring_anomalies_replace_a_share_of_the_fit_windows(cycles):
     assert sum(p["held_out_count"] for p in prepared.recurring) == len(
         prepared.clean_features
     )
+
+
+@pytest.mark.parametrize(
+    ("recall", "specificity", "rate", "expected"),
+    [
+        (1.0, 1.0, 0.01, 1.0),
+        # 1 % faulty, all flagged; 2 % of normal windows flagged: precision 1/2.98.
+        (1.0, 0.98, 0.01, 2 * (1 / 2.98) / (1 + 1 / 2.98)),
+        (0.5, 1.0, 0.01, 2 / 3),
+        (0.0, 0.9, 0.01, 0.0),
+    ],
+)
+def test_recurring_f1_weighs_false_alarms_by_the_fault_rate(
+    recall, specificity, rate, expected
+):
+    from grindwatch.objective import _f1_at_rate
+
+    assert _f1_at_rate(recall, specificity, rate) == pytest.approx(expected)
 
 
 def test_recurring_objective_needs_a_share(cycles):

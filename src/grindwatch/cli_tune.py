@@ -241,9 +241,9 @@ def tune(
     objective: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
-            help="recurring_balanced (label-free, default: injected-anomaly AUC "
-            "times recurring-anomaly AUC times the balanced accuracy of the "
-            "threshold on recurring anomalies), injected_auc_specificity "
+            help="recurring_f1 (label-free, default: injected-anomaly AUC "
+            "times recurring-anomaly AUC times the F1 of the trial's threshold "
+            "at the recurring share's fault rate), injected_auc_specificity "
             "(label-free: injected AUC times the share of clean held-out windows "
             "left unflagged), injected_auc (label-free, AUC alone) or labeled_auc "
             "(labels drive the search)."

@@ -16,11 +16,15 @@ components does) scores them low.
 
 Objectives:
 
-- ``recurring_balanced`` (default): injected AUC x recurring AUC x the mean of
-  ``recurring_recall`` and ``held_out_specificity``, the share of clean held-out
-  windows the trial's own threshold leaves unflagged. A variant ranks low when it
-  learns the repeated fault, or when its threshold flags unseen normal windows or
-  none of the repeated fault.
+- ``recurring_f1`` (default): injected AUC x recurring AUC x ``recurring_f1``,
+  the F1 that the trial's own threshold would reach on data where the share
+  ``tune.recurring_share`` of the windows is faulty, from its recall on the
+  recurring copies and its specificity on the clean held-out windows
+  (``held_out_specificity``). Faults are rare in production, so a threshold that
+  flags 2 % of normal windows where 1 % are faulty makes two false alarms for
+  each fault: that F1 is about 0.5 at best. A variant ranks low when it learns the
+  repeated fault, or when its threshold flags none of it or too many normal
+  windows.
 - ``injected_auc_specificity``: injected AUC x held-out specificity.
 - ``injected_auc``: the injected AUC alone.
 - ``labeled_auc``: the labeled window AUC-ROC; labels drive the search, so it must
@@ -255,6 +259,20 @@ def _auc(clean: np.ndarray, injected: np.ndarray) -> float:
     return float(roc_auc_score(labels, np.r_[clean, injected]))
 
 
+def _f1_at_rate(recall: float, specificity: float, rate: float) -> float:
+    """F1 of a threshold on data where a share ``rate`` of the windows is faulty.
+
+    Of n windows, ``recall * rate * n`` faulty ones are flagged and
+    ``(1 - specificity) * (1 - rate) * n`` normal ones.
+    """
+    flagged_faulty = recall * rate
+    flagged = flagged_faulty + (1.0 - specificity) * (1.0 - rate)
+    if flagged_faulty <= 0.0:
+        return 0.0
+    precision = flagged_faulty / flagged
+    return 2.0 * precision * recall / (precision + recall)
+
+
 def _finite_scores(detector: Any, features: np.ndarray) -> np.ndarray:
     scores = detector.anomaly_score(features)
     if not np.isfinite(scores).all():
@@ -326,11 +344,11 @@ class Objective:
                     f"{setting} names unknown injection types {unknown} for "
                     f"{self.kind} data; use some of {list(registry)}"
                 )
-        if settings.objective == "recurring_balanced" and not (
+        if settings.objective == "recurring_f1" and not (
             settings.recurring_share > 0
         ):
             raise ConfigError(
-                "tune.objective recurring_balanced needs tune.recurring_share "
+                "tune.objective recurring_f1 needs tune.recurring_share "
                 "above 0; set a share such as 0.01, or use injected_auc_specificity"
             )
         if settings.objective == "labeled_auc" and not self.has_labels:
@@ -558,11 +576,12 @@ class Objective:
         if self._needs_labels:
             return metrics["labeled_window_auc_roc"]
         objective = self.config.tune.objective
-        if objective == "recurring_balanced":
-            balanced = (
-                metrics["recurring_recall"] + metrics["held_out_specificity"]
-            ) / 2
-            return metrics["injected_auc"] * metrics["recurring_auc"] * balanced
+        if objective == "recurring_f1":
+            return (
+                metrics["injected_auc"]
+                * metrics["recurring_auc"]
+                * metrics["recurring_f1"]
+            )
         if objective == "injected_auc_specificity":
             return metrics["injected_auc"] * metrics["held_out_specificity"]
         return metrics["injected_auc"]
@@ -591,6 +610,12 @@ class Objective:
                 metrics[f"{prefix}_recall"] = float((scores > threshold.value).mean())
             for name in np.unique(types):
                 metrics[f"{prefix}_auc.{name}"] = _auc(clean, scores[types == name])
+        if threshold is not None and "recurring_recall" in metrics:
+            metrics["recurring_f1"] = _f1_at_rate(
+                metrics["recurring_recall"],
+                metrics["held_out_specificity"],
+                self.config.tune.recurring_share,
+            )
         if labeled and prepared.labeled is not None:
             metrics.update(self._labeled_metrics(model, prepared.labeled))
         return metrics

@@ -125,7 +125,7 @@ class TuneConfig(_Section):
 
     ``storage`` is an SQLAlchemy URL; None means an SQLite file ``optuna.db`` in the
     working folder. ``timeout`` is in seconds and stops the starting of new trials in
-    this process. ``objective`` ``recurring_balanced``,
+    this process. ``objective`` ``recurring_f1``,
     ``injected_auc_specificity`` and ``injected_auc`` are label-free (see
     ``grindwatch.objective``); ``labeled_auc`` lets labels drive the search and must
     be asked for explicitly. ``recurring_share`` is the share of fitting windows
@@ -142,11 +142,11 @@ class TuneConfig(_Section):
     storage: str | None = None
     study_name: str = Field(default="grindwatch", min_length=1)
     objective: Literal[
-        "recurring_balanced",
+        "recurring_f1",
         "injected_auc_specificity",
         "injected_auc",
         "labeled_auc",
-    ] = "recurring_balanced"
+    ] = "recurring_f1"
     sampler: Literal["tpe", "random"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = "median"
     holdout: Literal["auto", "recordings", "segments"] = "auto"
