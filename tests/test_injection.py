@@ -202,7 +202,7 @@ def test_feature_shift_moves_only_its_features(seed):
 
 @settings(max_examples=25, deadline=None)
 @given(seed=SEEDS)
-def test_broad_shift_moves_a_share_of_the_features(seed):
+def test_broad_shift_moves_feature_share(seed):
     rng = np.random.default_rng(seed)
     row = rng.normal(size=50).astype(np.float32)
     scale = rng.uniform(0.5, 2.0, size=50)
@@ -294,7 +294,7 @@ def test_robust_scale_of_flat_and_spiky_data():
     assert robust_scale(spiky, axis=0)[0] == pytest.approx(spiky.std())
 
 
-def test_recurring_anomaly_repeats_one_change_in_fit_and_held_out_windows():
+def test_recurring_pattern_repeats_exactly():
     rng = np.random.default_rng(0)
     fit = rng.normal(size=(200, 2, 64)).astype(np.float32)
     held = rng.normal(size=(30, 2, 64)).astype(np.float32)
@@ -323,7 +323,7 @@ def test_recurring_anomaly_repeats_one_change_in_fit_and_held_out_windows():
     assert recurring.types.tolist() == ["level_shift"] * 30
 
 
-def test_recurring_table_patterns_take_turns_and_default_to_broad_shift():
+def test_recurring_table_patterns_take_turns():
     rng = np.random.default_rng(1)
     fit = rng.normal(size=(300, 20, 1)).astype(np.float32)
     held = rng.normal(size=(40, 20, 1)).astype(np.float32)
@@ -345,7 +345,7 @@ def test_recurring_table_patterns_take_turns_and_default_to_broad_shift():
     assert sorted(np.unique(two.types, return_counts=True)[1]) == [20, 20]
 
 
-def test_recurring_uses_fewer_patterns_than_types_on_few_windows():
+def test_recurring_on_few_windows():
     rng = np.random.default_rng(4)
     fit = rng.normal(size=(7, 1, 32)).astype(np.float32)
     held = rng.normal(size=(3, 1, 32)).astype(np.float32)
@@ -357,7 +357,7 @@ def test_recurring_uses_fewer_patterns_than_types_on_few_windows():
     assert set(recurring.types) <= {p["type"] for p in recurring.patterns}
 
 
-def test_recurring_rejects_bad_share_and_types():
+def test_recurring_rejects_bad_arguments():
     X = np.zeros((10, 1, 16), dtype=np.float32)
     with pytest.raises(ValueError, match="share"):
         inject_recurring(X, X, "signals", np.random.default_rng(0), 0.0)

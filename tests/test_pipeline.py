@@ -147,7 +147,7 @@ def test_copied_columns_stay_when_asked(table_with_copies):
     assert len(model.channels_) == 9
 
 
-def test_duplicate_channels_of_signals_need_equal_samples_everywhere():
+def test_duplicate_signal_channels_need_equal_samples():
     from grindwatch.io import Recording, RecordingSet
 
     rng = np.random.default_rng(0)

@@ -261,7 +261,7 @@ def test_specificity_counts_clean_windows_over_threshold(cycles):
     )
 
 
-def test_recurring_anomalies_replace_a_share_of_the_fit_windows(cycles):
+def test_recurring_share_replaces_fit_windows(cycles):
     from grindwatch.pipeline import read_data
 
     base = {"windows.length": 128, "frontend.n_bands": 16, "detector.family": "pca"}
@@ -297,7 +297,7 @@ def test_recurring_anomalies_replace_a_share_of_the_fit_windows(cycles):
         (0.0, 0.9, 0.01, 0.0),
     ],
 )
-def test_recurring_f1_weighs_false_alarms_by_the_fault_rate(
+def test_recurring_f1_at_fault_rate(
     recall, specificity, rate, expected
 ):
     from grindwatch.objective import _f1_at_rate
@@ -324,7 +324,7 @@ def test_unknown_injection_type_is_a_config_error(cycles, setting):
         Objective(read_data(cycles / "good", config), config)
 
 
-def test_objective_leaves_out_copied_feature_columns(feature_table, tmp_path):
+def test_objective_drops_copied_columns(feature_table, tmp_path):
     import pandas as pd
 
     from grindwatch.pipeline import read_data

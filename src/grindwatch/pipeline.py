@@ -276,8 +276,9 @@ class Model:
         """
         per_channel = self.explain(X).sum(axis=2)
         totals = per_channel.sum(axis=1, keepdims=True)
-        return np.divide(per_channel, totals, out=np.zeros_like(per_channel),
-                         where=totals > 0)
+        return np.divide(
+            per_channel, totals, out=np.zeros_like(per_channel), where=totals > 0
+        )
 
     def aggregate(self, scores: np.ndarray) -> float:
         method = self.config.aggregate.method
@@ -643,9 +644,9 @@ def drop_duplicate_channels(
     repeats = recordings.duplicate_channels()
     if not repeats:
         return recordings, {}
-    kept = [name for name in recordings.channels if name not in repeats]
-    what = "feature columns" if recordings.kind == "table" else "channels"
-    shown = ", ".join(f"{name} = {same}" for name, same in list(repeats.items())[:4])
+    kept_channels = [name for name in recordings.channels if name not in repeats]
+    noun = "feature columns" if recordings.kind == "table" else "channels"
+    examples = ", ".join(f"{name} = {same}" for name, same in list(repeats.items())[:4])
     more = f" and {len(repeats) - 4} more" if len(repeats) > 4 else ""
     logger.warning(
         "%d of the %d %s repeat an earlier one exactly in every training "
@@ -653,12 +654,12 @@ def drop_duplicate_channels(
         "data.duplicate_channels to keep to use them all.",
         len(repeats),
         len(recordings.channels),
-        what,
-        shown,
+        noun,
+        examples,
         more,
-        len(kept),
+        len(kept_channels),
     )
-    return recordings.select_channels(kept), repeats
+    return recordings.select_channels(kept_channels), repeats
 
 
 def _long_enough(

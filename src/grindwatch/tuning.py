@@ -358,6 +358,14 @@ def _enqueue_baseline(study: optuna.Study, config: Config, objective: Any) -> No
     if params is None:
         logger.info("not trying the configured pipeline first: %s", reason)
         return
+    if study.get_trials(deepcopy=False):
+        # Another worker joined while this one read the data. A trial queued now
+        # could stay WAITING once the workers reach the trial count.
+        logger.info(
+            "not trying the configured pipeline first: another worker has "
+            "already started trials"
+        )
+        return
     study.enqueue_trial(params, user_attrs={"baseline": True}, skip_if_exists=True)
     logger.info("trying the configured pipeline first: %s", params)
 
