@@ -67,7 +67,12 @@ def test_score_tables_have_documented_columns(cycle_folders):
     scored = grindwatch.score(result.model, cycle_folders["root"])
 
     assert list(scored.windows.columns[:6]) == [
-        "recording", "window", "start_sample", "start_s", "end_s", "score",
+        "recording",
+        "window",
+        "start_sample",
+        "start_s",
+        "end_s",
+        "score",
     ]
     assert {"flag", "label"} <= set(scored.windows.columns)
     assert len(scored.recordings) == 11
@@ -76,8 +81,9 @@ def test_score_tables_have_documented_columns(cycle_folders):
 
 
 def test_feature_table_flags_outlier_rows(feature_table):
-    config = _config(**{"data.kind": "table", "frontend.kind": "raw",
-                        "detector.family": "iforest"})
+    config = _config(
+        **{"data.kind": "table", "frontend.kind": "raw", "detector.family": "iforest"}
+    )
 
     result = grindwatch.train(feature_table, config)
     scored = result.training.recordings
@@ -181,8 +187,9 @@ def test_score_skips_recording_missing_a_channel(cycle_folders, tmp_path):
         broken, index=False
     )
 
-    scored = grindwatch.score(result.model, [cycle_folders["good"] / "cycle_000.csv",
-                                            broken])
+    scored = grindwatch.score(
+        result.model, [cycle_folders["good"] / "cycle_000.csv", broken]
+    )
 
     assert len(scored.recordings) == 1
     assert "current" in scored.skipped[0]["reason"]
@@ -236,7 +243,9 @@ def test_saved_bundle_and_tables_follow_umask(cycle_folders, tmp_path):
 
     previous = os.umask(0o022)
     try:
-        result = grindwatch.train(cycle_folders["good"], _config(), output=tmp_path / "m")
+        result = grindwatch.train(
+            cycle_folders["good"], _config(), output=tmp_path / "m"
+        )
         table = write_table(result.training.recordings, tmp_path / "r.csv")
     finally:
         os.umask(previous)

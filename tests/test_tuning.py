@@ -297,9 +297,7 @@ def test_recurring_share_replaces_fit_windows(cycles):
         (0.0, 0.9, 0.01, 0.0),
     ],
 )
-def test_recurring_f1_at_fault_rate(
-    recall, specificity, rate, expected
-):
+def test_recurring_f1_at_fault_rate(recall, specificity, rate, expected):
     from grindwatch.objective import _f1_at_rate
 
     assert _f1_at_rate(recall, specificity, rate) == pytest.approx(expected)
@@ -629,12 +627,16 @@ def _states(storage: Path) -> list[str]:
     return [t.state.name for t in _trials(storage)]
 
 
-def _running_with_owner(storage: Path) -> bool:
+def _owned_running(trials: list[optuna.trial.FrozenTrial]) -> bool:
     """True when a trial runs and its worker has stored its process id."""
     return any(
         t.state.name == "RUNNING" and "grindwatch.worker" in t.user_attrs
-        for t in _trials(storage)
+        for t in trials
     )
+
+
+def _running_with_owner(storage: Path) -> bool:
+    return _owned_running(_trials(storage))
 
 
 def _wait_until(condition, process: subprocess.Popen, timeout: float) -> None:  # noqa: ANN001
@@ -656,17 +658,18 @@ def _stop(process: subprocess.Popen) -> None:
 @pytest.mark.slow
 def test_killed_study_resumes_to_exact_count(cycles, isolated_tracking):
     storage = Path.cwd() / "optuna.db"
-    command = _tune_command(cycles / "good", "--trials", "3", *SLOW_SPACE)
+    command = _tune_command(cycles / "good", "--trials", "5", *SLOW_SPACE)
     process = _start(command, Path.cwd() / "first.log")
+
+    def finished_one_running_another() -> bool:
+        trials = _trials(storage)
+        finished = sum(t.state.name == "COMPLETE" for t in trials)
+        return finished >= 1 and _owned_running(trials)
+
     try:
-        # Kill while the second trial runs: one finished, one running.
-        _wait_until(
-            lambda: (
-                _states(storage).count("COMPLETE") == 1 and _running_with_owner(storage)
-            ),
-            process,
-            timeout=120,
-        )
+        # Kill while a trial runs after at least one has finished. Five trials
+        # leave time for the poll to see that, however fast one trial is.
+        _wait_until(finished_one_running_another, process, timeout=120)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
     finally:
@@ -682,7 +685,7 @@ def test_killed_study_resumes_to_exact_count(cycles, isolated_tracking):
 
     assert resumed.returncode == 0, resumed.stderr
     states = _states(storage)
-    assert states.count("COMPLETE") + states.count("PRUNED") == 3
+    assert states.count("COMPLETE") + states.count("PRUNED") == 5
     assert "RUNNING" not in states
     assert states.count("FAIL") >= 1
     parents, trials = _trial_runs(MlflowClient(isolated_tracking))
