@@ -162,12 +162,30 @@ def test_duplicate_signal_channels_need_equal_samples():
         a, b = rng.normal(size=(2, 500)).astype(np.float32)
         # "b_twin" equals "b" in every recording; "a_late" only in the first two.
         late = a.copy() if i < 2 else a + 1
-        data = np.vstack([a, b, b, late])
-        recordings.append(
-            Recording(f"r{i}", data, ["a", "b", "b_twin", "a_late"], 1000.0)
-        )
+        dead = np.zeros(500, dtype=np.float32)
+        data = np.vstack([a, b, b, late, dead, dead])
+        names = ["a", "b", "b_twin", "a_late", "dead", "dead_too"]
+        recordings.append(Recording(f"r{i}", data, names, 1000.0))
 
+    # Constant channels stay: either may come back to life on its own.
     assert RecordingSet(recordings).duplicate_channels() == {"b_twin": "b"}
+
+
+def test_scoring_warns_when_a_copy_diverges(table_with_copies, tmp_path, caplog):
+    import pandas as pd
+
+    config = _config(**{"data.kind": "table", "detector.family": "knn"})
+    model = grindwatch.train(table_with_copies, config).model
+    frame = pd.read_parquet(table_with_copies)
+    frame.loc[3, "f0_copy"] += 50.0
+    changed = tmp_path / "changed.parquet"
+    frame.to_parquet(changed)
+
+    with caplog.at_level("WARNING", logger="grindwatch.pipeline"):
+        grindwatch.score(model, changed)
+
+    assert "no longer equals the channel" in caplog.text
+    assert "changed#3 (f0_copy != f0)" in caplog.text
 
 
 def test_autoencoder_rejects_feature_tables(feature_table):

@@ -313,6 +313,16 @@ def test_recurring_objective_needs_a_share(cycles):
 
 
 @pytest.mark.parametrize("setting", ["tune.injections", "tune.recurring"])
+def test_empty_injection_list_is_a_config_error(cycles, setting):
+    from grindwatch.pipeline import read_data
+
+    config = _config(**{setting: []})
+
+    with pytest.raises(ConfigError, match=f"{setting} is an empty list"):
+        Objective(read_data(cycles / "good", config), config)
+
+
+@pytest.mark.parametrize("setting", ["tune.injections", "tune.recurring"])
 def test_unknown_injection_type_is_a_config_error(cycles, setting):
     from grindwatch.pipeline import read_data
 

@@ -61,6 +61,7 @@ from grindwatch.io import Recording, RecordingSet
 from grindwatch.search_space import check_space, limit_window_lengths
 from grindwatch.signals import ChannelScaler, FrontEnd, WindowSet, make_windows
 from grindwatch.signals.injection import (
+    DEFAULT_RECURRING,
     SIGNAL_INJECTIONS,
     TABLE_INJECTIONS,
     describe_injections,
@@ -335,15 +336,18 @@ class Objective:
             ("tune.injections", settings.injections),
             ("tune.recurring", settings.recurring),
         ):
+            if names is not None and not names:
+                raise ConfigError(
+                    f"{setting} is an empty list; name at least one injection type "
+                    f"of {list(registry)}, or leave it unset for the defaults"
+                )
             unknown = sorted(set(names or []) - set(registry))
             if unknown:
                 raise ConfigError(
                     f"{setting} names unknown injection types {unknown} for "
                     f"{self.kind} data; use some of {list(registry)}"
                 )
-        if settings.objective == "recurring_f1" and not (
-            settings.recurring_share > 0
-        ):
+        if settings.objective == "recurring_f1" and not (settings.recurring_share > 0):
             raise ConfigError(
                 "tune.objective recurring_f1 needs tune.recurring_share "
                 "above 0; set a share such as 0.01, or use injected_auc_specificity"
@@ -451,7 +455,20 @@ class Objective:
             recurring_types = recurring.types
             patterns = recurring.patterns
             in_fit = np.arange(len(recurring.fit_rows)) % len(patterns)
+            wanted = len(settings.recurring or DEFAULT_RECURRING[self.kind])
+            if len(recurring.fit_rows) < 2 * wanted:
+                logger.warning(
+                    "only %d of the %d windows to fit on carry a recurring anomaly "
+                    "(tune.recurring_share %.2g), fewer than two per type, so the "
+                    "recurring terms of the objective are noisy. Raise "
+                    "tune.recurring_share or give more data.",
+                    len(recurring.fit_rows),
+                    len(fit_windows),
+                    settings.recurring_share,
+                )
             for index, pattern in enumerate(patterns):
+                if pattern["channel"] >= 0:
+                    pattern["channel_name"] = self.channels[pattern["channel"]]
                 pattern["fit_count"] = int((in_fit == index).sum())
                 pattern["held_out_count"] = int(
                     (recurring.types == pattern["type"]).sum()

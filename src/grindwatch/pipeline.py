@@ -220,7 +220,9 @@ class Model:
     def prepare(self, recordings: list[Recording]) -> WindowSet:
         """Match channels and rate to the model and cut windows."""
         matched = []
+        diverged: list[str] = []
         for recording in recordings:
+            diverged += self._diverged_copies(recording)
             if recording.channels != self.channels_:
                 recording = recording.select_channels(self.channels_)
             if self._needs_resampling(recording):
@@ -240,7 +242,27 @@ class Model:
                     "resample the recording or train a model at this rate",
                 )
             matched.append(recording)
+        if diverged:
+            logger.warning(
+                "%d recording(s) have a channel that no longer equals the channel "
+                "it copied in training, and the model does not read it: %s%s. "
+                "Retrain with data.duplicate_channels set to keep to score it.",
+                len(diverged),
+                ", ".join(diverged[:3]),
+                " and more" if len(diverged) > 3 else "",
+            )
         return make_windows(matched, self.window_length_, self.hop_)
+
+    def _diverged_copies(self, recording: Recording) -> list[str]:
+        """Name the left-out copies in ``recording`` that differ from their source."""
+        found = []
+        for copy, source in getattr(self, "duplicate_channels_", {}).items():
+            if copy in recording.channels and source in recording.channels:
+                values = recording.data[recording.channels.index(copy)]
+                original = recording.data[recording.channels.index(source)]
+                if not np.array_equal(values, original, equal_nan=True):
+                    found.append(f"{recording.name} ({copy} != {source})")
+        return found
 
     def _needs_resampling(self, recording: Recording) -> bool:
         # Bundles saved before data.resample existed lack it: they never resample.

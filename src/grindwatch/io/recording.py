@@ -158,10 +158,14 @@ class RecordingSet:
 
         Equal means the same samples, bit for bit, in every recording: a feature
         column copied under a second name, or a signal wired to two inputs.
-        Channels that only correlate are not duplicates.
+        Channels that only correlate are not duplicates, and neither are
+        constant channels: two dead channels are equal, but either may come back
+        to life on its own.
         """
         channels = self.channels
         digests = [hashlib.blake2b(digest_size=16) for _ in channels]
+        low = np.full(len(channels), np.inf)
+        high = np.full(len(channels), -np.inf)
         batch: list[np.ndarray] = []
 
         def flush() -> None:
@@ -169,6 +173,8 @@ class RecordingSet:
                 block = np.concatenate(batch, axis=1)
                 for row, digest in zip(block, digests, strict=True):
                     digest.update(np.ascontiguousarray(row).tobytes())
+                np.minimum(low, np.nanmin(block, axis=1), out=low)
+                np.maximum(high, np.nanmax(block, axis=1), out=high)
                 batch.clear()
 
         size = 0
@@ -182,7 +188,10 @@ class RecordingSet:
         flush()
         first: dict[bytes, str] = {}
         repeats: dict[str, str] = {}
-        for name, digest in zip(channels, digests, strict=True):
+        constant = ~(high > low)
+        for name, digest, flat in zip(channels, digests, constant, strict=True):
+            if flat:
+                continue
             key = digest.digest()
             if key in first:
                 repeats[name] = first[key]
