@@ -404,3 +404,17 @@ def test_bad_file_stops_strict_training(tmp_path):
 
     with pytest.raises(InputError, match="cycle_001.csv"):
         grindwatch.train(folder, _config(**{"data.strict": True}))
+
+
+def test_table_with_nan_names_row_and_fix(tmp_path):
+    frame = pd.DataFrame({"a": [1.0, 2.0, np.nan], "b": [0.5, 0.6, 0.7]})
+    path = tmp_path / "features.csv"
+    frame.to_csv(path, index=False)
+
+    with pytest.raises(InputError) as raised:
+        read_file(path, ReadOptions(kind="table", nan_policy="interpolate"))
+
+    message = str(raised.value)
+    assert "features.csv" in message
+    assert "row 2, feature 'a'" in message
+    assert "fill or drop them" in message

@@ -46,6 +46,14 @@ def test_gmm_single_cluster_falls_back_to_mad(caplog):
     assert 0 < threshold.share_flagged < 0.01
 
 
+def test_gmm_few_scores_fall_back():
+    threshold = fit_threshold(np.array([0.1, 0.5, 0.9]))
+
+    assert threshold.method == "mad"
+    assert "only 3 training scores" in threshold.fallback_reason
+    assert "tied" not in threshold.fallback_reason
+
+
 def test_gmm_tied_scores_fall_back():
     scores = np.ones(500)
 

@@ -152,7 +152,10 @@ def _gmm_cut(
     t: np.ndarray, max_components: int, min_separation: float, random_state: int
 ):  # noqa: ANN202
     """Return (cut, components, separation, reason); cut is None on fallback."""
-    if t.size < 10 or np.unique(t).size < 3:
+    if t.size < 10:
+        reason = f"only {t.size} training scores, too few for a mixture (10 or more)"
+        return None, [], None, reason
+    if np.unique(t).size < 3:
         return (
             None,
             [],
@@ -193,7 +196,8 @@ def _gmm_cut(
             components,
             gaps[gap],
             (
-                f"its clusters overlap (widest gap D = {gaps[gap]:.2f} < {min_separation})"
+                f"its clusters overlap (widest gap D = {gaps[gap]:.4g} < "
+                f"{min_separation:g})"
             ),
         )
     for component in components[gap + 1 :]:

@@ -277,7 +277,16 @@ def frame_to_table_rows(path: Path, frame: pd.DataFrame, options: ReadOptions):
     features = _select(path, _numeric_columns(path, frame, options), options)
     values = frame[features].to_numpy(dtype=np.float64)
     names = [str(name) for name in features]
-    finite_or_raise(path, values.T, names, "raise")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise InputError(
+            path,
+            f"{int(bad.sum())} NaN or infinite values, first in row {int(row)}, "
+            f"feature {names[column]!r}",
+            "fill or drop them before training; nan_policy: interpolate applies "
+            "to signals only, because a table row has one value per feature",
+        )
     labels = _labels_from(frame, options)
     if options.id_column is not None:
         if options.id_column not in frame.columns:
