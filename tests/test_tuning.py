@@ -352,6 +352,34 @@ def test_objective_drops_copied_columns(feature_table, tmp_path):
     assert result.metrics["labeled_window_auc_roc"] > 0.9
 
 
+@pytest.mark.parametrize(("specificity", "warned"), [(1.0, True), (0.5, False)])
+def test_refitted_threshold_flagging_more_warns(
+    feature_table, caplog, specificity, warned
+):
+    import pandas as pd
+
+    import grindwatch
+    from grindwatch.tuning_results import TuneResult, _check_refitted_threshold
+
+    # A threshold at the median flags half of the training rows.
+    config = _config(
+        **{
+            "data.kind": "table",
+            "detector.family": "knn",
+            "threshold.method": "percentile",
+            "threshold.percentile": 50.0,
+        }
+    )
+    model = grindwatch.train(feature_table, config).model
+    result = TuneResult("s", "sqlite://", 1, "done", pd.DataFrame(), True)
+    result.model, result.best_trial = model, 4
+
+    with caplog.at_level("WARNING", logger="grindwatch.tuning_results"):
+        _check_refitted_threshold(result, {"held_out_specificity": specificity})
+
+    assert ("trial 4 flagged" in caplog.text) is warned
+
+
 def test_labeled_objective_needs_both_classes(cycles):
     from grindwatch.pipeline import read_data
 
