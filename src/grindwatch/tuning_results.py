@@ -255,9 +255,9 @@ def _check_refitted_threshold(result: TuneResult, trial: dict[str, float]) -> No
     """Warn when the retrained threshold flags far more than the trial's did.
 
     The retrained model fits its threshold on all training scores, which can
-    cut elsewhere than the trial's. The trial's share of clean held-out windows
-    flagged is the false-alarm rate the study measured; the retrained share also
-    counts real anomalies in the training data, hence the 5-point allowance.
+    cut elsewhere than the trial's. The study measured the trial's false-alarm
+    rate on clean held-out windows. The retrained share also counts real
+    anomalies in the training data, so it gets a 5-point allowance.
     """
     if result.model is None or "held_out_specificity" not in trial:
         return
