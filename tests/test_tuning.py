@@ -346,7 +346,8 @@ def test_objective_drops_copied_columns(feature_table, tmp_path):
 
     result = objective.evaluate(config.with_overrides({"detector.family": "knn"}))
 
-    assert "f1_copy" not in objective.channels and len(objective.channels) == 6
+    assert "f1_copy" not in objective.channels
+    assert len(objective.channels) == 6
     assert result.model.channels_ == objective.channels
     assert result.metrics["labeled_recording_n_anomalous"] == 4
     assert result.metrics["labeled_window_auc_roc"] > 0.9

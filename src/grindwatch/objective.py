@@ -7,9 +7,9 @@ each with one synthetic anomaly injected (``grindwatch.signals.injection``).
 scores above a clean window.
 
 A share of the windows the trial fits on (``tune.recurring_share``) carries
-recurring anomalies: one draw of an injection, repeated unchanged, as a fault that
-happens again and again sits in unlabeled production data. ``recurring_auc`` is
-the AUC-ROC of held-out copies carrying the same patterns, and
+recurring anomalies: one draw of an injection, repeated unchanged, because
+unlabeled production data contains faults that happen again and again.
+``recurring_auc`` is the AUC-ROC of held-out copies carrying the same patterns, and
 ``recurring_recall`` the share of them above the trial's threshold. A detector
 that absorbs the repeated fault into its model of normal (PCA with many
 components does) scores them low.
@@ -217,7 +217,7 @@ class PreparedData:
         The injection types with their parameter ranges and counts.
     recurring_features : ndarray of shape (n_held, n_channels, k) or None
         A second copy of each held-out window, carrying a recurring anomaly that
-        also sits in ``tune.recurring_share`` of ``fit_features``. None when that
+        is also in ``tune.recurring_share`` of ``fit_features``. None when that
         share is 0.
     recurring_types : ndarray of shape (n_held,), str, or None
     recurring : list of dict
@@ -313,7 +313,7 @@ class Objective:
         from grindwatch.pipeline import drop_duplicate_channels
 
         settings = config.tune
-        # The same channels as the final refit (Model.fit) leaves in.
+        # Keep the channels that the final refit (Model.fit) keeps.
         recordings, _ = drop_duplicate_channels(
             recordings, config.data.duplicate_channels
         )
@@ -455,8 +455,8 @@ class Objective:
             recurring_types = recurring.types
             patterns = recurring.patterns
             in_fit = np.arange(len(recurring.fit_rows)) % len(patterns)
-            wanted = len(settings.recurring or DEFAULT_RECURRING[self.kind])
-            if len(recurring.fit_rows) < 2 * wanted:
+            n_types = len(settings.recurring or DEFAULT_RECURRING[self.kind])
+            if len(recurring.fit_rows) < 2 * n_types:
                 logger.warning(
                     "only %d of the %d windows to fit on carry a recurring anomaly "
                     "(tune.recurring_share %.2g), fewer than two per type, so the "
@@ -584,7 +584,9 @@ class Objective:
 
             scores = model.detector_.anomaly_score(prepared.labeled.features)
             return float(roc_auc_score(prepared.labeled.labels, scores))
-        return self.measure(model, prepared, labeled=False)["injected_auc"]
+        detector = model.detector_
+        clean = _finite_scores(detector, prepared.clean_features)
+        return _auc(clean, _finite_scores(detector, prepared.injected_features))
 
     def _value(self, metrics: dict[str, float]) -> float:
         if self._needs_labels:

@@ -256,12 +256,12 @@ class Model:
     def _diverged_copies(self, recording: Recording) -> list[str]:
         """Name the left-out copies in ``recording`` that differ from their source."""
         found = []
-        for copy, source in getattr(self, "duplicate_channels_", {}).items():
-            if copy in recording.channels and source in recording.channels:
-                values = recording.data[recording.channels.index(copy)]
+        for copied, source in getattr(self, "duplicate_channels_", {}).items():
+            if copied in recording.channels and source in recording.channels:
+                values = recording.data[recording.channels.index(copied)]
                 original = recording.data[recording.channels.index(source)]
                 if not np.array_equal(values, original, equal_nan=True):
-                    found.append(f"{recording.name} ({copy} != {source})")
+                    found.append(f"{recording.name} ({copied} != {source})")
         return found
 
     def _needs_resampling(self, recording: Recording) -> bool:

@@ -36,9 +36,9 @@ Feature-table rows, shape (n_features,):
   many features are computed from.
 
 Recurring anomalies (``inject_recurring``) reuse one draw of the parameters for
-many windows: the same fault, seen again and again. Tuning places a few of them in
-the data a trial fits on, as unlabeled production data holds repeated faults, and
-measures whether the trial still flags that fault in held-out windows.
+many windows: the same fault, seen again and again. Unlabeled production data
+contains repeated faults, so tuning places a few of them in the data a trial fits
+on and measures whether the trial still flags that fault in held-out windows.
 """
 
 from __future__ import annotations
@@ -245,6 +245,15 @@ def add_frequency_shift(
     return out, {"start": start, "stop": start + size, "factor": speed}
 
 
+def _move_features(
+    row: np.ndarray, features: np.ndarray, shifts: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, Info]:
+    """Add ``shifts`` times their scale to ``features`` of a copy of ``row``."""
+    out = row.copy()
+    out[features] += (shifts * scale[features]).astype(row.dtype)
+    return out, {"features": features.tolist(), "shifts": shifts.tolist()}
+
+
 def add_feature_shift(
     row: np.ndarray,
     rng: np.random.Generator,
@@ -253,12 +262,10 @@ def add_feature_shift(
     shift: tuple[float, float] = (3.0, 6.0),
 ) -> tuple[np.ndarray, Info]:
     """Move ``count`` features by ``shift`` times their own scale."""
-    out = row.copy()
     n = min(int(rng.integers(count[0], count[1] + 1)), row.size)
     features = np.sort(rng.choice(row.size, size=n, replace=False))
     shifts = np.array([_signed(rng, *shift) for _ in features])
-    out[features] += (shifts * scale[features]).astype(row.dtype)
-    return out, {"features": features.tolist(), "shifts": shifts.tolist()}
+    return _move_features(row, features, shifts, scale)
 
 
 def add_feature_mix(
@@ -295,12 +302,10 @@ def add_broad_shift(
     shift: tuple[float, float] = (3.0, 10.0),
 ) -> tuple[np.ndarray, Info]:
     """Move a ``share`` of the features by ``shift`` times their own scale."""
-    out = row.copy()
     n = min(max(1, int(round(rng.uniform(*share) * row.size))), row.size)
     features = np.sort(rng.choice(row.size, size=n, replace=False))
     shifts = rng.uniform(*shift, size=n) * rng.choice([-1.0, 1.0], size=n)
-    out[features] += (shifts * scale[features]).astype(row.dtype)
-    return out, {"features": features.tolist(), "shifts": shifts.tolist()}
+    return _move_features(row, features, shifts, scale)
 
 
 # The call that draws parameters for one channel (signals) or one row (tables).
@@ -409,8 +414,8 @@ def inject_windows(
     types : sequence of str, optional
         Injection types to use; all of the kind's types by default.
     """
-    names = list(types) if types else list(_registry(kind, []))
-    registry = _registry(kind, names)
+    registry = _registry(kind, types or [])
+    names = list(types) if types else list(registry)
     order = rng.permutation(X.shape[0])
     assigned = np.empty(X.shape[0], dtype=object)
     assigned[order] = [names[i % len(names)] for i in range(X.shape[0])]
@@ -479,7 +484,7 @@ def inject_recurring(
     shifted features, the same offset). Magnitudes use the robust scale of ``fit``,
     so a pattern changes fitting and held-out windows by the same amount. The
     patterns take turns over the ``share`` of fitting windows (at least one
-    window, never all); when that share is fewer windows than there are types,
+    window, never all). When that share is fewer windows than there are types,
     a random subset of the types is used.
 
     Parameters
