@@ -6,6 +6,7 @@ real Optuna storages and real MLflow stores in the test's folder.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -351,6 +352,28 @@ def test_objective_drops_copied_columns(feature_table, tmp_path):
     assert result.model.channels_ == objective.channels
     assert result.metrics["labeled_recording_n_anomalous"] == 4
     assert result.metrics["labeled_window_auc_roc"] > 0.9
+
+
+def test_tune_warns_once_about_copied_columns(feature_table, tmp_path, caplog):
+    import pandas as pd
+
+    frame = pd.read_parquet(feature_table)
+    frame["f1_copy"] = frame["f1"]
+    path = tmp_path / "copied.parquet"
+    frame.to_parquet(path)
+    config = _config(**{"data.kind": "table", "tune.n_trials": 2})
+
+    with caplog.at_level(logging.INFO, logger="grindwatch"):
+        result = tune(path, config.with_overrides({"detector.family": "knn"}))
+
+    announced = [
+        record
+        for record in caplog.records
+        if "repeat an earlier one" in record.getMessage()
+    ]
+    assert [record.levelno for record in announced].count(logging.WARNING) == 1
+    assert "f1_copy = f1" in announced[0].getMessage()
+    assert "f1_copy" not in result.model.channels_
 
 
 @pytest.mark.parametrize(("specificity", "warned"), [(1.0, True), (0.5, False)])

@@ -313,9 +313,11 @@ class Objective:
         from grindwatch.pipeline import drop_duplicate_channels
 
         settings = config.tune
-        # Keep the channels that the final refit (Model.fit) keeps.
+        # Keep the channels that the final refit (Model.fit) keeps. The refit
+        # warns about the left-out channels; saying it here too, once per worker
+        # process, printed the same warning two or more times in one tune.
         recordings, _ = drop_duplicate_channels(
-            recordings, config.data.duplicate_channels
+            recordings, config.data.duplicate_channels, level=logging.INFO
         )
         self.kind = recordings.kind
         self.channels = list(recordings.channels)

@@ -646,14 +646,15 @@ def _with_config(model: Model, config: Config) -> Model:
 
 
 def drop_duplicate_channels(
-    recordings: RecordingSet, policy: str = "drop"
+    recordings: RecordingSet, policy: str = "drop", level: int = logging.WARNING
 ) -> tuple[RecordingSet, dict[str, str]]:
     """Leave out channels that repeat an earlier channel exactly.
 
     A copied feature column carries no new information, but it counts twice in
     distances and reconstructions, and an injected change to one copy alone is a
     pattern normal data never shows. ``policy`` ``"keep"`` returns the recordings
-    unchanged.
+    unchanged. ``level`` is the logging level of the message that names the
+    left-out channels.
 
     Returns
     -------
@@ -670,7 +671,8 @@ def drop_duplicate_channels(
     noun = "feature columns" if recordings.kind == "table" else "channels"
     examples = ", ".join(f"{name} = {same}" for name, same in list(repeats.items())[:4])
     more = f" and {len(repeats) - 4} more" if len(repeats) > 4 else ""
-    logger.warning(
+    logger.log(
+        level,
         "%d of the %d %s repeat an earlier one exactly in every training "
         "recording and are left out (%s%s); the model uses the other %d. Set "
         "data.duplicate_channels to keep to use them all.",
