@@ -53,7 +53,9 @@ def _train(folder: Path, chunk_samples: int) -> Path:
 
     rng = np.random.default_rng(0)
     recordings = [
-        Recording(f"cycle_{i}", _signal(i * 65536, 65536, rng)[None], ["channel_0"], RATE)
+        Recording(
+            f"cycle_{i}", _signal(i * 65536, 65536, rng)[None], ["channel_0"], RATE
+        )
         for i in range(20)
     ]
     config = Config().with_overrides(

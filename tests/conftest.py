@@ -67,7 +67,9 @@ def make_cycle(
     return data.astype(np.float32)
 
 
-def write_cycles(folder: Path, count: int, start_seed: int = 0, anomaly=None) -> list[Path]:  # noqa: ANN001
+def write_cycles(
+    folder: Path, count: int, start_seed: int = 0, anomaly=None
+) -> list[Path]:  # noqa: ANN001
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(count):
@@ -93,12 +95,14 @@ def cycle_folders(tmp_path: Path) -> dict[str, Path]:
 
 @pytest.fixture
 def feature_table(tmp_path: Path) -> Path:
-    """A per-cycle feature table: 300 normal rows and 4 outliers, with a label column."""
+    """A per-cycle feature table: 300 normal rows, 4 outliers and a label column."""
     rng = np.random.default_rng(7)
     normal = rng.normal(size=(300, 6))
     normal[:, 1] = normal[:, 0] * 0.8 + 0.2 * normal[:, 1]
     outliers = rng.normal(size=(4, 6)) + np.array([6, -6, 5, 0, 0, 7])
-    frame = pd.DataFrame(np.vstack([normal, outliers]), columns=[f"f{i}" for i in range(6)])
+    frame = pd.DataFrame(
+        np.vstack([normal, outliers]), columns=[f"f{i}" for i in range(6)]
+    )
     frame["anomaly"] = [False] * 300 + [True] * 4
     path = tmp_path / "features.parquet"
     frame.to_parquet(path)

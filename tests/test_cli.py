@@ -40,8 +40,17 @@ def test_train_json_output(cycle_folders, tmp_path):
 def test_score_writes_recording_and_window_tables(cycle_folders, tmp_path):
     model, _ = _train(cycle_folders["good"], tmp_path)
 
-    result = runner.invoke(app, ["score", str(cycle_folders["root"]), "--model", str(model),
-                                 "--output", str(tmp_path / "out.parquet")])
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            str(cycle_folders["root"]),
+            "--model",
+            str(model),
+            "--output",
+            str(tmp_path / "out.parquet"),
+        ],
+    )
 
     assert result.exit_code == 0, result.output
     assert "recordings and" in result.output
@@ -54,8 +63,9 @@ def test_score_writes_recording_and_window_tables(cycle_folders, tmp_path):
 def test_score_json_flags_bad_cycles(cycle_folders, tmp_path):
     model, _ = _train(cycle_folders["good"], tmp_path, "--aggregate", "max")
 
-    result = runner.invoke(app, ["score", str(cycle_folders["bad"]), "-m", str(model),
-                                 "--json"])
+    result = runner.invoke(
+        app, ["score", str(cycle_folders["bad"]), "-m", str(model), "--json"]
+    )
 
     payload = json.loads(result.stdout)
     assert payload["summary"]["n_recordings"] == 3
@@ -66,7 +76,9 @@ def test_score_with_runs_uri(cycle_folders, tmp_path):
     _, trained = _train(cycle_folders["good"], tmp_path, "--json")
     uri = json.loads(trained.stdout)["model_uri"]
 
-    result = runner.invoke(app, ["score", str(cycle_folders["bad"]), "-m", uri, "--json"])
+    result = runner.invoke(
+        app, ["score", str(cycle_folders["bad"]), "-m", uri, "--json"]
+    )
 
     assert result.exit_code == 0, result.output
 
@@ -74,8 +86,9 @@ def test_score_with_runs_uri(cycle_folders, tmp_path):
 def test_evaluate_reports_metrics_from_folder_names(cycle_folders, tmp_path):
     model, _ = _train(cycle_folders["good"], tmp_path, "--aggregate", "max")
 
-    result = runner.invoke(app, ["evaluate", str(cycle_folders["root"]), "-m", str(model),
-                                 "--json"])
+    result = runner.invoke(
+        app, ["evaluate", str(cycle_folders["root"]), "-m", str(model), "--json"]
+    )
 
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -89,9 +102,19 @@ def test_evaluate_with_labels_csv(cycle_folders, tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_text("recording,label\ncycle_000,OK\ncycle_100,NOK\n")
 
-    result = runner.invoke(app, ["evaluate", str(cycle_folders["good"] / "cycle_000.csv"),
-                                 str(cycle_folders["bad"] / "cycle_100.csv"), "-m",
-                                 str(model), "--labels", str(labels), "--no-track"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(cycle_folders["good"] / "cycle_000.csv"),
+            str(cycle_folders["bad"] / "cycle_100.csv"),
+            "-m",
+            str(model),
+            "--labels",
+            str(labels),
+            "--no-track",
+        ],
+    )
 
     assert result.exit_code == 0, result.output
     assert "AUC-ROC" in result.output
@@ -106,8 +129,9 @@ def test_bad_input_gives_one_line_error(tmp_path):
 
 
 def test_invalid_setting_gives_one_line_error(cycle_folders):
-    result = runner.invoke(app, ["train", str(cycle_folders["good"]), "--set",
-                                 "windows.length=-3"])
+    result = runner.invoke(
+        app, ["train", str(cycle_folders["good"]), "--set", "windows.length=-3"]
+    )
 
     assert result.exit_code == 2
     assert "windows.length" in result.output
@@ -117,8 +141,19 @@ def test_config_file_and_override(cycle_folders, tmp_path):
     config = tmp_path / "gw.yaml"
     config.write_text("windows:\n  length: 128\ndetector:\n  family: pca\n")
 
-    result = runner.invoke(app, ["train", str(cycle_folders["good"]), "-c", str(config),
-                                 "--window", "256", "--json", "--no-track"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(cycle_folders["good"]),
+            "-c",
+            str(config),
+            "--window",
+            "256",
+            "--json",
+            "--no-track",
+        ],
+    )
 
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)

@@ -83,8 +83,14 @@ def test_unknown_family_and_parameter_rejected():
 
 @pytest.mark.parametrize("loss", ["mse", "mae", "huber"])
 def test_autoencoder_losses_train_and_record_history(loss):
-    detector = AutoencoderDetector(epochs=4, loss=loss, filters=(8,), kernel_sizes=(5,),
-                                   strides=(2,), latent_size=None)
+    detector = AutoencoderDetector(
+        epochs=4,
+        loss=loss,
+        filters=(8,),
+        kernel_sizes=(5,),
+        strides=(2,),
+        latent_size=None,
+    )
 
     detector.fit(_windows(0))
 
@@ -94,8 +100,14 @@ def test_autoencoder_losses_train_and_record_history(loss):
 
 
 def test_autoencoder_stops_early_and_keeps_best():
-    detector = AutoencoderDetector(epochs=200, patience=2, learning_rate=0.05,
-                                   filters=(4,), kernel_sizes=(3,), strides=(1,))
+    detector = AutoencoderDetector(
+        epochs=200,
+        patience=2,
+        learning_rate=0.05,
+        filters=(4,),
+        kernel_sizes=(3,),
+        strides=(1,),
+    )
 
     detector.fit(_windows(0))
 
@@ -150,9 +162,7 @@ def test_knn_scores_training_windows_as_in_training():
     )
     # A window that matches no training window keeps all k neighbours.
     distances = np.sort(
-        np.linalg.norm(
-            shifted.reshape(30, 1, -1) - windows.reshape(1, 30, -1), axis=2
-        ),
+        np.linalg.norm(shifted.reshape(30, 1, -1) - windows.reshape(1, 30, -1), axis=2),
         axis=1,
     )
     np.testing.assert_allclose(

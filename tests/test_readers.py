@@ -12,7 +12,9 @@ from grindwatch.io import ReadOptions, load_recordings, read_file
 
 def test_csv_semicolon_with_decimal_comma(tmp_path):
     path = tmp_path / "cycle.csv"
-    path.write_text("time;force;power\n0,000;1,5;2,25\n0,001;1,75;2,5\n0,002;2,0;2,75\n")
+    path.write_text(
+        "time;force;power\n0,000;1,5;2,25\n0,001;1,75;2,5\n0,002;2,0;2,75\n"
+    )
 
     (recording,) = read_file(path)
 
@@ -99,7 +101,9 @@ def test_hdf5_single_dataset_is_found(tmp_path):
 
     path = tmp_path / "r.h5"
     with h5py.File(path, "w") as handle:
-        dataset = handle.create_dataset("group/signal", data=np.zeros((500, 2), "int16"))
+        dataset = handle.create_dataset(
+            "group/signal", data=np.zeros((500, 2), "int16")
+        )
         dataset.attrs["sample_rate"] = 2000.0
         dataset.attrs["channels"] = ["ae", "current"]
 
@@ -140,8 +144,12 @@ def test_hdf5_one_dimensional_datasets_become_channels(tmp_path):
 
 def test_npy_and_npz_readers(tmp_path):
     np.save(tmp_path / "a.npy", np.zeros((1000, 3), dtype=np.float64))
-    np.savez(tmp_path / "b.npz", data=np.ones((2, 400)), channels=np.array(["p", "q"]),
-             sample_rate=np.array(50.0))
+    np.savez(
+        tmp_path / "b.npz",
+        data=np.ones((2, 400)),
+        channels=np.array(["p", "q"]),
+        sample_rate=np.array(50.0),
+    )
 
     (first,) = read_file(tmp_path / "a.npy")
     (second,) = read_file(tmp_path / "b.npz")
@@ -197,8 +205,12 @@ def test_bad_file_raises_in_strict_mode(cycle_folders):
 
 
 def test_channels_reordered_by_name(tmp_path):
-    pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}).to_csv(tmp_path / "1.csv", index=False)
-    pd.DataFrame({"b": [5.0, 6.0], "a": [7.0, 8.0]}).to_csv(tmp_path / "2.csv", index=False)
+    pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}).to_csv(
+        tmp_path / "1.csv", index=False
+    )
+    pd.DataFrame({"b": [5.0, 6.0], "a": [7.0, 8.0]}).to_csv(
+        tmp_path / "2.csv", index=False
+    )
 
     recordings = load_recordings(tmp_path)
 

@@ -341,7 +341,9 @@ def test_service_runs_watcher_and_lists_cycles(trained, tmp_path):
     with TestClient(app) as service:
         # With settle_seconds=0 the watcher takes a file as soon as it appears, so
         # write it elsewhere and move it in whole, as a careful producer would.
-        (staged,) = write_cycles(tmp_path / "staging", 1, start_seed=100, anomaly="spike")
+        (staged,) = write_cycles(
+            tmp_path / "staging", 1, start_seed=100, anomaly="spike"
+        )
         staged.replace(folder / staged.name)
         deadline = time.monotonic() + 30
         listed = service.get("/api/cycles").json()

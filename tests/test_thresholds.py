@@ -87,7 +87,9 @@ def test_overlapping_clusters_fall_back():
 def test_percentile_threshold():
     scores = np.arange(1, 101, dtype=float)
 
-    threshold = fit_threshold(scores, method="percentile", percentile=90, log_scores=False)
+    threshold = fit_threshold(
+        scores, method="percentile", percentile=90, log_scores=False
+    )
 
     assert threshold.value == pytest.approx(np.percentile(scores, 90))
 

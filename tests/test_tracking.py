@@ -42,8 +42,13 @@ def test_train_run_holds_params_metrics_and_artifacts(cycle_folders, isolated_tr
     assert [m.step for m in history] == [0, 1, 2]
     assert len(client.get_metric_history(result.run_id, "val_loss")) == 3
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
-    assert {"score_histogram.png", "threshold.json", "data_fingerprint.json",
-            "config.yaml", "epochs.csv"} <= artifacts
+    assert {
+        "score_histogram.png",
+        "threshold.json",
+        "data_fingerprint.json",
+        "config.yaml",
+        "epochs.csv",
+    } <= artifacts
 
 
 def test_fingerprint_lists_files_with_hashes(cycle_folders, isolated_tracking):
@@ -62,7 +67,9 @@ def test_fingerprint_lists_files_with_hashes(cycle_folders, isolated_tracking):
 
 def test_logged_config_repeats_the_run(cycle_folders, isolated_tracking, tmp_path):
     result = grindwatch.train(cycle_folders["good"], _config())
-    path = MlflowClient(isolated_tracking).download_artifacts(result.run_id, "config.yaml")
+    path = MlflowClient(isolated_tracking).download_artifacts(
+        result.run_id, "config.yaml"
+    )
 
     repeated = grindwatch.train(cycle_folders["good"], grindwatch.load_config(path))
 
@@ -83,8 +90,9 @@ def test_failed_training_marks_run_failed(cycle_folders, isolated_tracking):
     assert [run.info.status for run in runs] == ["FAILED"]
 
 
-def test_interrupted_training_marks_run_failed(cycle_folders, isolated_tracking,
-                                               monkeypatch):
+def test_interrupted_training_marks_run_failed(
+    cycle_folders, isolated_tracking, monkeypatch
+):
     from grindwatch.detectors import AutoencoderDetector
 
     def interrupt(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
@@ -109,8 +117,9 @@ def test_pyfunc_scores_windows_like_the_model(cycle_folders):
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
     predicted = pyfunc.predict(windows.X)
 
-    np.testing.assert_allclose(predicted["score"], model.window_scores(windows.X),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        predicted["score"], model.window_scores(windows.X), rtol=1e-6
+    )
     assert predicted["flag"].dtype == bool
 
 

@@ -192,8 +192,9 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
         return
     out = console()
     out.print(
-        f"Trained {model.config.detector.family} on {len(result.recordings)} recordings "
-        f"({len(model.training_scores_)} windows, channels: {len(model.channels_)})."
+        f"Trained {model.config.detector.family} on {len(result.recordings)} "
+        f"recordings ({len(model.training_scores_)} windows, channels: "
+        f"{len(model.channels_)})."
     )
     for skipped in result.recordings.skipped:
         out.print(f"  skipped {skipped.path}: {skipped.reason}", highlight=False)
@@ -203,7 +204,8 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
             f"MLflow run {result.run_id} in {result.tracking_uri}", highlight=False
         )
         out.print(
-            f"Score new data: grindwatch score --model runs:/{result.run_id}/model DATA",
+            "Score new data: grindwatch score --model "
+            f"runs:/{result.run_id}/model DATA",
             highlight=False,
         )
     if result.output:
@@ -251,17 +253,19 @@ def score(
         typer.Option(
             "--model",
             "-m",
-            help="Model folder or MLflow model URI (runs:/ID/model, models:/NAME@alias).",
+            help="Model folder or MLflow model URI (runs:/ID/model, "
+            "models:/NAME@alias).",
         ),
-    ] = ...,  # noqa: E501
+    ] = ...,
     output: Annotated[
         Optional[Path],
         typer.Option(
             "--output",
             "-o",
-            help="Write recording scores here (.csv or .parquet); window scores go beside it as NAME.windows.csv.",
+            help="Write recording scores here (.csv or .parquet); window scores "
+            "go beside it as NAME.windows.csv.",
         ),
-    ] = None,  # noqa: UP045, E501
+    ] = None,  # noqa: UP045
     strict: Annotated[
         bool, typer.Option(help="Stop at the first file that cannot be scored.")
     ] = False,  # noqa: E501
@@ -300,8 +304,9 @@ def score(
     from grindwatch._console import console
 
     console().print(
-        f"{summary['n_flagged_recordings']} of {summary['n_recordings']} recordings and "
-        f"{summary['n_flagged_windows']} of {summary['n_windows']} windows flagged."
+        f"{summary['n_flagged_recordings']} of {summary['n_recordings']} recordings "
+        f"and {summary['n_flagged_windows']} of {summary['n_windows']} windows "
+        "flagged."
     )
     for skipped in result.skipped:
         console().print(

@@ -81,7 +81,9 @@ def apply_labels(scored, labels: dict[str, int]) -> None:  # noqa: ANN001 - Scor
     if unknown:
         logger.warning("no label for %d recordings, e.g. %s", len(unknown), unknown[:3])
     scored.recordings["label"] = mapped.astype("Int64")
-    window_labels = scored.windows["recording"].map(dict(zip(names, mapped, strict=False)))
+    window_labels = scored.windows["recording"].map(
+        dict(zip(names, mapped, strict=False))
+    )
     if "label" in scored.windows:
         window_labels = scored.windows["label"].where(
             scored.windows["label"] >= 0, window_labels

@@ -1,4 +1,4 @@
-"""Classical detectors on window features: isolation forest, PCA, k-nearest neighbours."""
+"""Classical detectors on window features: isolation forest, PCA and kNN."""
 
 from __future__ import annotations
 
