@@ -177,3 +177,32 @@ def test_demo_runs_on_bundled_recordings(tmp_path):
     assert "mlflow ui --backend-store-uri" in result.output
     assert (tmp_path / "demo" / "mlflow.db").is_file()
     assert (tmp_path / "demo" / "model" / "model.pkl").is_file()
+
+
+def test_partly_labeled_data_scores_and_evaluates(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--aggregate", "max")
+    mixed = tmp_path / "mixed"
+    (mixed / "good").mkdir(parents=True)
+    (mixed / "line2").mkdir()
+    for source in sorted(cycle_folders["good"].glob("*.csv"))[:2]:
+        (mixed / "good" / source.name).write_bytes(source.read_bytes())
+    for source in sorted(cycle_folders["bad"].glob("*.csv")):
+        (mixed / "line2" / source.name).write_bytes(source.read_bytes())
+
+    scored = runner.invoke(app, ["score", str(mixed), "-m", str(model)])
+    evaluated = runner.invoke(
+        app, ["evaluate", str(mixed), "-m", str(model), "--no-track"]
+    )
+
+    assert scored.exit_code == 0, scored.output
+    assert "Traceback" not in scored.output
+    assert "normal" in scored.output
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "3 recordings carry no label" in evaluated.output
+    assert "all normal" in evaluated.output
+    as_json = runner.invoke(
+        app, ["evaluate", str(mixed), "-m", str(model), "--no-track", "--json"]
+    )
+    payload = json.loads(as_json.stdout)
+    assert sorted(payload["unlabeled"]) == ["cycle_100", "cycle_101", "cycle_102"]
+    assert payload["recordings"]["n"] == 2

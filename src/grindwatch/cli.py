@@ -213,6 +213,7 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
 
 
 def _print_recordings(frame, threshold: float, limit: int) -> None:  # noqa: ANN001
+    import pandas as pd
     from rich.table import Table
 
     from grindwatch._console import console
@@ -232,9 +233,11 @@ def _print_recordings(frame, threshold: float, limit: int) -> None:  # noqa: ANN
             "[bold red]ANOMALOUS[/]" if row.flag else "normal",
         ]
         if "label" in frame:
+            # Recordings without a label (a folder that names no class, a file
+            # without a label column) come as NaN or <NA> next to labeled ones.
             cells.append(
                 ""
-                if row.label is None or str(row.label) == "<NA>"
+                if pd.isna(row.label) or int(row.label) < 0
                 else ("anomalous" if int(row.label) else "normal")
             )
         table.add_row(*cells)
@@ -342,6 +345,28 @@ def _print_metrics(result) -> None:  # noqa: ANN001
             str(metrics["n"]),
         )
     console().print(table)
+    out = console()
+    if result.unlabeled:
+        names = ", ".join(result.unlabeled[:5])
+        more = (
+            f" and {len(result.unlabeled) - 5} more"
+            if len(result.unlabeled) > 5
+            else ""
+        )
+        out.print(
+            f"{len(result.unlabeled)} recordings carry no label and are left out of "
+            f"the metrics: {names}{more}. Label them with --labels FILE, a label "
+            "column, or class-named folders (OK/NOK, good/bad, healthy/broken).",
+            highlight=False,
+        )
+    counts = result.recordings
+    if counts["n"] and counts["n_anomalous"] in (0, counts["n"]):
+        present = "normal" if counts["n_anomalous"] == 0 else "anomalous"
+        out.print(
+            f"AUC-ROC and AUC-PR need both classes; the labeled recordings are all "
+            f"{present}.",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -377,6 +402,7 @@ def evaluate(
                 {
                     "windows": result.windows,
                     "recordings": result.recordings,
+                    "unlabeled": result.unlabeled,
                     "run_id": getattr(result, "run_id", None),
                 },
                 indent=2,

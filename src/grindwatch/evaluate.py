@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +50,16 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, flags: np.ndarray):
 
 @dataclass
 class EvaluationResult:
-    """Labeled metrics per window and per recording, with the scored tables."""
+    """Labeled metrics per window and per recording, with the scored tables.
+
+    ``unlabeled`` names the scored recordings that carry no label; the metrics
+    leave them out.
+    """
 
     windows: dict[str, float]
     recordings: dict[str, float]
     scored: Any  # ScoreResult, with a label column filled in
+    unlabeled: list[str] = field(default_factory=list)
 
     def flat(self) -> dict[str, float]:
         out = {f"window_{k}": v for k, v in self.windows.items()}
@@ -105,13 +110,22 @@ def evaluate_scores(scored) -> EvaluationResult:  # noqa: ANN001 - ScoreResult
                 "pass --labels FILE, a label column, or folders named OK/NOK, "
                 "good/bad or healthy/broken",
             )
-        known = table[pd.to_numeric(table["label"], errors="coerce") >= 0]
+        known = table[_labeled(table)]
         results[level] = binary_metrics(
             known["label"].to_numpy(int),
             known["score"].to_numpy(),
             known["flag"].to_numpy(),
         )
-    return EvaluationResult(results["windows"], results["recordings"], scored)
+    recordings = scored.recordings
+    unlabeled = recordings.loc[~_labeled(recordings), "recording"].astype(str)
+    return EvaluationResult(
+        results["windows"], results["recordings"], scored, unlabeled.tolist()
+    )
+
+
+def _labeled(table: pd.DataFrame) -> pd.Series:
+    """Rows with a label: missing labels read as NaN or <NA>, unknown ones as -1."""
+    return pd.to_numeric(table["label"], errors="coerce") >= 0
 
 
 def evaluate(
