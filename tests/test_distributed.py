@@ -222,3 +222,44 @@ def test_sqlite_storage_gets_no_heartbeats():
         "grace_period",
         "heartbeat_stale_trial_callback",
     }
+
+
+def test_trial_killed_before_its_run_gets_a_failed_run(tmp_path, isolated_tracking):
+    from grindwatch.trial_runner import HOST
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    backend = rdb_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.create_study(storage=backend, study_name="lost")
+    trial = ask(study)
+    trial.suggest_float("x", 0.0, 1.0)
+    # The state a SIGKILL leaves between Optuna's start of the trial and the
+    # creation of its MLflow run: claimed by a local process that is gone.
+    for key, value in {
+        "grindwatch.worker": f"{HOST}:{dead.pid}:abcd",
+        "grindwatch.host": HOST,
+        "grindwatch.pid": dead.pid,
+        "grindwatch.heartbeat": time.time(),
+    }.items():
+        trial.set_user_attr(key, value)
+    tracker = StudyTracker(Config())
+    tracker.open_parent(None, "lost", "injected_auc", {}, {})
+    runner = TrialRunner(study, backend, None, tracker, Config())
+
+    assert runner.fail_dead_trials() == [0]
+    runner.fail_dead_trials()
+
+    runs = MlflowClient(isolated_tracking).search_runs(
+        [tracker.experiment_id],
+        filter_string="tags.`grindwatch.kind` = 'trial'",
+    )
+    assert len(runs) == 1
+    (run,) = runs
+    assert run.info.status == "FAILED"
+    assert run.data.tags["grindwatch.trial_number"] == "0"
+    assert (
+        "before the trial's run was created"
+        in (run.data.tags["grindwatch.fail_reason"])
+    )
+    assert run.data.tags["mlflow.parentRunId"] == tracker.parent_run_id
+    assert "optuna.x" in run.data.params

@@ -285,6 +285,54 @@ class StudyTracker:
         finally:
             _retry(self.client.set_terminated, run_id, run_status(state))
 
+    def record_lost_trial(
+        self, study_name: str, number: int, params: dict[str, Any]
+    ) -> str | None:
+        """Create a FAILED run for a trial whose process died before creating one.
+
+        A process killed between Optuna's start of the trial and ``start_trial``
+        leaves a FAIL trial with no run. Returns the new run's id, or None when a
+        run of that trial exists (``fail_orphans`` ends it if it still runs).
+        """
+        from mlflow.entities import Param
+
+        found = _retry(
+            self.client.search_runs,
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`grindwatch.study` = '{study_name}' and "
+                "tags.`grindwatch.kind` = 'trial' and "
+                f"tags.`grindwatch.trial_number` = '{number}'"
+            ),
+            max_results=1,
+        )
+        if found:
+            return None
+        tags = {
+            "grindwatch.kind": "trial",
+            "grindwatch.study": study_name,
+            "grindwatch.trial_number": str(number),
+            "grindwatch.trial_state": "FAIL",
+            "grindwatch.fail_reason": "its process stopped before the trial's run "
+            "was created",
+            "grindwatch.version": __version__,
+        }
+        if self.parent_run_id:
+            tags["mlflow.parentRunId"] = self.parent_run_id
+        run = _retry(
+            self.client.create_run,
+            self.experiment_id,
+            run_name=f"{study_name} trial {number}",
+            tags=tags,
+        )
+        run_id = run.info.run_id
+        entries = [Param("trial_number", str(number))]
+        entries += [Param(f"optuna.{k}", _param_value(v)) for k, v in params.items()]
+        for begin in range(0, len(entries), 100):
+            _retry(self.client.log_batch, run_id, params=entries[begin : begin + 100])
+        _retry(self.client.set_terminated, run_id, "FAILED")
+        return run_id
+
     def fail_orphans(self, study_name: str, is_running: Callable[[int], bool]) -> int:
         """Mark FAILED the RUNNING trial runs whose Optuna trial no longer runs.
 

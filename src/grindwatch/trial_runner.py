@@ -200,6 +200,11 @@ class TrialRunner:
                 self.tracker.finish_trial(
                     run_id, "FAIL", error="its process stopped without ending the trial"
                 )
+            else:
+                # Killed before its run id was stored: the run may not exist.
+                self.tracker.record_lost_trial(
+                    self.study.study_name, trial.number, trial.params
+                )
             failed.append(trial.number)
         if failed:
             logger.warning("marked trials %s FAIL: their process is gone", failed)
