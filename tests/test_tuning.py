@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -807,3 +808,24 @@ def test_two_processes_share_one_study(cycles, isolated_tracking):
     assert sorted(int(r.data.tags["grindwatch.trial_number"]) for r in trials) == list(
         range(6)
     )
+
+
+def test_trial_table_leaves_pruned_values_out(capsys):
+    import pandas as pd
+
+    from grindwatch.cli_tune import _top_trials
+
+    trials = pd.DataFrame(
+        [
+            {"number": 0, "state": "COMPLETE", "value": 0.2536, "baseline": True},
+            {"number": 7, "state": "PRUNED", "value": 0.7832, "baseline": False},
+        ]
+    )
+    result = types.SimpleNamespace(trials=trials, study_name="s", best_trial=0)
+
+    _top_trials(result, limit=10)
+
+    shown = capsys.readouterr().err
+    assert "0.2536" in shown
+    assert "0.7832" not in shown
+    assert "they have no objective value" in shown

@@ -93,10 +93,13 @@ def _top_trials(result: Any, limit: int) -> None:
         table.add_column("labeled AUC", justify="right")
     table.add_column("seconds", justify="right")
     for row in ranked.to_dict(orient="records"):
+        pruned = row["state"] == "PRUNED"
         cells = [
             f"{row['number']}" + (" *" if row["number"] == result.best_trial else ""),
             row["state"].lower(),
-            _number(row.get("value")),
+            # A pruned trial's value is its last per-epoch report, the injected
+            # AUC alone, which is not comparable with the objective.
+            "-" if pruned else _number(row.get("value")),
             str(row.get("family") or ""),
             str(row.get("frontend") or ""),
             _number(row.get("window_length"), "{:.0f}"),
@@ -106,12 +109,22 @@ def _top_trials(result: Any, limit: int) -> None:
         cells.append(_number(row.get("duration_s"), "{:.1f}"))
         table.add_row(*cells)
     console().print(table)
+    if ranked["state"].eq("PRUNED").any():
+        console().print(
+            "Pruned trials stopped early, when their injected AUC fell behind "
+            "other trials at the same epoch; they have no objective value.",
+            highlight=False,
+        )
     baseline = trials[trials["baseline"]] if "baseline" in trials else trials.iloc[:0]
     if not baseline.empty:
         row = baseline.iloc[0]
+        outcome = (
+            "pruned, no objective value"
+            if row["state"] == "PRUNED"
+            else f"{row['state'].lower()}, objective {_number(row['value']) or 'none'}"
+        )
         console().print(
-            f"Trial {row['number']} ran the configured pipeline: "
-            f"{row['state'].lower()}, objective {_number(row['value']) or 'none'}.",
+            f"Trial {row['number']} ran the configured pipeline: {outcome}.",
             highlight=False,
         )
 
