@@ -200,6 +200,39 @@ def test_saved_scores_same_table(cycles, tmp_path):
     assert saved.n_flagged == fresh.n_flagged == 3
 
 
+@pytest.mark.parametrize("margin", [True, False])
+def test_saved_scores_of_other_model_rejected(cycles, tmp_path, margin):
+    from grindwatch.exceptions import InputError
+
+    scored = grindwatch.score(cycles.model, cycles.root)
+    recordings = scored.recordings.copy()
+    # Another model's table: same data, a threshold half as high.
+    other = scored.threshold / 2
+    recordings["flag"] = recordings["score"] > other
+    if margin:
+        recordings["margin"] = recordings["score"] - other
+    else:
+        recordings = recordings.drop(columns="margin")
+    assert (recordings["flag"] != scored.recordings["flag"]).any()
+    write_table(recordings, tmp_path / "scores.csv")
+    write_table(scored.windows, window_table_path(tmp_path / "scores.csv"))
+
+    with pytest.raises(InputError) as raised:
+        create_report(
+            cycles.model,
+            cycles.root,
+            tmp_path / "r.html",
+            scores=tmp_path / "scores.csv",
+            max_details=0,
+        )
+
+    message = str(raised.value)
+    assert "scores.csv" in message
+    assert "another model" in message
+    assert (f"threshold {other:.6g}" in message) == margin
+    assert not (tmp_path / "r.html").exists()
+
+
 def test_report_file_follows_the_umask(tmp_path):
     import os
 

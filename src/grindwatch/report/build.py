@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from grindwatch.exceptions import InputError
@@ -195,7 +196,38 @@ def read_scores(path: str | Path, threshold: float) -> ScoreResult:
                 "pass the --output file of 'grindwatch score'",
             )
     recordings["recording"] = recordings["recording"].astype(str)
+    _check_same_threshold(path, recordings, threshold)
     return ScoreResult(windows=windows, recordings=recordings, threshold=threshold)
+
+
+def _check_same_threshold(path: Path, recordings: pd.DataFrame, threshold: float):
+    """Reject a score table whose flags or margins imply another threshold.
+
+    A table written by another model (or by this model before its threshold
+    margin changed) would make the report contradict itself: verdicts from
+    one threshold, margins and detail sections from another.
+    """
+    tolerance = 1e-6 * max(1.0, abs(threshold))
+    scores = recordings["score"].to_numpy(float)
+    implied = None
+    if "margin" in recordings:
+        used = scores - recordings["margin"].to_numpy(float)
+        differs = np.abs(used - threshold) > tolerance
+        if differs.any():
+            implied = float(used[differs][0])
+    flags = recordings["flag"].astype(bool).to_numpy()
+    if implied is None and (flags != (scores > threshold)).any():
+        implied = float("nan")
+    if implied is None:
+        return
+    written = "another threshold" if np.isnan(implied) else f"threshold {implied:.6g}"
+    raise InputError(
+        path,
+        f"was written with {written}, but this model's threshold is {threshold:.6g}; "
+        "the table comes from another model",
+        "score the data again with this model (grindwatch score DATA --model MODEL "
+        "--output FILE), or pass the model that wrote the table",
+    )
 
 
 def _study_for(model: Model) -> StudySummary | None:
