@@ -289,6 +289,23 @@ def test_recurring_share_replaces_fit_windows(cycles):
     )
 
 
+def test_few_recurring_windows_warn_once(cycles, caplog):
+    from grindwatch.pipeline import read_data
+
+    config = _config(**{"tune.recurring_share": 0.01})
+    objective = Objective(read_data(cycles / "good", config), config)
+    variant = {"frontend.n_bands": 16, "detector.family": "pca"}
+
+    with caplog.at_level(logging.DEBUG, logger="grindwatch"):
+        for length in (128, 256):
+            objective.prepare(
+                config.with_overrides({**variant, "windows.length": length})
+            )
+
+    noisy = [r for r in caplog.records if "fewer than two per type" in r.message]
+    assert [r.levelno for r in noisy] == [logging.WARNING, logging.DEBUG]
+
+
 @pytest.mark.parametrize(
     ("recall", "specificity", "rate", "expected"),
     [

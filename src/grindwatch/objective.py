@@ -327,6 +327,8 @@ class Objective:
             recordings, settings.holdout_fraction, settings.holdout, config.seed
         )
         candidates = recordings.recordings if labeled is None else labeled
+        # The warning about too few recurring windows, said once per process.
+        self._warned_few_recurring = False
         self.labeled = [
             r if r.channels == self.channels else r.select_channels(self.channels)
             for r in candidates
@@ -459,7 +461,8 @@ class Objective:
             in_fit = np.arange(len(recurring.fit_rows)) % len(patterns)
             n_types = len(settings.recurring or DEFAULT_RECURRING[self.kind])
             if len(recurring.fit_rows) < 2 * n_types:
-                logger.warning(
+                logger.log(
+                    logging.DEBUG if self._warned_few_recurring else logging.WARNING,
                     "only %d of the %d windows to fit on carry a recurring anomaly "
                     "(tune.recurring_share %.2g), fewer than two per type, so the "
                     "recurring terms of the objective are noisy. Raise "
@@ -468,6 +471,7 @@ class Objective:
                     len(fit_windows),
                     settings.recurring_share,
                 )
+                self._warned_few_recurring = True
             for index, pattern in enumerate(patterns):
                 if pattern["channel"] >= 0:
                     pattern["channel_name"] = self.channels[pattern["channel"]]

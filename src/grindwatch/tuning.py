@@ -356,7 +356,11 @@ def _enqueue_baseline(study: optuna.Study, config: Config, objective: Any) -> No
 
     params, reason = baseline_params(config, objective.space, objective.kind)
     if params is None:
-        logger.info("not trying the configured pipeline first: %s", reason)
+        logger.warning(
+            "not trying the configured pipeline first: %s. Widen tune.space to "
+            "include it, or set tune.baseline to false",
+            reason,
+        )
         return
     if study.get_trials(deepcopy=False):
         # Another worker joined while this one read the data. A trial queued now
