@@ -544,6 +544,8 @@ def test_feature_table_study_tunes_table_detectors(feature_table):
     assert set(result.trials["param.family"]) <= {"pca", "knn"}
     assert result.complete
     assert result.final_metrics["recording_auc_roc"] > 0.9
+    # The labels came with the training rows, so the figure is in-sample.
+    assert result.labels_in_training
 
 
 def test_study_runs_nest_and_register_alias(cycles, isolated_tracking):
@@ -825,6 +827,19 @@ def test_two_processes_share_one_study(cycles, isolated_tracking):
     assert sorted(int(r.data.tags["grindwatch.trial_number"]) for r in trials) == list(
         range(6)
     )
+
+
+def test_tune_summary_names_in_sample_labels(feature_table, capsys):
+    from grindwatch.cli_tune import _report
+
+    config = _config(**{"data.kind": "table", "tune.n_trials": 2})
+    result = tune(feature_table, config.with_overrides({"detector.family": "pca"}))
+
+    _report(result, show=5)
+
+    shown = capsys.readouterr().err
+    assert "* measured on labels of the training recordings" in shown
+    assert "measured on its own training recordings" in shown
 
 
 def test_trial_table_leaves_pruned_values_out(capsys):

@@ -89,8 +89,9 @@ def _top_trials(result: Any, limit: int) -> None:
     table = Table(title=f"Top trials of study {result.study_name!r}")
     for name in ("trial", "state", "objective", "family", "front end", "window"):
         table.add_column(name, justify="right" if name != "family" else "left")
+    in_training = getattr(result, "labels_in_training", False)
     if labeled:
-        table.add_column("labeled AUC", justify="right")
+        table.add_column("labeled AUC" + ("*" if in_training else ""), justify="right")
     table.add_column("seconds", justify="right")
     for row in ranked.to_dict(orient="records"):
         pruned = row["state"] == "PRUNED"
@@ -109,6 +110,12 @@ def _top_trials(result: Any, limit: int) -> None:
         cells.append(_number(row.get("duration_s"), "{:.1f}"))
         table.add_row(*cells)
     console().print(table)
+    if labeled and in_training:
+        console().print(
+            "* measured on labels of the training recordings, which the trials "
+            "were fitted on (without the labels).",
+            highlight=False,
+        )
     if ranked["state"].eq("PRUNED").any():
         console().print(
             "Pruned trials stopped early, when their injected AUC fell behind "
@@ -156,10 +163,16 @@ def _report(result: Any, show: int) -> None:
         )
     if result.final_metrics:
         metrics = result.final_metrics
+        source = (
+            "its own training recordings, which it was fitted on without their "
+            "labels (pass --eval DATA to measure on other recordings)"
+            if result.labels_in_training
+            else "the --eval recordings"
+        )
         out.print(
-            "Retrained model on the labeled recordings: window AUC-ROC "
+            "Retrained model: window AUC-ROC "
             f"{metrics.get('window_auc_roc', float('nan')):.3f}, recording F1 "
-            f"{metrics.get('recording_f1', float('nan')):.3f}.",
+            f"{metrics.get('recording_f1', float('nan')):.3f}, measured on {source}.",
             highlight=False,
         )
     if not result.complete:

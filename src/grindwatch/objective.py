@@ -327,6 +327,9 @@ class Objective:
             recordings, settings.holdout_fraction, settings.holdout, config.seed
         )
         candidates = recordings.recordings if labeled is None else labeled
+        # Labels from the training recordings themselves: labeled metrics are
+        # then measured on data the models were fitted on (without the labels).
+        self.labels_in_training = labeled is None
         # The warning about too few recurring windows, said once per process.
         self._warned_few_recurring = False
         self.labeled = [

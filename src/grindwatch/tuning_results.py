@@ -56,6 +56,9 @@ class TuneResult:
         another process on the same study does that, or the study is incomplete.
     final_metrics : dict
         Labeled metrics of the retrained model, when labeled recordings exist.
+    labels_in_training : bool
+        The labeled metrics come from labels of the training recordings, so they
+        are measured on data the models were fitted on.
     """
 
     study_name: str
@@ -78,6 +81,7 @@ class TuneResult:
     registered_version: str | None = None
     alias: str | None = None
     final_metrics: dict[str, float] = field(default_factory=dict)
+    labels_in_training: bool = False
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -166,6 +170,7 @@ def conclude(
         complete=complete,
         parent_run_id=tracker.parent_run_id,
         tracking_uri=tracker.uri,
+        labels_in_training=objective.has_labels and objective.labels_in_training,
     )
     best = _best_trial(study)
     if best is not None:
