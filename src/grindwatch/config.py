@@ -10,19 +10,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from grindwatch.exceptions import ConfigError
-from grindwatch.tune_config import TuneConfig
+from grindwatch.tune_config import Section, TuneConfig
 
 __all__ = ["Config", "load_config"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(_Section):
+class DataConfig(Section):
     """Location of the recordings and the options for reading them."""
 
     paths: list[str] = Field(default_factory=list)
@@ -77,18 +73,18 @@ class DataConfig(_Section):
     chunk_samples: int | None = Field(default=None, ge=1)
 
 
-class WindowConfig(_Section):
+class WindowConfig(Section):
     """Window length and hop in samples; hop defaults to the length (no overlap)."""
 
     length: int = Field(default=1024, ge=1)
     hop: int | None = Field(default=None, ge=1)
 
 
-class ScalingConfig(_Section):
+class ScalingConfig(Section):
     method: Literal["robust", "standard", "none"] = "robust"
 
 
-class FrontendConfig(_Section):
+class FrontendConfig(Section):
     """The transform from a window to detector input. Feature tables skip it."""
 
     # Spectra by default: vibration, AE and current faults show as changed frequency
@@ -97,7 +93,7 @@ class FrontendConfig(_Section):
     n_bands: int = Field(default=32, ge=1)
 
 
-class AutoencoderConfig(_Section):
+class AutoencoderConfig(Section):
     filters: list[int] = Field(default_factory=lambda: [16, 32])
     kernel_sizes: list[int] = Field(default_factory=lambda: [7, 5])
     strides: list[int] = Field(default_factory=lambda: [2, 2])
@@ -120,20 +116,20 @@ class AutoencoderConfig(_Section):
         return self
 
 
-class IForestConfig(_Section):
+class IForestConfig(Section):
     n_estimators: int = Field(default=200, ge=1)
     max_samples: int | Literal["auto"] = "auto"
 
 
-class PCAConfig(_Section):
+class PCAConfig(Section):
     n_components: float | int = 0.9
 
 
-class KNNConfig(_Section):
+class KNNConfig(Section):
     n_neighbors: int = Field(default=5, ge=1)
 
 
-class DetectorConfig(_Section):
+class DetectorConfig(Section):
     """The detector family to train, and the settings of each family."""
 
     family: Literal["autoencoder", "iforest", "pca", "knn"] = "autoencoder"
@@ -147,7 +143,7 @@ class DetectorConfig(_Section):
         return getattr(self, self.family).model_dump()
 
 
-class ThresholdConfig(_Section):
+class ThresholdConfig(Section):
     method: Literal["gmm", "percentile", "mad"] = "gmm"
     max_components: int = Field(default=6, ge=1, le=20)
     min_separation: float = Field(default=2.0, gt=0)
@@ -158,7 +154,7 @@ class ThresholdConfig(_Section):
     margin: float = Field(default=1.0, gt=0)
 
 
-class AggregateConfig(_Section):
+class AggregateConfig(Section):
     """The reduction of window scores to a recording score: max, mean or a quantile.
 
     The 0.9 quantile flags a recording when about a tenth of its windows score high,
@@ -169,7 +165,7 @@ class AggregateConfig(_Section):
     quantile: float = Field(default=0.9, ge=0, le=1)
 
 
-class TrackingConfig(_Section):
+class TrackingConfig(Section):
     """MLflow settings. ``uri`` None means MLFLOW_TRACKING_URI, else ./mlflow.db."""
 
     enabled: bool = True
@@ -180,7 +176,7 @@ class TrackingConfig(_Section):
     registered_model: str | None = None
 
 
-class Config(_Section):
+class Config(Section):
     """All settings of a grindwatch run."""
 
     data: DataConfig = Field(default_factory=DataConfig)
@@ -239,11 +235,25 @@ def _validate(tree: dict[str, Any], source: str) -> Config:
     try:
         return Config.model_validate(tree)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, item['loc']))}: {item['msg']}"
-            for item in error.errors()
-        )
+        problems = "; ".join(_describe(item) for item in error.errors())
         raise ConfigError(f"invalid configuration in {source}: {problems}") from None
+
+
+def _describe(item: dict[str, Any]) -> str:
+    """One validation error as ``dotted.key: message``; unknown keys list the valid."""
+    where = ".".join(map(str, item["loc"]))
+    message = item["msg"]
+    if item["type"] == "extra_forbidden":
+        section: Any = Config
+        for part in item["loc"][:-1]:
+            field = section.model_fields.get(part) if section else None
+            annotation = field.annotation if field else None
+            section = annotation if isinstance(annotation, type) else None
+        if section is not None and issubclass(section, BaseModel):
+            message = (
+                f"unknown setting; settings here are {sorted(section.model_fields)}"
+            )
+    return f"{where}: {message}"
 
 
 def load_config(path: str | Path | None = None) -> Config:

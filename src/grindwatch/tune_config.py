@@ -12,20 +12,51 @@ Narrow the space by shortening lists or ranges, widen it by lengthening them.
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-__all__ = ["Range", "SearchSpace", "TuneConfig"]
+__all__ = ["Range", "SearchSpace", "Section", "TuneConfig"]
 
 Scalar = str | int | float | bool | None
 
 
-class _Section(BaseModel):
+def _accepts_bool(annotation: Any) -> bool:
+    """Whether a field's type admits True and False (bool, Any, or a union of them)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_accepts_bool(arg) for arg in typing.get_args(annotation))
+
+
+class Section(BaseModel):
+    """A configuration section: unknown keys and true/false for numbers are errors.
+
+    In its lax mode pydantic reads YAML's ``true`` as 1 for an int or float
+    field, so ``length: true`` would pass as a window of one sample.
+    """
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _reject_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(item, bool) for item in values):
+            field = cls.model_fields.get(info.field_name or "")
+            if field is not None and not _accepts_bool(field.annotation):
+                raise ValueError(f"expected a number, not a boolean ({value!r})")
+        return value
 
-class Range(_Section):
+
+class Range(Section):
     """A numeric range searched by Optuna; ``log`` samples on a log scale."""
 
     low: int | float
@@ -61,7 +92,7 @@ def _not_empty(values: dict[str, Any]) -> None:
             raise ValueError(f"{name} has no choices; give at least one value")
 
 
-class _Space(_Section):
+class _Space(Section):
     @model_validator(mode="after")
     def _choices_given(self) -> _Space:
         _not_empty(dict(self))
@@ -120,7 +151,7 @@ class SearchSpace(_Space):
     knn: KNNSpace = Field(default_factory=KNNSpace)
 
 
-class TuneConfig(_Section):
+class TuneConfig(Section):
     """Settings of a tuning study.
 
     ``storage`` is an SQLAlchemy URL; None means an SQLite file ``optuna.db`` in the

@@ -1,0 +1,54 @@
+"""Reading configuration files: wrong types and unknown keys are clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from grindwatch.config import load_config
+from grindwatch.exceptions import ConfigError
+
+
+def _load(tmp_path, text: str):  # noqa: ANN001, ANN202
+    path = tmp_path / "grindwatch.yaml"
+    path.write_text(text)
+    return load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("windows:\n  length: true\n", "windows.length"),
+        ("detector:\n  autoencoder:\n    filters: [16, true]\n", "filters"),
+        ("threshold:\n  margin: false\n", "threshold.margin"),
+    ],
+)
+def test_boolean_for_number_rejected(tmp_path, text, key):
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, text)
+
+    assert key in str(raised.value)
+    assert "not a boolean" in str(raised.value)
+
+
+def test_boolean_settings_still_read(tmp_path):
+    config = _load(tmp_path, "data:\n  strict: true\ntracking:\n  enabled: false\n")
+
+    assert config.data.strict is True
+    assert config.tracking.enabled is False
+
+
+def test_unknown_key_lists_valid_ones(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, "detector:\n  autoencoder:\n    filtres: [16]\n")
+
+    message = str(raised.value)
+    assert "detector.autoencoder.filtres: unknown setting" in message
+    assert "'filters'" in message
+    assert "'kernel_sizes'" in message
+
+
+def test_unknown_section_lists_sections(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, "detectr:\n  family: pca\n")
+
+    assert "'detector'" in str(raised.value)
