@@ -101,6 +101,7 @@ def test_mad_threshold_on_log_scale():
 
     assert threshold.log_scale
     assert np.log(threshold.value) == pytest.approx(3.0, abs=0.15)
+    assert "median + 3 * MAD" in threshold.describe()
 
 
 def test_negative_scores_use_linear_scale():
@@ -136,7 +137,7 @@ def test_margin_multiplies_the_cut_and_is_described():
 
     assert wide.value == pytest.approx(plain.value * 4 / 3)
     assert wide.share_flagged == 0.0
-    assert "1.33 times a percentile" in wide.describe()
+    assert "1.33 times the 99.9th percentile" in wide.describe()
 
 
 def test_margin_named_in_gmm_description():

@@ -54,6 +54,8 @@ class Threshold:
     n_scores: int = 0
     share_flagged: float = 0.0
     margin: float = 1.0
+    # k of median + k * MAD, or the percentile; None for gmm and older models.
+    rule_parameter: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,10 +76,16 @@ class Threshold:
                 f"{self.share_flagged:.1%} of the training windows."
             )
         reason = f" because {self.fallback_reason}" if self.fallback_reason else ""
-        rule = {
-            "percentile": "a percentile of the training scores",
-            "mad": "median + k * MAD of the log training scores",
-        }[self.method]
+        k = self.rule_parameter
+        if self.method == "percentile":
+            rule = (
+                f"the {k:g}th percentile of the training scores"
+                if k is not None
+                else "a percentile of the training scores"
+            )
+        else:
+            rule = f"median + {'k' if k is None else f'{k:g}'} * MAD of the log "
+            rule += "training scores"
         return (
             f"The threshold {self.value:.4g} is {scaled}{rule}{reason}; it flags "
             f"{self.share_flagged:.1%} of the {self.n_scores} training windows."
@@ -312,6 +320,7 @@ def fit_threshold(
         n_scores=int(scores.size),
         share_flagged=float((scores > value).mean()),
         margin=float(margin),
+        rule_parameter={"percentile": float(percentile), "mad": float(mad_k)}.get(used),
     )
     logger.info("threshold %.6g by %s", value, used)
     return threshold
