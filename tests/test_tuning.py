@@ -793,6 +793,9 @@ def test_sigterm_leaves_no_run_running(cycles, isolated_tracking):
 
     assert returncode == 130
     assert "RUNNING" not in _states(storage)
+    # The log handler wraps long lines; compare with the whitespace collapsed.
+    log = " ".join((Path.cwd() / "tune.log").read_text().split())
+    assert "grindwatch tune --resume --study-name grindwatch" in log
     parents, trials = _trial_runs(MlflowClient(isolated_tracking))
     assert parents[0].info.status == "KILLED"
     assert trials

@@ -339,6 +339,13 @@ def tune(
         return conclude(runner, tracker, objective, training, storage_url)
     except KeyboardInterrupt:
         close_incomplete(study, tracker, "interrupted", "KILLED")
+        logger.warning(
+            "study %r stopped; continue it with: grindwatch tune --resume "
+            "--study-name %s --storage %s",
+            study.study_name,
+            study.study_name,
+            storage_url,
+        )
         raise
     except BaseException:
         close_incomplete(study, tracker, "failed", "FAILED")
