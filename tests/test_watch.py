@@ -89,6 +89,7 @@ def test_waits_until_file_settles(trained, folder, tmp_path):
     write_cycles(folder, 1, start_seed=30)
 
     seen = watcher.poll()
+    waiting = watcher.pending()
     # The file grows (a writer appends): the wait starts again.
     path = folder / "cycle_030.csv"
     with open(path, "a") as handle:
@@ -101,9 +102,11 @@ def test_waits_until_file_settles(trained, folder, tmp_path):
     settled = watcher.poll()
 
     assert seen == []
+    assert waiting == ["cycle_030.csv"]
     assert grown == []
     assert still == []
     assert len(settled) == 1
+    assert watcher.pending() == []
 
 
 def test_marker_suffix_completes_without_waiting(trained, folder, tmp_path):
@@ -274,6 +277,7 @@ def test_watch_command_once(trained, folder, tmp_path):
     )
 
     assert result.exit_code == 0, result.output
+    assert "Scored 2 new files." in result.output
     assert len(pd.read_csv("out.csv")) == 2
     assert _paths(Path("out.sqlite")) == ["cycle_120.csv", "cycle_121.csv"]
 

@@ -175,6 +175,7 @@ def serve(
     uvicorn.run(
         app, host=host, port=port, log_level="warning" if verbose == 0 else "info"
     )
+    console().print(f"Stopped serving {shown_name}.", highlight=False)
 
 
 def watch(
@@ -211,12 +212,26 @@ def watch(
     console().print(
         f"Watching {folder}; results in {results}; Ctrl-C stops.", highlight=False
     )
-    if once:
-        # A file counts as complete only once two scans --settle seconds apart saw
-        # it unchanged, so one scan alone would score nothing.
-        watcher.run(interval=settle, max_polls=2 if settle > 0 else 1)
-    else:
-        watcher.run(interval=interval)
+    if not once:
+        try:
+            watcher.run(interval=interval)
+        finally:
+            console().print(f"Stopped watching {folder}.", highlight=False)
+        return
+    # A file counts as complete only once two scans --settle seconds apart saw it
+    # unchanged, so one scan alone would score nothing.
+    added = watcher.run(interval=settle, max_polls=2 if settle > 0 else 1)
+    pending = watcher.pending()
+    console().print(
+        f"Scored {len(added)} new files."
+        + (
+            f" {len(pending)} were still changing and are left for the next run: "
+            f"{', '.join(pending[:5])}{' ...' if len(pending) > 5 else ''}."
+            if pending
+            else ""
+        ),
+        highlight=False,
+    )
 
 
 def _store(path: Path):  # noqa: ANN202

@@ -439,23 +439,35 @@ class Watcher:
         else:
             logger.info("scored %s: %.4g (normal)", key.path, cycle.score)
 
+    def pending(self) -> list[str]:
+        """Files seen but not yet scored, because they were still changing."""
+        return sorted(self._seen)
+
     def run(
         self,
         interval: float = 1.0,
         stop: threading.Event | None = None,
         max_polls: int | None = None,
-    ) -> None:
-        """Poll each ``interval`` seconds until ``stop`` is set or ``max_polls`` ran."""
+    ) -> list[int]:
+        """Poll each ``interval`` seconds until ``stop`` is set or ``max_polls`` ran.
+
+        Returns the ids of the results this call added.
+        """
         stop = stop or threading.Event()
         logger.info("watching %s, results in %s", self.folder, self.store.path)
-        polls = 0
-        while not stop.is_set():
-            self.poll()
-            polls += 1
-            if max_polls is not None and polls >= max_polls:
-                break
-            stop.wait(interval)
-        logger.info("stopped watching %s", self.folder)
+        polls, added = 0, []
+        try:
+            while not stop.is_set():
+                added += self.poll()
+                polls += 1
+                if max_polls is not None and polls >= max_polls:
+                    break
+                stop.wait(interval)
+        finally:
+            logger.info(
+                "stopped watching %s after %d new results", self.folder, len(added)
+            )
+        return added
 
 
 def _file_key(path: Path, folder: Path) -> FileKey | None:
