@@ -206,3 +206,23 @@ def test_partly_labeled_data_scores_and_evaluates(cycle_folders, tmp_path):
     payload = json.loads(as_json.stdout)
     assert sorted(payload["unlabeled"]) == ["cycle_100", "cycle_101", "cycle_102"]
     assert payload["recordings"]["n"] == 2
+
+
+def test_score_rejects_output_name_before_scoring(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path)
+
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            str(tmp_path / "nothing-here"),
+            "-m",
+            str(model),
+            "-o",
+            str(tmp_path / "out.xlsx"),
+        ],
+    )
+
+    # The data path does not exist: only the early check can explain the exit.
+    assert result.exit_code == 2
+    assert "must end in .csv or .parquet" in result.output

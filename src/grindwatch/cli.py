@@ -282,11 +282,13 @@ def score(
     from grindwatch._console import progress_bar, setup_logging
     from grindwatch.pipeline import load_model
     from grindwatch.pipeline import score as score_data
-    from grindwatch.results import window_table_path, write_table
+    from grindwatch.results import check_table_path, window_table_path, write_table
 
     setup_logging(verbose)
     if not data:
         _fail("no data given; pass the files or folders to score")
+    if output is not None:
+        _run(check_table_path, output)
     loaded = _run(load_model, model)
     with progress_bar(not json_output) as progress:
         result = _run(

@@ -79,6 +79,11 @@ def report(
     setup_logging(verbose)
     if not data:
         _fail("no data given; pass the files or folders to report on")
+    if scores is not None and not Path(scores).is_file():
+        _fail(
+            f"{scores}: score table not found; pass the --output file of "
+            "'grindwatch score'"
+        )
     loaded = _run(load_model, model)
     with progress_bar(not json_output) as progress:
         result = _run(

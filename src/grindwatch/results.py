@@ -10,7 +10,12 @@ import pandas as pd
 
 from grindwatch.exceptions import ConfigError
 
-__all__ = ["atomic_write_bytes", "window_table_path", "write_table"]
+__all__ = [
+    "atomic_write_bytes",
+    "check_table_path",
+    "window_table_path",
+    "write_table",
+]
 
 
 def _temporary_beside(path: Path) -> str:
@@ -42,16 +47,26 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:
     return path
 
 
+def check_table_path(path: str | Path) -> Path:
+    """Return ``path`` as a Path; raise ConfigError unless it ends in .csv or .parquet.
+
+    Callers check before the work that produces the table, so a wrong name fails
+    at once instead of after scoring.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise ConfigError(f"{path}: output must end in .csv or .parquet")
+    return path
+
+
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write ``frame`` to ``path`` (.csv or .parquet) via a temporary file and rename.
 
     A reader never sees a half-written file, and an interrupted write leaves any
     earlier file in place.
     """
-    path = Path(path)
+    path = check_table_path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise ConfigError(f"{path}: output must end in .csv or .parquet")
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary_beside(path)
     try:
