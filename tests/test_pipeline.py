@@ -270,3 +270,42 @@ def test_saved_bundle_and_tables_follow_umask(cycle_folders, tmp_path):
 
     for path in (tmp_path / "m" / "model.pkl", table):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def _idle_axis_recordings():  # noqa: ANN202
+    """Twelve noisy channels and one axis that is still except in short moves."""
+    from grindwatch.io import Recording, RecordingSet
+
+    rng = np.random.default_rng(5)
+    recordings = []
+    for index in range(6):
+        samples = rng.normal(size=(12, 2048)).astype(np.float32)
+        axis = rng.normal(scale=0.01, size=2048)
+        for start in range(100, 2048, 400):
+            axis[start : start + 40] += 20 * np.sin(np.linspace(0, np.pi, 40))
+        samples[3] = axis
+        names = [f"c{i}" for i in range(12)]
+        recordings.append(Recording(f"r{index}", samples, names, 1000.0))
+    return RecordingSet(recordings)
+
+
+@pytest.mark.parametrize(("method", "warned"), [("robust", True), ("standard", False)])
+def test_idle_channel_dominating_scores_warns(caplog, method, warned):
+    from grindwatch.pipeline import Model
+
+    config = Config().with_overrides(
+        {
+            "tracking.enabled": False,
+            "windows.length": 128,
+            "frontend.kind": "raw",
+            "detector.family": "pca",
+            "scaling.method": method,
+        }
+    )
+
+    Model(config).fit(_idle_axis_recordings())
+
+    dominant = [r for r in caplog.records if "carries" in r.getMessage()]
+    assert bool(dominant) == warned
+    if warned:
+        assert "channel c3 carries" in dominant[0].getMessage()

@@ -164,6 +164,7 @@ class Model:
 
         self.fit_features(features, on_epoch=on_epoch)
         self.training_windows_ = windows
+        _warn_dominant_channel(self, features)
         return self
 
     def fit_features(
@@ -684,6 +685,51 @@ def drop_duplicate_channels(
         len(kept_channels),
     )
     return recordings.select_channels(kept_channels), repeats
+
+
+# Families whose score sums squared deviations in the scaled space, where one
+# channel with a tiny scale can outweigh the rest. Isolation forest splits each
+# feature on its own range; kNN explains training windows by their own match.
+_SUMMED_FAMILIES = ("autoencoder", "pca")
+_DOMINANCE_SAMPLE = 512
+
+
+def _warn_dominant_channel(model: Model, features: np.ndarray) -> None:
+    """Warn when one channel carries most of nearly every training window's score.
+
+    A channel that is idle most of the time gets a tiny robust scale (its
+    interquartile range), so its moves in the busy phases outweigh all other
+    channels: it then tops the attribution of every window, normal or not.
+    """
+    n_channels = len(model.channels_)
+    if model.config.detector.family not in _SUMMED_FAMILIES or n_channels < 10:
+        return
+    rows = np.linspace(0, len(features) - 1, min(len(features), _DOMINANCE_SAMPLE))
+    contributions = model.detector_.explain(features[rows.astype(int)])
+    per_channel = contributions.sum(axis=2)
+    totals = per_channel.sum(axis=1, keepdims=True)
+    shares = np.divide(
+        per_channel, totals, out=np.zeros_like(per_channel), where=totals > 0
+    )
+    typical = np.median(shares, axis=0)
+    top = int(typical.argmax())
+    if typical[top] <= 0.5:
+        return
+    noun = "feature" if model.kind_ == "table" else "channel"
+    logger.warning(
+        "%s %s carries %.0f%% of a typical training window's score (median over "
+        "windows) among %d %ss, so it will top the attribution of nearly every "
+        "window. Its scale from training is %.3g; a %s that is idle most of the "
+        "time gets a small robust scale. Check it, leave it out with "
+        "data.channels, or set scaling.method to standard.",
+        noun,
+        model.channels_[top],
+        100 * typical[top],
+        n_channels,
+        noun,
+        float(model.scaler_.scale_[top]),
+        noun,
+    )
 
 
 def _long_enough(
