@@ -418,3 +418,145 @@ def test_table_with_nan_names_row_and_fix(tmp_path):
     assert "features.csv" in message
     assert "row 2, feature 'a'" in message
     assert "fill or drop them" in message
+
+
+# Text in numeric columns -----------------------------------------------------------
+
+
+def _csv_with_text_cell(path, row=100, value="ERR"):  # noqa: ANN001, ANN202
+    data = make_cycle(3, 4000)
+    frame = pd.DataFrame(data.T, columns=["ch0", "ch1", "ch2"]).astype(object)
+    frame.loc[row, "ch1"] = value
+    frame.insert(0, "time", np.arange(4000) / 1000.0)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_text_cell_in_numeric_column_raises(tmp_path):
+    path = _csv_with_text_cell(tmp_path / "textcol.csv")
+
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+
+    message = str(raised.value)
+    assert message.startswith(str(path))
+    assert "non-numeric value 'ERR' in column 'ch1' at data row 100" in message
+    assert "1 of its 4000 filled cells is not a number" in message
+    assert "clean the file" in message
+    assert "--channels" in message
+
+
+def test_text_cell_counted_and_first_named(tmp_path):
+    path = _csv_with_text_cell(tmp_path / "textcol.csv", row=7, value="---")
+    frame = pd.read_csv(path)
+    frame.loc[[20, 30], "ch1"] = "ERR"
+    frame.to_csv(path, index=False)
+
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+
+    assert "'---' in column 'ch1' at data row 7" in str(raised.value)
+    assert "3 of its 4000 filled cells are not numbers" in str(raised.value)
+
+
+def test_text_cell_with_decimal_comma_raises(tmp_path):
+    path = tmp_path / "comma.csv"
+    rows = ["time;a;b"] + [f"0,{i:03d};1,{i};2,5" for i in range(50)]
+    rows[11] = "0,010;1,10;ERR"
+    path.write_text("\n".join(rows) + "\n")
+
+    with pytest.raises(InputError, match="'ERR' in column 'b' at data row 10"):
+        read_file(path)
+
+
+def test_text_cell_column_left_out_by_channels(tmp_path):
+    path = _csv_with_text_cell(tmp_path / "textcol.csv")
+
+    (recording,) = read_file(path, ReadOptions(channels=("ch0", "ch2")))
+
+    assert recording.channels == ["ch0", "ch2"]
+    assert "non_numeric_columns" not in recording.metadata
+
+
+def test_text_cell_fails_training_from_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from grindwatch.cli import app
+
+    path = _csv_with_text_cell(tmp_path / "textcol.csv")
+
+    result = CliRunner().invoke(
+        app,
+        ["train", str(path), "--window", "256", "--detector", "iforest", "--no-track"],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "'ERR' in column 'ch1' at data row 100" in result.output
+    assert "Trained" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_text_cell_skips_file_in_folder(tmp_path):
+    write_cycles(tmp_path / "cycles", 3)
+    bad = pd.read_csv(tmp_path / "cycles" / "cycle_001.csv").astype(object)
+    bad.loc[5, "vib_y"] = "bad"
+    bad.to_csv(tmp_path / "cycles" / "cycle_001.csv", index=False)
+
+    loaded = load_recordings(tmp_path / "cycles")
+
+    assert [r.name for r in loaded] == ["cycle_000", "cycle_002"]
+    assert loaded.channels == list(CHANNELS)
+    assert "'bad' in column 'vib_y' at data row 5" in loaded.skipped[0].reason
+
+
+def test_table_text_cell_in_feature_raises(tmp_path):
+    frame = pd.DataFrame({"f0": np.arange(20.0), "f1": [str(v) for v in range(20)]})
+    frame.loc[12, "f1"] = "bad"
+    path = tmp_path / "features.parquet"
+    frame.to_parquet(path)
+
+    with pytest.raises(InputError) as raised:
+        read_file(path, ReadOptions(kind="table"))
+
+    assert "features.parquet" in str(raised.value)
+    assert "'bad' in column 'f1' at data row 12" in str(raised.value)
+
+
+def test_text_only_column_left_out_with_warning(tmp_path, caplog):
+    folder = tmp_path / "cycles"
+    for path in write_cycles(folder, 3):
+        frame = pd.read_csv(path)
+        frame["part_id"] = "P-0042"
+        frame["comment"] = None
+        frame.loc[3, "comment"] = "tool changed"
+        frame.to_csv(path, index=False)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        loaded = load_recordings(folder)
+
+    assert loaded.channels == list(CHANNELS)
+    assert loaded.recordings[0].metadata["non_numeric_columns"] == [
+        "part_id",
+        "comment",
+    ]
+    warnings = [r.getMessage() for r in caplog.records if "non-numeric" in r.message]
+    assert len(warnings) == 1
+    expected = "3 of 3 files have non-numeric columns ['comment', 'part_id']"
+    assert expected in warnings[0]
+    assert "left out" in warnings[0]
+
+
+def test_chunked_parquet_text_column_named(tmp_path):
+    model = grindwatch.train(
+        [_write_csv(tmp_path / f"c{i}.csv", make_cycle(i, 1024)) for i in range(4)],
+        _config(),
+    ).model
+    frame = pd.DataFrame(make_cycle(9, 1024).T, columns=["a", "b", "c"])
+    frame["b"] = frame["b"].astype(str)
+    frame.loc[5, "b"] = "bad"
+    path = tmp_path / "long.parquet"
+    frame.to_parquet(path)
+    chunked = model.config.with_overrides({"data.chunk_samples": 300})
+
+    with pytest.raises(InputError, match=r"columns \[.b.\] are stored as text"):
+        grindwatch.score(grindwatch.pipeline._with_config(model, chunked), path)

@@ -261,6 +261,7 @@ def load_recordings(
         )
     _make_names_unique(recordings)
     _warn_quality(recordings)
+    _warn_non_numeric(recordings)
     logger.info("read %d recordings from %d files", len(recordings), len(files))
     return RecordingSet(recordings, skipped, options.kind)
 
@@ -303,6 +304,28 @@ def _warn_quality(recordings: list[Recording]) -> None:
                 affected[0].source or affected[0].name,
                 key,
             )
+
+
+def _warn_non_numeric(recordings: list[Recording]) -> None:
+    """Name the non-numeric columns left out, once per data set."""
+    files: dict[Path | str, list[str]] = {}
+    for recording in recordings:
+        columns = recording.metadata.get("non_numeric_columns")
+        if columns:
+            files.setdefault(recording.source or recording.name, columns)
+    if not files:
+        return
+    n_files = len({r.source or r.name for r in recordings})
+    names = sorted({name for columns in files.values() for name in columns})
+    logger.warning(
+        "%d of %d files have non-numeric columns %s (first: %s); they are left "
+        "out and are not channels. If one should be a channel, write it as "
+        "numbers; to use only named channels, set --channels (data.channels)",
+        len(files),
+        n_files,
+        names,
+        next(iter(files)),
+    )
 
 
 def _match(reference: Recording, recording: Recording, options: ReadOptions):  # noqa: ANN202
