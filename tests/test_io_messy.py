@@ -195,6 +195,87 @@ def test_missing_channel_skipped_when_loading(tmp_path):
     assert "missing channels ['vib_y']" in loaded.skipped[0].reason
 
 
+def _write_odd_first(folder):  # noqa: ANN001, ANN202
+    """Six 3-channel cycles and one file that sorts first with another channel set."""
+    write_cycles(folder, 6)
+    odd = pd.read_csv(folder / "cycle_000.csv").rename(columns={"vib_y": "spindle"})
+    odd.to_csv(folder / "aaa_odd.csv", index=False)
+
+
+def test_odd_first_file_does_not_set_channels(tmp_path, caplog):
+    _write_odd_first(tmp_path)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        loaded = load_recordings(tmp_path)
+
+    assert len(loaded) == 6
+    assert loaded.channels == list(CHANNELS)
+    assert [s.path.name for s in loaded.skipped] == ["aaa_odd.csv"]
+    reason = loaded.skipped[0].reason
+    assert "missing channels ['vib_y']" in reason
+    assert "6 of 7 files have ['vib_x', 'vib_y', 'current']" in reason
+    expected = "6 of 7 files have ['vib_x', 'vib_y', 'current'], so those are"
+    assert expected in caplog.text
+
+
+def test_odd_first_file_raises_in_strict_mode(tmp_path):
+    _write_odd_first(tmp_path)
+
+    with pytest.raises(InputError, match=r"aaa_odd.csv: missing channels \['vib_y'\]"):
+        load_recordings(tmp_path, strict=True)
+
+
+def test_channel_set_tie_goes_to_first_file(tmp_path):
+    write_cycles(tmp_path, 2)
+    frame = pd.read_csv(tmp_path / "cycle_001.csv")
+    frame.rename(columns={"vib_y": "spindle"}).to_csv(
+        tmp_path / "cycle_001.csv", index=False
+    )
+
+    loaded = load_recordings(tmp_path)
+
+    assert [r.name for r in loaded] == ["cycle_000"]
+    assert "missing channels ['vib_y']" in loaded.skipped[0].reason
+
+
+def test_extra_channels_do_not_set_channels(tmp_path):
+    write_cycles(tmp_path, 3)
+    frame = pd.read_csv(tmp_path / "cycle_000.csv")
+    frame.assign(extra=1.0).to_csv(tmp_path / "aaa_extra.csv", index=False)
+
+    loaded = load_recordings(tmp_path)
+
+    assert len(loaded) == 4
+    assert loaded.skipped == []
+    assert all(r.channels == list(CHANNELS) for r in loaded)
+
+
+def test_odd_first_file_trains_on_others(tmp_path):
+    from typer.testing import CliRunner
+
+    from grindwatch.cli import app
+
+    _write_odd_first(tmp_path / "cycles")
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(tmp_path / "cycles"),
+            "--window",
+            "256",
+            "--detector",
+            "iforest",
+            "--no-track",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Trained iforest on 6 recordings" in result.output
+    assert "skipped" in result.output
+    assert "aaa_odd.csv: missing channels ['vib_y']" in result.output
+
+
 # Sample rates ----------------------------------------------------------------------
 
 
@@ -222,9 +303,8 @@ def test_mixed_rates_in_a_folder(tmp_path):
     plain = load_recordings(tmp_path)
     resampled = load_recordings(tmp_path, ReadOptions(resample=True))
 
-    assert "sample rate 2000 differs from the first file's 1000" in (
-        plain.skipped[0].reason
-    )
+    expected = "sample rate 2000 differs from 1000, the rate of 2 of 3 files"
+    assert expected in plain.skipped[0].reason
     assert len(resampled) == 3
     assert resampled.recordings[2].n_samples == 2048
     assert resampled.recordings[2].metadata["resampled_from"] == pytest.approx(2000)
@@ -237,6 +317,49 @@ def test_resample_rate_applies_to_every_file(tmp_path):
 
     assert recording.sample_rate == 250.0
     assert recording.n_samples == 250
+
+
+def test_odd_first_rate_does_not_set_rate(tmp_path, caplog):
+    write_cycles(tmp_path, 3)
+    _write_csv(tmp_path / "aaa_fast.csv", make_cycle(9, 4096), CHANNELS, 2000.0)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        loaded = load_recordings(tmp_path)
+
+    assert len(loaded) == 3
+    assert loaded.sample_rate == pytest.approx(1000.0)
+    reason = loaded.skipped[0].reason
+    assert "sample rate 2000 differs from 1000, the rate of 3 of 4 files" in reason
+    assert "3 of 4 files with these channels are at 1000 samples/s" in caplog.text
+
+
+def test_file_without_rate_named_in_data_set(tmp_path):
+    write_cycles(tmp_path, 2)
+    pd.read_csv(tmp_path / "cycle_000.csv").drop(columns="time").to_parquet(
+        tmp_path / "aaa_no_time.parquet"
+    )
+
+    loaded = load_recordings(tmp_path)
+
+    assert len(loaded) == 2
+    reason = loaded.skipped[0].reason
+    assert "has no sample rate, but 2 of 3 files are at 1000 samples/s" in reason
+    assert "first file" not in reason
+    assert "unknown" not in reason
+
+
+def test_file_with_rate_among_files_without(tmp_path):
+    write_cycles(tmp_path, 3)
+    for name in ("cycle_001", "cycle_002"):
+        frame = pd.read_csv(tmp_path / f"{name}.csv").drop(columns="time")
+        frame.to_parquet(tmp_path / f"{name}.parquet")
+        (tmp_path / f"{name}.csv").unlink()
+
+    loaded = load_recordings(tmp_path)
+
+    assert [r.name for r in loaded] == ["cycle_001", "cycle_002"]
+    expected = "has a sample rate of 1000 samples/s, but 2 of 3 files have no"
+    assert expected in loaded.skipped[0].reason
 
 
 # HDF5 layouts ----------------------------------------------------------------------
