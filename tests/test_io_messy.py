@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import h5py
@@ -360,6 +361,77 @@ def test_file_with_rate_among_files_without(tmp_path):
     assert [r.name for r in loaded] == ["cycle_001", "cycle_002"]
     expected = "has a sample rate of 1000 samples/s, but 2 of 3 files have no"
     assert expected in loaded.skipped[0].reason
+
+
+def _score_cli(model, *paths):  # noqa: ANN001, ANN002, ANN202
+    from typer.testing import CliRunner
+
+    from grindwatch.cli import app
+
+    command = ["score", *map(str, paths), "--model", str(model), "--json"]
+    return CliRunner().invoke(app, command)
+
+
+def test_score_checks_rate_against_model(cycle_folders, tmp_path):
+    model = tmp_path / "model"
+    grindwatch.train(cycle_folders["good"], _config(), output=model)
+    no_rate = tmp_path / "r0.parquet"
+    pd.read_csv(cycle_folders["bad"] / "cycle_100.csv").drop(columns="time").to_parquet(
+        no_rate
+    )
+    good = cycle_folders["good"] / "cycle_000.csv"
+
+    for paths in ([no_rate, good], [good, no_rate]):
+        result = _score_cli(model, *paths)
+
+        assert result.exit_code == 0, result.output
+        assert "the first file" not in result.output
+        payload = json.loads(result.stdout)
+        assert payload["summary"]["skipped"] == []
+        names = sorted(row["recording"] for row in payload["recordings"])
+        assert names == ["cycle_000", "r0"]
+
+
+def test_score_without_rate_gets_model_rate(cycle_folders, tmp_path):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+    no_rate = tmp_path / "r0.parquet"
+    pd.read_csv(cycle_folders["good"] / "cycle_001.csv").drop(
+        columns="time"
+    ).to_parquet(no_rate)
+
+    scored = grindwatch.score(model, [no_rate, cycle_folders["good"] / "cycle_000.csv"])
+
+    assert len(scored.recordings) == 2
+    assert scored.windows["end_s"].max() == pytest.approx(2.048)
+
+
+def test_score_other_rate_skipped_against_model(cycle_folders, tmp_path):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+    fast = _write_csv(
+        tmp_path / "aaa_fast.csv", make_cycle(1, 4096, rate=2000.0), CHANNELS, 2000.0
+    )
+
+    scored = grindwatch.score(model, [fast, cycle_folders["good"] / "cycle_000.csv"])
+
+    assert scored.recordings["recording"].tolist() == ["cycle_000"]
+    assert len(scored.skipped) == 1
+    assert (
+        "sample rate 2000 differs from the model's 1000"
+        in (scored.skipped[0]["reason"])
+    )
+
+
+def test_score_odd_first_file_keeps_others(cycle_folders, tmp_path):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+    _write_odd_first(tmp_path / "odd")
+
+    scored = grindwatch.score(model, tmp_path / "odd")
+
+    assert len(scored.recordings) == 6
+    assert [s["path"] for s in scored.skipped] == [
+        str(tmp_path / "odd" / "aaa_odd.csv")
+    ]
+    assert "missing channels ['vib_y']" in scored.skipped[0]["reason"]
 
 
 # HDF5 layouts ----------------------------------------------------------------------
