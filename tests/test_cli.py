@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from grindwatch.cli import app
+from tests.conftest import write_cycles
 
 runner = CliRunner()
 FAST = ["--window", "256", "--epochs", "3", "--set", "frontend.n_bands=16"]
@@ -118,6 +119,42 @@ def test_evaluate_with_labels_csv(cycle_folders, tmp_path):
 
     assert result.exit_code == 0, result.output
     assert "AUC-ROC" in result.output
+
+
+def _write_short_cycles(folder, count: int, start_seed: int):  # noqa: ANN001, ANN202
+    """Write ``count`` cycles of 100 samples, shorter than a 256-sample window."""
+    for path in write_cycles(folder, count, start_seed=start_seed):
+        pd.read_csv(path).head(100).to_csv(path, index=False)
+
+
+def test_train_counts_only_trained_recordings(tmp_path):
+    write_cycles(tmp_path / "cycles", 4)
+    _write_short_cycles(tmp_path / "cycles", 4, start_seed=10)
+    command = ["train", str(tmp_path / "cycles"), "--window", "256"]
+    command += ["--detector", "pca", "--no-track"]
+
+    result = runner.invoke(app, command)
+
+    assert result.exit_code == 0, result.output
+    assert "Trained pca on 4 recordings (32 windows" in result.output
+    assert "skipped 4, listed below" in result.output
+    assert result.output.count("fewer than one window of 256") >= 4
+
+
+def test_train_json_counts_only_trained_recordings(tmp_path):
+    write_cycles(tmp_path / "cycles", 4)
+    _write_short_cycles(tmp_path / "cycles", 4, start_seed=10)
+    command = ["train", str(tmp_path / "cycles"), "--window", "256"]
+    command += ["--detector", "pca", "--no-track", "--json"]
+
+    result = runner.invoke(app, command)
+
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["n_recordings"] == 4
+    assert payload["n_skipped"] == 4
+    assert len(payload["skipped"]) == 4
+    assert payload["training"]["n_recordings"] == 4
 
 
 def test_bad_input_gives_one_line_error(tmp_path):

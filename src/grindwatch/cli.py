@@ -179,7 +179,8 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
         "tracking_uri": result.tracking_uri,
         "model_uri": f"runs:/{result.run_id}/model" if result.run_id else None,
         "output": str(result.output) if result.output else None,
-        "n_recordings": len(result.recordings),
+        "n_recordings": result.n_trained,
+        "n_skipped": len(result.recordings.skipped),
         "skipped": [
             {"path": str(s.path), "reason": s.reason} for s in result.recordings.skipped
         ],
@@ -191,13 +192,16 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
     out = console()
+    skipped = result.recordings.skipped
     out.print(
-        f"Trained {model.config.detector.family} on {len(result.recordings)} "
+        f"Trained {model.config.detector.family} on {result.n_trained} "
         f"recordings ({len(model.training_scores_)} windows, channels: "
-        f"{len(model.channels_)})."
+        f"{len(model.channels_)})"
+        + (f"; skipped {len(skipped)}, listed below." if skipped else "."),
+        highlight=False,
     )
-    for skipped in result.recordings.skipped:
-        out.print(f"  skipped {skipped.path}: {skipped.reason}", highlight=False)
+    for item in skipped:
+        out.print(f"  skipped {item.path}: {item.reason}", highlight=False)
     out.print(model.threshold_.describe(), highlight=False)
     if result.run_id:
         out.print(

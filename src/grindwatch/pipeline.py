@@ -531,6 +531,14 @@ class TrainResult:
     tracking_uri: str | None = None
     output: Path | None = None
 
+    @property
+    def n_trained(self) -> int:
+        """Recordings the model was fitted on, without those shorter than a window.
+
+        ``recordings`` still holds the short ones, and lists them in ``skipped``.
+        """
+        return len(self.training.recordings)
+
 
 def train(
     data: DataSource | None = None,
