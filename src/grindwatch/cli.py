@@ -346,6 +346,22 @@ def _print_metrics(result) -> None:  # noqa: ANN001
             str(metrics["n"]),
         )
     console().print(table)
+    skipped = result.skipped
+    if not skipped:
+        return
+    counts = result.skipped_counts()
+    console().print(
+        f"Not evaluated: {len(skipped)} recordings or files ({counts['normal']} "
+        f"normal, {counts['anomalous']} anomalous, {counts['unlabeled']} without "
+        "a label):",
+        highlight=False,
+    )
+    names = {0: "normal", 1: "anomalous", None: "no label"}
+    for item in skipped:
+        console().print(
+            f"  skipped {item['path']} ({names[item['label']]}): {item['reason']}",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -381,6 +397,8 @@ def evaluate(
                 {
                     "windows": result.windows,
                     "recordings": result.recordings,
+                    "not_evaluated": result.skipped_counts(),
+                    "skipped": result.skipped,
                     "run_id": getattr(result, "run_id", None),
                 },
                 indent=2,
