@@ -717,6 +717,18 @@ def test_table_text_cell_in_feature_raises(tmp_path):
     assert "'bad' in column 'f1' at data row 12" in str(raised.value)
 
 
+def test_table_text_id_column_not_left_out(tmp_path):
+    frame = pd.DataFrame({"part": [f"P{i}" for i in range(6)], "f0": np.arange(6.0)})
+    path = tmp_path / "features.csv"
+    frame.to_csv(path, index=False)
+
+    rows = read_file(path, ReadOptions(kind="table", id_column="part"))
+
+    assert [row.name for row in rows] == [f"P{i}" for i in range(6)]
+    assert rows[0].channels == ["f0"]
+    assert "non_numeric_columns" not in rows[0].metadata
+
+
 def test_text_only_column_left_out_with_warning(tmp_path, caplog):
     folder = tmp_path / "cycles"
     for path in write_cycles(folder, 3):

@@ -535,7 +535,7 @@ class TrainResult:
     def n_trained(self) -> int:
         """Recordings the model was fitted on, without those shorter than a window.
 
-        ``recordings`` still holds the short ones, and lists them in ``skipped``.
+        ``recordings`` still contains the short ones and lists them in ``skipped``.
         """
         return len(self.training.recordings)
 

@@ -85,8 +85,9 @@ def _channel_columns(
 ) -> tuple[list, list[str]]:
     """Split the columns into numeric channels and the non-numeric columns left out.
 
-    Time and label columns are neither. With ``options.channels`` set, only the
-    named columns are checked, and no column counts as left out.
+    Time and label columns are neither, and a non-numeric ``options.id_column``
+    is not left out. With ``options.channels`` set, only the named columns are
+    checked, and no column counts as left out.
 
     Raises
     ------
@@ -106,7 +107,9 @@ def _channel_columns(
         if pd.api.types.is_numeric_dtype(column) and not is_bool:
             channels.append(name)
             continue
-        if requested is not None and name not in requested:
+        if name == options.id_column or (
+            requested is not None and name not in requested
+        ):
             continue
         if not is_bool:
             _raise_if_mostly_numbers(path, str(name), column)
@@ -288,7 +291,8 @@ def _ordered_by_time(path: Path, frame: pd.DataFrame, name: str) -> pd.DataFrame
 
 def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
     """Build one signal recording from a table whose rows are samples."""
-    # Before rows are dropped, so a bad cell's data row is its row in the file.
+    # Checked before empty rows are dropped, so a bad cell's data row is its row
+    # in the file.
     numeric, left_out = _channel_columns(path, frame, options)
     frame = _drop_empty_rows(path, frame)
     if frame.empty:
