@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from grindwatch.cli import app
+from tests.conftest import write_cycles
 
 runner = CliRunner()
 FAST = ["--window", "256", "--epochs", "3", "--set", "frontend.n_bands=16"]
@@ -118,6 +119,100 @@ def test_evaluate_with_labels_csv(cycle_folders, tmp_path):
 
     assert result.exit_code == 0, result.output
     assert "AUC-ROC" in result.output
+
+
+def _write_short_cycles(folder, count: int, start_seed: int):  # noqa: ANN001, ANN202
+    """Write ``count`` cycles of 100 samples, shorter than a 256-sample window."""
+    for path in write_cycles(folder, count, start_seed=start_seed):
+        pd.read_csv(path).head(100).to_csv(path, index=False)
+
+
+def test_train_counts_only_trained_recordings(tmp_path):
+    write_cycles(tmp_path / "cycles", 4)
+    _write_short_cycles(tmp_path / "cycles", 4, start_seed=10)
+    command = ["train", str(tmp_path / "cycles"), "--window", "256"]
+    command += ["--detector", "pca", "--no-track"]
+
+    result = runner.invoke(app, command)
+
+    assert result.exit_code == 0, result.output
+    assert "Trained pca on 4 recordings (32 windows" in result.output
+    assert "skipped 4, listed below" in result.output
+    assert result.output.count("fewer than one window of 256") >= 4
+
+
+def test_train_json_counts_only_trained_recordings(tmp_path):
+    write_cycles(tmp_path / "cycles", 4)
+    _write_short_cycles(tmp_path / "cycles", 4, start_seed=10)
+    command = ["train", str(tmp_path / "cycles"), "--window", "256"]
+    command += ["--detector", "pca", "--no-track", "--json"]
+
+    result = runner.invoke(app, command)
+
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["n_recordings"] == 4
+    assert payload["n_skipped"] == 4
+    assert len(payload["skipped"]) == 4
+    assert payload["training"]["n_recordings"] == 4
+
+
+def _evaluation_folder(root):  # noqa: ANN001, ANN202
+    """good/ with 2 normal cycles, bad/ with 2 faulty and 5 short faulty cycles."""
+    write_cycles(root / "good", 2, start_seed=200)
+    write_cycles(root / "bad", 1, start_seed=100, anomaly="spike")
+    write_cycles(root / "bad", 1, start_seed=101, anomaly="level")
+    for path in write_cycles(root / "bad", 5, start_seed=110, anomaly="tone"):
+        pd.read_csv(path).head(100).to_csv(path, index=False)
+    return root
+
+
+def test_evaluate_json_lists_skipped_labels(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--no-track")
+    data = _evaluation_folder(tmp_path / "labeled")
+
+    result = runner.invoke(
+        app, ["evaluate", str(data), "-m", str(model), "--json", "--no-track"]
+    )
+
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["recordings"]["n"] == 4
+    assert payload["recordings"]["n_anomalous"] == 2
+    assert payload["not_evaluated"] == {"normal": 0, "anomalous": 5, "unlabeled": 0}
+    assert len(payload["skipped"]) == 5
+    for item in payload["skipped"]:
+        assert item["label"] == 1
+        assert "fewer than one window of 256" in item["reason"]
+        assert "/bad/" in item["path"]
+
+
+def test_evaluate_table_names_skipped_recordings(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--no-track")
+    data = _evaluation_folder(tmp_path / "labeled")
+
+    result = runner.invoke(app, ["evaluate", str(data), "-m", str(model), "--no-track"])
+
+    assert result.exit_code == 0, result.output
+    expected = "Not evaluated: 5 recordings or files (0 normal, 5 anomalous, 0"
+    assert expected in result.output
+    assert result.output.count("(anomalous): has 100 samples") == 5
+
+
+def test_evaluate_skipped_labels_from_labels_file(cycle_folders, tmp_path):
+    from grindwatch.evaluate import evaluate
+
+    model, _ = _train(cycle_folders["good"], tmp_path, "--no-track")
+    data = _evaluation_folder(tmp_path / "labeled")
+    labels = {"cycle_200": 0, "cycle_100": 1, "cycle_110": 0, "cycle_111": 1}
+
+    result = evaluate(str(model), [data], labels=labels, track=False)
+
+    by_name = {item["path"].rsplit("/", 1)[1]: item for item in result.skipped}
+    assert by_name["cycle_110.csv"]["label"] == 0
+    assert by_name["cycle_111.csv"]["label"] == 1
+    assert by_name["cycle_112.csv"]["label"] is None
+    assert result.skipped_counts() == {"normal": 1, "anomalous": 1, "unlabeled": 3}
 
 
 def test_bad_input_gives_one_line_error(tmp_path):

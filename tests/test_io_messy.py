@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import h5py
@@ -195,6 +196,87 @@ def test_missing_channel_skipped_when_loading(tmp_path):
     assert "missing channels ['vib_y']" in loaded.skipped[0].reason
 
 
+def _write_odd_first(folder):  # noqa: ANN001, ANN202
+    """Six 3-channel cycles and one file that sorts first with another channel set."""
+    write_cycles(folder, 6)
+    odd = pd.read_csv(folder / "cycle_000.csv").rename(columns={"vib_y": "spindle"})
+    odd.to_csv(folder / "aaa_odd.csv", index=False)
+
+
+def test_odd_first_file_does_not_set_channels(tmp_path, caplog):
+    _write_odd_first(tmp_path)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        loaded = load_recordings(tmp_path)
+
+    assert len(loaded) == 6
+    assert loaded.channels == list(CHANNELS)
+    assert [s.path.name for s in loaded.skipped] == ["aaa_odd.csv"]
+    reason = loaded.skipped[0].reason
+    assert "missing channels ['vib_y']" in reason
+    assert "6 of 7 files have ['vib_x', 'vib_y', 'current']" in reason
+    expected = "6 of 7 files have ['vib_x', 'vib_y', 'current'], so those are"
+    assert expected in caplog.text
+
+
+def test_odd_first_file_raises_in_strict_mode(tmp_path):
+    _write_odd_first(tmp_path)
+
+    with pytest.raises(InputError, match=r"aaa_odd.csv: missing channels \['vib_y'\]"):
+        load_recordings(tmp_path, strict=True)
+
+
+def test_channel_set_tie_goes_to_first_file(tmp_path):
+    write_cycles(tmp_path, 2)
+    frame = pd.read_csv(tmp_path / "cycle_001.csv")
+    frame.rename(columns={"vib_y": "spindle"}).to_csv(
+        tmp_path / "cycle_001.csv", index=False
+    )
+
+    loaded = load_recordings(tmp_path)
+
+    assert [r.name for r in loaded] == ["cycle_000"]
+    assert "missing channels ['vib_y']" in loaded.skipped[0].reason
+
+
+def test_extra_channels_do_not_set_channels(tmp_path):
+    write_cycles(tmp_path, 3)
+    frame = pd.read_csv(tmp_path / "cycle_000.csv")
+    frame.assign(extra=1.0).to_csv(tmp_path / "aaa_extra.csv", index=False)
+
+    loaded = load_recordings(tmp_path)
+
+    assert len(loaded) == 4
+    assert loaded.skipped == []
+    assert all(r.channels == list(CHANNELS) for r in loaded)
+
+
+def test_odd_first_file_trains_on_others(tmp_path):
+    from typer.testing import CliRunner
+
+    from grindwatch.cli import app
+
+    _write_odd_first(tmp_path / "cycles")
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(tmp_path / "cycles"),
+            "--window",
+            "256",
+            "--detector",
+            "iforest",
+            "--no-track",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Trained iforest on 6 recordings" in result.output
+    assert "skipped" in result.output
+    assert "aaa_odd.csv: missing channels ['vib_y']" in result.output
+
+
 # Sample rates ----------------------------------------------------------------------
 
 
@@ -222,9 +304,8 @@ def test_mixed_rates_in_a_folder(tmp_path):
     plain = load_recordings(tmp_path)
     resampled = load_recordings(tmp_path, ReadOptions(resample=True))
 
-    assert "sample rate 2000 differs from the first file's 1000" in (
-        plain.skipped[0].reason
-    )
+    expected = "sample rate 2000 differs from 1000, the rate of 2 of 3 files"
+    assert expected in plain.skipped[0].reason
     assert len(resampled) == 3
     assert resampled.recordings[2].n_samples == 2048
     assert resampled.recordings[2].metadata["resampled_from"] == pytest.approx(2000)
@@ -237,6 +318,120 @@ def test_resample_rate_applies_to_every_file(tmp_path):
 
     assert recording.sample_rate == 250.0
     assert recording.n_samples == 250
+
+
+def test_odd_first_rate_does_not_set_rate(tmp_path, caplog):
+    write_cycles(tmp_path, 3)
+    _write_csv(tmp_path / "aaa_fast.csv", make_cycle(9, 4096), CHANNELS, 2000.0)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        loaded = load_recordings(tmp_path)
+
+    assert len(loaded) == 3
+    assert loaded.sample_rate == pytest.approx(1000.0)
+    reason = loaded.skipped[0].reason
+    assert "sample rate 2000 differs from 1000, the rate of 3 of 4 files" in reason
+    assert "3 of 4 files with these channels are at 1000 samples/s" in caplog.text
+
+
+def test_file_without_rate_named_in_data_set(tmp_path):
+    write_cycles(tmp_path, 2)
+    pd.read_csv(tmp_path / "cycle_000.csv").drop(columns="time").to_parquet(
+        tmp_path / "aaa_no_time.parquet"
+    )
+
+    loaded = load_recordings(tmp_path)
+
+    assert len(loaded) == 2
+    reason = loaded.skipped[0].reason
+    assert "has no sample rate, but 2 of 3 files are at 1000 samples/s" in reason
+    assert "first file" not in reason
+    assert "unknown" not in reason
+
+
+def test_file_with_rate_among_files_without(tmp_path):
+    write_cycles(tmp_path, 3)
+    for name in ("cycle_001", "cycle_002"):
+        frame = pd.read_csv(tmp_path / f"{name}.csv").drop(columns="time")
+        frame.to_parquet(tmp_path / f"{name}.parquet")
+        (tmp_path / f"{name}.csv").unlink()
+
+    loaded = load_recordings(tmp_path)
+
+    assert [r.name for r in loaded] == ["cycle_001", "cycle_002"]
+    expected = "has a sample rate of 1000 samples/s, but 2 of 3 files have no"
+    assert expected in loaded.skipped[0].reason
+
+
+def _score_cli(model, *paths):  # noqa: ANN001, ANN002, ANN202
+    from typer.testing import CliRunner
+
+    from grindwatch.cli import app
+
+    command = ["score", *map(str, paths), "--model", str(model), "--json"]
+    return CliRunner().invoke(app, command)
+
+
+def test_score_checks_rate_against_model(cycle_folders, tmp_path):
+    model = tmp_path / "model"
+    grindwatch.train(cycle_folders["good"], _config(), output=model)
+    no_rate = tmp_path / "r0.parquet"
+    pd.read_csv(cycle_folders["bad"] / "cycle_100.csv").drop(columns="time").to_parquet(
+        no_rate
+    )
+    good = cycle_folders["good"] / "cycle_000.csv"
+
+    for paths in ([no_rate, good], [good, no_rate]):
+        result = _score_cli(model, *paths)
+
+        assert result.exit_code == 0, result.output
+        assert "the first file" not in result.output
+        payload = json.loads(result.stdout)
+        assert payload["summary"]["skipped"] == []
+        names = sorted(row["recording"] for row in payload["recordings"])
+        assert names == ["cycle_000", "r0"]
+
+
+def test_score_without_rate_gets_model_rate(cycle_folders, tmp_path):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+    no_rate = tmp_path / "r0.parquet"
+    pd.read_csv(cycle_folders["good"] / "cycle_001.csv").drop(
+        columns="time"
+    ).to_parquet(no_rate)
+
+    scored = grindwatch.score(model, [no_rate, cycle_folders["good"] / "cycle_000.csv"])
+
+    assert len(scored.recordings) == 2
+    assert scored.windows["end_s"].max() == pytest.approx(2.048)
+
+
+def test_score_other_rate_skipped_against_model(cycle_folders, tmp_path):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+    fast = _write_csv(
+        tmp_path / "aaa_fast.csv", make_cycle(1, 4096, rate=2000.0), CHANNELS, 2000.0
+    )
+
+    scored = grindwatch.score(model, [fast, cycle_folders["good"] / "cycle_000.csv"])
+
+    assert scored.recordings["recording"].tolist() == ["cycle_000"]
+    assert len(scored.skipped) == 1
+    assert (
+        "sample rate 2000 differs from the model's 1000"
+        in (scored.skipped[0]["reason"])
+    )
+
+
+def test_score_odd_first_file_keeps_others(cycle_folders, tmp_path):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+    _write_odd_first(tmp_path / "odd")
+
+    scored = grindwatch.score(model, tmp_path / "odd")
+
+    assert len(scored.recordings) == 6
+    assert [s["path"] for s in scored.skipped] == [
+        str(tmp_path / "odd" / "aaa_odd.csv")
+    ]
+    assert "missing channels ['vib_y']" in scored.skipped[0]["reason"]
 
 
 # HDF5 layouts ----------------------------------------------------------------------
@@ -418,3 +613,157 @@ def test_table_with_nan_names_row_and_fix(tmp_path):
     assert "features.csv" in message
     assert "row 2, feature 'a'" in message
     assert "fill or drop them" in message
+
+
+# Text in numeric columns -----------------------------------------------------------
+
+
+def _csv_with_text_cell(path, row=100, value="ERR"):  # noqa: ANN001, ANN202
+    data = make_cycle(3, 4000)
+    frame = pd.DataFrame(data.T, columns=["ch0", "ch1", "ch2"]).astype(object)
+    frame.loc[row, "ch1"] = value
+    frame.insert(0, "time", np.arange(4000) / 1000.0)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_text_cell_in_numeric_column_raises(tmp_path):
+    path = _csv_with_text_cell(tmp_path / "textcol.csv")
+
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+
+    message = str(raised.value)
+    assert message.startswith(str(path))
+    assert "non-numeric value 'ERR' in column 'ch1' at data row 100" in message
+    assert "1 of its 4000 filled cells is not a number" in message
+    assert "clean the file" in message
+    assert "--channels" in message
+
+
+def test_text_cell_counted_and_first_named(tmp_path):
+    path = _csv_with_text_cell(tmp_path / "textcol.csv", row=7, value="---")
+    frame = pd.read_csv(path)
+    frame.loc[[20, 30], "ch1"] = "ERR"
+    frame.to_csv(path, index=False)
+
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+
+    assert "'---' in column 'ch1' at data row 7" in str(raised.value)
+    assert "3 of its 4000 filled cells are not numbers" in str(raised.value)
+
+
+def test_text_cell_with_decimal_comma_raises(tmp_path):
+    path = tmp_path / "comma.csv"
+    rows = ["time;a;b"] + [f"0,{i:03d};1,{i};2,5" for i in range(50)]
+    rows[11] = "0,010;1,10;ERR"
+    path.write_text("\n".join(rows) + "\n")
+
+    with pytest.raises(InputError, match="'ERR' in column 'b' at data row 10"):
+        read_file(path)
+
+
+def test_text_cell_column_left_out_by_channels(tmp_path):
+    path = _csv_with_text_cell(tmp_path / "textcol.csv")
+
+    (recording,) = read_file(path, ReadOptions(channels=("ch0", "ch2")))
+
+    assert recording.channels == ["ch0", "ch2"]
+    assert "non_numeric_columns" not in recording.metadata
+
+
+def test_text_cell_fails_training_from_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from grindwatch.cli import app
+
+    path = _csv_with_text_cell(tmp_path / "textcol.csv")
+
+    result = CliRunner().invoke(
+        app,
+        ["train", str(path), "--window", "256", "--detector", "iforest", "--no-track"],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "'ERR' in column 'ch1' at data row 100" in result.output
+    assert "Trained" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_text_cell_skips_file_in_folder(tmp_path):
+    write_cycles(tmp_path / "cycles", 3)
+    bad = pd.read_csv(tmp_path / "cycles" / "cycle_001.csv").astype(object)
+    bad.loc[5, "vib_y"] = "bad"
+    bad.to_csv(tmp_path / "cycles" / "cycle_001.csv", index=False)
+
+    loaded = load_recordings(tmp_path / "cycles")
+
+    assert [r.name for r in loaded] == ["cycle_000", "cycle_002"]
+    assert loaded.channels == list(CHANNELS)
+    assert "'bad' in column 'vib_y' at data row 5" in loaded.skipped[0].reason
+
+
+def test_table_text_cell_in_feature_raises(tmp_path):
+    frame = pd.DataFrame({"f0": np.arange(20.0), "f1": [str(v) for v in range(20)]})
+    frame.loc[12, "f1"] = "bad"
+    path = tmp_path / "features.parquet"
+    frame.to_parquet(path)
+
+    with pytest.raises(InputError) as raised:
+        read_file(path, ReadOptions(kind="table"))
+
+    assert "features.parquet" in str(raised.value)
+    assert "'bad' in column 'f1' at data row 12" in str(raised.value)
+
+
+def test_table_text_id_column_not_left_out(tmp_path):
+    frame = pd.DataFrame({"part": [f"P{i}" for i in range(6)], "f0": np.arange(6.0)})
+    path = tmp_path / "features.csv"
+    frame.to_csv(path, index=False)
+
+    rows = read_file(path, ReadOptions(kind="table", id_column="part"))
+
+    assert [row.name for row in rows] == [f"P{i}" for i in range(6)]
+    assert rows[0].channels == ["f0"]
+    assert "non_numeric_columns" not in rows[0].metadata
+
+
+def test_text_only_column_left_out_with_warning(tmp_path, caplog):
+    folder = tmp_path / "cycles"
+    for path in write_cycles(folder, 3):
+        frame = pd.read_csv(path)
+        frame["part_id"] = "P-0042"
+        frame["comment"] = None
+        frame.loc[3, "comment"] = "tool changed"
+        frame.to_csv(path, index=False)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        loaded = load_recordings(folder)
+
+    assert loaded.channels == list(CHANNELS)
+    assert loaded.recordings[0].metadata["non_numeric_columns"] == [
+        "part_id",
+        "comment",
+    ]
+    warnings = [r.getMessage() for r in caplog.records if "non-numeric" in r.message]
+    assert len(warnings) == 1
+    expected = "3 of 3 files have non-numeric columns ['comment', 'part_id']"
+    assert expected in warnings[0]
+    assert "left out" in warnings[0]
+
+
+def test_chunked_parquet_text_column_named(tmp_path):
+    model = grindwatch.train(
+        [_write_csv(tmp_path / f"c{i}.csv", make_cycle(i, 1024)) for i in range(4)],
+        _config(),
+    ).model
+    frame = pd.DataFrame(make_cycle(9, 1024).T, columns=["a", "b", "c"])
+    frame["b"] = frame["b"].astype(str)
+    frame.loc[5, "b"] = "bad"
+    path = tmp_path / "long.parquet"
+    frame.to_parquet(path)
+    chunked = model.config.with_overrides({"data.chunk_samples": 300})
+
+    with pytest.raises(InputError, match=r"columns \[.b.\] are stored as text"):
+        grindwatch.score(grindwatch.pipeline._with_config(model, chunked), path)

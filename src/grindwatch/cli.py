@@ -179,7 +179,8 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
         "tracking_uri": result.tracking_uri,
         "model_uri": f"runs:/{result.run_id}/model" if result.run_id else None,
         "output": str(result.output) if result.output else None,
-        "n_recordings": len(result.recordings),
+        "n_recordings": result.n_trained,
+        "n_skipped": len(result.recordings.skipped),
         "skipped": [
             {"path": str(s.path), "reason": s.reason} for s in result.recordings.skipped
         ],
@@ -191,13 +192,16 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
     out = console()
+    skipped = result.recordings.skipped
     out.print(
-        f"Trained {model.config.detector.family} on {len(result.recordings)} "
+        f"Trained {model.config.detector.family} on {result.n_trained} "
         f"recordings ({len(model.training_scores_)} windows, channels: "
-        f"{len(model.channels_)})."
+        f"{len(model.channels_)})"
+        + (f"; skipped {len(skipped)}, listed below." if skipped else "."),
+        highlight=False,
     )
-    for skipped in result.recordings.skipped:
-        out.print(f"  skipped {skipped.path}: {skipped.reason}", highlight=False)
+    for item in skipped:
+        out.print(f"  skipped {item.path}: {item.reason}", highlight=False)
     out.print(model.threshold_.describe(), highlight=False)
     if result.run_id:
         out.print(
@@ -349,7 +353,7 @@ def _print_metrics(result) -> None:  # noqa: ANN001
     console().print(table)
     out = console()
     if result.unlabeled:
-        names = ", ".join(result.unlabeled[:5])
+        listed = ", ".join(result.unlabeled[:5])
         more = (
             f" and {len(result.unlabeled) - 5} more"
             if len(result.unlabeled) > 5
@@ -357,16 +361,32 @@ def _print_metrics(result) -> None:  # noqa: ANN001
         )
         out.print(
             f"{len(result.unlabeled)} recordings carry no label and are left out of "
-            f"the metrics: {names}{more}. Label them with --labels FILE, a label "
+            f"the metrics: {listed}{more}. Label them with --labels FILE, a label "
             "column, or class-named folders (OK/NOK, good/bad, healthy/broken).",
             highlight=False,
         )
-    counts = result.recordings
-    if counts["n"] and counts["n_anomalous"] in (0, counts["n"]):
-        present = "normal" if counts["n_anomalous"] == 0 else "anomalous"
+    recordings = result.recordings
+    if recordings["n"] and recordings["n_anomalous"] in (0, recordings["n"]):
+        present = "normal" if recordings["n_anomalous"] == 0 else "anomalous"
         out.print(
             f"AUC-ROC and AUC-PR need both classes; the labeled recordings are all "
             f"{present}.",
+            highlight=False,
+        )
+    skipped = result.skipped
+    if not skipped:
+        return
+    counts = result.skipped_counts()
+    console().print(
+        f"Not evaluated: {len(skipped)} recordings or files ({counts['normal']} "
+        f"normal, {counts['anomalous']} anomalous, {counts['unlabeled']} without "
+        "a label):",
+        highlight=False,
+    )
+    names = {0: "normal", 1: "anomalous", None: "no label"}
+    for item in skipped:
+        console().print(
+            f"  skipped {item['path']} ({names[item['label']]}): {item['reason']}",
             highlight=False,
         )
 
@@ -405,6 +425,8 @@ def evaluate(
                     "windows": result.windows,
                     "recordings": result.recordings,
                     "unlabeled": result.unlabeled,
+                    "not_evaluated": result.skipped_counts(),
+                    "skipped": result.skipped,
                     "run_id": getattr(result, "run_id", None),
                 },
                 indent=2,

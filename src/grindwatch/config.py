@@ -47,8 +47,8 @@ class DataConfig(Section):
     # Keep constant or clipped channels with a warning, or reject the file.
     constant_policy: Literal["warn", "raise"] = "warn"
     clipping_policy: Literal["warn", "raise"] = "warn"
-    # Resample a recording whose rate differs from the first file's (or the model's)
-    # instead of rejecting it.
+    # Resample a recording whose rate differs from the rate most files have (or the
+    # model's) instead of rejecting it.
     resample: bool = False
     # Resample every recording to this rate (samples/s) when read; for multi-rate
     # cycle folders in "resample" mode, None means the lowest stream rate.

@@ -14,7 +14,13 @@ from grindwatch.exceptions import InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvaluationResult", "apply_labels", "binary_metrics", "evaluate_scores"]
+__all__ = [
+    "EvaluationResult",
+    "apply_labels",
+    "binary_metrics",
+    "evaluate_scores",
+    "label_skipped",
+]
 
 
 def binary_metrics(labels: np.ndarray, scores: np.ndarray, flags: np.ndarray):
@@ -53,13 +59,25 @@ class EvaluationResult:
     """Labeled metrics per window and per recording, with the scored tables.
 
     ``unlabeled`` names the scored recordings that carry no label; the metrics
-    leave them out.
+    leave them out. ``skipped`` lists the files and recordings that were not
+    evaluated: path, reason and label (1, 0 or None when unknown), as far as the
+    label can be found without reading the data (labels file or folder names).
     """
 
     windows: dict[str, float]
     recordings: dict[str, float]
     scored: Any  # ScoreResult, with a label column filled in
     unlabeled: list[str] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+    def skipped_counts(self) -> dict[str, int]:
+        """Count the skipped entries by label: normal, anomalous and unlabeled."""
+        labels = [item["label"] for item in self.skipped]
+        return {
+            "normal": labels.count(0),
+            "anomalous": labels.count(1),
+            "unlabeled": labels.count(None),
+        }
 
     def flat(self) -> dict[str, float]:
         out = {f"window_{k}": v for k, v in self.windows.items()}
@@ -128,6 +146,30 @@ def _labeled(table: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(table["label"], errors="coerce") >= 0
 
 
+def label_skipped(
+    skipped: list[dict[str, str]], labels: dict[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """Add each skipped entry's label, from ``labels`` or else its folder names.
+
+    ``labels`` maps recording names (file stems) to 0 or 1, as a labels file
+    does, and as in ``apply_labels`` a name it leaves out has no label. A label
+    column inside a skipped file is not read, so such a file's label is None.
+    """
+    from grindwatch.io import label_from_path
+
+    labeled = []
+    for item in skipped:
+        path = Path(item["path"])
+        if labels is None:
+            label = label_from_path(path)
+        else:
+            keys = (f"{path.parent.name}/{path.stem}", path.stem)
+            found = [labels[key] for key in keys if key in labels]
+            label = int(found[0]) if found else None
+        labeled.append({**item, "label": label})
+    return labeled
+
+
 def evaluate(
     model,  # noqa: ANN001 - Model, or a location load_model accepts
     data,  # noqa: ANN001 - files, folders, globs or a RecordingSet
@@ -147,10 +189,21 @@ def evaluate(
     if not isinstance(model, Model):
         model = load_model(model)
     scored = score(model, data, progress=progress)
+    mapping = None
     if labels is not None:
         mapping = labels if isinstance(labels, dict) else read_labels_csv(Path(labels))
         apply_labels(scored, mapping)
     result = evaluate_scores(scored)
+    result.skipped = label_skipped(scored.skipped, mapping)
+    counts = result.skipped_counts()
+    if counts["normal"] or counts["anomalous"]:
+        logger.warning(
+            "%d labeled recordings were not evaluated (%d normal, %d anomalous); "
+            "the metrics leave them out",
+            counts["normal"] + counts["anomalous"],
+            counts["normal"],
+            counts["anomalous"],
+        )
     if track and model.config.tracking.enabled:
         from grindwatch.tracking import log_evaluation
 

@@ -61,15 +61,30 @@ def read_options(config: Config) -> ReadOptions:
     )
 
 
-def read_data(source: DataSource | None, config: Config) -> RecordingSet:
-    """Read ``source`` (or the config's ``data.paths``) with the config's options."""
+def read_data(
+    source: DataSource | None, config: Config, model: Model | None = None
+) -> RecordingSet:
+    """Read ``source`` (or the config's ``data.paths``) with the config's options.
+
+    Without ``model`` the recordings are matched to the channels and rate most
+    files have. With a ``model``, scoring matches each recording to the model
+    instead, and a signal recording without a sample rate gets the model's.
+    """
     if isinstance(source, RecordingSet):
         return source
     if source is None or (isinstance(source, (list, tuple)) and not source):
         source = config.data.paths
     if not source:
         raise ConfigError("no data given; pass files or folders, or set data.paths")
-    return load_recordings(source, read_options(config), strict=config.data.strict)
+    if model is None:
+        return load_recordings(source, read_options(config), strict=config.data.strict)
+    return load_recordings(
+        source,
+        read_options(config),
+        strict=config.data.strict,
+        match_files=False,
+        fill_rate=model.sample_rate_ if model.kind_ == "signals" else None,
+    )
 
 
 @dataclass
@@ -517,6 +532,14 @@ class TrainResult:
     tracking_uri: str | None = None
     output: Path | None = None
 
+    @property
+    def n_trained(self) -> int:
+        """Recordings the model was fitted on, without those shorter than a window.
+
+        ``recordings`` still contains the short ones and lists them in ``skipped``.
+        """
+        return len(self.training.recordings)
+
 
 def train(
     data: DataSource | None = None,
@@ -632,7 +655,7 @@ def score(
         from grindwatch.streaming import score_chunked
 
         return score_chunked(model, chunkable, progress=progress)
-    recordings = read_data(data, config)
+    recordings = read_data(data, config, model)
     scorer = model
     if config is not model.config:
         scorer = _with_config(model, config)

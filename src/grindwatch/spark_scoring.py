@@ -20,11 +20,9 @@ result must hold both of ``score``'s tables. The job runs in two stages:
 
 The result equals ``Model.score`` on the same files, value for value, when every
 file reads: both then score the same batches of recordings with the same code
-(``tests/test_spark.py`` checks this). Three cases differ, because each batch is
+(``tests/test_spark.py`` checks this). Two cases differ, because each batch is
 read apart from the others:
 
-- ``grindwatch score`` takes channels and sample rate from the first file read and
-  matches the others to it; here each recording is matched to the model directly.
 - When files fail to read, later batches hold other recordings than ``score``'s
   batches of 64 recordings, so a window's ``label`` can be missing where ``score``
   writes -1 (unknown), in data sets where only some recordings have labels.

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from grindwatch.exceptions import InputError
-from grindwatch.io.chunks import iter_windows, open_stream
+from grindwatch.io.chunks import ChunkedStream, iter_windows, open_stream
 from grindwatch.io.labels import label_from_path
 
 if TYPE_CHECKING:
@@ -32,8 +32,21 @@ DEFAULT_CHUNK_SAMPLES = 1 << 22  # 4 Mi samples: 16 MiB per float32 channel
 _BATCH_WINDOWS = 4096
 
 
-def _channel_index(model: Model, stream_channels: list[str], path: Path) -> list[int]:
+def _channel_index(model: Model, stream: ChunkedStream, path: Path) -> list[int]:
+    stream_channels = stream.channels
     missing = [name for name in model.channels_ if name not in stream_channels]
+    text = [
+        name
+        for name in missing
+        if name in stream.metadata.get("non_numeric_columns", [])
+    ]
+    if text:
+        raise InputError(
+            path,
+            f"columns {text} are stored as text, not numbers, in the Parquet schema",
+            "write those columns as numbers, or score the file whole (without "
+            "chunk_samples) to find the cells that are not numbers",
+        )
     if missing:
         raise InputError(
             path,
@@ -91,7 +104,7 @@ def score_chunked(
     options = read_options(model.config)
     chunk_samples = chunk_samples or options.chunk_samples or DEFAULT_CHUNK_SAMPLES
     stream = open_stream(path, options)
-    index = _channel_index(model, stream.channels, path)
+    index = _channel_index(model, stream, path)
     _check_rate(model, stream.sample_rate, path)
     if stream.n_samples < model.window_length_:
         raise InputError(

@@ -192,8 +192,8 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
     import pyarrow.parquet as pq
 
     from grindwatch.io.frames import (
+        _channel_columns,
         _is_time_column,
-        _numeric_columns,
         _rate_from_time,
         _resolve_rate,
     )
@@ -205,7 +205,9 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
             path, f"is not a readable Parquet file ({error})", "check the file"
         ) from None
     empty = parquet.schema_arrow.empty_table().to_pandas()
-    columns = _numeric_columns(path, empty, options)
+    # The schema has no rows, so text cells in a numeric column cannot be found
+    # here, and such a column is listed as non-numeric.
+    columns, left_out = _channel_columns(path, empty, options)
     if options.channels is not None:
         missing = [name for name in options.channels if name not in columns]
         if missing:
@@ -229,6 +231,8 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
     metadata: dict[str, Any] = {
         "source_dtype": str(empty[columns].dtypes.iloc[0]) if columns else ""
     }
+    if left_out:
+        metadata["non_numeric_columns"] = left_out
 
     def read(start: int, stop: int) -> np.ndarray:
         # Row groups are the unit Parquet can seek to; read those that overlap.

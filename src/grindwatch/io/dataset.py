@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -205,43 +206,69 @@ def load_recordings(
     source: str | Path | Iterable[str | Path],
     options: ReadOptions | None = None,
     strict: bool = False,
+    *,
+    match_files: bool = True,
+    fill_rate: float | None = None,
 ) -> RecordingSet:
     """Read every recording in ``source``.
 
     Files that fail to read are skipped, logged as warnings and listed in
     ``RecordingSet.skipped`` with the reason, unless ``strict`` is true, in which
-    case the first failure raises. Recordings whose channels differ from the first
-    file's are reordered by name, and skipped when a channel is missing. A
-    recording at another sample rate than the first file's is skipped, or
-    resampled to that rate when ``options.resample`` is set. Recordings whose
-    metadata does not equal ``options.match`` are left out (not listed as skipped).
-    Constant and clipped channels are summarised in one warning.
+    case the first failure raises. With ``match_files``, every recording is
+    matched to the reference: the channel set that most files have (ties go to
+    the earlier file), and the sample rate that most of those files have.
+    Recordings are reordered by channel name, extra channels are left out, and a
+    recording that lacks a reference channel is skipped. A recording at another
+    sample rate is skipped, or resampled to the reference rate when
+    ``options.resample`` is set. Without ``match_files`` the caller matches the
+    recordings, as scoring does against the model. ``fill_rate`` is the sample
+    rate given to signal recordings that have none. Recordings whose metadata
+    does not equal ``options.match`` are left out (not listed as skipped).
+    Constant and clipped channels, and non-numeric columns, are summarised in one
+    warning each.
 
     Raises
     ------
     InputError
-        If no file can be read, or in strict mode when any file fails.
+        If no file can be read, or in strict mode when any file fails to read or
+        does not match the reference.
     """
     options = options or ReadOptions()
     files = list_files(source, options.kind)
-    recordings: list[Recording] = []
+    order = {path: index for index, path in enumerate(files)}
+    read: list[tuple[Path, list[Recording]]] = []
     skipped: list[SkippedFile] = []
     n_filtered = 0
     for path in files:
         try:
-            read = read_file(path, options)
-            kept = [r for r in read if matches_metadata(r, options.match)]
-            n_filtered += len(read) - len(kept)
-            if recordings or kept:
-                reference = recordings[0] if recordings else kept[0]
+            found = read_file(path, options)
+        except (InputError, OSError) as error:
+            if strict:
+                raise
+            _skip(skipped, path, error)
+            continue
+        kept = [r for r in found if matches_metadata(r, options.match)]
+        n_filtered += len(found) - len(kept)
+        if fill_rate is not None and options.kind == "signals":
+            for recording in kept:
+                if recording.sample_rate is None:
+                    recording.sample_rate = fill_rate
+        if kept:
+            read.append((path, kept))
+
+    recordings: list[Recording] = []
+    reference = _choose_reference(read) if match_files and read else None
+    for path, kept in read:
+        try:
+            if reference is not None:
                 kept = [_match(reference, recording, options) for recording in kept]
         except (InputError, OSError) as error:
             if strict:
                 raise
-            skipped.append(SkippedFile(path, _reason(error)))
-            logger.warning("skipped %s", error)
+            _skip(skipped, path, error)
             continue
         recordings.extend(kept)
+    skipped.sort(key=lambda item: order.get(item.path, len(order)))
 
     if not recordings:
         reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped[:5])
@@ -261,8 +288,14 @@ def load_recordings(
         )
     _make_names_unique(recordings)
     _warn_quality(recordings)
+    _warn_non_numeric(recordings)
     logger.info("read %d recordings from %d files", len(recordings), len(files))
     return RecordingSet(recordings, skipped, options.kind)
+
+
+def _skip(skipped: list[SkippedFile], path: Path, error: Exception) -> None:
+    skipped.append(SkippedFile(path, _reason(error)))
+    logger.warning("skipped %s", error)
 
 
 def _reason(error: Exception) -> str:
@@ -305,25 +338,168 @@ def _warn_quality(recordings: list[Recording]) -> None:
             )
 
 
-def _match(reference: Recording, recording: Recording, options: ReadOptions):  # noqa: ANN202
+def _warn_non_numeric(recordings: list[Recording]) -> None:
+    """Name the non-numeric columns left out, once per data set."""
+    files: dict[Path | str, list[str]] = {}
+    for recording in recordings:
+        columns = recording.metadata.get("non_numeric_columns")
+        if columns:
+            files.setdefault(recording.source or recording.name, columns)
+    if not files:
+        return
+    n_files = len({r.source or r.name for r in recordings})
+    names = sorted({name for columns in files.values() for name in columns})
+    logger.warning(
+        "%d of %d files have non-numeric columns %s (first: %s); they are left "
+        "out and are not channels. If one should be a channel, write it as "
+        "numbers; to use only named channels, set --channels (data.channels)",
+        len(files),
+        n_files,
+        names,
+        next(iter(files)),
+    )
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """The channels and sample rate that the recordings of a data set are matched to.
+
+    ``n_channel_files`` files of ``n_files`` have exactly these channels, and
+    ``n_rate_files`` of the ``n_with_channels`` files that have them all are at
+    this rate.
+    """
+
+    channels: list[str]
+    sample_rate: float | None
+    n_files: int
+    n_channel_files: int
+    n_with_channels: int
+    n_rate_files: int
+
+
+def _same_rate(first: float | None, second: float | None) -> bool:
+    if first is None or second is None:
+        return first is second
+    # Rates estimated from time columns differ in the last digits.
+    return bool(np.isclose(first, second, rtol=1e-6))
+
+
+def _choose_reference(read: list[tuple[Path, list[Recording]]]) -> _Reference:
+    """Choose the channel set and sample rate that most files have.
+
+    A count over all files, not the first file, decides, so one odd file cannot
+    make every other file fail to match. Each file counts once, whatever its
+    number of recordings (table rows). Ties go to the set or rate found first in
+    file order.
+    """
+    channel_sets: dict[frozenset[str], list[Recording]] = {}
+    for _, kept in read:
+        first = kept[0]
+        channel_sets.setdefault(frozenset(first.channels), []).append(first)
+    # max() returns the first of equal counts, and dicts keep insertion order.
+    sharing = max(channel_sets.values(), key=len)
+    channels = sharing[0].channels
+
+    rate_groups: list[list[float | None]] = []
+    channel_set = set(channels)
+    for _, kept in read:
+        if not channel_set <= set(kept[0].channels):
+            continue
+        rate = kept[0].sample_rate
+        for group in rate_groups:
+            if _same_rate(group[0], rate):
+                group.append(rate)
+                break
+        else:
+            rate_groups.append([rate])
+    rates = max(rate_groups, key=len)
+    reference = _Reference(
+        channels=list(channels),
+        sample_rate=rates[0],
+        n_files=len(read),
+        n_channel_files=len(sharing),
+        n_with_channels=sum(len(group) for group in rate_groups),
+        n_rate_files=len(rates),
+    )
+    if len(channel_sets) > 1:
+        logger.warning(
+            "the files have %d different channel sets; %d of %d files have %s, so "
+            "those are the channels used. Files without one of them are skipped, "
+            "and other channels are left out",
+            len(channel_sets),
+            reference.n_channel_files,
+            reference.n_files,
+            reference.channels,
+        )
+    if len(rate_groups) > 1:
+        logger.warning(
+            "the files have %d different sample rates; %d of %d files with these "
+            "channels %s, so the others are skipped or resampled",
+            len(rate_groups),
+            reference.n_rate_files,
+            reference.n_with_channels,
+            _rate_phrase(reference.sample_rate),
+        )
+    return reference
+
+
+def _match(reference: _Reference, recording: Recording, options: ReadOptions):  # noqa: ANN202
+    """Select the reference channels and check (or resample to) the reference rate.
+
+    Raises
+    ------
+    InputError
+        If a reference channel is missing, or the rate differs and
+        ``options.resample`` is not set.
+    """
+    missing = [name for name in reference.channels if name not in recording.channels]
+    if missing:
+        raise InputError(
+            recording.source or recording.name,
+            f"missing channels {missing}; it has {recording.channels}, and "
+            f"{reference.n_channel_files} of {reference.n_files} files have "
+            f"{reference.channels}",
+            "record those channels, or pick channels that every file has with "
+            "--channels (data.channels)",
+        )
     if recording.channels != reference.channels:
         recording = recording.select_channels(reference.channels)
-    rate, wanted = recording.sample_rate, reference.sample_rate
-    if rate == wanted:
+    rate, expected = recording.sample_rate, reference.sample_rate
+    if _same_rate(rate, expected):
+        recording.sample_rate = expected
         return recording
-    if rate is not None and wanted is not None:
-        # Rates estimated from time columns differ in the last digits.
-        if np.isclose(rate, wanted, rtol=1e-6):
-            recording.sample_rate = wanted
-            return recording
-        if options.resample:
-            return resample(recording, wanted)
+    if rate is not None and expected is not None and options.resample:
+        return resample(recording, expected)
     raise InputError(
-        recording.source or recording.name,
-        f"sample rate {_rate_text(rate)} differs from the first file's "
-        f"{_rate_text(wanted)}",
+        recording.source or recording.name, *_rate_mismatch(reference, rate)
+    )
+
+
+def _rate_mismatch(reference: _Reference, rate: float | None) -> tuple[str, str]:
+    """Return the problem and the fix for a recording not at the reference rate."""
+    share = f"{reference.n_rate_files} of {reference.n_with_channels} files"
+    expected = reference.sample_rate
+    if rate is None:
+        return (
+            f"has no sample rate, but {share} {_rate_phrase(expected)}",
+            "add a time column to the file, or set sample_rate (--sample-rate) if "
+            "every file is at one rate",
+        )
+    if expected is None:
+        return (
+            f"has a sample rate of {_rate_text(rate)} samples/s, but {share} "
+            f"{_rate_phrase(expected)}",
+            "give every file a time column or leave this file out",
+        )
+    return (
+        f"sample rate {_rate_text(rate)} differs from {_rate_text(expected)}, the "
+        f"rate of {share}",
         "resample the recordings to one rate, or set resample: true",
     )
+
+
+def _rate_phrase(rate: float | None) -> str:
+    return "have no sample rate" if rate is None else f"are at {rate:.7g} samples/s"
 
 
 def _rate_text(rate: float | None) -> str:

@@ -39,6 +39,9 @@ def _as_datetime(column: pd.Series) -> pd.Series | None:
     if pd.api.types.is_datetime64_any_dtype(column):
         return column
     if column.dtype == object or pd.api.types.is_string_dtype(column):
+        # Numbers as text ("2,5" in a column with a text cell) parse as dates.
+        if _mostly_numbers(column):
+            return None
         parsed = pd.to_datetime(column, errors="coerce", format="mixed")
         if parsed.notna().mean() > 0.9:
             return parsed
@@ -77,25 +80,88 @@ def _rate_from_time(path: Path, name: str, column: pd.Series) -> float | None:
     return 1.0 / step
 
 
-def _numeric_columns(
+def _channel_columns(
     path: Path, frame: pd.DataFrame, options: ReadOptions
-) -> list[str]:
+) -> tuple[list, list[str]]:
+    """Split the columns into numeric channels and the non-numeric columns left out.
+
+    Time and label columns are neither, and a non-numeric ``options.id_column``
+    is not left out. With ``options.channels`` set, only the named columns are
+    checked, and no column counts as left out.
+
+    Raises
+    ------
+    InputError
+        If a column of numbers has text cells, because leaving it out would drop
+        a channel without notice.
+    """
     label_names = {name.lower() for name in options.label_columns}
+    requested = None if options.channels is None else set(options.channels)
     channels = []
-    dropped = []
+    left_out = []
     for name in frame.columns:
         column = frame[name]
         if str(name).lower() in label_names or _is_time_column(str(name), column):
             continue
-        if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(
-            column
-        ):
-            dropped.append(str(name))
+        is_bool = pd.api.types.is_bool_dtype(column)
+        if pd.api.types.is_numeric_dtype(column) and not is_bool:
+            channels.append(name)
             continue
-        channels.append(name)
-    if dropped:
-        logger.info("%s: left out non-numeric columns %s", path, dropped)
-    return channels
+        if name == options.id_column or (
+            requested is not None and name not in requested
+        ):
+            continue
+        if not is_bool:
+            _raise_if_mostly_numbers(path, str(name), column)
+        left_out.append(str(name))
+    return channels, left_out
+
+
+def _number_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of a text column's filled cells and of the filled cells with a number.
+
+    Numbers with a decimal comma count as numbers.
+    """
+    text = column.astype("string").str.strip()
+    filled = (column.notna() & (text != "")).to_numpy(dtype=bool)
+    values = pd.to_numeric(text.to_numpy(dtype=object), errors="coerce")
+    comma_values = pd.to_numeric(
+        text.str.replace(",", ".", regex=False).to_numpy(dtype=object),
+        errors="coerce",
+    )
+    is_number = filled & (np.isfinite(values) | np.isfinite(comma_values))
+    return filled, is_number
+
+
+def _mostly_numbers(column: pd.Series) -> bool:
+    filled, is_number = _number_cells(column)
+    return int(is_number.sum()) > int((filled & ~is_number).sum())
+
+
+def _raise_if_mostly_numbers(path: Path, name: str, column: pd.Series) -> None:
+    """Raise if most filled cells of a text column are numbers.
+
+    Such a column is a channel with a few damaged cells ("ERR", "---"), not a
+    part id or comment column.
+    """
+    filled, is_number = _number_cells(column)
+    not_number = filled & ~is_number
+    n_numbers, n_other = int(is_number.sum()), int(not_number.sum())
+    if n_numbers <= n_other:
+        return
+    row = int(np.flatnonzero(not_number)[0])
+    count = (
+        f"1 of its {n_numbers + n_other} filled cells is not a number"
+        if n_other == 1
+        else f"{n_other} of its {n_numbers + n_other} filled cells are not numbers"
+    )
+    raise InputError(
+        path,
+        f"non-numeric value {column.iloc[row]!r} in column {name!r} at data row "
+        f"{row} ({count})",
+        "clean the file, or leave the column out by listing the channels to use "
+        "with --channels (data.channels)",
+    )
 
 
 def _select(path: Path, available: list[str], options: ReadOptions) -> list[str]:
@@ -225,6 +291,9 @@ def _ordered_by_time(path: Path, frame: pd.DataFrame, name: str) -> pd.DataFrame
 
 def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
     """Build one signal recording from a table whose rows are samples."""
+    # Checked before empty rows are dropped, so a bad cell's data row is its row
+    # in the file.
+    numeric, left_out = _channel_columns(path, frame, options)
     frame = _drop_empty_rows(path, frame)
     if frame.empty:
         raise InputError(path, "the file holds no data rows", "check the file")
@@ -238,9 +307,11 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
                 break
     sample_rate = _resolve_rate(path, sample_rate, options.sample_rate)
 
-    channels = _select(path, _numeric_columns(path, frame, options), options)
+    channels = _select(path, numeric, options)
     values = frame[channels].to_numpy()
-    scale_note = {"source_dtype": str(values.dtype)}
+    metadata = {"source_dtype": str(values.dtype)}
+    if left_out:
+        metadata["non_numeric_columns"] = left_out
     data = np.ascontiguousarray(values.T, dtype=np.float32)
     names = [str(name) for name in channels]
     data = finite_or_raise(path, data, names, options.nan_policy)
@@ -252,7 +323,7 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
         sample_rate=sample_rate,
         source=path,
         sample_labels=_labels_from(frame, options),
-        metadata=scale_note,
+        metadata=metadata,
     )
 
 
@@ -270,11 +341,12 @@ def _resolve_rate(path: Path, found: float | None, given: float | None):
 
 def frame_to_table_rows(path: Path, frame: pd.DataFrame, options: ReadOptions):
     """Build one recording per row of a per-cycle feature table."""
+    numeric, left_out = _channel_columns(path, frame, options)
     frame = _drop_empty_rows(path, frame)
     if frame.empty:
         raise InputError(path, "the table holds no rows", "check the file")
 
-    features = _select(path, _numeric_columns(path, frame, options), options)
+    features = _select(path, numeric, options)
     values = frame[features].to_numpy(dtype=np.float64)
     names = [str(name) for name in features]
     bad = ~np.isfinite(values)
@@ -301,6 +373,9 @@ def frame_to_table_rows(path: Path, frame: pd.DataFrame, options: ReadOptions):
 
     rows = []
     for i, row_name in enumerate(row_names):
+        metadata = {"row": i}
+        if left_out:
+            metadata["non_numeric_columns"] = left_out
         rows.append(
             Recording(
                 name=row_name,
@@ -308,7 +383,7 @@ def frame_to_table_rows(path: Path, frame: pd.DataFrame, options: ReadOptions):
                 channels=names,
                 source=path,
                 label=None if labels is None else int(labels[i]),
-                metadata={"row": i},
+                metadata=metadata,
             )
         )
     return rows

@@ -49,9 +49,9 @@ class ReadOptions:
         What to do with a clipped channel (see ``grindwatch.io.samples``).
         ``warn`` keeps it and lists it in ``metadata["clipped_channels"]``.
     resample : bool
-        Resample a recording whose rate differs from the reference rate (the first
-        file of a data set, or the model's rate when scoring) instead of rejecting
-        it.
+        Resample a recording whose rate differs from the reference rate (the rate
+        that most files of a data set have, or the model's rate when scoring)
+        instead of rejecting it.
     resample_rate : float or None
         Resample every recording to this rate (samples per second) when it is read.
         For multi-rate cycle folders it is the common rate of ``cycle_mode

@@ -280,7 +280,7 @@ def create_report(
     started = time.perf_counter()
     if not isinstance(model, Model):
         model = load_model(model)
-    recordings = read_data(data, model.config)
+    recordings = read_data(data, model.config, model)
     if scores is not None:
         scored = read_scores(scores, model.threshold_.value)
         scored.skipped = [

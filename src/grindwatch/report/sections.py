@@ -228,7 +228,10 @@ def _table_detail(
     total = float(values.sum()) or 1.0
     order = np.argsort(-values, kind="stable")[:15]
     row = explanation.recording.data[:, 0]
-    other = reference.data[:, 0] if reference is not None else None
+    other = None
+    if reference is not None:
+        # Scoring reads files without reordering their columns to the model's.
+        other = reference.select_channels(names).data[:, 0]
     centre, scale = model.scaler_.center_, model.scaler_.scale_
     rows = [
         [
