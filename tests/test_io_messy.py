@@ -767,3 +767,23 @@ def test_chunked_parquet_text_column_named(tmp_path):
 
     with pytest.raises(InputError, match=r"columns \[.b.\] are stored as text"):
         grindwatch.score(grindwatch.pipeline._with_config(model, chunked), path)
+
+
+def test_long_channel_lists_are_shortened(tmp_path):
+
+    from grindwatch.pipeline import read_data
+
+    names = [f"feature_{i:03d}" for i in range(40)]
+    frame = pd.DataFrame(np.zeros((5, 40)), columns=names)
+    frame.to_csv(tmp_path / "wide.csv", index=False)
+    config = Config().with_overrides(
+        {"data.kind": "table", "data.channels": [*names[:30], "absent"]}
+    )
+
+    with pytest.raises(InputError) as raised:
+        read_data(tmp_path / "wide.csv", config)
+
+    message = str(raised.value)
+    assert "channels ['absent'] not found" in message
+    assert "and 32 more" in message
+    assert "feature_039" not in message

@@ -6,7 +6,7 @@ or ``RuntimeError`` without importing grindwatch.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InputError", "NotFittedError"]
+__all__ = ["ConfigError", "InputError", "NotFittedError", "shorten_list"]
 
 
 class InputError(ValueError):
@@ -31,3 +31,12 @@ class ConfigError(ValueError):
 
 class NotFittedError(RuntimeError):
     """A model or detector was used before it was fitted."""
+
+
+def shorten_list(names: list[str] | tuple[str, ...], limit: int = 8) -> str:
+    """Format names for a message: all of them up to ``limit``, else the first ones
+    and a count, so that a data set of 200 features does not fill the screen."""
+    names = list(names)
+    if len(names) <= limit:
+        return str(names)
+    return f"{names[:limit]} and {len(names) - limit} more"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from grindwatch.exceptions import InputError
+from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io.chunks import ChunkedStream, iter_windows, open_stream
 from grindwatch.io.labels import label_from_path
 
@@ -50,7 +50,8 @@ def _channel_index(model: Model, stream: ChunkedStream, path: Path) -> list[int]
     if missing:
         raise InputError(
             path,
-            f"missing channels {missing}; it has {stream_channels}",
+            f"missing channels {shorten_list(missing)}; it has "
+            f"{shorten_list(stream_channels)}",
             "record those channels or train a model on the channels this file has",
         )
     return [stream_channels.index(name) for name in model.channels_]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from grindwatch.exceptions import InputError
+from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io.binary import binary_layout
 from grindwatch.io.options import ReadOptions
 from grindwatch.io.samples import to_float32
@@ -213,7 +213,8 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
         if missing:
             raise InputError(
                 path,
-                f"channels {missing} not found; numeric columns are {columns}",
+                f"channels {shorten_list(missing)} not found; numeric columns are "
+                f"{shorten_list(columns)}",
                 "fix the channel names in the config",
             )
         columns = list(options.channels)

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from grindwatch.exceptions import InputError
+from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io.frames import finite_or_raise
 from grindwatch.io.options import CYCLE_MODES, ReadOptions
 from grindwatch.io.parquet import read_parquet_frame
@@ -145,7 +145,8 @@ def _selected(folder: Path, channels: list[_Channel], options: ReadOptions):  # 
     if missing:
         raise InputError(
             folder,
-            f"missing channels {missing}; the cycle has {list(by_name)}",
+            f"missing channels {shorten_list(missing)}; the cycle has "
+            f"{shorten_list(list(by_name))}",
             "fix the channel names in the config",
         )
     return [by_name[name] for name in options.channels]

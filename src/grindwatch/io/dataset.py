@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grindwatch.exceptions import InputError
+from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io.binary import read_binary
 from grindwatch.io.csv import read_csv_frame
 from grindwatch.io.cycle_folder import is_cycle_folder, read_cycle_folder
@@ -456,9 +456,10 @@ def _match(reference: _Reference, recording: Recording, options: ReadOptions):  
     if missing:
         raise InputError(
             recording.source or recording.name,
-            f"missing channels {missing}; it has {recording.channels}, and "
+            f"missing channels {shorten_list(missing)}; it has "
+            f"{shorten_list(recording.channels)}, and "
             f"{reference.n_channel_files} of {reference.n_files} files have "
-            f"{reference.channels}",
+            f"{shorten_list(reference.channels)}",
             "record those channels, or pick channels that every file has with "
             "--channels (data.channels)",
         )

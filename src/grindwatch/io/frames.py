@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from grindwatch.exceptions import InputError
+from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io.options import ReadOptions
 from grindwatch.io.recording import Recording
 
@@ -178,7 +178,8 @@ def _select(path: Path, available: list[str], options: ReadOptions) -> list[str]
     if missing:
         raise InputError(
             path,
-            f"channels {missing} not found; numeric columns are {available}",
+            f"channels {shorten_list(missing)} not found; numeric columns are "
+            f"{shorten_list(available)}",
             "fix the channel names in the config",
         )
     return list(options.channels)

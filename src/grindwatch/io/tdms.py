@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from grindwatch.exceptions import InputError
+from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io.frames import finite_or_raise
 from grindwatch.io.options import ReadOptions
 from grindwatch.io.recording import Recording
@@ -100,7 +100,8 @@ def read_tdms(path: Path, options: ReadOptions) -> Recording:
         if missing:
             raise InputError(
                 path,
-                f"missing channels {missing}; group {group.name!r} has {list(by_name)}",
+                f"missing channels {shorten_list(missing)}; group {group.name!r} has "
+                f"{shorten_list(list(by_name))}",
                 "fix the channel names in the config",
             )
         channels = [by_name[name] for name in options.channels]
