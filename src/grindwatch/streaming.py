@@ -111,8 +111,10 @@ def score_chunked(
         raise InputError(
             path,
             f"has {stream.n_samples} samples, fewer than one window of "
-            f"{model.window_length_}",
-            "pass a shorter window length or leave this recording out",
+            f"{model.window_length_}, the window length this model was trained "
+            "with",
+            "leave this recording out, or score it with a model trained on "
+            "shorter windows",
         )
 
     starts, scores = [], []

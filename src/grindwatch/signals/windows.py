@@ -72,7 +72,8 @@ def make_windows(recordings: list[Recording], length: int, hop: int) -> WindowSe
             raise InputError(
                 recording.source or recording.name,
                 f"has {recording.n_samples} samples, fewer than one window of {length}",
-                "pass a shorter window length or leave this recording out",
+                "leave this recording out, or use shorter windows (when scoring, "
+                "a model trained on shorter windows)",
             )
         view = np.lib.stride_tricks.sliding_window_view(recording.data, length, axis=1)
         blocks.append(np.ascontiguousarray(view[:, starts].transpose(1, 0, 2)))
