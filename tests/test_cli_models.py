@@ -5,12 +5,15 @@ Every test runs the real command against a real SQLite MLflow store in tmp_path.
 
 from __future__ import annotations
 
+import json
 import pickle
+import socket
 
 import pytest
 from typer.testing import CliRunner
 
 from grindwatch.cli import _register_extensions, app
+from tests.conftest import write_cycles
 
 runner = CliRunner()
 TRAIN = ["--detector", "pca", "--window", "256", "--set", "frontend.n_bands=16"]
@@ -108,3 +111,178 @@ def test_damaged_description_only_warns(cycle_folders, tmp_path):
     assert result.exit_code == 0, result.output
     assert "is not valid JSON" in result.output
     assert "3 of 3 recordings" in result.output
+
+
+@pytest.fixture
+def plant_store(cycle_folders, tmp_path, monkeypatch):  # noqa: ANN001, ANN201
+    """Return the URI of a store in tmp_path/plant with the model cnc@champion.
+
+    The test then runs in tmp_path/elsewhere, which has no store, with
+    MLFLOW_TRACKING_URI unset, like a user in another folder than the store's.
+    The model is also saved to tmp_path/model.
+    """
+    from mlflow import MlflowClient
+
+    (tmp_path / "plant").mkdir()
+    uri = f"sqlite:///{tmp_path / 'plant' / 'mlflow.db'}"
+    _train(
+        cycle_folders["good"],
+        tmp_path / "model",
+        "--tracking-uri",
+        uri,
+        "--register",
+        "cnc",
+    )
+    MlflowClient(uri).set_registered_model_alias("cnc", "champion", "1")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    return uri
+
+
+def test_score_tracking_uri_finds_model(plant_store, cycle_folders, tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            str(cycle_folders["bad"]),
+            "--model",
+            "models:/cnc@champion",
+            "--tracking-uri",
+            plant_store,
+            "--json",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["summary"]["n_recordings"] == 3
+    assert not (tmp_path / "elsewhere" / "mlflow.db").exists()
+
+
+def test_evaluate_logs_to_tracking_uri(plant_store, cycle_folders, tmp_path):
+    from mlflow import MlflowClient
+
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(cycle_folders["root"]),
+            "--model",
+            "models:/cnc@champion",
+            "--tracking-uri",
+            plant_store,
+            "--json",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    run_id = json.loads(result.stdout)["run_id"]
+    run = MlflowClient(plant_store).get_run(run_id)
+    assert run.data.tags["grindwatch.kind"] == "evaluate"
+    assert not (tmp_path / "elsewhere" / "mlflow.db").exists()
+
+
+def test_report_names_model_store(full_app, plant_store, cycle_folders, tmp_path):
+    from mlflow import MlflowClient
+
+    result = runner.invoke(
+        full_app,
+        [
+            "report",
+            str(cycle_folders["bad"]),
+            "--model",
+            str(tmp_path / "model"),
+            "-o",
+            str(tmp_path / "report.html"),
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if "Logged to MLflow run" in x)
+    run_id = line.split()[4]
+    assert line.endswith(f" in {plant_store}")
+    assert MlflowClient(plant_store).get_run(run_id).data.tags["grindwatch.kind"] == (
+        "score"
+    )
+
+
+def test_report_tracking_uri_overrides_model(
+    full_app, plant_store, cycle_folders, tmp_path
+):
+    from mlflow import MlflowClient
+
+    (tmp_path / "other").mkdir()
+    other = f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}"
+
+    result = runner.invoke(
+        full_app,
+        [
+            "report",
+            str(cycle_folders["bad"]),
+            "--model",
+            str(tmp_path / "model"),
+            "-o",
+            str(tmp_path / "report.html"),
+            "--tracking-uri",
+            other,
+            "--json",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["tracking_uri"] == other
+    run = MlflowClient(other).get_run(payload["run_id"])
+    assert run.data.tags["grindwatch.kind"] == "score"
+
+
+def test_watch_tracking_uri_finds_model(full_app, plant_store, tmp_path):
+    write_cycles(tmp_path / "incoming", 1)
+
+    result = runner.invoke(
+        full_app,
+        [
+            "watch",
+            str(tmp_path / "incoming"),
+            "--model",
+            "models:/cnc@champion",
+            "--tracking-uri",
+            plant_store,
+            "--once",
+            "--settle",
+            "0",
+            "--results",
+            str(tmp_path / "results.sqlite"),
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Watching" in result.output
+    assert not (tmp_path / "elsewhere" / "mlflow.db").exists()
+
+
+def test_serve_tracking_uri_resolves_alias(full_app, plant_store, tmp_path):
+    import torch
+
+    threads = torch.get_num_threads()
+    # serve stops with an error when its port is taken, which is after it has
+    # loaded the model and looked up the alias's version, so no server starts.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        result = runner.invoke(
+            full_app,
+            [
+                "serve",
+                "--model",
+                "models:/cnc@champion",
+                "--tracking-uri",
+                plant_store,
+                "--port",
+                str(port),
+            ],
+        )
+    torch.set_num_threads(threads)
+
+    _assert_one_line_error(result, f"port {port} on 127.0.0.1 is in use")
+    assert not (tmp_path / "elsewhere" / "mlflow.db").exists()
