@@ -28,6 +28,16 @@ def full_app():  # noqa: ANN201
     return app
 
 
+@pytest.fixture
+def torch_threads():  # noqa: ANN201
+    """Restore the PyTorch thread count that ``serve`` sets for the process."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def _train(data, output, *extra: str):  # noqa: ANN001, ANN202
     result = runner.invoke(app, ["train", str(data), "-o", str(output), *TRAIN, *extra])
     assert result.exit_code == 0, result.output
@@ -261,10 +271,8 @@ def test_watch_tracking_uri_finds_model(full_app, plant_store, tmp_path):
     assert not (tmp_path / "elsewhere" / "mlflow.db").exists()
 
 
+@pytest.mark.usefixtures("torch_threads")
 def test_serve_tracking_uri_resolves_alias(full_app, plant_store, tmp_path):
-    import torch
-
-    threads = torch.get_num_threads()
     # serve stops with an error when its port is taken, which is after it has
     # loaded the model and looked up the alias's version, so no server starts.
     with socket.socket() as taken:
@@ -282,7 +290,102 @@ def test_serve_tracking_uri_resolves_alias(full_app, plant_store, tmp_path):
                 str(port),
             ],
         )
-    torch.set_num_threads(threads)
 
     _assert_one_line_error(result, f"port {port} on 127.0.0.1 is in use")
     assert not (tmp_path / "elsewhere" / "mlflow.db").exists()
+
+
+@pytest.fixture
+def empty_store(isolated_tracking):  # noqa: ANN001, ANN201
+    """Return the URI of the test's own store, created and without runs."""
+    from mlflow import MlflowClient
+
+    MlflowClient(isolated_tracking).search_experiments()
+    return isolated_tracking
+
+
+# The arguments before --model of each command that loads a model. The data
+# folder is never read, because the model fails to load first.
+COMMANDS = {
+    "score": ["score", "."],
+    "evaluate": ["evaluate", "."],
+    "report": ["report", "."],
+    "watch": ["watch", "."],
+    "serve": ["serve"],
+}
+
+
+@pytest.mark.usefixtures("torch_threads")
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        ("runs:/deadbeef/model", "Run with id=deadbeef not found"),
+        ("models:/nothere@champion", "Registered Model with name=nothere not found"),
+    ],
+    ids=["run", "alias"],
+)
+def test_unknown_model_uri_names_store(full_app, empty_store, command, uri, reason):
+    result = runner.invoke(full_app, [*COMMANDS[command], "--model", uri])
+
+    _assert_one_line_error(
+        result,
+        f"{uri}: not found in the MLflow tracking store {empty_store}",
+        reason,
+        "pass --tracking-uri or set MLFLOW_TRACKING_URI",
+    )
+
+
+def test_invalid_model_uri_names_store(empty_store):
+    result = runner.invoke(app, ["score", ".", "--model", "runs:/"])
+
+    _assert_one_line_error(
+        result,
+        f"runs:/: cannot be loaded from the MLflow tracking store {empty_store}",
+        "Not a proper runs:/ URI",
+        "check the model URI",
+    )
+
+
+def test_missing_store_is_not_created(isolated_tracking, tmp_path):
+    result = runner.invoke(app, ["score", ".", "--model", "models:/cnc@champion"])
+
+    _assert_one_line_error(
+        result,
+        f"the MLflow tracking store {isolated_tracking} does not exist",
+        "pass --tracking-uri or set MLFLOW_TRACKING_URI",
+    )
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_score_elsewhere_names_working_store(plant_store, tmp_path):
+    result = runner.invoke(app, ["score", ".", "--model", "models:/cnc@champion"])
+
+    working_store = f"sqlite:///{tmp_path / 'elsewhere' / 'mlflow.db'}"
+    _assert_one_line_error(
+        result,
+        "models:/cnc@champion: cannot be looked up",
+        f"the MLflow tracking store {working_store} does not exist",
+        "pass --tracking-uri",
+    )
+    assert not (tmp_path / "elsewhere" / "mlflow.db").exists()
+
+
+def test_moved_artifacts_name_store(plant_store, tmp_path):
+    from mlflow import MlflowClient
+
+    run_id = MlflowClient(plant_store).get_model_version("cnc", "1").run_id
+    uri = f"runs:/{run_id}/model"
+    plant = tmp_path / "plant"
+    (plant / "mlartifacts").rename(plant / "moved")
+
+    result = runner.invoke(
+        app, ["score", ".", "--model", uri, "--tracking-uri", plant_store]
+    )
+
+    _assert_one_line_error(
+        result,
+        f"{uri}: resolves in the MLflow tracking store {plant_store}",
+        "contain no grindwatch model bundle",
+        "artifact folder was not moved",
+    )
