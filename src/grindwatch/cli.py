@@ -91,7 +91,8 @@ def _load_model(location: str, tracking_uri: str | None):  # noqa: ANN202
     MLflow model URIs are looked up in ``tracking_uri``, resolved as ``train``
     resolves it. A given ``tracking_uri`` also replaces the store in the model's
     config, so evaluations and reports are logged there. Without it they go to
-    the store that the model was trained with.
+    the store named in the model's config, else MLFLOW_TRACKING_URI or
+    ./mlflow.db.
     """
     from grindwatch.pipeline import load_model
 
