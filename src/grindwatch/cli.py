@@ -35,6 +35,12 @@ VerboseOpt = Annotated[
     int,
     typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug)."),
 ]
+TrackingUriOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)."
+    ),
+]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -70,6 +76,30 @@ def _run(function, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         return function(*args, **kwargs)
     except (InputError, ConfigError) as error:
         _fail(str(error))
+
+
+def _tracking_config(tracking_uri: str | None):  # noqa: ANN202
+    """Build default settings whose ``tracking.uri`` is ``tracking_uri``."""
+    from grindwatch.config import Config
+
+    return _run(Config().with_overrides, {"tracking.uri": tracking_uri})
+
+
+def _load_model(location: str, tracking_uri: str | None):  # noqa: ANN202
+    """Load a model for a command with a ``--tracking-uri`` option.
+
+    MLflow model URIs are looked up in ``tracking_uri``, resolved as ``train``
+    resolves it. A given ``tracking_uri`` also replaces the store in the model's
+    config, so evaluations and reports are logged there. Without it they go to
+    the store named in the model's config, else MLFLOW_TRACKING_URI or
+    ./mlflow.db.
+    """
+    from grindwatch.pipeline import load_model
+
+    model = _run(load_model, location, _tracking_config(tracking_uri))
+    if tracking_uri is not None:
+        model.config = model.config.with_overrides({"tracking.uri": tracking_uri})
+    return model
 
 
 @app.command()
@@ -121,12 +151,7 @@ def train(
             "--output", "-o", help="Also save the model bundle to this folder."
         ),
     ] = None,  # noqa: UP045, E501
-    tracking_uri: Annotated[
-        Optional[str],
-        typer.Option(
-            help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)."
-        ),
-    ] = None,  # noqa: UP045, E501
+    tracking_uri: TrackingUriOpt = None,
     experiment: Annotated[
         Optional[str], typer.Option(help="MLflow experiment name.")
     ] = None,  # noqa: UP045
@@ -279,12 +304,12 @@ def score(
     show: Annotated[
         int, typer.Option(help="Recordings listed in the summary table.")
     ] = 20,
+    tracking_uri: TrackingUriOpt = None,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Score recordings with a trained model and flag anomalous ones."""
     from grindwatch._console import progress_bar, setup_logging
-    from grindwatch.pipeline import load_model
     from grindwatch.pipeline import score as score_data
     from grindwatch.results import check_table_path, window_table_path, write_table
 
@@ -293,7 +318,7 @@ def score(
         _fail("no data given; pass the files or folders to score")
     if output is not None:
         _run(check_table_path, output)
-    loaded = _run(load_model, model)
+    loaded = _load_model(model, tracking_uri)
     with progress_bar(not json_output) as progress:
         result = _run(
             score_data, loaded, data, progress=progress, strict=strict or None
@@ -402,18 +427,18 @@ def evaluate(
         typer.Option(help="CSV with columns recording,label (1/0 or OK/NOK...)."),
     ] = None,  # noqa: UP045, E501
     track: Annotated[bool, typer.Option(help="Record the metrics in MLflow.")] = True,
+    tracking_uri: TrackingUriOpt = None,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Compare scores with labels: AUC-ROC, AUC-PR, precision, recall and F1."""
     from grindwatch._console import progress_bar, setup_logging
     from grindwatch.evaluate import evaluate as evaluate_data
-    from grindwatch.pipeline import load_model
 
     setup_logging(verbose)
     if not data:
         _fail("no data given; pass the labeled files or folders")
-    loaded = _run(load_model, model)
+    loaded = _load_model(model, tracking_uri)
     with progress_bar(not json_output) as progress:
         result = _run(
             evaluate_data, loaded, data, labels=labels, track=track, progress=progress

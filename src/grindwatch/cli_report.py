@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from grindwatch.cli import TrackingUriOpt
+
 
 def register(app: typer.Typer) -> None:
     """Add ``report`` to the ``grindwatch`` command."""
@@ -60,6 +62,7 @@ def report(
             "is one."
         ),
     ] = True,
+    tracking_uri: TrackingUriOpt = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON on stdout.")
     ] = False,
@@ -72,8 +75,7 @@ def report(
 ) -> None:
     """Score recordings and write a self-contained HTML report of the flagged ones."""
     from grindwatch._console import console, progress_bar, setup_logging
-    from grindwatch.cli import _fail, _run
-    from grindwatch.pipeline import load_model
+    from grindwatch.cli import _fail, _load_model, _run
     from grindwatch.report import create_report
 
     setup_logging(verbose)
@@ -84,7 +86,7 @@ def report(
             f"{scores}: score table not found; pass the --output file of "
             "'grindwatch score'"
         )
-    loaded = _run(load_model, model)
+    loaded = _load_model(model, tracking_uri)
     with progress_bar(not json_output) as progress:
         result = _run(
             create_report,
@@ -106,6 +108,7 @@ def report(
         "n_flagged": result.n_flagged,
         "n_details": result.n_details,
         "run_id": result.run_id,
+        "tracking_uri": result.tracking_uri,
     }
     if json_output:
         typer.echo(json.dumps(summary, indent=2))
@@ -122,4 +125,7 @@ def report(
         highlight=False,
     )
     if result.run_id:
-        out.print(f"Logged to MLflow run {result.run_id}", highlight=False)
+        out.print(
+            f"Logged to MLflow run {result.run_id} in {result.tracking_uri}",
+            highlight=False,
+        )

@@ -5,9 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+from grindwatch.cli import TrackingUriOpt
+
+if TYPE_CHECKING:
+    from grindwatch.config import Config
 
 logger = logging.getLogger("grindwatch.cli")
 
@@ -112,6 +117,7 @@ def serve(
             "parallel, one per worker thread, so 1 keeps latency steady.",
         ),
     ] = 1,
+    tracking_uri: TrackingUriOpt = None,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Serve a model over HTTP: scoring API, OpenAPI docs and monitoring page."""
@@ -119,8 +125,7 @@ def serve(
     import uvicorn
 
     from grindwatch._console import console, setup_logging
-    from grindwatch.cli import _fail, _run
-    from grindwatch.pipeline import load_model
+    from grindwatch.cli import _fail, _load_model, _run, _tracking_config
     from grindwatch.serve import ServiceLimits, create_app
 
     setup_logging(verbose)
@@ -130,8 +135,8 @@ def serve(
     # (measured with benchmarks/serve_latency.py).
     torch.set_num_threads(threads)
     token = _read_token(token_file)
-    loaded = _run(load_model, model)
-    shown_name, version = _model_identity(model, name)
+    loaded = _load_model(model, tracking_uri)
+    shown_name, version = _model_identity(model, name, _tracking_config(tracking_uri))
     store = watcher = None
     if watch_folder is not None or results is not None:
         store = _run(_store, results or Path("grindwatch-results.sqlite"))
@@ -196,15 +201,15 @@ def watch(
             "and exit."
         ),
     ] = False,
+    tracking_uri: TrackingUriOpt = None,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Score each new recording that lands in a folder; log every alarm."""
     from grindwatch._console import console, setup_logging
-    from grindwatch.cli import _run
-    from grindwatch.pipeline import load_model
+    from grindwatch.cli import _load_model, _run
 
     setup_logging(verbose)
-    loaded = _run(load_model, model)
+    loaded = _load_model(model, tracking_uri)
     store = _run(_store, results)
     watcher = _run(
         _watcher, loaded, folder, store, csv, settle, marker_suffix, folder_marker
@@ -272,12 +277,14 @@ def _read_token(token_file: Path | None) -> str | None:
     return os.environ.get(TOKEN_ENV) or None
 
 
-def _model_identity(uri: str, name: str | None) -> tuple[str, str | None]:
+def _model_identity(
+    uri: str, name: str | None, config: Config | None = None
+) -> tuple[str, str | None]:
     """The model's name and registered version, as far as the URI gives them.
 
     ``models:/NAME/VERSION`` and ``models:/NAME@ALIAS`` name a registered model, and
-    an alias is resolved in the tracking store. Any other URI or folder is its own
-    name, without a registered version.
+    an alias is resolved in the tracking store of ``config``. Any other URI or
+    folder is its own name, without a registered version.
     """
     if not uri.startswith("models:/"):
         return name or uri, None
@@ -286,7 +293,7 @@ def _model_identity(uri: str, name: str | None) -> tuple[str, str | None]:
         from grindwatch.tracking import registered_model_version
 
         registered, alias = reference.split("@", 1)
-        return name or registered, registered_model_version(registered, alias)
+        return name or registered, registered_model_version(registered, alias, config)
     registered, _, version = reference.partition("/")
     return name or registered, version or None
 

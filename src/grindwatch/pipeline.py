@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -501,11 +502,73 @@ class Model:
                 "pass the folder written by 'grindwatch train --output' or an MLflow "
                 "model URI such as runs:/<run id>/model",
             )
-        with open(path, "rb") as handle:
-            model = pickle.load(handle)
+        fix = (
+            "retrain with 'grindwatch train --output FOLDER', or pass the folder "
+            "that 'grindwatch train --output' wrote"
+        )
+        try:
+            handle = open(path, "rb")
+        except OSError as error:
+            raise InputError(
+                path, f"cannot be read ({error.strerror})", "check its permissions"
+            ) from error
+        with handle:
+            if os.fstat(handle.fileno()).st_size == 0:
+                raise InputError(
+                    path,
+                    "is empty, so it is not a readable grindwatch model (truncated, "
+                    "or its writing was interrupted)",
+                    fix,
+                )
+            try:
+                model = pickle.load(handle)
+            # Non-pickle data, a truncated file, and a pickle of classes that this
+            # grindwatch version lacks raise these. Other errors propagate.
+            except (
+                pickle.UnpicklingError,
+                EOFError,
+                ValueError,
+                ImportError,
+                AttributeError,
+            ) as error:
+                raise InputError(
+                    path,
+                    "is not a readable grindwatch model: it is damaged, truncated, "
+                    "or written by another program or grindwatch version "
+                    f"({type(error).__name__}: {error})",
+                    fix,
+                ) from error
         if not isinstance(model, Model):
-            raise InputError(path, "does not hold a grindwatch model")
+            raise InputError(
+                path,
+                f"contains a pickled {type(model).__name__}, not a grindwatch model",
+                fix,
+            )
+        _check_description(Path(folder))
         return model
+
+
+def _check_description(folder: Path) -> None:
+    """Warn when the bundle's model.json is not JSON.
+
+    ``load`` reads only model.pkl, so the model stays usable, but a damaged
+    description can mean that the whole folder was damaged or overwritten.
+    """
+    import json
+
+    description = folder / "model.json"
+    try:
+        json.loads(description.read_bytes())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as error:
+        logger.warning(
+            "%s is not valid JSON (%s); the model was loaded from %s, but check "
+            "that the folder was not damaged",
+            description,
+            error,
+            BUNDLE_FILE,
+        )
 
 
 def _index_within(groups: np.ndarray) -> np.ndarray:
@@ -620,6 +683,12 @@ def load_model(location: str | Path, config: Config | None = None) -> Model:
             if (candidate / BUNDLE_FILE).is_file():
                 return Model.load(candidate)
         return Model.load(path)  # raises with a message naming the folder
+    if path.is_file():
+        raise InputError(
+            location,
+            "is a file, not a model folder",
+            f"pass the folder that contains {BUNDLE_FILE} and model.json",
+        )
     text = str(location)
     if ":" in text or text.startswith("m-"):
         from grindwatch.tracking import download_model

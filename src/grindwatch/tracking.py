@@ -302,21 +302,62 @@ def log_model(model, run_id: str, registered_model: str | None = None) -> str:  
 def download_model(uri: str, config: Config | None = None) -> Path:
     """Fetch an MLflow model (runs:/, models:/, m-..., or a server URI) to disk.
 
-    Returns the local folder of the grindwatch bundle inside it.
+    Returns the local folder of the grindwatch bundle inside it. Raises
+    InputError, naming the URI and the tracking store, when the store does not
+    exist or MLflow cannot resolve the URI in it. A missing SQLite store is not
+    created.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(resolve_tracking_uri(config))
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    from grindwatch.exceptions import InputError
+
+    tracking_uri = resolve_tracking_uri(config)
+    store_fix = (
+        "pass --tracking-uri or set MLFLOW_TRACKING_URI to the store that "
+        "contains the model"
+    )
+    if _missing_sqlite_store(tracking_uri):
+        raise InputError(
+            uri,
+            f"cannot be looked up: the MLflow tracking store {tracking_uri} does "
+            "not exist",
+            store_fix,
+        )
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except MlflowException as error:
+        reason = " ".join(error.message.split())
+        # NOTE: MLflow 3.17 also raises RESOURCE_DOES_NOT_EXIST ("No such
+        # artifact") for a registered model whose files are missing, so that
+        # case reads "not found" too, with MLflow's reason beside it.
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            problem = f"not found in the MLflow tracking store {tracking_uri}"
+            fix = store_fix
+        else:
+            problem = f"cannot be loaded from the MLflow tracking store {tracking_uri}"
+            fix = f"check the model URI, or {store_fix}"
+        raise InputError(uri, f"{problem} ({reason})", fix) from error
     for candidate in (local, local / "artifacts" / "bundle", local / "bundle"):
         if (candidate / "model.pkl").is_file():
             return candidate
     found = list(local.rglob("model.pkl"))
     if found:
         return found[0].parent
-    from grindwatch.exceptions import InputError
+    raise InputError(
+        uri,
+        f"resolves in the MLflow tracking store {tracking_uri}, but its files "
+        f"(downloaded to {local}) contain no grindwatch model bundle",
+        "check the model URI, and that the store's artifact folder was not moved",
+    )
 
-    raise InputError(uri, "holds no grindwatch model bundle", "check the model URI")
+
+def _missing_sqlite_store(uri: str) -> bool:
+    """Check whether ``uri`` names an SQLite store whose database file is missing."""
+    if not uri.startswith("sqlite:///"):
+        return False
+    return not Path(uri.removeprefix("sqlite:///")).exists()
 
 
 def log_evaluation(
@@ -433,8 +474,7 @@ def read_study(  # noqa: ANN201 - a dict, see below
     if not model_run_id:
         return None
     uri = resolve_tracking_uri(config)
-    database = uri.removeprefix("sqlite:///")
-    if uri.startswith("sqlite:///") and not Path(database).exists():
+    if _missing_sqlite_store(uri):
         return None
     client = _client(uri)
     try:

@@ -61,6 +61,8 @@ class ReportResult:
         Wall time to score and build the report.
     run_id : str or None
         The MLflow scoring run that contains the report as an artifact.
+    tracking_uri : str or None
+        The MLflow tracking store of that run.
     scored : ScoreResult
     """
 
@@ -71,6 +73,7 @@ class ReportResult:
     size_bytes: int
     seconds: float
     run_id: str | None = None
+    tracking_uri: str | None = None
     scored: Any = field(default=None, repr=False)
 
 
@@ -313,7 +316,11 @@ def create_report(
         scored=scored,
     )
     if track and enabled:
+        from grindwatch.tracking import resolve_tracking_uri
+
         result.run_id = _log(model, scored, path)
+        # log_scoring resolves the store from the same config.
+        result.tracking_uri = resolve_tracking_uri(model.config)
     logger.info(
         "wrote %s (%d bytes) in %.1f s", path, result.size_bytes, result.seconds
     )
