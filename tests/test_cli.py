@@ -321,3 +321,30 @@ def test_score_rejects_output_name_before_scoring(cycle_folders, tmp_path):
     # The data path does not exist: only the early check can explain the exit.
     assert result.exit_code == 2
     assert "must end in .csv or .parquet" in result.output
+
+
+def test_score_reading_option_from_set(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path)
+    gappy = tmp_path / "gappy.csv"
+    frame = pd.read_csv(sorted(cycle_folders["good"].glob("*.csv"))[0])
+    frame.iloc[100, 1] = float("nan")
+    frame.to_csv(gappy, index=False)
+
+    refused = runner.invoke(
+        app, ["score", str(gappy), "-m", str(model), "--strict", "--json"]
+    )
+    repaired = runner.invoke(
+        app,
+        ["score", str(gappy), "-m", str(model), "--json"]
+        + ["--set", "data.nan_policy=interpolate"],
+    )
+    fixed = runner.invoke(
+        app, ["score", str(gappy), "-m", str(model), "--set", "windows.length=64"]
+    )
+
+    assert refused.exit_code == 2
+    assert "--set data.nan_policy=interpolate" in refused.output
+    assert repaired.exit_code == 0, repaired.output
+    assert json.loads(repaired.stdout)["summary"]["n_recordings"] == 1
+    assert fixed.exit_code == 2
+    assert "windows.length cannot change when scoring" in fixed.output

@@ -309,3 +309,21 @@ def test_idle_channel_dominating_scores_warns(caplog, method, warned):
     assert bool(dominant) == warned
     if warned:
         assert "channel c3 carries" in dominant[0].getMessage()
+
+
+def test_hop_longer_than_window_warns(caplog):
+    from grindwatch.pipeline import Model
+
+    config = Config().with_overrides(
+        {
+            "tracking.enabled": False,
+            "windows.length": 128,
+            "windows.hop": 512,
+            "frontend.kind": "raw",
+            "detector.family": "pca",
+        }
+    )
+
+    Model(config).fit(_idle_axis_recordings())
+
+    assert "75% of the samples fall between windows" in caplog.text

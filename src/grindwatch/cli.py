@@ -102,6 +102,53 @@ def _load_model(location: str, tracking_uri: str | None):  # noqa: ANN202
     return model
 
 
+# Reading options that may differ between training and scoring: how files are
+# parsed and how messy input is handled. The rest of data.* shapes the features.
+_SCORING_DATA_SETTINGS = (
+    "clipping_policy",
+    "chunk_samples",
+    "constant_policy",
+    "decimal",
+    "delimiter",
+    "hdf5_key",
+    "id_column",
+    "label_columns",
+    "mat_variable",
+    "match",
+    "nan_policy",
+    "raw_channels",
+    "raw_dtype",
+    "resample",
+    "sample_rate",
+    "strict",
+    "tdms_group",
+)
+
+ReadSetOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--set",
+        help="A reading option as data.NAME=value, e.g. data.nan_policy=interpolate. "
+        "The model's other settings are fixed.",
+    ),
+]
+
+
+def _with_reading_options(model, items: list[str]):  # noqa: ANN001, ANN202
+    """Apply ``--set data.NAME=value`` reading options to a loaded model's config."""
+    overrides = _parse_set(items)
+    allowed = {f"data.{name}" for name in _SCORING_DATA_SETTINGS}
+    fixed = sorted(key for key in overrides if key not in allowed)
+    if fixed:
+        _fail(
+            f"--set {', '.join(fixed)} cannot change when scoring: the model was "
+            f"trained with them. Settings that can: {sorted(allowed)}"
+        )
+    if overrides:
+        model.config = _run(model.config.with_overrides, overrides)
+    return model
+
+
 @app.command()
 def train(
     data: DataArg = None,
@@ -304,6 +351,7 @@ def score(
     show: Annotated[
         int, typer.Option(help="Recordings listed in the summary table.")
     ] = 20,
+    set_: ReadSetOpt = [],  # noqa: B006
     tracking_uri: TrackingUriOpt = None,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = 0,
@@ -318,7 +366,7 @@ def score(
         _fail("no data given; pass the files or folders to score")
     if output is not None:
         _run(check_table_path, output)
-    loaded = _load_model(model, tracking_uri)
+    loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
     with progress_bar(not json_output) as progress:
         result = _run(
             score_data, loaded, data, progress=progress, strict=strict or None
@@ -427,6 +475,7 @@ def evaluate(
         typer.Option(help="CSV with columns recording,label (1/0 or OK/NOK...)."),
     ] = None,  # noqa: UP045, E501
     track: Annotated[bool, typer.Option(help="Record the metrics in MLflow.")] = True,
+    set_: ReadSetOpt = [],  # noqa: B006
     tracking_uri: TrackingUriOpt = None,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = 0,
@@ -438,7 +487,7 @@ def evaluate(
     setup_logging(verbose)
     if not data:
         _fail("no data given; pass the labeled files or folders")
-    loaded = _load_model(model, tracking_uri)
+    loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
     with progress_bar(not json_output) as progress:
         result = _run(
             evaluate_data, loaded, data, labels=labels, track=track, progress=progress

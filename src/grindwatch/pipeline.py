@@ -217,7 +217,17 @@ class Model:
     def _window_shape(self) -> tuple[int, int]:
         if self.kind_ == "table":
             return 1, 1
-        return self.config.windows.length, self.config.hop
+        length, hop = self.config.windows.length, self.config.hop
+        if hop > length:
+            logger.warning(
+                "windows.hop %d is longer than windows.length %d, so %.0f%% of the "
+                "samples fall between windows and are never seen; set a hop of at "
+                "most the window length",
+                hop,
+                length,
+                100 * (1 - length / hop),
+            )
+        return length, hop
 
     def _make_detector(self) -> BaseDetector:
         family = self.config.detector.family

@@ -199,7 +199,8 @@ def finite_or_raise(path: Path, data: np.ndarray, channels: list[str], policy: s
             path,
             f"{int(bad.sum())} NaN or infinite samples, first in channel "
             f"{channels[channel]!r} at sample {int(position)}",
-            "clean the file or set nan_policy: interpolate",
+            "clean the file, or fill the gaps by interpolation with "
+            "--set data.nan_policy=interpolate",
         )
     repaired = data.copy()
     index = np.arange(data.shape[1])
