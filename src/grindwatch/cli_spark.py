@@ -12,7 +12,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from grindwatch.cli import DataArg, JsonOpt, VerboseOpt, _fail, _run
+from grindwatch.cli import (
+    DataArg,
+    JsonOpt,
+    TrackingUriOpt,
+    VerboseOpt,
+    _fail,
+    _load_model,
+    _run,
+)
 
 __all__ = ["register"]
 
@@ -71,12 +79,12 @@ def spark_score(
         bool,
         typer.Option(help="Add the top channel and band or feature to the tables."),
     ] = True,
+    tracking_uri: TrackingUriOpt = None,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Score recordings in parallel on Spark; write score's two tables as Parquet."""
     from grindwatch._console import console, setup_logging
-    from grindwatch.pipeline import load_model
     from grindwatch.spark_scoring import require_pyspark, spark_session
     from grindwatch.spark_scoring import spark_score as score_on_spark
 
@@ -85,7 +93,7 @@ def spark_score(
         _fail("no data given; pass the files or folders to score")
     settings = _parse_conf(conf)
     _run(require_pyspark)
-    loaded = _run(load_model, model)
+    loaded = _load_model(model, tracking_uri)
     with _run(spark_session, master, settings) as spark:
         result = _run(
             score_on_spark,
