@@ -659,12 +659,12 @@ def train(
 
     if tracker is None:
         model.fit(recordings, on_epoch=on_epoch)
-        training = model.score(recordings, progress=progress)
+        training = model.score(_fitted(model, recordings), progress=progress)
     else:
         with tracker.run(recordings.kind, model.fingerprint_["sha256"]):
             model.fit(recordings, on_epoch=on_epoch)
             model.run_id_ = tracker.run_id
-            training = model.score(recordings, progress=progress)
+            training = model.score(_fitted(model, recordings), progress=progress)
             tracker.log_training(model, training)
     del model.training_windows_
 
@@ -679,6 +679,14 @@ def train(
         tracking_uri=tracker.uri if tracker else None,
         output=saved,
     )
+
+
+def _fitted(model: Model, recordings: RecordingSet) -> list[Recording]:
+    """The recordings ``fit`` used: those at least one window long.
+
+    Scoring the short ones again would only repeat their skip warnings.
+    """
+    return [r for r in recordings.recordings if r.n_samples >= model.window_length_]
 
 
 def load_model(location: str | Path, config: Config | None = None) -> Model:
@@ -848,7 +856,7 @@ def _long_enough(
         problem = (
             f"has {recording.n_samples} samples, fewer than one window of {length}"
         )
-        fix = "pass a shorter window length or leave this recording out"
+        fix = "leave this recording out, or use shorter windows (windows.length)"
         if strict:
             raise InputError(recording.source or recording.name, problem, fix)
         logger.warning("skipped %s: %s; %s", recording.name, problem, fix)
@@ -859,7 +867,7 @@ def _long_enough(
         raise InputError(
             "data",
             f"every recording has fewer than one window of {length} samples",
-            "pass a shorter window length",
+            "use shorter windows (windows.length)",
         )
     return usable
 

@@ -332,7 +332,7 @@ def _warn_quality(recordings: list[Recording]) -> None:
                 len(affected),
                 len(recordings),
                 problem,
-                channels,
+                shorten_list(channels),
                 affected[0].source or affected[0].name,
                 key,
             )
@@ -355,7 +355,7 @@ def _warn_non_numeric(recordings: list[Recording]) -> None:
         "numbers; to use only named channels, set --channels (data.channels)",
         len(files),
         n_files,
-        names,
+        shorten_list(names),
         next(iter(files)),
     )
 
