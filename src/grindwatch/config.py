@@ -240,7 +240,10 @@ def _validate(tree: dict[str, Any], source: str) -> Config:
 
 
 def _describe(item: dict[str, Any]) -> str:
-    """One validation error as ``dotted.key: message``; unknown keys list the valid."""
+    """Format one validation error as ``dotted.key: message``.
+
+    An unknown key gets the list of keys valid in its section.
+    """
     where = ".".join(map(str, item["loc"]))
     message = item["msg"]
     if item["type"] == "extra_forbidden":

@@ -682,7 +682,7 @@ def train(
 
 
 def _fitted(model: Model, recordings: RecordingSet) -> list[Recording]:
-    """The recordings ``fit`` used: those at least one window long.
+    """Return the recordings that ``fit`` used: those at least one window long.
 
     Scoring the short ones again would only repeat their skip warnings.
     """

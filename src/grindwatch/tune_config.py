@@ -30,7 +30,7 @@ Scalar = str | int | float | bool | None
 
 
 def _accepts_bool(annotation: Any) -> bool:
-    """Whether a field's type admits True and False (bool, Any, or a union of them)."""
+    """Return whether a field's type admits True and False (bool, Any or a union)."""
     if annotation is bool or annotation is Any:
         return True
     return any(_accepts_bool(arg) for arg in typing.get_args(annotation))
