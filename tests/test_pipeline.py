@@ -327,3 +327,21 @@ def test_hop_longer_than_window_warns(caplog):
     Model(config).fit(_idle_axis_recordings())
 
     assert "75% of the samples fall between windows" in caplog.text
+
+
+def test_fingerprint_counts_trained_recordings(tmp_path):
+    from tests.conftest import write_cycles
+
+    (first,) = write_cycles(tmp_path / "data", 1)
+    write_cycles(tmp_path / "data", 3, start_seed=1)
+    short = tmp_path / "data" / "short.csv"
+    short.write_text("".join(first.read_text().splitlines(keepends=True)[:101]))
+    config = Config().with_overrides(
+        {"tracking.enabled": False, "windows.length": 256, "detector.family": "pca"}
+    )
+
+    model = grindwatch.train(tmp_path / "data", config).model
+
+    assert model.fingerprint_["n_recordings"] == 5
+    assert model.fingerprint_["n_trained"] == 4
+    assert [s["path"] for s in model.fingerprint_["skipped"]] == [str(short)]

@@ -660,11 +660,13 @@ def train(
     if tracker is None:
         model.fit(recordings, on_epoch=on_epoch)
         training = model.score(_fitted(model, recordings), progress=progress)
+        _note_fitted(model, recordings, training)
     else:
         with tracker.run(recordings.kind, model.fingerprint_["sha256"]):
             model.fit(recordings, on_epoch=on_epoch)
             model.run_id_ = tracker.run_id
             training = model.score(_fitted(model, recordings), progress=progress)
+            _note_fitted(model, recordings, training)
             tracker.log_training(model, training)
     del model.training_windows_
 
@@ -687,6 +689,14 @@ def _fitted(model: Model, recordings: RecordingSet) -> list[Recording]:
     Scoring the short ones again would only repeat their skip warnings.
     """
     return [r for r in recordings.recordings if r.n_samples >= model.window_length_]
+
+
+def _note_fitted(model: Model, recordings: RecordingSet, training: ScoreResult):
+    """Add to the fingerprint, taken before fitting, what fitting skipped."""
+    model.fingerprint_["n_trained"] = len(training.recordings)
+    model.fingerprint_["skipped"] = [
+        {"path": str(s.path), "reason": s.reason} for s in recordings.skipped
+    ]
 
 
 def load_model(location: str | Path, config: Config | None = None) -> Model:

@@ -216,7 +216,9 @@ class TrainingData(BaseModel):
         description="SHA-256 over the SHA-256 of every training file, in order."
     )
     n_files: int | None = Field(description="Training files.")
-    n_recordings: int | None = Field(description="Training recordings.")
+    n_recordings: int | None = Field(
+        description="Recordings the model was trained on (short ones left out)."
+    )
 
 
 class ModelInfo(BaseModel):
@@ -620,7 +622,7 @@ def _model_info(model: Model, name: str, version: str | None) -> ModelInfo:
         training_data=TrainingData(
             sha256=fingerprint.get("sha256"),
             n_files=fingerprint.get("n_files"),
-            n_recordings=fingerprint.get("n_recordings"),
+            n_recordings=fingerprint.get("n_trained", fingerprint.get("n_recordings")),
         ),
     )
 
