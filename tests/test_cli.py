@@ -121,6 +121,29 @@ def test_evaluate_with_labels_csv(cycle_folders, tmp_path):
     assert "AUC-ROC" in result.output
 
 
+def test_labels_file_leaves_some_unlabeled(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path)
+    labels = tmp_path / "labels.csv"
+    # "NA" is a recording name here, not a missing value.
+    labels.write_text("recording,label\ncycle_000,OK\ncycle_100,NOK\nNA,OK\n")
+    files = [
+        cycle_folders["good"] / "cycle_000.csv",
+        cycle_folders["good"] / "cycle_001.csv",
+        cycle_folders["bad"] / "cycle_100.csv",
+    ]
+
+    result = runner.invoke(
+        app,
+        ["evaluate", *map(str, files), "-m", str(model), "--labels", str(labels)]
+        + ["--no-track", "--json"],
+    )
+
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["unlabeled"] == ["cycle_001"]
+    assert payload["recordings"]["n"] == 2
+
+
 def _write_short_cycles(folder, count: int, start_seed: int):  # noqa: ANN001, ANN202
     """Write ``count`` cycles of 100 samples, shorter than a 256-sample window."""
     for path in write_cycles(folder, count, start_seed=start_seed):
@@ -348,3 +371,15 @@ def test_score_reading_option_from_set(cycle_folders, tmp_path):
     assert json.loads(repaired.stdout)["summary"]["n_recordings"] == 1
     assert fixed.exit_code == 2
     assert "windows.length cannot change when scoring" in fixed.output
+    unknown = runner.invoke(
+        app, ["score", str(gappy), "-m", str(model), "--set", "data.bogus=1"]
+    )
+    assert unknown.exit_code == 2
+    assert "data.bogus: unknown setting" in unknown.output
+    comma = runner.invoke(
+        app,
+        ["score", str(gappy), "-m", str(model), "--set", "data.delimiter=,"]
+        + ["--set", "data.nan_policy=interpolate"],
+    )
+    assert "Traceback" not in comma.output
+    assert comma.exit_code == 0, comma.output

@@ -787,3 +787,21 @@ def test_long_channel_lists_are_shortened(tmp_path):
     assert "channels ['absent'] not found" in message
     assert "and 32 more" in message
     assert "feature_039" not in message
+
+
+def test_numbers_stored_as_text_raise(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "time": np.arange(300) / 1000.0,
+            "ch0": np.random.default_rng(0).normal(size=300),
+            "ch1": [f"{v:.3f}" for v in np.random.default_rng(1).normal(size=300)],
+        }
+    )
+    frame.to_parquet(tmp_path / "strings.parquet")
+
+    with pytest.raises(InputError) as raised:
+        read_file(tmp_path / "strings.parquet", ReadOptions())
+
+    message = str(raised.value)
+    assert "column 'ch1' holds numbers stored as text" in message
+    assert "data.decimal" in message

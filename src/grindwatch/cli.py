@@ -58,7 +58,11 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             _fail(f"--set {item!r} needs the form key=value, e.g. windows.length=512")
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            # Text YAML cannot parse alone, such as "," or "*", is meant as text.
+            overrides[key.strip()] = value
     return overrides
 
 
@@ -136,8 +140,18 @@ ReadSetOpt = Annotated[
 
 def _with_reading_options(model, items: list[str]):  # noqa: ANN001, ANN202
     """Apply ``--set data.NAME=value`` reading options to a loaded model's config."""
+    from grindwatch.config import Config
+
     overrides = _parse_set(items)
     allowed = {f"data.{name}" for name in _SCORING_DATA_SETTINGS}
+    # Empty mappings such as data.match leave no key in flat(), so add them.
+    known = set(Config().flat()) | allowed | {"data.stream_modes"}
+    unknown = sorted(key for key in overrides if key not in known)
+    if unknown:
+        _fail(
+            f"--set {', '.join(unknown)}: unknown setting; reading options that can "
+            f"change when scoring: {sorted(allowed)}"
+        )
     fixed = sorted(key for key in overrides if key not in allowed)
     if fixed:
         _fail(

@@ -143,7 +143,9 @@ def evaluate_scores(scored) -> EvaluationResult:  # noqa: ANN001 - ScoreResult
 
 def _labeled(table: pd.DataFrame) -> pd.Series:
     """Rows with a label: missing labels read as NaN or <NA>, unknown ones as -1."""
-    return pd.to_numeric(table["label"], errors="coerce") >= 0
+    labeled = pd.to_numeric(table["label"], errors="coerce") >= 0
+    # A nullable Int64 column compares <NA> to <NA>, which masks would drop.
+    return labeled.fillna(False).astype(bool)
 
 
 def label_skipped(

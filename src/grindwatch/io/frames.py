@@ -149,6 +149,14 @@ def _raise_if_mostly_numbers(path: Path, name: str, column: pd.Series) -> None:
     n_numbers, n_other = int(is_number.sum()), int(not_number.sum())
     if n_numbers <= n_other:
         return
+    if n_other == 0:
+        first = int(np.flatnonzero(is_number)[0])
+        raise InputError(
+            path,
+            f"column {name!r} holds numbers stored as text (first: "
+            f"{column.iloc[first]!r} at data row {first})",
+            "write the column as numbers; for a decimal comma set data.decimal to ','",
+        )
     row = int(np.flatnonzero(not_number)[0])
     count = (
         f"1 of its {n_numbers + n_other} filled cells is not a number"

@@ -65,7 +65,8 @@ def read_labels_csv(path: Path) -> dict[str, int]:
     """
     path = Path(path)
     try:
-        frame = pd.read_csv(path, dtype=str)
+        # Names such as "NA" or "nan" are recording names here, not missing values.
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise InputError(path, f"cannot be read as a labels CSV ({error})") from None
     missing = {"recording", "label"} - set(frame.columns)
@@ -76,7 +77,15 @@ def read_labels_csv(path: Path) -> dict[str, int]:
             "write a header line 'recording,label'",
         )
     labels = {}
-    for recording, value in zip(frame["recording"], frame["label"], strict=True):
+    for row, (recording, value) in enumerate(
+        zip(frame["recording"], frame["label"], strict=True)
+    ):
+        if not recording.strip():
+            raise InputError(
+                path,
+                f"data row {row} has an empty recording name",
+                "name the recording as 'grindwatch score' prints it, or delete the row",
+            )
         word = str(value).strip().lower()
         if word in _TRUE:
             labels[Path(str(recording)).stem if "#" not in recording else recording] = 1
