@@ -593,6 +593,7 @@ def test_pruned_and_failed_trials_keep_state_and_step(cycles, isolated_tracking)
     from grindwatch.pipeline import read_data
     from grindwatch.trial_runner import TrialRunner
     from grindwatch.tuning import _storage
+    from grindwatch.tuning_results import trials_frame
 
     # Windows of 64 raw samples: one layer of stride 2 fits, three of stride 8 do not.
     config = _config(
@@ -636,6 +637,9 @@ def test_pruned_and_failed_trials_keep_state_and_step(cycles, isolated_tracking)
     assert states[:2] == ["PRUNED", "PRUNED"]
     assert set(states[2:]) == {"FAIL"}
     assert all(t.user_attrs["grindwatch.stopped_step"] == 0 for t in study.trials[:2])
+    table = trials_frame(study)
+    assert table["value"].iloc[:2].isna().all()
+    assert table["pruned_injected_auc"].iloc[:2].notna().all()
     _, runs = _trial_runs(MlflowClient(isolated_tracking))
     by_state = {}
     for run in runs:

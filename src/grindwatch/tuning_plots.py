@@ -24,24 +24,18 @@ def plot_optimization_history(
 ) -> Path:
     """Draw each trial's value and the best value so far against the trial number.
 
-    ``trials`` needs the columns ``number``, ``state`` and ``value``. Pruned trials
-    are drawn at the last value they reported; failed trials are left out.
+    ``trials`` needs the columns ``number``, ``state`` and ``value``. Only complete
+    trials have an objective value; the title counts the pruned ones, and failed
+    trials are left out.
     """
     import matplotlib.pyplot as plt
 
     figure, axis = _figure(7, 3.8)
-    done = trials[trials["state"].isin(["COMPLETE", "PRUNED"])].sort_values("number")
-    for state, style in (("COMPLETE", "o"), ("PRUNED", "x")):
-        chosen = done[done["state"] == state]
-        axis.plot(
-            chosen["number"],
-            chosen["value"],
-            style,
-            ms=5,
-            label=state.lower(),
-            color="#2a6" if state == "COMPLETE" else "#c93",
-        )
-    complete = done[done["state"] == "COMPLETE"]
+    complete = trials[trials["state"] == "COMPLETE"].sort_values("number")
+    n_pruned = int((trials["state"] == "PRUNED").sum())
+    axis.plot(
+        complete["number"], complete["value"], "o", ms=5, label="complete", color="#2a6"
+    )
     if not complete.empty:
         best = complete["value"].cummax()
         axis.step(
@@ -54,7 +48,10 @@ def plot_optimization_history(
         )
     axis.set_xlabel("trial")
     axis.set_ylabel(objective)
-    axis.set_title("Optimisation history", fontsize=10)
+    title = "Optimisation history"
+    if n_pruned:
+        title += f" ({n_pruned} pruned trials, no objective value)"
+    axis.set_title(title, fontsize=10)
     # A fixed place: loc="best" searches the plotted data for room, and matplotlib
     # warns when that search takes over a second, as it can on a busy machine.
     axis.legend(fontsize=8, loc="lower right")

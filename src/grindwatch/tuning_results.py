@@ -85,16 +85,24 @@ class TuneResult:
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """Tabulate the trials: state, value, step, duration, parameters and metrics."""
+    """Tabulate the trials: state, value, step, duration, parameters and metrics.
+
+    ``value`` is the objective, empty for pruned trials; their last per-epoch
+    injected AUC is in ``pruned_injected_auc``.
+    """
     rows = []
     for trial in study.get_trials(deepcopy=False):
         duration = None
         if trial.datetime_start and trial.datetime_complete:
             duration = (trial.datetime_complete - trial.datetime_start).total_seconds()
+        pruned = trial.state.name == "PRUNED"
         row: dict[str, Any] = {
             "number": trial.number,
             "state": trial.state.name,
-            "value": trial.value,
+            # A pruned trial's value is its last per-epoch report, the injected
+            # AUC alone, on another scale than the objective.
+            "value": None if pruned else trial.value,
+            "pruned_injected_auc": trial.value if pruned else None,
             "stopped_step": trial.user_attrs.get("grindwatch.stopped_step"),
             "duration_s": duration,
         }
