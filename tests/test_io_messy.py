@@ -805,3 +805,16 @@ def test_numbers_stored_as_text_raise(tmp_path):
     message = str(raised.value)
     assert "column 'ch1' holds numbers stored as text" in message
     assert "data.decimal" in message
+
+
+def test_numeric_id_column_is_no_feature(tmp_path):
+    frame = pd.DataFrame(np.random.default_rng(2).normal(size=(20, 3)))
+    frame.columns = ["f0", "f1", "f2"]
+    frame.insert(0, "cycle", np.arange(1000, 1020))
+    frame.to_csv(tmp_path / "features.csv", index=False)
+    options = ReadOptions(kind="table", id_column="cycle")
+
+    recordings = read_file(tmp_path / "features.csv", options)
+
+    assert recordings[0].channels == ["f0", "f1", "f2"]
+    assert recordings[0].name == "1000"

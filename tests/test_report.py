@@ -591,3 +591,22 @@ def test_grinding_report_in_chromium(tmp_path):
 
     assert result.n_recordings == 1547
     _assert_opens_cleanly(result.path, tmp_path / "grinding.png")
+
+
+def test_saved_scores_of_absent_recordings_named(cycles, tmp_path):
+    scored = grindwatch.score(cycles.model, cycles.root)
+    write_table(scored.recordings, tmp_path / "scores.csv")
+    write_table(scored.windows, window_table_path(tmp_path / "scores.csv"))
+
+    # Only the good cycles are given: the flagged ones of the table are absent.
+    result = create_report(
+        cycles.model,
+        cycles.root / "good",
+        tmp_path / "r.html",
+        scores=tmp_path / "scores.csv",
+        track=False,
+    )
+
+    text = result.path.read_text()
+    assert "3 flagged recordings of the score table are not in the data" in text
+    assert "raise the detail limit" not in text

@@ -258,6 +258,7 @@ def test_stored_cycle_has_window_shares(trained, folder, tmp_path):
 def test_watch_command_once(trained, folder, tmp_path):
     _register_extensions()
     write_cycles(folder, 2, start_seed=120)
+    (folder / "broken.csv").write_text("not,a\nrecording\n")
 
     result = CliRunner().invoke(
         cli_app,
@@ -277,9 +278,13 @@ def test_watch_command_once(trained, folder, tmp_path):
     )
 
     assert result.exit_code == 0, result.output
-    assert "Scored 2 new files." in result.output
-    assert len(pd.read_csv("out.csv")) == 2
-    assert _paths(Path("out.sqlite")) == ["cycle_120.csv", "cycle_121.csv"]
+    assert "Scored 2 new files. 1 could not be scored" in result.output
+    assert len(pd.read_csv("out.csv")) == 3
+    assert _paths(Path("out.sqlite")) == [
+        "broken.csv",
+        "cycle_120.csv",
+        "cycle_121.csv",
+    ]
 
 
 def test_kill_mid_stream_loses_and_duplicates_nothing(trained, folder, tmp_path):

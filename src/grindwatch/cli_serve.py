@@ -227,8 +227,14 @@ def watch(
     # unchanged, so one scan alone would score nothing.
     added = watcher.run(interval=settle, max_polls=2 if settle > 0 else 1)
     pending = watcher.pending()
+    failed = len(watcher.failed)
     console().print(
-        f"Scored {len(added)} new files."
+        f"Scored {len(added) - failed} new files."
+        + (
+            f" {failed} could not be scored; {results} keeps the reasons."
+            if failed
+            else ""
+        )
         + (
             f" {len(pending)} were still changing and are left for the next run: "
             f"{', '.join(pending[:5])}{' ...' if len(pending) > 5 else ''}."

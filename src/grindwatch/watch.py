@@ -343,6 +343,8 @@ class Watcher:
         self._known = store.keys()
         # Path -> (size, mtime_ns, monotonic time first seen with them).
         self._seen: dict[str, tuple[int, int, float]] = {}
+        # Files stored as failed by this watcher, in the order they were found.
+        self.failed: list[str] = []
         self._excluded = {store.path.resolve()}
         if self.csv_path is not None:
             self._excluded.add(self.csv_path.resolve())
@@ -398,6 +400,8 @@ class Watcher:
             self._seen.pop(key.path, None)
             if result_id is not None:
                 added.append(result_id)
+                if cycle is None:
+                    self.failed.append(key.path)
                 self._report(key, cycle, reason)
         if added and self.csv_path is not None:
             self.store.export_csv(self.csv_path)

@@ -85,9 +85,9 @@ def _channel_columns(
 ) -> tuple[list, list[str]]:
     """Split the columns into numeric channels and the non-numeric columns left out.
 
-    Time and label columns are neither, and a non-numeric ``options.id_column``
-    is not left out. With ``options.channels`` set, only the named columns are
-    checked, and no column counts as left out.
+    Time and label columns are neither, nor is ``options.id_column`` (numeric
+    or text), which names the rows. With ``options.channels`` set, only the
+    named columns are checked, and no column counts as left out.
 
     Raises
     ------
@@ -103,13 +103,13 @@ def _channel_columns(
         column = frame[name]
         if str(name).lower() in label_names or _is_time_column(str(name), column):
             continue
+        if name == options.id_column:
+            continue  # names the rows; a numeric id is no feature either
         is_bool = pd.api.types.is_bool_dtype(column)
         if pd.api.types.is_numeric_dtype(column) and not is_bool:
             channels.append(name)
             continue
-        if name == options.id_column or (
-            requested is not None and name not in requested
-        ):
+        if requested is not None and name not in requested:
             continue
         if not is_bool:
             _raise_if_mostly_numbers(path, str(name), column)

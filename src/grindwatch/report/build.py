@@ -136,15 +136,23 @@ def build_report(
         if progress is not None:
             progress("details", done, len(chosen))
 
-    omitted = int(table["flag"].sum()) - len(chosen)
+    n_flagged = int(table["flag"].sum())
+    over_limit = len(flagged) - len(chosen)
+    # Rows of a saved score table whose recording is not among the data read.
+    not_read = n_flagged - len(flagged)
     heading = (
-        f"<h2>Flagged recordings</h2><p>{len(chosen)} of {int(table['flag'].sum())} "
+        f"<h2>Flagged recordings</h2><p>{len(chosen)} of {n_flagged} "
         "flagged recordings have a detail section, highest scores first."
     )
-    if omitted:
+    if over_limit:
         heading += (
-            f" {omitted} more flagged recordings are listed in the table only; "
+            f" {over_limit} more flagged recordings are listed in the table only; "
             "raise the detail limit to include them."
+        )
+    if not_read:
+        heading += (
+            f" {not_read} flagged recordings of the score table are not in the "
+            "data given, so they have no detail section; pass their files too."
         )
     heading += "</p>"
     body = [
