@@ -28,6 +28,7 @@ def test_boolean_for_number_rejected(tmp_path, text, key):
 
     assert key in str(raised.value)
     assert "not a boolean" in str(raised.value)
+    assert "Value error" not in str(raised.value)
 
 
 def test_boolean_settings_still_read(tmp_path):

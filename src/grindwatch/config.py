@@ -245,7 +245,8 @@ def _describe(item: dict[str, Any]) -> str:
     An unknown key gets the list of keys valid in its section.
     """
     where = ".".join(map(str, item["loc"]))
-    message = item["msg"]
+    # Pydantic prefixes the text of a validator's ValueError with its type.
+    message = item["msg"].removeprefix("Value error, ")
     if item["type"] == "extra_forbidden":
         section: Any = Config
         for part in item["loc"][:-1]:
