@@ -167,8 +167,9 @@ def cnc_mill(root: Path) -> Task:
             "all": (
                 "the configuration shipped for this data "
                 "(src/grindwatch/examples/cnc_mill/grindwatch.yaml): 39 channels, "
-                "10 Hz, windows of 32 samples with hop 16, raw front end, mean "
-                "aggregate"
+                "10 Hz, windows of 32 samples with hop 16, standard scaling "
+                "(the axes stand still for much of a cycle), raw front end, mean "
+                "aggregate, and a tune.space of windows of 16 to 128 samples"
             )
         },
         train=train,
