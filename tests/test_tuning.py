@@ -136,6 +136,12 @@ def test_baseline_outside_the_space_names_the_setting():
     params, reason = baseline_params(mixed_strides, space, "signals")
     assert params is None
     assert "strides [1, 2] differ" in reason
+    # Every setting outside the space is named at once, not one per run.
+    both = Config().with_overrides({"windows.length": 300, "frontend.n_bands": 7})
+    params, reason = baseline_params(both, space, "signals")
+    assert params is None
+    assert "window_length=300" in reason
+    assert "n_bands=7" in reason
 
 
 def test_table_space_searches_only_table_families():

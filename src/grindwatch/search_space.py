@@ -216,41 +216,45 @@ def suggest_overrides(
     return overrides
 
 
-class _Outside(Exception):
-    """A configured value that the search space cannot draw."""
+class _Draw:
+    """Trial parameters that reproduce a configuration, and the values that the
+    search space cannot draw."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+        self.outside: list[str] = []
+
+    def fixed(self, name: str, spec: Spec, value: Any) -> None:
+        """Record ``value`` as the parameter ``name``, or note why it cannot be."""
+        if isinstance(spec, Range):
+            if value is None or not spec.low <= value <= spec.high:
+                self.outside.append(
+                    f"{name}={value!r} lies outside {spec.low} to {spec.high}"
+                )
+            elif spec.low != spec.high:
+                self.params[name] = value
+            return
+        choices = _choices(spec)
+        if value not in choices:
+            self.outside.append(f"{name}={value!r} is not one of {choices}")
+        elif len(choices) > 1:
+            self.params[name] = value
 
 
-def _fixed(params: dict[str, Any], name: str, spec: Spec, value: Any) -> None:
-    """Record ``value`` as the parameter ``name`` if ``spec`` can draw it."""
-    if isinstance(spec, Range):
-        if value is None or not spec.low <= value <= spec.high:
-            raise _Outside(f"{name}={value!r} lies outside {spec.low} to {spec.high}")
-        if spec.low != spec.high:
-            params[name] = value
-        return
-    choices = _choices(spec)
-    if value not in choices:
-        raise _Outside(f"{name}={value!r} is not one of {choices}")
-    if len(choices) > 1:
-        params[name] = value
-
-
-def _autoencoder_params(
-    params: dict[str, Any], space: SearchSpace, config: Config
-) -> None:
+def _autoencoder_params(draw: _Draw, space: SearchSpace, config: Config) -> None:
     settings, chosen = space.autoencoder, config.detector.autoencoder
     if len(set(chosen.strides)) != 1:
-        raise _Outside(f"strides {chosen.strides} differ between layers")
-    _fixed(params, "autoencoder.n_layers", settings.n_layers, len(chosen.filters))
+        draw.outside.append(f"strides {chosen.strides} differ between layers")
+    draw.fixed("autoencoder.n_layers", settings.n_layers, len(chosen.filters))
     for i, (filters, kernel) in enumerate(
         zip(chosen.filters, chosen.kernel_sizes, strict=True)
     ):
-        _fixed(params, f"autoencoder.filters_{i}", settings.filters, filters)
-        _fixed(params, f"autoencoder.kernel_size_{i}", settings.kernel_size, kernel)
-    _fixed(params, "autoencoder.stride", settings.stride, chosen.strides[0])
+        draw.fixed(f"autoencoder.filters_{i}", settings.filters, filters)
+        draw.fixed(f"autoencoder.kernel_size_{i}", settings.kernel_size, kernel)
+    draw.fixed("autoencoder.stride", settings.stride, chosen.strides[0])
     for name in ("latent_size", "loss", "learning_rate", "batch_size", "epochs"):
         spec, value = getattr(settings, name), getattr(chosen, name)
-        _fixed(params, f"autoencoder.{name}", spec, value)
+        draw.fixed(f"autoencoder.{name}", spec, value)
 
 
 def baseline_params(
@@ -262,23 +266,22 @@ def baseline_params(
     as well on the objective as the settings the user started from. Returns None
     and the reason when ``space`` (after ``check_space``) cannot draw it.
     """
-    params: dict[str, Any] = {}
-    try:
-        if kind != "table":
-            length = config.windows.length
-            _fixed(params, "frontend", space.frontend, config.frontend.kind)
-            _fixed(params, "window_length", space.window_length, length)
-            _fixed(params, "hop_fraction", space.hop_fraction, config.hop / length)
-            if config.frontend.kind == "spectrum":
-                _fixed(params, "n_bands", space.n_bands, config.frontend.n_bands)
-        family = config.detector.family
-        _fixed(params, "family", space.family, family)
-        if family == "autoencoder":
-            _autoencoder_params(params, space, config)
-        else:
-            chosen = getattr(config.detector, family)
-            for name, spec in getattr(space, family):
-                _fixed(params, f"{family}.{name}", spec, getattr(chosen, name))
-    except _Outside as outside:
-        return None, str(outside)
-    return params, "the configured pipeline"
+    draw = _Draw()
+    if kind != "table":
+        length = config.windows.length
+        draw.fixed("frontend", space.frontend, config.frontend.kind)
+        draw.fixed("window_length", space.window_length, length)
+        draw.fixed("hop_fraction", space.hop_fraction, config.hop / length)
+        if config.frontend.kind == "spectrum":
+            draw.fixed("n_bands", space.n_bands, config.frontend.n_bands)
+    family = config.detector.family
+    draw.fixed("family", space.family, family)
+    if family == "autoencoder":
+        _autoencoder_params(draw, space, config)
+    else:
+        chosen = getattr(config.detector, family)
+        for name, spec in getattr(space, family):
+            draw.fixed(f"{family}.{name}", spec, getattr(chosen, name))
+    if draw.outside:
+        return None, "; ".join(draw.outside)
+    return draw.params, "the configured pipeline"
