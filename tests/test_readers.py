@@ -232,3 +232,18 @@ def test_feature_table_rows_become_recordings(feature_table):
 def test_missing_path_raises(tmp_path):
     with pytest.raises(InputError, match="no such file or folder"):
         load_recordings(tmp_path / "nope")
+
+
+def test_npz_channel_names_decide_orientation(tmp_path):
+    # More channels than samples: only the names tell the axes apart.
+    data = np.arange(12, dtype=np.float32).reshape(4, 3)
+    names = np.array(["a", "b", "c", "d"])
+    np.savez(tmp_path / "wide.npz", data=data, channels=names)
+    np.savez(tmp_path / "tall.npz", data=data.T, channels=names)
+
+    wide = read_file(tmp_path / "wide.npz", ReadOptions())
+    tall = read_file(tmp_path / "tall.npz", ReadOptions())
+
+    assert wide[0].channels == tall[0].channels == ["a", "b", "c", "d"]
+    np.testing.assert_array_equal(wide[0].data, data)
+    np.testing.assert_array_equal(tall[0].data, data)

@@ -63,7 +63,13 @@ def read_numpy(path: Path, options: ReadOptions) -> Recording:
             f"holds an array of shape {data.shape}",
             "save one recording as (channels, samples)",
         )
-    elif data.shape[0] > data.shape[1]:
+    elif channels is not None and len(channels) == data.shape[1] != data.shape[0]:
+        data = data.T  # the channel names fit the second axis
+    elif (channels is None or len(channels) not in data.shape) and (
+        data.shape[0] > data.shape[1]
+    ):
+        # NOTE: without channel names the longer axis is taken as samples, so a
+        # square array is read as (channels, samples).
         data = data.T  # stored as (samples, channels)
     if channels is None or len(channels) != data.shape[0]:
         channels = [f"channel_{i}" for i in range(data.shape[0])]
