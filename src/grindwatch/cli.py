@@ -281,7 +281,8 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
     skipped = result.recordings.skipped
     out.print(
         f"Trained {model.config.detector.family} on {result.n_trained} "
-        f"recordings ({len(model.training_scores_)} windows, channels: "
+        f"recording{'' if result.n_trained == 1 else 's'} "
+        f"({len(model.training_scores_)} windows, channels: "
         f"{len(model.channels_)})"
         + (f"; skipped {len(skipped)}, listed below." if skipped else "."),
         highlight=False,

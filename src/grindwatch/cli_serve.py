@@ -229,7 +229,8 @@ def watch(
     pending = watcher.pending()
     failed = len(watcher.failed)
     console().print(
-        f"Scored {len(added) - failed} new files."
+        f"Scored {len(added) - failed} new file"
+        f"{'' if len(added) - failed == 1 else 's'}."
         + (
             f" {failed} could not be scored; {results} keeps the reasons."
             if failed
