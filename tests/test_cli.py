@@ -383,3 +383,10 @@ def test_score_reading_option_from_set(cycle_folders, tmp_path):
     )
     assert "Traceback" not in comma.output
     assert comma.exit_code == 0, comma.output
+
+
+def test_negative_window_names_the_option(cycle_folders):
+    result = runner.invoke(app, ["train", str(cycle_folders["good"]), "--window", "-5"])
+
+    assert result.exit_code == 2
+    assert "--window" in result.output

@@ -177,10 +177,10 @@ def train(
         Optional[str], typer.Option(help="raw, spectrum or features.")
     ] = None,  # noqa: UP045, E501
     window: Annotated[
-        Optional[int], typer.Option(help="Window length in samples.")
+        Optional[int], typer.Option(min=1, help="Window length in samples.")
     ] = None,  # noqa: UP045
     hop: Annotated[
-        Optional[int], typer.Option(help="Hop between windows in samples.")
+        Optional[int], typer.Option(min=1, help="Hop between windows in samples.")
     ] = None,  # noqa: UP045
     sample_rate: Annotated[
         Optional[float],
@@ -190,7 +190,7 @@ def train(
         Optional[str], typer.Option(help="Comma-separated channel names to use.")
     ] = None,  # noqa: UP045, E501
     epochs: Annotated[
-        Optional[int], typer.Option(help="Autoencoder epochs (maximum).")
+        Optional[int], typer.Option(min=1, help="Autoencoder epochs (maximum).")
     ] = None,  # noqa: UP045
     threshold: Annotated[
         Optional[str], typer.Option(help="gmm, percentile or mad.")
