@@ -429,7 +429,7 @@ def _choose_reference(read: list[tuple[Path, list[Recording]]]) -> _Reference:
             len(channel_sets),
             reference.n_channel_files,
             reference.n_files,
-            reference.channels,
+            shorten_list(reference.channels),
         )
     if len(rate_groups) > 1:
         logger.warning(
