@@ -244,3 +244,10 @@ def test_npy_integer_counts_keep_scale_one(tmp_path):
     np.testing.assert_array_equal(recording.data, counts.astype(np.float32))
     assert recording.metadata["full_scale"] == 2**31
     assert recording.metadata["scale"] == 1.0
+
+
+def test_damaged_mat_file_is_input_error(tmp_path):
+    (tmp_path / "damaged.mat").write_bytes(b"garbage")
+
+    with pytest.raises(InputError, match="damaged.mat: is not a readable MATLAB"):
+        read_file(tmp_path / "damaged.mat", ReadOptions())

@@ -37,10 +37,18 @@ def _flatten_v5(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 def _load_v5(path: Path) -> dict[str, Any]:
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         raw = loadmat(path, squeeze_me=True, struct_as_record=False)
-    except (ValueError, OSError, EOFError, TypeError, NotImplementedError) as error:
+    except (
+        MatReadError,
+        ValueError,
+        OSError,
+        EOFError,
+        TypeError,
+        NotImplementedError,
+    ) as error:
         raise InputError(
             path,
             f"is not a readable MATLAB file ({error})",
