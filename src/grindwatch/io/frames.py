@@ -205,7 +205,8 @@ def finite_or_raise(path: Path, data: np.ndarray, channels: list[str], policy: s
         channel, position = np.argwhere(bad)[0]
         raise InputError(
             path,
-            f"{int(bad.sum())} NaN or infinite samples, first in channel "
+            f"{int(bad.sum())} NaN or infinite samples (values beyond the float32 "
+            f"range of about 3.4e38 count as infinite), first in channel "
             f"{channels[channel]!r} at sample {int(position)}",
             "clean the file, or fill the gaps by interpolation with "
             "--set data.nan_policy=interpolate",
