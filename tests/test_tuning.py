@@ -509,6 +509,21 @@ def test_resume_with_more_trials_continues_the_study(cycles):
     assert second.trials["state"].eq("COMPLETE").all()
 
 
+def test_resume_from_another_folder(cycles, tmp_path, monkeypatch):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    config = _config(**{"tune.n_trials": 2, "tune.storage": storage})
+    # A relative pattern, typed in the folder that holds the data.
+    tune("cycles/good/*.csv", config)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    resumed = tune(resume=True, overrides={"tune.n_trials": 3, "tune.storage": storage})
+
+    assert len(resumed.trials) == 3
+    assert resumed.trials["state"].eq("COMPLETE").all()
+
+
 def test_timeout_stops_the_study_until_resumed(cycles):
     config = _config(**{"tune.timeout": 0.001})
 

@@ -16,6 +16,7 @@ attributes, so ``tune(resume=True)`` continues it with the same settings: only
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -159,10 +160,13 @@ def _resolved_paths(data: Any) -> list[str]:
     items = [data] if isinstance(data, (str, Path)) else list(data)
     resolved = []
     for item in items:
-        text = str(item)
-        resolved.append(
-            text if any(c in text for c in "*?[") else str(Path(text).resolve())
-        )
+        text = os.path.expanduser(str(item))
+        if any(c in text for c in "*?["):
+            # Anchor a relative pattern at the working folder, so that a resume
+            # from another folder or host reads the same files.
+            resolved.append(os.path.normpath(os.path.join(os.getcwd(), text)))
+        else:
+            resolved.append(str(Path(text).resolve()))
     return resolved
 
 
