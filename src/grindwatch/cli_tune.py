@@ -184,7 +184,8 @@ def _report(result: Any, show: int) -> None:
         )
     elif not result.finalized and result.best_trial is not None:
         out.print(
-            "Another process on this study retrained and registered the best trial.",
+            "The best trial had already been retrained, by an earlier run or by "
+            "another process on this study; this run trained no new model.",
             highlight=False,
         )
     if result.parent_run_id:
