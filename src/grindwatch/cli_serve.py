@@ -174,7 +174,8 @@ def serve(
         _fail(f"port {port} on {host} is in use; pass another --port")
     console().print(
         f"Serving {shown_name} on http://{host}:{port} (bearer token "
-        f"{'required' if token else 'not required'}); Ctrl-C stops.",
+        f"{'required; open the pages as /#token=TOKEN' if token else 'not required'}"
+        "); Ctrl-C stops.",
         highlight=False,
     )
     uvicorn.run(
