@@ -889,3 +889,27 @@ def test_trial_table_leaves_pruned_values_out(capsys):
     assert "0.2536" in shown
     assert "0.7832" not in shown
     assert "they have no objective value" in shown
+
+
+def test_tune_json_keeps_integer_parameters():
+    import pandas as pd
+
+    from grindwatch.cli_tune import _trial_records
+
+    trials = pd.DataFrame(
+        {
+            "number": [0, 1],
+            "value": [1.0, None],
+            "param.knn.n_neighbors": [5, None],
+            "param.pca.n_components": [None, 0.9],
+        }
+    )
+
+    first, second = _trial_records(trials)
+
+    assert first["param.knn.n_neighbors"] == 5
+    assert isinstance(first["param.knn.n_neighbors"], int)
+    assert first["param.pca.n_components"] is None
+    assert second["param.pca.n_components"] == 0.9
+    assert isinstance(first["value"], float)
+    assert second["value"] is None

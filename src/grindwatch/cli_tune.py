@@ -226,8 +226,28 @@ def _summary(result: Any) -> dict[str, Any]:
         "registered_version": result.registered_version,
         "alias": result.alias,
         "final_metrics": result.final_metrics,
-        "trials": json.loads(result.trials.to_json(orient="records")),
+        "trials": _trial_records(result.trials),
     }
+
+
+# Trial columns that count samples or epochs, besides the searched parameters.
+_COUNT_COLUMNS = ("window_length", "stopped_step")
+
+
+def _trial_records(trials: Any) -> list[dict[str, Any]]:
+    """Return the trials table as JSON-ready rows, missing values as None.
+
+    A column whose values are missing for some trials (a parameter of one detector
+    family) is stored as floats, so whole numbers among the searched parameters,
+    window lengths and steps are turned back into ints.
+    """
+    records = json.loads(trials.to_json(orient="records"))
+    for record in records:
+        for key, value in record.items():
+            counted = key.startswith("param.") or key in _COUNT_COLUMNS
+            if counted and isinstance(value, float) and value.is_integer():
+                record[key] = int(value)
+    return records
 
 
 def tune(
