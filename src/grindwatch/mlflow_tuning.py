@@ -199,8 +199,6 @@ class StudyTracker:
         self, study_name: str, number: int, config: Config, params: dict[str, Any]
     ) -> str:
         """Create the nested run of trial ``number`` and log its configuration."""
-        from mlflow.entities import Param
-
         tags = {
             "mlflow.parentRunId": self.parent_run_id or "",
             "grindwatch.kind": "trial",
@@ -213,6 +211,20 @@ class StudyTracker:
         }
         if not self.parent_run_id:
             del tags["mlflow.parentRunId"]
+        flat = {k: v for k, v in config.flat().items() if not k.startswith(_STUDY_KEYS)}
+        return self._create_trial_run(study_name, number, tags, flat, params)
+
+    def _create_trial_run(
+        self,
+        study_name: str,
+        number: int,
+        tags: dict[str, str],
+        settings: dict[str, Any],
+        params: dict[str, Any],
+    ) -> str:
+        """Create a trial's run with its settings and Optuna parameters logged."""
+        from mlflow.entities import Param
+
         run = _retry(
             self.client.create_run,
             self.experiment_id,
@@ -220,10 +232,9 @@ class StudyTracker:
             tags=tags,
         )
         run_id = run.info.run_id
-        flat = {k: v for k, v in config.flat().items() if not k.startswith(_STUDY_KEYS)}
-        flat["trial_number"] = number
-        flat.update({f"optuna.{k}": v for k, v in params.items()})
-        entries = [Param(k, _param_value(v)) for k, v in flat.items()]
+        logged = {**settings, "trial_number": number}
+        logged.update({f"optuna.{k}": v for k, v in params.items()})
+        entries = [Param(k, _param_value(v)) for k, v in logged.items()]
         for begin in range(0, len(entries), 100):
             _retry(self.client.log_batch, run_id, params=entries[begin : begin + 100])
         return run_id
@@ -294,7 +305,6 @@ class StudyTracker:
         leaves a FAIL trial with no run. Returns the new run's id, or None when a
         run of that trial exists (``fail_orphans`` ends it if it still runs).
         """
-        from mlflow.entities import Param
 
         found = _retry(
             self.client.search_runs,
@@ -319,17 +329,7 @@ class StudyTracker:
         }
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
-        run = _retry(
-            self.client.create_run,
-            self.experiment_id,
-            run_name=f"{study_name} trial {number}",
-            tags=tags,
-        )
-        run_id = run.info.run_id
-        entries = [Param("trial_number", str(number))]
-        entries += [Param(f"optuna.{k}", _param_value(v)) for k, v in params.items()]
-        for begin in range(0, len(entries), 100):
-            _retry(self.client.log_batch, run_id, params=entries[begin : begin + 100])
+        run_id = self._create_trial_run(study_name, number, tags, {}, params)
         _retry(self.client.set_terminated, run_id, "FAILED")
         return run_id
 
