@@ -353,7 +353,7 @@ def test_score_reading_option_from_set(cycle_folders, tmp_path):
     frame.iloc[100, 1] = float("nan")
     frame.to_csv(gappy, index=False)
 
-    refused = runner.invoke(
+    rejected = runner.invoke(
         app, ["score", str(gappy), "-m", str(model), "--strict", "--json"]
     )
     repaired = runner.invoke(
@@ -365,8 +365,8 @@ def test_score_reading_option_from_set(cycle_folders, tmp_path):
         app, ["score", str(gappy), "-m", str(model), "--set", "windows.length=64"]
     )
 
-    assert refused.exit_code == 2
-    assert "--set data.nan_policy=interpolate" in refused.output
+    assert rejected.exit_code == 2
+    assert "--set data.nan_policy=interpolate" in rejected.output
     assert repaired.exit_code == 0, repaired.output
     assert json.loads(repaired.stdout)["summary"]["n_recordings"] == 1
     assert fixed.exit_code == 2

@@ -224,7 +224,7 @@ def test_sqlite_storage_gets_no_heartbeats():
     }
 
 
-def test_trial_killed_before_its_run_gets_a_failed_run(tmp_path, isolated_tracking):
+def test_lost_trial_gets_failed_run(tmp_path, isolated_tracking):
     from grindwatch.trial_runner import HOST
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

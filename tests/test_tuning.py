@@ -512,7 +512,7 @@ def test_resume_with_more_trials_continues_the_study(cycles):
 def test_resume_from_another_folder(cycles, tmp_path, monkeypatch):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     config = _config(**{"tune.n_trials": 2, "tune.storage": storage})
-    # A relative pattern, typed in the folder that holds the data.
+    # A relative pattern, typed in the folder that contains the data.
     tune("cycles/good/*.csv", config)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

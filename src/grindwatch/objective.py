@@ -313,9 +313,9 @@ class Objective:
         from grindwatch.pipeline import drop_duplicate_channels
 
         settings = config.tune
-        # Keep the channels that the final refit (Model.fit) keeps. The refit
-        # warns about the left-out channels; saying it here too, once per worker
-        # process, printed the same warning two or more times in one tune.
+        # Keep the channels that the final refit (Model.fit) keeps. Only the refit
+        # warns about the left-out channels, because a warning here too would
+        # repeat once per worker process.
         recordings, _ = drop_duplicate_channels(
             recordings, config.data.duplicate_channels, level=logging.INFO
         )
@@ -330,7 +330,7 @@ class Objective:
         # Labels from the training recordings themselves: labeled metrics are
         # then measured on data the models were fitted on (without the labels).
         self.labels_in_training = labeled is None
-        # The warning about too few recurring windows, said once per process.
+        # The warning about too few recurring windows is logged once per process.
         self._warned_few_recurring = False
         self.labeled = [
             r if r.channels == self.channels else r.select_channels(self.channels)

@@ -383,7 +383,7 @@ def create_app(
         title="grindwatch",
         version=__version__,
         summary="Anomaly scores for machine-tool sensor recordings.",
-        # NOTE: FastAPI's body-limit middleware answers an oversized body itself,
+        # NOTE: FastAPI's body-limit middleware replies to an oversized body itself,
         # with a plain-text 413 "Content Too Large" that does not state the limit.
         max_body_size=limits.max_body_bytes,
         lifespan=lifespan,

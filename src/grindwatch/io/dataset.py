@@ -247,27 +247,30 @@ def load_recordings(
                 raise
             _skip(skipped, path, error)
             continue
-        kept = [r for r in found if matches_metadata(r, options.match)]
-        n_filtered += len(found) - len(kept)
+        file_recordings = [r for r in found if matches_metadata(r, options.match)]
+        n_filtered += len(found) - len(file_recordings)
         if fill_rate is not None and options.kind == "signals":
-            for recording in kept:
+            for recording in file_recordings:
                 if recording.sample_rate is None:
                     recording.sample_rate = fill_rate
-        if kept:
-            read.append((path, kept))
+        if file_recordings:
+            read.append((path, file_recordings))
 
     recordings: list[Recording] = []
     reference = _choose_reference(read) if match_files and read else None
-    for path, kept in read:
+    for path, file_recordings in read:
         try:
             if reference is not None:
-                kept = [_match(reference, recording, options) for recording in kept]
+                file_recordings = [
+                    _match(reference, recording, options)
+                    for recording in file_recordings
+                ]
         except (InputError, OSError) as error:
             if strict:
                 raise
             _skip(skipped, path, error)
             continue
-        recordings.extend(kept)
+        recordings.extend(file_recordings)
     skipped.sort(key=lambda item: order.get(item.path, len(order)))
 
     if not recordings:
@@ -393,8 +396,8 @@ def _choose_reference(read: list[tuple[Path, list[Recording]]]) -> _Reference:
     file order.
     """
     channel_sets: dict[frozenset[str], list[Recording]] = {}
-    for _, kept in read:
-        first = kept[0]
+    for _, file_recordings in read:
+        first = file_recordings[0]
         channel_sets.setdefault(frozenset(first.channels), []).append(first)
     # max() returns the first of equal counts, and dicts keep insertion order.
     sharing = max(channel_sets.values(), key=len)
@@ -402,10 +405,10 @@ def _choose_reference(read: list[tuple[Path, list[Recording]]]) -> _Reference:
 
     rate_groups: list[list[float | None]] = []
     channel_set = set(channels)
-    for _, kept in read:
-        if not channel_set <= set(kept[0].channels):
+    for _, file_recordings in read:
+        if not channel_set <= set(file_recordings[0].channels):
             continue
-        rate = kept[0].sample_rate
+        rate = file_recordings[0].sample_rate
         for group in rate_groups:
             if _same_rate(group[0], rate):
                 group.append(rate)
