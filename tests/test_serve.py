@@ -203,9 +203,34 @@ def test_body_over_limit_gets_413(trained):
 
     response = limited.post("/score", json=_body(make_cycle(5)))
     upload = limited.post("/score/file", files={"file": ("a.npy", b"0" * 20_000)})
+    streamed = limited.post(
+        "/score",
+        content=(b" " * 1000 for _ in range(20)),
+        headers={"content-type": "application/json"},
+    )
 
-    assert response.status_code == 413
-    assert upload.status_code == 413
+    for rejected in (response, upload, streamed):
+        assert rejected.status_code == 413
+        assert "limit of 10000 bytes" in rejected.json()["detail"]
+    assert "request body of" in response.json()["detail"]
+
+
+def test_json_body_needs_json_content_type(client):
+    body = json.dumps(_body(make_cycle(5)))
+
+    plain = client.post("/score", content=body, headers={"content-type": "text/plain"})
+    missing = client.post("/score", content=body)
+    declared = client.post(
+        "/score",
+        content=body,
+        headers={"content-type": "application/json; charset=utf-8"},
+    )
+
+    for rejected in (plain, missing):
+        assert rejected.status_code == 415
+        assert "Content-Type: application/json" in rejected.json()["detail"]
+    assert "'text/plain'" in plain.json()["detail"]
+    assert declared.status_code == 200
 
 
 def test_samples_over_limit_get_413(trained):

@@ -345,6 +345,65 @@ class _Rejected(Exception):
         self.body = ErrorResponse(detail=detail, **fields)
 
 
+def _body_limit_message(max_bytes: int, size: int | None) -> str:
+    body = "the request body" if size is None else f"the request body of {size} bytes"
+    return (
+        f"{body} is more than the service's limit of {max_bytes} bytes "
+        f"({max_bytes / 2**20:.3g} MiB); split the recording into shorter ones"
+    )
+
+
+class _BodyLimit:
+    """ASGI middleware that rejects a body over ``max_bytes`` with a JSON 413.
+
+    A declared Content-Length over the limit is answered before the endpoint
+    runs. A body sent without one is counted as it arrives; the endpoint's read
+    fails with an HTTPException that the exception handlers turn into JSON.
+    """
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            detail = _body_limit_message(self.max_bytes, declared)
+            logger.info(
+                "rejected %s %s with 413: %s", scope["method"], scope["path"], detail
+            )
+            response = JSONResponse({"detail": detail}, status_code=413)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(
+                        413, _body_limit_message(self.max_bytes, None)
+                    )
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _content_length(scope: Any) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
 def create_app(
     model: Model,
     *,
@@ -383,11 +442,10 @@ def create_app(
         title="grindwatch",
         version=__version__,
         summary="Anomaly scores for machine-tool sensor recordings.",
-        # NOTE: FastAPI's body-limit middleware replies to an oversized body itself,
-        # with a plain-text 413 "Content Too Large" that does not state the limit.
-        max_body_size=limits.max_body_bytes,
         lifespan=lifespan,
     )
+    # FastAPI's own max_body_size answers in plain text without the limit.
+    app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)
     authorize = _bearer_check(token)
     info = _model_info(model, name, version)
 
@@ -447,6 +505,26 @@ _JSON_BODY = {
 }
 
 
+def _check_json_content_type(request: Request) -> None:
+    """Reject a body not declared as JSON, as FastAPI does for its own models.
+
+    A browser sends text/plain across sites without asking first, so accepting
+    it would let any web page a user opens post to a service on their machine.
+    """
+    declared = request.headers.get("content-type", "")
+    media_type = declared.split(";")[0].strip().lower()
+    if media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        return
+    shown = f"'{declared}'" if declared else "none"
+    raise _Rejected(
+        415,
+        f"the body must be sent with Content-Type: application/json (got {shown}); "
+        "use /score/file to upload a recording file",
+    )
+
+
 def _parse_score_request(body: bytes) -> ScoreRequest:
     """Parse and validate a JSON body in one pass.
 
@@ -491,7 +569,10 @@ def _add_scoring(
         "/score",
         tags=["scoring"],
         dependencies=[Depends(authorize)],
-        responses=_REJECTIONS,
+        responses={
+            **_REJECTIONS,
+            415: {"model": ErrorResponse, "description": "Body is not JSON."},
+        },
         openapi_extra=_JSON_BODY,
     )
     async def score_json(
@@ -501,6 +582,7 @@ def _add_scoring(
         ] = True,
     ) -> ScoreResponse:
         """Score one recording sent as JSON, samples listed per channel name."""
+        _check_json_content_type(request)
         body = await request.body()
 
         def handle() -> ScoreResponse:
