@@ -386,9 +386,7 @@ class _BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise HTTPException(
-                        413, _body_limit_message(self.max_bytes, None)
-                    )
+                    raise HTTPException(413, _body_limit_message(self.max_bytes, None))
             return message
 
         await self.app(scope, counted, send)
