@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "WORKLOAD",
     "matmul_gflops",
+    "measure_batch_sweep",
     "measure_wide_training",
     "run_speed",
     "training_flops",
@@ -42,6 +43,9 @@ LATENCY_CALLS = 200
 WIDE_FILTERS = [128, 256]
 WIDE_EPOCHS = 3
 WIDE_RECORDINGS = 16
+# Training batch sizes of measure_batch_sweep; 64 is the default.
+SWEEP_BATCHES = [64, 256, 1024]
+SWEEP_EPOCHS = 3
 
 
 def matmul_gflops(size: int = 2048, calls: int = 10) -> float:
@@ -109,6 +113,35 @@ def measure_wide_training(recordings, seed: int) -> dict:  # noqa: ANN001
         "train_windows_per_s": rate,
         "train_gflops": rate * flops["training"] / 1e9,
     }
+
+
+def measure_batch_sweep(recordings, seed: int) -> list[dict]:  # noqa: ANN001
+    """Measure the default network's training speed at several batch sizes.
+
+    Larger batches spread PyTorch's fixed cost per operation over more windows;
+    the sweep shows how much of the gap to the matmul rate that cost explains.
+    Fewer steps per epoch also change what the network learns, so the default
+    stays at 64.
+    """
+    entries = []
+    for frontend in ("spectrum", "raw"):
+        for batch in SWEEP_BATCHES:
+            config = _config(frontend, seed, SWEEP_EPOCHS).with_overrides(
+                {"detector.autoencoder.batch_size": batch}
+            )
+            model, rate = _train_timed(config, recordings)
+            features = model.features(model.training_windows_.X[:64])
+            flops = training_flops(model.detector_.net_, features.shape[1:])
+            entries.append(
+                {
+                    "frontend": frontend,
+                    "batch_size": batch,
+                    "train_windows_per_s": rate,
+                    "train_gflops": rate * flops["training"] / 1e9,
+                    "ms_per_step": 1e3 * batch / rate,
+                }
+            )
+    return entries
 
 
 def _train_timed(config: Config, recordings) -> tuple[Model, float]:  # noqa: ANN001
@@ -246,6 +279,10 @@ def run_speed(repeats: int) -> dict[str, Any]:
         for seed in range(repeats)
     ]
     results["wide"] = _median_dicts(wide)
+    sweeps = [measure_batch_sweep(recordings, seed) for seed in range(repeats)]
+    results["batch_sweep"] = [
+        _median_dicts(list(runs)) for runs in zip(*sweeps, strict=True)
+    ]
     results["memory"] = measure_memory()
     return results
 
