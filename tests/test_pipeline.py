@@ -8,6 +8,7 @@ import pytest
 import grindwatch
 from grindwatch.config import Config
 from grindwatch.exceptions import ConfigError, InputError
+from tests.conftest import make_cycle
 
 
 def _config(**overrides) -> Config:  # noqa: ANN003
@@ -345,3 +346,26 @@ def test_fingerprint_counts_trained_recordings(tmp_path):
     assert model.fingerprint_["n_recordings"] == 5
     assert model.fingerprint_["n_trained"] == 4
     assert [s["path"] for s in model.fingerprint_["skipped"]] == [str(short)]
+
+
+@pytest.mark.parametrize(
+    ("family", "frontend"),
+    [("autoencoder", "raw"), ("autoencoder", "spectrum"), ("knn", "features")],
+)
+def test_reading_far_off_scale_scores_finite_and_flagged(
+    cycle_folders, family, frontend
+):
+    from grindwatch.io import Recording, RecordingSet
+
+    config = _config(**{"detector.family": family, "frontend.kind": frontend})
+    model = grindwatch.train(cycle_folders["good"], config).model
+    channels = list(model.channels_)
+    huge = Recording("huge", make_cycle(50) * np.float32(1e30), channels, 1000.0)
+    normal = Recording("normal", make_cycle(51), channels, 1000.0)
+
+    scored = grindwatch.score(model, RecordingSet([huge, normal]))
+
+    table = scored.recordings.set_index("recording")
+    assert np.isfinite(scored.windows["score"]).all()
+    assert table.loc["huge", "flag"]
+    assert not table.loc["normal", "flag"]
