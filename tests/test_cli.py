@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -26,6 +27,7 @@ def test_train_prints_threshold_and_run(cycle_folders, tmp_path):
     _, result = _train(cycle_folders["good"], tmp_path)
 
     assert "Trained autoencoder on 8 recordings" in result.output
+    assert re.search(r"It flags \d of the 8 training recordings\.", result.output)
     assert "MLflow run" in result.output
     assert (tmp_path / "mlflow.db").is_file()
 

@@ -369,3 +369,34 @@ def test_reading_far_off_scale_scores_finite_and_flagged(
     assert np.isfinite(scored.windows["score"]).all()
     assert table.loc["huge", "flag"]
     assert not table.loc["normal", "flag"]
+
+
+def test_train_warns_when_threshold_flags_most_training_recordings(caplog):
+    from grindwatch.io import Recording, RecordingSet
+
+    recordings = []
+    for seed in range(8):
+        data = make_cycle(seed)
+        # Every cycle starts with the same loud run-in phase.
+        data[:, :256] += 4.0 * np.random.default_rng(seed).standard_normal((3, 256))
+        recordings.append(Recording(f"c{seed}", data, ["a", "b", "c"], 1000.0))
+    config = _config(**{"detector.family": "iforest", "aggregate.method": "max"})
+
+    with caplog.at_level("WARNING", logger="grindwatch.pipeline"):
+        result = grindwatch.train(RecordingSet(recordings), config)
+
+    assert result.training.recordings["flag"].sum() > 4
+    warned = [
+        r.getMessage() for r in caplog.records if "training recordings" in r.message
+    ]
+    assert len(warned) == 1
+    assert "starting at 0 s from a recording's start" in warned[0]
+
+
+def test_train_is_quiet_when_threshold_flags_few_training_recordings(
+    cycle_folders, caplog
+):
+    with caplog.at_level("WARNING", logger="grindwatch.pipeline"):
+        grindwatch.train(cycle_folders["good"], _config(**{"detector.family": "pca"}))
+
+    assert not [r for r in caplog.records if "training recordings" in r.getMessage()]

@@ -290,6 +290,13 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
     for item in skipped:
         out.print(f"  skipped {item.path}: {item.reason}", highlight=False)
     out.print(model.threshold_.describe(), highlight=False)
+    trained = result.training.summary()
+    if model.kind_ == "signals":
+        out.print(
+            f"It flags {trained['n_flagged_recordings']} of the "
+            f"{trained['n_recordings']} training recordings.",
+            highlight=False,
+        )
     if result.run_id:
         out.print(
             f"MLflow run {result.run_id} in {result.tracking_uri}", highlight=False

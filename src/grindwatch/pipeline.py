@@ -669,6 +669,7 @@ def train(
             _note_fitted(model, recordings, training)
             tracker.log_training(model, training)
     del model.training_windows_
+    _warn_most_recordings_flagged(model, training)
 
     saved = Path(output) if output is not None else None
     if saved is not None:
@@ -689,6 +690,58 @@ def _fitted(model: Model, recordings: RecordingSet) -> list[Recording]:
     Scoring the short ones again would only repeat their skip warnings.
     """
     return [r for r in recordings.recordings if r.n_samples >= model.window_length_]
+
+
+def _warn_most_recordings_flagged(model: Model, training: ScoreResult) -> None:
+    """Warn when the threshold flags most of the recordings it was trained on.
+
+    Training assumes most recordings are normal. When the threshold still flags
+    most of them, the high-score group is usually a phase every cycle has, such
+    as its start, rather than a fault; the warning names the window positions
+    flagged in four in five of the recordings that reach them.
+    """
+    recordings = training.recordings
+    n_flagged = int(recordings["flag"].sum())
+    if len(recordings) < 2 or n_flagged <= len(recordings) / 2:
+        return
+    aggregate = model.config.aggregate
+    if aggregate.method == "quantile":
+        rule = f"the {aggregate.quantile:g} quantile of its window scores"
+    else:
+        rule = f"the {aggregate.method} of its window scores"
+    per_position = training.windows.groupby("window")["flag"].agg(["sum", "count"])
+    common = per_position[
+        (per_position["count"] >= 2)
+        & (per_position["sum"] >= 0.8 * per_position["count"])
+    ].index
+    where = ""
+    if model.kind_ == "signals" and len(common):
+        rate = model.sample_rate_
+        starts = [
+            f"{w * model.hop_ / rate:.4g} s" if rate else f"sample {w * model.hop_}"
+            for w in common
+        ]
+        listed = ", ".join(starts[:8]) + (
+            f" and {len(starts) - 8} more" if len(starts) > 8 else ""
+        )
+        where = (
+            f" The windows starting at {listed} from a recording's start are "
+            "flagged in four in five recordings or more, so the threshold may be "
+            "cutting off a phase every cycle has."
+        )
+    logger.warning(
+        "the threshold flags %d of the %d training recordings (a recording's "
+        "score is %s), "
+        "while training assumes most of them are normal.%s If most of these "
+        "recordings are normal, look at their flagged windows with grindwatch "
+        "report; cutting such a phase from the recordings, longer windows or "
+        "threshold.method percentile may help. If most are faulty, train on "
+        "recordings known to be good.",
+        n_flagged,
+        len(recordings),
+        rule,
+        where,
+    )
 
 
 def _note_fitted(model: Model, recordings: RecordingSet, training: ScoreResult):
