@@ -610,3 +610,60 @@ def test_saved_scores_of_absent_recordings_named(cycles, tmp_path):
     text = result.path.read_text()
     assert "3 flagged recordings of the score table are not in the data" in text
     assert "raise the detail limit" not in text
+
+
+def test_resampled_recording_drawn_at_the_model_rate(cycle_folders):
+    import numpy as np
+    from scipy.signal import resample_poly
+
+    from grindwatch.explain import explain_recording
+    from grindwatch.io import Recording
+    from tests.conftest import make_cycle
+
+    model = grindwatch.train(
+        cycle_folders["good"], _config(**{"data.resample": True})
+    ).model
+    # A cycle like the training ones at twice their rate; the spike spans
+    # 1.024 to 1.536 s.
+    slow = make_cycle(200, anomaly="spike")
+    data = resample_poly(slow, 2, 1, axis=1).astype(np.float32)
+    fast = Recording("fast", data, ["vib_x", "vib_y", "current"], 2000.0)
+
+    explanation = explain_recording(model, fast)
+
+    drawn = explanation.recording
+    assert drawn.sample_rate == model.sample_rate_ == pytest.approx(1000.0)
+    assert drawn.n_samples == 2048
+    worst = explanation.starts[np.argmax(explanation.scores)] / drawn.sample_rate
+    assert worst == pytest.approx(1.024)
+    assert build_report(model, [fast], max_details=1).count("<article") == 1
+
+
+def test_report_takes_reading_options(cycle_folders, tmp_path):
+    import numpy as np
+    import pandas as pd
+    import typer
+
+    from grindwatch.cli_report import register
+    from tests.conftest import make_cycle
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+
+    model = tmp_path / "model"
+    grindwatch.train(cycle_folders["good"], _config(), output=model)
+    data = make_cycle(201, n_samples=4096, rate=2000.0, anomaly="spike")
+    frame = pd.DataFrame(data.T, columns=["vib_x", "vib_y", "current"])
+    frame.insert(0, "time", np.arange(4096) / 2000.0)
+    frame.to_csv(tmp_path / "fast.csv", index=False)
+    base = ["report", str(tmp_path / "fast.csv"), "-m", str(model), "--no-track"]
+    base += ["-o", str(tmp_path / "fast.html")]
+
+    refused = CliRunner().invoke(app, base)
+    resampled = CliRunner().invoke(app, [*base, "--set", "data.resample=true"])
+
+    assert refused.exit_code != 0
+    assert "sample rate 2000" in refused.output
+    assert resampled.exit_code == 0, resampled.output
+    assert "1 of 1 recordings flagged" in resampled.output

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from grindwatch.cli import TrackingUriOpt
+from grindwatch.cli import ReadSetOpt, TrackingUriOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -62,6 +62,7 @@ def report(
             "is one."
         ),
     ] = True,
+    set_: ReadSetOpt = [],  # noqa: B006
     tracking_uri: TrackingUriOpt = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON on stdout.")
@@ -75,7 +76,7 @@ def report(
 ) -> None:
     """Score recordings and write a self-contained HTML report of the flagged ones."""
     from grindwatch._console import console, progress_bar, setup_logging
-    from grindwatch.cli import _fail, _load_model, _run
+    from grindwatch.cli import _fail, _load_model, _run, _with_reading_options
     from grindwatch.report import create_report
 
     setup_logging(verbose)
@@ -86,7 +87,7 @@ def report(
             f"{scores}: score table not found; pass the --output file of "
             "'grindwatch score'"
         )
-    loaded = _load_model(model, tracking_uri)
+    loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
     with progress_bar(not json_output) as progress:
         result = _run(
             create_report,

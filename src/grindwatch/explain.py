@@ -317,8 +317,7 @@ def explain_recording(model: Model, recording: Recording) -> RecordingExplanatio
         sample rate, shorter than one window).
     """
     windows = model.prepare([recording])
-    if recording.channels != model.channels_:
-        recording = recording.select_channels(model.channels_)
+    recording = model.matched(recording)
     features = model.features(windows.X)
     scores, contributions = model.detector_.score_and_explain(features)
     score = model.aggregate(scores)

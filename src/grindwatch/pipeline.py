@@ -94,6 +94,8 @@ class ScoreResult:
 
     ``windows`` has one row per window: recording, window, start_sample, start_s and
     end_s (when the sample rate is known), score, flag and, where known, label.
+    start_sample counts samples at the model's rate: after resampling
+    (``data.resample``) it differs from the row number in the file.
     ``recordings`` has one row per recording: recording, source, n_windows, score
     (the aggregate), flag, max_window_score, flagged_windows and, where known, label.
     When scored with attribution, both tables end with the columns described in
@@ -250,12 +252,7 @@ class Model:
         diverged: list[str] = []
         for recording in recordings:
             diverged += self._diverged_copies(recording)
-            if recording.channels != self.channels_:
-                recording = recording.select_channels(self.channels_)
-            if self._needs_resampling(recording):
-                from grindwatch.io.samples import resample
-
-                recording = resample(recording, self.sample_rate_)
+            recording = self.matched(recording)
             if (
                 self.kind_ == "signals"
                 and self.sample_rate_ is not None
@@ -279,6 +276,21 @@ class Model:
                 " and more" if len(diverged) > 3 else "",
             )
         return make_windows(matched, self.window_length_, self.hop_)
+
+    def matched(self, recording: Recording) -> Recording:
+        """Return ``recording`` as the model reads it: its channels, in its order,
+        resampled to its rate when ``data.resample`` is set.
+
+        Window positions (``start_sample``) count samples of this recording, so
+        plots of flagged windows must draw it rather than the file as read.
+        """
+        if recording.channels != self.channels_:
+            recording = recording.select_channels(self.channels_)
+        if self._needs_resampling(recording):
+            from grindwatch.io.samples import resample
+
+            recording = resample(recording, self.sample_rate_)
+        return recording
 
     def _diverged_copies(self, recording: Recording) -> list[str]:
         """Name the left-out copies in ``recording`` that differ from their source."""

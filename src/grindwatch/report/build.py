@@ -112,6 +112,9 @@ def build_report(
     recordings = list(recordings)
     if scored is None:
         scored = model.score(recordings, progress=progress)
+    # Window positions count samples as the model reads them (its channels, at
+    # its rate), so every figure draws the recordings that way.
+    recordings = [model.matched(recording) for recording in recordings]
     by_name = {recording.name: recording for recording in recordings}
     table = scored.recordings.sort_values("score", ascending=False, kind="stable")
     flagged = [n for n in table.loc[table["flag"], "recording"] if n in by_name]
