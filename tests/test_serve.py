@@ -471,6 +471,10 @@ def test_scores_identical_across_interfaces(trained, tmp_path):
     assert [w["score"] for w in rest["windows"]] == expected
     assert rest["recording"]["score"] == api.recordings["score"].iloc[0]
     assert [row["score"] for row in served] == expected
+    table = pd.read_csv("cli.csv").iloc[0]
+    top = rest["attribution"]["channels"][0]
+    assert top["channel"] == table["top_channel"] == rest["attribution"]["top_channel"]
+    assert top["share"] == pytest.approx(table["top_channel_share"], abs=1e-3)
     assert [row["flag"] for row in served] == api.windows["flag"].tolist()
 
 

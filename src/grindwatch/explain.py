@@ -164,6 +164,19 @@ def window_attribution(
     return columns
 
 
+def attributed_windows(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Mask of the windows a recording's attribution sums over.
+
+    These are its flagged windows, or its worst window when none is flagged,
+    so a channel's share says why the recording departs, not where its normal
+    windows carry the most score.
+    """
+    chosen = scores > threshold
+    if not chosen.any():
+        chosen = np.arange(len(scores)) == int(np.argmax(scores))
+    return chosen
+
+
 def recording_summary(
     model: Model,
     contributions: np.ndarray,
@@ -196,9 +209,7 @@ def recording_summary(
     """
     threshold = model.threshold_.value
     worst = int(np.argmax(scores))
-    chosen = scores > threshold
-    if not chosen.any():
-        chosen = np.arange(len(scores)) == worst
+    chosen = attributed_windows(scores, threshold)
     per_element = contributions[chosen].sum(axis=0)
     per_channel = per_element.sum(axis=1)
     top = int(per_channel.argmax())

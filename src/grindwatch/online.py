@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from grindwatch.exceptions import ConfigError
+from grindwatch.explain import attributed_windows
 from grindwatch.io import Recording
 from grindwatch.pipeline import Model
 
@@ -42,7 +43,9 @@ class CycleScore:
         sample rate is known), score and flag, as in ``ScoreResult.windows``.
     channel_shares : dict of str to float
         Share of each channel in the recording's departure from normal, summed over
-        all windows; the shares add up to 1 (all zero when nothing departs).
+        its flagged windows, or its worst window when none is flagged (as
+        ``top_channel_share`` in score tables); the shares add up to 1 (all zero
+        when nothing departs).
     window_shares : ndarray of shape (n_windows, n_channels)
         The same shares per window, rows adding up to 1. None when attribution was
         not requested.
@@ -134,7 +137,8 @@ def score_recording(
         contributions = model.detector_.explain(features)
         per_channel = contributions.sum(axis=2).astype(np.float64)
         window_shares = _normalise_rows(per_channel)
-        overall = _normalise_rows(per_channel.sum(axis=0, keepdims=True))[0]
+        chosen = attributed_windows(scores, threshold)
+        overall = _normalise_rows(per_channel[chosen].sum(axis=0, keepdims=True))[0]
         channel_shares = _shares(model.channels_, overall)
     return CycleScore(
         name=recording.name,

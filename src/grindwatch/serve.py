@@ -160,7 +160,8 @@ class Attribution(BaseModel):
         description="Channel with the largest share; null when nothing departs."
     )
     channels: list[ChannelShare] = Field(
-        description="Shares over the whole recording, largest first."
+        description="Shares summed over the flagged windows, or the worst window "
+        "when none is flagged, largest first; as top_channel_share in score tables."
     )
     flagged_windows: list[FlaggedWindow] = Field(
         description="Shares of each flagged window, in window order."
@@ -313,7 +314,8 @@ class CycleDetail(CycleSummary):
 
     max_window_score: float | None = Field(description="Largest window score.")
     channel_shares: dict[str, float] | None = Field(
-        description="Share of each channel over the whole recording."
+        description="Share of each channel, summed over the flagged windows, or "
+        "the worst window when none is flagged."
     )
     windows: list[CycleWindow] = Field(description="Every window, in order.")
 
