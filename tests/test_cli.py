@@ -144,6 +144,7 @@ def test_labels_file_leaves_some_unlabeled(cycle_folders, tmp_path):
     payload = json.loads(result.stdout)
     assert payload["unlabeled"] == ["cycle_001"]
     assert payload["recordings"]["n"] == 2
+    assert "1 of the 3 labels name no scored recording, e.g. ['NA']" in result.output
 
 
 def _write_short_cycles(folder, count: int, start_seed: int):  # noqa: ANN001, ANN202

@@ -371,7 +371,7 @@ def score(
         bool, typer.Option(help="Stop at the first file that cannot be scored.")
     ] = False,  # noqa: E501
     show: Annotated[
-        int, typer.Option(help="Recordings listed in the summary table.")
+        int, typer.Option(min=0, help="Recordings listed in the summary table.")
     ] = 20,
     set_: ReadSetOpt = [],  # noqa: B006
     tracking_uri: TrackingUriOpt = None,

@@ -103,6 +103,15 @@ def apply_labels(scored, labels: dict[str, int]) -> None:  # noqa: ANN001 - Scor
         )
     if unknown:
         logger.warning("no label for %d recordings, e.g. %s", len(unknown), unknown[:3])
+    unused = sorted(set(labels) - set(names) - set(stems))
+    if unused:
+        logger.warning(
+            "%d of the %d labels name no scored recording, e.g. %s; they are not "
+            "used. Check their spelling if those recordings were meant to be scored.",
+            len(unused),
+            len(labels),
+            unused[:3],
+        )
     scored.recordings["label"] = mapped.astype("Int64")
     window_labels = scored.windows["recording"].map(
         dict(zip(names, mapped, strict=False))

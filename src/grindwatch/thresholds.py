@@ -85,7 +85,7 @@ class Threshold:
             )
         else:
             rule = f"median + {'k' if k is None else f'{k:g}'} * MAD of the log "
-            rule += "training scores"
+            rule += "training scores (MAD times 1.4826, a normal standard deviation)"
         return (
             f"The threshold {self.value:.4g} is {scaled}{rule}{reason}; it flags "
             f"{self.share_flagged:.1%} of the {self.n_scores} training windows."

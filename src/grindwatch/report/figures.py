@@ -96,6 +96,30 @@ def _short(name: str, limit: int = 14) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
+def _text_inches(text: str, points: float) -> float:
+    """Width of ``text`` in inches in the report's font at ``points`` size."""
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    pyplot()  # the report style names the font
+    # At 72 dots per inch one pixel is one point.
+    renderer = RendererAgg(10, 10, 72)
+    width, _, _ = renderer.get_text_width_height_descent(
+        text, FontProperties(size=points), ismath=False
+    )
+    return width / 72
+
+
+def _label_margin(labels: list[str], ticks: list[str] | None = None) -> float:
+    """Left margin in inches that fits y labels at 8 pt left of y tick labels
+    at 7 pt; at least the 1.05 inches the figures had before."""
+    widest = max((_text_inches(label, 8) for label in labels), default=0.0)
+    tick_width = max((_text_inches(tick, 7) for tick in ticks or []), default=0.0)
+    # Padding: tick marks and the gaps between ticks, labels and the edge.
+    padding = 0.25 if ticks else 0.15
+    return max(1.05, widest + tick_width + padding)
+
+
 def figure_to_data_uri(figure, dpi: int = 96) -> str:  # noqa: ANN001
     """Render ``figure`` as a PNG data URI and close it.
 
@@ -181,11 +205,16 @@ def signal_panels(
     rate = recording.sample_rate
     channels = _channel_order(explanation)[:max_channels]
     columns = 2 if reference is not None else 1
+    # The channel name sits left of the y tick labels, which are at most as
+    # wide as a signed value with five significant digits.
+    left = _label_margin(
+        [_short(recording.channels[c]) for c in channels], ["\u22121.0000"]
+    )
     figure, axes = _subplots(
         len(channels),
         columns,
         (9.5 if columns == 2 else 7.5, 0.75 + 1.0 * len(channels)),
-        (1.05, 0.1, 0.3, 0.45),
+        (left, 0.1, 0.3, 0.45),
         sharex="col",
         hspace=0.22,
         wspace=0.16,
@@ -259,7 +288,12 @@ def contribution_heatmaps(explanation: RecordingExplanation):  # noqa: ANN201
         1,
         2 if by_element else 1,
         (9.5, 1.5 + 0.3 * len(recording.channels)),
-        (1.05, 0.5, 0.3, 1.0 if by_element else 0.45),
+        (
+            _label_margin([_short(c) for c in recording.channels]),
+            0.5,
+            0.3,
+            1.0 if by_element else 0.45,
+        ),
         gridspec_kw={"width_ratios": [3, 2]} if by_element else None,
         wspace=0.3,
     )
