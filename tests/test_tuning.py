@@ -627,6 +627,9 @@ AUTOENCODER_SPACE = {
 
 
 def test_autoencoder_trials_log_objective_once(cycles, isolated_tracking):
+    from grindwatch.report.study import summarize_study
+    from grindwatch.tracking import read_study
+
     config = _config(**AUTOENCODER_SPACE)
 
     result = tune(cycles / "good", config)
@@ -648,6 +651,13 @@ def test_autoencoder_trials_log_objective_once(cycles, isolated_tracking):
         assert client.get_run(run_id).data.metrics["objective"] == pytest.approx(
             trial.value
         )
+
+    summary = summarize_study(
+        read_study(result.model_run_id, result.best_config), result.model_run_id
+    )
+    report_values = summary.trials.set_index("number")["value"]
+    for trial in trials:
+        assert report_values[trial.number] == pytest.approx(trial.value)
 
 
 def test_pruned_and_failed_trials_keep_state_and_step(cycles, isolated_tracking):
