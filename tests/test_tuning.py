@@ -652,12 +652,49 @@ def test_autoencoder_trials_log_objective_once(cycles, isolated_tracking):
             trial.value
         )
 
+    parent = client.get_run(result.parent_run_id).data.metrics
+    best = study.best_trial.user_attrs["grindwatch.metrics"]
+    factors = ("injected_auc", "recurring_auc", "recurring_f1")
+    for factor in factors:
+        assert parent[f"best.{factor}"] == pytest.approx(best[factor])
+    logged = [parent[f"best.{factor}"] for factor in factors]
+    assert np.prod(logged) == pytest.approx(result.best_value)
+
     summary = summarize_study(
         read_study(result.model_run_id, result.best_config), result.model_run_id
     )
     report_values = summary.trials.set_index("number")["value"]
     for trial in trials:
         assert report_values[trial.number] == pytest.approx(trial.value)
+
+
+def test_study_summary_skips_other_objectives_factors():
+    import pandas as pd
+
+    from grindwatch.tuning_results import TuneResult, _summary_metrics
+
+    trials = pd.DataFrame(
+        [
+            {
+                "number": 0,
+                "state": "COMPLETE",
+                "value": 0.9,
+                "injected_auc": 0.9,
+                "recurring_auc": 0.7,
+                "recurring_f1": 0.5,
+                "held_out_specificity": 0.99,
+            }
+        ]
+    )
+    result = TuneResult("s", "sqlite://", 1, "complete", trials, True)
+    result.best_trial, result.best_value = 0, 0.9
+
+    metrics = _summary_metrics(result, ("injected_auc",))
+
+    assert metrics["best.injected_auc"] == 0.9
+    assert metrics["best.held_out_specificity"] == 0.99
+    assert "best.recurring_auc" not in metrics
+    assert "best.recurring_f1" not in metrics
 
 
 def test_pruned_and_failed_trials_keep_state_and_step(cycles, isolated_tracking):
