@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
@@ -15,6 +16,7 @@ import grindwatch
 from grindwatch.config import Config
 from grindwatch.pipeline import read_data
 from grindwatch.report import build_report, create_report, write_report
+from grindwatch.report.sections import study_section
 from grindwatch.report.study import summarize_study
 from grindwatch.results import window_table_path, write_table
 from grindwatch.tracking import read_study
@@ -381,12 +383,13 @@ def test_study_summary_direction_and_importances(cycle_folders, tracked):
 
 
 def _tuned_study(client: MlflowClient, model_run_id: str) -> None:
-    """A study laid out as grindwatch's tuner records one.
+    """A study laid out as older versions of grindwatch's tuner recorded one.
 
     The study run names the objective and direction in tags. Trial runs carry
     kind, number and Optuna state tags and their sampled values as optuna.NAME
     parameters. They log the objective per epoch, then the final value last, at
-    step 0. The model is the best trial retrained in a run of its own.
+    step 0. The pruned trial's only values are those of its epochs.
+    The model is the best trial retrained in a run of its own.
     """
     experiment = client.get_run(model_run_id).info.experiment_id
     study_tags = {
@@ -414,7 +417,11 @@ def _tuned_study(client: MlflowClient, model_run_id: str) -> None:
         client.log_param(run_id, "optuna.learning_rate", rate)
         client.log_param(run_id, "trial_number", str(number))
         client.log_param(run_id, "seed", "0")
-        if final is not None:
+        if state == "PRUNED":
+            client.log_metric(run_id, "objective", 0.5, 1000, 0)
+            client.log_metric(run_id, "objective", final, 1001, 1)
+            client.set_tag(run_id, "grindwatch.stopped_step", "1")
+        elif final is not None:
             # Explicit, increasing times: the final value is the one logged last.
             for epoch in range(3):
                 value = 0.5 + 0.1 * epoch
@@ -434,7 +441,10 @@ def test_tuner_study_layout_is_understood(cycle_folders, tracked):
     trials = summary.trials.set_index("number")
     assert list(trials.index) == [0, 1, 2, 3]
     assert list(trials["status"]) == ["COMPLETE", "PRUNED", "COMPLETE", "FAIL"]
-    assert trials["value"].tolist()[:3] == pytest.approx([0.80, 0.95, 0.90])
+    assert trials.loc[[0, 2], "value"].tolist() == pytest.approx([0.80, 0.90])
+    # The pruned trial's logged value was an epoch's, not an objective.
+    assert np.isnan(trials.loc[1, "value"])
+    assert trials.loc[1, "stopped_step"] == 1
     assert list(trials["completed"]) == [True, False, True, False]
     assert summary.objective_source == "recorded"
     assert summary.retrained
@@ -442,6 +452,9 @@ def test_tuner_study_layout_is_understood(cycle_folders, tracked):
     assert summary.best["number"] == 2
     assert summary.parameters == ["learning_rate"]
     assert list(summary.importances) == ["learning_rate"]
+    section = study_section(summary)
+    assert "PRUNED at epoch 1" in section
+    assert "0.95" not in section
 
 
 def test_single_completed_trial_has_no_importances(cycle_folders, tracked):

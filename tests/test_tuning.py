@@ -609,6 +609,94 @@ def test_study_runs_nest_and_register_alias(cycles, isolated_tracking):
     assert model.config.detector.family == parent.data.params["best.family"]
 
 
+# Autoencoder trials of two or three epochs on 128-sample spectra. Early stopping's
+# patience is longer than that, so each trial runs every epoch it drew.
+AUTOENCODER_SPACE = {
+    "tune.space.frontend": ["spectrum"],
+    "tune.space.window_length": [128],
+    "tune.space.n_bands": [8],
+    "tune.space.family": ["autoencoder"],
+    "tune.space.autoencoder.n_layers": 1,
+    "tune.space.autoencoder.filters": [4],
+    "tune.space.autoencoder.epochs": {"low": 2, "high": 3},
+    "detector.autoencoder.patience": 10,
+    "tune.pruner": "none",
+    "tracking.enabled": True,
+    "tracking.log_model": False,
+}
+
+
+def test_autoencoder_trials_log_objective_once(cycles, isolated_tracking):
+    from grindwatch.report.study import summarize_study
+    from grindwatch.tracking import read_study
+
+    config = _config(**AUTOENCODER_SPACE)
+
+    result = tune(cycles / "good", config)
+
+    study = optuna.load_study(study_name=result.study_name, storage=result.storage)
+    client = MlflowClient(isolated_tracking)
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    for trial in trials:
+        run_id = trial.user_attrs["grindwatch.mlflow_run_id"]
+        objective = client.get_metric_history(run_id, "objective")
+        assert len(objective) == 1
+        assert objective[0].value == pytest.approx(trial.value)
+        per_epoch = client.get_metric_history(run_id, "epoch_injected_auc")
+        epochs = trial.params["autoencoder.epochs"]
+        assert epochs in (2, 3)
+        assert sorted(m.step for m in per_epoch) == list(range(epochs))
+        assert all(0.0 <= m.value <= 1.0 for m in per_epoch)
+        assert client.get_run(run_id).data.metrics["objective"] == pytest.approx(
+            trial.value
+        )
+
+    parent = client.get_run(result.parent_run_id).data.metrics
+    best = study.best_trial.user_attrs["grindwatch.metrics"]
+    factors = ("injected_auc", "recurring_auc", "recurring_f1")
+    for factor in factors:
+        assert parent[f"best.{factor}"] == pytest.approx(best[factor])
+    logged = [parent[f"best.{factor}"] for factor in factors]
+    assert np.prod(logged) == pytest.approx(result.best_value)
+
+    summary = summarize_study(
+        read_study(result.model_run_id, result.best_config), result.model_run_id
+    )
+    report_values = summary.trials.set_index("number")["value"]
+    for trial in trials:
+        assert report_values[trial.number] == pytest.approx(trial.value)
+
+
+def test_study_summary_skips_other_objectives_factors():
+    import pandas as pd
+
+    from grindwatch.tuning_results import TuneResult, _summary_metrics
+
+    trials = pd.DataFrame(
+        [
+            {
+                "number": 0,
+                "state": "COMPLETE",
+                "value": 0.9,
+                "injected_auc": 0.9,
+                "recurring_auc": 0.7,
+                "recurring_f1": 0.5,
+                "held_out_specificity": 0.99,
+            }
+        ]
+    )
+    result = TuneResult("s", "sqlite://", 1, "complete", trials, True)
+    result.best_trial, result.best_value = 0, 0.9
+
+    metrics = _summary_metrics(result, ("injected_auc",))
+
+    assert metrics["best.injected_auc"] == 0.9
+    assert metrics["best.held_out_specificity"] == 0.99
+    assert "best.recurring_auc" not in metrics
+    assert "best.recurring_f1" not in metrics
+
+
 def test_pruned_and_failed_trials_keep_state_and_step(cycles, isolated_tracking):
     from grindwatch.mlflow_tuning import StudyTracker
     from grindwatch.pipeline import read_data
@@ -669,6 +757,17 @@ def test_pruned_and_failed_trials_keep_state_and_step(cycles, isolated_tracking)
     assert all(
         r.data.tags["grindwatch.stopped_step"] == "0" for r in by_state["PRUNED"]
     )
+    # A pruned run has its step value, at the epoch where it stopped, but no
+    # objective.
+    client = MlflowClient(isolated_tracking)
+    pruned_auc = table.set_index("mlflow_run_id")["pruned_injected_auc"]
+    for run in by_state["PRUNED"]:
+        assert "objective" not in run.data.metrics
+        history = client.get_metric_history(run.info.run_id, "epoch_injected_auc")
+        assert [m.step for m in history] == [0]
+        assert history[0].value == pytest.approx(pruned_auc[run.info.run_id])
+    # No trial completed, so none has an objective among its metrics.
+    assert "objective" not in table.columns
     assert {r.info.status for r in by_state["FAIL"]} == {"FAILED"}
     assert "stride" in by_state["FAIL"][0].data.tags["grindwatch.error"]
     assert not [r for r in runs if r.info.status == "RUNNING"]

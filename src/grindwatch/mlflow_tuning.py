@@ -9,6 +9,13 @@ processes cannot log into each other's runs. Runs carry these tags:
 - ``grindwatch.trial_state``: the Optuna state (COMPLETE, PRUNED, FAIL);
 - ``grindwatch.stopped_step``: the last epoch a pruned or failed trial reported.
 
+A complete trial's run logs ``objective`` once, at step 0, with the trial's other
+final metrics. Autoencoder trials also log, per epoch (step = epoch), the value
+that pruning compares (``epoch_injected_auc``, or ``epoch_labeled_auc`` under the
+``labeled_auc`` objective) and the losses. Pruned and failed trials have no
+``objective``. The study's run logs the best trial's metrics as ``best.<name>``,
+among them every factor of the objective.
+
 A trial run ends FINISHED when the trial completed or was pruned, FAILED when it
 raised, and KILLED when the user interrupted it. Runs that a killed process left
 RUNNING are found by those tags and marked FAILED when the study resumes.
@@ -242,7 +249,7 @@ class StudyTracker:
     def log_steps(
         self, run_id: str, steps: list[tuple[int, dict[str, float | None]]]
     ) -> None:
-        """Log per-epoch metrics (losses, the objective so far), one entry per step."""
+        """Log per-epoch metrics (losses, the step value), one entry per step."""
         from mlflow.entities import Metric
 
         now = _now_ms()

@@ -45,6 +45,7 @@ and cached for the trials that share it.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -73,6 +74,7 @@ from grindwatch.tune_config import SearchSpace
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "OBJECTIVE_FACTORS",
     "Holdout",
     "Objective",
     "PreparedData",
@@ -80,9 +82,18 @@ __all__ = [
     "split_holdout",
 ]
 
-# Called after each autoencoder epoch with (epoch, objective value so far,
-# train loss, validation loss). It may raise to stop the trial (pruning).
+# Called after each autoencoder epoch with (epoch, step value, train loss,
+# validation loss). The step value is the network's injected AUC so far, or its
+# labeled AUC under labeled_auc. The call may raise to stop the trial (pruning).
 StepReport = Callable[[int, float, float, float | None], None]
+
+# The metrics that each objective (tune.objective) multiplies.
+OBJECTIVE_FACTORS: dict[str, tuple[str, ...]] = {
+    "recurring_f1": ("injected_auc", "recurring_auc", "recurring_f1"),
+    "injected_auc_specificity": ("injected_auc", "held_out_specificity"),
+    "injected_auc": ("injected_auc",),
+    "labeled_auc": ("labeled_window_auc_roc",),
+}
 
 # At least this many recordings make "auto" hold out whole recordings.
 MIN_RECORDINGS_TO_HOLD_OUT = 10
@@ -543,8 +554,8 @@ class Objective:
     def evaluate(self, config: Config, report: StepReport | None = None) -> TrialResult:
         """Fit the variant ``config`` on the fit part and measure it.
 
-        ``report`` is called after each autoencoder epoch with the objective value
-        of the network at that point; it may raise to stop the trial.
+        ``report`` is called after each autoencoder epoch with the network's step
+        value at that point (see ``step_metric``); it may raise to stop the trial.
 
         Raises
         ------
@@ -582,8 +593,22 @@ class Objective:
     def _needs_labels(self) -> bool:
         return self.config.tune.objective == "labeled_auc"
 
+    @property
+    def factors(self) -> tuple[str, ...]:
+        """Names of the trial metrics whose product is the objective."""
+        return OBJECTIVE_FACTORS[self.config.tune.objective]
+
+    @property
+    def step_metric(self) -> str:
+        """Name of the value reported after each epoch, for pruning and tracking.
+
+        It is measured on the network in training, before it has a threshold, so
+        it is recorded apart from the objective.
+        """
+        return "epoch_labeled_auc" if self._needs_labels else "epoch_injected_auc"
+
     def _step_value(self, model: Any, prepared: PreparedData) -> float:
-        """Compute the objective of a network in training, which has no threshold.
+        """Compute the step value of a network in training, which has no threshold.
 
         Every label-free objective reports the injected AUC here, so that pruning
         compares trials on one scale.
@@ -598,18 +623,7 @@ class Objective:
         return _auc(clean, _finite_scores(detector, prepared.injected_features))
 
     def _value(self, metrics: dict[str, float]) -> float:
-        if self._needs_labels:
-            return metrics["labeled_window_auc_roc"]
-        objective = self.config.tune.objective
-        if objective == "recurring_f1":
-            return (
-                metrics["injected_auc"]
-                * metrics["recurring_auc"]
-                * metrics["recurring_f1"]
-            )
-        if objective == "injected_auc_specificity":
-            return metrics["injected_auc"] * metrics["held_out_specificity"]
-        return metrics["injected_auc"]
+        return math.prod(metrics[name] for name in self.factors)
 
     def measure(
         self, model: Any, prepared: PreparedData, labeled: bool = True

@@ -501,9 +501,10 @@ def read_study(  # noqa: ANN201 - a dict, see below
             break
     objective = parent.data.tags.get("grindwatch.objective")
     if objective:
-        # A trial may log the objective per epoch and its final value afterwards
-        # at step 0. MLflow's latest value is the one at the highest step, so it
-        # would return the last epoch's value instead of the final one.
+        # Trial runs of older grindwatch versions, and of other tuners, may log
+        # the objective per epoch and its final value afterwards at step 0.
+        # MLflow's latest value is the one at the highest step, so it would return
+        # the last epoch's value instead of the final one.
         # NOTE: values logged in the same millisecond keep MLflow's order, which
         # sorts them by step, so such a tie may still pick an epoch's value.
         for row in rows:

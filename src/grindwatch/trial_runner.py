@@ -79,8 +79,9 @@ class TrialInterrupted(Exception):
 class TrialEvent:
     """A trial this process finished, for progress displays.
 
-    ``n_finished`` counts COMPLETE and PRUNED trials of the whole study, including
-    those of other processes.
+    ``value`` is the objective, None for pruned and failed trials. ``n_finished``
+    counts COMPLETE and PRUNED trials of the whole study, including those of other
+    processes.
     """
 
     number: int
@@ -358,20 +359,23 @@ class TrialRunner:
         number = trial.number
         run_id = None
         state, value, metrics, error, step = "FAIL", None, {}, None, None
-        last_value: float | None = None
         texts: dict[str, str] = {}
         steps = _StepBuffer(self.tracker)
+        step_metric = self.objective.step_metric
 
         def report(
-            epoch: int, objective: float, train: float, val: float | None
+            epoch: int, step_value: float, train: float, val: float | None
         ) -> None:
-            nonlocal step, last_value
-            step, last_value = epoch, objective
-            trial.report(objective, epoch)
+            nonlocal step
+            step = epoch
+            trial.report(step_value, epoch)
+            # The step value gets its own metric name. Logged as "objective", the
+            # last epoch, at the highest step, would hide the final objective in
+            # MLflow, which shows a metric's value at its highest step.
             steps.add(
                 run_id,
                 epoch,
-                {"objective": objective, "train_loss": train, "val_loss": val},
+                {step_metric: step_value, "train_loss": train, "val_loss": val},
             )
             if self._stop.is_set():
                 raise TrialInterrupted(f"interrupted after epoch {epoch}")
@@ -406,9 +410,9 @@ class TrialRunner:
             state = "COMPLETE"
             metrics["objective"] = value
         except optuna.TrialPruned:
-            # Optuna records a pruned trial's value as its last reported one.
-            state, value = "PRUNED", last_value
-            metrics = {"objective": last_value}
+            # A pruned trial has no objective. Optuna stores its last step value as
+            # the trial's value, and MLflow has it in the step metric's history.
+            state, value, metrics = "PRUNED", None, {}
         except TrialInterrupted:
             state, error = "INTERRUPTED", "interrupted by the user"
         except Exception as caught:  # noqa: BLE001 - one broken variant ends one trial

@@ -312,7 +312,7 @@ def _summarise(
     from grindwatch.tuning_plots import plot_importances, plot_optimization_history
 
     trials = result.trials
-    metrics = _summary_metrics(result)
+    metrics = _summary_metrics(result, objective.factors)
     best_params = dict(result.best_params)
     tags = (
         {
@@ -352,7 +352,12 @@ def _summarise(
         tracker.log_summary(best_params, metrics, files, tags)
 
 
-def _summary_metrics(result: TuneResult) -> dict[str, float]:
+def _summary_metrics(result: TuneResult, factors: tuple[str, ...]) -> dict[str, float]:
+    """Count the trials by state and collect the best trial's metrics.
+
+    The best trial's injected, specificity and labeled metrics and every factor of
+    the objective (``factors``) that it measured become ``best.<name>``.
+    """
     trials = result.trials
     states = trials["state"].value_counts()
     metrics: dict[str, float] = {
@@ -365,9 +370,10 @@ def _summary_metrics(result: TuneResult) -> dict[str, float]:
     metrics["best_value"] = float(result.best_value)
     metrics["best_trial"] = float(result.best_trial)
     row = trials[trials["number"] == result.best_trial].iloc[0]
+    prefixes = ("injected_", "held_out_specificity", "labeled_")
     for column, value in row.items():
-        prefixes = ("injected_", "held_out_specificity", "labeled_")
-        if column.startswith(prefixes) and _is_number(value):
+        included = column.startswith(prefixes) or column in factors
+        if included and _is_number(value):
             metrics[f"best.{column}"] = float(value)
     if "labeled_window_auc_roc" in trials:
         complete = trials[trials["state"] == "COMPLETE"]

@@ -365,7 +365,7 @@ def study_section(summary: StudySummary) -> str:
             _number(row["number"]),
             markup.escape(row["run_name"])
             + (_model_mark(summary) if row["is_model"] else ""),
-            markup.escape(row["status"]),
+            markup.escape(_trial_status(row)),
             _number(row["value"]),
             *(_parameter_cell(row[p]) for p in params),
         ]
@@ -388,6 +388,14 @@ def study_section(summary: StudySummary) -> str:
     parts.append(f'<p class="note">{markup.escape(summary.importance_note)}</p>')
     parts.append("</section>")
     return "".join(parts)
+
+
+def _trial_status(row: pd.Series) -> str:
+    """Return the trial's state, with the epoch where a pruned or failed one stopped."""
+    stopped = row.get("stopped_step")
+    if stopped is None or not np.isfinite(stopped):
+        return str(row["status"])
+    return f"{row['status']} at epoch {int(stopped)}"
 
 
 def notes(model: Model, scored: ScoreResult) -> str:

@@ -38,6 +38,7 @@ TRIAL_COLUMNS = (
     "value",
     "is_model",
     "completed",
+    "stopped_step",
 )
 IMPORTANCE_METHOD = (
     "fANOVA (optuna.importance.FanovaImportanceEvaluator, 64 trees, seed 0) on "
@@ -62,9 +63,12 @@ class StudySummary:
     trials : DataFrame
         One row per trial in start order. Columns: number, run_id, run_name,
         status (the Optuna state where recorded, else the MLflow status), value
-        (the objective, NaN when missing), is_model (the trial the model came
-        from) and completed (finished with an objective value). Then follows
-        one column per parameter that varies between trials.
+        (the objective, NaN when missing and for trials whose recorded state is
+        not COMPLETE), is_model (the trial the model came from), completed
+        (finished with an objective value) and stopped_step (the last epoch a
+        pruned or failed trial reported, from the tag
+        ``grindwatch.stopped_step``; NaN when absent). Then follows one column
+        per parameter that varies between trials.
     objective_name : str or None
         What the objective measures, where the study run records it in the tag
         ``grindwatch.objective_name`` (for example ``injected_auc``).
@@ -232,6 +236,12 @@ def summarize_study(record: dict[str, Any], model_run_id: str | None) -> StudySu
     finished = np.where(
         state.notna(), state == "COMPLETE", runs["status"] == "FINISHED"
     )
+    # Older grindwatch versions logged a pruned trial's last per-epoch value as
+    # its objective. So where the state is known, only COMPLETE trials show one.
+    value = value.where(state.isna() | (state == "COMPLETE"))
+    stopped = pd.to_numeric(
+        _column(runs, "tags.grindwatch.stopped_step"), errors="coerce"
+    )
     if trial_of_model.empty:
         is_model = runs["run_id"] == model_run_id
     else:
@@ -247,6 +257,7 @@ def summarize_study(record: dict[str, Any], model_run_id: str | None) -> StudySu
             "value": value.astype(np.float64),
             "is_model": is_model,
             "completed": finished & np.isfinite(value.astype(np.float64)),
+            "stopped_step": stopped.astype(np.float64),
         }
     )
     trials = pd.concat([trials, params[varying]], axis=1)
