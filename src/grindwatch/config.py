@@ -37,6 +37,8 @@ class DataConfig(Section):
             "changepoint",
         ]
     )
+    # The CSV or Parquet column that holds time, when its name is not recognised.
+    time_column: str | None = None
     sample_rate: float | None = Field(default=None, gt=0)
     id_column: str | None = None
     nan_policy: Literal["raise", "interpolate"] = "raise"

@@ -41,6 +41,7 @@ def read_options(config: Config) -> ReadOptions:
         hdf5_key=data.hdf5_key,
         channels=tuple(data.channels) if data.channels else None,
         label_columns=tuple(data.label_columns),
+        time_column=data.time_column,
         sample_rate=data.sample_rate,
         id_column=data.id_column,
         nan_policy=data.nan_policy,

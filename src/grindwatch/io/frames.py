@@ -12,22 +12,31 @@ import pandas as pd
 from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io.options import ReadOptions
 from grindwatch.io.recording import Recording
+from grindwatch.io.time_names import seconds_per_unit, time_name_scale
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["frame_to_recording", "frame_to_table_rows", "finite_or_raise"]
 
-_TIME_NAMES = re.compile(
-    r"^(time|times|timestamp|datetime|date|t|time_s|time_ms|seconds|sec|index|idx|"
-    r"sample|samples|sample_index|unnamed: ?0)$",
-    re.IGNORECASE,
+# Sample index columns: not channels, but they give no sample rate either.
+_INDEX_NAMES = re.compile(
+    r"^(index|idx|sample|samples|sample_index|unnamed: ?0)$", re.IGNORECASE
 )
 
 
-def _is_time_column(name: str, column: pd.Series) -> bool:
+def _is_time_column(
+    name: str, column: pd.Series, time_column: str | None = None
+) -> bool:
+    """Tell whether a column holds time or a sample index rather than a channel.
+
+    ``time_column`` is the column named by the ``time_column`` option, if any.
+    """
+    if name == time_column:
+        return True
     if pd.api.types.is_datetime64_any_dtype(column):
         return True
-    if _TIME_NAMES.match(str(name).strip()):
+    name = str(name).strip()
+    if time_name_scale(name) is not None or _INDEX_NAMES.match(name):
         return True
     # Text that parses as date and time, whatever the column's name ("Zeit").
     if pd.api.types.is_numeric_dtype(column):
@@ -48,27 +57,50 @@ def _as_datetime(column: pd.Series) -> pd.Series | None:
     return None
 
 
-def _rate_from_time(path: Path, name: str, column: pd.Series) -> float | None:
-    """Estimate the sample rate from a time column, or None if it is not regular."""
+def _time_columns(path: Path, frame: pd.DataFrame, options: ReadOptions) -> list:
+    """List the time and index columns, the one named by ``time_column`` first.
+
+    Raises
+    ------
+    InputError
+        If ``options.time_column`` names a column the file does not have.
+    """
+    named = options.time_column
+    if named is not None and named not in frame.columns:
+        raise InputError(
+            path,
+            f"time column {named!r} not found; the columns are "
+            f"{shorten_list([str(name) for name in frame.columns])}",
+            "fix data.time_column, or unset it to detect time columns by name",
+        )
+    found = [
+        name
+        for name in frame.columns
+        if name != named and _is_time_column(str(name), frame[name])
+    ]
+    return found if named is None else [named, *found]
+
+
+def _seconds(name: str, column: pd.Series, time_column: str | None):  # noqa: ANN202
+    """Seconds since the first row of a time column, or None for an index column."""
     as_datetime = _as_datetime(column)
     if as_datetime is not None:
-        seconds = (as_datetime - as_datetime.iloc[0]).dt.total_seconds().to_numpy()
-    elif (
-        pd.api.types.is_numeric_dtype(column)
-        and name.lower()
-        not in {
-            "index",
-            "idx",
-            "sample",
-            "samples",
-            "sample_index",
-        }
-        and not str(name).lower().startswith("unnamed")
-    ):
-        seconds = column.to_numpy(dtype=float)
-        if name.lower() == "time_ms":
-            seconds = seconds / 1000.0
-    else:
+        return (as_datetime - as_datetime.iloc[0]).dt.total_seconds().to_numpy()
+    if not pd.api.types.is_numeric_dtype(column):
+        return None
+    if name != time_column and _INDEX_NAMES.match(name.strip()):
+        return None
+    # A unit in the name ("Time [ms]") converts to seconds; plain numbers are seconds.
+    scale = time_name_scale(name) or seconds_per_unit(name) or 1.0
+    return column.to_numpy(dtype=float) * scale
+
+
+def _rate_from_time(
+    path: Path, name: str, column: pd.Series, time_column: str | None = None
+) -> float | None:
+    """Estimate the sample rate from a time column, or None if it is not regular."""
+    seconds = _seconds(name, column, time_column)
+    if seconds is None:
         return None
     steps = np.diff(seconds[np.isfinite(seconds)])
     if steps.size == 0:
@@ -101,7 +133,9 @@ def _channel_columns(
     left_out = []
     for name in frame.columns:
         column = frame[name]
-        if str(name).lower() in label_names or _is_time_column(str(name), column):
+        if str(name).lower() in label_names:
+            continue
+        if _is_time_column(str(name), column, options.time_column):
             continue
         if name == options.id_column:
             continue  # names the rows; a numeric id is no feature either
@@ -244,11 +278,6 @@ def _drop_empty_rows(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-_INDEX_NAMES = re.compile(
-    r"^(index|idx|sample|samples|sample_index|unnamed: ?0)$", re.IGNORECASE
-)
-
-
 def _time_values(name: str, column: pd.Series) -> np.ndarray | None:
     """Seconds or datetime values of a time column, or None for an index column."""
     as_datetime = _as_datetime(column)
@@ -310,12 +339,11 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
         raise InputError(path, "the file holds no data rows", "check the file")
 
     sample_rate = None
-    for name in frame.columns:
-        if _is_time_column(str(name), frame[name]):
-            frame = _ordered_by_time(path, frame, name)
-            sample_rate = _rate_from_time(path, str(name), frame[name])
-            if sample_rate is not None:
-                break
+    for name in _time_columns(path, frame, options):
+        frame = _ordered_by_time(path, frame, name)
+        sample_rate = _rate_from_time(path, str(name), frame[name], options.time_column)
+        if sample_rate is not None:
+            break
     sample_rate = _resolve_rate(path, sample_rate, options.sample_rate)
 
     channels = _select(path, numeric, options)

@@ -36,6 +36,10 @@ class ReadOptions:
         Keep only these channels, in this order.
     label_columns : tuple of str
         Columns that hold labels; they are never taken as channels.
+    time_column : str or None
+        The CSV or Parquet column that holds time, for a name that is not
+        recognised as one (see ``grindwatch.io.time_names``). A unit in its name
+        (``clock [ms]``) is read; without one, numbers are seconds.
     sample_rate : float or None
         Samples per second, for files that do not store it.
     id_column : str or None
@@ -91,6 +95,7 @@ class ReadOptions:
     hdf5_key: str | None = None
     channels: tuple[str, ...] | None = None
     label_columns: tuple[str, ...] = field(default=DEFAULT_LABEL_COLUMNS)
+    time_column: str | None = None
     sample_rate: float | None = None
     id_column: str | None = None
     nan_policy: str = "raise"

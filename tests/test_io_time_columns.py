@@ -1,0 +1,94 @@
+"""CSV time columns: names and units, and the time_column option."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grindwatch.config import Config
+from grindwatch.exceptions import InputError
+from grindwatch.io import ReadOptions, load_recordings, read_file
+from grindwatch.pipeline import read_options
+from tests.conftest import make_cycle
+
+RATE = 1000.0
+
+
+def _write(path, time_name, time_values, n_samples=300):  # noqa: ANN001, ANN202
+    frame = pd.DataFrame(make_cycle(0, n_samples).T, columns=["a", "b", "c"])
+    frame.insert(0, time_name, time_values)
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "per_second"),
+    [
+        ("Time [s]", 1.0),
+        ("Time (s)", 1.0),
+        ("time_s", 1.0),
+        ("Zeit", 1.0),
+        ("Zeit [s]", 1.0),
+        ("Zeit / s", 1.0),
+        ("t", 1.0),
+        ("Elapsed time [s]", 1.0),
+        ("seconds", 1.0),
+        ("timestamp [ms]", 1e3),
+        ("t (ms)", 1e3),
+        ("time_ms", 1e3),
+        ("Time [µs]", 1e6),
+        ("Time [min]", 1 / 60),
+    ],
+)
+def test_time_column_name_with_unit(tmp_path, name, per_second):
+    seconds = np.arange(300) / RATE
+    path = _write(tmp_path / "run.csv", name, seconds * per_second)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["a", "b", "c"]
+    assert recording.sample_rate == pytest.approx(RATE)
+
+
+@pytest.mark.parametrize("name", ["T [°C]", "t_min", "t_oil", "Time [a.u.]"])
+def test_unknown_unit_stays_channel(tmp_path, name):
+    rng = np.random.default_rng(1)
+    path = _write(tmp_path / "run.csv", name, 20 + rng.standard_normal(300))
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == [name, "a", "b", "c"]
+    assert recording.sample_rate is None
+
+
+def test_time_column_option_gives_rate(tmp_path, caplog):
+    _write(tmp_path / "run.csv", "clock [ms]", np.arange(300))
+    options = read_options(Config().with_overrides({"data.time_column": "clock [ms]"}))
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        loaded = load_recordings(tmp_path, options)
+
+    assert loaded.channels == ["a", "b", "c"]
+    assert loaded.sample_rate == pytest.approx(RATE)
+    assert "rise by the same step" not in caplog.text
+
+
+def test_time_column_option_without_unit_is_seconds(tmp_path):
+    path = _write(tmp_path / "run.csv", "Uhrzeit", np.arange(300) / RATE)
+
+    recording = read_file(path, ReadOptions(time_column="Uhrzeit"))[0]
+
+    assert recording.channels == ["a", "b", "c"]
+    assert recording.sample_rate == pytest.approx(RATE)
+
+
+def test_time_column_option_missing_raises(tmp_path):
+    path = _write(tmp_path / "run.csv", "time", np.arange(300) / RATE)
+
+    with pytest.raises(
+        InputError, match=r"run.csv: time column 'clock' not found; the columns are"
+    ):
+        read_file(path, ReadOptions(time_column="clock"))
