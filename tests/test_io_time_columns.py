@@ -1,4 +1,4 @@
-"""CSV time columns: names and units, and the time_column option."""
+"""CSV time columns: names and units, the time_column option, time-like channels."""
 
 from __future__ import annotations
 
@@ -62,6 +62,52 @@ def test_unknown_unit_stays_channel(tmp_path, name):
 
     assert recording.channels == [name, "a", "b", "c"]
     assert recording.sample_rate is None
+
+
+def test_time_like_channel_warned_with_fix(tmp_path, caplog):
+    for index in range(2):
+        _write(tmp_path / f"run{index}.csv", "clock", np.arange(300) / RATE)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        loaded = load_recordings(tmp_path)
+
+    assert loaded.channels == ["clock", "a", "b", "c"]
+    assert loaded.recordings[0].metadata["time_like_channels"] == ["clock"]
+    assert "2 of 2 recordings have channels ['clock']" in caplog.text
+    assert "run0.csv" in caplog.text
+    assert "--set data.time_column=NAME" in caplog.text
+
+
+def test_time_like_row_of_npy_warned(tmp_path, caplog):
+    data = make_cycle(0, 300)
+    data[1] = np.arange(300)
+    np.save(tmp_path / "run.npy", data)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        load_recordings(tmp_path)
+
+    assert "have channels ['channel_1'] that rise by the same step" in caplog.text
+
+
+def test_time_like_allows_float32_rounding(tmp_path):
+    # Up to 300 s, float32 rounds 1 ms steps by up to about 3%.
+    path = _write(
+        tmp_path / "long.csv", "clock", 100 + np.arange(200_000) / RATE, 200_000
+    )
+
+    recording = read_file(path)[0]
+
+    assert recording.metadata["time_like_channels"] == ["clock"]
+
+
+def test_noisy_rising_signal_not_time_like(tmp_path):
+    rng = np.random.default_rng(2)
+    rising = np.arange(300) / RATE + 1e-4 * rng.standard_normal(300)
+    path = _write(tmp_path / "run.csv", "position", rising)
+
+    recording = read_file(path)[0]
+
+    assert "time_like_channels" not in recording.metadata
 
 
 def test_time_column_option_gives_rate(tmp_path, caplog):

@@ -291,6 +291,7 @@ def load_recordings(
         )
     _make_names_unique(recordings)
     _warn_quality(recordings)
+    _warn_time_like(recordings)
     _warn_non_numeric(recordings)
     logger.info("read %d recordings from %d files", len(recordings), len(files))
     return RecordingSet(recordings, skipped, options.kind)
@@ -339,6 +340,26 @@ def _warn_quality(recordings: list[Recording]) -> None:
                 affected[0].source or affected[0].name,
                 key,
             )
+
+
+def _warn_time_like(recordings: list[Recording]) -> None:
+    """Name the channels that look like a time or index column, once per data set."""
+    affected = [r for r in recordings if r.metadata.get("time_like_channels")]
+    if not affected:
+        return
+    channels = sorted({c for r in affected for c in r.metadata["time_like_channels"]})
+    logger.warning(
+        "%d of %d recordings have channels %s that rise by the same step at every "
+        "sample (first: %s), so they are probably time or sample index columns, not "
+        "sensor signals. They are kept as channels. Name a CSV or Parquet time "
+        "column with --set data.time_column=NAME, so that it gives the sample rate, "
+        "or leave the column out by listing the channels to use with --channels "
+        "(data.channels)",
+        len(affected),
+        len(recordings),
+        shorten_list(channels),
+        affected[0].source or affected[0].name,
+    )
 
 
 def _warn_non_numeric(recordings: list[Recording]) -> None:

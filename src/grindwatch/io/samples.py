@@ -22,12 +22,14 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "CLIP_MIN_FRACTION",
     "CLIP_MIN_RUN",
+    "TIME_LIKE_MIN_SAMPLES",
     "apply_policies",
     "check_quality",
     "clipped_samples",
     "find_problems",
     "resample",
     "resample_rows",
+    "time_like_channels",
     "to_float32",
 ]
 
@@ -37,6 +39,10 @@ __all__ = [
 # three times in a row; a saturated converter does.
 CLIP_MIN_FRACTION = 0.001
 CLIP_MIN_RUN = 3
+
+# A channel of at least this many samples that rises by the same step at every
+# sample, within 1% plus float32 rounding, is probably a time or index column.
+TIME_LIKE_MIN_SAMPLES = 10
 
 
 def to_float32(
@@ -135,6 +141,28 @@ def find_problems(
     return constant, clipped
 
 
+def time_like_channels(channels: list[str], rows: list[np.ndarray]) -> list[str]:
+    """Return the channels that rise by one constant step from sample to sample.
+
+    Such a channel is almost surely a time or sample index column read as a
+    signal. Steps may differ by 1% of the median step plus twice the float32
+    resolution at the channel's largest magnitude, the rounding that storing
+    timestamps as float32 adds.
+    """
+    found = []
+    for name, row in zip(channels, rows, strict=True):
+        if row.size < TIME_LIKE_MIN_SAMPLES:
+            continue
+        steps = np.diff(row.astype(np.float64))
+        median = float(np.median(steps))
+        if not (median > 0 and steps.min() > 0):
+            continue
+        rounding = 2.0 * float(np.spacing(np.float32(np.abs(row).max())))
+        if np.abs(steps - median).max() <= 0.01 * median + rounding:
+            found.append(name)
+    return found
+
+
 def apply_policies(
     source: object,
     constant: list[str],
@@ -183,7 +211,9 @@ def check_quality(
     With ``warn`` the channels stay in the recording and are listed in
     ``metadata["constant_channels"]`` and ``metadata["clipped_channels"]`` (as
     ``{channel: first clipped sample}``), and ``load_recordings`` logs one summary
-    warning for the data set.
+    warning for the data set. Channels that look like a time or index column (see
+    ``time_like_channels``) are kept and listed in ``metadata["time_like_channels"]``
+    whatever the policies.
 
     Raises
     ------
@@ -206,6 +236,12 @@ def check_quality(
     recording.metadata.update(
         apply_policies(source, constant, clipped, constant_policy, clipping_policy)
     )
+    time_like = time_like_channels(recording.channels, list(recording.data))
+    if time_like:
+        recording.metadata["time_like_channels"] = time_like
+        logger.info(
+            "%s: channels that look like time or an index %s", source, time_like
+        )
     return recording
 
 
