@@ -281,7 +281,7 @@ def _hdf5_layout(path: Path, handle, options: ReadOptions) -> dict[str, Any]:  #
         channels = [name.rsplit("/", 1)[-1] for name in names]
     scale = hdf5._attribute(items, hdf5._SCALE_ATTRIBUTES)
     offset = hdf5._attribute(items, hdf5._OFFSET_ATTRIBUTES)
-    rate = hdf5._attribute([*items, handle], hdf5._RATE_ATTRIBUTES)
+    rate = hdf5._named_attribute([*items, handle], hdf5._RATE_ATTRIBUTES)
     return {
         "names": names,
         "two_d": len(names) == 1 and len(shape) == 2,
