@@ -38,6 +38,7 @@ def read_options(config: Config) -> ReadOptions:
         kind=data.kind,
         delimiter=data.delimiter,
         decimal=data.decimal,
+        encoding=data.encoding,
         hdf5_key=data.hdf5_key,
         channels=tuple(data.channels) if data.channels else None,
         label_columns=tuple(data.label_columns),

@@ -30,6 +30,9 @@ class ReadOptions:
         process cycles, columns are features (one recording per row).
     delimiter, decimal : str or None
         CSV field separator and decimal mark; None detects them from the file.
+    encoding : str
+        Text encoding of CSV files, as a Python codec name (``latin-1``,
+        ``cp1252``, ``utf-16``).
     hdf5_key : str or None
         Dataset or group path inside HDF5 files, when a file holds several.
     channels : tuple of str or None
@@ -92,6 +95,7 @@ class ReadOptions:
     kind: str = "signals"
     delimiter: str | None = None
     decimal: str | None = None
+    encoding: str = "utf-8"
     hdf5_key: str | None = None
     channels: tuple[str, ...] | None = None
     label_columns: tuple[str, ...] = field(default=DEFAULT_LABEL_COLUMNS)
