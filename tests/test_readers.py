@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -170,6 +172,29 @@ def test_csv_only_comments_raises(tmp_path):
         match="notes.csv: contains comment lines starting with '#' but no header",
     ):
         read_file(path)
+
+
+def test_csv_repeated_column_names_warned(tmp_path, caplog):
+    path = tmp_path / "dup.csv"
+    path.write_text("time,vib,vib,temp\n" + _csv_rows())
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        (recording,) = read_file(path)
+
+    assert recording.channels == ["vib", "vib.1", "temp"]
+    assert "dup.csv: columns ['vib'] appear more than once in the header" in caplog.text
+    assert "renamed ['vib.1']" in caplog.text
+
+
+def test_csv_distinct_column_names_not_warned(tmp_path, caplog):
+    path = tmp_path / "plain.csv"
+    path.write_text("time,vib,vib.1,temp\n" + _csv_rows())
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        (recording,) = read_file(path)
+
+    assert recording.channels == ["vib", "vib.1", "temp"]
+    assert "more than once" not in caplog.text
 
 
 def test_empty_file_raises(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import csv as stdlib_csv
+import logging
 import re
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pandas as pd
 
 from grindwatch.exceptions import InputError
 from grindwatch.io.options import ReadOptions
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["read_csv_frame", "sniff_csv"]
 
@@ -135,6 +138,26 @@ def _header_in_comment(
     return bool(numbers.notna().all())
 
 
+def _warn_renamed(path: Path, header: list[str], columns: list) -> None:
+    """Warn when pandas renamed repeated column names ("vib", "vib.1")."""
+    seen: set[str] = set()
+    renamed = []
+    for raw, column in zip(header, columns, strict=False):
+        if raw and raw in seen and str(column) != raw:
+            renamed.append(str(column))
+        seen.add(raw)
+    if renamed:
+        repeated = sorted({name for name in header if header.count(name) > 1 and name})
+        logger.warning(
+            "%s: columns %s appear more than once in the header, so the later ones "
+            "were renamed %s (the first keeps its name). Give each column its own "
+            "name in the file if the channels should be matched by what they are",
+            path,
+            repeated,
+            renamed,
+        )
+
+
 def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
     """Read a CSV file into a DataFrame, detecting its dialect when not given.
 
@@ -190,7 +213,11 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
             "set delimiter and decimal in the config if detection guessed wrong",
         ) from None
 
+    header = _fields(lines[header_row].lstrip("\ufeff"), delimiter)
     if header_row < n_comments:
         first = str(frame.columns[0]).lstrip("#").strip()
         frame = frame.rename(columns={frame.columns[0]: first})
+        header = None if header is None else [first, *header[1:]]
+    if header is not None:
+        _warn_renamed(path, header, list(frame.columns))
     return frame
