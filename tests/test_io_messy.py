@@ -139,6 +139,47 @@ def test_noisy_sine_is_not_clipped(tmp_path):
 # Short recordings ------------------------------------------------------------------
 
 
+def test_large_offset_channel_warned(tmp_path, caplog):
+    data = make_cycle(0, 2000).astype(np.float64)
+    data[0] = 2e7 + np.sin(np.arange(2000) / 10)
+    data[1] = 2e7 + 1e4 * data[1]
+    path = _write_csv(tmp_path / "offset.csv", data)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        loaded = load_recordings(path)
+
+    recording = loaded.recordings[0]
+    assert len(np.unique(recording.data[0])) <= 3
+    assert list(recording.metadata["low_precision_channels"]) == ["a"]
+    assert "1 of 1 recordings have channels ['a'] whose variation is tiny" in (
+        caplog.text
+    )
+    assert "offset.csv" in caplog.text
+    assert "Subtract the offset" in caplog.text
+
+
+def test_large_offset_npy_row_listed(tmp_path):
+    data = make_cycle(0, 2000).astype(np.float64)
+    data[1] += 1e6
+    np.save(tmp_path / "offset.npy", data)
+
+    recording = read_file(tmp_path / "offset.npy")[0]
+    selected = read_file(tmp_path / "offset.npy", ReadOptions(channels=("channel_0",)))[
+        0
+    ]
+
+    assert list(recording.metadata["low_precision_channels"]) == ["channel_1"]
+    assert "low_precision_channels" not in selected.metadata
+
+
+def test_centred_channels_not_low_precision(tmp_path):
+    path = _write_csv(tmp_path / "plain.csv", make_cycle(0, 2000))
+
+    recording = read_file(path)[0]
+
+    assert "low_precision_channels" not in recording.metadata
+
+
 def test_short_recording_skipped_in_training(cycle_folders, tmp_path):
     _write_csv(cycle_folders["good"] / "short.csv", make_cycle(50, 100), CHANNELS)
 

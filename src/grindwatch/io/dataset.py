@@ -291,6 +291,7 @@ def load_recordings(
         )
     _make_names_unique(recordings)
     _warn_quality(recordings)
+    _warn_low_precision(recordings)
     _warn_time_like(recordings)
     _warn_non_numeric(recordings)
     logger.info("read %d recordings from %d files", len(recordings), len(files))
@@ -340,6 +341,30 @@ def _warn_quality(recordings: list[Recording]) -> None:
                 affected[0].source or affected[0].name,
                 key,
             )
+
+
+def _warn_low_precision(recordings: list[Recording]) -> None:
+    """Name the channels that float32 stores coarsely, once per data set."""
+    affected = [r for r in recordings if r.metadata.get("low_precision_channels")]
+    if not affected:
+        return
+    first = affected[0]
+    coarse = first.metadata["low_precision_channels"]
+    channel = next(iter(coarse))
+    names = sorted({c for r in affected for c in r.metadata["low_precision_channels"]})
+    logger.warning(
+        "%d of %d recordings have channels %s whose variation is tiny next to their "
+        "level (first: %s, where the standard deviation of %r is %.3g float32 "
+        "steps). Samples are stored as float32, which keeps about 7 significant "
+        "digits, so these channels keep only a few distinct values. Subtract the "
+        "offset (a baseline or the mean) before saving the files",
+        len(affected),
+        len(recordings),
+        shorten_list(names),
+        first.source or first.name,
+        channel,
+        coarse[channel],
+    )
 
 
 def _warn_time_like(recordings: list[Recording]) -> None:

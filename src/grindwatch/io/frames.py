@@ -12,13 +12,14 @@ import pandas as pd
 from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io.options import ReadOptions
 from grindwatch.io.recording import Recording
+from grindwatch.io.samples import low_precision_channels
 from grindwatch.io.time_names import seconds_per_unit, time_name_scale
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["frame_to_recording", "frame_to_table_rows", "finite_or_raise"]
 
-# Sample index columns: not channels, but they give no sample rate either.
+# Sample index columns are not channels, but they give no sample rate either.
 _INDEX_NAMES = re.compile(
     r"^(index|idx|sample|samples|sample_index|unnamed: ?0)$", re.IGNORECASE
 )
@@ -27,7 +28,7 @@ _INDEX_NAMES = re.compile(
 def _is_time_column(
     name: str, column: pd.Series, time_column: str | None = None
 ) -> bool:
-    """Tell whether a column holds time or a sample index rather than a channel.
+    """Tell whether a column contains time or a sample index rather than a channel.
 
     ``time_column`` is the column named by the ``time_column`` option, if any.
     """
@@ -90,7 +91,8 @@ def _seconds(name: str, column: pd.Series, time_column: str | None):  # noqa: AN
         return None
     if name != time_column and _INDEX_NAMES.match(name.strip()):
         return None
-    # A unit in the name ("Time [ms]") converts to seconds; plain numbers are seconds.
+    # A unit in the name ("Time [ms]") converts numbers to seconds, and numbers
+    # without one are seconds.
     scale = time_name_scale(name) or seconds_per_unit(name) or 1.0
     return column.to_numpy(dtype=float) * scale
 
@@ -348,11 +350,14 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
 
     channels = _select(path, numeric, options)
     values = frame[channels].to_numpy()
-    metadata = {"source_dtype": str(values.dtype)}
+    metadata: dict[str, object] = {"source_dtype": str(values.dtype)}
     if left_out:
         metadata["non_numeric_columns"] = left_out
-    data = np.ascontiguousarray(values.T, dtype=np.float32)
     names = [str(name) for name in channels]
+    coarse = low_precision_channels(names, list(values.T))
+    if coarse:
+        metadata["low_precision_channels"] = coarse
+    data = np.ascontiguousarray(values.T, dtype=np.float32)
     data = finite_or_raise(path, data, names, options.nan_policy)
 
     return Recording(

@@ -125,6 +125,7 @@ def _read_open(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN20
         data,
         None if scale is None else float(np.ravel(scale)[0]),
         None if offset is None else float(np.ravel(offset)[0]),
+        channels,
     )
     metadata["hdf5_datasets"] = names
     return metadata, data, channels, _rate(path, rate, options.sample_rate)

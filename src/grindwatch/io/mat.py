@@ -175,7 +175,7 @@ def read_mat(path: Path, options: ReadOptions) -> Recording:
         array = np.stack([np.atleast_1d(value) for value in values])
         channels = [name.rsplit(".", 1)[-1] for name in names]
 
-    data, metadata = to_float32(array)
+    data, metadata = to_float32(array, channels=channels)
     data = finite_or_raise(path, data, channels, options.nan_policy)
     metadata.update({"mat_version": "7.3" if is_v73 else "5", "mat_variables": names})
     rate = resolve_rate(path, _rate(path, variables), options.sample_rate)

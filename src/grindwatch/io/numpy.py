@@ -105,7 +105,7 @@ def read_numpy(path: Path, options: ReadOptions) -> Recording:
         channels = [f"channel_{i}" for i in range(data.shape[0])]
     rate = resolve_rate(path, rate, options.sample_rate)
 
-    values, metadata = to_float32(data)
+    values, metadata = to_float32(data, channels=channels)
     values = finite_or_raise(path, values, channels, options.nan_policy)
     recording = Recording(
         name=path.stem,
