@@ -375,6 +375,24 @@ def test_odd_first_rate_does_not_set_rate(tmp_path, caplog):
     assert "3 of 4 files with these channels are at 1000 samples/s" in caplog.text
 
 
+def test_rate_warning_counts_files_without_rate(tmp_path, caplog):
+    for name, rate in (("fast", 1000.0), ("fast2", 1000.0), ("slow", 500.0)):
+        _write_csv(tmp_path / f"{name}.csv", make_cycle(0, 600), CHANNELS, rate)
+    pd.read_csv(tmp_path / "fast.csv").drop(columns="time").to_parquet(
+        tmp_path / "no_time.parquet"
+    )
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        loaded = load_recordings(tmp_path)
+
+    assert [r.name for r in loaded] == ["fast", "fast2"]
+    assert (
+        "the files have 2 different sample rates and 1 file without one; 2 of 4 "
+        "files with these channels are at 1000 samples/s, so the others are skipped"
+        in caplog.text
+    )
+
+
 def test_file_without_rate_named_in_data_set(tmp_path):
     write_cycles(tmp_path, 2)
     pd.read_csv(tmp_path / "cycle_000.csv").drop(columns="time").to_parquet(

@@ -482,14 +482,28 @@ def _choose_reference(read: list[tuple[Path, list[Recording]]]) -> _Reference:
         )
     if len(rate_groups) > 1:
         logger.warning(
-            "the files have %d different sample rates; %d of %d files with these "
-            "channels %s, so the others are skipped or resampled",
-            len(rate_groups),
+            "the files have %s; %d of %d files with these channels %s, so the "
+            "others are skipped%s",
+            _rate_counts(rate_groups),
             reference.n_rate_files,
             reference.n_with_channels,
             _rate_phrase(reference.sample_rate),
+            ", or resampled with resample: true where they have a rate"
+            if reference.sample_rate is not None
+            else "",
         )
     return reference
+
+
+def _rate_counts(rate_groups: list[list[float | None]]) -> str:
+    """Describe rate groups: "2 different sample rates and 1 file without one"."""
+    n_rates = sum(group[0] is not None for group in rate_groups)
+    n_without = sum(len(group) for group in rate_groups if group[0] is None)
+    text = "one sample rate" if n_rates == 1 else f"{n_rates} different sample rates"
+    if n_without:
+        files = "file" if n_without == 1 else "files"
+        text += f" and {n_without} {files} without one"
+    return text
 
 
 def _match(reference: _Reference, recording: Recording, options: ReadOptions):  # noqa: ANN202
