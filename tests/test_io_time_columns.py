@@ -1,4 +1,5 @@
-"""CSV time columns: names and units, the time_column option, time-like channels."""
+"""CSV time columns: names and units, the time_column option, time-like channels
+and irregular time steps."""
 
 from __future__ import annotations
 
@@ -138,3 +139,59 @@ def test_time_column_option_missing_raises(tmp_path):
         InputError, match=r"run.csv: time column 'clock' not found; the columns are"
     ):
         read_file(path, ReadOptions(time_column="clock"))
+
+
+def test_time_gap_warned_with_row_and_length(tmp_path, caplog):
+    seconds = np.arange(2000) / RATE
+    seconds[1000:] += 5.0
+    path = _write(tmp_path / "gap.csv", "time", seconds, 2000)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(RATE)
+    assert recording.n_samples == 2000
+    assert (
+        "gap.csv: time column 'time' jumps by 5.001 s at data row 1000 (6 s after "
+        "the first sample)" in caplog.text
+    )
+    assert "1 of 1999 steps are longer than 1.5 median steps" in caplog.text
+    assert "window start_s" in caplog.text
+
+
+def test_time_gap_row_counts_comment_free_data_rows(tmp_path, caplog):
+    seconds = np.arange(300) / RATE
+    seconds[200:] += 0.5
+    path = _write(tmp_path / "gap.csv", "Time [ms]", seconds * 1e3)
+    path.write_text("# logger export\n" + path.read_text())
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        read_file(path)
+
+    assert "jumps by 0.501 s at data row 200" in caplog.text
+
+
+def test_time_short_steps_warned(tmp_path, caplog):
+    seconds = np.arange(300) / RATE
+    seconds[150:] -= 0.0008
+    path = _write(tmp_path / "burst.csv", "time", seconds)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        read_file(path)
+
+    assert (
+        "burst.csv: time column 'time' has 1 of 299 steps shorter than 1/1.5 of the "
+        "median step of 0.001 s, first at data row 150" in caplog.text
+    )
+
+
+def test_time_jitter_not_warned(tmp_path, caplog):
+    rng = np.random.default_rng(3)
+    seconds = np.arange(300) / RATE + rng.uniform(-1e-4, 1e-4, 300)
+    path = _write(tmp_path / "jitter.csv", "time", seconds)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(RATE, rel=0.01)
+    assert "median step" not in caplog.text

@@ -83,7 +83,10 @@ def _time_columns(path: Path, frame: pd.DataFrame, options: ReadOptions) -> list
 
 
 def _seconds(name: str, column: pd.Series, time_column: str | None):  # noqa: ANN202
-    """Seconds since the first row of a time column, or None for an index column."""
+    """Return a time column in seconds, or None for an index column.
+
+    Date-time values count from the first row, numbers from their own zero.
+    """
     as_datetime = _as_datetime(column)
     if as_datetime is not None:
         return (as_datetime - as_datetime.iloc[0]).dt.total_seconds().to_numpy()
@@ -100,18 +103,85 @@ def _seconds(name: str, column: pd.Series, time_column: str | None):  # noqa: AN
 def _rate_from_time(
     path: Path, name: str, column: pd.Series, time_column: str | None = None
 ) -> float | None:
-    """Estimate the sample rate from a time column, or None if it is not regular."""
+    """Estimate the sample rate from a time column's median step.
+
+    Returns None for an index column or a column that does not increase, and
+    warns about gaps and short steps (see ``_warn_irregular``).
+    """
     seconds = _seconds(name, column, time_column)
     if seconds is None:
         return None
-    steps = np.diff(seconds[np.isfinite(seconds)])
+    finite = np.flatnonzero(np.isfinite(seconds))
+    steps = np.diff(seconds[finite])
     if steps.size == 0:
         return None
     step = float(np.median(steps))
     if step <= 0:
         logger.warning("%s: time column %r is not increasing; ignoring it", path, name)
         return None
+    # The row after each step, as a data row of the file.
+    rows = column.index.to_numpy()[finite[1:]]
+    _warn_irregular(path, name, seconds[finite] - seconds[finite[0]], rows, step)
     return 1.0 / step
+
+
+# Steps outside (1 / _GAP_FACTOR, _GAP_FACTOR) times the median step are irregular.
+# Timestamps rounded to a coarse clock (3 kHz samples stamped in 0.1 ms) vary by a
+# third of a step, so the band is wider than that.
+_GAP_FACTOR = 1.5
+
+
+def _warn_irregular(
+    path: Path, name: str, seconds: np.ndarray, rows: np.ndarray, step: float
+) -> None:
+    """Warn when a time column has gaps, or steps far shorter than the median.
+
+    Samples are read as evenly spaced, so times computed from sample positions,
+    such as window start_s, are off after such a step.
+    """
+    steps = np.diff(seconds)
+    long = steps > _GAP_FACTOR * step
+    short = steps < step / _GAP_FACTOR
+    if not (long.any() or short.any()):
+        return
+    consequence = (
+        "The samples are read as evenly spaced at the median step, so times "
+        "computed from sample positions (window start_s) are off after such a "
+        "step. Split the file at the gaps, or resample it to a regular time grid"
+    )
+    if long.any():
+        largest = int(np.argmax(steps))
+        logger.warning(
+            "%s: time column %r jumps by %.6g s at data row %s (%.6g s after the "
+            "first sample), %.3g times the median step of %.6g s; %d of %d steps "
+            "are longer than %g median steps. %s",
+            path,
+            name,
+            steps[largest],
+            rows[largest],
+            seconds[largest + 1],
+            steps[largest] / step,
+            step,
+            int(long.sum()),
+            steps.size,
+            _GAP_FACTOR,
+            consequence,
+        )
+        return
+    first = int(np.argmax(short))
+    logger.warning(
+        "%s: time column %r has %d of %d steps shorter than 1/%g of the median "
+        "step of %.6g s, first at data row %s (%.6g s after the first sample). %s",
+        path,
+        name,
+        int(short.sum()),
+        steps.size,
+        _GAP_FACTOR,
+        step,
+        rows[first],
+        seconds[first + 1],
+        consequence,
+    )
 
 
 def _channel_columns(
