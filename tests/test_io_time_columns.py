@@ -159,7 +159,7 @@ def test_time_gap_warned_with_row_and_length(tmp_path, caplog):
     assert "window start_s" in caplog.text
 
 
-def test_time_gap_row_counts_comment_free_data_rows(tmp_path, caplog):
+def test_time_gap_row_after_comments(tmp_path, caplog):
     seconds = np.arange(300) / RATE
     seconds[200:] += 0.5
     path = _write(tmp_path / "gap.csv", "Time [ms]", seconds * 1e3)

@@ -40,7 +40,7 @@ class ReadOptions:
     label_columns : tuple of str
         Columns that hold labels; they are never taken as channels.
     time_column : str or None
-        The CSV or Parquet column that holds time, for a name that is not
+        The CSV or Parquet column that contains time, for a name that is not
         recognised as one (see ``grindwatch.io.time_names``). A unit in its name
         (``clock [ms]``) is read; without one, numbers are seconds.
     sample_rate : float or None
