@@ -388,6 +388,35 @@ def test_score_reading_option_from_set(cycle_folders, tmp_path):
     assert comma.exit_code == 0, comma.output
 
 
+def test_time_unit_and_encoding_from_cli(tmp_path):
+    import grindwatch
+
+    folder = tmp_path / "units"
+    for path in write_cycles(folder, 6):
+        frame = pd.read_csv(path).rename(columns={"time": "Time [s]"})
+        frame.to_csv(path, index=False)
+    model, _ = _train(folder, tmp_path, "--set", "detector.family=pca")
+    frame = pd.read_csv(folder / "cycle_000.csv")
+    latin = tmp_path / "latin.csv"
+    text = "# Messung 1, 21 °C\n" + frame.to_csv(index=False)
+    latin.write_bytes(text.encode("latin-1"))
+
+    rejected = runner.invoke(app, ["score", str(latin), "-m", str(model), "--strict"])
+    scored = runner.invoke(
+        app,
+        ["score", str(latin), "-m", str(model), "--json"]
+        + ["--set", "data.encoding=latin-1"],
+    )
+
+    loaded = grindwatch.load_model(model)
+    assert loaded.channels_ == ["vib_x", "vib_y", "current"]
+    assert loaded.sample_rate_ == pytest.approx(1000.0)
+    assert rejected.exit_code == 2
+    assert "is not valid utf-8 text (byte 0xb0 on line 1)" in rejected.output
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["summary"]["n_recordings"] == 1
+
+
 def test_negative_window_names_the_option(cycle_folders):
     result = runner.invoke(app, ["train", str(cycle_folders["good"]), "--window", "-5"])
 

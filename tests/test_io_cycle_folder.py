@@ -187,6 +187,18 @@ def test_logger_clipping_flag_recorded(few_cycles):
         read_file(few_cycles[0].path, ReadOptions(clipping_policy="raise"))
 
 
+def test_large_offset_stream_listed(few_cycles):
+    raw = few_cycles[0].path / "raw"
+    ae_file = next(raw.glob("*AEKi*"))
+    frame = pd.read_parquet(ae_file)
+    frame = frame / frame.std() + 2e7
+    frame.to_parquet(ae_file)
+
+    recording = read_file(few_cycles[0].path)[0]
+
+    assert list(recording.metadata["low_precision_channels"]) == ["AEKi"]
+
+
 def test_nan_in_stream_names_channel_and_sample(few_cycles):
     raw = few_cycles[0].path / "raw"
     current_file = next(raw.glob("*Irms*"))

@@ -181,6 +181,26 @@ def test_mat_v73_read_through_hdf5(tmp_path):
     np.testing.assert_allclose(recording.data, values, rtol=1e-6)
 
 
+@pytest.mark.parametrize("vector_shape", ["row", "column"])
+def test_mat_one_variable_per_channel_both_versions(tmp_path, vector_shape):
+    values = _sine(4096, 3)
+    variables = {
+        name: row[None, :] if vector_shape == "row" else row[:, None]
+        for name, row in zip("abc", values, strict=True)
+    }
+    savemat(tmp_path / "v5.mat", {**variables, "fs": 1000.0})
+    _write_mat73(tmp_path / "v73.mat", {**variables, "fs": np.array([[1000.0]])})
+
+    v5 = read_file(tmp_path / "v5.mat")[0]
+    v73 = read_file(tmp_path / "v73.mat")[0]
+
+    for recording in (v5, v73):
+        assert recording.channels == ["a", "b", "c"]
+        assert recording.sample_rate == 1000.0
+        np.testing.assert_allclose(recording.data, values, rtol=1e-6)
+    assert v73.metadata["mat_version"] == "7.3"
+
+
 def test_binary_needs_dtype_and_reads_interleaved(tmp_path):
     counts = (_sine(200, 2) * 100).astype("<i2")
     path = tmp_path / "stream.bin"

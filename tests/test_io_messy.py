@@ -139,6 +139,47 @@ def test_noisy_sine_is_not_clipped(tmp_path):
 # Short recordings ------------------------------------------------------------------
 
 
+def test_large_offset_channel_warned(tmp_path, caplog):
+    data = make_cycle(0, 2000).astype(np.float64)
+    data[0] = 2e7 + np.sin(np.arange(2000) / 10)
+    data[1] = 2e7 + 1e4 * data[1]
+    path = _write_csv(tmp_path / "offset.csv", data)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        loaded = load_recordings(path)
+
+    recording = loaded.recordings[0]
+    assert len(np.unique(recording.data[0])) <= 3
+    assert list(recording.metadata["low_precision_channels"]) == ["a"]
+    assert "1 of 1 recordings have channels ['a'] whose variation is tiny" in (
+        caplog.text
+    )
+    assert "offset.csv" in caplog.text
+    assert "Subtract the offset" in caplog.text
+
+
+def test_large_offset_npy_row_listed(tmp_path):
+    data = make_cycle(0, 2000).astype(np.float64)
+    data[1] += 1e6
+    np.save(tmp_path / "offset.npy", data)
+
+    recording = read_file(tmp_path / "offset.npy")[0]
+    selected = read_file(tmp_path / "offset.npy", ReadOptions(channels=("channel_0",)))[
+        0
+    ]
+
+    assert list(recording.metadata["low_precision_channels"]) == ["channel_1"]
+    assert "low_precision_channels" not in selected.metadata
+
+
+def test_centred_channels_not_low_precision(tmp_path):
+    path = _write_csv(tmp_path / "plain.csv", make_cycle(0, 2000))
+
+    recording = read_file(path)[0]
+
+    assert "low_precision_channels" not in recording.metadata
+
+
 def test_short_recording_skipped_in_training(cycle_folders, tmp_path):
     _write_csv(cycle_folders["good"] / "short.csv", make_cycle(50, 100), CHANNELS)
 
@@ -334,6 +375,24 @@ def test_odd_first_rate_does_not_set_rate(tmp_path, caplog):
     assert "3 of 4 files with these channels are at 1000 samples/s" in caplog.text
 
 
+def test_rate_warning_counts_files_without_rate(tmp_path, caplog):
+    for name, rate in (("fast", 1000.0), ("fast2", 1000.0), ("slow", 500.0)):
+        _write_csv(tmp_path / f"{name}.csv", make_cycle(0, 600), CHANNELS, rate)
+    pd.read_csv(tmp_path / "fast.csv").drop(columns="time").to_parquet(
+        tmp_path / "no_time.parquet"
+    )
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        loaded = load_recordings(tmp_path)
+
+    assert [r.name for r in loaded] == ["fast", "fast2"]
+    assert (
+        "the files have 2 different sample rates and 1 file without one; 2 of 4 "
+        "files with these channels are at 1000 samples/s, so the others are skipped"
+        in caplog.text
+    )
+
+
 def test_file_without_rate_named_in_data_set(tmp_path):
     write_cycles(tmp_path, 2)
     pd.read_csv(tmp_path / "cycle_000.csv").drop(columns="time").to_parquet(
@@ -523,6 +582,109 @@ def test_csv_only_header_raises(tmp_path):
     path.write_text("time,a,b\n\n\n")
 
     with pytest.raises(InputError, match="header.csv: the file holds no data rows"):
+        read_file(path)
+
+
+# Sample rates stored in files -----------------------------------------------------
+
+
+def _write_npz(path, rate, channels=CHANNELS):  # noqa: ANN001, ANN202
+    np.savez(path, data=make_cycle(0, 300), sample_rate=rate, channels=channels)
+    return path
+
+
+def test_npz_rate_with_two_values_raises(tmp_path):
+    path = _write_npz(tmp_path / "bad.npz", np.array([1000.0, 2000.0]))
+
+    with pytest.raises(
+        InputError,
+        match=r"bad.npz: the array 'sample_rate' contains 2 values, not one sample "
+        r"rate \(starting \[1000., 2000.\]\); store the sample rate as one number",
+    ):
+        read_file(path)
+
+
+@pytest.mark.parametrize(
+    ("rate", "shown"), [(0.0, "0"), (-1000.0, "-1000"), (np.nan, "nan")]
+)
+def test_npz_rate_not_positive_raises(tmp_path, rate, shown):
+    path = _write_npz(tmp_path / "bad.npz", np.array(rate))
+
+    with pytest.raises(
+        InputError,
+        match=rf"bad.npz: the array 'sample_rate' is {shown}, which is not a "
+        "positive number of samples per second",
+    ):
+        read_file(path)
+
+
+def test_npz_bad_rate_skipped_in_data_set(tmp_path):
+    _write_npz(tmp_path / "bad.npz", np.array([1000.0, 2000.0]))
+    for index in range(2):
+        _write_npz(tmp_path / f"good{index}.npz", np.array(1000.0))
+
+    loaded = load_recordings(tmp_path)
+
+    assert [r.name for r in loaded] == ["good0", "good1"]
+    assert "contains 2 values" in loaded.skipped[0].reason
+
+
+def test_npz_rate_conflicts_with_setting(tmp_path):
+    path = _write_npz(tmp_path / "fast.npz", np.array(2000.0))
+
+    with pytest.raises(
+        InputError,
+        match="fast.npz: the file stores sample rate 2000 but sample_rate is 1000",
+    ):
+        read_file(path, ReadOptions(sample_rate=1000.0))
+    recording = read_file(path, ReadOptions(sample_rate=2000.0))[0]
+
+    assert recording.sample_rate == 2000.0
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_hdf5_rate_text_with_unit_raises(tmp_path, chunked):
+    from grindwatch.io.chunks import open_stream
+
+    path = tmp_path / "khz.h5"
+    with h5py.File(path, "w") as handle:
+        handle["signals"] = make_cycle(0, 300)
+        handle.attrs["sample_rate"] = "1 kHz"
+    read = open_stream if chunked else read_file
+
+    with pytest.raises(
+        InputError,
+        match="khz.h5: the HDF5 attribute 'sample_rate' contains '1 kHz', which is "
+        "not a number in Hz; store the sample rate as one number in Hz",
+    ):
+        read(path)
+
+
+def test_hdf5_rate_as_number_text_read(tmp_path):
+    path = tmp_path / "text.h5"
+    with h5py.File(path, "w") as handle:
+        handle["signals"] = make_cycle(0, 300)
+        handle["signals"].attrs["fs"] = np.bytes_("2000")
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == 2000.0
+
+
+@pytest.mark.parametrize(
+    ("fs", "problem"),
+    [
+        ("1 kHz", "the variable 'fs' contains '1 kHz', which is not a number in Hz"),
+        (0.0, "the variable 'fs' is 0, which is not a positive number"),
+    ],
+)
+def test_mat_bad_rate_raises(tmp_path, fs, problem):
+    from scipy.io import savemat
+
+    path = tmp_path / "run.mat"
+    savemat(path, {"data": make_cycle(0, 300), "fs": fs})
+
+    with pytest.raises(InputError, match=f"run.mat: {problem}"):
         read_file(path)
 
 

@@ -270,7 +270,11 @@ def test_hdf5_sample_rate_reference_raises_input_error(tmp_path):
         handle["x"] = np.arange(100.0)
         handle.attrs["sample_rate"] = handle["x"].ref
 
-    with pytest.raises(InputError, match="ref.h5: is not a readable HDF5 file"):
+    with pytest.raises(
+        InputError,
+        match="ref.h5: the HDF5 attribute 'sample_rate' contains <HDF5 object "
+        "reference>, which is not a number in Hz",
+    ):
         read_file(path)
 
 
@@ -280,7 +284,11 @@ def test_hdf5_sample_rate_text_raises_input_error(tmp_path):
         handle["x"] = np.arange(100.0)
         handle.attrs["fs"] = "fast"
 
-    with pytest.raises(InputError, match="text.h5: is not a readable HDF5 file"):
+    with pytest.raises(
+        InputError,
+        match="text.h5: the HDF5 attribute 'fs' contains 'fast', which is not a "
+        "number in Hz",
+    ):
         read_file(path)
 
 
@@ -290,7 +298,10 @@ def test_hdf5_negative_sample_rate_raises(tmp_path):
         handle["x"] = np.arange(100.0)
         handle.attrs["sample_rate"] = -5.0
 
-    with pytest.raises(InputError, match="sample rate -5, which is not a positive"):
+    with pytest.raises(
+        InputError,
+        match="the HDF5 attribute 'sample_rate' is -5, which is not a positive",
+    ):
         read_file(path)
 
 

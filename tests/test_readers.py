@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from grindwatch.exceptions import InputError
+from grindwatch.config import Config
+from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.io import ReadOptions, load_recordings, read_file
+from grindwatch.pipeline import read_options
 
 
 def test_csv_semicolon_with_decimal_comma(tmp_path):
@@ -76,6 +80,121 @@ def test_csv_with_carriage_return_line_ends(tmp_path):
     (recording,) = read_file(path)
 
     assert recording.data.shape == (2, 3)
+
+
+def _csv_rows(n_rows: int = 300) -> str:
+    return "".join(
+        f"{i / 1000:.3f},{np.sin(i / 7):.4f},{i % 5},{np.cos(i / 3):.4f}\n"
+        for i in range(n_rows)
+    )
+
+
+def test_csv_latin1_names_encoding_fix(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes(("time,a,b,T [°C]\n" + _csv_rows()).encode("latin-1"))
+
+    with pytest.raises(
+        InputError,
+        match=r"latin.csv: is not valid utf-8 text \(byte 0xb0 on line 1\); set the "
+        r"file's encoding with --set data.encoding=NAME",
+    ):
+        read_file(path)
+    (recording,) = read_file(path, ReadOptions(encoding="latin-1"))
+
+    assert recording.channels == ["a", "b", "T [°C]"]
+    assert recording.sample_rate == pytest.approx(1000.0)
+
+
+def test_csv_encoding_set_in_config(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes(("time,a,b,T [°C]\n" + _csv_rows()).encode("cp1252"))
+    config = Config().with_overrides({"data.encoding": "cp1252"})
+
+    loaded = load_recordings(path, read_options(config))
+
+    assert loaded.channels == ["a", "b", "T [°C]"]
+
+
+def test_csv_invalid_byte_late_in_file_raises(tmp_path):
+    path = tmp_path / "late.csv"
+    rows = _csv_rows(3000)
+    assert len(rows) > 65536
+    path.write_bytes(("time,a,b,c\n" + rows + "9,1,2,3 °C\n").encode("latin-1"))
+
+    with pytest.raises(
+        InputError,
+        match=r"late.csv: is not valid utf-8 text \(byte 0xb0 after the first 64 KiB\)",
+    ):
+        read_file(path)
+
+
+def test_csv_unknown_encoding_rejected(tmp_path):
+    path = tmp_path / "run.csv"
+    path.write_text("time,a\n0,1\n0.001,2\n")
+
+    with pytest.raises(InputError, match="run.csv: unknown text encoding 'latin-9x'"):
+        read_file(path, ReadOptions(encoding="latin-9x"))
+    with pytest.raises(ConfigError, match="unknown text encoding 'latin-9x'"):
+        Config().with_overrides({"data.encoding": "latin-9x"})
+
+
+@pytest.mark.parametrize("delimiter", [None, ","])
+def test_csv_leading_comment_lines_skipped(tmp_path, delimiter):
+    path = tmp_path / "logger.csv"
+    comments = "# Logger XY-200, firmware 1.2\n# started 2024-02-14 22:01\n\n"
+    path.write_text(comments + "time,a,b,c\n" + _csv_rows())
+
+    (recording,) = read_file(path, ReadOptions(delimiter=delimiter))
+
+    assert recording.channels == ["a", "b", "c"]
+    assert recording.n_samples == 300
+    assert recording.sample_rate == pytest.approx(1000.0)
+
+
+def test_csv_savetxt_header_in_comment(tmp_path):
+    path = tmp_path / "saved.csv"
+    values = np.column_stack([np.arange(300) / 1000, np.ones((300, 3))])
+    np.savetxt(path, values, delimiter=",", header="time,a,b,c")
+
+    (recording,) = read_file(path)
+
+    assert recording.channels == ["a", "b", "c"]
+    assert recording.n_samples == 300
+    assert recording.sample_rate == pytest.approx(1000.0)
+
+
+def test_csv_only_comments_raises(tmp_path):
+    path = tmp_path / "notes.csv"
+    path.write_text("# export aborted\n# no data\n")
+
+    with pytest.raises(
+        InputError,
+        match="notes.csv: contains comment lines starting with '#' but no header",
+    ):
+        read_file(path)
+
+
+def test_csv_repeated_column_names_warned(tmp_path, caplog):
+    path = tmp_path / "dup.csv"
+    path.write_text("time,vib,vib,temp\n" + _csv_rows())
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        (recording,) = read_file(path)
+
+    assert recording.channels == ["vib", "vib.1", "temp"]
+    assert "dup.csv: columns ['vib'] appear more than once in the header" in caplog.text
+    assert "renamed ['vib.1']" in caplog.text
+
+
+def test_csv_distinct_column_names_not_warned(tmp_path, caplog):
+    path = tmp_path / "plain.csv"
+    path.write_text("time,vib,vib.1,temp\n" + _csv_rows())
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        (recording,) = read_file(path)
+
+    assert recording.channels == ["vib", "vib.1", "temp"]
+    assert "more than once" not in caplog.text
 
 
 def test_empty_file_raises(tmp_path):

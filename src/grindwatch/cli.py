@@ -114,6 +114,7 @@ _SCORING_DATA_SETTINGS = (
     "constant_policy",
     "decimal",
     "delimiter",
+    "encoding",
     "hdf5_key",
     "id_column",
     "label_columns",

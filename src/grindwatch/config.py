@@ -6,11 +6,18 @@ and stored in its model repeats the run exactly.
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from grindwatch.exceptions import ConfigError
 from grindwatch.tune_config import Section, TuneConfig
@@ -25,6 +32,8 @@ class DataConfig(Section):
     kind: Literal["signals", "table"] = "signals"
     delimiter: str | None = None
     decimal: str | None = None
+    # Text encoding of CSV files, as a Python codec name such as latin-1.
+    encoding: str = "utf-8"
     hdf5_key: str | None = None
     channels: list[str] | None = None
     label_columns: list[str] = Field(
@@ -37,6 +46,8 @@ class DataConfig(Section):
             "changepoint",
         ]
     )
+    # The CSV or Parquet column that contains time, when its name is not recognised.
+    time_column: str | None = None
     sample_rate: float | None = Field(default=None, gt=0)
     id_column: str | None = None
     nan_policy: Literal["raise", "interpolate"] = "raise"
@@ -71,6 +82,18 @@ class DataConfig(Section):
     match: dict[str, str | int | float | bool] = Field(default_factory=dict)
     # Score one large file in chunks of this many samples, with bounded memory.
     chunk_samples: int | None = Field(default=None, ge=1)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                f"unknown text encoding {value!r}; use a Python codec name such as "
+                "utf-8, latin-1 or cp1252"
+            ) from None
+        return value
 
 
 class WindowConfig(Section):

@@ -66,8 +66,8 @@ def read_binary(path: Path, options: ReadOptions) -> Recording:
     """Read a whole headerless binary file."""
     dtype, n_channels, n_samples = binary_layout(path, options)
     values = np.fromfile(path, dtype=dtype).reshape(n_samples, n_channels)
-    data, metadata = to_float32(values.T)
     channels = [f"channel_{i}" for i in range(n_channels)]
+    data, metadata = to_float32(values.T, channels=channels)
     data = finite_or_raise(path, data, channels, options.nan_policy)
     recording = Recording(
         name=path.stem,

@@ -193,9 +193,9 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
 
     from grindwatch.io.frames import (
         _channel_columns,
-        _is_time_column,
         _rate_from_time,
         _resolve_rate,
+        _time_columns,
     )
 
     try:
@@ -222,11 +222,13 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
         raise InputError(path, "contains no numeric channel column", "check the file")
 
     found = None
-    time_columns = [c for c in empty.columns if _is_time_column(str(c), empty[c])]
+    time_columns = _time_columns(path, empty, options)
     if time_columns and parquet.metadata.num_rows > 1:
         # The rate comes from the first row group's timestamps.
         head = parquet.read_row_group(0, columns=time_columns[:1]).to_pandas()
-        found = _rate_from_time(path, str(time_columns[0]), head[time_columns[0]])
+        found = _rate_from_time(
+            path, str(time_columns[0]), head[time_columns[0]], options.time_column
+        )
     rate = _resolve_rate(path, found, options.sample_rate)
     n_samples = parquet.metadata.num_rows
     metadata: dict[str, Any] = {
@@ -279,7 +281,7 @@ def _hdf5_layout(path: Path, handle, options: ReadOptions) -> dict[str, Any]:  #
         channels = [name.rsplit("/", 1)[-1] for name in names]
     scale = hdf5._attribute(items, hdf5._SCALE_ATTRIBUTES)
     offset = hdf5._attribute(items, hdf5._OFFSET_ATTRIBUTES)
-    rate = hdf5._attribute([*items, handle], hdf5._RATE_ATTRIBUTES)
+    rate = hdf5._named_attribute([*items, handle], hdf5._RATE_ATTRIBUTES)
     return {
         "names": names,
         "two_d": len(names) == 1 and len(shape) == 2,

@@ -1,7 +1,11 @@
-"""CSV reader: delimiter and decimal mark detected unless given."""
+"""CSV reader: delimiter and decimal mark detected unless given, text encoding
+as configured (UTF-8 by default)."""
 
 from __future__ import annotations
 
+import codecs
+import csv as stdlib_csv
+import logging
 import re
 from pathlib import Path
 
@@ -9,6 +13,8 @@ import pandas as pd
 
 from grindwatch.exceptions import InputError
 from grindwatch.io.options import ReadOptions
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["read_csv_frame", "sniff_csv"]
 
@@ -38,23 +44,180 @@ def sniff_csv(path: Path, head: str) -> tuple[str, str]:
     return delimiter, decimal
 
 
-def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
-    """Read a CSV file into a DataFrame, detecting its dialect when not given."""
+_HEAD_BYTES = 65536
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _read_head(path: Path, encoding: str) -> str:
+    """Decode the first 64 KiB of a file.
+
+    Raises
+    ------
+    InputError
+        If the encoding is unknown, or the bytes are not valid in it, naming the
+        byte and its line.
+    """
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            head = handle.read(65536)
+        decoder = codecs.getincrementaldecoder(encoding)()
+    except LookupError:
+        raise InputError(
+            path,
+            f"unknown text encoding {encoding!r}",
+            "set data.encoding to a Python codec name such as utf-8, latin-1 or cp1252",
+        ) from None
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(_HEAD_BYTES)
     except OSError as error:
         raise InputError(path, f"cannot be read ({error.strerror})") from None
-    delimiter, decimal = sniff_csv(path, head)
+    try:
+        # Final only when the file ended, because the 64 KiB border may cut a
+        # multi-byte character.
+        return decoder.decode(raw, final=len(raw) < _HEAD_BYTES)
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        byte = raw[error.start]
+        raise _not_encoded(path, encoding, byte, f"on line {line}") from None
+
+
+def _not_encoded(path: Path, encoding: str, byte: int, where: str) -> InputError:
+    return InputError(
+        path,
+        f"is not valid {encoding} text (byte 0x{byte:02x} {where})",
+        "set the file's encoding with --set data.encoding=NAME (data.encoding in "
+        "the config), e.g. latin-1, or cp1252 for many Windows exports",
+    )
+
+
+def _leading_comments(lines: list[str]) -> int:
+    """Count the lines before the header that are blank or start with '#'."""
+    count = 0
+    for line in lines:
+        text = line.strip().lstrip("\ufeff")
+        if text and not text.startswith("#"):
+            break
+        count += 1
+    return count
+
+
+def _fields(line: str, delimiter: str) -> list[str] | None:
+    """Split one line into fields, or return None where the csv module cannot.
+
+    pandas also takes regular expressions and longer strings as delimiters, which
+    the csv module does not, and the csv module rejects some damaged lines.
+    """
+    if len(delimiter) != 1:
+        return None
+    try:
+        return next(stdlib_csv.reader([line], delimiter=delimiter), [])
+    except stdlib_csv.Error:
+        return None
+
+
+def _header_in_comment(
+    lines: list[str], n_comments: int, delimiter: str, decimal: str
+) -> bool:
+    """Tell whether the last comment line is the header.
+
+    ``numpy.savetxt`` writes its header as "# time,a,b". That line is the header
+    when the first line after the comments contains only numbers and as many
+    fields.
+    """
+    if n_comments == 0:
+        return False
+    first = _fields(lines[n_comments], delimiter)
+    names = _fields(lines[n_comments - 1].strip().lstrip("\ufeff#"), delimiter)
+    if not first or names is None or len(names) != len(first):
+        return False
+    if not all(name.strip() for name in names):
+        return False
+    numbers = pd.to_numeric(
+        pd.Series([field.strip().replace(decimal, ".") for field in first]),
+        errors="coerce",
+    )
+    return bool(numbers.notna().all())
+
+
+def _warn_renamed(path: Path, header: list[str], columns: list) -> None:
+    """Warn when pandas renamed repeated column names ("vib", "vib.1")."""
+    seen: set[str] = set()
+    renamed = []
+    for raw, column in zip(header, columns, strict=False):
+        if raw and raw in seen and str(column) != raw:
+            renamed.append(str(column))
+        seen.add(raw)
+    if renamed:
+        repeated = sorted({name for name in header if header.count(name) > 1 and name})
+        logger.warning(
+            "%s: columns %s appear more than once in the header, so the later ones "
+            "were renamed %s (the first keeps its name). Give each column its own "
+            "name in the file if the channels should be matched by what they are",
+            path,
+            repeated,
+            renamed,
+        )
+
+
+def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
+    """Read a CSV file into a DataFrame, detecting its dialect when not given.
+
+    Blank lines and lines starting with '#' before the header are skipped. When
+    the last of them is a header (see ``_header_in_comment``), it names the
+    columns, without its '#'.
+
+    Raises
+    ------
+    InputError
+        If the file is not text in ``options.encoding``, contains only comment
+        lines, or cannot be parsed.
+    """
+    head = _read_head(path, options.encoding)
+    lines = _LINE_BREAK.split(head)
+    n_comments = _leading_comments(lines)
+    has_comment = any(line.strip().startswith("#") for line in lines[:n_comments])
+    if n_comments == len(lines) and has_comment:
+        raise InputError(
+            path,
+            "contains comment lines starting with '#' but no header or data in its "
+            f"first {_HEAD_BYTES // 1024} KiB",
+            "check that the export finished",
+        )
+    body = "\n".join(lines[n_comments:])
+    delimiter, decimal = sniff_csv(path, body)
     delimiter = options.delimiter or delimiter
     decimal = options.decimal or decimal
+    # A header in the last comment line is read as the header row, and its '#' is
+    # dropped afterwards.
+    header_row = n_comments
+    if _header_in_comment(lines, n_comments, delimiter, decimal):
+        header_row = n_comments - 1
 
     try:
-        return pd.read_csv(path, sep=delimiter, decimal=decimal, low_memory=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
+        frame = pd.read_csv(
+            path,
+            sep=delimiter,
+            decimal=decimal,
+            encoding=options.encoding,
+            skiprows=header_row,
+            low_memory=False,
+        )
+    except UnicodeDecodeError as error:
+        byte = error.object[error.start]
+        where = f"after the first {_HEAD_BYTES // 1024} KiB"
+        raise _not_encoded(path, options.encoding, byte, where) from None
+    except (pd.errors.ParserError, ValueError) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise InputError(
             path,
             f"is not valid CSV with delimiter {delimiter!r} ({first_line})",
             "set delimiter and decimal in the config if detection guessed wrong",
         ) from None
+
+    header = _fields(lines[header_row].lstrip("\ufeff"), delimiter)
+    if header_row < n_comments:
+        first = str(frame.columns[0]).lstrip("#").strip()
+        frame = frame.rename(columns={frame.columns[0]: first})
+        header = None if header is None else [first, *header[1:]]
+    if header is not None:
+        _warn_renamed(path, header, list(frame.columns))
+    return frame

@@ -47,7 +47,12 @@ from grindwatch.io.frames import finite_or_raise
 from grindwatch.io.options import CYCLE_MODES, ReadOptions
 from grindwatch.io.parquet import read_parquet_frame
 from grindwatch.io.recording import Recording
-from grindwatch.io.samples import apply_policies, find_problems, resample_rows
+from grindwatch.io.samples import (
+    apply_policies,
+    find_problems,
+    low_precision_channels,
+    resample_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +72,8 @@ class _Channel:
     rate: float
     values: np.ndarray
     clipping: int
+    # Standard deviation in float32 steps, when below FLOAT32_MIN_STEPS.
+    low_precision_steps: float | None = None
 
 
 def is_cycle_folder(path: Path) -> bool:
@@ -161,7 +168,10 @@ def _aligned(folder: Path, channels: list[_Channel], options: ReadOptions):  # n
                 f"channel {channel.name!r} contains no numeric samples",
                 "check the logger's raw files",
             )
-        values = channel.values.astype(np.float64).astype(np.float32)[None, :]
+        as_float64 = channel.values.astype(np.float64)
+        coarse = low_precision_channels([channel.name], [as_float64])
+        channel.low_precision_steps = coarse.get(channel.name)
+        values = as_float64.astype(np.float32)[None, :]
         channel.values = finite_or_raise(
             folder, values, [channel.name], options.nan_policy
         )[0]
@@ -236,9 +246,17 @@ def _quality(folder: Path, channels: list[_Channel], options: ReadOptions):  # n
     )
     for name in flagged:
         clipped.setdefault(name, 0)
-    return apply_policies(
+    quality = apply_policies(
         folder, constant, clipped, options.constant_policy, options.clipping_policy
     )
+    coarse = {
+        c.name: c.low_precision_steps
+        for c in channels
+        if c.low_precision_steps is not None
+    }
+    if coarse:
+        quality["low_precision_channels"] = coarse
+    return quality
 
 
 def read_cycle_folder(folder: Path, options: ReadOptions) -> Recording:

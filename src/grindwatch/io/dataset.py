@@ -291,6 +291,8 @@ def load_recordings(
         )
     _make_names_unique(recordings)
     _warn_quality(recordings)
+    _warn_low_precision(recordings)
+    _warn_time_like(recordings)
     _warn_non_numeric(recordings)
     logger.info("read %d recordings from %d files", len(recordings), len(files))
     return RecordingSet(recordings, skipped, options.kind)
@@ -339,6 +341,50 @@ def _warn_quality(recordings: list[Recording]) -> None:
                 affected[0].source or affected[0].name,
                 key,
             )
+
+
+def _warn_low_precision(recordings: list[Recording]) -> None:
+    """Name the channels that float32 stores coarsely, once per data set."""
+    affected = [r for r in recordings if r.metadata.get("low_precision_channels")]
+    if not affected:
+        return
+    first = affected[0]
+    coarse = first.metadata["low_precision_channels"]
+    channel = next(iter(coarse))
+    names = sorted({c for r in affected for c in r.metadata["low_precision_channels"]})
+    logger.warning(
+        "%d of %d recordings have channels %s whose variation is tiny next to their "
+        "level (first: %s, where the standard deviation of %r is %.3g float32 "
+        "steps). Samples are stored as float32, which keeps about 7 significant "
+        "digits, so these channels keep only a few distinct values. Subtract the "
+        "offset (a baseline or the mean) before saving the files",
+        len(affected),
+        len(recordings),
+        shorten_list(names),
+        first.source or first.name,
+        channel,
+        coarse[channel],
+    )
+
+
+def _warn_time_like(recordings: list[Recording]) -> None:
+    """Name the channels that look like a time or index column, once per data set."""
+    affected = [r for r in recordings if r.metadata.get("time_like_channels")]
+    if not affected:
+        return
+    channels = sorted({c for r in affected for c in r.metadata["time_like_channels"]})
+    logger.warning(
+        "%d of %d recordings have channels %s that rise by the same step at every "
+        "sample (first: %s), so they are probably time or sample index columns, not "
+        "sensor signals. They are kept as channels. Name a CSV or Parquet time "
+        "column with --set data.time_column=NAME, so that it gives the sample rate, "
+        "or leave the column out by listing the channels to use with --channels "
+        "(data.channels)",
+        len(affected),
+        len(recordings),
+        shorten_list(channels),
+        affected[0].source or affected[0].name,
+    )
 
 
 def _warn_non_numeric(recordings: list[Recording]) -> None:
@@ -436,14 +482,28 @@ def _choose_reference(read: list[tuple[Path, list[Recording]]]) -> _Reference:
         )
     if len(rate_groups) > 1:
         logger.warning(
-            "the files have %d different sample rates; %d of %d files with these "
-            "channels %s, so the others are skipped or resampled",
-            len(rate_groups),
+            "the files have %s; %d of %d files with these channels %s, so the "
+            "others are skipped%s",
+            _rate_counts(rate_groups),
             reference.n_rate_files,
             reference.n_with_channels,
             _rate_phrase(reference.sample_rate),
+            ", or resampled with resample: true where they have a rate"
+            if reference.sample_rate is not None
+            else "",
         )
     return reference
+
+
+def _rate_counts(rate_groups: list[list[float | None]]) -> str:
+    """Describe rate groups: "2 different sample rates and 1 file without one"."""
+    n_rates = sum(group[0] is not None for group in rate_groups)
+    n_without = sum(len(group) for group in rate_groups if group[0] is None)
+    text = "one sample rate" if n_rates == 1 else f"{n_rates} different sample rates"
+    if n_without:
+        files = "file" if n_without == 1 else "files"
+        text += f" and {n_without} {files} without one"
+    return text
 
 
 def _match(reference: _Reference, recording: Recording, options: ReadOptions):  # noqa: ANN202

@@ -12,22 +12,32 @@ import pandas as pd
 from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io.options import ReadOptions
 from grindwatch.io.recording import Recording
+from grindwatch.io.samples import low_precision_channels
+from grindwatch.io.time_names import seconds_per_unit, time_name_scale
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["frame_to_recording", "frame_to_table_rows", "finite_or_raise"]
 
-_TIME_NAMES = re.compile(
-    r"^(time|times|timestamp|datetime|date|t|time_s|time_ms|seconds|sec|index|idx|"
-    r"sample|samples|sample_index|unnamed: ?0)$",
-    re.IGNORECASE,
+# Sample index columns are not channels, but they give no sample rate either.
+_INDEX_NAMES = re.compile(
+    r"^(index|idx|sample|samples|sample_index|unnamed: ?0)$", re.IGNORECASE
 )
 
 
-def _is_time_column(name: str, column: pd.Series) -> bool:
+def _is_time_column(
+    name: str, column: pd.Series, time_column: str | None = None
+) -> bool:
+    """Tell whether a column contains time or a sample index rather than a channel.
+
+    ``time_column`` is the column named by the ``time_column`` option, if any.
+    """
+    if name == time_column:
+        return True
     if pd.api.types.is_datetime64_any_dtype(column):
         return True
-    if _TIME_NAMES.match(str(name).strip()):
+    name = str(name).strip()
+    if time_name_scale(name) is not None or _INDEX_NAMES.match(name):
         return True
     # Text that parses as date and time, whatever the column's name ("Zeit").
     if pd.api.types.is_numeric_dtype(column):
@@ -48,36 +58,130 @@ def _as_datetime(column: pd.Series) -> pd.Series | None:
     return None
 
 
-def _rate_from_time(path: Path, name: str, column: pd.Series) -> float | None:
-    """Estimate the sample rate from a time column, or None if it is not regular."""
+def _time_columns(path: Path, frame: pd.DataFrame, options: ReadOptions) -> list:
+    """List the time and index columns, the one named by ``time_column`` first.
+
+    Raises
+    ------
+    InputError
+        If ``options.time_column`` names a column the file does not have.
+    """
+    named = options.time_column
+    if named is not None and named not in frame.columns:
+        raise InputError(
+            path,
+            f"time column {named!r} not found; the columns are "
+            f"{shorten_list([str(name) for name in frame.columns])}",
+            "fix data.time_column, or unset it to detect time columns by name",
+        )
+    found = [
+        name
+        for name in frame.columns
+        if name != named and _is_time_column(str(name), frame[name])
+    ]
+    return found if named is None else [named, *found]
+
+
+def _seconds(name: str, column: pd.Series, time_column: str | None):  # noqa: ANN202
+    """Return a time column in seconds, or None for an index column.
+
+    Date-time values count from the first row, numbers from their own zero.
+    """
     as_datetime = _as_datetime(column)
     if as_datetime is not None:
-        seconds = (as_datetime - as_datetime.iloc[0]).dt.total_seconds().to_numpy()
-    elif (
-        pd.api.types.is_numeric_dtype(column)
-        and name.lower()
-        not in {
-            "index",
-            "idx",
-            "sample",
-            "samples",
-            "sample_index",
-        }
-        and not str(name).lower().startswith("unnamed")
-    ):
-        seconds = column.to_numpy(dtype=float)
-        if name.lower() == "time_ms":
-            seconds = seconds / 1000.0
-    else:
+        return (as_datetime - as_datetime.iloc[0]).dt.total_seconds().to_numpy()
+    if not pd.api.types.is_numeric_dtype(column):
         return None
-    steps = np.diff(seconds[np.isfinite(seconds)])
+    if name != time_column and _INDEX_NAMES.match(name.strip()):
+        return None
+    # A unit in the name ("Time [ms]") converts numbers to seconds, and numbers
+    # without one are seconds.
+    scale = time_name_scale(name) or seconds_per_unit(name) or 1.0
+    return column.to_numpy(dtype=float) * scale
+
+
+def _rate_from_time(
+    path: Path, name: str, column: pd.Series, time_column: str | None = None
+) -> float | None:
+    """Estimate the sample rate from a time column's median step.
+
+    Returns None for an index column or a column that does not increase, and
+    warns about gaps and short steps (see ``_warn_irregular``).
+    """
+    seconds = _seconds(name, column, time_column)
+    if seconds is None:
+        return None
+    finite = np.flatnonzero(np.isfinite(seconds))
+    steps = np.diff(seconds[finite])
     if steps.size == 0:
         return None
     step = float(np.median(steps))
     if step <= 0:
         logger.warning("%s: time column %r is not increasing; ignoring it", path, name)
         return None
+    # The row after each step, as a data row of the file.
+    rows = column.index.to_numpy()[finite[1:]]
+    _warn_irregular(path, name, seconds[finite] - seconds[finite[0]], rows, step)
     return 1.0 / step
+
+
+# Steps outside (1 / _GAP_FACTOR, _GAP_FACTOR) times the median step are irregular.
+# Timestamps rounded to a coarse clock (3 kHz samples stamped in 0.1 ms) vary by a
+# third of a step, so the band is wider than that.
+_GAP_FACTOR = 1.5
+
+
+def _warn_irregular(
+    path: Path, name: str, seconds: np.ndarray, rows: np.ndarray, step: float
+) -> None:
+    """Warn when a time column has gaps, or steps far shorter than the median.
+
+    Samples are read as evenly spaced, so times computed from sample positions,
+    such as window start_s, are off after such a step.
+    """
+    steps = np.diff(seconds)
+    long = steps > _GAP_FACTOR * step
+    short = steps < step / _GAP_FACTOR
+    if not (long.any() or short.any()):
+        return
+    consequence = (
+        "The samples are read as evenly spaced at the median step, so times "
+        "computed from sample positions (window start_s) are off after such a "
+        "step. Split the file at the gaps, or resample it to a regular time grid"
+    )
+    if long.any():
+        largest = int(np.argmax(steps))
+        logger.warning(
+            "%s: time column %r jumps by %.6g s at data row %s (%.6g s after the "
+            "first sample), %.3g times the median step of %.6g s; %d of %d steps "
+            "are longer than %g median steps. %s",
+            path,
+            name,
+            steps[largest],
+            rows[largest],
+            seconds[largest + 1],
+            steps[largest] / step,
+            step,
+            int(long.sum()),
+            steps.size,
+            _GAP_FACTOR,
+            consequence,
+        )
+        return
+    first = int(np.argmax(short))
+    logger.warning(
+        "%s: time column %r has %d of %d steps shorter than 1/%g of the median "
+        "step of %.6g s, first at data row %s (%.6g s after the first sample). %s",
+        path,
+        name,
+        int(short.sum()),
+        steps.size,
+        _GAP_FACTOR,
+        step,
+        rows[first],
+        seconds[first + 1],
+        consequence,
+    )
 
 
 def _channel_columns(
@@ -101,7 +205,9 @@ def _channel_columns(
     left_out = []
     for name in frame.columns:
         column = frame[name]
-        if str(name).lower() in label_names or _is_time_column(str(name), column):
+        if str(name).lower() in label_names:
+            continue
+        if _is_time_column(str(name), column, options.time_column):
             continue
         if name == options.id_column:
             continue  # names the rows; a numeric id is no feature either
@@ -244,11 +350,6 @@ def _drop_empty_rows(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-_INDEX_NAMES = re.compile(
-    r"^(index|idx|sample|samples|sample_index|unnamed: ?0)$", re.IGNORECASE
-)
-
-
 def _time_values(name: str, column: pd.Series) -> np.ndarray | None:
     """Seconds or datetime values of a time column, or None for an index column."""
     as_datetime = _as_datetime(column)
@@ -310,21 +411,23 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
         raise InputError(path, "the file holds no data rows", "check the file")
 
     sample_rate = None
-    for name in frame.columns:
-        if _is_time_column(str(name), frame[name]):
-            frame = _ordered_by_time(path, frame, name)
-            sample_rate = _rate_from_time(path, str(name), frame[name])
-            if sample_rate is not None:
-                break
+    for name in _time_columns(path, frame, options):
+        frame = _ordered_by_time(path, frame, name)
+        sample_rate = _rate_from_time(path, str(name), frame[name], options.time_column)
+        if sample_rate is not None:
+            break
     sample_rate = _resolve_rate(path, sample_rate, options.sample_rate)
 
     channels = _select(path, numeric, options)
     values = frame[channels].to_numpy()
-    metadata = {"source_dtype": str(values.dtype)}
+    metadata: dict[str, object] = {"source_dtype": str(values.dtype)}
     if left_out:
         metadata["non_numeric_columns"] = left_out
-    data = np.ascontiguousarray(values.T, dtype=np.float32)
     names = [str(name) for name in channels]
+    coarse = low_precision_channels(names, list(values.T))
+    if coarse:
+        metadata["low_precision_channels"] = coarse
+    data = np.ascontiguousarray(values.T, dtype=np.float32)
     data = finite_or_raise(path, data, names, options.nan_policy)
 
     return Recording(

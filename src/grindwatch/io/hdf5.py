@@ -9,6 +9,7 @@ import numpy as np
 from grindwatch.exceptions import InputError
 from grindwatch.io.frames import finite_or_raise
 from grindwatch.io.options import ReadOptions
+from grindwatch.io.rates import resolve_rate, stored_rate
 from grindwatch.io.recording import Recording
 from grindwatch.io.samples import to_float32
 
@@ -39,12 +40,18 @@ def _numeric_datasets(handle) -> dict[str, object]:  # noqa: ANN001 - h5py.File
     return found
 
 
-def _attribute(items: list, names: tuple[str, ...]):  # noqa: ANN001, ANN202
+def _named_attribute(items: list, names: tuple[str, ...]):  # noqa: ANN202
+    """Return the first attribute found as (name, value), or None."""
     for item in items:
         for name in names:
             if name in item.attrs:
-                return item.attrs[name]
+                return name, item.attrs[name]
     return None
+
+
+def _attribute(items: list, names: tuple[str, ...]):  # noqa: ANN202
+    found = _named_attribute(items, names)
+    return None if found is None else found[1]
 
 
 def _pick(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN202
@@ -110,7 +117,7 @@ def _read_open(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN20
     else:
         data = np.stack([np.asarray(item[()]) for item in items])
         channel_names = [name.rsplit("/", 1)[-1] for name in names]
-    rate = _attribute([*items, handle], _RATE_ATTRIBUTES)
+    rate = _named_attribute([*items, handle], _RATE_ATTRIBUTES)
     channels = [c.decode() if isinstance(c, bytes) else str(c) for c in channel_names]
     scale = _attribute(items, _SCALE_ATTRIBUTES)
     offset = _attribute(items, _OFFSET_ATTRIBUTES)
@@ -118,6 +125,7 @@ def _read_open(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN20
         data,
         None if scale is None else float(np.ravel(scale)[0]),
         None if offset is None else float(np.ravel(offset)[0]),
+        channels,
     )
     metadata["hdf5_datasets"] = names
     return metadata, data, channels, _rate(path, rate, options.sample_rate)
@@ -160,18 +168,11 @@ def read_hdf5(path: Path, options: ReadOptions) -> Recording:
     return recording
 
 
-def _rate(path: Path, found, given: float | None) -> float | None:  # noqa: ANN001
-    found = None if found is None else float(np.asarray(found).ravel()[0])
-    if found is not None and not (np.isfinite(found) and found > 0):
-        raise InputError(
-            path,
-            f"the file stores sample rate {found:g}, which is not a positive number",
-            "fix the attribute, or remove it and set sample_rate in the config",
-        )
-    if given is not None and found is not None and not np.isclose(found, given):
-        raise InputError(
-            path,
-            f"the file stores sample rate {found:g} but sample_rate is {given:g}",
-            "remove sample_rate from the config",
-        )
-    return given if given is not None else found
+def _rate(path: Path, attribute, given: float | None) -> float | None:  # noqa: ANN001
+    """Convert a rate attribute, given as (name, value), to Hz and compare it with
+    the ``sample_rate`` setting ``given``."""
+    found = None
+    if attribute is not None:
+        name, value = attribute
+        found = stored_rate(path, value, f"the HDF5 attribute {name!r}")
+    return resolve_rate(path, found, given)

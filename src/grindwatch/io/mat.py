@@ -16,6 +16,7 @@ import numpy as np
 from grindwatch.exceptions import InputError
 from grindwatch.io.frames import finite_or_raise
 from grindwatch.io.options import ReadOptions
+from grindwatch.io.rates import resolve_rate, stored_rate
 from grindwatch.io.recording import Recording
 from grindwatch.io.samples import to_float32
 
@@ -74,8 +75,10 @@ def _load_v73(path: Path) -> dict[str, Any]:
             matlab_class = matlab_class.decode()
         if matlab_class in ("char", "cell") or item.dtype.kind not in "iufb":
             return
-        # MATLAB writes column-major, so h5py sees every array transposed.
-        variables[name.replace("/", ".")] = np.asarray(item[()]).T
+        # MATLAB writes column-major, so h5py sees every array transposed. MATLAB
+        # has no 1-D arrays, so vectors and scalars are squeezed, as the v5 reader
+        # does (scipy's squeeze_me), and both versions read alike.
+        variables[name.replace("/", ".")] = np.squeeze(np.asarray(item[()]).T)
 
     try:
         with h5py.File(path, "r") as handle:
@@ -98,12 +101,14 @@ def _is_signal(value: Any) -> bool:
     )
 
 
-def _rate(variables: dict[str, Any]) -> float | None:
-    lower = {name.lower(): value for name, value in variables.items()}
-    for name in _RATE_NAMES:
-        value = lower.get(name)
-        if value is not None and np.asarray(value).size == 1:
-            return float(np.asarray(value).ravel()[0])
+def _rate(path: Path, variables: dict[str, Any]) -> float | None:
+    # A rate-named variable with several values is left alone, because "rate" may
+    # also name a signal (a feed rate).
+    by_lower = {name.lower(): name for name in variables}
+    for lower in _RATE_NAMES:
+        name = by_lower.get(lower)
+        if name is not None and np.asarray(variables[name]).size == 1:
+            return stored_rate(path, variables[name], f"the variable {name!r}")
     return None
 
 
@@ -170,19 +175,10 @@ def read_mat(path: Path, options: ReadOptions) -> Recording:
         array = np.stack([np.atleast_1d(value) for value in values])
         channels = [name.rsplit(".", 1)[-1] for name in names]
 
-    data, metadata = to_float32(array)
+    data, metadata = to_float32(array, channels=channels)
     data = finite_or_raise(path, data, channels, options.nan_policy)
     metadata.update({"mat_version": "7.3" if is_v73 else "5", "mat_variables": names})
-    rate = _rate(variables)
-    if options.sample_rate is not None:
-        if rate is not None and not np.isclose(rate, options.sample_rate):
-            raise InputError(
-                path,
-                f"the file stores sample rate {rate:g} but sample_rate is "
-                f"{options.sample_rate:g}",
-                "remove sample_rate from the config",
-            )
-        rate = options.sample_rate
+    rate = resolve_rate(path, _rate(path, variables), options.sample_rate)
     recording = Recording(
         name=path.stem,
         data=data,

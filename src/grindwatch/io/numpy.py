@@ -10,6 +10,7 @@ import numpy as np
 from grindwatch.exceptions import InputError
 from grindwatch.io.frames import finite_or_raise
 from grindwatch.io.options import ReadOptions
+from grindwatch.io.rates import resolve_rate, stored_rate
 from grindwatch.io.recording import Recording
 from grindwatch.io.samples import to_float32
 
@@ -28,28 +29,57 @@ def _load(path: Path):  # noqa: ANN202
         ) from None
 
 
+def _array(path: Path, archive, key: str) -> np.ndarray:  # noqa: ANN001 - NpzFile
+    """Read one array of an .npz archive, which is loaded only when accessed."""
+    try:
+        return archive[key]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise InputError(
+            path,
+            f"array {key!r} cannot be read ({error})",
+            "save it as a plain numeric or text array",
+        ) from None
+
+
+def _read_npz(path: Path, archive):  # noqa: ANN001, ANN202 - NpzFile
+    """Return the signal array, the channel names or None, and the rate or None."""
+    keys = list(archive.keys())
+    key = next((k for k in _DATA_KEYS if k in keys), None)
+    if key is None and len(keys) == 1:
+        key = keys[0]
+    if key is None:
+        raise InputError(
+            path,
+            f"holds arrays {keys} and none is named {list(_DATA_KEYS[:3])}",
+            "save the signal under the key 'data'",
+        )
+    data = _array(path, archive, key)
+    channels = None
+    if "channels" in keys:
+        channels = [str(name) for name in _array(path, archive, "channels")]
+    rate = None
+    if "sample_rate" in keys:
+        value = _array(path, archive, "sample_rate")
+        rate = stored_rate(path, value, "the array 'sample_rate'")
+    return data, channels, rate
+
+
 def read_numpy(path: Path, options: ReadOptions) -> Recording:
-    """Read a recording from .npy (the array) or .npz (``data`` plus metadata)."""
+    """Read a recording from .npy (the array) or .npz (``data`` plus metadata).
+
+    Raises
+    ------
+    InputError
+        If the file is unreadable or contains no numeric array of one or two
+        dimensions, if its ``sample_rate`` is not one positive number, or if it
+        differs from the ``sample_rate`` setting.
+    """
     loaded = _load(path)
     channels = None
     rate = None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
-            keys = list(loaded.keys())
-            key = next((k for k in _DATA_KEYS if k in keys), None)
-            if key is None and len(keys) == 1:
-                key = keys[0]
-            if key is None:
-                raise InputError(
-                    path,
-                    f"holds arrays {keys} and none is named {list(_DATA_KEYS[:3])}",
-                    "save the signal under the key 'data'",
-                )
-            data = loaded[key]
-            if "channels" in keys:
-                channels = [str(name) for name in loaded["channels"]]
-            if "sample_rate" in keys:
-                rate = float(loaded["sample_rate"])
+            data, channels, rate = _read_npz(path, loaded)
     else:
         data = loaded
 
@@ -73,10 +103,9 @@ def read_numpy(path: Path, options: ReadOptions) -> Recording:
         data = data.T  # stored as (samples, channels)
     if channels is None or len(channels) != data.shape[0]:
         channels = [f"channel_{i}" for i in range(data.shape[0])]
-    if options.sample_rate is not None:
-        rate = options.sample_rate
+    rate = resolve_rate(path, rate, options.sample_rate)
 
-    values, metadata = to_float32(data)
+    values, metadata = to_float32(data, channels=channels)
     values = finite_or_raise(path, values, channels, options.nan_policy)
     recording = Recording(
         name=path.stem,

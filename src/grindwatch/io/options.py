@@ -30,12 +30,19 @@ class ReadOptions:
         process cycles, columns are features (one recording per row).
     delimiter, decimal : str or None
         CSV field separator and decimal mark; None detects them from the file.
+    encoding : str
+        Text encoding of CSV files, as a Python codec name (``latin-1``,
+        ``cp1252``, ``utf-16``).
     hdf5_key : str or None
         Dataset or group path inside HDF5 files, when a file holds several.
     channels : tuple of str or None
         Keep only these channels, in this order.
     label_columns : tuple of str
         Columns that hold labels; they are never taken as channels.
+    time_column : str or None
+        The CSV or Parquet column that contains time, for a name that is not
+        recognised as one (see ``grindwatch.io.time_names``). A unit in its name
+        (``clock [ms]``) is read; without one, numbers are seconds.
     sample_rate : float or None
         Samples per second, for files that do not store it.
     id_column : str or None
@@ -88,9 +95,11 @@ class ReadOptions:
     kind: str = "signals"
     delimiter: str | None = None
     decimal: str | None = None
+    encoding: str = "utf-8"
     hdf5_key: str | None = None
     channels: tuple[str, ...] | None = None
     label_columns: tuple[str, ...] = field(default=DEFAULT_LABEL_COLUMNS)
+    time_column: str | None = None
     sample_rate: float | None = None
     id_column: str | None = None
     nan_policy: str = "raise"

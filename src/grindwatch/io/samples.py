@@ -22,12 +22,16 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "CLIP_MIN_FRACTION",
     "CLIP_MIN_RUN",
+    "FLOAT32_MIN_STEPS",
+    "TIME_LIKE_MIN_SAMPLES",
     "apply_policies",
     "check_quality",
     "clipped_samples",
     "find_problems",
+    "low_precision_channels",
     "resample",
     "resample_rows",
+    "time_like_channels",
     "to_float32",
 ]
 
@@ -38,18 +42,32 @@ __all__ = [
 CLIP_MIN_FRACTION = 0.001
 CLIP_MIN_RUN = 3
 
+# Samples are stored as float32, whose step at a value x is about x * 1.2e-7. A
+# channel whose standard deviation spans fewer steps than this at its largest
+# magnitude keeps only a coarse copy of its waveform. The float32 step at 2e7 is 2,
+# so 2e7 plus a sine of amplitude 1 becomes one or a few levels.
+FLOAT32_MIN_STEPS = 1000
+
+# A channel of at least this many samples that rises by the same step at every
+# sample, within 1% plus float32 rounding, is probably a time or index column.
+TIME_LIKE_MIN_SAMPLES = 10
+
 
 def to_float32(
     values: np.ndarray,
     scale: float | None = None,
     offset: float | None = None,
+    channels: list[str] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Convert samples to float32, applying ``values * scale + offset`` if given.
 
     Integer samples go through float64 first, so unsigned counts cannot wrap around
     and the scale is applied without loss. Returns the array and the metadata that
     records the conversion: ``source_dtype``, and for integers ``full_scale`` (the
-    largest magnitude the type can represent), ``scale`` and ``offset``.
+    largest magnitude the type can represent), ``scale`` and ``offset``. With
+    ``channels``, one name per row of ``values``, the rows that float32 keeps with
+    few distinct values are listed in ``low_precision_channels`` (see
+    ``low_precision_channels``), judged on the values before the conversion.
     """
     values = np.asarray(values)
     metadata: dict[str, Any] = {"source_dtype": str(values.dtype)}
@@ -71,6 +89,10 @@ def to_float32(
         converted = converted * scale
     if offset is not None:
         converted = converted + offset
+    if channels is not None and converted.ndim == 2:
+        coarse = low_precision_channels(channels, list(converted))
+        if coarse:
+            metadata["low_precision_channels"] = coarse
     return np.asarray(converted, dtype=np.float32), metadata
 
 
@@ -135,6 +157,53 @@ def find_problems(
     return constant, clipped
 
 
+def low_precision_channels(
+    channels: list[str], rows: list[np.ndarray]
+) -> dict[str, float]:
+    """Return the channels that float32 stores with few distinct values.
+
+    Maps each such channel to its standard deviation in float32 steps at its
+    largest magnitude, which is below FLOAT32_MIN_STEPS. A large offset (a
+    level of 2e7 around which the signal varies by 1) causes it. Pass the rows
+    before they are converted to float32, which may already have made them
+    constant. Constant rows and rows with NaN or infinite samples are skipped.
+    """
+    found = {}
+    for name, row in zip(channels, rows, strict=True):
+        if row.size < 2:
+            continue
+        # inf and values beyond the float32 range give NaN or inf here.
+        with np.errstate(all="ignore"):
+            spread = float(np.std(row, dtype=np.float64))
+            magnitude = float(np.max(np.abs(row)))
+            steps = spread / float(np.spacing(np.float32(magnitude)))
+        if spread > 0 and steps < FLOAT32_MIN_STEPS:
+            found[name] = round(steps, 2)
+    return found
+
+
+def time_like_channels(channels: list[str], rows: list[np.ndarray]) -> list[str]:
+    """Return the channels that rise by one constant step from sample to sample.
+
+    Such a channel is almost surely a time or sample index column read as a
+    signal. Steps may differ by 1% of the median step plus twice the float32
+    resolution at the channel's largest magnitude, the rounding that storing
+    timestamps as float32 adds.
+    """
+    found = []
+    for name, row in zip(channels, rows, strict=True):
+        if row.size < TIME_LIKE_MIN_SAMPLES:
+            continue
+        steps = np.diff(row.astype(np.float64))
+        median = float(np.median(steps))
+        if not (median > 0 and steps.min() > 0):
+            continue
+        rounding = 2.0 * float(np.spacing(np.float32(np.abs(row).max())))
+        if np.abs(steps - median).max() <= 0.01 * median + rounding:
+            found.append(name)
+    return found
+
+
 def apply_policies(
     source: object,
     constant: list[str],
@@ -183,7 +252,10 @@ def check_quality(
     With ``warn`` the channels stay in the recording and are listed in
     ``metadata["constant_channels"]`` and ``metadata["clipped_channels"]`` (as
     ``{channel: first clipped sample}``), and ``load_recordings`` logs one summary
-    warning for the data set.
+    warning for the data set. Channels that look like a time or index column (see
+    ``time_like_channels``) are kept and listed in ``metadata["time_like_channels"]``
+    whatever the policies, and so are those that the reader found float32 to store
+    coarsely, in ``metadata["low_precision_channels"]``.
 
     Raises
     ------
@@ -206,6 +278,23 @@ def check_quality(
     recording.metadata.update(
         apply_policies(source, constant, clipped, constant_policy, clipping_policy)
     )
+    # The reader found these before the float32 conversion; keep only the channels
+    # that a channel selection left in the recording.
+    coarse = recording.metadata.pop("low_precision_channels", {})
+    coarse = {name: coarse[name] for name in recording.channels if name in coarse}
+    if coarse:
+        recording.metadata["low_precision_channels"] = coarse
+        logger.info(
+            "%s: channels whose standard deviation spans few float32 steps %s",
+            source,
+            coarse,
+        )
+    time_like = time_like_channels(recording.channels, list(recording.data))
+    if time_like:
+        recording.metadata["time_like_channels"] = time_like
+        logger.info(
+            "%s: channels that look like time or an index %s", source, time_like
+        )
     return recording
 
 

@@ -113,8 +113,9 @@ def read_tdms(path: Path, options: ReadOptions) -> Recording:
             "pick channels of one length with the channels option",
         )
 
-    data, metadata = to_float32(np.stack([channel[:] for channel in channels]))
     names = [channel.name for channel in channels]
+    stacked = np.stack([channel[:] for channel in channels])
+    data, metadata = to_float32(stacked, channels=names)
     data = finite_or_raise(path, data, names, options.nan_policy)
     metadata.update(_tdms_metadata(group, channels))
     rate = _rate(channels, path)

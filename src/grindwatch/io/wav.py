@@ -52,8 +52,8 @@ def read_wav(path: Path, options: ReadOptions) -> Recording:
         raise InputError(path, "contains no samples", "check that the export finished")
 
     scale, offset = _scale(values.dtype)
-    data, metadata = to_float32(values.T, scale, offset)
-    channels = [f"channel_{i}" for i in range(data.shape[0])]
+    channels = [f"channel_{i}" for i in range(values.shape[1])]
+    data, metadata = to_float32(values.T, scale, offset, channels)
     data = finite_or_raise(path, data, channels, options.nan_policy)
     if options.sample_rate is not None and not np.isclose(options.sample_rate, rate):
         raise InputError(

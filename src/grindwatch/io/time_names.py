@@ -1,0 +1,109 @@
+"""Recognise time columns by name and read the unit their name carries.
+
+A time column's name is a stem such as ``time``, ``t``, ``Zeit`` or ``timestamp``,
+optionally followed by a unit in brackets or parentheses (``Time [s]``,
+``Zeit (ms)``), after an underscore (``time_ms``) or after a slash (``Zeit / s``).
+A name whose unit is unknown (``T [°C]``, ``t_oil``) is no time name, so a
+temperature channel called ``T`` keeps its place among the channels.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["TIME_STEMS", "seconds_per_unit", "time_name_scale"]
+
+# Lower case, with runs of spaces, underscores, hyphens and dots read as one space.
+TIME_STEMS = frozenset(
+    {
+        "time",
+        "times",
+        "t",
+        "zeit",
+        "tiempo",
+        "tempo",
+        "timestamp",
+        "time stamp",
+        "zeitstempel",
+        "datetime",
+        "date time",
+        "date",
+        "elapsed",
+        "elapsed time",
+        "seconds",
+        "sec",
+        "secs",
+    }
+)
+
+# Seconds per unit. After an underscore or slash only units that cannot mean
+# something else count, because "t_min" is more often a minimum temperature.
+_SEPARATED_UNITS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "secs": 1.0,
+    "ms": 1e-3,
+    "msec": 1e-3,
+    "us": 1e-6,
+    "µs": 1e-6,  # MICRO SIGN
+    "μs": 1e-6,  # GREEK SMALL LETTER MU
+    "usec": 1e-6,
+    "ns": 1e-9,
+}
+_BRACKETED_UNITS = {
+    **_SEPARATED_UNITS,
+    "second": 1.0,
+    "seconds": 1.0,
+    "millisecond": 1e-3,
+    "milliseconds": 1e-3,
+    "microsecond": 1e-6,
+    "microseconds": 1e-6,
+    "nanosecond": 1e-9,
+    "nanoseconds": 1e-9,
+    "min": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+}
+
+_WITH_UNIT = re.compile(
+    r"^(?P<stem>.*?)\s*"
+    r"(?:[\[(]\s*(?P<bracketed>[^\[\]()]+?)\s*[\])]|[_/ ]\s*(?P<separated>[^\s_/]+))$"
+)
+
+
+def _normalise(stem: str) -> str:
+    return re.sub(r"[\s_\-.]+", " ", stem.strip().lower())
+
+
+def seconds_per_unit(name: str) -> float | None:
+    """Return the seconds per unit that a column name's unit suffix gives.
+
+    Any name counts, so an explicitly named time column (``clock [ms]``) gives its
+    unit too. Returns None when the name carries no known time unit.
+    """
+    match = _WITH_UNIT.match(name.strip())
+    if match is None:
+        return None
+    if match["bracketed"] is not None:
+        return _BRACKETED_UNITS.get(match["bracketed"].lower())
+    return _SEPARATED_UNITS.get(match["separated"].lower())
+
+
+def time_name_scale(name: str) -> float | None:
+    """Return seconds per unit if ``name`` names a time column, else None.
+
+    A stem without a unit (``time``, ``Zeit``) gives 1.0, so its numbers are read
+    as seconds. ``seconds`` and ``sec`` are stems as well.
+    """
+    text = name.strip()
+    match = _WITH_UNIT.match(text)
+    if match is not None and _normalise(match["stem"]) in TIME_STEMS:
+        scale = seconds_per_unit(text)
+        if scale is not None:
+            return scale
+    if _normalise(text) in TIME_STEMS:
+        return 1.0
+    return None

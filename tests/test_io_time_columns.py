@@ -1,0 +1,197 @@
+"""CSV time columns: names and units, the time_column option, time-like channels
+and irregular time steps."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grindwatch.config import Config
+from grindwatch.exceptions import InputError
+from grindwatch.io import ReadOptions, load_recordings, read_file
+from grindwatch.pipeline import read_options
+from tests.conftest import make_cycle
+
+RATE = 1000.0
+
+
+def _write(path, time_name, time_values, n_samples=300):  # noqa: ANN001, ANN202
+    frame = pd.DataFrame(make_cycle(0, n_samples).T, columns=["a", "b", "c"])
+    frame.insert(0, time_name, time_values)
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "per_second"),
+    [
+        ("Time [s]", 1.0),
+        ("Time (s)", 1.0),
+        ("time_s", 1.0),
+        ("Zeit", 1.0),
+        ("Zeit [s]", 1.0),
+        ("Zeit / s", 1.0),
+        ("t", 1.0),
+        ("Elapsed time [s]", 1.0),
+        ("seconds", 1.0),
+        ("timestamp [ms]", 1e3),
+        ("t (ms)", 1e3),
+        ("time_ms", 1e3),
+        ("Time [µs]", 1e6),
+        ("Time [min]", 1 / 60),
+    ],
+)
+def test_time_column_name_with_unit(tmp_path, name, per_second):
+    seconds = np.arange(300) / RATE
+    path = _write(tmp_path / "run.csv", name, seconds * per_second)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["a", "b", "c"]
+    assert recording.sample_rate == pytest.approx(RATE)
+
+
+@pytest.mark.parametrize("name", ["T [°C]", "t_min", "t_oil", "Time [a.u.]"])
+def test_unknown_unit_stays_channel(tmp_path, name):
+    rng = np.random.default_rng(1)
+    path = _write(tmp_path / "run.csv", name, 20 + rng.standard_normal(300))
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == [name, "a", "b", "c"]
+    assert recording.sample_rate is None
+
+
+def test_time_like_channel_warned_with_fix(tmp_path, caplog):
+    for index in range(2):
+        _write(tmp_path / f"run{index}.csv", "clock", np.arange(300) / RATE)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        loaded = load_recordings(tmp_path)
+
+    assert loaded.channels == ["clock", "a", "b", "c"]
+    assert loaded.recordings[0].metadata["time_like_channels"] == ["clock"]
+    assert "2 of 2 recordings have channels ['clock']" in caplog.text
+    assert "run0.csv" in caplog.text
+    assert "--set data.time_column=NAME" in caplog.text
+
+
+def test_time_like_row_of_npy_warned(tmp_path, caplog):
+    data = make_cycle(0, 300)
+    data[1] = np.arange(300)
+    np.save(tmp_path / "run.npy", data)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        load_recordings(tmp_path)
+
+    assert "have channels ['channel_1'] that rise by the same step" in caplog.text
+
+
+def test_time_like_allows_float32_rounding(tmp_path):
+    # Up to 300 s, float32 rounds 1 ms steps by up to about 3%.
+    path = _write(
+        tmp_path / "long.csv", "clock", 100 + np.arange(200_000) / RATE, 200_000
+    )
+
+    recording = read_file(path)[0]
+
+    assert recording.metadata["time_like_channels"] == ["clock"]
+
+
+def test_noisy_rising_signal_not_time_like(tmp_path):
+    rng = np.random.default_rng(2)
+    rising = np.arange(300) / RATE + 1e-4 * rng.standard_normal(300)
+    path = _write(tmp_path / "run.csv", "position", rising)
+
+    recording = read_file(path)[0]
+
+    assert "time_like_channels" not in recording.metadata
+
+
+def test_time_column_option_gives_rate(tmp_path, caplog):
+    _write(tmp_path / "run.csv", "clock [ms]", np.arange(300))
+    options = read_options(Config().with_overrides({"data.time_column": "clock [ms]"}))
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        loaded = load_recordings(tmp_path, options)
+
+    assert loaded.channels == ["a", "b", "c"]
+    assert loaded.sample_rate == pytest.approx(RATE)
+    assert "rise by the same step" not in caplog.text
+
+
+def test_time_column_option_without_unit_is_seconds(tmp_path):
+    path = _write(tmp_path / "run.csv", "Uhrzeit", np.arange(300) / RATE)
+
+    recording = read_file(path, ReadOptions(time_column="Uhrzeit"))[0]
+
+    assert recording.channels == ["a", "b", "c"]
+    assert recording.sample_rate == pytest.approx(RATE)
+
+
+def test_time_column_option_missing_raises(tmp_path):
+    path = _write(tmp_path / "run.csv", "time", np.arange(300) / RATE)
+
+    with pytest.raises(
+        InputError, match=r"run.csv: time column 'clock' not found; the columns are"
+    ):
+        read_file(path, ReadOptions(time_column="clock"))
+
+
+def test_time_gap_warned_with_row_and_length(tmp_path, caplog):
+    seconds = np.arange(2000) / RATE
+    seconds[1000:] += 5.0
+    path = _write(tmp_path / "gap.csv", "time", seconds, 2000)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(RATE)
+    assert recording.n_samples == 2000
+    assert (
+        "gap.csv: time column 'time' jumps by 5.001 s at data row 1000 (6 s after "
+        "the first sample)" in caplog.text
+    )
+    assert "1 of 1999 steps are longer than 1.5 median steps" in caplog.text
+    assert "window start_s" in caplog.text
+
+
+def test_time_gap_row_after_comments(tmp_path, caplog):
+    seconds = np.arange(300) / RATE
+    seconds[200:] += 0.5
+    path = _write(tmp_path / "gap.csv", "Time [ms]", seconds * 1e3)
+    path.write_text("# logger export\n" + path.read_text())
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        read_file(path)
+
+    assert "jumps by 0.501 s at data row 200" in caplog.text
+
+
+def test_time_short_steps_warned(tmp_path, caplog):
+    seconds = np.arange(300) / RATE
+    seconds[150:] -= 0.0008
+    path = _write(tmp_path / "burst.csv", "time", seconds)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        read_file(path)
+
+    assert (
+        "burst.csv: time column 'time' has 1 of 299 steps shorter than 1/1.5 of the "
+        "median step of 0.001 s, first at data row 150" in caplog.text
+    )
+
+
+def test_time_jitter_not_warned(tmp_path, caplog):
+    rng = np.random.default_rng(3)
+    seconds = np.arange(300) / RATE + rng.uniform(-1e-4, 1e-4, 300)
+    path = _write(tmp_path / "jitter.csv", "time", seconds)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(RATE, rel=0.01)
+    assert "median step" not in caplog.text
