@@ -748,13 +748,13 @@ def _warn_most_recordings_flagged(model: Model, training: ScoreResult) -> None:
         "score is %s), "
         "while training assumes most of them are normal.%s If most of these "
         "recordings are normal, look at their flagged windows with grindwatch "
-        "report; cutting such a phase from the recordings, longer windows or "
-        "threshold.method percentile may help. If most are faulty, train on "
-        "recordings known to be good.",
+        "report; %slonger windows or threshold.method percentile may help. If "
+        "most are faulty, train on recordings known to be good.",
         n_flagged,
         len(recordings),
         rule,
         where,
+        "cutting that phase from the recordings, " if where else "",
     )
 
 
