@@ -194,10 +194,14 @@ def time_like_channels(channels: list[str], rows: list[np.ndarray]) -> list[str]
     for name, row in zip(channels, rows, strict=True):
         if row.size < TIME_LIKE_MIN_SAMPLES:
             continue
-        steps = np.diff(row.astype(np.float64))
-        median = float(np.median(steps))
-        if not (median > 0 and steps.min() > 0):
+        # Most signals fall somewhere in their first samples: reject those
+        # before the full pass, which would triple the time to read a file.
+        if (np.diff(row[:TIME_LIKE_MIN_SAMPLES]) <= 0).any():
             continue
+        steps = np.diff(row.astype(np.float64))
+        if steps.min() <= 0:
+            continue
+        median = float(np.median(steps))
         rounding = 2.0 * float(np.spacing(np.float32(np.abs(row).max())))
         if np.abs(steps - median).max() <= 0.01 * median + rounding:
             found.append(name)
