@@ -710,8 +710,8 @@ def _warn_most_recordings_flagged(model: Model, training: ScoreResult) -> None:
     """Warn when the threshold flags most of the recordings it was trained on.
 
     Training assumes most recordings are normal. When the threshold still flags
-    most of them, the high-score group is usually a phase every cycle has, such
-    as its start, rather than a fault; the warning names the window positions
+    most of them, the high-score group is often a phase every cycle has, such
+    as its start, rather than a fault. The warning names the window positions
     flagged in four in five of the recordings that reach them.
     """
     recordings = training.recordings

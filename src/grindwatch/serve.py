@@ -358,8 +358,8 @@ def _body_limit_message(max_bytes: int, size: int | None) -> str:
 class _BodyLimit:
     """ASGI middleware that rejects a body over ``max_bytes`` with a JSON 413.
 
-    A declared Content-Length over the limit is answered before the endpoint
-    runs. A body sent without one is counted as it arrives; the endpoint's read
+    A request whose Content-Length exceeds the limit gets the 413 before the
+    endpoint runs. A body sent without one is counted as it arrives; the endpoint's read
     fails with an HTTPException that the exception handlers turn into JSON.
     """
 
@@ -444,7 +444,7 @@ def create_app(
         summary="Anomaly scores for machine-tool sensor recordings.",
         lifespan=lifespan,
     )
-    # FastAPI's own max_body_size answers in plain text without the limit.
+    # FastAPI's own max_body_size replies in plain text and omits the limit.
     app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)
     authorize = _bearer_check(token)
     info = _model_info(model, name, version)
@@ -508,8 +508,9 @@ _JSON_BODY = {
 def _check_json_content_type(request: Request) -> None:
     """Reject a body not declared as JSON, as FastAPI does for its own models.
 
-    A browser sends text/plain across sites without asking first, so accepting
-    it would let any web page a user opens post to a service on their machine.
+    A browser sends text/plain across sites without a preflight request, so
+    accepting it would let any web page a user opens post to a service on
+    their machine.
     """
     declared = request.headers.get("content-type", "")
     media_type = declared.split(";")[0].strip().lower()

@@ -97,7 +97,7 @@ def _short(name: str, limit: int = 14) -> str:
 
 
 def _text_inches(text: str, points: float) -> float:
-    """Width of ``text`` in inches in the report's font at ``points`` size."""
+    """Return the width of ``text`` in inches, in the report's font at ``points``."""
     from matplotlib.backends.backend_agg import RendererAgg
     from matplotlib.font_manager import FontProperties
 
@@ -111,8 +111,8 @@ def _text_inches(text: str, points: float) -> float:
 
 
 def _label_margin(labels: list[str], ticks: list[str] | None = None) -> float:
-    """Left margin in inches that fits y labels at 8 pt left of y tick labels
-    at 7 pt; at least the 1.05 inches the figures had before."""
+    """Return the left margin in inches for y labels (8 pt) beside y tick labels
+    (7 pt). It is at least 1.05 inches, the margin the figures had before."""
     widest = max((_text_inches(label, 8) for label in labels), default=0.0)
     tick_width = max((_text_inches(tick, 7) for tick in ticks or []), default=0.0)
     # Padding: tick marks and the gaps between ticks, labels and the edge.
