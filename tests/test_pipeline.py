@@ -400,3 +400,21 @@ def test_train_is_quiet_when_threshold_flags_few_training_recordings(
         grindwatch.train(cycle_folders["good"], _config(**{"detector.family": "pca"}))
 
     assert not [r for r in caplog.records if "training recordings" in r.getMessage()]
+
+
+def test_bundle_from_older_version_loads_with_new_defaults(cycle_folders, tmp_path):
+    model = grindwatch.train(
+        cycle_folders["good"], _config(**{"detector.family": "pca"})
+    ).model
+    # An older version's pickle: a setting added since is missing, and one
+    # removed since is still there.
+    del model.config.data.__dict__["encoding"]
+    model.config.data.__dict__["retired_setting"] = 3
+    model.save(tmp_path / "old")
+
+    loaded = grindwatch.load_model(tmp_path / "old")
+    scored = grindwatch.score(loaded, cycle_folders["bad"])
+
+    assert loaded.config.data.encoding == "utf-8"
+    assert "retired_setting" not in vars(loaded.config.data)
+    assert len(scored.recordings) == 3

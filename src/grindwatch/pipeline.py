@@ -568,8 +568,49 @@ class Model:
                 f"contains a pickled {type(model).__name__}, not a grindwatch model",
                 fix,
             )
+        model.config = _current_config(model.config, path, fix)
         _check_description(Path(folder))
         return model
+
+
+def _section_values(section: Any) -> Any:
+    """Return the values a pickled config section holds, as plain data.
+
+    A section pickled by an older grindwatch lacks the settings added since,
+    and may keep some that were removed: read only its stored attributes, and
+    leave out the names that the current section does not define.
+    """
+    from pydantic import BaseModel
+
+    if isinstance(section, BaseModel):
+        fields = type(section).model_fields
+        return {
+            name: _section_values(value)
+            for name, value in vars(section).items()
+            if name in fields
+        }
+    if isinstance(section, (list, tuple)):
+        return type(section)(_section_values(item) for item in section)
+    if isinstance(section, dict):
+        return {key: _section_values(value) for key, value in section.items()}
+    return section
+
+
+def _current_config(config: Config, path: Path, fix: str) -> Config:
+    """Rebuild a loaded model's config so settings added since it was saved
+    take their defaults, which is what the older version did."""
+    import pydantic
+
+    try:
+        return Config.model_validate(_section_values(config))
+    except pydantic.ValidationError as error:
+        raise InputError(
+            path,
+            "holds a configuration this grindwatch version cannot read "
+            f"({error.error_count()} invalid settings, first: "
+            f"{error.errors()[0]['loc']}: {error.errors()[0]['msg']})",
+            fix,
+        ) from error
 
 
 def _check_description(folder: Path) -> None:
