@@ -422,3 +422,15 @@ def test_negative_window_names_the_option(cycle_folders):
 
     assert result.exit_code == 2
     assert "--window" in result.output
+
+
+def test_error_keeps_brackets_in_names(tmp_path):
+    path = tmp_path / "back.csv"
+    path.write_text("Time [ms],vib\n0,0.1\n2,0.3\n1,0.2\n")
+
+    result = runner.invoke(
+        app, ["train", str(path), "--window", "2", "--detector", "knn", "--no-track"]
+    )
+
+    assert result.exit_code != 0
+    assert "time column 'Time [ms]' goes backwards" in result.output

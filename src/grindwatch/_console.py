@@ -20,7 +20,9 @@ def console():  # noqa: ANN201
     if _console is None:
         from rich.console import Console
 
-        _console = Console(stderr=True, soft_wrap=True)
+        # Without markup, text such as a unit in "Time [ms]" prints as written;
+        # styled parts use rich.text.Text.
+        _console = Console(stderr=True, soft_wrap=True, markup=False)
     return _console
 
 

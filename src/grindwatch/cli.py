@@ -44,9 +44,13 @@ TrackingUriOpt = Annotated[
 
 
 def _fail(message: str, code: int = 2) -> None:
+    from rich.text import Text
+
     from grindwatch._console import console
 
-    console().print(f"[bold red]error:[/] {message}", highlight=False)
+    console().print(
+        Text.assemble(("error:", "bold red"), f" {message}"), highlight=False
+    )
     raise typer.Exit(code)
 
 
@@ -314,6 +318,7 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
 def _print_recordings(frame, threshold: float, limit: int) -> None:  # noqa: ANN001
     import pandas as pd
     from rich.table import Table
+    from rich.text import Text
 
     from grindwatch._console import console
 
@@ -329,7 +334,7 @@ def _print_recordings(frame, threshold: float, limit: int) -> None:  # noqa: ANN
             row.recording,
             f"{row.score:.4g}",
             f"{row.flagged_windows}/{row.n_windows}",
-            "[bold red]ANOMALOUS[/]" if row.flag else "normal",
+            Text("ANOMALOUS", style="bold red") if row.flag else "normal",
         ]
         if "label" in frame:
             # Recordings without a label (a folder that names no class, a file
