@@ -53,3 +53,11 @@ def test_unknown_section_lists_sections(tmp_path):
         _load(tmp_path, "detectr:\n  family: pca\n")
 
     assert "'detector'" in str(raised.value)
+
+
+def test_negative_seed_rejected(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, "seed: -1\n")
+
+    assert "seed" in str(raised.value)
+    assert "greater than or equal to 0" in str(raised.value)

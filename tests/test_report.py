@@ -680,3 +680,16 @@ def test_report_takes_reading_options(cycle_folders, tmp_path):
     assert "sample rate 2000" in refused.output
     assert resampled.exit_code == 0, resampled.output
     assert "1 of 1 recordings flagged" in resampled.output
+
+
+def test_long_channel_names_stay_distinct_in_figures():
+    from grindwatch.report.figures import _short
+
+    names = ["Grinding spindle current L1", "Grinding spindle current L2"]
+
+    shortened = [_short(name) for name in names]
+
+    assert len(set(shortened)) == 2
+    assert all(len(label) <= 24 for label in shortened)
+    assert shortened[1].endswith("current L2")
+    assert _short("X1_CommandAcceleration") == "X1_CommandAcceleration"

@@ -71,7 +71,7 @@ def serve(
     host: Annotated[
         str, typer.Option(help="Address to listen on; 127.0.0.1 is this machine only.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     token_file: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option(
@@ -104,10 +104,11 @@ def serve(
         typer.Option(help="Model name shown by /model (default: from the URI)."),
     ] = None,
     max_body_mb: Annotated[
-        float, typer.Option(help="Maximum request body in MiB; larger gets 413.")
+        float,
+        typer.Option(min=0, help="Maximum request body in MiB; larger gets 413."),
     ] = 100.0,
     max_samples: Annotated[
-        int, typer.Option(help="Maximum samples per channel; more gets 413.")
+        int, typer.Option(min=1, help="Maximum samples per channel; more gets 413.")
     ] = 10_000_000,
     threads: Annotated[
         int,

@@ -333,7 +333,9 @@ def tune(
         Optional[str], typer.Option(help="MLflow experiment name.")  # noqa: UP045
     ] = None,
     track: Annotated[bool, typer.Option(help="Record the study in MLflow.")] = True,
-    show: Annotated[int, typer.Option(help="Trials listed in the final table.")] = 10,
+    show: Annotated[
+        int, typer.Option(min=0, help="Trials listed in the final table.")
+    ] = 10,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:

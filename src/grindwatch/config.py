@@ -211,7 +211,7 @@ class Config(Section):
     aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
 
     @property
     def hop(self) -> int:

@@ -92,8 +92,16 @@ def _subplots(
     return figure, axes
 
 
-def _short(name: str, limit: int = 14) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "…"
+def _short(name: str, limit: int = 24) -> str:
+    """Shorten ``name`` to ``limit`` characters by cutting its middle.
+
+    Channel names often share a long prefix and differ at the end
+    ("Grinding spindle current L1" and "... L2"), so both ends are kept.
+    """
+    if len(name) <= limit:
+        return name
+    tail = (limit - 1) // 2
+    return name[: limit - 1 - tail] + "…" + name[-tail:]
 
 
 def _text_inches(text: str, points: float) -> float:
