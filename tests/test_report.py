@@ -200,6 +200,24 @@ def test_saved_scores_same_table(cycles, tmp_path):
 
     assert table(saved.path) == table(fresh.path)
     assert saved.n_flagged == fresh.n_flagged == 3
+    assert saved.n_flagged_not_read == 0
+
+
+def test_saved_scores_of_other_data_counted(cycles, tmp_path):
+    scored = grindwatch.score(cycles.model, cycles.root)
+    write_table(scored.recordings, tmp_path / "scores.csv")
+    write_table(scored.windows, window_table_path(tmp_path / "scores.csv"))
+
+    result = create_report(
+        cycles.model,
+        cycles.root / "good",
+        tmp_path / "b.html",
+        scores=tmp_path / "scores.csv",
+    )
+
+    assert result.n_flagged == 3
+    assert result.n_details == 0
+    assert result.n_flagged_not_read == 3
 
 
 @pytest.mark.parametrize("margin", [True, False])

@@ -108,6 +108,7 @@ def report(
         "n_recordings": result.n_recordings,
         "n_flagged": result.n_flagged,
         "n_details": result.n_details,
+        "n_flagged_not_read": result.n_flagged_not_read,
         "run_id": result.run_id,
         "tracking_uri": result.tracking_uri,
     }
@@ -120,6 +121,13 @@ def report(
         f"{result.n_details} detail sections.",
         highlight=False,
     )
+    if result.n_flagged_not_read:
+        out.print(
+            f"{result.n_flagged_not_read} flagged recordings of {scores} are not "
+            "among the data given, so they have no detail section; pass the data "
+            "that was scored, with the same recording names.",
+            highlight=False,
+        )
     out.print(
         f"Wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in "
         f"{result.seconds:.1f} s",

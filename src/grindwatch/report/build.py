@@ -56,6 +56,9 @@ class ReportResult:
     n_recordings, n_flagged : int
     n_details : int
         Flagged recordings that got a detail section.
+    n_flagged_not_read : int
+        Flagged recordings of a saved score table that are not among the data
+        read, so they get no detail section.
     size_bytes : int
     seconds : float
         Wall time to score and build the report.
@@ -72,6 +75,7 @@ class ReportResult:
     n_details: int
     size_bytes: int
     seconds: float
+    n_flagged_not_read: int = 0
     run_id: str | None = None
     tracking_uri: str | None = None
     scored: Any = field(default=None, repr=False)
@@ -322,6 +326,7 @@ def create_report(
         n_recordings=len(scored.recordings),
         n_flagged=n_flagged,
         n_details=min(n_detailed, max_details),
+        n_flagged_not_read=n_flagged - n_detailed,
         size_bytes=path.stat().st_size,
         seconds=time.perf_counter() - started,
         scored=scored,
