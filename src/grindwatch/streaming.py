@@ -97,12 +97,12 @@ def score_chunked(
         than the model, is shorter than one window, or contains a NaN or infinite
         sample (named with its channel and position).
     """
-    from grindwatch.pipeline import ScoreResult, read_options
+    from grindwatch.pipeline import ScoreResult, scoring_options
 
     path = Path(path)
     if model.kind_ != "signals":
         raise InputError(path, "feature tables cannot be scored in chunks")
-    options = read_options(model.config)
+    options = scoring_options(model)
     chunk_samples = chunk_samples or options.chunk_samples or DEFAULT_CHUNK_SAMPLES
     stream = open_stream(path, options)
     index = _channel_index(model, stream, path)
