@@ -141,7 +141,7 @@ def test_time_column_option_missing_raises(tmp_path):
         read_file(path, ReadOptions(time_column="clock"))
 
 
-def test_time_gap_warned_with_row_and_length(tmp_path, caplog):
+def test_time_gap_recorded_in_metadata(tmp_path, caplog):
     seconds = np.arange(2000) / RATE
     seconds[1000:] += 5.0
     path = _write(tmp_path / "gap.csv", "time", seconds, 2000)
@@ -149,39 +149,64 @@ def test_time_gap_warned_with_row_and_length(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="grindwatch"):
         recording = read_file(path)[0]
 
+    steps = recording.metadata["irregular_time_steps"]
     assert recording.sample_rate == pytest.approx(RATE)
     assert recording.n_samples == 2000
-    assert (
-        "gap.csv: time column 'time' jumps by 5.001 s at data row 1000 (6 s after "
-        "the first sample)" in caplog.text
-    )
-    assert "1 of 1999 steps are longer than 1.5 median steps" in caplog.text
+    assert steps["column"] == "time"
+    assert steps["largest_gap_s"] == pytest.approx(5.001)
+    assert steps["largest_gap_row"] == 1000
+    assert steps["largest_gap_at_s"] == pytest.approx(6.0)
+    assert steps["n_gaps"] == 1
+    assert steps["n_steps"] == 1999
+    assert "median step" not in caplog.text
+
+
+def test_time_gaps_warned_once_per_data_set(tmp_path, caplog):
+    for index, gap in enumerate([0.5, 5.0, 2.0]):
+        seconds = np.arange(2000) / RATE
+        seconds[1000 + index :] += gap
+        _write(tmp_path / f"run{index}.csv", "time", seconds, 2000)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        load_recordings(tmp_path)
+
+    assert caplog.text.count("have gaps in their time column") == 1
+    assert "3 of 3 files have gaps in their time column" in caplog.text
+    assert "The largest is 5.001 s" in caplog.text
+    assert "run1.csv, column 'time', at data row 1001" in caplog.text
     assert "window start_s" in caplog.text
 
 
-def test_time_gap_row_after_comments(tmp_path, caplog):
+def test_time_gap_row_after_comments(tmp_path):
     seconds = np.arange(300) / RATE
     seconds[200:] += 0.5
     path = _write(tmp_path / "gap.csv", "Time [ms]", seconds * 1e3)
     path.write_text("# logger export\n" + path.read_text())
 
-    with caplog.at_level(logging.WARNING, logger="grindwatch"):
-        read_file(path)
+    recording = read_file(path)[0]
 
-    assert "jumps by 0.501 s at data row 200" in caplog.text
+    steps = recording.metadata["irregular_time_steps"]
+    assert steps["largest_gap_row"] == 200
+    assert steps["largest_gap_s"] == pytest.approx(0.501)
 
 
 def test_time_short_steps_warned(tmp_path, caplog):
     seconds = np.arange(300) / RATE
     seconds[150:] -= 0.0008
-    path = _write(tmp_path / "burst.csv", "time", seconds)
+    _write(tmp_path / "burst.csv", "time", seconds)
 
     with caplog.at_level(logging.WARNING, logger="grindwatch"):
-        read_file(path)
+        loaded = load_recordings(tmp_path)
 
+    steps = loaded.recordings[0].metadata["irregular_time_steps"]
+    assert steps["n_short_steps"] == 1
+    assert steps["first_short_step_row"] == 150
     assert (
-        "burst.csv: time column 'time' has 1 of 299 steps shorter than 1/1.5 of the "
-        "median step of 0.001 s, first at data row 150" in caplog.text
+        "1 of 1 files have time steps shorter than 1/1.5 of the median step "
+        "(first: " in caplog.text
+    )
+    assert "burst.csv, column 'time', 1 of 299 steps, first at data row 150" in (
+        caplog.text
     )
 
 
@@ -194,6 +219,7 @@ def test_time_jitter_not_warned(tmp_path, caplog):
         recording = read_file(path)[0]
 
     assert recording.sample_rate == pytest.approx(RATE, rel=0.01)
+    assert "irregular_time_steps" not in recording.metadata
     assert "median step" not in caplog.text
 
 

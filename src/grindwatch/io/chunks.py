@@ -231,10 +231,10 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
     if not columns:
         raise InputError(path, "contains no numeric channel column", "check the file")
 
-    found = None
+    found, irregular = None, None
     if time_column is not None and parquet.metadata.num_rows > 1:
         # The rate comes from the first row group's timestamps.
-        found = _rate_from_time(
+        found, irregular = _rate_from_time(
             path, str(time_column), head[time_column], options.time_column
         )
     rate = _resolve_rate(path, found, options.sample_rate)
@@ -243,6 +243,8 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
         "source_dtype": str(empty[columns].dtypes.iloc[0]) if columns else ""
     }
     metadata.update(_column_metadata(time_column, left_out, unused_time))
+    if irregular is not None:
+        metadata["irregular_time_steps"] = irregular
 
     def read(start: int, stop: int) -> np.ndarray:
         # Row groups are the unit Parquet can seek to; read those that overlap.

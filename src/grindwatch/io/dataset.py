@@ -14,7 +14,11 @@ from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io.binary import read_binary
 from grindwatch.io.csv import read_csv_frame
 from grindwatch.io.cycle_folder import is_cycle_folder, read_cycle_folder
-from grindwatch.io.frames import frame_to_recording, frame_to_table_rows
+from grindwatch.io.frames import (
+    frame_to_recording,
+    frame_to_table_rows,
+    warn_irregular_time,
+)
 from grindwatch.io.hdf5 import read_hdf5
 from grindwatch.io.labels import label_from_path
 from grindwatch.io.mat import read_mat
@@ -224,8 +228,8 @@ def load_recordings(
     recordings, as scoring does against the model. ``fill_rate`` is the sample
     rate given to signal recordings that have none. Recordings whose metadata
     does not equal ``options.match`` are left out (not listed as skipped).
-    Constant and clipped channels, non-numeric columns and time-like columns left
-    out are summarised in one warning each.
+    Constant and clipped channels, non-numeric columns, time-like columns left
+    out and time columns with gaps are summarised in one warning each.
 
     Raises
     ------
@@ -295,6 +299,7 @@ def load_recordings(
     _warn_time_like(recordings)
     _warn_non_numeric(recordings)
     _warn_unused_time(recordings)
+    warn_irregular_time([(r.source or r.name, r.metadata) for r in recordings])
     logger.info("read %d recordings from %d files", len(recordings), len(files))
     return RecordingSet(recordings, skipped, options.kind)
 

@@ -21,7 +21,12 @@ from grindwatch.io.time_names import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["frame_to_recording", "frame_to_table_rows", "finite_or_raise"]
+__all__ = [
+    "finite_or_raise",
+    "frame_to_recording",
+    "frame_to_table_rows",
+    "warn_irregular_time",
+]
 
 # Sample index columns are not channels, but they give no sample rate either.
 _INDEX_NAMES = re.compile(
@@ -164,27 +169,28 @@ def _seconds(name: str, column: pd.Series, time_column: str | None):  # noqa: AN
 
 def _rate_from_time(
     path: Path, name: str, column: pd.Series, time_column: str | None = None
-) -> float | None:
+) -> tuple[float | None, dict[str, object] | None]:
     """Estimate the sample rate from a time column's median step.
 
-    Returns None for an index column or a column that does not increase, and
-    warns about gaps and short steps (see ``_warn_irregular``).
+    Returns the rate, or None for an index column or a column that does not
+    increase, and a description of gaps and short steps for
+    ``metadata["irregular_time_steps"]`` (see ``_irregular_steps``), or None.
     """
     seconds = _seconds(name, column, time_column)
     if seconds is None:
-        return None
+        return None, None
     finite = np.flatnonzero(np.isfinite(seconds))
     steps = np.diff(seconds[finite])
     if steps.size == 0:
-        return None
+        return None, None
     step = float(np.median(steps))
     if step <= 0:
         logger.warning("%s: time column %r is not increasing; ignoring it", path, name)
-        return None
+        return None, None
     # The row after each step, as a data row of the file.
     rows = column.index.to_numpy()[finite[1:]]
-    _warn_irregular(path, name, seconds[finite] - seconds[finite[0]], rows, step)
-    return 1.0 / step
+    irregular = _irregular_steps(name, seconds[finite] - seconds[finite[0]], rows, step)
+    return 1.0 / step, irregular
 
 
 # Steps outside (1 / _GAP_FACTOR, _GAP_FACTOR) times the median step are irregular.
@@ -193,57 +199,99 @@ def _rate_from_time(
 _GAP_FACTOR = 1.5
 
 
-def _warn_irregular(
-    path: Path, name: str, seconds: np.ndarray, rows: np.ndarray, step: float
-) -> None:
-    """Warn when a time column has gaps, or steps far shorter than the median.
+def _irregular_steps(
+    name: str, seconds: np.ndarray, rows: np.ndarray, step: float
+) -> dict[str, object] | None:
+    """Describe a time column's gaps and steps far shorter than the median.
 
     Samples are read as evenly spaced, so times computed from sample positions,
-    such as window start_s, are off after such a step.
+    such as window start_s, are off after such a step. Returns None when every
+    step is within the band.
     """
     steps = np.diff(seconds)
     long = steps > _GAP_FACTOR * step
     short = steps < step / _GAP_FACTOR
     if not (long.any() or short.any()):
-        return
-    consequence = (
-        "The samples are read as evenly spaced at the median step, so times "
-        "computed from sample positions (window start_s) are off after such a "
-        "step. Split the file at the gaps, or resample it to a regular time grid"
-    )
+        return None
+    found: dict[str, object] = {
+        "column": name,
+        "median_step_s": step,
+        "n_steps": int(steps.size),
+        "n_gaps": int(long.sum()),
+        "n_short_steps": int(short.sum()),
+    }
     if long.any():
         largest = int(np.argmax(steps))
+        found["largest_gap_s"] = float(steps[largest])
+        found["largest_gap_row"] = int(rows[largest])
+        found["largest_gap_at_s"] = float(seconds[largest + 1])
+    if short.any():
+        first = int(np.argmax(short))
+        found["first_short_step_row"] = int(rows[first])
+        found["first_short_step_at_s"] = float(seconds[first + 1])
+    return found
+
+
+_IRREGULAR_CONSEQUENCE = (
+    "The samples are read as evenly spaced at the median step, so times computed "
+    "from sample positions (window start_s) are off after such a step. Split the "
+    "files at the gaps, or resample them to a regular time grid. Each recording "
+    "lists its steps in metadata['irregular_time_steps']"
+)
+
+
+def warn_irregular_time(sources: list[tuple[object, dict]]) -> None:
+    """Warn once about time columns with gaps and once about short steps.
+
+    ``sources`` pairs each file (or recording name) with its metadata. The gap
+    warning names the largest gap of all files and its file.
+    """
+    n_files = len({source for source, _ in sources})
+    found = {
+        source: metadata["irregular_time_steps"]
+        for source, metadata in sources
+        if metadata.get("irregular_time_steps")
+    }
+    gaps = {source: info for source, info in found.items() if info["n_gaps"]}
+    if gaps:
+        source = max(gaps, key=lambda key: gaps[key]["largest_gap_s"])
+        info = gaps[source]
         logger.warning(
-            "%s: time column %r jumps by %.6g s at data row %s (%.6g s after the "
-            "first sample), %.3g times the median step of %.6g s; %d of %d steps "
-            "are longer than %g median steps. %s",
-            path,
-            name,
-            steps[largest],
-            rows[largest],
-            seconds[largest + 1],
-            steps[largest] / step,
-            step,
-            int(long.sum()),
-            steps.size,
+            "%d of %d files have gaps in their time column (steps longer than %g "
+            "median steps). The largest is %.6g s, %.3g times the median step of "
+            "%.6g s, in %s, column %r, at data row %d (%.6g s after the first "
+            "sample). %s",
+            len(gaps),
+            n_files,
             _GAP_FACTOR,
-            consequence,
+            info["largest_gap_s"],
+            info["largest_gap_s"] / info["median_step_s"],
+            info["median_step_s"],
+            source,
+            info["column"],
+            info["largest_gap_row"],
+            info["largest_gap_at_s"],
+            _IRREGULAR_CONSEQUENCE,
         )
-        return
-    first = int(np.argmax(short))
-    logger.warning(
-        "%s: time column %r has %d of %d steps shorter than 1/%g of the median "
-        "step of %.6g s, first at data row %s (%.6g s after the first sample). %s",
-        path,
-        name,
-        int(short.sum()),
-        steps.size,
-        _GAP_FACTOR,
-        step,
-        rows[first],
-        seconds[first + 1],
-        consequence,
-    )
+    short = {source: info for source, info in found.items() if info["n_short_steps"]}
+    if short:
+        source, info = next(iter(short.items()))
+        logger.warning(
+            "%d of %d files have time steps shorter than 1/%g of the median step "
+            "(first: %s, column %r, %d of %d steps, first at data row %d, %.6g s "
+            "after the first sample, median step %.6g s). %s",
+            len(short),
+            n_files,
+            _GAP_FACTOR,
+            source,
+            info["column"],
+            info["n_short_steps"],
+            info["n_steps"],
+            info["first_short_step_row"],
+            info["first_short_step_at_s"],
+            info["median_step_s"],
+            _IRREGULAR_CONSEQUENCE,
+        )
 
 
 def _channel_columns(
@@ -514,10 +562,10 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
     if frame.empty:
         raise InputError(path, "the file holds no data rows", "check the file")
 
-    sample_rate = None
+    sample_rate, irregular = None, None
     if time_column is not None:
         frame = _ordered_by_time(path, frame, time_column)
-        sample_rate = _rate_from_time(
+        sample_rate, irregular = _rate_from_time(
             path, str(time_column), frame[time_column], options.time_column
         )
     sample_rate = _resolve_rate(path, sample_rate, options.sample_rate)
@@ -526,6 +574,8 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
     values = frame[channels].to_numpy()
     metadata: dict[str, object] = {"source_dtype": str(values.dtype)}
     metadata.update(_column_metadata(time_column, left_out, unused_time))
+    if irregular is not None:
+        metadata["irregular_time_steps"] = irregular
     names = [str(name) for name in channels]
     coarse = low_precision_channels(names, list(values.T))
     if coarse:
