@@ -980,3 +980,32 @@ def test_numeric_id_column_is_no_feature(tmp_path):
 
     assert recordings[0].channels == ["f0", "f1", "f2"]
     assert recordings[0].name == "1000"
+
+
+def test_mat_rate_with_several_values_raises(tmp_path):
+    from scipy.io import savemat
+
+    path = tmp_path / "multi.mat"
+    rng = np.random.default_rng(4)
+    savemat(path, {"sig": rng.random((2, 500)), "fs": np.array([1000.0, 2000.0])})
+
+    with pytest.raises(
+        InputError, match="multi.mat: the variable 'fs' contains 2 values, not one"
+    ):
+        read_file(path)
+
+
+def test_mat_signal_named_rate_kept(tmp_path):
+    from scipy.io import savemat
+
+    path = tmp_path / "rate.mat"
+    rng = np.random.default_rng(5)
+    savemat(
+        path, {"vib": rng.random((1, 500)), "rate": rng.random((1, 500)), "fs": 1e3}
+    )
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["rate", "vib"]
+    assert recording.n_samples == 500
+    assert recording.sample_rate == 1000.0

@@ -141,7 +141,7 @@ def test_time_column_option_missing_raises(tmp_path):
         read_file(path, ReadOptions(time_column="clock"))
 
 
-def test_time_gap_warned_with_row_and_length(tmp_path, caplog):
+def test_time_gap_recorded_in_metadata(tmp_path, caplog):
     seconds = np.arange(2000) / RATE
     seconds[1000:] += 5.0
     path = _write(tmp_path / "gap.csv", "time", seconds, 2000)
@@ -149,39 +149,64 @@ def test_time_gap_warned_with_row_and_length(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="grindwatch"):
         recording = read_file(path)[0]
 
+    steps = recording.metadata["irregular_time_steps"]
     assert recording.sample_rate == pytest.approx(RATE)
     assert recording.n_samples == 2000
-    assert (
-        "gap.csv: time column 'time' jumps by 5.001 s at data row 1000 (6 s after "
-        "the first sample)" in caplog.text
-    )
-    assert "1 of 1999 steps are longer than 1.5 median steps" in caplog.text
+    assert steps["column"] == "time"
+    assert steps["largest_gap_s"] == pytest.approx(5.001)
+    assert steps["largest_gap_row"] == 1000
+    assert steps["largest_gap_at_s"] == pytest.approx(6.0)
+    assert steps["n_gaps"] == 1
+    assert steps["n_steps"] == 1999
+    assert "median step" not in caplog.text
+
+
+def test_time_gaps_warned_once_per_data_set(tmp_path, caplog):
+    for index, gap in enumerate([0.5, 5.0, 2.0]):
+        seconds = np.arange(2000) / RATE
+        seconds[1000 + index :] += gap
+        _write(tmp_path / f"run{index}.csv", "time", seconds, 2000)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        load_recordings(tmp_path)
+
+    assert caplog.text.count("have gaps in their time column") == 1
+    assert "3 of 3 files have gaps in their time column" in caplog.text
+    assert "The largest is 5.001 s" in caplog.text
+    assert "run1.csv, column 'time', at data row 1001" in caplog.text
     assert "window start_s" in caplog.text
 
 
-def test_time_gap_row_after_comments(tmp_path, caplog):
+def test_time_gap_row_after_comments(tmp_path):
     seconds = np.arange(300) / RATE
     seconds[200:] += 0.5
     path = _write(tmp_path / "gap.csv", "Time [ms]", seconds * 1e3)
     path.write_text("# logger export\n" + path.read_text())
 
-    with caplog.at_level(logging.WARNING, logger="grindwatch"):
-        read_file(path)
+    recording = read_file(path)[0]
 
-    assert "jumps by 0.501 s at data row 200" in caplog.text
+    steps = recording.metadata["irregular_time_steps"]
+    assert steps["largest_gap_row"] == 200
+    assert steps["largest_gap_s"] == pytest.approx(0.501)
 
 
 def test_time_short_steps_warned(tmp_path, caplog):
     seconds = np.arange(300) / RATE
     seconds[150:] -= 0.0008
-    path = _write(tmp_path / "burst.csv", "time", seconds)
+    _write(tmp_path / "burst.csv", "time", seconds)
 
     with caplog.at_level(logging.WARNING, logger="grindwatch"):
-        read_file(path)
+        loaded = load_recordings(tmp_path)
 
+    steps = loaded.recordings[0].metadata["irregular_time_steps"]
+    assert steps["n_short_steps"] == 1
+    assert steps["first_short_step_row"] == 150
     assert (
-        "burst.csv: time column 'time' has 1 of 299 steps shorter than 1/1.5 of the "
-        "median step of 0.001 s, first at data row 150" in caplog.text
+        "1 of 1 files have time steps shorter than 1/1.5 of the median step "
+        "(first: " in caplog.text
+    )
+    assert "burst.csv, column 'time', 1 of 299 steps, first at data row 150" in (
+        caplog.text
     )
 
 
@@ -194,4 +219,178 @@ def test_time_jitter_not_warned(tmp_path, caplog):
         recording = read_file(path)[0]
 
     assert recording.sample_rate == pytest.approx(RATE, rel=0.01)
+    assert "irregular_time_steps" not in recording.metadata
     assert "median step" not in caplog.text
+
+
+# One-letter T, several time columns, date columns ---------------------------------
+
+
+def _temperature_frame(n_samples=400, rising=False, with_time=False):  # noqa: ANN001, ANN202
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame({"Force": rng.standard_normal(n_samples)})
+    if with_time:
+        frame.insert(0, "Time [s]", np.arange(n_samples) / RATE)
+    if rising:
+        frame["T"] = np.linspace(20, 60, n_samples)
+    else:
+        frame["T"] = 40 + rng.standard_normal(n_samples)
+    return frame
+
+
+@pytest.mark.parametrize("name", ["T", "T_s", "t [ms]"])
+def test_noisy_one_letter_t_is_channel(tmp_path, name):
+    path = tmp_path / "oven.csv"
+    _temperature_frame().rename(columns={"T": name}).to_csv(path, index=False)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["Force", name]
+    assert recording.n_samples == 400
+    assert recording.sample_rate is None
+
+
+@pytest.mark.parametrize("rising", [False, True])
+def test_t_beside_time_column_is_channel(tmp_path, rising):
+    path = tmp_path / "run.csv"
+    _temperature_frame(rising=rising, with_time=True).to_csv(path, index=False)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["Force", "T"]
+    assert recording.sample_rate == pytest.approx(RATE)
+    assert recording.metadata["time_column"] == "Time [s]"
+    assert "unused_time_columns" not in recording.metadata
+
+
+def test_rising_t_alone_is_time(tmp_path):
+    path = tmp_path / "run.csv"
+    frame = _temperature_frame().drop(columns="T")
+    frame.insert(0, "t", np.arange(400) / RATE)
+    frame.to_csv(path, index=False)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["Force"]
+    assert recording.sample_rate == pytest.approx(RATE)
+
+
+@pytest.mark.parametrize("with_time", [False, True])
+def test_channels_option_keeps_rising_t(tmp_path, with_time):
+    path = tmp_path / "run.csv"
+    _temperature_frame(rising=True, with_time=with_time).to_csv(path, index=False)
+
+    recording = read_file(path, ReadOptions(channels=("Force", "T")))[0]
+
+    assert recording.channels == ["Force", "T"]
+    assert recording.n_samples == 400
+
+
+def test_channels_option_keeps_time_name(tmp_path):
+    path = _write(tmp_path / "run.csv", "Time [ms]", np.arange(300))
+
+    recording = read_file(path, ReadOptions(channels=("Time [ms]", "a")))[0]
+
+    assert recording.channels == ["Time [ms]", "a"]
+    assert recording.sample_rate is None
+
+
+def test_known_channels_keep_time_name(tmp_path):
+    path = _write(tmp_path / "run.csv", "Time [ms]", np.arange(300))
+
+    recording = read_file(path, ReadOptions(known_channels=("Time [ms]",)))[0]
+
+    assert recording.channels == ["Time [ms]", "a", "b", "c"]
+    assert recording.sample_rate is None
+
+
+def test_time_column_also_channel_raises(tmp_path):
+    path = _write(tmp_path / "run.csv", "clock", np.arange(300) / RATE)
+    options = ReadOptions(time_column="clock", channels=("clock", "a"))
+
+    with pytest.raises(
+        InputError, match="column 'clock' is named both as the time column and"
+    ):
+        read_file(path, options)
+
+
+def test_second_time_column_left_out(tmp_path):
+    seconds = np.arange(300) / RATE
+    path = _write(tmp_path / "run.csv", "Time [s]", seconds)
+    frame = pd.read_csv(path)
+    frame.insert(1, "time_ms", seconds * 1e3)
+    frame.to_csv(path, index=False)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["a", "b", "c"]
+    assert recording.metadata["time_column"] == "Time [s]"
+    assert recording.metadata["unused_time_columns"] == ["time_ms"]
+
+
+def _dated_frame(date_text, time_values, n_samples=400):  # noqa: ANN001, ANN202
+    rng = np.random.default_rng(8)
+    return pd.DataFrame(
+        {
+            "Date": [date_text] * n_samples,
+            "Time": time_values,
+            "vib": rng.standard_normal(n_samples),
+        }
+    )
+
+
+def test_date_column_beside_seconds(tmp_path):
+    path = tmp_path / "dated.csv"
+    seconds = np.arange(400) / 100
+    frame = _dated_frame("2024-02-14", seconds).rename(columns={"Time": "Time [s]"})
+    frame.to_csv(path, index=False)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["vib"]
+    assert recording.n_samples == 400
+    assert recording.sample_rate == pytest.approx(100.0)
+    assert recording.metadata["unused_time_columns"] == ["Date"]
+
+
+def test_date_and_time_text_columns(tmp_path):
+    path = tmp_path / "dated.csv"
+    start = pd.Timestamp("2024-02-14 10:00:00")
+    stamps = start + pd.to_timedelta(np.arange(400) * 10, unit="ms")
+    times = [stamp.strftime("%H:%M:%S.%f")[:-3] for stamp in stamps]
+    _dated_frame("14.02.2024", times).to_csv(path, index=False)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["vib"]
+    assert recording.n_samples == 400
+    assert recording.sample_rate == pytest.approx(100.0)
+    assert recording.metadata["time_column"] == "Time"
+
+
+def test_date_only_column_is_no_time(tmp_path):
+    path = tmp_path / "dated.csv"
+    _dated_frame("2024-02-14", 0).drop(columns="Time").to_csv(path, index=False)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["vib"]
+    assert recording.n_samples == 400
+    assert recording.sample_rate is None
+    assert recording.metadata["unused_time_columns"] == ["Date"]
+
+
+def test_unused_time_columns_warned_once(tmp_path, caplog):
+    for index in range(3):
+        frame = _dated_frame("2024-02-14", np.arange(400) / 100)
+        frame.rename(columns={"Time": "Time [s]"}).to_csv(
+            tmp_path / f"run{index}.csv", index=False
+        )
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        loaded = load_recordings(tmp_path)
+
+    assert loaded.channels == ["vib"]
+    assert caplog.text.count("look like time") == 1
+    assert "3 of 3 files have columns ['Date'] that look like time" in caplog.text
+    assert "read with time column 'Time [s]'" in caplog.text

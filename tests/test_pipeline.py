@@ -418,3 +418,28 @@ def test_bundle_from_older_version_loads_with_new_defaults(cycle_folders, tmp_pa
     assert loaded.config.data.encoding == "utf-8"
     assert "retired_setting" not in vars(loaded.config.data)
     assert len(scored.recordings) == 3
+
+
+def test_score_keeps_model_channel_named_like_time(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(6)
+    train_folder = tmp_path / "train"
+    train_folder.mkdir()
+    for index in range(4):
+        frame = pd.DataFrame(make_cycle(index, 512).T, columns=["a", "b", "c"])
+        frame["T"] = 40 + rng.standard_normal(512)
+        frame.to_csv(train_folder / f"run{index}.csv", index=False)
+    config = _config(**{"detector.family": "pca", "windows.length": 64})
+    model = grindwatch.train(train_folder, config).model
+    # A steadily warming machine: T rises at every sample, like a time column.
+    frame = pd.DataFrame(make_cycle(9, 512).T, columns=["a", "b", "c"])
+    frame["T"] = np.linspace(40, 45, 512)
+    warming = tmp_path / "warming.csv"
+    frame.to_csv(warming, index=False)
+
+    scored = grindwatch.score(model, warming)
+
+    assert model.channels_ == ["a", "b", "c", "T"]
+    assert scored.skipped == []
+    assert len(scored.recordings) == 1

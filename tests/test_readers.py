@@ -163,6 +163,29 @@ def test_csv_savetxt_header_in_comment(tmp_path):
     assert recording.sample_rate == pytest.approx(1000.0)
 
 
+@pytest.mark.parametrize("comments", ["", "# Logger XY-200\n"])
+def test_csv_header_with_hash_column(tmp_path, comments):
+    path = tmp_path / "hash.csv"
+    rows = "0,0.000,0.5\n1,0.001,0.1\n2,0.002,-0.3\n3,0.003,0.2\n"
+    path.write_text(comments + "#,time,vib\n" + rows)
+
+    (recording,) = read_file(path)
+
+    assert recording.channels == ["#", "vib"]
+    assert recording.n_samples == 4
+    assert recording.sample_rate == pytest.approx(1000.0)
+
+
+def test_csv_lone_hash_line_is_comment(tmp_path):
+    path = tmp_path / "single.csv"
+    path.write_text("#\nvib\n0.5\n0.1\n-0.3\n")
+
+    (recording,) = read_file(path)
+
+    assert recording.channels == ["vib"]
+    assert recording.n_samples == 3
+
+
 def test_csv_only_comments_raises(tmp_path):
     path = tmp_path / "notes.csv"
     path.write_text("# export aborted\n# no data\n")

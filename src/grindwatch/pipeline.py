@@ -6,7 +6,7 @@ import logging
 import os
 import pickle
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,19 @@ def read_options(config: Config) -> ReadOptions:
     )
 
 
+def scoring_options(model: Model, config: Config | None = None) -> ReadOptions:
+    """Return the options that ``model`` reads files with when it scores them.
+
+    They are the options of ``config`` (default: the model's training config),
+    with the model's channels, and the copies it left out, as ``known_channels``.
+    So a column that the model was trained on as a channel stays one, even where
+    this version would take it as time by its name.
+    """
+    options = read_options(config if config is not None else model.config)
+    channels = [*model.channels_, *getattr(model, "duplicate_channels_", {})]
+    return replace(options, known_channels=tuple(channels))
+
+
 def read_data(
     source: DataSource | None, config: Config, model: Model | None = None
 ) -> RecordingSet:
@@ -81,9 +94,10 @@ def read_data(
         raise ConfigError("no data given; pass files or folders, or set data.paths")
     if model is None:
         return load_recordings(source, read_options(config), strict=config.data.strict)
+    options = scoring_options(model, config)
     return load_recordings(
         source,
-        read_options(config),
+        options,
         strict=config.data.strict,
         match_files=False,
         fill_rate=model.sample_rate_ if model.kind_ == "signals" else None,

@@ -46,7 +46,7 @@ from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io import Recording, read_file
 from grindwatch.io.dataset import SIGNAL_SUFFIXES
 from grindwatch.online import CycleScore, check_signal_model, score_recording
-from grindwatch.pipeline import Model, read_options
+from grindwatch.pipeline import Model, scoring_options
 
 if TYPE_CHECKING:
     from grindwatch.watch import ResultStore, Watcher
@@ -813,7 +813,7 @@ def _read_upload(model: Model, upload: UploadFile, filename: str) -> Recording:
             while block := upload.file.read(1 << 20):
                 out.write(block)
         try:
-            recordings = read_file(path, read_options(model.config))
+            recordings = read_file(path, scoring_options(model))
         except InputError as error:
             raise _Rejected(422, _upload_message(filename, error)) from None
         except (OSError, ValueError) as error:

@@ -562,9 +562,9 @@ def _read_files(
 ) -> tuple[list[Any], list[dict[str, str]]]:
     """Read files as ``load_recordings`` does, without matching them to each other."""
     from grindwatch.io.dataset import _reason, matches_metadata, read_file
-    from grindwatch.pipeline import read_options
+    from grindwatch.pipeline import scoring_options
 
-    options = read_options(model.config)
+    options = scoring_options(model)
     recordings, skipped = [], []
     for path in paths:
         try:

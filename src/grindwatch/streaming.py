@@ -18,6 +18,7 @@ import pandas as pd
 
 from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io.chunks import ChunkedStream, iter_windows, open_stream
+from grindwatch.io.frames import warn_irregular_time
 from grindwatch.io.labels import label_from_path
 
 if TYPE_CHECKING:
@@ -97,14 +98,15 @@ def score_chunked(
         than the model, is shorter than one window, or contains a NaN or infinite
         sample (named with its channel and position).
     """
-    from grindwatch.pipeline import ScoreResult, read_options
+    from grindwatch.pipeline import ScoreResult, scoring_options
 
     path = Path(path)
     if model.kind_ != "signals":
         raise InputError(path, "feature tables cannot be scored in chunks")
-    options = read_options(model.config)
+    options = scoring_options(model)
     chunk_samples = chunk_samples or options.chunk_samples or DEFAULT_CHUNK_SAMPLES
     stream = open_stream(path, options)
+    warn_irregular_time([(path, stream.metadata)])
     index = _channel_index(model, stream, path)
     _check_rate(model, stream.sample_rate, path)
     if stream.n_samples < model.window_length_:

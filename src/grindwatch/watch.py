@@ -39,7 +39,7 @@ import pandas as pd
 from grindwatch.exceptions import InputError
 from grindwatch.io import list_files, read_file
 from grindwatch.online import CycleScore, check_signal_model, score_recording
-from grindwatch.pipeline import Model, read_options
+from grindwatch.pipeline import Model, scoring_options
 from grindwatch.results import write_table
 
 logger = logging.getLogger(__name__)
@@ -339,7 +339,7 @@ class Watcher:
         self.settle_seconds = settle_seconds
         self.marker_suffix = marker_suffix
         self.folder_marker = folder_marker
-        self._options = read_options(model.config)
+        self._options = scoring_options(model)
         self._known = store.keys()
         # Path -> (size, mtime_ns, monotonic time first seen with them).
         self._seen: dict[str, tuple[int, int, float]] = {}

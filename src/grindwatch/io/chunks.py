@@ -193,9 +193,11 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
 
     from grindwatch.io.frames import (
         _channel_columns,
+        _choose_time_column,
+        _column_metadata,
         _rate_from_time,
         _resolve_rate,
-        _time_columns,
+        _time_candidates,
     )
 
     try:
@@ -205,9 +207,17 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
             path, f"is not a readable Parquet file ({error})", "check the file"
         ) from None
     empty = parquet.schema_arrow.empty_table().to_pandas()
-    # The schema has no rows, so text cells in a numeric column cannot be found
-    # here, and such a column is listed as non-numeric.
-    columns, left_out = _channel_columns(path, empty, options)
+    # The time column is chosen from the first row group's values. The schema has
+    # no rows, so text cells in a numeric column cannot be found here, and such a
+    # column is listed as non-numeric.
+    candidates = _time_candidates(path, empty, options)
+    head = empty
+    if candidates and parquet.metadata.num_row_groups > 0:
+        head = parquet.read_row_group(0, columns=candidates).to_pandas()
+    time_column = _choose_time_column(head, candidates, options)
+    columns, left_out, unused_time = _channel_columns(
+        path, empty, options, time_column, candidates
+    )
     if options.channels is not None:
         missing = [name for name in options.channels if name not in columns]
         if missing:
@@ -221,21 +231,20 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
     if not columns:
         raise InputError(path, "contains no numeric channel column", "check the file")
 
-    found = None
-    time_columns = _time_columns(path, empty, options)
-    if time_columns and parquet.metadata.num_rows > 1:
+    found, irregular = None, None
+    if time_column is not None and parquet.metadata.num_rows > 1:
         # The rate comes from the first row group's timestamps.
-        head = parquet.read_row_group(0, columns=time_columns[:1]).to_pandas()
-        found = _rate_from_time(
-            path, str(time_columns[0]), head[time_columns[0]], options.time_column
+        found, irregular = _rate_from_time(
+            path, str(time_column), head[time_column], options.time_column
         )
     rate = _resolve_rate(path, found, options.sample_rate)
     n_samples = parquet.metadata.num_rows
     metadata: dict[str, Any] = {
         "source_dtype": str(empty[columns].dtypes.iloc[0]) if columns else ""
     }
-    if left_out:
-        metadata["non_numeric_columns"] = left_out
+    metadata.update(_column_metadata(time_column, left_out, unused_time))
+    if irregular is not None:
+        metadata["irregular_time_steps"] = irregular
 
     def read(start: int, stop: int) -> np.ndarray:
         # Row groups are the unit Parquet can seek to; read those that overlap.

@@ -138,6 +138,23 @@ def _header_in_comment(
     return bool(numbers.notna().all())
 
 
+def _header_with_hash_field(lines: list[str], n_comments: int, delimiter: str) -> bool:
+    """Tell whether the last comment line is a header whose first column is '#'.
+
+    A header such as "#,time,vib" names a row-number column '#' but starts like a
+    comment. It is the header when its first field is '#' alone and it has as many
+    fields as the first line after the comments. It needs at least two fields,
+    because a lone '#' line is an empty comment.
+    """
+    if n_comments == 0:
+        return False
+    names = _fields(lines[n_comments - 1].strip().lstrip("\ufeff"), delimiter)
+    first = _fields(lines[n_comments], delimiter)
+    if not names or not first or names[0].strip() != "#":
+        return False
+    return len(names) == len(first) >= 2
+
+
 def _warn_renamed(path: Path, header: list[str], columns: list) -> None:
     """Warn when pandas renamed repeated column names ("vib", "vib.1")."""
     seen: set[str] = set()
@@ -163,7 +180,9 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
 
     Blank lines and lines starting with '#' before the header are skipped. When
     the last of them is a header (see ``_header_in_comment``), it names the
-    columns, without its '#'.
+    columns, without its '#'. When its first field is '#' alone and it has as
+    many fields as the first data line (see ``_header_with_hash_field``), it is
+    the header, and its first column is named '#'.
 
     Raises
     ------
@@ -186,10 +205,11 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
     delimiter, decimal = sniff_csv(path, body)
     delimiter = options.delimiter or delimiter
     decimal = options.decimal or decimal
-    # A header in the last comment line is read as the header row, and its '#' is
-    # dropped afterwards.
+    # A header in the last comment line is read as the header row. A savetxt
+    # header's '#' is dropped afterwards, and a '#' field names a column.
     header_row = n_comments
-    if _header_in_comment(lines, n_comments, delimiter, decimal):
+    strip_hash = _header_in_comment(lines, n_comments, delimiter, decimal)
+    if strip_hash or _header_with_hash_field(lines, n_comments, delimiter):
         header_row = n_comments - 1
 
     try:
@@ -214,7 +234,7 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
         ) from None
 
     header = _fields(lines[header_row].lstrip("\ufeff"), delimiter)
-    if header_row < n_comments:
+    if strip_hash:
         first = str(frame.columns[0]).lstrip("#").strip()
         frame = frame.rename(columns={frame.columns[0]: first})
         header = None if header is None else [first, *header[1:]]

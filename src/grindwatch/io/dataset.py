@@ -14,7 +14,11 @@ from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io.binary import read_binary
 from grindwatch.io.csv import read_csv_frame
 from grindwatch.io.cycle_folder import is_cycle_folder, read_cycle_folder
-from grindwatch.io.frames import frame_to_recording, frame_to_table_rows
+from grindwatch.io.frames import (
+    frame_to_recording,
+    frame_to_table_rows,
+    warn_irregular_time,
+)
 from grindwatch.io.hdf5 import read_hdf5
 from grindwatch.io.labels import label_from_path
 from grindwatch.io.mat import read_mat
@@ -224,8 +228,8 @@ def load_recordings(
     recordings, as scoring does against the model. ``fill_rate`` is the sample
     rate given to signal recordings that have none. Recordings whose metadata
     does not equal ``options.match`` are left out (not listed as skipped).
-    Constant and clipped channels, and non-numeric columns, are summarised in one
-    warning each.
+    Constant and clipped channels, non-numeric columns, time-like columns left
+    out and time columns with gaps are summarised in one warning each.
 
     Raises
     ------
@@ -294,6 +298,8 @@ def load_recordings(
     _warn_low_precision(recordings)
     _warn_time_like(recordings)
     _warn_non_numeric(recordings)
+    _warn_unused_time(recordings)
+    warn_irregular_time([(r.source or r.name, r.metadata) for r in recordings])
     logger.info("read %d recordings from %d files", len(recordings), len(files))
     return RecordingSet(recordings, skipped, options.kind)
 
@@ -406,6 +412,36 @@ def _warn_non_numeric(recordings: list[Recording]) -> None:
         n_files,
         shorten_list(names),
         next(iter(files)),
+    )
+
+
+def _warn_unused_time(recordings: list[Recording]) -> None:
+    """Name the time-like columns left out beside the time column, once per data
+    set."""
+    files: dict[Path | str, Recording] = {}
+    for recording in recordings:
+        if recording.metadata.get("unused_time_columns"):
+            files.setdefault(recording.source or recording.name, recording)
+    if not files:
+        return
+    n_files = len({r.source or r.name for r in recordings})
+    names = sorted(
+        {name for r in files.values() for name in r.metadata["unused_time_columns"]}
+    )
+    first_file, first = next(iter(files.items()))
+    time_column = first.metadata.get("time_column")
+    used = "no time column" if time_column is None else f"time column {time_column!r}"
+    logger.warning(
+        "%d of %d files have columns %s that look like time but are not the time "
+        "column, so they are left out and are not channels (first: %s, read with "
+        "%s). Name the time column with --set data.time_column=NAME, or keep a "
+        "column as a channel by listing the channels with --channels "
+        "(data.channels)",
+        len(files),
+        n_files,
+        shorten_list(names),
+        first_file,
+        used,
     )
 
 

@@ -13,11 +13,20 @@ from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io.options import ReadOptions
 from grindwatch.io.recording import Recording
 from grindwatch.io.samples import low_precision_channels
-from grindwatch.io.time_names import seconds_per_unit, time_name_scale
+from grindwatch.io.time_names import (
+    is_one_letter_time_name,
+    seconds_per_unit,
+    time_name_scale,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["frame_to_recording", "frame_to_table_rows", "finite_or_raise"]
+__all__ = [
+    "finite_or_raise",
+    "frame_to_recording",
+    "frame_to_table_rows",
+    "warn_irregular_time",
+]
 
 # Sample index columns are not channels, but they give no sample rate either.
 _INDEX_NAMES = re.compile(
@@ -25,19 +34,14 @@ _INDEX_NAMES = re.compile(
 )
 
 
-def _is_time_column(
-    name: str, column: pd.Series, time_column: str | None = None
-) -> bool:
-    """Tell whether a column contains time or a sample index rather than a channel.
+def _is_time_column(name: str, column: pd.Series) -> bool:
+    """Tell whether a column looks like time by its type, name or values.
 
-    ``time_column`` is the column named by the ``time_column`` option, if any.
+    Index columns do not count: they are never channels, but give no time.
     """
-    if name == time_column:
-        return True
     if pd.api.types.is_datetime64_any_dtype(column):
         return True
-    name = str(name).strip()
-    if time_name_scale(name) is not None or _INDEX_NAMES.match(name):
+    if time_name_scale(str(name).strip()) is not None:
         return True
     # Text that parses as date and time, whatever the column's name ("Zeit").
     if pd.api.types.is_numeric_dtype(column):
@@ -58,13 +62,21 @@ def _as_datetime(column: pd.Series) -> pd.Series | None:
     return None
 
 
-def _time_columns(path: Path, frame: pd.DataFrame, options: ReadOptions) -> list:
-    """List the time and index columns, the one named by ``time_column`` first.
+def _named_channels(options: ReadOptions) -> set[str]:
+    return set(options.channels or ()) | set(options.known_channels)
+
+
+def _time_candidates(path: Path, frame: pd.DataFrame, options: ReadOptions) -> list:
+    """List the columns that may be the time column, the ``time_column`` one first.
+
+    Columns named in ``options.channels`` or ``options.known_channels`` and index
+    columns are no candidates.
 
     Raises
     ------
     InputError
-        If ``options.time_column`` names a column the file does not have.
+        If ``options.time_column`` names a column the file does not have, or a
+        column that ``options.channels`` names as a channel.
     """
     named = options.time_column
     if named is not None and named not in frame.columns:
@@ -74,12 +86,67 @@ def _time_columns(path: Path, frame: pd.DataFrame, options: ReadOptions) -> list
             f"{shorten_list([str(name) for name in frame.columns])}",
             "fix data.time_column, or unset it to detect time columns by name",
         )
+    if named is not None and named in (options.channels or ()):
+        raise InputError(
+            path,
+            f"column {named!r} is named both as the time column and as a channel",
+            "remove it from data.channels or unset data.time_column",
+        )
+    channel_names = _named_channels(options)
     found = [
         name
         for name in frame.columns
-        if name != named and _is_time_column(str(name), frame[name])
+        if name != named
+        and str(name) not in channel_names
+        and not _INDEX_NAMES.match(str(name).strip())
+        and _is_time_column(str(name), frame[name])
     ]
     return found if named is None else [named, *found]
+
+
+def _choose_time_column(
+    frame: pd.DataFrame, candidates: list, options: ReadOptions
+) -> object | None:
+    """Pick the time column among ``candidates``, or None if none can be one.
+
+    ``options.time_column`` wins. Otherwise full time names (``Time [s]``) come
+    before the one-letter ``t``/``T``, then strictly increasing columns before
+    others, then file order. A column whose median step is not positive, such
+    as a date column that repeats one day on every row, is not a time column.
+    """
+    if options.time_column is not None:
+        return options.time_column
+    # NOTE: a date column and a time-of-day column are not combined, so a
+    # recording that runs past midnight raises as time going backwards.
+    ranked = []
+    for order, name in enumerate(candidates):
+        rank = _time_rank(str(name), frame[name])
+        if rank is not None:
+            ranked.append((is_one_letter_time_name(str(name)), rank, order))
+    if not ranked:
+        return None
+    return candidates[min(ranked)[2]]
+
+
+def _time_rank(name: str, column: pd.Series) -> int | None:
+    """Rank a candidate time column: 0 strictly increasing, lower is better.
+
+    1 is a column with repeated or backward steps but a positive median step,
+    which ``_ordered_by_time`` cleans or rejects. 2 is a column with fewer than
+    two finite values. None means it cannot be the time column. A one-letter
+    name (``T``, usually a temperature) ranks only when strictly increasing.
+    """
+    seconds = _seconds(name, column, None)
+    if seconds is None:
+        return None
+    steps = np.diff(seconds[np.isfinite(seconds)])
+    if steps.size > 0 and (steps > 0).all():
+        return 0
+    if is_one_letter_time_name(name):
+        return None
+    if steps.size == 0:
+        return 2
+    return 1 if np.median(steps) > 0 else None
 
 
 def _seconds(name: str, column: pd.Series, time_column: str | None):  # noqa: ANN202
@@ -102,27 +169,28 @@ def _seconds(name: str, column: pd.Series, time_column: str | None):  # noqa: AN
 
 def _rate_from_time(
     path: Path, name: str, column: pd.Series, time_column: str | None = None
-) -> float | None:
+) -> tuple[float | None, dict[str, object] | None]:
     """Estimate the sample rate from a time column's median step.
 
-    Returns None for an index column or a column that does not increase, and
-    warns about gaps and short steps (see ``_warn_irregular``).
+    Returns the rate, or None for an index column or a column that does not
+    increase, and a description of gaps and short steps for
+    ``metadata["irregular_time_steps"]`` (see ``_irregular_steps``), or None.
     """
     seconds = _seconds(name, column, time_column)
     if seconds is None:
-        return None
+        return None, None
     finite = np.flatnonzero(np.isfinite(seconds))
     steps = np.diff(seconds[finite])
     if steps.size == 0:
-        return None
+        return None, None
     step = float(np.median(steps))
     if step <= 0:
         logger.warning("%s: time column %r is not increasing; ignoring it", path, name)
-        return None
+        return None, None
     # The row after each step, as a data row of the file.
     rows = column.index.to_numpy()[finite[1:]]
-    _warn_irregular(path, name, seconds[finite] - seconds[finite[0]], rows, step)
-    return 1.0 / step
+    irregular = _irregular_steps(name, seconds[finite] - seconds[finite[0]], rows, step)
+    return 1.0 / step, irregular
 
 
 # Steps outside (1 / _GAP_FACTOR, _GAP_FACTOR) times the median step are irregular.
@@ -131,67 +199,118 @@ def _rate_from_time(
 _GAP_FACTOR = 1.5
 
 
-def _warn_irregular(
-    path: Path, name: str, seconds: np.ndarray, rows: np.ndarray, step: float
-) -> None:
-    """Warn when a time column has gaps, or steps far shorter than the median.
+def _irregular_steps(
+    name: str, seconds: np.ndarray, rows: np.ndarray, step: float
+) -> dict[str, object] | None:
+    """Describe a time column's gaps and steps far shorter than the median.
 
     Samples are read as evenly spaced, so times computed from sample positions,
-    such as window start_s, are off after such a step.
+    such as window start_s, are off after such a step. Returns None when every
+    step is within the band.
     """
     steps = np.diff(seconds)
     long = steps > _GAP_FACTOR * step
     short = steps < step / _GAP_FACTOR
     if not (long.any() or short.any()):
-        return
-    consequence = (
-        "The samples are read as evenly spaced at the median step, so times "
-        "computed from sample positions (window start_s) are off after such a "
-        "step. Split the file at the gaps, or resample it to a regular time grid"
-    )
+        return None
+    found: dict[str, object] = {
+        "column": name,
+        "median_step_s": step,
+        "n_steps": int(steps.size),
+        "n_gaps": int(long.sum()),
+        "n_short_steps": int(short.sum()),
+    }
     if long.any():
         largest = int(np.argmax(steps))
+        found["largest_gap_s"] = float(steps[largest])
+        found["largest_gap_row"] = int(rows[largest])
+        found["largest_gap_at_s"] = float(seconds[largest + 1])
+    if short.any():
+        first = int(np.argmax(short))
+        found["first_short_step_row"] = int(rows[first])
+        found["first_short_step_at_s"] = float(seconds[first + 1])
+    return found
+
+
+_IRREGULAR_CONSEQUENCE = (
+    "The samples are read as evenly spaced at the median step, so times computed "
+    "from sample positions (window start_s) are off after such a step. Split the "
+    "files at the gaps, or resample them to a regular time grid. Each recording "
+    "lists its steps in metadata['irregular_time_steps']"
+)
+
+
+def warn_irregular_time(sources: list[tuple[object, dict]]) -> None:
+    """Warn once about time columns with gaps and once about short steps.
+
+    ``sources`` pairs each file (or recording name) with its metadata. The gap
+    warning names the largest gap of all files and its file.
+    """
+    n_files = len({source for source, _ in sources})
+    found = {
+        source: metadata["irregular_time_steps"]
+        for source, metadata in sources
+        if metadata.get("irregular_time_steps")
+    }
+    gaps = {source: info for source, info in found.items() if info["n_gaps"]}
+    if gaps:
+        source = max(gaps, key=lambda key: gaps[key]["largest_gap_s"])
+        info = gaps[source]
         logger.warning(
-            "%s: time column %r jumps by %.6g s at data row %s (%.6g s after the "
-            "first sample), %.3g times the median step of %.6g s; %d of %d steps "
-            "are longer than %g median steps. %s",
-            path,
-            name,
-            steps[largest],
-            rows[largest],
-            seconds[largest + 1],
-            steps[largest] / step,
-            step,
-            int(long.sum()),
-            steps.size,
+            "%d of %d files have gaps in their time column (steps longer than %g "
+            "median steps). The largest is %.6g s, %.3g times the median step of "
+            "%.6g s, in %s, column %r, at data row %d (%.6g s after the first "
+            "sample). %s",
+            len(gaps),
+            n_files,
             _GAP_FACTOR,
-            consequence,
+            info["largest_gap_s"],
+            info["largest_gap_s"] / info["median_step_s"],
+            info["median_step_s"],
+            source,
+            info["column"],
+            info["largest_gap_row"],
+            info["largest_gap_at_s"],
+            _IRREGULAR_CONSEQUENCE,
         )
-        return
-    first = int(np.argmax(short))
-    logger.warning(
-        "%s: time column %r has %d of %d steps shorter than 1/%g of the median "
-        "step of %.6g s, first at data row %s (%.6g s after the first sample). %s",
-        path,
-        name,
-        int(short.sum()),
-        steps.size,
-        _GAP_FACTOR,
-        step,
-        rows[first],
-        seconds[first + 1],
-        consequence,
-    )
+    short = {source: info for source, info in found.items() if info["n_short_steps"]}
+    if short:
+        source, info = next(iter(short.items()))
+        logger.warning(
+            "%d of %d files have time steps shorter than 1/%g of the median step "
+            "(first: %s, column %r, %d of %d steps, first at data row %d, %.6g s "
+            "after the first sample, median step %.6g s). %s",
+            len(short),
+            n_files,
+            _GAP_FACTOR,
+            source,
+            info["column"],
+            info["n_short_steps"],
+            info["n_steps"],
+            info["first_short_step_row"],
+            info["first_short_step_at_s"],
+            info["median_step_s"],
+            _IRREGULAR_CONSEQUENCE,
+        )
 
 
 def _channel_columns(
-    path: Path, frame: pd.DataFrame, options: ReadOptions
-) -> tuple[list, list[str]]:
-    """Split the columns into numeric channels and the non-numeric columns left out.
+    path: Path,
+    frame: pd.DataFrame,
+    options: ReadOptions,
+    time_column: object | None,
+    time_candidates: list,
+) -> tuple[list, list[str], list[str]]:
+    """Split the columns into numeric channels, non-numeric columns left out and
+    time columns left out.
 
-    Time and label columns are neither, nor is ``options.id_column`` (numeric
-    or text), which names the rows. With ``options.channels`` set, only the
-    named columns are checked, and no column counts as left out.
+    ``time_column`` is the chosen time column and ``time_candidates`` the columns
+    that could have been (see ``_time_candidates``). The other candidates are
+    left out, except a numeric one with a one-letter name (``T``), which is
+    usually a temperature and stays a channel. Label and index columns are
+    neither channels nor left out, nor is ``options.id_column`` (numeric or
+    text), which names the rows. With ``options.channels`` set, only the named
+    columns are checked, and no column counts as left out.
 
     Raises
     ------
@@ -201,18 +320,27 @@ def _channel_columns(
     """
     label_names = {name.lower() for name in options.label_columns}
     requested = None if options.channels is None else set(options.channels)
+    named = _named_channels(options)
     channels = []
     left_out = []
+    unused_time = []
     for name in frame.columns:
         column = frame[name]
-        if str(name).lower() in label_names:
+        is_bool = pd.api.types.is_bool_dtype(column)
+        is_number = pd.api.types.is_numeric_dtype(column) and not is_bool
+        if str(name).lower() in label_names or name == time_column:
             continue
-        if _is_time_column(str(name), column, options.time_column):
+        if name in time_candidates:
+            if is_number and is_one_letter_time_name(str(name)):
+                channels.append(name)
+            elif requested is None:
+                unused_time.append(str(name))
+            continue
+        if str(name) not in named and _INDEX_NAMES.match(str(name).strip()):
             continue
         if name == options.id_column:
             continue  # names the rows; a numeric id is no feature either
-        is_bool = pd.api.types.is_bool_dtype(column)
-        if pd.api.types.is_numeric_dtype(column) and not is_bool:
+        if is_number:
             channels.append(name)
             continue
         if requested is not None and name not in requested:
@@ -220,7 +348,7 @@ def _channel_columns(
         if not is_bool:
             _raise_if_mostly_numbers(path, str(name), column)
         left_out.append(str(name))
-    return channels, left_out
+    return channels, left_out, unused_time
 
 
 def _number_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -401,28 +529,53 @@ def _ordered_by_time(path: Path, frame: pd.DataFrame, name: str) -> pd.DataFrame
     return frame
 
 
+def _column_roles(path: Path, frame: pd.DataFrame, options: ReadOptions):  # noqa: ANN202
+    """Return the time column (or None), the numeric channels, the non-numeric
+    columns left out and the time columns left out (see ``_channel_columns``)."""
+    candidates = _time_candidates(path, frame, options)
+    time_column = _choose_time_column(frame, candidates, options)
+    numeric, left_out, unused_time = _channel_columns(
+        path, frame, options, time_column, candidates
+    )
+    return time_column, numeric, left_out, unused_time
+
+
+def _column_metadata(
+    time_column: object | None, left_out: list[str], unused_time: list[str]
+) -> dict[str, object]:
+    metadata: dict[str, object] = {}
+    if time_column is not None:
+        metadata["time_column"] = str(time_column)
+    if left_out:
+        metadata["non_numeric_columns"] = left_out
+    if unused_time:
+        metadata["unused_time_columns"] = unused_time
+    return metadata
+
+
 def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
     """Build one signal recording from a table whose rows are samples."""
     # Checked before empty rows are dropped, so a bad cell's data row is its row
     # in the file.
-    numeric, left_out = _channel_columns(path, frame, options)
+    time_column, numeric, left_out, unused_time = _column_roles(path, frame, options)
     frame = _drop_empty_rows(path, frame)
     if frame.empty:
         raise InputError(path, "the file holds no data rows", "check the file")
 
-    sample_rate = None
-    for name in _time_columns(path, frame, options):
-        frame = _ordered_by_time(path, frame, name)
-        sample_rate = _rate_from_time(path, str(name), frame[name], options.time_column)
-        if sample_rate is not None:
-            break
+    sample_rate, irregular = None, None
+    if time_column is not None:
+        frame = _ordered_by_time(path, frame, time_column)
+        sample_rate, irregular = _rate_from_time(
+            path, str(time_column), frame[time_column], options.time_column
+        )
     sample_rate = _resolve_rate(path, sample_rate, options.sample_rate)
 
     channels = _select(path, numeric, options)
     values = frame[channels].to_numpy()
     metadata: dict[str, object] = {"source_dtype": str(values.dtype)}
-    if left_out:
-        metadata["non_numeric_columns"] = left_out
+    metadata.update(_column_metadata(time_column, left_out, unused_time))
+    if irregular is not None:
+        metadata["irregular_time_steps"] = irregular
     names = [str(name) for name in channels]
     coarse = low_precision_channels(names, list(values.T))
     if coarse:
@@ -455,7 +608,7 @@ def _resolve_rate(path: Path, found: float | None, given: float | None):
 
 def frame_to_table_rows(path: Path, frame: pd.DataFrame, options: ReadOptions):
     """Build one recording per row of a per-cycle feature table."""
-    numeric, left_out = _channel_columns(path, frame, options)
+    time_column, numeric, left_out, unused_time = _column_roles(path, frame, options)
     frame = _drop_empty_rows(path, frame)
     if frame.empty:
         raise InputError(path, "the table holds no rows", "check the file")
@@ -487,9 +640,7 @@ def frame_to_table_rows(path: Path, frame: pd.DataFrame, options: ReadOptions):
 
     rows = []
     for i, row_name in enumerate(row_names):
-        metadata = {"row": i}
-        if left_out:
-            metadata["non_numeric_columns"] = left_out
+        metadata = {"row": i, **_column_metadata(time_column, left_out, unused_time)}
         rows.append(
             Recording(
                 name=row_name,

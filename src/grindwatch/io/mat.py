@@ -1,9 +1,10 @@
 """MATLAB .mat reader: v5 files through scipy.io, v7.3 files (HDF5) through h5py.
 
 Variables are addressed by name; fields of structs (v5) and groups (v7.3) by dotted
-paths such as ``run.data``. A scalar variable named like a sample rate (``fs``,
-``Fs``, ``sample_rate`` ...) gives the rate, and a cell array of strings named
-``channels`` (v5 only) gives the channel names.
+paths such as ``run.data``. A variable named like a sample rate (``fs``, ``Fs``,
+``sample_rate`` ...) gives the rate and must be one number. ``rate`` is the
+exception: with several values it is read as a signal. A cell array of strings
+named ``channels`` (v5 only) gives the channel names.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from grindwatch.io.samples import to_float32
 __all__ = ["read_mat"]
 
 _RATE_NAMES = ("fs", "sample_rate", "sampling_rate", "samplerate", "rate", "sr")
+# "rate" also names signals such as a feed rate, so it gives the sample rate only
+# when it is one number. With several values it is a signal candidate.
+_AMBIGUOUS_RATE_NAMES = ("rate",)
 _CHANNEL_NAMES = ("channels", "channel_names")
 
 
@@ -101,13 +105,25 @@ def _is_signal(value: Any) -> bool:
     )
 
 
+def _is_rate_variable(name: str, value: Any) -> bool:
+    lower = name.lower()
+    if lower not in _RATE_NAMES:
+        return False
+    return lower not in _AMBIGUOUS_RATE_NAMES or np.asarray(value).size == 1
+
+
 def _rate(path: Path, variables: dict[str, Any]) -> float | None:
-    # A rate-named variable with several values is left alone, because "rate" may
-    # also name a signal (a feed rate).
+    """Return the rate stored in the first rate-named variable, or None.
+
+    Raises
+    ------
+    InputError
+        If that variable is not one positive number, as for .npz and HDF5 files.
+    """
     by_lower = {name.lower(): name for name in variables}
     for lower in _RATE_NAMES:
         name = by_lower.get(lower)
-        if name is not None and np.asarray(variables[name]).size == 1:
+        if name is not None and _is_rate_variable(name, variables[name]):
             return stored_rate(path, variables[name], f"the variable {name!r}")
     return None
 
@@ -116,7 +132,7 @@ def _pick(path: Path, variables: dict[str, Any], options: ReadOptions):  # noqa:
     candidates = {
         name: np.asarray(value)
         for name, value in variables.items()
-        if _is_signal(value) and name.lower() not in _RATE_NAMES
+        if _is_signal(value) and not _is_rate_variable(name, value)
     }
     if options.mat_variable is not None:
         if options.mat_variable not in candidates:

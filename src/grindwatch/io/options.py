@@ -36,7 +36,14 @@ class ReadOptions:
     hdf5_key : str or None
         Dataset or group path inside HDF5 files, when a file holds several.
     channels : tuple of str or None
-        Keep only these channels, in this order.
+        Keep only these channels, in this order. A CSV or Parquet column named
+        here is a channel even where its name or values would make it the time
+        column.
+    known_channels : tuple of str
+        CSV or Parquet columns read as channels, never as time, without requiring
+        them as ``channels`` does. Scoring sets it to the model's channels, so a
+        column that a model was trained on as a channel stays one when a newer
+        version would take it as time.
     label_columns : tuple of str
         Columns that hold labels; they are never taken as channels.
     time_column : str or None
@@ -98,6 +105,7 @@ class ReadOptions:
     encoding: str = "utf-8"
     hdf5_key: str | None = None
     channels: tuple[str, ...] | None = None
+    known_channels: tuple[str, ...] = ()
     label_columns: tuple[str, ...] = field(default=DEFAULT_LABEL_COLUMNS)
     time_column: str | None = None
     sample_rate: float | None = None

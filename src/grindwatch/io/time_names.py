@@ -3,15 +3,24 @@
 A time column's name is a stem such as ``time``, ``t``, ``Zeit`` or ``timestamp``,
 optionally followed by a unit in brackets or parentheses (``Time [s]``,
 ``Zeit (ms)``), after an underscore (``time_ms``) or after a slash (``Zeit / s``).
-A name whose unit is unknown (``T [°C]``, ``t_oil``) is no time name, so a
-temperature channel called ``T`` keeps its place among the channels.
+A name whose unit is unknown (``T [°C]``, ``t_oil``) is no time name.
+
+The one-letter stem ``t`` (``T``, ``t [s]``, ``T_s``) is also the usual symbol for
+temperature, so ``is_one_letter_time_name`` marks it, and the readers take such a
+column as time only when its values strictly increase (see
+``grindwatch.io.frames``).
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["TIME_STEMS", "seconds_per_unit", "time_name_scale"]
+__all__ = [
+    "TIME_STEMS",
+    "is_one_letter_time_name",
+    "seconds_per_unit",
+    "time_name_scale",
+]
 
 # Lower case, with runs of spaces, underscores, hyphens and dots read as one space.
 TIME_STEMS = frozenset(
@@ -107,3 +116,17 @@ def time_name_scale(name: str) -> float | None:
     if _normalise(text) in TIME_STEMS:
         return 1.0
     return None
+
+
+def is_one_letter_time_name(name: str) -> bool:
+    """Tell whether ``name`` is a time name with the stem ``t`` or ``T``.
+
+    ``t``, ``T``, ``t [ms]`` and ``T_s`` count, ``time`` and ``T [°C]`` do not.
+    """
+    text = name.strip()
+    if time_name_scale(text) is None:
+        return False
+    match = _WITH_UNIT.match(text)
+    if match is not None and seconds_per_unit(text) is not None:
+        text = match["stem"]
+    return _normalise(text) == "t"
