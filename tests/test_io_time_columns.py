@@ -394,3 +394,83 @@ def test_unused_time_columns_warned_once(tmp_path, caplog):
     assert caplog.text.count("look like time") == 1
     assert "3 of 3 files have columns ['Date'] that look like time" in caplog.text
     assert "read with time column 'Time [s]'" in caplog.text
+
+
+def test_rising_t_with_given_rate_is_channel(tmp_path):
+    path = tmp_path / "oven.csv"
+    _temperature_frame(rising=True).to_csv(path, index=False)
+
+    recording = read_file(path, ReadOptions(sample_rate=RATE))[0]
+
+    assert recording.channels == ["Force", "T"]
+    assert recording.sample_rate == RATE
+
+
+def test_time_zone_timestamps_give_rate(tmp_path):
+    start = pd.Timestamp("2024-02-14 10:00", tz="Europe/Berlin")
+    path = _write(
+        tmp_path / "zoned.csv",
+        "timestamp",
+        start + pd.to_timedelta(np.arange(300), unit="ms"),
+    )
+    frame = pd.read_csv(path)
+    frame.to_parquet(tmp_path / "zoned.parquet")
+
+    for source in (path, tmp_path / "zoned.parquet"):
+        recording = read_file(source)[0]
+
+        assert recording.channels == ["a", "b", "c"]
+        assert recording.sample_rate == pytest.approx(RATE)
+
+
+def test_offsets_across_daylight_saving_switch(tmp_path):
+    # Berlin moves from +01:00 to +02:00 at 02:00 on this day.
+    start = pd.Timestamp("2024-03-31 01:59:59.9", tz="Europe/Berlin")
+    times = start + pd.to_timedelta(np.arange(300), unit="ms")
+    path = _write(tmp_path / "switch.csv", "timestamp", [t.isoformat() for t in times])
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(RATE)
+    assert "irregular_time_steps" not in recording.metadata
+
+
+def test_missing_first_timestamp_keeps_rate(tmp_path):
+    times = pd.Timestamp("2024-02-14 10:00") + pd.to_timedelta(np.arange(300), "ms")
+    texts = [t.isoformat() for t in times]
+    texts[0] = ""
+    path = _write(tmp_path / "late.csv", "timestamp", texts)
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(RATE)
+
+
+def test_empty_time_cell_is_no_gap(tmp_path):
+    seconds = np.arange(2000) / RATE
+    seconds[5] = np.nan
+    path = _write(tmp_path / "hole.csv", "time", seconds, n_samples=2000)
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(RATE)
+    assert "irregular_time_steps" not in recording.metadata
+
+
+def test_named_time_column_must_increase(tmp_path):
+    path = tmp_path / "dated.csv"
+    _dated_frame("2024-03-01", np.arange(400) / 100).to_csv(path, index=False)
+
+    with pytest.raises(InputError, match="does not increase"):
+        read_file(path, ReadOptions(time_column="Date"))
+
+
+def test_named_channel_not_warned_time_like(tmp_path, caplog):
+    path = _write(tmp_path / "run.csv", "time_ms", np.arange(300))
+    options = ReadOptions(channels=("time_ms", "a"))
+
+    with caplog.at_level(logging.WARNING):
+        recordings = load_recordings([path], options)
+
+    assert recordings.recordings[0].channels == ["time_ms", "a"]
+    assert not [r for r in caplog.records if "time or sample index" in r.message]

@@ -443,3 +443,19 @@ def test_score_keeps_model_channel_named_like_time(tmp_path):
     assert model.channels_ == ["a", "b", "c", "T"]
     assert scored.skipped == []
     assert len(scored.recordings) == 1
+
+
+def test_chunk_samples_on_csv_says_read_whole(cycle_folders, caplog):
+    model = grindwatch.train(
+        cycle_folders["good"], _config(**{"detector.family": "pca"})
+    ).model
+    model.config = model.config.with_overrides({"data.chunk_samples": 1000})
+    path = cycle_folders["bad"] / "cycle_100.csv"
+
+    with caplog.at_level("WARNING", logger="grindwatch.pipeline"):
+        scored = grindwatch.score(model, path)
+
+    assert len(scored.recordings) == 1
+    warned = [r.getMessage() for r in caplog.records if "read whole" in r.message]
+    assert len(warned) == 1
+    assert "cycle_100.csv" in warned[0]

@@ -1022,9 +1022,13 @@ def _chunkable_file(data: DataSource, config: Config) -> Path | None:
         return None
     if isinstance(data, (list, tuple)) and len(data) == 1:
         data = data[0]  # the command line passes a list
-    if not isinstance(data, (str, Path)):
-        return None
-    path = Path(data)
-    if path.is_file() and path.suffix.lower() in CHUNKED_SUFFIXES:
+    path = Path(data) if isinstance(data, (str, Path)) else None
+    if path is not None and path.is_file() and path.suffix.lower() in CHUNKED_SUFFIXES:
         return path
+    logger.warning(
+        "data.chunk_samples is set, but the data is read whole: chunked reading "
+        "takes one file of type %s, not %s",
+        ", ".join(CHUNKED_SUFFIXES),
+        path if path is not None else "the data given",
+    )
     return None

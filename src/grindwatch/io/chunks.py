@@ -214,7 +214,7 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
     head = empty
     if candidates and parquet.metadata.num_row_groups > 0:
         head = parquet.read_row_group(0, columns=candidates).to_pandas()
-    time_column = _choose_time_column(head, candidates, options)
+    time_column = _choose_time_column(path, head, candidates, options)
     columns, left_out, unused_time = _channel_columns(
         path, empty, options, time_column, candidates
     )

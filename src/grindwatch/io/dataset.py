@@ -136,7 +136,10 @@ def _finish(recording: Recording, options: ReadOptions, checked: bool = False): 
     """Check quality, resample if asked, and set the label from the folder names."""
     if not checked:
         recording = check_quality(
-            recording, options.constant_policy, options.clipping_policy
+            recording,
+            options.constant_policy,
+            options.clipping_policy,
+            _time_like_among(recording, options),
         )
     if (
         options.resample_rate is not None
@@ -145,6 +148,15 @@ def _finish(recording: Recording, options: ReadOptions, checked: bool = False): 
         recording = resample(recording, options.resample_rate)
     recording.label = label_from_path(recording.source or Path(recording.name))
     return recording
+
+
+def _time_like_among(recording: Recording, options: ReadOptions) -> set[str] | None:
+    """Channels worth the time-like check: not those the user named as channels,
+    and when scoring only those the model reads."""
+    among = set(recording.channels) - set(options.channels or ())
+    if options.known_channels:
+        among &= set(options.known_channels)
+    return among
 
 
 def _read_frame(path: Path, options: ReadOptions):  # noqa: ANN202

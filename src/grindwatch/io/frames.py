@@ -50,16 +50,27 @@ def _is_time_column(name: str, column: pd.Series) -> bool:
 
 
 def _as_datetime(column: pd.Series) -> pd.Series | None:
+    """Return a date-time column as naive UTC times, or None if it is not one.
+
+    Times with a zone or with offsets that change (a daylight-saving switch)
+    are converted to UTC, so their differences are elapsed seconds.
+    """
     if pd.api.types.is_datetime64_any_dtype(column):
-        return column
+        return _naive_utc(column)
     if column.dtype == object or pd.api.types.is_string_dtype(column):
         # Numbers as text ("2,5" in a column with a text cell) parse as dates.
         if _mostly_numbers(column):
             return None
-        parsed = pd.to_datetime(column, errors="coerce", format="mixed")
+        parsed = pd.to_datetime(column, errors="coerce", format="mixed", utc=True)
         if parsed.notna().mean() > 0.9:
-            return parsed
+            return _naive_utc(parsed)
     return None
+
+
+def _naive_utc(times: pd.Series) -> pd.Series:
+    if getattr(times.dt, "tz", None) is None:
+        return times
+    return times.dt.tz_convert("UTC").dt.tz_localize(None)
 
 
 def _named_channels(options: ReadOptions) -> set[str]:
@@ -99,13 +110,16 @@ def _time_candidates(path: Path, frame: pd.DataFrame, options: ReadOptions) -> l
         if name != named
         and str(name) not in channel_names
         and not _INDEX_NAMES.match(str(name).strip())
+        # With the rate given, a one-letter t or T is a channel (a temperature
+        # that may rise steadily), so its values cannot contradict the rate.
+        and not (options.sample_rate is not None and is_one_letter_time_name(str(name)))
         and _is_time_column(str(name), frame[name])
     ]
     return found if named is None else [named, *found]
 
 
 def _choose_time_column(
-    frame: pd.DataFrame, candidates: list, options: ReadOptions
+    path: Path, frame: pd.DataFrame, candidates: list, options: ReadOptions
 ) -> object | None:
     """Pick the time column among ``candidates``, or None if none can be one.
 
@@ -113,9 +127,25 @@ def _choose_time_column(
     before the one-letter ``t``/``T``, then strictly increasing columns before
     others, then file order. A column whose median step is not positive, such
     as a date column that repeats one day on every row, is not a time column.
+
+    Raises
+    ------
+    InputError
+        If ``options.time_column`` names a column that does not increase.
     """
-    if options.time_column is not None:
-        return options.time_column
+    named = options.time_column
+    if named is not None:
+        seconds = _seconds(str(named), frame[named], named)
+        steps = np.array([]) if seconds is None else np.diff(seconds)
+        steps = steps[np.isfinite(steps)]
+        if steps.size and not np.median(steps) > 0:
+            raise InputError(
+                path,
+                f"time column {named!r} (data.time_column) does not increase: its "
+                f"median step is {float(np.median(steps)):g} s",
+                "name a column that counts time, or unset data.time_column",
+            )
+        return named
     # NOTE: a date column and a time-of-day column are not combined, so a
     # recording that runs past midnight raises as time going backwards.
     ranked = []
@@ -156,7 +186,10 @@ def _seconds(name: str, column: pd.Series, time_column: str | None):  # noqa: AN
     """
     as_datetime = _as_datetime(column)
     if as_datetime is not None:
-        return (as_datetime - as_datetime.iloc[0]).dt.total_seconds().to_numpy()
+        valid = as_datetime.dropna()
+        if valid.empty:
+            return None
+        return (as_datetime - valid.iloc[0]).dt.total_seconds().to_numpy()
     if not pd.api.types.is_numeric_dtype(column):
         return None
     if name != time_column and _INDEX_NAMES.match(name.strip()):
@@ -179,18 +212,22 @@ def _rate_from_time(
     seconds = _seconds(name, column, time_column)
     if seconds is None:
         return None, None
-    finite = np.flatnonzero(np.isfinite(seconds))
-    steps = np.diff(seconds[finite])
+    # Steps between neighbouring rows only: a step next to an empty cell is
+    # unknown, not a gap.
+    all_steps = np.diff(seconds)
+    known = np.isfinite(all_steps)
+    steps = all_steps[known]
     if steps.size == 0:
         return None, None
     step = float(np.median(steps))
     if step <= 0:
         logger.warning("%s: time column %r is not increasing; ignoring it", path, name)
         return None, None
-    # The row after each step, as a data row of the file.
-    rows = column.index.to_numpy()[finite[1:]]
-    irregular = _irregular_steps(name, seconds[finite] - seconds[finite[0]], rows, step)
-    return 1.0 / step, irregular
+    # The row after each step, as a data row of the file, and its time.
+    rows = column.index.to_numpy()[1:][known]
+    first = seconds[np.isfinite(seconds)][0]
+    after = seconds[1:][known] - first
+    return 1.0 / step, _irregular_steps(name, steps, after, rows, step)
 
 
 # Steps outside (1 / _GAP_FACTOR, _GAP_FACTOR) times the median step are irregular.
@@ -200,15 +237,15 @@ _GAP_FACTOR = 1.5
 
 
 def _irregular_steps(
-    name: str, seconds: np.ndarray, rows: np.ndarray, step: float
+    name: str, steps: np.ndarray, after: np.ndarray, rows: np.ndarray, step: float
 ) -> dict[str, object] | None:
     """Describe a time column's gaps and steps far shorter than the median.
 
-    Samples are read as evenly spaced, so times computed from sample positions,
-    such as window start_s, are off after such a step. Returns None when every
-    step is within the band.
+    ``steps`` are the known steps, ``after`` the time (from the first sample)
+    and ``rows`` the data row at the end of each. Samples are read as evenly
+    spaced, so times computed from sample positions, such as window start_s,
+    are off after such a step. Returns None when every step is within the band.
     """
-    steps = np.diff(seconds)
     long = steps > _GAP_FACTOR * step
     short = steps < step / _GAP_FACTOR
     if not (long.any() or short.any()):
@@ -224,11 +261,11 @@ def _irregular_steps(
         largest = int(np.argmax(steps))
         found["largest_gap_s"] = float(steps[largest])
         found["largest_gap_row"] = int(rows[largest])
-        found["largest_gap_at_s"] = float(seconds[largest + 1])
+        found["largest_gap_at_s"] = float(after[largest])
     if short.any():
         first = int(np.argmax(short))
         found["first_short_step_row"] = int(rows[first])
-        found["first_short_step_at_s"] = float(seconds[first + 1])
+        found["first_short_step_at_s"] = float(after[first])
     return found
 
 
@@ -533,7 +570,7 @@ def _column_roles(path: Path, frame: pd.DataFrame, options: ReadOptions):  # noq
     """Return the time column (or None), the numeric channels, the non-numeric
     columns left out and the time columns left out (see ``_channel_columns``)."""
     candidates = _time_candidates(path, frame, options)
-    time_column = _choose_time_column(frame, candidates, options)
+    time_column = _choose_time_column(path, frame, candidates, options)
     numeric, left_out, unused_time = _channel_columns(
         path, frame, options, time_column, candidates
     )

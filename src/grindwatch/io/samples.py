@@ -250,6 +250,7 @@ def check_quality(
     recording: Recording,
     constant_policy: str = "warn",
     clipping_policy: str = "warn",
+    time_like_among: set[str] | None = None,
 ) -> Recording:
     """Find constant and clipped channels; raise or record them per the policies.
 
@@ -259,7 +260,8 @@ def check_quality(
     warning for the data set. Channels that look like a time or index column (see
     ``time_like_channels``) are kept and listed in ``metadata["time_like_channels"]``
     whatever the policies, and so are those that the reader found float32 to store
-    coarsely, in ``metadata["low_precision_channels"]``.
+    coarsely, in ``metadata["low_precision_channels"]``. ``time_like_among``
+    limits the time-like check to those channels (None: all).
 
     Raises
     ------
@@ -293,7 +295,11 @@ def check_quality(
             source,
             coarse,
         )
-    time_like = time_like_channels(recording.channels, list(recording.data))
+    time_like = [
+        name
+        for name in time_like_channels(recording.channels, list(recording.data))
+        if time_like_among is None or name in time_like_among
+    ]
     if time_like:
         recording.metadata["time_like_channels"] = time_like
         logger.info(
