@@ -280,3 +280,27 @@ def test_gearbox_attribution_matches_band_differences():
     channels_by_attribution = set(np.argsort(-attribution.sum(axis=1))[:2])
     channels_by_difference = set(np.argsort(-difference.sum(axis=1))[:2])
     assert channels_by_attribution == channels_by_difference
+
+
+def test_band_labels_distinct_at_slow_rates():
+    from grindwatch.io import Recording, RecordingSet
+    from tests.conftest import make_cycle
+
+    recordings = [
+        Recording(f"r{seed}", make_cycle(seed, 2048), ["a", "b", "c"], 1.0)
+        for seed in range(4)
+    ]
+    config = Config().with_overrides(
+        {
+            "windows.length": 64,
+            "frontend.n_bands": 32,
+            "detector.family": "pca",
+            "tracking.enabled": False,
+        }
+    )
+    model = grindwatch.train(RecordingSet(recordings), config).model
+
+    labels = element_axis(model).labels
+
+    assert len(set(labels)) == 32
+    assert labels[0] == "0.000-0.016 Hz"

@@ -1012,3 +1012,18 @@ def test_tune_json_keeps_integer_parameters():
     assert second["param.pca.n_components"] == 0.9
     assert isinstance(first["value"], float)
     assert second["value"] is None
+
+
+def test_table_tune_with_default_family_does_not_warn(feature_table, caplog):
+    config = _config(**{"data.kind": "table", "tune.n_trials": 2})
+
+    with caplog.at_level(logging.INFO, logger="grindwatch"):
+        tune(feature_table, config)
+
+    baseline = [
+        record
+        for record in caplog.records
+        if "not trying the configured pipeline first" in record.getMessage()
+    ]
+    assert len(baseline) == 1
+    assert baseline[0].levelno == logging.INFO

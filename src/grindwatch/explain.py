@@ -79,7 +79,12 @@ def element_axis(model: Model) -> ElementAxis:
         return ElementAxis("feature", list(FEATURE_NAMES), "top_feature")
     if kind == "spectrum":
         ranges, unit = _band_ranges(model)
-        digits = 0 if unit == "Hz" else 3
+        # Enough decimals that neighbouring edges differ: whole Hz for audio
+        # rates, mHz for a 1 Hz logger.
+        width = float(np.min(ranges[:, 1] - ranges[:, 0]))
+        digits = 0 if unit == "Hz" and width >= 1 else 3
+        if width > 0 and width < 1e-3:
+            digits = int(np.ceil(-np.log10(width))) + 1
         labels = [f"{low:.{digits}f}-{high:.{digits}f} {unit}" for low, high in ranges]
         return ElementAxis("band", labels, "top_band", ranges, unit)
     rate = model.sample_rate_

@@ -779,8 +779,9 @@ def _warn_most_recordings_flagged(model: Model, training: ScoreResult) -> None:
     else:
         rule = f"the {aggregate.method} of its window scores"
     per_position = training.windows.groupby("window")["flag"].agg(["sum", "count"])
+    # A position shared by a few recordings says little about a common phase.
     common = per_position[
-        (per_position["count"] >= 2)
+        (per_position["count"] >= 5)
         & (per_position["sum"] >= 0.8 * per_position["count"])
     ].index
     where = ""
@@ -795,8 +796,8 @@ def _warn_most_recordings_flagged(model: Model, training: ScoreResult) -> None:
         )
         where = (
             f" The windows starting at {listed} from a recording's start are "
-            "flagged in four in five recordings or more, so the threshold may be "
-            "cutting off a phase every cycle has."
+            "flagged in at least four in five of the recordings that reach them, so "
+            "the threshold may be cutting off a phase that every cycle has."
         )
     logger.warning(
         "the threshold flags %d of the %d training recordings (a recording's "

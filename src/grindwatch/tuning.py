@@ -366,6 +366,11 @@ def _enqueue_baseline(study: optuna.Study, config: Config, objective: Any) -> No
     from grindwatch.search_space import baseline_params
 
     params, reason = baseline_params(config, objective.space, objective.kind)
+    if params is None and objective.kind == "table":
+        # The default autoencoder reads signal windows only, so with tables the
+        # configured pipeline is often one that cannot run.
+        logger.info("not trying the configured pipeline first: %s", reason)
+        return
     if params is None:
         logger.warning(
             "not trying the configured pipeline first: %s. Widen tune.space to "

@@ -344,7 +344,11 @@ def matches_metadata(recording: Recording, match: Iterable[tuple[str, str]]) -> 
 def _warn_quality(recordings: list[Recording]) -> None:
     for key, problem in (
         ("constant_channels", "constant (zero-variance)"),
-        ("clipped_channels", "clipped"),
+        (
+            "clipped_channels",
+            "clipped (held at their minimum or maximum for a run of samples, as a "
+            "saturated sensor or an axis at rest is)",
+        ),
     ):
         affected = [r for r in recordings if r.metadata.get(key)]
         if affected:
