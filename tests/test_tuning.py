@@ -967,6 +967,7 @@ def test_tune_summary_names_in_sample_labels(feature_table, capsys):
     shown = capsys.readouterr().err
     assert "* measured on labels of the training recordings" in shown
     assert "measured on its own training recordings" in shown
+    assert "front end" not in shown
 
 
 def test_trial_table_leaves_pruned_values_out(capsys):

@@ -87,7 +87,11 @@ def _top_trials(result: Any, limit: int) -> None:
     ranked = ranked.sort_values(["complete", "value"], ascending=False).head(limit)
     labeled = "labeled_window_auc_roc" in trials
     table = Table(title=f"Top trials of study {result.study_name!r}")
-    for name in ("trial", "state", "objective", "family", "front end", "window"):
+    # Feature-table studies have no front end or window to show.
+    signals = "window_length" in trials and trials["window_length"].notna().any()
+    columns = ["trial", "state", "objective", "family"]
+    columns += ["front end", "window"] if signals else []
+    for name in columns:
         table.add_column(name, justify="right" if name != "family" else "left")
     in_training = getattr(result, "labels_in_training", False)
     if labeled:
@@ -102,9 +106,12 @@ def _top_trials(result: Any, limit: int) -> None:
             # AUC alone, which is not comparable with the objective.
             "-" if pruned else _number(row.get("value")),
             str(row.get("family") or ""),
-            str(row.get("frontend") or ""),
-            _number(row.get("window_length"), "{:.0f}"),
         ]
+        if signals:
+            cells += [
+                str(row.get("frontend") or ""),
+                _number(row.get("window_length"), "{:.0f}"),
+            ]
         if labeled:
             cells.append(_number(row.get("labeled_window_auc_roc")))
         cells.append(_number(row.get("duration_s"), "{:.1f}"))
