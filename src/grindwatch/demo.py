@@ -34,8 +34,12 @@ def run_demo(workdir: str | Path, progress=None) -> DemoOutcome:  # noqa: ANN001
     )
     files = sorted(DEMO_FOLDER.glob("experiment_*.csv"))
     training = train(files, config, output=workdir / "model", progress=progress)
+    # The recordings read for training, so their quality warnings print once.
     evaluation = evaluate(
-        training.model, files, labels=DEMO_FOLDER / "labels.csv", progress=progress
+        training.model,
+        training.recordings,
+        labels=DEMO_FOLDER / "labels.csv",
+        progress=progress,
     )
     labels = evaluation.scored.recordings["label"]
     description = (
