@@ -804,7 +804,9 @@ def _warn_most_recordings_flagged(model: Model, training: ScoreResult) -> None:
         "score is %s), "
         "while training assumes most of them are normal.%s If most of these "
         "recordings are normal, look at their flagged windows with grindwatch "
-        "report; %slonger windows or threshold.method percentile may help. If "
+        "report. Recordings from several operating points (loads, speeds) can "
+        "form score clusters of their own; then one model per operating point "
+        "helps, and so may %slonger windows or threshold.method percentile. If "
         "most are faulty, train on recordings known to be good.",
         n_flagged,
         len(recordings),
