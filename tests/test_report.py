@@ -203,23 +203,6 @@ def test_saved_scores_same_table(cycles, tmp_path):
     assert saved.n_flagged_not_read == 0
 
 
-def test_saved_scores_of_other_data_counted(cycles, tmp_path):
-    scored = grindwatch.score(cycles.model, cycles.root)
-    write_table(scored.recordings, tmp_path / "scores.csv")
-    write_table(scored.windows, window_table_path(tmp_path / "scores.csv"))
-
-    result = create_report(
-        cycles.model,
-        cycles.root / "good",
-        tmp_path / "b.html",
-        scores=tmp_path / "scores.csv",
-    )
-
-    assert result.n_flagged == 3
-    assert result.n_details == 0
-    assert result.n_flagged_not_read == 3
-
-
 @pytest.mark.parametrize("margin", [True, False])
 def test_saved_scores_of_other_model_rejected(cycles, tmp_path, margin):
     from grindwatch.exceptions import InputError
@@ -641,6 +624,9 @@ def test_saved_scores_of_absent_recordings_named(cycles, tmp_path):
     text = result.path.read_text()
     assert "3 flagged recordings of the score table are not in the data" in text
     assert "raise the detail limit" not in text
+    assert result.n_flagged == 3
+    assert result.n_details == 0
+    assert result.n_flagged_not_read == 3
 
 
 def test_resampled_recording_drawn_at_the_model_rate(cycle_folders):
@@ -691,11 +677,11 @@ def test_report_takes_reading_options(cycle_folders, tmp_path):
     base = ["report", str(tmp_path / "fast.csv"), "-m", str(model), "--no-track"]
     base += ["-o", str(tmp_path / "fast.html")]
 
-    refused = CliRunner().invoke(app, base)
+    rejected = CliRunner().invoke(app, base)
     resampled = CliRunner().invoke(app, [*base, "--set", "data.resample=true"])
 
-    assert refused.exit_code != 0
-    assert "sample rate 2000" in refused.output
+    assert rejected.exit_code != 0
+    assert "sample rate 2000" in rejected.output
     assert resampled.exit_code == 0, resampled.output
     assert "1 of 1 recordings flagged" in resampled.output
 

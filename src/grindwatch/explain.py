@@ -173,7 +173,7 @@ def attributed_windows(scores: np.ndarray, threshold: float) -> np.ndarray:
     """Mask of the windows a recording's attribution sums over.
 
     These are its flagged windows, or its worst window when none is flagged,
-    so a channel's share says why the recording departs, not where its normal
+    so a channel's share shows why the recording departs, not where its normal
     windows carry the most score.
     """
     chosen = scores > threshold
@@ -332,8 +332,8 @@ def explain_recording(model: Model, recording: Recording) -> RecordingExplanatio
         When the recording cannot be matched to the model (missing channels, other
         sample rate, shorter than one window).
     """
+    (recording,) = model.match_recordings([recording])
     windows = model.prepare([recording])
-    recording = model.matched(recording)
     features = model.features(windows.X)
     scores, contributions = model.detector_.score_and_explain(features)
     score = model.aggregate(scores)

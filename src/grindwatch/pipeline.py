@@ -264,6 +264,17 @@ class Model:
 
     def prepare(self, recordings: list[Recording]) -> WindowSet:
         """Match channels and rate to the model and cut windows."""
+        matched = self.match_recordings(recordings)
+        return make_windows(matched, self.window_length_, self.hop_)
+
+    def match_recordings(self, recordings: list[Recording]) -> list[Recording]:
+        """Return the recordings as the model reads them (see ``matched``).
+
+        Raises
+        ------
+        InputError
+            If a channel is missing or a sample rate differs from the model's.
+        """
         matched = []
         diverged: list[str] = []
         for recording in recordings:
@@ -291,7 +302,7 @@ class Model:
                 ", ".join(diverged[:3]),
                 " and more" if len(diverged) > 3 else "",
             )
-        return make_windows(matched, self.window_length_, self.hop_)
+        return matched
 
     def matched(self, recording: Recording) -> Recording:
         """Return ``recording`` as the model reads it: its channels, in its order,
@@ -320,9 +331,8 @@ class Model:
         return found
 
     def _needs_resampling(self, recording: Recording) -> bool:
-        # Bundles saved before data.resample existed lack it: they never resample.
         return (
-            getattr(self.config.data, "resample", False)
+            self.config.data.resample
             and self.kind_ == "signals"
             and self.sample_rate_ is not None
             and recording.sample_rate is not None
@@ -779,7 +789,7 @@ def _warn_most_recordings_flagged(model: Model, training: ScoreResult) -> None:
     else:
         rule = f"the {aggregate.method} of its window scores"
     per_position = training.windows.groupby("window")["flag"].agg(["sum", "count"])
-    # A position shared by a few recordings says little about a common phase.
+    # A position that only a few recordings reach is no sign of a common phase.
     common = per_position[
         (per_position["count"] >= 5)
         & (per_position["sum"] >= 0.8 * per_position["count"])
@@ -1021,7 +1031,7 @@ def _chunkable_file(data: DataSource, config: Config) -> Path | None:
     """The one file to stream when ``data.chunk_samples`` is set, else None."""
     from grindwatch.io.chunks import CHUNKED_SUFFIXES
 
-    if not getattr(config.data, "chunk_samples", None) or config.data.kind != "signals":
+    if not config.data.chunk_samples or config.data.kind != "signals":
         return None
     if isinstance(data, (list, tuple)) and len(data) == 1:
         data = data[0]  # the command line passes a list
