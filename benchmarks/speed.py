@@ -118,8 +118,8 @@ def measure_wide_training(recordings, seed: int) -> dict:  # noqa: ANN001
 def measure_batch_sweep(recordings, seed: int) -> list[dict]:  # noqa: ANN001
     """Measure the default network's training speed at several batch sizes.
 
-    Larger batches spread PyTorch's fixed cost per operation over more windows;
-    the sweep shows how much of the gap to the matmul rate that cost explains.
+    Larger batches spread PyTorch's fixed cost per operation over more windows,
+    so the sweep shows how much of the gap to the matmul rate that cost explains.
     Fewer steps per epoch also change what the network learns, so the default
     stays at 64.
     """

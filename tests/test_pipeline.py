@@ -371,7 +371,7 @@ def test_reading_far_off_scale_scores_finite_and_flagged(
     assert not table.loc["normal", "flag"]
 
 
-def test_train_warns_when_threshold_flags_most_training_recordings(caplog):
+def test_most_flagged_training_recordings_warned(caplog):
     from grindwatch.io import Recording, RecordingSet
 
     recordings = []
@@ -393,9 +393,7 @@ def test_train_warns_when_threshold_flags_most_training_recordings(caplog):
     assert "starting at 0 s from a recording's start" in warned[0]
 
 
-def test_train_is_quiet_when_threshold_flags_few_training_recordings(
-    cycle_folders, caplog
-):
+def test_few_flagged_training_recordings_not_warned(cycle_folders, caplog):
     with caplog.at_level("WARNING", logger="grindwatch.pipeline"):
         grindwatch.train(cycle_folders["good"], _config(**{"detector.family": "pca"}))
 

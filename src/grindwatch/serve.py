@@ -518,11 +518,11 @@ def _check_json_content_type(request: Request) -> None:
         media_type.startswith("application/") and media_type.endswith("+json")
     ):
         return
-    shown = f"'{declared}'" if declared else "none"
+    received_type = f"'{declared}'" if declared else "none"
     raise _Rejected(
         415,
-        f"the body must be sent with Content-Type: application/json (got {shown}); "
-        "use /score/file to upload a recording file",
+        "the body must be sent with Content-Type: application/json (got "
+        f"{received_type}); use /score/file to upload a recording file",
     )
 
 

@@ -79,7 +79,7 @@ def _load_v73(path: Path) -> dict[str, Any]:
             matlab_class = matlab_class.decode()
         if matlab_class in ("char", "cell") or item.dtype.kind not in "iufb":
             return
-        # MATLAB writes column-major, so h5py sees every array transposed. MATLAB
+        # MATLAB writes column-major, so h5py reads every array transposed. MATLAB
         # has no 1-D arrays, so vectors and scalars are squeezed, as the v5 reader
         # does (scipy's squeeze_me), and both versions read alike.
         variables[name.replace("/", ".")] = np.squeeze(np.asarray(item[()]).T)

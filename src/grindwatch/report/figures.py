@@ -213,8 +213,8 @@ def signal_panels(
     rate = recording.sample_rate
     channels = _channel_order(explanation)[:max_channels]
     columns = 2 if reference is not None else 1
-    # The channel name sits left of the y tick labels, which are at most as
-    # wide as a signed value with five significant digits.
+    # The channel name sits left of the y tick labels. Their width is estimated
+    # as that of a signed value with five significant digits.
     left = _label_margin(
         [_short(recording.channels[c]) for c in channels], ["\u22121.0000"]
     )
