@@ -58,6 +58,8 @@ _LABELED_ATTR = "grindwatch.labeled_data"
 _LABELS_ATTR = "grindwatch.labels"
 _TRACKING_ATTR = "grindwatch.tracking_uri"
 _PARENT_ATTR = "grindwatch.mlflow_parent_run_id"
+# Set by the creator once it has queued the configured pipeline, or decided not to.
+_BASELINE_ATTR = "grindwatch.baseline_decided"
 
 
 def resolve_storage(config: Config) -> str:
@@ -334,8 +336,14 @@ def tune(
         from grindwatch.objective import Objective
 
         objective = Objective(training, config, labeled=labeled)
-        if created and config.tune.baseline:
-            _enqueue_baseline(study, config, objective)
+        if created:
+            if config.tune.baseline:
+                _enqueue_baseline(study, config, objective)
+            study.set_user_attr(_BASELINE_ATTR, True)
+        elif not study.get_trials(deepcopy=False):
+            # A joiner that starts a trial while the creator queues the baseline
+            # leaves that queued trial waiting once the study has its trials.
+            _wait_for_attr(study, _BASELINE_ATTR)
         _describe_data(tracker, config, objective, training)
         runner = TrialRunner(study, backend, objective, tracker, config, on_trial)
         with _torch_threads(config):
