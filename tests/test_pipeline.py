@@ -457,3 +457,39 @@ def test_chunk_samples_on_csv_says_read_whole(cycle_folders, caplog):
     warned = [r.getMessage() for r in caplog.records if "read whole" in r.message]
     assert len(warned) == 1
     assert "cycle_100.csv" in warned[0]
+
+
+def test_scored_batch_flagged_throughout_warns_of_operating_point(
+    cycle_folders, caplog
+):
+    from grindwatch.io import Recording, RecordingSet
+
+    model = grindwatch.train(
+        cycle_folders["good"], _config(**{"detector.family": "pca"})
+    ).model
+    shifted = []
+    for seed in range(60, 65):
+        data = make_cycle(seed)
+        data[1] *= 6.0  # another gain on vib_y, in every recording of the batch
+        shifted.append(Recording(f"s{seed}", data, model.channels_, 1000.0))
+
+    with caplog.at_level("WARNING", logger="grindwatch.pipeline"):
+        scored = grindwatch.score(model, RecordingSet(shifted))
+
+    assert scored.recordings["flag"].all()
+    warned = [r.getMessage() for r in caplog.records if "operating point" in r.message]
+    assert len(warned) == 1
+    assert "5 of the 5 scored recordings are flagged" in warned[0]
+    assert "Channel 'vib_y' is the top channel" in warned[0]
+
+
+def test_scored_batch_with_a_few_faults_does_not_warn(cycle_folders, caplog):
+    model = grindwatch.train(
+        cycle_folders["good"], _config(**{"detector.family": "pca"})
+    ).model
+
+    with caplog.at_level("WARNING", logger="grindwatch.pipeline"):
+        scored = grindwatch.score(model, cycle_folders["root"])
+
+    assert scored.recordings["flag"].any()
+    assert not [r for r in caplog.records if "operating point" in r.getMessage()]

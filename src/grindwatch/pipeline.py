@@ -886,12 +886,67 @@ def score(
     if chunkable is not None:
         from grindwatch.streaming import score_chunked
 
-        return score_chunked(model, chunkable, progress=progress)
+        result = score_chunked(model, chunkable, progress=progress)
+        _warn_most_scored_flagged(model, result)
+        return result
     recordings = read_data(data, config, model)
     scorer = model
     if config is not model.config:
         scorer = _with_config(model, config)
-    return scorer.score(recordings, progress=progress, attribution=attribution)
+    result = scorer.score(recordings, progress=progress, attribution=attribution)
+    _warn_most_scored_flagged(model, result)
+    return result
+
+
+# The scored batch must have at least this many times the training windows' share
+# of flagged windows before the operating-point warning is logged.
+_SHIFT_RATIO = 5.0
+
+
+def _warn_most_scored_flagged(model: Model, result: ScoreResult) -> None:
+    """Warn when most scored recordings are flagged along most of their length.
+
+    A fault usually raises the score of some windows of a cycle. A change of
+    operating point (another load, speed, part type, sensor gain or position)
+    raises all of them, in every recording scored after the change. The warning
+    names that cause and the channel that leads the flagged windows, so that an
+    engineer checks the operating point before looking for a fault.
+    """
+    recordings, windows = result.recordings, result.windows
+    n_flagged = int(recordings["flag"].sum())
+    if len(recordings) < 3 or n_flagged <= len(recordings) / 2:
+        return
+    window_share = float(windows["flag"].mean())
+    training = getattr(model, "training_scores_", None)
+    if training is None or not len(training):
+        return
+    training_share = float(np.mean(np.asarray(training) > model.threshold_.value))
+    if window_share <= 0.5 or window_share < _SHIFT_RATIO * training_share:
+        return
+    unit = "feature" if model.kind_ == "table" else "channel"
+    leader = ""
+    if "top_channel" in windows:
+        counts = windows.loc[windows["flag"], "top_channel"].value_counts()
+        if len(counts) and counts.iloc[0] >= 0.5 * counts.sum():
+            leader = (
+                f" {unit.capitalize()} '{counts.index[0]}' is the top {unit} of "
+                f"{counts.iloc[0] / counts.sum():.0%} of the flagged windows."
+            )
+    logger.warning(
+        "%d of the %d scored recordings are flagged, and %.0f%% of all scored "
+        "windows, while the threshold flagged %.1f%% of the training windows.%s "
+        "Flags along whole recordings, in most of a batch, are what a change of "
+        "operating point (load, speed, part type, sensor gain or position) looks "
+        "like, as does a fault that lasts the whole cycle. If the machine ran "
+        "differently from the training recordings, train a model on recordings of "
+        "this operating point; one model per operating point keeps each one's "
+        "threshold meaningful.",
+        n_flagged,
+        len(recordings),
+        100 * window_share,
+        100 * training_share,
+        leader,
+    )
 
 
 def _with_config(model: Model, config: Config) -> Model:
