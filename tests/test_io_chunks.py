@@ -207,3 +207,55 @@ def test_hdf5_scaled_integers_chunked_equal_whole(model, tmp_path):
     chunked = score_chunked(model, path, chunk_samples=400).windows
 
     np.testing.assert_allclose(chunked["score"], whole["score"], rtol=1e-5)
+
+
+def _parquet_with_times(path, times):  # noqa: ANN001, ANN202
+    data = _long_signal()
+    table = pa.table({"time": times, "channel_0": data[0], "channel_1": data[1]})
+    pq.write_table(table, path, row_group_size=500)
+    return path
+
+
+def test_parquet_later_gap_found(tmp_path):
+    from grindwatch.io import read_file
+
+    times = np.arange(3000) / RATE
+    times[2200:] += 0.5  # a half-second gap in the fifth row group
+    path = _parquet_with_times(tmp_path / "gap.parquet", times)
+
+    chunked = open_stream(path, ReadOptions()).metadata["irregular_time_steps"]
+    whole = read_file(path)[0].metadata["irregular_time_steps"]
+
+    assert chunked["n_gaps"] == whole["n_gaps"] == 1
+    assert chunked["largest_gap_row"] == whole["largest_gap_row"] == 2200
+    assert chunked["largest_gap_at_s"] == pytest.approx(whole["largest_gap_at_s"])
+    assert chunked["n_steps"] == whole["n_steps"]
+
+
+def test_parquet_gap_between_groups_found(tmp_path):
+    times = np.arange(3000) / RATE
+    times[1000:] += 0.2  # the step from row group 1 into row group 2
+    path = _parquet_with_times(tmp_path / "border.parquet", times)
+
+    found = open_stream(path, ReadOptions()).metadata["irregular_time_steps"]
+
+    assert found["largest_gap_row"] == 1000
+    assert found["largest_gap_s"] == pytest.approx(0.201)
+
+
+def test_parquet_later_time_backwards_raises(tmp_path):
+    times = np.arange(3000) / RATE
+    times[2600:] -= 1.0
+    path = _parquet_with_times(tmp_path / "back.parquet", times)
+
+    with pytest.raises(InputError, match="goes backwards at data row 2600"):
+        open_stream(path, ReadOptions())
+
+
+def test_parquet_regular_steps_not_irregular(tmp_path):
+    path = _parquet_with_times(tmp_path / "even.parquet", np.arange(3000) / RATE)
+
+    stream = open_stream(path, ReadOptions())
+
+    assert "irregular_time_steps" not in stream.metadata
+    assert stream.sample_rate == pytest.approx(RATE)

@@ -207,9 +207,10 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
             path, f"is not a readable Parquet file ({error})", "check the file"
         ) from None
     empty = parquet.schema_arrow.empty_table().to_pandas()
-    # The time column is chosen from the first row group's values. The schema has
-    # no rows, so text cells in a numeric column cannot be found here, and such a
-    # column is listed as non-numeric.
+    # The time column is chosen, and the rate estimated, from the first row
+    # group's values; ``_scan_time`` then checks every row group's steps. The
+    # schema has no rows, so text cells in a numeric column cannot be found here,
+    # and such a column is listed as non-numeric.
     candidates = _time_candidates(path, empty, options)
     head = empty
     if candidates and parquet.metadata.num_row_groups > 0:
@@ -233,10 +234,13 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
 
     found, irregular = None, None
     if time_column is not None and parquet.metadata.num_rows > 1:
-        # The rate comes from the first row group's timestamps.
         found, irregular = _rate_from_time(
             path, str(time_column), head[time_column], options.time_column
         )
+        if found is not None and parquet.metadata.num_row_groups > 1:
+            irregular = _scan_time(
+                path, parquet, str(time_column), options.time_column, 1.0 / found
+            )
     rate = _resolve_rate(path, found, options.sample_rate)
     n_samples = parquet.metadata.num_rows
     metadata: dict[str, Any] = {
@@ -255,6 +259,94 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
     return ChunkedStream(
         path, [str(c) for c in columns], n_samples, rate, read, metadata
     )
+
+
+def _scan_time(
+    path: Path,
+    parquet,
+    name: str,
+    time_column: str | None,
+    step: float,  # noqa: ANN001
+) -> dict[str, object] | None:
+    """Check the time column of every row group against the median step ``step``.
+
+    Only one row group is held at a time, together with the last time of the
+    group before it. Returns the same description of gaps and short steps that
+    ``_rate_from_time`` gives for a whole file, or None when there are none.
+
+    Raises
+    ------
+    InputError
+        Where time goes backwards or repeats, naming the data row. The whole-file
+        reader drops repeated rows, which chunks read by row number cannot do.
+    """
+    from grindwatch.io.frames import _GAP_FACTOR, _as_datetime, _seconds
+
+    found: dict[str, object] = {"column": name, "median_step_s": step}
+    n_steps = n_gaps = n_short = 0
+    largest_gap = 0.0
+    origin, start, previous, offset = None, None, np.array([]), 0
+    for group in range(parquet.metadata.num_row_groups):
+        column = parquet.read_row_group(group, columns=[name]).column(0).to_pandas()
+        as_datetime = _as_datetime(column)
+        if as_datetime is not None:
+            valid = as_datetime.dropna()
+            if origin is None and not valid.empty:
+                origin = valid.iloc[0]
+            if origin is None:
+                seconds = np.full(len(column), np.nan)
+            else:
+                seconds = (as_datetime - origin).dt.total_seconds().to_numpy()
+        else:
+            seconds = _seconds(name, column, time_column)
+            if seconds is None:
+                return None
+        if start is None and np.isfinite(seconds).any():
+            # Reported times count from the file's first valid timestamp.
+            start = float(seconds[np.isfinite(seconds)][0])
+        joined = np.concatenate([previous, seconds])
+        first_row = offset - previous.size
+        steps = np.diff(joined)
+        known = np.flatnonzero(np.isfinite(steps))
+        backwards = known[steps[known] <= 0]
+        if backwards.size:
+            row = first_row + int(backwards[0]) + 1
+            problem = (
+                "goes backwards"
+                if steps[backwards[0]] < 0
+                else "repeats the time of the row before"
+            )
+            raise InputError(
+                path,
+                f"time column {name!r} {problem} at data row {row}, in row group "
+                f"{group}",
+                "sort the rows by time and drop repeated ones, or score the file "
+                "without data.chunk_samples, which drops repeated rows",
+            )
+        known_steps = steps[known]
+        long = known_steps > _GAP_FACTOR * step
+        short = known_steps < step / _GAP_FACTOR
+        n_steps += int(known.size)
+        n_gaps += int(long.sum())
+        n_short += int(short.sum())
+        if long.any():
+            largest = int(np.argmax(np.where(long, known_steps, -np.inf)))
+            if known_steps[largest] > largest_gap:
+                index = int(known[largest]) + 1
+                largest_gap = float(known_steps[largest])
+                found["largest_gap_s"] = largest_gap
+                found["largest_gap_row"] = first_row + index
+                found["largest_gap_at_s"] = float(joined[index] - start)
+        if short.any() and "first_short_step_row" not in found:
+            index = int(known[int(np.argmax(short))]) + 1
+            found["first_short_step_row"] = first_row + index
+            found["first_short_step_at_s"] = float(joined[index] - start)
+        previous = seconds[-1:]
+        offset += len(column)
+    if not (n_gaps or n_short):
+        return None
+    found.update(n_steps=n_steps, n_gaps=n_gaps, n_short_steps=n_short)
+    return found
 
 
 def _read_rows(parquet, columns: list, start: int, stop: int):  # noqa: ANN001, ANN202
