@@ -380,3 +380,47 @@ def test_cycle_folders_scored_as_one_recording(tmp_path):
     assert rows["path"].tolist() == [f"line1/{c.path.name}" for c in cycles]
     assert rows["status"].tolist() == ["scored", "scored"]
     assert rows["n_windows"].tolist() == [4, 4]
+
+
+def _write_gained(folder: Path, names: list[str], gain: float) -> None:
+    from tests.conftest import make_cycle
+
+    for seed, name in enumerate(names, start=60):
+        data = make_cycle(seed)
+        data[1] *= gain  # vib_y read through another gain
+        frame = pd.DataFrame(data.T, columns=["vib_x", "vib_y", "current"])
+        frame.insert(0, "time", [i / 1000.0 for i in range(data.shape[1])])
+        frame.to_csv(folder / name, index=False)
+
+
+def _run_warnings(caplog) -> list[str]:  # noqa: ANN001
+    messages = [record.getMessage() for record in caplog.records]
+    return [
+        message for message in messages if "recordings in a row were flagged" in message
+    ]
+
+
+def test_run_of_whole_cycle_alarms_warned_once(trained, folder, tmp_path, caplog):
+    watcher = _watcher(trained, folder, tmp_path, run_warning=3)
+    _write_gained(folder, ["a1.csv", "a2.csv", "a3.csv", "a4.csv"], gain=6.0)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.watch"):
+        watcher.poll()
+
+    warned = _run_warnings(caplog)
+    assert len(warned) == 1
+    assert warned[0].startswith("3 recordings in a row were flagged")
+    assert "Channel 'vib_y' leads 3 of them" in warned[0]
+
+
+def test_normal_recording_ends_the_run(trained, folder, tmp_path, caplog):
+    watcher = _watcher(trained, folder, tmp_path, run_warning=3)
+    _write_gained(folder, ["a1.csv", "a2.csv", "b3.csv", "b4.csv"], gain=6.0)
+    _write_gained(folder, ["a3.csv"], gain=1.0)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.watch"):
+        watcher.poll()
+
+    flags = ResultStore(tmp_path / "results.sqlite").frame()["flag"].astype(bool)
+    assert flags.tolist() == [True, True, False, True, True]
+    assert _run_warnings(caplog) == []

@@ -58,6 +58,15 @@ FolderMarkerOpt = Annotated[
 IntervalOpt = Annotated[
     float, typer.Option(help="Seconds between two scans of the folder.")
 ]
+RunWarningOpt = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Warn once when this many recordings in a row are flagged along most "
+        "of their windows, as after a change of operating point or sensor "
+        "(0: never).",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -98,6 +107,7 @@ def serve(
     settle: SettleOpt = 2.0,
     marker_suffix: MarkerSuffixOpt = None,
     folder_marker: FolderMarkerOpt = None,
+    run_warning: RunWarningOpt = 5,
     interval: IntervalOpt = 1.0,
     name: Annotated[
         Optional[str],  # noqa: UP045
@@ -151,6 +161,7 @@ def serve(
             settle,
             marker_suffix,
             folder_marker,
+            run_warning,
         )
     limits = ServiceLimits(int(max_body_mb * 1024 * 1024), max_samples)
     app = _run(
@@ -195,6 +206,7 @@ def watch(
     settle: SettleOpt = 2.0,
     marker_suffix: MarkerSuffixOpt = None,
     folder_marker: FolderMarkerOpt = None,
+    run_warning: RunWarningOpt = 5,
     interval: IntervalOpt = 1.0,
     once: Annotated[
         bool,
@@ -214,7 +226,15 @@ def watch(
     loaded = _load_model(model, tracking_uri)
     store = _run(_store, results)
     watcher = _run(
-        _watcher, loaded, folder, store, csv, settle, marker_suffix, folder_marker
+        _watcher,
+        loaded,
+        folder,
+        store,
+        csv,
+        settle,
+        marker_suffix,
+        folder_marker,
+        run_warning,
     )
     console().print(
         f"Watching {folder}; results in {results}; Ctrl-C stops.", highlight=False
@@ -254,7 +274,16 @@ def _store(path: Path):  # noqa: ANN202
     return ResultStore(path)
 
 
-def _watcher(model, folder, store, csv, settle, marker_suffix, folder_marker):  # noqa: ANN001, ANN202
+def _watcher(  # noqa: ANN202
+    model,  # noqa: ANN001
+    folder,  # noqa: ANN001
+    store,  # noqa: ANN001
+    csv,  # noqa: ANN001
+    settle,  # noqa: ANN001
+    marker_suffix,  # noqa: ANN001
+    folder_marker,  # noqa: ANN001
+    run_warning,  # noqa: ANN001
+):
     from grindwatch.exceptions import InputError
     from grindwatch.watch import Watcher
 
@@ -268,6 +297,7 @@ def _watcher(model, folder, store, csv, settle, marker_suffix, folder_marker):  
         settle_seconds=settle,
         marker_suffix=marker_suffix,
         folder_marker=folder_marker,
+        run_warning=run_warning,
     )
 
 

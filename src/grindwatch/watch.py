@@ -319,6 +319,10 @@ class Watcher:
         When set, every file in a folder that contains a file of this name (for
         example ``_COMPLETE``), and a cycle folder that contains it, counts as
         complete, without waiting.
+    run_warning : int
+        After this many recordings in a row are flagged along more than half of
+        their windows, log one warning that the operating point or a sensor may
+        have changed. The next normal recording ends the run. 0 turns it off.
     """
 
     def __init__(
@@ -330,6 +334,7 @@ class Watcher:
         settle_seconds: float = 2.0,
         marker_suffix: str | None = None,
         folder_marker: str | None = None,
+        run_warning: int = 5,
     ) -> None:
         check_signal_model(model)
         self.model = model
@@ -339,6 +344,9 @@ class Watcher:
         self.settle_seconds = settle_seconds
         self.marker_suffix = marker_suffix
         self.folder_marker = folder_marker
+        self.run_warning = run_warning
+        # Top channels of the current run of recordings flagged throughout.
+        self._run: list[str | None] = []
         self._options = scoring_options(model)
         self._known = store.keys()
         # Path -> (size, mtime_ns, monotonic time first seen with them).
@@ -442,6 +450,35 @@ class Watcher:
             )
         else:
             logger.info("scored %s: %.4g (normal)", key.path, cycle.score)
+        if cycle is not None:
+            self._follow_run(cycle)
+
+    def _follow_run(self, cycle: CycleScore) -> None:
+        """Warn once when recordings flagged throughout keep coming in a row.
+
+        A fault seldom hits every cycle in a row along its whole length, while a
+        change of load, speed, part type or sensor does.
+        """
+        if not (cycle.flag and cycle.flagged_windows > cycle.n_windows / 2):
+            self._run.clear()
+            return
+        self._run.append(cycle.top_channel())
+        if len(self._run) != self.run_warning:
+            return
+        channels = [c for c in self._run if c is not None]
+        leader = ""
+        if channels:
+            top = max(set(channels), key=channels.count)
+            leader = f" Channel '{top}' leads {channels.count(top)} of them."
+        logger.warning(
+            "%d recordings in a row were flagged along most of their windows.%s "
+            "A run like this is what a change of operating point (load, speed, part "
+            "type) or of a sensor (gain, position, a loose mount) looks like, more "
+            "than a fault. Check the machine and the sensor; if the operating point "
+            "changed on purpose, train a model for it.",
+            len(self._run),
+            leader,
+        )
 
     def pending(self) -> list[str]:
         """Files seen but not yet scored, because they were still changing."""
