@@ -191,10 +191,12 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
     import pyarrow
     import pyarrow.parquet as pq
 
+    from grindwatch.io.date_time import check_date_column, date_time_pair_columns
     from grindwatch.io.frames import (
         _channel_columns,
         _choose_time_column,
         _column_metadata,
+        _combine_split_timestamp,
         _rate_from_time,
         _resolve_rate,
         _time_candidates,
@@ -207,16 +209,26 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
             path, f"is not a readable Parquet file ({error})", "check the file"
         ) from None
     empty = parquet.schema_arrow.empty_table().to_pandas()
-    # The time column is chosen from the first row group's values. The schema has
-    # no rows, so text cells in a numeric column cannot be found here, and such a
-    # column is listed as non-numeric.
+    # The time column, and a date column combined with it, are chosen from the
+    # first row group's values. The schema has no rows, so text cells in a
+    # numeric column cannot be found here, and such a column is listed as
+    # non-numeric.
     candidates = _time_candidates(path, empty, options)
+    check_date_column(path, empty, options)
+    head_columns = list(
+        dict.fromkeys([*candidates, *date_time_pair_columns(empty, options)])
+    )
     head = empty
-    if candidates and parquet.metadata.num_row_groups > 0:
-        head = parquet.read_row_group(0, columns=candidates).to_pandas()
-    time_column = _choose_time_column(path, head, candidates, options)
+    if head_columns and parquet.metadata.num_row_groups > 0:
+        head = parquet.read_row_group(0, columns=head_columns).to_pandas()
+    head, candidates, pair = _combine_split_timestamp(path, head, options, candidates)
+    time_column = _choose_time_column(path, head, candidates, options, pair)
+    date_column = None
+    if pair is not None and pair.time_column == time_column:
+        pair.raise_if_invalid(path)
+        date_column = pair.date_column
     columns, left_out, unused_time = _channel_columns(
-        path, empty, options, time_column, candidates
+        path, empty, options, time_column, candidates, date_column
     )
     if options.channels is not None:
         missing = [name for name in options.channels if name not in columns]
@@ -242,7 +254,7 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
     metadata: dict[str, Any] = {
         "source_dtype": str(empty[columns].dtypes.iloc[0]) if columns else ""
     }
-    metadata.update(_column_metadata(time_column, left_out, unused_time))
+    metadata.update(_column_metadata(time_column, left_out, unused_time, date_column))
     if irregular is not None:
         metadata["irregular_time_steps"] = irregular
 
