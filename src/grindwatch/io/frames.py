@@ -63,6 +63,9 @@ def _as_datetime(column: pd.Series) -> pd.Series | None:
         # Numbers as text ("2,5" in a column with a text cell) parse as dates.
         if _mostly_numbers(column):
             return None
+        # NOTE: format="mixed" reads a dotted date such as 01.03.2026 month first
+        # (3 January), so one date-time column that runs past midnight with such
+        # dates shows a gap of about a month.
         parsed = pd.to_datetime(column, errors="coerce", format="mixed", utc=True)
         if parsed.notna().mean() > 0.9:
             return _naive_utc(parsed)
