@@ -780,6 +780,32 @@ def test_date_column_option_finds_clock_column(tmp_path):
     assert recording.metadata["time_column"] == "Zeitpunkt"
 
 
+def test_time_column_option_pairs_with_date(tmp_path):
+    path = tmp_path / "plc.csv"
+    names = ("Datum", "Zeitpunkt")
+    _split_frame(_split_stamps(), "%d.%m.%Y", names=names).to_csv(path, index=False)
+
+    recording = read_file(path, ReadOptions(time_column="Zeitpunkt"))[0]
+
+    assert recording.channels == ["vib"]
+    assert recording.sample_rate == pytest.approx(PAIR_RATE)
+    assert recording.metadata["date_column"] == "Datum"
+
+
+def test_time_column_option_of_seconds_not_paired(tmp_path):
+    path = tmp_path / "plc.csv"
+    frame = _split_frame(_split_stamps(), "%d.%m.%Y", names=("Datum", "Zeitpunkt"))
+    frame["clock"] = np.arange(400) / PAIR_RATE
+    frame.to_csv(path, index=False)
+
+    recording = read_file(path, ReadOptions(time_column="clock"))[0]
+
+    assert recording.channels == ["vib"]
+    assert recording.metadata["time_column"] == "clock"
+    assert "date_column" not in recording.metadata
+    assert recording.metadata["unused_time_columns"] == ["Datum", "Zeitpunkt"]
+
+
 def test_unnamed_pair_read_as_before(tmp_path):
     path = tmp_path / "plc.csv"
     names = ("Tag", "Zeitpunkt")
