@@ -259,3 +259,26 @@ def test_parquet_regular_steps_not_irregular(tmp_path):
 
     assert "irregular_time_steps" not in stream.metadata
     assert stream.sample_rate == pytest.approx(RATE)
+
+
+def test_parquet_date_and_time_cross_midnight_in_later_group(tmp_path):
+    data = _long_signal()
+    stamps = pd.Timestamp("2026-03-01 23:59:58") + pd.to_timedelta(
+        np.arange(data.shape[1]), "ms"
+    )
+    frame = pd.DataFrame(
+        {
+            "Date": stamps.strftime("%d.%m.%Y"),
+            "Time": stamps.strftime("%H:%M:%S.%f").str[:-3],
+            "channel_0": data[0],
+            "channel_1": data[1],
+        }
+    )
+    path = tmp_path / "split.parquet"
+    pq.write_table(pa.Table.from_pandas(frame), path, row_group_size=500)
+
+    stream = open_stream(path, ReadOptions())
+
+    assert stream.channels == ["channel_0", "channel_1"]
+    assert stream.sample_rate == pytest.approx(RATE)
+    assert "irregular_time_steps" not in stream.metadata

@@ -1,5 +1,5 @@
-"""CSV time columns: names and units, the time_column option, time-like channels
-and irregular time steps."""
+"""CSV time columns: names and units, the time_column option, time-like channels,
+irregular time steps, and date columns combined with time-of-day columns."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import logging
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from grindwatch.config import Config
-from grindwatch.exceptions import InputError
+from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.io import ReadOptions, load_recordings, read_file
+from grindwatch.io.chunks import open_stream
 from grindwatch.pipeline import read_options
 from tests.conftest import make_cycle
 
@@ -474,3 +477,388 @@ def test_named_channel_not_warned_time_like(tmp_path, caplog):
 
     assert recordings.recordings[0].channels == ["time_ms", "a"]
     assert not [r for r in caplog.records if "time or sample index" in r.message]
+
+
+# A date column and a time-of-day column ------------------------------------------
+
+# 400 samples at 100 Hz, from 2 s before midnight to 2 s after it.
+PAIR_RATE = 100.0
+
+
+def _split_stamps(start="2026-03-01 23:59:58", n_samples=400):  # noqa: ANN001, ANN202
+    steps = pd.to_timedelta(np.arange(n_samples) * 10, unit="ms")
+    return pd.Timestamp(start) + steps
+
+
+def _split_frame(
+    stamps,  # noqa: ANN001
+    date_format="%Y-%m-%d",
+    time_format="%H:%M:%S.%f",
+    names=("Date", "Time"),
+):  # noqa: ANN202
+    rng = np.random.default_rng(9)
+    times = [stamp.strftime(time_format) for stamp in stamps]
+    if time_format.endswith("%f"):
+        times = [text[:-3] for text in times]  # milliseconds
+    return pd.DataFrame(
+        {
+            names[0]: [stamp.strftime(date_format) for stamp in stamps],
+            names[1]: times,
+            "vib": rng.standard_normal(len(stamps)),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("names", "date_format", "start"),
+    [
+        (("Date", "Time"), "%Y-%m-%d", "2026-03-01 23:59:58"),
+        (("Datum", "Uhrzeit"), "%d.%m.%Y", "2026-03-01 23:59:58"),
+        (("date", "time"), "%Y/%m/%d", "2026-03-01 23:59:58"),
+        (("Datum", "Zeit"), "%d.%m.%y", "2025-12-31 23:59:58"),
+        (("Date (dd.mm.yyyy)", "Time [hh:mm:ss]"), "%d.%m.%Y", "2026-03-01 23:59:58"),
+        (("Day", "Time of day"), "%d %b %Y", "2026-03-01 23:59:58"),
+        # Day first, because 13 cannot be a month.
+        (("Date", "Time"), "%d/%m/%Y", "2026-03-12 23:59:58"),
+        # 03/01 and 04/01 fit both orders, but only day first puts them a day apart.
+        (("Date", "Time"), "%d/%m/%Y", "2026-01-03 23:59:58"),
+        (("Date", "Time"), "%m/%d/%Y", "2026-01-03 23:59:58"),
+        (("Date", "Time"), "%d-%m-%Y", "2026-01-03 23:59:58"),
+    ],
+)
+def test_date_and_time_columns_cross_midnight(tmp_path, names, date_format, start):
+    path = tmp_path / "night.csv"
+    frame = _split_frame(_split_stamps(start), date_format, names=names)
+    frame.to_csv(path, sep=";", index=False)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["vib"]
+    assert recording.n_samples == 400
+    assert recording.sample_rate == pytest.approx(PAIR_RATE)
+    assert recording.metadata["time_column"] == names[1]
+    assert recording.metadata["date_column"] == names[0]
+    assert "irregular_time_steps" not in recording.metadata
+    assert "unused_time_columns" not in recording.metadata
+
+
+@pytest.mark.parametrize(
+    "time_format",
+    ["%H:%M:%S,%f", "%I:%M:%S.%f %p", "%H:%M:%S.%f000"],
+)
+def test_time_of_day_formats_cross_midnight(tmp_path, time_format):
+    path = tmp_path / "night.csv"
+    _split_frame(_split_stamps(), "%d.%m.%Y", time_format).to_csv(
+        path, sep=";", index=False
+    )
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["vib"]
+    assert recording.sample_rate == pytest.approx(PAIR_RATE)
+    assert "irregular_time_steps" not in recording.metadata
+
+
+def test_whole_seconds_cross_midnight(tmp_path):
+    path = tmp_path / "slow.csv"
+    stamps = pd.Timestamp("2026-03-01 23:58:00") + pd.to_timedelta(
+        np.arange(300), unit="s"
+    )
+    _split_frame(stamps, "%Y-%m-%d", "%H:%M:%S").to_csv(path, index=False)
+
+    recording = read_file(path)[0]
+
+    assert recording.n_samples == 300
+    assert recording.sample_rate == pytest.approx(1.0)
+    assert "irregular_time_steps" not in recording.metadata
+
+
+def test_numeric_date_column_is_no_channel(tmp_path):
+    path = tmp_path / "plc.csv"
+    frame = _split_frame(_split_stamps(), "%Y%m%d", names=("Datum", "Uhrzeit"))
+    frame["Datum"] = frame["Datum"].astype(int)
+    frame.to_csv(path, sep=";", index=False)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["vib"]
+    assert recording.sample_rate == pytest.approx(PAIR_RATE)
+    assert recording.metadata["date_column"] == "Datum"
+
+
+def test_date_time_gap_across_midnight(tmp_path):
+    stamps = _split_stamps().to_series(index=range(400))
+    stamps.iloc[200:] += pd.Timedelta(seconds=5)
+    path = tmp_path / "pause.csv"
+    _split_frame(stamps).to_csv(path, index=False)
+
+    recording = read_file(path)[0]
+
+    steps = recording.metadata["irregular_time_steps"]
+    assert recording.sample_rate == pytest.approx(PAIR_RATE)
+    assert steps["column"] == "Time"
+    assert steps["n_gaps"] == 1
+    assert steps["largest_gap_row"] == 200
+    assert steps["largest_gap_s"] == pytest.approx(5.01)
+
+
+def test_date_time_repeats_dropped(tmp_path, caplog):
+    stamps = _split_stamps().to_series(index=range(400))
+    stamps.iloc[201] = stamps.iloc[200]
+    path = tmp_path / "twice.csv"
+    _split_frame(stamps).to_csv(path, index=False)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        recording = read_file(path)[0]
+
+    assert recording.n_samples == 399
+    assert "dropped 1 rows that repeat a timestamp of column 'Time'" in caplog.text
+    assert "first at data row 201" in caplog.text
+
+
+def test_empty_date_time_cells_are_no_gap(tmp_path):
+    frame = _split_frame(_split_stamps())
+    frame.loc[150, "Date"] = None
+    frame.loc[250, "Time"] = None
+    path = tmp_path / "holes.csv"
+    frame.to_csv(path, index=False)
+
+    recording = read_file(path)[0]
+
+    assert recording.n_samples == 400
+    assert recording.sample_rate == pytest.approx(PAIR_RATE)
+    assert "irregular_time_steps" not in recording.metadata
+
+
+def test_date_not_changing_at_midnight_raises(tmp_path):
+    frame = _split_frame(_split_stamps())
+    frame["Date"] = "2026-03-01"
+    path = tmp_path / "stuck.csv"
+    frame.to_csv(path, index=False)
+
+    with pytest.raises(
+        InputError,
+        match=r"stuck.csv: time column 'Time' \(combined with date column 'Date'\) "
+        r"goes backwards at data row 200 .*check that the dates in column 'Date' "
+        "change at midnight",
+    ):
+        read_file(path)
+
+
+@pytest.mark.parametrize(
+    ("column", "cell", "problem"),
+    [
+        ("Datum", "32.03.2026", "is not a date"),
+        ("Datum", "01.03.2026 10:00", "is not a date"),
+        ("Uhrzeit", "24:00:01", "is not a time of day"),
+        ("Uhrzeit", "ERR", "is not a time of day"),
+    ],
+)
+def test_invalid_date_time_cell_raises(tmp_path, column, cell, problem):
+    frame = _split_frame(_split_stamps(), "%d.%m.%Y", names=("Datum", "Uhrzeit"))
+    frame.loc[7, column] = cell
+    path = tmp_path / "broken.csv"
+    frame.to_csv(path, sep=";", index=False)
+
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+
+    message = str(raised.value)
+    assert message.startswith(f"{path}: cannot combine date column 'Datum' with")
+    assert f"{cell!r} at data row 7 {problem}" in message
+    assert "correct or delete that row" in message
+
+
+def test_ambiguous_dates_far_apart_raise(tmp_path):
+    stamps = _split_stamps().to_series(index=range(400))
+    stamps.iloc[200:] += pd.Timedelta(days=3)
+    path = tmp_path / "weekend.csv"
+    _split_frame(stamps, "%d/%m/%Y").to_csv(path, index=False)
+
+    with pytest.raises(
+        InputError,
+        match=r"weekend.csv: date column 'Date' has dates such as '01/03/2026' and "
+        r"'05/03/2026' that may be day first or month first.*write the dates "
+        r"year first \(2026-03-01\)",
+    ):
+        read_file(path)
+
+
+def test_mixed_date_orders_raise(tmp_path):
+    frame = _split_frame(_split_stamps("2026-03-13 23:59:58"), "%d/%m/%Y")
+    frame.loc[0, "Date"] = "03/13/2026"
+    path = tmp_path / "mixed.csv"
+    frame.to_csv(path, index=False)
+
+    with pytest.raises(
+        InputError,
+        match="has day-first dates \\('13/03/2026'\\) and month-first dates "
+        "\\('03/13/2026'\\)",
+    ):
+        read_file(path)
+
+
+def test_date_beside_seconds_not_combined(tmp_path):
+    frame = _split_frame(_split_stamps())
+    frame.insert(0, "Time [s]", np.arange(400) / PAIR_RATE)
+    path = tmp_path / "both.csv"
+    frame.to_csv(path, index=False)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["vib"]
+    assert recording.metadata["time_column"] == "Time [s]"
+    assert "date_column" not in recording.metadata
+    assert recording.metadata["unused_time_columns"] == ["Date", "Time"]
+
+
+def test_date_and_time_in_feature_table_left_out(tmp_path):
+    frame = _split_frame(_split_stamps(n_samples=5))
+    frame.loc[2, "Date"] = "not a date"
+    frame["force"] = np.arange(5.0)
+    path = tmp_path / "cycles.csv"
+    frame.to_csv(path, index=False)
+
+    rows = read_file(path, ReadOptions(kind="table"))
+
+    assert len(rows) == 5
+    assert rows[0].channels == ["vib", "force"]
+
+
+def test_date_and_time_columns_from_parquet(tmp_path):
+    stamps = _split_stamps()
+    table = pa.table(
+        {
+            "Date": pa.array([stamp.date() for stamp in stamps], pa.date32()),
+            "Time": pa.array([stamp.time() for stamp in stamps], pa.time64("us")),
+            "vib": np.sin(np.arange(400) / 10.0),
+        }
+    )
+    path = tmp_path / "night.parquet"
+    pq.write_table(table, path, row_group_size=100)
+
+    recording = read_file(path)[0]
+    stream = open_stream(path)
+
+    for read in (recording, stream):
+        assert read.channels == ["vib"]
+        assert read.sample_rate == pytest.approx(PAIR_RATE)
+        assert read.metadata["date_column"] == "Date"
+        assert "irregular_time_steps" not in read.metadata
+
+
+# The date_column option -----------------------------------------------------------
+
+
+def test_date_column_option_names_pair(tmp_path):
+    path = tmp_path / "plc.csv"
+    names = ("Tag", "Zeitpunkt")
+    _split_frame(_split_stamps(), "%d.%m.%Y", names=names).to_csv(path, index=False)
+    options = read_options(
+        Config().with_overrides(
+            {"data.date_column": "Tag", "data.time_column": "Zeitpunkt"}
+        )
+    )
+
+    recording = read_file(path, options)[0]
+
+    assert recording.channels == ["vib"]
+    assert recording.sample_rate == pytest.approx(PAIR_RATE)
+    assert recording.metadata["date_column"] == "Tag"
+    assert recording.metadata["time_column"] == "Zeitpunkt"
+
+
+def test_date_column_option_finds_clock_column(tmp_path):
+    path = tmp_path / "plc.csv"
+    names = ("Tag", "Zeitpunkt")
+    _split_frame(_split_stamps(), "%d.%m.%Y", names=names).to_csv(path, index=False)
+
+    recording = read_file(path, ReadOptions(date_column="Tag"))[0]
+
+    assert recording.channels == ["vib"]
+    assert recording.sample_rate == pytest.approx(PAIR_RATE)
+    assert recording.metadata["time_column"] == "Zeitpunkt"
+
+
+def test_time_column_option_pairs_with_date(tmp_path):
+    path = tmp_path / "plc.csv"
+    names = ("Datum", "Zeitpunkt")
+    _split_frame(_split_stamps(), "%d.%m.%Y", names=names).to_csv(path, index=False)
+
+    recording = read_file(path, ReadOptions(time_column="Zeitpunkt"))[0]
+
+    assert recording.channels == ["vib"]
+    assert recording.sample_rate == pytest.approx(PAIR_RATE)
+    assert recording.metadata["date_column"] == "Datum"
+
+
+def test_time_column_option_of_seconds_not_paired(tmp_path):
+    path = tmp_path / "plc.csv"
+    frame = _split_frame(_split_stamps(), "%d.%m.%Y", names=("Datum", "Zeitpunkt"))
+    frame["clock"] = np.arange(400) / PAIR_RATE
+    frame.to_csv(path, index=False)
+
+    recording = read_file(path, ReadOptions(time_column="clock"))[0]
+
+    assert recording.channels == ["vib"]
+    assert recording.metadata["time_column"] == "clock"
+    assert "date_column" not in recording.metadata
+    assert recording.metadata["unused_time_columns"] == ["Datum", "Zeitpunkt"]
+
+
+def test_unnamed_pair_read_as_before(tmp_path):
+    path = tmp_path / "plc.csv"
+    names = ("Tag", "Zeitpunkt")
+    _split_frame(_split_stamps(), "%d.%m.%Y", names=names).to_csv(path, index=False)
+
+    with pytest.raises(InputError, match="time column 'Zeitpunkt' goes backwards"):
+        read_file(path)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        (
+            ReadOptions(date_column="Datum"),
+            r"date column 'Datum' not found; the columns are \['Date', 'Time', "
+            r"'vib'\]; fix data.date_column",
+        ),
+        (
+            ReadOptions(date_column="Date", time_column="Date"),
+            "column 'Date' is named both as the date column and as the time column",
+        ),
+        (
+            ReadOptions(date_column="Date", channels=("Date", "vib")),
+            "column 'Date' is named both as the date column and as a channel",
+        ),
+        (
+            ReadOptions(date_column="Date", time_column="vib"),
+            r"with time column 'vib': '-?\d\.\d+' at data row 0 is not a time of day",
+        ),
+    ],
+)
+def test_date_column_option_invalid_raises(tmp_path, options, match):
+    path = tmp_path / "night.csv"
+    _split_frame(_split_stamps()).to_csv(path, index=False)
+
+    with pytest.raises(InputError, match=match):
+        read_file(path, options)
+
+
+def test_date_column_option_without_clock_raises(tmp_path):
+    path = tmp_path / "dates.csv"
+    _split_frame(_split_stamps()).drop(columns="Time").to_csv(path, index=False)
+
+    with pytest.raises(
+        InputError,
+        match="no time-of-day column found beside date column 'Date' "
+        r"\(data.date_column\).*name the time-of-day column with data.time_column",
+    ):
+        read_file(path, ReadOptions(date_column="Date"))
+
+
+def test_date_column_setting_equal_to_time_column_rejected():
+    with pytest.raises(ConfigError, match="date_column and time_column both name"):
+        Config().with_overrides(
+            {"data.date_column": "Datum", "data.time_column": "Datum"}
+        )

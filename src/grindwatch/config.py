@@ -48,6 +48,10 @@ class DataConfig(Section):
     )
     # The CSV or Parquet column that contains time, when its name is not recognised.
     time_column: str | None = None
+    # The column of dates when each timestamp is split into a date column and a
+    # time-of-day column (time_column, or found by name). With None, a pair is
+    # found by the column names.
+    date_column: str | None = None
     sample_rate: float | None = Field(default=None, gt=0)
     id_column: str | None = None
     nan_policy: Literal["raise", "interpolate"] = "raise"
@@ -94,6 +98,16 @@ class DataConfig(Section):
                 "utf-8, latin-1 or cp1252"
             ) from None
         return value
+
+    @model_validator(mode="after")
+    def _distinct_date_column(self) -> DataConfig:
+        if self.date_column is not None and self.date_column == self.time_column:
+            raise ValueError(
+                f"date_column and time_column both name {self.date_column!r}; "
+                "date_column names the column of dates and time_column the column "
+                "of times of day"
+            )
+        return self
 
 
 class WindowConfig(Section):

@@ -43,6 +43,7 @@ def read_options(config: Config) -> ReadOptions:
         channels=tuple(data.channels) if data.channels else None,
         label_columns=tuple(data.label_columns),
         time_column=data.time_column,
+        date_column=data.date_column,
         sample_rate=data.sample_rate,
         id_column=data.id_column,
         nan_policy=data.nan_policy,

@@ -191,10 +191,12 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
     import pyarrow
     import pyarrow.parquet as pq
 
+    from grindwatch.io.date_time import check_date_column, date_time_pair_columns
     from grindwatch.io.frames import (
         _channel_columns,
         _choose_time_column,
         _column_metadata,
+        _combine_split_timestamp,
         _rate_from_time,
         _resolve_rate,
         _time_candidates,
@@ -207,17 +209,26 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
             path, f"is not a readable Parquet file ({error})", "check the file"
         ) from None
     empty = parquet.schema_arrow.empty_table().to_pandas()
-    # The time column is chosen, and the rate estimated, from the first row
-    # group's values; ``_scan_time`` then checks every row group's steps. The
-    # schema has no rows, so text cells in a numeric column cannot be found here,
-    # and such a column is listed as non-numeric.
+    # The time column, a date column combined with it, and the rate are chosen
+    # from the first row group's values; ``_scan_time`` then checks the steps of
+    # every row group. The schema has no rows, so text cells in a numeric column
+    # cannot be found here, and such a column is listed as non-numeric.
     candidates = _time_candidates(path, empty, options)
+    check_date_column(path, empty, options)
+    head_columns = list(
+        dict.fromkeys([*candidates, *date_time_pair_columns(empty, options)])
+    )
     head = empty
-    if candidates and parquet.metadata.num_row_groups > 0:
-        head = parquet.read_row_group(0, columns=candidates).to_pandas()
-    time_column = _choose_time_column(path, head, candidates, options)
+    if head_columns and parquet.metadata.num_row_groups > 0:
+        head = parquet.read_row_group(0, columns=head_columns).to_pandas()
+    head, candidates, pair = _combine_split_timestamp(path, head, options, candidates)
+    time_column = _choose_time_column(path, head, candidates, options, pair)
+    date_column = None
+    if pair is not None and pair.time_column == time_column:
+        pair.raise_if_invalid(path)
+        date_column = pair.date_column
     columns, left_out, unused_time = _channel_columns(
-        path, empty, options, time_column, candidates
+        path, empty, options, time_column, candidates, date_column
     )
     if options.channels is not None:
         missing = [name for name in options.channels if name not in columns]
@@ -239,14 +250,14 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
         )
         if found is not None and parquet.metadata.num_row_groups > 1:
             irregular = _scan_time(
-                path, parquet, str(time_column), options.time_column, 1.0 / found
+                path, parquet, time_column, date_column, options, 1.0 / found
             )
     rate = _resolve_rate(path, found, options.sample_rate)
     n_samples = parquet.metadata.num_rows
     metadata: dict[str, Any] = {
         "source_dtype": str(empty[columns].dtypes.iloc[0]) if columns else ""
     }
-    metadata.update(_column_metadata(time_column, left_out, unused_time))
+    metadata.update(_column_metadata(time_column, left_out, unused_time, date_column))
     if irregular is not None:
         metadata["irregular_time_steps"] = irregular
 
@@ -263,10 +274,11 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
 
 def _scan_time(
     path: Path,
-    parquet,
-    name: str,
-    time_column: str | None,
-    step: float,  # noqa: ANN001
+    parquet,  # noqa: ANN001
+    name: object,
+    date_column: object | None,
+    options: ReadOptions,
+    step: float,
 ) -> dict[str, object] | None:
     """Check the time column of every row group against the median step ``step``.
 
@@ -280,14 +292,27 @@ def _scan_time(
         Where time goes backwards or repeats, naming the data row. The whole-file
         reader drops repeated rows, which chunks read by row number cannot do.
     """
+    from dataclasses import replace
+
+    from grindwatch.io.date_time import find_date_time_pair
     from grindwatch.io.frames import _GAP_FACTOR, _as_datetime, _seconds
 
-    found: dict[str, object] = {"column": name, "median_step_s": step}
+    read = [name] if date_column is None else [date_column, name]
+    # The pair is named, so each row group combines the same two columns.
+    paired = replace(options, date_column=date_column, time_column=name)
+
+    found: dict[str, object] = {"column": str(name), "median_step_s": step}
     n_steps = n_gaps = n_short = 0
     largest_gap = 0.0
     origin, start, previous, offset = None, None, np.array([]), 0
     for group in range(parquet.metadata.num_row_groups):
-        column = parquet.read_row_group(group, columns=[name]).column(0).to_pandas()
+        frame = parquet.read_row_group(group, columns=read).to_pandas()
+        column = frame[name]
+        if date_column is not None:
+            pair = find_date_time_pair(path, frame, paired)
+            if pair is not None:
+                pair.raise_if_invalid(path)
+                column = pair.values
         as_datetime = _as_datetime(column)
         if as_datetime is not None:
             valid = as_datetime.dropna()
@@ -298,7 +323,7 @@ def _scan_time(
             else:
                 seconds = (as_datetime - origin).dt.total_seconds().to_numpy()
         else:
-            seconds = _seconds(name, column, time_column)
+            seconds = _seconds(str(name), column, options.time_column)
             if seconds is None:
                 return None
         if start is None and np.isfinite(seconds).any():

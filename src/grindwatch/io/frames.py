@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from grindwatch.exceptions import InputError, shorten_list
+from grindwatch.io.date_time import DateTimePair, find_date_time_pair
 from grindwatch.io.options import ReadOptions
 from grindwatch.io.recording import Recording
 from grindwatch.io.samples import low_precision_channels
@@ -61,6 +63,9 @@ def _as_datetime(column: pd.Series) -> pd.Series | None:
         # Numbers as text ("2,5" in a column with a text cell) parse as dates.
         if _mostly_numbers(column):
             return None
+        # NOTE: format="mixed" reads a dotted date such as 01.03.2026 month first
+        # (3 January), so one date-time column that runs past midnight with such
+        # dates shows a gap of about a month.
         parsed = pd.to_datetime(column, errors="coerce", format="mixed", utc=True)
         if parsed.notna().mean() > 0.9:
             return _naive_utc(parsed)
@@ -118,21 +123,51 @@ def _time_candidates(path: Path, frame: pd.DataFrame, options: ReadOptions) -> l
     return found if named is None else [named, *found]
 
 
+def _combine_split_timestamp(
+    path: Path, frame: pd.DataFrame, options: ReadOptions, candidates: list
+) -> tuple[pd.DataFrame, list, DateTimePair | None]:
+    """Put date plus time of day into the time-of-day column of a split timestamp.
+
+    Returns the frame, the time column candidates with both columns of the pair
+    added, and the pair (see ``find_date_time_pair``). Without a pair, the frame
+    and candidates are returned unchanged. With one, the frame is a new one,
+    and the caller's frame keeps its values.
+    """
+    pair = find_date_time_pair(path, frame, options)
+    if pair is None:
+        return frame, candidates, None
+    frame = frame.copy(deep=False)
+    frame[pair.time_column] = pair.values
+    added = [
+        name for name in (pair.time_column, pair.date_column) if name not in candidates
+    ]
+    return frame, [*candidates, *added], pair
+
+
 def _choose_time_column(
-    path: Path, frame: pd.DataFrame, candidates: list, options: ReadOptions
+    path: Path,
+    frame: pd.DataFrame,
+    candidates: list,
+    options: ReadOptions,
+    pair: DateTimePair | None = None,
 ) -> object | None:
     """Pick the time column among ``candidates``, or None if none can be one.
 
-    ``options.time_column`` wins. Otherwise full time names (``Time [s]``) come
-    before the one-letter ``t``/``T``, then strictly increasing columns before
-    others, then file order. A column whose median step is not positive, such
-    as a date column that repeats one day on every row, is not a time column.
+    ``options.time_column`` wins, and so does the time-of-day column of ``pair``
+    when ``options.date_column`` is set. Otherwise full time names (``Time [s]``)
+    come before the one-letter ``t``/``T``, then strictly increasing columns
+    before others, then file order. A column whose median step is not positive,
+    such as a date column that repeats one day on every row, is not a time
+    column. The date column of ``pair`` is never the time column, because the
+    pair's time-of-day column holds the combined values.
 
     Raises
     ------
     InputError
         If ``options.time_column`` names a column that does not increase.
     """
+    if pair is not None and options.date_column is not None:
+        return pair.time_column
     named = options.time_column
     if named is not None:
         seconds = _seconds(str(named), frame[named], named)
@@ -146,10 +181,10 @@ def _choose_time_column(
                 "name a column that counts time, or unset data.time_column",
             )
         return named
-    # NOTE: a date column and a time-of-day column are not combined, so a
-    # recording that runs past midnight raises as time going backwards.
     ranked = []
     for order, name in enumerate(candidates):
+        if pair is not None and name == pair.date_column:
+            continue
         rank = _time_rank(str(name), frame[name])
         if rank is not None:
             ranked.append((is_one_letter_time_name(str(name)), rank, order))
@@ -337,12 +372,14 @@ def _channel_columns(
     options: ReadOptions,
     time_column: object | None,
     time_candidates: list,
+    date_column: object | None = None,
 ) -> tuple[list, list[str], list[str]]:
     """Split the columns into numeric channels, non-numeric columns left out and
     time columns left out.
 
-    ``time_column`` is the chosen time column and ``time_candidates`` the columns
-    that could have been (see ``_time_candidates``). The other candidates are
+    ``time_column`` is the chosen time column, ``date_column`` the date column
+    combined with it, if any, and ``time_candidates`` the columns that could
+    have been the time column (see ``_time_candidates``). The other candidates are
     left out, except a numeric one with a one-letter name (``T``), which is
     usually a temperature and stays a channel. Label and index columns are
     neither channels nor left out, nor is ``options.id_column`` (numeric or
@@ -365,7 +402,7 @@ def _channel_columns(
         column = frame[name]
         is_bool = pd.api.types.is_bool_dtype(column)
         is_number = pd.api.types.is_numeric_dtype(column) and not is_bool
-        if str(name).lower() in label_names or name == time_column:
+        if str(name).lower() in label_names or name in (time_column, date_column):
             continue
         if name in time_candidates:
             if is_number and is_one_letter_time_name(str(name)):
@@ -525,13 +562,18 @@ def _time_values(name: str, column: pd.Series) -> np.ndarray | None:
     return None
 
 
-def _ordered_by_time(path: Path, frame: pd.DataFrame, name: str) -> pd.DataFrame:
+def _ordered_by_time(
+    path: Path, frame: pd.DataFrame, name: str, date_column: object | None = None
+) -> pd.DataFrame:
     """Drop rows that repeat a timestamp; raise where time goes backwards.
 
     A repeated timestamp is what a logger writes when it flushes a buffer twice, so
     the first row is kept and the repeats are dropped with a warning. Time running
     backwards means rows were merged out of order, and sorting them could hide a
     clock jump, so it raises.
+
+    ``date_column`` is the date column whose dates ``name`` holds combined with
+    its times of day, if any.
 
     Raises
     ------
@@ -546,11 +588,19 @@ def _ordered_by_time(path: Path, frame: pd.DataFrame, name: str) -> pd.DataFrame
     backwards = steps < steps.dtype.type(0)
     if backwards.any():
         row = int(np.argmax(backwards)) + 1
+        column = f"time column {name!r}"
+        fix = "sort the rows by time, or remove the time column if the order is right"
+        if date_column is not None:
+            column += f" (combined with date column {date_column!r})"
+            fix = (
+                "sort the rows by time; if the order is right, check that the "
+                f"dates in column {date_column!r} change at midnight"
+            )
         raise InputError(
             path,
-            f"time column {name!r} goes backwards at data row {row} "
+            f"{column} goes backwards at data row {row} "
             f"({frame[name].iloc[row]} after {frame[name].iloc[row - 1]})",
-            "sort the rows by time, or remove the time column if the order is right",
+            fix,
         )
     if zero.any():
         first = int(np.argmax(zero)) + 1
@@ -566,23 +616,58 @@ def _ordered_by_time(path: Path, frame: pd.DataFrame, name: str) -> pd.DataFrame
     return frame
 
 
-def _column_roles(path: Path, frame: pd.DataFrame, options: ReadOptions):  # noqa: ANN202
-    """Return the time column (or None), the numeric channels, the non-numeric
-    columns left out and the time columns left out (see ``_channel_columns``)."""
+class _ColumnRoles(NamedTuple):
+    """The roles of a table's columns.
+
+    ``frame`` is the table with a split timestamp combined (see
+    ``_combine_split_timestamp``). ``date_pair`` is the combined date and
+    time-of-day pair when its time-of-day column is ``time_column``, else None.
+    ``left_out`` are non-numeric columns and ``unused_time`` time-like columns,
+    neither of them channels (see ``_channel_columns``).
+    """
+
+    frame: pd.DataFrame
+    time_column: object | None
+    date_pair: DateTimePair | None
+    numeric: list
+    left_out: list[str]
+    unused_time: list[str]
+
+    @property
+    def date_column(self) -> object | None:
+        return None if self.date_pair is None else self.date_pair.date_column
+
+
+def _column_roles(
+    path: Path, frame: pd.DataFrame, options: ReadOptions
+) -> _ColumnRoles:
     candidates = _time_candidates(path, frame, options)
-    time_column = _choose_time_column(path, frame, candidates, options)
+    frame, candidates, pair = _combine_split_timestamp(path, frame, options, candidates)
+    time_column = _choose_time_column(path, frame, candidates, options, pair)
+    if pair is not None and pair.time_column != time_column:
+        pair = None
     numeric, left_out, unused_time = _channel_columns(
-        path, frame, options, time_column, candidates
+        path,
+        frame,
+        options,
+        time_column,
+        candidates,
+        None if pair is None else pair.date_column,
     )
-    return time_column, numeric, left_out, unused_time
+    return _ColumnRoles(frame, time_column, pair, numeric, left_out, unused_time)
 
 
 def _column_metadata(
-    time_column: object | None, left_out: list[str], unused_time: list[str]
+    time_column: object | None,
+    left_out: list[str],
+    unused_time: list[str],
+    date_column: object | None = None,
 ) -> dict[str, object]:
     metadata: dict[str, object] = {}
     if time_column is not None:
         metadata["time_column"] = str(time_column)
+    if date_column is not None:
+        metadata["date_column"] = str(date_column)
     if left_out:
         metadata["non_numeric_columns"] = left_out
     if unused_time:
@@ -594,23 +679,30 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
     """Build one signal recording from a table whose rows are samples."""
     # Checked before empty rows are dropped, so a bad cell's data row is its row
     # in the file.
-    time_column, numeric, left_out, unused_time = _column_roles(path, frame, options)
-    frame = _drop_empty_rows(path, frame)
+    roles = _column_roles(path, frame, options)
+    if roles.date_pair is not None:
+        roles.date_pair.raise_if_invalid(path)
+    time_column = roles.time_column
+    frame = _drop_empty_rows(path, roles.frame)
     if frame.empty:
         raise InputError(path, "the file holds no data rows", "check the file")
 
     sample_rate, irregular = None, None
     if time_column is not None:
-        frame = _ordered_by_time(path, frame, time_column)
+        frame = _ordered_by_time(path, frame, time_column, roles.date_column)
         sample_rate, irregular = _rate_from_time(
             path, str(time_column), frame[time_column], options.time_column
         )
     sample_rate = _resolve_rate(path, sample_rate, options.sample_rate)
 
-    channels = _select(path, numeric, options)
+    channels = _select(path, roles.numeric, options)
     values = frame[channels].to_numpy()
     metadata: dict[str, object] = {"source_dtype": str(values.dtype)}
-    metadata.update(_column_metadata(time_column, left_out, unused_time))
+    metadata.update(
+        _column_metadata(
+            time_column, roles.left_out, roles.unused_time, roles.date_column
+        )
+    )
     if irregular is not None:
         metadata["irregular_time_steps"] = irregular
     names = [str(name) for name in channels]
@@ -645,12 +737,12 @@ def _resolve_rate(path: Path, found: float | None, given: float | None):
 
 def frame_to_table_rows(path: Path, frame: pd.DataFrame, options: ReadOptions):
     """Build one recording per row of a per-cycle feature table."""
-    time_column, numeric, left_out, unused_time = _column_roles(path, frame, options)
-    frame = _drop_empty_rows(path, frame)
+    roles = _column_roles(path, frame, options)
+    frame = _drop_empty_rows(path, roles.frame)
     if frame.empty:
         raise InputError(path, "the table holds no rows", "check the file")
 
-    features = _select(path, numeric, options)
+    features = _select(path, roles.numeric, options)
     values = frame[features].to_numpy(dtype=np.float64)
     names = [str(name) for name in features]
     bad = ~np.isfinite(values)
@@ -676,8 +768,11 @@ def frame_to_table_rows(path: Path, frame: pd.DataFrame, options: ReadOptions):
         row_names = [f"{path.stem}#{i}" for i in range(len(frame))]
 
     rows = []
+    column_metadata = _column_metadata(
+        roles.time_column, roles.left_out, roles.unused_time, roles.date_column
+    )
     for i, row_name in enumerate(row_names):
-        metadata = {"row": i, **_column_metadata(time_column, left_out, unused_time)}
+        metadata = {"row": i, **column_metadata}
         rows.append(
             Recording(
                 name=row_name,

@@ -49,7 +49,13 @@ class ReadOptions:
     time_column : str or None
         The CSV or Parquet column that contains time, for a name that is not
         recognised as one (see ``grindwatch.io.time_names``). A unit in its name
-        (``clock [ms]``) is read; without one, numbers are seconds.
+        (``clock [ms]``) is read; without one, numbers are seconds. With a date
+        column, it is the column of times of day.
+    date_column : str or None
+        The CSV or Parquet column of dates whose times of day are in another
+        column, as in ``Date;Time`` exports. The time-of-day column is
+        ``time_column``, or the column recognised as one (see
+        ``grindwatch.io.date_time``). None finds such a pair by its column names.
     sample_rate : float or None
         Samples per second, for files that do not store it.
     id_column : str or None
@@ -108,6 +114,7 @@ class ReadOptions:
     known_channels: tuple[str, ...] = ()
     label_columns: tuple[str, ...] = field(default=DEFAULT_LABEL_COLUMNS)
     time_column: str | None = None
+    date_column: str | None = None
     sample_rate: float | None = None
     id_column: str | None = None
     nan_policy: str = "raise"

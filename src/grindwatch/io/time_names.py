@@ -9,6 +9,10 @@ The one-letter stem ``t`` (``T``, ``t [s]``, ``T_s``) is also the usual symbol f
 temperature, so ``is_one_letter_time_name`` marks it, and the readers take such a
 column as time only when its values strictly increase (see
 ``grindwatch.io.frames``).
+
+A date column (``Date``, ``Datum``) and a time-of-day column (``Time``,
+``Uhrzeit``) are recognised by the separate names in ``DATE_NAMES`` and
+``TIME_OF_DAY_NAMES``, which only pair columns (see ``grindwatch.io.date_time``).
 """
 
 from __future__ import annotations
@@ -16,8 +20,12 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "DATE_NAMES",
+    "TIME_OF_DAY_NAMES",
     "TIME_STEMS",
+    "is_date_name",
     "is_one_letter_time_name",
+    "is_time_of_day_name",
     "seconds_per_unit",
     "time_name_scale",
 ]
@@ -42,6 +50,23 @@ TIME_STEMS = frozenset(
         "seconds",
         "sec",
         "secs",
+    }
+)
+
+# Names of the two columns of a split timestamp, compared like TIME_STEMS after a
+# bracketed note such as a format ("Date (dd.mm.yyyy)") is removed. They are kept
+# apart from TIME_STEMS, so "Uhrzeit" alone is still no time name.
+DATE_NAMES = frozenset({"date", "datum", "day", "fecha"})
+TIME_OF_DAY_NAMES = frozenset(
+    {
+        "time",
+        "zeit",
+        "uhrzeit",
+        "time of day",
+        "tageszeit",
+        "clock",
+        "clock time",
+        "hora",
     }
 )
 
@@ -85,6 +110,26 @@ _WITH_UNIT = re.compile(
 
 def _normalise(stem: str) -> str:
     return re.sub(r"[\s_\-.]+", " ", stem.strip().lower())
+
+
+_BRACKETED_NOTE = re.compile(r"\s*[\[(][^\[\]()]*[\])]\s*$")
+
+
+def is_date_name(name: str) -> bool:
+    """Tell whether ``name`` names the date column of a split timestamp.
+
+    ``Date``, ``Datum`` and ``Date (dd.mm.yyyy)`` count. Any bracketed note is
+    ignored, because the column's content decides whether it contains dates.
+    """
+    return _normalise(_BRACKETED_NOTE.sub("", name)) in DATE_NAMES
+
+
+def is_time_of_day_name(name: str) -> bool:
+    """Tell whether ``name`` names the time-of-day column of a split timestamp.
+
+    ``Time``, ``Uhrzeit`` and ``Time [hh:mm:ss]`` count.
+    """
+    return _normalise(_BRACKETED_NOTE.sub("", name)) in TIME_OF_DAY_NAMES
 
 
 def seconds_per_unit(name: str) -> float | None:
