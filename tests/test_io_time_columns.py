@@ -862,3 +862,21 @@ def test_date_column_setting_equal_to_time_column_rejected():
         Config().with_overrides(
             {"data.date_column": "Datum", "data.time_column": "Datum"}
         )
+
+
+def test_one_column_dotted_dates_read_day_first(tmp_path):
+    stamps = pd.Timestamp("2026-03-01 23:59:58") + pd.to_timedelta(
+        np.arange(400) * 10, "ms"
+    )
+    path = tmp_path / "one.csv"
+    pd.DataFrame(
+        {
+            "timestamp": [t.strftime("%d.%m.%Y %H:%M:%S.%f")[:-3] for t in stamps],
+            "vib": np.random.default_rng(0).standard_normal(400),
+        }
+    ).to_csv(path, index=False)
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(100.0)
+    assert "irregular_time_steps" not in recording.metadata

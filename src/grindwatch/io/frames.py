@@ -63,13 +63,32 @@ def _as_datetime(column: pd.Series) -> pd.Series | None:
         # Numbers as text ("2,5" in a column with a text cell) parse as dates.
         if _mostly_numbers(column):
             return None
-        # NOTE: format="mixed" reads a dotted date such as 01.03.2026 month first
-        # (3 January), so one date-time column that runs past midnight with such
-        # dates shows a gap of about a month.
-        parsed = pd.to_datetime(column, errors="coerce", format="mixed", utc=True)
+        # Dotted dates (01.03.2026) are written day first. pandas' mixed format
+        # reads them month first unless told.
+        # NOTE: slashed dates (01/03/2026) are still read month first.
+        parsed = pd.to_datetime(
+            column,
+            errors="coerce",
+            format="mixed",
+            dayfirst=_dotted_dates(column),
+            utc=True,
+        )
         if parsed.notna().mean() > 0.9:
             return _naive_utc(parsed)
     return None
+
+
+_DOTTED_DATE = re.compile(r"\s*\d{1,2}\.\d{1,2}\.\d{2,4}(\s|$)")
+
+
+def _dotted_dates(column: pd.Series) -> bool:
+    """Tell whether most filled cells start with a dotted date (01.03.2026)."""
+    texts = column.dropna().astype(str)
+    texts = texts[texts.str.strip() != ""]
+    if texts.empty:
+        return False
+    dotted = texts.head(1000).map(lambda text: _DOTTED_DATE.match(text) is not None)
+    return bool(dotted.mean() > 0.5)
 
 
 def _naive_utc(times: pd.Series) -> pd.Series:
