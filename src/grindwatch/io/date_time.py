@@ -47,6 +47,7 @@ __all__ = [
     "check_date_column",
     "date_time_pair_columns",
     "find_date_time_pair",
+    "parse_times",
 ]
 
 # A column found by its name is a date or time-of-day column when this share of
@@ -194,7 +195,7 @@ class _ParsedCells:
 
     def times(self, name: object) -> _ParsedColumn:
         if name not in self._times:
-            self._times[name] = _parse_times(self.frame[name])
+            self._times[name] = parse_times(self.frame[name])
         return self._times[name]
 
 
@@ -544,7 +545,8 @@ def _consecutive_days(
 # Times of day --------------------------------------------------------------------
 
 
-def _parse_times(column: pd.Series) -> _ParsedColumn:
+def parse_times(column: pd.Series) -> _ParsedColumn:
+    """Parse times of day (``23:59:58.5``, ``11:59 PM``) as time since midnight."""
     filled = _filled_mask(column)
     not_a_time = np.full(len(column), np.timedelta64("NaT", "ns"))
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(

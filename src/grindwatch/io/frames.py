@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from grindwatch.exceptions import InputError, shorten_list
-from grindwatch.io.date_time import DateTimePair, find_date_time_pair
+from grindwatch.io.date_time import DateTimePair, find_date_time_pair, parse_times
 from grindwatch.io.options import ReadOptions
 from grindwatch.io.recording import Recording
 from grindwatch.io.samples import low_precision_channels
@@ -66,16 +66,35 @@ def _as_datetime(column: pd.Series) -> pd.Series | None:
         # Dotted dates (01.03.2026) are written day first. pandas' mixed format
         # reads them month first unless told.
         # NOTE: slashed dates (01/03/2026) are still read month first.
+        dayfirst = _dotted_dates(column)
+        # One format guessed from the first cell parses about ten times faster
+        # than guessing each cell; columns that mix formats fall back to that.
+        guessed = _guessed_format(column, dayfirst)
+        if guessed is not None:
+            parsed = pd.to_datetime(column, errors="coerce", format=guessed, utc=True)
+            if parsed.notna().mean() > 0.9:
+                return _naive_utc(parsed)
+        else:
+            # Times of day alone (23:59:58.5) count from midnight of 1 January 1970.
+            clock = parse_times(column)
+            if clock.parsed_share() > 0.9:
+                return pd.Series(np.datetime64(0, "ns") + clock.values, column.index)
         parsed = pd.to_datetime(
-            column,
-            errors="coerce",
-            format="mixed",
-            dayfirst=_dotted_dates(column),
-            utc=True,
+            column, errors="coerce", format="mixed", dayfirst=dayfirst, utc=True
         )
         if parsed.notna().mean() > 0.9:
             return _naive_utc(parsed)
     return None
+
+
+def _guessed_format(column: pd.Series, dayfirst: bool) -> str | None:
+    from pandas.tseries.api import guess_datetime_format
+
+    texts = column.dropna().astype(str).str.strip()
+    texts = texts[texts != ""]
+    if texts.empty:
+        return None
+    return guess_datetime_format(texts.iloc[0], dayfirst=dayfirst)
 
 
 _DOTTED_DATE = re.compile(r"\s*\d{1,2}\.\d{1,2}\.\d{2,4}(\s|$)")
