@@ -32,6 +32,22 @@ def test_train_prints_threshold_and_run(cycle_folders, tmp_path):
     assert (tmp_path / "mlflow.db").is_file()
 
 
+def test_train_hint_names_other_store(cycle_folders, tmp_path):
+    store = f"sqlite:///{tmp_path / 'other.db'}"
+    _, trained = _train(cycle_folders["good"], tmp_path, "--tracking-uri", store)
+    # The console wraps long lines, so search the output with its lines joined.
+    output = " ".join(trained.output.split())
+    hint = re.search(r"Score new data: grindwatch (score .*?) DATA", output)
+
+    assert hint is not None, trained.output
+    assert f"--tracking-uri {store}" in hint.group(1)
+
+    # The printed command must find the model in other.db, not in the default store.
+    command = hint.group(1).split()
+    scored = runner.invoke(app, [*command, str(cycle_folders["bad"])])
+    assert scored.exit_code == 0, scored.output
+
+
 def test_train_json_output(cycle_folders, tmp_path):
     _, result = _train(cycle_folders["good"], tmp_path, "--json")
 

@@ -308,11 +308,28 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
         )
         out.print(
             "Score new data: grindwatch score --model "
-            f"runs:/{result.run_id}/model DATA",
+            f"runs:/{result.run_id}/model{_store_option(result.tracking_uri)} DATA",
             highlight=False,
         )
     if result.output:
         out.print(f"Model bundle saved to {result.output}", highlight=False)
+
+
+def _store_option(tracking_uri: str | None) -> str:
+    """Return `` --tracking-uri URI`` unless ``tracking_uri`` is ./mlflow.db.
+
+    A printed score command without the option finds only runs in ./mlflow.db
+    or in MLFLOW_TRACKING_URI. The variable is not compared, because
+    ``mlflow.set_tracking_uri`` (MLflow 3.17) sets it in this process, so the
+    user's shell may lack it.
+    """
+    import shlex
+
+    from grindwatch.tracking import DEFAULT_DB
+
+    if tracking_uri is None or tracking_uri == f"sqlite:///{Path.cwd() / DEFAULT_DB}":
+        return ""
+    return f" --tracking-uri {shlex.quote(tracking_uri)}"
 
 
 def _print_recordings(frame, threshold: float, limit: int) -> None:  # noqa: ANN001
