@@ -470,6 +470,15 @@ def _print_metrics(result) -> None:  # noqa: ANN001
         )
     console().print(table)
     out = console()
+    if result.window_labels == "recordings":
+        out.print(
+            "Window labels are their recordings' labels (no per-sample labels), so "
+            "every window of an anomalous recording counts as anomalous, also "
+            "where the fault is absent: window recall is low when a fault spans "
+            "part of a cycle. Judge cycles by the recordings row, or label the "
+            "anomalous samples with a label column.",
+            highlight=False,
+        )
     if result.unlabeled:
         listed = ", ".join(result.unlabeled[:5])
         more = (
@@ -544,6 +553,7 @@ def evaluate(
                     "windows": result.windows,
                     "recordings": result.recordings,
                     "unlabeled": result.unlabeled,
+                    "window_labels": result.window_labels,
                     "not_evaluated": result.skipped_counts(),
                     "skipped": result.skipped,
                     "run_id": getattr(result, "run_id", None),
