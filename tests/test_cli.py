@@ -32,6 +32,22 @@ def test_train_prints_threshold_and_run(cycle_folders, tmp_path):
     assert (tmp_path / "mlflow.db").is_file()
 
 
+def test_train_hint_names_other_store(cycle_folders, tmp_path):
+    store = f"sqlite:///{tmp_path / 'other.db'}"
+    _, trained = _train(cycle_folders["good"], tmp_path, "--tracking-uri", store)
+    # The console wraps long lines, so search the output with its lines joined.
+    output = " ".join(trained.output.split())
+    hint = re.search(r"Score new data: grindwatch (score .*?) DATA", output)
+
+    assert hint is not None, trained.output
+    assert f"--tracking-uri {store}" in hint.group(1)
+
+    # The printed command must find the model in other.db, not in the default store.
+    command = hint.group(1).split()
+    scored = runner.invoke(app, [*command, str(cycle_folders["bad"])])
+    assert scored.exit_code == 0, scored.output
+
+
 def test_train_json_output(cycle_folders, tmp_path):
     _, result = _train(cycle_folders["good"], tmp_path, "--json")
 
@@ -98,6 +114,60 @@ def test_evaluate_reports_metrics_from_folder_names(cycle_folders, tmp_path):
     assert payload["recordings"]["auc_roc"] == pytest.approx(1.0)
     assert payload["recordings"]["f1"] == pytest.approx(1.0)
     assert payload["run_id"]
+
+
+def test_evaluate_notes_inherited_window_labels(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--no-track")
+
+    table = runner.invoke(
+        app, ["evaluate", str(cycle_folders["root"]), "-m", str(model), "--no-track"]
+    )
+    payload = runner.invoke(
+        app,
+        ["evaluate", str(cycle_folders["root"]), "-m", str(model), "--no-track"]
+        + ["--json"],
+    )
+
+    assert table.exit_code == 0, table.output
+    output = " ".join(table.output.split())
+    assert "Window labels are their recordings' labels" in output
+    assert json.loads(payload.stdout)["window_labels"] == "recordings"
+
+
+def test_evaluate_sample_labels_get_no_note(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--no-track")
+    (path,) = write_cycles(tmp_path / "marked", 1, start_seed=100, anomaly="spike")
+    frame = pd.read_csv(path)
+    # make_cycle puts the spike in the third quarter of the cycle.
+    frame["anomaly"] = 0
+    frame.loc[1024 : 1024 + 511, "anomaly"] = 1
+    frame.to_csv(path, index=False)
+    command = ["evaluate", str(path), "-m", str(model), "--no-track"]
+
+    table = runner.invoke(app, command)
+    payload = runner.invoke(app, [*command, "--json"])
+
+    assert table.exit_code == 0, table.output
+    assert "Window labels are" not in " ".join(table.output.split())
+    assert json.loads(payload.stdout)["window_labels"] == "samples"
+
+
+def test_evaluate_table_gets_no_window_note(feature_table, tmp_path):
+    model = tmp_path / "table-model"
+    trained = runner.invoke(
+        app,
+        ["train", str(feature_table), "--table", "--detector", "iforest"]
+        + ["-o", str(model), "--no-track"],
+    )
+    assert trained.exit_code == 0, trained.output
+
+    # Each row is a recording with one window, so windows carry their own label.
+    result = runner.invoke(
+        app, ["evaluate", str(feature_table), "-m", str(model), "--no-track"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Window labels are" not in " ".join(result.output.split())
 
 
 def test_evaluate_with_labels_csv(cycle_folders, tmp_path):

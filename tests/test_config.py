@@ -38,6 +38,15 @@ def test_boolean_settings_still_read(tmp_path):
     assert config.tracking.enabled is False
 
 
+@pytest.mark.parametrize("value", [True, False])
+def test_log_scores_reads_true_and_false(tmp_path, value):
+    text = f"threshold:\n  log_scores: {str(value).lower()}\n"
+
+    config = _load(tmp_path, text)
+
+    assert config.threshold.log_scores is value
+
+
 def test_unknown_key_lists_valid_ones(tmp_path):
     with pytest.raises(ConfigError) as raised:
         _load(tmp_path, "detector:\n  autoencoder:\n    filtres: [16]\n")

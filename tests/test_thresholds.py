@@ -104,6 +104,31 @@ def test_mad_threshold_on_log_scale():
     assert "median + 3 * MAD" in threshold.describe()
 
 
+def test_mad_description_states_log_transform():
+    scores = np.exp(np.random.default_rng(3).normal(0, 1, 5000))
+
+    threshold = fit_threshold(scores, method="mad", mad_k=3, margin=2)
+    text = threshold.describe()
+
+    # The cut lies on the log scale, so the threshold is the score whose log it is.
+    assert "2 times the score whose log is median + 3 * MAD of the log" in text
+    assert np.log(threshold.value / 2) == pytest.approx(3.0, abs=0.15)
+
+
+def test_linear_scale_description_omits_log():
+    negative = np.random.default_rng(4).normal(0, 1, 300)
+    clusters = _two_clusters()
+
+    mad = fit_threshold(negative, method="mad").describe()
+    gmm = fit_threshold(clusters, log_scores=False)
+
+    assert "median + 3 * MAD of the training scores" in mad
+    assert "log" not in mad
+    assert gmm.method == "gmm"
+    assert "Gaussian mixture on the scores of" in gmm.describe()
+    assert "log" not in gmm.describe()
+
+
 def test_negative_scores_use_linear_scale():
     scores = np.random.default_rng(4).normal(0, 1, 300)
 

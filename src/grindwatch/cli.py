@@ -308,11 +308,28 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
         )
         out.print(
             "Score new data: grindwatch score --model "
-            f"runs:/{result.run_id}/model DATA",
+            f"runs:/{result.run_id}/model{_store_option(result.tracking_uri)} DATA",
             highlight=False,
         )
     if result.output:
         out.print(f"Model bundle saved to {result.output}", highlight=False)
+
+
+def _store_option(tracking_uri: str | None) -> str:
+    """Return `` --tracking-uri URI`` unless ``tracking_uri`` is ./mlflow.db.
+
+    A printed score command without the option finds only runs in ./mlflow.db
+    or in MLFLOW_TRACKING_URI. The variable is not compared, because
+    ``mlflow.set_tracking_uri`` (MLflow 3.17) sets it in this process, so the
+    user's shell may lack it.
+    """
+    import shlex
+
+    from grindwatch.tracking import DEFAULT_DB
+
+    if tracking_uri is None or tracking_uri == f"sqlite:///{Path.cwd() / DEFAULT_DB}":
+        return ""
+    return f" --tracking-uri {shlex.quote(tracking_uri)}"
 
 
 def _print_recordings(frame, threshold: float, limit: int) -> None:  # noqa: ANN001
@@ -453,6 +470,15 @@ def _print_metrics(result) -> None:  # noqa: ANN001
         )
     console().print(table)
     out = console()
+    if result.window_labels == "recordings":
+        out.print(
+            "Window labels are their recordings' labels (no per-sample labels), so "
+            "every window of an anomalous recording counts as anomalous, also "
+            "where the fault is absent: window recall is low when a fault spans "
+            "part of a cycle. Judge cycles by the recordings row, or label the "
+            "anomalous samples with a label column.",
+            highlight=False,
+        )
     if result.unlabeled:
         listed = ", ".join(result.unlabeled[:5])
         more = (
@@ -527,6 +553,7 @@ def evaluate(
                     "windows": result.windows,
                     "recordings": result.recordings,
                     "unlabeled": result.unlabeled,
+                    "window_labels": result.window_labels,
                     "not_evaluated": result.skipped_counts(),
                     "skipped": result.skipped,
                     "run_id": getattr(result, "run_id", None),

@@ -24,6 +24,7 @@ from grindwatch.cli import (
     _fail,
     _parse_set,
     _run,
+    _store_option,
 )
 
 __all__ = ["register"]
@@ -200,15 +201,16 @@ def _report(result: Any, show: int) -> None:
             f"MLflow study run {result.parent_run_id} in {result.tracking_uri}",
             highlight=False,
         )
+    store = _store_option(result.tracking_uri)
     if result.registered_model:
         out.print(
             "Score new data: grindwatch score --model "
-            f"models:/{result.registered_model}@{result.alias} DATA",
+            f"models:/{result.registered_model}@{result.alias}{store} DATA",
             highlight=False,
         )
     elif result.model_uri:
         out.print(
-            f"Score new data: grindwatch score --model {result.model_uri} DATA "
+            f"Score new data: grindwatch score --model {result.model_uri}{store} DATA "
             "(pass --register NAME to register the model under an alias)",
             highlight=False,
         )

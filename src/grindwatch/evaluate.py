@@ -62,6 +62,10 @@ class EvaluationResult:
     leave them out. ``skipped`` lists the files and recordings that were not
     evaluated: path, reason and label (1, 0 or None when unknown), as far as the
     label can be found without reading the data (labels file or folder names).
+    ``window_labels`` is ``"recordings"`` when recordings have several windows
+    and every window of an anomalous recording carries that recording's label,
+    as without per-sample labels. The window metrics then count its windows
+    outside the fault as anomalous too. Otherwise it is ``"samples"``.
     """
 
     windows: dict[str, float]
@@ -69,6 +73,7 @@ class EvaluationResult:
     scored: Any  # ScoreResult, with a label column filled in
     unlabeled: list[str] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    window_labels: str = "samples"
 
     def skipped_counts(self) -> dict[str, int]:
         """Count the skipped entries by label: normal, anomalous and unlabeled."""
@@ -146,8 +151,27 @@ def evaluate_scores(scored) -> EvaluationResult:  # noqa: ANN001 - ScoreResult
     recordings = scored.recordings
     unlabeled = recordings.loc[~_labeled(recordings), "recording"].astype(str)
     return EvaluationResult(
-        results["windows"], results["recordings"], scored, unlabeled.tolist()
+        results["windows"],
+        results["recordings"],
+        scored,
+        unlabeled.tolist(),
+        window_labels=_window_label_source(scored),
     )
+
+
+def _window_label_source(scored) -> str:  # noqa: ANN001 - ScoreResult
+    """Return ``"recordings"`` when each anomalous recording labels all its windows.
+
+    Recordings of one window each, such as feature-table rows, return
+    ``"samples"``, because each window then is the whole recording.
+    """
+    recordings = scored.recordings[_labeled(scored.recordings)]
+    anomalous = recordings.loc[recordings["label"] == 1, "recording"]
+    if anomalous.empty or (recordings["n_windows"] == 1).all():
+        return "samples"
+    windows = scored.windows[scored.windows["recording"].isin(anomalous)]
+    inherited = bool((windows["label"] == 1).all())
+    return "recordings" if inherited else "samples"
 
 
 def _labeled(table: pd.DataFrame) -> pd.Series:

@@ -61,35 +61,43 @@ class Threshold:
         return asdict(self)
 
     def describe(self) -> str:
-        """One or two sentences on how the threshold was chosen, for reports."""
+        """Explain in one or two sentences how the threshold was chosen, for reports."""
         scaled = f"{self.margin:.3g} times " if self.margin != 1.0 else ""
+        score_kind = "log scores" if self.log_scale else "scores"
         if self.method == "gmm":
             n_normal = sum(c["normal"] for c in self.components)
             n_anomalous = len(self.components) - n_normal
             place = f"is {scaled}the score where" if scaled else "lies where"
             return (
-                f"A {len(self.components)}-component Gaussian mixture on the log "
-                f"scores of {self.n_scores} training windows found {n_anomalous} "
+                f"A {len(self.components)}-component Gaussian mixture on the "
+                f"{score_kind} of {self.n_scores} training windows found {n_anomalous} "
                 f"high-score cluster(s) separated from {n_normal} normal one(s) by "
                 f"Ashman's D = {self.separation:.1f}; the threshold {self.value:.4g} "
                 f"{place} the two sides are equally likely, and flags "
                 f"{self.share_flagged:.1%} of the training windows."
             )
         reason = f" because {self.fallback_reason}" if self.fallback_reason else ""
+        return (
+            f"The threshold {self.value:.4g} is {scaled}{self._rule()}{reason}; it "
+            f"flags {self.share_flagged:.1%} of the {self.n_scores} training windows."
+        )
+
+    def _rule(self) -> str:
+        """Name the percentile or MAD rule, with the log transform it was applied on."""
         k = self.rule_parameter
         if self.method == "percentile":
-            rule = (
-                f"the {k:g}th percentile of the training scores"
-                if k is not None
-                else "a percentile of the training scores"
-            )
-        else:
-            rule = f"median + {'k' if k is None else f'{k:g}'} * MAD of the log "
-            rule += "training scores (MAD times 1.4826, a normal standard deviation)"
-        return (
-            f"The threshold {self.value:.4g} is {scaled}{rule}{reason}; it flags "
-            f"{self.share_flagged:.1%} of the {self.n_scores} training windows."
-        )
+            # The log is monotonic, so a percentile of the log scores is, transformed
+            # back, the same percentile of the scores up to interpolation.
+            if k is None:
+                return "a percentile of the training scores"
+            return f"the {k:g}th percentile of the training scores"
+        cut = f"median + {'k' if k is None else f'{k:g}'} * MAD"
+        note = "(MAD times 1.4826, a normal standard deviation)"
+        if not self.log_scale:
+            prefix = "the cut at " if self.margin != 1.0 else ""
+            return f"{prefix}{cut} of the training scores {note}"
+        # The cut is a log score, so the threshold is the score whose log it is.
+        return f"the score whose log is {cut} of the log training scores {note}"
 
 
 def _transform(

@@ -30,10 +30,17 @@ Scalar = str | int | float | bool | None
 
 
 def _accepts_bool(annotation: Any) -> bool:
-    """Return whether a field's type admits True and False (bool, Any or a union)."""
+    """Return whether a field's type admits True and False.
+
+    That is bool, Any, a union containing one of them, or a Literal listing a
+    bool value, such as ``Literal["auto", True, False]``.
+    """
     if annotation is bool or annotation is Any:
         return True
-    return any(_accepts_bool(arg) for arg in typing.get_args(annotation))
+    arguments = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Literal:
+        return any(isinstance(value, bool) for value in arguments)
+    return any(_accepts_bool(arg) for arg in arguments)
 
 
 class Section(BaseModel):
