@@ -200,7 +200,7 @@ def test_channel_by_time_tail_is_nan(cycle_folders):
     assert over_time.shape == (3, 2048)
     assert np.isfinite(over_time[:, :1800]).all()
     assert np.isnan(over_time[:, 1800:]).all()
-    assert np.allclose(over_time[:, :300], explanation.contributions[0])
+    assert np.allclose(over_time[:, :300], np.maximum(explanation.contributions[0], 0))
     assert explanation.channel_by_window().shape == (3, 6)
 
 
@@ -304,3 +304,43 @@ def test_band_labels_distinct_at_slow_rates():
 
     assert len(set(labels)) == 32
     assert labels[0] == "0.000-0.016 Hz"
+
+
+def _sine_and_noise(seed: int, burst: float = 0.0):  # noqa: ANN202
+    from grindwatch.io import Recording
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(2048) / 1000.0
+    sine = np.sin(2 * np.pi * 50 * t + rng.uniform(0, 2 * np.pi))
+    sine += burst * rng.standard_normal(t.size)
+    noise = rng.standard_normal(t.size)
+    data = np.stack([sine, noise]).astype(np.float32)
+    return Recording(f"r{seed}", data, ["sine", "noise"], 1000.0)
+
+
+def test_channel_hard_to_reconstruct_does_not_top_attribution():
+    from grindwatch.io import RecordingSet
+
+    config = _config(
+        **{
+            "frontend.kind": "raw",
+            "detector.pca.n_components": 4,
+            "threshold.method": "percentile",
+        }
+    )
+    training = RecordingSet([_sine_and_noise(seed) for seed in range(40)])
+    model = grindwatch.train(training, config).model
+    faulty = _sine_and_noise(99, burst=0.7)
+
+    row = model.score([faulty]).recordings.iloc[0]
+    baseline = model.contribution_baseline_.sum(axis=1)
+    del model.contribution_baseline_  # attribution as in bundles without it
+    unadjusted = model.score([faulty]).recordings.iloc[0]
+
+    # PCA cannot reconstruct white noise, so in every window the noise channel
+    # carries most of the residual; the fault sits in the sine channel.
+    assert baseline[1] > 10 * baseline[0]
+    assert bool(row["flag"])
+    assert row["top_channel"] == "sine"
+    assert row["top_channel_share"] > 0.7
+    assert unadjusted["top_channel"] == "noise"

@@ -5,7 +5,12 @@ contributions, one per element of its input (``Model.explain``). The autoencoder
 uses its per-element reconstruction loss, PCA its squared residual, and k-nearest
 neighbours the squared difference to the mean of the nearest training windows.
 For the isolation forest it is the distance from the training median in units of
-the training spread. Larger means that element departs more from normal.
+the training spread. ``Model.departures`` then subtracts each element's mean
+contribution over the training windows, because some channels are reconstructed
+worse than others even in normal windows; without that, such a channel would top
+the attribution of every window. Positive values depart from normal, negative ones
+are closer to it than a typical training window. A channel's share counts only
+channels whose summed departure is positive.
 
 The elements follow the front end. For ``raw`` they are time steps inside the
 window, for ``spectrum`` frequency bands, for ``features`` per-channel statistics.
@@ -124,6 +129,7 @@ def feature_groups(names: list[str]) -> dict[str, list[int]]:
 
 
 def _shares(per_channel: np.ndarray) -> np.ndarray:
+    per_channel = np.maximum(per_channel, 0)
     totals = per_channel.sum(axis=-1, keepdims=True)
     return np.divide(
         per_channel, totals, out=np.zeros_like(per_channel), where=totals > 0
@@ -258,6 +264,8 @@ class RecordingExplanation:
     scores : ndarray of shape (n_windows,)
         Window anomaly scores, higher is more anomalous.
     contributions : ndarray of shape (n_windows, n_channels, k)
+        Departures from normal (``Model.departures``): negative where an element
+        is closer to normal than a typical training window.
     features : ndarray of shape (n_windows, n_channels, k)
         What the detector saw: the standardised front-end output.
     threshold : float
@@ -293,11 +301,14 @@ class RecordingExplanation:
         )
 
     def channel_by_window(self) -> np.ndarray:
-        """Contribution of each channel summed per window, (n_channels, n_windows)."""
-        return self.contributions.sum(axis=2).T
+        """Departure of each channel summed per window, (n_channels, n_windows).
+
+        Channels below their normal level show as 0.
+        """
+        return np.maximum(self.contributions.sum(axis=2).T, 0)
 
     def channel_by_time(self) -> np.ndarray:
-        """Contribution of each channel at each sample, (n_channels, n_samples).
+        """Departure of each channel at each sample, (n_channels, n_samples).
 
         Only for the ``raw`` front end, where elements are time steps. Where
         windows overlap, their contributions are averaged; samples no window
@@ -320,7 +331,9 @@ class RecordingExplanation:
             total[:, start : start + self.window_length] += values
             count[start : start + self.window_length] += 1
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(count > 0, total / count, np.nan)
+            averaged = np.where(count > 0, total / count, np.nan)
+        # Below normal shows as 0; NaN marks samples no window covers.
+        return np.where(averaged < 0, 0.0, averaged)
 
 
 def explain_recording(model: Model, recording: Recording) -> RecordingExplanation:
@@ -336,6 +349,7 @@ def explain_recording(model: Model, recording: Recording) -> RecordingExplanatio
     windows = model.prepare([recording])
     features = model.features(windows.X)
     scores, contributions = model.detector_.score_and_explain(features)
+    contributions = model.departures(contributions)
     score = model.aggregate(scores)
     return RecordingExplanation(
         recording=recording,

@@ -134,8 +134,9 @@ def score_recording(
 
     channel_shares = window_shares = None
     if explain:
-        contributions = model.detector_.explain(features)
-        per_channel = contributions.sum(axis=2).astype(np.float64)
+        contributions = model.departures(model.detector_.explain(features))
+        # Channels below their normal level take no share.
+        per_channel = np.maximum(contributions.sum(axis=2), 0).astype(np.float64)
         window_shares = _normalise_rows(per_channel)
         chosen = attributed_windows(scores, threshold)
         overall = _normalise_rows(per_channel[chosen].sum(axis=0, keepdims=True))[0]

@@ -230,8 +230,35 @@ class Model:
             log_scores=settings.log_scores,
             random_state=config.seed,
         )
+        self.contribution_baseline_ = self._contribution_baseline(features)
         self.version_ = __version__
         return self
+
+    def _contribution_baseline(self, features: np.ndarray) -> np.ndarray:
+        """Mean contribution of each channel and element over training windows.
+
+        Detectors reconstruct some channels worse than others even in normal
+        windows. Attribution counts what a window adds above this baseline, so a
+        channel that is always hard to reconstruct does not top every window. The
+        mean, unlike the median, leaves noise with no net departure when summed
+        over a channel's elements.
+        """
+        rows = np.linspace(0, len(features) - 1, min(len(features), _BASELINE_SAMPLE))
+        contributions = self.detector_.explain(features[rows.astype(int)])
+        return contributions.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+    def departures(self, contributions: np.ndarray) -> np.ndarray:
+        """Turn detector contributions into departures from normal, (n, channels, k).
+
+        Each element's contribution minus its mean over the training windows
+        (``contribution_baseline_``): positive above normal, negative below.
+        Shares of a departure count the channels whose sum is positive. Bundles
+        trained before the baseline existed return the contributions unchanged.
+        """
+        baseline = getattr(self, "contribution_baseline_", None)
+        if baseline is None:
+            return contributions
+        return contributions - baseline
 
     def _window_shape(self) -> tuple[int, int]:
         if self.kind_ == "table":
@@ -349,20 +376,22 @@ class Model:
         return self.detector_.anomaly_score(self.features(X))
 
     def explain(self, X: np.ndarray) -> np.ndarray:
-        """Contribution of each channel and position to each raw window's score.
+        """Departure of each channel and position of each raw window from normal.
 
         Returns an array (n, channels, k) in the front end's space: k is the time step
         for ``raw``, the frequency band for ``spectrum`` and the statistic for
-        ``features``. Larger values depart more from normal.
+        ``features``. Each value is the detector's contribution above its training
+        median (see ``departures``); larger values depart more from normal.
         """
-        return self.detector_.explain(self.features(X))
+        return self.departures(self.detector_.explain(self.features(X)))
 
     def channel_contributions(self, X: np.ndarray) -> np.ndarray:
         """Share of each channel in each window's departure from normal, (n, channels).
 
-        Rows sum to 1 (rows of all zeros stay zero).
+        Channels below their normal level count as 0. Rows sum to 1 (rows of all
+        zeros stay zero).
         """
-        per_channel = self.explain(X).sum(axis=2)
+        per_channel = np.maximum(self.explain(X).sum(axis=2), 0)
         totals = per_channel.sum(axis=1, keepdims=True)
         return np.divide(
             per_channel, totals, out=np.zeros_like(per_channel), where=totals > 0
@@ -439,6 +468,7 @@ class Model:
         features = self.features(windows.X)
         if attribution:
             scores, contributions = self.detector_.score_and_explain(features)
+            contributions = self.departures(contributions)
         else:
             scores = self.detector_.anomaly_score(features)
         flags = scores > self.threshold_.value
@@ -1003,6 +1033,8 @@ def drop_duplicate_channels(
 # feature on its own range; kNN explains training windows by their own match.
 _SUMMED_FAMILIES = ("autoencoder", "pca")
 _DOMINANCE_SAMPLE = 512
+# Training windows whose contributions give the attribution baseline.
+_BASELINE_SAMPLE = 2048
 
 
 def _warn_dominant_channel(model: Model, features: np.ndarray) -> None:

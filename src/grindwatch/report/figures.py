@@ -344,7 +344,7 @@ def _element_map(axis, explanation: RecordingExplanation, norm_type) -> None:  #
         if explanation.flags.any()
         else (np.arange(explanation.scores.size) == int(np.argmax(explanation.scores)))
     )
-    matrix = explanation.contributions[chosen].sum(axis=0)
+    matrix = np.maximum(explanation.contributions[chosen].sum(axis=0), 0)
     image = axis.imshow(
         matrix,
         aspect="auto",
@@ -442,7 +442,7 @@ def feature_contributions(
     """
     plt = pyplot()
     names = explanation.recording.channels
-    values = explanation.contributions[0, :, 0]
+    values = np.maximum(explanation.contributions[0, :, 0], 0)
     total = float(values.sum()) or 1.0
     order = np.argsort(-values, kind="stable")[:top][::-1]
     grouped = len(groups) > 1

@@ -224,7 +224,7 @@ def _table_detail(
 
     names = explanation.recording.channels
     groups = feature_groups(names)
-    values = explanation.contributions[0, :, 0]
+    values = np.maximum(explanation.contributions[0, :, 0], 0)
     total = float(values.sum()) or 1.0
     order = np.argsort(-values, kind="stable")[:15]
     row = explanation.recording.data[:, 0]
@@ -409,11 +409,24 @@ def notes(model: Model, scored: ScoreResult) -> str:
         "value": "features of the table",
     }[axis.name]
     method = ATTRIBUTION_METHODS.get(model.config.detector.family, "")
+    baseline = ""
+    if getattr(model, "contribution_baseline_", None) is not None:
+        baseline = (
+            ", less its mean over the training windows, so a channel that is "
+            "hard to reconstruct in every normal window does not top the "
+            "attribution of every window; channels below that level take no share"
+        )
+    values = {
+        "time step": "Sample",
+        "band": "Band",
+        "feature": "Statistic",
+        "value": "Feature",
+    }[axis.name]
     text = (
         f"Attribution: the departure from normal is split over channels and "
-        f"{elements}, using {method}. Shares are each channel's part of that "
-        "sum. Channel and band values come from the detector's input, after "
-        "the model's per-channel scaling."
+        f"{elements}, using {method}{baseline}. Shares are each channel's part of "
+        f"that sum. {values} values come from the detector's input, after the "
+        "model's per-channel scaling."
     )
     if axis.unit == "fs":
         text += (
