@@ -137,11 +137,14 @@ def build_report(
     recordings = list(recordings)
     if scored is None:
         scored = model.score(recordings, progress=progress)
-    # Window positions count samples as the model reads them (its channels, at
-    # its rate), so every figure draws the recordings that way.
-    recordings = [model.matched(recording) for recording in recordings]
-    by_name = {recording.name: recording for recording in recordings}
     table = scored.recordings.sort_values("score", ascending=False, kind="stable")
+    # Window positions count samples as the model reads them (its channels, at
+    # its rate), so every figure draws the recordings that way. Recordings that
+    # scoring skipped, such as one that lacks a channel, cannot be matched and
+    # have no row in the table.
+    in_table = set(table["recording"])
+    recordings = [model.matched(r) for r in recordings if r.name in in_table]
+    by_name = {recording.name: recording for recording in recordings}
     flagged = [n for n in table.loc[table["flag"], "recording"] if n in by_name]
     chosen = flagged[:max_details]
     normal = [
