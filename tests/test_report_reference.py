@@ -560,3 +560,16 @@ def test_table_reference_compared_by_feature(feature_table, tmp_path):
     row = normal.loc[int(name.group(1))]
     for feature, shown in values:
         assert float(shown) == pytest.approx(row[feature], rel=1e-3, abs=1e-3)
+
+
+def test_cli_reference_same_as_data(suspects, tmp_path):
+    args = [*_report_args(suspects, tmp_path), "--reference", str(suspects.bad)]
+
+    result = CliRunner().invoke(_app(), args)
+
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "Reference recordings: 0 used, 0 left out" in output
+    assert "every reference recording is among the scored data" in output
+    text = (tmp_path / "r.html").read_text()
+    assert "every reference recording is also among the scored data" in text

@@ -151,11 +151,25 @@ def report(
             highlight=False,
         )
     if result.n_details and not result.has_comparison:
+        if reference and not result.n_reference_flagged:
+            advice = (
+                "and every reference recording is among the scored data. Pass "
+                "known-good recordings, such as the training data, with --reference."
+            )
+        elif reference:
+            advice = (
+                "and the model flags every usable reference recording. Pass other "
+                "known-good recordings with --reference, or check the model's "
+                "threshold."
+            )
+        else:
+            advice = (
+                "and no --reference was given. Pass known-good recordings, such "
+                "as the training data, with --reference."
+            )
         out.print(
-            "The detail sections have no normal recording to compare with: no "
-            "scored recording is both normal and in the data, and no reference "
-            "recording is normal. Pass known-good recordings, such as the "
-            "training data, with --reference.",
+            "The detail sections have no normal recording to compare with, because "
+            f"no recording in the data is scored as normal, {advice}",
             highlight=False,
         )
     out.print(
