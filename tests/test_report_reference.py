@@ -526,8 +526,10 @@ def test_table_reference_compared_by_feature(feature_table, tmp_path):
     frame[frame["anomaly"]].reset_index(drop=True).to_parquet(
         tmp_path / "suspects.parquet"
     )
-    # Normal rows with the feature columns in reverse order.
-    normal = frame[~frame["anomaly"]].head(50).reset_index(drop=True)
+    # 50 normal rows and, last, one outlier, with the feature columns in reverse
+    # order.
+    normal = pd.concat([frame[~frame["anomaly"]].head(50), frame[frame["anomaly"]][:1]])
+    normal = normal.reset_index(drop=True)
     normal[["anomaly", *reversed([f"f{i}" for i in range(6)])]].to_parquet(
         tmp_path / "normal.parquet"
     )
@@ -548,8 +550,12 @@ def test_table_reference_compared_by_feature(feature_table, tmp_path):
     article = _articles(result.path.read_text())[0]
     assert "(a reference recording, " in article
     assert result.n_recordings == 4
-    assert result.n_reference + result.n_reference_flagged == 50
-    assert result.n_reference > 40
+    assert result.n_reference == 50
+    assert result.n_reference_flagged == 1
+    # A flagged row is listed by file and row, not by file alone.
+    assert "normal.parquet (normal#50): flagged by this model" in _notes(
+        result.path.read_text()
+    )
     # The nearest normal column contains the reference row's values, by feature name.
     values = re.findall(
         r'<tr><td class="text">(f\d)</td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td>',

@@ -179,6 +179,8 @@ def _match_references(
 
 def _identity(recording: Recording) -> tuple[str, str]:
     """Return the recording's resolved source path and its name within the file."""
+    # NOTE: names are made unique per data set, so a file whose stem clashes with
+    # another file's in only one of the two sets is not recognised as the same.
     return (str(Path(recording.source).resolve()), recording.name)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -281,8 +282,8 @@ def detail(
     """Return the section of one flagged recording.
 
     ``from_reference`` marks a neighbour that is a reference recording rather
-    than a scored one. ``missing`` explains why there is no neighbour, with the
-    fix; it is shown, in its own paragraph, when ``neighbour`` is None.
+    than a scored one. ``missing`` explains why there is no neighbour and names
+    the fix. It is shown in its own paragraph when ``neighbour`` is None.
     """
     recording = explanation.recording
     if neighbour is None:
@@ -453,9 +454,7 @@ def notes(
 
 def _reference_notes(reference: ReferenceSet) -> str:
     """List the reference recordings that are not candidates, and why."""
-    unused = [
-        (str(r.source or r.name), "flagged by this model") for r in reference.flagged
-    ]
+    unused = [(_where(r), "flagged by this model") for r in reference.flagged]
     unused += [(item["path"], item["reason"]) for item in reference.skipped]
     if not unused:
         return ""
@@ -464,3 +463,12 @@ def _reference_notes(reference: ReferenceSet) -> str:
         for path, reason in unused
     )
     return f"<p>Reference recordings not used:</p><ul>{items}</ul>"
+
+
+def _where(recording: Recording) -> str:
+    """Return the recording's file, and its name when the file contains several."""
+    if recording.source is None:
+        return recording.name
+    if Path(recording.source).stem == recording.name:
+        return str(recording.source)
+    return f"{recording.source} ({recording.name})"
