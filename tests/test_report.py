@@ -697,3 +697,21 @@ def test_long_channel_names_stay_distinct_in_figures():
     assert all(len(label) <= 24 for label in shortened)
     assert shortened[1].endswith("current L2")
     assert _short("X1_CommandAcceleration") == "X1_CommandAcceleration"
+
+
+def test_skipped_recording_listed_not_fatal(cycles, tmp_path):
+    import pandas as pd
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    frame = pd.read_csv(cycles.root / "bad" / "cycle_100.csv")
+    frame.to_csv(folder / "complete.csv", index=False)
+    frame.drop(columns="current").to_csv(folder / "no_current.csv", index=False)
+
+    result = create_report(cycles.model, folder, tmp_path / "r.html", max_details=1)
+
+    text = result.path.read_text()
+    notes = text[text.index('id="notes"') :]
+    assert result.n_recordings == 1
+    assert result.n_details == 1
+    assert "no_current.csv: missing channels [&#x27;current&#x27;]" in notes

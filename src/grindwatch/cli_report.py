@@ -62,6 +62,16 @@ def report(
             "is one."
         ),
     ] = True,
+    reference: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--reference",
+            help="Known-good recordings (a file, folder or glob pattern, repeatable), "
+            "such as the training data, to compare each flagged recording with. "
+            "They are read like the data but are not rows of the report. Needed "
+            "when every scored recording is flagged.",
+        ),
+    ] = None,
     set_: ReadSetOpt = [],  # noqa: B006
     tracking_uri: TrackingUriOpt = None,
     json_output: Annotated[
@@ -100,6 +110,7 @@ def report(
             track=track,
             study=study,
             progress=progress,
+            reference=reference or None,
         )
     summary = {
         "report": str(result.path),
@@ -109,6 +120,10 @@ def report(
         "n_flagged": result.n_flagged,
         "n_details": result.n_details,
         "n_flagged_not_read": result.n_flagged_not_read,
+        "n_reference": result.n_reference,
+        "n_reference_flagged": result.n_reference_flagged,
+        "n_reference_skipped": result.n_reference_skipped,
+        "has_comparison": result.has_comparison,
         "run_id": result.run_id,
         "tracking_uri": result.tracking_uri,
     }
@@ -126,6 +141,35 @@ def report(
             f"{result.n_flagged_not_read} flagged recordings of {scores} are not "
             "among the data given, so they have no detail section; pass the data "
             "that was scored, with the same recording names.",
+            highlight=False,
+        )
+    if reference:
+        out.print(
+            f"Reference recordings: {result.n_reference} used, "
+            f"{result.n_reference_flagged} left out because the model flags them, "
+            f"{result.n_reference_skipped} could not be read or matched.",
+            highlight=False,
+        )
+    if result.n_details and not result.has_comparison:
+        if reference and not result.n_reference_flagged:
+            advice = (
+                "and every reference recording is among the scored data. Pass "
+                "known-good recordings, such as the training data, with --reference."
+            )
+        elif reference:
+            advice = (
+                "and the model flags every usable reference recording. Pass other "
+                "known-good recordings with --reference, or check the model's "
+                "threshold."
+            )
+        else:
+            advice = (
+                "and no --reference was given. Pass known-good recordings, such "
+                "as the training data, with --reference."
+            )
+        out.print(
+            "The detail sections have no normal recording to compare with, because "
+            f"no recording in the data is scored as normal, {advice}",
             highlight=False,
         )
     out.print(

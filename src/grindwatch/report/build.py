@@ -24,6 +24,11 @@ import pandas as pd
 from grindwatch.exceptions import InputError
 from grindwatch.report import html as markup
 from grindwatch.report import neighbours, sections
+from grindwatch.report.references import (
+    ReferenceSet,
+    prepare_references,
+    read_references,
+)
 
 if TYPE_CHECKING:
     from grindwatch.io import Recording, RecordingSet
@@ -59,6 +64,12 @@ class ReportResult:
     n_flagged_not_read : int
         Flagged recordings of a saved score table that are not among the data
         read, so they get no detail section.
+    n_reference, n_reference_flagged, n_reference_skipped : int
+        Reference recordings usable as the nearest normal recording, those the
+        model flags (not used), and files or recordings that could not be used.
+    has_comparison : bool
+        Whether the detail sections have a normal recording to compare with:
+        a scored recording that is not flagged, or a usable reference one.
     size_bytes : int
     seconds : float
         Wall time to score and build the report.
@@ -76,6 +87,10 @@ class ReportResult:
     size_bytes: int
     seconds: float
     n_flagged_not_read: int = 0
+    n_reference: int = 0
+    n_reference_flagged: int = 0
+    n_reference_skipped: int = 0
+    has_comparison: bool = True
     run_id: str | None = None
     tracking_uri: str | None = None
     scored: Any = field(default=None, repr=False)
@@ -90,6 +105,7 @@ def build_report(
     max_details: int = DEFAULT_MAX_DETAILS,
     title: str | None = None,
     progress: ProgressCallback | None = None,
+    reference: ReferenceSet | RecordingSet | list[Recording] | None = None,
 ) -> str:
     """Return the report of ``recordings`` as one self-contained HTML document.
 
@@ -108,6 +124,11 @@ def build_report(
     title : str, optional
     progress : callable, optional
         Called with (stage, done, total).
+    reference : ReferenceSet, RecordingSet or list of Recording, optional
+        Known-good recordings that may serve as the nearest normal recording
+        besides the scored ones that are not flagged. They are not rows of the
+        table. Those the model flags are left out (see
+        ``grindwatch.report.references``).
     """
     from grindwatch.explain import explain_recording
 
@@ -116,28 +137,45 @@ def build_report(
     recordings = list(recordings)
     if scored is None:
         scored = model.score(recordings, progress=progress)
-    # Window positions count samples as the model reads them (its channels, at
-    # its rate), so every figure draws the recordings that way.
-    recordings = [model.matched(recording) for recording in recordings]
-    by_name = {recording.name: recording for recording in recordings}
     table = scored.recordings.sort_values("score", ascending=False, kind="stable")
+    # Window positions count samples as the model reads them (its channels, at
+    # its rate), so every figure draws the recordings that way. Recordings that
+    # scoring skipped, such as one that lacks a channel, cannot be matched and
+    # have no row in the table.
+    in_table = set(table["recording"])
+    recordings = [model.matched(r) for r in recordings if r.name in in_table]
+    by_name = {recording.name: recording for recording in recordings}
     flagged = [n for n in table.loc[table["flag"], "recording"] if n in by_name]
     chosen = flagged[:max_details]
     normal = [
         by_name[n] for n in table.loc[~table["flag"], "recording"] if n in by_name
     ]
+    if reference is not None and not isinstance(reference, ReferenceSet):
+        reference = prepare_references(model, reference, recordings, progress)
+    candidates = normal + (reference.normal if reference is not None else [])
     ranks = {name: rank for rank, name in enumerate(table["recording"], start=1)}
     anchors = {name: f"rec-{ranks[name]}" for name in chosen}
     title = title or f"grindwatch report: {len(table)} recordings"
 
-    nearest = neighbours.nearest_normal(model, [by_name[n] for n in chosen], normal)
+    targets = [by_name[n] for n in chosen]
+    nearest = neighbours.nearest_normal(model, targets, candidates)
+    from_reference = {id(r) for r in reference.normal} if reference else set()
+    missing = _no_comparison_reason(table, normal, reference) if chosen else ""
     details = []
     # One recording at a time, so only one explanation is held in memory.
     for done, name in enumerate(chosen, start=1):
         explanation = explain_recording(model, by_name[name])
+        neighbour = nearest[name]
         details.append(
             sections.detail(
-                model, anchors[name], ranks[name], explanation, nearest[name]
+                model,
+                anchors[name],
+                ranks[name],
+                explanation,
+                neighbour,
+                from_reference=neighbour is not None
+                and id(neighbour[0]) in from_reference,
+                missing=missing,
             )
         )
         if progress is not None:
@@ -161,6 +199,8 @@ def build_report(
             f" {not_read} flagged recordings of the score table are not in the "
             "data given, so they have no detail section; pass their files too."
         )
+    if reference is not None:
+        heading += " " + _reference_sentence(len(normal), reference)
     heading += "</p>"
     body = [
         sections.header(model, scored, title),
@@ -175,8 +215,68 @@ def build_report(
     ]
     if study is not None:
         body.append(sections.study_section(study))
-    body.append(sections.notes(model, scored))
+    body.append(sections.notes(model, scored, reference))
     return markup.page(title, "".join(body))
+
+
+def _reference_sentence(n_normal: int, reference: ReferenceSet) -> str:
+    """Say where the nearest normal recordings come from when references are given."""
+    text = (
+        f"Nearest normal recordings are chosen among {n_normal} scored recordings "
+        f"that are not flagged and {len(reference.normal)} reference recordings."
+    )
+    if reference.flagged:
+        text += (
+            f" {len(reference.flagged)} reference recordings are flagged by this "
+            "model, so they are not used; the notes list them."
+        )
+    if reference.skipped:
+        text += (
+            f" {len(reference.skipped)} reference files or recordings could not be "
+            "used; the notes list them with the reason."
+        )
+    return text
+
+
+def _no_comparison_reason(
+    table: pd.DataFrame, normal: list[Recording], reference: ReferenceSet | None
+) -> str:
+    """Explain why there is no normal recording to compare with, and name the fix.
+
+    Returns "" when there are candidates, so that no detail section needs it.
+    """
+    if normal or (reference is not None and reference.normal):
+        return ""
+    n_normal_scored = int((~table["flag"].astype(bool)).sum())
+    if n_normal_scored:
+        scored_clause = (
+            f"The {n_normal_scored} recordings scored as normal are not among the "
+            "data given"
+        )
+        fix = "pass their files too, or known-good recordings with --reference"
+    else:
+        scored_clause = "Every scored recording is flagged"
+        fix = (
+            "pass known-good recordings, such as the training data, with "
+            "--reference (the reference argument of create_report)"
+        )
+    if reference is None or reference.n_given + reference.n_scored_too == 0:
+        reference_clause = "and no reference recordings were given"
+    elif reference.flagged:
+        reference_clause = (
+            f"and all {len(reference.flagged)} usable reference recordings are "
+            "flagged by this model too"
+        )
+        fix = (
+            "pass other known-good recordings with --reference, or check the "
+            "model's threshold, since it flags recordings given as known-good"
+        )
+    else:
+        reference_clause = "and every reference recording is also among the scored data"
+    return (
+        f"{scored_clause}, {reference_clause}, so there is no normal recording to "
+        f"compare with. To draw the nearest normal recording here, {fix}."
+    )
 
 
 def write_report(text: str, path: str | Path) -> Path:
@@ -269,6 +369,7 @@ def create_report(
     track: bool = True,
     study: bool = True,
     progress: ProgressCallback | None = None,
+    reference: Any = None,
 ) -> ReportResult:
     """Score ``data`` (or read saved scores), write the report, log it to MLflow.
 
@@ -290,8 +391,20 @@ def create_report(
     study : bool
         Read the study the model came from, if any, from MLflow (read only; a
         missing SQLite store is not created).
+    reference : files, folders, glob patterns or a RecordingSet, optional
+        Known-good recordings, read like ``data``, that may serve as the nearest
+        normal recording of a flagged one. They are not scored rows of the
+        report. Recordings the model flags are left out, with a warning and a
+        note on the page. Needed when every scored recording is flagged.
 
-    Both are off as well when the model's config disables tracking.
+    ``track`` and ``study`` are off as well when the model's config disables
+    tracking.
+
+    Raises
+    ------
+    InputError
+        If a reference path does not exist, no reference file can be read, or
+        no reference recording matches the model's channels and sample rate.
     """
     from grindwatch.pipeline import Model, load_model, read_data
 
@@ -299,6 +412,10 @@ def create_report(
     if not isinstance(model, Model):
         model = load_model(model)
     recordings = read_data(data, model.config, model)
+    # Read before scoring, so a wrong reference path fails without a wait.
+    references = None
+    if reference is not None and not _is_empty(reference):
+        references = read_references(reference, model)
     if scores is not None:
         scored = read_scores(scores, model.threshold_.value)
         scored.skipped = [
@@ -306,6 +423,8 @@ def create_report(
         ]
     else:
         scored = model.score(recordings, progress=progress)
+    if references is not None:
+        references = prepare_references(model, references, list(recordings), progress)
     enabled = model.config.tracking.enabled
     text = build_report(
         model,
@@ -315,6 +434,7 @@ def create_report(
         max_details=max_details,
         title=title,
         progress=progress,
+        reference=references,
     )
     path = write_report(text, output)
     n_flagged = int(scored.recordings["flag"].sum())
@@ -327,10 +447,15 @@ def create_report(
         n_flagged=n_flagged,
         n_details=min(n_detailed, max_details),
         n_flagged_not_read=n_flagged - n_detailed,
+        has_comparison=_has_comparison(scored, recordings, references),
         size_bytes=path.stat().st_size,
         seconds=time.perf_counter() - started,
         scored=scored,
     )
+    if references is not None:
+        result.n_reference = len(references.normal)
+        result.n_reference_flagged = len(references.flagged)
+        result.n_reference_skipped = len(references.skipped)
     if track and enabled:
         from grindwatch.tracking import resolve_tracking_uri
 
@@ -341,6 +466,27 @@ def create_report(
         "wrote %s (%d bytes) in %.1f s", path, result.size_bytes, result.seconds
     )
     return result
+
+
+def _is_empty(source: Any) -> bool:
+    """Tell whether a reference argument names nothing, such as an empty list.
+
+    ``read_data`` would read the config's ``data.paths`` for an empty source,
+    which is not what an empty reference means.
+    """
+    if isinstance(source, (list, tuple)):
+        return not source
+    return False
+
+
+def _has_comparison(
+    scored: ScoreResult, recordings: RecordingSet, references: ReferenceSet | None
+) -> bool:
+    table = scored.recordings
+    normal = table.loc[~table["flag"].astype(bool), "recording"]
+    if normal.isin([r.name for r in recordings]).any():
+        return True
+    return references is not None and bool(references.normal)
 
 
 def _log(model: Model, scored: ScoreResult, path: Path) -> str:

@@ -42,6 +42,7 @@ figure { margin: 6px 0 12px; }
 figcaption { font-size: 12px; color: #444; }
 article { border-top: 1px solid #bbb; padding-top: 4px; margin-top: 18px; }
 .note { font-size: 12.5px; color: #333; }
+.no-comparison { border-left: 3px solid #c86400; padding-left: 8px; }
 a { color: #1f4e8c; }
 @media (max-width: 1100px) { .overview { grid-template-columns: 1fr; } }
 @media print {

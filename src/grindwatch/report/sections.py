@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from grindwatch.explain import RecordingExplanation
     from grindwatch.io import Recording
     from grindwatch.pipeline import Model, ScoreResult
+    from grindwatch.report.references import ReferenceSet
     from grindwatch.report.study import StudySummary
 
 __all__ = [
@@ -273,20 +275,34 @@ def detail(
     rank: int,
     explanation: RecordingExplanation,
     neighbour: tuple[Recording, float] | None,
+    *,
+    from_reference: bool = False,
+    missing: str = "",
 ) -> str:
+    """Return the section of one flagged recording.
+
+    ``from_reference`` marks a neighbour that is a reference recording rather
+    than a scored one. ``missing`` explains why there is no neighbour and names
+    the fix. It is shown in its own paragraph when ``neighbour`` is None.
+    """
     recording = explanation.recording
     if neighbour is None:
         reference = None
-        compared = (
-            "Every recording in this data set is flagged, so there is no normal "
-            "recording to compare with."
+        compared = ""
+        no_comparison = (
+            f'<p class="no-comparison">{markup.escape(missing)}</p>' if missing else ""
         )
     else:
         reference, distance = neighbour
+        origin = ""
+        if from_reference:
+            path = f", {reference.source}" if reference.source else ""
+            origin = f" (a reference recording{markup.escape(path)})"
         compared = (
-            f"Nearest normal recording: {markup.escape(reference.name)} (distance "
-            f"{distance:.3g} between mean standardised features)."
+            f" Nearest normal recording: {markup.escape(reference.name)}{origin}, "
+            f"at distance {distance:.3g} between mean standardised features."
         )
+        no_comparison = ""
     body = (
         _table_detail(model, explanation, reference)
         if model.kind_ == "table"
@@ -297,7 +313,8 @@ def detail(
         f'<article id="{anchor}"><h3>#{rank} {markup.escape(recording.name)} '
         f"- {'ANOMALOUS' if explanation.flag else 'normal'}</h3>"
         f'<p class="meta">{source}</p>'
-        f"<p>{markup.escape(explanation.describe())} {compared}</p>{body}"
+        f"<p>{markup.escape(explanation.describe())}{compared}</p>{no_comparison}"
+        f"{body}"
         '<p class="note"><a href="#recordings">Back to the table</a></p></article>'
     )
 
@@ -398,7 +415,9 @@ def _trial_status(row: pd.Series) -> str:
     return f"{row['status']} at epoch {int(stopped)}"
 
 
-def notes(model: Model, scored: ScoreResult) -> str:
+def notes(
+    model: Model, scored: ScoreResult, reference: ReferenceSet | None = None
+) -> str:
     from grindwatch.explain import element_axis
 
     axis = element_axis(model)
@@ -438,7 +457,31 @@ def notes(model: Model, scored: ScoreResult) -> str:
         for s in scored.skipped
     )
     listing = f"<p>Skipped files:</p><ul>{skipped}</ul>" if skipped else ""
+    if reference is not None:
+        listing += _reference_notes(reference)
     return (
         f'<section id="notes"><h2>Notes</h2><p class="note">{text}</p>'
         f"{listing}</section>"
     )
+
+
+def _reference_notes(reference: ReferenceSet) -> str:
+    """List the reference recordings that are not candidates, and why."""
+    unused = [(_where(r), "flagged by this model") for r in reference.flagged]
+    unused += [(item["path"], item["reason"]) for item in reference.skipped]
+    if not unused:
+        return ""
+    items = "".join(
+        f"<li>{markup.escape(path)}: {markup.escape(reason)}</li>"
+        for path, reason in unused
+    )
+    return f"<p>Reference recordings not used:</p><ul>{items}</ul>"
+
+
+def _where(recording: Recording) -> str:
+    """Return the recording's file, and its name when the file contains several."""
+    if recording.source is None:
+        return recording.name
+    if Path(recording.source).stem == recording.name:
+        return str(recording.source)
+    return f"{recording.source} ({recording.name})"
