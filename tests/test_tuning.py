@@ -697,6 +697,49 @@ def test_study_summary_skips_other_objectives_factors():
     assert "best.recurring_f1" not in metrics
 
 
+def _finished_study(workers: list[str]) -> optuna.Study:
+    """An in-memory study whose trials finished in order, one per worker token."""
+    study = optuna.create_study()
+    for number, worker in enumerate(workers):
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=float(number), user_attrs={"grindwatch.worker": worker}
+            )
+        )
+    return study
+
+
+@pytest.mark.parametrize(
+    ("token", "enabled", "finalized_tag", "expected"),
+    [
+        # The worker of the last finished trial retrains.
+        ("b", True, None, True),
+        ("b", False, None, True),
+        # An earlier trial's worker leaves it to that worker, even while the
+        # summary tag is still missing because the retraining has not ended.
+        ("a", True, None, False),
+        ("a", False, None, False),
+        # A process that ran no trial (a resume, or the finalizer died) retrains
+        # only when no summary exists for this trial count.
+        ("c", True, None, True),
+        ("c", True, "3", False),
+        ("c", False, None, True),
+    ],
+)
+def test_only_last_trials_worker_finalizes(token, enabled, finalized_tag, expected):
+    from grindwatch.tuning_results import _is_finalizer
+
+    runner = types.SimpleNamespace(study=_finished_study(["a", "a", "b"]), token=token)
+    tags = (
+        {} if finalized_tag is None else {"grindwatch.finalized_trials": finalized_tag}
+    )
+    tracker = types.SimpleNamespace(
+        enabled=enabled, parent_run_id="parent", run_tags=lambda run_id: tags
+    )
+
+    assert _is_finalizer(runner, tracker) is expected
+
+
 def test_pruned_and_failed_trials_keep_state_and_step(cycles, isolated_tracking):
     from grindwatch.mlflow_tuning import StudyTracker
     from grindwatch.pipeline import read_data

@@ -387,7 +387,7 @@ def score(
             "--output",
             "-o",
             help="Write recording scores here (.csv or .parquet); window scores "
-            "go beside it as NAME.windows.csv.",
+            "go beside it as NAME.windows.csv (NAME.windows.parquet for Parquet).",
         ),
     ] = None,  # noqa: UP045
     strict: Annotated[

@@ -151,10 +151,12 @@ def _is_finalizer(runner: TrialRunner, tracker: Any) -> bool:
     last = max(finished, key=lambda t: (t.datetime_complete, t.number))
     if last.user_attrs.get("grindwatch.worker") == runner.token:
         return True
+    # A worker that ran an earlier trial leaves the study to the last trial's
+    # worker, which may still be retraining and has not tagged the summary yet.
+    if any(t.user_attrs.get("grindwatch.worker") == runner.token for t in finished):
+        return False
     if not tracker.enabled:
-        return not any(
-            t.user_attrs.get("grindwatch.worker") == runner.token for t in finished
-        )
+        return True
     tags = tracker.run_tags(tracker.parent_run_id)
     return tags.get("grindwatch.finalized_trials") != str(len(finished))
 
