@@ -504,3 +504,18 @@ def test_error_keeps_brackets_in_names(tmp_path):
 
     assert result.exit_code != 0
     assert "time column 'Time [ms]' goes backwards" in result.output
+
+
+def test_score_show_hint_names_written_table(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path)
+    data, out = str(cycle_folders["root"]), tmp_path / "out.csv"
+
+    saved = runner.invoke(
+        app, ["score", data, "--model", str(model), "--show", "3", "-o", str(out)]
+    )
+    unsaved = runner.invoke(app, ["score", data, "--model", str(model), "--show", "3"])
+
+    assert saved.exit_code == 0, saved.output
+    assert "8 more recordings; all are in" in saved.output
+    assert "use --output" not in saved.output
+    assert "8 more recordings; use --output to save all" in unsaved.output

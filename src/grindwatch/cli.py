@@ -332,7 +332,12 @@ def _store_option(tracking_uri: str | None) -> str:
     return f" --tracking-uri {shlex.quote(tracking_uri)}"
 
 
-def _print_recordings(frame, threshold: float, limit: int) -> None:  # noqa: ANN001
+def _print_recordings(  # noqa: ANN202
+    frame,  # noqa: ANN001
+    threshold: float,
+    limit: int,
+    more_hint: str = "use --output to save all",
+):
     import pandas as pd
     from rich.table import Table
     from rich.text import Text
@@ -365,7 +370,7 @@ def _print_recordings(frame, threshold: float, limit: int) -> None:  # noqa: ANN
     console().print(table)
     if len(frame) > limit:
         console().print(
-            f"... {len(frame) - limit} more recordings; use --output to save all"
+            f"... {len(frame) - limit} more recordings; {more_hint}", highlight=False
         )
 
 
@@ -426,7 +431,12 @@ def score(
         }
         typer.echo(json.dumps(payload, indent=2, default=str))
         return
-    _print_recordings(result.recordings, result.threshold, show)
+    _print_recordings(
+        result.recordings,
+        result.threshold,
+        show,
+        f"all are in {output}" if output is not None else "use --output to save all",
+    )
     summary = result.summary()
     from grindwatch._console import console
 
@@ -562,7 +572,12 @@ def evaluate(
             )
         )
         return
-    _print_recordings(result.scored.recordings, result.scored.threshold, 20)
+    _print_recordings(
+        result.scored.recordings,
+        result.scored.threshold,
+        20,
+        "grindwatch score --output FILE saves them all",
+    )
     _print_metrics(result)
 
 
@@ -583,7 +598,10 @@ def demo(
     out = console()
     out.print(outcome.description, highlight=False)
     _print_recordings(
-        outcome.evaluation.scored.recordings, outcome.evaluation.scored.threshold, 20
+        outcome.evaluation.scored.recordings,
+        outcome.evaluation.scored.threshold,
+        20,
+        "grindwatch score --output FILE saves them all",
     )
     _print_metrics(outcome.evaluation)
     out.print(outcome.training.model.threshold_.describe(), highlight=False)
