@@ -509,6 +509,22 @@ def test_resume_with_more_trials_continues_the_study(cycles):
     assert second.trials["state"].eq("COMPLETE").all()
 
 
+def test_resume_of_complete_study_ends_its_run(cycles, isolated_tracking):
+    config = _config(
+        **{"tune.n_trials": 2, "tracking.enabled": True, "tracking.log_model": False}
+    )
+    first = tune(cycles / "good", config)
+
+    second = tune(resume=True)
+
+    assert second.complete
+    assert not second.finalized
+    assert second.parent_run_id == first.parent_run_id
+    parent = MlflowClient(isolated_tracking).get_run(first.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["grindwatch.study_state"] == "complete"
+
+
 def test_resume_from_another_folder(cycles, tmp_path, monkeypatch):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     config = _config(**{"tune.n_trials": 2, "tune.storage": storage})
