@@ -525,6 +525,32 @@ def test_resume_of_complete_study_ends_its_run(cycles, isolated_tracking):
     assert parent.data.tags["grindwatch.study_state"] == "complete"
 
 
+def test_resume_rejects_changed_recordings(cycles, isolated_tracking):
+    config = _config(
+        **{"tune.n_trials": 1, "tracking.enabled": True, "tracking.log_model": False}
+    )
+    first = tune(cycles / "good", config)
+    # One more cycle lands in the study's folder.
+    write_cycles(cycles / "good", 1, start_seed=50)
+
+    with pytest.raises(ConfigError, match="changed since the study started"):
+        tune(resume=True, overrides={"tune.n_trials": 2})
+
+    study = optuna.load_study(study_name="grindwatch", storage="sqlite:///optuna.db")
+    assert len(study.trials) == 1
+    parent = MlflowClient(isolated_tracking).get_run(first.parent_run_id)
+    assert parent.info.status == "FINISHED"
+
+
+def test_unusable_tracking_store_frees_study_name(cycles):
+    config = _config(**{"tracking.enabled": True, "tracking.uri": "htp://127.0.0.1:1"})
+
+    with pytest.raises(Exception, match="htp://127.0.0.1:1"):
+        tune(cycles / "good", config)
+
+    assert optuna.get_all_study_names("sqlite:///optuna.db") == []
+
+
 def test_resume_from_another_folder(cycles, tmp_path, monkeypatch):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     config = _config(**{"tune.n_trials": 2, "tune.storage": storage})
