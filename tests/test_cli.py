@@ -265,6 +265,16 @@ def test_bad_input_gives_one_line_error(tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_unusable_tracking_uri_gives_one_line_error(cycle_folders):
+    arguments = ["--detector", "pca", "--tracking-uri", "htp://127.0.0.1:1"]
+
+    result = runner.invoke(app, ["train", str(cycle_folders["good"]), *arguments])
+
+    assert result.exit_code == 2
+    assert "cannot use the MLflow tracking store htp://127.0.0.1:1" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_invalid_setting_gives_one_line_error(cycle_folders):
     result = runner.invoke(
         app, ["train", str(cycle_folders["good"]), "--set", "windows.length=-3"]

@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 
 import grindwatch
 from grindwatch.config import Config
+from grindwatch.exceptions import TrackingError
 
 
 def _config(**overrides) -> Config:  # noqa: ANN003
@@ -88,6 +89,35 @@ def test_failed_training_marks_run_failed(cycle_folders, isolated_tracking):
         [mlflow.get_experiment_by_name("tests").experiment_id]
     )
     assert [run.info.status for run in runs] == ["FAILED"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        ("htp://127.0.0.1:1", "unsupported URI"),
+        ("sqlite:/no-slashes.db", "Could not parse"),
+    ],
+)
+def test_unusable_tracking_uri_names_the_store(cycle_folders, uri, reason):
+    config = _config(**{"detector.family": "pca", "tracking.uri": uri})
+
+    with pytest.raises(TrackingError, match=reason) as raised:
+        grindwatch.train(cycle_folders["good"], config)
+
+    assert uri in str(raised.value)
+    assert "--tracking-uri" in str(raised.value)
+
+
+def test_read_only_tracking_store_names_the_store(cycle_folders, tmp_path):
+    database = tmp_path / "mlflow.db"
+    config = _config(**{"detector.family": "pca"})
+    grindwatch.train(cycle_folders["good"], config)
+    read_only = f"sqlite:///file:{database}?mode=ro&uri=true"
+
+    with pytest.raises(TrackingError, match="readonly database"):
+        grindwatch.train(
+            cycle_folders["good"], config.with_overrides({"tracking.uri": read_only})
+        )
 
 
 def test_interrupted_training_marks_run_failed(

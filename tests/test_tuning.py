@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 from grindwatch._locks import sqlite_setup_lock
 from grindwatch.config import Config
-from grindwatch.exceptions import ConfigError
+from grindwatch.exceptions import ConfigError, TrackingError
 from grindwatch.io import Recording, RecordingSet
 from grindwatch.objective import Objective, split_holdout
 from grindwatch.search_space import (
@@ -545,7 +545,7 @@ def test_resume_rejects_changed_recordings(cycles, isolated_tracking):
 def test_unusable_tracking_store_frees_study_name(cycles):
     config = _config(**{"tracking.enabled": True, "tracking.uri": "htp://127.0.0.1:1"})
 
-    with pytest.raises(Exception, match="htp://127.0.0.1:1"):
+    with pytest.raises(TrackingError, match="htp://127.0.0.1:1"):
         tune(cycles / "good", config)
 
     assert optuna.get_all_study_names("sqlite:///optuna.db") == []

@@ -38,6 +38,7 @@ from grindwatch.tracking import (
     _experiment_id,
     _param_value,
     resolve_tracking_uri,
+    store_errors,
 )
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class StudyTracker:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.uri = resolve_tracking_uri(config)
-        with sqlite_setup_lock(self.uri):
+        with sqlite_setup_lock(self.uri), store_errors(self.uri):
             self.client = _client(self.uri)
             self.experiment_id = _experiment_id(
                 self.client, self.uri, config.tracking.experiment
@@ -122,7 +123,8 @@ class StudyTracker:
         from mlflow.entities import Param
 
         if run_id is not None:
-            _retry(self.client.update_run, run_id, status="RUNNING")
+            with store_errors(self.uri):
+                _retry(self.client.update_run, run_id, status="RUNNING")
             self.parent_run_id = run_id
             logger.info("resumed MLflow study run %s", run_id)
             return run_id
@@ -137,12 +139,13 @@ class StudyTracker:
             "grindwatch.direction": "maximize",
             **tags,
         }
-        run = _retry(
-            self.client.create_run,
-            self.experiment_id,
-            run_name=study_name,
-            tags=all_tags,
-        )
+        with store_errors(self.uri):
+            run = _retry(
+                self.client.create_run,
+                self.experiment_id,
+                run_name=study_name,
+                tags=all_tags,
+            )
         self.parent_run_id = run.info.run_id
         entries = [Param(k, _param_value(v)) for k, v in params.items()]
         for begin in range(0, len(entries), 100):
