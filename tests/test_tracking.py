@@ -195,3 +195,19 @@ def test_evaluate_run_nested_under_training_run(cycle_folders, isolated_tracking
         evaluation.recordings["auc_roc"]
     )
     assert run.info.status == "FINISHED"
+
+
+def test_study_summary_drops_old_best_tags(isolated_tracking):
+    from grindwatch.mlflow_tuning import StudyTracker
+
+    tracker = StudyTracker(Config())
+    run_id = tracker.open_parent(None, "study", "recurring_f1", {}, {})
+    first = {"family": "iforest", "iforest.n_estimators": 100}
+    tracker.log_summary(first, {"best_value": 0.5}, {}, {})
+
+    tracker.log_summary({"family": "pca", "pca.n_components": 0.7}, {}, {}, {})
+
+    tags = MlflowClient(isolated_tracking).get_run(run_id).data.tags
+    assert tags["best.family"] == "pca"
+    assert tags["best.pca.n_components"] == "0.7"
+    assert "best.iforest.n_estimators" not in tags

@@ -175,7 +175,8 @@ class StudyTracker:
 
         Best parameters are logged as ``best.<name>`` parameters. MLflow parameters
         cannot change, so when a resumed study finds a new best trial, its values go
-        to ``best.<name>`` tags instead, which always hold the latest best.
+        to ``best.<name>`` tags instead, which always hold the latest best: tags of
+        settings the latest best lacks are deleted.
         """
         from mlflow.entities import Metric, Param
         from mlflow.exceptions import MlflowException
@@ -193,10 +194,16 @@ class StudyTracker:
             _retry(self.client.log_batch, run_id, params=params)
         except MlflowException:
             logger.info("best parameters changed since the last summary; kept as tags")
-        for key, value in {
-            **tags,
-            **{f"best.{k}": str(v) for k, v in best.items()},
-        }.items():
+        best_tags = {f"best.{k}": str(v) for k, v in best.items()}
+        # A new best of another family lacks some of the old best's settings.
+        stale = [
+            key
+            for key in _retry(self.client.get_run, run_id).data.tags
+            if key.startswith("best.") and key not in best_tags
+        ]
+        for key in stale:
+            _retry(self.client.delete_tag, run_id, key)
+        for key, value in {**tags, **best_tags}.items():
             _retry(self.client.set_tag, run_id, key, str(value)[:5000])
         with tempfile.TemporaryDirectory() as folder:
             for name, path in files.items():
