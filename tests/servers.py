@@ -115,3 +115,28 @@ def tracking_server(postgres: dict[str, str]) -> Iterator[str]:
             _run_script("dev-mlflow-server.sh", "stop", folder, timeout=STOP_TIMEOUT_S)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", name="sqlite_mlflow_server")
+def sqlite_tracking_server() -> Iterator[str]:
+    """An MLflow tracking server on an SQLite store; yields its tracking URI.
+
+    For tests of what clients see from a server (REST store), without PostgreSQL.
+    """
+    folder = tempfile.mkdtemp(prefix="grindwatch-mlflow-sqlite-")
+    try:
+        started = _run_script(
+            "dev-mlflow-server.sh",
+            "start",
+            folder,
+            f"sqlite:///{Path(folder) / 'mlflow.db'}",
+            str(free_port()),
+            "1",
+            timeout=START_TIMEOUT_S,
+        )
+        yield started["MLFLOW_TRACKING_URI"]
+    finally:
+        try:
+            _run_script("dev-mlflow-server.sh", "stop", folder, timeout=STOP_TIMEOUT_S)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from grindwatch.cli import app
 from tests.conftest import write_cycles
+from tests.servers import sqlite_tracking_server  # noqa: F401 - fixture
 
 runner = CliRunner()
 FAST = ["--window", "256", "--epochs", "3", "--set", "frontend.n_bands=16"]
@@ -54,6 +55,21 @@ def test_train_json_output(cycle_folders, tmp_path):
     payload = json.loads(result.stdout)
     assert payload["model_uri"].startswith("runs:/")
     assert payload["threshold"]["method"] in {"gmm", "mad"}
+
+
+def test_train_json_stays_json_with_tracking_server(
+    cycle_folders,
+    tmp_path,
+    sqlite_mlflow_server,
+):
+    arguments = ["--detector", "pca", "--tracking-uri", sqlite_mlflow_server, "--json"]
+
+    _, result = _train(cycle_folders["good"], tmp_path, *arguments)
+
+    # MLflow writes a "View run" line to stdout when a run on a server ends.
+    assert "View run" not in result.stdout
+    payload = json.loads(result.stdout)
+    assert payload["tracking_uri"] == sqlite_mlflow_server
 
 
 def test_score_writes_recording_and_window_tables(cycle_folders, tmp_path):
@@ -316,6 +332,16 @@ def test_bad_input_gives_one_line_error(tmp_path):
 
     assert result.exit_code == 2
     assert "no such file or folder" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unusable_tracking_uri_gives_one_line_error(cycle_folders):
+    arguments = ["--detector", "pca", "--tracking-uri", "htp://127.0.0.1:1"]
+
+    result = runner.invoke(app, ["train", str(cycle_folders["good"]), *arguments])
+
+    assert result.exit_code == 2
+    assert "cannot use the MLflow tracking store htp://127.0.0.1:1" in result.output
     assert "Traceback" not in result.output
 
 

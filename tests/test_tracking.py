@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 
 import grindwatch
 from grindwatch.config import Config
+from grindwatch.exceptions import TrackingError
 
 
 def _config(**overrides) -> Config:  # noqa: ANN003
@@ -90,6 +91,35 @@ def test_failed_training_marks_run_failed(cycle_folders, isolated_tracking):
     assert [run.info.status for run in runs] == ["FAILED"]
 
 
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        ("htp://127.0.0.1:1", "unsupported URI"),
+        ("sqlite:/no-slashes.db", "Could not parse"),
+    ],
+)
+def test_unusable_tracking_uri_names_the_store(cycle_folders, uri, reason):
+    config = _config(**{"detector.family": "pca", "tracking.uri": uri})
+
+    with pytest.raises(TrackingError, match=reason) as raised:
+        grindwatch.train(cycle_folders["good"], config)
+
+    assert uri in str(raised.value)
+    assert "--tracking-uri" in str(raised.value)
+
+
+def test_read_only_tracking_store_names_the_store(cycle_folders, tmp_path):
+    database = tmp_path / "mlflow.db"
+    config = _config(**{"detector.family": "pca"})
+    grindwatch.train(cycle_folders["good"], config)
+    read_only = f"sqlite:///file:{database}?mode=ro&uri=true"
+
+    with pytest.raises(TrackingError, match="readonly database"):
+        grindwatch.train(
+            cycle_folders["good"], config.with_overrides({"tracking.uri": read_only})
+        )
+
+
 def test_interrupted_training_marks_run_failed(
     cycle_folders, isolated_tracking, monkeypatch
 ):
@@ -165,3 +195,19 @@ def test_evaluate_run_nested_under_training_run(cycle_folders, isolated_tracking
         evaluation.recordings["auc_roc"]
     )
     assert run.info.status == "FINISHED"
+
+
+def test_study_summary_drops_old_best_tags(isolated_tracking):
+    from grindwatch.mlflow_tuning import StudyTracker
+
+    tracker = StudyTracker(Config())
+    run_id = tracker.open_parent(None, "study", "recurring_f1", {}, {})
+    first = {"family": "iforest", "iforest.n_estimators": 100}
+    tracker.log_summary(first, {"best_value": 0.5}, {}, {})
+
+    tracker.log_summary({"family": "pca", "pca.n_components": 0.7}, {}, {}, {})
+
+    tags = MlflowClient(isolated_tracking).get_run(run_id).data.tags
+    assert tags["best.family"] == "pca"
+    assert tags["best.pca.n_components"] == "0.7"
+    assert "best.iforest.n_estimators" not in tags

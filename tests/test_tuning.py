@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 from grindwatch._locks import sqlite_setup_lock
 from grindwatch.config import Config
-from grindwatch.exceptions import ConfigError
+from grindwatch.exceptions import ConfigError, TrackingError
 from grindwatch.io import Recording, RecordingSet
 from grindwatch.objective import Objective, split_holdout
 from grindwatch.search_space import (
@@ -507,6 +507,48 @@ def test_resume_with_more_trials_continues_the_study(cycles):
     assert len(first.trials) == 2
     assert len(second.trials) == 3
     assert second.trials["state"].eq("COMPLETE").all()
+
+
+def test_resume_of_complete_study_ends_its_run(cycles, isolated_tracking):
+    config = _config(
+        **{"tune.n_trials": 2, "tracking.enabled": True, "tracking.log_model": False}
+    )
+    first = tune(cycles / "good", config)
+
+    second = tune(resume=True)
+
+    assert second.complete
+    assert not second.finalized
+    assert second.parent_run_id == first.parent_run_id
+    parent = MlflowClient(isolated_tracking).get_run(first.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["grindwatch.study_state"] == "complete"
+
+
+def test_resume_rejects_changed_recordings(cycles, isolated_tracking):
+    config = _config(
+        **{"tune.n_trials": 1, "tracking.enabled": True, "tracking.log_model": False}
+    )
+    first = tune(cycles / "good", config)
+    # One more cycle lands in the study's folder.
+    write_cycles(cycles / "good", 1, start_seed=50)
+
+    with pytest.raises(ConfigError, match="changed since the study started"):
+        tune(resume=True, overrides={"tune.n_trials": 2})
+
+    study = optuna.load_study(study_name="grindwatch", storage="sqlite:///optuna.db")
+    assert len(study.trials) == 1
+    parent = MlflowClient(isolated_tracking).get_run(first.parent_run_id)
+    assert parent.info.status == "FINISHED"
+
+
+def test_unusable_tracking_store_frees_study_name(cycles):
+    config = _config(**{"tracking.enabled": True, "tracking.uri": "htp://127.0.0.1:1"})
+
+    with pytest.raises(TrackingError, match="htp://127.0.0.1:1"):
+        tune(cycles / "good", config)
+
+    assert optuna.get_all_study_names("sqlite:///optuna.db") == []
 
 
 def test_resume_from_another_folder(cycles, tmp_path, monkeypatch):

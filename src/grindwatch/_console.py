@@ -36,6 +36,9 @@ def setup_logging(verbose: int) -> None:
     # and stop its per-download progress bars (MLflow 3 environment variables).
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow 3.17 writes "View run ... at: URL" to stdout each time a run on a
+    # tracking server ends, which breaks --json output. The CLI names its runs.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
     level = (
         logging.WARNING

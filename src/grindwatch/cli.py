@@ -78,11 +78,11 @@ def _build_config(config_path: Path | None, overrides: dict[str, Any]):  # noqa:
 
 def _run(function, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
     """Call into the library, turning expected errors into one-line messages."""
-    from grindwatch.exceptions import ConfigError, InputError
+    from grindwatch.exceptions import ConfigError, InputError, TrackingError
 
     try:
         return function(*args, **kwargs)
-    except (InputError, ConfigError) as error:
+    except (InputError, ConfigError, TrackingError) as error:
         _fail(str(error))
 
 

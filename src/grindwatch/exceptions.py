@@ -6,7 +6,13 @@ or ``RuntimeError`` without importing grindwatch.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InputError", "NotFittedError", "shorten_list"]
+__all__ = [
+    "ConfigError",
+    "InputError",
+    "NotFittedError",
+    "TrackingError",
+    "shorten_list",
+]
 
 
 class InputError(ValueError):
@@ -31,6 +37,13 @@ class ConfigError(ValueError):
 
 class NotFittedError(RuntimeError):
     """A model or detector was used before it was fitted."""
+
+
+class TrackingError(RuntimeError):
+    """An MLflow tracking store that cannot be opened or written.
+
+    The message names the tracking URI, MLflow's reason and what to check.
+    """
 
 
 def shorten_list(names: list[str] | tuple[str, ...], limit: int = 8) -> str:

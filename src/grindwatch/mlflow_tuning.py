@@ -38,6 +38,7 @@ from grindwatch.tracking import (
     _experiment_id,
     _param_value,
     resolve_tracking_uri,
+    store_errors,
 )
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class StudyTracker:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.uri = resolve_tracking_uri(config)
-        with sqlite_setup_lock(self.uri):
+        with sqlite_setup_lock(self.uri), store_errors(self.uri):
             self.client = _client(self.uri)
             self.experiment_id = _experiment_id(
                 self.client, self.uri, config.tracking.experiment
@@ -122,7 +123,8 @@ class StudyTracker:
         from mlflow.entities import Param
 
         if run_id is not None:
-            _retry(self.client.update_run, run_id, status="RUNNING")
+            with store_errors(self.uri):
+                _retry(self.client.update_run, run_id, status="RUNNING")
             self.parent_run_id = run_id
             logger.info("resumed MLflow study run %s", run_id)
             return run_id
@@ -137,12 +139,13 @@ class StudyTracker:
             "grindwatch.direction": "maximize",
             **tags,
         }
-        run = _retry(
-            self.client.create_run,
-            self.experiment_id,
-            run_name=study_name,
-            tags=all_tags,
-        )
+        with store_errors(self.uri):
+            run = _retry(
+                self.client.create_run,
+                self.experiment_id,
+                run_name=study_name,
+                tags=all_tags,
+            )
         self.parent_run_id = run.info.run_id
         entries = [Param(k, _param_value(v)) for k, v in params.items()]
         for begin in range(0, len(entries), 100):
@@ -172,7 +175,8 @@ class StudyTracker:
 
         Best parameters are logged as ``best.<name>`` parameters. MLflow parameters
         cannot change, so when a resumed study finds a new best trial, its values go
-        to ``best.<name>`` tags instead, which always hold the latest best.
+        to ``best.<name>`` tags instead, which always hold the latest best: tags of
+        settings the latest best lacks are deleted.
         """
         from mlflow.entities import Metric, Param
         from mlflow.exceptions import MlflowException
@@ -190,10 +194,16 @@ class StudyTracker:
             _retry(self.client.log_batch, run_id, params=params)
         except MlflowException:
             logger.info("best parameters changed since the last summary; kept as tags")
-        for key, value in {
-            **tags,
-            **{f"best.{k}": str(v) for k, v in best.items()},
-        }.items():
+        best_tags = {f"best.{k}": str(v) for k, v in best.items()}
+        # A new best of another family lacks some of the old best's settings.
+        stale = [
+            key
+            for key in _retry(self.client.get_run, run_id).data.tags
+            if key.startswith("best.") and key not in best_tags
+        ]
+        for key in stale:
+            _retry(self.client.delete_tag, run_id, key)
+        for key, value in {**tags, **best_tags}.items():
             _retry(self.client.set_tag, run_id, key, str(value)[:5000])
         with tempfile.TemporaryDirectory() as folder:
             for name, path in files.items():

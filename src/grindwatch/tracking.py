@@ -74,6 +74,35 @@ def _experiment_id(client, uri: str, name: str) -> str:  # noqa: ANN001
         return found.experiment_id
 
 
+@contextlib.contextmanager
+def store_errors(uri: str) -> Iterator[None]:
+    """Raise TrackingError, naming ``uri``, for a store failure inside the block.
+
+    MLflow raises its own exception for an unreachable server, an unsupported
+    URI scheme or a read-only database, and SQLAlchemy raises for a malformed
+    database URL.
+
+    NOTE: MLflow 3.17 retries a server that refuses connections before it
+    raises: about 4 minutes with its defaults (MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR), measured with a refused loopback port.
+    """
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from grindwatch.exceptions import TrackingError
+
+    try:
+        yield
+    except (MlflowException, SQLAlchemyError) as error:
+        reason = " ".join(str(error).split())[:600].rstrip(". ")
+        raise TrackingError(
+            f"cannot use the MLflow tracking store {uri}: {reason}. Check the "
+            "tracking URI (--tracking-uri or MLFLOW_TRACKING_URI), that its server "
+            "runs and that the store is writable, or run without tracking "
+            "(--no-track)"
+        ) from error
+
+
 def _param_value(value: Any) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text[:6000]
@@ -94,10 +123,11 @@ class TrainingTracker:
         """Open the run; it ends FINISHED, or FAILED on any exception or Ctrl-C."""
         from mlflow.entities import Param
 
-        self.client = _client(self.uri)
-        experiment = _experiment_id(
-            self.client, self.uri, self.config.tracking.experiment
-        )
+        with store_errors(self.uri):
+            self.client = _client(self.uri)
+            experiment = _experiment_id(
+                self.client, self.uri, self.config.tracking.experiment
+            )
         tags = {
             "grindwatch.version": __version__,
             "grindwatch.seed": str(self.config.seed),
@@ -107,9 +137,10 @@ class TrainingTracker:
         }
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
-        run = self.client.create_run(
-            experiment, run_name=self.config.tracking.run_name, tags=tags
-        )
+        with store_errors(self.uri):
+            run = self.client.create_run(
+                experiment, run_name=self.config.tracking.run_name, tags=tags
+            )
         self.run_id = run.info.run_id
         logger.info("MLflow run %s in %s", self.run_id, self.uri)
         try:
@@ -372,8 +403,9 @@ def log_evaluation(
     from mlflow.entities import Metric
 
     uri = resolve_tracking_uri(config)
-    client = _client(uri)
-    experiment = _experiment_id(client, uri, config.tracking.experiment)
+    with store_errors(uri):
+        client = _client(uri)
+        experiment = _experiment_id(client, uri, config.tracking.experiment)
     tags = {"grindwatch.version": __version__, "grindwatch.kind": "evaluate"}
     if model_run_id:
         try:
@@ -381,7 +413,8 @@ def log_evaluation(
             tags["mlflow.parentRunId"] = model_run_id
         except Exception:  # noqa: BLE001 - the model came from another store
             tags["grindwatch.model_run_id"] = model_run_id
-    run = client.create_run(experiment, run_name="evaluate", tags=tags)
+    with store_errors(uri):
+        run = client.create_run(experiment, run_name="evaluate", tags=tags)
     try:
         now = int(time.time() * 1000)
         finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
@@ -422,8 +455,9 @@ def log_scoring(
     from mlflow.entities import Metric
 
     uri = resolve_tracking_uri(config)
-    client = _client(uri)
-    experiment = _experiment_id(client, uri, config.tracking.experiment)
+    with store_errors(uri):
+        client = _client(uri)
+        experiment = _experiment_id(client, uri, config.tracking.experiment)
     tags = {"grindwatch.version": __version__, "grindwatch.kind": "score"}
     if model_run_id:
         try:
@@ -431,7 +465,8 @@ def log_scoring(
             tags["mlflow.parentRunId"] = model_run_id
         except Exception:  # noqa: BLE001 - the model came from another store
             tags["grindwatch.model_run_id"] = model_run_id
-    run = client.create_run(experiment, run_name="score", tags=tags)
+    with store_errors(uri):
+        run = client.create_run(experiment, run_name="score", tags=tags)
     run_id = run.info.run_id
     try:
         now = int(time.time() * 1000)

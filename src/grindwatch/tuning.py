@@ -7,8 +7,9 @@ registers it in the MLflow model registry under ``tune.registered_model`` with t
 alias ``tune.alias``. Last, it logs a summary on the study's MLflow run (see
 ``grindwatch.tuning_results``).
 
-The study keeps its configuration, data paths and MLflow run id as user
-attributes, so ``tune(resume=True)`` continues it with the same settings: only
+The study keeps its configuration, data paths, data fingerprint and MLflow run
+id as user attributes, so ``tune(resume=True)`` continues it with the same
+settings and data: only
 ``tune.n_trials``, ``tune.timeout``, ``tune.jobs``, ``tune.registered_model`` and
 ``tune.alias`` may change on resume.
 """
@@ -58,6 +59,7 @@ _LABELED_ATTR = "grindwatch.labeled_data"
 _LABELS_ATTR = "grindwatch.labels"
 _TRACKING_ATTR = "grindwatch.tracking_uri"
 _PARENT_ATTR = "grindwatch.mlflow_parent_run_id"
+_DATA_ATTR = "grindwatch.data_sha256"
 # Set by the creator once it has queued the configured pipeline, or decided not to.
 _BASELINE_ATTR = "grindwatch.baseline_decided"
 
@@ -294,7 +296,8 @@ def tune(
     ------
     ConfigError
         If the study exists without ``resume``, the settings contradict the
-        stored study, or the data cannot be split for tuning.
+        stored study, its recordings changed since it started, or the data
+        cannot be split for tuning.
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     caller_config = config
@@ -329,10 +332,27 @@ def tune(
         stored_uri = study.user_attrs.get(_TRACKING_ATTR)
         if stored_uri and config.tracking.enabled:
             config = config.with_overrides({"tracking.uri": stored_uri})
-    tracker = _open_tracker(config, study, created)
+    if not created:
+        # Checked before the study's run is reopened, so that a rejected resume
+        # leaves the run as it was.
+        training, labeled = _read_inputs(config, labeled_paths, labels_path, recordings)
+        data_sha256 = _check_data(study, training, config.data.paths)
+    try:
+        tracker = _open_tracker(config, study, created)
+    except BaseException:
+        if created and not study.get_trials(deepcopy=False):
+            # Nothing ran: free the name, so the same command works once fixed.
+            import optuna
+
+            optuna.delete_study(study_name=study.study_name, storage=backend)
+        raise
     # From here on, the study's MLflow run must not stay RUNNING when this fails.
     try:
-        training, labeled = _read_inputs(config, labeled_paths, labels_path, recordings)
+        if created:
+            training, labeled = _read_inputs(
+                config, labeled_paths, labels_path, recordings
+            )
+            data_sha256 = _check_data(study, training, config.data.paths)
         from grindwatch.objective import Objective
 
         objective = Objective(training, config, labeled=labeled)
@@ -344,7 +364,7 @@ def tune(
             # A joiner that starts a trial while the creator queues the baseline
             # leaves that queued trial waiting once the study has its trials.
             _wait_for_attr(study, _BASELINE_ATTR)
-        _describe_data(tracker, config, objective, training)
+        _describe_data(tracker, config, objective, training, data_sha256)
         runner = TrialRunner(study, backend, objective, tracker, config, on_trial)
         with _torch_threads(config):
             runner.run()
@@ -438,11 +458,39 @@ def _open_tracker(config: Config, study: optuna.Study, created: bool) -> Any:
     return tracker
 
 
+def _check_data(study: optuna.Study, training: RecordingSet, paths: list[str]) -> str:
+    """Fingerprint the training data and raise if the study's data changed.
+
+    The first process that reads the study's data stores the fingerprint. Trials
+    fitted on other data would not be comparable with the earlier ones.
+    """
+    from grindwatch.fingerprint import data_fingerprint
+
+    sha256 = data_fingerprint(training)["sha256"]
+    stored = study.user_attrs.get(_DATA_ATTR)
+    # NOTE: studies of grindwatch versions that stored no fingerprint get the
+    # one read at their next resume, so a change before that goes unnoticed.
+    if stored is None:
+        study.set_user_attr(_DATA_ATTR, sha256)
+    elif stored != sha256:
+        raise ConfigError(
+            f"the recordings {paths} of study {study.study_name!r} changed since "
+            f"the study started (data fingerprint {sha256[:12]}, stored "
+            f"{stored[:12]}): files were added, removed or edited, and trials "
+            "fitted on them would not be comparable with the earlier ones. "
+            "Restore the recordings, or start a new study with another --study-name"
+        )
+    return sha256
+
+
 def _describe_data(
-    tracker: Any, config: Config, objective: Any, training: RecordingSet
+    tracker: Any,
+    config: Config,
+    objective: Any,
+    training: RecordingSet,
+    data_sha256: str,
 ) -> None:
     """Tag the study's run with its data, holdout and injections (first run only)."""
-    from grindwatch.fingerprint import data_fingerprint
     from grindwatch.signals.injection import DEFAULT_RECURRING, describe_injections
 
     if not tracker.enabled or "grindwatch.data_sha256" in tracker.run_tags(
@@ -454,7 +502,7 @@ def _describe_data(
     tracker.set_tags(
         tracker.parent_run_id,
         {
-            "grindwatch.data_sha256": data_fingerprint(training)["sha256"],
+            "grindwatch.data_sha256": data_sha256,
             "grindwatch.holdout": (
                 f"{objective.holdout.mode}: {len(objective.holdout.fit)} pieces "
                 f"fitted, {len(objective.holdout.held_out)} held out"

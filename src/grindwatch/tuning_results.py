@@ -195,8 +195,16 @@ def conclude(
             _summarise(result, study, tracker, objective)
             tracker.close_parent("FINISHED", f"incomplete ({runner.stop_reason})")
         return result
-    if best is None or not _is_finalizer(runner, tracker):
+    if not _is_finalizer(runner, tracker):
         _copy_final(result, tracker)
+        if _summarised(tracker, finished):
+            # Resuming reopened the run; the process that summarised it is done.
+            tracker.close_parent("FINISHED", "complete")
+        return result
+    if best is None:
+        # Every finished trial was pruned, so there is no variant to retrain.
+        _summarise(result, study, tracker, objective)
+        tracker.close_parent("FINISHED", "complete")
         return result
 
     _finalize(result, tracker, training, objective)
@@ -212,6 +220,14 @@ def _best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         return study.best_trial
     except ValueError:
         return None
+
+
+def _summarised(tracker: Any, finished: int) -> bool:
+    """Return whether the study's run has the summary of ``finished`` trials."""
+    if not tracker.enabled or tracker.parent_run_id is None:
+        return False
+    tags = tracker.run_tags(tracker.parent_run_id)
+    return tags.get("grindwatch.finalized_trials") == str(finished)
 
 
 def _copy_final(result: TuneResult, tracker: Any) -> None:
