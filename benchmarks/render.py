@@ -258,28 +258,9 @@ def _speed_intro(results: dict[str, Any]) -> str:
         "(grindwatch's epochs include its validation pass). FLOPs per window count "
         "the matrix products and convolutions of one forward and backward pass "
         "(`torch.utils.flop_counter`).\n\n"
-        f"{_malloc_setting(results)}\n\n"
         f"Practical ceiling: fp32 matrix multiply (2048 x 2048, torch, "
         f"{results['threads']} threads) at **{results['matmul_gflops']:.1f} "
         "GFLOP/s**.\n"
-    )
-
-
-def _malloc_setting(results: dict[str, Any]) -> str:
-    kept = results.get("keep_freed_memory")
-    if kept is None:
-        return "glibc's malloc thresholds: not recorded."
-    if kept:
-        return (
-            "glibc's malloc thresholds: raised for the whole process before any "
-            "tool ran, as grindwatch's autoencoder does when it first trains or "
-            "scores (`src/grindwatch/_memory.py`), so freed buffers stay on the "
-            "heap for the next batch. PyOD's AutoEncoder runs under the same "
-            "setting."
-        )
-    return (
-        "glibc's malloc thresholds: left at glibc's defaults "
-        "(`GRINDWATCH_KEEP_FREED_MEMORY=0`, or not glibc), for every tool."
     )
 
 

@@ -253,17 +253,10 @@ def run_speed(repeats: int) -> dict[str, Any]:
     """Every speed figure, as the median of ``repeats`` runs."""
     import torch
 
-    from grindwatch._memory import keep_freed_memory
-
-    # grindwatch's autoencoder raises glibc's malloc thresholds for the whole
-    # process when it first runs. Raising them first puts PyOD's runs under the
-    # same setting, whichever tool runs first.
-    kept = keep_freed_memory()
     recordings = make_recordings(WORKLOAD["recordings"], WORKLOAD["samples"])
     rates = [matmul_gflops() for _ in range(repeats)]
     results: dict[str, Any] = {
         "workload": dict(WORKLOAD, window=1024, channels=4, epochs=EPOCHS),
-        "keep_freed_memory": kept,
         "threads": torch.get_num_threads(),
         "matmul_gflops": float(np.median(rates)),
         "frontends": {},

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from grindwatch._memory import keep_freed_memory
 from grindwatch.detectors.base import BaseDetector, EpochCallback
 from grindwatch.exceptions import ConfigError
 
@@ -118,7 +117,6 @@ class AutoencoderDetector(BaseDetector):
         from grindwatch.nets import ConvAutoencoder
 
         self._validate(X)
-        keep_freed_memory()
         torch.manual_seed(self.random_state)
         rng = np.random.default_rng(self.random_state)
         order = rng.permutation(X.shape[0])
@@ -235,7 +233,6 @@ class AutoencoderDetector(BaseDetector):
     def _explain(self, X: np.ndarray) -> np.ndarray:
         import torch
 
-        keep_freed_memory()
         loss_fn = self._loss_fn()
         self.net_.eval()
         parts = []
