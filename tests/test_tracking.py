@@ -211,3 +211,20 @@ def test_study_summary_drops_old_best_tags(isolated_tracking):
     assert tags["best.family"] == "pca"
     assert tags["best.pca.n_components"] == "0.7"
     assert "best.iforest.n_estimators" not in tags
+
+
+def test_refused_tracking_server_fails_at_once(cycle_folders):
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    uri = f"http://127.0.0.1:{port}"
+    config = _config(**{"detector.family": "pca", "tracking.uri": uri})
+
+    started = time.monotonic()
+    with pytest.raises(TrackingError, match="cannot reach the MLflow tracking server"):
+        grindwatch.train(cycle_folders["good"], config)
+
+    assert time.monotonic() - started < 30  # MLflow's own retries take minutes

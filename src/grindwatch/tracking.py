@@ -82,15 +82,17 @@ def store_errors(uri: str) -> Iterator[None]:
     URI scheme or a read-only database, and SQLAlchemy raises for a malformed
     database URL.
 
-    NOTE: MLflow 3.17 retries a server that refuses connections before it
-    raises: about 4 minutes with its defaults (MLFLOW_HTTP_REQUEST_MAX_RETRIES,
-    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR), measured with a refused loopback port.
+    MLflow 3.17 retries a server that refuses connections for about 4 minutes
+    before it raises (MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, measured with a refused loopback port),
+    so an HTTP server is first probed once per process with a short timeout.
     """
     from mlflow.exceptions import MlflowException
     from sqlalchemy.exc import SQLAlchemyError
 
     from grindwatch.exceptions import TrackingError
 
+    _check_server(uri)
     try:
         yield
     except (MlflowException, SQLAlchemyError) as error:
@@ -101,6 +103,44 @@ def store_errors(uri: str) -> Iterator[None]:
             "runs and that the store is writable, or run without tracking "
             "(--no-track)"
         ) from error
+
+
+# Seconds the probe of a tracking server waits for an answer.
+_PROBE_SECONDS = 10.0
+_reached_servers: set[str] = set()
+
+
+def _check_server(uri: str) -> None:
+    """Raise TrackingError at once when an HTTP tracking server cannot be reached.
+
+    Any HTTP answer counts as reached, even an error status, because hosted
+    servers may not have MLflow's ``/health`` page or may require a login. TLS
+    problems are left to MLflow, whose settings may accept them.
+    """
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from grindwatch.exceptions import TrackingError
+
+    if not uri.startswith(("http://", "https://")) or uri in _reached_servers:
+        return
+    try:
+        with urllib.request.urlopen(  # noqa: S310 - the scheme is checked above
+            uri.rstrip("/") + "/health", timeout=_PROBE_SECONDS
+        ):
+            pass
+    except urllib.error.HTTPError:
+        pass  # the server answered
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        if not isinstance(reason, ssl.SSLError):
+            raise TrackingError(
+                f"cannot reach the MLflow tracking server {uri}: {reason}. Check "
+                "the tracking URI (--tracking-uri or MLFLOW_TRACKING_URI) and that "
+                "its server runs, or run without tracking (--no-track)"
+            ) from None
+    _reached_servers.add(uri)
 
 
 def _param_value(value: Any) -> str:
