@@ -105,7 +105,7 @@ def store_errors(uri: str) -> Iterator[None]:
         ) from error
 
 
-# Seconds the probe of a tracking server waits for an answer.
+# Seconds the probe of a tracking server waits for a response.
 _PROBE_SECONDS = 10.0
 _reached_servers: set[str] = set()
 
@@ -113,7 +113,7 @@ _reached_servers: set[str] = set()
 def _check_server(uri: str) -> None:
     """Raise TrackingError at once when an HTTP tracking server cannot be reached.
 
-    Any HTTP answer counts as reached, even an error status, because hosted
+    Any HTTP response counts as reached, even an error status, because hosted
     servers may not have MLflow's ``/health`` page or may require a login. TLS
     problems are left to MLflow, whose settings may accept them.
     """
@@ -131,7 +131,7 @@ def _check_server(uri: str) -> None:
         ):
             pass
     except urllib.error.HTTPError:
-        pass  # the server answered
+        pass  # the server responded
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
         if not isinstance(reason, ssl.SSLError):
