@@ -1113,3 +1113,26 @@ def test_table_tune_with_default_family_does_not_warn(feature_table, caplog):
     ]
     assert len(baseline) == 1
     assert baseline[0].levelno == logging.INFO
+
+
+def test_each_trial_run_keeps_a_config_that_trains(cycles, isolated_tracking, tmp_path):
+    import grindwatch
+    from grindwatch.config import load_config
+
+    config = Config().with_overrides({**SMALL_SPACE, "tune.n_trials": 3})
+    tune(cycles / "good", config)
+
+    client = MlflowClient(isolated_tracking)
+    _, trials = _trial_runs(client)
+    assert len(trials) == 3
+    for run in trials:
+        folder = tmp_path / run.info.run_id
+        path = client.download_artifacts(run.info.run_id, "config.yaml", str(folder))
+        saved = load_config(path)
+        assert saved.detector.family == run.data.params["detector.family"]
+        assert str(saved.windows.length) == run.data.params["windows.length"]
+
+    retrained = grindwatch.train(
+        cycles / "good", saved.with_overrides({"tracking.enabled": False})
+    )
+    assert retrained.model.config.detector == saved.detector

@@ -393,6 +393,9 @@ class TrialRunner:
             )
             if run_id:
                 trial.set_user_attr("grindwatch.mlflow_run_id", run_id)
+            # The whole configuration, so any trial, not only the best, can be
+            # trained again with grindwatch train -c config.yaml.
+            texts["config.yaml"] = config.to_yaml()
             prepared = self.objective.prepare(config)
             texts["injections.json"] = _json(prepared.injections)
             if prepared.recurring:
