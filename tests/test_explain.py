@@ -318,7 +318,7 @@ def _sine_and_noise(seed: int, burst: float = 0.0):  # noqa: ANN202
     return Recording(f"r{seed}", data, ["sine", "noise"], 1000.0)
 
 
-def test_channel_hard_to_reconstruct_does_not_top_attribution():
+def test_noisy_channel_does_not_top_attribution():
     from grindwatch.io import RecordingSet
 
     config = _config(

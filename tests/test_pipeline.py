@@ -459,9 +459,7 @@ def test_chunk_samples_on_csv_says_read_whole(cycle_folders, caplog):
     assert "cycle_100.csv" in warned[0]
 
 
-def test_scored_batch_flagged_throughout_warns_of_operating_point(
-    cycle_folders, caplog
-):
+def test_shifted_batch_warns_of_operating_point(cycle_folders, caplog):
     from grindwatch.io import Recording, RecordingSet
 
     model = grindwatch.train(
@@ -483,7 +481,7 @@ def test_scored_batch_flagged_throughout_warns_of_operating_point(
     assert "Channel 'vib_y' is the top channel" in warned[0]
 
 
-def test_scored_batch_with_a_few_faults_does_not_warn(cycle_folders, caplog):
+def test_few_faults_give_no_operating_warning(cycle_folders, caplog):
     model = grindwatch.train(
         cycle_folders["good"], _config(**{"detector.family": "pca"})
     ).model

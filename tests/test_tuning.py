@@ -1115,7 +1115,7 @@ def test_table_tune_with_default_family_does_not_warn(feature_table, caplog):
     assert baseline[0].levelno == logging.INFO
 
 
-def test_each_trial_run_keeps_a_config_that_trains(cycles, isolated_tracking, tmp_path):
+def test_trial_config_trains_again(cycles, isolated_tracking, tmp_path):
     import grindwatch
     from grindwatch.config import load_config
 

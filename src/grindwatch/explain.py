@@ -6,9 +6,9 @@ uses its per-element reconstruction loss, PCA its squared residual, and k-neares
 neighbours the squared difference to the mean of the nearest training windows.
 For the isolation forest it is the distance from the training median in units of
 the training spread. ``Model.departures`` then subtracts each element's mean
-contribution over the training windows, because some channels are reconstructed
-worse than others even in normal windows; without that, such a channel would top
-the attribution of every window. Positive values depart from normal, negative ones
+contribution over the training windows. Some channels are reconstructed worse
+than others even in normal windows, and without that step such a channel would
+top the attribution of every window. Positive values depart from normal, negative ones
 are closer to it than a typical training window. A channel's share counts only
 channels whose summed departure is positive.
 

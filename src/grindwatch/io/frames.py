@@ -63,8 +63,8 @@ def _as_datetime(column: pd.Series) -> pd.Series | None:
         # Numbers as text ("2,5" in a column with a text cell) parse as dates.
         if _mostly_numbers(column):
             return None
-        # Dotted dates (01.03.2026) are written day first. pandas' mixed format
-        # reads them month first unless told.
+        # Dotted dates (01.03.2026) are written day first, while pandas' mixed
+        # format reads them month first by default.
         # NOTE: slashed dates (01/03/2026) are still read month first.
         dayfirst = _dotted_dates(column)
         # One format guessed from the first cell parses about ten times faster
