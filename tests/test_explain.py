@@ -344,3 +344,30 @@ def test_noisy_channel_does_not_top_attribution():
     assert row["top_channel"] == "sine"
     assert row["top_channel_share"] > 0.7
     assert unadjusted["top_channel"] == "noise"
+
+
+@pytest.mark.parametrize("family", ["iforest", "pca"])
+def test_service_shares_match_score_table(cycle_folders, family):
+    from grindwatch.online import score_recording
+
+    # A low cut flags normal windows too, so a channel departs in some of a
+    # recording's flagged windows and lies below normal in others.
+    config = _config(
+        **{
+            "detector.family": family,
+            "threshold.method": "percentile",
+            "threshold.percentile": 50,
+        }
+    )
+    model = grindwatch.train(cycle_folders["good"], config).model
+    recordings = read_data(cycle_folders["root"], model.config).recordings
+
+    table = model.score(recordings).recordings.set_index("recording")
+
+    for recording in recordings:
+        cycle = score_recording(model, recording)
+        row = table.loc[recording.name]
+        assert sum(cycle.channel_shares.values()) == pytest.approx(1)
+        assert cycle.channel_shares[row["top_channel"]] == pytest.approx(
+            row["top_channel_share"], abs=1e-6
+        ), recording.name

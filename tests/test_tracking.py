@@ -228,3 +228,35 @@ def test_refused_tracking_server_fails_at_once(cycle_folders):
         grindwatch.train(cycle_folders["good"], config)
 
     assert time.monotonic() - started < 30  # MLflow's own retries take minutes
+
+
+def test_server_probe_accepts_credentials_in_uri():
+    import http.server
+    import socket
+    import threading
+
+    from grindwatch.tracking import store_errors
+
+    # Any HTTP response counts as reached; this server responds to every GET with 501.
+    server = http.server.HTTPServer(
+        ("127.0.0.1", 0), http.server.BaseHTTPRequestHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        with store_errors(f"http://user:s3cret@127.0.0.1:{port}"):
+            pass
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    with pytest.raises(TrackingError) as raised:
+        with store_errors(f"http://user:s3cret@127.0.0.1:{closed}"):
+            pass
+    message = str(raised.value)
+    assert f"http://127.0.0.1:{closed}" in message
+    assert "s3cret" not in message

@@ -413,6 +413,40 @@ def test_run_of_whole_cycle_alarms_warned_once(trained, folder, tmp_path, caplog
     assert "Channel 'vib_y' leads 3 of them" in warned[0]
 
 
+def test_run_warning_names_no_tied_channel(trained, folder, tmp_path, caplog):
+    from tests.conftest import make_cycle
+
+    watcher = _watcher(trained, folder, tmp_path, run_warning=2)
+    # Each cycle reads one other channel through a sixfold gain, so the two
+    # alarms of the run have different top channels.
+    for seed, (name, channel) in enumerate([("a1.csv", 0), ("a2.csv", 1)], start=60):
+        data = make_cycle(seed)
+        data[channel] *= 6.0
+        frame = pd.DataFrame(data.T, columns=["vib_x", "vib_y", "current"])
+        frame.insert(0, "time", [i / 1000.0 for i in range(data.shape[1])])
+        frame.to_csv(folder / name, index=False)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.watch"):
+        watcher.poll()
+
+    tops = ResultStore(tmp_path / "results.sqlite").frame()["top_channel"]
+    warned = _run_warnings(caplog)
+    assert tops.tolist() == ["vib_x", "vib_y"]
+    assert len(warned) == 1
+    assert "leads" not in warned[0]
+
+
+def test_run_warning_zero_keeps_no_run(trained, folder, tmp_path, caplog):
+    watcher = _watcher(trained, folder, tmp_path, run_warning=0)
+    _write_gained(folder, ["a1.csv", "a2.csv", "a3.csv"], gain=6.0)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.watch"):
+        watcher.poll()
+
+    assert _run_warnings(caplog) == []
+    assert watcher._run == []
+
+
 def test_normal_recording_ends_the_run(trained, folder, tmp_path, caplog):
     watcher = _watcher(trained, folder, tmp_path, run_warning=3)
     _write_gained(folder, ["a1.csv", "a2.csv", "b3.csv", "b4.csv"], gain=6.0)

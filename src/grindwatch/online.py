@@ -135,11 +135,14 @@ def score_recording(
     channel_shares = window_shares = None
     if explain:
         contributions = model.departures(model.detector_.explain(features))
-        # Channels below their normal level take no share.
-        per_channel = np.maximum(contributions.sum(axis=2), 0).astype(np.float64)
-        window_shares = _normalise_rows(per_channel)
+        per_channel = contributions.sum(axis=2).astype(np.float64)
+        # Channels below their normal level take no share. The recording's shares
+        # clip the departures summed over the attributed windows, as the score
+        # table and the report do, not each window's before summing.
+        window_shares = _normalise_rows(np.maximum(per_channel, 0))
         chosen = attributed_windows(scores, threshold)
-        overall = _normalise_rows(per_channel[chosen].sum(axis=0, keepdims=True))[0]
+        summed = np.maximum(per_channel[chosen].sum(axis=0, keepdims=True), 0)
+        overall = _normalise_rows(summed)[0]
         channel_shares = _shares(model.channels_, overall)
     return CycleScore(
         name=recording.name,

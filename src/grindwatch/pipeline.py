@@ -380,8 +380,9 @@ class Model:
 
         Returns an array (n, channels, k) in the front end's space: k is the time step
         for ``raw``, the frequency band for ``spectrum`` and the statistic for
-        ``features``. Each value is the detector's contribution above its training
-        median (see ``departures``); larger values depart more from normal.
+        ``features``. Each value is the detector's contribution minus its mean over
+        the training windows (see ``departures``); larger values depart more from
+        normal.
         """
         return self.departures(self.detector_.explain(self.features(X)))
 

@@ -119,15 +119,21 @@ def _check_server(uri: str) -> None:
     """
     import ssl
     import urllib.error
+    import urllib.parse
     import urllib.request
 
     from grindwatch.exceptions import TrackingError
 
     if not uri.startswith(("http://", "https://")) or uri in _reached_servers:
         return
+    # urllib reads user:password@ in a URL as part of the host name, while MLflow's
+    # HTTP client sends it as basic authentication. The probe needs no login, and
+    # the message below must not show the password.
+    parts = urllib.parse.urlsplit(uri)
+    address = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
     try:
         with urllib.request.urlopen(  # noqa: S310 - the scheme is checked above
-            uri.rstrip("/") + "/health", timeout=_PROBE_SECONDS
+            address.rstrip("/") + "/health", timeout=_PROBE_SECONDS
         ):
             pass
     except urllib.error.HTTPError:
@@ -136,7 +142,7 @@ def _check_server(uri: str) -> None:
         reason = getattr(error, "reason", error)
         if not isinstance(reason, ssl.SSLError):
             raise TrackingError(
-                f"cannot reach the MLflow tracking server {uri}: {reason}. Check "
+                f"cannot reach the MLflow tracking server {address}: {reason}. Check "
                 "the tracking URI (--tracking-uri or MLFLOW_TRACKING_URI) and that "
                 "its server runs, or run without tracking (--no-track)"
             ) from None

@@ -29,6 +29,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -462,14 +463,21 @@ class Watcher:
         if not (cycle.flag and cycle.flagged_windows > cycle.n_windows / 2):
             self._run.clear()
             return
+        if len(self._run) >= self.run_warning:
+            # The run was warned about already, or run_warning is 0, so its
+            # channels are not needed and the list stops growing.
+            return
         self._run.append(cycle.top_channel())
         if len(self._run) != self.run_warning:
             return
-        channels = [c for c in self._run if c is not None]
         leader = ""
-        if channels:
-            top = max(set(channels), key=channels.count)
-            leader = f" Channel '{top}' leads {channels.count(top)} of them."
+        counts = Counter(c for c in self._run if c is not None).most_common(2)
+        # A channel is named only when it tops at least half of the run, and more
+        # of it than any other channel, as in the warning of grindwatch score.
+        if counts and 2 * counts[0][1] >= len(self._run):
+            if len(counts) == 1 or counts[0][1] > counts[1][1]:
+                top, count = counts[0]
+                leader = f" Channel '{top}' leads {count} of them."
         logger.warning(
             "%d recordings in a row were flagged along most of their windows.%s "
             "A run like this is what a change of operating point (load, speed, part "
