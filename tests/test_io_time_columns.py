@@ -880,3 +880,24 @@ def test_one_column_dotted_dates_read_day_first(tmp_path):
 
     assert recording.sample_rate == pytest.approx(100.0)
     assert "irregular_time_steps" not in recording.metadata
+
+
+def test_clock_times_past_midnight_name_date_setting(tmp_path):
+    stamps = pd.Timestamp("2026-03-01 23:59:58") + pd.to_timedelta(
+        np.arange(400) * 10, "ms"
+    )
+    path = tmp_path / "renamed.csv"
+    pd.DataFrame(
+        {
+            "Tag": stamps.strftime("%d.%m.%Y"),
+            "Uhrzeit": stamps.strftime("%H:%M:%S.%f").str[:-3],
+            "vib": np.random.default_rng(0).standard_normal(400),
+        }
+    ).to_csv(path, index=False)
+
+    with pytest.raises(InputError, match="data.date_column") as raised:
+        read_file(path)
+
+    assert "goes backwards at data row 200" in str(raised.value)
+    rate = read_file(path, ReadOptions(date_column="Tag"))[0].sample_rate
+    assert rate == pytest.approx(100.0)

@@ -634,6 +634,12 @@ def _ordered_by_time(
                 "sort the rows by time; if the order is right, check that the "
                 f"dates in column {date_column!r} change at midnight"
             )
+        elif parse_times(frame[name].iloc[row - 1 : row + 1]).parsed_share() == 1:
+            # Clock times that restart at midnight need the day from a date column.
+            fix = (
+                "sort the rows by time; if the times of day pass midnight, name "
+                "the column that holds the date with data.date_column"
+            )
         raise InputError(
             path,
             f"{column} goes backwards at data row {row} "
