@@ -37,6 +37,8 @@ def test_train_run_holds_params_metrics_and_artifacts(cycle_folders, isolated_tr
     assert run.data.params["detector.family"] == "autoencoder"
     assert run.data.tags["grindwatch.version"] == grindwatch.__version__
     assert run.data.tags["grindwatch.seed"] == "0"
+    assert run.data.tags["grindwatch.kind"] == "train"
+    assert run.data.tags["grindwatch.data_kind"] == "signals"
     assert len(run.data.tags["grindwatch.data_sha256"]) == 64
     assert run.data.metrics["threshold"] == pytest.approx(result.model.threshold_.value)
     history = client.get_metric_history(result.run_id, "train_loss")

@@ -166,7 +166,12 @@ class TrainingTracker:
 
     @contextlib.contextmanager
     def run(self, kind: str, data_sha256: str) -> Iterator[str]:
-        """Open the run; it ends FINISHED, or FAILED on any exception or Ctrl-C."""
+        """Open the run; it ends FINISHED, or FAILED on any exception or Ctrl-C.
+
+        The run's ``grindwatch.kind`` tag is ``train``, as other runs carry
+        ``study``, ``trial``, ``evaluate`` or ``score``; ``kind``, the data kind
+        (signals or table), goes to ``grindwatch.data_kind``.
+        """
         from mlflow.entities import Param
 
         with store_errors(self.uri):
@@ -178,7 +183,8 @@ class TrainingTracker:
             "grindwatch.version": __version__,
             "grindwatch.seed": str(self.config.seed),
             "grindwatch.detector": self.config.detector.family,
-            "grindwatch.kind": kind,
+            "grindwatch.kind": "train",
+            "grindwatch.data_kind": kind,
             "grindwatch.data_sha256": data_sha256,
         }
         if self.parent_run_id:
