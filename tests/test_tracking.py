@@ -262,3 +262,19 @@ def test_server_probe_accepts_credentials_in_uri():
     message = str(raised.value)
     assert f"http://127.0.0.1:{closed}" in message
     assert "s3cret" not in message
+
+
+def test_logging_the_model_leaves_its_run_open(cycle_folders, isolated_tracking):
+    from grindwatch.tracking import log_model
+
+    model = grindwatch.train(
+        cycle_folders["good"], _config(**{"detector.family": "pca"})
+    ).model
+    client = MlflowClient(isolated_tracking)
+    experiment = client.get_experiment_by_name("tests").experiment_id
+    run_id = client.create_run(experiment).info.run_id
+
+    uri = log_model(model, run_id)
+
+    assert client.get_run(run_id).info.status == "RUNNING"
+    assert client.get_run(run_id).data.tags["grindwatch.model_uri"] == uri

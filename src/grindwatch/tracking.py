@@ -375,8 +375,11 @@ def log_model(model, run_id: str, registered_model: str | None = None) -> str:  
                 registered_model_name=registered_model,
             )
     pyfunc_logger.setLevel(previous_level)
-    # Keep a stable runs:/ URI in the run's tags; the MLflow 3 models:/ id also works.
     client = _client(mlflow.get_tracking_uri())
+    # Leaving start_run's block ended the run FINISHED, but training still logs
+    # to it and ends it itself, FAILED if what follows fails.
+    client.update_run(run_id, status="RUNNING")
+    # MLflow 3's models:/m-... URI; runs:/RUN_ID/model resolves to the same model.
     client.set_tag(run_id, "grindwatch.model_uri", info.model_uri)
     logger.info("logged model %s", info.model_uri)
     return info.model_uri
