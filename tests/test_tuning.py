@@ -1140,3 +1140,35 @@ def test_trial_config_trains_again(cycles, isolated_tracking, tmp_path):
         cycles / "good", saved.with_overrides({"tracking.enabled": False})
     )
     assert retrained.model.config.detector == saved.detector
+
+
+def test_trial_settings_summarise_each_family():
+    from grindwatch.cli_tune import _settings
+
+    autoencoder = {
+        "family": "autoencoder",
+        "frontend": "spectrum",
+        "param.hop_fraction": 0.5,
+        "param.n_bands": 32,
+        "param.autoencoder.n_layers": 2,
+        "param.autoencoder.filters_0": 16,
+        "param.autoencoder.filters_1": 32,
+        "param.autoencoder.filters_2": float("nan"),  # drawn by no trial here
+        "param.autoencoder.kernel_size_0": 7,
+        "param.autoencoder.kernel_size_1": 5,
+        "param.autoencoder.loss": "huber",
+        "param.autoencoder.learning_rate": 0.00076,
+        "param.pca.n_components": float("nan"),
+    }
+    table_forest = {
+        "family": "iforest",
+        "param.iforest.n_estimators": 104,
+        "param.iforest.max_samples": 512,
+    }
+
+    assert _settings(autoencoder) == (
+        "hop 0.5, bands 32, layers 2, filters 16-32, kernels 7-5, loss huber, "
+        "lr 0.00076"
+    )
+    assert _settings(table_forest) == "n_estimators 104, max_samples 512"
+    assert _settings({"family": "knn", "frontend": "raw", "param.n_bands": 16}) == ""

@@ -118,6 +118,12 @@ def _top_trials(result: Any, limit: int) -> None:
         cells.append(_number(row.get("duration_s"), "{:.1f}"))
         table.add_row(*cells)
     console().print(table)
+    # On their own lines, the settings stay readable in a narrow terminal.
+    settings = [(row["number"], _settings(row)) for row in ranked.to_dict("records")]
+    if any(text for _, text in settings):
+        console().print("Searched settings of these trials:", highlight=False)
+        for number, text in settings:
+            console().print(f"  {number}: {text}", highlight=False)
     if labeled and in_training:
         console().print(
             "* measured on labels of the training recordings, which the trials "
@@ -142,6 +148,65 @@ def _top_trials(result: Any, limit: int) -> None:
             f"Trial {row['number']} ran the configured pipeline: {outcome}.",
             highlight=False,
         )
+
+
+# Short names of searched autoencoder settings in the trial table.
+_AUTOENCODER_NAMES = {
+    "stride": "stride",
+    "latent_size": "latent",
+    "loss": "loss",
+    "learning_rate": "lr",
+    "batch_size": "batch",
+    "epochs": "epochs",
+}
+
+
+def _settings(row: dict[str, Any]) -> str:
+    """Summarise a trial's searched settings beyond family, front end and window.
+
+    For example ``hop 0.5, bands 32, layers 2, filters 16-32, kernels 7-5, loss
+    mse`` for an autoencoder, or ``n_components 0.9`` for PCA. Settings the
+    search space fixes are not trial parameters and are left out.
+    """
+    parts = []
+    spectrum = row.get("frontend") == "spectrum"
+    for key, label in (("param.hop_fraction", "hop"), ("param.n_bands", "bands")):
+        if _present(row.get(key)) and (label == "hop" or spectrum):
+            parts.append(f"{label} {_short(row[key])}")
+    family = row.get("family")
+    prefix = f"param.{family}."
+    own = {
+        key[len(prefix) :]: value
+        for key, value in row.items()
+        if key.startswith(prefix) and _present(value)
+    }
+    if family == "autoencoder":
+        layers = int(own.pop("n_layers", 0) or 0)
+        if layers:
+            parts.append(f"layers {layers}")
+        for name, label in (("filters", "filters"), ("kernel_size", "kernels")):
+            values = [own.pop(f"{name}_{i}", None) for i in range(8)]
+            shown = [_short(v) for v in values[: layers or 8] if _present(v)]
+            if shown:
+                parts.append(f"{label} {'-'.join(shown)}")
+        parts += [
+            f"{label} {_short(own[name])}"
+            for name, label in _AUTOENCODER_NAMES.items()
+            if name in own
+        ]
+    else:
+        parts += [f"{name} {_short(value)}" for name, value in own.items()]
+    return ", ".join(parts)
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and value != value)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
 
 
 def _number(value: Any, form: str = "{:.4f}") -> str:
