@@ -150,7 +150,7 @@ def _top_trials(result: Any, limit: int) -> None:
         )
 
 
-# Short names of searched autoencoder settings in the trial table.
+# Short names of searched autoencoder settings in the list after the trial table.
 _AUTOENCODER_NAMES = {
     "stride": "stride",
     "latent_size": "latent",
