@@ -226,6 +226,20 @@ def test_csv_mirrors_sqlite_table(trained, folder, tmp_path):
     assert mirrored["status"].tolist() == ["failed", "scored", "scored"]
 
 
+def test_csv_window_counts_are_integers(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=110)
+    (folder / "broken.csv").write_text("x\n")
+
+    watcher.poll()
+    lines = (tmp_path / "results.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    scored = lines[2].split(",")
+
+    assert scored[header.index("n_windows")] == "8"
+    assert scored[header.index("flagged_windows")] == "0"
+
+
 def test_store_ignores_key_already_stored(trained, tmp_path):
     store = ResultStore(tmp_path / "results.sqlite")
     key = FileKey("a.csv", 10, 20)

@@ -217,6 +217,9 @@ class ResultStore:
         finally:
             connection.close()
         frame["flag"] = frame["flag"].astype("boolean")
+        # Failed rows have no counts, and pandas would turn the columns into floats.
+        for column in ("n_windows", "flagged_windows"):
+            frame[column] = frame[column].astype("Int64")
         return frame
 
     def export_csv(self, path: str | Path) -> Path:
