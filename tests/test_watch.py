@@ -427,6 +427,47 @@ def test_run_of_whole_cycle_alarms_warned_once(trained, folder, tmp_path, caplog
     assert "Channel 'vib_y' leads 3 of them" in warned[0]
 
 
+def test_run_warning_counts_across_restart(trained, folder, tmp_path, caplog):
+    _write_gained(folder, ["a1.csv", "a2.csv"], gain=6.0)
+    _watcher(trained, folder, tmp_path, run_warning=3).poll()
+    _write_gained(folder, ["a3.csv", "a4.csv"], gain=6.0)
+
+    restarted = _watcher(trained, folder, tmp_path, run_warning=3)
+    with caplog.at_level(logging.WARNING, logger="grindwatch.watch"):
+        added = restarted.poll()
+
+    warned = _run_warnings(caplog)
+    assert len(added) == 2
+    assert len(warned) == 1
+    assert warned[0].startswith("3 recordings in a row were flagged")
+
+
+def test_run_warned_before_restart_not_repeated(trained, folder, tmp_path, caplog):
+    _write_gained(folder, ["a1.csv", "a2.csv", "a3.csv"], gain=6.0)
+    _watcher(trained, folder, tmp_path, run_warning=3).poll()
+    _write_gained(folder, ["a4.csv", "a5.csv", "a6.csv"], gain=6.0)
+    caplog.clear()
+
+    restarted = _watcher(trained, folder, tmp_path, run_warning=3)
+    with caplog.at_level(logging.WARNING, logger="grindwatch.watch"):
+        restarted.poll()
+
+    assert _run_warnings(caplog) == []
+
+
+def test_run_after_restart_ended_by_normal(trained, folder, tmp_path, caplog):
+    _write_gained(folder, ["a1.csv", "a2.csv"], gain=6.0)
+    _write_gained(folder, ["a3.csv"], gain=1.0)
+    _watcher(trained, folder, tmp_path, run_warning=3).poll()
+    _write_gained(folder, ["a4.csv", "a5.csv"], gain=6.0)
+
+    restarted = _watcher(trained, folder, tmp_path, run_warning=3)
+    with caplog.at_level(logging.WARNING, logger="grindwatch.watch"):
+        restarted.poll()
+
+    assert _run_warnings(caplog) == []
+
+
 def test_run_warning_names_no_tied_channel(trained, folder, tmp_path, caplog):
     from tests.conftest import make_cycle
 

@@ -186,6 +186,23 @@ class ResultStore:
             connection.close()
         return [_row_dict(row) for row in rows]
 
+    def latest_scored(self, limit: int) -> list[dict[str, Any]]:
+        """Return the ``limit`` most recent scored results, newest first.
+
+        Failed files are left out, because they neither extend nor end a run of
+        alarms.
+        """
+        connection = self._connect()
+        try:
+            rows = connection.execute(
+                "SELECT * FROM results WHERE status = 'scored' ORDER BY id DESC "
+                "LIMIT ?",
+                (limit,),
+            ).fetchall()
+        finally:
+            connection.close()
+        return [_row_dict(row) for row in rows]
+
     def get(self, result_id: int) -> dict[str, Any] | None:
         """Return one result with its windows, or None when there is no such id."""
         connection = self._connect()
@@ -349,8 +366,9 @@ class Watcher:
         self.marker_suffix = marker_suffix
         self.folder_marker = folder_marker
         self.run_warning = run_warning
-        # Top channels of the current run of recordings flagged throughout.
-        self._run: list[str | None] = []
+        # Top channels of the current run of recordings flagged throughout. A run
+        # that the store ends with carries over a restart.
+        self._run: list[str | None] = self._stored_run()
         self._options = scoring_options(model)
         self._known = store.keys()
         # Path -> (size, mtime_ns, monotonic time first seen with them).
@@ -456,6 +474,22 @@ class Watcher:
             logger.info("scored %s: %.4g (normal)", key.path, cycle.score)
         if cycle is not None:
             self._follow_run(cycle)
+
+    def _stored_run(self) -> list[str | None]:
+        """Return the top channels of the run of alarms that the store ends with.
+
+        A run as long as ``run_warning`` was warned about before the restart, so
+        the list is cut there and the warning is not repeated.
+        """
+        run: list[str | None] = []
+        if self.run_warning <= 0:
+            return run
+        for row in self.store.latest_scored(self.run_warning):
+            if not (row["flag"] and row["flagged_windows"] > row["n_windows"] / 2):
+                break
+            run.append(row["top_channel"])
+        run.reverse()
+        return run
 
     def _follow_run(self, cycle: CycleScore) -> None:
         """Warn once when recordings flagged throughout keep coming in a row.
