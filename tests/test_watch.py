@@ -196,6 +196,22 @@ def test_alarm_logged_with_details(trained, folder, tmp_path, caplog):
     assert "above the threshold" in caplog.text
 
 
+def test_alarm_names_worst_window_time(trained, folder, tmp_path, caplog):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=100, anomaly="spike")
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.watch"):
+        [result_id] = watcher.poll()
+    windows = watcher.store.get(result_id)["windows"]
+    worst = max(windows, key=lambda window: window["score"])
+    [alarm] = [r.getMessage() for r in caplog.records if "ALARM" in r.getMessage()]
+
+    assert worst["start_s"] is not None
+    expected = f"worst window {worst['window']} at {worst['start_s']:.3f}"
+    assert expected in alarm
+    assert f"{worst['end_s']:.3f} s" in alarm
+
+
 def test_restart_neither_rescores_nor_skips(trained, folder, tmp_path):
     write_cycles(folder, 2, start_seed=90)
     _watcher(trained, folder, tmp_path).poll()

@@ -462,13 +462,14 @@ class Watcher:
         elif cycle.flag:
             logger.warning(
                 "ALARM %s: score %.4g is above the threshold %.4g; %d of %d windows "
-                "flagged; largest share from channel %s",
+                "flagged; largest share from channel %s; %s",
                 key.path,
                 cycle.score,
                 cycle.threshold,
                 cycle.flagged_windows,
                 cycle.n_windows,
                 cycle.top_channel(),
+                _describe_worst_window(cycle.windows),
             )
         else:
             logger.info("scored %s: %.4g (normal)", key.path, cycle.score)
@@ -554,6 +555,19 @@ class Watcher:
                 "stopped watching %s after %d new results", self.folder, len(added)
             )
         return added
+
+
+def _describe_worst_window(windows: pd.DataFrame) -> str:
+    """Describe where the highest-scoring window lies, in seconds when the sample
+    rate is known, else in samples."""
+    worst = windows.loc[windows["score"].idxmax()]
+    number = int(worst["window"])
+    if "start_s" in windows and pd.notna(worst["start_s"]):
+        return (
+            f"worst window {number} at {worst['start_s']:.3f} to "
+            f"{worst['end_s']:.3f} s"
+        )
+    return f"worst window {number} from sample {int(worst['start_sample'])}"
 
 
 def _file_key(path: Path, folder: Path) -> FileKey | None:
