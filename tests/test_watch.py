@@ -317,6 +317,30 @@ def test_watch_command_once(trained, folder, tmp_path):
     ]
 
 
+@pytest.mark.usefixtures("restored_logging")
+def test_watch_command_reading_option(trained, folder, tmp_path):
+    _register_extensions()
+    write_cycles(tmp_path / "source", 1, start_seed=125)
+    frame = pd.read_csv(tmp_path / "source" / "cycle_125.csv")
+    frame.loc[10:12, "vib_x"] = float("nan")
+    frame.to_csv(folder / "gaps.csv", index=False)
+    command = ["watch", str(folder), "--model", str(trained["bundle"]), "--once"]
+    command += ["--settle", "0.2"]
+
+    refused = CliRunner().invoke(cli_app, [*command, "--results", "a.sqlite"])
+    reason = ResultStore(Path("a.sqlite")).frame()["reason"].iloc[0]
+    filled = CliRunner().invoke(
+        cli_app,
+        [*command, "--results", "b.sqlite", "--set", "data.nan_policy=interpolate"],
+    )
+
+    assert refused.exit_code == 0, refused.output
+    assert "--set data.nan_policy=interpolate" in reason
+    assert filled.exit_code == 0, filled.output
+    assert "Scored 1 new file" in filled.output
+    assert ResultStore(Path("b.sqlite")).frame()["status"].tolist() == ["scored"]
+
+
 def test_kill_mid_stream_loses_and_duplicates_nothing(trained, folder, tmp_path):
     database, csv = tmp_path / "results.sqlite", tmp_path / "results.csv"
     command = grindwatch_command(

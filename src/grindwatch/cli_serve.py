@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from grindwatch.cli import TrackingUriOpt
+from grindwatch.cli import ReadSetOpt, TrackingUriOpt
 
 if TYPE_CHECKING:
     from grindwatch.config import Config
@@ -128,6 +128,7 @@ def serve(
             "parallel, one per worker thread, so 1 keeps latency steady.",
         ),
     ] = 1,
+    set_: ReadSetOpt = [],  # noqa: B006
     tracking_uri: TrackingUriOpt = None,
     verbose: VerboseOpt = 0,
 ) -> None:
@@ -136,7 +137,13 @@ def serve(
     import uvicorn
 
     from grindwatch._console import console, setup_logging
-    from grindwatch.cli import _fail, _load_model, _run, _tracking_config
+    from grindwatch.cli import (
+        _fail,
+        _load_model,
+        _run,
+        _tracking_config,
+        _with_reading_options,
+    )
     from grindwatch.serve import ServiceLimits, create_app
 
     setup_logging(verbose)
@@ -146,7 +153,7 @@ def serve(
     # (measured with benchmarks/serve_latency.py).
     torch.set_num_threads(threads)
     token = _read_token(token_file)
-    loaded = _load_model(model, tracking_uri)
+    loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
     shown_name, version = _model_identity(model, name, _tracking_config(tracking_uri))
     store = watcher = None
     if watch_folder is not None or results is not None:
@@ -215,15 +222,16 @@ def watch(
             "and exit."
         ),
     ] = False,
+    set_: ReadSetOpt = [],  # noqa: B006
     tracking_uri: TrackingUriOpt = None,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Score each new recording that lands in a folder; log every alarm."""
     from grindwatch._console import console, setup_logging
-    from grindwatch.cli import _load_model, _run
+    from grindwatch.cli import _load_model, _run, _with_reading_options
 
     setup_logging(verbose)
-    loaded = _load_model(model, tracking_uri)
+    loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
     store = _run(_store, results)
     watcher = _run(
         _watcher,
