@@ -436,6 +436,41 @@ def test_cycle_folders_scored_as_one_recording(tmp_path):
     assert rows["n_windows"].tolist() == [4, 4]
 
 
+def test_cycle_folder_waits_for_meta_json(tmp_path, caplog):
+    from grindwatch.io.synthetic import write_grinding_cycles
+
+    small = {"ae_rate": 20_000, "current_rate": 2_000, "duration": 0.2}
+    write_grinding_cycles(tmp_path / "train", 6, **small)
+    config = {
+        "windows.length": 100,
+        "frontend.kind": "features",
+        "detector.family": "pca",
+        "tracking.enabled": False,
+    }
+    model = grindwatch.train(tmp_path / "train", Config().with_overrides(config)).model
+    [cycle] = write_grinding_cycles(tmp_path / "new", 1, seed=5, **small)
+    # The logger has written its streams but not yet meta.json.
+    target = tmp_path / "incoming" / cycle.path.name
+    shutil.copytree(cycle.path / "raw", target / "raw")
+    watcher = Watcher(
+        model, tmp_path / "incoming", ResultStore(tmp_path / "r.sqlite"), settle_seconds=0
+    )
+
+    with caplog.at_level(logging.INFO, logger="grindwatch.watch"):
+        early = watcher.poll()
+    waiting = watcher.pending()
+    shutil.copy(cycle.path / "meta.json", target / "meta.json")
+    late = watcher.poll()
+    rows = watcher.store.frame()
+
+    assert early == []
+    assert len(waiting) == len(list((target / "raw").iterdir()))
+    assert "waiting for meta.json" in caplog.text
+    assert len(late) == 1
+    assert rows["path"].tolist() == [cycle.path.name]
+    assert rows["status"].tolist() == ["scored"]
+
+
 def _write_gained(folder: Path, names: list[str], gain: float) -> None:
     from tests.conftest import make_cycle
 

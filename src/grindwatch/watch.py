@@ -36,9 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow
+import pyarrow.parquet
 
 from grindwatch.exceptions import InputError
 from grindwatch.io import list_files, read_file
+from grindwatch.io.cycle_folder import COLUMN_PATTERN
 from grindwatch.online import CycleScore, check_signal_model, score_recording
 from grindwatch.pipeline import Model, scoring_options
 from grindwatch.results import write_table
@@ -408,6 +411,18 @@ class Watcher:
             if (holder / self.folder_marker).exists():
                 return True
         seen = self._seen.get(key.path)
+        if _is_logger_stream(path):
+            # A stream of a cycle folder whose meta.json has not arrived. Once it
+            # does, the folder is listed as one recording and its streams are not.
+            if seen is None:
+                logger.info(
+                    "%s is a stream of a grinding logger's cycle folder; waiting "
+                    "for meta.json in %s",
+                    key.path,
+                    path.parent.parent,
+                )
+                self._seen[key.path] = (key.size, key.mtime_ns, now)
+            return False
         if seen is None or seen[:2] != (key.size, key.mtime_ns):
             self._seen[key.path] = (key.size, key.mtime_ns, now)
             return self.settle_seconds <= 0
@@ -568,6 +583,22 @@ def _describe_worst_window(windows: pd.DataFrame) -> str:
             f"{worst['end_s']:.3f} s"
         )
     return f"worst window {number} from sample {int(worst['start_sample'])}"
+
+
+def _is_logger_stream(path: Path) -> bool:
+    """Return True for a Parquet file in a ``raw/`` folder with a column named as
+    the grinding logger names its streams, ``<channel>_rate<Hz>_clipping<n>_batch<n>``.
+
+    The cycle folder reader leaves the other columns out, so one such column is
+    enough.
+    """
+    if path.parent.name != "raw" or path.suffix.lower() not in (".parquet", ".pq"):
+        return False
+    try:
+        names = pyarrow.parquet.read_schema(path).names
+    except (OSError, pyarrow.ArrowException):
+        return False  # still being written, or not Parquet: judged as a file
+    return any(COLUMN_PATTERN.match(name) for name in names)
 
 
 def _file_key(path: Path, folder: Path) -> FileKey | None:
