@@ -341,6 +341,36 @@ def test_watch_command_reading_option(trained, folder, tmp_path):
     assert ResultStore(Path("b.sqlite")).frame()["status"].tolist() == ["scored"]
 
 
+@pytest.mark.usefixtures("restored_logging")
+def test_watch_once_names_folder_without_meta(tmp_path):
+    from grindwatch.io.synthetic import write_grinding_cycles
+
+    _register_extensions()
+    small = {"ae_rate": 20_000, "current_rate": 2_000, "duration": 0.2}
+    write_grinding_cycles(tmp_path / "train", 6, **small)
+    config = {
+        "windows.length": 100,
+        "frontend.kind": "features",
+        "detector.family": "pca",
+        "tracking.enabled": False,
+    }
+    settings = Config().with_overrides(config)
+    grindwatch.train(tmp_path / "train", settings).model.save(tmp_path / "bundle")
+    [cycle] = write_grinding_cycles(tmp_path / "new", 1, seed=5, **small)
+    shutil.copytree(cycle.path / "raw", tmp_path / "incoming" / "c1" / "raw")
+
+    result = CliRunner().invoke(
+        cli_app,
+        ["watch", str(tmp_path / "incoming"), "--model", str(tmp_path / "bundle")]
+        + ["--once", "--settle", "0.1", "--results", str(tmp_path / "r.sqlite")],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Scored 0 new files." in result.output
+    assert "1 cycle folder has streams but no meta.json" in result.output
+    assert "still changing" not in result.output
+
+
 def test_kill_mid_stream_loses_and_duplicates_nothing(trained, folder, tmp_path):
     database, csv = tmp_path / "results.sqlite", tmp_path / "results.csv"
     command = grindwatch_command(
@@ -458,17 +488,20 @@ def test_cycle_folder_waits_for_meta_json(tmp_path, caplog):
 
     with caplog.at_level(logging.INFO, logger="grindwatch.watch"):
         early = watcher.poll()
-    waiting = watcher.pending()
+    waiting = watcher.waiting_cycle_folders()
+    changing = watcher.pending()
     shutil.copy(cycle.path / "meta.json", target / "meta.json")
     late = watcher.poll()
     rows = watcher.store.frame()
 
     assert early == []
-    assert len(waiting) == len(list((target / "raw").iterdir()))
+    assert waiting == [cycle.path.name]
+    assert changing == []
     assert "waiting for meta.json" in caplog.text
     assert len(late) == 1
     assert rows["path"].tolist() == [cycle.path.name]
     assert rows["status"].tolist() == ["scored"]
+    assert watcher.waiting_cycle_folders() == []
 
 
 def _write_gained(folder: Path, names: list[str], gain: float) -> None:

@@ -257,6 +257,7 @@ def watch(
     # unchanged, so one scan alone would score nothing.
     added = watcher.run(interval=settle, max_polls=2 if settle > 0 else 1)
     pending = watcher.pending()
+    waiting = watcher.waiting_cycle_folders()
     failed = len(watcher.failed)
     console().print(
         f"Scored {len(added) - failed} new file"
@@ -270,6 +271,14 @@ def watch(
             f" {len(pending)} were still changing and are left for the next run: "
             f"{', '.join(pending[:5])}{' ...' if len(pending) > 5 else ''}."
             if pending
+            else ""
+        )
+        + (
+            f" {len(waiting)} cycle "
+            f"{'folder has' if len(waiting) == 1 else 'folders have'} streams but no "
+            f"meta.json yet and wait for the next run: {', '.join(waiting[:5])}"
+            f"{' ...' if len(waiting) > 5 else ''}."
+            if waiting
             else ""
         ),
         highlight=False,

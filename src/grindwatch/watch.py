@@ -376,6 +376,8 @@ class Watcher:
         self._known = store.keys()
         # Path -> (size, mtime_ns, monotonic time first seen with them).
         self._seen: dict[str, tuple[int, int, float]] = {}
+        # Path of a logger stream -> its cycle folder, which lacks meta.json.
+        self._streams: dict[str, str] = {}
         # Files stored as failed by this watcher, in the order they were found.
         self.failed: list[str] = []
         self._excluded = {store.path.resolve()}
@@ -410,19 +412,19 @@ class Watcher:
             holder = path if path.is_dir() else path.parent
             if (holder / self.folder_marker).exists():
                 return True
-        seen = self._seen.get(key.path)
         if _is_logger_stream(path):
             # A stream of a cycle folder whose meta.json has not arrived. Once it
             # does, the folder is listed as one recording and its streams are not.
-            if seen is None:
+            if key.path not in self._streams:
                 logger.info(
                     "%s is a stream of a grinding logger's cycle folder; waiting "
                     "for meta.json in %s",
                     key.path,
                     path.parent.parent,
                 )
-                self._seen[key.path] = (key.size, key.mtime_ns, now)
+                self._streams[key.path] = Path(key.path).parent.parent.as_posix()
             return False
+        seen = self._seen.get(key.path)
         if seen is None or seen[:2] != (key.size, key.mtime_ns):
             self._seen[key.path] = (key.size, key.mtime_ns, now)
             return self.settle_seconds <= 0
@@ -432,7 +434,12 @@ class Watcher:
         """Score every complete new file once; return the ids of the new results."""
         now = time.monotonic()
         added = []
-        for path, key in self.candidates():
+        candidates = self.candidates()
+        listed = {key.path for _, key in candidates}
+        self._streams = {
+            stream: folder for stream, folder in self._streams.items() if stream in listed
+        }
+        for path, key in candidates:
             if not self._is_complete(path, key, now):
                 continue
             cycle, reason = self._score(path)
@@ -544,6 +551,10 @@ class Watcher:
     def pending(self) -> list[str]:
         """Files seen but not yet scored, because they were still changing."""
         return sorted(self._seen)
+
+    def waiting_cycle_folders(self) -> list[str]:
+        """Cycle folders whose logger streams are in but whose meta.json is not."""
+        return sorted(set(self._streams.values()))
 
     def run(
         self,
