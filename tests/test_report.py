@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
@@ -148,6 +150,28 @@ def test_all_flagged_has_no_neighbour(cycles):
     text = build_report(cycles.model, recordings, max_details=1)
 
     assert "there is no normal recording to compare with" in text
+
+
+def test_shifted_batch_warns_like_score(cycles, tmp_path, caplog):
+    # Every cycle read through a fivefold gain, as after a sensor change.
+    for path in write_cycles(tmp_path / "shifted", 4, start_seed=40):
+        frame = pd.read_csv(path)
+        frame[["vib_x", "vib_y", "current"]] *= 5.0
+        frame.to_csv(path, index=False)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        grindwatch.score(cycles.model, tmp_path / "shifted")
+    from_score = [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        create_report(
+            cycles.model, tmp_path / "shifted", tmp_path / "r.html", max_details=0
+        )
+    from_report = [r.getMessage() for r in caplog.records]
+
+    shift = [m for m in from_score if "change of operating point" in m]
+    assert len(shift) == 1
+    assert shift[0] in from_report
 
 
 def test_raw_report_uses_time_steps(cycle_folders):

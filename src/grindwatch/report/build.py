@@ -406,7 +406,12 @@ def create_report(
         If a reference path does not exist, no reference file can be read, or
         no reference recording matches the model's channels and sample rate.
     """
-    from grindwatch.pipeline import Model, load_model, read_data
+    from grindwatch.pipeline import (
+        Model,
+        _warn_most_scored_flagged,
+        load_model,
+        read_data,
+    )
 
     started = time.perf_counter()
     if not isinstance(model, Model):
@@ -423,6 +428,9 @@ def create_report(
         ]
     else:
         scored = model.score(recordings, progress=progress)
+    # The same warning as grindwatch score, so that a batch after a change of
+    # operating point is not read as a list of faults.
+    _warn_most_scored_flagged(model, scored)
     if references is not None:
         references = prepare_references(model, references, list(recordings), progress)
     enabled = model.config.tracking.enabled
