@@ -563,6 +563,20 @@ def test_run_warned_before_restart_not_repeated(trained, folder, tmp_path, caplo
     assert _run_warnings(caplog) == []
 
 
+def test_run_of_other_model_not_carried(trained, folder, tmp_path, caplog):
+    _write_gained(folder, ["a1.csv", "a2.csv"], gain=6.0)
+    _watcher(trained, folder, tmp_path, run_warning=3).poll()
+    with sqlite3.connect(tmp_path / "results.sqlite") as connection:
+        connection.execute("UPDATE results SET threshold = threshold * 2")
+    _write_gained(folder, ["a3.csv"], gain=6.0)
+
+    restarted = _watcher(trained, folder, tmp_path, run_warning=3)
+    with caplog.at_level(logging.WARNING, logger="grindwatch.watch"):
+        restarted.poll()
+
+    assert _run_warnings(caplog) == []
+
+
 def test_run_after_restart_ended_by_normal(trained, folder, tmp_path, caplog):
     _write_gained(folder, ["a1.csv", "a2.csv"], gain=6.0)
     _write_gained(folder, ["a3.csv"], gain=1.0)

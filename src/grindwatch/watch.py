@@ -502,12 +502,15 @@ class Watcher:
         """Return the top channels of the run of alarms that the store ends with.
 
         A run as long as ``run_warning`` was warned about before the restart, so
-        the list is cut there and the warning is not repeated.
+        the list is cut there and the warning is not repeated. Results stored with
+        another threshold came from another model and end the run.
         """
         run: list[str | None] = []
         if self.run_warning <= 0:
             return run
         for row in self.store.latest_scored(self.run_warning):
+            if row["threshold"] != self.model.threshold_.value:
+                break
             if not (row["flag"] and row["flagged_windows"] > row["n_windows"] / 2):
                 break
             run.append(row["top_channel"])
