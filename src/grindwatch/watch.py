@@ -36,8 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow
-import pyarrow.parquet
 
 from grindwatch.exceptions import InputError
 from grindwatch.io import list_files, read_file
@@ -405,13 +403,6 @@ class Watcher:
         return found
 
     def _is_complete(self, path: Path, key: FileKey, now: float) -> bool:
-        if self.marker_suffix:
-            if path.with_name(path.name + self.marker_suffix).exists():
-                return True
-        if self.folder_marker:
-            holder = path if path.is_dir() else path.parent
-            if (holder / self.folder_marker).exists():
-                return True
         if _is_logger_stream(path):
             # A stream of a cycle folder whose meta.json has not arrived. Once it
             # does, the folder is listed as one recording and its streams are not.
@@ -424,6 +415,13 @@ class Watcher:
                 )
                 self._streams[key.path] = Path(key.path).parent.parent.as_posix()
             return False
+        if self.marker_suffix:
+            if path.with_name(path.name + self.marker_suffix).exists():
+                return True
+        if self.folder_marker:
+            holder = path if path.is_dir() else path.parent
+            if (holder / self.folder_marker).exists():
+                return True
         seen = self._seen.get(key.path)
         if seen is None or seen[:2] != (key.size, key.mtime_ns):
             self._seen[key.path] = (key.size, key.mtime_ns, now)
@@ -608,6 +606,9 @@ def _is_logger_stream(path: Path) -> bool:
     """
     if path.parent.name != "raw" or path.suffix.lower() not in (".parquet", ".pq"):
         return False
+    import pyarrow
+    import pyarrow.parquet
+
     try:
         names = pyarrow.parquet.read_schema(path).names
     except (OSError, pyarrow.ArrowException):
