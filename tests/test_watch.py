@@ -483,7 +483,10 @@ def test_cycle_folder_waits_for_meta_json(tmp_path, caplog):
     target = tmp_path / "incoming" / cycle.path.name
     shutil.copytree(cycle.path / "raw", target / "raw")
     watcher = Watcher(
-        model, tmp_path / "incoming", ResultStore(tmp_path / "r.sqlite"), settle_seconds=0
+        model,
+        tmp_path / "incoming",
+        ResultStore(tmp_path / "r.sqlite"),
+        settle_seconds=0,
     )
 
     with caplog.at_level(logging.INFO, logger="grindwatch.watch"):

@@ -435,7 +435,9 @@ class Watcher:
         candidates = self.candidates()
         listed = {key.path for _, key in candidates}
         self._streams = {
-            stream: folder for stream, folder in self._streams.items() if stream in listed
+            stream: folder
+            for stream, folder in self._streams.items()
+            if stream in listed
         }
         for path, key in candidates:
             if not self._is_complete(path, key, now):
@@ -591,8 +593,7 @@ def _describe_worst_window(windows: pd.DataFrame) -> str:
     number = int(worst["window"])
     if "start_s" in windows and pd.notna(worst["start_s"]):
         return (
-            f"worst window {number} at {worst['start_s']:.3f} to "
-            f"{worst['end_s']:.3f} s"
+            f"worst window {number} at {worst['start_s']:.3f} to {worst['end_s']:.3f} s"
         )
     return f"worst window {number} from sample {int(worst['start_sample'])}"
 
