@@ -638,3 +638,32 @@ def test_normal_recording_ends_the_run(trained, folder, tmp_path, caplog):
     flags = ResultStore(tmp_path / "results.sqlite").frame()["flag"].astype(bool)
     assert flags.tolist() == [True, True, False, True, True]
     assert _run_warnings(caplog) == []
+
+
+def test_live_page_data_carries_run_notice(trained, folder, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from grindwatch.serve import create_app
+
+    watcher = _watcher(trained, folder, tmp_path, run_warning=3)
+    _write_gained(folder, ["a1.csv", "a2.csv", "a3.csv"], gain=6.0)
+    watcher.poll()
+    client = TestClient(create_app(trained["model"], watcher=watcher))
+
+    during = client.get("/api/cycles").json()
+    _write_gained(folder, ["b1.csv"], gain=1.0)
+    watcher.poll()
+    after = client.get("/api/cycles").json()
+
+    assert during["notice"].startswith("3 recordings in a row were flagged")
+    assert after["notice"] is None
+    assert [c["flag"] for c in after["cycles"]] == [True, True, True, False]
+
+
+def test_restarted_watcher_keeps_run_notice(trained, folder, tmp_path):
+    _write_gained(folder, ["a1.csv", "a2.csv", "a3.csv"], gain=6.0)
+    _watcher(trained, folder, tmp_path, run_warning=3).poll()
+
+    restarted = _watcher(trained, folder, tmp_path, run_warning=3)
+
+    assert restarted.run_notice.startswith("3 recordings in a row were flagged")

@@ -291,6 +291,12 @@ class CycleList(BaseModel):
         "so there is nothing to list."
     )
     cycles: list[CycleSummary] = Field(description="Oldest first.")
+    notice: str | None = Field(
+        None,
+        description="The watcher's warning about its latest results, such as a "
+        "run of recordings flagged along most of their windows, which a changed "
+        "operating point or sensor causes more often than a fault; null without one.",
+    )
 
 
 class CycleWindow(BaseModel):
@@ -486,7 +492,7 @@ def create_app(
         return info
 
     _add_scoring(app, model, limits, authorize)
-    _add_dashboard(app, model, name, store, authorize)
+    _add_dashboard(app, model, name, store, watcher, authorize)
     _document_request_body(app)
     return app
 
@@ -899,6 +905,7 @@ def _add_dashboard(
     model: Model,
     name: str,
     store: ResultStore | None,
+    watcher: Watcher | None,
     authorize: Any,
 ) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -929,6 +936,7 @@ def _add_dashboard(
             threshold=model.threshold_.value,
             results_store=store is not None,
             cycles=[CycleSummary.model_validate(row) for row in rows],
+            notice=watcher.run_notice if watcher is not None else None,
         )
 
     @app.get(

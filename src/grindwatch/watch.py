@@ -370,6 +370,10 @@ class Watcher:
         # Top channels of the current run of recordings flagged throughout. A run
         # that the store ends with carries over a restart.
         self._run: list[str | None] = self._stored_run()
+        # The warning about the current run, for the live page; None without one.
+        self.run_notice: str | None = None
+        if 0 < self.run_warning <= len(self._run):
+            self.run_notice = self._run_text()
         self._options = scoring_options(model)
         self._known = store.keys()
         # Path -> (size, mtime_ns, monotonic time first seen with them).
@@ -525,6 +529,7 @@ class Watcher:
         """
         if not (cycle.flag and cycle.flagged_windows > cycle.n_windows / 2):
             self._run.clear()
+            self.run_notice = None
             return
         if len(self._run) >= self.run_warning:
             # The run was warned about already, or run_warning is 0, so its
@@ -533,6 +538,11 @@ class Watcher:
         self._run.append(cycle.top_channel())
         if len(self._run) != self.run_warning:
             return
+        self.run_notice = self._run_text()
+        logger.warning("%s", self.run_notice)
+
+    def _run_text(self) -> str:
+        """Describe the current run of whole-cycle alarms, naming a leading channel."""
         leader = ""
         counts = Counter(c for c in self._run if c is not None).most_common(2)
         # A channel is named only when it tops at least half of the run, and more
@@ -541,14 +551,12 @@ class Watcher:
             if len(counts) == 1 or counts[0][1] > counts[1][1]:
                 top, count = counts[0]
                 leader = f" Channel '{top}' leads {count} of them."
-        logger.warning(
-            "%d recordings in a row were flagged along most of their windows.%s "
-            "A run like this is what a change of operating point (load, speed, part "
-            "type) or of a sensor (gain, position, a loose mount) looks like, more "
-            "than a fault. Check the machine and the sensor; if the operating point "
-            "changed on purpose, train a model for it.",
-            len(self._run),
-            leader,
+        return (
+            f"{len(self._run)} recordings in a row were flagged along most of their "
+            f"windows.{leader} A run like this is what a change of operating point "
+            "(load, speed, part type) or of a sensor (gain, position, a loose mount) "
+            "looks like, more than a fault. Check the machine and the sensor; if the "
+            "operating point changed on purpose, train a model for it."
         )
 
     def pending(self) -> list[str]:

@@ -77,7 +77,7 @@ function drawSummary(data) {
   document.getElementById("n-alarms").textContent = alarms;
   document.getElementById("n-failed").textContent =
     data.cycles.filter((cycle) => cycle.status === "failed").length;
-  showNotice(data.results_store ? "" :
+  showNotice(data.results_store ? (data.notice || "") :
     "This service has no results store: start it with --watch FOLDER or --results FILE.");
 }
 
