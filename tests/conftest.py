@@ -82,15 +82,18 @@ def write_cycles(
     return paths
 
 
+def write_cycle_folders(root: Path) -> dict[str, Path]:
+    """Write good/ with 8 normal cycles and bad/ with 3 faulty ones, CSV at 1 kHz."""
+    write_cycles(root / "good", 8, start_seed=0)
+    for seed, fault in ((100, "spike"), (101, "tone"), (102, "level")):
+        write_cycles(root / "bad", 1, start_seed=seed, anomaly=fault)
+    return {"root": root, "good": root / "good", "bad": root / "bad"}
+
+
 @pytest.fixture
 def cycle_folders(tmp_path: Path) -> dict[str, Path]:
     """good/ with 8 normal cycles and bad/ with 3 faulty ones, as CSV at 1 kHz."""
-    root = tmp_path / "cycles"
-    write_cycles(root / "good", 8, start_seed=0)
-    write_cycles(root / "bad", 1, start_seed=100, anomaly="spike")
-    write_cycles(root / "bad", 1, start_seed=101, anomaly="tone")
-    write_cycles(root / "bad", 1, start_seed=102, anomaly="level")
-    return {"root": root, "good": root / "good", "bad": root / "bad"}
+    return write_cycle_folders(tmp_path / "cycles")
 
 
 @pytest.fixture

@@ -94,18 +94,16 @@ def postgres_server() -> Iterator[dict[str, str]]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="session", name="mlflow_server")
-def tracking_server(postgres: dict[str, str]) -> Iterator[str]:
-    """An MLflow tracking server on PostgreSQL; yields its tracking URI."""
-    folder = tempfile.mkdtemp(prefix="grindwatch-mlflow-")
+def _mlflow_server(folder: str, store_uri: str, workers: int) -> Iterator[str]:
+    """Run the development MLflow server on ``store_uri``; yield its tracking URI."""
     try:
         started = _run_script(
             "dev-mlflow-server.sh",
             "start",
             folder,
-            postgres["MLFLOW_BACKEND_STORE_URI"],
+            store_uri,
             str(free_port()),
-            "2",
+            str(workers),
             timeout=START_TIMEOUT_S,
         )
         yield started["MLFLOW_TRACKING_URI"]
@@ -117,6 +115,13 @@ def tracking_server(postgres: dict[str, str]) -> Iterator[str]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", name="mlflow_server")
+def tracking_server(postgres: dict[str, str]) -> Iterator[str]:
+    """An MLflow tracking server on PostgreSQL; yields its tracking URI."""
+    folder = tempfile.mkdtemp(prefix="grindwatch-mlflow-")
+    yield from _mlflow_server(folder, postgres["MLFLOW_BACKEND_STORE_URI"], 2)
+
+
 @pytest.fixture(scope="session", name="sqlite_mlflow_server")
 def sqlite_tracking_server() -> Iterator[str]:
     """An MLflow tracking server on an SQLite store; yields its tracking URI.
@@ -124,19 +129,4 @@ def sqlite_tracking_server() -> Iterator[str]:
     For tests of what clients see from a server (REST store), without PostgreSQL.
     """
     folder = tempfile.mkdtemp(prefix="grindwatch-mlflow-sqlite-")
-    try:
-        started = _run_script(
-            "dev-mlflow-server.sh",
-            "start",
-            folder,
-            f"sqlite:///{Path(folder) / 'mlflow.db'}",
-            str(free_port()),
-            "1",
-            timeout=START_TIMEOUT_S,
-        )
-        yield started["MLFLOW_TRACKING_URI"]
-    finally:
-        try:
-            _run_script("dev-mlflow-server.sh", "stop", folder, timeout=STOP_TIMEOUT_S)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+    yield from _mlflow_server(folder, f"sqlite:///{Path(folder) / 'mlflow.db'}", 1)

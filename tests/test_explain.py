@@ -371,3 +371,19 @@ def test_service_shares_match_score_table(cycle_folders, family):
         assert cycle.channel_shares[row["top_channel"]] == pytest.approx(
             row["top_channel_share"], abs=1e-6
         ), recording.name
+
+
+@pytest.mark.parametrize(
+    ("channels", "expected"),
+    [
+        (["a", "a", "b"], ("a", 2, 3)),
+        (["a", "b"], None),  # a tie names no channel
+        (["a", None, None], None),  # windows without attribution count
+        (["a", "a", None, "b"], ("a", 2, 4)),
+        ([], None),
+    ],
+)
+def test_leading_channel_needs_half(channels, expected):
+    from grindwatch.explain import leading_channel
+
+    assert leading_channel(channels) == expected

@@ -261,7 +261,7 @@ def test_parquet_regular_steps_not_irregular(tmp_path):
     assert stream.sample_rate == pytest.approx(RATE)
 
 
-def test_parquet_date_and_time_cross_midnight_in_later_group(tmp_path):
+def test_chunked_split_timestamp_crosses_midnight(tmp_path):
     data = _long_signal()
     stamps = pd.Timestamp("2026-03-01 23:59:58") + pd.to_timedelta(
         np.arange(data.shape[1]), "ms"

@@ -865,39 +865,29 @@ def test_date_column_setting_equal_to_time_column_rejected():
 
 
 def test_one_column_dotted_dates_read_day_first(tmp_path):
-    stamps = pd.Timestamp("2026-03-01 23:59:58") + pd.to_timedelta(
-        np.arange(400) * 10, "ms"
-    )
+    stamps = _split_stamps()
     path = tmp_path / "one.csv"
     pd.DataFrame(
         {
             "timestamp": [t.strftime("%d.%m.%Y %H:%M:%S.%f")[:-3] for t in stamps],
-            "vib": np.random.default_rng(0).standard_normal(400),
+            "vib": np.random.default_rng(0).standard_normal(len(stamps)),
         }
     ).to_csv(path, index=False)
 
     recording = read_file(path)[0]
 
-    assert recording.sample_rate == pytest.approx(100.0)
+    assert recording.sample_rate == pytest.approx(PAIR_RATE)
     assert "irregular_time_steps" not in recording.metadata
 
 
 def test_clock_times_past_midnight_name_date_setting(tmp_path):
-    stamps = pd.Timestamp("2026-03-01 23:59:58") + pd.to_timedelta(
-        np.arange(400) * 10, "ms"
-    )
     path = tmp_path / "renamed.csv"
-    pd.DataFrame(
-        {
-            "Tag": stamps.strftime("%d.%m.%Y"),
-            "Uhrzeit": stamps.strftime("%H:%M:%S.%f").str[:-3],
-            "vib": np.random.default_rng(0).standard_normal(400),
-        }
-    ).to_csv(path, index=False)
+    names = ("Tag", "Uhrzeit")
+    _split_frame(_split_stamps(), "%d.%m.%Y", names=names).to_csv(path, index=False)
 
     with pytest.raises(InputError, match="data.date_column") as raised:
         read_file(path)
 
     assert "goes backwards at data row 200" in str(raised.value)
     rate = read_file(path, ReadOptions(date_column="Tag"))[0].sample_rate
-    assert rate == pytest.approx(100.0)
+    assert rate == pytest.approx(PAIR_RATE)

@@ -23,7 +23,7 @@ from grindwatch.report.study import summarize_study
 from grindwatch.results import window_table_path, write_table
 from grindwatch.tracking import read_study
 from tests.browser_check import CHROMIUM, check_page
-from tests.conftest import shared_dataset, write_cycles
+from tests.conftest import shared_dataset, write_cycle_folders, write_cycles
 
 
 def _config(**overrides) -> Config:  # noqa: ANN003
@@ -48,9 +48,7 @@ def cycles(tmp_path_factory) -> SimpleNamespace:  # noqa: ANN001
     Built once per module because drawing the detail figures takes seconds.
     """
     root = tmp_path_factory.mktemp("cycles")
-    write_cycles(root / "good", 8, start_seed=0)
-    for seed, fault in ((100, "spike"), (101, "tone"), (102, "level")):
-        write_cycles(root / "bad", 1, start_seed=seed, anomaly=fault)
+    write_cycle_folders(root)
     model = grindwatch.train(root / "good", _config()).model
     recordings = read_data(root, model.config)
     text = build_report(model, recordings)

@@ -17,26 +17,19 @@ import typer
 from typer.testing import CliRunner
 
 import grindwatch
-from grindwatch.config import Config
 from grindwatch.exceptions import InputError
 from grindwatch.pipeline import read_data
 from grindwatch.report import build_report, create_report
 from grindwatch.report.references import prepare_references
-from tests.conftest import make_cycle, write_cycles
+from tests.conftest import make_cycle, write_cycle_folders
+from tests.test_report import _config
 
 NO_COMPARISON = "there is no normal recording to compare with"
 
 
-def _config(**overrides) -> Config:  # noqa: ANN003
-    base = {
-        "windows.length": 256,
-        "frontend.kind": "spectrum",
-        "frontend.n_bands": 16,
-        "detector.family": "pca",
-        "tracking.enabled": False,
-    }
-    base.update(overrides)
-    return Config().with_overrides(base)
+def _report(suspects: SimpleNamespace, output: Path, **options):  # noqa: ANN003, ANN202
+    """Report on the faulty cycles with the suspects' model."""
+    return create_report(suspects.model, suspects.bad, output, **options)
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +39,7 @@ def suspects(tmp_path_factory) -> SimpleNamespace:  # noqa: ANN001
     Built once per module because training and drawing figures take seconds.
     """
     root = tmp_path_factory.mktemp("suspects")
-    write_cycles(root / "good", 8, start_seed=0)
-    for seed, fault in ((100, "spike"), (101, "tone"), (102, "level")):
-        write_cycles(root / "bad", 1, start_seed=seed, anomaly=fault)
+    write_cycle_folders(root)
     model = grindwatch.train(root / "good", _config()).model
     model.save(root / "model")
     return SimpleNamespace(
@@ -121,16 +112,10 @@ def test_all_flagged_without_reference_names_fix(suspects, tmp_path):
 
 
 def test_reference_gives_nearest_normal(suspects, tmp_path):
-    plain = create_report(
-        suspects.model, suspects.bad, tmp_path / "plain.html", max_details=0
-    )
+    plain = _report(suspects, tmp_path / "plain.html", max_details=0)
 
-    result = create_report(
-        suspects.model,
-        suspects.bad,
-        tmp_path / "r.html",
-        max_details=3,
-        reference=suspects.good,
+    result = _report(
+        suspects, tmp_path / "r.html", max_details=3, reference=suspects.good
     )
 
     text = result.path.read_text()
@@ -158,12 +143,8 @@ def test_reference_gives_nearest_normal(suspects, tmp_path):
 
 def test_reference_overlapping_scored_data_not_doubled(suspects, tmp_path):
     # The parent folder contains the scored bad cycles as well as the good ones.
-    result = create_report(
-        suspects.model,
-        suspects.bad,
-        tmp_path / "r.html",
-        max_details=1,
-        reference=suspects.root,
+    result = _report(
+        suspects, tmp_path / "r.html", max_details=1, reference=suspects.root
     )
 
     text = result.path.read_text()
@@ -179,12 +160,8 @@ def test_flagged_reference_left_out(suspects, tmp_path, caplog):
     shutil.copy(suspects.bad / "cycle_101.csv", references / "suspect.csv")
 
     with caplog.at_level(logging.WARNING, logger="grindwatch"):
-        result = create_report(
-            suspects.model,
-            suspects.bad,
-            tmp_path / "r.html",
-            max_details=3,
-            reference=references,
+        result = _report(
+            suspects, tmp_path / "r.html", max_details=3, reference=references
         )
 
     text = result.path.read_text()
@@ -203,13 +180,7 @@ def test_all_references_flagged_says_so(suspects, tmp_path):
     references = tmp_path / "references"
     shutil.copytree(suspects.bad, references)
 
-    result = create_report(
-        suspects.model,
-        suspects.bad,
-        tmp_path / "r.html",
-        max_details=1,
-        reference=references,
-    )
+    result = _report(suspects, tmp_path / "r.html", max_details=1, reference=references)
 
     article = _articles(result.path.read_text())[0]
     assert "all 3 usable reference recordings are flagged by this model too" in article
@@ -285,10 +256,10 @@ def test_reference_resampled_to_model_rate(cycle_folders, tmp_path):
     references = prepare_references(model, read)
 
     # Normal or flagged, the recording is kept as the model reads it.
-    kept = references.normal + references.flagged
-    assert len(kept) == 1
+    usable = references.normal + references.flagged
+    assert len(usable) == 1
     assert references.skipped == []
-    matched = kept[0]
+    matched = usable[0]
     assert matched.channels == model.channels_ == ["vib_x", "vib_y", "current"]
     assert matched.sample_rate == pytest.approx(model.sample_rate_)
     assert matched.n_samples == 2048
@@ -306,21 +277,14 @@ def test_reference_channel_order_matched(suspects, tmp_path):
     path = tmp_path / "reordered.csv"
     frame[["time", "spare", "current", "vib_y", "vib_x"]].to_csv(path, index=False)
 
-    result = create_report(
-        suspects.model,
-        suspects.bad,
-        tmp_path / "r.html",
-        max_details=1,
-        reference=path,
-    )
+    result = _report(suspects, tmp_path / "r.html", max_details=1, reference=path)
 
     text = result.path.read_text()
     assert result.n_reference == 1
     assert "Nearest normal recording: reordered (a reference recording" in text
     # The distance is the same as for the file with the training column order.
-    plain = create_report(
-        suspects.model,
-        suspects.bad,
+    plain = _report(
+        suspects,
         tmp_path / "plain.html",
         max_details=1,
         reference=suspects.good / "cycle_003.csv",
@@ -336,12 +300,7 @@ def test_reference_at_other_rate_rejected(suspects, tmp_path):
     )
 
     with pytest.raises(InputError) as raised:
-        create_report(
-            suspects.model,
-            suspects.bad,
-            tmp_path / "r.html",
-            reference=path,
-        )
+        _report(suspects, tmp_path / "r.html", reference=path)
 
     message = str(raised.value)
     assert message.startswith(str(path))
@@ -390,7 +349,7 @@ def test_reference_with_unknown_channels_named(suspects, tmp_path):
     path = _write_csv(tmp_path / "other.csv", data, ["a", "b", "c"], 1000.0)
 
     with pytest.raises(InputError) as raised:
-        create_report(suspects.model, suspects.bad, tmp_path / "r.html", reference=path)
+        _report(suspects, tmp_path / "r.html", reference=path)
 
     message = str(raised.value)
     assert message.startswith(str(path))
@@ -408,13 +367,7 @@ def test_some_unusable_references_skipped(suspects, tmp_path, caplog):
     _write_csv(folder / "two.csv", make_cycle(4)[:2], ["vib_x", "vib_y"], 1000.0)
 
     with caplog.at_level(logging.WARNING, logger="grindwatch"):
-        result = create_report(
-            suspects.model,
-            suspects.bad,
-            tmp_path / "r.html",
-            max_details=1,
-            reference=folder,
-        )
+        result = _report(suspects, tmp_path / "r.html", max_details=1, reference=folder)
 
     notes = _notes(result.path.read_text())
     assert result.n_reference == 1
@@ -564,8 +517,8 @@ def test_table_reference_compared_by_feature(feature_table, tmp_path):
     assert values
     name = re.search(r"Nearest normal recording: normal#(\d+) \(a reference", article)
     row = normal.loc[int(name.group(1))]
-    for feature, shown in values:
-        assert float(shown) == pytest.approx(row[feature], rel=1e-3, abs=1e-3)
+    for feature, printed in values:
+        assert float(printed) == pytest.approx(row[feature], rel=1e-3, abs=1e-3)
 
 
 def test_cli_reference_same_as_data(suspects, tmp_path):

@@ -37,6 +37,26 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"model": result.model, "bundle": root / "bundle"}
 
 
+# Short logger cycles: acoustic emission at 20 kHz, current at 2 kHz, 0.2 s each.
+SMALL_CYCLES = {"ae_rate": 20_000, "current_rate": 2_000, "duration": 0.2}
+
+
+@pytest.fixture(scope="module")
+def grinding_model(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """A PCA model of window features, trained on 6 generated logger cycle folders."""
+    from grindwatch.io.synthetic import write_grinding_cycles
+
+    root = tmp_path_factory.mktemp("grinding")
+    write_grinding_cycles(root / "train", 6, **SMALL_CYCLES)
+    config = {
+        "windows.length": 100,
+        "frontend.kind": "features",
+        "detector.family": "pca",
+        "tracking.enabled": False,
+    }
+    return grindwatch.train(root / "train", Config().with_overrides(config)).model
+
+
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     path = tmp_path / "incoming"
@@ -327,14 +347,14 @@ def test_watch_command_reading_option(trained, folder, tmp_path):
     command = ["watch", str(folder), "--model", str(trained["bundle"]), "--once"]
     command += ["--settle", "0.2"]
 
-    refused = CliRunner().invoke(cli_app, [*command, "--results", "a.sqlite"])
+    plain = CliRunner().invoke(cli_app, [*command, "--results", "a.sqlite"])
     reason = ResultStore(Path("a.sqlite")).frame()["reason"].iloc[0]
     filled = CliRunner().invoke(
         cli_app,
         [*command, "--results", "b.sqlite", "--set", "data.nan_policy=interpolate"],
     )
 
-    assert refused.exit_code == 0, refused.output
+    assert plain.exit_code == 0, plain.output
     assert "--set data.nan_policy=interpolate" in reason
     assert filled.exit_code == 0, filled.output
     assert "Scored 1 new file" in filled.output
@@ -342,21 +362,12 @@ def test_watch_command_reading_option(trained, folder, tmp_path):
 
 
 @pytest.mark.usefixtures("restored_logging")
-def test_watch_once_names_folder_without_meta(tmp_path):
+def test_watch_once_names_folder_without_meta(grinding_model, tmp_path):
     from grindwatch.io.synthetic import write_grinding_cycles
 
     _register_extensions()
-    small = {"ae_rate": 20_000, "current_rate": 2_000, "duration": 0.2}
-    write_grinding_cycles(tmp_path / "train", 6, **small)
-    config = {
-        "windows.length": 100,
-        "frontend.kind": "features",
-        "detector.family": "pca",
-        "tracking.enabled": False,
-    }
-    settings = Config().with_overrides(config)
-    grindwatch.train(tmp_path / "train", settings).model.save(tmp_path / "bundle")
-    [cycle] = write_grinding_cycles(tmp_path / "new", 1, seed=5, **small)
+    grinding_model.save(tmp_path / "bundle")
+    [cycle] = write_grinding_cycles(tmp_path / "new", 1, seed=5, **SMALL_CYCLES)
     shutil.copytree(cycle.path / "raw", tmp_path / "incoming" / "c1" / "raw")
 
     result = CliRunner().invoke(
@@ -435,19 +446,13 @@ def _stored(database: Path) -> list[str]:
         return []  # the watcher has not created the table yet
 
 
-def test_cycle_folders_scored_as_one_recording(tmp_path):
+def test_cycle_folders_scored_as_one_recording(grinding_model, tmp_path):
     from grindwatch.io.synthetic import write_grinding_cycles
 
-    small = {"ae_rate": 20_000, "current_rate": 2_000, "duration": 0.2}
-    write_grinding_cycles(tmp_path / "train", 6, **small)
-    config = {
-        "windows.length": 100,
-        "frontend.kind": "features",
-        "detector.family": "pca",
-        "tracking.enabled": False,
-    }
-    model = grindwatch.train(tmp_path / "train", Config().with_overrides(config)).model
-    cycles = write_grinding_cycles(tmp_path / "new", 1, {"burn": 1}, seed=5, **small)
+    model = grinding_model
+    cycles = write_grinding_cycles(
+        tmp_path / "new", 1, {"burn": 1}, seed=5, **SMALL_CYCLES
+    )
     folder = tmp_path / "incoming"
     for cycle in cycles:
         shutil.copytree(cycle.path, folder / "line1" / cycle.path.name)
@@ -466,19 +471,11 @@ def test_cycle_folders_scored_as_one_recording(tmp_path):
     assert rows["n_windows"].tolist() == [4, 4]
 
 
-def test_cycle_folder_waits_for_meta_json(tmp_path, caplog):
+def test_cycle_folder_waits_for_meta_json(grinding_model, tmp_path, caplog):
     from grindwatch.io.synthetic import write_grinding_cycles
 
-    small = {"ae_rate": 20_000, "current_rate": 2_000, "duration": 0.2}
-    write_grinding_cycles(tmp_path / "train", 6, **small)
-    config = {
-        "windows.length": 100,
-        "frontend.kind": "features",
-        "detector.family": "pca",
-        "tracking.enabled": False,
-    }
-    model = grindwatch.train(tmp_path / "train", Config().with_overrides(config)).model
-    [cycle] = write_grinding_cycles(tmp_path / "new", 1, seed=5, **small)
+    model = grinding_model
+    [cycle] = write_grinding_cycles(tmp_path / "new", 1, seed=5, **SMALL_CYCLES)
     # The logger has written its streams but not yet meta.json.
     target = tmp_path / "incoming" / cycle.path.name
     shutil.copytree(cycle.path / "raw", target / "raw")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -164,11 +164,11 @@ def serve(
             loaded,
             watch_folder,
             store,
-            csv,
-            settle,
-            marker_suffix,
-            folder_marker,
-            run_warning,
+            csv_path=csv,
+            settle_seconds=settle,
+            marker_suffix=marker_suffix,
+            folder_marker=folder_marker,
+            run_warning=run_warning,
         )
     limits = ServiceLimits(int(max_body_mb * 1024 * 1024), max_samples)
     app = _run(
@@ -238,11 +238,11 @@ def watch(
         loaded,
         folder,
         store,
-        csv,
-        settle,
-        marker_suffix,
-        folder_marker,
-        run_warning,
+        csv_path=csv,
+        settle_seconds=settle,
+        marker_suffix=marker_suffix,
+        folder_marker=folder_marker,
+        run_warning=run_warning,
     )
     console().print(
         f"Watching {folder}; results in {results}; Ctrl-C stops.", highlight=False
@@ -291,31 +291,14 @@ def _store(path: Path):  # noqa: ANN202
     return ResultStore(path)
 
 
-def _watcher(  # noqa: ANN202
-    model,  # noqa: ANN001
-    folder,  # noqa: ANN001
-    store,  # noqa: ANN001
-    csv,  # noqa: ANN001
-    settle,  # noqa: ANN001
-    marker_suffix,  # noqa: ANN001
-    folder_marker,  # noqa: ANN001
-    run_warning,  # noqa: ANN001
-):
+def _watcher(model, folder: Path, store, **options: Any):  # noqa: ANN001, ANN202
+    """Build the folder watcher; ``options`` are ``Watcher``'s keyword arguments."""
     from grindwatch.exceptions import InputError
     from grindwatch.watch import Watcher
 
     if not folder.is_dir():
         raise InputError(folder, "no such folder", "create it or check the path")
-    return Watcher(
-        model,
-        folder,
-        store,
-        csv_path=csv,
-        settle_seconds=settle,
-        marker_suffix=marker_suffix,
-        folder_marker=folder_marker,
-        run_warning=run_warning,
-    )
+    return Watcher(model, folder, store, **options)
 
 
 def _read_token(token_file: Path | None) -> str | None:

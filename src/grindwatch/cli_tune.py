@@ -186,9 +186,9 @@ def _settings(row: dict[str, Any]) -> str:
             parts.append(f"layers {layers}")
         for name, label in (("filters", "filters"), ("kernel_size", "kernels")):
             values = [own.pop(f"{name}_{i}", None) for i in range(8)]
-            shown = [_short(v) for v in values[: layers or 8] if _present(v)]
-            if shown:
-                parts.append(f"{label} {'-'.join(shown)}")
+            drawn = [_short(v) for v in values[: layers or 8] if _present(v)]
+            if drawn:
+                parts.append(f"{label} {'-'.join(drawn)}")
         parts += [
             f"{label} {_short(own[name])}"
             for name, label in _AUTOENCODER_NAMES.items()

@@ -24,6 +24,8 @@ threshold.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +44,7 @@ __all__ = [
     "element_axis",
     "explain_recording",
     "feature_groups",
+    "leading_channel",
     "recording_summary",
     "window_attribution",
 ]
@@ -173,6 +176,22 @@ def window_attribution(
     else:
         columns[axis.column] = np.asarray(axis.labels, dtype=object)[element]
     return columns
+
+
+def leading_channel(channels: Iterable[str | None]) -> tuple[str, int, int] | None:
+    """Return the channel named most often, if it tops at least half of the list.
+
+    ``channels`` are top channels of windows or recordings, None where one has no
+    attribution; those count in the total. Returns the channel, its count and the
+    total, or None when no channel reaches half or two channels tie.
+    """
+    names = list(channels)
+    counts = Counter(name for name in names if name is not None).most_common(2)
+    if not counts or 2 * counts[0][1] < len(names):
+        return None
+    if len(counts) == 2 and counts[0][1] == counts[1][1]:
+        return None
+    return counts[0][0], counts[0][1], len(names)
 
 
 def attributed_windows(scores: np.ndarray, threshold: float) -> np.ndarray:

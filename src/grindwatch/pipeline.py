@@ -198,6 +198,9 @@ class Model:
         features = self.frontend_.fit(scaled).transform(scaled)
 
         self.fit_features(features, on_epoch=on_epoch)
+        # Only attribution needs the baseline, so tuning trials, which call
+        # fit_features directly, skip it.
+        self.contribution_baseline_ = self._contribution_baseline(features)
         self.training_windows_ = windows
         _warn_dominant_channel(self, features)
         return self
@@ -212,9 +215,11 @@ class Model:
         ``fit`` calls this once scaling and front end are fitted. Tuning calls it
         directly, with features prepared once for many trials, after setting
         ``kind_``, ``channels_``, ``sample_rate_``, ``window_length_``, ``hop_``,
-        ``scaler_`` and ``frontend_`` itself.
+        ``scaler_`` and ``frontend_`` itself. It drops the attribution baseline
+        of an earlier fit, which belongs to the earlier detector.
         """
         config = self.config
+        self.__dict__.pop("contribution_baseline_", None)
         self.detector_ = self._make_detector()
         self.detector_.fit(features, on_epoch=on_epoch)
         self.training_scores_ = np.asarray(self.detector_.training_scores_)
@@ -230,7 +235,6 @@ class Model:
             log_scores=settings.log_scores,
             random_state=config.seed,
         )
-        self.contribution_baseline_ = self._contribution_baseline(features)
         self.version_ = __version__
         return self
 
@@ -958,11 +962,14 @@ def _warn_most_scored_flagged(model: Model, result: ScoreResult) -> None:
     unit = "feature" if model.kind_ == "table" else "channel"
     leader = ""
     if "top_channel" in windows:
-        counts = windows.loc[windows["flag"], "top_channel"].value_counts()
-        if len(counts) and counts.iloc[0] >= 0.5 * counts.sum():
+        from grindwatch.explain import leading_channel
+
+        found = leading_channel(windows.loc[windows["flag"], "top_channel"])
+        if found is not None:
+            name, count, total = found
             leader = (
-                f" {unit.capitalize()} '{counts.index[0]}' is the top {unit} of "
-                f"{counts.iloc[0] / counts.sum():.0%} of the flagged windows."
+                f" {unit.capitalize()} '{name}' is the top {unit} of "
+                f"{count / total:.0%} of the flagged windows."
             )
     logger.warning(
         "%d of the %d scored recordings are flagged, and %.0f%% of all scored "

@@ -29,7 +29,6 @@ import logging
 import sqlite3
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 import pandas as pd
 
 from grindwatch.exceptions import InputError
+from grindwatch.explain import leading_channel
 from grindwatch.io import list_files, read_file
 from grindwatch.io.cycle_folder import COLUMN_PATTERN
 from grindwatch.online import CycleScore, check_signal_model, score_recording
@@ -544,13 +544,10 @@ class Watcher:
     def _run_text(self) -> str:
         """Describe the current run of whole-cycle alarms, naming a leading channel."""
         leader = ""
-        counts = Counter(c for c in self._run if c is not None).most_common(2)
-        # A channel is named only when it tops at least half of the run, and more
-        # of it than any other channel, as in the warning of grindwatch score.
-        if counts and 2 * counts[0][1] >= len(self._run):
-            if len(counts) == 1 or counts[0][1] > counts[1][1]:
-                top, count = counts[0]
-                leader = f" Channel '{top}' leads {count} of them."
+        # The same rule as the warning of grindwatch score names the channel.
+        found = leading_channel(self._run)
+        if found is not None:
+            leader = f" Channel '{found[0]}' leads {found[1]} of them."
         return (
             f"{len(self._run)} recordings in a row were flagged along most of their "
             f"windows.{leader} A run like this is what a change of operating point "

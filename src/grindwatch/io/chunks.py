@@ -209,10 +209,10 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
             path, f"is not a readable Parquet file ({error})", "check the file"
         ) from None
     empty = parquet.schema_arrow.empty_table().to_pandas()
-    # The time column, a date column combined with it, and the rate are chosen
-    # from the first row group's values; ``_scan_time`` then checks the steps of
-    # every row group. The schema has no rows, so text cells in a numeric column
-    # cannot be found here, and such a column is listed as non-numeric.
+    # The time column, a date column combined with it, and the rate come from
+    # the first row group's values, and ``_scan_time`` then checks the steps of
+    # every row group. The schema has no rows, so a numeric column with text
+    # cells cannot be detected here and is listed as non-numeric.
     candidates = _time_candidates(path, empty, options)
     check_date_column(path, empty, options)
     head_columns = list(

@@ -66,10 +66,11 @@ def _as_datetime(column: pd.Series) -> pd.Series | None:
         # Dotted dates (01.03.2026) are written day first, while pandas' mixed
         # format reads them month first by default.
         # NOTE: slashed dates (01/03/2026) are still read month first.
-        dayfirst = _dotted_dates(column)
+        texts = _first_texts(column)
+        dayfirst = _dotted_dates(texts)
         # One format guessed from the first cell parses about ten times faster
         # than guessing each cell; columns that mix formats fall back to that.
-        guessed = _guessed_format(column, dayfirst)
+        guessed = _guessed_format(texts, dayfirst)
         if guessed is not None:
             parsed = pd.to_datetime(column, errors="coerce", format=guessed, utc=True)
             if parsed.notna().mean() > 0.9:
@@ -87,26 +88,28 @@ def _as_datetime(column: pd.Series) -> pd.Series | None:
     return None
 
 
-def _guessed_format(column: pd.Series, dayfirst: bool) -> str | None:
+def _first_texts(column: pd.Series, limit: int = 1000) -> pd.Series:
+    """Return up to ``limit`` of the column's first filled cells as stripped text."""
+    texts = column.dropna().head(limit).astype(str).str.strip()
+    return texts[texts != ""]
+
+
+def _guessed_format(texts: pd.Series, dayfirst: bool) -> str | None:
     from pandas.tseries.api import guess_datetime_format
 
-    texts = column.dropna().astype(str).str.strip()
-    texts = texts[texts != ""]
     if texts.empty:
         return None
     return guess_datetime_format(texts.iloc[0], dayfirst=dayfirst)
 
 
-_DOTTED_DATE = re.compile(r"\s*\d{1,2}\.\d{1,2}\.\d{2,4}(\s|$)")
+_DOTTED_DATE = re.compile(r"\d{1,2}\.\d{1,2}\.\d{2,4}(\s|$)")
 
 
-def _dotted_dates(column: pd.Series) -> bool:
-    """Tell whether most filled cells start with a dotted date (01.03.2026)."""
-    texts = column.dropna().astype(str)
-    texts = texts[texts.str.strip() != ""]
+def _dotted_dates(texts: pd.Series) -> bool:
+    """Tell whether most of ``texts`` start with a dotted date (01.03.2026)."""
     if texts.empty:
         return False
-    dotted = texts.head(1000).map(lambda text: _DOTTED_DATE.match(text) is not None)
+    dotted = texts.map(lambda text: _DOTTED_DATE.match(text) is not None)
     return bool(dotted.mean() > 0.5)
 
 
