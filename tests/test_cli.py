@@ -392,6 +392,7 @@ def test_demo_runs_on_bundled_recordings(tmp_path):
     assert "experiment_07" in result.output
     assert "Evaluation at the model's own threshold" in result.output
     assert "mlflow ui --backend-store-uri" in result.output
+    assert "Cycle check off: 12 training recordings" in result.output
     assert (tmp_path / "demo" / "mlflow.db").is_file()
     assert (tmp_path / "demo" / "model" / "model.pkl").is_file()
 

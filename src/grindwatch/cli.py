@@ -277,6 +277,7 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
         ],
         "threshold": model.threshold_.to_dict(),
         "threshold_description": model.threshold_.describe(),
+        "cycle_check": model.describe()["cycle_check"],
         "training": result.training.summary(),
     }
     if json_output:
@@ -295,6 +296,7 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
     for item in skipped:
         out.print(f"  skipped {item.path}: {item.reason}", highlight=False)
     out.print(model.threshold_.describe(), highlight=False)
+    _print_cycle_check(model, result.n_trained)
     trained = result.training.summary()
     if model.kind_ == "signals":
         out.print(
@@ -313,6 +315,23 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
         )
     if result.output:
         out.print(f"Model bundle saved to {result.output}", highlight=False)
+
+
+def _print_cycle_check(model, n_trained: int) -> None:  # noqa: ANN001
+    from grindwatch._console import console
+
+    settings = model.config.cycle
+    if model.kind_ != "signals" or not settings.enabled:
+        return
+    if model.cycle_check is not None:
+        text = f"Cycle check: {model.cycle_check.describe()}"
+    else:
+        text = (
+            f"Cycle check off: {n_trained} training recordings, fewer than "
+            f"cycle.min_recordings={settings.min_recordings}, so recordings are "
+            "judged by their windows only."
+        )
+    console().print(text, highlight=False)
 
 
 def _store_option(tracking_uri: str | None) -> str:
@@ -337,6 +356,7 @@ def _print_recordings(  # noqa: ANN202
     threshold: float,
     limit: int,
     more_hint: str = "use --output to save all",
+    cycle_threshold: float | None = None,
 ):
     import pandas as pd
     from rich.table import Table
@@ -344,9 +364,22 @@ def _print_recordings(  # noqa: ANN202
 
     from grindwatch._console import console
 
-    shown = frame.sort_values("score", ascending=False).head(limit)
-    table = Table(title=f"Recordings by score (threshold {threshold:.4g})")
-    for column in ("recording", "score", "flagged windows", "verdict", "label"):
+    cycle = "cycle_score" in frame and cycle_threshold is not None
+    # With the cycle check, a recording can be flagged with a low window score:
+    # flagged ones come first.
+    order = ["flag", "score"] if cycle else ["score"]
+    shown = frame.sort_values(order, ascending=False).head(limit)
+    if cycle_threshold is None:
+        title = f"Recordings by score (threshold {threshold:.4g})"
+    else:
+        title = (
+            f"Recordings, flagged first, by score (threshold {threshold:.4g}; "
+            f"cycle threshold {cycle_threshold:.3g})"
+        )
+    table = Table(title=title)
+    columns = ["recording", "score", "flagged windows"]
+    columns += ["cycle score", "verdict", "label"] if cycle else ["verdict", "label"]
+    for column in columns:
         if column != "label" or "label" in frame:
             table.add_column(
                 column, justify="left" if column == "recording" else "right"
@@ -356,8 +389,10 @@ def _print_recordings(  # noqa: ANN202
             row.recording,
             f"{row.score:.4g}",
             f"{row.flagged_windows}/{row.n_windows}",
-            Text("ANOMALOUS", style="bold red") if row.flag else "normal",
         ]
+        if cycle:
+            cells.append(f"{row.cycle_score:.3g}" + (" *" if row.cycle_flag else ""))
+        cells.append(Text("ANOMALOUS", style="bold red") if row.flag else "normal")
         if "label" in frame:
             # Recordings without a label (a folder that names no class, a file
             # without a label column) come as NaN or <NA> next to labeled ones.
@@ -368,6 +403,14 @@ def _print_recordings(  # noqa: ANN202
             )
         table.add_row(*cells)
     console().print(table)
+    if cycle and shown["cycle_flag"].any():
+        console().print(
+            "* flagged by the cycle check, which compares the whole recording with "
+            "the training recordings:",
+            highlight=False,
+        )
+        for row in shown[shown["cycle_flag"]].itertuples():
+            console().print(f"  {row.recording}: {row.cycle_reason}", highlight=False)
     if len(frame) > limit:
         console().print(
             f"... {len(frame) - limit} more recordings; {more_hint}", highlight=False
@@ -436,14 +479,21 @@ def score(
         result.threshold,
         show,
         f"all are in {output}" if output is not None else "use --output to save all",
+        result.cycle_threshold,
     )
     summary = result.summary()
     from grindwatch._console import console
 
+    by_cycle = (
+        f" ({summary['n_cycle_flagged_recordings']} by the cycle check)"
+        if "n_cycle_flagged_recordings" in summary
+        else ""
+    )
     console().print(
-        f"{summary['n_flagged_recordings']} of {summary['n_recordings']} recordings "
-        f"and {summary['n_flagged_windows']} of {summary['n_windows']} windows "
-        "flagged."
+        f"{summary['n_flagged_recordings']} of {summary['n_recordings']} recordings"
+        f"{by_cycle} and {summary['n_flagged_windows']} of {summary['n_windows']} "
+        "windows flagged.",
+        highlight=False,
     )
     for skipped in result.skipped:
         console().print(
@@ -577,6 +627,7 @@ def evaluate(
         result.scored.threshold,
         20,
         "grindwatch score --output FILE saves them all",
+        result.scored.cycle_threshold,
     )
     _print_metrics(result)
 
@@ -602,9 +653,11 @@ def demo(
         outcome.evaluation.scored.threshold,
         20,
         "grindwatch score --output FILE saves them all",
+        outcome.evaluation.scored.cycle_threshold,
     )
     _print_metrics(outcome.evaluation)
     out.print(outcome.training.model.threshold_.describe(), highlight=False)
+    _print_cycle_check(outcome.training.model, outcome.training.n_trained)
     out.print(f"MLflow store: {outcome.training.tracking_uri}", highlight=False)
     out.print(
         f"Browse it:    mlflow ui --backend-store-uri {outcome.training.tracking_uri}",

@@ -202,6 +202,19 @@ class AggregateConfig(Section):
     quantile: float = Field(default=0.9, ge=0, le=1)
 
 
+class CycleConfig(Section):
+    """The cycle profile check (``grindwatch.cycles``) of whole signal recordings.
+
+    It compares each recording's levels, activities and length with those of the
+    training recordings, and runs when training has at least ``min_recordings``
+    recordings: fewer give no reliable spread. A recording is flagged when its
+    window scores or its profile are.
+    """
+
+    enabled: bool = True
+    min_recordings: int = Field(default=20, ge=3)
+
+
 class TrackingConfig(Section):
     """MLflow settings. ``uri`` None means MLFLOW_TRACKING_URI, else ./mlflow.db."""
 
@@ -223,6 +236,7 @@ class Config(Section):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
     aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
+    cycle: CycleConfig = Field(default_factory=CycleConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     seed: int = Field(default=0, ge=0)

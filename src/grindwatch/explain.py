@@ -34,6 +34,7 @@ import numpy as np
 from grindwatch.signals.frontends import FEATURE_NAMES, band_edges
 
 if TYPE_CHECKING:
+    from grindwatch.cycles import CycleVerdict
     from grindwatch.io import Recording
     from grindwatch.pipeline import Model
 
@@ -292,6 +293,9 @@ class RecordingExplanation:
         The recording's aggregate score.
     summary : dict
         As returned by ``recording_summary``.
+    cycle : CycleVerdict or None
+        The cycle check's verdict on the whole recording; None when the model
+        has no cycle check.
     """
 
     recording: Recording
@@ -304,6 +308,7 @@ class RecordingExplanation:
     threshold: float
     score: float
     summary: dict[str, Any]
+    cycle: CycleVerdict | None = None
 
     @property
     def flags(self) -> np.ndarray:
@@ -311,13 +316,19 @@ class RecordingExplanation:
 
     @property
     def flag(self) -> bool:
-        return bool(self.score > self.threshold)
+        """True when the score, or the cycle check, is above its threshold."""
+        cycle_flag = self.cycle is not None and self.cycle.flag
+        return bool(self.score > self.threshold) or cycle_flag
 
     def describe(self) -> str:
-        """Two sentences on the score's margin and where the departure sits."""
-        return describe_summary(
+        """Two sentences on the score's margin and where the departure sits, and
+        a third with the cycle check's reason when it flags the recording."""
+        text = describe_summary(
             self.summary, self.score, self.threshold, self.axis, self.recording
         )
+        if self.cycle is not None and self.cycle.flag:
+            text += f" The cycle check flags the whole recording: {self.cycle.reason}."
+        return text
 
     def channel_by_window(self) -> np.ndarray:
         """Departure of each channel summed per window, (n_channels, n_windows).
@@ -381,6 +392,7 @@ def explain_recording(model: Model, recording: Recording) -> RecordingExplanatio
         threshold=model.threshold_.value,
         score=score,
         summary=recording_summary(model, contributions, scores, windows.start, score),
+        cycle=(model.cycle_verdicts(windows) or [None])[0],
     )
 
 

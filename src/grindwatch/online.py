@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from grindwatch.cycles import CycleVerdict
 from grindwatch.exceptions import ConfigError
 from grindwatch.explain import attributed_windows
 from grindwatch.io import Recording
@@ -33,7 +34,8 @@ class CycleScore:
         Recording score: the model's aggregate of its window scores (anomaly score,
         higher is more anomalous).
     flag : bool
-        True when ``score`` is above ``threshold``.
+        True when ``score`` is above ``threshold``, or the cycle check flags the
+        recording.
     threshold : float
         The model's threshold, shared by windows and recordings.
     max_window_score : float
@@ -51,6 +53,9 @@ class CycleScore:
         not requested.
     channels : list of str
         Channel order of ``window_shares``.
+    cycle : CycleVerdict or None
+        The cycle check's verdict on the whole recording (``grindwatch.cycles``);
+        None when the model has none. ``flag`` is also set when it flags.
     """
 
     name: str
@@ -63,6 +68,7 @@ class CycleScore:
     channels: list[str]
     channel_shares: dict[str, float] | None
     window_shares: np.ndarray | None
+    cycle: CycleVerdict | None = None
 
     @property
     def n_windows(self) -> int:
@@ -108,8 +114,8 @@ def score_recording(
     """Score one recording as ``Model.score`` does, and attribute its score.
 
     The steps are the ones ``Model.score`` takes (prepare, features, detector
-    scores, aggregate, threshold), so the numbers are the same. The features are
-    computed once and shared by scoring and attribution.
+    scores, aggregate, threshold, cycle check), so the numbers are the same. The
+    features are computed once and shared by scoring and attribution.
 
     Raises
     ------
@@ -131,6 +137,7 @@ def score_recording(
     frame["score"] = scores
     frame["flag"] = flags
     value = model.aggregate(scores)
+    cycle = (model.cycle_verdicts(windows) or [None])[0]
 
     channel_shares = window_shares = None
     if explain:
@@ -147,7 +154,7 @@ def score_recording(
     return CycleScore(
         name=recording.name,
         score=value,
-        flag=bool(value > threshold),
+        flag=bool(value > threshold) or (cycle is not None and cycle.flag),
         threshold=threshold,
         max_window_score=float(scores.max()),
         flagged_windows=int(flags.sum()),
@@ -155,6 +162,7 @@ def score_recording(
         channels=list(model.channels_),
         channel_shares=channel_shares,
         window_shares=window_shares,
+        cycle=cycle,
     )
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from grindwatch._version import __version__
 from grindwatch.config import Config
+from grindwatch.cycles import CycleCheck, CycleVerdict
 from grindwatch.detectors import BaseDetector, make_detector
 from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.io import ReadOptions, Recording, RecordingSet, load_recordings
@@ -115,6 +116,9 @@ class ScoreResult:
     (``data.resample``) it differs from the row number in the file.
     ``recordings`` has one row per recording: recording, source, n_windows, score
     (the aggregate), flag, max_window_score, flagged_windows and, where known, label.
+    When the model has a cycle check (``grindwatch.cycles``), recordings also have
+    cycle_score, cycle_flag and cycle_reason, and flag is set when the score or the
+    cycle check is above its threshold.
     When scored with attribution, both tables end with the columns described in
     ``grindwatch.explain``: top_channel, top_channel_share and top_sample, top_band
     or top_feature (by front end; none for feature tables), and for recordings the
@@ -125,9 +129,11 @@ class ScoreResult:
     recordings: pd.DataFrame
     threshold: float
     skipped: list[dict[str, str]] = field(default_factory=list)
+    # The cycle check's threshold on cycle_score; None without a cycle check.
+    cycle_threshold: float | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {
+        summary = {
             "n_recordings": int(len(self.recordings)),
             "n_flagged_recordings": int(self.recordings["flag"].sum()),
             "n_windows": int(len(self.windows)),
@@ -135,6 +141,12 @@ class ScoreResult:
             "threshold": self.threshold,
             "skipped": self.skipped,
         }
+        if self.cycle_threshold is not None:
+            summary["cycle_threshold"] = self.cycle_threshold
+            summary["n_cycle_flagged_recordings"] = int(
+                self.recordings["cycle_flag"].sum()
+            )
+        return summary
 
 
 class Model:
@@ -198,9 +210,11 @@ class Model:
         features = self.frontend_.fit(scaled).transform(scaled)
 
         self.fit_features(features, on_epoch=on_epoch)
-        # Only attribution needs the baseline, so tuning trials, which call
-        # fit_features directly, skip it.
+        # Only attribution needs the baseline, and the cycle check does not depend
+        # on the detector, so tuning trials, which call fit_features directly,
+        # skip both.
         self.contribution_baseline_ = self._contribution_baseline(features)
+        self.cycle_check_ = self._fit_cycle_check(windows)
         self.training_windows_ = windows
         _warn_dominant_channel(self, features)
         return self
@@ -218,25 +232,57 @@ class Model:
         ``scaler_`` and ``frontend_`` itself. It drops the attribution baseline
         of an earlier fit, which belongs to the earlier detector.
         """
-        config = self.config
         self.__dict__.pop("contribution_baseline_", None)
         self.detector_ = self._make_detector()
         self.detector_.fit(features, on_epoch=on_epoch)
         self.training_scores_ = np.asarray(self.detector_.training_scores_)
-        settings = config.threshold
         self.threshold_ = fit_threshold(
-            self.training_scores_,
-            settings.method,
-            max_components=settings.max_components,
-            min_separation=settings.min_separation,
-            percentile=settings.percentile,
-            mad_k=settings.mad_k,
-            margin=settings.margin,
-            log_scores=settings.log_scores,
-            random_state=config.seed,
+            self.training_scores_, **self._threshold_settings()
         )
         self.version_ = __version__
         return self
+
+    def _threshold_settings(self) -> dict[str, Any]:
+        settings = self.config.threshold
+        return {
+            "method": settings.method,
+            "max_components": settings.max_components,
+            "min_separation": settings.min_separation,
+            "percentile": settings.percentile,
+            "mad_k": settings.mad_k,
+            "margin": settings.margin,
+            "log_scores": settings.log_scores,
+            "random_state": self.config.seed,
+        }
+
+    def _fit_cycle_check(self, windows: WindowSet) -> CycleCheck | None:
+        """Fit the cycle profile check on the training recordings, when it applies."""
+        settings = self.config.cycle
+        if self.kind_ != "signals" or not settings.enabled:
+            return None
+        n_recordings = len(windows.names)
+        if n_recordings < settings.min_recordings:
+            logger.info(
+                "cycle check off: %d training recordings, fewer than "
+                "cycle.min_recordings=%d",
+                n_recordings,
+                settings.min_recordings,
+            )
+            return None
+        check = CycleCheck(self.channels_, self.sample_rate_)
+        return check.fit(windows, **self._threshold_settings())
+
+    @property
+    def cycle_check(self) -> CycleCheck | None:
+        """The fitted cycle profile check; None when off or for older bundles."""
+        return getattr(self, "cycle_check_", None)
+
+    def cycle_verdicts(self, windows: WindowSet) -> list[CycleVerdict] | None:
+        """The cycle check's verdict on each recording of ``windows``, or None."""
+        check = self.cycle_check
+        if check is None:
+            return None
+        return check.verdicts(windows)
 
     def _contribution_baseline(self, features: np.ndarray) -> np.ndarray:
         """Mean contribution of each channel and element over training windows.
@@ -464,6 +510,9 @@ class Model:
             recordings=pd.DataFrame(recording_rows),
             threshold=self.threshold_.value,
             skipped=skipped,
+            cycle_threshold=(
+                None if self.cycle_check is None else self.cycle_check.threshold_.value
+            ),
         )
 
     def _score_batch(  # noqa: ANN202
@@ -501,6 +550,7 @@ class Model:
             ).items():
                 frame[name] = values
 
+        verdicts = self.cycle_verdicts(windows)
         rows = []
         for index, recording in enumerate(recordings):
             mask = windows.recording == index
@@ -515,6 +565,12 @@ class Model:
                 "max_window_score": float(own.max()),
                 "flagged_windows": int(flags[mask].sum()),
             }
+            if verdicts is not None:
+                verdict = verdicts[index]
+                row["flag"] = row["flag"] or verdict.flag
+                row["cycle_score"] = verdict.score
+                row["cycle_flag"] = verdict.flag
+                row["cycle_reason"] = verdict.reason
             row.update(_metadata_columns(recording))
             label = _recording_label(recording)
             if label is not None:
@@ -545,6 +601,14 @@ class Model:
             "threshold": self.threshold_.to_dict(),
             "threshold_description": self.threshold_.describe(),
             "aggregate": self.config.aggregate.model_dump(),
+            "cycle_check": (
+                None
+                if self.cycle_check is None
+                else {
+                    "threshold": self.cycle_check.threshold_.to_dict(),
+                    "description": self.cycle_check.describe(),
+                }
+            ),
             "run_id": self.run_id_,
             "training_data": {
                 k: v

@@ -190,10 +190,27 @@ class RecordingScore(BaseModel):
         description="Recording score: the model's aggregate (max, mean or a "
         "quantile) of its window scores; higher is more anomalous."
     )
-    flag: bool = Field(description="True when score is above the threshold.")
+    flag: bool = Field(
+        description="True when score is above the threshold, or when the cycle "
+        "check flags the recording."
+    )
     n_windows: int = Field(description="Windows cut from the recording.")
     flagged_windows: int = Field(description="Windows whose score is above it.")
     max_window_score: float = Field(description="Largest window score.")
+    cycle_score: float | None = Field(
+        None,
+        description="Cycle check: the largest robust z-score of the recording's "
+        "profile (levels, activities, length) against the training recordings; "
+        "null when the model has no cycle check.",
+    )
+    cycle_flag: bool | None = Field(
+        None, description="True when cycle_score is above the cycle threshold."
+    )
+    cycle_reason: str | None = Field(
+        None,
+        description="The profile value furthest from the training recordings, "
+        "with its value, the training median and the z-score.",
+    )
 
 
 class ScoreResponse(BaseModel):
@@ -251,6 +268,14 @@ class ModelInfo(BaseModel):
     threshold: float = Field(description="Flagging threshold on the anomaly score.")
     threshold_method: str = Field(description="How the threshold was fitted.")
     threshold_description: str = Field(description="The threshold, in words.")
+    cycle_threshold: float | None = Field(
+        None,
+        description="Threshold on the cycle check's score; null when the model "
+        "has no cycle check (too few training recordings, or turned off).",
+    )
+    cycle_check_description: str | None = Field(
+        None, description="The cycle check and its threshold, in words."
+    )
     training_data: TrainingData
 
 
@@ -276,6 +301,15 @@ class CycleSummary(BaseModel):
     threshold: float | None = Field(description="Threshold used for this file.")
     n_windows: int | None = Field(description="Windows scored.")
     flagged_windows: int | None = Field(description="Windows above the threshold.")
+    cycle_score: float | None = Field(
+        None, description="Cycle check score; null without a cycle check."
+    )
+    cycle_flag: bool | None = Field(
+        None, description="True when the cycle check flags the recording."
+    )
+    cycle_reason: str | None = Field(
+        None, description="The cycle check's largest departure, in words."
+    )
     top_channel: str | None = Field(description="Channel with the largest share.")
     reason: str | None = Field(description="Why the file failed; null if scored.")
     scored_at: str = Field(description="When it was scored, ISO 8601 UTC.")
@@ -710,6 +744,12 @@ def _model_info(model: Model, name: str, version: str | None) -> ModelInfo:
         threshold=model.threshold_.value,
         threshold_method=model.threshold_.method,
         threshold_description=described["threshold_description"],
+        cycle_threshold=(
+            None if model.cycle_check is None else model.cycle_check.threshold_.value
+        ),
+        cycle_check_description=(
+            None if model.cycle_check is None else model.cycle_check.describe()
+        ),
         training_data=TrainingData(
             sha256=fingerprint.get("sha256"),
             n_files=fingerprint.get("n_files"),
@@ -885,6 +925,9 @@ def _response(cycle: CycleScore) -> ScoreResponse:
             n_windows=cycle.n_windows,
             flagged_windows=cycle.flagged_windows,
             max_window_score=cycle.max_window_score,
+            cycle_score=None if cycle.cycle is None else cycle.cycle.score,
+            cycle_flag=None if cycle.cycle is None else cycle.cycle.flag,
+            cycle_reason=None if cycle.cycle is None else cycle.cycle.reason,
         ),
         threshold=cycle.threshold,
         windows=window_scores,

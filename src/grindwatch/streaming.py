@@ -91,6 +91,9 @@ def score_chunked(
     progress : callable, optional
         Called with ("score", samples done, total samples).
 
+    NOTE: the cycle check (``grindwatch.cycles``) is not applied: a stream too
+    large for memory is not one process cycle, so its table has no cycle columns.
+
     Raises
     ------
     InputError

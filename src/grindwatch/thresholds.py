@@ -56,6 +56,9 @@ class Threshold:
     margin: float = 1.0
     # k of median + k * MAD, or the percentile; None for gmm and older models.
     rule_parameter: float | None = None
+    # What the scores belong to: training "windows", or "recordings" for the
+    # cycle check.
+    unit: str = "windows"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,16 +73,17 @@ class Threshold:
             place = f"is {scaled}the score where" if scaled else "lies where"
             return (
                 f"A {len(self.components)}-component Gaussian mixture on the "
-                f"{score_kind} of {self.n_scores} training windows found {n_anomalous} "
-                f"high-score cluster(s) separated from {n_normal} normal one(s) by "
-                f"Ashman's D = {self.separation:.1f}; the threshold {self.value:.4g} "
-                f"{place} the two sides are equally likely, and flags "
-                f"{self.share_flagged:.1%} of the training windows."
+                f"{score_kind} of {self.n_scores} training {self.unit} found "
+                f"{n_anomalous} high-score cluster(s) separated from {n_normal} "
+                f"normal one(s) by Ashman's D = {self.separation:.1f}; the threshold "
+                f"{self.value:.4g} {place} the two sides are equally likely, and flags "
+                f"{self.share_flagged:.1%} of the training {self.unit}."
             )
         reason = f" because {self.fallback_reason}" if self.fallback_reason else ""
         return (
             f"The threshold {self.value:.4g} is {scaled}{self._rule()}{reason}; it "
-            f"flags {self.share_flagged:.1%} of the {self.n_scores} training windows."
+            f"flags {self.share_flagged:.1%} of the {self.n_scores} training "
+            f"{self.unit}."
         )
 
     def _rule(self) -> str:
@@ -240,6 +244,7 @@ def fit_threshold(
     log_scores: str | bool = "auto",
     random_state: int = 0,
     margin: float = 1.0,
+    unit: str = "windows",
 ) -> Threshold:
     """Fit a threshold to unlabeled training scores.
 
@@ -260,6 +265,9 @@ def fit_threshold(
         Work on log scores; auto does so when no score is negative.
     margin : float
         Factor applied to the cut, greater than 0.
+    unit : str
+        What the scores belong to, for descriptions and log lines: "windows", or
+        "recordings" for the cycle check.
 
     Raises
     ------
@@ -299,8 +307,12 @@ def fit_threshold(
             cut, tie_note = _mad_cut(t, mad_k)
             if tie_note:
                 reason = f"{reason}; {tie_note}"
-            logger.warning(
-                "threshold: fell back from gmm to median + %g * MAD because %s",
+            # Dozens of recordings rarely form clusters; the cycle check's
+            # description says which rule it used.
+            logger.log(
+                logging.WARNING if unit == "windows" else logging.INFO,
+                "threshold on %s: fell back from gmm to median + %g * MAD because %s",
+                unit,
                 mad_k,
                 reason,
             )
@@ -329,6 +341,7 @@ def fit_threshold(
         share_flagged=float((scores > value).mean()),
         margin=float(margin),
         rule_parameter={"percentile": float(percentile), "mad": float(mad_k)}.get(used),
+        unit=unit,
     )
     logger.info("threshold %.6g by %s", value, used)
     return threshold

@@ -232,6 +232,12 @@ class TrainingTracker:
         }
         if threshold.separation is not None:
             metrics["threshold_separation"] = threshold.separation
+        check = model.cycle_check
+        if check is not None:
+            metrics["cycle_threshold"] = check.threshold_.value
+            metrics["n_cycle_flagged_recordings"] = int(
+                training.recordings["cycle_flag"].sum()
+            )
         history = getattr(model.detector_, "history_", None)
         if history:
             metrics["epochs_run"] = len(history)
@@ -250,6 +256,9 @@ class TrainingTracker:
             self.client.set_tag(
                 self.run_id, "grindwatch.threshold_fallback", threshold.fallback_reason
             )
+        self.client.set_tag(
+            self.run_id, "grindwatch.cycle_check", "on" if check is not None else "off"
+        )
         self._log_files(model, training)
         if self.config.tracking.log_model:
             log_model(model, self.run_id, self.config.tracking.registered_model)
@@ -267,6 +276,10 @@ class TrainingTracker:
             (folder_path / "threshold.json").write_text(
                 json.dumps(model.threshold_.to_dict(), indent=2)
             )
+            if model.cycle_check is not None:
+                (folder_path / "cycle_check.json").write_text(
+                    json.dumps(model.describe()["cycle_check"], indent=2)
+                )
             (folder_path / "data_fingerprint.json").write_text(
                 json.dumps(model.fingerprint_, indent=2)
             )
@@ -291,6 +304,9 @@ class GrindwatchPyfunc(mlflow.pyfunc.PythonModel):
     whose columns are the channel names and rows the samples (for feature-table
     models: one row per cycle). It returns a DataFrame with ``score`` and ``flag``
     per window (plus ``window`` and ``start_sample`` for recordings).
+
+    NOTE: it returns window verdicts only; the cycle check, which judges whole
+    recordings, runs in ``grindwatch score``, the service and the watcher.
     """
 
     def load_context(self, context) -> None:  # noqa: ANN001

@@ -62,6 +62,9 @@ RESULT_COLUMNS = (
     "n_windows",
     "flagged_windows",
     "max_window_score",
+    "cycle_score",
+    "cycle_flag",
+    "cycle_reason",
     "top_channel",
     "channel_shares",
     "reason",
@@ -82,6 +85,9 @@ CREATE TABLE IF NOT EXISTS results (
     n_windows INTEGER,
     flagged_windows INTEGER,
     max_window_score REAL,
+    cycle_score REAL,
+    cycle_flag INTEGER,
+    cycle_reason TEXT,
     top_channel TEXT,
     channel_shares TEXT,
     reason TEXT,
@@ -126,6 +132,7 @@ class ResultStore:
         try:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.executescript(_SCHEMA)
+            _add_missing_columns(connection)
         finally:
             connection.close()
 
@@ -234,7 +241,8 @@ class ResultStore:
             )
         finally:
             connection.close()
-        frame["flag"] = frame["flag"].astype("boolean")
+        for column in ("flag", "cycle_flag"):
+            frame[column] = frame[column].astype("boolean")
         # Failed rows have no counts, and pandas would turn the columns into floats.
         for column in ("n_windows", "flagged_windows"):
             frame[column] = frame[column].astype("Int64")
@@ -243,6 +251,23 @@ class ResultStore:
     def export_csv(self, path: str | Path) -> Path:
         """Rewrite ``path`` from the table, atomically (temporary file and rename)."""
         return write_table(self.frame(), path)
+
+
+# Columns added to the results table after its first release, with their types.
+_ADDED_COLUMNS = {
+    "cycle_score": "REAL",
+    "cycle_flag": "INTEGER",
+    "cycle_reason": "TEXT",
+}
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Give a results table written by an older grindwatch the newer columns."""
+    present = {row[1] for row in connection.execute("PRAGMA table_info(results)")}
+    with connection:
+        for name, kind in _ADDED_COLUMNS.items():
+            if name not in present:
+                connection.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
 
 
 def _result_row(
@@ -268,6 +293,12 @@ def _result_row(
             top_channel=cycle.top_channel(),
             channel_shares=json.dumps(cycle.channel_shares),
         )
+        if cycle.cycle is not None:
+            row.update(
+                cycle_score=cycle.cycle.score,
+                cycle_flag=int(cycle.cycle.flag),
+                cycle_reason=cycle.cycle.reason,
+            )
     return row
 
 
@@ -309,8 +340,9 @@ def _optional_float(frame: pd.DataFrame, column: str, position: int) -> float | 
 
 def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
     result = dict(row)
-    if result.get("flag") is not None:
-        result["flag"] = bool(result["flag"])
+    for name in ("flag", "cycle_flag"):
+        if result.get(name) is not None:
+            result[name] = bool(result[name])
     if result.get("channel_shares"):
         result["channel_shares"] = json.loads(result["channel_shares"])
     return result
@@ -483,8 +515,21 @@ class Watcher:
     def _report(
         self, key: FileKey, cycle: CycleScore | None, reason: str | None
     ) -> None:
+        cycle_flag = cycle is not None and cycle.cycle is not None and cycle.cycle.flag
         if cycle is None:
             logger.error("failed %s: %s", key.path, reason)
+        elif cycle_flag and cycle.score <= cycle.threshold:
+            logger.warning(
+                "ALARM %s: the cycle check flags the whole recording (cycle score "
+                "%.3g above its threshold %.3g): %s; its windows score %.4g, below "
+                "the threshold %.4g",
+                key.path,
+                cycle.cycle.score,
+                self.model.cycle_check.threshold_.value,
+                cycle.cycle.reason,
+                cycle.score,
+                cycle.threshold,
+            )
         elif cycle.flag:
             logger.warning(
                 "ALARM %s: score %.4g is above the threshold %.4g; %d of %d windows "
@@ -497,6 +542,12 @@ class Watcher:
                 cycle.top_channel(),
                 _describe_worst_window(cycle.windows),
             )
+            if cycle_flag:
+                logger.warning(
+                    "ALARM %s: the cycle check flags it too: %s",
+                    key.path,
+                    cycle.cycle.reason,
+                )
         else:
             logger.info("scored %s: %.4g (normal)", key.path, cycle.score)
         if cycle is not None:

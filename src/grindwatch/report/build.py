@@ -287,9 +287,15 @@ def write_report(text: str, path: str | Path) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def read_scores(path: str | Path, threshold: float) -> ScoreResult:
+def read_scores(
+    path: str | Path, threshold: float, cycle_threshold: float | None = None
+) -> ScoreResult:
     """Read recording scores written by ``grindwatch score --output`` and the window
-    scores beside them (NAME.windows.csv or .parquet)."""
+    scores beside them (NAME.windows.csv or .parquet).
+
+    ``threshold`` and ``cycle_threshold`` are the model's; a table written with
+    others is rejected.
+    """
     from grindwatch.pipeline import ScoreResult
     from grindwatch.results import window_table_path
 
@@ -314,17 +320,39 @@ def read_scores(path: str | Path, threshold: float) -> ScoreResult:
                 "pass the --output file of 'grindwatch score'",
             )
     recordings["recording"] = recordings["recording"].astype(str)
-    _check_same_threshold(path, recordings, threshold)
-    return ScoreResult(windows=windows, recordings=recordings, threshold=threshold)
+    _check_same_threshold(path, recordings, threshold, cycle_threshold)
+    return ScoreResult(
+        windows=windows,
+        recordings=recordings,
+        threshold=threshold,
+        cycle_threshold=cycle_threshold,
+    )
 
 
-def _check_same_threshold(path: Path, recordings: pd.DataFrame, threshold: float):
+def _check_same_threshold(
+    path: Path,
+    recordings: pd.DataFrame,
+    threshold: float,
+    cycle_threshold: float | None = None,
+):
     """Reject a score table whose flags or margins imply another threshold.
 
     A table written by another model (or by this model before its threshold
     margin changed) would make the report contradict itself: verdicts from
-    one threshold, margins and detail sections from another.
+    one threshold, margins and detail sections from another. The same holds
+    for the cycle check's columns and threshold.
     """
+    has_cycle = "cycle_flag" in recordings
+    if has_cycle != (cycle_threshold is not None):
+        with_check = "with" if has_cycle else "without"
+        this = "has one" if cycle_threshold is not None else "has none"
+        raise InputError(
+            path,
+            f"was written by a model {with_check} a cycle check, and this model "
+            f"{this}; the table comes from another model",
+            "score the data again with this model (grindwatch score DATA --model "
+            "MODEL --output FILE), or pass the model that wrote the table",
+        )
     tolerance = 1e-6 * max(1.0, abs(threshold))
     scores = recordings["score"].to_numpy(float)
     implied = None
@@ -334,7 +362,21 @@ def _check_same_threshold(path: Path, recordings: pd.DataFrame, threshold: float
         if differs.any():
             implied = float(used[differs][0])
     flags = recordings["flag"].astype(bool).to_numpy()
-    if implied is None and (flags != (scores > threshold)).any():
+    expected = scores > threshold
+    if has_cycle:
+        cycle_flags = recordings["cycle_flag"].astype(bool).to_numpy()
+        cycle_scores = recordings["cycle_score"].to_numpy(float)
+        if (cycle_flags != (cycle_scores > cycle_threshold)).any():
+            raise InputError(
+                path,
+                "was written with another cycle threshold than this model's "
+                f"{cycle_threshold:.6g}; the table comes from another model",
+                "score the data again with this model (grindwatch score DATA "
+                "--model MODEL --output FILE), or pass the model that wrote the "
+                "table",
+            )
+        expected |= cycle_flags
+    if implied is None and (flags != expected).any():
         implied = float("nan")
     if implied is None:
         return
@@ -422,7 +464,10 @@ def create_report(
     if reference is not None and not _is_empty(reference):
         references = read_references(reference, model)
     if scores is not None:
-        scored = read_scores(scores, model.threshold_.value)
+        cycle_threshold = (
+            None if model.cycle_check is None else model.cycle_check.threshold_.value
+        )
+        scored = read_scores(scores, model.threshold_.value, cycle_threshold)
         scored.skipped = [
             {"path": str(s.path), "reason": s.reason} for s in recordings.skipped
         ]

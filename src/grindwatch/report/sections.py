@@ -80,6 +80,9 @@ def header(model: Model, scored: ScoreResult, title: str) -> str:
             f"{len(model.channels_)} channels, windows of {model.window_length_} "
             f"samples, hop {model.hop_}, sample rate {rate}"
         )
+    if "cycle_flag" in recordings:
+        n_cycle = int(recordings["cycle_flag"].astype(bool).sum())
+        counts += f"; {n_cycle} recordings flagged by the cycle check"
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"<header><h1>{markup.escape(title)}</h1>"
@@ -98,10 +101,16 @@ def _aggregate_sentence(model: Model) -> str:
         "mean": "the mean",
         "quantile": f"the {settings.quantile:g} quantile",
     }[settings.method]
-    return (
+    text = (
         f"A recording's score is {rule} of its window scores, and it is flagged "
         "when that exceeds the same threshold."
     )
+    if model.cycle_check is not None:
+        text += (
+            " It is also flagged when the cycle check finds its whole profile "
+            f"unlike the training recordings. {model.cycle_check.describe()}"
+        )
+    return text
 
 
 def distribution(model: Model, scored: ScoreResult) -> str:
@@ -128,7 +137,12 @@ def distribution(model: Model, scored: ScoreResult) -> str:
 def recordings_table(model: Model, scored: ScoreResult, anchors: dict[str, str]) -> str:
     from grindwatch.explain import element_axis
 
-    frame = scored.recordings.sort_values("score", ascending=False, kind="stable")
+    has_cycle = "cycle_score" in scored.recordings
+    # A recording the cycle check flags can have a low window score: with the
+    # check, flagged recordings come first.
+    frame = scored.recordings.sort_values(
+        ["flag", "score"] if has_cycle else "score", ascending=False, kind="stable"
+    )
     axis_column = element_axis(model).column
     has_axis = axis_column is not None and axis_column in frame
     has_top = "top_channel" in frame
@@ -136,6 +150,8 @@ def recordings_table(model: Model, scored: ScoreResult, anchors: dict[str, str])
     headers = ["#", "recording", "score", "margin", "verdict"]
     if model.kind_ == "signals":
         headers.insert(4, "flagged windows")
+    if has_cycle:
+        headers.insert(headers.index("verdict"), "cycle score")
     if has_top:
         headers.append("top feature" if model.kind_ == "table" else "top channel")
     if has_axis:
@@ -153,6 +169,9 @@ def recordings_table(model: Model, scored: ScoreResult, anchors: dict[str, str])
         cells = [str(rank), link, _number(record["score"]), f"{margin:+.3g}"]
         if model.kind_ == "signals":
             cells.append(f"{record['flagged_windows']}/{record['n_windows']}")
+        if has_cycle:
+            mark = " (flags)" if record["cycle_flag"] else ""
+            cells.append(f"{record['cycle_score']:.3g}{mark}")
         cells.append("ANOMALOUS" if record["flag"] else "normal")
         if has_top:
             cells.append(
@@ -167,8 +186,11 @@ def recordings_table(model: Model, scored: ScoreResult, anchors: dict[str, str])
         rows.append(cells)
         classes.append("flag" if record["flag"] else "")
     text = [1] + [headers.index(h) for h in headers if h.startswith("top")]
+    title = (
+        "Recordings, flagged first, by score" if has_cycle else "Recordings by score"
+    )
     return (
-        '<div id="recordings"><h2>Recordings by score</h2><div class="scroll">'
+        f'<div id="recordings"><h2>{title}</h2><div class="scroll">'
         + markup.table(headers, rows, text_columns=text, row_classes=classes)
         + "</div></div>"
     )

@@ -20,7 +20,8 @@ class WindowSet:
     ----------
     X : ndarray of shape (n_windows, n_channels, length), float32
     recording : ndarray of shape (n_windows,), int
-        Index of each window's recording in ``names``.
+        Index of each window's recording in ``names``; ascending, so each
+        recording's windows are contiguous.
     start : ndarray of shape (n_windows,), int
         First sample of each window in its recording.
     names : list of str
@@ -29,6 +30,8 @@ class WindowSet:
         1 where a window overlaps a labelled anomalous sample or belongs to an
         anomalous recording, 0 where known normal, -1 where unknown. None when no
         recording carries any label. Evaluation only.
+    n_samples : ndarray of shape (n_recordings,), int, or None
+        Length of each recording, tail included.
     """
 
     X: np.ndarray
@@ -36,6 +39,7 @@ class WindowSet:
     start: np.ndarray
     names: list[str]
     labels: np.ndarray | None = None
+    n_samples: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.X.shape[0])
@@ -88,4 +92,5 @@ def make_windows(recordings: list[Recording], length: int, hop: int) -> WindowSe
         start=np.concatenate(starts_all),
         names=[recording.name for recording in recordings],
         labels=None if (label_array < 0).all() else label_array,
+        n_samples=np.array([r.n_samples for r in recordings], dtype=np.int64),
     )

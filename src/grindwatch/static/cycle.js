@@ -21,6 +21,10 @@ function drawFacts(cycle) {
     ["largest window score", formatNumber(cycle.max_window_score)],
     ["top channel", cycle.top_channel || "–"],
   ];
+  if (cycle.cycle_score !== null && cycle.cycle_score !== undefined) {
+    items.push(["cycle check", (cycle.cycle_flag ? "flags it: " : "passes: ")
+      + cycle.cycle_reason]);
+  }
   for (const [label, value] of items) {
     const item = htmlElement("div", null, facts);
     htmlElement("span", label, item, "label");

@@ -59,6 +59,10 @@ function drawTable(data) {
     anchor.href = cycleLink(cycle);
     htmlElement("td", formatNumber(cycle.score), row, "number");
     const verdictCell = htmlElement("td", kind === "alarm" ? "ALARM" : kind, row);
+    if (cycle.cycle_flag) {
+      verdictCell.textContent += " (cycle check)";
+      verdictCell.title = cycle.cycle_reason;
+    }
     if (kind === "failed") {
       verdictCell.title = cycle.reason;
       verdictCell.textContent = "failed: " + cycle.reason;

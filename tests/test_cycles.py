@@ -1,0 +1,310 @@
+"""The cycle check on generated grinding cycles with phases."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from grindwatch.cli import app
+from grindwatch.config import Config
+from grindwatch.cycles import block_levels
+from grindwatch.exceptions import InputError
+from grindwatch.explain import explain_recording
+from grindwatch.io import Recording, RecordingSet
+from grindwatch.online import score_recording
+from grindwatch.pipeline import Model
+from grindwatch.report import read_scores
+from grindwatch.signals import make_windows
+from grindwatch.watch import ResultStore
+
+RATE = 2000.0
+CHANNELS = ["acoustic_emission", "vibration", "spindle_current"]
+
+
+def grinding_cycle(seed: int, fault: str | None = None, n: int = 4096) -> np.ndarray:
+    """Idle, approach, grinding, spark-out and retract, with jittered phase ends.
+
+    ``fault`` is "missing" (no part: idle throughout), "load" (1.6 times the
+    grinding load in AE and current) or "short" (the cycle stops at half length).
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / RATE
+    ends = ((np.cumsum([0.15, 0.1, 0.45, 0.15]) + rng.normal(0, 0.01, 4)) * n).astype(
+        int
+    )
+    active = np.zeros(n)
+    active[ends[1] : ends[2]] = 1.0
+    spark = np.arange(ends[3] - ends[2])
+    active[ends[2] : ends[3]] = np.exp(-spark / (0.3 * len(spark)))
+    if fault == "missing":
+        active[:] = 0.0
+    load = 1.6 if fault == "load" else 1.0
+    data = np.stack(
+        [
+            (0.05 + load * active) * rng.standard_normal(n),
+            0.3 * np.sin(2 * np.pi * 120 * t + rng.uniform(0, 6))
+            + 0.2 * active * np.sin(2 * np.pi * 310 * t)
+            + 0.05 * rng.standard_normal(n),
+            2.0 + 3.0 * load * active + 0.05 * rng.standard_normal(n),
+        ]
+    ).astype(np.float32)
+    if fault == "short":
+        data = data[:, : n // 2]
+    return data
+
+
+def recording(seed: int, fault: str | None = None) -> Recording:
+    name = f"cycle_{seed:03d}" + (f"_{fault}" if fault else "")
+    return Recording(name, grinding_cycle(seed, fault), list(CHANNELS), RATE)
+
+
+def config(**overrides) -> Config:  # noqa: ANN003
+    values = {
+        "windows.length": 256,
+        "detector.family": "pca",
+        "tracking.enabled": False,
+    }
+    values.update(overrides)
+    return Config().with_overrides(values)
+
+
+@pytest.fixture(scope="module")
+def model() -> Model:
+    training = RecordingSet([recording(seed) for seed in range(30)])
+    return Model(config()).fit(training)
+
+
+def test_cycle_check_flags_missing_part_and_load(model):
+    normal = [recording(seed) for seed in range(500, 512)]
+    faulty = [recording(600 + i, fault) for i, fault in enumerate(["missing", "load"])]
+    table = model.score(normal + faulty).recordings.set_index("recording")
+
+    missing, load = (table.loc[r.name] for r in faulty)
+    # Each window of an idle cycle looks like the idle phase of a normal one.
+    assert not missing["score"] > model.threshold_.value
+    assert missing["cycle_flag"]
+    assert missing["flag"]
+    assert missing["cycle_reason"].startswith("acoustic_emission: RMS about the mean")
+    assert "90th percentile of 64-sample blocks" in missing["cycle_reason"]
+    assert missing["cycle_score"] > 3 * model.cycle_check.threshold_.value
+
+    passed = table.loc[[r.name for r in normal], "cycle_flag"]
+    assert passed.sum() <= 1
+    # The spectrum model's windows barely see 1.6 times the load; the level of
+    # the current during grinding shows it.
+    assert load["cycle_flag"]
+    assert load["flag"]
+    assert load["cycle_reason"].startswith("spindle_current: mean, 90th percentile")
+
+
+def test_cycle_check_flags_short_cycle(model):
+    verdict = model.cycle_verdicts(model.prepare([recording(700, "short")]))[0]
+    assert verdict.flag
+    assert verdict.channel is None
+    assert verdict.reason.startswith("length 1.024 s (training recordings 2.048 s)")
+
+
+def test_training_scores_leave_recording_out():
+    # One training recording lacks its part; scored against itself among the
+    # others it would pull the median and MAD towards itself.
+    training = [recording(seed) for seed in range(24)] + [recording(99, "missing")]
+    model = Model(config()).fit(RecordingSet(training))
+    scores = model.cycle_check.training_scores_
+    assert int(np.argmax(scores)) == len(training) - 1
+    assert scores[-1] > model.cycle_check.threshold_.value
+    assert model.cycle_check.threshold_.unit == "recordings"
+    assert "training recordings" in model.cycle_check.describe()
+
+
+def test_cycle_check_names_channel_coming_alive():
+    def with_rest(seed: int, alive: bool = False) -> Recording:
+        data = np.vstack([grinding_cycle(seed), np.zeros((1, 4096), np.float32)])
+        if alive:
+            data[3] = np.random.default_rng(seed).standard_normal(4096)
+        return Recording(f"r{seed}", data, [*CHANNELS, "coolant_valve"], RATE)
+
+    with pytest.warns(UserWarning, match="constant in the training data"):
+        model = Model(config()).fit(RecordingSet([with_rest(s) for s in range(20)]))
+    check = model.cycle_check
+    assert np.isfinite(check.center_).all()
+    assert (check.scale_ > 0).all()
+    windows = model.prepare([with_rest(300), with_rest(301, alive=True)])
+    quiet, alive = model.cycle_verdicts(windows)
+    assert not quiet.flag
+    assert alive.flag
+    assert alive.channel == "coolant_valve"
+
+
+def test_cycle_check_off_for_few_recordings(caplog):
+    few = RecordingSet([recording(seed) for seed in range(8)])
+    with caplog.at_level(logging.INFO, logger="grindwatch.pipeline"):
+        model = Model(config()).fit(few)
+    assert model.cycle_check is None
+    assert "cycle.min_recordings=20" in caplog.text
+    table = model.score([recording(50, "missing")]).recordings
+    assert "cycle_score" not in table
+    assert model.describe()["cycle_check"] is None
+
+    off = Model(config(**{"cycle.enabled": False})).fit(
+        RecordingSet([recording(seed) for seed in range(20)])
+    )
+    assert off.cycle_check is None
+
+
+def test_profiles_cut_short_cycles_into_blocks(model):
+    # 16 windows of 256 samples per training recording: blocks of 64 give 64.
+    check = model.cycle_check
+    assert check.block_length_ == 64
+    windows = make_windows([recording(1), recording(2, "short")], 256, 256)
+    raw = check.raw_profiles(windows)
+    assert raw.shape == (2, len(CHANNELS) * 6 + 1)
+    assert list(raw[:, -1]) == [4096, 2048]
+    # The 90th percentile of AE activity falls in grinding, the 10th in idle.
+    assert raw[0, 2] > 10 * raw[0, 0]
+
+    X = np.arange(2 * 1 * 20, dtype=np.float32).reshape(2, 1, 20)
+    means, rms = block_levels(X, 8)
+    # Two blocks per window; the last 4 samples of each window are left out.
+    assert means[:, 0].tolist() == [3.5, 11.5, 23.5, 31.5]
+    assert rms[:, 0] == pytest.approx([np.std(np.arange(8))] * 4)
+
+
+def test_online_scoring_shares_the_verdict(model, tmp_path: Path):
+    missing = recording(800, "missing")
+    table = model.score([missing]).recordings.iloc[0]
+    scored = score_recording(model, missing)
+    assert scored.flag
+    assert scored.cycle.flag
+    assert scored.cycle.score == pytest.approx(table["cycle_score"])
+    assert scored.cycle.reason == table["cycle_reason"]
+
+    explanation = explain_recording(model, missing)
+    assert explanation.flag
+    assert "The cycle check flags the whole recording: acoustic_emission" in (
+        explanation.describe()
+    )
+
+    # A results table written before the cycle columns existed gets them.
+    old = tmp_path / "results.db"
+    connection = sqlite3.connect(old)
+    connection.execute(
+        "CREATE TABLE results (id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT "
+        "NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, status TEXT NOT "
+        "NULL, recording TEXT, score REAL, flag INTEGER, threshold REAL, n_windows "
+        "INTEGER, flagged_windows INTEGER, max_window_score REAL, top_channel TEXT, "
+        "channel_shares TEXT, reason TEXT, scored_at TEXT NOT NULL, UNIQUE (path, "
+        "size, mtime_ns))"
+    )
+    connection.commit()
+    connection.close()
+    store = ResultStore(old)
+    from grindwatch.watch import FileKey
+
+    store.add(FileKey("a.csv", 1, 1), scored, None)
+    row = store.latest()[0]
+    assert row["cycle_flag"] is True
+    assert row["cycle_reason"] == scored.cycle.reason
+    assert store.frame()["cycle_flag"].tolist() == [True]
+
+
+def test_older_bundles_score_without_check(model, tmp_path: Path):
+    older = Model(model.config)
+    older.__dict__.update(model.__dict__)
+    del older.cycle_check_
+    older.save(tmp_path / "bundle")
+    loaded = Model.load(tmp_path / "bundle")
+    table = loaded.score([recording(900, "missing")]).recordings
+    assert "cycle_flag" not in table
+    assert (
+        json.loads((tmp_path / "bundle" / "model.json").read_text())["cycle_check"]
+        is None
+    )
+
+
+def test_report_rejects_other_cycle_check(model, tmp_path: Path):
+    result = model.score([recording(901), recording(902, "missing")])
+    path = tmp_path / "scores.csv"
+    result.recordings.to_csv(path, index=False)
+    result.windows.to_csv(tmp_path / "scores.windows.csv", index=False)
+    cycle_threshold = model.cycle_check.threshold_.value
+
+    read = read_scores(path, model.threshold_.value, cycle_threshold)
+    assert read.recordings["flag"].tolist() == [False, True]
+    with pytest.raises(InputError, match="with a cycle check, and this model has"):
+        read_scores(path, model.threshold_.value, None)
+    with pytest.raises(InputError, match="another cycle threshold"):
+        read_scores(path, model.threshold_.value, 1e9)
+
+
+def _write_cycles(folder: Path, seeds, fault: str | None = None) -> None:  # noqa: ANN001
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        data = grinding_cycle(seed, fault)
+        frame = pd.DataFrame(data.T, columns=CHANNELS)
+        frame.insert(0, "time", np.arange(data.shape[1]) / RATE)
+        frame.to_csv(folder / f"cycle_{seed:03d}.csv", index=False)
+
+
+def test_cli_prints_cycle_check(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write_cycles(tmp_path / "train", range(22))
+    _write_cycles(tmp_path / "new", [400, 401])
+    _write_cycles(tmp_path / "new", [402], fault="missing")
+    runner = CliRunner()
+    common = ["--set", "tracking.enabled=false"]
+    trained = runner.invoke(
+        app,
+        ["train", "train", "--output", "model", "--detector", "pca", *common]
+        + ["--set", "windows.length=256"],
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "Cycle check: Each recording's profile (per channel, percentiles" in (
+        " ".join(trained.output.split())
+    )
+
+    scored = runner.invoke(
+        app, ["score", "new", "--model", "model", "--output", "today.csv"]
+    )
+    assert scored.exit_code == 0, scored.output
+    assert "3 recordings (1 by the cycle check)" in " ".join(scored.output.split())
+    assert "cycle_402: acoustic_emission: RMS about the mean" in scored.output
+    table = pd.read_csv(tmp_path / "today.csv").set_index("recording")
+    assert table["cycle_flag"].to_dict() == {
+        "cycle_400": False,
+        "cycle_401": False,
+        "cycle_402": True,
+    }
+
+    few = runner.invoke(
+        app,
+        ["train", "new", "--output", "small", "--detector", "pca", *common]
+        + ["--set", "windows.length=256"],
+    )
+    assert few.exit_code == 0, few.output
+    assert "Cycle check off: 3 training recordings" in few.output
+
+
+def test_service_returns_cycle_check(model):
+    from fastapi.testclient import TestClient
+
+    from grindwatch.serve import create_app
+
+    client = TestClient(create_app(model))
+    info = client.get("/model").json()
+    assert info["cycle_threshold"] == pytest.approx(model.cycle_check.threshold_.value)
+    assert info["cycle_check_description"].startswith("Each recording's profile")
+
+    data = grinding_cycle(810, "missing")
+    body = {"channels": {c: data[i].tolist() for i, c in enumerate(CHANNELS)}}
+    answer = client.post("/score", json=body).json()["recording"]
+    assert answer["flag"] is True
+    assert answer["cycle_flag"] is True
+    assert answer["score"] < model.threshold_.value
+    assert answer["cycle_reason"].startswith("acoustic_emission: RMS about the mean")
