@@ -165,7 +165,7 @@ class CycleCheck:
         self.floor_ = 1e-3 * self.typical_
         features = self._features(raw)
         self.center_ = np.median(features, axis=0)
-        self.scale_ = np.maximum(_mad(features, self.center_), self._min_scale())
+        self.scale_ = _spread(features, self.center_, self._min_scale())
         self.training_scores_ = self._leave_one_out_scores(features)
         self.threshold_ = fit_threshold(
             self.training_scores_, unit="recordings", **threshold_settings
@@ -185,7 +185,7 @@ class CycleCheck:
         for index in range(len(features)):
             others = np.delete(features, index, axis=0)
             center = np.median(others, axis=0)
-            scale = np.maximum(_mad(others, center), floor)
+            scale = _spread(others, center, floor)
             scores[index] = np.abs((features[index] - center) / scale).max()
         return scores
 
@@ -226,7 +226,8 @@ class CycleCheck:
             f"{self.block_length_}-sample blocks"
         )
         if slot < 3:
-            usual = float(np.exp(self.center_[feature]) - self.floor_[channel_index])
+            floor = self.floor_[channel_index]
+            usual = max(float(np.exp(self.center_[feature]) - floor), 0.0)
             what = f"RMS about the mean, {percentile}"
         else:
             usual = float(self.center_[feature])
@@ -252,5 +253,16 @@ class CycleCheck:
         )
 
 
-def _mad(values: np.ndarray, center: np.ndarray) -> np.ndarray:
-    return 1.4826 * np.median(np.abs(values - center), axis=0)
+def _spread(values: np.ndarray, center: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """Estimate each column's standard deviation robustly, at least ``floor``.
+
+    The scaled MAD alone is 0 for a value that most recordings share, such as
+    the activity of a channel that is at rest in most cycles, and the few
+    recordings where it moves would then score as far from normal as a fault.
+    The scaled mean absolute deviation, which counts those few, is the second
+    lower bound; both estimate the standard deviation of normal data.
+    """
+    deviations = np.abs(values - center)
+    mad = 1.4826 * np.median(deviations, axis=0)
+    mean_deviation = 1.2533 * deviations.mean(axis=0)
+    return np.maximum(np.maximum(mad, mean_deviation), floor)
