@@ -151,3 +151,75 @@ def test_dropped_recording_appears_as_alarm(tmp_path, monkeypatch):
     assert flagged >= 1
     assert console == []
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+
+def test_page_shows_cycle_alarms_and_older_thresholds(tmp_path):
+    from dataclasses import replace
+
+    from grindwatch.config import Config
+    from grindwatch.io import RecordingSet
+    from grindwatch.online import score_recording
+    from grindwatch.pipeline import Model
+    from grindwatch.watch import FileKey, ResultStore
+    from tests.test_cycles import recording
+
+    config = Config().with_overrides(
+        {"windows.length": 256, "detector.family": "pca", "tracking.enabled": False}
+    )
+    model = Model(config).fit(RecordingSet([recording(seed) for seed in range(20)]))
+    model.save(tmp_path / "bundle")
+    store = ResultStore(tmp_path / "results.sqlite")
+    normal = score_recording(model, recording(401))
+    # A result of an earlier model, stored with its own threshold.
+    older = replace(normal, threshold=2 * normal.threshold)
+    store.add(FileKey("old.csv", 1, 1), older, None)
+    store.add(FileKey("normal.csv", 1, 1), normal, None)
+    store.add(
+        FileKey("idle.csv", 1, 1),
+        score_recording(model, recording(401, "missing")),
+        None,
+    )
+
+    port = free_port()
+    command = grindwatch_command(
+        "serve",
+        "--model",
+        str(tmp_path / "bundle"),
+        "--port",
+        str(port),
+        "--results",
+        str(tmp_path / "results.sqlite"),
+    )
+    base = f"http://127.0.0.1:{port}"
+    with running(command, tmp_path / "serve.log", f"{base}/health"):
+        driver = _browser(tmp_path / "profile")
+        try:
+            driver.get(base)
+            _wait_for(
+                driver,
+                "return document.querySelectorAll('#cycles tbody tr').length === 3",
+            )
+            alarm_text = driver.find_element("css selector", "tr.alarm").text
+            alarm_title = driver.execute_script(
+                "return document.querySelector('#chart circle.alarm title').textContent"
+            )
+            steps = driver.execute_script(
+                "return document.querySelectorAll('#chart polyline.threshold').length"
+            )
+            lines = driver.execute_script(
+                "return document.querySelectorAll('#chart line.threshold').length"
+            )
+            console = [
+                entry
+                for entry in driver.get_log("browser")
+                if entry["level"] == "SEVERE"
+            ]
+        finally:
+            driver.quit()
+
+    assert "idle.csv" in alarm_text
+    assert "ALARM (cycle check)" in alarm_text
+    assert "cycle check: acoustic_emission" in alarm_title
+    assert steps == 1
+    assert lines == 0
+    assert console == []

@@ -18,7 +18,8 @@ function verdict(cycle) {
 function drawChart(data) {
   const container = document.getElementById("chart");
   const scored = data.cycles.filter((cycle) => cycle.status === "scored");
-  const values = [data.threshold, ...scored.map((cycle) => cycle.score)];
+  const thresholds = scored.map((cycle) => cycle.threshold ?? data.threshold);
+  const values = [data.threshold, ...thresholds, ...scored.map((cycle) => cycle.score)];
   const frame = chartFrame(container, values, "recording score",
     "cycles, oldest to newest");
   const count = data.cycles.length;
@@ -29,7 +30,11 @@ function drawChart(data) {
       points: points.map((point) => point.join(",")).join(" "), class: "trace",
     }, frame.svg);
   }
-  thresholdLine(frame, data.threshold);
+  if (thresholds.every((value) => value === data.threshold)) {
+    thresholdLine(frame, data.threshold);
+  } else {
+    drawThresholdSteps(frame, x, data, scored);
+  }
   data.cycles.forEach((cycle, index) => {
     const kind = verdict(cycle);
     const link = svgElement("a", { href: cycleLink(cycle) }, frame.svg);
@@ -40,8 +45,31 @@ function drawChart(data) {
     }, link);
     const title = svgElement("title", {}, point);
     title.textContent = `${cycle.path}: ${kind}` +
-      (kind === "failed" ? ` (${cycle.reason})` : `, score ${formatNumber(cycle.score)}`);
+      (kind === "failed" ? ` (${cycle.reason})` : `, score ${formatNumber(cycle.score)}`) +
+      (cycle.cycle_flag ? `; cycle check: ${cycle.cycle_reason}` : "");
   });
+}
+
+// Results stored by another model keep the threshold they were judged by, so the
+// line steps where the served model changed.
+function drawThresholdSteps(frame, x, data, scored) {
+  const half = scored.length > 1
+    ? (x(data.cycles.indexOf(scored[1])) - x(data.cycles.indexOf(scored[0]))) / 2 : 8;
+  const points = [];
+  for (const cycle of scored) {
+    const centre = x(data.cycles.indexOf(cycle));
+    const level = frame.y(cycle.threshold ?? data.threshold);
+    points.push([centre - half, level], [centre + half, level]);
+  }
+  svgElement("polyline", {
+    points: points.map((point) => point.join(",")).join(" "), class: "threshold",
+  }, frame.svg);
+  const label = svgElement("text", {
+    x: frame.box.right - 4, y: frame.y(data.threshold) - 4, "text-anchor": "end",
+    class: "threshold-label",
+  }, frame.svg);
+  label.textContent = "threshold " + formatNumber(data.threshold) +
+    " (earlier results: the threshold they were scored with)";
 }
 
 function drawTable(data) {
