@@ -140,6 +140,9 @@ def test_cycle_check_names_channel_coming_alive():
     assert not quiet.flag
     assert alive.flag
     assert alive.channel == "coolant_valve"
+    # The valve never moved in training: its usual activity is 0, not a trace
+    # of rounding such as -7e-18.
+    assert "(training recordings 0)" in alive.reason
 
 
 def test_cycle_check_off_for_few_recordings(caplog):
@@ -308,3 +311,33 @@ def test_service_returns_cycle_check(model):
     assert answer["cycle_flag"] is True
     assert answer["score"] < model.threshold_.value
     assert answer["cycle_reason"].startswith("acoustic_emission: RMS about the mean")
+
+
+def test_cycle_threshold_ignores_changes_under_five_percent():
+    # Nearly identical training cycles give leave-one-out scores far below 1, and
+    # a cut fitted to them would flag a 2 % change that the scale floor ignores.
+    base = grinding_cycle(1)
+    rng = np.random.default_rng(0)
+    training = [
+        Recording(
+            f"r{i}",
+            base + np.float32(1e-4) * rng.standard_normal(base.shape, np.float32),
+            list(CHANNELS),
+            RATE,
+        )
+        for i in range(20)
+    ]
+    model = Model(config()).fit(RecordingSet(training))
+    check = model.cycle_check
+    assert check.fitted_threshold_.value < 1
+    assert check.threshold_.value == 1.0
+    assert "raised to 1, the score of a 5 % change" in check.describe()
+
+    def current(factor: float) -> Recording:
+        data = base.copy()
+        data[2] *= factor
+        return Recording(f"x{factor}", data, list(CHANNELS), RATE)
+
+    slight, large = model.cycle_verdicts(model.prepare([current(1.02), current(1.2)]))
+    assert not slight.flag
+    assert large.flag
