@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 from pathlib import Path
 
@@ -341,3 +342,23 @@ def test_cycle_threshold_ignores_changes_under_five_percent():
     slight, large = model.cycle_verdicts(model.prepare([current(1.02), current(1.2)]))
     assert not slight.flag
     assert large.flag
+
+
+def test_report_ranks_follow_the_table(model, tmp_path: Path):
+    from grindwatch.report import build_report
+
+    # The missing part has the lowest window score but is flagged, so the table
+    # lists it before the normal cycles, and its link and detail section carry
+    # the rank of its row.
+    recordings = [recording(910), recording(911), recording(912, "missing")]
+    text = build_report(model, recordings)
+    row = re.search(
+        r'<td>(\d+)</td><td class="text"><a href="#rec-(\d+)"><span '
+        r'class="name">cycle_912_missing<',
+        text,
+    )
+    assert row is not None
+    rank, anchor = row.groups()
+    assert rank == anchor
+    assert int(rank) < 3
+    assert f'id="rec-{rank}"><h3>#{rank} cycle_912_missing - ANOMALOUS' in text

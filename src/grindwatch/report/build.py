@@ -137,7 +137,8 @@ def build_report(
     recordings = list(recordings)
     if scored is None:
         scored = model.score(recordings, progress=progress)
-    table = scored.recordings.sort_values("score", ascending=False, kind="stable")
+    # The order of the recordings table, so that ranks and links agree with it.
+    table = sections.ranked(scored.recordings)
     # Window positions count samples as the model reads them (its channels, at
     # its rate), so every figure draws the recordings that way. Recordings that
     # scoring skipped, such as one that lacks a channel, cannot be matched and
