@@ -362,3 +362,23 @@ def test_report_ranks_follow_the_table(model, tmp_path: Path):
     assert rank == anchor
     assert int(rank) < 3
     assert f'id="rec-{rank}"><h3>#{rank} cycle_912_missing - ANOMALOUS' in text
+
+
+def test_chunked_scoring_says_the_check_is_left_out(model, tmp_path: Path, caplog):
+    from grindwatch.streaming import score_chunked
+
+    data = grinding_cycle(913, "missing")
+    path = tmp_path / "stream.parquet"
+    pd.DataFrame(data.T, columns=CHANNELS).assign(
+        time=np.arange(data.shape[1]) / RATE
+    ).to_parquet(path)
+    with caplog.at_level(logging.WARNING, logger="grindwatch.streaming"):
+        result = score_chunked(model, path, chunk_samples=1024)
+    assert "the model's cycle check does not judge it" in caplog.text
+    assert "cycle_flag" not in result.recordings
+
+    table = tmp_path / "chunks.csv"
+    result.recordings.to_csv(table, index=False)
+    result.windows.to_csv(tmp_path / "chunks.windows.csv", index=False)
+    with pytest.raises(InputError, match="scored in chunks"):
+        read_scores(table, model.threshold_.value, model.cycle_check.threshold_.value)
