@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 from pathlib import Path
 
@@ -140,6 +141,9 @@ def test_cycle_check_names_channel_coming_alive():
     assert not quiet.flag
     assert alive.flag
     assert alive.channel == "coolant_valve"
+    # The valve never moved in training: its usual activity is 0, not a trace
+    # of rounding such as -7e-18.
+    assert "(training recordings 0)" in alive.reason
 
 
 def test_channel_moving_in_some_cycles_passes():
@@ -326,3 +330,73 @@ def test_service_returns_cycle_check(model):
     assert answer["cycle_flag"] is True
     assert answer["score"] < model.threshold_.value
     assert answer["cycle_reason"].startswith("acoustic_emission: RMS about the mean")
+
+
+def test_cycle_threshold_ignores_changes_under_five_percent():
+    # Nearly identical training cycles give leave-one-out scores far below 1, and
+    # a cut fitted to them would flag a 2 % change that the scale floor ignores.
+    base = grinding_cycle(1)
+    rng = np.random.default_rng(0)
+    training = [
+        Recording(
+            f"r{i}",
+            base + np.float32(1e-4) * rng.standard_normal(base.shape, np.float32),
+            list(CHANNELS),
+            RATE,
+        )
+        for i in range(20)
+    ]
+    model = Model(config()).fit(RecordingSet(training))
+    check = model.cycle_check
+    assert check.fitted_threshold_.value < 1
+    assert check.threshold_.value == 1.0
+    assert "raised to 1, the score of a 5 % change" in check.describe()
+
+    def current(factor: float) -> Recording:
+        data = base.copy()
+        data[2] *= factor
+        return Recording(f"x{factor}", data, list(CHANNELS), RATE)
+
+    slight, large = model.cycle_verdicts(model.prepare([current(1.02), current(1.2)]))
+    assert not slight.flag
+    assert large.flag
+
+
+def test_report_ranks_follow_the_table(model, tmp_path: Path):
+    from grindwatch.report import build_report
+
+    # The missing part has the lowest window score but is flagged, so the table
+    # lists it before the normal cycles, and its link and detail section carry
+    # the rank of its row.
+    recordings = [recording(910), recording(911), recording(912, "missing")]
+    text = build_report(model, recordings)
+    row = re.search(
+        r'<td>(\d+)</td><td class="text"><a href="#rec-(\d+)"><span '
+        r'class="name">cycle_912_missing<',
+        text,
+    )
+    assert row is not None
+    rank, anchor = row.groups()
+    assert rank == anchor
+    assert int(rank) < 3
+    assert f'id="rec-{rank}"><h3>#{rank} cycle_912_missing - ANOMALOUS' in text
+
+
+def test_chunked_scoring_says_the_check_is_left_out(model, tmp_path: Path, caplog):
+    from grindwatch.streaming import score_chunked
+
+    data = grinding_cycle(913, "missing")
+    path = tmp_path / "stream.parquet"
+    pd.DataFrame(data.T, columns=CHANNELS).assign(
+        time=np.arange(data.shape[1]) / RATE
+    ).to_parquet(path)
+    with caplog.at_level(logging.WARNING, logger="grindwatch.streaming"):
+        result = score_chunked(model, path, chunk_samples=1024)
+    assert "the model's cycle check does not judge it" in caplog.text
+    assert "cycle_flag" not in result.recordings
+
+    table = tmp_path / "chunks.csv"
+    result.recordings.to_csv(table, index=False)
+    result.windows.to_csv(tmp_path / "chunks.windows.csv", index=False)
+    with pytest.raises(InputError, match="scored in chunks"):
+        read_scores(table, model.threshold_.value, model.cycle_check.threshold_.value)

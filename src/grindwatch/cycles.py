@@ -20,7 +20,7 @@ recordings so that a recording does not vouch for itself.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -43,6 +43,11 @@ _MIN_BLOCK_LENGTH = 8
 # levels, and a factor of 1.05 for activities and lengths.
 _MIN_RELATIVE = 0.05
 _MIN_LOG = float(np.log1p(_MIN_RELATIVE))
+
+# The lowest cycle threshold: the z-score of a change of _MIN_RELATIVE at the
+# smallest scale. Steady training cycles can fit a lower cut, which would flag
+# changes that the scale floor is meant to ignore.
+_MIN_THRESHOLD = 1.0
 
 # Above this many training recordings, each one's own influence on the median and
 # MAD is negligible, and the scores are computed against all of them at once.
@@ -100,6 +105,9 @@ class CycleCheck:
     training_scores_ : ndarray of shape (n_recordings,)
         Each training recording's cycle score against the others.
     threshold_ : Threshold
+        At least 1, the z-score of a 5 % change at the smallest scale.
+    fitted_threshold_ : Threshold or None
+        The cut the threshold rules fitted, when it was below 1 and raised.
     """
 
     def __init__(self, channels: list[str], sample_rate: float | None) -> None:
@@ -167,9 +175,17 @@ class CycleCheck:
         self.center_ = np.median(features, axis=0)
         self.scale_ = _spread(features, self.center_, self._min_scale())
         self.training_scores_ = self._leave_one_out_scores(features)
-        self.threshold_ = fit_threshold(
+        fitted = fit_threshold(
             self.training_scores_, unit="recordings", **threshold_settings
         )
+        self.threshold_, self.fitted_threshold_ = fitted, None
+        if fitted.value < _MIN_THRESHOLD:
+            self.fitted_threshold_ = fitted
+            self.threshold_ = replace(
+                fitted,
+                value=_MIN_THRESHOLD,
+                share_flagged=float((self.training_scores_ > _MIN_THRESHOLD).mean()),
+            )
         return self
 
     def _min_scale(self) -> np.ndarray:
@@ -227,7 +243,10 @@ class CycleCheck:
         )
         if slot < 3:
             floor = self.floor_[channel_index]
-            usual = max(float(np.exp(self.center_[feature]) - floor), 0.0)
+            usual = float(np.exp(self.center_[feature]) - floor)
+            # Rounding in exp(log(x + floor)) - floor leaves traces such as
+            # -7e-18 where the training activity is 0.
+            usual = 0.0 if usual < 1e-9 * floor else usual
             what = f"RMS about the mean, {percentile}"
         else:
             usual = float(self.center_[feature])
@@ -244,12 +263,19 @@ class CycleCheck:
 
     def describe(self) -> str:
         """Say what the check compares and where its threshold sits."""
-        return (
+        text = (
             f"Each recording's profile (per channel, percentiles of the mean and "
             f"RMS of its {self.block_length_}-sample blocks, and its length) is "
             f"compared with those of {len(self.training_scores_)} training "
             "recordings as robust z-scores; the cycle score is the largest. "
-            + self.threshold_.describe()
+        )
+        fitted = getattr(self, "fitted_threshold_", None)
+        if fitted is None:
+            return text + self.threshold_.describe()
+        return text + (
+            f"{fitted.describe()} The training recordings are so alike that this "
+            f"cut is raised to {self.threshold_.value:g}, the score of a 5 % change, "
+            "because smaller changes never count."
         )
 
 

@@ -91,8 +91,9 @@ def score_chunked(
     progress : callable, optional
         Called with ("score", samples done, total samples).
 
-    NOTE: the cycle check (``grindwatch.cycles``) is not applied: a stream too
-    large for memory is not one process cycle, so its table has no cycle columns.
+    NOTE: the cycle check (``grindwatch.cycles``) is not applied, because a stream
+    too large for memory is not one process cycle. Its table has no cycle columns,
+    and a warning says so when the model has a cycle check.
 
     Raises
     ------
@@ -112,6 +113,15 @@ def score_chunked(
     warn_irregular_time([(path, stream.metadata)])
     index = _channel_index(model, stream, path)
     _check_rate(model, stream.sample_rate, path)
+    if model.cycle_check is not None:
+        # Without this warning, a recording that only the cycle check would flag,
+        # such as a cycle without a part, passes silently.
+        logger.warning(
+            "%s is scored in chunks (data.chunk_samples), so the model's cycle "
+            "check does not judge it and its verdict rests on its windows only; "
+            "score it whole to apply the check",
+            path,
+        )
     if stream.n_samples < model.window_length_:
         raise InputError(
             path,

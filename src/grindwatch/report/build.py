@@ -137,7 +137,8 @@ def build_report(
     recordings = list(recordings)
     if scored is None:
         scored = model.score(recordings, progress=progress)
-    table = scored.recordings.sort_values("score", ascending=False, kind="stable")
+    # The order of the recordings table, so that ranks and links agree with it.
+    table = sections.ranked(scored.recordings)
     # Window positions count samples as the model reads them (its channels, at
     # its rate), so every figure draws the recordings that way. Recordings that
     # scoring skipped, such as one that lacks a channel, cannot be matched and
@@ -343,14 +344,21 @@ def _check_same_threshold(
     for the cycle check's columns and threshold.
     """
     has_cycle = "cycle_flag" in recordings
-    if has_cycle != (cycle_threshold is not None):
-        with_check = "with" if has_cycle else "without"
-        this = "has one" if cycle_threshold is not None else "has none"
+    if has_cycle and cycle_threshold is None:
         raise InputError(
             path,
-            f"was written by a model {with_check} a cycle check, and this model "
-            f"{this}; the table comes from another model",
+            "was written by a model with a cycle check, and this model has none; "
+            "the table comes from another model",
             "score the data again with this model (grindwatch score DATA --model "
+            "MODEL --output FILE), or pass the model that wrote the table",
+        )
+    if not has_cycle and cycle_threshold is not None:
+        # Chunked scoring leaves the check out, so the same model can write it.
+        raise InputError(
+            path,
+            "has no cycle check columns, and this model has a cycle check: the "
+            "table was scored in chunks (data.chunk_samples) or by another model",
+            "score the data whole with this model (grindwatch score DATA --model "
             "MODEL --output FILE), or pass the model that wrote the table",
         )
     tolerance = 1e-6 * max(1.0, abs(threshold))

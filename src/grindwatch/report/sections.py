@@ -134,15 +134,21 @@ def distribution(model: Model, scored: ScoreResult) -> str:
     )
 
 
+def ranked(recordings: pd.DataFrame) -> pd.DataFrame:
+    """Sort the recordings into the report's order, which gives each its rank.
+
+    A recording that the cycle check flags can have a low window score. So with
+    the check, flagged recordings come first, and each group is sorted by score.
+    """
+    order = ["flag", "score"] if "cycle_score" in recordings else "score"
+    return recordings.sort_values(order, ascending=False, kind="stable")
+
+
 def recordings_table(model: Model, scored: ScoreResult, anchors: dict[str, str]) -> str:
     from grindwatch.explain import element_axis
 
     has_cycle = "cycle_score" in scored.recordings
-    # A recording the cycle check flags can have a low window score: with the
-    # check, flagged recordings come first.
-    frame = scored.recordings.sort_values(
-        ["flag", "score"] if has_cycle else "score", ascending=False, kind="stable"
-    )
+    frame = ranked(scored.recordings)
     axis_column = element_axis(model).column
     has_axis = axis_column is not None and axis_column in frame
     has_top = "top_channel" in frame
