@@ -164,6 +164,25 @@ def test_channel_moving_in_some_cycles_passes():
     assert all(v.score < 3 * model.cycle_check.threshold_.value for v in verdicts)
 
 
+def test_offset_channel_keeps_its_activity_scale():
+    # Acoustic emission with a large constant offset, as some amplifiers give.
+    def offset(seed: int, fault: str | None = None) -> Recording:
+        data = grinding_cycle(seed, fault)
+        data[0] += 1e4
+        return Recording(f"r{seed}", data, list(CHANNELS), RATE)
+
+    model = Model(config()).fit(RecordingSet([offset(s) for s in range(20)]))
+    (verdict,) = model.cycle_verdicts(model.prepare([offset(500, "missing")]))
+    assert verdict.flag
+    assert verdict.channel == "acoustic_emission"
+    assert verdict.score > 20
+
+
+def test_cycle_threshold_mixture_fits_few_components(model):
+    # 30 training recordings allow at most 3 mixture components.
+    assert len(model.cycle_check.threshold_.components) <= 3
+
+
 def test_cycle_check_off_for_few_recordings(caplog):
     few = RecordingSet([recording(seed) for seed in range(8)])
     with caplog.at_level(logging.INFO, logger="grindwatch.pipeline"):

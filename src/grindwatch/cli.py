@@ -552,6 +552,12 @@ def _print_metrics(result) -> None:  # noqa: ANN001
             "column, or class-named folders (OK/NOK, good/bad, healthy/broken).",
             highlight=False,
         )
+    if result.scored.cycle_threshold is not None:
+        out.print(
+            "AUC-ROC and AUC-PR rank recordings by their window score only; the "
+            "cycle check counts in the verdicts, so in precision, recall and F1.",
+            highlight=False,
+        )
     recordings = result.recordings
     if recordings["n"] and recordings["n_anomalous"] in (0, recordings["n"]):
         present = "normal" if recordings["n_anomalous"] == 0 else "anomalous"

@@ -109,10 +109,16 @@ def spark_score(
         typer.echo(json.dumps(result.summary(), indent=2, default=str))
         return
     out = console()
+    cycle = ""
+    if loaded.cycle_check is not None:
+        cycle = (
+            f"; the cycle check, at threshold {loaded.cycle_check.threshold_.value:.3g}"
+            ", flags recordings too, and the table's cycle_flag says which"
+        )
     out.print(
         f"{result.n_flagged_recordings} of {result.n_recordings} recordings and "
         f"{result.n_flagged_windows} of {result.n_windows} windows flagged "
-        f"(threshold {result.threshold:.4g}).",
+        f"(threshold {result.threshold:.4g}{cycle}).",
         highlight=False,
     )
     for skipped in result.skipped:

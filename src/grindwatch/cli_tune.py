@@ -248,6 +248,12 @@ def _report(result: Any, show: int) -> None:
             f"{metrics.get('recording_f1', float('nan')):.3f}, measured on {source}.",
             highlight=False,
         )
+    if result.model is not None:
+        from grindwatch.cli import _print_cycle_check
+
+        trained = getattr(result.model, "training_windows_", None)
+        if trained is not None:
+            _print_cycle_check(result.model, len(trained.names))
     if not result.complete:
         out.print(
             f"The study stopped early ({result.stop_reason}). Continue it with: "

@@ -168,16 +168,22 @@ class CycleCheck:
             per_channel[:, :, 1], axis=0
         )
         self.typical_ = np.where(typical > 0, typical, 1.0)
-        # 0.1 % of the typical size, added before the log so that channels at
-        # rest stay finite.
-        self.floor_ = 1e-3 * self.typical_
+        # Added before the log so that channels at rest stay finite: 0.1 % of the
+        # median 90th-percentile activity, which, unlike the typical size, a large
+        # constant offset of the channel does not raise.
+        busy = np.median(per_channel[:, :, 2], axis=0)
+        self.floor_ = 1e-3 * np.where(busy > 0, busy, self.typical_)
         features = self._features(raw)
         self.center_ = np.median(features, axis=0)
         self.scale_ = _spread(features, self.center_, self._min_scale())
         self.training_scores_ = self._leave_one_out_scores(features)
-        fitted = fit_threshold(
-            self.training_scores_, unit="recordings", **threshold_settings
+        # A mixture needs about 10 scores per component; with fewer, single
+        # recordings become components of no width and the cut lands among them.
+        settings = dict(threshold_settings)
+        settings["max_components"] = max(
+            1, min(settings.get("max_components", 6), len(raw) // 10)
         )
+        fitted = fit_threshold(self.training_scores_, unit="recordings", **settings)
         self.threshold_, self.fitted_threshold_ = fitted, None
         if fitted.value < _MIN_THRESHOLD:
             self.fitted_threshold_ = fitted
@@ -267,7 +273,9 @@ class CycleCheck:
             f"Each recording's profile (per channel, percentiles of the mean and "
             f"RMS of its {self.block_length_}-sample blocks, and its length) is "
             f"compared with those of {len(self.training_scores_)} training "
-            "recordings as robust z-scores; the cycle score is the largest. "
+            "recordings as robust z-scores; the cycle score is the largest. The "
+            "threshold comes from the training recordings' scores, each against "
+            "the others. "
         )
         fitted = getattr(self, "fitted_threshold_", None)
         if fitted is None:
