@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from benchmarks.cycle_check import CHANNELS, RATE, grinding_cycle
 from typer.testing import CliRunner
 
 from grindwatch.cli import app
@@ -24,41 +25,6 @@ from grindwatch.pipeline import Model
 from grindwatch.report import read_scores
 from grindwatch.signals import make_windows
 from grindwatch.watch import ResultStore
-
-RATE = 2000.0
-CHANNELS = ["acoustic_emission", "vibration", "spindle_current"]
-
-
-def grinding_cycle(seed: int, fault: str | None = None, n: int = 4096) -> np.ndarray:
-    """Idle, approach, grinding, spark-out and retract, with jittered phase ends.
-
-    ``fault`` is "missing" (no part: idle throughout), "load" (1.6 times the
-    grinding load in AE and current) or "short" (the cycle stops at half length).
-    """
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / RATE
-    ends = ((np.cumsum([0.15, 0.1, 0.45, 0.15]) + rng.normal(0, 0.01, 4)) * n).astype(
-        int
-    )
-    active = np.zeros(n)
-    active[ends[1] : ends[2]] = 1.0
-    spark = np.arange(ends[3] - ends[2])
-    active[ends[2] : ends[3]] = np.exp(-spark / (0.3 * len(spark)))
-    if fault == "missing":
-        active[:] = 0.0
-    load = 1.6 if fault == "load" else 1.0
-    data = np.stack(
-        [
-            (0.05 + load * active) * rng.standard_normal(n),
-            0.3 * np.sin(2 * np.pi * 120 * t + rng.uniform(0, 6))
-            + 0.2 * active * np.sin(2 * np.pi * 310 * t)
-            + 0.05 * rng.standard_normal(n),
-            2.0 + 3.0 * load * active + 0.05 * rng.standard_normal(n),
-        ]
-    ).astype(np.float32)
-    if fault == "short":
-        data = data[:, : n // 2]
-    return data
 
 
 def recording(seed: int, fault: str | None = None) -> Recording:
