@@ -144,6 +144,17 @@ def test_offset_channel_keeps_its_activity_scale():
     assert verdict.score > 20
 
 
+def test_uneven_training_lengths_warn(caplog):
+    training = [recording(seed) for seed in range(14)]
+    training += [
+        Recording(f"short_{seed}", grinding_cycle(seed, n=1500), CHANNELS, RATE)
+        for seed in range(100, 106)
+    ]
+    with caplog.at_level(logging.WARNING, logger="grindwatch.cycles"):
+        Model(config()).fit(RecordingSet(training))
+    assert "lengths range from 1500 samples (10th percentile) to 4096" in caplog.text
+
+
 def test_cycle_threshold_mixture_fits_few_components(model):
     # 30 training recordings allow at most 3 mixture components.
     assert len(model.cycle_check.threshold_.components) <= 3

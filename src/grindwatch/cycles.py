@@ -19,6 +19,7 @@ recordings so that a recording does not vouch for itself.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, replace
 
@@ -26,6 +27,8 @@ import numpy as np
 
 from grindwatch.signals.windows import WindowSet
 from grindwatch.thresholds import fit_threshold
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["CycleCheck", "CycleVerdict", "block_levels"]
 
@@ -161,6 +164,7 @@ class CycleCheck:
         self.block_length_ = length // min(splits, max_splits)
 
         raw = self.raw_profiles(windows)
+        _warn_uneven_lengths(raw[:, -1])
         per_channel = raw[:, :-1].reshape(len(raw), len(self.channels), 6)
         # A channel's typical size: its median level's magnitude plus its median
         # activity. Channels that are zero throughout count in units of 1.
@@ -284,6 +288,24 @@ class CycleCheck:
             f"{fitted.describe()} The training recordings are so alike that this "
             f"cut is raised to {self.threshold_.value:g}, the score of a 5 % change, "
             "because smaller changes never count."
+        )
+
+
+def _warn_uneven_lengths(lengths: np.ndarray) -> None:
+    """Warn when training recordings differ in length by more than a factor of 2.
+
+    Block counts, and with them the percentiles, then differ between recordings,
+    which widens the cycle threshold until real departures pass.
+    """
+    short, long = np.quantile(lengths, [0.1, 0.9])
+    if long > 2 * short:
+        logger.warning(
+            "cycle check: the training recordings' lengths range from %d samples "
+            "(10th percentile) to %d (90th), so normal profiles vary much and the "
+            "cycle threshold is wide; train on recordings of one process cycle "
+            "each, cut the same way, or set cycle.enabled=false",
+            short,
+            long,
         )
 
 
