@@ -10,8 +10,8 @@ The check summarises each recording by a profile. The recording's windows are
 cut into blocks, and per channel the profile holds the 10th, 50th and 90th
 percentiles over the blocks of the block mean (level) and of the RMS about that
 mean (activity), plus the recording's length. Each profile value is compared
-with the training recordings' values as a robust z-score (median and scaled
-MAD), and a recording's cycle score is the largest absolute z-score. The
+with the training recordings' values as a robust z-score (median and a robust
+spread), and a recording's cycle score is the largest absolute z-score. The
 threshold on cycle scores is fitted with the window threshold's rules to the
 training recordings' scores, each computed against the other training
 recordings so that a recording does not vouch for itself.
@@ -103,8 +103,9 @@ class CycleCheck:
         gives the median training recording about 64 blocks (at least 8
         samples each).
     center_, scale_ : ndarray of shape (n_values,)
-        Median and scaled MAD (floored) of the training profiles, after the log
-        of activities and lengths.
+        Median and robust spread (the larger of the scaled MAD and the scaled
+        mean absolute deviation, floored) of the training profiles, after the
+        log of activities and lengths.
     training_scores_ : ndarray of shape (n_recordings,)
         Each training recording's cycle score against the others.
     threshold_ : Threshold
