@@ -891,3 +891,24 @@ def test_clock_times_past_midnight_name_date_setting(tmp_path):
     assert "goes backwards at data row 200" in str(raised.value)
     rate = read_file(path, ReadOptions(date_column="Tag"))[0].sample_rate
     assert rate == pytest.approx(PAIR_RATE)
+
+
+@pytest.mark.parametrize("first_day", [12, 3])
+def test_one_column_slashed_dates_read_day_first(tmp_path, first_day):
+    # A day after the 12th shows the order, also when it comes late in the
+    # file; a recording that stays within one date parses in either order.
+    start = pd.Timestamp(2026, 3, first_day, 23, 59, 50)
+    stamps = pd.date_range(start, periods=400, freq="100ms")
+    path = tmp_path / "slashed.csv"
+    pd.DataFrame(
+        {
+            "timestamp": [t.strftime("%d/%m/%Y %H:%M:%S.%f")[:-3] for t in stamps],
+            "vib": np.random.default_rng(0).standard_normal(len(stamps)),
+        }
+    ).to_csv(path, index=False)
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(10.0)
+    assert "irregular_time_steps" not in recording.metadata
+    assert recording.n_samples == 400

@@ -63,35 +63,82 @@ def _as_datetime(column: pd.Series) -> pd.Series | None:
         # Numbers as text ("2,5" in a column with a text cell) parse as dates.
         if _mostly_numbers(column):
             return None
+        texts = _first_texts(column)
         # Dotted dates (01.03.2026) are written day first, while pandas' mixed
         # format reads them month first by default.
-        # NOTE: slashed dates (01/03/2026) are still read month first.
-        texts = _first_texts(column)
-        dayfirst = _dotted_dates(texts)
-        # One format guessed from the first cell parses about ten times faster
-        # than guessing each cell; columns that mix formats fall back to that.
-        guessed = _guessed_format(texts, dayfirst)
-        if guessed is not None:
-            parsed = pd.to_datetime(column, errors="coerce", format=guessed, utc=True)
-            if parsed.notna().mean() > 0.9:
-                return _naive_utc(parsed)
-        else:
-            # Times of day alone (23:59:58.5) count from midnight of 1 January 1970.
-            clock = parse_times(column)
-            if clock.parsed_share() > 0.9:
-                return pd.Series(np.datetime64(0, "ns") + clock.values, column.index)
-        parsed = pd.to_datetime(
-            column, errors="coerce", format="mixed", dayfirst=dayfirst, utc=True
-        )
+        if _dotted_dates(texts):
+            return _parsed_datetimes(column, texts, dayfirst=True)
+        # Slashed dates (01/03/2026) are day first when a first number above 12
+        # shows it, and month first when a second number does.
+        order = _slashed_order(pd.concat([texts, _last_texts(column)]))
+        parsed = _parsed_datetimes(column, texts, dayfirst=order == "day")
+        if order == "open" and parsed is not None:
+            # Neither order shows, so take the one with the smaller largest
+            # step: 03/03 to 04/03 is one day read day first, a month otherwise.
+            other = _parsed_datetimes(column, texts, dayfirst=True)
+            if other is not None and _largest_step(other) < _largest_step(parsed):
+                return other
+        return parsed
+    return None
+
+
+def _parsed_datetimes(
+    column: pd.Series, texts: pd.Series, dayfirst: bool
+) -> pd.Series | None:
+    """Parse text date-times, or times of day alone, or return None when fewer
+    than 90 % of the cells parse."""
+    # One format guessed from the first cell parses about ten times faster
+    # than guessing each cell; columns that mix formats fall back to that.
+    guessed = _guessed_format(texts, dayfirst)
+    if guessed is not None:
+        parsed = pd.to_datetime(column, errors="coerce", format=guessed, utc=True)
         if parsed.notna().mean() > 0.9:
             return _naive_utc(parsed)
+    else:
+        # Times of day alone (23:59:58.5) count from midnight of 1 January 1970.
+        clock = parse_times(column)
+        if clock.parsed_share() > 0.9:
+            return pd.Series(np.datetime64(0, "ns") + clock.values, column.index)
+    parsed = pd.to_datetime(
+        column, errors="coerce", format="mixed", dayfirst=dayfirst, utc=True
+    )
+    if parsed.notna().mean() > 0.9:
+        return _naive_utc(parsed)
     return None
+
+
+def _largest_step(times: pd.Series) -> float:
+    steps = times.dropna().diff().abs().dropna()
+    return float(steps.max().total_seconds()) if len(steps) else 0.0
 
 
 def _first_texts(column: pd.Series, limit: int = 1000) -> pd.Series:
     """Return up to ``limit`` of the column's first filled cells as stripped text."""
     texts = column.dropna().head(limit).astype(str).str.strip()
     return texts[texts != ""]
+
+
+def _last_texts(column: pd.Series, limit: int = 1000) -> pd.Series:
+    """Return up to ``limit`` of the column's last filled cells as stripped text."""
+    texts = column.dropna().tail(limit).astype(str).str.strip()
+    return texts[texts != ""]
+
+
+def _slashed_order(texts: pd.Series) -> str | None:
+    """Tell the order of slashed dates (01/03/2026) in ``texts``.
+
+    Returns "day" when some date's first number is above 12, "month" when some
+    date's second number is, "open" when neither shows, and None without
+    slashed dates or when both show (pandas' mixed format then decides).
+    """
+    parts = texts.str.extract(_SLASHED_DATE).dropna()
+    if parts.empty:
+        return None
+    day_first = bool((parts[0].astype(int) > 12).any())
+    month_first = bool((parts[1].astype(int) > 12).any())
+    if day_first == month_first:
+        return None if day_first else "open"
+    return "day" if day_first else "month"
 
 
 def _guessed_format(texts: pd.Series, dayfirst: bool) -> str | None:
@@ -103,6 +150,7 @@ def _guessed_format(texts: pd.Series, dayfirst: bool) -> str | None:
 
 
 _DOTTED_DATE = re.compile(r"\d{1,2}\.\d{1,2}\.\d{2,4}(\s|$)")
+_SLASHED_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/\d{2,4}(?:\s|$)")
 
 
 def _dotted_dates(texts: pd.Series) -> bool:
