@@ -225,6 +225,29 @@ def test_saved_scores_same_table(cycles, tmp_path):
     assert saved.n_flagged_not_read == 0
 
 
+@pytest.mark.parametrize("name", ["spark_out", "spark_out.parquet"])
+def test_saved_scores_from_parquet_folders(cycles, tmp_path, name):
+    # spark-score's layout: a folder of part files for each table.
+    scored = grindwatch.score(cycles.model, cycles.root)
+    recordings = tmp_path / name
+    if recordings.suffix:
+        windows = window_table_path(recordings)
+    else:
+        windows = recordings.with_name(recordings.name + ".windows")
+    for frame, folder in ((scored.recordings, recordings), (scored.windows, windows)):
+        folder.mkdir()
+        half = len(frame) // 2
+        frame.iloc[:half].to_parquet(folder / "part-00000.parquet")
+        frame.iloc[half:].to_parquet(folder / "part-00001.parquet")
+
+    saved = create_report(
+        cycles.model, cycles.root, tmp_path / "b.html", scores=recordings, max_details=0
+    )
+
+    assert saved.n_recordings == len(scored.recordings)
+    assert saved.n_flagged == int(scored.recordings["flag"].sum())
+
+
 @pytest.mark.parametrize("margin", [True, False])
 def test_saved_scores_of_other_model_rejected(cycles, tmp_path, margin):
     from grindwatch.exceptions import InputError

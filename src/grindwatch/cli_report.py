@@ -36,8 +36,9 @@ def report(
     scores: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option(
-            help="Recording scores saved by 'grindwatch score --output' (the window "
-            "table beside it is read too); the data is then not scored again."
+            help="Recording scores saved by 'grindwatch score --output', or the "
+            "output folder of 'grindwatch spark-score' (the window table beside "
+            "it is read too); the data is then not scored again."
         ),
     ] = None,
     max_details: Annotated[
@@ -92,10 +93,10 @@ def report(
     setup_logging(verbose)
     if not data:
         _fail("no data given; pass the files or folders to report on")
-    if scores is not None and not Path(scores).is_file():
+    if scores is not None and not Path(scores).exists():
         _fail(
             f"{scores}: score table not found; pass the --output file of "
-            "'grindwatch score'"
+            "'grindwatch score' or the --output folder of 'grindwatch spark-score'"
         )
     loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
     with progress_bar(not json_output) as progress:

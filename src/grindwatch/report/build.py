@@ -301,16 +301,24 @@ def read_scores(
     from grindwatch.results import window_table_path
 
     path = Path(path)
-    windows_path = window_table_path(path)
+    # spark-score writes Parquet folders, named as score names files, except
+    # that a folder without a suffix gets NAME.windows beside it.
+    folder = path.is_dir()
+    if folder and not path.suffix:
+        windows_path = path.with_name(path.name + ".windows")
+    else:
+        windows_path = window_table_path(path)
     for needed in (path, windows_path):
-        if not needed.is_file():
+        if not (needed.is_dir() if folder else needed.is_file()):
             raise InputError(
                 needed,
                 "score table not found",
-                "pass the --output file of 'grindwatch score'; its window table "
-                "must lie beside it",
+                "pass the --output file of 'grindwatch score' or the --output "
+                "folder of 'grindwatch spark-score'; its window table must lie "
+                "beside it",
             )
-    read = pd.read_parquet if path.suffix.lower() == ".parquet" else pd.read_csv
+    parquet = folder or path.suffix.lower() == ".parquet"
+    read = pd.read_parquet if parquet else pd.read_csv
     recordings, windows = read(path), read(windows_path)
     for name, frame in (("recording", recordings), ("window", windows)):
         missing = {"recording", "score", "flag"} - set(frame.columns)
