@@ -46,3 +46,27 @@ def test_grinding_features_clustered_threshold_finds_nok_cycles():
 
     assert result.model.threshold_.method == "gmm"
     assert evaluation.recordings["f1"] >= 0.9
+
+
+def test_gearbox_segments_cycle_check():
+    from benchmarks.cycle_check import gearbox_segments
+
+    from grindwatch.io import RecordingSet
+    from grindwatch.pipeline import Model
+
+    root = shared_dataset("gearbox_spectraquest")
+    config = Config().with_overrides(
+        {"windows.length": 256, "detector.family": "pca", "tracking.enabled": False}
+    )
+    model = Model(config).fit(
+        RecordingSet(gearbox_segments(root / "healthy" / "h30hz0.csv", 0))
+    )
+
+    def flagged_share(path):  # noqa: ANN001, ANN202
+        segments = gearbox_segments(path, 1)
+        verdicts = model.cycle_verdicts(model.prepare(segments))
+        return sum(v.flag for v in verdicts) / len(verdicts)
+
+    assert flagged_share(root / "healthy" / "h30hz0.csv") <= 0.1
+    assert flagged_share(root / "healthy" / "h30hz80.csv") >= 0.9
+    assert flagged_share(root / "broken_tooth" / "b30hz0.csv") >= 0.9
