@@ -880,7 +880,8 @@ def _warn_most_recordings_flagged(model: Model, training: ScoreResult) -> None:
     flagged in four in five of the recordings that reach them.
     """
     recordings = training.recordings
-    n_flagged = int(recordings["flag"].sum())
+    # The window threshold only: the cycle check's flags have their own rule.
+    n_flagged = int((recordings["score"] > model.threshold_.value).sum())
     if len(recordings) < 2 or n_flagged <= len(recordings) / 2:
         return
     aggregate = model.config.aggregate
