@@ -248,6 +248,25 @@ def test_saved_scores_from_parquet_folders(cycles, tmp_path, name):
     assert saved.n_flagged == int(scored.recordings["flag"].sum())
 
 
+def test_saved_scores_from_current_folder(cycles, tmp_path, monkeypatch):
+    # report --scores . run inside spark-score's recordings folder.
+    scored = grindwatch.score(cycles.model, cycles.root)
+    recordings = tmp_path / "spark_out"
+    windows = tmp_path / "spark_out.windows"
+    for frame, folder in ((scored.recordings, recordings), (scored.windows, windows)):
+        folder.mkdir()
+        frame.to_parquet(folder / "part-00000.parquet")
+        (folder / "_SUCCESS").touch()
+    monkeypatch.chdir(recordings)
+
+    saved = create_report(
+        cycles.model, cycles.root, tmp_path / "r.html", scores=Path("."), max_details=0
+    )
+
+    assert saved.n_recordings == len(scored.recordings)
+    assert saved.n_flagged == int(scored.recordings["flag"].sum())
+
+
 def test_saved_scores_keep_numeric_names(cycles, tmp_path):
     # Cycle numbers as file names: 0001.csv, 0002.csv ...
     data = tmp_path / "numbered"

@@ -304,6 +304,10 @@ def read_scores(
     # spark-score writes Parquet folders, named as score names files, except
     # that a folder without a suffix gets NAME.windows beside it.
     folder = path.is_dir()
+    if folder:
+        # Resolved as spark-score resolves its --output, and so that "." or ".."
+        # has a name to extend.
+        path = path.resolve()
     if folder and not path.suffix:
         windows_path = path.with_name(path.name + ".windows")
     else:
