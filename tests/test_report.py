@@ -248,6 +248,46 @@ def test_saved_scores_from_parquet_folders(cycles, tmp_path, name):
     assert saved.n_flagged == int(scored.recordings["flag"].sum())
 
 
+def test_saved_scores_from_current_folder(cycles, tmp_path, monkeypatch):
+    # report --scores . run inside spark-score's recordings folder.
+    scored = grindwatch.score(cycles.model, cycles.root)
+    recordings = tmp_path / "spark_out"
+    windows = tmp_path / "spark_out.windows"
+    for frame, folder in ((scored.recordings, recordings), (scored.windows, windows)):
+        folder.mkdir()
+        frame.to_parquet(folder / "part-00000.parquet")
+        (folder / "_SUCCESS").touch()
+    monkeypatch.chdir(recordings)
+
+    saved = create_report(
+        cycles.model, cycles.root, tmp_path / "r.html", scores=Path("."), max_details=0
+    )
+
+    assert saved.n_recordings == len(scored.recordings)
+    assert saved.n_flagged == int(scored.recordings["flag"].sum())
+
+
+def test_saved_scores_keep_numeric_names(cycles, tmp_path):
+    # Cycle numbers as file names: 0001.csv, 0002.csv ...
+    data = tmp_path / "numbered"
+    data.mkdir()
+    sources = sorted(cycles.root.glob("*/*.csv"))
+    for number, source in enumerate(sources, start=1):
+        (data / f"{number:04d}.csv").write_bytes(source.read_bytes())
+    scored = grindwatch.score(cycles.model, data)
+    write_table(scored.recordings, tmp_path / "scores.csv")
+    write_table(scored.windows, window_table_path(tmp_path / "scores.csv"))
+
+    saved = create_report(
+        cycles.model, data, tmp_path / "r.html", scores=tmp_path / "scores.csv"
+    )
+
+    assert saved.n_flagged == 3
+    assert saved.n_flagged_not_read == 0
+    assert saved.n_details == 3
+    assert "0001" in saved.path.read_text()
+
+
 @pytest.mark.parametrize("margin", [True, False])
 def test_saved_scores_of_other_model_rejected(cycles, tmp_path, margin):
     from grindwatch.exceptions import InputError

@@ -304,6 +304,10 @@ def read_scores(
     # spark-score writes Parquet folders, named as score names files, except
     # that a folder without a suffix gets NAME.windows beside it.
     folder = path.is_dir()
+    if folder:
+        # Resolved as spark-score resolves its --output, and so that "." or ".."
+        # has a name to extend.
+        path = path.resolve()
     if folder and not path.suffix:
         windows_path = path.with_name(path.name + ".windows")
     else:
@@ -317,9 +321,14 @@ def read_scores(
                 "folder of 'grindwatch spark-score'; its window table must lie "
                 "beside it",
             )
-    parquet = folder or path.suffix.lower() == ".parquet"
-    read = pd.read_parquet if parquet else pd.read_csv
-    recordings, windows = read(path), read(windows_path)
+    if folder or path.suffix.lower() == ".parquet":
+        recordings, windows = pd.read_parquet(path), pd.read_parquet(windows_path)
+    else:
+        # Read recording names as text, so that 0007 keeps its zeros and still
+        # matches the recording of that name in the data.
+        text = {"recording": str}
+        recordings = pd.read_csv(path, dtype=text)
+        windows = pd.read_csv(windows_path, dtype=text)
     for name, frame in (("recording", recordings), ("window", windows)):
         missing = {"recording", "score", "flag"} - set(frame.columns)
         if missing:
