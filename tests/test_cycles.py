@@ -59,6 +59,7 @@ def test_cycle_check_flags_missing_part_and_load(model):
     assert missing["cycle_flag"]
     assert missing["flag"]
     assert missing["cycle_reason"].startswith("acoustic_emission: RMS about the mean")
+    assert missing["cycle_channel"] == "acoustic_emission"
     assert "90th percentile of 64-sample blocks" in missing["cycle_reason"]
     assert missing["cycle_score"] > 3 * model.cycle_check.threshold_.value
 
@@ -228,6 +229,7 @@ def test_online_scoring_shares_the_verdict(model, tmp_path: Path):
     store.add(FileKey("a.csv", 1, 1), scored, None)
     row = store.latest()[0]
     assert row["cycle_flag"] is True
+    assert row["cycle_channel"] == "acoustic_emission"
     assert row["cycle_reason"] == scored.cycle.reason
     assert store.frame()["cycle_flag"].tolist() == [True]
 
@@ -326,6 +328,7 @@ def test_service_returns_cycle_check(model):
     assert answer["cycle_flag"] is True
     assert answer["score"] < model.threshold_.value
     assert answer["cycle_reason"].startswith("acoustic_emission: RMS about the mean")
+    assert answer["cycle_channel"] == "acoustic_emission"
 
 
 def test_cycle_threshold_ignores_changes_under_five_percent():

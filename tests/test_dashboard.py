@@ -200,6 +200,7 @@ def test_page_shows_cycle_alarms_and_older_thresholds(tmp_path):
                 "return document.querySelectorAll('#cycles tbody tr').length === 3",
             )
             alarm_text = driver.find_element("css selector", "tr.alarm").text
+            normal_text = driver.find_element("css selector", "tr.normal").text
             alarm_title = driver.execute_script(
                 "return document.querySelector('#chart circle.alarm title').textContent"
             )
@@ -219,6 +220,8 @@ def test_page_shows_cycle_alarms_and_older_thresholds(tmp_path):
 
     assert "idle.csv" in alarm_text
     assert "ALARM (cycle check)" in alarm_text
+    assert "acoustic_emission (cycle check)" in alarm_text
+    assert "cycle check" not in normal_text
     assert "cycle check: acoustic_emission" in alarm_title
     assert steps == 1
     assert lines == 0

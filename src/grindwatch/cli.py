@@ -326,8 +326,9 @@ def _print_cycle_check(model, n_trained: int) -> None:  # noqa: ANN001
     if model.cycle_check is not None:
         text = f"Cycle check: {model.cycle_check.describe()}"
     else:
+        recordings = "recording" if n_trained == 1 else "recordings"
         text = (
-            f"Cycle check off: {n_trained} training recordings, fewer than "
+            f"Cycle check off: {n_trained} training {recordings}, fewer than "
             f"cycle.min_recordings={settings.min_recordings}, so recordings are "
             "judged by their windows only."
         )

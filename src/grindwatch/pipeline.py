@@ -117,8 +117,9 @@ class ScoreResult:
     ``recordings`` has one row per recording: recording, source, n_windows, score
     (the aggregate), flag, max_window_score, flagged_windows and, where known, label.
     When the model has a cycle check (``grindwatch.cycles``), recordings also have
-    cycle_score, cycle_flag and cycle_reason, and flag is set when the score or the
-    cycle check is above its threshold.
+    cycle_score, cycle_flag, cycle_channel (empty when the length departs most)
+    and cycle_reason, and flag is set when the score or the cycle check is above
+    its threshold.
     When scored with attribution, both tables end with the columns described in
     ``grindwatch.explain``: top_channel, top_channel_share and top_sample, top_band
     or top_feature (by front end; none for feature tables), and for recordings the
@@ -570,6 +571,7 @@ class Model:
                 row["flag"] = row["flag"] or verdict.flag
                 row["cycle_score"] = verdict.score
                 row["cycle_flag"] = verdict.flag
+                row["cycle_channel"] = verdict.channel
                 row["cycle_reason"] = verdict.reason
             row.update(_metadata_columns(recording))
             label = _recording_label(recording)

@@ -206,6 +206,11 @@ class RecordingScore(BaseModel):
     cycle_flag: bool | None = Field(
         None, description="True when cycle_score is above the cycle threshold."
     )
+    cycle_channel: str | None = Field(
+        None,
+        description="Channel of the profile value furthest from the training "
+        "recordings; null when it is the recording's length or without a check.",
+    )
     cycle_reason: str | None = Field(
         None,
         description="The profile value furthest from the training recordings, "
@@ -306,6 +311,9 @@ class CycleSummary(BaseModel):
     )
     cycle_flag: bool | None = Field(
         None, description="True when the cycle check flags the recording."
+    )
+    cycle_channel: str | None = Field(
+        None, description="Channel the cycle check names; null for the length."
     )
     cycle_reason: str | None = Field(
         None, description="The cycle check's largest departure, in words."
@@ -927,6 +935,7 @@ def _response(cycle: CycleScore) -> ScoreResponse:
             max_window_score=cycle.max_window_score,
             cycle_score=None if cycle.cycle is None else cycle.cycle.score,
             cycle_flag=None if cycle.cycle is None else cycle.cycle.flag,
+            cycle_channel=None if cycle.cycle is None else cycle.cycle.channel,
             cycle_reason=None if cycle.cycle is None else cycle.cycle.reason,
         ),
         threshold=cycle.threshold,

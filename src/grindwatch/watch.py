@@ -64,6 +64,7 @@ RESULT_COLUMNS = (
     "max_window_score",
     "cycle_score",
     "cycle_flag",
+    "cycle_channel",
     "cycle_reason",
     "top_channel",
     "channel_shares",
@@ -87,6 +88,7 @@ CREATE TABLE IF NOT EXISTS results (
     max_window_score REAL,
     cycle_score REAL,
     cycle_flag INTEGER,
+    cycle_channel TEXT,
     cycle_reason TEXT,
     top_channel TEXT,
     channel_shares TEXT,
@@ -257,6 +259,7 @@ class ResultStore:
 _ADDED_COLUMNS = {
     "cycle_score": "REAL",
     "cycle_flag": "INTEGER",
+    "cycle_channel": "TEXT",
     "cycle_reason": "TEXT",
 }
 
@@ -297,6 +300,7 @@ def _result_row(
             row.update(
                 cycle_score=cycle.cycle.score,
                 cycle_flag=int(cycle.cycle.flag),
+                cycle_channel=cycle.cycle.channel,
                 cycle_reason=cycle.cycle.reason,
             )
     return row

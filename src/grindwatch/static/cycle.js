@@ -22,8 +22,9 @@ function drawFacts(cycle) {
     ["top channel", cycle.top_channel || "–"],
   ];
   if (cycle.cycle_score !== null && cycle.cycle_score !== undefined) {
-    items.push(["cycle check", (cycle.cycle_flag ? "flags it: " : "passes: ")
-      + cycle.cycle_reason]);
+    items.push(["cycle check", (cycle.cycle_flag ? "flags it" : "passes") +
+      `, cycle score ${formatNumber(cycle.cycle_score)}; largest departure: ` +
+      cycle.cycle_reason]);
   }
   for (const [label, value] of items) {
     const item = htmlElement("div", null, facts);

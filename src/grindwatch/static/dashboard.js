@@ -87,9 +87,11 @@ function drawTable(data) {
     anchor.href = cycleLink(cycle);
     htmlElement("td", formatNumber(cycle.score), row, "number");
     const verdictCell = htmlElement("td", kind === "alarm" ? "ALARM" : kind, row);
+    // Only the cycle check: the window score is not above the stored threshold.
+    const cycleOnly = cycle.cycle_flag && !(cycle.score > cycle.threshold);
     if (cycle.cycle_flag) {
-      verdictCell.textContent += " (cycle check)";
-      verdictCell.title = cycle.cycle_reason;
+      verdictCell.textContent += cycleOnly ? " (cycle check)" : " (windows and cycle check)";
+      verdictCell.title = "cycle check: " + cycle.cycle_reason;
     }
     if (kind === "failed") {
       verdictCell.title = cycle.reason;
@@ -97,7 +99,14 @@ function drawTable(data) {
     }
     htmlElement("td", cycle.status === "scored"
       ? `${cycle.flagged_windows} / ${cycle.n_windows}` : "–", row, "number");
-    htmlElement("td", cycle.top_channel || "–", row);
+    // Window attribution does not explain an alarm of the cycle check alone, so
+    // that row names the channel of the cycle check's reason.
+    const topChannel = htmlElement("td", cycleOnly
+      ? (cycle.cycle_channel || "length") + " (cycle check)"
+      : cycle.top_channel || "–", row);
+    if (cycleOnly) {
+      topChannel.title = cycle.cycle_reason;
+    }
   }
 }
 
