@@ -229,6 +229,7 @@ def test_online_scoring_shares_the_verdict(model, tmp_path: Path):
     store.add(FileKey("a.csv", 1, 1), scored, None)
     row = store.latest()[0]
     assert row["cycle_flag"] is True
+    assert row["cycle_threshold"] == pytest.approx(model.cycle_check.threshold_.value)
     assert row["cycle_channel"] == "acoustic_emission"
     assert row["cycle_reason"] == scored.cycle.reason
     assert store.frame()["cycle_flag"].tolist() == [True]

@@ -210,6 +210,13 @@ def test_page_shows_cycle_alarms_and_older_thresholds(tmp_path):
             lines = driver.execute_script(
                 "return document.querySelectorAll('#chart line.threshold').length"
             )
+            driver.find_element("css selector", "tr.alarm a").click()
+            facts = _wait_for(
+                driver,
+                "const facts = document.getElementById('facts');"
+                "return facts && facts.textContent.includes('cycle check') && "
+                "facts.textContent;",
+            )
             console = [
                 entry
                 for entry in driver.get_log("browser")
@@ -225,4 +232,6 @@ def test_page_shows_cycle_alarms_and_older_thresholds(tmp_path):
     assert "cycle check: acoustic_emission" in alarm_title
     assert steps == 1
     assert lines == 0
+    assert "flags it, cycle score" in facts
+    assert "(threshold " in facts
     assert console == []

@@ -79,12 +79,14 @@ class CycleVerdict:
     ``reason`` names the profile value furthest from the training recordings,
     with its value, the training median and the z-score. ``channel`` is that
     value's channel, or None when the value is the recording's length.
+    ``threshold`` is the check's threshold that ``flag`` compares with.
     """
 
     score: float
     flag: bool
     channel: str | None
     reason: str
+    threshold: float
 
 
 class CycleCheck:
@@ -233,6 +235,7 @@ class CycleCheck:
                     flag=bool(score > self.threshold_.value),
                     channel=channel,
                     reason=reason,
+                    threshold=float(self.threshold_.value),
                 )
             )
         return verdicts

@@ -309,6 +309,9 @@ class CycleSummary(BaseModel):
     cycle_score: float | None = Field(
         None, description="Cycle check score; null without a cycle check."
     )
+    cycle_threshold: float | None = Field(
+        None, description="Cycle check threshold used for this file."
+    )
     cycle_flag: bool | None = Field(
         None, description="True when the cycle check flags the recording."
     )

@@ -63,6 +63,7 @@ RESULT_COLUMNS = (
     "flagged_windows",
     "max_window_score",
     "cycle_score",
+    "cycle_threshold",
     "cycle_flag",
     "cycle_channel",
     "cycle_reason",
@@ -87,6 +88,7 @@ CREATE TABLE IF NOT EXISTS results (
     flagged_windows INTEGER,
     max_window_score REAL,
     cycle_score REAL,
+    cycle_threshold REAL,
     cycle_flag INTEGER,
     cycle_channel TEXT,
     cycle_reason TEXT,
@@ -258,6 +260,7 @@ class ResultStore:
 # Columns added to the results table after its first release, with their types.
 _ADDED_COLUMNS = {
     "cycle_score": "REAL",
+    "cycle_threshold": "REAL",
     "cycle_flag": "INTEGER",
     "cycle_channel": "TEXT",
     "cycle_reason": "TEXT",
@@ -299,6 +302,7 @@ def _result_row(
         if cycle.cycle is not None:
             row.update(
                 cycle_score=cycle.cycle.score,
+                cycle_threshold=cycle.cycle.threshold,
                 cycle_flag=int(cycle.cycle.flag),
                 cycle_channel=cycle.cycle.channel,
                 cycle_reason=cycle.cycle.reason,
@@ -529,7 +533,7 @@ class Watcher:
                 "the threshold %.4g",
                 key.path,
                 cycle.cycle.score,
-                self.model.cycle_check.threshold_.value,
+                cycle.cycle.threshold,
                 cycle.cycle.reason,
                 cycle.score,
                 cycle.threshold,

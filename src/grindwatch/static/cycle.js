@@ -22,9 +22,11 @@ function drawFacts(cycle) {
     ["top channel", cycle.top_channel || "–"],
   ];
   if (cycle.cycle_score !== null && cycle.cycle_score !== undefined) {
+    const limit = cycle.cycle_threshold !== null && cycle.cycle_threshold !== undefined
+      ? ` (threshold ${formatNumber(cycle.cycle_threshold)})` : "";
     items.push(["cycle check", (cycle.cycle_flag ? "flags it" : "passes") +
-      `, cycle score ${formatNumber(cycle.cycle_score)}; largest departure: ` +
-      cycle.cycle_reason]);
+      `, cycle score ${formatNumber(cycle.cycle_score)}${limit}; largest ` +
+      "departure: " + cycle.cycle_reason]);
   }
   for (const [label, value] of items) {
     const item = htmlElement("div", null, facts);
