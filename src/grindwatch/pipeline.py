@@ -257,7 +257,7 @@ class Model:
         }
 
     def _fit_cycle_check(self, windows: WindowSet) -> CycleCheck | None:
-        """Fit the cycle profile check on the training recordings, when it applies."""
+        """Fit the cycle check on the training recordings, when it applies."""
         settings = self.config.cycle
         if self.kind_ != "signals" or not settings.enabled:
             return None
@@ -275,11 +275,11 @@ class Model:
 
     @property
     def cycle_check(self) -> CycleCheck | None:
-        """The fitted cycle profile check; None when off or for older bundles."""
+        """The fitted cycle check; None when off or for older bundles."""
         return getattr(self, "cycle_check_", None)
 
     def cycle_verdicts(self, windows: WindowSet) -> list[CycleVerdict] | None:
-        """The cycle check's verdict on each recording of ``windows``, or None."""
+        """Return the cycle check's verdict per recording in ``windows``, or None."""
         check = self.cycle_check
         if check is None:
             return None

@@ -357,8 +357,8 @@ def _check_same_threshold(
 
     A table written by another model (or by this model before its threshold
     margin changed) would make the report contradict itself: verdicts from
-    one threshold, margins and detail sections from another. The same holds
-    for the cycle check's columns and threshold.
+    one threshold, margins and detail sections from another. The same applies
+    to the cycle check's columns and threshold.
     """
     has_cycle = "cycle_flag" in recordings
     if has_cycle and cycle_threshold is None:
