@@ -282,3 +282,23 @@ def test_chunked_split_timestamp_crosses_midnight(tmp_path):
     assert stream.channels == ["channel_0", "channel_1"]
     assert stream.sample_rate == pytest.approx(RATE)
     assert "irregular_time_steps" not in stream.metadata
+
+
+def test_chunked_parquet_reads_local_times_with_timezone(tmp_path):
+    # 3000 samples at 1 Hz around the switch back to winter time in Berlin, in
+    # row groups of 500: the clock goes back at row 2400, in the fifth group.
+    utc = pd.date_range("2026-10-25 00:20:00", periods=3000, freq="1s", tz="UTC")
+    local = utc.tz_convert("Europe/Berlin").tz_localize(None)
+    data = _long_signal()
+    table = pa.table(
+        {"time": local.to_numpy(), "channel_0": data[0], "channel_1": data[1]}
+    )
+    path = tmp_path / "local.parquet"
+    pq.write_table(table, path, row_group_size=500)
+
+    with pytest.raises(InputError, match="data.timezone"):
+        open_stream(path, ReadOptions())
+    stream = open_stream(path, ReadOptions(timezone="Europe/Berlin"))
+
+    assert stream.sample_rate == pytest.approx(1.0)
+    assert "irregular_time_steps" not in stream.metadata

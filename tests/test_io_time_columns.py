@@ -912,3 +912,73 @@ def test_one_column_slashed_dates_read_day_first(tmp_path, first_day):
     assert recording.sample_rate == pytest.approx(10.0)
     assert "irregular_time_steps" not in recording.metadata
     assert recording.n_samples == 400
+
+
+def _local_times(start_utc: str, zone: str, n_samples: int = 7200) -> pd.Series:
+    utc = pd.date_range(start_utc, periods=n_samples, freq="1s", tz="UTC")
+    return pd.Series(utc.tz_convert(zone).tz_localize(None))
+
+
+@pytest.mark.parametrize(
+    ("start_utc", "switch"),
+    [("2026-10-25 00:30:00", "back"), ("2026-03-29 00:30:00", "forward")],
+)
+def test_timezone_reads_across_daylight_saving(tmp_path, start_utc, switch):
+    local = _local_times(start_utc, "Europe/Berlin")
+    vib = np.random.default_rng(0).standard_normal(len(local))
+    one = tmp_path / f"one_{switch}.csv"
+    pd.DataFrame(
+        {"timestamp": local.dt.strftime("%Y-%m-%d %H:%M:%S"), "vib": vib}
+    ).to_csv(one, index=False)
+    pair = tmp_path / f"pair_{switch}.csv"
+    pd.DataFrame(
+        {
+            "Date": local.dt.strftime("%d.%m.%Y"),
+            "Time": local.dt.strftime("%H:%M:%S"),
+            "vib": vib,
+        }
+    ).to_csv(pair, index=False)
+    zone = ReadOptions(timezone="Europe/Berlin")
+
+    for path in (one, pair):
+        recording = read_file(path, zone)[0]
+        assert recording.n_samples == 7200
+        assert recording.sample_rate == pytest.approx(1.0)
+        assert "irregular_time_steps" not in recording.metadata
+
+
+def test_repeated_hour_without_timezone_names_setting(tmp_path):
+    local = _local_times("2026-10-25 00:30:00", "Europe/Berlin")
+    path = tmp_path / "back.csv"
+    pd.DataFrame(
+        {"timestamp": local.dt.strftime("%Y-%m-%d %H:%M:%S"), "vib": np.arange(7200.0)}
+    ).to_csv(path, index=False)
+
+    with pytest.raises(InputError, match="goes backwards at data row 1800") as raised:
+        read_file(path)
+
+    assert "data.timezone" in raised.value.fix
+
+
+def test_timezone_leaves_offsets_and_numbers_alone(tmp_path):
+    stamps = pd.date_range("2026-10-25 00:30:00", periods=100, freq="1s", tz="UTC")
+    path = tmp_path / "offsets.csv"
+    pd.DataFrame(
+        {
+            "timestamp": stamps.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+            "vib": np.arange(100.0),
+        }
+    ).to_csv(path, index=False)
+    seconds = tmp_path / "seconds.csv"
+    pd.DataFrame({"time": np.arange(100) / 10, "vib": np.arange(100.0)}).to_csv(
+        seconds, index=False
+    )
+    zone = ReadOptions(timezone="America/Chicago")
+
+    assert read_file(path, zone)[0].sample_rate == pytest.approx(1.0)
+    assert read_file(seconds, zone)[0].sample_rate == pytest.approx(10.0)
+
+
+def test_timezone_setting_rejects_unknown_zone():
+    with pytest.raises(ConfigError, match="unknown time zone 'Europe/Berlinn'"):
+        Config().with_overrides({"data.timezone": "Europe/Berlinn"})

@@ -52,6 +52,10 @@ class DataConfig(Section):
     # time-of-day column (time_column, or found by name). With None, a pair is
     # found by the column names.
     date_column: str | None = None
+    # The IANA time zone (Europe/Berlin) of date-times written without one, so
+    # that a daylight-saving switch inside a file is no gap or backward step.
+    # None reads them as they are.
+    timezone: str | None = None
     sample_rate: float | None = Field(default=None, gt=0)
     id_column: str | None = None
     nan_policy: Literal["raise", "interpolate"] = "raise"
@@ -96,6 +100,22 @@ class DataConfig(Section):
             raise ValueError(
                 f"unknown text encoding {value!r}; use a Python codec name such as "
                 "utf-8, latin-1 or cp1252"
+            ) from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        if value is None:
+            return value
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as "
+                "Europe/Berlin or America/Chicago"
             ) from None
         return value
 

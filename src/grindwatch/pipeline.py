@@ -45,6 +45,7 @@ def read_options(config: Config) -> ReadOptions:
         label_columns=tuple(data.label_columns),
         time_column=data.time_column,
         date_column=data.date_column,
+        timezone=data.timezone,
         sample_rate=data.sample_rate,
         id_column=data.id_column,
         nan_policy=data.nan_policy,

@@ -295,7 +295,13 @@ def _scan_time(
     from dataclasses import replace
 
     from grindwatch.io.date_time import find_date_time_pair
-    from grindwatch.io.frames import _GAP_FACTOR, _as_datetime, _seconds
+    from grindwatch.io.frames import (
+        _GAP_FACTOR,
+        _about_one_hour,
+        _as_datetime,
+        _seconds,
+        local_times_to_utc,
+    )
 
     read = [name] if date_column is None else [date_column, name]
     # The pair is named, so each row group combines the same two columns.
@@ -305,6 +311,8 @@ def _scan_time(
     n_steps = n_gaps = n_short = 0
     largest_gap = 0.0
     origin, start, previous, offset = None, None, np.array([]), 0
+    # The last time of the row group before, in UTC, with data.timezone.
+    last_utc = None
     for group in range(parquet.metadata.num_row_groups):
         frame = parquet.read_row_group(group, columns=read).to_pandas()
         column = frame[name]
@@ -313,7 +321,13 @@ def _scan_time(
             if pair is not None:
                 pair.raise_if_invalid(path)
                 column = pair.values
+        if options.timezone is not None:
+            column = local_times_to_utc(
+                path, name, column, options.timezone, after=last_utc
+            )
         as_datetime = _as_datetime(column)
+        if as_datetime is not None and as_datetime.notna().any():
+            last_utc = as_datetime.dropna().iloc[-1]
         if as_datetime is not None:
             valid = as_datetime.dropna()
             if origin is None and not valid.empty:
@@ -341,12 +355,21 @@ def _scan_time(
                 if steps[backwards[0]] < 0
                 else "repeats the time of the row before"
             )
+            fix = (
+                "sort the rows by time and drop repeated ones, or score the file "
+                "without data.chunk_samples, which drops repeated rows"
+            )
+            if _about_one_hour(-steps[backwards[0]]):
+                # Local time repeats an hour when clocks go back.
+                fix += (
+                    "; if the step back is a daylight-saving switch, name the time "
+                    "zone with data.timezone (for example Europe/Berlin)"
+                )
             raise InputError(
                 path,
                 f"time column {name!r} {problem} at data row {row}, in row group "
                 f"{group}",
-                "sort the rows by time and drop repeated ones, or score the file "
-                "without data.chunk_samples, which drops repeated rows",
+                fix,
             )
         known_steps = steps[known]
         long = known_steps > _GAP_FACTOR * step

@@ -150,6 +150,7 @@ def _guessed_format(texts: pd.Series, dayfirst: bool) -> str | None:
 
 
 _DOTTED_DATE = re.compile(r"\d{1,2}\.\d{1,2}\.\d{2,4}(\s|$)")
+_ZONE_SUFFIX = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
 _SLASHED_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/\d{2,4}(?:\s|$)")
 
 
@@ -641,6 +642,83 @@ def _drop_empty_rows(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def local_times_to_utc(
+    path: Path,
+    name: object,
+    column: pd.Series,
+    timezone: str,
+    after: pd.Timestamp | None = None,
+) -> pd.Series:
+    """Read date-times written without a zone as local times in ``timezone``.
+
+    Returns them as naive UTC times. Columns of numbers, and date-times that
+    carry a zone or an offset, are returned unchanged. The repeated hour when
+    clocks go back is placed by the order of the rows. A column that lies
+    entirely within that hour (a chunk of a file) is placed right after
+    ``after``, the UTC time before it, or in summer time, the first pass,
+    without one.
+
+    Raises
+    ------
+    InputError
+        When a local time does not exist in the zone (skipped when clocks go
+        forward) or the repeated hour cannot be placed.
+    """
+    if _has_zone(column):
+        return column
+    times = _as_datetime(column)
+    if times is None:
+        return column
+    known = times.notna()
+    try:
+        local = _localized(times[known], timezone, after)
+    except (ValueError, TypeError) as error:
+        raise InputError(
+            path,
+            f"time column {name!r} has times that are not valid local times in "
+            f"{timezone} ({error})",
+            "check that the times are local times of that zone, or leave "
+            "data.timezone unset",
+        ) from error
+    converted = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns]")
+    converted[known] = local
+    return converted
+
+
+def _localized(
+    times: pd.Series, timezone: str, after: pd.Timestamp | None
+) -> pd.Series:
+    """Localize naive times in ``timezone`` and return them as naive UTC."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(timezone)
+
+    def utc(ambiguous: object) -> pd.Series:
+        local = times.dt.tz_localize(zone, ambiguous=ambiguous, nonexistent="raise")
+        return local.dt.tz_convert("UTC").dt.tz_localize(None)
+
+    try:
+        return utc("infer")
+    except ValueError:
+        # Without a change of offset among them, ambiguous times are all in one
+        # pass of the repeated hour: the first (summer time) or the second.
+        candidates = [utc(np.ones(len(times), bool)), utc(np.zeros(len(times), bool))]
+    if after is None or times.empty:
+        return candidates[0]
+    later = [c for c in candidates if c.iloc[0] > after]
+    return min(later, key=lambda c: c.iloc[0]) if later else candidates[0]
+
+
+def _has_zone(column: pd.Series) -> bool:
+    """Tell whether date-times carry a zone: a dtype with one, or an offset."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        return True
+    if column.dtype == object or pd.api.types.is_string_dtype(column):
+        texts = _first_texts(column, limit=20)
+        return bool(texts.str.contains(_ZONE_SUFFIX).any())
+    return False
+
+
 def _time_values(name: str, column: pd.Series) -> np.ndarray | None:
     """Seconds or datetime values of a time column, or None for an index column."""
     as_datetime = _as_datetime(column)
@@ -691,6 +769,12 @@ def _ordered_by_time(
                 "sort the rows by time; if the times of day pass midnight, name "
                 "the column that holds the date with data.date_column"
             )
+        if _about_one_hour(values[row - 1] - values[row]):
+            # Local time repeats an hour when clocks go back.
+            fix += (
+                "; if the step back is a daylight-saving switch, name the time "
+                "zone with data.timezone (for example Europe/Berlin)"
+            )
         raise InputError(
             path,
             f"{column} goes backwards at data row {row} "
@@ -709,6 +793,15 @@ def _ordered_by_time(
         )
         frame = frame.loc[np.r_[True, ~zero]]
     return frame
+
+
+def _about_one_hour(step: object) -> bool:
+    """Tell whether a step back in time is 50 to 70 minutes long."""
+    if isinstance(step, np.timedelta64):
+        seconds = step / np.timedelta64(1, "s")
+    else:
+        seconds = float(step)
+    return 3000 <= seconds <= 4200
 
 
 class _ColumnRoles(NamedTuple):
@@ -784,6 +877,11 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
 
     sample_rate, irregular = None, None
     if time_column is not None:
+        if options.timezone is not None:
+            frame = frame.copy(deep=False)
+            frame[time_column] = local_times_to_utc(
+                path, time_column, frame[time_column], options.timezone
+            )
         frame = _ordered_by_time(path, frame, time_column, roles.date_column)
         sample_rate, irregular = _rate_from_time(
             path, str(time_column), frame[time_column], options.time_column

@@ -56,6 +56,10 @@ class ReadOptions:
         column, as in ``Date;Time`` exports. The time-of-day column is
         ``time_column``, or the column recognised as one (see
         ``grindwatch.io.date_time``). None finds such a pair by its column names.
+    timezone : str or None
+        IANA time zone of date-times written without a zone or offset. They are
+        converted to UTC, so a daylight-saving switch inside a file is neither a
+        gap nor a backward step. None reads them as they are.
     sample_rate : float or None
         Samples per second, for files that do not store it.
     id_column : str or None
@@ -115,6 +119,7 @@ class ReadOptions:
     label_columns: tuple[str, ...] = field(default=DEFAULT_LABEL_COLUMNS)
     time_column: str | None = None
     date_column: str | None = None
+    timezone: str | None = None
     sample_rate: float | None = None
     id_column: str | None = None
     nan_policy: str = "raise"
