@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -546,3 +547,29 @@ def test_score_show_hint_names_written_table(cycle_folders, tmp_path):
     assert "8 more recordings; all are in" in saved.output
     assert "use --output" not in saved.output
     assert "8 more recordings; use --output to save all" in unsaved.output
+
+
+def test_score_sets_timezone_for_local_times(tmp_path):
+    # Local times of Berlin across the switch back to winter time at 03:00.
+    utc = pd.date_range("2026-10-25 00:30:00", periods=7200, freq="1s", tz="UTC")
+    local = utc.tz_convert("Europe/Berlin").tz_localize(None)
+    noise = np.random.default_rng(0).standard_normal(7200)
+    signal = np.sin(np.arange(7200) / 5.0) + 0.1 * noise
+    frame = pd.DataFrame(
+        {"timestamp": local.strftime("%Y-%m-%d %H:%M:%S"), "vib": signal}
+    )
+    frame.iloc[:1500].to_csv(tmp_path / "before.csv", index=False)
+    frame.to_csv(tmp_path / "night.csv", index=False)
+    model, _ = _train(tmp_path / "before.csv", tmp_path, "--detector", "pca")
+
+    plain = runner.invoke(app, ["score", str(tmp_path / "night.csv"), "-m", str(model)])
+    zoned = runner.invoke(
+        app,
+        ["score", str(tmp_path / "night.csv"), "-m", str(model), "--json"]
+        + ["--set", "data.timezone=Europe/Berlin"],
+    )
+
+    assert plain.exit_code == 2
+    assert "data.timezone" in plain.output
+    assert zoned.exit_code == 0, zoned.output
+    assert json.loads(zoned.stdout)["summary"]["n_recordings"] == 1

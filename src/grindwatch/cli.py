@@ -131,6 +131,7 @@ _SCORING_DATA_SETTINGS = (
     "sample_rate",
     "strict",
     "tdms_group",
+    "timezone",
 )
 
 ReadSetOpt = Annotated[
