@@ -982,3 +982,20 @@ def test_timezone_leaves_offsets_and_numbers_alone(tmp_path):
 def test_timezone_setting_rejects_unknown_zone():
     with pytest.raises(ConfigError, match="unknown time zone 'Europe/Berlinn'"):
         Config().with_overrides({"data.timezone": "Europe/Berlinn"})
+
+
+def test_timezone_rejects_skipped_local_times(tmp_path):
+    # Clocks in Berlin jump from 02:00 to 03:00 on 29 March 2026.
+    stamps = pd.date_range("2026-03-29 01:59:00", periods=120, freq="1s")
+    path = tmp_path / "skipped.csv"
+    pd.DataFrame(
+        {"timestamp": stamps.strftime("%Y-%m-%d %H:%M:%S"), "vib": np.arange(120.0)}
+    ).to_csv(path, index=False)
+
+    with pytest.raises(
+        InputError, match="not valid local times in Europe/Berlin"
+    ) as raised:
+        read_file(path, ReadOptions(timezone="Europe/Berlin"))
+
+    assert "2026-03-29 02:00:00 is a nonexistent time" in raised.value.problem
+    assert "argument" not in raised.value.problem

@@ -673,10 +673,12 @@ def local_times_to_utc(
     try:
         local = _localized(times[known], timezone, after)
     except (ValueError, TypeError) as error:
+        # pandas adds advice about its own arguments after the first sentence.
+        reason = str(error).split(". ")[0].rstrip(".")
         raise InputError(
             path,
             f"time column {name!r} has times that are not valid local times in "
-            f"{timezone} ({error})",
+            f"{timezone} ({reason})",
             "check that the times are local times of that zone, or leave "
             "data.timezone unset",
         ) from error
