@@ -69,13 +69,9 @@ def _wait_for(driver, script: str, timeout: float = 30.0):  # noqa: ANN001, ANN2
     raise TimeoutError(f"page never satisfied: {script}")
 
 
-def test_dropped_recording_appears_as_alarm(tmp_path, monkeypatch):
-    token = "page-token-123"
-    monkeypatch.setenv("GRINDWATCH_TOKEN", token)
-    write_cycles(tmp_path / "good", 8)
-    train_small(tmp_path / "good", output=tmp_path / "bundle")
-    folder = tmp_path / "incoming"
-    write_cycles(folder, 2, start_seed=300)
+def _serve(tmp_path: Path, *options: str) -> tuple[list[str], str]:
+    """Return the command serving tmp_path/bundle with tmp_path/results.sqlite,
+    and the service's address."""
     port = free_port()
     command = grindwatch_command(
         "serve",
@@ -83,16 +79,29 @@ def test_dropped_recording_appears_as_alarm(tmp_path, monkeypatch):
         str(tmp_path / "bundle"),
         "--port",
         str(port),
-        "--watch",
-        str(folder),
         "--results",
         str(tmp_path / "results.sqlite"),
+        *options,
+    )
+    return command, f"http://127.0.0.1:{port}"
+
+
+def test_dropped_recording_appears_as_alarm(tmp_path, monkeypatch):
+    token = "page-token-123"
+    monkeypatch.setenv("GRINDWATCH_TOKEN", token)
+    write_cycles(tmp_path / "good", 8)
+    train_small(tmp_path / "good", output=tmp_path / "bundle")
+    folder = tmp_path / "incoming"
+    write_cycles(folder, 2, start_seed=300)
+    command, base = _serve(
+        tmp_path,
+        "--watch",
+        str(folder),
         "--settle",
         "0.3",
         "--interval",
         "0.2",
     )
-    base = f"http://127.0.0.1:{port}"
 
     with running(command, tmp_path / "serve.log", f"{base}/health"):
         driver = _browser(tmp_path / "profile")
@@ -180,17 +189,7 @@ def test_page_shows_cycle_alarms_and_older_thresholds(tmp_path):
         None,
     )
 
-    port = free_port()
-    command = grindwatch_command(
-        "serve",
-        "--model",
-        str(tmp_path / "bundle"),
-        "--port",
-        str(port),
-        "--results",
-        str(tmp_path / "results.sqlite"),
-    )
-    base = f"http://127.0.0.1:{port}"
+    command, base = _serve(tmp_path)
     with running(command, tmp_path / "serve.log", f"{base}/health"):
         driver = _browser(tmp_path / "profile")
         try:

@@ -896,7 +896,7 @@ def test_clock_times_past_midnight_name_date_setting(tmp_path):
 @pytest.mark.parametrize("first_day", [12, 3])
 def test_one_column_slashed_dates_read_day_first(tmp_path, first_day):
     # A day after the 12th shows the order, also when it comes late in the
-    # file; a recording that stays within one date parses in either order.
+    # file. Without one, the order without a jump at the change of date wins.
     start = pd.Timestamp(2026, 3, first_day, 23, 59, 50)
     stamps = pd.date_range(start, periods=400, freq="100ms")
     path = tmp_path / "slashed.csv"

@@ -261,12 +261,12 @@ class CycleCheck:
             # Rounding in exp(log(x + floor)) - floor leaves traces such as
             # -7e-18 where the training activity is 0.
             usual = 0.0 if usual < 1e-9 * floor else usual
-            what = f"RMS about the mean, {percentile}"
+            statistic = f"RMS about the mean, {percentile}"
         else:
             usual = float(self.center_[feature])
-            what = f"mean, {percentile}"
+            statistic = f"mean, {percentile}"
         return channel, (
-            f"{channel}: {what}, {raw[feature]:.4g} (training recordings "
+            f"{channel}: {statistic}, {raw[feature]:.4g} (training recordings "
             f"{usual:.4g}), z = {z:+.1f}"
         )
 
@@ -317,8 +317,9 @@ def _spread(values: np.ndarray, center: np.ndarray, floor: np.ndarray) -> np.nda
     """Estimate each column's standard deviation robustly, at least ``floor``.
 
     The scaled MAD alone is 0 for a value that most recordings share, such as
-    the activity of a channel that is at rest in most cycles, and the few
-    recordings where it moves would then score as far from normal as a fault.
+    the activity of a channel that is at rest in most cycles. The few
+    recordings where that channel moves would then score as far from normal as
+    a fault.
     The scaled mean absolute deviation, which counts those few, is the second
     lower bound; both estimate the standard deviation of normal data.
     """

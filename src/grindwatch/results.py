@@ -82,6 +82,10 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
 
 
 def window_table_path(path: str | Path) -> Path:
-    """Where the per-window table goes beside a per-recording table."""
+    """Where the per-window table goes beside a per-recording table.
+
+    ``today.csv`` gets ``today.windows.csv``, and a folder without a suffix,
+    such as spark-score's ``scores``, gets ``scores.windows``.
+    """
     path = Path(path)
     return path.with_name(f"{path.stem}.windows{path.suffix}")

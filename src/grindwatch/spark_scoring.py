@@ -262,10 +262,7 @@ def _output_paths(output: str | Path) -> tuple[Path, Path]:
     # Absolute, because the JVM writes the files and its working folder can differ
     # from this process's.
     recordings = Path(output).resolve()
-    if recordings.suffix:
-        windows = window_table_path(recordings)
-    else:
-        windows = recordings.with_name(recordings.name + ".windows")
+    windows = window_table_path(recordings)
     for path in (recordings, windows):
         if path.exists() and not (path / "_SUCCESS").is_file():
             raise ConfigError(

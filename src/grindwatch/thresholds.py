@@ -307,8 +307,8 @@ def fit_threshold(
             cut, tie_note = _mad_cut(t, mad_k)
             if tie_note:
                 reason = f"{reason}; {tie_note}"
-            # Dozens of recordings rarely form clusters; the cycle check's
-            # description says which rule it used.
+            # Dozens of recordings rarely form clusters, and the cycle check's
+            # description names the rule it used.
             logger.log(
                 logging.WARNING if unit == "windows" else logging.INFO,
                 "threshold on %s: fell back from gmm to median + %g * MAD because %s",

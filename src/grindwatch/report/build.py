@@ -301,17 +301,13 @@ def read_scores(
     from grindwatch.results import window_table_path
 
     path = Path(path)
-    # spark-score writes Parquet folders, named as score names files, except
-    # that a folder without a suffix gets NAME.windows beside it.
+    # spark-score writes Parquet folders, named as score names its files.
     folder = path.is_dir()
     if folder:
         # Resolved as spark-score resolves its --output, and so that "." or ".."
         # has a name to extend.
         path = path.resolve()
-    if folder and not path.suffix:
-        windows_path = path.with_name(path.name + ".windows")
-    else:
-        windows_path = window_table_path(path)
+    windows_path = window_table_path(path)
     for needed in (path, windows_path):
         if not (needed.is_dir() if folder else needed.is_file()):
             raise InputError(
