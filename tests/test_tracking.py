@@ -167,13 +167,21 @@ def test_pyfunc_scores_a_recording_frame(cycle_folders):
     assert list(predicted["start_sample"]) == list(direct.windows["start_sample"])
 
 
-def test_load_model_from_runs_uri(cycle_folders):
+def test_load_model_from_runs_uri(cycle_folders, tmp_path, monkeypatch):
+    import tempfile
+
     result = grindwatch.train(cycle_folders["good"], _config())
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
     loaded = grindwatch.load_model(f"runs:/{result.run_id}/model")
 
     assert loaded.threshold_.value == result.model.threshold_.value
     assert loaded.run_id_ == result.run_id
+    # The downloaded copy is gone once the model is in memory: a service that
+    # loads models for days must not fill the temporary folder.
+    assert list(scratch.iterdir()) == []
 
 
 def test_registered_model_loads_by_name(cycle_folders):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -960,7 +961,9 @@ def load_model(location: str | Path, config: Config | None = None) -> Model:
     if ":" in text or text.startswith("m-"):
         from grindwatch.tracking import download_model
 
-        return Model.load(download_model(text, config))
+        # The bundle is read whole into memory, so its download can go at once.
+        with tempfile.TemporaryDirectory(prefix="grindwatch-model-") as folder:
+            return Model.load(download_model(text, config, Path(folder)))
     raise InputError(
         location,
         "no such model folder",

@@ -401,8 +401,14 @@ def log_model(model, run_id: str, registered_model: str | None = None) -> str:  
     return info.model_uri
 
 
-def download_model(uri: str, config: Config | None = None) -> Path:
+def download_model(
+    uri: str, config: Config | None = None, destination: Path | None = None
+) -> Path:
     """Fetch an MLflow model (runs:/, models:/, m-..., or a server URI) to disk.
+
+    The files go to ``destination`` (an existing folder); without it, MLflow
+    picks a new temporary folder that nobody removes, so callers that only read
+    the model should pass a folder they delete afterwards.
 
     Returns the local folder of the grindwatch bundle inside it. Raises
     InputError, naming the URI and the tracking store, when the store does not
@@ -428,7 +434,12 @@ def download_model(uri: str, config: Config | None = None) -> Path:
         )
     mlflow.set_tracking_uri(tracking_uri)
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=uri,
+                dst_path=None if destination is None else str(destination),
+            )
+        )
     except MlflowException as error:
         reason = " ".join(error.message.split())
         # NOTE: MLflow 3.17 also raises RESOURCE_DOES_NOT_EXIST ("No such
@@ -450,7 +461,7 @@ def download_model(uri: str, config: Config | None = None) -> Path:
     raise InputError(
         uri,
         f"resolves in the MLflow tracking store {tracking_uri}, but its files "
-        f"(downloaded to {local}) contain no grindwatch model bundle",
+        "contain no grindwatch model bundle (model.pkl)",
         "check the model URI, and that the store's artifact folder was not moved",
     )
 
