@@ -187,7 +187,11 @@ def test_spark_score_rejects_empty_dataframe(spark, model_folder, tmp_path):
 
 
 def test_batch_of_unscorable_files_lists_each(archive, model_folder):
-    row = {"batch": 3, "paths": [str(archive / "good" / "short.npz"), "missing.npz"]}
+    row = {
+        "batch": 3,
+        "paths": [str(archive / "good" / "short.npz"), "missing.npz"],
+        "roots": [str(archive), ""],
+    }
 
     result = _score_files(load_model(model_folder), row, attribution=True)
 

@@ -507,6 +507,18 @@ def score(
         )
 
 
+def _describe_label_sources(sources: dict[str, dict[str, int]]) -> str:
+    """E.g. ``folder broken: 5 anomalous; folder healthy: 5 normal``."""
+    parts = []
+    for source, counts in sources.items():
+        found = [f"{n} {kind}" for kind, n in counts.items() if n]
+        parts.append(f"{source or 'unknown'}: {', '.join(found)}")
+    shown = parts[:8]
+    if len(parts) > len(shown):
+        shown.append(f"{len(parts) - len(shown)} more sources")
+    return "; ".join(shown)
+
+
 def _print_metrics(result) -> None:  # noqa: ANN001
     from rich.table import Table
 
@@ -532,6 +544,9 @@ def _print_metrics(result) -> None:  # noqa: ANN001
         )
     console().print(table)
     out = console()
+    sources = result.label_sources()
+    if sources:
+        out.print(f"Labels: {_describe_label_sources(sources)}.", highlight=False)
     if result.window_labels == "recordings":
         out.print(
             "Window labels are their recordings' labels (no per-sample labels), so "
@@ -622,6 +637,7 @@ def evaluate(
                     "recordings": result.recordings,
                     "unlabeled": result.unlabeled,
                     "window_labels": result.window_labels,
+                    "label_sources": result.label_sources(),
                     "not_evaluated": result.skipped_counts(),
                     "skipped": result.skipped,
                     "run_id": getattr(result, "run_id", None),

@@ -84,6 +84,24 @@ class EvaluationResult:
             "unlabeled": labels.count(None),
         }
 
+    def label_sources(self) -> dict[str, dict[str, int]]:
+        """Count the labeled recordings by where their label came from.
+
+        Keys are ``label column``, ``labels file`` or ``folder NAME``; values
+        count normal and anomalous recordings.
+        """
+        table = self.scored.recordings
+        if "label_source" not in table:
+            return {}
+        labeled = table[_labeled(table)]
+        counts: dict[str, dict[str, int]] = {}
+        for source, label in zip(
+            labeled["label_source"], labeled["label"], strict=True
+        ):
+            entry = counts.setdefault(str(source), {"normal": 0, "anomalous": 0})
+            entry["anomalous" if int(label) else "normal"] += 1
+        return counts
+
     def flat(self) -> dict[str, float]:
         out = {f"window_{k}": v for k, v in self.windows.items()}
         out.update({f"recording_{k}": v for k, v in self.recordings.items()})
@@ -93,8 +111,10 @@ class EvaluationResult:
 def apply_labels(scored, labels: dict[str, int]) -> None:  # noqa: ANN001 - ScoreResult
     """Fill the label columns from a mapping recording name -> 0/1.
 
-    Windows inherit their recording's label unless a label column already gave
-    per-sample labels.
+    The mapping overrides folder-name labels, for recordings and their windows.
+    Windows inherit their recording's label unless a label column gave per-sample
+    labels. Recordings the mapping leaves out have no label, whatever their
+    folder says, so the window and recording metrics count the same recordings.
     """
     names = scored.recordings["recording"].astype(str)
     stems = names.map(lambda name: Path(name).name)
@@ -117,14 +137,26 @@ def apply_labels(scored, labels: dict[str, int]) -> None:  # noqa: ANN001 - Scor
             len(labels),
             unused[:3],
         )
-    scored.recordings["label"] = mapped.astype("Int64")
+    recordings = scored.recordings
+    from_column = (
+        recordings["label_source"].eq("label column")
+        if "label_source" in recordings
+        else pd.Series(False, index=recordings.index)
+    ) & mapped.notna()
+    recordings["label"] = mapped.astype("Int64")
+    recordings["label_source"] = np.where(
+        from_column, "label column", np.where(mapped.notna(), "labels file", "")
+    )
     window_labels = scored.windows["recording"].map(
         dict(zip(names, mapped, strict=False))
     )
     if "label" in scored.windows:
-        window_labels = scored.windows["label"].where(
-            scored.windows["label"] >= 0, window_labels
+        # Per-sample labels of a label column stay, where the file labels the
+        # recording too; folder labels give way to the file's.
+        keep = scored.windows["recording"].isin(names[from_column]) & (
+            scored.windows["label"].fillna(-1) >= 0
         )
+        window_labels = scored.windows["label"].where(keep, window_labels)
     scored.windows["label"] = window_labels.astype("Int64")
 
 
@@ -182,21 +214,26 @@ def _labeled(table: pd.DataFrame) -> pd.Series:
 
 
 def label_skipped(
-    skipped: list[dict[str, str]], labels: dict[str, int] | None = None
+    skipped: list[dict[str, str]],
+    labels: dict[str, int] | None = None,
+    roots: dict[Path, Path] | None = None,
 ) -> list[dict[str, Any]]:
     """Add each skipped entry's label, from ``labels`` or else its folder names.
 
     ``labels`` maps recording names (file stems) to 0 or 1, as a labels file
     does, and as in ``apply_labels`` a name it leaves out has no label. A label
     column inside a skipped file is not read, so such a file's label is None.
+    ``roots`` maps files to the highest folder whose name may label them
+    (``grindwatch.io.dataset.label_roots``).
     """
     from grindwatch.io import label_from_path
 
+    roots = roots or {}
     labeled = []
     for item in skipped:
         path = Path(item["path"])
         if labels is None:
-            label = label_from_path(path)
+            label = label_from_path(path, roots.get(path))
         else:
             keys = (f"{path.parent.name}/{path.stem}", path.stem)
             found = [labels[key] for key in keys if key in labels]
@@ -229,7 +266,7 @@ def evaluate(
         mapping = labels if isinstance(labels, dict) else read_labels_csv(Path(labels))
         apply_labels(scored, mapping)
     result = evaluate_scores(scored)
-    result.skipped = label_skipped(scored.skipped, mapping)
+    result.skipped = label_skipped(scored.skipped, mapping, _label_roots(data, model))
     counts = result.skipped_counts()
     if counts["normal"] or counts["anomalous"]:
         logger.warning(
@@ -249,3 +286,18 @@ def evaluate(
             {"evaluation_recordings.csv": scored.recordings.to_csv(index=False)},
         )
     return result
+
+
+def _label_roots(data, model) -> dict[Path, Path]:  # noqa: ANN001
+    """The label root of each file in ``data``; empty for recordings in memory."""
+    from grindwatch.io import RecordingSet
+    from grindwatch.io.dataset import label_roots
+
+    if data is None or (isinstance(data, (list, tuple)) and not data):
+        data = model.config.data.paths
+    if not data or isinstance(data, RecordingSet):
+        return {}
+    try:
+        return label_roots(data, model.config.data.kind)
+    except InputError:  # scoring has reported it already
+        return {}

@@ -117,7 +117,8 @@ class ScoreResult:
     start_sample counts samples at the model's rate: after resampling
     (``data.resample``) it differs from the row number in the file.
     ``recordings`` has one row per recording: recording, source, n_windows, score
-    (the aggregate), flag, max_window_score, flagged_windows and, where known, label.
+    (the aggregate), flag, max_window_score, flagged_windows and, where known, label
+    and label_source (``label column``, ``folder NAME`` or ``labels file``).
     When the model has a cycle check (``grindwatch.cycles``), recordings also have
     cycle_score, cycle_flag, cycle_channel (empty when the length departs most)
     and cycle_reason, and flag is set when the score or the cycle check is above
@@ -579,6 +580,7 @@ class Model:
             label = _recording_label(recording)
             if label is not None:
                 row["label"] = label
+                row["label_source"] = recording.metadata.get("label_source", "")
             if attribution:
                 row.update(
                     recording_summary(

@@ -232,10 +232,14 @@ def spark_score(
     if not isinstance(model, Model):
         model = load_model(model)
     recordings_path, windows_path = _output_paths(output)
-    paths = _list_paths(data, model)
-    if not paths:
+    listed = _list_paths(data, model)
+    if not listed:
         raise InputError("data", "lists no file to score", "pass files or folders")
-    batches = [paths[i : i + batch_files] for i in range(0, len(paths), batch_files)]
+    paths = list(listed)
+    batches = [
+        (paths[i : i + batch_files], [listed[p] for p in paths[i : i + batch_files]])
+        for i in range(0, len(paths), batch_files)
+    ]
     slices = partitions or min(len(batches), 4 * spark.sparkContext.defaultParallelism)
     logger.info(
         "scoring %d files in %d batches on %d partitions",
@@ -272,9 +276,13 @@ def _output_paths(output: str | Path) -> tuple[Path, Path]:
     return recordings, windows
 
 
-def _list_paths(data: Any, model: Model) -> list[str]:
-    """List the files to score, in the order ``grindwatch score`` reads them."""
-    from grindwatch.io import list_files
+def _list_paths(data: Any, model: Model) -> dict[str, str]:
+    """List the files to score, in the order ``grindwatch score`` reads them.
+
+    Each file maps to its label root (``grindwatch.io.dataset.label_roots``), or
+    to "" for paths from a DataFrame, whose labels come from any parent folder.
+    """
+    from grindwatch.io.dataset import label_roots
 
     if hasattr(data, "select") and hasattr(data, "toLocalIterator"):
         if "path" not in data.columns:
@@ -282,17 +290,18 @@ def _list_paths(data: Any, model: Model) -> list[str]:
                 f"the DataFrame of recordings has columns {data.columns}; it needs "
                 "a 'path' column"
             )
-        return [str(row["path"]) for row in data.select("path").toLocalIterator()]
+        return {str(row["path"]): "" for row in data.select("path").toLocalIterator()}
     if data is None or (isinstance(data, (list, tuple)) and not data):
         data = model.config.data.paths
     if not data:
         raise ConfigError("no data given; pass files or folders to score")
-    return [str(path) for path in list_files(data, model.config.data.kind)]
+    roots = label_roots(data, model.config.data.kind)
+    return {str(path): str(root) for path, root in roots.items()}
 
 
 def _score_stage(
     spark: SparkSession,
-    batches: list[list[str]],
+    batches: list[tuple[list[str], list[str]]],
     slices: int,
     payload: Any,
     attribution: bool,
@@ -310,6 +319,7 @@ def _score_stage(
         [
             StructField("batch", LongType(), False),
             StructField("paths", ArrayType(StringType(), False), False),
+            StructField("roots", ArrayType(StringType(), False), False),
         ]
     )
     fields = [
@@ -331,7 +341,8 @@ def _score_stage(
     # Local rows, not an RDD, so no Python worker has to convert them. Range
     # partitioning keeps consecutive batches together, so the tables come out in the
     # order of the files.
-    source = spark.createDataFrame(list(enumerate(batches)), source_schema)
+    rows = [(index, paths, roots) for index, (paths, roots) in enumerate(batches)]
+    source = spark.createDataFrame(rows, source_schema)
     source = source.repartitionByRange(slices, "batch")
     return source.mapInArrow(score, StructType(fields))
 
@@ -520,7 +531,7 @@ def _score_batches(
 def _score_files(
     model: Model, row: dict[str, Any], attribution: bool
 ) -> dict[str, Any]:
-    recordings, skipped = _read_files(model, row["paths"])
+    recordings, skipped = _read_files(model, row["paths"], row["roots"])
     result = {
         "batch": row["batch"],
         "names": [recording.name for recording in recordings],
@@ -555,17 +566,20 @@ def _score_files(
 
 
 def _read_files(
-    model: Model, paths: list[str]
+    model: Model, paths: list[str], roots: list[str]
 ) -> tuple[list[Any], list[dict[str, str]]]:
-    """Read files as ``load_recordings`` does, without matching them to each other."""
+    """Read files as ``load_recordings`` does, without matching them to each other.
+
+    ``roots`` holds each file's label root, "" for none.
+    """
     from grindwatch.io.dataset import _reason, matches_metadata, read_file
     from grindwatch.pipeline import scoring_options
 
     options = scoring_options(model)
     recordings, skipped = [], []
-    for path in paths:
+    for path, root in zip(paths, roots, strict=True):
         try:
-            read = read_file(path, options)
+            read = read_file(path, options, label_root=Path(root) if root else None)
         except (InputError, OSError) as error:
             skipped.append({"path": path, "reason": _reason(error)})
             logger.warning("skipped %s", error)

@@ -19,7 +19,7 @@ import pandas as pd
 from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io.chunks import ChunkedStream, iter_windows, open_stream
 from grindwatch.io.frames import warn_irregular_time
-from grindwatch.io.labels import label_from_path
+from grindwatch.io.labels import label_folder
 
 if TYPE_CHECKING:
     from grindwatch.pipeline import Model, ProgressCallback, ScoreResult
@@ -183,7 +183,9 @@ def _recording_row(model: Model, path: Path, score: np.ndarray) -> dict:
         "max_window_score": float(score.max()),
         "flagged_windows": int((score > model.threshold_.value).sum()),
     }
-    label = label_from_path(path)
-    if label is not None:
-        row["label"] = label
+    # One file given by name: only its own folder's name may label it.
+    found = label_folder(path, path.parent)
+    if found is not None:
+        row["label"] = found[0]
+        row["label_source"] = f"folder {found[1].name}"
     return row

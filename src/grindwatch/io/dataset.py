@@ -20,7 +20,7 @@ from grindwatch.io.frames import (
     warn_irregular_time,
 )
 from grindwatch.io.hdf5 import read_hdf5
-from grindwatch.io.labels import label_from_path
+from grindwatch.io.labels import label_folder
 from grindwatch.io.mat import read_mat
 from grindwatch.io.numpy import read_numpy
 from grindwatch.io.options import ReadOptions
@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "SUFFIXES",
+    "label_roots",
     "list_files",
     "load_recordings",
     "matches_metadata",
@@ -60,13 +61,20 @@ TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")
 SUFFIXES = SIGNAL_SUFFIXES
 
 
-def read_file(path: str | Path, options: ReadOptions | None = None) -> list[Recording]:
+def read_file(
+    path: str | Path,
+    options: ReadOptions | None = None,
+    *,
+    label_root: Path | None = None,
+) -> list[Recording]:
     """Read one file into recordings: one for a signal file or a cycle folder, one
     per row of a table.
 
     Signal recordings are checked for constant and clipped channels (see
     ``grindwatch.io.samples.check_quality``) and resampled when ``resample_rate``
-    is set.
+    is set. Recordings without a label column get their label from the nearest
+    class-named folder at or below ``label_root`` (``grindwatch.io.labels``);
+    without ``label_root``, from any parent folder.
 
     Raises
     ------
@@ -77,7 +85,8 @@ def read_file(path: str | Path, options: ReadOptions | None = None) -> list[Reco
     path = Path(path)
     options = options or ReadOptions()
     if is_cycle_folder(path):
-        return [_finish(read_cycle_folder(path, options), options, checked=True)]
+        recording = read_cycle_folder(path, options)
+        return [_finish(recording, options, label_root, checked=True)]
     if not path.is_file():
         raise InputError(path, "file not found", "check the path")
     if path.stat().st_size == 0:
@@ -93,10 +102,8 @@ def read_file(path: str | Path, options: ReadOptions | None = None) -> list[Reco
             )
         frame = _read_frame(path, options)
         rows = frame_to_table_rows(path, frame, options)
-        folder_label = label_from_path(path)
         for row in rows:
-            if row.label is None:
-                row.label = folder_label
+            _set_label(row, path, label_root)
         return rows
 
     reader = _SIGNAL_READERS.get(suffix)
@@ -107,7 +114,7 @@ def read_file(path: str | Path, options: ReadOptions | None = None) -> list[Reco
             f"grindwatch reads {', '.join(SIGNAL_SUFFIXES)} and cycle folders "
             "(meta.json plus raw/)",
         )
-    return [_finish(reader(path, options), options)]
+    return [_finish(reader(path, options), options, label_root)]
 
 
 def _read_frame_recording(path: Path, options: ReadOptions) -> Recording:
@@ -132,7 +139,12 @@ _SIGNAL_READERS = {
 }
 
 
-def _finish(recording: Recording, options: ReadOptions, checked: bool = False):  # noqa: ANN202
+def _finish(  # noqa: ANN202
+    recording: Recording,
+    options: ReadOptions,
+    label_root: Path | None,
+    checked: bool = False,
+):
     """Check quality, resample if asked, and set the label from the folder names."""
     if not checked:
         recording = check_quality(
@@ -146,8 +158,24 @@ def _finish(recording: Recording, options: ReadOptions, checked: bool = False): 
         and recording.metadata.get("cycle_mode") != "features"
     ):
         recording = resample(recording, options.resample_rate)
-    recording.label = label_from_path(recording.source or Path(recording.name))
+    _set_label(recording, recording.source or Path(recording.name), label_root)
     return recording
+
+
+def _set_label(recording: Recording, path: Path, root: Path | None) -> None:
+    """Record where a recording's label comes from, and take a folder's label
+    where no label column gave one.
+
+    ``metadata["label_source"]`` is ``"label column"`` or ``"folder NAME"``;
+    it is absent for a recording without a label.
+    """
+    if recording.label is not None or recording.sample_labels is not None:
+        recording.metadata["label_source"] = "label column"
+        return
+    found = label_folder(path, root)
+    if found is not None:
+        recording.label, folder = found
+        recording.metadata["label_source"] = f"folder {folder.name}"
 
 
 def _time_like_among(recording: Recording, options: ReadOptions) -> set[str] | None:
@@ -167,21 +195,33 @@ def _read_frame(path: Path, options: ReadOptions):  # noqa: ANN202
 
 def list_files(source: str | Path | Iterable[str | Path], kind: str = "signals"):
     """Expand folders (recursively) and glob patterns into a sorted list of files."""
+    return list(label_roots(source, kind))
+
+
+def label_roots(
+    source: str | Path | Iterable[str | Path], kind: str = "signals"
+) -> dict[Path, Path]:
+    """Expand ``source`` as ``list_files`` does, each file with its label root.
+
+    The label root is the highest folder whose name may label the file: the
+    folder given, the fixed part of a glob pattern (``data`` for
+    ``data/*/x*.csv``), or the folder of a file given by name. Folders above it
+    hold the data but say nothing about it (``fault_study/line1/...``).
+    """
     if isinstance(source, (str, Path)):
         source = [source]
     suffixes = TABLE_SUFFIXES if kind == "table" else SIGNAL_SUFFIXES
-    files: list[Path] = []
+    files: dict[Path, Path] = {}
     for item in source:
         text = str(item)
         if any(char in text for char in "*?["):
             matches = sorted(Path(match) for match in glob.glob(text, recursive=True))
             if not matches:
                 raise InputError(text, "the pattern matches no file", "check it")
-            files.extend(
-                match
-                for match in matches
-                if match.is_file() or (kind == "signals" and is_cycle_folder(match))
-            )
+            root = _fixed_prefix(Path(text))
+            for match in matches:
+                if match.is_file() or (kind == "signals" and is_cycle_folder(match)):
+                    files.setdefault(match, root)
         elif Path(text).is_dir():
             found = _walk(Path(text), suffixes, kind)
             if not found:
@@ -191,12 +231,23 @@ def list_files(source: str | Path | Iterable[str | Path], kind: str = "signals")
                     "folder (meta.json plus raw/)",
                     "point at the folder with the recordings",
                 )
-            files.extend(found)
+            for path in found:
+                files.setdefault(path, Path(text))
         elif Path(text).exists():
-            files.append(Path(text))
+            files.setdefault(Path(text), Path(text).parent)
         else:
             raise InputError(text, "no such file or folder", "check the path")
-    return list(dict.fromkeys(files))
+    return files
+
+
+def _fixed_prefix(pattern: Path) -> Path:
+    """The folders of a glob pattern before its first wildcard."""
+    fixed = []
+    for part in pattern.parts[:-1]:
+        if any(char in part for char in "*?["):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
 
 
 def _walk(folder: Path, suffixes: tuple[str, ...], kind: str) -> list[Path]:
@@ -250,14 +301,15 @@ def load_recordings(
         does not match the reference.
     """
     options = options or ReadOptions()
-    files = list_files(source, options.kind)
+    roots = label_roots(source, options.kind)
+    files = list(roots)
     order = {path: index for index, path in enumerate(files)}
     read: list[tuple[Path, list[Recording]]] = []
     skipped: list[SkippedFile] = []
     n_filtered = 0
     for path in files:
         try:
-            found = read_file(path, options)
+            found = read_file(path, options, label_root=roots[path])
         except (InputError, OSError) as error:
             if strict:
                 raise

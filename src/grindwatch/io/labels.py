@@ -12,7 +12,7 @@ import pandas as pd
 
 from grindwatch.exceptions import InputError
 
-__all__ = ["label_from_path", "read_labels_csv"]
+__all__ = ["folder_class", "label_folder", "label_from_path", "read_labels_csv"]
 
 # Folder-name words that mark a recording's class, matched as whole words.
 ANOMALOUS_WORDS = frozenset(
@@ -39,18 +39,79 @@ NORMAL_WORDS = frozenset(
 )
 
 
-def label_from_path(path: Path) -> int | None:
+# Words that turn a class word into its opposite: "anomaly-free", "fault_less",
+# "no-fault", "non anomalous", and the same written as one word.
+_NEGATING_BEFORE = ("no", "non", "not", "without", "zero", "un")
+_NEGATING_AFTER = ("free", "less")
+
+
+def folder_class(name: str) -> int | None:
+    """Return 1 or 0 when a folder name names a class, else None.
+
+    Class words are matched as whole words. A negated anomalous word
+    ("anomaly-free", "faultless", "no_fault") names the normal class, a negated
+    normal word ("not_ok") the anomalous one. A name with an anomalous word that
+    is not negated is anomalous, whatever else it holds.
+    """
+    words = [word for word in re.split(r"[^a-z0-9]+", name.lower()) if word]
+    anomalous = normal = False
+    for index, word in enumerate(words):
+        before = words[index - 1] if index else ""
+        if word in NORMAL_WORDS:
+            # "not_ok", "not good": a negated normal word is anomalous.
+            if before in _NEGATING_BEFORE:
+                anomalous = True
+            else:
+                normal = True
+        elif word in ANOMALOUS_WORDS:
+            after = words[index + 1] if index + 1 < len(words) else ""
+            if before in _NEGATING_BEFORE or after in _NEGATING_AFTER:
+                normal = True
+            else:
+                anomalous = True
+        elif _negated_compound(word):
+            normal = True
+    if anomalous:
+        return 1
+    return 0 if normal else None
+
+
+def _negated_compound(word: str) -> bool:
+    """Check for one-word negations such as "faultfree", "nonanomalous"."""
+    for suffix in _NEGATING_AFTER:
+        if word.endswith(suffix) and word[: -len(suffix)] in ANOMALOUS_WORDS:
+            return True
+    for prefix in _NEGATING_BEFORE:
+        if word.startswith(prefix) and word[len(prefix) :] in ANOMALOUS_WORDS:
+            return True
+    return False
+
+
+def label_folder(path: Path, root: Path | None = None) -> tuple[int, Path] | None:
+    """Return the label and the folder that names it, or None.
+
+    The nearest class-named parent folder wins, so ``bad/run_ok_3/x.csv`` is
+    normal. With ``root`` (the folder the user gave), folders above it are not
+    read: a project folder such as ``fault_study/`` above the data says nothing
+    about the recordings.
+    """
+    path = Path(path)
+    for folder in path.parents:
+        label = folder_class(folder.name)
+        if label is not None:
+            return label, folder
+        if root is not None and folder == root:
+            break
+    return None
+
+
+def label_from_path(path: Path, root: Path | None = None) -> int | None:
     """Return 1 or 0 when a parent folder is named for a class, else None.
 
-    The nearest parent wins, so ``bad/run_ok_3/x.csv`` is normal.
+    See ``label_folder`` for the rules and ``root``.
     """
-    for folder in path.parents:
-        words = set(re.split(r"[^a-z0-9]+", folder.name.lower()))
-        if words & ANOMALOUS_WORDS:
-            return 1
-        if words & NORMAL_WORDS:
-            return 0
-    return None
+    found = label_folder(path, root)
+    return None if found is None else found[0]
 
 
 _TRUE = {"1", "true", "yes", "bad", "nok", "anomalous", "anomaly", "broken", "worn"}

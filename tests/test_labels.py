@@ -1,0 +1,131 @@
+"""Evaluation labels: class-named folders, their limits, and a labels file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from grindwatch.cli import app
+from grindwatch.io import load_recordings
+from grindwatch.io.labels import folder_class
+from tests.conftest import write_cycles
+
+runner = CliRunner()
+FAST = ["--window", "256", "--epochs", "3", "--set", "frontend.n_bands=16"]
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [
+        ("bad", 1),
+        ("NOK", 1),
+        ("broken_tooth", 1),
+        ("good", 0),
+        ("healthy-30hz", 0),
+        ("anomaly-free", 0),
+        ("fault_free", 0),
+        ("faultless", 0),
+        ("no-fault", 0),
+        ("non_anomalous", 0),
+        ("not_ok", 1),
+        ("not good", 1),
+        ("run_ok_3", 0),
+        ("fault_detection_project", 1),
+        ("valve1", None),
+        ("", None),
+    ],
+)
+def test_folder_class_reads_negations(name, label):
+    assert folder_class(name) == label
+
+
+def test_folders_above_the_given_folder_do_not_label(tmp_path):
+    write_cycles(tmp_path / "fault_study" / "line1", 2)
+
+    below = load_recordings(tmp_path / "fault_study" / "line1")
+    given = load_recordings(tmp_path / "fault_study")
+
+    # The project folder above the data says nothing about the recordings...
+    assert [r.label for r in below] == [None, None]
+    # ...but a folder the user names is read, as `evaluate good/ bad/` needs.
+    assert [r.label for r in given] == [1, 1]
+    assert given.recordings[0].metadata["label_source"] == "folder fault_study"
+
+
+def test_glob_and_file_labels_stop_at_their_fixed_folder(tmp_path):
+    write_cycles(tmp_path / "bad" / "runs", 2)
+
+    by_glob = load_recordings(str(tmp_path / "bad" / "runs" / "*.csv"))
+    by_name = load_recordings(tmp_path / "bad" / "runs" / "cycle_000.csv")
+    wider = load_recordings(str(tmp_path / "bad" / "*" / "*.csv"))
+
+    assert [r.label for r in by_glob] == [None, None]
+    assert [r.label for r in by_name] == [None]
+    assert [r.label for r in wider] == [1, 1]
+
+
+def _train(folder, tmp_path):  # noqa: ANN001, ANN202
+    model = tmp_path / "model"
+    result = runner.invoke(app, ["train", str(folder), "-o", str(model), *FAST])
+    assert result.exit_code == 0, result.output
+    return model
+
+
+def test_evaluate_names_the_folders_that_gave_labels(cycle_folders, tmp_path):
+    model = _train(cycle_folders["good"], tmp_path)
+    data = tmp_path / "eval"
+    shutil.copytree(cycle_folders["good"], data / "anomaly-free")
+    shutil.copytree(cycle_folders["bad"], data / "broken")
+
+    result = runner.invoke(
+        app, ["evaluate", str(data), "-m", str(model), "--no-track", "--json"]
+    )
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["label_sources"] == {
+        "folder anomaly-free": {"normal": 8, "anomalous": 0},
+        "folder broken": {"normal": 0, "anomalous": 3},
+    }
+    assert report["recordings"]["n_anomalous"] == 3
+    table = runner.invoke(app, ["evaluate", str(data), "-m", str(model), "--no-track"])
+    text = " ".join(table.output.split())
+    assert "Labels: folder anomaly-free: 8 normal; folder broken: 3 anomalous." in text
+
+
+def test_labels_file_overrides_folder_labels_of_windows(cycle_folders, tmp_path):
+    model = _train(cycle_folders["good"], tmp_path)
+    labels = tmp_path / "labels.csv"
+    # Flipped against the folders: two good cycles anomalous, one bad one normal;
+    # the other eight recordings get no label.
+    labels.write_text(
+        "recording,label\ncycle_000,1\ncycle_001,1\ncycle_100,0\n", encoding="utf-8"
+    )
+
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(cycle_folders["root"]),
+            "-m",
+            str(model),
+            "--labels",
+            str(labels),
+            "--no-track",
+            "--json",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["recordings"]["n"] == 3
+    assert report["recordings"]["n_anomalous"] == 2
+    # The window row counts the windows of the same three recordings, labelled
+    # by the file, not by their folders.
+    per_recording = report["windows"]["n"] // 3
+    assert report["windows"]["n"] == 3 * per_recording
+    assert report["windows"]["n_anomalous"] == 2 * per_recording
+    assert report["label_sources"] == {"labels file": {"normal": 1, "anomalous": 2}}
