@@ -1009,3 +1009,81 @@ def test_mat_signal_named_rate_kept(tmp_path):
     assert recording.channels == ["rate", "vib"]
     assert recording.n_samples == 500
     assert recording.sample_rate == 1000.0
+
+
+def _parquet_frame() -> pd.DataFrame:
+    frame = pd.DataFrame(make_cycle(0, 400).T, columns=list(CHANNELS))
+    frame.insert(0, "time", np.arange(400) / 1000.0)
+    return frame
+
+
+def test_nullable_parquet_column_follows_the_nan_policy(tmp_path):
+    frame = _parquet_frame()
+    frame["vib_x"] = (frame["vib_x"] * 1000).round().astype("Int64")
+    frame.loc[7, "vib_x"] = pd.NA
+    path = tmp_path / "nullable.parquet"
+    frame.to_parquet(path)
+
+    with pytest.raises(InputError, match="channel 'vib_x' at sample 7"):
+        read_file(path)
+    recording = read_file(path, ReadOptions(nan_policy="interpolate"))[0]
+    assert np.isfinite(recording.data).all()
+    assert recording.data[0, 7] == pytest.approx(
+        (recording.data[0, 6] + recording.data[0, 8]) / 2
+    )
+
+
+def test_decimal_parquet_columns_are_numbers(tmp_path):
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = _parquet_frame()
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    values = [decimal.Decimal(f"{value:.4f}") for value in frame["current"]]
+    table = table.set_column(3, "current", pa.array(values, type=pa.decimal128(10, 4)))
+    pq.write_table(table, tmp_path / "decimal.parquet")
+
+    recording = read_file(tmp_path / "decimal.parquet")[0]
+
+    assert recording.channels == list(CHANNELS)
+    np.testing.assert_allclose(recording.data[2], frame["current"], atol=1e-4)
+
+
+def test_parquet_with_repeated_column_names_says_so(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = [pa.array(np.arange(10.0)) for _ in range(3)]
+    table = pa.Table.from_arrays(columns, names=["time", "vib", "vib"])
+    pq.write_table(table, tmp_path / "twice.parquet")
+
+    with pytest.raises(InputError, match="more than one column named 'vib'"):
+        read_file(tmp_path / "twice.parquet")
+
+
+def test_delimiter_at_line_ends_adds_no_channel(tmp_path):
+    frame = _parquet_frame()
+    lines = frame.to_csv(index=False).splitlines()
+    path = tmp_path / "trailing.csv"
+    path.write_text("\n".join(line + "," for line in lines) + "\n")
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == list(CHANNELS)
+    assert recording.sample_rate == pytest.approx(1000.0)
+
+
+def test_gap_in_a_column_the_model_does_not_read(tmp_path):
+    write_cycles(tmp_path / "train", 4)
+    model = grindwatch.train(tmp_path / "train", _config()).model
+    frame = pd.read_csv(tmp_path / "train" / "cycle_000.csv")
+    frame["temperature"] = 21.5
+    frame.loc[100, "temperature"] = np.nan
+    frame.to_csv(tmp_path / "extra.csv", index=False)
+
+    scored = grindwatch.score(model, tmp_path / "extra.csv")
+
+    assert list(scored.recordings["recording"]) == ["extra"]
+    assert not scored.skipped

@@ -999,3 +999,47 @@ def test_timezone_rejects_skipped_local_times(tmp_path):
 
     assert "2026-03-29 02:00:00 is a nonexistent time" in raised.value.problem
     assert "argument" not in raised.value.problem
+
+
+def test_damaged_time_cell_raises_instead_of_dropping_the_column(tmp_path):
+    seconds = (np.arange(300) / 2000).astype(object)
+    seconds[120] = "ERR"
+    path = _write(tmp_path / "run.csv", "time", seconds)
+
+    # Read with no time column, the file got the model's rate when scored.
+    with pytest.raises(
+        InputError, match="the time column 'time' has 'ERR' at data row 120"
+    ):
+        read_file(path)
+
+
+def test_time_running_backwards_raises(tmp_path):
+    path = _write(tmp_path / "run.csv", "Zeit [s]", np.arange(300)[::-1] / RATE)
+
+    with pytest.raises(InputError, match="'Zeit \\[s\\]' runs backwards"):
+        read_file(path)
+
+
+def test_given_rate_leaves_a_damaged_time_column_out(tmp_path):
+    path = _write(tmp_path / "run.csv", "time", np.arange(300)[::-1] / RATE)
+
+    recording = read_file(path, ReadOptions(sample_rate=RATE))[0]
+
+    assert recording.sample_rate == RATE
+    assert recording.metadata["unused_time_columns"] == ["time"]
+
+
+def test_parquet_time_as_timedelta_or_text_gives_the_rate(tmp_path):
+    seconds = np.arange(300) / 2000
+    for name, values in (
+        ("elapsed.parquet", pd.to_timedelta(seconds, unit="s")),
+        ("text.parquet", [f"{value:.4f}" for value in seconds]),
+    ):
+        frame = pd.DataFrame(make_cycle(0, 300).T, columns=["a", "b", "c"])
+        frame.insert(0, "time", values)
+        frame.to_parquet(tmp_path / name)
+
+        recording = read_file(tmp_path / name)[0]
+
+        assert recording.sample_rate == pytest.approx(2000.0)
+        assert recording.channels == ["a", "b", "c"]

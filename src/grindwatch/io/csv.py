@@ -240,4 +240,15 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
         header = None if header is None else [first, *header[1:]]
     if header is not None:
         _warn_renamed(path, header, list(frame.columns))
-    return frame
+    return _without_trailing_empty(frame)
+
+
+def _without_trailing_empty(frame: pd.DataFrame) -> pd.DataFrame:
+    """Drop the empty, unnamed last columns that a delimiter at the end of each
+    line makes (``1,2,3,``); pandas names them ``Unnamed: N``."""
+    drop = []
+    for name in reversed(frame.columns):
+        if not str(name).startswith("Unnamed: ") or frame[name].notna().any():
+            break
+        drop.append(name)
+    return frame.drop(columns=drop) if drop else frame

@@ -16,6 +16,7 @@ from grindwatch.io.options import ReadOptions
 from grindwatch.io.recording import Recording
 from grindwatch.io.samples import low_precision_channels
 from grindwatch.io.time_names import (
+    is_date_name,
     is_one_letter_time_name,
     seconds_per_unit,
     time_name_scale,
@@ -42,6 +43,8 @@ def _is_time_column(name: str, column: pd.Series) -> bool:
     Index columns do not count: they are never channels, but give no time.
     """
     if pd.api.types.is_datetime64_any_dtype(column):
+        return True
+    if pd.api.types.is_timedelta64_dtype(column):
         return True
     if time_name_scale(str(name).strip()) is not None:
         return True
@@ -315,14 +318,21 @@ def _seconds(name: str, column: pd.Series, time_column: str | None):  # noqa: AN
         if valid.empty:
             return None
         return (as_datetime - valid.iloc[0]).dt.total_seconds().to_numpy()
+    if pd.api.types.is_timedelta64_dtype(column):
+        return column.dt.total_seconds().to_numpy()
     if not pd.api.types.is_numeric_dtype(column):
-        return None
+        # Numbers stored as text (a Parquet string column) count when every
+        # filled cell is one.
+        filled, is_number = _number_cells(column)
+        if not filled.any() or (filled & ~is_number).any():
+            return None
+        column = pd.to_numeric(column.astype("string").str.strip(), errors="coerce")
     if name != time_column and _INDEX_NAMES.match(name.strip()):
         return None
     # A unit in the name ("Time [ms]") converts numbers to seconds, and numbers
     # without one are seconds.
     scale = time_name_scale(name) or seconds_per_unit(name) or 1.0
-    return column.to_numpy(dtype=float) * scale
+    return column.to_numpy(dtype=float, na_value=np.nan) * scale
 
 
 def _rate_from_time(
@@ -873,6 +883,8 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
     if roles.date_pair is not None:
         roles.date_pair.raise_if_invalid(path)
     time_column = roles.time_column
+    if time_column is None and options.sample_rate is None:
+        _raise_if_damaged_time(path, roles.frame, roles.unused_time)
     frame = _drop_empty_rows(path, roles.frame)
     if frame.empty:
         raise InputError(path, "the file holds no data rows", "check the file")
@@ -891,7 +903,16 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
     sample_rate = _resolve_rate(path, sample_rate, options.sample_rate)
 
     channels = _select(path, roles.numeric, options)
+    known = set(options.known_channels)
+    if known and known <= {str(name) for name in channels}:
+        # Scoring reads only the model's channels, so a gap in a column that the
+        # model does not use skips no file. When some are missing, every channel
+        # stays, so the missing-channel message lists what the file has.
+        channels = [name for name in channels if str(name) in known]
     values = frame[channels].to_numpy()
+    if values.dtype == object:
+        # Nullable number columns (Int64, Float64) contain pd.NA for a missing value.
+        values = frame[channels].to_numpy(dtype=np.float64, na_value=np.nan)
     metadata: dict[str, object] = {"source_dtype": str(values.dtype)}
     metadata.update(
         _column_metadata(
@@ -918,6 +939,55 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
     )
 
 
+def _raise_if_damaged_time(path: Path, frame: pd.DataFrame, names: list[str]) -> None:
+    """Raise when a column named as time is no time column only through damage.
+
+    Without it, such a file was read with no time column, so at no sample rate,
+    and scoring took the model's rate for it, whatever the file's real rate.
+    A column named ``time`` (not the one-letter ``t``, often a temperature, nor
+    a date that repeats on every row) with a cell that is not a number, or with
+    times that run backwards, is damaged. Other columns stay left out, with the
+    warning of ``load_recordings``.
+    """
+    for name in names:
+        if (
+            time_name_scale(name) is None
+            or is_one_letter_time_name(name)
+            or is_date_name(name)
+        ):
+            continue
+        column = frame[name]
+        problem = None
+        if not (
+            pd.api.types.is_numeric_dtype(column)
+            or pd.api.types.is_datetime64_any_dtype(column)
+            or pd.api.types.is_timedelta64_dtype(column)
+        ):
+            filled, is_number = _number_cells(column)
+            damaged = filled & ~is_number
+            if is_number.sum() > damaged.sum() and damaged.any():
+                row = int(np.flatnonzero(damaged)[0])
+                cell = repr(column.iloc[row])
+                cell = cell if len(cell) <= 24 else cell[:20] + "...'"
+                problem = f"has {cell} at data row {row}, which is not a time"
+        if problem is None:
+            seconds = _seconds(name, column, None)
+            steps = (
+                np.array([])
+                if seconds is None
+                else np.diff(seconds[np.isfinite(seconds)])
+            )
+            if steps.size and np.median(steps) < 0:
+                problem = f"runs backwards (median step {float(np.median(steps)):g} s)"
+        if problem is not None:
+            raise InputError(
+                path,
+                f"the time column {name!r} {problem}, so the sample rate cannot "
+                "be read from it",
+                "repair the column, or delete it to read the rows without times",
+            )
+
+
 def _resolve_rate(path: Path, found: float | None, given: float | None):
     if given is None:
         return found
@@ -938,7 +1008,7 @@ def frame_to_table_rows(path: Path, frame: pd.DataFrame, options: ReadOptions):
         raise InputError(path, "the table holds no rows", "check the file")
 
     features = _select(path, roles.numeric, options)
-    values = frame[features].to_numpy(dtype=np.float64)
+    values = frame[features].to_numpy(dtype=np.float64, na_value=np.nan)
     names = [str(name) for name in features]
     bad = ~np.isfinite(values)
     if bad.any():
