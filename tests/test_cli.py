@@ -573,3 +573,32 @@ def test_score_sets_timezone_for_local_times(tmp_path):
     assert "data.timezone" in plain.output
     assert zoned.exit_code == 0, zoned.output
     assert json.loads(zoned.stdout)["summary"]["n_recordings"] == 1
+
+
+def test_score_refuses_to_overwrite_its_input(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path)
+    recording = tmp_path / "x.csv"
+    recording.write_bytes((cycle_folders["bad"] / "cycle_100.csv").read_bytes())
+    before = recording.read_bytes()
+
+    result = runner.invoke(
+        app, ["score", str(recording), "-m", str(model), "-o", str(recording)]
+    )
+
+    assert result.exit_code == 2
+    assert "would be lost" in " ".join(result.output.split())
+    assert recording.read_bytes() == before
+
+
+def test_output_under_a_file_fails_before_the_work(cycle_folders, tmp_path):
+    blocker = tmp_path / "notes.csv"
+    blocker.write_text("a file, not a folder\n")
+
+    trained = runner.invoke(
+        app, ["train", str(cycle_folders["good"]), "-o", str(blocker / "model"), *FAST]
+    )
+
+    assert trained.exit_code == 2
+    assert "because" in trained.output and "is a file" in trained.output
+    # Failing before training: no MLflow run was started.
+    assert "MLflow run" not in trained.output

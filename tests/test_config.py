@@ -70,3 +70,26 @@ def test_negative_seed_rejected(tmp_path):
 
     assert "seed" in str(raised.value)
     assert "greater than or equal to 0" in str(raised.value)
+
+
+def test_utf16_config_from_powershell_is_read(tmp_path):
+    path = tmp_path / "grindwatch.yaml"
+    path.write_bytes("windows:\n  length: 512\n".encode("utf-16"))
+
+    assert load_config(path).windows.length == 512
+
+
+def test_config_in_another_encoding_names_the_byte(tmp_path):
+    path = tmp_path / "grindwatch.yaml"
+    path.write_bytes("tracking:\n  experiment: Schleifen-Prüfstand\n".encode("latin-1"))
+
+    with pytest.raises(ConfigError, match="is not UTF-8 text \\(byte 0xfc"):
+        load_config(path)
+
+
+def test_key_given_twice_rejected(tmp_path):
+    path = tmp_path / "grindwatch.yaml"
+    path.write_text("windows:\n  length: 256\nwindows:\n  hop: 128\n")
+
+    with pytest.raises(ConfigError, match="line 3, column 1: the key 'windows'"):
+        load_config(path)

@@ -129,3 +129,39 @@ def test_labels_file_overrides_folder_labels_of_windows(cycle_folders, tmp_path)
     assert report["windows"]["n"] == 3 * per_recording
     assert report["windows"]["n_anomalous"] == 2 * per_recording
     assert report["label_sources"] == {"labels file": {"normal": 1, "anomalous": 2}}
+
+
+def test_labels_file_with_two_labels_for_one_recording(tmp_path):
+    from grindwatch.exceptions import InputError
+    from grindwatch.io import read_labels_csv
+
+    path = tmp_path / "labels.csv"
+    path.write_text("recording,label\ncycle_000,0\ncycle_001,1\ncycle_000,1\n")
+
+    with pytest.raises(
+        InputError,
+        match="gives 'cycle_000' the label 0 and, at data row 2, the label 1",
+    ):
+        read_labels_csv(path)
+
+
+def test_labels_file_not_in_utf8_fails_before_scoring(cycle_folders, tmp_path):
+    model = _train(cycle_folders["good"], tmp_path)
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes("recording,label\ncycle_000,gut\u00e4\n".encode("latin-1"))
+
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(cycle_folders["root"]),
+            "-m",
+            str(model),
+            "--labels",
+            str(labels),
+            "--no-track",
+        ],
+    )
+
+    assert result.exit_code == 2
+    assert "labels.csv: is not UTF-8 text (byte 0xe4" in " ".join(result.output.split())

@@ -800,3 +800,25 @@ def test_skipped_recording_listed_not_fatal(cycles, tmp_path):
     assert result.n_recordings == 1
     assert result.n_details == 1
     assert "no_current.csv: missing channels [&#x27;current&#x27;]" in notes
+
+
+def test_saved_scores_edited_by_hand_rejected(cycles, tmp_path):
+    from grindwatch.exceptions import InputError
+
+    scored = grindwatch.score(cycles.model, cycles.root)
+    windows = scored.windows.astype({"score": object})
+    windows.loc[3, "score"] = "x"
+    write_table(scored.recordings, tmp_path / "scores.csv")
+    write_table(windows, window_table_path(tmp_path / "scores.csv"))
+
+    with pytest.raises(
+        InputError,
+        match="scores.windows.csv: column 'score' contains 'x' at data row 3",
+    ):
+        create_report(
+            cycles.model,
+            cycles.root,
+            tmp_path / "r.html",
+            scores=tmp_path / "scores.csv",
+            max_details=0,
+        )

@@ -255,6 +255,11 @@ def train(
     }
     overrides.update(_parse_set(set_))
     settings = _run(_build_config, config, overrides)
+    if output is not None:
+        from grindwatch.results import check_output_folder
+
+        # Checked before training, so a wrong path does not cost the model.
+        _run(check_output_folder, output)
     with progress_bar(not json_output) as progress:
         result = _run(
             train_model, data or None, settings, output=output, progress=progress
@@ -453,14 +458,21 @@ def score(
 ) -> None:
     """Score recordings with a trained model and flag anomalous ones."""
     from grindwatch._console import progress_bar, setup_logging
+    from grindwatch.io import list_files
     from grindwatch.pipeline import score as score_data
-    from grindwatch.results import check_table_path, window_table_path, write_table
+    from grindwatch.results import (
+        check_not_input,
+        check_table_path,
+        window_table_path,
+        write_table,
+    )
 
     setup_logging(verbose)
     if not data:
         _fail("no data given; pass the files or folders to score")
     if output is not None:
         _run(check_table_path, output)
+        _run(check_not_input, output, _run(list_files, data))
     loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
     with progress_bar(not json_output) as progress:
         result = _run(

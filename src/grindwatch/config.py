@@ -331,17 +331,59 @@ def _describe(item: dict[str, Any]) -> str:
     return f"{where}: {message}"
 
 
+def _yaml_text(path: Path, raw: bytes) -> str:
+    """Decode a config file: UTF-8, or UTF-16 with its byte order mark, as
+    PowerShell's ``>`` writes it."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: is not UTF-8 text (byte 0x{raw[error.start]:02x} at offset "
+            f"{error.start}); save it as UTF-8, or write a new one with "
+            "'grindwatch config > FILE'"
+        ) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that rejects a key given twice in one mapping, which plain
+    YAML loading resolves silently by keeping the last."""
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN201, FBT002
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"the key {key!r} appears twice; keep one",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """Read a YAML config file; missing settings keep their defaults."""
     if path is None:
         return Config()
     path = Path(path)
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        raw = path.read_bytes()
     except OSError as error:
         raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
+    try:
+        tree = yaml.load(_yaml_text(path, raw), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: is not valid YAML ({error})") from None
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None)
+        if mark is not None and problem:
+            reason = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+        else:
+            reason = " ".join(str(error).split())
+        raise ConfigError(f"{path}: is not valid YAML ({reason})") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(tree)}")
     return _validate(tree, str(path))

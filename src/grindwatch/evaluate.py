@@ -114,7 +114,7 @@ def apply_labels(scored, labels: dict[str, int]) -> None:  # noqa: ANN001 - Scor
     The mapping overrides folder-name labels, for recordings and their windows.
     Windows inherit their recording's label unless a label column gave per-sample
     labels. Recordings the mapping leaves out have no label, whatever their
-    folder says, so the window and recording metrics count the same recordings.
+    folder's name, so the window and recording metrics count the same recordings.
     """
     names = scored.recordings["recording"].astype(str)
     stems = names.map(lambda name: Path(name).name)
@@ -260,10 +260,12 @@ def evaluate(
 
     if not isinstance(model, Model):
         model = load_model(model)
-    scored = score(model, data, progress=progress)
     mapping = None
     if labels is not None:
+        # Read before scoring, so a bad labels file fails at once.
         mapping = labels if isinstance(labels, dict) else read_labels_csv(Path(labels))
+    scored = score(model, data, progress=progress)
+    if mapping is not None:
         apply_labels(scored, mapping)
     result = evaluate_scores(scored)
     result.skipped = label_skipped(scored.skipped, mapping, _label_roots(data, model))
@@ -289,7 +291,7 @@ def evaluate(
 
 
 def _label_roots(data, model) -> dict[Path, Path]:  # noqa: ANN001
-    """The label root of each file in ``data``; empty for recordings in memory."""
+    """Map each file in ``data`` to its label root; empty for recordings in memory."""
     from grindwatch.io import RecordingSet
     from grindwatch.io.dataset import label_roots
 

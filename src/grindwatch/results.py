@@ -56,7 +56,37 @@ def check_table_path(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in (".csv", ".parquet"):
         raise ConfigError(f"{path}: output must end in .csv or .parquet")
+    if path.is_dir():
+        raise ConfigError(f"{path}: output is a folder; name a .csv or .parquet file")
+    check_output_folder(path.parent)
     return path
+
+
+def check_output_folder(folder: str | Path) -> Path:
+    """Raise ConfigError when ``folder`` cannot become a folder: it, or a folder
+    above it, is a file. Called before the work whose results go there."""
+    folder = Path(folder)
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise ConfigError(
+                    f"{folder}: cannot write there, because {part} is a file; "
+                    "choose another output path"
+                )
+            break
+    return folder
+
+
+def check_not_input(output: str | Path, inputs: list[Path]) -> None:
+    """Raise ConfigError when writing ``output`` or its window table would
+    replace one of the ``inputs`` (a recording to score)."""
+    targets = {Path(output).resolve(), window_table_path(output).resolve()}
+    for path in inputs:
+        if path.resolve() in targets:
+            raise ConfigError(
+                f"{path}: is both a recording to score and where --output would "
+                "write, so the recording would be lost; choose another output path"
+            )
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:

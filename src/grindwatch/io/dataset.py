@@ -206,7 +206,7 @@ def label_roots(
     The label root is the highest folder whose name may label the file: the
     folder given, the fixed part of a glob pattern (``data`` for
     ``data/*/x*.csv``), or the folder of a file given by name. Folders above it
-    hold the data but say nothing about it (``fault_study/line1/...``).
+    contain the data but do not describe it (``fault_study/line1/...``).
     """
     if isinstance(source, (str, Path)):
         source = [source]
@@ -241,7 +241,7 @@ def label_roots(
 
 
 def _fixed_prefix(pattern: Path) -> Path:
-    """The folders of a glob pattern before its first wildcard."""
+    """Return the folders of a glob pattern before its first wildcard."""
     fixed = []
     for part in pattern.parts[:-1]:
         if any(char in part for char in "*?["):

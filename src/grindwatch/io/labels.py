@@ -92,8 +92,8 @@ def label_folder(path: Path, root: Path | None = None) -> tuple[int, Path] | Non
 
     The nearest class-named parent folder wins, so ``bad/run_ok_3/x.csv`` is
     normal. With ``root`` (the folder the user gave), folders above it are not
-    read: a project folder such as ``fault_study/`` above the data says nothing
-    about the recordings.
+    read: a project folder such as ``fault_study/`` above the data does not
+    describe the recordings.
     """
     path = Path(path)
     for folder in path.parents:
@@ -127,7 +127,16 @@ def read_labels_csv(path: Path) -> dict[str, int]:
     path = Path(path)
     try:
         # Names such as "NA" or "nan" are recording names here, not missing values.
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, encoding="utf-8-sig"
+        )
+    except UnicodeDecodeError as error:
+        raise InputError(
+            path,
+            f"is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+            f"{error.start})",
+            "save the labels file as UTF-8",
+        ) from None
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise InputError(path, f"cannot be read as a labels CSV ({error})") from None
     missing = {"recording", "label"} - set(frame.columns)
@@ -149,13 +158,22 @@ def read_labels_csv(path: Path) -> dict[str, int]:
             )
         word = str(value).strip().lower()
         if word in _TRUE:
-            labels[Path(str(recording)).stem if "#" not in recording else recording] = 1
+            label = 1
         elif word in _FALSE:
-            labels[Path(str(recording)).stem if "#" not in recording else recording] = 0
+            label = 0
         else:
             raise InputError(
                 path,
                 f"label {value!r} for {recording!r} is neither 1/0 nor a known word",
                 "use 1 for anomalous and 0 for normal",
             )
+        key = Path(str(recording)).stem if "#" not in recording else recording
+        if labels.get(key, label) != label:
+            raise InputError(
+                path,
+                f"gives {key!r} the label {labels[key]} and, at data row {row}, "
+                f"the label {label}",
+                "keep one row for each recording",
+            )
+        labels[key] = label
     return labels

@@ -317,22 +317,18 @@ def read_scores(
                 "folder of 'grindwatch spark-score'; its window table must lie "
                 "beside it",
             )
-    if folder or path.suffix.lower() == ".parquet":
-        recordings, windows = pd.read_parquet(path), pd.read_parquet(windows_path)
-    else:
-        # Read recording names as text, so that 0007 keeps its zeros and still
-        # matches the recording of that name in the data.
-        text = {"recording": str}
-        recordings = pd.read_csv(path, dtype=text)
-        windows = pd.read_csv(windows_path, dtype=text)
+    recordings = _read_score_table(path, folder)
+    windows = _read_score_table(windows_path, folder)
     for name, frame in (("recording", recordings), ("window", windows)):
+        source = path if name == "recording" else windows_path
         missing = {"recording", "score", "flag"} - set(frame.columns)
         if missing:
             raise InputError(
-                path if name == "recording" else windows_path,
+                source,
                 f"is not a {name} score table: columns {sorted(missing)} are missing",
                 "pass the --output file of 'grindwatch score'",
             )
+        _check_score_columns(source, frame)
     recordings["recording"] = recordings["recording"].astype(str)
     _check_same_threshold(path, recordings, threshold, cycle_threshold)
     return ScoreResult(
@@ -341,6 +337,71 @@ def read_scores(
         threshold=threshold,
         cycle_threshold=cycle_threshold,
     )
+
+
+def _read_score_table(path: Path, folder: bool) -> pd.DataFrame:
+    import pyarrow
+
+    try:
+        if folder or path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        # Recording names as text, so that 0007 keeps its zeros and still
+        # matches the recording of that name in the data.
+        return pd.read_csv(path, dtype={"recording": str})
+    except (
+        OSError,
+        UnicodeDecodeError,
+        ValueError,
+        pd.errors.ParserError,
+        pd.errors.EmptyDataError,
+        pyarrow.ArrowException,
+    ) as error:
+        reason = " ".join(str(error).split())[:200]
+        raise InputError(
+            path,
+            f"cannot be read as a score table ({type(error).__name__}: {reason})",
+            "pass the --output file of 'grindwatch score'",
+        ) from None
+
+
+def _check_score_columns(path: Path, frame: pd.DataFrame) -> None:
+    """Raise when a score table's numbers or flags are not what ``score`` writes.
+
+    A table edited by hand would otherwise feed its text into the report's sums.
+    """
+    numeric = [
+        name
+        for name in ("score", "margin", "cycle_score", "n_windows", "flagged_windows")
+        if name in frame
+    ]
+    for name in numeric:
+        values = pd.to_numeric(frame[name], errors="coerce")
+        bad = values.isna() & frame[name].notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(
+                path,
+                f"column {name!r} contains {frame[name].iloc[row]!r} at data row "
+                f"{row}, which is not a number",
+                "pass the table as 'grindwatch score --output' wrote it, or score "
+                "the data again",
+            )
+        frame[name] = values
+    for name in ("flag", "cycle_flag"):
+        if name not in frame:
+            continue
+        text = frame[name].astype(str).str.strip().str.lower()
+        bad = ~text.isin(["true", "false", "1", "0", "1.0", "0.0"])
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(
+                path,
+                f"column {name!r} contains {frame[name].iloc[row]!r} at data row "
+                f"{row}, which is not True or False",
+                "pass the table as 'grindwatch score --output' wrote it, or score "
+                "the data again",
+            )
+        frame[name] = text.isin(["true", "1", "1.0"])
 
 
 def _check_same_threshold(
