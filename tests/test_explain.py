@@ -9,6 +9,8 @@ from scipy.stats import spearmanr
 import grindwatch
 from grindwatch.config import Config
 from grindwatch.explain import (
+    ElementAxis,
+    describe_summary,
     element_axis,
     explain_recording,
     feature_groups,
@@ -234,9 +236,33 @@ def test_describe_names_channel_and_band(cycle_folders):
     text = explain_recording(model, recording).describe()
 
     assert "above the threshold" in text
-    assert "Channel vib_y" in text
+    assert "channel vib_y carries" in text
+    assert "windows above the threshold, channel" in text
     assert "most of it in band" in text
     assert "the worst window spans" in text
+
+
+def test_describe_names_worst_window_leader():
+    summary = {
+        "top_channel": "vib",
+        "top_channel_share": 0.31,
+        "worst_start_s": 904.0,
+        "worst_end_s": 936.0,
+    }
+    # An axis without a column: the sentence then names no band or sample.
+    axis = ElementAxis(name="band", labels=[], column=None)
+
+    text = describe_summary(
+        summary, 4.4, 2.0, axis, n_summed=12, worst_channel=("flow", 0.66)
+    )
+    alone = describe_summary(
+        summary, 4.4, 2.0, axis, n_summed=1, worst_channel=("vib", 0.31)
+    )
+
+    assert "Over its 12 windows above the threshold, channel vib carries 31%" in text
+    assert text.endswith("spans 904-936 s, where channel flow leads with 66%.")
+    assert "In its worst window, channel vib carries 31%" in alone
+    assert "leads with" not in alone
 
 
 def test_feature_groups_split_on_prefix():

@@ -609,6 +609,7 @@ def test_feature_table_study_tunes_table_detectors(feature_table):
     assert result.final_metrics["recording_auc_roc"] > 0.9
     # The labels came with the training rows, so the figure is in-sample.
     assert result.labels_in_training
+    assert result.final_metrics["n_eval_trained_on"] == 304
 
 
 def test_study_runs_nest_and_register_alias(cycles, isolated_tracking):

@@ -537,7 +537,7 @@ def _print_metrics(result) -> None:  # noqa: ANN001
     from grindwatch._console import console
 
     table = Table(title="Evaluation at the model's own threshold")
-    table.add_column("level")
+    table.add_column("level", no_wrap=True, min_width=10)
     for name in ("AUC-ROC", "AUC-PR", "prec.", "recall", "F1", "anom.", "flagged", "n"):
         table.add_column(name, justify="right")
     for level, metrics in (
@@ -559,6 +559,13 @@ def _print_metrics(result) -> None:  # noqa: ANN001
     sources = result.label_sources()
     if sources:
         out.print(f"Labels: {_describe_label_sources(sources)}.", highlight=False)
+    if result.trained_on:
+        out.print(
+            f"{len(result.trained_on)} of these recordings are files the model was "
+            f"trained on (first: {result.trained_on[0]}), so these metrics are "
+            "optimistic: evaluate on recordings left out of training.",
+            highlight=False,
+        )
     if result.window_labels == "recordings":
         out.print(
             "Window labels are their recordings' labels (no per-sample labels), so "
@@ -650,6 +657,7 @@ def evaluate(
                     "unlabeled": result.unlabeled,
                     "window_labels": result.window_labels,
                     "label_sources": result.label_sources(),
+                    "trained_on": result.trained_on,
                     "not_evaluated": result.skipped_counts(),
                     "skipped": result.skipped,
                     "run_id": getattr(result, "run_id", None),

@@ -242,6 +242,12 @@ def _report(result: Any, show: int) -> None:
             if result.labels_in_training
             else "the --eval recordings"
         )
+        overlap = int(metrics.get("n_eval_trained_on", 0))
+        if overlap and not result.labels_in_training:
+            source += (
+                f", {overlap} of which are training recordings, so the figures "
+                "are optimistic"
+            )
         out.print(
             "Retrained model: window AUC-ROC "
             f"{metrics.get('window_auc_roc', float('nan')):.3f}, recording F1 "

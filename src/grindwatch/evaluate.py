@@ -74,6 +74,8 @@ class EvaluationResult:
     unlabeled: list[str] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     window_labels: str = "samples"
+    # Evaluated recordings whose file the model was trained on (same content).
+    trained_on: list[str] = field(default_factory=list)
 
     def skipped_counts(self) -> dict[str, int]:
         """Count the skipped entries by label: normal, anomalous and unlabeled."""
@@ -269,6 +271,16 @@ def evaluate(
         apply_labels(scored, mapping)
     result = evaluate_scores(scored)
     result.skipped = label_skipped(scored.skipped, mapping, _label_roots(data, model))
+    result.trained_on = training_recordings(model, scored.recordings)
+    if result.trained_on:
+        logger.warning(
+            "%d of the %d evaluated recordings are files the model was trained on "
+            "(first: %s), so the metrics are optimistic; evaluate on recordings "
+            "left out of training",
+            len(result.trained_on),
+            len(scored.recordings),
+            result.trained_on[0],
+        )
     counts = result.skipped_counts()
     if counts["normal"] or counts["anomalous"]:
         logger.warning(
@@ -303,3 +315,44 @@ def _label_roots(data, model) -> dict[Path, Path]:  # noqa: ANN001
         return label_roots(data, model.config.data.kind)
     except InputError:  # scoring has reported it already
         return {}
+
+
+def training_recordings(model, recordings: pd.DataFrame) -> list[str]:  # noqa: ANN001
+    """Name the recordings whose source file has the content of a training file.
+
+    Files are compared by size first, and by SHA-256 only where a training file
+    has the same size, so evaluating files of other sizes reads nothing twice.
+    Models without a list of training files (older bundles) find none.
+    """
+    from grindwatch.fingerprint import describe_file
+
+    trained = getattr(model, "fingerprint_", {}).get("files", [])
+    hashes: dict[int, set[str]] = {}
+    for item in trained:
+        hashes.setdefault(int(item["bytes"]), set()).add(item["sha256"])
+    if not hashes or "source" not in recordings:
+        return []
+    found: dict[str, bool] = {}
+    names = []
+    for name, source in zip(recordings["recording"], recordings["source"], strict=True):
+        if not source:
+            continue
+        if source not in found:
+            path = Path(source)
+            try:
+                size = _size(path)
+                found[source] = size in hashes and (
+                    describe_file(path)["sha256"] in hashes[size]
+                )
+            except OSError:
+                found[source] = False
+        if found[source]:
+            names.append(str(name))
+    return names
+
+
+def _size(path: Path) -> int:
+    """Return the size of a file, or the total of a cycle folder's files."""
+    if not path.is_dir():
+        return path.stat().st_size
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())

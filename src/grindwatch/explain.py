@@ -323,8 +323,18 @@ class RecordingExplanation:
     def describe(self) -> str:
         """Two sentences on the score's margin and where the departure sits, and
         a third with the cycle check's reason when it flags the recording."""
+        chosen = attributed_windows(self.scores, self.threshold)
+        worst = int(np.argmax(self.scores))
+        worst_shares = _shares(self.contributions[worst].sum(axis=1))
+        top = int(worst_shares.argmax())
         text = describe_summary(
-            self.summary, self.score, self.threshold, self.axis, self.recording
+            self.summary,
+            self.score,
+            self.threshold,
+            self.axis,
+            self.recording,
+            n_summed=int(chosen.sum()),
+            worst_channel=(self.recording.channels[top], float(worst_shares[top])),
         )
         if self.cycle is not None and self.cycle.flag:
             text += f" The cycle check flags the whole recording: {self.cycle.reason}."
@@ -402,12 +412,18 @@ def describe_summary(
     threshold: float,
     axis: ElementAxis,
     recording: Recording | None = None,
+    *,
+    n_summed: int | None = None,
+    worst_channel: tuple[str, float] | None = None,
 ) -> str:
     """Put a ``recording_summary`` into words, for reports.
 
-    For example: "Score 5.42 is 3.59 above the threshold 1.83. Channel vib_x
-    carries 83% of the departure from normal, most of it in band 156-187 Hz; the
-    worst window spans 1.024-1.28 s."
+    For example: "Score 5.42 is 3.59 above the threshold 1.83. Over its 4
+    windows above the threshold, channel vib_x carries 83% of the departure from
+    normal, most of it in band 156-187 Hz; the worst window spans 1.024-1.28 s."
+    ``n_summed`` is the number of windows the shares sum over (see
+    ``attributed_windows``). ``worst_channel`` is the worst window's own top
+    channel and share, named when another channel leads the sum.
     """
     relation = "above" if score > threshold else "below"
     text = (
@@ -427,8 +443,14 @@ def describe_summary(
         where = f", peaking at {at}"
     elif axis.column is not None:
         where = f", most of it in {axis.name} {summary[axis.column]}"
+    if n_summed is not None and n_summed > 1:
+        lead = f" Over its {n_summed} windows above the threshold, channel"
+    elif n_summed is not None:
+        lead = " In its worst window, channel"
+    else:
+        lead = " Channel"
     text += (
-        f" Channel {summary['top_channel']} carries "
+        f"{lead} {summary['top_channel']} carries "
         f"{summary['top_channel_share']:.0%} of the departure from normal{where}"
     )
     if "worst_start_s" in summary:
@@ -437,4 +459,12 @@ def describe_summary(
         span = f"from sample {summary['worst_start_sample']}"
     else:
         return text + "."
-    return f"{text}; the worst window spans {span}."
+    text = f"{text}; the worst window spans {span}"
+    if (
+        worst_channel is not None
+        and (n_summed or 0) > 1
+        and worst_channel[0] != summary["top_channel"]
+    ):
+        name, share = worst_channel
+        text += f", where channel {name} leads with {share:.0%}"
+    return text + "."

@@ -8,7 +8,7 @@ from typing import Any
 
 from grindwatch.io.recording import RecordingSet
 
-__all__ = ["data_fingerprint", "file_sha256"]
+__all__ = ["data_fingerprint", "describe_file", "file_sha256"]
 
 
 def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -19,7 +19,8 @@ def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _describe(path: Path) -> dict[str, Any]:
+def describe_file(path: Path) -> dict[str, Any]:
+    """Describe a file or cycle folder: path, size in bytes and SHA-256."""
     if not path.is_dir():
         return {
             "path": str(path),
@@ -38,7 +39,7 @@ def _describe(path: Path) -> dict[str, Any]:
 
 def data_fingerprint(recordings: RecordingSet) -> dict[str, Any]:
     """Describe the files behind a data set so a run can be matched to its data."""
-    files = [_describe(path) for path in recordings.files]
+    files = [describe_file(path) for path in recordings.files]
     combined = hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest()
     return {
         "sha256": combined,

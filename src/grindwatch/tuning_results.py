@@ -308,7 +308,11 @@ def _check_refitted_threshold(result: TuneResult, trial: dict[str, float]) -> No
 
 
 def _final_metrics(model: Model, recordings: list[Recording]) -> dict[str, float]:
-    from grindwatch.evaluate import evaluate_scores
+    """Measure the retrained model on the labeled recordings.
+
+    ``n_eval_trained_on`` counts those whose file the model was trained on.
+    """
+    from grindwatch.evaluate import evaluate_scores, training_recordings
 
     scored = model.score(RecordingSet(recordings, kind=model.kind_), attribution=False)
     try:
@@ -316,7 +320,11 @@ def _final_metrics(model: Model, recordings: list[Recording]) -> dict[str, float
     except Exception as error:  # noqa: BLE001 - metrics are a report, not a result
         logger.warning("could not evaluate the retrained model: %s", error)
         return {}
-    return {k: float(v) for k, v in evaluated.flat().items()}
+    metrics = {k: float(v) for k, v in evaluated.flat().items()}
+    metrics["n_eval_trained_on"] = float(
+        len(training_recordings(model, scored.recordings))
+    )
+    return metrics
 
 
 def _summarise(
