@@ -1087,3 +1087,21 @@ def test_gap_in_a_column_the_model_does_not_read(tmp_path):
 
     assert list(scored.recordings["recording"]) == ["extra"]
     assert not scored.skipped
+
+
+def test_file_without_the_channels_is_probably_no_recording(tmp_path):
+    path = tmp_path / "train.csv"
+    pd.DataFrame({"No": [1, 2, 3], "feedrate": [3.0, 6.0, 20.0]}).to_csv(path)
+
+    with pytest.raises(InputError, match="so it is probably not a recording"):
+        read_file(path, ReadOptions(channels=CHANNELS))
+
+
+def test_few_training_windows_suggest_shorter_ones(tmp_path, caplog):
+    write_cycles(tmp_path / "train", 3)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        grindwatch.train(tmp_path / "train", _config(**{"windows.length": 1024}))
+
+    assert "only 6 training windows of 1024 samples" in caplog.text
+    assert "--window 256" in caplog.text

@@ -1168,7 +1168,7 @@ def test_trial_settings_summarise_each_family():
     }
 
     assert _settings(autoencoder) == (
-        "hop 0.5, bands 32, layers 2, filters 16-32, kernels 7-5, loss huber, "
+        "hop 0.5 x window, bands 32, layers 2, filters 16-32, kernels 7-5, loss huber, "
         "lr 0.00076"
     )
     assert _settings(table_forest) == "n_estimators 104, max_samples 512"

@@ -358,12 +358,19 @@ def _store_option(tracking_uri: str | None) -> str:
     return f" --tracking-uri {shlex.quote(tracking_uri)}"
 
 
+def _signal_rule(model) -> str | None:  # noqa: ANN001
+    """Return the aggregation rule of a signal model, or None for feature tables,
+    where a recording is one row and its score is that row's."""
+    return model.aggregate_rule() if model.kind_ == "signals" else None
+
+
 def _print_recordings(  # noqa: ANN202
     frame,  # noqa: ANN001
     threshold: float,
     limit: int,
     more_hint: str = "use --output to save all",
     cycle_threshold: float | None = None,
+    rule: str | None = None,
 ):
     import pandas as pd
     from rich.table import Table
@@ -383,7 +390,8 @@ def _print_recordings(  # noqa: ANN202
             f"Recordings, flagged first, by score (threshold {threshold:.4g}; "
             f"cycle threshold {cycle_threshold:.3g})"
         )
-    table = Table(title=title)
+    caption = None if rule is None else f"A recording's score is {rule}."
+    table = Table(title=title, caption=caption)
     columns = ["recording", "score", "flagged windows"]
     columns += ["cycle score", "verdict", "label"] if cycle else ["verdict", "label"]
     for column in columns:
@@ -494,6 +502,7 @@ def score(
         show,
         f"all are in {output}" if output is not None else "use --output to save all",
         result.cycle_threshold,
+        _signal_rule(loaded),
     )
     summary = result.summary()
     from grindwatch._console import console
@@ -672,6 +681,7 @@ def evaluate(
         20,
         "grindwatch score --output FILE saves them all",
         result.scored.cycle_threshold,
+        _signal_rule(loaded),
     )
     _print_metrics(result)
 
@@ -698,6 +708,7 @@ def demo(
         20,
         "grindwatch score --output FILE saves them all",
         outcome.evaluation.scored.cycle_threshold,
+        _signal_rule(outcome.training.model),
     )
     _print_metrics(outcome.evaluation)
     out.print(outcome.training.model.threshold_.describe(), highlight=False)

@@ -164,15 +164,17 @@ _AUTOENCODER_NAMES = {
 def _settings(row: dict[str, Any]) -> str:
     """Summarise a trial's searched settings beyond family, front end and window.
 
-    For example ``hop 0.5, bands 32, layers 2, filters 16-32, kernels 7-5, loss
+    For example ``hop 0.5 x window, bands 32, layers 2, filters 16-32, kernels 7-5, loss
     mse`` for an autoencoder, or ``n_components 0.9`` for PCA. Settings the
     search space fixes are not trial parameters and are left out.
     """
     parts = []
     spectrum = row.get("frontend") == "spectrum"
-    for key, label in (("param.hop_fraction", "hop"), ("param.n_bands", "bands")):
-        if _present(row.get(key)) and (label == "hop" or spectrum):
-            parts.append(f"{label} {_short(row[key])}")
+    if _present(row.get("param.hop_fraction")):
+        # A fraction of the window, not samples: "hop 1" would read as 1 sample.
+        parts.append(f"hop {_short(row['param.hop_fraction'])} x window")
+    if spectrum and _present(row.get("param.n_bands")):
+        parts.append(f"bands {_short(row['param.n_bands'])}")
     family = row.get("family")
     prefix = f"param.{family}."
     own = {

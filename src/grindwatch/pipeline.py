@@ -205,6 +205,7 @@ class Model:
 
         usable = _long_enough(recordings, self.window_length_, config.data.strict)
         windows = make_windows(usable, self.window_length_, self.hop_)
+        _warn_few_windows(self, len(windows), len(usable))
         self.scaler_ = ChannelScaler(config.scaling.method)
         self.scaler_.fit(windows.X, self.channels_)
         scaled = self.scaler_.transform(windows.X)
@@ -592,6 +593,14 @@ class Model:
 
     # Persistence -----------------------------------------------------------------
 
+    def aggregate_rule(self) -> str:
+        """Name how a recording's score comes from its window scores, e.g. "the
+        0.9 quantile of its window scores"."""
+        aggregate = self.config.aggregate
+        if aggregate.method == "quantile":
+            return f"the {aggregate.quantile:g} quantile of its window scores"
+        return f"the {aggregate.method} of its window scores"
+
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary: channels, rate, window, threshold, data, version."""
         return {
@@ -877,6 +886,29 @@ def _fitted(model: Model, recordings: RecordingSet) -> list[Recording]:
     return [r for r in recordings.recordings if r.n_samples >= model.window_length_]
 
 
+# Fewer training windows than this give a threshold from a handful of scores
+# and an autoencoder trained on few examples (an estimate, not a measured limit).
+FEW_TRAINING_WINDOWS = 50
+
+
+def _warn_few_windows(model: Model, n_windows: int, n_recordings: int) -> None:
+    """Warn when the training windows are too few, and name the options for more."""
+    if model.kind_ != "signals" or n_windows >= FEW_TRAINING_WINDOWS:
+        return
+    shorter = max(16, model.window_length_ // 4)
+    logger.warning(
+        "only %d training windows of %d samples from %d recordings: the "
+        "detector and its threshold learn from few examples. Shorter windows "
+        "(for example --window %d) or overlapping ones (--hop %d) give more; "
+        "a window should still span the events that mark a fault",
+        n_windows,
+        model.window_length_,
+        n_recordings,
+        shorter,
+        max(1, model.window_length_ // 2),
+    )
+
+
 def _warn_most_recordings_flagged(model: Model, training: ScoreResult) -> None:
     """Warn when the threshold flags most of the recordings it was trained on.
 
@@ -890,11 +922,7 @@ def _warn_most_recordings_flagged(model: Model, training: ScoreResult) -> None:
     n_flagged = int((recordings["score"] > model.threshold_.value).sum())
     if len(recordings) < 2 or n_flagged <= len(recordings) / 2:
         return
-    aggregate = model.config.aggregate
-    if aggregate.method == "quantile":
-        rule = f"the {aggregate.quantile:g} quantile of its window scores"
-    else:
-        rule = f"the {aggregate.method} of its window scores"
+    rule = model.aggregate_rule()
     per_position = training.windows.groupby("window")["flag"].agg(["sum", "count"])
     # A position that only a few recordings reach is no sign of a common phase.
     common = per_position[

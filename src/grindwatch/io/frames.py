@@ -591,12 +591,22 @@ def _select(path: Path, available: list[str], options: ReadOptions) -> list[str]
             )
         return available
     missing = [name for name in options.channels if name not in available]
+    if missing and len(missing) == len(options.channels):
+        # No channel in common: another kind of file (a label list, a summary
+        # table) that lies among the recordings.
+        raise InputError(
+            path,
+            f"has none of the channels {shorten_list(missing)}; its numeric columns "
+            f"are {shorten_list(available)}, so it is probably not a recording",
+            "leave it out by passing the recordings' files or a glob such as "
+            "'DIR/**/*.csv', or fix data.channels",
+        )
     if missing:
         raise InputError(
             path,
             f"channels {shorten_list(missing)} not found; numeric columns are "
             f"{shorten_list(available)}",
-            "fix the channel names in the config",
+            "fix the channel names in data.channels, or record those channels",
         )
     return list(options.channels)
 
@@ -942,8 +952,8 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
 def _raise_if_damaged_time(path: Path, frame: pd.DataFrame, names: list[str]) -> None:
     """Raise when a column named as time is no time column only through damage.
 
-    Without it, such a file was read with no time column, so at no sample rate,
-    and scoring took the model's rate for it, whatever the file's real rate.
+    Left out, such a column leaves the file at no sample rate, so scoring would
+    take the model's rate for it, whatever the file's real rate.
     A column named ``time`` (not the one-letter ``t``, often a temperature, nor
     a date that repeats on every row) with a cell that is not a number, or with
     times that run backwards, is damaged. Other columns stay left out, with the

@@ -28,7 +28,7 @@ def plot_score_histogram(
     if threshold.log_scale:
         values = np.log(values + threshold.offset)
         cut = np.log(threshold.value + threshold.offset)
-        label = "log anomaly score"
+        label = "anomaly score (log scale)"
     else:
         cut = threshold.value
         label = "anomaly score"
@@ -48,7 +48,13 @@ def plot_score_histogram(
         style = "-" if component["normal"] else "--"
         colour = "#2a6" if component["normal"] else "#c33"
         axis.plot(grid, density * len(values) * width, style, color=colour, lw=1.4)
-    axis.axvline(cut, color="black", lw=1.5, label=f"threshold ({threshold.method})")
+    axis.axvline(
+        cut,
+        color="black",
+        lw=1.5,
+        label=f"threshold {threshold.value:.4g} ({threshold.method})",
+    )
+    _score_ticks(axis, threshold)
     axis.set_xlabel(label)
     axis.set_ylabel("windows")
     axis.set_title(
@@ -130,7 +136,12 @@ def plot_score_distribution(
             lw=1.3,
             label="normal cluster" if normal else "high-score cluster",
         )
-    axis.axvline(cut, color="black", lw=1.6, label=f"threshold ({threshold.method})")
+    axis.axvline(
+        cut,
+        color="black",
+        lw=1.6,
+        label=f"threshold {threshold.value:.4g} ({threshold.method})",
+    )
 
     # Recording scores as a rug just below the x axis.
     flagged = recordings > cut
@@ -152,7 +163,10 @@ def plot_score_distribution(
     handles, labels = axis.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
     axis.legend(unique.values(), unique.keys(), loc="upper right")
-    axis.set_xlabel("log anomaly score" if threshold.log_scale else "anomaly score")
+    _score_ticks(axis, threshold)
+    axis.set_xlabel(
+        "anomaly score (log scale)" if threshold.log_scale else "anomaly score"
+    )
     axis.set_ylabel("density")
     axis.set_title("Window scores, clusters and threshold; ticks: recordings")
     figure.tight_layout()
@@ -167,3 +181,16 @@ def _threshold_scale(threshold: Threshold):  # noqa: ANN202
     # scale instead of taking the log of zero or a negative number.
     floor = max(threshold.offset, 1e-300)
     return lambda values: np.log(np.maximum(values + threshold.offset, floor))
+
+
+def _score_ticks(axis, threshold: Threshold) -> None:  # noqa: ANN001
+    """Label a log-scale axis with scores, so its ticks read like the threshold
+    in the text (1.93, not its log 0.66)."""
+    if not threshold.log_scale:
+        return
+    from matplotlib.ticker import FuncFormatter
+
+    offset = threshold.offset
+    axis.xaxis.set_major_formatter(
+        FuncFormatter(lambda value, _: f"{np.exp(value) - offset:.3g}")
+    )
