@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 import grindwatch
@@ -236,6 +239,11 @@ def test_model_bundle_round_trip_gives_same_scores(cycle_folders, tmp_path):
 
     np.testing.assert_array_equal(first.windows["score"], second.windows["score"])
     assert (tmp_path / "m" / "model.json").is_file()
+    files = pd.read_csv(tmp_path / "m" / "training_files.csv")
+    assert sorted(Path(path).name for path in files["path"]) == [
+        f"cycle_{i:03d}.csv" for i in range(8)
+    ]
+    assert (files["sha256"].str.len() == 64).all()
 
 
 def test_same_seed_gives_same_scores(cycle_folders):

@@ -528,6 +528,11 @@ def score(
         )
 
 
+def _count(n: int, one: str, many: str) -> str:
+    """Return ``n`` with the singular or plural noun, e.g. "1 recording"."""
+    return f"{n} {one if n == 1 else many}"
+
+
 def _describe_label_sources(sources: dict[str, dict[str, int]]) -> str:
     """E.g. ``folder broken: 5 anomalous; folder healthy: 5 normal``."""
     parts = []
@@ -615,8 +620,9 @@ def _print_metrics(result) -> None:  # noqa: ANN001
     if not skipped:
         return
     counts = result.skipped_counts()
+    entries = _count(len(skipped), "recording or file", "recordings or files")
     console().print(
-        f"Not evaluated: {len(skipped)} recordings or files ({counts['normal']} "
+        f"Not evaluated: {entries} ({counts['normal']} "
         f"normal, {counts['anomalous']} anomalous, {counts['unlabeled']} without "
         "a label):",
         highlight=False,

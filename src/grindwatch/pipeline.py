@@ -633,7 +633,8 @@ class Model:
         }
 
     def save(self, folder: str | Path) -> Path:
-        """Write the bundle to ``folder``: model.pkl, model.json and config.yaml."""
+        """Write the bundle to ``folder``: model.pkl, model.json, config.yaml and
+        training_files.csv (path, bytes and SHA-256 of each training file)."""
         import json
 
         folder = Path(folder)
@@ -649,6 +650,13 @@ class Model:
             json.dumps(self.describe(), indent=2, default=str).encode(),
         )
         atomic_write_bytes(folder / "config.yaml", self.config.to_yaml().encode())
+        files = pd.DataFrame(
+            getattr(self, "fingerprint_", {}).get("files", []),
+            columns=["path", "bytes", "sha256"],
+        )
+        atomic_write_bytes(
+            folder / "training_files.csv", files.to_csv(index=False).encode()
+        )
         return folder
 
     @staticmethod
