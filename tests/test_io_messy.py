@@ -1105,3 +1105,29 @@ def test_few_training_windows_suggest_shorter_ones(tmp_path, caplog):
 
     assert "only 6 training windows of 1024 samples" in caplog.text
     assert "--window 256" in caplog.text
+
+
+def test_lines_with_another_delimiter_are_named(tmp_path):
+    lines = _parquet_frame().to_csv(index=False).splitlines()
+    lines[3] = lines[3].replace(",", ";")
+    path = tmp_path / "mixed.csv"
+    path.write_text("\n".join(lines) + "\n")
+
+    with pytest.raises(InputError, match="data row 2 is separated by ';'"):
+        read_file(path)
+
+
+def test_integers_beyond_64_bits_are_numbers(tmp_path):
+    lines = _parquet_frame().round(4).to_csv(index=False).splitlines()
+    big = 2**70
+    lines = [lines[0]] + [
+        f"{line.split(',')[0]},{big + i},{','.join(line.split(',')[2:])}"
+        for i, line in enumerate(lines[1:])
+    ]
+    path = tmp_path / "big.csv"
+    path.write_text("\n".join(lines) + "\n")
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == list(CHANNELS)
+    assert recording.data[0, 0] == pytest.approx(float(big), rel=1e-6)

@@ -9,6 +9,7 @@ import logging
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from grindwatch.exceptions import InputError
@@ -240,7 +241,51 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
         header = None if header is None else [first, *header[1:]]
     if header is not None:
         _warn_renamed(path, header, list(frame.columns))
-    return _without_trailing_empty(frame)
+    frame = _without_trailing_empty(frame)
+    _raise_if_mixed_delimiter(path, frame, delimiter)
+    return _big_integers_as_floats(frame)
+
+
+def _raise_if_mixed_delimiter(path: Path, frame: pd.DataFrame, delimiter: str) -> None:
+    """Raise when some lines use another delimiter than the header.
+
+    Such a line lands whole in the first column, with the other columns empty,
+    so without this check it reads as a text cell and a row of NaN samples.
+    """
+    if frame.shape[1] < 2:
+        return
+    first = frame.iloc[:, 0]
+    if pd.api.types.is_numeric_dtype(first):
+        return
+    rest_empty = frame.iloc[:, 1:].isna().all(axis=1)
+    text = first.astype("string")
+    for other in (";", "\t", "|", ","):
+        if other == delimiter:
+            continue
+        split = text.str.contains(other, regex=False).fillna(False) & rest_empty
+        if split.any():
+            row = int(np.flatnonzero(split.to_numpy())[0])
+            raise InputError(
+                path,
+                f"data row {row} is separated by {other!r}, but the header by "
+                f"{delimiter!r}",
+                "export the file with one delimiter on every line",
+            )
+
+
+def _big_integers_as_floats(frame: pd.DataFrame) -> pd.DataFrame:
+    """Convert columns of integers beyond 64 bits, which pandas keeps as Python
+    integers in an object column, to float64."""
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype != object:
+            continue
+        values = column.dropna()
+        if len(values) and all(
+            isinstance(value, int) and not isinstance(value, bool) for value in values
+        ):
+            frame[name] = column.astype(np.float64)
+    return frame
 
 
 def _without_trailing_empty(frame: pd.DataFrame) -> pd.DataFrame:

@@ -43,7 +43,8 @@ class ReadOptions:
         CSV or Parquet columns read as channels, never as time, without requiring
         them as ``channels`` does. Scoring sets it to the model's channels, so a
         column that a model was trained on as a channel stays one when a newer
-        version would take it as time.
+        version would take it as time. A file that has all of them is read
+        with those channels only.
     label_columns : tuple of str
         Columns that hold labels; they are never taken as channels.
     time_column : str or None
