@@ -499,3 +499,26 @@ def test_few_faults_give_no_operating_warning(cycle_folders, caplog):
 
     assert scored.recordings["flag"].any()
     assert not [r for r in caplog.records if "operating point" in r.getMessage()]
+
+
+def test_threshold_flagging_a_third_of_training_warns(cycle_folders, caplog):
+    config = _config(
+        **{
+            "detector.family": "pca",
+            "threshold.method": "percentile",
+            "threshold.percentile": 70.0,
+            "aggregate.method": "max",
+        }
+    )
+
+    with caplog.at_level("WARNING", logger="grindwatch.pipeline"):
+        result = grindwatch.train(cycle_folders["good"], config)
+
+    scores = result.training.recordings["score"]
+    n_flagged = int((scores > result.model.threshold_.value).sum())
+    warned = [r.getMessage() for r in caplog.records if "assumes most" in r.message]
+    # More than a quarter of the 8 recordings: the warning's limit.
+    assert n_flagged > 2
+    assert len(warned) == 1
+    assert f"flags {n_flagged} of the 8 training recordings" in warned[0]
+    assert "the max of its window scores" in warned[0]

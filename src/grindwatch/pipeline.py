@@ -871,7 +871,7 @@ def train(
             _note_fitted(model, recordings, training)
             tracker.log_training(model, training)
     del model.training_windows_
-    _warn_most_recordings_flagged(model, training)
+    _warn_many_recordings_flagged(model, training)
 
     saved = Path(output) if output is not None else None
     if saved is not None:
@@ -917,18 +917,25 @@ def _warn_few_windows(model: Model, n_windows: int, n_recordings: int) -> None:
     )
 
 
-def _warn_most_recordings_flagged(model: Model, training: ScoreResult) -> None:
-    """Warn when the threshold flags most of the recordings it was trained on.
+# Share of the training recordings above which the threshold is suspect: faults
+# in production data are rare, so a cut that flags one in four cycles it learned
+# from has likely split normal variation.
+SUSPECT_TRAINING_SHARE = 0.25
+
+
+def _warn_many_recordings_flagged(model: Model, training: ScoreResult) -> None:
+    """Warn when the threshold flags a large share of its training recordings.
 
     Training assumes most recordings are normal. When the threshold still flags
-    most of them, the high-score group is often a phase every cycle has, such
-    as its start, rather than a fault. The warning names the window positions
-    flagged in four in five of the recordings that reach them.
+    more than ``SUSPECT_TRAINING_SHARE`` of them, the high-score group is often
+    a phase every cycle has, such as its start, or an operating point, rather
+    than a fault. The warning names the window positions flagged in four in
+    five of the recordings that reach them.
     """
     recordings = training.recordings
     # The window threshold only: the cycle check's flags have their own rule.
     n_flagged = int((recordings["score"] > model.threshold_.value).sum())
-    if len(recordings) < 2 or n_flagged <= len(recordings) / 2:
+    if len(recordings) < 2 or n_flagged <= SUSPECT_TRAINING_SHARE * len(recordings):
         return
     rule = model.aggregate_rule()
     per_position = training.windows.groupby("window")["flag"].agg(["sum", "count"])
