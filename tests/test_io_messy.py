@@ -1131,3 +1131,14 @@ def test_integers_beyond_64_bits_are_numbers(tmp_path):
 
     assert recording.channels == list(CHANNELS)
     assert recording.data[0, 0] == pytest.approx(float(big), rel=1e-6)
+
+
+def test_npz_channel_names_must_fit_the_data(tmp_path):
+    data = make_cycle(0, 400)
+    np.savez(tmp_path / "names.npz", data=data, channels=np.array(["a", "b"]))
+    np.save(tmp_path / "empty.npy", np.zeros((3, 0), dtype=np.float32))
+
+    with pytest.raises(InputError, match="names 2 channels in its 'channels' array"):
+        read_file(tmp_path / "names.npz")
+    with pytest.raises(InputError, match="holds no samples"):
+        read_file(tmp_path / "empty.npy")

@@ -276,6 +276,20 @@ def test_upload_unsupported_type_gets_415(client):
     assert "unsupported file type '.docx'" in response.json()["detail"]
 
 
+def test_upload_error_marks_fixes_as_server_settings(client, trained):
+    source = trained["root"] / "bad" / "cycle_100.csv"
+    text = source.read_text().replace("vib_x", "vib_x \u00b0", 1)
+
+    upload = {"file": ("latin.csv", text.encode("latin-1"))}
+    response = client.post("/score/file", files=upload)
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail.startswith("latin.csv: ")
+    assert "data.encoding" in detail
+    assert "settings of the server: start 'grindwatch serve' with them" in detail
+
+
 def test_upload_missing_channel_names_them(client, trained, tmp_path):
     source = trained["root"] / "bad" / "cycle_100.csv"
     path = tmp_path / "partial.csv"

@@ -887,8 +887,15 @@ def _read_upload(model: Model, upload: UploadFile, filename: str) -> Recording:
 
 
 def _upload_message(filename: str, error: InputError) -> str:
-    """Format a reader's error with the upload's name, not its temporary path."""
-    return f"{filename}: {error.problem}" + (f"; {error.fix}" if error.fix else "")
+    """Format a reader's error with the upload's name, not its temporary path.
+
+    A fix that names command-line settings (``--set data.encoding=...``) is a
+    change to the server, which the client cannot make, so the message says so.
+    """
+    fix = error.fix or ""
+    if "--set" in fix or "--channels" in fix:
+        fix += " (settings of the server: start 'grindwatch serve' with them)"
+    return f"{filename}: {error.problem}" + (f"; {fix}" if fix else "")
 
 
 def _score(model: Model, recording: Recording, explain: bool) -> ScoreResponse:

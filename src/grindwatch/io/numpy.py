@@ -85,6 +85,12 @@ def read_numpy(path: Path, options: ReadOptions) -> Recording:
 
     if data.dtype.kind not in "iuf":
         raise InputError(path, f"holds {data.dtype} values, not numbers")
+    if data.size == 0:
+        raise InputError(
+            path,
+            f"holds no samples (an array of shape {data.shape})",
+            "check the export",
+        )
     if data.ndim == 1:
         data = data[None, :]
     elif data.ndim != 2:
@@ -101,7 +107,14 @@ def read_numpy(path: Path, options: ReadOptions) -> Recording:
         # NOTE: without channel names the longer axis is taken as samples, so a
         # square array is read as (channels, samples).
         data = data.T  # stored as (samples, channels)
-    if channels is None or len(channels) != data.shape[0]:
+    if channels is not None and len(channels) != data.shape[0]:
+        raise InputError(
+            path,
+            f"names {len(channels)} channels in its 'channels' array, but its data "
+            f"has shape {data.shape}, which fits neither axis",
+            "store one name per channel, or leave the 'channels' array out",
+        )
+    if channels is None:
         channels = [f"channel_{i}" for i in range(data.shape[0])]
     rate = resolve_rate(path, rate, options.sample_rate)
 
