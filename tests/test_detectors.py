@@ -145,6 +145,13 @@ def test_knn_clamps_neighbours_with_warning():
     assert detector.n_neighbors_ == 9
 
 
+def test_knn_with_one_window_names_the_fix():
+    detector = make_detector("knn")
+
+    with pytest.raises(ConfigError, match="the data gives 1; .*--window"):
+        detector.fit(np.zeros((1, 4, 8), dtype=np.float32))
+
+
 def test_knn_training_scores_leave_self_match_out():
     windows = _windows(0, n=30)
     detector = make_detector("knn", n_neighbors=3).fit(windows)
