@@ -239,7 +239,7 @@ def test_model_bundle_round_trip_gives_same_scores(cycle_folders, tmp_path):
 
     np.testing.assert_array_equal(first.windows["score"], second.windows["score"])
     assert (tmp_path / "m" / "model.json").is_file()
-    files = pd.read_csv(tmp_path / "m" / "training_files.csv")
+    files = pd.read_json(tmp_path / "m" / "training_files.json")
     assert sorted(Path(path).name for path in files["path"]) == [
         f"cycle_{i:03d}.csv" for i in range(8)
     ]

@@ -634,7 +634,7 @@ class Model:
 
     def save(self, folder: str | Path) -> Path:
         """Write the bundle to ``folder``: model.pkl, model.json, config.yaml and
-        training_files.csv (path, bytes and SHA-256 of each training file)."""
+        training_files.json (path, bytes and SHA-256 of each training file)."""
         import json
 
         folder = Path(folder)
@@ -650,12 +650,11 @@ class Model:
             json.dumps(self.describe(), indent=2, default=str).encode(),
         )
         atomic_write_bytes(folder / "config.yaml", self.config.to_yaml().encode())
-        files = pd.DataFrame(
-            getattr(self, "fingerprint_", {}).get("files", []),
-            columns=["path", "bytes", "sha256"],
-        )
+        # JSON, not CSV: a model folder inside a data folder must not add a file
+        # that reading the data would take for a recording.
+        files = getattr(self, "fingerprint_", {}).get("files", [])
         atomic_write_bytes(
-            folder / "training_files.csv", files.to_csv(index=False).encode()
+            folder / "training_files.json", json.dumps(files, indent=1).encode()
         )
         return folder
 
