@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import sys
 import time
 import urllib.request
@@ -390,6 +391,75 @@ def test_service_runs_watcher_and_lists_cycles(trained, tmp_path):
     assert page.status_code == 200
     assert "/static/cycle.js" in page.text
     assert unknown.status_code == 404
+
+
+def _wait_for_cycles(service: TestClient, count: int) -> list[dict]:
+    deadline = time.monotonic() + 30
+    cycles = service.get("/api/cycles").json()["cycles"]
+    while len(cycles) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+        cycles = service.get("/api/cycles").json()["cycles"]
+    return cycles
+
+
+def test_service_watcher_survives_reader_bug(trained, tmp_path, monkeypatch):
+    from grindwatch import watch
+
+    real_read_file = watch.read_file
+
+    def read_file(path, options):  # noqa: ANN001, ANN202
+        if Path(path).name == "cycle_060.csv":
+            raise TypeError("boolean value of NA is ambiguous")
+        return real_read_file(path, options)
+
+    monkeypatch.setattr(watch, "read_file", read_file)
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    watcher = Watcher(
+        trained["model"], folder, ResultStore(tmp_path / "r.sqlite"), settle_seconds=0
+    )
+    app = create_app(trained["model"], watcher=watcher, watch_interval=0.1)
+
+    first, second = write_cycles(tmp_path / "staging", 2, start_seed=60)
+
+    with TestClient(app) as service:
+        # The second file lands after the watcher has failed on the first.
+        first.replace(folder / first.name)
+        _wait_for_cycles(service, 1)
+        second.replace(folder / second.name)
+        cycles = _wait_for_cycles(service, 2)
+        health = service.get("/health").json()
+
+    statuses = {cycle["path"]: cycle["status"] for cycle in cycles}
+    assert statuses == {"cycle_060.csv": "failed", "cycle_061.csv": "scored"}
+    assert health["watching"] is True
+
+
+def test_health_reports_stopped_watcher(trained, tmp_path, monkeypatch, caplog):
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    watcher = Watcher(
+        trained["model"], folder, ResultStore(tmp_path / "r.sqlite"), settle_seconds=0
+    )
+
+    def poll() -> list[int]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(watcher, "poll", poll)
+    app = create_app(trained["model"], watcher=watcher, watch_interval=0.1)
+
+    with caplog.at_level(logging.ERROR, logger="grindwatch.serve"):
+        with TestClient(app) as service:
+            deadline = time.monotonic() + 30
+            health = service.get("/health").json()
+            while health["watching"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+                health = service.get("/health").json()
+
+    assert health["status"] == "ok"
+    assert health["watching"] is False
+    assert "folder watcher of" in caplog.text
+    assert "disk I/O error" in caplog.text
 
 
 @pytest.fixture

@@ -202,6 +202,69 @@ def test_changed_file_scored_again(trained, folder, tmp_path):
     assert _paths(tmp_path / "results.sqlite") == ["cycle_080.csv", "cycle_080.csv"]
 
 
+def _break_reader(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
+    """Make the watcher's reader raise TypeError on the file ``name``, as a reader
+    bug would; return the names of the files it is called on."""
+    from grindwatch import watch
+
+    calls = []
+    real_read_file = watch.read_file
+
+    def read_file(path, options):  # noqa: ANN001, ANN202
+        calls.append(Path(path).name)
+        if Path(path).name == name:
+            raise TypeError("boolean value of NA is ambiguous")
+        return real_read_file(path, options)
+
+    monkeypatch.setattr(watch, "read_file", read_file)
+    return calls
+
+
+def test_unexpected_error_stored_as_failed(
+    trained, folder, tmp_path, monkeypatch, caplog
+):
+    _break_reader(monkeypatch, "cycle_131.csv")
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 3, start_seed=130)
+
+    with caplog.at_level(logging.ERROR, logger="grindwatch.watch"):
+        added = watcher.poll()
+    rows = ResultStore(tmp_path / "results.sqlite").frame().set_index("path")
+    reason = rows.loc["cycle_131.csv", "reason"]
+
+    assert len(added) == 3
+    assert rows.loc["cycle_130.csv", "status"] == "scored"
+    assert rows.loc["cycle_132.csv", "status"] == "scored"
+    assert rows.loc["cycle_131.csv", "status"] == "failed"
+    assert "TypeError: boolean value of NA is ambiguous" in reason
+    assert "bug in grindwatch" in reason
+    assert watcher.failed == ["cycle_131.csv"]
+    assert "unexpected error while scoring" in caplog.text
+    assert "Traceback" in caplog.text
+
+
+def test_unexpected_error_retried_only_when_changed(
+    trained, folder, tmp_path, monkeypatch
+):
+    calls = _break_reader(monkeypatch, "cycle_140.csv")
+    write_cycles(folder, 1, start_seed=140)
+    watcher = _watcher(trained, folder, tmp_path)
+    watcher.poll()
+    watcher.poll()
+
+    restarted = _watcher(trained, folder, tmp_path)
+    restarted.poll()
+    calls_before_change = calls.count("cycle_140.csv")
+    path = folder / "cycle_140.csv"
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    restarted.poll()
+
+    assert calls_before_change == 1
+    assert calls.count("cycle_140.csv") == 2
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_140.csv", "cycle_140.csv"]
+
+
 def test_alarm_logged_with_details(trained, folder, tmp_path, caplog):
     watcher = _watcher(trained, folder, tmp_path)
     write_cycles(folder, 1, start_seed=100, anomaly="spike")
@@ -335,6 +398,25 @@ def test_watch_command_once(trained, folder, tmp_path):
         "cycle_120.csv",
         "cycle_121.csv",
     ]
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_watch_command_survives_reader_bug(trained, folder, monkeypatch):
+    _register_extensions()
+    _break_reader(monkeypatch, "cycle_150.csv")
+    write_cycles(folder, 2, start_seed=150)
+
+    result = CliRunner().invoke(
+        cli_app,
+        ["watch", str(folder), "--model", str(trained["bundle"]), "--once"]
+        + ["--settle", "0", "--results", "out.sqlite"],
+    )
+    rows = ResultStore(Path("out.sqlite")).frame().set_index("path")
+
+    assert result.exit_code == 0, result.output
+    assert "Scored 1 new file. 1 could not be scored" in result.output
+    assert rows.loc["cycle_150.csv", "status"] == "failed"
+    assert rows.loc["cycle_151.csv", "status"] == "scored"
 
 
 @pytest.mark.usefixtures("restored_logging")

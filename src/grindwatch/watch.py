@@ -14,6 +14,8 @@ scored when its key is not in the table, so after a restart the watcher neither
 scores a file twice nor skips one. A file that is changed after scoring gets a new
 key and is scored again as a new recording. A file that cannot be read or scored is
 stored with status ``failed`` and the reason, and is retried only when it changes.
+This holds for unexpected errors too (a bug in a reader): the watcher logs the
+traceback, stores the file as failed and goes on with the next one.
 
 The CSV copy of the table is rebuilt from SQLite after each poll that added
 results, written to a temporary file and renamed over the old one. A reader never
@@ -519,6 +521,15 @@ class Watcher:
             # A reader failed in a way it does not translate (a corrupt file deep
             # inside a format library): record it and go on with the next file.
             return None, f"could not be read ({type(error).__name__}: {error})"
+        except Exception as error:
+            # Any other error is a bug in grindwatch, not in the file. Storing the
+            # file as failed keeps one file from stopping the watcher, and keeps a
+            # restarted watcher from hitting the same error again.
+            logger.exception("unexpected error while scoring %s", path)
+            return None, (
+                f"failed with an unexpected {type(error).__name__}: {error}; this is "
+                "a bug in grindwatch, please report it with the file"
+            )
 
     def _report(
         self, key: FileKey, cycle: CycleScore | None, reason: str | None
