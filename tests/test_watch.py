@@ -19,6 +19,7 @@ import grindwatch
 from grindwatch.cli import _register_extensions
 from grindwatch.cli import app as cli_app
 from grindwatch.config import Config
+from grindwatch.exceptions import InputError
 from grindwatch.watch import FileKey, ResultStore, Watcher
 from tests.conftest import write_cycles
 from tests.servetools import (
@@ -417,6 +418,40 @@ def test_watch_command_survives_reader_bug(trained, folder, monkeypatch):
     assert "Scored 1 new file. 1 could not be scored" in result.output
     assert rows.loc["cycle_150.csv", "status"] == "failed"
     assert rows.loc["cycle_151.csv", "status"] == "scored"
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_watch_rejects_results_not_sqlite(trained, folder):
+    _register_extensions()
+    Path("notes.sqlite").write_text("time,vib_x\n0,1\n")
+
+    result = CliRunner().invoke(
+        cli_app,
+        ["watch", str(folder), "--model", str(trained["bundle"]), "--once"]
+        + ["--results", "notes.sqlite"],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "notes.sqlite: is not an SQLite database (file is not a database)" in (
+        result.output
+    )
+    assert "choose another --results path or move that file away" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert Path("notes.sqlite").read_text() == "time,vib_x\n0,1\n"
+
+
+def test_store_rejects_folder_path(tmp_path):
+    (tmp_path / "results.sqlite").mkdir()
+
+    with pytest.raises(InputError, match="cannot be opened as an SQLite database"):
+        ResultStore(tmp_path / "results.sqlite")
+
+
+def test_store_rejects_file_as_folder(tmp_path):
+    (tmp_path / "taken").write_text("a file, not a folder")
+
+    with pytest.raises(InputError, match="cannot create the folder"):
+        ResultStore(tmp_path / "taken" / "results.sqlite")
 
 
 @pytest.mark.usefixtures("restored_logging")

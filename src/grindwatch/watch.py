@@ -129,11 +129,37 @@ class ResultStore:
 
     Each call opens its own connection, so one store can be used from several
     threads, and the page can read while a watcher process writes (WAL journal).
+    Opening a path that is not an SQLite database, or cannot be opened as one,
+    raises ``InputError``.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InputError(
+                self.path.parent,
+                f"cannot create the folder of the results database ({error.strerror})",
+                "choose another --results path",
+            ) from error
+        try:
+            self._create_tables()
+        except sqlite3.OperationalError as error:
+            raise InputError(
+                self.path,
+                f"cannot be opened as an SQLite database ({error})",
+                "check that it is a file you can write, or choose another --results "
+                "path",
+            ) from error
+        except sqlite3.DatabaseError as error:
+            raise InputError(
+                self.path,
+                f"is not an SQLite database ({error})",
+                "choose another --results path or move that file away",
+            ) from error
+
+    def _create_tables(self) -> None:
         connection = self._connect()
         try:
             connection.execute("PRAGMA journal_mode=WAL")
