@@ -454,6 +454,27 @@ def test_store_rejects_file_as_folder(tmp_path):
         ResultStore(tmp_path / "taken" / "results.sqlite")
 
 
+@pytest.mark.parametrize("command", ["watch", "serve"])
+def test_negative_settle_rejected(trained, folder, command):
+    _register_extensions()
+    # --once and an address of no local interface end the command quickly even
+    # where the option check is missing.
+    if command == "watch":
+        arguments = [str(folder), "--once"]
+    else:
+        arguments = ["--watch", str(folder), "--host", "192.0.2.1"]
+
+    result = CliRunner().invoke(
+        cli_app,
+        [command, *arguments, "--model", str(trained["bundle"]), "--settle", "-5"],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--settle'" in result.output
+    assert "greater than or equal to 0" in result.output
+    assert not Path("grindwatch-results.sqlite").exists()
+
+
 @pytest.mark.usefixtures("restored_logging")
 def test_watch_command_reading_option(trained, folder, tmp_path):
     _register_extensions()

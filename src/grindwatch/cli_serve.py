@@ -37,8 +37,9 @@ CsvOpt = Annotated[
 SettleOpt = Annotated[
     float,
     typer.Option(
+        min=0,
         help="Seconds a file's size and modification time must stay unchanged "
-        "before it counts as complete."
+        "before it counts as complete (0: as soon as it is seen).",
     ),
 ]
 MarkerSuffixOpt = Annotated[
