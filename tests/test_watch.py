@@ -105,6 +105,17 @@ def test_subfolders_are_watched(trained, folder, tmp_path):
     assert _paths(tmp_path / "results.sqlite") == ["line2/2024-05-01/cycle_020.csv"]
 
 
+def test_link_loop_scored_once(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder / "line2", 1, start_seed=25)
+    os.symlink(folder, folder / "line2" / "loop")
+
+    added = watcher.poll()
+
+    assert len(added) == 1
+    assert _paths(tmp_path / "results.sqlite") == ["line2/cycle_025.csv"]
+
+
 def test_waits_until_file_settles(trained, folder, tmp_path):
     watcher = _watcher(trained, folder, tmp_path, settle_seconds=0.4)
     write_cycles(folder, 1, start_seed=30)
