@@ -20,6 +20,7 @@ from schemathesis import GenerationMode
 from typer.testing import CliRunner
 
 import grindwatch
+from grindwatch.cli import _register_extensions
 from grindwatch.cli import app as cli_app
 from grindwatch.io import read_file
 from grindwatch.serve import ServiceLimits, create_app
@@ -566,6 +567,24 @@ def test_model_name_and_version_from_registry(trained):
     assert by_version == ("grinder-7", "1")
     assert renamed == ("line 2", "1")
     assert folder == (str(trained["bundle"]), None)
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_serve_rejects_foreign_address(trained):
+    _register_extensions()
+    # 192.0.2.1 is a documentation address that no local interface has, so the
+    # bind fails locally without sending a packet.
+    result = CliRunner().invoke(
+        cli_app,
+        ["serve", "--model", str(trained["bundle"]), "--host", "192.0.2.1"]
+        + ["--port", str(free_port())],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert result.output.count("error:") == 1, result.output
+    assert "cannot listen on 192.0.2.1: the address cannot be bound" in result.output
+    assert "pass --host 127.0.0.1 or an address of this machine" in result.output
+    assert "in use" not in result.output
 
 
 def test_serve_command_listens_on_loopback(trained, tmp_path):

@@ -190,8 +190,9 @@ def serve(
             host,
             TOKEN_ENV,
         )
-    if not _port_free(host, port):
-        _fail(f"port {port} on {host} is in use; pass another --port")
+    bind_problem = _bind_problem(host, port)
+    if bind_problem is not None:
+        _fail(bind_problem)
     console().print(
         f"Serving {shown_name} on http://{host}:{port} (bearer token "
         f"{'required; open the pages as /#token=TOKEN' if token else 'not required'}"
@@ -338,7 +339,10 @@ def _model_identity(
     return name or registered, version or None
 
 
-def _port_free(host: str, port: int) -> bool:
+def _bind_problem(host: str, port: int) -> str | None:
+    """Try to bind ``host``:``port``. Return None when that works, else the reason
+    it failed and the fix."""
+    import errno
     import socket
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -346,6 +350,23 @@ def _port_free(host: str, port: int) -> bool:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
-        except OSError:
-            return False
-    return True
+        except socket.gaierror as error:
+            return (
+                f"cannot listen on {host}: the host name cannot be resolved "
+                f"({error.strerror}); pass --host 127.0.0.1 or an address of this "
+                "machine"
+            )
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is in use; pass another --port"
+            if error.errno == errno.EADDRNOTAVAIL:
+                return (
+                    f"cannot listen on {host}: the address cannot be bound "
+                    f"({error.strerror}), because it is not an address of this "
+                    "machine; pass --host 127.0.0.1 or an address of this machine"
+                )
+            return (
+                f"cannot listen on {host} port {port} ({error.strerror}); pass "
+                "another --port, or --host 127.0.0.1"
+            )
+    return None
