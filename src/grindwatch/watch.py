@@ -553,8 +553,9 @@ class Watcher:
             # restarted watcher from hitting the same error again.
             logger.exception("unexpected error while scoring %s", path)
             return None, (
-                f"failed with an unexpected {type(error).__name__}: {error}; this is "
-                "a bug in grindwatch, please report it with the file"
+                f"could not be scored because of an unexpected error "
+                f"({type(error).__name__}: {error}); this is a bug in grindwatch, "
+                "please report it with the file"
             )
 
     def _report(
