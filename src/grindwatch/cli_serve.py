@@ -183,6 +183,9 @@ def serve(
         watcher=watcher,
         watch_interval=interval,
     )
+    bind_problem = _bind_problem(host, port)
+    if bind_problem is not None:
+        _fail(bind_problem)
     if token is None and host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning(
             "listening on %s without a token: anyone who reaches this address can "
@@ -190,9 +193,6 @@ def serve(
             host,
             TOKEN_ENV,
         )
-    bind_problem = _bind_problem(host, port)
-    if bind_problem is not None:
-        _fail(bind_problem)
     console().print(
         f"Serving {shown_name} on http://{host}:{port} (bearer token "
         f"{'required; open the pages as /#token=TOKEN' if token else 'not required'}"
