@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import sys
 import time
 import urllib.request
@@ -19,6 +20,7 @@ from schemathesis import GenerationMode
 from typer.testing import CliRunner
 
 import grindwatch
+from grindwatch.cli import _register_extensions
 from grindwatch.cli import app as cli_app
 from grindwatch.io import read_file
 from grindwatch.serve import ServiceLimits, create_app
@@ -406,6 +408,75 @@ def test_service_runs_watcher_and_lists_cycles(trained, tmp_path):
     assert unknown.status_code == 404
 
 
+def _wait_for_cycles(service: TestClient, count: int) -> list[dict]:
+    deadline = time.monotonic() + 30
+    cycles = service.get("/api/cycles").json()["cycles"]
+    while len(cycles) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+        cycles = service.get("/api/cycles").json()["cycles"]
+    return cycles
+
+
+def test_service_watcher_survives_reader_bug(trained, tmp_path, monkeypatch):
+    from grindwatch import watch
+
+    real_read_file = watch.read_file
+
+    def read_file(path, options):  # noqa: ANN001, ANN202
+        if Path(path).name == "cycle_060.csv":
+            raise TypeError("boolean value of NA is ambiguous")
+        return real_read_file(path, options)
+
+    monkeypatch.setattr(watch, "read_file", read_file)
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    watcher = Watcher(
+        trained["model"], folder, ResultStore(tmp_path / "r.sqlite"), settle_seconds=0
+    )
+    app = create_app(trained["model"], watcher=watcher, watch_interval=0.1)
+
+    first, second = write_cycles(tmp_path / "staging", 2, start_seed=60)
+
+    with TestClient(app) as service:
+        # The second file lands after the watcher has failed on the first.
+        first.replace(folder / first.name)
+        _wait_for_cycles(service, 1)
+        second.replace(folder / second.name)
+        cycles = _wait_for_cycles(service, 2)
+        health = service.get("/health").json()
+
+    statuses = {cycle["path"]: cycle["status"] for cycle in cycles}
+    assert statuses == {"cycle_060.csv": "failed", "cycle_061.csv": "scored"}
+    assert health["watching"] is True
+
+
+def test_health_reports_stopped_watcher(trained, tmp_path, monkeypatch, caplog):
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    watcher = Watcher(
+        trained["model"], folder, ResultStore(tmp_path / "r.sqlite"), settle_seconds=0
+    )
+
+    def poll() -> list[int]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(watcher, "poll", poll)
+    app = create_app(trained["model"], watcher=watcher, watch_interval=0.1)
+
+    with caplog.at_level(logging.ERROR, logger="grindwatch.serve"):
+        with TestClient(app) as service:
+            deadline = time.monotonic() + 30
+            health = service.get("/health").json()
+            while health["watching"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+                health = service.get("/health").json()
+
+    assert health["status"] == "ok"
+    assert health["watching"] is False
+    assert "folder watcher of" in caplog.text
+    assert "disk I/O error" in caplog.text
+
+
 @pytest.fixture
 def api_schema(trained, tmp_path):
     """The service with a results store holding one scored and one failed file."""
@@ -510,6 +581,24 @@ def test_model_name_and_version_from_registry(trained):
     assert by_version == ("grinder-7", "1")
     assert renamed == ("line 2", "1")
     assert folder == (str(trained["bundle"]), None)
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_serve_rejects_foreign_address(trained):
+    _register_extensions()
+    # 192.0.2.1 is a documentation address that no local interface has, so the
+    # bind fails locally without sending a packet.
+    result = CliRunner().invoke(
+        cli_app,
+        ["serve", "--model", str(trained["bundle"]), "--host", "192.0.2.1"]
+        + ["--port", str(free_port())],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert result.output.count("error:") == 1, result.output
+    assert "cannot listen on 192.0.2.1: the address cannot be bound" in result.output
+    assert "pass --host 127.0.0.1 or an address of this machine" in result.output
+    assert "in use" not in result.output
 
 
 def test_serve_command_listens_on_loopback(trained, tmp_path):

@@ -19,6 +19,7 @@ import grindwatch
 from grindwatch.cli import _register_extensions
 from grindwatch.cli import app as cli_app
 from grindwatch.config import Config
+from grindwatch.exceptions import InputError
 from grindwatch.watch import FileKey, ResultStore, Watcher
 from tests.conftest import write_cycles
 from tests.servetools import (
@@ -102,6 +103,17 @@ def test_subfolders_are_watched(trained, folder, tmp_path):
     watcher.poll()
 
     assert _paths(tmp_path / "results.sqlite") == ["line2/2024-05-01/cycle_020.csv"]
+
+
+def test_link_loop_scored_once(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder / "line2", 1, start_seed=25)
+    os.symlink(folder, folder / "line2" / "loop")
+
+    added = watcher.poll()
+
+    assert len(added) == 1
+    assert _paths(tmp_path / "results.sqlite") == ["line2/cycle_025.csv"]
 
 
 def test_waits_until_file_settles(trained, folder, tmp_path):
@@ -200,6 +212,69 @@ def test_changed_file_scored_again(trained, folder, tmp_path):
     watcher.poll()
 
     assert _paths(tmp_path / "results.sqlite") == ["cycle_080.csv", "cycle_080.csv"]
+
+
+def _break_reader(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
+    """Make the watcher's reader raise TypeError on the file ``name``, as a reader
+    bug would; return the names of the files it is called on."""
+    from grindwatch import watch
+
+    calls = []
+    real_read_file = watch.read_file
+
+    def read_file(path, options):  # noqa: ANN001, ANN202
+        calls.append(Path(path).name)
+        if Path(path).name == name:
+            raise TypeError("boolean value of NA is ambiguous")
+        return real_read_file(path, options)
+
+    monkeypatch.setattr(watch, "read_file", read_file)
+    return calls
+
+
+def test_unexpected_error_stored_as_failed(
+    trained, folder, tmp_path, monkeypatch, caplog
+):
+    _break_reader(monkeypatch, "cycle_131.csv")
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 3, start_seed=130)
+
+    with caplog.at_level(logging.ERROR, logger="grindwatch.watch"):
+        added = watcher.poll()
+    rows = ResultStore(tmp_path / "results.sqlite").frame().set_index("path")
+    reason = rows.loc["cycle_131.csv", "reason"]
+
+    assert len(added) == 3
+    assert rows.loc["cycle_130.csv", "status"] == "scored"
+    assert rows.loc["cycle_132.csv", "status"] == "scored"
+    assert rows.loc["cycle_131.csv", "status"] == "failed"
+    assert "TypeError: boolean value of NA is ambiguous" in reason
+    assert "bug in grindwatch" in reason
+    assert watcher.failed == ["cycle_131.csv"]
+    assert "unexpected error while scoring" in caplog.text
+    assert "Traceback" in caplog.text
+
+
+def test_unexpected_error_retried_only_when_changed(
+    trained, folder, tmp_path, monkeypatch
+):
+    calls = _break_reader(monkeypatch, "cycle_140.csv")
+    write_cycles(folder, 1, start_seed=140)
+    watcher = _watcher(trained, folder, tmp_path)
+    watcher.poll()
+    watcher.poll()
+
+    restarted = _watcher(trained, folder, tmp_path)
+    restarted.poll()
+    calls_before_change = calls.count("cycle_140.csv")
+    path = folder / "cycle_140.csv"
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    restarted.poll()
+
+    assert calls_before_change == 1
+    assert calls.count("cycle_140.csv") == 2
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_140.csv", "cycle_140.csv"]
 
 
 def test_alarm_logged_with_details(trained, folder, tmp_path, caplog):
@@ -335,6 +410,80 @@ def test_watch_command_once(trained, folder, tmp_path):
         "cycle_120.csv",
         "cycle_121.csv",
     ]
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_watch_command_survives_reader_bug(trained, folder, monkeypatch):
+    _register_extensions()
+    _break_reader(monkeypatch, "cycle_150.csv")
+    write_cycles(folder, 2, start_seed=150)
+
+    result = CliRunner().invoke(
+        cli_app,
+        ["watch", str(folder), "--model", str(trained["bundle"]), "--once"]
+        + ["--settle", "0", "--results", "out.sqlite"],
+    )
+    rows = ResultStore(Path("out.sqlite")).frame().set_index("path")
+
+    assert result.exit_code == 0, result.output
+    assert "Scored 1 new file. 1 could not be scored" in result.output
+    assert rows.loc["cycle_150.csv", "status"] == "failed"
+    assert rows.loc["cycle_151.csv", "status"] == "scored"
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_watch_rejects_results_not_sqlite(trained, folder):
+    _register_extensions()
+    Path("notes.sqlite").write_text("time,vib_x\n0,1\n")
+
+    result = CliRunner().invoke(
+        cli_app,
+        ["watch", str(folder), "--model", str(trained["bundle"]), "--once"]
+        + ["--results", "notes.sqlite"],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "notes.sqlite: is not an SQLite database (file is not a database)" in (
+        result.output
+    )
+    assert "choose another --results path or move that file away" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert Path("notes.sqlite").read_text() == "time,vib_x\n0,1\n"
+
+
+def test_store_rejects_folder_path(tmp_path):
+    (tmp_path / "results.sqlite").mkdir()
+
+    with pytest.raises(InputError, match="cannot be opened as an SQLite database"):
+        ResultStore(tmp_path / "results.sqlite")
+
+
+def test_store_rejects_file_as_folder(tmp_path):
+    (tmp_path / "taken").write_text("a file, not a folder")
+
+    with pytest.raises(InputError, match="cannot create the folder"):
+        ResultStore(tmp_path / "taken" / "results.sqlite")
+
+
+@pytest.mark.parametrize("command", ["watch", "serve"])
+def test_negative_settle_rejected(trained, folder, command):
+    _register_extensions()
+    # --once and an address of no local interface end the command quickly even
+    # where the option check is missing.
+    if command == "watch":
+        arguments = [str(folder), "--once"]
+    else:
+        arguments = ["--watch", str(folder), "--host", "192.0.2.1"]
+
+    result = CliRunner().invoke(
+        cli_app,
+        [command, *arguments, "--model", str(trained["bundle"]), "--settle", "-5"],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--settle'" in result.output
+    assert "greater than or equal to 0" in result.output
+    assert not Path("grindwatch-results.sqlite").exists()
 
 
 @pytest.mark.usefixtures("restored_logging")

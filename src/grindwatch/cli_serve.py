@@ -37,8 +37,9 @@ CsvOpt = Annotated[
 SettleOpt = Annotated[
     float,
     typer.Option(
+        min=0,
         help="Seconds a file's size and modification time must stay unchanged "
-        "before it counts as complete."
+        "before it counts as complete (0: as soon as it is seen).",
     ),
 ]
 MarkerSuffixOpt = Annotated[
@@ -182,6 +183,9 @@ def serve(
         watcher=watcher,
         watch_interval=interval,
     )
+    bind_problem = _bind_problem(host, port)
+    if bind_problem is not None:
+        _fail(bind_problem)
     if token is None and host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning(
             "listening on %s without a token: anyone who reaches this address can "
@@ -189,8 +193,6 @@ def serve(
             host,
             TOKEN_ENV,
         )
-    if not _port_free(host, port):
-        _fail(f"port {port} on {host} is in use; pass another --port")
     console().print(
         f"Serving {shown_name} on http://{host}:{port} (bearer token "
         f"{'required; open the pages as /#token=TOKEN' if token else 'not required'}"
@@ -337,7 +339,10 @@ def _model_identity(
     return name or registered, version or None
 
 
-def _port_free(host: str, port: int) -> bool:
+def _bind_problem(host: str, port: int) -> str | None:
+    """Try to bind ``host``:``port``. Return None when that works, else the reason
+    it failed and the fix."""
+    import errno
     import socket
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -345,6 +350,23 @@ def _port_free(host: str, port: int) -> bool:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
-        except OSError:
-            return False
-    return True
+        except socket.gaierror as error:
+            return (
+                f"cannot listen on {host}: the host name cannot be resolved "
+                f"({error.strerror}); pass --host 127.0.0.1 or an address of this "
+                "machine"
+            )
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is in use; pass another --port"
+            if error.errno == errno.EADDRNOTAVAIL:
+                return (
+                    f"cannot listen on {host}: the address cannot be bound "
+                    f"({error.strerror}), because it is not an address of this "
+                    "machine; pass --host 127.0.0.1 or an address of this machine"
+                )
+            return (
+                f"cannot listen on {host} port {port} ({error.strerror}); pass "
+                "another --port, or --host 127.0.0.1"
+            )
+    return None

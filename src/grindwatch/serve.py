@@ -289,7 +289,10 @@ class Health(BaseModel):
 
     status: str = Field(description="Always 'ok' while the service responds.")
     model_loaded: bool = Field(description="True once the model is in memory.")
-    watching: bool = Field(description="True while a folder watcher thread runs.")
+    watching: bool = Field(
+        description="True while the folder watcher thread runs; false without a "
+        "watcher and after the watcher stopped on an error."
+    )
 
 
 class CycleSummary(BaseModel):
@@ -487,7 +490,7 @@ def create_app(
     limits = limits or ServiceLimits()
     if watcher is not None and store is None:
         store = watcher.store
-    state = {"watching": False}
+    state: dict[str, threading.Thread | None] = {"watcher_thread": None}
     lifespan = _watcher_lifespan(watcher, watch_interval, state)
     app = FastAPI(
         title="grindwatch",
@@ -524,7 +527,9 @@ def create_app(
     @app.get("/health", tags=["service"])
     def health() -> Health:
         """Report that the service runs and its model is loaded."""
-        return Health(status="ok", model_loaded=True, watching=state["watching"])
+        thread = state["watcher_thread"]
+        watching = thread is not None and thread.is_alive()
+        return Health(status="ok", model_loaded=True, watching=watching)
 
     @app.get(
         "/model",
@@ -691,21 +696,38 @@ def _watcher_lifespan(watcher: Watcher | None, interval: float, state: dict):  #
             return
         stop = threading.Event()
         thread = threading.Thread(
-            target=watcher.run,
-            kwargs={"interval": interval, "stop": stop},
+            target=_run_watcher,
+            args=(watcher, interval, stop),
             name="grindwatch-watcher",
             daemon=True,
         )
         thread.start()
-        state["watching"] = True
+        state["watcher_thread"] = thread
         try:
             yield
         finally:
             stop.set()
             thread.join(timeout=60)
-            state["watching"] = False
 
     return lifespan
+
+
+def _run_watcher(watcher: Watcher, interval: float, stop: threading.Event) -> None:
+    """Run the watcher until ``stop`` is set, logging the error that ends it early.
+
+    The watcher stores a file that fails to read or score as failed and goes on,
+    so an error here comes from elsewhere, such as a results database that can no
+    longer be written. The service keeps responding, and ``/health`` then reports
+    ``watching: false``.
+    """
+    try:
+        watcher.run(interval=interval, stop=stop)
+    except Exception:
+        logger.exception(
+            "the folder watcher of %s stopped on an unexpected error; new files "
+            "are not scored until the service is restarted",
+            watcher.folder,
+        )
 
 
 def _bearer_check(token: str | None):  # noqa: ANN202

@@ -14,6 +14,8 @@ scored when its key is not in the table, so after a restart the watcher neither
 scores a file twice nor skips one. A file that is changed after scoring gets a new
 key and is scored again as a new recording. A file that cannot be read or scored is
 stored with status ``failed`` and the reason, and is retried only when it changes.
+This holds for unexpected errors too (a bug in a reader): the watcher logs the
+traceback, stores the file as failed and goes on with the next one.
 
 The CSV copy of the table is rebuilt from SQLite after each poll that added
 results, written to a temporary file and renamed over the old one. A reader never
@@ -127,11 +129,37 @@ class ResultStore:
 
     Each call opens its own connection, so one store can be used from several
     threads, and the page can read while a watcher process writes (WAL journal).
+    Opening a path that is not an SQLite database, or cannot be opened as one,
+    raises ``InputError``.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InputError(
+                self.path.parent,
+                f"cannot create the folder of the results database ({error.strerror})",
+                "choose another --results path",
+            ) from error
+        try:
+            self._create_tables()
+        except sqlite3.OperationalError as error:
+            raise InputError(
+                self.path,
+                f"cannot be opened as an SQLite database ({error})",
+                "check that it is a file you can write, or choose another --results "
+                "path",
+            ) from error
+        except sqlite3.DatabaseError as error:
+            raise InputError(
+                self.path,
+                f"is not an SQLite database ({error})",
+                "choose another --results path or move that file away",
+            ) from error
+
+    def _create_tables(self) -> None:
         connection = self._connect()
         try:
             connection.execute("PRAGMA journal_mode=WAL")
@@ -519,6 +547,16 @@ class Watcher:
             # A reader failed in a way it does not translate (a corrupt file deep
             # inside a format library): record it and go on with the next file.
             return None, f"could not be read ({type(error).__name__}: {error})"
+        except Exception as error:
+            # Any other error is a bug in grindwatch, not in the file. Storing the
+            # file as failed keeps one file from stopping the watcher, and keeps a
+            # restarted watcher from hitting the same error again.
+            logger.exception("unexpected error while scoring %s", path)
+            return None, (
+                f"could not be scored because of an unexpected error "
+                f"({type(error).__name__}: {error}); this is a bug in grindwatch, "
+                "please report it with the file"
+            )
 
     def _report(
         self, key: FileKey, cycle: CycleScore | None, reason: str | None

@@ -250,12 +250,23 @@ def _fixed_prefix(pattern: Path) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
-def _walk(folder: Path, suffixes: tuple[str, ...], kind: str) -> list[Path]:
+def _walk(
+    folder: Path,
+    suffixes: tuple[str, ...],
+    kind: str,
+    visited: set[Path] | None = None,
+) -> list[Path]:
     """Files with a known suffix under ``folder``, and cycle folders as one item each.
 
     Hidden files and folders are left out, and so is everything inside a cycle
-    folder.
+    folder. Symbolic links to folders are followed, but each real folder is walked
+    once (``visited`` holds the resolved paths), so a link loop ends.
     """
+    visited = set() if visited is None else visited
+    real = folder.resolve()
+    if real in visited:
+        return []
+    visited.add(real)
     if kind == "signals" and is_cycle_folder(folder):
         return [folder]
     found: list[Path] = []
@@ -263,7 +274,7 @@ def _walk(folder: Path, suffixes: tuple[str, ...], kind: str) -> list[Path]:
         if item.name.startswith("."):
             continue
         if item.is_dir():
-            found.extend(_walk(item, suffixes, kind))
+            found.extend(_walk(item, suffixes, kind, visited))
         elif item.is_file() and item.suffix.lower() in suffixes:
             found.append(item)
     return found
