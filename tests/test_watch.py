@@ -486,6 +486,18 @@ def test_negative_settle_rejected(trained, folder, command):
     assert not Path("grindwatch-results.sqlite").exists()
 
 
+def test_zero_interval_rejected(trained, folder):
+    _register_extensions()
+
+    result = CliRunner().invoke(
+        cli_app,
+        ["watch", str(folder), "--model", str(trained["bundle"]), "--interval", "0"],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--interval'" in result.output
+
+
 @pytest.mark.usefixtures("restored_logging")
 def test_watch_command_reading_option(trained, folder, tmp_path):
     _register_extensions()

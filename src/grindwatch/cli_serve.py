@@ -57,7 +57,9 @@ FolderMarkerOpt = Annotated[
     ),
 ]
 IntervalOpt = Annotated[
-    float, typer.Option(help="Seconds between two scans of the folder.")
+    float,
+    # Above 0: a loop without a pause would keep a core busy listing the folder.
+    typer.Option(min=0.01, help="Seconds between two scans of the folder."),
 ]
 RunWarningOpt = Annotated[
     int,
