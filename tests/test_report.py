@@ -557,6 +557,26 @@ def test_single_completed_trial_has_no_importances(cycle_folders, tracked):
     assert "at least two completed trials" in summary.importance_note
 
 
+def test_equal_objectives_have_no_importances():
+    from grindwatch.report.study import parameter_importances
+
+    trials = pd.DataFrame(
+        {
+            "completed": [True, True, True],
+            "value": [0.0, 0.0, 0.0],
+            "param.knn.n_neighbors": [3, 7, 12],
+            "param.window_length": [256, 512, 1024],
+        }
+    )
+
+    importances, note = parameter_importances(
+        trials, ["param.knn.n_neighbors", "param.window_length"], "maximize"
+    )
+
+    assert importances == {}
+    assert "Every completed trial has the objective 0" in note
+
+
 def test_read_study_without_parent(cycle_folders, tracked):
     model = grindwatch.train(cycle_folders["good"], tracked.config).model
 

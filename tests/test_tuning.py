@@ -1173,3 +1173,57 @@ def test_trial_settings_summarise_each_family():
     )
     assert _settings(table_forest) == "n_estimators 104, max_samples 512"
     assert _settings({"family": "knn", "frontend": "raw", "param.n_bands": 16}) == ""
+
+
+def test_alias_move_to_another_version_warns(cycles, caplog):
+    from grindwatch.mlflow_tuning import StudyTracker
+    from grindwatch.pipeline import train
+
+    config = _config(
+        **{
+            "tracking.enabled": True,
+            "tracking.registered_model": "line4",
+            "detector.family": "pca",
+            "windows.length": 256,
+        }
+    )
+    first = train(cycles / "good", config)
+    second = train(cycles / "good", config)
+    tracker = StudyTracker(config)
+
+    with caplog.at_level(logging.INFO, logger="grindwatch.mlflow_tuning"):
+        tracker.alias_version(first.run_id, "line4", "champion")
+        tracker.alias_version(first.run_id, "line4", "champion")
+        tracker.alias_version(second.run_id, "line4", "champion")
+
+    moves = [r for r in caplog.records if "moved from" in r.getMessage()]
+    assert len(moves) == 1
+    assert moves[0].levelno == logging.WARNING
+    assert "models:/line4@champion moved from version 1 to version 2" in (
+        moves[0].getMessage()
+    )
+
+
+def test_tied_objectives_warn_that_nothing_was_chosen(caplog):
+    import optuna
+
+    from grindwatch.tuning_results import _warn_undecided
+
+    study = optuna.create_study(direction="maximize")
+    for value in (0.4, 0.4, 0.4):
+        study.add_trial(optuna.trial.create_trial(value=value))
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.tuning_results"):
+        _warn_undecided(study, study.best_trial)
+
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1
+    assert "all 3 complete trials have the objective 0.4" in messages[0]
+
+    zero = optuna.create_study(direction="maximize")
+    for value in (0.0, 0.0):
+        zero.add_trial(optuna.trial.create_trial(value=value))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="grindwatch.tuning_results"):
+        _warn_undecided(zero, zero.best_trial)
+    assert "the best objective is 0" in caplog.text

@@ -408,9 +408,31 @@ class StudyTracker:
                 "the model was logged with tracking.log_model enabled"
             )
         version = str(max(int(v.version) for v in versions))
+        previous = self._alias_holder(name, alias)
         _retry(self.client.set_registered_model_alias, name, alias, version)
-        logger.info("models:/%s@%s is version %s", name, alias, version)
+        if previous is not None and previous != version:
+            # Scoring jobs that load models:/NAME@alias switch models at their
+            # next load, so the move is worth a line of its own.
+            logger.warning(
+                "models:/%s@%s moved from version %s to version %s",
+                name,
+                alias,
+                previous,
+                version,
+            )
+        else:
+            logger.info("models:/%s@%s is version %s", name, alias, version)
         return version
+
+    def _alias_holder(self, name: str, alias: str) -> str | None:
+        """Return the version that ``alias`` names now, or None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            held = _retry(self.client.get_model_version_by_alias, name, alias)
+        except MlflowException:
+            return None
+        return str(held.version)
 
     def run_status(self, run_id: str) -> str:
         return _retry(self.client.get_run, run_id).info.status

@@ -207,6 +207,7 @@ def conclude(
         tracker.close_parent("FINISHED", "complete")
         return result
 
+    _warn_undecided(study, best)
     _finalize(result, tracker, training, objective)
     _check_refitted_threshold(result, best.user_attrs.get("grindwatch.metrics", {}))
     result.finalized = True
@@ -240,6 +241,31 @@ def _copy_final(result: TuneResult, tracker: Any) -> None:
     result.registered_model = tags.get("grindwatch.registered_model")
     result.registered_version = tags.get("grindwatch.registered_version")
     result.alias = tags.get("grindwatch.alias")
+
+
+def _warn_undecided(study: optuna.Study, best: optuna.trial.FrozenTrial) -> None:
+    """Warn when the objective did not choose: every complete trial has the best
+    value, or the best value is 0, so the kept variant is the first, not the best."""
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    values = [trial.value for trial in complete if trial.value is not None]
+    if best.value is not None and best.value <= 0:
+        logger.warning(
+            "the best objective is %g: no trial found the injected anomalies and "
+            "flagged them at its threshold, so trial %d is kept only as the first. "
+            "Widen tune.space, give more trials, or check the training data",
+            best.value,
+            best.number,
+        )
+    elif len(values) > 1 and len(set(values)) == 1:
+        logger.warning(
+            "all %d complete trials have the objective %g, so the study did not "
+            "rank them and trial %d is kept as the first",
+            len(values),
+            best.value,
+            best.number,
+        )
 
 
 def _finalize(

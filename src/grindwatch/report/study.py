@@ -325,6 +325,11 @@ def parameter_importances(
     usable = [name for name in usable if done[name].astype(str).nunique() > 1]
     if not usable:
         return {}, "No parameter varied between the completed trials."
+    if done["value"].nunique() < 2:
+        return {}, (
+            f"Every completed trial has the objective {done['value'].iloc[0]:.4g}, "
+            "so no parameter explains a difference."
+        )
 
     import optuna
     from optuna.importance import FanovaImportanceEvaluator
@@ -352,6 +357,9 @@ def parameter_importances(
         importances = optuna.importance.get_param_importances(
             study, evaluator=FanovaImportanceEvaluator(n_trees=64, seed=0)
         )
+    except (ValueError, RuntimeError) as error:
+        # fANOVA fails on degenerate studies that the checks above do not catch.
+        return {}, f"Parameter importances could not be computed ({error})."
     finally:
         optuna_logger.setLevel(level)
     note = f"Importances by {IMPORTANCE_METHOD} ({len(done)} completed trials)."
