@@ -1216,7 +1216,9 @@ def test_tied_objectives_warn_that_nothing_was_chosen(caplog):
     with caplog.at_level(logging.WARNING, logger="grindwatch.tuning_results"):
         _warn_undecided(study, study.best_trial)
 
-    messages = [r.getMessage() for r in caplog.records]
+    messages = [
+        r.getMessage() for r in caplog.records if r.name == "grindwatch.tuning_results"
+    ]
     assert len(messages) == 1
     assert "all 3 complete trials have the objective 0.4" in messages[0]
 
