@@ -97,7 +97,7 @@ def test_evaluate_names_the_folders_that_gave_labels(cycle_folders, tmp_path):
     table = runner.invoke(app, ["evaluate", str(data), "-m", str(model), "--no-track"])
     text = " ".join(table.output.split())
     assert "Labels: folder anomaly-free: 8 normal; folder broken: 3 anomalous." in text
-    assert "8 of these recordings are files the model was trained on" in text
+    assert "8 of the labeled recordings are files the model was trained on" in text
 
 
 def test_labels_file_overrides_folder_labels_of_windows(cycle_folders, tmp_path):

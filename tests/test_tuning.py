@@ -1229,3 +1229,19 @@ def test_tied_objectives_warn_that_nothing_was_chosen(caplog):
     with caplog.at_level(logging.WARNING, logger="grindwatch.tuning_results"):
         _warn_undecided(zero, zero.best_trial)
     assert "the best objective is 0" in caplog.text
+
+
+def test_one_class_eval_data_warns(feature_table, tmp_path, caplog):
+    import pandas as pd
+
+    normal = pd.read_parquet(feature_table)
+    normal = normal[~normal["anomaly"]]
+    normal.to_parquet(tmp_path / "ok.parquet")
+    config = _config(**{"data.kind": "table", "tune.n_trials": 1})
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.objective"):
+        result = tune(feature_table, config, labeled_data=tmp_path / "ok.parquet")
+
+    assert result.final_metrics == {}
+    assert "are all normal (300 labeled)" in caplog.text
+    assert "--eval ok/ --eval nok/" in caplog.text

@@ -575,9 +575,9 @@ def _print_metrics(result) -> None:  # noqa: ANN001
         out.print(f"Labels: {_describe_label_sources(sources)}.", highlight=False)
     if result.trained_on:
         out.print(
-            f"{len(result.trained_on)} of these recordings are files the model was "
-            f"trained on (first: {result.trained_on[0]}), so these metrics are "
-            "optimistic: evaluate on recordings left out of training.",
+            f"{len(result.trained_on)} of the labeled recordings are files the "
+            f"model was trained on (first: {result.trained_on[0]}), so these "
+            "metrics are optimistic: evaluate on recordings left out of training.",
             highlight=False,
         )
     if result.window_labels == "recordings":

@@ -388,7 +388,8 @@ def tune(
         Optional[list[str]],  # noqa: UP045
         typer.Option(
             "--eval",
-            help="Labeled recordings to report labeled metrics on; never fitted.",
+            help="Labeled recordings to report labeled metrics on; never fitted. "
+            "Repeat the option for each file or folder.",
         ),
     ] = None,
     labels: Annotated[

@@ -74,7 +74,7 @@ class EvaluationResult:
     unlabeled: list[str] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     window_labels: str = "samples"
-    # Evaluated recordings whose file the model was trained on (same content).
+    # Labeled recordings whose file the model was trained on (same content).
     trained_on: list[str] = field(default_factory=list)
 
     def skipped_counts(self) -> dict[str, int]:
@@ -271,14 +271,16 @@ def evaluate(
         apply_labels(scored, mapping)
     result = evaluate_scores(scored)
     result.skipped = label_skipped(scored.skipped, mapping, _label_roots(data, model))
-    result.trained_on = training_recordings(model, scored.recordings)
+    # Only the labeled recordings count in the metrics, so only they are checked.
+    measured = scored.recordings[_labeled(scored.recordings)]
+    result.trained_on = training_recordings(model, measured)
     if result.trained_on:
         logger.warning(
-            "%d of the %d evaluated recordings are files the model was trained on "
+            "%d of the %d labeled recordings are files the model was trained on "
             "(first: %s), so the metrics are optimistic; evaluate on recordings "
             "left out of training",
             len(result.trained_on),
-            len(scored.recordings),
+            len(measured),
             result.trained_on[0],
         )
     counts = result.skipped_counts()

@@ -370,6 +370,20 @@ class Objective:
                 "tune.objective recurring_f1 needs tune.recurring_share "
                 "above 0; set a share such as 0.01, or use injected_auc_specificity"
             )
+        if labeled is not None and not self.has_labels:
+            classes = sorted({_recording_label(r) for r in self.labeled})
+            found = {0: "normal", 1: "anomalous"}
+            held = (
+                "carry no label"
+                if not classes
+                else f"are all {found[classes[0]]} ({len(self.labeled)} labeled)"
+            )
+            logger.warning(
+                "the labeled recordings (--eval) %s, so trials log no labeled "
+                "metrics: they need both classes. Repeat the option for each "
+                "file or folder (--eval ok/ --eval nok/), or pass --labels FILE",
+                held,
+            )
         if settings.objective == "labeled_auc" and not self.has_labels:
             raise ConfigError(
                 "tune.objective labeled_auc needs labeled recordings of both classes; "
