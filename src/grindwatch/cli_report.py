@@ -168,9 +168,12 @@ def report(
                 "and no --reference was given. Pass known-good recordings, such "
                 "as the training data, with --reference."
             )
+        # With --scores, the table can list normal recordings whose signals are
+        # not in the data given, so they cannot serve as a comparison.
+        where = "the data given (whose signals are read)" if scores else "the data"
         out.print(
             "The detail sections have no normal recording to compare with, because "
-            f"no recording in the data is scored as normal, {advice}",
+            f"no recording in {where} is scored as normal, {advice}",
             highlight=False,
         )
     out.print(
