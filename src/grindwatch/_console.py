@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 
@@ -23,13 +24,15 @@ def console():  # noqa: ANN201
         # Without markup, text such as a unit in "Time [ms]" prints as written;
         # styled parts use rich.text.Text.
         _console = Console(stderr=True, soft_wrap=True, markup=False)
+        if not _console.is_terminal and "COLUMNS" not in os.environ:
+            # Rich assumes 80 columns for a pipe or a log file, which cut table
+            # headers to "objecti..." in CI logs; a file has no width limit.
+            _console.width = 160
     return _console
 
 
 def setup_logging(verbose: int) -> None:
     """Send log records through a RichHandler on the progress console."""
-    import os
-
     from rich.logging import RichHandler
 
     # MLflow configures its own logger when imported; these keep it to warnings
