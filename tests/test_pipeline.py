@@ -522,3 +522,15 @@ def test_threshold_flagging_a_third_of_training_warns(cycle_folders, caplog):
     assert len(warned) == 1
     assert f"flags {n_flagged} of the 8 training recordings" in warned[0]
     assert "the max of its window scores" in warned[0]
+
+
+def test_table_threshold_counts_rows(feature_table):
+    config = _config(
+        **{"data.kind": "table", "frontend.kind": "raw", "detector.family": "pca"}
+    )
+
+    model = grindwatch.train(feature_table, config).model
+
+    assert model.threshold_.unit == "rows"
+    assert "training rows" in model.threshold_.describe()
+    assert "training windows" not in model.threshold_.describe()

@@ -241,8 +241,10 @@ class Model:
         self.detector_ = self._make_detector()
         self.detector_.fit(features, on_epoch=on_epoch)
         self.training_scores_ = np.asarray(self.detector_.training_scores_)
+        # A feature table's windows are its rows, one per cycle.
+        unit = "rows" if getattr(self, "kind_", "signals") == "table" else "windows"
         self.threshold_ = fit_threshold(
-            self.training_scores_, **self._threshold_settings()
+            self.training_scores_, **self._threshold_settings(), unit=unit
         )
         self.version_ = __version__
         return self

@@ -266,8 +266,8 @@ def fit_threshold(
     margin : float
         Factor applied to the cut, greater than 0.
     unit : str
-        What the scores belong to, for descriptions and log lines: "windows", or
-        "recordings" for the cycle check.
+        What the scores belong to, for descriptions and log lines: "windows",
+        "rows" for feature tables, or "recordings" for the cycle check.
 
     Raises
     ------
@@ -310,7 +310,7 @@ def fit_threshold(
             # Dozens of recordings rarely form clusters, and the cycle check's
             # description names the rule it used.
             logger.log(
-                logging.WARNING if unit == "windows" else logging.INFO,
+                logging.INFO if unit == "recordings" else logging.WARNING,
                 "threshold on %s: fell back from gmm to median + %g * MAD because %s",
                 unit,
                 mad_k,

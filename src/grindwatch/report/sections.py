@@ -457,7 +457,15 @@ def notes(
     }[axis.name]
     method = ATTRIBUTION_METHODS.get(model.config.detector.family, "")
     baseline = ""
-    if getattr(model, "contribution_baseline_", None) is not None:
+    if getattr(model, "contribution_baseline_", None) is not None and (
+        model.kind_ == "table"
+    ):
+        baseline = (
+            ", less its mean over the training rows, so a feature that departs "
+            "in every normal row does not top the attribution of every row; "
+            "features below that level take no share"
+        )
+    elif getattr(model, "contribution_baseline_", None) is not None:
         baseline = (
             ", less its mean over the training windows, so a channel that is "
             "hard to reconstruct in every normal window does not top the "
