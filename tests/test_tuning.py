@@ -1245,3 +1245,25 @@ def test_one_class_eval_data_warns(feature_table, tmp_path, caplog):
     assert result.final_metrics == {}
     assert "are all normal (300 labeled)" in caplog.text
     assert "--eval ok/ --eval nok/" in caplog.text
+
+
+def test_table_family_outside_the_space_warns(feature_table, caplog):
+    config = _config(
+        **{
+            "data.kind": "table",
+            "tune.n_trials": 1,
+            "detector.family": "iforest",
+            "tune.space.family": ["pca"],
+        }
+    )
+
+    with caplog.at_level(logging.INFO, logger="grindwatch"):
+        tune(feature_table, config)
+
+    baseline = [
+        record
+        for record in caplog.records
+        if "not trying the configured pipeline first" in record.getMessage()
+    ]
+    assert len(baseline) == 1
+    assert baseline[0].levelno == logging.WARNING

@@ -394,9 +394,13 @@ def _enqueue_baseline(study: optuna.Study, config: Config, objective: Any) -> No
     from grindwatch.search_space import baseline_params
 
     params, reason = baseline_params(config, objective.space, objective.kind)
-    if params is None and objective.kind == "table":
+    if (
+        params is None
+        and objective.kind == "table"
+        and config.detector.family == "autoencoder"
+    ):
         # The default autoencoder reads signal windows only, so with tables the
-        # configured pipeline is often one that cannot run.
+        # configured pipeline is one that cannot run unless a table family is set.
         logger.info("not trying the configured pipeline first: %s", reason)
         return
     if params is None:
