@@ -543,6 +543,31 @@ def test_tuner_study_layout_is_understood(cycle_folders, tracked):
     assert "0.95" not in section
 
 
+def test_family_settings_share_one_column(cycle_folders, tracked):
+    model = grindwatch.train(cycle_folders["good"], tracked.config).model
+    client = tracked.client
+    experiment = client.get_run(model.run_id_).info.experiment_id
+    parent = client.create_run(experiment, run_name="study-c")
+    client.set_tag(model.run_id_, "mlflow.parentRunId", parent.info.run_id)
+    client.log_param(model.run_id_, "family", "pca")
+    client.log_metric(model.run_id_, "objective", 0.6)
+    for neighbours, value in (("5", 0.7), ("12", 0.8)):
+        run = client.create_run(
+            experiment, tags={"mlflow.parentRunId": parent.info.run_id}
+        )
+        client.log_param(run.info.run_id, "family", "knn")
+        client.log_param(run.info.run_id, "knn.n_neighbors", neighbours)
+        client.log_metric(run.info.run_id, "objective", value)
+        client.set_terminated(run.info.run_id, "FINISHED")
+
+    summary = summarize_study(read_study(model.run_id_, model.config), model.run_id_)
+    section = study_section(summary)
+
+    assert "<th>other settings</th>" in section
+    assert "knn.n_neighbors 5" in section
+    assert "knn.n_neighbors 12" in section
+
+
 def test_single_completed_trial_has_no_importances(cycle_folders, tracked):
     model = grindwatch.train(cycle_folders["good"], tracked.config).model
     client = tracked.client

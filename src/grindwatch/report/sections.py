@@ -360,6 +360,13 @@ def _parameter_cell(value: Any) -> str:
     return markup.escape(value)
 
 
+def _other_settings(row: pd.Series, names: list[str]) -> str:
+    """Join a trial's settings outside the table's columns, e.g. "knn.n_neighbors
+    7, knn.metric euclidean"; the trial's family leaves the others empty."""
+    cells = [(name, _parameter_cell(row[name])) for name in names]
+    return ", ".join(f"{markup.escape(name)} {cell}" for name, cell in cells if cell)
+
+
 def _model_mark(summary: StudySummary) -> str:
     return " (this model's trial)" if summary.retrained else " (this model)"
 
@@ -404,7 +411,12 @@ def study_section(summary: StudySummary) -> str:
     )
     # Parameters most important first, or in logged order without importances.
     params = (list(summary.importances) or summary.parameters)[:8]
+    # The family's own settings (n_neighbors, filters...) go in one column, so
+    # that two trials of one family can be told apart.
+    others = [name for name in summary.parameters if name not in params]
     headers = ["trial", "run name", "status", summary.objective or "objective", *params]
+    if others:
+        headers.append("other settings")
     rows = [
         [
             _number(row["number"]),
@@ -413,6 +425,7 @@ def study_section(summary: StudySummary) -> str:
             markup.escape(_trial_status(row)),
             _number(row["value"]),
             *(_parameter_cell(row[p]) for p in params),
+            *([_other_settings(row, others)] if others else []),
         ]
         for _, row in trials.iterrows()
     ]
