@@ -96,7 +96,10 @@ def _top_trials(result: Any, limit: int) -> None:
         table.add_column(name, justify="right" if name != "family" else "left")
     in_training = getattr(result, "labels_in_training", False)
     if labeled:
-        table.add_column("labeled AUC" + ("*" if in_training else ""), justify="right")
+        # The trial's window AUC-ROC on the labeled recordings (never fitted).
+        table.add_column(
+            "labeled window AUC" + ("*" if in_training else ""), justify="right"
+        )
     table.add_column("seconds", justify="right")
     for row in ranked.to_dict(orient="records"):
         pruned = row["state"] == "PRUNED"
