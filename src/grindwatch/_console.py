@@ -25,8 +25,8 @@ def console():  # noqa: ANN201
         # styled parts use rich.text.Text.
         _console = Console(stderr=True, soft_wrap=True, markup=False)
         if not _console.is_terminal and "COLUMNS" not in os.environ:
-            # Rich assumes 80 columns for a pipe or a log file, which cut table
-            # headers to "objecti..." in CI logs; a file has no width limit.
+            # Rich assumes 80 columns for a pipe or a log file, so table headers
+            # came out cut ("objecti...") in CI logs. A file has no width limit.
             _console.width = 160
     return _console
 

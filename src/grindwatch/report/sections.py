@@ -411,8 +411,8 @@ def study_section(summary: StudySummary) -> str:
     )
     # Parameters most important first, or in logged order without importances.
     params = (list(summary.importances) or summary.parameters)[:8]
-    # The family's own settings (n_neighbors, filters...) go in one column, so
-    # that two trials of one family can be told apart.
+    # The family's own settings (n_neighbors, filters...) share one column, so
+    # two trials of one family differ in the table.
     others = [name for name in summary.parameters if name not in params]
     headers = ["trial", "run name", "status", summary.objective or "objective", *params]
     if others:
