@@ -44,9 +44,10 @@ def run_demo(workdir: str | Path, progress=None) -> DemoOutcome:  # noqa: ANN001
     labels = evaluation.scored.recordings["label"]
     description = (
         f"Trained on {len(files)} CNC mill cycles from {DEMO_FOLDER} without labels, "
-        "then compared the verdicts with labels.csv (worn tool or failed part = "
-        f"anomalous). {int((labels == 1).sum())} of the {len(labels)} cycles are "
-        "anomalous, more than training assumes, so the warning that the threshold "
-        "flags most training recordings is expected here."
+        "then compared the verdicts on the same cycles with labels.csv (worn tool "
+        "or failed part = anomalous), so the figures are in-sample. "
+        f"{int((labels == 1).sum())} of the {len(labels)} cycles are anomalous, "
+        "more than training assumes, so the warning that the threshold flags many "
+        "training recordings is expected here."
     )
     return DemoOutcome(training, evaluation, description)
