@@ -1267,3 +1267,27 @@ def test_table_family_outside_the_space_warns(feature_table, caplog):
     ]
     assert len(baseline) == 1
     assert baseline[0].levelno == logging.WARNING
+
+
+def test_store_retry_covers_a_tag_inserted_meanwhile():
+    from grindwatch.mlflow_tuning import _retry
+
+    calls = []
+
+    def set_tag() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            # What SQLite reports when another worker inserted the tag first.
+            raise RuntimeError(
+                "(sqlite3.IntegrityError) UNIQUE constraint failed: tags.key, "
+                "tags.run_uuid"
+            )
+        return "set"
+
+    def other_error() -> None:
+        raise ValueError("other error")
+
+    assert _retry(set_tag) == "set"
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match="other error"):
+        _retry(other_error)

@@ -60,19 +60,33 @@ def run_status(state: str) -> str:
     }.get(state, "FAILED")
 
 
+# Errors after which the same call succeeds when made again: a lock held by
+# another process, and a row that another process inserted between this
+# process's check and its insert (two workers tagging the study's run at once).
+_TRANSIENT = (
+    "database is locked",
+    "UNIQUE constraint failed",
+    "duplicate key value violates unique constraint",
+)
+
+
 def _retry(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call an MLflow client method, retrying while SQLite reports a lock.
+    """Call an MLflow client method, retrying after a transient store error.
 
     MLflow's SQLite store waits 20 s for a lock before it gives up; several
-    processes writing trial metrics at once can still exceed that.
+    processes writing trial metrics at once can still exceed that. MLflow sets
+    a tag by looking for it and then inserting it, so two processes setting the
+    same tag at once can collide; the retry finds the row and updates it.
     """
     for attempt in range(_LOCK_RETRIES):
         try:
             return call(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 - MLflow wraps the SQLAlchemy error
-            if "database is locked" not in str(error) or attempt == _LOCK_RETRIES - 1:
+            text = str(error)
+            transient = any(marker in text for marker in _TRANSIENT)
+            if not transient or attempt == _LOCK_RETRIES - 1:
                 raise
-            logger.info("MLflow store locked; retrying (%s)", call.__name__)
+            logger.info("MLflow store busy; retrying (%s)", call.__name__)
             time.sleep(0.2 * 2**attempt)
     raise AssertionError("unreachable")
 
