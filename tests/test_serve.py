@@ -510,8 +510,11 @@ def test_api_has_no_server_errors(api_schema, mode):
 
 
 @pytest.mark.usefixtures("restored_logging")
-def test_scores_identical_across_interfaces(trained, tmp_path):
+def test_scores_identical_across_interfaces(trained, tmp_path, monkeypatch):
     """CLI, Python API, REST service and `mlflow models serve` give the same scores."""
+    # `mlflow models serve` downloads the model to a temporary folder that it
+    # leaves behind; keep it inside the test's folder.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     result = train_small(trained["root"] / "good", tracking=True)
     uri = f"runs:/{result.run_id}/model"
     path = trained["root"] / "bad" / "cycle_100.csv"

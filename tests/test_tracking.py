@@ -54,11 +54,13 @@ def test_train_run_holds_params_metrics_and_artifacts(cycle_folders, isolated_tr
     } <= artifacts
 
 
-def test_fingerprint_lists_files_with_hashes(cycle_folders, isolated_tracking):
+def test_fingerprint_lists_files_with_hashes(
+    cycle_folders, isolated_tracking, tmp_path
+):
     result = grindwatch.train(cycle_folders["good"], _config())
 
     path = MlflowClient(isolated_tracking).download_artifacts(
-        result.run_id, "data_fingerprint.json"
+        result.run_id, "data_fingerprint.json", str(tmp_path)
     )
     fingerprint = json.loads(open(path).read())
 
@@ -71,7 +73,7 @@ def test_fingerprint_lists_files_with_hashes(cycle_folders, isolated_tracking):
 def test_logged_config_repeats_the_run(cycle_folders, isolated_tracking, tmp_path):
     result = grindwatch.train(cycle_folders["good"], _config())
     path = MlflowClient(isolated_tracking).download_artifacts(
-        result.run_id, "config.yaml"
+        result.run_id, "config.yaml", str(tmp_path)
     )
 
     repeated = grindwatch.train(cycle_folders["good"], grindwatch.load_config(path))
@@ -141,12 +143,14 @@ def test_interrupted_training_marks_run_failed(
     assert runs[0].info.status == "FAILED"
 
 
-def test_pyfunc_scores_windows_like_the_model(cycle_folders):
+def test_pyfunc_scores_windows_like_the_model(cycle_folders, tmp_path):
     result = grindwatch.train(cycle_folders["good"], _config())
     model = result.model
     windows = model.prepare(grindwatch.load_recordings(cycle_folders["bad"]).recordings)
 
-    pyfunc = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
+    pyfunc = mlflow.pyfunc.load_model(
+        f"runs:/{result.run_id}/model", dst_path=str(tmp_path)
+    )
     predicted = pyfunc.predict(windows.X)
 
     np.testing.assert_allclose(
@@ -155,11 +159,13 @@ def test_pyfunc_scores_windows_like_the_model(cycle_folders):
     assert predicted["flag"].dtype == bool
 
 
-def test_pyfunc_scores_a_recording_frame(cycle_folders):
+def test_pyfunc_scores_a_recording_frame(cycle_folders, tmp_path):
     result = grindwatch.train(cycle_folders["good"], _config())
     frame = pd.read_csv(cycle_folders["bad"] / "cycle_100.csv")
 
-    pyfunc = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
+    pyfunc = mlflow.pyfunc.load_model(
+        f"runs:/{result.run_id}/model", dst_path=str(tmp_path)
+    )
     predicted = pyfunc.predict(frame)
 
     direct = grindwatch.score(result.model, cycle_folders["bad"] / "cycle_100.csv")
