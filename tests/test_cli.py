@@ -599,6 +599,7 @@ def test_output_under_a_file_fails_before_the_work(cycle_folders, tmp_path):
     )
 
     assert trained.exit_code == 2
-    assert "because" in trained.output and "is a file" in trained.output
+    assert "because" in trained.output
+    assert "is a file" in trained.output
     # Failing before training: no MLflow run was started.
     assert "MLflow run" not in trained.output

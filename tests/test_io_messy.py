@@ -1075,7 +1075,7 @@ def test_delimiter_at_line_ends_adds_no_channel(tmp_path):
     assert recording.sample_rate == pytest.approx(1000.0)
 
 
-def test_gap_in_a_column_the_model_does_not_read(tmp_path):
+def test_gap_in_unused_column_scores(tmp_path):
     write_cycles(tmp_path / "train", 4)
     model = grindwatch.train(tmp_path / "train", _config()).model
     frame = pd.read_csv(tmp_path / "train" / "cycle_000.csv")

@@ -1002,7 +1002,7 @@ def test_timezone_rejects_skipped_local_times(tmp_path):
     assert "argument" not in raised.value.problem
 
 
-def test_damaged_time_cell_raises_instead_of_dropping_the_column(tmp_path):
+def test_damaged_time_cell_raises(tmp_path):
     seconds = (np.arange(300) / 2000).astype(object)
     seconds[120] = "ERR"
     path = _write(tmp_path / "run.csv", "time", seconds)
@@ -1030,7 +1030,7 @@ def test_given_rate_leaves_a_damaged_time_column_out(tmp_path):
     assert recording.metadata["unused_time_columns"] == ["time"]
 
 
-def test_parquet_time_as_timedelta_or_text_gives_the_rate(tmp_path):
+def test_parquet_timedelta_and_text_times(tmp_path):
     seconds = np.arange(300) / 2000
     for name, values in (
         ("elapsed.parquet", pd.to_timedelta(seconds, unit="s")),

@@ -48,14 +48,14 @@ def test_folders_above_the_given_folder_do_not_label(tmp_path):
     below = load_recordings(tmp_path / "fault_study" / "line1")
     given = load_recordings(tmp_path / "fault_study")
 
-    # The project folder above the data says nothing about the recordings...
+    # The project folder above the data does not label the recordings...
     assert [r.label for r in below] == [None, None]
     # ...but a folder the user names is read, as `evaluate good/ bad/` needs.
     assert [r.label for r in given] == [1, 1]
     assert given.recordings[0].metadata["label_source"] == "folder fault_study"
 
 
-def test_glob_and_file_labels_stop_at_their_fixed_folder(tmp_path):
+def test_glob_and_file_label_roots(tmp_path):
     write_cycles(tmp_path / "bad" / "runs", 2)
 
     by_glob = load_recordings(str(tmp_path / "bad" / "runs" / "*.csv"))
@@ -72,6 +72,11 @@ def _train(folder, tmp_path):  # noqa: ANN001, ANN202
     result = runner.invoke(app, ["train", str(folder), "-o", str(model), *FAST])
     assert result.exit_code == 0, result.output
     return model
+
+
+def _evaluate_with_labels(data, model, labels, *extra: str):  # noqa: ANN001, ANN202
+    arguments = ["evaluate", str(data), "-m", str(model), "--labels", str(labels)]
+    return runner.invoke(app, [*arguments, "--no-track", *extra])
 
 
 def test_evaluate_names_the_folders_that_gave_labels(cycle_folders, tmp_path):
@@ -109,19 +114,7 @@ def test_labels_file_overrides_folder_labels_of_windows(cycle_folders, tmp_path)
         "recording,label\ncycle_000,1\ncycle_001,1\ncycle_100,0\n", encoding="utf-8"
     )
 
-    result = runner.invoke(
-        app,
-        [
-            "evaluate",
-            str(cycle_folders["root"]),
-            "-m",
-            str(model),
-            "--labels",
-            str(labels),
-            "--no-track",
-            "--json",
-        ],
-    )
+    result = _evaluate_with_labels(cycle_folders["root"], model, labels, "--json")
 
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -154,18 +147,7 @@ def test_labels_file_not_in_utf8_fails_before_scoring(cycle_folders, tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_bytes("recording,label\ncycle_000,gut\u00e4\n".encode("latin-1"))
 
-    result = runner.invoke(
-        app,
-        [
-            "evaluate",
-            str(cycle_folders["root"]),
-            "-m",
-            str(model),
-            "--labels",
-            str(labels),
-            "--no-track",
-        ],
-    )
+    result = _evaluate_with_labels(cycle_folders["root"], model, labels)
 
     assert result.exit_code == 2
     assert "labels.csv: is not UTF-8 text (byte 0xe4" in " ".join(result.output.split())

@@ -1105,17 +1105,19 @@ def test_tune_json_keeps_integer_parameters():
     assert second["value"] is None
 
 
+def _baseline_notices(caplog) -> list:  # noqa: ANN001
+    """Log records saying that the configured pipeline is not tried first."""
+    notice = "not trying the configured pipeline first"
+    return [record for record in caplog.records if notice in record.getMessage()]
+
+
 def test_table_tune_with_default_family_does_not_warn(feature_table, caplog):
     config = _config(**{"data.kind": "table", "tune.n_trials": 2})
 
     with caplog.at_level(logging.INFO, logger="grindwatch"):
         tune(feature_table, config)
 
-    baseline = [
-        record
-        for record in caplog.records
-        if "not trying the configured pipeline first" in record.getMessage()
-    ]
+    baseline = _baseline_notices(caplog)
     assert len(baseline) == 1
     assert baseline[0].levelno == logging.INFO
 
@@ -1260,11 +1262,7 @@ def test_table_family_outside_the_space_warns(feature_table, caplog):
     with caplog.at_level(logging.INFO, logger="grindwatch"):
         tune(feature_table, config)
 
-    baseline = [
-        record
-        for record in caplog.records
-        if "not trying the configured pipeline first" in record.getMessage()
-    ]
+    baseline = _baseline_notices(caplog)
     assert len(baseline) == 1
     assert baseline[0].levelno == logging.WARNING
 

@@ -528,9 +528,9 @@ def score(
         )
 
 
-def _count(n: int, one: str, many: str) -> str:
+def _count(n: int, singular: str, plural: str) -> str:
     """Return ``n`` with the singular or plural noun, e.g. "1 recording"."""
-    return f"{n} {one if n == 1 else many}"
+    return f"{n} {singular if n == 1 else plural}"
 
 
 def _describe_label_sources(sources: dict[str, dict[str, int]]) -> str:
@@ -539,10 +539,10 @@ def _describe_label_sources(sources: dict[str, dict[str, int]]) -> str:
     for source, counts in sources.items():
         found = [f"{n} {kind}" for kind, n in counts.items() if n]
         parts.append(f"{source or 'unknown'}: {', '.join(found)}")
-    shown = parts[:8]
-    if len(parts) > len(shown):
-        shown.append(f"{len(parts) - len(shown)} more sources")
-    return "; ".join(shown)
+    listed = parts[:8]
+    if len(parts) > len(listed):
+        listed.append(f"{len(parts) - len(listed)} more sources")
+    return "; ".join(listed)
 
 
 def _print_metrics(result) -> None:  # noqa: ANN001

@@ -418,9 +418,10 @@ def describe_summary(
 ) -> str:
     """Put a ``recording_summary`` into words, for reports.
 
-    For example: "Score 5.42 is 3.59 above the threshold 1.83. Over its 4
-    windows above the threshold, channel vib_x carries 83% of the departure from
-    normal, most of it in band 156-187 Hz; the worst window spans 1.024-1.28 s."
+    For example (two sentences): "Score 5.42 is 3.59 above the threshold 1.83.
+    Over its 4 windows above the threshold, channel vib_x carries 83% of the
+    departure from normal, most of it in band 156-187 Hz; the worst window spans
+    1.024-1.28 s."
     ``n_summed`` is the number of windows the shares sum over (see
     ``attributed_windows``). ``worst_channel`` is the worst window's own top
     channel and share, named when another channel leads the sum.

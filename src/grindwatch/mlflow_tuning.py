@@ -75,8 +75,8 @@ def _retry(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
     MLflow's SQLite store waits 20 s for a lock before it gives up; several
     processes writing trial metrics at once can still exceed that. MLflow sets
-    a tag by looking for it and then inserting it, so two processes setting the
-    same tag at once can collide; the retry finds the row and updates it.
+    a tag by looking for it and then inserting it, so two processes that set the
+    same tag at once can collide. The retry then finds the row and updates it.
     """
     for attempt in range(_LOCK_RETRIES):
         try:
@@ -443,10 +443,10 @@ class StudyTracker:
         from mlflow.exceptions import MlflowException
 
         try:
-            held = _retry(self.client.get_model_version_by_alias, name, alias)
+            current = _retry(self.client.get_model_version_by_alias, name, alias)
         except MlflowException:
             return None
-        return str(held.version)
+        return str(current.version)
 
     def run_status(self, run_id: str) -> str:
         return _retry(self.client.get_run, run_id).info.status

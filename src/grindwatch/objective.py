@@ -372,17 +372,17 @@ class Objective:
             )
         if labeled is not None and not self.has_labels:
             classes = sorted({_recording_label(r) for r in self.labeled})
-            found = {0: "normal", 1: "anomalous"}
-            held = (
+            names = {0: "normal", 1: "anomalous"}
+            found_classes = (
                 "carry no label"
                 if not classes
-                else f"are all {found[classes[0]]} ({len(self.labeled)} labeled)"
+                else f"are all {names[classes[0]]} ({len(self.labeled)} labeled)"
             )
             logger.warning(
                 "the labeled recordings (--eval) %s, so trials log no labeled "
                 "metrics: they need both classes. Repeat the option for each "
                 "file or folder (--eval ok/ --eval nok/), or pass --labels FILE",
-                held,
+                found_classes,
             )
         if settings.objective == "labeled_auc" and not self.has_labels:
             raise ConfigError(

@@ -912,7 +912,7 @@ def _upload_message(filename: str, error: InputError) -> str:
     """Format a reader's error with the upload's name, not its temporary path.
 
     A fix that names command-line settings (``--set data.encoding=...``) is a
-    change to the server, which the client cannot make, so the message says so.
+    change to the server, which the client cannot make, so the message marks it.
     """
     fix = error.fix or ""
     if "--set" in fix or "--channels" in fix:

@@ -570,7 +570,7 @@ def _read_files(
 ) -> tuple[list[Any], list[dict[str, str]]]:
     """Read files as ``load_recordings`` does, without matching them to each other.
 
-    ``roots`` holds each file's label root, "" for none.
+    ``roots`` contains each file's label root, "" for none.
     """
     from grindwatch.io.dataset import _reason, matches_metadata, read_file
     from grindwatch.pipeline import scoring_options

@@ -407,7 +407,7 @@ def download_model(
     """Fetch an MLflow model (runs:/, models:/, m-..., or a server URI) to disk.
 
     The files go to ``destination`` (an existing folder); without it, MLflow
-    picks a new temporary folder that nobody removes, so callers that only read
+    picks a new temporary folder that is never removed, so callers that only read
     the model should pass a folder they delete afterwards.
 
     Returns the local folder of the grindwatch bundle inside it. Raises

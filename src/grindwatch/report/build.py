@@ -377,31 +377,31 @@ def _check_score_columns(path: Path, frame: pd.DataFrame) -> None:
     for name in numeric:
         values = pd.to_numeric(frame[name], errors="coerce")
         bad = values.isna() & frame[name].notna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(
-                path,
-                f"column {name!r} contains {frame[name].iloc[row]!r} at data row "
-                f"{row}, which is not a number",
-                "pass the table as 'grindwatch score --output' wrote it, or score "
-                "the data again",
-            )
+        _raise_at_first(path, frame, name, bad, "a number")
         frame[name] = values
     for name in ("flag", "cycle_flag"):
         if name not in frame:
             continue
         text = frame[name].astype(str).str.strip().str.lower()
         bad = ~text.isin(["true", "false", "1", "0", "1.0", "0.0"])
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(
-                path,
-                f"column {name!r} contains {frame[name].iloc[row]!r} at data row "
-                f"{row}, which is not True or False",
-                "pass the table as 'grindwatch score --output' wrote it, or score "
-                "the data again",
-            )
+        _raise_at_first(path, frame, name, bad, "True or False")
         frame[name] = text.isin(["true", "1", "1.0"])
+
+
+def _raise_at_first(
+    path: Path, frame: pd.DataFrame, name: str, bad: pd.Series, expected: str
+) -> None:
+    """Raise naming the first cell of column ``name`` that ``bad`` marks."""
+    if not bad.any():
+        return
+    row = int(np.flatnonzero(bad.to_numpy())[0])
+    raise InputError(
+        path,
+        f"column {name!r} contains {frame[name].iloc[row]!r} at data row {row}, "
+        f"which is not {expected}",
+        "pass the table as 'grindwatch score --output' wrote it, or score the data "
+        "again",
+    )
 
 
 def _check_same_threshold(
