@@ -966,7 +966,44 @@ def test_numbers_stored_as_text_raise(tmp_path):
 
     message = str(raised.value)
     assert "column 'ch1' holds numbers stored as text" in message
-    assert "data.decimal" in message
+    assert "write the column as numbers" in message
+    # The decimal mark setting applies to CSV only.
+    assert "data.decimal" not in message
+
+
+def test_thousands_separators_raise_not_time(tmp_path):
+    # '1.234,0' once parsed as a date, so the column became the time column
+    # (one row per day) and the real time column a channel.
+    rows = "".join(
+        f"{i / 1000:.3f};1.234,{i % 10};{i % 7},5\n".replace(".", ",", 1)
+        for i in range(300)
+    )
+    path = tmp_path / "grouped.csv"
+    path.write_text("time;force;current\n" + rows)
+
+    for options in (ReadOptions(), ReadOptions(decimal=",")):
+        with pytest.raises(InputError) as raised:
+            read_file(path, options)
+
+        message = str(raised.value)
+        assert "column 'force' holds numbers stored as text" in message
+        assert "'1.234,0'" in message
+        assert "without thousands separators" in message
+
+
+def test_decimal_comma_hint_only_when_unset(tmp_path):
+    values = [f"{v:.3f}".replace(".", ",") for v in np.linspace(0, 1, 300)]
+    frame = pd.DataFrame({"time": np.arange(300) / 1000.0, "ch0": values})
+    path = tmp_path / "comma.csv"
+    frame.to_csv(path, index=False, sep="\t")
+
+    with pytest.raises(InputError) as raised:
+        read_file(path, ReadOptions(delimiter="\t", decimal="."))
+
+    assert "set data.decimal to ','" in str(raised.value)
+    recording = read_file(path, ReadOptions(delimiter="\t", decimal=","))[0]
+    assert recording.channels == ["ch0"]
+    assert recording.data[0, 1] == pytest.approx(1 / 299, abs=1e-3)
 
 
 def test_numeric_id_column_is_no_feature(tmp_path):

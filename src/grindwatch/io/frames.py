@@ -520,15 +520,37 @@ def _channel_columns(
         if requested is not None and name not in requested:
             continue
         if not is_bool:
-            _raise_if_mostly_numbers(path, str(name), column)
+            _raise_if_mostly_numbers(path, str(name), column, options.decimal)
         left_out.append(str(name))
     return channels, left_out, unused_time
+
+
+# Numbers with thousands separators and a decimal part (1.234,5 or 1,234.5 or
+# 1 234,5), one pattern per separator and decimal mark. Without a decimal part,
+# 123.456.789 may as well be a part number.
+_GROUPED_NUMBERS = [
+    re.compile(rf"[+-]?\d{{1,3}}(?:{re.escape(separator)}\d{{3}})+{re.escape(mark)}\d+")
+    for separator, mark in (
+        (".", ","),
+        (",", "."),
+        (" ", ","),
+        (" ", "."),
+        ("'", "."),
+        ("'", ","),
+        ("\u00a0", ","),
+        ("\u00a0", "."),
+    )
+]
+
+
+def _is_grouped_number(text: str) -> bool:
+    return any(pattern.fullmatch(text) for pattern in _GROUPED_NUMBERS)
 
 
 def _number_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Masks of a text column's filled cells and of the filled cells with a number.
 
-    Numbers with a decimal comma count as numbers.
+    Numbers with a decimal comma or with thousands separators count as numbers.
     """
     text = column.astype("string").str.strip()
     filled = (column.notna() & (text != "")).to_numpy(dtype=bool)
@@ -537,7 +559,11 @@ def _number_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         text.str.replace(",", ".", regex=False).to_numpy(dtype=object),
         errors="coerce",
     )
-    is_number = filled & (np.isfinite(values) | np.isfinite(comma_values))
+    grouped = np.array(
+        [isinstance(cell, str) and _is_grouped_number(cell) for cell in text.tolist()],
+        dtype=bool,
+    )
+    is_number = filled & (np.isfinite(values) | np.isfinite(comma_values) | grouped)
     return filled, is_number
 
 
@@ -546,11 +572,13 @@ def _mostly_numbers(column: pd.Series) -> bool:
     return int(is_number.sum()) > int((filled & ~is_number).sum())
 
 
-def _raise_if_mostly_numbers(path: Path, name: str, column: pd.Series) -> None:
+def _raise_if_mostly_numbers(
+    path: Path, name: str, column: pd.Series, decimal: str | None
+) -> None:
     """Raise if most filled cells of a text column are numbers.
 
     Such a column is a channel with a few damaged cells ("ERR", "---"), not a
-    part id or comment column.
+    part id or comment column. ``decimal`` is the configured decimal mark.
     """
     filled, is_number = _number_cells(column)
     not_number = filled & ~is_number
@@ -563,7 +591,7 @@ def _raise_if_mostly_numbers(path: Path, name: str, column: pd.Series) -> None:
             path,
             f"column {name!r} holds numbers stored as text (first: "
             f"{column.iloc[first]!r} at data row {first})",
-            "write the column as numbers; for a decimal comma set data.decimal to ','",
+            _text_number_fix(path, str(column.iloc[first]).strip(), decimal),
         )
     row = int(np.flatnonzero(not_number)[0])
     count = (
@@ -578,6 +606,16 @@ def _raise_if_mostly_numbers(path: Path, name: str, column: pd.Series) -> None:
         "clean the file, or leave the column out by listing the channels to use "
         "with --channels (data.channels)",
     )
+
+
+def _text_number_fix(path: Path, cell: str, decimal: str | None) -> str:
+    """Suggest how to get a text number read as a number."""
+    if _is_grouped_number(cell):
+        return "export the numbers without thousands separators"
+    as_csv = path.suffix.lower() in (".csv", ".txt")
+    if as_csv and "," in cell and decimal != ",":
+        return "for a decimal comma set data.decimal to ','"
+    return "write the column as numbers"
 
 
 def _select(path: Path, available: list[str], options: ReadOptions) -> list[str]:
