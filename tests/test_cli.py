@@ -603,3 +603,26 @@ def test_output_under_a_file_fails_before_the_work(cycle_folders, tmp_path):
     assert "is a file" in trained.output
     # Failing before training: no MLflow run was started.
     assert "MLflow run" not in trained.output
+
+
+def test_score_table_digits_near_threshold(capsys):
+    from grindwatch.cli import _print_recordings
+
+    frame = pd.DataFrame(
+        {
+            "recording": ["above", "below", "far"],
+            "score": [0.703214, 0.703206, 0.2],
+            "flag": [True, False, False],
+            "flagged_windows": [3, 0, 0],
+            "n_windows": [10, 10, 10],
+        }
+    )
+
+    _print_recordings(frame, threshold=0.70321, limit=10)
+
+    output = capsys.readouterr().err
+    assert "threshold 0.70321)" in output
+    assert "0.70321 " not in output.replace("threshold 0.70321)", "")
+    assert "0.703214" in output
+    assert "0.703206" in output
+    assert " 0.2 " in output

@@ -364,6 +364,18 @@ def _signal_rule(model) -> str | None:  # noqa: ANN001
     return model.aggregate_rule() if model.kind_ == "signals" else None
 
 
+def _digits_apart(scores, threshold: float) -> int:  # noqa: ANN001
+    """Return the significant digits, 4 or more, that print every score apart
+    from the threshold, so that no flagged score reads equal to it."""
+    for digits in range(4, 10):
+        if all(
+            score == threshold or f"{score:.{digits}g}" != f"{threshold:.{digits}g}"
+            for score in scores
+        ):
+            return digits
+    return 10
+
+
 def _print_recordings(  # noqa: ANN202
     frame,  # noqa: ANN001
     threshold: float,
@@ -383,11 +395,12 @@ def _print_recordings(  # noqa: ANN202
     # flagged ones come first.
     order = ["flag", "score"] if cycle else ["score"]
     shown = frame.sort_values(order, ascending=False).head(limit)
+    digits = _digits_apart(shown["score"].to_numpy(), threshold)
     if cycle_threshold is None:
-        title = f"Recordings by score (threshold {threshold:.4g})"
+        title = f"Recordings by score (threshold {threshold:.{digits}g})"
     else:
         title = (
-            f"Recordings, flagged first, by score (threshold {threshold:.4g}; "
+            f"Recordings, flagged first, by score (threshold {threshold:.{digits}g}; "
             f"cycle threshold {cycle_threshold:.3g})"
         )
     caption = None if rule is None else f"A recording's score is {rule}."
@@ -402,7 +415,7 @@ def _print_recordings(  # noqa: ANN202
     for row in shown.itertuples():
         cells = [
             row.recording,
-            f"{row.score:.4g}",
+            f"{row.score:.{digits}g}",
             f"{row.flagged_windows}/{row.n_windows}",
         ]
         if cycle:
