@@ -1289,3 +1289,26 @@ def test_store_retry_covers_a_tag_inserted_meanwhile():
     assert len(calls) == 2
     with pytest.raises(ValueError, match="other error"):
         _retry(other_error)
+
+
+def test_tune_accepts_recordings_in_memory(tmp_path):
+    # Generated recordings have no source file, so data.paths stays empty.
+    rng = np.random.default_rng(1)
+    recordings = RecordingSet(
+        [
+            Recording(
+                f"r{i}",
+                rng.normal(size=(2, 2048)).astype(np.float32),
+                ["a", "b"],
+                sample_rate=1000.0,
+            )
+            for i in range(8)
+        ]
+    )
+    config = _config(**{"tune.storage": str(tmp_path / "optuna.db")})
+
+    result = tune(recordings, config)
+
+    assert result.complete
+    assert len(result.trials) == 3
+    assert result.best_config is not None

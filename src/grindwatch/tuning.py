@@ -306,7 +306,7 @@ def tune(
     data_paths = _resolved_paths(data)
     recordings = data if isinstance(data, RecordingSet) else None
     study, backend, created = _open_study(config, storage_url, resume)
-    if created and not (data_paths or config.data.paths):
+    if created and recordings is None and not (data_paths or config.data.paths):
         import optuna
 
         optuna.delete_study(study_name=study.study_name, storage=backend)
