@@ -90,3 +90,30 @@ def test_quality_task_scores_every_tool(monkeypatch: pytest.MonkeyPatch):
         assert 0.0 <= entry["windows"]["auc_roc"] <= 1.0
         assert entry["windows"]["n"] == 16
         assert entry["recordings"]["n"] == 2
+
+
+def test_front_ends_compare_variants_and_trials():
+    from benchmarks import front_ends
+
+    config = base_config({"windows.length": 128, "frontend.n_bands": 16})
+    task = Task(
+        name="generated",
+        protocol="generated sines",
+        config=config,
+        changes={},
+        train=RecordingSet([_recording(seed) for seed in range(6)]),
+        test=[_recording(10), _recording(11, anomaly="spike", label=1)],
+        tune_overrides={"tune.space.window_length": [128]},
+    )
+
+    raw = front_ends._variant(task, "raw", "pca")
+    trials = front_ends._tune_by_front_end(task, seed=0, trials=3)
+    table = front_ends._markdown([raw])
+
+    assert raw["front end"] == "raw"
+    assert 0.0 <= raw["window AUC-ROC"] <= 1.0
+    assert raw["anomalous"] == pytest.approx(0.5)
+    assert sum(row["trials"] for row in trials) == 3
+    assert sum(row["chosen"] for row in trials) == 1
+    assert table.splitlines()[0].startswith("| front end | detector |")
+    assert "50.0%" in table
