@@ -1167,7 +1167,11 @@ def drop_duplicate_channels(
         more,
         len(kept_channels),
     )
-    return recordings.select_channels(kept_channels), repeats
+    selected = recordings.select_channels(kept_channels)
+    # Shared, so that recordings skipped later (shorter than a window) are
+    # listed in the caller's set too.
+    selected.skipped = recordings.skipped
+    return selected, repeats
 
 
 # Families whose score sums squared deviations in the scaled space, where one
