@@ -1,8 +1,12 @@
-"""Folder expansion: symbolic links to folders, including link loops."""
+"""Folder expansion: symbolic links to folders, including link loops, and the
+names of files that share a stem."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+import numpy as np
 
 from grindwatch.io import list_files, load_recordings
 from tests.conftest import write_cycles
@@ -42,3 +46,36 @@ def test_link_loop_loads_each_recording_once(tmp_path):
         "cycle_000",
         "cycle_001",
     ]
+
+
+def test_clashing_names_get_enough_folders(tmp_path):
+    # Both parents are named "day", so one folder would leave the names equal.
+    write_cycles(tmp_path / "m1" / "day", 1)
+    write_cycles(tmp_path / "m2" / "day", 1)
+    write_cycles(tmp_path / "m2" / "night", 1, start_seed=1)
+    write_cycles(tmp_path / "m3" / "night", 1, start_seed=1)
+
+    loaded = load_recordings(tmp_path)
+
+    assert sorted(recording.name for recording in loaded.recordings) == [
+        "m1/day/cycle_000",
+        "m2/day/cycle_000",
+        "m2/night/cycle_001",
+        "m3/night/cycle_001",
+    ]
+
+
+def test_clashing_names_get_one_folder():
+    from grindwatch.io.dataset import _make_names_unique
+    from grindwatch.io.recording import Recording
+
+    data = np.zeros((1, 4), dtype=np.float32)
+    recordings = [
+        Recording("r", data, ["x"], 1.0, source=Path("data/good/r.csv")),
+        Recording("r", data, ["x"], 1.0, source=Path("data/bad/r.csv")),
+        Recording("s", data, ["x"], 1.0, source=Path("data/bad/s.csv")),
+    ]
+
+    _make_names_unique(recordings)
+
+    assert [recording.name for recording in recordings] == ["good/r", "bad/r", "s"]

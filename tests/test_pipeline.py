@@ -157,6 +157,24 @@ def test_copied_columns_stay_when_asked(table_with_copies):
     assert len(model.channels_) == 9
 
 
+def test_short_recording_listed_with_copied_channel(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i, n_samples in enumerate([100, 3000, 3000, 3000]):
+        a, b = rng.normal(size=(2, n_samples))
+        frame = pd.DataFrame({"a": a, "a_copy": a, "b": b})
+        frame.to_csv(folder / f"r{i}.csv", index=False)
+    config = _config(**{"detector.family": "pca", "data.sample_rate": 1000})
+
+    result = grindwatch.train(folder, config)
+
+    assert result.model.duplicate_channels_ == {"a_copy": "a"}
+    assert [item.path.name for item in result.recordings.skipped] == ["r0.csv"]
+    assert len(result.model.fingerprint_["skipped"]) == 1
+    assert result.n_trained == 3
+
+
 def test_duplicate_signal_channels_need_equal_samples():
     from grindwatch.io import Recording, RecordingSet
 

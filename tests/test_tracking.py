@@ -159,6 +159,26 @@ def test_pyfunc_scores_windows_like_the_model(cycle_folders, tmp_path):
     assert predicted["flag"].dtype == bool
 
 
+def test_pyfunc_rejects_other_window_length(cycle_folders, tmp_path):
+    from grindwatch.exceptions import InputError
+
+    result = grindwatch.train(cycle_folders["good"], _config())
+    model = result.model
+    recordings = grindwatch.load_recordings(cycle_folders["bad"]).recordings
+    # Windows twice the model's length: the spectrum front end still gives
+    # 16 bands per channel, so only an explicit check notices.
+    longer = grindwatch.pipeline.make_windows(recordings, 512, 256).X
+
+    pyfunc = mlflow.pyfunc.load_model(
+        f"runs:/{result.run_id}/model", dst_path=str(tmp_path)
+    )
+
+    with pytest.raises(InputError, match="256 samples"):
+        pyfunc.predict(longer)
+    with pytest.raises(InputError, match="256 samples"):
+        model.window_scores(longer)
+
+
 def test_pyfunc_scores_a_recording_frame(cycle_folders, tmp_path):
     result = grindwatch.train(cycle_folders["good"], _config())
     frame = pd.read_csv(cycle_folders["bad"] / "cycle_100.csv")

@@ -632,6 +632,35 @@ def test_cycle_folders_scored_as_one_recording(grinding_model, tmp_path):
     assert rows["n_windows"].tolist() == [4, 4]
 
 
+def test_cycles_of_other_tool_left_out(grinding_model, tmp_path):
+    import copy
+
+    from grindwatch.io.synthetic import write_grinding_cycles
+
+    # A model fitted on one tool's cycles, as data.match selects them.
+    model = copy.copy(grinding_model)
+    model.config = model.config.with_overrides({"data.match": {"tool": "CRIN3-25-V"}})
+    folder = tmp_path / "incoming"
+    write_grinding_cycles(
+        folder, 4, tools=("CRIN3-25-V", "B126-X"), seed=5, **SMALL_CYCLES
+    )
+    watcher = Watcher(
+        model, folder, ResultStore(tmp_path / "results.sqlite"), settle_seconds=0
+    )
+
+    added = watcher.poll()
+    again = watcher.poll()
+    scored = grindwatch.score(model, folder, attribution=False)
+
+    assert len(added) == 2
+    assert again == []
+    assert len(watcher.left_out) == 2
+    assert len(scored.recordings) == 2
+    assert watcher.store.frame()["recording"].tolist() == (
+        scored.recordings["recording"].tolist()
+    )
+
+
 def test_cycle_folder_waits_for_meta_json(grinding_model, tmp_path, caplog):
     from grindwatch.io.synthetic import write_grinding_cycles
 

@@ -263,12 +263,19 @@ def watch(
     pending = watcher.pending()
     waiting = watcher.waiting_cycle_folders()
     failed = len(watcher.failed)
+    left_out = len(watcher.left_out)
     console().print(
         f"Scored {len(added) - failed} new file"
         f"{'' if len(added) - failed == 1 else 's'}."
         + (
             f" {failed} could not be scored; {results} keeps the reasons."
             if failed
+            else ""
+        )
+        + (
+            f" {left_out} were left out because their metadata does not match "
+            f"data.match {dict(loaded.config.data.match)}."
+            if left_out
             else ""
         )
         + (

@@ -425,7 +425,24 @@ class Model:
         )
 
     def features(self, X: np.ndarray) -> np.ndarray:
-        """Scale raw windows (n, channels, length) and apply the front end."""
+        """Scale raw windows (n, channels, length) and apply the front end.
+
+        Raises
+        ------
+        InputError
+            If the windows are not shaped (n, channels, window length) of this
+            model. The spectrum and features front ends give the same output
+            shape for any window length, so the detector cannot check it.
+        """
+        expected = (len(self.channels_), self.window_length_)
+        if np.ndim(X) != 3 or tuple(np.shape(X)[1:]) != expected:
+            raise InputError(
+                "X",
+                f"windows shaped {np.shape(X)} do not match the model's "
+                f"(n_windows, {expected[0]} channels, {expected[1]} samples)",
+                f"cut windows of {expected[1]} samples from the channels "
+                f"{self.channels_}, in that order",
+            )
         return self.frontend_.transform(self.scaler_.transform(X))
 
     def window_scores(self, X: np.ndarray) -> np.ndarray:
@@ -1150,7 +1167,11 @@ def drop_duplicate_channels(
         more,
         len(kept_channels),
     )
-    return recordings.select_channels(kept_channels), repeats
+    selected = recordings.select_channels(kept_channels)
+    # Shared, so that recordings skipped later (shorter than a window) are
+    # listed in the caller's set too.
+    selected.skipped = recordings.skipped
+    return selected, repeats
 
 
 # Families whose score sums squared deviations in the scaled space, where one

@@ -642,7 +642,12 @@ def _decode_tables(
 
 
 def _rename_clashes(table: pa.Table, clashes: frozenset[str]) -> pa.Table:
-    """Prefix names found in several files with their folder, as loading does."""
+    """Prefix names found in several files with their folder, as loading does.
+
+    NOTE: one folder only. ``load_recordings`` adds more folders where the
+    parents share a name too (``m1/day/r`` and ``m2/day/r``); here both rows
+    stay ``day/r``, and only their ``source`` column differs.
+    """
     import pyarrow as pa
 
     if not clashes:

@@ -17,6 +17,11 @@ stored with status ``failed`` and the reason, and is retried only when it change
 This holds for unexpected errors too (a bug in a reader): the watcher logs the
 traceback, stores the file as failed and goes on with the next one.
 
+A recording whose metadata differs from the model's ``data.match`` (a cycle
+of another tool, for a model fitted on one) is left out, as ``grindwatch score``
+leaves it out. It is not stored, and it is read again only when it changes or the
+watcher restarts.
+
 The CSV copy of the table is rebuilt from SQLite after each poll that added
 results, written to a temporary file and renamed over the old one. A reader never
 sees a torn row, and SQLite stays the one source of truth: a crash between the
@@ -42,6 +47,7 @@ from grindwatch.exceptions import InputError
 from grindwatch.explain import leading_channel
 from grindwatch.io import list_files, read_file
 from grindwatch.io.cycle_folder import COLUMN_PATTERN
+from grindwatch.io.dataset import matches_metadata
 from grindwatch.online import CycleScore, check_signal_model, score_recording
 from grindwatch.pipeline import Model, scoring_options
 from grindwatch.results import write_table
@@ -450,6 +456,8 @@ class Watcher:
         self._streams: dict[str, str] = {}
         # Files stored as failed by this watcher, in the order they were found.
         self.failed: list[str] = []
+        # Files left out because their metadata is not data.match, in order.
+        self.left_out: list[str] = []
         self._excluded = {store.path.resolve()}
         if self.csv_path is not None:
             self._excluded.add(self.csv_path.resolve())
@@ -519,6 +527,16 @@ class Watcher:
                 # The file changed while it was read: wait until it settles again.
                 self._seen.pop(key.path, None)
                 continue
+            if cycle is None and reason is None:
+                self._known.add(key)
+                self._seen.pop(key.path, None)
+                self.left_out.append(key.path)
+                logger.info(
+                    "left out %s: its metadata does not match data.match %s",
+                    key.path,
+                    dict(self._options.match),
+                )
+                continue
             result_id = self.store.add(key, cycle, reason)
             self._known.add(key)
             self._seen.pop(key.path, None)
@@ -532,8 +550,17 @@ class Watcher:
         return added
 
     def _score(self, path: Path) -> tuple[CycleScore | None, str | None]:
+        """Score the recording at ``path``.
+
+        Returns the score and None, or None and the reason it failed, or
+        (None, None) when its metadata is not ``data.match``.
+        """
         try:
             recordings = read_file(path, self._options)
+            if len(recordings) == 1 and not matches_metadata(
+                recordings[0], self._options.match
+            ):
+                return None, None
             if len(recordings) != 1:
                 raise InputError(
                     path,

@@ -686,10 +686,27 @@ def _rate_text(rate: float | None) -> str:
 
 
 def _make_names_unique(recordings: list[Recording]) -> None:
-    """Prefix clashing names (same stem in two folders) with their parent folder."""
-    seen: dict[str, int] = {}
+    """Prefix clashing names (same stem in two folders) with their folders.
+
+    One parent folder is enough for ``a/r.csv`` and ``b/r.csv``. Where the
+    parents have the same name too (``m1/day/r.csv`` and ``m2/day/r.csv``),
+    more folders are added until the names differ, because score tables,
+    reports and labels find a recording by its name.
+    """
+    groups: dict[str, list[Recording]] = {}
     for recording in recordings:
-        seen[recording.name] = seen.get(recording.name, 0) + 1
-    for recording in recordings:
-        if seen[recording.name] > 1 and recording.source is not None:
-            recording.name = f"{recording.source.parent.name}/{recording.name}"
+        groups.setdefault(recording.name, []).append(recording)
+    for name, group in groups.items():
+        located = [recording for recording in group if recording.source is not None]
+        if len(group) < 2 or not located:
+            continue
+        folders = [Path(recording.source).parent.parts for recording in located]
+        # Rows of one table file share their folder, so count distinct folders.
+        distinct = set(folders)
+        depth = 1
+        for depth in range(1, max(len(parts) for parts in distinct) + 1):
+            if len({parts[-depth:] for parts in distinct}) == len(distinct):
+                break
+        for recording, parts in zip(located, folders, strict=True):
+            prefix = "/".join(parts[-depth:])
+            recording.name = f"{prefix}/{name}" if prefix else name
