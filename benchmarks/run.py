@@ -43,6 +43,10 @@ PACKAGES = (
     "pyarrow",
     "h5py",
 )
+# Names of the quality data sets, as in ``benchmarks.datasets.LOADERS``. Kept here,
+# not imported, so that parsing the command line loads no numerical library before
+# ``main`` sets the thread count.
+DATASETS = ("gearbox", "grinding", "cnc_mill", "skab", "nab_temperature")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -80,7 +84,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--datasets",
         nargs="+",
         default=None,
-        help="quality part only: these data sets (default: every one present)",
+        choices=DATASETS,
+        metavar="DATASET",
+        help="quality part only: these data sets, from "
+        f"{', '.join(DATASETS)} (default: every one present)",
     )
     parser.add_argument(
         "--no-tune",

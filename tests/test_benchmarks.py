@@ -90,3 +90,24 @@ def test_quality_task_scores_every_tool(monkeypatch: pytest.MonkeyPatch):
         assert 0.0 <= entry["windows"]["auc_roc"] <= 1.0
         assert entry["windows"]["n"] == 16
         assert entry["recordings"]["n"] == 2
+
+
+def test_datasets_option_names_every_loader():
+    from benchmarks.datasets import LOADERS
+    from benchmarks.run import DATASETS
+
+    assert set(DATASETS) == set(LOADERS)
+
+
+def test_unknown_dataset_leaves_page_alone(tmp_path):
+    from benchmarks.run import main
+
+    page = tmp_path / "BENCHMARKS.md"
+    page.write_text("# Benchmarks\n\nPublished figures.\n")
+
+    with pytest.raises(SystemExit) as raised:
+        main(["quality", "--datasets", "gear", "--page", str(page)])
+
+    assert raised.value.code == 2
+    assert page.read_text() == "# Benchmarks\n\nPublished figures.\n"
+    assert not (tmp_path / "results").exists()
