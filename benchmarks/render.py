@@ -345,8 +345,9 @@ def _batch_sweep_table(results: dict[str, Any]) -> str:
     ]
     return (
         "The default network trained at other batch sizes (2,048 windows, 3 "
-        "epochs; 64 is the default). A step's time is the forward pass, backward "
-        "pass and Adam update of one batch:\n\n" + table(header, rows)
+        "epochs; 64 is the default). A step's time is an epoch's time divided by "
+        "its steps: the forward pass, backward pass and Adam update of one batch, "
+        "plus a share of the epoch's validation pass:\n\n" + table(header, rows)
     )
 
 

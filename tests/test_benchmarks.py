@@ -111,3 +111,20 @@ def test_unknown_dataset_leaves_page_alone(tmp_path):
     assert raised.value.code == 2
     assert page.read_text() == "# Benchmarks\n\nPublished figures.\n"
     assert not (tmp_path / "results").exists()
+
+
+def test_batch_sweep_step_time_within_epoch():
+    from benchmarks.speed import SWEEP_BATCHES, measure_batch_sweep
+    from benchmarks.workload import make_recordings
+
+    # 8 windows of 1024 samples, 1 of them held out for validation: every swept
+    # batch size exceeds the 7 training windows, so each epoch is one step.
+    recordings = make_recordings(2, 4096)
+
+    entries = measure_batch_sweep(recordings, seed=0)
+
+    assert len(entries) == 2 * len(SWEEP_BATCHES)
+    for entry in entries:
+        epoch_ms = 1e3 * 7 / entry["train_windows_per_s"]
+        assert entry["ms_per_step"] == pytest.approx(epoch_ms)
+        assert entry["steps_per_epoch"] == 1
