@@ -63,10 +63,21 @@ class Client:
         return response.status, time.perf_counter() - start
 
 
+def body_samples(info: dict, seconds: float) -> int:
+    """Samples per channel of a body ``seconds`` long, at least one window."""
+    rate = info["sample_rate"] or 1000.0
+    return max(int(round(seconds * rate)), info["window_length"])
+
+
+def body_windows(info: dict, seconds: float) -> int:
+    """Windows the model that ``info`` describes cuts from a body ``seconds`` long."""
+    return (body_samples(info, seconds) - info["window_length"]) // info["hop"] + 1
+
+
 def recording_body(info: dict, seconds: float, seed: int = 0) -> bytes:
     """Build a JSON recording shaped for the model that ``info`` (/model) describes."""
     rate = info["sample_rate"] or 1000.0
-    n_samples = max(int(round(seconds * rate)), info["window_length"])
+    n_samples = body_samples(info, seconds)
     rng = np.random.default_rng(seed)
     t = np.arange(n_samples) / rate
     channels = {}
@@ -160,11 +171,7 @@ def main() -> None:
         arguments.duration,
         arguments.token,
     )
-    n_samples = max(
-        int(round(arguments.seconds * (info["sample_rate"] or 1000.0))),
-        info["window_length"],
-    )
-    windows = (n_samples - info["window_length"]) // info["hop"] + 1
+    windows = body_windows(info, arguments.seconds)
     result["windows_per_s"] = result["requests_per_s"] * windows
     result["real_time_factor"] = result["requests_per_s"] * arguments.seconds
     print(json.dumps(result, indent=2))

@@ -156,3 +156,24 @@ def test_skab_verdict_follows_results():
     assert "with fewer false alarms and more missed ones" in text
     assert "over the 2 runs available" in text
     assert "23 runs" not in text
+
+
+def test_load_body_windows_use_model_rate():
+    import json
+
+    from benchmarks.serve_load import body_windows, recording_body
+
+    info = {
+        "sample_rate": 10_000.0,
+        "window_length": 1024,
+        "hop": 512,
+        "channels": ["a", "b"],
+    }
+
+    body = json.loads(recording_body(info, 1.0))
+    one_window = json.loads(recording_body(info, 1024 / 10_000.0))
+
+    assert len(body["channels"]["a"]) == 10_000
+    assert body_windows(info, 1.0) == (10_000 - 1024) // 512 + 1
+    assert len(one_window["channels"]["a"]) == 1024
+    assert body_windows(info, 1024 / 10_000.0) == 1
