@@ -47,6 +47,20 @@ PACKAGES = (
 # not imported, so that parsing the command line loads no numerical library before
 # ``main`` sets the thread count.
 DATASETS = ("gearbox", "grinding", "cnc_mill", "skab", "nab_temperature")
+PART_HELP = """\
+parts:
+  quality   grindwatch (defaults and tuned) against PyOD's detectors on the
+            labelled data sets under --data: AUC-ROC, AUC-PR and F1
+  skab      the SKAB outlier-detection protocol (F1, FAR, MAR) on --data/skab
+  speed     training and scoring rates, FLOP rates against the matmul rate,
+            and peak memory, on generated recordings
+  reading   read throughput of CSV, Parquet and HDF5 files, generated
+  profile   cProfile of one fit and one score of the default model
+
+Each part replaces only its own section of the page and its results/PART.json.
+A data set missing under --data is skipped with a message, and its part's
+section then says so.
+"""
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -54,6 +68,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks",
         description="Benchmark grindwatch against PyOD and the SKAB leaderboard and "
         "write the figures into benchmarks/BENCHMARKS.md.",
+        epilog=PART_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "parts",
@@ -182,6 +198,11 @@ def _run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
 
         root = args.data / "skab"
         if not root.is_dir():
+            logger.warning(
+                "skipped skab: %s not found; pass --data with the folder of the "
+                "shared data sets",
+                root,
+            )
             return {"missing": f"{root} not found"}
         return run_skab(root, args.repeats, tune=not args.no_tune)
     if part == "speed":

@@ -177,3 +177,29 @@ def test_load_body_windows_use_model_rate():
     assert body_windows(info, 1.0) == (10_000 - 1024) // 512 + 1
     assert len(one_window["channels"]["a"]) == 1024
     assert body_windows(info, 1024 / 10_000.0) == 1
+
+
+def test_missing_skab_folder_logged(
+    tmp_path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    import logging
+
+    import torch
+    from benchmarks.run import main
+
+    page = tmp_path / "BENCHMARKS.md"
+    # main() sets the thread count and quiets grindwatch's logger for the whole
+    # process; put both back so that later tests see the usual settings.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    package_logger = logging.getLogger("grindwatch")
+    level = package_logger.level
+    try:
+        main(["skab", "--data", str(tmp_path / "absent"), "--page", str(page)])
+    finally:
+        torch.set_num_threads(threads)
+        package_logger.setLevel(level)
+
+    assert "skipped skab" in caplog.text
+    assert "pass --data" in caplog.text
+    assert "Skipped: " in page.read_text()
