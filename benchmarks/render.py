@@ -217,10 +217,12 @@ def skab(results: dict[str, Any]) -> str:
     header = ["detector", "F1", "FAR %", "MAR %", "FAR % on normal runs", "source"]
     lines.append(table(header, rows))
     lines.append(
-        f"FAR on normal runs: the same protocol on runs of "
-        f"{results['pseudo_run_rows']} rows cut from `anomaly-free.csv`, where "
-        "every row is normal; it shows how many false alarms come from normal drift "
-        "after the 400 training rows, without any label.\n"
+        f"Each measured row is the repeat with the median F1 of {results['repeats']}, "
+        "so its F1, FAR and MAR come from one run's counts. FAR on normal runs: the "
+        f"same protocol on runs of {results['pseudo_run_rows']} rows cut from "
+        "`anomaly-free.csv`, where every row is normal, as the median over the "
+        "repeats; it shows how many false alarms come from normal drift after the "
+        "400 training rows, without any label.\n"
     )
     lines.append(
         'The row "grindwatch raw recipe, SKAB control limit" keeps the raw '

@@ -138,6 +138,7 @@ def test_skab_verdict_follows_results():
     results = {
         "runs": ["valve1/0.csv", "valve1/1.csv"],
         "configs": SKAB_CONFIGS,
+        "repeats": 3,
         "results": {
             "grindwatch defaults": {"f1": 0.70, "far": 10.0, "mar": 40.0, **counts},
             "PyOD PCA": {"f1": 0.60, "far": 50.0, "mar": 10.0, **counts},
@@ -203,3 +204,28 @@ def test_missing_skab_folder_logged(
     assert "skipped skab" in caplog.text
     assert "pass --data" in caplog.text
     assert "Skipped: " in page.read_text()
+
+
+def test_skab_row_from_one_repeat():
+    from benchmarks.skab import median_repeat
+
+    labels = np.array([0] * 10 + [1] * 10)
+    # F1, FAR and MAR of the three repeats: (0.80, 50, 0), (0.75, 0, 40) and
+    # (0.70, 30, 30). Medians per figure would give (0.75, 30, 30), which no
+    # repeat measured.
+    flag_sets = [
+        np.r_[np.ones(5), np.zeros(5), np.ones(10)],
+        np.r_[np.zeros(10), np.ones(6), np.zeros(4)],
+        np.r_[np.ones(3), np.zeros(7), np.ones(7), np.zeros(3)],
+    ]
+    repeated = []
+    for flags in flag_sets:
+        counts = Counts()
+        counts.add(labels, flags.astype(bool))
+        repeated.append({"tool": counts.metrics()})
+
+    summary = median_repeat(repeated)
+
+    assert summary["tool"]["f1"] == pytest.approx(0.75)
+    assert summary["tool"]["far"] == pytest.approx(0.0)
+    assert summary["tool"]["mar"] == pytest.approx(40.0)
