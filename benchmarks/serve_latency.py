@@ -163,11 +163,37 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=300, help="per case")
-    parser.add_argument("--duration", type=float, default=20.0, help="load seconds")
-    parser.add_argument("--recordings", type=int, default=40, help="training set")
-    parser.add_argument("--epochs", type=int, default=None, help="default: config")
-    parser.add_argument("--model", type=Path, default=None, help="skip training")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=300,
+        help="requests per case, and the maximum for the load test, up to 5000 "
+        "(default: 300)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=20.0,
+        help="maximum seconds of the load test (default: 20)",
+    )
+    parser.add_argument(
+        "--recordings",
+        type=int,
+        default=40,
+        help="generated 1 s recordings to train on (default: 40)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="autoencoder epochs (default: the configuration's)",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="score with this model bundle instead of training one",
+    )
     parser.add_argument(
         "--port",
         type=int,

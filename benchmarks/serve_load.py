@@ -148,11 +148,35 @@ def run_load(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8000")
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--requests", type=int, default=500)
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds")
-    parser.add_argument("--seconds", type=float, default=1.0, help="recording length")
+    parser.add_argument(
+        "--url",
+        default="http://127.0.0.1:8000",
+        help="service on a loopback address (default: http://127.0.0.1:8000)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        help="client threads, one connection each (default: 4)",
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=500,
+        help=f"maximum requests to send, up to {MAX_REQUESTS} (default: 500)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=30.0,
+        help=f"maximum seconds to send for, up to {MAX_DURATION_S:.0f} (default: 30)",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=1.0,
+        help="length of each recording sent, in seconds (default: 1)",
+    )
     parser.add_argument("--token", default=None, help="bearer token, if required")
     arguments = parser.parse_args()
 

@@ -76,8 +76,18 @@ def time_spark(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recordings", type=int, default=1200)
-    parser.add_argument("--samples", type=int, default=8192, help="Per recording.")
+    parser.add_argument(
+        "--recordings",
+        type=int,
+        default=1200,
+        help="generated recordings to score (default: 1200)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=8192,
+        help="samples per channel of each recording (default: 8192)",
+    )
     parser.add_argument(
         "--repeats", type=int, default=2, help="Spark runs per core count."
     )
