@@ -473,11 +473,13 @@ def reading(results: dict[str, Any]) -> str:
 
 
 def profile(results: dict[str, Any]) -> str:
+    # Results saved before max_epochs was recorded ran the default limit of 30.
+    limit = results.get("max_epochs", 30)
     lines = [
         "cProfile of `Model.fit` and `Model.score` on the speed workload with the "
-        f"default configuration (training ran {results['epochs']} epochs before "
-        "early stopping or the limit of 30). Stages: cumulative seconds of the "
-        "functions that implement them.\n"
+        f"default configuration (training ran {results['epochs']} of at most "
+        f"{limit} epochs, with early stopping on). Stages: cumulative seconds of "
+        "the functions that implement them.\n"
     ]
     for stage, data in results["stages"].items():
         rows = [[name, f"{seconds:.2f}"] for name, seconds in data["stages"].items()]

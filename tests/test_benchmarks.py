@@ -229,3 +229,19 @@ def test_skab_row_from_one_repeat():
     assert summary["tool"]["f1"] == pytest.approx(0.75)
     assert summary["tool"]["far"] == pytest.approx(0.0)
     assert summary["tool"]["mar"] == pytest.approx(40.0)
+
+
+def test_profile_names_epoch_limit():
+    from benchmarks.render import profile
+
+    stage = {"total": 1.0, "stages": {"windowing": 0.1}, "top": "ncalls\n"}
+    results = {
+        "epochs": 7,
+        "max_epochs": 12,
+        "stages": {"Model.fit": stage},
+    }
+
+    text = profile(results)
+
+    assert "training ran 7 of at most 12 epochs" in text
+    assert "limit of 30" not in text
