@@ -35,6 +35,8 @@ import numpy as np
 from serve_load import Client, body_windows, percentiles, recording_body, run_load
 
 RATE = 20_000.0
+# Requests or calls before each timed case, so first-call costs are left out.
+WARMUP = 20
 CHANNELS = ["vibration", "acoustic_emission", "spindle_power"]
 
 
@@ -90,7 +92,7 @@ def in_process_latency(bundle: Path, repeats: int) -> dict[str, float]:
     torch.set_num_threads(1)
     model = load_model(bundle)
     recording = Recording("bench", generated_recording(999), CHANNELS, RATE)
-    for _ in range(10):
+    for _ in range(WARMUP):
         score_recording(model, recording)
     latencies = []
     for _ in range(repeats):
@@ -101,7 +103,7 @@ def in_process_latency(bundle: Path, repeats: int) -> dict[str, float]:
 
 
 def sequential(client: Client, path: str, body: bytes, repeats: int) -> dict:
-    for _ in range(20):
+    for _ in range(WARMUP):
         client.post(path, body)
     latencies = []
     for _ in range(repeats):
