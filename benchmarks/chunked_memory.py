@@ -89,9 +89,25 @@ def _write_large(path: Path, n_samples: int, block: int = 1 << 24) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gigabytes", type=float, default=4.0)
-    parser.add_argument("--chunk-samples", type=int, default=1 << 22)
-    parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument(
+        "--gigabytes",
+        type=float,
+        default=4.0,
+        help="size of the generated file in GiB (default: 4)",
+    )
+    parser.add_argument(
+        "--chunk-samples",
+        type=int,
+        default=1 << 22,
+        help="samples per chunk when scoring, data.chunk_samples (default: 4194304)",
+    )
+    parser.add_argument(
+        "--folder",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="folder for the temporary file, which needs its size free "
+        "(default: the system's temporary folder)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(dir=args.folder) as temporary:

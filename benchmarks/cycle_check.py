@@ -139,9 +139,22 @@ def gearbox_table(root: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 40, 80])
-    parser.add_argument("--normal", type=int, default=200)
-    parser.add_argument("--faulty", type=int, default=50)
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[20, 40, 80],
+        help="training cycles per model, one table row group each (default: 20 40 80)",
+    )
+    parser.add_argument(
+        "--normal", type=int, default=200, help="normal cycles scored (default: 200)"
+    )
+    parser.add_argument(
+        "--faulty",
+        type=int,
+        default=50,
+        help="cycles scored per fault type (default: 50)",
+    )
     parser.add_argument(
         "--data",
         type=Path,

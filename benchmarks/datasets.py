@@ -304,7 +304,12 @@ def load_tasks(
         root = data / folder
         if not root.is_dir():
             skipped[name] = f"{root} not found"
-            logger.warning("skipped %s: %s not found", name, root)
+            logger.warning(
+                "skipped %s: %s not found; pass --data with the folder of the "
+                "shared data sets",
+                name,
+                root,
+            )
             continue
         try:
             tasks.append(loader(root))

@@ -91,5 +91,6 @@ def run_profile() -> dict[str, Any]:
     score = _profile(lambda: model.score(recordings), SCORE_STAGES)
     return {
         "epochs": len(model.detector_.history_),
+        "max_epochs": model.config.detector.autoencoder.epochs,
         "stages": {"Model.fit": fit, "Model.score (with attribution)": score},
     }

@@ -72,11 +72,31 @@ def recordings(count: int, start: int, faulty_share: float = 0.0) -> list:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recordings", type=int, default=1000)
-    parser.add_argument("--detector", default="autoencoder")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--max-details", type=int, default=20)
-    parser.add_argument("--track", action="store_true")
+    parser.add_argument(
+        "--recordings",
+        type=int,
+        default=1000,
+        help="recordings in the report, 2 %% of them faulty (default: 1000)",
+    )
+    parser.add_argument(
+        "--detector",
+        default="autoencoder",
+        help="detector family of the model (default: autoencoder)",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=30, help="autoencoder epochs (default: 30)"
+    )
+    parser.add_argument(
+        "--max-details",
+        type=int,
+        default=20,
+        help="maximum flagged recordings with a detail section (default: 20)",
+    )
+    parser.add_argument(
+        "--track",
+        action="store_true",
+        help="log training and the report to runs in a temporary MLflow store",
+    )
     args = parser.parse_args()
 
     import grindwatch

@@ -43,6 +43,24 @@ PACKAGES = (
     "pyarrow",
     "h5py",
 )
+# Names of the quality data sets, as in ``benchmarks.datasets.LOADERS``. Kept here,
+# not imported, so that parsing the command line loads no numerical library before
+# ``main`` sets the thread count.
+DATASETS = ("gearbox", "grinding", "cnc_mill", "skab", "nab_temperature")
+PART_HELP = """\
+parts:
+  quality   grindwatch (defaults and tuned) against PyOD's detectors on the
+            labelled data sets under --data: AUC-ROC, AUC-PR and F1
+  skab      the SKAB outlier-detection protocol (F1, FAR, MAR) on --data/skab
+  speed     training and scoring rates, FLOP rates against the matmul rate,
+            and peak memory, on generated recordings
+  reading   read throughput of CSV, Parquet and HDF5 files, generated
+  profile   cProfile of one fit and one score of the default model
+
+Each part replaces only its own section of the page and its results/PART.json.
+A data set missing under --data is skipped with a message, and its part's
+section then says so.
+"""
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -50,6 +68,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks",
         description="Benchmark grindwatch against PyOD and the SKAB leaderboard and "
         "write the figures into benchmarks/BENCHMARKS.md.",
+        epilog=PART_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "parts",
@@ -80,7 +100,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--datasets",
         nargs="+",
         default=None,
-        help="quality part only: these data sets (default: every one present)",
+        choices=DATASETS,
+        metavar="DATASET",
+        help="quality part only: these data sets, from "
+        f"{', '.join(DATASETS)} (default: every one present)",
     )
     parser.add_argument(
         "--no-tune",
@@ -175,6 +198,11 @@ def _run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
 
         root = args.data / "skab"
         if not root.is_dir():
+            logger.warning(
+                "skipped skab: %s not found; pass --data with the folder of the "
+                "shared data sets",
+                root,
+            )
             return {"missing": f"{root} not found"}
         return run_skab(root, args.repeats, tune=not args.no_tune)
     if part == "speed":

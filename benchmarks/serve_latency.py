@@ -32,9 +32,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from serve_load import Client, percentiles, recording_body, run_load
+from serve_load import Client, body_windows, percentiles, recording_body, run_load
 
 RATE = 20_000.0
+# Requests or calls before each timed case, so first-call costs are left out.
+WARMUP = 20
 CHANNELS = ["vibration", "acoustic_emission", "spindle_power"]
 
 
@@ -90,7 +92,7 @@ def in_process_latency(bundle: Path, repeats: int) -> dict[str, float]:
     torch.set_num_threads(1)
     model = load_model(bundle)
     recording = Recording("bench", generated_recording(999), CHANNELS, RATE)
-    for _ in range(10):
+    for _ in range(WARMUP):
         score_recording(model, recording)
     latencies = []
     for _ in range(repeats):
@@ -101,7 +103,7 @@ def in_process_latency(bundle: Path, repeats: int) -> dict[str, float]:
 
 
 def sequential(client: Client, path: str, body: bytes, repeats: int) -> dict:
-    for _ in range(20):
+    for _ in range(WARMUP):
         client.post(path, body)
     latencies = []
     for _ in range(repeats):
@@ -112,9 +114,12 @@ def sequential(client: Client, path: str, body: bytes, repeats: int) -> dict:
     return percentiles(latencies)
 
 
-def start_service(bundle: Path, log: Path) -> tuple[subprocess.Popen, int]:
+def start_service(
+    bundle: Path, log: Path, port: int = 0
+) -> tuple[subprocess.Popen, int]:
+    """Start ``grindwatch serve`` on 127.0.0.1 at ``port``, or a free port if 0."""
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind(("127.0.0.1", port))
         port = probe.getsockname()[1]
     command = [
         sys.executable,
@@ -160,11 +165,43 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=300, help="per case")
-    parser.add_argument("--duration", type=float, default=20.0, help="load seconds")
-    parser.add_argument("--recordings", type=int, default=40, help="training set")
-    parser.add_argument("--epochs", type=int, default=None, help="default: config")
-    parser.add_argument("--model", type=Path, default=None, help="skip training")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=300,
+        help="requests per case, and the maximum for the load test, up to 5000 "
+        "(default: 300)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=20.0,
+        help="maximum seconds of the load test (default: 20)",
+    )
+    parser.add_argument(
+        "--recordings",
+        type=int,
+        default=40,
+        help="generated 1 s recordings to train on (default: 40)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="autoencoder epochs (default: the configuration's)",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="score with this model bundle instead of training one",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="port of the service on 127.0.0.1 (default: a free one)",
+    )
     arguments = parser.parse_args()
     requests = min(arguments.requests, 5000)
 
@@ -174,11 +211,13 @@ def main() -> None:
             workdir, arguments.recordings, arguments.epochs
         )
         local = in_process_latency(bundle, requests)
-        process, port = start_service(bundle, workdir / "serve.log")
+        process, port = start_service(bundle, workdir / "serve.log", arguments.port)
         try:
             client = Client("127.0.0.1", port)
             info = client.get("/model")
-            window = recording_body(info, info["window_length"] / RATE, seed=1)
+            # With --model the served rate may differ from the generated data's.
+            rate = info["sample_rate"] or RATE
+            window = recording_body(info, info["window_length"] / rate, seed=1)
             recording = recording_body(info, 1.0, seed=2)
             results = {
                 "window": sequential(client, "/score", window, requests),
@@ -196,9 +235,9 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    n_windows = (int(RATE) - info["window_length"]) // info["hop"] + 1
+    n_windows = body_windows(info, 1.0)
     rows = [
-        ("one window (1024 samples), HTTP", results["window"]),
+        (f"one window ({info['window_length']} samples), HTTP", results["window"]),
         (f"1 s recording ({n_windows} windows), HTTP", results["recording"]),
         ("1 s recording, HTTP, explain=false", results["recording_plain"]),
         ("1 s recording, in-process score_recording", local),

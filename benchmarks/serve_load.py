@@ -63,10 +63,21 @@ class Client:
         return response.status, time.perf_counter() - start
 
 
+def body_samples(info: dict, seconds: float) -> int:
+    """Samples per channel of a body ``seconds`` long, at least one window."""
+    rate = info["sample_rate"] or 1000.0
+    return max(int(round(seconds * rate)), info["window_length"])
+
+
+def body_windows(info: dict, seconds: float) -> int:
+    """Windows the model that ``info`` describes cuts from a body ``seconds`` long."""
+    return (body_samples(info, seconds) - info["window_length"]) // info["hop"] + 1
+
+
 def recording_body(info: dict, seconds: float, seed: int = 0) -> bytes:
     """Build a JSON recording shaped for the model that ``info`` (/model) describes."""
     rate = info["sample_rate"] or 1000.0
-    n_samples = max(int(round(seconds * rate)), info["window_length"])
+    n_samples = body_samples(info, seconds)
     rng = np.random.default_rng(seed)
     t = np.arange(n_samples) / rate
     channels = {}
@@ -137,11 +148,35 @@ def run_load(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8000")
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--requests", type=int, default=500)
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds")
-    parser.add_argument("--seconds", type=float, default=1.0, help="recording length")
+    parser.add_argument(
+        "--url",
+        default="http://127.0.0.1:8000",
+        help="service on a loopback address (default: http://127.0.0.1:8000)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        help="client threads, one connection each (default: 4)",
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=500,
+        help=f"maximum requests to send, up to {MAX_REQUESTS} (default: 500)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=30.0,
+        help=f"maximum seconds to send for, up to {MAX_DURATION_S:.0f} (default: 30)",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=1.0,
+        help="length of each recording sent, in seconds (default: 1)",
+    )
     parser.add_argument("--token", default=None, help="bearer token, if required")
     arguments = parser.parse_args()
 
@@ -160,11 +195,7 @@ def main() -> None:
         arguments.duration,
         arguments.token,
     )
-    n_samples = max(
-        int(round(arguments.seconds * (info["sample_rate"] or 1000.0))),
-        info["window_length"],
-    )
-    windows = (n_samples - info["window_length"]) // info["hop"] + 1
+    windows = body_windows(info, arguments.seconds)
     result["windows_per_s"] = result["requests_per_s"] * windows
     result["real_time_factor"] = result["requests_per_s"] * arguments.seconds
     print(json.dumps(result, indent=2))

@@ -76,8 +76,18 @@ def time_spark(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recordings", type=int, default=1200)
-    parser.add_argument("--samples", type=int, default=8192, help="Per recording.")
+    parser.add_argument(
+        "--recordings",
+        type=int,
+        default=1200,
+        help="generated recordings to score (default: 1200)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=8192,
+        help="samples per channel of each recording (default: 8192)",
+    )
     parser.add_argument(
         "--repeats", type=int, default=2, help="Spark runs per core count."
     )
@@ -105,9 +115,11 @@ def main() -> None:
         start = time.perf_counter()
         local = score(model, data)
         local_seconds = time.perf_counter() - start
-        # Compared through Parquet, as grindwatch score --output writes it.
+        # Compared through Parquet, as grindwatch score --output writes them.
         local.recordings.to_parquet(base / "local.parquet", index=False)
+        local.windows.to_parquet(base / "local.windows.parquet", index=False)
         expected = pd.read_parquet(base / "local.parquet")
+        expected_windows = pd.read_parquet(base / "local.windows.parquet")
 
         results = {"load_before": os.getloadavg()}
         for cores in (1, 2):
@@ -117,6 +129,10 @@ def main() -> None:
             )
             found = pd.read_parquet(output)
             pd.testing.assert_frame_equal(found, expected, check_exact=True)
+            found_windows = pd.read_parquet(output.with_name(output.name + ".windows"))
+            pd.testing.assert_frame_equal(
+                found_windows, expected_windows, check_exact=True
+            )
         results["load_after"] = os.getloadavg()
 
     one, two = min(results["local[1]"]), min(results["local[2]"])

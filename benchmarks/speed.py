@@ -14,6 +14,7 @@ a slight underestimate.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -132,13 +133,19 @@ def measure_batch_sweep(recordings, seed: int) -> list[dict]:  # noqa: ANN001
             model, rate = _train_timed(config, recordings)
             features = model.features(model.training_windows_.X[:64])
             flops = training_flops(model.detector_.net_, features.shape[1:])
+            # An epoch ends with a partial batch unless the batch size divides
+            # the training windows, so a step's time is the epoch's time divided
+            # by its steps, not the batch size divided by the rate.
+            n_train = _training_windows(model, config)
+            steps = math.ceil(n_train / batch)
             entries.append(
                 {
                     "frontend": frontend,
                     "batch_size": batch,
+                    "steps_per_epoch": steps,
                     "train_windows_per_s": rate,
                     "train_gflops": rate * flops["training"] / 1e9,
-                    "ms_per_step": 1e3 * batch / rate,
+                    "ms_per_step": 1e3 * n_train / rate / steps,
                 }
             )
     return entries
@@ -153,10 +160,14 @@ def _train_timed(config: Config, recordings) -> tuple[Model, float]:  # noqa: AN
     model = Model(config)
     stamps: list[float] = []
     model.fit(recordings, on_epoch=lambda *_: stamps.append(time.perf_counter()))
+    return model, _training_windows(model, config) / _per_epoch(stamps)
+
+
+def _training_windows(model: Model, config: Config) -> int:
+    """Count the windows that one epoch trains on: all but the validation share."""
     n_windows = len(model.training_windows_.X)
     share = config.detector.autoencoder.validation_fraction
-    n_train = n_windows - int(round(n_windows * share))
-    return model, n_train / _per_epoch(stamps)
+    return n_windows - int(round(n_windows * share))
 
 
 def _per_epoch(stamps: list[float]) -> float:

@@ -93,12 +93,32 @@ def _study(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("dataset", choices=["gearbox", "grinding"])
-    parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", type=Path, default=Path("tune-benchmark"))
-    parser.add_argument("--data", type=Path, default=SHARED)
+    parser.add_argument(
+        "dataset", choices=["gearbox", "grinding"], help="data set to tune on"
+    )
+    parser.add_argument(
+        "--trials", type=int, default=30, help="finished trials (default: 30)"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="trials run in parallel, tune.jobs (default: 2)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="study seed (default: 0)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("tune-benchmark"),
+        help="folder for the Optuna study and the MLflow store, kept after the run "
+        "(default: ./tune-benchmark)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=SHARED,
+        help="folder with the shared data sets (default: ../shared/data)",
+    )
     arguments = parser.parse_args()
 
     logging.basicConfig(level=logging.WARNING)

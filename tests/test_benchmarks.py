@@ -117,3 +117,158 @@ def test_front_ends_compare_variants_and_trials():
     assert sum(row["chosen"] for row in trials) == 1
     assert table.splitlines()[0].startswith("| front end | detector |")
     assert "50.0%" in table
+
+
+def test_datasets_option_names_every_loader():
+    from benchmarks.datasets import LOADERS
+    from benchmarks.run import DATASETS
+
+    assert set(DATASETS) == set(LOADERS)
+
+
+def test_unknown_dataset_leaves_page_alone(tmp_path):
+    from benchmarks.run import main
+
+    page = tmp_path / "BENCHMARKS.md"
+    page.write_text("# Benchmarks\n\nPublished figures.\n")
+
+    with pytest.raises(SystemExit) as raised:
+        main(["quality", "--datasets", "gear", "--page", str(page)])
+
+    assert raised.value.code == 2
+    assert page.read_text() == "# Benchmarks\n\nPublished figures.\n"
+    assert not (tmp_path / "results").exists()
+
+
+def test_batch_sweep_step_time_within_epoch():
+    from benchmarks.speed import SWEEP_BATCHES, measure_batch_sweep
+    from benchmarks.workload import make_recordings
+
+    # 8 windows of 1024 samples, 1 of them held out for validation: every swept
+    # batch size exceeds the 7 training windows, so each epoch is one step.
+    recordings = make_recordings(2, 4096)
+
+    entries = measure_batch_sweep(recordings, seed=0)
+
+    assert len(entries) == 2 * len(SWEEP_BATCHES)
+    for entry in entries:
+        epoch_ms = 1e3 * 7 / entry["train_windows_per_s"]
+        assert entry["ms_per_step"] == pytest.approx(epoch_ms)
+        assert entry["steps_per_epoch"] == 1
+
+
+def test_skab_verdict_follows_results():
+    from benchmarks.render import skab
+    from benchmarks.skab import PUBLISHED, SKAB_CONFIGS
+
+    counts = {"rows": 2000.0, "anomalous_rows": 900.0}
+    results = {
+        "runs": ["valve1/0.csv", "valve1/1.csv"],
+        "configs": SKAB_CONFIGS,
+        "repeats": 3,
+        "results": {
+            "grindwatch defaults": {"f1": 0.70, "far": 10.0, "mar": 40.0, **counts},
+            "PyOD PCA": {"f1": 0.60, "far": 50.0, "mar": 10.0, **counts},
+        },
+        "tuned": [],
+        "tuned_missing": "not asked for (--no-tune)",
+        "pseudo_run_rows": 1150,
+        "far_on_anomaly_free": {"grindwatch defaults": 5.0, "PyOD PCA": 30.0},
+        "published": PUBLISHED,
+    }
+
+    text = skab(results)
+
+    assert "Best measured F1: 0.70 (grindwatch defaults" in text
+    assert "does **not** reach the published best of 0.78 (Conv-AE" in text
+    assert "with fewer false alarms and more missed ones" in text
+    assert "over the 2 runs available" in text
+    assert "23 runs" not in text
+
+
+def test_load_body_windows_use_model_rate():
+    import json
+
+    from benchmarks.serve_load import body_windows, recording_body
+
+    info = {
+        "sample_rate": 10_000.0,
+        "window_length": 1024,
+        "hop": 512,
+        "channels": ["a", "b"],
+    }
+
+    body = json.loads(recording_body(info, 1.0))
+    one_window = json.loads(recording_body(info, 1024 / 10_000.0))
+
+    assert len(body["channels"]["a"]) == 10_000
+    assert body_windows(info, 1.0) == (10_000 - 1024) // 512 + 1
+    assert len(one_window["channels"]["a"]) == 1024
+    assert body_windows(info, 1024 / 10_000.0) == 1
+
+
+def test_missing_skab_folder_logged(
+    tmp_path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    import logging
+
+    import torch
+    from benchmarks.run import main
+
+    page = tmp_path / "BENCHMARKS.md"
+    # main() sets the thread count and quiets grindwatch's logger for the whole
+    # process; put both back so that later tests see the usual settings.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    package_logger = logging.getLogger("grindwatch")
+    level = package_logger.level
+    try:
+        main(["skab", "--data", str(tmp_path / "absent"), "--page", str(page)])
+    finally:
+        torch.set_num_threads(threads)
+        package_logger.setLevel(level)
+
+    assert "skipped skab" in caplog.text
+    assert "pass --data" in caplog.text
+    assert "Skipped: " in page.read_text()
+
+
+def test_skab_row_from_one_repeat():
+    from benchmarks.skab import median_repeat
+
+    labels = np.array([0] * 10 + [1] * 10)
+    # F1, FAR and MAR of the three repeats: (0.80, 50, 0), (0.75, 0, 40) and
+    # (0.70, 30, 30). Medians per figure would give (0.75, 30, 30), which no
+    # repeat measured.
+    flag_sets = [
+        np.r_[np.ones(5), np.zeros(5), np.ones(10)],
+        np.r_[np.zeros(10), np.ones(6), np.zeros(4)],
+        np.r_[np.ones(3), np.zeros(7), np.ones(7), np.zeros(3)],
+    ]
+    repeated = []
+    for flags in flag_sets:
+        counts = Counts()
+        counts.add(labels, flags.astype(bool))
+        repeated.append({"tool": counts.metrics()})
+
+    summary = median_repeat(repeated)
+
+    assert summary["tool"]["f1"] == pytest.approx(0.75)
+    assert summary["tool"]["far"] == pytest.approx(0.0)
+    assert summary["tool"]["mar"] == pytest.approx(40.0)
+
+
+def test_profile_names_epoch_limit():
+    from benchmarks.render import profile
+
+    stage = {"total": 1.0, "stages": {"windowing": 0.1}, "top": "ncalls\n"}
+    results = {
+        "epochs": 7,
+        "max_epochs": 12,
+        "stages": {"Model.fit": stage},
+    }
+
+    text = profile(results)
+
+    assert "training ran 7 of at most 12 epochs" in text
+    assert "limit of 30" not in text
