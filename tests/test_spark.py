@@ -24,6 +24,7 @@ from grindwatch.config import Config
 from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.pipeline import load_model, score, train
 from grindwatch.spark_scoring import (
+    _clash_prefixes,
     _conform,
     _merged_type,
     _output_paths,
@@ -56,11 +57,13 @@ def _save(path: Path, data: np.ndarray) -> None:
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """1004 scorable recordings in good/ and bad/, plus a short and an empty file.
+    """1006 scorable recordings in good/ and bad/, plus a short and an empty file.
 
     good/clash.npz and bad/clash.npz share a name, so both tables must prefix it
-    with the folder. The empty file sorts last: a file that fails to read shifts
-    the batches of ``grindwatch score`` after it (see ``grindwatch.spark_scoring``).
+    with the folder. good/line1/day/deep.npz and good/line2/day/deep.npz share
+    their parent folder's name too, so they need two folders. The empty file
+    sorts last: a file that fails to read shifts the batches of ``grindwatch
+    score`` after it (see ``grindwatch.spark_scoring``).
     """
     root = tmp_path_factory.mktemp("archive")
     for i in range(N_GOOD):
@@ -70,6 +73,10 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _save(root / "bad" / f"cycle_{5000 + i:04d}.npz", data)
     _save(root / "good" / "clash.npz", make_cycle(7000, n_samples=1024))
     _save(root / "bad" / "clash.npz", make_cycle(7001, n_samples=1024, anomaly="level"))
+    for line, seed in (("line1", 7003), ("line2", 7004)):
+        _save(
+            root / "good" / line / "day" / "deep.npz", make_cycle(seed, n_samples=1024)
+        )
     _save(root / "good" / "short.npz", make_cycle(7002, n_samples=100))
     (root / "good" / "zz_empty.npz").touch()
     return root
@@ -129,8 +136,8 @@ def test_spark_score_equals_score_command(spark, archive, model_folder):
     assert local.exit_code == 0, local.output
     assert on_spark.exit_code == 0, on_spark.output
     summary = json.loads(on_spark.stdout)
-    assert summary["n_files"] == N_GOOD + N_BAD + 4
-    assert summary["n_recordings"] == N_GOOD + N_BAD + 2
+    assert summary["n_files"] == N_GOOD + N_BAD + 6
+    assert summary["n_recordings"] == N_GOOD + N_BAD + 4
     local_summary = json.loads(local.stdout)["summary"]
     assert summary["n_flagged_recordings"] == local_summary["n_flagged_recordings"]
     assert summary["n_windows"] == local_summary["n_windows"]
@@ -145,6 +152,7 @@ def test_spark_score_equals_score_command(spark, archive, model_folder):
         pd.testing.assert_frame_equal(found, expected, check_exact=True)
     recordings = pd.read_parquet("spark.parquet")
     assert {"good/clash", "bad/clash"} <= set(recordings["recording"])
+    assert {"line1/day/deep", "line2/day/deep"} <= set(recordings["recording"])
     assert recordings.loc[recordings["label"] == 1, "flag"].all()
     assert recordings.loc[recordings["label"] == 0, "flag"].mean() < 0.1
 
@@ -251,12 +259,26 @@ def test_rename_clashes_prefixes_the_folder():
         }
     )
     recordings = pa.table({"recording": ["x"], "source": ["data/bad/x.npz"]})
+    clashes = {"x": _clash_prefixes(["data/good/x.npz", "data/bad/x.npz"])}
 
-    renamed_windows = _rename_clashes(windows, frozenset({"x"}))
-    renamed_recordings = _rename_clashes(recordings, frozenset({"x"}))
+    renamed_windows = _rename_clashes(windows, clashes)
+    renamed_recordings = _rename_clashes(recordings, clashes)
 
     assert renamed_windows.column("recording").to_pylist() == ["good/x", "good/x", "y"]
     assert renamed_recordings.column("recording").to_pylist() == ["bad/x"]
+
+
+def test_rename_clashes_adds_folders_until_unique():
+    sources = ["m1/day/r.npz", "m2/day/r.npz", "m2/night/r.npz"]
+    table = pa.table({"recording": ["r", "r", "r"], "source": sources})
+
+    renamed = _rename_clashes(table, {"r": _clash_prefixes(sources)})
+
+    assert renamed.column("recording").to_pylist() == [
+        "m1/day/r",
+        "m2/day/r",
+        "m2/night/r",
+    ]
 
 
 def test_output_path_that_is_a_file_is_rejected(tmp_path):

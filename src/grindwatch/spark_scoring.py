@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from grindwatch.exceptions import ConfigError, InputError
+from grindwatch.io.dataset import folder_prefixes
 from grindwatch.results import window_table_path
 
 if TYPE_CHECKING:
@@ -325,6 +326,7 @@ def _score_stage(
     fields = [
         StructField("batch", LongType(), False),
         StructField("names", ArrayType(StringType(), False), False),
+        StructField("sources", ArrayType(StringType(), False), False),
         StructField("skipped", StringType(), False),
         StructField("counts", ArrayType(LongType(), False), False),
     ]
@@ -370,21 +372,23 @@ def _write_tables(
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:5])
         raise InputError("data", f"no recording could be scored ({reasons})")
 
-    clashes = [
-        row["name"]
-        for row in scored.select(F.explode("names").alias("name"))
-        .groupBy("name")
-        .count()
+    named = scored.select(F.explode(F.arrays_zip("names", "sources")).alias("pair"))
+    clashes = {
+        row["name"]: _clash_prefixes(row["sources"])
+        for row in named.groupBy(F.col("pair.names").alias("name"))
+        .agg(
+            F.count("*").alias("count"), F.collect_set("pair.sources").alias("sources")
+        )
         .where(F.col("count") > 1)
         .collect()
-    ]
+    }
     for table, path in (("recordings", recordings_path), ("windows", windows_path)):
         schema = _merged_schema(scored, table)
         decode = functools.partial(
             _decode_tables,
             column=table,
             schema_bytes=schema.serialize().to_pybytes(),
-            clashes=frozenset(clashes),
+            clashes=clashes,
         )
         from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -510,6 +514,7 @@ def _score_batches(
         [
             ("batch", pa.int64()),
             ("names", pa.list_(pa.string())),
+            ("sources", pa.list_(pa.string())),
             ("skipped", pa.string()),
             ("counts", pa.list_(pa.int64())),
             ("recordings", pa.binary()),
@@ -535,6 +540,7 @@ def _score_files(
     result = {
         "batch": row["batch"],
         "names": [recording.name for recording in recordings],
+        "sources": [str(recording.source or "") for recording in recordings],
         "skipped": "",
         "counts": [0, 0, 0, 0],
         "recordings": None,
@@ -628,7 +634,7 @@ def _decode_tables(
     batches: Iterable[pa.RecordBatch],
     column: str,
     schema_bytes: bytes,
-    clashes: frozenset[str],
+    clashes: dict[str, dict[tuple[str, ...], str]],
 ) -> Iterator[pa.RecordBatch]:
     """mapInArrow function of stage 2: one table's rows from the stored bytes."""
     import pyarrow as pa
@@ -641,12 +647,20 @@ def _decode_tables(
             yield from table.to_batches()
 
 
-def _rename_clashes(table: pa.Table, clashes: frozenset[str]) -> pa.Table:
-    """Prefix names found in several files with their folder, as loading does.
+def _clash_prefixes(sources: list[str]) -> dict[tuple[str, ...], str]:
+    """Folder prefixes of one clashing name, as ``load_recordings`` gives them."""
+    return folder_prefixes(
+        PurePath(source).parent.parts for source in sources if source
+    )
 
-    NOTE: one folder only. ``load_recordings`` adds more folders where the
-    parents share a name too (``m1/day/r`` and ``m2/day/r``); here both rows
-    stay ``day/r``, and only their ``source`` column differs.
+
+def _rename_clashes(
+    table: pa.Table, clashes: dict[str, dict[tuple[str, ...], str]]
+) -> pa.Table:
+    """Prefix names found in several files with their folders, as loading does.
+
+    ``clashes`` maps each such name to its folders' prefixes (see
+    ``_clash_prefixes``).
     """
     import pyarrow as pa
 
@@ -655,10 +669,12 @@ def _rename_clashes(table: pa.Table, clashes: frozenset[str]) -> pa.Table:
     source = "source" if "source" in table.column_names else _SOURCE
     names = table.column("recording").to_pylist()
     sources = table.column(source).to_pylist()
-    renamed = [
-        f"{PurePath(path).parent.name}/{name}" if name in clashes and path else name
-        for name, path in zip(names, sources, strict=True)
-    ]
+    renamed = []
+    for name, path in zip(names, sources, strict=True):
+        prefix = (
+            clashes.get(name, {}).get(PurePath(path).parent.parts) if path else None
+        )
+        renamed.append(f"{prefix}/{name}" if prefix else name)
     index = table.column_names.index("recording")
     return table.set_column(
         index, "recording", pa.array(renamed, type=table.schema.field(index).type)

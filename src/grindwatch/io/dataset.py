@@ -685,6 +685,22 @@ def _rate_text(rate: float | None) -> str:
     return "unknown" if rate is None else f"{rate:.7g}"
 
 
+def folder_prefixes(folders: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
+    """Map each folder (its path parts) to the fewest trailing parts that tell
+    it apart from the others, joined by "/".
+
+    One part is enough for ``a`` and ``b``; ``m1/day`` and ``m2/day`` need two.
+    """
+    distinct = set(folders)
+    if not distinct:
+        return {}
+    depth = 1
+    for depth in range(1, max(len(parts) for parts in distinct) + 1):
+        if len({parts[-depth:] for parts in distinct}) == len(distinct):
+            break
+    return {parts: "/".join(parts[-depth:]) for parts in distinct}
+
+
 def _make_names_unique(recordings: list[Recording]) -> None:
     """Prefix clashing names (same stem in two folders) with their folders.
 
@@ -700,13 +716,9 @@ def _make_names_unique(recordings: list[Recording]) -> None:
         located = [recording for recording in group if recording.source is not None]
         if len(group) < 2 or not located:
             continue
+        # Rows of one table file share their folder, which counts once.
         folders = [Path(recording.source).parent.parts for recording in located]
-        # Rows of one table file share their folder, so count distinct folders.
-        distinct = set(folders)
-        depth = 1
-        for depth in range(1, max(len(parts) for parts in distinct) + 1):
-            if len({parts[-depth:] for parts in distinct}) == len(distinct):
-                break
+        prefixes = folder_prefixes(folders)
         for recording, parts in zip(located, folders, strict=True):
-            prefix = "/".join(parts[-depth:])
+            prefix = prefixes[parts]
             recording.name = f"{prefix}/{name}" if prefix else name
