@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -1312,3 +1313,87 @@ def test_tune_accepts_recordings_in_memory(tmp_path):
     assert result.complete
     assert len(result.trials) == 3
     assert result.best_config is not None
+
+
+def _cli(command: str):  # noqa: ANN202
+    """Return the grindwatch app for ``train``, or an app with ``tune`` alone."""
+    import typer
+
+    from grindwatch.cli import app
+    from grindwatch.cli_tune import register
+
+    if command == "train":
+        return app
+    tune_app = typer.Typer()
+    tune_app.callback()(lambda: None)
+    register(tune_app)
+    return tune_app
+
+
+def _small_tune_arguments(data: Path, *extra: str) -> list[str]:
+    arguments = ["tune", str(data), "--trials", "2", *extra]
+    for key, value in SMALL_SPACE.items():
+        arguments += ["--set", f"{key}={value}"]
+    return arguments
+
+
+def test_tune_output_saves_untracked_model(cycles, tmp_path):
+    from typer.testing import CliRunner
+
+    from grindwatch.pipeline import load_model, score
+
+    folder = tmp_path / "tuned"
+    command = _small_tune_arguments(
+        cycles / "good", "--no-track", "--output", str(folder)
+    )
+
+    outcome = CliRunner().invoke(_cli("tune"), command)
+
+    assert outcome.exit_code == 0, outcome.output
+    output = " ".join(outcome.output.split())
+    assert f"Model bundle saved to {folder}" in output
+    # The retrained model's threshold rule and cycle check are printed, as train
+    # prints them.
+    assert re.search(r"The threshold [\d.]+ ", output)
+    assert "Cycle check off: 8 training recordings" in output
+    scored = score(load_model(folder), cycles / "bad")
+    assert len(scored.recordings) == 3
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_tune_notes_model_not_kept(feature_table):
+    from typer.testing import CliRunner
+
+    command = [
+        "tune",
+        str(feature_table),
+        "--table",
+        "--trials",
+        "1",
+        "--no-track",
+        "--set",
+        "detector.family=pca",
+    ]
+
+    outcome = CliRunner().invoke(_cli("tune"), command)
+
+    assert outcome.exit_code == 0, outcome.output
+    output = " ".join(outcome.output.split())
+    assert "The retrained model was not kept" in output
+    assert "--output FOLDER" in output
+
+
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_register_without_tracking_fails(feature_table, command):
+    from typer.testing import CliRunner
+
+    arguments = [command, str(feature_table), "--table", "--no-track"]
+    arguments += ["--register", "line4", "--set", "detector.family=pca"]
+
+    outcome = CliRunner().invoke(_cli(command), arguments)
+
+    assert outcome.exit_code == 2, outcome.output
+    output = " ".join(outcome.output.split())
+    assert "--register line4 needs MLflow tracking" in output
+    assert "Trained" not in output
+    assert "Top trials" not in output

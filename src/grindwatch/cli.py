@@ -86,6 +86,23 @@ def _run(function, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         _fail(str(error))
 
 
+def _check_register(name: str | None, tracking) -> None:  # noqa: ANN001
+    """Exit with an error when the model to register would not be logged to MLflow."""
+    if not name:
+        return
+    if not tracking.enabled:
+        _fail(
+            f"--register {name} needs MLflow tracking, which is off (--no-track or "
+            "tracking.enabled: false); drop one of them, and save the model with "
+            "--output FOLDER instead"
+        )
+    if not tracking.log_model:
+        _fail(
+            f"--register {name} needs the model logged to MLflow, but "
+            "tracking.log_model is false; set it to true or drop --register"
+        )
+
+
 def _tracking_config(tracking_uri: str | None):  # noqa: ANN202
     """Build default settings whose ``tracking.uri`` is ``tracking_uri``."""
     from grindwatch.config import Config
@@ -255,6 +272,7 @@ def train(
     }
     overrides.update(_parse_set(set_))
     settings = _run(_build_config, config, overrides)
+    _check_register(settings.tracking.registered_model, settings.tracking)
     if output is not None:
         from grindwatch.results import check_output_folder
 
