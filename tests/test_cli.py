@@ -187,6 +187,45 @@ def test_evaluate_table_gets_no_window_note(feature_table, tmp_path):
     assert "Window labels are" not in " ".join(result.output.split())
 
 
+def test_table_output_counts_rows(feature_table, tmp_path):
+    model = tmp_path / "table-model"
+    trained = runner.invoke(
+        app,
+        ["train", str(feature_table), "--table", "--detector", "iforest"]
+        + ["-o", str(model), "--no-track"],
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "Trained iforest on 304 rows (6 features)." in trained.output
+    # Five cycles far from the training rows, as from another operating point.
+    shifted = pd.read_parquet(feature_table).head(5).drop(columns="anomaly") + 8.0
+    batch = tmp_path / "batch.parquet"
+    shifted.to_parquet(batch)
+
+    result = runner.invoke(app, ["score", str(batch), "-m", str(model)])
+
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "5 of 5 rows flagged." in output
+    assert "5 of the 5 scored rows are flagged" in output
+    # A row is one window, so window counts would only repeat the row counts.
+    assert "flagged windows" not in output
+    assert "windows flagged" not in output
+    assert "of all scored windows" not in output
+
+
+def test_table_training_warning_counts_rows(feature_table):
+    command = ["train", str(feature_table), "--table", "--detector", "pca"]
+    command += ["--threshold", "percentile", "--set", "threshold.percentile=50"]
+
+    result = runner.invoke(app, [*command, "--no-track"])
+
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert re.search(r"the threshold flags 1\d\d of the 304 training rows", output)
+    assert "window scores" not in output
+    assert "longer windows" not in output
+
+
 def test_evaluate_with_labels_csv(cycle_folders, tmp_path):
     model, _ = _train(cycle_folders["good"], tmp_path)
     labels = tmp_path / "labels.csv"

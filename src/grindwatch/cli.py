@@ -309,11 +309,20 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
         return
     out = console()
     skipped = result.recordings.skipped
+    if model.kind_ == "table":
+        # One row is one recording and its only window.
+        trained_on = (
+            f"{result.n_trained} row{'' if result.n_trained == 1 else 's'} "
+            f"({len(model.channels_)} features)"
+        )
+    else:
+        trained_on = (
+            f"{result.n_trained} recording{'' if result.n_trained == 1 else 's'} "
+            f"({len(model.training_scores_)} windows, channels: "
+            f"{len(model.channels_)})"
+        )
     out.print(
-        f"Trained {model.config.detector.family} on {result.n_trained} "
-        f"recording{'' if result.n_trained == 1 else 's'} "
-        f"({len(model.training_scores_)} windows, channels: "
-        f"{len(model.channels_)})"
+        f"Trained {model.config.detector.family} on {trained_on}"
         + (f"; skipped {len(skipped)}, listed below." if skipped else "."),
         highlight=False,
     )
@@ -423,7 +432,10 @@ def _print_recordings(  # noqa: ANN202
         )
     caption = None if rule is None else f"A recording's score is {rule}."
     table = Table(title=title, caption=caption)
-    columns = ["recording", "score", "flagged windows"]
+    columns = ["recording", "score"]
+    # rule is None for a feature table, whose recordings are rows of one window.
+    if rule is not None:
+        columns.append("flagged windows")
     columns += ["cycle score", "verdict", "label"] if cycle else ["verdict", "label"]
     for column in columns:
         if column != "label" or "label" in frame:
@@ -431,11 +443,9 @@ def _print_recordings(  # noqa: ANN202
                 column, justify="left" if column == "recording" else "right"
             )
     for row in shown.itertuples():
-        cells = [
-            row.recording,
-            f"{row.score:.{digits}g}",
-            f"{row.flagged_windows}/{row.n_windows}",
-        ]
+        cells = [row.recording, f"{row.score:.{digits}g}"]
+        if rule is not None:
+            cells.append(f"{row.flagged_windows}/{row.n_windows}")
         if cycle:
             cells.append(f"{row.cycle_score:.3g}" + (" *" if row.cycle_flag else ""))
         cells.append(Text("ANOMALOUS", style="bold red") if row.flag else "normal")
@@ -543,10 +553,15 @@ def score(
         if "n_cycle_flagged_recordings" in summary
         else ""
     )
+    windows = (
+        f" and {summary['n_flagged_windows']} of {summary['n_windows']} windows"
+        if loaded.kind_ == "signals"
+        else ""
+    )
     console().print(
-        f"{summary['n_flagged_recordings']} of {summary['n_recordings']} recordings"
-        f"{by_cycle} and {summary['n_flagged_windows']} of {summary['n_windows']} "
-        "windows flagged.",
+        f"{summary['n_flagged_recordings']} of {summary['n_recordings']} "
+        f"{'recordings' if loaded.kind_ == 'signals' else 'rows'}{by_cycle}"
+        f"{windows} flagged.",
         highlight=False,
     )
     for skipped in result.skipped:
