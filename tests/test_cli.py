@@ -273,6 +273,30 @@ def test_labels_file_leaves_some_unlabeled(cycle_folders, tmp_path):
     assert "1 of the 3 labels name no scored recording, e.g. ['NA']" in result.output
 
 
+def test_unlabeled_hint_names_labels_file(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--no-track")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("recording,label\ncycle_000,OK\ncycle_100,NOK\n")
+    # cycle_001 lies in good/, but the labels file replaces folder labels.
+    files = [
+        cycle_folders["good"] / "cycle_000.csv",
+        cycle_folders["good"] / "cycle_001.csv",
+        cycle_folders["bad"] / "cycle_100.csv",
+    ]
+
+    result = runner.invoke(
+        app,
+        ["evaluate", *map(str, files), "-m", str(model), "--labels", str(labels)]
+        + ["--no-track"],
+    )
+
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "1 recording carries no label and is left out" in output
+    assert f"Add them to {labels}." in output
+    assert "class-named folders" not in output
+
+
 def _write_short_cycles(folder, count: int, start_seed: int):  # noqa: ANN001, ANN202
     """Write ``count`` cycles of 100 samples, shorter than a 256-sample window."""
     for path in write_cycles(folder, count, start_seed=start_seed):

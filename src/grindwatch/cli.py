@@ -591,7 +591,7 @@ def _describe_label_sources(sources: dict[str, dict[str, int]]) -> str:
     return "; ".join(listed)
 
 
-def _print_metrics(result) -> None:  # noqa: ANN001
+def _print_metrics(result, labels: Path | None = None) -> None:  # noqa: ANN001
     from rich.table import Table
 
     from grindwatch._console import console
@@ -642,10 +642,21 @@ def _print_metrics(result) -> None:  # noqa: ANN001
             if len(result.unlabeled) > 5
             else ""
         )
+        if labels is not None:
+            # A labels file replaces folder and column labels, so only it can help.
+            fix = f"Add them to {labels}."
+        else:
+            fix = (
+                "Label them with --labels FILE, a label column, or class-named "
+                "folders (OK/NOK, good/bad, healthy/broken)."
+            )
         out.print(
-            f"{len(result.unlabeled)} recordings carry no label and are left out of "
-            f"the metrics: {listed}{more}. Label them with --labels FILE, a label "
-            "column, or class-named folders (OK/NOK, good/bad, healthy/broken).",
+            _count(
+                len(result.unlabeled),
+                "recording carries no label and is",
+                "recordings carry no label and are",
+            )
+            + f" left out of the metrics: {listed}{more}. {fix}",
             highlight=False,
         )
     if result.scored.cycle_threshold is not None:
@@ -735,7 +746,7 @@ def evaluate(
         result.scored.cycle_threshold,
         _signal_rule(loaded),
     )
-    _print_metrics(result)
+    _print_metrics(result, labels)
 
 
 @app.command()
