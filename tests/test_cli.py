@@ -297,6 +297,27 @@ def test_unlabeled_hint_names_labels_file(cycle_folders, tmp_path):
     assert "class-named folders" not in output
 
 
+# The test settings turn warnings into errors; here the CLI must log this one.
+@pytest.mark.filterwarnings("default:channels .* are constant:UserWarning")
+def test_library_warning_prints_as_message(tmp_path):
+    paths = write_cycles(tmp_path / "cycles", 4)
+    for path in paths:
+        frame = pd.read_csv(path)
+        frame["current"] = 2.5  # a dead sensor: the scaler warns about it
+        frame.to_csv(path, index=False)
+    command = ["train", str(tmp_path / "cycles"), "--window", "256"]
+
+    result = runner.invoke(app, [*command, "--detector", "pca", "--no-track"])
+
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "channels ['current'] are constant in the training data" in output
+    # The warning is a message to the user, not a pointer into the source.
+    assert "UserWarning" not in output
+    assert "scaling.py" not in output
+    assert "pipeline.py" not in output
+
+
 def _write_short_cycles(folder, count: int, start_seed: int):  # noqa: ANN001, ANN202
     """Write ``count`` cycles of 100 samples, shorter than a 256-sample window."""
     for path in write_cycles(folder, count, start_seed=start_seed):
