@@ -318,6 +318,29 @@ def test_library_warning_prints_as_message(tmp_path):
     assert "pipeline.py" not in output
 
 
+def test_untracked_model_logs_to_named_store(cycle_folders, tmp_path):
+    from mlflow import MlflowClient
+
+    model, _ = _train(cycle_folders["good"], tmp_path, "--no-track")
+    command = ["evaluate", str(cycle_folders["root"]), "-m", str(model)]
+    store = f"sqlite:///{tmp_path / 'evaluations.db'}"
+
+    untracked = runner.invoke(app, command)
+    tracked = runner.invoke(app, [*command, "--tracking-uri", store])
+
+    assert untracked.exit_code == 0, untracked.output
+    assert "Not logged to MLflow: the model was trained with tracking off" in (
+        " ".join(untracked.output.split())
+    )
+    assert tracked.exit_code == 0, tracked.output
+    logged = re.search(r"Logged to MLflow run (\w+) in (\S+)", tracked.output)
+    assert logged is not None, tracked.output
+    assert logged.group(2) == store
+    run = MlflowClient(store).get_run(logged.group(1))
+    assert run.data.tags["grindwatch.kind"] == "evaluate"
+    assert "recording_f1" in run.data.metrics
+
+
 def _write_short_cycles(folder, count: int, start_seed: int):  # noqa: ANN001, ANN202
     """Write ``count`` cycles of 100 samples, shorter than a 256-sample window."""
     for path in write_cycles(folder, count, start_seed=start_seed):

@@ -854,6 +854,28 @@ def test_report_takes_reading_options(cycle_folders, tmp_path):
     assert "1 of 1 recordings flagged" in resampled.output
 
 
+def test_untracked_model_report_says_not_logged(cycle_folders, tmp_path):
+    import typer
+
+    from grindwatch.cli_report import register
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    model = tmp_path / "model"
+    grindwatch.train(cycle_folders["good"], _config(), output=model)
+    command = ["report", str(cycle_folders["bad"]), "-m", str(model)]
+    command += ["-o", str(tmp_path / "report.html"), "--max-details", "0"]
+
+    result = CliRunner().invoke(app, command)
+
+    assert result.exit_code == 0, result.output
+    assert "Not logged to MLflow: the model was trained with tracking off" in (
+        " ".join(result.output.split())
+    )
+    assert "Logged to MLflow run" not in result.output
+
+
 def test_long_channel_names_stay_distinct_in_figures():
     from grindwatch.report.figures import _short
 

@@ -123,8 +123,23 @@ def _load_model(location: str, tracking_uri: str | None):  # noqa: ANN202
 
     model = _run(load_model, location, _tracking_config(tracking_uri))
     if tracking_uri is not None:
-        model.config = model.config.with_overrides({"tracking.uri": tracking_uri})
+        # A store named on the command line is where the user wants the runs,
+        # also for a model trained with --no-track.
+        model.config = model.config.with_overrides(
+            {"tracking.uri": tracking_uri, "tracking.enabled": True}
+        )
     return model
+
+
+def _print_untracked() -> None:
+    """Print that a run requested with --track was not logged, and why."""
+    from grindwatch._console import console
+
+    console().print(
+        "Not logged to MLflow: the model was trained with tracking off "
+        "(tracking.enabled: false). Pass --tracking-uri URI to log this run there.",
+        highlight=False,
+    )
 
 
 # Reading options that may differ between training and scoring: how files are
@@ -747,6 +762,17 @@ def evaluate(
         _signal_rule(loaded),
     )
     _print_metrics(result, labels)
+    run_id = getattr(result, "run_id", None)
+    if run_id:
+        from grindwatch._console import console
+        from grindwatch.tracking import resolve_tracking_uri
+
+        console().print(
+            f"Logged to MLflow run {run_id} in {resolve_tracking_uri(loaded.config)}",
+            highlight=False,
+        )
+    elif track and not loaded.config.tracking.enabled:
+        _print_untracked()
 
 
 @app.command()
