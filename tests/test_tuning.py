@@ -1383,6 +1383,65 @@ def test_tune_notes_model_not_kept(feature_table):
     assert "--output FOLDER" in output
 
 
+def test_resumed_done_study_saves_logged_model(feature_table, tmp_path):
+    from typer.testing import CliRunner
+
+    from grindwatch.pipeline import load_model
+
+    command = ["tune", str(feature_table), "--table", "--trials", "2"]
+    command += ["--set", "detector.family=pca"]
+    folder = tmp_path / "tuned"
+    first = CliRunner().invoke(_cli("tune"), command)
+    assert first.exit_code == 0, first.output
+
+    resumed = CliRunner().invoke(
+        _cli("tune"), [*command, "--resume", "--output", str(folder)]
+    )
+
+    assert resumed.exit_code == 0, resumed.output
+    output = " ".join(resumed.output.split())
+    # The first run retrained the model, so this one loads it from MLflow.
+    assert "The best trial had already been retrained" in output
+    assert f"Model bundle saved to {folder}" in output
+    model = load_model(folder)
+    assert model.config.detector.family == "pca"
+
+
+def test_joined_worker_names_pending_retrain(capsys):
+    import pandas as pd
+
+    from grindwatch.cli_tune import _report
+
+    trials = pd.DataFrame(
+        [{"number": 0, "state": "COMPLETE", "value": 0.3, "baseline": True}]
+    )
+    # A worker that ran no trial of a finished study, while the worker of the
+    # last trial is still retraining the best one.
+    result = types.SimpleNamespace(
+        trials=trials,
+        study_name="line4",
+        storage="sqlite:///optuna.db",
+        n_trials=1,
+        best_trial=0,
+        best_value=0.3,
+        final_metrics={},
+        labels_in_training=False,
+        model=None,
+        complete=True,
+        finalized=False,
+        parent_run_id="abc",
+        tracking_uri="sqlite:///mlflow.db",
+        registered_model=None,
+        model_uri=None,
+    )
+
+    _report(result, show=5)
+
+    shown = " ".join(capsys.readouterr().err.split())
+    assert "Another process on this study retrains the best trial" in shown
+    assert "had already been retrained" not in shown
+
+
 @pytest.mark.parametrize("command", ["train", "tune"])
 def test_register_without_tracking_fails(feature_table, command):
     from typer.testing import CliRunner

@@ -276,11 +276,18 @@ def _report(result: Any, show: int, output: Path | None = None) -> None:
             highlight=False,
         )
     elif not result.finalized and result.best_trial is not None:
-        out.print(
-            "The best trial had already been retrained, by an earlier run or by "
-            "another process on this study; this run trained no new model.",
-            highlight=False,
-        )
+        if result.model_uri:
+            done = (
+                "The best trial had already been retrained, by an earlier run or by "
+                "another process on this study"
+            )
+        else:
+            # The worker of the study's last trial retrains; it may still be at it.
+            done = (
+                "Another process on this study retrains the best trial and logs the "
+                "model on the study run (tag grindwatch.model_uri)"
+            )
+        out.print(f"{done}; this run trained no new model.", highlight=False)
     if result.parent_run_id:
         out.print(
             f"MLflow study run {result.parent_run_id} in {result.tracking_uri}",
@@ -521,9 +528,10 @@ def tune(
         _fail("too many trials failed in a row; see the errors above", code=1)
     if output is not None and saved is None:
         _fail(
-            f"no model saved to {output}: the study has no retrained model yet "
-            "(it stopped before its last trial, or every trial was pruned); "
-            "continue it with --resume",
+            f"no model saved to {output}: the study has no retrained model yet, "
+            "because it stopped before its last trial, every trial was pruned, or "
+            "another process is still retraining the best trial. Rerun with "
+            "--resume to save the model once there is one",
             code=1,
         )
 
