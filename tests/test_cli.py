@@ -119,6 +119,28 @@ def test_score_with_runs_uri(cycle_folders, tmp_path):
     assert result.exit_code == 0, result.output
 
 
+def test_score_table_names_top_channel(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--no-track")
+    output = tmp_path / "scores.csv"
+
+    result = runner.invoke(
+        app, ["score", str(cycle_folders["root"]), "-m", str(model), "-o", str(output)]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "top channel" in result.output
+    scores = pd.read_csv(output)
+    flagged = scores[scores["flag"]]
+    assert len(flagged) > 0
+    for row in flagged.itertuples():
+        shown = f"{row.top_channel} ({row.top_channel_share:.0%})"
+        assert re.search(rf"{row.recording} .*{re.escape(shown)}", result.output)
+    # Normal recordings get no top channel, as nothing in them needs explaining.
+    for row in scores[~scores["flag"]].itertuples():
+        line = next(x for x in result.output.splitlines() if f" {row.recording} " in x)
+        assert "%" not in line
+
+
 def test_evaluate_reports_metrics_from_folder_names(cycle_folders, tmp_path):
     model, _ = _train(cycle_folders["good"], tmp_path, "--aggregate", "max")
 

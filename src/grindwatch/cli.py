@@ -451,11 +451,17 @@ def _print_recordings(  # noqa: ANN202
     # rule is None for a feature table, whose recordings are rows of one window.
     if rule is not None:
         columns.append("flagged windows")
-    columns += ["cycle score", "verdict", "label"] if cycle else ["verdict", "label"]
+    columns += ["cycle score", "verdict"] if cycle else ["verdict"]
+    # The channel (a table's feature) that departs most, named for flagged rows.
+    top = "top_channel" in frame and "top_channel_share" in frame
+    if top:
+        columns.append("top channel" if rule is not None else "top feature")
+    columns.append("label")
+    text_columns = ("recording", "top channel", "top feature")
     for column in columns:
         if column != "label" or "label" in frame:
             table.add_column(
-                column, justify="left" if column == "recording" else "right"
+                column, justify="left" if column in text_columns else "right"
             )
     for row in shown.itertuples():
         cells = [row.recording, f"{row.score:.{digits}g}"]
@@ -464,6 +470,12 @@ def _print_recordings(  # noqa: ANN202
         if cycle:
             cells.append(f"{row.cycle_score:.3g}" + (" *" if row.cycle_flag else ""))
         cells.append(Text("ANOMALOUS", style="bold red") if row.flag else "normal")
+        if top:
+            cells.append(
+                f"{row.top_channel} ({row.top_channel_share:.0%})"
+                if row.flag and isinstance(row.top_channel, str)
+                else ""
+            )
         if "label" in frame:
             # Recordings without a label (a folder that names no class, a file
             # without a label column) come as NaN or <NA> next to labeled ones.
