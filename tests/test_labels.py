@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -212,3 +213,24 @@ def test_label_key_matches_names(name, key):
     }
 
     assert label_key_for(name, labels) == key
+
+
+def test_labels_file_over_label_column_named(cycle_folders, tmp_path):
+    model = _train(cycle_folders["good"], tmp_path)
+    data = tmp_path / "eval"
+    paths = write_cycles(data, 2, start_seed=400)
+    for path in paths:
+        frame = pd.read_csv(path)
+        frame["anomaly"] = [0] * (len(frame) - 100) + [1] * 100
+        frame.to_csv(path, index=False)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("recording,label\ncycle_400,0\n", encoding="utf-8")
+
+    result = _evaluate_with_labels(data, model, labels, "--json")
+
+    assert result.exit_code == 0, result.output
+    sources = json.loads(result.stdout)["label_sources"]
+    # The file gave the recording its label, and the column labels its windows.
+    assert sources == {
+        "labels file (windows: label column)": {"normal": 1, "anomalous": 0}
+    }

@@ -159,8 +159,12 @@ def apply_labels(scored, labels: dict[str, int]) -> None:  # noqa: ANN001 - Scor
         else pd.Series(False, index=recordings.index)
     ) & mapped.notna()
     recordings["label"] = mapped.astype("Int64")
+    # The file gives the recording's label; a label column still gives its
+    # windows theirs (see below).
     recordings["label_source"] = np.where(
-        from_column, "label column", np.where(mapped.notna(), "labels file", "")
+        from_column,
+        "labels file (windows: label column)",
+        np.where(mapped.notna(), "labels file", ""),
     )
     window_labels = scored.windows["recording"].map(
         dict(zip(names, mapped, strict=False))

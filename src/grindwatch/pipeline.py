@@ -118,7 +118,9 @@ class ScoreResult:
     (``data.resample``) it differs from the row number in the file.
     ``recordings`` has one row per recording: recording, source, n_windows, score
     (the aggregate), flag, max_window_score, flagged_windows and, where known, label
-    and label_source (``label column``, ``folder NAME`` or ``labels file``).
+    and label_source (``label column``, ``folder NAME``, ``labels file`` or, where
+    ``evaluate`` labels a recording whose windows a label column labels, ``labels
+    file (windows: label column)``).
     When the model has a cycle check (``grindwatch.cycles``), recordings also have
     cycle_score, cycle_flag, cycle_channel (empty when the length departs most)
     and cycle_reason, and flag is set when the score or the cycle check is above
