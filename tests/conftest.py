@@ -13,9 +13,11 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 @pytest.fixture(autouse=True)
 def restore_logging():  # noqa: ANN201
-    """Undo the handlers and levels an in-process CLI run installs."""
+    """Undo the handlers, levels and warning format an in-process CLI run installs."""
     import logging
+    import warnings
 
+    format_warning = warnings.formatwarning
     root = logging.getLogger()
     package = logging.getLogger("grindwatch")
     root_handlers, root_level = root.handlers[:], root.level
@@ -26,6 +28,7 @@ def restore_logging():  # noqa: ANN201
     package.handlers[:] = package_handlers
     package.setLevel(package_level)
     logging.captureWarnings(False)
+    warnings.formatwarning = format_warning
 
 
 @pytest.fixture(autouse=True)

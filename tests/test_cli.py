@@ -119,6 +119,28 @@ def test_score_with_runs_uri(cycle_folders, tmp_path):
     assert result.exit_code == 0, result.output
 
 
+def test_score_table_names_top_channel(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--no-track")
+    output = tmp_path / "scores.csv"
+
+    result = runner.invoke(
+        app, ["score", str(cycle_folders["root"]), "-m", str(model), "-o", str(output)]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "top channel" in result.output
+    scores = pd.read_csv(output)
+    flagged = scores[scores["flag"]]
+    assert len(flagged) > 0
+    for row in flagged.itertuples():
+        shown = f"{row.top_channel} ({row.top_channel_share:.0%})"
+        assert re.search(rf"{row.recording} .*{re.escape(shown)}", result.output)
+    # Normal recordings get no top channel, as nothing in them needs explaining.
+    for row in scores[~scores["flag"]].itertuples():
+        line = next(x for x in result.output.splitlines() if f" {row.recording} " in x)
+        assert "%" not in line
+
+
 def test_evaluate_reports_metrics_from_folder_names(cycle_folders, tmp_path):
     model, _ = _train(cycle_folders["good"], tmp_path, "--aggregate", "max")
 
@@ -187,6 +209,45 @@ def test_evaluate_table_gets_no_window_note(feature_table, tmp_path):
     assert "Window labels are" not in " ".join(result.output.split())
 
 
+def test_table_output_counts_rows(feature_table, tmp_path):
+    model = tmp_path / "table-model"
+    trained = runner.invoke(
+        app,
+        ["train", str(feature_table), "--table", "--detector", "iforest"]
+        + ["-o", str(model), "--no-track"],
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "Trained iforest on 304 rows (6 features)." in trained.output
+    # Five cycles far from the training rows, as from another operating point.
+    shifted = pd.read_parquet(feature_table).head(5).drop(columns="anomaly") + 8.0
+    batch = tmp_path / "batch.parquet"
+    shifted.to_parquet(batch)
+
+    result = runner.invoke(app, ["score", str(batch), "-m", str(model)])
+
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "5 of 5 rows flagged." in output
+    assert "5 of the 5 scored rows are flagged" in output
+    # A row is one window, so window counts would only repeat the row counts.
+    assert "flagged windows" not in output
+    assert "windows flagged" not in output
+    assert "of all scored windows" not in output
+
+
+def test_table_training_warning_counts_rows(feature_table):
+    command = ["train", str(feature_table), "--table", "--detector", "pca"]
+    command += ["--threshold", "percentile", "--set", "threshold.percentile=50"]
+
+    result = runner.invoke(app, [*command, "--no-track"])
+
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert re.search(r"the threshold flags 1\d\d of the 304 training rows", output)
+    assert "window scores" not in output
+    assert "longer windows" not in output
+
+
 def test_evaluate_with_labels_csv(cycle_folders, tmp_path):
     model, _ = _train(cycle_folders["good"], tmp_path)
     labels = tmp_path / "labels.csv"
@@ -232,6 +293,74 @@ def test_labels_file_leaves_some_unlabeled(cycle_folders, tmp_path):
     assert payload["unlabeled"] == ["cycle_001"]
     assert payload["recordings"]["n"] == 2
     assert "1 of the 3 labels name no scored recording, e.g. ['NA']" in result.output
+
+
+def test_unlabeled_hint_names_labels_file(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--no-track")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("recording,label\ncycle_000,OK\ncycle_100,NOK\n")
+    # cycle_001 lies in good/, but the labels file replaces folder labels.
+    files = [
+        cycle_folders["good"] / "cycle_000.csv",
+        cycle_folders["good"] / "cycle_001.csv",
+        cycle_folders["bad"] / "cycle_100.csv",
+    ]
+
+    result = runner.invoke(
+        app,
+        ["evaluate", *map(str, files), "-m", str(model), "--labels", str(labels)]
+        + ["--no-track"],
+    )
+
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "1 recording carries no label and is left out" in output
+    assert f"Add them to {labels}." in output
+    assert "class-named folders" not in output
+
+
+# The test settings turn warnings into errors; here the CLI must log this one.
+@pytest.mark.filterwarnings("default:channels .* are constant:UserWarning")
+def test_library_warning_prints_as_message(tmp_path):
+    paths = write_cycles(tmp_path / "cycles", 4)
+    for path in paths:
+        frame = pd.read_csv(path)
+        frame["current"] = 2.5  # a dead sensor: the scaler warns about it
+        frame.to_csv(path, index=False)
+    command = ["train", str(tmp_path / "cycles"), "--window", "256"]
+
+    result = runner.invoke(app, [*command, "--detector", "pca", "--no-track"])
+
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "channels ['current'] are constant in the training data" in output
+    # The warning is a message to the user, not a pointer into the source.
+    assert "UserWarning" not in output
+    assert "scaling.py" not in output
+    assert "pipeline.py" not in output
+
+
+def test_untracked_model_logs_to_named_store(cycle_folders, tmp_path):
+    from mlflow import MlflowClient
+
+    model, _ = _train(cycle_folders["good"], tmp_path, "--no-track")
+    command = ["evaluate", str(cycle_folders["root"]), "-m", str(model)]
+    store = f"sqlite:///{tmp_path / 'evaluations.db'}"
+
+    untracked = runner.invoke(app, command)
+    tracked = runner.invoke(app, [*command, "--tracking-uri", store])
+
+    assert untracked.exit_code == 0, untracked.output
+    assert "Not logged to MLflow: the model was trained with tracking off" in (
+        " ".join(untracked.output.split())
+    )
+    assert tracked.exit_code == 0, tracked.output
+    logged = re.search(r"Logged to MLflow run (\w+) in (\S+)", tracked.output)
+    assert logged is not None, tracked.output
+    assert logged.group(2) == store
+    run = MlflowClient(store).get_run(logged.group(1))
+    assert run.data.tags["grindwatch.kind"] == "evaluate"
+    assert "recording_f1" in run.data.metrics
 
 
 def _write_short_cycles(folder, count: int, start_seed: int):  # noqa: ANN001, ANN202

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -128,6 +129,31 @@ def test_labels_file_overrides_folder_labels_of_windows(cycle_folders, tmp_path)
     assert report["label_sources"] == {"labels file": {"normal": 1, "anomalous": 2}}
 
 
+def test_labels_file_tells_folders_apart(cycle_folders, tmp_path):
+    model = _train(cycle_folders["good"], tmp_path)
+    data = tmp_path / "eval"
+    for line in ("line1", "line2"):
+        write_cycles(data / line, 1, start_seed=300)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("recording,label\ncycle_300,1\n", encoding="utf-8")
+    exact = tmp_path / "exact.csv"
+    exact.write_text("recording,label\nline1/cycle_300,1\n", encoding="utf-8")
+
+    exact_run = _evaluate_with_labels(data, model, exact, "--json")
+    shared = _evaluate_with_labels(data, model, labels, "--json")
+
+    assert shared.exit_code == 0, shared.output
+    text = " ".join(shared.output.split())
+    assert "the label for 'cycle_300' applies to 2 recordings" in text
+    assert "(line1/cycle_300, line2/cycle_300)" in text
+    assert json.loads(shared.stdout)["recordings"]["n"] == 2
+    assert exact_run.exit_code == 0, exact_run.output
+    assert "applies to" not in exact_run.output
+    labeled = json.loads(exact_run.stdout)
+    assert labeled["recordings"]["n"] == 1
+    assert labeled["unlabeled"] == ["line2/cycle_300"]
+
+
 def test_labels_file_with_two_labels_for_one_recording(tmp_path):
     from grindwatch.exceptions import InputError
     from grindwatch.io import read_labels_csv
@@ -151,3 +177,60 @@ def test_labels_file_not_in_utf8_fails_before_scoring(cycle_folders, tmp_path):
 
     assert result.exit_code == 2
     assert "labels.csv: is not UTF-8 text (byte 0xe4" in " ".join(result.output.split())
+
+
+def test_labels_file_keys_keep_last_folder(tmp_path):
+    from grindwatch.io import read_labels_csv
+
+    path = tmp_path / "labels.csv"
+    rows = ["cycle_1.csv,1", "data/line2/cycle_2.csv,0", "line3/cycle_3,1", "t#4,1"]
+    path.write_text("recording,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+    labels = read_labels_csv(path)
+
+    assert labels == {"cycle_1": 1, "line2/cycle_2": 0, "line3/cycle_3": 1, "t#4": 1}
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("line1/cycle_1", "line1/cycle_1"),  # exact name
+        ("line9/cycle_2", "cycle_2"),  # a bare-stem label covers every folder
+        ("cycle_3", "line3/cycle_3"),  # the only folder label for this stem
+        ("cycle_4", None),  # two folder labels: which one is unknown
+        ("line1/cycle_3", None),  # another folder than the label names
+    ],
+)
+def test_label_key_matches_names(name, key):
+    from grindwatch.io.labels import label_key_for
+
+    labels = {
+        "line1/cycle_1": 1,
+        "cycle_2": 0,
+        "line3/cycle_3": 1,
+        "line1/cycle_4": 1,
+        "line2/cycle_4": 0,
+    }
+
+    assert label_key_for(name, labels) == key
+
+
+def test_labels_file_over_label_column_named(cycle_folders, tmp_path):
+    model = _train(cycle_folders["good"], tmp_path)
+    data = tmp_path / "eval"
+    paths = write_cycles(data, 2, start_seed=400)
+    for path in paths:
+        frame = pd.read_csv(path)
+        frame["anomaly"] = [0] * (len(frame) - 100) + [1] * 100
+        frame.to_csv(path, index=False)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("recording,label\ncycle_400,0\n", encoding="utf-8")
+
+    result = _evaluate_with_labels(data, model, labels, "--json")
+
+    assert result.exit_code == 0, result.output
+    sources = json.loads(result.stdout)["label_sources"]
+    # The file gave the recording its label, and the column labels its windows.
+    assert sources == {
+        "labels file (windows: label column)": {"normal": 1, "anomalous": 0}
+    }

@@ -568,6 +568,44 @@ def test_family_settings_share_one_column(cycle_folders, tracked):
     assert "knn.n_neighbors 12" in section
 
 
+def test_trial_settings_shown_whole(cycle_folders, tracked):
+    model = grindwatch.train(cycle_folders["good"], tracked.config).model
+    client = tracked.client
+    experiment = client.get_run(model.run_id_).info.experiment_id
+    parent = client.create_run(experiment, run_name="study-d")
+    client.set_tag(model.run_id_, "mlflow.parentRunId", parent.info.run_id)
+    client.log_metric(model.run_id_, "objective", 0.6)
+    # Both autoencoders drew 16 first-layer filters, and only the first drew a
+    # third layer, so neither setting varies across the trials that have it.
+    trials = [
+        {"family": "autoencoder", "autoencoder.n_layers": "3"}
+        | {"autoencoder.filters_0": "16", "autoencoder.filters_1": "8"}
+        | {"autoencoder.filters_2": "8"},
+        {"family": "autoencoder", "autoencoder.n_layers": "2"}
+        | {"autoencoder.filters_0": "16", "autoencoder.filters_1": "32"},
+        {"family": "knn", "knn.n_neighbors": "7"},
+    ]
+    for number, params in enumerate(trials):
+        run = client.create_run(
+            experiment, tags={"mlflow.parentRunId": parent.info.run_id}
+        )
+        client.log_param(run.info.run_id, "trial_number", str(number))
+        for name, value in params.items():
+            client.log_param(run.info.run_id, f"optuna.{name}", value)
+        client.log_metric(run.info.run_id, "objective", 0.5 + 0.1 * number)
+        client.set_terminated(run.info.run_id, "FINISHED")
+
+    summary = summarize_study(read_study(model.run_id_, model.config), model.run_id_)
+    section = study_section(summary)
+
+    assert section.count("autoencoder.filters_0 16") == 2
+    assert "autoencoder.filters_2 8" in section
+    assert "knn.n_neighbors 7" in section
+    # Importances still cover only the parameters that vary.
+    assert "autoencoder.filters_0" not in summary.parameters
+    assert "autoencoder.filters_1" in summary.parameters
+
+
 def test_single_completed_trial_has_no_importances(cycle_folders, tracked):
     model = grindwatch.train(cycle_folders["good"], tracked.config).model
     client = tracked.client
@@ -814,6 +852,28 @@ def test_report_takes_reading_options(cycle_folders, tmp_path):
     assert "sample rate 2000" in rejected.output
     assert resampled.exit_code == 0, resampled.output
     assert "1 of 1 recordings flagged" in resampled.output
+
+
+def test_untracked_model_report_says_not_logged(cycle_folders, tmp_path):
+    import typer
+
+    from grindwatch.cli_report import register
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    model = tmp_path / "model"
+    grindwatch.train(cycle_folders["good"], _config(), output=model)
+    command = ["report", str(cycle_folders["bad"]), "-m", str(model)]
+    command += ["-o", str(tmp_path / "report.html"), "--max-details", "0"]
+
+    result = CliRunner().invoke(app, command)
+
+    assert result.exit_code == 0, result.output
+    assert "Not logged to MLflow: the model was trained with tracking off" in (
+        " ".join(result.output.split())
+    )
+    assert "Logged to MLflow run" not in result.output
 
 
 def test_long_channel_names_stay_distinct_in_figures():

@@ -33,6 +33,41 @@ def test_gmm_threshold_separates_small_high_cluster():
     assert "Gaussian mixture" in threshold.describe()
 
 
+def test_gmm_description_counts_clusters():
+    threshold = fit_threshold(_two_clusters())
+    n_normal = sum(c["normal"] for c in threshold.components)
+    n_high = len(threshold.components) - n_normal
+
+    described = threshold.describe()
+
+    assert "(s)" not in described
+    high = "cluster" if n_high == 1 else "clusters"
+    normal = "one" if n_normal == 1 else "ones"
+    assert f"{n_high} high-score {high} separated from {n_normal} normal {normal}" in (
+        described
+    )
+
+
+@pytest.mark.parametrize(
+    ("percentile", "words"),
+    [
+        (1, "the 1st percentile"),
+        (2, "the 2nd percentile"),
+        (3, "the 3rd percentile"),
+        (11, "the 11th percentile"),
+        (92, "the 92nd percentile"),
+        (99, "the 99th percentile"),
+        (99.9, "the 99.9th percentile"),
+    ],
+)
+def test_percentile_description_ordinal(percentile, words):
+    scores = np.arange(1, 101, dtype=float)
+
+    threshold = fit_threshold(scores, method="percentile", percentile=percentile)
+
+    assert words in threshold.describe()
+
+
 def test_gmm_single_cluster_falls_back_to_mad(caplog):
     scores = np.exp(np.random.default_rng(1).normal(0, 0.3, 2000))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -1312,3 +1313,146 @@ def test_tune_accepts_recordings_in_memory(tmp_path):
     assert result.complete
     assert len(result.trials) == 3
     assert result.best_config is not None
+
+
+def _cli(command: str):  # noqa: ANN202
+    """Return the grindwatch app for ``train``, or an app with ``tune`` alone."""
+    import typer
+
+    from grindwatch.cli import app
+    from grindwatch.cli_tune import register
+
+    if command == "train":
+        return app
+    tune_app = typer.Typer()
+    tune_app.callback()(lambda: None)
+    register(tune_app)
+    return tune_app
+
+
+def _small_tune_arguments(data: Path, *extra: str) -> list[str]:
+    arguments = ["tune", str(data), "--trials", "2", *extra]
+    for key, value in SMALL_SPACE.items():
+        arguments += ["--set", f"{key}={value}"]
+    return arguments
+
+
+def test_tune_output_saves_untracked_model(cycles, tmp_path):
+    from typer.testing import CliRunner
+
+    from grindwatch.pipeline import load_model, score
+
+    folder = tmp_path / "tuned"
+    command = _small_tune_arguments(
+        cycles / "good", "--no-track", "--output", str(folder)
+    )
+
+    outcome = CliRunner().invoke(_cli("tune"), command)
+
+    assert outcome.exit_code == 0, outcome.output
+    output = " ".join(outcome.output.split())
+    assert f"Model bundle saved to {folder}" in output
+    # The retrained model's threshold rule and cycle check are printed, as train
+    # prints them.
+    assert re.search(r"The threshold [\d.]+ ", output)
+    assert "Cycle check off: 8 training recordings" in output
+    scored = score(load_model(folder), cycles / "bad")
+    assert len(scored.recordings) == 3
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_tune_notes_model_not_kept(feature_table):
+    from typer.testing import CliRunner
+
+    command = [
+        "tune",
+        str(feature_table),
+        "--table",
+        "--trials",
+        "1",
+        "--no-track",
+        "--set",
+        "detector.family=pca",
+    ]
+
+    outcome = CliRunner().invoke(_cli("tune"), command)
+
+    assert outcome.exit_code == 0, outcome.output
+    output = " ".join(outcome.output.split())
+    assert "The retrained model was not kept" in output
+    assert "--output FOLDER" in output
+
+
+def test_resumed_done_study_saves_logged_model(feature_table, tmp_path):
+    from typer.testing import CliRunner
+
+    from grindwatch.pipeline import load_model
+
+    command = ["tune", str(feature_table), "--table", "--trials", "2"]
+    command += ["--set", "detector.family=pca"]
+    folder = tmp_path / "tuned"
+    first = CliRunner().invoke(_cli("tune"), command)
+    assert first.exit_code == 0, first.output
+
+    resumed = CliRunner().invoke(
+        _cli("tune"), [*command, "--resume", "--output", str(folder)]
+    )
+
+    assert resumed.exit_code == 0, resumed.output
+    output = " ".join(resumed.output.split())
+    # The first run retrained the model, so this one loads it from MLflow.
+    assert "The best trial had already been retrained" in output
+    assert f"Model bundle saved to {folder}" in output
+    model = load_model(folder)
+    assert model.config.detector.family == "pca"
+
+
+def test_joined_worker_names_pending_retrain(capsys):
+    import pandas as pd
+
+    from grindwatch.cli_tune import _report
+
+    trials = pd.DataFrame(
+        [{"number": 0, "state": "COMPLETE", "value": 0.3, "baseline": True}]
+    )
+    # A worker that ran no trial of a finished study, while the worker of the
+    # last trial is still retraining the best one.
+    result = types.SimpleNamespace(
+        trials=trials,
+        study_name="line4",
+        storage="sqlite:///optuna.db",
+        n_trials=1,
+        best_trial=0,
+        best_value=0.3,
+        final_metrics={},
+        labels_in_training=False,
+        model=None,
+        complete=True,
+        finalized=False,
+        parent_run_id="abc",
+        tracking_uri="sqlite:///mlflow.db",
+        registered_model=None,
+        model_uri=None,
+    )
+
+    _report(result, show=5)
+
+    shown = " ".join(capsys.readouterr().err.split())
+    assert "Another process on this study retrains the best trial" in shown
+    assert "had already been retrained" not in shown
+
+
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_register_without_tracking_fails(feature_table, command):
+    from typer.testing import CliRunner
+
+    arguments = [command, str(feature_table), "--table", "--no-track"]
+    arguments += ["--register", "line4", "--set", "detector.family=pca"]
+
+    outcome = CliRunner().invoke(_cli(command), arguments)
+
+    assert outcome.exit_code == 2, outcome.output
+    output = " ".join(outcome.output.split())
+    assert "--register line4 needs MLflow tracking" in output
+    assert "Trained" not in output
+    assert "Top trials" not in output

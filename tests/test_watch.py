@@ -767,6 +767,34 @@ def test_run_of_other_model_not_carried(trained, folder, tmp_path, caplog):
     assert _run_warnings(caplog) == []
 
 
+def test_restart_with_other_model_warns(trained, folder, tmp_path, caplog):
+    write_cycles(folder, 2)
+    _watcher(trained, folder, tmp_path).poll()
+    with sqlite3.connect(tmp_path / "results.sqlite") as connection:
+        connection.execute("UPDATE results SET threshold = threshold * 2")
+    caplog.clear()
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.watch"):
+        restarted = _watcher(trained, folder, tmp_path)
+        added = restarted.poll()
+
+    warned = [r.getMessage() for r in caplog.records if "another model" in r.message]
+    assert added == []
+    assert len(warned) == 1
+    assert "results.sqlite contains results of another model" in warned[0]
+    assert "pass another --results file" in warned[0]
+
+
+def test_restart_with_same_model_is_quiet(trained, folder, tmp_path, caplog):
+    write_cycles(folder, 2)
+    _watcher(trained, folder, tmp_path).poll()
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.watch"):
+        _watcher(trained, folder, tmp_path)
+
+    assert "another model" not in caplog.text
+
+
 def test_run_after_restart_ended_by_normal(trained, folder, tmp_path, caplog):
     _write_gained(folder, ["a1.csv", "a2.csv"], gain=6.0)
     _write_gained(folder, ["a3.csv"], gain=1.0)

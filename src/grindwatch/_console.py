@@ -9,7 +9,9 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 __all__ = ["console", "progress_bar", "setup_logging"]
 
@@ -58,7 +60,22 @@ def setup_logging(verbose: int) -> None:
     # MLflow and Alembic announce database migrations at INFO on every new store.
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.formatwarning = _format_warning
     logging.captureWarnings(True)
+
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    """Format a Python warning for the log.
+
+    grindwatch's own warnings are messages to the user, so they print as their
+    text alone, without the default's source file, line and code.
+    """
+    if Path(filename).resolve().is_relative_to(_PACKAGE):
+        return str(message)
+    return f"{category.__name__}: {message} ({filename}:{lineno})"
 
 
 @contextlib.contextmanager

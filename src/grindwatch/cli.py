@@ -86,6 +86,23 @@ def _run(function, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         _fail(str(error))
 
 
+def _check_register(name: str | None, tracking) -> None:  # noqa: ANN001
+    """Exit with an error when the model to register would not be logged to MLflow."""
+    if not name:
+        return
+    if not tracking.enabled:
+        _fail(
+            f"--register {name} needs MLflow tracking, which is off (--no-track or "
+            "tracking.enabled: false); drop one of them, and save the model with "
+            "--output FOLDER instead"
+        )
+    if not tracking.log_model:
+        _fail(
+            f"--register {name} needs the model logged to MLflow, but "
+            "tracking.log_model is false; set it to true or drop --register"
+        )
+
+
 def _tracking_config(tracking_uri: str | None):  # noqa: ANN202
     """Build default settings whose ``tracking.uri`` is ``tracking_uri``."""
     from grindwatch.config import Config
@@ -106,8 +123,23 @@ def _load_model(location: str, tracking_uri: str | None):  # noqa: ANN202
 
     model = _run(load_model, location, _tracking_config(tracking_uri))
     if tracking_uri is not None:
-        model.config = model.config.with_overrides({"tracking.uri": tracking_uri})
+        # A store named on the command line is where the user wants the runs,
+        # also for a model trained with --no-track.
+        model.config = model.config.with_overrides(
+            {"tracking.uri": tracking_uri, "tracking.enabled": True}
+        )
     return model
+
+
+def _print_untracked() -> None:
+    """Print that a run requested with --track was not logged, and why."""
+    from grindwatch._console import console
+
+    console().print(
+        "Not logged to MLflow: the model was trained with tracking off "
+        "(tracking.enabled: false). Pass --tracking-uri URI to log this run there.",
+        highlight=False,
+    )
 
 
 # Reading options that may differ between training and scoring: how files are
@@ -255,6 +287,7 @@ def train(
     }
     overrides.update(_parse_set(set_))
     settings = _run(_build_config, config, overrides)
+    _check_register(settings.tracking.registered_model, settings.tracking)
     if output is not None:
         from grindwatch.results import check_output_folder
 
@@ -291,11 +324,20 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
         return
     out = console()
     skipped = result.recordings.skipped
+    if model.kind_ == "table":
+        # One row is one recording and its only window.
+        trained_on = (
+            f"{result.n_trained} row{'' if result.n_trained == 1 else 's'} "
+            f"({len(model.channels_)} features)"
+        )
+    else:
+        trained_on = (
+            f"{result.n_trained} recording{'' if result.n_trained == 1 else 's'} "
+            f"({len(model.training_scores_)} windows, channels: "
+            f"{len(model.channels_)})"
+        )
     out.print(
-        f"Trained {model.config.detector.family} on {result.n_trained} "
-        f"recording{'' if result.n_trained == 1 else 's'} "
-        f"({len(model.training_scores_)} windows, channels: "
-        f"{len(model.channels_)})"
+        f"Trained {model.config.detector.family} on {trained_on}"
         + (f"; skipped {len(skipped)}, listed below." if skipped else "."),
         highlight=False,
     )
@@ -405,22 +447,35 @@ def _print_recordings(  # noqa: ANN202
         )
     caption = None if rule is None else f"A recording's score is {rule}."
     table = Table(title=title, caption=caption)
-    columns = ["recording", "score", "flagged windows"]
-    columns += ["cycle score", "verdict", "label"] if cycle else ["verdict", "label"]
+    columns = ["recording", "score"]
+    # rule is None for a feature table, whose recordings are rows of one window.
+    if rule is not None:
+        columns.append("flagged windows")
+    columns += ["cycle score", "verdict"] if cycle else ["verdict"]
+    # The channel (a table's feature) that departs most, named for flagged rows.
+    top = "top_channel" in frame and "top_channel_share" in frame
+    if top:
+        columns.append("top channel" if rule is not None else "top feature")
+    columns.append("label")
+    text_columns = ("recording", "top channel", "top feature")
     for column in columns:
         if column != "label" or "label" in frame:
             table.add_column(
-                column, justify="left" if column == "recording" else "right"
+                column, justify="left" if column in text_columns else "right"
             )
     for row in shown.itertuples():
-        cells = [
-            row.recording,
-            f"{row.score:.{digits}g}",
-            f"{row.flagged_windows}/{row.n_windows}",
-        ]
+        cells = [row.recording, f"{row.score:.{digits}g}"]
+        if rule is not None:
+            cells.append(f"{row.flagged_windows}/{row.n_windows}")
         if cycle:
             cells.append(f"{row.cycle_score:.3g}" + (" *" if row.cycle_flag else ""))
         cells.append(Text("ANOMALOUS", style="bold red") if row.flag else "normal")
+        if top:
+            cells.append(
+                f"{row.top_channel} ({row.top_channel_share:.0%})"
+                if row.flag and isinstance(row.top_channel, str)
+                else ""
+            )
         if "label" in frame:
             # Recordings without a label (a folder that names no class, a file
             # without a label column) come as NaN or <NA> next to labeled ones.
@@ -525,10 +580,15 @@ def score(
         if "n_cycle_flagged_recordings" in summary
         else ""
     )
+    windows = (
+        f" and {summary['n_flagged_windows']} of {summary['n_windows']} windows"
+        if loaded.kind_ == "signals"
+        else ""
+    )
     console().print(
-        f"{summary['n_flagged_recordings']} of {summary['n_recordings']} recordings"
-        f"{by_cycle} and {summary['n_flagged_windows']} of {summary['n_windows']} "
-        "windows flagged.",
+        f"{summary['n_flagged_recordings']} of {summary['n_recordings']} "
+        f"{'recordings' if loaded.kind_ == 'signals' else 'rows'}{by_cycle}"
+        f"{windows} flagged.",
         highlight=False,
     )
     for skipped in result.skipped:
@@ -558,7 +618,7 @@ def _describe_label_sources(sources: dict[str, dict[str, int]]) -> str:
     return "; ".join(listed)
 
 
-def _print_metrics(result) -> None:  # noqa: ANN001
+def _print_metrics(result, labels: Path | None = None) -> None:  # noqa: ANN001
     from rich.table import Table
 
     from grindwatch._console import console
@@ -609,10 +669,21 @@ def _print_metrics(result) -> None:  # noqa: ANN001
             if len(result.unlabeled) > 5
             else ""
         )
+        if labels is not None:
+            # A labels file replaces folder and column labels, so only it can help.
+            fix = f"Add them to {labels}."
+        else:
+            fix = (
+                "Label them with --labels FILE, a label column, or class-named "
+                "folders (OK/NOK, good/bad, healthy/broken)."
+            )
         out.print(
-            f"{len(result.unlabeled)} recordings carry no label and are left out of "
-            f"the metrics: {listed}{more}. Label them with --labels FILE, a label "
-            "column, or class-named folders (OK/NOK, good/bad, healthy/broken).",
+            _count(
+                len(result.unlabeled),
+                "recording carries no label and is",
+                "recordings carry no label and are",
+            )
+            + f" left out of the metrics: {listed}{more}. {fix}",
             highlight=False,
         )
     if result.scored.cycle_threshold is not None:
@@ -702,7 +773,18 @@ def evaluate(
         result.scored.cycle_threshold,
         _signal_rule(loaded),
     )
-    _print_metrics(result)
+    _print_metrics(result, labels)
+    run_id = getattr(result, "run_id", None)
+    if run_id:
+        from grindwatch._console import console
+        from grindwatch.tracking import resolve_tracking_uri
+
+        console().print(
+            f"Logged to MLflow run {run_id} in {resolve_tracking_uri(loaded.config)}",
+            highlight=False,
+        )
+    elif track and not loaded.config.tracking.enabled:
+        _print_untracked()
 
 
 @app.command()

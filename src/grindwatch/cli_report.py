@@ -87,7 +87,13 @@ def report(
 ) -> None:
     """Score recordings and write a self-contained HTML report of the flagged ones."""
     from grindwatch._console import console, progress_bar, setup_logging
-    from grindwatch.cli import _fail, _load_model, _run, _with_reading_options
+    from grindwatch.cli import (
+        _fail,
+        _load_model,
+        _print_untracked,
+        _run,
+        _with_reading_options,
+    )
     from grindwatch.report import create_report
 
     setup_logging(verbose)
@@ -186,3 +192,5 @@ def report(
             f"Logged to MLflow run {result.run_id} in {result.tracking_uri}",
             highlight=False,
         )
+    elif track and not loaded.config.tracking.enabled:
+        _print_untracked()

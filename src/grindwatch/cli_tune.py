@@ -21,6 +21,7 @@ from grindwatch.cli import (
     DataArg,
     JsonOpt,
     VerboseOpt,
+    _check_register,
     _fail,
     _parse_set,
     _run,
@@ -222,7 +223,7 @@ def _number(value: Any, form: str = "{:.4f}") -> str:
     return "" if number != number else form.format(number)
 
 
-def _report(result: Any, show: int) -> None:
+def _report(result: Any, show: int, output: Path | None = None) -> None:
     from grindwatch._console import console
 
     out = console()
@@ -262,9 +263,11 @@ def _report(result: Any, show: int) -> None:
     if result.model is not None:
         from grindwatch.cli import _print_cycle_check
 
-        trained = getattr(result.model, "training_windows_", None)
-        if trained is not None:
-            _print_cycle_check(result.model, len(trained.names))
+        # train() drops the training windows, so the count comes from the
+        # fingerprint that it completes.
+        model = result.model
+        out.print(model.threshold_.describe(), highlight=False)
+        _print_cycle_check(model, int(model.fingerprint_.get("n_trained", 0)))
     if not result.complete:
         out.print(
             f"The study stopped early ({result.stop_reason}). Continue it with: "
@@ -273,14 +276,29 @@ def _report(result: Any, show: int) -> None:
             highlight=False,
         )
     elif not result.finalized and result.best_trial is not None:
-        out.print(
-            "The best trial had already been retrained, by an earlier run or by "
-            "another process on this study; this run trained no new model.",
-            highlight=False,
-        )
+        if result.model_uri:
+            done = (
+                "The best trial had already been retrained, by an earlier run or by "
+                "another process on this study"
+            )
+        else:
+            # The worker of the study's last trial retrains; it may still be at it.
+            done = (
+                "Another process on this study retrains the best trial and logs the "
+                "model on the study run (tag grindwatch.model_uri)"
+            )
+        out.print(f"{done}; this run trained no new model.", highlight=False)
     if result.parent_run_id:
         out.print(
             f"MLflow study run {result.parent_run_id} in {result.tracking_uri}",
+            highlight=False,
+        )
+    if output is not None:
+        out.print(f"Model bundle saved to {output}", highlight=False)
+    elif result.model is not None and result.model_uri is None:
+        out.print(
+            "The retrained model was not kept, because MLflow tracking is off; "
+            "pass --output FOLDER to save it.",
             highlight=False,
         )
     store = _store_option(result.tracking_uri)
@@ -399,6 +417,14 @@ def tune(
         Optional[Path],  # noqa: UP045
         typer.Option(help="CSV with columns recording,label for those metrics."),
     ] = None,
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--output",
+            "-o",
+            help="Also save the retrained best model's bundle to this folder.",
+        ),
+    ] = None,
     register_name: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option("--register", help="Register the best model under this name."),
@@ -437,7 +463,7 @@ def tune(
     anomalies injected into held-out training windows.
     """
     from grindwatch._console import setup_logging
-    from grindwatch.config import load_config
+    from grindwatch.config import Config, load_config
     from grindwatch.tuning import tune as tune_pipeline
 
     setup_logging(verbose)
@@ -466,6 +492,16 @@ def tune(
     settings = _run(load_config, config) if config is not None else None
     if not data and not resume and not (settings and settings.data.paths):
         _fail("no data given; pass the training recordings, or --resume a study")
+    resolved = _run((settings or Config()).with_overrides, overrides)
+    _check_register(
+        resolved.tune.registered_model or resolved.tracking.registered_model,
+        resolved.tracking,
+    )
+    if output is not None:
+        from grindwatch.results import check_output_folder
+
+        # Checked before the study, so a wrong path does not cost the trials.
+        _run(check_output_folder, output)
     total = overrides.get("tune.n_trials") or (
         settings.tune.n_trials if settings else 30
     )
@@ -481,12 +517,42 @@ def tune(
             overrides=overrides,
             on_trial=progress,
         )
+    saved = _save_model(result, output) if output is not None else None
     if json_output:
-        typer.echo(json.dumps(_summary(result), indent=2, default=str))
+        summary = _summary(result)
+        summary["output"] = str(saved) if saved is not None else None
+        typer.echo(json.dumps(summary, indent=2, default=str))
     else:
-        _report(result, show)
+        _report(result, show, saved)
     if result.stop_reason == "failures":
         _fail("too many trials failed in a row; see the errors above", code=1)
+    if output is not None and saved is None:
+        _fail(
+            f"no model saved to {output}: the study has no retrained model yet, "
+            "because it stopped before its last trial, every trial was pruned, or "
+            "another process is still retraining the best trial. Rerun with "
+            "--resume to save the model once there is one",
+            code=1,
+        )
+
+
+def _save_model(result: Any, output: Path) -> Path | None:
+    """Save the study's retrained model to ``output``, or return None without one.
+
+    A study whose best trial another process retrained has no model in this
+    process, so that model is loaded from its MLflow run.
+    """
+    from grindwatch.cli import _tracking_config
+    from grindwatch.pipeline import load_model
+
+    model = result.model
+    if model is None and result.model_uri:
+        model = _run(
+            load_model, result.model_uri, _tracking_config(result.tracking_uri)
+        )
+    if model is None:
+        return None
+    return _run(model.save, output)
 
 
 def register(app: typer.Typer) -> None:

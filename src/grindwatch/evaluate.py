@@ -118,10 +118,12 @@ def apply_labels(scored, labels: dict[str, int]) -> None:  # noqa: ANN001 - Scor
     labels. Recordings the mapping leaves out have no label, whatever their
     folder's name, so the window and recording metrics count the same recordings.
     """
+    from grindwatch.io.labels import label_key_for
+
     names = scored.recordings["recording"].astype(str)
-    stems = names.map(lambda name: Path(name).name)
-    mapped = names.map(labels).fillna(stems.map(labels))
-    unknown = names[mapped.isna()].tolist()
+    keys = names.map(lambda name: label_key_for(name, labels))
+    mapped = keys.map(labels)
+    unknown = names[keys.isna()].tolist()
     if len(unknown) == len(names):
         raise InputError(
             "labels",
@@ -130,7 +132,7 @@ def apply_labels(scored, labels: dict[str, int]) -> None:  # noqa: ANN001 - Scor
         )
     if unknown:
         logger.warning("no label for %d recordings, e.g. %s", len(unknown), unknown[:3])
-    unused = sorted(set(labels) - set(names) - set(stems))
+    unused = sorted(set(labels) - set(keys.dropna()))
     if unused:
         logger.warning(
             "%d of the %d labels name no scored recording, e.g. %s; they are not "
@@ -139,6 +141,17 @@ def apply_labels(scored, labels: dict[str, int]) -> None:  # noqa: ANN001 - Scor
             len(labels),
             unused[:3],
         )
+    # Recordings of one stem in several folders are named FOLDER/STEM, so a
+    # label given for the bare stem labels every one of them.
+    shared = names[keys.notna()].groupby(keys[keys.notna()]).agg(list)
+    for key, matched in shared[shared.map(len) > 1].items():
+        logger.warning(
+            "the label for %r applies to %d recordings of that name in different "
+            "folders (%s); write FOLDER/NAME in the labels file to label one of them",
+            key,
+            len(matched),
+            ", ".join(matched),
+        )
     recordings = scored.recordings
     from_column = (
         recordings["label_source"].eq("label column")
@@ -146,8 +159,12 @@ def apply_labels(scored, labels: dict[str, int]) -> None:  # noqa: ANN001 - Scor
         else pd.Series(False, index=recordings.index)
     ) & mapped.notna()
     recordings["label"] = mapped.astype("Int64")
+    # The file gives the recording's label; a label column still gives its
+    # windows theirs (see below).
     recordings["label_source"] = np.where(
-        from_column, "label column", np.where(mapped.notna(), "labels file", "")
+        from_column,
+        "labels file (windows: label column)",
+        np.where(mapped.notna(), "labels file", ""),
     )
     window_labels = scored.windows["recording"].map(
         dict(zip(names, mapped, strict=False))
@@ -229,6 +246,7 @@ def label_skipped(
     (``grindwatch.io.dataset.label_roots``).
     """
     from grindwatch.io import label_from_path
+    from grindwatch.io.labels import label_key_for
 
     roots = roots or {}
     labeled = []
@@ -237,9 +255,9 @@ def label_skipped(
         if labels is None:
             label = label_from_path(path, roots.get(path))
         else:
-            keys = (f"{path.parent.name}/{path.stem}", path.stem)
-            found = [labels[key] for key in keys if key in labels]
-            label = int(found[0]) if found else None
+            # The folder is known, so a FOLDER/stem key must name this one.
+            key = label_key_for(f"{path.parent.name}/{path.stem}", labels)
+            label = None if key is None else int(labels[key])
         labeled.append({**item, "label": label})
     return labeled
 

@@ -118,7 +118,9 @@ class ScoreResult:
     (``data.resample``) it differs from the row number in the file.
     ``recordings`` has one row per recording: recording, source, n_windows, score
     (the aggregate), flag, max_window_score, flagged_windows and, where known, label
-    and label_source (``label column``, ``folder NAME`` or ``labels file``).
+    and label_source (``label column``, ``folder NAME``, ``labels file`` or, where
+    ``evaluate`` labels a recording whose windows a label column labels, ``labels
+    file (windows: label column)``).
     When the model has a cycle check (``grindwatch.cycles``), recordings also have
     cycle_score, cycle_flag, cycle_channel (empty when the length departs most)
     and cycle_reason, and flag is set when the score or the cycle check is above
@@ -955,6 +957,19 @@ def _warn_many_recordings_flagged(model: Model, training: ScoreResult) -> None:
     n_flagged = int((recordings["score"] > model.threshold_.value).sum())
     if len(recordings) < 2 or n_flagged <= SUSPECT_TRAINING_SHARE * len(recordings):
         return
+    if model.kind_ == "table":
+        logger.warning(
+            "the threshold flags %d of the %d training rows, while training assumes "
+            "most process cycles are normal. If most of these rows are normal, "
+            "look at their top features with grindwatch report. Cycles of several "
+            "operating points (tools, materials, part types) can form score "
+            "clusters of their own; then one model per operating point "
+            "helps, and so may threshold.method percentile. If most "
+            "are faulty, train on cycles known to be good.",
+            n_flagged,
+            len(recordings),
+        )
+        return
     rule = model.aggregate_rule()
     per_position = training.windows.groupby("window")["flag"].agg(["sum", "count"])
     # A position that only a few recordings reach is no sign of a common phase.
@@ -1093,7 +1108,8 @@ def _warn_most_scored_flagged(model: Model, result: ScoreResult) -> None:
     training_share = float(np.mean(np.asarray(training) > model.threshold_.value))
     if window_share <= 0.5 or window_share < _SHIFT_RATIO * training_share:
         return
-    unit = "feature" if model.kind_ == "table" else "channel"
+    table = model.kind_ == "table"
+    unit = "feature" if table else "channel"
     leader = ""
     if "top_channel" in windows:
         from grindwatch.explain import leading_channel
@@ -1103,8 +1119,24 @@ def _warn_most_scored_flagged(model: Model, result: ScoreResult) -> None:
             name, count, total = found
             leader = (
                 f" {unit.capitalize()} '{name}' is the top {unit} of "
-                f"{count / total:.0%} of the flagged windows."
+                f"{count / total:.0%} of the flagged {'rows' if table else 'windows'}."
             )
+    if table:
+        # A row is one whole cycle, so there is no share of windows to compare.
+        logger.warning(
+            "%d of the %d scored rows are flagged, while the threshold flagged "
+            "%.1f%% of the training rows.%s A batch flagged this widely is what a "
+            "change of operating point (tool, material, part type, sensor gain or "
+            "position) looks like, unless the batch holds mostly faulty cycles. If "
+            "the machine ran differently from the training cycles, train a model "
+            "on cycles of this operating point; one model per operating point "
+            "keeps each one's threshold meaningful.",
+            n_flagged,
+            len(recordings),
+            100 * training_share,
+            leader,
+        )
+        return
     logger.warning(
         "%d of the %d scored recordings are flagged, and %.0f%% of all scored "
         "windows, while the threshold flagged %.1f%% of the training windows.%s "

@@ -74,8 +74,10 @@ class Threshold:
             return (
                 f"A {len(self.components)}-component Gaussian mixture on the "
                 f"{score_kind} of {self.n_scores} training {self.unit} found "
-                f"{n_anomalous} high-score cluster(s) separated from {n_normal} "
-                f"normal one(s) by Ashman's D = {self.separation:.1f}; the threshold "
+                f"{n_anomalous} high-score cluster{'' if n_anomalous == 1 else 's'} "
+                f"separated from {n_normal} normal "
+                f"{'one' if n_normal == 1 else 'ones'} by Ashman's D = "
+                f"{self.separation:.1f}; the threshold "
                 f"{self.value:.4g} {place} the two sides are equally likely, and flags "
                 f"{self.share_flagged:.1%} of the training {self.unit}."
             )
@@ -94,7 +96,7 @@ class Threshold:
             # back, the same percentile of the scores up to interpolation.
             if k is None:
                 return "a percentile of the training scores"
-            return f"the {k:g}th percentile of the training scores"
+            return f"the {_ordinal(k)} percentile of the training scores"
         cut = f"median + {'k' if k is None else f'{k:g}'} * MAD"
         note = "(MAD times 1.4826, a normal standard deviation)"
         if not self.log_scale:
@@ -102,6 +104,14 @@ class Threshold:
             return f"{prefix}{cut} of the training scores {note}"
         # The cut is a log score, so the threshold is the score whose log it is.
         return f"the score whose log is {cut} of the log training scores {note}"
+
+
+def _ordinal(number: float) -> str:
+    """Write a percentile as an English ordinal: 1st, 22nd, 99th, 99.9th."""
+    text = f"{number:g}"
+    if "." in text or "e" in text or number % 100 in (11, 12, 13):
+        return f"{text}th"
+    return text + {1: "st", 2: "nd", 3: "rd"}.get(int(number) % 10, "th")
 
 
 def _transform(

@@ -220,11 +220,13 @@ def _study_config(
 
 def _apply_labels(recordings: Iterable[Recording], labels: dict[str, int]) -> int:
     """Set ``label`` of recordings named in ``labels``; return how many matched."""
+    from grindwatch.io.labels import label_key_for
+
     matched = 0
     for recording in recordings:
-        label = labels.get(recording.name, labels.get(Path(recording.name).name))
-        if label is not None:
-            recording.label = int(label)
+        key = label_key_for(recording.name, labels)
+        if key is not None:
+            recording.label = int(labels[key])
             matched += 1
     return matched
 

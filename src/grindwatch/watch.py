@@ -441,6 +441,7 @@ class Watcher:
         self.marker_suffix = marker_suffix
         self.folder_marker = folder_marker
         self.run_warning = run_warning
+        self._warn_other_model()
         # Top channels of the current run of recordings flagged throughout. A run
         # that the store ends with carries over a restart.
         self._run: list[str | None] = self._stored_run()
@@ -625,6 +626,23 @@ class Watcher:
             logger.info("scored %s: %.4g (normal)", key.path, cycle.score)
         if cycle is not None:
             self._follow_run(cycle)
+
+    def _warn_other_model(self) -> None:
+        """Warn when the store's latest result came from a model with another
+        threshold, as after retraining, because its files are not scored again."""
+        latest = self.store.latest_scored(1)
+        if not latest or latest[0]["threshold"] == self.model.threshold_.value:
+            return
+        logger.warning(
+            "%s contains results of another model (latest threshold %.4g; this "
+            "model's is %.4g). Files already stored keep those scores and flags "
+            "and are not scored again, so the table mixes both models; the "
+            "threshold column tells them apart. To keep this model's results "
+            "apart, pass another --results file.",
+            self.store.path,
+            latest[0]["threshold"],
+            self.model.threshold_.value,
+        )
 
     def _stored_run(self) -> list[str | None]:
         """Return the top channels of the run of alarms that the store ends with.

@@ -12,7 +12,13 @@ import pandas as pd
 
 from grindwatch.exceptions import InputError
 
-__all__ = ["folder_class", "label_folder", "label_from_path", "read_labels_csv"]
+__all__ = [
+    "folder_class",
+    "label_folder",
+    "label_from_path",
+    "label_key_for",
+    "read_labels_csv",
+]
 
 # Folder-name words that mark a recording's class, matched as whole words.
 ANOMALOUS_WORDS = frozenset(
@@ -121,8 +127,11 @@ _FALSE = {"0", "false", "no", "good", "ok", "normal", "healthy", "unworn"}
 def read_labels_csv(path: Path) -> dict[str, int]:
     """Read a labels file with columns ``recording`` and ``label``.
 
-    ``recording`` is a recording name (file stem, or ``stem#row`` for table rows)
-    or a file name; ``label`` is 1/0 or a word such as bad/good, NOK/OK, worn/unworn.
+    ``recording`` is a recording name (file stem, ``FOLDER/stem`` where stems
+    repeat across folders, or ``stem#row`` for table rows) or a file name or path;
+    ``label`` is 1/0 or a word such as bad/good, NOK/OK, worn/unworn. Keys are
+    the stem, or ``FOLDER/stem`` when the cell names a folder; ``label_key_for``
+    matches them to recording names.
     """
     path = Path(path)
     try:
@@ -167,7 +176,7 @@ def read_labels_csv(path: Path) -> dict[str, int]:
                 f"label {value!r} for {recording!r} is neither 1/0 nor a known word",
                 "use 1 for anomalous and 0 for normal",
             )
-        key = Path(str(recording)).stem if "#" not in recording else recording
+        key = _label_key(recording)
         if labels.get(key, label) != label:
             raise InputError(
                 path,
@@ -177,3 +186,33 @@ def read_labels_csv(path: Path) -> dict[str, int]:
             )
         labels[key] = label
     return labels
+
+
+def _label_key(recording: str) -> str:
+    """Return the key of a labels-file cell: ``stem`` or ``FOLDER/stem``.
+
+    A path keeps its last folder, because recordings of one stem in several
+    folders are named ``FOLDER/stem``.
+    """
+    if "#" in recording:
+        return recording
+    path = Path(recording)
+    if path.parent.name:
+        return f"{path.parent.name}/{path.stem}"
+    return path.stem
+
+
+def label_key_for(name: str, labels: dict[str, int]) -> str | None:
+    """Return the key of ``labels`` that labels the recording ``name``, or None.
+
+    An exact name wins. A ``FOLDER/stem`` name also takes a label given for the
+    bare stem, and a bare name takes a ``FOLDER/stem`` label when exactly one
+    key ends in it.
+    """
+    if name in labels:
+        return name
+    stem = Path(name).name
+    if stem != name:
+        return stem if stem in labels else None
+    found = [key for key in labels if key.endswith(f"/{name}")]
+    return found[0] if len(found) == 1 else None

@@ -413,7 +413,7 @@ def study_section(summary: StudySummary) -> str:
     params = (list(summary.importances) or summary.parameters)[:8]
     # The family's own settings (n_neighbors, filters...) share one column, so
     # two trials of one family differ in the table.
-    others = [name for name in summary.parameters if name not in params]
+    others = [name for name in summary.settings if name not in params]
     headers = ["trial", "run name", "status", summary.objective or "objective", *params]
     if others:
         headers.append("other settings")

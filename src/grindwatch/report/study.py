@@ -94,9 +94,14 @@ class StudySummary:
     importance_note: str = ""
 
     @property
+    def settings(self) -> list[str]:
+        """Names of the searched parameters in the table, varying or not."""
+        return [c for c in self.trials.columns if c not in TRIAL_COLUMNS]
+
+    @property
     def parameters(self) -> list[str]:
         """Names of the parameters that vary between trials."""
-        return [c for c in self.trials.columns if c not in TRIAL_COLUMNS]
+        return _varying(self.trials[self.settings])
 
     @property
     def best(self) -> pd.Series | None:
@@ -189,11 +194,15 @@ def _searched_parameters(runs: pd.DataFrame) -> pd.DataFrame:
     their whole configuration) are compared on those alone. Otherwise every
     logged parameter except the trial number is a candidate.
     """
-    searched = runs.filter(like="params.optuna.")
-    if not searched.empty:
+    if _logged_as_sampled(runs):
+        searched = runs.filter(like="params.optuna.")
         return searched.rename(columns=lambda c: c.removeprefix("params.optuna."))
     params = runs.filter(like="params.").rename(columns=lambda c: c[7:])
     return params.drop(columns=["trial_number"], errors="ignore")
+
+
+def _logged_as_sampled(runs: pd.DataFrame) -> bool:
+    return not runs.filter(like="params.optuna.").empty
 
 
 def summarize_study(record: dict[str, Any], model_run_id: str | None) -> StudySummary:
@@ -248,6 +257,11 @@ def summarize_study(record: dict[str, Any], model_run_id: str | None) -> StudySu
         is_model = number == int(trial_of_model.iloc[0])
     params = _searched_parameters(runs)
     varying = _varying(params)
+    # Parameters that a tuner logged as sampled (optuna.NAME) are all kept, so that
+    # a trial lists its whole architecture, also a setting only it drew or one
+    # that every trial drew alike. Other logged parameters are the whole
+    # configuration, and only those that vary show how trials differ.
+    table_columns = list(params.columns) if _logged_as_sampled(runs) else varying
     trials = pd.DataFrame(
         {
             "number": number,
@@ -260,7 +274,7 @@ def summarize_study(record: dict[str, Any], model_run_id: str | None) -> StudySu
             "stopped_step": stopped.astype(np.float64),
         }
     )
-    trials = pd.concat([trials, params[varying]], axis=1)
+    trials = pd.concat([trials, params[table_columns]], axis=1)
     summary = StudySummary(
         study_run_id=record["study_run_id"],
         study_name=record.get("study_name") or record["study_run_id"],
