@@ -1044,3 +1044,59 @@ def test_parquet_timedelta_and_text_times(tmp_path):
 
         assert recording.sample_rate == pytest.approx(2000.0)
         assert recording.channels == ["a", "b", "c"]
+
+
+def _repeated_hour_frame() -> pd.DataFrame:
+    # One sample every 5 min, with one hour of timestamps written twice, as in
+    # a logger whose clock was set back.
+    times = pd.date_range("2026-01-07 00:00", periods=400, freq="5min")
+    times = times.append(times[-12:]).append(
+        pd.date_range(times[-1] + pd.Timedelta("5min"), periods=100, freq="5min")
+    )
+    values = np.sin(np.arange(times.size) / 7.0)
+    return pd.DataFrame(
+        {"timestamp": times.strftime("%Y-%m-%d %H:%M:%S"), "value": values}
+    )
+
+
+def test_ignore_time_reads_rows_in_file_order(tmp_path):
+    frame = _repeated_hour_frame()
+    frame.to_csv(tmp_path / "temperature.csv", index=False)
+    config = Config().with_overrides(
+        {"data.ignore_time": True, "data.sample_rate": 1 / 300}
+    )
+
+    with pytest.raises(InputError, match="data.ignore_time=true"):
+        read_file(tmp_path / "temperature.csv")
+    recording = read_file(tmp_path / "temperature.csv", read_options(config))[0]
+
+    assert recording.channels == ["value"]
+    assert recording.sample_rate == pytest.approx(1 / 300)
+    assert recording.n_samples == len(frame)
+    np.testing.assert_allclose(recording.data[0], frame["value"], rtol=1e-6)
+    assert recording.metadata["unused_time_columns"] == ["timestamp"]
+    assert "time_column" not in recording.metadata
+
+
+def test_ignore_time_in_chunked_parquet(tmp_path):
+    frame = _repeated_hour_frame()
+    frame.to_parquet(tmp_path / "temperature.parquet", row_group_size=128)
+    options = ReadOptions(ignore_time=True, sample_rate=1 / 300)
+
+    stream = open_stream(tmp_path / "temperature.parquet", options)
+
+    assert stream.sample_rate == pytest.approx(1 / 300)
+    assert stream.channels == ["value"]
+
+
+def test_ignore_time_needs_rate_and_no_time_settings():
+    with pytest.raises(ConfigError, match="ignore_time needs sample_rate"):
+        Config().with_overrides({"data.ignore_time": True})
+    with pytest.raises(ConfigError, match="time_column='clock' is set"):
+        Config().with_overrides(
+            {
+                "data.ignore_time": True,
+                "data.sample_rate": 100,
+                "data.time_column": "clock",
+            }
+        )

@@ -56,6 +56,10 @@ class DataConfig(Section):
     # that a daylight-saving switch inside a file is no gap or backward step.
     # None reads them as they are.
     timezone: str | None = None
+    # Read no time column: rows are samples in file order at sample_rate, and
+    # time-like columns are left out. For a time column that is damaged or
+    # repeats times while the rows are in order.
+    ignore_time: bool = False
     sample_rate: float | None = Field(default=None, gt=0)
     id_column: str | None = None
     nan_policy: Literal["raise", "interpolate"] = "raise"
@@ -118,6 +122,31 @@ class DataConfig(Section):
                 "Europe/Berlin or America/Chicago"
             ) from None
         return value
+
+    @model_validator(mode="after")
+    def _time_ignored_alone(self) -> DataConfig:
+        if not self.ignore_time:
+            return self
+        named = [
+            f"{name}={value!r}"
+            for name, value in (
+                ("time_column", self.time_column),
+                ("date_column", self.date_column),
+                ("timezone", self.timezone),
+            )
+            if value is not None
+        ]
+        if named:
+            raise ValueError(
+                f"ignore_time reads no time column, but {', '.join(named)} is set; "
+                "unset one or the other"
+            )
+        if self.sample_rate is None:
+            raise ValueError(
+                "ignore_time needs sample_rate, because the rows then carry no "
+                "time; set data.sample_rate in samples per second"
+            )
+        return self
 
     @model_validator(mode="after")
     def _distinct_date_column(self) -> DataConfig:

@@ -47,6 +47,7 @@ def read_options(config: Config) -> ReadOptions:
         time_column=data.time_column,
         date_column=data.date_column,
         timezone=data.timezone,
+        ignore_time=data.ignore_time,
         sample_rate=data.sample_rate,
         id_column=data.id_column,
         nan_policy=data.nan_policy,

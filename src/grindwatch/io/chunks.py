@@ -214,16 +214,19 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
     # every row group. The schema has no rows, so a numeric column with text
     # cells cannot be detected here and is listed as non-numeric.
     candidates = _time_candidates(path, empty, options)
-    check_date_column(path, empty, options)
-    head_columns = list(
-        dict.fromkeys([*candidates, *date_time_pair_columns(empty, options)])
-    )
-    head = empty
-    if head_columns and parquet.metadata.num_row_groups > 0:
-        head = parquet.read_row_group(0, columns=head_columns).to_pandas()
-    head, candidates, pair = _combine_split_timestamp(path, head, options, candidates)
-    time_column = _choose_time_column(path, head, candidates, options, pair)
-    date_column = None
+    time_column, date_column, pair = None, None, None
+    if not options.ignore_time:
+        check_date_column(path, empty, options)
+        head_columns = list(
+            dict.fromkeys([*candidates, *date_time_pair_columns(empty, options)])
+        )
+        head = empty
+        if head_columns and parquet.metadata.num_row_groups > 0:
+            head = parquet.read_row_group(0, columns=head_columns).to_pandas()
+        head, candidates, pair = _combine_split_timestamp(
+            path, head, options, candidates
+        )
+        time_column = _choose_time_column(path, head, candidates, options, pair)
     if pair is not None and pair.time_column == time_column:
         pair.raise_if_invalid(path)
         date_column = pair.date_column

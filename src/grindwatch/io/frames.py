@@ -816,7 +816,10 @@ def _ordered_by_time(
     if backwards.any():
         row = int(np.argmax(backwards)) + 1
         column = f"time column {name!r}"
-        fix = "sort the rows by time, or remove the time column if the order is right"
+        fix = (
+            "sort the rows by time; if the row order is right, read the rows in "
+            "file order with data.ignore_time=true and data.sample_rate"
+        )
         if date_column is not None:
             column += f" (combined with date column {date_column!r})"
             fix = (
@@ -890,6 +893,12 @@ def _column_roles(
     path: Path, frame: pd.DataFrame, options: ReadOptions
 ) -> _ColumnRoles:
     candidates = _time_candidates(path, frame, options)
+    if options.ignore_time:
+        # Time-like columns are then left out as unused, and no pair is parsed.
+        numeric, left_out, unused_time = _channel_columns(
+            path, frame, options, None, candidates
+        )
+        return _ColumnRoles(frame, None, None, numeric, left_out, unused_time)
     frame, candidates, pair = _combine_split_timestamp(path, frame, options, candidates)
     time_column = _choose_time_column(path, frame, candidates, options, pair)
     if pair is not None and pair.time_column != time_column:
@@ -931,7 +940,7 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
     if roles.date_pair is not None:
         roles.date_pair.raise_if_invalid(path)
     time_column = roles.time_column
-    if time_column is None and options.sample_rate is None:
+    if time_column is None and options.sample_rate is None and not options.ignore_time:
         _raise_if_damaged_time(path, roles.frame, roles.unused_time)
     frame = _drop_empty_rows(path, roles.frame)
     if frame.empty:

@@ -61,6 +61,9 @@ class ReadOptions:
         IANA time zone of date-times written without a zone or offset. They are
         converted to UTC, so a daylight-saving switch inside a file is neither a
         gap nor a backward step. None reads them as they are.
+    ignore_time : bool
+        Read no time column: the rows are samples in file order at
+        ``sample_rate``, and time-like columns are left out.
     sample_rate : float or None
         Samples per second, for files that do not store it.
     id_column : str or None
@@ -121,6 +124,7 @@ class ReadOptions:
     time_column: str | None = None
     date_column: str | None = None
     timezone: str | None = None
+    ignore_time: bool = False
     sample_rate: float | None = None
     id_column: str | None = None
     nan_policy: str = "raise"
