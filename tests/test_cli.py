@@ -755,3 +755,18 @@ def test_score_table_digits_near_threshold(capsys):
     assert "0.703214" in output
     assert "0.703206" in output
     assert " 0.2 " in output
+
+
+def test_train_without_logged_model_gives_no_uri(cycle_folders, tmp_path):
+    model = tmp_path / "model"
+    arguments = ["train", str(cycle_folders["good"]), "-o", str(model), *FAST]
+    arguments += ["--set", "tracking.log_model=false"]
+
+    printed = runner.invoke(app, arguments)
+    summary = json.loads(runner.invoke(app, [*arguments, "--json"]).stdout)
+
+    assert printed.exit_code == 0, printed.output
+    assert "MLflow run" in printed.output
+    assert "runs:/" not in printed.output
+    assert summary["run_id"]
+    assert summary["model_uri"] is None

@@ -1456,3 +1456,17 @@ def test_register_without_tracking_fails(feature_table, command):
     assert "--register line4 needs MLflow tracking" in output
     assert "Trained" not in output
     assert "Top trials" not in output
+
+
+def test_tune_without_logged_model_gives_no_uri(feature_table):
+    from typer.testing import CliRunner
+
+    command = ["tune", str(feature_table), "--table", "--trials", "1"]
+    command += ["--set", "detector.family=pca", "--set", "tracking.log_model=false"]
+
+    outcome = CliRunner().invoke(_cli("tune"), command)
+
+    assert outcome.exit_code == 0, outcome.output
+    output = " ".join(outcome.output.split())
+    assert "runs:/" not in output
+    assert "tracking.log_model is false" in output

@@ -304,10 +304,12 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
     from grindwatch._console import console
 
     model = result.model
+    # With tracking.log_model off, the run holds no model to load by URI.
+    logged = bool(result.run_id) and model.config.tracking.log_model
     summary = {
         "run_id": result.run_id,
         "tracking_uri": result.tracking_uri,
-        "model_uri": f"runs:/{result.run_id}/model" if result.run_id else None,
+        "model_uri": f"runs:/{result.run_id}/model" if logged else None,
         "output": str(result.output) if result.output else None,
         "n_recordings": result.n_trained,
         "n_skipped": len(result.recordings.skipped),
@@ -356,6 +358,7 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
         out.print(
             f"MLflow run {result.run_id} in {result.tracking_uri}", highlight=False
         )
+    if logged:
         out.print(
             "Score new data: grindwatch score --model "
             f"runs:/{result.run_id}/model{_store_option(result.tracking_uri)} DATA",

@@ -297,8 +297,8 @@ def _report(result: Any, show: int, output: Path | None = None) -> None:
         out.print(f"Model bundle saved to {output}", highlight=False)
     elif result.model is not None and result.model_uri is None:
         out.print(
-            "The retrained model was not kept, because MLflow tracking is off; "
-            "pass --output FOLDER to save it.",
+            "The retrained model was not kept, because MLflow tracking is off or "
+            "tracking.log_model is false; pass --output FOLDER to save it.",
             highlight=False,
         )
     store = _store_option(result.tracking_uri)

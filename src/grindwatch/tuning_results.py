@@ -295,7 +295,8 @@ def _finalize(
 
     if trained.run_id is None:
         return
-    result.model_uri = f"runs:/{trained.run_id}/model"
+    if config.tracking.log_model:
+        result.model_uri = f"runs:/{trained.run_id}/model"
     tags = {
         "grindwatch.study": result.study_name,
         "grindwatch.best_trial": str(result.best_trial),
