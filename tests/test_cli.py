@@ -153,6 +153,11 @@ def test_evaluate_reports_metrics_from_folder_names(cycle_folders, tmp_path):
     assert payload["recordings"]["auc_roc"] == pytest.approx(1.0)
     assert payload["recordings"]["f1"] == pytest.approx(1.0)
     assert payload["run_id"]
+    scores = pd.DataFrame(payload["scores"])
+    flagged = scores["score"] > payload["threshold"]
+    assert len(scores) == 11
+    assert (scores["flag"] == flagged).all()
+    assert set(scores.loc[scores["flag"], "label"]) == {1}
 
 
 def test_evaluate_notes_inherited_window_labels(cycle_folders, tmp_path):

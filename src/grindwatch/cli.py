@@ -763,8 +763,12 @@ def evaluate(
                     "not_evaluated": result.skipped_counts(),
                     "skipped": result.skipped,
                     "run_id": getattr(result, "run_id", None),
+                    "threshold": result.scored.threshold,
+                    "cycle_threshold": result.scored.cycle_threshold,
+                    "scores": result.scored.recordings.to_dict(orient="records"),
                 },
                 indent=2,
+                default=str,
             )
         )
         return
