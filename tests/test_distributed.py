@@ -263,3 +263,32 @@ def test_lost_trial_gets_failed_run(tmp_path, isolated_tracking):
     )
     assert run.data.tags["mlflow.parentRunId"] == tracker.parent_run_id
     assert "optuna.x" in run.data.params
+
+
+def test_orphan_of_finished_trial_keeps_result(tmp_path, isolated_tracking):
+    backend = rdb_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.create_study(storage=backend, study_name="outage")
+    tracker = StudyTracker(Config())
+    tracker.open_parent(None, "outage", "injected_auc", {}, {})
+    trial = ask(study)
+    trial.suggest_float("x", 0.0, 1.0)
+    overrides = {"detector.family": "pca"}
+    trial.set_user_attr("grindwatch.overrides", overrides)
+    run_id = tracker.start_trial("outage", 0, Config(), trial.params)
+    trial.set_user_attr("grindwatch.mlflow_run_id", run_id)
+    # A tracking server outage at the trial's end leaves this state. The study
+    # has the result, and finish_trial never reached MLflow.
+    trial.set_user_attr("grindwatch.metrics", {"objective": 0.75, "auc": 0.9})
+    study.tell(trial, 0.75)
+    runner = TrialRunner(study, backend, None, tracker, Config())
+
+    runner.fail_dead_trials()
+
+    run = MlflowClient(isolated_tracking).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["grindwatch.trial_state"] == "COMPLETE"
+    assert "grindwatch.fail_reason" not in run.data.tags
+    assert run.data.metrics["objective"] == 0.75
+    assert run.data.metrics["auc"] == 0.9
+    artifacts = [f.path for f in MlflowClient(isolated_tracking).list_artifacts(run_id)]
+    assert "config.yaml" in artifacts

@@ -209,7 +209,9 @@ class TrialRunner:
             failed.append(trial.number)
         if failed:
             logger.warning("marked trials %s FAIL: their process is gone", failed)
-        self.tracker.fail_orphans(self.study.study_name, self._is_running)
+        self.tracker.fail_orphans(
+            self.study.study_name, self._is_running, self._finished_outcome
+        )
         return failed
 
     def _mark_failed(self, trial: optuna.trial.FrozenTrial) -> bool:
@@ -240,6 +242,30 @@ class TrialRunner:
             if trial.number == number:
                 return True
         return False
+
+    def _finished_outcome(self, number: int) -> dict[str, Any] | None:
+        """Return the ``finish_trial`` arguments of a COMPLETE or PRUNED trial.
+
+        None for a trial in any other state. The metrics, the stopped epoch and the
+        configuration come from what the trial stored in the study. Its injections
+        are not stored there, so the run gets no ``injections.json``.
+        """
+        from optuna.trial import TrialState
+
+        states = (TrialState.COMPLETE, TrialState.PRUNED)
+        for trial in self.study.get_trials(deepcopy=False, states=states):
+            if trial.number != number:
+                continue
+            attrs = trial.user_attrs
+            overrides = attrs.get("grindwatch.overrides", {})
+            config = self.config.with_overrides(overrides)
+            return {
+                "state": trial.state.name,
+                "metrics": dict(attrs.get("grindwatch.metrics", {})),
+                "stopped_step": attrs.get("grindwatch.stopped_step"),
+                "texts": {"config.yaml": config.to_yaml()},
+            }
+        return None
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_INTERVAL_S):
@@ -458,8 +484,9 @@ class TrialRunner:
         error: str | None,
         texts: dict[str, str],
     ) -> None:
-        """End the MLflow run first, then tell Optuna, so that a run is never left
-        RUNNING under a trial that has ended."""
+        """End the MLflow run first, then tell Optuna, so that a run is left
+        RUNNING under a trial that has ended only when MLflow could not be reached.
+        The orphan check then ends that run with the result stored in the study."""
         from optuna.trial import TrialState
 
         try:
@@ -483,7 +510,15 @@ class TrialRunner:
                     texts=texts,
                 )
         except Exception as caught:  # noqa: BLE001 - still tell Optuna below
-            logger.error("recording trial %d failed: %s", trial.number, caught)
+            # The study keeps the result. The next orphan check of any worker, or
+            # a resume, logs it on the run and ends the run.
+            logger.error(
+                "recording trial %d in MLflow failed; its result is kept in the "
+                "study and logged on run %s later: %s",
+                trial.number,
+                run_id,
+                caught,
+            )
         finally:
             optuna_state = {
                 "COMPLETE": TrialState.COMPLETE,
