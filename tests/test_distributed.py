@@ -7,9 +7,11 @@ PostgreSQL and the MLflow server run on loopback for the whole session (see
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -292,3 +294,69 @@ def test_orphan_of_finished_trial_keeps_result(tmp_path, isolated_tracking):
     assert run.data.metrics["auc"] == 0.9
     artifacts = [f.path for f in MlflowClient(isolated_tracking).list_artifacts(run_id)]
     assert "config.yaml" in artifacts
+
+
+def test_tracking_outage_keeps_trials_for_resume(tmp_path, monkeypatch):
+    from grindwatch.exceptions import TrackingError
+    from grindwatch.tuning import tune
+    from tests.servers import _run_script, free_port
+
+    # MLflow retries a refused connection for minutes; one try keeps this short.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    data = tmp_path / "cycles"
+    write_cycles(data, 6)
+    folder = tempfile.mkdtemp(prefix="grindwatch-mlflow-outage-")
+    store = f"sqlite:///{Path(folder) / 'mlflow.db'}"
+    start = ["dev-mlflow-server.sh", "start", folder, store, str(free_port()), "1"]
+    stop = ["dev-mlflow-server.sh", "stop", folder]
+    uri = _run_script(*start, timeout=240)["MLFLOW_TRACKING_URI"]
+    location = {
+        "tune.storage": str(tmp_path / "optuna.db"),
+        "tune.study_name": "outage",
+    }
+    overrides = {
+        **location,
+        "tune.space.frontend": ["spectrum"],
+        "tune.space.window_length": [128],
+        "tune.space.n_bands": [16],
+        "tune.space.hop_fraction": [1.0],
+        "tune.space.family": ["pca"],
+        "tune.max_fit_windows": 200,
+        "tune.max_holdout_windows": 60,
+        "tune.n_trials": 3,
+        "tracking.log_model": False,
+        "tracking.uri": uri,
+    }
+
+    def stop_server_after_first_trial(event) -> None:  # noqa: ANN001
+        if event.n_finished == 1:
+            _run_script(*stop, timeout=120)
+
+    try:
+        with pytest.raises(TrackingError) as raised:
+            tune(data, overrides=overrides, on_trial=stop_server_after_first_trial)
+        # The same server again, at the tracking URI that the study stored.
+        _run_script(*start, timeout=240)
+        resumed = tune(resume=True, overrides=location)
+        client = MlflowClient(uri)
+        runs = client.search_runs(
+            [client.get_experiment_by_name("grindwatch").experiment_id],
+            filter_string="tags.`grindwatch.study` = 'outage'",
+        )
+    finally:
+        try:
+            _run_script(*stop, timeout=120)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    message = str(raised.value)
+    assert "The trials are kept in" in message
+    assert "--resume --study-name outage" in message
+    assert resumed.complete
+    assert Counter(resumed.trials["state"])["COMPLETE"] == 3
+    statuses = Counter(
+        (run.data.tags["grindwatch.kind"], run.info.status) for run in runs
+    )
+    assert statuses[("study", "FINISHED")] == 1
+    assert statuses[("trial", "FINISHED")] == 3
+    assert statuses[("trial", "RUNNING")] == 0

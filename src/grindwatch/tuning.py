@@ -368,7 +368,7 @@ def tune(
         runner = TrialRunner(study, backend, objective, tracker, config, on_trial)
         with _torch_threads(config):
             runner.run()
-        return conclude(runner, tracker, objective, training, storage_url)
+        return _conclude(runner, tracker, objective, training, storage_url)
     except KeyboardInterrupt:
         close_incomplete(study, tracker, "interrupted", "KILLED")
         logger.warning(
@@ -387,6 +387,43 @@ def tune(
 
             optuna.delete_study(study_name=study.study_name, storage=backend)
         raise
+
+
+def _conclude(
+    runner: TrialRunner,
+    tracker: Any,
+    objective: Any,
+    training: RecordingSet,
+    storage_url: str,
+) -> TuneResult:
+    """Conclude the study, raising TrackingError when MLflow cannot be written."""
+    from mlflow.exceptions import MlflowException
+
+    from grindwatch.exceptions import TrackingError
+
+    try:
+        return conclude(runner, tracker, objective, training, storage_url)
+    except MlflowException as error:
+        name = runner.study.study_name
+        storage = _hide_password(storage_url)
+        reason = " ".join(str(error).split())[:600].rstrip(". ")
+        raise TrackingError(
+            f"recording study {name!r} in the MLflow tracking store {tracker.uri} "
+            f"failed: {reason}. The trials are kept in {storage}. Once the "
+            f"tracking server runs, 'grindwatch tune --resume --study-name {name} "
+            f"--storage {storage}' continues the study and records it"
+        ) from error
+
+
+def _hide_password(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def _enqueue_baseline(study: optuna.Study, config: Config, objective: Any) -> None:
