@@ -360,3 +360,22 @@ def test_tracking_outage_keeps_trials_for_resume(tmp_path, monkeypatch):
     assert statuses[("study", "FINISHED")] == 1
     assert statuses[("trial", "FINISHED")] == 3
     assert statuses[("trial", "RUNNING")] == 0
+
+
+def test_missing_storage_database_is_named(postgres, tmp_path):
+    from grindwatch.exceptions import ConfigError
+    from grindwatch.tuning import tune
+
+    server = postgres["OPTUNA_STORAGE"].rsplit("/", 1)[0]
+    # The development server trusts every local login, so the password is ignored.
+    storage = server.replace("grindwatch@", "grindwatch:hunter2@") + "/no_such_db"
+    data = tmp_path / "cycles"
+    write_cycles(data, 2)
+
+    with pytest.raises(ConfigError) as raised:
+        tune(data, overrides={"tune.storage": storage, "tracking.enabled": False})
+
+    message = str(raised.value)
+    assert 'database "no_such_db" does not exist' in message
+    assert "grindwatch:***@" in message
+    assert "hunter2" not in message

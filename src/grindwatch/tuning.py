@@ -16,10 +16,11 @@ settings and data: only
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,8 +90,35 @@ def _storage(url: str):  # noqa: ANN202 - an optuna RDBStorage
         engine_kwargs["connect_args"] = {"timeout": 60}
     # Server databases get Optuna heartbeats and retries of stale trials, so that
     # workers on other hosts find a dead worker's trial (grindwatch.study_storage).
-    with sqlite_setup_lock(url):
+    with sqlite_setup_lock(url), _storage_errors(url):
         return rdb_storage(url, engine_kwargs)
+
+
+@contextlib.contextmanager
+def _storage_errors(url: str) -> Iterator[None]:
+    """Raise ConfigError, naming the storage, when its database cannot be opened.
+
+    SQLAlchemy raises OperationalError for an unreachable server, a missing
+    database or a rejected login, and ArgumentError or NoSuchModuleError for a
+    malformed URL or an unknown dialect. Optuna raises ImportError when the URL's
+    driver is not installed.
+    """
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+    try:
+        yield
+    except (OperationalError, ArgumentError, NoSuchModuleError, ImportError) as error:
+        cause = getattr(error, "orig", None) or error
+        reason = " ".join(str(cause).split())[:600].rstrip(". ")
+        if not reason.endswith(("?", "!")):
+            reason += "."
+        raise ConfigError(
+            f"opening the Optuna storage {_hide_password(url)} failed: {reason} "
+            "Check the host, port, database name, user and password in --storage "
+            "(or tune.storage and ~/.pgpass), that the database exists, that its "
+            "server accepts connections from this host and that the URL's driver "
+            "is installed (postgresql+psycopg needs the postgres extra)"
+        ) from None
 
 
 def _sampler(config: Config):  # noqa: ANN202
