@@ -379,3 +379,47 @@ def test_missing_storage_database_is_named(postgres, tmp_path):
     assert 'database "no_such_db" does not exist' in message
     assert "grindwatch:***@" in message
     assert "hunter2" not in message
+
+
+def test_joining_worker_registration_is_kept(
+    postgres, mlflow_server, tmp_path, monkeypatch
+):
+    from grindwatch.tuning import tune
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    study = f"register-{uuid.uuid4().hex[:8]}"
+    model_name = f"joined-{uuid.uuid4().hex[:8]}"
+    data = tmp_path / "cycles"
+    write_cycles(data, 6)
+    location = {"tune.storage": postgres["OPTUNA_STORAGE"], "tune.study_name": study}
+    overrides = {
+        **location,
+        "tune.space.frontend": ["spectrum"],
+        "tune.space.window_length": [128],
+        "tune.space.n_bands": [16],
+        "tune.space.hop_fraction": [1.0],
+        "tune.space.family": ["pca"],
+        "tune.max_fit_windows": 200,
+        "tune.max_holdout_windows": 60,
+        "tune.n_trials": 2,
+    }
+
+    def join_with_register(event) -> None:  # noqa: ANN001
+        if event.n_finished == 1:
+            # A second worker joins with --register and leaves at once, so the
+            # first worker, started without --register, runs the last trial.
+            joiner = {
+                **location,
+                "tune.registered_model": model_name,
+                "tune.timeout": 1e-6,
+            }
+            tune(resume=True, overrides=joiner)
+
+    result = tune(data, overrides=overrides, on_trial=join_with_register)
+
+    assert result.finalized
+    assert result.registered_model == model_name
+    version = MlflowClient(mlflow_server).get_model_version_by_alias(
+        model_name, "champion"
+    )
+    assert version.run_id == result.model_run_id

@@ -49,6 +49,10 @@ RESUMABLE_SETTINGS = frozenset(
         "tune.alias",
     }
 )
+# Resumable settings that apply to the whole study, so a worker that sets them
+# stores them in the study. The worker that concludes the study registers the
+# model under the stored name and alias, whichever worker requested them.
+SHARED_SETTINGS = frozenset({"tune.n_trials", "tune.registered_model", "tune.alias"})
 # Settings that locate the study and its runs; on resume the stored ones are used.
 LOCATION_SETTINGS = frozenset({"tune.storage", "tune.study_name", "tracking.uri"})
 # How long a process that joins a new study waits for its creator to store the
@@ -352,9 +356,13 @@ def tune(
     else:
         checked = config.flat() if caller_config is not None else overrides
         config = _study_config(study, checked, overrides, data_paths)
-        if "tune.n_trials" in overrides:
-            # The new target stays with the study for later resumes.
-            study.set_user_attr(_CONFIG_ATTR, config.model_dump(mode="json"))
+        shared = {k: v for k, v in overrides.items() if k in SHARED_SETTINGS}
+        if shared:
+            # The new target and registration stay with the study, for later
+            # resumes and for whichever worker finishes the last trial.
+            stored = Config.model_validate(study.user_attrs[_CONFIG_ATTR])
+            updated = stored.with_overrides(shared)
+            study.set_user_attr(_CONFIG_ATTR, updated.model_dump(mode="json"))
         labeled_paths = study.user_attrs.get(_LABELED_ATTR) or []
         labels_path = study.user_attrs.get(_LABELS_ATTR)
         stored_uri = study.user_attrs.get(_TRACKING_ATTR)
@@ -429,6 +437,11 @@ def _conclude(
 
     from grindwatch.exceptions import TrackingError
 
+    # Another worker may have requested a registration since this one started.
+    stored = Config.model_validate(runner.study.user_attrs[_CONFIG_ATTR]).tune
+    runner.config = runner.config.with_overrides(
+        {"tune.registered_model": stored.registered_model, "tune.alias": stored.alias}
+    )
     try:
         return conclude(runner, tracker, objective, training, storage_url)
     except MlflowException as error:
