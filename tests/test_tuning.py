@@ -1081,6 +1081,39 @@ def test_trial_table_leaves_pruned_values_out(capsys):
     assert "they have no objective value" in shown
 
 
+def test_report_names_model_another_worker_registers(capsys):
+    import pandas as pd
+
+    from grindwatch.cli_tune import _report
+    from grindwatch.tuning_results import TuneResult
+
+    trials = pd.DataFrame(
+        [{"number": 0, "state": "COMPLETE", "value": 0.5, "baseline": False}]
+    )
+    # What a worker returns while the worker that finished the last trial still
+    # retrains. The study is complete, and its run has no summary yet.
+    result = TuneResult(
+        study_name="line4",
+        storage="postgresql+psycopg://grindwatch@db/optuna",
+        n_trials=1,
+        stop_reason="complete",
+        trials=trials,
+        complete=True,
+        best_trial=0,
+        best_value=0.5,
+        best_config=Config().with_overrides({"tune.registered_model": "line4"}),
+        parent_run_id="0123456789abcdef",
+        tracking_uri="http://mlflow.plant.lan:5000",
+    )
+
+    _report(result, show=10)
+
+    shown = " ".join(capsys.readouterr().err.split())
+    assert "Another process on this study finished the last trial" in shown
+    assert "had already been retrained" not in shown
+    assert "--model models:/line4@champion" in shown
+
+
 def test_tune_json_keeps_integer_parameters():
     import pandas as pd
 
