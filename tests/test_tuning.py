@@ -509,6 +509,21 @@ def test_resume_with_more_trials_continues_the_study(cycles):
     assert second.trials["state"].eq("COMPLETE").all()
 
 
+def test_resume_warns_of_other_tracking_uri(cycles, isolated_tracking, caplog):
+    settings = {"tune.n_trials": 1, "tracking.enabled": True}
+    settings["tracking.log_model"] = False
+    tune(cycles / "good", _config(**settings))
+    other = f"sqlite:///{cycles.parent / 'other.db'}"
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.tuning"):
+        result = tune(resume=True, overrides={"tracking.uri": other})
+
+    assert result.tracking_uri == isolated_tracking
+    warnings = [r.getMessage() for r in caplog.records if other in r.getMessage()]
+    assert len(warnings) == 1
+    assert f"tracking URI {isolated_tracking} that its first worker" in warnings[0]
+
+
 def test_resume_of_complete_study_ends_its_run(cycles, isolated_tracking):
     config = _config(
         **{"tune.n_trials": 2, "tracking.enabled": True, "tracking.log_model": False}

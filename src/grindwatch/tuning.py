@@ -355,6 +355,7 @@ def tune(
         _store_study_settings(study, config, labeled_paths, labels_path)
     else:
         checked = config.flat() if caller_config is not None else overrides
+        requested_uri = config.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
         config = _study_config(study, checked, overrides, data_paths)
         shared = {k: v for k, v in overrides.items() if k in SHARED_SETTINGS}
         if shared:
@@ -367,6 +368,7 @@ def tune(
         labels_path = study.user_attrs.get(_LABELS_ATTR)
         stored_uri = study.user_attrs.get(_TRACKING_ATTR)
         if stored_uri and config.tracking.enabled:
+            _warn_other_tracking_uri(study.study_name, requested_uri, stored_uri)
             config = config.with_overrides({"tracking.uri": stored_uri})
     if not created:
         # Checked before the study's run is reopened, so that a rejected resume
@@ -465,6 +467,25 @@ def _hide_password(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return url
+
+
+def _warn_other_tracking_uri(
+    study_name: str, requested: str | None, stored: str
+) -> None:
+    """Warn when the caller named a tracking URI other than the study's own.
+
+    A joining worker logs to the URI that the study's first worker stored, so that
+    all trials of the study land in one place.
+    """
+    if requested and requested != stored:
+        logger.warning(
+            "study %r logs to the tracking URI %s that its first worker stored, not "
+            "to %s; this worker uses %s too",
+            study_name,
+            stored,
+            requested,
+            stored,
+        )
 
 
 def _enqueue_baseline(study: optuna.Study, config: Config, objective: Any) -> None:
