@@ -423,3 +423,44 @@ def test_joining_worker_registration_is_kept(
         model_name, "champion"
     )
     assert version.run_id == result.model_run_id
+
+
+def test_killed_retraining_run_is_failed(
+    postgres, mlflow_server, tmp_path, monkeypatch
+):
+    from grindwatch.tuning import tune
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    study = f"retrain-{uuid.uuid4().hex[:8]}"
+    data = tmp_path / "cycles"
+    write_cycles(data, 6)
+    location = {"tune.storage": postgres["OPTUNA_STORAGE"], "tune.study_name": study}
+    overrides = {
+        **location,
+        "tune.space.frontend": ["spectrum"],
+        "tune.space.window_length": [128],
+        "tune.space.n_bands": [16],
+        "tune.space.hop_fraction": [1.0],
+        "tune.space.family": ["pca"],
+        "tune.max_fit_windows": 200,
+        "tune.max_holdout_windows": 60,
+        "tune.n_trials": 1,
+        "tracking.log_model": False,
+    }
+    first = tune(data, overrides=overrides)
+    client = MlflowClient(mlflow_server)
+    parent = client.get_run(first.parent_run_id)
+    # The run a worker killed during the final retraining leaves behind.
+    killed = client.create_run(
+        parent.info.experiment_id,
+        run_name=f"{study} trial 0 retrained",
+        tags={"grindwatch.kind": "train", "mlflow.parentRunId": parent.info.run_id},
+    )
+
+    second = tune(resume=True, overrides={**location, "tune.n_trials": 2})
+
+    assert second.finalized
+    orphan = client.get_run(killed.info.run_id)
+    assert orphan.info.status == "FAILED"
+    assert "retraining ended" in orphan.data.tags["grindwatch.fail_reason"]
+    assert client.get_run(second.model_run_id).info.status == "FINISHED"

@@ -427,6 +427,43 @@ class StudyTracker:
             )
         return marked + recovered
 
+    def fail_unfinished_retrains(self) -> int:
+        """Mark FAILED the study's retraining runs that a killed process left RUNNING.
+
+        Called by the process that concludes the study, before it retrains. Returns
+        how many runs were marked.
+        """
+        if self.parent_run_id is None:
+            return 0
+        found = _retry(
+            self.client.search_runs,
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and "
+                "tags.`grindwatch.kind` = 'train' and attributes.status = 'RUNNING'"
+            ),
+            max_results=1000,
+        )
+        # NOTE: a process that joins a complete study while its last worker still
+        # retrains concludes the study too, and marks that retraining FAILED here.
+        # The retraining's own end sets its run FINISHED again.
+        for run in found:
+            _retry(
+                self.client.set_tag,
+                run.info.run_id,
+                "grindwatch.fail_reason",
+                "its process stopped before the retraining ended",
+            )
+            _retry(self.client.set_terminated, run.info.run_id, "FAILED")
+        if found:
+            logger.warning(
+                "marked %d retraining runs left RUNNING by a stopped process as "
+                "FAILED: %s",
+                len(found),
+                [run.info.run_id for run in found],
+            )
+        return len(found)
+
     # Model registry ----------------------------------------------------------------
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
