@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import pickle
 import socket
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -356,6 +357,27 @@ def test_missing_store_is_not_created(isolated_tracking, tmp_path):
         "pass --tracking-uri or set MLFLOW_TRACKING_URI",
     )
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_unreachable_server_fails_at_once(tmp_path):
+    from tests.servers import free_port
+
+    # Nothing listens on this loopback port, so every connection is refused.
+    uri = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+
+    result = runner.invoke(
+        app, ["score", ".", "--model", "models:/cnc@champion", "--tracking-uri", uri]
+    )
+
+    # MLflow alone retries a refused connection for about 4 minutes.
+    assert time.monotonic() - started < 60
+    _assert_one_line_error(
+        result,
+        f"models:/cnc@champion: cannot be looked up: the MLflow tracking server "
+        f"{uri} cannot be reached",
+        "start the server",
+    )
 
 
 def test_score_elsewhere_names_working_store(plant_store, tmp_path):

@@ -7,9 +7,11 @@ PostgreSQL and the MLflow server run on loopback for the whole session (see
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -263,3 +265,202 @@ def test_lost_trial_gets_failed_run(tmp_path, isolated_tracking):
     )
     assert run.data.tags["mlflow.parentRunId"] == tracker.parent_run_id
     assert "optuna.x" in run.data.params
+
+
+def test_orphan_of_finished_trial_keeps_result(tmp_path, isolated_tracking):
+    backend = rdb_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.create_study(storage=backend, study_name="outage")
+    tracker = StudyTracker(Config())
+    tracker.open_parent(None, "outage", "injected_auc", {}, {})
+    trial = ask(study)
+    trial.suggest_float("x", 0.0, 1.0)
+    overrides = {"detector.family": "pca"}
+    trial.set_user_attr("grindwatch.overrides", overrides)
+    run_id = tracker.start_trial("outage", 0, Config(), trial.params)
+    trial.set_user_attr("grindwatch.mlflow_run_id", run_id)
+    # A tracking server outage at the trial's end leaves this state. The study
+    # has the result, and finish_trial never reached MLflow.
+    trial.set_user_attr("grindwatch.metrics", {"objective": 0.75, "auc": 0.9})
+    study.tell(trial, 0.75)
+    runner = TrialRunner(study, backend, None, tracker, Config())
+
+    runner.fail_dead_trials()
+
+    run = MlflowClient(isolated_tracking).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["grindwatch.trial_state"] == "COMPLETE"
+    assert "grindwatch.fail_reason" not in run.data.tags
+    assert run.data.metrics["objective"] == 0.75
+    assert run.data.metrics["auc"] == 0.9
+    artifacts = [f.path for f in MlflowClient(isolated_tracking).list_artifacts(run_id)]
+    assert "config.yaml" in artifacts
+
+
+def test_tracking_outage_keeps_trials_for_resume(tmp_path, monkeypatch):
+    from grindwatch.exceptions import TrackingError
+    from grindwatch.tuning import tune
+    from tests.servers import _run_script, free_port
+
+    # MLflow retries a refused connection for minutes; one try keeps this short.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    data = tmp_path / "cycles"
+    write_cycles(data, 6)
+    folder = tempfile.mkdtemp(prefix="grindwatch-mlflow-outage-")
+    store = f"sqlite:///{Path(folder) / 'mlflow.db'}"
+    start = ["dev-mlflow-server.sh", "start", folder, store, str(free_port()), "1"]
+    stop = ["dev-mlflow-server.sh", "stop", folder]
+    uri = _run_script(*start, timeout=240)["MLFLOW_TRACKING_URI"]
+    location = {
+        "tune.storage": str(tmp_path / "optuna.db"),
+        "tune.study_name": "outage",
+    }
+    overrides = {
+        **location,
+        "tune.space.frontend": ["spectrum"],
+        "tune.space.window_length": [128],
+        "tune.space.n_bands": [16],
+        "tune.space.hop_fraction": [1.0],
+        "tune.space.family": ["pca"],
+        "tune.max_fit_windows": 200,
+        "tune.max_holdout_windows": 60,
+        "tune.n_trials": 3,
+        "tracking.log_model": False,
+        "tracking.uri": uri,
+    }
+
+    def stop_server_after_first_trial(event) -> None:  # noqa: ANN001
+        if event.n_finished == 1:
+            _run_script(*stop, timeout=120)
+
+    try:
+        with pytest.raises(TrackingError) as raised:
+            tune(data, overrides=overrides, on_trial=stop_server_after_first_trial)
+        # The same server again, at the tracking URI that the study stored.
+        _run_script(*start, timeout=240)
+        resumed = tune(resume=True, overrides=location)
+        client = MlflowClient(uri)
+        runs = client.search_runs(
+            [client.get_experiment_by_name("grindwatch").experiment_id],
+            filter_string="tags.`grindwatch.study` = 'outage'",
+        )
+    finally:
+        try:
+            _run_script(*stop, timeout=120)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    message = str(raised.value)
+    assert "The trials are kept in" in message
+    assert "--resume --study-name outage" in message
+    assert resumed.complete
+    assert Counter(resumed.trials["state"])["COMPLETE"] == 3
+    statuses = Counter(
+        (run.data.tags["grindwatch.kind"], run.info.status) for run in runs
+    )
+    assert statuses[("study", "FINISHED")] == 1
+    assert statuses[("trial", "FINISHED")] == 3
+    assert statuses[("trial", "RUNNING")] == 0
+
+
+def test_missing_storage_database_is_named(postgres, tmp_path):
+    from grindwatch.exceptions import ConfigError
+    from grindwatch.tuning import tune
+
+    server = postgres["OPTUNA_STORAGE"].rsplit("/", 1)[0]
+    # The development server trusts every local login, so the password is ignored.
+    storage = server.replace("grindwatch@", "grindwatch:hunter2@") + "/no_such_db"
+    data = tmp_path / "cycles"
+    write_cycles(data, 2)
+
+    with pytest.raises(ConfigError) as raised:
+        tune(data, overrides={"tune.storage": storage, "tracking.enabled": False})
+
+    message = str(raised.value)
+    assert 'database "no_such_db" does not exist' in message
+    assert "grindwatch:***@" in message
+    assert "hunter2" not in message
+
+
+def test_joining_worker_registration_is_kept(
+    postgres, mlflow_server, tmp_path, monkeypatch
+):
+    from grindwatch.tuning import tune
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    study = f"register-{uuid.uuid4().hex[:8]}"
+    model_name = f"joined-{uuid.uuid4().hex[:8]}"
+    data = tmp_path / "cycles"
+    write_cycles(data, 6)
+    location = {"tune.storage": postgres["OPTUNA_STORAGE"], "tune.study_name": study}
+    overrides = {
+        **location,
+        "tune.space.frontend": ["spectrum"],
+        "tune.space.window_length": [128],
+        "tune.space.n_bands": [16],
+        "tune.space.hop_fraction": [1.0],
+        "tune.space.family": ["pca"],
+        "tune.max_fit_windows": 200,
+        "tune.max_holdout_windows": 60,
+        "tune.n_trials": 2,
+    }
+
+    def join_with_register(event) -> None:  # noqa: ANN001
+        if event.n_finished == 1:
+            # A second worker joins with --register and leaves at once, so the
+            # first worker, started without --register, runs the last trial.
+            joiner = {
+                **location,
+                "tune.registered_model": model_name,
+                "tune.timeout": 1e-6,
+            }
+            tune(resume=True, overrides=joiner)
+
+    result = tune(data, overrides=overrides, on_trial=join_with_register)
+
+    assert result.finalized
+    assert result.registered_model == model_name
+    version = MlflowClient(mlflow_server).get_model_version_by_alias(
+        model_name, "champion"
+    )
+    assert version.run_id == result.model_run_id
+
+
+def test_killed_retraining_run_is_failed(
+    postgres, mlflow_server, tmp_path, monkeypatch
+):
+    from grindwatch.tuning import tune
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    study = f"retrain-{uuid.uuid4().hex[:8]}"
+    data = tmp_path / "cycles"
+    write_cycles(data, 6)
+    location = {"tune.storage": postgres["OPTUNA_STORAGE"], "tune.study_name": study}
+    overrides = {
+        **location,
+        "tune.space.frontend": ["spectrum"],
+        "tune.space.window_length": [128],
+        "tune.space.n_bands": [16],
+        "tune.space.hop_fraction": [1.0],
+        "tune.space.family": ["pca"],
+        "tune.max_fit_windows": 200,
+        "tune.max_holdout_windows": 60,
+        "tune.n_trials": 1,
+        "tracking.log_model": False,
+    }
+    first = tune(data, overrides=overrides)
+    client = MlflowClient(mlflow_server)
+    parent = client.get_run(first.parent_run_id)
+    # The run a worker killed during the final retraining leaves behind.
+    killed = client.create_run(
+        parent.info.experiment_id,
+        run_name=f"{study} trial 0 retrained",
+        tags={"grindwatch.kind": "train", "mlflow.parentRunId": parent.info.run_id},
+    )
+
+    second = tune(resume=True, overrides={**location, "tune.n_trials": 2})
+
+    assert second.finalized
+    orphan = client.get_run(killed.info.run_id)
+    assert orphan.info.status == "FAILED"
+    assert "retraining ended" in orphan.data.tags["grindwatch.fail_reason"]
+    assert client.get_run(second.model_run_id).info.status == "FINISHED"

@@ -510,6 +510,21 @@ def test_resume_with_more_trials_continues_the_study(cycles):
     assert second.trials["state"].eq("COMPLETE").all()
 
 
+def test_resume_warns_of_other_tracking_uri(cycles, isolated_tracking, caplog):
+    settings = {"tune.n_trials": 1, "tracking.enabled": True}
+    settings["tracking.log_model"] = False
+    tune(cycles / "good", _config(**settings))
+    other = f"sqlite:///{cycles.parent / 'other.db'}"
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.tuning"):
+        result = tune(resume=True, overrides={"tracking.uri": other})
+
+    assert result.tracking_uri == isolated_tracking
+    warnings = [r.getMessage() for r in caplog.records if other in r.getMessage()]
+    assert len(warnings) == 1
+    assert f"tracking URI {isolated_tracking} that its first worker" in warnings[0]
+
+
 def test_resume_of_complete_study_ends_its_run(cycles, isolated_tracking):
     config = _config(
         **{"tune.n_trials": 2, "tracking.enabled": True, "tracking.log_model": False}
@@ -1082,6 +1097,39 @@ def test_trial_table_leaves_pruned_values_out(capsys):
     assert "they have no objective value" in shown
 
 
+def test_report_names_model_another_worker_registers(capsys):
+    import pandas as pd
+
+    from grindwatch.cli_tune import _report
+    from grindwatch.tuning_results import TuneResult
+
+    trials = pd.DataFrame(
+        [{"number": 0, "state": "COMPLETE", "value": 0.5, "baseline": False}]
+    )
+    # What a worker returns while the worker that finished the last trial still
+    # retrains. The study is complete, and its run has no summary yet.
+    result = TuneResult(
+        study_name="line4",
+        storage="postgresql+psycopg://grindwatch@db/optuna",
+        n_trials=1,
+        stop_reason="complete",
+        trials=trials,
+        complete=True,
+        best_trial=0,
+        best_value=0.5,
+        best_config=Config().with_overrides({"tune.registered_model": "line4"}),
+        parent_run_id="0123456789abcdef",
+        tracking_uri="http://mlflow.plant.lan:5000",
+    )
+
+    _report(result, show=10)
+
+    shown = " ".join(capsys.readouterr().err.split())
+    assert "Another process on this study finished the last trial" in shown
+    assert "had already been retrained" not in shown
+    assert "--model models:/line4@champion" in shown
+
+
 def test_tune_json_keeps_integer_parameters():
     import pandas as pd
 
@@ -1405,41 +1453,6 @@ def test_resumed_done_study_saves_logged_model(feature_table, tmp_path):
     assert f"Model bundle saved to {folder}" in output
     model = load_model(folder)
     assert model.config.detector.family == "pca"
-
-
-def test_joined_worker_names_pending_retrain(capsys):
-    import pandas as pd
-
-    from grindwatch.cli_tune import _report
-
-    trials = pd.DataFrame(
-        [{"number": 0, "state": "COMPLETE", "value": 0.3, "baseline": True}]
-    )
-    # A worker that ran no trial of a finished study, while the worker of the
-    # last trial is still retraining the best one.
-    result = types.SimpleNamespace(
-        trials=trials,
-        study_name="line4",
-        storage="sqlite:///optuna.db",
-        n_trials=1,
-        best_trial=0,
-        best_value=0.3,
-        final_metrics={},
-        labels_in_training=False,
-        model=None,
-        complete=True,
-        finalized=False,
-        parent_run_id="abc",
-        tracking_uri="sqlite:///mlflow.db",
-        registered_model=None,
-        model_uri=None,
-    )
-
-    _report(result, show=5)
-
-    shown = " ".join(capsys.readouterr().err.split())
-    assert "Another process on this study retrains the best trial" in shown
-    assert "had already been retrained" not in shown
 
 
 @pytest.mark.parametrize("command", ["train", "tune"])

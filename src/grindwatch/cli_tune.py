@@ -276,18 +276,20 @@ def _report(result: Any, show: int, output: Path | None = None) -> None:
             highlight=False,
         )
     elif not result.finalized and result.best_trial is not None:
-        if result.model_uri:
-            done = (
-                "The best trial had already been retrained, by an earlier run or by "
-                "another process on this study"
+        if result.parent_run_id and result.model_run_id is None:
+            # The worker that finished the last trial has not logged its summary.
+            out.print(
+                "Another process on this study finished the last trial and "
+                "retrains the best one; its model and the study summary appear on "
+                "the study's MLflow run below when it is done.",
+                highlight=False,
             )
         else:
-            # The worker of the study's last trial retrains; it may still be at it.
-            done = (
-                "Another process on this study retrains the best trial and logs the "
-                "model on the study run (tag grindwatch.model_uri)"
+            out.print(
+                "The best trial had already been retrained, by an earlier run or by "
+                "another process on this study; this run trained no new model.",
+                highlight=False,
             )
-        out.print(f"{done}; this run trained no new model.", highlight=False)
     if result.parent_run_id:
         out.print(
             f"MLflow study run {result.parent_run_id} in {result.tracking_uri}",
@@ -302,7 +304,14 @@ def _report(result: Any, show: int, output: Path | None = None) -> None:
             highlight=False,
         )
     store = _store_option(result.tracking_uri)
-    if result.registered_model:
+    pending = _pending_registration(result)
+    if pending:
+        out.print(
+            "Score new data once it is registered: grindwatch score --model "
+            f"{pending}{store} DATA",
+            highlight=False,
+        )
+    elif result.registered_model:
         out.print(
             "Score new data: grindwatch score --model "
             f"models:/{result.registered_model}@{result.alias}{store} DATA",
@@ -314,6 +323,24 @@ def _report(result: Any, show: int, output: Path | None = None) -> None:
             "(pass --register NAME to register the model under an alias)",
             highlight=False,
         )
+
+
+def _pending_registration(result: Any) -> str | None:
+    """Return ``models:/NAME@alias`` that another process is about to register.
+
+    None unless the study is complete, another process concludes it and has not
+    logged its summary yet, and the study's settings name a registered model.
+    """
+    concluding_elsewhere = (
+        result.complete
+        and not result.finalized
+        and result.parent_run_id is not None
+        and result.model_run_id is None
+    )
+    config = result.best_config
+    if not concluding_elsewhere or config is None or not config.tune.registered_model:
+        return None
+    return f"models:/{config.tune.registered_model}@{config.tune.alias}"
 
 
 def _summary(result: Any) -> dict[str, Any]:

@@ -18,7 +18,9 @@ among them every factor of the objective.
 
 A trial run ends FINISHED when the trial completed or was pruned, FAILED when it
 raised, and KILLED when the user interrupted it. Runs that a killed process left
-RUNNING are found by those tags and marked FAILED when the study resumes.
+RUNNING are found by those tags and marked FAILED when the study resumes. A run
+left RUNNING because the tracking server was unreachable when its trial ended
+gets the result that the trial stored in the study, and ends FINISHED.
 """
 
 from __future__ import annotations
@@ -364,11 +366,20 @@ class StudyTracker:
         _retry(self.client.set_terminated, run_id, "FAILED")
         return run_id
 
-    def fail_orphans(self, study_name: str, is_running: Callable[[int], bool]) -> int:
-        """Mark FAILED the RUNNING trial runs whose Optuna trial no longer runs.
+    def fail_orphans(
+        self,
+        study_name: str,
+        is_running: Callable[[int], bool],
+        finished_outcome: Callable[[int], dict[str, Any] | None] | None = None,
+    ) -> int:
+        """End the RUNNING trial runs whose Optuna trial no longer runs.
 
         Such runs belong to a process that was killed (SIGKILL, power loss) before
-        it could end them. Returns how many runs were marked.
+        it could end them, or that could not reach the tracking server when its
+        trial ended. ``finished_outcome`` returns the ``finish_trial`` arguments of
+        a trial that Optuna stored as COMPLETE or PRUNED, or None for other trials.
+        The run of such a trial gets that outcome and ends FINISHED; any other
+        orphan is marked FAILED. Returns how many runs were ended.
         """
         found = _retry(
             self.client.search_runs,
@@ -379,7 +390,7 @@ class StudyTracker:
             ),
             max_results=10000,
         )
-        marked = 0
+        marked = recovered = 0
         for run in found:
             number = int(run.data.tags.get("grindwatch.trial_number", "-1"))
             if is_running(number):
@@ -388,6 +399,12 @@ class StudyTracker:
             # calls study.tell, so a run still RUNNING after its trial ended is an
             # orphan.
             if _retry(self.client.get_run, run.info.run_id).info.status != "RUNNING":
+                continue
+            outcome = finished_outcome(number) if finished_outcome else None
+            if outcome is not None:
+                # The study has the trial's result, so the run gets it, not FAILED.
+                self.finish_trial(run.info.run_id, **outcome)
+                recovered += 1
                 continue
             _retry(
                 self.client.set_tag, run.info.run_id, "grindwatch.trial_state", "FAIL"
@@ -402,7 +419,50 @@ class StudyTracker:
             marked += 1
         if marked:
             logger.warning("marked %d trial runs left RUNNING as FAILED", marked)
-        return marked
+        if recovered:
+            logger.warning(
+                "logged the stored results of %d finished trials whose runs were "
+                "left RUNNING, and ended those runs",
+                recovered,
+            )
+        return marked + recovered
+
+    def fail_unfinished_retrains(self) -> int:
+        """Mark FAILED the study's retraining runs that a killed process left RUNNING.
+
+        Called by the process that concludes the study, before it retrains. Returns
+        how many runs were marked.
+        """
+        if self.parent_run_id is None:
+            return 0
+        found = _retry(
+            self.client.search_runs,
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and "
+                "tags.`grindwatch.kind` = 'train' and attributes.status = 'RUNNING'"
+            ),
+            max_results=1000,
+        )
+        # NOTE: a process that joins a complete study while its last worker still
+        # retrains concludes the study too, and marks that retraining FAILED here.
+        # The retraining's own end sets its run FINISHED again.
+        for run in found:
+            _retry(
+                self.client.set_tag,
+                run.info.run_id,
+                "grindwatch.fail_reason",
+                "its process stopped before the retraining ended",
+            )
+            _retry(self.client.set_terminated, run.info.run_id, "FAILED")
+        if found:
+            logger.warning(
+                "marked %d retraining runs left RUNNING by a stopped process as "
+                "FAILED: %s",
+                len(found),
+                [run.info.run_id for run in found],
+            )
+        return len(found)
 
     # Model registry ----------------------------------------------------------------
 

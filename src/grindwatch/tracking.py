@@ -111,24 +111,37 @@ _reached_servers: set[str] = set()
 
 
 def _check_server(uri: str) -> None:
-    """Raise TrackingError at once when an HTTP tracking server cannot be reached.
+    """Raise TrackingError at once when an HTTP tracking server cannot be reached."""
+    from grindwatch.exceptions import TrackingError
 
-    Any HTTP response counts as reached, even an error status, because hosted
-    servers may not have MLflow's ``/health`` page or may require a login. TLS
-    problems are left to MLflow, whose settings may accept them.
+    unreachable = _unreachable_server(uri)
+    if unreachable is not None:
+        address, reason = unreachable
+        raise TrackingError(
+            f"cannot reach the MLflow tracking server {address}: {reason}. Check "
+            "the tracking URI (--tracking-uri or MLFLOW_TRACKING_URI) and that "
+            "its server runs, or run without tracking (--no-track)"
+        )
+
+
+def _unreachable_server(uri: str) -> tuple[str, object] | None:
+    """Return the address and reason when an HTTP tracking server cannot be reached.
+
+    None for a server that responded and for URIs of other schemes. Any HTTP
+    response counts as reached, even an error status, because hosted servers may
+    not have MLflow's ``/health`` page or may require a login. TLS problems are
+    left to MLflow, whose settings may accept them. The address has no password.
     """
     import ssl
     import urllib.error
     import urllib.parse
     import urllib.request
 
-    from grindwatch.exceptions import TrackingError
-
     if not uri.startswith(("http://", "https://")) or uri in _reached_servers:
-        return
+        return None
     # urllib reads user:password@ in a URL as part of the host name, while MLflow's
     # HTTP client sends it as basic authentication. The probe needs no login, and
-    # the message below must not show the password.
+    # error messages must not show the password.
     parts = urllib.parse.urlsplit(uri)
     address = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
     try:
@@ -141,12 +154,9 @@ def _check_server(uri: str) -> None:
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
         if not isinstance(reason, ssl.SSLError):
-            raise TrackingError(
-                f"cannot reach the MLflow tracking server {address}: {reason}. Check "
-                "the tracking URI (--tracking-uri or MLFLOW_TRACKING_URI) and that "
-                "its server runs, or run without tracking (--no-track)"
-            ) from None
+            return address, reason
     _reached_servers.add(uri)
+    return None
 
 
 def _param_value(value: Any) -> str:
@@ -431,6 +441,17 @@ def download_model(
             f"cannot be looked up: the MLflow tracking store {tracking_uri} does "
             "not exist",
             store_fix,
+        )
+    # MLflow retries a server that refuses connections for minutes before it
+    # raises, so an unreachable server is reported at once.
+    unreachable = _unreachable_server(tracking_uri)
+    if unreachable is not None:
+        address, reason = unreachable
+        raise InputError(
+            uri,
+            f"cannot be looked up: the MLflow tracking server {address} cannot be "
+            f"reached ({reason})",
+            f"start the server, or {store_fix}",
         )
     mlflow.set_tracking_uri(tracking_uri)
     try:

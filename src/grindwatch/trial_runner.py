@@ -196,21 +196,48 @@ class TrialRunner:
         ):
             if not self._is_dead(trial, now) or not self._mark_failed(trial):
                 continue
-            run_id = trial.user_attrs.get("grindwatch.mlflow_run_id")
+            self._end_dead_trial_run(trial)
+            failed.append(trial.number)
+        if failed:
+            logger.warning("marked trials %s FAIL: their process is gone", failed)
+        try:
+            self.tracker.fail_orphans(
+                self.study.study_name, self._is_running, self._finished_outcome
+            )
+        except Exception as error:  # noqa: BLE001 - the next claim checks again
+            logger.warning(
+                "ending trial runs left RUNNING in MLflow failed; the next claim "
+                "tries again: %s",
+                error,
+            )
+        return failed
+
+    def _end_dead_trial_run(self, trial: optuna.trial.FrozenTrial) -> None:
+        """Mark FAILED the MLflow run of a trial just failed for its dead worker.
+
+        When MLflow cannot be reached, the run stays RUNNING, and a later orphan
+        check marks it FAILED.
+        """
+        run_id = trial.user_attrs.get("grindwatch.mlflow_run_id")
+        try:
             if run_id:
                 self.tracker.finish_trial(
                     run_id, "FAIL", error="its process stopped without ending the trial"
                 )
             else:
                 # Killed before its run id was stored: the run may not exist.
+                # NOTE: when this call fails too, the trial keeps no MLflow run.
                 self.tracker.record_lost_trial(
                     self.study.study_name, trial.number, trial.params
                 )
-            failed.append(trial.number)
-        if failed:
-            logger.warning("marked trials %s FAIL: their process is gone", failed)
-        self.tracker.fail_orphans(self.study.study_name, self._is_running)
-        return failed
+        except Exception as error:  # noqa: BLE001 - the trial is failed in the study
+            logger.warning(
+                "ending the MLflow run %s of dead trial %d failed; a later orphan "
+                "check marks it FAILED: %s",
+                run_id,
+                trial.number,
+                error,
+            )
 
     def _mark_failed(self, trial: optuna.trial.FrozenTrial) -> bool:
         """Mark a dead worker's trial FAIL and queue it again, if no other worker has.
@@ -240,6 +267,30 @@ class TrialRunner:
             if trial.number == number:
                 return True
         return False
+
+    def _finished_outcome(self, number: int) -> dict[str, Any] | None:
+        """Return the ``finish_trial`` arguments of a COMPLETE or PRUNED trial.
+
+        None for a trial in any other state. The metrics, the stopped epoch and the
+        configuration come from what the trial stored in the study. Its injections
+        are not stored there, so the run gets no ``injections.json``.
+        """
+        from optuna.trial import TrialState
+
+        states = (TrialState.COMPLETE, TrialState.PRUNED)
+        for trial in self.study.get_trials(deepcopy=False, states=states):
+            if trial.number != number:
+                continue
+            attrs = trial.user_attrs
+            overrides = attrs.get("grindwatch.overrides", {})
+            config = self.config.with_overrides(overrides)
+            return {
+                "state": trial.state.name,
+                "metrics": dict(attrs.get("grindwatch.metrics", {})),
+                "stopped_step": attrs.get("grindwatch.stopped_step"),
+                "texts": {"config.yaml": config.to_yaml()},
+            }
+        return None
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_INTERVAL_S):
@@ -334,7 +385,20 @@ class TrialRunner:
             if self._deadline is not None and time.monotonic() > self._deadline:
                 self.stop_reason = "timeout"
                 return
-            trial = self._claim()
+            try:
+                trial = self._claim()
+            except Exception as error:  # noqa: BLE001 - see below
+                # A lost database or tracking server connection. Raised, it would
+                # end this thread with a traceback while the study looked complete.
+                # Counted as a failed trial, an outage that lasts stops the worker.
+                self.last_error = f"claiming a trial failed: {error}"
+                logger.warning("%s", self.last_error)
+                failures += 1
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    self._stop_after_failures(failures)
+                    return
+                self._stop.wait(POLL_S)
+                continue
             if trial is None:
                 finished, running = self.counts()
                 if finished >= self.n_trials and running == 0:
@@ -344,14 +408,17 @@ class TrialRunner:
             state = self._run_trial(trial)
             failures = failures + 1 if state == "FAIL" else 0
             if failures >= MAX_CONSECUTIVE_FAILURES:
-                logger.error(
-                    "%d trials failed in a row; stopping. Last error: %s",
-                    failures,
-                    self.last_error,
-                )
-                self.stop_reason = "failures"
-                self._stop.set()
+                self._stop_after_failures(failures)
                 return
+
+    def _stop_after_failures(self, failures: int) -> None:
+        logger.error(
+            "%d trials failed in a row; stopping. Last error: %s",
+            failures,
+            self.last_error,
+        )
+        self.stop_reason = "failures"
+        self._stop.set()
 
     def _run_trial(self, trial: optuna.Trial) -> str:
         import optuna
@@ -458,8 +525,9 @@ class TrialRunner:
         error: str | None,
         texts: dict[str, str],
     ) -> None:
-        """End the MLflow run first, then tell Optuna, so that a run is never left
-        RUNNING under a trial that has ended."""
+        """End the MLflow run first, then tell Optuna, so that a run is left
+        RUNNING under a trial that has ended only when MLflow could not be reached.
+        The orphan check then ends that run with the result stored in the study."""
         from optuna.trial import TrialState
 
         try:
@@ -483,7 +551,15 @@ class TrialRunner:
                     texts=texts,
                 )
         except Exception as caught:  # noqa: BLE001 - still tell Optuna below
-            logger.error("recording trial %d failed: %s", trial.number, caught)
+            # The study keeps the result. The next orphan check of any worker, or
+            # a resume, logs it on the run and ends the run.
+            logger.error(
+                "recording trial %d in MLflow failed; its result is kept in the "
+                "study and logged on run %s later: %s",
+                trial.number,
+                run_id,
+                caught,
+            )
         finally:
             optuna_state = {
                 "COMPLETE": TrialState.COMPLETE,

@@ -16,10 +16,11 @@ settings and data: only
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,10 @@ RESUMABLE_SETTINGS = frozenset(
         "tune.alias",
     }
 )
+# Resumable settings that apply to the whole study, so a worker that sets them
+# stores them in the study. The worker that concludes the study registers the
+# model under the stored name and alias, whichever worker requested them.
+SHARED_SETTINGS = frozenset({"tune.n_trials", "tune.registered_model", "tune.alias"})
 # Settings that locate the study and its runs; on resume the stored ones are used.
 LOCATION_SETTINGS = frozenset({"tune.storage", "tune.study_name", "tracking.uri"})
 # How long a process that joins a new study waits for its creator to store the
@@ -89,8 +94,35 @@ def _storage(url: str):  # noqa: ANN202 - an optuna RDBStorage
         engine_kwargs["connect_args"] = {"timeout": 60}
     # Server databases get Optuna heartbeats and retries of stale trials, so that
     # workers on other hosts find a dead worker's trial (grindwatch.study_storage).
-    with sqlite_setup_lock(url):
+    with sqlite_setup_lock(url), _storage_errors(url):
         return rdb_storage(url, engine_kwargs)
+
+
+@contextlib.contextmanager
+def _storage_errors(url: str) -> Iterator[None]:
+    """Raise ConfigError, naming the storage, when its database cannot be opened.
+
+    SQLAlchemy raises OperationalError for an unreachable server, a missing
+    database or a rejected login, and ArgumentError or NoSuchModuleError for a
+    malformed URL or an unknown dialect. Optuna raises ImportError when the URL's
+    driver is not installed.
+    """
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+    try:
+        yield
+    except (OperationalError, ArgumentError, NoSuchModuleError, ImportError) as error:
+        cause = getattr(error, "orig", None) or error
+        reason = " ".join(str(cause).split())[:600].rstrip(". ")
+        if not reason.endswith(("?", "!")):
+            reason += "."
+        raise ConfigError(
+            f"opening the Optuna storage {_hide_password(url)} failed: {reason} "
+            "Check the host, port, database name, user and password in --storage "
+            "(or tune.storage and ~/.pgpass), that the database exists, that its "
+            "server accepts connections from this host and that the URL's driver "
+            "is installed (postgresql+psycopg needs the postgres extra)"
+        ) from None
 
 
 def _sampler(config: Config):  # noqa: ANN202
@@ -325,14 +357,20 @@ def tune(
         _store_study_settings(study, config, labeled_paths, labels_path)
     else:
         checked = config.flat() if caller_config is not None else overrides
+        requested_uri = config.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
         config = _study_config(study, checked, overrides, data_paths)
-        if "tune.n_trials" in overrides:
-            # The new target stays with the study for later resumes.
-            study.set_user_attr(_CONFIG_ATTR, config.model_dump(mode="json"))
+        shared = {k: v for k, v in overrides.items() if k in SHARED_SETTINGS}
+        if shared:
+            # The new target and registration stay with the study, for later
+            # resumes and for whichever worker finishes the last trial.
+            stored = Config.model_validate(study.user_attrs[_CONFIG_ATTR])
+            updated = stored.with_overrides(shared)
+            study.set_user_attr(_CONFIG_ATTR, updated.model_dump(mode="json"))
         labeled_paths = study.user_attrs.get(_LABELED_ATTR) or []
         labels_path = study.user_attrs.get(_LABELS_ATTR)
         stored_uri = study.user_attrs.get(_TRACKING_ATTR)
         if stored_uri and config.tracking.enabled:
+            _warn_other_tracking_uri(study.study_name, requested_uri, stored_uri)
             config = config.with_overrides({"tracking.uri": stored_uri})
     if not created:
         # Checked before the study's run is reopened, so that a rejected resume
@@ -370,7 +408,7 @@ def tune(
         runner = TrialRunner(study, backend, objective, tracker, config, on_trial)
         with _torch_threads(config):
             runner.run()
-        return conclude(runner, tracker, objective, training, storage_url)
+        return _conclude(runner, tracker, objective, training, storage_url)
     except KeyboardInterrupt:
         close_incomplete(study, tracker, "interrupted", "KILLED")
         logger.warning(
@@ -389,6 +427,67 @@ def tune(
 
             optuna.delete_study(study_name=study.study_name, storage=backend)
         raise
+
+
+def _conclude(
+    runner: TrialRunner,
+    tracker: Any,
+    objective: Any,
+    training: RecordingSet,
+    storage_url: str,
+) -> TuneResult:
+    """Conclude the study, raising TrackingError when MLflow cannot be written."""
+    from mlflow.exceptions import MlflowException
+
+    from grindwatch.exceptions import TrackingError
+
+    # Another worker may have requested a registration since this one started.
+    stored = Config.model_validate(runner.study.user_attrs[_CONFIG_ATTR]).tune
+    runner.config = runner.config.with_overrides(
+        {"tune.registered_model": stored.registered_model, "tune.alias": stored.alias}
+    )
+    try:
+        return conclude(runner, tracker, objective, training, storage_url)
+    except MlflowException as error:
+        name = runner.study.study_name
+        storage = _hide_password(storage_url)
+        reason = " ".join(str(error).split())[:600].rstrip(". ")
+        raise TrackingError(
+            f"recording study {name!r} in the MLflow tracking store {tracker.uri} "
+            f"failed: {reason}. The trials are kept in {storage}. Once the "
+            f"tracking server runs, 'grindwatch tune --resume --study-name {name} "
+            f"--storage {storage}' continues the study and records it"
+        ) from error
+
+
+def _hide_password(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _warn_other_tracking_uri(
+    study_name: str, requested: str | None, stored: str
+) -> None:
+    """Warn when the caller named a tracking URI other than the study's own.
+
+    A joining worker logs to the URI that the study's first worker stored, so that
+    all trials of the study land in one place.
+    """
+    if requested and requested != stored:
+        logger.warning(
+            "study %r logs to the tracking URI %s that its first worker stored, not "
+            "to %s; this worker uses %s too",
+            study_name,
+            stored,
+            requested,
+            stored,
+        )
 
 
 def _enqueue_baseline(study: optuna.Study, config: Config, objective: Any) -> None:

@@ -284,6 +284,7 @@ def _finalize(
             "retrained",
         }
     )
+    tracker.fail_unfinished_retrains()
     # The trial saw only the fit part; the model to keep learns from all of it.
     trained = train(training, config, parent_run_id=tracker.parent_run_id)
     result.model = trained.model
