@@ -142,6 +142,9 @@ class TrialRunner:
         self.tracker = tracker
         self.config = config
         self.on_trial = on_trial
+        # NOTE: read once. A worker that joins later with a higher --trials
+        # stores it in the study, but this worker keeps its own target, so it
+        # may end and retrain the best trial before the joiner's trials finish.
         self.n_trials = config.tune.n_trials
         self.token = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stop_reason = "complete"
