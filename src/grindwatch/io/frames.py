@@ -525,26 +525,16 @@ def _channel_columns(
     return channels, left_out, unused_time
 
 
-# Numbers with thousands separators and a decimal part (1.234,5 or 1,234.5 or
-# 1 234,5), one pattern per separator and decimal mark. Without a decimal part,
+# A number with thousands separators and a decimal part (1.234,5 or 1,234.5 or
+# 1 234,5): the decimal mark differs from the separator. Without a decimal part,
 # 123.456.789 may as well be a part number.
-_GROUPED_NUMBERS = [
-    re.compile(rf"[+-]?\d{{1,3}}(?:{re.escape(separator)}\d{{3}})+{re.escape(mark)}\d+")
-    for separator, mark in (
-        (".", ","),
-        (",", "."),
-        (" ", ","),
-        (" ", "."),
-        ("'", "."),
-        ("'", ","),
-        ("\u00a0", ","),
-        ("\u00a0", "."),
-    )
-]
+_GROUPED_NUMBER = re.compile(
+    r"[+-]?\d{1,3}(?:(?:\.\d{3})+,|(?:,\d{3})+\.|([ '\u00a0])\d{3}(?:\1\d{3})*[.,])\d+"
+)
 
 
 def _is_grouped_number(text: str) -> bool:
-    return any(pattern.fullmatch(text) for pattern in _GROUPED_NUMBERS)
+    return _GROUPED_NUMBER.fullmatch(text) is not None
 
 
 def _number_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -559,11 +549,12 @@ def _number_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         text.str.replace(",", ".", regex=False).to_numpy(dtype=object),
         errors="coerce",
     )
-    grouped = np.array(
-        [isinstance(cell, str) and _is_grouped_number(cell) for cell in text.tolist()],
-        dtype=bool,
-    )
-    is_number = filled & (np.isfinite(values) | np.isfinite(comma_values) | grouped)
+    is_number = filled & (np.isfinite(values) | np.isfinite(comma_values))
+    # Only the cells left over need the slower pattern match.
+    rest = filled & ~is_number
+    if rest.any():
+        grouped = text[rest].str.fullmatch(_GROUPED_NUMBER).fillna(False)
+        is_number[rest] = grouped.to_numpy(dtype=bool)
     return filled, is_number
 
 
