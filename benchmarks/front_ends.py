@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ import numpy as np
 
 from benchmarks.datasets import Task, load_tasks
 from benchmarks.quality import fit_grindwatch
-from benchmarks.tuned import TUNING_TRIALS, without_labels
+from benchmarks.tuned import TUNING_TRIALS, tune_unlabeled
 from grindwatch.evaluate import binary_metrics
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -70,20 +69,12 @@ def _variant(task: Task, frontend: str, family: str) -> dict[str, Any]:
 
 def _tune_by_front_end(task: Task, seed: int, trials: int) -> list[dict[str, Any]]:
     """Run the quality part's label-free tune and summarise its trials per front end."""
-    from grindwatch.tuning import tune
-
     config = task.config
     if task.tune_overrides:
         config = config.with_overrides(task.tune_overrides)
-    with tempfile.TemporaryDirectory() as folder:
-        settings = {
-            "seed": seed,
-            "tracking.enabled": False,
-            "tune.n_trials": trials,
-            "tune.storage": str(Path(folder) / "optuna.db"),
-            "tune.study_name": f"front-ends-{task.name}",
-        }
-        result = tune(without_labels(task.train), config, overrides=settings)
+    result = tune_unlabeled(
+        task.train, config, seed, f"front-ends-{task.name}", trials=trials
+    )
     table = result.trials
     table = table[table["state"] == "COMPLETE"]
     rows = []

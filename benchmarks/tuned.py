@@ -19,7 +19,7 @@ from grindwatch.io import Recording, RecordingSet
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TUNING_TRIALS", "find_tuner", "without_labels"]
+__all__ = ["TUNING_TRIALS", "find_tuner", "tune_unlabeled", "without_labels"]
 
 # Finished trials per tune. A trial count rather than a time limit keeps the tuned
 # result the same on faster or slower machines; it bounds the run time too.
@@ -48,23 +48,37 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+def tune_unlabeled(
+    recordings: RecordingSet,
+    config: Any,
+    seed: int,
+    study_name: str,
+    trials: int = TUNING_TRIALS,
+) -> Any:
+    """Run ``grindwatch.tuning.tune`` on copies of the recordings without labels,
+    untracked, with its Optuna storage in a temporary folder; return its result."""
+    from grindwatch.tuning import tune
+
+    with tempfile.TemporaryDirectory() as folder:
+        settings = {
+            "seed": seed,
+            "tracking.enabled": False,
+            "tune.n_trials": trials,
+            "tune.storage": str(Path(folder) / "optuna.db"),
+            "tune.study_name": study_name,
+        }
+        return tune(without_labels(recordings), config, overrides=settings)
+
+
 def find_tuner() -> tuple[Tuner | None, str]:
     """Return the tuning adapter, or None and why there is none."""
     try:
-        from grindwatch.tuning import tune
+        from grindwatch.tuning import tune  # noqa: F401 - checks that it imports
     except ImportError as error:
         return None, f"grindwatch.tuning cannot be imported ({error})"
 
     def run_tune(recordings: RecordingSet, config: Any, seed: int) -> tuple[Any, str]:
-        with tempfile.TemporaryDirectory() as folder:
-            settings = {
-                "seed": seed,
-                "tracking.enabled": False,
-                "tune.n_trials": TUNING_TRIALS,
-                "tune.storage": str(Path(folder) / "optuna.db"),
-                "tune.study_name": f"benchmark-seed-{seed}",
-            }
-            result = tune(without_labels(recordings), config, overrides=settings)
+        result = tune_unlabeled(recordings, config, seed, f"benchmark-seed-{seed}")
         if result.best_config is None:
             raise RuntimeError(f"the tune finished no trial ({result.stop_reason})")
         chosen = ", ".join(
