@@ -304,7 +304,7 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
     from grindwatch._console import console
 
     model = result.model
-    # With tracking.log_model off, the run holds no model to load by URI.
+    # With tracking.log_model off, the run contains no model to load by URI.
     logged = bool(result.run_id) and model.config.tracking.log_model
     summary = {
         "run_id": result.run_id,
