@@ -69,6 +69,9 @@ POLL_S = 2.0
 STEP_FLUSH_S = 5.0
 MAX_CONSECUTIVE_FAILURES = 10
 HOST = socket.gethostname()
+# Study user attribute with the study's configuration; ``grindwatch.tuning`` stores
+# it, and a worker that joins with another --trials updates its ``tune.n_trials``.
+CONFIG_ATTR = "grindwatch.config"
 
 
 class TrialInterrupted(Exception):
@@ -142,9 +145,6 @@ class TrialRunner:
         self.tracker = tracker
         self.config = config
         self.on_trial = on_trial
-        # NOTE: read once. A worker that joins later with a higher --trials
-        # stores it in the study, but this worker keeps its own target, so it
-        # may end and retrain the best trial before the joiner's trials finish.
         self.n_trials = config.tune.n_trials
         self.token = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stop_reason = "complete"
@@ -158,6 +158,21 @@ class TrialRunner:
         )
 
     # Counting and liveness -----------------------------------------------------------
+
+    def refresh_target(self) -> int:
+        """Take the study's stored ``tune.n_trials``, which a joining worker may
+        have changed, as this worker's target, and return it."""
+        stored = self.study.user_attrs.get(CONFIG_ATTR) or {}
+        target = (stored.get("tune") or {}).get("n_trials")
+        if isinstance(target, int) and target > 0 and target != self.n_trials:
+            logger.info(
+                "study %s now targets %d trials (was %d)",
+                self.study.study_name,
+                target,
+                self.n_trials,
+            )
+            self.n_trials = target
+        return self.n_trials
 
     def counts(self) -> tuple[int, int]:
         """(finished, running) trials of the whole study."""
@@ -314,6 +329,7 @@ class TrialRunner:
 
         with self._claim_lock:
             self.fail_dead_trials()
+            self.refresh_target()
             finished, running = self.counts()
             if finished + running >= self.n_trials:
                 return None
@@ -404,7 +420,7 @@ class TrialRunner:
                 continue
             if trial is None:
                 finished, running = self.counts()
-                if finished >= self.n_trials and running == 0:
+                if finished >= self.refresh_target() and running == 0:
                     return
                 self._stop.wait(POLL_S)
                 continue

@@ -28,7 +28,7 @@ from grindwatch._locks import sqlite_setup_lock
 from grindwatch.config import Config
 from grindwatch.exceptions import ConfigError
 from grindwatch.io import Recording, RecordingSet
-from grindwatch.trial_runner import TrialEvent, TrialRunner
+from grindwatch.trial_runner import CONFIG_ATTR, TrialEvent, TrialRunner
 from grindwatch.tuning_results import TuneResult, close_incomplete, conclude
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ LOCATION_SETTINGS = frozenset({"tune.storage", "tune.study_name", "tracking.uri"
 # configuration and the MLflow run id.
 JOIN_WAIT_S = 60.0
 
-_CONFIG_ATTR = "grindwatch.config"
+_CONFIG_ATTR = CONFIG_ATTR
 _LABELED_ATTR = "grindwatch.labeled_data"
 _LABELS_ATTR = "grindwatch.labels"
 _TRACKING_ATTR = "grindwatch.tracking_uri"
@@ -441,10 +441,15 @@ def _conclude(
 
     from grindwatch.exceptions import TrackingError
 
-    # Another worker may have requested a registration since this one started.
+    # Another worker may have requested a registration or another number of
+    # trials since this one started.
     stored = Config.model_validate(runner.study.user_attrs[_CONFIG_ATTR]).tune
     runner.config = runner.config.with_overrides(
-        {"tune.registered_model": stored.registered_model, "tune.alias": stored.alias}
+        {
+            "tune.n_trials": stored.n_trials,
+            "tune.registered_model": stored.registered_model,
+            "tune.alias": stored.alias,
+        }
     )
     try:
         return conclude(runner, tracker, objective, training, storage_url)
