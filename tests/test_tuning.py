@@ -510,6 +510,29 @@ def test_resume_with_more_trials_continues_the_study(cycles):
     assert second.trials["state"].eq("COMPLETE").all()
 
 
+def test_running_worker_takes_up_joiners_trials(cycles):
+    events = []
+
+    def join_with_more_trials(event) -> None:  # noqa: ANN001
+        events.append(event)
+        if event.n_finished == 1 and len(events) == 1:
+            # A second worker raises the target and leaves at once, so the first
+            # worker, started with 2 trials, must run the third.
+            tune(resume=True, overrides={"tune.n_trials": 3, "tune.timeout": 1e-6})
+
+    result = tune(
+        cycles / "good",
+        _config(**{"tune.n_trials": 2}),
+        on_trial=join_with_more_trials,
+    )
+
+    assert result.complete and result.finalized
+    assert result.n_trials == 3
+    assert len(result.trials) == 3
+    assert result.trials["state"].eq("COMPLETE").all()
+    assert [event.n_trials for event in events] == [2, 3, 3]
+
+
 def test_resume_warns_of_other_tracking_uri(cycles, isolated_tracking, caplog):
     settings = {"tune.n_trials": 1, "tracking.enabled": True}
     settings["tracking.log_model"] = False
@@ -1280,6 +1303,33 @@ def test_tied_objectives_warn_that_nothing_was_chosen(caplog):
     with caplog.at_level(logging.WARNING, logger="grindwatch.tuning_results"):
         _warn_undecided(zero, zero.best_trial)
     assert "the best objective is 0" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("f1", "factors", "warned"),
+    [
+        (0.02, ("injected_auc", "recurring_auc", "recurring_f1"), True),
+        (0.30, ("injected_auc", "recurring_auc", "recurring_f1"), False),
+        (0.02, ("injected_auc",), False),
+    ],
+)
+def test_weak_best_threshold_warns(f1, factors, warned, caplog):
+    import optuna
+
+    from grindwatch.tuning_results import _warn_weak_threshold
+
+    metrics = {"recurring_f1": f1, "recurring_recall": 0.1, "held_out_specificity": 0.9}
+    trial = optuna.trial.create_trial(
+        value=0.5 * f1, user_attrs={"grindwatch.metrics": metrics}
+    )
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.tuning_results"):
+        _warn_weak_threshold(trial, factors)
+
+    assert ("hardly separated the variants" in caplog.text) is warned
+    if warned:
+        assert f"F1 {f1:.3f}" in caplog.text
+        assert "--eval" in caplog.text
 
 
 def test_one_class_eval_data_warns(feature_table, tmp_path, caplog):
