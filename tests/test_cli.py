@@ -29,7 +29,10 @@ def test_train_prints_threshold_and_run(cycle_folders, tmp_path):
     _, result = _train(cycle_folders["good"], tmp_path)
 
     assert "Trained autoencoder on 8 recordings" in result.output
-    assert re.search(r"It flags \d of the 8 training recordings\.", result.output)
+    assert re.search(
+        r"Scored with this model, \d of the 8 training recordings are flagged",
+        " ".join(result.output.split()),
+    )
     assert "MLflow run" in result.output
     assert (tmp_path / "mlflow.db").is_file()
 

@@ -349,9 +349,14 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
     _print_cycle_check(model, result.n_trained)
     trained = result.training.summary()
     if model.kind_ == "signals":
+        # The cycle threshold's share above counts each training recording scored
+        # against the others, while this count scores it against all of them, as
+        # score does. So the two can differ, and the sentence names what it counts.
+        rule = "window or cycle score" if model.cycle_check is not None else "score"
         out.print(
-            f"It flags {trained['n_flagged_recordings']} of the "
-            f"{trained['n_recordings']} training recordings.",
+            f"Scored with this model, {trained['n_flagged_recordings']} of the "
+            f"{trained['n_recordings']} training recordings are flagged ({rule} "
+            "above its threshold).",
             highlight=False,
         )
     if result.run_id:
