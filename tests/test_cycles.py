@@ -384,6 +384,11 @@ def test_report_ranks_follow_the_table(model, tmp_path: Path):
     assert rank == anchor
     assert int(rank) < 3
     assert f'id="rec-{rank}"><h3>#{rank} cycle_912_missing - ANOMALOUS' in text
+    # Only the cycle check flags it, so its row names the cycle check's channel
+    # and no band of the windows below the threshold.
+    table_row = text[row.start() : text.index("</tr>", row.start())]
+    assert "acoustic_emission</span> (cycle check)" in table_row
+    assert " Hz" not in table_row
 
 
 def test_chunked_scoring_says_the_check_is_left_out(model, tmp_path: Path, caplog):
