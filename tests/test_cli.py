@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from grindwatch.cli import app
-from tests.conftest import write_cycles
+from tests.conftest import make_cycle, write_cycles
 from tests.servers import sqlite_tracking_server  # noqa: F401 - fixture
 
 runner = CliRunner()
@@ -29,7 +29,10 @@ def test_train_prints_threshold_and_run(cycle_folders, tmp_path):
     _, result = _train(cycle_folders["good"], tmp_path)
 
     assert "Trained autoencoder on 8 recordings" in result.output
-    assert re.search(r"It flags \d of the 8 training recordings\.", result.output)
+    assert re.search(
+        r"Scored with this model, \d of the 8 training recordings are flagged",
+        " ".join(result.output.split()),
+    )
     assert "MLflow run" in result.output
     assert (tmp_path / "mlflow.db").is_file()
 
@@ -775,3 +778,32 @@ def test_train_without_logged_model_gives_no_uri(cycle_folders, tmp_path):
     assert "runs:/" not in printed.output
     assert summary["run_id"]
     assert summary["model_uri"] is None
+
+
+def test_score_flags_fault_in_last_samples(cycle_folders, tmp_path):
+    # 2048 samples in windows of 300 leave a tail of 248 samples off the hop grid.
+    model, _ = _train(
+        cycle_folders["good"],
+        tmp_path,
+        "--detector",
+        "knn",
+        "--window",
+        "300",
+        "--aggregate",
+        "max",
+        "--no-track",
+    )
+    data = make_cycle(200)
+    data[2, -200:] += 5.0
+    frame = pd.DataFrame(data.T, columns=["vib_x", "vib_y", "current"])
+    frame.insert(0, "time", np.arange(data.shape[1]) / 1000.0)
+    path = tmp_path / "tail_fault.csv"
+    frame.to_csv(path, index=False)
+
+    result = runner.invoke(app, ["score", str(path), "-m", str(model), "--json"])
+
+    assert result.exit_code == 0, result.output
+    (recording,) = json.loads(result.stdout)["recordings"]
+    assert recording["flag"]
+    assert recording["top_channel"] == "current"
+    assert recording["worst_end_s"] == pytest.approx(2.048)

@@ -296,6 +296,10 @@ def test_cli_prints_cycle_check(tmp_path: Path, monkeypatch):
     assert scored.exit_code == 0, scored.output
     assert "3 recordings (1 by the cycle check)" in " ".join(scored.output.split())
     assert "cycle_402: acoustic_emission: RMS about the mean" in scored.output
+    # Only the cycle check flags the missing part, so the table names its channel
+    # rather than the top channel of windows below the threshold.
+    row = next(line for line in scored.output.splitlines() if "cycle_402" in line)
+    assert "acoustic_emission (cycle check)" in row
     table = pd.read_csv(tmp_path / "today.csv").set_index("recording")
     assert table["cycle_flag"].to_dict() == {
         "cycle_400": False,
@@ -380,6 +384,11 @@ def test_report_ranks_follow_the_table(model, tmp_path: Path):
     assert rank == anchor
     assert int(rank) < 3
     assert f'id="rec-{rank}"><h3>#{rank} cycle_912_missing - ANOMALOUS' in text
+    # Only the cycle check flags it, so its row names the cycle check's channel
+    # and no band of the windows below the threshold.
+    table_row = text[row.start() : text.index("</tr>", row.start())]
+    assert "acoustic_emission</span> (cycle check)" in table_row
+    assert " Hz" not in table_row
 
 
 def test_chunked_scoring_says_the_check_is_left_out(model, tmp_path: Path, caplog):

@@ -190,7 +190,7 @@ def test_unflagged_summary_uses_worst_window(cycle_folders):
     assert summary["margin"] < 0
 
 
-def test_channel_by_time_tail_is_nan(cycle_folders):
+def test_channel_by_time_covers_tail(cycle_folders):
     config = _config(**{"frontend.kind": "raw", "windows.length": 300})
     model = grindwatch.train(cycle_folders["good"], config).model
     recording = read_data(cycle_folders["bad"], model.config).recordings[0]
@@ -198,12 +198,13 @@ def test_channel_by_time_tail_is_nan(cycle_folders):
     explanation = explain_recording(model, recording)
     over_time = explanation.channel_by_time()
 
-    # 2048 samples hold 6 windows of 300; the last 248 samples are in none.
+    # 2048 samples hold 6 windows of 300 on the hop grid, and a 7th window ends at
+    # the last sample, so the last 248 samples are scored too.
     assert over_time.shape == (3, 2048)
-    assert np.isfinite(over_time[:, :1800]).all()
-    assert np.isnan(over_time[:, 1800:]).all()
+    assert np.isfinite(over_time).all()
+    assert list(explanation.starts) == [0, 300, 600, 900, 1200, 1500, 1748]
     assert np.allclose(over_time[:, :300], np.maximum(explanation.contributions[0], 0))
-    assert explanation.channel_by_window().shape == (3, 6)
+    assert explanation.channel_by_window().shape == (3, 7)
 
 
 def test_channel_by_time_rejects_spectra(cycle_folders):

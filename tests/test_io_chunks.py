@@ -123,7 +123,8 @@ def test_chunk_samples_setting_routes_score(model, tmp_path):
     result = grindwatch.score(chunked_model, [path])  # a list, as the CLI passes
 
     assert "top_channel" not in result.windows.columns  # the chunked path
-    assert len(result.windows) == (3000 - 128) // 48 + 1
+    # The hop grid plus the window that ends at the last sample.
+    assert len(result.windows) == (3000 - 128) // 48 + 2
     assert result.recordings["flag"].iloc[0]
 
 
@@ -190,9 +191,9 @@ def test_windows_span_many_small_chunks():
 
     starts = np.concatenate([p[0] for p in pieces])
     windows = np.concatenate([p[1] for p in pieces])
-    np.testing.assert_array_equal(starts, [0, 7, 14, 21, 28])
+    np.testing.assert_array_equal(starts, [0, 7, 14, 21, 28, 30])
     np.testing.assert_array_equal(windows[:, 0, 0], starts)
-    np.testing.assert_array_equal(windows[-1, 0], np.arange(28, 38))
+    np.testing.assert_array_equal(windows[-1, 0], np.arange(30, 40))
 
 
 def test_hdf5_scaled_integers_chunked_equal_whole(model, tmp_path):

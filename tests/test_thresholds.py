@@ -33,6 +33,20 @@ def test_gmm_threshold_separates_small_high_cluster():
     assert "Gaussian mixture" in threshold.describe()
 
 
+def test_gmm_cut_not_at_lone_outlier():
+    rng = np.random.default_rng(3)
+    normal = np.exp(rng.normal(0.0, 0.2, 300))
+    scores = np.append(normal, np.exp(5.0))
+
+    threshold = fit_threshold(scores)
+
+    # A component of one score has almost no width, so the cut must not hug it.
+    assert threshold.method == "gmm"
+    assert threshold.value > normal.max()
+    assert threshold.value < np.exp(3.0)
+    assert fit_threshold(np.append(normal, np.exp(2.5))).value < np.exp(2.5)
+
+
 def test_gmm_description_counts_clusters():
     threshold = fit_threshold(_two_clusters())
     n_normal = sum(c["normal"] for c in threshold.components)

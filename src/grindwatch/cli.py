@@ -349,9 +349,14 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
     _print_cycle_check(model, result.n_trained)
     trained = result.training.summary()
     if model.kind_ == "signals":
+        # The cycle threshold's share above counts each training recording scored
+        # against the others, while this count scores it against all of them, as
+        # score does. So the two can differ, and the sentence names what it counts.
+        rule = "window or cycle score" if model.cycle_check is not None else "score"
         out.print(
-            f"It flags {trained['n_flagged_recordings']} of the "
-            f"{trained['n_recordings']} training recordings.",
+            f"Scored with this model, {trained['n_flagged_recordings']} of the "
+            f"{trained['n_recordings']} training recordings are flagged ({rule} "
+            "above its threshold).",
             highlight=False,
         )
     if result.run_id:
@@ -421,6 +426,23 @@ def _digits_apart(scores, threshold: float) -> int:  # noqa: ANN001
     return 10
 
 
+def _top_channel_cell(row, threshold: float, cycle: bool) -> str:  # noqa: ANN001
+    """Name the channel behind a recording's flag, or nothing for a normal one.
+
+    When only the cycle check flagged the recording, the windows' top channel
+    comes from windows below the threshold and may be another channel, so the
+    cycle check's channel is named instead ("length" for the recording length).
+    """
+    if not row.flag:
+        return ""
+    if cycle and row.cycle_flag and not row.score > threshold:
+        channel = row.cycle_channel if isinstance(row.cycle_channel, str) else "length"
+        return f"{channel} (cycle check)"
+    if isinstance(row.top_channel, str):
+        return f"{row.top_channel} ({row.top_channel_share:.0%})"
+    return ""
+
+
 def _print_recordings(  # noqa: ANN202
     frame,  # noqa: ANN001
     threshold: float,
@@ -474,11 +496,7 @@ def _print_recordings(  # noqa: ANN202
             cells.append(f"{row.cycle_score:.3g}" + (" *" if row.cycle_flag else ""))
         cells.append(Text("ANOMALOUS", style="bold red") if row.flag else "normal")
         if top:
-            cells.append(
-                f"{row.top_channel} ({row.top_channel_share:.0%})"
-                if row.flag and isinstance(row.top_channel, str)
-                else ""
-            )
+            cells.append(_top_channel_cell(row, threshold, cycle))
         if "label" in frame:
             # Recordings without a label (a folder that names no class, a file
             # without a label column) come as NaN or <NA> next to labeled ones.

@@ -972,7 +972,11 @@ def _warn_many_recordings_flagged(model: Model, training: ScoreResult) -> None:
         )
         return
     rule = model.aggregate_rule()
-    per_position = training.windows.groupby("window")["flag"].agg(["sum", "count"])
+    # Grouped by start, because a recording's last window ends at its last sample
+    # and so starts off the hop grid.
+    per_position = training.windows.groupby("start_sample")["flag"].agg(
+        ["sum", "count"]
+    )
     # A position that only a few recordings reach is no sign of a common phase.
     common = per_position[
         (per_position["count"] >= 5)
@@ -982,8 +986,7 @@ def _warn_many_recordings_flagged(model: Model, training: ScoreResult) -> None:
     if model.kind_ == "signals" and len(common):
         rate = model.sample_rate_
         starts = [
-            f"{w * model.hop_ / rate:.4g} s" if rate else f"sample {w * model.hop_}"
-            for w in common
+            f"{start / rate:.4g} s" if rate else f"sample {start}" for start in common
         ]
         listed = ", ".join(starts[:8]) + (
             f" and {len(starts) - 8} more" if len(starts) > 8 else ""

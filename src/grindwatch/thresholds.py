@@ -7,8 +7,9 @@ Ashman's D = sqrt(2) * |m1 - m2| / sqrt(s1^2 + s2^2). Two components with D > 2 
 cleanly separated (Ashman, Bird and Zhang, 1994). When the widest gap is that clean
 and the components above it hold less than half the windows, those components are the
 anomalous clusters, and the threshold is where the mixture's posterior for them
-reaches one half. Otherwise the scores form one cluster, and the threshold falls back
-to ``median + mad_k * MAD`` of the log scores (normal-consistent MAD).
+reaches one half, with each of them counted as at least as wide as the normal
+component next to the gap. Otherwise the scores form one cluster, and the threshold
+falls back to ``median + mad_k * MAD`` of the log scores (normal-consistent MAD).
 
 ``margin`` multiplies the cut, as control limits in process monitoring are often set
 a safety factor above the largest normal score (for example ``percentile`` 99.9 with
@@ -157,6 +158,10 @@ def _ashman(a: dict[str, float], b: dict[str, float]) -> float:
     return float(np.sqrt(2) * abs(b["mean"] - a["mean"]) / max(spread, 1e-12))
 
 
+def _log_normal_pdf(x: np.ndarray, mean: float, sd: float) -> np.ndarray:
+    return -0.5 * ((x - mean) / sd) ** 2 - np.log(sd * np.sqrt(2 * np.pi))
+
+
 def _fit_mixture(t: np.ndarray, max_components: int, random_state: int):  # noqa: ANN202
     from sklearn.mixture import GaussianMixture
 
@@ -182,6 +187,8 @@ def _gmm_cut(
     t: np.ndarray, max_components: int, min_separation: float, random_state: int
 ):  # noqa: ANN202
     """Return (cut, components, separation, reason); cut is None on fallback."""
+    from scipy.special import logsumexp
+
     if t.size < 10:
         reason = f"only {t.size} training scores, too few for a mixture (10 or more)"
         return None, [], None, reason
@@ -233,11 +240,24 @@ def _gmm_cut(
     for component in components[gap + 1 :]:
         component["normal"] = False
 
-    # Where the posterior of the anomalous components reaches one half.
+    # Where the posterior of the anomalous components reaches one half. A component
+    # fitted to one or a few scores can be far narrower than the normal one, down
+    # to the covariance floor. That point then lies just below those scores, and a
+    # fault less extreme than the worst training score would pass. Each anomalous
+    # component therefore counts as at least as wide as the normal one below it.
     low, high = components[gap]["mean"], components[gap + 1]["mean"]
     grid = np.linspace(low, high, 2001)
-    anomalous = [int(i) for i in order[gap + 1 :]]
-    posterior = mixture.predict_proba(grid.reshape(-1, 1))[:, anomalous].sum(axis=1)
+    min_sd = components[gap]["sd"]
+    log_densities = []
+    for component in components:
+        sd = component["sd"] if component["normal"] else max(component["sd"], min_sd)
+        log_densities.append(
+            np.log(component["weight"]) + _log_normal_pdf(grid, component["mean"], sd)
+        )
+    log_densities = np.stack(log_densities)
+    posterior = np.exp(
+        logsumexp(log_densities[gap + 1 :], axis=0) - logsumexp(log_densities, axis=0)
+    )
     crossing = np.flatnonzero(posterior >= 0.5)
     cut = float(grid[crossing[0]]) if crossing.size else float((low + high) / 2)
     return cut, components, gaps[gap], None

@@ -97,6 +97,7 @@ def iter_windows(
     carried: np.ndarray | None = None
     carried_start = 0  # position of carried[:, 0] in the stream
     next_start = 0  # the next window to emit starts here
+    last_end = 0  # end of the latest emitted window
     for chunk_start, chunk in chunks:
         if carried is None or carried.shape[1] == 0:
             carried, carried_start = chunk, chunk_start
@@ -110,11 +111,22 @@ def iter_windows(
             windows = view[:, starts - carried_start].transpose(1, 0, 2)
             yield starts, np.ascontiguousarray(windows)
             next_start = int(starts[-1]) + hop
-        # Keep only what the next window needs; a hop longer than a window may skip
-        # past the end of this chunk.
-        keep_from = min(max(next_start - carried_start, 0), carried.shape[1])
+            last_end = int(starts[-1]) + length
+        # Keep what the next window needs, and at least one window length for the
+        # window that ends the stream. A hop longer than a window may skip past the
+        # end of this chunk.
+        keep_from = min(
+            max(next_start - carried_start, 0), max(carried.shape[1] - length, 0)
+        )
         carried = carried[:, keep_from:].copy()
         carried_start += keep_from
+    # As make_windows does, end the stream with a window when the hop grid left a
+    # tail shorter than one.
+    if carried is not None and 0 < last_end < carried_start + carried.shape[1]:
+        yield (
+            np.array([carried_start + carried.shape[1] - length], dtype=np.int64),
+            np.ascontiguousarray(carried[None, :, -length:]),
+        )
 
 
 def _npy_stream(path: Path) -> ChunkedStream:

@@ -179,12 +179,24 @@ def recordings_table(model: Model, scored: ScoreResult, anchors: dict[str, str])
             mark = " (flags)" if record["cycle_flag"] else ""
             cells.append(f"{record['cycle_score']:.3g}{mark}")
         cells.append("ANOMALOUS" if record["flag"] else "normal")
-        if has_top:
+        # When only the cycle check flags the recording, its windows' top channel
+        # and band come from windows below the threshold, so the cycle check's
+        # channel is named and the band left empty, as in score's table.
+        cycle_only = has_cycle and record["cycle_flag"] and not margin > 0
+        if has_top and cycle_only:
+            channel = record["cycle_channel"]
+            channel = channel if isinstance(channel, str) else "length"
+            cells.append(
+                f'<span class="name">{markup.escape(channel)}</span> (cycle check)'
+            )
+        elif has_top:
             cells.append(
                 f'<span class="name">{markup.escape(record["top_channel"])}</span> '
                 f"({record['top_channel_share']:.0%})"
             )
-        if has_axis:
+        if has_axis and cycle_only:
+            cells.append("")
+        elif has_axis:
             value = _axis_cell(model, axis_column, record[axis_column])
             cells.append(f'<span class="name">{value}</span>')
         if has_label:

@@ -46,10 +46,18 @@ class WindowSet:
 
 
 def window_starts(n_samples: int, length: int, hop: int) -> np.ndarray:
-    """Start index of every full window; the tail shorter than a window is dropped."""
+    """Start index of every window: ``hop`` apart, plus one that ends the recording.
+
+    When the hop grid leaves a tail shorter than a window, one more window ends at
+    the last sample and overlaps the one before it. Without it, a fault in the
+    last samples of every cycle would never be scored.
+    """
     if n_samples < length:
         return np.empty(0, dtype=np.int64)
-    return np.arange(0, n_samples - length + 1, hop, dtype=np.int64)
+    starts = np.arange(0, n_samples - length + 1, hop, dtype=np.int64)
+    if starts[-1] + length < n_samples:
+        starts = np.append(starts, np.int64(n_samples - length))
+    return starts
 
 
 def _window_labels(recording: Recording, starts: np.ndarray, length: int):
@@ -63,6 +71,9 @@ def _window_labels(recording: Recording, starts: np.ndarray, length: int):
 
 def make_windows(recordings: list[Recording], length: int, hop: int) -> WindowSet:
     """Cut every recording into windows of ``length`` samples, ``hop`` apart.
+
+    A recording whose tail falls off the hop grid gets one more window that ends
+    at its last sample (see ``window_starts``).
 
     Raises
     ------
