@@ -45,6 +45,19 @@ def test_gmm_cut_not_at_lone_outlier():
     assert threshold.value > normal.max()
     assert threshold.value < np.exp(3.0)
     assert fit_threshold(np.append(normal, np.exp(2.5))).value < np.exp(2.5)
+    assert "counted as at least as wide" in threshold.describe()
+
+
+def test_gmm_description_omits_widening_when_unused():
+    rng = np.random.default_rng(0)
+    normal = np.exp(rng.normal(0.0, 0.2, 990))
+    wide_anomalous = np.exp(rng.normal(3.0, 0.3, 30))
+
+    threshold = fit_threshold(np.concatenate([normal, wide_anomalous]))
+
+    assert threshold.method == "gmm"
+
+    assert "counted as at least as wide" not in threshold.describe()
 
 
 def test_gmm_description_counts_clusters():

@@ -72,6 +72,7 @@ class Threshold:
             n_normal = sum(c["normal"] for c in self.components)
             n_anomalous = len(self.components) - n_normal
             place = f"is {scaled}the score where" if scaled else "lies where"
+            widened = _widened_note(self.components)
             return (
                 f"A {len(self.components)}-component Gaussian mixture on the "
                 f"{score_kind} of {self.n_scores} training {self.unit} found "
@@ -79,7 +80,8 @@ class Threshold:
                 f"separated from {n_normal} normal "
                 f"{'one' if n_normal == 1 else 'ones'} by Ashman's D = "
                 f"{self.separation:.1f}; the threshold "
-                f"{self.value:.4g} {place} the two sides are equally likely, and flags "
+                f"{self.value:.4g} {place} the two sides are equally likely"
+                f"{widened}, and flags "
                 f"{self.share_flagged:.1%} of the training {self.unit}."
             )
         reason = f" because {self.fallback_reason}" if self.fallback_reason else ""
@@ -151,6 +153,20 @@ def _mad_cut(t: np.ndarray, mad_k: float) -> tuple[float | None, str | None]:
             "the standard deviation was used",
         )
     return None, "all training scores are equal, so only higher scores flag"
+
+
+def _widened_note(components: list[dict[str, Any]]) -> str:
+    """Say so when the cut counted a high-score cluster wider than it was fitted."""
+    normal = [c for c in components if c["normal"]]
+    if not normal:
+        return ""
+    min_sd = normal[-1]["sd"]
+    if not any(not c["normal"] and c["sd"] < min_sd for c in components):
+        return ""
+    return (
+        " (with the high-score clusters counted as at least as wide as the "
+        "normal one next to them)"
+    )
 
 
 def _ashman(a: dict[str, float], b: dict[str, float]) -> float:
