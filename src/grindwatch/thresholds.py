@@ -242,6 +242,11 @@ def _gmm_cut(
     ]
     if not candidates:
         return None, components, None, "no high-score cluster holds a minority"
+    # NOTE: the widest gap wins. When severe faults form a cluster far above milder
+    # ones, the gap between the two can be the widest, and the milder faults then
+    # pass. Taking the lowest clean gap instead cut into the upper tail of the
+    # normal scores of an isolation forest, which a mixture fits with a component
+    # of its own, so it was not adopted.
     gap = max(candidates, key=lambda i: gaps[i])
     if gaps[gap] < min_separation:
         return (
