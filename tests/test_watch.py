@@ -116,6 +116,27 @@ def test_link_loop_scored_once(trained, folder, tmp_path):
     assert _paths(tmp_path / "results.sqlite") == ["line2/cycle_025.csv"]
 
 
+def test_folder_removed_while_listed(trained, folder, tmp_path, monkeypatch):
+    """A subfolder moved away between listing its parent and its own files."""
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=26)
+    (folder / "archive" / "done").mkdir(parents=True)
+    iterdir = Path.iterdir
+
+    def remove_then_list(path: Path):  # noqa: ANN202
+        # Remove the folder at the moment the watcher lists it, as an archiving
+        # program that moves folders out of the watched folder can.
+        if path.name == "done":
+            shutil.rmtree(path)
+        return iterdir(path)
+
+    monkeypatch.setattr(Path, "iterdir", remove_then_list)
+    added = watcher.poll()
+
+    assert len(added) == 1
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_026.csv"]
+
+
 def test_waits_until_file_settles(trained, folder, tmp_path):
     watcher = _watcher(trained, folder, tmp_path, settle_seconds=0.4)
     write_cycles(folder, 1, start_seed=30)

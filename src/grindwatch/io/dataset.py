@@ -270,7 +270,13 @@ def _walk(
     if kind == "signals" and is_cycle_folder(folder):
         return [folder]
     found: list[Path] = []
-    for item in sorted(folder.iterdir()):
+    try:
+        items = sorted(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        # The folder was removed or replaced after its parent was listed, as when
+        # another program moves finished recordings out of a watched folder.
+        return found
+    for item in items:
         if item.name.startswith("."):
             continue
         if item.is_dir():
