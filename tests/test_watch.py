@@ -137,6 +137,21 @@ def test_folder_removed_while_listed(trained, folder, tmp_path, monkeypatch):
     assert _paths(tmp_path / "results.sqlite") == ["cycle_026.csv"]
 
 
+def test_file_name_not_utf8_stored_once(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 2, start_seed=27)
+    undecodable = os.fsdecode(b"cycle_\xff.csv")
+    (folder / "cycle_027.csv").rename(folder / undecodable)
+
+    first = watcher.poll()
+    second = watcher.poll()
+
+    assert len(first) == 2
+    assert second == []
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_028.csv", "cycle_\\xff.csv"]
+    assert ResultStore(tmp_path / "results.sqlite").get(first[1])["status"] == "scored"
+
+
 def test_waits_until_file_settles(trained, folder, tmp_path):
     watcher = _watcher(trained, folder, tmp_path, settle_seconds=0.4)
     write_cycles(folder, 1, start_seed=30)

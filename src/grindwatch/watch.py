@@ -341,7 +341,12 @@ def _result_row(
                 cycle_channel=cycle.cycle.channel,
                 cycle_reason=cycle.cycle.reason,
             )
-    return row
+    # The recording name and a reader's error can repeat a file name that is not
+    # UTF-8.
+    return {
+        name: _valid_utf8(value) if isinstance(value, str) else value
+        for name, value in row.items()
+    }
 
 
 def _window_rows(result_id: int, cycle: CycleScore) -> list[tuple]:
@@ -767,7 +772,7 @@ def _is_logger_stream(path: Path) -> bool:
 def _file_key(path: Path, folder: Path) -> FileKey | None:
     """Build the key of a file, or of a folder recording from the total size and the
     latest modification time of its files. Returns None when it has gone."""
-    relative = path.relative_to(folder).as_posix()
+    relative = _valid_utf8(path.relative_to(folder).as_posix())
     try:
         if not path.is_dir():
             stat = path.stat()
@@ -778,6 +783,16 @@ def _file_key(path: Path, folder: Path) -> FileKey | None:
     size = sum(stat.st_size for stat in stats)
     latest = max((stat.st_mtime_ns for stat in stats), default=0)
     return FileKey(relative, size, latest)
+
+
+def _valid_utf8(text: str) -> str:
+    """Return ``text`` as SQLite can store it: a byte of a file name that is not
+    UTF-8, which Python keeps as a lone surrogate, becomes a ``\\xNN`` escape."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _unchanged(path: Path, key: FileKey, folder: Path) -> bool:
