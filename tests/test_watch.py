@@ -152,6 +152,18 @@ def test_file_name_not_utf8_stored_once(trained, folder, tmp_path):
     assert ResultStore(tmp_path / "results.sqlite").get(first[1])["status"] == "scored"
 
 
+def test_folder_named_like_pattern_watched(trained, tmp_path):
+    folder = tmp_path / "line[2]"
+    write_cycles(folder, 1, start_seed=29)
+    write_cycles(tmp_path / "line2", 1, start_seed=30)
+    watcher = _watcher(trained, folder, tmp_path)
+
+    added = watcher.poll()
+
+    assert len(added) == 1
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_029.csv"]
+
+
 def test_waits_until_file_settles(trained, folder, tmp_path):
     watcher = _watcher(trained, folder, tmp_path, settle_seconds=0.4)
     write_cycles(folder, 1, start_seed=30)
