@@ -249,6 +249,33 @@ def test_wrong_channels_recorded_as_failed(trained, folder, tmp_path):
     assert "missing channels ['vib_y']" in row["reason"]
 
 
+def test_locked_store_retried_next_poll(trained, folder, tmp_path, monkeypatch, caplog):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=31)
+    connect = watcher.store._connect
+
+    def impatient_connect() -> sqlite3.Connection:
+        # Give up on the lock after 0.1 s instead of the store's 30 s.
+        connection = connect()
+        connection.execute("PRAGMA busy_timeout = 100")
+        return connection
+
+    monkeypatch.setattr(watcher.store, "_connect", impatient_connect)
+    lock = sqlite3.connect(tmp_path / "results.sqlite", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    with caplog.at_level(logging.ERROR, logger="grindwatch.watch"):
+        locked = watcher.poll()
+    lock.execute("ROLLBACK")
+    lock.close()
+    unlocked = watcher.poll()
+
+    assert locked == []
+    assert "could not store the result of cycle_031.csv" in caplog.text
+    assert "database is locked" in caplog.text
+    assert len(unlocked) == 1
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_031.csv"]
+
+
 def test_changed_file_scored_again(trained, folder, tmp_path):
     watcher = _watcher(trained, folder, tmp_path)
     write_cycles(folder, 1, start_seed=80)

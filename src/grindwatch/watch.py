@@ -464,6 +464,8 @@ class Watcher:
         self.failed: list[str] = []
         # Files left out because their metadata is not data.match, in order.
         self.left_out: list[str] = []
+        # Polls in a row whose result could not be stored.
+        self._store_failures = 0
         self._excluded = {store.path.resolve()}
         if self.csv_path is not None:
             self._excluded.add(self.csv_path.resolve())
@@ -543,7 +545,20 @@ class Watcher:
                     dict(self._options.match),
                 )
                 continue
-            result_id = self.store.add(key, cycle, reason)
+            try:
+                result_id = self.store.add(key, cycle, reason)
+            except sqlite3.OperationalError as error:
+                # Another writer held the database past the timeout, or the disk is
+                # full. The file stays new, so a later poll scores it again.
+                self._note_store_failure(key, error)
+                break
+            if self._store_failures:
+                logger.info(
+                    "stored results in %s again, after %d failed attempts",
+                    self.store.path,
+                    self._store_failures,
+                )
+                self._store_failures = 0
             self._known.add(key)
             self._seen.pop(key.path, None)
             if result_id is not None:
@@ -554,6 +569,20 @@ class Watcher:
         if added and self.csv_path is not None:
             self.store.export_csv(self.csv_path)
         return added
+
+    def _note_store_failure(self, key: FileKey, error: sqlite3.Error) -> None:
+        """Log the first of a series of failures to store a result at error level,
+        and the repeats at debug level, one per poll."""
+        self._store_failures += 1
+        level = logging.ERROR if self._store_failures == 1 else logging.DEBUG
+        logger.log(
+            level,
+            "could not store the result of %s in %s (%s); it is scored again at the "
+            "next poll",
+            key.path,
+            self.store.path,
+            error,
+        )
 
     def _score(self, path: Path) -> tuple[CycleScore | None, str | None]:
         """Score the recording at ``path``.
