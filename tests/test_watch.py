@@ -152,6 +152,23 @@ def test_file_name_not_utf8_stored_once(trained, folder, tmp_path):
     assert ResultStore(tmp_path / "results.sqlite").get(first[1])["status"] == "scored"
 
 
+def test_missing_folder_warned_once(trained, folder, tmp_path, caplog):
+    watcher = _watcher(trained, folder, tmp_path)
+    folder.rmdir()
+
+    with caplog.at_level(logging.INFO, logger="grindwatch.watch"):
+        watcher.poll()
+        watcher.poll()
+        write_cycles(folder, 1, start_seed=32)
+        added = watcher.poll()
+
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "was not found" in warnings[0].getMessage()
+    assert "is back" in caplog.text
+    assert len(added) == 1
+
+
 def test_folder_named_like_pattern_watched(trained, tmp_path):
     folder = tmp_path / "line[2]"
     write_cycles(folder, 1, start_seed=29)

@@ -466,6 +466,8 @@ class Watcher:
         self.left_out: list[str] = []
         # Polls in a row whose result could not be stored.
         self._store_failures = 0
+        # True while the watched folder is missing, so that it is warned about once.
+        self._folder_missing = False
         self._excluded = {store.path.resolve()}
         if self.csv_path is not None:
             self._excluded.add(self.csv_path.resolve())
@@ -480,7 +482,9 @@ class Watcher:
         try:
             listed = list_files(self.folder)
         except InputError:
+            self._note_folder_state()
             return []  # nothing readable in the folder yet
+        self._note_folder_state()
         found = []
         for path in listed:
             if path.resolve() in self._excluded:
@@ -489,6 +493,20 @@ class Watcher:
             if key is not None and key not in self._known:
                 found.append((path, key))
         return found
+
+    def _note_folder_state(self) -> None:
+        """Warn once when the watched folder is gone (deleted, or a network share
+        unmounted), and log when it is back, because no poll finds files meanwhile."""
+        missing = not self.folder.is_dir()
+        if missing and not self._folder_missing:
+            logger.warning(
+                "the watched folder %s was not found; new files are scored once it is "
+                "back",
+                self.folder,
+            )
+        elif self._folder_missing and not missing:
+            logger.info("the watched folder %s is back", self.folder)
+        self._folder_missing = missing
 
     def _is_complete(self, path: Path, key: FileKey, now: float) -> bool:
         if _is_logger_stream(path):
