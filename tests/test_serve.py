@@ -278,6 +278,28 @@ def test_upload_unsupported_type_gets_415(client):
     assert "unsupported file type '.docx'" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("filename", [b"a" * 300 + b".csv", b"cycle\x00.csv"])
+def test_upload_unusable_file_name_gets_422(client, trained, filename):
+    source = trained["root"] / "bad" / "cycle_100.csv"
+    # Built by hand, because httpx escapes a NUL character in a file name.
+    body = (
+        b'--XB\r\nContent-Disposition: form-data; name="file"; filename="'
+        + filename
+        + b'"\r\nContent-Type: text/csv\r\n\r\n'
+        + source.read_bytes()
+        + b"\r\n--XB--\r\n"
+    )
+
+    response = client.post(
+        "/score/file",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=XB"},
+    )
+
+    assert response.status_code == 422
+    assert "send the file under a shorter name" in response.json()["detail"]
+
+
 def test_upload_error_marks_fixes_as_server_settings(client, trained):
     source = trained["root"] / "bad" / "cycle_100.csv"
     text = source.read_text().replace("vib_x", "vib_x \u00b0", 1)

@@ -116,6 +116,71 @@ def test_link_loop_scored_once(trained, folder, tmp_path):
     assert _paths(tmp_path / "results.sqlite") == ["line2/cycle_025.csv"]
 
 
+def test_folder_removed_while_listed(trained, folder, tmp_path, monkeypatch):
+    """A subfolder moved away between listing its parent and its own files."""
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=26)
+    (folder / "archive" / "done").mkdir(parents=True)
+    iterdir = Path.iterdir
+
+    def remove_then_list(path: Path):  # noqa: ANN202
+        # Remove the folder at the moment the watcher lists it, as an archiving
+        # program that moves folders out of the watched folder can.
+        if path.name == "done":
+            shutil.rmtree(path)
+        return iterdir(path)
+
+    monkeypatch.setattr(Path, "iterdir", remove_then_list)
+    added = watcher.poll()
+
+    assert len(added) == 1
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_026.csv"]
+
+
+def test_file_name_not_utf8_stored_once(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 2, start_seed=27)
+    undecodable = os.fsdecode(b"cycle_\xff.csv")
+    (folder / "cycle_027.csv").rename(folder / undecodable)
+
+    first = watcher.poll()
+    second = watcher.poll()
+
+    assert len(first) == 2
+    assert second == []
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_028.csv", "cycle_\\xff.csv"]
+    assert ResultStore(tmp_path / "results.sqlite").get(first[1])["status"] == "scored"
+
+
+def test_missing_folder_warned_once(trained, folder, tmp_path, caplog):
+    watcher = _watcher(trained, folder, tmp_path)
+    folder.rmdir()
+
+    with caplog.at_level(logging.INFO, logger="grindwatch.watch"):
+        watcher.poll()
+        watcher.poll()
+        write_cycles(folder, 1, start_seed=32)
+        added = watcher.poll()
+
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "was not found" in warnings[0].getMessage()
+    assert "is back" in caplog.text
+    assert len(added) == 1
+
+
+def test_folder_named_like_pattern_watched(trained, tmp_path):
+    folder = tmp_path / "line[2]"
+    write_cycles(folder, 1, start_seed=29)
+    write_cycles(tmp_path / "line2", 1, start_seed=30)
+    watcher = _watcher(trained, folder, tmp_path)
+
+    added = watcher.poll()
+
+    assert len(added) == 1
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_029.csv"]
+
+
 def test_waits_until_file_settles(trained, folder, tmp_path):
     watcher = _watcher(trained, folder, tmp_path, settle_seconds=0.4)
     write_cycles(folder, 1, start_seed=30)
@@ -199,6 +264,33 @@ def test_wrong_channels_recorded_as_failed(trained, folder, tmp_path):
 
     assert row["status"] == "failed"
     assert "missing channels ['vib_y']" in row["reason"]
+
+
+def test_locked_store_retried_next_poll(trained, folder, tmp_path, monkeypatch, caplog):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=31)
+    connect = watcher.store._connect
+
+    def impatient_connect() -> sqlite3.Connection:
+        # Give up on the lock after 0.1 s instead of the store's 30 s.
+        connection = connect()
+        connection.execute("PRAGMA busy_timeout = 100")
+        return connection
+
+    monkeypatch.setattr(watcher.store, "_connect", impatient_connect)
+    lock = sqlite3.connect(tmp_path / "results.sqlite", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    with caplog.at_level(logging.ERROR, logger="grindwatch.watch"):
+        locked = watcher.poll()
+    lock.execute("ROLLBACK")
+    lock.close()
+    unlocked = watcher.poll()
+
+    assert locked == []
+    assert "could not store the result of cycle_031.csv" in caplog.text
+    assert "database is locked" in caplog.text
+    assert len(unlocked) == 1
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_031.csv"]
 
 
 def test_changed_file_scored_again(trained, folder, tmp_path):

@@ -886,6 +886,15 @@ def _read_upload(model: Model, upload: UploadFile, filename: str) -> Recording:
             f"of {', '.join(SIGNAL_SUFFIXES)}",
         )
 
+    # The upload is saved under its own name, which the file system must accept.
+    # 255 bytes is the name limit of the usual Linux file systems (ext4, XFS, Btrfs).
+    if "\x00" in filename or len(filename.encode("utf-8", "surrogatepass")) > 255:
+        raise _Rejected(
+            422,
+            f"the file name {filename[:60]!r} is longer than 255 bytes or contains a "
+            "NUL character; send the file under a shorter name",
+        )
+
     with tempfile.TemporaryDirectory(prefix="grindwatch-upload-") as folder:
         path = Path(folder) / filename
         with open(path, "wb") as out:

@@ -4,7 +4,8 @@ The file is read in chunks of ``chunk_samples`` samples (see
 ``grindwatch.io.chunks``), windows are cut across chunk borders exactly as for a
 whole recording, and each batch of windows is scored and dropped. Memory grows with
 the chunk and batch sizes and with the per-window score table, not with the file.
-The window scores equal those of scoring the whole file in memory.
+The window scores equal those of scoring the whole file in memory, up to float32
+rounding where a chunk gives the detector fewer windows at once.
 """
 
 from __future__ import annotations

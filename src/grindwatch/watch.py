@@ -341,7 +341,12 @@ def _result_row(
                 cycle_channel=cycle.cycle.channel,
                 cycle_reason=cycle.cycle.reason,
             )
-    return row
+    # The recording name and a reader's error can repeat a file name that is not
+    # UTF-8.
+    return {
+        name: _valid_utf8(value) if isinstance(value, str) else value
+        for name, value in row.items()
+    }
 
 
 def _window_rows(result_id: int, cycle: CycleScore) -> list[tuple]:
@@ -459,6 +464,10 @@ class Watcher:
         self.failed: list[str] = []
         # Files left out because their metadata is not data.match, in order.
         self.left_out: list[str] = []
+        # Polls in a row whose result could not be stored.
+        self._store_failures = 0
+        # True while the watched folder is missing, so that it is warned about once.
+        self._folder_missing = False
         self._excluded = {store.path.resolve()}
         if self.csv_path is not None:
             self._excluded.add(self.csv_path.resolve())
@@ -473,7 +482,9 @@ class Watcher:
         try:
             listed = list_files(self.folder)
         except InputError:
+            self._note_folder_state()
             return []  # nothing readable in the folder yet
+        self._note_folder_state()
         found = []
         for path in listed:
             if path.resolve() in self._excluded:
@@ -482,6 +493,20 @@ class Watcher:
             if key is not None and key not in self._known:
                 found.append((path, key))
         return found
+
+    def _note_folder_state(self) -> None:
+        """Warn once when the watched folder is gone (deleted, or a network share
+        unmounted), and log when it is back, because no poll finds files meanwhile."""
+        missing = not self.folder.is_dir()
+        if missing and not self._folder_missing:
+            logger.warning(
+                "the watched folder %s was not found; new files are scored once it is "
+                "back",
+                self.folder,
+            )
+        elif self._folder_missing and not missing:
+            logger.info("the watched folder %s is back", self.folder)
+        self._folder_missing = missing
 
     def _is_complete(self, path: Path, key: FileKey, now: float) -> bool:
         if _is_logger_stream(path):
@@ -538,7 +563,20 @@ class Watcher:
                     dict(self._options.match),
                 )
                 continue
-            result_id = self.store.add(key, cycle, reason)
+            try:
+                result_id = self.store.add(key, cycle, reason)
+            except sqlite3.OperationalError as error:
+                # Another writer held the database past the timeout, or the disk is
+                # full. The file stays new, so a later poll scores it again.
+                self._note_store_failure(key, error)
+                break
+            if self._store_failures:
+                logger.info(
+                    "stored results in %s again, after %d failed attempts",
+                    self.store.path,
+                    self._store_failures,
+                )
+                self._store_failures = 0
             self._known.add(key)
             self._seen.pop(key.path, None)
             if result_id is not None:
@@ -549,6 +587,20 @@ class Watcher:
         if added and self.csv_path is not None:
             self.store.export_csv(self.csv_path)
         return added
+
+    def _note_store_failure(self, key: FileKey, error: sqlite3.Error) -> None:
+        """Log the first of a series of failures to store a result at error level,
+        and the repeats at debug level, one per poll."""
+        self._store_failures += 1
+        level = logging.ERROR if self._store_failures == 1 else logging.DEBUG
+        logger.log(
+            level,
+            "could not store the result of %s in %s (%s); it is scored again at the "
+            "next poll",
+            key.path,
+            self.store.path,
+            error,
+        )
 
     def _score(self, path: Path) -> tuple[CycleScore | None, str | None]:
         """Score the recording at ``path``.
@@ -767,7 +819,7 @@ def _is_logger_stream(path: Path) -> bool:
 def _file_key(path: Path, folder: Path) -> FileKey | None:
     """Build the key of a file, or of a folder recording from the total size and the
     latest modification time of its files. Returns None when it has gone."""
-    relative = path.relative_to(folder).as_posix()
+    relative = _valid_utf8(path.relative_to(folder).as_posix())
     try:
         if not path.is_dir():
             stat = path.stat()
@@ -778,6 +830,16 @@ def _file_key(path: Path, folder: Path) -> FileKey | None:
     size = sum(stat.st_size for stat in stats)
     latest = max((stat.st_mtime_ns for stat in stats), default=0)
     return FileKey(relative, size, latest)
+
+
+def _valid_utf8(text: str) -> str:
+    """Return ``text`` as SQLite can store it: a byte of a file name that is not
+    UTF-8, which Python keeps as a lone surrogate, becomes a ``\\xNN`` escape."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _unchanged(path: Path, key: FileKey, folder: Path) -> bool:

@@ -214,7 +214,9 @@ def label_roots(
     files: dict[Path, Path] = {}
     for item in source:
         text = str(item)
-        if any(char in text for char in "*?["):
+        # A path that exists is taken as it is, so a folder named "line[2]" is not
+        # read as a pattern that matches "line2".
+        if any(char in text for char in "*?[") and not Path(text).exists():
             matches = sorted(Path(match) for match in glob.glob(text, recursive=True))
             if not matches:
                 raise InputError(text, "the pattern matches no file", "check it")
@@ -270,7 +272,13 @@ def _walk(
     if kind == "signals" and is_cycle_folder(folder):
         return [folder]
     found: list[Path] = []
-    for item in sorted(folder.iterdir()):
+    try:
+        items = sorted(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        # The folder was removed or replaced after its parent was listed, as when
+        # another program moves finished recordings out of a watched folder.
+        return found
+    for item in items:
         if item.name.startswith("."):
             continue
         if item.is_dir():
