@@ -508,6 +508,17 @@ def test_invalid_detector_setting_rejected(cycle_folders, setting, detector):
     assert "Traceback" not in result.output
 
 
+def test_repeated_channel_rejected(cycle_folders):
+    channels = "vib_x,current,vib_x"
+    arguments = ["--detector", "iforest", "--window", "256", "--channels", channels]
+
+    result = runner.invoke(app, ["train", str(cycle_folders["good"]), *arguments])
+
+    assert result.exit_code == 2, result.output
+    assert "data.channels: lists ['vib_x'] more than once" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_config_file_and_override(cycle_folders, tmp_path):
     config = tmp_path / "gw.yaml"
     config.write_text("windows:\n  length: 128\ndetector:\n  family: pca\n")

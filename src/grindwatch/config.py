@@ -107,6 +107,14 @@ class DataConfig(Section):
             ) from None
         return value
 
+    @field_validator("channels")
+    @classmethod
+    def _distinct_channels(cls, value: list[str] | None) -> list[str] | None:
+        repeated = sorted({name for name in value or [] if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"lists {repeated} more than once; list each channel once")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str | None) -> str | None:
