@@ -585,6 +585,38 @@ def test_csv_only_header_raises(tmp_path):
         read_file(path)
 
 
+def test_csv_without_header_raises(tmp_path):
+    for seed in range(3):
+        frame = pd.DataFrame(make_cycle(seed, 300).T)
+        frame.to_csv(tmp_path / f"cycle_{seed}.csv", index=False, header=False)
+
+    with pytest.raises(InputError) as raised:
+        grindwatch.train(tmp_path, _config(**{"data.sample_rate": 1000.0}))
+
+    message = str(raised.value)
+    assert "cycle_0.csv: has no header line" in message
+    assert "contains only numbers, not column names" in message
+    assert "add a first line with one name per column" in message
+
+
+def test_headerless_decimal_comma_csv_raises(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text("0,5;1,25;2\n0,6;1;2\n0,7;1,75;2,5\n")
+
+    with pytest.raises(InputError, match="export.csv: has no header line"):
+        read_file(path)
+
+
+def test_csv_numbered_columns_are_names(tmp_path):
+    path = tmp_path / "numbered.csv"
+    pd.DataFrame(make_cycle(0, 300).T).to_csv(path, index=False)
+
+    recording = read_file(path, ReadOptions(sample_rate=1000.0))[0]
+
+    assert recording.channels == ["0", "1", "2"]
+    assert recording.n_samples == 300
+
+
 # Sample rates stored in files -----------------------------------------------------
 
 
