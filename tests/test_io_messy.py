@@ -525,6 +525,44 @@ def test_hdf5_several_candidates_listed_and_key_selects_group(tmp_path):
     assert recording.channels == ["x", "y"]
 
 
+@pytest.mark.parametrize(
+    ("data", "described"),
+    [
+        (np.zeros((3, 4, 300)), "dtype float64, shape (3, 4, 300)"),
+        (np.float64(1.0), "dtype float64, shape ()"),
+        (np.array([b"ERR"] * 300), "dtype |S3, shape (300,)"),
+        (np.zeros((3, 300), dtype=complex), "dtype complex128, shape (3, 300)"),
+    ],
+)
+def test_hdf5_key_to_non_signal_raises(tmp_path, data, described):
+    path = tmp_path / "odd.h5"
+    with h5py.File(path, "w") as handle:
+        handle["signal"] = data
+        handle["good"] = make_cycle(0, 300)
+
+    with pytest.raises(InputError) as raised:
+        load_recordings(path, ReadOptions(hdf5_key="signal"), strict=True)
+
+    message = str(raised.value)
+    assert f"dataset 'signal' ({described}) is not a numeric" in message
+    assert "numeric datasets found: ['good']" in message
+    assert "set hdf5_key to a dataset of numbers" in message
+
+
+def test_hdf5_without_numeric_dataset_lists_datasets(tmp_path):
+    path = tmp_path / "flags.h5"
+    with h5py.File(path, "w") as handle:
+        handle["run/ok"] = np.ones(300, dtype=bool)
+
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+
+    message = str(raised.value)
+    assert "holds no numeric 1-D or 2-D dataset" in message
+    assert "run/ok (dtype bool, shape (300,))" in message
+    assert "store the samples as a dataset of numbers" in message
+
+
 # CSV dialects and timestamps -------------------------------------------------------
 
 
