@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from grindwatch.cli import app
-from tests.conftest import write_cycles
+from tests.conftest import make_cycle, write_cycles
 from tests.servers import sqlite_tracking_server  # noqa: F401 - fixture
 
 runner = CliRunner()
@@ -517,6 +517,18 @@ def test_repeated_channel_rejected(cycle_folders):
     assert result.exit_code == 2, result.output
     assert "data.channels: lists ['vib_x'] more than once" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("rate", ["inf", "nan"])
+def test_non_finite_sample_rate_rejected(tmp_path, rate):
+    for seed in range(3):
+        np.save(tmp_path / f"cycle_{seed}.npy", make_cycle(seed, 1024))
+    arguments = ["--detector", "iforest", "--window", "256", "--sample-rate", rate]
+
+    result = runner.invoke(app, ["train", str(tmp_path), "--no-track", *arguments])
+
+    assert result.exit_code == 2, result.output
+    assert "data.sample_rate: Input should be a finite number" in result.output
 
 
 def test_config_file_and_override(cycle_folders, tmp_path):
