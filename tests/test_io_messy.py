@@ -237,6 +237,36 @@ def test_missing_channel_skipped_when_loading(tmp_path):
     assert "missing channels ['vib_y']" in loaded.skipped[0].reason
 
 
+def test_channel_name_with_space_explained(cycle_folders, tmp_path):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+    frame = pd.read_csv(cycle_folders["bad"] / "cycle_100.csv")
+    frame.rename(columns={"vib_x": "vib_x "}).to_csv(
+        tmp_path / "spaced.csv", index=False
+    )
+
+    with pytest.raises(InputError) as raised:
+        grindwatch.score(model, tmp_path / "spaced.csv", strict=True)
+
+    message = str(raised.value)
+    assert "names that differ only in spaces or Unicode normalisation" in message
+    assert "'vib_x' expected, 'vib_x ' found" in message
+
+
+def test_nfd_channel_name_explained(tmp_path):
+    write_cycles(tmp_path / "train", 3)
+    for path in (tmp_path / "train").glob("*.csv"):
+        frame = pd.read_csv(path).rename(columns={"current": "Strom \u00e4"})
+        frame.to_csv(path, index=False)
+    model = grindwatch.train(tmp_path / "train", _config()).model
+    frame = frame.rename(columns={"Strom \u00e4": "Strom a\u0308"})
+    frame.to_csv(tmp_path / "nfd.csv", index=False)
+
+    with pytest.raises(InputError) as raised:
+        grindwatch.score(model, tmp_path / "nfd.csv", strict=True)
+
+    assert "'Strom \\xe4' expected, 'Strom a\\u0308' found" in str(raised.value)
+
+
 def _write_odd_first(folder):  # noqa: ANN001, ANN202
     """Six 3-channel cycles and one file that sorts first with another channel set."""
     write_cycles(folder, 6)
