@@ -1212,6 +1212,32 @@ def test_delimiter_at_line_ends_adds_no_channel(tmp_path):
     assert recording.sample_rate == pytest.approx(1000.0)
 
 
+def test_delimiter_at_data_line_ends_only_keeps_columns(tmp_path):
+    frame = _parquet_frame()
+    header, *rows = frame.to_csv(index=False).splitlines()
+    path = tmp_path / "trailing.csv"
+    path.write_text("\n".join([header, *(row + "," for row in rows)]) + "\n")
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == list(CHANNELS)
+    np.testing.assert_allclose(recording.data[0], frame[CHANNELS[0]], rtol=1e-6)
+
+
+def test_more_fields_than_header_names_raises(tmp_path):
+    frame = _parquet_frame().drop(columns="time")
+    header, *rows = frame.to_csv(index=False).splitlines()
+    path = tmp_path / "extra.csv"
+    path.write_text("\n".join([header, *(row + ",7" for row in rows)]) + "\n")
+
+    with pytest.raises(InputError) as raised:
+        read_file(path, ReadOptions(sample_rate=1000.0))
+
+    message = str(raised.value)
+    assert "more ','-separated fields than its header line has column names" in message
+    assert "name every column in the header line" in message
+
+
 def test_gap_in_unused_column_scores(tmp_path):
     write_cycles(tmp_path / "train", 4)
     model = grindwatch.train(tmp_path / "train", _config()).model

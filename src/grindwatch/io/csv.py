@@ -7,6 +7,7 @@ import codecs
 import csv as stdlib_csv
 import logging
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -246,14 +247,33 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
         header_row = n_comments - 1
 
     try:
-        frame = pd.read_csv(
+        # Without index_col=False, pandas moves the leading fields of rows longer
+        # than the header into the index, so every channel gets the values of
+        # the column to its right. It warns instead when index_col is False,
+        # and the warning is made an error here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "error",
+                message="Length of header or names does not match",
+                category=pd.errors.ParserWarning,
+            )
+            frame = pd.read_csv(
+                path,
+                sep=delimiter,
+                decimal=decimal,
+                encoding=options.encoding,
+                skiprows=header_row,
+                low_memory=False,
+                index_col=False,
+            )
+    except pd.errors.ParserWarning:
+        raise InputError(
             path,
-            sep=delimiter,
-            decimal=decimal,
-            encoding=options.encoding,
-            skiprows=header_row,
-            low_memory=False,
-        )
+            f"its data rows have more {delimiter!r}-separated fields than its header "
+            "line has column names, so the values cannot be matched to the names",
+            "name every column in the header line, or set data.delimiter if the "
+            "detected delimiter is wrong",
+        ) from None
     except UnicodeDecodeError as error:
         byte = error.object[error.start]
         where = f"after the first {_HEAD_BYTES // 1024} KiB"
