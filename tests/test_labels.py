@@ -270,3 +270,13 @@ def test_label_column_words_read(tmp_path):
 
     assert recording.sample_labels[:100].sum() == 0
     assert recording.sample_labels[100:].min() == 1
+
+
+def test_labels_file_with_extra_fields_raises(tmp_path):
+    from grindwatch.io.labels import read_labels_csv
+
+    path = tmp_path / "labels.csv"
+    path.write_text("recording,label\ncycle_000,1,checked\ncycle_001,0,\n")
+
+    with pytest.raises(InputError, match="rows have more fields than its header"):
+        read_labels_csv(path)
