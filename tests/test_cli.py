@@ -492,6 +492,48 @@ def test_invalid_setting_gives_one_line_error(cycle_folders):
     assert "windows.length" in result.output
 
 
+@pytest.mark.parametrize(
+    ("setting", "detector"),
+    [
+        ("detector.iforest.max_samples=0", "iforest"),
+        ("detector.pca.n_components=0", "pca"),
+        ("detector.pca.n_components=1.0", "pca"),
+        ("detector.pca.n_components=-2", "pca"),
+    ],
+)
+def test_invalid_detector_setting_rejected(cycle_folders, setting, detector):
+    arguments = ["--detector", detector, "--window", "256", "--set", setting]
+
+    result = runner.invoke(app, ["train", str(cycle_folders["good"]), *arguments])
+
+    assert result.exit_code == 2, result.output
+    assert setting.split("=")[0] in result.output
+    assert "Traceback" not in result.output
+
+
+def test_repeated_channel_rejected(cycle_folders):
+    channels = "vib_x,current,vib_x"
+    arguments = ["--detector", "iforest", "--window", "256", "--channels", channels]
+
+    result = runner.invoke(app, ["train", str(cycle_folders["good"]), *arguments])
+
+    assert result.exit_code == 2, result.output
+    assert "data.channels: lists ['vib_x'] more than once" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("rate", ["inf", "nan"])
+def test_non_finite_sample_rate_rejected(tmp_path, rate):
+    for seed in range(3):
+        np.save(tmp_path / f"cycle_{seed}.npy", make_cycle(seed, 1024))
+    arguments = ["--detector", "iforest", "--window", "256", "--sample-rate", rate]
+
+    result = runner.invoke(app, ["train", str(tmp_path), "--no-track", *arguments])
+
+    assert result.exit_code == 2, result.output
+    assert "data.sample_rate: Input should be a finite number" in result.output
+
+
 def test_config_file_and_override(cycle_folders, tmp_path):
     config = tmp_path / "gw.yaml"
     config.write_text("windows:\n  length: 128\ndetector:\n  family: pca\n")

@@ -237,6 +237,36 @@ def test_missing_channel_skipped_when_loading(tmp_path):
     assert "missing channels ['vib_y']" in loaded.skipped[0].reason
 
 
+def test_channel_name_with_space_explained(cycle_folders, tmp_path):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+    frame = pd.read_csv(cycle_folders["bad"] / "cycle_100.csv")
+    frame.rename(columns={"vib_x": "vib_x "}).to_csv(
+        tmp_path / "spaced.csv", index=False
+    )
+
+    with pytest.raises(InputError) as raised:
+        grindwatch.score(model, tmp_path / "spaced.csv", strict=True)
+
+    message = str(raised.value)
+    assert "names that differ only in spaces or Unicode normalisation" in message
+    assert "'vib_x' expected, 'vib_x ' found" in message
+
+
+def test_nfd_channel_name_explained(tmp_path):
+    write_cycles(tmp_path / "train", 3)
+    for path in (tmp_path / "train").glob("*.csv"):
+        frame = pd.read_csv(path).rename(columns={"current": "Strom \u00e4"})
+        frame.to_csv(path, index=False)
+    model = grindwatch.train(tmp_path / "train", _config()).model
+    frame = frame.rename(columns={"Strom \u00e4": "Strom a\u0308"})
+    frame.to_csv(tmp_path / "nfd.csv", index=False)
+
+    with pytest.raises(InputError) as raised:
+        grindwatch.score(model, tmp_path / "nfd.csv", strict=True)
+
+    assert "'Strom \\xe4' expected, 'Strom a\\u0308' found" in str(raised.value)
+
+
 def _write_odd_first(folder):  # noqa: ANN001, ANN202
     """Six 3-channel cycles and one file that sorts first with another channel set."""
     write_cycles(folder, 6)
@@ -525,6 +555,44 @@ def test_hdf5_several_candidates_listed_and_key_selects_group(tmp_path):
     assert recording.channels == ["x", "y"]
 
 
+@pytest.mark.parametrize(
+    ("data", "described"),
+    [
+        (np.zeros((3, 4, 300)), "dtype float64, shape (3, 4, 300)"),
+        (np.float64(1.0), "dtype float64, shape ()"),
+        (np.array([b"ERR"] * 300), "dtype |S3, shape (300,)"),
+        (np.zeros((3, 300), dtype=complex), "dtype complex128, shape (3, 300)"),
+    ],
+)
+def test_hdf5_key_to_non_signal_raises(tmp_path, data, described):
+    path = tmp_path / "odd.h5"
+    with h5py.File(path, "w") as handle:
+        handle["signal"] = data
+        handle["good"] = make_cycle(0, 300)
+
+    with pytest.raises(InputError) as raised:
+        load_recordings(path, ReadOptions(hdf5_key="signal"), strict=True)
+
+    message = str(raised.value)
+    assert f"dataset 'signal' ({described}) is not a numeric" in message
+    assert "numeric datasets found: ['good']" in message
+    assert "set hdf5_key to a dataset of numbers" in message
+
+
+def test_hdf5_without_numeric_dataset_lists_datasets(tmp_path):
+    path = tmp_path / "flags.h5"
+    with h5py.File(path, "w") as handle:
+        handle["run/ok"] = np.ones(300, dtype=bool)
+
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+
+    message = str(raised.value)
+    assert "holds no numeric 1-D or 2-D dataset" in message
+    assert "run/ok (dtype bool, shape (300,))" in message
+    assert "store the samples as a dataset of numbers" in message
+
+
 # CSV dialects and timestamps -------------------------------------------------------
 
 
@@ -583,6 +651,38 @@ def test_csv_only_header_raises(tmp_path):
 
     with pytest.raises(InputError, match="header.csv: the file holds no data rows"):
         read_file(path)
+
+
+def test_csv_without_header_raises(tmp_path):
+    for seed in range(3):
+        frame = pd.DataFrame(make_cycle(seed, 300).T)
+        frame.to_csv(tmp_path / f"cycle_{seed}.csv", index=False, header=False)
+
+    with pytest.raises(InputError) as raised:
+        grindwatch.train(tmp_path, _config(**{"data.sample_rate": 1000.0}))
+
+    message = str(raised.value)
+    assert "cycle_0.csv: has no header line" in message
+    assert "contains only numbers, not column names" in message
+    assert "add a first line with one name per column" in message
+
+
+def test_headerless_decimal_comma_csv_raises(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text("0,5;1,25;2\n0,6;1;2\n0,7;1,75;2,5\n")
+
+    with pytest.raises(InputError, match="export.csv: has no header line"):
+        read_file(path)
+
+
+def test_csv_numbered_columns_are_names(tmp_path):
+    path = tmp_path / "numbered.csv"
+    pd.DataFrame(make_cycle(0, 300).T).to_csv(path, index=False)
+
+    recording = read_file(path, ReadOptions(sample_rate=1000.0))[0]
+
+    assert recording.channels == ["0", "1", "2"]
+    assert recording.n_samples == 300
 
 
 # Sample rates stored in files -----------------------------------------------------
@@ -1110,6 +1210,32 @@ def test_delimiter_at_line_ends_adds_no_channel(tmp_path):
 
     assert recording.channels == list(CHANNELS)
     assert recording.sample_rate == pytest.approx(1000.0)
+
+
+def test_delimiter_at_data_line_ends_only_keeps_columns(tmp_path):
+    frame = _parquet_frame()
+    header, *rows = frame.to_csv(index=False).splitlines()
+    path = tmp_path / "trailing.csv"
+    path.write_text("\n".join([header, *(row + "," for row in rows)]) + "\n")
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == list(CHANNELS)
+    np.testing.assert_allclose(recording.data[0], frame[CHANNELS[0]], rtol=1e-6)
+
+
+def test_more_fields_than_header_names_raises(tmp_path):
+    frame = _parquet_frame().drop(columns="time")
+    header, *rows = frame.to_csv(index=False).splitlines()
+    path = tmp_path / "extra.csv"
+    path.write_text("\n".join([header, *(row + ",7" for row in rows)]) + "\n")
+
+    with pytest.raises(InputError) as raised:
+        read_file(path, ReadOptions(sample_rate=1000.0))
+
+    message = str(raised.value)
+    assert "more ','-separated fields than its header line has column names" in message
+    assert "name every column in the header line" in message
 
 
 def test_gap_in_unused_column_scores(tmp_path):

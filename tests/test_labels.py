@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from grindwatch.cli import app
+from grindwatch.exceptions import InputError
 from grindwatch.io import load_recordings
 from grindwatch.io.labels import folder_class
 from tests.conftest import write_cycles
@@ -234,3 +235,48 @@ def test_labels_file_over_label_column_named(cycle_folders, tmp_path):
     assert sources == {
         "labels file (windows: label column)": {"normal": 1, "anomalous": 0}
     }
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "shown"),
+    [
+        ("target", [500.0, 510.0], "500.0"),
+        ("anomaly", [-1, 1], "-1"),
+        ("label", ["maybe", "normal"], "'maybe'"),
+    ],
+)
+def test_label_column_other_values_raise(tmp_path, column, values, shown):
+    path = write_cycles(tmp_path, 1)[0]
+    frame = pd.read_csv(path)
+    half = len(frame) // 2
+    frame[column] = [values[0]] * half + [values[1]] * (len(frame) - half)
+    frame.to_csv(path, index=False)
+
+    with pytest.raises(InputError) as raised:
+        load_recordings(tmp_path, strict=True)
+
+    message = str(raised.value)
+    assert f"label column '{column}' holds {shown} at data row 0" in message
+    assert "leave its name out of data.label_columns" in message
+
+
+def test_label_column_words_read(tmp_path):
+    path = write_cycles(tmp_path, 1)[0]
+    frame = pd.read_csv(path)
+    frame["label"] = ["OK"] * 100 + ["NOK"] * (len(frame) - 100)
+    frame.to_csv(path, index=False)
+
+    recording = load_recordings(tmp_path).recordings[0]
+
+    assert recording.sample_labels[:100].sum() == 0
+    assert recording.sample_labels[100:].min() == 1
+
+
+def test_labels_file_with_extra_fields_raises(tmp_path):
+    from grindwatch.io.labels import read_labels_csv
+
+    path = tmp_path / "labels.csv"
+    path.write_text("recording,label\ncycle_000,1,checked\ncycle_001,0,\n")
+
+    with pytest.raises(InputError, match="rows have more fields than its header"):
+        read_labels_csv(path)

@@ -552,3 +552,19 @@ def test_table_threshold_counts_rows(feature_table):
     assert model.threshold_.unit == "rows"
     assert "training rows" in model.threshold_.describe()
     assert "training windows" not in model.threshold_.describe()
+
+
+def test_score_rejects_arrays_and_bare_recordings(cycle_folders):
+    config = _config(**{"detector.family": "pca"})
+    model = grindwatch.train(cycle_folders["good"], config).model
+    data = make_cycle(100, 1024)
+    recording = grindwatch.Recording("cycle", data, ["vib_x", "vib_y", "current"])
+
+    with pytest.raises(TypeError, match="not ndarray"):
+        grindwatch.score(model, data)
+    with pytest.raises(TypeError, match="grindwatch.RecordingSet") as raised:
+        grindwatch.score(model, [recording])
+    scored = grindwatch.score(model, grindwatch.RecordingSet([recording]))
+
+    assert "not Recording" in str(raised.value)
+    assert len(scored.recordings) == 1

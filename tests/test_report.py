@@ -691,6 +691,26 @@ def test_cli_report_writes_html(cycles, tmp_path):
     assert f"{model.threshold_.value:.4g}" in output.read_text()
 
 
+def test_cli_report_rejects_output_folder(cycles, tmp_path):
+    import typer
+
+    from grindwatch.cli_report import register
+
+    cycles.model.save(tmp_path / "model")
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    folder = tmp_path / "out.html"
+    folder.mkdir()
+    arguments = ["--model", str(tmp_path / "model"), "-o", str(folder), "--no-track"]
+
+    result = CliRunner().invoke(app, ["report", str(cycles.root), *arguments])
+
+    assert result.exit_code == 2, result.output
+    assert "output is a folder" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_cli_report_needs_data(tmp_path):
     import typer
 

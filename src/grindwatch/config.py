@@ -107,6 +107,14 @@ class DataConfig(Section):
             ) from None
         return value
 
+    @field_validator("channels")
+    @classmethod
+    def _distinct_channels(cls, value: list[str] | None) -> list[str] | None:
+        repeated = sorted({name for name in value or [] if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"lists {repeated} more than once; list each channel once")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str | None) -> str | None:
@@ -206,9 +214,32 @@ class IForestConfig(Section):
     n_estimators: int = Field(default=200, ge=1)
     max_samples: int | Literal["auto"] = "auto"
 
+    @field_validator("max_samples")
+    @classmethod
+    def _positive_count(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(
+                f"{value!r} is invalid; use 'auto' or a number of windows per "
+                "tree of at least 1"
+            )
+        return value
+
 
 class PCAConfig(Section):
+    # A share of the variance to keep, or a number of components.
     n_components: float | int = 0.9
+
+    @field_validator("n_components")
+    @classmethod
+    def _share_or_count(cls, value: float | int) -> float | int:
+        share_ok = isinstance(value, float) and 0 < value < 1
+        count_ok = isinstance(value, int) and value >= 1
+        if not (share_ok or count_ok):
+            raise ValueError(
+                f"{value!r} is invalid; use a variance share between 0 and 1 "
+                "(such as 0.9) or a number of components of at least 1"
+            )
+        return value
 
 
 class KNNConfig(Section):

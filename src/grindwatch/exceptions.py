@@ -6,11 +6,14 @@ or ``RuntimeError`` without importing grindwatch.
 
 from __future__ import annotations
 
+import unicodedata
+
 __all__ = [
     "ConfigError",
     "InputError",
     "NotFittedError",
     "TrackingError",
+    "lookalike_names",
     "shorten_list",
 ]
 
@@ -53,3 +56,31 @@ def shorten_list(names: list[str] | tuple[str, ...], limit: int = 8) -> str:
     if len(names) <= limit:
         return str(names)
     return f"{names[:limit]} and {len(names) - limit} more"
+
+
+def lookalike_names(missing: list[str], available: list[str]) -> str:
+    """Describe the missing names that differ from an available one only in
+    surrounding spaces or Unicode normalisation, or return "" when none does.
+
+    Such names print alike: "ä" as one code point (NFC) or as "a" and a
+    combining mark (NFD). The pairs are shown with ``ascii()`` so that the
+    difference is visible.
+    """
+
+    def key(name: str) -> str:
+        return unicodedata.normalize("NFC", name).strip()
+
+    by_key = {key(name): name for name in available}
+    pairs = [
+        f"{ascii(name)} expected, {ascii(by_key[key(name)])} found"
+        for name in missing
+        if key(name) in by_key
+    ]
+    if not pairs:
+        return ""
+    if len(pairs) > 3:
+        pairs = [*pairs[:3], f"{len(pairs) - 3} more"]
+    return (
+        f" (names that differ only in spaces or Unicode normalisation: "
+        f"{'; '.join(pairs)}; rename the columns to match exactly)"
+    )

@@ -93,6 +93,7 @@ def read_data(
     """
     if isinstance(source, RecordingSet):
         return source
+    source = _paths_or_raise(source)
     if source is None or (isinstance(source, (list, tuple)) and not source):
         source = config.data.paths
     if not source:
@@ -106,6 +107,32 @@ def read_data(
         strict=config.data.strict,
         match_files=False,
         fill_rate=model.sample_rate_ if model.kind_ == "signals" else None,
+    )
+
+
+def _paths_or_raise(source: Any) -> Any:
+    """Return ``source`` with an iterable of paths as a list, or raise TypeError.
+
+    Arrays and Recording objects would otherwise fail deep inside the readers,
+    with numpy's "truth value is ambiguous" or a missing file named by a repr.
+    """
+    if source is None or isinstance(source, (str, os.PathLike)):
+        return source
+    if isinstance(source, Iterable) and not isinstance(
+        source, (np.ndarray, pd.DataFrame, Recording)
+    ):
+        source = list(source)
+        if all(isinstance(item, (str, os.PathLike)) for item in source):
+            return source
+        kinds = sorted({type(item).__name__ for item in source})
+    else:
+        kinds = [type(source).__name__]
+    hint = ""
+    if "Recording" in kinds:
+        hint = "; wrap Recording objects in grindwatch.RecordingSet(recordings)"
+    raise TypeError(
+        "data must be a file, folder or glob pattern (str or Path), a list of "
+        f"them, or a RecordingSet, not {', '.join(kinds)}{hint}"
     )
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from grindwatch.exceptions import InputError, shorten_list
+from grindwatch.exceptions import InputError, lookalike_names, shorten_list
 from grindwatch.io.chunks import ChunkedStream, iter_windows, open_stream
 from grindwatch.io.frames import warn_irregular_time
 from grindwatch.io.labels import label_folder
@@ -53,7 +53,8 @@ def _channel_index(model: Model, stream: ChunkedStream, path: Path) -> list[int]
         raise InputError(
             path,
             f"missing channels {shorten_list(missing)}; it has "
-            f"{shorten_list(stream_channels)}",
+            f"{shorten_list(stream_channels)}"
+            f"{lookalike_names(missing, stream_channels)}",
             "record those channels or train a model on the channels this file has",
         )
     return [stream_channels.index(name) for name in model.channels_]

@@ -44,13 +44,18 @@ def _accepts_bool(annotation: Any) -> bool:
 
 
 class Section(BaseModel):
-    """A configuration section: unknown keys and true/false for numbers are errors.
+    """A configuration section: unknown keys, true/false for numbers and infinite
+    or NaN numbers are errors.
 
     In its lax mode pydantic reads YAML's ``true`` as 1 for an int or float
-    field, so ``length: true`` would pass as a window of one sample.
+    field, so ``length: true`` would pass as a window of one sample. YAML's
+    ``.inf`` passes a ``gt=0`` bound, and a sample rate of inf would give windows
+    that all start at 0 s.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, allow_inf_nan=False
+    )
 
     @field_validator("*", mode="before")
     @classmethod

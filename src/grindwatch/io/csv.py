@@ -7,6 +7,7 @@ import codecs
 import csv as stdlib_csv
 import logging
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,38 @@ def _header_with_hash_field(lines: list[str], n_comments: int, delimiter: str) -
     return len(names) == len(first) >= 2
 
 
+def _raise_if_numeric_header(
+    path: Path, line: str, delimiter: str, decimal: str
+) -> None:
+    """Raise when the header line contains only numbers, so the file has no header.
+
+    pandas would name the columns after the first samples, which differ from file
+    to file, and drop that row from the data. Column numbers counting up from 0
+    or 1 (pandas writes "0,1,2" for unnamed columns) are names.
+    """
+    names = _fields(line.strip().lstrip("\ufeff"), delimiter)
+    while names and not names[-1].strip():
+        names.pop()
+    if not names:
+        return
+    numbers = pd.to_numeric(
+        pd.Series([name.strip().replace(decimal, ".") for name in names]),
+        errors="coerce",
+    )
+    if numbers.isna().any():
+        return
+    counted = numbers.tolist()
+    for start in (0, 1):
+        if counted == list(range(start, start + len(names))):
+            return
+    raise InputError(
+        path,
+        f"has no header line: its first line ({line.strip()[:60]!r}) contains only "
+        "numbers, not column names",
+        "add a first line with one name per column (for example time,vib_x,vib_y)",
+    )
+
+
 def _warn_renamed(path: Path, header: list[str], columns: list) -> None:
     """Warn when pandas renamed repeated column names ("vib", "vib.1")."""
     seen: set[str] = set()
@@ -214,14 +247,33 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
         header_row = n_comments - 1
 
     try:
-        frame = pd.read_csv(
+        # Without index_col=False, pandas moves the leading fields of rows longer
+        # than the header into the index, so every channel gets the values of
+        # the column to its right. It warns instead when index_col is False,
+        # and the warning is made an error here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "error",
+                message="Length of header or names does not match",
+                category=pd.errors.ParserWarning,
+            )
+            frame = pd.read_csv(
+                path,
+                sep=delimiter,
+                decimal=decimal,
+                encoding=options.encoding,
+                skiprows=header_row,
+                low_memory=False,
+                index_col=False,
+            )
+    except pd.errors.ParserWarning:
+        raise InputError(
             path,
-            sep=delimiter,
-            decimal=decimal,
-            encoding=options.encoding,
-            skiprows=header_row,
-            low_memory=False,
-        )
+            f"its data rows have more {delimiter!r}-separated fields than its header "
+            "line has column names, so the values cannot be matched to the names",
+            "name every column in the header line, or set data.delimiter if the "
+            "detected delimiter is wrong",
+        ) from None
     except UnicodeDecodeError as error:
         byte = error.object[error.start]
         where = f"after the first {_HEAD_BYTES // 1024} KiB"
@@ -234,6 +286,7 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
             "set delimiter and decimal in the config if detection guessed wrong",
         ) from None
 
+    _raise_if_numeric_header(path, lines[header_row], delimiter, decimal)
     header = _fields(lines[header_row].lstrip("\ufeff"), delimiter)
     if strip_hash:
         first = str(frame.columns[0]).lstrip("#").strip()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grindwatch.exceptions import InputError, shorten_list
+from grindwatch.exceptions import InputError, lookalike_names, shorten_list
 from grindwatch.io.binary import read_binary
 from grindwatch.io.csv import read_csv_frame
 from grindwatch.io.cycle_folder import is_cycle_folder, read_cycle_folder
@@ -645,7 +645,8 @@ def _match(reference: _Reference, recording: Recording, options: ReadOptions):  
             f"missing channels {shorten_list(missing)}; it has "
             f"{shorten_list(recording.channels)}, and "
             f"{reference.n_channel_files} of {reference.n_files} files have "
-            f"{shorten_list(reference.channels)}",
+            f"{shorten_list(reference.channels)}"
+            f"{lookalike_names(missing, recording.channels)}",
             "record those channels, or pick channels that every file has with "
             "--channels (data.channels)",
         )

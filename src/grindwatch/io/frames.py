@@ -673,14 +673,43 @@ def finite_or_raise(path: Path, data: np.ndarray, channels: list[str], policy: s
     return repaired
 
 
-def _labels_from(frame: pd.DataFrame, options: ReadOptions) -> np.ndarray | None:
+def _labels_from(
+    path: Path, frame: pd.DataFrame, options: ReadOptions
+) -> np.ndarray | None:
     lower = {str(name).lower(): name for name in frame.columns}
     for candidate in options.label_columns:
         if candidate.lower() in lower and candidate.lower() != "changepoint":
-            column = frame[lower[candidate.lower()]]
-            values = pd.to_numeric(column, errors="coerce").fillna(0).to_numpy()
-            return (values > 0).astype(np.int8)
+            name = lower[candidate.lower()]
+            return _sample_labels(path, name, frame[name])
     return None
+
+
+def _sample_labels(path: Path, name: object, column: pd.Series) -> np.ndarray:
+    """Read a label column as 0 (normal) or 1 (anomalous) per sample.
+
+    Empty cells are normal. Other cells must be 0 or 1, or a word that a labels
+    file takes (normal, anomalous, OK, NOK ...). Any other value raises,
+    because a setpoint channel named "target" or -1 for anomalous would give
+    labels that look valid but are wrong.
+    """
+    from grindwatch.io.labels import _FALSE, _TRUE
+
+    words = {**dict.fromkeys(_TRUE, 1), **dict.fromkeys(_FALSE, 0)}
+    values = pd.to_numeric(column, errors="coerce")
+    values = values.fillna(column.astype(str).str.strip().str.lower().map(words))
+    invalid = column.notna() & ~values.isin([0, 1])
+    if invalid.any():
+        first = invalid.to_numpy().argmax()
+        value = column.iloc[first]
+        value = value.item() if isinstance(value, np.generic) else value
+        raise InputError(
+            path,
+            f"label column {name!r} holds {value!r} at data row "
+            f"{column.index[first]}, but a label column holds 0 (normal) or 1 "
+            "(anomalous) per sample",
+            "if it is a sensor channel, leave its name out of data.label_columns",
+        )
+    return values.fillna(0).to_numpy().astype(np.int8)
 
 
 def _drop_empty_rows(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
@@ -982,7 +1011,7 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
         channels=names,
         sample_rate=sample_rate,
         source=path,
-        sample_labels=_labels_from(frame, options),
+        sample_labels=_labels_from(path, frame, options),
         metadata=metadata,
     )
 
@@ -1068,7 +1097,7 @@ def frame_to_table_rows(path: Path, frame: pd.DataFrame, options: ReadOptions):
             "fill or drop them before training; nan_policy: interpolate applies "
             "to signals only, because a table row has one value per feature",
         )
-    labels = _labels_from(frame, options)
+    labels = _labels_from(path, frame, options)
     if options.id_column is not None:
         if options.id_column not in frame.columns:
             raise InputError(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grindwatch.exceptions import InputError
+from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io.frames import finite_or_raise
 from grindwatch.io.options import ReadOptions
 from grindwatch.io.rates import resolve_rate, stored_rate
@@ -71,10 +71,50 @@ def _pick(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN202
         if isinstance(item, h5py.Group):
             inside = {n: d for n, d in candidates.items() if n.startswith(key + "/")}
             return _from_group(path, inside)
+        if not _is_signal(item):
+            raise InputError(
+                path,
+                f"dataset {options.hdf5_key!r} ({_describe(item)}) is not a numeric "
+                f"1-D or 2-D array of samples; numeric datasets found: "
+                f"{sorted(candidates)}",
+                "set hdf5_key to a dataset of numbers, shaped (samples,) or "
+                "(channels, samples)",
+            )
         return [key], [item]
     if not candidates:
-        raise InputError(path, "holds no numeric 1-D or 2-D dataset")
+        raise InputError(
+            path,
+            "holds no numeric 1-D or 2-D dataset; its datasets are "
+            f"{shorten_list(_dataset_listing(handle))}",
+            "store the samples as a dataset of numbers, shaped (samples,) or "
+            "(channels, samples)",
+        )
     return _from_group(path, candidates)
+
+
+def _is_signal(item) -> bool:  # noqa: ANN001 - h5py.Dataset
+    """Tell whether a dataset named by hdf5_key can be read as samples.
+
+    Booleans count as numbers here, because a user named the dataset.
+    """
+    return item.dtype.kind in "biuf" and item.ndim in (1, 2) and item.size > 0
+
+
+def _describe(item) -> str:  # noqa: ANN001 - h5py.Dataset
+    return f"dtype {item.dtype}, shape {item.shape}"
+
+
+def _dataset_listing(handle) -> list[str]:  # noqa: ANN001 - h5py.File
+    import h5py
+
+    found: list[str] = []
+
+    def visit(name: str, item: object) -> None:
+        if isinstance(item, h5py.Dataset):
+            found.append(f"{name} ({_describe(item)})")
+
+    handle.visititems(visit)
+    return found
 
 
 def _from_group(path: Path, candidates: dict[str, object]):  # noqa: ANN202

@@ -6,6 +6,7 @@ Labels never reach fitting. Training code does not read ``Recording.label``.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -136,9 +137,28 @@ def read_labels_csv(path: Path) -> dict[str, int]:
     path = Path(path)
     try:
         # Names such as "NA" or "nan" are recording names here, not missing values.
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, encoding="utf-8-sig"
-        )
+        # Rows longer than the header would otherwise shift into the index (see
+        # read_csv_frame), so their warning is made an error.
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "error",
+                message="Length of header or names does not match",
+                category=pd.errors.ParserWarning,
+            )
+            frame = pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                encoding="utf-8-sig",
+                index_col=False,
+            )
+    except pd.errors.ParserWarning:
+        raise InputError(
+            path,
+            "its rows have more fields than its header line has column names",
+            "write one recording name and one label per row, under the header "
+            "'recording,label'",
+        ) from None
     except UnicodeDecodeError as error:
         raise InputError(
             path,

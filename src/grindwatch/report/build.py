@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from grindwatch.exceptions import InputError
+from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.report import html as markup
 from grindwatch.report import neighbours, sections
 from grindwatch.report.references import (
@@ -529,6 +529,8 @@ def create_report(
     InputError
         If a reference path does not exist, no reference file can be read, or
         no reference recording matches the model's channels and sample rate.
+    ConfigError
+        If ``output`` is a folder.
     """
     from grindwatch.pipeline import (
         Model,
@@ -538,6 +540,9 @@ def create_report(
     )
 
     started = time.perf_counter()
+    # Checked before scoring, so a wrong name fails without a wait.
+    if Path(output).is_dir():
+        raise ConfigError(f"{output}: output is a folder; name an .html file")
     if not isinstance(model, Model):
         model = load_model(model)
     recordings = read_data(data, model.config, model)
