@@ -1172,6 +1172,8 @@ def test_table_tune_with_default_family_does_not_warn(feature_table, caplog):
 
 
 def test_trial_config_trains_again(cycles, isolated_tracking, tmp_path):
+    from importlib.metadata import version
+
     import grindwatch
     from grindwatch.config import load_config
 
@@ -1187,6 +1189,11 @@ def test_trial_config_trains_again(cycles, isolated_tracking, tmp_path):
         saved = load_config(path)
         assert saved.detector.family == run.data.params["detector.family"]
         assert str(saved.windows.length) == run.data.params["windows.length"]
+        # Scores also depend on the library versions, which the config omits.
+        assert run.data.tags["grindwatch.torch_version"] == version("torch")
+        assert run.data.tags["grindwatch.scikit-learn_version"] == version(
+            "scikit-learn"
+        )
 
     retrained = grindwatch.train(
         cycles / "good", saved.with_overrides({"tracking.enabled": False})
