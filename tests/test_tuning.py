@@ -656,6 +656,7 @@ def test_study_runs_nest_and_register_alias(cycles, isolated_tracking):
     assert {r.info.status for r in trials} == {"FINISHED"}
     assert {r.data.tags["grindwatch.trial_state"] for r in trials} == {"COMPLETE"}
     assert "best_value" in parent.data.metrics
+    assert parent.data.params["seed"] == "0"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {
         "trials.csv",
