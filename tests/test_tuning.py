@@ -1195,6 +1195,13 @@ def test_trial_config_trains_again(cycles, isolated_tracking, tmp_path):
         assert run.data.tags["grindwatch.scikit-learn_version"] == version(
             "scikit-learn"
         )
+        # Only the trial's own family has detector settings among the params.
+        families = {
+            key.split(".")[1]
+            for key in run.data.params
+            if key.startswith("detector.") and key != "detector.family"
+        }
+        assert families == {saved.detector.family}
 
     retrained = grindwatch.train(
         cycles / "good", saved.with_overrides({"tracking.enabled": False})

@@ -248,7 +248,19 @@ class StudyTracker:
         }
         if not self.parent_run_id:
             del tags["mlflow.parentRunId"]
-        flat = {k: v for k, v in config.flat().items() if not k.startswith(_STUDY_KEYS)}
+        # Other families' settings are left out, so that a filter on a family's
+        # setting, such as detector.autoencoder.loss, returns only that family's
+        # trials. config.yaml keeps them all.
+        unused = tuple(
+            f"detector.{name}."
+            for name in type(config.detector).model_fields
+            if name not in ("family", config.detector.family)
+        )
+        flat = {
+            k: v
+            for k, v in config.flat().items()
+            if not k.startswith(_STUDY_KEYS + unused)
+        }
         return self._create_trial_run(study_name, number, tags, flat, params)
 
     def _create_trial_run(
