@@ -1297,6 +1297,29 @@ def test_tied_objectives_warn_that_nothing_was_chosen(caplog):
     assert "the best objective is 0" in caplog.text
 
 
+def test_undecided_choice_noted_on_study_run(cycles, isolated_tracking):
+    # Every trial draws the same single variant, so all objectives tie.
+    config = _config(
+        **{
+            "tracking.enabled": True,
+            "tune.space.window_length": [256],
+            "tune.space.frontend": ["spectrum"],
+            "tune.space.n_bands": [16],
+            "tune.space.hop_fraction": [1.0],
+            "tune.space.family": ["knn"],
+            "tune.space.knn.n_neighbors": {"low": 3, "high": 3},
+        }
+    )
+
+    result = tune(cycles / "good", config)
+
+    undecided = [note for note in result.notes if "is kept" in note]
+    assert len(undecided) == 1
+    assert f"trial {result.best_trial} is kept" in undecided[0]
+    parent = MlflowClient(isolated_tracking).get_run(result.parent_run_id)
+    assert parent.data.tags["grindwatch.notes"] == "\n".join(result.notes)
+
+
 def test_one_class_eval_data_warns(feature_table, tmp_path, caplog):
     import pandas as pd
 

@@ -56,6 +56,10 @@ class TuneResult:
         another process on the same study does that, or the study is incomplete.
     final_metrics : dict
         Labeled metrics of the retrained model, when labeled recordings exist.
+    notes : list of str
+        Warnings about the choice, such as tied or zero objectives or a
+        retrained threshold that flags far more than the trial's. The study's
+        run stores them in its ``grindwatch.notes`` tag.
     labels_in_training : bool
         The labeled metrics come from labels of the training recordings, so they
         are measured on data the models were fitted on.
@@ -82,6 +86,7 @@ class TuneResult:
     alias: str | None = None
     final_metrics: dict[str, float] = field(default_factory=dict)
     labels_in_training: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -207,7 +212,9 @@ def conclude(
         tracker.close_parent("FINISHED", "complete")
         return result
 
-    _warn_undecided(study, best)
+    undecided = _warn_undecided(study, best)
+    if undecided:
+        result.notes.append(undecided)
     _finalize(result, tracker, training, objective)
     _check_refitted_threshold(result, best.user_attrs.get("grindwatch.metrics", {}))
     result.finalized = True
@@ -243,29 +250,33 @@ def _copy_final(result: TuneResult, tracker: Any) -> None:
     result.alias = tags.get("grindwatch.alias")
 
 
-def _warn_undecided(study: optuna.Study, best: optuna.trial.FrozenTrial) -> None:
+def _warn_undecided(study: optuna.Study, best: optuna.trial.FrozenTrial) -> str | None:
     """Warn when the objective did not choose: every complete trial has the best
-    value, or the best value is 0, so the kept variant is the first, not the best."""
+    value, or the best value is 0, so the kept variant is the first, not the best.
+
+    Returns the warning, or None when the objective chose.
+    """
     from optuna.trial import TrialState
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     values = [trial.value for trial in complete if trial.value is not None]
     if best.value is not None and best.value <= 0:
-        logger.warning(
-            "the best objective is %g: no trial found the injected anomalies and "
-            "flagged them at its threshold, so trial %d is kept only as the first. "
-            "Widen tune.space, give more trials, or check the training data",
-            best.value,
-            best.number,
+        message = (
+            f"the best objective is {best.value:g}: no trial found the injected "
+            "anomalies and flagged them at its threshold, so trial "
+            f"{best.number} is kept only as the first. Widen tune.space, give more "
+            "trials, or check the training data"
         )
     elif len(values) > 1 and len(set(values)) == 1:
-        logger.warning(
-            "all %d complete trials have the objective %g, so the study did not "
-            "rank them and trial %d is kept as the first",
-            len(values),
-            best.value,
-            best.number,
+        message = (
+            f"all {len(values)} complete trials have the objective {best.value:g}, "
+            f"so the study did not rank them and trial {best.number} is kept as "
+            "the first"
         )
+    else:
+        return None
+    logger.warning("%s", message)
+    return message
 
 
 def _finalize(
@@ -323,16 +334,16 @@ def _check_refitted_threshold(result: TuneResult, trial: dict[str, float]) -> No
     measured = 1.0 - trial["held_out_specificity"]
     refitted = result.model.threshold_.share_flagged
     if refitted > max(3.0 * measured, measured + 0.05):
-        logger.warning(
-            "the retrained model's threshold flags %.1f%% of its training windows, "
-            "but trial %d flagged %.1f%% of clean held-out windows: refitted on "
-            "all data, the threshold cut elsewhere. Check it with grindwatch "
-            "report, or set the threshold settings (threshold.method, "
-            "threshold.margin) and tune again.",
-            100 * refitted,
-            result.best_trial,
-            100 * measured,
+        message = (
+            f"the retrained model's threshold flags {100 * refitted:.1f}% of its "
+            f"training windows, but trial {result.best_trial} flagged "
+            f"{100 * measured:.1f}% of clean held-out windows: refitted on all "
+            "data, the threshold cut elsewhere. Check it with grindwatch report, "
+            "or set the threshold settings (threshold.method, threshold.margin) "
+            "and tune again."
         )
+        logger.warning("%s", message)
+        result.notes.append(message)
 
 
 def _final_metrics(model: Model, recordings: list[Recording]) -> dict[str, float]:
@@ -387,6 +398,9 @@ def _summarise(
     ):
         if value is not None:
             tags[key] = str(value)
+    # Set on every summary, so that a later summary of a resumed study replaces
+    # an earlier note.
+    tags["grindwatch.notes"] = "\n".join(result.notes) or "none"
 
     importances, note = _importances(study)
     with tempfile.TemporaryDirectory() as folder:
