@@ -196,3 +196,39 @@ def test_autoencoder_fused_adam_matches_loop(monkeypatch: pytest.MonkeyPatch):
     np.testing.assert_allclose(
         fused.training_scores_, looped.training_scores_, rtol=1e-3
     )
+
+
+def test_autoencoder_parallel_fits_match_sequential():
+    import threading
+
+    windows = _windows(0, n=64)
+    settings = {"filters": (4,), "kernel_sizes": (3,), "strides": (2,), "epochs": 1}
+    seeds = (0, 1)
+    alone = {
+        seed: AutoencoderDetector(**settings, random_state=seed)
+        .fit(windows)
+        .anomaly_score(windows)
+        for seed in seeds
+    }
+
+    def fit(seed: int, barrier: threading.Barrier, out: dict) -> None:
+        barrier.wait()
+        detector = AutoencoderDetector(**settings, random_state=seed)
+        out[seed] = detector.fit(windows).anomaly_score(windows)
+
+    # Parallel tune trials fit in threads. A barrier starts both fits together,
+    # and several rounds make it likely that their weight initialisations overlap.
+    for _ in range(5):
+        parallel: dict[int, np.ndarray] = {}
+        barrier = threading.Barrier(len(seeds))
+        threads = [
+            threading.Thread(target=fit, args=(seed, barrier, parallel))
+            for seed in seeds
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        for seed in seeds:
+            np.testing.assert_array_equal(parallel[seed], alone[seed])

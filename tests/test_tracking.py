@@ -54,6 +54,22 @@ def test_train_run_holds_params_metrics_and_artifacts(cycle_folders, isolated_tr
     } <= artifacts
 
 
+def test_train_run_tags_library_versions(cycle_folders, isolated_tracking):
+    import platform
+    from importlib.metadata import version
+
+    import torch
+
+    result = grindwatch.train(cycle_folders["good"], _config())
+
+    tags = MlflowClient(isolated_tracking).get_run(result.run_id).data.tags
+    assert tags["grindwatch.python_version"] == platform.python_version()
+    assert tags["grindwatch.numpy_version"] == version("numpy")
+    assert tags["grindwatch.scikit-learn_version"] == version("scikit-learn")
+    assert tags["grindwatch.torch_version"] == version("torch")
+    assert tags["grindwatch.torch_threads"] == str(torch.get_num_threads())
+
+
 def test_fingerprint_lists_files_with_hashes(
     cycle_folders, isolated_tracking, tmp_path
 ):

@@ -679,6 +679,7 @@ def test_study_runs_nest_and_register_alias(cycles, isolated_tracking):
     assert {r.info.status for r in trials} == {"FINISHED"}
     assert {r.data.tags["grindwatch.trial_state"] for r in trials} == {"COMPLETE"}
     assert "best_value" in parent.data.metrics
+    assert parent.data.params["seed"] == "0"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {
         "trials.csv",
@@ -1195,6 +1196,8 @@ def test_table_tune_with_default_family_does_not_warn(feature_table, caplog):
 
 
 def test_trial_config_trains_again(cycles, isolated_tracking, tmp_path):
+    from importlib.metadata import version
+
     import grindwatch
     from grindwatch.config import load_config
 
@@ -1210,6 +1213,18 @@ def test_trial_config_trains_again(cycles, isolated_tracking, tmp_path):
         saved = load_config(path)
         assert saved.detector.family == run.data.params["detector.family"]
         assert str(saved.windows.length) == run.data.params["windows.length"]
+        # Scores also depend on the library versions, which the config omits.
+        assert run.data.tags["grindwatch.torch_version"] == version("torch")
+        assert run.data.tags["grindwatch.scikit-learn_version"] == version(
+            "scikit-learn"
+        )
+        # Only the trial's own family has detector settings among the params.
+        families = {
+            key.split(".")[1]
+            for key in run.data.params
+            if key.startswith("detector.") and key != "detector.family"
+        }
+        assert families == {saved.detector.family}
 
     retrained = grindwatch.train(
         cycles / "good", saved.with_overrides({"tracking.enabled": False})
@@ -1324,12 +1339,36 @@ def test_weak_best_threshold_warns(f1, factors, warned, caplog):
     )
 
     with caplog.at_level(logging.WARNING, logger="grindwatch.tuning_results"):
-        _warn_weak_threshold(trial, factors)
+        message = _warn_weak_threshold(trial, factors)
 
     assert ("hardly separated the variants" in caplog.text) is warned
+    assert (message is not None) is warned
     if warned:
         assert f"F1 {f1:.3f}" in caplog.text
         assert "--eval" in caplog.text
+
+
+def test_undecided_choice_noted_on_study_run(cycles, isolated_tracking):
+    # Every trial draws the same single variant, so all objectives tie.
+    config = _config(
+        **{
+            "tracking.enabled": True,
+            "tune.space.window_length": [256],
+            "tune.space.frontend": ["spectrum"],
+            "tune.space.n_bands": [16],
+            "tune.space.hop_fraction": [1.0],
+            "tune.space.family": ["knn"],
+            "tune.space.knn.n_neighbors": {"low": 3, "high": 3},
+        }
+    )
+
+    result = tune(cycles / "good", config)
+
+    undecided = [note for note in result.notes if "is kept" in note]
+    assert len(undecided) == 1
+    assert f"trial {result.best_trial} is kept" in undecided[0]
+    parent = MlflowClient(isolated_tracking).get_run(result.parent_run_id)
+    assert parent.data.tags["grindwatch.notes"] == "\n".join(result.notes)
 
 
 def test_one_class_eval_data_warns(feature_table, tmp_path, caplog):

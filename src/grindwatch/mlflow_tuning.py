@@ -7,7 +7,9 @@ processes cannot log into each other's runs. Runs carry these tags:
 - ``grindwatch.kind``: ``study`` for the parent, ``trial`` for each trial;
 - ``grindwatch.study`` and, on trial runs, ``grindwatch.trial_number``;
 - ``grindwatch.trial_state``: the Optuna state (COMPLETE, PRUNED, FAIL);
-- ``grindwatch.stopped_step``: the last epoch a pruned or failed trial reported.
+- ``grindwatch.stopped_step``: the last epoch a pruned or failed trial reported;
+- on trial runs, ``grindwatch.<package>_version`` for Python, NumPy, scikit-learn
+  and PyTorch, and ``grindwatch.torch_threads`` for autoencoder trials.
 
 A complete trial's run logs ``objective`` once, at step 0, with the trial's other
 final metrics. Autoencoder trials also log, per epoch (step = epoch), the value
@@ -39,6 +41,7 @@ from grindwatch.tracking import (
     _client,
     _experiment_id,
     _param_value,
+    environment_tags,
     resolve_tracking_uri,
     store_errors,
 )
@@ -241,10 +244,23 @@ class StudyTracker:
             "grindwatch.version": __version__,
             "grindwatch.seed": str(config.seed),
             "grindwatch.detector": config.detector.family,
+            **environment_tags(config.detector.family),
         }
         if not self.parent_run_id:
             del tags["mlflow.parentRunId"]
-        flat = {k: v for k, v in config.flat().items() if not k.startswith(_STUDY_KEYS)}
+        # Other families' settings are left out, so that a filter on a family's
+        # setting, such as detector.autoencoder.loss, returns only that family's
+        # trials. config.yaml keeps them all.
+        unused = tuple(
+            f"detector.{name}."
+            for name in type(config.detector).model_fields
+            if name not in ("family", config.detector.family)
+        )
+        flat = {
+            k: v
+            for k, v in config.flat().items()
+            if not k.startswith(_STUDY_KEYS + unused)
+        }
         return self._create_trial_run(study_name, number, tags, flat, params)
 
     def _create_trial_run(

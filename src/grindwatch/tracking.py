@@ -159,6 +159,26 @@ def _unreachable_server(uri: str) -> tuple[str, object] | None:
     return None
 
 
+def environment_tags(family: str) -> dict[str, str]:
+    """Return tags naming what outside the config changes a fit's scores.
+
+    These are the Python, NumPy, scikit-learn and PyTorch versions and, for the
+    autoencoder, PyTorch's thread count, because on CPU another thread count sums
+    in another order and changes the last digits of the scores.
+    """
+    import platform
+    from importlib.metadata import version
+
+    tags = {"grindwatch.python_version": platform.python_version()}
+    for package in ("numpy", "scikit-learn", "torch"):
+        tags[f"grindwatch.{package}_version"] = version(package)
+    if family == "autoencoder":
+        import torch
+
+        tags["grindwatch.torch_threads"] = str(torch.get_num_threads())
+    return tags
+
+
 def _param_value(value: Any) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text[:6000]
@@ -196,6 +216,7 @@ class TrainingTracker:
             "grindwatch.kind": "train",
             "grindwatch.data_kind": kind,
             "grindwatch.data_sha256": data_sha256,
+            **environment_tags(self.config.detector.family),
         }
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id

@@ -557,8 +557,11 @@ def _open_tracker(config: Config, study: optuna.Study, created: bool) -> Any:
     run_id = None if created else _wait_for_attr(study, _PARENT_ATTR)
     if run_id is None and not created:
         logger.warning("study %r has no MLflow run yet; creating one", study.study_name)
+    # The seed drives the sampler and every trial's holdout, injections and fit.
     params = {
-        k: v for k, v in config.flat().items() if k.startswith(("tune.", "data."))
+        k: v
+        for k, v in config.flat().items()
+        if k.startswith(("tune.", "data.")) or k == "seed"
     }
     parent = tracker.open_parent(
         run_id, study.study_name, config.tune.objective, params, {}

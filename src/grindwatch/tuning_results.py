@@ -56,6 +56,10 @@ class TuneResult:
         another process on the same study does that, or the study is incomplete.
     final_metrics : dict
         Labeled metrics of the retrained model, when labeled recordings exist.
+    notes : list of str
+        Warnings about the choice, such as tied or zero objectives or a
+        retrained threshold that flags far more than the trial's. The study's
+        run stores them in its ``grindwatch.notes`` tag.
     labels_in_training : bool
         The labeled metrics come from labels of the training recordings, so they
         are measured on data the models were fitted on.
@@ -82,6 +86,7 @@ class TuneResult:
     alias: str | None = None
     final_metrics: dict[str, float] = field(default_factory=dict)
     labels_in_training: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -216,8 +221,12 @@ def conclude(
         return result
 
     if best.value is not None and best.value > 0:
-        _warn_weak_threshold(best, objective.factors)
-    _warn_undecided(study, best)
+        weak = _warn_weak_threshold(best, objective.factors)
+        if weak:
+            result.notes.append(weak)
+    undecided = _warn_undecided(study, best)
+    if undecided:
+        result.notes.append(undecided)
     _finalize(result, tracker, training, objective)
     _check_refitted_threshold(result, best.user_attrs.get("grindwatch.metrics", {}))
     result.finalized = True
@@ -253,51 +262,61 @@ def _copy_final(result: TuneResult, tracker: Any) -> None:
     result.alias = tags.get("grindwatch.alias")
 
 
-def _warn_undecided(study: optuna.Study, best: optuna.trial.FrozenTrial) -> None:
+def _warn_undecided(study: optuna.Study, best: optuna.trial.FrozenTrial) -> str | None:
     """Warn when the objective did not choose: every complete trial has the best
-    value, or the best value is 0, so the kept variant is the first, not the best."""
+    value, or the best value is 0, so the kept variant is the first, not the best.
+
+    Returns the warning, or None when the objective chose.
+    """
     from optuna.trial import TrialState
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     values = [trial.value for trial in complete if trial.value is not None]
     if best.value is not None and best.value <= 0:
-        logger.warning(
-            "the best objective is %g: no trial found the injected anomalies and "
-            "flagged them at its threshold, so trial %d is kept only as the first. "
-            "Widen tune.space, give more trials, or check the training data",
-            best.value,
-            best.number,
+        message = (
+            f"the best objective is {best.value:g}: no trial found the injected "
+            "anomalies and flagged them at its threshold, so trial "
+            f"{best.number} is kept only as the first. Widen tune.space, give more "
+            "trials, or check the training data"
         )
     elif len(values) > 1 and len(set(values)) == 1:
-        logger.warning(
-            "all %d complete trials have the objective %g, so the study did not "
-            "rank them and trial %d is kept as the first",
-            len(values),
-            best.value,
-            best.number,
+        message = (
+            f"all {len(values)} complete trials have the objective {best.value:g}, "
+            f"so the study did not rank them and trial {best.number} is kept as "
+            "the first"
         )
+    else:
+        return None
+    logger.warning("%s", message)
+    return message
 
 
-def _warn_weak_threshold(best: optuna.trial.FrozenTrial, factors: tuple) -> None:
+def _warn_weak_threshold(
+    best: optuna.trial.FrozenTrial, factors: tuple[str, ...]
+) -> str | None:
     """Warn when even the best trial's threshold barely catches the recurring
     faults of an objective that multiplies by their F1, because the ranking then
-    rests on a few windows."""
+    rests on a few windows.
+
+    Returns the warning, or None when the threshold catches enough of them.
+    """
     metrics = best.user_attrs.get("grindwatch.metrics", {})
     f1 = metrics.get("recurring_f1")
     if "recurring_f1" not in factors or f1 is None or f1 >= WEAK_RECURRING_F1:
-        return
-    logger.warning(
-        "the best trial (%d) reaches only F1 %.3f on the recurring faults at its "
-        "threshold (recall %.2f, held-out specificity %.3f), so the objective "
-        "hardly separated the variants and the choice may be no better than the "
-        "others. Held-out windows that are not normal (worn tools or faults in the "
-        "training data) cause this; check the training data, or rank the trials on "
-        "labelled recordings given with --eval",
-        best.number,
-        f1,
-        metrics.get("recurring_recall", float("nan")),
-        metrics.get("held_out_specificity", float("nan")),
+        return None
+    recall = metrics.get("recurring_recall", float("nan"))
+    specificity = metrics.get("held_out_specificity", float("nan"))
+    message = (
+        f"the best trial ({best.number}) reaches only F1 {f1:.3f} on the recurring "
+        f"faults at its threshold (recall {recall:.2f}, held-out specificity "
+        f"{specificity:.3f}), so the objective hardly separated the variants and "
+        "the choice may be no better than the others. Held-out windows that are "
+        "not normal (worn tools or faults in the training data) cause this; check "
+        "the training data, or rank the trials on labelled recordings given with "
+        "--eval"
     )
+    logger.warning("%s", message)
+    return message
 
 
 def _finalize(
@@ -355,16 +374,16 @@ def _check_refitted_threshold(result: TuneResult, trial: dict[str, float]) -> No
     measured = 1.0 - trial["held_out_specificity"]
     refitted = result.model.threshold_.share_flagged
     if refitted > max(3.0 * measured, measured + 0.05):
-        logger.warning(
-            "the retrained model's threshold flags %.1f%% of its training windows, "
-            "but trial %d flagged %.1f%% of clean held-out windows: refitted on "
-            "all data, the threshold cut elsewhere. Check it with grindwatch "
-            "report, or set the threshold settings (threshold.method, "
-            "threshold.margin) and tune again.",
-            100 * refitted,
-            result.best_trial,
-            100 * measured,
+        message = (
+            f"the retrained model's threshold flags {100 * refitted:.1f}% of its "
+            f"training windows, but trial {result.best_trial} flagged "
+            f"{100 * measured:.1f}% of clean held-out windows: refitted on all "
+            "data, the threshold cut elsewhere. Check it with grindwatch report, "
+            "or set the threshold settings (threshold.method, threshold.margin) "
+            "and tune again."
         )
+        logger.warning("%s", message)
+        result.notes.append(message)
 
 
 def _final_metrics(model: Model, recordings: list[Recording]) -> dict[str, float]:
@@ -419,6 +438,9 @@ def _summarise(
     ):
         if value is not None:
             tags[key] = str(value)
+    # Set on every summary, so that a later summary of a resumed study replaces
+    # an earlier note.
+    tags["grindwatch.notes"] = "\n".join(result.notes) or "none"
 
     importances, note = _importances(study)
     with tempfile.TemporaryDirectory() as folder:

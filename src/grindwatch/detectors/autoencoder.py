@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,6 +15,11 @@ from grindwatch.exceptions import ConfigError
 logger = logging.getLogger(__name__)
 
 __all__ = ["AutoencoderDetector", "LOSSES"]
+
+# PyTorch initialises layer weights from its global generator, which all threads
+# share. The lock is held from seeding to the end of construction, so networks
+# built in parallel threads (tune --jobs) get the weights of a network built alone.
+_INIT_LOCK = threading.Lock()
 
 # Bytes of the largest activation of one scoring batch. Timed on a 2-core AMD
 # EPYC with a 32 MiB L3 cache; an estimate for other CPUs.
@@ -117,7 +123,6 @@ class AutoencoderDetector(BaseDetector):
         from grindwatch.nets import ConvAutoencoder
 
         self._validate(X)
-        torch.manual_seed(self.random_state)
         rng = np.random.default_rng(self.random_state)
         order = rng.permutation(X.shape[0])
         n_val = int(round(X.shape[0] * self.validation_fraction))
@@ -126,14 +131,16 @@ class AutoencoderDetector(BaseDetector):
         train = torch.from_numpy(X[order[n_val:]])
         val = torch.from_numpy(X[order[:n_val]]) if n_val else None
 
-        self.net_ = ConvAutoencoder(
-            X.shape[1],
-            X.shape[2],
-            list(self.filters),
-            list(self.kernel_sizes),
-            list(self.strides),
-            self.latent_size,
-        )
+        with _INIT_LOCK:
+            torch.manual_seed(self.random_state)
+            self.net_ = ConvAutoencoder(
+                X.shape[1],
+                X.shape[2],
+                list(self.filters),
+                list(self.kernel_sizes),
+                list(self.strides),
+                self.latent_size,
+            )
         # The fused update is one kernel per step; the default loops over the
         # parameters, and for these small networks that loop was a large part
         # of each training step on CPU.
