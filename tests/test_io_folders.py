@@ -79,3 +79,23 @@ def test_clashing_names_get_one_folder():
     _make_names_unique(recordings)
 
     assert [recording.name for recording in recordings] == ["good/r", "bad/r", "s"]
+
+
+def test_same_stem_in_two_formats_rejected(tmp_path):
+    import pandas as pd
+    import pytest
+
+    from grindwatch.exceptions import InputError
+
+    write_cycles(tmp_path / "x", 1)
+    csv_file = tmp_path / "x" / "cycle_000.csv"
+    pd.read_csv(csv_file).to_parquet(tmp_path / "x" / "cycle_000.parquet")
+
+    with pytest.raises(InputError) as raised:
+        load_recordings(tmp_path / "x")
+
+    message = str(raised.value)
+    assert "cycle_000.csv" in message
+    assert "cycle_000.parquet" in message
+    assert "differ only in their extension" in message
+    assert "pass the files of one format" in message

@@ -711,7 +711,8 @@ def folder_prefixes(folders: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...],
 
 
 def _make_names_unique(recordings: list[Recording]) -> None:
-    """Prefix clashing names (same stem in two folders) with their folders.
+    """Prefix clashing names (same stem in two folders) with their folders, and
+    raise InputError for files that differ only in their extension.
 
     One parent folder is enough for ``a/r.csv`` and ``b/r.csv``. Where the
     parents have the same name too (``m1/day/r.csv`` and ``m2/day/r.csv``),
@@ -731,3 +732,19 @@ def _make_names_unique(recordings: list[Recording]) -> None:
         for recording, parts in zip(located, folders, strict=True):
             prefix = prefixes[parts]
             recording.name = f"{prefix}/{name}" if prefix else name
+    # Files of one stem in one folder (r.csv and r.parquet) still share a name.
+    named: dict[str, set[str]] = {}
+    for recording in recordings:
+        if recording.source is not None:
+            named.setdefault(recording.name, set()).add(str(recording.source))
+    for name, sources in named.items():
+        if len(sources) > 1:
+            listed = sorted(sources)
+            raise InputError(
+                ", ".join(listed[:3]) + (" ..." if len(listed) > 3 else ""),
+                f"these files would all be named {name!r}, because they differ only "
+                "in their extension, and score tables, reports and labels find a "
+                "recording by its name",
+                "rename one of them, or pass the files of one format only (for "
+                "example 'DIR/**/*.parquet')",
+            )
