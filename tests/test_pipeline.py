@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,25 @@ def test_feature_table_flags_outlier_rows(feature_table):
     flagged = scored.loc[scored["flag"], "recording"].tolist()
     assert {f"features#{i}" for i in range(300, 304)} <= set(flagged)
     assert len(flagged) < 10
+
+
+def test_table_missing_feature_listed_once(feature_table, tmp_path, caplog):
+    config = _config(
+        **{"data.kind": "table", "frontend.kind": "raw", "detector.family": "iforest"}
+    )
+    model = grindwatch.train(feature_table, config).model
+    rows = pd.read_parquet(feature_table).drop(columns=["f5", "anomaly"]).head(5)
+    missing = tmp_path / "missing.csv"
+    rows.to_csv(missing, index=False)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.pipeline"):
+        with pytest.raises(InputError) as raised:
+            grindwatch.score(model, missing)
+
+    skipped = [r for r in caplog.records if r.getMessage().startswith("skipped")]
+    assert len(skipped) == 1
+    assert "f5" in skipped[0].getMessage()
+    assert raised.value.path == str(missing)
 
 
 @pytest.fixture

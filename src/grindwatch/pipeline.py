@@ -531,6 +531,9 @@ class Model:
             {"path": str(s.path), "reason": s.reason}
             for s in getattr(data, "skipped", [])
         ]
+        # The rows of one table file fail alike, so each file and reason is
+        # listed once.
+        listed = {(entry["path"], entry["reason"]) for entry in skipped}
         window_frames, recording_rows = [], []
         for begin in range(0, len(recordings), batch_recordings):
             batch = recordings[begin : begin + batch_recordings]
@@ -542,6 +545,9 @@ class Model:
                 except InputError as error:
                     if self.config.data.strict:
                         raise
+                    if (error.path, error.problem) in listed:
+                        continue
+                    listed.add((error.path, error.problem))
                     logger.warning("skipped %s", error)
                     skipped.append({"path": error.path, "reason": error.problem})
             if usable:
@@ -556,8 +562,12 @@ class Model:
                 )
 
         if not recording_rows:
+            paths = sorted({entry["path"] for entry in skipped})
+            where = ", ".join(paths[:3]) + (" ..." if len(paths) > 3 else "")
             raise InputError(
-                "data", "no recording could be scored", "see the skipped files above"
+                where or "data",
+                "no recording could be scored",
+                "see the skipped files above",
             )
         return ScoreResult(
             windows=pd.concat(window_frames, ignore_index=True),
