@@ -492,6 +492,15 @@ def test_invalid_setting_gives_one_line_error(cycle_folders):
     assert "windows.length" in result.output
 
 
+@pytest.mark.parametrize("setting", ["windows.length=", "windows.lenght=null"])
+def test_set_without_value_is_rejected(cycle_folders, setting):
+    result = runner.invoke(app, ["train", str(cycle_folders["good"]), "--set", setting])
+
+    assert result.exit_code == 2
+    assert f"--set {setting!r} has no value" in result.output
+    assert "Traceback" not in result.output
+
+
 @pytest.mark.parametrize(
     ("setting", "detector"),
     [

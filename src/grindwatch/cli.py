@@ -63,10 +63,18 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
         if not sep:
             _fail(f"--set {item!r} needs the form key=value, e.g. windows.length=512")
         try:
-            overrides[key.strip()] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except yaml.YAMLError:
             # Text YAML cannot parse alone, such as "," or "*", is meant as text.
-            overrides[key.strip()] = value
+            parsed = value
+        if parsed is None:
+            # An empty or null value would be dropped as an option left unset, so
+            # the setting would keep its value without a word, typos included.
+            _fail(
+                f"--set {item!r} has no value; give one, as in windows.length=512, "
+                "or leave the setting out to keep its default"
+            )
+        overrides[key.strip()] = parsed
     return overrides
 
 
