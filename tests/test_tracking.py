@@ -159,6 +159,31 @@ def test_interrupted_training_marks_run_failed(
     assert runs[0].info.status == "FAILED"
 
 
+def test_failed_model_logging_restores_log_level(isolated_tracking, tmp_path):
+    import logging
+
+    from grindwatch.tracking import log_model
+
+    class UnsavableModel:
+        def save(self, path):  # noqa: ANN001, ANN202
+            raise OSError(f"disk full while writing {path}")
+
+    mlflow.set_tracking_uri(isolated_tracking)
+    run_id = MlflowClient(isolated_tracking).create_run("0").info.run_id
+    pyfunc_logger = logging.getLogger("mlflow.pyfunc")
+    original = pyfunc_logger.level
+    pyfunc_logger.setLevel(logging.INFO)
+
+    try:
+        with pytest.raises(OSError, match="disk full"):
+            log_model(UnsavableModel(), run_id)
+        level = pyfunc_logger.level
+    finally:
+        pyfunc_logger.setLevel(original)
+
+    assert level == logging.INFO
+
+
 def test_pyfunc_scores_windows_like_the_model(cycle_folders, tmp_path):
     result = grindwatch.train(cycle_folders["good"], _config())
     model = result.model

@@ -409,19 +409,26 @@ def log_model(model, run_id: str, registered_model: str | None = None) -> str:  
     pyfunc_logger = logging.getLogger("mlflow.pyfunc")
     previous_level = pyfunc_logger.level
     pyfunc_logger.setLevel(logging.ERROR)
-    with tempfile.TemporaryDirectory() as folder:
-        bundle = model.save(Path(folder) / "bundle")
-        with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
-            info = mlflow.pyfunc.log_model(
-                name=MODEL_ARTIFACT,
-                # Models from code: MLflow imports this file instead of unpickling
-                # an object, so the logged model does not depend on pickle details.
-                python_model=str(Path(__file__).with_name("_pyfunc_model.py")),
-                artifacts={"bundle": str(bundle)},
-                pip_requirements=[f"grindwatch=={__version__}"],
-                registered_model_name=registered_model,
-            )
-    pyfunc_logger.setLevel(previous_level)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            bundle = model.save(Path(folder) / "bundle")
+            nested = mlflow.active_run() is not None
+            with mlflow.start_run(run_id=run_id, nested=nested):
+                info = mlflow.pyfunc.log_model(
+                    name=MODEL_ARTIFACT,
+                    # Models from code: MLflow imports this file instead of
+                    # unpickling an object, so the logged model does not depend
+                    # on pickle details.
+                    python_model=str(Path(__file__).with_name("_pyfunc_model.py")),
+                    artifacts={"bundle": str(bundle)},
+                    # NOTE: only grindwatch is listed, not its torch and
+                    # scikit-learn versions, so the README serves the model with
+                    # --env-manager local, in an environment that has grindwatch.
+                    pip_requirements=[f"grindwatch=={__version__}"],
+                    registered_model_name=registered_model,
+                )
+    finally:
+        pyfunc_logger.setLevel(previous_level)
     client = _client(mlflow.get_tracking_uri())
     # Leaving start_run's block ended the run FINISHED, but training still logs
     # to it and ends it itself, FAILED if what follows fails.
