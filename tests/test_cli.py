@@ -217,6 +217,30 @@ def test_evaluate_table_gets_no_window_note(feature_table, tmp_path):
     assert "Window labels are" not in " ".join(result.output.split())
 
 
+def test_evaluate_table_metrics_one_level(feature_table, tmp_path):
+    model = tmp_path / "table-model"
+    trained = runner.invoke(
+        app,
+        ["train", str(feature_table), "--table", "--detector", "iforest"]
+        + ["-o", str(model), "--no-track"],
+    )
+    assert trained.exit_code == 0, trained.output
+
+    result = runner.invoke(
+        app, ["evaluate", str(feature_table), "-m", str(model), "--no-track"]
+    )
+
+    assert result.exit_code == 0, result.output
+    levels = [
+        line.split("│")[1].strip()
+        for line in result.output.splitlines()
+        if line.startswith("│")
+        and line.split("│")[1].strip() in {"windows", "recordings", "rows"}
+    ]
+    # A row is one window, so a windows level would repeat the rows level.
+    assert levels == ["rows"]
+
+
 def test_table_output_counts_rows(feature_table, tmp_path):
     model = tmp_path / "table-model"
     trained = runner.invoke(

@@ -647,7 +647,11 @@ def _describe_label_sources(sources: dict[str, dict[str, int]]) -> str:
     return "; ".join(listed)
 
 
-def _print_metrics(result, labels: Path | None = None) -> None:  # noqa: ANN001
+def _print_metrics(
+    result,  # noqa: ANN001
+    labels: Path | None = None,
+    feature_table: bool = False,
+) -> None:
     from rich.table import Table
 
     from grindwatch._console import console
@@ -656,10 +660,13 @@ def _print_metrics(result, labels: Path | None = None) -> None:  # noqa: ANN001
     table.add_column("level", no_wrap=True, min_width=10)
     for name in ("AUC-ROC", "AUC-PR", "prec.", "recall", "F1", "anom.", "flagged", "n"):
         table.add_column(name, justify="right")
-    for level, metrics in (
-        ("windows", result.windows),
-        ("recordings", result.recordings),
-    ):
+    if feature_table:
+        # A row is one recording and its only window, so a windows level would
+        # only repeat the same metrics.
+        levels = [("rows", result.recordings)]
+    else:
+        levels = [("windows", result.windows), ("recordings", result.recordings)]
+    for level, metrics in levels:
         table.add_row(
             level,
             *(
@@ -806,7 +813,7 @@ def evaluate(
         result.scored.cycle_threshold,
         _signal_rule(loaded),
     )
-    _print_metrics(result, labels)
+    _print_metrics(result, labels, feature_table=loaded.kind_ == "table")
     run_id = getattr(result, "run_id", None)
     if run_id:
         from grindwatch._console import console
