@@ -840,6 +840,32 @@ def test_score_table_digits_near_threshold(capsys):
     assert " 0.2 " in output
 
 
+def test_cycle_score_digits_near_threshold(capsys):
+    from grindwatch.cli import _print_recordings
+
+    frame = pd.DataFrame(
+        {
+            "recording": ["above", "below"],
+            "score": [0.5, 0.4],
+            "flag": [True, False],
+            "flagged_windows": [0, 0],
+            "n_windows": [10, 10],
+            "cycle_score": [1.84412, 1.84371],
+            "cycle_flag": [True, False],
+            "cycle_reason": ["current: length", ""],
+        }
+    )
+
+    _print_recordings(frame, threshold=1.0, limit=10, cycle_threshold=1.8439)
+
+    output = capsys.readouterr().err
+    # train and the report print this threshold with at least 4 digits.
+    assert "cycle threshold 1.8439)" in output
+    assert "1.8441 *" in output
+    assert "1.8437 " in output
+    assert "1.84 " not in output
+
+
 def test_train_without_logged_model_gives_no_uri(cycle_folders, tmp_path):
     model = tmp_path / "model"
     arguments = ["train", str(cycle_folders["good"]), "-o", str(model), *FAST]

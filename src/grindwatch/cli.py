@@ -474,9 +474,11 @@ def _print_recordings(  # noqa: ANN202
     if cycle_threshold is None:
         title = f"Recordings by score (threshold {threshold:.{digits}g})"
     else:
+        cycle_scores = shown["cycle_score"].to_numpy() if cycle else []
+        cycle_digits = _digits_apart(cycle_scores, cycle_threshold)
         title = (
             f"Recordings, flagged first, by score (threshold {threshold:.{digits}g}; "
-            f"cycle threshold {cycle_threshold:.3g})"
+            f"cycle threshold {cycle_threshold:.{cycle_digits}g})"
         )
     caption = None if rule is None else f"A recording's score is {rule}."
     table = Table(title=title, caption=caption)
@@ -501,7 +503,8 @@ def _print_recordings(  # noqa: ANN202
         if rule is not None:
             cells.append(f"{row.flagged_windows}/{row.n_windows}")
         if cycle:
-            cells.append(f"{row.cycle_score:.3g}" + (" *" if row.cycle_flag else ""))
+            cycle_cell = f"{row.cycle_score:.{cycle_digits}g}"
+            cells.append(cycle_cell + (" *" if row.cycle_flag else ""))
         cells.append(Text("ANOMALOUS", style="bold red") if row.flag else "normal")
         if top:
             cells.append(_top_channel_cell(row, threshold, cycle))
