@@ -495,6 +495,9 @@ def test_watch_command_once(trained, folder, tmp_path):
     )
 
     assert result.exit_code == 0, result.output
+    assert "Scanning" in result.output
+    # --once exits by itself, so it does not tell the user to press Ctrl-C.
+    assert "Ctrl-C" not in result.output
     assert "Scored 2 new files. 1 could not be scored" in result.output
     assert len(pd.read_csv("out.csv")) == 3
     assert _paths(Path("out.sqlite")) == [

@@ -248,15 +248,16 @@ def watch(
         folder_marker=folder_marker,
         run_warning=run_warning,
     )
-    console().print(
-        f"Watching {folder}; results in {results}; Ctrl-C stops.", highlight=False
-    )
     if not once:
+        console().print(
+            f"Watching {folder}; results in {results}; Ctrl-C stops.", highlight=False
+        )
         try:
             watcher.run(interval=interval)
         finally:
             console().print(f"Stopped watching {folder}.", highlight=False)
         return
+    console().print(f"Scanning {folder} once; results in {results}.", highlight=False)
     # A file counts as complete only once two scans --settle seconds apart saw it
     # unchanged, so one scan alone would score nothing.
     added = watcher.run(interval=settle, max_polls=2 if settle > 0 else 1)
