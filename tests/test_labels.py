@@ -107,6 +107,23 @@ def test_evaluate_names_the_folders_that_gave_labels(cycle_folders, tmp_path):
     assert "8 of the labeled recordings are files the model was trained on" in text
 
 
+def test_one_training_file_named_singular(cycle_folders, tmp_path):
+    model = _train(cycle_folders["good"], tmp_path)
+    data = tmp_path / "eval"
+    (data / "normal").mkdir(parents=True)
+    first = sorted(cycle_folders["good"].glob("*.csv"))[0]
+    shutil.copy(first, data / "normal" / first.name)
+    shutil.copytree(cycle_folders["bad"], data / "broken")
+
+    result = runner.invoke(app, ["evaluate", str(data), "-m", str(model), "--no-track"])
+
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "1 of the 4 labeled recordings is a file the model was trained on" in text
+    assert "1 of the labeled recordings is a file the model was trained on" in text
+    assert "are files" not in text
+
+
 def test_labels_file_overrides_folder_labels_of_windows(cycle_folders, tmp_path):
     model = _train(cycle_folders["good"], tmp_path)
     labels = tmp_path / "labels.csv"

@@ -687,7 +687,8 @@ def _print_metrics(
         out.print(f"Labels: {_describe_label_sources(sources)}.", highlight=False)
     if result.trained_on:
         out.print(
-            f"{len(result.trained_on)} of the labeled recordings are files the "
+            f"{len(result.trained_on)} of the labeled recordings "
+            f"{'is a file' if len(result.trained_on) == 1 else 'are files'} the "
             f"model was trained on (first: {result.trained_on[0]}), so these "
             "metrics are optimistic: evaluate on recordings left out of training.",
             highlight=False,

@@ -294,11 +294,12 @@ def evaluate(
     result.trained_on = training_recordings(model, measured)
     if result.trained_on:
         logger.warning(
-            "%d of the %d labeled recordings are files the model was trained on "
+            "%d of the %d labeled recordings %s the model was trained on "
             "(first: %s), so the metrics are optimistic; evaluate on recordings "
             "left out of training",
             len(result.trained_on),
             len(measured),
+            "is a file" if len(result.trained_on) == 1 else "are files",
             result.trained_on[0],
         )
     counts = result.skipped_counts()
