@@ -274,6 +274,9 @@ def test_label_column_other_values_raise(tmp_path, column, values, shown):
 
     message = str(raised.value)
     assert f"label column '{column}' holds {shown} at data row 0" in message
+    # The message lists every accepted value, label words and empty cells too.
+    assert "1 or an anomalous word (anomalous, NOK ...)" in message
+    assert "or empty (normal)" in message
     assert "leave its name out of data.label_columns" in message
 
 

@@ -705,8 +705,9 @@ def _sample_labels(path: Path, name: object, column: pd.Series) -> np.ndarray:
         raise InputError(
             path,
             f"label column {name!r} holds {value!r} at data row "
-            f"{column.index[first]}, but a label column holds 0 (normal) or 1 "
-            "(anomalous) per sample",
+            f"{column.index[first]}, but a label column's cells must be 0 or "
+            "a normal word (normal, OK ...), 1 or an anomalous word (anomalous, "
+            "NOK ...), or empty (normal)",
             "if it is a sensor channel, leave its name out of data.label_columns",
         )
     return values.fillna(0).to_numpy().astype(np.int8)
