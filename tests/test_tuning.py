@@ -1098,6 +1098,9 @@ def test_tune_summary_names_in_sample_labels(feature_table, capsys):
     assert "* measured on labels of the training recordings" in shown
     assert "measured on its own training recordings" in shown
     assert "front end" not in shown
+    assert "labeled row AUC" in shown
+    assert "Retrained model: row AUC-ROC" in shown
+    assert "window" not in shown
 
 
 def test_trial_table_leaves_pruned_values_out(capsys):

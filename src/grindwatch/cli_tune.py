@@ -98,8 +98,9 @@ def _top_trials(result: Any, limit: int) -> None:
     in_training = getattr(result, "labels_in_training", False)
     if labeled:
         # The trial's window AUC-ROC on the labeled recordings (never fitted).
+        unit = "window" if signals else "row"
         table.add_column(
-            "labeled window AUC" + ("*" if in_training else ""), justify="right"
+            f"labeled {unit} AUC" + ("*" if in_training else ""), justify="right"
         )
     table.add_column("seconds", justify="right")
     for row in ranked.to_dict(orient="records"):
@@ -254,12 +255,14 @@ def _report(result: Any, show: int, output: Path | None = None) -> None:
                 f", {overlap} of which are training recordings, so the figures "
                 "are optimistic"
             )
-        out.print(
-            "Retrained model: window AUC-ROC "
-            f"{metrics.get('window_auc_roc', float('nan')):.3f}, recording F1 "
-            f"{metrics.get('recording_f1', float('nan')):.3f}, measured on {source}.",
-            highlight=False,
-        )
+        auc = metrics.get("window_auc_roc", float("nan"))
+        f1 = metrics.get("recording_f1", float("nan"))
+        if result.model is not None and result.model.kind_ == "table":
+            # A table row is both the window and the recording.
+            figures = f"row AUC-ROC {auc:.3f}, row F1 {f1:.3f}"
+        else:
+            figures = f"window AUC-ROC {auc:.3f}, recording F1 {f1:.3f}"
+        out.print(f"Retrained model: {figures}, measured on {source}.", highlight=False)
     if result.model is not None:
         from grindwatch.cli import _print_cycle_check
 
