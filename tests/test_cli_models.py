@@ -268,7 +268,7 @@ def test_watch_tracking_uri_finds_model(full_app, plant_store, tmp_path):
     )
 
     assert result.exit_code == 0, result.output
-    assert "Watching" in result.output
+    assert "Scored 1 new file" in result.output
     assert not (tmp_path / "elsewhere" / "mlflow.db").exists()
 
 
