@@ -157,6 +157,23 @@ def _header_with_hash_field(lines: list[str], n_comments: int, delimiter: str) -
     return len(names) == len(first) >= 2
 
 
+def read_csv_rows_checked(path: Path, **options: object) -> pd.DataFrame:
+    """Read a CSV with ``pandas.read_csv``, raising ParserWarning for rows with
+    more fields than the header line.
+
+    Without ``index_col=False``, pandas moves the leading fields of such rows into
+    the index, so every column gets the values of the column to its right. With
+    it, pandas only warns, and the warning is raised here as an error.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "error",
+            message="Length of header or names does not match",
+            category=pd.errors.ParserWarning,
+        )
+        return pd.read_csv(path, index_col=False, **options)
+
+
 def _raise_if_numeric_header(
     path: Path, line: str, delimiter: str, decimal: str
 ) -> None:
@@ -247,25 +264,14 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
         header_row = n_comments - 1
 
     try:
-        # Without index_col=False, pandas moves the leading fields of rows longer
-        # than the header into the index, so every channel gets the values of
-        # the column to its right. It warns instead when index_col is False,
-        # and the warning is made an error here.
-        with warnings.catch_warnings():
-            warnings.filterwarnings(
-                "error",
-                message="Length of header or names does not match",
-                category=pd.errors.ParserWarning,
-            )
-            frame = pd.read_csv(
-                path,
-                sep=delimiter,
-                decimal=decimal,
-                encoding=options.encoding,
-                skiprows=header_row,
-                low_memory=False,
-                index_col=False,
-            )
+        frame = read_csv_rows_checked(
+            path,
+            sep=delimiter,
+            decimal=decimal,
+            encoding=options.encoding,
+            skiprows=header_row,
+            low_memory=False,
+        )
     except pd.errors.ParserWarning:
         raise InputError(
             path,

@@ -6,12 +6,12 @@ Labels never reach fitting. Training code does not read ``Recording.label``.
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import pandas as pd
 
 from grindwatch.exceptions import InputError
+from grindwatch.io.csv import read_csv_rows_checked
 
 __all__ = [
     "folder_class",
@@ -137,21 +137,9 @@ def read_labels_csv(path: Path) -> dict[str, int]:
     path = Path(path)
     try:
         # Names such as "NA" or "nan" are recording names here, not missing values.
-        # Rows longer than the header would otherwise shift into the index (see
-        # read_csv_frame), so their warning is made an error.
-        with warnings.catch_warnings():
-            warnings.filterwarnings(
-                "error",
-                message="Length of header or names does not match",
-                category=pd.errors.ParserWarning,
-            )
-            frame = pd.read_csv(
-                path,
-                dtype=str,
-                keep_default_na=False,
-                encoding="utf-8-sig",
-                index_col=False,
-            )
+        frame = read_csv_rows_checked(
+            path, dtype=str, keep_default_na=False, encoding="utf-8-sig"
+        )
     except pd.errors.ParserWarning:
         raise InputError(
             path,
