@@ -156,7 +156,8 @@ def _mad_cut(t: np.ndarray, mad_k: float) -> tuple[float | None, str | None]:
 
 
 def _widened_note(components: list[dict[str, Any]]) -> str:
-    """Say so when the cut counted a high-score cluster wider than it was fitted."""
+    """Return the description's note on widened clusters, or "" when the cut
+    counted every high-score cluster as wide as it was fitted."""
     normal = [c for c in components if c["normal"]]
     if not normal:
         return ""
@@ -172,10 +173,6 @@ def _widened_note(components: list[dict[str, Any]]) -> str:
 def _ashman(a: dict[str, float], b: dict[str, float]) -> float:
     spread = np.sqrt(a["sd"] ** 2 + b["sd"] ** 2)
     return float(np.sqrt(2) * abs(b["mean"] - a["mean"]) / max(spread, 1e-12))
-
-
-def _log_normal_pdf(x: np.ndarray, mean: float, sd: float) -> np.ndarray:
-    return -0.5 * ((x - mean) / sd) ** 2 - np.log(sd * np.sqrt(2 * np.pi))
 
 
 def _fit_mixture(t: np.ndarray, max_components: int, random_state: int):  # noqa: ANN202
@@ -204,6 +201,7 @@ def _gmm_cut(
 ):  # noqa: ANN202
     """Return (cut, components, separation, reason); cut is None on fallback."""
     from scipy.special import logsumexp
+    from scipy.stats import norm
 
     if t.size < 10:
         reason = f"only {t.size} training scores, too few for a mixture (10 or more)"
@@ -273,7 +271,7 @@ def _gmm_cut(
     for component in components:
         sd = component["sd"] if component["normal"] else max(component["sd"], min_sd)
         log_densities.append(
-            np.log(component["weight"]) + _log_normal_pdf(grid, component["mean"], sd)
+            np.log(component["weight"]) + norm.logpdf(grid, component["mean"], sd)
         )
     log_densities = np.stack(log_densities)
     posterior = np.exp(
