@@ -58,6 +58,18 @@ SPACE = {
 }
 
 
+# One quick variant, for tests of how studies run rather than what they pick.
+ONE_PCA_VARIANT = {
+    "tune.space.frontend": ["spectrum"],
+    "tune.space.window_length": [128],
+    "tune.space.n_bands": [16],
+    "tune.space.hop_fraction": [1.0],
+    "tune.space.family": ["pca"],
+    "tune.max_fit_windows": 200,
+    "tune.max_holdout_windows": 60,
+}
+
+
 def _worker(data: Path, storage: str, study: str, tracking_uri: str) -> list[str]:
     command = [sys.executable, "-m", "grindwatch.cli", "tune", str(data), "--resume"]
     command += ["--trials", str(N_TRIALS), "--storage", storage, "--study-name", study]
@@ -316,13 +328,7 @@ def test_tracking_outage_keeps_trials_for_resume(tmp_path, monkeypatch):
     }
     overrides = {
         **location,
-        "tune.space.frontend": ["spectrum"],
-        "tune.space.window_length": [128],
-        "tune.space.n_bands": [16],
-        "tune.space.hop_fraction": [1.0],
-        "tune.space.family": ["pca"],
-        "tune.max_fit_windows": 200,
-        "tune.max_holdout_windows": 60,
+        **ONE_PCA_VARIANT,
         "tune.n_trials": 3,
         "tracking.log_model": False,
         "tracking.uri": uri,
@@ -394,13 +400,7 @@ def test_joining_worker_registration_is_kept(
     location = {"tune.storage": postgres["OPTUNA_STORAGE"], "tune.study_name": study}
     overrides = {
         **location,
-        "tune.space.frontend": ["spectrum"],
-        "tune.space.window_length": [128],
-        "tune.space.n_bands": [16],
-        "tune.space.hop_fraction": [1.0],
-        "tune.space.family": ["pca"],
-        "tune.max_fit_windows": 200,
-        "tune.max_holdout_windows": 60,
+        **ONE_PCA_VARIANT,
         "tune.n_trials": 2,
     }
 
@@ -437,13 +437,7 @@ def test_killed_retraining_run_is_failed(
     location = {"tune.storage": postgres["OPTUNA_STORAGE"], "tune.study_name": study}
     overrides = {
         **location,
-        "tune.space.frontend": ["spectrum"],
-        "tune.space.window_length": [128],
-        "tune.space.n_bands": [16],
-        "tune.space.hop_fraction": [1.0],
-        "tune.space.family": ["pca"],
-        "tune.max_fit_windows": 200,
-        "tune.max_holdout_windows": 60,
+        **ONE_PCA_VARIANT,
         "tune.n_trials": 1,
         "tracking.log_model": False,
     }
