@@ -69,7 +69,7 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
             parsed = value
         if parsed is None:
             # An empty or null value would be dropped as an option left unset, so
-            # the setting would keep its value without a word, typos included.
+            # the setting would keep its value without a message, typos included.
             _fail(
                 f"--set {item!r} has no value; give one, as in windows.length=512, "
                 "or leave the setting out to keep its default"

@@ -69,8 +69,9 @@ POLL_S = 2.0
 STEP_FLUSH_S = 5.0
 MAX_CONSECUTIVE_FAILURES = 10
 HOST = socket.gethostname()
-# Study user attribute with the study's configuration; ``grindwatch.tuning`` stores
-# it, and a worker that joins with another --trials updates its ``tune.n_trials``.
+# Study user attribute with the study's configuration, stored by
+# ``grindwatch.tuning``. A worker that joins with another --trials updates its
+# ``tune.n_trials``.
 CONFIG_ATTR = "grindwatch.config"
 
 
