@@ -639,6 +639,34 @@ def test_restart_neither_rescores_nor_skips(trained, folder, tmp_path):
     ]
 
 
+def test_source_joins_score_table(trained, folder, tmp_path, monkeypatch):
+    """A file scored by the watcher and by score in one batch has two names, but
+    one full path in both tables."""
+    write_cycles(folder / "line1", 1, start_seed=95)
+    (other,) = write_cycles(tmp_path / "staging", 1, start_seed=96)
+    (folder / "line2").mkdir()
+    other.rename(folder / "line2" / "cycle_095.csv")
+    watcher = _watcher(trained, folder, tmp_path)
+    watcher.poll()
+    monkeypatch.chdir(tmp_path)
+
+    scored = grindwatch.score(trained["model"], "incoming", attribution=False)
+    watched = watcher.store.frame().set_index("path")
+    joined = watched.merge(scored.recordings, on="source", suffixes=("", "_score"))
+
+    assert watched.loc["line1/cycle_095.csv", "recording"] == "cycle_095"
+    assert scored.recordings["recording"].tolist() == [
+        "line1/cycle_095",
+        "line2/cycle_095",
+    ]
+    assert scored.recordings["source"].tolist() == [
+        str(folder / "line1" / "cycle_095.csv"),
+        str(folder / "line2" / "cycle_095.csv"),
+    ]
+    assert joined["recording_score"].tolist() == ["line1/cycle_095", "line2/cycle_095"]
+    assert joined["score"].tolist() == pytest.approx(joined["score_score"].tolist())
+
+
 def test_csv_mirrors_sqlite_table(trained, folder, tmp_path):
     watcher = _watcher(trained, folder, tmp_path)
     write_cycles(folder, 2, start_seed=110)

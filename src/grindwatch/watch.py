@@ -61,7 +61,7 @@ from grindwatch.explain import leading_channel
 from grindwatch.fingerprint import content_fingerprint
 from grindwatch.io import list_files, read_file
 from grindwatch.io.cycle_folder import COLUMN_PATTERN
-from grindwatch.io.dataset import matches_metadata
+from grindwatch.io.dataset import matches_metadata, source_path
 from grindwatch.online import CycleScore, check_signal_model, score_recording
 from grindwatch.pipeline import Model, scoring_options
 from grindwatch.results import write_table
@@ -727,7 +727,7 @@ class Watcher:
                 continue
             try:
                 result_id = self.store.add(
-                    key, cycle, reason, sha256=sha256, source=str(path.absolute())
+                    key, cycle, reason, sha256=sha256, source=source_path(path)
                 )
             except sqlite3.OperationalError as error:
                 # Another writer held the database past the timeout, or the disk is
