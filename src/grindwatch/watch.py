@@ -20,7 +20,8 @@ the same size and hash, the file is not scored but stored in ``moves``:
 - ``copied``: that file is still there. Identical bytes give an identical score,
   so the copy points to the result instead of counting the cycle twice.
   Recordings of real sensor signals do not repeat byte for byte, so a warning
-  says that the copy was made by hand or a logger wrote one cycle twice.
+  says that the copy was made by hand or a logger wrote one cycle twice. A move
+  done as a copy and a delete stays a copy when a poll falls between the two.
 - ``touched``: the same path with a new modification time and the same content.
   A failed file touched in place is scored again instead, because ``touch`` is
   how a user asks for a retry.
@@ -36,7 +37,7 @@ leaves it out. It is not stored, and it is read again only when it changes or th
 watcher restarts.
 
 The CSV copy of the table is rebuilt from SQLite after each poll that added
-results, written to a temporary file and renamed over the old one. A reader never
+results or moves, written to a temporary file and renamed over the old one. A reader never
 sees a torn row, and SQLite stays the one source of truth: a crash between the
 commit and the rename leaves the CSV one poll behind until the next start, which
 rebuilds it first.
@@ -754,6 +755,8 @@ class Watcher:
             self._seen.pop(key.path, None)
             return
 
+        # NOTE: a stored path with a byte that is not UTF-8 was escaped (see
+        # _valid_utf8) and names no file, so a copy of such a file counts as moved.
         previous = known["current_path"]
         if previous == key.path:
             kind = "touched"
