@@ -81,6 +81,22 @@ def test_clashing_names_get_one_folder():
     assert [recording.name for recording in recordings] == ["good/r", "bad/r", "s"]
 
 
+def test_clash_in_working_folder_named(tmp_path, monkeypatch):
+    """A file given relative to the working folder is named by that folder's name
+    when it clashes, as spark-score names it from the absolute path."""
+    work = tmp_path / "line1"
+    write_cycles(work, 1)
+    write_cycles(work / "line2", 1)
+    monkeypatch.chdir(work)
+
+    loaded = load_recordings(["cycle_000.csv", "line2/cycle_000.csv"])
+
+    assert [recording.name for recording in loaded.recordings] == [
+        "line1/cycle_000",
+        "line2/cycle_000",
+    ]
+
+
 def test_same_stem_in_two_formats_rejected(tmp_path):
     import pandas as pd
     import pytest

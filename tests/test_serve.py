@@ -422,6 +422,8 @@ def test_service_runs_watcher_and_lists_cycles(trained, tmp_path):
     assert health["watching"] is True
     assert listed["results_store"] is True
     assert listed["cycles"][0]["path"] == "cycle_100.csv"
+    assert listed["cycles"][0]["current_path"] == "cycle_100.csv"
+    assert listed["cycles"][0]["source"] == str((folder / "cycle_100.csv").absolute())
     assert listed["cycles"][0]["flag"] is True
     assert detail["top_channel"] == "vib_y"
     assert len(detail["windows"]) == 8

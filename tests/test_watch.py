@@ -298,12 +298,236 @@ def test_changed_file_scored_again(trained, folder, tmp_path):
     write_cycles(folder, 1, start_seed=80)
     watcher.poll()
 
+    # One digit changes, so the size stays the same and only the hash differs.
     path = folder / "cycle_080.csv"
     stat = path.stat()
+    text = path.read_text()
+    digit = text.index("0.0", text.index("\n"))
+    path.write_text(text[:digit] + "9" + text[digit + 1 :])
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     watcher.poll()
+    table = watcher.store.frame()
 
+    assert path.stat().st_size == stat.st_size
     assert _paths(tmp_path / "results.sqlite") == ["cycle_080.csv", "cycle_080.csv"]
+    assert table["sha256"].nunique() == 2
+    assert watcher.store.moves().empty
+
+
+def test_touched_file_not_scored_again(trained, folder, tmp_path, caplog):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=81)
+    watcher.poll()
+
+    path = folder / "cycle_081.csv"
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with caplog.at_level(logging.INFO, logger="grindwatch.watch"):
+        added = watcher.poll()
+    moves = watcher.store.moves()
+
+    assert added == []
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_081.csv"]
+    assert moves["kind"].tolist() == ["touched"]
+    assert moves["mtime_ns"].tolist() == [stat.st_mtime_ns + 10**9]
+    assert "same content; it keeps result 1" in caplog.text
+
+
+def test_moved_file_not_scored_again(trained, folder, tmp_path, caplog):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 2, start_seed=82)
+    watcher.poll()
+
+    (folder / "archive").mkdir()
+    (folder / "cycle_082.csv").rename(folder / "archive" / "cycle_082.csv")
+    with caplog.at_level(logging.INFO, logger="grindwatch.watch"):
+        added = watcher.poll()
+    table = watcher.store.frame()
+    moves = watcher.store.moves()
+    mirrored = pd.read_csv(tmp_path / "results.csv")
+
+    assert added == []
+    assert table["path"].tolist() == ["cycle_082.csv", "cycle_083.csv"]
+    assert table["current_path"].tolist() == ["archive/cycle_082.csv", "cycle_083.csv"]
+    assert mirrored["current_path"].tolist() == table["current_path"].tolist()
+    assert moves["kind"].tolist() == ["moved"]
+    assert moves["from_path"].tolist() == ["cycle_082.csv"]
+    assert moves["result_id"].tolist() == [1]
+    assert "archive/cycle_082.csv is cycle_082.csv moved or renamed" in caplog.text
+    assert watcher.store.get(1)["current_path"] == "archive/cycle_082.csv"
+
+
+def test_moved_file_known_after_restart(trained, folder, tmp_path):
+    write_cycles(folder, 1, start_seed=84)
+    _watcher(trained, folder, tmp_path).poll()
+    (folder / "archive").mkdir()
+    (folder / "cycle_084.csv").rename(folder / "archive" / "cycle_084.csv")
+    _watcher(trained, folder, tmp_path).poll()
+
+    restarted = _watcher(trained, folder, tmp_path)
+    added = restarted.poll()
+
+    assert added == []
+    assert restarted.candidates() == []
+    assert len(restarted.store.moves()) == 1
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_084.csv"]
+
+
+def test_moved_twice_follows_file(trained, folder, tmp_path):
+    """A copy with a new modification time and the original deleted, twice over."""
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=85)
+    watcher.poll()
+
+    (folder / "2024").mkdir()
+    shutil.copy(folder / "cycle_085.csv", folder / "2024" / "a.csv")
+    (folder / "cycle_085.csv").unlink()
+    watcher.poll()
+    (folder / "2024" / "a.csv").rename(folder / "2024" / "b.csv")
+    watcher.poll()
+    moves = watcher.store.moves()
+
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_085.csv"]
+    assert moves["from_path"].tolist() == ["cycle_085.csv", "2024/a.csv"]
+    assert moves["path"].tolist() == ["2024/a.csv", "2024/b.csv"]
+    assert moves["kind"].tolist() == ["moved", "moved"]
+    assert watcher.store.frame()["current_path"].tolist() == ["2024/b.csv"]
+
+
+def test_copied_file_stored_as_copy(trained, folder, tmp_path, caplog):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=86)
+    watcher.poll()
+
+    (folder / "review").mkdir()
+    shutil.copy(folder / "cycle_086.csv", folder / "review" / "cycle_086.csv")
+    with caplog.at_level(logging.INFO, logger="grindwatch.watch"):
+        added = watcher.poll()
+    moves = watcher.store.moves()
+
+    assert added == []
+    assert moves["kind"].tolist() == ["copied"]
+    assert moves["path"].tolist() == ["review/cycle_086.csv"]
+    assert watcher.store.frame()["current_path"].tolist() == ["cycle_086.csv"]
+    assert "which is still there; it is stored as a copy of result 1" in caplog.text
+
+
+def test_touched_failed_file_retried(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path)
+    (folder / "broken.csv").write_text("no,numbers\nhere,at all\n")
+    watcher.poll()
+
+    path = folder / "broken.csv"
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    added = watcher.poll()
+
+    assert len(added) == 1
+    assert _paths(tmp_path / "results.sqlite") == ["broken.csv", "broken.csv"]
+    assert watcher.store.moves().empty
+
+
+def test_moved_failed_file_not_retried(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path)
+    (folder / "broken.csv").write_text("no,numbers\nhere,at all\n")
+    watcher.poll()
+
+    (folder / "broken.csv").rename(folder / "broken_2.csv")
+    added = watcher.poll()
+
+    assert added == []
+    assert _paths(tmp_path / "results.sqlite") == ["broken.csv"]
+    assert watcher.store.moves()["kind"].tolist() == ["moved"]
+    assert watcher.failed == ["broken.csv"]
+
+
+def test_same_content_scored_once_per_poll(trained, folder, tmp_path):
+    """Two identical new files in one poll: the first is scored, the second is
+    stored as its copy."""
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=87)
+    shutil.copy(folder / "cycle_087.csv", folder / "cycle_087_copy.csv")
+
+    added = watcher.poll()
+    moves = watcher.store.moves()
+
+    assert len(added) == 1
+    assert moves["path"].tolist() == ["cycle_087_copy.csv"]
+    assert moves["kind"].tolist() == ["copied"]
+
+
+# The results and windows tables as grindwatch wrote them before results kept a
+# content hash, the current path and the full path.
+_OLD_SCHEMA = """
+CREATE TABLE results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('scored', 'failed')),
+    recording TEXT,
+    score REAL,
+    flag INTEGER,
+    threshold REAL,
+    n_windows INTEGER,
+    flagged_windows INTEGER,
+    max_window_score REAL,
+    cycle_score REAL,
+    cycle_threshold REAL,
+    cycle_flag INTEGER,
+    cycle_channel TEXT,
+    cycle_reason TEXT,
+    top_channel TEXT,
+    channel_shares TEXT,
+    reason TEXT,
+    scored_at TEXT NOT NULL,
+    UNIQUE (path, size, mtime_ns)
+);
+CREATE TABLE windows (
+    result_id INTEGER NOT NULL REFERENCES results (id),
+    window INTEGER NOT NULL,
+    start_sample INTEGER NOT NULL,
+    start_s REAL,
+    end_s REAL,
+    score REAL NOT NULL,
+    flag INTEGER NOT NULL,
+    channel_shares TEXT,
+    PRIMARY KEY (result_id, window)
+) WITHOUT ROWID;
+"""
+
+
+def test_old_results_hashed_then_moved(trained, folder, tmp_path):
+    write_cycles(folder, 2, start_seed=88)
+    database = tmp_path / "results.sqlite"
+    with sqlite3.connect(database) as connection:
+        connection.executescript(_OLD_SCHEMA)
+        for name in ("cycle_088.csv", "cycle_089.csv"):
+            stat = (folder / name).stat()
+            connection.execute(
+                "INSERT INTO results (path, size, mtime_ns, status, reason, "
+                "scored_at) VALUES (?, ?, ?, 'failed', 'old', '2026-01-01')",
+                (name, stat.st_size, stat.st_mtime_ns),
+            )
+    connection.close()
+    # The second file changed since, so its stored key no longer fits it.
+    (folder / "cycle_089.csv").write_text("x\n")
+
+    watcher = _watcher(trained, folder, tmp_path)
+    first = watcher.poll()
+    (folder / "cycle_088.csv").rename(folder / "moved_088.csv")
+    second = watcher.poll()
+    table = watcher.store.frame()
+
+    assert len(first) == 1
+    assert second == []
+    assert table["sha256"].notna().tolist() == [True, False, True]
+    assert table["current_path"].tolist() == [
+        "moved_088.csv",
+        "cycle_089.csv",
+        "cycle_089.csv",
+    ]
+    assert watcher.store.moves()["from_path"].tolist() == ["cycle_088.csv"]
 
 
 def _break_reader(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
@@ -413,6 +637,34 @@ def test_restart_neither_rescores_nor_skips(trained, folder, tmp_path):
         "cycle_091.csv",
         "cycle_092.csv",
     ]
+
+
+def test_source_joins_score_table(trained, folder, tmp_path, monkeypatch):
+    """A file scored by the watcher and by score in one batch has two names, but
+    one full path in both tables."""
+    write_cycles(folder / "line1", 1, start_seed=95)
+    (other,) = write_cycles(tmp_path / "staging", 1, start_seed=96)
+    (folder / "line2").mkdir()
+    other.rename(folder / "line2" / "cycle_095.csv")
+    watcher = _watcher(trained, folder, tmp_path)
+    watcher.poll()
+    monkeypatch.chdir(tmp_path)
+
+    scored = grindwatch.score(trained["model"], "incoming", attribution=False)
+    watched = watcher.store.frame().set_index("path")
+    joined = watched.merge(scored.recordings, on="source", suffixes=("", "_score"))
+
+    assert watched.loc["line1/cycle_095.csv", "recording"] == "cycle_095"
+    assert scored.recordings["recording"].tolist() == [
+        "line1/cycle_095",
+        "line2/cycle_095",
+    ]
+    assert scored.recordings["source"].tolist() == [
+        str(folder / "line1" / "cycle_095.csv"),
+        str(folder / "line2" / "cycle_095.csv"),
+    ]
+    assert joined["recording_score"].tolist() == ["line1/cycle_095", "line2/cycle_095"]
+    assert joined["score"].tolist() == pytest.approx(joined["score_score"].tolist())
 
 
 def test_csv_mirrors_sqlite_table(trained, folder, tmp_path):
@@ -727,6 +979,31 @@ def test_cycle_folders_scored_as_one_recording(grinding_model, tmp_path):
     assert rows["n_windows"].tolist() == [4, 4]
 
 
+def test_moved_cycle_folder_not_scored_again(grinding_model, tmp_path):
+    from grindwatch.io.synthetic import write_grinding_cycles
+
+    folder = tmp_path / "incoming"
+    (cycle,) = write_grinding_cycles(folder, 1, seed=7, **SMALL_CYCLES)
+    watcher = Watcher(
+        grinding_model,
+        folder,
+        ResultStore(tmp_path / "results.sqlite"),
+        settle_seconds=0,
+    )
+    watcher.poll()
+
+    (folder / "archive").mkdir()
+    cycle.path.rename(folder / "archive" / cycle.path.name)
+    added = watcher.poll()
+    moves = watcher.store.moves()
+
+    assert added == []
+    assert moves["kind"].tolist() == ["moved"]
+    assert watcher.store.frame()["current_path"].tolist() == [
+        f"archive/{cycle.path.name}"
+    ]
+
+
 def test_cycles_of_other_tool_left_out(grinding_model, tmp_path):
     import copy
 
@@ -792,8 +1069,10 @@ def test_cycle_folder_waits_for_meta_json(grinding_model, tmp_path, caplog):
 def _write_gained(folder: Path, names: list[str], gain: float) -> None:
     from tests.conftest import make_cycle
 
-    for seed, name in enumerate(names, start=60):
-        data = make_cycle(seed)
+    for name in names:
+        # The seed follows the number in the name, so that files written by two
+        # calls differ as two cycles do, and are not taken for copies of each other.
+        data = make_cycle(60 + int(Path(name).stem[1:]))
         data[1] *= gain  # vib_y read through another gain
         frame = pd.DataFrame(data.T, columns=["vib_x", "vib_y", "current"])
         frame.insert(0, "time", [i / 1000.0 for i in range(data.shape[1])])

@@ -8,7 +8,7 @@ from typing import Any
 
 from grindwatch.io.recording import RecordingSet
 
-__all__ = ["data_fingerprint", "describe_file", "file_sha256"]
+__all__ = ["content_fingerprint", "data_fingerprint", "describe_file", "file_sha256"]
 
 
 def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -19,22 +19,29 @@ def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def describe_file(path: Path) -> dict[str, Any]:
-    """Describe a file or cycle folder: path, size in bytes and SHA-256."""
+def content_fingerprint(path: Path) -> tuple[int, str]:
+    """Return the size in bytes and the SHA-256 of a file or cycle folder.
+
+    A cycle folder's hash covers each file's name relative to the folder and its
+    content, in sorted order. It stays the same when the folder is moved or
+    renamed, and changes when a file inside is added, removed, renamed or edited.
+    """
     if not path.is_dir():
-        return {
-            "path": str(path),
-            "bytes": path.stat().st_size,
-            "sha256": file_sha256(path),
-        }
-    # A cycle folder: hash each file's relative name and content, in sorted order.
+        size = path.stat().st_size
+        return size, file_sha256(path)
     digest = hashlib.sha256()
     size = 0
     for item in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(str(item.relative_to(path)).encode())
         digest.update(file_sha256(item).encode())
         size += item.stat().st_size
-    return {"path": str(path), "bytes": size, "sha256": digest.hexdigest()}
+    return size, digest.hexdigest()
+
+
+def describe_file(path: Path) -> dict[str, Any]:
+    """Describe a file or cycle folder: path, size in bytes and SHA-256."""
+    size, sha256 = content_fingerprint(path)
+    return {"path": str(path), "bytes": size, "sha256": sha256}
 
 
 def data_fingerprint(recordings: RecordingSet) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from grindwatch.cycles import CycleCheck, CycleVerdict
 from grindwatch.detectors import BaseDetector, make_detector
 from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.io import ReadOptions, Recording, RecordingSet, load_recordings
+from grindwatch.io.dataset import source_path
 from grindwatch.results import atomic_write_bytes
 from grindwatch.signals import ChannelScaler, FrontEnd, WindowSet, make_windows
 from grindwatch.thresholds import fit_threshold
@@ -622,7 +623,7 @@ class Model:
             value = self.aggregate(own)
             row = {
                 "recording": recording.name,
-                "source": str(recording.source) if recording.source else "",
+                "source": source_path(recording.source),
                 "n_windows": int(mask.sum()),
                 "score": value,
                 "flag": bool(value > self.threshold_.value),

@@ -301,7 +301,19 @@ class CycleSummary(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: int = Field(description="Result id, increasing in the order of scoring.")
-    path: str = Field(description="File path relative to the watched folder.")
+    path: str = Field(
+        description="File path relative to the watched folder, where it was scored."
+    )
+    current_path: str | None = Field(
+        None,
+        description="Where the file was last seen, relative to the watched folder: "
+        "path, unless it was moved or renamed after scoring.",
+    )
+    source: str | None = Field(
+        None,
+        description="Full path of the file where it was scored; null for results "
+        "stored by grindwatch versions that did not keep it.",
+    )
     status: str = Field(description="'scored', or 'failed' with a reason.")
     recording: str | None = Field(description="Recording name.")
     score: float | None = Field(description="Recording score; null if failed.")

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from grindwatch.exceptions import ConfigError, InputError
-from grindwatch.io.dataset import folder_prefixes
+from grindwatch.io.dataset import folder_prefixes, source_path
 from grindwatch.results import window_table_path
 
 if TYPE_CHECKING:
@@ -540,7 +540,7 @@ def _score_files(
     result = {
         "batch": row["batch"],
         "names": [recording.name for recording in recordings],
-        "sources": [str(recording.source or "") for recording in recordings],
+        "sources": [source_path(recording.source) for recording in recordings],
         "skipped": "",
         "counts": [0, 0, 0, 0],
         "recordings": None,

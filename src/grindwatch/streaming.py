@@ -19,6 +19,7 @@ import pandas as pd
 
 from grindwatch.exceptions import InputError, lookalike_names, shorten_list
 from grindwatch.io.chunks import ChunkedStream, iter_windows, open_stream
+from grindwatch.io.dataset import source_path
 from grindwatch.io.frames import warn_irregular_time
 from grindwatch.io.labels import label_folder
 
@@ -178,7 +179,7 @@ def _recording_row(model: Model, path: Path, score: np.ndarray) -> dict:
     value = model.aggregate(score)
     row = {
         "recording": path.stem,
-        "source": str(path),
+        "source": source_path(path),
         "n_windows": int(len(score)),
         "score": value,
         "flag": bool(value > model.threshold_.value),

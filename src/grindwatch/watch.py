@@ -9,12 +9,26 @@ exists (``NAME<marker_suffix>`` beside it, or a file named ``folder_marker`` in
 its folder).
 
 Every result goes to an SQLite table, keyed by the file's path relative to the
-watched folder, its size and its modification time in nanoseconds. A file is
-scored when its key is not in the table, so after a restart the watcher neither
-scores a file twice nor skips one. A file that is changed after scoring gets a new
-key and is scored again as a new recording. A file that cannot be read or scored is
-stored with status ``failed`` and the reason, and is retried only when it changes.
-This holds for unexpected errors too (a bug in a reader): the watcher logs the
+watched folder, its size and its modification time in nanoseconds, and stored with
+the SHA-256 of its content. A file whose key is in neither the results nor the
+``moves`` table is new, so after a restart the watcher neither scores a file twice
+nor skips one. A new file is hashed before it is read. When a stored result has
+the same size and hash, the file is not scored but stored in ``moves``:
+
+- ``moved``: the result's file is gone from where it was last seen (moved or
+  renamed inside the watched folder). The result's ``current_path`` follows it.
+- ``copied``: that file is still there. Identical bytes give an identical score,
+  so the copy points to the result instead of counting the cycle twice.
+  Recordings of real sensor signals do not repeat byte for byte, so a warning
+  says that the copy was made by hand or a logger wrote one cycle twice. A move
+  done as a copy and a delete stays a copy when a poll falls between the two.
+- ``touched``: the same path with a new modification time and the same content.
+  A failed file touched in place is scored again instead, because ``touch`` is
+  how a user asks for a retry.
+
+A file whose content changed is scored again as a new recording. A file that
+cannot be read or scored is stored with status ``failed`` and the reason. This
+holds for unexpected errors too (a bug in a reader): the watcher logs the
 traceback, stores the file as failed and goes on with the next one.
 
 A recording whose metadata differs from the model's ``data.match`` (a cycle
@@ -23,7 +37,7 @@ leaves it out. It is not stored, and it is read again only when it changes or th
 watcher restarts.
 
 The CSV copy of the table is rebuilt from SQLite after each poll that added
-results, written to a temporary file and renamed over the old one. A reader never
+results or moves, written to a temporary file and renamed over the old one. A reader never
 sees a torn row, and SQLite stays the one source of truth: a crash between the
 commit and the rename leaves the CSV one poll behind until the next start, which
 rebuilds it first.
@@ -45,9 +59,10 @@ import pandas as pd
 
 from grindwatch.exceptions import InputError
 from grindwatch.explain import leading_channel
+from grindwatch.fingerprint import content_fingerprint
 from grindwatch.io import list_files, read_file
 from grindwatch.io.cycle_folder import COLUMN_PATTERN
-from grindwatch.io.dataset import matches_metadata
+from grindwatch.io.dataset import matches_metadata, source_path
 from grindwatch.online import CycleScore, check_signal_model, score_recording
 from grindwatch.pipeline import Model, scoring_options
 from grindwatch.results import write_table
@@ -79,6 +94,9 @@ RESULT_COLUMNS = (
     "channel_shares",
     "reason",
     "scored_at",
+    "sha256",
+    "current_path",
+    "source",
 )
 
 _SCHEMA = """
@@ -104,6 +122,9 @@ CREATE TABLE IF NOT EXISTS results (
     channel_shares TEXT,
     reason TEXT,
     scored_at TEXT NOT NULL,
+    sha256 TEXT,
+    current_path TEXT,
+    source TEXT,
     UNIQUE (path, size, mtime_ns)
 );
 CREATE TABLE IF NOT EXISTS windows (
@@ -117,6 +138,17 @@ CREATE TABLE IF NOT EXISTS windows (
     channel_shares TEXT,
     PRIMARY KEY (result_id, window)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS moves (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    result_id INTEGER NOT NULL REFERENCES results (id),
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    from_path TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('moved', 'copied', 'touched')),
+    seen_at TEXT NOT NULL,
+    UNIQUE (path, size, mtime_ns)
+);
 """
 
 
@@ -171,6 +203,10 @@ class ResultStore:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.executescript(_SCHEMA)
             _add_missing_columns(connection)
+            # The index needs the sha256 column, which older tables get just above.
+            connection.execute(
+                "CREATE INDEX IF NOT EXISTS results_content ON results (size, sha256)"
+            )
         finally:
             connection.close()
 
@@ -180,24 +216,37 @@ class ResultStore:
         return connection
 
     def keys(self) -> set[FileKey]:
-        """Keys of every file already scored or failed."""
+        """Keys of every file already scored or failed, and of every file stored in
+        the ``moves`` table as a move, copy or touch of one."""
         connection = self._connect()
         try:
-            rows = connection.execute("SELECT path, size, mtime_ns FROM results")
+            rows = connection.execute(
+                "SELECT path, size, mtime_ns FROM results "
+                "UNION SELECT path, size, mtime_ns FROM moves"
+            )
             return {FileKey(*row) for row in rows}
         finally:
             connection.close()
 
     def add(
-        self, key: FileKey, cycle: CycleScore | None, reason: str | None
+        self,
+        key: FileKey,
+        cycle: CycleScore | None,
+        reason: str | None,
+        sha256: str | None = None,
+        source: str | None = None,
     ) -> int | None:
         """Insert one result (a score, or the reason it failed); return its id.
 
-        The result row and its window rows are written in one transaction. Returns
-        None, and writes nothing, when the key is already stored (another watcher
-        on the same store got there first).
+        ``sha256`` is the content hash that recognises the file after a move, and
+        ``source`` its full path. The result row and its window rows are written in
+        one transaction. Returns None, and writes nothing, when the key is already
+        stored (another watcher on the same store got there first).
         """
         row = _result_row(key, cycle, reason)
+        row.update(sha256=sha256, current_path=row["path"])
+        if source is not None:
+            row["source"] = _valid_utf8(source)
         connection = self._connect()
         try:
             with connection:
@@ -216,6 +265,92 @@ class ResultStore:
         except sqlite3.IntegrityError:
             logger.info("%s is already in %s; not stored again", key.path, self.path)
             return None
+        finally:
+            connection.close()
+
+    def find_content(self, size: int, sha256: str) -> dict[str, Any] | None:
+        """Return the latest result of a file with this size and SHA-256, or None."""
+        connection = self._connect()
+        try:
+            row = connection.execute(
+                "SELECT * FROM results WHERE size = ? AND sha256 = ? "
+                "ORDER BY id DESC LIMIT 1",
+                (size, sha256),
+            ).fetchone()
+        finally:
+            connection.close()
+        return None if row is None else _row_dict(row)
+
+    def add_move(
+        self, key: FileKey, result_id: int, from_path: str, kind: str
+    ) -> int | None:
+        """Store that the file ``key`` has the content of result ``result_id``,
+        last seen at ``from_path``; return the id of the row in ``moves``.
+
+        ``kind`` is ``moved`` (the file at ``from_path`` is gone or changed),
+        ``copied`` (it is still there) or ``touched`` (the same path with a new
+        modification time). A move or touch also sets the result's
+        ``current_path`` to ``key.path``. Returns None, and writes nothing, when
+        the key is already stored.
+        """
+        connection = self._connect()
+        try:
+            with connection:
+                cursor = connection.execute(
+                    "INSERT INTO moves (result_id, path, size, mtime_ns, from_path, "
+                    "kind, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        result_id,
+                        key.path,
+                        key.size,
+                        key.mtime_ns,
+                        from_path,
+                        kind,
+                        datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    ),
+                )
+                if kind != "copied":
+                    connection.execute(
+                        "UPDATE results SET current_path = ? WHERE id = ?",
+                        (key.path, result_id),
+                    )
+            return int(cursor.lastrowid)
+        except sqlite3.IntegrityError:
+            logger.info("%s is already in %s; not stored again", key.path, self.path)
+            return None
+        finally:
+            connection.close()
+
+    def moves(self) -> pd.DataFrame:
+        """Return the ``moves`` table, ordered by id."""
+        connection = self._connect()
+        try:
+            return pd.read_sql_query("SELECT * FROM moves ORDER BY id", connection)
+        finally:
+            connection.close()
+
+    def without_sha256(self) -> list[tuple[int, FileKey]]:
+        """Return the id and key of each result stored without a content hash, as
+        by grindwatch versions that did not store one."""
+        connection = self._connect()
+        try:
+            rows = connection.execute(
+                "SELECT id, path, size, mtime_ns FROM results WHERE sha256 IS NULL "
+                "ORDER BY id"
+            ).fetchall()
+        finally:
+            connection.close()
+        return [(row[0], FileKey(*row[1:])) for row in rows]
+
+    def set_sha256(self, hashes: dict[int, str]) -> None:
+        """Store the content hash of each result id in ``hashes``."""
+        connection = self._connect()
+        try:
+            with connection:
+                connection.executemany(
+                    "UPDATE results SET sha256 = ? WHERE id = ?",
+                    [(sha256, result_id) for result_id, sha256 in hashes.items()],
+                )
         finally:
             connection.close()
 
@@ -281,6 +416,8 @@ class ResultStore:
             connection.close()
         for column in ("flag", "cycle_flag"):
             frame[column] = frame[column].astype("boolean")
+        # Rows stored before current_path existed were not moved since.
+        frame["current_path"] = frame["current_path"].fillna(frame["path"])
         # Failed rows have no counts, and pandas would turn the columns into floats.
         for column in ("n_windows", "flagged_windows"):
             frame[column] = frame[column].astype("Int64")
@@ -298,6 +435,9 @@ _ADDED_COLUMNS = {
     "cycle_flag": "INTEGER",
     "cycle_channel": "TEXT",
     "cycle_reason": "TEXT",
+    "sha256": "TEXT",
+    "current_path": "TEXT",
+    "source": "TEXT",
 }
 
 
@@ -387,6 +527,8 @@ def _optional_float(frame: pd.DataFrame, column: str, position: int) -> float | 
 
 def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
     result = dict(row)
+    if "current_path" in result and result["current_path"] is None:
+        result["current_path"] = result["path"]
     for name in ("flag", "cycle_flag"):
         if result.get(name) is not None:
             result[name] = bool(result[name])
@@ -468,6 +610,10 @@ class Watcher:
         self._store_failures = 0
         # True while the watched folder is missing, so that it is warned about once.
         self._folder_missing = False
+        # False until the first poll hashed the results stored without a hash.
+        self._hashed_old_results = False
+        # Rows the current poll added to the moves table.
+        self._moves_added = 0
         self._excluded = {store.path.resolve()}
         if self.csv_path is not None:
             self._excluded.add(self.csv_path.resolve())
@@ -535,9 +681,17 @@ class Watcher:
         return now - seen[2] >= self.settle_seconds
 
     def poll(self) -> list[int]:
-        """Score every complete new file once; return the ids of the new results."""
+        """Score every complete new file once; return the ids of the new results.
+
+        A new file with the size and SHA-256 of a stored result is not scored: it
+        is stored in the ``moves`` table as that result moved, copied or touched.
+        A failed file touched in place is the exception, and is tried again.
+        """
         now = time.monotonic()
+        if not self._hashed_old_results:
+            self._hash_old_results()
         added = []
+        self._moves_added = 0
         candidates = self.candidates()
         listed = {key.path for _, key in candidates}
         self._streams = {
@@ -548,6 +702,15 @@ class Watcher:
         for path, key in candidates:
             if not self._is_complete(path, key, now):
                 continue
+            sha256 = _content_sha256(path)
+            try:
+                known = self.store.find_content(key.size, sha256) if sha256 else None
+                if known is not None and not _is_retry(key, known):
+                    self._store_known(path, key, known)
+                    continue
+            except sqlite3.OperationalError as error:
+                self._note_store_failure(key, error)
+                break
             cycle, reason = self._score(path)
             if not _unchanged(path, key, self.folder):
                 # The file changed while it was read: wait until it settles again.
@@ -564,19 +727,15 @@ class Watcher:
                 )
                 continue
             try:
-                result_id = self.store.add(key, cycle, reason)
+                result_id = self.store.add(
+                    key, cycle, reason, sha256=sha256, source=source_path(path)
+                )
             except sqlite3.OperationalError as error:
                 # Another writer held the database past the timeout, or the disk is
                 # full. The file stays new, so a later poll scores it again.
                 self._note_store_failure(key, error)
                 break
-            if self._store_failures:
-                logger.info(
-                    "stored results in %s again, after %d failed attempts",
-                    self.store.path,
-                    self._store_failures,
-                )
-                self._store_failures = 0
+            self._note_store_success()
             self._known.add(key)
             self._seen.pop(key.path, None)
             if result_id is not None:
@@ -584,9 +743,80 @@ class Watcher:
                 if cycle is None:
                     self.failed.append(key.path)
                 self._report(key, cycle, reason)
-        if added and self.csv_path is not None:
+        if (added or self._moves_added) and self.csv_path is not None:
             self.store.export_csv(self.csv_path)
         return added
+
+    def _store_known(self, path: Path, key: FileKey, known: dict[str, Any]) -> None:
+        """Store the file ``key``, whose content is that of the result ``known``, as
+        that result moved, copied or touched, without scoring it."""
+        if not _unchanged(path, key, self.folder):
+            # The file changed while it was hashed: wait until it settles again.
+            self._seen.pop(key.path, None)
+            return
+
+        # NOTE: a stored path with a byte that is not UTF-8 was escaped (see
+        # _valid_utf8) and names no file, so a copy of such a file counts as moved.
+        previous = known["current_path"]
+        if previous == key.path:
+            kind = "touched"
+        elif _has_content(self.folder / previous, key.size, known["sha256"]):
+            kind = "copied"
+        else:
+            kind = "moved"
+
+        move_id = self.store.add_move(key, known["id"], previous, kind)
+        self._note_store_success()
+        self._known.add(key)
+        self._seen.pop(key.path, None)
+        if move_id is not None:
+            self._moves_added += 1
+            _log_known(key, known, kind)
+
+    def _hash_old_results(self) -> None:
+        """Hash the files of results stored without a SHA-256 (by an older
+        grindwatch), so that moving them later does not score them again.
+
+        Only a file still at its stored path with its stored size and modification
+        time is hashed. The others keep no hash, and are scored again when they
+        turn up elsewhere.
+        """
+        hashes = {}
+        for result_id, key in self.store.without_sha256():
+            path = self.folder / key.path
+            if _file_key(path, self.folder) != key:
+                continue
+            sha256 = _content_sha256(path)
+            if sha256 is not None and _unchanged(path, key, self.folder):
+                hashes[result_id] = sha256
+        if hashes:
+            try:
+                self.store.set_sha256(hashes)
+            except sqlite3.OperationalError as error:
+                logger.error(
+                    "could not store the SHA-256 of %d results in %s (%s); it is "
+                    "tried again at the next poll",
+                    len(hashes),
+                    self.store.path,
+                    error,
+                )
+                return
+            logger.info(
+                "stored the SHA-256 of %d files scored before results kept one, so "
+                "that they are recognised when moved",
+                len(hashes),
+            )
+        self._hashed_old_results = True
+
+    def _note_store_success(self) -> None:
+        """Log that storing works again after failed attempts."""
+        if self._store_failures:
+            logger.info(
+                "stored results in %s again, after %d failed attempts",
+                self.store.path,
+                self._store_failures,
+            )
+            self._store_failures = 0
 
     def _note_store_failure(self, key: FileKey, error: sqlite3.Error) -> None:
         """Log the first of a series of failures to store a result at error level,
@@ -844,3 +1074,67 @@ def _valid_utf8(text: str) -> str:
 
 def _unchanged(path: Path, key: FileKey, folder: Path) -> bool:
     return _file_key(path, folder) == key
+
+
+def _log_known(key: FileKey, known: dict[str, Any], kind: str) -> None:
+    """Log that the file ``key`` was stored as the result ``known`` moved, copied
+    or touched."""
+    previous = known["current_path"]
+    if kind == "copied":
+        # Recordings of real sensor signals do not repeat byte for byte, so this is
+        # a copy made by hand, or a logger that wrote one cycle twice.
+        logger.warning(
+            "%s has the same size and SHA-256 as %s, which is still there; it is "
+            "stored as a copy of result %d (%s) and not scored again",
+            key.path,
+            previous,
+            known["id"],
+            known["status"],
+        )
+    elif kind == "moved":
+        logger.info(
+            "%s is %s moved or renamed (same size and SHA-256); it keeps result %d "
+            "(%s) and is not scored again",
+            key.path,
+            previous,
+            known["id"],
+            known["status"],
+        )
+    else:
+        logger.info(
+            "%s has a new modification time but the same content; it keeps result "
+            "%d (%s) and is not scored again",
+            key.path,
+            known["id"],
+            known["status"],
+        )
+
+
+def _is_retry(key: FileKey, known: dict[str, Any]) -> bool:
+    """Return True when ``key`` is a failed file given a new modification time
+    (``touch``) without a change of content: the way to try it again."""
+    return known["status"] == "failed" and known["current_path"] == key.path
+
+
+def _content_sha256(path: Path) -> str | None:
+    """Return the SHA-256 of a file or cycle folder, or None when it cannot be read.
+
+    Such a file is then scored, so its read error is stored as usual.
+    """
+    try:
+        return content_fingerprint(path)[1]
+    except OSError as error:
+        logger.debug("could not hash %s: %s", path, error)
+        return None
+
+
+def _has_content(path: Path, size: int, sha256: str) -> bool:
+    """Return True when the file or cycle folder at ``path`` exists with this size
+    and SHA-256."""
+    key = _file_key(path, path.parent) if path.exists() else None
+    if key is None or key.size != size:
+        return False
+    try:
+        return content_fingerprint(path)[1] == sha256
+    except OSError:
+        return False

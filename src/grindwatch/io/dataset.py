@@ -39,6 +39,7 @@ __all__ = [
     "load_recordings",
     "matches_metadata",
     "read_file",
+    "source_path",
 ]
 
 SIGNAL_SUFFIXES = (
@@ -694,6 +695,18 @@ def _rate_text(rate: float | None) -> str:
     return "unknown" if rate is None else f"{rate:.7g}"
 
 
+def source_path(path: str | Path | None) -> str:
+    """Return the absolute path of a recording's file, as the ``source`` column of
+    result tables gives it, or "" for a recording without a file.
+
+    Symbolic links are not resolved, so a file reached through a link keeps the
+    link's path.
+    """
+    if path is None or str(path) == "":
+        return ""
+    return str(Path(path).absolute())
+
+
 def folder_prefixes(folders: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
     """Map each folder (its path parts) to the fewest trailing parts that tell
     it apart from the others, joined by "/".
@@ -726,8 +739,13 @@ def _make_names_unique(recordings: list[Recording]) -> None:
         located = [recording for recording in group if recording.source is not None]
         if len(group) < 2 or not located:
             continue
-        # Rows of one table file share their folder, which counts once.
-        folders = [Path(recording.source).parent.parts for recording in located]
+        # Rows of one table file share their folder, which counts once. Folders
+        # come from the absolute path, so a clashing file in the working folder
+        # gets that folder's name, as spark-score names it from the absolute
+        # paths its workers return.
+        folders = [
+            Path(source_path(recording.source)).parent.parts for recording in located
+        ]
         prefixes = folder_prefixes(folders)
         for recording, parts in zip(located, folders, strict=True):
             prefix = prefixes[parts]

@@ -21,6 +21,9 @@ function drawFacts(cycle) {
     ["largest window score", formatNumber(cycle.max_window_score)],
     ["top channel", cycle.top_channel || "–"],
   ];
+  if (cycle.current_path && cycle.current_path !== cycle.path) {
+    items.splice(1, 0, ["moved to", cycle.current_path]);
+  }
   if (cycle.cycle_score !== null && cycle.cycle_score !== undefined) {
     const limit = cycle.cycle_threshold !== null && cycle.cycle_threshold !== undefined
       ? ` (threshold ${formatNumber(cycle.cycle_threshold)})` : "";
