@@ -300,7 +300,12 @@ def run_fold(fold: Fold, variant: Variant, seed: int) -> dict[str, Any]:
     row["threshold_method"] = model.threshold_.method
     row["training_windows"] = len(model.training_windows_)
     # Recordings shorter than one window are left out of training and scoring.
-    row["skipped_training"] = len(fold.train.skipped)
+    trained = set(model.training_windows_.names)
+    row["skipped_training"] = [
+        recording.name
+        for recording in fold.train.recordings
+        if recording.name not in trained
+    ]
     row["skipped_scored"] = [entry["path"] for entry in result.skipped]
     row.update(_recording_figures(result.recordings, fold.labels))
     row.update(_window_figures(result.windows, fold))

@@ -293,6 +293,7 @@ def test_generalise_fold_counts():
     assert row["normal_recordings"] == 1
     assert row["anomalous_recordings"] == 1
     assert row["windows_scored"] == 16
+    assert row["skipped_training"] == []
     assert 0.0 <= row["window_auc_roc"] <= 1.0
     assert table[0]["normal flagged"] == f"{row['normal_flagged']}/1"
     assert table[0]["threshold"].endswith("1/1")
