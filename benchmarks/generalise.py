@@ -113,9 +113,9 @@ def _load_of(recording: Recording) -> int:
     return int(Path(recording.source).stem.split("hz")[1])
 
 
-def _half(recording: Recording, which: str) -> Recording:
+def _half(recording: Recording, half: str) -> Recording:
     middle = recording.n_samples // 2
-    if which == "first":
+    if half == "first":
         return slice_recording(recording, 0, middle, ":first-half")
     return slice_recording(recording, middle, None, ":second-half")
 
@@ -256,7 +256,7 @@ def variants_for(case: str, seed: int) -> list[Variant]:
         return [Variant(name, base.with_overrides(o)) for name, o in VARIANTS.items()]
     short = dict(SHORT_WINDOWS)
     if case == "cnc_mill":
-        # Half-window hop: a 46 s cycle then still gives 13 windows.
+        # Half-window hop: a 46 s cycle (462 samples) then gives 14 windows.
         short["windows.hop"] = 32
     if case == "skab":
         # One training recording: the cycle check would need 20.
@@ -283,6 +283,7 @@ def run_fold(fold: Fold, variant: Variant, seed: int) -> dict[str, Any]:
         "variant": variant.name,
         "seed": seed,
     }
+
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -296,6 +297,7 @@ def run_fold(fold: Fold, variant: Variant, seed: int) -> dict[str, Any]:
             "%s | %s | %s failed: %s", fold.case, fold.name, variant.name, error
         )
         return row
+
     row["seconds"] = time.perf_counter() - start
     row["threshold_method"] = model.threshold_.method
     row["training_windows"] = len(model.training_windows_)
@@ -307,6 +309,7 @@ def run_fold(fold: Fold, variant: Variant, seed: int) -> dict[str, Any]:
         if recording.name not in trained
     ]
     row["skipped_scored"] = [entry["path"] for entry in result.skipped]
+
     row.update(_recording_figures(result.recordings, fold.labels))
     row.update(_window_figures(result.windows, fold))
     return row
