@@ -272,3 +272,48 @@ def test_profile_names_epoch_limit():
 
     assert "training ran 7 of at most 12 epochs" in text
     assert "limit of 30" not in text
+
+
+def test_generalise_fold_counts():
+    from benchmarks import generalise
+
+    fold = generalise.Fold(
+        case="generated",
+        name="cycle 10 unseen",
+        train=RecordingSet([_recording(seed) for seed in range(6)]),
+        test=[_recording(10), _recording(11, anomaly="spike", label=1)],
+        labels={"cycle_10": 0, "cycle_11": 1},
+    )
+    config = base_config({"windows.length": 128, "detector.family": "pca"})
+
+    row = generalise.run_fold(fold, generalise.Variant("pca", config), seed=0)
+    table = generalise.summarise([row], ["fold", "variant"])
+
+    assert "error" not in row
+    assert row["normal_recordings"] == 1
+    assert row["anomalous_recordings"] == 1
+    assert row["windows_scored"] == 16
+    assert row["skipped_training"] == []
+    assert 0.0 <= row["window_auc_roc"] <= 1.0
+    assert table[0]["normal flagged"] == f"{row['normal_flagged']}/1"
+    assert table[0]["threshold"].endswith("1/1")
+    assert table[0]["too short, skipped"] == "0"
+
+
+def test_generalise_failed_fit_row():
+    from benchmarks import generalise
+
+    fold = generalise.Fold(
+        case="generated",
+        name="windows too long",
+        train=RecordingSet([_recording(seed) for seed in range(3)]),
+        test=[_recording(10)],
+        labels={"cycle_10": 0},
+    )
+    config = base_config({"windows.length": 4096})
+
+    row = generalise.run_fold(fold, generalise.Variant("defaults", config), seed=0)
+    table = generalise.summarise([row], ["fold", "variant"])
+
+    assert row["error"].startswith("InputError")
+    assert table[0]["normal flagged"] == "fit failed"
