@@ -555,6 +555,36 @@ def test_repeated_channel_rejected(cycle_folders):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("channels", "message"),
+    [
+        ("", "--channels '' names no channel"),
+        (" , ,", "--channels ' , ,' names no channel"),
+        ("vib_x,,current", "contains an empty name"),
+        ("vib_x,", "contains an empty name"),
+    ],
+)
+def test_empty_channels_option_rejected(cycle_folders, channels, message):
+    arguments = ["--detector", "iforest", "--window", "256", "--channels", channels]
+
+    result = runner.invoke(
+        app, ["train", str(cycle_folders["good"]), *arguments, "--no-track"]
+    )
+
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_empty_channel_list_in_set_rejected(cycle_folders):
+    arguments = ["--detector", "iforest", "--set", "data.channels=[]", "--no-track"]
+
+    result = runner.invoke(app, ["train", str(cycle_folders["good"]), *arguments])
+
+    assert result.exit_code == 2, result.output
+    assert "data.channels: lists no channels" in " ".join(result.output.split())
+
+
 @pytest.mark.parametrize("rate", ["inf", "nan"])
 def test_non_finite_sample_rate_rejected(tmp_path, rate):
     for seed in range(3):

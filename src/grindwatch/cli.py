@@ -78,6 +78,27 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return overrides
 
 
+def _parse_channels(text: str | None) -> list[str] | None:
+    """Split ``--channels`` into names; an empty list or name is an error."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",")]
+    if not any(names):
+        # Without this check the option would be dropped as unset, so every
+        # channel would be used although the user meant to choose some.
+        _fail(
+            f"--channels {text!r} names no channel; give comma-separated names "
+            "such as --channels vib_x,current, or leave the option out to use "
+            "all channels"
+        )
+    if not all(names):
+        _fail(
+            f"--channels {text!r} contains an empty name (two commas in a row, or "
+            "one at the start or end); remove the extra comma"
+        )
+    return names
+
+
 def _build_config(config_path: Path | None, overrides: dict[str, Any]):  # noqa: ANN202
     from grindwatch.config import load_config
 
@@ -282,7 +303,7 @@ def train(
         "windows.length": window,
         "windows.hop": hop,
         "data.sample_rate": sample_rate,
-        "data.channels": [c.strip() for c in channels.split(",")] if channels else None,
+        "data.channels": _parse_channels(channels),
         "detector.autoencoder.epochs": epochs,
         "threshold.method": threshold,
         "aggregate.method": aggregate,
