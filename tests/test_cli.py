@@ -267,6 +267,47 @@ def test_table_output_counts_rows(feature_table, tmp_path):
     assert "of all scored windows" not in output
 
 
+def test_table_score_listing_says_rows(feature_table, tmp_path):
+    model = tmp_path / "table-model"
+    frame = pd.read_parquet(feature_table)
+    # A copied column, so that training warns about repeated feature columns.
+    frame["f0_copy"] = frame["f0"]
+    data = tmp_path / "features.parquet"
+    frame.to_parquet(data)
+    trained = runner.invoke(
+        app,
+        ["train", str(data), "--table", "--detector", "iforest"]
+        + ["-o", str(model), "--no-track"],
+    )
+    unlabeled = tmp_path / "unlabeled.parquet"
+    frame.drop(columns="anomaly").tail(6).to_parquet(unlabeled)
+
+    scored = runner.invoke(app, ["score", str(unlabeled), "-m", str(model)])
+    listed = runner.invoke(
+        app, ["score", str(unlabeled), "-m", str(model)] + ["--show", "2"]
+    )
+    labels = tmp_path / "labels.csv"
+    labels.write_text("recording,label\nunlabeled#0,0\nunlabeled#1,1\n")
+    evaluated = runner.invoke(
+        app,
+        ["evaluate", str(unlabeled), "-m", str(model), "--no-track"]
+        + ["--labels", str(labels)],
+    )
+
+    assert trained.exit_code == 0, trained.output
+    assert "exactly in every training row" in " ".join(trained.output.split())
+    assert scored.exit_code == 0, scored.output
+    output = " ".join(scored.output.split())
+    assert "Rows by score" in output
+    assert "recording" not in output.lower()
+    assert listed.exit_code == 0, listed.output
+    assert "... 4 more rows;" in " ".join(listed.output.split())
+    assert evaluated.exit_code == 0, evaluated.output
+    output = " ".join(evaluated.output.split())
+    assert "4 rows carry no label and are left out of the metrics" in output
+    assert "recording" not in output.lower()
+
+
 def test_table_training_warning_counts_rows(feature_table):
     command = ["train", str(feature_table), "--table", "--detector", "pca"]
     command += ["--threshold", "percentile", "--set", "threshold.percentile=50"]
