@@ -353,3 +353,58 @@ def test_logging_the_model_leaves_its_run_open(cycle_folders, isolated_tracking)
 
     assert client.get_run(run_id).info.status == "RUNNING"
     assert client.get_run(run_id).data.tags["grindwatch.model_uri"] == uri
+
+
+def test_train_runs_sort_by_window_length(cycle_folders, isolated_tracking):
+    settings = {"detector.family": "pca", "tracking.log_model": False}
+    run_ids = {
+        length: grindwatch.train(
+            cycle_folders["good"], _config(**settings, **{"windows.length": length})
+        ).run_id
+        for length in (1024, 64)
+    }
+
+    client = MlflowClient(isolated_tracking)
+    experiment = client.get_experiment_by_name("tests").experiment_id
+    by_metric = client.search_runs([experiment], order_by=["metrics.window_length ASC"])
+    by_param = client.search_runs([experiment], order_by=["params.windows.length ASC"])
+
+    # As text, "1024" sorts before "64"; the metric sorts by value.
+    assert [r.info.run_id for r in by_metric] == [run_ids[64], run_ids[1024]]
+    assert [r.info.run_id for r in by_param] == [run_ids[1024], run_ids[64]]
+    for run in by_metric:
+        metrics = run.data.metrics
+        assert metrics["window_length"] == float(run.data.params["windows.length"])
+        # Without windows.hop, windows do not overlap.
+        assert metrics["window_hop"] == metrics["window_length"]
+        assert "n_parameters" not in metrics
+
+
+def test_autoencoder_run_logs_parameter_count(cycle_folders, isolated_tracking):
+    config = _config(**{"tracking.log_model": False})
+
+    result = grindwatch.train(cycle_folders["good"], config)
+
+    metrics = MlflowClient(isolated_tracking).get_run(result.run_id).data.metrics
+    network = result.model.detector_.net_
+    expected = sum(p.numel() for p in network.parameters())
+    assert expected > 0
+    assert metrics["n_parameters"] == expected
+
+
+def test_table_run_logs_no_window_metrics(feature_table, isolated_tracking):
+    config = _config(
+        **{
+            "data.kind": "table",
+            "frontend.kind": "raw",
+            "detector.family": "iforest",
+            "tracking.log_model": False,
+        }
+    )
+
+    result = grindwatch.train(feature_table, config)
+
+    metrics = MlflowClient(isolated_tracking).get_run(result.run_id).data.metrics
+    assert "window_length" not in metrics
+    assert "window_hop" not in metrics
+    assert metrics["threshold"] == pytest.approx(result.model.threshold_.value)

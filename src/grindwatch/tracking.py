@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,30 @@ def environment_tags(family: str) -> dict[str, str]:
     return tags
 
 
+def variant_metrics(
+    config: Config, kind: str, optuna_params: dict[str, Any] | None = None
+) -> dict[str, float]:
+    """Return numeric copies of the settings that tell variants apart.
+
+    MLflow stores parameters as text, so its UI sorts "1024" before "256". These
+    metrics sort by value. For signal data they are ``window_length`` and
+    ``window_hop`` in samples. For a trial, each numeric Optuna parameter is also
+    logged under its parameter name (``optuna.autoencoder.filters_0``), because
+    those are the settings that the study varies. Text choices (loss, front end)
+    stay parameters only. The model's size (``n_parameters``) and its threshold
+    are logged with the final metrics.
+    """
+    metrics: dict[str, float] = {}
+    if kind == "signals":
+        metrics["window_length"] = float(config.windows.length)
+        metrics["window_hop"] = float(config.hop)
+    for name, value in (optuna_params or {}).items():
+        # bool is an int subclass, but True/False are choices, not quantities.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics[f"optuna.{name}"] = float(value)
+    return metrics
+
+
 def _param_value(value: Any) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text[:6000]
@@ -198,11 +223,13 @@ class TrainingTracker:
     def run(self, kind: str, data_sha256: str) -> Iterator[str]:
         """Open the run; it ends FINISHED, or FAILED on any exception or Ctrl-C.
 
+        Besides the settings as parameters, it logs ``variant_metrics``.
+
         The run's ``grindwatch.kind`` tag is ``train``, as other runs carry
         ``study``, ``trial``, ``evaluate`` or ``score``; ``kind``, the data kind
         (signals or table), goes to ``grindwatch.data_kind``.
         """
-        from mlflow.entities import Param
+        from mlflow.entities import Metric, Param
 
         with store_errors(self.uri):
             self.client = _client(self.uri)
@@ -230,6 +257,11 @@ class TrainingTracker:
             params = [Param(k, _param_value(v)) for k, v in self.config.flat().items()]
             for begin in range(0, len(params), 100):
                 self.client.log_batch(self.run_id, params=params[begin : begin + 100])
+            now = int(time.time() * 1000)
+            shape = variant_metrics(self.config, kind)
+            self.client.log_batch(
+                self.run_id, metrics=[Metric(k, v, now, 0) for k, v in shape.items()]
+            )
             yield self.run_id
         except BaseException:
             self.client.set_terminated(self.run_id, "FAILED")
@@ -273,8 +305,9 @@ class TrainingTracker:
         if history:
             metrics["epochs_run"] = len(history)
             metrics["best_epoch"] = model.detector_.best_epoch_
-        import time
-
+        n_parameters = getattr(model.detector_, "n_parameters_", None)
+        if n_parameters is not None:
+            metrics["n_parameters"] = n_parameters
         now = int(time.time() * 1000)
         self.client.log_batch(
             self.run_id,
