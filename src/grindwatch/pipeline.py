@@ -812,8 +812,13 @@ def _current_config(config: Config, path: Path, fix: str) -> Config:
     take their defaults, which is what the older version did."""
     import pydantic
 
+    values = _section_values(config)
+    # Before empty lists were rejected, data.channels: [] was saved and meant
+    # every channel, so such a bundle keeps that meaning.
+    if values.get("data", {}).get("channels") == []:
+        values["data"]["channels"] = None
     try:
-        return Config.model_validate(_section_values(config))
+        return Config.model_validate(values)
     except pydantic.ValidationError as error:
         raise InputError(
             path,
