@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -433,8 +434,55 @@ def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
     )
 
 
+# Distributions that loading the pyfunc model and scoring with it import, besides
+# MLflow and the standard library. tests/test_tracking.py checks this list against
+# the modules that a fresh process imports to load and score a logged model.
+SCORING_DISTRIBUTIONS = (
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "pydantic",
+    "pyyaml",
+    "scikit-learn",
+    "scipy",
+    "torch",
+)
+
+
+def pinned_requirements() -> list[str]:
+    """Return ``NAME==VERSION`` for each of ``SCORING_DISTRIBUTIONS`` as installed."""
+    from importlib.metadata import version
+
+    # A local version label such as torch's "+cpu" names a build that PyPI does not
+    # host, so the pin keeps only the public version.
+    return [f"{name}=={version(name).split('+')[0]}" for name in SCORING_DISTRIBUTIONS]
+
+
+def copy_package_source(folder: Path) -> Path:
+    """Copy grindwatch's Python modules into ``folder/grindwatch``; return that path.
+
+    Static files, examples and caches are left out, because loading and scoring a
+    model reads only modules.
+    """
+    source = Path(__file__).resolve().parent
+    target = folder / "grindwatch"
+    for path in sorted(source.rglob("*.py")):
+        relative = path.relative_to(source)
+        if "__pycache__" in relative.parts:
+            continue
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target / relative)
+    return target
+
+
 def log_model(model, run_id: str, registered_model: str | None = None) -> str:  # noqa: ANN001
-    """Log the bundle as a pyfunc model in ``run_id``; return its model URI."""
+    """Log the bundle as a pyfunc model in ``run_id``; return its model URI.
+
+    The model carries grindwatch's modules (``code_paths``) and lists the pinned
+    ``SCORING_DISTRIBUTIONS`` as requirements, because grindwatch is not on PyPI.
+    So it loads where those distributions and MLflow are installed but grindwatch
+    is not.
+    """
     import mlflow
 
     # MLflow warns that it cannot infer a signature. That is by design: predict
@@ -445,6 +493,7 @@ def log_model(model, run_id: str, registered_model: str | None = None) -> str:  
     try:
         with tempfile.TemporaryDirectory() as folder:
             bundle = model.save(Path(folder) / "bundle")
+            code = copy_package_source(Path(folder) / "code")
             nested = mlflow.active_run() is not None
             with mlflow.start_run(run_id=run_id, nested=nested):
                 info = mlflow.pyfunc.log_model(
@@ -454,10 +503,12 @@ def log_model(model, run_id: str, registered_model: str | None = None) -> str:  
                     # on pickle details.
                     python_model=str(Path(__file__).with_name("_pyfunc_model.py")),
                     artifacts={"bundle": str(bundle)},
-                    # NOTE: only grindwatch is listed, not its torch and
-                    # scikit-learn versions, so the README serves the model with
-                    # --env-manager local, in an environment that has grindwatch.
-                    pip_requirements=[f"grindwatch=={__version__}"],
+                    # MLflow puts the folder holding this copy first on sys.path
+                    # when it loads the model. A process that has already imported
+                    # grindwatch keeps that one, because Python finds submodules
+                    # through the imported package's own path.
+                    code_paths=[str(code)],
+                    pip_requirements=pinned_requirements(),
                     registered_model_name=registered_model,
                 )
     finally:
