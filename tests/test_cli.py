@@ -267,6 +267,47 @@ def test_table_output_counts_rows(feature_table, tmp_path):
     assert "of all scored windows" not in output
 
 
+def test_table_score_listing_says_rows(feature_table, tmp_path):
+    model = tmp_path / "table-model"
+    frame = pd.read_parquet(feature_table)
+    # A copied column, so that training warns about repeated feature columns.
+    frame["f0_copy"] = frame["f0"]
+    data = tmp_path / "features.parquet"
+    frame.to_parquet(data)
+    trained = runner.invoke(
+        app,
+        ["train", str(data), "--table", "--detector", "iforest"]
+        + ["-o", str(model), "--no-track"],
+    )
+    unlabeled = tmp_path / "unlabeled.parquet"
+    frame.drop(columns="anomaly").tail(6).to_parquet(unlabeled)
+
+    scored = runner.invoke(app, ["score", str(unlabeled), "-m", str(model)])
+    listed = runner.invoke(
+        app, ["score", str(unlabeled), "-m", str(model)] + ["--show", "2"]
+    )
+    labels = tmp_path / "labels.csv"
+    labels.write_text("recording,label\nunlabeled#0,0\nunlabeled#1,1\n")
+    evaluated = runner.invoke(
+        app,
+        ["evaluate", str(unlabeled), "-m", str(model), "--no-track"]
+        + ["--labels", str(labels)],
+    )
+
+    assert trained.exit_code == 0, trained.output
+    assert "exactly in every training row" in " ".join(trained.output.split())
+    assert scored.exit_code == 0, scored.output
+    output = " ".join(scored.output.split())
+    assert "Rows by score" in output
+    assert "recording" not in output.lower()
+    assert listed.exit_code == 0, listed.output
+    assert "... 4 more rows;" in " ".join(listed.output.split())
+    assert evaluated.exit_code == 0, evaluated.output
+    output = " ".join(evaluated.output.split())
+    assert "4 rows carry no label and are left out of the metrics" in output
+    assert "recording" not in output.lower()
+
+
 def test_table_training_warning_counts_rows(feature_table):
     command = ["train", str(feature_table), "--table", "--detector", "pca"]
     command += ["--threshold", "percentile", "--set", "threshold.percentile=50"]
@@ -553,6 +594,36 @@ def test_repeated_channel_rejected(cycle_folders):
     assert result.exit_code == 2, result.output
     assert "data.channels: lists ['vib_x'] more than once" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("channels", "message"),
+    [
+        ("", "--channels '' names no channel"),
+        (" , ,", "--channels ' , ,' names no channel"),
+        ("vib_x,,current", "contains an empty name"),
+        ("vib_x,", "contains an empty name"),
+    ],
+)
+def test_empty_channels_option_rejected(cycle_folders, channels, message):
+    arguments = ["--detector", "iforest", "--window", "256", "--channels", channels]
+
+    result = runner.invoke(
+        app, ["train", str(cycle_folders["good"]), *arguments, "--no-track"]
+    )
+
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_empty_channel_list_in_set_rejected(cycle_folders):
+    arguments = ["--detector", "iforest", "--set", "data.channels=[]", "--no-track"]
+
+    result = runner.invoke(app, ["train", str(cycle_folders["good"]), *arguments])
+
+    assert result.exit_code == 2, result.output
+    assert "data.channels: lists no channels" in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize("rate", ["inf", "nan"])

@@ -93,3 +93,19 @@ def test_key_given_twice_rejected(tmp_path):
 
     with pytest.raises(ConfigError, match="line 3, column 1: the key 'windows'"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "fix"),
+    [
+        ("data:\n  channels: []\n", "lists no channels", "leave data.channels unset"),
+        ("data:\n  channels: ['']\n", "contains an empty channel name", "remove it"),
+        ("data:\n  channels: [vib_x, ' ']\n", "contains an empty channel", "remove it"),
+    ],
+)
+def test_empty_channel_list_rejected(tmp_path, text, message, fix):
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, text)
+
+    assert f"data.channels: {message}" in str(raised.value)
+    assert fix in str(raised.value)

@@ -284,6 +284,20 @@ def test_model_bundle_round_trip_gives_same_scores(cycle_folders, tmp_path):
     assert (files["sha256"].str.len() == 64).all()
 
 
+def test_bundle_with_empty_channel_list_loads(cycle_folders, tmp_path):
+    config = _config(**{"detector.family": "pca"})
+    model = grindwatch.train(cycle_folders["good"], config).model
+    # Older versions accepted data.channels: [] and used every channel. The
+    # validator now rejects it, so write the value past validation.
+    model.config.data.__dict__["channels"] = []
+    model.save(tmp_path / "m")
+
+    loaded = grindwatch.load_model(tmp_path / "m")
+
+    assert loaded.config.data.channels is None
+    assert loaded.channels_ == model.channels_
+
+
 def test_same_seed_gives_same_scores(cycle_folders):
     first = grindwatch.train(cycle_folders["good"], _config())
     second = grindwatch.train(cycle_folders["good"], _config())

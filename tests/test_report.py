@@ -202,6 +202,58 @@ def test_table_report_shows_features(feature_table):
     assert "flagged windows" not in text
 
 
+def _visible_text(page: str) -> str:
+    """Return the page's text as a reader sees it, without markup or images."""
+    page = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", page, flags=re.S)
+    page = re.sub(r"<img[^>]*>", " ", page)
+    return " ".join(re.sub(r"<[^>]+>", " ", page).split())
+
+
+def test_table_report_says_rows(feature_table, tmp_path):
+    config = _config(
+        **{"data.kind": "table", "frontend.kind": "raw", "detector.family": "iforest"}
+    )
+    model = grindwatch.train(feature_table, config).model
+    # Only outliers, so the nearest normal row has to come from the references.
+    outliers = pd.read_parquet(feature_table).tail(4)
+    batch = tmp_path / "outliers.parquet"
+    outliers.to_parquet(batch)
+    recordings = read_data(batch, model.config)
+    references = read_data(feature_table, model.config)
+
+    text = _visible_text(
+        build_report(model, recordings, max_details=1, reference=references)
+    )
+
+    assert "grindwatch report: 4 rows" in text
+    assert "4 rows scored" in text
+    assert "Rows by score" in text
+    assert "Flagged rows" in text
+    assert "3 more flagged rows are listed in the table only" in text
+    assert "Nearest normal rows are chosen among 0 scored rows" in text
+    assert "Nearest normal row: features#" in text
+    assert "Each row of the feature table is one cycle" in text
+    assert "recording" not in text.lower()
+
+
+def test_table_score_figure_says_rows(feature_table):
+    from grindwatch.report import plot_score_distribution
+
+    config = _config(
+        **{"data.kind": "table", "frontend.kind": "raw", "detector.family": "iforest"}
+    )
+    model = grindwatch.train(feature_table, config).model
+    scores = model.training_scores_
+
+    figure = plot_score_distribution(scores, model.threshold_, scores, scores, "table")
+
+    axis = figure.axes[0]
+    labels = [text.get_text() for text in axis.get_legend().get_texts()]
+    assert axis.get_title() == "Row scores, clusters and threshold; ticks: scored rows"
+    assert f"training rows ({len(scores)})" in labels
+    assert f"scored rows ({len(scores)})" in labels
+
+
 def test_saved_scores_same_table(cycles, tmp_path):
     scored = grindwatch.score(cycles.model, cycles.root)
     write_table(scored.recordings, tmp_path / "scores.csv")

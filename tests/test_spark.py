@@ -286,3 +286,22 @@ def test_output_path_that_is_a_file_is_rejected(tmp_path):
 
     with pytest.raises(ConfigError, match="is not a Spark output folder"):
         _output_paths(tmp_path / "scores.parquet")
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("signals", "2 of 5 recordings and 3 of 40 windows flagged (threshold 0.5)."),
+        ("table", "2 of 5 rows flagged (threshold 0.5)."),
+    ],
+)
+def test_spark_summary_counts_rows_for_tables(kind, expected, tmp_path):
+    from grindwatch.cli_spark import _flagged_sentence
+    from grindwatch.spark_scoring import SparkScoreResult
+
+    counts = {"n_recordings": 5, "n_flagged_recordings": 2, "n_windows": 40}
+    result = SparkScoreResult(
+        tmp_path, tmp_path, 1, **counts, n_flagged_windows=3, threshold=0.5
+    )
+
+    assert _flagged_sentence(result, kind) == expected

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -353,3 +355,184 @@ def test_logging_the_model_leaves_its_run_open(cycle_folders, isolated_tracking)
 
     assert client.get_run(run_id).info.status == "RUNNING"
     assert client.get_run(run_id).data.tags["grindwatch.model_uri"] == uri
+
+
+def test_train_runs_sort_by_window_length(cycle_folders, isolated_tracking):
+    settings = {"detector.family": "pca", "tracking.log_model": False}
+    run_ids = {
+        length: grindwatch.train(
+            cycle_folders["good"], _config(**settings, **{"windows.length": length})
+        ).run_id
+        for length in (1024, 64)
+    }
+
+    client = MlflowClient(isolated_tracking)
+    experiment = client.get_experiment_by_name("tests").experiment_id
+    by_metric = client.search_runs([experiment], order_by=["metrics.window_length ASC"])
+    by_param = client.search_runs([experiment], order_by=["params.windows.length ASC"])
+
+    # As text, "1024" sorts before "64"; the metric sorts by value.
+    assert [r.info.run_id for r in by_metric] == [run_ids[64], run_ids[1024]]
+    assert [r.info.run_id for r in by_param] == [run_ids[1024], run_ids[64]]
+    for run in by_metric:
+        metrics = run.data.metrics
+        assert metrics["window_length"] == float(run.data.params["windows.length"])
+        # Without windows.hop, windows do not overlap.
+        assert metrics["window_hop"] == metrics["window_length"]
+        assert "n_parameters" not in metrics
+
+
+def test_autoencoder_run_logs_parameter_count(cycle_folders, isolated_tracking):
+    config = _config(**{"tracking.log_model": False})
+
+    result = grindwatch.train(cycle_folders["good"], config)
+
+    metrics = MlflowClient(isolated_tracking).get_run(result.run_id).data.metrics
+    network = result.model.detector_.net_
+    expected = sum(p.numel() for p in network.parameters())
+    assert expected > 0
+    assert metrics["n_parameters"] == expected
+
+
+def test_table_run_logs_no_window_metrics(feature_table, isolated_tracking):
+    config = _config(
+        **{
+            "data.kind": "table",
+            "frontend.kind": "raw",
+            "detector.family": "iforest",
+            "tracking.log_model": False,
+        }
+    )
+
+    result = grindwatch.train(feature_table, config)
+
+    metrics = MlflowClient(isolated_tracking).get_run(result.run_id).data.metrics
+    assert "window_length" not in metrics
+    assert "window_hop" not in metrics
+    assert metrics["threshold"] == pytest.approx(result.model.threshold_.value)
+
+
+# Loads a logged model and scores a CSV in a process that cannot import
+# grindwatch from anywhere else. It prints where grindwatch came from, the
+# scores and the distributions of the modules that loading and scoring imported
+# after MLflow's own.
+_LOAD_WITHOUT_GRINDWATCH = """
+import json
+import sys
+from importlib.metadata import packages_distributions
+
+try:
+    import grindwatch
+except ImportError:
+    pass
+else:
+    sys.exit(f"grindwatch is importable from {grindwatch.__file__}")
+import mlflow.pyfunc
+
+before = set(sys.modules)
+model = mlflow.pyfunc.load_model(sys.argv[1])
+import pandas as pd
+
+predicted = model.predict(pd.read_csv(sys.argv[2]))
+import grindwatch
+
+names = {name.split(".")[0] for name in set(sys.modules) - before}
+owners = packages_distributions()
+outside = names - set(sys.stdlib_module_names)
+distributions = {owner for name in outside for owner in owners.get(name, [])}
+print(json.dumps({
+    "grindwatch": grindwatch.__file__,
+    "scores": predicted["score"].tolist(),
+    "distributions": sorted(distributions),
+}))
+"""
+
+
+def _with_dependencies(names: set[str]) -> set[str]:
+    """Return ``names`` with every distribution that pip installs with them."""
+    import re
+    from importlib.metadata import PackageNotFoundError, requires
+
+    found, pending = set(), [_normalize(name) for name in names]
+    while pending:
+        name = pending.pop()
+        if name in found:
+            continue
+        found.add(name)
+        try:
+            lines = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        for line in lines:
+            # Optional extras are not installed with the distribution.
+            if "extra ==" not in line:
+                pending.append(
+                    _normalize(re.split(r"[ ;<>=!~\[(]", line, maxsplit=1)[0])
+                )
+    return found
+
+
+def _normalize(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+@pytest.mark.parametrize("kind", ["signals", "table"])
+def test_logged_model_loads_without_grindwatch(
+    kind, cycle_folders, feature_table, isolated_tracking, tmp_path
+):
+    import site
+    import subprocess
+    import sys
+
+    from grindwatch.tracking import SCORING_DISTRIBUTIONS
+
+    if kind == "table":
+        overrides = {"data.kind": "table", "frontend.kind": "raw"}
+        config = _config(**overrides, **{"detector.family": "iforest"})
+        result = grindwatch.train(feature_table, config)
+        frame = pd.read_parquet(feature_table).drop(columns="anomaly").head(20)
+    else:
+        result = grindwatch.train(cycle_folders["good"], _config())
+        frame = pd.read_csv(cycle_folders["bad"] / "cycle_100.csv")
+    data = tmp_path / "input.csv"
+    frame.to_csv(data, index=False)
+    local = mlflow.artifacts.download_artifacts(
+        f"runs:/{result.run_id}/model", dst_path=str(tmp_path / "download")
+    )
+    requirements = (Path(local) / "requirements.txt").read_text().split()
+    # -S skips the site module, so no .pth file in site-packages is read, and an
+    # editable grindwatch install, which is one, does not count.
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(site.getsitepackages())}
+    command = [sys.executable, "-S", "-c", _LOAD_WITHOUT_GRINDWATCH, local, str(data)]
+
+    completed = subprocess.run(
+        command, cwd=tmp_path, env=environment, capture_output=True, text=True
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    output = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert Path(output["grindwatch"]).is_relative_to(Path(local) / "code")
+    expected = grindwatch.tracking.predict_frame(result.model, frame)["score"]
+    np.testing.assert_allclose(output["scores"], expected, rtol=1e-6)
+    listed = {line.split("==")[0] for line in requirements}
+    assert set(SCORING_DISTRIBUTIONS) <= listed
+    imported = {_normalize(name) for name in output["distributions"]} - {"grindwatch"}
+    # scikit-learn's callback module imports rich inside try/except, for an
+    # optional progress bar, so rich is imported here but not required.
+    installed = _with_dependencies(listed) | {"rich"}
+    assert imported <= installed, f"not in requirements.txt: {imported - installed}"
+    assert not any(line.startswith("grindwatch") for line in requirements)
+
+
+def test_logged_model_code_is_modules_only(cycle_folders, isolated_tracking, tmp_path):
+    result = grindwatch.train(cycle_folders["good"], _config())
+
+    local = mlflow.artifacts.download_artifacts(
+        f"runs:/{result.run_id}/model", dst_path=str(tmp_path)
+    )
+
+    code = Path(local) / "code" / "grindwatch"
+    files = [path for path in code.rglob("*") if path.is_file()]
+    assert (code / "pipeline.py") in files
+    assert all(path.suffix == ".py" for path in files)
+    assert sum(path.stat().st_size for path in files) < 2_000_000

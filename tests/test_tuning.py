@@ -751,6 +751,35 @@ def test_autoencoder_trials_log_objective_once(cycles, isolated_tracking):
         assert report_values[trial.number] == pytest.approx(trial.value)
 
 
+def test_trial_runs_log_numeric_settings(cycles, isolated_tracking):
+    space = {
+        **AUTOENCODER_SPACE,
+        "tune.space.autoencoder.filters": [4, 16],
+        "tune.space.autoencoder.epochs": 2,
+    }
+    config = _config(**space)
+
+    result = tune(cycles / "good", config)
+
+    study = optuna.load_study(study_name=result.study_name, storage=result.storage)
+    client = MlflowClient(isolated_tracking)
+    for trial in study.get_trials():
+        run = client.get_run(trial.user_attrs["grindwatch.mlflow_run_id"])
+        metrics, params = run.data.metrics, run.data.params
+        assert metrics["window_length"] == float(params["windows.length"])
+        assert metrics["window_hop"] == float(params["windows.hop"])
+        filters = trial.params["autoencoder.filters_0"]
+        assert metrics["optuna.autoencoder.filters_0"] == filters
+        assert metrics["optuna.autoencoder.learning_rate"] == pytest.approx(
+            trial.params["autoencoder.learning_rate"]
+        )
+        # Text choices stay parameters only.
+        assert "optuna.autoencoder.loss" not in metrics
+        assert "optuna.autoencoder.loss" in params
+        assert metrics["n_parameters"] > filters
+        assert metrics["threshold"] > 0
+
+
 def test_study_summary_skips_other_objectives_factors():
     import pandas as pd
 

@@ -78,6 +78,27 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return overrides
 
 
+def _parse_channels(text: str | None) -> list[str] | None:
+    """Split ``--channels`` into names; an empty list or name is an error."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",")]
+    if not any(names):
+        # Without this check the option would be dropped as unset, so every
+        # channel would be used although the user meant to choose some.
+        _fail(
+            f"--channels {text!r} names no channel; give comma-separated names "
+            "such as --channels vib_x,current, or leave the option out to use "
+            "all channels"
+        )
+    if not all(names):
+        _fail(
+            f"--channels {text!r} contains an empty name (two commas in a row, or "
+            "one at the start or end); remove the extra comma"
+        )
+    return names
+
+
 def _build_config(config_path: Path | None, overrides: dict[str, Any]):  # noqa: ANN202
     from grindwatch.config import load_config
 
@@ -282,7 +303,7 @@ def train(
         "windows.length": window,
         "windows.hop": hop,
         "data.sample_rate": sample_rate,
-        "data.channels": [c.strip() for c in channels.split(",")] if channels else None,
+        "data.channels": _parse_channels(channels),
         "detector.autoencoder.epochs": epochs,
         "threshold.method": threshold,
         "aggregate.method": aggregate,
@@ -465,6 +486,8 @@ def _print_recordings(  # noqa: ANN202
 
     from grindwatch._console import console
 
+    # rule is None for a feature table, whose rows are scored as one window each.
+    items = "rows" if rule is None else "recordings"
     cycle = "cycle_score" in frame and cycle_threshold is not None
     # With the cycle check, a recording can be flagged with a low window score:
     # flagged ones come first.
@@ -472,18 +495,19 @@ def _print_recordings(  # noqa: ANN202
     shown = frame.sort_values(order, ascending=False).head(limit)
     digits = _digits_apart(shown["score"].to_numpy(), threshold)
     if cycle_threshold is None:
-        title = f"Recordings by score (threshold {threshold:.{digits}g})"
+        title = f"{items.capitalize()} by score (threshold {threshold:.{digits}g})"
     else:
         cycle_scores = shown["cycle_score"].to_numpy() if cycle else []
         cycle_digits = _digits_apart(cycle_scores, cycle_threshold)
         title = (
-            f"Recordings, flagged first, by score (threshold {threshold:.{digits}g}; "
+            f"{items.capitalize()}, flagged first, by score "
+            f"(threshold {threshold:.{digits}g}; "
             f"cycle threshold {cycle_threshold:.{cycle_digits}g})"
         )
     caption = None if rule is None else f"A recording's score is {rule}."
     table = Table(title=title, caption=caption)
-    columns = ["recording", "score"]
-    # rule is None for a feature table, whose recordings are rows of one window.
+    # The header names the item, but the frame's column stays "recording".
+    columns = [items[:-1], "score"]
     if rule is not None:
         columns.append("flagged windows")
     columns += ["cycle score", "verdict"] if cycle else ["verdict"]
@@ -492,7 +516,7 @@ def _print_recordings(  # noqa: ANN202
     if top:
         columns.append("top channel" if rule is not None else "top feature")
     columns.append("label")
-    text_columns = ("recording", "top channel", "top feature")
+    text_columns = ("recording", "row", "top channel", "top feature")
     for column in columns:
         if column != "label" or "label" in frame:
             table.add_column(
@@ -528,7 +552,7 @@ def _print_recordings(  # noqa: ANN202
             console().print(f"  {row.recording}: {row.cycle_reason}", highlight=False)
     if len(frame) > limit:
         console().print(
-            f"... {len(frame) - limit} more recordings; {more_hint}", highlight=False
+            f"... {len(frame) - limit} more {items}; {more_hint}", highlight=False
         )
 
 
@@ -659,6 +683,7 @@ def _print_metrics(
 
     from grindwatch._console import console
 
+    items = "rows" if feature_table else "recordings"
     table = Table(title="Evaluation at the model's own threshold")
     table.add_column("level", no_wrap=True, min_width=10)
     for name in ("AUC-ROC", "AUC-PR", "prec.", "recall", "F1", "anom.", "flagged", "n"):
@@ -720,8 +745,8 @@ def _print_metrics(
         out.print(
             _count(
                 len(result.unlabeled),
-                "recording carries no label and is",
-                "recordings carry no label and are",
+                f"{items[:-1]} carries no label and is",
+                f"{items} carry no label and are",
             )
             + f" left out of the metrics: {listed}{more}. {fix}",
             highlight=False,
@@ -736,7 +761,7 @@ def _print_metrics(
     if recordings["n"] and recordings["n_anomalous"] in (0, recordings["n"]):
         present = "normal" if recordings["n_anomalous"] == 0 else "anomalous"
         out.print(
-            f"AUC-ROC and AUC-PR need both classes; the labeled recordings are all "
+            f"AUC-ROC and AUC-PR need both classes; the labeled {items} are all "
             f"{present}.",
             highlight=False,
         )

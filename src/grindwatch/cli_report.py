@@ -87,6 +87,7 @@ def report(
 ) -> None:
     """Score recordings and write a self-contained HTML report of the flagged ones."""
     from grindwatch._console import console, progress_bar, setup_logging
+    from grindwatch._nouns import item_noun
     from grindwatch.cli import (
         _fail,
         _load_model,
@@ -137,22 +138,24 @@ def report(
     if json_output:
         typer.echo(json.dumps(summary, indent=2))
         return
+    items = item_noun(loaded.kind_)
+    item = item_noun(loaded.kind_, 1)
     out = console()
     out.print(
-        f"{result.n_flagged} of {result.n_recordings} recordings flagged; "
+        f"{result.n_flagged} of {result.n_recordings} {items} flagged; "
         f"{result.n_details} detail sections.",
         highlight=False,
     )
     if result.n_flagged_not_read:
         out.print(
-            f"{result.n_flagged_not_read} flagged recordings of {scores} are not "
+            f"{result.n_flagged_not_read} flagged {items} of {scores} are not "
             "among the data given, so they have no detail section; pass the data "
-            "that was scored, with the same recording names.",
+            f"that was scored, with the same {item} names.",
             highlight=False,
         )
     if reference:
         out.print(
-            f"Reference recordings: {result.n_reference} used, "
+            f"Reference {items}: {result.n_reference} used, "
             f"{result.n_reference_flagged} left out because the model flags them, "
             f"{result.n_reference_skipped} could not be read or matched.",
             highlight=False,
@@ -160,26 +163,26 @@ def report(
     if result.n_details and not result.has_comparison:
         if reference and not result.n_reference_flagged:
             advice = (
-                "and every reference recording is among the scored data. Pass "
-                "known-good recordings, such as the training data, with --reference."
+                f"and every reference {item} is among the scored data. Pass "
+                f"known-good {items}, such as the training data, with --reference."
             )
         elif reference:
             advice = (
-                "and the model flags every usable reference recording. Pass other "
-                "known-good recordings with --reference, or check the model's "
+                f"and the model flags every usable reference {item}. Pass other "
+                f"known-good {items} with --reference, or check the model's "
                 "threshold."
             )
         else:
             advice = (
-                "and no --reference was given. Pass known-good recordings, such "
+                f"and no --reference was given. Pass known-good {items}, such "
                 "as the training data, with --reference."
             )
         # With --scores, the table can list normal recordings whose signals are
         # not in the data given, so they cannot serve as a comparison.
         where = "the data given (whose signals are read)" if scores else "the data"
         out.print(
-            "The detail sections have no normal recording to compare with, because "
-            f"no recording in {where} is scored as normal, {advice}",
+            f"The detail sections have no normal {item} to compare with, because "
+            f"no {item} in {where} is scored as normal, {advice}",
             highlight=False,
         )
     out.print(

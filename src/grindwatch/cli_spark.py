@@ -115,12 +115,7 @@ def spark_score(
             f"; the cycle check, at threshold {loaded.cycle_check.threshold_.value:.3g}"
             ", flags recordings too, and the table's cycle_flag says which"
         )
-    out.print(
-        f"{result.n_flagged_recordings} of {result.n_recordings} recordings and "
-        f"{result.n_flagged_windows} of {result.n_windows} windows flagged "
-        f"(threshold {result.threshold:.4g}{cycle}).",
-        highlight=False,
-    )
+    out.print(_flagged_sentence(result, loaded.kind_, cycle), highlight=False)
     for skipped in result.skipped:
         out.print(f"  skipped {skipped['path']}: {skipped['reason']}", highlight=False)
     out.print(
@@ -131,3 +126,22 @@ def spark_score(
 def register(app: typer.Typer) -> None:
     """Add the ``spark-score`` command to the grindwatch CLI."""
     app.command("spark-score")(spark_score)
+
+
+def _flagged_sentence(result, kind: str, cycle: str = "") -> str:  # noqa: ANN001
+    """Return the summary line: flagged recordings and windows, or flagged rows.
+
+    A feature table's row is one recording and its only window, so its window
+    count would repeat the row count.
+    """
+    threshold = f"(threshold {result.threshold:.4g}{cycle})"
+    if kind == "table":
+        return (
+            f"{result.n_flagged_recordings} of {result.n_recordings} rows flagged "
+            f"{threshold}."
+        )
+    return (
+        f"{result.n_flagged_recordings} of {result.n_recordings} recordings and "
+        f"{result.n_flagged_windows} of {result.n_windows} windows flagged "
+        f"{threshold}."
+    )

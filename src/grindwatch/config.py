@@ -110,6 +110,21 @@ class DataConfig(Section):
     @field_validator("channels")
     @classmethod
     def _distinct_channels(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        if not value:
+            # An empty list would select nothing, and code that tests the list
+            # for truth would use all channels instead, so reject it here.
+            raise ValueError(
+                "lists no channels; name at least one channel, or leave "
+                "data.channels unset to use all channels"
+            )
+        blank = [name for name in value if not name.strip()]
+        if blank:
+            raise ValueError(
+                f"contains an empty channel name in {value!r}; remove it or "
+                "write the channel's name"
+            )
         repeated = sorted({name for name in value or [] if value.count(name) > 1})
         if repeated:
             raise ValueError(f"lists {repeated} more than once; list each channel once")

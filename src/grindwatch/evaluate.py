@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from grindwatch._nouns import item_noun
 from grindwatch.exceptions import InputError
 
 logger = logging.getLogger(__name__)
@@ -110,13 +111,16 @@ class EvaluationResult:
         return out
 
 
-def apply_labels(scored, labels: dict[str, int]) -> None:  # noqa: ANN001 - ScoreResult
+def apply_labels(  # noqa: ANN001 - scored is a ScoreResult
+    scored, labels: dict[str, int], kind: str = "signals"
+) -> None:
     """Fill the label columns from a mapping recording name -> 0/1.
 
     The mapping overrides folder-name labels, for recordings and their windows.
     Windows inherit their recording's label unless a label column gave per-sample
     labels. Recordings the mapping leaves out have no label, whatever their
     folder's name, so the window and recording metrics count the same recordings.
+    ``kind`` is the model's data kind; for "table" the warnings say rows.
     """
     from grindwatch.io.labels import label_key_for
 
@@ -131,7 +135,12 @@ def apply_labels(scored, labels: dict[str, int]) -> None:  # noqa: ANN001 - Scor
             "use recording names as printed by 'grindwatch score'",
         )
     if unknown:
-        logger.warning("no label for %d recordings, e.g. %s", len(unknown), unknown[:3])
+        logger.warning(
+            "no label for %d %s, e.g. %s",
+            len(unknown),
+            item_noun(kind, len(unknown)),
+            unknown[:3],
+        )
     unused = sorted(set(labels) - set(keys.dropna()))
     if unused:
         logger.warning(
@@ -286,7 +295,7 @@ def evaluate(
         mapping = labels if isinstance(labels, dict) else read_labels_csv(Path(labels))
     scored = score(model, data, progress=progress)
     if mapping is not None:
-        apply_labels(scored, mapping)
+        apply_labels(scored, mapping, model.kind_)
     result = evaluate_scores(scored)
     result.skipped = label_skipped(scored.skipped, mapping, _label_roots(data, model))
     # Only the labeled recordings count in the metrics, so only they are checked.

@@ -44,6 +44,7 @@ from grindwatch.tracking import (
     environment_tags,
     resolve_tracking_uri,
     store_errors,
+    variant_metrics,
 )
 
 logger = logging.getLogger(__name__)
@@ -234,7 +235,10 @@ class StudyTracker:
     def start_trial(
         self, study_name: str, number: int, config: Config, params: dict[str, Any]
     ) -> str:
-        """Create the nested run of trial ``number`` and log its configuration."""
+        """Create the nested run of trial ``number`` and log its configuration
+        and ``variant_metrics``."""
+        from mlflow.entities import Metric
+
         tags = {
             "mlflow.parentRunId": self.parent_run_id or "",
             "grindwatch.kind": "trial",
@@ -261,7 +265,16 @@ class StudyTracker:
             for k, v in config.flat().items()
             if not k.startswith(_STUDY_KEYS + unused)
         }
-        return self._create_trial_run(study_name, number, tags, flat, params)
+        run_id = self._create_trial_run(study_name, number, tags, flat, params)
+        # Logged at the start, so that pruned and failed trials sort by them too.
+        shape = variant_metrics(config, config.data.kind, params)
+        now = _now_ms()
+        _retry(
+            self.client.log_batch,
+            run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in shape.items()],
+        )
+        return run_id
 
     def _create_trial_run(
         self,

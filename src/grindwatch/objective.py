@@ -601,6 +601,9 @@ class Objective:
         history = list(getattr(model.detector_, "history_", []) or [])
         if history:
             metrics["epochs_run"] = float(len(history))
+        n_parameters = getattr(model.detector_, "n_parameters_", None)
+        if n_parameters is not None:
+            metrics["n_parameters"] = float(n_parameters)
         return TrialResult(self._value(metrics), metrics, model, history)
 
     @property

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from grindwatch._nouns import item_noun
 from grindwatch._version import __version__
 from grindwatch.config import Config
 from grindwatch.cycles import CycleCheck, CycleVerdict
@@ -158,6 +159,11 @@ class ScoreResult:
     ``grindwatch.explain``: top_channel, top_channel_share and top_sample, top_band
     or top_feature (by front end; none for feature tables), and for recordings the
     worst window's position and the margin of the score over the threshold.
+    For a feature table (``data.kind: table``) each row of the input is both a
+    window and a recording, so the ``recording`` column and the ``n_recordings``
+    keys of ``summary()`` name and count input rows. They keep these names so
+    that saved tables and JSON read the same for both kinds. Messages and the
+    report say "rows" instead.
     """
 
     windows: pd.DataFrame
@@ -807,8 +813,13 @@ def _current_config(config: Config, path: Path, fix: str) -> Config:
     take their defaults, which is what the older version did."""
     import pydantic
 
+    values = _section_values(config)
+    # Before empty lists were rejected, data.channels: [] was saved and meant
+    # every channel, so such a bundle keeps that meaning.
+    if values.get("data", {}).get("channels") == []:
+        values["data"]["channels"] = None
     try:
-        return Config.model_validate(_section_values(config))
+        return Config.model_validate(values)
     except pydantic.ValidationError as error:
         raise InputError(
             path,
@@ -1232,11 +1243,12 @@ def drop_duplicate_channels(
     logger.log(
         level,
         "%d of the %d %s repeat an earlier one exactly in every training "
-        "recording and are left out (%s%s); the model uses the other %d. Set "
+        "%s and are left out (%s%s); the model uses the other %d. Set "
         "data.duplicate_channels to keep to use them all.",
         len(repeats),
         len(recordings.channels),
         noun,
+        item_noun(recordings.kind, 1),
         examples,
         more,
         len(kept_channels),

@@ -11,7 +11,9 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -179,6 +181,30 @@ def environment_tags(family: str) -> dict[str, str]:
     return tags
 
 
+def variant_metrics(
+    config: Config, kind: str, optuna_params: dict[str, Any] | None = None
+) -> dict[str, float]:
+    """Return numeric copies of the settings that tell variants apart.
+
+    MLflow stores parameters as text, so its UI sorts "1024" before "256". These
+    metrics sort by value. For signal data they are ``window_length`` and
+    ``window_hop`` in samples. For a trial, each numeric Optuna parameter is also
+    logged under its parameter name (``optuna.autoencoder.filters_0``), because
+    those are the settings that the study varies. Text choices (loss, front end)
+    stay parameters only. The model's size (``n_parameters``) and its threshold
+    are logged with the final metrics.
+    """
+    metrics: dict[str, float] = {}
+    if kind == "signals":
+        metrics["window_length"] = float(config.windows.length)
+        metrics["window_hop"] = float(config.hop)
+    for name, value in (optuna_params or {}).items():
+        # bool is an int subclass, but True/False are choices, not quantities.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics[f"optuna.{name}"] = float(value)
+    return metrics
+
+
 def _param_value(value: Any) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text[:6000]
@@ -198,11 +224,13 @@ class TrainingTracker:
     def run(self, kind: str, data_sha256: str) -> Iterator[str]:
         """Open the run; it ends FINISHED, or FAILED on any exception or Ctrl-C.
 
+        Besides the settings as parameters, it logs ``variant_metrics``.
+
         The run's ``grindwatch.kind`` tag is ``train``, as other runs carry
         ``study``, ``trial``, ``evaluate`` or ``score``; ``kind``, the data kind
         (signals or table), goes to ``grindwatch.data_kind``.
         """
-        from mlflow.entities import Param
+        from mlflow.entities import Metric, Param
 
         with store_errors(self.uri):
             self.client = _client(self.uri)
@@ -230,6 +258,11 @@ class TrainingTracker:
             params = [Param(k, _param_value(v)) for k, v in self.config.flat().items()]
             for begin in range(0, len(params), 100):
                 self.client.log_batch(self.run_id, params=params[begin : begin + 100])
+            now = int(time.time() * 1000)
+            shape = variant_metrics(self.config, kind)
+            self.client.log_batch(
+                self.run_id, metrics=[Metric(k, v, now, 0) for k, v in shape.items()]
+            )
             yield self.run_id
         except BaseException:
             self.client.set_terminated(self.run_id, "FAILED")
@@ -273,8 +306,9 @@ class TrainingTracker:
         if history:
             metrics["epochs_run"] = len(history)
             metrics["best_epoch"] = model.detector_.best_epoch_
-        import time
-
+        n_parameters = getattr(model.detector_, "n_parameters_", None)
+        if n_parameters is not None:
+            metrics["n_parameters"] = n_parameters
         now = int(time.time() * 1000)
         self.client.log_batch(
             self.run_id,
@@ -400,8 +434,55 @@ def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
     )
 
 
+# Distributions that loading the pyfunc model and scoring with it import, besides
+# MLflow and the standard library. tests/test_tracking.py checks this list against
+# the modules that a fresh process imports to load and score a logged model.
+SCORING_DISTRIBUTIONS = (
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "pydantic",
+    "pyyaml",
+    "scikit-learn",
+    "scipy",
+    "torch",
+)
+
+
+def pinned_requirements() -> list[str]:
+    """Return ``NAME==VERSION`` for each of ``SCORING_DISTRIBUTIONS`` as installed."""
+    from importlib.metadata import version
+
+    # A local version label such as torch's "+cpu" names a build that PyPI does not
+    # host, so the pin keeps only the public version.
+    return [f"{name}=={version(name).split('+')[0]}" for name in SCORING_DISTRIBUTIONS]
+
+
+def copy_package_source(folder: Path) -> Path:
+    """Copy grindwatch's Python modules into ``folder/grindwatch``; return that path.
+
+    Static files, examples and caches are left out, because loading and scoring a
+    model reads only modules.
+    """
+    source = Path(__file__).resolve().parent
+    target = folder / "grindwatch"
+    for path in sorted(source.rglob("*.py")):
+        relative = path.relative_to(source)
+        if "__pycache__" in relative.parts:
+            continue
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target / relative)
+    return target
+
+
 def log_model(model, run_id: str, registered_model: str | None = None) -> str:  # noqa: ANN001
-    """Log the bundle as a pyfunc model in ``run_id``; return its model URI."""
+    """Log the bundle as a pyfunc model in ``run_id``; return its model URI.
+
+    The model carries grindwatch's modules (``code_paths``) and lists the pinned
+    ``SCORING_DISTRIBUTIONS`` as requirements, because grindwatch is not on PyPI.
+    So it loads where those distributions and MLflow are installed but grindwatch
+    is not.
+    """
     import mlflow
 
     # MLflow warns that it cannot infer a signature. That is by design: predict
@@ -412,6 +493,7 @@ def log_model(model, run_id: str, registered_model: str | None = None) -> str:  
     try:
         with tempfile.TemporaryDirectory() as folder:
             bundle = model.save(Path(folder) / "bundle")
+            code = copy_package_source(Path(folder) / "code")
             nested = mlflow.active_run() is not None
             with mlflow.start_run(run_id=run_id, nested=nested):
                 info = mlflow.pyfunc.log_model(
@@ -421,10 +503,12 @@ def log_model(model, run_id: str, registered_model: str | None = None) -> str:  
                     # on pickle details.
                     python_model=str(Path(__file__).with_name("_pyfunc_model.py")),
                     artifacts={"bundle": str(bundle)},
-                    # NOTE: only grindwatch is listed, not its torch and
-                    # scikit-learn versions, so the README serves the model with
-                    # --env-manager local, in an environment that has grindwatch.
-                    pip_requirements=[f"grindwatch=={__version__}"],
+                    # MLflow puts the folder holding this copy first on sys.path
+                    # when it loads the model. A process that has already imported
+                    # grindwatch keeps that one, because Python finds submodules
+                    # through the imported package's own path.
+                    code_paths=[str(code)],
+                    pip_requirements=pinned_requirements(),
                     registered_model_name=registered_model,
                 )
     finally:

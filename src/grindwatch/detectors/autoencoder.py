@@ -60,6 +60,8 @@ class AutoencoderDetector(BaseDetector):
     history_ : list of dict
         ``epoch``, ``train_loss`` and ``val_loss`` per epoch.
     best_epoch_ : int
+    n_parameters_ : int
+        Trainable weights and biases of the fitted network.
     """
 
     family = "autoencoder"
@@ -202,6 +204,11 @@ class AutoencoderDetector(BaseDetector):
                 batch = data[begin : begin + step]
                 total += float(loss_fn(self.net_(batch), batch).sum())
         return total / max(data.numel(), 1)
+
+    @property
+    def n_parameters_(self) -> int:
+        # A property, so a bundle saved by an older version has it too.
+        return sum(p.numel() for p in self.net_.parameters() if p.requires_grad)
 
     def _inference_step(self) -> int:
         """Windows per forward pass when scoring.

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from grindwatch._nouns import item_noun
 from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.report import html as markup
 from grindwatch.report import neighbours, sections
@@ -59,6 +60,8 @@ class ReportResult:
     ----------
     path : Path
     n_recordings, n_flagged : int
+        Scored and flagged recordings. For a feature table they count rows, and
+        so do the other counts of recordings here.
     n_details : int
         Flagged recordings that got a detail section.
     n_flagged_not_read : int
@@ -156,12 +159,15 @@ def build_report(
     candidates = normal + (reference.normal if reference is not None else [])
     ranks = {name: rank for rank, name in enumerate(table["recording"], start=1)}
     anchors = {name: f"rec-{ranks[name]}" for name in chosen}
-    title = title or f"grindwatch report: {len(table)} recordings"
+    items = item_noun(model.kind_)
+    title = (
+        title or f"grindwatch report: {len(table)} {item_noun(model.kind_, len(table))}"
+    )
 
     targets = [by_name[n] for n in chosen]
     nearest = neighbours.nearest_normal(model, targets, candidates)
     from_reference = {id(r) for r in reference.normal} if reference else set()
-    missing = _no_comparison_reason(table, normal, reference) if chosen else ""
+    missing = _no_comparison_reason(table, normal, reference, items) if chosen else ""
     details = []
     # One recording at a time, so only one explanation is held in memory.
     for done, name in enumerate(chosen, start=1):
@@ -187,21 +193,21 @@ def build_report(
     # Rows of a saved score table whose recording is not among the data read.
     not_read = n_flagged - len(flagged)
     heading = (
-        f"<h2>Flagged recordings</h2><p>{len(chosen)} of {n_flagged} "
-        "flagged recordings have a detail section, highest scores first."
+        f"<h2>Flagged {items}</h2><p>{len(chosen)} of {n_flagged} "
+        f"flagged {items} have a detail section, highest scores first."
     )
     if over_limit:
         heading += (
-            f" {over_limit} more flagged recordings are listed in the table only; "
+            f" {over_limit} more flagged {items} are listed in the table only; "
             "raise the detail limit to include them."
         )
     if not_read:
         heading += (
-            f" {not_read} flagged recordings of the score table are not in the "
+            f" {not_read} flagged {items} of the score table are not in the "
             "data given, so they have no detail section; pass their files too."
         )
     if reference is not None:
-        heading += " " + _reference_sentence(len(normal), reference)
+        heading += " " + _reference_sentence(len(normal), reference, items)
     heading += "</p>"
     body = [
         sections.header(model, scored, title),
@@ -220,63 +226,71 @@ def build_report(
     return markup.page(title, "".join(body))
 
 
-def _reference_sentence(n_normal: int, reference: ReferenceSet) -> str:
-    """Say where the nearest normal recordings come from when references are given."""
+def _reference_sentence(
+    n_normal: int, reference: ReferenceSet, items: str = "recordings"
+) -> str:
+    """Say where the nearest normal recordings (or rows, as ``items`` names them)
+    come from when references are given."""
     text = (
-        f"Nearest normal recordings are chosen among {n_normal} scored recordings "
-        f"that are not flagged and {len(reference.normal)} reference recordings."
+        f"Nearest normal {items} are chosen among {n_normal} scored {items} "
+        f"that are not flagged and {len(reference.normal)} reference {items}."
     )
     if reference.flagged:
         text += (
-            f" {len(reference.flagged)} reference recordings are flagged by this "
+            f" {len(reference.flagged)} reference {items} are flagged by this "
             "model, so they are not used; the notes list them."
         )
     if reference.skipped:
         text += (
-            f" {len(reference.skipped)} reference files or recordings could not be "
+            f" {len(reference.skipped)} reference files or {items} could not be "
             "used; the notes list them with the reason."
         )
     return text
 
 
 def _no_comparison_reason(
-    table: pd.DataFrame, normal: list[Recording], reference: ReferenceSet | None
+    table: pd.DataFrame,
+    normal: list[Recording],
+    reference: ReferenceSet | None,
+    items: str = "recordings",
 ) -> str:
     """Explain why there is no normal recording to compare with, and name the fix.
 
+    ``items`` is the plural noun for what was scored ("recordings" or "rows").
     Returns "" when there are candidates, so that no detail section needs it.
     """
+    item = items[:-1]
     if normal or (reference is not None and reference.normal):
         return ""
     n_normal_scored = int((~table["flag"].astype(bool)).sum())
     if n_normal_scored:
         scored_clause = (
-            f"The {n_normal_scored} recordings scored as normal are not among the "
+            f"The {n_normal_scored} {items} scored as normal are not among the "
             "data given"
         )
-        fix = "pass their files too, or known-good recordings with --reference"
+        fix = f"pass their files too, or known-good {items} with --reference"
     else:
-        scored_clause = "Every scored recording is flagged"
+        scored_clause = f"Every scored {item} is flagged"
         fix = (
-            "pass known-good recordings, such as the training data, with "
+            f"pass known-good {items}, such as the training data, with "
             "--reference (the reference argument of create_report)"
         )
     if reference is None or reference.n_given + reference.n_scored_too == 0:
-        reference_clause = "and no reference recordings were given"
+        reference_clause = f"and no reference {items} were given"
     elif reference.flagged:
         reference_clause = (
-            f"and all {len(reference.flagged)} usable reference recordings are "
+            f"and all {len(reference.flagged)} usable reference {items} are "
             "flagged by this model too"
         )
         fix = (
-            "pass other known-good recordings with --reference, or check the "
-            "model's threshold, since it flags recordings given as known-good"
+            f"pass other known-good {items} with --reference, or check the "
+            f"model's threshold, since it flags {items} given as known-good"
         )
     else:
-        reference_clause = "and every reference recording is also among the scored data"
+        reference_clause = f"and every reference {item} is also among the scored data"
     return (
-        f"{scored_clause}, {reference_clause}, so there is no normal recording to "
-        f"compare with. To draw the nearest normal recording here, {fix}."
+        f"{scored_clause}, {reference_clause}, so there is no normal {item} to "
+        f"compare with. To draw the nearest normal {item} here, {fix}."
     )
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from grindwatch._nouns import item_noun
 from grindwatch.exceptions import InputError, shorten_list
 
 if TYPE_CHECKING:
@@ -136,11 +137,14 @@ def prepare_references(
     for recording, flag in zip(matched, flags, strict=True):
         (references.flagged if flag else references.normal).append(recording)
     if references.flagged:
+        items = item_noun(model.kind_)
         logger.warning(
-            "%d of %d reference recordings are flagged by the model and are not "
-            "used as normal recordings: %s",
+            "%d of %d reference %s are flagged by the model and are not "
+            "used as normal %s: %s",
             len(references.flagged),
             len(matched),
+            items,
+            items,
             shorten_list([r.name for r in references.flagged], limit=3),
         )
     return references

@@ -75,6 +75,7 @@ def plot_score_distribution(
     threshold: Threshold,
     window_scores: np.ndarray,
     recording_scores: np.ndarray,
+    kind: str = "signals",
 ):  # noqa: ANN201 - returns a matplotlib Figure
     """Draw training and scored window scores with the clusters and the threshold.
 
@@ -90,10 +91,14 @@ def plot_score_distribution(
     window_scores : array of shape (n_windows,)
         Window scores of the data being reported.
     recording_scores : array of shape (n_recordings,)
+    kind : {"signals", "table"}
+        The model's data kind. A feature table's rows are its windows, so the
+        labels say rows.
     """
     from grindwatch.report.figures import pyplot
 
     plt = pyplot()
+    unit = "rows" if kind == "table" else "windows"
     transform = _threshold_scale(threshold)
     training = transform(np.asarray(training_scores, dtype=np.float64))
     scored = transform(np.asarray(window_scores, dtype=np.float64))
@@ -109,7 +114,7 @@ def plot_score_distribution(
         bins=edges,
         density=True,
         color="#c8d3de",
-        label=f"training windows ({training.size})",
+        label=f"training {unit} ({training.size})",
     )
     axis.hist(
         scored,
@@ -118,7 +123,7 @@ def plot_score_distribution(
         histtype="step",
         color="#222",
         lw=1.2,
-        label=f"scored windows ({scored.size})",
+        label=f"scored {unit} ({scored.size})",
     )
     grid = np.linspace(low, high, 400)
     for component in threshold.components:
@@ -168,7 +173,11 @@ def plot_score_distribution(
         "anomaly score (log scale)" if threshold.log_scale else "anomaly score"
     )
     axis.set_ylabel("density")
-    axis.set_title("Window scores, clusters and threshold; ticks: recordings")
+    if kind == "table":
+        title = "Row scores, clusters and threshold; ticks: scored rows"
+    else:
+        title = "Window scores, clusters and threshold; ticks: recordings"
+    axis.set_title(title)
     figure.tight_layout()
     return figure
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from grindwatch._nouns import item_noun
 from grindwatch._version import __version__
 from grindwatch.report import html as markup
 
@@ -82,11 +83,12 @@ def header(model: Model, scored: ScoreResult, title: str) -> str:
         )
     if "cycle_flag" in recordings:
         n_cycle = int(recordings["cycle_flag"].astype(bool).sum())
-        counts += f"; {n_cycle} recordings flagged by the cycle check"
+        counts += f"; {n_cycle} {item_noun(model.kind_)} flagged by the cycle check"
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"<header><h1>{markup.escape(title)}</h1>"
-        f'<p class="meta">{len(recordings)} recordings scored, <b>{n_flagged} '
+        f'<p class="meta">{len(recordings)} {item_noun(model.kind_, len(recordings))} '
+        f"scored, <b>{n_flagged} "
         f"flagged</b>{counts}. Model: {shape}{markup.escape(run)}. Generated "
         f"{generated} by grindwatch {__version__}.</p></header>"
     )
@@ -94,7 +96,7 @@ def header(model: Model, scored: ScoreResult, title: str) -> str:
 
 def _aggregate_sentence(model: Model) -> str:
     if model.kind_ == "table":
-        return "Each recording is one row of a feature table, scored on its own."
+        return "Each row of the feature table is one cycle, scored on its own."
     settings = model.config.aggregate
     rule = {
         "max": "the maximum",
@@ -121,6 +123,7 @@ def distribution(model: Model, scored: ScoreResult) -> str:
         model.threshold_,
         scored.windows["score"].to_numpy(),
         scored.recordings["score"].to_numpy(),
+        kind=model.kind_,
     )
     return (
         '<div id="distribution"><h2>Score distribution</h2>'
@@ -153,7 +156,8 @@ def recordings_table(model: Model, scored: ScoreResult, anchors: dict[str, str])
     has_axis = axis_column is not None and axis_column in frame
     has_top = "top_channel" in frame
     has_label = "label" in frame
-    headers = ["#", "recording", "score", "margin", "verdict"]
+    # The header names the item, but the frame's column stays "recording".
+    headers = ["#", item_noun(model.kind_, 1), "score", "margin", "verdict"]
     if model.kind_ == "signals":
         headers.insert(4, "flagged windows")
     if has_cycle:
@@ -204,9 +208,8 @@ def recordings_table(model: Model, scored: ScoreResult, anchors: dict[str, str])
         rows.append(cells)
         classes.append("flag" if record["flag"] else "")
     text = [1] + [headers.index(h) for h in headers if h.startswith("top")]
-    title = (
-        "Recordings, flagged first, by score" if has_cycle else "Recordings by score"
-    )
+    items = item_noun(model.kind_).capitalize()
+    title = f"{items}, flagged first, by score" if has_cycle else f"{items} by score"
     return (
         f'<div id="recordings"><h2>{title}</h2><div class="scroll">'
         + markup.table(headers, rows, text_columns=text, row_classes=classes)
@@ -326,6 +329,7 @@ def detail(
     the fix. It is shown in its own paragraph when ``neighbour`` is None.
     """
     recording = explanation.recording
+    item = item_noun(model.kind_, 1)
     if neighbour is None:
         reference = None
         compared = ""
@@ -337,9 +341,9 @@ def detail(
         origin = ""
         if from_reference:
             path = f", {reference.source}" if reference.source else ""
-            origin = f" (a reference recording{markup.escape(path)})"
+            origin = f" (a reference {item}{markup.escape(path)})"
         compared = (
-            f" Nearest normal recording: {markup.escape(reference.name)}{origin}, "
+            f" Nearest normal {item}: {markup.escape(reference.name)}{origin}, "
             f"at distance {distance:.3g} between mean standardised features."
         )
         no_comparison = ""
@@ -519,24 +523,24 @@ def notes(
     )
     listing = f"<p>Skipped files:</p><ul>{skipped}</ul>" if skipped else ""
     if reference is not None:
-        listing += _reference_notes(reference)
+        listing += _reference_notes(reference, item_noun(model.kind_))
     return (
         f'<section id="notes"><h2>Notes</h2><p class="note">{text}</p>'
         f"{listing}</section>"
     )
 
 
-def _reference_notes(reference: ReferenceSet) -> str:
-    """List the reference recordings that are not candidates, and why."""
+def _reference_notes(reference: ReferenceSet, items: str = "recordings") -> str:
+    """List the reference recordings (``items``) that are not candidates, and why."""
     unused = [(_where(r), "flagged by this model") for r in reference.flagged]
     unused += [(item["path"], item["reason"]) for item in reference.skipped]
     if not unused:
         return ""
-    items = "".join(
+    entries = "".join(
         f"<li>{markup.escape(path)}: {markup.escape(reason)}</li>"
         for path, reason in unused
     )
-    return f"<p>Reference recordings not used:</p><ul>{items}</ul>"
+    return f"<p>Reference {items} not used:</p><ul>{entries}</ul>"
 
 
 def _where(recording: Recording) -> str:
