@@ -1501,6 +1501,22 @@ def test_tune_output_saves_untracked_model(cycles, tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
+def test_tune_without_terminal_prints_each_trial(cycles):
+    from typer.testing import CliRunner
+
+    command = _small_tune_arguments(cycles / "good", "--no-track")
+
+    # CliRunner's stderr is no terminal, as in a log file, so no bar is drawn.
+    outcome = CliRunner().invoke(_cli("tune"), command)
+
+    assert outcome.exit_code == 0, outcome.output
+    output = " ".join(outcome.output.split())
+    assert re.search(r"trial 0 (complete, objective [\d.]+|pruned);", output)
+    assert re.search(r"trial 1 (complete, objective [\d.]+|pruned);", output)
+    assert "1 of 2 trials finished, best objective" in output
+    assert "2 of 2 trials finished, best objective" in output
+
+
 def test_tune_notes_model_not_kept(feature_table):
     from typer.testing import CliRunner
 
