@@ -7,6 +7,7 @@ without it.
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import Annotated, Optional
@@ -101,6 +102,11 @@ def spark_score(
     if not data:
         _fail("no data given; pass the files or folders to score")
     settings = _parse_conf(conf)
+    if not sys.stderr.isatty():
+        # Spark redraws its stage bar with carriage returns, which a log file keeps
+        # as one long line per stage. --conf spark.ui.showConsoleProgress=true
+        # still shows it.
+        settings.setdefault("spark.ui.showConsoleProgress", "false")
     _run(require_pyspark)
     loaded = _load_model(model, tracking_uri)
     with _run(spark_session, master, settings) as spark:
