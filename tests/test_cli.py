@@ -30,7 +30,7 @@ def test_train_prints_threshold_and_run(cycle_folders, tmp_path):
 
     assert "Trained autoencoder on 8 recordings" in result.output
     assert re.search(
-        r"Scored with this model, \d of the 8 training recordings are flagged",
+        r"Scored with this model, \d of the 8 training recordings (is|are) flagged",
         " ".join(result.output.split()),
     )
     assert "MLflow run" in result.output

@@ -389,6 +389,7 @@ def test_report_ranks_follow_the_table(model, tmp_path: Path):
     table_row = text[row.start() : text.index("</tr>", row.start())]
     assert "acoustic_emission</span> (cycle check)" in table_row
     assert " Hz" not in table_row
+    assert "; 1 flagged by the cycle check." in text
 
 
 def test_chunked_scoring_says_the_check_is_left_out(model, tmp_path: Path, caplog):

@@ -991,6 +991,20 @@ def test_table_text_id_column_not_left_out(tmp_path):
     assert "non_numeric_columns" not in rows[0].metadata
 
 
+def test_table_text_column_warning_names_id_column(tmp_path, caplog):
+    frame = pd.DataFrame({"cycle": [f"C{i}" for i in range(6)], "f0": np.arange(6.0)})
+    frame.to_csv(tmp_path / "features.csv", index=False)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch"):
+        loaded = load_recordings(tmp_path, ReadOptions(kind="table"))
+
+    assert loaded.channels == ["f0"]
+    warnings = [r.getMessage() for r in caplog.records if "non-numeric" in r.message]
+    assert len(warnings) == 1
+    assert "non-numeric columns ['cycle']" in warnings[0]
+    assert "--set data.id_column=NAME" in warnings[0]
+
+
 def test_text_only_column_left_out_with_warning(tmp_path, caplog):
     folder = tmp_path / "cycles"
     for path in write_cycles(folder, 3):
@@ -1013,6 +1027,8 @@ def test_text_only_column_left_out_with_warning(tmp_path, caplog):
     expected = "3 of 3 files have non-numeric columns ['comment', 'part_id']"
     assert expected in warnings[0]
     assert "left out" in warnings[0]
+    # Signal files have no row ids, so the warning does not suggest one.
+    assert "id_column" not in warnings[0]
 
 
 def test_chunked_parquet_text_column_named(tmp_path):

@@ -743,6 +743,35 @@ def test_cli_report_writes_html(cycles, tmp_path):
     assert f"{model.threshold_.value:.4g}" in output.read_text()
 
 
+def test_cli_report_counts_detail_sections(cycles, tmp_path):
+    import typer
+
+    from grindwatch.cli_report import register
+
+    cycles.model.save(tmp_path / "model")
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    command = [
+        "report",
+        str(cycles.root),
+        "--model",
+        str(tmp_path / "model"),
+        "-o",
+        str(tmp_path / "out.html"),
+        "--no-track",
+        "--max-details",
+        "1",
+    ]
+
+    result = CliRunner().invoke(app, command)
+
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "recordings flagged; 1 with a detail section." in output
+    assert "detail sections." not in output
+
+
 def test_cli_report_rejects_output_folder(cycles, tmp_path):
     import typer
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,6 +157,39 @@ def test_spark_score_equals_score_command(spark, archive, model_folder):
     assert {"line1/day/deep", "line2/day/deep"} <= set(recordings["recording"])
     assert recordings.loc[recordings["label"] == 1, "flag"].all()
     assert recordings.loc[recordings["label"] == 0, "flag"].mean() < 0.1
+
+
+@pytest.mark.slow
+def test_spark_score_command_output_in_logs(archive, model_folder, tmp_path):
+    _needs_spark()
+    if int(pd.__version__.split(".")[0]) < 3:
+        pytest.skip("PySpark warns only with pandas 3 or newer")
+    # A process of its own, because PySpark warns once per process, and this one
+    # may have warned already.
+    command = [
+        sys.executable,
+        "-c",
+        "from grindwatch.cli import main; main()",
+        "spark-score",
+        str(archive / "bad"),
+        "--model",
+        str(model_folder),
+        "--output",
+        str(tmp_path / "scores.parquet"),
+        "--master",
+        "local[1]",
+        "--conf",
+        "spark.ui.enabled=false",
+    ]
+
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+    assert finished.returncode == 0, finished.stderr
+    # bad/ contains the faulty cycles and clash.npz.
+    assert f"of {N_BAD + 1} recordings" in " ".join(finished.stderr.split())
+    assert "does not yet fully support pandas" not in finished.stderr
+    # stderr is a pipe here, so Spark's stage bar stays off.
+    assert "[Stage " not in finished.stderr
 
 
 @pytest.mark.slow

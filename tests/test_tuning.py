@@ -1378,6 +1378,32 @@ def test_weak_best_threshold_warns(f1, factors, warned, caplog):
     if warned:
         assert f"F1 {f1:.3f}" in caplog.text
         assert "--eval" in caplog.text
+        assert "--objective labeled_auc" in caplog.text
+
+
+def test_weak_threshold_with_eval_names_objective(caplog):
+    import optuna
+
+    from grindwatch.tuning_results import _warn_weak_threshold
+
+    metrics = {
+        "recurring_f1": 0.02,
+        "recurring_recall": 0.7,
+        "held_out_specificity": 0.6,
+        "labeled_window_auc_roc": 0.6,
+    }
+    trial = optuna.trial.create_trial(
+        value=0.01, user_attrs={"grindwatch.metrics": metrics}
+    )
+    factors = ("injected_auc", "recurring_auc", "recurring_f1")
+
+    # Labeled metrics mean --eval was given, but they rank nothing under the
+    # default objective.
+    message = _warn_weak_threshold(trial, factors)
+
+    assert message is not None
+    assert "on the --eval recordings with --objective labeled_auc" in message
+    assert "give labelled recordings" not in message
 
 
 def test_undecided_choice_noted_on_study_run(cycles, isolated_tracking):
@@ -1528,6 +1554,22 @@ def test_tune_output_saves_untracked_model(cycles, tmp_path):
     scored = score(load_model(folder), cycles / "bad")
     assert len(scored.recordings) == 3
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_tune_without_terminal_prints_each_trial(cycles):
+    from typer.testing import CliRunner
+
+    command = _small_tune_arguments(cycles / "good", "--no-track")
+
+    # CliRunner's stderr is no terminal, as in a log file, so no bar is drawn.
+    outcome = CliRunner().invoke(_cli("tune"), command)
+
+    assert outcome.exit_code == 0, outcome.output
+    output = " ".join(outcome.output.split())
+    assert re.search(r"trial 0 (complete, objective [\d.]+|pruned);", output)
+    assert re.search(r"trial 1 (complete, objective [\d.]+|pruned);", output)
+    assert "1 of 2 trials finished, best objective" in output
+    assert "2 of 2 trials finished, best objective" in output
 
 
 def test_tune_notes_model_not_kept(feature_table):

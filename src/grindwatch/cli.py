@@ -382,9 +382,11 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
         # against the others, while this count scores it against all of them, as
         # score does. So the two can differ, and the sentence names what it counts.
         rule = "window or cycle score" if model.cycle_check is not None else "score"
+        n_flagged = trained["n_flagged_recordings"]
+        verb = "is" if n_flagged == 1 else "are"
         out.print(
-            f"Scored with this model, {trained['n_flagged_recordings']} of the "
-            f"{trained['n_recordings']} training recordings are flagged ({rule} "
+            f"Scored with this model, {n_flagged} of the "
+            f"{trained['n_recordings']} training recordings {verb} flagged ({rule} "
             "above its threshold).",
             highlight=False,
         )

@@ -143,7 +143,7 @@ def report(
     out = console()
     out.print(
         f"{result.n_flagged} of {result.n_recordings} {items} flagged; "
-        f"{result.n_details} detail sections.",
+        f"{result.n_details} with a detail section.",
         highlight=False,
     )
     if result.n_flagged_not_read:

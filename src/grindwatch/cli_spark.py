@@ -7,6 +7,8 @@ without it.
 from __future__ import annotations
 
 import json
+import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -89,9 +91,22 @@ def spark_score(
     from grindwatch.spark_scoring import spark_score as score_on_spark
 
     setup_logging(verbose)
+    # PySpark 4.3 warns that it does not fully support pandas 3. The command passes
+    # Arrow batches (mapInArrow), not pandas frames, between Python and the JVM, and
+    # its tables equal those of `score` under pandas 3.1 (tests/test_spark.py).
+    warnings.filterwarnings(
+        "ignore",
+        message="PySpark does not yet fully support pandas",
+        category=FutureWarning,
+    )
     if not data:
         _fail("no data given; pass the files or folders to score")
     settings = _parse_conf(conf)
+    if not sys.stderr.isatty():
+        # Spark redraws its stage bar with carriage returns, which a log file keeps
+        # as one long line per stage. --conf spark.ui.showConsoleProgress=true
+        # still shows it.
+        settings.setdefault("spark.ui.showConsoleProgress", "false")
     _run(require_pyspark)
     loaded = _load_model(model, tracking_uri)
     with _run(spark_session, master, settings) as spark:

@@ -45,6 +45,10 @@ def _trial_bar(enabled: bool, total: int) -> Iterator[Any]:
     from grindwatch._console import console
 
     show = enabled and sys.stderr.isatty()
+    # Without a terminal (a log file, nohup, a service) the bar is hidden, so each
+    # finished trial prints one line instead. Otherwise a long study shows nothing
+    # until its end.
+    print_lines = enabled and not show
     with Progress(
         TextColumn("trials"),
         BarColumn(),
@@ -62,8 +66,21 @@ def _trial_bar(enabled: bool, total: int) -> Iterator[Any]:
             progress.update(
                 task, completed=event.n_finished, total=event.n_trials, best=best
             )
+            if print_lines:
+                console().print(_trial_line(event, best), highlight=False)
 
         yield update
+
+
+def _trial_line(event: Any, best: str) -> str:
+    """Describe one finished trial and the study's progress in one line."""
+    state = {"FAIL": "failed"}.get(event.state, event.state.lower())
+    if event.value is not None:
+        state += f", objective {event.value:.4f}"
+    return (
+        f"trial {event.number} {state}; {event.n_finished} of {event.n_trials} "
+        f"trials finished, best objective {best}"
+    )
 
 
 def _setup_optuna_logging() -> None:

@@ -306,14 +306,21 @@ def _warn_weak_threshold(
         return None
     recall = metrics.get("recurring_recall", float("nan"))
     specificity = metrics.get("held_out_specificity", float("nan"))
+    # Labeled recordings only rank the trials under the labeled_auc objective.
+    if "labeled_window_auc_roc" in metrics:
+        advice = "rank the trials on the --eval recordings with --objective labeled_auc"
+    else:
+        advice = (
+            "give labelled recordings with --eval and rank the trials on them with "
+            "--objective labeled_auc"
+        )
     message = (
         f"the best trial ({best.number}) reaches only F1 {f1:.3f} on the recurring "
         f"faults at its threshold (recall {recall:.2f}, held-out specificity "
         f"{specificity:.3f}), so the objective hardly separated the variants and "
         "the choice may be no better than the others. Held-out windows that are "
-        "not normal (worn tools or faults in the training data) cause this; check "
-        "the training data, or rank the trials on labelled recordings given with "
-        "--eval"
+        "not normal (worn tools or faults in the training data) can cause this. "
+        f"Check the training data, or {advice}"
     )
     logger.warning("%s", message)
     return message

@@ -37,10 +37,10 @@ leaves it out. It is not stored, and it is read again only when it changes or th
 watcher restarts.
 
 The CSV copy of the table is rebuilt from SQLite after each poll that added
-results or moves, written to a temporary file and renamed over the old one. A reader never
-sees a torn row, and SQLite stays the one source of truth: a crash between the
-commit and the rename leaves the CSV one poll behind until the next start, which
-rebuilds it first.
+results or moves, written to a temporary file and renamed over the old one. A
+reader never sees a torn row, and SQLite stays the one source of truth: a crash
+between the commit and the rename leaves the CSV one poll behind until the next
+start, which rebuilds it first.
 """
 
 from __future__ import annotations

@@ -492,14 +492,22 @@ def _warn_non_numeric(recordings: list[Recording]) -> None:
         return
     n_files = len({r.source or r.name for r in recordings})
     names = sorted({name for columns in files.values() for name in columns})
+    # A text column of a feature table is often the id of its cycles.
+    id_hint = ""
+    if any("row" in recording.metadata for recording in recordings):
+        id_hint = (
+            ". If one contains row ids, name the rows by it with "
+            "--set data.id_column=NAME"
+        )
     logger.warning(
         "%d of %d files have non-numeric columns %s (first: %s); they are left "
         "out and are not channels. If one should be a channel, write it as "
-        "numbers; to use only named channels, set --channels (data.channels)",
+        "numbers; to use only named channels, set --channels (data.channels)%s",
         len(files),
         n_files,
         shorten_list(names),
         next(iter(files)),
+        id_hint,
     )
 
 

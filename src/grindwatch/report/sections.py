@@ -83,7 +83,7 @@ def header(model: Model, scored: ScoreResult, title: str) -> str:
         )
     if "cycle_flag" in recordings:
         n_cycle = int(recordings["cycle_flag"].astype(bool).sum())
-        counts += f"; {n_cycle} {item_noun(model.kind_)} flagged by the cycle check"
+        counts += f"; {n_cycle} flagged by the cycle check"
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"<header><h1>{markup.escape(title)}</h1>"
