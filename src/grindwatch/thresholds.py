@@ -356,10 +356,10 @@ def fit_threshold(
             cut, tie_note = _mad_cut(t, mad_k)
             if tie_note:
                 reason = f"{reason}; {tie_note}"
-            # Dozens of recordings rarely form clusters, and the cycle check's
-            # description names the rule it used.
-            logger.log(
-                logging.INFO if unit == "recordings" else logging.WARNING,
+            # Info, not a warning: scores of clean training data form one
+            # cluster, the expected case, and the threshold's description (which
+            # train and tune print) names the rule it used and why.
+            logger.info(
                 "threshold on %s: fell back from gmm to median + %g * MAD because %s",
                 unit,
                 mad_k,
