@@ -1100,3 +1100,16 @@ def test_ignore_time_needs_rate_and_no_time_settings():
                 "data.time_column": "clock",
             }
         )
+
+
+def test_time_column_rate_drops_rounding_noise(tmp_path):
+    # Differences of arange(n) / 10 kHz in seconds are not exactly 1e-4, so the
+    # plain reciprocal of the median step is 10000.0000000011 or so.
+    rate = 10_000.0
+    seconds = np.arange(3000) / rate
+    assert 1.0 / float(np.median(np.diff(seconds))) != rate
+    path = _write(tmp_path / "run.csv", "Time [s]", seconds, n_samples=3000)
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == rate
