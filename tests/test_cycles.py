@@ -410,3 +410,46 @@ def test_chunked_scoring_says_the_check_is_left_out(model, tmp_path: Path, caplo
     result.windows.to_csv(tmp_path / "chunks.windows.csv", index=False)
     with pytest.raises(InputError, match="scored in chunks"):
         read_scores(table, model.threshold_.value, model.cycle_check.threshold_.value)
+
+
+def test_cycle_only_detail_leads_with_cycle_check(model):
+    from grindwatch.report import build_report
+
+    missing = recording(913, "missing")
+    explanation = explain_recording(model, missing)
+    assert explanation.cycle_only()
+    # The window sentences describe windows below the threshold, so the reason
+    # for the flag comes first.
+    assert explanation.describe().startswith(
+        "The cycle check flags the whole recording: acoustic_emission:"
+    )
+
+    text = build_report(model, [recording(914), recording(915), missing])
+    section = text[text.index("cycle_913_missing - ANOMALOUS") :]
+    section = section[: section.index("</article>")]
+    assert "<p>The cycle check flags the whole recording" in section
+    # The spectrogram shows the cycle check's channel, not the top channel of
+    # windows below the threshold.
+    assert 'alt="Spectrogram of channel acoustic_emission"' in section
+    assert "Spectrogram of the channel that the cycle check names." in section
+
+
+def test_window_flag_keeps_cycle_reason_last(model):
+    # A 1.6-fold load trips the cycle check, and a noise burst on the acoustic
+    # emission lifts two windows above the threshold.
+    data = grinding_cycle(916, "load")
+    noise = np.random.default_rng(0).normal(0, 5 * data[0].std(), 512)
+    data[0, 1024:1536] += noise.astype(data.dtype)
+    burst = Recording("cycle_916_load_burst", data, list(CHANNELS), RATE)
+    explanation = explain_recording(model, burst)
+    assert explanation.score > explanation.threshold
+    assert explanation.cycle is not None
+    assert explanation.cycle.flag
+    assert not explanation.cycle_only()
+
+    text = explanation.describe()
+
+    assert text.startswith("Score ")
+    assert text.endswith(
+        f"The cycle check flags the whole recording: {explanation.cycle.reason}."
+    )

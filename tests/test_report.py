@@ -128,7 +128,8 @@ def test_detail_has_all_figures(cycles):
     assert article.count("data:image/png;base64,") == 3
     assert "Signal of each channel" in article
     assert "Heat map of the departure" in article
-    assert "Spectrogram of the top channel" in article
+    assert "Spectrogram of channel " in article
+    assert "Spectrogram of the channel with the largest contribution" in article
     neighbour = re.search(r"Nearest normal recording: (cycle_\d+)", article)
     assert neighbour is not None
     assert int(neighbour.group(1).removeprefix("cycle_")) < 8  # a good cycle

@@ -320,9 +320,15 @@ class RecordingExplanation:
         cycle_flag = self.cycle is not None and self.cycle.flag
         return bool(self.score > self.threshold) or cycle_flag
 
+    def cycle_only(self) -> bool:
+        """True when the cycle check flags the recording and its score does not."""
+        cycle_flag = self.cycle is not None and self.cycle.flag
+        return cycle_flag and not self.score > self.threshold
+
     def describe(self) -> str:
         """Two sentences on the score's margin and where the departure sits, and
-        a third with the cycle check's reason when it flags the recording."""
+        one with the cycle check's reason when it flags the recording: first
+        when the cycle check alone flags it, else last."""
         chosen = attributed_windows(self.scores, self.threshold)
         worst = int(np.argmax(self.scores))
         worst_shares = _shares(self.contributions[worst].sum(axis=1))
@@ -336,9 +342,14 @@ class RecordingExplanation:
             n_summed=int(chosen.sum()),
             worst_channel=(self.recording.channels[top], float(worst_shares[top])),
         )
-        if self.cycle is not None and self.cycle.flag:
-            text += f" The cycle check flags the whole recording: {self.cycle.reason}."
-        return text
+        if self.cycle is None or not self.cycle.flag:
+            return text
+        cycle_text = f"The cycle check flags the whole recording: {self.cycle.reason}."
+        if self.cycle_only():
+            # The window sentences then describe windows below the threshold, so
+            # the reason for the flag comes first.
+            return f"{cycle_text} {text}"
+        return f"{text} {cycle_text}"
 
     def channel_by_window(self) -> np.ndarray:
         """Departure of each channel summed per window, (n_channels, n_windows).

@@ -236,7 +236,19 @@ def _signal_detail(
 ) -> str:
     from grindwatch.report import figures
 
-    top = explanation.recording.channels.index(explanation.summary["top_channel"])
+    channels = explanation.recording.channels
+    shown = explanation.summary["top_channel"]
+    caption = (
+        "Spectrogram of the channel with the largest contribution; outlined: "
+        "flagged windows."
+    )
+    cycle = explanation.cycle
+    if explanation.cycle_only() and cycle is not None and cycle.channel in channels:
+        # No window is flagged, so the channel that the cycle check names is the
+        # one to look at, not the top channel of windows below the threshold.
+        shown = cycle.channel
+        caption = "Spectrogram of the channel that the cycle check names."
+    top = channels.index(shown)
     parts = [
         markup.figure(
             _uri(figures.signal_panels(explanation, reference)),
@@ -253,9 +265,8 @@ def _signal_detail(
         ),
         markup.figure(
             _uri(figures.spectrograms(explanation, top, reference)),
-            "Spectrogram of the top channel",
-            "Spectrogram of the channel with the largest contribution; outlined: "
-            "flagged windows.",
+            f"Spectrogram of channel {shown}",
+            caption,
         ),
     ]
     return "".join(parts)
