@@ -49,6 +49,20 @@ def test_detector_contract(family):
 
 
 @pytest.mark.parametrize("family", sorted(DETECTORS))
+def test_detector_scores_are_float64(family):
+    detector = make_detector(family, **FAST[family]).fit(_windows(0))
+    windows = _windows(2, n=20)
+
+    scores, _ = detector.score_and_explain(windows)
+
+    # Thresholds are float64. NumPy compares a float32 array with a Python
+    # float in float32, which rounds the threshold onto nearby scores.
+    assert detector.training_scores_.dtype == np.float64
+    assert detector.anomaly_score(windows).dtype == np.float64
+    assert scores.dtype == np.float64
+
+
+@pytest.mark.parametrize("family", sorted(DETECTORS))
 def test_detector_same_seed_same_scores(family):
     first = make_detector(family, **FAST[family]).fit(_windows(0))
     second = make_detector(family, **FAST[family]).fit(_windows(0))

@@ -588,3 +588,28 @@ def test_score_rejects_arrays_and_bare_recordings(cycle_folders):
 
     assert "not Recording" in str(raised.value)
     assert len(scored.recordings) == 1
+
+
+def test_score_just_above_threshold_flagged():
+    from dataclasses import replace
+
+    from grindwatch.pipeline import Model
+
+    config = Config().with_overrides(
+        {
+            "tracking.enabled": False,
+            "windows.length": 128,
+            "frontend.kind": "raw",
+            "detector.family": "pca",
+        }
+    )
+    recordings = _idle_axis_recordings()
+    model = Model(config).fit(recordings)
+    top = float(model.score(recordings).windows["score"].max())
+    # A cut closer below the top score than float32 resolves.
+    model.threshold_ = replace(model.threshold_, value=float(np.nextafter(top, 0.0)))
+
+    scored = model.score(recordings)
+
+    assert scored.windows["flag"].sum() == 1
+    assert scored.windows["score"].dtype == np.float64
