@@ -246,3 +246,28 @@ def test_autoencoder_parallel_fits_match_sequential():
 
         for seed in seeds:
             np.testing.assert_array_equal(parallel[seed], alone[seed])
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 31, 64, 127])
+def test_conv_autoencoder_keeps_window_length(length):
+    import itertools
+
+    import torch
+
+    from grindwatch.nets import ConvAutoencoder
+
+    shapes = itertools.product([1, 2, 3, 4, 5, 8], [1, 2, 3], [1, 2, 3])
+    for kernel, first_stride, second_stride in shapes:
+        if first_stride * second_stride > length:
+            continue
+        net = ConvAutoencoder(
+            2, length, [3, 4], [kernel, 3], [first_stride, second_stride], None
+        )
+        windows = torch.zeros(1, 2, length)
+
+        with torch.no_grad():
+            decoded = net.decoder(net.encoder(windows))
+            rebuilt = net(windows)
+
+        assert decoded.shape[-1] >= length, (kernel, first_stride, second_stride)
+        assert rebuilt.shape == windows.shape, (kernel, first_stride, second_stride)
