@@ -216,6 +216,18 @@ def test_zero_scores_stay_finite_on_log_scale():
     assert np.isfinite(threshold.value)
 
 
+@pytest.mark.parametrize("margin", [1.0, 1.5])
+def test_cut_at_zero_scores_leaves_them_unflagged(margin):
+    # Perfect reconstructions score exactly 0; here they are half the scores.
+    scores = np.r_[np.zeros(50), np.linspace(1.0, 2.0, 50)]
+
+    threshold = fit_threshold(scores, method="percentile", percentile=10, margin=margin)
+
+    assert threshold.log_scale
+    assert threshold.value == 0.0
+    assert threshold.share_flagged == 0.5
+
+
 def test_margin_multiplies_the_cut_and_is_described():
     scores = np.arange(1, 1001, dtype=float)
 

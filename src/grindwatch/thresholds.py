@@ -135,7 +135,11 @@ def _transform(
 
 
 def _inverse(value: float, log_scale: bool, offset: float) -> float:
-    return float(np.exp(value) - offset) if log_scale else float(value)
+    if not log_scale:
+        return float(value)
+    # Log scores come from scores of at least 0. A cut at exact zeros comes back
+    # as about -1e-22 from exp(log(offset)) - offset, which would flag them.
+    return max(float(np.exp(value) - offset), 0.0)
 
 
 def _mad_cut(t: np.ndarray, mad_k: float) -> tuple[float | None, str | None]:
