@@ -613,3 +613,48 @@ def test_score_just_above_threshold_flagged():
 
     assert scored.windows["flag"].sum() == 1
     assert scored.windows["score"].dtype == np.float64
+
+
+def test_score_matches_each_recording_once(caplog, monkeypatch):
+    import grindwatch.io.samples as samples
+    from grindwatch.io import Recording, RecordingSet
+    from grindwatch.pipeline import Model
+
+    rng = np.random.default_rng(4)
+
+    def recording(name: str, rate: float, diverged: bool) -> Recording:
+        data = rng.normal(size=(2, 512)).astype(np.float32)
+        copy = data[0].copy()
+        copy[5] += float(diverged)
+        return Recording(name, np.vstack([data, copy]), ["a", "b", "a_copy"], rate)
+
+    config = Config().with_overrides(
+        {
+            "tracking.enabled": False,
+            "windows.length": 64,
+            "frontend.kind": "raw",
+            "detector.family": "pca",
+            "data.resample": True,
+        }
+    )
+    model = Model(config).fit(
+        RecordingSet([recording(f"r{i}", 100.0, False) for i in range(5)])
+    )
+    calls = []
+    real_resample = samples.resample
+
+    def counted_resample(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(args[0].name)
+        return real_resample(*args, **kwargs)
+
+    monkeypatch.setattr(samples, "resample", counted_resample)
+    batch = [recording("copy_moved", 100.0, True), recording("fast", 200.0, False)]
+
+    with caplog.at_level("WARNING", logger="grindwatch.pipeline"):
+        scored = model.score(RecordingSet(batch))
+
+    diverged = [r for r in caplog.records if "no longer equals" in r.getMessage()]
+    assert len(diverged) == 1
+    assert "copy_moved (a_copy != a)" in diverged[0].getMessage()
+    assert calls == ["fast"]
+    assert scored.recordings["n_windows"].tolist() == [8, 4]

@@ -394,30 +394,26 @@ class Model:
         diverged: list[str] = []
         for recording in recordings:
             diverged += self._diverged_copies(recording)
-            recording = self.matched(recording)
-            if (
-                self.kind_ == "signals"
-                and self.sample_rate_ is not None
-                and recording.sample_rate is not None
-                and not np.isclose(recording.sample_rate, self.sample_rate_)
-            ):
-                raise InputError(
-                    recording.source or recording.name,
-                    f"sample rate {recording.sample_rate:g} differs from the model's "
-                    f"{self.sample_rate_:g}",
-                    "resample the recording or train a model at this rate",
-                )
-            matched.append(recording)
-        if diverged:
-            logger.warning(
-                "%d recording(s) have a channel that no longer equals the channel "
-                "it copied in training, and the model does not read it: %s%s. "
-                "Retrain with data.duplicate_channels set to keep to score it.",
-                len(diverged),
-                ", ".join(diverged[:3]),
-                " and more" if len(diverged) > 3 else "",
-            )
+            matched.append(self._match_one(recording))
+        _warn_diverged(diverged)
         return matched
+
+    def _match_one(self, recording: Recording) -> Recording:
+        """Return ``matched(recording)``, or raise InputError if its rate differs."""
+        recording = self.matched(recording)
+        if (
+            self.kind_ == "signals"
+            and self.sample_rate_ is not None
+            and recording.sample_rate is not None
+            and not np.isclose(recording.sample_rate, self.sample_rate_)
+        ):
+            raise InputError(
+                recording.source or recording.name,
+                f"sample rate {recording.sample_rate:g} differs from the model's "
+                f"{self.sample_rate_:g}",
+                "resample the recording or train a model at this rate",
+            )
+        return recording
 
     def matched(self, recording: Recording) -> Recording:
         """Return ``recording`` as the model reads it: its channels, in its order,
@@ -537,21 +533,27 @@ class Model:
         window_frames, recording_rows = [], []
         for begin in range(0, len(recordings), batch_recordings):
             batch = recordings[begin : begin + batch_recordings]
-            usable = []
+            # Each recording is matched (and resampled) once, here, and its
+            # left-out copies are checked once per batch.
+            usable, matched, diverged = [], [], []
             for recording in batch:
                 try:
-                    self.prepare([recording])
-                    usable.append(recording)
+                    model_input = self._match_one(recording)
+                    self.prepare([model_input])  # raises when shorter than a window
                 except InputError as error:
                     if self.config.data.strict:
                         raise
-                    if (error.path, error.problem) in listed:
-                        continue
-                    listed.add((error.path, error.problem))
-                    logger.warning("skipped %s", error)
-                    skipped.append({"path": error.path, "reason": error.problem})
+                    if (error.path, error.problem) not in listed:
+                        listed.add((error.path, error.problem))
+                        logger.warning("skipped %s", error)
+                        skipped.append({"path": error.path, "reason": error.problem})
+                    continue
+                usable.append(recording)
+                matched.append(model_input)
+                diverged += self._diverged_copies(recording)
+            _warn_diverged(diverged)
             if usable:
-                frame, rows = self._score_batch(usable, attribution)
+                frame, rows = self._score_batch(usable, matched, attribution)
                 window_frames.append(frame)
                 recording_rows.extend(rows)
             if progress is not None:
@@ -580,9 +582,15 @@ class Model:
         )
 
     def _score_batch(  # noqa: ANN202
-        self, recordings: list[Recording], attribution: bool = False
+        self,
+        recordings: list[Recording],
+        matched: list[Recording],
+        attribution: bool = False,
     ):
-        windows = self.prepare(recordings)
+        """Score ``matched``, the ``recordings`` as ``match_recordings`` returns
+        them. The recording rows take names, labels and metadata from
+        ``recordings``, as read."""
+        windows = make_windows(matched, self.window_length_, self.hop_)
         features = self.features(windows.X)
         if attribution:
             scores, contributions = self.detector_.score_and_explain(features)
@@ -838,6 +846,19 @@ def _check_description(folder: Path) -> None:
             description,
             error,
             BUNDLE_FILE,
+        )
+
+
+def _warn_diverged(diverged: list[str]) -> None:
+    """Log the left-out copies that no longer equal their source, if any."""
+    if diverged:
+        logger.warning(
+            "%d recording(s) have a channel that no longer equals the channel "
+            "it copied in training, and the model does not read it: %s%s. "
+            "Retrain with data.duplicate_channels set to keep to score it.",
+            len(diverged),
+            ", ".join(diverged[:3]),
+            " and more" if len(diverged) > 3 else "",
         )
 
 
