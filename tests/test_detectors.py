@@ -271,3 +271,23 @@ def test_conv_autoencoder_keeps_window_length(length):
 
         assert decoded.shape[-1] >= length, (kernel, first_stride, second_stride)
         assert rebuilt.shape == windows.shape, (kernel, first_stride, second_stride)
+
+
+def test_autoencoder_batch_size_found_alone_in_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    detector = AutoencoderDetector(**FAST["autoencoder"]).fit(_windows(0))
+    expected = detector.inference_step_
+    windows = _windows(4, n=2000)
+    found = []
+
+    # Bundles saved before the step was stored compute it on first use, which
+    # in the service happens while other threads are scoring. The race depends
+    # on timing, so it runs a few times.
+    for _ in range(5):
+        del detector.inference_step_
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda _: detector.anomaly_score(windows), range(16)))
+        found.append(detector.inference_step_)
+
+    assert found == [expected] * 5
