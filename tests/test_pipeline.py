@@ -658,3 +658,35 @@ def test_score_matches_each_recording_once(caplog, monkeypatch):
     assert "copy_moved (a_copy != a)" in diverged[0].getMessage()
     assert calls == ["fast"]
     assert scored.recordings["n_windows"].tolist() == [8, 4]
+
+
+def test_score_skips_recording_with_nan():
+    from grindwatch.io import Recording, RecordingSet
+    from grindwatch.pipeline import Model
+
+    rng = np.random.default_rng(6)
+    recordings = [
+        Recording(f"r{i}", rng.normal(size=(2, 1024)), ["a", "b"], 100.0)
+        for i in range(4)
+    ]
+    config = Config().with_overrides(
+        {
+            "tracking.enabled": False,
+            "windows.length": 128,
+            "frontend.kind": "raw",
+            "detector.family": "pca",
+        }
+    )
+    model = Model(config).fit(RecordingSet(recordings))
+    data = rng.normal(size=(2, 1024))
+    data[1, 10] = np.nan
+    gap = Recording("gap", data, ["a", "b"], 100.0)
+
+    scored = model.score(RecordingSet([recordings[0], gap]))
+
+    assert scored.recordings["recording"].tolist() == ["r0"]
+    assert scored.skipped[0]["path"] == "gap"
+    assert "NaN" in scored.skipped[0]["reason"]
+    assert "b" in scored.skipped[0]["reason"]
+    with pytest.raises(InputError, match="^gap: .*NaN"):
+        grindwatch.score(model, RecordingSet([gap]), strict=True)

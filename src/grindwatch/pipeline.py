@@ -388,7 +388,8 @@ class Model:
         Raises
         ------
         InputError
-            If a channel is missing or a sample rate differs from the model's.
+            If a channel is missing, a sample rate differs from the model's, or
+            a recording contains NaN.
         """
         matched = []
         diverged: list[str] = []
@@ -399,8 +400,21 @@ class Model:
         return matched
 
     def _match_one(self, recording: Recording) -> Recording:
-        """Return ``matched(recording)``, or raise InputError if its rate differs."""
+        """Return ``matched(recording)``.
+
+        Raises InputError if its sample rate differs from the model's, or if it
+        contains NaN, which the detectors reject. Infinite values are kept,
+        because scaling clips them to a large finite departure.
+        """
         recording = self.matched(recording)
+        gaps = np.isnan(recording.data).any(axis=1)
+        if gaps.any():
+            names = [recording.channels[index] for index in np.flatnonzero(gaps)]
+            raise InputError(
+                recording.source or recording.name,
+                f"contains NaN in channels {names}",
+                "fill or cut out the gaps before scoring",
+            )
         if (
             self.kind_ == "signals"
             and self.sample_rate_ is not None
@@ -519,8 +533,8 @@ class Model:
         channel and top band, feature or time step (see ``grindwatch.explain``).
 
         Recordings that cannot be matched to the model (missing channels, other
-        sample rate, shorter than a window) are skipped and listed, unless the
-        config's ``data.strict`` is set.
+        sample rate, NaN samples, shorter than a window) are skipped and listed,
+        unless the config's ``data.strict`` is set.
         """
         recordings = data.recordings if isinstance(data, RecordingSet) else list(data)
         skipped = [
