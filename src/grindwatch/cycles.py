@@ -37,7 +37,8 @@ QUANTILES = (0.1, 0.5, 0.9)
 
 # Blocks per recording the block length aims at. With a few blocks, the 10th and
 # 90th percentiles are single blocks, often ones that straddle a phase change,
-# and vary much from cycle to cycle. Blocks are at least 8 samples long.
+# and vary much from cycle to cycle. Blocks are at least 8 samples long, unless
+# the window itself is shorter, which then makes one block.
 _TARGET_BLOCKS = 64
 _MIN_BLOCK_LENGTH = 8
 
@@ -103,7 +104,7 @@ class CycleCheck:
     block_length_ : int
         Samples per block: the window length divided by the whole number that
         gives the median training recording about 64 blocks (at least 8
-        samples each).
+        samples each, or one block per window shorter than that).
     center_, scale_ : ndarray of shape (n_values,)
         Median and robust spread (the larger of the scaled MAD and the scaled
         mean absolute deviation, floored) of the training profiles, after the
