@@ -56,7 +56,9 @@ def _as_scores(scores: np.ndarray) -> np.ndarray:
 class BaseDetector:
     """Base class for detectors: stores its arguments, learns in ``fit``.
 
-    Subclasses implement ``_fit`` and ``_score`` and may override ``explain``.
+    Subclasses implement ``_fit`` and ``_score``. They may override
+    ``_explain`` (the default needs ``_fit_spread`` in ``_fit``), and
+    ``_score_and_explain`` to compute both in one pass.
     """
 
     family: str = ""
