@@ -409,3 +409,16 @@ def test_chunked_scoring_says_the_check_is_left_out(model, tmp_path: Path, caplo
     result.windows.to_csv(tmp_path / "chunks.windows.csv", index=False)
     with pytest.raises(InputError, match="scored in chunks"):
         read_scores(table, model.threshold_.value, model.cycle_check.threshold_.value)
+
+
+def test_infinite_sample_gives_finite_cycle_score(model):
+    odd = recording(700)
+    odd.data[0, 100] = np.inf
+    training = [recording(seed) for seed in range(30)] + [odd]
+
+    row = model.score([odd]).recordings.iloc[0]
+    refitted = Model(config()).fit(RecordingSet(training))
+
+    assert np.isfinite(row["cycle_score"])
+    assert "nan" not in row["cycle_reason"]
+    assert np.isfinite(refitted.cycle_check.threshold_.value)
