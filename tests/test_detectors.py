@@ -130,6 +130,15 @@ def test_autoencoder_stops_early_and_keeps_best():
     assert detector.best_epoch_ == int(np.argmin(losses))
 
 
+def test_autoencoder_diverging_names_learning_rate():
+    detector = AutoencoderDetector(
+        epochs=3, learning_rate=1e3, filters=(8,), kernel_sizes=(3,), strides=(2,)
+    )
+
+    with pytest.raises(ConfigError, match="learning_rate=1000"):
+        detector.fit(_windows(0) * 1e6)
+
+
 def test_autoencoder_epoch_callback_can_stop_training():
     seen = []
 

@@ -174,6 +174,13 @@ class AutoencoderDetector(BaseDetector):
                     break
         if best_state is not None:
             self.net_.load_state_dict(best_state)
+        elif self.history_:
+            # No epoch gave a finite loss, so the weights may be NaN.
+            raise ConfigError(
+                f"autoencoder training diverged: the loss was never finite "
+                f"(last training loss {self.history_[-1]['train_loss']:.4g}); "
+                f"lower learning_rate={self.learning_rate:g}"
+            )
         self.net_.eval()
 
     def _train_epoch(self, train, optimiser, loss_fn, generator) -> float:  # noqa: ANN001
