@@ -206,6 +206,10 @@ def test_invalid_inputs_raise():
         fit_threshold(np.ones(5), method="otsu")
     with pytest.raises(ConfigError, match="non-negative"):
         fit_threshold(np.array([-1.0, 2.0]), log_scores=True)
+    with pytest.raises(ConfigError, match="to no scores"):
+        fit_threshold(np.array([]))
+    with pytest.raises(ConfigError, match="2 scores containing NaN"):
+        fit_threshold(np.array([1.0, np.nan]))
 
 
 def test_zero_scores_stay_finite_on_log_scale():

@@ -333,7 +333,9 @@ def fit_threshold(
         raise ConfigError(
             f"threshold method={method!r} is invalid; use one of {METHODS}"
         )
-    if scores.size == 0 or not np.isfinite(scores).all():
+    if scores.size == 0:
+        raise ConfigError("cannot fit a threshold to no scores; pass at least one")
+    if not np.isfinite(scores).all():
         raise ConfigError(
             f"cannot fit a threshold to {scores.size} scores containing NaN or inf"
         )
