@@ -1,15 +1,16 @@
 """Unsupervised thresholds fitted on the scores of unlabeled training windows.
 
 The default, ``gmm``, fits Gaussian mixtures with 1 to ``max_components`` components
-to the log of the scores, keeps the one with the lowest BIC, sorts its components by
-mean, and looks for the widest gap between neighbouring components, measured by
-Ashman's D = sqrt(2) * |m1 - m2| / sqrt(s1^2 + s2^2). Two components with D > 2 are
-cleanly separated (Ashman, Bird and Zhang, 1994). When the widest gap is that clean
-and the components above it hold less than half the windows, those components are the
-anomalous clusters, and the threshold is where the mixture's posterior for them
-reaches one half, with each of them counted as at least as wide as the normal
-component next to the gap. Otherwise the scores form one cluster, and the threshold
-falls back to ``median + mad_k * MAD`` of the log scores (normal-consistent MAD).
+to the log of the scores, keeps the one with the lowest BIC, and sorts its components
+by mean. Among the gaps between neighbouring components with less than half of the
+mixture's weight above them, it takes the widest, measured by Ashman's D = sqrt(2) *
+|m1 - m2| / sqrt(s1^2 + s2^2). Two components with D > 2 are cleanly separated
+(Ashman, Bird and Zhang, 1994). When that gap's D reaches ``min_separation`` (2 by
+default), the components above it are the anomalous clusters, and the threshold is
+where the mixture's posterior for them reaches one half, with each of them counted
+as at least as wide as the normal component next to the gap. Otherwise the scores
+count as one cluster, and the threshold falls back to ``median + mad_k * MAD`` of
+the log scores (normal-consistent MAD).
 
 ``margin`` multiplies the cut, as control limits in process monitoring are often set
 a safety factor above the largest normal score (for example ``percentile`` 99.9 with
