@@ -690,3 +690,35 @@ def test_score_skips_recording_with_nan():
     assert "b" in scored.skipped[0]["reason"]
     with pytest.raises(InputError, match="^gap: .*NaN"):
         grindwatch.score(model, RecordingSet([gap]), strict=True)
+
+
+def test_fit_orders_channels_by_name():
+    from grindwatch.io import Recording, RecordingSet
+    from grindwatch.pipeline import Model
+
+    rng = np.random.default_rng(8)
+    data = [
+        np.vstack([100 + 10 * rng.normal(size=1024), rng.normal(size=1024)])
+        for _ in range(4)
+    ]
+    in_order = [Recording(f"r{i}", d, ["a", "b"], 100.0) for i, d in enumerate(data)]
+    # Every second recording lists its channels the other way round.
+    mixed = [
+        Recording(r.name, r.data[::-1].copy(), ["b", "a"], 100.0) if i % 2 else r
+        for i, r in enumerate(in_order)
+    ]
+    config = Config().with_overrides(
+        {
+            "tracking.enabled": False,
+            "windows.length": 128,
+            "frontend.kind": "raw",
+            "detector.family": "pca",
+        }
+    )
+
+    expected = Model(config).fit(RecordingSet(in_order))
+    model = Model(config).fit(RecordingSet(mixed))
+
+    assert model.channels_ == ["a", "b"]
+    np.testing.assert_array_equal(model.scaler_.center_, expected.scaler_.center_)
+    assert model.threshold_.value == expected.threshold_.value

@@ -226,6 +226,7 @@ class Model:
         """Fit scaling, front end, detector and threshold on unlabeled recordings."""
         config = self.config
         self.kind_ = recordings.kind
+        recordings = _in_first_channel_order(recordings)
         recordings, self.duplicate_channels_ = drop_duplicate_channels(
             recordings, config.data.duplicate_channels
         )
@@ -1327,6 +1328,26 @@ def _warn_dominant_channel(model: Model, features: np.ndarray) -> None:
         float(model.scaler_.scale_[top]),
         noun,
     )
+
+
+def _in_first_channel_order(recordings: RecordingSet) -> RecordingSet:
+    """Return ``recordings`` with each one's channels in the first one's order.
+
+    Windows stack channels by position. The readers give every file the same
+    order, but recordings built in memory may list their channels differently.
+
+    Raises
+    ------
+    InputError
+        If a recording lacks a channel of the first recording.
+    """
+    channels = recordings.channels
+    if all(recording.channels == channels for recording in recordings.recordings):
+        return recordings
+    ordered = recordings.select_channels(channels)
+    # Shared, so that recordings skipped later are listed in the caller's set.
+    ordered.skipped = recordings.skipped
+    return ordered
 
 
 def _long_enough(
