@@ -722,3 +722,20 @@ def test_fit_orders_channels_by_name():
     assert model.channels_ == ["a", "b"]
     np.testing.assert_array_equal(model.scaler_.center_, expected.scaler_.center_)
     assert model.threshold_.value == expected.threshold_.value
+
+
+def test_fit_rejects_mixed_sample_rates():
+    from grindwatch.io import Recording, RecordingSet
+    from grindwatch.pipeline import Model
+
+    rng = np.random.default_rng(9)
+    recordings = [
+        Recording(f"r{i}", rng.normal(size=(2, 1024)), ["a", "b"], rate)
+        for i, rate in enumerate([100.0, 100.0, 200.0])
+    ]
+    config = Config().with_overrides(
+        {"tracking.enabled": False, "windows.length": 128, "detector.family": "pca"}
+    )
+
+    with pytest.raises(InputError, match="^r2: sample rate 200 differs from 100"):
+        Model(config).fit(RecordingSet(recordings))

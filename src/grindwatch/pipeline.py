@@ -227,6 +227,7 @@ class Model:
         config = self.config
         self.kind_ = recordings.kind
         recordings = _in_first_channel_order(recordings)
+        _check_one_rate(recordings)
         recordings, self.duplicate_channels_ = drop_duplicate_channels(
             recordings, config.data.duplicate_channels
         )
@@ -1348,6 +1349,26 @@ def _in_first_channel_order(recordings: RecordingSet) -> RecordingSet:
     # Shared, so that recordings skipped later are listed in the caller's set.
     ordered.skipped = recordings.skipped
     return ordered
+
+
+def _check_one_rate(recordings: RecordingSet) -> None:
+    """Raise InputError if a signal recording's sample rate differs from the first's.
+
+    The readers skip or resample such files, but recordings built in memory
+    reach ``fit`` as they are, and windows of another rate would be mixed in.
+    """
+    rate = recordings.sample_rate
+    if recordings.kind != "signals" or rate is None:
+        return
+    for recording in recordings.recordings:
+        other = recording.sample_rate
+        if other is not None and not np.isclose(other, rate):
+            raise InputError(
+                recording.source or recording.name,
+                f"sample rate {other:g} differs from {rate:g}, the rate of the "
+                "first recording",
+                "resample the recordings to one rate before training",
+            )
 
 
 def _long_enough(
