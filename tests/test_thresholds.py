@@ -232,6 +232,17 @@ def test_cut_at_zero_scores_leaves_them_unflagged(margin):
     assert threshold.share_flagged == 0.5
 
 
+def test_percentile_100_flags_no_training_score():
+    for seed in range(20):
+        scores = np.exp(np.random.default_rng(seed).normal(size=200))
+
+        threshold = fit_threshold(scores, method="percentile", percentile=100)
+
+        assert threshold.log_scale
+        assert threshold.value == scores.max(), seed
+        assert threshold.share_flagged == 0.0, seed
+
+
 def test_margin_multiplies_the_cut_and_is_described():
     scores = np.arange(1, 1001, dtype=float)
 

@@ -376,6 +376,13 @@ def fit_threshold(
     # With all scores tied the threshold is their exact value, so rounding in the
     # log transform cannot flag them.
     value = float(scores.max()) if cut is None else _inverse(cut, log_scale, offset)
+    if used == "percentile":
+        # The percentile lies between the same two training scores on both scales,
+        # but the round trip through log and exp can put it a rounding step outside
+        # them. Percentile 100 then flagged the top training score.
+        lower = float(np.percentile(scores, percentile, method="lower"))
+        higher = float(np.percentile(scores, percentile, method="higher"))
+        value = min(max(value, lower), higher)
     if margin != 1.0:
         if value < 0:
             raise ConfigError(
