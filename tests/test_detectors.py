@@ -49,6 +49,20 @@ def test_detector_contract(family):
 
 
 @pytest.mark.parametrize("family", sorted(DETECTORS))
+def test_detector_scores_are_float64(family):
+    detector = make_detector(family, **FAST[family]).fit(_windows(0))
+    windows = _windows(2, n=20)
+
+    scores, _ = detector.score_and_explain(windows)
+
+    # Thresholds are float64. NumPy compares a float32 array with a Python
+    # float in float32, which rounds the threshold onto nearby scores.
+    assert detector.training_scores_.dtype == np.float64
+    assert detector.anomaly_score(windows).dtype == np.float64
+    assert scores.dtype == np.float64
+
+
+@pytest.mark.parametrize("family", sorted(DETECTORS))
 def test_detector_same_seed_same_scores(family):
     first = make_detector(family, **FAST[family]).fit(_windows(0))
     second = make_detector(family, **FAST[family]).fit(_windows(0))
@@ -114,6 +128,15 @@ def test_autoencoder_stops_early_and_keeps_best():
     assert len(detector.history_) < 200
     losses = [row["val_loss"] for row in detector.history_]
     assert detector.best_epoch_ == int(np.argmin(losses))
+
+
+def test_autoencoder_diverging_names_learning_rate():
+    detector = AutoencoderDetector(
+        epochs=3, learning_rate=1e3, filters=(8,), kernel_sizes=(3,), strides=(2,)
+    )
+
+    with pytest.raises(ConfigError, match="learning_rate=1000"):
+        detector.fit(_windows(0) * 1e6)
 
 
 def test_autoencoder_epoch_callback_can_stop_training():
@@ -232,3 +255,48 @@ def test_autoencoder_parallel_fits_match_sequential():
 
         for seed in seeds:
             np.testing.assert_array_equal(parallel[seed], alone[seed])
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 31, 64, 127])
+def test_conv_autoencoder_keeps_window_length(length):
+    import itertools
+
+    import torch
+
+    from grindwatch.nets import ConvAutoencoder
+
+    shapes = itertools.product([1, 2, 3, 4, 5, 8], [1, 2, 3], [1, 2, 3])
+    for kernel, first_stride, second_stride in shapes:
+        if first_stride * second_stride > length:
+            continue
+        net = ConvAutoencoder(
+            2, length, [3, 4], [kernel, 3], [first_stride, second_stride], None
+        )
+        windows = torch.zeros(1, 2, length)
+
+        with torch.no_grad():
+            decoded = net.decoder(net.encoder(windows))
+            rebuilt = net(windows)
+
+        assert decoded.shape[-1] >= length, (kernel, first_stride, second_stride)
+        assert rebuilt.shape == windows.shape, (kernel, first_stride, second_stride)
+
+
+def test_autoencoder_batch_size_found_alone_in_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    detector = AutoencoderDetector(**FAST["autoencoder"]).fit(_windows(0))
+    expected = detector.inference_step_
+    windows = _windows(4, n=2000)
+    found = []
+
+    # Bundles saved before the step was stored compute it on first use, which
+    # in the service happens while other threads are scoring. The race depends
+    # on timing, so it runs a few times.
+    for _ in range(5):
+        del detector.inference_step_
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda _: detector.anomaly_score(windows), range(16)))
+        found.append(detector.inference_step_)
+
+    assert found == [expected] * 5

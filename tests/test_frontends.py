@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from grindwatch.exceptions import ConfigError
 from grindwatch.signals import FrontEnd
 from grindwatch.signals.frontends import band_edges
 
@@ -42,3 +44,10 @@ def test_spectrum_keeps_quiet_band_beside_loud_one():
     # Bin 400 lies in band 24 (bins 385 to 400): 1e-6 of the loud tone's energy.
     assert bands[24] > -2.0
     np.testing.assert_allclose(bands[24], reference[24], atol=0.05)
+
+
+def test_features_reject_one_sample_windows():
+    windows = np.ones((4, 2, 1), dtype=np.float32)
+
+    with pytest.raises(ConfigError, match="at least 2 samples"):
+        FrontEnd("features").fit(windows)

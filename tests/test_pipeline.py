@@ -602,3 +602,154 @@ def test_score_rejects_arrays_and_bare_recordings(cycle_folders):
 
     assert "not Recording" in str(raised.value)
     assert len(scored.recordings) == 1
+
+
+def test_score_just_above_threshold_flagged():
+    from dataclasses import replace
+
+    from grindwatch.pipeline import Model
+
+    config = Config().with_overrides(
+        {
+            "tracking.enabled": False,
+            "windows.length": 128,
+            "frontend.kind": "raw",
+            "detector.family": "pca",
+        }
+    )
+    recordings = _idle_axis_recordings()
+    model = Model(config).fit(recordings)
+    top = float(model.score(recordings).windows["score"].max())
+    # A cut closer below the top score than float32 resolves.
+    model.threshold_ = replace(model.threshold_, value=float(np.nextafter(top, 0.0)))
+
+    scored = model.score(recordings)
+
+    assert scored.windows["flag"].sum() == 1
+    assert scored.windows["score"].dtype == np.float64
+
+
+def test_score_matches_each_recording_once(caplog, monkeypatch):
+    import grindwatch.io.samples as samples
+    from grindwatch.io import Recording, RecordingSet
+    from grindwatch.pipeline import Model
+
+    rng = np.random.default_rng(4)
+
+    def recording(name: str, rate: float, diverged: bool) -> Recording:
+        data = rng.normal(size=(2, 512)).astype(np.float32)
+        copy = data[0].copy()
+        copy[5] += float(diverged)
+        return Recording(name, np.vstack([data, copy]), ["a", "b", "a_copy"], rate)
+
+    config = Config().with_overrides(
+        {
+            "tracking.enabled": False,
+            "windows.length": 64,
+            "frontend.kind": "raw",
+            "detector.family": "pca",
+            "data.resample": True,
+        }
+    )
+    model = Model(config).fit(
+        RecordingSet([recording(f"r{i}", 100.0, False) for i in range(5)])
+    )
+    calls = []
+    real_resample = samples.resample
+
+    def counted_resample(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(args[0].name)
+        return real_resample(*args, **kwargs)
+
+    monkeypatch.setattr(samples, "resample", counted_resample)
+    batch = [recording("copy_moved", 100.0, True), recording("fast", 200.0, False)]
+
+    with caplog.at_level("WARNING", logger="grindwatch.pipeline"):
+        scored = model.score(RecordingSet(batch))
+
+    diverged = [r for r in caplog.records if "no longer equals" in r.getMessage()]
+    assert len(diverged) == 1
+    assert "copy_moved (a_copy != a)" in diverged[0].getMessage()
+    assert calls == ["fast"]
+    assert scored.recordings["n_windows"].tolist() == [8, 4]
+
+
+def test_score_skips_recording_with_nan():
+    from grindwatch.io import Recording, RecordingSet
+    from grindwatch.pipeline import Model
+
+    rng = np.random.default_rng(6)
+    recordings = [
+        Recording(f"r{i}", rng.normal(size=(2, 1024)), ["a", "b"], 100.0)
+        for i in range(4)
+    ]
+    config = Config().with_overrides(
+        {
+            "tracking.enabled": False,
+            "windows.length": 128,
+            "frontend.kind": "raw",
+            "detector.family": "pca",
+        }
+    )
+    model = Model(config).fit(RecordingSet(recordings))
+    data = rng.normal(size=(2, 1024))
+    data[1, 10] = np.nan
+    gap = Recording("gap", data, ["a", "b"], 100.0)
+
+    scored = model.score(RecordingSet([recordings[0], gap]))
+
+    assert scored.recordings["recording"].tolist() == ["r0"]
+    assert scored.skipped[0]["path"] == "gap"
+    assert "NaN" in scored.skipped[0]["reason"]
+    assert "b" in scored.skipped[0]["reason"]
+    with pytest.raises(InputError, match="^gap: .*NaN"):
+        grindwatch.score(model, RecordingSet([gap]), strict=True)
+
+
+def test_fit_orders_channels_by_name():
+    from grindwatch.io import Recording, RecordingSet
+    from grindwatch.pipeline import Model
+
+    rng = np.random.default_rng(8)
+    data = [
+        np.vstack([100 + 10 * rng.normal(size=1024), rng.normal(size=1024)])
+        for _ in range(4)
+    ]
+    in_order = [Recording(f"r{i}", d, ["a", "b"], 100.0) for i, d in enumerate(data)]
+    # Every second recording lists its channels the other way round.
+    mixed = [
+        Recording(r.name, r.data[::-1].copy(), ["b", "a"], 100.0) if i % 2 else r
+        for i, r in enumerate(in_order)
+    ]
+    config = Config().with_overrides(
+        {
+            "tracking.enabled": False,
+            "windows.length": 128,
+            "frontend.kind": "raw",
+            "detector.family": "pca",
+        }
+    )
+
+    expected = Model(config).fit(RecordingSet(in_order))
+    model = Model(config).fit(RecordingSet(mixed))
+
+    assert model.channels_ == ["a", "b"]
+    np.testing.assert_array_equal(model.scaler_.center_, expected.scaler_.center_)
+    assert model.threshold_.value == expected.threshold_.value
+
+
+def test_fit_rejects_mixed_sample_rates():
+    from grindwatch.io import Recording, RecordingSet
+    from grindwatch.pipeline import Model
+
+    rng = np.random.default_rng(9)
+    recordings = [
+        Recording(f"r{i}", rng.normal(size=(2, 1024)), ["a", "b"], rate)
+        for i, rate in enumerate([100.0, 100.0, 200.0])
+    ]
+    config = Config().with_overrides(
+        {"tracking.enabled": False, "windows.length": 128, "detector.family": "pca"}
+    )
+
+    with pytest.raises(InputError, match="^r2: sample rate 200 differs from 100"):
+        Model(config).fit(RecordingSet(recordings))

@@ -210,6 +210,10 @@ def test_invalid_inputs_raise():
         fit_threshold(np.ones(5), method="otsu")
     with pytest.raises(ConfigError, match="non-negative"):
         fit_threshold(np.array([-1.0, 2.0]), log_scores=True)
+    with pytest.raises(ConfigError, match="to no scores"):
+        fit_threshold(np.array([]))
+    with pytest.raises(ConfigError, match="2 scores containing NaN"):
+        fit_threshold(np.array([1.0, np.nan]))
 
 
 def test_zero_scores_stay_finite_on_log_scale():
@@ -218,6 +222,29 @@ def test_zero_scores_stay_finite_on_log_scale():
     threshold = fit_threshold(scores)
 
     assert np.isfinite(threshold.value)
+
+
+@pytest.mark.parametrize("margin", [1.0, 1.5])
+def test_cut_at_zero_scores_leaves_them_unflagged(margin):
+    # Perfect reconstructions score exactly 0; here they are half the scores.
+    scores = np.r_[np.zeros(50), np.linspace(1.0, 2.0, 50)]
+
+    threshold = fit_threshold(scores, method="percentile", percentile=10, margin=margin)
+
+    assert threshold.log_scale
+    assert threshold.value == 0.0
+    assert threshold.share_flagged == 0.5
+
+
+def test_percentile_100_flags_no_training_score():
+    for seed in range(20):
+        scores = np.exp(np.random.default_rng(seed).normal(size=200))
+
+        threshold = fit_threshold(scores, method="percentile", percentile=100)
+
+        assert threshold.log_scale
+        assert threshold.value == scores.max(), seed
+        assert threshold.share_flagged == 0.0, seed
 
 
 def test_margin_multiplies_the_cut_and_is_described():

@@ -37,7 +37,8 @@ QUANTILES = (0.1, 0.5, 0.9)
 
 # Blocks per recording the block length aims at. With a few blocks, the 10th and
 # 90th percentiles are single blocks, often ones that straddle a phase change,
-# and vary much from cycle to cycle. Blocks are at least 8 samples long.
+# and vary much from cycle to cycle. Blocks are at least 8 samples long, unless
+# the window itself is shorter, which then makes one block.
 _TARGET_BLOCKS = 64
 _MIN_BLOCK_LENGTH = 8
 
@@ -52,6 +53,9 @@ _MIN_LOG = float(np.log1p(_MIN_RELATIVE))
 # changes that the scale floor is meant to ignore.
 _MIN_THRESHOLD = 1.0
 
+# Samples are clipped to the float32 range before block statistics.
+_SAMPLE_LIMIT = float(np.finfo(np.float32).max)
+
 # Above this many training recordings, each one's own influence on the median and
 # MAD is negligible, and the scores are computed against all of them at once.
 _LEAVE_ONE_OUT_LIMIT = 400
@@ -62,11 +66,16 @@ def block_levels(X: np.ndarray, block_length: int) -> tuple[np.ndarray, np.ndarr
 
     ``X`` is (n_windows, channels, length); each window is cut into blocks of
     ``block_length`` samples, and a remainder shorter than a block is left out.
-    Returns two arrays of shape (n_blocks, channels).
+    Samples beyond the float32 range, infinite ones included, are clipped to
+    it. Returns two arrays of shape (n_blocks, channels).
     """
     n_windows, n_channels, length = X.shape
     per_window = length // block_length
     blocks = np.asarray(X[:, :, : per_window * block_length], dtype=np.float64)
+    # An infinite sample, or one beyond the float32 range of windows, would make
+    # its block's RMS NaN, and NaN percentiles hide every other departure.
+    # Clipped, it is a large finite value.
+    blocks = np.clip(blocks, -_SAMPLE_LIMIT, _SAMPLE_LIMIT)
     blocks = blocks.reshape(n_windows, n_channels, per_window, block_length)
     blocks = blocks.transpose(0, 2, 1, 3).reshape(-1, n_channels, block_length)
     return blocks.mean(axis=2), blocks.std(axis=2)
@@ -103,7 +112,7 @@ class CycleCheck:
     block_length_ : int
         Samples per block: the window length divided by the whole number that
         gives the median training recording about 64 blocks (at least 8
-        samples each).
+        samples each, or one block per window shorter than that).
     center_, scale_ : ndarray of shape (n_values,)
         Median and robust spread (the larger of the scaled MAD and the scaled
         mean absolute deviation, floored) of the training profiles, after the

@@ -394,7 +394,7 @@ def explain_recording(model: Model, recording: Recording) -> RecordingExplanatio
     ------
     InputError
         When the recording cannot be matched to the model (missing channels, other
-        sample rate, shorter than one window).
+        sample rate, NaN samples, shorter than one window).
     """
     (recording,) = model.match_recordings([recording])
     windows = model.prepare([recording])

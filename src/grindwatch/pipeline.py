@@ -233,6 +233,8 @@ class Model:
         """Fit scaling, front end, detector and threshold on unlabeled recordings."""
         config = self.config
         self.kind_ = recordings.kind
+        recordings = _in_first_channel_order(recordings)
+        _check_one_rate(recordings)
         recordings, self.duplicate_channels_ = drop_duplicate_channels(
             recordings, config.data.duplicate_channels
         )
@@ -395,36 +397,46 @@ class Model:
         Raises
         ------
         InputError
-            If a channel is missing or a sample rate differs from the model's.
+            If a channel is missing, a sample rate differs from the model's, or
+            a recording contains NaN.
         """
         matched = []
         diverged: list[str] = []
         for recording in recordings:
             diverged += self._diverged_copies(recording)
-            recording = self.matched(recording)
-            if (
-                self.kind_ == "signals"
-                and self.sample_rate_ is not None
-                and recording.sample_rate is not None
-                and not np.isclose(recording.sample_rate, self.sample_rate_)
-            ):
-                raise InputError(
-                    recording.source or recording.name,
-                    f"sample rate {recording.sample_rate:g} differs from the model's "
-                    f"{self.sample_rate_:g}",
-                    "resample the recording or train a model at this rate",
-                )
-            matched.append(recording)
-        if diverged:
-            logger.warning(
-                "%d recording(s) have a channel that no longer equals the channel "
-                "it copied in training, and the model does not read it: %s%s. "
-                "Retrain with data.duplicate_channels set to keep to score it.",
-                len(diverged),
-                ", ".join(diverged[:3]),
-                " and more" if len(diverged) > 3 else "",
-            )
+            matched.append(self._match_one(recording))
+        _warn_diverged(diverged)
         return matched
+
+    def _match_one(self, recording: Recording) -> Recording:
+        """Return ``matched(recording)``.
+
+        Raises InputError if its sample rate differs from the model's, or if it
+        contains NaN, which the detectors reject. Infinite values are kept,
+        because scaling clips them to a large finite departure.
+        """
+        recording = self.matched(recording)
+        gaps = np.isnan(recording.data).any(axis=1)
+        if gaps.any():
+            names = [recording.channels[index] for index in np.flatnonzero(gaps)]
+            raise InputError(
+                recording.source or recording.name,
+                f"contains NaN in channels {names}",
+                "fill or cut out the gaps before scoring",
+            )
+        if (
+            self.kind_ == "signals"
+            and self.sample_rate_ is not None
+            and recording.sample_rate is not None
+            and not np.isclose(recording.sample_rate, self.sample_rate_)
+        ):
+            raise InputError(
+                recording.source or recording.name,
+                f"sample rate {recording.sample_rate:g} differs from the model's "
+                f"{self.sample_rate_:g}",
+                "resample the recording or train a model at this rate",
+            )
+        return recording
 
     def matched(self, recording: Recording) -> Recording:
         """Return ``recording`` as the model reads it: its channels, in its order,
@@ -530,8 +542,8 @@ class Model:
         channel and top band, feature or time step (see ``grindwatch.explain``).
 
         Recordings that cannot be matched to the model (missing channels, other
-        sample rate, shorter than a window) are skipped and listed, unless the
-        config's ``data.strict`` is set.
+        sample rate, NaN samples, shorter than a window) are skipped and listed,
+        unless the config's ``data.strict`` is set.
         """
         recordings = data.recordings if isinstance(data, RecordingSet) else list(data)
         skipped = [
@@ -544,21 +556,27 @@ class Model:
         window_frames, recording_rows = [], []
         for begin in range(0, len(recordings), batch_recordings):
             batch = recordings[begin : begin + batch_recordings]
-            usable = []
+            # Each recording is matched (and resampled) once, here, and its
+            # left-out copies are checked once per batch.
+            usable, matched, diverged = [], [], []
             for recording in batch:
                 try:
-                    self.prepare([recording])
-                    usable.append(recording)
+                    model_input = self._match_one(recording)
+                    self.prepare([model_input])  # raises when shorter than a window
                 except InputError as error:
                     if self.config.data.strict:
                         raise
-                    if (error.path, error.problem) in listed:
-                        continue
-                    listed.add((error.path, error.problem))
-                    logger.warning("skipped %s", error)
-                    skipped.append({"path": error.path, "reason": error.problem})
+                    if (error.path, error.problem) not in listed:
+                        listed.add((error.path, error.problem))
+                        logger.warning("skipped %s", error)
+                        skipped.append({"path": error.path, "reason": error.problem})
+                    continue
+                usable.append(recording)
+                matched.append(model_input)
+                diverged += self._diverged_copies(recording)
+            _warn_diverged(diverged)
             if usable:
-                frame, rows = self._score_batch(usable, attribution)
+                frame, rows = self._score_batch(usable, matched, attribution)
                 window_frames.append(frame)
                 recording_rows.extend(rows)
             if progress is not None:
@@ -587,9 +605,15 @@ class Model:
         )
 
     def _score_batch(  # noqa: ANN202
-        self, recordings: list[Recording], attribution: bool = False
+        self,
+        recordings: list[Recording],
+        matched: list[Recording],
+        attribution: bool = False,
     ):
-        windows = self.prepare(recordings)
+        """Score ``matched``, the ``recordings`` as ``match_recordings`` returns
+        them. The recording rows take names, labels and metadata from
+        ``recordings``, as read."""
+        windows = make_windows(matched, self.window_length_, self.hop_)
         features = self.features(windows.X)
         if attribution:
             scores, contributions = self.detector_.score_and_explain(features)
@@ -850,6 +874,19 @@ def _check_description(folder: Path) -> None:
             description,
             error,
             BUNDLE_FILE,
+        )
+
+
+def _warn_diverged(diverged: list[str]) -> None:
+    """Log the left-out copies that no longer equal their source, if any."""
+    if diverged:
+        logger.warning(
+            "%d recording(s) have a channel that no longer equals the channel "
+            "it copied in training, and the model does not read it: %s%s. "
+            "Retrain with data.duplicate_channels set to keep to score it.",
+            len(diverged),
+            ", ".join(diverged[:3]),
+            " and more" if len(diverged) > 3 else "",
         )
 
 
@@ -1305,6 +1342,46 @@ def _warn_dominant_channel(model: Model, features: np.ndarray) -> None:
         float(model.scaler_.scale_[top]),
         noun,
     )
+
+
+def _in_first_channel_order(recordings: RecordingSet) -> RecordingSet:
+    """Return ``recordings`` with each one's channels in the first one's order.
+
+    Windows stack channels by position. The readers give every file the same
+    order, but recordings built in memory may list their channels differently.
+
+    Raises
+    ------
+    InputError
+        If a recording lacks a channel of the first recording.
+    """
+    channels = recordings.channels
+    if all(recording.channels == channels for recording in recordings.recordings):
+        return recordings
+    ordered = recordings.select_channels(channels)
+    # Shared, so that recordings skipped later are listed in the caller's set.
+    ordered.skipped = recordings.skipped
+    return ordered
+
+
+def _check_one_rate(recordings: RecordingSet) -> None:
+    """Raise InputError if a signal recording's sample rate differs from the first's.
+
+    The readers skip or resample such files, but recordings built in memory
+    reach ``fit`` as they are, and windows of another rate would be mixed in.
+    """
+    rate = recordings.sample_rate
+    if recordings.kind != "signals" or rate is None:
+        return
+    for recording in recordings.recordings:
+        other = recording.sample_rate
+        if other is not None and not np.isclose(other, rate):
+            raise InputError(
+                recording.source or recording.name,
+                f"sample rate {other:g} differs from {rate:g}, the rate of the "
+                "first recording",
+                "resample the recordings to one rate before training",
+            )
 
 
 def _long_enough(

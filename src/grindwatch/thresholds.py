@@ -1,15 +1,16 @@
 """Unsupervised thresholds fitted on the scores of unlabeled training windows.
 
 The default, ``gmm``, fits Gaussian mixtures with 1 to ``max_components`` components
-to the log of the scores, keeps the one with the lowest BIC, sorts its components by
-mean, and looks for the widest gap between neighbouring components, measured by
-Ashman's D = sqrt(2) * |m1 - m2| / sqrt(s1^2 + s2^2). Two components with D > 2 are
-cleanly separated (Ashman, Bird and Zhang, 1994). When the widest gap is that clean
-and the components above it hold less than half the windows, those components are the
-anomalous clusters, and the threshold is where the mixture's posterior for them
-reaches one half, with each of them counted as at least as wide as the normal
-component next to the gap. Otherwise the scores form one cluster, and the threshold
-falls back to ``median + mad_k * MAD`` of the log scores (normal-consistent MAD).
+to the log of the scores, keeps the one with the lowest BIC, and sorts its components
+by mean. Among the gaps between neighbouring components with less than half of the
+mixture's weight above them, it takes the widest, measured by Ashman's D = sqrt(2) *
+|m1 - m2| / sqrt(s1^2 + s2^2). Two components with D > 2 are cleanly separated
+(Ashman, Bird and Zhang, 1994). When that gap's D reaches ``min_separation`` (2 by
+default), the components above it are the anomalous clusters, and the threshold is
+where the mixture's posterior for them reaches one half, with each of them counted
+as at least as wide as the normal component next to the gap. Otherwise the scores
+count as one cluster, and the threshold falls back to ``median + mad_k * MAD`` of
+the log scores (normal-consistent MAD).
 
 ``margin`` multiplies the cut, as control limits in process monitoring are often set
 a safety factor above the largest normal score (for example ``percentile`` 99.9 with
@@ -135,7 +136,11 @@ def _transform(
 
 
 def _inverse(value: float, log_scale: bool, offset: float) -> float:
-    return float(np.exp(value) - offset) if log_scale else float(value)
+    if not log_scale:
+        return float(value)
+    # Log scores come from scores of at least 0. A cut at exact zeros comes back
+    # as about -1e-22 from exp(log(offset)) - offset, which would flag them.
+    return max(float(np.exp(value) - offset), 0.0)
 
 
 def _mad_cut(t: np.ndarray, mad_k: float) -> tuple[float | None, str | None]:
@@ -329,7 +334,9 @@ def fit_threshold(
         raise ConfigError(
             f"threshold method={method!r} is invalid; use one of {METHODS}"
         )
-    if scores.size == 0 or not np.isfinite(scores).all():
+    if scores.size == 0:
+        raise ConfigError("cannot fit a threshold to no scores; pass at least one")
+    if not np.isfinite(scores).all():
         raise ConfigError(
             f"cannot fit a threshold to {scores.size} scores containing NaN or inf"
         )
@@ -369,6 +376,13 @@ def fit_threshold(
     # With all scores tied the threshold is their exact value, so rounding in the
     # log transform cannot flag them.
     value = float(scores.max()) if cut is None else _inverse(cut, log_scale, offset)
+    if used == "percentile":
+        # The percentile lies between the same two training scores on both scales,
+        # but the round trip through log and exp can put it a rounding step outside
+        # them. Percentile 100 then flagged the top training score.
+        lower = float(np.percentile(scores, percentile, method="lower"))
+        higher = float(np.percentile(scores, percentile, method="higher"))
+        value = min(max(value, lower), higher)
     if margin != 1.0:
         if value < 0:
             raise ConfigError(

@@ -176,6 +176,13 @@ class AutoencoderDetector(BaseDetector):
                     break
         if best_state is not None:
             self.net_.load_state_dict(best_state)
+        elif self.history_:
+            # No epoch gave a finite loss, so the weights may be NaN.
+            raise ConfigError(
+                f"autoencoder training diverged: the loss was never finite "
+                f"(last training loss {self.history_[-1]['train_loss']:.4g}); "
+                f"lower learning_rate={self.learning_rate:g}"
+            )
         self.net_.eval()
 
     def _train_epoch(self, train, optimiser, loss_fn, generator) -> float:  # noqa: ANN001
@@ -229,17 +236,16 @@ class AutoencoderDetector(BaseDetector):
             nonlocal largest
             largest = max(largest, int(output.numel()))
 
-        leaves = [m for m in self.net_.modules() if not list(m.children())]
-        hooks = [m.register_forward_hook(record) for m in leaves]
-        try:
-            first = self.net_.encoder[0]
-            probe = torch.zeros(1, first.in_channels, self.net_.length)
-            self.net_.eval()
-            with torch.inference_mode():
-                self.net_(probe)
-        finally:
-            for hook in hooks:
-                hook.remove()
+        # The hooks go on a copy, because on self.net_ they would also record
+        # the batches that other threads score meanwhile. The HTTP service does
+        # so with bundles saved before this step was stored.
+        net = copy.deepcopy(self.net_).eval()
+        for module in net.modules():
+            if not list(module.children()):
+                module.register_forward_hook(record)
+        probe = torch.zeros(1, net.encoder[0].in_channels, net.length)
+        with torch.inference_mode():
+            net(probe)
         per_window = max(largest, 1) * 4  # float32 bytes
         self.inference_step_ = int(np.clip(_INFERENCE_BYTES // per_window, 16, 4096))
         return self.inference_step_

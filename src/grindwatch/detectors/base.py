@@ -3,9 +3,9 @@
 A detector is fitted on windows shaped (n_windows, n_channels, k), where k is the
 window length for the raw front end, the number of bands for spectra, or the number
 of statistics for window features. It returns an **anomaly score, higher is more
-anomalous**, one per window. After ``fit`` the scores of the training windows are in
-``training_scores_`` (for nearest-neighbour detectors they leave each window's own
-match out), and the threshold is fitted on those.
+anomalous**, one float64 per window. After ``fit`` the scores of the training
+windows are in ``training_scores_`` (for nearest-neighbour detectors they leave
+each window's own match out), and the threshold is fitted on those.
 """
 
 from __future__ import annotations
@@ -43,10 +43,22 @@ def check_windows(X: Any, name: str = "X") -> np.ndarray:
     return X
 
 
+def _as_scores(scores: np.ndarray) -> np.ndarray:
+    """Return ``scores`` as float64, the precision of fitted thresholds.
+
+    PCA returns float32 scores. NumPy 2 compares a float32 array with a
+    Python float in float32, so a threshold that float32 rounds onto a score
+    would leave that score unflagged although it is above the threshold.
+    """
+    return np.asarray(scores, dtype=np.float64)
+
+
 class BaseDetector:
     """Base class for detectors: stores its arguments, learns in ``fit``.
 
-    Subclasses implement ``_fit`` and ``_score`` and may override ``explain``.
+    Subclasses implement ``_fit`` and ``_score``. They may override
+    ``_explain`` (the default needs ``_fit_spread`` in ``_fit``), and
+    ``_score_and_explain`` to compute both in one pass.
     """
 
     family: str = ""
@@ -66,14 +78,14 @@ class BaseDetector:
         X = check_windows(X)
         self.input_shape_ = tuple(X.shape[1:])
         self._fit(X, on_epoch)
-        self.training_scores_ = self._training_scores(X)
+        self.training_scores_ = _as_scores(self._training_scores(X))
         logger.info("%s fitted on %d windows", self.family, X.shape[0])
         return self
 
     def anomaly_score(self, X: Any) -> np.ndarray:
         """Anomaly score of each window, higher is more anomalous."""
         self._check_fitted(X)
-        return self._score(check_windows(X))
+        return _as_scores(self._score(check_windows(X)))
 
     def explain(self, X: Any) -> np.ndarray:
         """Contribution of each channel and position to each window's score.
@@ -92,7 +104,8 @@ class BaseDetector:
         """
         self._check_fitted(X)
         X = check_windows(X)
-        return self._score_and_explain(X)
+        scores, contributions = self._score_and_explain(X)
+        return _as_scores(scores), contributions
 
     def _score_and_explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._score(X), self._explain(X)

@@ -82,8 +82,7 @@ class ConvAutoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         decoded = self.decoder(self.bottleneck(self.encoder(x)))
-        if decoded.shape[-1] >= self.length:
-            return decoded[..., : self.length]
-        # Odd lengths can come back a few samples short: pad with the edge value.
-        missing = self.length - decoded.shape[-1]
-        return nn.functional.pad(decoded, (0, missing), mode="replicate")
+        # With padding kernel // 2 and output_padding stride - 1, each transposed
+        # layer returns at least the length its encoder layer took in, so the
+        # output is never shorter than the input and cropping is enough.
+        return decoded[..., : self.length]

@@ -112,6 +112,13 @@ class FrontEnd:
                 f"n_bands={self.n_bands} does not fit windows of {X.shape[-1]} "
                 f"samples; use at most {X.shape[-1] // 2} bands or longer windows"
             )
+        if self.kind == "features" and X.shape[-1] < 2:
+            # Zero-crossing rate and mean absolute difference compare neighbouring
+            # samples.
+            raise ConfigError(
+                f"the features front end needs windows of at least 2 samples, not "
+                f"{X.shape[-1]}; use longer windows or the raw front end"
+            )
         if self.kind != "raw":
             transformed = self._apply(X)
             self.mean_ = transformed.mean(axis=0)
