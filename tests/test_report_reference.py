@@ -499,9 +499,10 @@ def test_table_reference_compared_by_feature(feature_table, tmp_path):
     )
 
     assert without.n_flagged == without.n_recordings == 4
-    assert NO_COMPARISON in without.path.read_text()
+    # A feature table's report calls its rows rows.
+    assert NO_COMPARISON.replace("recording", "row") in without.path.read_text()
     article = _articles(result.path.read_text())[0]
-    assert "(a reference recording, " in article
+    assert "(a reference row, " in article
     assert result.n_recordings == 4
     assert result.n_reference == 50
     assert result.n_reference_flagged == 1
@@ -515,7 +516,7 @@ def test_table_reference_compared_by_feature(feature_table, tmp_path):
         article,
     )
     assert values
-    name = re.search(r"Nearest normal recording: normal#(\d+) \(a reference", article)
+    name = re.search(r"Nearest normal row: normal#(\d+) \(a reference", article)
     row = normal.loc[int(name.group(1))]
     for feature, printed in values:
         assert float(printed) == pytest.approx(row[feature], rel=1e-3, abs=1e-3)
