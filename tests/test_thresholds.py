@@ -272,3 +272,18 @@ def test_margin_rejects_negative_cuts_and_non_positive_values():
         fit_threshold(negative, method="percentile", margin=1.5)
     with pytest.raises(ConfigError, match="greater than 0"):
         fit_threshold(np.ones(5), margin=0)
+
+
+def test_mad_with_zero_ties_stays_near_scores():
+    # Over half the windows reconstruct or match exactly (score 0); the rest
+    # score 1 to 2. The standard deviation of the log scores would put the
+    # threshold near 970, above any score these windows could reach.
+    rest = np.random.default_rng(0).uniform(1, 2, 400)
+    scores = np.concatenate([np.zeros(600), rest])
+
+    threshold = fit_threshold(scores, method="mad")
+
+    assert threshold.log_scale
+    assert rest.max() < threshold.value < 5
+    assert threshold.share_flagged == 0
+    assert "of the scores (not their logs)" in threshold.fallback_reason

@@ -143,21 +143,35 @@ def _inverse(value: float, log_scale: bool, offset: float) -> float:
     return max(float(np.exp(value) - offset), 0.0)
 
 
-def _mad_cut(t: np.ndarray, mad_k: float) -> tuple[float | None, str | None]:
-    """Return median + k * MAD, or None when every score is the same."""
+def _mad_cut(
+    t: np.ndarray, mad_k: float, log_scale: bool = False, offset: float = 0.0
+) -> tuple[float | None, str | None]:
+    """Return median + k * MAD of ``t``, or None when every score is the same.
+
+    ``t`` are the scores after ``_transform``, and ``log_scale`` and ``offset``
+    say how to undo it.
+    """
     median = float(np.median(t))
     mad = float(np.median(np.abs(t - median))) * 1.4826
     if mad > 0:
         return median + mad_k * mad, None
     std = float(t.std())
     # Rounding in the log transform leaves a tiny spread in exactly tied scores.
-    if std > 1e-9 * max(1.0, abs(median)):
-        return (
-            median + mad_k * std,
-            "MAD is zero (over half the scores are tied), so "
-            "the standard deviation was used",
-        )
-    return None, "all training scores are equal, so only higher scores flag"
+    if not std > 1e-9 * max(1.0, abs(median)):
+        return None, "all training scores are equal, so only higher scores flag"
+    reason = "MAD is zero (over half the scores are tied), so the standard deviation"
+    if not log_scale:
+        return median + mad_k * std, f"{reason} was used"
+    # Over half the scores tied, often at exactly 0 (identical windows under
+    # nearest neighbours), puts the log median about 14 below the other log
+    # scores, and the standard deviation of the logs then grows with that
+    # distance: scores of 0 and 1 to 2 gave a threshold of about 970. The
+    # standard deviation of the scores themselves keeps the cut near them.
+    scores = np.exp(t) - offset
+    cut = float(np.median(scores)) + mad_k * float(scores.std())
+    return float(
+        np.log(cut + offset)
+    ), f"{reason} of the scores (not their logs) was used"
 
 
 def _widened_note(components: list[dict[str, Any]]) -> str:
@@ -353,14 +367,14 @@ def fit_threshold(
     if method == "percentile":
         cut = float(np.percentile(t, percentile))
     elif method == "mad":
-        cut, reason = _mad_cut(t, mad_k)
+        cut, reason = _mad_cut(t, mad_k, log_scale, offset)
     else:
         cut, components, separation, reason = _gmm_cut(
             t, max_components, min_separation, random_state
         )
         if cut is None:
             used = "mad"
-            cut, tie_note = _mad_cut(t, mad_k)
+            cut, tie_note = _mad_cut(t, mad_k, log_scale, offset)
             if tie_note:
                 reason = f"{reason}; {tie_note}"
             # Info, not a warning: scores of clean training data form one
