@@ -1646,3 +1646,45 @@ def test_tune_without_logged_model_gives_no_uri(feature_table):
     output = " ".join(outcome.output.split())
     assert "runs:/" not in output
     assert "tracking.log_model is false" in output
+
+
+def test_objective_orders_channels_by_name():
+    from tests.conftest import make_cycle
+
+    names = ["a", "b", "c"]
+    recordings = []
+    for seed in range(8):
+        data = make_cycle(seed)
+        if seed % 2:
+            # The same cycle, with its rows and names listed in reverse.
+            recordings.append(Recording(f"r{seed}", data[::-1], names[::-1], 1000.0))
+        else:
+            recordings.append(Recording(f"r{seed}", data, names, 1000.0))
+    config = _config()
+    base = {"frontend.kind": "raw", "windows.length": 128}
+
+    objective = Objective(RecordingSet(recordings), config)
+    prepared = objective.prepare(config.with_overrides(base))
+    reference = Objective(
+        RecordingSet(
+            [Recording(f"r{s}", make_cycle(s), names, 1000.0) for s in range(8)]
+        ),
+        config,
+    ).prepare(config.with_overrides(base))
+
+    assert objective.channels == names
+    assert all(r.channels == names for r in objective.holdout.fit)
+    np.testing.assert_array_equal(prepared.fit_features, reference.fit_features)
+
+
+def test_objective_rejects_mixed_sample_rates():
+    from grindwatch.exceptions import InputError
+    from tests.conftest import make_cycle
+
+    recordings = [
+        Recording(f"r{s}", make_cycle(s), ["a", "b", "c"], 1000.0) for s in range(7)
+    ]
+    recordings.append(Recording("fast", make_cycle(7), ["a", "b", "c"], 2000.0))
+
+    with pytest.raises(InputError, match="sample rate 2000 differs from 1000"):
+        Objective(RecordingSet(recordings), _config())

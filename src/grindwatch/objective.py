@@ -321,9 +321,14 @@ class Objective:
         labeled: list[Recording] | None = None,
         cache_size: int = 8,
     ) -> None:
-        from grindwatch.pipeline import drop_duplicate_channels
+        from grindwatch.pipeline import (
+            align_training_recordings,
+            drop_duplicate_channels,
+        )
 
         settings = config.tune
+        # Recordings built in memory may list their channels in other orders.
+        recordings = align_training_recordings(recordings)
         # Keep the channels that the final refit (Model.fit) keeps. Only the refit
         # warns about the left-out channels, because a warning here too would
         # repeat once per worker process.

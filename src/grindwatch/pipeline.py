@@ -233,8 +233,7 @@ class Model:
         """Fit scaling, front end, detector and threshold on unlabeled recordings."""
         config = self.config
         self.kind_ = recordings.kind
-        recordings = _in_first_channel_order(recordings)
-        _check_one_rate(recordings)
+        recordings = align_training_recordings(recordings)
         recordings, self.duplicate_channels_ = drop_duplicate_channels(
             recordings, config.data.duplicate_channels
         )
@@ -1342,6 +1341,22 @@ def _warn_dominant_channel(model: Model, features: np.ndarray) -> None:
         float(model.scaler_.scale_[top]),
         noun,
     )
+
+
+def align_training_recordings(recordings: RecordingSet) -> RecordingSet:
+    """Return ``recordings`` in one channel order, checked for one sample rate.
+
+    ``Model.fit`` and tuning both cut windows that stack channels by position.
+
+    Raises
+    ------
+    InputError
+        If a recording lacks a channel of the first recording, or has another
+        sample rate.
+    """
+    recordings = _in_first_channel_order(recordings)
+    _check_one_rate(recordings)
+    return recordings
 
 
 def _in_first_channel_order(recordings: RecordingSet) -> RecordingSet:
