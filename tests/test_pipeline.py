@@ -226,7 +226,7 @@ def test_scoring_warns_when_a_copy_diverges(table_with_copies, tmp_path, caplog)
     with caplog.at_level("WARNING", logger="grindwatch.pipeline"):
         grindwatch.score(model, changed)
 
-    assert "no longer equals the channel" in caplog.text
+    assert "no longer equal the channel they copied" in caplog.text
     assert "changed#3 (f0_copy != f0)" in caplog.text
 
 
@@ -667,7 +667,7 @@ def test_score_matches_each_recording_once(caplog, monkeypatch):
     with caplog.at_level("WARNING", logger="grindwatch.pipeline"):
         scored = model.score(RecordingSet(batch))
 
-    diverged = [r for r in caplog.records if "no longer equals" in r.getMessage()]
+    diverged = [r for r in caplog.records if "no longer equal the" in r.getMessage()]
     assert len(diverged) == 1
     assert "copy_moved (a_copy != a)" in diverged[0].getMessage()
     assert calls == ["fast"]

@@ -877,12 +877,16 @@ def _check_description(folder: Path) -> None:
 
 
 def _warn_diverged(diverged: list[str]) -> None:
-    """Log the left-out copies that no longer equal their source, if any."""
+    """Log the left-out copies that no longer equal their source, if any.
+
+    Each entry of ``diverged`` names one recording and one copied channel.
+    """
     if diverged:
         logger.warning(
-            "%d recording(s) have a channel that no longer equals the channel "
-            "it copied in training, and the model does not read it: %s%s. "
-            "Retrain with data.duplicate_channels set to keep to score it.",
+            "Left-out channels that no longer equal the channel they copied in "
+            "training (%d, as recording (copy != source)): %s%s. The model does "
+            "not read them; retrain with data.duplicate_channels set to keep to "
+            "score them.",
             len(diverged),
             ", ".join(diverged[:3]),
             " and more" if len(diverged) > 3 else "",
