@@ -371,3 +371,25 @@ def test_recurring_rejects_bad_arguments():
         inject_recurring(X, X, "signals", np.random.default_rng(0), 0.0)
     with pytest.raises(ValueError, match="unknown injection types"):
         inject_recurring(X, X, "table", np.random.default_rng(0), 0.1, ["spike"])
+
+
+def test_recurring_feature_mix_never_donates_to_itself():
+    data = np.random.default_rng(5).normal(size=(12, 6, 1)).astype(np.float32)
+    held_out_rows = data[:4].copy()
+
+    for seed in range(10):
+        recurring = inject_recurring(
+            data,
+            held_out_rows,
+            "table",
+            np.random.default_rng(seed),
+            0.9,
+            ["feature_mix"],
+        )
+        changed = (recurring.fit[recurring.fit_rows] != data[recurring.fit_rows]).any(
+            axis=(1, 2)
+        )
+
+        # Every feature comes from the normal distribution, so a row mixed with
+        # another row always changes; only a row that is its own donor stays.
+        assert changed.all(), f"seed {seed}: a row was mixed with itself"

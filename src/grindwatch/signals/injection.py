@@ -520,16 +520,22 @@ def inject_recurring(
         for name in names
     ]
 
-    def apply(X: np.ndarray, assigned: np.ndarray) -> np.ndarray:
+    def apply(
+        X: np.ndarray, assigned: np.ndarray, pool_rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Inject each row's assigned pattern; ``pool_rows`` are the rows' own
+        indices in ``fit``, which a feature mix must not draw as its donor."""
         out = X.copy()
         for i, index in enumerate(assigned):
             pattern = patterns[index]
             function = registry[pattern["type"]]
             draw = np.random.default_rng(pattern["seed"])
             if table:
-                extra = (
-                    {"pool": fit[:, :, 0]} if pattern["type"] == "feature_mix" else {}
-                )
+                extra = {}
+                if pattern["type"] == "feature_mix":
+                    extra["pool"] = fit[:, :, 0]
+                    if pool_rows is not None:
+                        extra["exclude"] = int(pool_rows[i])
                 out[i, :, 0], info = function(X[i, :, 0], draw, scale, **extra)
             else:
                 channel = pattern["channel"]
@@ -541,7 +547,7 @@ def inject_recurring(
     fit_assigned = np.arange(n_fit) % len(names)
     held_assigned = rng.permutation(held_out.shape[0]) % len(names)
     contaminated = fit.copy()
-    contaminated[fit_rows] = apply(fit[fit_rows], fit_assigned)
+    contaminated[fit_rows] = apply(fit[fit_rows], fit_assigned, fit_rows)
     return RecurringAnomalies(
         fit=contaminated,
         fit_rows=fit_rows,
