@@ -300,3 +300,11 @@ def test_autoencoder_batch_size_found_alone_in_threads():
         found.append(detector.inference_step_)
 
     assert found == [expected] * 5
+
+
+@pytest.mark.parametrize("family", sorted(DETECTORS))
+def test_detector_rejects_one_training_window(family):
+    detector = make_detector(family, **FAST[family])
+
+    with pytest.raises(ConfigError, match=f"{family} needs at least 2 training"):
+        detector.fit(_windows(0, n=1))

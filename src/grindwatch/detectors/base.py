@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from grindwatch.exceptions import InputError, NotFittedError
+from grindwatch.exceptions import ConfigError, InputError, NotFittedError
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,14 @@ class BaseDetector:
     def fit(self, X: Any, on_epoch: EpochCallback | None = None) -> BaseDetector:
         """Learn normal behaviour from windows and store their scores."""
         X = check_windows(X)
+        if X.shape[0] < 2:
+            # One window shows no spread: PCA and the autoencoder then score it 0
+            # and flag anything else, and an isolation forest flags nothing.
+            raise ConfigError(
+                f"{self.family} needs at least 2 training windows, and the data "
+                f"gives {X.shape[0]}; train on more or longer recordings, or "
+                "shorten the window (--window)"
+            )
         self.input_shape_ = tuple(X.shape[1:])
         self._fit(X, on_epoch)
         self.training_scores_ = _as_scores(self._training_scores(X))

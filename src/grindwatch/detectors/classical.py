@@ -125,12 +125,6 @@ class KNNDetector(BaseDetector):
 
         from sklearn.neighbors import NearestNeighbors
 
-        if X.shape[0] < 2:
-            raise ConfigError(
-                "knn needs at least 2 training windows, and the data gives "
-                f"{X.shape[0]}; train on more or longer recordings, or shorten the "
-                "window (--window)"
-            )
         self.n_neighbors_ = min(self.n_neighbors, X.shape[0] - 1)
         if self.n_neighbors_ < self.n_neighbors:
             warnings.warn(
