@@ -1004,6 +1004,32 @@ def test_moved_cycle_folder_not_scored_again(grinding_model, tmp_path):
     ]
 
 
+def test_cycle_folder_name_not_utf8_moved(grinding_model, tmp_path):
+    """A file in a cycle folder whose name is not UTF-8 neither stops the poll
+    nor keeps the moved folder from being recognised."""
+    from grindwatch.io.synthetic import write_grinding_cycles
+
+    folder = tmp_path / "incoming"
+    (cycle,) = write_grinding_cycles(folder, 1, seed=8, **SMALL_CYCLES)
+    note = os.path.join(os.fsencode(cycle.path), b"note\xff.txt")
+    with open(note, "wb") as handle:
+        handle.write(b"operator note")
+    watcher = Watcher(
+        grinding_model,
+        folder,
+        ResultStore(tmp_path / "results.sqlite"),
+        settle_seconds=0,
+    )
+    first = watcher.poll()
+    (folder / "archive").mkdir()
+    cycle.path.rename(folder / "archive" / cycle.path.name)
+    second = watcher.poll()
+
+    assert len(first) == 1
+    assert second == []
+    assert watcher.store.moves()["kind"].tolist() == ["moved"]
+
+
 def test_cycles_of_other_tool_left_out(grinding_model, tmp_path):
     import copy
 
