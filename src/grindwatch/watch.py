@@ -678,6 +678,8 @@ class Watcher:
             key = _file_key(path, self.folder)
             if key is None:
                 continue
+            # NOTE: a rewrite that keeps the size and the modification time (a copy
+            # tool that restores mtime) keeps a known key, so it is not scored again.
             if key not in self._known:
                 found.append((path, key))
             else:
