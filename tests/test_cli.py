@@ -267,6 +267,34 @@ def test_table_output_counts_rows(feature_table, tmp_path):
     assert "of all scored windows" not in output
 
 
+def test_table_one_row_and_trained_rows(feature_table, tmp_path):
+    """One scored row reads "1 row", and rows seen in training are called rows."""
+    model = tmp_path / "table-model"
+    trained = runner.invoke(
+        app,
+        ["train", str(feature_table), "--table", "--detector", "iforest"]
+        + ["-o", str(model), "--no-track"],
+    )
+    one = tmp_path / "one.parquet"
+    pd.read_parquet(feature_table).head(1).drop(columns="anomaly").to_parquet(one)
+
+    scored = runner.invoke(app, ["score", str(one), "-m", str(model)])
+    evaluated = runner.invoke(
+        app, ["evaluate", str(feature_table), "-m", str(model), "--no-track"]
+    )
+
+    assert trained.exit_code == 0, trained.output
+    assert scored.exit_code == 0, scored.output
+    output = " ".join(scored.output.split())
+    assert "of 1 row flagged." in output
+    assert "rows" not in output
+    assert evaluated.exit_code == 0, evaluated.output
+    output = " ".join(evaluated.output.split())
+    assert "304 of the labeled rows are rows the model was trained on" in output
+    assert "evaluate on rows left out of training" in output
+    assert "recording" not in output.lower()
+
+
 def test_table_score_listing_says_rows(feature_table, tmp_path):
     model = tmp_path / "table-model"
     frame = pd.read_parquet(feature_table)

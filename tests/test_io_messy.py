@@ -151,7 +151,7 @@ def test_large_offset_channel_warned(tmp_path, caplog):
     recording = loaded.recordings[0]
     assert len(np.unique(recording.data[0])) <= 3
     assert list(recording.metadata["low_precision_channels"]) == ["a"]
-    assert "1 of 1 recordings have channels ['a'] whose variation is tiny" in (
+    assert "1 of 1 recording has channels ['a'] whose variation is tiny" in (
         caplog.text
     )
     assert "offset.csv" in caplog.text
@@ -627,7 +627,7 @@ def test_csv_duplicated_timestamps_dropped_with_warning(tmp_path, caplog):
 
     assert recording.n_samples == 100
     assert recording.sample_rate == pytest.approx(1000.0)
-    assert "dropped 1 rows that repeat a timestamp of column 'time'" in caplog.text
+    assert "dropped 1 row that repeats a timestamp of column 'time'" in caplog.text
 
 
 def test_csv_time_going_backwards_raises_with_row(tmp_path):

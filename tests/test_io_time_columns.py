@@ -90,7 +90,9 @@ def test_time_like_row_of_npy_warned(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="grindwatch"):
         load_recordings(tmp_path)
 
-    assert "have channels ['channel_1'] that rise by the same step" in caplog.text
+    assert "1 of 1 recording has channels ['channel_1'] that rise by the same step" in (
+        caplog.text
+    )
 
 
 def test_time_like_allows_float32_rounding(tmp_path):
@@ -613,7 +615,7 @@ def test_date_time_repeats_dropped(tmp_path, caplog):
         recording = read_file(path)[0]
 
     assert recording.n_samples == 399
-    assert "dropped 1 rows that repeat a timestamp of column 'Time'" in caplog.text
+    assert "dropped 1 row that repeats a timestamp of column 'Time'" in caplog.text
     assert "first at data row 201" in caplog.text
 
 

@@ -237,6 +237,44 @@ def test_table_report_says_rows(feature_table, tmp_path):
     assert "recording" not in text.lower()
 
 
+def test_table_knn_attribution_says_rows(feature_table):
+    config = _config(
+        **{"data.kind": "table", "frontend.kind": "raw", "detector.family": "knn"}
+    )
+    model = grindwatch.train(feature_table, config).model
+    recordings = read_data(feature_table, model.config)
+
+    text = _visible_text(build_report(model, recordings, max_details=1))
+
+    assert "the mean of the nearest training rows" in text
+    assert "training windows" not in text
+
+
+def test_cli_table_report_one_row(feature_table, tmp_path):
+    import typer
+
+    from grindwatch.cli_report import register
+
+    config = _config(
+        **{"data.kind": "table", "frontend.kind": "raw", "detector.family": "iforest"}
+    )
+    grindwatch.train(feature_table, config).model.save(tmp_path / "model")
+    one = tmp_path / "one.parquet"
+    pd.read_parquet(feature_table).head(1).to_parquet(one)
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    command = ["report", str(one), "--model", str(tmp_path / "model")]
+    command += ["-o", str(tmp_path / "out.html"), "--no-track"]
+
+    result = CliRunner().invoke(app, command)
+
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "of 1 row flagged;" in output
+    assert "rows flagged" not in output
+
+
 def test_table_score_figure_says_rows(feature_table):
     from grindwatch.report import plot_score_distribution
 
@@ -594,6 +632,8 @@ def test_tuner_study_layout_is_understood(cycle_folders, tracked):
     section = study_section(summary)
     assert "PRUNED at epoch 1" in section
     assert "0.95" not in section
+    assert "retrained on all training recordings" in section
+    assert "retrained on all training rows" in study_section(summary, "table")
 
 
 def test_family_settings_share_one_column(cycle_folders, tracked):
@@ -953,7 +993,7 @@ def test_report_takes_reading_options(cycle_folders, tmp_path):
     assert rejected.exit_code != 0
     assert "sample rate 2000" in rejected.output
     assert resampled.exit_code == 0, resampled.output
-    assert "1 of 1 recordings flagged" in resampled.output
+    assert "1 of 1 recording flagged" in resampled.output
 
 
 def test_untracked_model_report_says_not_logged(cycle_folders, tmp_path):

@@ -340,3 +340,22 @@ def test_spark_summary_counts_rows_for_tables(kind, expected, tmp_path):
     )
 
     assert _flagged_sentence(result, kind) == expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("signals", "1 of 1 recording and 3 of 8 windows flagged (threshold 0.5)."),
+        ("table", "1 of 1 row flagged (threshold 0.5)."),
+    ],
+)
+def test_spark_summary_one_item_singular(kind, expected, tmp_path):
+    from grindwatch.cli_spark import _flagged_sentence
+    from grindwatch.spark_scoring import SparkScoreResult
+
+    counts = {"n_recordings": 1, "n_flagged_recordings": 1, "n_windows": 8}
+    result = SparkScoreResult(
+        tmp_path, tmp_path, 1, **counts, n_flagged_windows=3, threshold=0.5
+    )
+
+    assert _flagged_sentence(result, kind) == expected

@@ -1124,8 +1124,10 @@ def test_tune_summary_names_in_sample_labels(feature_table, capsys):
     _report(result, show=5)
 
     shown = capsys.readouterr().err
-    assert "* measured on labels of the training recordings" in shown
-    assert "measured on its own training recordings" in shown
+    assert "* measured on labels of the training rows" in shown
+    assert "measured on its own training rows" in shown
+    assert "measure on other rows" in shown
+    assert "recording" not in shown
     assert "front end" not in shown
     assert "labeled row AUC" in shown
     assert "Retrained model: row AUC-ROC" in shown
@@ -1404,6 +1406,30 @@ def test_weak_threshold_with_eval_names_objective(caplog):
     assert message is not None
     assert "on the --eval recordings with --objective labeled_auc" in message
     assert "give labelled recordings" not in message
+
+
+def test_weak_threshold_table_names_rows():
+    import optuna
+
+    from grindwatch.tuning_results import _warn_weak_threshold
+
+    metrics = {
+        "recurring_f1": 0.02,
+        "recurring_recall": 0.1,
+        "held_out_specificity": 0.9,
+    }
+    trial = optuna.trial.create_trial(
+        value=0.01, user_attrs={"grindwatch.metrics": metrics}
+    )
+    factors = ("injected_auc", "recurring_auc", "recurring_f1")
+
+    message = _warn_weak_threshold(trial, factors, "table")
+
+    assert message is not None
+    assert "Held-out rows that are not normal" in message
+    assert "give labelled rows with --eval" in message
+    assert "window" not in message
+    assert "recording" not in message
 
 
 def test_undecided_choice_noted_on_study_run(cycles, isolated_tracking):

@@ -394,6 +394,49 @@ def test_moved_twice_follows_file(trained, folder, tmp_path):
     assert watcher.store.frame()["current_path"].tolist() == ["2024/b.csv"]
 
 
+def test_moved_back_file_followed(trained, folder, tmp_path):
+    """A file moved into a subfolder and back, with its old modification time,
+    is current at its old path again, so the next move starts from there."""
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=84)
+    watcher.poll()
+
+    (folder / "sub").mkdir()
+    (folder / "cycle_084.csv").rename(folder / "sub" / "cycle_084.csv")
+    watcher.poll()
+    (folder / "sub" / "cycle_084.csv").rename(folder / "cycle_084.csv")
+    back = watcher.poll()
+    current_after_back = watcher.store.frame()["current_path"].tolist()
+    csv_after_back = pd.read_csv(tmp_path / "results.csv")["current_path"].tolist()
+    (folder / "cycle_084.csv").rename(folder / "renamed.csv")
+    watcher.poll()
+    moves = watcher.store.moves()
+
+    assert back == []
+    assert current_after_back == ["cycle_084.csv"]
+    assert csv_after_back == ["cycle_084.csv"]
+    assert moves["from_path"].tolist() == ["cycle_084.csv", "cycle_084.csv"]
+    assert moves["kind"].tolist() == ["moved", "moved"]
+    assert watcher.store.frame()["current_path"].tolist() == ["renamed.csv"]
+
+
+def test_copy_stays_copy_while_original_there(trained, folder, tmp_path):
+    """A copy of a scored file leaves the current path at the original until the
+    original is deleted."""
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=83)
+    watcher.poll()
+    shutil.copy(folder / "cycle_083.csv", folder / "copy.csv")
+    watcher.poll()
+    watcher.poll()
+    current_with_original = watcher.store.frame()["current_path"].tolist()
+    (folder / "cycle_083.csv").unlink()
+    watcher.poll()
+
+    assert current_with_original == ["cycle_083.csv"]
+    assert watcher.store.frame()["current_path"].tolist() == ["copy.csv"]
+
+
 def test_copied_file_stored_as_copy(trained, folder, tmp_path, caplog):
     watcher = _watcher(trained, folder, tmp_path)
     write_cycles(folder, 1, start_seed=86)
@@ -1002,6 +1045,32 @@ def test_moved_cycle_folder_not_scored_again(grinding_model, tmp_path):
     assert watcher.store.frame()["current_path"].tolist() == [
         f"archive/{cycle.path.name}"
     ]
+
+
+def test_cycle_folder_name_not_utf8_moved(grinding_model, tmp_path):
+    """A file in a cycle folder whose name is not UTF-8 neither stops the poll
+    nor keeps the moved folder from being recognised."""
+    from grindwatch.io.synthetic import write_grinding_cycles
+
+    folder = tmp_path / "incoming"
+    (cycle,) = write_grinding_cycles(folder, 1, seed=8, **SMALL_CYCLES)
+    note = os.path.join(os.fsencode(cycle.path), b"note\xff.txt")
+    with open(note, "wb") as handle:
+        handle.write(b"operator note")
+    watcher = Watcher(
+        grinding_model,
+        folder,
+        ResultStore(tmp_path / "results.sqlite"),
+        settle_seconds=0,
+    )
+    first = watcher.poll()
+    (folder / "archive").mkdir()
+    cycle.path.rename(folder / "archive" / cycle.path.name)
+    second = watcher.poll()
+
+    assert len(first) == 1
+    assert second == []
+    assert watcher.store.moves()["kind"].tolist() == ["moved"]
 
 
 def test_cycles_of_other_tool_left_out(grinding_model, tmp_path):

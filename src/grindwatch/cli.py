@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from grindwatch._nouns import item_noun
 from grindwatch._version import __version__
 
 app = typer.Typer(
@@ -643,10 +644,11 @@ def score(
         if loaded.kind_ == "signals"
         else ""
     )
+    # "1 of 1 row", and "0 of 2 rows": the noun agrees with the total.
+    items = item_noun(loaded.kind_, summary["n_recordings"])
     console().print(
         f"{summary['n_flagged_recordings']} of {summary['n_recordings']} "
-        f"{'recordings' if loaded.kind_ == 'signals' else 'rows'}{by_cycle}"
-        f"{windows} flagged.",
+        f"{items}{by_cycle}{windows} flagged.",
         highlight=False,
     )
     for skipped in result.skipped:
@@ -713,11 +715,15 @@ def _print_metrics(
     if sources:
         out.print(f"Labels: {_describe_label_sources(sources)}.", highlight=False)
     if result.trained_on:
+        n_trained_on = len(result.trained_on)
+        if feature_table:
+            seen = "is a row" if n_trained_on == 1 else "are rows"
+        else:
+            seen = "is a file" if n_trained_on == 1 else "are files"
         out.print(
-            f"{len(result.trained_on)} of the labeled recordings "
-            f"{'is a file' if len(result.trained_on) == 1 else 'are files'} the "
-            f"model was trained on (first: {result.trained_on[0]}), so these "
-            "metrics are optimistic: evaluate on recordings left out of training.",
+            f"{n_trained_on} of the labeled {items} {seen} the model was trained "
+            f"on (first: {result.trained_on[0]}), so these metrics are "
+            f"optimistic: evaluate on {items} left out of training.",
             highlight=False,
         )
     if result.window_labels == "recordings":

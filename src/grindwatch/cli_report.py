@@ -141,8 +141,10 @@ def report(
     items = item_noun(loaded.kind_)
     item = item_noun(loaded.kind_, 1)
     out = console()
+    # "1 of 1 row", and "0 of 2 rows": the noun agrees with the total.
     out.print(
-        f"{result.n_flagged} of {result.n_recordings} {items} flagged; "
+        f"{result.n_flagged} of {result.n_recordings} "
+        f"{item_noun(loaded.kind_, result.n_recordings)} flagged; "
         f"{result.n_details} with a detail section.",
         highlight=False,
     )

@@ -149,14 +149,18 @@ def _flagged_sentence(result, kind: str, cycle: str = "") -> str:  # noqa: ANN00
     A feature table's row is one recording and its only window, so its window
     count would repeat the row count.
     """
+    from grindwatch._nouns import item_noun
+
     threshold = f"(threshold {result.threshold:.4g}{cycle})"
+    # "1 of 1 row", and "0 of 2 rows": the noun agrees with the total.
+    items = item_noun(kind, result.n_recordings)
     if kind == "table":
         return (
-            f"{result.n_flagged_recordings} of {result.n_recordings} rows flagged "
-            f"{threshold}."
+            f"{result.n_flagged_recordings} of {result.n_recordings} {items} "
+            f"flagged {threshold}."
         )
     return (
-        f"{result.n_flagged_recordings} of {result.n_recordings} recordings and "
+        f"{result.n_flagged_recordings} of {result.n_recordings} {items} and "
         f"{result.n_flagged_windows} of {result.n_windows} windows flagged "
         f"{threshold}."
     )

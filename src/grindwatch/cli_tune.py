@@ -147,8 +147,9 @@ def _top_trials(result: Any, limit: int) -> None:
         for number, text in settings:
             console().print(f"  {number}: {text}", highlight=False)
     if labeled and in_training:
+        items = "recordings" if signals else "rows"
         console().print(
-            "* measured on labels of the training recordings, which the trials "
+            f"* measured on labels of the training {items}, which the trials "
             "were fitted on (without the labels).",
             highlight=False,
         )
@@ -260,21 +261,23 @@ def _report(result: Any, show: int, output: Path | None = None) -> None:
         )
     if result.final_metrics:
         metrics = result.final_metrics
+        table = result.model is not None and result.model.kind_ == "table"
+        items = "rows" if table else "recordings"
         source = (
-            "its own training recordings, which it was fitted on without their "
-            "labels (pass --eval DATA to measure on other recordings)"
+            f"its own training {items}, which it was fitted on without their "
+            f"labels (pass --eval DATA to measure on other {items})"
             if result.labels_in_training
-            else "the --eval recordings"
+            else f"the --eval {items}"
         )
         overlap = int(metrics.get("n_eval_trained_on", 0))
         if overlap and not result.labels_in_training:
             source += (
-                f", {overlap} of which are training recordings, so the figures "
+                f", {overlap} of which are training {items}, so the figures "
                 "are optimistic"
             )
         auc = metrics.get("window_auc_roc", float("nan"))
         f1 = metrics.get("recording_f1", float("nan"))
-        if result.model is not None and result.model.kind_ == "table":
+        if table:
             # A table row is both the window and the recording.
             figures = f"row AUC-ROC {auc:.3f}, row F1 {f1:.3f}"
         else:

@@ -302,14 +302,18 @@ def evaluate(
     measured = scored.recordings[_labeled(scored.recordings)]
     result.trained_on = training_recordings(model, measured)
     if result.trained_on:
+        n_trained_on = len(result.trained_on)
+        items = item_noun(model.kind_)
+        seen = "file" if model.kind_ == "signals" else "row"
         logger.warning(
-            "%d of the %d labeled recordings %s the model was trained on "
-            "(first: %s), so the metrics are optimistic; evaluate on recordings "
-            "left out of training",
-            len(result.trained_on),
+            "%d of the %d labeled %s %s the model was trained on (first: %s), so "
+            "the metrics are optimistic; evaluate on %s left out of training",
+            n_trained_on,
             len(measured),
-            "is a file" if len(result.trained_on) == 1 else "are files",
+            items,
+            f"is a {seen}" if n_trained_on == 1 else f"are {seen}s",
             result.trained_on[0],
+            items,
         )
     counts = result.skipped_counts()
     if counts["normal"] or counts["anomalous"]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ def content_fingerprint(path: Path) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
     for item in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(str(item.relative_to(path)).encode())
+        # os.fsencode gives back the bytes of a name that is not UTF-8, which
+        # str.encode would reject, and the same bytes as before for the rest.
+        digest.update(os.fsencode(item.relative_to(path)))
         digest.update(file_sha256(item).encode())
         size += item.stat().st_size
     return size, digest.hexdigest()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from grindwatch._nouns import item_noun
 from grindwatch.config import Config
 from grindwatch.io import Recording, RecordingSet
 from grindwatch.trial_runner import TrialRunner
@@ -221,7 +222,7 @@ def conclude(
         return result
 
     if best.value is not None and best.value > 0:
-        weak = _warn_weak_threshold(best, objective.factors)
+        weak = _warn_weak_threshold(best, objective.factors, training.kind)
         if weak:
             result.notes.append(weak)
     undecided = _warn_undecided(study, best)
@@ -292,12 +293,13 @@ def _warn_undecided(study: optuna.Study, best: optuna.trial.FrozenTrial) -> str 
 
 
 def _warn_weak_threshold(
-    best: optuna.trial.FrozenTrial, factors: tuple[str, ...]
+    best: optuna.trial.FrozenTrial, factors: tuple[str, ...], kind: str = "signals"
 ) -> str | None:
     """Warn when even the best trial's threshold barely catches the recurring
     faults of an objective that multiplies by their F1, because the ranking then
     rests on a few windows.
 
+    ``kind`` is the data kind ("signals" or "table"), which names the items.
     Returns the warning, or None when the threshold catches enough of them.
     """
     metrics = best.user_attrs.get("grindwatch.metrics", {})
@@ -306,19 +308,22 @@ def _warn_weak_threshold(
         return None
     recall = metrics.get("recurring_recall", float("nan"))
     specificity = metrics.get("held_out_specificity", float("nan"))
+    items = item_noun(kind)
+    # A table row is its own single window.
+    windows = "windows" if kind == "signals" else "rows"
     # Labeled recordings only rank the trials under the labeled_auc objective.
     if "labeled_window_auc_roc" in metrics:
-        advice = "rank the trials on the --eval recordings with --objective labeled_auc"
+        advice = f"rank the trials on the --eval {items} with --objective labeled_auc"
     else:
         advice = (
-            "give labelled recordings with --eval and rank the trials on them with "
+            f"give labelled {items} with --eval and rank the trials on them with "
             "--objective labeled_auc"
         )
     message = (
         f"the best trial ({best.number}) reaches only F1 {f1:.3f} on the recurring "
         f"faults at its threshold (recall {recall:.2f}, held-out specificity "
         f"{specificity:.3f}), so the objective hardly separated the variants and "
-        "the choice may be no better than the others. Held-out windows that are "
+        f"the choice may be no better than the others. Held-out {windows} that are "
         "not normal (worn tools or faults in the training data) can cause this. "
         f"Check the training data, or {advice}"
     )

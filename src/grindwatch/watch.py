@@ -228,6 +228,42 @@ class ResultStore:
         finally:
             connection.close()
 
+    def key_results(self) -> dict[FileKey, int]:
+        """Map the key of each file scored or failed, moved, copied or touched to
+        the id of its result."""
+        connection = self._connect()
+        try:
+            rows = connection.execute(
+                "SELECT path, size, mtime_ns, id FROM results "
+                "UNION SELECT path, size, mtime_ns, result_id FROM moves"
+            )
+            return {FileKey(*row[:3]): row[3] for row in rows}
+        finally:
+            connection.close()
+
+    def current_paths(self) -> dict[int, str]:
+        """Map each result id to the path its file was last seen at."""
+        connection = self._connect()
+        try:
+            rows = connection.execute(
+                "SELECT id, COALESCE(current_path, path) FROM results"
+            )
+            return dict(rows.fetchall())
+        finally:
+            connection.close()
+
+    def set_current_path(self, result_id: int, path: str) -> None:
+        """Store ``path`` as the place where the file of result ``result_id`` is."""
+        connection = self._connect()
+        try:
+            with connection:
+                connection.execute(
+                    "UPDATE results SET current_path = ? WHERE id = ?",
+                    (path, result_id),
+                )
+        finally:
+            connection.close()
+
     def add(
         self,
         key: FileKey,
@@ -597,7 +633,10 @@ class Watcher:
         if 0 < self.run_warning <= len(self._run):
             self.run_notice = self._run_text()
         self._options = scoring_options(model)
-        self._known = store.keys()
+        # Key of each stored file -> its result id, None for a file left out.
+        self._known: dict[FileKey, int | None] = dict(store.key_results())
+        # Result id -> the path its file was last seen at, as in current_path.
+        self._current = store.current_paths()
         # Path -> (size, mtime_ns, monotonic time first seen with them).
         self._seen: dict[str, tuple[int, int, float]] = {}
         # Path of a logger stream -> its cycle folder, which lacks meta.json.
@@ -612,7 +651,8 @@ class Watcher:
         self._folder_missing = False
         # False until the first poll hashed the results stored without a hash.
         self._hashed_old_results = False
-        # Rows the current poll added to the moves table.
+        # Rows the current poll added to the moves table, and current paths it
+        # changed, so that the CSV copy is written again.
         self._moves_added = 0
         self._excluded = {store.path.resolve()}
         if self.csv_path is not None:
@@ -636,9 +676,45 @@ class Watcher:
             if path.resolve() in self._excluded:
                 continue
             key = _file_key(path, self.folder)
-            if key is not None and key not in self._known:
+            if key is None:
+                continue
+            # NOTE: a rewrite that keeps the size and the modification time (a copy
+            # tool that restores mtime) keeps a known key, so it is not scored again.
+            if key not in self._known:
                 found.append((path, key))
+            else:
+                self._follow_known(key)
         return found
+
+    def _follow_known(self, key: FileKey) -> None:
+        """Set the current path of the result of the known file ``key`` to its path
+        when the file at the stored current path is gone or holds other content.
+
+        That is a file moved back to a path where it was stored before, with its
+        old modification time, which ``mv`` keeps. Its key is known, so it is no
+        candidate and no row is added to the moves table.
+        """
+        result_id = self._known[key]
+        current = self._current.get(result_id) if result_id is not None else None
+        if current is None or current == key.path:
+            return
+        current_key = _file_key(self.folder / current, self.folder)
+        if current_key is not None and self._known.get(current_key) == result_id:
+            return  # a copy, and the file at the current path is still there
+        try:
+            self.store.set_current_path(result_id, key.path)
+        except sqlite3.OperationalError as error:
+            self._note_store_failure(key, error)
+            return
+        self._current[result_id] = key.path
+        self._moves_added += 1
+        logger.info(
+            "%s is back at a path it had before (it was last seen at %s); it keeps "
+            "result %d",
+            key.path,
+            current,
+            result_id,
+        )
 
     def _note_folder_state(self) -> None:
         """Warn once when the watched folder is gone (deleted, or a network share
@@ -717,7 +793,7 @@ class Watcher:
                 self._seen.pop(key.path, None)
                 continue
             if cycle is None and reason is None:
-                self._known.add(key)
+                self._known[key] = None
                 self._seen.pop(key.path, None)
                 self.left_out.append(key.path)
                 logger.info(
@@ -736,9 +812,10 @@ class Watcher:
                 self._note_store_failure(key, error)
                 break
             self._note_store_success()
-            self._known.add(key)
+            self._known[key] = result_id
             self._seen.pop(key.path, None)
             if result_id is not None:
+                self._current[result_id] = key.path
                 added.append(result_id)
                 if cycle is None:
                     self.failed.append(key.path)
@@ -767,9 +844,11 @@ class Watcher:
 
         move_id = self.store.add_move(key, known["id"], previous, kind)
         self._note_store_success()
-        self._known.add(key)
+        self._known[key] = known["id"]
         self._seen.pop(key.path, None)
         if move_id is not None:
+            if kind != "copied":
+                self._current[known["id"]] = key.path
             self._moves_added += 1
             _log_known(key, known, kind)
 

@@ -437,6 +437,13 @@ def _warn_quality(recordings: list[Recording]) -> None:
             )
 
 
+def _recordings_have(n_affected: int, n_total: int) -> str:
+    """Return "recording has" or "recordings have" for "N of TOTAL ..." text: the
+    noun agrees with the total and the verb with the count."""
+    noun = "recording" if n_total == 1 else "recordings"
+    return f"{noun} {'has' if n_affected == 1 else 'have'}"
+
+
 def _warn_low_precision(recordings: list[Recording]) -> None:
     """Name the channels that float32 stores coarsely, once per data set."""
     affected = [r for r in recordings if r.metadata.get("low_precision_channels")]
@@ -447,13 +454,14 @@ def _warn_low_precision(recordings: list[Recording]) -> None:
     channel = next(iter(coarse))
     names = sorted({c for r in affected for c in r.metadata["low_precision_channels"]})
     logger.warning(
-        "%d of %d recordings have channels %s whose variation is tiny next to their "
+        "%d of %d %s channels %s whose variation is tiny next to their "
         "level (first: %s, where the standard deviation of %r is %.3g float32 "
         "steps). Samples are stored as float32, which keeps about 7 significant "
         "digits, so these channels keep only a few distinct values. Subtract the "
         "offset (a baseline or the mean) before saving the files",
         len(affected),
         len(recordings),
+        _recordings_have(len(affected), len(recordings)),
         shorten_list(names),
         first.source or first.name,
         channel,
@@ -468,7 +476,7 @@ def _warn_time_like(recordings: list[Recording]) -> None:
         return
     channels = sorted({c for r in affected for c in r.metadata["time_like_channels"]})
     logger.warning(
-        "%d of %d recordings have channels %s that rise by the same step at every "
+        "%d of %d %s channels %s that rise by the same step at every "
         "sample (first: %s), so they are probably time or sample index columns, not "
         "sensor signals. They are kept as channels. Name a CSV or Parquet time "
         "column with --set data.time_column=NAME, so that it gives the sample rate, "
@@ -476,6 +484,7 @@ def _warn_time_like(recordings: list[Recording]) -> None:
         "(data.channels)",
         len(affected),
         len(recordings),
+        _recordings_have(len(affected), len(recordings)),
         shorten_list(channels),
         affected[0].source or affected[0].name,
     )

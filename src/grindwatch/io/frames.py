@@ -872,10 +872,12 @@ def _ordered_by_time(
     if zero.any():
         first = int(np.argmax(zero)) + 1
         logger.warning(
-            "%s: dropped %d rows that repeat a timestamp of column %r, first at data "
-            "row %d",
+            "%s: dropped %d %s that repeat%s a timestamp of column %r, first at "
+            "data row %d",
             path,
             int(zero.sum()),
+            "row" if zero.sum() == 1 else "rows",
+            "s" if zero.sum() == 1 else "",
             name,
             first,
         )

@@ -221,7 +221,7 @@ def build_report(
         "</section>",
     ]
     if study is not None:
-        body.append(sections.study_section(study))
+        body.append(sections.study_section(study, model.kind_))
     body.append(sections.notes(model, scored, reference))
     return markup.page(title, "".join(body))
 

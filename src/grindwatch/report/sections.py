@@ -398,7 +398,9 @@ def _model_mark(summary: StudySummary) -> str:
     return " (this model's trial)" if summary.retrained else " (this model)"
 
 
-def study_section(summary: StudySummary) -> str:
+def study_section(summary: StudySummary, kind: str = "signals") -> str:
+    """Describe the Optuna study behind the model; ``kind`` is the model's data
+    kind, which names the training items."""
     from grindwatch.report.study import plot_history, plot_importances
 
     trials = summary.trials
@@ -409,7 +411,7 @@ def study_section(summary: StudySummary) -> str:
     elif summary.retrained:
         position = (
             f"This model is trial {int(model_rows['number'].iloc[0])} retrained "
-            "on all training recordings, from study "
+            f"on all training {item_noun(kind)}, from study "
         )
     else:
         position = f"This model is trial {int(model_rows['number'].iloc[0])} of study "
@@ -496,6 +498,9 @@ def notes(
         "value": "features of the table",
     }[axis.name]
     method = ATTRIBUTION_METHODS.get(model.config.detector.family, "")
+    if model.kind_ == "table":
+        # A table row is its own single window.
+        method = method.replace("training windows", "training rows")
     baseline = ""
     if getattr(model, "contribution_baseline_", None) is not None and (
         model.kind_ == "table"
