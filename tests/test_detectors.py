@@ -308,3 +308,20 @@ def test_detector_rejects_one_training_window(family):
 
     with pytest.raises(ConfigError, match=f"{family} needs at least 2 training"):
         detector.fit(_windows(0, n=1))
+
+
+def test_pca_keeps_one_dimension_out(caplog):
+    # Six independent features: a variance share of 0.9 needs all six
+    # components, which rebuild every window up to rounding.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 6, 1)).astype(np.float32)
+    detector = make_detector("pca")
+
+    with caplog.at_level("WARNING", logger="grindwatch.detectors"):
+        detector.fit(X)
+
+    assert detector.n_components_ == 5
+    assert "keeps all 6 dimensions" in caplog.text
+    # Scores now measure each window along the left-out dimension, not float
+    # rounding noise of about 1e-15.
+    assert np.median(detector.training_scores_) > 1e-3

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from grindwatch.detectors.base import BaseDetector, EpochCallback
 from grindwatch.exceptions import ConfigError
 
 __all__ = ["IsolationForestDetector", "KNNDetector", "PCADetector"]
+
+logger = logging.getLogger(__name__)
 
 
 def _flat(X: np.ndarray) -> np.ndarray:
@@ -86,6 +90,25 @@ class PCADetector(BaseDetector):
             )
         self.pca_ = PCA(n_components=n_components, random_state=self.random_state)
         self.pca_.fit(flat)
+        # Centred training data spans at most rank dimensions. Components that
+        # span all of them rebuild every window up to rounding, so the scores
+        # would be float noise (about 1e-15): keep one dimension out instead.
+        rank = min(flat.shape[0] - 1, flat.shape[1])
+        if self.pca_.n_components_ >= rank > 1:
+            kept = rank - 1
+            self.pca_ = PCA(n_components=kept, random_state=self.random_state)
+            self.pca_.fit(flat)
+            share = float(self.pca_.explained_variance_ratio_.sum())
+            logger.warning(
+                "pca: n_components=%s keeps all %d dimensions of the training "
+                "windows, which leaves no reconstruction error to score; using "
+                "%d components (%.1f%% of the variance). Set fewer components or "
+                "a lower variance share.",
+                n_components,
+                rank,
+                kept,
+                100 * share,
+            )
         self.n_components_ = int(self.pca_.n_components_)
 
     def _residual(self, X: np.ndarray) -> np.ndarray:
