@@ -1325,3 +1325,31 @@ def test_restarted_watcher_keeps_run_notice(trained, folder, tmp_path):
     restarted = _watcher(trained, folder, tmp_path, run_warning=3)
 
     assert restarted.run_notice.startswith("3 recordings in a row were flagged")
+
+
+def test_failed_move_back_says_what_failed(
+    trained, folder, tmp_path, monkeypatch, caplog
+):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=85)
+    watcher.poll()
+    (folder / "sub").mkdir()
+    (folder / "cycle_085.csv").rename(folder / "sub" / "cycle_085.csv")
+    watcher.poll()
+
+    def locked(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise sqlite3.OperationalError("database is locked")
+
+    (folder / "sub" / "cycle_085.csv").rename(folder / "cycle_085.csv")
+    with monkeypatch.context() as patch:
+        patch.setattr(watcher.store, "set_current_path", locked)
+        with caplog.at_level("ERROR", logger="grindwatch.watch"):
+            watcher.poll()
+    failed_current = watcher.store.frame()["current_path"].tolist()
+    watcher.poll()
+
+    assert "record result 1's move back to cycle_085.csv" in caplog.text
+    assert "the next poll tries again" in caplog.text
+    assert "scored again" not in caplog.text
+    assert failed_current == ["sub/cycle_085.csv"]
+    assert watcher.store.frame()["current_path"].tolist() == ["cycle_085.csv"]

@@ -704,7 +704,12 @@ class Watcher:
         try:
             self.store.set_current_path(result_id, key.path)
         except sqlite3.OperationalError as error:
-            self._note_store_failure(key, error)
+            self._note_store_failure(
+                key,
+                error,
+                failed=f"record result {result_id}'s move back to",
+                retry="the next poll tries again",
+            )
             return
         self._current[result_id] = key.path
         self._moves_added += 1
@@ -897,18 +902,29 @@ class Watcher:
             )
             self._store_failures = 0
 
-    def _note_store_failure(self, key: FileKey, error: sqlite3.Error) -> None:
-        """Log the first of a series of failures to store a result at error level,
-        and the repeats at debug level, one per poll."""
+    def _note_store_failure(
+        self,
+        key: FileKey,
+        error: sqlite3.Error,
+        failed: str = "store the result of",
+        retry: str = "it is scored again at the next poll",
+    ) -> None:
+        """Log the first of a series of failures to write to the results database
+        at error level, and the repeats at debug level, one per poll.
+
+        ``failed`` names the write (followed by the file's path) and ``retry``
+        what happens next.
+        """
         self._store_failures += 1
         level = logging.ERROR if self._store_failures == 1 else logging.DEBUG
         logger.log(
             level,
-            "could not store the result of %s in %s (%s); it is scored again at the "
-            "next poll",
+            "could not %s %s in %s (%s); %s",
+            failed,
             key.path,
             self.store.path,
             error,
+            retry,
         )
 
     def _score(self, path: Path) -> tuple[CycleScore | None, str | None]:
