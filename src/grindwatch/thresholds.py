@@ -149,7 +149,7 @@ def _mad_cut(
     """Return median + k * MAD of ``t``, or None when every score is the same.
 
     ``t`` are the scores after ``_transform``, and ``log_scale`` and ``offset``
-    say how to undo it.
+    describe how to undo it.
     """
     median = float(np.median(t))
     mad = float(np.median(np.abs(t - median))) * 1.4826

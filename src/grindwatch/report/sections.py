@@ -237,7 +237,7 @@ def _signal_detail(
     from grindwatch.report import figures
 
     channels = explanation.recording.channels
-    shown = explanation.summary["top_channel"]
+    spectrogram_channel = explanation.summary["top_channel"]
     caption = (
         "Spectrogram of the channel with the largest contribution; outlined: "
         "flagged windows."
@@ -246,9 +246,9 @@ def _signal_detail(
     if explanation.cycle_only() and cycle is not None and cycle.channel in channels:
         # No window is flagged, so the channel that the cycle check names is the
         # one to look at, not the top channel of windows below the threshold.
-        shown = cycle.channel
+        spectrogram_channel = cycle.channel
         caption = "Spectrogram of the channel that the cycle check names."
-    top = channels.index(shown)
+    top = channels.index(spectrogram_channel)
     parts = [
         markup.figure(
             _uri(figures.signal_panels(explanation, reference)),
@@ -265,7 +265,7 @@ def _signal_detail(
         ),
         markup.figure(
             _uri(figures.spectrograms(explanation, top, reference)),
-            f"Spectrogram of channel {shown}",
+            f"Spectrogram of channel {spectrogram_channel}",
             caption,
         ),
     ]
