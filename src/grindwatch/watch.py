@@ -20,7 +20,7 @@ the same size and hash, the file is not scored but stored in ``moves``:
 - ``copied``: that file is still there. Identical bytes give an identical score,
   so the copy points to the result instead of counting the cycle twice.
   Recordings of real sensor signals do not repeat byte for byte, so a warning
-  says that the copy was made by hand or a logger wrote one cycle twice. A move
+  reports that the copy was made by hand or a logger wrote one cycle twice. A move
   done as a copy and a delete stays a copy when a poll falls between the two.
 - ``touched``: the same path with a new modification time and the same content.
   A failed file touched in place is scored again instead, because ``touch`` is
@@ -688,7 +688,7 @@ class Watcher:
 
     def _follow_known(self, key: FileKey) -> None:
         """Set the current path of the result of the known file ``key`` to its path
-        when the file at the stored current path is gone or holds other content.
+        when the file at the stored current path is gone or has other content.
 
         That is a file moved back to a path where it was stored before, with its
         old modification time, which ``mv`` keeps. Its key is known, so it is no

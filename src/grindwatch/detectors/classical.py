@@ -95,8 +95,10 @@ class PCADetector(BaseDetector):
         # would be float noise (about 1e-15): keep one dimension out instead.
         rank = min(flat.shape[0] - 1, flat.shape[1])
         if self.pca_.n_components_ >= rank > 1:
-            kept = rank - 1
-            self.pca_ = PCA(n_components=kept, random_state=self.random_state)
+            reduced_components = rank - 1
+            self.pca_ = PCA(
+                n_components=reduced_components, random_state=self.random_state
+            )
             self.pca_.fit(flat)
             share = float(self.pca_.explained_variance_ratio_.sum())
             logger.warning(
@@ -106,7 +108,7 @@ class PCADetector(BaseDetector):
                 "a lower variance share.",
                 n_components,
                 rank,
-                kept,
+                reduced_components,
                 100 * share,
             )
         self.n_components_ = int(self.pca_.n_components_)
