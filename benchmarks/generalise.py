@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.datasets import base_config, slice_recording
+from benchmarks.page import table as page_table
 from grindwatch.config import Config, load_config
 from grindwatch.evaluate import binary_metrics
 from grindwatch.exceptions import ConfigError, InputError
@@ -471,10 +472,8 @@ def summarise(rows: list[dict[str, Any]], by: list[str]) -> list[dict[str, str]]
 
 def markdown(table: list[dict[str, str]]) -> str:
     header = list(table[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for entry in table:
-        lines.append("| " + " | ".join(str(entry[key]) for key in header) + " |")
-    return "\n".join(lines)
+    rows = [[str(entry[key]) for key in header] for entry in table]
+    return page_table(header, rows).rstrip("\n")
 
 
 def _commit() -> str:
