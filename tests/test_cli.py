@@ -1007,3 +1007,48 @@ def test_score_flags_fault_in_last_samples(cycle_folders, tmp_path):
     assert recording["flag"]
     assert recording["top_channel"] == "current"
     assert recording["worst_end_s"] == pytest.approx(2.048)
+
+
+def test_window_in_seconds_trains_the_same_model_as_in_samples(
+    cycle_folders, tmp_path
+):
+    from mlflow import MlflowClient
+
+    from grindwatch.pipeline import load_model, score
+
+    base = ["train", str(cycle_folders["good"]), "--detector", "pca"]
+    seconds = runner.invoke(
+        app,
+        [*base, "-o", str(tmp_path / "s"), "--window-seconds", "0.256"]
+        + ["--hop-seconds", "0.128"],
+    )
+    samples = runner.invoke(
+        app,
+        [*base, "-o", str(tmp_path / "n"), "--window", "256", "--hop", "128"],
+    )
+
+    assert seconds.exit_code == 0, seconds.output
+    assert samples.exit_code == 0, samples.output
+    in_seconds = load_model(tmp_path / "s")
+    assert (in_seconds.window_length_, in_seconds.hop_) == (256, 128)
+    bad = cycle_folders["bad"]
+    np.testing.assert_array_equal(
+        score(in_seconds, bad).recordings["score"],
+        score(load_model(tmp_path / "n"), bad).recordings["score"],
+    )
+    # The MLflow run shows the window in samples that the model uses.
+    run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(
+        in_seconds.run_id_
+    )
+    assert run.data.params["windows.length"] == "256"
+    assert run.data.params["windows.seconds"] == "None"
+    assert run.data.metrics["window_hop"] == 128
+
+
+def test_window_in_both_units_rejected(cycle_folders):
+    command = ["train", str(cycle_folders["good"]), "--window", "256"]
+
+    result = runner.invoke(app, [*command, "--window-seconds", "0.5"])
+
+    assert result.exit_code == 2
+    assert "--window and --window-seconds are both given" in result.output

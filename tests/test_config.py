@@ -109,3 +109,69 @@ def test_empty_channel_list_rejected(tmp_path, text, message, fix):
 
     assert f"data.channels: {message}" in str(raised.value)
     assert fix in str(raised.value)
+
+
+# Windows in seconds -------------------------------------------------------------------
+
+
+def test_window_in_seconds_becomes_samples_at_the_rate(tmp_path):
+    config = _load(tmp_path, "windows:\n  seconds: 0.25\n  hop_seconds: 0.1\n")
+
+    resolved = config.windows_in_samples(2000.0, "signals")
+
+    assert (resolved.windows.length, resolved.hop) == (500, 200)
+    assert resolved.windows.seconds is None
+    assert resolved.windows.hop_seconds is None
+    # Nothing is left to resolve a second time, at another rate.
+    assert resolved.windows_in_samples(10.0, "signals") == resolved
+
+
+def test_window_in_seconds_is_dropped_for_tables(tmp_path):
+    config = _load(tmp_path, "windows:\n  seconds: 0.25\n")
+
+    resolved = config.windows_in_samples(None, "table")
+
+    assert resolved.windows.seconds is None
+
+
+def test_window_in_seconds_needs_a_sample_rate(tmp_path):
+    config = _load(tmp_path, "windows:\n  seconds: 0.25\n")
+
+    with pytest.raises(ConfigError, match="windows.seconds is 0.25 s, but the") as error:
+        config.windows_in_samples(None, "signals")
+    assert "set data.sample_rate" in str(error.value)
+
+
+def test_window_shorter_than_one_sample_rejected(tmp_path):
+    config = _load(tmp_path, "windows:\n  hop_seconds: 0.001\n")
+
+    with pytest.raises(ConfigError, match="less than one sample at 100 samples/s"):
+        config.windows_in_samples(100.0, "signals")
+
+
+def test_hop_in_samples_and_seconds_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="hop_seconds .* are both set"):
+        _load(tmp_path, "windows:\n  hop: 64\n  hop_seconds: 0.1\n")
+
+
+def test_window_setting_replaces_the_other_unit(tmp_path):
+    in_seconds = _load(tmp_path, "windows:\n  length: 512\n  seconds: 0.25\n")
+
+    in_samples = in_seconds.with_overrides({"windows.length": 128})
+    assert (in_samples.windows.length, in_samples.windows.seconds) == (128, None)
+    back = in_samples.with_overrides({"windows.seconds": 0.5, "windows.hop": 10})
+    assert (back.windows.length, back.windows.seconds) == (1024, 0.5)
+    hop = back.with_overrides({"windows.hop_seconds": 0.1})
+    assert (hop.windows.hop, hop.windows.hop_seconds) == (None, 0.1)
+    with pytest.raises(ConfigError, match="both set the window length"):
+        in_samples.with_overrides({"windows.length": 64, "windows.seconds": 0.1})
+
+
+def test_length_beside_seconds_is_named_as_unused(tmp_path, caplog):
+    config = _load(tmp_path, "windows:\n  length: 512\n  seconds: 0.25\n")
+
+    with caplog.at_level("WARNING", logger="grindwatch.config"):
+        resolved = config.windows_in_samples(1000.0, "signals")
+
+    assert resolved.windows.length == 250
+    assert "windows.length 512 is not used" in caplog.text

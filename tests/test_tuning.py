@@ -1714,3 +1714,31 @@ def test_objective_rejects_mixed_sample_rates():
 
     with pytest.raises(InputError, match="sample rate 2000 differs from 1000"):
         Objective(RecordingSet(recordings), _config())
+
+
+def test_window_in_seconds_starts_the_study_at_its_samples(cycles, tmp_path):
+    # 0.256 s at the cycles' 1 kHz is the space's 256 samples, so the study's
+    # first trial reproduces it; the trials then set windows in samples alone.
+    config = _config(
+        **{
+            "tune.storage": str(tmp_path / "optuna.db"),
+            "windows.seconds": 0.256,
+            "windows.hop_seconds": 0.256,
+            "tune.space.hop_fraction": [1.0],
+            "frontend.n_bands": 16,
+            "detector.family": "pca",
+        }
+    )
+
+    result = tune(cycles / "good", config)
+    resumed = tune(
+        cycles / "good", config, resume=True, overrides={"tune.n_trials": 4}
+    )
+
+    first = result.trials.iloc[0]
+    assert first["param.window_length"] == 256
+    chosen = result.best_config.windows
+    assert (chosen.seconds, chosen.hop_seconds) == (None, None)
+    assert chosen.length == result.best_params["window_length"]
+    assert result.model.window_length_ == chosen.length
+    assert len(resumed.trials) == 4

@@ -250,6 +250,16 @@ def train(
     hop: Annotated[
         Optional[int], typer.Option(min=1, help="Hop between windows in samples.")
     ] = None,  # noqa: UP045
+    window_seconds: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0,
+            help="Window length in seconds, turned into samples at the data's rate.",
+        ),
+    ] = None,  # noqa: UP045
+    hop_seconds: Annotated[
+        Optional[float], typer.Option(min=0, help="Hop between windows in seconds.")
+    ] = None,  # noqa: UP045
     sample_rate: Annotated[
         Optional[float],
         typer.Option(help="Samples per second, for files without time."),
@@ -297,12 +307,20 @@ def train(
     from grindwatch.pipeline import train as train_model
 
     setup_logging(verbose)
+    for samples, seconds, name in (
+        (window, window_seconds, "window"),
+        (hop, hop_seconds, "hop"),
+    ):
+        if samples is not None and seconds is not None:
+            _fail(f"--{name} and --{name}-seconds are both given; give one of them")
     overrides = {
         "data.kind": "table" if table else None,
         "detector.family": detector,
         "frontend.kind": frontend,
         "windows.length": window,
         "windows.hop": hop,
+        "windows.seconds": window_seconds,
+        "windows.hop_seconds": hop_seconds,
         "data.sample_rate": sample_rate,
         "data.channels": _parse_channels(channels),
         "detector.autoencoder.epochs": epochs,

@@ -7,6 +7,7 @@ and stored in its model repeats the run exactly.
 from __future__ import annotations
 
 import codecs
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,8 @@ from grindwatch.exceptions import ConfigError
 from grindwatch.tune_config import Section, TuneConfig
 
 __all__ = ["Config", "load_config"]
+
+logger = logging.getLogger(__name__)
 
 
 class DataConfig(Section):
@@ -183,10 +186,28 @@ class DataConfig(Section):
 
 
 class WindowConfig(Section):
-    """Window length and hop in samples; hop defaults to the length (no overlap)."""
+    """Window length and hop, in samples or in seconds.
+
+    The hop defaults to the length (no overlap). ``seconds`` and ``hop_seconds``
+    give the length and the hop in seconds instead, so that one setting suits
+    recordings at 10 Hz and at 50 kHz alike. Training turns them into samples at
+    the training recordings' sample rate (``Config.windows_in_samples``), and the
+    trained model keeps the samples.
+    """
 
     length: int = Field(default=1024, ge=1)
     hop: int | None = Field(default=None, ge=1)
+    seconds: float | None = Field(default=None, gt=0)
+    hop_seconds: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_hop(self) -> WindowConfig:
+        if self.hop is not None and self.hop_seconds is not None:
+            raise ValueError(
+                f"hop ({self.hop} samples) and hop_seconds ({self.hop_seconds:g} s) "
+                "are both set; set one of them"
+            )
+        return self
 
 
 class ScalingConfig(Section):
@@ -340,9 +361,70 @@ class Config(Section):
     def hop(self) -> int:
         return self.windows.hop or self.windows.length
 
-    def with_overrides(self, overrides: dict[str, Any]) -> Config:
-        """Return a copy with dotted keys set, e.g. ``{"windows.length": 512}``."""
+    def windows_in_samples(self, sample_rate: float | None, kind: str) -> Config:
+        """Return a copy with ``windows.seconds`` and ``hop_seconds`` in samples.
+
+        Each becomes the nearest whole number of samples at ``sample_rate``, and
+        the copy has no settings in seconds left, so that a trained model and a
+        tuning trial read their windows from ``length`` and ``hop`` alone. A
+        feature table has no windows, so for ``kind`` "table" both are dropped.
+        Without settings in seconds, this returns the config itself.
+
+        Raises
+        ------
+        ConfigError
+            If a setting in seconds needs a sample rate and the recordings have
+            none, or comes to less than one sample.
+        """
+        windows = self.windows
+        if windows.seconds is None and windows.hop_seconds is None:
+            return self
+        resolved: dict[str, Any] = {"seconds": None, "hop_seconds": None}
+        if kind != "table":
+            for name, target in (("seconds", "length"), ("hop_seconds", "hop")):
+                seconds = getattr(windows, name)
+                if seconds is not None:
+                    resolved[target] = _samples(f"windows.{name}", seconds, sample_rate)
+            default_length = WindowConfig.model_fields["length"].default
+            if windows.seconds is not None and windows.length != default_length:
+                logger.warning(
+                    "windows.seconds %g sets the window length, so windows.length "
+                    "%d is not used; set one of them",
+                    windows.seconds,
+                    windows.length,
+                )
+            logger.info(
+                "windows of %d samples, hop %d, at %g samples/s",
+                resolved.get("length", windows.length),
+                resolved.get(
+                    "hop", windows.hop or resolved.get("length", windows.length)
+                ),
+                sample_rate,
+            )
         tree = self.model_dump()
+        tree["windows"].update(resolved)
+        return _validate(tree, "windows")
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Config:
+        """Return a copy with dotted keys set, e.g. ``{"windows.length": 512}``.
+
+        A window length or hop set in one unit replaces the same setting in the
+        other unit: ``windows.length`` clears ``windows.seconds``, and
+        ``windows.seconds`` puts ``windows.length`` back to its default.
+        """
+        set_keys = {key for key, value in overrides.items() if value is not None}
+        for pair in _SAME_SETTING:
+            if set(pair) <= set_keys:
+                raise ConfigError(
+                    f"{pair[0]} and {pair[1]} both set the window "
+                    f"{'length' if 'length' in pair[0] else 'hop'}; set one of them"
+                )
+        tree = self.model_dump()
+        for pair in _SAME_SETTING:
+            for key, other in (pair, pair[::-1]):
+                if key in set_keys:
+                    section, name = other.split(".")
+                    tree[section][name] = WindowConfig.model_fields[name].default
         for dotted, value in overrides.items():
             if value is None:
                 continue
@@ -375,6 +457,30 @@ class Config(Section):
 
         walk("", self.model_dump(mode="json"))
         return out
+
+
+# The same window setting in samples and in seconds.
+_SAME_SETTING = (
+    ("windows.length", "windows.seconds"),
+    ("windows.hop", "windows.hop_seconds"),
+)
+
+
+def _samples(name: str, seconds: float, sample_rate: float | None) -> int:
+    """Return ``seconds`` as the nearest whole number of samples at ``sample_rate``."""
+    if sample_rate is None:
+        raise ConfigError(
+            f"{name} is {seconds:g} s, but the recordings have no sample rate to "
+            "count samples with; set data.sample_rate, or give the window in "
+            "samples (windows.length, windows.hop)"
+        )
+    samples = round(seconds * sample_rate)
+    if samples < 1:
+        raise ConfigError(
+            f"{name} is {seconds:g} s, less than one sample at {sample_rate:g} "
+            f"samples/s; use at least {1 / sample_rate:g} s"
+        )
+    return samples
 
 
 def _validate(tree: dict[str, Any], source: str) -> Config:

@@ -338,7 +338,9 @@ class Objective:
         self.kind = recordings.kind
         self.channels = list(recordings.channels)
         self.sample_rate = recordings.sample_rate
-        self.config = config
+        # Trials set windows in samples, so settings in seconds must not stay
+        # behind to override them in the final refit.
+        self.config = config = config.windows_in_samples(self.sample_rate, self.kind)
         self.holdout = split_holdout(
             recordings, settings.holdout_fraction, settings.holdout, config.seed
         )

@@ -231,9 +231,11 @@ class Model:
         on_epoch: Callable[[int, float, float | None], None] | None = None,
     ) -> Model:
         """Fit scaling, front end, detector and threshold on unlabeled recordings."""
-        config = self.config
         self.kind_ = recordings.kind
         recordings = align_training_recordings(recordings)
+        self.config = config = self.config.windows_in_samples(
+            recordings.sample_rate, self.kind_
+        )
         recordings, self.duplicate_channels_ = drop_duplicate_channels(
             recordings, config.data.duplicate_channels
         )
@@ -953,6 +955,9 @@ def train(
 
     config = config or Config()
     recordings = read_data(data, config)
+    # Resolved before the MLflow run logs the settings, so that the run shows the
+    # window in samples that the model uses.
+    config = config.windows_in_samples(recordings.sample_rate, recordings.kind)
     model = Model(config)
     model.fingerprint_ = data_fingerprint(recordings)
 

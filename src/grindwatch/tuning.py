@@ -396,6 +396,8 @@ def tune(
         from grindwatch.objective import Objective
 
         objective = Objective(training, config, labeled=labeled)
+        # The trials and the final refit read the windows in samples.
+        config = objective.config
         if created:
             if config.tune.baseline:
                 _enqueue_baseline(study, config, objective)
