@@ -1716,14 +1716,16 @@ def test_objective_rejects_mixed_sample_rates():
         Objective(RecordingSet(recordings), _config())
 
 
-def test_window_in_seconds_starts_the_study_at_its_samples(cycles, tmp_path):
-    # 0.256 s at the cycles' 1 kHz is the space's 256 samples, so the study's
-    # first trial reproduces it; the trials then set windows in samples alone.
+def test_tune_with_windows_in_seconds(cycles, tmp_path):
+    # At the cycles' 1 kHz, 0.256 s is 256 samples. The study's first trial
+    # reproduces that window, and the trials then set windows in samples alone.
     config = _config(
         **{
             "tune.storage": str(tmp_path / "optuna.db"),
             "windows.seconds": 0.256,
             "windows.hop_seconds": 0.256,
+            "tune.space.window_length": [64],
+            "tune.space.window_seconds": [0.128, 0.256],
             "tune.space.hop_fraction": [1.0],
             "frontend.n_bands": 16,
             "detector.family": "pca",
@@ -1731,14 +1733,37 @@ def test_window_in_seconds_starts_the_study_at_its_samples(cycles, tmp_path):
     )
 
     result = tune(cycles / "good", config)
-    resumed = tune(
-        cycles / "good", config, resume=True, overrides={"tune.n_trials": 4}
-    )
+    resumed = tune(cycles / "good", config, resume=True, overrides={"tune.n_trials": 4})
 
     first = result.trials.iloc[0]
     assert first["param.window_length"] == 256
+    assert set(resumed.trials["param.window_length"]) <= {128, 256}
     chosen = result.best_config.windows
     assert (chosen.seconds, chosen.hop_seconds) == (None, None)
     assert chosen.length == result.best_params["window_length"]
     assert result.model.window_length_ == chosen.length
     assert len(resumed.trials) == 4
+
+
+def test_window_seconds_space_becomes_samples():
+    from grindwatch.search_space import window_seconds_in_samples
+    from grindwatch.tune_config import Range
+
+    choices = SearchSpace(window_seconds=[0.5, 1, 1.0004, 2])
+    ranged = SearchSpace(window_seconds=Range(low=0.1, high=2.0, log=True))
+
+    assert window_seconds_in_samples(choices, 1000.0).window_length == [
+        500,
+        1000,
+        2000,
+    ]
+    assert window_seconds_in_samples(ranged, 100.0).window_length == Range(
+        low=10, high=200, log=True
+    )
+    assert window_seconds_in_samples(SearchSpace(), None) == SearchSpace()
+    with pytest.raises(ConfigError, match="needs the recordings' sample rate"):
+        window_seconds_in_samples(choices, None)
+    with pytest.raises(ConfigError, match="0.5 s, less than one sample at 1 samples"):
+        window_seconds_in_samples(choices, 1.0)
+    with pytest.raises(ConfigError, match="has '2s'; give window lengths as numbers"):
+        window_seconds_in_samples(SearchSpace(window_seconds=["2s"]), 10.0)

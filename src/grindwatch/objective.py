@@ -59,7 +59,11 @@ from grindwatch.config import Config
 from grindwatch.evaluate import binary_metrics
 from grindwatch.exceptions import ConfigError
 from grindwatch.io import Recording, RecordingSet
-from grindwatch.search_space import check_space, limit_window_lengths
+from grindwatch.search_space import (
+    check_space,
+    limit_window_lengths,
+    window_seconds_in_samples,
+)
 from grindwatch.signals import ChannelScaler, FrontEnd, WindowSet, make_windows
 from grindwatch.signals.injection import (
     DEFAULT_RECURRING,
@@ -409,7 +413,8 @@ class Objective:
     def _fit_space(self, space: SearchSpace) -> SearchSpace:
         space = check_space(space, self.kind)
         if self.kind == "table":
-            return space
+            return space.model_copy(update={"window_seconds": None})
+        space = window_seconds_in_samples(space, self.sample_rate)
         longest_fit = max(r.n_samples for r in self.holdout.fit)
         longest_held = max(r.n_samples for r in self.holdout.held_out)
         return limit_window_lengths(space, min(longest_fit, longest_held))

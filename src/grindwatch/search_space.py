@@ -27,6 +27,7 @@ __all__ = [
     "baseline_params",
     "check_space",
     "limit_window_lengths",
+    "window_seconds_in_samples",
     "suggest_overrides",
 ]
 
@@ -99,6 +100,61 @@ def check_space(space: SearchSpace, kind: str) -> SearchSpace:
             f"tune.space.family is {families}; add one of them"
         )
     return space.model_copy(update={"family": table_families, "frontend": "raw"})
+
+
+def window_seconds_in_samples(
+    space: SearchSpace, sample_rate: float | None
+) -> SearchSpace:
+    """Return the space with ``window_seconds`` turned into ``window_length``.
+
+    Each length becomes the nearest whole number of samples at ``sample_rate``;
+    choices that meet at one number of samples are searched once. Without
+    ``window_seconds``, this returns the space itself.
+
+    Raises
+    ------
+    ConfigError
+        If the recordings have no sample rate, or a length is under one sample.
+    """
+    spec = space.window_seconds
+    if spec is None:
+        return space
+    if sample_rate is None:
+        raise ConfigError(
+            "tune.space.window_seconds needs the recordings' sample rate, and they "
+            "have none; set data.sample_rate, or search tune.space.window_length "
+            "in samples"
+        )
+
+    def samples(seconds: Any) -> int:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise ConfigError(
+                f"tune.space.window_seconds has {seconds!r}; give window lengths "
+                "as numbers of seconds, such as [0.5, 1, 2]"
+            )
+        count = round(seconds * sample_rate)
+        if count < 1:
+            raise ConfigError(
+                f"tune.space.window_seconds has {seconds:g} s, less than one "
+                f"sample at {sample_rate:g} samples/s; use at least "
+                f"{1 / sample_rate:g} s"
+            )
+        return count
+
+    if isinstance(spec, Range):
+        step = None if spec.step is None else samples(spec.step)
+        lengths: Spec = Range(
+            low=samples(spec.low), high=samples(spec.high), log=spec.log, step=step
+        )
+    else:
+        lengths = sorted({samples(seconds) for seconds in _choices(spec)})
+    logger.info(
+        "tune.space.window_seconds %s is window_length %s at %g samples/s",
+        spec,
+        lengths,
+        sample_rate,
+    )
+    return space.model_copy(update={"window_length": lengths, "window_seconds": None})
 
 
 def limit_window_lengths(space: SearchSpace, max_length: int) -> SearchSpace:

@@ -145,6 +145,9 @@ class KNNSpace(_Space):
 class SearchSpace(_Space):
     """The pipeline variants a study draws from.
 
+    ``window_length`` counts samples. ``window_seconds``, when set, replaces it
+    with lengths in seconds, turned into samples at the training recordings'
+    rate, so that trials record ``window_length`` in samples either way.
     ``hop_fraction`` is the hop as a share of the window length. ``n_bands`` applies
     to the spectrum front end and is capped at half the window length. Feature
     tables search only the detector families that take tables (iforest, pca, knn).
@@ -152,6 +155,7 @@ class SearchSpace(_Space):
 
     frontend: Spec = Field(default_factory=lambda: ["raw", "spectrum"])
     window_length: Spec = Field(default_factory=lambda: [256, 512, 1024, 2048])
+    window_seconds: Spec | None = None
     hop_fraction: Spec = Field(default_factory=lambda: [0.5, 1.0])
     n_bands: Spec = Field(default_factory=lambda: [16, 32, 64])
     family: Spec = Field(
