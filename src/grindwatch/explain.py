@@ -382,8 +382,10 @@ class RecordingExplanation:
         """Departure of each channel at each sample, (n_channels, n_samples).
 
         Only for the ``raw`` front end, where elements are time steps. Where
-        windows overlap, their contributions are averaged; samples no window
-        covers (the tail shorter than a window) are NaN.
+        windows overlap, their contributions are averaged. Samples that no
+        window covers are NaN: those between windows when the hop is longer
+        than the window. The last window ends at the last sample, so the tail
+        is always covered.
 
         Raises
         ------
