@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
@@ -16,6 +18,7 @@ from grindwatch.explain import (
     feature_groups,
     recording_summary,
 )
+from grindwatch.io.recording import Recording, RecordingSet
 from grindwatch.pipeline import read_data
 from grindwatch.signals.frontends import FEATURE_NAMES
 from tests.conftest import shared_dataset
@@ -415,3 +418,56 @@ def test_leading_channel_needs_half(channels, expected):
     from grindwatch.explain import leading_channel
 
     assert leading_channel(channels) == expected
+
+
+def _two_channel_cycle(rng: np.random.Generator, name: str) -> Recording:
+    t = np.arange(2000) / 1000
+    data = np.stack(
+        [
+            np.sin(2 * np.pi * 50 * t) + 0.1 * rng.standard_normal(t.size),
+            np.sin(2 * np.pi * 80 * t) + 0.1 * rng.standard_normal(t.size),
+            2 + 0.05 * rng.standard_normal(t.size),
+        ]
+    )
+    return Recording(name, data, ["vib_x", "vib_y", "current"], 1000.0)
+
+
+def test_describe_names_both_faulty_channels():
+    rng = np.random.default_rng(0)
+    training = [_two_channel_cycle(rng, f"ok{i}") for i in range(20)]
+    config = _config(
+        **{
+            "windows.length": 100,
+            "frontend.kind": "raw",
+            "detector.family": "knn",
+            "cycle.enabled": False,
+        }
+    )
+    model = grindwatch.train(RecordingSet(training), config).model
+    both = _two_channel_cycle(rng, "both")
+    for channel in (0, 1):
+        both.data[channel, 800:1200] += 3 * rng.standard_normal(400)
+    single = _two_channel_cycle(rng, "single")
+    single.data[1, 800:1200] += 3 * rng.standard_normal(400)
+
+    both_text = explain_recording(model, both).describe()
+    single_text = explain_recording(model, single).describe()
+
+    assert re.search(r"channel vib_[xy] carries \d+% of the departure", both_text)
+    assert re.search(r", and channel vib_[xy] carries \d+%;", both_text)
+    assert "channel vib_y carries" in single_text
+    assert ", and channel" not in single_text
+
+
+def test_describe_summary_names_second_channel():
+    summary = {"top_channel": "vib", "top_channel_share": 0.52}
+    axis = ElementAxis(name="band", labels=[], column=None)
+
+    text = describe_summary(
+        summary, 4.4, 2.0, axis, n_summed=3, second_channel=("flow", 0.47)
+    )
+
+    assert text.endswith(
+        "channel vib carries 52% of the departure from normal, "
+        "and channel flow carries 47%."
+    )

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import grindwatch
+from grindwatch.config import Config
 from grindwatch.exceptions import ConfigError
+from grindwatch.io.recording import Recording, RecordingSet
 from grindwatch.signals import FrontEnd
 from grindwatch.signals.frontends import band_edges
 
@@ -51,3 +54,43 @@ def test_features_reject_one_sample_windows():
 
     with pytest.raises(ConfigError, match="at least 2 samples"):
         FrontEnd("features").fit(windows)
+
+
+def _setpoint_cycles(rng: np.random.Generator, n: int) -> list[Recording]:
+    # A noisy vibration channel beside a set point held at exactly 5.
+    t = np.arange(2000) / 1000
+    cycles = []
+    for index in range(n):
+        vibration = np.sin(2 * np.pi * 50 * t) + 0.1 * rng.standard_normal(t.size)
+        data = np.stack([vibration, np.full(t.size, 5.0)])
+        cycles.append(Recording(f"c{index}", data, ["vib", "setpoint"], 1000.0))
+    return cycles
+
+
+@pytest.mark.parametrize(
+    ("kind", "step", "flagged"),
+    [("spectrum", 0.05, True), ("features", 0.5, False)],
+)
+def test_constant_channel_change_by_front_end(kind, step, flagged):
+    # The scaler's warning states which front ends flag a small change in a
+    # channel that was constant in training. This checks both claims.
+    rng = np.random.default_rng(0)
+    config = Config().with_overrides(
+        {
+            "windows.length": 200,
+            "frontend.kind": kind,
+            "detector.family": "knn",
+            "cycle.enabled": False,
+            "tracking.enabled": False,
+        }
+    )
+    with pytest.warns(UserWarning, match="features a change of a few units can pass"):
+        model = grindwatch.train(RecordingSet(_setpoint_cycles(rng, 20)), config).model
+    (changed,) = _setpoint_cycles(rng, 1)
+    changed.data[1, 800:1200] += step
+
+    result = model.score([changed])
+
+    assert bool(result.recordings["flag"].iloc[0]) is flagged
+    if flagged:
+        assert result.recordings["top_channel"].iloc[0] == "setpoint"

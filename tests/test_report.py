@@ -1069,3 +1069,27 @@ def test_saved_scores_edited_by_hand_rejected(cycles, tmp_path):
             scores=tmp_path / "scores.csv",
             max_details=0,
         )
+
+
+def test_mixture_curves_scaled_to_nonzero_share():
+    # The mixture is fitted to the 400 scores above 0 only, so its curves hold
+    # 40 % of the density of a histogram of all 1000 training scores.
+    from grindwatch.report.scores import plot_score_distribution
+    from grindwatch.thresholds import fit_threshold
+
+    rng = np.random.default_rng(1)
+    active = np.exp(rng.normal(0.0, 0.2, 380))
+    faults = np.exp(rng.normal(3.0, 0.1, 20))
+    scores = np.concatenate([np.zeros(600), active, faults])
+    threshold = fit_threshold(scores)
+
+    figure = plot_score_distribution(scores, threshold, active, active[:5])
+
+    curves = [
+        line
+        for line in figure.axes[0].get_lines()
+        if line.get_label() in ("normal cluster", "high-score cluster")
+    ]
+    assert len(curves) == len(threshold.components)
+    area = sum(np.trapezoid(line.get_ydata(), line.get_xdata()) for line in curves)
+    assert area == pytest.approx(0.4, abs=0.02)

@@ -7,7 +7,10 @@ import logging
 import numpy as np
 import pytest
 
+import grindwatch
+from grindwatch.config import Config
 from grindwatch.exceptions import ConfigError
+from grindwatch.io.recording import Recording, RecordingSet
 from grindwatch.thresholds import fit_threshold
 
 
@@ -287,3 +290,92 @@ def test_mad_with_zero_ties_stays_near_scores():
     assert rest.max() < threshold.value < 5
     assert threshold.share_flagged == 0
     assert "of the scores (not their logs)" in threshold.fallback_reason
+
+
+def test_gmm_leaves_out_zero_scores():
+    # k-nearest neighbours scores 0 for windows that repeat exactly, such as
+    # those of a machine at rest. As the majority, these zeros were the
+    # mixture's only normal cluster, and the cut fell just above 0.
+    rng = np.random.default_rng(1)
+    active = np.exp(rng.normal(0.0, 0.2, 380))
+    faults = np.exp(rng.normal(3.0, 0.1, 20))
+    scores = np.concatenate([np.zeros(600), active, faults])
+
+    threshold = fit_threshold(scores)
+
+    assert threshold.method == "gmm"
+    assert active.max() < threshold.value < faults.min()
+    assert threshold.share_flagged == pytest.approx(0.02)
+    assert threshold.n_zero == 600
+    assert sum(c["weight"] for c in threshold.components) == pytest.approx(1.0)
+    assert (
+        "log scores of 400 training windows that score above 0 (the 600 that "
+        "score exactly 0 count as normal)" in threshold.describe()
+    )
+
+
+def test_gmm_description_without_zero_scores():
+    threshold = fit_threshold(_two_clusters())
+
+    assert threshold.n_zero == 0
+    assert "log scores of 1000 training windows found" in threshold.describe()
+
+
+def test_zero_majority_fallback_near_scores():
+    rest = np.random.default_rng(0).uniform(1, 2, 400)
+    scores = np.concatenate([np.zeros(600), np.sort(rest)])
+
+    threshold = fit_threshold(scores, max_components=1)
+
+    assert threshold.method == "mad"
+    assert threshold.n_zero == 0
+    assert "with the 600 scores of exactly 0 left out" in threshold.fallback_reason
+    assert rest.max() < threshold.value < 5
+
+
+def _resting_cycle(rng: np.random.Generator, name: str) -> Recording:
+    # 60 % of the cycle at rest with held values, then 40 % of noisy machining.
+    rest = np.tile(np.array([[1.0], [0.0], [0.5]]), 1200)
+    t = np.arange(800) / 1000
+    active = np.stack(
+        [
+            3 + 0.05 * rng.standard_normal(800),
+            np.sin(2 * np.pi * 50 * t) + 0.1 * rng.standard_normal(800),
+            2 + 0.05 * rng.standard_normal(800),
+        ]
+    )
+    return Recording(
+        name=name,
+        data=np.concatenate([rest, active], axis=1),
+        channels=["spindle", "vib", "current"],
+        sample_rate=1000.0,
+    )
+
+
+def test_knn_at_rest_flags_no_training():
+    rng = np.random.default_rng(0)
+    training = RecordingSet([_resting_cycle(rng, f"ok{i}") for i in range(20)])
+    config = Config().with_overrides(
+        {
+            "windows.length": 100,
+            "frontend.kind": "raw",
+            "detector.family": "knn",
+            "cycle.enabled": False,
+            "tracking.enabled": False,
+        }
+    )
+
+    result = grindwatch.train(training, config)
+
+    windows = result.training.windows
+    assert (windows["score"] == 0).mean() == pytest.approx(0.6)
+    active = windows.loc[windows["score"] > 0, "score"]
+    assert result.model.threshold_.value > active.median()
+    assert not result.training.recordings["flag"].any()
+    faulty = _resting_cycle(rng, "burst")
+    faulty.data[1, 1500:1800] += 3 * rng.standard_normal(300)
+    scored = result.model.score([faulty, _resting_cycle(rng, "normal")])
+    flags = dict(
+        zip(scored.recordings["recording"], scored.recordings["flag"], strict=True)
+    )
+    assert flags == {"burst": True, "normal": False}

@@ -343,6 +343,7 @@ class RecordingExplanation:
             self.recording,
             n_summed=int(chosen.sum()),
             worst_channel=(self.recording.channels[top], float(worst_shares[top])),
+            second_channel=self._second_channel(chosen),
         )
         if self.cycle is None or not self.cycle.flag:
             return text
@@ -352,6 +353,23 @@ class RecordingExplanation:
             # the reason for the flag comes first.
             return f"{cycle_text} {text}"
         return f"{text} {cycle_text}"
+
+    def _second_channel(self, chosen: np.ndarray) -> tuple[str, float] | None:
+        """Return the channel with the second largest share over the ``chosen``
+        windows and its share, or None when that share is below half of the
+        top channel's.
+
+        A fault in two channels at once splits the departure between them, and
+        naming only the top one would hide the other.
+        """
+        shares = _shares(self.contributions[chosen].sum(axis=(0, 2)))
+        if shares.size < 2:
+            return None
+        order = np.argsort(-shares, kind="stable")
+        first, second = int(order[0]), int(order[1])
+        if not shares[second] > 0 or shares[second] < 0.5 * shares[first]:
+            return None
+        return self.recording.channels[second], float(shares[second])
 
     def channel_by_window(self) -> np.ndarray:
         """Departure of each channel summed per window, (n_channels, n_windows).
@@ -364,8 +382,10 @@ class RecordingExplanation:
         """Departure of each channel at each sample, (n_channels, n_samples).
 
         Only for the ``raw`` front end, where elements are time steps. Where
-        windows overlap, their contributions are averaged; samples no window
-        covers (the tail shorter than a window) are NaN.
+        windows overlap, their contributions are averaged. Samples that no
+        window covers are NaN: those between windows when the hop is longer
+        than the window. The last window ends at the last sample, so the tail
+        is always covered.
 
         Raises
         ------
@@ -428,6 +448,7 @@ def describe_summary(
     *,
     n_summed: int | None = None,
     worst_channel: tuple[str, float] | None = None,
+    second_channel: tuple[str, float] | None = None,
 ) -> str:
     """Put a ``recording_summary`` into words, for reports.
 
@@ -438,6 +459,8 @@ def describe_summary(
     ``n_summed`` is the number of windows the shares sum over (see
     ``attributed_windows``). ``worst_channel`` is the worst window's own top
     channel and share, named when another channel leads the sum.
+    ``second_channel`` is the channel with the next largest share of that sum,
+    and its share, named when given.
     """
     relation = "above" if score > threshold else "below"
     text = (
@@ -467,6 +490,9 @@ def describe_summary(
         f"{lead} {summary['top_channel']} carries "
         f"{summary['top_channel_share']:.0%} of the departure from normal{where}"
     )
+    if second_channel is not None:
+        name, share = second_channel
+        text += f", and channel {name} carries {share:.0%}"
     if "worst_start_s" in summary:
         span = f"{summary['worst_start_s']:.4g}-{summary['worst_end_s']:.4g} s"
     elif "worst_start_sample" in summary:

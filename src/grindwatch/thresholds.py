@@ -12,6 +12,12 @@ as at least as wide as the normal component next to the gap. Otherwise the score
 count as one cluster, and the threshold falls back to ``median + mad_k * MAD`` of
 the log scores (normal-consistent MAD).
 
+Scores of exactly 0 (windows that nearest neighbours match exactly, such as those
+of a machine at rest with held values) count as normal and stay out of the
+mixture. After the log they form a spike far below the other scores. As the
+majority, they would be the mixture's only normal cluster, every other score
+would fall in a high-score cluster, and the threshold would sit just above 0.
+
 ``margin`` multiplies the cut, as control limits in process monitoring are often set
 a safety factor above the largest normal score (for example ``percentile`` 99.9 with
 ``margin`` 4/3). It needs a cut of at least 0, which reconstruction errors, distances
@@ -61,6 +67,8 @@ class Threshold:
     # What the scores belong to: training "windows", or "recordings" for the
     # cycle check.
     unit: str = "windows"
+    # Scores of exactly 0 left out of the mixture (gmm on log scores only).
+    n_zero: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,9 +82,16 @@ class Threshold:
             n_anomalous = len(self.components) - n_normal
             place = f"is {scaled}the score where" if scaled else "lies where"
             widened = _widened_note(self.components)
+            fitted = f"{self.n_scores} training {self.unit}"
+            if self.n_zero:
+                fitted = (
+                    f"{self.n_scores - self.n_zero} training {self.unit} that score "
+                    f"above 0 (the {self.n_zero} that score exactly 0 count as "
+                    "normal)"
+                )
             return (
                 f"A {len(self.components)}-component Gaussian mixture on the "
-                f"{score_kind} of {self.n_scores} training {self.unit} found "
+                f"{score_kind} of {fitted} found "
                 f"{n_anomalous} high-score cluster{'' if n_anomalous == 1 else 's'} "
                 f"separated from {n_normal} normal "
                 f"{'one' if n_normal == 1 else 'ones'} by Ashman's D = "
@@ -364,16 +379,22 @@ def fit_threshold(
     separation = None
     reason = None
     used = method
+    n_zero = 0
     if method == "percentile":
         cut = float(np.percentile(t, percentile))
     elif method == "mad":
         cut, reason = _mad_cut(t, mad_k, log_scale, offset)
     else:
+        # Exact zeros sit about 14 below the median log score, a spike of no
+        # width, so the mixture is fitted to the scores above 0 only.
+        n_zero = int((scores == 0).sum()) if log_scale else 0
         cut, components, separation, reason = _gmm_cut(
-            t, max_components, min_separation, random_state
+            t[scores > 0] if n_zero else t, max_components, min_separation, random_state
         )
         if cut is None:
             used = "mad"
+            if n_zero:
+                reason = f"{reason}, with the {n_zero} scores of exactly 0 left out"
             cut, tie_note = _mad_cut(t, mad_k, log_scale, offset)
             if tie_note:
                 reason = f"{reason}; {tie_note}"
@@ -419,6 +440,7 @@ def fit_threshold(
         margin=float(margin),
         rule_parameter={"percentile": float(percentile), "mad": float(mad_k)}.get(used),
         unit=unit,
+        n_zero=n_zero if used == "gmm" else 0,
     )
     logger.info("threshold %.6g by %s", value, used)
     return threshold

@@ -39,9 +39,11 @@ def plot_score_histogram(
     )
     width = edges[1] - edges[0]
     grid = np.linspace(min(edges[0], cut), max(edges[-1], cut), 400)
+    share = _mixture_share(threshold)
     for component in threshold.components:
         density = (
-            component["weight"]
+            share
+            * component["weight"]
             * np.exp(-0.5 * ((grid - component["mean"]) / component["sd"]) ** 2)
             / (component["sd"] * np.sqrt(2 * np.pi))
         )
@@ -126,9 +128,11 @@ def plot_score_distribution(
         label=f"scored {unit} ({scored.size})",
     )
     grid = np.linspace(low, high, 400)
+    share = _mixture_share(threshold)
     for component in threshold.components:
         density = (
-            component["weight"]
+            share
+            * component["weight"]
             * np.exp(-0.5 * ((grid - component["mean"]) / component["sd"]) ** 2)
             / (component["sd"] * np.sqrt(2 * np.pi))
         )
@@ -180,6 +184,15 @@ def plot_score_distribution(
     axis.set_title(title)
     figure.tight_layout()
     return figure
+
+
+def _mixture_share(threshold: Threshold) -> float:
+    """Share of the training scores the mixture was fitted to: those above 0
+    when scores of exactly 0 were left out (see ``grindwatch.thresholds``)."""
+    n_zero = getattr(threshold, "n_zero", 0)
+    if not n_zero or not threshold.n_scores:
+        return 1.0
+    return (threshold.n_scores - n_zero) / threshold.n_scores
 
 
 def _threshold_scale(threshold: Threshold):  # noqa: ANN202

@@ -30,8 +30,11 @@ class ChannelScaler:
     ----------
     center_ : ndarray of shape (n_channels,)
     scale_ : ndarray of shape (n_channels,)
-        A channel that is constant in training gets scale 1, so it keeps raising no
-        alarm until it moves.
+        A channel that is constant in training gets scale 1 in its own units, so
+        a change in it counts by its size in those units. The spectrum front end
+        flags even a small change, because the channel's band energies were 0 in
+        training.
+        With raw windows or features, a change of a few units can pass as normal.
     constant_channels_ : list of int
 
     Scaled samples beyond ``SCALED_LIMIT`` (1e12) are clipped to it, so a reading
@@ -68,8 +71,11 @@ class ChannelScaler:
             names = [channel_names[i] if channel_names else str(i) for i in constant]
             warnings.warn(
                 f"channels {names} are constant in the training data; they are "
-                "kept with unit scale, so any change in them will count as anomalous. "
-                "Drop them with the channels option if they carry no signal.",
+                "kept with scale 1 in their own units. The spectrum front end flags "
+                "even a small change in them, but with raw windows or features a "
+                "change of a few units can pass as normal. Drop them with the "
+                "channels option if they carry no signal, or watch them with a "
+                "fixed limit.",
                 UserWarning,
                 stacklevel=2,
             )
