@@ -238,7 +238,8 @@ def _gmm_cut(
     from scipy.stats import norm
 
     if t.size < 10:
-        reason = f"only {t.size} training scores, too few for a mixture (10 or more)"
+        noun = "score" if t.size == 1 else "scores"
+        reason = f"only {t.size} training {noun}, too few for a mixture (10 or more)"
         return None, [], None, reason
     if np.unique(t).size < 3:
         return (
