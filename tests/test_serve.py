@@ -628,6 +628,38 @@ def test_serve_rejects_foreign_address(trained):
     assert "in use" not in result.output
 
 
+@pytest.mark.usefixtures("restored_logging")
+def test_serve_warns_of_missing_results(trained, tmp_path):
+    _register_extensions()
+    missing = tmp_path / "resutls.sqlite"
+    # The bind to a documentation address fails after the results store opens,
+    # so the command ends without serving.
+    result = CliRunner().invoke(
+        cli_app,
+        ["serve", "--model", str(trained["bundle"]), "--host", "192.0.2.1"]
+        + ["--port", str(free_port()), "--results", str(missing)],
+    )
+    output = " ".join(result.output.split())
+
+    assert result.exit_code == 2, result.output
+    assert "resutls.sqlite does not exist" in output
+    assert "lists no cycles until 'grindwatch watch --results" in output
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_serve_quiet_about_existing_results(trained, tmp_path):
+    _register_extensions()
+    ResultStore(tmp_path / "results.sqlite")
+    result = CliRunner().invoke(
+        cli_app,
+        ["serve", "--model", str(trained["bundle"]), "--host", "192.0.2.1"]
+        + ["--port", str(free_port()), "--results", str(tmp_path / "results.sqlite")],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "does not exist" not in result.output
+
+
 def test_serve_command_listens_on_loopback(trained, tmp_path):
     port = free_port()
     command = grindwatch_command(
