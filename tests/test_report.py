@@ -143,6 +143,16 @@ def test_details_capped_and_counted(cycles):
     assert "2 more flagged recordings are listed in the table only" in text
 
 
+def test_none_flagged_says_so(cycles):
+    recordings = read_data(cycles.root / "good", cycles.model.config)
+
+    text = build_report(cycles.model, recordings)
+
+    assert "<article" not in text
+    assert "No recording is flagged, so there are no detail sections." in text
+    assert "0 of 0" not in text
+
+
 def test_all_flagged_has_no_neighbour(cycles):
     recordings = read_data(cycles.root / "bad", cycles.model.config)
 

@@ -193,10 +193,16 @@ def build_report(
     over_limit = len(flagged) - len(chosen)
     # Rows of a saved score table whose recording is not among the data read.
     not_read = n_flagged - len(flagged)
-    heading = (
-        f"<h2>Flagged {items}</h2><p>{len(chosen)} of {n_flagged} "
-        f"flagged {items} have a detail section, highest scores first."
-    )
+    if n_flagged:
+        heading = (
+            f"<h2>Flagged {items}</h2><p>{len(chosen)} of {n_flagged} "
+            f"flagged {items} have a detail section, highest scores first."
+        )
+    else:
+        heading = (
+            f"<h2>Flagged {items}</h2><p>No {item_noun(model.kind_, 1)} is flagged, "
+            "so there are no detail sections."
+        )
     if over_limit:
         heading += (
             f" {over_limit} more flagged {items} are listed in the table only; "
