@@ -338,6 +338,30 @@ def test_upload_wrong_rate_rejected(client, tmp_path):
     assert "4000 Hz differs" in response.json()["detail"]
 
 
+def test_other_rate_resampled_when_set(trained, tmp_path):
+    import copy
+
+    from scipy.signal import resample_poly
+
+    model = copy.deepcopy(trained["model"])
+    model.config = model.config.with_overrides({"data.resample": True})
+    data = resample_poly(make_cycle(9), 2, 1, axis=1).astype(np.float32)
+    path = tmp_path / "fast.npz"
+    np.savez(path, data=data, channels=np.array(CHANNELS), sample_rate=2000.0)
+    expected = grindwatch.score(model, path).recordings.iloc[0]
+    client = TestClient(create_app(model))
+
+    upload = client.post("/score/file", files={"file": (path.name, path.read_bytes())})
+    sent = client.post("/score", json=_body(data, sample_rate=2000.0))
+
+    assert upload.status_code == 200, upload.text
+    assert sent.status_code == 200, sent.text
+    for response in (upload, sent):
+        recording = response.json()["recording"]
+        assert recording["n_windows"] == expected["n_windows"]
+        assert recording["score"] == pytest.approx(expected["score"], rel=1e-5)
+
+
 def test_corrupt_upload_gets_422(client):
     response = client.post("/score/file", files={"file": ("cycle.npy", b"\x93NUMPY")})
 
