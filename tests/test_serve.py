@@ -136,6 +136,23 @@ def test_missing_channels_rejected_with_names(client):
     assert response.json()["expected_channels"] == CHANNELS
 
 
+def test_channel_names_with_spaces_shown(client, tmp_path):
+    data = make_cycle(5)
+    names = ["vib_x", "vib_y", "current "]
+    path = tmp_path / "spaced.npz"
+    np.savez(path, data=data, channels=np.array(names), sample_rate=1000.0)
+
+    sent = client.post("/score", json=_body(data, channels=names))
+    upload = client.post("/score/file", files={"file": (path.name, path.read_bytes())})
+
+    for response in (sent, upload):
+        assert response.status_code == 422
+        detail = response.json()["detail"]
+        assert "differ only in spaces" in detail
+        assert "'current' expected, 'current ' found" in detail
+    assert "it has ['vib_x', 'vib_y', 'current ']" in sent.json()["detail"]
+
+
 def test_wrong_sample_rate_rejected(client):
     response = client.post("/score", json=_body(make_cycle(5), sample_rate=2000))
 

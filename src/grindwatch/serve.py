@@ -42,7 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from grindwatch._version import __version__
-from grindwatch.exceptions import InputError, shorten_list
+from grindwatch.exceptions import InputError, lookalike_names, shorten_list
 from grindwatch.io import Recording, read_file
 from grindwatch.io.dataset import SIGNAL_SUFFIXES
 from grindwatch.online import CycleScore, check_signal_model, score_recording
@@ -817,8 +817,10 @@ def _recording_from_request(
     if missing:
         raise _Rejected(
             422,
-            f"the recording is missing channels {shorten_list(missing)}; the model "
-            f"needs {shorten_list(expected)}",
+            f"the recording is missing channels {shorten_list(missing)}; it has "
+            f"{shorten_list(list(request.channels))} and the model needs "
+            f"{shorten_list(expected)}"
+            f"{lookalike_names(missing, list(request.channels))}",
             missing_channels=missing,
             expected_channels=expected,
         )
@@ -886,7 +888,8 @@ def _recording_from_upload(
             422,
             f"{filename}: missing channels {shorten_list(missing)}; it has "
             f"{shorten_list(recording.channels)} and the model needs "
-            f"{shorten_list(model.channels_)}",
+            f"{shorten_list(model.channels_)}"
+            f"{lookalike_names(missing, recording.channels)}",
             missing_channels=missing,
             expected_channels=list(model.channels_),
         )
