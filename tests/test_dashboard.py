@@ -232,5 +232,6 @@ def test_page_shows_cycle_alarms_and_older_thresholds(tmp_path):
     assert steps == 1
     assert lines == 0
     assert "flags it, cycle score" in facts
+    assert "top channel acoustic_emission (cycle check)" in facts
     assert "(threshold " in facts
     assert console == []

@@ -175,6 +175,15 @@ def test_other_rate_rejected_in_chunks(model, tmp_path):
         score_chunked(unset_rate, path, chunk_samples=500)
 
 
+@pytest.mark.parametrize("chunk_samples", [0, -5])
+def test_chunk_samples_below_one_rejected(model, tmp_path, chunk_samples):
+    path = tmp_path / "long.npy"
+    np.save(path, _long_signal())
+
+    with pytest.raises(ValueError, match=f"chunk_samples={chunk_samples} must be 1"):
+        score_chunked(model, path, chunk_samples=chunk_samples)
+
+
 def test_csv_cannot_be_chunked(tmp_path):
     path = tmp_path / "a.csv"
     path.write_text("a\n1\n2\n")

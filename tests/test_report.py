@@ -143,6 +143,16 @@ def test_details_capped_and_counted(cycles):
     assert "2 more flagged recordings are listed in the table only" in text
 
 
+def test_none_flagged_says_so(cycles):
+    recordings = read_data(cycles.root / "good", cycles.model.config)
+
+    text = build_report(cycles.model, recordings)
+
+    assert "<article" not in text
+    assert "No recording is flagged, so there are no detail sections." in text
+    assert "0 of 0" not in text
+
+
 def test_all_flagged_has_no_neighbour(cycles):
     recordings = read_data(cycles.root / "bad", cycles.model.config)
 
@@ -410,6 +420,51 @@ def test_saved_scores_of_other_model_rejected(cycles, tmp_path, margin):
     assert "another model" in message
     assert (f"threshold {other:.6g}" in message) == margin
     assert not (tmp_path / "r.html").exists()
+
+
+def test_saved_scores_of_other_files_rejected(cycles, tmp_path):
+    from grindwatch.exceptions import InputError
+
+    # Scores of bad/, then a report on another folder whose normal cycles
+    # carry the names of the faulty ones.
+    scored = grindwatch.score(cycles.model, cycles.root / "bad")
+    assert scored.recordings["flag"].all()
+    write_table(scored.recordings, tmp_path / "scores.csv")
+    write_table(scored.windows, window_table_path(tmp_path / "scores.csv"))
+    other = tmp_path / "other"
+    other.mkdir()
+    good = sorted((cycles.root / "good").glob("*.csv"))
+    for name, source in zip(scored.recordings["recording"], good, strict=False):
+        (other / f"{name}.csv").write_bytes(source.read_bytes())
+
+    with pytest.raises(InputError) as raised:
+        create_report(
+            cycles.model, other, tmp_path / "r.html", scores=tmp_path / "scores.csv"
+        )
+
+    message = str(raised.value)
+    assert "scores.csv" in message
+    assert str(cycles.root / "bad") in message
+    assert str(other) in message
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_saved_scores_match_files_through_a_link(cycles, tmp_path):
+    scored = grindwatch.score(cycles.model, cycles.root / "bad")
+    write_table(scored.recordings, tmp_path / "scores.csv")
+    write_table(scored.windows, window_table_path(tmp_path / "scores.csv"))
+    (tmp_path / "link").symlink_to(cycles.root / "bad")
+
+    saved = create_report(
+        cycles.model,
+        tmp_path / "link",
+        tmp_path / "r.html",
+        scores=tmp_path / "scores.csv",
+        max_details=1,
+    )
+
+    assert saved.n_flagged == 3
+    assert saved.n_details == 1
 
 
 def test_report_file_follows_the_umask(tmp_path):

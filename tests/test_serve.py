@@ -136,6 +136,23 @@ def test_missing_channels_rejected_with_names(client):
     assert response.json()["expected_channels"] == CHANNELS
 
 
+def test_channel_names_with_spaces_shown(client, tmp_path):
+    data = make_cycle(5)
+    names = ["vib_x", "vib_y", "current "]
+    path = tmp_path / "spaced.npz"
+    np.savez(path, data=data, channels=np.array(names), sample_rate=1000.0)
+
+    sent = client.post("/score", json=_body(data, channels=names))
+    upload = client.post("/score/file", files={"file": (path.name, path.read_bytes())})
+
+    for response in (sent, upload):
+        assert response.status_code == 422
+        detail = response.json()["detail"]
+        assert "differ only in spaces" in detail
+        assert "'current' expected, 'current ' found" in detail
+    assert "it has ['vib_x', 'vib_y', 'current ']" in sent.json()["detail"]
+
+
 def test_wrong_sample_rate_rejected(client):
     response = client.post("/score", json=_body(make_cycle(5), sample_rate=2000))
 
@@ -336,6 +353,30 @@ def test_upload_wrong_rate_rejected(client, tmp_path):
 
     assert response.status_code == 422
     assert "4000 Hz differs" in response.json()["detail"]
+
+
+def test_other_rate_resampled_when_set(trained, tmp_path):
+    import copy
+
+    from scipy.signal import resample_poly
+
+    model = copy.deepcopy(trained["model"])
+    model.config = model.config.with_overrides({"data.resample": True})
+    data = resample_poly(make_cycle(9), 2, 1, axis=1).astype(np.float32)
+    path = tmp_path / "fast.npz"
+    np.savez(path, data=data, channels=np.array(CHANNELS), sample_rate=2000.0)
+    expected = grindwatch.score(model, path).recordings.iloc[0]
+    client = TestClient(create_app(model))
+
+    upload = client.post("/score/file", files={"file": (path.name, path.read_bytes())})
+    sent = client.post("/score", json=_body(data, sample_rate=2000.0))
+
+    assert upload.status_code == 200, upload.text
+    assert sent.status_code == 200, sent.text
+    for response in (upload, sent):
+        recording = response.json()["recording"]
+        assert recording["n_windows"] == expected["n_windows"]
+        assert recording["score"] == pytest.approx(expected["score"], rel=1e-5)
 
 
 def test_corrupt_upload_gets_422(client):
@@ -626,6 +667,38 @@ def test_serve_rejects_foreign_address(trained):
     assert "cannot listen on 192.0.2.1: the address cannot be bound" in result.output
     assert "pass --host 127.0.0.1 or an address of this machine" in result.output
     assert "in use" not in result.output
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_serve_warns_of_missing_results(trained, tmp_path):
+    _register_extensions()
+    missing = tmp_path / "resutls.sqlite"
+    # The bind to a documentation address fails after the results store opens,
+    # so the command ends without serving.
+    result = CliRunner().invoke(
+        cli_app,
+        ["serve", "--model", str(trained["bundle"]), "--host", "192.0.2.1"]
+        + ["--port", str(free_port()), "--results", str(missing)],
+    )
+    output = " ".join(result.output.split())
+
+    assert result.exit_code == 2, result.output
+    assert "resutls.sqlite does not exist" in output
+    assert "lists no cycles until 'grindwatch watch --results" in output
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_serve_quiet_about_existing_results(trained, tmp_path):
+    _register_extensions()
+    ResultStore(tmp_path / "results.sqlite")
+    result = CliRunner().invoke(
+        cli_app,
+        ["serve", "--model", str(trained["bundle"]), "--host", "192.0.2.1"]
+        + ["--port", str(free_port()), "--results", str(tmp_path / "results.sqlite")],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "does not exist" not in result.output
 
 
 def test_serve_command_listens_on_loopback(trained, tmp_path):

@@ -159,6 +159,15 @@ def serve(
     loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
     shown_name, version = _model_identity(model, name, _tracking_config(tracking_uri))
     store = watcher = None
+    if results is not None and watch_folder is None and not results.exists():
+        # Without this warning, a mistyped path gives an empty page and no error.
+        logger.warning(
+            "%s does not exist, so the monitoring page lists no cycles until "
+            "'grindwatch watch --results %s' writes them; if a watcher already "
+            "runs, pass the --results path it writes to",
+            results,
+            results,
+        )
     if watch_folder is not None or results is not None:
         store = _run(_store, results or Path("grindwatch-results.sqlite"))
     if watch_folder is not None:

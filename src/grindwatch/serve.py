@@ -42,7 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from grindwatch._version import __version__
-from grindwatch.exceptions import InputError, shorten_list
+from grindwatch.exceptions import InputError, lookalike_names, shorten_list
 from grindwatch.io import Recording, read_file
 from grindwatch.io.dataset import SIGNAL_SUFFIXES
 from grindwatch.online import CycleScore, check_signal_model, score_recording
@@ -108,7 +108,9 @@ class ScoreRequest(BaseModel):
         allow_inf_nan=False,
         description="Samples per second of every channel. Omitted: the model's own "
         "rate is assumed. A rate other than the model's is rejected with 422, "
-        "because the model's windows and spectra are only valid at its own rate.",
+        "because the model's windows and spectra are only valid at its own rate, "
+        "unless the service was started with data.resample: true, which resamples "
+        "the recording to the model's rate.",
     )
     channels: dict[str, list[Sample]] = Field(
         min_length=1,
@@ -815,8 +817,10 @@ def _recording_from_request(
     if missing:
         raise _Rejected(
             422,
-            f"the recording is missing channels {shorten_list(missing)}; the model "
-            f"needs {shorten_list(expected)}",
+            f"the recording is missing channels {shorten_list(missing)}; it has "
+            f"{shorten_list(list(request.channels))} and the model needs "
+            f"{shorten_list(expected)}"
+            f"{lookalike_names(missing, list(request.channels))}",
             missing_channels=missing,
             expected_channels=expected,
         )
@@ -843,20 +847,25 @@ def _recording_from_request(
             f"a sample exceeds the float32 range (±{_FLOAT32_MAX:.4g}); rescale the "
             "signal",
         )
-    return Recording(
-        request.name, data.astype(np.float32), expected, model.sample_rate_
-    )
+    rate = model.sample_rate_
+    if model.config.data.resample and request.sample_rate is not None:
+        rate = request.sample_rate
+    return Recording(request.name, data.astype(np.float32), expected, rate)
 
 
 def _check_rate(model: Model, sample_rate: float | None) -> None:
     if sample_rate is None or model.sample_rate_ is None:
+        return
+    if model.config.data.resample:
+        # Scoring resamples the recording to the model's rate, as 'score' does.
         return
     if not np.isclose(sample_rate, model.sample_rate_):
         raise _Rejected(
             422,
             f"sample_rate {sample_rate:g} Hz differs from the model's "
             f"{model.sample_rate_:g} Hz; resample the recording to "
-            f"{model.sample_rate_:g} Hz or serve a model trained at this rate",
+            f"{model.sample_rate_:g} Hz, serve a model trained at this rate, or "
+            "start the service with --set data.resample=true",
         )
 
 
@@ -879,7 +888,8 @@ def _recording_from_upload(
             422,
             f"{filename}: missing channels {shorten_list(missing)}; it has "
             f"{shorten_list(recording.channels)} and the model needs "
-            f"{shorten_list(model.channels_)}",
+            f"{shorten_list(model.channels_)}"
+            f"{lookalike_names(missing, recording.channels)}",
             missing_channels=missing,
             expected_channels=list(model.channels_),
         )

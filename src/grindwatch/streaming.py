@@ -100,6 +100,8 @@ def score_chunked(
 
     Raises
     ------
+    ValueError
+        If ``chunk_samples`` is below 1.
     InputError
         If the file is unreadable, lacks a model channel, has another sample rate
         than the model, is shorter than one window, or contains a NaN or infinite
@@ -108,6 +110,8 @@ def score_chunked(
     from grindwatch.pipeline import ScoreResult, scoring_options
 
     path = Path(path)
+    if chunk_samples is not None and chunk_samples < 1:
+        raise ValueError(f"chunk_samples={chunk_samples} must be 1 or more")
     if model.kind_ != "signals":
         raise InputError(path, "feature tables cannot be scored in chunks")
     options = scoring_options(model)

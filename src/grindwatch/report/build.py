@@ -11,6 +11,7 @@ out.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -192,10 +193,16 @@ def build_report(
     over_limit = len(flagged) - len(chosen)
     # Rows of a saved score table whose recording is not among the data read.
     not_read = n_flagged - len(flagged)
-    heading = (
-        f"<h2>Flagged {items}</h2><p>{len(chosen)} of {n_flagged} "
-        f"flagged {items} have a detail section, highest scores first."
-    )
+    if n_flagged:
+        heading = (
+            f"<h2>Flagged {items}</h2><p>{len(chosen)} of {n_flagged} "
+            f"flagged {items} have a detail section, highest scores first."
+        )
+    else:
+        heading = (
+            f"<h2>Flagged {items}</h2><p>No {item_noun(model.kind_, 1)} is flagged, "
+            "so there are no detail sections."
+        )
     if over_limit:
         heading += (
             f" {over_limit} more flagged {items} are listed in the table only; "
@@ -486,6 +493,42 @@ def _check_same_threshold(
     )
 
 
+def _check_same_files(
+    path: str | Path, table: pd.DataFrame, recordings: RecordingSet
+) -> None:
+    """Raise when a row of a saved score table and a recording of the data share
+    a name but not a file.
+
+    Names are not a key: another folder can hold a file of the same name. Such a
+    row would head a detail section that explains the other file, with a score
+    and verdict that contradict the table's.
+    """
+    from grindwatch.io.dataset import source_path
+
+    if "source" not in table:
+        return
+    scored_from = {
+        name: str(source)
+        for name, source in zip(table["recording"], table["source"], strict=True)
+        if isinstance(source, str) and source
+    }
+    for recording in recordings:
+        table_source = scored_from.get(recording.name)
+        data_source = source_path(recording.source)
+        if not table_source or not data_source or table_source == data_source:
+            continue
+        with contextlib.suppress(OSError):
+            if Path(table_source).exists() and Path(table_source).samefile(data_source):
+                continue
+        raise InputError(
+            path,
+            f"its row {recording.name!r} was scored from {table_source}, but the data "
+            f"given has {data_source} under that name",
+            "pass the files that were scored, or score this data again (grindwatch "
+            "score DATA --model MODEL --output FILE)",
+        )
+
+
 def _study_for(model: Model) -> StudySummary | None:
     from grindwatch.report.study import summarize_study
     from grindwatch.tracking import read_study
@@ -569,6 +612,7 @@ def create_report(
             None if model.cycle_check is None else model.cycle_check.threshold_.value
         )
         scored = read_scores(scores, model.threshold_.value, cycle_threshold)
+        _check_same_files(scores, scored.recordings, recordings)
         scored.skipped = [
             {"path": str(s.path), "reason": s.reason} for s in recordings.skipped
         ]

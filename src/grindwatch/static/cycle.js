@@ -12,6 +12,12 @@ function windowPosition(item) {
 function drawFacts(cycle) {
   const facts = document.getElementById("facts");
   facts.replaceChildren();
+  // Window attribution does not explain an alarm of the cycle check alone, so
+  // such a cycle names the cycle check's channel, as the monitoring page's list does.
+  const cycleOnly = cycle.cycle_flag && !(cycle.score > cycle.threshold);
+  const topChannel = cycleOnly
+    ? (cycle.cycle_channel || "length") + " (cycle check)"
+    : cycle.top_channel || "–";
   const items = [
     ["file", cycle.path],
     ["scored at (UTC)", cycle.scored_at.replace("T", " ").replace("+00:00", "")],
@@ -19,7 +25,7 @@ function drawFacts(cycle) {
     ["threshold", formatNumber(cycle.threshold)],
     ["flagged windows", `${cycle.flagged_windows} / ${cycle.n_windows}`],
     ["largest window score", formatNumber(cycle.max_window_score)],
-    ["top channel", cycle.top_channel || "–"],
+    ["top channel", topChannel],
   ];
   if (cycle.current_path && cycle.current_path !== cycle.path) {
     items.splice(1, 0, ["moved to", cycle.current_path]);
