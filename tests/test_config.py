@@ -137,7 +137,9 @@ def test_window_in_seconds_is_dropped_for_tables(tmp_path):
 def test_window_in_seconds_needs_a_sample_rate(tmp_path):
     config = _load(tmp_path, "windows:\n  seconds: 0.25\n")
 
-    with pytest.raises(ConfigError, match="windows.seconds is 0.25 s, but the") as error:
+    with pytest.raises(
+        ConfigError, match="windows.seconds is 0.25 s, but the"
+    ) as error:
         config.windows_in_samples(None, "signals")
     assert "set data.sample_rate" in str(error.value)
 

@@ -471,3 +471,15 @@ def test_describe_summary_names_second_channel():
         "channel vib carries 52% of the departure from normal, "
         "and channel flow carries 47%."
     )
+
+
+def test_describe_without_rate_names_window_samples(cycle_folders):
+    model = grindwatch.train(cycle_folders["good"], _config()).model
+    recording = read_data(cycle_folders["bad"], model.config).recordings[0]
+    model.sample_rate_ = None
+
+    explanation = explain_recording(model, recording)
+    text = explanation.describe()
+
+    first = explanation.summary["worst_start_sample"]
+    assert f"the worst window spans samples {first} to {first + 255}" in text

@@ -717,3 +717,17 @@ def test_serve_command_listens_on_loopback(trained, tmp_path):
     assert info["channels"] == CHANNELS
     assert "/static/dashboard.js" in page
     assert Path(tmp_path / "serve.log").read_text().count("Serving") == 1
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_serve_rejects_zero_body_limit(trained):
+    _register_extensions()
+    # Without the check, the bind to a documentation address fails instead.
+    result = CliRunner().invoke(
+        cli_app,
+        ["serve", "--model", str(trained["bundle"]), "--host", "192.0.2.1"]
+        + ["--port", str(free_port()), "--max-body-mb", "0"],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "--max-body-mb 0 would reject every request" in result.output

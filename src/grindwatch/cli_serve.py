@@ -150,6 +150,11 @@ def serve(
     from grindwatch.serve import ServiceLimits, create_app
 
     setup_logging(verbose)
+    if max_body_mb <= 0:
+        _fail(
+            f"--max-body-mb {max_body_mb:g} would reject every request; give a "
+            "limit above 0 MiB"
+        )
     # One recording is a few dozen windows: splitting that over several threads
     # costs more in synchronisation than it saves, and when requests or other
     # processes compete for the cores, the waiting threads stall every call

@@ -344,6 +344,7 @@ class RecordingExplanation:
             n_summed=int(chosen.sum()),
             worst_channel=(self.recording.channels[top], float(worst_shares[top])),
             second_channel=self._second_channel(chosen),
+            window_length=self.window_length,
         )
         if self.cycle is None or not self.cycle.flag:
             return text
@@ -449,6 +450,7 @@ def describe_summary(
     n_summed: int | None = None,
     worst_channel: tuple[str, float] | None = None,
     second_channel: tuple[str, float] | None = None,
+    window_length: int | None = None,
 ) -> str:
     """Put a ``recording_summary`` into words, for reports.
 
@@ -460,7 +462,8 @@ def describe_summary(
     ``attributed_windows``). ``worst_channel`` is the worst window's own top
     channel and share, named when another channel leads the sum.
     ``second_channel`` is the channel with the next largest share of that sum,
-    and its share, named when given.
+    and its share, named when given. ``window_length`` gives the worst
+    window's last sample when the recording has no sample rate.
     """
     relation = "above" if score > threshold else "below"
     text = (
@@ -495,6 +498,9 @@ def describe_summary(
         text += f", and channel {name} carries {share:.0%}"
     if "worst_start_s" in summary:
         span = f"{summary['worst_start_s']:.4g}-{summary['worst_end_s']:.4g} s"
+    elif "worst_start_sample" in summary and window_length is not None:
+        first = summary["worst_start_sample"]
+        span = f"samples {first} to {first + window_length - 1}"
     elif "worst_start_sample" in summary:
         span = f"from sample {summary['worst_start_sample']}"
     else:
