@@ -68,6 +68,40 @@ def test_wav_truncated_raises(tmp_path):
         read_file(path)
 
 
+def test_wav_cut_in_samples_raises(tmp_path):
+    # scipy returns the samples before the cut and only warns.
+    path = tmp_path / "cut.wav"
+    wavfile.write(path, 8000, (_sine() * 1000).astype(np.int16).T)
+    path.write_bytes(path.read_bytes()[:1001])
+
+    with pytest.raises(
+        InputError, match="cut.wav: is not a readable WAV file.*truncated"
+    ):
+        read_file(path)
+
+
+def test_wav_streamed_length_read_to_eof(tmp_path):
+    path = tmp_path / "stream.wav"
+    counts = (_sine() * 1000).astype(np.int16)
+    wavfile.write(path, 8000, counts.T)
+    raw = bytearray(path.read_bytes())
+    data = raw.find(b"data")
+    raw[4:8] = raw[data + 4 : data + 8] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(raw))
+
+    recording = read_file(path)[0]
+
+    assert recording.n_samples == counts.shape[1]
+
+
+def test_wav_sample_rate_zero_raises(tmp_path):
+    path = tmp_path / "norate.wav"
+    wavfile.write(path, 0, (_sine() * 1000).astype(np.int16).T)
+
+    with pytest.raises(InputError, match="norate.wav: its header gives sample rate 0"):
+        read_file(path)
+
+
 def test_integer_conversion_happens_before_arithmetic():
     counts = np.array([0, 65535], dtype=np.uint16)
 
