@@ -1321,3 +1321,59 @@ def test_npz_channel_names_must_fit_the_data(tmp_path):
         read_file(tmp_path / "names.npz")
     with pytest.raises(InputError, match="holds no samples"):
         read_file(tmp_path / "empty.npy")
+
+
+def test_parquet_time_index_gives_rate(tmp_path):
+    # DataFrame.to_parquet stores a named index, and pyarrow made it the index
+    # again, so the time was lost and the file had no sample rate.
+    from grindwatch.io.chunks import open_stream
+
+    frame = _parquet_frame()
+    frame["time"] = np.arange(len(frame)) / 2000.0
+    path = tmp_path / "indexed.parquet"
+    frame.set_index("time").to_parquet(path)
+
+    recording = read_file(path)[0]
+    stream = open_stream(path)
+
+    assert recording.channels == list(CHANNELS)
+    assert recording.sample_rate == pytest.approx(2000.0)
+    assert recording.metadata["time_column"] == "time"
+    assert stream.channels == list(CHANNELS)
+    assert stream.sample_rate == pytest.approx(2000.0)
+
+
+def test_parquet_index_named_as_column_raises(tmp_path):
+    frame = _parquet_frame()
+    frame.index = pd.Index(np.arange(len(frame)), name="vib_x")
+    frame.to_parquet(tmp_path / "both.parquet")
+
+    with pytest.raises(InputError, match="an index and a column both named 'vib_x'"):
+        read_file(tmp_path / "both.parquet")
+
+
+def test_parquet_rows_counted_after_filtering(tmp_path):
+    # The label check named the row by the stored index, here 110.
+    frame = _parquet_frame().iloc[100:]
+    frame["label"] = 0
+    frame.loc[110, "label"] = -1
+    frame.to_parquet(tmp_path / "filtered.parquet")
+
+    with pytest.raises(InputError, match="'label' holds -1 at data row 10,"):
+        read_file(tmp_path / "filtered.parquet")
+
+
+def test_feature_table_index_read_as_id_only(tmp_path):
+    features = pd.DataFrame(
+        {"rms": [1.0, 1.1, 0.9, 1.2], "peak": [3.0, 3.2, 2.9, 3.1]},
+        index=pd.Index([17, 18, 19, 20], name="cycle"),
+    )
+    path = tmp_path / "features.parquet"
+    features.to_parquet(path)
+
+    rows = read_file(path, ReadOptions(kind="table"))
+    named = read_file(path, ReadOptions(kind="table", id_column="cycle"))
+
+    assert rows[0].channels == ["rms", "peak"]
+    assert named[0].channels == ["rms", "peak"]
+    assert [row.name for row in named] == ["17", "18", "19", "20"]

@@ -190,6 +190,10 @@ def _time_like_among(recording: Recording, options: ReadOptions) -> set[str] | N
 
 def _read_frame(path: Path, options: ReadOptions):  # noqa: ANN202
     if path.suffix.lower() in (".parquet", ".pq"):
+        # A feature table's index is read only as its id column, because a
+        # numeric row id taken as a feature would change every score.
+        if options.kind == "table":
+            return read_parquet_frame(path, index_names=[options.id_column])
         return read_parquet_frame(path)
     return read_csv_frame(path, options)
 
