@@ -903,6 +903,33 @@ def test_text_cell_in_numeric_column_raises(tmp_path):
     assert "--channels" in message
 
 
+def test_repeated_header_line_named(tmp_path):
+    path = _csv_with_text_cell(tmp_path / "joined.csv")
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines[:201], lines[0], *lines[201:]]) + "\n")
+
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+
+    message = str(raised.value)
+    assert "the header line appears again at data row 200" in message
+    assert "delete the repeated header lines" in message
+    assert "--channels" not in message
+
+
+def test_units_line_under_header_named(tmp_path):
+    path = _csv_with_text_cell(tmp_path / "units.csv")
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], "s,g,g,A", *lines[1:]]) + "\n")
+
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+
+    message = str(raised.value)
+    assert "non-numeric value 'g' in column 'ch0' at data row 0" in message
+    assert "if the line under the header holds units, delete it" in message
+
+
 def test_text_cell_counted_and_first_named(tmp_path):
     path = _csv_with_text_cell(tmp_path / "textcol.csv", row=7, value="---")
     frame = pd.read_csv(path)
