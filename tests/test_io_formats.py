@@ -11,6 +11,7 @@ from scipy.io import savemat, wavfile
 
 from grindwatch.exceptions import InputError
 from grindwatch.io import ReadOptions, load_recordings, read_file
+from grindwatch.io.chunks import open_stream
 from grindwatch.io.samples import to_float32
 
 
@@ -305,3 +306,57 @@ def test_damaged_mat_file_is_input_error(tmp_path):
 
     with pytest.raises(InputError, match="damaged.mat: is not a readable MATLAB"):
         read_file(tmp_path / "damaged.mat", ReadOptions())
+
+
+def test_hdf5_scale_of_each_dataset_applied(tmp_path):
+    # Every channel took the first dataset's scale_factor and add_offset.
+    counts = (_sine(300, 2) * 1000).astype(np.int16)
+    path = tmp_path / "cf.h5"
+    with h5py.File(path, "w") as handle:
+        handle["force"] = counts[0]
+        handle["force"].attrs["scale_factor"] = 0.01
+        handle["force"].attrs["add_offset"] = 1.0
+        handle["torque"] = counts[1]
+        handle["torque"].attrs["scale_factor"] = 0.5
+
+    recording = read_file(path)[0]
+    stream = open_stream(path)
+    _, streamed = next(iter(stream.chunks(1000)))
+
+    assert recording.channels == ["force", "torque"]
+    np.testing.assert_allclose(recording.data[0], counts[0] * 0.01 + 1.0, rtol=1e-6)
+    np.testing.assert_allclose(recording.data[1], counts[1] * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(streamed, recording.data, rtol=1e-6)
+    assert recording.metadata["scale"] == [0.01, 0.5]
+    assert recording.metadata["offset"] == [1.0, 0.0]
+
+
+def test_hdf5_scale_per_channel_of_2d(tmp_path):
+    counts = (_sine(300, 3) * 1000).astype(np.int16)
+    path = tmp_path / "adc.h5"
+    with h5py.File(path, "w") as handle:
+        handle["adc"] = counts
+        handle["adc"].attrs["scale_factor"] = [0.1, 0.2, 0.3]
+
+    recording = read_file(path)[0]
+
+    np.testing.assert_allclose(
+        recording.data, counts * np.array([[0.1], [0.2], [0.3]]), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("mV", "'scale_factor' of 'adc' contains 'mV', which is not a number"),
+        ([0.1, 0.2], "'scale_factor' of 'adc' contains 2 values for 3 channels"),
+    ],
+)
+def test_hdf5_bad_scale_raises(tmp_path, value, problem):
+    path = tmp_path / "adc.h5"
+    with h5py.File(path, "w") as handle:
+        handle["adc"] = (_sine(300, 3) * 1000).astype(np.int16)
+        handle["adc"].attrs["scale_factor"] = value
+
+    with pytest.raises(InputError, match=problem):
+        read_file(path)

@@ -446,8 +446,7 @@ def _hdf5_layout(path: Path, handle, options: ReadOptions) -> dict[str, Any]:  #
     else:
         time_axis = 0
         channels = [name.rsplit("/", 1)[-1] for name in names]
-    scale = hdf5._attribute(items, hdf5._SCALE_ATTRIBUTES)
-    offset = hdf5._attribute(items, hdf5._OFFSET_ATTRIBUTES)
+    scale, offset = hdf5.channel_scaling(path, names, items, len(channels))
     rate = hdf5._named_attribute([*items, handle], hdf5._RATE_ATTRIBUTES)
     return {
         "names": names,
@@ -456,8 +455,8 @@ def _hdf5_layout(path: Path, handle, options: ReadOptions) -> dict[str, Any]:  #
         "n_samples": shape[time_axis],
         "channels": [c.decode() if isinstance(c, bytes) else str(c) for c in channels],
         "dtype": items[0].dtype,
-        "scale": None if scale is None else float(np.ravel(scale)[0]),
-        "offset": None if offset is None else float(np.ravel(offset)[0]),
+        "scale": scale,
+        "offset": offset,
         "rate": hdf5._rate(path, rate, options.sample_rate),
     }
 
