@@ -194,6 +194,26 @@ def test_mat_v5_struct_field_selected_by_dotted_name(tmp_path):
     assert recording.data.shape == (2, 300)
 
 
+def test_mat_rate_field_beside_signal(tmp_path):
+    # The rate was looked up among top-level variables only, so run.fs was lost.
+    path = tmp_path / "runs.mat"
+    values = _sine(300, 2)
+    savemat(
+        path,
+        {
+            "fs": 100.0,
+            "run": {"data": values, "fs": 2000.0},
+            "other": {"x": values[0], "y": values[1], "Fs": 500.0},
+        },
+    )
+
+    run = read_file(path, ReadOptions(mat_variable="run.data"))[0]
+    other = read_file(path, ReadOptions(mat_variable="other.x"))[0]
+
+    assert run.sample_rate == 2000.0
+    assert other.sample_rate == 500.0
+
+
 def _write_mat73(path, variables):  # noqa: ANN001
     with h5py.File(path, "w", userblock_size=512) as handle:
         for name, value in variables.items():
