@@ -1404,3 +1404,18 @@ def test_feature_table_index_read_as_id_only(tmp_path):
     assert rows[0].channels == ["rms", "peak"]
     assert named[0].channels == ["rms", "peak"]
     assert [row.name for row in named] == ["17", "18", "19", "20"]
+
+
+def test_csv_cut_in_last_line_raises(tmp_path):
+    # pandas filled the missing fields with NaN, so the error named a NaN
+    # sample, or a time going back where the cut left '0' of '0.217'.
+    path = _csv_with_text_cell(tmp_path / "whole.csv", value=0.5)
+    text = path.read_text()
+    cut = tmp_path / "cut.csv"
+    cut.write_text(text[: text.rindex("\n", 0, -1) + 8])
+    complete = tmp_path / "no_break.csv"
+    complete.write_text(text.rstrip("\n"))
+
+    with pytest.raises(InputError, match="cut.csv: its last line .* of 4 fields and"):
+        read_file(cut)
+    assert read_file(complete)[0].n_samples == 4000

@@ -301,8 +301,42 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
     if header is not None:
         _warn_renamed(path, header, list(frame.columns))
     frame = _without_trailing_empty(frame)
+    _raise_if_cut_short(path, delimiter, options.encoding)
     _raise_if_mixed_delimiter(path, frame, delimiter)
     return _big_integers_as_floats(frame)
+
+
+def _raise_if_cut_short(path: Path, delimiter: str, encoding: str) -> None:
+    """Raise when the last line has no line break and fewer fields than the line
+    before it, as a file copied or read while it is being written ends.
+
+    pandas fills the missing fields with NaN and reads a cut field ('0' of
+    '0.217') as a number, so the error would name a NaN sample or a time going
+    back. A cut inside the last field of a line cannot be told apart and is read.
+    """
+    try:
+        if "\n".encode(encoding) != b"\n":
+            return  # NOTE: UTF-16 and other wide encodings are not checked.
+    except LookupError:
+        return
+    with path.open("rb") as file:
+        file.seek(max(path.stat().st_size - 65536, 0))
+        tail = file.read()
+    if tail.endswith((b"\n", b"\r")):
+        return
+    lines = tail.decode(encoding, errors="replace").splitlines()
+    if len(lines) < 3:
+        return
+    last = _fields(lines[-1], delimiter)
+    before = _fields(lines[-2], delimiter)
+    if last is None or before is None or len(last) >= len(before):
+        return
+    raise InputError(
+        path,
+        f"its last line {lines[-1]!r} has {len(last)} of {len(before)} fields and "
+        "no line break, so the file was probably cut short while being written",
+        "wait until the export finishes, or delete the incomplete last line",
+    )
 
 
 def _raise_if_mixed_delimiter(path: Path, frame: pd.DataFrame, delimiter: str) -> None:
