@@ -160,6 +160,17 @@ def test_tdms_several_groups_need_tdms_group(tmp_path):
     assert recording.channels == ["y"]
 
 
+def test_tdms_truncated_raises(tmp_path):
+    # npTDMS logs a warning and returns fewer samples for a cut file.
+    pytest.importorskip("nptdms")
+    path = tmp_path / "cut.tdms"
+    _write_tdms(path, {"Measurement": {"AE": _sine(400, 1)[0]}})
+    path.write_bytes(path.read_bytes()[:-900])
+
+    with pytest.raises(InputError, match="cut.tdms: is not a readable TDMS file"):
+        read_file(path)
+
+
 def test_tdms_missing_package_names_it(tmp_path, monkeypatch):
     path = tmp_path / "run.tdms"
     path.write_bytes(b"TDSm" + bytes(100))
