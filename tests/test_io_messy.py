@@ -1419,3 +1419,16 @@ def test_csv_cut_in_last_line_raises(tmp_path):
     with pytest.raises(InputError, match="cut.csv: its last line .* of 4 fields and"):
         read_file(cut)
     assert read_file(complete)[0].n_samples == 4000
+
+
+def test_excel_separator_line_sets_delimiter(tmp_path):
+    # The "sep=;" line was read as the header, and the error blamed the data.
+    path = tmp_path / "excel.csv"
+    frame = _parquet_frame()
+    path.write_text("sep=;\n" + frame.to_csv(sep=";", index=False, decimal=","))
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == list(CHANNELS)
+    assert recording.sample_rate == pytest.approx(1000.0)
+    np.testing.assert_allclose(recording.data[0], frame["vib_x"], rtol=1e-6)

@@ -47,6 +47,7 @@ def sniff_csv(path: Path, head: str) -> tuple[str, str]:
 
 
 _HEAD_BYTES = 65536
+_EXCEL_SEPARATOR = re.compile(r"^\ufeff?sep=(.)\s*$", re.IGNORECASE)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -243,7 +244,10 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
     """
     head = _read_head(path, options.encoding)
     lines = _LINE_BREAK.split(head)
-    n_comments = _leading_comments(lines)
+    # Excel reads and writes a first line "sep=;" that names the delimiter.
+    separator = _EXCEL_SEPARATOR.match(lines[0])
+    n_comments = _leading_comments(lines[1:] if separator else lines)
+    n_comments += 1 if separator else 0
     has_comment = any(line.strip().startswith("#") for line in lines[:n_comments])
     if n_comments == len(lines) and has_comment:
         raise InputError(
@@ -254,6 +258,8 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
         )
     body = "\n".join(lines[n_comments:])
     delimiter, decimal = sniff_csv(path, body)
+    if separator:
+        delimiter = separator.group(1)
     delimiter = options.delimiter or delimiter
     decimal = options.decimal or decimal
     # A header in the last comment line is read as the header row. A savetxt
