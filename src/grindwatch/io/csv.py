@@ -318,7 +318,7 @@ def _raise_if_cut_short(path: Path, delimiter: str, encoding: str) -> None:
 
     pandas fills the missing fields with NaN and reads a cut field ('0' of
     '0.217') as a number, so the error would name a NaN sample or a time going
-    back. A cut inside the last field of a line cannot be told apart and is read.
+    back. A cut inside the last field of a line cannot be detected and is read.
     """
     try:
         if "\n".encode(encoding) != b"\n":
