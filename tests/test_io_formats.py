@@ -289,6 +289,16 @@ def test_binary_truncated_raises_with_size(tmp_path):
         read_file(path, ReadOptions(raw_dtype="<i2", raw_channels=2))
 
 
+@pytest.mark.parametrize("count", [0, -2])
+def test_binary_channel_count_below_one_raises(tmp_path, count):
+    # ReadOptions is public, and 0 divided the file size by zero.
+    path = tmp_path / "run.raw"
+    path.write_bytes(bytes(1000))
+
+    with pytest.raises(InputError, match=f"raw_channels is {count}, not a count"):
+        read_file(path, ReadOptions(raw_dtype="<i2", raw_channels=count))
+
+
 def test_new_formats_found_in_folders(tmp_path):
     counts = (_sine(300, 2) * 1000).astype("<i2")
     wavfile.write(tmp_path / "a.wav", 1000, counts.T)
