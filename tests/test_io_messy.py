@@ -1432,3 +1432,14 @@ def test_excel_separator_line_sets_delimiter(tmp_path):
     assert recording.channels == list(CHANNELS)
     assert recording.sample_rate == pytest.approx(1000.0)
     np.testing.assert_allclose(recording.data[0], frame["vib_x"], rtol=1e-6)
+
+
+def test_csv_quoted_cell_over_lines_at_end(tmp_path):
+    # Its last line has fewer fields than the line before, but it ends a cell.
+    path = tmp_path / "notes.csv"
+    path.write_text('time,a,note\n0,1,"x"\n0.001,2,"y"\n0.002,3,"two\nlines"')
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["a"]
+    assert recording.n_samples == 3

@@ -331,7 +331,8 @@ def _raise_if_cut_short(path: Path, delimiter: str, encoding: str) -> None:
     if tail.endswith((b"\n", b"\r")):
         return
     lines = tail.decode(encoding, errors="replace").splitlines()
-    if len(lines) < 3:
+    # An odd count of quotes may end a quoted cell that spans lines.
+    if len(lines) < 3 or lines[-1].count('"') % 2:
         return
     last = _fields(lines[-1], delimiter)
     before = _fields(lines[-2], delimiter)
