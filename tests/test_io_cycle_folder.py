@@ -244,6 +244,18 @@ def test_damaged_cycle_folder_skipped_with_reason(
     assert message in loaded.skipped[0].reason
 
 
+def test_skipped_cycle_names_damaged_file(few_cycles, tmp_path):
+    # The reason named only the folder, which contains several Parquet files.
+    folder = few_cycles[1].path
+    damaged = sorted((folder / "raw").glob("*.parquet"))[-1]
+    damaged.write_bytes(damaged.read_bytes()[:100])
+
+    loaded = load_recordings(tmp_path / "cycles")
+
+    assert loaded.skipped[0].path == folder
+    assert loaded.skipped[0].reason.startswith(f"raw/{damaged.name}: is not a")
+
+
 def test_two_megahertz_stream_at_small_length(tmp_path):
     cycles = write_grinding_cycles(
         tmp_path, 1, ae_rate=2_000_000, current_rate=100_000, duration=0.01

@@ -11,6 +11,7 @@ from scipy.io import savemat, wavfile
 
 from grindwatch.exceptions import InputError
 from grindwatch.io import ReadOptions, load_recordings, read_file
+from grindwatch.io.chunks import open_stream
 from grindwatch.io.samples import to_float32
 
 
@@ -65,6 +66,40 @@ def test_wav_truncated_raises(tmp_path):
     path.write_bytes(path.read_bytes()[:30])
 
     with pytest.raises(InputError, match="cut.wav: is not a readable WAV file"):
+        read_file(path)
+
+
+def test_wav_cut_in_samples_raises(tmp_path):
+    # scipy returns the samples before the cut and only warns.
+    path = tmp_path / "cut.wav"
+    wavfile.write(path, 8000, (_sine() * 1000).astype(np.int16).T)
+    path.write_bytes(path.read_bytes()[:1001])
+
+    with pytest.raises(
+        InputError, match="cut.wav: is not a readable WAV file.*truncated"
+    ):
+        read_file(path)
+
+
+def test_wav_streamed_length_read_to_eof(tmp_path):
+    path = tmp_path / "stream.wav"
+    counts = (_sine() * 1000).astype(np.int16)
+    wavfile.write(path, 8000, counts.T)
+    raw = bytearray(path.read_bytes())
+    data = raw.find(b"data")
+    raw[4:8] = raw[data + 4 : data + 8] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(raw))
+
+    recording = read_file(path)[0]
+
+    assert recording.n_samples == counts.shape[1]
+
+
+def test_wav_sample_rate_zero_raises(tmp_path):
+    path = tmp_path / "norate.wav"
+    wavfile.write(path, 0, (_sine() * 1000).astype(np.int16).T)
+
+    with pytest.raises(InputError, match="norate.wav: its header gives sample rate 0"):
         read_file(path)
 
 
@@ -125,6 +160,17 @@ def test_tdms_several_groups_need_tdms_group(tmp_path):
     assert recording.channels == ["y"]
 
 
+def test_tdms_truncated_raises(tmp_path):
+    # npTDMS logs a warning and returns fewer samples for a cut file.
+    pytest.importorskip("nptdms")
+    path = tmp_path / "cut.tdms"
+    _write_tdms(path, {"Measurement": {"AE": _sine(400, 1)[0]}})
+    path.write_bytes(path.read_bytes()[:-900])
+
+    with pytest.raises(InputError, match="cut.tdms: is not a readable TDMS file"):
+        read_file(path)
+
+
 def test_tdms_missing_package_names_it(tmp_path, monkeypatch):
     path = tmp_path / "run.tdms"
     path.write_bytes(b"TDSm" + bytes(100))
@@ -157,6 +203,26 @@ def test_mat_v5_struct_field_selected_by_dotted_name(tmp_path):
     recording = read_file(path, ReadOptions(mat_variable="run.raw"))[0]
 
     assert recording.data.shape == (2, 300)
+
+
+def test_mat_rate_field_beside_signal(tmp_path):
+    # The rate was looked up among top-level variables only, so run.fs was lost.
+    path = tmp_path / "runs.mat"
+    values = _sine(300, 2)
+    savemat(
+        path,
+        {
+            "fs": 100.0,
+            "run": {"data": values, "fs": 2000.0},
+            "other": {"x": values[0], "y": values[1], "Fs": 500.0},
+        },
+    )
+
+    run = read_file(path, ReadOptions(mat_variable="run.data"))[0]
+    other = read_file(path, ReadOptions(mat_variable="other.x"))[0]
+
+    assert run.sample_rate == 2000.0
+    assert other.sample_rate == 500.0
 
 
 def _write_mat73(path, variables):  # noqa: ANN001
@@ -223,6 +289,16 @@ def test_binary_truncated_raises_with_size(tmp_path):
         read_file(path, ReadOptions(raw_dtype="<i2", raw_channels=2))
 
 
+@pytest.mark.parametrize("count", [0, -2])
+def test_binary_channel_count_below_one_raises(tmp_path, count):
+    # ReadOptions is public, and 0 divided the file size by zero.
+    path = tmp_path / "run.raw"
+    path.write_bytes(bytes(1000))
+
+    with pytest.raises(InputError, match=f"raw_channels is {count}, not a count"):
+        read_file(path, ReadOptions(raw_dtype="<i2", raw_channels=count))
+
+
 def test_new_formats_found_in_folders(tmp_path):
     counts = (_sine(300, 2) * 1000).astype("<i2")
     wavfile.write(tmp_path / "a.wav", 1000, counts.T)
@@ -271,3 +347,57 @@ def test_damaged_mat_file_is_input_error(tmp_path):
 
     with pytest.raises(InputError, match="damaged.mat: is not a readable MATLAB"):
         read_file(tmp_path / "damaged.mat", ReadOptions())
+
+
+def test_hdf5_scale_of_each_dataset_applied(tmp_path):
+    # Every channel took the first dataset's scale_factor and add_offset.
+    counts = (_sine(300, 2) * 1000).astype(np.int16)
+    path = tmp_path / "cf.h5"
+    with h5py.File(path, "w") as handle:
+        handle["force"] = counts[0]
+        handle["force"].attrs["scale_factor"] = 0.01
+        handle["force"].attrs["add_offset"] = 1.0
+        handle["torque"] = counts[1]
+        handle["torque"].attrs["scale_factor"] = 0.5
+
+    recording = read_file(path)[0]
+    stream = open_stream(path)
+    _, streamed = next(iter(stream.chunks(1000)))
+
+    assert recording.channels == ["force", "torque"]
+    np.testing.assert_allclose(recording.data[0], counts[0] * 0.01 + 1.0, rtol=1e-6)
+    np.testing.assert_allclose(recording.data[1], counts[1] * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(streamed, recording.data, rtol=1e-6)
+    assert recording.metadata["scale"] == [0.01, 0.5]
+    assert recording.metadata["offset"] == [1.0, 0.0]
+
+
+def test_hdf5_scale_per_channel_of_2d(tmp_path):
+    counts = (_sine(300, 3) * 1000).astype(np.int16)
+    path = tmp_path / "adc.h5"
+    with h5py.File(path, "w") as handle:
+        handle["adc"] = counts
+        handle["adc"].attrs["scale_factor"] = [0.1, 0.2, 0.3]
+
+    recording = read_file(path)[0]
+
+    np.testing.assert_allclose(
+        recording.data, counts * np.array([[0.1], [0.2], [0.3]]), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("mV", "'scale_factor' of 'adc' contains 'mV', which is not a number"),
+        ([0.1, 0.2], "'scale_factor' of 'adc' contains 2 values for 3 channels"),
+    ],
+)
+def test_hdf5_bad_scale_raises(tmp_path, value, problem):
+    path = tmp_path / "adc.h5"
+    with h5py.File(path, "w") as handle:
+        handle["adc"] = (_sine(300, 3) * 1000).astype(np.int16)
+        handle["adc"].attrs["scale_factor"] = value
+
+    with pytest.raises(InputError, match=problem):
+        read_file(path)

@@ -903,6 +903,33 @@ def test_text_cell_in_numeric_column_raises(tmp_path):
     assert "--channels" in message
 
 
+def test_repeated_header_line_named(tmp_path):
+    path = _csv_with_text_cell(tmp_path / "joined.csv")
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines[:201], lines[0], *lines[201:]]) + "\n")
+
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+
+    message = str(raised.value)
+    assert "the header line appears again at data row 200" in message
+    assert "delete the repeated header lines" in message
+    assert "--channels" not in message
+
+
+def test_units_line_under_header_named(tmp_path):
+    path = _csv_with_text_cell(tmp_path / "units.csv")
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], "s,g,g,A", *lines[1:]]) + "\n")
+
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+
+    message = str(raised.value)
+    assert "non-numeric value 'g' in column 'ch0' at data row 0" in message
+    assert "if the line under the header holds units, delete it" in message
+
+
 def test_text_cell_counted_and_first_named(tmp_path):
     path = _csv_with_text_cell(tmp_path / "textcol.csv", row=7, value="---")
     frame = pd.read_csv(path)
@@ -1321,3 +1348,98 @@ def test_npz_channel_names_must_fit_the_data(tmp_path):
         read_file(tmp_path / "names.npz")
     with pytest.raises(InputError, match="holds no samples"):
         read_file(tmp_path / "empty.npy")
+
+
+def test_parquet_time_index_gives_rate(tmp_path):
+    # DataFrame.to_parquet stores a named index, and pyarrow made it the index
+    # again, so the time was lost and the file had no sample rate.
+    from grindwatch.io.chunks import open_stream
+
+    frame = _parquet_frame()
+    frame["time"] = np.arange(len(frame)) / 2000.0
+    path = tmp_path / "indexed.parquet"
+    frame.set_index("time").to_parquet(path)
+
+    recording = read_file(path)[0]
+    stream = open_stream(path)
+
+    assert recording.channels == list(CHANNELS)
+    assert recording.sample_rate == pytest.approx(2000.0)
+    assert recording.metadata["time_column"] == "time"
+    assert stream.channels == list(CHANNELS)
+    assert stream.sample_rate == pytest.approx(2000.0)
+
+
+def test_parquet_index_named_as_column_raises(tmp_path):
+    frame = _parquet_frame()
+    frame.index = pd.Index(np.arange(len(frame)), name="vib_x")
+    frame.to_parquet(tmp_path / "both.parquet")
+
+    with pytest.raises(InputError, match="an index and a column both named 'vib_x'"):
+        read_file(tmp_path / "both.parquet")
+
+
+def test_parquet_rows_counted_after_filtering(tmp_path):
+    # The label check named the row by the stored index, here 110.
+    frame = _parquet_frame().iloc[100:]
+    frame["label"] = 0
+    frame.loc[110, "label"] = -1
+    frame.to_parquet(tmp_path / "filtered.parquet")
+
+    with pytest.raises(InputError, match="'label' holds -1 at data row 10,"):
+        read_file(tmp_path / "filtered.parquet")
+
+
+def test_feature_table_index_read_as_id_only(tmp_path):
+    features = pd.DataFrame(
+        {"rms": [1.0, 1.1, 0.9, 1.2], "peak": [3.0, 3.2, 2.9, 3.1]},
+        index=pd.Index([17, 18, 19, 20], name="cycle"),
+    )
+    path = tmp_path / "features.parquet"
+    features.to_parquet(path)
+
+    rows = read_file(path, ReadOptions(kind="table"))
+    named = read_file(path, ReadOptions(kind="table", id_column="cycle"))
+
+    assert rows[0].channels == ["rms", "peak"]
+    assert named[0].channels == ["rms", "peak"]
+    assert [row.name for row in named] == ["17", "18", "19", "20"]
+
+
+def test_csv_cut_in_last_line_raises(tmp_path):
+    # pandas filled the missing fields with NaN, so the error named a NaN
+    # sample, or a time going back where the cut left '0' of '0.217'.
+    path = _csv_with_text_cell(tmp_path / "whole.csv", value=0.5)
+    text = path.read_text()
+    cut = tmp_path / "cut.csv"
+    cut.write_text(text[: text.rindex("\n", 0, -1) + 8])
+    complete = tmp_path / "no_break.csv"
+    complete.write_text(text.rstrip("\n"))
+
+    with pytest.raises(InputError, match="cut.csv: its last line .* of 4 fields and"):
+        read_file(cut)
+    assert read_file(complete)[0].n_samples == 4000
+
+
+def test_excel_separator_line_sets_delimiter(tmp_path):
+    # The "sep=;" line was read as the header, and the error blamed the data.
+    path = tmp_path / "excel.csv"
+    frame = _parquet_frame()
+    path.write_text("sep=;\n" + frame.to_csv(sep=";", index=False, decimal=","))
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == list(CHANNELS)
+    assert recording.sample_rate == pytest.approx(1000.0)
+    np.testing.assert_allclose(recording.data[0], frame["vib_x"], rtol=1e-6)
+
+
+def test_csv_quoted_cell_over_lines_at_end(tmp_path):
+    # Its last line has fewer fields than the line before, but it ends a cell.
+    path = tmp_path / "notes.csv"
+    path.write_text('time,a,note\n0,1,"x"\n0.001,2,"y"\n0.002,3,"two\nlines"')
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["a"]
+    assert recording.n_samples == 3

@@ -233,6 +233,41 @@ def test_label_key_matches_names(name, key):
     assert label_key_for(name, labels) == key
 
 
+def test_labels_file_keeps_every_folder_of_names(cycle_folders, tmp_path):
+    # Names with two folders lost the first, so m1/day/... and m2/day/...
+    # became one key with two labels, and the file was rejected.
+    model = _train(cycle_folders["good"], tmp_path)
+    data = tmp_path / "eval"
+    write_cycles(data / "m1" / "day", 1, start_seed=400)
+    write_cycles(data / "m2" / "day", 1, start_seed=400)
+    labels = tmp_path / "labels.csv"
+    rows = "m1/day/cycle_400,1\nm2/day/cycle_400,0\n"
+    labels.write_text("recording,label\n" + rows, encoding="utf-8")
+
+    result = _evaluate_with_labels(data, model, labels, "--json")
+
+    assert result.exit_code == 0, result.output
+    sources = json.loads(result.stdout)["label_sources"]
+    assert sources == {"labels file": {"normal": 1, "anomalous": 1}}
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("m1/day/r", "m1/day/r"),
+        ("m3/day/r", "day/r"),  # the last folder and the stem
+        ("m3/night/r", "r"),
+        ("day/q", "m1/day/q"),  # the only longer name that ends in it
+    ],
+)
+def test_label_key_matches_longer_names(name, key):
+    from grindwatch.io.labels import label_key_for
+
+    labels = {"m1/day/r": 1, "m2/day/r": 0, "day/r": 1, "r": 0, "m1/day/q": 1}
+
+    assert label_key_for(name, labels) == key
+
+
 def test_labels_file_over_label_column_named(cycle_folders, tmp_path):
     model = _train(cycle_folders["good"], tmp_path)
     data = tmp_path / "eval"

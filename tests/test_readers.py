@@ -389,3 +389,14 @@ def test_npz_channel_names_decide_orientation(tmp_path):
     assert wide[0].channels == tall[0].channels == ["a", "b", "c", "d"]
     np.testing.assert_array_equal(wide[0].data, data)
     np.testing.assert_array_equal(tall[0].data, data)
+
+
+def test_npz_repeated_channel_name_raises(tmp_path):
+    # Selecting channels by name read the first 'vib' twice and lost the second.
+    data = np.vstack([np.sin(np.arange(200.0)), np.cos(np.arange(200.0))])
+    np.savez(tmp_path / "twice.npz", data=data, channels=np.array(["vib", "vib"]))
+
+    with pytest.raises(
+        InputError, match="twice.npz: names more than one channel 'vib'"
+    ):
+        read_file(tmp_path / "twice.npz", ReadOptions())

@@ -264,8 +264,8 @@ def label_skipped(
         if labels is None:
             label = label_from_path(path, roots.get(path))
         else:
-            # The folder is known, so a FOLDER/stem key must name this one.
-            key = label_key_for(f"{path.parent.name}/{path.stem}", labels)
+            # The folders are known, so a key with folders must name these.
+            key = label_key_for((path.parent / path.stem).as_posix(), labels)
             label = None if key is None else int(labels[key])
         labeled.append({**item, "label": label})
     return labeled

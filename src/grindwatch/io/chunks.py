@@ -18,6 +18,7 @@ import numpy as np
 from grindwatch.exceptions import InputError, shorten_list
 from grindwatch.io.binary import binary_layout
 from grindwatch.io.options import ReadOptions
+from grindwatch.io.parquet import index_to_columns
 from grindwatch.io.samples import to_float32
 
 __all__ = ["CHUNKED_SUFFIXES", "ChunkedStream", "iter_windows", "open_stream"]
@@ -220,7 +221,7 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
         raise InputError(
             path, f"is not a readable Parquet file ({error})", "check the file"
         ) from None
-    empty = parquet.schema_arrow.empty_table().to_pandas()
+    empty = index_to_columns(path, parquet.schema_arrow.empty_table().to_pandas())
     # The time column, a date column combined with it, and the rate come from
     # the first row group's values, and ``_scan_time`` then checks the steps of
     # every row group. The schema has no rows, so a numeric column with text
@@ -235,6 +236,7 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
         head = empty
         if head_columns and parquet.metadata.num_row_groups > 0:
             head = parquet.read_row_group(0, columns=head_columns).to_pandas()
+            head = index_to_columns(path, head)
         head, candidates, pair = _combine_split_timestamp(
             path, head, options, candidates
         )
@@ -330,6 +332,7 @@ def _scan_time(
     last_utc = None
     for group in range(parquet.metadata.num_row_groups):
         frame = parquet.read_row_group(group, columns=read).to_pandas()
+        frame = index_to_columns(path, frame)
         column = frame[name]
         if date_column is not None:
             pair = find_date_time_pair(path, frame, paired)
@@ -443,8 +446,7 @@ def _hdf5_layout(path: Path, handle, options: ReadOptions) -> dict[str, Any]:  #
     else:
         time_axis = 0
         channels = [name.rsplit("/", 1)[-1] for name in names]
-    scale = hdf5._attribute(items, hdf5._SCALE_ATTRIBUTES)
-    offset = hdf5._attribute(items, hdf5._OFFSET_ATTRIBUTES)
+    scale, offset = hdf5.channel_scaling(path, names, items, len(channels))
     rate = hdf5._named_attribute([*items, handle], hdf5._RATE_ATTRIBUTES)
     return {
         "names": names,
@@ -453,8 +455,8 @@ def _hdf5_layout(path: Path, handle, options: ReadOptions) -> dict[str, Any]:  #
         "n_samples": shape[time_axis],
         "channels": [c.decode() if isinstance(c, bytes) else str(c) for c in channels],
         "dtype": items[0].dtype,
-        "scale": None if scale is None else float(np.ravel(scale)[0]),
-        "offset": None if offset is None else float(np.ravel(offset)[0]),
+        "scale": scale,
+        "offset": offset,
         "rate": hdf5._rate(path, rate, options.sample_rate),
     }
 

@@ -47,6 +47,7 @@ def sniff_csv(path: Path, head: str) -> tuple[str, str]:
 
 
 _HEAD_BYTES = 65536
+_EXCEL_SEPARATOR = re.compile(r"^\ufeff?sep=(.)\s*$", re.IGNORECASE)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -243,7 +244,10 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
     """
     head = _read_head(path, options.encoding)
     lines = _LINE_BREAK.split(head)
-    n_comments = _leading_comments(lines)
+    # Excel reads and writes a first line "sep=;" that names the delimiter.
+    separator = _EXCEL_SEPARATOR.match(lines[0])
+    n_comments = _leading_comments(lines[1:] if separator else lines)
+    n_comments += 1 if separator else 0
     has_comment = any(line.strip().startswith("#") for line in lines[:n_comments])
     if n_comments == len(lines) and has_comment:
         raise InputError(
@@ -254,6 +258,8 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
         )
     body = "\n".join(lines[n_comments:])
     delimiter, decimal = sniff_csv(path, body)
+    if separator:
+        delimiter = separator.group(1)
     delimiter = options.delimiter or delimiter
     decimal = options.decimal or decimal
     # A header in the last comment line is read as the header row. A savetxt
@@ -301,8 +307,43 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
     if header is not None:
         _warn_renamed(path, header, list(frame.columns))
     frame = _without_trailing_empty(frame)
+    _raise_if_cut_short(path, delimiter, options.encoding)
     _raise_if_mixed_delimiter(path, frame, delimiter)
     return _big_integers_as_floats(frame)
+
+
+def _raise_if_cut_short(path: Path, delimiter: str, encoding: str) -> None:
+    """Raise when the last line has no line break and fewer fields than the line
+    before it, as a file copied or read while it is being written ends.
+
+    pandas fills the missing fields with NaN and reads a cut field ('0' of
+    '0.217') as a number, so the error would name a NaN sample or a time going
+    back. A cut inside the last field of a line cannot be detected and is read.
+    """
+    try:
+        if "\n".encode(encoding) != b"\n":
+            return  # NOTE: UTF-16 and other wide encodings are not checked.
+    except LookupError:
+        return
+    with path.open("rb") as file:
+        file.seek(max(path.stat().st_size - 65536, 0))
+        tail = file.read()
+    if tail.endswith((b"\n", b"\r")):
+        return
+    lines = tail.decode(encoding, errors="replace").splitlines()
+    # An odd count of quotes may end a quoted cell that spans lines.
+    if len(lines) < 3 or lines[-1].count('"') % 2:
+        return
+    last = _fields(lines[-1], delimiter)
+    before = _fields(lines[-2], delimiter)
+    if last is None or before is None or len(last) >= len(before):
+        return
+    raise InputError(
+        path,
+        f"its last line {lines[-1]!r} has {len(last)} of {len(before)} fields and "
+        "no line break, so the file was probably cut short while being written",
+        "wait until the export finishes, or delete the incomplete last line",
+    )
 
 
 def _raise_if_mixed_delimiter(path: Path, frame: pd.DataFrame, delimiter: str) -> None:

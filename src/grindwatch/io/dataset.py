@@ -190,6 +190,10 @@ def _time_like_among(recording: Recording, options: ReadOptions) -> set[str] | N
 
 def _read_frame(path: Path, options: ReadOptions):  # noqa: ANN202
     if path.suffix.lower() in (".parquet", ".pq"):
+        # A feature table's index is read only as its id column, because a
+        # numeric row id taken as a feature would change every score.
+        if options.kind == "table":
+            return read_parquet_frame(path, index_names=[options.id_column])
         return read_parquet_frame(path)
     return read_csv_frame(path, options)
 
@@ -389,14 +393,21 @@ def load_recordings(
 
 
 def _skip(skipped: list[SkippedFile], path: Path, error: Exception) -> None:
-    skipped.append(SkippedFile(path, _reason(error)))
+    skipped.append(SkippedFile(path, _reason(error, path)))
     logger.warning("skipped %s", error)
 
 
-def _reason(error: Exception) -> str:
-    if isinstance(error, InputError):
-        return error.problem + (f"; {error.fix}" if error.fix else "")
-    return f"cannot be read ({error})"
+def _reason(error: Exception, path: Path | None = None) -> str:
+    """Return the problem and fix. Where ``path`` is a cycle folder and the error
+    names a file in it, the reason starts with that file's path in the folder."""
+    if not isinstance(error, InputError):
+        return f"cannot be read ({error})"
+    reason = error.problem + (f"; {error.fix}" if error.fix else "")
+    if path is not None and error.path != str(path):
+        inner = Path(error.path)
+        if inner.is_relative_to(path):
+            reason = f"{inner.relative_to(path)}: {reason}"
+    return reason
 
 
 def matches_metadata(recording: Recording, match: Iterable[tuple[str, str]]) -> bool:

@@ -594,12 +594,25 @@ def _raise_if_mostly_numbers(
         if n_other == 1
         else f"{n_other} of its {n_numbers + n_other} filled cells are not numbers"
     )
+    cell = column.iloc[row]
+    if str(cell).strip() == str(name).strip():
+        # Joining exports often copies each file's header line into the data.
+        raise InputError(
+            path,
+            f"the header line appears again at data row {row} (column {name!r} "
+            f"holds {cell!r} there)",
+            "delete the repeated header lines",
+        )
+    fix = (
+        "clean the file, or leave the column out by listing the channels to use "
+        "with --channels (data.channels)"
+    )
+    if row == 0:
+        fix = f"if the line under the header holds units, delete it; else {fix}"
     raise InputError(
         path,
-        f"non-numeric value {column.iloc[row]!r} in column {name!r} at data row "
-        f"{row} ({count})",
-        "clean the file, or leave the column out by listing the channels to use "
-        "with --channels (data.channels)",
+        f"non-numeric value {cell!r} in column {name!r} at data row {row} ({count})",
+        fix,
     )
 
 

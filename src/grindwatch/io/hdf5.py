@@ -54,6 +54,78 @@ def _attribute(items: list, names: tuple[str, ...]):  # noqa: ANN202
     return None if found is None else found[1]
 
 
+def _number(path: Path, value, where: str) -> float:  # noqa: ANN001
+    """Convert one stored number (or text of one) to float, naming ``where``."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if isinstance(value, np.generic):
+        value = value.item()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(
+            path,
+            f"{where} contains {value!r}, which is not a number",
+            "store the scale and offset as numbers, one per channel or one for all",
+        ) from None
+
+
+def channel_scaling(path: Path, names: list[str], items: list, n_channels: int):  # noqa: ANN001, ANN201
+    """Return the scale and the offset to apply, each None, one float for all
+    channels, or an array of shape (n_channels, 1).
+
+    One 2-D dataset may give one value for all channels or one per channel.
+    Several 1-D datasets each give their own, and one without it is not scaled.
+
+    Raises
+    ------
+    InputError
+        If an attribute is not a number, or a 2-D dataset's gives neither one
+        value nor one per channel.
+    """
+    found = []
+    for attributes, default in ((_SCALE_ATTRIBUTES, 1.0), (_OFFSET_ATTRIBUTES, 0.0)):
+        if len(items) == 1:
+            attribute = _named_attribute(items, attributes)
+            if attribute is None:
+                found.append(None)
+                continue
+            where = f"the HDF5 attribute {attribute[0]!r} of {names[0]!r}"
+            values = np.ravel(attribute[1])
+            if values.size == 1:
+                found.append(_number(path, values[0], where))
+                continue
+            if values.size != n_channels:
+                raise InputError(
+                    path,
+                    f"{where} contains {values.size} values for {n_channels} channels",
+                    "store one value for all channels or one per channel",
+                )
+            numbers = [_number(path, value, where) for value in values]
+        else:
+            numbers, any_found = [], False
+            for name, item in zip(names, items, strict=True):
+                attribute = _named_attribute([item], attributes)
+                if attribute is None:
+                    numbers.append(default)
+                    continue
+                any_found = True
+                where = f"the HDF5 attribute {attribute[0]!r} of {name!r}"
+                values = np.ravel(attribute[1])
+                if values.size != 1:
+                    raise InputError(
+                        path,
+                        f"{where} contains {values.size} values for one channel",
+                        "store one value for each 1-D dataset",
+                    )
+                numbers.append(_number(path, values[0], where))
+            if not any_found:
+                found.append(None)
+                continue
+        found.append(np.array(numbers, dtype=np.float64)[:, None])
+    return found[0], found[1]
+
+
 def _pick(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN202
     import h5py
 
@@ -159,14 +231,8 @@ def _read_open(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN20
         channel_names = [name.rsplit("/", 1)[-1] for name in names]
     rate = _named_attribute([*items, handle], _RATE_ATTRIBUTES)
     channels = [c.decode() if isinstance(c, bytes) else str(c) for c in channel_names]
-    scale = _attribute(items, _SCALE_ATTRIBUTES)
-    offset = _attribute(items, _OFFSET_ATTRIBUTES)
-    data, metadata = to_float32(
-        data,
-        None if scale is None else float(np.ravel(scale)[0]),
-        None if offset is None else float(np.ravel(offset)[0]),
-        channels,
-    )
+    scale, offset = channel_scaling(path, names, items, len(channels))
+    data, metadata = to_float32(data, scale, offset, channels)
     metadata["hdf5_datasets"] = names
     return metadata, data, channels, _rate(path, rate, options.sample_rate)
 

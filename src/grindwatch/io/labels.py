@@ -197,14 +197,20 @@ def read_labels_csv(path: Path) -> dict[str, int]:
 
 
 def _label_key(recording: str) -> str:
-    """Return the key of a labels-file cell: ``stem`` or ``FOLDER/stem``.
+    """Return the key of a labels-file cell.
 
-    A path keeps its last folder, because recordings of one stem in several
-    folders are named ``FOLDER/stem``.
+    A file name or path (with a recording file's extension) keeps its stem and
+    last folder: ``stem`` or ``FOLDER/stem``. A recording name keeps all its
+    folders, because names of one stem in several folders that share their last
+    folder are ``m1/day/r`` and ``m2/day/r``.
     """
+    from grindwatch.io.dataset import SIGNAL_SUFFIXES
+
     if "#" in recording:
         return recording
     path = Path(recording)
+    if path.suffix.lower() not in SIGNAL_SUFFIXES:
+        return path.as_posix()
     if path.parent.name:
         return f"{path.parent.name}/{path.stem}"
     return path.stem
@@ -213,14 +219,19 @@ def _label_key(recording: str) -> str:
 def label_key_for(name: str, labels: dict[str, int]) -> str | None:
     """Return the key of ``labels`` that labels the recording ``name``, or None.
 
-    An exact name wins. A ``FOLDER/stem`` name also takes a label given for the
-    bare stem, and a bare name takes a ``FOLDER/stem`` label when exactly one
-    key ends in it.
+    An exact name wins. A name with folders (``m1/day/r``) also takes a label
+    given for its last folders and stem (``day/r``) or the bare stem, the longest
+    first. A name takes a label for a longer name (``m1/day/r`` for ``r`` or
+    ``day/r``) when exactly one key ends in it.
     """
     if name in labels:
         return name
-    stem = Path(name).name
-    if stem != name:
-        return stem if stem in labels else None
+    parts = name.split("/")
+    # A key for the last folders of a longer name: "day/r" or "r" for "m1/day/r".
+    for start in range(1, len(parts)):
+        suffix = "/".join(parts[start:])
+        if suffix in labels:
+            return suffix
+    # The only key whose last folders are the whole name: "m1/day/r" for "r".
     found = [key for key in labels if key.endswith(f"/{name}")]
     return found[0] if len(found) == 1 else None

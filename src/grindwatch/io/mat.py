@@ -106,14 +106,18 @@ def _is_signal(value: Any) -> bool:
 
 
 def _is_rate_variable(name: str, value: Any) -> bool:
-    lower = name.lower()
+    lower = name.rsplit(".", 1)[-1].lower()
     if lower not in _RATE_NAMES:
         return False
     return lower not in _AMBIGUOUS_RATE_NAMES or np.asarray(value).size == 1
 
 
-def _rate(path: Path, variables: dict[str, Any]) -> float | None:
+def _rate(path: Path, variables: dict[str, Any], signals: list[str]) -> float | None:
     """Return the rate stored in the first rate-named variable, or None.
+
+    A rate among the fields of the struct that contains all ``signals``
+    (``run.fs`` beside ``run.data``) comes first, then one in each struct above
+    it, and a top-level variable last.
 
     Raises
     ------
@@ -121,10 +125,19 @@ def _rate(path: Path, variables: dict[str, Any]) -> float | None:
         If that variable is not one positive number, as for .npz and HDF5 files.
     """
     by_lower = {name.lower(): name for name in variables}
-    for lower in _RATE_NAMES:
-        name = by_lower.get(lower)
-        if name is not None and _is_rate_variable(name, variables[name]):
-            return stored_rate(path, variables[name], f"the variable {name!r}")
+    parts = signals[0].split(".")[:-1]
+    for signal in signals[1:]:
+        others = signal.split(".")[:-1]
+        common = 0
+        while common < min(len(parts), len(others)) and parts[common] == others[common]:
+            common += 1
+        parts = parts[:common]
+    prefixes = [".".join(parts[:end]) + "." for end in range(len(parts), 0, -1)]
+    for prefix in [*prefixes, ""]:
+        for rate_name in _RATE_NAMES:
+            name = by_lower.get((prefix + rate_name).lower())
+            if name is not None and _is_rate_variable(name, variables[name]):
+                return stored_rate(path, variables[name], f"the variable {name!r}")
     return None
 
 
@@ -194,7 +207,7 @@ def read_mat(path: Path, options: ReadOptions) -> Recording:
     data, metadata = to_float32(array, channels=channels)
     data = finite_or_raise(path, data, channels, options.nan_policy)
     metadata.update({"mat_version": "7.3" if is_v73 else "5", "mat_variables": names})
-    rate = resolve_rate(path, _rate(path, variables), options.sample_rate)
+    rate = resolve_rate(path, _rate(path, variables, names), options.sample_rate)
     recording = Recording(
         name=path.stem,
         data=data,

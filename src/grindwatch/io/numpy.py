@@ -116,6 +116,16 @@ def read_numpy(path: Path, options: ReadOptions) -> Recording:
         )
     if channels is None:
         channels = [f"channel_{i}" for i in range(data.shape[0])]
+    repeated = sorted({name for name in channels if channels.count(name) > 1})
+    if repeated:
+        # Channels are matched by name, so a repeated name would read the first
+        # of its channels twice.
+        raise InputError(
+            path,
+            f"names more than one channel {', '.join(map(repr, repeated))} in its "
+            "'channels' array",
+            "give each channel its own name",
+        )
     rate = resolve_rate(path, rate, options.sample_rate)
 
     values, metadata = to_float32(data, channels=channels)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +10,16 @@ import pandas as pd
 
 from grindwatch.exceptions import InputError
 
-__all__ = ["read_parquet_frame"]
+__all__ = ["index_to_columns", "read_parquet_frame"]
 
 
-def read_parquet_frame(path: Path) -> pd.DataFrame:
+def read_parquet_frame(
+    path: Path, index_names: Collection[str] | None = None
+) -> pd.DataFrame:
     """Read a Parquet file into a DataFrame.
+
+    A named index stored in the file becomes a column (see ``index_to_columns``),
+    or with ``index_names`` only the levels of those names do.
 
     Decimal columns become float64, and nullable numbers (pandas' Int64 and
     Float64, or Arrow-backed columns) become float64 with NaN for a missing
@@ -45,6 +51,7 @@ def read_parquet_frame(path: Path) -> pd.DataFrame:
         frame = table.to_pandas()
     except (OSError, pyarrow.ArrowException, ValueError) as error:
         raise _unreadable(path, error) from None
+    frame = index_to_columns(path, frame, index_names)
     for name in frame.columns:
         column = frame[name]
         if isinstance(
@@ -53,6 +60,41 @@ def read_parquet_frame(path: Path) -> pd.DataFrame:
             if not pd.api.types.is_bool_dtype(column):
                 frame[name] = column.to_numpy(dtype="float64", na_value=np.nan)
     return frame
+
+
+def index_to_columns(
+    path: Path, frame: pd.DataFrame, index_names: Collection[str] | None = None
+) -> pd.DataFrame:
+    """Move the named index levels of a frame read from Parquet into columns.
+
+    ``DataFrame.to_parquet`` stores a named index, such as the time after
+    ``set_index("time")``, as a column that pyarrow's ``to_pandas`` makes the
+    index again, where the readers would not see it. With ``index_names`` only
+    the levels of those names move, and the other levels are dropped. The index
+    left is the data row numbers, so an unnamed index (row numbers left after
+    filtering) is not read.
+
+    Raises
+    ------
+    InputError
+        If an index level has the name of a column.
+    """
+    names = [
+        name
+        for name in frame.index.names
+        if name is not None and (index_names is None or name in index_names)
+    ]
+    repeated = [name for name in names if name in frame.columns]
+    if repeated:
+        raise InputError(
+            path,
+            f"has an index and a column both named {', '.join(map(repr, repeated))}",
+            "give each column and index of the file its own name",
+        )
+    if names:
+        frame = frame.reset_index(level=names)
+    # The label check names data rows by index values, which count from 0.
+    return frame.reset_index(drop=True)
 
 
 def _unreadable(path: Path, error: Exception) -> InputError:

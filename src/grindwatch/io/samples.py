@@ -53,13 +53,23 @@ FLOAT32_MIN_STEPS = 1000
 TIME_LIKE_MIN_SAMPLES = 10
 
 
+def _recorded(value: float | np.ndarray) -> float | list[float]:
+    """Return a scale or offset as metadata: one float, or one per channel."""
+    if np.ndim(value) == 0:
+        return float(value)
+    return [float(item) for item in np.ravel(value)]
+
+
 def to_float32(
     values: np.ndarray,
-    scale: float | None = None,
-    offset: float | None = None,
+    scale: float | np.ndarray | None = None,
+    offset: float | np.ndarray | None = None,
     channels: list[str] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Convert samples to float32, applying ``values * scale + offset`` if given.
+
+    ``scale`` and ``offset`` are one number, or arrays of shape (channels, 1)
+    with one value per row of ``values``, recorded in the metadata as lists.
 
     Integer samples go through float64 first, so unsigned counts cannot wrap around
     and the scale is applied without loss. Returns the array and the metadata that
@@ -74,15 +84,16 @@ def to_float32(
     if values.dtype.kind in "iu":
         info = np.iinfo(values.dtype)
         metadata["full_scale"] = int(max(abs(info.min), info.max))
-        metadata["scale"] = 1.0 if scale is None else float(scale)
-        metadata["offset"] = 0.0 if offset is None else float(offset)
+        metadata["scale"] = 1.0 if scale is None else _recorded(scale)
+        metadata["offset"] = 0.0 if offset is None else _recorded(offset)
         converted = values.astype(np.float64)
     elif values.dtype.kind in "fb":
-        converted = values.astype(np.float64) if scale or offset else values
+        scaled = scale is not None or offset is not None
+        converted = values.astype(np.float64) if scaled else values
         if scale is not None:
-            metadata["scale"] = float(scale)
+            metadata["scale"] = _recorded(scale)
         if offset is not None:
-            metadata["offset"] = float(offset)
+            metadata["offset"] = _recorded(offset)
     else:
         raise TypeError(f"samples of dtype {values.dtype} are not numbers")
     if scale is not None:

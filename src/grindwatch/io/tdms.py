@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,25 @@ def _rate(channels: list, path: Path) -> float | None:
     return 1.0 / step if step > 0 else None
 
 
+class _TruncationRecords(logging.Handler):
+    """Collect npTDMS's warning that the last segment ends early.
+
+    npTDMS (checked with 1.13) logs it and returns the samples it found, so a
+    cut file would be read with fewer samples in its last channels.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        # Another thread may read another file at the same time.
+        self.thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.thread == self.thread and "less data than expected" in message:
+            self.messages.append(message)
+
+
 def read_tdms(path: Path, options: ReadOptions) -> Recording:
     """Read one group of a TDMS file; its channels become the recording's channels.
 
@@ -84,6 +105,13 @@ def read_tdms(path: Path, options: ReadOptions) -> Recording:
     samples are converted to float and their dtype is recorded.
     """
     nptdms = _import_nptdms()
+    truncation = _TruncationRecords()
+    nptdms_logger = logging.getLogger("nptdms")
+    level = nptdms_logger.level
+    # NOTE: logging.disable(WARNING) or above still hides the truncation.
+    if nptdms_logger.getEffectiveLevel() > logging.WARNING:
+        nptdms_logger.setLevel(logging.WARNING)
+    nptdms_logger.addHandler(truncation)
     try:
         tdms = nptdms.TdmsFile.read(path)
     except (ValueError, OSError, EOFError, KeyError, IndexError) as error:
@@ -92,6 +120,15 @@ def read_tdms(path: Path, options: ReadOptions) -> Recording:
             f"is not a readable TDMS file ({type(error).__name__}: {error})",
             "check that the file was written completely",
         ) from None
+    finally:
+        nptdms_logger.removeHandler(truncation)
+        nptdms_logger.setLevel(level)
+    if truncation.messages:
+        raise InputError(
+            path,
+            f"is not a readable TDMS file (truncated: {truncation.messages[0]})",
+            "check that the file was written completely",
+        )
     group = _pick_group(path, tdms, options)
     channels = _numeric_channels(group)
     if options.channels is not None:

@@ -27,6 +27,22 @@ def _scale(dtype: np.dtype) -> tuple[float | None, float | None]:
     return None, None
 
 
+def _unreadable(path: Path, reason: str) -> InputError:
+    return InputError(
+        path,
+        f"is not a readable WAV file ({reason})",
+        "check that the file was written completely",
+    )
+
+
+def _streamed(path: Path) -> bool:
+    """Check for a RIFF size of 0xFFFFFFFF, which recorders that stream a file
+    write because they never go back to store its length. EOF is then its end."""
+    with path.open("rb") as file:
+        head = file.read(8)
+    return head[:4] == b"RIFF" and head[4:8] == b"\xff\xff\xff\xff"
+
+
 def read_wav(path: Path, options: ReadOptions) -> Recording:
     """Read a WAV file; integer samples are scaled to [-1, 1) and the scale recorded.
 
@@ -36,16 +52,25 @@ def read_wav(path: Path, options: ReadOptions) -> Recording:
     from scipy.io import wavfile
 
     try:
-        with warnings.catch_warnings():
-            # scipy warns about chunks it skips (cue points, LIST); they hold no data.
-            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            # scipy warns about chunks it skips (cue points, LIST), which contain
+            # no samples. It also warns, and returns the samples it found, when
+            # the file ends before the size in its header, so the file is truncated.
+            warnings.simplefilter("always", wavfile.WavFileWarning)
             rate, values = wavfile.read(path, mmap=False)
     except (ValueError, OSError, EOFError, struct.error, IndexError) as error:
+        raise _unreadable(path, str(error)) from None
+    for warning in caught:
+        message = str(warning.message)
+        if message.startswith("Reached EOF prematurely") and not _streamed(path):
+            raise _unreadable(path, f"truncated: {message}")
+    if rate <= 0:
         raise InputError(
             path,
-            f"is not a readable WAV file ({error})",
-            "check that the file was written completely",
-        ) from None
+            f"its header gives sample rate {rate}, which is not a positive number "
+            "of samples per second",
+            "write the file again with its true sample rate",
+        )
     if values.ndim == 1:
         values = values[:, None]
     if values.shape[0] == 0:
