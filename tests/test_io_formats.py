@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.io import savemat, wavfile
 
-from grindwatch.exceptions import InputError
+from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.io import ReadOptions, load_recordings, read_file
 from grindwatch.io.chunks import open_stream
 from grindwatch.io.samples import to_float32
@@ -295,7 +295,9 @@ def test_binary_channel_count_below_one_raises(tmp_path, count):
     path = tmp_path / "run.raw"
     path.write_bytes(bytes(1000))
 
-    with pytest.raises(InputError, match=f"raw_channels is {count}, not a count"):
+    with pytest.raises(
+        ConfigError, match=f"raw_channels is {count}; it should be a whole number"
+    ):
         read_file(path, ReadOptions(raw_dtype="<i2", raw_channels=count))
 
 

@@ -128,11 +128,61 @@ def test_csv_invalid_byte_late_in_file_raises(tmp_path):
         read_file(path)
 
 
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"resample_rate": 0}, r"resample_rate is 0; it should be a number greater"),
+        ({"sample_rate": -5.0}, r"sample_rate is -5.0; it should be a number greater"),
+        ({"sample_rate": float("nan")}, r"sample_rate is nan"),
+        ({"kind": "tabel"}, r"kind is 'tabel'; use 'signals' or 'table'"),
+        ({"nan_policy": "zero"}, r"nan_policy is 'zero'; use 'raise' or"),
+        ({"clipping_policy": "drop"}, r"clipping_policy is 'drop'; use 'warn' or"),
+        ({"cycle_mode": "mean"}, r"cycle_mode is 'mean'; use 'resample' or"),
+        (
+            {"stream_modes": (("AE", "fft"),)},
+            r"stream_modes gives 'fft' for stream 'AE'",
+        ),
+        ({"frame_seconds": 0}, r"frame_seconds is 0; it should be a number greater"),
+        ({"frame_bands": -1}, r"frame_bands is -1; it should be a whole number of 0"),
+        ({"chunk_samples": 0}, r"chunk_samples is 0; it should be a whole number"),
+        ({"timezone": "Europe/Berlni"}, r"unknown time zone 'Europe/Berlni'"),
+        ({"channels": ()}, r"channels lists no channels"),
+        ({"channels": ("a", "a")}, r"channels lists \['a'\] more than once"),
+        ({"ignore_time": True, "time_column": "t"}, r"ignore_time reads no time"),
+    ],
+)
+def test_read_options_invalid_value_raises(options, match):
+    with pytest.raises(ConfigError, match=f"invalid ReadOptions: {match}"):
+        ReadOptions(**options)
+
+
+def test_read_options_from_config_accepted():
+    config = Config().with_overrides(
+        {"data.sample_rate": 100.0, "data.resample_rate": 50.0, "data.kind": "table"}
+    )
+
+    options = read_options(config)
+
+    assert (options.sample_rate, options.resample_rate) == (100.0, 50.0)
+    assert options.kind == "table"
+
+
+def test_binary_negative_sample_rate_raises(tmp_path):
+    # The headerless reader takes its rate from the options alone.
+    path = tmp_path / "run.bin"
+    np.arange(400, dtype="<i2").tofile(path)
+
+    with pytest.raises(ConfigError, match="sample_rate is -5"):
+        read_file(path, ReadOptions(raw_dtype="<i2", sample_rate=-5))
+
+
 def test_csv_unknown_encoding_rejected(tmp_path):
     path = tmp_path / "run.csv"
     path.write_text("time,a\n0,1\n0.001,2\n")
 
-    with pytest.raises(InputError, match="run.csv: unknown text encoding 'latin-9x'"):
+    with pytest.raises(
+        ConfigError, match="ReadOptions: unknown text encoding 'latin-9x'"
+    ):
         read_file(path, ReadOptions(encoding="latin-9x"))
     with pytest.raises(ConfigError, match="unknown text encoding 'latin-9x'"):
         Config().with_overrides({"data.encoding": "latin-9x"})

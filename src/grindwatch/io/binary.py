@@ -26,8 +26,9 @@ def binary_layout(path: Path, options: ReadOptions) -> tuple[np.dtype, int, int]
     Raises
     ------
     InputError
-        If ``raw_dtype`` is not set or invalid, ``raw_channels`` is below 1, or
-        the file size is not a whole number of sample frames (a truncated write).
+        If ``raw_dtype`` is not set or invalid, or the file size is not a whole
+        number of sample frames (a truncated write). ``ReadOptions`` itself
+        rejects a ``raw_channels`` below 1.
     """
     if options.raw_dtype is None:
         raise InputError(
@@ -46,12 +47,6 @@ def binary_layout(path: Path, options: ReadOptions) -> tuple[np.dtype, int, int]
     if dtype.kind not in "iuf":
         raise InputError(
             path, f"raw_dtype {dtype} is not numeric", "use '<i2' or '<f4'"
-        )
-    if options.raw_channels < 1:
-        raise InputError(
-            path,
-            f"raw_channels is {options.raw_channels}, not a count of channels",
-            "set raw_channels to the number of interleaved channels, 1 or more",
         )
     frame = dtype.itemsize * options.raw_channels
     size = path.stat().st_size

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
+import math
+import numbers
 from dataclasses import dataclass, field
+
+from grindwatch.exceptions import ConfigError
 
 __all__ = ["CYCLE_MODES", "DEFAULT_LABEL_COLUMNS", "QUALITY_POLICIES", "ReadOptions"]
 
@@ -17,6 +22,8 @@ DEFAULT_LABEL_COLUMNS = (
 )
 CYCLE_MODES = ("resample", "features")
 QUALITY_POLICIES = ("warn", "raise")
+KINDS = ("signals", "table")
+NAN_POLICIES = ("raise", "interpolate")
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,13 @@ class ReadOptions:
     chunk_samples : int or None
         When set, single-stream files are scored in chunks of this many samples
         with bounded memory instead of being read whole.
+
+    Raises
+    ------
+    ConfigError
+        If a value is outside what the ``data`` section of the config accepts
+        (an unknown ``kind`` or policy, a rate or count that is not positive,
+        an unknown encoding or time zone), or two options contradict each other.
     """
 
     kind: str = "signals"
@@ -144,6 +158,125 @@ class ReadOptions:
     match: tuple[tuple[str, str], ...] = ()
     chunk_samples: int | None = None
 
+    def __post_init__(self) -> None:
+        # Only the first problem is raised, because messages contain semicolons.
+        problem = next(_problems(self), None)
+        if problem is not None:
+            raise ConfigError(f"invalid ReadOptions: {problem}")
+
     def stream_mode(self, stream: str) -> str:
         """Return the cycle mode for one stream: its exception, else ``cycle_mode``."""
         return dict(self.stream_modes).get(stream, self.cycle_mode)
+
+
+def _problems(options: ReadOptions):  # noqa: ANN202 - a generator of str
+    """Yield a message for each option the ``data`` section of the config would
+    reject, in the config's wording."""
+    choices = (
+        ("kind", KINDS),
+        ("nan_policy", NAN_POLICIES),
+        ("constant_policy", QUALITY_POLICIES),
+        ("clipping_policy", QUALITY_POLICIES),
+        ("cycle_mode", CYCLE_MODES),
+    )
+    for name, allowed in choices:
+        value = getattr(options, name)
+        if value not in allowed:
+            yield f"{name} is {value!r}; use {_either(allowed)}"
+    for stream, mode in options.stream_modes:
+        if mode not in CYCLE_MODES:
+            yield (
+                f"stream_modes gives {mode!r} for stream {stream!r}; use "
+                f"{_either(CYCLE_MODES)}"
+            )
+    yield from _number_problems(options)
+    yield from _text_problems(options)
+
+
+def _number_problems(options: ReadOptions):  # noqa: ANN202 - a generator of str
+    positive = (
+        ("sample_rate", "samples per second"),
+        ("resample_rate", "samples per second"),
+        ("frame_seconds", "seconds"),
+        ("frame_hop_seconds", "seconds"),
+    )
+    for name, unit in positive:
+        value = getattr(options, name)
+        if value is None and name != "frame_seconds":
+            continue
+        if not _is_number(value) or not (math.isfinite(value) and value > 0):
+            yield f"{name} is {value!r}; it should be a number greater than 0 ({unit})"
+    counts = (("raw_channels", 1), ("chunk_samples", 1), ("frame_bands", 0))
+    for name, least in counts:
+        value = getattr(options, name)
+        if value is None and name == "chunk_samples":
+            continue
+        if not (_is_number(value) and float(value).is_integer() and value >= least):
+            yield f"{name} is {value!r}; it should be a whole number of {least} or more"
+
+
+def _text_problems(options: ReadOptions):  # noqa: ANN202 - a generator of str
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        codecs.lookup(options.encoding)
+    except (LookupError, TypeError):
+        yield (
+            f"unknown text encoding {options.encoding!r}; use a Python codec name "
+            "such as utf-8, latin-1 or cp1252"
+        )
+    if options.timezone is not None:
+        try:
+            ZoneInfo(options.timezone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            yield (
+                f"unknown time zone {options.timezone!r}; use an IANA name such as "
+                "Europe/Berlin or America/Chicago"
+            )
+    yield from _channel_problems(options.channels)
+    named = [
+        f"{name}={value!r}"
+        for name, value in (
+            ("time_column", options.time_column),
+            ("date_column", options.date_column),
+            ("timezone", options.timezone),
+        )
+        if value is not None
+    ]
+    if options.ignore_time and named:
+        yield (
+            f"ignore_time reads no time column, but {', '.join(named)} is set; "
+            "unset one or the other"
+        )
+    if options.date_column is not None and options.date_column == options.time_column:
+        yield (
+            f"date_column and time_column both name {options.date_column!r}; "
+            "date_column names the column of dates and time_column the column "
+            "of times of day"
+        )
+
+
+def _channel_problems(channels: tuple[str, ...] | None):  # noqa: ANN202
+    if channels is None:
+        return
+    if not channels:
+        yield (
+            "channels lists no channels; name at least one channel, or leave "
+            "channels None to use all channels"
+        )
+    if any(not str(name).strip() for name in channels):
+        yield (
+            f"channels contains an empty channel name in {channels!r}; remove it "
+            "or write the channel's name"
+        )
+    repeated = sorted({name for name in channels if channels.count(name) > 1})
+    if repeated:
+        yield f"channels lists {repeated} more than once; list each channel once"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _either(allowed: tuple[str, ...]) -> str:
+    return " or ".join(repr(value) for value in allowed)
