@@ -160,6 +160,30 @@ def test_tdms_several_groups_need_tdms_group(tmp_path):
     assert recording.channels == ["y"]
 
 
+@pytest.mark.parametrize("increment", [0.0, -1e-3, float("nan")])
+def test_tdms_invalid_increment_raises(tmp_path, increment):
+    # An interval of 0 used to leave the file without a rate, and scoring then
+    # took the model's rate for it.
+    pytest.importorskip("nptdms")
+    from nptdms import ChannelObject, TdmsWriter
+
+    path = tmp_path / "run.tdms"
+    with TdmsWriter(path) as writer:
+        properties = {"wf_increment": increment}
+        writer.write_segment(
+            [ChannelObject("Measurement", "AE", _sine(300, 1)[0], properties)]
+        )
+
+    with pytest.raises(
+        InputError,
+        match=r"run.tdms: channel 'AE' stores wf_increment .*, which is not a "
+        r"positive sample interval in seconds.*set data.sample_rate",
+    ):
+        read_file(path)
+    recording = read_file(path, ReadOptions(sample_rate=500.0))[0]
+    assert recording.sample_rate == 500.0
+
+
 def test_tdms_truncated_raises(tmp_path):
     # npTDMS logs a warning and returns fewer samples for a cut file.
     pytest.importorskip("nptdms")

@@ -61,22 +61,53 @@ def _pick_group(path: Path, tdms, options: ReadOptions):  # noqa: ANN001, ANN202
     return with_data[0]
 
 
-def _rate(channels: list, path: Path) -> float | None:
-    increments = {
-        float(channel.properties["wf_increment"])
+def _rate(channels: list, path: Path, option_rate: float | None) -> float | None:
+    """Return the sample rate from the channels' ``wf_increment`` (seconds per
+    sample), or None when no channel stores one.
+
+    Raises
+    ------
+    InputError
+        If channels store different intervals, or an interval that is not a
+        positive number while ``option_rate`` (the ``sample_rate`` option) is None.
+    """
+    stored = {
+        channel.name: channel.properties["wf_increment"]
         for channel in channels
         if "wf_increment" in channel.properties
     }
-    if not increments:
+    increments = {name: _increment(value) for name, value in stored.items()}
+    invalid = [name for name, step in increments.items() if step is None]
+    if invalid and option_rate is not None:
+        # The sample_rate option gives the rate that the file fails to store.
         return None
-    if len(increments) > 1:
+    if invalid:
         raise InputError(
             path,
-            f"channels have different sample intervals {sorted(increments)} s",
+            f"channel {invalid[0]!r} stores wf_increment {stored[invalid[0]]!r}, "
+            "which is not a positive sample interval in seconds, so the file gives "
+            f"no sample rate ({len(invalid)} of {len(channels)} channels)",
+            "set data.sample_rate to the rate in samples per second",
+        )
+    steps = set(increments.values())
+    if not steps:
+        return None
+    if len(steps) > 1:
+        raise InputError(
+            path,
+            f"channels have different sample intervals {sorted(steps)} s",
             "read one rate at a time with the channels option, or resample them",
         )
-    step = increments.pop()
-    return 1.0 / step if step > 0 else None
+    return 1.0 / steps.pop()
+
+
+def _increment(value: object) -> float | None:
+    """Return a ``wf_increment`` property as a positive float, else None."""
+    try:
+        step = float(value)
+    except (TypeError, ValueError):
+        return None
+    return step if np.isfinite(step) and step > 0 else None
 
 
 class _TruncationRecords(logging.Handler):
@@ -155,7 +186,7 @@ def read_tdms(path: Path, options: ReadOptions) -> Recording:
     data, metadata = to_float32(stacked, channels=names)
     data = finite_or_raise(path, data, names, options.nan_policy)
     metadata.update(_tdms_metadata(group, channels))
-    rate = _rate(channels, path)
+    rate = _rate(channels, path, options.sample_rate)
     if options.sample_rate is not None:
         if rate is not None and not np.isclose(rate, options.sample_rate):
             raise InputError(
