@@ -874,7 +874,7 @@ def test_table_with_nan_names_row_and_fix(tmp_path):
     message = str(raised.value)
     assert "features.csv" in message
     assert "row 2, feature 'a'" in message
-    assert "fill or drop them" in message
+    assert "fill them, or drop their rows from the table" in message
 
 
 # Text in numeric columns -----------------------------------------------------------

@@ -117,6 +117,26 @@ def test_table_missing_feature_listed_once(feature_table, tmp_path, caplog):
     assert raised.value.path == str(missing)
 
 
+def test_table_nan_when_scoring_names_no_training(feature_table, tmp_path):
+    # The reader is shared by training and scoring, so its advice fits both.
+    config = _config(
+        **{"data.kind": "table", "frontend.kind": "raw", "detector.family": "iforest"}
+    )
+    model = grindwatch.train(feature_table, config).model
+    rows = pd.read_parquet(feature_table).drop(columns=["anomaly"]).head(5)
+    rows.iloc[3, 0] = np.nan
+    path = tmp_path / "new.csv"
+    rows.to_csv(path, index=False)
+
+    with pytest.raises(InputError) as raised:
+        grindwatch.score(model, path)
+
+    message = str(raised.value)
+    assert "NaN or infinite values, first in row 3" in message
+    assert "fill them, or drop their rows from the table" in message
+    assert "training" not in message
+
+
 @pytest.fixture
 def table_with_copies(feature_table, tmp_path):
     """The feature table with f0 copied as "f0_copy" and f2 as "f2_again"."""

@@ -1114,8 +1114,9 @@ def frame_to_table_rows(path: Path, frame: pd.DataFrame, options: ReadOptions):
             path,
             f"{int(bad.sum())} NaN or infinite values, first in row {int(row)}, "
             f"feature {names[column]!r}",
-            "fill or drop them before training; nan_policy: interpolate applies "
-            "to signals only, because a table row has one value per feature",
+            "fill them, or drop their rows from the table; nan_policy: "
+            "interpolate applies to signals only, because a table row has one "
+            "value per feature",
         )
     labels = _labels_from(path, frame, options)
     if options.id_column is not None:
