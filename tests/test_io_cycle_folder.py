@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -217,6 +219,7 @@ def test_nan_in_stream_names_channel_and_sample(few_cycles):
     [
         ("meta", "is not readable JSON"),
         ("no_parquet", "contains no Parquet file"),
+        ("no_raw_folder", "is a cycle folder (it contains meta.json) without its raw/"),
         ("truncated", "is not a readable Parquet file"),
         ("foreign_columns", "contains no column named like"),
     ],
@@ -231,6 +234,8 @@ def test_damaged_cycle_folder_skipped_with_reason(
     elif damage == "no_parquet":
         for path in raw_files:
             path.unlink()
+    elif damage == "no_raw_folder":
+        shutil.rmtree(folder / "raw")
     elif damage == "truncated":
         raw_files[0].write_bytes(raw_files[0].read_bytes()[:100])
     else:
@@ -242,6 +247,30 @@ def test_damaged_cycle_folder_skipped_with_reason(
     assert len(loaded) == 3
     assert loaded.skipped[0].path == folder
     assert message in loaded.skipped[0].reason
+
+
+def test_cycle_without_raw_folder_named(tmp_path):
+    # Such a folder was left out, so a data set of them was reported as empty.
+    folder = tmp_path / "OK_Measurements" / "2024.02.14_22.00.10_Grinding"
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text('{"tool": "CRIN3-25-V"}')
+    expected = "is a cycle folder .* without its raw/ folder of logger streams"
+
+    with pytest.raises(InputError, match=f"{re.escape(folder.name)}: {expected}"):
+        load_recordings(tmp_path)
+    with pytest.raises(InputError, match=f"{re.escape(str(folder))}: {expected}"):
+        read_file(folder)
+    assert list_files(tmp_path / "*" / "*") == [folder]
+
+
+def test_meta_json_beside_recordings_is_no_cycle(tmp_path):
+    # A meta.json that describes the files beside it does not make a cycle.
+    (tmp_path / "meta.json").write_text('{"line": 2}')
+    (tmp_path / "run.csv").write_text("time,a\n0,1\n0.001,2\n0.002,1.5\n")
+
+    loaded = load_recordings(tmp_path)
+
+    assert [recording.name for recording in loaded] == ["run"]
 
 
 def test_skipped_cycle_names_damaged_file(few_cycles, tmp_path):

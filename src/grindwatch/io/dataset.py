@@ -88,6 +88,14 @@ def read_file(
     if is_cycle_folder(path):
         recording = read_cycle_folder(path, options)
         return [_finish(recording, options, label_root, checked=True)]
+    if _is_cycle_without_raw(path):
+        raise InputError(
+            path,
+            "is a cycle folder (it contains meta.json) without its raw/ folder of "
+            "logger streams",
+            "copy the cycle's raw/ folder of Parquet files next to meta.json, or "
+            "remove the folder from the data set",
+        )
     if not path.is_file():
         raise InputError(path, "file not found", "check the path")
     if path.stat().st_size == 0:
@@ -227,7 +235,7 @@ def label_roots(
                 raise InputError(text, "the pattern matches no file", "check it")
             root = _fixed_prefix(Path(text))
             for match in matches:
-                if match.is_file() or (kind == "signals" and is_cycle_folder(match)):
+                if match.is_file() or (kind == "signals" and _is_cycle(match)):
                     files.setdefault(match, root)
         elif Path(text).is_dir():
             found = _walk(Path(text), suffixes, kind)
@@ -274,7 +282,7 @@ def _walk(
     if real in visited:
         return []
     visited.add(real)
-    if kind == "signals" and is_cycle_folder(folder):
+    if kind == "signals" and _is_cycle(folder):
         return [folder]
     found: list[Path] = []
     try:
@@ -291,6 +299,31 @@ def _walk(
         elif item.is_file() and item.suffix.lower() in suffixes:
             found.append(item)
     return found
+
+
+def _is_cycle(folder: Path) -> bool:
+    """Tell whether ``folder`` is read as one cycle folder, complete or not."""
+    return is_cycle_folder(folder) or _is_cycle_without_raw(folder)
+
+
+def _is_cycle_without_raw(folder: Path) -> bool:
+    """Tell whether ``folder`` is a cycle folder that lacks its ``raw/`` folder:
+    it contains ``meta.json``, no ``raw/`` folder, and no subfolder or recording
+    file that could be read instead.
+
+    Such a folder is listed as one recording, so reading it raises and the data
+    set reports it, where leaving it out would lose a cycle without a message.
+    """
+    if not (folder.is_dir() and (folder / "meta.json").is_file()):
+        return False
+    if (folder / "raw").is_dir():
+        return False
+    for item in folder.iterdir():
+        if item.name.startswith("."):
+            continue
+        if item.is_dir() or item.suffix.lower() in SIGNAL_SUFFIXES:
+            return False
+    return True
 
 
 def load_recordings(
