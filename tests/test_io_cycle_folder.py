@@ -222,6 +222,7 @@ def test_nan_in_stream_names_channel_and_sample(few_cycles):
         ("no_raw_folder", "is a cycle folder (it contains meta.json) without its raw/"),
         ("truncated", "is not a readable Parquet file"),
         ("foreign_columns", "contains no column named like"),
+        ("rate_zero", "gives sample rate 0, which is not a positive number"),
     ],
 )
 def test_damaged_cycle_folder_skipped_with_reason(
@@ -238,6 +239,11 @@ def test_damaged_cycle_folder_skipped_with_reason(
         shutil.rmtree(folder / "raw")
     elif damage == "truncated":
         raw_files[0].write_bytes(raw_files[0].read_bytes()[:100])
+    elif damage == "rate_zero":
+        # A rate of 0 divided the stream's length by zero.
+        frame = pd.read_parquet(raw_files[0])
+        frame.columns = [re.sub(r"_rate\d+_", "_rate0_", c) for c in frame]
+        frame.to_parquet(raw_files[0])
     else:
         for path in raw_files:
             pd.DataFrame({"x": [1.0, 2.0]}).to_parquet(path)

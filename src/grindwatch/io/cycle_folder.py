@@ -119,6 +119,13 @@ def _read_channels(folder: Path, options: ReadOptions) -> list[_Channel]:
                 )
                 continue
             name, rate = match.group("channel"), float(match.group("rate"))
+            if rate <= 0:
+                raise InputError(
+                    path,
+                    f"column {column!r} gives sample rate {rate:g}, which is not a "
+                    "positive number of samples per second",
+                    "check that these are the logger's raw files",
+                )
             if rates.setdefault(name, rate) != rate:
                 raise InputError(
                     path,
