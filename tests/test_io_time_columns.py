@@ -881,6 +881,35 @@ def test_one_column_dotted_dates_read_day_first(tmp_path):
     assert "irregular_time_steps" not in recording.metadata
 
 
+@pytest.mark.parametrize(
+    ("first", "n_first"),
+    [("dotted", 300), ("iso", 300), ("iso", 100), ("iso", 380), ("dotted", 20)],
+)
+def test_one_column_mixed_iso_and_dotted_dates(tmp_path, first, n_first):
+    # Files merged from two loggers. Day-first reading turned 2026-03-02 into
+    # 3 February, and month-first reading turned 02.03.2026 into 3 February.
+    formats = {"dotted": "%d.%m.%Y %H:%M:%S.%f", "iso": "%Y-%m-%d %H:%M:%S.%f"}
+    other = "iso" if first == "dotted" else "dotted"
+    stamps = _split_stamps()
+    texts = [
+        t.strftime(formats[first if i < n_first else other])[:-3]
+        for i, t in enumerate(stamps)
+    ]
+    path = tmp_path / "merged.csv"
+    pd.DataFrame(
+        {
+            "timestamp": texts,
+            "vib": np.random.default_rng(0).standard_normal(len(stamps)),
+        }
+    ).to_csv(path, index=False)
+
+    recording = read_file(path)[0]
+
+    assert recording.n_samples == len(stamps)
+    assert recording.sample_rate == pytest.approx(PAIR_RATE)
+    assert "irregular_time_steps" not in recording.metadata
+
+
 def test_clock_times_past_midnight_name_date_setting(tmp_path):
     path = tmp_path / "renamed.csv"
     names = ("Tag", "Uhrzeit")

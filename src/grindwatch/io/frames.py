@@ -95,6 +95,9 @@ def _parsed_datetimes(
     guessed = _guessed_format(texts, dayfirst)
     if guessed is not None:
         parsed = pd.to_datetime(column, errors="coerce", format=guessed, utc=True)
+        failed = (parsed.isna() & column.notna()).to_numpy(dtype=bool)
+        if failed.any():
+            parsed = _in_own_order(column, parsed, failed)
         if parsed.notna().mean() > 0.9:
             return _naive_utc(parsed)
     else:
@@ -105,9 +108,35 @@ def _parsed_datetimes(
     parsed = pd.to_datetime(
         column, errors="coerce", format="mixed", dayfirst=dayfirst, utc=True
     )
+    parsed = _in_own_order(column, parsed, column.notna().to_numpy(dtype=bool))
     if parsed.notna().mean() > 0.9:
         return _naive_utc(parsed)
     return None
+
+
+def _in_own_order(column: pd.Series, parsed: pd.Series, cells: np.ndarray) -> pd.Series:
+    """Parse again the cells in ``cells`` (a boolean mask) that contain ISO
+    dates (2024-03-01), as year-month-day, and those that contain dotted dates
+    (01.03.2024), day first.
+
+    Without this, a column that mixes the two (files merged from two loggers)
+    is parsed in the order of most of its cells, and pandas with
+    ``format="mixed"`` and ``dayfirst=True`` reads 2024-03-01 as 3 January
+    (checked with pandas 3.1).
+    """
+    texts = column[cells].astype("string").str.strip()
+    parsed = parsed.copy()
+    for pattern, options in (
+        (_ISO_DATE, {"format": "ISO8601"}),
+        (_DOTTED_DATE, {"format": "mixed", "dayfirst": True}),
+    ):
+        own = texts.str.match(pattern).fillna(False).to_numpy(dtype=bool)
+        if own.any():
+            rows = np.flatnonzero(cells)[own]
+            parsed.iloc[rows] = pd.to_datetime(
+                texts[own], errors="coerce", utc=True, **options
+            ).to_numpy()
+    return parsed
 
 
 def _largest_step(times: pd.Series) -> float:
@@ -149,10 +178,19 @@ def _guessed_format(texts: pd.Series, dayfirst: bool) -> str | None:
 
     if texts.empty:
         return None
-    return guess_datetime_format(texts.iloc[0], dayfirst=dayfirst)
+    # The order of ISO dates (2024-03-01) and dotted dates (01.03.2024) is
+    # fixed, whatever most cells show. guess_datetime_format reads an ISO date
+    # as %Y-%d-%m with dayfirst=True.
+    first = texts.iloc[0]
+    if _ISO_DATE.match(first):
+        dayfirst = False
+    elif _DOTTED_DATE.match(first):
+        dayfirst = True
+    return guess_datetime_format(first, dayfirst=dayfirst)
 
 
 _DOTTED_DATE = re.compile(r"\d{1,2}\.\d{1,2}\.\d{2,4}(\s|$)")
+_ISO_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}(?:[T\s]|$)")
 _ZONE_SUFFIX = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
 _SLASHED_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/\d{2,4}(?:\s|$)")
 
