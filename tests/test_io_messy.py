@@ -14,6 +14,7 @@ import grindwatch
 from grindwatch.config import Config
 from grindwatch.exceptions import InputError
 from grindwatch.io import ReadOptions, load_recordings, read_file
+from grindwatch.io.samples import resample
 from tests.conftest import make_cycle, write_cycles
 
 CHANNELS = ("vib_x", "vib_y", "current")
@@ -389,6 +390,16 @@ def test_resample_rate_applies_to_every_file(tmp_path):
 
     assert recording.sample_rate == 250.0
     assert recording.n_samples == 250
+
+
+@pytest.mark.parametrize("rate", [0.0, -250.0, float("nan")])
+def test_resample_to_invalid_rate_raises(tmp_path, rate):
+    # resample is public, and 0 failed with "cannot resample from 1000 to 0".
+    path = _write_csv(tmp_path / "a.csv", make_cycle(0, 1000))
+    recording = read_file(path)[0]
+
+    with pytest.raises(ValueError, match=f"target_rate is {rate!r}; resampling"):
+        resample(recording, rate)
 
 
 def test_odd_first_rate_does_not_set_rate(tmp_path, caplog):

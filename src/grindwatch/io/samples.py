@@ -332,9 +332,20 @@ def resample_rows(data: np.ndarray, source_rate: float, target_rate: float):
     Uses polyphase filtering (``scipy.signal.resample_poly``), whose low-pass filter
     removes content above the new Nyquist frequency when downsampling. The rate
     ratio is approximated by a fraction with a denominator of at most 1000.
+
+    Raises
+    ------
+    ValueError
+        If a rate is not a finite number greater than 0.
     """
     from scipy.signal import resample_poly
 
+    for name, rate in (("source_rate", source_rate), ("target_rate", target_rate)):
+        if not (np.isfinite(rate) and rate > 0):
+            raise ValueError(
+                f"{name} is {rate!r}; resampling needs rates greater than 0, in "
+                "samples per second"
+            )
     if np.isclose(source_rate, target_rate):
         return data
     up, down = _ratio(source_rate, target_rate)
@@ -351,6 +362,8 @@ def resample(recording: Recording, target_rate: float) -> Recording:
     ------
     InputError
         If the recording's rate is unknown.
+    ValueError
+        If a rate is not a finite number greater than 0.
     """
     source = recording.source or recording.name
     if recording.sample_rate is None:
