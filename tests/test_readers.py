@@ -176,6 +176,20 @@ def test_binary_negative_sample_rate_raises(tmp_path):
         read_file(path, ReadOptions(raw_dtype="<i2", sample_rate=-5))
 
 
+@pytest.mark.parametrize(
+    "options", [{"delimiter": ",", "decimal": ","}, {"decimal": ","}]
+)
+def test_csv_delimiter_equal_to_decimal_raises(tmp_path, options):
+    # The columns were reported as numbers stored as text.
+    path = tmp_path / "run.csv"
+    path.write_text("time,a\n0,1.5\n0.001,2.5\n0.002,1.0\n")
+
+    with pytest.raises(
+        InputError, match="run.csv: the delimiter and the decimal mark are both ','"
+    ):
+        read_file(path, ReadOptions(**options))
+
+
 def test_csv_unknown_encoding_rejected(tmp_path):
     path = tmp_path / "run.csv"
     path.write_text("time,a\n0,1\n0.001,2\n")

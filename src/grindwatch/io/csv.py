@@ -240,7 +240,8 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
     ------
     InputError
         If the file is not text in ``options.encoding``, contains only comment
-        lines, or cannot be parsed.
+        lines, has one character as delimiter and decimal mark, or cannot be
+        parsed.
     """
     head = _read_head(path, options.encoding)
     lines = _LINE_BREAK.split(head)
@@ -262,6 +263,14 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
         delimiter = separator.group(1)
     delimiter = options.delimiter or delimiter
     decimal = options.decimal or decimal
+    if delimiter == decimal:
+        # pandas then reads every number as text, and the message names a column.
+        raise InputError(
+            path,
+            f"the delimiter and the decimal mark are both {delimiter!r}",
+            "set data.delimiter and data.decimal to different characters (files "
+            "with a decimal comma usually separate fields with ';')",
+        )
     # A header in the last comment line is read as the header row. A savetxt
     # header's '#' is dropped afterwards, and a '#' field names a column.
     header_row = n_comments
