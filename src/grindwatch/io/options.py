@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import math
 import numbers
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from grindwatch.exceptions import ConfigError
@@ -169,9 +170,9 @@ class ReadOptions:
         return dict(self.stream_modes).get(stream, self.cycle_mode)
 
 
-def _problems(options: ReadOptions):  # noqa: ANN202 - a generator of str
-    """Yield a message for each option the ``data`` section of the config would
-    reject, in the config's wording."""
+def _problems(options: ReadOptions) -> Iterator[str]:
+    """Yield a message for each option that the ``data`` section of the config
+    rejects too."""
     choices = (
         ("kind", KINDS),
         ("nan_policy", NAN_POLICIES),
@@ -193,7 +194,7 @@ def _problems(options: ReadOptions):  # noqa: ANN202 - a generator of str
     yield from _text_problems(options)
 
 
-def _number_problems(options: ReadOptions):  # noqa: ANN202 - a generator of str
+def _number_problems(options: ReadOptions) -> Iterator[str]:
     positive = (
         ("sample_rate", "samples per second"),
         ("resample_rate", "samples per second"),
@@ -215,7 +216,7 @@ def _number_problems(options: ReadOptions):  # noqa: ANN202 - a generator of str
             yield f"{name} is {value!r}; it should be a whole number of {least} or more"
 
 
-def _text_problems(options: ReadOptions):  # noqa: ANN202 - a generator of str
+def _text_problems(options: ReadOptions) -> Iterator[str]:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
@@ -256,7 +257,7 @@ def _text_problems(options: ReadOptions):  # noqa: ANN202 - a generator of str
         )
 
 
-def _channel_problems(channels: tuple[str, ...] | None):  # noqa: ANN202
+def _channel_problems(channels: tuple[str, ...] | None) -> Iterator[str]:
     if channels is None:
         return
     if not channels:
