@@ -605,6 +605,33 @@ def test_resume_from_another_folder(cycles, tmp_path, monkeypatch):
     assert resumed.trials["state"].eq("COMPLETE").all()
 
 
+def test_resume_elsewhere_keeps_relative_tracking_store(cycles, tmp_path):
+    storage = tmp_path / "optuna.db"
+    settings = {"tune.n_trials": 2, "tune.storage": str(storage)}
+    # A file in the folder where the study starts.
+    tracking = {"tracking.enabled": True, "tracking.uri": "sqlite:///runs.db"}
+    first = tune(cycles / "good", _config(**settings, **tracking))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    # A new process: MLflow keeps one store per URI within a process.
+    resumed = subprocess.run(
+        [sys.executable, "-m", "grindwatch.cli", "tune", "--resume"]
+        + ["--storage", str(storage), "--trials", "3"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert not (elsewhere / "runs.db").exists()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs.db'}")
+    parents, trials = _trial_runs(client)
+    assert [run.info.run_id for run in parents] == [first.parent_run_id]
+    assert len(trials) == 3
+
+
 def test_timeout_stops_the_study_until_resumed(cycles):
     config = _config(**{"tune.timeout": 0.001})
 

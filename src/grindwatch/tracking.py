@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "GrindwatchPyfunc",
     "TrainingTracker",
+    "absolute_tracking_uri",
     "download_model",
     "log_evaluation",
     "log_scoring",
@@ -47,6 +48,23 @@ def resolve_tracking_uri(config: Config | None = None) -> str:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """Return ``uri`` with a relative SQLite file resolved from the working folder.
+
+    ``sqlite:///mlflow.db`` names a file in whichever folder a command runs in.
+    A study stores the absolute form, so a resume from another folder logs to the
+    same store. Other URIs are returned unchanged.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return uri
+    path, separator, query = uri.removeprefix(prefix).partition("?")
+    # SQLite's own URI form (file:...) and in-memory databases are left as they are.
+    if not path or path.startswith(("file:", ":memory:")) or Path(path).is_absolute():
+        return uri
+    return f"{prefix}{Path(path).resolve()}{separator}{query}"
 
 
 def _client(uri: str):  # noqa: ANN202

@@ -358,6 +358,10 @@ def tune(
     else:
         checked = config.flat() if caller_config is not None else overrides
         requested_uri = config.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if requested_uri:
+            from grindwatch.tracking import absolute_tracking_uri
+
+            requested_uri = absolute_tracking_uri(requested_uri)
         config = _study_config(study, checked, overrides, data_paths)
         shared = {k: v for k, v in overrides.items() if k in SHARED_SETTINGS}
         if shared:
@@ -532,10 +536,12 @@ def _store_study_settings(
     study: optuna.Study, config: Config, labeled: list[str], labels: str | None
 ) -> None:
     from grindwatch._version import __version__
-    from grindwatch.tracking import resolve_tracking_uri
+    from grindwatch.tracking import absolute_tracking_uri, resolve_tracking_uri
 
     if config.tracking.enabled:
-        study.set_user_attr(_TRACKING_ATTR, resolve_tracking_uri(config))
+        # Absolute, so that a resume from another folder logs to the same store.
+        uri = absolute_tracking_uri(resolve_tracking_uri(config))
+        study.set_user_attr(_TRACKING_ATTR, uri)
     study.set_user_attr(_LABELED_ATTR, labeled)
     study.set_user_attr(_LABELS_ATTR, labels)
     study.set_user_attr("grindwatch.version", __version__)
