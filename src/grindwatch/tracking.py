@@ -77,6 +77,8 @@ def _client(uri: str):  # noqa: ANN202
 
 def _experiment_id(client, uri: str, name: str) -> str:  # noqa: ANN001
     found = client.get_experiment_by_name(name)
+    if found is not None and found.lifecycle_stage == "deleted":
+        _raise_deleted_experiment(uri, name, found.experiment_id)
     if found is not None:
         return found.experiment_id
     location = None
@@ -92,6 +94,25 @@ def _experiment_id(client, uri: str, name: str) -> str:  # noqa: ANN001
         if found is None:
             raise
         return found.experiment_id
+
+
+def _raise_deleted_experiment(uri: str, name: str, experiment_id: str) -> None:
+    """Raise TrackingError for an experiment in the deleted lifecycle stage.
+
+    MLflow keeps a deleted experiment's name until the experiment is purged, and
+    rejects new runs in it.
+    """
+    from grindwatch.exceptions import TrackingError
+
+    # A tracking server's own database, not its URL, is what mlflow gc opens.
+    store = "BACKEND_STORE_URI" if uri.startswith(("http:", "https:")) else uri
+    raise TrackingError(
+        f"the MLflow experiment {name!r} (id {experiment_id}) in {uri} is deleted, "
+        "so no run can be logged to it. Restore it with 'mlflow experiments restore "
+        f"--experiment-id {experiment_id}', purge it with 'mlflow gc "
+        f"--backend-store-uri {store} --experiment-ids {experiment_id}', or log to "
+        "another experiment (--experiment or tracking.experiment)"
+    )
 
 
 @contextlib.contextmanager
