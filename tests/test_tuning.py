@@ -1687,6 +1687,66 @@ def test_register_without_tracking_fails(feature_table, command):
     assert "Top trials" not in output
 
 
+@pytest.mark.parametrize(
+    ("command", "option", "reason"),
+    [
+        ("train", ["--register", "line/4"], "contains '/' or ':'"),
+        ("tune", ["--register", ".."], "starts with '..'"),
+        ("tune", ["--register", "line4", "--alias", "latest"], "reserved"),
+        ("tune", ["--register", "line4", "--alias", "v2"], "reserved"),
+        ("tune", ["--register", "line4", "--alias", "prod line"], "underscores"),
+    ],
+)
+def test_bad_registry_name_fails_before_fitting(
+    feature_table, isolated_tracking, command, option, reason
+):
+    from typer.testing import CliRunner
+
+    arguments = [command, str(feature_table), "--table", *option]
+    arguments += ["--set", "detector.family=pca"]
+    if command == "tune":
+        arguments += ["--trials", "1"]
+
+    outcome = CliRunner().invoke(_cli(command), arguments)
+
+    assert outcome.exit_code != 0
+    output = " ".join(outcome.output.split())
+    assert reason in output
+    assert not Path("optuna.db").exists()
+    client = MlflowClient(isolated_tracking)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    assert client.search_runs(experiments) == []
+
+
+def test_resume_replaces_stored_reserved_alias(feature_table, isolated_tracking):
+    config = _config(
+        **{"data.kind": "table", "tune.n_trials": 1, "tracking.enabled": True}
+    )
+    tune(feature_table, config.with_overrides({"detector.family": "pca"}))
+    # As stored by a grindwatch version that did not check the alias.
+    study = optuna.load_study(study_name="grindwatch", storage="sqlite:///optuna.db")
+    stored = study.user_attrs["grindwatch.config"]
+    stored["tune"]["alias"] = "latest"
+    study.set_user_attr("grindwatch.config", stored)
+
+    with pytest.raises(ConfigError, match="stored settings of study 'grindwatch'"):
+        tune(resume=True, overrides={"tune.n_trials": 2})
+    resumed = tune(
+        resume=True,
+        overrides={
+            "tune.n_trials": 2,
+            "tune.registered_model": "line4",
+            "tune.alias": "champion",
+        },
+    )
+
+    assert resumed.registered_model == "line4"
+    version = MlflowClient(isolated_tracking).get_model_version_by_alias(
+        "line4", "champion"
+    )
+    assert version.run_id == resumed.model_run_id
+
+
 def test_tune_without_logged_model_gives_no_uri(feature_table):
     from typer.testing import CliRunner
 

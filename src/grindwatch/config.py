@@ -20,9 +20,9 @@ from pydantic import (
 )
 
 from grindwatch.exceptions import ConfigError
-from grindwatch.tune_config import Section, TuneConfig
+from grindwatch.tune_config import Section, TuneConfig, check_model_name
 
-__all__ = ["Config", "load_config"]
+__all__ = ["Config", "load_config", "validate_config"]
 
 
 class DataConfig(Section):
@@ -320,6 +320,11 @@ class TrackingConfig(Section):
     log_model: bool = True
     registered_model: str | None = None
 
+    @field_validator("registered_model")
+    @classmethod
+    def _check_registered_model(cls, value: str | None) -> str | None:
+        return check_model_name(value)
+
 
 class Config(Section):
     """All settings of a grindwatch run."""
@@ -357,7 +362,7 @@ class Config(Section):
                     f"unknown setting {dotted!r}; settings here are {sorted(node)}"
                 )
             node[leaf] = value
-        return _validate(tree, "overrides")
+        return validate_config(tree, "overrides")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -377,7 +382,8 @@ class Config(Section):
         return out
 
 
-def _validate(tree: dict[str, Any], source: str) -> Config:
+def validate_config(tree: dict[str, Any], source: str) -> Config:
+    """Validate a settings tree, raising ConfigError that names ``source``."""
     try:
         return Config.model_validate(tree)
     except ValidationError as error:
@@ -461,4 +467,4 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(f"{path}: is not valid YAML ({reason})") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(tree)}")
-    return _validate(tree, str(path))
+    return validate_config(tree, str(path))
