@@ -632,6 +632,30 @@ def test_resume_elsewhere_keeps_relative_tracking_store(cycles, tmp_path):
     assert len(trials) == 3
 
 
+def test_resume_deleted_study_run_names_fix(cycles, isolated_tracking):
+    config = _config(**{"tune.n_trials": 1, "tracking.enabled": True})
+    first = tune(cycles / "good", config)
+    client = MlflowClient(isolated_tracking)
+    client.delete_run(first.parent_run_id)
+
+    with pytest.raises(
+        TrackingError, match="of study 'grindwatch' .* is deleted"
+    ) as deleted:
+        tune(resume=True, overrides={"tune.n_trials": 2})
+    status = client.get_run(first.parent_run_id).info.status
+    purge = [sys.executable, "-m", "mlflow", "gc", "--backend-store-uri"]
+    purge += [isolated_tracking, "--run-ids", first.parent_run_id]
+    subprocess.run(purge, check=True, capture_output=True, timeout=120)
+    with pytest.raises(TrackingError, match="is not in") as purged:
+        tune(resume=True, overrides={"tune.n_trials": 2})
+
+    restore = f"mlflow runs restore --run-id {first.parent_run_id}"
+    assert restore in str(deleted.value)
+    assert "another --study-name" in str(purged.value)
+    # The rejected resume left the deleted run as it was.
+    assert status == "FINISHED"
+
+
 def test_timeout_stops_the_study_until_resumed(cycles):
     config = _config(**{"tune.timeout": 0.001})
 
