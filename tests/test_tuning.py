@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 
 from grindwatch._locks import sqlite_setup_lock
 from grindwatch.config import Config
-from grindwatch.exceptions import ConfigError, TrackingError
+from grindwatch.exceptions import ConfigError, InputError, TrackingError
 from grindwatch.io import Recording, RecordingSet
 from grindwatch.objective import Objective, split_holdout
 from grindwatch.search_space import (
@@ -654,6 +654,19 @@ def test_resume_deleted_study_run_names_fix(cycles, isolated_tracking):
     assert "another --study-name" in str(purged.value)
     # The rejected resume left the deleted run as it was.
     assert status == "FINISHED"
+
+
+def test_trial_run_model_uri_names_fix(cycles, isolated_tracking):
+    from grindwatch.pipeline import load_model
+
+    config = _config(**{"tune.n_trials": 1, "tracking.enabled": True})
+    result = tune(cycles / "good", config)
+    trial_run = result.trials["mlflow_run_id"].iloc[0]
+
+    with pytest.raises(InputError, match="is a tuning trial") as raised:
+        load_model(f"runs:/{trial_run}/model")
+
+    assert "grindwatch train DATA -c config.yaml" in str(raised.value)
 
 
 def test_timeout_stops_the_study_until_resumed(cycles):

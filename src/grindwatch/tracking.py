@@ -619,7 +619,7 @@ def download_model(
         # case reads "not found" too, with MLflow's reason beside it.
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
             problem = f"not found in the MLflow tracking store {tracking_uri}"
-            fix = store_fix
+            fix = _trial_run_fix(uri, tracking_uri) or store_fix
         else:
             problem = f"cannot be loaded from the MLflow tracking store {tracking_uri}"
             fix = f"check the model URI, or {store_fix}"
@@ -635,6 +635,31 @@ def download_model(
         f"resolves in the MLflow tracking store {tracking_uri}, but its files "
         "contain no grindwatch model bundle (model.pkl)",
         "check the model URI, and that the store's artifact folder was not moved",
+    )
+
+
+def _trial_run_fix(uri: str, tracking_uri: str) -> str | None:
+    """Return how to get a model when ``uri`` is ``runs:/`` of a tuning trial.
+
+    Trial runs log their settings but no model, so their ``runs:/ID/model``
+    is never found. Returns None for any other URI.
+    """
+    from mlflow.exceptions import MlflowException
+
+    if not uri.startswith("runs:/"):
+        return None
+    run_id = uri.removeprefix("runs:/").split("/")[0]
+    try:
+        tags = _client(tracking_uri).get_run(run_id).data.tags
+    except MlflowException:
+        return None
+    if tags.get("grindwatch.kind") != "trial":
+        return None
+    return (
+        f"run {run_id} is a tuning trial, and trials log no model. Train its "
+        "variant with 'grindwatch train DATA -c config.yaml', using the run's "
+        "config.yaml artifact, or score with the study's retrained best model "
+        "(tag grindwatch.model_uri of the study's run)"
     )
 
 
