@@ -142,6 +142,21 @@ def test_read_only_tracking_store_names_the_store(cycle_folders, tmp_path):
         )
 
 
+def test_deleted_experiment_error_names_restore(cycle_folders, isolated_tracking):
+    client = MlflowClient(isolated_tracking)
+    experiment_id = client.create_experiment("tests")
+    client.delete_experiment(experiment_id)
+    config = _config(**{"detector.family": "pca"})
+
+    with pytest.raises(TrackingError, match="'tests'.* is deleted") as raised:
+        grindwatch.train(cycle_folders["good"], config)
+
+    assert f"mlflow experiments restore --experiment-id {experiment_id}" in str(
+        raised.value
+    )
+    assert "--experiment" in str(raised.value)
+
+
 def test_interrupted_training_marks_run_failed(
     cycle_folders, isolated_tracking, monkeypatch
 ):

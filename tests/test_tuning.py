@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 
 from grindwatch._locks import sqlite_setup_lock
 from grindwatch.config import Config
-from grindwatch.exceptions import ConfigError, TrackingError
+from grindwatch.exceptions import ConfigError, InputError, TrackingError
 from grindwatch.io import Recording, RecordingSet
 from grindwatch.objective import Objective, split_holdout
 from grindwatch.search_space import (
@@ -603,6 +603,70 @@ def test_resume_from_another_folder(cycles, tmp_path, monkeypatch):
 
     assert len(resumed.trials) == 3
     assert resumed.trials["state"].eq("COMPLETE").all()
+
+
+def test_resume_elsewhere_keeps_relative_tracking_store(cycles, tmp_path):
+    storage = tmp_path / "optuna.db"
+    settings = {"tune.n_trials": 2, "tune.storage": str(storage)}
+    # A file in the folder where the study starts.
+    tracking = {"tracking.enabled": True, "tracking.uri": "sqlite:///runs.db"}
+    first = tune(cycles / "good", _config(**settings, **tracking))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    # A new process: MLflow keeps one store per URI within a process.
+    resumed = subprocess.run(
+        [sys.executable, "-m", "grindwatch.cli", "tune", "--resume"]
+        + ["--storage", str(storage), "--trials", "3"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert not (elsewhere / "runs.db").exists()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs.db'}")
+    parents, trials = _trial_runs(client)
+    assert [run.info.run_id for run in parents] == [first.parent_run_id]
+    assert len(trials) == 3
+
+
+def test_resume_deleted_study_run_names_fix(cycles, isolated_tracking):
+    config = _config(**{"tune.n_trials": 1, "tracking.enabled": True})
+    first = tune(cycles / "good", config)
+    client = MlflowClient(isolated_tracking)
+    client.delete_run(first.parent_run_id)
+
+    with pytest.raises(
+        TrackingError, match="of study 'grindwatch' .* is deleted"
+    ) as deleted:
+        tune(resume=True, overrides={"tune.n_trials": 2})
+    status = client.get_run(first.parent_run_id).info.status
+    purge = [sys.executable, "-m", "mlflow", "gc", "--backend-store-uri"]
+    purge += [isolated_tracking, "--run-ids", first.parent_run_id]
+    subprocess.run(purge, check=True, capture_output=True, timeout=120)
+    with pytest.raises(TrackingError, match="is not in") as purged:
+        tune(resume=True, overrides={"tune.n_trials": 2})
+
+    restore = f"mlflow runs restore --run-id {first.parent_run_id}"
+    assert restore in str(deleted.value)
+    assert "another --study-name" in str(purged.value)
+    # The rejected resume left the deleted run as it was.
+    assert status == "FINISHED"
+
+
+def test_trial_run_model_uri_names_fix(cycles, isolated_tracking):
+    from grindwatch.pipeline import load_model
+
+    config = _config(**{"tune.n_trials": 1, "tracking.enabled": True})
+    result = tune(cycles / "good", config)
+    trial_run = result.trials["mlflow_run_id"].iloc[0]
+
+    with pytest.raises(InputError, match="is a tuning trial") as raised:
+        load_model(f"runs:/{trial_run}/model")
+
+    assert "grindwatch train DATA -c config.yaml" in str(raised.value)
 
 
 def test_timeout_stops_the_study_until_resumed(cycles):
@@ -1658,6 +1722,66 @@ def test_register_without_tracking_fails(feature_table, command):
     assert "--register line4 needs MLflow tracking" in output
     assert "Trained" not in output
     assert "Top trials" not in output
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "reason"),
+    [
+        ("train", ["--register", "line/4"], "contains '/' or ':'"),
+        ("tune", ["--register", ".."], "starts with '..'"),
+        ("tune", ["--register", "line4", "--alias", "latest"], "reserved"),
+        ("tune", ["--register", "line4", "--alias", "v2"], "reserved"),
+        ("tune", ["--register", "line4", "--alias", "prod line"], "underscores"),
+    ],
+)
+def test_bad_registry_name_fails_before_fitting(
+    feature_table, isolated_tracking, command, option, reason
+):
+    from typer.testing import CliRunner
+
+    arguments = [command, str(feature_table), "--table", *option]
+    arguments += ["--set", "detector.family=pca"]
+    if command == "tune":
+        arguments += ["--trials", "1"]
+
+    outcome = CliRunner().invoke(_cli(command), arguments)
+
+    assert outcome.exit_code != 0
+    output = " ".join(outcome.output.split())
+    assert reason in output
+    assert not Path("optuna.db").exists()
+    client = MlflowClient(isolated_tracking)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    assert client.search_runs(experiments) == []
+
+
+def test_resume_replaces_stored_reserved_alias(feature_table, isolated_tracking):
+    config = _config(
+        **{"data.kind": "table", "tune.n_trials": 1, "tracking.enabled": True}
+    )
+    tune(feature_table, config.with_overrides({"detector.family": "pca"}))
+    # As stored by a grindwatch version that did not check the alias.
+    study = optuna.load_study(study_name="grindwatch", storage="sqlite:///optuna.db")
+    stored = study.user_attrs["grindwatch.config"]
+    stored["tune"]["alias"] = "latest"
+    study.set_user_attr("grindwatch.config", stored)
+
+    with pytest.raises(ConfigError, match="stored settings of study 'grindwatch'"):
+        tune(resume=True, overrides={"tune.n_trials": 2})
+    resumed = tune(
+        resume=True,
+        overrides={
+            "tune.n_trials": 2,
+            "tune.registered_model": "line4",
+            "tune.alias": "champion",
+        },
+    )
+
+    assert resumed.registered_model == "line4"
+    version = MlflowClient(isolated_tracking).get_model_version_by_alias(
+        "line4", "champion"
+    )
+    assert version.run_id == resumed.model_run_id
 
 
 def test_tune_without_logged_model_gives_no_uri(feature_table):

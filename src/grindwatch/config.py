@@ -21,9 +21,9 @@ from pydantic import (
 )
 
 from grindwatch.exceptions import ConfigError
-from grindwatch.tune_config import Section, TuneConfig
+from grindwatch.tune_config import Section, TuneConfig, check_model_name
 
-__all__ = ["Config", "load_config"]
+__all__ = ["Config", "load_config", "validate_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -341,6 +341,11 @@ class TrackingConfig(Section):
     log_model: bool = True
     registered_model: str | None = None
 
+    @field_validator("registered_model")
+    @classmethod
+    def _check_registered_model(cls, value: str | None) -> str | None:
+        return check_model_name(value)
+
 
 class Config(Section):
     """All settings of a grindwatch run."""
@@ -403,7 +408,7 @@ class Config(Section):
             )
         tree = self.model_dump()
         tree["windows"].update(resolved)
-        return _validate(tree, "windows")
+        return validate_config(tree, "windows")
 
     def with_overrides(self, overrides: dict[str, Any]) -> Config:
         """Return a copy with dotted keys set, e.g. ``{"windows.length": 512}``.
@@ -439,7 +444,7 @@ class Config(Section):
                     f"unknown setting {dotted!r}; settings here are {sorted(node)}"
                 )
             node[leaf] = value
-        return _validate(tree, "overrides")
+        return validate_config(tree, "overrides")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -483,7 +488,8 @@ def _samples(name: str, seconds: float, sample_rate: float | None) -> int:
     return samples
 
 
-def _validate(tree: dict[str, Any], source: str) -> Config:
+def validate_config(tree: dict[str, Any], source: str) -> Config:
+    """Validate a settings tree, raising ConfigError that names ``source``."""
     try:
         return Config.model_validate(tree)
     except ValidationError as error:
@@ -567,4 +573,4 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(f"{path}: is not valid YAML ({reason})") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(tree)}")
-    return _validate(tree, str(path))
+    return validate_config(tree, str(path))

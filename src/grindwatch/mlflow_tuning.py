@@ -144,6 +144,7 @@ class StudyTracker:
 
         if run_id is not None:
             with store_errors(self.uri):
+                self._check_parent(run_id, study_name)
                 _retry(self.client.update_run, run_id, status="RUNNING")
             self.parent_run_id = run_id
             logger.info("resumed MLflow study run %s", run_id)
@@ -176,6 +177,31 @@ class StudyTracker:
             )
         logger.info("MLflow study run %s in %s", self.parent_run_id, self.uri)
         return self.parent_run_id
+
+    def _check_parent(self, run_id: str, study_name: str) -> None:
+        """Raise TrackingError when the study's run is deleted or not in the store."""
+        from mlflow.exceptions import MlflowException
+
+        from grindwatch.exceptions import TrackingError
+
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            raise TrackingError(
+                f"the MLflow run {run_id} of study {study_name!r} is not in "
+                f"{self.uri}: it was purged, or the store was replaced. Start a new "
+                "study with another --study-name"
+            ) from None
+        if run.info.lifecycle_stage == "deleted":
+            raise TrackingError(
+                f"the MLflow run {run_id} of study {study_name!r} in {self.uri} is "
+                "deleted, so the study's trials cannot be logged under it. Restore "
+                f"it with 'mlflow runs restore --run-id {run_id}' (with "
+                f"MLFLOW_TRACKING_URI={self.uri}), or start a new study with "
+                "another --study-name"
+            )
 
     def close_parent(self, status: str, state: str) -> None:
         """End the study's run with ``status`` and tag it with the study's state."""

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "GrindwatchPyfunc",
     "TrainingTracker",
+    "absolute_tracking_uri",
     "download_model",
     "log_evaluation",
     "log_scoring",
@@ -49,6 +50,23 @@ def resolve_tracking_uri(config: Config | None = None) -> str:
     return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
 
 
+def absolute_tracking_uri(uri: str) -> str:
+    """Return ``uri`` with a relative SQLite file resolved from the working folder.
+
+    ``sqlite:///mlflow.db`` names a file in whichever folder a command runs in.
+    A study stores the absolute form, so a resume from another folder logs to the
+    same store. Other URIs are returned unchanged.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return uri
+    path, separator, query = uri.removeprefix(prefix).partition("?")
+    # SQLite's own URI form (file:...) and in-memory databases are left as they are.
+    if not path or path.startswith(("file:", ":memory:")) or Path(path).is_absolute():
+        return uri
+    return f"{prefix}{Path(path).resolve()}{separator}{query}"
+
+
 def _client(uri: str):  # noqa: ANN202
     import mlflow
     from mlflow import MlflowClient
@@ -59,6 +77,8 @@ def _client(uri: str):  # noqa: ANN202
 
 def _experiment_id(client, uri: str, name: str) -> str:  # noqa: ANN001
     found = client.get_experiment_by_name(name)
+    if found is not None and found.lifecycle_stage == "deleted":
+        _raise_deleted_experiment(uri, name, found.experiment_id)
     if found is not None:
         return found.experiment_id
     location = None
@@ -74,6 +94,25 @@ def _experiment_id(client, uri: str, name: str) -> str:  # noqa: ANN001
         if found is None:
             raise
         return found.experiment_id
+
+
+def _raise_deleted_experiment(uri: str, name: str, experiment_id: str) -> None:
+    """Raise TrackingError for an experiment in the deleted lifecycle stage.
+
+    MLflow keeps a deleted experiment's name until the experiment is purged, and
+    rejects new runs in it.
+    """
+    from grindwatch.exceptions import TrackingError
+
+    # A tracking server's own database, not its URL, is what mlflow gc opens.
+    store = "BACKEND_STORE_URI" if uri.startswith(("http:", "https:")) else uri
+    raise TrackingError(
+        f"the MLflow experiment {name!r} (id {experiment_id}) in {uri} is deleted, "
+        "so no run can be logged to it. Restore it with 'mlflow experiments restore "
+        f"--experiment-id {experiment_id}', purge it with 'mlflow gc "
+        f"--backend-store-uri {store} --experiment-ids {experiment_id}', or log to "
+        "another experiment (--experiment or tracking.experiment)"
+    )
 
 
 @contextlib.contextmanager
@@ -580,7 +619,7 @@ def download_model(
         # case reads "not found" too, with MLflow's reason beside it.
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
             problem = f"not found in the MLflow tracking store {tracking_uri}"
-            fix = store_fix
+            fix = _trial_run_fix(uri, tracking_uri) or store_fix
         else:
             problem = f"cannot be loaded from the MLflow tracking store {tracking_uri}"
             fix = f"check the model URI, or {store_fix}"
@@ -596,6 +635,31 @@ def download_model(
         f"resolves in the MLflow tracking store {tracking_uri}, but its files "
         "contain no grindwatch model bundle (model.pkl)",
         "check the model URI, and that the store's artifact folder was not moved",
+    )
+
+
+def _trial_run_fix(uri: str, tracking_uri: str) -> str | None:
+    """Return how to get a model when ``uri`` is ``runs:/`` of a tuning trial.
+
+    Trial runs log their settings but no model, so their ``runs:/ID/model``
+    is never found. Returns None for any other URI.
+    """
+    from mlflow.exceptions import MlflowException
+
+    if not uri.startswith("runs:/"):
+        return None
+    run_id = uri.removeprefix("runs:/").split("/")[0]
+    try:
+        tags = _client(tracking_uri).get_run(run_id).data.tags
+    except MlflowException:
+        return None
+    if tags.get("grindwatch.kind") != "trial":
+        return None
+    return (
+        f"run {run_id} is a tuning trial, and trials log no model. Train its "
+        "variant with 'grindwatch train DATA -c config.yaml', using the run's "
+        "config.yaml artifact, or score with the study's retrained best model "
+        "(tag grindwatch.model_uri of the study's run)"
     )
 
 

@@ -12,6 +12,7 @@ Narrow the space by shortening lists or ranges, widen it by lengthening them.
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import Any, Literal
 
@@ -24,9 +25,43 @@ from pydantic import (
     model_validator,
 )
 
-__all__ = ["Range", "SearchSpace", "Section", "TuneConfig"]
+__all__ = ["Range", "SearchSpace", "Section", "TuneConfig", "check_model_name"]
 
 Scalar = str | int | float | bool | None
+
+# The model registry's rules in MLflow 3.17 (mlflow/utils/validation.py), checked
+# with the settings so that a bad name stops train or tune before fitting, not
+# after all trials.
+_ALIAS_PATTERN = re.compile(r"[\w\-]{1,255}")
+# MLflow reserves these: ``models:/NAME@v3`` means version 3, and ``@latest`` the
+# newest version.
+_VERSION_ALIAS = re.compile(r"[vV]\d+")
+
+
+def check_model_name(name: str | None) -> str | None:
+    """Return ``name`` if MLflow accepts it as a registered model's name.
+
+    Raises
+    ------
+    ValueError
+        If the name is blank, contains ``/`` or ``:``, is ``.`` or starts
+        with ``..``.
+    """
+    if name is None:
+        return None
+    if not name.strip():
+        raise ValueError("the registered model name is blank; give a name")
+    if "/" in name or ":" in name:
+        raise ValueError(
+            f"the registered model name {name!r} contains '/' or ':', which MLflow "
+            "rejects; use letters, digits, dots, dashes or underscores"
+        )
+    if name == "." or name.startswith(".."):
+        raise ValueError(
+            f"the registered model name {name!r} is '.' or starts with '..', "
+            "which MLflow rejects; choose another name"
+        )
+    return name
 
 
 def _accepts_bool(annotation: Any) -> bool:
@@ -214,3 +249,24 @@ class TuneConfig(Section):
     registered_model: str | None = None
     alias: str = Field(default="champion", min_length=1)
     space: SearchSpace = Field(default_factory=SearchSpace)
+
+    @field_validator("registered_model")
+    @classmethod
+    def _check_registered_model(cls, value: str | None) -> str | None:
+        return check_model_name(value)
+
+    @field_validator("alias")
+    @classmethod
+    def _check_alias(cls, value: str) -> str:
+        if not _ALIAS_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"the alias {value!r} is invalid: MLflow accepts 1 to 255 letters, "
+                "digits, underscores (_) and dashes (-)"
+            )
+        if value.lower() == "latest" or _VERSION_ALIAS.fullmatch(value):
+            raise ValueError(
+                f"the alias {value!r} is reserved by MLflow for a model version "
+                "('latest' or v followed by a number); choose another, such as "
+                "champion"
+            )
+        return value

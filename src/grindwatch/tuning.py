@@ -17,6 +17,7 @@ settings and data: only
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grindwatch._locks import sqlite_setup_lock
-from grindwatch.config import Config
+from grindwatch.config import Config, validate_config
 from grindwatch.exceptions import ConfigError
 from grindwatch.io import Recording, RecordingSet
 from grindwatch.trial_runner import CONFIG_ATTR, TrialEvent, TrialRunner
@@ -224,7 +225,8 @@ def _study_config(
             "created by grindwatch tune, or its creator stopped right away. Start a "
             "new study with another --study-name"
         )
-    config = Config.model_validate(stored)
+    resumable = {k: v for k, v in overrides.items() if k in RESUMABLE_SETTINGS}
+    config = _stored_config(study, resumable)
     stored_settings = config.flat()
     exempt = RESUMABLE_SETTINGS | LOCATION_SETTINGS | {"data.paths"}
     changed = sorted(
@@ -243,8 +245,27 @@ def _study_config(
             f"study {study.study_name!r} was tuned on {config.data.paths}, not "
             f"{data_paths}; resume without data arguments or start a new study"
         )
-    resumable = {k: v for k, v in overrides.items() if k in RESUMABLE_SETTINGS}
-    return config.with_overrides(resumable)
+    return config
+
+
+def _stored_config(study: optuna.Study, overrides: dict[str, Any]) -> Config:
+    """Validate the study's stored configuration with resumable ``overrides`` set.
+
+    They are set before validation, so that a resume can replace a registered
+    model name or alias that an earlier grindwatch stored without checking it.
+    """
+    tree = copy.deepcopy(study.user_attrs[_CONFIG_ATTR])
+    for dotted, value in overrides.items():
+        section, setting = dotted.split(".")
+        tree[section][setting] = value
+    source = f"the stored settings of study {study.study_name!r}"
+    try:
+        return validate_config(tree, source)
+    except ConfigError as error:
+        raise ConfigError(
+            f"{error}. On resume, --register NAME and --alias NAME replace a stored "
+            "registered model name and alias"
+        ) from None
 
 
 # Data ------------------------------------------------------------------------------
@@ -358,13 +379,16 @@ def tune(
     else:
         checked = config.flat() if caller_config is not None else overrides
         requested_uri = config.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if requested_uri:
+            from grindwatch.tracking import absolute_tracking_uri
+
+            requested_uri = absolute_tracking_uri(requested_uri)
         config = _study_config(study, checked, overrides, data_paths)
         shared = {k: v for k, v in overrides.items() if k in SHARED_SETTINGS}
         if shared:
             # The new target and registration stay with the study, for later
             # resumes and for whichever worker finishes the last trial.
-            stored = Config.model_validate(study.user_attrs[_CONFIG_ATTR])
-            updated = stored.with_overrides(shared)
+            updated = _stored_config(study, shared)
             study.set_user_attr(_CONFIG_ATTR, updated.model_dump(mode="json"))
         labeled_paths = study.user_attrs.get(_LABELED_ATTR) or []
         labels_path = study.user_attrs.get(_LABELS_ATTR)
@@ -445,7 +469,7 @@ def _conclude(
 
     # Another worker may have requested a registration or another number of
     # trials since this one started.
-    stored = Config.model_validate(runner.study.user_attrs[_CONFIG_ATTR]).tune
+    stored = _stored_config(runner.study, {}).tune
     runner.config = runner.config.with_overrides(
         {
             "tune.n_trials": stored.n_trials,
@@ -534,10 +558,12 @@ def _store_study_settings(
     study: optuna.Study, config: Config, labeled: list[str], labels: str | None
 ) -> None:
     from grindwatch._version import __version__
-    from grindwatch.tracking import resolve_tracking_uri
+    from grindwatch.tracking import absolute_tracking_uri, resolve_tracking_uri
 
     if config.tracking.enabled:
-        study.set_user_attr(_TRACKING_ATTR, resolve_tracking_uri(config))
+        # Absolute, so that a resume from another folder logs to the same store.
+        uri = absolute_tracking_uri(resolve_tracking_uri(config))
+        study.set_user_attr(_TRACKING_ATTR, uri)
     study.set_user_attr(_LABELED_ATTR, labeled)
     study.set_user_attr(_LABELS_ATTR, labels)
     study.set_user_attr("grindwatch.version", __version__)
