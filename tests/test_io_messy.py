@@ -391,6 +391,19 @@ def test_resample_rate_applies_to_every_file(tmp_path):
     assert recording.n_samples == 250
 
 
+def test_resample_rate_far_below_file_rate(tmp_path):
+    # A ratio under 1/2000 came out of the fraction search as 0, and reading
+    # raised a bare ValueError: "cannot resample from 10000 to 2".
+    path = _write_csv(
+        tmp_path / "a.csv", make_cycle(0, 20_000, rate=10_000.0), CHANNELS, 10_000.0
+    )
+
+    recording = read_file(path, ReadOptions(resample_rate=2.0))[0]
+
+    assert recording.sample_rate == 2.0
+    assert recording.n_samples == 4
+
+
 def test_odd_first_rate_does_not_set_rate(tmp_path, caplog):
     write_cycles(tmp_path, 3)
     _write_csv(tmp_path / "aaa_fast.csv", make_cycle(9, 4096), CHANNELS, 2000.0)
