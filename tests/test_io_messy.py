@@ -1434,6 +1434,17 @@ def test_csv_cut_in_last_line_raises(tmp_path):
     assert read_file(complete)[0].n_samples == 4000
 
 
+def test_csv_last_line_of_spaces_read(tmp_path):
+    # Padding after the last line break is not a cut line: pandas skips it.
+    path = tmp_path / "padded.csv"
+    path.write_text("time,a,b\n0,1,2\n0.001,2,3\n0.002,3,4\n   ", encoding="utf-8")
+
+    recording = read_file(path, ReadOptions())[0]
+
+    assert recording.n_samples == 3
+    assert recording.sample_rate == pytest.approx(1000.0)
+
+
 def test_excel_separator_line_sets_delimiter(tmp_path):
     # The "sep=;" line was read as the header, and the error blamed the data.
     path = tmp_path / "excel.csv"
