@@ -389,8 +389,10 @@ def test_hdf5_scale_per_channel_of_2d(tmp_path):
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        ("mV", "'scale_factor' of 'adc' contains 'mV', which is not a number"),
+        ("mV", "'scale_factor' of 'adc' contains 'mV', which is not a finite number"),
         ([0.1, 0.2], "'scale_factor' of 'adc' contains 2 values for 3 channels"),
+        (np.nan, "'scale_factor' of 'adc' contains nan, which is not a finite number"),
+        ([1.0, np.inf, 1.0], "contains inf, which is not a finite number"),
     ],
 )
 def test_hdf5_bad_scale_raises(tmp_path, value, problem):
