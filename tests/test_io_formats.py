@@ -171,6 +171,29 @@ def test_tdms_truncated_raises(tmp_path):
         read_file(path)
 
 
+@pytest.mark.parametrize(
+    ("kept", "problem"),
+    [(10, "lead-in has 10 of 28 bytes"), (40, "metadata is incomplete")],
+)
+def test_tdms_cut_before_last_data_raises(tmp_path, kept, problem):
+    # Cut in the last segment's lead-in or metadata, npTDMS left the segment
+    # out, and the file was read as 400 samples of 800.
+    pytest.importorskip("nptdms")
+    from nptdms import ChannelObject, TdmsWriter
+
+    path = tmp_path / "cut.tdms"
+    with TdmsWriter(path) as writer:
+        for values in _sine(800, 1)[0].reshape(2, 400):
+            channel = ChannelObject("g", "AE", values, {"wf_increment": 1e-3})
+            writer.write_segment([channel])
+    whole = path.read_bytes()
+    second = whole.index(b"TDSm", 4)
+    path.write_bytes(whole[: second + kept])
+
+    with pytest.raises(InputError, match=problem):
+        read_file(path)
+
+
 def test_tdms_missing_package_names_it(tmp_path, monkeypatch):
     path = tmp_path / "run.tdms"
     path.write_bytes(b"TDSm" + bytes(100))
