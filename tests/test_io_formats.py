@@ -81,6 +81,18 @@ def test_wav_cut_in_samples_raises(tmp_path):
         read_file(path)
 
 
+def test_wav_data_chunk_past_end_raises(tmp_path):
+    # The RIFF size fits the cut file, so scipy read it short without a warning.
+    path = tmp_path / "cut.wav"
+    wavfile.write(path, 8000, (_sine() * 1000).astype(np.int16).T)
+    raw = bytearray(path.read_bytes()[:1001])
+    raw[4:8] = (len(raw) - 8).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+
+    with pytest.raises(InputError, match="truncated: its data chunk gives"):
+        read_file(path)
+
+
 def test_wav_streamed_length_read_to_eof(tmp_path):
     path = tmp_path / "stream.wav"
     counts = (_sine() * 1000).astype(np.int16)
