@@ -1703,6 +1703,25 @@ def test_objective_orders_channels_by_name():
     np.testing.assert_array_equal(prepared.fit_features, reference.fit_features)
 
 
+@pytest.mark.parametrize(
+    ("seconds", "named"),
+    [([4.0, 8.0], "[4.0, 8.0]"), ({"low": 4.0, "high": 8.0}, "4 to 8 s")],
+)
+def test_window_seconds_too_long_named(seconds, named):
+    # The error named only tune.space.window_length, which was never set.
+    from tests.conftest import make_cycle
+
+    recordings = [
+        Recording(f"r{s}", make_cycle(s), ["a", "b", "c"], 1000.0) for s in range(8)
+    ]
+    config = _config(**{"tune.space.window_seconds": seconds})
+
+    with pytest.raises(ConfigError, match="window_length") as raised:
+        Objective(RecordingSet(recordings), config)
+
+    assert f"tune.space.window_seconds {named} at 1000 samples/s" in str(raised.value)
+
+
 def test_objective_rejects_mixed_sample_rates():
     from grindwatch.exceptions import InputError
     from tests.conftest import make_cycle
