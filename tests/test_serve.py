@@ -395,6 +395,7 @@ def test_resampled_length_checked_first(trained, tmp_path):
     upsampled = client.post("/score", json=_body(short, sample_rate=1.0))
     uploaded = client.post("/score/file", files=upload)
     shrunk = client.post("/score", json=_body(make_cycle(3), sample_rate=1e12))
+    endless = client.post("/score", json=_body(short, sample_rate=1e-306))
 
     assert upsampled.status_code == 413, upsampled.text
     assert "are 200000 samples at the model's 1000 Hz" in upsampled.json()["detail"]
@@ -402,6 +403,8 @@ def test_resampled_length_checked_first(trained, tmp_path):
     assert uploaded.json()["detail"].startswith("slow.npz: 200 samples")
     assert shrunk.status_code == 422, shrunk.text
     assert "fewer than one window" in shrunk.json()["detail"]
+    assert endless.status_code == 413, endless.text
+    assert "are inf samples" in endless.json()["detail"]
 
 
 def test_corrupt_upload_gets_422(client):

@@ -871,12 +871,13 @@ def _check_rate(
         # Both ends are checked before resampling, because the memory it takes
         # grows with the rate ratio: 200 samples at 1 Hz became 8.8 million at
         # 44.1 kHz, and the filter for 1 THz to 44.1 kHz took 3.4 GiB.
-        resampled = int(np.ceil(n_samples * model.sample_rate_ / sample_rate))
+        # A float: a rate of 1e-300 gives infinity, which int() cannot take.
+        resampled = n_samples * model.sample_rate_ / sample_rate
         if resampled < model.window_length_:
             raise _Rejected(
                 422,
                 f"{prefix}{n_samples} samples per channel at {sample_rate:g} Hz are "
-                f"{resampled} samples at the model's {model.sample_rate_:g} Hz, "
+                f"{resampled:.6g} samples at the model's {model.sample_rate_:g} Hz, "
                 f"fewer than one window of {model.window_length_}; send a longer "
                 "recording, or check sample_rate",
             )
@@ -884,7 +885,7 @@ def _check_rate(
             raise _Rejected(
                 413,
                 f"{prefix}{n_samples} samples per channel at {sample_rate:g} Hz are "
-                f"{resampled} samples at the model's {model.sample_rate_:g} Hz, "
+                f"{resampled:.6g} samples at the model's {model.sample_rate_:g} Hz, "
                 f"more than the limit of {limits.max_samples}; split the "
                 "recording, or send it at the model's rate",
             )
