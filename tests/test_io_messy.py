@@ -391,17 +391,21 @@ def test_resample_rate_applies_to_every_file(tmp_path):
     assert recording.n_samples == 250
 
 
-def test_resample_rate_far_below_file_rate(tmp_path):
-    # A ratio under 1/2000 came out of the fraction search as 0, and reading
-    # raised a bare ValueError: "cannot resample from 10000 to 2".
+@pytest.mark.parametrize(
+    ("rate", "target", "n_samples"), [(10_000.0, 2.0, 3), (1500.0, 1.0, 10)]
+)
+def test_resample_rate_far_below_file_rate(tmp_path, rate, target, n_samples):
+    # With a denominator of at most 1000, a ratio under 1/2000 became 0, and
+    # reading raised a bare ValueError ("cannot resample from 10000 to 2"). A
+    # ratio of 1/1500 became 1/1000, so 15 s at 1 Hz came out as 15 samples.
     path = _write_csv(
-        tmp_path / "a.csv", make_cycle(0, 20_000, rate=10_000.0), CHANNELS, 10_000.0
+        tmp_path / "a.csv", make_cycle(0, 15_000, rate=rate), CHANNELS, rate
     )
 
-    recording = read_file(path, ReadOptions(resample_rate=2.0))[0]
+    recording = read_file(path, ReadOptions(resample_rate=target))[0]
 
-    assert recording.sample_rate == 2.0
-    assert recording.n_samples == 4
+    assert recording.sample_rate == target
+    assert recording.n_samples == n_samples
 
 
 def test_odd_first_rate_does_not_set_rate(tmp_path, caplog):
