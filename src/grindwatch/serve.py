@@ -871,7 +871,7 @@ def _check_rate(
         # Both ends are checked before resampling, because the memory it takes
         # grows with the rate ratio: 200 samples at 1 Hz became 8.8 million at
         # 44.1 kHz, and the filter for 1 THz to 44.1 kHz took 3.4 GiB.
-        # A float: a rate of 1e-300 gives infinity, which int() cannot take.
+        # Kept a float, because a rate such as 1e-306 makes it infinite.
         resampled = n_samples * model.sample_rate_ / sample_rate
         if resampled < model.window_length_:
             raise _Rejected(

@@ -14,9 +14,10 @@ the log scores (normal-consistent MAD).
 
 Scores of exactly 0 (windows that nearest neighbours match exactly, such as those
 of a machine at rest with held values) count as normal and stay out of the
-mixture, and out of the median and MAD of its fallback. After the log they form a spike far below the other scores. As the
-majority, they would be the mixture's only normal cluster, every other score
-would fall in a high-score cluster, and the threshold would sit just above 0.
+mixture, and out of the median and MAD of its fallback. After the log they form
+a spike far below the other scores. As the majority, they would be the
+mixture's only normal cluster, every other score would fall in a high-score
+cluster, and the threshold would sit just above 0.
 
 ``margin`` multiplies the cut, as control limits in process monitoring are often set
 a safety factor above the largest normal score (for example ``percentile`` 99.9 with
