@@ -1735,7 +1735,7 @@ def test_objective_rejects_mixed_sample_rates():
         Objective(RecordingSet(recordings), _config())
 
 
-def test_tune_with_windows_in_seconds(cycles, tmp_path):
+def test_tune_with_windows_in_seconds(cycles, tmp_path, capsys):
     # At the cycles' 1 kHz, 0.256 s is 256 samples. The study's first trial
     # reproduces that window, and the trials then set windows in samples alone.
     config = _config(
@@ -1762,6 +1762,14 @@ def test_tune_with_windows_in_seconds(cycles, tmp_path):
     assert chosen.length == result.best_params["window_length"]
     assert result.model.window_length_ == chosen.length
     assert len(resumed.trials) == 4
+    # The trial table gives units, so a trial's duration in seconds does not
+    # read as its window length.
+    from grindwatch.cli_tune import _top_trials
+
+    _top_trials(resumed, 4)
+    table = " ".join(capsys.readouterr().err.split())
+    assert "window (samples)" in table
+    assert "duration (s)" in table
 
 
 def test_window_seconds_space_becomes_samples():
