@@ -81,6 +81,18 @@ def test_wav_cut_in_samples_raises(tmp_path):
         read_file(path)
 
 
+def test_wav_data_chunk_past_end_raises(tmp_path):
+    # The RIFF size fits the cut file, so scipy read it short without a warning.
+    path = tmp_path / "cut.wav"
+    wavfile.write(path, 8000, (_sine() * 1000).astype(np.int16).T)
+    raw = bytearray(path.read_bytes()[:1001])
+    raw[4:8] = (len(raw) - 8).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+
+    with pytest.raises(InputError, match="truncated: its data chunk gives"):
+        read_file(path)
+
+
 def test_wav_streamed_length_read_to_eof(tmp_path):
     path = tmp_path / "stream.wav"
     counts = (_sine() * 1000).astype(np.int16)
@@ -192,6 +204,29 @@ def test_tdms_truncated_raises(tmp_path):
     path.write_bytes(path.read_bytes()[:-900])
 
     with pytest.raises(InputError, match="cut.tdms: is not a readable TDMS file"):
+        read_file(path)
+
+
+@pytest.mark.parametrize(
+    ("kept", "problem"),
+    [(10, "lead-in has 10 of 28 bytes"), (40, "metadata is incomplete")],
+)
+def test_tdms_cut_before_last_data_raises(tmp_path, kept, problem):
+    # Cut in the last segment's lead-in or metadata, npTDMS left the segment
+    # out, and the file was read as 400 samples of 800.
+    pytest.importorskip("nptdms")
+    from nptdms import ChannelObject, TdmsWriter
+
+    path = tmp_path / "cut.tdms"
+    with TdmsWriter(path) as writer:
+        for values in _sine(800, 1)[0].reshape(2, 400):
+            channel = ChannelObject("g", "AE", values, {"wf_increment": 1e-3})
+            writer.write_segment([channel])
+    whole = path.read_bytes()
+    second = whole.index(b"TDSm", 4)
+    path.write_bytes(whole[: second + kept])
+
+    with pytest.raises(InputError, match=problem):
         read_file(path)
 
 
@@ -415,8 +450,10 @@ def test_hdf5_scale_per_channel_of_2d(tmp_path):
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        ("mV", "'scale_factor' of 'adc' contains 'mV', which is not a number"),
+        ("mV", "'scale_factor' of 'adc' contains 'mV', which is not a finite number"),
         ([0.1, 0.2], "'scale_factor' of 'adc' contains 2 values for 3 channels"),
+        (np.nan, "'scale_factor' of 'adc' contains nan, which is not a finite number"),
+        ([1.0, np.inf, 1.0], "contains inf, which is not a finite number"),
     ],
 )
 def test_hdf5_bad_scale_raises(tmp_path, value, problem):

@@ -402,6 +402,23 @@ def test_resample_to_invalid_rate_raises(tmp_path, rate):
         resample(recording, rate)
 
 
+@pytest.mark.parametrize(
+    ("rate", "target", "n_samples"), [(10_000.0, 2.0, 3), (1500.0, 1.0, 10)]
+)
+def test_resample_rate_far_below_file_rate(tmp_path, rate, target, n_samples):
+    # With a denominator of at most 1000, a ratio under 1/2000 became 0, and
+    # reading raised a bare ValueError ("cannot resample from 10000 to 2"). A
+    # ratio of 1/1500 became 1/1000, so 15 s at 1 Hz came out as 15 samples.
+    path = _write_csv(
+        tmp_path / "a.csv", make_cycle(0, 15_000, rate=rate), CHANNELS, rate
+    )
+
+    recording = read_file(path, ReadOptions(resample_rate=target))[0]
+
+    assert recording.sample_rate == target
+    assert recording.n_samples == n_samples
+
+
 def test_odd_first_rate_does_not_set_rate(tmp_path, caplog):
     write_cycles(tmp_path, 3)
     _write_csv(tmp_path / "aaa_fast.csv", make_cycle(9, 4096), CHANNELS, 2000.0)
@@ -1430,6 +1447,17 @@ def test_csv_cut_in_last_line_raises(tmp_path):
     with pytest.raises(InputError, match="cut.csv: its last line .* of 4 fields and"):
         read_file(cut)
     assert read_file(complete)[0].n_samples == 4000
+
+
+def test_csv_last_line_of_spaces_read(tmp_path):
+    # Padding after the last line break is not a cut line: pandas skips it.
+    path = tmp_path / "padded.csv"
+    path.write_text("time,a,b\n0,1,2\n0.001,2,3\n0.002,3,4\n   ", encoding="utf-8")
+
+    recording = read_file(path, ReadOptions())[0]
+
+    assert recording.n_samples == 3
+    assert recording.sample_rate == pytest.approx(1000.0)
 
 
 def test_excel_separator_line_sets_delimiter(tmp_path):

@@ -379,6 +379,34 @@ def test_other_rate_resampled_when_set(trained, tmp_path):
         assert recording["score"] == pytest.approx(expected["score"], rel=1e-5)
 
 
+def test_resampled_length_checked_first(trained, tmp_path):
+    # Resampling 200 samples from 1 Hz to the model's 1 kHz makes 200,000, and
+    # the filter from 1 THz takes GiB, so both are rejected before scoring.
+    import copy
+
+    model = copy.deepcopy(trained["model"])
+    model.config = model.config.with_overrides({"data.resample": True})
+    client = TestClient(create_app(model, limits=ServiceLimits(max_samples=50_000)))
+    path = tmp_path / "slow.npz"
+    short = make_cycle(3, 200)
+    np.savez(path, data=short, channels=np.array(CHANNELS), sample_rate=1.0)
+    upload = {"file": (path.name, path.read_bytes())}
+
+    upsampled = client.post("/score", json=_body(short, sample_rate=1.0))
+    uploaded = client.post("/score/file", files=upload)
+    shrunk = client.post("/score", json=_body(make_cycle(3), sample_rate=1e12))
+    endless = client.post("/score", json=_body(short, sample_rate=1e-306))
+
+    assert upsampled.status_code == 413, upsampled.text
+    assert "are 200000 samples at the model's 1000 Hz" in upsampled.json()["detail"]
+    assert uploaded.status_code == 413, uploaded.text
+    assert uploaded.json()["detail"].startswith("slow.npz: 200 samples")
+    assert shrunk.status_code == 422, shrunk.text
+    assert "fewer than one window" in shrunk.json()["detail"]
+    assert endless.status_code == 413, endless.text
+    assert "are inf samples" in endless.json()["detail"]
+
+
 def test_corrupt_upload_gets_422(client):
     response = client.post("/score/file", files={"file": ("cycle.npy", b"\x93NUMPY")})
 

@@ -328,9 +328,35 @@ def test_zero_majority_fallback_near_scores():
     threshold = fit_threshold(scores, max_components=1)
 
     assert threshold.method == "mad"
-    assert threshold.n_zero == 0
+    assert threshold.n_zero == 600
     assert "with the 600 scores of exactly 0 left out" in threshold.fallback_reason
     assert rest.max() < threshold.value < 5
+
+
+@pytest.mark.parametrize("n_zero", [300, 450, 900])
+def test_mad_fallback_leaves_out_zero_scores(n_zero):
+    # The median and MAD of the fallback were taken over the zeros too: 300
+    # zeros in 1000 doubled the threshold, 450 raised it tenfold, and 900 put
+    # it below half of the scores above 0.
+    active = np.exp(np.random.default_rng(1).normal(0.0, 0.3, 1000 - n_zero))
+    scores = np.concatenate([np.zeros(n_zero), active])
+
+    threshold = fit_threshold(scores, max_components=1)
+    alone = fit_threshold(active, max_components=1)
+
+    assert threshold.method == alone.method == "mad"
+    assert threshold.value == pytest.approx(alone.value)
+    assert threshold.n_zero == n_zero
+    assert threshold.share_flagged <= 0.01
+    assert "log training scores above 0 (MAD" in threshold.describe()
+    assert f"with the {n_zero} scores of exactly 0 left out" in threshold.describe()
+
+
+def test_mad_fallback_one_score_above_zeros():
+    threshold = fit_threshold(np.concatenate([np.zeros(50), [1.0]]))
+
+    assert threshold.value == 1.0
+    assert "all training scores above 0 are equal" in threshold.fallback_reason
 
 
 def _resting_cycle(rng: np.random.Generator, name: str) -> Recording:

@@ -1827,6 +1827,25 @@ def test_objective_orders_channels_by_name():
     np.testing.assert_array_equal(prepared.fit_features, reference.fit_features)
 
 
+@pytest.mark.parametrize(
+    ("seconds", "named"),
+    [([4.0, 8.0], "[4.0, 8.0]"), ({"low": 4.0, "high": 8.0}, "4 to 8 s")],
+)
+def test_window_seconds_too_long_named(seconds, named):
+    # The error named only tune.space.window_length, which was never set.
+    from tests.conftest import make_cycle
+
+    recordings = [
+        Recording(f"r{s}", make_cycle(s), ["a", "b", "c"], 1000.0) for s in range(8)
+    ]
+    config = _config(**{"tune.space.window_seconds": seconds})
+
+    with pytest.raises(ConfigError, match="window_length") as raised:
+        Objective(RecordingSet(recordings), config)
+
+    assert f"tune.space.window_seconds {named} at 1000 samples/s" in str(raised.value)
+
+
 def test_objective_rejects_mixed_sample_rates():
     from grindwatch.exceptions import InputError
     from tests.conftest import make_cycle
@@ -1840,7 +1859,7 @@ def test_objective_rejects_mixed_sample_rates():
         Objective(RecordingSet(recordings), _config())
 
 
-def test_tune_with_windows_in_seconds(cycles, tmp_path):
+def test_tune_with_windows_in_seconds(cycles, tmp_path, capsys):
     # At the cycles' 1 kHz, 0.256 s is 256 samples. The study's first trial
     # reproduces that window, and the trials then set windows in samples alone.
     config = _config(
@@ -1867,6 +1886,14 @@ def test_tune_with_windows_in_seconds(cycles, tmp_path):
     assert chosen.length == result.best_params["window_length"]
     assert result.model.window_length_ == chosen.length
     assert len(resumed.trials) == 4
+    # The trial table gives units, so a trial's duration in seconds does not
+    # read as its window length.
+    from grindwatch.cli_tune import _top_trials
+
+    _top_trials(resumed, 4)
+    table = " ".join(capsys.readouterr().err.split())
+    assert "window (samples)" in table
+    assert "duration (s)" in table
 
 
 def test_window_seconds_space_becomes_samples():

@@ -109,7 +109,9 @@ def _top_trials(result: Any, limit: int) -> None:
     # Feature-table studies have no front end or window to show.
     signals = "window_length" in trials and trials["window_length"].notna().any()
     columns = ["trial", "state", "objective", "family"]
-    columns += ["front end", "window"] if signals else []
+    # Units in the headers: a window can be set in seconds, and a bare "seconds"
+    # column next to it read as the window's length.
+    columns += ["front end", "window (samples)"] if signals else []
     for name in columns:
         table.add_column(name, justify="right" if name != "family" else "left")
     in_training = getattr(result, "labels_in_training", False)
@@ -119,7 +121,7 @@ def _top_trials(result: Any, limit: int) -> None:
         table.add_column(
             f"labeled {unit} AUC" + ("*" if in_training else ""), justify="right"
         )
-    table.add_column("seconds", justify="right")
+    table.add_column("duration (s)", justify="right")
     for row in ranked.to_dict(orient="records"):
         pruned = row["state"] == "PRUNED"
         cells = [

@@ -73,7 +73,7 @@ from grindwatch.signals.injection import (
     inject_recurring,
     inject_windows,
 )
-from grindwatch.tune_config import SearchSpace
+from grindwatch.tune_config import Range, SearchSpace
 
 logger = logging.getLogger(__name__)
 
@@ -414,10 +414,22 @@ class Objective:
         space = check_space(space, self.kind)
         if self.kind == "table":
             return space.model_copy(update={"window_seconds": None})
+        seconds = space.window_seconds
         space = window_seconds_in_samples(space, self.sample_rate)
         longest_fit = max(r.n_samples for r in self.holdout.fit)
         longest_held = max(r.n_samples for r in self.holdout.held_out)
-        return limit_window_lengths(space, min(longest_fit, longest_held))
+        try:
+            return limit_window_lengths(space, min(longest_fit, longest_held))
+        except ConfigError as error:
+            if seconds is None:
+                raise
+            # The message names window_length, which the user did not set.
+            if isinstance(seconds, Range):
+                seconds = f"{seconds.low:g} to {seconds.high:g} s"
+            raise ConfigError(
+                f"{error}. The lengths come from tune.space.window_seconds "
+                f"{seconds} at {self.sample_rate:g} samples/s"
+            ) from None
 
     # Prepared data -----------------------------------------------------------------
 

@@ -14,9 +14,10 @@ the log scores (normal-consistent MAD).
 
 Scores of exactly 0 (windows that nearest neighbours match exactly, such as those
 of a machine at rest with held values) count as normal and stay out of the
-mixture. After the log they form a spike far below the other scores. As the
-majority, they would be the mixture's only normal cluster, every other score
-would fall in a high-score cluster, and the threshold would sit just above 0.
+mixture, and out of the median and MAD of its fallback. After the log they form
+a spike far below the other scores. As the majority, they would be the
+mixture's only normal cluster, every other score would fall in a high-score
+cluster, and the threshold would sit just above 0.
 
 ``margin`` multiplies the cut, as control limits in process monitoring are often set
 a safety factor above the largest normal score (for example ``percentile`` 99.9 with
@@ -67,7 +68,8 @@ class Threshold:
     # What the scores belong to: training "windows", or "recordings" for the
     # cycle check.
     unit: str = "windows"
-    # Scores of exactly 0 left out of the mixture (gmm on log scores only).
+    # Scores of exactly 0 left out of the mixture and of its median + MAD
+    # fallback (gmm on log scores only).
     n_zero: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,8 +123,10 @@ class Threshold:
         if not self.log_scale:
             prefix = "the cut at " if self.margin != 1.0 else ""
             return f"{prefix}{cut} of the training scores {note}"
+        # The fallback reason gives the number of scores of exactly 0 left out.
+        scored = "log training scores above 0" if self.n_zero else "log training scores"
         # The cut is a log score, so the threshold is the score whose log it is.
-        return f"the score whose log is {cut} of the log training scores {note}"
+        return f"the score whose log is {cut} of the {scored} {note}"
 
 
 def _ordinal(number: float) -> str:
@@ -396,7 +400,16 @@ def fit_threshold(
             used = "mad"
             if n_zero:
                 reason = f"{reason}, with the {n_zero} scores of exactly 0 left out"
-            cut, tie_note = _mad_cut(t, mad_k, log_scale, offset)
+            # The zeros count as normal here too. In the median and MAD, 30 % of
+            # zeros doubled the threshold and 45 % raised it tenfold, and over
+            # half put the cut below most scores above 0.
+            if n_zero == scores.size:
+                n_zero = 0
+            cut, tie_note = _mad_cut(
+                t[scores > 0] if n_zero else t, mad_k, log_scale, offset
+            )
+            if tie_note and n_zero:
+                tie_note = tie_note.replace("scores are", "scores above 0 are")
             if tie_note:
                 reason = f"{reason}; {tie_note}"
             # Info, not a warning: scores of clean training data form one
@@ -441,7 +454,7 @@ def fit_threshold(
         margin=float(margin),
         rule_parameter={"percentile": float(percentile), "mad": float(mad_k)}.get(used),
         unit=unit,
-        n_zero=n_zero if used == "gmm" else 0,
+        n_zero=n_zero,
     )
     logger.info("threshold %.6g by %s", value, used)
     return threshold

@@ -340,8 +340,9 @@ def _raise_if_cut_short(path: Path, delimiter: str, encoding: str) -> None:
     if tail.endswith((b"\n", b"\r")):
         return
     lines = tail.decode(encoding, errors="replace").splitlines()
-    # An odd count of quotes may end a quoted cell that spans lines.
-    if len(lines) < 3 or lines[-1].count('"') % 2:
+    # An odd count of quotes may end a quoted cell that spans lines. A last
+    # line of spaces only is padding, which pandas skips as a blank line.
+    if len(lines) < 3 or lines[-1].count('"') % 2 or not lines[-1].strip():
         return
     last = _fields(lines[-1], delimiter)
     before = _fields(lines[-2], delimiter)

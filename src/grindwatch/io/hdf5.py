@@ -61,13 +61,17 @@ def _number(path: Path, value, where: str) -> float:  # noqa: ANN001
     if isinstance(value, np.generic):
         value = value.item()
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
+        number = None
+    # A NaN scale made every sample NaN, and the error then named the samples.
+    if number is None or not np.isfinite(number):
         raise InputError(
             path,
-            f"{where} contains {value!r}, which is not a number",
+            f"{where} contains {value!r}, which is not a finite number",
             "store the scale and offset as numbers, one per channel or one for all",
-        ) from None
+        )
+    return number
 
 
 def channel_scaling(path: Path, names: list[str], items: list, n_channels: int):  # noqa: ANN001, ANN201

@@ -320,9 +320,13 @@ def check_quality(
 
 
 def _ratio(source_rate: float, target_rate: float) -> tuple[int, int]:
-    fraction = Fraction(target_rate / source_rate).limit_denominator(1000)
-    if fraction.numerator == 0:
-        raise ValueError(f"cannot resample from {source_rate:g} to {target_rate:g}")
+    ratio = target_rate / source_rate
+    if ratio < 1 / 1000:
+        # A denominator of at most 1000 rounds this ratio to 0 or 1/1000, so a
+        # 10 kHz file for a 0.5 Hz model could not be resampled. One output sample
+        # per whole number of input samples is within 0.05 % of the ratio.
+        return 1, round(1 / ratio)
+    fraction = Fraction(ratio).limit_denominator(1000)
     return fraction.numerator, fraction.denominator
 
 
@@ -331,12 +335,17 @@ def resample_rows(data: np.ndarray, source_rate: float, target_rate: float):
 
     Uses polyphase filtering (``scipy.signal.resample_poly``), whose low-pass filter
     removes content above the new Nyquist frequency when downsampling. The rate
+<<<<<<< HEAD
     ratio is approximated by a fraction with a denominator of at most 1000.
 
     Raises
     ------
     ValueError
         If a rate is not a finite number greater than 0.
+=======
+    ratio is approximated by a fraction with a denominator of at most 1000, or,
+    below 1/1000, by one over a whole number.
+>>>>>>> h-t
     """
     from scipy.signal import resample_poly
 

@@ -110,11 +110,20 @@ def _increment(value: object) -> float | None:
     return step if np.isfinite(step) and step > 0 else None
 
 
-class _TruncationRecords(logging.Handler):
-    """Collect npTDMS's warning that the last segment ends early.
+# npTDMS's warnings when the last segment is cut in its data, or before its
+# data begins. After the second it leaves that segment out.
+_TRUNCATION_WARNINGS = (
+    "Last segment of file has less data than expected",
+    "Last segment metadata is incomplete",
+)
 
-    npTDMS (checked with 1.13) logs it and returns the samples it found, so a
-    cut file would be read with fewer samples in its last channels.
+
+class _TruncationRecords(logging.Handler):
+    """Collect npTDMS's warnings that the last segment ends early.
+
+    npTDMS (checked with 1.13) logs them and returns the samples it found, so a
+    cut file would be read with fewer samples in its last channels, or without
+    its last segment.
     """
 
     def __init__(self) -> None:
@@ -125,8 +134,39 @@ class _TruncationRecords(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if record.thread == self.thread and "less data than expected" in message:
+        if record.thread == self.thread and message.startswith(_TRUNCATION_WARNINGS):
             self.messages.append(message)
+
+
+_LEAD_IN_BYTES = 28
+_BIG_ENDIAN_TOC = 1 << 6
+
+
+def _cut_lead_in(path: Path) -> str | None:
+    """Describe a file that ends inside a segment's 28-byte lead-in, else None.
+
+    npTDMS (checked with 1.13) leaves such a last segment out without a warning.
+    Each lead-in contains the tag TDSm, the table of contents mask, the version and
+    the offset of the next segment from the end of the lead-in. A file cut
+    exactly between two segments looks complete and is read.
+    """
+    size = path.stat().st_size
+    position = 0
+    with path.open("rb") as file:
+        while position < size:
+            file.seek(position)
+            lead_in = file.read(_LEAD_IN_BYTES)
+            if not lead_in.startswith(b"TDSm"[: len(lead_in)]):
+                return None  # not a segment start; npTDMS reports what it finds
+            if len(lead_in) < _LEAD_IN_BYTES:
+                return (
+                    f"the last segment's lead-in has {len(lead_in)} of "
+                    f"{_LEAD_IN_BYTES} bytes"
+                )
+            toc = int.from_bytes(lead_in[4:8], "little")
+            order = "big" if toc & _BIG_ENDIAN_TOC else "little"
+            position += _LEAD_IN_BYTES + int.from_bytes(lead_in[12:20], order)
+    return None
 
 
 def read_tdms(path: Path, options: ReadOptions) -> Recording:
@@ -154,6 +194,9 @@ def read_tdms(path: Path, options: ReadOptions) -> Recording:
     finally:
         nptdms_logger.removeHandler(truncation)
         nptdms_logger.setLevel(level)
+    cut_lead_in = _cut_lead_in(path)
+    if cut_lead_in is not None:
+        truncation.messages.append(cut_lead_in)
     if truncation.messages:
         raise InputError(
             path,

@@ -43,6 +43,38 @@ def _streamed(path: Path) -> bool:
     return head[:4] == b"RIFF" and head[4:8] == b"\xff\xff\xff\xff"
 
 
+def _short_data_chunk(path: Path) -> str | None:
+    """Describe a data chunk whose header size runs past the end of the file.
+
+    scipy (checked with 1.17) warns only when the RIFF header's size does, so a
+    file cut after a writer had updated that size was read short without a word.
+    Returns None when the sizes agree, for a streamed size of 0xFFFFFFFF, and
+    for files that are not RIFF or RIFX (scipy reports those).
+    """
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        head = file.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:] != b"WAVE":
+            return None
+        order = "little" if head[:4] == b"RIFF" else "big"
+        position = 12
+        while position + 8 <= size:
+            file.seek(position)
+            chunk = file.read(8)
+            length = int.from_bytes(chunk[4:], order)
+            if chunk[:4] == b"data":
+                available = size - position - 8
+                if length == 0xFFFFFFFF or length <= available:
+                    return None
+                return (
+                    f"its data chunk gives {length} bytes, but the file has "
+                    f"{available} after the chunk header"
+                )
+            # Chunks are padded to an even length.
+            position += 8 + length + length % 2
+    return None
+
+
 def read_wav(path: Path, options: ReadOptions) -> Recording:
     """Read a WAV file; integer samples are scaled to [-1, 1) and the scale recorded.
 
@@ -64,6 +96,9 @@ def read_wav(path: Path, options: ReadOptions) -> Recording:
         message = str(warning.message)
         if message.startswith("Reached EOF prematurely") and not _streamed(path):
             raise _unreadable(path, f"truncated: {message}")
+    short = None if _streamed(path) else _short_data_chunk(path)
+    if short is not None:
+        raise _unreadable(path, f"truncated: {short}")
     if rate <= 0:
         raise InputError(
             path,
