@@ -6,8 +6,8 @@ and stored in its model repeats the run exactly.
 
 from __future__ import annotations
 
-import codecs
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +21,12 @@ from pydantic import (
 )
 
 from grindwatch.exceptions import ConfigError
+from grindwatch.io.options import (
+    channel_problems,
+    encoding_problems,
+    time_column_problems,
+    timezone_problems,
+)
 from grindwatch.tune_config import Section, TuneConfig, check_model_name
 
 __all__ = ["Config", "load_config", "validate_config"]
@@ -101,86 +107,36 @@ class DataConfig(Section):
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, value: str) -> str:
-        try:
-            codecs.lookup(value)
-        except LookupError:
-            raise ValueError(
-                f"unknown text encoding {value!r}; use a Python codec name such as "
-                "utf-8, latin-1 or cp1252"
-            ) from None
+        _raise_first(encoding_problems(value))
         return value
 
     @field_validator("channels")
     @classmethod
     def _distinct_channels(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return value
-        if not value:
-            # An empty list would select nothing, and code that tests the list
-            # for truth would use all channels instead, so reject it here.
-            raise ValueError(
-                "lists no channels; name at least one channel, or leave "
-                "data.channels unset to use all channels"
-            )
-        blank = [name for name in value if not name.strip()]
-        if blank:
-            raise ValueError(
-                f"contains an empty channel name in {value!r}; remove it or "
-                "write the channel's name"
-            )
-        repeated = sorted({name for name in value or [] if value.count(name) > 1})
-        if repeated:
-            raise ValueError(f"lists {repeated} more than once; list each channel once")
+        # An empty list would select nothing, and code that tests the list for
+        # truth would use all channels instead, so it is rejected too.
+        _raise_first(channel_problems(value, "data.channels unset"))
         return value
 
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str | None) -> str | None:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        if value is None:
-            return value
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r}; use an IANA name such as "
-                "Europe/Berlin or America/Chicago"
-            ) from None
+        _raise_first(timezone_problems(value))
         return value
 
     @model_validator(mode="after")
-    def _time_ignored_alone(self) -> DataConfig:
+    def _time_settings_agree(self) -> DataConfig:
+        _raise_first(
+            time_column_problems(
+                self.ignore_time, self.time_column, self.date_column, self.timezone
+            )
+        )
         if not self.ignore_time:
             return self
-        named = [
-            f"{name}={value!r}"
-            for name, value in (
-                ("time_column", self.time_column),
-                ("date_column", self.date_column),
-                ("timezone", self.timezone),
-            )
-            if value is not None
-        ]
-        if named:
-            raise ValueError(
-                f"ignore_time reads no time column, but {', '.join(named)} is set; "
-                "unset one or the other"
-            )
         if self.sample_rate is None:
             raise ValueError(
                 "ignore_time needs sample_rate, because the rows then carry no "
                 "time; set data.sample_rate in samples per second"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _distinct_date_column(self) -> DataConfig:
-        if self.date_column is not None and self.date_column == self.time_column:
-            raise ValueError(
-                f"date_column and time_column both name {self.date_column!r}; "
-                "date_column names the column of dates and time_column the column "
-                "of times of day"
             )
         return self
 
@@ -486,6 +442,13 @@ def _samples(name: str, seconds: float, sample_rate: float | None) -> int:
             f"samples/s; use at least {1 / sample_rate:g} s"
         )
     return samples
+
+
+def _raise_first(problems: Iterator[str]) -> None:
+    """Raise the first problem as the ValueError that pydantic reports."""
+    problem = next(problems, None)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def validate_config(tree: dict[str, Any], source: str) -> Config:

@@ -217,62 +217,96 @@ def _number_problems(options: ReadOptions) -> Iterator[str]:
 
 
 def _text_problems(options: ReadOptions) -> Iterator[str]:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    yield from encoding_problems(options.encoding)
+    yield from timezone_problems(options.timezone)
+    for problem in channel_problems(options.channels, "channels None"):
+        yield f"channels {problem}"
+    yield from time_column_problems(
+        options.ignore_time, options.time_column, options.date_column, options.timezone
+    )
 
+
+def encoding_problems(encoding: str) -> Iterator[str]:
+    """Yield a message when ``encoding`` is no Python codec name.
+
+    The ``data`` section of the config runs this check and those below too.
+    """
     try:
-        codecs.lookup(options.encoding)
+        codecs.lookup(encoding)
     except (LookupError, TypeError):
         yield (
-            f"unknown text encoding {options.encoding!r}; use a Python codec name "
+            f"unknown text encoding {encoding!r}; use a Python codec name "
             "such as utf-8, latin-1 or cp1252"
         )
-    if options.timezone is not None:
-        try:
-            ZoneInfo(options.timezone)
-        except (ZoneInfoNotFoundError, ValueError, TypeError):
-            yield (
-                f"unknown time zone {options.timezone!r}; use an IANA name such as "
-                "Europe/Berlin or America/Chicago"
-            )
-    yield from _channel_problems(options.channels)
-    named = [
-        f"{name}={value!r}"
-        for name, value in (
-            ("time_column", options.time_column),
-            ("date_column", options.date_column),
-            ("timezone", options.timezone),
-        )
-        if value is not None
-    ]
-    if options.ignore_time and named:
+
+
+def timezone_problems(timezone: str | None) -> Iterator[str]:
+    """Yield a message when ``timezone`` is set and is no IANA time zone."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if timezone is None:
+        return
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
         yield (
-            f"ignore_time reads no time column, but {', '.join(named)} is set; "
-            "unset one or the other"
-        )
-    if options.date_column is not None and options.date_column == options.time_column:
-        yield (
-            f"date_column and time_column both name {options.date_column!r}; "
-            "date_column names the column of dates and time_column the column "
-            "of times of day"
+            f"unknown time zone {timezone!r}; use an IANA name such as "
+            "Europe/Berlin or America/Chicago"
         )
 
 
-def _channel_problems(channels: tuple[str, ...] | None) -> Iterator[str]:
+def channel_problems(
+    channels: tuple[str, ...] | list[str] | None, unset: str
+) -> Iterator[str]:
+    """Yield a message for an empty list, an empty name or a repeated name.
+
+    Each message follows the setting's name. ``unset`` names how to leave the
+    list unset, such as ``channels None``.
+    """
     if channels is None:
         return
     if not channels:
         yield (
-            "channels lists no channels; name at least one channel, or leave "
-            "channels None to use all channels"
+            f"lists no channels; name at least one channel, or leave "
+            f"{unset} to use all channels"
         )
     if any(not str(name).strip() for name in channels):
         yield (
-            f"channels contains an empty channel name in {channels!r}; remove it "
+            f"contains an empty channel name in {channels!r}; remove it "
             "or write the channel's name"
         )
-    repeated = sorted({name for name in channels if channels.count(name) > 1})
+    repeated = sorted({name for name in channels if list(channels).count(name) > 1})
     if repeated:
-        yield f"channels lists {repeated} more than once; list each channel once"
+        yield f"lists {repeated} more than once; list each channel once"
+
+
+def time_column_problems(
+    ignore_time: bool,
+    time_column: str | None,
+    date_column: str | None,
+    timezone: str | None,
+) -> Iterator[str]:
+    """Yield a message for time settings that contradict each other."""
+    named = [
+        f"{name}={value!r}"
+        for name, value in (
+            ("time_column", time_column),
+            ("date_column", date_column),
+            ("timezone", timezone),
+        )
+        if value is not None
+    ]
+    if ignore_time and named:
+        yield (
+            f"ignore_time reads no time column, but {', '.join(named)} is set; "
+            "unset one or the other"
+        )
+    if date_column is not None and date_column == time_column:
+        yield (
+            f"date_column and time_column both name {date_column!r}; "
+            "date_column names the column of dates and time_column the column "
+            "of times of day"
+        )
 
 
 def _is_number(value: object) -> bool:
