@@ -1918,3 +1918,21 @@ def test_window_seconds_space_becomes_samples():
         window_seconds_in_samples(choices, 1.0)
     with pytest.raises(ConfigError, match="has '2s'; give window lengths as numbers"):
         window_seconds_in_samples(SearchSpace(window_seconds=["2s"]), 10.0)
+
+
+def test_resume_keeps_the_study_experiment(cycles, isolated_tracking, caplog):
+    settings = {"tune.n_trials": 1, "tracking.enabled": True}
+    settings["tracking.log_model"] = False
+    first = _config(**settings, **{"tracking.experiment": "first"})
+    tune(cycles / "good", first)
+    renamed = first.with_overrides({"tracking.experiment": "second"})
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.tuning"):
+        tune(cycles / "good", renamed, resume=True, overrides={"tune.n_trials": 2})
+
+    assert "experiment 'first' that its first worker stored" in caplog.text
+    client = MlflowClient(isolated_tracking)
+    assert client.get_experiment_by_name("second") is None
+    runs = client.search_runs([client.get_experiment_by_name("first").experiment_id])
+    trials = [r for r in runs if r.data.tags.get("grindwatch.kind") == "trial"]
+    assert len(trials) == 2

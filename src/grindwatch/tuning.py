@@ -55,7 +55,9 @@ RESUMABLE_SETTINGS = frozenset(
 # model under the stored name and alias, whichever worker requested them.
 SHARED_SETTINGS = frozenset({"tune.n_trials", "tune.registered_model", "tune.alias"})
 # Settings that locate the study and its runs; on resume the stored ones are used.
-LOCATION_SETTINGS = frozenset({"tune.storage", "tune.study_name", "tracking.uri"})
+LOCATION_SETTINGS = frozenset(
+    {"tune.storage", "tune.study_name", "tracking.uri", "tracking.experiment"}
+)
 # How long a process that joins a new study waits for its creator to store the
 # configuration and the MLflow run id.
 JOIN_WAIT_S = 60.0
@@ -383,7 +385,17 @@ def tune(
             from grindwatch.tracking import absolute_tracking_uri
 
             requested_uri = absolute_tracking_uri(requested_uri)
+        requested_experiment = config.tracking.experiment
         config = _study_config(study, checked, overrides, data_paths)
+        if requested_experiment != config.tracking.experiment:
+            logger.warning(
+                "study %r logs to the MLflow experiment %r that its first worker "
+                "stored, not to %r; this worker uses %r too",
+                study.study_name,
+                config.tracking.experiment,
+                requested_experiment,
+                config.tracking.experiment,
+            )
         shared = {k: v for k, v in overrides.items() if k in SHARED_SETTINGS}
         if shared:
             # The new target and registration stay with the study, for later
