@@ -124,6 +124,9 @@ def test_window_in_seconds_becomes_samples_at_the_rate(tmp_path):
     assert resolved.windows.hop_seconds is None
     # Nothing is left to resolve a second time, at another rate.
     assert resolved.windows_in_samples(10.0, "signals") == resolved
+    # Half a sample rounds up.
+    halves = config.windows_in_samples(10.0, "signals")
+    assert (halves.windows.length, halves.hop) == (3, 1)
 
 
 def test_window_in_seconds_is_dropped_for_tables(tmp_path):
@@ -157,7 +160,7 @@ def test_hop_in_samples_and_seconds_rejected(tmp_path):
 
 
 def test_window_setting_replaces_the_other_unit(tmp_path):
-    in_seconds = _load(tmp_path, "windows:\n  length: 512\n  seconds: 0.25\n")
+    in_seconds = _load(tmp_path, "windows:\n  seconds: 0.25\n  hop: 16\n")
 
     in_samples = in_seconds.with_overrides({"windows.length": 128})
     assert (in_samples.windows.length, in_samples.windows.seconds) == (128, None)
@@ -169,11 +172,6 @@ def test_window_setting_replaces_the_other_unit(tmp_path):
         in_samples.with_overrides({"windows.length": 64, "windows.seconds": 0.1})
 
 
-def test_length_beside_seconds_is_named_as_unused(tmp_path, caplog):
-    config = _load(tmp_path, "windows:\n  length: 512\n  seconds: 0.25\n")
-
-    with caplog.at_level("WARNING", logger="grindwatch.config"):
-        resolved = config.windows_in_samples(1000.0, "signals")
-
-    assert resolved.windows.length == 250
-    assert "windows.length 512 is not used" in caplog.text
+def test_length_and_seconds_rejected(tmp_path):
+    with pytest.raises(ConfigError, match=r"length \(512 samples\) and seconds"):
+        _load(tmp_path, "windows:\n  length: 512\n  seconds: 0.25\n")

@@ -7,6 +7,7 @@ and stored in its model repeats the run exactly.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -157,7 +158,15 @@ class WindowConfig(Section):
     hop_seconds: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _one_hop(self) -> WindowConfig:
+    def _one_unit(self) -> WindowConfig:
+        # A length equal to the default may be the default itself, as in a
+        # config written back after its window was set in seconds.
+        default_length = WindowConfig.model_fields["length"].default
+        if self.seconds is not None and self.length != default_length:
+            raise ValueError(
+                f"length ({self.length} samples) and seconds ({self.seconds:g} s) "
+                "are both set; set one of them"
+            )
         if self.hop is not None and self.hop_seconds is not None:
             raise ValueError(
                 f"hop ({self.hop} samples) and hop_seconds ({self.hop_seconds:g} s) "
@@ -346,14 +355,6 @@ class Config(Section):
                 seconds = getattr(windows, name)
                 if seconds is not None:
                     resolved[target] = _samples(f"windows.{name}", seconds, sample_rate)
-            default_length = WindowConfig.model_fields["length"].default
-            if windows.seconds is not None and windows.length != default_length:
-                logger.warning(
-                    "windows.seconds %g sets the window length, so windows.length "
-                    "%d is not used; set one of them",
-                    windows.seconds,
-                    windows.length,
-                )
             logger.info(
                 "windows of %d samples, hop %d, at %g samples/s",
                 resolved.get("length", windows.length),
@@ -435,7 +436,8 @@ def _samples(name: str, seconds: float, sample_rate: float | None) -> int:
             "count samples with; set data.sample_rate, or give the window in "
             "samples (windows.length, windows.hop)"
         )
-    samples = round(seconds * sample_rate)
+    # Halves round up: Python's round() would make 2.5 samples 2.
+    samples = math.floor(seconds * sample_rate + 0.5)
     if samples < 1:
         raise ConfigError(
             f"{name} is {seconds:g} s, less than one sample at {sample_rate:g} "

@@ -10,6 +10,7 @@ per-layer settings the layer index (``autoencoder.filters_0``).
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 from grindwatch.exceptions import ConfigError
@@ -132,7 +133,7 @@ def window_seconds_in_samples(
                 f"tune.space.window_seconds has {seconds!r}; give window lengths "
                 "as numbers of seconds, such as [0.5, 1, 2]"
             )
-        count = round(seconds * sample_rate)
+        count = math.floor(seconds * sample_rate + 0.5)
         if count < 1:
             raise ConfigError(
                 f"tune.space.window_seconds has {seconds:g} s, less than one "
