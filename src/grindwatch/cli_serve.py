@@ -150,10 +150,10 @@ def serve(
     from grindwatch.serve import ServiceLimits, create_app
 
     setup_logging(verbose)
-    if max_body_mb <= 0:
+    if int(max_body_mb * 1024 * 1024) < 1:
         _fail(
-            f"--max-body-mb {max_body_mb:g} would reject every request; give a "
-            "limit above 0 MiB"
+            f"--max-body-mb {max_body_mb:g} is less than one byte and would reject "
+            "every request; give a limit such as 100 (MiB)"
         )
     # One recording is a few dozen windows: splitting that over several threads
     # costs more in synchronisation than it saves, and when requests or other
