@@ -36,6 +36,19 @@ def test_gmm_threshold_separates_small_high_cluster():
     assert "Gaussian mixture" in threshold.describe()
 
 
+def test_gmm_skewed_peak_is_one_cluster():
+    # Log scores with a long upper tail: the mixture fits the tail with
+    # components D >= 2 apart, with no dip in the density between them.
+    rng = np.random.default_rng(0)
+    scores = np.exp(-0.95 + rng.gamma(2.0, 0.04, 1500))
+
+    threshold = fit_threshold(scores)
+
+    assert threshold.method == "mad"
+    assert "the score density has no dip" in threshold.describe()
+    assert threshold.share_flagged < 0.05
+
+
 def test_gmm_cut_not_at_lone_outlier():
     rng = np.random.default_rng(3)
     normal = np.exp(rng.normal(0.0, 0.2, 300))

@@ -234,6 +234,17 @@ def _fit_mixture(t: np.ndarray, max_components: int, random_state: int):  # noqa
     return best
 
 
+def _dips(components: list[dict[str, Any]], gap: int) -> bool:
+    """Return whether the mixture's density has a low point between the means of
+    the components on either side of ``gap``, below its value at both means."""
+    from scipy.stats import norm
+
+    grid = np.linspace(components[gap]["mean"], components[gap + 1]["mean"], 2001)
+    density = sum(c["weight"] * norm.pdf(grid, c["mean"], c["sd"]) for c in components)
+    lowest = int(np.argmin(density))
+    return 0 < lowest < grid.size - 1
+
+
 def _gmm_cut(
     t: np.ndarray, max_components: int, min_separation: float, random_state: int
 ):  # noqa: ANN202
@@ -279,25 +290,39 @@ def _gmm_cut(
     ]
     if not candidates:
         return None, components, None, "no high-score cluster holds a minority"
-    # NOTE: a minority can be large. On clean grinding feature rows an isolation
-    # forest's scores had high-score clusters holding 45 %, and the cut flagged
-    # them. Training warns when its threshold flags that many.
     # NOTE: the widest gap wins. When severe faults form a cluster far above milder
     # ones, the gap between the two can be the widest, and the milder faults then
     # pass. Taking the lowest clean gap instead cut into the upper tail of the
     # normal scores of an isolation forest, which a mixture fits with a component
     # of its own, so it was not adopted.
-    gap = max(candidates, key=lambda i: gaps[i])
-    if gaps[gap] < min_separation:
+    widest = max(candidates, key=lambda i: gaps[i])
+    if gaps[widest] < min_separation:
         return (
             None,
             components,
-            gaps[gap],
+            gaps[widest],
             (
-                f"its clusters overlap (widest gap D = {gaps[gap]:.4g} < "
+                f"its clusters overlap (widest gap D = {gaps[widest]:.4g} < "
                 f"{min_separation:g})"
             ),
         )
+    # A skewed normal peak is fitted with several components, which can lie D = 2
+    # or more apart although the scores have no second peak. Only a gap where the
+    # mixture's density dips separates two clusters.
+    dipped = [
+        i for i in candidates if gaps[i] >= min_separation and _dips(components, i)
+    ]
+    if not dipped:
+        return (
+            None,
+            components,
+            gaps[widest],
+            (
+                f"its high-score components (gap D = {gaps[widest]:.4g}) fit the "
+                "upper tail of one peak: the score density has no dip between them"
+            ),
+        )
+    gap = max(dipped, key=lambda i: gaps[i])
     for component in components[gap + 1 :]:
         component["normal"] = False
 
