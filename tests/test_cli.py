@@ -111,6 +111,49 @@ def test_score_json_flags_bad_cycles(cycle_folders, tmp_path):
     assert payload["summary"]["n_flagged_recordings"] == 3
 
 
+def _strict_json(text: str):  # noqa: ANN202
+    """Parse ``text`` as strict JSON, which has no NaN or Infinity."""
+
+    def reject(token: str) -> None:
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=reject)
+
+
+def test_score_json_has_null_for_missing_label(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--detector", "pca")
+    # A folder that names no class beside class-named ones: its recording has no
+    # label, while the others have one.
+    other = cycle_folders["root"] / "line2"
+    other.mkdir()
+    first = sorted(cycle_folders["good"].glob("*.csv"))[0]
+    (other / "cycle_900.csv").write_bytes(first.read_bytes())
+
+    result = runner.invoke(
+        app, ["score", str(cycle_folders["root"]), "-m", str(model), "--json"]
+    )
+
+    assert result.exit_code == 0, result.output
+    rows = _strict_json(result.stdout)["recordings"]
+    unlabeled = [row for row in rows if row["recording"] == "cycle_900"]
+    assert unlabeled[0]["label"] is None
+    assert {row["label"] for row in rows} == {0, 1, None}
+
+
+def test_evaluate_json_one_class_gives_null_auc(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--detector", "pca")
+
+    result = runner.invoke(
+        app,
+        ["evaluate", str(cycle_folders["root"] / "good"), "-m", str(model), "--json"],
+    )
+
+    assert result.exit_code == 0, result.output
+    payload = _strict_json(result.stdout)
+    assert payload["recordings"]["auc_roc"] is None
+    assert payload["recordings"]["n_anomalous"] == 0
+
+
 def test_score_with_runs_uri(cycle_folders, tmp_path):
     _, trained = _train(cycle_folders["good"], tmp_path, "--json")
     uri = json.loads(trained.stdout)["model_uri"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 from pathlib import Path
@@ -53,6 +54,34 @@ def _fail(message: str, code: int = 2) -> None:
         Text.assemble(("error:", "bold red"), f" {message}"), highlight=False
     )
     raise typer.Exit(code)
+
+
+def _plain(value: Any) -> Any:
+    """Return ``value`` with NaN, infinities and missing values as None.
+
+    JSON has no NaN. Python writes it as a bare ``NaN`` token, which
+    JavaScript's JSON.parse and other strict parsers reject. pandas fills an
+    unlabeled recording's label with NaN, and metrics that need both classes
+    are NaN for one class.
+    """
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        # A NumPy scalar, such as a float32 score.
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if type(value).__name__ in ("NAType", "NaTType"):
+        # pandas' missing values, found by name to leave pandas unimported here.
+        return None
+    return value
+
+
+def _echo_json(payload: Any) -> None:
+    """Print ``payload`` on stdout as strict JSON (no NaN or Infinity tokens)."""
+    typer.echo(json.dumps(_plain(payload), indent=2, default=str, allow_nan=False))
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
@@ -370,7 +399,7 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
         "training": result.training.summary(),
     }
     if json_output:
-        typer.echo(json.dumps(summary, indent=2, default=str))
+        _echo_json(summary)
         return
     out = console()
     skipped = result.recordings.skipped
@@ -639,7 +668,7 @@ def score(
             "summary": result.summary(),
             "recordings": result.recordings.to_dict(orient="records"),
         }
-        typer.echo(json.dumps(payload, indent=2, default=str))
+        _echo_json(payload)
         return
     _print_recordings(
         result.recordings,
@@ -839,25 +868,21 @@ def evaluate(
             evaluate_data, loaded, data, labels=labels, track=track, progress=progress
         )
     if json_output:
-        typer.echo(
-            json.dumps(
-                {
-                    "windows": result.windows,
-                    "recordings": result.recordings,
-                    "unlabeled": result.unlabeled,
-                    "window_labels": result.window_labels,
-                    "label_sources": result.label_sources(),
-                    "trained_on": result.trained_on,
-                    "not_evaluated": result.skipped_counts(),
-                    "skipped": result.skipped,
-                    "run_id": getattr(result, "run_id", None),
-                    "threshold": result.scored.threshold,
-                    "cycle_threshold": result.scored.cycle_threshold,
-                    "scores": result.scored.recordings.to_dict(orient="records"),
-                },
-                indent=2,
-                default=str,
-            )
+        _echo_json(
+            {
+                "windows": result.windows,
+                "recordings": result.recordings,
+                "unlabeled": result.unlabeled,
+                "window_labels": result.window_labels,
+                "label_sources": result.label_sources(),
+                "trained_on": result.trained_on,
+                "not_evaluated": result.skipped_counts(),
+                "skipped": result.skipped,
+                "run_id": getattr(result, "run_id", None),
+                "threshold": result.scored.threshold,
+                "cycle_threshold": result.scored.cycle_threshold,
+                "scores": result.scored.recordings.to_dict(orient="records"),
+            }
         )
         return
     _print_recordings(

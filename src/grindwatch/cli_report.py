@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -89,6 +88,7 @@ def report(
     from grindwatch._console import console, progress_bar, setup_logging
     from grindwatch._nouns import item_noun
     from grindwatch.cli import (
+        _echo_json,
         _fail,
         _load_model,
         _print_untracked,
@@ -136,7 +136,7 @@ def report(
         "tracking_uri": result.tracking_uri,
     }
     if json_output:
-        typer.echo(json.dumps(summary, indent=2))
+        _echo_json(summary)
         return
     items = item_noun(loaded.kind_)
     item = item_noun(loaded.kind_, 1)
