@@ -285,6 +285,34 @@ def test_cli_table_report_one_row(feature_table, tmp_path):
     assert "rows flagged" not in output
 
 
+@pytest.mark.parametrize("target", ["recording", "scores"])
+def test_report_will_not_overwrite_its_input(tmp_path, target):
+    import typer
+
+    from grindwatch.cli_report import register
+
+    folders = write_cycle_folders(tmp_path / "cycles")
+    config = _config(**{"detector.family": "pca"})
+    model = grindwatch.train(folders["good"], config).model
+    model.save(tmp_path / "model")
+    table = tmp_path / "scores.csv"
+    write_table(grindwatch.score(model, folders["bad"]).recordings, table)
+    recording = sorted(folders["bad"].glob("*.csv"))[0]
+    output = recording if target == "recording" else table
+    before = output.read_bytes()
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    command = ["report", str(folders["bad"]), "--model", str(tmp_path / "model")]
+    command += ["--scores", str(table), "-o", str(output), "--no-track"]
+
+    result = CliRunner().invoke(app, command)
+
+    assert result.exit_code == 2, result.output
+    assert "is both an input of the report" in result.output
+    assert output.read_bytes() == before
+
+
 def test_table_score_figure_says_rows(feature_table):
     from grindwatch.report import plot_score_distribution
 

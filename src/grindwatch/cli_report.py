@@ -106,6 +106,7 @@ def report(
             "'grindwatch score' or the --output folder of 'grindwatch spark-score'"
         )
     loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
+    _check_report_path(output, data, reference, scores, loaded.kind_)
     with progress_bar(not json_output) as progress:
         result = _run(
             create_report,
@@ -199,3 +200,27 @@ def report(
         )
     elif track and not loaded.config.tracking.enabled:
         _print_untracked()
+
+
+def _check_report_path(
+    output: Path,
+    data: list[str],
+    reference: list[str] | None,
+    scores: Path | None,
+    kind: str,
+) -> None:
+    """Exit with an error when the report would replace one of its inputs."""
+    from grindwatch.cli import _fail, _run
+    from grindwatch.io import list_files
+
+    inputs = _run(list_files, [*data, *(reference or [])], kind)
+    if scores is not None and not scores.is_dir():
+        inputs.append(scores)
+    target = output.resolve()
+    for path in inputs:
+        if path.resolve() == target:
+            _fail(
+                f"{path}: is both an input of the report and where --output "
+                "would write, so it would be lost; choose another output path, "
+                "such as report.html"
+            )
