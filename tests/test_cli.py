@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -1093,3 +1097,65 @@ def test_window_in_both_units_rejected(cycle_folders):
 
     assert result.exit_code == 2
     assert "--window and --window-seconds are both given" in result.output
+
+
+def test_unwritable_output_gives_one_line_error(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--detector", "pca")
+    # Longer than the 255-byte name limit of ext4, XFS and tmpfs, so the write
+    # fails with a real OSError for any user, as a full disk or a read-only
+    # folder makes it fail.
+    output = tmp_path / ("x" * 300 + ".csv")
+
+    result = runner.invoke(
+        app, ["score", str(cycle_folders["bad"]), "-m", str(model), "-o", str(output)]
+    )
+
+    assert result.exit_code == 2, result.output
+    assert f"error: {output}: File name too long" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def _grindwatch(*arguments: str, **options) -> subprocess.Popen:  # noqa: ANN003
+    """Start the grindwatch command as a user's shell would, with SIGINT enabled."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "grindwatch.cli", *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        # A non-interactive shell starts background jobs with SIGINT ignored, and
+        # Python then ignores Ctrl-C; restore the default as in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **options,
+    )
+
+
+def test_watch_csv_write_error_gives_one_line_error(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--detector", "pca")
+    csv = tmp_path / ("x" * 300 + ".csv")
+    arguments = ["--results", str(tmp_path / "results.sqlite"), "--csv", str(csv)]
+
+    process = _grindwatch(
+        "watch", str(cycle_folders["bad"]), "-m", str(model), "--once", *arguments
+    )
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 2, stderr
+    assert "File name too long" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_interrupted_train_says_so(cycle_folders, tmp_path):
+    arguments = ["--epochs", "100000", "--no-track", "-vv"]
+    process = _grindwatch("train", str(cycle_folders["good"]), *arguments)
+    # Interrupt once training runs, after the imports and the reading.
+    for line in process.stderr:
+        if "epoch 0:" in line:
+            break
+
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 130, stderr
+    assert "error: interrupted" in stderr
+    assert "Traceback" not in stderr

@@ -285,8 +285,16 @@ def test_cli_table_report_one_row(feature_table, tmp_path):
     assert "rows flagged" not in output
 
 
-@pytest.mark.parametrize("target", ["recording", "scores"])
-def test_report_will_not_overwrite_its_input(tmp_path, target):
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("recording", "is both an input of the report"),
+        ("scores", "is both an input of the report"),
+        # A path below a file: the folder for the report cannot be created.
+        ("below_recording", "cannot write there, because"),
+    ],
+)
+def test_report_will_not_overwrite_its_input(tmp_path, target, message):
     import typer
 
     from grindwatch.cli_report import register
@@ -298,8 +306,12 @@ def test_report_will_not_overwrite_its_input(tmp_path, target):
     table = tmp_path / "scores.csv"
     write_table(grindwatch.score(model, folders["bad"]).recordings, table)
     recording = sorted(folders["bad"].glob("*.csv"))[0]
-    output = recording if target == "recording" else table
-    before = output.read_bytes()
+    output = {
+        "recording": recording,
+        "scores": table,
+        "below_recording": recording / "report.html",
+    }[target]
+    before = recording.read_bytes(), table.read_bytes()
     app = typer.Typer()
     app.callback()(lambda: None)
     register(app)
@@ -309,8 +321,9 @@ def test_report_will_not_overwrite_its_input(tmp_path, target):
     result = CliRunner().invoke(app, command)
 
     assert result.exit_code == 2, result.output
-    assert "is both an input of the report" in result.output
-    assert output.read_bytes() == before
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert (recording.read_bytes(), table.read_bytes()) == before
 
 
 def test_table_score_figure_says_rows(feature_table):

@@ -45,7 +45,8 @@ TrackingUriOpt = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _print_error(message: str) -> None:
+    """Print ``error: message`` on stderr."""
     from rich.text import Text
 
     from grindwatch._console import console
@@ -53,6 +54,10 @@ def _fail(message: str, code: int = 2) -> None:
     console().print(
         Text.assemble(("error:", "bold red"), f" {message}"), highlight=False
     )
+
+
+def _fail(message: str, code: int = 2) -> None:
+    _print_error(message)
     raise typer.Exit(code)
 
 
@@ -143,6 +148,18 @@ def _run(function, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         return function(*args, **kwargs)
     except (InputError, ConfigError, TrackingError) as error:
         _fail(str(error))
+    except OSError as error:
+        _fail(_describe_os_error(error))
+
+
+def _describe_os_error(error: OSError) -> str:
+    """Describe a failed file operation (no permission, disk full) in one line."""
+    reason = error.strerror or str(error)
+    where = f"{error.filename}: " if error.filename else ""
+    return (
+        f"{where}{reason}; check that the path exists, that you may write "
+        "there and that the disk has space"
+    )
 
 
 def _check_register(name: str | None, tracking) -> None:  # noqa: ANN001
@@ -989,14 +1006,38 @@ def _terminate(signum: int, frame) -> None:  # noqa: ANN001
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _interrupted(error: BaseException) -> bool:
+    """Return whether ``error`` comes from a KeyboardInterrupt (Ctrl-C, SIGTERM).
+
+    Typer turns KeyboardInterrupt into exit code 130 without a message, so the
+    interrupt is found in the exception's chain.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     _register_extensions()
     try:
         app()
+    except SystemExit as done:
+        if done.code == 130 and _interrupted(done):
+            _print_error("interrupted")
+        raise
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+        _print_error("interrupted")
         sys.exit(130)
+    except OSError as error:
+        # Errors of file operations outside _run, such as a watcher's CSV copy.
+        _print_error(_describe_os_error(error))
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -209,10 +209,13 @@ def _check_report_path(
     scores: Path | None,
     kind: str,
 ) -> None:
-    """Exit with an error when the report would replace one of its inputs."""
+    """Exit with an error when the report cannot be written at ``output`` or
+    would replace one of its inputs."""
     from grindwatch.cli import _fail, _run
     from grindwatch.io import list_files
+    from grindwatch.results import check_output_folder
 
+    _run(check_output_folder, output.parent)
     inputs = _run(list_files, [*data, *(reference or [])], kind)
     if scores is not None and not scores.is_dir():
         inputs.append(scores)
