@@ -158,6 +158,26 @@ def test_evaluate_json_one_class_gives_null_auc(cycle_folders, tmp_path):
     assert payload["recordings"]["n_anomalous"] == 0
 
 
+def test_json_names_what_the_human_output_names(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--detector", "pca")
+    output = tmp_path / "today.csv"
+    bad = str(cycle_folders["bad"])
+
+    scored = runner.invoke(app, ["score", bad, "-m", str(model), "-o", str(output)])
+    scored_json = runner.invoke(
+        app, ["score", bad, "-m", str(model), "-o", str(output), "--json"]
+    )
+    evaluated = runner.invoke(app, ["evaluate", bad, "-m", str(model), "--json"])
+
+    assert f"Wrote {output}" in " ".join(scored.output.split())
+    payload = _strict_json(scored_json.stdout)
+    assert payload["output"] == str(output)
+    assert payload["windows_output"] == str(tmp_path / "today.windows.csv")
+    metrics = _strict_json(evaluated.stdout)
+    assert metrics["run_id"]
+    assert metrics["tracking_uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
 def test_score_with_runs_uri(cycle_folders, tmp_path):
     _, trained = _train(cycle_folders["good"], tmp_path, "--json")
     uri = json.loads(trained.stdout)["model_uri"]

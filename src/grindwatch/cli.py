@@ -684,6 +684,11 @@ def score(
         payload = {
             "summary": result.summary(),
             "recordings": result.recordings.to_dict(orient="records"),
+            # The files written, as the human output names them.
+            "output": str(output) if output is not None else None,
+            "windows_output": (
+                str(window_table_path(output)) if output is not None else None
+            ),
         }
         _echo_json(payload)
         return
@@ -884,7 +889,10 @@ def evaluate(
         result = _run(
             evaluate_data, loaded, data, labels=labels, track=track, progress=progress
         )
+    run_id = getattr(result, "run_id", None)
     if json_output:
+        from grindwatch.tracking import resolve_tracking_uri
+
         _echo_json(
             {
                 "windows": result.windows,
@@ -895,7 +903,8 @@ def evaluate(
                 "trained_on": result.trained_on,
                 "not_evaluated": result.skipped_counts(),
                 "skipped": result.skipped,
-                "run_id": getattr(result, "run_id", None),
+                "run_id": run_id,
+                "tracking_uri": resolve_tracking_uri(loaded.config) if run_id else None,
                 "threshold": result.scored.threshold,
                 "cycle_threshold": result.scored.cycle_threshold,
                 "scores": result.scored.recordings.to_dict(orient="records"),
@@ -911,7 +920,6 @@ def evaluate(
         _signal_rule(loaded),
     )
     _print_metrics(result, labels, feature_table=loaded.kind_ == "table")
-    run_id = getattr(result, "run_id", None)
     if run_id:
         from grindwatch._console import console
         from grindwatch.tracking import resolve_tracking_uri
