@@ -1179,3 +1179,23 @@ def test_interrupted_train_says_so(cycle_folders, tmp_path):
     assert process.returncode == 130, stderr
     assert "error: interrupted" in stderr
     assert "Traceback" not in stderr
+
+
+def test_stopped_watcher_prints_no_error(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--detector", "pca")
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    results = str(tmp_path / "results.sqlite")
+    process = _grindwatch(
+        "watch", str(incoming), "-m", str(model), "--results", results
+    )
+    for line in process.stderr:
+        if line.startswith("Watching"):
+            break
+
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 130, stderr
+    assert "Stopped watching" in stderr
+    assert "error:" not in stderr
