@@ -1199,3 +1199,19 @@ def test_stopped_watcher_prints_no_error(cycle_folders, tmp_path):
     assert process.returncode == 130, stderr
     assert "Stopped watching" in stderr
     assert "error:" not in stderr
+
+
+def test_evaluate_without_labels_names_the_files(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--detector", "pca")
+    unlabeled = tmp_path / "line2"
+    unlabeled.mkdir()
+    for path in sorted(cycle_folders["good"].glob("*.csv"))[:2]:
+        (unlabeled / path.name).write_bytes(path.read_bytes())
+
+    result = runner.invoke(app, ["evaluate", str(unlabeled), "-m", str(model)])
+
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert f"error: {unlabeled / 'cycle_000.csv'} and 1 more: carries no labels" in (
+        output
+    )
