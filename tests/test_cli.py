@@ -765,15 +765,19 @@ def test_config_command_prints_defaults():
 
 
 def test_demo_runs_on_bundled_recordings(tmp_path):
-    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "demo")])
+    # A space in the folder: the printed mlflow command must still run as pasted.
+    workdir = tmp_path / "demo runs"
+
+    result = runner.invoke(app, ["demo", "--workdir", str(workdir)])
 
     assert result.exit_code == 0, result.output
     assert "experiment_07" in result.output
     assert "Evaluation at the model's own threshold" in result.output
-    assert "mlflow ui --backend-store-uri" in result.output
+    store = f"sqlite:///{workdir / 'mlflow.db'}"
+    assert f"mlflow ui --backend-store-uri '{store}'" in result.output
     assert "Cycle check off: 12 training recordings" in result.output
-    assert (tmp_path / "demo" / "mlflow.db").is_file()
-    assert (tmp_path / "demo" / "model" / "model.pkl").is_file()
+    assert (workdir / "mlflow.db").is_file()
+    assert (workdir / "model" / "model.pkl").is_file()
 
 
 def test_partly_labeled_data_scores_and_evaluates(cycle_folders, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -495,8 +496,6 @@ def _store_option(tracking_uri: str | None) -> str:
     ``mlflow.set_tracking_uri`` (MLflow 3.17) sets it in this process, so the
     user's shell may lack it.
     """
-    import shlex
-
     from grindwatch.tracking import DEFAULT_DB
 
     if tracking_uri is None or tracking_uri == f"sqlite:///{Path.cwd() / DEFAULT_DB}":
@@ -960,10 +959,9 @@ def demo(
     out.print(outcome.training.model.threshold_.describe(), highlight=False)
     _print_cycle_check(outcome.training.model, outcome.training.n_trained)
     out.print(f"MLflow store: {outcome.training.tracking_uri}", highlight=False)
-    out.print(
-        f"Browse it:    mlflow ui --backend-store-uri {outcome.training.tracking_uri}",
-        highlight=False,
-    )
+    # Quoted, so that the command runs as pasted when the path has a space.
+    store = shlex.quote(outcome.training.tracking_uri)
+    out.print(f"Browse it:    mlflow ui --backend-store-uri {store}", highlight=False)
     out.print(f"Model bundle: {outcome.training.output}", highlight=False)
 
 
