@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import shlex
@@ -154,7 +155,12 @@ def _run(function, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
 
 
 def _describe_os_error(error: OSError) -> str:
-    """Describe a failed file operation (no permission, disk full) in one line."""
+    """Describe a failed file operation (no permission, disk full) in one line.
+
+    Other OSErrors, such as a refused network connection, keep their message.
+    """
+    if not error.filename and error.errno != errno.ENOSPC:
+        return str(error)
     reason = error.strerror or str(error)
     where = f"{error.filename}: " if error.filename else ""
     return (
