@@ -212,11 +212,17 @@ def _check_report_path(
     """Exit with an error when the report cannot be written at ``output`` or
     would replace one of its inputs."""
     from grindwatch.cli import _fail, _run
+    from grindwatch.exceptions import InputError
     from grindwatch.io import list_files
     from grindwatch.results import check_output_folder
 
     _run(check_output_folder, output.parent)
-    inputs = _run(list_files, [*data, *(reference or [])], kind)
+    inputs = _run(list_files, data, kind)
+    try:
+        inputs += list_files(reference or [], kind)
+    except InputError:
+        # The report names a missing reference as such when it reads them.
+        pass
     if scores is not None and not scores.is_dir():
         inputs.append(scores)
     target = output.resolve()
