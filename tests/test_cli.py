@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -109,6 +113,69 @@ def test_score_json_flags_bad_cycles(cycle_folders, tmp_path):
     payload = json.loads(result.stdout)
     assert payload["summary"]["n_recordings"] == 3
     assert payload["summary"]["n_flagged_recordings"] == 3
+
+
+def _strict_json(text: str):  # noqa: ANN202
+    """Parse ``text`` as strict JSON, which has no NaN or Infinity."""
+
+    def reject(token: str) -> None:
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=reject)
+
+
+def test_score_json_has_null_for_missing_label(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--detector", "pca")
+    # A folder that names no class beside class-named ones: its recording has no
+    # label, while the others have one.
+    other = cycle_folders["root"] / "line2"
+    other.mkdir()
+    first = sorted(cycle_folders["good"].glob("*.csv"))[0]
+    (other / "cycle_900.csv").write_bytes(first.read_bytes())
+
+    result = runner.invoke(
+        app, ["score", str(cycle_folders["root"]), "-m", str(model), "--json"]
+    )
+
+    assert result.exit_code == 0, result.output
+    rows = _strict_json(result.stdout)["recordings"]
+    unlabeled = [row for row in rows if row["recording"] == "cycle_900"]
+    assert unlabeled[0]["label"] is None
+    assert {row["label"] for row in rows} == {0, 1, None}
+
+
+def test_evaluate_json_one_class_gives_null_auc(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--detector", "pca")
+
+    result = runner.invoke(
+        app,
+        ["evaluate", str(cycle_folders["root"] / "good"), "-m", str(model), "--json"],
+    )
+
+    assert result.exit_code == 0, result.output
+    payload = _strict_json(result.stdout)
+    assert payload["recordings"]["auc_roc"] is None
+    assert payload["recordings"]["n_anomalous"] == 0
+
+
+def test_json_names_what_the_human_output_names(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--detector", "pca")
+    output = tmp_path / "today.csv"
+    bad = str(cycle_folders["bad"])
+
+    scored = runner.invoke(app, ["score", bad, "-m", str(model), "-o", str(output)])
+    scored_json = runner.invoke(
+        app, ["score", bad, "-m", str(model), "-o", str(output), "--json"]
+    )
+    evaluated = runner.invoke(app, ["evaluate", bad, "-m", str(model), "--json"])
+
+    assert f"Wrote {output}" in " ".join(scored.output.split())
+    payload = _strict_json(scored_json.stdout)
+    assert payload["output"] == str(output)
+    assert payload["windows_output"] == str(tmp_path / "today.windows.csv")
+    metrics = _strict_json(evaluated.stdout)
+    assert metrics["run_id"]
+    assert metrics["tracking_uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 def test_score_with_runs_uri(cycle_folders, tmp_path):
@@ -698,15 +765,19 @@ def test_config_command_prints_defaults():
 
 
 def test_demo_runs_on_bundled_recordings(tmp_path):
-    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "demo")])
+    # A space in the folder: the printed mlflow command must still run as pasted.
+    workdir = tmp_path / "demo runs"
+
+    result = runner.invoke(app, ["demo", "--workdir", str(workdir)])
 
     assert result.exit_code == 0, result.output
     assert "experiment_07" in result.output
     assert "Evaluation at the model's own threshold" in result.output
-    assert "mlflow ui --backend-store-uri" in result.output
+    store = f"sqlite:///{workdir / 'mlflow.db'}"
+    assert f"mlflow ui --backend-store-uri '{store}'" in result.output
     assert "Cycle check off: 12 training recordings" in result.output
-    assert (tmp_path / "demo" / "mlflow.db").is_file()
-    assert (tmp_path / "demo" / "model" / "model.pkl").is_file()
+    assert (workdir / "mlflow.db").is_file()
+    assert (workdir / "model" / "model.pkl").is_file()
 
 
 def test_partly_labeled_data_scores_and_evaluates(cycle_folders, tmp_path):
@@ -1050,3 +1121,101 @@ def test_window_in_both_units_rejected(cycle_folders):
 
     assert result.exit_code == 2
     assert "--window and --window-seconds are both given" in result.output
+
+
+def test_unwritable_output_gives_one_line_error(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--detector", "pca")
+    # Longer than the 255-byte name limit of ext4, XFS and tmpfs, so the write
+    # fails with a real OSError for any user, as a full disk or a read-only
+    # folder makes it fail.
+    output = tmp_path / ("x" * 300 + ".csv")
+
+    result = runner.invoke(
+        app, ["score", str(cycle_folders["bad"]), "-m", str(model), "-o", str(output)]
+    )
+
+    assert result.exit_code == 2, result.output
+    assert f"error: {output}: File name too long" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def _grindwatch(*arguments: str, **options) -> subprocess.Popen:  # noqa: ANN003
+    """Start the grindwatch command as a user's shell would, with SIGINT enabled."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "grindwatch.cli", *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        # A non-interactive shell starts background jobs with SIGINT ignored, and
+        # Python then ignores Ctrl-C; restore the default as in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **options,
+    )
+
+
+def test_watch_csv_write_error_gives_one_line_error(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--detector", "pca")
+    csv = tmp_path / ("x" * 300 + ".csv")
+    arguments = ["--results", str(tmp_path / "results.sqlite"), "--csv", str(csv)]
+
+    process = _grindwatch(
+        "watch", str(cycle_folders["bad"]), "-m", str(model), "--once", *arguments
+    )
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 2, stderr
+    assert "File name too long" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_interrupted_train_says_so(cycle_folders, tmp_path):
+    arguments = ["--epochs", "100000", "--no-track", "-vv"]
+    process = _grindwatch("train", str(cycle_folders["good"]), *arguments)
+    # Interrupt once training runs, after the imports and the reading.
+    for line in process.stderr:
+        if "epoch 0:" in line:
+            break
+
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 130, stderr
+    assert "error: interrupted" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_stopped_watcher_prints_no_error(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--detector", "pca")
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    results = str(tmp_path / "results.sqlite")
+    process = _grindwatch(
+        "watch", str(incoming), "-m", str(model), "--results", results
+    )
+    for line in process.stderr:
+        if line.startswith("Watching"):
+            break
+
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 130, stderr
+    assert "Stopped watching" in stderr
+    assert "error:" not in stderr
+
+
+def test_evaluate_without_labels_names_the_files(cycle_folders, tmp_path):
+    model, _ = _train(cycle_folders["good"], tmp_path, "--detector", "pca")
+    unlabeled = tmp_path / "line2"
+    unlabeled.mkdir()
+    for path in sorted(cycle_folders["good"].glob("*.csv"))[:2]:
+        (unlabeled / path.name).write_bytes(path.read_bytes())
+
+    result = runner.invoke(app, ["evaluate", str(unlabeled), "-m", str(model)])
+
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert f"error: {unlabeled / 'cycle_000.csv'} and 1 more: carries no labels" in (
+        output
+    )

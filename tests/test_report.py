@@ -285,6 +285,47 @@ def test_cli_table_report_one_row(feature_table, tmp_path):
     assert "rows flagged" not in output
 
 
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("recording", "is both an input of the report"),
+        ("scores", "is both an input of the report"),
+        # A path below a file: the folder for the report cannot be created.
+        ("below_recording", "cannot write there, because"),
+    ],
+)
+def test_report_will_not_overwrite_its_input(tmp_path, target, message):
+    import typer
+
+    from grindwatch.cli_report import register
+
+    folders = write_cycle_folders(tmp_path / "cycles")
+    config = _config(**{"detector.family": "pca"})
+    model = grindwatch.train(folders["good"], config).model
+    model.save(tmp_path / "model")
+    table = tmp_path / "scores.csv"
+    write_table(grindwatch.score(model, folders["bad"]).recordings, table)
+    recording = sorted(folders["bad"].glob("*.csv"))[0]
+    output = {
+        "recording": recording,
+        "scores": table,
+        "below_recording": recording / "report.html",
+    }[target]
+    before = recording.read_bytes(), table.read_bytes()
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    command = ["report", str(folders["bad"]), "--model", str(tmp_path / "model")]
+    command += ["--scores", str(table), "-o", str(output), "--no-track"]
+
+    result = CliRunner().invoke(app, command)
+
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert (recording.read_bytes(), table.read_bytes()) == before
+
+
 def test_table_score_figure_says_rows(feature_table):
     from grindwatch.report import plot_score_distribution
 

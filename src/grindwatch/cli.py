@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import math
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -44,7 +47,8 @@ TrackingUriOpt = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _print_error(message: str) -> None:
+    """Print ``error: message`` on stderr."""
     from rich.text import Text
 
     from grindwatch._console import console
@@ -52,7 +56,39 @@ def _fail(message: str, code: int = 2) -> None:
     console().print(
         Text.assemble(("error:", "bold red"), f" {message}"), highlight=False
     )
+
+
+def _fail(message: str, code: int = 2) -> None:
+    _print_error(message)
     raise typer.Exit(code)
+
+
+def _plain(value: Any) -> Any:
+    """Return ``value`` with NaN, infinities and missing values as None.
+
+    JSON has no NaN. Python writes it as a bare ``NaN`` token, which
+    JavaScript's JSON.parse and other strict parsers reject. pandas fills an
+    unlabeled recording's label with NaN, and metrics that need both classes
+    are NaN for one class.
+    """
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        # A NumPy scalar, such as a float32 score.
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if type(value).__name__ in ("NAType", "NaTType"):
+        # pandas' missing values, found by name to leave pandas unimported here.
+        return None
+    return value
+
+
+def _echo_json(payload: Any) -> None:
+    """Print ``payload`` on stdout as strict JSON (no NaN or Infinity tokens)."""
+    typer.echo(json.dumps(_plain(payload), indent=2, default=str, allow_nan=False))
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
@@ -114,6 +150,23 @@ def _run(function, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         return function(*args, **kwargs)
     except (InputError, ConfigError, TrackingError) as error:
         _fail(str(error))
+    except OSError as error:
+        _fail(_describe_os_error(error))
+
+
+def _describe_os_error(error: OSError) -> str:
+    """Describe a failed file operation (no permission, disk full) in one line.
+
+    Other OSErrors, such as a refused network connection, keep their message.
+    """
+    if not error.filename and error.errno != errno.ENOSPC:
+        return str(error)
+    reason = error.strerror or str(error)
+    where = f"{error.filename}: " if error.filename else ""
+    return (
+        f"{where}{reason}; check that the path exists, that you may write "
+        "there and that the disk has space"
+    )
 
 
 def _check_register(name: str | None, tracking) -> None:  # noqa: ANN001
@@ -370,7 +423,7 @@ def _report_training(result, json_output: bool) -> None:  # noqa: ANN001
         "training": result.training.summary(),
     }
     if json_output:
-        typer.echo(json.dumps(summary, indent=2, default=str))
+        _echo_json(summary)
         return
     out = console()
     skipped = result.recordings.skipped
@@ -449,8 +502,6 @@ def _store_option(tracking_uri: str | None) -> str:
     ``mlflow.set_tracking_uri`` (MLflow 3.17) sets it in this process, so the
     user's shell may lack it.
     """
-    import shlex
-
     from grindwatch.tracking import DEFAULT_DB
 
     if tracking_uri is None or tracking_uri == f"sqlite:///{Path.cwd() / DEFAULT_DB}":
@@ -638,8 +689,13 @@ def score(
         payload = {
             "summary": result.summary(),
             "recordings": result.recordings.to_dict(orient="records"),
+            # The files written, as the human output names them.
+            "output": str(output) if output is not None else None,
+            "windows_output": (
+                str(window_table_path(output)) if output is not None else None
+            ),
         }
-        typer.echo(json.dumps(payload, indent=2, default=str))
+        _echo_json(payload)
         return
     _print_recordings(
         result.recordings,
@@ -838,26 +894,26 @@ def evaluate(
         result = _run(
             evaluate_data, loaded, data, labels=labels, track=track, progress=progress
         )
+    run_id = getattr(result, "run_id", None)
     if json_output:
-        typer.echo(
-            json.dumps(
-                {
-                    "windows": result.windows,
-                    "recordings": result.recordings,
-                    "unlabeled": result.unlabeled,
-                    "window_labels": result.window_labels,
-                    "label_sources": result.label_sources(),
-                    "trained_on": result.trained_on,
-                    "not_evaluated": result.skipped_counts(),
-                    "skipped": result.skipped,
-                    "run_id": getattr(result, "run_id", None),
-                    "threshold": result.scored.threshold,
-                    "cycle_threshold": result.scored.cycle_threshold,
-                    "scores": result.scored.recordings.to_dict(orient="records"),
-                },
-                indent=2,
-                default=str,
-            )
+        from grindwatch.tracking import resolve_tracking_uri
+
+        _echo_json(
+            {
+                "windows": result.windows,
+                "recordings": result.recordings,
+                "unlabeled": result.unlabeled,
+                "window_labels": result.window_labels,
+                "label_sources": result.label_sources(),
+                "trained_on": result.trained_on,
+                "not_evaluated": result.skipped_counts(),
+                "skipped": result.skipped,
+                "run_id": run_id,
+                "tracking_uri": resolve_tracking_uri(loaded.config) if run_id else None,
+                "threshold": result.scored.threshold,
+                "cycle_threshold": result.scored.cycle_threshold,
+                "scores": result.scored.recordings.to_dict(orient="records"),
+            }
         )
         return
     _print_recordings(
@@ -869,7 +925,6 @@ def evaluate(
         _signal_rule(loaded),
     )
     _print_metrics(result, labels, feature_table=loaded.kind_ == "table")
-    run_id = getattr(result, "run_id", None)
     if run_id:
         from grindwatch._console import console
         from grindwatch.tracking import resolve_tracking_uri
@@ -910,10 +965,9 @@ def demo(
     out.print(outcome.training.model.threshold_.describe(), highlight=False)
     _print_cycle_check(outcome.training.model, outcome.training.n_trained)
     out.print(f"MLflow store: {outcome.training.tracking_uri}", highlight=False)
-    out.print(
-        f"Browse it:    mlflow ui --backend-store-uri {outcome.training.tracking_uri}",
-        highlight=False,
-    )
+    # Quoted, so that the command runs as pasted when the path has a space.
+    store = shlex.quote(outcome.training.tracking_uri)
+    out.print(f"Browse it:    mlflow ui --backend-store-uri {store}", highlight=False)
     out.print(f"Model bundle: {outcome.training.output}", highlight=False)
 
 
@@ -964,14 +1018,41 @@ def _terminate(signum: int, frame) -> None:  # noqa: ANN001
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _interrupted(error: BaseException) -> bool:
+    """Return whether ``error`` comes from a KeyboardInterrupt (Ctrl-C, SIGTERM).
+
+    Typer turns KeyboardInterrupt into exit code 130 without a message, so the
+    interrupt is found in the exception's chain.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        if current.__cause__ is not None or current.__suppress_context__:
+            current = current.__cause__
+        else:
+            current = current.__context__
+    return False
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     _register_extensions()
     try:
         app()
+    except SystemExit as done:
+        if done.code == 130 and _interrupted(done):
+            _print_error("interrupted")
+        raise
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+        _print_error("interrupted")
         sys.exit(130)
+    except OSError as error:
+        # Errors of file operations outside _run, such as a watcher's CSV copy.
+        _print_error(_describe_os_error(error))
+        sys.exit(2)
 
 
 if __name__ == "__main__":

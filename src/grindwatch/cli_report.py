@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -89,6 +88,7 @@ def report(
     from grindwatch._console import console, progress_bar, setup_logging
     from grindwatch._nouns import item_noun
     from grindwatch.cli import (
+        _echo_json,
         _fail,
         _load_model,
         _print_untracked,
@@ -106,6 +106,7 @@ def report(
             "'grindwatch score' or the --output folder of 'grindwatch spark-score'"
         )
     loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
+    _check_report_path(output, data, reference, scores, loaded.kind_)
     with progress_bar(not json_output) as progress:
         result = _run(
             create_report,
@@ -136,7 +137,7 @@ def report(
         "tracking_uri": result.tracking_uri,
     }
     if json_output:
-        typer.echo(json.dumps(summary, indent=2))
+        _echo_json(summary)
         return
     items = item_noun(loaded.kind_)
     item = item_noun(loaded.kind_, 1)
@@ -199,3 +200,36 @@ def report(
         )
     elif track and not loaded.config.tracking.enabled:
         _print_untracked()
+
+
+def _check_report_path(
+    output: Path,
+    data: list[str],
+    reference: list[str] | None,
+    scores: Path | None,
+    kind: str,
+) -> None:
+    """Exit with an error when the report cannot be written at ``output`` or
+    would replace one of its inputs."""
+    from grindwatch.cli import _fail, _run
+    from grindwatch.exceptions import InputError
+    from grindwatch.io import list_files
+    from grindwatch.results import check_output_folder
+
+    _run(check_output_folder, output.parent)
+    inputs = _run(list_files, data, kind)
+    try:
+        inputs += list_files(reference or [], kind)
+    except InputError:
+        # The report names a missing reference as such when it reads them.
+        pass
+    if scores is not None and not scores.is_dir():
+        inputs.append(scores)
+    target = output.resolve()
+    for path in inputs:
+        if path.resolve() == target:
+            _fail(
+                f"{path}: is both an input of the report and where --output "
+                "would write, so it would be lost; choose another output path, "
+                "such as report.html"
+            )

@@ -263,13 +263,18 @@ def watch(
         run_warning=run_warning,
     )
     if not once:
-        console().print(
-            f"Watching {folder}; results in {results}; Ctrl-C stops.", highlight=False
-        )
         try:
+            console().print(
+                f"Watching {folder}; results in {results}; Ctrl-C stops.",
+                highlight=False,
+            )
             watcher.run(interval=interval)
-        finally:
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM is how a watcher stops, so it is no error. The
+            # exit status stays 130, as for any interrupted command.
             console().print(f"Stopped watching {folder}.", highlight=False)
+            raise typer.Exit(130) from None
+        console().print(f"Stopped watching {folder}.", highlight=False)
         return
     console().print(f"Scanning {folder} once; results in {results}.", highlight=False)
     # A file counts as complete only once two scans --settle seconds apart saw it

@@ -6,7 +6,6 @@ without it.
 
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -19,6 +18,7 @@ from grindwatch.cli import (
     JsonOpt,
     TrackingUriOpt,
     VerboseOpt,
+    _echo_json,
     _fail,
     _load_model,
     _run,
@@ -121,7 +121,7 @@ def spark_score(
         )
 
     if json_output:
-        typer.echo(json.dumps(result.summary(), indent=2, default=str))
+        _echo_json(result.summary())
         return
     out = console()
     cycle = ""

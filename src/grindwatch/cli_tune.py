@@ -22,6 +22,7 @@ from grindwatch.cli import (
     JsonOpt,
     VerboseOpt,
     _check_register,
+    _echo_json,
     _fail,
     _parse_set,
     _run,
@@ -573,7 +574,7 @@ def tune(
     if json_output:
         summary = _summary(result)
         summary["output"] = str(saved) if saved is not None else None
-        typer.echo(json.dumps(summary, indent=2, default=str))
+        _echo_json(summary)
     else:
         _report(result, show, saved)
     if result.stop_reason == "failures":

@@ -188,6 +188,15 @@ def apply_labels(  # noqa: ANN001 - scored is a ScoreResult
     scored.windows["label"] = window_labels.astype("Int64")
 
 
+def _describe_sources(recordings) -> str:  # noqa: ANN001 - DataFrame
+    """Name the scored files for a message: the first one and how many more."""
+    if "source" not in recordings or recordings.empty:
+        return "the data"
+    first = recordings["source"].iloc[0]
+    more = len(recordings) - 1
+    return f"{first} and {more} more" if more else str(first)
+
+
 def evaluate_scores(scored) -> EvaluationResult:  # noqa: ANN001 - ScoreResult
     """Compute metrics from a ScoreResult whose tables carry a ``label`` column."""
     results = {}
@@ -197,7 +206,7 @@ def evaluate_scores(scored) -> EvaluationResult:  # noqa: ANN001 - ScoreResult
     ):
         if "label" not in table:
             raise InputError(
-                "data",
+                _describe_sources(scored.recordings),
                 "carries no labels",
                 "pass --labels FILE, a label column, or folders named OK/NOK, "
                 "good/bad or healthy/broken",

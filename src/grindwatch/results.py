@@ -18,13 +18,25 @@ __all__ = [
 ]
 
 
+def _naming(error: OSError, path: Path) -> OSError:
+    """Return an OSError like ``error`` that names ``path``.
+
+    A failed write names the hidden temporary file, or no file at all when the
+    disk is full, so the message would not say which output failed.
+    """
+    return OSError(error.errno, error.strerror or str(error), str(path))
+
+
 def _temporary_beside(path: Path) -> str:
     """Create an empty temporary file next to ``path`` with the usual permissions.
 
     mkstemp makes files readable by their owner only; result files are meant to be
     shared, so they get what a plain open() would give under the current umask.
     """
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as error:
+        raise _naming(error, path) from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(handle, 0o666 & ~umask)
@@ -41,6 +53,9 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:
         with open(temporary, "wb") as out:
             out.write(payload)
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise _naming(error, path) from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -105,6 +120,9 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
         else:
             frame.to_parquet(temporary, index=False)
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise _naming(error, path) from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
