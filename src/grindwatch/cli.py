@@ -306,12 +306,11 @@ def train(
     window_seconds: Annotated[
         Optional[float],
         typer.Option(
-            min=0,
-            help="Window length in seconds, turned into samples at the data's rate.",
+            help="Window length in seconds, turned into samples at the data's rate."
         ),
     ] = None,  # noqa: UP045
     hop_seconds: Annotated[
-        Optional[float], typer.Option(min=0, help="Hop between windows in seconds.")
+        Optional[float], typer.Option(help="Hop between windows in seconds.")
     ] = None,  # noqa: UP045
     sample_rate: Annotated[
         Optional[float],
