@@ -290,12 +290,12 @@ def test_margin_rejects_negative_cuts_and_non_positive_values():
         fit_threshold(np.ones(5), margin=0)
 
 
-def test_mad_with_zero_ties_stays_near_scores():
-    # Over half the windows reconstruct or match exactly (score 0); the rest
-    # score 1 to 2. The standard deviation of the log scores would put the
-    # threshold near 970, above any score these windows could reach.
+def test_mad_with_tied_scores_stays_near_scores():
+    # Over half the windows score the same (here 0.5, as a clipped distance
+    # would); the rest score 1 to 2. The standard deviation of the log scores
+    # would put the threshold far above any score these windows could reach.
     rest = np.random.default_rng(0).uniform(1, 2, 400)
-    scores = np.concatenate([np.zeros(600), rest])
+    scores = np.concatenate([np.full(600, 0.5), rest])
 
     threshold = fit_threshold(scores, method="mad")
 
@@ -418,3 +418,15 @@ def test_knn_at_rest_flags_no_training():
         zip(scored.recordings["recording"], scored.recordings["flag"], strict=True)
     )
     assert flags == {"burst": True, "normal": False}
+
+
+def test_mad_method_leaves_exact_zeros_out():
+    rng = np.random.default_rng(0)
+    positive = rng.lognormal(0.0, 0.3, 400)
+    scores = np.concatenate([np.zeros(600), positive])
+
+    threshold = fit_threshold(scores, method="mad")
+    alone = fit_threshold(positive, method="mad")
+
+    assert threshold.value == pytest.approx(alone.value)
+    assert "(the 600 scores of exactly 0 count as normal)" in threshold.describe()

@@ -14,10 +14,10 @@ the log scores (normal-consistent MAD).
 
 Scores of exactly 0 (windows that nearest neighbours match exactly, such as those
 of a machine at rest with held values) count as normal and stay out of the
-mixture, and out of the median and MAD of its fallback. After the log they form
-a spike far below the other scores. As the majority, they would be the
-mixture's only normal cluster, every other score would fall in a high-score
-cluster, and the threshold would sit just above 0.
+mixture and out of the median and MAD (its fallback, or the "mad" method). After
+the log they form a spike far below the other scores. As the majority, they would
+be the mixture's only normal cluster, every other score would fall in a
+high-score cluster, and the threshold would sit just above 0.
 
 ``margin`` multiplies the cut, as control limits in process monitoring are often set
 a safety factor above the largest normal score (for example ``percentile`` 99.9 with
@@ -68,8 +68,8 @@ class Threshold:
     # What the scores belong to: training "windows", or "recordings" for the
     # cycle check.
     unit: str = "windows"
-    # Scores of exactly 0 left out of the mixture and of its median + MAD
-    # fallback (gmm on log scores only).
+    # Scores of exactly 0 left out of the mixture and of the median + MAD rule
+    # (on log scores only).
     n_zero: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,8 +123,12 @@ class Threshold:
         if not self.log_scale:
             prefix = "the cut at " if self.margin != 1.0 else ""
             return f"{prefix}{cut} of the training scores {note}"
-        # The fallback reason gives the number of scores of exactly 0 left out.
-        scored = "log training scores above 0" if self.n_zero else "log training scores"
+        scored = "log training scores"
+        if self.n_zero:
+            scored += " above 0"
+            # A fallback from the mixture gives the count in its reason.
+            if self.requested_method == "mad":
+                scored += f" (the {self.n_zero} scores of exactly 0 count as normal)"
         # The cut is a log score, so the threshold is the score whose log it is.
         return f"the score whose log is {cut} of the {scored} {note}"
 
@@ -416,7 +420,13 @@ def fit_threshold(
     if method == "percentile":
         cut = float(np.percentile(t, percentile))
     elif method == "mad":
-        cut, reason = _mad_cut(t, mad_k, log_scale, offset)
+        # Exact zeros count as normal, as in the mixture and its fallback below.
+        n_zero = int((scores == 0).sum()) if log_scale else 0
+        if n_zero == scores.size:
+            n_zero = 0
+        cut, reason = _mad_cut(t[scores > 0] if n_zero else t, mad_k, log_scale, offset)
+        if reason and n_zero:
+            reason = reason.replace("scores are", "scores above 0 are")
     else:
         # Exact zeros sit about 14 below the median log score, a spike of no
         # width, so the mixture is fitted to the scores above 0 only.
