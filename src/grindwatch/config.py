@@ -436,6 +436,17 @@ def _samples(name: str, seconds: float, sample_rate: float | None) -> int:
             "count samples with; set data.sample_rate, or give the window in "
             "samples (windows.length, windows.hop)"
         )
+    return whole_samples(name, seconds, sample_rate)
+
+
+def whole_samples(name: str, seconds: float, sample_rate: float) -> int:
+    """Return ``seconds`` as the nearest whole number of samples, at least one.
+
+    Raises
+    ------
+    ConfigError
+        If ``seconds`` comes to less than one sample; ``name`` is the setting.
+    """
     # Halves round up: Python's round() would make 2.5 samples 2.
     samples = math.floor(seconds * sample_rate + 0.5)
     if samples < 1:

@@ -10,7 +10,6 @@ per-layer settings the layer index (``autoencoder.filters_0``).
 from __future__ import annotations
 
 import logging
-import math
 from typing import TYPE_CHECKING, Any
 
 from grindwatch.exceptions import ConfigError
@@ -127,20 +126,15 @@ def window_seconds_in_samples(
             "in samples"
         )
 
+    from grindwatch.config import whole_samples
+
     def samples(seconds: Any) -> int:
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
             raise ConfigError(
                 f"tune.space.window_seconds has {seconds!r}; give window lengths "
                 "as numbers of seconds, such as [0.5, 1, 2]"
             )
-        count = math.floor(seconds * sample_rate + 0.5)
-        if count < 1:
-            raise ConfigError(
-                f"tune.space.window_seconds has {seconds:g} s, less than one "
-                f"sample at {sample_rate:g} samples/s; use at least "
-                f"{1 / sample_rate:g} s"
-            )
-        return count
+        return whole_samples("tune.space.window_seconds", seconds, sample_rate)
 
     if isinstance(spec, Range):
         step = None if spec.step is None else samples(spec.step)
