@@ -445,7 +445,8 @@ def whole_samples(name: str, seconds: float, sample_rate: float) -> int:
     Raises
     ------
     ConfigError
-        If ``seconds`` comes to less than one sample; ``name`` is the setting.
+        If ``seconds`` comes to less than one sample. The message names the
+        setting ``name``.
     """
     # Halves round up: Python's round() would make 2.5 samples 2.
     samples = math.floor(seconds * sample_rate + 0.5)
