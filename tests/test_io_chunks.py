@@ -312,3 +312,22 @@ def test_chunked_parquet_reads_local_times_with_timezone(tmp_path):
 
     assert stream.sample_rate == pytest.approx(1.0)
     assert "irregular_time_steps" not in stream.metadata
+
+
+def test_interpolate_policy_rejected_in_chunks(model, tmp_path):
+    path = tmp_path / "long.npy"
+    np.save(path, _long_signal())
+    interpolating = grindwatch.pipeline._with_config(
+        model,
+        model.config.with_overrides(
+            {"data.chunk_samples": 300, "data.nan_policy": "interpolate"}
+        ),
+    )
+
+    with pytest.raises(
+        InputError, match="long.npy: cannot be scored in chunks"
+    ) as info:
+        grindwatch.score(interpolating, [path])
+
+    assert "data.nan_policy=interpolate" in info.value.problem
+    assert "--set data.nan_policy=raise" in info.value.fix

@@ -105,7 +105,8 @@ def score_chunked(
     InputError
         If the file is unreadable, lacks a model channel, has another sample rate
         than the model, is shorter than one window, or contains a NaN or infinite
-        sample (named with its channel and position).
+        sample (named with its channel and position), or if the model's
+        ``data.nan_policy`` is not ``raise``.
     """
     from grindwatch.pipeline import ScoreResult, scoring_options
 
@@ -115,6 +116,18 @@ def score_chunked(
     if model.kind_ != "signals":
         raise InputError(path, "feature tables cannot be scored in chunks")
     options = scoring_options(model)
+    if options.nan_policy != "raise":
+        # Checked before reading, so that the CLI reports it as an input error
+        # instead of failing in the middle of the file.
+        raise InputError(
+            path,
+            f"cannot be scored in chunks with data.nan_policy={options.nan_policy}, "
+            "because filling a gap needs the next finite sample, which may lie "
+            "chunks ahead",
+            "score it with --set data.nan_policy=raise (a NaN or infinite sample "
+            "then raises), or with a model trained without data.chunk_samples to "
+            "read it whole",
+        )
     chunk_samples = chunk_samples or options.chunk_samples or DEFAULT_CHUNK_SAMPLES
     stream = open_stream(path, options)
     warn_irregular_time([(path, stream.metadata)])
