@@ -12,7 +12,7 @@ import pytest
 import grindwatch
 from grindwatch.config import Config
 from grindwatch.exceptions import InputError
-from grindwatch.io import ReadOptions, Recording, RecordingSet
+from grindwatch.io import ReadOptions, Recording, RecordingSet, read_file
 from grindwatch.io.chunks import iter_windows, open_stream
 from grindwatch.streaming import score_chunked
 from tests.conftest import make_cycle
@@ -331,3 +331,24 @@ def test_interpolate_policy_rejected_in_chunks(model, tmp_path):
 
     assert "data.nan_policy=interpolate" in info.value.problem
     assert "--set data.nan_policy=raise" in info.value.fix
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_square_npy_reads_as_channels_first(tmp_path, order):
+    data = np.arange(16, dtype=np.float32).reshape(4, 4)
+    path = tmp_path / "square.npy"
+    np.save(path, np.asarray(data, order=order))
+    whole = read_file(path)[0]
+
+    stream = open_stream(path)
+
+    assert stream.channels == whole.channels
+    np.testing.assert_array_equal(stream.read(0, 4), whole.data)
+
+
+def test_npy_without_samples_raises(tmp_path):
+    path = tmp_path / "empty.npy"
+    np.save(path, np.zeros((2, 0), dtype=np.float32))
+
+    with pytest.raises(InputError, match=r"contains no samples \(an array of shape"):
+        open_stream(path)

@@ -146,8 +146,16 @@ def _npy_stream(path: Path) -> ChunkedStream:
     if dtype.kind not in "iuf" or len(shape) not in (1, 2):
         raise InputError(
             path,
-            f"contains a {dtype} array of shape {shape}",
+            f"contains an array of dtype {dtype} and shape {shape}",
             "save one recording as a numeric (channels, samples) array",
+        )
+    if 0 in shape:
+        # Without this check, a (2, 0) array would read as 2 samples of no
+        # channel and fail as "missing channels".
+        raise InputError(
+            path,
+            f"contains no samples (an array of shape {shape})",
+            "check that the export finished",
         )
     expected = offset + int(np.prod(shape)) * dtype.itemsize
     if path.stat().st_size < expected:
@@ -162,7 +170,11 @@ def _npy_stream(path: Path) -> ChunkedStream:
     rows_outer = not fortran_order
     outer, inner = shape2d if rows_outer else shape2d[::-1]
     # Recordings have far more samples than channels: the longer axis is time.
-    time_is_inner = (inner >= outer) if len(shape) == 2 else True
+    # A square array is (channels, samples), as the whole-file reader takes it,
+    # which puts time on the inner axis only in C order.
+    time_is_inner = (
+        (inner > outer or (inner == outer and rows_outer)) if len(shape) == 2 else True
+    )
     n_samples = inner if time_is_inner else outer
     n_channels = outer if time_is_inner else inner
     _, metadata = to_float32(np.zeros(0, dtype=dtype))
