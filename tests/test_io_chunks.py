@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -352,3 +354,35 @@ def test_npy_without_samples_raises(tmp_path):
 
     with pytest.raises(InputError, match=r"contains no samples \(an array of shape"):
         open_stream(path)
+
+
+def test_short_hop_windows_cut_in_batches(tmp_path):
+    recordings = [
+        Recording(f"c{i}", make_cycle(i, 600)[:1], ["channel_0"], RATE)
+        for i in range(6)
+    ]
+    config = Config().with_overrides(
+        {
+            "windows.length": 256,
+            "windows.hop": 1,
+            "frontend.kind": "raw",
+            "detector.family": "pca",
+            "tracking.enabled": False,
+            "data.sample_rate": RATE,
+        }
+    )
+    one_hop_model = grindwatch.train(RecordingSet(recordings), config).model
+    path = tmp_path / "long.npy"
+    np.save(path, make_cycle(50, 60_000)[:1].astype(np.float32))
+    # With a hop of 1, cutting the one chunk's windows at once takes 61 MB.
+    all_windows_bytes = (60_000 - 256 + 1) * 256 * 4
+
+    tracemalloc.start()
+    try:
+        result = score_chunked(one_hop_model, path, chunk_samples=60_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert len(result.windows) == 60_000 - 256 + 1
+    assert peak < all_windows_bytes / 2

@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["DEFAULT_CHUNK_SAMPLES", "score_chunked"]
 
 DEFAULT_CHUNK_SAMPLES = 1 << 22  # 4 Mi samples: 16 MiB per float32 channel
-# Windows scored at once; bounds the front end's temporary arrays.
+# Windows cut and scored at once. This bounds the window array and the front
+# end's temporary arrays, which with a short hop exceed the chunk many times.
 _BATCH_WINDOWS = 4096
 
 
@@ -155,12 +156,9 @@ def score_chunked(
     starts, scores = [], []
     chunks = stream.chunks(chunk_samples, options.nan_policy)
     for window_starts, windows in iter_windows(
-        chunks, model.window_length_, model.hop_
+        chunks, model.window_length_, model.hop_, max_windows=_BATCH_WINDOWS
     ):
-        windows = windows[:, index]
-        for begin in range(0, len(windows), _BATCH_WINDOWS):
-            batch = windows[begin : begin + _BATCH_WINDOWS]
-            scores.append(model.window_scores(batch))
+        scores.append(model.window_scores(windows[:, index]))
         starts.append(window_starts)
         if progress is not None:
             done = int(window_starts[-1]) + model.window_length_

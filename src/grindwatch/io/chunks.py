@@ -82,12 +82,17 @@ class ChunkedStream:
 
 
 def iter_windows(
-    chunks: Iterator[tuple[int, np.ndarray]], length: int, hop: int
+    chunks: Iterator[tuple[int, np.ndarray]],
+    length: int,
+    hop: int,
+    max_windows: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Cut windows from consecutive chunks, as ``make_windows`` cuts a whole file.
 
     Samples that a later window still needs are carried from one chunk to the next,
     so the windows and their starts equal those of the whole recording.
+    ``max_windows`` caps the windows yielded at once. Without it, a chunk gives
+    all its windows together, which is ``length / hop`` times the chunk's size.
 
     Yields
     ------
@@ -109,8 +114,11 @@ def iter_windows(
             last = end - length  # latest start of a full window
             starts = np.arange(next_start, last + 1, hop, dtype=np.int64)
             view = np.lib.stride_tricks.sliding_window_view(carried, length, axis=1)
-            windows = view[:, starts - carried_start].transpose(1, 0, 2)
-            yield starts, np.ascontiguousarray(windows)
+            batch = max_windows or len(starts)
+            for begin in range(0, len(starts), batch):
+                part = starts[begin : begin + batch]
+                windows = view[:, part - carried_start].transpose(1, 0, 2)
+                yield part, np.ascontiguousarray(windows)
             next_start = int(starts[-1]) + hop
             last_end = int(starts[-1]) + length
         # Keep what the next window needs, and at least one window length for the
