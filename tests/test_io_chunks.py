@@ -386,3 +386,16 @@ def test_short_hop_windows_cut_in_batches(tmp_path):
 
     assert len(result.windows) == 60_000 - 256 + 1
     assert peak < all_windows_bytes / 2
+
+
+def test_boolean_channel_rejected_in_chunks(model, tmp_path):
+    data = _long_signal()
+    path = tmp_path / "switch.parquet"
+    pd.DataFrame({"channel_0": data[0] > 0, "channel_1": data[1]}).to_parquet(path)
+
+    with pytest.raises(InputError, match="switch.parquet") as info:
+        score_chunked(model, path, chunk_samples=500)
+
+    assert "['channel_0'] are not numbers in the Parquet schema" in info.value.problem
+    assert "booleans" in info.value.problem
+    assert "stored as text" not in info.value.problem

@@ -47,9 +47,11 @@ def _channel_index(model: Model, stream: ChunkedStream, path: Path) -> list[int]
     if text:
         raise InputError(
             path,
-            f"columns {text} are stored as text, not numbers, in the Parquet schema",
-            "write those columns as numbers, or score the file whole (without "
-            "chunk_samples) to find the cells that are not numbers",
+            f"columns {text} are not numbers in the Parquet schema (but text, "
+            "booleans or another type)",
+            "write those columns as numbers; for numbers stored as text, scoring "
+            "the file whole (without chunk_samples) names the first cell that is "
+            "not a number",
         )
     if missing:
         raise InputError(

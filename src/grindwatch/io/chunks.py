@@ -92,7 +92,7 @@ def iter_windows(
     Samples that a later window still needs are carried from one chunk to the next,
     so the windows and their starts equal those of the whole recording.
     ``max_windows`` caps the windows yielded at once. Without it, a chunk gives
-    all its windows together, which is ``length / hop`` times the chunk's size.
+    all its windows together, which take about ``length / hop`` times its memory.
 
     Yields
     ------
