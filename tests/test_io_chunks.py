@@ -399,3 +399,25 @@ def test_boolean_channel_rejected_in_chunks(model, tmp_path):
     assert "['channel_0'] are not numbers in the Parquet schema" in info.value.problem
     assert "booleans" in info.value.problem
     assert "stored as text" not in info.value.problem
+
+
+def test_table_model_rejected_in_chunks(feature_table, tmp_path):
+    config = Config().with_overrides(
+        {
+            "data.kind": "table",
+            "frontend.kind": "raw",
+            "detector.family": "iforest",
+            "tracking.enabled": False,
+        }
+    )
+    table_model = grindwatch.train(feature_table, config).model
+    path = tmp_path / "long.npy"
+    np.save(path, _long_signal())
+
+    with pytest.raises(
+        InputError, match="long.npy: cannot be scored in chunks"
+    ) as info:
+        score_chunked(table_model, path)
+
+    assert "feature table" in info.value.problem
+    assert info.value.fix is not None

@@ -117,7 +117,12 @@ def score_chunked(
     if chunk_samples is not None and chunk_samples < 1:
         raise ValueError(f"chunk_samples={chunk_samples} must be 1 or more")
     if model.kind_ != "signals":
-        raise InputError(path, "feature tables cannot be scored in chunks")
+        raise InputError(
+            path,
+            "cannot be scored in chunks by a model trained on a feature table",
+            "score feature tables whole, with grindwatch.score, or score this "
+            "file with a model trained on signal recordings",
+        )
     options = scoring_options(model)
     if options.nan_policy != "raise":
         # Checked before reading, so that the CLI reports it as an input error
