@@ -16,6 +16,7 @@ from grindwatch.config import Config
 from grindwatch.exceptions import InputError
 from grindwatch.io import ReadOptions, Recording, RecordingSet, read_file
 from grindwatch.io.chunks import iter_windows, open_stream
+from grindwatch.signals.windows import window_starts
 from grindwatch.streaming import score_chunked
 from tests.conftest import make_cycle
 
@@ -205,6 +206,20 @@ def test_windows_span_many_small_chunks():
     np.testing.assert_array_equal(starts, [0, 7, 14, 21, 28, 30])
     np.testing.assert_array_equal(windows[:, 0, 0], starts)
     np.testing.assert_array_equal(windows[-1, 0], np.arange(30, 40))
+
+
+def test_window_batches_keep_starts_and_samples():
+    data = np.arange(40, dtype=np.float32)[None, :]
+    chunks = ((start, data[:, start : start + 17]) for start in range(0, 40, 17))
+
+    pieces = list(iter_windows(chunks, length=10, hop=3, max_windows=2))
+
+    assert max(len(starts) for starts, _ in pieces) == 2
+    starts = np.concatenate([p[0] for p in pieces])
+    windows = np.concatenate([p[1] for p in pieces])
+    np.testing.assert_array_equal(starts, window_starts(40, 10, 3))
+    np.testing.assert_array_equal(windows[:, 0, 0], starts)
+    np.testing.assert_array_equal(windows[:, 0, -1], starts + 9)
 
 
 def test_hdf5_scaled_integers_chunked_equal_whole(model, tmp_path):
