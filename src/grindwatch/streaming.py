@@ -33,6 +33,8 @@ __all__ = ["DEFAULT_CHUNK_SAMPLES", "score_chunked"]
 DEFAULT_CHUNK_SAMPLES = 1 << 22  # 4 Mi samples: 16 MiB per float32 channel
 # Windows cut and scored at once. This bounds the window array and the front
 # end's temporary arrays, which with a short hop exceed the chunk many times.
+# NOTE: the cap counts windows, not samples, so a batch of long windows can still
+# exceed the chunk: 4096 windows of 65536 samples take 1 GiB per channel.
 _BATCH_WINDOWS = 4096
 
 
