@@ -436,6 +436,8 @@ def _scan_time(
 
 
 def _read_rows(parquet, columns: list, start: int, stop: int):  # noqa: ANN001, ANN202
+    # NOTE: each call reads every row group it overlaps in full, so chunks much
+    # shorter than a row group read that group once per chunk.
     import pyarrow
 
     tables, offset = [], 0
