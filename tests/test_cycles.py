@@ -530,3 +530,28 @@ def test_cycle_score_matches_documented_formula(model):
     percentile = ("10th", "50th", "90th")[slot % 3]
     assert f": {statistic}, {percentile} percentile of 64-sample" in verdict.reason
     assert verdict.flag
+
+
+def _gated_cycle(seed: int, level: float) -> Recording:
+    """Two channels; ``gate`` is exactly 0 outside the middle 40 % of the cycle."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(4000) / 1000.0
+    active = (t > 1.5) & (t < 3.1)
+    drive = np.sin(2 * np.pi * 20 * t) * (1 + active) + 0.05 * rng.standard_normal(4000)
+    gate = np.where(active, level + 1e-4 * rng.standard_normal(4000), 0.0)
+    data = np.stack([drive, gate]).astype(np.float32)
+    return Recording(f"gated_{seed}_{level:g}", data, ["drive", "gate"], 1000.0)
+
+
+def test_gated_channel_level_change_flagged():
+    training = RecordingSet([_gated_cycle(seed, 1e-3) for seed in range(22)])
+    gated = Model(config(**{"windows.length": 250})).fit(training)
+
+    normal = score_recording(gated, _gated_cycle(99, 1e-3)).cycle
+    doubled = score_recording(gated, _gated_cycle(99, 2e-3)).cycle
+
+    # The gate is 0 in most blocks, so its size comes from its busy blocks.
+    assert gated.cycle_check.typical_[1] == pytest.approx(1.1e-3, rel=0.1)
+    assert not normal.flag
+    assert doubled.flag
+    assert doubled.channel == "gate"
