@@ -146,6 +146,9 @@ def score_chunked(
     if model.cycle_check is not None:
         # Without this warning, a recording that only the cycle check would flag,
         # such as a cycle without a part, passes silently.
+        # NOTE: 'grindwatch score --set' cannot unset data.chunk_samples, so with a
+        # model trained with that setting the command line cannot score the file
+        # whole; only Python (grindwatch.score on a model without it) can.
         logger.warning(
             "%s is scored in chunks (data.chunk_samples), so the model's cycle "
             "check does not judge it and its verdict rests on its windows only; "
