@@ -555,3 +555,15 @@ def test_gated_channel_level_change_flagged():
     assert not normal.flag
     assert doubled.flag
     assert doubled.channel == "gate"
+
+
+def test_online_nan_names_first_sample(model):
+    gap = recording(802)
+    gap.data[2, 300:310] = np.nan
+    gap.data[1, 500] = np.nan
+
+    with pytest.raises(InputError, match="cycle_802") as info:
+        score_recording(model, gap)
+
+    assert f"'{CHANNELS[2]}' at sample 300" in info.value.problem
+    assert info.value.fix == "fill or cut out the gaps before scoring"

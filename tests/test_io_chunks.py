@@ -436,3 +436,30 @@ def test_table_model_rejected_in_chunks(feature_table, tmp_path):
 
     assert "feature table" in info.value.problem
     assert info.value.fix is not None
+
+
+def test_nan_error_names_earliest_sample(tmp_path):
+    data = _long_signal()
+    data[0, 2400] = np.nan
+    data[1, 2345] = np.inf
+    np.save(tmp_path / "gap.npy", data)
+    stream = open_stream(tmp_path / "gap.npy")
+
+    with pytest.raises(InputError, match="channel 'channel_1' at sample 2345"):
+        list(stream.chunks(1000))
+
+
+def test_whole_and_chunked_name_same_first_nan(tmp_path):
+    data = _long_signal()
+    data[0, 2400] = np.nan
+    data[1, 2345] = np.nan
+    path = tmp_path / "gap.npy"
+    np.save(path, data)
+
+    with pytest.raises(InputError) as whole:
+        read_file(path)
+    with pytest.raises(InputError) as chunked:
+        list(open_stream(path).chunks(1000))
+
+    assert "channel 'channel_1' at sample 2345" in whole.value.problem
+    assert "channel 'channel_1' at sample 2345" in chunked.value.problem

@@ -71,7 +71,8 @@ class ChunkedStream:
             chunk = self.read(start, stop)
             bad = ~np.isfinite(chunk)
             if bad.any():
-                channel, position = np.argwhere(bad)[0]
+                # Transposed, so that the first match is the earliest sample.
+                position, channel = np.argwhere(bad.T)[0]
                 raise InputError(
                     self.path,
                     f"NaN or infinite sample in channel {self.channels[channel]!r} "
