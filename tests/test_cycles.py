@@ -466,3 +466,104 @@ def test_infinite_sample_gives_finite_cycle_score(model):
     assert np.isfinite(row["cycle_score"])
     assert "nan" not in row["cycle_reason"]
     assert np.isfinite(refitted.cycle_check.threshold_.value)
+
+
+def _numpy_profile(rec: Recording, block: int) -> np.ndarray:
+    """Profile as the docs define it, computed without grindwatch.cycles."""
+    X = make_windows([rec], 256, 256).X.astype(np.float64)
+    n_blocks = X.shape[2] // block
+    blocks = X[:, :, : n_blocks * block].reshape(len(X), len(CHANNELS), n_blocks, block)
+    means = blocks.mean(axis=3).transpose(0, 2, 1).reshape(-1, len(CHANNELS))
+    rms = blocks.std(axis=3).transpose(0, 2, 1).reshape(-1, len(CHANNELS))
+    activity = np.quantile(rms, [0.1, 0.5, 0.9], axis=0).T
+    level = np.quantile(means, [0.1, 0.5, 0.9], axis=0).T
+    per_channel = np.concatenate([activity, level], axis=1).ravel()
+    return np.append(per_channel, rec.n_samples)
+
+
+def test_cycle_score_matches_documented_formula(model):
+    check = model.cycle_check
+    raw = np.array([_numpy_profile(recording(seed), 64) for seed in range(30)])
+    per_channel = raw[:, :-1].reshape(30, len(CHANNELS), 6)
+    typical = np.abs(np.median(per_channel[:, :, 4], axis=0)) + np.median(
+        per_channel[:, :, 1], axis=0
+    )
+    floor = 1e-3 * np.median(per_channel[:, :, 2], axis=0)
+
+    def features(row: np.ndarray) -> np.ndarray:
+        values = row[:-1].reshape(len(CHANNELS), 6).copy()
+        values[:, :3] = np.log(values[:, :3] + floor[:, None])
+        return np.append(values.ravel(), np.log(row[-1]))
+
+    training = np.array([features(row) for row in raw])
+    center = np.median(training, axis=0)
+    deviations = np.abs(training - center)
+    min_scale = np.append(
+        np.concatenate(
+            [
+                np.full((len(CHANNELS), 3), np.log(1.05)),
+                np.repeat(0.05 * typical[:, None], 3, 1),
+            ],
+            axis=1,
+        ).ravel(),
+        np.log(1.05),
+    )
+    scale = np.maximum.reduce(
+        [
+            1.4826 * np.median(deviations, axis=0),
+            1.2533 * deviations.mean(axis=0),
+            min_scale,
+        ]
+    )
+    faulty = recording(801, "missing")
+    z = (features(_numpy_profile(faulty, 64)) - center) / scale
+    leading = int(np.argmax(np.abs(z)))
+
+    verdict = score_recording(model, faulty).cycle
+
+    np.testing.assert_allclose(check.center_, center, rtol=1e-9)
+    np.testing.assert_allclose(check.scale_, scale, rtol=1e-9)
+    assert verdict.score == pytest.approx(abs(z[leading]), rel=1e-9)
+    assert verdict.channel == CHANNELS[leading // 6]
+    slot = leading % 6
+    statistic = "RMS about the mean" if slot < 3 else "mean"
+    percentile = ("10th", "50th", "90th")[slot % 3]
+    assert f": {statistic}, {percentile} percentile of 64-sample" in verdict.reason
+    assert verdict.flag
+
+
+def _gated_cycle(seed: int, level: float) -> Recording:
+    """Two channels; ``gate`` is exactly 0 outside the middle 40 % of the cycle."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(4000) / 1000.0
+    active = (t > 1.5) & (t < 3.1)
+    drive = np.sin(2 * np.pi * 20 * t) * (1 + active) + 0.05 * rng.standard_normal(4000)
+    gate = np.where(active, level + 1e-4 * rng.standard_normal(4000), 0.0)
+    data = np.stack([drive, gate]).astype(np.float32)
+    return Recording(f"gated_{seed}_{level:g}", data, ["drive", "gate"], 1000.0)
+
+
+def test_gated_channel_level_change_flagged():
+    training = RecordingSet([_gated_cycle(seed, 1e-3) for seed in range(22)])
+    gated = Model(config(**{"windows.length": 250})).fit(training)
+
+    normal = score_recording(gated, _gated_cycle(99, 1e-3)).cycle
+    doubled = score_recording(gated, _gated_cycle(99, 2e-3)).cycle
+
+    # The gate is 0 in most blocks, so its size comes from its busy blocks.
+    assert gated.cycle_check.typical_[1] == pytest.approx(1.1e-3, rel=0.1)
+    assert not normal.flag
+    assert doubled.flag
+    assert doubled.channel == "gate"
+
+
+def test_online_nan_names_first_sample(model):
+    gap = recording(802)
+    gap.data[2, 300:310] = np.nan
+    gap.data[1, 500] = np.nan
+
+    with pytest.raises(InputError, match="cycle_802") as info:
+        score_recording(model, gap)
+
+    assert f"'{CHANNELS[2]}' at sample 300" in info.value.problem
+    assert info.value.fix == "fill or cut out the gaps before scoring"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -12,8 +14,9 @@ import pytest
 import grindwatch
 from grindwatch.config import Config
 from grindwatch.exceptions import InputError
-from grindwatch.io import ReadOptions, Recording, RecordingSet
+from grindwatch.io import ReadOptions, Recording, RecordingSet, read_file
 from grindwatch.io.chunks import iter_windows, open_stream
+from grindwatch.signals.windows import window_starts
 from grindwatch.streaming import score_chunked
 from tests.conftest import make_cycle
 
@@ -205,6 +208,20 @@ def test_windows_span_many_small_chunks():
     np.testing.assert_array_equal(windows[-1, 0], np.arange(30, 40))
 
 
+def test_window_batches_keep_starts_and_samples():
+    data = np.arange(40, dtype=np.float32)[None, :]
+    chunks = ((start, data[:, start : start + 17]) for start in range(0, 40, 17))
+
+    pieces = list(iter_windows(chunks, length=10, hop=3, max_windows=2))
+
+    assert max(len(starts) for starts, _ in pieces) == 2
+    starts = np.concatenate([p[0] for p in pieces])
+    windows = np.concatenate([p[1] for p in pieces])
+    np.testing.assert_array_equal(starts, window_starts(40, 10, 3))
+    np.testing.assert_array_equal(windows[:, 0, 0], starts)
+    np.testing.assert_array_equal(windows[:, 0, -1], starts + 9)
+
+
 def test_hdf5_scaled_integers_chunked_equal_whole(model, tmp_path):
     counts = (_long_signal() * 1000).astype(np.int16)
     path = tmp_path / "scaled.h5"
@@ -312,3 +329,137 @@ def test_chunked_parquet_reads_local_times_with_timezone(tmp_path):
 
     assert stream.sample_rate == pytest.approx(1.0)
     assert "irregular_time_steps" not in stream.metadata
+
+
+def test_interpolate_policy_rejected_in_chunks(model, tmp_path):
+    path = tmp_path / "long.npy"
+    np.save(path, _long_signal())
+    interpolating = grindwatch.pipeline._with_config(
+        model,
+        model.config.with_overrides(
+            {"data.chunk_samples": 300, "data.nan_policy": "interpolate"}
+        ),
+    )
+
+    with pytest.raises(
+        InputError, match="long.npy: cannot be scored in chunks"
+    ) as info:
+        grindwatch.score(interpolating, [path])
+
+    assert "data.nan_policy=interpolate" in info.value.problem
+    assert "--set data.nan_policy=raise" in info.value.fix
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_square_npy_reads_as_channels_first(tmp_path, order):
+    data = np.arange(16, dtype=np.float32).reshape(4, 4)
+    path = tmp_path / "square.npy"
+    np.save(path, np.asarray(data, order=order))
+    whole = read_file(path)[0]
+
+    stream = open_stream(path)
+
+    assert stream.channels == whole.channels
+    np.testing.assert_array_equal(stream.read(0, 4), whole.data)
+
+
+def test_npy_without_samples_raises(tmp_path):
+    path = tmp_path / "empty.npy"
+    np.save(path, np.zeros((2, 0), dtype=np.float32))
+
+    with pytest.raises(InputError, match=r"contains no samples \(an array of shape"):
+        open_stream(path)
+
+
+def test_short_hop_windows_cut_in_batches(tmp_path):
+    recordings = [
+        Recording(f"c{i}", make_cycle(i, 600)[:1], ["channel_0"], RATE)
+        for i in range(6)
+    ]
+    config = Config().with_overrides(
+        {
+            "windows.length": 256,
+            "windows.hop": 1,
+            "frontend.kind": "raw",
+            "detector.family": "pca",
+            "tracking.enabled": False,
+            "data.sample_rate": RATE,
+        }
+    )
+    one_hop_model = grindwatch.train(RecordingSet(recordings), config).model
+    path = tmp_path / "long.npy"
+    np.save(path, make_cycle(50, 60_000)[:1].astype(np.float32))
+    # With a hop of 1, cutting the one chunk's windows at once takes 61 MB.
+    all_windows_bytes = (60_000 - 256 + 1) * 256 * 4
+
+    tracemalloc.start()
+    try:
+        result = score_chunked(one_hop_model, path, chunk_samples=60_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert len(result.windows) == 60_000 - 256 + 1
+    assert peak < all_windows_bytes / 2
+
+
+def test_boolean_channel_rejected_in_chunks(model, tmp_path):
+    data = _long_signal()
+    path = tmp_path / "switch.parquet"
+    pd.DataFrame({"channel_0": data[0] > 0, "channel_1": data[1]}).to_parquet(path)
+
+    with pytest.raises(InputError, match="switch.parquet") as info:
+        score_chunked(model, path, chunk_samples=500)
+
+    assert "['channel_0'] are not numbers in the Parquet schema" in info.value.problem
+    assert "booleans" in info.value.problem
+    assert "stored as text" not in info.value.problem
+
+
+def test_table_model_rejected_in_chunks(feature_table, tmp_path):
+    config = Config().with_overrides(
+        {
+            "data.kind": "table",
+            "frontend.kind": "raw",
+            "detector.family": "iforest",
+            "tracking.enabled": False,
+        }
+    )
+    table_model = grindwatch.train(feature_table, config).model
+    path = tmp_path / "long.npy"
+    np.save(path, _long_signal())
+
+    with pytest.raises(
+        InputError, match="long.npy: cannot be scored in chunks"
+    ) as info:
+        score_chunked(table_model, path)
+
+    assert "feature table" in info.value.problem
+    assert info.value.fix is not None
+
+
+def test_nan_error_names_earliest_sample(tmp_path):
+    data = _long_signal()
+    data[0, 2400] = np.nan
+    data[1, 2345] = np.inf
+    np.save(tmp_path / "gap.npy", data)
+    stream = open_stream(tmp_path / "gap.npy")
+
+    with pytest.raises(InputError, match="channel 'channel_1' at sample 2345"):
+        list(stream.chunks(1000))
+
+
+def test_whole_and_chunked_name_same_first_nan(tmp_path):
+    data = _long_signal()
+    data[0, 2400] = np.nan
+    data[1, 2345] = np.nan
+    path = tmp_path / "gap.npy"
+    np.save(path, data)
+
+    with pytest.raises(InputError) as whole:
+        read_file(path)
+    with pytest.raises(InputError) as chunked:
+        list(open_stream(path).chunks(1000))
+
+    assert "channel 'channel_1' at sample 2345" in whole.value.problem
+    assert "channel 'channel_1' at sample 2345" in chunked.value.problem

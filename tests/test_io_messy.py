@@ -1098,7 +1098,7 @@ def test_chunked_parquet_text_column_named(tmp_path):
     frame.to_parquet(path)
     chunked = model.config.with_overrides({"data.chunk_samples": 300})
 
-    with pytest.raises(InputError, match=r"columns \[.b.\] are stored as text"):
+    with pytest.raises(InputError, match=r"columns \[.b.\] are not numbers in the"):
         grindwatch.score(grindwatch.pipeline._with_config(model, chunked), path)
 
 

@@ -179,15 +179,21 @@ class CycleCheck:
         _warn_uneven_lengths(raw[:, -1])
         per_channel = raw[:, :-1].reshape(len(raw), len(self.channels), 6)
         # A channel's typical size: its median level's magnitude plus its median
-        # activity. Channels that are zero throughout count in units of 1.
-        typical = np.abs(np.median(per_channel[:, :, 4], axis=0)) + np.median(
-            per_channel[:, :, 1], axis=0
-        )
+        # activity. Both are 0 for a channel at exactly 0 in most blocks, such as
+        # a gated signal, so its size is then that of its busy blocks, which is
+        # the larger magnitude of its 10th and 90th percentile levels plus its
+        # 90th percentile activity. Channels that are zero throughout count in
+        # units of 1.
+        medians = np.median(per_channel, axis=0)
+        typical = np.abs(medians[:, 4]) + medians[:, 1]
+        busy_size = np.maximum(np.abs(medians[:, 3]), np.abs(medians[:, 5]))
+        busy_size = busy_size + medians[:, 2]
+        typical = np.where(typical > 0, typical, busy_size)
         self.typical_ = np.where(typical > 0, typical, 1.0)
         # Added before the log so that channels at rest stay finite: 0.1 % of the
         # median 90th-percentile activity, which, unlike the typical size, a large
         # constant offset of the channel does not raise.
-        busy = np.median(per_channel[:, :, 2], axis=0)
+        busy = medians[:, 2]
         self.floor_ = 1e-3 * np.where(busy > 0, busy, self.typical_)
         features = self._features(raw)
         self.center_ = np.median(features, axis=0)

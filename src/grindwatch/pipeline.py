@@ -420,9 +420,12 @@ class Model:
         gaps = np.isnan(recording.data).any(axis=1)
         if gaps.any():
             names = [recording.channels[index] for index in np.flatnonzero(gaps)]
+            # Transposed, so that the first match is the earliest sample.
+            sample, channel = np.argwhere(np.isnan(recording.data.T))[0]
             raise InputError(
                 recording.source or recording.name,
-                f"contains NaN in channels {names}",
+                f"contains NaN in channels {names}, first in "
+                f"{recording.channels[channel]!r} at sample {sample}",
                 "fill or cut out the gaps before scoring",
             )
         if (

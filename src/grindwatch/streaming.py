@@ -31,7 +31,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["DEFAULT_CHUNK_SAMPLES", "score_chunked"]
 
 DEFAULT_CHUNK_SAMPLES = 1 << 22  # 4 Mi samples: 16 MiB per float32 channel
-# Windows scored at once; bounds the front end's temporary arrays.
+# Windows cut and scored at once. This bounds the window array and the front
+# end's temporary arrays, which with a short hop exceed the chunk many times.
+# NOTE: the cap counts windows, not samples, so a batch of long windows can still
+# exceed the chunk: 4096 windows of 65536 samples take 1 GiB per channel.
 _BATCH_WINDOWS = 4096
 
 
@@ -46,9 +49,11 @@ def _channel_index(model: Model, stream: ChunkedStream, path: Path) -> list[int]
     if text:
         raise InputError(
             path,
-            f"columns {text} are stored as text, not numbers, in the Parquet schema",
-            "write those columns as numbers, or score the file whole (without "
-            "chunk_samples) to find the cells that are not numbers",
+            f"columns {text} are not numbers in the Parquet schema (but text, "
+            "booleans or another type)",
+            "write those columns as numbers; for numbers stored as text, scoring "
+            "the file whole (without chunk_samples) names the first cell that is "
+            "not a number",
         )
     if missing:
         raise InputError(
@@ -105,7 +110,8 @@ def score_chunked(
     InputError
         If the file is unreadable, lacks a model channel, has another sample rate
         than the model, is shorter than one window, or contains a NaN or infinite
-        sample (named with its channel and position).
+        sample (named with its channel and position), or if the model's
+        ``data.nan_policy`` is not ``raise``.
     """
     from grindwatch.pipeline import ScoreResult, scoring_options
 
@@ -113,8 +119,25 @@ def score_chunked(
     if chunk_samples is not None and chunk_samples < 1:
         raise ValueError(f"chunk_samples={chunk_samples} must be 1 or more")
     if model.kind_ != "signals":
-        raise InputError(path, "feature tables cannot be scored in chunks")
+        raise InputError(
+            path,
+            "cannot be scored in chunks by a model trained on a feature table",
+            "score feature tables whole, with grindwatch.score, or score this "
+            "file with a model trained on signal recordings",
+        )
     options = scoring_options(model)
+    if options.nan_policy != "raise":
+        # Checked before reading, so that the CLI reports it as an input error
+        # instead of failing in the middle of the file.
+        raise InputError(
+            path,
+            f"cannot be scored in chunks with data.nan_policy={options.nan_policy}, "
+            "because filling a gap needs the next finite sample, which may lie "
+            "chunks ahead",
+            "score it with --set data.nan_policy=raise (a NaN or infinite sample "
+            "then raises), or with a model trained without data.chunk_samples to "
+            "read it whole",
+        )
     chunk_samples = chunk_samples or options.chunk_samples or DEFAULT_CHUNK_SAMPLES
     stream = open_stream(path, options)
     warn_irregular_time([(path, stream.metadata)])
@@ -123,6 +146,9 @@ def score_chunked(
     if model.cycle_check is not None:
         # Without this warning, a recording that only the cycle check would flag,
         # such as a cycle without a part, passes silently.
+        # NOTE: 'grindwatch score --set' cannot unset data.chunk_samples, so with a
+        # model trained with that setting the command line cannot score the file
+        # whole; only Python (grindwatch.score on a model without it) can.
         logger.warning(
             "%s is scored in chunks (data.chunk_samples), so the model's cycle "
             "check does not judge it and its verdict rests on its windows only; "
@@ -142,12 +168,9 @@ def score_chunked(
     starts, scores = [], []
     chunks = stream.chunks(chunk_samples, options.nan_policy)
     for window_starts, windows in iter_windows(
-        chunks, model.window_length_, model.hop_
+        chunks, model.window_length_, model.hop_, max_windows=_BATCH_WINDOWS
     ):
-        windows = windows[:, index]
-        for begin in range(0, len(windows), _BATCH_WINDOWS):
-            batch = windows[begin : begin + _BATCH_WINDOWS]
-            scores.append(model.window_scores(batch))
+        scores.append(model.window_scores(windows[:, index]))
         starts.append(window_starts)
         if progress is not None:
             done = int(window_starts[-1]) + model.window_length_

@@ -71,7 +71,8 @@ class ChunkedStream:
             chunk = self.read(start, stop)
             bad = ~np.isfinite(chunk)
             if bad.any():
-                channel, position = np.argwhere(bad)[0]
+                # Transposed, so that the first match is the earliest sample.
+                position, channel = np.argwhere(bad.T)[0]
                 raise InputError(
                     self.path,
                     f"NaN or infinite sample in channel {self.channels[channel]!r} "
@@ -82,12 +83,17 @@ class ChunkedStream:
 
 
 def iter_windows(
-    chunks: Iterator[tuple[int, np.ndarray]], length: int, hop: int
+    chunks: Iterator[tuple[int, np.ndarray]],
+    length: int,
+    hop: int,
+    max_windows: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Cut windows from consecutive chunks, as ``make_windows`` cuts a whole file.
 
     Samples that a later window still needs are carried from one chunk to the next,
     so the windows and their starts equal those of the whole recording.
+    ``max_windows`` caps the windows yielded at once. Without it, a chunk gives
+    all its windows together, which take about ``length / hop`` times its memory.
 
     Yields
     ------
@@ -109,8 +115,11 @@ def iter_windows(
             last = end - length  # latest start of a full window
             starts = np.arange(next_start, last + 1, hop, dtype=np.int64)
             view = np.lib.stride_tricks.sliding_window_view(carried, length, axis=1)
-            windows = view[:, starts - carried_start].transpose(1, 0, 2)
-            yield starts, np.ascontiguousarray(windows)
+            batch = max_windows or len(starts)
+            for begin in range(0, len(starts), batch):
+                part = starts[begin : begin + batch]
+                windows = view[:, part - carried_start].transpose(1, 0, 2)
+                yield part, np.ascontiguousarray(windows)
             next_start = int(starts[-1]) + hop
             last_end = int(starts[-1]) + length
         # Keep what the next window needs, and at least one window length for the
@@ -146,8 +155,16 @@ def _npy_stream(path: Path) -> ChunkedStream:
     if dtype.kind not in "iuf" or len(shape) not in (1, 2):
         raise InputError(
             path,
-            f"contains a {dtype} array of shape {shape}",
+            f"contains an array of dtype {dtype} and shape {shape}",
             "save one recording as a numeric (channels, samples) array",
+        )
+    if 0 in shape:
+        # Without this check, a (2, 0) array would read as 2 samples of no
+        # channel and fail as "missing channels".
+        raise InputError(
+            path,
+            f"contains no samples (an array of shape {shape})",
+            "check that the export finished",
         )
     expected = offset + int(np.prod(shape)) * dtype.itemsize
     if path.stat().st_size < expected:
@@ -162,7 +179,11 @@ def _npy_stream(path: Path) -> ChunkedStream:
     rows_outer = not fortran_order
     outer, inner = shape2d if rows_outer else shape2d[::-1]
     # Recordings have far more samples than channels: the longer axis is time.
-    time_is_inner = (inner >= outer) if len(shape) == 2 else True
+    # A square array is (channels, samples), as the whole-file reader takes it,
+    # which puts time on the inner axis only in C order.
+    time_is_inner = (
+        (inner > outer or (inner == outer and rows_outer)) if len(shape) == 2 else True
+    )
     n_samples = inner if time_is_inner else outer
     n_channels = outer if time_is_inner else inner
     _, metadata = to_float32(np.zeros(0, dtype=dtype))
@@ -416,6 +437,8 @@ def _scan_time(
 
 
 def _read_rows(parquet, columns: list, start: int, stop: int):  # noqa: ANN001, ANN202
+    # NOTE: each call reads every row group it overlaps in full, so chunks much
+    # shorter than a row group read that group once per chunk.
     import pyarrow
 
     tables, offset = [], 0

@@ -704,7 +704,8 @@ def finite_or_raise(path: Path, data: np.ndarray, channels: list[str], policy: s
     if not bad.any():
         return data
     if policy == "raise":
-        channel, position = np.argwhere(bad)[0]
+        # Transposed, so that the first match is the earliest sample.
+        position, channel = np.argwhere(bad.T)[0]
         raise InputError(
             path,
             f"{int(bad.sum())} NaN or infinite samples (values beyond the float32 "
