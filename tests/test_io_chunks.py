@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 
 import h5py
@@ -463,3 +464,31 @@ def test_whole_and_chunked_name_same_first_nan(tmp_path):
 
     assert "channel 'channel_1' at sample 2345" in whole.value.problem
     assert "channel 'channel_1' at sample 2345" in chunked.value.problem
+
+
+def test_cli_unsets_chunk_samples_to_score_whole(model, tmp_path):
+    from typer.testing import CliRunner
+
+    from grindwatch.cli import app
+
+    folder = grindwatch.pipeline._with_config(
+        model, model.config.with_overrides({"data.chunk_samples": 300})
+    ).save(tmp_path / "model")
+    data = _long_signal()
+    data[0, 1234] = np.nan
+    path = tmp_path / "gap.npy"
+    np.save(path, data)
+    command = ["score", str(path), "-m", str(folder), "--json"]
+    command += ["--set", "data.nan_policy=interpolate"]
+    runner = CliRunner()
+
+    chunked = runner.invoke(app, command)
+    whole = runner.invoke(app, command + ["--set", "data.chunk_samples=null"])
+    not_optional = runner.invoke(app, command + ["--set", "data.nan_policy=null"])
+
+    assert chunked.exit_code == 2
+    assert "--set data.chunk_samples=null to read it whole" in chunked.output
+    assert whole.exit_code == 0, whole.output
+    assert json.loads(whole.stdout)["summary"]["n_recordings"] == 1
+    assert not_optional.exit_code == 2
+    assert "data.nan_policy=null' has no value" in not_optional.output

@@ -91,7 +91,15 @@ def _echo_json(payload: Any) -> None:
     typer.echo(json.dumps(_plain(payload), indent=2, default=str, allow_nan=False))
 
 
-def _parse_set(items: list[str]) -> dict[str, Any]:
+def _parse_set(
+    items: list[str], clearable: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Parse ``--set key=value`` items as YAML values.
+
+    ``key=null`` gives None only for the keys in ``clearable``, settings whose
+    value may be unset; with_overrides skips None, so callers apply those
+    themselves.
+    """
     import yaml
 
     overrides = {}
@@ -104,6 +112,9 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
         except yaml.YAMLError:
             # Text YAML cannot parse alone, such as "," or "*", is meant as text.
             parsed = value
+        if parsed is None and key.strip() in clearable and value.strip():
+            overrides[key.strip()] = None
+            continue
         if parsed is None:
             # An empty or null value would be dropped as an option left unset, so
             # the setting would keep its value without a message, typos included.
@@ -253,18 +264,26 @@ ReadSetOpt = Annotated[
     list[str],
     typer.Option(
         "--set",
-        help="A reading option as data.NAME=value, e.g. data.nan_policy=interpolate. "
-        "The model's other settings are fixed.",
+        help="A reading option as data.NAME=value, e.g. data.nan_policy=interpolate; "
+        "data.NAME=null unsets an optional one, e.g. data.chunk_samples=null scores "
+        "files whole. The model's other settings are fixed.",
     ),
 ]
 
 
 def _with_reading_options(model, items: list[str]):  # noqa: ANN001, ANN202
     """Apply ``--set data.NAME=value`` reading options to a loaded model's config."""
-    from grindwatch.config import Config
+    from grindwatch.config import Config, DataConfig, validate_config
 
-    overrides = _parse_set(items)
     allowed = {f"data.{name}" for name in _SCORING_DATA_SETTINGS}
+    # Optional settings, such as data.chunk_samples, can be unset with
+    # data.NAME=null: a model trained with chunks then scores files whole.
+    clearable = frozenset(
+        key
+        for key in allowed
+        if DataConfig.model_fields[key.split(".")[1]].default is None
+    )
+    overrides = _parse_set(items, clearable)
     # Empty mappings such as data.match leave no key in flat(), so add them.
     known = set(Config().flat()) | allowed | {"data.stream_modes"}
     unknown = sorted(key for key in overrides if key not in known)
@@ -281,6 +300,12 @@ def _with_reading_options(model, items: list[str]):  # noqa: ANN001, ANN202
         )
     if overrides:
         model.config = _run(model.config.with_overrides, overrides)
+    cleared = [key for key, value in overrides.items() if value is None]
+    if cleared:
+        tree = model.config.model_dump()
+        for key in cleared:
+            tree["data"][key.split(".")[1]] = None
+        model.config = _run(validate_config, tree, "--set")
     return model
 
 

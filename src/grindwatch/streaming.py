@@ -52,8 +52,8 @@ def _channel_index(model: Model, stream: ChunkedStream, path: Path) -> list[int]
             f"columns {text} are not numbers in the Parquet schema (but text, "
             "booleans or another type)",
             "write those columns as numbers; for numbers stored as text, scoring "
-            "the file whole (without chunk_samples) names the first cell that is "
-            "not a number",
+            "the file whole (--set data.chunk_samples=null) names the first cell "
+            "that is not a number",
         )
     if missing:
         raise InputError(
@@ -75,7 +75,8 @@ def _check_rate(model: Model, rate: float | None, path: Path) -> None:
             path,
             f"sample rate {rate:g} differs from the model's {model.sample_rate_:g}, "
             "and chunked scoring cannot resample",
-            "resample the file first, or score it whole with resample: true",
+            "resample the file first, or score it whole with --set "
+            "data.chunk_samples=null --set data.resample=true",
         )
 
 
@@ -135,8 +136,7 @@ def score_chunked(
             "because filling a gap needs the next finite sample, which may lie "
             "chunks ahead",
             "score it with --set data.nan_policy=raise (a NaN or infinite sample "
-            "then raises), or with a model trained without data.chunk_samples to "
-            "read it whole",
+            "then raises), or with --set data.chunk_samples=null to read it whole",
         )
     chunk_samples = chunk_samples or options.chunk_samples or DEFAULT_CHUNK_SAMPLES
     stream = open_stream(path, options)
@@ -146,13 +146,10 @@ def score_chunked(
     if model.cycle_check is not None:
         # Without this warning, a recording that only the cycle check would flag,
         # such as a cycle without a part, passes silently.
-        # NOTE: 'grindwatch score --set' cannot unset data.chunk_samples, so with a
-        # model trained with that setting the command line cannot score the file
-        # whole; only Python (grindwatch.score on a model without it) can.
         logger.warning(
             "%s is scored in chunks (data.chunk_samples), so the model's cycle "
             "check does not judge it and its verdict rests on its windows only; "
-            "score it whole to apply the check",
+            "score it whole (--set data.chunk_samples=null) to apply the check",
             path,
         )
     if stream.n_samples < model.window_length_:
