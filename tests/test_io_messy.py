@@ -1378,6 +1378,20 @@ def test_npz_channel_names_must_fit_the_data(tmp_path):
         read_file(tmp_path / "empty.npy")
 
 
+def test_npz_object_channel_names_error_gives_fix(tmp_path):
+    # np.array(df.columns) of a DataFrame is an object array, which np.load
+    # reads only with allow_pickle, so the names must be saved as text.
+    path = tmp_path / "names.npz"
+    names = np.array(["a", "b", "c"], dtype=object)
+    np.savez(path, data=make_cycle(0, 400), channels=names)
+
+    with pytest.raises(InputError) as error:
+        read_file(path)
+
+    assert "names.npz: array 'channels' cannot be read" in str(error.value)
+    assert "np.array(names, dtype=str)" in str(error.value)
+
+
 def test_parquet_time_index_gives_rate(tmp_path):
     # DataFrame.to_parquet stores a named index, and pyarrow made it the index
     # again, so the time was lost and the file had no sample rate.
