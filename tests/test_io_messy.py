@@ -1327,8 +1327,11 @@ def test_file_without_the_channels_is_probably_no_recording(tmp_path):
     path = tmp_path / "train.csv"
     pd.DataFrame({"No": [1, 2, 3], "feedrate": [3.0, 6.0, 20.0]}).to_csv(path)
 
-    with pytest.raises(InputError, match="so it is probably not a recording"):
+    with pytest.raises(InputError, match="so it is probably not a recording") as error:
         read_file(path, ReadOptions(channels=CHANNELS))
+
+    # A misspelled --channels gives the same error for every file.
+    assert "correct the names in data.channels (--channels)" in str(error.value)
 
 
 def test_few_training_windows_suggest_shorter_ones(tmp_path, caplog):
