@@ -56,6 +56,16 @@ def test_features_reject_one_sample_windows():
         FrontEnd("features").fit(windows)
 
 
+def test_spectrum_bands_error_names_setting():
+    windows = np.ones((4, 2, 60), dtype=np.float32)
+
+    with pytest.raises(ConfigError) as error:
+        FrontEnd("spectrum", 32).fit(windows)
+
+    assert "frontend.n_bands=32" in str(error.value)
+    assert "--set frontend.n_bands=30" in str(error.value)
+
+
 def _setpoint_cycles(rng: np.random.Generator, n: int) -> list[Recording]:
     # A noisy vibration channel beside a set point held at exactly 5.
     t = np.arange(2000) / 1000

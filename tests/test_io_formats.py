@@ -252,6 +252,19 @@ def test_mat_v5_with_rate_and_channel_names(tmp_path):
     assert recording.metadata["mat_version"] == "5"
 
 
+def test_mat_char_matrix_names_lose_padding(tmp_path):
+    path = tmp_path / "run.mat"
+    values = _sine(500, 3)
+    # savemat writes a list of strings as a char matrix, as MATLAB's char() does,
+    # with each row padded to the longest name ("ae     ").
+    names = ["ae", "vib x", "current"]
+    savemat(path, {"data": values.T, "fs": 2000.0, "channels": names})
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["ae", "vib x", "current"]
+
+
 def test_mat_v5_struct_field_selected_by_dotted_name(tmp_path):
     path = tmp_path / "nested.mat"
     values = _sine(300, 2)

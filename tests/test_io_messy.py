@@ -1327,8 +1327,11 @@ def test_file_without_the_channels_is_probably_no_recording(tmp_path):
     path = tmp_path / "train.csv"
     pd.DataFrame({"No": [1, 2, 3], "feedrate": [3.0, 6.0, 20.0]}).to_csv(path)
 
-    with pytest.raises(InputError, match="so it is probably not a recording"):
+    with pytest.raises(InputError, match="so it is probably not a recording") as error:
         read_file(path, ReadOptions(channels=CHANNELS))
+
+    # A misspelled --channels gives the same error for every file.
+    assert "correct the names in data.channels (--channels)" in str(error.value)
 
 
 def test_few_training_windows_suggest_shorter_ones(tmp_path, caplog):
@@ -1376,6 +1379,20 @@ def test_npz_channel_names_must_fit_the_data(tmp_path):
         read_file(tmp_path / "names.npz")
     with pytest.raises(InputError, match="holds no samples"):
         read_file(tmp_path / "empty.npy")
+
+
+def test_npz_object_channel_names_error_gives_fix(tmp_path):
+    # np.array(df.columns) of a DataFrame is an object array, which np.load
+    # reads only with allow_pickle, so the names must be saved as text.
+    path = tmp_path / "names.npz"
+    names = np.array(["a", "b", "c"], dtype=object)
+    np.savez(path, data=make_cycle(0, 400), channels=names)
+
+    with pytest.raises(InputError) as error:
+        read_file(path)
+
+    assert "names.npz: array 'channels' cannot be read" in str(error.value)
+    assert "np.array(names, dtype=str)" in str(error.value)
 
 
 def test_parquet_time_index_gives_rate(tmp_path):

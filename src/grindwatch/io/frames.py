@@ -683,7 +683,8 @@ def _select(path: Path, available: list[str], options: ReadOptions) -> list[str]
             f"has none of the channels {shorten_list(missing)}; its numeric columns "
             f"are {shorten_list(available)}, so it is probably not a recording",
             "leave it out by passing the recordings' files or a glob such as "
-            "'DIR/**/*.csv', or fix data.channels",
+            "'DIR/**/*.csv'; if it is a recording, correct the names in "
+            "data.channels (--channels)",
         )
     if missing:
         raise InputError(

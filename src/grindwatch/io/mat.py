@@ -180,7 +180,11 @@ def _channel_names(variables: dict[str, Any], count: int, default: list[str]):  
         value = variables.get(name)
         if value is None:
             continue
-        names = [str(item) for item in np.atleast_1d(value)]
+        items = np.atleast_1d(value)
+        names = [str(item) for item in items]
+        if items.dtype.kind == "U":
+            # A char matrix pads its rows with spaces to the longest name.
+            names = [name.rstrip(" ") for name in names]
         if len(names) == count:
             return names
     return default

@@ -37,7 +37,9 @@ def _array(path: Path, archive, key: str) -> np.ndarray:  # noqa: ANN001 - NpzFi
         raise InputError(
             path,
             f"array {key!r} cannot be read ({error})",
-            "save it as a plain numeric or text array",
+            "save it as a plain numeric or text array, such as "
+            "np.array(names, dtype=str) for channel names (np.array(df.columns) "
+            "is an array of Python objects, which only pickle can load)",
         ) from None
 
 

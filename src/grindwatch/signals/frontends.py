@@ -109,8 +109,10 @@ class FrontEnd:
             )
         if self.kind == "spectrum" and not 1 <= self.n_bands <= X.shape[-1] // 2:
             raise ConfigError(
-                f"n_bands={self.n_bands} does not fit windows of {X.shape[-1]} "
-                f"samples; use at most {X.shape[-1] // 2} bands or longer windows"
+                f"frontend.n_bands={self.n_bands} does not fit windows of "
+                f"{X.shape[-1]} samples, which have at most {X.shape[-1] // 2} "
+                f"bands; set fewer (--set frontend.n_bands={X.shape[-1] // 2}) or "
+                f"use longer windows"
             )
         if self.kind == "features" and X.shape[-1] < 2:
             # Zero-crossing rate and mean absolute difference compare neighbouring
