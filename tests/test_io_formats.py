@@ -460,6 +460,26 @@ def test_hdf5_scale_per_channel_of_2d(tmp_path):
     )
 
 
+def test_hdf5_names_of_another_count_warn(tmp_path, caplog):
+    path = tmp_path / "adc.h5"
+    with h5py.File(path, "w") as handle:
+        handle["adc"] = _sine(300, 3)
+        handle["adc"].attrs["channels"] = ["ae", "current"]
+
+    recording = read_file(path)[0]
+    stream = open_stream(path)
+
+    expected = ["adc[0]", "adc[1]", "adc[2]"]
+    assert recording.channels == expected
+    assert stream.channels == expected
+    messages = [record.getMessage() for record in caplog.records]
+    warnings = [message for message in messages if "names 2 channels" in message]
+    assert len(warnings) == 2
+    assert (
+        "'channels' of 'adc' names 2 channels, but the dataset holds 3" in (warnings[0])
+    )
+
+
 @pytest.mark.parametrize(
     ("value", "problem"),
     [

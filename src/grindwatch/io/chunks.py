@@ -463,9 +463,7 @@ def _hdf5_layout(path: Path, handle, options: ReadOptions) -> dict[str, Any]:  #
     if len(names) == 1 and len(shape) == 2:
         time_axis = 0 if shape[0] > shape[1] else 1
         n_channels = shape[1 - time_axis]
-        channels = hdf5._attribute(items, hdf5._CHANNEL_ATTRIBUTES)
-        if channels is None or len(channels) != n_channels:
-            channels = [f"{names[0]}[{i}]" for i in range(n_channels)]
+        channels = hdf5.two_d_channel_names(path, names, items, n_channels)
     else:
         time_axis = 0
         channels = [name.rsplit("/", 1)[-1] for name in names]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from grindwatch.io.recording import Recording
 from grindwatch.io.samples import to_float32
 
 __all__ = ["read_hdf5"]
+
+logger = logging.getLogger(__name__)
 
 _RATE_ATTRIBUTES = ("sample_rate", "sampling_rate", "fs", "rate", "samplerate")
 _CHANNEL_ATTRIBUTES = ("channels", "channel_names", "columns")
@@ -52,6 +55,34 @@ def _named_attribute(items: list, names: tuple[str, ...]):  # noqa: ANN202
 def _attribute(items: list, names: tuple[str, ...]):  # noqa: ANN202
     found = _named_attribute(items, names)
     return None if found is None else found[1]
+
+
+def two_d_channel_names(
+    path: Path, names: list[str], items: list, n_channels: int
+) -> list:
+    """Name the channels of one 2-D dataset from its attribute, else ``NAME[i]``."""
+    found = _named_attribute(items, _CHANNEL_ATTRIBUTES)
+    if found is None:
+        return [f"{names[0]}[{i}]" for i in range(n_channels)]
+    channel_names = np.atleast_1d(found[1])
+    if len(channel_names) != n_channels:
+        # Without this warning the numbered names show up only as missing
+        # channels when a model trained on the attribute's names scores the file.
+        logger.warning(
+            "%s: the HDF5 attribute %r of %r names %d channels, but the dataset "
+            "holds %d, so they are named %s[0] to %s[%d]; write one name per "
+            "channel",
+            path,
+            found[0],
+            names[0],
+            len(channel_names),
+            n_channels,
+            names[0],
+            names[0],
+            n_channels - 1,
+        )
+        return [f"{names[0]}[{i}]" for i in range(n_channels)]
+    return list(channel_names)
 
 
 def _number(path: Path, value, where: str) -> float:  # noqa: ANN001
@@ -227,9 +258,7 @@ def _read_open(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN20
         # Recordings have far more samples than channels: put channels first.
         if data.shape[0] > data.shape[1]:
             data = data.T
-        channel_names = _attribute(items, _CHANNEL_ATTRIBUTES)
-        if channel_names is None or len(channel_names) != data.shape[0]:
-            channel_names = [f"{names[0]}[{i}]" for i in range(data.shape[0])]
+        channel_names = two_d_channel_names(path, names, items, data.shape[0])
     else:
         data = np.stack([np.asarray(item[()]) for item in items])
         channel_names = [name.rsplit("/", 1)[-1] for name in names]
