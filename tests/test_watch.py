@@ -724,6 +724,33 @@ def test_csv_mirrors_sqlite_table(trained, folder, tmp_path):
     assert mirrored["status"].tolist() == ["failed", "scored", "scored"]
 
 
+def test_csv_write_failure_retried(trained, folder, tmp_path, caplog):
+    store = ResultStore(tmp_path / "results.sqlite")
+    csv_folder = tmp_path / "shared"
+    csv_folder.mkdir()
+    watcher = Watcher(
+        trained["model"], folder, store, csv_folder / "results.csv", settle_seconds=0
+    )
+    # A file in place of the CSV copy's folder makes writing the copy fail, also
+    # for root, whom file permissions do not stop.
+    shutil.rmtree(csv_folder)
+    csv_folder.write_text("not a folder")
+    write_cycles(folder, 1, start_seed=115)
+
+    with caplog.at_level(logging.ERROR, logger="grindwatch.watch"):
+        blocked = watcher.poll()
+    csv_folder.unlink()
+    csv_folder.mkdir()
+    retried = watcher.poll()
+    mirrored = pd.read_csv(csv_folder / "results.csv")
+
+    assert len(blocked) == 1
+    assert retried == []
+    assert "could not write the CSV copy" in caplog.text
+    assert str(csv_folder / "results.csv") in caplog.text
+    assert mirrored["path"].tolist() == ["cycle_115.csv"]
+
+
 def test_csv_window_counts_are_integers(trained, folder, tmp_path):
     watcher = _watcher(trained, folder, tmp_path)
     write_cycles(folder, 1, start_seed=110)

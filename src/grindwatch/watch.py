@@ -40,7 +40,8 @@ The CSV copy of the table is rebuilt from SQLite after each poll that added
 results or moves, written to a temporary file and renamed over the old one. A
 reader never sees a torn row, and SQLite stays the one source of truth: a crash
 between the commit and the rename leaves the CSV one poll behind until the next
-start, which rebuilds it first.
+start, which rebuilds it first. A failed write of the CSV copy (disk full, folder
+gone) is logged and tried again at each poll until it succeeds.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from typing import Any
 
 import pandas as pd
 
-from grindwatch.exceptions import InputError
+from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.explain import leading_channel
 from grindwatch.fingerprint import content_fingerprint
 from grindwatch.io import list_files, read_file
@@ -654,6 +655,10 @@ class Watcher:
         # Rows the current poll added to the moves table, and current paths it
         # changed, so that the CSV copy is written again.
         self._moves_added = 0
+        # True while the CSV copy lacks rows that SQLite has, and the number of
+        # polls in a row that could not write it.
+        self._csv_stale = False
+        self._csv_failures = 0
         self._excluded = {store.path.resolve()}
         if self.csv_path is not None:
             self._excluded.add(self.csv_path.resolve())
@@ -825,9 +830,40 @@ class Watcher:
                 if cycle is None:
                     self.failed.append(key.path)
                 self._report(key, cycle, reason)
-        if (added or self._moves_added) and self.csv_path is not None:
-            self.store.export_csv(self.csv_path)
+        if added or self._moves_added:
+            self._csv_stale = True
+        self._export_csv()
         return added
+
+    def _export_csv(self) -> None:
+        """Rewrite the CSV copy when results or moves were added since it was last
+        written. A failed write (disk full, folder removed) is logged and tried
+        again at the next poll, because SQLite keeps the results meanwhile."""
+        if not self._csv_stale or self.csv_path is None:
+            return
+        try:
+            self.store.export_csv(self.csv_path)
+        except (OSError, ConfigError) as error:
+            self._csv_failures += 1
+            level = logging.ERROR if self._csv_failures == 1 else logging.DEBUG
+            logger.log(
+                level,
+                "could not write the CSV copy %s (%s); %s keeps every result, and "
+                "the copy is written again at the next poll. Check that the folder "
+                "exists, that you may write there and that the disk has space.",
+                self.csv_path,
+                error,
+                self.store.path,
+            )
+            return
+        if self._csv_failures:
+            logger.info(
+                "wrote the CSV copy %s again, after %d failed attempts",
+                self.csv_path,
+                self._csv_failures,
+            )
+        self._csv_stale = False
+        self._csv_failures = 0
 
     def _store_known(self, path: Path, key: FileKey, known: dict[str, Any]) -> None:
         """Store the file ``key``, whose content is that of the result ``known``, as
