@@ -765,6 +765,22 @@ def test_csv_window_counts_are_integers(trained, folder, tmp_path):
     assert scored[header.index("flagged_windows")] == "0"
 
 
+def test_file_stored_by_other_watcher_not_touched(trained, folder, tmp_path):
+    first = _watcher(trained, folder, tmp_path)
+    second = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=116)
+
+    scored = first.poll()
+    seen = second.poll()
+    again = second.poll()
+
+    assert len(scored) == 1
+    assert seen == []
+    assert again == []
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_116.csv"]
+    assert second.store.moves().empty
+
+
 def test_store_ignores_key_already_stored(trained, tmp_path):
     store = ResultStore(tmp_path / "results.sqlite")
     key = FileKey("a.csv", 10, 20)

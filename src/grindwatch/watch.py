@@ -872,6 +872,13 @@ class Watcher:
             # The file changed while it was hashed: wait until it settles again.
             self._seen.pop(key.path, None)
             return
+        if FileKey(known["path"], known["size"], known["mtime_ns"]) == key:
+            # Another watcher on the same store scored this very file since this
+            # one started, so it is neither a move, a copy nor a touch.
+            self._known[key] = known["id"]
+            self._current[known["id"]] = known["current_path"]
+            self._seen.pop(key.path, None)
+            return
 
         # NOTE: a stored path with a byte that is not UTF-8 was escaped (see
         # _valid_utf8) and names no file, so a copy of such a file counts as moved.
