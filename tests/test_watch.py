@@ -206,6 +206,19 @@ def test_waits_until_file_settles(trained, folder, tmp_path):
     assert watcher.pending() == []
 
 
+def test_file_deleted_before_settling_not_pending(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path, settle_seconds=60)
+    write_cycles(folder, 2, start_seed=32)
+
+    watcher.poll()
+    waiting = watcher.pending()
+    (folder / "cycle_032.csv").unlink()
+    watcher.poll()
+
+    assert waiting == ["cycle_032.csv", "cycle_033.csv"]
+    assert watcher.pending() == ["cycle_033.csv"]
+
+
 def test_marker_suffix_completes_without_waiting(trained, folder, tmp_path):
     watcher = _watcher(
         trained, folder, tmp_path, settle_seconds=60, marker_suffix=".done"

@@ -780,6 +780,8 @@ class Watcher:
         self._moves_added = 0
         candidates = self.candidates()
         listed = {key.path for _, key in candidates}
+        # A file deleted or moved away before it settled is no longer pending.
+        self._seen = {path: seen for path, seen in self._seen.items() if path in listed}
         self._streams = {
             stream: folder
             for stream, folder in self._streams.items()
