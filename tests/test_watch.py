@@ -794,6 +794,24 @@ def test_file_stored_by_other_watcher_not_touched(trained, folder, tmp_path):
     assert second.store.moves().empty
 
 
+def test_deleted_store_started_again(trained, folder, tmp_path, caplog):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=117)
+    watcher.poll()
+    for path in tmp_path.glob("results.sqlite*"):
+        path.unlink()
+    write_cycles(folder, 1, start_seed=118)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.watch"):
+        added = watcher.poll()
+    mirrored = pd.read_csv(tmp_path / "results.csv")
+
+    assert len(added) == 2
+    assert "was deleted while watching" in caplog.text
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_117.csv", "cycle_118.csv"]
+    assert mirrored["path"].tolist() == ["cycle_117.csv", "cycle_118.csv"]
+
+
 def test_store_ignores_key_already_stored(trained, tmp_path):
     store = ResultStore(tmp_path / "results.sqlite")
     key = FileKey("a.csv", 10, 20)

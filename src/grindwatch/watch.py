@@ -211,6 +211,25 @@ class ResultStore:
         finally:
             connection.close()
 
+    def has_tables(self) -> bool:
+        """Return True when the database contains the results table.
+
+        It does not after the file was deleted while a watcher ran: the next
+        connection creates an empty file in its place.
+        """
+        connection = self._connect()
+        try:
+            row = connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results'"
+            ).fetchone()
+        finally:
+            connection.close()
+        return row is not None
+
+    def create_tables(self) -> None:
+        """Create the tables that do not exist yet."""
+        self._create_tables()
+
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=30)
         connection.row_factory = sqlite3.Row
@@ -774,6 +793,8 @@ class Watcher:
         A failed file touched in place is the exception, and is tried again.
         """
         now = time.monotonic()
+        if not self._reopen_deleted_store():
+            return []
         if not self._hashed_old_results:
             self._hash_old_results()
         added = []
@@ -836,6 +857,41 @@ class Watcher:
             self._csv_stale = True
         self._export_csv()
         return added
+
+    def _reopen_deleted_store(self) -> bool:
+        """Start an empty results table when the database was deleted (or emptied)
+        while watching, as a user who wants a fresh table does. Returns False when
+        the database cannot be checked or created, so that the poll stops.
+
+        The files in the folder are then new, as after a restart on a new
+        ``--results`` file, and are scored again.
+        """
+        try:
+            if self.store.has_tables():
+                return True
+            self.store.create_tables()
+        except sqlite3.Error as error:
+            self._store_failures += 1
+            logger.log(
+                logging.ERROR if self._store_failures == 1 else logging.DEBUG,
+                "could not open the results database %s (%s); the next poll tries "
+                "again",
+                self.store.path,
+                error,
+            )
+            return False
+        logger.warning(
+            "the results database %s was deleted while watching; started a new one, "
+            "and the files in %s are scored again",
+            self.store.path,
+            self.folder,
+        )
+        self._known = {}
+        self._current = {}
+        self._run = []
+        self.run_notice = None
+        self._csv_stale = True
+        return True
 
     def _export_csv(self) -> None:
         """Rewrite the CSV copy when results or moves were added since it was last
