@@ -915,6 +915,23 @@ def test_watch_rejects_results_not_sqlite(trained, folder):
     assert Path("notes.sqlite").read_text() == "time,vib_x\n0,1\n"
 
 
+def test_watch_rejects_csv_at_results_path(trained, folder, tmp_path):
+    _register_extensions()
+    # Only a database named like a table passes the check of the --csv suffix.
+    database = tmp_path / "results.csv"
+    ResultStore(database).add(FileKey("a.csv", 10, 20), None, "unreadable")
+
+    result = CliRunner().invoke(
+        cli_app,
+        ["watch", str(folder), "--model", str(trained["bundle"]), "--once"]
+        + ["--results", str(database), "--csv", str(database)],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "the CSV copy would overwrite the results database" in result.output
+    assert ResultStore(database).frame()["path"].tolist() == ["a.csv"]
+
+
 def test_store_rejects_folder_path(tmp_path):
     (tmp_path / "results.sqlite").mkdir()
 

@@ -680,6 +680,12 @@ class Watcher:
         self._csv_failures = 0
         self._excluded = {store.path.resolve()}
         if self.csv_path is not None:
+            if self.csv_path.resolve() == store.path.resolve():
+                raise ConfigError(
+                    f"{self.csv_path}: the CSV copy would overwrite the results "
+                    "database of the same name; pass a --csv path other than "
+                    "--results"
+                )
             self._excluded.add(self.csv_path.resolve())
             store.export_csv(self.csv_path)
 
