@@ -881,7 +881,8 @@ class Watcher:
             logger.log(
                 logging.ERROR if self._store_failures == 1 else logging.DEBUG,
                 "could not open the results database %s (%s); the next poll tries "
-                "again",
+                "again. If another program replaced the file, move it away or "
+                "restart with another --results path",
                 self.store.path,
                 error,
             )
