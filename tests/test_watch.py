@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -661,6 +662,33 @@ def test_alarm_logged_with_details(trained, folder, tmp_path, caplog):
     assert row["top_channel"] == "vib_y"
     assert "ALARM cycle_100.csv" in caplog.text
     assert "above the threshold" in caplog.text
+
+
+def test_alarm_log_file_has_whole_lines(trained, folder, tmp_path):
+    # A long folder name makes the alarm longer than any console width.
+    deep = folder / ("line_with_a_long_descriptive_name_" * 4)
+    write_cycles(deep, 1, start_seed=100, anomaly="spike")
+    command = grindwatch_command(
+        "watch",
+        str(folder),
+        "--model",
+        str(trained["bundle"]),
+        "--results",
+        str(tmp_path / "results.sqlite"),
+        "--settle",
+        "0",
+        "--once",
+    )
+
+    with open(tmp_path / "watch.log", "wb") as log:
+        subprocess.run(command, stderr=log, check=True, timeout=120)
+    lines = (tmp_path / "watch.log").read_text().splitlines()
+    alarms = [line for line in lines if "ALARM" in line]
+
+    assert len(alarms) == 1, lines
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ WARNING ", alarms[0])
+    assert "cycle_100.csv: score" in alarms[0]
+    assert "worst window" in alarms[0]
 
 
 def test_alarm_names_worst_window_time(trained, folder, tmp_path, caplog):

@@ -248,7 +248,7 @@ def watch(
     from grindwatch._console import console, setup_logging
     from grindwatch.cli import _load_model, _run, _with_reading_options
 
-    setup_logging(verbose)
+    setup_logging(verbose, timestamps=True)
     loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
     store = _run(_store, results)
     watcher = _run(
