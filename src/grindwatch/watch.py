@@ -674,8 +674,8 @@ class Watcher:
         # Rows the current poll added to the moves table, and current paths it
         # changed, so that the CSV copy is written again.
         self._moves_added = 0
-        # True while the CSV copy lacks rows that SQLite has, and the number of
-        # polls in a row that could not write it.
+        # Whether the CSV copy lacks rows that SQLite has, and how many polls in a
+        # row failed to write it.
         self._csv_stale = False
         self._csv_failures = 0
         self._excluded = {store.path.resolve()}
