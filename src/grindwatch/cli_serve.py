@@ -149,7 +149,7 @@ def serve(
     )
     from grindwatch.serve import ServiceLimits, create_app
 
-    setup_logging(verbose)
+    setup_logging(verbose, timestamps=True)
     if int(max_body_mb * 1024 * 1024) < 1:
         _fail(
             f"--max-body-mb {max_body_mb:g} is less than one byte and would reject "
