@@ -138,6 +138,34 @@ def test_folder_removed_while_listed(trained, folder, tmp_path, monkeypatch):
     assert _paths(tmp_path / "results.sqlite") == ["cycle_026.csv"]
 
 
+def test_unreadable_subfolder_logged_once(
+    trained, folder, tmp_path, monkeypatch, caplog
+):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=27)
+    (folder / "locked").mkdir()
+    iterdir = Path.iterdir
+
+    def deny_locked(path: Path):  # noqa: ANN202
+        # File permissions do not stop root, so the denial is simulated.
+        if path.name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return iterdir(path)
+
+    monkeypatch.setattr(Path, "iterdir", deny_locked)
+    with caplog.at_level(logging.INFO, logger="grindwatch.watch"):
+        denied = watcher.poll()
+        watcher.poll()
+        monkeypatch.setattr(Path, "iterdir", iterdir)
+        allowed = watcher.poll()
+
+    assert denied == []
+    assert caplog.text.count("could not list the watched folder") == 1
+    assert "Permission denied" in caplog.text
+    assert "listed the watched folder" in caplog.text
+    assert len(allowed) == 1
+
+
 def test_file_name_not_utf8_stored_once(trained, folder, tmp_path):
     watcher = _watcher(trained, folder, tmp_path)
     write_cycles(folder, 2, start_seed=27)

@@ -669,6 +669,8 @@ class Watcher:
         self._store_failures = 0
         # True while the watched folder is missing, so that it is warned about once.
         self._folder_missing = False
+        # True while listing the watched folder fails, so that it is logged once.
+        self._listing_failed = False
         # False until the first poll hashed the results stored without a hash.
         self._hashed_old_results = False
         # Rows the current poll added to the moves table, and current paths it
@@ -700,6 +702,22 @@ class Watcher:
         except InputError:
             self._note_folder_state()
             return []  # nothing readable in the folder yet
+        except OSError as error:
+            # A subfolder the watcher may not list (another user's, mode 700)
+            # stops the whole listing, so no file is scored until it is fixed.
+            if not self._listing_failed:
+                logger.error(
+                    "could not list the watched folder %s (%s); no file is scored "
+                    "until the watcher may read every folder in it, or that folder "
+                    "is moved out of it",
+                    self.folder,
+                    error,
+                )
+            self._listing_failed = True
+            return []
+        if self._listing_failed:
+            logger.info("listed the watched folder %s again", self.folder)
+            self._listing_failed = False
         self._note_folder_state()
         found = []
         for path in listed:
