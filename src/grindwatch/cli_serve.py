@@ -293,13 +293,15 @@ def watch(
             else ""
         )
         + (
-            f" {left_out} were left out because their metadata does not match "
+            f" {left_out} {'was' if left_out == 1 else 'were'} left out because "
+            "their metadata does not match "
             f"data.match {dict(loaded.config.data.match)}."
             if left_out
             else ""
         )
         + (
-            f" {len(pending)} were still changing and are left for the next run: "
+            f" {len(pending)} {'was' if len(pending) == 1 else 'were'} still "
+            "changing and left for the next run: "
             f"{', '.join(pending[:5])}{' ...' if len(pending) > 5 else ''}."
             if pending
             else ""
