@@ -1169,6 +1169,27 @@ def test_cycle_folders_scored_as_one_recording(grinding_model, tmp_path):
     assert rows["n_windows"].tolist() == [4, 4]
 
 
+def test_damaged_cycle_folder_names_file(grinding_model, tmp_path):
+    from grindwatch.io.synthetic import write_grinding_cycles
+
+    [cycle] = write_grinding_cycles(tmp_path / "new", 1, seed=6, **SMALL_CYCLES)
+    folder = tmp_path / "incoming"
+    shutil.copytree(cycle.path, folder / cycle.path.name)
+    (folder / cycle.path.name / "meta.json").write_text("{not json")
+    watcher = Watcher(
+        grinding_model,
+        folder,
+        ResultStore(tmp_path / "results.sqlite"),
+        settle_seconds=0,
+    )
+
+    watcher.poll()
+    row = watcher.store.frame().iloc[0]
+
+    assert row["status"] == "failed"
+    assert row["reason"].startswith("meta.json: ")
+
+
 def test_moved_cycle_folder_not_scored_again(grinding_model, tmp_path):
     from grindwatch.io.synthetic import write_grinding_cycles
 

@@ -63,6 +63,7 @@ from grindwatch.explain import leading_channel
 from grindwatch.fingerprint import content_fingerprint
 from grindwatch.io import list_files, read_file
 from grindwatch.io.cycle_folder import COLUMN_PATTERN
+from grindwatch.io.dataset import _reason as skip_reason
 from grindwatch.io.dataset import matches_metadata, source_path
 from grindwatch.online import CycleScore, check_signal_model, score_recording
 from grindwatch.pipeline import Model, scoring_options
@@ -1073,7 +1074,9 @@ class Watcher:
                 )
             return score_recording(self.model, recordings[0]), None
         except InputError as error:
-            return None, error.problem + (f"; {error.fix}" if error.fix else "")
+            # For a cycle folder, the reason starts with the damaged file's path in
+            # it (meta.json, raw/NAME.parquet), as in grindwatch score.
+            return None, skip_reason(error, path)
         except (OSError, ValueError) as error:
             # A reader failed in a way it does not translate (a corrupt file deep
             # inside a format library): record it and go on with the next file.
