@@ -933,6 +933,39 @@ def test_watch_command_once(trained, folder, tmp_path):
 
 
 @pytest.mark.usefixtures("restored_logging")
+def test_watch_once_fails_when_store_locked(trained, folder, monkeypatch):
+    _register_extensions()
+    write_cycles(folder, 1, start_seed=122)
+    ResultStore("out.sqlite")
+    connect = ResultStore._connect
+
+    def impatient_connect(store: ResultStore) -> sqlite3.Connection:
+        # Give up on the lock after 0.1 s instead of the store's 30 s.
+        connection = connect(store)
+        connection.execute("PRAGMA busy_timeout = 100")
+        return connection
+
+    monkeypatch.setattr(ResultStore, "_connect", impatient_connect)
+    lock = sqlite3.connect("out.sqlite", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        result = CliRunner().invoke(
+            cli_app,
+            ["watch", str(folder), "--model", str(trained["bundle"]), "--once"]
+            + ["--settle", "0", "--results", "out.sqlite"],
+        )
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+
+    assert result.exit_code == 2, result.output
+    assert "database is locked" in result.output
+    assert "out.sqlite: could not store every result" in result.output
+    assert "still changing" not in result.output
+    assert _paths(Path("out.sqlite")) == []
+
+
+@pytest.mark.usefixtures("restored_logging")
 def test_watch_command_survives_reader_bug(trained, folder, monkeypatch):
     _register_extensions()
     _break_reader(monkeypatch, "cycle_150.csv")

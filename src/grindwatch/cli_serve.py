@@ -246,7 +246,7 @@ def watch(
 ) -> None:
     """Score each new recording that lands in a folder; log every alarm."""
     from grindwatch._console import console, setup_logging
-    from grindwatch.cli import _load_model, _run, _with_reading_options
+    from grindwatch.cli import _fail, _load_model, _run, _with_reading_options
 
     setup_logging(verbose, timestamps=True)
     loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
@@ -280,7 +280,9 @@ def watch(
     # A file counts as complete only once two scans --settle seconds apart saw it
     # unchanged, so one scan alone would score nothing.
     added = watcher.run(interval=settle, max_polls=2 if settle > 0 else 1)
-    pending = watcher.pending()
+    # After a failed write, the files not stored stay seen but are not changing,
+    # and the error below covers them.
+    pending = [] if watcher.store_failing else watcher.pending()
     waiting = watcher.waiting_cycle_folders()
     failed = len(watcher.failed)
     left_out = len(watcher.left_out)
@@ -316,6 +318,16 @@ def watch(
         ),
         highlight=False,
     )
+    if watcher.store_failing:
+        _fail(
+            f"{results}: could not store every result (see the errors above); "
+            "the files not stored are scored at the next run"
+        )
+    if watcher.csv_behind:
+        _fail(
+            f"{csv}: could not write the CSV copy (see the errors above); {results} "
+            "keeps every result, and the next run writes the copy"
+        )
 
 
 def _store(path: Path):  # noqa: ANN202

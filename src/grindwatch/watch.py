@@ -1204,6 +1204,16 @@ class Watcher:
             "operating point changed on purpose, train a model for it."
         )
 
+    @property
+    def store_failing(self) -> bool:
+        """Whether the latest write to the results database failed."""
+        return self._store_failures > 0
+
+    @property
+    def csv_behind(self) -> bool:
+        """Whether the CSV copy lacks results because writing it failed."""
+        return self._csv_stale and self.csv_path is not None
+
     def pending(self) -> list[str]:
         """Files seen but not yet scored, because they were still changing."""
         return sorted(self._seen)
