@@ -41,7 +41,9 @@ results or moves, written to a temporary file and renamed over the old one. A
 reader never sees a torn row, and SQLite stays the one source of truth: a crash
 between the commit and the rename leaves the CSV one poll behind until the next
 start, which rebuilds it first. A failed write of the CSV copy (disk full, folder
-gone) is logged and tried again at each poll until it succeeds.
+gone) is logged and tried again at each poll until it succeeds. A database deleted
+while watching is created again at the next poll, and every file in the folder is
+then new.
 """
 
 from __future__ import annotations
