@@ -35,12 +35,13 @@ def console():  # noqa: ANN201
 
 
 def setup_logging(verbose: int, timestamps: bool = False) -> None:
-    """Send log records through a RichHandler on the progress console.
+    """Send log records to stderr, through a RichHandler on the progress console.
 
     With ``timestamps`` (long-running commands such as ``watch``), each record
-    carries its time. When stderr is not a terminal (a log file or a service
-    journal), each record is then one unwrapped line that starts with its UTC time
-    and level, so that ``grep ALARM`` finds whole alarms.
+    carries its time. When stderr is then not a terminal (a log file or a service
+    journal), a plain handler replaces Rich and writes each record as one unwrapped
+    line that starts with its UTC time and level, so that ``grep ALARM`` finds
+    whole alarms.
     """
     from rich.logging import RichHandler
 
