@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -137,6 +138,34 @@ def test_folder_removed_while_listed(trained, folder, tmp_path, monkeypatch):
     assert _paths(tmp_path / "results.sqlite") == ["cycle_026.csv"]
 
 
+def test_unreadable_subfolder_logged_once(
+    trained, folder, tmp_path, monkeypatch, caplog
+):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=27)
+    (folder / "locked").mkdir()
+    iterdir = Path.iterdir
+
+    def deny_locked(path: Path):  # noqa: ANN202
+        # File permissions do not stop root, so the denial is simulated.
+        if path.name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return iterdir(path)
+
+    monkeypatch.setattr(Path, "iterdir", deny_locked)
+    with caplog.at_level(logging.INFO, logger="grindwatch.watch"):
+        denied = watcher.poll()
+        watcher.poll()
+        monkeypatch.setattr(Path, "iterdir", iterdir)
+        allowed = watcher.poll()
+
+    assert denied == []
+    assert caplog.text.count("could not list the watched folder") == 1
+    assert "Permission denied" in caplog.text
+    assert "listed the watched folder" in caplog.text
+    assert len(allowed) == 1
+
+
 def test_file_name_not_utf8_stored_once(trained, folder, tmp_path):
     watcher = _watcher(trained, folder, tmp_path)
     write_cycles(folder, 2, start_seed=27)
@@ -204,6 +233,19 @@ def test_waits_until_file_settles(trained, folder, tmp_path):
     assert still == []
     assert len(settled) == 1
     assert watcher.pending() == []
+
+
+def test_file_deleted_before_settling_not_pending(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path, settle_seconds=60)
+    write_cycles(folder, 2, start_seed=32)
+
+    watcher.poll()
+    waiting = watcher.pending()
+    (folder / "cycle_032.csv").unlink()
+    watcher.poll()
+
+    assert waiting == ["cycle_032.csv", "cycle_033.csv"]
+    assert watcher.pending() == ["cycle_033.csv"]
 
 
 def test_marker_suffix_completes_without_waiting(trained, folder, tmp_path):
@@ -650,6 +692,33 @@ def test_alarm_logged_with_details(trained, folder, tmp_path, caplog):
     assert "above the threshold" in caplog.text
 
 
+def test_alarm_log_file_has_whole_lines(trained, folder, tmp_path):
+    # A long folder name makes the alarm longer than any console width.
+    deep = folder / ("line_with_a_long_descriptive_name_" * 4)
+    write_cycles(deep, 1, start_seed=100, anomaly="spike")
+    command = grindwatch_command(
+        "watch",
+        str(folder),
+        "--model",
+        str(trained["bundle"]),
+        "--results",
+        str(tmp_path / "results.sqlite"),
+        "--settle",
+        "0",
+        "--once",
+    )
+
+    with open(tmp_path / "watch.log", "wb") as log:
+        subprocess.run(command, stderr=log, check=True, timeout=120)
+    lines = (tmp_path / "watch.log").read_text().splitlines()
+    alarms = [line for line in lines if "ALARM" in line]
+
+    assert len(alarms) == 1, lines
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ WARNING ", alarms[0])
+    assert "cycle_100.csv: score" in alarms[0]
+    assert "worst window" in alarms[0]
+
+
 def test_alarm_names_worst_window_time(trained, folder, tmp_path, caplog):
     watcher = _watcher(trained, folder, tmp_path)
     write_cycles(folder, 1, start_seed=100, anomaly="spike")
@@ -724,6 +793,33 @@ def test_csv_mirrors_sqlite_table(trained, folder, tmp_path):
     assert mirrored["status"].tolist() == ["failed", "scored", "scored"]
 
 
+def test_csv_write_failure_retried(trained, folder, tmp_path, caplog):
+    store = ResultStore(tmp_path / "results.sqlite")
+    csv_folder = tmp_path / "shared"
+    csv_folder.mkdir()
+    watcher = Watcher(
+        trained["model"], folder, store, csv_folder / "results.csv", settle_seconds=0
+    )
+    # A file in place of the CSV copy's folder makes writing the copy fail, also
+    # for root, whom file permissions do not stop.
+    shutil.rmtree(csv_folder)
+    csv_folder.write_text("not a folder")
+    write_cycles(folder, 1, start_seed=115)
+
+    with caplog.at_level(logging.ERROR, logger="grindwatch.watch"):
+        blocked = watcher.poll()
+    csv_folder.unlink()
+    csv_folder.mkdir()
+    retried = watcher.poll()
+    mirrored = pd.read_csv(csv_folder / "results.csv")
+
+    assert len(blocked) == 1
+    assert retried == []
+    assert "could not write the CSV copy" in caplog.text
+    assert str(csv_folder / "results.csv") in caplog.text
+    assert mirrored["path"].tolist() == ["cycle_115.csv"]
+
+
 def test_csv_window_counts_are_integers(trained, folder, tmp_path):
     watcher = _watcher(trained, folder, tmp_path)
     write_cycles(folder, 1, start_seed=110)
@@ -736,6 +832,40 @@ def test_csv_window_counts_are_integers(trained, folder, tmp_path):
 
     assert scored[header.index("n_windows")] == "8"
     assert scored[header.index("flagged_windows")] == "0"
+
+
+def test_file_stored_by_other_watcher_not_touched(trained, folder, tmp_path):
+    first = _watcher(trained, folder, tmp_path)
+    second = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=116)
+
+    scored = first.poll()
+    seen = second.poll()
+    again = second.poll()
+
+    assert len(scored) == 1
+    assert seen == []
+    assert again == []
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_116.csv"]
+    assert second.store.moves().empty
+
+
+def test_deleted_store_started_again(trained, folder, tmp_path, caplog):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=117)
+    watcher.poll()
+    for path in tmp_path.glob("results.sqlite*"):
+        path.unlink()
+    write_cycles(folder, 1, start_seed=118)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.watch"):
+        added = watcher.poll()
+    mirrored = pd.read_csv(tmp_path / "results.csv")
+
+    assert len(added) == 2
+    assert "was deleted while watching" in caplog.text
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_117.csv", "cycle_118.csv"]
+    assert mirrored["path"].tolist() == ["cycle_117.csv", "cycle_118.csv"]
 
 
 def test_store_ignores_key_already_stored(trained, tmp_path):
@@ -803,6 +933,39 @@ def test_watch_command_once(trained, folder, tmp_path):
 
 
 @pytest.mark.usefixtures("restored_logging")
+def test_watch_once_fails_when_store_locked(trained, folder, monkeypatch):
+    _register_extensions()
+    write_cycles(folder, 1, start_seed=122)
+    ResultStore("out.sqlite")
+    connect = ResultStore._connect
+
+    def impatient_connect(store: ResultStore) -> sqlite3.Connection:
+        # Give up on the lock after 0.1 s instead of the store's 30 s.
+        connection = connect(store)
+        connection.execute("PRAGMA busy_timeout = 100")
+        return connection
+
+    monkeypatch.setattr(ResultStore, "_connect", impatient_connect)
+    lock = sqlite3.connect("out.sqlite", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        result = CliRunner().invoke(
+            cli_app,
+            ["watch", str(folder), "--model", str(trained["bundle"]), "--once"]
+            + ["--settle", "0", "--results", "out.sqlite"],
+        )
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+
+    assert result.exit_code == 2, result.output
+    assert "database is locked" in result.output
+    assert "out.sqlite: could not store every result" in result.output
+    assert "still changing" not in result.output
+    assert _paths(Path("out.sqlite")) == []
+
+
+@pytest.mark.usefixtures("restored_logging")
 def test_watch_command_survives_reader_bug(trained, folder, monkeypatch):
     _register_extensions()
     _break_reader(monkeypatch, "cycle_150.csv")
@@ -839,6 +1002,23 @@ def test_watch_rejects_results_not_sqlite(trained, folder):
     assert "choose another --results path or move that file away" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert Path("notes.sqlite").read_text() == "time,vib_x\n0,1\n"
+
+
+def test_watch_rejects_csv_at_results_path(trained, folder, tmp_path):
+    _register_extensions()
+    # Only a database named like a table passes the check of the --csv suffix.
+    database = tmp_path / "results.csv"
+    ResultStore(database).add(FileKey("a.csv", 10, 20), None, "unreadable")
+
+    result = CliRunner().invoke(
+        cli_app,
+        ["watch", str(folder), "--model", str(trained["bundle"]), "--once"]
+        + ["--results", str(database), "--csv", str(database)],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "the CSV copy would overwrite the results database" in result.output
+    assert ResultStore(database).frame()["path"].tolist() == ["a.csv"]
 
 
 def test_store_rejects_folder_path(tmp_path):
@@ -1020,6 +1200,27 @@ def test_cycle_folders_scored_as_one_recording(grinding_model, tmp_path):
     assert rows["path"].tolist() == [f"line1/{c.path.name}" for c in cycles]
     assert rows["status"].tolist() == ["scored", "scored"]
     assert rows["n_windows"].tolist() == [4, 4]
+
+
+def test_damaged_cycle_folder_names_file(grinding_model, tmp_path):
+    from grindwatch.io.synthetic import write_grinding_cycles
+
+    [cycle] = write_grinding_cycles(tmp_path / "new", 1, seed=6, **SMALL_CYCLES)
+    folder = tmp_path / "incoming"
+    shutil.copytree(cycle.path, folder / cycle.path.name)
+    (folder / cycle.path.name / "meta.json").write_text("{not json")
+    watcher = Watcher(
+        grinding_model,
+        folder,
+        ResultStore(tmp_path / "results.sqlite"),
+        settle_seconds=0,
+    )
+
+    watcher.poll()
+    row = watcher.store.frame().iloc[0]
+
+    assert row["status"] == "failed"
+    assert row["reason"].startswith("meta.json: ")
 
 
 def test_moved_cycle_folder_not_scored_again(grinding_model, tmp_path):

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,8 +34,15 @@ def console():  # noqa: ANN201
     return _console
 
 
-def setup_logging(verbose: int) -> None:
-    """Send log records through a RichHandler on the progress console."""
+def setup_logging(verbose: int, timestamps: bool = False) -> None:
+    """Send log records to stderr, through a RichHandler on the progress console.
+
+    With ``timestamps`` (long-running commands such as ``watch``), each record
+    carries its time. When stderr is then not a terminal (a log file or a service
+    journal), a plain handler replaces Rich and writes each record as one unwrapped
+    line that starts with its UTC time and level, so that ``grep ALARM`` finds
+    whole alarms.
+    """
     from rich.logging import RichHandler
 
     # MLflow configures its own logger when imported; these keep it to warnings
@@ -52,7 +60,16 @@ def setup_logging(verbose: int) -> None:
         if verbose == 1
         else logging.DEBUG
     )
-    handler = RichHandler(console=console(), show_path=False, show_time=False)
+    handler: logging.Handler
+    if timestamps and not console().is_terminal:
+        handler = logging.StreamHandler(sys.stderr)
+        formatter = logging.Formatter(
+            "%(asctime)s %(levelname)-8s %(message)s", "%Y-%m-%dT%H:%M:%SZ"
+        )
+        formatter.converter = time.gmtime
+        handler.setFormatter(formatter)
+    else:
+        handler = RichHandler(console=console(), show_path=False, show_time=timestamps)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

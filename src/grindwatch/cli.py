@@ -1074,7 +1074,7 @@ def main() -> None:
         _print_error("interrupted")
         sys.exit(130)
     except OSError as error:
-        # Errors of file operations outside _run, such as a watcher's CSV copy.
+        # Errors of file operations outside _run.
         _print_error(_describe_os_error(error))
         sys.exit(2)
 

@@ -149,7 +149,7 @@ def serve(
     )
     from grindwatch.serve import ServiceLimits, create_app
 
-    setup_logging(verbose)
+    setup_logging(verbose, timestamps=True)
     if int(max_body_mb * 1024 * 1024) < 1:
         _fail(
             f"--max-body-mb {max_body_mb:g} is less than one byte and would reject "
@@ -246,9 +246,9 @@ def watch(
 ) -> None:
     """Score each new recording that lands in a folder; log every alarm."""
     from grindwatch._console import console, setup_logging
-    from grindwatch.cli import _load_model, _run, _with_reading_options
+    from grindwatch.cli import _fail, _load_model, _run, _with_reading_options
 
-    setup_logging(verbose)
+    setup_logging(verbose, timestamps=True)
     loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
     store = _run(_store, results)
     watcher = _run(
@@ -280,7 +280,9 @@ def watch(
     # A file counts as complete only once two scans --settle seconds apart saw it
     # unchanged, so one scan alone would score nothing.
     added = watcher.run(interval=settle, max_polls=2 if settle > 0 else 1)
-    pending = watcher.pending()
+    # After a failed write, the files not stored stay seen but are not changing,
+    # and the error below covers them.
+    pending = [] if watcher.store_failing else watcher.pending()
     waiting = watcher.waiting_cycle_folders()
     failed = len(watcher.failed)
     left_out = len(watcher.left_out)
@@ -293,13 +295,15 @@ def watch(
             else ""
         )
         + (
-            f" {left_out} were left out because their metadata does not match "
+            f" {left_out} {'was' if left_out == 1 else 'were'} left out because "
+            "their metadata does not match "
             f"data.match {dict(loaded.config.data.match)}."
             if left_out
             else ""
         )
         + (
-            f" {len(pending)} were still changing and are left for the next run: "
+            f" {len(pending)} {'was' if len(pending) == 1 else 'were'} still "
+            "changing and left for the next run: "
             f"{', '.join(pending[:5])}{' ...' if len(pending) > 5 else ''}."
             if pending
             else ""
@@ -314,6 +318,16 @@ def watch(
         ),
         highlight=False,
     )
+    if watcher.store_failing:
+        _fail(
+            f"{results}: could not store every result (see the errors above); "
+            "the files not stored are scored at the next run"
+        )
+    if watcher.csv_behind:
+        _fail(
+            f"{csv}: could not write the CSV copy (see the errors above); {results} "
+            "keeps every result, and the next run writes the copy"
+        )
 
 
 def _store(path: Path):  # noqa: ANN202

@@ -40,7 +40,10 @@ The CSV copy of the table is rebuilt from SQLite after each poll that added
 results or moves, written to a temporary file and renamed over the old one. A
 reader never sees a torn row, and SQLite stays the one source of truth: a crash
 between the commit and the rename leaves the CSV one poll behind until the next
-start, which rebuilds it first.
+start, which rebuilds it first. A failed write of the CSV copy (disk full, folder
+gone) is logged and tried again at each poll until it succeeds. A database deleted
+while watching is created again at the next poll, and every file in the folder is
+then new.
 """
 
 from __future__ import annotations
@@ -57,11 +60,12 @@ from typing import Any
 
 import pandas as pd
 
-from grindwatch.exceptions import InputError
+from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.explain import leading_channel
 from grindwatch.fingerprint import content_fingerprint
 from grindwatch.io import list_files, read_file
 from grindwatch.io.cycle_folder import COLUMN_PATTERN
+from grindwatch.io.dataset import _reason as skip_reason
 from grindwatch.io.dataset import matches_metadata, source_path
 from grindwatch.online import CycleScore, check_signal_model, score_recording
 from grindwatch.pipeline import Model, scoring_options
@@ -209,6 +213,25 @@ class ResultStore:
             )
         finally:
             connection.close()
+
+    def has_tables(self) -> bool:
+        """Return True when the database contains the results table.
+
+        It does not after the file was deleted while a watcher ran: the next
+        connection creates an empty file in its place.
+        """
+        connection = self._connect()
+        try:
+            row = connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results'"
+            ).fetchone()
+        finally:
+            connection.close()
+        return row is not None
+
+    def create_tables(self) -> None:
+        """Create the tables that do not exist yet."""
+        self._create_tables()
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=30)
@@ -649,13 +672,25 @@ class Watcher:
         self._store_failures = 0
         # True while the watched folder is missing, so that it is warned about once.
         self._folder_missing = False
+        # True while listing the watched folder fails, so that it is logged once.
+        self._listing_failed = False
         # False until the first poll hashed the results stored without a hash.
         self._hashed_old_results = False
         # Rows the current poll added to the moves table, and current paths it
         # changed, so that the CSV copy is written again.
         self._moves_added = 0
+        # Whether the CSV copy lacks rows that SQLite has, and how many polls in a
+        # row failed to write it.
+        self._csv_stale = False
+        self._csv_failures = 0
         self._excluded = {store.path.resolve()}
         if self.csv_path is not None:
+            if self.csv_path.resolve() == store.path.resolve():
+                raise ConfigError(
+                    f"{self.csv_path}: the CSV copy would overwrite the results "
+                    "database of the same name; pass a --csv path other than "
+                    "--results"
+                )
             self._excluded.add(self.csv_path.resolve())
             store.export_csv(self.csv_path)
 
@@ -670,6 +705,22 @@ class Watcher:
         except InputError:
             self._note_folder_state()
             return []  # nothing readable in the folder yet
+        except OSError as error:
+            # A subfolder the watcher may not list (another user's, mode 700)
+            # stops the whole listing, so no file is scored until it is fixed.
+            if not self._listing_failed:
+                logger.error(
+                    "could not list the watched folder %s (%s); no file is scored "
+                    "until the watcher may read every folder in it, or that folder "
+                    "is moved out of it",
+                    self.folder,
+                    error,
+                )
+            self._listing_failed = True
+            return []
+        if self._listing_failed:
+            logger.info("listed the watched folder %s again", self.folder)
+            self._listing_failed = False
         self._note_folder_state()
         found = []
         for path in listed:
@@ -769,12 +820,16 @@ class Watcher:
         A failed file touched in place is the exception, and is tried again.
         """
         now = time.monotonic()
+        if not self._reopen_deleted_store():
+            return []
         if not self._hashed_old_results:
             self._hash_old_results()
         added = []
         self._moves_added = 0
         candidates = self.candidates()
         listed = {key.path for _, key in candidates}
+        # A file deleted or moved away before it settled is no longer pending.
+        self._seen = {path: seen for path, seen in self._seen.items() if path in listed}
         self._streams = {
             stream: folder
             for stream, folder in self._streams.items()
@@ -825,15 +880,89 @@ class Watcher:
                 if cycle is None:
                     self.failed.append(key.path)
                 self._report(key, cycle, reason)
-        if (added or self._moves_added) and self.csv_path is not None:
-            self.store.export_csv(self.csv_path)
+        if added or self._moves_added:
+            self._csv_stale = True
+        self._export_csv()
         return added
+
+    def _reopen_deleted_store(self) -> bool:
+        """Start an empty results table when the database was deleted (or emptied)
+        while watching, as a user who wants a fresh table does. Returns False when
+        the database cannot be checked or created, so that the poll stops.
+
+        The files in the folder are then new, as after a restart on a new
+        ``--results`` file, and are scored again.
+        """
+        try:
+            if self.store.has_tables():
+                return True
+            self.store.create_tables()
+        except sqlite3.Error as error:
+            self._store_failures += 1
+            logger.log(
+                logging.ERROR if self._store_failures == 1 else logging.DEBUG,
+                "could not open the results database %s (%s); the next poll tries "
+                "again. If another program replaced the file, move it away or "
+                "restart with another --results path",
+                self.store.path,
+                error,
+            )
+            return False
+        logger.warning(
+            "the results database %s was deleted while watching; started a new one, "
+            "and the files in %s are scored again",
+            self.store.path,
+            self.folder,
+        )
+        self._known = {}
+        self._current = {}
+        self._run = []
+        self.run_notice = None
+        self._csv_stale = True
+        return True
+
+    def _export_csv(self) -> None:
+        """Rewrite the CSV copy when results or moves were added since it was last
+        written. A failed write (disk full, folder removed) is logged and tried
+        again at the next poll, because SQLite keeps the results meanwhile."""
+        if not self._csv_stale or self.csv_path is None:
+            return
+        try:
+            self.store.export_csv(self.csv_path)
+        except (OSError, ConfigError) as error:
+            self._csv_failures += 1
+            level = logging.ERROR if self._csv_failures == 1 else logging.DEBUG
+            logger.log(
+                level,
+                "could not write the CSV copy %s (%s); %s keeps every result, and "
+                "the copy is written again at the next poll. Check that the folder "
+                "exists, that you may write there and that the disk has space.",
+                self.csv_path,
+                error,
+                self.store.path,
+            )
+            return
+        if self._csv_failures:
+            logger.info(
+                "wrote the CSV copy %s again, after %d failed attempts",
+                self.csv_path,
+                self._csv_failures,
+            )
+        self._csv_stale = False
+        self._csv_failures = 0
 
     def _store_known(self, path: Path, key: FileKey, known: dict[str, Any]) -> None:
         """Store the file ``key``, whose content is that of the result ``known``, as
         that result moved, copied or touched, without scoring it."""
         if not _unchanged(path, key, self.folder):
             # The file changed while it was hashed: wait until it settles again.
+            self._seen.pop(key.path, None)
+            return
+        if FileKey(known["path"], known["size"], known["mtime_ns"]) == key:
+            # Another watcher on the same store scored this very file since this
+            # one started, so it is neither a move, a copy nor a touch.
+            self._known[key] = known["id"]
+            self._current[known["id"]] = known["current_path"]
             self._seen.pop(key.path, None)
             return
 
@@ -947,7 +1076,9 @@ class Watcher:
                 )
             return score_recording(self.model, recordings[0]), None
         except InputError as error:
-            return None, error.problem + (f"; {error.fix}" if error.fix else "")
+            # For a cycle folder, the reason starts with the damaged file's path in
+            # it (meta.json, raw/NAME.parquet), as in grindwatch score.
+            return None, skip_reason(error, path)
         except (OSError, ValueError) as error:
             # A reader failed in a way it does not translate (a corrupt file deep
             # inside a format library): record it and go on with the next file.
@@ -1074,6 +1205,16 @@ class Watcher:
             "looks like, more than a fault. Check the machine and the sensor; if the "
             "operating point changed on purpose, train a model for it."
         )
+
+    @property
+    def store_failing(self) -> bool:
+        """Whether the latest write to the results database failed."""
+        return self._store_failures > 0
+
+    @property
+    def csv_behind(self) -> bool:
+        """Whether the CSV copy lacks results because writing it failed."""
+        return self._csv_stale and self.csv_path is not None
 
     def pending(self) -> list[str]:
         """Files seen but not yet scored, because they were still changing."""
