@@ -868,6 +868,36 @@ def test_score_reading_option_from_set(cycle_folders, tmp_path):
     assert comma.exit_code == 0, comma.output
 
 
+def test_rate_errors_name_the_scoring_fix(cycle_folders, tmp_path):
+    trained_with_rate = tmp_path / "no_time"
+    for path in sorted(cycle_folders["good"].glob("*.csv")):
+        trained_with_rate.mkdir(exist_ok=True)
+        frame = pd.read_csv(path).drop(columns="time")
+        frame.to_csv(trained_with_rate / path.name, index=False)
+    model, _ = _train(
+        trained_with_rate, tmp_path, "--sample-rate", "1000", "--detector", "pca"
+    )
+    frame = pd.read_csv(sorted(cycle_folders["good"].glob("*.csv"))[0])
+    frame["time"] = frame["time"] / 2  # 2 kHz
+    fast = tmp_path / "fast.csv"
+    frame.to_csv(fast, index=False)
+    command = ["score", str(fast), "-m", str(model)]
+
+    stated = runner.invoke(app, command)
+    unset = runner.invoke(app, command + ["--set", "data.sample_rate=null"])
+    resampled = runner.invoke(
+        app,
+        command + ["--set", "data.sample_rate=null", "--set", "data.resample=true"],
+    )
+
+    assert stated.exit_code == 2
+    assert "pass --set data.sample_rate=null" in " ".join(stated.output.split())
+    assert unset.exit_code == 2
+    assert "differs from the model's 1000" in " ".join(unset.output.split())
+    assert "--set data.resample=true" in " ".join(unset.output.split())
+    assert resampled.exit_code == 0, resampled.output
+
+
 def test_time_unit_and_encoding_from_cli(tmp_path):
     import grindwatch
 

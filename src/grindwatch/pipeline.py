@@ -438,7 +438,9 @@ class Model:
                 recording.source or recording.name,
                 f"sample rate {recording.sample_rate:g} differs from the model's "
                 f"{self.sample_rate_:g}",
-                "resample the recording or train a model at this rate",
+                "resample the recording, score it with --set data.resample=true "
+                "(grindwatch then resamples it to the model's rate), or train a "
+                "model at this rate",
             )
         return recording
 

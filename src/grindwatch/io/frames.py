@@ -1132,7 +1132,9 @@ def _resolve_rate(path: Path, found: float | None, given: float | None):
         raise InputError(
             path,
             f"the time column gives {found:g} samples/s but sample_rate is {given:g}",
-            "remove sample_rate from the config or fix the time column",
+            "remove sample_rate from the config (when scoring with a model "
+            "trained with it, pass --set data.sample_rate=null) or fix the time "
+            "column",
         )
     return float(given)
 

@@ -71,6 +71,7 @@ def resolve_rate(path: Path, stored: float | None, given: float | None) -> float
         raise InputError(
             path,
             f"the file stores sample rate {stored:g} but sample_rate is {given:g}",
-            "remove sample_rate from the config",
+            "remove sample_rate from the config; when scoring with a model "
+            "trained with it, pass --set data.sample_rate=null",
         )
     return given if given is not None else stored

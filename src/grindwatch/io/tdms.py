@@ -236,7 +236,8 @@ def read_tdms(path: Path, options: ReadOptions) -> Recording:
                 path,
                 f"the file stores sample rate {rate:g} but sample_rate is "
                 f"{options.sample_rate:g}",
-                "remove sample_rate from the config",
+                "remove sample_rate from the config; when scoring with a "
+                "model trained with it, pass --set data.sample_rate=null",
             )
         rate = options.sample_rate
     return Recording(

@@ -120,7 +120,8 @@ def read_wav(path: Path, options: ReadOptions) -> Recording:
             path,
             f"the file stores sample rate {rate} but sample_rate is "
             f"{options.sample_rate:g}",
-            "remove sample_rate from the config",
+            "remove sample_rate from the config; when scoring with a model "
+            "trained with it, pass --set data.sample_rate=null",
         )
     recording = Recording(
         name=path.stem,
