@@ -246,6 +246,20 @@ def test_batch_of_unscorable_files_lists_each(archive, model_folder):
     assert "fewer than one window" in skipped[1]["reason"]
 
 
+def test_damaged_cycle_folder_names_inner_file(archive, model_folder, tmp_path):
+    cycle = tmp_path / "2024.02.14_22.01.41_Grinding"
+    (cycle / "raw").mkdir(parents=True)
+    (cycle / "meta.json").write_text("{not json")
+    row = {"batch": 0, "paths": [str(cycle)], "roots": [str(tmp_path)]}
+
+    result = _score_files(load_model(model_folder), row, attribution=True)
+
+    skipped = json.loads(result["skipped"])
+    assert [item["path"] for item in skipped] == [str(cycle)]
+    # As in load_recordings: the reason names the damaged file inside the folder.
+    assert skipped[0]["reason"].startswith("meta.json: ")
+
+
 def test_spark_score_without_pyspark_names_extra(monkeypatch, archive, model_folder):
     import sys
 

@@ -587,7 +587,7 @@ def _read_files(
         try:
             read = read_file(path, options, label_root=Path(root) if root else None)
         except (InputError, OSError) as error:
-            skipped.append({"path": path, "reason": _reason(error)})
+            skipped.append({"path": path, "reason": _reason(error, Path(path))})
             logger.warning("skipped %s", error)
             continue
         recordings.extend(r for r in read if matches_metadata(r, options.match))
