@@ -193,6 +193,22 @@ def test_spark_score_command_output_in_logs(archive, model_folder, tmp_path):
 
 
 @pytest.mark.slow
+def test_spark_score_unwritable_output_fails_clearly(spark, archive, model_folder):
+    Path("not_a_folder").write_text("a file")
+    data = str(archive / "bad")
+    output = "not_a_folder/scores.parquet"
+
+    outcome = CliRunner().invoke(
+        _cli(), ["spark-score", data, "-m", str(model_folder), "-o", output]
+    )
+
+    assert outcome.exit_code == 2, outcome.output
+    message = " ".join(outcome.output.split())
+    assert "not_a_folder/scores.parquet: Spark failed to write the table" in message
+    assert "Parent path is not a directory" in message
+
+
+@pytest.mark.slow
 def test_spark_score_takes_dataframe_of_paths(spark, archive, model_folder, tmp_path):
     from grindwatch.spark_scoring import spark_score
 

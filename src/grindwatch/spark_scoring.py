@@ -223,6 +223,8 @@ def spark_score(
     ConfigError
         If an output path exists and is not a Spark output folder, or column types
         disagree between recordings.
+    OSError
+        If Spark fails to write an output folder.
     """
     from pyspark import StorageLevel
 
@@ -393,9 +395,7 @@ def _write_tables(
         from pyspark.sql.pandas.types import from_arrow_schema
 
         frame = scored.select(table).where(F.col(table).isNotNull())
-        frame.mapInArrow(decode, from_arrow_schema(schema)).write.mode(
-            "overwrite"
-        ).parquet(str(path))
+        _write_parquet(frame.mapInArrow(decode, from_arrow_schema(schema)), path)
     logger.info("wrote %s and %s", recordings_path, windows_path)
     return SparkScoreResult(
         recordings_path=recordings_path,
@@ -408,6 +408,32 @@ def _write_tables(
         threshold=float(model.threshold_.value),
         skipped=skipped,
     )
+
+
+def _write_parquet(frame: DataFrame, path: Path) -> None:
+    """Write ``frame`` as a Parquet folder, raising OSError when writing fails.
+
+    Hadoop's file system reports a refused write, such as a parent path that is a
+    file, as a ``java.io.IOException`` inside the Py4JJavaError that Python
+    receives. Other Spark errors are re-raised as they are.
+    """
+    from py4j.java_gateway import is_instance_of
+    from py4j.protocol import Py4JJavaError
+
+    try:
+        frame.write.mode("overwrite").parquet(str(path))
+    except Py4JJavaError as error:
+        gateway = frame.sparkSession.sparkContext._gateway
+        cause = error.java_exception
+        while cause is not None and not is_instance_of(
+            gateway, cause, "java.io.IOException"
+        ):
+            cause = cause.getCause()
+        if cause is None:
+            raise
+        raise OSError(
+            None, f"Spark failed to write the table ({cause.toString()})", str(path)
+        ) from None
 
 
 def _merged_schema(scored: DataFrame, table: str) -> pa.Schema:
