@@ -209,6 +209,23 @@ def test_spark_score_unwritable_output_fails_clearly(spark, archive, model_folde
 
 
 @pytest.mark.slow
+def test_spark_score_keeps_inputs_in_output(spark, archive, model_folder, tmp_path):
+    from grindwatch.spark_scoring import spark_score
+
+    # A folder that Spark wrote before, and that now also contains recordings.
+    folder = tmp_path / "scores.parquet"
+    folder.mkdir()
+    (folder / "_SUCCESS").touch()
+    for path in sorted((archive / "bad").glob("cycle_*.npz"))[:2]:
+        shutil.copy(path, folder)
+
+    with pytest.raises(ConfigError, match="one of the files to score"):
+        spark_score(spark, model_folder, [str(folder)], folder)
+
+    assert len(list(folder.glob("cycle_*.npz"))) == 2
+
+
+@pytest.mark.slow
 def test_spark_score_takes_dataframe_of_paths(spark, archive, model_folder, tmp_path):
     from grindwatch.spark_scoring import spark_score
 

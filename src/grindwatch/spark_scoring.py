@@ -221,8 +221,8 @@ def spark_score(
     InputError
         If no file is found, or no recording could be scored.
     ConfigError
-        If an output path exists and is not a Spark output folder, or column types
-        disagree between recordings.
+        If an output path exists and is not a Spark output folder or contains a
+        file to score, or if column types disagree between recordings.
     OSError
         If Spark fails to write an output folder.
     """
@@ -239,6 +239,7 @@ def spark_score(
     if not listed:
         raise InputError("data", "lists no file to score", "pass files or folders")
     paths = list(listed)
+    _reject_inputs_in_outputs(paths, (recordings_path, windows_path))
     batches = [
         (paths[i : i + batch_files], [listed[p] for p in paths[i : i + batch_files]])
         for i in range(0, len(paths), batch_files)
@@ -277,6 +278,25 @@ def _output_paths(output: str | Path) -> tuple[Path, Path]:
                 "choose another --output"
             )
     return recordings, windows
+
+
+def _reject_inputs_in_outputs(paths: list[str], outputs: tuple[Path, ...]) -> None:
+    """Raise ConfigError when a file to score lies in an existing output folder.
+
+    Spark replaces an existing output folder, which would delete such a file.
+    """
+    existing = [output for output in outputs if output.exists()]
+    if not existing:
+        return
+    for path in paths:
+        real = Path(path).resolve()
+        for output in existing:
+            if real.is_relative_to(output):
+                raise ConfigError(
+                    f"{output} contains {path}, one of the files to score, and "
+                    "writing the output replaces that folder; choose an --output "
+                    "outside the data"
+                )
 
 
 def _list_paths(data: Any, model: Model) -> dict[str, str]:
