@@ -226,6 +226,21 @@ def test_spark_score_keeps_inputs_in_output(spark, archive, model_folder, tmp_pa
 
 
 @pytest.mark.slow
+def test_spark_score_all_filtered_by_match(spark, archive, model_folder, tmp_path):
+    from grindwatch.spark_scoring import spark_score
+
+    model = load_model(model_folder)
+    model.config = model.config.with_overrides({"data.match": {"tool": "A"}})
+
+    with pytest.raises(InputError) as raised:
+        spark_score(spark, model, [str(archive / "bad")], tmp_path / "scores")
+
+    message = str(raised.value)
+    assert "none has the metadata {'tool': 'A'}" in message
+    assert "use a model trained without data.match" in message
+
+
+@pytest.mark.slow
 def test_spark_score_takes_dataframe_of_paths(spark, archive, model_folder, tmp_path):
     from grindwatch.spark_scoring import spark_score
 

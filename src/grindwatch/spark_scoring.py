@@ -391,8 +391,7 @@ def _write_tables(
     ]
     counts = [int(summary[f"count_{i}"] or 0) for i in range(4)]
     if counts[0] == 0:
-        reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:5])
-        raise InputError("data", f"no recording could be scored ({reasons})")
+        raise InputError("data", *_no_recording_reason(skipped, model))
 
     named = scored.select(F.explode(F.arrays_zip("names", "sources")).alias("pair"))
     clashes = {
@@ -454,6 +453,25 @@ def _write_parquet(frame: DataFrame, path: Path) -> None:
         raise OSError(
             None, f"Spark failed to write the table ({cause.toString()})", str(path)
         ) from None
+
+
+def _no_recording_reason(
+    skipped: list[dict[str, str]], model: Model
+) -> tuple[str, str]:
+    """Return the problem and fix when no recording was scored."""
+    if skipped:
+        reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:5])
+        return f"no recording could be scored ({reasons})", "fix or remove these files"
+    # Without skipped files, data.match left out every recording that was read.
+    match = dict(model.config.data.match)
+    if not match:
+        return "no recording could be scored (the files hold none)", "check the files"
+    return (
+        f"no recording could be scored (none has the metadata {match} that the "
+        "model's data.match requires)",
+        "score recordings with that metadata, or use a model trained without "
+        "data.match",
+    )
 
 
 def _merged_schema(scored: DataFrame, table: str) -> pa.Schema:
