@@ -241,6 +241,46 @@ def test_spark_score_all_filtered_by_match(spark, archive, model_folder, tmp_pat
 
 
 @pytest.mark.slow
+def test_spark_score_set_reading_option(spark, archive, model_folder, tmp_path):
+    data = tmp_path / "data"
+    with_gap = make_cycle(7100, n_samples=1024)
+    with_gap[1, 100:110] = np.nan
+    _save(data / "gap.npz", with_gap)
+    _save(data / "whole.npz", make_cycle(7101, n_samples=1024))
+    common = [str(data), "-m", str(model_folder), "--json"]
+
+    plain = CliRunner().invoke(_cli(), ["spark-score", *common, "-o", "a.parquet"])
+    interpolated = CliRunner().invoke(
+        _cli(),
+        [
+            "spark-score",
+            *common,
+            "-o",
+            "b.parquet",
+            "--set",
+            "data.nan_policy=interpolate",
+        ],
+    )
+
+    assert plain.exit_code == 0, plain.output
+    assert interpolated.exit_code == 0, interpolated.output
+    assert json.loads(plain.stdout)["n_recordings"] == 1
+    assert json.loads(interpolated.stdout)["n_recordings"] == 2
+    assert set(pd.read_parquet("b.parquet")["recording"]) == {"gap", "whole"}
+
+
+def test_spark_score_rejects_set_strict(archive, model_folder):
+    outcome = CliRunner().invoke(
+        _cli(),
+        ["spark-score", str(archive), "-m", str(model_folder), "-o", "x"]
+        + ["--set", "data.strict=true"],
+    )
+
+    assert outcome.exit_code == 2
+    assert "always skips files" in " ".join(outcome.output.split())
+
+
+@pytest.mark.slow
 def test_spark_score_takes_dataframe_of_paths(spark, archive, model_folder, tmp_path):
     from grindwatch.spark_scoring import spark_score
 
