@@ -7,6 +7,7 @@ them. One Spark session (``local[2]``, no UI) serves the whole module.
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import subprocess
 import sys
@@ -346,6 +347,26 @@ def test_damaged_cycle_folder_names_inner_file(archive, model_folder, tmp_path):
     assert [item["path"] for item in skipped] == [str(cycle)]
     # As in load_recordings: the reason names the damaged file inside the folder.
     assert skipped[0]["reason"].startswith("meta.json: ")
+
+
+class _Broadcast:
+    """The ``value`` attribute of a Spark broadcast variable, without Spark."""
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+
+def test_worker_keeps_latest_model_only(model_folder):
+    from grindwatch.spark_scoring import _WORKER_MODELS, _worker_model
+
+    payload = _Broadcast(pickle.dumps(load_model(model_folder)))
+    first = _worker_model(payload, "job-1")
+    again = _worker_model(payload, "job-1")
+    second = _worker_model(payload, "job-2")
+
+    assert again is first
+    assert second is not first
+    assert list(_WORKER_MODELS) == ["job-2"]
 
 
 def test_spark_score_without_pyspark_names_extra(monkeypatch, archive, model_folder):

@@ -73,8 +73,9 @@ BATCH_FILES = 64
 # Columns added for the job and dropped before writing.
 _SOURCE = "_source"
 
-# Models unpickled in this Python worker, by a key drawn per job: Spark reuses
-# workers across tasks, so each worker unpickles a model once.
+# The model unpickled in this Python worker, by a key drawn per job: Spark reuses
+# workers across tasks, so each worker unpickles a model once. Only the latest
+# job's model is kept, because workers outlive jobs in a long Spark session.
 _WORKER_MODELS: dict[str, Model] = {}
 
 
@@ -541,6 +542,7 @@ def _worker_model(payload: Any, key: str) -> Model:
     model = _WORKER_MODELS.get(key)
     if model is None:
         model = pickle.loads(payload.value)
+        _WORKER_MODELS.clear()
         _WORKER_MODELS[key] = model
     return model
 
