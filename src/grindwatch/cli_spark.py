@@ -70,7 +70,8 @@ def spark_score(
         Optional[int],  # noqa: UP045
         typer.Option(
             min=1,
-            help="Spark partitions for the batches of files (default: 4 per core).",
+            help="Spark partitions for the batches of 64 files (default: 4 per "
+            "core, at most one per batch).",
         ),
     ] = None,
     conf: Annotated[

@@ -211,7 +211,9 @@ def spark_score(
         as ``NAME.windows.parquet`` (``NAME.windows`` without a suffix). An
         existing Spark output folder is replaced.
     partitions : int, optional
-        Spark partitions to split the batches into; default four per core.
+        Spark partitions to split the batches into. The default is four times
+        Spark's default parallelism (the cores, in local mode), but at most one
+        partition per batch.
     attribution : bool
         Add the top channel and band, feature or time step, as ``score`` does.
     batch_files : int
