@@ -318,6 +318,17 @@ def test_spark_score_rejects_empty_dataframe(spark, model_folder, tmp_path):
         spark_score(spark, model_folder, empty, tmp_path / "scores")
 
 
+@pytest.mark.slow
+def test_spark_score_rejects_null_paths(spark, archive, model_folder, tmp_path):
+    from grindwatch.spark_scoring import spark_score
+
+    path = str(archive / "bad" / "clash.npz")
+    frame = spark.createDataFrame([(path,), (None,)], "path string")
+
+    with pytest.raises(ConfigError, match="1 null values in its 'path' column"):
+        spark_score(spark, model_folder, frame, tmp_path / "scores")
+
+
 def test_batch_of_unscorable_files_lists_each(archive, model_folder):
     row = {
         "batch": 3,

@@ -316,7 +316,14 @@ def _list_paths(data: Any, model: Model) -> dict[str, str]:
                 f"the DataFrame of recordings has columns {data.columns}; it needs "
                 "a 'path' column"
             )
-        return {str(row["path"]): "" for row in data.select("path").toLocalIterator()}
+        paths = [row["path"] for row in data.select("path").toLocalIterator()]
+        missing = sum(path is None for path in paths)
+        if missing:
+            raise ConfigError(
+                f"the DataFrame of recordings has {missing} null values in its "
+                "'path' column; drop those rows, e.g. with dropna(subset=['path'])"
+            )
+        return {str(path): "" for path in paths}
     if data is None or (isinstance(data, (list, tuple)) and not data):
         data = model.config.data.paths
     if not data:
