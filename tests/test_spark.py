@@ -7,6 +7,7 @@ them. One Spark session (``local[2]``, no UI) serves the whole module.
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import subprocess
 import sys
@@ -193,6 +194,94 @@ def test_spark_score_command_output_in_logs(archive, model_folder, tmp_path):
 
 
 @pytest.mark.slow
+def test_spark_score_unwritable_output_fails_clearly(spark, archive, model_folder):
+    Path("not_a_folder").write_text("a file")
+    data = str(archive / "bad")
+    output = "not_a_folder/scores.parquet"
+
+    outcome = CliRunner().invoke(
+        _cli(), ["spark-score", data, "-m", str(model_folder), "-o", output]
+    )
+
+    assert outcome.exit_code == 2, outcome.output
+    message = " ".join(outcome.output.split())
+    assert "not_a_folder/scores.parquet: Spark failed to write the table" in message
+    assert "Parent path is not a directory" in message
+
+
+@pytest.mark.slow
+def test_spark_score_keeps_inputs_in_output(spark, archive, model_folder, tmp_path):
+    from grindwatch.spark_scoring import spark_score
+
+    # A folder that Spark wrote before, and that now also contains recordings.
+    folder = tmp_path / "scores.parquet"
+    folder.mkdir()
+    (folder / "_SUCCESS").touch()
+    for path in sorted((archive / "bad").glob("cycle_*.npz"))[:2]:
+        shutil.copy(path, folder)
+
+    with pytest.raises(ConfigError, match="one of the files to score"):
+        spark_score(spark, model_folder, [str(folder)], folder)
+
+    assert len(list(folder.glob("cycle_*.npz"))) == 2
+
+
+@pytest.mark.slow
+def test_spark_score_all_filtered_by_match(spark, archive, model_folder, tmp_path):
+    from grindwatch.spark_scoring import spark_score
+
+    model = load_model(model_folder)
+    model.config = model.config.with_overrides({"data.match": {"tool": "A"}})
+
+    with pytest.raises(InputError) as raised:
+        spark_score(spark, model, [str(archive / "bad")], tmp_path / "scores")
+
+    message = str(raised.value)
+    assert "none has the metadata {'tool': 'A'}" in message
+    assert "use a model trained without data.match" in message
+
+
+@pytest.mark.slow
+def test_spark_score_set_reading_option(spark, archive, model_folder, tmp_path):
+    data = tmp_path / "data"
+    with_gap = make_cycle(7100, n_samples=1024)
+    with_gap[1, 100:110] = np.nan
+    _save(data / "gap.npz", with_gap)
+    _save(data / "whole.npz", make_cycle(7101, n_samples=1024))
+    common = [str(data), "-m", str(model_folder), "--json"]
+
+    plain = CliRunner().invoke(_cli(), ["spark-score", *common, "-o", "a.parquet"])
+    interpolated = CliRunner().invoke(
+        _cli(),
+        [
+            "spark-score",
+            *common,
+            "-o",
+            "b.parquet",
+            "--set",
+            "data.nan_policy=interpolate",
+        ],
+    )
+
+    assert plain.exit_code == 0, plain.output
+    assert interpolated.exit_code == 0, interpolated.output
+    assert json.loads(plain.stdout)["n_recordings"] == 1
+    assert json.loads(interpolated.stdout)["n_recordings"] == 2
+    assert set(pd.read_parquet("b.parquet")["recording"]) == {"gap", "whole"}
+
+
+def test_spark_score_rejects_set_strict(archive, model_folder):
+    outcome = CliRunner().invoke(
+        _cli(),
+        ["spark-score", str(archive), "-m", str(model_folder), "-o", "x"]
+        + ["--set", "data.strict=true"],
+    )
+
+    assert outcome.exit_code == 2
+    assert "always skips files" in " ".join(outcome.output.split())
+
+
+@pytest.mark.slow
 def test_spark_score_takes_dataframe_of_paths(spark, archive, model_folder, tmp_path):
     from grindwatch.spark_scoring import spark_score
 
@@ -229,6 +318,17 @@ def test_spark_score_rejects_empty_dataframe(spark, model_folder, tmp_path):
         spark_score(spark, model_folder, empty, tmp_path / "scores")
 
 
+@pytest.mark.slow
+def test_spark_score_rejects_null_paths(spark, archive, model_folder, tmp_path):
+    from grindwatch.spark_scoring import spark_score
+
+    path = str(archive / "bad" / "clash.npz")
+    frame = spark.createDataFrame([(path,), (None,)], "path string")
+
+    with pytest.raises(ConfigError, match="1 null values in its 'path' column"):
+        spark_score(spark, model_folder, frame, tmp_path / "scores")
+
+
 def test_batch_of_unscorable_files_lists_each(archive, model_folder):
     row = {
         "batch": 3,
@@ -244,6 +344,40 @@ def test_batch_of_unscorable_files_lists_each(archive, model_folder):
     assert [Path(item["path"]).name for item in skipped] == ["missing.npz", "short.npz"]
     assert "file not found" in skipped[0]["reason"]
     assert "fewer than one window" in skipped[1]["reason"]
+
+
+def test_damaged_cycle_folder_names_inner_file(archive, model_folder, tmp_path):
+    cycle = tmp_path / "2024.02.14_22.01.41_Grinding"
+    (cycle / "raw").mkdir(parents=True)
+    (cycle / "meta.json").write_text("{not json")
+    row = {"batch": 0, "paths": [str(cycle)], "roots": [str(tmp_path)]}
+
+    result = _score_files(load_model(model_folder), row, attribution=True)
+
+    skipped = json.loads(result["skipped"])
+    assert [item["path"] for item in skipped] == [str(cycle)]
+    # As in load_recordings: the reason names the damaged file inside the folder.
+    assert skipped[0]["reason"].startswith("meta.json: ")
+
+
+class _Broadcast:
+    """The ``value`` attribute of a Spark broadcast variable, without Spark."""
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+
+def test_worker_keeps_latest_model_only(model_folder):
+    from grindwatch.spark_scoring import _WORKER_MODELS, _worker_model
+
+    payload = _Broadcast(pickle.dumps(load_model(model_folder)))
+    first = _worker_model(payload, "job-1")
+    again = _worker_model(payload, "job-1")
+    second = _worker_model(payload, "job-2")
+
+    assert again is first
+    assert second is not first
+    assert list(_WORKER_MODELS) == ["job-2"]
 
 
 def test_spark_score_without_pyspark_names_extra(monkeypatch, archive, model_folder):

@@ -16,12 +16,14 @@ import typer
 from grindwatch.cli import (
     DataArg,
     JsonOpt,
+    ReadSetOpt,
     TrackingUriOpt,
     VerboseOpt,
     _echo_json,
     _fail,
     _load_model,
     _run,
+    _with_reading_options,
 )
 
 __all__ = ["register"]
@@ -68,7 +70,8 @@ def spark_score(
         Optional[int],  # noqa: UP045
         typer.Option(
             min=1,
-            help="Spark partitions for the batches of files (default: 4 per core).",
+            help="Spark partitions for the batches of 64 files (default: 4 per "
+            "core, at most one per batch).",
         ),
     ] = None,
     conf: Annotated[
@@ -81,6 +84,7 @@ def spark_score(
         bool,
         typer.Option(help="Add the top channel and band or feature to the tables."),
     ] = True,
+    set_: ReadSetOpt = [],  # noqa: B006
     tracking_uri: TrackingUriOpt = None,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = 0,
@@ -101,6 +105,11 @@ def spark_score(
     )
     if not data:
         _fail("no data given; pass the files or folders to score")
+    if any(item.partition("=")[0].strip() == "data.strict" for item in set_):
+        _fail(
+            "--set data.strict: spark-score always skips files that cannot be "
+            "scored; use grindwatch score --strict to stop at the first one"
+        )
     settings = _parse_conf(conf)
     if not sys.stderr.isatty():
         # Spark redraws its stage bar with carriage returns, which a log file keeps
@@ -108,7 +117,8 @@ def spark_score(
         # still shows it.
         settings.setdefault("spark.ui.showConsoleProgress", "false")
     _run(require_pyspark)
-    loaded = _load_model(model, tracking_uri)
+    # The executors read with the broadcast model's config, so --set reaches them.
+    loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
     with _run(spark_session, master, settings) as spark:
         result = _run(
             score_on_spark,

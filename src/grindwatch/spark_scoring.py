@@ -73,8 +73,9 @@ BATCH_FILES = 64
 # Columns added for the job and dropped before writing.
 _SOURCE = "_source"
 
-# Models unpickled in this Python worker, by a key drawn per job: Spark reuses
-# workers across tasks, so each worker unpickles a model once.
+# The model unpickled in this Python worker, by a key drawn per job: Spark reuses
+# workers across tasks, so each worker unpickles a model once. Only the latest
+# job's model is kept, because workers outlive jobs in a long Spark session.
 _WORKER_MODELS: dict[str, Model] = {}
 
 
@@ -210,7 +211,9 @@ def spark_score(
         as ``NAME.windows.parquet`` (``NAME.windows`` without a suffix). An
         existing Spark output folder is replaced.
     partitions : int, optional
-        Spark partitions to split the batches into; default four per core.
+        Spark partitions to split the batches into. The default is four times
+        Spark's default parallelism (the cores, in local mode), but at most one
+        partition per batch.
     attribution : bool
         Add the top channel and band, feature or time step, as ``score`` does.
     batch_files : int
@@ -221,8 +224,10 @@ def spark_score(
     InputError
         If no file is found, or no recording could be scored.
     ConfigError
-        If an output path exists and is not a Spark output folder, or column types
-        disagree between recordings.
+        If an output path exists and is not a Spark output folder or contains a
+        file to score, or if column types disagree between recordings.
+    OSError
+        If Spark fails to write an output folder.
     """
     from pyspark import StorageLevel
 
@@ -237,6 +242,7 @@ def spark_score(
     if not listed:
         raise InputError("data", "lists no file to score", "pass files or folders")
     paths = list(listed)
+    _reject_inputs_in_outputs(paths, (recordings_path, windows_path))
     batches = [
         (paths[i : i + batch_files], [listed[p] for p in paths[i : i + batch_files]])
         for i in range(0, len(paths), batch_files)
@@ -277,6 +283,25 @@ def _output_paths(output: str | Path) -> tuple[Path, Path]:
     return recordings, windows
 
 
+def _reject_inputs_in_outputs(paths: list[str], outputs: tuple[Path, ...]) -> None:
+    """Raise ConfigError when a file to score lies in an existing output folder.
+
+    Spark replaces an existing output folder, which would delete such a file.
+    """
+    existing = [output for output in outputs if output.exists()]
+    if not existing:
+        return
+    for path in paths:
+        real = Path(path).resolve()
+        for output in existing:
+            if real.is_relative_to(output):
+                raise ConfigError(
+                    f"{output} contains {path}, one of the files to score, and "
+                    "writing the output replaces that folder; choose an --output "
+                    "outside the data"
+                )
+
+
 def _list_paths(data: Any, model: Model) -> dict[str, str]:
     """List the files to score, in the order ``grindwatch score`` reads them.
 
@@ -291,7 +316,14 @@ def _list_paths(data: Any, model: Model) -> dict[str, str]:
                 f"the DataFrame of recordings has columns {data.columns}; it needs "
                 "a 'path' column"
             )
-        return {str(row["path"]): "" for row in data.select("path").toLocalIterator()}
+        paths = [row["path"] for row in data.select("path").toLocalIterator()]
+        missing = sum(path is None for path in paths)
+        if missing:
+            raise ConfigError(
+                f"the DataFrame of recordings has {missing} null values in its "
+                "'path' column; drop those rows, e.g. with dropna(subset=['path'])"
+            )
+        return {str(path): "" for path in paths}
     if data is None or (isinstance(data, (list, tuple)) and not data):
         data = model.config.data.paths
     if not data:
@@ -369,8 +401,7 @@ def _write_tables(
     ]
     counts = [int(summary[f"count_{i}"] or 0) for i in range(4)]
     if counts[0] == 0:
-        reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:5])
-        raise InputError("data", f"no recording could be scored ({reasons})")
+        raise InputError("data", *_no_recording_reason(skipped, model))
 
     named = scored.select(F.explode(F.arrays_zip("names", "sources")).alias("pair"))
     clashes = {
@@ -393,9 +424,7 @@ def _write_tables(
         from pyspark.sql.pandas.types import from_arrow_schema
 
         frame = scored.select(table).where(F.col(table).isNotNull())
-        frame.mapInArrow(decode, from_arrow_schema(schema)).write.mode(
-            "overwrite"
-        ).parquet(str(path))
+        _write_parquet(frame.mapInArrow(decode, from_arrow_schema(schema)), path)
     logger.info("wrote %s and %s", recordings_path, windows_path)
     return SparkScoreResult(
         recordings_path=recordings_path,
@@ -407,6 +436,51 @@ def _write_tables(
         n_flagged_windows=counts[3],
         threshold=float(model.threshold_.value),
         skipped=skipped,
+    )
+
+
+def _write_parquet(frame: DataFrame, path: Path) -> None:
+    """Write ``frame`` as a Parquet folder, raising OSError when writing fails.
+
+    Hadoop's file system reports a refused write, such as a parent path that is a
+    file, as a ``java.io.IOException`` inside the Py4JJavaError that Python
+    receives. Other Spark errors are re-raised as they are.
+    """
+    from py4j.java_gateway import is_instance_of
+    from py4j.protocol import Py4JJavaError
+
+    try:
+        frame.write.mode("overwrite").parquet(str(path))
+    except Py4JJavaError as error:
+        gateway = frame.sparkSession.sparkContext._gateway
+        cause = error.java_exception
+        while cause is not None and not is_instance_of(
+            gateway, cause, "java.io.IOException"
+        ):
+            cause = cause.getCause()
+        if cause is None:
+            raise
+        raise OSError(
+            None, f"Spark failed to write the table ({cause.toString()})", str(path)
+        ) from None
+
+
+def _no_recording_reason(
+    skipped: list[dict[str, str]], model: Model
+) -> tuple[str, str]:
+    """Return the problem and fix when no recording was scored."""
+    if skipped:
+        reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:5])
+        return f"no recording could be scored ({reasons})", "fix or remove these files"
+    # Without skipped files, data.match left out every recording that was read.
+    match = dict(model.config.data.match)
+    if not match:
+        return "no recording could be scored (the files hold none)", "check the files"
+    return (
+        f"no recording could be scored (none has the metadata {match} that the "
+        "model's data.match requires)",
+        "score recordings with that metadata, or use a model trained without "
+        "data.match",
     )
 
 
@@ -477,6 +551,7 @@ def _worker_model(payload: Any, key: str) -> Model:
     model = _WORKER_MODELS.get(key)
     if model is None:
         model = pickle.loads(payload.value)
+        _WORKER_MODELS.clear()
         _WORKER_MODELS[key] = model
     return model
 
@@ -587,7 +662,7 @@ def _read_files(
         try:
             read = read_file(path, options, label_root=Path(root) if root else None)
         except (InputError, OSError) as error:
-            skipped.append({"path": path, "reason": _reason(error)})
+            skipped.append({"path": path, "reason": _reason(error, Path(path))})
             logger.warning("skipped %s", error)
             continue
         recordings.extend(r for r in read if matches_metadata(r, options.match))
