@@ -280,7 +280,6 @@ def test_folder_marker_completes_folder(trained, folder, tmp_path):
 def test_unreadable_file_recorded_as_failed(trained, folder, tmp_path, caplog):
     watcher = _watcher(trained, folder, tmp_path)
     (folder / "a_broken.csv").write_text("no,numbers\nhere,at all\n")
-    (folder / "b_empty.npy").write_bytes(b"")
     write_cycles(folder, 1, start_seed=60)
 
     with caplog.at_level(logging.ERROR, logger="grindwatch.watch"):
@@ -289,10 +288,43 @@ def test_unreadable_file_recorded_as_failed(trained, folder, tmp_path, caplog):
 
     assert rows.loc["a_broken.csv", "status"] == "failed"
     assert "no numeric channel" in rows.loc["a_broken.csv", "reason"]
-    assert rows.loc["b_empty.npy", "status"] == "failed"
-    assert "empty" in rows.loc["b_empty.npy", "reason"]
     assert rows.loc["cycle_060.csv", "status"] == "scored"
     assert "failed a_broken.csv" in caplog.text
+
+
+def test_empty_file_waits_for_content(trained, folder, tmp_path, caplog):
+    # A logger that creates its file when a cycle starts and writes it when the
+    # cycle ends leaves 0 bytes for longer than --settle.
+    watcher = _watcher(trained, folder, tmp_path)
+    target = folder / "cycle_061.csv"
+    target.write_bytes(b"")
+
+    with caplog.at_level(logging.INFO, logger="grindwatch.watch"):
+        first = watcher.poll() + watcher.poll()
+    waiting = watcher.empty()
+    write_cycles(tmp_path / "source", 1, start_seed=61)
+    target.write_bytes((tmp_path / "source" / "cycle_061.csv").read_bytes())
+    watcher.poll()
+    rows = ResultStore(tmp_path / "results.sqlite").frame().set_index("path")
+
+    assert first == []
+    assert waiting == ["cycle_061.csv"]
+    assert caplog.text.count("cycle_061.csv is empty") == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert rows.loc["cycle_061.csv", "status"] == "scored"
+    assert watcher.empty() == []
+
+
+def test_empty_file_with_marker_recorded_as_failed(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path, marker_suffix=".done")
+    (folder / "cycle_062.npy").write_bytes(b"")
+    (folder / "cycle_062.npy.done").touch()
+
+    watcher.poll()
+    rows = ResultStore(tmp_path / "results.sqlite").frame().set_index("path")
+
+    assert rows.loc["cycle_062.npy", "status"] == "failed"
+    assert "empty" in rows.loc["cycle_062.npy", "reason"]
 
 
 def test_wrong_channels_recorded_as_failed(trained, folder, tmp_path):
@@ -982,6 +1014,24 @@ def test_watch_command_survives_reader_bug(trained, folder, monkeypatch):
     assert "Scored 1 new file. 1 could not be scored" in result.output
     assert rows.loc["cycle_150.csv", "status"] == "failed"
     assert rows.loc["cycle_151.csv", "status"] == "scored"
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_watch_once_names_empty_files(trained, folder, tmp_path):
+    _register_extensions()
+    write_cycles(folder, 1, start_seed=152)
+    (folder / "cycle_153.csv").write_bytes(b"")
+
+    result = CliRunner().invoke(
+        cli_app,
+        ["watch", str(folder), "--model", str(trained["bundle"]), "--once"]
+        + ["--settle", "0", "--results", str(tmp_path / "out.sqlite")],
+    )
+
+    assert result.exit_code == 0, result.output
+    summary = " ".join(result.output.split())
+    assert "Scored 1 new file." in summary
+    assert "1 file is empty and wait for content: cycle_153.csv." in summary
 
 
 @pytest.mark.usefixtures("restored_logging")

@@ -284,6 +284,7 @@ def watch(
     # and the error below covers them.
     pending = [] if watcher.store_failing else watcher.pending()
     waiting = watcher.waiting_cycle_folders()
+    empty = watcher.empty()
     failed = len(watcher.failed)
     left_out = len(watcher.left_out)
     console().print(
@@ -314,6 +315,13 @@ def watch(
             f"meta.json yet and wait for the next run: {', '.join(waiting[:5])}"
             f"{' ...' if len(waiting) > 5 else ''}."
             if waiting
+            else ""
+        )
+        + (
+            f" {len(empty)} {'file is' if len(empty) == 1 else 'files are'} empty "
+            "and wait for content: "
+            f"{', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}."
+            if empty
             else ""
         ),
         highlight=False,

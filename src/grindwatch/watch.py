@@ -664,6 +664,9 @@ class Watcher:
         self._seen: dict[str, tuple[int, int, float]] = {}
         # Path of a logger stream -> its cycle folder, which lacks meta.json.
         self._streams: dict[str, str] = {}
+        # Files of 0 bytes, which wait for content: a logger may create its file
+        # when a cycle starts and write it when the cycle ends.
+        self._empty: set[str] = set()
         # Files stored as failed by this watcher, in the order they were found.
         self.failed: list[str] = []
         # Files left out because their metadata is not data.match, in order.
@@ -806,6 +809,13 @@ class Watcher:
             holder = path if path.is_dir() else path.parent
             if (holder / self.folder_marker).exists():
                 return True
+        if key.size == 0 and path.is_file():
+            if key.path not in self._empty:
+                logger.info("%s is empty; it is scored once it has content", key.path)
+                self._empty.add(key.path)
+            self._seen.pop(key.path, None)
+            return False
+        self._empty.discard(key.path)
         seen = self._seen.get(key.path)
         if seen is None or seen[:2] != (key.size, key.mtime_ns):
             self._seen[key.path] = (key.size, key.mtime_ns, now)
@@ -835,6 +845,7 @@ class Watcher:
             for stream, folder in self._streams.items()
             if stream in listed
         }
+        self._empty &= listed
         for path, key in candidates:
             if not self._is_complete(path, key, now):
                 continue
@@ -1219,6 +1230,10 @@ class Watcher:
     def pending(self) -> list[str]:
         """Files seen but not yet scored, because they were still changing."""
         return sorted(self._seen)
+
+    def empty(self) -> list[str]:
+        """Files of 0 bytes, not scored until they have content."""
+        return sorted(self._empty)
 
     def waiting_cycle_folders(self) -> list[str]:
         """Cycle folders whose logger streams are in but whose meta.json is not."""
