@@ -1071,6 +1071,28 @@ def test_watch_rejects_csv_at_results_path(trained, folder, tmp_path):
     assert ResultStore(database).frame()["path"].tolist() == ["a.csv"]
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_watch_keeps_other_file_at_csv_path(trained, folder, tmp_path, suffix):
+    _register_extensions()
+    [recording] = write_cycles(tmp_path / "kept", 1, start_seed=154)
+    other = recording.with_suffix(suffix)
+    if suffix == ".parquet":
+        pd.read_csv(recording).to_parquet(other)
+    before = other.read_bytes()
+    command = ["watch", str(folder), "--model", str(trained["bundle"]), "--once"]
+    command += ["--settle", "0", "--results", str(tmp_path / "out.sqlite")]
+
+    refused = CliRunner().invoke(cli_app, [*command, "--csv", str(other)])
+    first = CliRunner().invoke(cli_app, [*command, "--csv", str(tmp_path / "r.csv")])
+    again = CliRunner().invoke(cli_app, [*command, "--csv", str(tmp_path / "r.csv")])
+
+    assert refused.exit_code == 2, refused.output
+    assert "is not a copy of a results table" in " ".join(refused.output.split())
+    assert other.read_bytes() == before
+    assert first.exit_code == 0, first.output
+    assert again.exit_code == 0, again.output
+
+
 def test_store_rejects_folder_path(tmp_path):
     (tmp_path / "results.sqlite").mkdir()
 

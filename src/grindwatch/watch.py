@@ -509,6 +509,34 @@ def _add_missing_columns(connection: sqlite3.Connection) -> None:
                 connection.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
 
 
+def _check_not_other_file(path: Path) -> None:
+    """Raise ConfigError when ``path`` holds a file that is not a results copy.
+
+    The CSV copy is rewritten at every poll, so a mistyped --csv that names a
+    recording or another table would replace it.
+    """
+    if not path.is_file():
+        return
+    header: list[str] = []
+    try:
+        if path.suffix.lower() == ".csv":
+            with path.open("rb") as handle:
+                header = handle.readline(4096).decode("utf-8").strip().split(",")
+        else:
+            import pyarrow.parquet as pq
+
+            header = list(pq.read_schema(path).names)
+    except (OSError, UnicodeDecodeError, ValueError):
+        header = []
+    # Copies from older versions lack the columns added later, not these.
+    if header[:5] != list(RESULT_COLUMNS[:5]):
+        raise ConfigError(
+            f"{path}: --csv names an existing file that is not a copy of a results "
+            f"table (its first columns are not {', '.join(RESULT_COLUMNS[:5])}), "
+            "and the watcher would overwrite it; pass a new path or delete the file"
+        )
+
+
 def _result_row(
     key: FileKey, cycle: CycleScore | None, reason: str | None
 ) -> dict[str, Any]:
@@ -694,6 +722,7 @@ class Watcher:
                     "database of the same name; pass a --csv path other than "
                     "--results"
                 )
+            _check_not_other_file(self.csv_path)
             self._excluded.add(self.csv_path.resolve())
             store.export_csv(self.csv_path)
 
