@@ -411,3 +411,69 @@ def test_moved_artifacts_name_store(plant_store, tmp_path):
         "contain no grindwatch model bundle",
         "artifact folder was not moved",
     )
+
+
+def test_damaged_stored_model_names_uri(plant_store, tmp_path):
+    stored = next((tmp_path / "plant" / "mlartifacts").rglob("model.pkl"))
+    stored.write_bytes(stored.read_bytes()[:5000])
+
+    uri = "models:/cnc@champion"
+    result = runner.invoke(
+        app, ["score", ".", "--model", uri, "--tracking-uri", plant_store]
+    )
+
+    _assert_one_line_error(
+        result,
+        "models:/cnc@champion: its file artifacts/bundle/model.pkl in the MLflow "
+        f"tracking store {plant_store} is not a readable grindwatch model",
+        "log the model again with 'grindwatch train'",
+    )
+    # The downloaded copy is deleted by then, so the message must not point at it.
+    assert "grindwatch-model-" not in result.output
+
+
+def test_bare_logged_model_id_loads(plant_store, cycle_folders):
+    from mlflow import MlflowClient
+
+    # MLflow 3 stores a registered version's logged model as models:/m-...
+    source = MlflowClient(plant_store).get_model_version("cnc", "1").source
+    model_id = source.removeprefix("models:/")
+
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            str(cycle_folders["bad"]),
+            "--model",
+            model_id,
+            "--tracking-uri",
+            plant_store,
+            "--json",
+        ],
+    )
+
+    assert model_id.startswith("m-")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["summary"]["n_recordings"] == 3
+
+
+@pytest.mark.parametrize(
+    ("uri", "fix"),
+    [
+        ("runs:/RUN", "name the model logged in the run: runs:/RUN/model"),
+        ("runs:/RUN/", "name the model logged in the run: runs:/RUN/model"),
+        ("models:/cnc", "models:/cnc/VERSION or models:/cnc@ALIAS"),
+    ],
+    ids=["run", "run-slash", "registered-name"],
+)
+def test_incomplete_model_uri_names_fix(plant_store, uri, fix):
+    from mlflow import MlflowClient
+
+    run_id = MlflowClient(plant_store).get_model_version("cnc", "1").run_id
+    uri = uri.replace("RUN", run_id)
+
+    result = runner.invoke(
+        app, ["score", ".", "--model", uri, "--tracking-uri", plant_store]
+    )
+
+    _assert_one_line_error(result, f"{uri}: ", fix.replace("RUN", run_id))

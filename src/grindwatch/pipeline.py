@@ -1139,11 +1139,37 @@ def load_model(location: str | Path, config: Config | None = None) -> Model:
 
         # The bundle is read whole into memory, so its download can go at once.
         with tempfile.TemporaryDirectory(prefix="grindwatch-model-") as folder:
-            return Model.load(download_model(text, config, Path(folder)))
+            bundle = download_model(text, config, Path(folder))
+            try:
+                return Model.load(bundle)
+            except InputError as error:
+                stored = _stored_model_error(text, bundle, folder, error, config)
+                raise stored from error
     raise InputError(
         location,
         "no such model folder",
         "pass the folder written by 'grindwatch train --output' or an MLflow model URI",
+    )
+
+
+def _stored_model_error(
+    uri: str, bundle: Path, download: str, error: InputError, config: Config | None
+) -> InputError:
+    """Build the error for a downloaded bundle that cannot be loaded, naming ``uri``.
+
+    The downloaded copy is deleted when loading fails, so its path would point
+    nowhere. The message names the URI, the damaged file inside the logged model
+    and the tracking store instead.
+    """
+    from grindwatch.tracking import resolve_tracking_uri
+
+    file = (bundle / BUNDLE_FILE).relative_to(download)
+    return InputError(
+        uri,
+        f"its file {file.as_posix()} in the MLflow tracking store "
+        f"{resolve_tracking_uri(config)} {error.problem}",
+        "log the model again with 'grindwatch train' (--register NAME to register "
+        "it), or pass another model version or run",
     )
 
 

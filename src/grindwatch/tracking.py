@@ -608,7 +608,7 @@ def download_model(
     try:
         local = Path(
             mlflow.artifacts.download_artifacts(
-                artifact_uri=uri,
+                artifact_uri=_artifact_uri(uri),
                 dst_path=None if destination is None else str(destination),
             )
         )
@@ -619,10 +619,10 @@ def download_model(
         # case reads "not found" too, with MLflow's reason beside it.
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
             problem = f"not found in the MLflow tracking store {tracking_uri}"
-            fix = _trial_run_fix(uri, tracking_uri) or store_fix
+            fix = _trial_run_fix(uri, tracking_uri) or _uri_fix(uri) or store_fix
         else:
             problem = f"cannot be loaded from the MLflow tracking store {tracking_uri}"
-            fix = f"check the model URI, or {store_fix}"
+            fix = _uri_fix(uri) or f"check the model URI, or {store_fix}"
         raise InputError(uri, f"{problem} ({reason})", fix) from error
     for candidate in (local, local / "artifacts" / "bundle", local / "bundle"):
         if (candidate / "model.pkl").is_file():
@@ -634,8 +634,40 @@ def download_model(
         uri,
         f"resolves in the MLflow tracking store {tracking_uri}, but its files "
         "contain no grindwatch model bundle (model.pkl)",
-        "check the model URI, and that the store's artifact folder was not moved",
+        _uri_fix(uri)
+        or "check the model URI, and that the store's artifact folder was not moved",
     )
+
+
+def _artifact_uri(uri: str) -> str:
+    """Return ``uri`` as MLflow's artifact download accepts it.
+
+    MLflow 3 names a logged model by an id such as ``m-0a1b...`` and resolves it
+    only as ``models:/m-0a1b...``, so a bare id gets that prefix.
+    """
+    if uri.startswith("m-") and ":" not in uri and "/" not in uri:
+        return f"models:/{uri}"
+    return uri
+
+
+def _uri_fix(uri: str) -> str | None:
+    """Return the corrected form of a model URI that lacks its last part, or None.
+
+    ``runs:/RUN_ID`` names a run, not the model logged in it, and MLflow 3 reads
+    ``models:/NAME`` as the id of a logged model, not as a registered model.
+    """
+    if uri.startswith("runs:/"):
+        run_id = uri.removeprefix("runs:/").strip("/")
+        if run_id and "/" not in run_id:
+            return f"name the model logged in the run: runs:/{run_id}/{MODEL_ARTIFACT}"
+    if uri.startswith("models:/"):
+        name = uri.removeprefix("models:/").strip("/")
+        if name and not name.startswith("m-") and "/" not in name and "@" not in name:
+            return (
+                "name a version or an alias of the registered model: "
+                f"models:/{name}/VERSION or models:/{name}@ALIAS"
+            )
+    return None
 
 
 def _trial_run_fix(uri: str, tracking_uri: str) -> str | None:
