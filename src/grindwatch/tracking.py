@@ -23,6 +23,7 @@ import pandas as pd
 
 from grindwatch._version import __version__
 from grindwatch.config import Config
+from grindwatch.exceptions import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -397,7 +398,8 @@ class TrainingTracker:
             self.client.log_artifacts(self.run_id, folder)
 
 
-import mlflow.pyfunc  # noqa: E402 - this module is the only one that imports MLflow
+import mlflow.exceptions  # noqa: E402 - this module is the only one that imports MLflow
+import mlflow.pyfunc  # noqa: E402
 
 
 class GrindwatchPyfunc(mlflow.pyfunc.PythonModel):
@@ -407,7 +409,9 @@ class GrindwatchPyfunc(mlflow.pyfunc.PythonModel):
     recording as an array (n_channels, n_samples), or one recording as a DataFrame
     whose columns are the channel names and rows the samples (for feature-table
     models: one row per cycle). It returns a DataFrame with ``score`` and ``flag``
-    per window (plus ``window`` and ``start_sample`` for recordings).
+    per window (plus ``window`` and ``start_sample`` for recordings). Input that it
+    cannot score raises ``PredictInputError``, an InputError that MLflow's scoring
+    server returns as a 400 response with the message.
 
     NOTE: it returns window verdicts only; the cycle check, which judges whole
     recordings, runs in ``grindwatch score``, the service and the watcher.
@@ -426,7 +430,27 @@ class GrindwatchPyfunc(mlflow.pyfunc.PythonModel):
         model_input: pd.DataFrame,
         params: dict | None = None,  # noqa: ANN001
     ) -> pd.DataFrame:
-        return predict_frame(self.model, model_input)
+        try:
+            return predict_frame(self.model, model_input)
+        except InputError as error:
+            raise PredictInputError(error) from error
+
+
+class PredictInputError(InputError, mlflow.exceptions.MlflowException):
+    """An InputError that MLflow's scoring server returns with its message.
+
+    ``mlflow models serve`` (MLflow 3.17) responds to other exceptions from predict
+    with a generic message, and puts the real one only at the end of a stack
+    trace. An MlflowException's message reaches the client in a 400 response.
+    """
+
+    def __init__(self, error: InputError) -> None:
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        mlflow.exceptions.MlflowException.__init__(
+            self, str(error), error_code=INVALID_PARAMETER_VALUE
+        )
+        self.path, self.problem, self.fix = error.path, error.problem, error.fix
 
 
 def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
@@ -446,9 +470,17 @@ def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
                 f"is missing channel columns {missing}",
                 f"send columns {model.channels_}",
             )
-        data = model_input[model.channels_].to_numpy(dtype=np.float32).T
+        data = _channel_values(model_input[model.channels_]).T
     else:
-        data = np.asarray(model_input, dtype=np.float32)
+        try:
+            data = np.asarray(model_input, dtype=np.float32)
+        except (TypeError, ValueError) as error:
+            raise InputError(
+                "model_input",
+                f"is a {type(model_input).__name__} that is not numeric ({error})",
+                f"send a DataFrame with the columns {model.channels_}, one row per "
+                "sample, or a numeric array",
+            ) from error
         if data.ndim != 2 or data.shape[0] != len(model.channels_):
             raise InputError(
                 "model_input",
@@ -471,6 +503,29 @@ def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
             "flag": scores > threshold,
         }
     )
+
+
+def _channel_values(frame: pd.DataFrame) -> np.ndarray:
+    """Return the channel columns as float32 (samples, channels).
+
+    Raises InputError naming the columns that hold values other than numbers,
+    such as text.
+    """
+    try:
+        return frame.to_numpy(dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        invalid = [
+            name
+            for name in frame.columns
+            if pd.to_numeric(frame[name], errors="coerce").isna().sum()
+            > frame[name].isna().sum()
+        ]
+        raise InputError(
+            "model_input",
+            f"has channel columns with values that are not numbers: {invalid} "
+            f"({error})",
+            "send numeric values only",
+        ) from error
 
 
 # Distributions that loading the pyfunc model and scoring with it import, besides
