@@ -408,10 +408,11 @@ class GrindwatchPyfunc(mlflow.pyfunc.PythonModel):
     ``predict`` accepts raw windows as an array (n_windows, n_channels, length), one
     recording as an array (n_channels, n_samples), or one recording as a DataFrame
     whose columns are the channel names and rows the samples (for feature-table
-    models: one row per cycle). It returns a DataFrame with ``score`` and ``flag``
-    per window (plus ``window`` and ``start_sample`` for recordings). Input that it
-    cannot score raises ``PredictInputError``, an InputError that MLflow's scoring
-    server returns as a 400 response with the message.
+    models: one row per cycle). Samples must be at the model's rate, because the
+    input carries no time to resample by. It returns a DataFrame with ``score``
+    and ``flag`` per window (plus ``window`` and ``start_sample`` for recordings).
+    Input that it cannot score raises ``PredictInputError``, an InputError that
+    MLflow's scoring server returns as a 400 response with the message.
 
     NOTE: it returns window verdicts only; the cycle check, which judges whole
     recordings, runs in ``grindwatch score``, the service and the watcher.
