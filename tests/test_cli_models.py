@@ -124,6 +124,62 @@ def test_damaged_description_only_warns(cycle_folders, tmp_path):
     assert "3 of 3 recordings" in result.output
 
 
+def test_edited_bundle_is_rejected(cycle_folders, tmp_path):
+    _train(cycle_folders["good"], tmp_path / "model")
+    bundle = tmp_path / "model" / "model.pkl"
+    content = bytearray(bundle.read_bytes())
+    # Flip bits in the last third, where the fitted arrays are, and keep the size.
+    # Such a pickle can still load, with other values.
+    middle = len(content) * 2 // 3
+    for index in range(middle, middle + 64):
+        content[index] ^= 0x5A
+    bundle.write_bytes(bytes(content))
+
+    result = runner.invoke(
+        app, ["score", str(cycle_folders["bad"]), "--model", str(tmp_path / "model")]
+    )
+
+    _assert_one_line_error(
+        result,
+        f"{bundle}: differs from the file that was saved",
+        "damaged or edited since",
+        "retrain with 'grindwatch train --output FOLDER'",
+    )
+
+
+def test_truncated_bundle_names_saved_size(cycle_folders, tmp_path):
+    _train(cycle_folders["good"], tmp_path / "model")
+    bundle = tmp_path / "model" / "model.pkl"
+    size = bundle.stat().st_size
+    bundle.write_bytes(bundle.read_bytes()[: size // 2])
+
+    result = runner.invoke(
+        app, ["score", str(cycle_folders["bad"]), "--model", str(tmp_path / "model")]
+    )
+
+    _assert_one_line_error(
+        result,
+        f"{bundle}: has {size // 2} bytes, but had {size} when it was saved",
+        "truncated",
+    )
+
+
+def test_bundle_without_saved_hash_loads(cycle_folders, tmp_path):
+    _train(cycle_folders["good"], tmp_path / "model")
+    description = tmp_path / "model" / "model.json"
+    saved = json.loads(description.read_text())
+    # Bundles of older versions have no model_pkl record.
+    del saved["model_pkl"]
+    description.write_text(json.dumps(saved))
+
+    result = runner.invoke(
+        app, ["score", str(cycle_folders["bad"]), "--model", str(tmp_path / "model")]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "3 of 3 recordings" in result.output
+
+
 @pytest.fixture
 def plant_store(cycle_folders, tmp_path, monkeypatch):  # noqa: ANN001, ANN201
     """Return the URI of a store in tmp_path/plant with the model cnc@champion.
@@ -425,7 +481,8 @@ def test_damaged_stored_model_names_uri(plant_store, tmp_path):
     _assert_one_line_error(
         result,
         "models:/cnc@champion: its file artifacts/bundle/model.pkl in the MLflow "
-        f"tracking store {plant_store} is not a readable grindwatch model",
+        f"tracking store {plant_store} has 5000 bytes",
+        "truncated",
         "log the model again with 'grindwatch train'",
     )
     # The downloaded copy is deleted by then, so the message must not point at it.

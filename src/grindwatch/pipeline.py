@@ -725,20 +725,36 @@ class Model:
 
     def save(self, folder: str | Path) -> Path:
         """Write the bundle to ``folder``: model.pkl, model.json, config.yaml and
-        training_files.json (path, bytes and SHA-256 of each training file)."""
+        training_files.json (path, bytes and SHA-256 of each training file).
+
+        model.json records the size and SHA-256 of model.pkl under ``model_pkl``,
+        which ``load`` checks.
+        """
+        import hashlib
         import json
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         training_windows = self.__dict__.pop("training_windows_", None)
         try:
-            atomic_write_bytes(folder / BUNDLE_FILE, pickle.dumps(self, protocol=5))
+            content = pickle.dumps(self, protocol=5)
         finally:
             if training_windows is not None:
                 self.training_windows_ = training_windows
+        # NOTE: each file is replaced atomically, but the pair is not, so a load
+        # between these two writes over an older bundle finds a size or SHA-256
+        # mismatch and fails.
+        atomic_write_bytes(folder / BUNDLE_FILE, content)
+        description = {
+            **self.describe(),
+            "model_pkl": {
+                "bytes": len(content),
+                "sha256": hashlib.sha256(content).hexdigest(),
+            },
+        }
         atomic_write_bytes(
             folder / "model.json",
-            json.dumps(self.describe(), indent=2, default=str).encode(),
+            json.dumps(description, indent=2, default=str).encode(),
         )
         atomic_write_bytes(folder / "config.yaml", self.config.to_yaml().encode())
         # JSON, not CSV: a model folder inside a data folder must not add a file
@@ -774,31 +790,33 @@ class Model:
                 path, f"cannot be read ({error.strerror})", "check its permissions"
             ) from error
         with handle:
-            if os.fstat(handle.fileno()).st_size == 0:
-                raise InputError(
-                    path,
-                    "is empty, so it is not a readable grindwatch model (truncated, "
-                    "or its writing was interrupted)",
-                    fix,
-                )
-            try:
-                model = pickle.load(handle)
-            # Non-pickle data, a truncated file, and a pickle of classes that this
-            # grindwatch version lacks raise these. Other errors propagate.
-            except (
-                pickle.UnpicklingError,
-                EOFError,
-                ValueError,
-                ImportError,
-                AttributeError,
-            ) as error:
-                raise InputError(
-                    path,
-                    "is not a readable grindwatch model: it is damaged, truncated, "
-                    "or written by another program or grindwatch version "
-                    f"({type(error).__name__}: {error})",
-                    fix,
-                ) from error
+            content = handle.read()
+        if not content:
+            raise InputError(
+                path,
+                "is empty, so it is not a readable grindwatch model (truncated, "
+                "or its writing was interrupted)",
+                fix,
+            )
+        _check_saved_file(path, content, fix)
+        try:
+            model = pickle.loads(content)
+        # Non-pickle data, a truncated file, and a pickle of classes that this
+        # grindwatch version lacks raise these. Other errors propagate.
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            ValueError,
+            ImportError,
+            AttributeError,
+        ) as error:
+            raise InputError(
+                path,
+                "is not a readable grindwatch model: it is damaged, truncated, "
+                "or written by another program or grindwatch version "
+                f"({type(error).__name__}: {error})",
+                fix,
+            ) from error
         if not isinstance(model, Model):
             raise InputError(
                 path,
@@ -853,6 +871,39 @@ def _current_config(config: Config, path: Path, fix: str) -> Config:
             f"{error.errors()[0]['loc']}: {error.errors()[0]['msg']})",
             fix,
         ) from error
+
+
+def _check_saved_file(path: Path, content: bytes, fix: str) -> None:
+    """Raise InputError when model.pkl differs from the file that ``save`` wrote.
+
+    ``save`` records the size and SHA-256 of model.pkl in model.json beside it.
+    A pickle with a few changed bytes can still load and then give other scores,
+    so only this check notices such damage. Bundles without the record, written
+    by older versions or without model.json, are not checked.
+    """
+    import hashlib
+    import json
+
+    try:
+        saved = json.loads((path.parent / "model.json").read_bytes())["model_pkl"]
+        size, sha256 = int(saved["bytes"]), str(saved["sha256"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return  # _check_description warns when model.json is damaged
+    if len(content) != size:
+        raise InputError(
+            path,
+            f"has {len(content)} bytes, but had {size} when it was saved (as "
+            "model.json records), so it was truncated, damaged or replaced since",
+            fix,
+        )
+    if hashlib.sha256(content).hexdigest() != sha256:
+        raise InputError(
+            path,
+            "differs from the file that was saved (its SHA-256 is not the one "
+            "model.json records), so it was damaged or edited since",
+            f"{fix}. To change a model on purpose, write it with Model.save, which "
+            "updates model.json",
+        )
 
 
 def _check_description(folder: Path) -> None:
