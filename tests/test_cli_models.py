@@ -102,6 +102,20 @@ def test_missing_model_folder(tmp_path):
     _assert_one_line_error(result, str(folder), "no such model folder")
 
 
+@pytest.mark.parametrize("location", ["", " "])
+def test_empty_model_location_is_rejected(cycle_folders, tmp_path, location):
+    # The working folder holds a model, which an empty location must not find.
+    _train(cycle_folders["good"], tmp_path)
+
+    result = runner.invoke(
+        app, ["score", str(cycle_folders["bad"]), "--model", location]
+    )
+
+    _assert_one_line_error(
+        result, f"{location!r}: is not a model location (empty)", "pass the folder"
+    )
+
+
 def test_model_file_instead_of_folder(cycle_folders, tmp_path):
     _train(cycle_folders["good"], tmp_path / "model", "--no-track")
     file = tmp_path / "model" / "model.pkl"

@@ -1172,6 +1172,14 @@ def load_model(location: str | Path, config: Config | None = None) -> Model:
     URIs such as ``runs:/<run id>/model`` or ``models:/NAME@alias`` are resolved
     against the tracking store (config, MLFLOW_TRACKING_URI, or ./mlflow.db).
     """
+    if not str(location).strip():
+        # Path("") is the working folder, which would be searched for a bundle.
+        raise InputError(
+            repr(str(location)),
+            "is not a model location (empty)",
+            "pass the folder written by 'grindwatch train --output' or an MLflow "
+            "model URI",
+        )
     path = Path(location)
     if path.is_dir():
         for candidate in (path, path / "artifacts" / "bundle"):
