@@ -270,6 +270,23 @@ def test_pyfunc_names_text_channel_values(cycle_folders, tmp_path):
         pyfunc.predict({"values": [1.0, 2.0]})
 
 
+def test_pyfunc_rejects_repeated_channel_column(cycle_folders, tmp_path):
+    from grindwatch.exceptions import InputError
+
+    result = grindwatch.train(cycle_folders["good"], _config())
+    frame = pd.read_csv(cycle_folders["bad"] / "cycle_100.csv")
+    channel = result.model.channels_[0]
+    repeated = pd.concat([frame, frame[[channel]]], axis=1)
+
+    pyfunc = mlflow.pyfunc.load_model(
+        f"runs:/{result.run_id}/model", dst_path=str(tmp_path)
+    )
+
+    message = rf"more than one column named \['{channel}'\]"
+    with pytest.raises(InputError, match=message):
+        pyfunc.predict(repeated)
+
+
 def test_mlflow_scoring_server_returns_input_errors(cycle_folders, tmp_path):
     from fastapi.testclient import TestClient
     from mlflow.pyfunc import scoring_server

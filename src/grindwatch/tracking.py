@@ -471,6 +471,14 @@ def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
                 f"is missing channel columns {missing}",
                 f"send columns {model.channels_}",
             )
+        repeated = model_input.columns[model_input.columns.duplicated()]
+        repeated = sorted(set(repeated) & set(model.channels_))
+        if repeated:
+            raise InputError(
+                "model_input",
+                f"has more than one column named {repeated}",
+                "send each channel column once",
+            )
         data = _channel_values(model_input[model.channels_]).T
     else:
         try:
