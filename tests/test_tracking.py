@@ -270,6 +270,33 @@ def test_pyfunc_names_text_channel_values(cycle_folders, tmp_path):
         pyfunc.predict({"values": [1.0, 2.0]})
 
 
+def test_pyfunc_treats_gaps_like_score(cycle_folders, tmp_path):
+    from grindwatch.exceptions import InputError
+
+    config = _config(**{"data.nan_policy": "interpolate"})
+    result = grindwatch.train(cycle_folders["good"], config)
+    frame = pd.read_csv(cycle_folders["bad"] / "cycle_100.csv")
+    channel = result.model.channels_[0]
+    frame.loc[10:20, channel] = np.nan
+    gaps = tmp_path / "gaps.csv"
+    frame.to_csv(gaps, index=False)
+    infinite = frame.fillna({channel: np.inf})
+
+    pyfunc = mlflow.pyfunc.load_model(
+        f"runs:/{result.run_id}/model", dst_path=str(tmp_path / "download")
+    )
+    predicted = pyfunc.predict(frame)
+    strict = grindwatch.train(cycle_folders["good"], _config())
+    strict_pyfunc = mlflow.pyfunc.load_model(
+        f"runs:/{strict.run_id}/model", dst_path=str(tmp_path / "strict")
+    )
+
+    scored = grindwatch.score(result.model, gaps)
+    np.testing.assert_allclose(predicted["score"], scored.windows["score"], rtol=1e-6)
+    with pytest.raises(InputError, match="NaN or infinite samples"):
+        strict_pyfunc.predict(infinite)
+
+
 def test_pyfunc_rejects_repeated_channel_column(cycle_folders, tmp_path):
     from grindwatch.exceptions import InputError
 

@@ -411,6 +411,8 @@ class GrindwatchPyfunc(mlflow.pyfunc.PythonModel):
     models: one row per cycle). Samples must be at the model's rate, because the
     input carries no time to resample by. It returns a DataFrame with ``score``
     and ``flag`` per window (plus ``window`` and ``start_sample`` for recordings).
+    NaN and infinite samples in a recording raise, or are interpolated when the
+    model's ``data.nan_policy`` is interpolate, as in ``grindwatch score``.
     Input that it cannot score raises ``PredictInputError``, an InputError that
     MLflow's scoring server returns as a 400 response with the message.
 
@@ -458,6 +460,7 @@ def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
     """Score input in any of the forms ``GrindwatchPyfunc.predict`` accepts."""
     from grindwatch.exceptions import InputError
     from grindwatch.io import Recording
+    from grindwatch.io.frames import finite_or_raise
 
     threshold = model.threshold_.value
     if isinstance(model_input, np.ndarray) and model_input.ndim == 3:
@@ -497,6 +500,12 @@ def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
                 f"{model.window_length_}) or one recording ({len(model.channels_)}, "
                 "n_samples)",
             )
+    if model.kind_ == "signals":
+        # The rule that reading a file applies: NaN and infinite samples raise, or
+        # are interpolated when the model's data.nan_policy is interpolate.
+        data = finite_or_raise(
+            "model_input", data, list(model.channels_), model.config.data.nan_policy
+        )
     if model.kind_ == "table":
         windows = data.T[:, :, None]
         scores = model.window_scores(windows)
