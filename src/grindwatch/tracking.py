@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "GrindwatchPyfunc",
+    "PredictInputError",
     "TrainingTracker",
     "absolute_tracking_uri",
     "download_model",
