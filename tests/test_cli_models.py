@@ -102,6 +102,20 @@ def test_missing_model_folder(tmp_path):
     _assert_one_line_error(result, str(folder), "no such model folder")
 
 
+@pytest.mark.parametrize("location", ["", " "])
+def test_empty_model_location_is_rejected(cycle_folders, tmp_path, location):
+    # The working folder holds a model, which an empty location must not find.
+    _train(cycle_folders["good"], tmp_path)
+
+    result = runner.invoke(
+        app, ["score", str(cycle_folders["bad"]), "--model", location]
+    )
+
+    _assert_one_line_error(
+        result, f"{location!r}: is not a model location (empty)", "pass the folder"
+    )
+
+
 def test_model_file_instead_of_folder(cycle_folders, tmp_path):
     _train(cycle_folders["good"], tmp_path / "model", "--no-track")
     file = tmp_path / "model" / "model.pkl"
@@ -121,6 +135,62 @@ def test_damaged_description_only_warns(cycle_folders, tmp_path):
 
     assert result.exit_code == 0, result.output
     assert "is not valid JSON" in result.output
+    assert "3 of 3 recordings" in result.output
+
+
+def test_edited_bundle_is_rejected(cycle_folders, tmp_path):
+    _train(cycle_folders["good"], tmp_path / "model")
+    bundle = tmp_path / "model" / "model.pkl"
+    content = bytearray(bundle.read_bytes())
+    # Flip bits in the last third, where the fitted arrays are, and keep the size.
+    # Such a pickle can still load, with other values.
+    middle = len(content) * 2 // 3
+    for index in range(middle, middle + 64):
+        content[index] ^= 0x5A
+    bundle.write_bytes(bytes(content))
+
+    result = runner.invoke(
+        app, ["score", str(cycle_folders["bad"]), "--model", str(tmp_path / "model")]
+    )
+
+    _assert_one_line_error(
+        result,
+        f"{bundle}: differs from the file that was saved",
+        "damaged or edited since",
+        "retrain with 'grindwatch train --output FOLDER'",
+    )
+
+
+def test_truncated_bundle_names_saved_size(cycle_folders, tmp_path):
+    _train(cycle_folders["good"], tmp_path / "model")
+    bundle = tmp_path / "model" / "model.pkl"
+    size = bundle.stat().st_size
+    bundle.write_bytes(bundle.read_bytes()[: size // 2])
+
+    result = runner.invoke(
+        app, ["score", str(cycle_folders["bad"]), "--model", str(tmp_path / "model")]
+    )
+
+    _assert_one_line_error(
+        result,
+        f"{bundle}: has {size // 2} bytes, but had {size} when it was saved",
+        "truncated",
+    )
+
+
+def test_bundle_without_saved_hash_loads(cycle_folders, tmp_path):
+    _train(cycle_folders["good"], tmp_path / "model")
+    description = tmp_path / "model" / "model.json"
+    saved = json.loads(description.read_text())
+    # Bundles of older versions have no model_pkl record.
+    del saved["model_pkl"]
+    description.write_text(json.dumps(saved))
+
+    result = runner.invoke(
+        app, ["score", str(cycle_folders["bad"]), "--model", str(tmp_path / "model")]
+    )
+
+    assert result.exit_code == 0, result.output
     assert "3 of 3 recordings" in result.output
 
 
@@ -411,3 +481,70 @@ def test_moved_artifacts_name_store(plant_store, tmp_path):
         "contain no grindwatch model bundle",
         "artifact folder was not moved",
     )
+
+
+def test_damaged_stored_model_names_uri(plant_store, tmp_path):
+    stored = next((tmp_path / "plant" / "mlartifacts").rglob("model.pkl"))
+    stored.write_bytes(stored.read_bytes()[:5000])
+
+    uri = "models:/cnc@champion"
+    result = runner.invoke(
+        app, ["score", ".", "--model", uri, "--tracking-uri", plant_store]
+    )
+
+    _assert_one_line_error(
+        result,
+        "models:/cnc@champion: its file artifacts/bundle/model.pkl in the MLflow "
+        f"tracking store {plant_store} has 5000 bytes",
+        "truncated",
+        "log the model again with 'grindwatch train'",
+    )
+    # The downloaded copy is deleted by then, so the message must not point at it.
+    assert "grindwatch-model-" not in result.output
+
+
+def test_bare_logged_model_id_loads(plant_store, cycle_folders):
+    from mlflow import MlflowClient
+
+    # MLflow 3 stores a registered version's logged model as models:/m-...
+    source = MlflowClient(plant_store).get_model_version("cnc", "1").source
+    model_id = source.removeprefix("models:/")
+
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            str(cycle_folders["bad"]),
+            "--model",
+            model_id,
+            "--tracking-uri",
+            plant_store,
+            "--json",
+        ],
+    )
+
+    assert model_id.startswith("m-")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["summary"]["n_recordings"] == 3
+
+
+@pytest.mark.parametrize(
+    ("uri", "fix"),
+    [
+        ("runs:/RUN", "name the model logged in the run: runs:/RUN/model"),
+        ("runs:/RUN/", "name the model logged in the run: runs:/RUN/model"),
+        ("models:/cnc", "models:/cnc/VERSION or models:/cnc@ALIAS"),
+    ],
+    ids=["run", "run-slash", "registered-name"],
+)
+def test_incomplete_model_uri_names_fix(plant_store, uri, fix):
+    from mlflow import MlflowClient
+
+    run_id = MlflowClient(plant_store).get_model_version("cnc", "1").run_id
+    uri = uri.replace("RUN", run_id)
+
+    result = runner.invoke(
+        app, ["score", ".", "--model", uri, "--tracking-uri", plant_store]
+    )
+
+    _assert_one_line_error(result, f"{uri}: ", fix.replace("RUN", run_id))

@@ -251,6 +251,97 @@ def test_pyfunc_scores_a_recording_frame(cycle_folders, tmp_path):
     assert list(predicted["start_sample"]) == list(direct.windows["start_sample"])
 
 
+def test_pyfunc_names_text_channel_values(cycle_folders, tmp_path):
+    from grindwatch.exceptions import InputError
+
+    result = grindwatch.train(cycle_folders["good"], _config())
+    frame = pd.read_csv(cycle_folders["bad"] / "cycle_100.csv")
+    channel = result.model.channels_[0]
+    frame[channel] = frame[channel].astype(object)
+    frame.loc[5, channel] = "overload"
+
+    pyfunc = mlflow.pyfunc.load_model(
+        f"runs:/{result.run_id}/model", dst_path=str(tmp_path)
+    )
+
+    with pytest.raises(InputError, match=rf"not numbers: \['{channel}'\]"):
+        pyfunc.predict(frame)
+    with pytest.raises(InputError, match="is a dict that is not numeric"):
+        pyfunc.predict({"values": [1.0, 2.0]})
+
+
+def test_pyfunc_treats_gaps_like_score(cycle_folders, tmp_path):
+    from grindwatch.exceptions import InputError
+
+    config = _config(**{"data.nan_policy": "interpolate"})
+    result = grindwatch.train(cycle_folders["good"], config)
+    frame = pd.read_csv(cycle_folders["bad"] / "cycle_100.csv")
+    channel = result.model.channels_[0]
+    frame.loc[10:20, channel] = np.nan
+    gaps = tmp_path / "gaps.csv"
+    frame.to_csv(gaps, index=False)
+    infinite = frame.fillna({channel: np.inf})
+
+    pyfunc = mlflow.pyfunc.load_model(
+        f"runs:/{result.run_id}/model", dst_path=str(tmp_path / "download")
+    )
+    predicted = pyfunc.predict(frame)
+    strict = grindwatch.train(cycle_folders["good"], _config())
+    strict_pyfunc = mlflow.pyfunc.load_model(
+        f"runs:/{strict.run_id}/model", dst_path=str(tmp_path / "strict")
+    )
+
+    scored = grindwatch.score(result.model, gaps)
+    np.testing.assert_allclose(predicted["score"], scored.windows["score"], rtol=1e-6)
+    with pytest.raises(InputError, match="NaN or infinite samples"):
+        strict_pyfunc.predict(infinite)
+
+
+def test_pyfunc_rejects_repeated_channel_column(cycle_folders, tmp_path):
+    from grindwatch.exceptions import InputError
+
+    result = grindwatch.train(cycle_folders["good"], _config())
+    frame = pd.read_csv(cycle_folders["bad"] / "cycle_100.csv")
+    channel = result.model.channels_[0]
+    repeated = pd.concat([frame, frame[[channel]]], axis=1)
+
+    pyfunc = mlflow.pyfunc.load_model(
+        f"runs:/{result.run_id}/model", dst_path=str(tmp_path)
+    )
+
+    message = rf"more than one column named \['{channel}'\]"
+    with pytest.raises(InputError, match=message):
+        pyfunc.predict(repeated)
+
+
+def test_mlflow_scoring_server_returns_input_errors(cycle_folders, tmp_path):
+    from fastapi.testclient import TestClient
+    from mlflow.pyfunc import scoring_server
+
+    result = grindwatch.train(cycle_folders["good"], _config())
+    frame = pd.read_csv(cycle_folders["bad"] / "cycle_100.csv")
+    channel = result.model.channels_[0]
+    pyfunc = mlflow.pyfunc.load_model(
+        f"runs:/{result.run_id}/model", dst_path=str(tmp_path)
+    )
+    # The app that 'mlflow models serve' runs, here without a server process.
+    client = TestClient(scoring_server.init(pyfunc))
+
+    def invoke(data: pd.DataFrame):  # noqa: ANN202
+        split = json.loads(data.to_json(orient="split", index=False))
+        return client.post("/invocations", json={"dataframe_split": split})
+
+    scored = invoke(frame)
+    missing = invoke(frame.drop(columns=channel))
+
+    assert scored.status_code == 200, scored.text
+    expected = grindwatch.tracking.predict_frame(result.model, frame)["score"]
+    served = [row["score"] for row in scored.json()["predictions"]]
+    np.testing.assert_allclose(served, expected, rtol=1e-6)
+    assert missing.status_code == 400
+    assert f"is missing channel columns ['{channel}']" in missing.json()["message"]
+
+
 def test_load_model_from_runs_uri(cycle_folders, tmp_path, monkeypatch):
     import tempfile
 

@@ -50,6 +50,9 @@ def describe_file(path: Path) -> dict[str, Any]:
 def data_fingerprint(recordings: RecordingSet) -> dict[str, Any]:
     """Describe the files behind a data set so a run can be matched to its data."""
     files = [describe_file(path) for path in recordings.files]
+    # NOTE: the combined hash follows the order of the files, so the same files
+    # passed in another order get another one, and a tune resume then reports
+    # them as changed. Sorting would change the hash that existing studies store.
     combined = hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest()
     return {
         "sha256": combined,

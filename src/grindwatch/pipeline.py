@@ -730,20 +730,36 @@ class Model:
 
     def save(self, folder: str | Path) -> Path:
         """Write the bundle to ``folder``: model.pkl, model.json, config.yaml and
-        training_files.json (path, bytes and SHA-256 of each training file)."""
+        training_files.json (path, bytes and SHA-256 of each training file).
+
+        model.json records the size and SHA-256 of model.pkl under ``model_pkl``,
+        which ``load`` checks.
+        """
+        import hashlib
         import json
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         training_windows = self.__dict__.pop("training_windows_", None)
         try:
-            atomic_write_bytes(folder / BUNDLE_FILE, pickle.dumps(self, protocol=5))
+            content = pickle.dumps(self, protocol=5)
         finally:
             if training_windows is not None:
                 self.training_windows_ = training_windows
+        # NOTE: each file is replaced atomically, but the pair is not, so a load
+        # between these two writes over an older bundle finds a size or SHA-256
+        # mismatch and fails.
+        atomic_write_bytes(folder / BUNDLE_FILE, content)
+        description = {
+            **self.describe(),
+            "model_pkl": {
+                "bytes": len(content),
+                "sha256": hashlib.sha256(content).hexdigest(),
+            },
+        }
         atomic_write_bytes(
             folder / "model.json",
-            json.dumps(self.describe(), indent=2, default=str).encode(),
+            json.dumps(description, indent=2, default=str).encode(),
         )
         atomic_write_bytes(folder / "config.yaml", self.config.to_yaml().encode())
         # JSON, not CSV: a model folder inside a data folder must not add a file
@@ -779,31 +795,33 @@ class Model:
                 path, f"cannot be read ({error.strerror})", "check its permissions"
             ) from error
         with handle:
-            if os.fstat(handle.fileno()).st_size == 0:
-                raise InputError(
-                    path,
-                    "is empty, so it is not a readable grindwatch model (truncated, "
-                    "or its writing was interrupted)",
-                    fix,
-                )
-            try:
-                model = pickle.load(handle)
-            # Non-pickle data, a truncated file, and a pickle of classes that this
-            # grindwatch version lacks raise these. Other errors propagate.
-            except (
-                pickle.UnpicklingError,
-                EOFError,
-                ValueError,
-                ImportError,
-                AttributeError,
-            ) as error:
-                raise InputError(
-                    path,
-                    "is not a readable grindwatch model: it is damaged, truncated, "
-                    "or written by another program or grindwatch version "
-                    f"({type(error).__name__}: {error})",
-                    fix,
-                ) from error
+            content = handle.read()
+        if not content:
+            raise InputError(
+                path,
+                "is empty, so it is not a readable grindwatch model (truncated, "
+                "or its writing was interrupted)",
+                fix,
+            )
+        _check_saved_file(path, content, fix)
+        try:
+            model = pickle.loads(content)
+        # Non-pickle data, a truncated file, and a pickle of classes that this
+        # grindwatch version lacks raise these. Other errors propagate.
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            ValueError,
+            ImportError,
+            AttributeError,
+        ) as error:
+            raise InputError(
+                path,
+                "is not a readable grindwatch model: it is damaged, truncated, "
+                "or written by another program or grindwatch version "
+                f"({type(error).__name__}: {error})",
+                fix,
+            ) from error
         if not isinstance(model, Model):
             raise InputError(
                 path,
@@ -858,6 +876,39 @@ def _current_config(config: Config, path: Path, fix: str) -> Config:
             f"{error.errors()[0]['loc']}: {error.errors()[0]['msg']})",
             fix,
         ) from error
+
+
+def _check_saved_file(path: Path, content: bytes, fix: str) -> None:
+    """Raise InputError when model.pkl differs from the file that ``save`` wrote.
+
+    ``save`` records the size and SHA-256 of model.pkl in model.json beside it.
+    A pickle with a few changed bytes can still load and then give other scores,
+    so only this check notices such damage. Bundles without the record, written
+    by older versions or without model.json, are not checked.
+    """
+    import hashlib
+    import json
+
+    try:
+        saved = json.loads((path.parent / "model.json").read_bytes())["model_pkl"]
+        size, sha256 = int(saved["bytes"]), str(saved["sha256"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return  # _check_description warns when model.json is damaged
+    if len(content) != size:
+        raise InputError(
+            path,
+            f"has {len(content)} bytes, but had {size} when it was saved (as "
+            "model.json records), so it was truncated, damaged or replaced since",
+            fix,
+        )
+    if hashlib.sha256(content).hexdigest() != sha256:
+        raise InputError(
+            path,
+            "differs from the file that was saved (its SHA-256 is not the one "
+            "model.json records), so it was damaged or edited since",
+            f"{fix}. To change a model on purpose, write it with Model.save, which "
+            "updates model.json",
+        )
 
 
 def _check_description(folder: Path) -> None:
@@ -1126,6 +1177,14 @@ def load_model(location: str | Path, config: Config | None = None) -> Model:
     URIs such as ``runs:/<run id>/model`` or ``models:/NAME@alias`` are resolved
     against the tracking store (config, MLFLOW_TRACKING_URI, or ./mlflow.db).
     """
+    if not str(location).strip():
+        # Path("") is the working folder, which would be searched for a bundle.
+        raise InputError(
+            repr(str(location)),
+            "is not a model location (empty)",
+            "pass the folder written by 'grindwatch train --output' or an MLflow "
+            "model URI",
+        )
     path = Path(location)
     if path.is_dir():
         for candidate in (path, path / "artifacts" / "bundle"):
@@ -1144,11 +1203,37 @@ def load_model(location: str | Path, config: Config | None = None) -> Model:
 
         # The bundle is read whole into memory, so its download can go at once.
         with tempfile.TemporaryDirectory(prefix="grindwatch-model-") as folder:
-            return Model.load(download_model(text, config, Path(folder)))
+            bundle = download_model(text, config, Path(folder))
+            try:
+                return Model.load(bundle)
+            except InputError as error:
+                stored = _stored_model_error(text, bundle, folder, error, config)
+                raise stored from error
     raise InputError(
         location,
         "no such model folder",
         "pass the folder written by 'grindwatch train --output' or an MLflow model URI",
+    )
+
+
+def _stored_model_error(
+    uri: str, bundle: Path, download: str, error: InputError, config: Config | None
+) -> InputError:
+    """Build the error for a downloaded bundle that cannot be loaded, naming ``uri``.
+
+    The downloaded copy is deleted when loading fails, so its path would point
+    nowhere. The message names the URI, the damaged file inside the logged model
+    and the tracking store instead.
+    """
+    from grindwatch.tracking import resolve_tracking_uri
+
+    file = (bundle / BUNDLE_FILE).relative_to(download)
+    return InputError(
+        uri,
+        f"its file {file.as_posix()} in the MLflow tracking store "
+        f"{resolve_tracking_uri(config)} {error.problem}",
+        "log the model again with 'grindwatch train' (--register NAME to register "
+        "it), or pass another model version or run",
     )
 
 

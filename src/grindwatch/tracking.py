@@ -23,11 +23,13 @@ import pandas as pd
 
 from grindwatch._version import __version__
 from grindwatch.config import Config
+from grindwatch.exceptions import InputError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "GrindwatchPyfunc",
+    "PredictInputError",
     "TrainingTracker",
     "absolute_tracking_uri",
     "download_model",
@@ -397,7 +399,8 @@ class TrainingTracker:
             self.client.log_artifacts(self.run_id, folder)
 
 
-import mlflow.pyfunc  # noqa: E402 - this module is the only one that imports MLflow
+import mlflow.exceptions  # noqa: E402 - this module is the only one that imports MLflow
+import mlflow.pyfunc  # noqa: E402
 
 
 class GrindwatchPyfunc(mlflow.pyfunc.PythonModel):
@@ -406,8 +409,13 @@ class GrindwatchPyfunc(mlflow.pyfunc.PythonModel):
     ``predict`` accepts raw windows as an array (n_windows, n_channels, length), one
     recording as an array (n_channels, n_samples), or one recording as a DataFrame
     whose columns are the channel names and rows the samples (for feature-table
-    models: one row per cycle). It returns a DataFrame with ``score`` and ``flag``
-    per window (plus ``window`` and ``start_sample`` for recordings).
+    models: one row per cycle). Samples must be at the model's rate, because the
+    input carries no time to resample by. It returns a DataFrame with ``score``
+    and ``flag`` per window (plus ``window`` and ``start_sample`` for recordings).
+    NaN and infinite samples in a recording raise, or are interpolated when the
+    model's ``data.nan_policy`` is interpolate, as in ``grindwatch score``.
+    Input that it cannot score raises ``PredictInputError``, an InputError that
+    MLflow's scoring server returns as a 400 response with the message.
 
     NOTE: it returns window verdicts only; the cycle check, which judges whole
     recordings, runs in ``grindwatch score``, the service and the watcher.
@@ -426,13 +434,34 @@ class GrindwatchPyfunc(mlflow.pyfunc.PythonModel):
         model_input: pd.DataFrame,
         params: dict | None = None,  # noqa: ANN001
     ) -> pd.DataFrame:
-        return predict_frame(self.model, model_input)
+        try:
+            return predict_frame(self.model, model_input)
+        except InputError as error:
+            raise PredictInputError(error) from error
+
+
+class PredictInputError(InputError, mlflow.exceptions.MlflowException):
+    """An InputError that MLflow's scoring server returns with its message.
+
+    ``mlflow models serve`` (MLflow 3.17) responds to other exceptions from predict
+    with a generic message, and puts the real one only at the end of a stack
+    trace. An MlflowException's message reaches the client in a 400 response.
+    """
+
+    def __init__(self, error: InputError) -> None:
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        mlflow.exceptions.MlflowException.__init__(
+            self, str(error), error_code=INVALID_PARAMETER_VALUE
+        )
+        self.path, self.problem, self.fix = error.path, error.problem, error.fix
 
 
 def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
     """Score input in any of the forms ``GrindwatchPyfunc.predict`` accepts."""
     from grindwatch.exceptions import InputError
     from grindwatch.io import Recording
+    from grindwatch.io.frames import finite_or_raise
 
     threshold = model.threshold_.value
     if isinstance(model_input, np.ndarray) and model_input.ndim == 3:
@@ -446,9 +475,25 @@ def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
                 f"is missing channel columns {missing}",
                 f"send columns {model.channels_}",
             )
-        data = model_input[model.channels_].to_numpy(dtype=np.float32).T
+        repeated = model_input.columns[model_input.columns.duplicated()]
+        repeated = sorted(set(repeated) & set(model.channels_))
+        if repeated:
+            raise InputError(
+                "model_input",
+                f"has more than one column named {repeated}",
+                "send each channel column once",
+            )
+        data = _channel_values(model_input[model.channels_]).T
     else:
-        data = np.asarray(model_input, dtype=np.float32)
+        try:
+            data = np.asarray(model_input, dtype=np.float32)
+        except (TypeError, ValueError) as error:
+            raise InputError(
+                "model_input",
+                f"is a {type(model_input).__name__} that is not numeric ({error})",
+                f"send a DataFrame with the columns {model.channels_}, one row per "
+                "sample, or a numeric array",
+            ) from error
         if data.ndim != 2 or data.shape[0] != len(model.channels_):
             raise InputError(
                 "model_input",
@@ -456,6 +501,12 @@ def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
                 f"{model.window_length_}) or one recording ({len(model.channels_)}, "
                 "n_samples)",
             )
+    if model.kind_ == "signals":
+        # The rule that reading a file applies: NaN and infinite samples raise, or
+        # are interpolated when the model's data.nan_policy is interpolate.
+        data = finite_or_raise(
+            "model_input", data, list(model.channels_), model.config.data.nan_policy
+        )
     if model.kind_ == "table":
         windows = data.T[:, :, None]
         scores = model.window_scores(windows)
@@ -471,6 +522,29 @@ def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
             "flag": scores > threshold,
         }
     )
+
+
+def _channel_values(frame: pd.DataFrame) -> np.ndarray:
+    """Return the channel columns as float32 (samples, channels).
+
+    Raises InputError naming the columns that hold values other than numbers,
+    such as text.
+    """
+    try:
+        return frame.to_numpy(dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        invalid = [
+            name
+            for name in frame.columns
+            if pd.to_numeric(frame[name], errors="coerce").isna().sum()
+            > frame[name].isna().sum()
+        ]
+        raise InputError(
+            "model_input",
+            f"has channel columns with values that are not numbers: {invalid} "
+            f"({error})",
+            "send numeric values only",
+        ) from error
 
 
 # Distributions that loading the pyfunc model and scoring with it import, besides
@@ -608,7 +682,7 @@ def download_model(
     try:
         local = Path(
             mlflow.artifacts.download_artifacts(
-                artifact_uri=uri,
+                artifact_uri=_artifact_uri(uri),
                 dst_path=None if destination is None else str(destination),
             )
         )
@@ -619,10 +693,10 @@ def download_model(
         # case reads "not found" too, with MLflow's reason beside it.
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
             problem = f"not found in the MLflow tracking store {tracking_uri}"
-            fix = _trial_run_fix(uri, tracking_uri) or store_fix
+            fix = _trial_run_fix(uri, tracking_uri) or _uri_fix(uri) or store_fix
         else:
             problem = f"cannot be loaded from the MLflow tracking store {tracking_uri}"
-            fix = f"check the model URI, or {store_fix}"
+            fix = _uri_fix(uri) or f"check the model URI, or {store_fix}"
         raise InputError(uri, f"{problem} ({reason})", fix) from error
     for candidate in (local, local / "artifacts" / "bundle", local / "bundle"):
         if (candidate / "model.pkl").is_file():
@@ -634,8 +708,40 @@ def download_model(
         uri,
         f"resolves in the MLflow tracking store {tracking_uri}, but its files "
         "contain no grindwatch model bundle (model.pkl)",
-        "check the model URI, and that the store's artifact folder was not moved",
+        _uri_fix(uri)
+        or "check the model URI, and that the store's artifact folder was not moved",
     )
+
+
+def _artifact_uri(uri: str) -> str:
+    """Return ``uri`` as MLflow's artifact download accepts it.
+
+    MLflow 3 names a logged model by an id such as ``m-0a1b...`` and resolves it
+    only as ``models:/m-0a1b...``, so a bare id gets that prefix.
+    """
+    if uri.startswith("m-") and ":" not in uri and "/" not in uri:
+        return f"models:/{uri}"
+    return uri
+
+
+def _uri_fix(uri: str) -> str | None:
+    """Return the corrected form of a model URI that lacks its last part, or None.
+
+    ``runs:/RUN_ID`` names a run, not the model logged in it, and MLflow 3 reads
+    ``models:/NAME`` as the id of a logged model, not as a registered model.
+    """
+    if uri.startswith("runs:/"):
+        run_id = uri.removeprefix("runs:/").strip("/")
+        if run_id and "/" not in run_id:
+            return f"name the model logged in the run: runs:/{run_id}/{MODEL_ARTIFACT}"
+    if uri.startswith("models:/"):
+        name = uri.removeprefix("models:/").strip("/")
+        if name and not name.startswith("m-") and "/" not in name and "@" not in name:
+            return (
+                "name a version or an alias of the registered model: "
+                f"models:/{name}/VERSION or models:/{name}@ALIAS"
+            )
+    return None
 
 
 def _trial_run_fix(uri: str, tracking_uri: str) -> str | None:
