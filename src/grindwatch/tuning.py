@@ -171,8 +171,9 @@ def _open_study(
     except optuna.exceptions.DuplicatedStudyError:
         if not resume:
             raise ConfigError(
-                f"study {name!r} already exists in {storage_url}; pass --resume to "
-                "continue it or add workers to it, or choose another --study-name"
+                f"study {name!r} already exists in {_hide_password(storage_url)}; "
+                "pass --resume to continue it or add workers to it, or choose "
+                "another --study-name"
             ) from None
     study = optuna.load_study(
         study_name=name, storage=backend, sampler=sampler, pruner=pruner
@@ -363,6 +364,10 @@ def tune(
     data_paths = _resolved_paths(data)
     recordings = data if isinstance(data, RecordingSet) else None
     study, backend, created = _open_study(config, storage_url, resume)
+    # The study is open, so from here on the URL is only shown, stored in the
+    # study and logged to MLflow, and none of them may contain its password.
+    storage_url = _hide_password(storage_url)
+    config = _hide_storage_password(config)
     if created and recordings is None and not (data_paths or config.data.paths):
         import optuna
 
@@ -386,7 +391,10 @@ def tune(
 
             requested_uri = absolute_tracking_uri(requested_uri)
         requested_experiment = config.tracking.experiment
-        config = _study_config(study, checked, overrides, data_paths)
+        # Studies of grindwatch versions before the password was hidden stored it.
+        config = _hide_storage_password(
+            _study_config(study, checked, overrides, data_paths)
+        )
         if requested_experiment != config.tracking.experiment:
             logger.warning(
                 "study %r logs to the MLflow experiment %r that its first worker "
@@ -501,6 +509,13 @@ def _conclude(
             f"tracking server runs, 'grindwatch tune --resume --study-name {name} "
             f"--storage {storage}' continues the study and records it"
         ) from error
+
+
+def _hide_storage_password(config: Config) -> Config:
+    """Return ``config`` with any password in ``tune.storage`` replaced by ``***``."""
+    if not config.tune.storage:
+        return config
+    return config.with_overrides({"tune.storage": _hide_password(config.tune.storage)})
 
 
 def _hide_password(url: str) -> str:
