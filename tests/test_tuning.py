@@ -815,6 +815,35 @@ def test_autoencoder_trials_log_objective_once(cycles, isolated_tracking):
         assert report_values[trial.number] == pytest.approx(trial.value)
 
 
+def test_storage_write_failure_names_cause(cycles, tmp_path):
+    import sqlite3
+
+    from grindwatch.study_storage import rdb_storage
+
+    storage = tmp_path / "optuna.db"
+    rdb_storage(f"sqlite:///{storage}")
+    # Every per-epoch report then fails in the database, as writes do when the
+    # database server stops during a trial.
+    with sqlite3.connect(storage) as connection:
+        connection.execute(
+            "CREATE TRIGGER broken BEFORE INSERT ON trial_intermediate_values "
+            "BEGIN INSERT INTO no_such_table VALUES (1); END"
+        )
+    space = {**AUTOENCODER_SPACE, "tracking.enabled": False, "tune.baseline": False}
+    config = _config(**space, **{"tune.storage": str(storage), "tune.timeout": 1.0})
+    events = []
+
+    result = tune(cycles / "good", config, on_trial=events.append)
+
+    assert result.stop_reason == "timeout"
+    assert events
+    error = events[0].error
+    assert events[0].state == "FAIL"
+    assert "writing to the Optuna storage failed" in error
+    assert "no such table: main.no_such_table" in error
+    assert "exceeding max length" not in error
+
+
 def test_trial_runs_log_numeric_settings(cycles, isolated_tracking):
     space = {
         **AUTOENCODER_SPACE,

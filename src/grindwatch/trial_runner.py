@@ -97,6 +97,24 @@ class TrialEvent:
     error: str | None = None
 
 
+def describe_error(caught: BaseException) -> str:
+    """Describe ``caught`` as ``Type: message`` for the log and the trial's record.
+
+    Optuna 5.1 raises StorageInternalError for every failed database write, with a
+    message that blames invalid data, even when the database server is down. The
+    SQLAlchemy error it was raised from names the cause, so that cause is shown.
+    """
+    from optuna.exceptions import StorageInternalError
+
+    cause = caught.__cause__
+    if isinstance(caught, StorageInternalError) and cause is not None:
+        reason = " ".join(str(getattr(cause, "orig", None) or cause).split())
+        return (
+            f"{type(caught).__name__}: writing to the Optuna storage failed: {reason}"
+        )
+    return f"{type(caught).__name__}: {caught}"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -411,7 +429,7 @@ class TrialRunner:
                 # A lost database or tracking server connection. Raised, it would
                 # end this thread with a traceback while the study looked complete.
                 # Counted as a failed trial, an outage that lasts stops the worker.
-                self.last_error = f"claiming a trial failed: {error}"
+                self.last_error = f"claiming a trial failed: {describe_error(error)}"
                 logger.warning("%s", self.last_error)
                 failures += 1
                 if failures >= MAX_CONSECUTIVE_FAILURES:
@@ -506,7 +524,7 @@ class TrialRunner:
         except TrialInterrupted:
             state, error = "INTERRUPTED", "interrupted by the user"
         except Exception as caught:  # noqa: BLE001 - one broken variant ends one trial
-            error = f"{type(caught).__name__}: {caught}"
+            error = describe_error(caught)
             self.last_error = error
             logger.warning("trial %d failed: %s", number, error)
         steps.flush()
