@@ -844,6 +844,35 @@ def test_storage_write_failure_names_cause(cycles, tmp_path):
     assert "exceeding max length" not in error
 
 
+def test_storage_failure_at_trial_end_is_named(cycles, tmp_path):
+    import sqlite3
+
+    from grindwatch.exceptions import StorageError
+    from grindwatch.study_storage import rdb_storage
+
+    storage = tmp_path / "optuna.db"
+    rdb_storage(f"sqlite:///{storage}")
+    # Optuna then cannot store a finished trial, as when the database server
+    # stops while the trial runs.
+    with sqlite3.connect(storage) as connection:
+        connection.execute(
+            "CREATE TRIGGER broken BEFORE UPDATE OF state ON trials "
+            "WHEN NEW.state = 'COMPLETE' BEGIN INSERT INTO no_such_table VALUES (1); "
+            "END"
+        )
+    config = _config(**{"tune.storage": str(storage), "tune.baseline": False})
+
+    with pytest.raises(StorageError) as raised:
+        tune(cycles / "good", config)
+
+    message = str(raised.value)
+    assert str(storage) in message
+    assert "no such table: main.no_such_table" in message
+    assert "grindwatch tune --resume --study-name grindwatch" in message
+    study = optuna.load_study(study_name="grindwatch", storage=f"sqlite:///{storage}")
+    assert [t.state.name for t in study.get_trials()] == ["RUNNING"]
+
+
 def test_trial_runs_log_numeric_settings(cycles, isolated_tracking):
     space = {
         **AUTOENCODER_SPACE,

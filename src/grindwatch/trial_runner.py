@@ -167,6 +167,7 @@ class TrialRunner:
         self.n_trials = config.tune.n_trials
         self.token = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stop_reason = "complete"
+        self._worker_error: Exception | None = None
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._claim_lock = threading.Lock()
@@ -409,11 +410,20 @@ class TrialRunner:
             raise
         finally:
             self._stop.set()
+        if self._worker_error is not None:
+            raise self._worker_error
         return self.stop_reason
 
     def _work(self, done: threading.Event) -> None:
         try:
             self._work_loop()
+        except Exception as error:  # noqa: BLE001 - raised again by run()
+            # Optuna could not store a trial's end, mostly because the database
+            # stopped. The trial stays RUNNING until another worker or a resume
+            # finds this process gone, marks it FAIL and queues a copy.
+            logger.error("stopping this worker: %s", describe_error(error))
+            self._worker_error = error
+            self._stop.set()
         finally:
             done.set()
 
@@ -580,24 +590,25 @@ class TrialRunner:
                 trial.set_user_attr("grindwatch.error", error[:2000])
             if run_id:
                 stopped = None if state == "COMPLETE" else step
-                self.tracker.finish_trial(
-                    run_id,
-                    state,
-                    metrics,
-                    stopped_step=stopped,
-                    error=error,
-                    texts=texts,
-                )
-        except Exception as caught:  # noqa: BLE001 - still tell Optuna below
-            # The study keeps the result. The next orphan check of any worker, or
-            # a resume, logs it on the run and ends the run.
-            logger.error(
-                "recording trial %d in MLflow failed; its result is kept in the "
-                "study and logged on run %s later: %s",
-                trial.number,
-                run_id,
-                caught,
-            )
+                try:
+                    self.tracker.finish_trial(
+                        run_id,
+                        state,
+                        metrics,
+                        stopped_step=stopped,
+                        error=error,
+                        texts=texts,
+                    )
+                except Exception as caught:  # noqa: BLE001 - still tell Optuna below
+                    # The study keeps the result. The next orphan check of any
+                    # worker, or a resume, logs it on the run and ends the run.
+                    logger.error(
+                        "recording trial %d in MLflow failed; its result is kept "
+                        "in the study and logged on run %s later: %s",
+                        trial.number,
+                        run_id,
+                        caught,
+                    )
         finally:
             optuna_state = {
                 "COMPLETE": TrialState.COMPLETE,

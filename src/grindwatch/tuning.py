@@ -430,49 +430,50 @@ def tune(
 
             optuna.delete_study(study_name=study.study_name, storage=backend)
         raise
-    # From here on, the study's MLflow run must not stay RUNNING when this fails.
-    try:
-        if created:
-            training, labeled = _read_inputs(
-                config, labeled_paths, labels_path, recordings
+    with _storage_failures(storage_url, study.study_name):
+        # From here on, the study's MLflow run must not stay RUNNING when this fails.
+        try:
+            if created:
+                training, labeled = _read_inputs(
+                    config, labeled_paths, labels_path, recordings
+                )
+                data_sha256 = _check_data(study, training, config.data.paths)
+            from grindwatch.objective import Objective
+
+            objective = Objective(training, config, labeled=labeled)
+            # The trials and the final refit read the windows in samples.
+            config = objective.config
+            if created:
+                if config.tune.baseline:
+                    _enqueue_baseline(study, config, objective)
+                study.set_user_attr(_BASELINE_ATTR, True)
+            elif not study.get_trials(deepcopy=False):
+                # A joiner that starts a trial while the creator queues the baseline
+                # leaves that queued trial waiting once the study has its trials.
+                _wait_for_attr(study, _BASELINE_ATTR)
+            _describe_data(tracker, config, objective, training, data_sha256)
+            runner = TrialRunner(study, backend, objective, tracker, config, on_trial)
+            with _torch_threads(config):
+                runner.run()
+            return _conclude(runner, tracker, objective, training, storage_url)
+        except KeyboardInterrupt:
+            close_incomplete(study, tracker, "interrupted", "KILLED")
+            logger.warning(
+                "study %r stopped; continue it with: grindwatch tune --resume "
+                "--study-name %s --storage %s",
+                study.study_name,
+                study.study_name,
+                storage_url,
             )
-            data_sha256 = _check_data(study, training, config.data.paths)
-        from grindwatch.objective import Objective
+            raise
+        except BaseException:
+            close_incomplete(study, tracker, "failed", "FAILED")
+            if created and not study.get_trials(deepcopy=False):
+                # Nothing ran: free the name, so the same command works once fixed.
+                import optuna
 
-        objective = Objective(training, config, labeled=labeled)
-        # The trials and the final refit read the windows in samples.
-        config = objective.config
-        if created:
-            if config.tune.baseline:
-                _enqueue_baseline(study, config, objective)
-            study.set_user_attr(_BASELINE_ATTR, True)
-        elif not study.get_trials(deepcopy=False):
-            # A joiner that starts a trial while the creator queues the baseline
-            # leaves that queued trial waiting once the study has its trials.
-            _wait_for_attr(study, _BASELINE_ATTR)
-        _describe_data(tracker, config, objective, training, data_sha256)
-        runner = TrialRunner(study, backend, objective, tracker, config, on_trial)
-        with _torch_threads(config):
-            runner.run()
-        return _conclude(runner, tracker, objective, training, storage_url)
-    except KeyboardInterrupt:
-        close_incomplete(study, tracker, "interrupted", "KILLED")
-        logger.warning(
-            "study %r stopped; continue it with: grindwatch tune --resume "
-            "--study-name %s --storage %s",
-            study.study_name,
-            study.study_name,
-            storage_url,
-        )
-        raise
-    except BaseException:
-        close_incomplete(study, tracker, "failed", "FAILED")
-        if created and not study.get_trials(deepcopy=False):
-            # Nothing ran: free the name, so the same command works once fixed.
-            import optuna
-
-            optuna.delete_study(study_name=study.study_name, storage=backend)
-        raise
+                optuna.delete_study(study_name=study.study_name, storage=backend)
+            raise
 
 
 def _conclude(
@@ -508,6 +509,33 @@ def _conclude(
             f"failed: {reason}. The trials are kept in {storage}. Once the "
             f"tracking server runs, 'grindwatch tune --resume --study-name {name} "
             f"--storage {storage}' continues the study and records it"
+        ) from error
+
+
+@contextlib.contextmanager
+def _storage_failures(url: str, study_name: str) -> Iterator[None]:
+    """Raise StorageError, naming the storage, when its database fails mid-study.
+
+    Optuna raises StorageInternalError for a failed write and SQLAlchemy raises
+    OperationalError for a failed read, such as when the database server stops.
+    """
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import OperationalError
+
+    from grindwatch.exceptions import StorageError
+
+    try:
+        yield
+    except (StorageInternalError, OperationalError) as error:
+        cause = error.__cause__ if isinstance(error, StorageInternalError) else error
+        cause = getattr(cause, "orig", None) or cause
+        reason = " ".join(str(cause).split())[:600].rstrip(". ")
+        raise StorageError(
+            f"the Optuna storage {url} of study {study_name!r} failed: {reason}. "
+            "Finished trials are kept in it. Once the database accepts "
+            f"connections, 'grindwatch tune --resume --study-name {study_name} "
+            f"--storage {url}' continues the study and marks FAIL any trial that "
+            "this worker left RUNNING"
         ) from error
 
 
