@@ -418,9 +418,9 @@ class TrialRunner:
         try:
             self._work_loop()
         except Exception as error:  # noqa: BLE001 - raised again by run()
-            # Optuna could not store a trial's end, mostly because the database
-            # stopped. The trial stays RUNNING until another worker or a resume
-            # finds this process gone, marks it FAIL and queues a copy.
+            # An error outside a trial's objective, such as Optuna failing to
+            # store the trial's end because the database stopped. The trial stays
+            # RUNNING until another worker or a resume finds this process gone.
             logger.error("stopping this worker: %s", describe_error(error))
             self._worker_error = error
             self._stop.set()
