@@ -815,6 +815,18 @@ def test_autoencoder_trials_log_objective_once(cycles, isolated_tracking):
         assert report_values[trial.number] == pytest.approx(trial.value)
 
 
+def test_postgres_scheme_gets_dialect_hint(cycles):
+    config = _config(**{"tune.storage": "postgres://user:pw@127.0.0.1:1/optuna"})
+
+    with pytest.raises(ConfigError) as raised:
+        tune(cycles / "good", config)
+
+    message = str(raised.value)
+    assert "Start the URL with postgresql+psycopg://" in message
+    assert "user:***@" in message
+    assert ":pw@" not in message
+
+
 def test_storage_write_failure_names_cause(cycles, tmp_path):
     import sqlite3
 

@@ -119,6 +119,13 @@ def _storage_errors(url: str) -> Iterator[None]:
         reason = " ".join(str(cause).split())[:600].rstrip(". ")
         if not reason.endswith(("?", "!")):
             reason += "."
+        if url.startswith(("postgres://", "postgres+")):
+            # SQLAlchemy 1.4 dropped the postgres:// alias that Heroku and
+            # libpq-style tools still write.
+            reason += (
+                " Start the URL with postgresql+psycopg://, because SQLAlchemy "
+                "names the dialect postgresql, not postgres."
+            )
         raise ConfigError(
             f"opening the Optuna storage {_hide_password(url)} failed: {reason} "
             "Check the host, port, database name, user and password in --storage "
