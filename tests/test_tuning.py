@@ -1990,6 +1990,22 @@ def test_window_seconds_space_becomes_samples():
         window_seconds_in_samples(SearchSpace(window_seconds=["2s"]), 10.0)
 
 
+def test_join_without_experiment_does_not_warn(cycles, isolated_tracking, caplog):
+    settings = {"tune.n_trials": 1, "tracking.enabled": True}
+    settings["tracking.log_model"] = False
+    first = _config(**settings, **{"tracking.experiment": "first"})
+    tune(cycles / "good", first)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.tuning"):
+        tune(resume=True, overrides={"tune.n_trials": 2})
+
+    assert "that its first worker stored" not in caplog.text
+    client = MlflowClient(isolated_tracking)
+    runs = client.search_runs([client.get_experiment_by_name("first").experiment_id])
+    trials = [r for r in runs if r.data.tags.get("grindwatch.kind") == "trial"]
+    assert len(trials) == 2
+
+
 def test_resume_keeps_the_study_experiment(cycles, isolated_tracking, caplog):
     settings = {"tune.n_trials": 1, "tracking.enabled": True}
     settings["tracking.log_model"] = False

@@ -397,12 +397,15 @@ def tune(
             from grindwatch.tracking import absolute_tracking_uri
 
             requested_uri = absolute_tracking_uri(requested_uri)
-        requested_experiment = config.tracking.experiment
+        # A joining worker started without a config file or --experiment gets
+        # the default experiment name, which it did not request.
+        named = caller_config is not None or "tracking.experiment" in overrides
+        requested_experiment = config.tracking.experiment if named else None
         # Studies of grindwatch versions before the password was hidden stored it.
         config = _hide_storage_password(
             _study_config(study, checked, overrides, data_paths)
         )
-        if requested_experiment != config.tracking.experiment:
+        if requested_experiment not in (None, config.tracking.experiment):
             logger.warning(
                 "study %r logs to the MLflow experiment %r that its first worker "
                 "stored, not to %r; this worker uses %r too",
