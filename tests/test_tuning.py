@@ -1990,6 +1990,23 @@ def test_window_seconds_space_becomes_samples():
         window_seconds_in_samples(SearchSpace(window_seconds=["2s"]), 10.0)
 
 
+def test_study_without_config_names_deletion(cycles, tmp_path, monkeypatch):
+    import grindwatch.tuning
+
+    monkeypatch.setattr(grindwatch.tuning, "JOIN_WAIT_S", 0.5)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    # What a creator killed before it stored the configuration leaves behind.
+    optuna.create_study(storage=storage, study_name="orphan")
+    config = _config(**{"tune.storage": storage, "tune.study_name": "orphan"})
+
+    with pytest.raises(ConfigError) as raised:
+        tune(cycles / "good", config, resume=True)
+
+    message = str(raised.value)
+    assert "has no grindwatch configuration" in message
+    assert "optuna delete-study --study-name orphan --storage URL" in message
+
+
 def test_join_without_experiment_does_not_warn(cycles, isolated_tracking, caplog):
     settings = {"tune.n_trials": 1, "tracking.enabled": True}
     settings["tracking.log_model"] = False

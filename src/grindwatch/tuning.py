@@ -233,7 +233,9 @@ def _study_config(
         raise ConfigError(
             f"study {study.study_name!r} has no grindwatch configuration; it was not "
             "created by grindwatch tune, or its creator stopped right away. Start a "
-            "new study with another --study-name"
+            "new study with another --study-name, or delete this one with "
+            f"'optuna delete-study --study-name {study.study_name} --storage URL' "
+            "(the URL given to --storage) and start it again"
         )
     resumable = {k: v for k, v in overrides.items() if k in RESUMABLE_SETTINGS}
     config = _stored_config(study, resumable)
