@@ -27,10 +27,25 @@ STOP_TIMEOUT_S = 120
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now.
+
+    ``GRINDWATCH_TEST_PORTS=LOW-HIGH`` limits the choice to that range, for
+    machines where each user may take only some ports.
+    """
+    allowed = os.environ.get("GRINDWATCH_TEST_PORTS")
+    if not allowed:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return int(probe.getsockname()[1])
+    low, high = (int(bound) for bound in allowed.split("-"))
+    for port in range(low, high + 1):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in GRINDWATCH_TEST_PORTS={allowed}")
 
 
 def _missing_postgres() -> str | None:

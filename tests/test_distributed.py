@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import mlflow
 import optuna
 import pytest
 from mlflow import MlflowClient
@@ -385,6 +386,65 @@ def test_missing_storage_database_is_named(postgres, tmp_path):
     assert 'database "no_such_db" does not exist' in message
     assert "grindwatch:***@" in message
     assert "hunter2" not in message
+
+
+def test_storage_password_is_not_recorded(postgres, tmp_path):
+    from grindwatch.exceptions import ConfigError
+    from grindwatch.tuning import tune
+
+    # The development server trusts every local login, so the password is ignored.
+    storage = postgres["OPTUNA_STORAGE"].replace("grindwatch@", "grindwatch:hunter2@")
+    study = f"password-{uuid.uuid4().hex[:8]}"
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    data = tmp_path / "cycles"
+    write_cycles(data, 6)
+    overrides = {
+        "tune.storage": storage,
+        "tune.study_name": study,
+        "tracking.uri": tracking_uri,
+        **ONE_PCA_VARIANT,
+        "tune.n_trials": 1,
+    }
+
+    result = tune(data, overrides=overrides)
+    with pytest.raises(ConfigError) as exists:
+        tune(data, overrides=overrides)
+
+    assert result.finalized
+    assert "grindwatch:***@" in result.storage
+    assert "hunter2" not in result.storage
+    assert "hunter2" not in str(exists.value)
+    stored = optuna.load_study(study_name=study, storage=storage).user_attrs
+    assert "hunter2" not in repr(stored)
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.`grindwatch.study` = '{study}'",
+    )
+    # The study's run, the trial's run and the retrained model's run.
+    assert len(runs) == 3
+    folders = []
+    for run in runs:
+        assert "hunter2" not in repr(run.data.params)
+        assert "hunter2" not in repr(run.data.tags)
+        folders.append(
+            mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id, tracking_uri=tracking_uri
+            )
+        )
+    models = client.search_logged_models([runs[0].info.experiment_id])
+    assert models
+    for model in models:
+        folders.append(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=model.artifact_location, tracking_uri=tracking_uri
+            )
+        )
+    files = [path for folder in folders for path in Path(folder).rglob("*")]
+    assert any(path.name == "config.yaml" for path in files)
+    for path in files:
+        if path.is_file():
+            assert b"hunter2" not in path.read_bytes(), path
 
 
 def test_joining_worker_registration_is_kept(

@@ -815,6 +815,76 @@ def test_autoencoder_trials_log_objective_once(cycles, isolated_tracking):
         assert report_values[trial.number] == pytest.approx(trial.value)
 
 
+def test_postgres_scheme_gets_dialect_hint(cycles):
+    config = _config(**{"tune.storage": "postgres://user:pw@127.0.0.1:1/optuna"})
+
+    with pytest.raises(ConfigError) as raised:
+        tune(cycles / "good", config)
+
+    message = str(raised.value)
+    assert "Start the URL with postgresql+psycopg://" in message
+    assert "user:***@" in message
+    assert ":pw@" not in message
+
+
+def test_storage_write_failure_names_cause(cycles, tmp_path):
+    import sqlite3
+
+    from grindwatch.study_storage import rdb_storage
+
+    storage = tmp_path / "optuna.db"
+    rdb_storage(f"sqlite:///{storage}")
+    # Every per-epoch report then fails in the database, as writes do when the
+    # database server stops during a trial.
+    with sqlite3.connect(storage) as connection:
+        connection.execute(
+            "CREATE TRIGGER broken BEFORE INSERT ON trial_intermediate_values "
+            "BEGIN INSERT INTO no_such_table VALUES (1); END"
+        )
+    space = {**AUTOENCODER_SPACE, "tracking.enabled": False, "tune.baseline": False}
+    config = _config(**space, **{"tune.storage": str(storage), "tune.timeout": 1.0})
+    events = []
+
+    result = tune(cycles / "good", config, on_trial=events.append)
+
+    assert result.stop_reason == "timeout"
+    assert events
+    error = events[0].error
+    assert events[0].state == "FAIL"
+    assert "writing to the Optuna storage failed" in error
+    assert "no such table: main.no_such_table" in error
+    assert "exceeding max length" not in error
+
+
+def test_storage_failure_at_trial_end_is_named(cycles, tmp_path):
+    import sqlite3
+
+    from grindwatch.exceptions import StorageError
+    from grindwatch.study_storage import rdb_storage
+
+    storage = tmp_path / "optuna.db"
+    rdb_storage(f"sqlite:///{storage}")
+    # Optuna then cannot store a finished trial, as when the database server
+    # stops while the trial runs.
+    with sqlite3.connect(storage) as connection:
+        connection.execute(
+            "CREATE TRIGGER broken BEFORE UPDATE OF state ON trials "
+            "WHEN NEW.state = 'COMPLETE' BEGIN INSERT INTO no_such_table VALUES (1); "
+            "END"
+        )
+    config = _config(**{"tune.storage": str(storage), "tune.baseline": False})
+
+    with pytest.raises(StorageError) as raised:
+        tune(cycles / "good", config)
+
+    message = str(raised.value)
+    assert str(storage) in message
+    assert "no such table: main.no_such_table" in message
+    assert "grindwatch tune --resume --study-name grindwatch" in message
+    study = optuna.load_study(study_name="grindwatch", storage=f"sqlite:///{storage}")
+    assert [t.state.name for t in study.get_trials()] == ["RUNNING"]
+
+
 def test_trial_runs_log_numeric_settings(cycles, isolated_tracking):
     space = {
         **AUTOENCODER_SPACE,
@@ -1918,6 +1988,39 @@ def test_window_seconds_space_becomes_samples():
         window_seconds_in_samples(choices, 0.9)
     with pytest.raises(ConfigError, match="has '2s'; give window lengths as numbers"):
         window_seconds_in_samples(SearchSpace(window_seconds=["2s"]), 10.0)
+
+
+def test_study_without_config_names_deletion(cycles, tmp_path, monkeypatch):
+    import grindwatch.tuning
+
+    monkeypatch.setattr(grindwatch.tuning, "JOIN_WAIT_S", 0.5)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    # What a creator killed before it stored the configuration leaves behind.
+    optuna.create_study(storage=storage, study_name="orphan")
+    config = _config(**{"tune.storage": storage, "tune.study_name": "orphan"})
+
+    with pytest.raises(ConfigError) as raised:
+        tune(cycles / "good", config, resume=True)
+
+    message = str(raised.value)
+    assert "has no grindwatch configuration" in message
+    assert "optuna delete-study --study-name orphan --storage URL" in message
+
+
+def test_join_without_experiment_does_not_warn(cycles, isolated_tracking, caplog):
+    settings = {"tune.n_trials": 1, "tracking.enabled": True}
+    settings["tracking.log_model"] = False
+    first = _config(**settings, **{"tracking.experiment": "first"})
+    tune(cycles / "good", first)
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.tuning"):
+        tune(resume=True, overrides={"tune.n_trials": 2})
+
+    assert "that its first worker stored" not in caplog.text
+    client = MlflowClient(isolated_tracking)
+    runs = client.search_runs([client.get_experiment_by_name("first").experiment_id])
+    trials = [r for r in runs if r.data.tags.get("grindwatch.kind") == "trial"]
+    assert len(trials) == 2
 
 
 def test_resume_keeps_the_study_experiment(cycles, isolated_tracking, caplog):

@@ -155,11 +155,16 @@ def _build_config(config_path: Path | None, overrides: dict[str, Any]):  # noqa:
 
 def _run(function, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
     """Call into the library, turning expected errors into one-line messages."""
-    from grindwatch.exceptions import ConfigError, InputError, TrackingError
+    from grindwatch.exceptions import (
+        ConfigError,
+        InputError,
+        StorageError,
+        TrackingError,
+    )
 
     try:
         return function(*args, **kwargs)
-    except (InputError, ConfigError, TrackingError) as error:
+    except (InputError, ConfigError, StorageError, TrackingError) as error:
         _fail(str(error))
     except OSError as error:
         _fail(_describe_os_error(error))

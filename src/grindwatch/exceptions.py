@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "NotFittedError",
+    "StorageError",
     "TrackingError",
     "lookalike_names",
     "shorten_list",
@@ -40,6 +41,13 @@ class ConfigError(ValueError):
 
 class NotFittedError(RuntimeError):
     """A model or detector was used before it was fitted."""
+
+
+class StorageError(RuntimeError):
+    """An Optuna storage database that failed while a study ran.
+
+    The message names the storage, the database's reason and how to continue.
+    """
 
 
 class TrackingError(RuntimeError):

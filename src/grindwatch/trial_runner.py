@@ -97,6 +97,24 @@ class TrialEvent:
     error: str | None = None
 
 
+def describe_error(caught: BaseException) -> str:
+    """Describe ``caught`` as ``Type: message`` for the log and the trial's record.
+
+    Optuna 5.1 raises StorageInternalError for every failed database write, with a
+    message that blames invalid data, even when the database server is down. The
+    SQLAlchemy error it was raised from names the cause, so that cause is shown.
+    """
+    from optuna.exceptions import StorageInternalError
+
+    cause = caught.__cause__
+    if isinstance(caught, StorageInternalError) and cause is not None:
+        reason = " ".join(str(getattr(cause, "orig", None) or cause).split())
+        return (
+            f"{type(caught).__name__}: writing to the Optuna storage failed: {reason}"
+        )
+    return f"{type(caught).__name__}: {caught}"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -149,6 +167,7 @@ class TrialRunner:
         self.n_trials = config.tune.n_trials
         self.token = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stop_reason = "complete"
+        self._worker_error: Exception | None = None
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._claim_lock = threading.Lock()
@@ -391,11 +410,20 @@ class TrialRunner:
             raise
         finally:
             self._stop.set()
+        if self._worker_error is not None:
+            raise self._worker_error
         return self.stop_reason
 
     def _work(self, done: threading.Event) -> None:
         try:
             self._work_loop()
+        except Exception as error:  # noqa: BLE001 - raised again by run()
+            # An error outside a trial's objective, such as Optuna failing to
+            # store the trial's end because the database stopped. The trial stays
+            # RUNNING until another worker or a resume finds this process gone.
+            logger.error("stopping this worker: %s", describe_error(error))
+            self._worker_error = error
+            self._stop.set()
         finally:
             done.set()
 
@@ -411,7 +439,7 @@ class TrialRunner:
                 # A lost database or tracking server connection. Raised, it would
                 # end this thread with a traceback while the study looked complete.
                 # Counted as a failed trial, an outage that lasts stops the worker.
-                self.last_error = f"claiming a trial failed: {error}"
+                self.last_error = f"claiming a trial failed: {describe_error(error)}"
                 logger.warning("%s", self.last_error)
                 failures += 1
                 if failures >= MAX_CONSECUTIVE_FAILURES:
@@ -506,7 +534,7 @@ class TrialRunner:
         except TrialInterrupted:
             state, error = "INTERRUPTED", "interrupted by the user"
         except Exception as caught:  # noqa: BLE001 - one broken variant ends one trial
-            error = f"{type(caught).__name__}: {caught}"
+            error = describe_error(caught)
             self.last_error = error
             logger.warning("trial %d failed: %s", number, error)
         steps.flush()
@@ -562,24 +590,25 @@ class TrialRunner:
                 trial.set_user_attr("grindwatch.error", error[:2000])
             if run_id:
                 stopped = None if state == "COMPLETE" else step
-                self.tracker.finish_trial(
-                    run_id,
-                    state,
-                    metrics,
-                    stopped_step=stopped,
-                    error=error,
-                    texts=texts,
-                )
-        except Exception as caught:  # noqa: BLE001 - still tell Optuna below
-            # The study keeps the result. The next orphan check of any worker, or
-            # a resume, logs it on the run and ends the run.
-            logger.error(
-                "recording trial %d in MLflow failed; its result is kept in the "
-                "study and logged on run %s later: %s",
-                trial.number,
-                run_id,
-                caught,
-            )
+                try:
+                    self.tracker.finish_trial(
+                        run_id,
+                        state,
+                        metrics,
+                        stopped_step=stopped,
+                        error=error,
+                        texts=texts,
+                    )
+                except Exception as caught:  # noqa: BLE001 - still tell Optuna below
+                    # The study keeps the result. The next orphan check of any
+                    # worker, or a resume, logs it on the run and ends the run.
+                    logger.error(
+                        "recording trial %d in MLflow failed; its result is kept "
+                        "in the study and logged on run %s later: %s",
+                        trial.number,
+                        run_id,
+                        caught,
+                    )
         finally:
             optuna_state = {
                 "COMPLETE": TrialState.COMPLETE,

@@ -119,6 +119,13 @@ def _storage_errors(url: str) -> Iterator[None]:
         reason = " ".join(str(cause).split())[:600].rstrip(". ")
         if not reason.endswith(("?", "!")):
             reason += "."
+        if url.startswith(("postgres://", "postgres+")):
+            # SQLAlchemy 1.4 dropped the postgres:// alias that Heroku and
+            # libpq-style tools still write.
+            reason += (
+                " Start the URL with postgresql+psycopg://, because SQLAlchemy "
+                "names the dialect postgresql, not postgres."
+            )
         raise ConfigError(
             f"opening the Optuna storage {_hide_password(url)} failed: {reason} "
             "Check the host, port, database name, user and password in --storage "
@@ -171,8 +178,9 @@ def _open_study(
     except optuna.exceptions.DuplicatedStudyError:
         if not resume:
             raise ConfigError(
-                f"study {name!r} already exists in {storage_url}; pass --resume to "
-                "continue it or add workers to it, or choose another --study-name"
+                f"study {name!r} already exists in {_hide_password(storage_url)}; "
+                "pass --resume to continue it or add workers to it, or choose "
+                "another --study-name"
             ) from None
     study = optuna.load_study(
         study_name=name, storage=backend, sampler=sampler, pruner=pruner
@@ -225,7 +233,9 @@ def _study_config(
         raise ConfigError(
             f"study {study.study_name!r} has no grindwatch configuration; it was not "
             "created by grindwatch tune, or its creator stopped right away. Start a "
-            "new study with another --study-name"
+            "new study with another --study-name, or delete this one with "
+            f"'optuna delete-study --study-name {study.study_name} --storage URL' "
+            "(the URL given to --storage) and start it again"
         )
     resumable = {k: v for k, v in overrides.items() if k in RESUMABLE_SETTINGS}
     config = _stored_config(study, resumable)
@@ -363,6 +373,10 @@ def tune(
     data_paths = _resolved_paths(data)
     recordings = data if isinstance(data, RecordingSet) else None
     study, backend, created = _open_study(config, storage_url, resume)
+    # The study is open, so from here on the URL is only shown, stored in the
+    # study and logged to MLflow, and none of them may contain its password.
+    storage_url = _hide_password(storage_url)
+    config = _hide_storage_password(config)
     if created and recordings is None and not (data_paths or config.data.paths):
         import optuna
 
@@ -385,9 +399,15 @@ def tune(
             from grindwatch.tracking import absolute_tracking_uri
 
             requested_uri = absolute_tracking_uri(requested_uri)
-        requested_experiment = config.tracking.experiment
-        config = _study_config(study, checked, overrides, data_paths)
-        if requested_experiment != config.tracking.experiment:
+        # A joining worker started without a config file or --experiment gets
+        # the default experiment name, which it did not request.
+        named = caller_config is not None or "tracking.experiment" in overrides
+        requested_experiment = config.tracking.experiment if named else None
+        # Studies of grindwatch versions before the password was hidden stored it.
+        config = _hide_storage_password(
+            _study_config(study, checked, overrides, data_paths)
+        )
+        if requested_experiment not in (None, config.tracking.experiment):
             logger.warning(
                 "study %r logs to the MLflow experiment %r that its first worker "
                 "stored, not to %r; this worker uses %r too",
@@ -422,49 +442,50 @@ def tune(
 
             optuna.delete_study(study_name=study.study_name, storage=backend)
         raise
-    # From here on, the study's MLflow run must not stay RUNNING when this fails.
-    try:
-        if created:
-            training, labeled = _read_inputs(
-                config, labeled_paths, labels_path, recordings
+    with _storage_failures(storage_url, study.study_name):
+        # From here on, the study's MLflow run must not stay RUNNING when this fails.
+        try:
+            if created:
+                training, labeled = _read_inputs(
+                    config, labeled_paths, labels_path, recordings
+                )
+                data_sha256 = _check_data(study, training, config.data.paths)
+            from grindwatch.objective import Objective
+
+            objective = Objective(training, config, labeled=labeled)
+            # The trials and the final refit read the windows in samples.
+            config = objective.config
+            if created:
+                if config.tune.baseline:
+                    _enqueue_baseline(study, config, objective)
+                study.set_user_attr(_BASELINE_ATTR, True)
+            elif not study.get_trials(deepcopy=False):
+                # A joiner that starts a trial while the creator queues the baseline
+                # leaves that queued trial waiting once the study has its trials.
+                _wait_for_attr(study, _BASELINE_ATTR)
+            _describe_data(tracker, config, objective, training, data_sha256)
+            runner = TrialRunner(study, backend, objective, tracker, config, on_trial)
+            with _torch_threads(config):
+                runner.run()
+            return _conclude(runner, tracker, objective, training, storage_url)
+        except KeyboardInterrupt:
+            close_incomplete(study, tracker, "interrupted", "KILLED")
+            logger.warning(
+                "study %r stopped; continue it with: grindwatch tune --resume "
+                "--study-name %s --storage %s",
+                study.study_name,
+                study.study_name,
+                storage_url,
             )
-            data_sha256 = _check_data(study, training, config.data.paths)
-        from grindwatch.objective import Objective
+            raise
+        except BaseException:
+            close_incomplete(study, tracker, "failed", "FAILED")
+            if created and not study.get_trials(deepcopy=False):
+                # Nothing ran: free the name, so the same command works once fixed.
+                import optuna
 
-        objective = Objective(training, config, labeled=labeled)
-        # The trials and the final refit read the windows in samples.
-        config = objective.config
-        if created:
-            if config.tune.baseline:
-                _enqueue_baseline(study, config, objective)
-            study.set_user_attr(_BASELINE_ATTR, True)
-        elif not study.get_trials(deepcopy=False):
-            # A joiner that starts a trial while the creator queues the baseline
-            # leaves that queued trial waiting once the study has its trials.
-            _wait_for_attr(study, _BASELINE_ATTR)
-        _describe_data(tracker, config, objective, training, data_sha256)
-        runner = TrialRunner(study, backend, objective, tracker, config, on_trial)
-        with _torch_threads(config):
-            runner.run()
-        return _conclude(runner, tracker, objective, training, storage_url)
-    except KeyboardInterrupt:
-        close_incomplete(study, tracker, "interrupted", "KILLED")
-        logger.warning(
-            "study %r stopped; continue it with: grindwatch tune --resume "
-            "--study-name %s --storage %s",
-            study.study_name,
-            study.study_name,
-            storage_url,
-        )
-        raise
-    except BaseException:
-        close_incomplete(study, tracker, "failed", "FAILED")
-        if created and not study.get_trials(deepcopy=False):
-            # Nothing ran: free the name, so the same command works once fixed.
-            import optuna
-
-            optuna.delete_study(study_name=study.study_name, storage=backend)
-        raise
+                optuna.delete_study(study_name=study.study_name, storage=backend)
+            raise
 
 
 def _conclude(
@@ -501,6 +522,40 @@ def _conclude(
             f"tracking server runs, 'grindwatch tune --resume --study-name {name} "
             f"--storage {storage}' continues the study and records it"
         ) from error
+
+
+@contextlib.contextmanager
+def _storage_failures(url: str, study_name: str) -> Iterator[None]:
+    """Raise StorageError, naming the storage, when its database fails mid-study.
+
+    Optuna raises StorageInternalError for a failed write and SQLAlchemy raises
+    OperationalError for a failed read, such as when the database server stops.
+    """
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import OperationalError
+
+    from grindwatch.exceptions import StorageError
+
+    try:
+        yield
+    except (StorageInternalError, OperationalError) as error:
+        cause = error.__cause__ if isinstance(error, StorageInternalError) else error
+        cause = getattr(cause, "orig", None) or cause
+        reason = " ".join(str(cause).split())[:600].rstrip(". ")
+        raise StorageError(
+            f"the Optuna storage {url} of study {study_name!r} failed: {reason}. "
+            "Finished trials are kept in it. Once the database accepts "
+            f"connections, 'grindwatch tune --resume --study-name {study_name} "
+            f"--storage {url}' continues the study and marks FAIL any trial that "
+            "this worker left RUNNING"
+        ) from error
+
+
+def _hide_storage_password(config: Config) -> Config:
+    """Return ``config`` with any password in ``tune.storage`` replaced by ``***``."""
+    if not config.tune.storage:
+        return config
+    return config.with_overrides({"tune.storage": _hide_password(config.tune.storage)})
 
 
 def _hide_password(url: str) -> str:

@@ -25,7 +25,7 @@ import pandas as pd
 from grindwatch._nouns import item_noun
 from grindwatch.config import Config
 from grindwatch.io import Recording, RecordingSet
-from grindwatch.trial_runner import TrialRunner
+from grindwatch.trial_runner import TrialRunner, describe_error
 
 if TYPE_CHECKING:
     import optuna
@@ -137,7 +137,7 @@ def close_incomplete(
         if not running:
             tracker.close_parent(status, state)
     except Exception as error:  # noqa: BLE001 - do not hide the original interrupt
-        logger.error("could not end the study's MLflow run: %s", error)
+        logger.error("could not end the study's MLflow run: %s", describe_error(error))
 
 
 def _is_finalizer(runner: TrialRunner, tracker: Any) -> bool:
