@@ -1332,6 +1332,11 @@ def test_file_without_the_channels_is_probably_no_recording(tmp_path):
 
     # A misspelled --channels gives the same error for every file.
     assert "correct the names in data.channels (--channels)" in str(error.value)
+    # Scoring reads with the model's channels, which cannot change there.
+    with pytest.raises(InputError, match="probably not a recording") as scoring:
+        read_file(path, ReadOptions(channels=CHANNELS, known_channels=CHANNELS))
+    assert "lacks the model's channels" in str(scoring.value)
+    assert "data.channels" not in str(scoring.value)
 
 
 def test_few_training_windows_suggest_shorter_ones(tmp_path, caplog):

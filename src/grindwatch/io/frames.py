@@ -678,13 +678,19 @@ def _select(path: Path, available: list[str], options: ReadOptions) -> list[str]
     if missing and len(missing) == len(options.channels):
         # No channel in common: another kind of file (a label list, a summary
         # table) that lies among the recordings.
+        # Scoring reads with the model's channels, which the user cannot change.
+        otherwise = (
+            "it lacks the model's channels, so score it with a model trained on "
+            "its own"
+            if options.known_channels
+            else "correct the names in data.channels (--channels)"
+        )
         raise InputError(
             path,
             f"has none of the channels {shorten_list(missing)}; its numeric columns "
             f"are {shorten_list(available)}, so it is probably not a recording",
             "leave it out by passing the recordings' files or a glob such as "
-            "'DIR/**/*.csv'; if it is a recording, correct the names in "
-            "data.channels (--channels)",
+            f"'DIR/**/*.csv'; if it is a recording, {otherwise}",
         )
     if missing:
         raise InputError(
