@@ -680,8 +680,7 @@ def _select(path: Path, available: list[str], options: ReadOptions) -> list[str]
         # table) that lies among the recordings.
         # Scoring reads with the model's channels, which the user cannot change.
         otherwise = (
-            "it lacks the model's channels, so score it with a model trained on "
-            "its own"
+            "it lacks the model's channels, so score it with a model trained on its own"
             if options.known_channels
             else "correct the names in data.channels (--channels)"
         )
