@@ -510,7 +510,7 @@ def _add_missing_columns(connection: sqlite3.Connection) -> None:
 
 
 def _check_not_other_file(path: Path) -> None:
-    """Raise ConfigError when ``path`` holds a file that is not a results copy.
+    """Raise ConfigError when ``path`` is a file that is not a results copy.
 
     The CSV copy is rewritten at every poll, so a mistyped --csv that names a
     recording or another table would replace it.
