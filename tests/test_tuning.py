@@ -1213,6 +1213,21 @@ def test_sigterm_leaves_no_run_running(cycles, isolated_tracking):
     assert parents[0].info.status == "KILLED"
     assert trials
     assert not [r for r in trials if r.info.status == "RUNNING"]
+    # The interrupted variant waits in the queue, so a resume evaluates it.
+    study = _trials(storage)
+    interrupted = [
+        t
+        for t in study
+        if t.user_attrs.get("grindwatch.error") == "interrupted by the user"
+    ]
+    copies = [t for t in study if t.state.name == "WAITING"]
+    assert interrupted
+    assert [c.user_attrs["grindwatch.copy_of"] for c in copies] == [
+        t.number for t in interrupted
+    ]
+    assert [c.system_attrs["fixed_params"] for c in copies] == [
+        t.params for t in interrupted
+    ]
 
 
 @pytest.mark.slow

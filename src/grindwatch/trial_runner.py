@@ -3,7 +3,8 @@
 Several workers, in threads of one process (``tune.jobs``) or in processes on the
 same storage, run one study together and stop at exactly ``tune.n_trials``
 finished trials. Finished means COMPLETE or PRUNED: a FAIL trial (an error, an
-interrupt, a killed process) does not count, so another trial replaces it.
+interrupt, a killed process) does not count, so another trial replaces it. An
+interrupted trial's settings are queued again, so that a resume runs them first.
 
 - **Claiming.** A worker requests a trial from Optuna only while finished plus running
   trials are fewer than ``n_trials``. Two workers can still ask at the same moment;
@@ -619,7 +620,28 @@ class TrialRunner:
             )
             with self._mine_lock:
                 self._mine.pop(trial.number, None)
+        if state == "INTERRUPTED":
+            self._queue_again(trial)
         self._notify(trial.number, state, value, error)
+
+    def _queue_again(self, trial: optuna.Trial) -> None:
+        """Queue an interrupted trial's settings, so that a resume runs them first.
+
+        The interrupt says nothing about the variant, and the sampler would not
+        draw the same settings again.
+        """
+        attrs = {"grindwatch.copy_of": trial.number}
+        if trial.user_attrs.get("baseline"):
+            attrs["baseline"] = True
+        try:
+            self.study.enqueue_trial(trial.params, user_attrs=attrs)
+        except Exception as caught:  # noqa: BLE001 - the interrupt matters more
+            logger.warning(
+                "could not queue interrupted trial %d again, so a resume draws "
+                "other settings in its place: %s",
+                trial.number,
+                caught,
+            )
 
     def _notify(
         self, number: int, state: str, value: float | None, error: str | None
