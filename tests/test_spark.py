@@ -210,6 +210,20 @@ def test_spark_score_unwritable_output_fails_clearly(spark, archive, model_folde
 
 
 @pytest.mark.slow
+def test_spark_score_rejects_csv_output(spark, archive, model_folder):
+    data = str(archive / "bad")
+
+    outcome = CliRunner().invoke(
+        _cli(), ["spark-score", data, "-m", str(model_folder), "-o", "scores.csv"]
+    )
+
+    assert outcome.exit_code == 2, outcome.output
+    message = " ".join(outcome.output.split())
+    assert "scores.csv: spark-score writes Parquet folders, not CSV" in message
+    assert not Path("scores.csv").exists()
+
+
+@pytest.mark.slow
 def test_spark_score_keeps_inputs_in_output(spark, archive, model_folder, tmp_path):
     from grindwatch.spark_scoring import spark_score
 

@@ -273,6 +273,12 @@ def _output_paths(output: str | Path) -> tuple[Path, Path]:
     # Absolute, because the JVM writes the files and its working folder can differ
     # from this process's.
     recordings = Path(output).resolve()
+    if recordings.suffix.lower() == ".csv":
+        # score writes CSV files by this suffix; Spark writes Parquet folders only.
+        raise ConfigError(
+            f"{output}: spark-score writes Parquet folders, not CSV; name the output "
+            f"{recordings.with_suffix('.parquet').name} or without a suffix"
+        )
     windows = window_table_path(recordings)
     for path in (recordings, windows):
         if path.exists() and not (path / "_SUCCESS").is_file():
