@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 from benchmarks.datasets import Task, base_config
 from benchmarks.page import END, START, replace_part
@@ -317,3 +320,47 @@ def test_generalise_failed_fit_row():
 
     assert row["error"].startswith("InputError")
     assert table[0]["normal flagged"] == "fit failed"
+
+
+def test_nab_window_count_matches_default_windows(tmp_path):
+    from benchmarks.datasets import nab_machine_temperature
+
+    # 3,000 rows at one per 5 min: two full default windows and one more that
+    # ends at the last row, so the page must say 3, not a fixed count.
+    times = pd.date_range("2014-01-01", periods=3000, freq="5min")
+    values = 70 + np.sin(np.arange(3000) / 50)
+    frame = pd.DataFrame({"timestamp": times.strftime("%Y-%m-%d %H:%M:%S")})
+    frame["value"] = values
+    frame.to_csv(tmp_path / "machine_temperature_system_failure.csv", index=False)
+    window = [str(times[100]), str(times[400])]
+    (tmp_path / "labels.json").write_text(json.dumps({"anomaly_windows": [window]}))
+
+    task = nab_machine_temperature(tmp_path)
+
+    assert "into only 3 windows" in task.changes["windows.length"]
+    assert task.train.recordings[0].sample_labels.sum() == 301
+
+
+def test_training_flops_match_hand_count():
+    torch = pytest.importorskip("torch")
+    from benchmarks.speed import training_flops
+
+    from grindwatch.nets import ConvAutoencoder
+
+    # The default network on 4 x 32 spectra, counted by hand as 2 FLOPs per
+    # multiply-add: conv 4->16 (k 7, 16 outputs), conv 16->32 (k 5, 8 outputs),
+    # dense 256->16->256, transposed conv 32->16 (k 5, 8 inputs) and 16->4
+    # (k 7, 16 inputs).
+    layers = [16 * 16 * 4 * 7, 32 * 8 * 16 * 5, 2 * 256 * 16, 8 * 32 * 16 * 5]
+    layers.append(16 * 16 * 4 * 7)
+    forward = 2 * sum(layers)
+    # The backward pass computes the gradients of the weights and of each
+    # layer's input, except the first layer's input, which needs none.
+    training = 3 * forward - 2 * layers[0]
+    torch.manual_seed(0)
+    net = ConvAutoencoder(4, 32, [16, 32], [7, 5], [2, 2], 16)
+
+    flops = training_flops(net, (4, 32))
+
+    assert flops["forward"] == forward == 126_976
+    assert flops["training"] == training == 366_592
