@@ -33,7 +33,8 @@ grindwatch's configured aggregate for every tool and use the same threshold.
 {trials} trials, labels removed from its input), then a
 refit of the best variant on all training recordings; its window length may
 differ, so its window counts may too. Seconds are fit plus score, and for the
-tuned column include the tune.
+tuned column include the tune. AUC-PR is scikit-learn's average precision, the
+step-wise area under the precision-recall curve.
 """
 
 
@@ -432,8 +433,8 @@ def speed(results: dict[str, Any]) -> str:
             _pipeline_table(results),
             _speed_verdict(results),
             *([_batch_sweep_table(results)] if "batch_sweep" in results else []),
-            "Peak resident memory (VmHWM), each stage in a new process, including "
-            "the 32 MiB of generated recordings:\n",
+            "Peak resident memory (VmHWM), each stage in a new process; train and "
+            "score include the 32 MiB of generated recordings:\n",
             table(["imports only (torch, grindwatch)", "train", "score"], [peaks]),
         ]
     )
