@@ -20,9 +20,10 @@ TITLES = {
 
 QUALITY_INTRO = """\
 Every PyOD detector runs with its defaults (contamination 0.1) on the matrix that
-grindwatch's classical detectors see: the windows after grindwatch's default
-per-channel scaling and front end (`Model.features`), flattened to one row per
-window; for the feature table, the robust-scaled rows. Only `random_state` (set to
+grindwatch's classical detectors see: the windows after the per-channel scaling
+and front end of the "grindwatch defaults" row (`Model.features`, with the
+settings changed for the data set), flattened to one row per window; for the
+feature table, the robust-scaled rows. Only `random_state` (set to
 the repeat's seed where a detector takes one) and PyOD's progress bar (off) differ
 from PyOD's defaults. Each tool flags at its own threshold: PyOD's `threshold_`,
 grindwatch's clustered (GMM) threshold, or its fallback of median + 3 MAD when the
