@@ -364,3 +364,54 @@ def test_training_flops_match_hand_count():
 
     assert flops["forward"] == forward == 126_976
     assert flops["training"] == training == 366_592
+
+
+def _speed_entry(flops: float, rate: float, **extra) -> dict:
+    return {
+        "input_shape": [4, 32],
+        "train_windows_per_s": 1000.0,
+        "train_gflops": 1.0,
+        "flops_forward": flops,
+        "score_windows_per_s": rate,
+        "detector_windows_per_s": rate,
+        "latency_ms": 0.5,
+        "pipeline_windows_per_s": rate,
+        "pipeline_windows_per_s_attribution": rate,
+        **extra,
+    }
+
+
+def test_speed_page_reads_pyod_settings():
+    from benchmarks.render import speed
+
+    pyod = {"batch_size": 16.0, "epochs": 4.0, "hidden_units": [128, 8]}
+    results = {
+        "workload": {
+            "recordings": 2,
+            "samples": 2048,
+            "window": 1024,
+            "channels": 4,
+            "epochs": 5,
+        },
+        "threads": 2,
+        "matmul_gflops": 100.0,
+        "frontends": {
+            "spectrum": {
+                "grindwatch": _speed_entry(300.0, 5000.0),
+                "pyod": _speed_entry(100.0, 1000.0, **pyod),
+            },
+            "raw": {
+                "grindwatch": _speed_entry(4000.0, 500.0),
+                "pyod": _speed_entry(1000.0, 1000.0, **pyod),
+            },
+        },
+        "memory": {"baseline": 300.0, "train": 600.0, "score": 500.0},
+    }
+
+    text = speed(results)
+
+    assert "AutoEncoder (batch 16, layers 128 and 8) its default 4." in text
+    assert "On spectra the default network needs 3.0 times" in text
+    assert "hidden layers of 128 and 8 units) and scores faster (5.00 x)" in text
+    assert "On raw windows the default network needs 4.0 times" in text
+    assert "and scores slower (0.50 x)" in text
