@@ -322,11 +322,11 @@ def test_generalise_failed_fit_row():
     assert table[0]["normal flagged"] == "fit failed"
 
 
-def test_nab_window_count_matches_default_windows(tmp_path):
+def test_nab_default_window_count(tmp_path):
     from benchmarks.datasets import nab_machine_temperature
 
     # 3,000 rows at one per 5 min: two full default windows and one more that
-    # ends at the last row, so the page must say 3, not a fixed count.
+    # ends at the last row, so the protocol text must give 3, not a fixed count.
     times = pd.date_range("2014-01-01", periods=3000, freq="5min")
     values = 70 + np.sin(np.arange(3000) / 50)
     frame = pd.DataFrame({"timestamp": times.strftime("%Y-%m-%d %H:%M:%S")})
