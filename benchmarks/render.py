@@ -224,7 +224,14 @@ def skab(results: dict[str, Any]) -> str:
         f"same protocol on runs of {results['pseudo_run_rows']} rows cut from "
         "`anomaly-free.csv`, where every row is normal, as the median over the "
         "repeats; it shows how many false alarms come from normal drift after the "
-        "400 training rows, without any label.\n"
+        "400 training rows, without any label."
+        + (
+            " The tuned row's tune ran on the whole of `anomaly-free.csv`, so on "
+            "these runs its settings are chosen in-sample."
+            if results.get("tuned")
+            else ""
+        )
+        + "\n"
     )
     lines.append(
         'The row "grindwatch raw recipe, SKAB control limit" keeps the raw '

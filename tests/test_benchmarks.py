@@ -187,6 +187,13 @@ def test_skab_verdict_follows_results():
     assert "with fewer false alarms and more missed ones" in text
     assert "over the 2 runs available" in text
     assert "23 runs" not in text
+    assert "chosen in-sample" not in text
+
+    results["tuned"] = ["family=pca, pca.n_components=0.9"]
+    tuned_text = skab(results)
+
+    assert "Tuned variants (per repeat, hop set to 1): family=pca" in tuned_text
+    assert "so on these runs its settings are chosen in-sample" in tuned_text
 
 
 def test_load_body_windows_use_model_rate():
