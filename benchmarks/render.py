@@ -470,8 +470,9 @@ def speed(results: dict[str, Any]) -> str:
             _pipeline_table(results),
             _speed_verdict(results),
             *([_batch_sweep_table(results)] if "batch_sweep" in results else []),
-            "Peak resident memory (VmHWM), each stage in a new process; train and "
-            "score include the 32 MiB of generated recordings:\n",
+            "Peak resident memory (VmHWM), from one run of each stage in a new "
+            "process, not a median over repeats; train and score include the 32 MiB "
+            "of generated recordings:\n",
             table(["imports only (torch, grindwatch)", "train", "score"], [peaks]),
         ]
     )
