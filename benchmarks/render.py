@@ -30,7 +30,7 @@ grindwatch's clustered (GMM) threshold, or its fallback of median + 3 MAD when t
 training scores form one cluster. Recording scores aggregate window scores with
 grindwatch's configured aggregate for every tool and use the same threshold.
 "grindwatch tuned" is a label-free Optuna tune of the whole pipeline
-(`grindwatch.tuning.tune` with its default objective `recurring_f1`,
+(`grindwatch.tuning.tune` with the objective {objectives},
 {trials} trials, labels removed from its input), then a
 refit of the best variant on all training recordings; its window length may
 differ, so its window counts may too. Seconds are fit plus score, and for the
@@ -145,7 +145,13 @@ def _verdicts(results: dict[str, Any]) -> str:
 
 
 def quality(results: dict[str, Any]) -> str:
-    parts = [QUALITY_INTRO.format(trials=results["tuning_trials"])]
+    # Results saved before the objective was recorded used the default one.
+    objectives = results.get("tuning_objectives", ["recurring_f1"])
+    intro = QUALITY_INTRO.format(
+        trials=results["tuning_trials"],
+        objectives=" and ".join(f"`{name}`" for name in objectives),
+    )
+    parts = [intro]
     for name, reason in results["skipped"].items():
         parts.append(f"Skipped {name}: {reason}.\n")
     parts.append(_verdicts(results))

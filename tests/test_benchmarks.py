@@ -422,3 +422,29 @@ def test_speed_page_reads_pyod_settings():
     assert "hidden layers of 128 and 8 units) and scores faster (5.00 x)" in text
     assert "On raw windows the default network needs 4.0 times" in text
     assert "and scores slower (0.50 x)" in text
+
+
+def test_quality_page_names_tune_objective(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    import logging
+
+    import torch
+    from benchmarks.run import main
+
+    page = tmp_path / "BENCHMARKS.md"
+    page.write_text("# Benchmarks\n")
+    # main() sets the thread count and quiets grindwatch's logger for the whole
+    # process; put both back so that later tests see the usual settings.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    package_logger = logging.getLogger("grindwatch")
+    level = package_logger.level
+    try:
+        # No data set under --data, so every task is skipped and nothing trains.
+        main(["quality", "--data", str(tmp_path / "none"), "--page", str(page)])
+    finally:
+        torch.set_num_threads(threads)
+        package_logger.setLevel(level)
+
+    saved = json.loads((tmp_path / "results" / "quality.json").read_text())
+    assert saved["results"]["tuning_objectives"] == ["recurring_f1"]
+    assert "with the objective `recurring_f1`" in page.read_text()
