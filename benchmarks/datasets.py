@@ -22,6 +22,7 @@ from grindwatch.config import Config, load_config
 from grindwatch.exceptions import InputError
 from grindwatch.io import ReadOptions, Recording, RecordingSet, read_file
 from grindwatch.pipeline import read_data
+from grindwatch.signals import window_starts
 
 logger = logging.getLogger(__name__)
 
@@ -232,18 +233,20 @@ def skab(root: Path) -> Task:
 
 def nab_machine_temperature(root: Path) -> Task:
     """Train on the whole series, unlabeled, and score the same windows."""
-    changes = {
-        "windows.length": (
-            "64 samples (5.3 h at one sample per 5 min); the default 1024 would cut "
-            "the series into only 22 windows"
-        )
-    }
     config = base_config({"windows.length": 64})
     path = root / "machine_temperature_system_failure.csv"
     # The file repeats one hour of timestamps at data row 10149, which the CSV
     # reader rejects as time going backwards, so the rows are read in file order.
     options = ReadOptions(ignore_time=True, sample_rate=1 / 300, channels=("value",))
     recording = read_file(path, options)[0]
+    default_length = Config().windows.length
+    n_default = len(window_starts(recording.n_samples, default_length, default_length))
+    changes = {
+        "windows.length": (
+            f"64 samples (5.3 h at one sample per 5 min); the default "
+            f"{default_length} would cut the series into only {n_default} windows"
+        )
+    }
     times = pd.to_datetime(pd.read_csv(path, usecols=["timestamp"])["timestamp"])
     times = times.to_numpy()
     recording.sample_labels = _nab_labels(root, times)

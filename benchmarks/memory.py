@@ -5,8 +5,8 @@
 ``baseline`` only imports grindwatch's pipeline and torch. ``train`` fits the
 default model (spectrum front end, autoencoder) on the generated speed workload and
 saves it to FOLDER; ``score`` loads it and scores the same recordings. The last
-line printed is JSON with the peak resident set size in MiB, which includes the
-32 MiB of generated recordings.
+line printed is JSON with the peak resident set size in MiB. For ``train`` and
+``score`` it includes the 32 MiB of generated recordings.
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def run_details(meta: dict[str, Any]) -> str:
     )
     return (
         f"Command: `{meta['command']}` (run time {meta['seconds'] / 60:.1f} min, "
-        f"{meta['repeats']} repeats).\n"
+        f"{meta['repeats']} repeat{'' if meta['repeats'] == 1 else 's'}).\n"
         f"Machine: {meta['machine']}; torch threads {meta['threads']}. Load average "
         f"(1 min) {meta['load_before']:.2f} before, {meta['load_after']:.2f} after.\n"
         f"Versions: {versions}. grindwatch {meta['grindwatch']} at commit "

@@ -1,12 +1,13 @@
 """Quality: grindwatch against PyOD's detectors at their defaults, on the same inputs.
 
 Every PyOD detector sees the matrix that grindwatch's classical detectors see: the
-windows after grindwatch's default per-channel scaling and front end
-(``Model.features``), flattened to one row per window. For feature tables these are
-the robust-scaled rows. Each tool flags at its own threshold: PyOD's ``threshold_``
-from its default contamination of 0.1, grindwatch's from its clustered (GMM)
-threshold. Recording scores aggregate window scores with grindwatch's configured
-aggregate (the same for every tool) and are flagged at the same threshold.
+windows after the per-channel scaling and front end of the task's grindwatch
+configuration (``Model.features``), flattened to one row per window. For feature
+tables these are the robust-scaled rows. Each tool flags at its own threshold:
+PyOD's ``threshold_`` from its default contamination of 0.1, grindwatch's from its
+clustered (GMM) threshold or that threshold's fallback. Recording scores aggregate
+window scores with grindwatch's configured aggregate (the same for every tool) and
+are flagged at the same threshold.
 """
 
 from __future__ import annotations

@@ -20,20 +20,22 @@ TITLES = {
 
 QUALITY_INTRO = """\
 Every PyOD detector runs with its defaults (contamination 0.1) on the matrix that
-grindwatch's classical detectors see: the windows after grindwatch's default
-per-channel scaling and front end (`Model.features`), flattened to one row per
-window; for the feature table, the robust-scaled rows. Only `random_state` (set to
+grindwatch's classical detectors see: the windows after the per-channel scaling
+and front end of the "grindwatch defaults" row (`Model.features`, with the
+settings changed for the data set), flattened to one row per window; for the
+feature table, the robust-scaled rows. Only `random_state` (set to
 the repeat's seed where a detector takes one) and PyOD's progress bar (off) differ
 from PyOD's defaults. Each tool flags at its own threshold: PyOD's `threshold_`,
 grindwatch's clustered (GMM) threshold, or its fallback of median + 3 MAD when the
 training scores form one cluster. Recording scores aggregate window scores with
 grindwatch's configured aggregate for every tool and use the same threshold.
 "grindwatch tuned" is a label-free Optuna tune of the whole pipeline
-(`grindwatch.tuning.tune` with its default objective `recurring_f1`,
+(`grindwatch.tuning.tune` with the objective {objectives},
 {trials} trials, labels removed from its input), then a
 refit of the best variant on all training recordings; its window length may
 differ, so its window counts may too. Seconds are fit plus score, and for the
-tuned column include the tune.
+tuned column include the tune. AUC-PR is scikit-learn's average precision, the
+step-wise area under the precision-recall curve.
 """
 
 
@@ -143,7 +145,13 @@ def _verdicts(results: dict[str, Any]) -> str:
 
 
 def quality(results: dict[str, Any]) -> str:
-    parts = [QUALITY_INTRO.format(trials=results["tuning_trials"])]
+    # Results saved before the objective was recorded used the default one.
+    objectives = results.get("tuning_objectives", ["recurring_f1"])
+    intro = QUALITY_INTRO.format(
+        trials=results["tuning_trials"],
+        objectives=" and ".join(f"`{name}`" for name in objectives),
+    )
+    parts = [intro]
     for name, reason in results["skipped"].items():
         parts.append(f"Skipped {name}: {reason}.\n")
     parts.append(_verdicts(results))
@@ -222,7 +230,14 @@ def skab(results: dict[str, Any]) -> str:
         f"same protocol on runs of {results['pseudo_run_rows']} rows cut from "
         "`anomaly-free.csv`, where every row is normal, as the median over the "
         "repeats; it shows how many false alarms come from normal drift after the "
-        "400 training rows, without any label.\n"
+        "400 training rows, without any label."
+        + (
+            " The tuned row's tune ran on the whole of `anomaly-free.csv`, so on "
+            "these runs its settings are chosen in-sample."
+            if results.get("tuned")
+            else ""
+        )
+        + "\n"
     )
     lines.append(
         'The row "grindwatch raw recipe, SKAB control limit" keeps the raw '
@@ -259,15 +274,28 @@ def _skab_verdict(results: dict[str, Any]) -> str:
     )
 
 
+def _pyod_settings(results: dict[str, Any]) -> tuple[int, str, int]:
+    """Batch size, hidden layer widths and epochs of the measured PyOD AutoEncoder.
+
+    Results saved before these were recorded ran PyOD 3.6.7's defaults: batch 32,
+    layers of 64 and 32 units, 10 epochs.
+    """
+    pyod = next(iter(results["frontends"].values()))["pyod"]
+    units = pyod.get("hidden_units", [64, 32])
+    widths = " and ".join(str(int(width)) for width in units)
+    return int(pyod.get("batch_size", 32)), widths, int(pyod.get("epochs", 10))
+
+
 def _speed_intro(results: dict[str, Any]) -> str:
     workload = results["workload"]
     n_windows = workload["recordings"] * workload["samples"] // workload["window"]
+    batch, widths, epochs = _pyod_settings(results)
     return (
         f"Workload: {workload['recordings']} generated recordings of "
         f"{workload['channels']} channels x {workload['samples']:,} samples, cut into "
         f"{n_windows:,} windows of {workload['window']}. grindwatch's default "
         f"autoencoder (batch 64) trains {workload['epochs']} epochs, PyOD's default "
-        "AutoEncoder (batch 32, layers 64 and 32) its default 10. Training "
+        f"AutoEncoder (batch {batch}, layers {widths}) its default {epochs}. Training "
         "throughput is measured between the ends of the first and last epochs "
         "(grindwatch's epochs include its validation pass). FLOPs per window count "
         "the matrix products and convolutions of one forward and backward pass "
@@ -410,12 +438,28 @@ def _speed_verdict(results: dict[str, Any]) -> str:
         "the shared dimension, too few to keep the vector units busy, so they wait "
         "on memory; on 4 x 32 spectra each batch is also too small to amortise "
         "PyTorch's per-operation overhead. The wider network shows what the same "
-        "code reaches when there is arithmetic to do. PyOD's AutoEncoder scores raw "
-        "windows faster because its two dense layers (64 and 32 units) need about a "
-        "quarter of the default network's multiply-adds per window (FLOPs columns "
-        "in results/speed.json); on the spectra that grindwatch uses by default the "
-        "comparison goes the other way.\n"
+        "code reaches when there is arithmetic to do. "
+        + _flops_comparison(results)
+        + "\n"
     )
+
+
+def _flops_comparison(results: dict[str, Any]) -> str:
+    """Set the scoring rates of the two autoencoders next to their FLOPs per window."""
+    _, widths, _ = _pyod_settings(results)
+    sentences = []
+    for frontend, tools in results["frontends"].items():
+        ours, theirs = tools["grindwatch"], tools["pyod"]
+        flops = ours["flops_forward"] / theirs["flops_forward"]
+        speed = ours["detector_windows_per_s"] / theirs["score_windows_per_s"]
+        pace = "faster" if speed > 1 else "slower"
+        inputs = "spectra" if frontend == "spectrum" else f"{frontend} windows"
+        sentences.append(
+            f"On {inputs} the default network needs {flops:.1f} times the "
+            "multiply-adds per window of PyOD's AutoEncoder (hidden layers of "
+            f"{widths} units) and scores {pace} ({speed:.2f} x)."
+        )
+    return " ".join(sentences) + " FLOPs per window are in results/speed.json."
 
 
 def speed(results: dict[str, Any]) -> str:
@@ -432,8 +476,9 @@ def speed(results: dict[str, Any]) -> str:
             _pipeline_table(results),
             _speed_verdict(results),
             *([_batch_sweep_table(results)] if "batch_sweep" in results else []),
-            "Peak resident memory (VmHWM), each stage in a new process, including "
-            "the 32 MiB of generated recordings:\n",
+            "Peak resident memory (VmHWM), from one run of each stage in a new "
+            "process, not a median over repeats; train and score include the 32 MiB "
+            "of generated recordings:\n",
             table(["imports only (torch, grindwatch)", "train", "score"], [peaks]),
         ]
     )

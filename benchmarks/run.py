@@ -184,13 +184,16 @@ def _run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
         from benchmarks.datasets import load_tasks
         from benchmarks.quality import run_quality
         from benchmarks.tuned import TUNING_TRIALS, find_tuner
+        from grindwatch.config import Config
 
         tasks, skipped = load_tasks(args.data, args.datasets)
         tuner, reason = find_tuner()
+        configs = [task.config for task in tasks] or [Config()]
         return {
             "datasets": run_quality(tasks, args.repeats, tune=not args.no_tune),
             "skipped": skipped,
             "tuning_trials": TUNING_TRIALS,
+            "tuning_objectives": sorted({config.tune.objective for config in configs}),
             "tuned_missing": "not asked for (--no-tune)" if args.no_tune else reason,
         }
     if part == "skab":

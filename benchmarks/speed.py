@@ -239,6 +239,9 @@ def measure_pyod(model: Model, seed: int) -> dict:
     score_seconds = _median_seconds(lambda: detector.decision_function(flat), 3)
     return {
         "input_shape": [flat.shape[1]],
+        "batch_size": detector.batch_size,
+        "epochs": detector.epoch_num,
+        "hidden_units": list(detector.hidden_neuron_list),
         "train_windows_per_s": train_rate,
         "train_gflops": train_rate * flops["training"] / 1e9,
         "flops_forward": flops["forward"],

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 from benchmarks.datasets import Task, base_config
 from benchmarks.page import END, START, replace_part
@@ -184,6 +187,13 @@ def test_skab_verdict_follows_results():
     assert "with fewer false alarms and more missed ones" in text
     assert "over the 2 runs available" in text
     assert "23 runs" not in text
+    assert "chosen in-sample" not in text
+
+    results["tuned"] = ["family=pca, pca.n_components=0.9"]
+    tuned_text = skab(results)
+
+    assert "Tuned variants (per repeat, hop set to 1): family=pca" in tuned_text
+    assert "so on these runs its settings are chosen in-sample" in tuned_text
 
 
 def test_load_body_windows_use_model_rate():
@@ -317,3 +327,124 @@ def test_generalise_failed_fit_row():
 
     assert row["error"].startswith("InputError")
     assert table[0]["normal flagged"] == "fit failed"
+
+
+def test_nab_default_window_count(tmp_path):
+    from benchmarks.datasets import nab_machine_temperature
+
+    # 3,000 rows at one per 5 min: two full default windows and one more that
+    # ends at the last row, so the protocol text must give 3, not a fixed count.
+    times = pd.date_range("2014-01-01", periods=3000, freq="5min")
+    values = 70 + np.sin(np.arange(3000) / 50)
+    frame = pd.DataFrame({"timestamp": times.strftime("%Y-%m-%d %H:%M:%S")})
+    frame["value"] = values
+    frame.to_csv(tmp_path / "machine_temperature_system_failure.csv", index=False)
+    window = [str(times[100]), str(times[400])]
+    (tmp_path / "labels.json").write_text(json.dumps({"anomaly_windows": [window]}))
+
+    task = nab_machine_temperature(tmp_path)
+
+    assert "into only 3 windows" in task.changes["windows.length"]
+    assert task.train.recordings[0].sample_labels.sum() == 301
+
+
+def test_training_flops_match_hand_count():
+    torch = pytest.importorskip("torch")
+    from benchmarks.speed import training_flops
+
+    from grindwatch.nets import ConvAutoencoder
+
+    # The default network on 4 x 32 spectra, counted by hand as 2 FLOPs per
+    # multiply-add: conv 4->16 (k 7, 16 outputs), conv 16->32 (k 5, 8 outputs),
+    # dense 256->16->256, transposed conv 32->16 (k 5, 8 inputs) and 16->4
+    # (k 7, 16 inputs).
+    layers = [16 * 16 * 4 * 7, 32 * 8 * 16 * 5, 2 * 256 * 16, 8 * 32 * 16 * 5]
+    layers.append(16 * 16 * 4 * 7)
+    forward = 2 * sum(layers)
+    # The backward pass computes the gradients of the weights and of each
+    # layer's input, except the first layer's input, which needs none.
+    training = 3 * forward - 2 * layers[0]
+    torch.manual_seed(0)
+    net = ConvAutoencoder(4, 32, [16, 32], [7, 5], [2, 2], 16)
+
+    flops = training_flops(net, (4, 32))
+
+    assert flops["forward"] == forward == 126_976
+    assert flops["training"] == training == 366_592
+
+
+def _speed_entry(flops: float, rate: float, **extra) -> dict:
+    return {
+        "input_shape": [4, 32],
+        "train_windows_per_s": 1000.0,
+        "train_gflops": 1.0,
+        "flops_forward": flops,
+        "score_windows_per_s": rate,
+        "detector_windows_per_s": rate,
+        "latency_ms": 0.5,
+        "pipeline_windows_per_s": rate,
+        "pipeline_windows_per_s_attribution": rate,
+        **extra,
+    }
+
+
+def test_speed_page_reads_pyod_settings():
+    from benchmarks.render import speed
+
+    pyod = {"batch_size": 16.0, "epochs": 4.0, "hidden_units": [128, 8]}
+    results = {
+        "workload": {
+            "recordings": 2,
+            "samples": 2048,
+            "window": 1024,
+            "channels": 4,
+            "epochs": 5,
+        },
+        "threads": 2,
+        "matmul_gflops": 100.0,
+        "frontends": {
+            "spectrum": {
+                "grindwatch": _speed_entry(300.0, 5000.0),
+                "pyod": _speed_entry(100.0, 1000.0, **pyod),
+            },
+            "raw": {
+                "grindwatch": _speed_entry(4000.0, 500.0),
+                "pyod": _speed_entry(1000.0, 1000.0, **pyod),
+            },
+        },
+        "memory": {"baseline": 300.0, "train": 600.0, "score": 500.0},
+    }
+
+    text = speed(results)
+
+    assert "AutoEncoder (batch 16, layers 128 and 8) its default 4." in text
+    assert "On spectra the default network needs 3.0 times" in text
+    assert "hidden layers of 128 and 8 units) and scores faster (5.00 x)" in text
+    assert "On raw windows the default network needs 4.0 times" in text
+    assert "and scores slower (0.50 x)" in text
+
+
+def test_quality_page_names_tune_objective(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    import logging
+
+    import torch
+    from benchmarks.run import main
+
+    page = tmp_path / "BENCHMARKS.md"
+    page.write_text("# Benchmarks\n")
+    # main() sets the thread count and quiets grindwatch's logger for the whole
+    # process; put both back so that later tests see the usual settings.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    package_logger = logging.getLogger("grindwatch")
+    level = package_logger.level
+    try:
+        # No data set under --data, so every task is skipped and nothing trains.
+        main(["quality", "--data", str(tmp_path / "none"), "--page", str(page)])
+    finally:
+        torch.set_num_threads(threads)
+        package_logger.setLevel(level)
+
+    saved = json.loads((tmp_path / "results" / "quality.json").read_text())
+    assert saved["results"]["tuning_objectives"] == ["recurring_f1"]
+    assert "with the objective `recurring_f1`" in page.read_text()
