@@ -438,6 +438,30 @@ def test_labeled_objective_needs_both_classes(cycles):
         Objective(read_data(cycles / "good", config), config)
 
 
+@pytest.mark.parametrize("normal_samples", [100, 1000])
+def test_labeled_objective_needs_long_labeled_windows(normal_samples):
+    # The anomalous labeled recordings are shorter than the trial's windows, so the
+    # trial has labeled windows of one class (or none) to rank.
+    rng = np.random.default_rng(1)
+    labeled = [
+        Recording(f"{kind}{i}", rng.normal(size=(2, n)).astype(np.float32), ["a", "b"])
+        for kind, n in (("normal", normal_samples), ("faulty", 100))
+        for i in range(2)
+    ]
+    for recording in labeled:
+        recording.label = int(recording.name.startswith("faulty"))
+    config = _config(**{"tune.objective": "labeled_auc"}).with_overrides(
+        {"windows.length": 256, "windows.hop": 256, "detector.family": "pca"}
+    )
+    objective = Objective(_recordings(4, n_samples=2000), config, labeled=labeled)
+
+    with pytest.raises(ConfigError, match="windows of 256 samples") as caught:
+        objective.evaluate(config)
+
+    assert "labeled_auc" in str(caught.value)
+    assert "shorter windows" in str(caught.value)
+
+
 def test_autoencoder_trial_reports_each_epoch(cycles):
     from grindwatch.pipeline import read_data
 

@@ -296,6 +296,20 @@ def _finite_scores(detector: Any, features: np.ndarray) -> np.ndarray:
     return scores
 
 
+def _check_labeled_classes(prepared: PreparedData) -> None:
+    """Raise unless the labeled windows hold both classes, as labeled_auc needs."""
+    labeled = prepared.labeled
+    classes = set() if labeled is None else set(np.unique(labeled.labels).tolist())
+    if len(classes) < 2:
+        found = "none" if not classes else f"only class {classes.pop()}"
+        raise ConfigError(
+            f"tune.objective labeled_auc needs labeled windows of both classes, but "
+            f"the labeled recordings give {found} in windows of {prepared.key[0]} "
+            "samples, because the others are shorter; search shorter windows or "
+            "label longer recordings"
+        )
+
+
 class Objective:
     """Fit and measure pipeline variants on one data set, reusing prepared data.
 
@@ -599,11 +613,14 @@ class Objective:
         ------
         ConfigError
             If the variant does not fit the data (for example, windows too short
-            for the encoder's strides).
+            for the encoder's strides), or, under ``labeled_auc``, the labeled
+            windows of its length do not hold both classes.
         FloatingPointError
             If the detector's scores are not finite (a diverged network).
         """
         prepared = self.prepare(config)
+        if self._needs_labels:
+            _check_labeled_classes(prepared)
         model = self.build_model(config, prepared)
 
         def on_epoch(epoch: int, train_loss: float, val_loss: float | None) -> None:
