@@ -188,6 +188,20 @@ def test_holdout_takes_segments_of_few_recordings():
     )
 
 
+def test_holdout_of_two_table_rows_is_rejected(tmp_path):
+    from grindwatch.pipeline import read_data
+
+    path = tmp_path / "features.csv"
+    path.write_text("f0,f1\n0.1,0.2\n0.3,0.1\n")
+    config = _config(**{"data.kind": "table", "detector.family": "pca"})
+
+    with pytest.raises(ConfigError, match="of 2 table rows") as caught:
+        Objective(read_data(path, config), config)
+
+    # Rows cannot be cut in segments, so that fix must not be offered.
+    assert "segments" not in str(caught.value)
+
+
 def test_holdout_takes_whole_recordings_of_many():
     recordings = _recordings(20, n_samples=300)
 

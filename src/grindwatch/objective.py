@@ -153,6 +153,13 @@ def split_holdout(
     if whole:
         n_held = int(round(len(items) * fraction))
         if n_held < 1 or n_held >= len(items):
+            # A table row is one value per feature, so it cannot be cut in segments.
+            if recordings.kind == "table":
+                raise ConfigError(
+                    f"holding out {fraction:.0%} of {len(items)} table rows leaves "
+                    "none on one side; give more rows or change "
+                    "tune.holdout_fraction"
+                )
             raise ConfigError(
                 f"holding out {fraction:.0%} of {len(items)} recordings leaves none "
                 "on one side; give more recordings, change tune.holdout_fraction, or "
