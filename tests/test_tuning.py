@@ -168,11 +168,30 @@ def test_window_lengths_longer_than_the_data_are_dropped():
     space = SearchSpace(window_length=[128, 256, 512])
 
     assert limit_window_lengths(space, 300).window_length == [128, 256]
-    with pytest.raises(ConfigError, match="longer than the shortest"):
+    with pytest.raises(ConfigError, match="longer than the longest piece"):
         limit_window_lengths(space, 100)
 
 
 # Holdout and objective ----------------------------------------------------------------
+
+
+def test_too_long_windows_name_the_longest_piece():
+    # Segments held out of 2000 and 60 samples: 400 samples is the longest
+    # held-out piece, and the 12-sample ones are shorter still.
+    rng = np.random.default_rng(0)
+    recordings = RecordingSet(
+        [
+            Recording(f"r{i}", rng.normal(size=(2, n)).astype(np.float32), ["a", "b"])
+            for i, n in enumerate([2000, 60, 60])
+        ]
+    )
+    config = _config(**{"tune.space.window_length": [1000]})
+
+    with pytest.raises(ConfigError) as caught:
+        Objective(recordings, config)
+
+    assert "longest piece (400 samples)" in str(caught.value)
+    assert "shortest" not in str(caught.value)
 
 
 def test_holdout_takes_segments_of_few_recordings():

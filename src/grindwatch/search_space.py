@@ -153,7 +153,10 @@ def window_seconds_in_samples(
 
 
 def limit_window_lengths(space: SearchSpace, max_length: int) -> SearchSpace:
-    """Drop window lengths above ``max_length`` samples, the shortest usable piece.
+    """Drop window lengths above ``max_length`` samples.
+
+    ``max_length`` is the longest window that both the fitting and the held-out
+    part contain: the shorter of their longest pieces.
 
     Raises
     ------
@@ -165,8 +168,8 @@ def limit_window_lengths(space: SearchSpace, max_length: int) -> SearchSpace:
         if spec.low > max_length:
             raise ConfigError(
                 f"tune.space.window_length starts at {spec.low} samples, but the "
-                f"shortest training or held-out piece has {max_length}; search "
-                "shorter windows"
+                f"training or held-out part has no piece longer than {max_length} "
+                "samples; search shorter windows"
             )
         high = min(spec.high, max_length)
         return space.model_copy(
@@ -182,14 +185,16 @@ def limit_window_lengths(space: SearchSpace, max_length: int) -> SearchSpace:
     if not usable:
         raise ConfigError(
             f"every window length in tune.space.window_length {lengths} is longer "
-            f"than the shortest training or held-out piece ({max_length} samples); "
-            "search shorter windows, or hold out whole recordings "
+            f"than the longest piece ({max_length} samples) that the training and "
+            "the held-out part both have; search shorter windows, or hold out whole "
+            "recordings "
             "(tune.holdout: recordings)"
         )
     if len(usable) < len(lengths):
         logger.warning(
-            "window lengths %s are longer than the shortest training or held-out "
-            "piece (%d samples) and are left out of the search",
+            "window lengths %s are longer than the longest piece (%d samples) that "
+            "the training and the held-out part both have, and are left out of the "
+            "search",
             [length for length in lengths if int(length) > max_length],
             max_length,
         )
