@@ -37,6 +37,12 @@ hinge on details. On the grinding tables ``recurring_f1`` chooses isolation fore
 AUC drops from about 0.78 to 0.71 and nearest neighbours rank first (fault F1
 0.61 to 0.65). See benchmarks/BENCHMARKS.md, "Tuning".
 
+Anomalies are injected into raw windows before scaling and the front end, so
+trials with other front ends are judged on the same changes. Trials with other
+window lengths are not: an injected segment covers a share of its window, so it
+lasts longer in seconds in a longer window, while a spike stays 1 to 3 samples.
+Longer windows also leave fewer held-out windows, so their AUC is noisier.
+
 Windowing, scaling, the front end and the injections depend only on the window
 length, hop, front end and scaling, so they are computed once per distinct setting
 and cached for the trials that share it.
