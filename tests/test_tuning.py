@@ -164,6 +164,39 @@ def test_unknown_family_is_rejected():
         check_space(SearchSpace(family=["pca", "svm"]), "signals")
 
 
+@pytest.mark.parametrize(
+    "setting, value",
+    [
+        ("window_length", ["auto", 256]),
+        ("hop_fraction", ["half"]),
+        ("n_bands", [True, 16]),
+        ("autoencoder.learning_rate", ["fast"]),
+        ("iforest.max_samples", [None]),
+    ],
+)
+def test_text_in_numeric_space_setting_is_rejected(setting, value):
+    section, _, name = setting.rpartition(".")
+    space = SearchSpace.model_validate(
+        {section: {name: value}} if section else {name: value}
+    )
+
+    with pytest.raises(ConfigError, match=f"tune.space.{setting} has") as caught:
+        check_space(space, "signals")
+
+    assert "not a number" in str(caught.value)
+
+
+def test_accepted_text_in_numeric_space_setting_passes():
+    space = SearchSpace.model_validate(
+        {
+            "autoencoder": {"latent_size": [None, 8]},
+            "iforest": {"max_samples": ["auto", 256]},
+        }
+    )
+
+    assert check_space(space, "signals") is space
+
+
 def test_window_lengths_longer_than_the_data_are_dropped():
     space = SearchSpace(window_length=[128, 256, 512])
 

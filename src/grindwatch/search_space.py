@@ -36,6 +36,26 @@ _FAMILIES = ("autoencoder", *TABLE_FAMILIES)
 _FRONTENDS = ("raw", "spectrum", "features")
 
 
+# Settings that trials use as numbers, with the other values each one accepts.
+_NUMERIC_SETTINGS: dict[str, tuple[Any, ...]] = {
+    "window_length": (),
+    "hop_fraction": (),
+    "n_bands": (),
+    "autoencoder.n_layers": (),
+    "autoencoder.filters": (),
+    "autoencoder.kernel_size": (),
+    "autoencoder.stride": (),
+    "autoencoder.latent_size": (None,),
+    "autoencoder.learning_rate": (),
+    "autoencoder.batch_size": (),
+    "autoencoder.epochs": (),
+    "iforest.n_estimators": (),
+    "iforest.max_samples": ("auto",),
+    "pca.n_components": (),
+    "knn.n_neighbors": (),
+}
+
+
 def _choices(spec: Spec) -> list[Any] | None:
     """Return the values of a categorical or fixed setting, or None for a range."""
     if isinstance(spec, Range):
@@ -64,6 +84,26 @@ def _draw(trial: optuna.Trial, name: str, spec: Spec) -> Any:
     return trial.suggest_categorical(name, choices)
 
 
+def _check_numbers(space: SearchSpace) -> None:
+    """Raise unless every numeric setting lists numbers (or its accepted values).
+
+    A text value would otherwise fail every trial that draws it, deep in int() or
+    float(), or stop the study before its first trial with a bare ValueError.
+    """
+    for name, accepted in _NUMERIC_SETTINGS.items():
+        section, _, setting = name.rpartition(".")
+        spec = getattr(getattr(space, section) if section else space, setting)
+        for value in _choices(spec) or []:
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if is_number or any(value is item or value == item for item in accepted):
+                continue
+            also = "".join(f" or {item!r}" for item in accepted)
+            raise ConfigError(
+                f"tune.space.{name} has {value!r}, which is not a number; give "
+                f"numbers{also}, as a list or a range {{low: ..., high: ...}}"
+            )
+
+
 def check_space(space: SearchSpace, kind: str) -> SearchSpace:
     """Validate the space for data of ``kind`` and return the space to search.
 
@@ -73,8 +113,10 @@ def check_space(space: SearchSpace, kind: str) -> SearchSpace:
     Raises
     ------
     ConfigError
-        If a family or front end is unknown, or no family fits the data.
+        If a family or front end is unknown, no family fits the data, or a
+        numeric setting lists text.
     """
+    _check_numbers(space)
     families = _choices(space.family)
     if families is None:
         raise ConfigError("tune.space.family must be a list of families, not a range")
