@@ -317,6 +317,36 @@ def test_objective_scores_injected_windows_above_clean(cycles):
     assert result.metrics["labeled_recording_n_anomalous"] == 3
 
 
+def test_objective_ignores_training_labels(cycles):
+    from grindwatch.pipeline import read_data
+
+    config = _config().with_overrides(
+        {"windows.length": 128, "windows.hop": 64, "detector.family": "knn"}
+    )
+    # The class folders good/ and bad/ label every cycle.
+    values = {}
+    for variant in ("folders", "flipped", "none"):
+        recordings = read_data(cycles, config)
+        for recording in recordings.recordings:
+            if variant == "flipped":
+                recording.label = 1 - recording.label
+            elif variant == "none":
+                recording.label = None
+        result = Objective(recordings, config).evaluate(config)
+        # Labels of both classes reach the labeled metrics, and only them.
+        has_labeled = "labeled_window_auc_roc" in result.metrics
+        assert has_labeled is (variant != "none")
+        values[variant] = {
+            name: value
+            for name, value in result.metrics.items()
+            if not name.startswith("labeled_") and not name.endswith("_seconds")
+        }
+        values[variant]["objective"] = result.value
+
+    assert values["folders"] == values["none"]
+    assert values["flipped"] == values["none"]
+
+
 def test_specificity_counts_clean_windows_over_threshold(cycles):
     from grindwatch.pipeline import read_data
 
