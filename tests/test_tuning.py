@@ -558,6 +558,30 @@ def test_labeled_objective_needs_long_labeled_windows(normal_samples):
     assert "shorter windows" in str(caught.value)
 
 
+def test_autoencoder_on_few_bands_names_the_band_count(cycles):
+    from grindwatch.pipeline import read_data
+
+    config = _config()
+    objective = Objective(read_data(cycles / "good", config), config)
+    # Two spectrum bands are fewer than the total stride 4 of two stride-2 layers.
+    variant = config.with_overrides(
+        {
+            "frontend.kind": "spectrum",
+            "windows.length": 128,
+            "frontend.n_bands": 2,
+            "detector.family": "autoencoder",
+            "detector.autoencoder.filters": [4, 4],
+            "detector.autoencoder.kernel_sizes": [3, 3],
+            "detector.autoencoder.strides": [2, 2],
+        }
+    )
+
+    with pytest.raises(ConfigError, match="total stride 4") as caught:
+        objective.evaluate(variant)
+
+    assert "frontend.n_bands" in str(caught.value)
+
+
 def test_autoencoder_trial_reports_each_epoch(cycles):
     from grindwatch.pipeline import read_data
 
