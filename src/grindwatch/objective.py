@@ -141,9 +141,10 @@ def split_holdout(
 ) -> Holdout:
     """Hold out ``fraction`` of the training data for injection.
 
-    ``mode`` ``"auto"`` holds out whole recordings (rows, for tables) when there
-    are at least 10, else the last ``fraction`` of each recording, so that every
-    operating condition in a few long recordings is seen in fitting.
+    ``mode`` ``"auto"`` holds out whole recordings when there are at least 10,
+    else the last ``fraction`` of each recording, so that every operating
+    condition in a few long recordings is seen in fitting. Feature tables always
+    hold out whole rows, whatever the mode.
 
     Raises
     ------
