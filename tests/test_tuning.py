@@ -186,6 +186,21 @@ def test_text_in_numeric_space_setting_is_rejected(setting, value):
     assert "not a number" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "setting, value",
+    [
+        ("hop_fraction", [0.0, 0.5]),
+        ("hop_fraction", {"low": -0.5, "high": 1.0}),
+        ("n_bands", [0, 16]),
+    ],
+)
+def test_space_setting_at_or_below_zero_is_rejected(setting, value):
+    space = SearchSpace.model_validate({setting: value})
+
+    with pytest.raises(ConfigError, match=f"tune.space.{setting} has"):
+        check_space(space, "signals")
+
+
 def test_accepted_text_in_numeric_space_setting_passes():
     space = SearchSpace.model_validate(
         {

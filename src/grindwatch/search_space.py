@@ -102,6 +102,15 @@ def _check_numbers(space: SearchSpace) -> None:
                 f"tune.space.{name} has {value!r}, which is not a number; give "
                 f"numbers{also}, as a list or a range {{low: ..., high: ...}}"
             )
+    # suggest_overrides would raise these to a hop of 1 sample or 1 band unnoticed.
+    for name in ("hop_fraction", "n_bands"):
+        spec = getattr(space, name)
+        low = spec.low if isinstance(spec, Range) else min(_choices(spec))
+        if low <= 0:
+            raise ConfigError(
+                f"tune.space.{name} has {low}, which is not above 0; give values "
+                "above 0"
+            )
 
 
 def check_space(space: SearchSpace, kind: str) -> SearchSpace:
