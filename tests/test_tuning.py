@@ -255,6 +255,39 @@ def test_holdout_takes_segments_of_few_recordings():
     )
 
 
+@pytest.mark.parametrize("n_recordings", [4, 12])
+def test_held_out_windows_share_no_sample_with_fit_windows(n_recordings):
+    # Every sample value is unique: 1000 * recording + position, so a window's
+    # values show which recording samples it covers.
+    recordings = RecordingSet(
+        [
+            Recording(
+                f"r{i}",
+                np.tile(1000.0 * i + np.arange(1000), (2, 1)).astype(np.float32),
+                ["a", "b"],
+            )
+            for i in range(n_recordings)
+        ]
+    )
+    config = _config(
+        **{"tune.recurring_share": 0, "tune.objective": "injected_auc"}
+    ).with_overrides(
+        {
+            "windows.length": 64,
+            "windows.hop": 16,
+            "frontend.kind": "raw",
+            "scaling.method": "none",
+        }
+    )
+
+    prepared = Objective(recordings, config).prepare(config)
+
+    fit_samples = set(prepared.fit_features[:, 0].ravel().tolist())
+    held_out_samples = set(prepared.clean_features[:, 0].ravel().tolist())
+    assert held_out_samples
+    assert not fit_samples & held_out_samples
+
+
 def test_holdout_of_two_table_rows_is_rejected(tmp_path):
     from grindwatch.pipeline import read_data
 
