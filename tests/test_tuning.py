@@ -330,6 +330,36 @@ def test_prepared_data_shared_across_detectors(cycles):
     assert first.clean_features.shape == first.injected_features.shape
 
 
+def test_prepared_data_does_not_depend_on_order(cycles):
+    # Workers prepare settings in the order their trials draw them, so each
+    # setting's windows and injections must come out the same in any order.
+    from grindwatch.pipeline import read_data
+
+    config = _config(**{"tune.recurring_share": 0.05})
+    raw = config.with_overrides({"frontend.kind": "raw", "windows.length": 128})
+    spectrum = config.with_overrides(
+        {"frontend.kind": "spectrum", "windows.length": 256, "frontend.n_bands": 8}
+    )
+    recordings = read_data(cycles / "good", config)
+    forward = Objective(recordings, config)
+    backward = Objective(recordings, config)
+
+    prepared = [forward.prepare(raw), forward.prepare(spectrum)]
+    prepared_backward = [backward.prepare(spectrum), backward.prepare(raw)][::-1]
+
+    for first, second in zip(prepared, prepared_backward, strict=True):
+        for name in (
+            "fit_features",
+            "clean_features",
+            "injected_features",
+            "recurring_features",
+        ):
+            np.testing.assert_array_equal(
+                getattr(first, name), getattr(second, name), err_msg=name
+            )
+        assert first.recurring == second.recurring
+
+
 def test_objective_scores_injected_windows_above_clean(cycles):
     from grindwatch.pipeline import read_data
 
