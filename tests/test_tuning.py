@@ -708,6 +708,29 @@ def test_tiny_study_runs_the_requested_trials(cycles):
     assert "labeled_window_auc_roc" in result.trials
 
 
+def test_trials_show_bands_capped_by_window(cycles):
+    from grindwatch.cli_tune import _settings
+
+    config = _config(
+        **{
+            "tune.space.frontend": ["spectrum"],
+            "tune.space.window_length": [16],
+            "tune.space.n_bands": [32, 64],
+            "tune.space.family": ["pca"],
+            "tune.n_trials": 2,
+            "tune.baseline": False,
+        }
+    )
+
+    result = tune(cycles / "good", config)
+
+    # 16-sample windows have at most 8 bands, whatever the trial drew.
+    assert set(result.trials["param.n_bands"]) <= {32, 64}
+    assert set(result.trials["n_bands"]) == {8}
+    for row in result.trials.to_dict("records"):
+        assert "bands 8" in _settings(row)
+
+
 def test_existing_study_needs_resume(cycles):
     tune(cycles / "good", _config(**{"tune.n_trials": 1}))
 
