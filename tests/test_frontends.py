@@ -56,6 +56,17 @@ def test_features_reject_one_sample_windows():
         FrontEnd("features").fit(windows)
 
 
+def test_spectrum_rejects_one_sample_windows():
+    # A search space with 1-sample windows caps n_bands at 1, which still does not
+    # fit, and the fix must not suggest 0 bands.
+    windows = np.ones((4, 2, 1), dtype=np.float32)
+
+    with pytest.raises(ConfigError, match="at least 2 samples") as error:
+        FrontEnd("spectrum", 1).fit(windows)
+
+    assert "n_bands=0" not in str(error.value)
+
+
 def test_spectrum_bands_error_names_setting():
     windows = np.ones((4, 2, 60), dtype=np.float32)
 

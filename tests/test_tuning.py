@@ -164,15 +164,82 @@ def test_unknown_family_is_rejected():
         check_space(SearchSpace(family=["pca", "svm"]), "signals")
 
 
+@pytest.mark.parametrize(
+    "setting, value",
+    [
+        ("window_length", ["auto", 256]),
+        ("hop_fraction", ["half"]),
+        ("n_bands", [True, 16]),
+        ("autoencoder.learning_rate", ["fast"]),
+        ("iforest.max_samples", [None]),
+    ],
+)
+def test_text_in_numeric_space_setting_is_rejected(setting, value):
+    section, _, name = setting.rpartition(".")
+    space = SearchSpace.model_validate(
+        {section: {name: value}} if section else {name: value}
+    )
+
+    with pytest.raises(ConfigError, match=f"tune.space.{setting} has") as caught:
+        check_space(space, "signals")
+
+    assert "not a number" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "setting, value",
+    [
+        ("hop_fraction", [0.0, 0.5]),
+        ("hop_fraction", {"low": -0.5, "high": 1.0}),
+        ("n_bands", [0, 16]),
+    ],
+)
+def test_space_setting_at_or_below_zero_is_rejected(setting, value):
+    space = SearchSpace.model_validate({setting: value})
+
+    with pytest.raises(ConfigError, match=f"tune.space.{setting} has"):
+        check_space(space, "signals")
+
+
+def test_accepted_text_in_numeric_space_setting_passes():
+    space = SearchSpace.model_validate(
+        {
+            "autoencoder": {"latent_size": [None, 8]},
+            "iforest": {"max_samples": ["auto", 256]},
+        }
+    )
+
+    assert check_space(space, "signals") is space
+
+
 def test_window_lengths_longer_than_the_data_are_dropped():
     space = SearchSpace(window_length=[128, 256, 512])
 
     assert limit_window_lengths(space, 300).window_length == [128, 256]
-    with pytest.raises(ConfigError, match="longer than the shortest"):
+    with pytest.raises(ConfigError, match="longer than the longest piece"):
         limit_window_lengths(space, 100)
 
 
 # Holdout and objective ----------------------------------------------------------------
+
+
+def test_too_long_windows_name_the_longest_piece():
+    # Segments held out of 2000 and 60 samples: 400 samples is the longest
+    # held-out piece, and the 12-sample ones are shorter still.
+    rng = np.random.default_rng(0)
+    recordings = RecordingSet(
+        [
+            Recording(f"r{i}", rng.normal(size=(2, n)).astype(np.float32), ["a", "b"])
+            for i, n in enumerate([2000, 60, 60])
+        ]
+    )
+    config = _config(**{"tune.space.window_length": [1000]})
+
+    with pytest.raises(ConfigError) as caught:
+        Objective(recordings, config)
+
+    assert "longest piece (400 samples)" in str(caught.value)
+    assert "shortest" not in str(caught.value)
 
 
 def test_holdout_takes_segments_of_few_recordings():
@@ -186,6 +253,53 @@ def test_holdout_takes_segments_of_few_recordings():
     np.testing.assert_array_equal(
         holdout.held_out[0].data, recordings.recordings[0].data[:, 750:]
     )
+
+
+@pytest.mark.parametrize("n_recordings", [4, 12])
+def test_held_out_windows_share_no_sample_with_fit_windows(n_recordings):
+    # Every sample value is unique: 1000 * recording + position, so a window's
+    # values show which recording samples it covers.
+    recordings = RecordingSet(
+        [
+            Recording(
+                f"r{i}",
+                np.tile(1000.0 * i + np.arange(1000), (2, 1)).astype(np.float32),
+                ["a", "b"],
+            )
+            for i in range(n_recordings)
+        ]
+    )
+    config = _config(
+        **{"tune.recurring_share": 0, "tune.objective": "injected_auc"}
+    ).with_overrides(
+        {
+            "windows.length": 64,
+            "windows.hop": 16,
+            "frontend.kind": "raw",
+            "scaling.method": "none",
+        }
+    )
+
+    prepared = Objective(recordings, config).prepare(config)
+
+    fit_samples = set(prepared.fit_features[:, 0].ravel().tolist())
+    held_out_samples = set(prepared.clean_features[:, 0].ravel().tolist())
+    assert held_out_samples
+    assert not fit_samples & held_out_samples
+
+
+def test_holdout_of_two_table_rows_is_rejected(tmp_path):
+    from grindwatch.pipeline import read_data
+
+    path = tmp_path / "features.csv"
+    path.write_text("f0,f1\n0.1,0.2\n0.3,0.1\n")
+    config = _config(**{"data.kind": "table", "detector.family": "pca"})
+
+    with pytest.raises(ConfigError, match="of 2 table rows") as caught:
+        Objective(read_data(path, config), config)
+
+    # Rows cannot be cut in segments, so that fix must not be offered.
+    assert "segments" not in str(caught.value)
 
 
 def test_holdout_takes_whole_recordings_of_many():
@@ -214,6 +328,36 @@ def test_prepared_data_shared_across_detectors(cycles):
     assert first is second
     assert other is not first
     assert first.clean_features.shape == first.injected_features.shape
+
+
+def test_prepared_data_does_not_depend_on_order(cycles):
+    # Workers prepare settings in the order their trials draw them, so each
+    # setting's windows and injections must come out the same in any order.
+    from grindwatch.pipeline import read_data
+
+    config = _config(**{"tune.recurring_share": 0.05})
+    raw = config.with_overrides({"frontend.kind": "raw", "windows.length": 128})
+    spectrum = config.with_overrides(
+        {"frontend.kind": "spectrum", "windows.length": 256, "frontend.n_bands": 8}
+    )
+    recordings = read_data(cycles / "good", config)
+    forward = Objective(recordings, config)
+    backward = Objective(recordings, config)
+
+    prepared = [forward.prepare(raw), forward.prepare(spectrum)]
+    prepared_backward = [backward.prepare(spectrum), backward.prepare(raw)][::-1]
+
+    for first, second in zip(prepared, prepared_backward, strict=True):
+        for name in (
+            "fit_features",
+            "clean_features",
+            "injected_features",
+            "recurring_features",
+        ):
+            np.testing.assert_array_equal(
+                getattr(first, name), getattr(second, name), err_msg=name
+            )
+        assert first.recurring == second.recurring
 
 
 def test_objective_scores_injected_windows_above_clean(cycles):
@@ -249,6 +393,36 @@ def test_objective_scores_injected_windows_above_clean(cycles):
     )
     assert result.metrics["labeled_window_auc_roc"] > 0.5
     assert result.metrics["labeled_recording_n_anomalous"] == 3
+
+
+def test_objective_ignores_training_labels(cycles):
+    from grindwatch.pipeline import read_data
+
+    config = _config().with_overrides(
+        {"windows.length": 128, "windows.hop": 64, "detector.family": "knn"}
+    )
+    # The class folders good/ and bad/ label every cycle.
+    values = {}
+    for variant in ("folders", "flipped", "none"):
+        recordings = read_data(cycles, config)
+        for recording in recordings.recordings:
+            if variant == "flipped":
+                recording.label = 1 - recording.label
+            elif variant == "none":
+                recording.label = None
+        result = Objective(recordings, config).evaluate(config)
+        # Labels of both classes reach the labeled metrics, and only them.
+        has_labeled = "labeled_window_auc_roc" in result.metrics
+        assert has_labeled is (variant != "none")
+        values[variant] = {
+            name: value
+            for name, value in result.metrics.items()
+            if not name.startswith("labeled_") and not name.endswith("_seconds")
+        }
+        values[variant]["objective"] = result.value
+
+    assert values["folders"] == values["none"]
+    assert values["flipped"] == values["none"]
 
 
 def test_specificity_counts_clean_windows_over_threshold(cycles):
@@ -438,6 +612,54 @@ def test_labeled_objective_needs_both_classes(cycles):
         Objective(read_data(cycles / "good", config), config)
 
 
+@pytest.mark.parametrize("normal_samples", [100, 1000])
+def test_labeled_objective_needs_long_labeled_windows(normal_samples):
+    # The anomalous labeled recordings are shorter than the trial's windows, so the
+    # trial has labeled windows of one class (or none) to rank.
+    rng = np.random.default_rng(1)
+    labeled = [
+        Recording(f"{kind}{i}", rng.normal(size=(2, n)).astype(np.float32), ["a", "b"])
+        for kind, n in (("normal", normal_samples), ("faulty", 100))
+        for i in range(2)
+    ]
+    for recording in labeled:
+        recording.label = int(recording.name.startswith("faulty"))
+    config = _config(**{"tune.objective": "labeled_auc"}).with_overrides(
+        {"windows.length": 256, "windows.hop": 256, "detector.family": "pca"}
+    )
+    objective = Objective(_recordings(4, n_samples=2000), config, labeled=labeled)
+
+    with pytest.raises(ConfigError, match="windows of 256 samples") as caught:
+        objective.evaluate(config)
+
+    assert "labeled_auc" in str(caught.value)
+    assert "shorter windows" in str(caught.value)
+
+
+def test_autoencoder_on_few_bands_names_the_band_count(cycles):
+    from grindwatch.pipeline import read_data
+
+    config = _config()
+    objective = Objective(read_data(cycles / "good", config), config)
+    # Two spectrum bands are fewer than the total stride 4 of two stride-2 layers.
+    variant = config.with_overrides(
+        {
+            "frontend.kind": "spectrum",
+            "windows.length": 128,
+            "frontend.n_bands": 2,
+            "detector.family": "autoencoder",
+            "detector.autoencoder.filters": [4, 4],
+            "detector.autoencoder.kernel_sizes": [3, 3],
+            "detector.autoencoder.strides": [2, 2],
+        }
+    )
+
+    with pytest.raises(ConfigError, match="total stride 4") as caught:
+        objective.evaluate(variant)
+
+    assert "frontend.n_bands" in str(caught.value)
+
+
 def test_autoencoder_trial_reports_each_epoch(cycles):
     from grindwatch.pipeline import read_data
 
@@ -484,6 +706,29 @@ def test_tiny_study_runs_the_requested_trials(cycles):
     assert result.model is not None
     assert 0.0 <= result.final_metrics["window_auc_roc"] <= 1.0
     assert "labeled_window_auc_roc" in result.trials
+
+
+def test_trials_show_bands_capped_by_window(cycles):
+    from grindwatch.cli_tune import _settings
+
+    config = _config(
+        **{
+            "tune.space.frontend": ["spectrum"],
+            "tune.space.window_length": [16],
+            "tune.space.n_bands": [32, 64],
+            "tune.space.family": ["pca"],
+            "tune.n_trials": 2,
+            "tune.baseline": False,
+        }
+    )
+
+    result = tune(cycles / "good", config)
+
+    # 16-sample windows have at most 8 bands, whatever the trial drew.
+    assert set(result.trials["param.n_bands"]) <= {32, 64}
+    assert set(result.trials["n_bands"]) == {8}
+    for row in result.trials.to_dict("records"):
+        assert "bands 8" in _settings(row)
 
 
 def test_existing_study_needs_resume(cycles):

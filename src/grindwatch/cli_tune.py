@@ -200,7 +200,9 @@ def _settings(row: dict[str, Any]) -> str:
         # A fraction of the window, not samples: "hop 1" would read as 1 sample.
         parts.append(f"hop {_short(row['param.hop_fraction'])} x window")
     if spectrum and _present(row.get("param.n_bands")):
-        parts.append(f"bands {_short(row['param.n_bands'])}")
+        used = row.get("n_bands")
+        bands = used if _present(used) else row["param.n_bands"]
+        parts.append(f"bands {_short(bands)}")
     family = row.get("family")
     prefix = f"param.{family}."
     own = {
@@ -392,8 +394,9 @@ def _summary(result: Any) -> dict[str, Any]:
     }
 
 
-# Trial columns that count samples or epochs, besides the searched parameters.
-_COUNT_COLUMNS = ("window_length", "stopped_step")
+# Trial columns that count samples, bands or epochs, besides the searched
+# parameters.
+_COUNT_COLUMNS = ("window_length", "n_bands", "stopped_step")
 
 
 def _trial_records(trials: Any) -> list[dict[str, Any]]:

@@ -37,6 +37,12 @@ hinge on details. On the grinding tables ``recurring_f1`` chooses isolation fore
 AUC drops from about 0.78 to 0.71 and nearest neighbours rank first (fault F1
 0.61 to 0.65). See benchmarks/BENCHMARKS.md, "Tuning".
 
+Anomalies are injected into raw windows before scaling and the front end, so
+trials with other front ends are judged on the same changes. Trials with other
+window lengths are not: an injected segment covers a share of its window, so it
+lasts longer in seconds in a longer window, while a spike stays 1 to 3 samples.
+Longer windows also leave fewer held-out windows, so their AUC is noisier.
+
 Windowing, scaling, the front end and the injections depend only on the window
 length, hop, front end and scaling, so they are computed once per distinct setting
 and cached for the trials that share it.
@@ -135,9 +141,10 @@ def split_holdout(
 ) -> Holdout:
     """Hold out ``fraction`` of the training data for injection.
 
-    ``mode`` ``"auto"`` holds out whole recordings (rows, for tables) when there
-    are at least 10, else the last ``fraction`` of each recording, so that every
-    operating condition in a few long recordings is seen in fitting.
+    ``mode`` ``"auto"`` holds out whole recordings when there are at least 10,
+    else the last ``fraction`` of each recording, so that every operating
+    condition in a few long recordings is seen in fitting. Feature tables always
+    hold out whole rows, whatever the mode.
 
     Raises
     ------
@@ -153,6 +160,13 @@ def split_holdout(
     if whole:
         n_held = int(round(len(items) * fraction))
         if n_held < 1 or n_held >= len(items):
+            # A table row is one value per feature, so it cannot be cut in segments.
+            if recordings.kind == "table":
+                raise ConfigError(
+                    f"holding out {fraction:.0%} of {len(items)} table rows leaves "
+                    "none on one side; give more rows or change "
+                    "tune.holdout_fraction"
+                )
             raise ConfigError(
                 f"holding out {fraction:.0%} of {len(items)} recordings leaves none "
                 "on one side; give more recordings, change tune.holdout_fraction, or "
@@ -294,6 +308,20 @@ def _finite_scores(detector: Any, features: np.ndarray) -> np.ndarray:
             "learning rate usually helps an autoencoder that diverged"
         )
     return scores
+
+
+def _check_labeled_classes(prepared: PreparedData) -> None:
+    """Raise unless the labeled windows hold both classes, as labeled_auc needs."""
+    labeled = prepared.labeled
+    classes = set() if labeled is None else set(np.unique(labeled.labels).tolist())
+    if len(classes) < 2:
+        found = "none" if not classes else f"only class {classes.pop()}"
+        raise ConfigError(
+            f"tune.objective labeled_auc needs labeled windows of both classes, but "
+            f"the labeled recordings give {found} in windows of {prepared.key[0]} "
+            "samples, because the others are shorter; search shorter windows or "
+            "label longer recordings"
+        )
 
 
 class Objective:
@@ -599,11 +627,14 @@ class Objective:
         ------
         ConfigError
             If the variant does not fit the data (for example, windows too short
-            for the encoder's strides).
+            for the encoder's strides), or, under ``labeled_auc``, the labeled
+            windows of its length do not hold both classes.
         FloatingPointError
             If the detector's scores are not finite (a diverged network).
         """
         prepared = self.prepare(config)
+        if self._needs_labels:
+            _check_labeled_classes(prepared)
         model = self.build_model(config, prepared)
 
         def on_epoch(epoch: int, train_loss: float, val_loss: float | None) -> None:

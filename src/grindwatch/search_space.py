@@ -36,6 +36,26 @@ _FAMILIES = ("autoencoder", *TABLE_FAMILIES)
 _FRONTENDS = ("raw", "spectrum", "features")
 
 
+# Settings that trials use as numbers, with the other values each one accepts.
+_NUMERIC_SETTINGS: dict[str, tuple[Any, ...]] = {
+    "window_length": (),
+    "hop_fraction": (),
+    "n_bands": (),
+    "autoencoder.n_layers": (),
+    "autoencoder.filters": (),
+    "autoencoder.kernel_size": (),
+    "autoencoder.stride": (),
+    "autoencoder.latent_size": (None,),
+    "autoencoder.learning_rate": (),
+    "autoencoder.batch_size": (),
+    "autoencoder.epochs": (),
+    "iforest.n_estimators": (),
+    "iforest.max_samples": ("auto",),
+    "pca.n_components": (),
+    "knn.n_neighbors": (),
+}
+
+
 def _choices(spec: Spec) -> list[Any] | None:
     """Return the values of a categorical or fixed setting, or None for a range."""
     if isinstance(spec, Range):
@@ -64,6 +84,35 @@ def _draw(trial: optuna.Trial, name: str, spec: Spec) -> Any:
     return trial.suggest_categorical(name, choices)
 
 
+def _check_numbers(space: SearchSpace) -> None:
+    """Raise unless every numeric setting lists numbers (or its accepted values).
+
+    A text value would otherwise fail every trial that draws it, deep in int() or
+    float(), or stop the study before its first trial with a bare ValueError.
+    """
+    for name, accepted in _NUMERIC_SETTINGS.items():
+        section, _, setting = name.rpartition(".")
+        spec = getattr(getattr(space, section) if section else space, setting)
+        for value in _choices(spec) or []:
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if is_number or any(value is item or value == item for item in accepted):
+                continue
+            also = "".join(f" or {item!r}" for item in accepted)
+            raise ConfigError(
+                f"tune.space.{name} has {value!r}, which is not a number; give "
+                f"numbers{also}, as a list or a range {{low: ..., high: ...}}"
+            )
+    # suggest_overrides would raise these to a hop of 1 sample or 1 band unnoticed.
+    for name in ("hop_fraction", "n_bands"):
+        spec = getattr(space, name)
+        low = spec.low if isinstance(spec, Range) else min(_choices(spec))
+        if low <= 0:
+            raise ConfigError(
+                f"tune.space.{name} has {low}, which is not above 0; give values "
+                "above 0"
+            )
+
+
 def check_space(space: SearchSpace, kind: str) -> SearchSpace:
     """Validate the space for data of ``kind`` and return the space to search.
 
@@ -73,8 +122,10 @@ def check_space(space: SearchSpace, kind: str) -> SearchSpace:
     Raises
     ------
     ConfigError
-        If a family or front end is unknown, or no family fits the data.
+        If a family or front end is unknown, no family fits the data, or a
+        numeric setting lists text.
     """
+    _check_numbers(space)
     families = _choices(space.family)
     if families is None:
         raise ConfigError("tune.space.family must be a list of families, not a range")
@@ -153,7 +204,10 @@ def window_seconds_in_samples(
 
 
 def limit_window_lengths(space: SearchSpace, max_length: int) -> SearchSpace:
-    """Drop window lengths above ``max_length`` samples, the shortest usable piece.
+    """Drop window lengths above ``max_length`` samples.
+
+    ``max_length`` is the longest window that both the fitting and the held-out
+    part contain: the shorter of their longest pieces.
 
     Raises
     ------
@@ -165,8 +219,8 @@ def limit_window_lengths(space: SearchSpace, max_length: int) -> SearchSpace:
         if spec.low > max_length:
             raise ConfigError(
                 f"tune.space.window_length starts at {spec.low} samples, but the "
-                f"shortest training or held-out piece has {max_length}; search "
-                "shorter windows"
+                f"training or held-out part has no piece longer than {max_length} "
+                "samples; search shorter windows"
             )
         high = min(spec.high, max_length)
         return space.model_copy(
@@ -182,14 +236,16 @@ def limit_window_lengths(space: SearchSpace, max_length: int) -> SearchSpace:
     if not usable:
         raise ConfigError(
             f"every window length in tune.space.window_length {lengths} is longer "
-            f"than the shortest training or held-out piece ({max_length} samples); "
-            "search shorter windows, or hold out whole recordings "
+            f"than the longest piece ({max_length} samples) that the training and "
+            "the held-out part both have; search shorter windows, or hold out whole "
+            "recordings "
             "(tune.holdout: recordings)"
         )
     if len(usable) < len(lengths):
         logger.warning(
-            "window lengths %s are longer than the shortest training or held-out "
-            "piece (%d samples) and are left out of the search",
+            "window lengths %s are longer than the longest piece (%d samples) that "
+            "the training and the held-out part both have, and are left out of the "
+            "search",
             [length for length in lengths if int(length) > max_length],
             max_length,
         )

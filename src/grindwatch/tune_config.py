@@ -213,9 +213,9 @@ class TuneConfig(Section):
     be asked for explicitly. ``recurring_share`` is the share of fitting windows
     that carry recurring anomalies of the types ``recurring`` (see
     ``grindwatch.signals.injection.inject_recurring``); 0 fits on clean windows.
-    ``holdout`` ``auto`` holds out whole recordings when there are at least 10
-    (rows for feature tables), else the last ``holdout_fraction`` of each
-    recording.
+    ``holdout`` ``auto`` holds out whole recordings when there are at least 10,
+    else the last ``holdout_fraction`` of each recording. Feature tables always
+    hold out whole rows.
     """
 
     n_trials: int = Field(default=30, ge=1)

@@ -49,7 +49,8 @@ class TuneResult:
     trials : DataFrame
         One row per trial: number, state, value, stopped_step, duration_s, the
         searched parameters (``param.<name>``), the trial's metrics and its MLflow
-        run id.
+        run id. ``n_bands`` is the spectrum bands used, which is
+        ``param.n_bands`` capped at half the window length.
     complete : bool
         The study has ``n_trials`` finished trials and none running.
     finalized : bool
@@ -116,6 +117,9 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         row["family"] = chosen.get("detector.family")
         row["frontend"] = chosen.get("frontend.kind")
         row["window_length"] = chosen.get("windows.length")
+        # The bands used: suggest_overrides caps the drawn n_bands at half the
+        # window length, so param.n_bands can be larger.
+        row["n_bands"] = chosen.get("frontend.n_bands")
         row.update({f"param.{k}": v for k, v in trial.params.items()})
         row.update(trial.user_attrs.get("grindwatch.metrics", {}))
         row["mlflow_run_id"] = trial.user_attrs.get("grindwatch.mlflow_run_id")

@@ -107,9 +107,14 @@ class AutoencoderDetector(BaseDetector):
             )
         reduction = int(np.prod(self.strides))
         if X.shape[-1] < reduction:
+            # The input is what the front end returns, so its length is the
+            # window length for raw windows, the band count for spectra and the
+            # feature count for the features front end.
             raise ConfigError(
-                f"windows of {X.shape[-1]} values are shorter than the encoder's total "
-                f"stride {reduction}; use longer windows, fewer layers or stride 1"
+                f"the encoder's input has {X.shape[-1]} values per channel (window "
+                "samples, spectrum bands or window features), fewer than its total "
+                f"stride {reduction}; use longer windows, more spectrum bands "
+                "(frontend.n_bands), fewer layers or stride 1"
             )
 
     def _loss_fn(self):  # noqa: ANN202

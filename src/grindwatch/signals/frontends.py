@@ -107,6 +107,11 @@ class FrontEnd:
             raise ConfigError(
                 f"frontend={self.kind!r} is invalid; use one of {', '.join(FRONTENDS)}"
             )
+        if self.kind == "spectrum" and X.shape[-1] < 2:
+            raise ConfigError(
+                f"the spectrum front end needs windows of at least 2 samples, not "
+                f"{X.shape[-1]}; use longer windows or the raw front end"
+            )
         if self.kind == "spectrum" and not 1 <= self.n_bands <= X.shape[-1] // 2:
             raise ConfigError(
                 f"frontend.n_bands={self.n_bands} does not fit windows of "

@@ -280,7 +280,8 @@ def add_feature_mix(
 
     Each feature keeps a value seen in normal data, but the row as a whole mixes two
     cycles, so correlations between features break. ``exclude`` is the index of
-    ``row`` itself in ``pool``, never drawn as donor.
+    ``row`` itself in ``pool``, never drawn as donor unless ``pool`` has no other
+    row. The copy is then unchanged.
     """
     out = row.copy()
     if exclude is None or pool.shape[0] < 2:
