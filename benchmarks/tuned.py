@@ -81,9 +81,11 @@ def find_tuner() -> tuple[Tuner | None, str]:
         result = tune_unlabeled(recordings, config, seed, f"benchmark-seed-{seed}")
         if result.best_config is None:
             raise RuntimeError(f"the tune finished no trial ({result.stop_reason})")
-        chosen = ", ".join(
-            f"{key}={_short(value)}" for key, value in result.best_params.items()
-        )
+        params = dict(result.best_params)
+        if "n_bands" in params:
+            # The bands used: the tune caps the drawn count at half the window.
+            params["n_bands"] = result.best_config.frontend.n_bands
+        chosen = ", ".join(f"{key}={_short(value)}" for key, value in params.items())
         logger.info("tuned (objective %.3f): %s", result.best_value, chosen)
         return result.best_config, chosen
 

@@ -448,3 +448,31 @@ def test_quality_page_names_tune_objective(tmp_path, monkeypatch: pytest.MonkeyP
     saved = json.loads((tmp_path / "results" / "quality.json").read_text())
     assert saved["results"]["tuning_objectives"] == ["recurring_f1"]
     assert "with the objective `recurring_f1`" in page.read_text()
+
+
+def test_tuned_variant_names_bands_used():
+    from benchmarks.tuned import find_tuner
+
+    from grindwatch.config import Config
+
+    recordings = RecordingSet([_recording(seed) for seed in range(8)])
+    config = Config().with_overrides(
+        {
+            "tune.space.frontend": ["spectrum"],
+            "tune.space.window_length": [16],
+            "tune.space.n_bands": [16, 32],
+            "tune.space.family": ["pca"],
+            "tune.baseline": False,
+            "tune.max_holdout_windows": 60,
+        }
+    )
+    run_tune, reason = find_tuner()
+
+    best, chosen = run_tune(recordings, config, 0)
+
+    # The tune caps the drawn 16 or 32 bands at half of the 16-sample window.
+    assert reason == ""
+    assert best.frontend.n_bands == 8
+    assert "n_bands=8" in chosen
+    assert "n_bands=16" not in chosen
+    assert "n_bands=32" not in chosen
