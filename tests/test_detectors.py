@@ -382,6 +382,8 @@ def test_pca_scores_training_windows_as_in_training():
 
     np.testing.assert_array_equal(detector.anomaly_score(X), detector.training_scores_)
     np.testing.assert_array_equal(restored.anomaly_score(X), detector.training_scores_)
-    scores, _ = restored.score_and_explain(np.concatenate([new, X[:3]]))
+    scores, contributions = restored.score_and_explain(np.concatenate([new, X[:3]]))
     np.testing.assert_array_equal(scores[5:], detector.training_scores_[:3])
     np.testing.assert_array_equal(scores[:5], detector.anomaly_score(new))
+    # Explanations of training windows add up to the same scores.
+    np.testing.assert_allclose(contributions.mean(axis=(1, 2)), scores, rtol=1e-5)

@@ -182,7 +182,8 @@ class PCADetector(BaseDetector):
 
         Scoring the training recordings again, as ``train`` does for its report
         and its warnings, then gives the scores the threshold came from rather
-        than the lower ones of windows the components were fitted to. The digests
+        than the lower ones of windows the components were fitted to (see
+        ``_contributions``). The digests
         take 16 bytes per window, where the windows themselves would take their
         full size.
         """
@@ -191,29 +192,49 @@ class PCADetector(BaseDetector):
         self.training_digests_ = digests[order]
         self.training_digest_scores_ = scores[order]
 
-    def _recall_training_scores(self, X: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """Replace the scores of training windows with their out-of-fold scores."""
+    def _contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return the squared residual of each element and each window's score.
+
+        Training windows get their out-of-fold score, and their squared residuals
+        are scaled to average to it (spread evenly where the components rebuild
+        the window exactly). Their explanation then agrees with their score, and
+        the attribution baseline, a mean over training windows, matches new
+        windows of the same process.
+        """
+        contributions = self._residual(X) ** 2
+        scores = contributions.mean(axis=(1, 2), dtype=np.float64)
         known = getattr(self, "training_digests_", None)
         if known is None or known.size == 0:
-            return scores
+            return contributions, scores
         digests = _digests(_flat(X))
         positions = np.minimum(np.searchsorted(known, digests), known.size - 1)
-        matched = known[positions] == digests
-        return np.where(matched, self.training_digest_scores_[positions], scores)
+        matched = np.flatnonzero(known[positions] == digests)
+        if matched.size == 0:
+            return contributions, scores
+        out_of_fold = self.training_digest_scores_[positions[matched]]
+        in_sample = scores[matched]
+        rebuilt_exactly = in_sample <= 0
+        factor = out_of_fold / np.where(rebuilt_exactly, 1.0, in_sample)
+        factor[rebuilt_exactly] = 0.0
+        even = np.where(rebuilt_exactly, out_of_fold, 0.0)
+        contributions[matched] = (
+            contributions[matched] * factor[:, None, None] + even[:, None, None]
+        )
+        # The exact float64 score, which the float32 contributions average to only
+        # up to rounding.
+        scores[matched] = out_of_fold
+        return contributions, scores
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        scores = (self._residual(X) ** 2).mean(axis=(1, 2))
-        return self._recall_training_scores(X, scores)
+        return self._contributions(X)[1]
 
     def _explain(self, X: np.ndarray) -> np.ndarray:
-        return self._residual(X) ** 2
+        return self._contributions(X)[0]
 
     def _score_and_explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # One projection: the score is the mean of the squared residual, except
-        # for training windows, which get their out-of-fold score.
-        contributions = self._residual(X) ** 2
-        scores = contributions.mean(axis=(1, 2))
-        return self._recall_training_scores(X, scores), contributions
+        # One projection: the score is the mean of the squared residual.
+        contributions, scores = self._contributions(X)
+        return scores, contributions
 
 
 class KNNDetector(BaseDetector):
