@@ -387,3 +387,23 @@ def test_pca_scores_training_windows_as_in_training():
     np.testing.assert_array_equal(scores[:5], detector.anomaly_score(new))
     # Explanations of training windows add up to the same scores.
     np.testing.assert_allclose(contributions.mean(axis=(1, 2)), scores, rtol=1e-5)
+
+
+def test_iforest_warns_on_identical_windows(caplog):
+    detector = make_detector("iforest", n_estimators=20)
+
+    with caplog.at_level("WARNING", logger="grindwatch.detectors"):
+        detector.fit(np.ones((20, 2, 16), dtype=np.float32))
+
+    far_off = np.full((1, 2, 16), 100.0, dtype=np.float32)
+    # The forest cannot tell the far-off window apart, as the warning says.
+    assert detector.anomaly_score(far_off)[0] == detector.training_scores_.max()
+    assert "all 20 training windows are identical" in caplog.text
+    assert "use pca or knn" in caplog.text
+
+
+def test_iforest_silent_on_varied_windows(caplog):
+    with caplog.at_level("WARNING", logger="grindwatch.detectors"):
+        make_detector("iforest", n_estimators=20).fit(_windows(0, n=20))
+
+    assert "identical" not in caplog.text

@@ -64,11 +64,21 @@ class IsolationForestDetector(BaseDetector):
         max_samples = self.max_samples
         if isinstance(max_samples, int) and max_samples > X.shape[0]:
             max_samples = X.shape[0]  # scikit-learn would warn and clamp the same way
+        flat = _flat(X)
+        if not np.ptp(flat, axis=0).any():
+            # Trees of identical windows have no split, so every window, however
+            # far off, gets the same score as the training windows.
+            logger.warning(
+                "iforest: all %d training windows are identical, so every window "
+                "will score the same and none will be flagged; use pca or knn, "
+                "which flag any departure from these windows",
+                X.shape[0],
+            )
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators,
             max_samples=max_samples,
             random_state=self.random_state,
-        ).fit(_flat(X))
+        ).fit(flat)
         self._fit_spread(X)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
