@@ -445,3 +445,12 @@ def test_gmm_needs_dip_in_scores_not_only_mixture(seed):
     assert threshold.method == "mad"
     assert "no dip" in threshold.fallback_reason
     assert threshold.share_flagged < 0.1
+
+
+def test_all_zero_scores_say_none_above_zero():
+    threshold = fit_threshold(np.zeros(50))
+
+    assert threshold.value == 0.0
+    assert threshold.share_flagged == 0.0
+    assert "no training score is above 0" in threshold.describe()
+    assert "only 0 training scores" not in threshold.describe()

@@ -288,6 +288,9 @@ def _gmm_cut(
     from scipy.special import logsumexp
     from scipy.stats import norm
 
+    if t.size == 0:
+        # Every training score is exactly 0, and those stay out of the mixture.
+        return None, [], None, "no training score is above 0"
     if t.size < 10:
         noun = "score" if t.size == 1 else "scores"
         reason = f"only {t.size} training {noun}, too few for a mixture (10 or more)"
