@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import pickle
 
 import numpy as np
 import pytest
 
 from grindwatch.detectors import DETECTORS, AutoencoderDetector, make_detector
 from grindwatch.exceptions import ConfigError, InputError, NotFittedError
+from grindwatch.thresholds import fit_threshold
 
 FAST = {
     "autoencoder": {"epochs": 5, "filters": (8, 8), "kernel_sizes": (5, 3)},
@@ -325,3 +327,83 @@ def test_pca_keeps_one_dimension_out(caplog):
     # Scores now measure each window along the left-out dimension, not float
     # rounding noise of about 1e-15.
     assert np.median(detector.training_scores_) > 1e-3
+
+
+def _noisy_sine_windows(seed: int, n: int) -> np.ndarray:
+    """Windows of a 50 Hz sine at random phase in white noise, 2 x 256 samples."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(256) / 1000
+    phase = rng.uniform(0, 2 * np.pi, (n, 2, 1))
+    X = np.sin(2 * np.pi * 50 * t + phase) + 0.3 * rng.standard_normal((n, 2, 256))
+    return X.astype(np.float32)
+
+
+def test_pca_threshold_passes_new_normal_windows():
+    # Keeping 90 % of the variance of 100 noisy raw windows takes about 20
+    # components, which also rebuild part of each training window's noise.
+    # Scored on themselves, the training windows came out near 0.058 and new
+    # windows of the same process near 0.091, and the threshold flagged all.
+    detector = make_detector("pca", random_state=0).fit(_noisy_sine_windows(0, 100))
+    threshold = fit_threshold(detector.training_scores_)
+    new = detector.anomaly_score(_noisy_sine_windows(1, 200))
+
+    training_median = np.median(detector.training_scores_)
+    assert training_median == pytest.approx(np.median(new), rel=0.1)
+    assert (new > threshold.value).mean() < 0.05
+
+
+def test_pca_training_scores_repeat_with_seed():
+    X = _noisy_sine_windows(0, 40)
+
+    first = make_detector("pca", random_state=3).fit(X).training_scores_
+    second = make_detector("pca", random_state=3).fit(X).training_scores_
+
+    np.testing.assert_array_equal(first, second)
+
+
+def test_pca_training_scores_with_few_windows():
+    # Two windows leave one to fit each fold: its rebuild is that window.
+    X = _noisy_sine_windows(0, 2)
+
+    scores = make_detector("pca").fit(X).training_scores_
+
+    assert scores.shape == (2,)
+    assert (scores > 0).all()
+    assert scores[0] == pytest.approx(((X[0] - X[1]) ** 2).mean(), rel=1e-5)
+
+
+def test_pca_scores_training_windows_as_in_training():
+    # train scores its training recordings again for its report and warnings;
+    # they must get the scores the threshold came from, also after pickling.
+    X = _noisy_sine_windows(0, 60)
+    detector = make_detector("pca").fit(X)
+    restored = pickle.loads(pickle.dumps(detector))
+    new = _noisy_sine_windows(1, 5)
+
+    np.testing.assert_array_equal(detector.anomaly_score(X), detector.training_scores_)
+    np.testing.assert_array_equal(restored.anomaly_score(X), detector.training_scores_)
+    scores, contributions = restored.score_and_explain(np.concatenate([new, X[:3]]))
+    np.testing.assert_array_equal(scores[5:], detector.training_scores_[:3])
+    np.testing.assert_array_equal(scores[:5], detector.anomaly_score(new))
+    # Explanations of training windows add up to the same scores.
+    np.testing.assert_allclose(contributions.mean(axis=(1, 2)), scores, rtol=1e-5)
+
+
+def test_iforest_warns_on_identical_windows(caplog):
+    detector = make_detector("iforest", n_estimators=20)
+
+    with caplog.at_level("WARNING", logger="grindwatch.detectors"):
+        detector.fit(np.ones((20, 2, 16), dtype=np.float32))
+
+    far_off = np.full((1, 2, 16), 100.0, dtype=np.float32)
+    # The forest cannot tell the far-off window apart, as the warning says.
+    assert detector.anomaly_score(far_off)[0] == detector.training_scores_.max()
+    assert "all 20 training windows are identical" in caplog.text
+    assert "use pca or knn" in caplog.text
+
+
+def test_iforest_silent_on_varied_windows(caplog):
+    with caplog.at_level("WARNING", logger="grindwatch.detectors"):
+        make_detector("iforest", n_estimators=20).fit(_windows(0, n=20))
+
+    assert "identical" not in caplog.text

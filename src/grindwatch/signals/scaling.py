@@ -66,6 +66,9 @@ class ChannelScaler:
             tight = scale <= 1e-12
             scale[tight] = samples[tight].std(axis=1)
 
+        # NOTE: the limit is absolute, so a channel recorded in units where it
+        # varies by less than 1e-12 (such as metres for sub-picometre motion)
+        # counts as constant, and the warning below wrongly calls it constant.
         constant = np.flatnonzero(scale <= 1e-12)
         if constant.size and self.method != "none":
             names = [channel_names[i] if channel_names else str(i) for i in constant]
