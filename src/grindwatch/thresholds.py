@@ -247,8 +247,8 @@ def _dips(t: np.ndarray, components: list[dict[str, Any]], gap: int) -> bool:
     the components on either side of ``gap``, and the scores ``t`` dip there too.
 
     Narrow components fitted along a smooth slope make the mixture's density
-    ripple where the scores have none. Log scores drawn from an exponential
-    distribution fall steadily, yet a cut at such a ripple flagged up to 48 %
+    ripple where the scores have none: on log scores drawn from an exponential
+    distribution, which fall steadily, a cut at such a ripple flagged up to 48 %
     of them. So the scores near the low point must also be fewer, beyond Poisson
     noise, than those near either mean. Each count takes the scores within half
     the standard deviation of the component below the gap.
