@@ -454,16 +454,3 @@ def test_all_zero_scores_say_none_above_zero():
     assert threshold.share_flagged == 0.0
     assert "no training score is above 0" in threshold.describe()
     assert "only 0 training scores" not in threshold.describe()
-
-
-def test_gmm_cuts_above_tied_spike_and_far_cluster():
-    # The component of the tied scores has almost no width, so the counts that
-    # check for a dip in the scores are narrow; they must still find the gap.
-    rng = np.random.default_rng(0)
-    normal = np.r_[np.full(1800, 0.5), rng.uniform(0.4, 0.6, 150)]
-    faults = 5 * np.exp(rng.normal(0, 0.1, 50))
-
-    threshold = fit_threshold(np.r_[normal, faults])
-
-    assert threshold.method == "gmm"
-    assert normal.max() < threshold.value < faults.min()
