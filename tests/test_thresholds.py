@@ -432,21 +432,6 @@ def test_mad_method_leaves_exact_zeros_out():
     assert "(the 600 scores of exactly 0 count as normal)" in threshold.describe()
 
 
-@pytest.mark.parametrize("seed", [1, 14, 23])
-def test_gmm_needs_dip_in_scores_not_only_mixture(seed):
-    # Log scores drawn from an exponential distribution fall steadily, but a
-    # 4-component mixture fitted to them dips between its narrow components.
-    # Cut at such a dip, the threshold flagged 44 % to 48 % of these scores
-    # (and 17 % or more for 13 of 30 seeds).
-    scores = np.exp(np.random.default_rng(seed).exponential(1.0, 1000))
-
-    threshold = fit_threshold(scores)
-
-    assert threshold.method == "mad"
-    assert "no dip" in threshold.fallback_reason
-    assert threshold.share_flagged < 0.1
-
-
 def test_all_zero_scores_say_none_above_zero():
     threshold = fit_threshold(np.zeros(50))
 

@@ -242,43 +242,15 @@ def _fit_mixture(t: np.ndarray, max_components: int, random_state: int):  # noqa
     return best
 
 
-def _dips(t: np.ndarray, components: list[dict[str, Any]], gap: int) -> bool:
+def _dips(components: list[dict[str, Any]], gap: int) -> bool:
     """Return whether the mixture's density has a low point between the means of
-    the components on either side of ``gap``, and the scores ``t`` dip there too.
-
-    Narrow components fitted along a smooth slope make the mixture's density
-    ripple where the scores have none: on log scores drawn from an exponential
-    distribution, which fall steadily, a cut at such a ripple flagged up to 48 %
-    of them. So the scores near the low point must also be fewer, beyond Poisson
-    noise, than those near either mean. Each count takes the scores within half
-    the standard deviation of the component below the gap.
-    """
+    the components on either side of ``gap``, below its value at both means."""
     from scipy.stats import norm
 
-    low, high = components[gap]["mean"], components[gap + 1]["mean"]
-    grid = np.linspace(low, high, 2001)
+    grid = np.linspace(components[gap]["mean"], components[gap + 1]["mean"], 2001)
     density = sum(c["weight"] * norm.pdf(grid, c["mean"], c["sd"]) for c in components)
     lowest = int(np.argmin(density))
-    if not 0 < lowest < grid.size - 1:
-        return False
-    # The low point moves right next to a high-score component fitted to one
-    # or a few scores, so its count would take them in. With such components
-    # widened, as for the cut, it lies between the two groups.
-    normal_sd = components[gap]["sd"]
-    half_width = 0.5 * normal_sd
-    widened = sum(
-        c["weight"] * norm.pdf(grid, c["mean"], max(c["sd"], normal_sd))
-        if i > gap
-        else c["weight"] * norm.pdf(grid, c["mean"], c["sd"])
-        for i, c in enumerate(components)
-    )
-
-    def count_near(centre: float) -> int:
-        return int((np.abs(t - centre) <= half_width).sum())
-
-    valley = count_near(float(grid[np.argmin(widened)]))
-    peaks = min(count_near(low), count_near(high))
-    return valley + 2 * np.sqrt(valley) < peaks
+    return 0 < lowest < grid.size - 1
 
 
 def _gmm_cut(
@@ -347,9 +319,9 @@ def _gmm_cut(
         )
     # A skewed normal peak is fitted with several components, which can lie D = 2
     # or more apart although the scores have no second peak. Only a gap where the
-    # mixture's density and the scores both dip separates two clusters.
+    # mixture's density dips separates two clusters.
     dipped = [
-        i for i in candidates if gaps[i] >= min_separation and _dips(t, components, i)
+        i for i in candidates if gaps[i] >= min_separation and _dips(components, i)
     ]
     if not dipped:
         return (
