@@ -320,6 +320,10 @@ def _gmm_cut(
     # A skewed normal peak is fitted with several components, which can lie D = 2
     # or more apart although the scores have no second peak. Only a gap where the
     # mixture's density dips separates two clusters.
+    # NOTE: narrow components along a smooth slope make the density ripple where
+    # the scores do not dip, and a cut there flagged 17 % to 48 % of exponential
+    # log scores in 13 of 30 generated sets. Also counting the scores near the
+    # low point fixed those but sent the CNC mill demo to the MAD fallback.
     dipped = [
         i for i in candidates if gaps[i] >= min_separation and _dips(components, i)
     ]
