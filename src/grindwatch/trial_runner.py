@@ -627,8 +627,8 @@ class TrialRunner:
     def _queue_again(self, trial: optuna.Trial) -> None:
         """Queue an interrupted trial's settings, so that a resume runs them first.
 
-        The interrupt says nothing about the variant, and the sampler would not
-        draw the same settings again.
+        The interrupt is no measurement of the variant, and the sampler would
+        not draw the same settings again.
         """
         attrs = {"grindwatch.copy_of": trial.number}
         if trial.user_attrs.get("baseline"):
