@@ -104,7 +104,7 @@ def test_missing_model_folder(tmp_path):
 
 @pytest.mark.parametrize("location", ["", " "])
 def test_empty_model_location_is_rejected(cycle_folders, tmp_path, location):
-    # The working folder holds a model, which an empty location must not find.
+    # The working folder contains a model, which an empty location must not find.
     _train(cycle_folders["good"], tmp_path)
 
     result = runner.invoke(

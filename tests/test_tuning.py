@@ -256,7 +256,7 @@ def test_holdout_takes_segments_of_few_recordings():
 
 
 @pytest.mark.parametrize("n_recordings", [4, 12])
-def test_held_out_windows_share_no_sample_with_fit_windows(n_recordings):
+def test_holdout_shares_no_fit_sample(n_recordings):
     # Every sample value is unique: 1000 * recording + position, so a window's
     # values show which recording samples it covers.
     recordings = RecordingSet(

@@ -1082,12 +1082,12 @@ def test_watch_keeps_other_file_at_csv_path(trained, folder, tmp_path, suffix):
     command = ["watch", str(folder), "--model", str(trained["bundle"]), "--once"]
     command += ["--settle", "0", "--results", str(tmp_path / "out.sqlite")]
 
-    refused = CliRunner().invoke(cli_app, [*command, "--csv", str(other)])
+    rejected = CliRunner().invoke(cli_app, [*command, "--csv", str(other)])
     first = CliRunner().invoke(cli_app, [*command, "--csv", str(tmp_path / "r.csv")])
     again = CliRunner().invoke(cli_app, [*command, "--csv", str(tmp_path / "r.csv")])
 
-    assert refused.exit_code == 2, refused.output
-    assert "is not a copy of a results table" in " ".join(refused.output.split())
+    assert rejected.exit_code == 2, rejected.output
+    assert "is not a copy of a results table" in " ".join(rejected.output.split())
     assert other.read_bytes() == before
     assert first.exit_code == 0, first.output
     assert again.exit_code == 0, again.output

@@ -39,9 +39,9 @@ def setup_logging(verbose: int, timestamps: bool = False) -> None:
 
     With ``timestamps`` (long-running commands such as ``watch``), each record
     carries its time. When stderr is then not a terminal (a log file or a service
-    journal), a plain handler replaces Rich and writes each record as one unwrapped
-    line that starts with its UTC time and level, so that ``grep ALARM`` finds
-    whole alarms.
+    journal), a plain handler replaces Rich. It writes each record as one
+    unwrapped line that starts with its UTC time and level, so that
+    ``grep ALARM`` finds whole alarms.
     """
     from rich.logging import RichHandler
 

@@ -180,10 +180,10 @@ class CycleCheck:
         per_channel = raw[:, :-1].reshape(len(raw), len(self.channels), 6)
         # A channel's typical size: its median level's magnitude plus its median
         # activity. Both are 0 for a channel at exactly 0 in most blocks, such as
-        # a gated signal, so its size is then that of its busy blocks, which is
-        # the larger magnitude of its 10th and 90th percentile levels plus its
-        # 90th percentile activity. Channels that are zero throughout count in
-        # units of 1.
+        # a gated signal. Its size is then that of its busy blocks: the larger
+        # magnitude of its 10th and 90th percentile levels plus its 90th
+        # percentile activity. Channels that are zero throughout count in units
+        # of 1.
         medians = np.median(per_channel, axis=0)
         typical = np.abs(medians[:, 4]) + medians[:, 1]
         busy_size = np.maximum(np.abs(medians[:, 3]), np.abs(medians[:, 5]))
