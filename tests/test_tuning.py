@@ -10,10 +10,12 @@ import logging
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import types
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -1368,26 +1370,47 @@ def _states(storage: Path) -> list[str]:
     return [t.state.name for t in _trials(storage)]
 
 
-def _owned_running(trials: list[optuna.trial.FrozenTrial]) -> bool:
-    """True when a trial runs and its worker has stored its process id."""
-    return any(
-        t.state.name == "RUNNING" and "grindwatch.worker" in t.user_attrs
-        for t in trials
-    )
+def _stored_states(storage: Path) -> tuple[list[str], bool]:
+    """Trial states read straight from SQLite, and whether an owned trial runs.
+
+    A plain read-only connection takes no setup lock, so it cannot wait on a
+    paused tune process; a locked database reads as no trials yet.
+    """
+    if not storage.exists():
+        return [], False
+    try:
+        with closing(
+            sqlite3.connect(f"file:{storage}?mode=ro", uri=True, timeout=0.1)
+        ) as connection:
+            states = [row[0] for row in connection.execute("SELECT state FROM trials")]
+            owned = connection.execute(
+                "SELECT COUNT(*) FROM trials JOIN trial_user_attributes"
+                " USING (trial_id) WHERE state = 'RUNNING'"
+                " AND key = 'grindwatch.worker'"
+            ).fetchone()[0]
+    except sqlite3.OperationalError:
+        return [], False
+    return states, owned > 0
 
 
-def _running_with_owner(storage: Path) -> bool:
-    return _owned_running(_trials(storage))
+def _pause_when(condition, process: subprocess.Popen, timeout: float) -> None:  # noqa: ANN001
+    """Run ``process`` in short slices until ``condition`` holds, then leave it paused.
 
-
-def _wait_until(condition, process: subprocess.Popen, timeout: float) -> None:  # noqa: ANN001
+    The process is stopped while ``condition`` reads the study, so what it
+    sees is still true when the caller signals the process. Polling a running
+    process instead raced with fast trials on a loaded machine.
+    """
     deadline = time.monotonic() + timeout
-    while not condition():
+    while True:
+        os.kill(process.pid, signal.SIGSTOP)
+        if condition():
+            return
+        os.kill(process.pid, signal.SIGCONT)
         if process.poll() is not None:
             raise AssertionError(f"tune exited early with {process.returncode}")
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for trials")
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -1403,14 +1426,12 @@ def test_killed_study_resumes_to_exact_count(cycles, isolated_tracking):
     process = _start(command, Path.cwd() / "first.log")
 
     def finished_one_running_another() -> bool:
-        trials = _trials(storage)
-        finished = sum(t.state.name == "COMPLETE" for t in trials)
-        return finished >= 1 and _owned_running(trials)
+        states, owned_running = _stored_states(storage)
+        return states.count("COMPLETE") >= 1 and owned_running
 
     try:
-        # Kill while a trial runs after at least one has finished. Five trials
-        # leave time for the poll to see that, however fast one trial is.
-        _wait_until(finished_one_running_another, process, timeout=120)
+        # Kill while a trial runs after at least one has finished.
+        _pause_when(finished_one_running_another, process, timeout=120)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
     finally:
@@ -1443,9 +1464,9 @@ def test_sigterm_leaves_no_run_running(cycles, isolated_tracking):
     command = _tune_command(cycles / "good", "--trials", "4", *SLOW_SPACE)
     process = _start(command, Path.cwd() / "tune.log")
     try:
-        _wait_until(lambda: _running_with_owner(storage), process, timeout=120)
-        time.sleep(0.5)
+        _pause_when(lambda: _stored_states(storage)[1], process, timeout=120)
         process.send_signal(signal.SIGTERM)
+        os.kill(process.pid, signal.SIGCONT)
         returncode = process.wait(timeout=60)
     finally:
         _stop(process)
