@@ -24,7 +24,7 @@ import pytest
 from mlflow import MlflowClient
 
 from grindwatch._locks import sqlite_setup_lock
-from grindwatch.config import Config
+from grindwatch.config import Config, validate_config
 from grindwatch.exceptions import ConfigError, InputError, TrackingError
 from grindwatch.io import Recording, RecordingSet
 from grindwatch.objective import Objective, split_holdout
@@ -212,6 +212,63 @@ def test_accepted_text_in_numeric_space_setting_passes():
     )
 
     assert check_space(space, "signals") is space
+
+
+@pytest.mark.parametrize(
+    "update, named",
+    [
+        ({"knn": {"n_neighbors": [0, 5]}}, "tune.space.knn.n_neighbors has 0"),
+        ({"pca": {"n_components": {"low": 0.5, "high": 1.5}}}, "n_components has 1.5"),
+        ({"iforest": {"max_samples": ["auto", 0]}}, "max_samples has 0"),
+        ({"autoencoder": {"filters": [8, 0]}}, "autoencoder.filters has 0"),
+        ({"autoencoder": {"kernel_size": [-3]}}, "autoencoder.kernel_size has -3"),
+        ({"autoencoder": {"stride": [0, 1]}}, "autoencoder.stride has 0"),
+        ({"autoencoder": {"n_layers": [0, 2]}}, "autoencoder.n_layers has 0"),
+        ({"autoencoder": {"loss": ["mse", "l1"]}}, "autoencoder.loss has 'l1'"),
+        ({"autoencoder": {"epochs": [0]}}, "autoencoder.epochs has 0"),
+    ],
+)
+def test_invalid_detector_value_is_rejected(update, named):
+    space = SearchSpace.model_validate(update)
+
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        check_space(space, "signals")
+
+
+def test_unsearched_family_is_not_checked():
+    space = SearchSpace.model_validate(
+        {"family": ["iforest"], "knn": {"n_neighbors": [0]}}
+    )
+
+    assert check_space(space, "signals").family == ["iforest"]
+
+
+def test_tune_invalid_space_runs_no_trial(cycles, isolated_tracking):
+    from typer.testing import CliRunner
+
+    command = _small_tune_arguments(
+        cycles / "good",
+        "--set",
+        "tune.space.family=[knn]",
+        "--set",
+        "tune.space.knn.n_neighbors=[0]",
+    )
+
+    outcome = CliRunner().invoke(_cli("tune"), command)
+
+    assert outcome.exit_code != 0
+    output = " ".join(outcome.output.split())
+    assert "tune.space.knn.n_neighbors has 0" in output
+    assert "Traceback" not in output
+    storage = Path.cwd() / "optuna.db"
+    assert not storage.exists() or _stored_states(storage)[0] == []
+
+
+def test_layer_values_below_one_rejected():
+    for key in ("filters", "kernel_sizes", "strides"):
+        tree = {"detector": {"autoencoder": {key: [4, 0]}}}
+        with pytest.raises(ConfigError, match=rf"detector.autoencoder.{key}.1"):
+            validate_config(tree, "test")
 
 
 def test_window_lengths_longer_than_the_data_are_dropped():
@@ -1371,10 +1428,10 @@ def _states(storage: Path) -> list[str]:
 
 
 def _stored_states(storage: Path) -> tuple[list[str], bool]:
-    """Trial states read straight from SQLite, and whether an owned trial runs.
+    """Return the trial states in SQLite, and whether an owned trial is running.
 
-    A plain read-only connection takes no setup lock, so it cannot wait on a
-    paused tune process; a locked database reads as no trials yet.
+    A read-only connection takes no setup lock, so it cannot wait on a stopped
+    tune process. A locked database reads as no trials yet.
     """
     if not storage.exists():
         return [], False
@@ -1394,11 +1451,11 @@ def _stored_states(storage: Path) -> tuple[list[str], bool]:
 
 
 def _pause_when(condition, process: subprocess.Popen, timeout: float) -> None:  # noqa: ANN001
-    """Run ``process`` in short slices until ``condition`` holds, then leave it paused.
+    """Run ``process`` in short slices until ``condition`` is true, then stop it.
 
-    The process is stopped while ``condition`` reads the study, so what it
-    sees is still true when the caller signals the process. Polling a running
-    process instead raced with fast trials on a loaded machine.
+    ``condition`` runs while the process is stopped, so its result still holds
+    when the caller signals the process. Polling a running process raced with
+    fast trials on a loaded machine.
     """
     deadline = time.monotonic() + timeout
     while True:

@@ -10,7 +10,7 @@ import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -188,10 +188,14 @@ class FrontendConfig(Section):
     n_bands: int = Field(default=32, ge=1)
 
 
+# One entry per layer, each a count of at least 1.
+_PerLayer = list[Annotated[int, Field(ge=1)]]
+
+
 class AutoencoderConfig(Section):
-    filters: list[int] = Field(default_factory=lambda: [16, 32])
-    kernel_sizes: list[int] = Field(default_factory=lambda: [7, 5])
-    strides: list[int] = Field(default_factory=lambda: [2, 2])
+    filters: _PerLayer = Field(default_factory=lambda: [16, 32])
+    kernel_sizes: _PerLayer = Field(default_factory=lambda: [7, 5])
+    strides: _PerLayer = Field(default_factory=lambda: [2, 2])
     latent_size: int | None = Field(default=16, ge=1)
     loss: Literal["mse", "mae", "huber"] = "mse"
     learning_rate: float = Field(default=1e-3, gt=0)

@@ -113,6 +113,62 @@ def _check_numbers(space: SearchSpace) -> None:
             )
 
 
+def _edges(spec: Spec) -> list[Any]:
+    """The values of a setting that bound what trials can draw."""
+    if isinstance(spec, Range):
+        return [spec.low, spec.high]
+    return _choices(spec)
+
+
+def _detector_section(family: str, name: str, value: Any) -> dict[str, Any]:
+    """The detector config section that a trial drawing ``value`` would build."""
+    if family != "autoencoder":
+        return {name: value}
+    # Per-layer settings become one-layer lists; other layers keep valid values.
+    layer = {"filters": [8], "kernel_sizes": [3], "strides": [1]}
+    per_layer = {
+        "filters": "filters",
+        "kernel_size": "kernel_sizes",
+        "stride": "strides",
+    }
+    if name in per_layer:
+        return {**layer, per_layer[name]: [value]}
+    if name == "n_layers":
+        return {key: entries * int(value) for key, entries in layer.items()}
+    return {**layer, name: value}
+
+
+def _check_detector_values(space: SearchSpace) -> None:
+    """Raise ConfigError for a searched detector value that the config rejects.
+
+    Each listed value and both ends of each range are checked, because a value
+    such as ``knn.n_neighbors: [0]`` would fail every trial that draws it.
+    """
+    from pydantic import ValidationError
+
+    from grindwatch.config import DetectorConfig
+
+    families = [str(family) for family in _choices(space.family) or []]
+    for family in [family for family in dict.fromkeys(families) if family in _FAMILIES]:
+        section_type = DetectorConfig.model_fields[family].annotation
+        for name, spec in getattr(space, family):
+            for value in _edges(spec):
+                if name == "n_layers" and (value < 1 or value != int(value)):
+                    raise ConfigError(
+                        f"tune.space.autoencoder.n_layers has {value!r}, which is "
+                        "invalid; give whole numbers of layers of at least 1"
+                    )
+                try:
+                    section_type.model_validate(_detector_section(family, name, value))
+                except ValidationError as error:
+                    reason = error.errors()[0]["msg"].removeprefix("Value error, ")
+                    raise ConfigError(
+                        f"tune.space.{family}.{name} has {value!r}, which is "
+                        f"invalid for detector.{family} ({reason}); change "
+                        f"tune.space.{family}.{name} to valid values"
+                    ) from None
+
+
 def check_space(space: SearchSpace, kind: str) -> SearchSpace:
     """Validate the space for data of ``kind`` and return the space to search.
 
@@ -122,8 +178,9 @@ def check_space(space: SearchSpace, kind: str) -> SearchSpace:
     Raises
     ------
     ConfigError
-        If a family or front end is unknown, no family fits the data, or a
-        numeric setting lists text.
+        If a family or front end is unknown, no family fits the data, a
+        numeric setting lists text, or a searched detector setting has a
+        value that the detector config rejects.
     """
     _check_numbers(space)
     families = _choices(space.family)
@@ -135,6 +192,7 @@ def check_space(space: SearchSpace, kind: str) -> SearchSpace:
             f"tune.space.family has unknown families {unknown}; use some of "
             f"{list(_FAMILIES)}"
         )
+    _check_detector_values(space)
     frontends = _choices(space.frontend)
     if frontends is None or not set(map(str, frontends)) <= set(_FRONTENDS):
         raise ConfigError(
