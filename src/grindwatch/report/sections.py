@@ -11,6 +11,7 @@ import pandas as pd
 
 from grindwatch._nouns import item_noun
 from grindwatch._version import __version__
+from grindwatch.explain import format_seconds
 from grindwatch.report import html as markup
 
 if TYPE_CHECKING:
@@ -220,7 +221,7 @@ def recordings_table(model: Model, scored: ScoreResult, anchors: dict[str, str])
 def _axis_cell(model: Model, column: str, value: Any) -> str:
     if column == "top_sample":
         if model.sample_rate_:
-            return f"{int(value) / model.sample_rate_:.4g} s"
+            return f"{format_seconds(int(value) / model.sample_rate_)} s"
         return f"sample {int(value)}"
     return markup.escape(value)
 
