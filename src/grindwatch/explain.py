@@ -250,7 +250,9 @@ def recording_summary(
         ``window_attribution``), then for signals ``worst_window``,
         ``worst_start_sample`` and, when the sample rate is known,
         ``worst_start_s`` and ``worst_end_s``, and last ``margin``: the score
-        minus the threshold, positive when the recording is flagged.
+        minus the threshold, positive when the window threshold flags the
+        recording. A recording that only the cycle check flags has a margin
+        of 0 or below.
     """
     threshold = model.threshold_.value
     worst = int(np.argmax(scores))
