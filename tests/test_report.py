@@ -196,6 +196,22 @@ def test_raw_report_uses_time_steps(cycle_folders):
     assert text.count("<article") == 1
 
 
+def test_heatmap_captions_follow_frontend(cycle_folders):
+    texts = {}
+    for frontend in ("raw", "spectrum"):
+        model = grindwatch.train(
+            cycle_folders["good"], _config(**{"frontend.kind": frontend})
+        ).model
+        recordings = read_data(cycle_folders["bad"], model.config)
+        texts[frontend] = build_report(model, recordings, max_details=1)
+
+    # The raw heat map has one column per sample and no band panel.
+    raw_caption = "of each channel at each sample, averaged where windows overlap"
+    assert raw_caption in texts["raw"]
+    assert "summed per channel and window" not in texts["raw"]
+    assert "band-level values summed per channel and window (left)" in texts["spectrum"]
+
+
 def test_table_report_shows_features(feature_table):
     config = _config(
         **{"data.kind": "table", "frontend.kind": "raw", "detector.family": "iforest"}

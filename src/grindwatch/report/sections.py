@@ -250,6 +250,18 @@ def _signal_detail(
         spectrogram_channel = cycle.channel
         caption = "Spectrogram of the channel that the cycle check names."
     top = channels.index(spectrogram_channel)
+    name = explanation.axis.name
+    if name == "time step":
+        heatmap_caption = (
+            "Contribution to the score of each channel at each sample, averaged "
+            "where windows overlap"
+        )
+    else:
+        heatmap_caption = (
+            f"Contribution to the score: {name}-level values summed per channel "
+            f"and window (left), and per channel and {name} over the flagged "
+            "windows, or the worst window when none is flagged (right)"
+        )
     parts = [
         markup.figure(
             _uri(figures.signal_panels(explanation, reference)),
@@ -260,9 +272,8 @@ def _signal_detail(
         markup.figure(
             _uri(figures.contribution_heatmaps(explanation)),
             "Heat map of the departure from normal by channel and time",
-            f"Contribution to the score: {explanation.axis.name}-level values "
-            "summed per channel and window; darker is further from normal, on a "
-            "square-root colour scale so smaller departures stay visible.",
+            f"{heatmap_caption}; darker is further from normal, on a square-root "
+            "colour scale so smaller departures stay visible.",
         ),
         markup.figure(
             _uri(figures.spectrograms(explanation, top, reference)),
