@@ -483,3 +483,24 @@ def test_describe_without_rate_names_window_samples(cycle_folders):
 
     first = explanation.summary["worst_start_sample"]
     assert f"the worst window spans samples {first} to {first + 255}" in text
+
+
+def test_describe_long_recording_whole_seconds():
+    # Three channels at 1 Hz for 13,000 s, so windows start past 10,000 s.
+    rng = np.random.default_rng(0)
+
+    def recording(name: str) -> Recording:
+        data = 0.3 * rng.standard_normal((3, 13_000))
+        return Recording(name, data.astype(np.float32), ["a", "b", "c"], 1.0)
+
+    config = _config(**{"cycle.enabled": False, "aggregate.method": "max"})
+    model = grindwatch.train(
+        RecordingSet([recording(f"ok{i}") for i in range(4)]), config
+    ).model
+    faulty = recording("burst")
+    faulty.data[1, 12_300:12_500] += 3 * rng.standard_normal(200)
+
+    text = explain_recording(model, faulty).describe()
+
+    assert "the worst window spans 12288-12544 s" in text
+    assert "e+" not in text

@@ -196,6 +196,22 @@ def test_raw_report_uses_time_steps(cycle_folders):
     assert text.count("<article") == 1
 
 
+def test_heatmap_captions_follow_frontend(cycle_folders):
+    texts = {}
+    for frontend in ("raw", "spectrum"):
+        model = grindwatch.train(
+            cycle_folders["good"], _config(**{"frontend.kind": frontend})
+        ).model
+        recordings = read_data(cycle_folders["bad"], model.config)
+        texts[frontend] = build_report(model, recordings, max_details=1)
+
+    # The raw heat map has one column per sample and no band panel.
+    raw_caption = "of each channel at each sample, averaged where windows overlap"
+    assert raw_caption in texts["raw"]
+    assert "summed per channel and window" not in texts["raw"]
+    assert "band-level values summed per channel and window (left)" in texts["spectrum"]
+
+
 def test_table_report_shows_features(feature_table):
     config = _config(
         **{"data.kind": "table", "frontend.kind": "raw", "detector.family": "iforest"}
@@ -1190,3 +1206,38 @@ def test_mixture_curves_scaled_to_nonzero_share():
     assert len(curves) == len(threshold.components)
     area = sum(np.trapezoid(line.get_ydata(), line.get_xdata()) for line in curves)
     assert area == pytest.approx(0.4, abs=0.02)
+
+
+def test_window_heatmap_columns_at_window_starts():
+    from grindwatch.explain import explain_recording
+    from grindwatch.io.recording import Recording, RecordingSet
+    from grindwatch.report.figures import contribution_heatmaps
+
+    rng = np.random.default_rng(0)
+
+    def recording(name: str) -> Recording:
+        data = rng.standard_normal((2, 4000)).astype(np.float32)
+        return Recording(name, data, ["a", "b"], 1000.0)
+
+    config = Config().with_overrides(
+        {
+            "windows.length": 400,
+            "windows.hop": 100,
+            "frontend.n_bands": 8,
+            "detector.family": "pca",
+            "tracking.enabled": False,
+            "cycle.enabled": False,
+        }
+    )
+    model = grindwatch.train(RecordingSet([recording("ok")]), config).model
+    explanation = explain_recording(model, recording("new"))
+
+    figure = contribution_heatmaps(explanation)
+    image = figure.axes[0].images[0]
+    left, right = image.get_extent()[:2]
+    width = (right - left) / image.get_array().shape[1]
+
+    # Windows start every 0.1 s; each column starts where its window starts.
+    assert explanation.starts[30] == 3000
+    assert left + 30 * width == pytest.approx(3.0)
+    assert figure.axes[0].get_xlim() == pytest.approx((0.0, 4.0))

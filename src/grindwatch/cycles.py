@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from grindwatch.explain import format_seconds
 from grindwatch.signals.windows import WindowSet
 from grindwatch.thresholds import fit_threshold
 
@@ -287,7 +288,7 @@ class CycleCheck:
 
     def _length(self, n_samples: float) -> str:
         if self.sample_rate:
-            return f"{n_samples / self.sample_rate:.4g} s"
+            return f"{format_seconds(n_samples / self.sample_rate)} s"
         return f"{n_samples:.0f} samples"
 
     def describe(self) -> str:

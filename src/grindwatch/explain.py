@@ -45,6 +45,7 @@ __all__ = [
     "element_axis",
     "explain_recording",
     "feature_groups",
+    "format_seconds",
     "leading_channel",
     "recording_summary",
     "window_attribution",
@@ -102,6 +103,17 @@ def element_axis(model: Model) -> ElementAxis:
     else:
         labels = [f"+{step}" for step in range(model.window_length_)]
     return ElementAxis("time step", labels, "top_sample")
+
+
+def format_seconds(seconds: float) -> str:
+    """Format a time in seconds for text, writing out all its whole seconds.
+
+    Uses four significant digits, or more for times of 1,000 s and over, where
+    ``:.4g`` would write 12,288 s as ``1.229e+04``, so the number then keeps
+    its whole seconds and at most one decimal.
+    """
+    digits = max(4, len(str(int(abs(seconds)))) + 1)
+    return f"{seconds:.{digits}g}"
 
 
 def _band_ranges(model: Model) -> tuple[np.ndarray, str]:
@@ -238,7 +250,9 @@ def recording_summary(
         ``window_attribution``), then for signals ``worst_window``,
         ``worst_start_sample`` and, when the sample rate is known,
         ``worst_start_s`` and ``worst_end_s``, and last ``margin``: the score
-        minus the threshold, positive when the recording is flagged.
+        minus the threshold, positive when the window threshold flags the
+        recording. A recording that only the cycle check flags has a margin
+        of 0 or below.
     """
     threshold = model.threshold_.value
     worst = int(np.argmax(scores))
@@ -479,7 +493,7 @@ def describe_summary(
     if axis.column == "top_sample":
         sample = int(summary["top_sample"])
         rate = recording.sample_rate if recording is not None else None
-        at = f"{sample / rate:.4g} s" if rate else f"sample {sample}"
+        at = f"{format_seconds(sample / rate)} s" if rate else f"sample {sample}"
         where = f", peaking at {at}"
     elif axis.column is not None:
         where = f", most of it in {axis.name} {summary[axis.column]}"
@@ -497,7 +511,8 @@ def describe_summary(
         name, share = second_channel
         text += f", and channel {name} carries {share:.0%}"
     if "worst_start_s" in summary:
-        span = f"{summary['worst_start_s']:.4g}-{summary['worst_end_s']:.4g} s"
+        start = format_seconds(summary["worst_start_s"])
+        span = f"{start}-{format_seconds(summary['worst_end_s'])} s"
     elif "worst_start_sample" in summary and window_length is not None:
         first = summary["worst_start_sample"]
         span = f"samples {first} to {first + window_length - 1}"

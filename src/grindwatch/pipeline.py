@@ -1134,9 +1134,12 @@ def _warn_many_recordings_flagged(model: Model, training: ScoreResult) -> None:
     ].index
     where = ""
     if model.kind_ == "signals" and len(common):
+        from grindwatch.explain import format_seconds
+
         rate = model.sample_rate_
         starts = [
-            f"{start / rate:.4g} s" if rate else f"sample {start}" for start in common
+            f"{format_seconds(start / rate)} s" if rate else f"sample {start}"
+            for start in common
         ]
         listed = ", ".join(starts[:8]) + (
             f" and {len(starts) - 8} more" if len(starts) > 8 else ""

@@ -261,12 +261,17 @@ def _channel_order(explanation: RecordingExplanation) -> list[int]:
     return [int(i) for i in np.argsort(-totals, kind="stable")]
 
 
+def _pool_size(n_columns: int, max_columns: int) -> int:
+    """Number of columns that ``_pool_columns`` pools into one."""
+    return max(1, int(np.ceil(n_columns / max_columns)))
+
+
 def _pool_columns(matrix: np.ndarray, max_columns: int) -> np.ndarray:
     """Max-pool columns so at most ``max_columns`` remain (NaN-aware)."""
     n = matrix.shape[1]
     if n <= max_columns:
         return matrix
-    bucket = int(np.ceil(n / max_columns))
+    bucket = _pool_size(n, max_columns)
     count = int(np.ceil(n / bucket))
     padded = np.pad(matrix, ((0, 0), (0, count * bucket - n)), constant_values=np.nan)
     blocks = padded.reshape(matrix.shape[0], count, bucket)
@@ -306,13 +311,22 @@ def contribution_heatmaps(explanation: RecordingExplanation):  # noqa: ANN201
         wspace=0.3,
     )
     scale = 1 / rate if rate else 1.0
+    starts = explanation.starts
     if explanation.axis.name == "time step":
         matrix = explanation.channel_by_time()
         extent_end = recording.n_samples * scale
         title = "departure by channel and time"
     else:
         matrix = explanation.channel_by_window()
-        extent_end = (explanation.starts[-1] + explanation.window_length) * scale
+        # Columns are one hop wide, so each starts where its window starts. Only
+        # a last window that ends at the last sample starts earlier than its
+        # column, by less than a hop.
+        hop = (
+            int(starts[1] - starts[0]) if starts.size > 1 else explanation.window_length
+        )
+        pooled = _pool_size(matrix.shape[1], MAX_HEATMAP_COLUMNS)
+        n_columns = int(np.ceil(matrix.shape[1] / pooled))
+        extent_end = n_columns * pooled * hop * scale
         title = "departure by channel and window (x: window start)"
     matrix = _pool_columns(matrix, MAX_HEATMAP_COLUMNS)
     peak = float(np.nanmax(matrix)) if np.isfinite(matrix).any() else 1.0
@@ -329,6 +343,7 @@ def contribution_heatmaps(explanation: RecordingExplanation):  # noqa: ANN201
     axis.set_yticks(
         range(len(recording.channels)), [_short(c) for c in recording.channels]
     )
+    axis.set_xlim(0, (starts[-1] + explanation.window_length) * scale)
     axis.set_xlabel(_time_axis(1, rate)[1])
     axis.set_title(title)
     axis.grid(False)

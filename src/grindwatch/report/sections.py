@@ -11,6 +11,7 @@ import pandas as pd
 
 from grindwatch._nouns import item_noun
 from grindwatch._version import __version__
+from grindwatch.explain import format_seconds
 from grindwatch.report import html as markup
 
 if TYPE_CHECKING:
@@ -220,7 +221,7 @@ def recordings_table(model: Model, scored: ScoreResult, anchors: dict[str, str])
 def _axis_cell(model: Model, column: str, value: Any) -> str:
     if column == "top_sample":
         if model.sample_rate_:
-            return f"{int(value) / model.sample_rate_:.4g} s"
+            return f"{format_seconds(int(value) / model.sample_rate_)} s"
         return f"sample {int(value)}"
     return markup.escape(value)
 
@@ -249,6 +250,18 @@ def _signal_detail(
         spectrogram_channel = cycle.channel
         caption = "Spectrogram of the channel that the cycle check names."
     top = channels.index(spectrogram_channel)
+    name = explanation.axis.name
+    if name == "time step":
+        heatmap_caption = (
+            "Contribution to the score of each channel at each sample, averaged "
+            "where windows overlap"
+        )
+    else:
+        heatmap_caption = (
+            f"Contribution to the score: {name}-level values summed per channel "
+            f"and window (left), and per channel and {name} over the flagged "
+            "windows, or the worst window when none is flagged (right)"
+        )
     parts = [
         markup.figure(
             _uri(figures.signal_panels(explanation, reference)),
@@ -259,9 +272,8 @@ def _signal_detail(
         markup.figure(
             _uri(figures.contribution_heatmaps(explanation)),
             "Heat map of the departure from normal by channel and time",
-            f"Contribution to the score: {explanation.axis.name}-level values "
-            "summed per channel and window; darker is further from normal, on a "
-            "square-root colour scale so smaller departures stay visible.",
+            f"{heatmap_caption}; darker is further from normal, on a square-root "
+            "colour scale so smaller departures stay visible.",
         ),
         markup.figure(
             _uri(figures.spectrograms(explanation, top, reference)),
