@@ -1208,6 +1208,31 @@ def test_mixture_curves_scaled_to_nonzero_share():
     assert area == pytest.approx(0.4, abs=0.02)
 
 
+def test_rug_marks_cycle_flags_below_threshold():
+    from grindwatch.report.scores import plot_score_distribution
+    from grindwatch.thresholds import fit_threshold
+
+    rng = np.random.default_rng(2)
+    scores = np.concatenate([rng.normal(1.0, 0.1, 300), rng.normal(3.0, 0.1, 15)])
+    threshold = fit_threshold(np.abs(scores))
+    # The second recording is below the threshold but flagged by the cycle check.
+    recordings = np.array([0.9, 1.0, threshold.value * 2])
+    flags = np.array([False, True, True])
+
+    figure = plot_score_distribution(
+        np.abs(scores), threshold, np.abs(scores), recordings, recording_flags=flags
+    )
+
+    rugs = {
+        line.get_color(): len(line.get_xdata())
+        for line in figure.axes[0].get_lines()
+        if line.get_marker() == "|"
+    }
+    assert recordings[1] < threshold.value
+    assert rugs["#888"] == 1
+    assert rugs["#b2182b"] == 2
+
+
 def test_window_heatmap_columns_at_window_starts():
     from grindwatch.explain import explain_recording
     from grindwatch.io.recording import Recording, RecordingSet

@@ -78,6 +78,7 @@ def plot_score_distribution(
     window_scores: np.ndarray,
     recording_scores: np.ndarray,
     kind: str = "signals",
+    recording_flags: np.ndarray | None = None,
 ):  # noqa: ANN201 - returns a matplotlib Figure
     """Draw training and scored window scores with the clusters and the threshold.
 
@@ -96,6 +97,10 @@ def plot_score_distribution(
     kind : {"signals", "table"}
         The model's data kind. A feature table's rows are its windows, so the
         labels say rows.
+    recording_flags : bool array of shape (n_recordings,), optional
+        Each recording's flag. The cycle check can flag a recording whose score
+        is below the threshold, so the rug takes the flags when given, and
+        compares the scores with the threshold otherwise.
     """
     from grindwatch.report.figures import pyplot
 
@@ -153,7 +158,10 @@ def plot_score_distribution(
     )
 
     # Recording scores as a rug just below the x axis.
-    flagged = recordings > cut
+    if recording_flags is None:
+        flagged = recordings > cut
+    else:
+        flagged = np.asarray(recording_flags, dtype=bool)
     for values, colour in (
         (recordings[~flagged], "#888"),
         (recordings[flagged], "#b2182b"),

@@ -125,6 +125,7 @@ def distribution(model: Model, scored: ScoreResult) -> str:
         scored.windows["score"].to_numpy(),
         scored.recordings["score"].to_numpy(),
         kind=model.kind_,
+        recording_flags=scored.recordings["flag"].to_numpy(),
     )
     return (
         '<div id="distribution"><h2>Score distribution</h2>'
