@@ -379,6 +379,38 @@ def test_other_rate_resampled_when_set(trained, tmp_path):
         assert recording["score"] == pytest.approx(expected["score"], rel=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("policy", "damage", "problem"),
+    [
+        ("constant_policy", "constant", "channel 'vib_y' is constant"),
+        ("clipping_policy", "clipped", "channel 'vib_y' is clipped"),
+    ],
+)
+def test_json_applies_quality_policies(trained, tmp_path, policy, damage, problem):
+    import copy
+
+    model = copy.deepcopy(trained["model"])
+    model.config = model.config.with_overrides({f"data.{policy}": "raise"})
+    data = make_cycle(11)
+    if damage == "constant":
+        data[1] = 0.0
+    else:
+        data[1] = np.clip(data[1], -0.3, 0.3)
+    path = tmp_path / "damaged.npz"
+    np.savez(path, data=data, channels=np.array(CHANNELS), sample_rate=1000.0)
+    client = TestClient(create_app(model))
+
+    upload = client.post("/score/file", files={"file": (path.name, path.read_bytes())})
+    sent = client.post("/score", json=_body(data, name="damaged"))
+
+    assert upload.status_code == 422, upload.text
+    assert sent.status_code == 422, sent.text
+    detail = sent.json()["detail"]
+    assert detail.startswith(f"damaged: {problem}")
+    assert f"set {policy}: warn" in detail
+    assert "settings of the server: start 'grindwatch serve' with them" in detail
+
+
 def test_resampled_length_checked_first(trained, tmp_path):
     # Resampling 200 samples from 1 Hz to the model's 1 kHz makes 200,000, and
     # the filter from 1 THz takes GiB, so both are rejected before scoring.

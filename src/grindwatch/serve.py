@@ -45,6 +45,7 @@ from grindwatch._version import __version__
 from grindwatch.exceptions import InputError, lookalike_names, shorten_list
 from grindwatch.io import Recording, read_file
 from grindwatch.io.dataset import SIGNAL_SUFFIXES
+from grindwatch.io.samples import check_quality
 from grindwatch.online import CycleScore, check_signal_model, score_recording
 from grindwatch.pipeline import Model, scoring_options
 
@@ -854,7 +855,18 @@ def _recording_from_request(
     rate = model.sample_rate_
     if model.config.data.resample and request.sample_rate is not None:
         rate = request.sample_rate
-    return Recording(request.name, data.astype(np.float32), expected, rate)
+    recording = Recording(request.name, data.astype(np.float32), expected, rate)
+    if recording.n_samples == 0:
+        return recording  # scoring rejects it as shorter than one window
+    # The readers apply data.constant_policy and data.clipping_policy to every
+    # file, so an upload and the same samples sent as JSON get the same answer.
+    options = scoring_options(model)
+    try:
+        return check_quality(
+            recording, options.constant_policy, options.clipping_policy, set()
+        )
+    except InputError as error:
+        raise _Rejected(422, _upload_message(request.name, error)) from None
 
 
 def _check_rate(
@@ -975,11 +987,12 @@ def _read_upload(model: Model, upload: UploadFile, filename: str) -> Recording:
 def _upload_message(filename: str, error: InputError) -> str:
     """Format a reader's error with the upload's name, not its temporary path.
 
-    A fix that names command-line settings (``--set data.encoding=...``) is a
-    change to the server, which the client cannot make, so the message marks it.
+    A fix that names command-line settings (``--set data.encoding=...``) or a
+    data policy (``constant_policy: warn``) is a change to the server, which the
+    client cannot make, so the message marks it.
     """
     fix = error.fix or ""
-    if "--set" in fix or "--channels" in fix:
+    if any(setting in fix for setting in ("--set", "--channels", "_policy")):
         fix += " (settings of the server: start 'grindwatch serve' with them)"
     return f"{filename}: {error.problem}" + (f"; {fix}" if fix else "")
 
