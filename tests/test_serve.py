@@ -288,6 +288,33 @@ def test_upload_npz_format(client, tmp_path):
     assert response.json()["recording"]["n_windows"] == 8
 
 
+@pytest.mark.parametrize(
+    "request_parts",
+    [
+        {"data": {"file": "vib_x,vib_y,current\n1,2,3\n"}},
+        {"files": {"upload": ("cycle.csv", b"vib_x,vib_y,current\n1,2,3\n")}},
+        {"content": b"vib_x,vib_y,current\n1,2,3\n"},
+    ],
+    ids=["text field", "other field", "raw body"],
+)
+def test_upload_without_file_explains_fix(client, request_parts):
+    response = client.post("/score/file", **request_parts)
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail.startswith("body.file: no file upload in the form field 'file'")
+    assert "curl -F 'file=@cycle.csv'" in detail
+
+
+def test_json_file_key_stays_extra_input(client):
+    body = {**_body(make_cycle(5)), "file": "cycle.csv"}
+
+    response = client.post("/score", json=body)
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == "body.file: Extra inputs are not permitted"
+
+
 def test_upload_unsupported_type_gets_415(client):
     response = client.post("/score/file", files={"file": ("cycle.docx", b"abc")})
 

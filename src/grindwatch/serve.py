@@ -698,13 +698,29 @@ def _add_scoring(
 
 def _validation_message(error: RequestValidationError, shown: int = 5) -> str:
     """FastAPI's validation errors as one sentence per problem, at most ``shown``."""
-    problems = [
-        f"{'.'.join(map(str, item['loc']))}: {item['msg']}" for item in error.errors()
-    ]
+    problems = [_problem_text(item) for item in error.errors()]
     message = "; ".join(problems[:shown])
     if len(problems) > shown:
         message += f"; and {len(problems) - shown} more"
     return message
+
+
+def _problem_text(item: dict[str, Any]) -> str:
+    """Format one validation problem as 'location: message', with an upload's fix.
+
+    FastAPI reports a missing upload as "Field required", and a form field sent
+    as text (``curl -F 'file=<cycle.csv'``) as "Expected UploadFile, received:
+    <class 'str'>", and neither message tells the client how to send the file.
+    """
+    location = ".".join(map(str, item["loc"]))
+    upload_problem = item["type"] in ("missing", "value_error")
+    if tuple(item["loc"]) == ("body", "file") and upload_problem:
+        return (
+            f"{location}: no file upload in the form field 'file'; send the "
+            "recording as multipart/form-data, as a file with its file name, "
+            "e.g. curl -F 'file=@cycle.csv' http://HOST:PORT/score/file"
+        )
+    return f"{location}: {item['msg']}"
 
 
 def _watcher_lifespan(watcher: Watcher | None, interval: float, state: dict):  # noqa: ANN202
@@ -859,7 +875,7 @@ def _recording_from_request(
     if recording.n_samples == 0:
         return recording  # scoring rejects it as shorter than one window
     # The readers apply data.constant_policy and data.clipping_policy to every
-    # file, so an upload and the same samples sent as JSON get the same answer.
+    # file, so an upload and the same samples sent as JSON get the same response.
     options = scoring_options(model)
     try:
         return check_quality(
