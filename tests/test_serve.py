@@ -358,6 +358,18 @@ def test_upload_error_marks_fixes_as_server_settings(client, trained):
     assert "settings of the server: start 'grindwatch serve' with them" in detail
 
 
+def test_upload_binary_fix_marked_as_server_setting(client):
+    upload = {"file": ("cycle.bin", np.zeros(3000, np.float32).tobytes())}
+
+    response = client.post("/score/file", files=upload)
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail.startswith("cycle.bin: is a headerless binary file")
+    assert "set raw_dtype" in detail
+    assert "settings of the server: start 'grindwatch serve' with them" in detail
+
+
 def test_upload_missing_channel_names_them(client, trained, tmp_path):
     source = trained["root"] / "bad" / "cycle_100.csv"
     path = tmp_path / "partial.csv"

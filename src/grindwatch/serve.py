@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import re
 import tempfile
 import threading
 from collections.abc import AsyncIterator
@@ -42,6 +43,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from grindwatch._version import __version__
+from grindwatch.config import DataConfig
 from grindwatch.exceptions import InputError, lookalike_names, shorten_list
 from grindwatch.io import Recording, read_file
 from grindwatch.io.dataset import SIGNAL_SUFFIXES
@@ -58,6 +60,14 @@ __all__ = ["ServiceLimits", "create_app"]
 
 STATIC = Path(__file__).with_name("static")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Reading settings that a reader's fix can name, such as "set raw_dtype" or
+# "set data.encoding". Names without "_", such as kind and match, are left out
+# because they also occur as plain words in fixes.
+_SERVER_SETTING = re.compile(
+    r"--set|--channels|in the config|\bdata\.\w|\b(?:"
+    + "|".join(name for name in DataConfig.model_fields if "_" in name or "5" in name)
+    + r")\b"
+)
 
 
 @dataclass(frozen=True)
@@ -1003,12 +1013,12 @@ def _read_upload(model: Model, upload: UploadFile, filename: str) -> Recording:
 def _upload_message(filename: str, error: InputError) -> str:
     """Format a reader's error with the upload's name, not its temporary path.
 
-    A fix that names command-line settings (``--set data.encoding=...``) or a
-    data policy (``constant_policy: warn``) is a change to the server, which the
-    client cannot make, so the message marks it.
+    A fix that names a reading setting (``--set data.encoding=...``,
+    ``constant_policy: warn``, ``set raw_dtype``) is a change to the server, which
+    the client cannot make, so the message marks it.
     """
     fix = error.fix or ""
-    if any(setting in fix for setting in ("--set", "--channels", "_policy")):
+    if _SERVER_SETTING.search(fix):
         fix += " (settings of the server: start 'grindwatch serve' with them)"
     return f"{filename}: {error.problem}" + (f"; {fix}" if fix else "")
 
