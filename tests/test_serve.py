@@ -7,6 +7,7 @@ import logging
 import sqlite3
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -358,7 +359,7 @@ def test_upload_error_marks_fixes_as_server_settings(client, trained):
     assert "settings of the server: start 'grindwatch serve' with them" in detail
 
 
-def test_upload_binary_fix_marked_as_server_setting(client):
+def test_upload_setting_fix_marked_server(client):
     upload = {"file": ("cycle.bin", np.zeros(3000, np.float32).tobytes())}
 
     response = client.post("/score/file", files=upload)
@@ -816,6 +817,30 @@ def test_serve_command_listens_on_loopback(trained, tmp_path):
     assert info["channels"] == CHANNELS
     assert "/static/dashboard.js" in page
     assert Path(tmp_path / "serve.log").read_text().count("Serving") == 1
+
+
+def test_serve_log_escapes_line_breaks(trained, tmp_path):
+    port = free_port()
+    command = grindwatch_command(
+        "serve", "--model", str(trained["bundle"]), "--port", str(port), "-v"
+    )
+    forged = "2026-01-01T00:00:00Z WARNING  ALARM forged"
+    body = json.dumps(_body(make_cycle(5)[:, :10], name=f"cycle_7\n{forged}"))
+    log = tmp_path / "serve.log"
+
+    with running(command, log, f"http://127.0.0.1:{port}/health"):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/score",
+            data=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as rejected:
+            urllib.request.urlopen(request)
+
+    assert rejected.value.code == 422
+    lines = log.read_text().splitlines()
+    assert not [line for line in lines if line.startswith(forged)]
+    assert [line for line in lines if f"cycle_7\\n{forged}: has 10" in line]
 
 
 @pytest.mark.usefixtures("restored_logging")

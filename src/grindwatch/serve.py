@@ -720,7 +720,7 @@ def _problem_text(item: dict[str, Any]) -> str:
 
     FastAPI reports a missing upload as "Field required", and a form field sent
     as text (``curl -F 'file=<cycle.csv'``) as "Expected UploadFile, received:
-    <class 'str'>", and neither message tells the client how to send the file.
+    <class 'str'>", and neither message shows the client how to send the file.
     """
     location = ".".join(map(str, item["loc"]))
     upload_problem = item["type"] in ("missing", "value_error")
