@@ -264,6 +264,31 @@ def test_samples_over_limit_get_413(trained):
     assert "limit of 1000" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("suffix", [".parquet", ".npz"])
+def test_compressed_upload_limited_before_read(trained, tmp_path, suffix):
+    limited = TestClient(
+        create_app(trained["model"], limits=ServiceLimits(max_samples=1000))
+    )
+    # The NaN samples would make reading the file fail with 422, so a 413 shows
+    # that the header's sample count was checked before the data was read.
+    data = np.full((3, 5000), np.nan, np.float32)
+    path = tmp_path / f"compressed{suffix}"
+    if suffix == ".parquet":
+        pd.DataFrame(data.T, columns=CHANNELS).to_parquet(path)
+    else:
+        np.savez_compressed(path, data=data, channels=np.array(CHANNELS))
+
+    response = limited.post(
+        "/score/file", files={"file": (path.name, path.read_bytes())}
+    )
+
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"] == (
+        f"{path.name}: 5000 samples per channel is more than the limit of 1000; "
+        "split the recording"
+    )
+
+
 def test_upload_scores_like_json(client, trained):
     path = trained["root"] / "bad" / "cycle_100.csv"
     data = read_file(path)[0].data
