@@ -264,7 +264,7 @@ def test_samples_over_limit_get_413(trained):
     assert "limit of 1000" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("suffix", [".parquet", ".npz"])
+@pytest.mark.parametrize("suffix", [".parquet", ".npz", ".h5"])
 def test_compressed_upload_limited_before_read(trained, tmp_path, suffix):
     limited = TestClient(
         create_app(trained["model"], limits=ServiceLimits(max_samples=1000))
@@ -275,8 +275,14 @@ def test_compressed_upload_limited_before_read(trained, tmp_path, suffix):
     path = tmp_path / f"compressed{suffix}"
     if suffix == ".parquet":
         pd.DataFrame(data.T, columns=CHANNELS).to_parquet(path)
-    else:
+    elif suffix == ".npz":
         np.savez_compressed(path, data=data, channels=np.array(CHANNELS))
+    else:
+        import h5py
+
+        with h5py.File(path, "w") as handle:
+            dataset = handle.create_dataset("data", data=data, compression="gzip")
+            dataset.attrs["channels"] = CHANNELS
 
     response = limited.post(
         "/score/file", files={"file": (path.name, path.read_bytes())}

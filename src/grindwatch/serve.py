@@ -1023,14 +1023,14 @@ def _read_upload(
 def _declared_samples(path: Path) -> int | None:
     """Return the samples per channel that a compressed file's header declares.
 
-    Parquet and .npz files are compressed, so the body limit does not bound the
-    memory that reading them takes. A 220 kB Parquet file of zeros held 20
-    million rows, and reading it took 0.7 GB of memory and 12 s before the
-    sample limit rejected it (one measurement, pyarrow 25). For .npz the
-    longest axis of any array counts. Returns None for other formats and for
-    files whose header cannot be read, which the reader then reports.
+    Parquet, .npz and HDF5 files can be compressed, so the body limit does not
+    bound the memory that reading them takes. A 220 kB Parquet file of zeros
+    held 20 million rows, and reading it took 0.7 GB of memory and 12 s before
+    the sample limit rejected it (one measurement, pyarrow 25). For .npz and
+    HDF5 the longest axis of any array counts. Returns None for other formats
+    and for files whose header cannot be read, which the reader then reports.
 
-    NOTE: HDF5 and MATLAB files can be compressed too and are not checked here.
+    NOTE: MATLAB files can be compressed too and are not checked here.
     Only the samples per channel are bounded, so an .npz file with thousands of
     channels of max_samples each can still take many GB.
     """
@@ -1043,6 +1043,8 @@ def _declared_samples(path: Path) -> int | None:
         if suffix == ".npz":
             with zipfile.ZipFile(path) as archive:
                 return _npz_longest_axis(archive)
+        if suffix in (".h5", ".hdf5", ".hdf"):
+            return _hdf5_longest_axis(path)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError):
         return None
     return None
@@ -1063,6 +1065,21 @@ def _npz_longest_axis(archive: zipfile.ZipFile) -> int:
                 shape = np.lib.format.read_array_header_2_0(stream)[0]
         longest = max((longest, *shape))
     return longest
+
+
+def _hdf5_longest_axis(path: Path) -> int:
+    """Return the longest axis of the datasets in an HDF5 file, from its metadata."""
+    import h5py
+
+    shapes: list[tuple[int, ...]] = []
+
+    def visit(name: str, item: object) -> None:
+        if isinstance(item, h5py.Dataset) and item.shape:
+            shapes.append(item.shape)
+
+    with h5py.File(path, "r") as handle:
+        handle.visititems(visit)
+    return max((axis for shape in shapes for axis in shape), default=0)
 
 
 def _upload_message(filename: str, error: InputError) -> str:
