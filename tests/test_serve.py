@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import sqlite3
@@ -36,6 +37,7 @@ from tests.servetools import (
 )
 
 CHANNELS = ["vib_x", "vib_y", "current"]
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +189,30 @@ def test_malformed_body_rejected(client, raw, message):
 
     assert response.status_code == 422
     assert message in response.json()["detail"]
+
+
+def test_json_with_byte_order_mark_scored(client):
+    body = json.dumps(_body(make_cycle(5))).encode()
+
+    plain = client.post("/score", content=body, headers=JSON_HEADERS)
+    marked = client.post("/score", content=b"\xef\xbb\xbf" + body, headers=JSON_HEADERS)
+
+    assert plain.status_code == 200, plain.text
+    assert marked.status_code == 200, marked.text
+    assert marked.json() == plain.json()
+
+
+def test_compressed_json_gets_415(client):
+    body = gzip.compress(json.dumps(_body(make_cycle(5))).encode())
+    headers = {**JSON_HEADERS, "Content-Encoding": "gzip"}
+
+    response = client.post("/score", content=body, headers=headers)
+
+    assert response.status_code == 415
+    assert response.json()["detail"] == (
+        "Content-Encoding 'gzip' is not supported; send the body uncompressed, "
+        "without a Content-Encoding header"
+    )
 
 
 def test_float32_overflow_rejected(client):

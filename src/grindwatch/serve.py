@@ -20,6 +20,7 @@ reach any access log.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hmac
 import logging
@@ -609,6 +610,17 @@ def _check_json_content_type(request: Request) -> None:
     )
 
 
+def _check_identity_encoding(request: Request) -> None:
+    """Reject a compressed body, which the service would parse as invalid JSON."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise _Rejected(
+            415,
+            f"Content-Encoding {encoding!r} is not supported; send the body "
+            "uncompressed, without a Content-Encoding header",
+        )
+
+
 def _parse_score_request(body: bytes) -> ScoreRequest:
     """Parse and validate a JSON body in one pass.
 
@@ -619,6 +631,9 @@ def _parse_score_request(body: bytes) -> ScoreRequest:
     # NOTE: the whole body is parsed into Python floats before max_samples is
     # checked. A 100 MiB body of single-digit values (under the default body
     # limit) peaked at 4.5 GB of memory; lower --max-body-mb on small machines.
+    # Windows tools such as Notepad start UTF-8 files with a byte order mark,
+    # which pydantic's parser rejects as "expected value at line 1 column 1".
+    body = body.removeprefix(codecs.BOM_UTF8)
     try:
         return ScoreRequest.model_validate_json(body)
     except ValidationError as error:
@@ -658,7 +673,10 @@ def _add_scoring(
         dependencies=[Depends(authorize)],
         responses={
             **_REJECTIONS,
-            415: {"model": ErrorResponse, "description": "Body is not JSON."},
+            415: {
+                "model": ErrorResponse,
+                "description": "Body is not JSON, or is compressed.",
+            },
         },
         openapi_extra=_JSON_BODY,
     )
@@ -670,6 +688,7 @@ def _add_scoring(
     ) -> ScoreResponse:
         """Score one recording sent as JSON, samples listed per channel name."""
         _check_json_content_type(request)
+        _check_identity_encoding(request)
         body = await request.body()
 
         def handle() -> ScoreResponse:
