@@ -508,6 +508,22 @@ def test_json_applies_quality_policies(trained, tmp_path, policy, damage, proble
     assert "settings of the server: start 'grindwatch serve' with them" in detail
 
 
+@pytest.mark.parametrize("sample_rate", [True, "2000"])
+def test_sample_rate_must_be_number(trained, sample_rate):
+    import copy
+
+    model = copy.deepcopy(trained["model"])
+    model.config = model.config.with_overrides({"data.resample": True})
+    client = TestClient(create_app(model))
+
+    response = client.post("/score", json=_body(make_cycle(9), sample_rate=sample_rate))
+
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == (
+        "body.sample_rate: Input should be a valid number"
+    )
+
+
 def test_resampled_length_checked_first(trained, tmp_path):
     # Resampling 200 samples from 1 Hz to the model's 1 kHz makes 200,000, and
     # the filter from 1 THz takes GiB, so both are rejected before scoring.

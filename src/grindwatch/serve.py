@@ -116,8 +116,11 @@ class ScoreRequest(BaseModel):
         max_length=256,
         description="Recording name, repeated in the response.",
     )
+    # Strict, like the samples: otherwise true is read as 1 Hz, which with
+    # data.resample scores a 1 kHz recording as a thousand times longer.
     sample_rate: float | None = Field(
         default=None,
+        strict=True,
         gt=0,
         allow_inf_nan=False,
         description="Samples per second of every channel. Omitted: the model's own "
