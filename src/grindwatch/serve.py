@@ -116,8 +116,8 @@ class ScoreRequest(BaseModel):
         max_length=256,
         description="Recording name, repeated in the response.",
     )
-    # Strict, like the samples: otherwise true is read as 1 Hz, which with
-    # data.resample scores a 1 kHz recording as a thousand times longer.
+    # Strict like the samples, because lax mode reads true as 1 Hz, and with
+    # data.resample a 1 kHz recording then becomes a thousand times longer.
     sample_rate: float | None = Field(
         default=None,
         strict=True,
