@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import sqlite3
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from tests.servetools import (
 )
 
 CHANNELS = ["vib_x", "vib_y", "current"]
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +191,30 @@ def test_malformed_body_rejected(client, raw, message):
     assert message in response.json()["detail"]
 
 
+def test_json_with_byte_order_mark_scored(client):
+    body = json.dumps(_body(make_cycle(5))).encode()
+
+    plain = client.post("/score", content=body, headers=JSON_HEADERS)
+    marked = client.post("/score", content=b"\xef\xbb\xbf" + body, headers=JSON_HEADERS)
+
+    assert plain.status_code == 200, plain.text
+    assert marked.status_code == 200, marked.text
+    assert marked.json() == plain.json()
+
+
+def test_compressed_json_gets_415(client):
+    body = gzip.compress(json.dumps(_body(make_cycle(5))).encode())
+    headers = {**JSON_HEADERS, "Content-Encoding": "gzip"}
+
+    response = client.post("/score", content=body, headers=headers)
+
+    assert response.status_code == 415
+    assert response.json()["detail"] == (
+        "Content-Encoding 'gzip' is not supported; send the body uncompressed, "
+        "without a Content-Encoding header"
+    )
+
+
 def test_float32_overflow_rejected(client):
     data = make_cycle(5).astype(np.float64)
     data[0, 10] = 1e39
@@ -263,6 +290,37 @@ def test_samples_over_limit_get_413(trained):
     assert "limit of 1000" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("suffix", [".parquet", ".npz", ".h5"])
+def test_compressed_upload_limited_before_read(trained, tmp_path, suffix):
+    limited = TestClient(
+        create_app(trained["model"], limits=ServiceLimits(max_samples=1000))
+    )
+    # The NaN samples would make reading the file fail with 422, so a 413 shows
+    # that the header's sample count was checked before the data was read.
+    data = np.full((3, 5000), np.nan, np.float32)
+    path = tmp_path / f"compressed{suffix}"
+    if suffix == ".parquet":
+        pd.DataFrame(data.T, columns=CHANNELS).to_parquet(path)
+    elif suffix == ".npz":
+        np.savez_compressed(path, data=data, channels=np.array(CHANNELS))
+    else:
+        import h5py
+
+        with h5py.File(path, "w") as handle:
+            dataset = handle.create_dataset("data", data=data, compression="gzip")
+            dataset.attrs["channels"] = CHANNELS
+
+    response = limited.post(
+        "/score/file", files={"file": (path.name, path.read_bytes())}
+    )
+
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"] == (
+        f"{path.name}: 5000 samples per channel is more than the limit of 1000; "
+        "split the recording"
+    )
+
+
 def test_upload_scores_like_json(client, trained):
     path = trained["root"] / "bad" / "cycle_100.csv"
     data = read_file(path)[0].data
@@ -286,6 +344,33 @@ def test_upload_npz_format(client, tmp_path):
 
     assert response.status_code == 200
     assert response.json()["recording"]["n_windows"] == 8
+
+
+@pytest.mark.parametrize(
+    "request_parts",
+    [
+        {"data": {"file": "vib_x,vib_y,current\n1,2,3\n"}},
+        {"files": {"upload": ("cycle.csv", b"vib_x,vib_y,current\n1,2,3\n")}},
+        {"content": b"vib_x,vib_y,current\n1,2,3\n"},
+    ],
+    ids=["text field", "other field", "raw body"],
+)
+def test_upload_without_file_explains_fix(client, request_parts):
+    response = client.post("/score/file", **request_parts)
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail.startswith("body.file: no file upload in the form field 'file'")
+    assert "curl -F 'file=@cycle.csv'" in detail
+
+
+def test_json_file_key_stays_extra_input(client):
+    body = {**_body(make_cycle(5)), "file": "cycle.csv"}
+
+    response = client.post("/score", json=body)
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == "body.file: Extra inputs are not permitted"
 
 
 def test_upload_unsupported_type_gets_415(client):
@@ -328,6 +413,18 @@ def test_upload_error_marks_fixes_as_server_settings(client, trained):
     detail = response.json()["detail"]
     assert detail.startswith("latin.csv: ")
     assert "data.encoding" in detail
+    assert "settings of the server: start 'grindwatch serve' with them" in detail
+
+
+def test_upload_setting_fix_marked_server(client):
+    upload = {"file": ("cycle.bin", np.zeros(3000, np.float32).tobytes())}
+
+    response = client.post("/score/file", files=upload)
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail.startswith("cycle.bin: is a headerless binary file")
+    assert "set raw_dtype" in detail
     assert "settings of the server: start 'grindwatch serve' with them" in detail
 
 
@@ -377,6 +474,54 @@ def test_other_rate_resampled_when_set(trained, tmp_path):
         recording = response.json()["recording"]
         assert recording["n_windows"] == expected["n_windows"]
         assert recording["score"] == pytest.approx(expected["score"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("policy", "damage", "problem"),
+    [
+        ("constant_policy", "constant", "channel 'vib_y' is constant"),
+        ("clipping_policy", "clipped", "channel 'vib_y' is clipped"),
+    ],
+)
+def test_json_applies_quality_policies(trained, tmp_path, policy, damage, problem):
+    import copy
+
+    model = copy.deepcopy(trained["model"])
+    model.config = model.config.with_overrides({f"data.{policy}": "raise"})
+    data = make_cycle(11)
+    if damage == "constant":
+        data[1] = 0.0
+    else:
+        data[1] = np.clip(data[1], -0.3, 0.3)
+    path = tmp_path / "damaged.npz"
+    np.savez(path, data=data, channels=np.array(CHANNELS), sample_rate=1000.0)
+    client = TestClient(create_app(model))
+
+    upload = client.post("/score/file", files={"file": (path.name, path.read_bytes())})
+    sent = client.post("/score", json=_body(data, name="damaged"))
+
+    assert upload.status_code == 422, upload.text
+    assert sent.status_code == 422, sent.text
+    detail = sent.json()["detail"]
+    assert detail.startswith(f"damaged: {problem}")
+    assert f"set {policy}: warn" in detail
+    assert "settings of the server: start 'grindwatch serve' with them" in detail
+
+
+@pytest.mark.parametrize("sample_rate", [True, "2000"])
+def test_sample_rate_must_be_number(trained, sample_rate):
+    import copy
+
+    model = copy.deepcopy(trained["model"])
+    model.config = model.config.with_overrides({"data.resample": True})
+    client = TestClient(create_app(model))
+
+    response = client.post("/score", json=_body(make_cycle(9), sample_rate=sample_rate))
+
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == (
+        "body.sample_rate: Input should be a valid number"
+    )
 
 
 def test_resampled_length_checked_first(trained, tmp_path):
@@ -745,6 +890,30 @@ def test_serve_command_listens_on_loopback(trained, tmp_path):
     assert info["channels"] == CHANNELS
     assert "/static/dashboard.js" in page
     assert Path(tmp_path / "serve.log").read_text().count("Serving") == 1
+
+
+def test_serve_log_escapes_line_breaks(trained, tmp_path):
+    port = free_port()
+    command = grindwatch_command(
+        "serve", "--model", str(trained["bundle"]), "--port", str(port), "-v"
+    )
+    forged = "2026-01-01T00:00:00Z WARNING  ALARM forged"
+    body = json.dumps(_body(make_cycle(5)[:, :10], name=f"cycle_7\n{forged}"))
+    log = tmp_path / "serve.log"
+
+    with running(command, log, f"http://127.0.0.1:{port}/health"):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/score",
+            data=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as rejected:
+            urllib.request.urlopen(request)
+
+    assert rejected.value.code == 422
+    lines = log.read_text().splitlines()
+    assert not [line for line in lines if line.startswith(forged)]
+    assert [line for line in lines if f"cycle_7\\n{forged}: has 10" in line]
 
 
 @pytest.mark.usefixtures("restored_logging")

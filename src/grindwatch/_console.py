@@ -41,7 +41,9 @@ def setup_logging(verbose: int, timestamps: bool = False) -> None:
     carries its time. When stderr is then not a terminal (a log file or a service
     journal), a plain handler replaces Rich. It writes each record as one
     unwrapped line that starts with its UTC time and level, so that
-    ``grep ALARM`` finds whole alarms.
+    ``grep ALARM`` finds whole alarms. Line breaks inside a message, such as one
+    in a request's recording name, are written as ``\\n``, and a traceback
+    follows its record on lines of its own.
     """
     from rich.logging import RichHandler
 
@@ -63,7 +65,7 @@ def setup_logging(verbose: int, timestamps: bool = False) -> None:
     handler: logging.Handler
     if timestamps and not console().is_terminal:
         handler = logging.StreamHandler(sys.stderr)
-        formatter = logging.Formatter(
+        formatter = _OneLineFormatter(
             "%(asctime)s %(levelname)-8s %(message)s", "%Y-%m-%dT%H:%M:%SZ"
         )
         formatter.converter = time.gmtime
@@ -79,6 +81,19 @@ def setup_logging(verbose: int, timestamps: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.formatwarning = _format_warning
     logging.captureWarnings(True)
+
+
+class _OneLineFormatter(logging.Formatter):
+    """A formatter that keeps each message on the line of its time and level.
+
+    Without it, a line break in text that a client or a file name supplies
+    would start a line that looks like a record of its own, such as a forged
+    alarm.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802
+        line = super().formatMessage(record)
+        return line.replace("\r", "\\r").replace("\n", "\\n")
 
 
 _PACKAGE = Path(__file__).resolve().parent

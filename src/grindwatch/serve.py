@@ -20,11 +20,14 @@ reach any access log.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hmac
 import logging
+import re
 import tempfile
 import threading
+import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +45,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from grindwatch._version import __version__
+from grindwatch.config import DataConfig
 from grindwatch.exceptions import InputError, lookalike_names, shorten_list
 from grindwatch.io import Recording, read_file
 from grindwatch.io.dataset import SIGNAL_SUFFIXES
+from grindwatch.io.samples import check_quality
 from grindwatch.online import CycleScore, check_signal_model, score_recording
 from grindwatch.pipeline import Model, scoring_options
 
@@ -57,6 +62,14 @@ __all__ = ["ServiceLimits", "create_app"]
 
 STATIC = Path(__file__).with_name("static")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Reading settings that a reader's fix can name, such as "set raw_dtype" or
+# "set data.encoding". Names without "_", such as kind and match, are left out
+# because they also occur as plain words in fixes.
+_SERVER_SETTING = re.compile(
+    r"--set|--channels|in the config|\bdata\.\w|\b(?:"
+    + "|".join(name for name in DataConfig.model_fields if "_" in name or "5" in name)
+    + r")\b"
+)
 
 
 @dataclass(frozen=True)
@@ -103,8 +116,11 @@ class ScoreRequest(BaseModel):
         max_length=256,
         description="Recording name, repeated in the response.",
     )
+    # Strict like the samples, because lax mode reads true as 1 Hz, and with
+    # data.resample a 1 kHz recording then becomes a thousand times longer.
     sample_rate: float | None = Field(
         default=None,
+        strict=True,
         gt=0,
         allow_inf_nan=False,
         description="Samples per second of every channel. Omitted: the model's own "
@@ -597,6 +613,17 @@ def _check_json_content_type(request: Request) -> None:
     )
 
 
+def _check_identity_encoding(request: Request) -> None:
+    """Reject a compressed body, which the service would parse as invalid JSON."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise _Rejected(
+            415,
+            f"Content-Encoding {encoding!r} is not supported; send the body "
+            "uncompressed, without a Content-Encoding header",
+        )
+
+
 def _parse_score_request(body: bytes) -> ScoreRequest:
     """Parse and validate a JSON body in one pass.
 
@@ -607,6 +634,9 @@ def _parse_score_request(body: bytes) -> ScoreRequest:
     # NOTE: the whole body is parsed into Python floats before max_samples is
     # checked. A 100 MiB body of single-digit values (under the default body
     # limit) peaked at 4.5 GB of memory; lower --max-body-mb on small machines.
+    # Windows tools such as Notepad start UTF-8 files with a byte order mark,
+    # which pydantic's parser rejects as "expected value at line 1 column 1".
+    body = body.removeprefix(codecs.BOM_UTF8)
     try:
         return ScoreRequest.model_validate_json(body)
     except ValidationError as error:
@@ -646,7 +676,10 @@ def _add_scoring(
         dependencies=[Depends(authorize)],
         responses={
             **_REJECTIONS,
-            415: {"model": ErrorResponse, "description": "Body is not JSON."},
+            415: {
+                "model": ErrorResponse,
+                "description": "Body is not JSON, or is compressed.",
+            },
         },
         openapi_extra=_JSON_BODY,
     )
@@ -658,6 +691,7 @@ def _add_scoring(
     ) -> ScoreResponse:
         """Score one recording sent as JSON, samples listed per channel name."""
         _check_json_content_type(request)
+        _check_identity_encoding(request)
         body = await request.body()
 
         def handle() -> ScoreResponse:
@@ -697,13 +731,29 @@ def _add_scoring(
 
 def _validation_message(error: RequestValidationError, shown: int = 5) -> str:
     """FastAPI's validation errors as one sentence per problem, at most ``shown``."""
-    problems = [
-        f"{'.'.join(map(str, item['loc']))}: {item['msg']}" for item in error.errors()
-    ]
+    problems = [_problem_text(item) for item in error.errors()]
     message = "; ".join(problems[:shown])
     if len(problems) > shown:
         message += f"; and {len(problems) - shown} more"
     return message
+
+
+def _problem_text(item: dict[str, Any]) -> str:
+    """Format one validation problem as 'location: message', with an upload's fix.
+
+    FastAPI reports a missing upload as "Field required", and a form field sent
+    as text (``curl -F 'file=<cycle.csv'``) as "Expected UploadFile, received:
+    <class 'str'>", and neither message shows the client how to send the file.
+    """
+    location = ".".join(map(str, item["loc"]))
+    upload_problem = item["type"] in ("missing", "value_error")
+    if tuple(item["loc"]) == ("body", "file") and upload_problem:
+        return (
+            f"{location}: no file upload in the form field 'file'; send the "
+            "recording as multipart/form-data, as a file with its file name, "
+            "e.g. curl -F 'file=@cycle.csv' http://HOST:PORT/score/file"
+        )
+    return f"{location}: {item['msg']}"
 
 
 def _watcher_lifespan(watcher: Watcher | None, interval: float, state: dict):  # noqa: ANN202
@@ -854,7 +904,18 @@ def _recording_from_request(
     rate = model.sample_rate_
     if model.config.data.resample and request.sample_rate is not None:
         rate = request.sample_rate
-    return Recording(request.name, data.astype(np.float32), expected, rate)
+    recording = Recording(request.name, data.astype(np.float32), expected, rate)
+    if recording.n_samples == 0:
+        return recording  # scoring rejects it as shorter than one window
+    # The readers apply data.constant_policy and data.clipping_policy to every
+    # file, so an upload and the same samples sent as JSON get the same response.
+    options = scoring_options(model)
+    try:
+        return check_quality(
+            recording, options.constant_policy, options.clipping_policy, set()
+        )
+    except InputError as error:
+        raise _Rejected(422, _upload_message(request.name, error)) from None
 
 
 def _check_rate(
@@ -905,7 +966,7 @@ def _recording_from_upload(
 ) -> Recording:
     """Read an uploaded recording and check it against the model."""
     filename = Path(upload.filename or "").name
-    recording = _read_upload(model, upload, filename)
+    recording = _read_upload(model, upload, filename, limits)
 
     if recording.n_samples > limits.max_samples:
         raise _Rejected(
@@ -931,7 +992,9 @@ def _recording_from_upload(
     return recording
 
 
-def _read_upload(model: Model, upload: UploadFile, filename: str) -> Recording:
+def _read_upload(
+    model: Model, upload: UploadFile, filename: str, limits: ServiceLimits
+) -> Recording:
     """Save an upload under its own file name in a temporary folder and read it."""
     suffix = Path(filename).suffix.lower()
     if suffix not in SIGNAL_SUFFIXES:
@@ -955,6 +1018,13 @@ def _read_upload(model: Model, upload: UploadFile, filename: str) -> Recording:
         with open(path, "wb") as out:
             while block := upload.file.read(1 << 20):
                 out.write(block)
+        declared = _declared_samples(path)
+        if declared is not None and declared > limits.max_samples:
+            raise _Rejected(
+                413,
+                f"{filename}: {declared} samples per channel is more than the limit "
+                f"of {limits.max_samples}; split the recording",
+            )
         try:
             recordings = read_file(path, scoring_options(model))
         except InputError as error:
@@ -972,14 +1042,77 @@ def _read_upload(model: Model, upload: UploadFile, filename: str) -> Recording:
     return recordings[0]
 
 
+def _declared_samples(path: Path) -> int | None:
+    """Return the samples per channel that a compressed file's header declares.
+
+    Parquet, .npz and HDF5 files can be compressed, so the body limit does not
+    bound the memory that reading them takes. A 220 kB Parquet file of zeros
+    held 20 million rows, and reading it took 0.7 GB of memory and 12 s before
+    the sample limit rejected it (one measurement, pyarrow 25). For .npz and
+    HDF5 the longest axis of any array counts. Returns None for other formats
+    and for files whose header cannot be read, which the reader then reports.
+
+    NOTE: MATLAB files can be compressed too and are not checked here.
+    Only the samples per channel are bounded, so an .npz file with thousands of
+    channels of max_samples each can still take many GB.
+    """
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows
+        if suffix == ".npz":
+            with zipfile.ZipFile(path) as archive:
+                return _npz_longest_axis(archive)
+        if suffix in (".h5", ".hdf5", ".hdf"):
+            return _hdf5_longest_axis(path)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return None
+    return None
+
+
+def _npz_longest_axis(archive: zipfile.ZipFile) -> int:
+    """Return the longest axis of the arrays in an .npz archive, from their headers.
+
+    Only each member's header is decompressed, not its data.
+    """
+    longest = 0
+    for member in archive.infolist():
+        with archive.open(member) as stream:
+            version = np.lib.format.read_magic(stream)
+            if version == (1, 0):
+                shape = np.lib.format.read_array_header_1_0(stream)[0]
+            else:
+                shape = np.lib.format.read_array_header_2_0(stream)[0]
+        longest = max((longest, *shape))
+    return longest
+
+
+def _hdf5_longest_axis(path: Path) -> int:
+    """Return the longest axis of the datasets in an HDF5 file, from its metadata."""
+    import h5py
+
+    shapes: list[tuple[int, ...]] = []
+
+    def visit(name: str, item: object) -> None:
+        if isinstance(item, h5py.Dataset) and item.shape:
+            shapes.append(item.shape)
+
+    with h5py.File(path, "r") as handle:
+        handle.visititems(visit)
+    return max((axis for shape in shapes for axis in shape), default=0)
+
+
 def _upload_message(filename: str, error: InputError) -> str:
     """Format a reader's error with the upload's name, not its temporary path.
 
-    A fix that names command-line settings (``--set data.encoding=...``) is a
-    change to the server, which the client cannot make, so the message marks it.
+    A fix that names a reading setting (``--set data.encoding=...``,
+    ``constant_policy: warn``, ``set raw_dtype``) is a change to the server, which
+    the client cannot make, so the message marks it.
     """
     fix = error.fix or ""
-    if "--set" in fix or "--channels" in fix:
+    if _SERVER_SETTING.search(fix):
         fix += " (settings of the server: start 'grindwatch serve' with them)"
     return f"{filename}: {error.problem}" + (f"; {fix}" if fix else "")
 
