@@ -290,7 +290,7 @@ def test_samples_over_limit_get_413(trained):
     assert "limit of 1000" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("suffix", [".parquet", ".npz", ".h5"])
+@pytest.mark.parametrize("suffix", [".parquet", ".npz", ".h5", ".mat"])
 def test_compressed_upload_limited_before_read(trained, tmp_path, suffix):
     limited = TestClient(
         create_app(trained["model"], limits=ServiceLimits(max_samples=1000))
@@ -303,6 +303,10 @@ def test_compressed_upload_limited_before_read(trained, tmp_path, suffix):
         pd.DataFrame(data.T, columns=CHANNELS).to_parquet(path)
     elif suffix == ".npz":
         np.savez_compressed(path, data=data, channels=np.array(CHANNELS))
+    elif suffix == ".mat":
+        import scipy.io
+
+        scipy.io.savemat(path, {"data": data, "fs": 1000.0}, do_compression=True)
     else:
         import h5py
 
@@ -319,6 +323,25 @@ def test_compressed_upload_limited_before_read(trained, tmp_path, suffix):
         f"{path.name}: 5000 samples per channel is more than the limit of 1000; "
         "split the recording"
     )
+
+
+def test_mat_header_gives_longest_axis(tmp_path):
+    import h5py
+    import scipy.io
+
+    from grindwatch.serve import _declared_samples
+
+    plain = tmp_path / "plain.mat"
+    scipy.io.savemat(plain, {"a": np.zeros((3, 500)), "b": np.ones((2, 7000))})
+    v73 = tmp_path / "v73.mat"
+    with h5py.File(v73, "w") as handle:
+        handle["x"] = np.zeros((2, 4321))
+    junk = tmp_path / "junk.mat"
+    junk.write_bytes(b"not a MATLAB file")
+
+    assert _declared_samples(plain) == 7000
+    assert _declared_samples(v73) == 4321
+    assert _declared_samples(junk) is None
 
 
 def test_upload_scores_like_json(client, trained):

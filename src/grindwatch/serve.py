@@ -25,13 +25,15 @@ import contextlib
 import hmac
 import logging
 import re
+import struct
 import tempfile
 import threading
 import zipfile
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, UploadFile
@@ -1052,12 +1054,17 @@ def _declared_samples(path: Path) -> int | None:
     HDF5 the longest axis of any array counts. Returns None for other formats
     and for files whose header cannot be read, which the reader then reports.
 
-    NOTE: MATLAB files can be compressed too and are not checked here.
-    Only the samples per channel are bounded, so an .npz file with thousands of
-    channels of max_samples each can still take many GB.
+    MATLAB files count the longest axis of their top-level arrays (see
+    ``_mat_longest_axis``).
+
+    NOTE: the fields of MATLAB v5 structs are not checked. Only the samples per
+    channel are bounded, so an .npz file with thousands of channels of
+    max_samples each can still take many GB.
     """
     suffix = path.suffix.lower()
     try:
+        if suffix == ".mat":
+            return _mat_longest_axis(path)
         if suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
@@ -1067,9 +1074,79 @@ def _declared_samples(path: Path) -> int | None:
                 return _npz_longest_axis(archive)
         if suffix in (".h5", ".hdf5", ".hdf"):
             return _hdf5_longest_axis(path)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+    except (
+        OSError,
+        ValueError,
+        zipfile.BadZipFile,
+        EOFError,
+        zlib.error,
+        struct.error,
+    ):
         return None
     return None
+
+
+# MATLAB v5 element types (MAT-File Format, version 7 and earlier).
+_MI_INT32, _MI_MATRIX, _MI_COMPRESSED = 5, 14, 15
+# The bytes of a matrix element up to its dimensions: its tag, the array flags
+# (8-byte tag and 8 bytes), the dimensions' tag and up to 30 dimensions.
+_MAT_HEAD_BYTES = 8 + 16 + 8 + 4 * 30
+
+
+def _mat_longest_axis(path: Path) -> int | None:
+    """Return the longest axis of the top-level arrays in a MATLAB file.
+
+    v7.3 files are HDF5. In v5 files each variable's element starts with its
+    dimensions, and of a compressed element only those first bytes are
+    decompressed. Structs and cell arrays count their own dimensions only,
+    such as 1 x 1. Returns None for a header that does not parse.
+    """
+    import h5py
+
+    if h5py.is_hdf5(path):
+        return _hdf5_longest_axis(path)
+    longest = 0
+    with open(path, "rb") as stream:
+        header = stream.read(128)
+        order = {b"IM": "<", b"MI": ">"}.get(header[126:128])
+        if order is None:
+            return None
+        while len(tag := stream.read(8)) == 8:
+            kind, size = struct.unpack(order + "II", tag)
+            if kind >> 16:
+                continue  # a small element: its data sits in the tag's 4 bytes
+            if kind == _MI_COMPRESSED:
+                head = _inflate_head(stream, size)
+            elif kind == _MI_MATRIX:
+                head = tag + stream.read(min(size, _MAT_HEAD_BYTES - 8))
+                stream.seek(size - (len(head) - 8) + (-size % 8), 1)
+            else:
+                stream.seek(size + (-size % 8), 1)
+                continue
+            if len(head) < 32:
+                return None
+            kind, _ = struct.unpack(order + "II", head[:8])
+            dims_kind, dims_size = struct.unpack(order + "II", head[24:32])
+            if kind != _MI_MATRIX or dims_kind != _MI_INT32:
+                return None
+            count = min(dims_size // 4, (len(head) - 32) // 4)
+            dims = struct.unpack(order + f"{count}i", head[32 : 32 + 4 * count])
+            longest = max((longest, *dims))
+    return longest
+
+
+def _inflate_head(stream: BinaryIO, size: int) -> bytes:
+    """Return the first bytes of a compressed element and skip the rest of it."""
+    inflater = zlib.decompressobj()
+    head, left = b"", size
+    while left and len(head) < _MAT_HEAD_BYTES:
+        chunk = stream.read(min(left, 1 << 16))
+        if not chunk:
+            break
+        left -= len(chunk)
+        head += inflater.decompress(chunk, _MAT_HEAD_BYTES - len(head))
+    stream.seek(left, 1)
+    return head
 
 
 def _npz_longest_axis(archive: zipfile.ZipFile) -> int:
