@@ -1043,6 +1043,19 @@ def test_damaged_time_cell_raises(tmp_path):
         read_file(path)
 
 
+def test_time_zone_abbreviation_raises(tmp_path):
+    stamps = pd.date_range("2026-03-01 10:00:00", periods=300, freq="1ms")
+    texts = [stamp.strftime("%Y-%m-%d %H:%M:%S.%f") + " CET" for stamp in stamps]
+    path = _write(tmp_path / "run.csv", "time", texts)
+
+    # pandas 3.0 does not parse "CET", and such a file was read at no sample rate.
+    with pytest.raises(InputError, match="none of its cells parses") as raised:
+        read_file(path)
+
+    assert "'2026-03-01 10:00:00.000000 CET' at data row 0" in raised.value.problem
+    assert "data.timezone" in raised.value.fix
+
+
 def test_time_running_backwards_raises(tmp_path):
     path = _write(tmp_path / "run.csv", "Zeit [s]", np.arange(300)[::-1] / RATE)
 

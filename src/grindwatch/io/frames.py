@@ -1100,6 +1100,7 @@ def _raise_if_damaged_time(path: Path, frame: pd.DataFrame, names: list[str]) ->
             continue
         column = frame[name]
         problem = None
+        fix = "repair the column, or delete it to read the rows without times"
         if not (
             pd.api.types.is_numeric_dtype(column)
             or pd.api.types.is_datetime64_any_dtype(column)
@@ -1107,11 +1108,25 @@ def _raise_if_damaged_time(path: Path, frame: pd.DataFrame, names: list[str]) ->
         ):
             filled, is_number = _number_cells(column)
             damaged = filled & ~is_number
-            if is_number.sum() > damaged.sum() and damaged.any():
+            # Text in every cell that does not parse as date-time, such as a
+            # zone abbreviation ("10:00:00 CET") that pandas cannot place.
+            unparsed = not is_number.any() and _as_datetime(column) is None
+            if damaged.any() and (is_number.sum() > damaged.sum() or unparsed):
                 row = int(np.flatnonzero(damaged)[0])
                 cell = repr(column.iloc[row])
-                cell = cell if len(cell) <= 24 else cell[:20] + "...'"
+                cell = cell if len(cell) <= 40 else cell[:36] + "...'"
                 problem = f"has {cell} at data row {row}, which is not a time"
+                if unparsed:
+                    problem = (
+                        f"has {cell} at data row {row}, and none of its cells "
+                        "parses as a number or date-time"
+                    )
+                    fix = (
+                        "write a time zone as an offset (+01:00), or leave it out "
+                        "and set data.timezone to its IANA name (Europe/Berlin); "
+                        "or read the rows without times with data.ignore_time=true "
+                        "and data.sample_rate"
+                    )
         if problem is None:
             seconds = _seconds(name, column, None)
             steps = (
@@ -1126,7 +1141,7 @@ def _raise_if_damaged_time(path: Path, frame: pd.DataFrame, names: list[str]) ->
                 path,
                 f"the time column {name!r} {problem}, so the sample rate cannot "
                 "be read from it",
-                "repair the column, or delete it to read the rows without times",
+                fix,
             )
 
 
