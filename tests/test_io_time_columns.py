@@ -1048,7 +1048,7 @@ def test_time_zone_abbreviation_raises(tmp_path):
     texts = [stamp.strftime("%Y-%m-%d %H:%M:%S.%f") + " CET" for stamp in stamps]
     path = _write(tmp_path / "run.csv", "time", texts)
 
-    # pandas 3.0 does not parse "CET", and such a file was read at no sample rate.
+    # pandas 3.1 does not parse "CET", and such a file was read at no sample rate.
     with pytest.raises(InputError, match="none of its cells parses") as raised:
         read_file(path)
 
