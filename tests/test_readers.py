@@ -115,6 +115,30 @@ def test_csv_encoding_set_in_config(tmp_path):
     assert loaded.channels == ["a", "b", "T [°C]"]
 
 
+@pytest.mark.parametrize(
+    ("codec", "encoding", "match"),
+    [
+        ("utf-16", None, "starts with a UTF-16 byte order mark"),
+        ("utf-16", "latin-1", "starts with a UTF-16 byte order mark"),
+        ("utf-16-le", None, r"contains NUL bytes \(first on line 1\)"),
+        ("utf-16-le", "utf-16", "is not valid utf-16 text"),
+    ],
+)
+def test_csv_utf16_names_encoding_fix(tmp_path, codec, encoding, match):
+    path = tmp_path / "wide.csv"
+    path.write_bytes(("time,a,b,T [°C]\n" + _csv_rows()).encode(codec))
+    options = ReadOptions(encoding=encoding) if encoding else ReadOptions()
+
+    # Before, the fix named latin-1, a cut-short last line or no file at all.
+    with pytest.raises(InputError, match=match) as raised:
+        read_file(path, options)
+    (recording,) = read_file(path, ReadOptions(encoding=codec))
+
+    assert "data.encoding=utf-16" in raised.value.fix or "utf-16-le" in raised.value.fix
+    assert recording.channels == ["a", "b", "T [°C]"]
+    assert recording.sample_rate == pytest.approx(1000.0)
+
+
 def test_csv_invalid_byte_late_in_file_raises(tmp_path):
     path = tmp_path / "late.csv"
     rows = _csv_rows(3000)

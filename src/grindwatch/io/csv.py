@@ -73,14 +73,42 @@ def _read_head(path: Path, encoding: str) -> str:
             raw = handle.read(_HEAD_BYTES)
     except OSError as error:
         raise InputError(path, f"cannot be read ({error.strerror})") from None
+    wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not wide:
+        raise InputError(
+            path,
+            f"starts with a UTF-16 byte order mark, so it is not {encoding} text",
+            "set the file's encoding with --set data.encoding=utf-16 (data.encoding "
+            "in the config)",
+        )
+    if b"\x00" in raw and not wide:
+        # CSV text in UTF-8 or a one-byte codec has no NUL bytes, but UTF-16
+        # text of ASCII characters has one in every pair of bytes.
+        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        raise InputError(
+            path,
+            f"contains NUL bytes (first on line {line}), as UTF-16 text does, so "
+            f"it is not {encoding} text",
+            "set the file's encoding with --set data.encoding=utf-16-le (data.encoding "
+            "in the config), or utf-16-be",
+        )
     try:
         # Final only when the file ended, because the 64 KiB border may cut a
         # multi-byte character.
-        return decoder.decode(raw, final=len(raw) < _HEAD_BYTES)
+        head = decoder.decode(raw, final=len(raw) < _HEAD_BYTES)
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         byte = raw[error.start]
         raise _not_encoded(path, encoding, byte, f"on line {line}") from None
+    except UnicodeError as error:
+        # Python's utf-16 codec raises this for a file without a byte order mark.
+        raise InputError(
+            path,
+            f"is not valid {encoding} text ({error})",
+            "set data.encoding to utf-16-le or utf-16-be, which need no byte order "
+            "mark (utf-16-le for files written on Windows)",
+        ) from None
+    return head
 
 
 def _not_encoded(path: Path, encoding: str, byte: int, where: str) -> InputError:
