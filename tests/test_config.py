@@ -31,6 +31,26 @@ def test_boolean_for_number_rejected(tmp_path, text, key):
     assert "Value error" not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "quoted", "shown", "read"),
+    [
+        ("time_column", "12:30", '"12:30"', "not 750 (int)", "12:30"),
+        ("hdf5_key", "010", '"010"', "not 8 (int)", "010"),
+        ("channels", "[vib, on]", '[vib, "on"]', "not True (bool)", ["vib", "on"]),
+        ("time_column", "on", '"on"', "not True (bool)", "on"),
+    ],
+)
+def test_unquoted_name_rejected_with_fix(tmp_path, name, text, quoted, shown, read):
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, f"data:\n  {name}: {text}\n")
+    config = _load(tmp_path, f"data:\n  {name}: {quoted}\n")
+
+    # Before, the message read "expected a number" or "a valid string".
+    assert f"data.{name}: expected text, {shown}" in str(raised.value)
+    assert "quote the value" in str(raised.value)
+    assert getattr(config.data, name) == read
+
+
 def test_boolean_settings_still_read(tmp_path):
     config = _load(tmp_path, "data:\n  strict: true\ntracking:\n  enabled: false\n")
 
