@@ -92,6 +92,14 @@ def test_negative_seed_rejected(tmp_path):
     assert "greater than or equal to 0" in str(raised.value)
 
 
+def test_tab_in_config_names_fix(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, "windows:\n\tlength: 512\n")
+
+    assert "line 2, column 1: found character '\\t'" in str(raised.value)
+    assert "replace the tab with spaces" in str(raised.value)
+
+
 def test_utf16_config_from_powershell_is_read(tmp_path):
     path = tmp_path / "grindwatch.yaml"
     path.write_bytes("windows:\n  length: 512\n".encode("utf-16"))
