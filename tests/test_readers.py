@@ -28,6 +28,23 @@ def test_csv_semicolon_with_decimal_comma(tmp_path):
     assert recording.data.dtype == np.float32
 
 
+def test_csv_late_decimal_comma_names_cell(tmp_path):
+    # The detection reads the first lines, where an idle machine logs zeros.
+    rows = [f"{i};0;{i % 5}" for i in range(40)] + ["40;49,98;0", "41;51,5;1"]
+    path = tmp_path / "idle.csv"
+    path.write_text("time_ms;force;step\n" + "\n".join(rows) + "\n")
+
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+    (recording,) = read_file(path, ReadOptions(decimal=","))
+
+    # Before, the message showed the first cell, '0', as the number stored as text.
+    assert "(first: '49,98' at data row 40)" in raised.value.problem
+    assert raised.value.fix == "for a decimal comma set data.decimal to ','"
+    assert recording.channels == ["force", "step"]
+    assert recording.data[0, -2:].tolist() == pytest.approx([49.98, 51.5])
+
+
 def test_csv_label_and_text_columns_are_not_channels(tmp_path):
     path = tmp_path / "run.csv"
     frame = pd.DataFrame(

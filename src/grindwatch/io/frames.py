@@ -619,7 +619,14 @@ def _raise_if_mostly_numbers(
     if n_numbers <= n_other:
         return
     if n_other == 0:
-        first = int(np.flatnonzero(is_number)[0])
+        # Show a cell that needs the decimal comma or thousands separators, as
+        # the first cells may be plain numbers ("0" before "49,98").
+        plain = pd.to_numeric(
+            column.astype("string").str.strip().to_numpy(dtype=object),
+            errors="coerce",
+        )
+        needs_mark = is_number & ~np.isfinite(plain)
+        first = int(np.flatnonzero(needs_mark if needs_mark.any() else is_number)[0])
         raise InputError(
             path,
             f"column {name!r} holds numbers stored as text (first: "
