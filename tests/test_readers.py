@@ -231,6 +231,19 @@ def test_csv_delimiter_equal_to_decimal_raises(tmp_path, options):
         read_file(path, ReadOptions(**options))
 
 
+@pytest.mark.parametrize("delimiter", ["\\t", "\\s+", "\t"])
+def test_csv_delimiter_as_regular_expression(tmp_path, delimiter):
+    path = tmp_path / "run.csv"
+    path.write_text("time\ta\tb\tc\n" + _csv_rows().replace(",", "\t"))
+    # --set data.delimiter=\t gives a backslash and a t, not a tab.
+    config = Config().with_overrides({"data.delimiter": delimiter})
+
+    (recording,) = read_file(path, read_options(config))
+
+    assert recording.channels == ["a", "b", "c"]
+    assert recording.sample_rate == pytest.approx(1000.0)
+
+
 def test_csv_unknown_encoding_rejected(tmp_path):
     path = tmp_path / "run.csv"
     path.write_text("time,a\n0,1\n0.001,2\n")

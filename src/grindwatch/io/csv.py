@@ -306,6 +306,9 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
     if strip_hash or _header_with_hash_field(lines, n_comments, delimiter):
         header_row = n_comments - 1
 
+    # pandas reads a longer delimiter as a regular expression ('\\t' is a tab)
+    # with its python engine, which rejects low_memory.
+    engine = {"low_memory": False} if len(delimiter) == 1 else {"engine": "python"}
     try:
         frame = read_csv_rows_checked(
             path,
@@ -313,7 +316,7 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
             decimal=decimal,
             encoding=options.encoding,
             skiprows=header_row,
-            low_memory=False,
+            **engine,
         )
     except pd.errors.ParserWarning:
         raise InputError(
