@@ -48,6 +48,21 @@ def test_link_loop_loads_each_recording_once(tmp_path):
     ]
 
 
+def test_broken_link_skipped_with_reason(tmp_path):
+    folder = tmp_path / "cycles"
+    write_cycles(folder, 3)
+    os.symlink(tmp_path / "unmounted" / "r9.csv", folder / "r9.csv")
+
+    # Before, the folder walk and the glob left the link out without a message.
+    for source in (folder, str(folder / "*.csv")):
+        loaded = load_recordings(source)
+
+        assert len(loaded.recordings) == 3
+        assert [item.path.name for item in loaded.skipped] == ["r9.csv"]
+        assert "is a symbolic link to" in loaded.skipped[0].reason
+        assert "which does not exist" in loaded.skipped[0].reason
+
+
 def test_clashing_names_get_enough_folders(tmp_path):
     # Both parents are named "day", so one folder would leave the names equal.
     write_cycles(tmp_path / "m1" / "day", 1)

@@ -96,6 +96,12 @@ def read_file(
             "copy the cycle's raw/ folder of Parquet files next to meta.json, or "
             "remove the folder from the data set",
         )
+    if _is_broken_link(path):
+        raise InputError(
+            path,
+            f"is a symbolic link to {path.readlink()}, which does not exist",
+            "mount or restore the target, or remove the link",
+        )
     if not path.is_file():
         raise InputError(path, "file not found", "check the path")
     if path.stat().st_size == 0:
@@ -235,7 +241,11 @@ def label_roots(
                 raise InputError(text, "the pattern matches no file", "check it")
             root = _fixed_prefix(Path(text))
             for match in matches:
-                if match.is_file() or (kind == "signals" and _is_cycle(match)):
+                if (
+                    match.is_file()
+                    or _is_broken_link(match)
+                    or (kind == "signals" and _is_cycle(match))
+                ):
                     files.setdefault(match, root)
         elif Path(text).is_dir():
             found = _walk(Path(text), suffixes, kind)
@@ -298,7 +308,15 @@ def _walk(
             found.extend(_walk(item, suffixes, kind, visited))
         elif item.is_file() and item.suffix.lower() in suffixes:
             found.append(item)
+        elif item.suffix.lower() in suffixes and _is_broken_link(item):
+            # A link whose target is gone, as on an unmounted share: listed, so
+            # that reading it fails and the data set names it as skipped.
+            found.append(item)
     return found
+
+
+def _is_broken_link(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()
 
 
 def _is_cycle(folder: Path) -> bool:
