@@ -3,6 +3,7 @@ names of files that share a stem."""
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -61,6 +62,24 @@ def test_broken_link_skipped_with_reason(tmp_path):
         assert [item.path.name for item in loaded.skipped] == ["r9.csv"]
         assert "is a symbolic link to" in loaded.skipped[0].reason
         assert "which does not exist" in loaded.skipped[0].reason
+
+
+def test_compressed_recording_skipped_with_fix(tmp_path):
+    folder = tmp_path / "cycles"
+    paths = write_cycles(folder, 4)
+    with gzip.open(folder / "cycle_009.csv.gz", "wb") as packed:
+        packed.write(paths[0].read_bytes())
+    # An archive copy beside its uncompressed file is left out.
+    with gzip.open(folder / "cycle_001.csv.gz", "wb") as packed:
+        packed.write(paths[1].read_bytes())
+
+    # Before, the folder walk left cycle_009.csv.gz out without a message.
+    loaded = load_recordings(folder)
+
+    assert len(loaded.recordings) == 4
+    assert [item.path.name for item in loaded.skipped] == ["cycle_009.csv.gz"]
+    assert "is compressed (.gz)" in loaded.skipped[0].reason
+    assert "decompress it first" in loaded.skipped[0].reason
 
 
 def test_clashing_names_get_enough_folders(tmp_path):

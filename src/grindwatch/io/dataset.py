@@ -59,6 +59,9 @@ SIGNAL_SUFFIXES = (
     ".raw",
 )
 TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")
+# The folder walk lists compressed recordings (r.csv.gz), so that reading them
+# raises and names them. Otherwise they would be left out without a message.
+_COMPRESSED_SUFFIXES = (".gz", ".zip", ".bz2", ".xz", ".zst", ".7z")
 SUFFIXES = SIGNAL_SUFFIXES
 
 
@@ -107,6 +110,12 @@ def read_file(
     if path.stat().st_size == 0:
         raise InputError(path, "the file is empty", "check that the export finished")
     suffix = path.suffix.lower()
+    if suffix in _COMPRESSED_SUFFIXES:
+        raise InputError(
+            path,
+            f"is compressed ({suffix}), and grindwatch reads uncompressed files only",
+            "decompress it first (gunzip for .gz, unzip for .zip)",
+        )
 
     if options.kind == "table":
         if suffix not in TABLE_SUFFIXES:
@@ -308,11 +317,24 @@ def _walk(
             found.extend(_walk(item, suffixes, kind, visited))
         elif item.is_file() and item.suffix.lower() in suffixes:
             found.append(item)
+        elif item.is_file() and _is_compressed_recording(item, suffixes):
+            found.append(item)
         elif item.suffix.lower() in suffixes and _is_broken_link(item):
-            # A link whose target is gone, as on an unmounted share: listed, so
+            # A link whose target is gone (an unmounted share) is listed, so
             # that reading it fails and the data set names it as skipped.
             found.append(item)
     return found
+
+
+def _is_compressed_recording(path: Path, suffixes: tuple[str, ...]) -> bool:
+    """Tell whether ``path`` is a compressed file of a readable kind (r.csv.gz)
+    without its uncompressed copy beside it."""
+    inner = Path(path.stem).suffix.lower()
+    return (
+        path.suffix.lower() in _COMPRESSED_SUFFIXES
+        and inner in suffixes
+        and not path.with_suffix("").exists()
+    )
 
 
 def _is_broken_link(path: Path) -> bool:
