@@ -226,6 +226,21 @@ def test_reordered_channels_give_same_scores(cycle_folders, tmp_path):
     np.testing.assert_allclose(first, second, rtol=1e-6)
 
 
+def test_missing_named_channel_fix_when_scoring(cycle_folders, tmp_path):
+    config = _config(**{"data.channels": ["vib_x", "current"]})
+    model = grindwatch.train(cycle_folders["good"], config).model
+    data = make_cycle(50)[:2]
+    partial = _write_csv(tmp_path / "partial.csv", data, ("vib_x", "vib_y"))
+
+    scored = grindwatch.score(model, [cycle_folders["good"] / "cycle_000.csv", partial])
+
+    # Before, the fix named data.channels, which scoring does not accept.
+    reason = scored.skipped[0]["reason"]
+    assert "channels ['current'] not found" in reason
+    assert "score the file with a model trained on the channels it has" in reason
+    assert "data.channels" not in reason
+
+
 def test_missing_channel_skipped_when_loading(tmp_path):
     write_cycles(tmp_path, 2)
     pd.read_csv(tmp_path / "cycle_001.csv").drop(columns="vib_y").to_csv(

@@ -699,11 +699,17 @@ def _select(path: Path, available: list[str], options: ReadOptions) -> list[str]
             f"'DIR/**/*.csv'; if it is a recording, {otherwise}",
         )
     if missing:
+        fix = (
+            "record those channels, or score the file with a model trained on "
+            "the channels it has"
+            if options.known_channels
+            else "fix the channel names in data.channels, or record those channels"
+        )
         raise InputError(
             path,
             f"channels {shorten_list(missing)} not found; numeric columns are "
             f"{shorten_list(available)}",
-            "fix the channel names in data.channels, or record those channels",
+            fix,
         )
     return list(options.channels)
 
