@@ -51,6 +51,18 @@ def test_unquoted_name_rejected_with_fix(tmp_path, name, text, quoted, shown, re
     assert getattr(config.data, name) == read
 
 
+def test_comma_text_for_list_names_fix(tmp_path):
+    # --set data.channels=a,b gives the text "a,b".
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, "data:\n  channels: vib_x,current\n")
+
+    # Before, the message read "Input should be a valid list".
+    assert "data.channels: expected a list, not the text 'vib_x,current'" in str(
+        raised.value
+    )
+    assert "--set 'KEY=[a, b]'" in str(raised.value)
+
+
 def test_boolean_settings_still_read(tmp_path):
     config = _load(tmp_path, "data:\n  strict: true\ntracking:\n  enabled: false\n")
 

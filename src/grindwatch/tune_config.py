@@ -92,6 +92,15 @@ def _is_text(annotation: Any) -> bool:
     return False
 
 
+def _is_list(annotation: Any) -> bool:
+    """Return whether a field's type is a list, or a list or None."""
+    if typing.get_origin(annotation) is list:
+        return True
+    arguments = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return union and len(arguments) == 1 and _is_list(arguments[0])
+
+
 class Section(BaseModel):
     """A configuration section: unknown keys, true/false for numbers, values
     other than text for names, and infinite or NaN numbers are errors.
@@ -111,6 +120,11 @@ class Section(BaseModel):
     def _reject_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         values = value if isinstance(value, list) else [value]
         field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, str) and field is not None and _is_list(field.annotation):
+            raise ValueError(
+                f"expected a list, not the text {value!r}; write a YAML list, as in "
+                "[a, b] (--set 'KEY=[a, b]' on the command line)"
+            )
         if field is not None and _is_text(field.annotation):
             other = [item for item in values if not isinstance(item, str)]
             if value is not None and other:
