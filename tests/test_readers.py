@@ -45,6 +45,20 @@ def test_csv_late_decimal_comma_names_cell(tmp_path):
     assert recording.data[0, -2:].tolist() == pytest.approx([49.98, 51.5])
 
 
+def test_csv_name_with_delimiter_raises(tmp_path):
+    path = tmp_path / "run.csv"
+    rows = "".join(f"{i / 1000:.3f},{np.sin(i / 7):.4f},{i % 5}\n" for i in range(300))
+    path.write_text("time,Force (kN, filtered),speed\n" + rows)
+
+    # Before, the error named 300 NaN samples in the column 'speed'.
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+
+    assert "header line has 4 ','-separated names" in raised.value.problem
+    assert "data rows have 3 fields" in raised.value.problem
+    assert "put such names in double quotes" in raised.value.fix
+
+
 def test_csv_label_and_text_columns_are_not_channels(tmp_path):
     path = tmp_path / "run.csv"
     frame = pd.DataFrame(

@@ -117,7 +117,7 @@ class Section(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _reject_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+    def _check_value_types(cls, value: Any, info: ValidationInfo) -> Any:
         values = value if isinstance(value, list) else [value]
         field = cls.model_fields.get(info.field_name or "")
         if isinstance(value, str) and field is not None and _is_list(field.annotation):

@@ -340,6 +340,7 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
 
     _raise_if_numeric_header(path, lines[header_row], delimiter, decimal)
     header = _fields(lines[header_row].lstrip("\ufeff"), delimiter)
+    _raise_if_header_wider(path, header, lines[header_row + 1 :], delimiter)
     if strip_hash:
         first = str(frame.columns[0]).lstrip("#").strip()
         frame = frame.rename(columns={frame.columns[0]: first})
@@ -350,6 +351,35 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
     _raise_if_cut_short(path, delimiter, options.encoding)
     _raise_if_mixed_delimiter(path, frame, delimiter)
     return _big_integers_as_floats(frame)
+
+
+def _raise_if_header_wider(
+    path: Path, header: list[str] | None, data_lines: list[str], delimiter: str
+) -> None:
+    """Raise when every data line in the first 20 has fewer fields than the header.
+
+    A name that contains the delimiter unquoted ("Force (kN, filtered)") splits
+    in two, so pandas gives each value the name to its left and leaves the last
+    column empty, and the error would name NaN samples in that column.
+    """
+    names = list(header or [])
+    while names and not names[-1].strip():
+        names.pop()
+    counts = set()
+    for line in [line for line in data_lines if line.strip()][:20]:
+        fields = _fields(line, delimiter)
+        if fields is None:
+            return
+        counts.add(len(fields))
+    if len(counts) != 1 or min(counts) >= len(names):
+        return
+    raise InputError(
+        path,
+        f"its header line has {len(names)} {delimiter!r}-separated names but its "
+        f"data rows have {min(counts)} fields, so the names do not match the "
+        "values; a name probably contains the delimiter",
+        "put such names in double quotes, or remove the delimiter from them",
+    )
 
 
 def _raise_if_cut_short(path: Path, delimiter: str, encoding: str) -> None:
