@@ -55,6 +55,21 @@ def test_hdf5_inf_raises_with_channel_and_sample(tmp_path):
         read_file(path)
 
 
+@pytest.mark.parametrize("policy", ["raise", "interpolate"])
+def test_empty_channel_named_without_interpolation(tmp_path, policy):
+    path = tmp_path / "run.csv"
+    rows = "".join(f"{i / 1000:.3f},{np.sin(i / 7):.4f},\n" for i in range(300))
+    path.write_text("time,force,spare\n" + rows)
+
+    # Before, the fix for raise was interpolation, which then failed.
+    with pytest.raises(InputError) as raised:
+        read_file(path, ReadOptions(nan_policy=policy))
+
+    assert "channel 'spare' has no finite sample (all 300" in raised.value.problem
+    assert "interpolate" not in raised.value.fix
+    assert "--channels" in raised.value.fix
+
+
 def test_nan_interpolated_when_asked(tmp_path, caplog):
     data = make_cycle(0, 300)
     data[1, 10:13] = np.nan

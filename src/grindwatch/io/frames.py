@@ -722,6 +722,16 @@ def finite_or_raise(path: Path, data: np.ndarray, channels: list[str], policy: s
     bad = ~np.isfinite(data)
     if not bad.any():
         return data
+    empty = np.flatnonzero(bad.all(axis=1))
+    if empty.size:
+        # Interpolation cannot fill it, so do not suggest it.
+        raise InputError(
+            path,
+            f"channel {channels[empty[0]]!r} has no finite sample (all "
+            f"{data.shape[1]} are empty, NaN or infinite)",
+            "check the sensor, or leave the channel out by listing the channels "
+            "to use in training (--channels, data.channels)",
+        )
     if policy == "raise":
         # Transposed, so that the first match is the earliest sample.
         position, channel = np.argwhere(bad.T)[0]
@@ -737,12 +747,6 @@ def finite_or_raise(path: Path, data: np.ndarray, channels: list[str], policy: s
     index = np.arange(data.shape[1])
     for row in range(data.shape[0]):
         good = ~bad[row]
-        if not good.any():
-            raise InputError(
-                path,
-                f"channel {channels[row]!r} has no finite sample",
-                "drop the channel with --channels",
-            )
         repaired[row, ~good] = np.interp(index[~good], index[good], data[row, good])
     logger.warning("%s: interpolated %d NaN or infinite samples", path, int(bad.sum()))
     return repaired
