@@ -59,6 +59,23 @@ def test_csv_name_with_delimiter_raises(tmp_path):
     assert "put such names in double quotes" in raised.value.fix
 
 
+@pytest.mark.parametrize("comments", ["", "# "])
+def test_txt_aligned_with_spaces(tmp_path, comments):
+    values = np.column_stack(
+        [np.arange(300) / 1000, np.sin(np.arange(300) / 7), np.arange(300) % 5]
+    )
+    path = tmp_path / "run.txt"
+    # numpy.savetxt separates columns with one space unless told otherwise.
+    np.savetxt(path, values, header="time a b", comments=comments)
+
+    # Before, the columns were not split and no channel was found.
+    (recording,) = read_file(path)
+
+    assert recording.channels == ["a", "b"]
+    assert recording.sample_rate == pytest.approx(1000.0)
+    np.testing.assert_allclose(recording.data[0], values[:, 1], rtol=1e-6)
+
+
 def test_csv_label_and_text_columns_are_not_channels(tmp_path):
     path = tmp_path / "run.csv"
     frame = pd.DataFrame(

@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["read_csv_frame", "sniff_csv"]
 
 _DELIMITERS = (",", ";", "\t", "|")
+# pandas reads this regular expression with its C engine.
+_WHITESPACE = r"\s+"
 _DECIMAL_COMMA = re.compile(r"(^|[;\t|])\s*-?\d+,\d+([eE][-+]?\d+)?\s*($|[;\t|])")
 
 
@@ -38,7 +40,9 @@ def sniff_csv(path: Path, head: str) -> tuple[str, str]:
     scored = sorted(_DELIMITERS, key=spread, reverse=True)
     delimiter = scored[0]
     if spread(delimiter)[1] == 0:
-        delimiter = ","  # one column: the delimiter does not matter
+        # Columns aligned with spaces, as numpy.savetxt writes them by default.
+        widths = {len(line.split()) for line in lines}
+        delimiter = _WHITESPACE if len(widths) == 1 and widths.pop() > 1 else ","
 
     decimal = "."
     if delimiter != "," and any(_DECIMAL_COMMA.search(line) for line in lines[1:]):
@@ -137,6 +141,8 @@ def _fields(line: str, delimiter: str) -> list[str] | None:
     pandas also takes regular expressions and longer strings as delimiters, which
     the csv module does not, and the csv module rejects some damaged lines.
     """
+    if delimiter == _WHITESPACE:
+        return line.split()
     if len(delimiter) != 1:
         return None
     try:
@@ -308,14 +314,20 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
 
     # pandas reads a longer delimiter as a regular expression ('\\t' is a tab)
     # with its python engine, which rejects low_memory.
-    engine = {"low_memory": False} if len(delimiter) == 1 else {"engine": "python"}
+    one_character = len(delimiter) == 1 or delimiter == _WHITESPACE
+    engine = {"low_memory": False} if one_character else {"engine": "python"}
+    header_line = {"skiprows": header_row}
+    if strip_hash and delimiter == _WHITESPACE:
+        # Split on spaces, "# time a b" would give '#' a column of its own.
+        names = lines[header_row].lstrip("\ufeff").strip().lstrip("#").split()
+        header_line = {"skiprows": header_row + 1, "header": None, "names": names}
     try:
         frame = read_csv_rows_checked(
             path,
             sep=delimiter,
             decimal=decimal,
             encoding=options.encoding,
-            skiprows=header_row,
+            **header_line,
             **engine,
         )
     except pd.errors.ParserWarning:
@@ -339,7 +351,9 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
         ) from None
 
     _raise_if_numeric_header(path, lines[header_row], delimiter, decimal)
-    header = _fields(lines[header_row].lstrip("\ufeff"), delimiter)
+    header = header_line.get("names") or _fields(
+        lines[header_row].lstrip("\ufeff"), delimiter
+    )
     _raise_if_header_wider(path, header, lines[header_row + 1 :], delimiter)
     if strip_hash:
         first = str(frame.columns[0]).lstrip("#").strip()
