@@ -65,7 +65,7 @@ def test_txt_aligned_with_spaces(tmp_path, comments):
         [np.arange(300) / 1000, np.sin(np.arange(300) / 7), np.arange(300) % 5]
     )
     path = tmp_path / "run.txt"
-    # numpy.savetxt separates columns with one space unless told otherwise.
+    # numpy.savetxt separates columns with one space by default.
     np.savetxt(path, values, header="time a b", comments=comments)
 
     # Before, the columns were not split and no channel was found.
@@ -177,7 +177,8 @@ def test_csv_utf16_names_encoding_fix(tmp_path, codec, encoding, match):
     path.write_bytes(("time,a,b,T [°C]\n" + _csv_rows()).encode(codec))
     options = ReadOptions(encoding=encoding) if encoding else ReadOptions()
 
-    # Before, the fix named latin-1, a cut-short last line or no file at all.
+    # Before, the fix named latin-1 or a cut-short last line, or a UnicodeError
+    # escaped.
     with pytest.raises(InputError, match=match) as raised:
         read_file(path, options)
     (recording,) = read_file(path, ReadOptions(encoding=codec))

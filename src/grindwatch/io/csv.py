@@ -318,7 +318,7 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
     engine = {"low_memory": False} if one_character else {"engine": "python"}
     header_line = {"skiprows": header_row}
     if strip_hash and delimiter == _WHITESPACE:
-        # Split on spaces, "# time a b" would give '#' a column of its own.
+        # Split on spaces, the header "# time a b" gives '#' a column of its own.
         names = lines[header_row].lstrip("\ufeff").strip().lstrip("#").split()
         header_line = {"skiprows": header_row + 1, "header": None, "names": names}
     try:
