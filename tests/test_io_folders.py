@@ -82,6 +82,18 @@ def test_compressed_recording_skipped_with_fix(tmp_path):
     assert "decompress it first" in loaded.skipped[0].reason
 
 
+def test_office_lock_file_left_out(tmp_path):
+    folder = tmp_path / "cycles"
+    write_cycles(folder, 2)
+    # Excel's lock file for an open cycle_000.csv: the user name, padded.
+    (folder / "~$cycle_000.csv").write_bytes(b"\x05alice" + b"\x00 " * 40)
+
+    loaded = load_recordings(folder)
+
+    assert len(loaded.recordings) == 2
+    assert loaded.skipped == []
+
+
 def test_clashing_names_get_enough_folders(tmp_path):
     # Both parents are named "day", so one folder would leave the names equal.
     write_cycles(tmp_path / "m1" / "day", 1)

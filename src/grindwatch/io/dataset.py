@@ -311,7 +311,9 @@ def _walk(
         # another program moves finished recordings out of a watched folder.
         return found
     for item in items:
-        if item.name.startswith("."):
+        # Microsoft Office writes "~$NAME" lock files beside a file it has open,
+        # hidden on Windows but not on a share mounted elsewhere.
+        if item.name.startswith((".", "~$")):
             continue
         if item.is_dir():
             found.extend(_walk(item, suffixes, kind, visited))
