@@ -188,6 +188,19 @@ def test_csv_utf16_names_encoding_fix(tmp_path, codec, encoding, match):
     assert recording.sample_rate == pytest.approx(1000.0)
 
 
+def test_csv_ending_in_nul_bytes_raises(tmp_path):
+    path = tmp_path / "crashed.csv"
+    # A file system may leave a file written at a crash padded with NUL bytes.
+    path.write_bytes(("time,a,b,c\n" + _csv_rows()).encode() + b"\x00" * 512)
+
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+
+    assert "contains NUL bytes from line 302 on" in raised.value.problem
+    assert "UTF-16" not in raised.value.problem
+    assert raised.value.fix == "export the file again, or delete the NUL bytes"
+
+
 def test_csv_invalid_byte_late_in_file_raises(tmp_path):
     path = tmp_path / "late.csv"
     rows = _csv_rows(3000)

@@ -87,14 +87,22 @@ def _read_head(path: Path, encoding: str) -> str:
         )
     if b"\x00" in raw and not wide:
         # CSV text in UTF-8 or a one-byte codec has no NUL bytes, but UTF-16
-        # text of ASCII characters has one in every pair of bytes.
+        # text of ASCII characters has one in every pair of bytes, and a file
+        # cut short by a crash may end in a run of them.
         line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        if raw[:64].count(b"\x00") >= 16:
+            raise InputError(
+                path,
+                f"contains NUL bytes (first on line {line}), as UTF-16 text does, "
+                f"so it is not {encoding} text",
+                "set the file's encoding with --set data.encoding=utf-16-le "
+                "(data.encoding in the config), or utf-16-be",
+            )
         raise InputError(
             path,
-            f"contains NUL bytes (first on line {line}), as UTF-16 text does, so "
-            f"it is not {encoding} text",
-            "set the file's encoding with --set data.encoding=utf-16-le (data.encoding "
-            "in the config), or utf-16-be",
+            f"contains NUL bytes from line {line} on, which text never contains, "
+            "as in a file that was not completely written before a crash",
+            "export the file again, or delete the NUL bytes",
         )
     try:
         # Final only when the file ended, because the 64 KiB border may cut a
