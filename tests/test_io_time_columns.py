@@ -1056,6 +1056,21 @@ def test_time_zone_abbreviation_raises(tmp_path):
     assert "data.timezone" in raised.value.fix
 
 
+def test_minutes_and_seconds_read_as_elapsed(tmp_path):
+    # Spreadsheets show elapsed time as mm:ss.000, here 10 ms steps to 2.99 s.
+    seconds = np.arange(300) / 100
+    texts = [f"{int(value // 60):02d}:{value % 60:06.3f}" for value in seconds]
+    path = _write(tmp_path / "run.csv", "Time", texts)
+
+    # Before, pandas read 00:00.010 as a fraction of a minute in whole seconds,
+    # so rows were dropped as repeated times and the rate was 1 sample/s.
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(100.0)
+    assert recording.n_samples == 300
+    assert "irregular_time_steps" not in recording.metadata
+
+
 def test_time_running_backwards_raises(tmp_path):
     path = _write(tmp_path / "run.csv", "Zeit [s]", np.arange(300)[::-1] / RATE)
 
