@@ -1071,6 +1071,20 @@ def test_minutes_and_seconds_read_as_elapsed(tmp_path):
     assert "irregular_time_steps" not in recording.metadata
 
 
+@pytest.mark.parametrize("name", ["elapsed", "Laufzeit"])
+def test_duration_text_from_pandas_read(tmp_path, name):
+    # pandas writes a timedelta column to CSV as "0 days 00:00:00.005000".
+    durations = pd.to_timedelta(np.arange(300) / 200, unit="s")
+    path = _write(tmp_path / "run.csv", name, durations)
+
+    # Before, the column was left out and the file had no sample rate.
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(200.0)
+    assert recording.channels == ["a", "b", "c"]
+    assert recording.metadata["time_column"] == name
+
+
 def test_time_running_backwards_raises(tmp_path):
     path = _write(tmp_path / "run.csv", "Zeit [s]", np.arange(300)[::-1] / RATE)
 

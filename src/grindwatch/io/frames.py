@@ -48,10 +48,11 @@ def _is_time_column(name: str, column: pd.Series) -> bool:
         return True
     if time_name_scale(str(name).strip()) is not None:
         return True
-    # Text that parses as date and time, whatever the column's name ("Zeit").
+    # Text that parses as date and time or as durations, whatever the
+    # column's name ("Zeit").
     if pd.api.types.is_numeric_dtype(column):
         return False
-    return _as_datetime(column) is not None
+    return _as_datetime(column) is not None or _durations(column) is not None
 
 
 def _as_datetime(column: pd.Series) -> pd.Series | None:
@@ -358,6 +359,9 @@ def _seconds(name: str, column: pd.Series, time_column: str | None):  # noqa: AN
         return (as_datetime - valid.iloc[0]).dt.total_seconds().to_numpy()
     if pd.api.types.is_timedelta64_dtype(column):
         return column.dt.total_seconds().to_numpy()
+    durations = _durations(column)
+    if durations is not None:
+        return durations.dt.total_seconds().to_numpy()
     if not pd.api.types.is_numeric_dtype(column):
         # Numbers stored as text (a Parquet string column) count when every
         # filled cell is one.
@@ -371,6 +375,22 @@ def _seconds(name: str, column: pd.Series, time_column: str | None):  # noqa: AN
     # without one are seconds.
     scale = time_name_scale(name) or seconds_per_unit(name) or 1.0
     return column.to_numpy(dtype=float, na_value=np.nan) * scale
+
+
+# A duration as pandas writes one to CSV: "0 days 00:00:01.500000".
+_DURATION_TEXT = re.compile(r"-?\d+ days? \d{2}:\d{2}:\d{2}(?:\.\d+)?")
+
+
+def _durations(column: pd.Series) -> pd.Series | None:
+    """Parse a text column of durations, or return None when it is not one."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(
+        column
+    ):
+        return None
+    texts = column.dropna().astype("string").str.strip()
+    if texts.empty or not texts.iloc[:1000].str.fullmatch(_DURATION_TEXT).all():
+        return None
+    return pd.to_timedelta(column, errors="coerce")
 
 
 def _rate_from_time(
