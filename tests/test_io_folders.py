@@ -94,6 +94,19 @@ def test_office_lock_file_left_out(tmp_path):
     assert loaded.skipped == []
 
 
+def test_unexpanded_home_in_path_named():
+    import pytest
+
+    from grindwatch.exceptions import InputError
+
+    # data.paths in a config file reaches the reader as written.
+    with pytest.raises(InputError) as raised:
+        load_recordings("~/grindwatch-missing/recordings")
+
+    assert "'~' and '$NAME' are not expanded here" in raised.value.problem
+    assert raised.value.fix == "write the full path"
+
+
 def test_clashing_names_get_enough_folders(tmp_path):
     # Both parents are named "day", so one folder would leave the names equal.
     write_cycles(tmp_path / "m1" / "day", 1)

@@ -269,6 +269,13 @@ def label_roots(
                 files.setdefault(path, Path(text))
         elif Path(text).exists():
             files.setdefault(Path(text), Path(text).parent)
+        elif text.startswith("~") or "$" in text:
+            # The shell expands these on the command line, but not in a config.
+            raise InputError(
+                text,
+                "no such file or folder; '~' and '$NAME' are not expanded here",
+                "write the full path",
+            )
         else:
             raise InputError(text, "no such file or folder", "check the path")
     return files
