@@ -134,7 +134,7 @@ def test_plain_database_path_gets_sqlite_uri(cycle_folders, tmp_path):
     path = tmp_path / "store.db"
     config = _config(**{"detector.family": "pca", "tracking.uri": str(path)})
 
-    # Before, the fix only said to check the URI.
+    # Before, the fix was only to check the URI.
     with pytest.raises(TrackingError) as raised:
         grindwatch.train(cycle_folders["good"], config)
 
