@@ -45,6 +45,22 @@ def test_csv_late_decimal_comma_names_cell(tmp_path):
     assert recording.data[0, -2:].tolist() == pytest.approx([49.98, 51.5])
 
 
+def test_csv_percent_numbers_raise(tmp_path):
+    path = tmp_path / "run.csv"
+    rows = "".join(f"{i / 1000:.3f},{i % 90 + 0.5:.1f} %,{i % 5}\n" for i in range(300))
+    path.write_text("time,spindle_load,step\n" + rows)
+
+    # Before, the column was left out as text, with a warning at most.
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+    (recording,) = read_file(path, ReadOptions(channels=["step"]))
+
+    assert "column 'spindle_load' holds numbers stored as text" in raised.value.problem
+    assert "(first: '0.5 %' at data row 0)" in raised.value.problem
+    assert raised.value.fix == "export the numbers without the % sign"
+    assert recording.channels == ["step"]
+
+
 def test_csv_name_with_delimiter_raises(tmp_path):
     path = tmp_path / "run.csv"
     rows = "".join(f"{i / 1000:.3f},{np.sin(i / 7):.4f},{i % 5}\n" for i in range(300))

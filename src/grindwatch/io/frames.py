@@ -595,6 +595,10 @@ _GROUPED_NUMBER = re.compile(
 )
 
 
+# A number with a percent sign (12.5 %), as some machine panels export a load.
+_PERCENT = re.compile(r"[+-]?\d+(?:[.,]\d+)?\s?%")
+
+
 def _is_grouped_number(text: str) -> bool:
     return _GROUPED_NUMBER.fullmatch(text) is not None
 
@@ -616,6 +620,7 @@ def _number_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     rest = filled & ~is_number
     if rest.any():
         grouped = text[rest].str.fullmatch(_GROUPED_NUMBER).fillna(False)
+        grouped |= text[rest].str.fullmatch(_PERCENT).fillna(False)
         is_number[rest] = grouped.to_numpy(dtype=bool)
     return filled, is_number
 
@@ -685,6 +690,8 @@ def _text_number_fix(path: Path, cell: str, decimal: str | None) -> str:
     """Suggest how to get a text number read as a number."""
     if _is_grouped_number(cell):
         return "export the numbers without thousands separators"
+    if _PERCENT.fullmatch(cell):
+        return "export the numbers without the % sign"
     as_csv = path.suffix.lower() in (".csv", ".txt")
     if as_csv and "," in cell and decimal != ",":
         return "for a decimal comma set data.decimal to ','"
