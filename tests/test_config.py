@@ -31,6 +31,38 @@ def test_boolean_for_number_rejected(tmp_path, text, key):
     assert "Value error" not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "quoted", "shown", "read"),
+    [
+        ("time_column", "12:30", '"12:30"', "not 750 (int)", "12:30"),
+        ("hdf5_key", "010", '"010"', "not 8 (int)", "010"),
+        ("channels", "[vib, on]", '[vib, "on"]', "not True (bool)", ["vib", "on"]),
+        ("time_column", "on", '"on"', "not True (bool)", "on"),
+    ],
+)
+def test_unquoted_name_rejected_with_fix(tmp_path, name, text, quoted, shown, read):
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, f"data:\n  {name}: {text}\n")
+    config = _load(tmp_path, f"data:\n  {name}: {quoted}\n")
+
+    # Before, the message read "expected a number" or "a valid string".
+    assert f"data.{name}: expected text, {shown}" in str(raised.value)
+    assert "quote the value" in str(raised.value)
+    assert getattr(config.data, name) == read
+
+
+def test_comma_text_for_list_names_fix(tmp_path):
+    # --set data.channels=a,b gives the text "a,b".
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, "data:\n  channels: vib_x,current\n")
+
+    # Before, the message read "Input should be a valid list".
+    assert "data.channels: expected a list, not the text 'vib_x,current'" in str(
+        raised.value
+    )
+    assert "--set 'KEY=[a, b]'" in str(raised.value)
+
+
 def test_boolean_settings_still_read(tmp_path):
     config = _load(tmp_path, "data:\n  strict: true\ntracking:\n  enabled: false\n")
 
@@ -70,6 +102,14 @@ def test_negative_seed_rejected(tmp_path):
 
     assert "seed" in str(raised.value)
     assert "greater than or equal to 0" in str(raised.value)
+
+
+def test_tab_in_config_names_fix(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, "windows:\n\tlength: 512\n")
+
+    assert "line 2, column 1: found character '\\t'" in str(raised.value)
+    assert "replace the tab with spaces" in str(raised.value)
 
 
 def test_utf16_config_from_powershell_is_read(tmp_path):

@@ -3,6 +3,7 @@ names of files that share a stem."""
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -46,6 +47,64 @@ def test_link_loop_loads_each_recording_once(tmp_path):
         "cycle_000",
         "cycle_001",
     ]
+
+
+def test_broken_link_skipped_with_reason(tmp_path):
+    folder = tmp_path / "cycles"
+    write_cycles(folder, 3)
+    os.symlink(tmp_path / "unmounted" / "r9.csv", folder / "r9.csv")
+
+    # Before, the folder walk and the glob left the link out without a message.
+    for source in (folder, str(folder / "*.csv")):
+        loaded = load_recordings(source)
+
+        assert len(loaded.recordings) == 3
+        assert [item.path.name for item in loaded.skipped] == ["r9.csv"]
+        assert "is a symbolic link to" in loaded.skipped[0].reason
+        assert "which does not exist" in loaded.skipped[0].reason
+
+
+def test_compressed_recording_skipped_with_fix(tmp_path):
+    folder = tmp_path / "cycles"
+    paths = write_cycles(folder, 4)
+    with gzip.open(folder / "cycle_009.csv.gz", "wb") as packed:
+        packed.write(paths[0].read_bytes())
+    # An archive copy beside its uncompressed file is left out.
+    with gzip.open(folder / "cycle_001.csv.gz", "wb") as packed:
+        packed.write(paths[1].read_bytes())
+
+    # Before, the folder walk left cycle_009.csv.gz out without a message.
+    loaded = load_recordings(folder)
+
+    assert len(loaded.recordings) == 4
+    assert [item.path.name for item in loaded.skipped] == ["cycle_009.csv.gz"]
+    assert "is compressed (.gz)" in loaded.skipped[0].reason
+    assert "decompress it first" in loaded.skipped[0].reason
+
+
+def test_office_lock_file_left_out(tmp_path):
+    folder = tmp_path / "cycles"
+    write_cycles(folder, 2)
+    # Excel's lock file for an open cycle_000.csv: the user name, padded.
+    (folder / "~$cycle_000.csv").write_bytes(b"\x05alice" + b"\x00 " * 40)
+
+    loaded = load_recordings(folder)
+
+    assert len(loaded.recordings) == 2
+    assert loaded.skipped == []
+
+
+def test_unexpanded_home_in_path_named():
+    import pytest
+
+    from grindwatch.exceptions import InputError
+
+    # data.paths in a config file reaches the reader as written.
+    with pytest.raises(InputError) as raised:
+        load_recordings("~/grindwatch-missing/recordings")
+
+    assert "'~' and '$NAME' are not expanded here" in raised.value.problem
+    assert raised.value.fix == "write the full path"
 
 
 def test_clashing_names_get_enough_folders(tmp_path):

@@ -55,6 +55,21 @@ def test_hdf5_inf_raises_with_channel_and_sample(tmp_path):
         read_file(path)
 
 
+@pytest.mark.parametrize("policy", ["raise", "interpolate"])
+def test_empty_channel_named_without_interpolation(tmp_path, policy):
+    path = tmp_path / "run.csv"
+    rows = "".join(f"{i / 1000:.3f},{np.sin(i / 7):.4f},\n" for i in range(300))
+    path.write_text("time,force,spare\n" + rows)
+
+    # Before, the fix for raise was interpolation, which then failed.
+    with pytest.raises(InputError) as raised:
+        read_file(path, ReadOptions(nan_policy=policy))
+
+    assert "channel 'spare' has no finite sample (all 300" in raised.value.problem
+    assert "interpolate" not in raised.value.fix
+    assert "--channels" in raised.value.fix
+
+
 def test_nan_interpolated_when_asked(tmp_path, caplog):
     data = make_cycle(0, 300)
     data[1, 10:13] = np.nan
@@ -224,6 +239,21 @@ def test_reordered_channels_give_same_scores(cycle_folders, tmp_path):
     second = grindwatch.score(model, reordered).windows["score"]
 
     np.testing.assert_allclose(first, second, rtol=1e-6)
+
+
+def test_missing_named_channel_fix_when_scoring(cycle_folders, tmp_path):
+    config = _config(**{"data.channels": ["vib_x", "current"]})
+    model = grindwatch.train(cycle_folders["good"], config).model
+    data = make_cycle(50)[:2]
+    partial = _write_csv(tmp_path / "partial.csv", data, ("vib_x", "vib_y"))
+
+    scored = grindwatch.score(model, [cycle_folders["good"] / "cycle_000.csv", partial])
+
+    # Before, the fix named data.channels, which scoring does not accept.
+    reason = scored.skipped[0]["reason"]
+    assert "channels ['current'] not found" in reason
+    assert "score the file with a model trained on the channels it has" in reason
+    assert "data.channels" not in reason
 
 
 def test_missing_channel_skipped_when_loading(tmp_path):

@@ -1043,6 +1043,48 @@ def test_damaged_time_cell_raises(tmp_path):
         read_file(path)
 
 
+def test_time_zone_abbreviation_raises(tmp_path):
+    stamps = pd.date_range("2026-03-01 10:00:00", periods=300, freq="1ms")
+    texts = [stamp.strftime("%Y-%m-%d %H:%M:%S.%f") + " CET" for stamp in stamps]
+    path = _write(tmp_path / "run.csv", "time", texts)
+
+    # pandas 3.1 does not parse "CET", and such a file was read at no sample rate.
+    with pytest.raises(InputError, match="none of its cells parses") as raised:
+        read_file(path)
+
+    assert "'2026-03-01 10:00:00.000000 CET' at data row 0" in raised.value.problem
+    assert "data.timezone" in raised.value.fix
+
+
+def test_minutes_and_seconds_read_as_elapsed(tmp_path):
+    # Spreadsheets show elapsed time as mm:ss.000, here 10 ms steps to 2.99 s.
+    seconds = np.arange(300) / 100
+    texts = [f"{int(value // 60):02d}:{value % 60:06.3f}" for value in seconds]
+    path = _write(tmp_path / "run.csv", "Time", texts)
+
+    # Before, pandas read 00:00.010 as a fraction of a minute in whole seconds,
+    # so rows were dropped as repeated times and the rate was 1 sample/s.
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(100.0)
+    assert recording.n_samples == 300
+    assert "irregular_time_steps" not in recording.metadata
+
+
+@pytest.mark.parametrize("name", ["elapsed", "Laufzeit"])
+def test_duration_text_from_pandas_read(tmp_path, name):
+    # pandas writes a timedelta column to CSV as "0 days 00:00:00.005000".
+    durations = pd.to_timedelta(np.arange(300) / 200, unit="s")
+    path = _write(tmp_path / "run.csv", name, durations)
+
+    # Before, the column was left out and the file had no sample rate.
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(200.0)
+    assert recording.channels == ["a", "b", "c"]
+    assert recording.metadata["time_column"] == name
+
+
 def test_time_running_backwards_raises(tmp_path):
     path = _write(tmp_path / "run.csv", "Zeit [s]", np.arange(300)[::-1] / RATE)
 

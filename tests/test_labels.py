@@ -172,6 +172,23 @@ def test_labels_file_tells_folders_apart(cycle_folders, tmp_path):
     assert labeled["unlabeled"] == ["line2/cycle_300"]
 
 
+def test_labels_file_from_european_excel(cycle_folders, tmp_path):
+    model = _train(cycle_folders["good"], tmp_path)
+    data = tmp_path / "eval"
+    write_cycles(data, 2, start_seed=300)
+    labels = tmp_path / "labels.csv"
+    # Excel in many European locales saves ';' with a byte order mark and CRLF.
+    text = "recording ; label\r\n cycle_300 ;1\r\ncycle_301;0\r\n"
+    labels.write_bytes(text.encode("utf-8-sig"))
+
+    result = _evaluate_with_labels(data, model, labels, "--json")
+
+    # Before, the file was rejected as missing both columns.
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["recordings"]["n"] == 2
+    assert json.loads(result.stdout)["unlabeled"] == []
+
+
 def test_labels_file_with_two_labels_for_one_recording(tmp_path):
     from grindwatch.exceptions import InputError
     from grindwatch.io import read_labels_csv

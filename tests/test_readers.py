@@ -28,6 +28,70 @@ def test_csv_semicolon_with_decimal_comma(tmp_path):
     assert recording.data.dtype == np.float32
 
 
+def test_csv_late_decimal_comma_names_cell(tmp_path):
+    # The detection reads the first lines, where an idle machine logs zeros.
+    rows = [f"{i};0;{i % 5}" for i in range(40)] + ["40;49,98;0", "41;51,5;1"]
+    path = tmp_path / "idle.csv"
+    path.write_text("time_ms;force;step\n" + "\n".join(rows) + "\n")
+
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+    (recording,) = read_file(path, ReadOptions(decimal=","))
+
+    # Before, the message showed the first cell, '0', as the number stored as text.
+    assert "(first: '49,98' at data row 40)" in raised.value.problem
+    assert raised.value.fix == "for a decimal comma set data.decimal to ','"
+    assert recording.channels == ["force", "step"]
+    assert recording.data[0, -2:].tolist() == pytest.approx([49.98, 51.5])
+
+
+def test_csv_percent_numbers_raise(tmp_path):
+    path = tmp_path / "run.csv"
+    rows = "".join(f"{i / 1000:.3f},{i % 90 + 0.5:.1f} %,{i % 5}\n" for i in range(300))
+    path.write_text("time,spindle_load,step\n" + rows)
+
+    # Before, the column was left out as text, with a warning at most.
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+    (recording,) = read_file(path, ReadOptions(channels=["step"]))
+
+    assert "column 'spindle_load' holds numbers stored as text" in raised.value.problem
+    assert "(first: '0.5 %' at data row 0)" in raised.value.problem
+    assert raised.value.fix == "export the numbers without the % sign"
+    assert recording.channels == ["step"]
+
+
+def test_csv_name_with_delimiter_raises(tmp_path):
+    path = tmp_path / "run.csv"
+    rows = "".join(f"{i / 1000:.3f},{np.sin(i / 7):.4f},{i % 5}\n" for i in range(300))
+    path.write_text("time,Force (kN, filtered),speed\n" + rows)
+
+    # Before, the error named 300 NaN samples in the column 'speed'.
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+
+    assert "header line has 4 ','-separated names" in raised.value.problem
+    assert "data rows have 3 fields" in raised.value.problem
+    assert "put such names in double quotes" in raised.value.fix
+
+
+@pytest.mark.parametrize("comments", ["", "# "])
+def test_txt_aligned_with_spaces(tmp_path, comments):
+    values = np.column_stack(
+        [np.arange(300) / 1000, np.sin(np.arange(300) / 7), np.arange(300) % 5]
+    )
+    path = tmp_path / "run.txt"
+    # numpy.savetxt separates columns with one space by default.
+    np.savetxt(path, values, header="time a b", comments=comments)
+
+    # Before, the columns were not split and no channel was found.
+    (recording,) = read_file(path)
+
+    assert recording.channels == ["a", "b"]
+    assert recording.sample_rate == pytest.approx(1000.0)
+    np.testing.assert_allclose(recording.data[0], values[:, 1], rtol=1e-6)
+
+
 def test_csv_label_and_text_columns_are_not_channels(tmp_path):
     path = tmp_path / "run.csv"
     frame = pd.DataFrame(
@@ -115,6 +179,44 @@ def test_csv_encoding_set_in_config(tmp_path):
     assert loaded.channels == ["a", "b", "T [°C]"]
 
 
+@pytest.mark.parametrize(
+    ("codec", "encoding", "match"),
+    [
+        ("utf-16", None, "starts with a UTF-16 byte order mark"),
+        ("utf-16", "latin-1", "starts with a UTF-16 byte order mark"),
+        ("utf-16-le", None, r"contains NUL bytes \(first on line 1\)"),
+        ("utf-16-le", "utf-16", "is not valid utf-16 text"),
+    ],
+)
+def test_csv_utf16_names_encoding_fix(tmp_path, codec, encoding, match):
+    path = tmp_path / "wide.csv"
+    path.write_bytes(("time,a,b,T [°C]\n" + _csv_rows()).encode(codec))
+    options = ReadOptions(encoding=encoding) if encoding else ReadOptions()
+
+    # Before, the fix named latin-1 or a cut-short last line, or a UnicodeError
+    # escaped.
+    with pytest.raises(InputError, match=match) as raised:
+        read_file(path, options)
+    (recording,) = read_file(path, ReadOptions(encoding=codec))
+
+    assert "data.encoding=utf-16" in raised.value.fix or "utf-16-le" in raised.value.fix
+    assert recording.channels == ["a", "b", "T [°C]"]
+    assert recording.sample_rate == pytest.approx(1000.0)
+
+
+def test_csv_ending_in_nul_bytes_raises(tmp_path):
+    path = tmp_path / "crashed.csv"
+    # A file system may leave a file written at a crash padded with NUL bytes.
+    path.write_bytes(("time,a,b,c\n" + _csv_rows()).encode() + b"\x00" * 512)
+
+    with pytest.raises(InputError) as raised:
+        read_file(path)
+
+    assert "contains NUL bytes from line 302 on" in raised.value.problem
+    assert "UTF-16" not in raised.value.problem
+    assert raised.value.fix == "export the file again, or delete the NUL bytes"
+
+
 def test_csv_invalid_byte_late_in_file_raises(tmp_path):
     path = tmp_path / "late.csv"
     rows = _csv_rows(3000)
@@ -188,6 +290,19 @@ def test_csv_delimiter_equal_to_decimal_raises(tmp_path, options):
         InputError, match="run.csv: the delimiter and the decimal mark are both ','"
     ):
         read_file(path, ReadOptions(**options))
+
+
+@pytest.mark.parametrize("delimiter", ["\\t", "\\s+", "\t"])
+def test_csv_delimiter_as_regular_expression(tmp_path, delimiter):
+    path = tmp_path / "run.csv"
+    path.write_text("time\ta\tb\tc\n" + _csv_rows().replace(",", "\t"))
+    # --set data.delimiter=\t gives a backslash and a t, not a tab.
+    config = Config().with_overrides({"data.delimiter": delimiter})
+
+    (recording,) = read_file(path, read_options(config))
+
+    assert recording.channels == ["a", "b", "c"]
+    assert recording.sample_rate == pytest.approx(1000.0)
 
 
 def test_csv_unknown_encoding_rejected(tmp_path):

@@ -130,6 +130,18 @@ def test_unusable_tracking_uri_names_the_store(cycle_folders, uri, reason):
     assert "--tracking-uri" in str(raised.value)
 
 
+def test_plain_database_path_gets_sqlite_uri(cycle_folders, tmp_path):
+    path = tmp_path / "store.db"
+    config = _config(**{"detector.family": "pca", "tracking.uri": str(path)})
+
+    # Before, the fix was only to check the URI.
+    with pytest.raises(TrackingError) as raised:
+        grindwatch.train(cycle_folders["good"], config)
+
+    assert f"give the URI sqlite:///{path}" in str(raised.value)
+    assert not path.exists()
+
+
 def test_read_only_tracking_store_names_the_store(cycle_folders, tmp_path):
     database = tmp_path / "mlflow.db"
     config = _config(**{"detector.family": "pca"})

@@ -551,7 +551,10 @@ def load_config(path: str | Path | None = None) -> Config:
             reason = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
         else:
             reason = " ".join(str(error).split())
-        raise ConfigError(f"{path}: is not valid YAML ({reason})") from None
+        fix = ""
+        if problem and "'\\t'" in problem:
+            fix = "; replace the tab with spaces, because YAML rejects tabs there"
+        raise ConfigError(f"{path}: is not valid YAML ({reason}){fix}") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(tree)}")
     return validate_config(tree, str(path))

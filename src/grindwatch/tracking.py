@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,11 +141,18 @@ def store_errors(uri: str) -> Iterator[None]:
         yield
     except (MlflowException, SQLAlchemyError) as error:
         reason = " ".join(str(error).split())[:600].rstrip(". ")
+        fix = (
+            "Check the tracking URI (--tracking-uri or MLFLOW_TRACKING_URI), that "
+            "its server runs and that the store is writable, or run without "
+            "tracking (--no-track)"
+        )
+        # A path without a scheme (a one-letter scheme is a Windows drive)
+        # is read by MLflow as a folder of its file store.
+        plain = len(urllib.parse.urlparse(uri).scheme) <= 1
+        if plain and uri.endswith((".db", ".sqlite", ".sqlite3")):
+            fix = f"For a SQLite file, give the URI sqlite:///{Path(uri).resolve()}"
         raise TrackingError(
-            f"cannot use the MLflow tracking store {uri}: {reason}. Check the "
-            "tracking URI (--tracking-uri or MLFLOW_TRACKING_URI), that its server "
-            "runs and that the store is writable, or run without tracking "
-            "(--no-track)"
+            f"cannot use the MLflow tracking store {uri}: {reason}. {fix}"
         ) from error
 
 

@@ -13,6 +13,7 @@ Narrow the space by shortening lists or ranges, widen it by lengthening them.
 from __future__ import annotations
 
 import re
+import types
 import typing
 from typing import Any, Literal
 
@@ -78,9 +79,31 @@ def _accepts_bool(annotation: Any) -> bool:
     return any(_accepts_bool(arg) for arg in arguments)
 
 
+def _is_text(annotation: Any) -> bool:
+    """Return whether a field's type is text: str, or a list of str, or either
+    or None."""
+    if annotation is str:
+        return True
+    arguments = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    if typing.get_origin(annotation) is list:
+        return arguments == [str]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return bool(arguments) and all(_is_text(arg) for arg in arguments)
+    return False
+
+
+def _is_list(annotation: Any) -> bool:
+    """Return whether a field's type is a list, or a list or None."""
+    if typing.get_origin(annotation) is list:
+        return True
+    arguments = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return union and len(arguments) == 1 and _is_list(arguments[0])
+
+
 class Section(BaseModel):
-    """A configuration section: unknown keys, true/false for numbers and infinite
-    or NaN numbers are errors.
+    """A configuration section: unknown keys, true/false for numbers, values
+    other than text for names, and infinite or NaN numbers are errors.
 
     In its lax mode pydantic reads YAML's ``true`` as 1 for an int or float
     field, so ``length: true`` would pass as a window of one sample. YAML's
@@ -94,10 +117,26 @@ class Section(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _reject_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+    def _check_value_types(cls, value: Any, info: ValidationInfo) -> Any:
         values = value if isinstance(value, list) else [value]
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, str) and field is not None and _is_list(field.annotation):
+            raise ValueError(
+                f"expected a list, not the text {value!r}; write a YAML list, as in "
+                "[a, b] (--set 'KEY=[a, b]' on the command line)"
+            )
+        if field is not None and _is_text(field.annotation):
+            other = [item for item in values if not isinstance(item, str)]
+            if value is not None and other:
+                # YAML 1.1, which PyYAML reads, turns on, no, 12:30 (750), 010
+                # (8) and 2024-01-01 into booleans, numbers and dates.
+                raise ValueError(
+                    f"expected text, not {other[0]!r} ({type(other[0]).__name__}); "
+                    "YAML reads unquoted on, no, 12:30, 010 or 2024-01-01 as a "
+                    'boolean, number or date, so quote the value ("12:30" in a '
+                    "file, --set 'KEY=\"12:30\"' on the command line)"
+                )
         if any(isinstance(item, bool) for item in values):
-            field = cls.model_fields.get(info.field_name or "")
             if field is not None and not _accepts_bool(field.annotation):
                 raise ValueError(f"expected a number, not a boolean ({value!r})")
         return value

@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["read_csv_frame", "sniff_csv"]
 
 _DELIMITERS = (",", ";", "\t", "|")
+# pandas reads this regular expression with its C engine.
+_WHITESPACE = r"\s+"
 _DECIMAL_COMMA = re.compile(r"(^|[;\t|])\s*-?\d+,\d+([eE][-+]?\d+)?\s*($|[;\t|])")
 
 
@@ -38,7 +40,9 @@ def sniff_csv(path: Path, head: str) -> tuple[str, str]:
     scored = sorted(_DELIMITERS, key=spread, reverse=True)
     delimiter = scored[0]
     if spread(delimiter)[1] == 0:
-        delimiter = ","  # one column: the delimiter does not matter
+        # Columns aligned with spaces, as numpy.savetxt writes them by default.
+        widths = {len(line.split()) for line in lines}
+        delimiter = _WHITESPACE if len(widths) == 1 and widths.pop() > 1 else ","
 
     decimal = "."
     if delimiter != "," and any(_DECIMAL_COMMA.search(line) for line in lines[1:]):
@@ -73,14 +77,50 @@ def _read_head(path: Path, encoding: str) -> str:
             raw = handle.read(_HEAD_BYTES)
     except OSError as error:
         raise InputError(path, f"cannot be read ({error.strerror})") from None
+    wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not wide:
+        raise InputError(
+            path,
+            f"starts with a UTF-16 byte order mark, so it is not {encoding} text",
+            "set the file's encoding with --set data.encoding=utf-16 (data.encoding "
+            "in the config)",
+        )
+    if b"\x00" in raw and not wide:
+        # CSV text in UTF-8 or a one-byte codec has no NUL bytes, but UTF-16
+        # text of ASCII characters has one in every pair of bytes, and a file
+        # cut short by a crash may end in a run of them.
+        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        if raw[:64].count(b"\x00") >= 16:
+            raise InputError(
+                path,
+                f"contains NUL bytes (first on line {line}), as UTF-16 text does, "
+                f"so it is not {encoding} text",
+                "set the file's encoding with --set data.encoding=utf-16-le "
+                "(data.encoding in the config), or utf-16-be",
+            )
+        raise InputError(
+            path,
+            f"contains NUL bytes from line {line} on, which text never contains, "
+            "as in a file that was not completely written before a crash",
+            "export the file again, or delete the NUL bytes",
+        )
     try:
         # Final only when the file ended, because the 64 KiB border may cut a
         # multi-byte character.
-        return decoder.decode(raw, final=len(raw) < _HEAD_BYTES)
+        head = decoder.decode(raw, final=len(raw) < _HEAD_BYTES)
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         byte = raw[error.start]
         raise _not_encoded(path, encoding, byte, f"on line {line}") from None
+    except UnicodeError as error:
+        # Python's utf-16 codec raises this for a file without a byte order mark.
+        raise InputError(
+            path,
+            f"is not valid {encoding} text ({error})",
+            "set data.encoding to utf-16-le or utf-16-be, which need no byte order "
+            "mark (utf-16-le for files written on Windows)",
+        ) from None
+    return head
 
 
 def _not_encoded(path: Path, encoding: str, byte: int, where: str) -> InputError:
@@ -109,6 +149,8 @@ def _fields(line: str, delimiter: str) -> list[str] | None:
     pandas also takes regular expressions and longer strings as delimiters, which
     the csv module does not, and the csv module rejects some damaged lines.
     """
+    if delimiter == _WHITESPACE:
+        return line.split()
     if len(delimiter) != 1:
         return None
     try:
@@ -278,14 +320,23 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
     if strip_hash or _header_with_hash_field(lines, n_comments, delimiter):
         header_row = n_comments - 1
 
+    # pandas reads a longer delimiter as a regular expression ('\\t' is a tab)
+    # with its python engine, which rejects low_memory.
+    one_character = len(delimiter) == 1 or delimiter == _WHITESPACE
+    engine = {"low_memory": False} if one_character else {"engine": "python"}
+    header_line = {"skiprows": header_row}
+    if strip_hash and delimiter == _WHITESPACE:
+        # Split on spaces, the header "# time a b" gives '#' a column of its own.
+        names = lines[header_row].lstrip("\ufeff").strip().lstrip("#").split()
+        header_line = {"skiprows": header_row + 1, "header": None, "names": names}
     try:
         frame = read_csv_rows_checked(
             path,
             sep=delimiter,
             decimal=decimal,
             encoding=options.encoding,
-            skiprows=header_row,
-            low_memory=False,
+            **header_line,
+            **engine,
         )
     except pd.errors.ParserWarning:
         raise InputError(
@@ -308,7 +359,10 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
         ) from None
 
     _raise_if_numeric_header(path, lines[header_row], delimiter, decimal)
-    header = _fields(lines[header_row].lstrip("\ufeff"), delimiter)
+    header = header_line.get("names") or _fields(
+        lines[header_row].lstrip("\ufeff"), delimiter
+    )
+    _raise_if_header_wider(path, header, lines[header_row + 1 :], delimiter)
     if strip_hash:
         first = str(frame.columns[0]).lstrip("#").strip()
         frame = frame.rename(columns={frame.columns[0]: first})
@@ -319,6 +373,35 @@ def read_csv_frame(path: Path, options: ReadOptions) -> pd.DataFrame:
     _raise_if_cut_short(path, delimiter, options.encoding)
     _raise_if_mixed_delimiter(path, frame, delimiter)
     return _big_integers_as_floats(frame)
+
+
+def _raise_if_header_wider(
+    path: Path, header: list[str] | None, data_lines: list[str], delimiter: str
+) -> None:
+    """Raise when every data line in the first 20 has fewer fields than the header.
+
+    A name that contains the delimiter unquoted ("Force (kN, filtered)") splits
+    in two, so pandas gives each value the name to its left and leaves the last
+    column empty, and the error would name NaN samples in that column.
+    """
+    names = list(header or [])
+    while names and not names[-1].strip():
+        names.pop()
+    counts = set()
+    for line in [line for line in data_lines if line.strip()][:20]:
+        fields = _fields(line, delimiter)
+        if fields is None:
+            return
+        counts.add(len(fields))
+    if len(counts) != 1 or min(counts) >= len(names):
+        return
+    raise InputError(
+        path,
+        f"its header line has {len(names)} {delimiter!r}-separated names but its "
+        f"data rows have {min(counts)} fields, so the names do not match the "
+        "values; a name probably contains the delimiter",
+        "put such names in double quotes, or remove the delimiter from them",
+    )
 
 
 def _raise_if_cut_short(path: Path, delimiter: str, encoding: str) -> None:

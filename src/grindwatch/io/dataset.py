@@ -59,6 +59,9 @@ SIGNAL_SUFFIXES = (
     ".raw",
 )
 TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")
+# The folder walk lists compressed recordings (r.csv.gz), so that reading them
+# raises and names them. Otherwise they would be left out without a message.
+_COMPRESSED_SUFFIXES = (".gz", ".zip", ".bz2", ".xz", ".zst", ".7z")
 SUFFIXES = SIGNAL_SUFFIXES
 
 
@@ -96,11 +99,23 @@ def read_file(
             "copy the cycle's raw/ folder of Parquet files next to meta.json, or "
             "remove the folder from the data set",
         )
+    if _is_broken_link(path):
+        raise InputError(
+            path,
+            f"is a symbolic link to {path.readlink()}, which does not exist",
+            "mount or restore the target, or remove the link",
+        )
     if not path.is_file():
         raise InputError(path, "file not found", "check the path")
     if path.stat().st_size == 0:
         raise InputError(path, "the file is empty", "check that the export finished")
     suffix = path.suffix.lower()
+    if suffix in _COMPRESSED_SUFFIXES:
+        raise InputError(
+            path,
+            f"is compressed ({suffix}), and grindwatch reads uncompressed files only",
+            "decompress it first (gunzip for .gz, unzip for .zip)",
+        )
 
     if options.kind == "table":
         if suffix not in TABLE_SUFFIXES:
@@ -235,7 +250,11 @@ def label_roots(
                 raise InputError(text, "the pattern matches no file", "check it")
             root = _fixed_prefix(Path(text))
             for match in matches:
-                if match.is_file() or (kind == "signals" and _is_cycle(match)):
+                if (
+                    match.is_file()
+                    or _is_broken_link(match)
+                    or (kind == "signals" and _is_cycle(match))
+                ):
                     files.setdefault(match, root)
         elif Path(text).is_dir():
             found = _walk(Path(text), suffixes, kind)
@@ -250,6 +269,13 @@ def label_roots(
                 files.setdefault(path, Path(text))
         elif Path(text).exists():
             files.setdefault(Path(text), Path(text).parent)
+        elif text.startswith("~") or "$" in text:
+            # The shell expands these on the command line, but not in a config.
+            raise InputError(
+                text,
+                "no such file or folder; '~' and '$NAME' are not expanded here",
+                "write the full path",
+            )
         else:
             raise InputError(text, "no such file or folder", "check the path")
     return files
@@ -292,13 +318,36 @@ def _walk(
         # another program moves finished recordings out of a watched folder.
         return found
     for item in items:
-        if item.name.startswith("."):
+        # Microsoft Office writes "~$NAME" lock files beside a file it has open,
+        # hidden on Windows but not on a share mounted elsewhere.
+        if item.name.startswith((".", "~$")):
             continue
         if item.is_dir():
             found.extend(_walk(item, suffixes, kind, visited))
         elif item.is_file() and item.suffix.lower() in suffixes:
             found.append(item)
+        elif item.is_file() and _is_compressed_recording(item, suffixes):
+            found.append(item)
+        elif item.suffix.lower() in suffixes and _is_broken_link(item):
+            # A link whose target is gone (an unmounted share) is listed, so
+            # that reading it fails and the data set names it as skipped.
+            found.append(item)
     return found
+
+
+def _is_compressed_recording(path: Path, suffixes: tuple[str, ...]) -> bool:
+    """Tell whether ``path`` is a compressed file of a readable kind (r.csv.gz)
+    without its uncompressed copy beside it."""
+    inner = Path(path.stem).suffix.lower()
+    return (
+        path.suffix.lower() in _COMPRESSED_SUFFIXES
+        and inner in suffixes
+        and not path.with_suffix("").exists()
+    )
+
+
+def _is_broken_link(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()
 
 
 def _is_cycle(folder: Path) -> bool:

@@ -71,10 +71,17 @@ _YEAR_LAST = re.compile(
 _MONTH_NAME = re.compile(r"[A-Za-z]{3}")
 # Run by pyarrow's RE2 engine on whole columns. Optional parts that are absent
 # come back as empty strings.
+# The second form, minutes and seconds with a fraction (01:59.990), is how
+# spreadsheets show elapsed time. Read as hours and minutes, pandas takes the
+# fraction for part of a minute.
+# NOTE: minutes above 59 (60:00.000) do not parse, so a recording longer than
+# an hour in this form has cells of unknown time from then on.
 _CLOCK_TIME = (
-    r"^(?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2})"
+    r"^(?:(?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2})"
     r"(?::(?P<second>[0-9]{2})(?:[.,](?P<fraction>[0-9]{1,9}))?)?"
-    r"(?:\s*(?P<half>[AaPp])\.?[Mm]\.?)?$"
+    r"(?:\s*(?P<half>[AaPp])\.?[Mm]\.?)?"
+    r"|(?P<short_minute>[0-9]{1,2}):(?P<short_second>[0-9]{2})"
+    r"[.,](?P<short_fraction>[0-9]{1,9}))$"
 )
 
 
@@ -568,10 +575,17 @@ def parse_times(column: pd.Series) -> _ParsedColumn:
     )
     matched = parts.is_valid().to_numpy(zero_copy_only=False)
     hour = _integers(pc.struct_field(parts, "hour"))
-    minute = _integers(pc.struct_field(parts, "minute"))
-    second = _integers(pc.struct_field(parts, "second"))
+    # One of each pair is empty, which _integers reads as 0.
+    minute = _integers(pc.struct_field(parts, "minute")) + _integers(
+        pc.struct_field(parts, "short_minute")
+    )
+    second = _integers(pc.struct_field(parts, "second")) + _integers(
+        pc.struct_field(parts, "short_second")
+    )
     fraction = _integers(
         pc.utf8_rpad(pc.struct_field(parts, "fraction"), 9, padding="0")
+    ) + _integers(
+        pc.utf8_rpad(pc.struct_field(parts, "short_fraction"), 9, padding="0")
     )
     half = pc.utf8_upper(pc.struct_field(parts, "half")).fill_null("")
     half = half.to_numpy(zero_copy_only=False)

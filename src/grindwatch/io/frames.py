@@ -48,10 +48,11 @@ def _is_time_column(name: str, column: pd.Series) -> bool:
         return True
     if time_name_scale(str(name).strip()) is not None:
         return True
-    # Text that parses as date and time, whatever the column's name ("Zeit").
+    # Text that parses as date and time or as durations, whatever the
+    # column's name ("Zeit").
     if pd.api.types.is_numeric_dtype(column):
         return False
-    return _as_datetime(column) is not None
+    return _as_datetime(column) is not None or _durations(column) is not None
 
 
 def _as_datetime(column: pd.Series) -> pd.Series | None:
@@ -358,6 +359,9 @@ def _seconds(name: str, column: pd.Series, time_column: str | None):  # noqa: AN
         return (as_datetime - valid.iloc[0]).dt.total_seconds().to_numpy()
     if pd.api.types.is_timedelta64_dtype(column):
         return column.dt.total_seconds().to_numpy()
+    durations = _durations(column)
+    if durations is not None:
+        return durations.dt.total_seconds().to_numpy()
     if not pd.api.types.is_numeric_dtype(column):
         # Numbers stored as text (a Parquet string column) count when every
         # filled cell is one.
@@ -371,6 +375,22 @@ def _seconds(name: str, column: pd.Series, time_column: str | None):  # noqa: AN
     # without one are seconds.
     scale = time_name_scale(name) or seconds_per_unit(name) or 1.0
     return column.to_numpy(dtype=float, na_value=np.nan) * scale
+
+
+# A duration as pandas writes one to CSV: "0 days 00:00:01.500000".
+_DURATION_TEXT = re.compile(r"-?\d+ days? \d{2}:\d{2}:\d{2}(?:\.\d+)?")
+
+
+def _durations(column: pd.Series) -> pd.Series | None:
+    """Parse a text column of durations, or return None when it is not one."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(
+        column
+    ):
+        return None
+    texts = column.dropna().astype("string").str.strip()
+    if texts.empty or not texts.iloc[:1000].str.fullmatch(_DURATION_TEXT).all():
+        return None
+    return pd.to_timedelta(column, errors="coerce")
 
 
 def _rate_from_time(
@@ -575,6 +595,10 @@ _GROUPED_NUMBER = re.compile(
 )
 
 
+# A number with a percent sign (12.5 %), as some machine panels export a load.
+_PERCENT = re.compile(r"[+-]?\d+(?:[.,]\d+)?\s?%")
+
+
 def _is_grouped_number(text: str) -> bool:
     return _GROUPED_NUMBER.fullmatch(text) is not None
 
@@ -596,6 +620,7 @@ def _number_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     rest = filled & ~is_number
     if rest.any():
         grouped = text[rest].str.fullmatch(_GROUPED_NUMBER).fillna(False)
+        grouped |= text[rest].str.fullmatch(_PERCENT).fillna(False)
         is_number[rest] = grouped.to_numpy(dtype=bool)
     return filled, is_number
 
@@ -619,7 +644,14 @@ def _raise_if_mostly_numbers(
     if n_numbers <= n_other:
         return
     if n_other == 0:
-        first = int(np.flatnonzero(is_number)[0])
+        # Show a cell that needs the decimal comma or thousands separators, as
+        # the first cells may be plain numbers ("0" before "49,98").
+        plain = pd.to_numeric(
+            column.astype("string").str.strip().to_numpy(dtype=object),
+            errors="coerce",
+        )
+        needs_mark = is_number & ~np.isfinite(plain)
+        first = int(np.flatnonzero(needs_mark if needs_mark.any() else is_number)[0])
         raise InputError(
             path,
             f"column {name!r} holds numbers stored as text (first: "
@@ -658,6 +690,8 @@ def _text_number_fix(path: Path, cell: str, decimal: str | None) -> str:
     """Suggest how to get a text number read as a number."""
     if _is_grouped_number(cell):
         return "export the numbers without thousands separators"
+    if _PERCENT.fullmatch(cell):
+        return "export the numbers without the % sign"
     as_csv = path.suffix.lower() in (".csv", ".txt")
     if as_csv and "," in cell and decimal != ",":
         return "for a decimal comma set data.decimal to ','"
@@ -692,11 +726,17 @@ def _select(path: Path, available: list[str], options: ReadOptions) -> list[str]
             f"'DIR/**/*.csv'; if it is a recording, {otherwise}",
         )
     if missing:
+        fix = (
+            "record those channels, or score the file with a model trained on "
+            "the channels it has"
+            if options.known_channels
+            else "fix the channel names in data.channels, or record those channels"
+        )
         raise InputError(
             path,
             f"channels {shorten_list(missing)} not found; numeric columns are "
             f"{shorten_list(available)}",
-            "fix the channel names in data.channels, or record those channels",
+            fix,
         )
     return list(options.channels)
 
@@ -709,6 +749,16 @@ def finite_or_raise(path: Path, data: np.ndarray, channels: list[str], policy: s
     bad = ~np.isfinite(data)
     if not bad.any():
         return data
+    empty = np.flatnonzero(bad.all(axis=1))
+    if empty.size:
+        # Interpolation cannot fill it, so do not suggest it.
+        raise InputError(
+            path,
+            f"channel {channels[empty[0]]!r} has no finite sample (all "
+            f"{data.shape[1]} are empty, NaN or infinite)",
+            "check the sensor, or leave the channel out by listing the channels "
+            "to use in training (--channels, data.channels)",
+        )
     if policy == "raise":
         # Transposed, so that the first match is the earliest sample.
         position, channel = np.argwhere(bad.T)[0]
@@ -724,12 +774,6 @@ def finite_or_raise(path: Path, data: np.ndarray, channels: list[str], policy: s
     index = np.arange(data.shape[1])
     for row in range(data.shape[0]):
         good = ~bad[row]
-        if not good.any():
-            raise InputError(
-                path,
-                f"channel {channels[row]!r} has no finite sample",
-                "drop the channel with --channels",
-            )
         repaired[row, ~good] = np.interp(index[~good], index[good], data[row, good])
     logger.warning("%s: interpolated %d NaN or infinite samples", path, int(bad.sum()))
     return repaired
@@ -1100,6 +1144,7 @@ def _raise_if_damaged_time(path: Path, frame: pd.DataFrame, names: list[str]) ->
             continue
         column = frame[name]
         problem = None
+        fix = "repair the column, or delete it to read the rows without times"
         if not (
             pd.api.types.is_numeric_dtype(column)
             or pd.api.types.is_datetime64_any_dtype(column)
@@ -1107,11 +1152,25 @@ def _raise_if_damaged_time(path: Path, frame: pd.DataFrame, names: list[str]) ->
         ):
             filled, is_number = _number_cells(column)
             damaged = filled & ~is_number
-            if is_number.sum() > damaged.sum() and damaged.any():
+            # Text in every cell that does not parse as date-time, such as a
+            # zone abbreviation ("10:00:00 CET") that pandas cannot place.
+            unparsed = not is_number.any() and _as_datetime(column) is None
+            if damaged.any() and (is_number.sum() > damaged.sum() or unparsed):
                 row = int(np.flatnonzero(damaged)[0])
                 cell = repr(column.iloc[row])
-                cell = cell if len(cell) <= 24 else cell[:20] + "...'"
+                cell = cell if len(cell) <= 40 else cell[:36] + "...'"
                 problem = f"has {cell} at data row {row}, which is not a time"
+                if unparsed:
+                    problem = (
+                        f"has {cell} at data row {row}, and none of its cells "
+                        "parses as a number or date-time"
+                    )
+                    fix = (
+                        "write a time zone as an offset (+01:00), or leave it out "
+                        "and set data.timezone to its IANA name (Europe/Berlin); "
+                        "or read the rows without times with data.ignore_time=true "
+                        "and data.sample_rate"
+                    )
         if problem is None:
             seconds = _seconds(name, column, None)
             steps = (
@@ -1126,7 +1185,7 @@ def _raise_if_damaged_time(path: Path, frame: pd.DataFrame, names: list[str]) ->
                 path,
                 f"the time column {name!r} {problem}, so the sample rate cannot "
                 "be read from it",
-                "repair the column, or delete it to read the rows without times",
+                fix,
             )
 
 

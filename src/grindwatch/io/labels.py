@@ -138,7 +138,11 @@ def read_labels_csv(path: Path) -> dict[str, int]:
     try:
         # Names such as "NA" or "nan" are recording names here, not missing values.
         frame = read_csv_rows_checked(
-            path, dtype=str, keep_default_na=False, encoding="utf-8-sig"
+            path,
+            sep=_header_delimiter(path),
+            dtype=str,
+            keep_default_na=False,
+            encoding="utf-8-sig",
         )
     except pd.errors.ParserWarning:
         raise InputError(
@@ -156,6 +160,7 @@ def read_labels_csv(path: Path) -> dict[str, int]:
         ) from None
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise InputError(path, f"cannot be read as a labels CSV ({error})") from None
+    frame.columns = [str(name).strip() for name in frame.columns]
     missing = {"recording", "label"} - set(frame.columns)
     if missing:
         raise InputError(
@@ -184,7 +189,7 @@ def read_labels_csv(path: Path) -> dict[str, int]:
                 f"label {value!r} for {recording!r} is neither 1/0 nor a known word",
                 "use 1 for anomalous and 0 for normal",
             )
-        key = _label_key(recording)
+        key = _label_key(recording.strip())
         if labels.get(key, label) != label:
             raise InputError(
                 path,
@@ -194,6 +199,20 @@ def read_labels_csv(path: Path) -> dict[str, int]:
             )
         labels[key] = label
     return labels
+
+
+def _header_delimiter(path: Path) -> str:
+    """Return the delimiter after 'recording' in the header line, or ','.
+
+    Spreadsheets in many European locales save CSV files with ';'.
+    """
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(4096).decode("utf-8-sig", errors="replace")
+    except OSError:
+        return ","  # reading it again raises with the reason
+    found = re.match(r'\s*"?recording"?\s*([,;\t|])', first)
+    return found.group(1) if found else ","
 
 
 def _label_key(recording: str) -> str:
