@@ -1086,7 +1086,7 @@ def _declared_samples(path: Path) -> int | None:
     return None
 
 
-# MATLAB v5 element types (MAT-File Format, version 7 and earlier).
+# Type codes of MATLAB v5 data elements: 32-bit integers, matrices, zlib streams.
 _MI_INT32, _MI_MATRIX, _MI_COMPRESSED = 5, 14, 15
 # The bytes of a matrix element up to its dimensions: its tag, the array flags
 # (8-byte tag and 8 bytes), the dimensions' tag and up to 30 dimensions.
