@@ -23,10 +23,12 @@ class Recording:
         ``stem#row`` for a row of a feature table).
     data : ndarray of shape (n_channels, n_samples), float32
         The samples. A row of a feature table is stored as (n_features, 1).
+        Integer arrays are converted to float32, other float types are kept.
     channels : list of str
         One name per row of ``data``.
     sample_rate : float or None
-        Samples per second, when the file or the user gives it.
+        Samples per second, when the file or the user gives it. Must be finite
+        and positive.
     source : Path or None
         The file it was read from.
     label : int or None
@@ -47,12 +49,71 @@ class Recording:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Internal invariant: readers must produce 2-D float32 with one name per row.
-        assert self.data.ndim == 2, self.data.shape
-        assert self.data.shape[0] == len(self.channels), (
-            self.data.shape,
-            self.channels,
-        )
+        # Readers check their values first. These checks catch recordings built
+        # in Python, where a transposed array or a rate of 0 would otherwise be
+        # scored as something else without any error.
+        from grindwatch.exceptions import InputError
+
+        if not isinstance(self.data, np.ndarray):
+            raise TypeError(
+                f"recording {self.name!r}: data must be a numpy array of shape "
+                f"(n_channels, n_samples), not {type(self.data).__name__}; "
+                "convert it with numpy.asarray"
+            )
+        if not (
+            np.issubdtype(self.data.dtype, np.floating)
+            or np.issubdtype(self.data.dtype, np.integer)
+        ):
+            raise TypeError(
+                f"recording {self.name!r}: data has dtype {self.data.dtype}, which is not "
+                "numeric; convert it with data.astype(numpy.float32)"
+            )
+        if np.issubdtype(self.data.dtype, np.integer):
+            self.data = self.data.astype(np.float32)
+        self._check_shape()
+        rate = self.sample_rate
+        if rate is not None and not (
+            isinstance(rate, (int, float, np.number)) and np.isfinite(rate) and rate > 0
+        ):
+            raise InputError(
+                self.name,
+                f"sample rate {rate!r} is not a positive number of samples per second",
+                "pass the rate in Hz (e.g. 1000.0), or None when it is unknown",
+            )
+
+    def _check_shape(self) -> None:
+        """Raise InputError unless ``data`` has one row per distinct channel name."""
+        from grindwatch.exceptions import InputError
+
+        shape = self.data.shape
+        n_names = len(self.channels)
+        if self.data.ndim != 2:
+            fix = "pass an array of shape (n_channels, n_samples)"
+            if self.data.ndim == 1:
+                fix += ", for one channel data[numpy.newaxis, :]"
+            raise InputError(
+                self.name, f"data has shape {shape}, not 2 dimensions", fix
+            )
+        if shape[0] != n_names:
+            fix = "pass one channel name per row of data"
+            if shape[1] == n_names:
+                fix = (
+                    "data looks like (n_samples, n_channels); pass data.T, which "
+                    "has one row per channel"
+                )
+            raise InputError(
+                self.name,
+                f"data has shape {shape}, {shape[0]} rows, but {n_names} channel "
+                "names are given",
+                fix,
+            )
+        if len(set(self.channels)) != n_names:
+            repeated = sorted({c for c in self.channels if self.channels.count(c) > 1})
+            raise InputError(
+                self.name,
+                f"channel names {repeated} are given more than once",
+                "give every channel its own name",
+            )
 
     @property
     def n_channels(self) -> int:

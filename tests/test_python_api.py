@@ -1,0 +1,82 @@
+"""The Python API used from a notebook: in-memory recordings, configs, arguments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grindwatch
+from grindwatch import Recording, RecordingSet
+from grindwatch.config import Config
+from grindwatch.exceptions import InputError
+from tests.conftest import make_cycle
+
+CHANNELS = ["vib_x", "vib_y", "current"]
+
+
+def _config(**overrides) -> Config:  # noqa: ANN003
+    base = {
+        "detector.family": "pca",
+        "windows.length": 256,
+        "tracking.enabled": False,
+    }
+    base.update(overrides)
+    return Config().with_overrides(base)
+
+
+def _recordings(count: int, rate: float | None = 1000.0) -> RecordingSet:
+    return RecordingSet(
+        [
+            Recording(f"r{seed}", make_cycle(seed), CHANNELS, rate)
+            for seed in range(count)
+        ]
+    )
+
+
+def test_recording_transposed_data_names_fix():
+    data = make_cycle(0)
+
+    with pytest.raises(InputError, match=r"\(2048, 3\).*pass data\.T"):
+        Recording("r0", data.T, CHANNELS, 1000.0)
+
+
+def test_recording_one_dimensional_data():
+    with pytest.raises(InputError, match=r"not 2 dimensions.*numpy\.newaxis"):
+        Recording("r0", make_cycle(0)[0], ["vib_x"], 1000.0)
+
+
+def test_recording_list_data_is_type_error():
+    with pytest.raises(TypeError, match="numpy array.*not list"):
+        Recording("r0", make_cycle(0).tolist(), CHANNELS, 1000.0)
+
+
+def test_recording_repeated_channel_names():
+    with pytest.raises(InputError, match=r"\['vib_x'\] are given more than once"):
+        Recording("r0", make_cycle(0), ["vib_x", "vib_x", "current"], 1000.0)
+
+
+@pytest.mark.parametrize("rate", [0, -1000.0, float("nan"), float("inf"), "1000"])
+def test_recording_invalid_sample_rate(rate):
+    with pytest.raises(InputError, match="not a positive number of samples per second"):
+        Recording("r0", make_cycle(0), CHANNELS, rate)
+
+
+def test_train_rejects_nonpositive_rate():
+    # Accepted, a negative rate would give windows negative start_s.
+    with pytest.raises(InputError, match="r0: sample rate -5"):
+        grindwatch.train(_recordings(3, rate=-5.0), _config())
+
+
+def test_recording_integer_data_scores_as_float():
+    model = grindwatch.train(_recordings(4), _config()).model
+    counts = np.round(make_cycle(10) * 1000).astype(np.int16)
+
+    as_int = Recording("r10", counts, CHANNELS, 1000.0)
+    as_float = Recording("r10", counts.astype(np.float32), CHANNELS, 1000.0)
+
+    assert as_int.data.dtype == np.float32
+    scores = [
+        grindwatch.score(model, RecordingSet([recording])).recordings["score"][0]
+        for recording in (as_int, as_float)
+    ]
+    assert scores[0] == scores[1]
