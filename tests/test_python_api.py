@@ -80,3 +80,40 @@ def test_recording_integer_data_scores_as_float():
         for recording in (as_int, as_float)
     ]
     assert scores[0] == scores[1]
+
+
+def test_train_config_forms_agree(tmp_path):
+    settings = {
+        "detector.family": "pca",
+        "windows.length": 256,
+        "tracking.enabled": False,
+    }
+    yaml_path = tmp_path / "grindwatch.yaml"
+    yaml_path.write_text(
+        "detector:\n  family: pca\n"
+        "windows:\n  length: 256\n"
+        "tracking:\n  enabled: false\n"
+    )
+    recordings = _recordings(4)
+    new = RecordingSet([Recording("new", make_cycle(20), CHANNELS, 1000.0)])
+
+    scores = {}
+    for form, config in (
+        ("Config", Config().with_overrides(settings)),
+        ("dict", settings),
+        ("str path", str(yaml_path)),
+        ("Path", yaml_path),
+    ):
+        model = grindwatch.train(recordings, config).model
+        assert model.config.detector.family == "pca", form
+        assert model.window_length_ == 256, form
+        scores[form] = grindwatch.score(model, new).recordings["score"][0]
+
+    assert scores["dict"] == scores["Config"]
+    assert scores["str path"] == scores["Config"]
+    assert scores["Path"] == scores["Config"]
+
+
+def test_train_config_wrong_type():
+    with pytest.raises(TypeError, match="config must be a grindwatch.Config.*not list"):
+        grindwatch.train(_recordings(3), [("windows.length", 256)])

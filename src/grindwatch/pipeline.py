@@ -16,7 +16,7 @@ import pandas as pd
 
 from grindwatch._nouns import item_noun
 from grindwatch._version import __version__
-from grindwatch.config import Config
+from grindwatch.config import Config, as_config
 from grindwatch.cycles import CycleCheck, CycleVerdict
 from grindwatch.detectors import BaseDetector, make_detector
 from grindwatch.exceptions import ConfigError, InputError
@@ -986,7 +986,7 @@ class TrainResult:
 
 def train(
     data: DataSource | None = None,
-    config: Config | None = None,
+    config: Config | dict[str, Any] | str | Path | None = None,
     *,
     output: str | Path | None = None,
     progress: ProgressCallback | None = None,
@@ -998,8 +998,9 @@ def train(
     ----------
     data : files, folders, glob patterns, or a RecordingSet
         Training recordings; None uses the config's ``data.paths``.
-    config : Config
-        All settings; defaults when None.
+    config : Config, dict or path, optional
+        All settings: a Config, a dict of dotted overrides of the defaults such
+        as ``{"windows.length": 512}``, or a YAML file. Defaults when None.
     output : path, optional
         Also save the model bundle to this folder.
     progress : callable, optional
@@ -1009,7 +1010,7 @@ def train(
     """
     from grindwatch.fingerprint import data_fingerprint
 
-    config = config or Config()
+    config = as_config(config)
     recordings = read_data(data, config)
     # Resolved before the MLflow run logs the settings, so that the run shows the
     # window in samples that the model uses.

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grindwatch._locks import sqlite_setup_lock
-from grindwatch.config import Config, validate_config
+from grindwatch.config import Config, as_config, validate_config
 from grindwatch.exceptions import ConfigError
 from grindwatch.io import Recording, RecordingSet
 from grindwatch.trial_runner import CONFIG_ATTR, TrialEvent, TrialRunner
@@ -327,7 +327,7 @@ def _read_inputs(
 
 def tune(
     data: Any = None,
-    config: Config | None = None,
+    config: Config | dict[str, Any] | str | Path | None = None,
     *,
     labeled_data: Any = None,
     labels: str | Path | None = None,
@@ -342,8 +342,9 @@ def tune(
     data : files, folders, glob patterns or a RecordingSet
         Training recordings, used without labels. None uses ``data.paths``, or on
         resume the study's own data.
-    config : Config
-        All settings; the ``tune`` section configures the study. Defaults when None.
+    config : Config, dict or path, optional
+        All settings, given as for ``train``; the ``tune`` section configures the
+        study. Defaults when None.
     labeled_data : files, folders or glob patterns, optional
         Labeled recordings to report labeled metrics on (never fitted). Without
         them, training recordings that carry labels are used.
@@ -368,7 +369,7 @@ def tune(
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     caller_config = config
-    config = (config or Config()).with_overrides(overrides)
+    config = as_config(config).with_overrides(overrides)
     storage_url = resolve_storage(config)
     data_paths = _resolved_paths(data)
     recordings = data if isinstance(data, RecordingSet) else None
