@@ -117,3 +117,14 @@ def test_train_config_forms_agree(tmp_path):
 def test_train_config_wrong_type():
     with pytest.raises(TypeError, match="config must be a grindwatch.Config.*not list"):
         grindwatch.train(_recordings(3), [("windows.length", 256)])
+
+
+@pytest.mark.parametrize("source", [[], "", None])
+def test_load_recordings_empty_source(source):
+    with pytest.raises(InputError, match="which names no files"):
+        grindwatch.load_recordings(source)
+
+
+def test_load_recordings_array_is_type_error():
+    with pytest.raises(TypeError, match="not ndarray"):
+        grindwatch.load_recordings(make_cycle(0))

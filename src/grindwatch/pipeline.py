@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import tempfile
 from collections.abc import Callable, Iterable
@@ -21,7 +20,7 @@ from grindwatch.cycles import CycleCheck, CycleVerdict
 from grindwatch.detectors import BaseDetector, make_detector
 from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.io import ReadOptions, Recording, RecordingSet, load_recordings
-from grindwatch.io.dataset import source_path
+from grindwatch.io.dataset import paths_or_raise, source_path
 from grindwatch.results import atomic_write_bytes
 from grindwatch.signals import ChannelScaler, FrontEnd, WindowSet, make_windows
 from grindwatch.thresholds import fit_threshold
@@ -95,7 +94,7 @@ def read_data(
     """
     if isinstance(source, RecordingSet):
         return source
-    source = _paths_or_raise(source)
+    source = paths_or_raise(source)
     if source is None or (isinstance(source, (list, tuple)) and not source):
         source = config.data.paths
     if not source:
@@ -109,32 +108,6 @@ def read_data(
         strict=config.data.strict,
         match_files=False,
         fill_rate=model.sample_rate_ if model.kind_ == "signals" else None,
-    )
-
-
-def _paths_or_raise(source: Any) -> Any:
-    """Return ``source`` with an iterable of paths as a list, or raise TypeError.
-
-    Arrays and Recording objects would otherwise fail deep inside the readers,
-    with numpy's "truth value is ambiguous" or a missing file named by a repr.
-    """
-    if source is None or isinstance(source, (str, os.PathLike)):
-        return source
-    if isinstance(source, Iterable) and not isinstance(
-        source, (np.ndarray, pd.DataFrame, Recording)
-    ):
-        source = list(source)
-        if all(isinstance(item, (str, os.PathLike)) for item in source):
-            return source
-        kinds = sorted({type(item).__name__ for item in source})
-    else:
-        kinds = [type(source).__name__]
-    hint = ""
-    if "Recording" in kinds:
-        hint = "; wrap Recording objects in grindwatch.RecordingSet(recordings)"
-    raise TypeError(
-        "data must be a file, folder or glob pattern (str or Path), a list of "
-        f"them, or a RecordingSet, not {', '.join(kinds)}{hint}"
     )
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from grindwatch.exceptions import InputError, lookalike_names, shorten_list
 from grindwatch.io.binary import read_binary
@@ -38,6 +41,7 @@ __all__ = [
     "list_files",
     "load_recordings",
     "matches_metadata",
+    "paths_or_raise",
     "read_file",
     "source_path",
 ]
@@ -211,6 +215,32 @@ def list_files(source: str | Path | Iterable[str | Path], kind: str = "signals")
     return list(label_roots(source, kind))
 
 
+def paths_or_raise(source: Any) -> Any:
+    """Return ``source`` with an iterable of paths as a list, or raise TypeError.
+
+    Arrays and Recording objects would otherwise fail deep inside the readers,
+    with numpy's "truth value is ambiguous" or a missing file named by a repr.
+    """
+    if source is None or isinstance(source, (str, os.PathLike)):
+        return source
+    if isinstance(source, Iterable) and not isinstance(
+        source, (np.ndarray, pd.DataFrame, Recording)
+    ):
+        source = list(source)
+        if all(isinstance(item, (str, os.PathLike)) for item in source):
+            return source
+        kinds = sorted({type(item).__name__ for item in source})
+    else:
+        kinds = [type(source).__name__]
+    hint = ""
+    if "Recording" in kinds:
+        hint = "; wrap Recording objects in grindwatch.RecordingSet(recordings)"
+    raise TypeError(
+        "data must be a file, folder or glob pattern (str or Path), a list of "
+        f"them, or a RecordingSet, not {', '.join(kinds)}{hint}"
+    )
+
+
 def label_roots(
     source: str | Path | Iterable[str | Path], kind: str = "signals"
 ) -> dict[Path, Path]:
@@ -354,9 +384,18 @@ def load_recordings(
     Raises
     ------
     InputError
-        If no file can be read, or in strict mode when any file fails to read or
-        does not match the reference.
+        If ``source`` names no files, no file can be read, or in strict mode
+        when any file fails to read or does not match the reference.
+    TypeError
+        If ``source`` is not a path or a list of paths (an array, for example).
     """
+    source = paths_or_raise(source)
+    if source is None or not source:
+        raise InputError(
+            "source",
+            f"is {source!r}, which names no files",
+            "pass a file, folder or glob pattern, or a list of them",
+        )
     options = options or ReadOptions()
     roots = label_roots(source, options.kind)
     files = list(roots)
