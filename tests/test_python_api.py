@@ -9,7 +9,7 @@ import grindwatch
 from grindwatch import Recording, RecordingSet
 from grindwatch.config import Config
 from grindwatch.exceptions import InputError
-from tests.conftest import make_cycle
+from tests.conftest import make_cycle, write_cycles
 
 CHANNELS = ["vib_x", "vib_y", "current"]
 
@@ -128,3 +128,37 @@ def test_load_recordings_empty_source(source):
 def test_load_recordings_array_is_type_error():
     with pytest.raises(TypeError, match="not ndarray"):
         grindwatch.load_recordings(make_cycle(0))
+
+
+def test_train_in_memory_uses_data_channels(tmp_path):
+    write_cycles(tmp_path / "good", 4)
+    config = _config(**{"data.channels": ["vib_y", "current"]})
+
+    from_files = grindwatch.train(tmp_path / "good", config).model
+    in_memory = grindwatch.load_recordings(tmp_path / "good")
+    from_memory = grindwatch.train(in_memory, config).model
+
+    assert in_memory.channels == ["vib_x", "vib_y", "current"]
+    assert from_memory.channels_ == ["vib_y", "current"]
+    assert from_memory.channels_ == from_files.channels_
+    new = _recordings(1)
+    files_score = grindwatch.score(from_files, new).recordings["score"][0]
+    memory_score = grindwatch.score(from_memory, new).recordings["score"][0]
+    assert memory_score == files_score
+
+
+def test_train_in_memory_fills_data_sample_rate():
+    config = _config(**{"data.sample_rate": 1000.0})
+
+    result = grindwatch.train(_recordings(4, rate=None), config)
+
+    assert result.model.sample_rate_ == 1000.0
+    assert result.training.windows["start_s"].notna().all()
+
+
+def test_score_repeated_recording_names():
+    model = grindwatch.train(_recordings(4), _config()).model
+    cycle = Recording("same", make_cycle(10), CHANNELS, 1000.0)
+
+    with pytest.raises(InputError, match=r"\['same'\] appear more than once"):
+        grindwatch.score(model, RecordingSet([cycle, cycle]))

@@ -18,7 +18,7 @@ from grindwatch._version import __version__
 from grindwatch.config import Config, as_config
 from grindwatch.cycles import CycleCheck, CycleVerdict
 from grindwatch.detectors import BaseDetector, make_detector
-from grindwatch.exceptions import ConfigError, InputError
+from grindwatch.exceptions import ConfigError, InputError, shorten_list
 from grindwatch.io import ReadOptions, Recording, RecordingSet, load_recordings
 from grindwatch.io.dataset import paths_or_raise, source_path
 from grindwatch.results import atomic_write_bytes
@@ -91,9 +91,11 @@ def read_data(
     Without ``model`` the recordings are matched to the channels and rate most
     files have. With a ``model``, scoring matches each recording to the model
     instead, and a signal recording without a sample rate gets the model's.
+    A RecordingSet is used as given, apart from the settings that
+    ``_in_memory`` applies.
     """
     if isinstance(source, RecordingSet):
-        return source
+        return _in_memory(source, config, model)
     source = paths_or_raise(source)
     if source is None or (isinstance(source, (list, tuple)) and not source):
         source = config.data.paths
@@ -109,6 +111,50 @@ def read_data(
         match_files=False,
         fill_rate=model.sample_rate_ if model.kind_ == "signals" else None,
     )
+
+
+def _in_memory(
+    recordings: RecordingSet, config: Config, model: Model | None
+) -> RecordingSet:
+    """Check a RecordingSet built in Python and apply the reading settings it needs.
+
+    Names must be unique, as the readers make them, so that each window row
+    joins one recording row. For training, ``data.channels`` selects channels
+    and ``data.sample_rate`` fills missing rates, as they do for files.
+
+    Raises
+    ------
+    InputError
+        If names repeat, or a recording lacks a channel of ``data.channels``.
+    """
+    names = [recording.name for recording in recordings]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(
+            "data",
+            f"recordings named {shorten_list(repeated)} appear more than once in "
+            "the RecordingSet, so their windows could not be told apart",
+            "give each Recording its own name",
+        )
+    # NOTE: the other data settings (NaN, constant and clipping policies,
+    # resampling, data.match) apply only when grindwatch reads files.
+    if model is not None:
+        return recordings
+    data = config.data
+    if data.channels:
+        recordings = recordings.select_channels(list(data.channels))
+    if data.sample_rate is not None and recordings.kind == "signals":
+        recordings = RecordingSet(
+            [
+                replace(recording, sample_rate=data.sample_rate)
+                if recording.sample_rate is None
+                else recording
+                for recording in recordings
+            ],
+            list(recordings.skipped),
+            recordings.kind,
+        )
+    return recordings
 
 
 @dataclass
@@ -970,7 +1016,9 @@ def train(
     Parameters
     ----------
     data : files, folders, glob patterns, or a RecordingSet
-        Training recordings; None uses the config's ``data.paths``.
+        Training recordings; None uses the config's ``data.paths``. Of the
+        ``data`` settings, only ``channels`` and ``sample_rate`` apply to a
+        RecordingSet, whose recordings need unique names.
     config : Config, dict or path, optional
         All settings: a Config, a dict of dotted overrides of the defaults such
         as ``{"windows.length": 512}``, or a YAML file. Defaults when None.
