@@ -162,3 +162,9 @@ def test_score_repeated_recording_names():
 
     with pytest.raises(InputError, match=r"\['same'\] appear more than once"):
         grindwatch.score(model, RecordingSet([cycle, cycle]))
+
+
+@pytest.mark.parametrize("model", [None, 3])
+def test_score_model_wrong_type(model):
+    with pytest.raises(TypeError, match="model must be a grindwatch.Model"):
+        grindwatch.score(model, _recordings(1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import tempfile
 from collections.abc import Callable, Iterable
@@ -1202,6 +1203,11 @@ def load_model(location: str | Path, config: Config | None = None) -> Model:
     URIs such as ``runs:/<run id>/model`` or ``models:/NAME@alias`` are resolved
     against the tracking store (config, MLFLOW_TRACKING_URI, or ./mlflow.db).
     """
+    if not isinstance(location, (str, os.PathLike)):
+        raise TypeError(
+            "model must be a grindwatch.Model, the folder written by 'grindwatch "
+            f"train --output' or an MLflow model URI, not {type(location).__name__}"
+        )
     if not str(location).strip():
         # Path("") is the working folder, which would be searched for a bundle.
         raise InputError(
@@ -1271,6 +1277,9 @@ def score(
     attribution: bool = True,
 ) -> ScoreResult:
     """Score recordings with a model, read with the model's own reading options.
+
+    ``model`` is a Model or anything ``load_model`` accepts, and ``data`` is
+    what ``train`` accepts.
 
     ``attribution`` adds the top channel and band, feature or time step to the
     tables (see ``grindwatch.explain``); turn it off to score faster.
