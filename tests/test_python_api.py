@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -168,3 +170,28 @@ def test_score_repeated_recording_names():
 def test_score_model_wrong_type(model):
     with pytest.raises(TypeError, match="model must be a grindwatch.Model"):
         grindwatch.score(model, _recordings(1))
+
+
+def test_evaluate_stays_function_after_import():
+    # tune imports the module grindwatch.evaluate, which has the function's name.
+    importlib.import_module("grindwatch.evaluate")
+
+    assert callable(grindwatch.evaluate)
+    assert grindwatch.evaluate.__module__ == "grindwatch.evaluate"
+
+
+def test_evaluate_callable_twice():
+    model = grindwatch.train(_recordings(4), _config()).model
+    labeled = RecordingSet(
+        [
+            Recording("normal", make_cycle(10), CHANNELS, 1000.0, label=0),
+            Recording(
+                "faulty", make_cycle(11, anomaly="spike"), CHANNELS, 1000.0, label=1
+            ),
+        ]
+    )
+
+    first = grindwatch.evaluate(model, labeled)
+    second = grindwatch.evaluate(model, labeled)
+
+    assert first.recordings == second.recordings
