@@ -195,3 +195,28 @@ def test_evaluate_callable_twice():
     second = grindwatch.evaluate(model, labeled)
 
     assert first.recordings == second.recordings
+
+
+def test_tune_in_memory_uses_data_channels(tmp_path):
+    write_cycles(tmp_path / "good", 6)
+    config = _config(
+        **{
+            "data.channels": ["vib_y", "current"],
+            "tune.objective": "injected_auc",
+            "tune.n_trials": 1,
+            "tune.space.family": ["pca"],
+            "tune.storage": f"sqlite:///{tmp_path / 'optuna.db'}",
+        }
+    )
+
+    from_files = grindwatch.tune(
+        tmp_path / "good", config.with_overrides({"tune.study_name": "files"})
+    )
+    from_memory = grindwatch.tune(
+        grindwatch.load_recordings(tmp_path / "good"),
+        config.with_overrides({"tune.study_name": "memory"}),
+    )
+
+    assert from_memory.model.channels_ == ["vib_y", "current"]
+    # The trials fit on the selected channels too, not only the final refit.
+    assert from_memory.best_value == from_files.best_value

@@ -305,7 +305,7 @@ def _read_inputs(
     from grindwatch.io import read_labels_csv
     from grindwatch.pipeline import read_data
 
-    training = recordings if recordings is not None else read_data(None, config)
+    training = read_data(recordings, config)
     labeled = None
     if labeled_paths:
         labeled = read_data(labeled_paths, config).recordings
