@@ -220,3 +220,18 @@ def test_tune_in_memory_uses_data_channels(tmp_path):
     assert from_memory.model.channels_ == ["vib_y", "current"]
     # The trials fit on the selected channels too, not only the final refit.
     assert from_memory.best_value == from_files.best_value
+
+
+@pytest.mark.parametrize(
+    "recordings",
+    [[make_cycle(0)], make_cycle(0)[None], "r0"],
+    ids=["list", "array", "str"],
+)
+def test_recording_set_needs_recordings(recordings):
+    with pytest.raises(TypeError, match="list of grindwatch.Recording objects"):
+        RecordingSet(recordings)
+
+
+def test_recording_set_invalid_kind():
+    with pytest.raises(ValueError, match="kind 'signal' is invalid"):
+        RecordingSet(_recordings(1).recordings, kind="signal")

@@ -65,8 +65,8 @@ class Recording:
             or np.issubdtype(self.data.dtype, np.integer)
         ):
             raise TypeError(
-                f"recording {self.name!r}: data has dtype {self.data.dtype}, which is not "
-                "numeric; convert it with data.astype(numpy.float32)"
+                f"recording {self.name!r}: data has dtype {self.data.dtype}, which "
+                "is not numeric; convert it with data.astype(numpy.float32)"
             )
         if np.issubdtype(self.data.dtype, np.integer):
             self.data = self.data.astype(np.float32)
@@ -174,6 +174,23 @@ class RecordingSet:
     recordings: list[Recording]
     skipped: list[SkippedFile] = field(default_factory=list)
     kind: str = "signals"
+
+    def __post_init__(self) -> None:
+        # Checked here because a set built in Python would otherwise fail later
+        # with an AttributeError, or train a model of an unknown kind.
+        if isinstance(self.recordings, (str, bytes, np.ndarray)) or not all(
+            isinstance(item, Recording) for item in self.recordings
+        ):
+            raise TypeError(
+                "RecordingSet needs a list of grindwatch.Recording objects; wrap "
+                "each array as Recording(name, data, channels, sample_rate)"
+            )
+        self.recordings = list(self.recordings)
+        if self.kind not in ("signals", "table"):
+            raise ValueError(
+                f"RecordingSet kind {self.kind!r} is invalid; use 'signals' for "
+                "time series or 'table' for per-cycle feature rows"
+            )
 
     def __len__(self) -> int:
         return len(self.recordings)
