@@ -235,3 +235,23 @@ def test_recording_set_needs_recordings(recordings):
 def test_recording_set_invalid_kind():
     with pytest.raises(ValueError, match="kind 'signal' is invalid"):
         RecordingSet(_recordings(1).recordings, kind="signal")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_train_in_memory_rejects_nonfinite(value):
+    recordings = _recordings(4)
+    recordings.recordings[2].data[1, 700] = value
+
+    with pytest.raises(InputError, match=r"r2: 1 NaN or infinite samples.*'vib_y'"):
+        grindwatch.train(recordings, _config())
+
+
+def test_train_in_memory_interpolates_nonfinite():
+    recordings = _recordings(4)
+    recordings.recordings[2].data[1, 700] = np.inf
+    config = _config(**{"data.nan_policy": "interpolate"})
+
+    result = grindwatch.train(recordings, config)
+
+    assert np.isfinite(result.training.recordings["score"]).all()
+    assert np.isinf(recordings.recordings[2].data[1, 700])

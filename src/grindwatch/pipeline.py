@@ -120,13 +120,15 @@ def _in_memory(
     """Check a RecordingSet built in Python and apply the reading settings it needs.
 
     Names must be unique, as the readers make them, so that each window row
-    joins one recording row. For training, ``data.channels`` selects channels
-    and ``data.sample_rate`` fills missing rates, as they do for files.
+    joins one recording row. For training, ``data.channels`` selects channels,
+    ``data.sample_rate`` fills missing rates and ``data.nan_policy`` applies to
+    NaN and infinite samples, as they do for files.
 
     Raises
     ------
     InputError
-        If names repeat, or a recording lacks a channel of ``data.channels``.
+        If names repeat, a recording lacks a channel of ``data.channels``, or
+        a sample is not finite under ``data.nan_policy: raise``.
     """
     names = [recording.name for recording in recordings]
     repeated = sorted({name for name in names if names.count(name) > 1})
@@ -137,25 +139,43 @@ def _in_memory(
             "the RecordingSet, so their windows could not be told apart",
             "give each Recording its own name",
         )
-    # NOTE: the other data settings (NaN, constant and clipping policies,
+    # NOTE: the other data settings (constant and clipping policies,
     # resampling, data.match) apply only when grindwatch reads files.
     if model is not None:
         return recordings
-    data = config.data
-    if data.channels:
-        recordings = recordings.select_channels(list(data.channels))
-    if data.sample_rate is not None and recordings.kind == "signals":
+    if config.data.channels:
+        recordings = recordings.select_channels(list(config.data.channels))
+    if recordings.kind == "signals":
         recordings = RecordingSet(
-            [
-                replace(recording, sample_rate=data.sample_rate)
-                if recording.sample_rate is None
-                else recording
-                for recording in recordings
-            ],
+            [_as_read(recording, config) for recording in recordings],
             list(recordings.skipped),
             recordings.kind,
         )
     return recordings
+
+
+def _as_read(recording: Recording, config: Config) -> Recording:
+    """Apply to a training recording the rate and NaN rules that file readers apply.
+
+    Raises
+    ------
+    InputError
+        If a sample is NaN or infinite and ``data.nan_policy`` is ``raise``.
+    """
+    from grindwatch.io.frames import finite_or_raise
+
+    values = finite_or_raise(
+        recording.source or recording.name,
+        recording.data,
+        recording.channels,
+        config.data.nan_policy,
+    )
+    rate = recording.sample_rate
+    if rate is None:
+        rate = config.data.sample_rate
+    if values is recording.data and rate == recording.sample_rate:
+        return recording
+    return replace(recording, data=values, sample_rate=rate)
 
 
 @dataclass
@@ -1018,8 +1038,9 @@ def train(
     ----------
     data : files, folders, glob patterns, or a RecordingSet
         Training recordings; None uses the config's ``data.paths``. Of the
-        ``data`` settings, only ``channels`` and ``sample_rate`` apply to a
-        RecordingSet, whose recordings need unique names.
+        ``data`` settings, only ``channels``, ``sample_rate`` and
+        ``nan_policy`` apply to a RecordingSet, whose recordings need unique
+        names.
     config : Config, dict or path, optional
         All settings: a Config, a dict of dotted overrides of the defaults such
         as ``{"windows.length": 512}``, or a YAML file. Defaults when None.
