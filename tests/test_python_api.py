@@ -255,3 +255,26 @@ def test_train_in_memory_interpolates_nonfinite():
 
     assert np.isfinite(result.training.recordings["score"]).all()
     assert np.isinf(recordings.recordings[2].data[1, 700])
+
+
+def test_empty_recording_set_named():
+    model = grindwatch.train(_recordings(4), _config()).model
+
+    with pytest.raises(InputError, match="contains no recordings"):
+        grindwatch.train(RecordingSet([]), _config())
+    with pytest.raises(InputError, match="contains no recordings"):
+        grindwatch.score(model, RecordingSet([]))
+
+
+def test_load_model_run_uri_with_dict_config(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = _config(**{"tracking.enabled": True, "tracking.uri": uri})
+    result = grindwatch.train(_recordings(4), config)
+    new = _recordings(1)
+
+    loaded = grindwatch.load_model(
+        f"runs:/{result.run_id}/model", {"tracking.uri": uri}
+    )
+
+    expected = grindwatch.score(result.model, new).recordings["score"][0]
+    assert grindwatch.score(loaded, new).recordings["score"][0] == expected

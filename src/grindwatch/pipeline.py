@@ -127,9 +127,16 @@ def _in_memory(
     Raises
     ------
     InputError
-        If names repeat, a recording lacks a channel of ``data.channels``, or
-        a sample is not finite under ``data.nan_policy: raise``.
+        If the set is empty, names repeat, a recording lacks a channel of
+        ``data.channels``, or a sample is not finite under
+        ``data.nan_policy: raise``.
     """
+    if not recordings.recordings:
+        raise InputError(
+            "data",
+            "the RecordingSet contains no recordings",
+            "add Recording objects to it, or pass files or folders",
+        )
     names = [recording.name for recording in recordings]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
@@ -1218,12 +1225,17 @@ def _note_fitted(model: Model, recordings: RecordingSet, training: ScoreResult):
     ]
 
 
-def load_model(location: str | Path, config: Config | None = None) -> Model:
+def load_model(
+    location: str | Path, config: Config | dict[str, Any] | str | Path | None = None
+) -> Model:
     """Load a model from a bundle folder, an MLflow model folder, or an MLflow URI.
 
     URIs such as ``runs:/<run id>/model`` or ``models:/NAME@alias`` are resolved
-    against the tracking store (config, MLFLOW_TRACKING_URI, or ./mlflow.db).
+    against the tracking store (``tracking.uri`` of ``config``, given as for
+    ``train``, then MLFLOW_TRACKING_URI, then ./mlflow.db).
     """
+    if config is not None:
+        config = as_config(config)
     if not isinstance(location, (str, os.PathLike)):
         raise TypeError(
             "model must be a grindwatch.Model, the folder written by 'grindwatch "
