@@ -278,3 +278,30 @@ def test_load_model_run_uri_with_dict_config(tmp_path):
 
     expected = grindwatch.score(result.model, new).recordings["score"][0]
     assert grindwatch.score(loaded, new).recordings["score"][0] == expected
+
+
+def test_evaluate_label_dict_values():
+    model = grindwatch.train(_recordings(4), _config()).model
+    labeled = RecordingSet(
+        [
+            Recording("normal", make_cycle(10), CHANNELS, 1000.0),
+            Recording("faulty", make_cycle(11, anomaly="spike"), CHANNELS, 1000.0),
+        ]
+    )
+
+    numbers = grindwatch.evaluate(model, labeled, labels={"normal": 0, "faulty": 1})
+    words = grindwatch.evaluate(
+        model, labeled, labels={"normal": "OK", "faulty": "NOK"}
+    )
+
+    assert words.recordings == numbers.recordings
+    assert numbers.recordings["n_anomalous"] == 1
+    with pytest.raises(InputError, match=r"label 5 for 'faulty' is neither 1/0"):
+        grindwatch.evaluate(model, labeled, labels={"normal": 0, "faulty": 5})
+
+
+def test_evaluate_without_labels_names_recording():
+    model = grindwatch.train(_recordings(4), _config()).model
+
+    with pytest.raises(InputError, match=r"^r0 and 1 more: carries no labels"):
+        grindwatch.evaluate(model, _recordings(2))
