@@ -305,3 +305,17 @@ def test_evaluate_without_labels_names_recording():
 
     with pytest.raises(InputError, match=r"^r0 and 1 more: carries no labels"):
         grindwatch.evaluate(model, _recordings(2))
+
+
+def test_train_transposed_with_row_names():
+    recordings = RecordingSet(
+        [
+            Recording(f"r{seed}", make_cycle(seed).T, [f"c{i}" for i in range(2048)])
+            for seed in range(3)
+        ]
+    )
+
+    with pytest.raises(
+        InputError, match=r"may be transposed.*\(n_channels, n_samples\)"
+    ):
+        grindwatch.train(recordings, _config())

@@ -1587,10 +1587,18 @@ def _long_enough(
             SkippedFile(Path(recording.source or recording.name), f"{problem}; {fix}")
         )
     if not usable:
+        fix = "use shorter windows (windows.length)"
+        if all(r.n_channels > r.n_samples for r in recordings.recordings):
+            # A (n_samples, n_channels) array given with one name per row.
+            fix += (
+                ". Every recording has more channels than samples, so its data "
+                "may be transposed: a Recording's data has shape (n_channels, "
+                "n_samples)"
+            )
         raise InputError(
             "data",
             f"every recording has fewer than one window of {length} samples",
-            "use shorter windows (windows.length)",
+            fix,
         )
     return usable
 
