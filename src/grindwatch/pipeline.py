@@ -221,6 +221,7 @@ class ScoreResult:
     cycle_threshold: float | None = None
 
     def summary(self) -> dict[str, Any]:
+        """Count recordings and windows, flagged and all, as ``score --json`` does."""
         summary = {
             "n_recordings": int(len(self.recordings)),
             "n_flagged_recordings": int(self.recordings["flag"].sum()),
@@ -1312,7 +1313,11 @@ def score(
     """Score recordings with a model, read with the model's own reading options.
 
     ``model`` is a Model or anything ``load_model`` accepts, and ``data`` is
-    what ``train`` accepts.
+    what ``train`` accepts. ``progress`` is called as in ``train``. With
+    ``strict`` True, the first file or recording that cannot be read or
+    scored (missing channel, other sample rate, NaN, shorter than a window)
+    raises InputError. By default (the model's ``data.strict``) it is skipped
+    and listed in ``ScoreResult.skipped``.
 
     ``attribution`` adds the top channel and band, feature or time step to the
     tables (see ``grindwatch.explain``); turn it off to score faster.
