@@ -10,7 +10,7 @@ import pytest
 import grindwatch
 from grindwatch import Recording, RecordingSet
 from grindwatch.config import Config
-from grindwatch.exceptions import InputError
+from grindwatch.exceptions import ConfigError, InputError
 from tests.conftest import make_cycle, write_cycles
 
 CHANNELS = ["vib_x", "vib_y", "current"]
@@ -319,3 +319,13 @@ def test_train_transposed_with_row_names():
         InputError, match=r"may be transposed.*\(n_channels, n_samples\)"
     ):
         grindwatch.train(recordings, _config())
+
+
+def test_train_output_checked_before_training(tmp_path):
+    taken = tmp_path / "model"
+    taken.write_text("not a folder")
+
+    with pytest.raises(ConfigError, match="because .*model is a file"):
+        grindwatch.train(_recordings(4), _config(), output=taken)
+    with pytest.raises(ConfigError, match="output is empty"):
+        grindwatch.train(_recordings(4), _config(), output="")

@@ -1062,6 +1062,7 @@ def train(
     from grindwatch.fingerprint import data_fingerprint
 
     config = as_config(config)
+    saved = _output_or_raise(output)
     recordings = read_data(data, config)
     # Resolved before the MLflow run logs the settings, so that the run shows the
     # window in samples that the model uses.
@@ -1096,7 +1097,6 @@ def train(
     del model.training_windows_
     _warn_many_recordings_flagged(model, training)
 
-    saved = Path(output) if output is not None else None
     if saved is not None:
         model.save(saved)
     return TrainResult(
@@ -1107,6 +1107,20 @@ def train(
         tracking_uri=tracker.uri if tracker else None,
         output=saved,
     )
+
+
+def _output_or_raise(output: str | Path | None) -> Path | None:
+    """Check ``output`` before training, so that a bad path fails at once."""
+    from grindwatch.results import check_output_folder
+
+    if output is None:
+        return None
+    if not str(output).strip():
+        # Path("") is the working folder, which would get the bundle's files.
+        raise ConfigError(
+            "output is empty; pass the folder to save the model bundle in, or None"
+        )
+    return check_output_folder(output)
 
 
 def _fitted(model: Model, recordings: RecordingSet) -> list[Recording]:
