@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import grindwatch
@@ -130,6 +131,16 @@ def test_load_recordings_empty_source(source):
 def test_load_recordings_array_is_type_error():
     with pytest.raises(TypeError, match="not ndarray"):
         grindwatch.load_recordings(make_cycle(0))
+
+
+def test_score_frame_names_conversion():
+    model = grindwatch.train(_recordings(4), _config()).model
+    frame = pd.DataFrame(make_cycle(10).T, columns=CHANNELS)
+
+    with pytest.raises(TypeError, match=r"not DataFrame; wrap each frame.*\.T"):
+        grindwatch.score(model, frame)
+    with pytest.raises(TypeError, match=r"not ndarray; wrap each array.*n_channels"):
+        grindwatch.score(model, make_cycle(10))
 
 
 def test_train_in_memory_uses_data_channels(tmp_path):

@@ -235,6 +235,18 @@ def paths_or_raise(source: Any) -> Any:
     hint = ""
     if "Recording" in kinds:
         hint = "; wrap Recording objects in grindwatch.RecordingSet(recordings)"
+    elif "ndarray" in kinds:
+        hint = (
+            "; wrap each array of shape (n_channels, n_samples) as "
+            "grindwatch.Recording(name, data, channels, sample_rate) and pass "
+            "grindwatch.RecordingSet(recordings)"
+        )
+    elif "DataFrame" in kinds:
+        hint = (
+            "; wrap each frame of one column per channel as grindwatch.Recording("
+            "name, frame.to_numpy(numpy.float32).T, list(frame.columns), "
+            "sample_rate) and pass grindwatch.RecordingSet(recordings)"
+        )
     raise TypeError(
         "data must be a file, folder or glob pattern (str or Path), a list of "
         f"them, or a RecordingSet, not {', '.join(kinds)}{hint}"
