@@ -340,3 +340,23 @@ def test_train_output_checked_before_training(tmp_path):
         grindwatch.train(_recordings(4), _config(), output=taken)
     with pytest.raises(ConfigError, match="output is empty"):
         grindwatch.train(_recordings(4), _config(), output="")
+
+
+def test_tune_resume_detects_changed_recordings(tmp_path):
+    config = _config(
+        **{
+            "tune.n_trials": 1,
+            "tune.space.family": ["pca"],
+            "tune.storage": f"sqlite:///{tmp_path / 'optuna.db'}",
+        }
+    )
+    grindwatch.tune(_recordings(6), config)
+    changed = RecordingSet(
+        [
+            Recording(f"r{seed}", make_cycle(seed + 50), CHANNELS, 1000.0)
+            for seed in range(6)
+        ]
+    )
+
+    with pytest.raises(ConfigError, match="^the recordings of study .* changed since"):
+        grindwatch.tune(changed, config, resume=True)

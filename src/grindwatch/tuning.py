@@ -682,8 +682,10 @@ def _check_data(study: optuna.Study, training: RecordingSet, paths: list[str]) -
     if stored is None:
         study.set_user_attr(_DATA_ATTR, sha256)
     elif stored != sha256:
+        # A RecordingSet built in Python has no paths to name.
+        recordings = f"the recordings {paths}" if paths else "the recordings"
         raise ConfigError(
-            f"the recordings {paths} of study {study.study_name!r} changed since "
+            f"{recordings} of study {study.study_name!r} changed since "
             f"the study started (data fingerprint {sha256[:12]}, stored "
             f"{stored[:12]}): files were added, removed or edited, and trials "
             "fitted on them would not be comparable with the earlier ones. "
