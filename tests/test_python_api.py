@@ -360,3 +360,14 @@ def test_tune_resume_detects_changed_recordings(tmp_path):
 
     with pytest.raises(ConfigError, match="^the recordings of study .* changed since"):
         grindwatch.tune(changed, config, resume=True)
+
+
+@pytest.mark.parametrize("name", [1, None])
+def test_recording_name_must_be_text(name):
+    with pytest.raises(TypeError, match="name must be a str"):
+        Recording(name, make_cycle(0), CHANNELS, 1000.0)
+
+
+def test_recording_empty_name():
+    with pytest.raises(InputError, match="has an empty name"):
+        Recording("", make_cycle(0), CHANNELS, 1000.0)

@@ -54,6 +54,15 @@ class Recording:
         # scored as something else without any error.
         from grindwatch.exceptions import InputError
 
+        if not isinstance(self.name, str):
+            # Result tables and labels match recordings by their names as text.
+            raise TypeError(
+                f"Recording name must be a str, not {self.name!r}; pass str(name)"
+            )
+        if not self.name:
+            raise InputError(
+                self.source or "recording", "has an empty name", "give it a name"
+            )
         if not isinstance(self.data, np.ndarray):
             raise TypeError(
                 f"recording {self.name!r}: data must be a numpy array of shape "
