@@ -371,3 +371,16 @@ def test_recording_name_must_be_text(name):
 def test_recording_empty_name():
     with pytest.raises(InputError, match="has an empty name"):
         Recording("", make_cycle(0), CHANNELS, 1000.0)
+
+
+def test_load_recordings_accepts_config(tmp_path):
+    write_cycles(tmp_path / "good", 2)
+    settings = {"data.channels": ["vib_y", "current"]}
+
+    from_dict = grindwatch.load_recordings(tmp_path / "good", settings)
+    from_config = grindwatch.load_recordings(
+        tmp_path / "good", Config().with_overrides(settings)
+    )
+
+    assert from_dict.channels == ["vib_y", "current"]
+    assert from_config.channels == ["vib_y", "current"]

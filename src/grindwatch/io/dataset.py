@@ -370,13 +370,17 @@ def _is_cycle_without_raw(folder: Path) -> bool:
 
 def load_recordings(
     source: str | Path | Iterable[str | Path],
-    options: ReadOptions | None = None,
+    options: ReadOptions | Any = None,
     strict: bool = False,
     *,
     match_files: bool = True,
     fill_rate: float | None = None,
 ) -> RecordingSet:
     """Read every recording in ``source``.
+
+    ``options`` is a ReadOptions, or settings in any form that ``train``
+    accepts (a Config, a dict of dotted settings or a YAML path), whose
+    ``data`` section then gives the options, as in training.
 
     Files that fail to read are skipped, logged as warnings and listed in
     ``RecordingSet.skipped`` with the reason, unless ``strict`` is true, in which
@@ -408,7 +412,13 @@ def load_recordings(
             f"is {source!r}, which names no files",
             "pass a file, folder or glob pattern, or a list of them",
         )
-    options = options or ReadOptions()
+    if options is None:
+        options = ReadOptions()
+    elif not isinstance(options, ReadOptions):
+        from grindwatch.config import as_config
+        from grindwatch.pipeline import read_options
+
+        options = read_options(as_config(options))
     roots = label_roots(source, options.kind)
     files = list(roots)
     order = {path: index for index, path in enumerate(files)}
