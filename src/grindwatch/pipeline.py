@@ -6,6 +6,7 @@ import logging
 import os
 import pickle
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -137,8 +138,8 @@ def _in_memory(
             "the RecordingSet contains no recordings",
             "add Recording objects to it, or pass files or folders",
         )
-    names = [recording.name for recording in recordings]
-    repeated = sorted({name for name in names if names.count(name) > 1})
+    counts = Counter(recording.name for recording in recordings)
+    repeated = sorted(name for name, count in counts.items() if count > 1)
     if repeated:
         raise InputError(
             "data",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,8 @@ class Recording:
                 fix,
             )
         if len(set(self.channels)) != n_names:
-            repeated = sorted({c for c in self.channels if self.channels.count(c) > 1})
+            counts = Counter(self.channels)
+            repeated = sorted(name for name, count in counts.items() if count > 1)
             raise InputError(
                 self.name,
                 f"channel names {repeated} are given more than once",
