@@ -384,3 +384,18 @@ def test_load_recordings_accepts_config(tmp_path):
 
     assert from_dict.channels == ["vib_y", "current"]
     assert from_config.channels == ["vib_y", "current"]
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (make_cycle(0), "ndarray"),
+        ([Recording("a", make_cycle(0), CHANNELS)], "Recording"),
+    ],
+    ids=["array", "recording list"],
+)
+def test_tune_data_wrong_type(tmp_path, data, kind):
+    config = _config(**{"tune.storage": f"sqlite:///{tmp_path / 'optuna.db'}"})
+
+    with pytest.raises(TypeError, match=f"not {kind}; wrap"):
+        grindwatch.tune(data, config)

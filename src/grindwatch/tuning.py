@@ -29,6 +29,7 @@ from grindwatch._locks import sqlite_setup_lock
 from grindwatch.config import Config, as_config, validate_config
 from grindwatch.exceptions import ConfigError
 from grindwatch.io import Recording, RecordingSet
+from grindwatch.io.dataset import paths_or_raise
 from grindwatch.trial_runner import CONFIG_ATTR, TrialEvent, TrialRunner
 from grindwatch.tuning_results import TuneResult, close_incomplete, conclude
 
@@ -204,7 +205,8 @@ def _resolved_paths(data: Any) -> list[str]:
         return []
     if isinstance(data, RecordingSet):
         return [str(Path(p).resolve()) for p in data.files]
-    items = [data] if isinstance(data, (str, Path)) else list(data)
+    data = paths_or_raise(data)
+    items = [data] if isinstance(data, (str, os.PathLike)) else data
     resolved = []
     for item in items:
         text = os.path.expanduser(str(item))
