@@ -399,3 +399,10 @@ def test_tune_data_wrong_type(tmp_path, data, kind):
 
     with pytest.raises(TypeError, match=f"not {kind}; wrap"):
         grindwatch.tune(data, config)
+
+
+def test_tune_labeled_data_in_memory(tmp_path):
+    config = _config(**{"tune.storage": f"sqlite:///{tmp_path / 'optuna.db'}"})
+
+    with pytest.raises(TypeError, match="labeled_data must be files"):
+        grindwatch.tune(_recordings(6), config, labeled_data=_recordings(2))

@@ -375,6 +375,15 @@ def tune(
     storage_url = resolve_storage(config)
     data_paths = _resolved_paths(data)
     recordings = data if isinstance(data, RecordingSet) else None
+    if isinstance(labeled_data, RecordingSet) and any(
+        recording.source is None for recording in labeled_data
+    ):
+        # The study stores the labeled files' paths for every worker to read.
+        raise TypeError(
+            "labeled_data must be files, folders or glob patterns; recordings "
+            "built in Python have no path to store with the study; write them "
+            "to files and pass the paths"
+        )
     study, backend, created = _open_study(config, storage_url, resume)
     # The study is open, so from here on the URL is only shown, stored in the
     # study and logged to MLflow, and none of them may contain its password.
