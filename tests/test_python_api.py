@@ -406,3 +406,10 @@ def test_tune_labeled_data_in_memory(tmp_path):
 
     with pytest.raises(TypeError, match="labeled_data must be files"):
         grindwatch.tune(_recordings(6), config, labeled_data=_recordings(2))
+
+
+def test_recording_set_from_generator():
+    recordings = RecordingSet(recording for recording in _recordings(3))
+
+    assert len(recordings) == 3
+    assert isinstance(recordings.recordings, list)

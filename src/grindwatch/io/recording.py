@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,14 +190,18 @@ class RecordingSet:
     def __post_init__(self) -> None:
         # Checked here because a set built in Python would otherwise fail later
         # with an AttributeError, or train a model of an unknown kind.
-        if isinstance(self.recordings, (str, bytes, np.ndarray)) or not all(
-            isinstance(item, Recording) for item in self.recordings
+        message = (
+            "RecordingSet needs a list of grindwatch.Recording objects; wrap "
+            "each array as Recording(name, data, channels, sample_rate)"
+        )
+        if isinstance(self.recordings, (str, bytes, np.ndarray)) or not isinstance(
+            self.recordings, Iterable
         ):
-            raise TypeError(
-                "RecordingSet needs a list of grindwatch.Recording objects; wrap "
-                "each array as Recording(name, data, channels, sample_rate)"
-            )
-        self.recordings = list(self.recordings)
+            raise TypeError(message)
+        if not isinstance(self.recordings, list):
+            self.recordings = list(self.recordings)
+        if not all(isinstance(item, Recording) for item in self.recordings):
+            raise TypeError(message)
         if self.kind not in ("signals", "table"):
             raise ValueError(
                 f"RecordingSet kind {self.kind!r} is invalid; use 'signals' for "
