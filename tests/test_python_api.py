@@ -413,3 +413,16 @@ def test_recording_set_from_generator():
 
     assert len(recordings) == 3
     assert isinstance(recordings.recordings, list)
+
+
+@pytest.mark.parametrize("label", [2, "bad", 0.5])
+def test_recording_invalid_label(label):
+    with pytest.raises(InputError, match="is neither 0 nor 1"):
+        Recording("r0", make_cycle(0), CHANNELS, 1000.0, label=label)
+
+
+def test_recording_bool_label_is_int():
+    label = Recording("r0", make_cycle(0), CHANNELS, 1000.0, label=True).label
+
+    assert type(label) is int
+    assert label == 1

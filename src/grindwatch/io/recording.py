@@ -91,6 +91,17 @@ class Recording:
                 f"sample rate {rate!r} is not a positive number of samples per second",
                 "pass the rate in Hz (e.g. 1000.0), or None when it is unknown",
             )
+        if self.label is not None:
+            if not (
+                isinstance(self.label, (int, np.integer, np.bool_))
+                and self.label in (0, 1)
+            ):
+                raise InputError(
+                    self.name,
+                    f"label {self.label!r} is neither 0 nor 1",
+                    "pass 1 for anomalous, 0 for normal or None when unknown",
+                )
+            self.label = int(self.label)
 
     def _check_shape(self) -> None:
         """Raise InputError unless ``data`` has one row per distinct channel name."""
