@@ -426,3 +426,9 @@ def test_recording_bool_label_is_int():
 
     assert type(label) is int
     assert label == 1
+
+
+@pytest.mark.parametrize("shape", [(10,), (2048, 1)])
+def test_recording_sample_labels_shape(shape):
+    with pytest.raises(InputError, match=r"sample_labels has shape .*not \(2048,\)"):
+        Recording("r0", make_cycle(0), CHANNELS, 1000.0, sample_labels=np.zeros(shape))

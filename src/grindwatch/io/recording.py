@@ -102,6 +102,14 @@ class Recording:
                     "pass 1 for anomalous, 0 for normal or None when unknown",
                 )
             self.label = int(self.label)
+        if self.sample_labels is not None:
+            shape = np.shape(self.sample_labels)
+            if shape != (self.n_samples,):
+                raise InputError(
+                    self.name,
+                    f"sample_labels has shape {shape}, not ({self.n_samples},)",
+                    "pass one label per sample as a 1-D array, e.g. labels.ravel()",
+                )
 
     def _check_shape(self) -> None:
         """Raise InputError unless ``data`` has one row per distinct channel name."""
