@@ -11,6 +11,8 @@ Heavy dependencies (torch, MLflow, Optuna) load only when used.
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from grindwatch._version import __version__
@@ -45,3 +47,19 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'grindwatch' has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """The grindwatch package, whose exported functions win over same-named modules."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The first import of the module grindwatch.evaluate sets the package
+        # attribute "evaluate" to that module, which would hide the function
+        # evaluate for the rest of the process. Leaving it unset sends the
+        # lookup to __getattr__, which returns the function.
+        if isinstance(value, types.ModuleType) and name in _EXPORTS:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

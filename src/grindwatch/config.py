@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,7 +31,7 @@ from grindwatch.io.options import (
 )
 from grindwatch.tune_config import Section, TuneConfig, check_model_name
 
-__all__ = ["Config", "load_config", "validate_config"]
+__all__ = ["Config", "as_config", "load_config", "validate_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -558,3 +559,29 @@ def load_config(path: str | Path | None = None) -> Config:
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(tree)}")
     return validate_config(tree, str(path))
+
+
+def as_config(config: Config | Mapping[str, Any] | str | os.PathLike | None) -> Config:
+    """Convert ``config``, in any form that the Python API accepts, to a Config.
+
+    None gives the defaults, a mapping is applied as dotted overrides on them
+    (``{"windows.length": 512}``), and a str or path is read as a YAML file.
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is of another type.
+    """
+    if config is None:
+        return Config()
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, Mapping):
+        return Config().with_overrides(dict(config))
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(config)
+    raise TypeError(
+        f"config must be a grindwatch.Config, a dict of dotted settings such as "
+        f'{{"windows.length": 512}}, or the path of a YAML file, not '
+        f"{type(config).__name__}"
+    )

@@ -193,6 +193,9 @@ def _describe_sources(recordings) -> str:  # noqa: ANN001 - DataFrame
     if "source" not in recordings or recordings.empty:
         return "the data"
     first = recordings["source"].iloc[0]
+    if not first:
+        # A Recording built in Python has no file, so the message names it.
+        first = recordings["recording"].iloc[0]
     more = len(recordings) - 1
     return f"{first} and {more} more" if more else str(first)
 
@@ -290,8 +293,9 @@ def evaluate(
 ) -> EvaluationResult:
     """Score labeled recordings and report metrics at the model's own threshold.
 
-    Labels come from ``labels`` (a CSV with ``recording,label`` or a dict) when
-    given, else from label columns or class-named folders in the data.
+    Labels come from ``labels`` (a CSV with ``recording,label``, or a dict from
+    recording name to 1/0 or a word such as NOK/OK) when given, else from label
+    columns or class-named folders in the data.
     """
     from grindwatch.io import read_labels_csv
     from grindwatch.pipeline import Model, load_model, score
@@ -301,7 +305,10 @@ def evaluate(
     mapping = None
     if labels is not None:
         # Read before scoring, so a bad labels file fails at once.
-        mapping = labels if isinstance(labels, dict) else read_labels_csv(Path(labels))
+        if isinstance(labels, dict):
+            mapping = _checked_labels(labels)
+        else:
+            mapping = read_labels_csv(Path(labels))
     scored = score(model, data, progress=progress)
     if mapping is not None:
         apply_labels(scored, mapping, model.kind_)
@@ -343,6 +350,29 @@ def evaluate(
             {"evaluation_recordings.csv": scored.recordings.to_csv(index=False)},
         )
     return result
+
+
+def _checked_labels(labels: dict[str, Any]) -> dict[str, int]:
+    """Return ``labels`` with each value as 1 or 0, read as a labels CSV reads it.
+
+    Raises
+    ------
+    InputError
+        If a value is neither 1/0, True/False nor a label word such as NOK/OK.
+    """
+    from grindwatch.io.labels import label_value
+
+    checked = {}
+    for name, value in labels.items():
+        label = label_value(value)
+        if label is None:
+            raise InputError(
+                "labels",
+                f"label {value!r} for {name!r} is neither 1/0 nor a known word",
+                "use 1 for anomalous and 0 for normal",
+            )
+        checked[str(name)] = label
+    return checked
 
 
 def _label_roots(data, model) -> dict[Path, Path]:  # noqa: ANN001

@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from grindwatch.io.recording import RecordingSet
+import numpy as np
+
+from grindwatch.io.recording import Recording, RecordingSet
 
 __all__ = ["content_fingerprint", "data_fingerprint", "describe_file", "file_sha256"]
 
@@ -48,12 +50,19 @@ def describe_file(path: Path) -> dict[str, Any]:
 
 
 def data_fingerprint(recordings: RecordingSet) -> dict[str, Any]:
-    """Describe the files behind a data set so a run can be matched to its data."""
+    """Describe the files behind a data set, or the recordings built in Python,
+    so that a run can be matched to its data."""
     files = [describe_file(path) for path in recordings.files]
     # NOTE: the combined hash follows the order of the files, so the same files
     # passed in another order get another one, and a tune resume then reports
     # them as changed. Sorting would change the hash that existing studies store.
-    combined = hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest()
+    hashes = "".join(f["sha256"] for f in files)
+    built = [recording for recording in recordings if recording.source is None]
+    if built:
+        # Recordings built in Python have no file to hash, so their contents
+        # are hashed. Sets read from files keep the hash that studies store.
+        hashes += _recordings_sha256(built)
+    combined = hashlib.sha256(hashes.encode()).hexdigest()
     return {
         "sha256": combined,
         "n_files": len(files),
@@ -65,3 +74,19 @@ def data_fingerprint(recordings: RecordingSet) -> dict[str, Any]:
             {"path": str(s.path), "reason": s.reason} for s in recordings.skipped
         ],
     }
+
+
+def _recordings_sha256(recordings: list[Recording]) -> str:
+    """Hash the names, channels, sample rates and samples of ``recordings``."""
+    digest = hashlib.sha256()
+    for recording in recordings:
+        header = (
+            recording.name,
+            list(recording.channels),
+            recording.sample_rate,
+            recording.data.dtype.str,
+            recording.data.shape,
+        )
+        digest.update(repr(header).encode())
+        digest.update(np.ascontiguousarray(recording.data).tobytes())
+    return digest.hexdigest()

@@ -6,6 +6,7 @@ import logging
 import os
 import pickle
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,12 +17,12 @@ import pandas as pd
 
 from grindwatch._nouns import item_noun
 from grindwatch._version import __version__
-from grindwatch.config import Config
+from grindwatch.config import Config, as_config
 from grindwatch.cycles import CycleCheck, CycleVerdict
 from grindwatch.detectors import BaseDetector, make_detector
-from grindwatch.exceptions import ConfigError, InputError
+from grindwatch.exceptions import ConfigError, InputError, shorten_list
 from grindwatch.io import ReadOptions, Recording, RecordingSet, load_recordings
-from grindwatch.io.dataset import source_path
+from grindwatch.io.dataset import paths_or_raise, source_path
 from grindwatch.results import atomic_write_bytes
 from grindwatch.signals import ChannelScaler, FrontEnd, WindowSet, make_windows
 from grindwatch.thresholds import fit_threshold
@@ -92,10 +93,12 @@ def read_data(
     Without ``model`` the recordings are matched to the channels and rate most
     files have. With a ``model``, scoring matches each recording to the model
     instead, and a signal recording without a sample rate gets the model's.
+    A RecordingSet is used as given, apart from the settings that
+    ``_in_memory`` applies.
     """
     if isinstance(source, RecordingSet):
-        return source
-    source = _paths_or_raise(source)
+        return _in_memory(source, config, model)
+    source = paths_or_raise(source)
     if source is None or (isinstance(source, (list, tuple)) and not source):
         source = config.data.paths
     if not source:
@@ -112,30 +115,75 @@ def read_data(
     )
 
 
-def _paths_or_raise(source: Any) -> Any:
-    """Return ``source`` with an iterable of paths as a list, or raise TypeError.
+def _in_memory(
+    recordings: RecordingSet, config: Config, model: Model | None
+) -> RecordingSet:
+    """Check a RecordingSet built in Python and apply the reading settings it needs.
 
-    Arrays and Recording objects would otherwise fail deep inside the readers,
-    with numpy's "truth value is ambiguous" or a missing file named by a repr.
+    Names must be unique, as the readers make them, so that each window row
+    joins one recording row. For training, ``data.channels`` selects channels,
+    ``data.sample_rate`` fills missing rates and ``data.nan_policy`` applies to
+    NaN and infinite samples, as they do for files.
+
+    Raises
+    ------
+    InputError
+        If the set is empty, names repeat, a recording lacks a channel of
+        ``data.channels``, or a sample is not finite under
+        ``data.nan_policy: raise``.
     """
-    if source is None or isinstance(source, (str, os.PathLike)):
-        return source
-    if isinstance(source, Iterable) and not isinstance(
-        source, (np.ndarray, pd.DataFrame, Recording)
-    ):
-        source = list(source)
-        if all(isinstance(item, (str, os.PathLike)) for item in source):
-            return source
-        kinds = sorted({type(item).__name__ for item in source})
-    else:
-        kinds = [type(source).__name__]
-    hint = ""
-    if "Recording" in kinds:
-        hint = "; wrap Recording objects in grindwatch.RecordingSet(recordings)"
-    raise TypeError(
-        "data must be a file, folder or glob pattern (str or Path), a list of "
-        f"them, or a RecordingSet, not {', '.join(kinds)}{hint}"
+    if not recordings.recordings:
+        raise InputError(
+            "data",
+            "the RecordingSet contains no recordings",
+            "add Recording objects to it, or pass files or folders",
+        )
+    counts = Counter(recording.name for recording in recordings)
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if repeated:
+        raise InputError(
+            "data",
+            f"recordings named {shorten_list(repeated)} appear more than once in "
+            "the RecordingSet, so their windows could not be told apart",
+            "give each Recording its own name",
+        )
+    # NOTE: the other data settings (constant and clipping policies,
+    # resampling, data.match) apply only when grindwatch reads files.
+    if model is not None:
+        return recordings
+    if config.data.channels:
+        recordings = recordings.select_channels(list(config.data.channels))
+    if recordings.kind == "signals":
+        recordings = RecordingSet(
+            [_as_read(recording, config) for recording in recordings],
+            list(recordings.skipped),
+            recordings.kind,
+        )
+    return recordings
+
+
+def _as_read(recording: Recording, config: Config) -> Recording:
+    """Apply to a training recording the rate and NaN rules that file readers apply.
+
+    Raises
+    ------
+    InputError
+        If a sample is NaN or infinite and ``data.nan_policy`` is ``raise``.
+    """
+    from grindwatch.io.frames import finite_or_raise
+
+    values = finite_or_raise(
+        recording.source or recording.name,
+        recording.data,
+        recording.channels,
+        config.data.nan_policy,
     )
+    rate = recording.sample_rate
+    if rate is None:
+        rate = config.data.sample_rate
+    if values is recording.data and rate == recording.sample_rate:
+        return recording
+    return replace(recording, data=values, sample_rate=rate)
 
 
 @dataclass
@@ -174,6 +222,7 @@ class ScoreResult:
     cycle_threshold: float | None = None
 
     def summary(self) -> dict[str, Any]:
+        """Count recordings and windows, flagged and all, as ``score --json`` does."""
         summary = {
             "n_recordings": int(len(self.recordings)),
             "n_flagged_recordings": int(self.recordings["flag"].sum()),
@@ -986,7 +1035,7 @@ class TrainResult:
 
 def train(
     data: DataSource | None = None,
-    config: Config | None = None,
+    config: Config | dict[str, Any] | str | Path | None = None,
     *,
     output: str | Path | None = None,
     progress: ProgressCallback | None = None,
@@ -997,9 +1046,13 @@ def train(
     Parameters
     ----------
     data : files, folders, glob patterns, or a RecordingSet
-        Training recordings; None uses the config's ``data.paths``.
-    config : Config
-        All settings; defaults when None.
+        Training recordings; None uses the config's ``data.paths``. Of the
+        ``data`` settings, only ``channels``, ``sample_rate`` and
+        ``nan_policy`` apply to a RecordingSet, whose recordings need unique
+        names.
+    config : Config, dict or path, optional
+        All settings: a Config, a dict of dotted overrides of the defaults such
+        as ``{"windows.length": 512}``, or a YAML file. Defaults when None.
     output : path, optional
         Also save the model bundle to this folder.
     progress : callable, optional
@@ -1009,7 +1062,8 @@ def train(
     """
     from grindwatch.fingerprint import data_fingerprint
 
-    config = config or Config()
+    config = as_config(config)
+    saved = _output_or_raise(output)
     recordings = read_data(data, config)
     # Resolved before the MLflow run logs the settings, so that the run shows the
     # window in samples that the model uses.
@@ -1044,7 +1098,6 @@ def train(
     del model.training_windows_
     _warn_many_recordings_flagged(model, training)
 
-    saved = Path(output) if output is not None else None
     if saved is not None:
         model.save(saved)
     return TrainResult(
@@ -1055,6 +1108,20 @@ def train(
         tracking_uri=tracker.uri if tracker else None,
         output=saved,
     )
+
+
+def _output_or_raise(output: str | Path | None) -> Path | None:
+    """Check ``output`` before training, so that a bad path fails at once."""
+    from grindwatch.results import check_output_folder
+
+    if output is None:
+        return None
+    if not str(output).strip():
+        # Path("") is the working folder, which would get the bundle's files.
+        raise ConfigError(
+            "output is empty; pass the folder to save the model bundle in, or None"
+        )
+    return check_output_folder(output)
 
 
 def _fitted(model: Model, recordings: RecordingSet) -> list[Recording]:
@@ -1174,12 +1241,22 @@ def _note_fitted(model: Model, recordings: RecordingSet, training: ScoreResult):
     ]
 
 
-def load_model(location: str | Path, config: Config | None = None) -> Model:
+def load_model(
+    location: str | Path, config: Config | dict[str, Any] | str | Path | None = None
+) -> Model:
     """Load a model from a bundle folder, an MLflow model folder, or an MLflow URI.
 
     URIs such as ``runs:/<run id>/model`` or ``models:/NAME@alias`` are resolved
-    against the tracking store (config, MLFLOW_TRACKING_URI, or ./mlflow.db).
+    against the tracking store (``tracking.uri`` of ``config``, given as for
+    ``train``, then MLFLOW_TRACKING_URI, then ./mlflow.db).
     """
+    if config is not None:
+        config = as_config(config)
+    if not isinstance(location, (str, os.PathLike)):
+        raise TypeError(
+            "model must be a grindwatch.Model, the folder written by 'grindwatch "
+            f"train --output' or an MLflow model URI, not {type(location).__name__}"
+        )
     if not str(location).strip():
         # Path("") is the working folder, which would be searched for a bundle.
         raise InputError(
@@ -1249,6 +1326,13 @@ def score(
     attribution: bool = True,
 ) -> ScoreResult:
     """Score recordings with a model, read with the model's own reading options.
+
+    ``model`` is a Model or anything ``load_model`` accepts, and ``data`` is
+    what ``train`` accepts. ``progress`` is called as in ``train``. With
+    ``strict`` True, the first file or recording that cannot be read or
+    scored (missing channel, other sample rate, NaN, shorter than a window)
+    raises InputError. By default (the model's ``data.strict``) it is skipped
+    and listed in ``ScoreResult.skipped``.
 
     ``attribution`` adds the top channel and band, feature or time step to the
     tables (see ``grindwatch.explain``); turn it off to score faster.
@@ -1523,10 +1607,18 @@ def _long_enough(
             SkippedFile(Path(recording.source or recording.name), f"{problem}; {fix}")
         )
     if not usable:
+        fix = "use shorter windows (windows.length)"
+        if all(r.n_channels > r.n_samples for r in recordings.recordings):
+            # A (n_samples, n_channels) array given with one name per row.
+            fix += (
+                ". Every recording has more channels than samples, so its data "
+                "may be transposed: a Recording's data has shape (n_channels, "
+                "n_samples)"
+            )
         raise InputError(
             "data",
             f"every recording has fewer than one window of {length} samples",
-            "use shorter windows (windows.length)",
+            fix,
         )
     return usable
 

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grindwatch._locks import sqlite_setup_lock
-from grindwatch.config import Config, validate_config
+from grindwatch.config import Config, as_config, validate_config
 from grindwatch.exceptions import ConfigError
 from grindwatch.io import Recording, RecordingSet
+from grindwatch.io.dataset import paths_or_raise
 from grindwatch.trial_runner import CONFIG_ATTR, TrialEvent, TrialRunner
 from grindwatch.tuning_results import TuneResult, close_incomplete, conclude
 
@@ -204,7 +205,8 @@ def _resolved_paths(data: Any) -> list[str]:
         return []
     if isinstance(data, RecordingSet):
         return [str(Path(p).resolve()) for p in data.files]
-    items = [data] if isinstance(data, (str, Path)) else list(data)
+    data = paths_or_raise(data)
+    items = [data] if isinstance(data, (str, os.PathLike)) else data
     resolved = []
     for item in items:
         text = os.path.expanduser(str(item))
@@ -305,7 +307,7 @@ def _read_inputs(
     from grindwatch.io import read_labels_csv
     from grindwatch.pipeline import read_data
 
-    training = recordings if recordings is not None else read_data(None, config)
+    training = read_data(recordings, config)
     labeled = None
     if labeled_paths:
         labeled = read_data(labeled_paths, config).recordings
@@ -327,7 +329,7 @@ def _read_inputs(
 
 def tune(
     data: Any = None,
-    config: Config | None = None,
+    config: Config | dict[str, Any] | str | Path | None = None,
     *,
     labeled_data: Any = None,
     labels: str | Path | None = None,
@@ -342,8 +344,9 @@ def tune(
     data : files, folders, glob patterns or a RecordingSet
         Training recordings, used without labels. None uses ``data.paths``, or on
         resume the study's own data.
-    config : Config
-        All settings; the ``tune`` section configures the study. Defaults when None.
+    config : Config, dict or path, optional
+        All settings, given as for ``train``; the ``tune`` section configures the
+        study. Defaults when None.
     labeled_data : files, folders or glob patterns, optional
         Labeled recordings to report labeled metrics on (never fitted). Without
         them, training recordings that carry labels are used.
@@ -368,10 +371,19 @@ def tune(
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     caller_config = config
-    config = (config or Config()).with_overrides(overrides)
+    config = as_config(config).with_overrides(overrides)
     storage_url = resolve_storage(config)
     data_paths = _resolved_paths(data)
     recordings = data if isinstance(data, RecordingSet) else None
+    if isinstance(labeled_data, RecordingSet) and any(
+        recording.source is None for recording in labeled_data
+    ):
+        # The study stores the labeled files' paths for every worker to read.
+        raise TypeError(
+            "labeled_data must be files, folders or glob patterns; recordings "
+            "built in Python have no path to store with the study; write them "
+            "to files and pass the paths"
+        )
     study, backend, created = _open_study(config, storage_url, resume)
     # The study is open, so from here on the URL is only shown, stored in the
     # study and logged to MLflow, and none of them may contain its password.
@@ -681,8 +693,10 @@ def _check_data(study: optuna.Study, training: RecordingSet, paths: list[str]) -
     if stored is None:
         study.set_user_attr(_DATA_ATTR, sha256)
     elif stored != sha256:
+        # A RecordingSet built in Python has no paths to name.
+        recordings = f"the recordings {paths}" if paths else "the recordings"
         raise ConfigError(
-            f"the recordings {paths} of study {study.study_name!r} changed since "
+            f"{recordings} of study {study.study_name!r} changed since "
             f"the study started (data fingerprint {sha256[:12]}, stored "
             f"{stored[:12]}): files were added, removed or edited, and trials "
             "fitted on them would not be comparable with the earlier ones. "

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from grindwatch.exceptions import InputError, lookalike_names, shorten_list
 from grindwatch.io.binary import read_binary
@@ -38,6 +41,7 @@ __all__ = [
     "list_files",
     "load_recordings",
     "matches_metadata",
+    "paths_or_raise",
     "read_file",
     "source_path",
 ]
@@ -226,6 +230,44 @@ def list_files(source: str | Path | Iterable[str | Path], kind: str = "signals")
     return list(label_roots(source, kind))
 
 
+def paths_or_raise(source: Any) -> Any:
+    """Return ``source`` with an iterable of paths as a list, or raise TypeError.
+
+    Arrays and Recording objects would otherwise fail deep inside the readers,
+    with numpy's "truth value is ambiguous" or a missing file named by a repr.
+    """
+    if source is None or isinstance(source, (str, os.PathLike)):
+        return source
+    if isinstance(source, Iterable) and not isinstance(
+        source, (np.ndarray, pd.DataFrame, Recording)
+    ):
+        source = list(source)
+        if all(isinstance(item, (str, os.PathLike)) for item in source):
+            return source
+        kinds = sorted({type(item).__name__ for item in source})
+    else:
+        kinds = [type(source).__name__]
+    hint = ""
+    if "Recording" in kinds:
+        hint = "; wrap Recording objects in grindwatch.RecordingSet(recordings)"
+    elif "ndarray" in kinds:
+        hint = (
+            "; wrap each array of shape (n_channels, n_samples) as "
+            "grindwatch.Recording(name, data, channels, sample_rate) and pass "
+            "grindwatch.RecordingSet(recordings)"
+        )
+    elif "DataFrame" in kinds:
+        hint = (
+            "; wrap each frame of one column per channel as grindwatch.Recording("
+            "name, frame.to_numpy(numpy.float32).T, list(frame.columns), "
+            "sample_rate) and pass grindwatch.RecordingSet(recordings)"
+        )
+    raise TypeError(
+        "data must be a file, folder or glob pattern (str or Path), a list of "
+        f"them, or a RecordingSet, not {', '.join(kinds)}{hint}"
+    )
+
+
 def label_roots(
     source: str | Path | Iterable[str | Path], kind: str = "signals"
 ) -> dict[Path, Path]:
@@ -377,13 +419,17 @@ def _is_cycle_without_raw(folder: Path) -> bool:
 
 def load_recordings(
     source: str | Path | Iterable[str | Path],
-    options: ReadOptions | None = None,
+    options: ReadOptions | Any = None,
     strict: bool = False,
     *,
     match_files: bool = True,
     fill_rate: float | None = None,
 ) -> RecordingSet:
     """Read every recording in ``source``.
+
+    ``options`` is a ReadOptions, or settings in any form that ``train``
+    accepts (a Config, a dict of dotted settings or a YAML path), whose
+    ``data`` section then gives the options, as in training.
 
     Files that fail to read are skipped, logged as warnings and listed in
     ``RecordingSet.skipped`` with the reason, unless ``strict`` is true, in which
@@ -403,10 +449,25 @@ def load_recordings(
     Raises
     ------
     InputError
-        If no file can be read, or in strict mode when any file fails to read or
-        does not match the reference.
+        If ``source`` names no files, no file can be read, or in strict mode
+        when any file fails to read or does not match the reference.
+    TypeError
+        If ``source`` is not a path or a list of paths (an array, for example).
     """
-    options = options or ReadOptions()
+    source = paths_or_raise(source)
+    if source is None or not source:
+        raise InputError(
+            "source",
+            f"is {source!r}, which names no files",
+            "pass a file, folder or glob pattern, or a list of them",
+        )
+    if options is None:
+        options = ReadOptions()
+    elif not isinstance(options, ReadOptions):
+        from grindwatch.config import as_config
+        from grindwatch.pipeline import read_options
+
+        options = read_options(as_config(options))
     roots = label_roots(source, options.kind)
     files = list(roots)
     order = {path: index for index, path in enumerate(files)}

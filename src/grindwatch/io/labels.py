@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from grindwatch.exceptions import InputError
@@ -125,6 +126,24 @@ _TRUE = {"1", "true", "yes", "bad", "nok", "anomalous", "anomaly", "broken", "wo
 _FALSE = {"0", "false", "no", "good", "ok", "normal", "healthy", "unworn"}
 
 
+def label_value(value: object) -> int | None:
+    """Return 1 for an anomalous label, 0 for a normal one, None when unknown.
+
+    Numbers other than 0 and 1 give None. Text is matched without case and
+    surrounding spaces to 1/0 and words such as bad/good, NOK/OK, worn/unworn.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return int(value) if value in (0, 1) else None
+    word = str(value).strip().lower()
+    if word in _TRUE:
+        return 1
+    if word in _FALSE:
+        return 0
+    return None
+
+
 def read_labels_csv(path: Path) -> dict[str, int]:
     """Read a labels file with columns ``recording`` and ``label``.
 
@@ -178,12 +197,8 @@ def read_labels_csv(path: Path) -> dict[str, int]:
                 f"data row {row} has an empty recording name",
                 "name the recording as 'grindwatch score' prints it, or delete the row",
             )
-        word = str(value).strip().lower()
-        if word in _TRUE:
-            label = 1
-        elif word in _FALSE:
-            label = 0
-        else:
+        label = label_value(value)
+        if label is None:
             raise InputError(
                 path,
                 f"label {value!r} for {recording!r} is neither 1/0 nor a known word",

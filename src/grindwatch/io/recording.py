@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,12 @@ class Recording:
         ``stem#row`` for a row of a feature table).
     data : ndarray of shape (n_channels, n_samples), float32
         The samples. A row of a feature table is stored as (n_features, 1).
+        Integer arrays are converted to float32, other float types are kept.
     channels : list of str
         One name per row of ``data``.
     sample_rate : float or None
-        Samples per second, when the file or the user gives it.
+        Samples per second, when the file or the user gives it. Must be finite
+        and positive.
     source : Path or None
         The file it was read from.
     label : int or None
@@ -47,12 +51,100 @@ class Recording:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Internal invariant: readers must produce 2-D float32 with one name per row.
-        assert self.data.ndim == 2, self.data.shape
-        assert self.data.shape[0] == len(self.channels), (
-            self.data.shape,
-            self.channels,
-        )
+        # Readers check their values first. These checks catch recordings built
+        # in Python, where a transposed array or a rate of 0 would otherwise be
+        # scored as something else without any error.
+        from grindwatch.exceptions import InputError
+
+        if not isinstance(self.name, str):
+            # Result tables and labels match recordings by their names as text.
+            raise TypeError(
+                f"Recording name must be a str, not {self.name!r}; pass str(name)"
+            )
+        if not self.name:
+            raise InputError(
+                self.source or "recording", "has an empty name", "give it a name"
+            )
+        if not isinstance(self.data, np.ndarray):
+            raise TypeError(
+                f"recording {self.name!r}: data must be a numpy array of shape "
+                f"(n_channels, n_samples), not {type(self.data).__name__}; "
+                "convert it with numpy.asarray"
+            )
+        if not (
+            np.issubdtype(self.data.dtype, np.floating)
+            or np.issubdtype(self.data.dtype, np.integer)
+        ):
+            raise TypeError(
+                f"recording {self.name!r}: data has dtype {self.data.dtype}, which "
+                "is not numeric; convert it with data.astype(numpy.float32)"
+            )
+        if np.issubdtype(self.data.dtype, np.integer):
+            self.data = self.data.astype(np.float32)
+        self._check_shape()
+        rate = self.sample_rate
+        if rate is not None and not (
+            isinstance(rate, (int, float, np.number)) and np.isfinite(rate) and rate > 0
+        ):
+            raise InputError(
+                self.name,
+                f"sample rate {rate!r} is not a positive number of samples per second",
+                "pass the rate in Hz (e.g. 1000.0), or None when it is unknown",
+            )
+        if self.label is not None:
+            if not (
+                isinstance(self.label, (int, np.integer, np.bool_))
+                and self.label in (0, 1)
+            ):
+                raise InputError(
+                    self.name,
+                    f"label {self.label!r} is neither 0 nor 1",
+                    "pass 1 for anomalous, 0 for normal or None when unknown",
+                )
+            self.label = int(self.label)
+        if self.sample_labels is not None:
+            shape = np.shape(self.sample_labels)
+            if shape != (self.n_samples,):
+                raise InputError(
+                    self.name,
+                    f"sample_labels has shape {shape}, not ({self.n_samples},)",
+                    "pass one label per sample as a 1-D array, e.g. labels.ravel()",
+                )
+
+    def _check_shape(self) -> None:
+        """Raise InputError unless ``data`` has one row per distinct channel name."""
+        from grindwatch.exceptions import InputError
+
+        shape = self.data.shape
+        n_names = len(self.channels)
+        if self.data.ndim != 2:
+            fix = "pass an array of shape (n_channels, n_samples)"
+            if self.data.ndim == 1:
+                fix += ", for one channel data[numpy.newaxis, :]"
+            raise InputError(
+                self.name, f"data has shape {shape}, not 2 dimensions", fix
+            )
+        if shape[0] != n_names:
+            fix = "pass one channel name per row of data"
+            if shape[1] == n_names:
+                fix = (
+                    "data looks like (n_samples, n_channels); pass data.T, which "
+                    "has one row per channel"
+                )
+            raise InputError(
+                self.name,
+                f"data has shape {shape}, {shape[0]} rows, but {n_names} channel "
+                "names are given",
+                fix,
+            )
+        if len(set(self.channels)) != n_names:
+            counts = Counter(self.channels)
+            repeated = sorted(name for name, count in counts.items() if count > 1)
+            raise InputError(
+                self.name,
+                f"channel names {repeated} are given more than once",
+                "give every channel its own name",
+            )
 
     @property
     def n_channels(self) -> int:
@@ -113,6 +205,27 @@ class RecordingSet:
     recordings: list[Recording]
     skipped: list[SkippedFile] = field(default_factory=list)
     kind: str = "signals"
+
+    def __post_init__(self) -> None:
+        # Checked here because a set built in Python would otherwise fail later
+        # with an AttributeError, or train a model of an unknown kind.
+        message = (
+            "RecordingSet needs a list of grindwatch.Recording objects; wrap "
+            "each array as Recording(name, data, channels, sample_rate)"
+        )
+        if isinstance(self.recordings, (str, bytes, np.ndarray)) or not isinstance(
+            self.recordings, Iterable
+        ):
+            raise TypeError(message)
+        if not isinstance(self.recordings, list):
+            self.recordings = list(self.recordings)
+        if not all(isinstance(item, Recording) for item in self.recordings):
+            raise TypeError(message)
+        if self.kind not in ("signals", "table"):
+            raise ValueError(
+                f"RecordingSet kind {self.kind!r} is invalid; use 'signals' for "
+                "time series or 'table' for per-cycle feature rows"
+            )
 
     def __len__(self) -> int:
         return len(self.recordings)
