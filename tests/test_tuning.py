@@ -2117,6 +2117,32 @@ def test_resumed_done_study_saves_logged_model(feature_table, tmp_path):
     assert model.config.detector.family == "pca"
 
 
+def test_tune_json_matches_study_and_runs(cycles, isolated_tracking):
+    import json
+
+    from typer.testing import CliRunner
+
+    command = _small_tune_arguments(cycles / "good", "--json")
+    command += ["--set", "tune.space.family=[pca]", "--set", "tune.baseline=false"]
+
+    outcome = CliRunner().invoke(_cli("tune"), command)
+
+    assert outcome.exit_code == 0, outcome.output
+    summary = json.loads(outcome.stdout)
+    study = optuna.load_study(study_name="grindwatch", storage="sqlite:///optuna.db")
+    client = MlflowClient(isolated_tracking)
+    assert len(summary["trials"]) == 2
+    for record in summary["trials"]:
+        trial = study.trials[record["number"]]
+        run = client.get_run(record["mlflow_run_id"])
+        # Exact equality: a rounded copy would not retrain the same variant.
+        assert record["value"] == trial.value
+        assert record["value"] == run.data.metrics["objective"]
+        drawn = trial.params["pca.n_components"]
+        assert record["param.pca.n_components"] == drawn
+        assert run.data.params["optuna.pca.n_components"] == str(drawn)
+
+
 @pytest.mark.parametrize("command", ["train", "tune"])
 def test_register_without_tracking_fails(feature_table, command):
     from typer.testing import CliRunner

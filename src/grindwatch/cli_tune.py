@@ -7,7 +7,6 @@ fast.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from grindwatch.cli import (
     _echo_json,
     _fail,
     _parse_set,
+    _plain,
     _run,
     _store_option,
 )
@@ -404,9 +404,11 @@ def _trial_records(trials: Any) -> list[dict[str, Any]]:
 
     A column whose values are missing for some trials (a parameter of one detector
     family) is stored as floats, so whole numbers among the searched parameters,
-    window lengths and steps are turned back into ints.
+    window lengths and steps are turned back into ints. Floats keep every digit,
+    so a learning rate or objective matches the Optuna study and MLflow.
     """
-    records = json.loads(trials.to_json(orient="records"))
+    # DataFrame.to_json would round every float to 10 decimal places.
+    records = _plain(trials.to_dict(orient="records"))
     for record in records:
         for key, value in record.items():
             counted = key.startswith("param.") or key in _COUNT_COLUMNS
