@@ -1628,6 +1628,44 @@ def test_trial_table_leaves_pruned_values_out(capsys):
     assert "they have no objective value" in shown
 
 
+def test_report_tells_small_objectives_apart(capsys):
+    import pandas as pd
+
+    from grindwatch.cli_tune import _report, _trial_line
+    from grindwatch.tuning_results import TuneResult
+
+    # Objectives of a recurring_f1 study on the bundled CNC mill recordings.
+    trials = pd.DataFrame(
+        [
+            {"number": 1, "state": "COMPLETE", "value": 0.0049749, "baseline": True},
+            {"number": 2, "state": "COMPLETE", "value": 0.0049770, "baseline": False},
+        ]
+    )
+    result = TuneResult(
+        study_name="s",
+        storage="sqlite:///optuna.db",
+        n_trials=2,
+        stop_reason="complete",
+        trials=trials,
+        complete=True,
+        best_trial=2,
+        best_value=0.0049770,
+    )
+    event = types.SimpleNamespace(
+        number=2, state="COMPLETE", value=0.0049770, n_finished=2, n_trials=2
+    )
+
+    _report(result, show=10)
+    line = _trial_line(event, "0.004977")
+
+    shown = " ".join(capsys.readouterr().err.split())
+    assert "0.004975" in shown
+    assert "Best trial 2: objective 0.004977." in shown
+    assert "ran the configured pipeline: complete, objective 0.004975." in shown
+    assert "0.0050" not in shown
+    assert line.startswith("trial 2 complete, objective 0.004977;")
+
+
 def test_report_names_model_another_worker_registers(capsys):
     import pandas as pd
 
