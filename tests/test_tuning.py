@@ -885,6 +885,24 @@ def test_resume_rejects_changed_recordings(cycles, isolated_tracking):
     assert parent.info.status == "FINISHED"
 
 
+def test_resume_rejects_other_in_memory_recordings(isolated_tracking):
+    config = _config(**{"tune.n_trials": 1, "tracking.enabled": True})
+    first = _recordings(6)
+    other = RecordingSet(
+        [Recording(r.name, r.data * 2, r.channels) for r in first.recordings]
+    )
+    tune(first, config)
+
+    with pytest.raises(ConfigError, match="in-memory recordings .* changed since"):
+        tune(other, config, resume=True, overrides={"tune.n_trials": 2})
+    resumed = tune(first, config, resume=True, overrides={"tune.n_trials": 2})
+
+    assert len(resumed.trials) == 2
+    study_run = MlflowClient(isolated_tracking).get_run(resumed.parent_run_id)
+    stored = study_run.data.tags["grindwatch.data_sha256"]
+    assert stored != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
 def test_unusable_tracking_store_frees_study_name(cycles):
     config = _config(**{"tracking.enabled": True, "tracking.uri": "htp://127.0.0.1:1"})
 

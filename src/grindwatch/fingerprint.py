@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from grindwatch.io.recording import RecordingSet
+import numpy as np
+
+from grindwatch.io.recording import Recording, RecordingSet
 
 __all__ = ["content_fingerprint", "data_fingerprint", "describe_file", "file_sha256"]
 
@@ -53,7 +55,12 @@ def data_fingerprint(recordings: RecordingSet) -> dict[str, Any]:
     # NOTE: the combined hash follows the order of the files, so the same files
     # passed in another order get another one, and a tune resume then reports
     # them as changed. Sorting would change the hash that existing studies store.
-    combined = hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest()
+    hashes = [f["sha256"] for f in files]
+    # Recordings built in memory have no file to hash, so their content is hashed.
+    # Otherwise every in-memory set gets the hash of nothing, and a tune resume on
+    # other in-memory recordings is not rejected.
+    hashes += [_content_sha256(r) for r in recordings.recordings if r.source is None]
+    combined = hashlib.sha256("".join(hashes).encode()).hexdigest()
     return {
         "sha256": combined,
         "n_files": len(files),
@@ -65,3 +72,13 @@ def data_fingerprint(recordings: RecordingSet) -> dict[str, Any]:
             {"path": str(s.path), "reason": s.reason} for s in recordings.skipped
         ],
     }
+
+
+def _content_sha256(recording: Recording) -> str:
+    """Hash a recording's name, channels, sample rate and samples."""
+    digest = hashlib.sha256()
+    digest.update(recording.name.encode())
+    digest.update("\0".join(recording.channels).encode())
+    digest.update(repr(recording.sample_rate).encode())
+    digest.update(np.ascontiguousarray(recording.data).tobytes())
+    return digest.hexdigest()
