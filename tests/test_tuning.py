@@ -790,6 +790,48 @@ def test_trials_show_bands_capped_by_window(cycles):
         assert "bands 8" in _settings(row)
 
 
+def test_repeated_variant_run_keeps_epoch_curve(cycles, isolated_tracking):
+    # One autoencoder variant, so the second trial repeats the first.
+    fixed = {
+        "tune.space.frontend": ["raw"],
+        "tune.space.window_length": [128],
+        "tune.space.hop_fraction": [1.0],
+        "tune.space.family": ["autoencoder"],
+        "tune.space.autoencoder.n_layers": {"low": 1, "high": 1},
+        "tune.space.autoencoder.filters": [4],
+        "tune.space.autoencoder.kernel_size": [3],
+        "tune.space.autoencoder.stride": [2],
+        "tune.space.autoencoder.latent_size": [4],
+        "tune.space.autoencoder.loss": ["mse"],
+        "tune.space.autoencoder.learning_rate": {"low": 0.001, "high": 0.001},
+        "tune.space.autoencoder.batch_size": [64],
+        "tune.space.autoencoder.epochs": {"low": 2, "high": 2},
+    }
+    config = _config(
+        **fixed,
+        **{"tune.n_trials": 2, "tune.baseline": False, "tracking.enabled": True},
+    )
+
+    result = tune(cycles / "good", config)
+
+    client = MlflowClient(isolated_tracking)
+    first, second = result.trials.sort_values("number").to_dict("records")
+    study = optuna.load_study(study_name="grindwatch", storage="sqlite:///optuna.db")
+    assert study.trials[1].user_attrs["grindwatch.duplicate_of"] == 0
+    curves = [
+        [
+            (m.step, m.value)
+            for m in client.get_metric_history(
+                row["mlflow_run_id"], "epoch_injected_auc"
+            )
+        ]
+        for row in (first, second)
+    ]
+    assert len(curves[0]) == 2
+    assert sorted(curves[1]) == sorted(curves[0])
+    assert second["value"] == first["value"]
+
+
 def test_existing_study_needs_resume(cycles):
     tune(cycles / "good", _config(**{"tune.n_trials": 1}))
 

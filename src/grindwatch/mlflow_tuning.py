@@ -14,9 +14,10 @@ processes cannot log into each other's runs. Runs carry these tags:
 A complete trial's run logs ``objective`` once, at step 0, with the trial's other
 final metrics. Autoencoder trials also log, per epoch (step = epoch), the value
 that pruning compares (``epoch_injected_auc``, or ``epoch_labeled_auc`` under the
-``labeled_auc`` objective) and the losses. Pruned and failed trials have no
-``objective``. The study's run logs the best trial's metrics as ``best.<name>``,
-among them every factor of the objective.
+``labeled_auc`` objective) and the losses. A trial that repeats an earlier
+trial's settings copies its per-epoch value but not its losses. Pruned and failed
+trials have no ``objective``. The study's run logs the best trial's metrics as
+``best.<name>``, among them every factor of the objective.
 
 A trial run ends FINISHED when the trial completed or was pruned, FAILED when it
 raised, and KILLED when the user interrupted it. Runs that a killed process left
