@@ -1925,6 +1925,31 @@ def test_tied_objectives_warn_that_nothing_was_chosen(caplog):
     assert "the best objective is 0" in caplog.text
 
 
+def test_tie_at_top_warns_unless_repeat(caplog):
+    import optuna
+
+    from grindwatch.tuning_results import _warn_undecided
+
+    study = optuna.create_study(direction="maximize")
+    for value in (0.2, 0.5, 0.5):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    repeat = optuna.create_study(direction="maximize")
+    repeat.add_trial(optuna.trial.create_trial(value=0.2))
+    repeat.add_trial(optuna.trial.create_trial(value=0.5))
+    repeat.add_trial(
+        optuna.trial.create_trial(value=0.5, user_attrs={"grindwatch.duplicate_of": 1})
+    )
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.tuning_results"):
+        tied = _warn_undecided(study, study.best_trial)
+        repeated = _warn_undecided(repeat, repeat.best_trial)
+
+    assert tied is not None
+    assert "trials 1, 2 have the best objective 0.5" in tied
+    assert f"trial {study.best_trial.number} is kept" in tied
+    assert repeated is None
+
+
 @pytest.mark.parametrize(
     ("f1", "factors", "warned"),
     [

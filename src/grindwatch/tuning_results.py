@@ -268,8 +268,8 @@ def _copy_final(result: TuneResult, tracker: Any) -> None:
 
 
 def _warn_undecided(study: optuna.Study, best: optuna.trial.FrozenTrial) -> str | None:
-    """Warn when the objective did not choose: every complete trial has the best
-    value, or the best value is 0, so the kept variant is the first, not the best.
+    """Warn when the objective did not choose: other variants have the best value,
+    or the best value is 0, so the kept variant is the first, not the best.
 
     Returns the warning, or None when the objective chose.
     """
@@ -277,6 +277,13 @@ def _warn_undecided(study: optuna.Study, best: optuna.trial.FrozenTrial) -> str 
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     values = [trial.value for trial in complete if trial.value is not None]
+    # A trial that repeated an earlier variant's settings ties with it by design.
+    tied = [
+        trial.number
+        for trial in complete
+        if trial.value == best.value
+        and "grindwatch.duplicate_of" not in trial.user_attrs
+    ]
     if best.value is not None and best.value <= 0:
         message = (
             f"the best objective is {best.value:g}: no trial found the injected "
@@ -289,6 +296,12 @@ def _warn_undecided(study: optuna.Study, best: optuna.trial.FrozenTrial) -> str 
             f"all {len(values)} complete trials have the objective {best.value:g}, "
             f"so the study did not rank them and trial {best.number} is kept as "
             "the first"
+        )
+    elif len(tied) > 1:
+        numbers = ", ".join(str(number) for number in tied)
+        message = (
+            f"trials {numbers} have the best objective {best.value:g}, so the "
+            f"study did not rank them and trial {best.number} is kept"
         )
     else:
         return None
