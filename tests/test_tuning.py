@@ -945,6 +945,27 @@ def test_resume_rejects_other_in_memory_recordings(isolated_tracking):
     assert stored != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
+def test_resume_of_done_study_registers_model(cycles, isolated_tracking):
+    config = _config(**{"tune.n_trials": 1, "tracking.enabled": True})
+    first = tune(cycles / "good", config)
+
+    resumed = tune(
+        resume=True,
+        overrides={"tune.registered_model": "line4", "tune.alias": "prod"},
+    )
+
+    client = MlflowClient(isolated_tracking)
+    version = client.get_model_version_by_alias("line4", "prod")
+    tags = client.get_run(first.parent_run_id).data.tags
+    assert first.registered_model is None
+    assert not resumed.finalized
+    assert version.run_id == first.model_run_id
+    assert resumed.registered_model == "line4"
+    assert resumed.registered_version == str(version.version)
+    assert tags["grindwatch.registered_model"] == "line4"
+    assert tags["grindwatch.alias"] == "prod"
+
+
 def test_unusable_tracking_store_frees_study_name(cycles):
     config = _config(**{"tracking.enabled": True, "tracking.uri": "htp://127.0.0.1:1"})
 

@@ -554,6 +554,26 @@ class StudyTracker:
             logger.info("models:/%s@%s is version %s", name, alias, version)
         return version
 
+    def register_logged_model(self, run_id: str, name: str, alias: str) -> str:
+        """Register the model that ``run_id`` logged as a version of ``name``,
+        unless that run already has a version there, and point ``alias`` at it."""
+        from mlflow.exceptions import MlflowException
+
+        versions = _retry(
+            self.client.search_model_versions,
+            f"name = '{name}' and run_id = '{run_id}'",
+        )
+        if not versions:
+            tags = _retry(self.client.get_run, run_id).data.tags
+            source = tags.get("grindwatch.model_uri", f"runs:/{run_id}/model")
+            try:
+                _retry(self.client.create_registered_model, name)
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            _retry(self.client.create_model_version, name, source, run_id)
+        return self.alias_version(run_id, name, alias)
+
     def _alias_holder(self, name: str, alias: str) -> str | None:
         """Return the version that ``alias`` names now, or None."""
         from mlflow.exceptions import MlflowException

@@ -216,6 +216,7 @@ def conclude(
     if not _is_finalizer(runner, tracker):
         _copy_final(result, tracker)
         if _summarised(tracker, finished):
+            _register_requested(result, tracker, config)
             # Resuming reopened the run; the process that summarised it is done.
             tracker.close_parent("FINISHED", "complete")
         return result
@@ -265,6 +266,28 @@ def _copy_final(result: TuneResult, tracker: Any) -> None:
     result.registered_model = tags.get("grindwatch.registered_model")
     result.registered_version = tags.get("grindwatch.registered_version")
     result.alias = tags.get("grindwatch.alias")
+
+
+def _register_requested(result: TuneResult, tracker: Any, config: Config) -> None:
+    """Register the retrained model under a name or alias that a resume of the
+    summarised study requested, and record it on the study's run."""
+    name = config.tune.registered_model or config.tracking.registered_model
+    alias = config.tune.alias
+    if not name or result.model_run_id is None or result.model_uri is None:
+        return
+    if (name, alias) == (result.registered_model, result.alias):
+        return
+    version = tracker.register_logged_model(result.model_run_id, name, alias)
+    result.registered_model, result.registered_version = name, version
+    result.alias = alias
+    tracker.set_tags(
+        tracker.parent_run_id,
+        {
+            "grindwatch.registered_model": name,
+            "grindwatch.registered_version": version,
+            "grindwatch.alias": alias,
+        },
+    )
 
 
 def _warn_undecided(study: optuna.Study, best: optuna.trial.FrozenTrial) -> str | None:
