@@ -2275,6 +2275,8 @@ def test_tune_json_matches_study_and_runs(cycles, isolated_tracking):
     summary = json.loads(outcome.stdout)
     study = optuna.load_study(study_name="grindwatch", storage="sqlite:///optuna.db")
     client = MlflowClient(isolated_tracking)
+    notes = client.get_run(summary["parent_run_id"]).data.tags["grindwatch.notes"]
+    assert ("\n".join(summary["notes"]) or "none") == notes
     assert len(summary["trials"]) == 2
     for record in summary["trials"]:
         trial = study.trials[record["number"]]

@@ -401,6 +401,7 @@ def _summary(result: Any) -> dict[str, Any]:
         "registered_version": result.registered_version,
         "alias": result.alias,
         "final_metrics": result.final_metrics,
+        "notes": result.notes,
         "trials": _trial_records(result.trials),
     }
 
