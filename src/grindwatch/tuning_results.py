@@ -388,6 +388,10 @@ def _finalize(
         }
     )
     tracker.fail_unfinished_retrains()
+    # NOTE: the retrained model's config.yaml (bundle and MLflow artifact) keeps
+    # this run name and registered model, so grindwatch train -c on it names its
+    # run after this retrain and registers another version of the model. A trial
+    # run's config.yaml has neither.
     # The trial saw only the fit part; the model to keep learns from all of it.
     trained = train(training, config, parent_run_id=tracker.parent_run_id)
     result.model = trained.model
