@@ -966,6 +966,29 @@ def test_resume_of_done_study_registers_model(cycles, isolated_tracking):
     assert tags["grindwatch.alias"] == "prod"
 
 
+def test_retrained_config_trains_without_registering(cycles, isolated_tracking):
+    from grindwatch.config import load_config
+    from grindwatch.pipeline import train
+
+    settings = {"tune.n_trials": 1, "tracking.enabled": True}
+    config = _config(**settings, **{"tune.registered_model": "line4"})
+    result = tune(cycles / "good", config)
+    client = MlflowClient(isolated_tracking)
+    path = client.download_artifacts(result.model_run_id, "config.yaml", ".")
+    saved = load_config(path)
+
+    again = train(cycles / "good", saved)
+
+    champion = client.get_model_version_by_alias("line4", "champion")
+    versions = client.search_model_versions("name = 'line4'")
+    retrained = client.get_run(result.model_run_id)
+    assert champion.run_id == result.model_run_id
+    assert len(versions) == 1
+    assert retrained.info.run_name == f"grindwatch trial {result.best_trial} retrained"
+    assert client.get_run(again.run_id).info.run_name != retrained.info.run_name
+    assert saved.tracking.registered_model is None
+
+
 def test_unusable_tracking_store_frees_study_name(cycles):
     config = _config(**{"tracking.enabled": True, "tracking.uri": "htp://127.0.0.1:1"})
 

@@ -554,6 +554,9 @@ class StudyTracker:
             logger.info("models:/%s@%s is version %s", name, alias, version)
         return version
 
+    def name_run(self, run_id: str, name: str) -> None:
+        _retry(self.client.update_run, run_id, name=name)
+
     def register_logged_model(self, run_id: str, name: str, alias: str) -> str:
         """Register the model that ``run_id`` logged as a version of ``name``,
         unless that run already has a version there, and point ``alias`` at it."""
@@ -571,7 +574,17 @@ class StudyTracker:
             except MlflowException as error:
                 if error.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
-            _retry(self.client.create_model_version, name, source, run_id)
+            # MLflow 3 links a version to its logged model (models:/m-...) by id.
+            model_id = None
+            if source.startswith("models:/m-"):
+                model_id = source.removeprefix("models:/")
+            _retry(
+                self.client.create_model_version,
+                name,
+                source,
+                run_id,
+                model_id=model_id,
+            )
         return self.alias_version(run_id, name, alias)
 
     def _alias_holder(self, name: str, alias: str) -> str | None:

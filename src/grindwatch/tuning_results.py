@@ -380,19 +380,11 @@ def _finalize(
     config = result.best_config
     tune_settings = config.tune
     name = tune_settings.registered_model or config.tracking.registered_model
-    config = config.with_overrides(
-        {
-            "tracking.registered_model": name,
-            "tracking.run_name": f"{result.study_name} trial {result.best_trial} "
-            "retrained",
-        }
-    )
     tracker.fail_unfinished_retrains()
-    # NOTE: the retrained model's config.yaml (bundle and MLflow artifact) keeps
-    # this run name and registered model, so grindwatch train -c on it names its
-    # run after this retrain and registers another version of the model. A trial
-    # run's config.yaml has neither.
     # The trial saw only the fit part; the model to keep learns from all of it.
+    # The run is named and registered afterwards, not through the config, so that
+    # grindwatch train -c on the model's config.yaml neither registers another
+    # version nor names its run after this one.
     trained = train(training, config, parent_run_id=tracker.parent_run_id)
     result.model = trained.model
     result.model_run_id = trained.run_id
@@ -403,6 +395,9 @@ def _finalize(
 
     if trained.run_id is None:
         return
+    tracker.name_run(
+        trained.run_id, f"{result.study_name} trial {result.best_trial} retrained"
+    )
     if config.tracking.log_model:
         result.model_uri = f"runs:/{trained.run_id}/model"
     tags = {
@@ -410,7 +405,7 @@ def _finalize(
         "grindwatch.best_trial": str(result.best_trial),
     }
     if name and config.tracking.log_model:
-        result.registered_version = tracker.alias_version(
+        result.registered_version = tracker.register_logged_model(
             trained.run_id, name, tune_settings.alias
         )
         result.registered_model, result.alias = name, tune_settings.alias
