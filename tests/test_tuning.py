@@ -790,6 +790,48 @@ def test_trials_show_bands_capped_by_window(cycles):
         assert "bands 8" in _settings(row)
 
 
+def test_repeated_variant_run_keeps_epoch_curve(cycles, isolated_tracking):
+    # One autoencoder variant, so the second trial repeats the first.
+    fixed = {
+        "tune.space.frontend": ["raw"],
+        "tune.space.window_length": [128],
+        "tune.space.hop_fraction": [1.0],
+        "tune.space.family": ["autoencoder"],
+        "tune.space.autoencoder.n_layers": {"low": 1, "high": 1},
+        "tune.space.autoencoder.filters": [4],
+        "tune.space.autoencoder.kernel_size": [3],
+        "tune.space.autoencoder.stride": [2],
+        "tune.space.autoencoder.latent_size": [4],
+        "tune.space.autoencoder.loss": ["mse"],
+        "tune.space.autoencoder.learning_rate": {"low": 0.001, "high": 0.001},
+        "tune.space.autoencoder.batch_size": [64],
+        "tune.space.autoencoder.epochs": {"low": 2, "high": 2},
+    }
+    config = _config(
+        **fixed,
+        **{"tune.n_trials": 2, "tune.baseline": False, "tracking.enabled": True},
+    )
+
+    result = tune(cycles / "good", config)
+
+    client = MlflowClient(isolated_tracking)
+    first, second = result.trials.sort_values("number").to_dict("records")
+    study = optuna.load_study(study_name="grindwatch", storage="sqlite:///optuna.db")
+    assert study.trials[1].user_attrs["grindwatch.duplicate_of"] == 0
+    curves = [
+        [
+            (m.step, m.value)
+            for m in client.get_metric_history(
+                row["mlflow_run_id"], "epoch_injected_auc"
+            )
+        ]
+        for row in (first, second)
+    ]
+    assert len(curves[0]) == 2
+    assert sorted(curves[1]) == sorted(curves[0])
+    assert second["value"] == first["value"]
+
+
 def test_existing_study_needs_resume(cycles):
     tune(cycles / "good", _config(**{"tune.n_trials": 1}))
 
@@ -883,6 +925,68 @@ def test_resume_rejects_changed_recordings(cycles, isolated_tracking):
     assert len(study.trials) == 1
     parent = MlflowClient(isolated_tracking).get_run(first.parent_run_id)
     assert parent.info.status == "FINISHED"
+
+
+def test_resume_rejects_other_in_memory_recordings(isolated_tracking):
+    config = _config(**{"tune.n_trials": 1, "tracking.enabled": True})
+    first = _recordings(6)
+    other = RecordingSet(
+        [Recording(r.name, r.data * 2, r.channels) for r in first.recordings]
+    )
+    tune(first, config)
+
+    with pytest.raises(ConfigError, match="in-memory recordings .* changed since"):
+        tune(other, config, resume=True, overrides={"tune.n_trials": 2})
+    resumed = tune(first, config, resume=True, overrides={"tune.n_trials": 2})
+
+    assert len(resumed.trials) == 2
+    study_run = MlflowClient(isolated_tracking).get_run(resumed.parent_run_id)
+    stored = study_run.data.tags["grindwatch.data_sha256"]
+    assert stored != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_resume_of_done_study_registers_model(cycles, isolated_tracking):
+    config = _config(**{"tune.n_trials": 1, "tracking.enabled": True})
+    first = tune(cycles / "good", config)
+
+    resumed = tune(
+        resume=True,
+        overrides={"tune.registered_model": "line4", "tune.alias": "prod"},
+    )
+
+    client = MlflowClient(isolated_tracking)
+    version = client.get_model_version_by_alias("line4", "prod")
+    tags = client.get_run(first.parent_run_id).data.tags
+    assert first.registered_model is None
+    assert not resumed.finalized
+    assert version.run_id == first.model_run_id
+    assert resumed.registered_model == "line4"
+    assert resumed.registered_version == str(version.version)
+    assert tags["grindwatch.registered_model"] == "line4"
+    assert tags["grindwatch.alias"] == "prod"
+
+
+def test_retrained_config_trains_without_registering(cycles, isolated_tracking):
+    from grindwatch.config import load_config
+    from grindwatch.pipeline import train
+
+    settings = {"tune.n_trials": 1, "tracking.enabled": True}
+    config = _config(**settings, **{"tune.registered_model": "line4"})
+    result = tune(cycles / "good", config)
+    client = MlflowClient(isolated_tracking)
+    path = client.download_artifacts(result.model_run_id, "config.yaml", ".")
+    saved = load_config(path)
+
+    again = train(cycles / "good", saved)
+
+    champion = client.get_model_version_by_alias("line4", "champion")
+    versions = client.search_model_versions("name = 'line4'")
+    retrained = client.get_run(result.model_run_id)
+    assert champion.run_id == result.model_run_id
+    assert len(versions) == 1
+    assert retrained.info.run_name == f"grindwatch trial {result.best_trial} retrained"
+    assert client.get_run(again.run_id).info.run_name != retrained.info.run_name
+    assert saved.tracking.registered_model is None
 
 
 def test_unusable_tracking_store_frees_study_name(cycles):
@@ -1628,6 +1732,44 @@ def test_trial_table_leaves_pruned_values_out(capsys):
     assert "they have no objective value" in shown
 
 
+def test_report_tells_small_objectives_apart(capsys):
+    import pandas as pd
+
+    from grindwatch.cli_tune import _report, _trial_line
+    from grindwatch.tuning_results import TuneResult
+
+    # Objectives of a recurring_f1 study on the bundled CNC mill recordings.
+    trials = pd.DataFrame(
+        [
+            {"number": 1, "state": "COMPLETE", "value": 0.0049749, "baseline": True},
+            {"number": 2, "state": "COMPLETE", "value": 0.0049770, "baseline": False},
+        ]
+    )
+    result = TuneResult(
+        study_name="s",
+        storage="sqlite:///optuna.db",
+        n_trials=2,
+        stop_reason="complete",
+        trials=trials,
+        complete=True,
+        best_trial=2,
+        best_value=0.0049770,
+    )
+    event = types.SimpleNamespace(
+        number=2, state="COMPLETE", value=0.0049770, n_finished=2, n_trials=2
+    )
+
+    _report(result, show=10)
+    line = _trial_line(event, "0.004977")
+
+    shown = " ".join(capsys.readouterr().err.split())
+    assert "0.004975" in shown
+    assert "Best trial 2: objective 0.004977." in shown
+    assert "ran the configured pipeline: complete, objective 0.004975." in shown
+    assert "0.0050" not in shown
+    assert line.startswith("trial 2 complete, objective 0.004977;")
+
+
 def test_report_names_model_another_worker_registers(capsys):
     import pandas as pd
 
@@ -1825,6 +1967,31 @@ def test_tied_objectives_warn_that_nothing_was_chosen(caplog):
     with caplog.at_level(logging.WARNING, logger="grindwatch.tuning_results"):
         _warn_undecided(zero, zero.best_trial)
     assert "the best objective is 0" in caplog.text
+
+
+def test_tie_at_top_warns_unless_repeat(caplog):
+    import optuna
+
+    from grindwatch.tuning_results import _warn_undecided
+
+    study = optuna.create_study(direction="maximize")
+    for value in (0.2, 0.5, 0.5):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    repeat = optuna.create_study(direction="maximize")
+    repeat.add_trial(optuna.trial.create_trial(value=0.2))
+    repeat.add_trial(optuna.trial.create_trial(value=0.5))
+    repeat.add_trial(
+        optuna.trial.create_trial(value=0.5, user_attrs={"grindwatch.duplicate_of": 1})
+    )
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.tuning_results"):
+        tied = _warn_undecided(study, study.best_trial)
+        repeated = _warn_undecided(repeat, repeat.best_trial)
+
+    assert tied is not None
+    assert "trials 1, 2 have the best objective 0.5" in tied
+    assert f"trial {study.best_trial.number} is kept" in tied
+    assert repeated is None
 
 
 @pytest.mark.parametrize(
@@ -2115,6 +2282,34 @@ def test_resumed_done_study_saves_logged_model(feature_table, tmp_path):
     assert f"Model bundle saved to {folder}" in output
     model = load_model(folder)
     assert model.config.detector.family == "pca"
+
+
+def test_tune_json_matches_study_and_runs(cycles, isolated_tracking):
+    import json
+
+    from typer.testing import CliRunner
+
+    command = _small_tune_arguments(cycles / "good", "--json")
+    command += ["--set", "tune.space.family=[pca]", "--set", "tune.baseline=false"]
+
+    outcome = CliRunner().invoke(_cli("tune"), command)
+
+    assert outcome.exit_code == 0, outcome.output
+    summary = json.loads(outcome.stdout)
+    study = optuna.load_study(study_name="grindwatch", storage="sqlite:///optuna.db")
+    client = MlflowClient(isolated_tracking)
+    notes = client.get_run(summary["parent_run_id"]).data.tags["grindwatch.notes"]
+    assert ("\n".join(summary["notes"]) or "none") == notes
+    assert len(summary["trials"]) == 2
+    for record in summary["trials"]:
+        trial = study.trials[record["number"]]
+        run = client.get_run(record["mlflow_run_id"])
+        # Exact equality: a rounded copy would not retrain the same variant.
+        assert record["value"] == trial.value
+        assert record["value"] == run.data.metrics["objective"]
+        drawn = trial.params["pca.n_components"]
+        assert record["param.pca.n_components"] == drawn
+        assert run.data.params["optuna.pca.n_components"] == str(drawn)
 
 
 @pytest.mark.parametrize("command", ["train", "tune"])

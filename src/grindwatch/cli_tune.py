@@ -7,7 +7,6 @@ fast.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -25,11 +24,17 @@ from grindwatch.cli import (
     _echo_json,
     _fail,
     _parse_set,
+    _plain,
     _run,
     _store_option,
 )
 
 __all__ = ["register"]
+
+# Objectives are printed with four significant digits. recurring_f1 objectives
+# are often below 0.01, where four decimals print distinct values alike
+# (0.004977 and 0.004975 both as 0.0050) and the best trial looks tied.
+_OBJECTIVE_FORM = "{:.4g}"
 
 
 @contextlib.contextmanager
@@ -63,7 +68,11 @@ def _trial_bar(enabled: bool, total: int) -> Iterator[Any]:
         task = progress.add_task("trials", total=total, best="-")
 
         def update(event: Any) -> None:
-            best = "-" if event.best_value is None else f"{event.best_value:.4f}"
+            best = (
+                "-"
+                if event.best_value is None
+                else _number(event.best_value, _OBJECTIVE_FORM)
+            )
             progress.update(
                 task, completed=event.n_finished, total=event.n_trials, best=best
             )
@@ -77,7 +86,7 @@ def _trial_line(event: Any, best: str) -> str:
     """Describe one finished trial and the study's progress in one line."""
     state = {"FAIL": "failed"}.get(event.state, event.state.lower())
     if event.value is not None:
-        state += f", objective {event.value:.4f}"
+        state += f", objective {_number(event.value, _OBJECTIVE_FORM)}"
     return (
         f"trial {event.number} {state}; {event.n_finished} of {event.n_trials} "
         f"trials finished, best objective {best}"
@@ -130,7 +139,7 @@ def _top_trials(result: Any, limit: int) -> None:
             row["state"].lower(),
             # A pruned trial's value is its last per-epoch report, the injected
             # AUC alone, which is not comparable with the objective.
-            "-" if pruned else _number(row.get("value")),
+            "-" if pruned else _number(row.get("value"), _OBJECTIVE_FORM),
             str(row.get("family") or ""),
         ]
         if signals:
@@ -168,7 +177,8 @@ def _top_trials(result: Any, limit: int) -> None:
         outcome = (
             "pruned, no objective value"
             if row["state"] == "PRUNED"
-            else f"{row['state'].lower()}, objective {_number(row['value']) or 'none'}"
+            else f"{row['state'].lower()}, objective "
+            f"{_number(row['value'], _OBJECTIVE_FORM) or 'none'}"
         )
         console().print(
             f"Trial {row['number']} ran the configured pipeline: {outcome}.",
@@ -261,7 +271,8 @@ def _report(result: Any, show: int, output: Path | None = None) -> None:
     )
     if result.best_trial is not None:
         out.print(
-            f"Best trial {result.best_trial}: objective {result.best_value:.4f}.",
+            f"Best trial {result.best_trial}: objective "
+            f"{_number(result.best_value, _OBJECTIVE_FORM)}.",
             highlight=False,
         )
     if result.final_metrics:
@@ -390,6 +401,7 @@ def _summary(result: Any) -> dict[str, Any]:
         "registered_version": result.registered_version,
         "alias": result.alias,
         "final_metrics": result.final_metrics,
+        "notes": result.notes,
         "trials": _trial_records(result.trials),
     }
 
@@ -404,9 +416,11 @@ def _trial_records(trials: Any) -> list[dict[str, Any]]:
 
     A column whose values are missing for some trials (a parameter of one detector
     family) is stored as floats, so whole numbers among the searched parameters,
-    window lengths and steps are turned back into ints.
+    window lengths and steps are turned back into ints. Floats keep every digit,
+    so a learning rate or objective matches the Optuna study and MLflow.
     """
-    records = json.loads(trials.to_json(orient="records"))
+    # DataFrame.to_json would round every float to 10 decimal places.
+    records = _plain(trials.to_dict(orient="records"))
     for record in records:
         for key, value in record.items():
             counted = key.startswith("param.") or key in _COUNT_COLUMNS

@@ -14,9 +14,10 @@ processes cannot log into each other's runs. Runs carry these tags:
 A complete trial's run logs ``objective`` once, at step 0, with the trial's other
 final metrics. Autoencoder trials also log, per epoch (step = epoch), the value
 that pruning compares (``epoch_injected_auc``, or ``epoch_labeled_auc`` under the
-``labeled_auc`` objective) and the losses. Pruned and failed trials have no
-``objective``. The study's run logs the best trial's metrics as ``best.<name>``,
-among them every factor of the objective.
+``labeled_auc`` objective) and the losses. A trial that repeats an earlier
+trial's settings copies its per-epoch value but not its losses. Pruned and failed
+trials have no ``objective``. The study's run logs the best trial's metrics as
+``best.<name>``, among them every factor of the objective.
 
 A trial run ends FINISHED when the trial completed or was pruned, FAILED when it
 raised, and KILLED when the user interrupted it. Runs that a killed process left
@@ -552,6 +553,39 @@ class StudyTracker:
         else:
             logger.info("models:/%s@%s is version %s", name, alias, version)
         return version
+
+    def name_run(self, run_id: str, name: str) -> None:
+        _retry(self.client.update_run, run_id, name=name)
+
+    def register_logged_model(self, run_id: str, name: str, alias: str) -> str:
+        """Register the model that ``run_id`` logged as a version of ``name``,
+        unless that run already has a version there, and point ``alias`` at it."""
+        from mlflow.exceptions import MlflowException
+
+        versions = _retry(
+            self.client.search_model_versions,
+            f"name = '{name}' and run_id = '{run_id}'",
+        )
+        if not versions:
+            tags = _retry(self.client.get_run, run_id).data.tags
+            source = tags.get("grindwatch.model_uri", f"runs:/{run_id}/model")
+            try:
+                _retry(self.client.create_registered_model, name)
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            # MLflow 3 links a version to its logged model (models:/m-...) by id.
+            model_id = None
+            if source.startswith("models:/m-"):
+                model_id = source.removeprefix("models:/")
+            _retry(
+                self.client.create_model_version,
+                name,
+                source,
+                run_id,
+                model_id=model_id,
+            )
+        return self.alias_version(run_id, name, alias)
 
     def _alias_holder(self, name: str, alias: str) -> str | None:
         """Return the version that ``alias`` names now, or None."""

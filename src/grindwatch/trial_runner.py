@@ -523,6 +523,10 @@ class TrialRunner:
                 metrics = dict(earlier.user_attrs.get("grindwatch.metrics", {}))
                 trial.set_user_attr("grindwatch.duplicate_of", earlier.number)
                 texts["duplicate_of.txt"] = f"trial {earlier.number}\n"
+                # Copy the per-epoch values too, so that this run shows the curve
+                # that pruning compared. The losses stay on the earlier trial's run.
+                for epoch, step_value in sorted(earlier.intermediate_values.items()):
+                    steps.add(run_id, epoch, {step_metric: step_value})
             else:
                 result = self.objective.evaluate(config, report=report)
                 value, metrics = result.value, result.metrics

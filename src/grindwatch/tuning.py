@@ -69,6 +69,8 @@ _LABELS_ATTR = "grindwatch.labels"
 _TRACKING_ATTR = "grindwatch.tracking_uri"
 _PARENT_ATTR = "grindwatch.mlflow_parent_run_id"
 _DATA_ATTR = "grindwatch.data_sha256"
+# SHA-256 of no bytes.
+_EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 # Set by the creator once it has queued the configured pipeline, or decided not to.
 _BASELINE_ATTR = "grindwatch.baseline_decided"
 
@@ -690,11 +692,12 @@ def _check_data(study: optuna.Study, training: RecordingSet, paths: list[str]) -
     stored = study.user_attrs.get(_DATA_ATTR)
     # NOTE: studies of grindwatch versions that stored no fingerprint get the
     # one read at their next resume, so a change before that goes unnoticed.
-    if stored is None:
+    # Earlier versions stored the hash of nothing for in-memory recordings.
+    if stored in (None, _EMPTY_SHA256):
         study.set_user_attr(_DATA_ATTR, sha256)
     elif stored != sha256:
-        # A RecordingSet built in Python has no paths to name.
-        recordings = f"the recordings {paths}" if paths else "the recordings"
+        # A RecordingSet passed to tune() has no paths.
+        recordings = f"the recordings {paths}" if paths else "the in-memory recordings"
         raise ConfigError(
             f"{recordings} of study {study.study_name!r} changed since "
             f"the study started (data fingerprint {sha256[:12]}, stored "

@@ -216,6 +216,7 @@ def conclude(
     if not _is_finalizer(runner, tracker):
         _copy_final(result, tracker)
         if _summarised(tracker, finished):
+            _register_requested(result, tracker, config)
             # Resuming reopened the run; the process that summarised it is done.
             tracker.close_parent("FINISHED", "complete")
         return result
@@ -267,9 +268,31 @@ def _copy_final(result: TuneResult, tracker: Any) -> None:
     result.alias = tags.get("grindwatch.alias")
 
 
+def _register_requested(result: TuneResult, tracker: Any, config: Config) -> None:
+    """Register the retrained model under a name or alias that a resume of the
+    summarised study requested, and record it on the study's run."""
+    name = config.tune.registered_model or config.tracking.registered_model
+    alias = config.tune.alias
+    if not name or result.model_run_id is None or result.model_uri is None:
+        return
+    if (name, alias) == (result.registered_model, result.alias):
+        return
+    version = tracker.register_logged_model(result.model_run_id, name, alias)
+    result.registered_model, result.registered_version = name, version
+    result.alias = alias
+    tracker.set_tags(
+        tracker.parent_run_id,
+        {
+            "grindwatch.registered_model": name,
+            "grindwatch.registered_version": version,
+            "grindwatch.alias": alias,
+        },
+    )
+
+
 def _warn_undecided(study: optuna.Study, best: optuna.trial.FrozenTrial) -> str | None:
-    """Warn when the objective did not choose: every complete trial has the best
-    value, or the best value is 0, so the kept variant is the first, not the best.
+    """Warn when the objective did not choose: other variants have the best value,
+    or the best value is 0, so the kept variant is the first, not the best.
 
     Returns the warning, or None when the objective chose.
     """
@@ -277,6 +300,13 @@ def _warn_undecided(study: optuna.Study, best: optuna.trial.FrozenTrial) -> str 
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     values = [trial.value for trial in complete if trial.value is not None]
+    # A trial that repeated an earlier variant's settings ties with it by design.
+    tied = [
+        trial.number
+        for trial in complete
+        if trial.value == best.value
+        and "grindwatch.duplicate_of" not in trial.user_attrs
+    ]
     if best.value is not None and best.value <= 0:
         message = (
             f"the best objective is {best.value:g}: no trial found the injected "
@@ -289,6 +319,12 @@ def _warn_undecided(study: optuna.Study, best: optuna.trial.FrozenTrial) -> str 
             f"all {len(values)} complete trials have the objective {best.value:g}, "
             f"so the study did not rank them and trial {best.number} is kept as "
             "the first"
+        )
+    elif len(tied) > 1:
+        numbers = ", ".join(str(number) for number in tied)
+        message = (
+            f"trials {numbers} have the best objective {best.value:g}, so the "
+            f"study did not rank them and trial {best.number} is kept"
         )
     else:
         return None
@@ -344,15 +380,11 @@ def _finalize(
     config = result.best_config
     tune_settings = config.tune
     name = tune_settings.registered_model or config.tracking.registered_model
-    config = config.with_overrides(
-        {
-            "tracking.registered_model": name,
-            "tracking.run_name": f"{result.study_name} trial {result.best_trial} "
-            "retrained",
-        }
-    )
     tracker.fail_unfinished_retrains()
     # The trial saw only the fit part; the model to keep learns from all of it.
+    # The run is named and registered afterwards, not through the config, so that
+    # grindwatch train -c on the model's config.yaml neither registers another
+    # version nor names its run after this one.
     trained = train(training, config, parent_run_id=tracker.parent_run_id)
     result.model = trained.model
     result.model_run_id = trained.run_id
@@ -363,6 +395,9 @@ def _finalize(
 
     if trained.run_id is None:
         return
+    tracker.name_run(
+        trained.run_id, f"{result.study_name} trial {result.best_trial} retrained"
+    )
     if config.tracking.log_model:
         result.model_uri = f"runs:/{trained.run_id}/model"
     tags = {
@@ -370,7 +405,7 @@ def _finalize(
         "grindwatch.best_trial": str(result.best_trial),
     }
     if name and config.tracking.log_model:
-        result.registered_version = tracker.alias_version(
+        result.registered_version = tracker.register_logged_model(
             trained.run_id, name, tune_settings.alias
         )
         result.registered_model, result.alias = name, tune_settings.alias
