@@ -358,7 +358,9 @@ def test_tune_resume_detects_changed_recordings(tmp_path):
         ]
     )
 
-    with pytest.raises(ConfigError, match="^the recordings of study .* changed since"):
+    with pytest.raises(
+        ConfigError, match="^the in-memory recordings of study .* changed since"
+    ):
         grindwatch.tune(changed, config, resume=True)
 
 
