@@ -743,7 +743,7 @@ def test_tuner_study_layout_is_understood(cycle_folders, tracked):
     assert summary.parameters == ["learning_rate"]
     assert list(summary.importances) == ["learning_rate"]
     section = study_section(summary)
-    assert "PRUNED at epoch 1" in section
+    assert "PRUNED after 2 epochs" in section
     assert "0.95" not in section
     assert "retrained on all training recordings" in section
     assert "retrained on all training rows" in study_section(summary, "table")

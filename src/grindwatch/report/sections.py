@@ -491,11 +491,13 @@ def study_section(summary: StudySummary, kind: str = "signals") -> str:
 
 
 def _trial_status(row: pd.Series) -> str:
-    """Return the trial's state, with the epoch where a pruned or failed one stopped."""
+    """Return the trial's state, with the epochs a pruned or failed one trained."""
     stopped = row.get("stopped_step")
     if stopped is None or not np.isfinite(stopped):
         return str(row["status"])
-    return f"{row['status']} at epoch {int(stopped)}"
+    # MLflow steps count epochs from 0, so the last step logged is one less.
+    epochs = int(stopped) + 1
+    return f"{row['status']} after {epochs} epoch{'s' if epochs != 1 else ''}"
 
 
 def notes(
