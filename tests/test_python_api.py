@@ -434,3 +434,20 @@ def test_recording_bool_label_is_int():
 def test_recording_sample_labels_shape(shape):
     with pytest.raises(InputError, match=r"sample_labels has shape .*not \(2048,\)"):
         Recording("r0", make_cycle(0), CHANNELS, 1000.0, sample_labels=np.zeros(shape))
+
+
+def test_train_result_repr_is_one_line():
+    result = grindwatch.train(_recordings(6), _config())
+
+    text = repr(result)
+
+    assert "\n" not in text
+    assert len(text) < 200
+    assert text.startswith("TrainResult(family='pca', n_trained=6, n_flagged=")
+    assert f"threshold={result.model.threshold_.value:.6g}" in text
+
+
+@pytest.mark.parametrize("overrides", [["windows.length", 512], "windows.length=512"])
+def test_with_overrides_needs_dict(overrides):
+    with pytest.raises(TypeError, match="must be a dict of dotted settings"):
+        Config().with_overrides(overrides)

@@ -379,6 +379,11 @@ class Config(Section):
         other unit: ``windows.length`` clears ``windows.seconds``, and
         ``windows.seconds`` puts ``windows.length`` back to its default.
         """
+        if not isinstance(overrides, dict):
+            raise TypeError(
+                "overrides must be a dict of dotted settings such as "
+                f'{{"windows.length": 512}}, not {type(overrides).__name__}'
+            )
         set_keys = {key for key, value in overrides.items() if value is not None}
         for pair in _SAME_SETTING:
             if set(pair) <= set_keys:

@@ -1032,6 +1032,16 @@ class TrainResult:
         """
         return len(self.training.recordings)
 
+    def __repr__(self) -> str:
+        # The default would print every recording's samples and result table.
+        flagged = int(self.training.recordings["flag"].sum())
+        return (
+            f"TrainResult(family={self.model.config.detector.family!r}, "
+            f"n_trained={self.n_trained}, n_flagged={flagged}, "
+            f"threshold={self.model.threshold_.value:.6g}, run_id={self.run_id!r}, "
+            f"output={None if self.output is None else str(self.output)!r})"
+        )
+
 
 def train(
     data: DataSource | None = None,
