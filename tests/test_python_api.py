@@ -333,11 +333,11 @@ def test_train_transposed_with_row_names():
 
 
 def test_train_output_checked_before_training(tmp_path):
-    taken = tmp_path / "model"
-    taken.write_text("not a folder")
+    existing_file = tmp_path / "model"
+    existing_file.write_text("not a folder")
 
     with pytest.raises(ConfigError, match="because .*model is a file"):
-        grindwatch.train(_recordings(4), _config(), output=taken)
+        grindwatch.train(_recordings(4), _config(), output=existing_file)
     with pytest.raises(ConfigError, match="output is empty"):
         grindwatch.train(_recordings(4), _config(), output="")
 

@@ -1762,11 +1762,11 @@ def test_report_tells_small_objectives_apart(capsys):
     _report(result, show=10)
     line = _trial_line(event, "0.004977")
 
-    shown = " ".join(capsys.readouterr().err.split())
-    assert "0.004975" in shown
-    assert "Best trial 2: objective 0.004977." in shown
-    assert "ran the configured pipeline: complete, objective 0.004975." in shown
-    assert "0.0050" not in shown
+    printed = " ".join(capsys.readouterr().err.split())
+    assert "0.004975" in printed
+    assert "Best trial 2: objective 0.004977." in printed
+    assert "ran the configured pipeline: complete, objective 0.004975." in printed
+    assert "0.0050" not in printed
     assert line.startswith("trial 2 complete, objective 0.004977;")
 
 

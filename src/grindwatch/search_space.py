@@ -114,14 +114,14 @@ def _check_numbers(space: SearchSpace) -> None:
 
 
 def _edges(spec: Spec) -> list[Any]:
-    """The values of a setting that bound what trials can draw."""
+    """Return the values of a setting that bound what trials can draw."""
     if isinstance(spec, Range):
         return [spec.low, spec.high]
     return _choices(spec)
 
 
 def _detector_section(family: str, name: str, value: Any) -> dict[str, Any]:
-    """The detector config section that a trial drawing ``value`` would build."""
+    """Build the detector config section that a trial drawing ``value`` would use."""
     if family != "autoencoder":
         return {name: value}
     # Per-layer settings become one-layer lists; other layers keep valid values.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import logging
 import os
 import time
@@ -69,8 +70,8 @@ _LABELS_ATTR = "grindwatch.labels"
 _TRACKING_ATTR = "grindwatch.tracking_uri"
 _PARENT_ATTR = "grindwatch.mlflow_parent_run_id"
 _DATA_ATTR = "grindwatch.data_sha256"
-# SHA-256 of no bytes.
-_EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+# The fingerprint that earlier versions stored for recordings without files.
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 # Set by the creator once it has queued the configured pipeline, or decided not to.
 _BASELINE_ATTR = "grindwatch.baseline_decided"
 
