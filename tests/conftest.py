@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+# pytest-xdist's workers inherit COLUMNS=80, and Rich would then cut table cells
+# that the CLI tests read ("acoustic_emi…"). Tests that depend on the width set
+# COLUMNS themselves.
+os.environ.pop("COLUMNS", None)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -31,10 +38,35 @@ def restore_logging():  # noqa: ANN201
     warnings.formatwarning = format_warning
 
 
+@pytest.fixture(scope="session")
+def empty_tracking_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite MLflow store with its tables made and no runs, made once per process.
+
+    MLflow takes 3 to 6 seconds to make the tables of a new store, which hundreds
+    of tests would otherwise each pay.
+    """
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture(autouse=True)
-def isolated_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run every test in its own folder with its own SQLite MLflow store."""
+def isolated_tracking(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
+    """Run every test in its own folder with its own SQLite MLflow store.
+
+    The store is a copy of ``empty_tracking_store``, except for tests marked
+    ``new_tracking_store``, which start with no file.
+    """
     monkeypatch.chdir(tmp_path)
+    if request.node.get_closest_marker("new_tracking_store") is None:
+        template = request.getfixturevalue("empty_tracking_store")
+        shutil.copyfile(template, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

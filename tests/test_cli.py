@@ -29,6 +29,7 @@ def _train(folder, tmp_path, *extra: str):  # noqa: ANN001, ANN202
     return model, result
 
 
+@pytest.mark.new_tracking_store
 def test_train_prints_threshold_and_run(cycle_folders, tmp_path):
     _, result = _train(cycle_folders["good"], tmp_path)
 

@@ -418,6 +418,7 @@ def test_invalid_model_uri_names_store(empty_store):
     )
 
 
+@pytest.mark.new_tracking_store
 def test_missing_store_is_not_created(isolated_tracking, tmp_path):
     result = runner.invoke(app, ["score", ".", "--model", "models:/cnc@champion"])
 

@@ -2198,6 +2198,7 @@ def _small_tune_arguments(data: Path, *extra: str) -> list[str]:
     return arguments
 
 
+@pytest.mark.new_tracking_store
 def test_tune_output_saves_untracked_model(cycles, tmp_path):
     from typer.testing import CliRunner
 
