@@ -15,6 +15,7 @@ from grindwatch.config import Config
 from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.io import ReadOptions, load_recordings, read_file
 from grindwatch.io.chunks import open_stream
+from grindwatch.io.date_time import parse_times
 from grindwatch.pipeline import read_options
 from tests.conftest import make_cycle
 
@@ -1069,6 +1070,116 @@ def test_minutes_and_seconds_read_as_elapsed(tmp_path):
     assert recording.sample_rate == pytest.approx(100.0)
     assert recording.n_samples == 300
     assert "irregular_time_steps" not in recording.metadata
+
+
+def _minutes_and_seconds(seconds: np.ndarray) -> list[str]:
+    return [f"{int(value // 60):02d}:{value % 60:06.3f}" for value in seconds]
+
+
+def test_minutes_past_an_hour_read_as_elapsed(tmp_path):
+    # 0.5 s steps over 130 minutes: 00:00.000 ... 125:30.500 ... 129:59.500.
+    seconds = np.arange(15_600) / 2
+    texts = _minutes_and_seconds(seconds)
+    assert texts[15_061] == "125:30.500"
+    path = _write(tmp_path / "run.csv", "Time", texts, n_samples=seconds.size)
+
+    # Before, minutes above 59 did not parse, so the column was no time column
+    # and reading raised that none of its cells parses.
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(2.0)
+    assert recording.n_samples == seconds.size
+    assert recording.metadata["time_column"] == "Time"
+    assert "irregular_time_steps" not in recording.metadata
+
+
+def test_minutes_past_an_hour_leave_no_gap(tmp_path):
+    # 10 ms steps from 59:58.000 to 60:01.990: the hour is crossed in the file.
+    seconds = 3598 + np.arange(400) / 100
+    path = _write(tmp_path / "run.csv", "Time", _minutes_and_seconds(seconds), 400)
+
+    # Before, half the cells were past the hour and did not parse, so the
+    # column was no time column.
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(100.0)
+    assert "irregular_time_steps" not in recording.metadata
+
+
+def test_hours_past_a_day_read_as_elapsed(tmp_path):
+    # Spreadsheets show elapsed hours above 23 as [h]:mm:ss: 23:50:00 to 24:39:50.
+    seconds = 23 * 3600 + 50 * 60 + np.arange(300) * 10
+    texts = [
+        f"{value // 3600}:{value // 60 % 60:02d}:{value % 60:02d}" for value in seconds
+    ]
+    assert texts[60] == "24:00:00"
+    path = _write(tmp_path / "run.csv", "Time", texts)
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(0.1)
+    assert recording.n_samples == 300
+    assert "irregular_time_steps" not in recording.metadata
+
+
+def test_hours_and_minutes_stay_clock_times(tmp_path):
+    # Without seconds or a fraction, 08:00 is a clock time, one sample a minute.
+    stamps = pd.date_range("2026-03-01 08:00", periods=300, freq="1min")
+    path = _write(tmp_path / "run.csv", "Time", stamps.strftime("%H:%M"))
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(1 / 60)
+    assert recording.n_samples == 300
+
+
+@pytest.mark.parametrize(
+    ("cell", "elapsed_s", "clock_s"),
+    [
+        ("59:59.990", 3599.99, 3599.99),
+        ("125:30.250", 7530.25, None),
+        ("26:00:00", 93600.0, None),
+        ("26:00:00.5", 93600.5, None),
+        ("23:59", 86340.0, 86340.0),
+        ("11:30 PM", 84600.0, 84600.0),
+        ("12:60.000", None, None),  # 60 seconds
+        ("26:00", None, None),  # 26 hours or 26 minutes
+        ("25:61:00", None, None),  # 61 minutes after hours
+        ("13:00 PM", None, None),
+        ("1:2.5", None, None),
+    ],
+)
+def test_parse_times_elapsed_ranges(cell, elapsed_s, clock_s):
+    column = pd.Series([cell])
+
+    for elapsed, expected in ((True, elapsed_s), (False, clock_s)):
+        parsed = parse_times(column, elapsed=elapsed)
+        if expected is None:
+            assert parsed.invalid[0], (cell, elapsed)
+        else:
+            assert not parsed.invalid[0], (cell, elapsed)
+            seconds = parsed.values[0] / np.timedelta64(1, "s")
+            assert seconds == pytest.approx(expected), (cell, elapsed)
+
+
+def test_elapsed_past_an_hour_beside_date(tmp_path):
+    # From 59:58.000 on, most cells are no time of day, so the date column is
+    # not combined with them and the Time column is read as elapsed time.
+    seconds = 3598 + np.arange(300)
+    frame = pd.DataFrame(
+        {
+            "Date": ["2026-03-01"] * 300,
+            "Time": _minutes_and_seconds(seconds),
+            "a": make_cycle(0, 300)[0],
+        }
+    )
+    frame.to_csv(tmp_path / "run.csv", index=False)
+
+    recording = read_file(tmp_path / "run.csv")[0]
+
+    assert recording.sample_rate == pytest.approx(1.0)
+    assert recording.metadata["time_column"] == "Time"
+    assert recording.metadata["unused_time_columns"] == ["Date"]
 
 
 @pytest.mark.parametrize("name", ["elapsed", "Laufzeit"])

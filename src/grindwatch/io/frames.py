@@ -102,8 +102,9 @@ def _parsed_datetimes(
         if parsed.notna().mean() > 0.9:
             return _naive_utc(parsed)
     else:
-        # Times of day alone (23:59:58.5) count from midnight of 1 January 1970.
-        clock = parse_times(column)
+        # Times of day alone (23:59:58.5) count from midnight of 1 January 1970,
+        # and so does elapsed time (125:30.250), which a lone column may hold.
+        clock = parse_times(column, elapsed=True)
         if clock.parsed_share() > 0.9:
             return pd.Series(np.datetime64(0, "ns") + clock.values, column.index)
     parsed = pd.to_datetime(
