@@ -46,6 +46,7 @@ def _write(path, time_name, time_values, n_samples=300):  # noqa: ANN001, ANN202
         ("time_ms", 1e3),
         ("Time [µs]", 1e6),
         ("Time [min]", 1 / 60),
+        ("Time [d]", 1 / 86400),
     ],
 )
 def test_time_column_name_with_unit(tmp_path, name, per_second):
@@ -1295,3 +1296,93 @@ def test_time_column_rate_drops_rounding_noise(tmp_path):
     recording = read_file(path)[0]
 
     assert recording.sample_rate == rate
+
+
+def _serial_days(n_samples: int, rate: float) -> np.ndarray:
+    # Spreadsheet serial dates from 2026-03-01 10:00, rounded to the 15
+    # significant digits that Excel writes.
+    start = (pd.Timestamp("2026-03-01 10:00") - pd.Timestamp("1899-12-30")).days
+    days = start + 10 / 24 + np.arange(n_samples) / rate / 86400
+    return np.round(days, 10)
+
+
+@pytest.mark.parametrize("name", ["date", "Datetime", "date_time"])
+def test_serial_dates_in_date_column(tmp_path, name):
+    path = _write(tmp_path / "run.csv", name, _serial_days(300, 2.0))
+
+    # Before, the serial days were read as seconds: 172800 samples/s.
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(2.0)
+    assert recording.metadata["time_column"] == name
+    assert "irregular_time_steps" not in recording.metadata
+
+
+@pytest.mark.parametrize("rate", [1.0, 100.0, 1000.0, 3000.0])
+def test_serial_dates_give_one_rate(tmp_path, rate):
+    # Rounded to 15 digits, serial days jitter by 8.64 us, so the median step
+    # of a 1 kHz file was off by up to 0.7% and differed between files.
+    for index, n_samples in enumerate((300, 1000, 4000)):
+        days = _serial_days(n_samples + index * 7, rate)[index * 7 :]
+        _write(tmp_path / f"run{index}.csv", "Date", days, n_samples)
+
+    loaded = load_recordings(tmp_path)
+
+    rates = [recording.sample_rate for recording in loaded.recordings]
+    assert rates == [rate] * 3
+
+
+def test_whole_serial_days_in_date_column(tmp_path):
+    days = 46082.0 + np.arange(300)
+    path = _write(tmp_path / "daily.csv", "Date", days)
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(1 / 86400)
+
+
+def test_serial_days_in_time_column_raise(tmp_path):
+    path = _write(tmp_path / "run.csv", "time", _serial_days(300, 2.0))
+
+    # Before, the file was read at 172800 samples/s without a warning.
+    with pytest.raises(InputError, match="time column 'time' has no unit") as raised:
+        read_file(path)
+
+    assert "46082.41667 to 46082.4184" in raised.value.problem
+    assert "they span 149.5 s" in raised.value.problem
+    assert "'time [d]' for serial dates" in raised.value.fix
+    assert "'time [s]' for seconds" in raised.value.fix
+
+
+@pytest.mark.parametrize(("unit", "rate"), [("d", 2.0), ("s", 2.0 * 86400)])
+def test_serial_days_unit_in_name(tmp_path, unit, rate):
+    path = _write(tmp_path / "run.csv", f"time [{unit}]", _serial_days(300, 2.0))
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(rate, rel=1e-4)
+
+
+def test_seconds_since_start_not_serial_days(tmp_path):
+    # Seconds since a logger started, in the serial-day range but spanning 3 s.
+    seconds = 23_456.0 + np.arange(300) / 100
+    path = _write(tmp_path / "run.csv", "time", seconds)
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(100.0)
+
+
+def test_serial_days_in_chunked_parquet(tmp_path):
+    frame = pd.DataFrame(make_cycle(0, 3000).T, columns=["a", "b", "c"])
+    frame.insert(0, "time", _serial_days(3000, 2.0))
+    frame.to_parquet(tmp_path / "days.parquet", row_group_size=500)
+    # The first row group spans 0.5 s, the file 3 s.
+    frame["time"] = 23_456.0 + np.arange(3000) / 1000
+    frame.to_parquet(tmp_path / "seconds.parquet", row_group_size=500)
+
+    with pytest.raises(InputError, match="time column 'time' has no unit"):
+        open_stream(tmp_path / "days.parquet", ReadOptions())
+    stream = open_stream(tmp_path / "seconds.parquet", ReadOptions())
+
+    assert stream.sample_rate == pytest.approx(1000.0)
