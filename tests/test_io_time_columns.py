@@ -1332,6 +1332,19 @@ def test_serial_dates_give_one_rate(tmp_path, rate):
     assert rates == [rate] * 3
 
 
+def test_matlab_datenums_in_datetime_column(tmp_path):
+    days = _serial_days(300, 10.0) + 693_960  # datenum of 1899-12-30 is 693960
+    path = _write(tmp_path / "run.csv", "datetime", days)
+
+    recording = read_file(path)[0]
+    path = _write(tmp_path / "run.csv", "Time", days)
+    with pytest.raises(InputError, match="as MATLAB datenums") as raised:
+        read_file(path)
+
+    assert recording.sample_rate == pytest.approx(10.0)
+    assert "'Time [d]' for serial dates" in raised.value.fix
+
+
 def test_whole_serial_days_in_date_column(tmp_path):
     days = 46082.0 + np.arange(300)
     path = _write(tmp_path / "daily.csv", "Date", days)

@@ -379,37 +379,46 @@ def _seconds(name: str, column: pd.Series, time_column: str | None):  # noqa: AN
     # without one are seconds, except serial dates in a column named date.
     scale = time_name_scale(name) or seconds_per_unit(name) or 1.0
     values = column.to_numpy(dtype=float, na_value=np.nan)
-    if is_date_stem_name(name) and _in_serial_day_range(values):
+    if is_date_stem_name(name) and _serial_day_kind(values) is not None:
         scale = _SECONDS_PER_DAY
     return values * scale
 
 
-# Spreadsheets (Excel, LibreOffice) store a date-time as days since 1899-12-30
-# with the time of day as the fraction: 45717.5 is 2025-03-01 12:00. Serial days
-# 20000 to 80000 are the years 1954 to 2119.
 _SECONDS_PER_DAY = 86400.0
-_SERIAL_DAY_RANGE = (20_000.0, 80_000.0)
+# Serial dates count days, with the time of day as the fraction. Spreadsheets
+# (Excel, LibreOffice) count from 1899-12-30, so 45717.5 is 2025-03-01 12:00,
+# and MATLAB's datenum counts from year 0, so 739677.5 is the same time. The
+# ranges cover the years 1954 to 2119 and 1900 to 2100, and do not overlap.
+_SERIAL_DAY_RANGES = {
+    "spreadsheet serial dates (days since 1899-12-30)": (20_000.0, 80_000.0),
+    "MATLAB datenums (days since year 0)": (693_962.0, 767_011.0),
+}
 
 
-def _in_serial_day_range(values: np.ndarray) -> bool:
-    """Tell whether every finite value, and at least one, is a plausible serial day."""
+def _serial_day_kind(values: np.ndarray) -> str | None:
+    """Name the serial dates that every finite value, and at least one, can be.
+
+    Returns None when the values fit no range of ``_SERIAL_DAY_RANGES``.
+    """
     finite = values[np.isfinite(values)]
     if finite.size == 0:
-        return False
-    low, high = _SERIAL_DAY_RANGE
-    return bool(finite.min() >= low and finite.max() <= high)
+        return None
+    for kind, (low, high) in _SERIAL_DAY_RANGES.items():
+        if finite.min() >= low and finite.max() <= high:
+            return kind
+    return None
 
 
 def raise_if_serial_days(path: Path, name: str, column: pd.Series) -> None:
-    """Raise when a time column without a unit looks like spreadsheet serial days.
+    """Raise when a time column without a unit looks like serial dates in days.
 
-    Numbers from 20000 to 80000 that all lie within one unit of each other are
-    the serial days of a recording shorter than a day, or the seconds since some
-    start of a recording shorter than a second. Read as seconds, serial days
-    give a rate 86400 times too high, so the column's unit must be named.
-    A column named date, datetime or date time is read as serial days instead.
-    ``column`` must contain the first and the last time of the file, as the
-    first and last row group of a chunked Parquet file do.
+    Numbers in a range of ``_SERIAL_DAY_RANGES`` that all lie within one unit of
+    each other are the serial days of a recording shorter than a day, or the
+    seconds since some start of a recording shorter than a second. Read as
+    seconds, serial days give a rate 86400 times too high, so the column's unit
+    must be named. A column named date, datetime or date time is read as serial
+    days instead. ``column`` must contain the first and the last time of the
+    file, as the first and last row group of a chunked Parquet file do.
 
     NOTE: a serial-day column named time that spans more than a day passes as
     seconds, because seconds since a start span more than one unit as well.
@@ -420,7 +429,8 @@ def raise_if_serial_days(path: Path, name: str, column: pd.Series) -> None:
         return
     values = column.to_numpy(dtype=float, na_value=np.nan)
     finite = values[np.isfinite(values)]
-    if finite.size < 2 or not _in_serial_day_range(finite):
+    kind = _serial_day_kind(finite)
+    if finite.size < 2 or kind is None:
         return
     span = float(finite.max() - finite.min())
     if not 0 < span < 1:
@@ -429,8 +439,8 @@ def raise_if_serial_days(path: Path, name: str, column: pd.Series) -> None:
         path,
         f"time column {name!r} has no unit and holds numbers from "
         f"{finite.min():.10g} to {finite.max():.10g}: as seconds the "
-        f"{finite.size} samples span {span:.3g} s, as spreadsheet serial dates "
-        f"(days since 1899-12-30) they span {span * _SECONDS_PER_DAY:.4g} s",
+        f"{finite.size} samples span {span:.3g} s, as {kind} they span "
+        f"{span * _SECONDS_PER_DAY:.4g} s",
         f"name the unit in the column's header, '{name} [d]' for serial dates or "
         f"'{name} [s]' for seconds, or export the times as date-time text "
         "(2026-03-01 10:00:00.000)",
@@ -498,7 +508,9 @@ def _holds_days(name: str, column: pd.Series, seconds: np.ndarray) -> bool:
         return False
     if seconds_per_unit(name) == _SECONDS_PER_DAY:
         return True
-    return is_date_stem_name(name) and _in_serial_day_range(seconds / _SECONDS_PER_DAY)
+    if not is_date_stem_name(name):
+        return False
+    return _serial_day_kind(seconds / _SECONDS_PER_DAY) is not None
 
 
 def _rate_from_days(seconds: np.ndarray, steps: np.ndarray, median: float) -> float:
@@ -506,9 +518,10 @@ def _rate_from_days(seconds: np.ndarray, steps: np.ndarray, median: float) -> fl
 
     Written with the 15 significant digits of a spreadsheet, serial days near
     46000 are rounded to 1e-10 days (8.64 us), so the median step of a 1 kHz
-    recording is off by up to 0.7%. The mean of the regular steps is used instead.
-    Within a run of regular steps the rounding cancels except at its two ends, so
-    the rate is rounded to the digits that this leaves.
+    recording is off by up to 0.7%, and datenums near 739000 ten times more.
+    The mean of the regular steps is used instead. Within a run of regular steps
+    the rounding cancels except at its two ends, so the rate is rounded to the
+    digits that this leaves.
     """
     regular = steps[(steps > median / _GAP_FACTOR) & (steps < median * _GAP_FACTOR)]
     n_runs = 1 + steps.size - regular.size

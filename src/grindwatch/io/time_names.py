@@ -187,7 +187,8 @@ def is_date_stem_name(name: str) -> bool:
     """Tell whether ``name`` is ``date``, ``datetime`` or ``date time`` with no unit.
 
     Numbers in such a column are serial dates, not seconds, when they lie in the
-    range of spreadsheet serial days (see ``grindwatch.io.frames``).
+    range of spreadsheet serial dates or MATLAB datenums (see
+    ``grindwatch.io.frames``).
     """
     return _normalise(name) in _DATE_STEMS
 
