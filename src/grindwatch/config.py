@@ -560,9 +560,7 @@ _FLOAT_TAG = "tag:yaml.org,2002:float"
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 # PyYAML's YAML 1.1 patterns less octal, base-60 and the booleans other than true
 # and false. A leading zero (010) is decimal, as in YAML 1.2.
-_INT = re.compile(
-    r"^(?:[-+]?0b[0-1_]+|[-+]?[0-9][0-9_]*|[-+]?0x[0-9a-fA-F_]+)$", re.VERBOSE
-)
+_INT = re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?[0-9][0-9_]*|[-+]?0x[0-9a-fA-F_]+)$")
 _FLOAT = re.compile(
     r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
     |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
@@ -589,7 +587,7 @@ _UniqueKeyLoader.add_constructor(_INT_TAG, _UniqueKeyLoader.construct_yaml_int)
 def yaml_value(text: str) -> Any:
     """Read one YAML value, such as that of ``--set key=value``, as config files
     are read: ``010`` is 10 and ``on`` is text (see ``_UniqueKeyLoader``)."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506
+    return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
 def load_config(path: str | Path | None = None) -> Config:
