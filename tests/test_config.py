@@ -34,10 +34,16 @@ def test_boolean_for_number_rejected(tmp_path, text, key):
 @pytest.mark.parametrize(
     ("name", "text", "quoted", "shown", "read"),
     [
-        ("time_column", "12:30", '"12:30"', "not 750 (int)", "12:30"),
-        ("hdf5_key", "010", '"010"', "not 8 (int)", "010"),
-        ("channels", "[vib, on]", '[vib, "on"]', "not True (bool)", ["vib", "on"]),
-        ("time_column", "on", '"on"', "not True (bool)", "on"),
+        ("hdf5_key", "010", '"010"', "not 10 (int)", "010"),
+        ("time_column", "true", '"true"', "not True (bool)", "true"),
+        ("channels", "[vib, 1.5]", '[vib, "1.5"]', "not 1.5 (float)", ["vib", "1.5"]),
+        (
+            "time_column",
+            "2024-01-01",
+            '"2024-01-01"',
+            "not datetime.date(2024, 1, 1) (date)",
+            "2024-01-01",
+        ),
     ],
 )
 def test_unquoted_name_rejected_with_fix(tmp_path, name, text, quoted, shown, read):
@@ -49,6 +55,93 @@ def test_unquoted_name_rejected_with_fix(tmp_path, name, text, quoted, shown, re
     assert f"data.{name}: expected text, {shown}" in str(raised.value)
     assert "quote the value" in str(raised.value)
     assert getattr(config.data, name) == read
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "read"),
+    [
+        ("channels", "[vib, on, no, Off, YES]", ["vib", "on", "no", "Off", "YES"]),
+        ("time_column", "on", "on"),
+        ("time_column", "12:30", "12:30"),
+        ("date_column", "1:30:15", "1:30:15"),
+    ],
+)
+def test_yaml_1_1_words_read_as_text(tmp_path, name, text, read):
+    # YAML 1.1 read on and no as booleans and 12:30 as the base-60 number 750,
+    # so these names were rejected.
+    config = _load(tmp_path, f"data:\n  {name}: {text}\n")
+
+    assert getattr(config.data, name) == read
+
+
+@pytest.mark.parametrize(
+    ("text", "length"),
+    [("010", 10), ("0512", 512), ("1_024", 1024), ("0x10", 16), ("+064", 64)],
+)
+def test_leading_zero_integer_is_decimal(tmp_path, text, length):
+    config = _load(tmp_path, f"windows:\n  length: {text}\n")
+
+    # Before, YAML 1.1 read 010 as the octal number 8.
+    assert config.windows.length == length
+
+
+def test_set_option_reads_leading_zero_as_decimal():
+    from grindwatch.cli import _parse_set
+
+    overrides = _parse_set(["windows.length=010", "data.channels=[on, no]"])
+
+    assert overrides["windows.length"] == 10
+    assert overrides["data.channels"] == ["on", "no"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("yes", True), ("Off", False), ("on", True), ("no", False), ("true", True)],
+)
+def test_boolean_words_still_set_booleans(tmp_path, text, expected):
+    config = _load(
+        tmp_path,
+        f"data:\n  strict: {text}\ntracking:\n  enabled: {text}\n"
+        f"threshold:\n  log_scores: {text}\n",
+    )
+
+    assert config.data.strict is expected
+    assert config.tracking.enabled is expected
+    assert config.threshold.log_scores is expected
+
+
+def test_base_60_number_rejected(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, "windows:\n  seconds: 1:30\n")
+
+    # Before, YAML 1.1 read 1:30 as 90 without an error.
+    assert "windows.seconds: expected a number, not the text '1:30'" in str(
+        raised.value
+    )
+    assert "such as 90" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("found", "text", "matched"),
+    [(True, "on", True), (False, "off", True), (True, "no", False), ("on", "on", True)],
+)
+def test_match_word_compares_with_metadata(tmp_path, found, text, matched):
+    import numpy as np
+
+    from grindwatch.io import Recording
+    from grindwatch.io.dataset import matches_metadata
+    from grindwatch.pipeline import read_options
+
+    config = _load(tmp_path, f"data:\n  match:\n    coolant: {text}\n")
+    recording = Recording(
+        name="cycle",
+        data=np.zeros((1, 8), dtype=np.float32),
+        channels=["vib"],
+        metadata={"meta": {"coolant": found}},
+    )
+
+    # Before, on was read as True, so it missed the text "on" in meta.json.
+    assert matches_metadata(recording, read_options(config).match) is matched
 
 
 def test_comma_text_for_list_names_fix(tmp_path):

@@ -15,6 +15,7 @@ from grindwatch.config import Config
 from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.io import ReadOptions, load_recordings, read_file
 from grindwatch.io.chunks import open_stream
+from grindwatch.io.date_time import parse_times
 from grindwatch.pipeline import read_options
 from tests.conftest import make_cycle
 
@@ -45,6 +46,7 @@ def _write(path, time_name, time_values, n_samples=300):  # noqa: ANN001, ANN202
         ("time_ms", 1e3),
         ("Time [µs]", 1e6),
         ("Time [min]", 1 / 60),
+        ("Time [d]", 1 / 86400),
     ],
 )
 def test_time_column_name_with_unit(tmp_path, name, per_second):
@@ -1071,6 +1073,116 @@ def test_minutes_and_seconds_read_as_elapsed(tmp_path):
     assert "irregular_time_steps" not in recording.metadata
 
 
+def _minutes_and_seconds(seconds: np.ndarray) -> list[str]:
+    return [f"{int(value // 60):02d}:{value % 60:06.3f}" for value in seconds]
+
+
+def test_minutes_past_an_hour_read_as_elapsed(tmp_path):
+    # 0.5 s steps over 130 minutes: 00:00.000 ... 125:30.500 ... 129:59.500.
+    seconds = np.arange(15_600) / 2
+    texts = _minutes_and_seconds(seconds)
+    assert texts[15_061] == "125:30.500"
+    path = _write(tmp_path / "run.csv", "Time", texts, n_samples=seconds.size)
+
+    # Before, minutes above 59 did not parse, so the column was no time column
+    # and reading raised that none of its cells parses.
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(2.0)
+    assert recording.n_samples == seconds.size
+    assert recording.metadata["time_column"] == "Time"
+    assert "irregular_time_steps" not in recording.metadata
+
+
+def test_minutes_past_an_hour_leave_no_gap(tmp_path):
+    # 10 ms steps from 59:58.000 to 60:01.990: the hour is crossed in the file.
+    seconds = 3598 + np.arange(400) / 100
+    path = _write(tmp_path / "run.csv", "Time", _minutes_and_seconds(seconds), 400)
+
+    # Before, half the cells were past the hour and did not parse, so the
+    # column was no time column.
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(100.0)
+    assert "irregular_time_steps" not in recording.metadata
+
+
+def test_hours_past_a_day_read_as_elapsed(tmp_path):
+    # Spreadsheets show elapsed hours above 23 as [h]:mm:ss: 23:50:00 to 24:39:50.
+    seconds = 23 * 3600 + 50 * 60 + np.arange(300) * 10
+    texts = [
+        f"{value // 3600}:{value // 60 % 60:02d}:{value % 60:02d}" for value in seconds
+    ]
+    assert texts[60] == "24:00:00"
+    path = _write(tmp_path / "run.csv", "Time", texts)
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(0.1)
+    assert recording.n_samples == 300
+    assert "irregular_time_steps" not in recording.metadata
+
+
+def test_hours_and_minutes_stay_clock_times(tmp_path):
+    # Without seconds or a fraction, 08:00 is a clock time, one sample a minute.
+    stamps = pd.date_range("2026-03-01 08:00", periods=300, freq="1min")
+    path = _write(tmp_path / "run.csv", "Time", stamps.strftime("%H:%M"))
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(1 / 60)
+    assert recording.n_samples == 300
+
+
+@pytest.mark.parametrize(
+    ("cell", "elapsed_s", "clock_s"),
+    [
+        ("59:59.990", 3599.99, 3599.99),
+        ("125:30.250", 7530.25, None),
+        ("26:00:00", 93600.0, None),
+        ("26:00:00.5", 93600.5, None),
+        ("23:59", 86340.0, 86340.0),
+        ("11:30 PM", 84600.0, 84600.0),
+        ("12:60.000", None, None),  # 60 seconds
+        ("26:00", None, None),  # 26 hours or 26 minutes
+        ("25:61:00", None, None),  # 61 minutes after hours
+        ("13:00 PM", None, None),
+        ("1:2.5", None, None),
+    ],
+)
+def test_parse_times_elapsed_ranges(cell, elapsed_s, clock_s):
+    column = pd.Series([cell])
+
+    for elapsed, expected in ((True, elapsed_s), (False, clock_s)):
+        parsed = parse_times(column, elapsed=elapsed)
+        if expected is None:
+            assert parsed.invalid[0], (cell, elapsed)
+        else:
+            assert not parsed.invalid[0], (cell, elapsed)
+            seconds = parsed.values[0] / np.timedelta64(1, "s")
+            assert seconds == pytest.approx(expected), (cell, elapsed)
+
+
+def test_elapsed_past_an_hour_beside_date(tmp_path):
+    # From 59:58.000 on, most cells are no time of day, so the date column is
+    # not combined with them and the Time column is read as elapsed time.
+    seconds = 3598 + np.arange(300)
+    frame = pd.DataFrame(
+        {
+            "Date": ["2026-03-01"] * 300,
+            "Time": _minutes_and_seconds(seconds),
+            "a": make_cycle(0, 300)[0],
+        }
+    )
+    frame.to_csv(tmp_path / "run.csv", index=False)
+
+    recording = read_file(tmp_path / "run.csv")[0]
+
+    assert recording.sample_rate == pytest.approx(1.0)
+    assert recording.metadata["time_column"] == "Time"
+    assert recording.metadata["unused_time_columns"] == ["Date"]
+
+
 @pytest.mark.parametrize("name", ["elapsed", "Laufzeit"])
 def test_duration_text_from_pandas_read(tmp_path, name):
     # pandas writes a timedelta column to CSV as "0 days 00:00:00.005000".
@@ -1184,3 +1296,106 @@ def test_time_column_rate_drops_rounding_noise(tmp_path):
     recording = read_file(path)[0]
 
     assert recording.sample_rate == rate
+
+
+def _serial_days(n_samples: int, rate: float) -> np.ndarray:
+    # Spreadsheet serial dates from 2026-03-01 10:00, rounded to the 15
+    # significant digits that Excel writes.
+    start = (pd.Timestamp("2026-03-01 10:00") - pd.Timestamp("1899-12-30")).days
+    days = start + 10 / 24 + np.arange(n_samples) / rate / 86400
+    return np.round(days, 10)
+
+
+@pytest.mark.parametrize("name", ["date", "Datetime", "date_time"])
+def test_serial_dates_in_date_column(tmp_path, name):
+    path = _write(tmp_path / "run.csv", name, _serial_days(300, 2.0))
+
+    # Before, the serial days were read as seconds: 172800 samples/s.
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(2.0)
+    assert recording.metadata["time_column"] == name
+    assert "irregular_time_steps" not in recording.metadata
+
+
+@pytest.mark.parametrize("rate", [1.0, 100.0, 1000.0, 3000.0])
+def test_serial_dates_give_one_rate(tmp_path, rate):
+    # Rounded to 15 digits, serial days jitter by 8.64 us, so the median step
+    # of a 1 kHz file was off by up to 0.7% and differed between files.
+    for index, n_samples in enumerate((300, 1000, 4000)):
+        days = _serial_days(n_samples + index * 7, rate)[index * 7 :]
+        _write(tmp_path / f"run{index}.csv", "Date", days, n_samples)
+
+    loaded = load_recordings(tmp_path)
+
+    rates = [recording.sample_rate for recording in loaded.recordings]
+    assert rates == [rate] * 3
+
+
+def test_matlab_datenums_in_datetime_column(tmp_path):
+    days = _serial_days(300, 10.0) + 693_960  # datenum of 1899-12-30 is 693960
+    path = _write(tmp_path / "run.csv", "datetime", days)
+
+    recording = read_file(path)[0]
+    path = _write(tmp_path / "run.csv", "Time", days)
+    with pytest.raises(InputError, match="as MATLAB datenums") as raised:
+        read_file(path)
+
+    assert recording.sample_rate == pytest.approx(10.0)
+    assert "'Time [d]' for serial dates" in raised.value.fix
+
+
+def test_whole_serial_days_in_date_column(tmp_path):
+    days = 46082.0 + np.arange(300)
+    path = _write(tmp_path / "daily.csv", "Date", days)
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(1 / 86400)
+
+
+def test_serial_days_in_time_column_raise(tmp_path):
+    path = _write(tmp_path / "run.csv", "time", _serial_days(300, 2.0))
+
+    # Before, the file was read at 172800 samples/s without a warning.
+    with pytest.raises(InputError, match="time column 'time' has no unit") as raised:
+        read_file(path)
+
+    assert "46082.41667 to 46082.4184" in raised.value.problem
+    assert "they span 149.5 s" in raised.value.problem
+    assert "'time [d]' for serial dates" in raised.value.fix
+    assert "'time [s]' for seconds" in raised.value.fix
+
+
+@pytest.mark.parametrize(("unit", "rate"), [("d", 2.0), ("s", 2.0 * 86400)])
+def test_serial_days_unit_in_name(tmp_path, unit, rate):
+    path = _write(tmp_path / "run.csv", f"time [{unit}]", _serial_days(300, 2.0))
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(rate, rel=1e-4)
+
+
+def test_seconds_since_start_not_serial_days(tmp_path):
+    # Seconds since a logger started, in the serial-day range but spanning 3 s.
+    seconds = 23_456.0 + np.arange(300) / 100
+    path = _write(tmp_path / "run.csv", "time", seconds)
+
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(100.0)
+
+
+def test_serial_days_in_chunked_parquet(tmp_path):
+    frame = pd.DataFrame(make_cycle(0, 3000).T, columns=["a", "b", "c"])
+    frame.insert(0, "time", _serial_days(3000, 2.0))
+    frame.to_parquet(tmp_path / "days.parquet", row_group_size=500)
+    # The first row group spans 0.5 s, the file 3 s.
+    frame["time"] = 23_456.0 + np.arange(3000) / 1000
+    frame.to_parquet(tmp_path / "seconds.parquet", row_group_size=500)
+
+    with pytest.raises(InputError, match="time column 'time' has no unit"):
+        open_stream(tmp_path / "days.parquet", ReadOptions())
+    stream = open_stream(tmp_path / "seconds.parquet", ReadOptions())
+
+    assert stream.sample_rate == pytest.approx(1000.0)

@@ -102,13 +102,16 @@ def _parse_set(
     """
     import yaml
 
+    from grindwatch.config import yaml_value
+
     overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             _fail(f"--set {item!r} needs the form key=value, e.g. windows.length=512")
         try:
-            parsed = yaml.safe_load(value)
+            # Read as config files are, so 010 is 10 and on is text.
+            parsed = yaml_value(value)
         except yaml.YAMLError:
             # Text YAML cannot parse alone, such as "," or "*", is meant as text.
             parsed = value

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,7 +32,7 @@ from grindwatch.io.options import (
 )
 from grindwatch.tune_config import Section, TuneConfig, check_model_name
 
-__all__ = ["Config", "as_config", "load_config", "validate_config"]
+__all__ = ["Config", "as_config", "load_config", "validate_config", "yaml_value"]
 
 logger = logging.getLogger(__name__)
 
@@ -521,8 +522,23 @@ def _yaml_text(path: Path, raw: bytes) -> str:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader that rejects a key given twice in one mapping, which plain
-    YAML loading resolves silently by keeping the last."""
+    """A YAML loader that reads integers, booleans and colons as YAML 1.2 does,
+    and rejects a key given twice in one mapping, which plain YAML loading
+    resolves silently by keeping the last.
+
+    PyYAML reads YAML 1.1, where ``010`` is octal 8, ``1:30`` is the base-60
+    number 90, and ``on``, ``off``, ``yes`` and ``no`` are booleans. Here ``010``
+    is decimal 10, ``1:30`` is text, and only ``true`` and ``false`` (in any of
+    YAML's three cases) are booleans, so a channel named ``on`` stays text.
+    Boolean settings still take ``yes`` or ``off``, because pydantic reads such
+    text as a boolean. ``0x10`` (16) and ``0b101`` (5) stay numbers.
+    """
+
+    def construct_yaml_int(self, node):  # noqa: ANN001, ANN201
+        text = self.construct_scalar(node).replace("_", "")
+        if text.lstrip("+-").isdigit():
+            return int(text, 10)
+        return super().construct_yaml_int(node)
 
     def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN201, FBT002
         seen = set()
@@ -537,6 +553,41 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+# PyYAML's YAML 1.1 patterns less octal, base-60 and the booleans other than true
+# and false. A leading zero (010) is decimal, as in YAML 1.2.
+_INT = re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?[0-9][0-9_]*|[-+]?0x[0-9a-fA-F_]+)$")
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+    |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.VERBOSE,
+)
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [
+        (tag, pattern)
+        for tag, pattern in resolvers
+        if tag not in (_INT_TAG, _FLOAT_TAG, _BOOL_TAG)
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_UniqueKeyLoader.add_implicit_resolver(_BOOL_TAG, _BOOL, list("tTfF"))
+_UniqueKeyLoader.add_implicit_resolver(_INT_TAG, _INT, list("-+0123456789"))
+_UniqueKeyLoader.add_implicit_resolver(_FLOAT_TAG, _FLOAT, list("-+0123456789."))
+_UniqueKeyLoader.add_constructor(_INT_TAG, _UniqueKeyLoader.construct_yaml_int)
+
+
+def yaml_value(text: str) -> Any:
+    """Read one YAML value, such as that of ``--set key=value``, as config files
+    are read: ``010`` is 10 and ``on`` is text (see ``_UniqueKeyLoader``)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
 def load_config(path: str | Path | None = None) -> Config:

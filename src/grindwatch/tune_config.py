@@ -79,6 +79,37 @@ def _accepts_bool(annotation: Any) -> bool:
     return any(_accepts_bool(arg) for arg in arguments)
 
 
+# Words that the config loader leaves as text and a boolean setting reads, as
+# pydantic's bool fields read them.
+_BOOL_WORDS = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "no": False,
+    "off": False,
+}
+
+
+_BASE_60 = re.compile(r"^[-+]?[0-9]+(?::[0-9]+)+(?:\.[0-9]*)?$")
+
+
+def _is_number(annotation: Any) -> bool:
+    """Return whether a field's type is a number, or a number or None."""
+    if annotation in (int, float):
+        return True
+    arguments = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return union and bool(arguments) and all(arg in (int, float) for arg in arguments)
+
+
+def _is_bool_choice(annotation: Any) -> bool:
+    """Return whether a field's type is a Literal that lists True or False."""
+    return typing.get_origin(annotation) is Literal and any(
+        isinstance(value, bool) for value in typing.get_args(annotation)
+    )
+
+
 def _is_text(annotation: Any) -> bool:
     """Return whether a field's type is text: str, or a list of str, or either
     or None."""
@@ -128,14 +159,25 @@ class Section(BaseModel):
         if field is not None and _is_text(field.annotation):
             other = [item for item in values if not isinstance(item, str)]
             if value is not None and other:
-                # YAML 1.1, which PyYAML reads, turns on, no, 12:30 (750), 010
-                # (8) and 2024-01-01 into booleans, numbers and dates.
+                # The config loader reads true, 010 (10) and 2024-01-01 as a
+                # boolean, a number and a date, but on, no and 12:30 as text.
                 raise ValueError(
                     f"expected text, not {other[0]!r} ({type(other[0]).__name__}); "
-                    "YAML reads unquoted on, no, 12:30, 010 or 2024-01-01 as a "
-                    'boolean, number or date, so quote the value ("12:30" in a '
-                    "file, --set 'KEY=\"12:30\"' on the command line)"
+                    "YAML reads unquoted true, 010 or 2024-01-01 as a boolean, "
+                    'number or date, so quote the value ("010" in a file, '
+                    "--set 'KEY=\"010\"' on the command line)"
                 )
+        if isinstance(value, str) and field is not None:
+            if _BASE_60.match(value.strip()) and _is_number(field.annotation):
+                # YAML 1.1 read 1:30 as the base-60 number 90; the loader does not.
+                raise ValueError(
+                    f"expected a number, not the text {value!r}; write the value "
+                    "as one number, such as 90 where 1:30 meant 1 min 30 s"
+                )
+            if _is_bool_choice(field.annotation):
+                # pydantic reads yes and off as booleans for a bool field, but
+                # not for a Literal that lists True and False.
+                value = _BOOL_WORDS.get(value.strip().lower(), value)
         if any(isinstance(item, bool) for item in values):
             if field is not None and not _accepts_bool(field.annotation):
                 raise ValueError(f"expected a number, not a boolean ({value!r})")

@@ -283,6 +283,7 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
 
     found, irregular = None, None
     if time_column is not None and parquet.metadata.num_rows > 1:
+        _raise_if_serial_days(path, parquet, time_column, head[time_column])
         found, irregular = _rate_from_time(
             path, str(time_column), head[time_column], options.time_column
         )
@@ -308,6 +309,29 @@ def _parquet_stream(path: Path, options: ReadOptions) -> ChunkedStream:
     return ChunkedStream(
         path, [str(c) for c in columns], n_samples, rate, read, metadata
     )
+
+
+def _raise_if_serial_days(
+    path: Path,
+    parquet,  # noqa: ANN001
+    name: object,
+    head,  # noqa: ANN001
+) -> None:
+    """Check the first and last row group's times for spreadsheet serial days.
+
+    ``head`` is the time column of the first row group. Times increase, so the
+    first and last group give the file's range of times.
+    """
+    import pandas as pd
+
+    from grindwatch.io.frames import raise_if_serial_days
+
+    times = head
+    last = parquet.metadata.num_row_groups - 1
+    if last > 0 and pd.api.types.is_numeric_dtype(head):
+        tail = parquet.read_row_group(last, columns=[name]).to_pandas()
+        times = pd.concat([head, index_to_columns(path, tail)[name]])
+    raise_if_serial_days(path, str(name), times)
 
 
 def _scan_time(

@@ -557,14 +557,24 @@ def matches_metadata(recording: Recording, match: Iterable[tuple[str, str]]) -> 
     """Return True when every (key, value) pair equals the recording's metadata.
 
     Keys are looked up in ``metadata["meta"]`` (a cycle folder's meta.json) first,
-    then in ``metadata``; values compare as text.
+    then in ``metadata``; values compare as text. A boolean in the metadata also
+    equals the words that a boolean setting takes (``on`` or ``yes`` for true,
+    ``off`` or ``no`` for false), which the config loader reads as text.
     """
     meta = recording.metadata.get("meta", {})
     for key, value in match:
         found = meta.get(key, recording.metadata.get(key))
-        if found is None or str(found) != str(value):
+        if found is None:
+            return False
+        if isinstance(found, bool) and isinstance(value, str):
+            value = _BOOL_WORDS.get(value.strip().lower(), value)
+        if str(found) != str(value):
             return False
     return True
+
+
+# Words of a ``match`` value that equal a boolean in the metadata.
+_BOOL_WORDS = {"yes": True, "on": True, "no": False, "off": False}
 
 
 def _warn_quality(recordings: list[Recording]) -> None:

@@ -23,7 +23,7 @@ midnight (``01.03.2026 00:00:00``, as spreadsheets export dates):
 Two-digit years 00 to 68 are 2000 to 2068 and 69 to 99 are 1969 to 1999, as
 Python's ``%y`` reads them. Times of day are ``H:MM``, ``H:MM:SS`` or
 ``H:MM:SS.fff`` with up to nine digits after ``.`` or ``,``, optionally followed
-by ``AM`` or ``PM``, or time values (Parquet ``time64``).
+by ``AM`` or ``PM``, or ``MM:SS.fff``, or time values (Parquet ``time64``).
 """
 
 from __future__ import annotations
@@ -73,14 +73,15 @@ _MONTH_NAME = re.compile(r"[A-Za-z]{3}")
 # come back as empty strings.
 # The second form, minutes and seconds with a fraction (01:59.990), is how
 # spreadsheets show elapsed time. Read as hours and minutes, pandas takes the
-# fraction for part of a minute.
-# NOTE: minutes above 59 (60:00.000) do not parse, so a recording longer than
-# an hour in this form has cells of unknown time from then on.
+# fraction for part of a minute. Clocks write no fraction after the minutes, so
+# this form is always minutes and seconds. Elapsed hours and minutes may have
+# more than two digits (125:30.250, 100:00:00), and ``parse_times`` checks the
+# ranges. Six digits of hours (114 years) keep nanoseconds within int64.
 _CLOCK_TIME = (
-    r"^(?:(?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2})"
+    r"^(?:(?P<hour>[0-9]{1,6}):(?P<minute>[0-9]{2})"
     r"(?::(?P<second>[0-9]{2})(?:[.,](?P<fraction>[0-9]{1,9}))?)?"
     r"(?:\s*(?P<half>[AaPp])\.?[Mm]\.?)?"
-    r"|(?P<short_minute>[0-9]{1,2}):(?P<short_second>[0-9]{2})"
+    r"|(?P<short_minute>[0-9]{1,7}):(?P<short_second>[0-9]{2})"
     r"[.,](?P<short_fraction>[0-9]{1,9}))$"
 )
 
@@ -312,6 +313,9 @@ def _time_of_day_column(
         for name in cells.frame.columns
         if name != date_column and not _is_excluded(name, excluded)
     ]
+    # NOTE: elapsed MM:SS.fff beside a date column pairs when 90% of its cells
+    # are below 60:00.000, and the cells from there on then raise as no time of
+    # day. With more cells past the hour, the column is read as elapsed time.
     for name in others:
         if not is_time_of_day_name(str(name)):
             continue
@@ -552,8 +556,15 @@ def _consecutive_days(
 # Times of day --------------------------------------------------------------------
 
 
-def parse_times(column: pd.Series) -> _ParsedColumn:
-    """Parse times of day (``23:59:58.5``, ``11:59 PM``) as time since midnight."""
+def parse_times(column: pd.Series, elapsed: bool = False) -> _ParsedColumn:
+    """Parse times of day (``23:59:58.5``, ``11:59 PM``) as time since midnight.
+
+    With ``elapsed`` true, the column may also hold elapsed time past the ranges
+    of a clock: minutes above 59 in ``MM:SS.fff`` (``125:30.250``) and hours
+    above 23 in ``H:MM:SS`` (``26:00:00``). ``H:MM`` without seconds stays hours
+    and minutes up to ``23:59``, because ``60:00`` may be 60 minutes or 60 hours.
+    Seconds above 59, and minutes above 59 after hours, are invalid either way.
+    """
     filled = _filled_mask(column)
     not_a_time = np.full(len(column), np.timedelta64("NaT", "ns"))
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(
@@ -574,11 +585,13 @@ def parse_times(column: pd.Series) -> _ParsedColumn:
         pc.utf8_trim_whitespace(pa.array(texts, pa.string())), _CLOCK_TIME
     )
     matched = parts.is_valid().to_numpy(zero_copy_only=False)
+    # Of each pair of fields (minute and short_minute ...), the one of the form
+    # that did not match is empty, which _integers reads as 0.
+    short_form = _is_filled(pc.struct_field(parts, "short_minute"))
+    with_seconds = _is_filled(pc.struct_field(parts, "second"))
     hour = _integers(pc.struct_field(parts, "hour"))
-    # One of each pair is empty, which _integers reads as 0.
-    minute = _integers(pc.struct_field(parts, "minute")) + _integers(
-        pc.struct_field(parts, "short_minute")
-    )
+    clock_minute = _integers(pc.struct_field(parts, "minute"))
+    short_minute = _integers(pc.struct_field(parts, "short_minute"))
     second = _integers(pc.struct_field(parts, "second")) + _integers(
         pc.struct_field(parts, "short_second")
     )
@@ -592,13 +605,22 @@ def parse_times(column: pd.Series) -> _ParsedColumn:
 
     # 12 AM is midnight and 12 PM is noon. With AM or PM, the hour runs from 1 to 12.
     twelve_hour = half != ""
-    valid = matched & (minute <= 59) & (second <= 59)
-    valid &= np.where(twelve_hour, (hour >= 1) & (hour <= 12), hour <= 23)
+    valid = matched & (clock_minute <= 59) & (second <= 59)
+    if not elapsed:
+        valid &= short_minute <= 59
+    longest_hour = np.where(elapsed & with_seconds, np.iinfo(np.int64).max, 23)
+    valid &= np.where(twelve_hour, (hour >= 1) & (hour <= 12), hour <= longest_hour)
     hour = np.where(twelve_hour, hour % 12 + np.where(half == "P", 12, 0), hour)
-    nanoseconds = ((hour * 60 + minute) * 60 + second) * 1_000_000_000 + fraction
+    minute = np.where(short_form, short_minute, hour * 60 + clock_minute)
+    nanoseconds = (minute * 60 + second) * 1_000_000_000 + fraction
     values = nanoseconds.astype("timedelta64[ns]")
     values[~valid] = np.timedelta64("NaT", "ns")
     return _ParsedColumn(values, filled, filled & ~valid)
+
+
+def _is_filled(texts: pa.Array) -> np.ndarray:
+    """Mark the strings that are neither null nor empty."""
+    return pc.fill_null(pc.not_equal(texts, ""), False).to_numpy(zero_copy_only=False)
 
 
 def _integers(texts: pa.Array) -> np.ndarray:

@@ -16,7 +16,9 @@ from grindwatch.io.options import ReadOptions
 from grindwatch.io.recording import Recording
 from grindwatch.io.samples import low_precision_channels
 from grindwatch.io.time_names import (
+    has_time_unit,
     is_date_name,
+    is_date_stem_name,
     is_one_letter_time_name,
     seconds_per_unit,
     time_name_scale,
@@ -28,6 +30,7 @@ __all__ = [
     "finite_or_raise",
     "frame_to_recording",
     "frame_to_table_rows",
+    "raise_if_serial_days",
     "warn_irregular_time",
 ]
 
@@ -102,8 +105,9 @@ def _parsed_datetimes(
         if parsed.notna().mean() > 0.9:
             return _naive_utc(parsed)
     else:
-        # Times of day alone (23:59:58.5) count from midnight of 1 January 1970.
-        clock = parse_times(column)
+        # Times of day alone (23:59:58.5) count from midnight of 1 January 1970,
+        # and so does elapsed time (125:30.250), which a lone column may hold.
+        clock = parse_times(column, elapsed=True)
         if clock.parsed_share() > 0.9:
             return pd.Series(np.datetime64(0, "ns") + clock.values, column.index)
     parsed = pd.to_datetime(
@@ -372,9 +376,75 @@ def _seconds(name: str, column: pd.Series, time_column: str | None):  # noqa: AN
     if name != time_column and _INDEX_NAMES.match(name.strip()):
         return None
     # A unit in the name ("Time [ms]") converts numbers to seconds, and numbers
-    # without one are seconds.
+    # without one are seconds, except serial dates in a column named date.
     scale = time_name_scale(name) or seconds_per_unit(name) or 1.0
-    return column.to_numpy(dtype=float, na_value=np.nan) * scale
+    values = column.to_numpy(dtype=float, na_value=np.nan)
+    if is_date_stem_name(name) and _serial_day_kind(values) is not None:
+        scale = _SECONDS_PER_DAY
+    return values * scale
+
+
+_SECONDS_PER_DAY = 86400.0
+# Serial dates count days, with the time of day as the fraction. Spreadsheets
+# (Excel, LibreOffice) count from 1899-12-30, so 45717.5 is 2025-03-01 12:00,
+# and MATLAB's datenum counts from year 0, so 739677.5 is the same time. The
+# ranges cover the years 1954 to 2119 and 1900 to 2100, and do not overlap.
+_SERIAL_DAY_RANGES = {
+    "spreadsheet serial dates (days since 1899-12-30)": (20_000.0, 80_000.0),
+    "MATLAB datenums (days since year 0)": (693_962.0, 767_011.0),
+}
+
+
+def _serial_day_kind(values: np.ndarray) -> str | None:
+    """Name the serial dates that every finite value, and at least one, can be.
+
+    Returns None when the values fit no range of ``_SERIAL_DAY_RANGES``.
+    """
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    for kind, (low, high) in _SERIAL_DAY_RANGES.items():
+        if finite.min() >= low and finite.max() <= high:
+            return kind
+    return None
+
+
+def raise_if_serial_days(path: Path, name: str, column: pd.Series) -> None:
+    """Raise when a time column without a unit looks like serial dates in days.
+
+    Numbers in a range of ``_SERIAL_DAY_RANGES`` that all lie within one unit of
+    each other are the serial days of a recording shorter than a day, or the
+    seconds since some start of a recording shorter than a second. Read as
+    seconds, serial days give a rate 86400 times too high, so the column's unit
+    must be named. A column named date, datetime or date time is read as serial
+    days instead. ``column`` must contain the first and the last time of the
+    file, as the first and last row group of a chunked Parquet file do.
+
+    NOTE: a serial-day column named time that spans more than a day passes as
+    seconds, because seconds since a start span more than one unit as well.
+    """
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return
+    if has_time_unit(name) or is_date_stem_name(name):
+        return
+    values = column.to_numpy(dtype=float, na_value=np.nan)
+    finite = values[np.isfinite(values)]
+    kind = _serial_day_kind(finite)
+    if finite.size < 2 or kind is None:
+        return
+    span = float(finite.max() - finite.min())
+    if not 0 < span < 1:
+        return
+    raise InputError(
+        path,
+        f"time column {name!r} has no unit and holds numbers from "
+        f"{finite.min():.10g} to {finite.max():.10g}: as seconds the "
+        f"{finite.size} samples span {span:.3g} s, as {kind} they span "
+        f"{span * _SECONDS_PER_DAY:.4g} s",
+        f"name the unit in the column's header, '{name} [d]' for serial dates or "
+        f"'{name} [s]' for seconds, or export the times as date-time text "
+        "(2026-03-01 10:00:00.000)",
+    )
 
 
 # A duration as pandas writes one to CSV: "0 days 00:00:01.500000".
@@ -420,11 +490,46 @@ def _rate_from_time(
     rows = column.index.to_numpy()[1:][known]
     first = seconds[np.isfinite(seconds)][0]
     after = seconds[1:][known] - first
-    # Time stamps such as arange(n) / rate carry float64 rounding, so 1 / step
-    # comes out as 10000.0000000011 for 10 kHz. Nine significant digits drop
-    # that noise and move any rate by at most 5 parts in 10**9.
-    rate = float(f"{1.0 / step:.9g}")
+    if _holds_days(name, column, seconds):
+        rate = _rate_from_days(seconds, steps, step)
+    else:
+        # Time stamps such as arange(n) / rate carry float64 rounding, so 1 / step
+        # comes out as 10000.0000000011 for 10 kHz. Nine significant digits drop
+        # that noise and move any rate by at most 5 parts in 10**9.
+        rate = float(f"{1.0 / step:.9g}")
     return rate, _irregular_steps(name, steps, after, rows, step)
+
+
+def _holds_days(name: str, column: pd.Series, seconds: np.ndarray) -> bool:
+    """Tell whether ``_seconds`` read the numbers of ``column`` as days."""
+    if pd.api.types.is_bool_dtype(column):
+        return False
+    if not pd.api.types.is_numeric_dtype(column) and not _mostly_numbers(column):
+        return False
+    if seconds_per_unit(name) == _SECONDS_PER_DAY:
+        return True
+    if not is_date_stem_name(name):
+        return False
+    return _serial_day_kind(seconds / _SECONDS_PER_DAY) is not None
+
+
+def _rate_from_days(seconds: np.ndarray, steps: np.ndarray, median: float) -> float:
+    """Estimate the rate of times written as days, such as spreadsheet serial dates.
+
+    Written with the 15 significant digits of a spreadsheet, serial days near
+    46000 are rounded to 1e-10 days (8.64 us), so the median step of a 1 kHz
+    recording is off by up to 0.7%, and datenums near 739000 ten times more.
+    The mean of the regular steps is used instead. Within a run of regular steps
+    the rounding cancels except at its two ends, so the rate is rounded to the
+    digits that this leaves.
+    """
+    regular = steps[(steps > median / _GAP_FACTOR) & (steps < median * _GAP_FACTOR)]
+    n_runs = 1 + steps.size - regular.size
+    largest_days = float(np.nanmax(np.abs(seconds))) / _SECONDS_PER_DAY
+    rounding_s = 10.0 ** (np.floor(np.log10(largest_days)) - 14) * _SECONDS_PER_DAY
+    relative_error = 2 * rounding_s * n_runs / float(regular.sum())
+    digits = int(np.clip(np.floor(-np.log10(relative_error)), 4, 9))
+    return float(f"{regular.size / float(regular.sum()):.{digits}g}")
 
 
 # Steps outside (1 / _GAP_FACTOR, _GAP_FACTOR) times the median step are irregular.
@@ -1083,6 +1188,7 @@ def frame_to_recording(path: Path, frame: pd.DataFrame, options: ReadOptions):
                 path, time_column, frame[time_column], options.timezone
             )
         frame = _ordered_by_time(path, frame, time_column, roles.date_column)
+        raise_if_serial_days(path, str(time_column), frame[time_column])
         sample_rate, irregular = _rate_from_time(
             path, str(time_column), frame[time_column], options.time_column
         )

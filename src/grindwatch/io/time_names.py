@@ -2,7 +2,8 @@
 
 A time column's name is a stem such as ``time``, ``t``, ``Zeit`` or ``timestamp``,
 optionally followed by a unit in brackets or parentheses (``Time [s]``,
-``Zeit (ms)``), after an underscore (``time_ms``) or after a slash (``Zeit / s``).
+``Zeit (ms)``, ``Time [d]``), after an underscore (``time_ms``) or after a slash
+(``Zeit / s``).
 A name whose unit is unknown (``T [°C]``, ``t_oil``) is no time name.
 
 The one-letter stem ``t`` (``T``, ``t [s]``, ``T_s``) is also the usual symbol for
@@ -23,7 +24,9 @@ __all__ = [
     "DATE_NAMES",
     "TIME_OF_DAY_NAMES",
     "TIME_STEMS",
+    "has_time_unit",
     "is_date_name",
+    "is_date_stem_name",
     "is_one_letter_time_name",
     "is_time_of_day_name",
     "seconds_per_unit",
@@ -100,7 +103,15 @@ _BRACKETED_UNITS = {
     "h": 3600.0,
     "hour": 3600.0,
     "hours": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+    "days": 86400.0,
 }
+
+# Stems that name a date and time, whose numbers in a spreadsheet export are
+# serial dates, and stems that name seconds as their unit.
+_DATE_STEMS = frozenset({"date", "datetime", "date time"})
+_SECONDS_STEMS = frozenset({"seconds", "sec", "secs"})
 
 _WITH_UNIT = re.compile(
     r"^(?P<stem>.*?)\s*"
@@ -161,6 +172,25 @@ def time_name_scale(name: str) -> float | None:
     if _normalise(text) in TIME_STEMS:
         return 1.0
     return None
+
+
+def has_time_unit(name: str) -> bool:
+    """Tell whether ``name`` states the unit of its numbers.
+
+    ``Time [s]``, ``time_ms`` and the stems ``seconds`` and ``sec`` do, ``time``
+    and ``date`` do not.
+    """
+    return seconds_per_unit(name) is not None or _normalise(name) in _SECONDS_STEMS
+
+
+def is_date_stem_name(name: str) -> bool:
+    """Tell whether ``name`` is ``date``, ``datetime`` or ``date time`` with no unit.
+
+    Numbers in such a column are serial dates, not seconds, when they lie in the
+    range of spreadsheet serial dates or MATLAB datenums (see
+    ``grindwatch.io.frames``).
+    """
+    return _normalise(name) in _DATE_STEMS
 
 
 def is_one_letter_time_name(name: str) -> bool:
