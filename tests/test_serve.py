@@ -463,6 +463,89 @@ def test_csv_channel_count_ignores_quoted_header(trained, tmp_path):
     assert response.status_code == 200, response.text
 
 
+@pytest.mark.parametrize(
+    ("channels", "max_samples"),
+    [
+        ({f"c{i}": [1.0] for i in range(11)}, 1000),
+        # Strings where arrays belong count as channels too, when the body has
+        # more commas than max_samples, so that its arrays are counted.
+        ({f"c{i}": "x" for i in range(11)}, 5),
+    ],
+)
+def test_json_channels_over_limit_get_413(trained, channels, max_samples):
+    limits = ServiceLimits(max_samples=max_samples, max_channels=10)
+    limited = TestClient(create_app(trained["model"], limits=limits))
+
+    response = limited.post("/score", json={"channels": channels})
+
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"] == (
+        "the request body contains more than 10 channels, the limit; send only the "
+        "channels the model uses"
+    )
+
+
+def test_json_samples_counted_before_parse(trained):
+    limited = TestClient(
+        create_app(trained["model"], limits=ServiceLimits(max_samples=1000))
+    )
+    # A boolean sample makes parsing fail with 422, so a 413 shows that the
+    # samples were counted before the body was parsed.
+    samples = ", ".join(["0.5"] * 1499 + ["true"])
+    body = '{"channels": {"vib_x": [1], "vib_y" :\n [' + samples + "]}}"
+
+    response = limited.post("/score", content=body, headers=JSON_HEADERS)
+
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"] == (
+        "the request body: channel 'vib_y' has 1500 samples, more than the limit "
+        "of 1000 per channel; split the recording"
+    )
+
+
+def test_json_count_skips_names_with_brackets(trained):
+    # Exactly max_samples per channel, with commas and brackets in the names,
+    # and more commas in the body than max_samples, so every array is counted.
+    limited = TestClient(
+        create_app(trained["model"], limits=ServiceLimits(max_samples=2048))
+    )
+    data = make_cycle(5)
+    body = _body(data, name='run [3, "b"], ]')
+    body["channels"]["odd [,,] name"] = [0.0] * 2048
+
+    response = limited.post("/score", json=body)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["recording"]["name"] == 'run [3, "b"], ]'
+
+
+def test_serve_command_applies_size_limits(trained, tmp_path):
+    port = free_port()
+    command = grindwatch_command(
+        "serve", "--model", str(trained["bundle"]), "--port", str(port)
+    ) + ["--max-channels", "4", "--max-samples", "3000"]
+    url = f"http://127.0.0.1:{port}"
+    wide = _body(make_cycle(5)[:, :300])
+    wide["channels"].update({"extra_1": [0.0] * 300, "extra_2": [0.0] * 300})
+    long = _body(make_cycle(5, n_samples=3001))
+    statuses, details = [], []
+
+    with running(command, tmp_path / "serve.log", f"{url}/health"):
+        for body in (wide, long):
+            request = urllib.request.Request(
+                f"{url}/score", data=json.dumps(body).encode(), headers=JSON_HEADERS
+            )
+            with pytest.raises(urllib.error.HTTPError) as rejected:
+                urllib.request.urlopen(request)
+            statuses.append(rejected.value.code)
+            details.append(json.loads(rejected.value.read())["detail"])
+
+    assert statuses == [413, 413]
+    assert "more than 4 channels" in details[0]
+    assert "channel 'vib_x' has 3001 samples" in details[1]
+    assert "limit of 3000 per channel" in details[1]
+
+
 def test_upload_scores_like_json(client, trained):
     path = trained["root"] / "bad" / "cycle_100.csv"
     data = read_file(path)[0].data
