@@ -319,29 +319,231 @@ def test_compressed_upload_limited_before_read(trained, tmp_path, suffix):
     )
 
     assert response.status_code == 413, response.text
+    subject = "" if suffix == ".parquet" else "array 'data' has "
+    verb = "," if subject else " is"
     assert response.json()["detail"] == (
-        f"{path.name}: 5000 samples per channel is more than the limit of 1000; "
-        "split the recording"
+        f"{path.name}: {subject}5000 samples per channel{verb} more than the limit "
+        "of 1000; split the recording"
     )
 
 
-def test_mat_header_gives_longest_axis(tmp_path):
+def test_mat_header_gives_array_shapes(tmp_path):
     import h5py
     import scipy.io
 
-    from grindwatch.serve import _declared_samples
+    from grindwatch.serve import _declared_shapes
 
     plain = tmp_path / "plain.mat"
     scipy.io.savemat(plain, {"a": np.zeros((3, 500)), "b": np.ones((2, 7000))})
     v73 = tmp_path / "v73.mat"
     with h5py.File(v73, "w") as handle:
         handle["x"] = np.zeros((2, 4321))
+    nested = tmp_path / "nested.mat"
+    cells = np.empty((1, 2), dtype=object)
+    cells[0, 0] = np.zeros((3, 700))
+    cells[0, 1] = "abc"
+    run = {"data": np.zeros((3, 4000)), "inner": {"deep": np.zeros((2, 123))}}
+    scipy.io.savemat(nested, {"run": run, "c": cells}, do_compression=True)
     junk = tmp_path / "junk.mat"
     junk.write_bytes(b"not a MATLAB file")
 
-    assert _declared_samples(plain) == 7000
-    assert _declared_samples(v73) == 4321
-    assert _declared_samples(junk) is None
+    assert list(_declared_shapes(plain)) == [
+        ("a", (3, 500), True),
+        ("b", (2, 7000), True),
+    ]
+    assert list(_declared_shapes(v73)) == [("x", (2, 4321), True)]
+    assert list(_declared_shapes(nested)) == [
+        ("run", (1, 1), False),
+        ("run.data", (3, 4000), True),
+        ("run.inner", (1, 1), False),
+        ("run.inner.deep", (2, 123), True),
+        ("c", (1, 2), False),
+        ("c{1}", (3, 700), True),
+        ("c{2}", (1, 3), False),
+    ]
+    with pytest.raises(ValueError, match="not a MATLAB v5 file"):
+        list(_declared_shapes(junk))
+
+
+@pytest.mark.parametrize(
+    ("variables", "array"),
+    [
+        ({"run": {"data": "NAN", "fs": 1000.0}}, "run.data"),
+        ({"run": {"meta": {"signal": "NAN"}}}, "run.meta.signal"),
+        ({"cells": "CELL"}, "cells{2}"),
+    ],
+)
+def test_mat_struct_field_limited_before_read(trained, tmp_path, variables, array):
+    import scipy.io
+
+    limited = TestClient(
+        create_app(trained["model"], limits=ServiceLimits(max_samples=1000))
+    )
+    # NaN samples make reading fail with 422, so a 413 shows that the field's
+    # size was checked before scipy read the data.
+    signal = np.full((3, 5000), np.nan)
+    cells = np.empty((1, 2), dtype=object)
+    cells[0, 0] = np.zeros((3, 10))
+    cells[0, 1] = signal
+
+    def fill(value):  # noqa: ANN001, ANN202
+        if isinstance(value, dict):
+            return {key: fill(item) for key, item in value.items()}
+        return {"NAN": signal, "CELL": cells}.get(value, value)
+
+    path = tmp_path / "nested.mat"
+    scipy.io.savemat(path, fill(variables), do_compression=True)
+
+    response = limited.post(
+        "/score/file", files={"file": (path.name, path.read_bytes())}
+    )
+
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"] == (
+        f"nested.mat: array {array!r} has 5000 samples per channel, more than the "
+        "limit of 1000; split the recording"
+    )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".npz", ".mat", ".wav"])
+def test_upload_channels_over_limit_get_413(trained, tmp_path, suffix):
+    limited = TestClient(
+        create_app(trained["model"], limits=ServiceLimits(max_channels=10))
+    )
+    # The model's channels and 9 more, with NaN samples that make reading fail
+    # with 422, so a 413 shows that the header's channel count came first. WAV
+    # has no header check and contains integers, so it is counted after reading.
+    names = [*CHANNELS, *(f"extra_{i}" for i in range(9))]
+    count = len(names)
+    data = np.full((len(names), 500), np.nan, np.float32)
+    path = tmp_path / f"wide{suffix}"
+    subject = "the file has "
+    if suffix == ".csv":
+        pd.DataFrame(data.T, columns=names).to_csv(path, index=False)
+    elif suffix == ".parquet":
+        pd.DataFrame(data.T, columns=names).to_parquet(path)
+    elif suffix == ".npz":
+        np.savez_compressed(path, data=data)
+        subject = "array 'data' has "
+    elif suffix == ".mat":
+        import scipy.io
+
+        # Vectors are counted as they are found, up to one over the limit.
+        subject = "the file has at least "
+        count = 11
+        run = {name: data[i] for i, name in enumerate(names)}
+        scipy.io.savemat(path, {"run": run, "fs": 1000.0}, do_compression=True)
+    else:
+        import scipy.io.wavfile
+
+        scipy.io.wavfile.write(path, 1000, np.zeros((500, len(names)), np.int16))
+
+    response = limited.post(
+        "/score/file", files={"file": (path.name, path.read_bytes())}
+    )
+
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"] == (
+        f"{path.name}: {subject}{count} channels, more than the limit of 10; send only "
+        "the channels the model uses"
+    )
+
+
+def test_csv_channel_count_ignores_quoted_header(trained, tmp_path):
+    limited = TestClient(
+        create_app(trained["model"], limits=ServiceLimits(max_channels=3))
+    )
+    path = tmp_path / "cycle.csv"
+    pd.DataFrame(make_cycle(5).T, columns=CHANNELS).to_csv(path, index=False)
+    text = "# recorded on line 4, spindle 2, feed 0.1, coolant on\n" + path.read_text()
+    path.write_text(text)
+
+    response = limited.post("/score/file", files={"file": (path.name, text)})
+
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("channels", "max_samples"),
+    [
+        ({f"c{i}": [1.0] for i in range(11)}, 1000),
+        # Strings where arrays belong count as channels too, when the body has
+        # more commas than max_samples, so that its arrays are counted.
+        ({f"c{i}": "x" for i in range(11)}, 5),
+    ],
+)
+def test_json_channels_over_limit_get_413(trained, channels, max_samples):
+    limits = ServiceLimits(max_samples=max_samples, max_channels=10)
+    limited = TestClient(create_app(trained["model"], limits=limits))
+
+    response = limited.post("/score", json={"channels": channels})
+
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"] == (
+        "the request body contains more than 10 channels, the limit; send only the "
+        "channels the model uses"
+    )
+
+
+def test_json_samples_counted_before_parse(trained):
+    limited = TestClient(
+        create_app(trained["model"], limits=ServiceLimits(max_samples=1000))
+    )
+    # A boolean sample makes parsing fail with 422, so a 413 shows that the
+    # samples were counted before the body was parsed.
+    samples = ", ".join(["0.5"] * 1499 + ["true"])
+    body = '{"channels": {"vib_x": [1], "vib_y" :\n [' + samples + "]}}"
+
+    response = limited.post("/score", content=body, headers=JSON_HEADERS)
+
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"] == (
+        "the request body: channel 'vib_y' has 1500 samples, more than the limit "
+        "of 1000 per channel; split the recording"
+    )
+
+
+def test_json_count_skips_names_with_brackets(trained):
+    # Exactly max_samples per channel, with commas and brackets in the names,
+    # and more commas in the body than max_samples, so every array is counted.
+    limited = TestClient(
+        create_app(trained["model"], limits=ServiceLimits(max_samples=2048))
+    )
+    data = make_cycle(5)
+    body = _body(data, name='run [3, "b"], ]')
+    body["channels"]["odd [,,] name"] = [0.0] * 2048
+
+    response = limited.post("/score", json=body)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["recording"]["name"] == 'run [3, "b"], ]'
+
+
+def test_serve_command_applies_size_limits(trained, tmp_path):
+    port = free_port()
+    command = grindwatch_command(
+        "serve", "--model", str(trained["bundle"]), "--port", str(port)
+    ) + ["--max-channels", "4", "--max-samples", "3000"]
+    url = f"http://127.0.0.1:{port}"
+    wide = _body(make_cycle(5)[:, :300])
+    wide["channels"].update({"extra_1": [0.0] * 300, "extra_2": [0.0] * 300})
+    long = _body(make_cycle(5, n_samples=3001))
+    statuses, details = [], []
+
+    with running(command, tmp_path / "serve.log", f"{url}/health"):
+        for body in (wide, long):
+            request = urllib.request.Request(
+                f"{url}/score", data=json.dumps(body).encode(), headers=JSON_HEADERS
+            )
+            with pytest.raises(urllib.error.HTTPError) as rejected:
+                urllib.request.urlopen(request)
+            statuses.append(rejected.value.code)
+            details.append(json.loads(rejected.value.read())["detail"])
+
+    assert statuses == [413, 413]
+    assert "more than 4 channels" in details[0]
+    assert "channel 'vib_x' has 3001 samples" in details[1]
+    assert "limit of 3000 per channel" in details[1]
 
 
 def test_upload_scores_like_json(client, trained):

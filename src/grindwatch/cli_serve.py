@@ -123,6 +123,14 @@ def serve(
     max_samples: Annotated[
         int, typer.Option(min=1, help="Maximum samples per channel; more gets 413.")
     ] = 10_000_000,
+    max_channels: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Maximum channels per recording, counting those the model does "
+            "not use; more gets 413.",
+        ),
+    ] = 1024,
     threads: Annotated[
         int,
         typer.Option(
@@ -187,7 +195,7 @@ def serve(
             folder_marker=folder_marker,
             run_warning=run_warning,
         )
-    limits = ServiceLimits(int(max_body_mb * 1024 * 1024), max_samples)
+    limits = ServiceLimits(int(max_body_mb * 1024 * 1024), max_samples, max_channels)
     app = _run(
         create_app,
         loaded,

@@ -23,14 +23,16 @@ from __future__ import annotations
 import codecs
 import contextlib
 import hmac
+import json
 import logging
+import math
 import re
 import struct
 import tempfile
 import threading
 import zipfile
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
@@ -51,6 +53,7 @@ from grindwatch.config import DataConfig
 from grindwatch.exceptions import InputError, lookalike_names, shorten_list
 from grindwatch.io import Recording, read_file
 from grindwatch.io.dataset import SIGNAL_SUFFIXES
+from grindwatch.io.options import ReadOptions
 from grindwatch.io.samples import check_quality
 from grindwatch.online import CycleScore, check_signal_model, score_recording
 from grindwatch.pipeline import Model, scoring_options
@@ -85,10 +88,15 @@ class ServiceLimits:
     max_samples : int
         Maximum samples per channel in one recording, as sent and, with
         ``data.resample``, at the model's rate.
+    max_channels : int
+        Maximum channels in one recording, counting those the model does not
+        use. Reading and checking work per channel, and 100,000 CSV columns of
+        two rows took 30 s to read.
     """
 
     max_body_bytes: int = 100 * 1024 * 1024
     max_samples: int = 10_000_000
+    max_channels: int = 1024
 
 
 # Request and response bodies ---------------------------------------------------------
@@ -626,19 +634,21 @@ def _check_identity_encoding(request: Request) -> None:
         )
 
 
-def _parse_score_request(body: bytes) -> ScoreRequest:
-    """Parse and validate a JSON body in one pass.
+def _parse_score_request(body: bytes, limits: ServiceLimits) -> ScoreRequest:
+    """Parse and validate a JSON body in one pass, after checking its array sizes.
 
     pydantic's own JSON parser reads a one-second 3-channel 20 kHz recording in
     about a fifth of the time that ``json.loads`` followed by validation takes,
     which is most of the request's latency.
     """
-    # NOTE: the whole body is parsed into Python floats before max_samples is
-    # checked. A 100 MiB body of single-digit values (under the default body
-    # limit) peaked at 4.5 GB of memory; lower --max-body-mb on small machines.
     # Windows tools such as Notepad start UTF-8 files with a byte order mark,
     # which pydantic's parser rejects as "expected value at line 1 column 1".
     body = body.removeprefix(codecs.BOM_UTF8)
+    _check_json_sizes(body, limits)
+    # NOTE: a body within the limits is still parsed whole into Python floats,
+    # about 75 bytes per sample (pydantic 2.14, measured on 21 million samples).
+    # 100 MiB of single-digit samples in channels under max_samples each would
+    # take an estimated 4 GB, so lower --max-body-mb on small machines.
     try:
         return ScoreRequest.model_validate_json(body)
     except ValidationError as error:
@@ -647,6 +657,75 @@ def _parse_score_request(body: bytes) -> ScoreRequest:
             for problem in error.errors(include_url=False, include_context=False)
         ]
         raise RequestValidationError(problems) from None
+
+
+# The start of a JSON string or array, and a whole string. The possessive
+# quantifiers stop backtracking, so that an unclosed string costs one pass.
+_JSON_QUOTE_OR_BRACKET = re.compile(rb'["\[]')
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
+# Strings a valid body contains besides its channel names: the keys name,
+# sample_rate and channels, and the name's value.
+_JSON_OTHER_STRINGS = 4
+
+
+def _check_json_sizes(body: bytes, limits: ServiceLimits) -> None:
+    """Reject a JSON body with too many channels or samples before parsing it.
+
+    The parser turns every sample into a Python float, and 100 MiB of
+    single-digit samples took 4.5 GB of memory, so the samples of each array
+    are counted first, from the commas between its brackets. Arrays in a valid
+    body hold numbers only, so the count is exact for a non-empty one. Channels
+    are counted as arrays, and as strings less the four other strings a body
+    may hold. In an invalid body the parser's 422 follows.
+    """
+    if (
+        body.count(b",") < limits.max_samples
+        and body.count(b"[") <= limits.max_channels
+    ):
+        return  # no array can hold more samples, and no more arrays fit
+    arrays = strings = position = 0
+    last_string = None
+    while match := _JSON_QUOTE_OR_BRACKET.search(body, position):
+        position = match.end()
+        if match.group() == b'"':
+            last_string = _JSON_STRING.match(body, match.start())
+            if last_string is None:
+                return  # an unclosed string, which the parser reports
+            strings += 1
+            position = last_string.end()
+        else:
+            arrays += 1
+        if max(arrays, strings - _JSON_OTHER_STRINGS) > limits.max_channels:
+            raise _Rejected(
+                413,
+                f"the request body contains more than {limits.max_channels} channels, "
+                "the limit; send only the channels the model uses",
+            )
+        if match.group() == b'"':
+            continue
+        end = body.find(b"]", position)
+        if end < 0:
+            return  # an unclosed array, which the parser reports
+        samples = body.count(b",", position, end) + 1
+        if samples > limits.max_samples:
+            channel = _json_key_before(body, last_string, match.start())
+            raise _Rejected(
+                413,
+                f"the request body: channel {channel} has {samples} samples, more "
+                f"than the limit of {limits.max_samples} per channel; split the "
+                "recording",
+            )
+        position = end + 1
+
+
+def _json_key_before(body: bytes, string: re.Match | None, bracket: int) -> str:
+    """Return the quoted key that opens the array at ``bracket``, or '(unnamed)'."""
+    if string is None or body[string.end() : bracket].strip(b" \t\r\n") != b":":
+        return "(unnamed)"
+    try:
+        return repr(json.loads(string.group()))
+    except ValueError:
+        return "(unnamed)"
 
 
 def _document_request_body(app: FastAPI) -> None:
@@ -697,7 +776,7 @@ def _add_scoring(
         body = await request.body()
 
         def handle() -> ScoreResponse:
-            parsed = _parse_score_request(body)
+            parsed = _parse_score_request(body, limits)
             recording = _recording_from_request(model, parsed, limits)
             return _score(model, recording, explain)
 
@@ -970,6 +1049,8 @@ def _recording_from_upload(
     filename = Path(upload.filename or "").name
     recording = _read_upload(model, upload, filename, limits)
 
+    # Formats without a header check, such as WAV and TDMS, are checked here.
+    _check_channels(filename, len(recording.channels), limits)
     if recording.n_samples > limits.max_samples:
         raise _Rejected(
             413,
@@ -1020,15 +1101,10 @@ def _read_upload(
         with open(path, "wb") as out:
             while block := upload.file.read(1 << 20):
                 out.write(block)
-        declared = _declared_samples(path)
-        if declared is not None and declared > limits.max_samples:
-            raise _Rejected(
-                413,
-                f"{filename}: {declared} samples per channel is more than the limit "
-                f"of {limits.max_samples}; split the recording",
-            )
+        options = scoring_options(model)
+        _check_declared_size(path, filename, options, limits)
         try:
-            recordings = read_file(path, scoring_options(model))
+            recordings = read_file(path, options)
         except InputError as error:
             raise _Rejected(422, _upload_message(filename, error)) from None
         except (OSError, ValueError) as error:
@@ -1044,141 +1120,404 @@ def _read_upload(
     return recordings[0]
 
 
-def _declared_samples(path: Path) -> int | None:
-    """Return the samples per channel that a compressed file's header declares.
+def _check_declared_size(
+    path: Path, filename: str, options: ReadOptions, limits: ServiceLimits
+) -> None:
+    """Reject an upload whose header declares more samples or channels than allowed.
 
-    Parquet, .npz and HDF5 files can be compressed, so the body limit does not
-    bound the memory that reading them takes. A 220 kB Parquet file of zeros
-    held 20 million rows, and reading it took 0.7 GB of memory and 12 s before
-    the sample limit rejected it (one measurement, pyarrow 25). For .npz and
-    HDF5 the longest axis of any array counts. Returns None for other formats
-    and for files whose header cannot be read, which the reader then reports.
+    Parquet, .npz, HDF5 and MATLAB files can be compressed, so the body limit
+    does not bound the memory that reading them takes. A 220 kB Parquet file of
+    zeros held 20 million rows, and reading it took 0.7 GB of memory and 12 s
+    before the sample limit rejected it (one measurement, pyarrow 25). So the
+    shapes in their headers are checked before the data is read. For text files
+    the separators of the first lines give the channel count, because 100,000
+    columns of two rows took 30 s to read. Files whose header cannot be parsed
+    are left to the reader, which reports them.
 
-    MATLAB files count the longest axis of their top-level arrays (see
-    ``_mat_longest_axis``).
+    NOTE: the samples of all channels together are bounded only by max_samples
+    times max_channels, so a compressed file within both limits can still take
+    many GB.
+    """
+    try:
+        suffix = path.suffix.lower()
+        if suffix in (".csv", ".txt"):
+            _check_channels(filename, _text_channels(path, options), limits)
+            return
+        if suffix in (".parquet", ".pq"):
+            _check_table(path, filename, limits)
+            return
+        shapes = _declared_shapes(path)
+        if shapes is None:
+            return
+        vectors = 0
+        for index, (name, shape, numeric) in enumerate(shapes):
+            if index >= _MAX_DECLARED_ARRAYS:
+                raise _Rejected(
+                    413,
+                    f"{filename}: holds more than {_MAX_DECLARED_ARRAYS} arrays, "
+                    "counting struct fields and cells; send one recording",
+                )
+            axes = [axis for axis in shape if axis != 1]
+            if not axes:
+                continue
+            if max(axes) > limits.max_samples:
+                raise _Rejected(
+                    413,
+                    f"{filename}: array {name!r} has {max(axes)} samples per "
+                    f"channel, more than the limit of {limits.max_samples}; split "
+                    "the recording",
+                )
+            if not numeric:
+                continue
+            if len(axes) == 1:
+                vectors += 1
+                _check_channels(filename, vectors, limits, "the file has at least ")
+            else:
+                channels = math.prod(axes) // max(axes)
+                _check_channels(filename, channels, limits, f"array {name!r} has ")
+    except _HEADER_ERRORS as error:
+        logger.debug(
+            "could not parse the header of %s, so the reader checks it: %s",
+            filename,
+            error,
+        )
 
-    NOTE: the fields of MATLAB v5 structs are not checked. Only the samples per
-    channel are bounded, so an .npz file with thousands of channels of
-    max_samples each can still take many GB.
+
+def _check_table(path: Path, filename: str, limits: ServiceLimits) -> None:
+    import pyarrow.parquet as pq
+
+    metadata = pq.ParquetFile(path).metadata
+    if metadata.num_rows > limits.max_samples:
+        raise _Rejected(
+            413,
+            f"{filename}: {metadata.num_rows} samples per channel is more than the "
+            f"limit of {limits.max_samples}; split the recording",
+        )
+    _check_channels(filename, metadata.num_columns, limits)
+
+
+def _check_channels(
+    filename: str, channels: int, limits: ServiceLimits, subject: str = "the file has "
+) -> None:
+    if channels > limits.max_channels:
+        raise _Rejected(
+            413,
+            f"{filename}: {subject}{channels} channels, more than the limit of "
+            f"{limits.max_channels}; send only the channels the model uses",
+        )
+
+
+# An array's name, its shape and whether it is numeric.
+_Shape = tuple[str, tuple[int, ...], bool]
+# Arrays in one file, counting struct fields and cells: far more than a
+# recording has channels. Walking the headers of 200,000 cells took 2 s in one
+# measurement, so a file of many tiny arrays is rejected in about a second.
+_MAX_DECLARED_ARRAYS = 100_000
+_HEADER_ERRORS = (
+    OSError,
+    ValueError,
+    zipfile.BadZipFile,
+    EOFError,
+    zlib.error,
+    struct.error,
+)
+# Bytes of a text file read for its channel count, and lines of them counted.
+_TEXT_HEAD_BYTES = 1 << 20
+_TEXT_HEAD_LINES = 8
+
+
+def _text_channels(path: Path, options: ReadOptions) -> int:
+    """Return the largest field count of the first lines of a text file.
+
+    Without a configured delimiter each line counts its most frequent separator
+    of comma, semicolon and tab, or its words when it has none of them. Lines
+    starting with ``#`` are comments. A line longer than the bytes read counts
+    the fields in its start, so the result never exceeds the fields on a line.
+    """
+    with open(path, "rb") as stream:
+        head = stream.read(_TEXT_HEAD_BYTES).decode("utf-8", "replace")
+    lines = [line for line in head.splitlines() if not line.startswith("#")]
+    widest = 0
+    for line in lines[:_TEXT_HEAD_LINES]:
+        if options.delimiter is not None and options.delimiter.strip():
+            fields = line.count(options.delimiter) + 1
+        elif any(separator in line for separator in ",;\t"):
+            fields = max(line.count(separator) for separator in ",;\t") + 1
+        else:
+            fields = len(line.split())
+        widest = max(widest, fields)
+    return widest
+
+
+def _declared_shapes(path: Path) -> Iterator[_Shape] | None:
+    """Return the array shapes that a compressed file's header declares.
+
+    Each shape comes with its array's name and whether the array is numeric,
+    and so may hold channels.
+    For .npz, HDF5 and MATLAB files every array counts, including the fields of
+    MATLAB v5 structs and the contents of cell arrays. Returns None for other
+    formats. The shapes of MATLAB v5 files are read as they are used, so a check
+    that rejects one stops before the rest of the file is decompressed.
     """
     suffix = path.suffix.lower()
-    try:
-        if suffix == ".mat":
-            return _mat_longest_axis(path)
-        if suffix in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
+    if suffix == ".mat":
+        import h5py
 
-            return pq.ParquetFile(path).metadata.num_rows
-        if suffix == ".npz":
-            with zipfile.ZipFile(path) as archive:
-                return _npz_longest_axis(archive)
-        if suffix in (".h5", ".hdf5", ".hdf"):
-            return _hdf5_longest_axis(path)
-    except (
-        OSError,
-        ValueError,
-        zipfile.BadZipFile,
-        EOFError,
-        zlib.error,
-        struct.error,
-    ):
-        return None
+        if h5py.is_hdf5(path):
+            return iter(_hdf5_shapes(path))
+        return _mat_v5_shapes(path)
+    if suffix == ".npz":
+        with zipfile.ZipFile(path) as archive:
+            return iter(_npz_shapes(archive))
+    if suffix in (".h5", ".hdf5", ".hdf"):
+        return iter(_hdf5_shapes(path))
     return None
 
 
-# Type codes of MATLAB v5 data elements: 32-bit integers, matrices, zlib streams.
-_MI_INT32, _MI_MATRIX, _MI_COMPRESSED = 5, 14, 15
-# The bytes of a matrix element up to its dimensions: its tag, the array flags
-# (8-byte tag and 8 bytes), the dimensions' tag and up to 30 dimensions.
-_MAT_HEAD_BYTES = 8 + 16 + 8 + 4 * 30
+# Type codes of MATLAB v5 data elements and the array classes the shape walk
+# descends into: cell arrays, structs and objects.
+_MI_MATRIX, _MI_COMPRESSED = 14, 15
+_MX_CELL, _MX_STRUCT, _MX_OBJECT = 1, 2, 3
+# Numeric array classes, from double to uint64. Other arrays, such as char
+# arrays, count toward the sample limit but are not channels.
+_MX_DOUBLE, _MX_UINT64 = 6, 15
+# Arrays nested deeper than this are left to the reader.
+_MAT_MAX_DEPTH = 32
 
 
-def _mat_longest_axis(path: Path) -> int | None:
-    """Return the longest axis of the top-level arrays in a MATLAB file.
+def _mat_v5_shapes(path: Path) -> Iterator[_Shape]:
+    """Yield the shape of every array in a MATLAB v5 file, from element headers.
 
-    v7.3 files are HDF5. In v5 files each variable's element starts with its
-    dimensions, and of a compressed element only those first bytes are
-    decompressed. Structs and cell arrays count their own dimensions only,
-    such as 1 x 1. Returns None for a header that does not parse.
+    Each variable's element starts with its class and dimensions. A struct's
+    fields and a cell array's contents are elements of their own, nested in it,
+    so they are walked the same way. Numeric data is skipped, not read, and of a
+    compressed element only the bytes up to the next header are decompressed.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a MATLAB v5 file or an element does not parse.
     """
-    import h5py
-
-    if h5py.is_hdf5(path):
-        return _hdf5_longest_axis(path)
-    longest = 0
     with open(path, "rb") as stream:
         header = stream.read(128)
         order = {b"IM": "<", b"MI": ">"}.get(header[126:128])
         if order is None:
-            return None
+            raise ValueError("not a MATLAB v5 file")
         while len(tag := stream.read(8)) == 8:
             kind, size = struct.unpack(order + "II", tag)
             if kind >> 16:
                 continue  # a small element: its data sits in the tag's 4 bytes
             if kind == _MI_COMPRESSED:
-                head = _inflate_head(stream, size)
+                inflated = _InflatedElement(stream, size)
+                yield from _mat_matrix_shapes(inflated, order)
+                inflated.close()
             elif kind == _MI_MATRIX:
-                head = tag + stream.read(min(size, _MAT_HEAD_BYTES - 8))
-                stream.seek(size - (len(head) - 8) + (-size % 8), 1)
+                yield from _mat_matrix_body_shapes(stream, order, size, None, 0)
             else:
                 stream.seek(size + (-size % 8), 1)
-                continue
-            if len(head) < 32:
-                return None
-            kind, _ = struct.unpack(order + "II", head[:8])
-            dims_kind, dims_size = struct.unpack(order + "II", head[24:32])
-            if kind != _MI_MATRIX or dims_kind != _MI_INT32:
-                return None
-            count = min(dims_size // 4, (len(head) - 32) // 4)
-            dims = struct.unpack(order + f"{count}i", head[32 : 32 + 4 * count])
-            longest = max((longest, *dims))
-    return longest
 
 
-def _inflate_head(stream: BinaryIO, size: int) -> bytes:
-    """Return the first bytes of a compressed element and skip the rest of it."""
-    inflater = zlib.decompressobj()
-    head, left = b"", size
-    while left and len(head) < _MAT_HEAD_BYTES:
-        chunk = stream.read(min(left, 1 << 16))
-        if not chunk:
-            break
-        left -= len(chunk)
-        head += inflater.decompress(chunk, _MAT_HEAD_BYTES - len(head))
-    stream.seek(left, 1)
-    return head
+def _mat_matrix_shapes(stream: _InflatedElement, order: str) -> Iterator[_Shape]:
+    """Yield the shapes of one miMATRIX element, read from its tag on."""
+    tag = stream.read(8)
+    if len(tag) < 8:
+        raise ValueError("truncated element")
+    kind, size = struct.unpack(order + "II", tag)
+    if kind != _MI_MATRIX:
+        raise ValueError(f"element type {kind} where an array belongs")
+    yield from _mat_matrix_body_shapes(stream, order, size, None, 0)
 
 
-def _npz_longest_axis(archive: zipfile.ZipFile) -> int:
-    """Return the longest axis of the arrays in an .npz archive, from their headers.
+def _mat_matrix_body_shapes(
+    stream: _InflatedElement | BinaryIO,
+    order: str,
+    size: int,
+    name: str | None,
+    depth: int,
+) -> Iterator[_Shape]:
+    """Yield the shapes in a miMATRIX element's ``size`` bytes and skip the rest.
+
+    The element holds array flags, dimensions and name, then, for cell arrays,
+    one nested element per cell, and for structs and objects one per field of
+    each struct, after the field names. ``name`` is the path of a nested array,
+    such as ``run.data`` or ``cells{2}``, and None for a variable, whose element
+    stores its name.
+    """
+    if size == 0:
+        yield name or "(unnamed)", (0,), False  # an empty array
+        return
+    if depth > _MAT_MAX_DEPTH:
+        raise ValueError(f"arrays nested more than {_MAT_MAX_DEPTH} deep")
+    consumed = 0
+
+    def read_part() -> bytes:
+        nonlocal consumed
+        tag = stream.read(8)
+        if len(tag) < 8:
+            raise ValueError("truncated element")
+        kind, length = struct.unpack(order + "II", tag)
+        if kind >> 16:
+            consumed += 8
+            return tag[4 : 4 + (kind >> 16)]
+        padded = length + (-length % 8)
+        if consumed + 8 + padded > size:
+            raise ValueError("a part is longer than its array element")
+        consumed += 8 + padded
+        data = stream.read(padded)
+        if len(data) < padded:
+            raise ValueError("truncated element")
+        return data[:length]
+
+    flags = read_part()
+    dims_data = read_part()
+    if len(flags) < 8:
+        raise ValueError("invalid array flags")
+    array_class = struct.unpack(order + "I", flags[:4])[0] & 0xFF
+    dims = struct.unpack(
+        order + f"{len(dims_data) // 4}i", dims_data[: len(dims_data) // 4 * 4]
+    )
+    if any(axis < 0 for axis in dims):
+        raise ValueError("negative dimension")
+    stored_name = read_part().decode("latin-1")
+    if name is None:
+        name = stored_name
+    yield name, dims, _MX_DOUBLE <= array_class <= _MX_UINT64
+    count = math.prod(dims)
+    if array_class == _MX_CELL:
+        children = (f"{name}{{{index + 1}}}" for index in range(count))
+    elif array_class in (_MX_STRUCT, _MX_OBJECT):
+        if array_class == _MX_OBJECT:
+            read_part()  # the class name
+        name_length = read_part()
+        names = read_part()
+        field_length = struct.unpack(order + "i", name_length[:4])[0]
+        if field_length <= 0:
+            raise ValueError("invalid field name length")
+        fields = [
+            names[start : start + field_length].rstrip(b"\0").decode("latin-1")
+            for start in range(0, len(names) - field_length + 1, field_length)
+        ]
+        element = "" if count == 1 else "({})"
+        children = (
+            f"{name}{element.format(index + 1)}.{field}"
+            for index in range(count)
+            for field in fields
+        )
+    else:
+        children = iter(())
+    for child in children:
+        start = consumed
+        tag = stream.read(8)
+        if len(tag) < 8:
+            raise ValueError("truncated element")
+        kind, length = struct.unpack(order + "II", tag)
+        if kind != _MI_MATRIX or consumed + 8 + length > size:
+            raise ValueError("invalid nested array element")
+        yield from _mat_matrix_body_shapes(stream, order, length, child, depth + 1)
+        consumed = start + 8 + length + (-length % 8)
+    # The nested calls skipped their own elements, and this skips the data of
+    # a numeric array and the padding.
+    _skip(stream, size + (-size % 8) - consumed)
+
+
+class _InflatedElement:
+    """A compressed MATLAB element, decompressed only as far as it is read."""
+
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        self._source = stream
+        self._left = size
+        self._inflater = zlib.decompressobj()
+        self._buffer = b""
+        self._offset = 0
+
+    def read(self, count: int) -> bytes:
+        # Headers are read 8 bytes at a time, so the buffer is filled in blocks
+        # and read from an offset, not sliced off.
+        while len(self._buffer) - self._offset < count:
+            more = self._inflate(max(count, 1 << 16))
+            if not more:
+                break
+            self._buffer = self._buffer[self._offset :] + more
+            self._offset = 0
+        data = self._buffer[self._offset : self._offset + count]
+        self._offset += len(data)
+        return data
+
+    def skip(self, count: int) -> None:
+        """Decompress and drop ``count`` bytes, 1 MiB at a time."""
+        buffered = min(count, len(self._buffer) - self._offset)
+        self._offset += buffered
+        count -= buffered
+        while count > 0:
+            more = self._inflate(min(count, 1 << 20))
+            if not more:
+                return
+            count -= len(more)
+
+    def close(self) -> None:
+        """Move the file to the end of the compressed element."""
+        self._source.seek(self._left, 1)
+        self._left = 0
+
+    def _inflate(self, limit: int) -> bytes:
+        """Return up to ``limit`` more decompressed bytes, or b"" at the end."""
+        while not self._inflater.eof:
+            if self._inflater.unconsumed_tail:
+                chunk = self._inflater.unconsumed_tail
+            elif self._left > 0:
+                chunk = self._source.read(min(self._left, 1 << 16))
+                self._left -= len(chunk)
+                if not chunk:
+                    self._left = 0
+                    return b""
+            else:
+                return b""
+            data = self._inflater.decompress(chunk, limit)
+            if data:
+                return data
+        return b""
+
+
+def _skip(stream: _InflatedElement | BinaryIO, count: int) -> None:
+    if isinstance(stream, _InflatedElement):
+        stream.skip(count)
+    else:
+        stream.seek(count, 1)
+
+
+def _npz_shapes(archive: zipfile.ZipFile) -> list[_Shape]:
+    """Return the shapes of the arrays in an .npz archive, from their headers.
 
     Only each member's header is decompressed, not its data.
     """
-    longest = 0
+    shapes = []
     for member in archive.infolist():
         with archive.open(member) as stream:
             version = np.lib.format.read_magic(stream)
             if version == (1, 0):
-                shape = np.lib.format.read_array_header_1_0(stream)[0]
+                header = np.lib.format.read_array_header_1_0(stream)
             else:
-                shape = np.lib.format.read_array_header_2_0(stream)[0]
-        longest = max((longest, *shape))
-    return longest
+                header = np.lib.format.read_array_header_2_0(stream)
+        shape, dtype = header[0], header[2]
+        shapes.append(
+            (member.filename.removesuffix(".npy"), shape, dtype.kind in "biuf")
+        )
+    return shapes
 
 
-def _hdf5_longest_axis(path: Path) -> int:
-    """Return the longest axis of the datasets in an HDF5 file, from its metadata."""
+def _hdf5_shapes(path: Path) -> list[_Shape]:
+    """Return the shapes of the datasets in an HDF5 file, from its metadata."""
     import h5py
 
-    shapes: list[tuple[int, ...]] = []
+    shapes: list[_Shape] = []
 
     def visit(name: str, item: object) -> None:
         if isinstance(item, h5py.Dataset) and item.shape:
-            shapes.append(item.shape)
+            shapes.append((name, item.shape, item.dtype.kind in "biuf"))
 
     with h5py.File(path, "r") as handle:
         handle.visititems(visit)
-    return max((axis for shape in shapes for axis in shape), default=0)
+    return shapes
 
 
 def _upload_message(filename: str, error: InputError) -> str:
