@@ -654,3 +654,90 @@ def test_logged_model_code_is_modules_only(cycle_folders, isolated_tracking, tmp
     assert (code / "pipeline.py") in files
     assert all(path.suffix == ".py" for path in files)
     assert sum(path.stat().st_size for path in files) < 2_000_000
+
+
+def test_cli_shortens_mlflow_http_retries(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from grindwatch.cli import app
+
+    for name in (
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    # A user's own setting is kept.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "90")
+
+    CliRunner().invoke(app, ["train", str(tmp_path / "missing"), "--no-track"])
+
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "1"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "90"
+
+
+def test_server_stopped_mid_train_fails_fast(cycle_folders, tmp_path, monkeypatch):
+    import shutil
+    import tempfile
+    import threading
+    import time
+
+    from typer.testing import CliRunner
+
+    from grindwatch.cli import app
+    from tests.servers import _run_script, free_port
+
+    for name in (
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    folder = tempfile.mkdtemp(prefix="grindwatch-mlflow-midrun-")
+    store = f"sqlite:///{Path(folder) / 'mlflow.db'}"
+    start = ["dev-mlflow-server.sh", "start", folder, store, str(free_port()), "1"]
+    stop = ["dev-mlflow-server.sh", "stop", folder]
+    uri = _run_script(*start, timeout=240)["MLFLOW_TRACKING_URI"]
+    stopped_at: list[float] = []
+
+    def stop_once_training_logs() -> None:
+        # The server's own store shows the run once training has started.
+        store_client = MlflowClient(store)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            runs = [
+                run
+                for experiment in store_client.search_experiments()
+                for run in store_client.search_runs([experiment.experiment_id])
+                if "train_loss" in run.data.metrics
+            ]
+            if runs:
+                break
+            time.sleep(0.2)
+        _run_script(*stop, timeout=120)
+        stopped_at.append(time.monotonic())
+
+    # Early stopping waits longer than training runs, so only the outage ends it.
+    arguments = ["train", str(cycle_folders["good"]), "--tracking-uri", uri]
+    arguments += ["--set", "detector.autoencoder.epochs=100000"]
+    arguments += ["--set", "detector.autoencoder.patience=100000"]
+    stopper = threading.Thread(target=stop_once_training_logs)
+    try:
+        stopper.start()
+        result = CliRunner().invoke(app, arguments)
+        ended_at = time.monotonic()
+        stopper.join()
+    finally:
+        try:
+            _run_script(*stop, timeout=120)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    assert stopped_at, "the tracking server was not stopped"
+    # MLflow 3.17's own retry settings wait about 4 minutes per call.
+    assert ended_at - stopped_at[0] < 30
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert f"cannot use the MLflow tracking store {uri}" in message
+    assert "that its server runs" in message
+    assert "Traceback" not in result.output

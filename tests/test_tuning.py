@@ -966,6 +966,127 @@ def test_resume_of_done_study_registers_model(cycles, isolated_tracking):
     assert tags["grindwatch.alias"] == "prod"
 
 
+def _worst_and_best_params(data: Path) -> tuple[dict, dict]:
+    """Run a throwaway untracked study and return its worst and best params."""
+    config = _config(
+        **{
+            "tune.space.family": ["pca"],
+            "tune.baseline": False,
+            "tune.study_name": "probe",
+            "tune.n_trials": 4,
+        }
+    )
+    study = optuna.load_study(study_name="probe", storage=tune(data, config).storage)
+    ranked = sorted(
+        study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)),
+        key=lambda trial: trial.value,
+    )
+    # Distinct values, so that the study's best trial is not chosen among ties.
+    assert ranked[0].value < ranked[-1].value
+    return ranked[0].params, ranked[-1].params
+
+
+def _empty_study(data: Path, *queued: dict) -> optuna.Study:
+    """Create the tracked study "grindwatch" with no trial, then queue ``queued``."""
+    settings = {
+        "tune.space.family": ["pca"],
+        "tune.baseline": False,
+        "tune.n_trials": 1,
+        "tracking.enabled": True,
+        # Passed before the first trial, so the study starts none.
+        "tune.timeout": 1e-6,
+    }
+    created = tune(data, _config(**settings))
+    assert created.trials.empty
+    study = optuna.load_study(study_name="grindwatch", storage=created.storage)
+    for params in queued:
+        study.enqueue_trial(params)
+    return study
+
+
+def _runs_of_kind(client: MlflowClient, kind: str) -> list:
+    experiment = client.get_experiment_by_name("grindwatch").experiment_id
+    return client.search_runs(
+        [experiment], filter_string=f"tags.`grindwatch.kind` = '{kind}'"
+    )
+
+
+def test_tracked_study_stopped_before_trials(cycles, isolated_tracking):
+    config = _config(**{"tracking.enabled": True, "tune.timeout": 1e-6})
+
+    result = tune(cycles / "good", config)
+
+    assert result.stop_reason == "timeout"
+    assert result.trials.empty
+    assert "state" in result.trials
+    study_run = MlflowClient(isolated_tracking).get_run(result.parent_run_id)
+    assert study_run.info.status == "FINISHED"
+    assert study_run.data.metrics["n_complete"] == 0
+
+
+def test_resume_without_new_best_keeps_champion(cycles, isolated_tracking):
+    import json
+
+    from typer.testing import CliRunner
+
+    worst, best = _worst_and_best_params(cycles / "good")
+    _empty_study(cycles / "good", best, worst, worst)
+    # The study keeps its creator's timeout unless a resume replaces it.
+    command = ["tune", "--resume", "--register", "line4", "--timeout", "600"]
+
+    first = CliRunner().invoke(_cli("tune"), [*command, "--trials", "1", "--json"])
+    second = CliRunner().invoke(_cli("tune"), [*command, "--trials", "2"])
+    third = CliRunner().invoke(_cli("tune"), [*command, "--trials", "3", "--json"])
+
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    assert third.exit_code == 0, third.output
+    before, after = json.loads(first.stdout), json.loads(third.stdout)
+    assert before["best_trial"] == 0
+    assert not before["reused_model"]
+    assert after["best_trial"] == 0
+    assert after["reused_model"]
+    assert after["finalized"]
+    assert after["model_run_id"] == before["model_run_id"]
+    assert after["model_uri"] == before["model_uri"]
+    assert after["registered_version"] == before["registered_version"] == "1"
+    printed = " ".join(second.output.split())
+    assert (
+        f"Best trial 0 is unchanged since the last summary, so its model from run "
+        f"{before['model_run_id']} was kept and not retrained; "
+        "models:/line4@champion is version 1." in printed
+    )
+    client = MlflowClient(isolated_tracking)
+    assert len(client.search_model_versions("name = 'line4'")) == 1
+    assert (
+        client.get_model_version_by_alias("line4", "champion").run_id
+        == (before["model_run_id"])
+    )
+    assert len(_runs_of_kind(client, "train")) == 1
+    study_tags = client.get_run(after["parent_run_id"]).data.tags
+    assert study_tags["grindwatch.model_run_id"] == before["model_run_id"]
+    assert study_tags["grindwatch.finalized_trials"] == "3"
+
+
+def test_resume_with_new_best_retrains_champion(cycles, isolated_tracking):
+    worst, best = _worst_and_best_params(cycles / "good")
+    _empty_study(cycles / "good", worst, best)
+    registration = {"tune.registered_model": "line4", "tune.timeout": 600}
+
+    first = tune(resume=True, overrides={**registration, "tune.n_trials": 1})
+    second = tune(resume=True, overrides={**registration, "tune.n_trials": 2})
+
+    assert second.best_trial == 1
+    assert first.best_value < second.best_value
+    assert not second.reused_model
+    assert second.model_run_id != first.model_run_id
+    assert (first.registered_version, second.registered_version) == ("1", "2")
+    client = MlflowClient(isolated_tracking)
+    champion = client.get_model_version_by_alias("line4", "champion")
+    assert champion.run_id == second.model_run_id
+    assert len(_runs_of_kind(client, "train")) == 2
+
+
 def test_retrained_config_trains_without_registering(cycles, isolated_tracking):
     from grindwatch.config import load_config
     from grindwatch.pipeline import train

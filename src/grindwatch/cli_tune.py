@@ -275,6 +275,18 @@ def _report(result: Any, show: int, output: Path | None = None) -> None:
             f"{_number(result.best_value, _OBJECTIVE_FORM)}.",
             highlight=False,
         )
+    if result.reused_model:
+        out.print(
+            f"Best trial {result.best_trial} is unchanged since the last summary, so "
+            f"its model from run {result.model_run_id} was kept and not retrained"
+            + (
+                f"; models:/{result.registered_model}@{result.alias} is version "
+                f"{result.registered_version}."
+                if result.registered_model
+                else "."
+            ),
+            highlight=False,
+        )
     if result.final_metrics:
         metrics = result.final_metrics
         table = result.model is not None and result.model.kind_ == "table"
@@ -389,6 +401,7 @@ def _summary(result: Any) -> dict[str, Any]:
         "n_trials": result.n_trials,
         "complete": result.complete,
         "finalized": result.finalized,
+        "reused_model": result.reused_model,
         "stop_reason": result.stop_reason,
         "best_trial": result.best_trial,
         "best_value": result.best_value,

@@ -597,6 +597,30 @@ class StudyTracker:
             return None
         return str(current.version)
 
+    def is_finished_retraining(
+        self, run_id: str | None, study_name: str, trial: int
+    ) -> bool:
+        """Return whether ``run_id`` is a FINISHED, not deleted run that retrained
+        trial ``trial`` of study ``study_name``."""
+        from mlflow.exceptions import MlflowException
+
+        if not run_id:
+            return False
+        try:
+            run = _retry(self.client.get_run, run_id)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            return False
+        tags = run.data.tags
+        return (
+            run.info.status == "FINISHED"
+            and run.info.lifecycle_stage == "active"
+            and tags.get("grindwatch.kind") == "train"
+            and tags.get("grindwatch.study") == study_name
+            and tags.get("grindwatch.best_trial") == str(trial)
+        )
+
     def run_status(self, run_id: str) -> str:
         return _retry(self.client.get_run, run_id).info.status
 

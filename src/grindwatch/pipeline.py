@@ -1074,6 +1074,11 @@ def train(
 
     config = as_config(config)
     saved = _output_or_raise(output)
+    if config.tracking.enabled:
+        from grindwatch.tracking import _check_server, resolve_tracking_uri
+
+        # Before reading data, so that a stopped tracking server fails at once.
+        _check_server(resolve_tracking_uri(config))
     recordings = read_data(data, config)
     # Resolved before the MLflow run logs the settings, so that the run shows the
     # window in samples that the model uses.

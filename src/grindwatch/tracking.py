@@ -130,30 +130,34 @@ def store_errors(uri: str) -> Iterator[None]:
     before it raises (MLFLOW_HTTP_REQUEST_MAX_RETRIES,
     MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, measured with a refused loopback port),
     so an HTTP server is first probed once per process with a short timeout.
+    The CLI also shortens those retries (``grindwatch.cli.MLFLOW_HTTP_DEFAULTS``).
     """
     from mlflow.exceptions import MlflowException
     from sqlalchemy.exc import SQLAlchemyError
-
-    from grindwatch.exceptions import TrackingError
 
     _check_server(uri)
     try:
         yield
     except (MlflowException, SQLAlchemyError) as error:
-        reason = " ".join(str(error).split())[:600].rstrip(". ")
-        fix = (
-            "Check the tracking URI (--tracking-uri or MLFLOW_TRACKING_URI), that "
-            "its server runs and that the store is writable, or run without "
-            "tracking (--no-track)"
-        )
-        # A path without a scheme (a one-letter scheme is a Windows drive)
-        # is read by MLflow as a folder of its file store.
-        plain = len(urllib.parse.urlparse(uri).scheme) <= 1
-        if plain and uri.endswith((".db", ".sqlite", ".sqlite3")):
-            fix = f"For a SQLite file, give the URI sqlite:///{Path(uri).resolve()}"
-        raise TrackingError(
-            f"cannot use the MLflow tracking store {uri}: {reason}. {fix}"
-        ) from error
+        raise _store_error(uri, error) from error
+
+
+def _store_error(uri: str, error: Exception) -> Exception:
+    """Return a TrackingError that names the store ``uri``, the reason and the fix."""
+    from grindwatch.exceptions import TrackingError
+
+    reason = " ".join(str(error).split())[:600].rstrip(". ")
+    fix = (
+        "Check the tracking URI (--tracking-uri or MLFLOW_TRACKING_URI), that "
+        "its server runs and that the store is writable, or run without "
+        "tracking (--no-track)"
+    )
+    # A path without a scheme (a one-letter scheme is a Windows drive)
+    # is read by MLflow as a folder of its file store.
+    plain = len(urllib.parse.urlparse(uri).scheme) <= 1
+    if plain and uri.endswith((".db", ".sqlite", ".sqlite3")):
+        fix = f"For a SQLite file, give the URI sqlite:///{Path(uri).resolve()}"
+    return TrackingError(f"cannot use the MLflow tracking store {uri}: {reason}. {fix}")
 
 
 # Seconds the probe of a tracking server waits for a response.
@@ -280,6 +284,7 @@ class TrainingTracker:
         (signals or table), goes to ``grindwatch.data_kind``.
         """
         from mlflow.entities import Metric, Param
+        from mlflow.exceptions import MlflowException
 
         with store_errors(self.uri):
             self.client = _client(self.uri)
@@ -313,11 +318,32 @@ class TrainingTracker:
                 self.run_id, metrics=[Metric(k, v, now, 0) for k, v in shape.items()]
             )
             yield self.run_id
+        except MlflowException as error:
+            # The store failed mid-run, such as a tracking server that stopped, so
+            # ending the run is tried once and the error names the store.
+            self._end_failed_run()
+            raise _store_error(self.uri, error) from error
         except BaseException:
-            self.client.set_terminated(self.run_id, "FAILED")
-            logger.error("MLflow run %s marked FAILED", self.run_id)
+            self._end_failed_run()
             raise
-        self.client.set_terminated(self.run_id, "FINISHED")
+        with store_errors(self.uri):
+            self.client.set_terminated(self.run_id, "FINISHED")
+
+    def _end_failed_run(self) -> None:
+        """End the run FAILED, logging instead of raising when the store fails."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.set_terminated(self.run_id, "FAILED")
+        except MlflowException as error:
+            logger.error(
+                "MLflow run %s in %s stays RUNNING, because ending it failed: %s",
+                self.run_id,
+                self.uri,
+                " ".join(str(error).split())[:300],
+            )
+            return
+        logger.error("MLflow run %s marked FAILED", self.run_id)
 
     def log_epoch(self, epoch: int, train_loss: float, val_loss: float | None) -> None:
         if self.client is None or self.run_id is None:

@@ -444,6 +444,11 @@ def tune(
             _warn_other_tracking_uri(study.study_name, requested_uri, stored_uri)
             config = config.with_overrides({"tracking.uri": stored_uri})
     if not created:
+        if config.tracking.enabled:
+            from grindwatch.tracking import _check_server, resolve_tracking_uri
+
+            # Before reading data, so that a stopped tracking server fails at once.
+            _check_server(resolve_tracking_uri(config))
         # Checked before the study's run is reopened, so that a rejected resume
         # leaves the run as it was.
         training, labeled = _read_inputs(config, labeled_paths, labels_path, recordings)
@@ -527,10 +532,14 @@ def _conclude(
     )
     try:
         return conclude(runner, tracker, objective, training, storage_url)
-    except MlflowException as error:
+    except (MlflowException, TrackingError) as error:
+        # train() turns a store failure during the retraining into TrackingError.
+        cause = error.__cause__ if isinstance(error, TrackingError) else error
+        if not isinstance(cause, MlflowException):
+            raise
         name = runner.study.study_name
         storage = _hide_password(storage_url)
-        reason = " ".join(str(error).split())[:600].rstrip(". ")
+        reason = " ".join(str(cause).split())[:600].rstrip(". ")
         raise TrackingError(
             f"recording study {name!r} in the MLflow tracking store {tracker.uri} "
             f"failed: {reason}. The trials are kept in {storage}. Once the "

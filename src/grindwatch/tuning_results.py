@@ -54,8 +54,13 @@ class TuneResult:
     complete : bool
         The study has ``n_trials`` finished trials and none running.
     finalized : bool
-        This call retrained, registered and summarised the best trial. False when
-        another process on the same study does that, or the study is incomplete.
+        This call retrained (or reused), registered and summarised the best trial.
+        False when another process on the same study does that, or the study is
+        incomplete.
+    reused_model : bool
+        The best trial was the same as at the study's last summary, so this call
+        kept the model that summary retrained, and its registered version,
+        instead of retraining.
     final_metrics : dict
         Labeled metrics of the retrained model, when labeled recordings exist.
     notes : list of str
@@ -74,6 +79,7 @@ class TuneResult:
     trials: pd.DataFrame
     complete: bool
     finalized: bool = False
+    reused_model: bool = False
     best_trial: int | None = None
     best_value: float | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
@@ -89,6 +95,24 @@ class TuneResult:
     final_metrics: dict[str, float] = field(default_factory=dict)
     labels_in_training: bool = False
     notes: list[str] = field(default_factory=list)
+
+
+# Columns of every trials table, before the parameters and metrics.
+_TRIAL_COLUMNS = (
+    "number",
+    "state",
+    "value",
+    "pruned_injected_auc",
+    "stopped_step",
+    "duration_s",
+    "family",
+    "frontend",
+    "window_length",
+    "n_bands",
+    "mlflow_run_id",
+    "error",
+    "baseline",
+)
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -127,7 +151,9 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         # Set by the study's first trial when it runs the configured pipeline.
         row["baseline"] = bool(trial.user_attrs.get("baseline", False))
         rows.append(row)
-    return pd.DataFrame(rows)
+    # A study stopped by its timeout before its first trial still gets the
+    # columns that the summary and the report read.
+    return pd.DataFrame(rows, columns=None if rows else list(_TRIAL_COLUMNS))
 
 
 def close_incomplete(
@@ -233,7 +259,9 @@ def conclude(
     undecided = _warn_undecided(study, best)
     if undecided:
         result.notes.append(undecided)
-    _finalize(result, tracker, training, objective)
+    tracker.fail_unfinished_retrains()
+    if not _reuse_champion(result, tracker, objective):
+        _finalize(result, tracker, training, objective)
     _check_refitted_threshold(result, best.user_attrs.get("grindwatch.metrics", {}))
     result.finalized = True
     _summarise(result, study, tracker, objective)
@@ -380,7 +408,6 @@ def _finalize(
     config = result.best_config
     tune_settings = config.tune
     name = tune_settings.registered_model or config.tracking.registered_model
-    tracker.fail_unfinished_retrains()
     # The trial saw only the fit part; the model to keep learns from all of it.
     # The run is named and registered afterwards, not through the config, so that
     # grindwatch train -c on the model's config.yaml neither registers another
@@ -410,6 +437,61 @@ def _finalize(
         )
         result.registered_model, result.alias = name, tune_settings.alias
     tracker.set_tags(trained.run_id, tags)
+
+
+def _reuse_champion(result: TuneResult, tracker: Any, objective: Any) -> bool:
+    """Keep the model that the study's last summary retrained from the same best
+    trial, and register it under the requested name; return False to retrain.
+
+    A resume that adds trials without a new best would otherwise train the same
+    variant again and register an identical version. The earlier model is found
+    by the study run's ``grindwatch.best_trial`` and ``grindwatch.model_run_id``
+    tags. Its run must have ended FINISHED with its model logged, and carry the
+    study's name and trial number in its own tags.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from grindwatch.exceptions import InputError, TrackingError
+    from grindwatch.pipeline import load_model
+
+    if not tracker.enabled or tracker.parent_run_id is None:
+        return False
+    tags = tracker.run_tags(tracker.parent_run_id)
+    run_id = tags.get("grindwatch.model_run_id")
+    model_uri = tags.get("grindwatch.model_uri")
+    if tags.get("grindwatch.best_trial") != str(result.best_trial) or not model_uri:
+        return False
+    if not tracker.is_finished_retraining(run_id, result.study_name, result.best_trial):
+        return False
+    config = result.best_config
+    try:
+        # Loaded for the threshold, the labeled metrics and --output.
+        model = load_model(model_uri, config)
+    except (MlflowException, TrackingError, InputError, OSError) as error:
+        logger.warning(
+            "retraining trial %d: its earlier model %s could not be loaded (%s)",
+            result.best_trial,
+            model_uri,
+            error,
+        )
+        return False
+    logger.info(
+        "best trial %d is unchanged; reusing its model from run %s",
+        result.best_trial,
+        run_id,
+    )
+    result.model, result.model_run_id, result.model_uri = model, run_id, model_uri
+    result.reused_model = True
+    if objective.has_labels:
+        result.final_metrics = _final_metrics(model, objective.labeled)
+    name = config.tune.registered_model or config.tracking.registered_model
+    if name and config.tracking.log_model:
+        # Finds the version that this run registered before, if any.
+        result.registered_version = tracker.register_logged_model(
+            run_id, name, config.tune.alias
+        )
+        result.registered_model, result.alias = name, config.tune.alias
+    return True
 
 
 def _check_refitted_threshold(result: TuneResult, trial: dict[str, float]) -> None:
