@@ -38,6 +38,29 @@ def restore_logging():  # noqa: ANN201
     warnings.formatwarning = format_warning
 
 
+# Settings the CLI puts in os.environ with setdefault: MLflow's HTTP retries and
+# its logging. A CLI test run in this process must not pass them to later tests.
+_CLI_ENVIRONMENT = (
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "MLFLOW_LOGGING_LEVEL",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",
+)
+
+
+@pytest.fixture(autouse=True)
+def restore_cli_environment():  # noqa: ANN201
+    """Put back the environment variables an in-process CLI run sets."""
+    saved = {name: os.environ.get(name) for name in _CLI_ENVIRONMENT}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def empty_tracking_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An SQLite MLflow store with its tables made and no runs, made once per process.
