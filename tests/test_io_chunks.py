@@ -404,6 +404,42 @@ def test_short_hop_windows_cut_in_batches(tmp_path):
     assert peak < all_windows_bytes / 2
 
 
+def test_window_batches_hold_at_most_a_chunk(tmp_path):
+    recordings = [
+        Recording(f"c{i}", make_cycle(i, 3000)[:1], ["channel_0"], RATE)
+        for i in range(4)
+    ]
+    config = Config().with_overrides(
+        {
+            "windows.length": 512,
+            "windows.hop": 1,
+            "frontend.kind": "raw",
+            "detector.family": "pca",
+            "tracking.enabled": False,
+            "data.sample_rate": RATE,
+        }
+    )
+    long_windows = grindwatch.train(RecordingSet(recordings), config).model
+    path = tmp_path / "long.npy"
+    np.save(path, make_cycle(60, 40_000)[:1])
+    batches = []
+    score_windows = long_windows.window_scores
+
+    def counted(windows):  # noqa: ANN001, ANN202
+        batches.append(len(windows))
+        return score_windows(windows)
+
+    long_windows.window_scores = counted
+
+    result = score_chunked(long_windows, path, chunk_samples=20_000)
+
+    assert len(result.windows) == 40_000 - 512 + 1
+    assert sum(batches) == len(result.windows)
+    # 39 windows of 512 samples fit in a chunk of 20,000; 4096 windows, the cap
+    # for short windows, would take 100 times the chunk's memory.
+    assert max(batches) == 39
+
+
 def test_boolean_channel_rejected_in_chunks(model, tmp_path):
     data = _long_signal()
     path = tmp_path / "switch.parquet"

@@ -31,11 +31,19 @@ logger = logging.getLogger(__name__)
 __all__ = ["DEFAULT_CHUNK_SAMPLES", "score_chunked"]
 
 DEFAULT_CHUNK_SAMPLES = 1 << 22  # 4 Mi samples: 16 MiB per float32 channel
-# Windows cut and scored at once. This bounds the window array and the front
-# end's temporary arrays, which with a short hop exceed the chunk many times.
-# NOTE: the cap counts windows, not samples, so a batch of long windows can still
-# exceed the chunk: 4096 windows of 65536 samples take 1 GiB per channel.
+# Windows cut and scored at once: at most this many, and at most a chunk's
+# samples, but never fewer than _MIN_BATCH_WINDOWS, so that a small chunk does not
+# score one window per call. This bounds the window array and the front end's
+# temporary arrays, which with a short hop exceed the chunk many times, and with
+# long windows would take 1 GiB per channel for 4096 windows of 65536 samples.
 _BATCH_WINDOWS = 4096
+_MIN_BATCH_WINDOWS = 16
+
+
+def _batch_windows(window_length: int, chunk_samples: int) -> int:
+    """Return how many windows of ``window_length`` to cut and score at once."""
+    fit = chunk_samples // window_length
+    return max(_MIN_BATCH_WINDOWS, min(_BATCH_WINDOWS, fit))
 
 
 def _channel_index(model: Model, stream: ChunkedStream, path: Path) -> list[int]:
@@ -165,7 +173,10 @@ def score_chunked(
     starts, scores = [], []
     chunks = stream.chunks(chunk_samples, options.nan_policy)
     for window_starts, windows in iter_windows(
-        chunks, model.window_length_, model.hop_, max_windows=_BATCH_WINDOWS
+        chunks,
+        model.window_length_,
+        model.hop_,
+        max_windows=_batch_windows(model.window_length_, chunk_samples),
     ):
         scores.append(model.window_scores(windows[:, index]))
         starts.append(window_starts)
