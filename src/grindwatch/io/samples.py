@@ -333,19 +333,15 @@ def _ratio(source_rate: float, target_rate: float) -> tuple[int, int]:
 def resample_rows(data: np.ndarray, source_rate: float, target_rate: float):
     """Resample every row of ``data`` from ``source_rate`` to ``target_rate``.
 
-        Uses polyphase filtering (``scipy.signal.resample_poly``), whose low-pass filter
-        removes content above the new Nyquist frequency when downsampling. The rate
-    <<<<<<< HEAD
-        ratio is approximated by a fraction with a denominator of at most 1000.
+    Uses polyphase filtering (``scipy.signal.resample_poly``), whose low-pass filter
+    removes content above the new Nyquist frequency when downsampling. The rate
+    ratio is approximated by a fraction with a denominator of at most 1000, or,
+    below 1/1000, by one over a whole number.
 
-        Raises
-        ------
-        ValueError
-            If a rate is not a finite number greater than 0.
-    =======
-        ratio is approximated by a fraction with a denominator of at most 1000, or,
-        below 1/1000, by one over a whole number.
-    >>>>>>> h-t
+    Raises
+    ------
+    ValueError
+        If a rate is not a finite number greater than 0.
     """
     from scipy.signal import resample_poly
 
