@@ -451,3 +451,50 @@ def test_train_result_repr_is_one_line():
 def test_with_overrides_needs_dict(overrides):
     with pytest.raises(TypeError, match="must be a dict of dotted settings"):
         Config().with_overrides(overrides)
+
+
+def test_train_in_memory_applies_constant_policy():
+    recordings = _recordings(4)
+    recordings.recordings[2].data[1] = 0.25
+
+    with pytest.raises(InputError) as raised:
+        grindwatch.train(recordings, _config(**{"data.constant_policy": "raise"}))
+
+    message = str(raised.value)
+    assert "r2" in message
+    assert "vib_y" in message
+    # Under the default policy the channel is kept and listed; the caller's
+    # Recording keeps its own metadata.
+    trained = grindwatch.train(recordings, _config())
+    checked = {r.name: r.metadata for r in trained.recordings}
+    assert checked["r2"]["constant_channels"] == ["vib_y"]
+    assert "constant_channels" not in recordings.recordings[2].metadata
+
+
+def test_score_in_memory_applies_clipping_policy():
+    config = _config(**{"data.clipping_policy": "raise"})
+    model = grindwatch.train(_recordings(4), config).model
+    clipped = make_cycle(9)
+    clipped[0] = np.clip(clipped[0], -0.5, 0.5)
+    recordings = RecordingSet([Recording("held", clipped, CHANNELS, 1000.0)])
+
+    with pytest.raises(InputError) as raised:
+        grindwatch.score(model, recordings, strict=True)
+
+    assert "held" in str(raised.value)
+    assert "vib_x" in str(raised.value)
+
+
+def test_train_in_memory_applies_data_match():
+    recordings = _recordings(6)
+    for recording in recordings:
+        steel = int(recording.name[1:]) % 2 == 0
+        recording.metadata["meta"] = {"material": "steel" if steel else "alu"}
+
+    trained = grindwatch.train(
+        recordings, _config(**{"data.match": {"material": "alu"}})
+    )
+
+    assert [r.name for r in trained.recordings] == ["r1", "r3", "r5"]
+    with pytest.raises(InputError, match="data.match"):
+        grindwatch.train(recordings, _config(**{"data.match": {"material": "brass"}}))

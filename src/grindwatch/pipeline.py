@@ -121,16 +121,19 @@ def _in_memory(
     """Check a RecordingSet built in Python and apply the reading settings it needs.
 
     Names must be unique, as the readers make them, so that each window row
-    joins one recording row. For training, ``data.channels`` selects channels,
-    ``data.sample_rate`` fills missing rates and ``data.nan_policy`` applies to
-    NaN and infinite samples, as they do for files.
+    joins one recording row. As for files, ``data.match`` picks recordings by
+    their metadata and ``data.constant_policy`` and ``data.clipping_policy``
+    apply to signal recordings; for training, ``data.channels`` selects
+    channels, ``data.sample_rate`` fills missing rates and ``data.nan_policy``
+    applies to NaN and infinite samples.
 
     Raises
     ------
     InputError
-        If the set is empty, names repeat, a recording lacks a channel of
-        ``data.channels``, or a sample is not finite under
-        ``data.nan_policy: raise``.
+        If the set is empty, names repeat, no recording matches ``data.match``,
+        a recording lacks a channel of ``data.channels``, a sample is not finite
+        under ``data.nan_policy: raise``, or a channel is constant or clipped
+        under policy ``raise``.
     """
     if not recordings.recordings:
         raise InputError(
@@ -147,19 +150,78 @@ def _in_memory(
             "the RecordingSet, so their windows could not be told apart",
             "give each Recording its own name",
         )
-    # NOTE: the other data settings (constant and clipping policies,
-    # resampling, data.match) apply only when grindwatch reads files.
-    if model is not None:
-        return recordings
-    if config.data.channels:
+    # NOTE: resampling (data.resample, data.resample_rate) applies only when
+    # grindwatch reads files.
+    recordings = _matching(recordings, config)
+    if model is None and config.data.channels:
         recordings = recordings.select_channels(list(config.data.channels))
-    if recordings.kind == "signals":
+    if recordings.kind != "signals":
+        return recordings
+    if model is None:
         recordings = RecordingSet(
             [_as_read(recording, config) for recording in recordings],
             list(recordings.skipped),
             recordings.kind,
         )
-    return recordings
+    return _quality_checked(recordings, config, model)
+
+
+def _matching(recordings: RecordingSet, config: Config) -> RecordingSet:
+    """Keep the recordings whose metadata equals ``data.match``, as for files.
+
+    Raises
+    ------
+    InputError
+        If no recording matches.
+    """
+    from grindwatch.io.dataset import matches_metadata
+
+    if not config.data.match:
+        return recordings
+    pairs = tuple((key, str(value)) for key, value in config.data.match.items())
+    kept = [recording for recording in recordings if matches_metadata(recording, pairs)]
+    if not kept:
+        raise InputError(
+            "data",
+            f"none of the {len(recordings)} recordings in the RecordingSet has "
+            f"metadata that equals data.match {dict(pairs)}",
+            "set the values in each Recording's metadata (or metadata['meta']), "
+            "or change data.match",
+        )
+    return RecordingSet(kept, list(recordings.skipped), recordings.kind)
+
+
+def _quality_checked(
+    recordings: RecordingSet, config: Config, model: Model | None
+) -> RecordingSet:
+    """Apply ``data.constant_policy`` and ``data.clipping_policy``, as for files.
+
+    Each recording's metadata is copied, so the caller's Recording objects keep
+    theirs; the checked copies list their constant and clipped channels.
+
+    Raises
+    ------
+    InputError
+        With policy ``raise``, for a constant or clipped channel.
+    """
+    from grindwatch.io.dataset import warn_quality
+    from grindwatch.io.samples import check_quality
+
+    named = set(config.data.channels or ())
+    checked = []
+    for recording in recordings:
+        among = set(model.channels_) if model is not None else set(recording.channels)
+        copy = replace(recording, metadata=dict(recording.metadata))
+        checked.append(
+            check_quality(
+                copy,
+                config.data.constant_policy,
+                config.data.clipping_policy,
+                among - named,
+            )
+        )
+    warn_quality(checked)
+    return RecordingSet(checked, list(recordings.skipped), recordings.kind)
 
 
 def _as_read(recording: Recording, config: Config) -> Recording:

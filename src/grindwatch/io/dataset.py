@@ -525,7 +525,7 @@ def load_recordings(
             dict(options.match),
         )
     _make_names_unique(recordings)
-    _warn_quality(recordings)
+    warn_quality(recordings)
     _warn_low_precision(recordings)
     _warn_time_like(recordings)
     _warn_non_numeric(recordings)
@@ -577,7 +577,8 @@ def matches_metadata(recording: Recording, match: Iterable[tuple[str, str]]) -> 
 _BOOL_WORDS = {"yes": True, "on": True, "no": False, "off": False}
 
 
-def _warn_quality(recordings: list[Recording]) -> None:
+def warn_quality(recordings: list[Recording]) -> None:
+    """Log one warning per kind of channel problem (constant, clipped) in a set."""
     for key, problem in (
         ("constant_channels", "constant (zero-variance)"),
         (
