@@ -72,6 +72,25 @@ def test_cycle_check_flags_missing_part_and_load(model):
     assert load["cycle_reason"].startswith("spindle_current: mean, 90th percentile")
 
 
+def test_pyfunc_rows_carry_the_cycle_check(model):
+    from grindwatch.tracking import predict_frame
+
+    missing = recording(610, "missing")
+    frame = pd.DataFrame(missing.data.T, columns=missing.channels)
+
+    # The logged MLflow model's predict runs predict_frame.
+    predicted = predict_frame(model, frame)
+
+    expected = model.score([missing]).recordings.iloc[0]
+    assert not predicted["flag"].any()
+    assert predicted["recording_flag"].all()
+    assert predicted["recording_score"].iloc[0] == pytest.approx(expected["score"])
+    assert set(predicted["cycle_check"]) == {expected["cycle_reason"]}
+    normal = recording(620)
+    frame = pd.DataFrame(normal.data.T, columns=normal.channels)
+    assert set(predict_frame(model, frame)["cycle_check"]) == {""}
+
+
 def test_cycle_check_flags_short_cycle(model):
     verdict = model.cycle_verdicts(model.prepare([recording(700, "short")]))[0]
     assert verdict.flag

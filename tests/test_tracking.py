@@ -261,6 +261,13 @@ def test_pyfunc_scores_a_recording_frame(cycle_folders, tmp_path):
     direct = grindwatch.score(result.model, cycle_folders["bad"] / "cycle_100.csv")
     np.testing.assert_allclose(predicted["score"], direct.windows["score"], rtol=1e-6)
     assert list(predicted["start_sample"]) == list(direct.windows["start_sample"])
+    verdict = direct.recordings.iloc[0]
+    np.testing.assert_allclose(
+        predicted["recording_score"], verdict["score"], rtol=1e-6
+    )
+    assert set(predicted["recording_flag"]) == {verdict["flag"]}
+    # 8 training recordings are too few for the cycle check.
+    assert set(predicted["cycle_check"]) == {""}
 
 
 def test_pyfunc_names_text_channel_values(cycle_folders, tmp_path):

@@ -451,8 +451,11 @@ class GrindwatchPyfunc(mlflow.pyfunc.PythonModel):
     Input that it cannot score raises ``PredictInputError``, an InputError that
     MLflow's scoring server returns as a 400 response with the message.
 
-    NOTE: it returns window verdicts only; the cycle check, which judges whole
-    recordings, runs in ``grindwatch score``, the service and the watcher.
+    For one recording, each row also carries the recording's verdict, as
+    ``grindwatch score`` gives it: ``recording_score`` (the aggregate of the
+    window scores), ``recording_flag`` (set by that score or by the cycle check)
+    and ``cycle_check`` (the check's reason when it flags, else empty). Windows
+    and feature-table rows have scores and flags only.
     """
 
     def load_context(self, context) -> None:  # noqa: ANN001
@@ -545,17 +548,18 @@ def predict_frame(model, model_input) -> pd.DataFrame:  # noqa: ANN001
         windows = data.T[:, :, None]
         scores = model.window_scores(windows)
         return pd.DataFrame({"score": scores, "flag": scores > threshold})
+    from grindwatch.online import score_recording
+
     recording = Recording("input", data, list(model.channels_), model.sample_rate_)
-    windows = model.prepare([recording])
-    scores = model.window_scores(windows.X)
-    return pd.DataFrame(
-        {
-            "window": np.arange(len(scores)),
-            "start_sample": windows.start,
-            "score": scores,
-            "flag": scores > threshold,
-        }
-    )
+    scored = score_recording(model, recording, explain=False)
+    frame = scored.windows[["window", "start_sample", "score", "flag"]].copy()
+    # The verdict on the whole recording, as in grindwatch score's recording
+    # table, repeated on every window's row.
+    frame["recording_score"] = scored.score
+    frame["recording_flag"] = scored.flag
+    cycle = scored.cycle
+    frame["cycle_check"] = cycle.reason if cycle is not None and cycle.flag else ""
+    return frame
 
 
 def _channel_values(frame: pd.DataFrame) -> np.ndarray:
