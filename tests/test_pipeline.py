@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
+import os
+import pickle
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +17,7 @@ import pytest
 import grindwatch
 from grindwatch.config import Config
 from grindwatch.exceptions import ConfigError, InputError
+from grindwatch.pipeline import Model
 from tests.conftest import make_cycle
 
 
@@ -302,6 +308,81 @@ def test_model_bundle_round_trip_gives_same_scores(cycle_folders, tmp_path):
         f"cycle_{i:03d}.csv" for i in range(8)
     ]
     assert (files["sha256"].str.len() == 64).all()
+
+
+def _two_variants(cycle_folders) -> tuple[Model, Model]:  # noqa: ANN001
+    """Return two copies of one trained model whose pickles and model.json differ
+    in their run id (and so in size and SHA-256)."""
+    config = _config(**{"detector.family": "pca"})
+    model = grindwatch.train(cycle_folders["good"], config).model
+    first = pickle.loads(pickle.dumps(model))
+    first.run_id_ = "first"
+    second = pickle.loads(pickle.dumps(model))
+    second.run_id_ = "second-longer"
+    return first, second
+
+
+def test_load_during_saves_sees_whole_pairs(cycle_folders, tmp_path):
+    """A thread that loads the bundle while another saves over it again and again
+    gets one of the saved models each time, never a pickle whose model.json
+    records the other."""
+    first, second = _two_variants(cycle_folders)
+    folder = tmp_path / "bundle"
+    first.save(folder)
+    stop = threading.Event()
+    loaded: list[str] = []
+    errors: list[str] = []
+
+    def load_repeatedly() -> None:
+        while not stop.is_set():
+            try:
+                loaded.append(Model.load(folder).run_id_)
+            except InputError as error:
+                errors.append(str(error))
+
+    reader = threading.Thread(target=load_repeatedly)
+    reader.start()
+    try:
+        for number in range(300):
+            (second if number % 2 == 0 else first).save(folder)
+    finally:
+        stop.set()
+        reader.join()
+    description = json.loads((folder / "model.json").read_text())
+
+    assert errors == []
+    assert set(loaded) == {"first", "second-longer"}
+    assert description["run_id"] == "first"
+    assert "file" not in description["model_pkl"]
+    assert list(folder.glob(".model-*.pkl")) == []
+
+
+def test_save_stopped_after_commit_loads_new(cycle_folders, tmp_path, monkeypatch):
+    """A save that stops once model.json names the new pickle, before it becomes
+    model.pkl, leaves a bundle that loads as the new model, and the next save
+    removes the staged file."""
+    first, second = _two_variants(cycle_folders)
+    folder = tmp_path / "bundle"
+    first.save(folder)
+    real_replace = os.replace
+
+    def replace(source, target):  # noqa: ANN001, ANN202
+        if Path(target).name == "model.pkl":
+            raise OSError(errno.EIO, "Input/output error")
+        return real_replace(source, target)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", replace)
+        with pytest.raises(OSError, match="model.pkl"):
+            second.save(folder)
+    stopped = Model.load(folder).run_id_
+    staged = sorted(path.name for path in folder.glob(".model-*.pkl"))
+    first.save(folder)
+
+    assert stopped == "second-longer"
+    assert len(staged) == 1
+    assert Model.load(folder).run_id_ == "first"
+    assert list(folder.glob(".model-*.pkl")) == []
 
 
 def test_bundle_with_empty_channel_list_loads(cycle_folders, tmp_path):

@@ -388,6 +388,61 @@ def test_changed_file_scored_again(trained, folder, tmp_path):
     assert watcher.store.moves().empty
 
 
+def _same_size_variant(path: Path, target: Path) -> None:
+    """Write ``target`` as ``path`` with one digit changed, so the size stays."""
+    text = path.read_text()
+    digit = text.index("0.0", text.index("\n"))
+    target.write_text(text[:digit] + "9" + text[digit + 1 :])
+
+
+def test_rewrite_keeping_mtime_scored_again(trained, folder, tmp_path):
+    """cp -p of other bytes of the same size over a scored file keeps its size
+    and modification time. Only the new ctime tells the new version apart."""
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=79)
+    watcher.poll()
+    path = folder / "cycle_079.csv"
+    stat = path.stat()
+    staged = tmp_path / "staged.csv"
+    _same_size_variant(path, staged)
+    os.utime(staged, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    subprocess.run(["cp", "-p", str(staged), str(path)], check=True)
+    added = watcher.poll()
+    again = watcher.poll()
+    restarted = _watcher(trained, folder, tmp_path).poll()
+    table = watcher.store.frame()
+
+    assert path.stat().st_size == stat.st_size
+    assert path.stat().st_mtime_ns == stat.st_mtime_ns
+    assert len(added) == 1
+    assert again == []
+    assert restarted == []
+    assert table["path"].tolist() == ["cycle_079.csv", "cycle_079.csv"]
+    assert table["sha256"].nunique() == 2
+    assert watcher.store.moves().empty
+
+
+def test_chmod_not_scored_again(trained, folder, tmp_path, caplog):
+    """A new ctime with the same content (chmod) is hashed once, not scored."""
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(folder, 1, start_seed=78)
+    watcher.poll()
+    path = folder / "cycle_078.csv"
+
+    path.chmod(0o600)
+    with caplog.at_level(logging.INFO, logger="grindwatch.watch"):
+        added = watcher.poll()
+    again = watcher.poll()
+    moves = watcher.store.moves()
+
+    assert added == []
+    assert again == []
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_078.csv"]
+    assert moves["kind"].tolist() == ["touched"]
+    assert "has a new ctime" in caplog.text
+
+
 def test_touched_file_not_scored_again(trained, folder, tmp_path, caplog):
     watcher = _watcher(trained, folder, tmp_path)
     write_cycles(folder, 1, start_seed=81)
@@ -489,8 +544,12 @@ def test_moved_back_file_followed(trained, folder, tmp_path):
     assert back == []
     assert current_after_back == ["cycle_084.csv"]
     assert csv_after_back == ["cycle_084.csv"]
-    assert moves["from_path"].tolist() == ["cycle_084.csv", "cycle_084.csv"]
-    assert moves["kind"].tolist() == ["moved", "moved"]
+    # Linux file systems set the ctime on a rename, so the move back is a row of
+    # its own there. Where a rename keeps the ctime, the key is known and no row
+    # is added.
+    assert moves["from_path"].iloc[0] == "cycle_084.csv"
+    assert moves["from_path"].iloc[-1] == "cycle_084.csv"
+    assert set(moves["kind"]) == {"moved"}
     assert watcher.store.frame()["current_path"].tolist() == ["renamed.csv"]
 
 
@@ -645,6 +704,38 @@ def test_old_results_hashed_then_moved(trained, folder, tmp_path):
         "cycle_089.csv",
     ]
     assert watcher.store.moves()["from_path"].tolist() == ["cycle_088.csv"]
+
+
+def test_old_keys_adopted_then_rewrite_seen(trained, folder, tmp_path):
+    """Results stored before keys had a ctime are neither hashed nor scored after
+    the upgrade, and a later rewrite that keeps the mtime is scored."""
+    write_cycles(folder, 1, start_seed=77)
+    path = folder / "cycle_077.csv"
+    database = tmp_path / "results.sqlite"
+    with sqlite3.connect(database) as connection:
+        connection.executescript(_OLD_SCHEMA)
+        stat = path.stat()
+        connection.execute(
+            "INSERT INTO results (path, size, mtime_ns, status, score, threshold, "
+            "scored_at) VALUES (?, ?, ?, 'scored', 0.5, 1.0, '2026-01-01')",
+            (path.name, stat.st_size, stat.st_mtime_ns),
+        )
+    connection.close()
+
+    upgraded = _watcher(trained, folder, tmp_path).poll()
+    with sqlite3.connect(database) as connection:
+        stored_ctime = connection.execute("SELECT ctime_ns FROM results").fetchone()
+    connection.close()
+    staged = tmp_path / "staged.csv"
+    _same_size_variant(path, staged)
+    os.utime(staged, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    subprocess.run(["cp", "-p", str(staged), str(path)], check=True)
+    rewritten = _watcher(trained, folder, tmp_path).poll()
+
+    assert upgraded == []
+    assert stored_ctime == (stat.st_ctime_ns,)
+    assert len(rewritten) == 1
+    assert _paths(database) == ["cycle_077.csv", "cycle_077.csv"]
 
 
 def _break_reader(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
@@ -1600,20 +1691,22 @@ def test_restarted_watcher_keeps_run_notice(trained, folder, tmp_path):
     assert restarted.run_notice.startswith("3 recordings in a row were flagged")
 
 
-def test_failed_move_back_says_what_failed(
+def test_failed_current_path_says_what_failed(
     trained, folder, tmp_path, monkeypatch, caplog
 ):
+    """A copy whose original is deleted becomes the result's file. A failed write
+    of its new current path is logged and tried again."""
     watcher = _watcher(trained, folder, tmp_path)
     write_cycles(folder, 1, start_seed=85)
     watcher.poll()
     (folder / "sub").mkdir()
-    (folder / "cycle_085.csv").rename(folder / "sub" / "cycle_085.csv")
+    shutil.copy2(folder / "cycle_085.csv", folder / "sub" / "cycle_085.csv")
     watcher.poll()
 
     def locked(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise sqlite3.OperationalError("database is locked")
 
-    (folder / "sub" / "cycle_085.csv").rename(folder / "cycle_085.csv")
+    (folder / "cycle_085.csv").unlink()
     with monkeypatch.context() as patch:
         patch.setattr(watcher.store, "set_current_path", locked)
         with caplog.at_level("ERROR", logger="grindwatch.watch"):
@@ -1621,8 +1714,8 @@ def test_failed_move_back_says_what_failed(
     failed_current = watcher.store.frame()["current_path"].tolist()
     watcher.poll()
 
-    assert "record result 1's move back to cycle_085.csv" in caplog.text
+    assert "record result 1's new current path sub/cycle_085.csv" in caplog.text
     assert "the next poll tries again" in caplog.text
-    assert "scored again" not in caplog.text
-    assert failed_current == ["sub/cycle_085.csv"]
-    assert watcher.store.frame()["current_path"].tolist() == ["cycle_085.csv"]
+    assert "it is scored again" not in caplog.text
+    assert failed_current == ["cycle_085.csv"]
+    assert watcher.store.frame()["current_path"].tolist() == ["sub/cycle_085.csv"]

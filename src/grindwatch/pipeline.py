@@ -6,6 +6,7 @@ import logging
 import os
 import pickle
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -844,7 +845,9 @@ class Model:
         training_files.json (path, bytes and SHA-256 of each training file).
 
         model.json records the size and SHA-256 of model.pkl under ``model_pkl``,
-        which ``load`` checks.
+        which ``load`` checks. model.pkl and model.json are replaced as a pair,
+        so a ``load`` that runs meanwhile, or after a crash mid-save, returns the
+        old model or the new one.
         """
         import hashlib
         import json
@@ -857,21 +860,12 @@ class Model:
         finally:
             if training_windows is not None:
                 self.training_windows_ = training_windows
-        # NOTE: each file is replaced atomically, but the pair is not, so a load
-        # between these two writes over an older bundle finds a size or SHA-256
-        # mismatch and fails.
-        atomic_write_bytes(folder / BUNDLE_FILE, content)
+        sha256 = hashlib.sha256(content).hexdigest()
         description = {
             **self.describe(),
-            "model_pkl": {
-                "bytes": len(content),
-                "sha256": hashlib.sha256(content).hexdigest(),
-            },
+            "model_pkl": {"bytes": len(content), "sha256": sha256},
         }
-        atomic_write_bytes(
-            folder / "model.json",
-            json.dumps(description, indent=2, default=str).encode(),
-        )
+        _replace_pair(folder, content, description)
         atomic_write_bytes(folder / "config.yaml", self.config.to_yaml().encode())
         # JSON, not CSV: a model folder inside a data folder must not add a file
         # that reading the data would take for a recording.
@@ -899,14 +893,7 @@ class Model:
             "retrain with 'grindwatch train --output FOLDER', or pass the folder "
             "that 'grindwatch train --output' wrote"
         )
-        try:
-            handle = open(path, "rb")
-        except OSError as error:
-            raise InputError(
-                path, f"cannot be read ({error.strerror})", "check its permissions"
-            ) from error
-        with handle:
-            content = handle.read()
+        path, content, record = _read_pair(Path(folder))
         if not content:
             raise InputError(
                 path,
@@ -914,7 +901,7 @@ class Model:
                 "or its writing was interrupted)",
                 fix,
             )
-        _check_saved_file(path, content, fix)
+        _check_saved_file(path, content, record, fix)
         try:
             model = pickle.loads(content)
         # Non-pickle data, a truncated file, and a pickle of classes that this
@@ -989,7 +976,118 @@ def _current_config(config: Config, path: Path, fix: str) -> Config:
         ) from error
 
 
-def _check_saved_file(path: Path, content: bytes, fix: str) -> None:
+# How often ``_read_pair`` reads again when a save replaced the pair meanwhile,
+# and the pause in seconds between two reads.
+_PAIR_READ_ATTEMPTS = 50
+_PAIR_READ_PAUSE_S = 0.01
+
+
+def _replace_pair(folder: Path, content: bytes, description: dict[str, Any]) -> None:
+    """Replace model.pkl and model.json in ``folder`` so that every moment has a
+    pair that ``_read_pair`` reads as one.
+
+    The pickle is first written beside model.pkl under a hidden name of its own.
+    model.json is then replaced, naming that file under ``model_pkl.file``, which
+    is the moment the new pair counts. The file is then renamed to model.pkl and
+    model.json written again without the name, so a finished bundle has the layout
+    that older grindwatch versions read. A reader finds the named file, or, once it
+    is renamed, model.pkl with the recorded size and SHA-256.
+    """
+    import json
+
+    def write_description(record: dict[str, Any]) -> None:
+        text = json.dumps({**description, "model_pkl": record}, indent=2, default=str)
+        atomic_write_bytes(folder / "model.json", text.encode())
+
+    record = description["model_pkl"]
+    staged = folder / f".model-{record['sha256'][:16]}.pkl"
+    atomic_write_bytes(staged, content)
+    write_description({**record, "file": staged.name})
+    try:
+        os.replace(staged, folder / BUNDLE_FILE)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(folder / BUNDLE_FILE)) from error
+    write_description(record)
+    # NOTE: two processes saving into one folder at once are not serialised, so
+    # one can delete the other's staged pickle here and make that save fail.
+    for stale in folder.glob(".model-*.pkl"):
+        stale.unlink(missing_ok=True)
+
+
+def _pair_record(folder: Path) -> dict[str, Any] | None:
+    """Return model.json's ``model_pkl`` record, or None when there is none
+    (bundles of older versions, a missing or damaged model.json)."""
+    import json
+
+    try:
+        record = json.loads((folder / "model.json").read_bytes())["model_pkl"]
+        return {
+            "bytes": int(record["bytes"]),
+            "sha256": str(record["sha256"]),
+            "file": record.get("file"),
+        }
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None  # _check_description warns when model.json is damaged
+
+
+def _identity(record: dict[str, Any] | None) -> tuple[int, str] | None:
+    """Return the size and SHA-256 that a record names, without the file name."""
+    return None if record is None else (record["bytes"], record["sha256"])
+
+
+def _matches(content: bytes, record: dict[str, Any] | None) -> bool:
+    import hashlib
+
+    if record is None:
+        return True
+    return (
+        len(content) == record["bytes"]
+        and hashlib.sha256(content).hexdigest() == record["sha256"]
+    )
+
+
+def _read_pair(folder: Path) -> tuple[Path, bytes, dict[str, Any] | None]:
+    """Read the pickle of a bundle with the model.json record it matches.
+
+    Returns the file read, its bytes and the record. A save that replaces the
+    pair between the two reads shows as a mismatch together with a changed
+    model.json, and the pair is read again. A mismatch with an unchanged
+    model.json is damage, and is returned for ``_check_saved_file`` to report.
+    Saves that follow each other for longer than the attempts last (about 0.5 s
+    plus the reads) make the last mismatch count as damage too.
+    """
+    for _ in range(_PAIR_READ_ATTEMPTS):
+        record = _pair_record(folder)
+        path = folder / BUNDLE_FILE
+        if record is not None and record["file"]:
+            named = folder / Path(record["file"]).name
+            if named.is_file():
+                path = named
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:
+            if path.name == BUNDLE_FILE:
+                raise InputError(
+                    folder,
+                    f"is not a grindwatch model folder (no {BUNDLE_FILE})",
+                    "pass the folder written by 'grindwatch train --output'",
+                ) from None
+            continue  # renamed to model.pkl since model.json was read
+        except OSError as error:
+            raise InputError(
+                path, f"cannot be read ({error.strerror})", "check its permissions"
+            ) from error
+        if _matches(content, record):
+            return path, content, record
+        if _identity(_pair_record(folder)) == _identity(record):
+            return path, content, record
+        time.sleep(_PAIR_READ_PAUSE_S)
+    return path, content, record
+
+
+def _check_saved_file(
+    path: Path, content: bytes, record: dict[str, Any] | None, fix: str
+) -> None:
     """Raise InputError when model.pkl differs from the file that ``save`` wrote.
 
     ``save`` records the size and SHA-256 of model.pkl in model.json beside it.
@@ -998,13 +1096,10 @@ def _check_saved_file(path: Path, content: bytes, fix: str) -> None:
     by older versions or without model.json, are not checked.
     """
     import hashlib
-    import json
 
-    try:
-        saved = json.loads((path.parent / "model.json").read_bytes())["model_pkl"]
-        size, sha256 = int(saved["bytes"]), str(saved["sha256"])
-    except (OSError, ValueError, TypeError, KeyError):
-        return  # _check_description warns when model.json is damaged
+    if record is None:
+        return
+    size, sha256 = record["bytes"], record["sha256"]
     if len(content) != size:
         raise InputError(
             path,

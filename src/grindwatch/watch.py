@@ -9,11 +9,14 @@ exists (``NAME<marker_suffix>`` beside it, or a file named ``folder_marker`` in
 its folder).
 
 Every result goes to an SQLite table, keyed by the file's path relative to the
-watched folder, its size and its modification time in nanoseconds, and stored with
-the SHA-256 of its content. A file whose key is in neither the results nor the
-``moves`` table is new, so after a restart the watcher neither scores a file twice
-nor skips one. A new file is hashed before it is read. When a stored result has
-the same size and hash, the file is not scored but stored in ``moves``:
+watched folder, its size, its modification time and its ctime in nanoseconds, and
+stored with the SHA-256 of its content. The kernel sets the ctime on every write,
+so a rewrite that restores the size and the modification time (``cp -p``,
+``rsync -t``) gets a new key, while each poll still costs one ``stat`` per file.
+A file whose key is in neither the results nor the ``moves`` table is new, so
+after a restart the watcher neither scores a file twice nor skips one. A new file
+is hashed before it is read. When a stored result has the same size and hash, the
+file is not scored but stored in ``moves``:
 
 - ``moved``: the result's file is gone from where it was last seen (moved or
   renamed inside the watched folder). The result's ``current_path`` follows it.
@@ -22,7 +25,8 @@ the same size and hash, the file is not scored but stored in ``moves``:
   Recordings of real sensor signals do not repeat byte for byte, so a warning
   reports that the copy was made by hand or a logger wrote one cycle twice. A move
   done as a copy and a delete stays a copy when a poll falls between the two.
-- ``touched``: the same path with a new modification time and the same content.
+- ``touched``: the same path with a new modification time or ctime and the same
+  content (``touch``, ``chmod``, a rewrite of the same bytes).
   A failed file touched in place is scored again instead, because ``touch`` is
   how a user asks for a retry.
 
@@ -53,7 +57,7 @@ import logging
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,8 +107,10 @@ RESULT_COLUMNS = (
     "source",
 )
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS results (
+# The tables are templates for their name, because an upgrade of an older
+# database copies a table into a new one built from the template.
+_RESULTS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     path TEXT NOT NULL,
     size INTEGER NOT NULL,
@@ -129,8 +135,11 @@ CREATE TABLE IF NOT EXISTS results (
     sha256 TEXT,
     current_path TEXT,
     source TEXT,
-    UNIQUE (path, size, mtime_ns)
-);
+    ctime_ns INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (path, size, mtime_ns, ctime_ns)
+)
+"""
+_WINDOWS_TABLE = """
 CREATE TABLE IF NOT EXISTS windows (
     result_id INTEGER NOT NULL REFERENCES results (id),
     window INTEGER NOT NULL,
@@ -141,8 +150,10 @@ CREATE TABLE IF NOT EXISTS windows (
     flag INTEGER NOT NULL,
     channel_shares TEXT,
     PRIMARY KEY (result_id, window)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS moves (
+) WITHOUT ROWID
+"""
+_MOVES_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     result_id INTEGER NOT NULL REFERENCES results (id),
     path TEXT NOT NULL,
@@ -151,19 +162,27 @@ CREATE TABLE IF NOT EXISTS moves (
     from_path TEXT NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('moved', 'copied', 'touched')),
     seen_at TEXT NOT NULL,
-    UNIQUE (path, size, mtime_ns)
-);
+    ctime_ns INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (path, size, mtime_ns, ctime_ns)
+)
 """
 
 
 @dataclass(frozen=True)
 class FileKey:
     """Identity of one version of a file: path relative to the watched folder,
-    size in bytes and modification time in nanoseconds."""
+    size in bytes, modification time and status change time in nanoseconds.
+
+    The status change time (``st_ctime_ns``, for a cycle folder the latest of its
+    files) tells apart a rewrite that restores the size and the modification time,
+    as ``cp -p`` and ``rsync -t`` do, because the kernel sets it on every write and
+    no program can set it back. 0 marks a key stored by an older grindwatch.
+    """
 
     path: str
     size: int
     mtime_ns: int
+    ctime_ns: int = 0
 
 
 class ResultStore:
@@ -205,8 +224,11 @@ class ResultStore:
         connection = self._connect()
         try:
             connection.execute("PRAGMA journal_mode=WAL")
-            connection.executescript(_SCHEMA)
+            connection.execute(_RESULTS_TABLE.format(name="results"))
+            connection.execute(_WINDOWS_TABLE)
+            connection.execute(_MOVES_TABLE.format(name="moves"))
             _add_missing_columns(connection)
+            _key_by_ctime(connection)
             # The index needs the sha256 column, which older tables get just above.
             connection.execute(
                 "CREATE INDEX IF NOT EXISTS results_content ON results (size, sha256)"
@@ -244,8 +266,8 @@ class ResultStore:
         connection = self._connect()
         try:
             rows = connection.execute(
-                "SELECT path, size, mtime_ns FROM results "
-                "UNION SELECT path, size, mtime_ns FROM moves"
+                "SELECT path, size, mtime_ns, ctime_ns FROM results "
+                "UNION SELECT path, size, mtime_ns, ctime_ns FROM moves"
             )
             return {FileKey(*row) for row in rows}
         finally:
@@ -257,10 +279,10 @@ class ResultStore:
         connection = self._connect()
         try:
             rows = connection.execute(
-                "SELECT path, size, mtime_ns, id FROM results "
-                "UNION SELECT path, size, mtime_ns, result_id FROM moves"
+                "SELECT path, size, mtime_ns, ctime_ns, id FROM results "
+                "UNION SELECT path, size, mtime_ns, ctime_ns, result_id FROM moves"
             )
-            return {FileKey(*row[:3]): row[3] for row in rows}
+            return {FileKey(*row[:4]): row[4] for row in rows}
         finally:
             connection.close()
 
@@ -356,13 +378,14 @@ class ResultStore:
         try:
             with connection:
                 cursor = connection.execute(
-                    "INSERT INTO moves (result_id, path, size, mtime_ns, from_path, "
-                    "kind, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO moves (result_id, path, size, mtime_ns, ctime_ns, "
+                    "from_path, kind, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         result_id,
                         key.path,
                         key.size,
                         key.mtime_ns,
+                        key.ctime_ns,
                         from_path,
                         kind,
                         datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -394,12 +417,29 @@ class ResultStore:
         connection = self._connect()
         try:
             rows = connection.execute(
-                "SELECT id, path, size, mtime_ns FROM results WHERE sha256 IS NULL "
-                "ORDER BY id"
+                "SELECT id, path, size, mtime_ns, ctime_ns FROM results "
+                "WHERE sha256 IS NULL ORDER BY id"
             ).fetchall()
         finally:
             connection.close()
         return [(row[0], FileKey(*row[1:])) for row in rows]
+
+    def set_ctimes(self, keys: list[FileKey]) -> None:
+        """Store the ctime of each key in ``keys`` in the rows of results and moves
+        that have its path, size and modification time but no ctime, as rows
+        stored by an older grindwatch have."""
+        rows = [(key.ctime_ns, key.path, key.size, key.mtime_ns) for key in keys]
+        connection = self._connect()
+        try:
+            with connection:
+                for table in ("results", "moves"):
+                    connection.executemany(
+                        f"UPDATE {table} SET ctime_ns = ? WHERE path = ? AND "
+                        "size = ? AND mtime_ns = ? AND ctime_ns = 0",
+                        rows,
+                    )
+        finally:
+            connection.close()
 
     def set_sha256(self, hashes: dict[int, str]) -> None:
         """Store the content hash of each result id in ``hashes``."""
@@ -509,6 +549,55 @@ def _add_missing_columns(connection: sqlite3.Connection) -> None:
                 connection.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
 
 
+def _key_by_ctime(connection: sqlite3.Connection) -> None:
+    """Copy the results and moves tables of an older grindwatch into tables whose
+    unique key includes ``ctime_ns``, so that a rewrite with the old size and
+    modification time can be stored as a new result.
+
+    SQLite cannot change the constraint of an existing table. The copy keeps every
+    id, so the windows table still points at its results, and it runs in one
+    transaction, so a reader sees the old tables or the new ones.
+    """
+    tables = (("results", _RESULTS_TABLE), ("moves", _MOVES_TABLE))
+    # Checked first without a lock, so that opening a current database does not
+    # wait for a writer.
+    if all("ctime_ns" in _unique_columns(connection, name) for name, _ in tables):
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for table, template in tables:
+            if "ctime_ns" in _unique_columns(connection, table):
+                continue  # another process upgraded it meanwhile
+            connection.execute(template.format(name=f"{table}_new"))
+            new = _column_names(connection, f"{table}_new")
+            old = _column_names(connection, table)
+            columns = ", ".join(name for name in old if name in new)
+            connection.execute(
+                f"INSERT INTO {table}_new ({columns}) SELECT {columns} FROM {table}"
+            )
+            connection.execute(f"DROP TABLE {table}")
+            connection.execute(f"ALTER TABLE {table}_new RENAME TO {table}")
+            logger.info("upgraded the %s table to key files by ctime too", table)
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+
+
+def _column_names(connection: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+
+
+def _unique_columns(connection: sqlite3.Connection, table: str) -> set[str]:
+    """Return the columns of the UNIQUE constraints of ``table``."""
+    columns = set()
+    for index in connection.execute(f"PRAGMA index_list({table})").fetchall():
+        if index["unique"] and index["origin"] == "u":
+            info = connection.execute(f"PRAGMA index_info({index['name']})")
+            columns.update(row["name"] for row in info)
+    return columns
+
+
 def _check_not_other_file(path: Path) -> None:
     """Raise ConfigError when ``path`` is a file that is not a results copy.
 
@@ -544,6 +633,7 @@ def _result_row(
         "path": key.path,
         "size": key.size,
         "mtime_ns": key.mtime_ns,
+        "ctime_ns": key.ctime_ns,
         "status": "failed" if cycle is None else "scored",
         "reason": reason,
         "scored_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -688,8 +778,10 @@ class Watcher:
         self._known: dict[FileKey, int | None] = dict(store.key_results())
         # Result id -> the path its file was last seen at, as in current_path.
         self._current = store.current_paths()
-        # Path -> (size, mtime_ns, monotonic time first seen with them).
-        self._seen: dict[str, tuple[int, int, float]] = {}
+        # Path -> (its key, monotonic time first seen with it).
+        self._seen: dict[str, tuple[FileKey, float]] = {}
+        # Keys stored without a ctime that this poll gave one, to be stored.
+        self._adopted: list[FileKey] = []
         # Path of a logger stream -> its cycle folder, which lacks meta.json.
         self._streams: dict[str, str] = {}
         # Files of 0 bytes, which wait for content: a logger may create its file
@@ -761,21 +853,53 @@ class Watcher:
             key = _file_key(path, self.folder)
             if key is None:
                 continue
-            # NOTE: a rewrite that keeps the size and the modification time (a copy
-            # tool that restores mtime) keeps a known key, so it is not scored again.
-            if key not in self._known:
+            if key not in self._known and not self._adopt_old_key(key):
                 found.append((path, key))
             else:
                 self._follow_known(key)
+        self._store_adopted_ctimes()
         return found
+
+    def _adopt_old_key(self, key: FileKey) -> bool:
+        """Return True when ``key`` matches a key stored without a ctime by an older
+        grindwatch, and give that key the file's ctime.
+
+        Such a file is trusted as the older version trusted it, so an upgrade
+        neither hashes nor scores the files already stored. Its ctime is stored
+        at the end of the poll, so that a later rewrite is seen.
+        """
+        old = FileKey(key.path, key.size, key.mtime_ns)
+        if key.ctime_ns == 0 or old not in self._known:
+            return False
+        self._known[key] = self._known.pop(old)
+        self._adopted.append(key)
+        return True
+
+    def _store_adopted_ctimes(self) -> None:
+        """Store the ctimes that ``_adopt_old_key`` gave to old keys."""
+        if not self._adopted:
+            return
+        try:
+            self.store.set_ctimes(self._adopted)
+        except sqlite3.OperationalError as error:
+            # The keys stay adopted in memory, so this watcher still detects a rewrite.
+            logger.error(
+                "could not store the ctime of %d files scored by an older grindwatch "
+                "in %s (%s); it is stored again after the next restart",
+                len(self._adopted),
+                self.store.path,
+                error,
+            )
+        self._adopted = []
 
     def _follow_known(self, key: FileKey) -> None:
         """Set the current path of the result of the known file ``key`` to its path
         when the file at the stored current path is gone or has other content.
 
-        That is a file moved back to a path where it was stored before, with its
-        old modification time, which ``mv`` keeps. Its key is known, so it is no
-        candidate and no row is added to the moves table.
+        That is a copy whose original was deleted, or a file moved back to a path
+        where it was stored before on a file system where a rename keeps the
+        ctime (Linux file systems set it). Its key is known, so it is no candidate
+        and no row is added to the moves table.
         """
         result_id = self._known[key]
         current = self._current.get(result_id) if result_id is not None else None
@@ -790,18 +914,18 @@ class Watcher:
             self._note_store_failure(
                 key,
                 error,
-                failed=f"record result {result_id}'s move back to",
+                failed=f"record result {result_id}'s new current path",
                 retry="the next poll tries again",
             )
             return
         self._current[result_id] = key.path
         self._moves_added += 1
         logger.info(
-            "%s is back at a path it had before (it was last seen at %s); it keeps "
-            "result %d",
+            "%s has the content of result %d, whose file at %s is gone or changed, "
+            "so it is now that result's file",
             key.path,
-            current,
             result_id,
+            current,
         )
 
     def _note_folder_state(self) -> None:
@@ -846,10 +970,10 @@ class Watcher:
             return False
         self._empty.discard(key.path)
         seen = self._seen.get(key.path)
-        if seen is None or seen[:2] != (key.size, key.mtime_ns):
-            self._seen[key.path] = (key.size, key.mtime_ns, now)
+        if seen is None or seen[0] != key:
+            self._seen[key.path] = (key, now)
             return self.settle_seconds <= 0
-        return now - seen[2] >= self.settle_seconds
+        return now - seen[1] >= self.settle_seconds
 
     def poll(self) -> list[int]:
         """Score every complete new file once; return the ids of the new results.
@@ -998,7 +1122,10 @@ class Watcher:
             # The file changed while it was hashed: wait until it settles again.
             self._seen.pop(key.path, None)
             return
-        if FileKey(known["path"], known["size"], known["mtime_ns"]) == key:
+        stored = FileKey(
+            known["path"], known["size"], known["mtime_ns"], known["ctime_ns"]
+        )
+        if stored == key:
             # Another watcher on the same store scored this very file since this
             # one started, so it is neither a move, a copy nor a touch.
             self._known[key] = known["id"]
@@ -1037,10 +1164,11 @@ class Watcher:
         hashes = {}
         for result_id, key in self.store.without_sha256():
             path = self.folder / key.path
-            if _file_key(path, self.folder) != key:
+            current = _file_key(path, self.folder)
+            if current is None or not _same_version(current, key):
                 continue
             sha256 = _content_sha256(path)
-            if sha256 is not None and _unchanged(path, key, self.folder):
+            if sha256 is not None and _unchanged(path, current, self.folder):
                 hashes[result_id] = sha256
         if hashes:
             try:
@@ -1332,14 +1460,26 @@ def _file_key(path: Path, folder: Path) -> FileKey | None:
     relative = _valid_utf8(path.relative_to(folder).as_posix())
     try:
         if not path.is_dir():
+            # NOTE: on Windows st_ctime_ns is the creation time (Python 3.12 marks
+            # that use as deprecated), so a rewrite in place that keeps the size and
+            # the modification time is not seen there.
             stat = path.stat()
-            return FileKey(relative, stat.st_size, stat.st_mtime_ns)
+            return FileKey(relative, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
         stats = [item.stat() for item in path.rglob("*") if item.is_file()]
     except FileNotFoundError:
         return None  # removed since the listing
     size = sum(stat.st_size for stat in stats)
     latest = max((stat.st_mtime_ns for stat in stats), default=0)
-    return FileKey(relative, size, latest)
+    changed = max((stat.st_ctime_ns for stat in stats), default=0)
+    return FileKey(relative, size, latest, changed)
+
+
+def _same_version(current: FileKey, stored: FileKey) -> bool:
+    """Return True when the file's ``current`` key is the ``stored`` one, which
+    lacks a ctime when an older grindwatch stored it."""
+    if stored.ctime_ns == 0:
+        return replace(current, ctime_ns=0) == stored
+    return current == stored
 
 
 def _valid_utf8(text: str) -> str:
@@ -1381,10 +1521,18 @@ def _log_known(key: FileKey, known: dict[str, Any], kind: str) -> None:
             known["status"],
         )
     else:
+        # The same modification time with a new ctime is a rewrite of the same
+        # bytes (cp -p, rsync -t), a chmod or a restore from a backup.
+        changed = (
+            "modification time"
+            if key.mtime_ns != known["mtime_ns"]
+            else "ctime (a rewrite or a metadata change)"
+        )
         logger.info(
-            "%s has a new modification time but the same content; it keeps result "
-            "%d (%s) and is not scored again",
+            "%s has a new %s but the same content; it keeps result %d (%s) and is "
+            "not scored again",
             key.path,
+            changed,
             known["id"],
             known["status"],
         )
