@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grindwatch.config import load_config
+from grindwatch.config import Config, load_config
 from grindwatch.exceptions import ConfigError
 
 
@@ -123,7 +123,16 @@ def test_base_60_number_rejected(tmp_path):
 
 @pytest.mark.parametrize(
     ("found", "text", "matched"),
-    [(True, "on", True), (False, "off", True), (True, "no", False), ("on", "on", True)],
+    [
+        (True, "on", True),
+        (False, "off", True),
+        (True, "no", False),
+        ("on", "on", True),
+        (1.0, "1", True),
+        (25, "25.0", True),
+        (3, "4", False),
+        ("1.0", "1", False),
+    ],
 )
 def test_match_word_compares_with_metadata(tmp_path, found, text, matched):
     import numpy as np
@@ -142,6 +151,25 @@ def test_match_word_compares_with_metadata(tmp_path, found, text, matched):
 
     # Before, on was read as True, so it missed the text "on" in meta.json.
     assert matches_metadata(recording, read_options(config).match) is matched
+
+
+def test_match_text_true_equals_boolean():
+    import numpy as np
+
+    from grindwatch.io import Recording
+    from grindwatch.io.dataset import matches_metadata
+    from grindwatch.pipeline import read_options
+
+    # A dict from Python or JSON can give "true" as text, not as a boolean.
+    config = Config().with_overrides({"data.match": {"stop": "true"}})
+    recording = Recording(
+        name="cycle",
+        data=np.zeros((1, 8), dtype=np.float32),
+        channels=["vib"],
+        metadata={"meta": {"stop": True}},
+    )
+
+    assert matches_metadata(recording, read_options(config).match) is True
 
 
 def test_comma_text_for_list_names_fix(tmp_path):
