@@ -1345,6 +1345,23 @@ def test_matlab_datenums_in_datetime_column(tmp_path):
     assert "'Time [d]' for serial dates" in raised.value.fix
 
 
+@pytest.mark.parametrize(
+    ("offset", "rate"), [(0, 50_000.0), (693_960, 5_000.0), (693_960, 10_000.0)]
+)
+def test_days_too_coarse_for_rate_raise(tmp_path, offset, rate):
+    # Serial dates (offset 0) round to 8.64 us and datenums to 86.4 us when
+    # written with 15 significant digits, as spreadsheets write them.
+    days = np.array([float(f"{day:.15g}") for day in _serial_days(2000, rate) + offset])
+    path = _write(tmp_path / "run.csv", "date", days, n_samples=2000)
+
+    # Before, the rate came out 1 % to 16 % high, with a false gap warning.
+    with pytest.raises(InputError, match="too coarse for its steps") as raised:
+        read_file(path)
+
+    assert "'date'" in str(raised.value)
+    assert "data.sample_rate" in raised.value.fix
+
+
 def test_whole_serial_days_in_date_column(tmp_path):
     days = 46082.0 + np.arange(300)
     path = _write(tmp_path / "daily.csv", "Date", days)
