@@ -94,6 +94,38 @@ def test_set_option_reads_leading_zero_as_decimal():
     assert overrides["data.channels"] == ["on", "no"]
 
 
+@pytest.mark.parametrize(("text", "length"), [("1e3", 1000), ("2.048E+3", 2048)])
+def test_exponent_without_dot_is_number(tmp_path, text, length):
+    config = _load(tmp_path, f"windows:\n  length: {text}\n")
+
+    # Before, YAML 1.1 read 1e3 as text, which an integer setting rejected.
+    assert config.windows.length == length
+
+
+def test_written_config_reads_back_unchanged(tmp_path):
+    names = ["1e3", "on", "010", "12:30", "1.5", "vib"]
+    config = Config().with_overrides({"data.channels": names})
+
+    read = _load(tmp_path, config.to_yaml())
+
+    assert read.data.channels == names
+
+
+def test_set_option_adds_match_key():
+    from grindwatch.cli import _parse_set
+
+    overrides = _parse_set(['data.match.tool="010"', "data.stream_modes.ae=features"])
+    config = Config().with_overrides(overrides)
+
+    assert config.data.match == {"tool": "010"}
+    assert config.data.stream_modes == {"ae": "features"}
+
+
+def test_set_option_unknown_key_in_section_rejected():
+    with pytest.raises(ConfigError, match="unknown setting 'windows.size'"):
+        Config().with_overrides({"windows.size": 3})
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("yes", True), ("Off", False), ("on", True), ("no", False), ("true", True)],
