@@ -368,3 +368,26 @@ def test_window_setting_replaces_the_other_unit(tmp_path):
 def test_length_and_seconds_rejected(tmp_path):
     with pytest.raises(ConfigError, match=r"length \(512 samples\) and seconds"):
         _load(tmp_path, "windows:\n  length: 512\n  seconds: 0.25\n")
+
+
+@pytest.mark.parametrize("text", ["10 kHz", "'1,000'"])
+def test_number_text_error_shows_value(tmp_path, text):
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, f"data:\n  sample_rate: {text}\n")
+
+    # Before, pydantic's message did not show the value.
+    message = str(raised.value)
+    assert "data.sample_rate: expected a number, not the text" in message
+    assert repr(text.strip("'")) in message
+    assert "without a unit" in message
+
+
+def test_match_list_value_is_one_error(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, "data:\n  match:\n    tool: [a, b]\n")
+
+    # Before, pydantic gave one error per type of the union: str, int, float, bool.
+    message = str(raised.value)
+    assert "data.match.tool: expected text, a number or a boolean" in message
+    assert "['a', 'b'] (list)" in message
+    assert "tool.int" not in message

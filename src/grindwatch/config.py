@@ -501,8 +501,38 @@ def validate_config(tree: dict[str, Any], source: str) -> Config:
     try:
         return Config.model_validate(tree)
     except ValidationError as error:
-        problems = "; ".join(_describe(item) for item in error.errors())
+        descriptions = [_describe(item) for item in _merged_unions(error.errors())]
+        problems = "; ".join(dict.fromkeys(descriptions))
         raise ConfigError(f"invalid configuration in {source}: {problems}") from None
+
+
+# Members of a scalar union such as data.match's str | int | float | bool, which
+# pydantic names as the last part of an error's location.
+_SCALAR_MEMBERS = frozenset({"str", "int", "float", "bool"})
+
+
+def _merged_unions(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Replace the one error per union member that pydantic gives for a value
+    that fits none of text, number and boolean with one error for the value."""
+    members: dict[tuple, set] = {}
+    for item in items:
+        loc = tuple(item["loc"])
+        if len(loc) > 1:
+            members.setdefault(loc[:-1], set()).add(loc[-1])
+    merged = []
+    for item in items:
+        loc = tuple(item["loc"])
+        if len(loc) > 1 and members[loc[:-1]] == _SCALAR_MEMBERS:
+            value = item.get("input")
+            item = {
+                **item,
+                "loc": loc[:-1],
+                "type": "scalar_union",
+                "msg": f"expected text, a number or a boolean, not {value!r} "
+                f"({type(value).__name__})",
+            }
+        merged.append(item)
+    return merged
 
 
 def _describe(item: dict[str, Any]) -> str:
@@ -513,6 +543,13 @@ def _describe(item: dict[str, Any]) -> str:
     where = ".".join(map(str, item["loc"]))
     # Pydantic prefixes the text of a validator's ValueError with its type.
     message = item["msg"].removeprefix("Value error, ")
+    value = item.get("input")
+    if item["type"] in ("float_parsing", "int_parsing") and isinstance(value, str):
+        # Pydantic's own message does not show the value.
+        message = (
+            f"expected a number, not the text {value!r}; write the number alone, "
+            "without a unit or a thousands separator"
+        )
     if item["type"] == "extra_forbidden":
         section: Any = Config
         for part in item["loc"][:-1]:
