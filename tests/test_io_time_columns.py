@@ -548,6 +548,27 @@ def test_date_and_time_columns_cross_midnight(tmp_path, names, date_format, star
 
 
 @pytest.mark.parametrize(
+    ("names", "offset"), [(("Date", "Time"), 0), (("Datum", "Uhrzeit"), 693_960)]
+)
+def test_serial_day_date_column_crosses_midnight(tmp_path, names, offset):
+    path = tmp_path / "night.csv"
+    stamps = _split_stamps()
+    frame = _split_frame(stamps, names=names)
+    # A date cell that lost its format: whole days since 1899-12-30 (46082 is
+    # 2026-03-01), or a MATLAB datenum with the offset.
+    frame[names[0]] = (stamps.normalize() - pd.Timestamp("1899-12-30")).days + offset
+    frame.to_csv(path, sep=";", index=False)
+
+    # Before, the date column was not read, so the time went back at midnight
+    # and the file was skipped.
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(PAIR_RATE)
+    assert recording.metadata["date_column"] == names[0]
+    assert "irregular_time_steps" not in recording.metadata
+
+
+@pytest.mark.parametrize(
     "time_format",
     ["%H:%M:%S,%f", "%I:%M:%S.%f %p", "%H:%M:%S.%f000"],
 )
