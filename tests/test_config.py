@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grindwatch.config import load_config
+from grindwatch.config import Config, load_config
 from grindwatch.exceptions import ConfigError
 
 
@@ -94,6 +94,38 @@ def test_set_option_reads_leading_zero_as_decimal():
     assert overrides["data.channels"] == ["on", "no"]
 
 
+@pytest.mark.parametrize(("text", "length"), [("1e3", 1000), ("2.048E+3", 2048)])
+def test_exponent_without_dot_is_number(tmp_path, text, length):
+    config = _load(tmp_path, f"windows:\n  length: {text}\n")
+
+    # Before, YAML 1.1 read 1e3 as text, which an integer setting rejected.
+    assert config.windows.length == length
+
+
+def test_written_config_reads_back_unchanged(tmp_path):
+    names = ["1e3", "on", "010", "12:30", "1.5", "vib"]
+    config = Config().with_overrides({"data.channels": names})
+
+    read = _load(tmp_path, config.to_yaml())
+
+    assert read.data.channels == names
+
+
+def test_set_option_adds_match_key():
+    from grindwatch.cli import _parse_set
+
+    overrides = _parse_set(['data.match.tool="010"', "data.stream_modes.ae=features"])
+    config = Config().with_overrides(overrides)
+
+    assert config.data.match == {"tool": "010"}
+    assert config.data.stream_modes == {"ae": "features"}
+
+
+def test_set_option_unknown_key_in_section_rejected():
+    with pytest.raises(ConfigError, match="unknown setting 'windows.size'"):
+        Config().with_overrides({"windows.size": 3})
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("yes", True), ("Off", False), ("on", True), ("no", False), ("true", True)],
@@ -123,7 +155,16 @@ def test_base_60_number_rejected(tmp_path):
 
 @pytest.mark.parametrize(
     ("found", "text", "matched"),
-    [(True, "on", True), (False, "off", True), (True, "no", False), ("on", "on", True)],
+    [
+        (True, "on", True),
+        (False, "off", True),
+        (True, "no", False),
+        ("on", "on", True),
+        (1.0, "1", True),
+        (25, "25.0", True),
+        (3, "4", False),
+        ("1.0", "1", False),
+    ],
 )
 def test_match_word_compares_with_metadata(tmp_path, found, text, matched):
     import numpy as np
@@ -142,6 +183,25 @@ def test_match_word_compares_with_metadata(tmp_path, found, text, matched):
 
     # Before, on was read as True, so it missed the text "on" in meta.json.
     assert matches_metadata(recording, read_options(config).match) is matched
+
+
+def test_match_text_true_equals_boolean():
+    import numpy as np
+
+    from grindwatch.io import Recording
+    from grindwatch.io.dataset import matches_metadata
+    from grindwatch.pipeline import read_options
+
+    # A dict from Python or JSON can give "true" as text, not as a boolean.
+    config = Config().with_overrides({"data.match": {"stop": "true"}})
+    recording = Recording(
+        name="cycle",
+        data=np.zeros((1, 8), dtype=np.float32),
+        channels=["vib"],
+        metadata={"meta": {"stop": True}},
+    )
+
+    assert matches_metadata(recording, read_options(config).match) is True
 
 
 def test_comma_text_for_list_names_fix(tmp_path):
@@ -308,3 +368,26 @@ def test_window_setting_replaces_the_other_unit(tmp_path):
 def test_length_and_seconds_rejected(tmp_path):
     with pytest.raises(ConfigError, match=r"length \(512 samples\) and seconds"):
         _load(tmp_path, "windows:\n  length: 512\n  seconds: 0.25\n")
+
+
+@pytest.mark.parametrize("text", ["10 kHz", "'1,000'"])
+def test_number_text_error_shows_value(tmp_path, text):
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, f"data:\n  sample_rate: {text}\n")
+
+    # Before, pydantic's message did not show the value.
+    message = str(raised.value)
+    assert "data.sample_rate: expected a number, not the text" in message
+    assert repr(text.strip("'")) in message
+    assert "without a unit" in message
+
+
+def test_match_list_value_is_one_error(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, "data:\n  match:\n    tool: [a, b]\n")
+
+    # Before, pydantic gave one error per type of the union: str, int, float, bool.
+    message = str(raised.value)
+    assert "data.match.tool: expected text, a number or a boolean" in message
+    assert "['a', 'b'] (list)" in message
+    assert "tool.int" not in message

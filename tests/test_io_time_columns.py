@@ -548,6 +548,27 @@ def test_date_and_time_columns_cross_midnight(tmp_path, names, date_format, star
 
 
 @pytest.mark.parametrize(
+    ("names", "offset"), [(("Date", "Time"), 0), (("Datum", "Uhrzeit"), 693_960)]
+)
+def test_serial_day_date_column_crosses_midnight(tmp_path, names, offset):
+    path = tmp_path / "night.csv"
+    stamps = _split_stamps()
+    frame = _split_frame(stamps, names=names)
+    # A date cell that lost its format: whole days since 1899-12-30 (46082 is
+    # 2026-03-01), or a MATLAB datenum with the offset.
+    frame[names[0]] = (stamps.normalize() - pd.Timestamp("1899-12-30")).days + offset
+    frame.to_csv(path, sep=";", index=False)
+
+    # Before, the date column was not read, so the time went back at midnight
+    # and the file was skipped.
+    recording = read_file(path)[0]
+
+    assert recording.sample_rate == pytest.approx(PAIR_RATE)
+    assert recording.metadata["date_column"] == names[0]
+    assert "irregular_time_steps" not in recording.metadata
+
+
+@pytest.mark.parametrize(
     "time_format",
     ["%H:%M:%S,%f", "%I:%M:%S.%f %p", "%H:%M:%S.%f000"],
 )
@@ -1343,6 +1364,23 @@ def test_matlab_datenums_in_datetime_column(tmp_path):
 
     assert recording.sample_rate == pytest.approx(10.0)
     assert "'Time [d]' for serial dates" in raised.value.fix
+
+
+@pytest.mark.parametrize(
+    ("offset", "rate"), [(0, 50_000.0), (693_960, 5_000.0), (693_960, 10_000.0)]
+)
+def test_days_too_coarse_for_rate_raise(tmp_path, offset, rate):
+    # Serial dates (offset 0) round to 8.64 us and datenums to 86.4 us when
+    # written with 15 significant digits, as spreadsheets write them.
+    days = np.array([float(f"{day:.15g}") for day in _serial_days(2000, rate) + offset])
+    path = _write(tmp_path / "run.csv", "date", days, n_samples=2000)
+
+    # Before, the rate came out 1 % to 16 % high, with a false gap warning.
+    with pytest.raises(InputError, match="too coarse for its steps") as raised:
+        read_file(path)
+
+    assert "'date'" in str(raised.value)
+    assert "data.sample_rate" in raised.value.fix
 
 
 def test_whole_serial_days_in_date_column(tmp_path):

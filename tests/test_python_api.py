@@ -458,11 +458,21 @@ def test_train_in_memory_applies_constant_policy():
     recordings.recordings[2].data[1] = 0.25
 
     with pytest.raises(InputError) as raised:
-        grindwatch.train(recordings, _config(**{"data.constant_policy": "raise"}))
+        grindwatch.train(
+            recordings,
+            _config(**{"data.constant_policy": "raise", "data.strict": True}),
+        )
 
     message = str(raised.value)
     assert "r2" in message
     assert "vib_y" in message
+    # Without data.strict the recording is skipped and listed, as a file is.
+    skipping = grindwatch.train(
+        recordings, _config(**{"data.constant_policy": "raise"})
+    )
+    assert [r.name for r in skipping.recordings] == ["r0", "r1", "r3"]
+    assert [str(s.path) for s in skipping.recordings.skipped] == ["r2"]
+    assert "vib_y" in skipping.recordings.skipped[0].reason
     # Under the default policy the channel is kept and listed; the caller's
     # Recording keeps its own metadata.
     trained = grindwatch.train(recordings, _config())
@@ -483,6 +493,27 @@ def test_score_in_memory_applies_clipping_policy():
 
     assert "held" in str(raised.value)
     assert "vib_x" in str(raised.value)
+
+
+def test_score_in_memory_skips_clipped_recording():
+    config = _config(**{"data.clipping_policy": "raise"})
+    model = grindwatch.train(_recordings(4), config).model
+    clipped = make_cycle(9)
+    clipped[0] = np.clip(clipped[0], -0.5, 0.5)
+    recordings = RecordingSet(
+        [
+            Recording("held", clipped, CHANNELS, 1000.0),
+            Recording("fine", make_cycle(10), CHANNELS, 1000.0),
+        ]
+    )
+
+    # Before, the first clipped recording raised and nothing was scored, while
+    # a clipped file is skipped and listed.
+    scores = grindwatch.score(model, recordings)
+
+    assert list(scores.recordings["recording"]) == ["fine"]
+    assert [entry["path"] for entry in scores.skipped] == ["held"]
+    assert "vib_x" in scores.skipped[0]["reason"]
 
 
 def test_train_in_memory_applies_data_match():

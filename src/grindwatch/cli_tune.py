@@ -514,7 +514,12 @@ def tune(
     ] = None,
     alias: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option(help="Alias of the registered version (default champion)."),
+        typer.Option(
+            help=(
+                "Alias of the registered version (default champion; on --resume, "
+                "the alias that the study stored)."
+            ),
+        ),
     ] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,  # noqa: UP045
     set_: Annotated[

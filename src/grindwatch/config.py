@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 
 import yaml
 from pydantic import (
@@ -407,7 +407,9 @@ class Config(Section):
                 if not isinstance(node.get(part), dict):
                     raise ConfigError(f"unknown setting {dotted!r}")
                 node = node[part]
-            if leaf not in node:
+            # A mapping setting such as data.match takes new keys:
+            # data.match.tool=X sets its key "tool".
+            if leaf not in node and not _is_mapping_setting(parents):
                 raise ConfigError(
                     f"unknown setting {dotted!r}; settings here are {sorted(node)}"
                 )
@@ -415,7 +417,9 @@ class Config(Section):
         return validate_config(tree, "overrides")
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        return yaml.dump(
+            self.model_dump(mode="json"), Dumper=_QuotingDumper, sort_keys=False
+        )
 
     def flat(self) -> dict[str, Any]:
         """Dotted key to value, for logging as MLflow parameters."""
@@ -430,6 +434,22 @@ class Config(Section):
 
         walk("", self.model_dump(mode="json"))
         return out
+
+
+def _is_mapping_setting(parts: list[str]) -> bool:
+    """Tell whether the dotted path ``parts`` names a setting whose value is a
+    mapping of free keys, such as ``data.match``, not a section of settings."""
+    section: Any = Config
+    annotation: Any = None
+    for part in parts:
+        if not (isinstance(section, type) and issubclass(section, BaseModel)):
+            return False
+        field = section.model_fields.get(part)
+        if field is None:
+            return False
+        annotation = field.annotation
+        section = annotation
+    return get_origin(annotation) is dict
 
 
 # The same window setting in samples and in seconds.
@@ -481,8 +501,38 @@ def validate_config(tree: dict[str, Any], source: str) -> Config:
     try:
         return Config.model_validate(tree)
     except ValidationError as error:
-        problems = "; ".join(_describe(item) for item in error.errors())
+        descriptions = [_describe(item) for item in _merged_unions(error.errors())]
+        problems = "; ".join(dict.fromkeys(descriptions))
         raise ConfigError(f"invalid configuration in {source}: {problems}") from None
+
+
+# Members of a scalar union such as data.match's str | int | float | bool, which
+# pydantic names as the last part of an error's location.
+_SCALAR_MEMBERS = frozenset({"str", "int", "float", "bool"})
+
+
+def _merged_unions(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Replace the one error per union member that pydantic gives for a value
+    that fits none of text, number and boolean with one error for the value."""
+    members: dict[tuple, set] = {}
+    for item in items:
+        loc = tuple(item["loc"])
+        if len(loc) > 1:
+            members.setdefault(loc[:-1], set()).add(loc[-1])
+    merged = []
+    for item in items:
+        loc = tuple(item["loc"])
+        if len(loc) > 1 and members[loc[:-1]] == _SCALAR_MEMBERS:
+            value = item.get("input")
+            item = {
+                **item,
+                "loc": loc[:-1],
+                "type": "scalar_union",
+                "msg": f"expected text, a number or a boolean, not {value!r} "
+                f"({type(value).__name__})",
+            }
+        merged.append(item)
+    return merged
 
 
 def _describe(item: dict[str, Any]) -> str:
@@ -493,6 +543,13 @@ def _describe(item: dict[str, Any]) -> str:
     where = ".".join(map(str, item["loc"]))
     # Pydantic prefixes the text of a validator's ValueError with its type.
     message = item["msg"].removeprefix("Value error, ")
+    value = item.get("input")
+    if item["type"] in ("float_parsing", "int_parsing") and isinstance(value, str):
+        # Pydantic's own message does not show the value.
+        message = (
+            f"expected a number, not the text {value!r}; write the number alone, "
+            "without a unit or a thousands separator"
+        )
     if item["type"] == "extra_forbidden":
         section: Any = Config
         for part in item["loc"][:-1]:
@@ -561,9 +618,11 @@ _BOOL_TAG = "tag:yaml.org,2002:bool"
 # PyYAML's YAML 1.1 patterns less octal, base-60 and the booleans other than true
 # and false. A leading zero (010) is decimal, as in YAML 1.2.
 _INT = re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?[0-9][0-9_]*|[-+]?0x[0-9a-fA-F_]+)$")
+# Exponents as in YAML 1.2: 1e3 and 1.5e-3 are numbers, where YAML 1.1 needs a
+# dot and a signed exponent (1.0e+3).
 _FLOAT = re.compile(
-    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
-    |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""",
     re.VERBOSE,
@@ -582,6 +641,15 @@ _UniqueKeyLoader.add_implicit_resolver(_BOOL_TAG, _BOOL, list("tTfF"))
 _UniqueKeyLoader.add_implicit_resolver(_INT_TAG, _INT, list("-+0123456789"))
 _UniqueKeyLoader.add_implicit_resolver(_FLOAT_TAG, _FLOAT, list("-+0123456789."))
 _UniqueKeyLoader.add_constructor(_INT_TAG, _UniqueKeyLoader.construct_yaml_int)
+
+
+class _QuotingDumper(yaml.SafeDumper):
+    """A YAML dumper that quotes text which YAML 1.1 or ``_UniqueKeyLoader``
+    would read as another type, such as ``on`` and ``1e3``, so that both read
+    the written file back as it was."""
+
+
+_QuotingDumper.add_implicit_resolver(_FLOAT_TAG, _FLOAT, list("-+0123456789."))
 
 
 def yaml_value(text: str) -> Any:

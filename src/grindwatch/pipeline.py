@@ -134,7 +134,8 @@ def _in_memory(
         If the set is empty, names repeat, no recording matches ``data.match``,
         a recording lacks a channel of ``data.channels``, a sample is not finite
         under ``data.nan_policy: raise``, or a channel is constant or clipped
-        under policy ``raise``.
+        under policy ``raise`` (with ``data.strict``, else the recording is
+        skipped).
     """
     if not recordings.recordings:
         raise InputError(
@@ -198,31 +199,54 @@ def _quality_checked(
     """Apply ``data.constant_policy`` and ``data.clipping_policy``, as for files.
 
     Each recording's metadata is copied, so the caller's Recording objects keep
-    theirs; the checked copies list their constant and clipped channels.
+    theirs; the checked copies list their constant and clipped channels. As a
+    file is, a recording that policy ``raise`` rejects is skipped and listed,
+    unless ``data.strict`` is set.
 
     Raises
     ------
     InputError
-        With policy ``raise``, for a constant or clipped channel.
+        With policy ``raise`` and ``data.strict``, for a constant or clipped
+        channel, or when every recording is rejected.
     """
+    from grindwatch.io import SkippedFile
     from grindwatch.io.dataset import warn_quality
     from grindwatch.io.samples import check_quality
 
     named = set(config.data.channels or ())
     checked = []
+    skipped = list(recordings.skipped)
     for recording in recordings:
         among = set(model.channels_) if model is not None else set(recording.channels)
         copy = replace(recording, metadata=dict(recording.metadata))
-        checked.append(
-            check_quality(
-                copy,
-                config.data.constant_policy,
-                config.data.clipping_policy,
-                among - named,
+        try:
+            checked.append(
+                check_quality(
+                    copy,
+                    config.data.constant_policy,
+                    config.data.clipping_policy,
+                    among - named,
+                )
             )
+        except InputError as error:
+            if config.data.strict:
+                raise
+            logger.warning("skipped %s", error)
+            reason = f"{error.problem}; {error.fix}" if error.fix else error.problem
+            skipped.append(
+                SkippedFile(Path(recording.source or recording.name), reason)
+            )
+    if not checked:
+        raise InputError(
+            "data",
+            f"every one of the {len(recordings)} recordings in the RecordingSet "
+            "has a constant or clipped channel under policy raise (see the "
+            "skipped recordings above)",
+            "set data.constant_policy and data.clipping_policy to warn, or fix "
+            "the channels",
         )
     warn_quality(checked)
-    return RecordingSet(checked, list(recordings.skipped), recordings.kind)
+    return RecordingSet(checked, skipped, recordings.kind)
 
 
 def _as_read(recording: Recording, config: Config) -> Recording:

@@ -558,8 +558,9 @@ def matches_metadata(recording: Recording, match: Iterable[tuple[str, str]]) -> 
 
     Keys are looked up in ``metadata["meta"]`` (a cycle folder's meta.json) first,
     then in ``metadata``; values compare as text. A boolean in the metadata also
-    equals the words that a boolean setting takes (``on`` or ``yes`` for true,
-    ``off`` or ``no`` for false), which the config loader reads as text.
+    equals the words that a boolean setting takes (``true``, ``on`` or ``yes``
+    for true, ``false``, ``off`` or ``no`` for false), and a number in the
+    metadata equals a value of the same number, so ``1`` matches ``1.0``.
     """
     meta = recording.metadata.get("meta", {})
     for key, value in match:
@@ -568,13 +569,36 @@ def matches_metadata(recording: Recording, match: Iterable[tuple[str, str]]) -> 
             return False
         if isinstance(found, bool) and isinstance(value, str):
             value = _BOOL_WORDS.get(value.strip().lower(), value)
+        elif _is_number(found) and _equals_number(found, value):
+            continue
         if str(found) != str(value):
             return False
     return True
 
 
 # Words of a ``match`` value that equal a boolean in the metadata.
-_BOOL_WORDS = {"yes": True, "on": True, "no": False, "off": False}
+_BOOL_WORDS = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "no": False,
+    "off": False,
+}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not (
+        isinstance(value, (bool, np.bool_))
+    )
+
+
+def _equals_number(number: float, text: object) -> bool:
+    """Return True when ``text`` reads as the same number as ``number``."""
+    try:
+        return float(str(text)) == float(number)
+    except ValueError:
+        return False
 
 
 def warn_quality(recordings: list[Recording]) -> None:

@@ -407,6 +407,9 @@ def _parse_dates(column: pd.Series) -> _ParsedColumn:
     filled = _filled_mask(column)
     if pd.api.types.is_datetime64_any_dtype(column):
         return _dates_from_datetimes(column, filled)
+    serial = _dates_from_serial_days(column, filled)
+    if serial is not None:
+        return serial
 
     codes, uniques = pd.factorize(column)
     cells = [_date_cell(value) for value in uniques]
@@ -423,6 +426,34 @@ def _parse_dates(column: pd.Series) -> _ParsedColumn:
     values[known] = parsed[codes[known]]
     invalid = filled & np.isnat(values)
     return _ParsedColumn(values, filled, invalid, problem)
+
+
+# Whole serial days as spreadsheets write a date cell without its format:
+# days since 1899-12-30 (20000 to 80000, the years 1954 to 2119), or MATLAB
+# datenums, days since year 0 (693962 to 767011, the years 1900 to 2100).
+_SERIAL_DAY_OFFSETS = ((20_000.0, 80_000.0, 0), (693_962.0, 767_011.0, 693_960))
+_SERIAL_DAY_ZERO = np.datetime64("1899-12-30", "ns")
+
+
+def _dates_from_serial_days(
+    column: pd.Series, filled: np.ndarray
+) -> _ParsedColumn | None:
+    """Read a numeric column of whole serial days as dates, or return None when
+    its numbers are not all whole days in one serial range."""
+    if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
+        return None
+    days = column.to_numpy(dtype=float, na_value=np.nan)
+    known = days[np.isfinite(days)]
+    if known.size == 0 or not np.all(known == np.floor(known)):
+        return None
+    for low, high, offset in _SERIAL_DAY_OFFSETS:
+        if known.min() >= low and known.max() <= high:
+            values = np.full(len(column), np.datetime64("NaT", "ns"))
+            finite = np.isfinite(days)
+            whole = (days[finite] - offset).astype(np.int64)
+            values[finite] = _SERIAL_DAY_ZERO + whole.astype("timedelta64[D]")
+            return _ParsedColumn(values, filled, filled & np.isnat(values))
+    return None
 
 
 def _dates_from_datetimes(column: pd.Series, filled: np.ndarray) -> _ParsedColumn:

@@ -491,7 +491,7 @@ def _rate_from_time(
     first = seconds[np.isfinite(seconds)][0]
     after = seconds[1:][known] - first
     if _holds_days(name, column, seconds):
-        rate = _rate_from_days(seconds, steps, step)
+        rate = _rate_from_days(path, name, seconds, steps, step)
     else:
         # Time stamps such as arange(n) / rate carry float64 rounding, so 1 / step
         # comes out as 10000.0000000011 for 10 kHz. Nine significant digits drop
@@ -513,7 +513,9 @@ def _holds_days(name: str, column: pd.Series, seconds: np.ndarray) -> bool:
     return _serial_day_kind(seconds / _SECONDS_PER_DAY) is not None
 
 
-def _rate_from_days(seconds: np.ndarray, steps: np.ndarray, median: float) -> float:
+def _rate_from_days(
+    path: Path, name: str, seconds: np.ndarray, steps: np.ndarray, median: float
+) -> float:
     """Estimate the rate of times written as days, such as spreadsheet serial dates.
 
     Written with the 15 significant digits of a spreadsheet, serial days near
@@ -522,11 +524,30 @@ def _rate_from_days(seconds: np.ndarray, steps: np.ndarray, median: float) -> fl
     The mean of the regular steps is used instead. Within a run of regular steps
     the rounding cancels except at its two ends, so the rate is rounded to the
     digits that this leaves.
+
+    Raises
+    ------
+    InputError
+        If the rounding is a third of the mean step or more, because regular
+        steps then differ by more than the gap band and cannot be told apart
+        from gaps (datenums above about 4 kHz, serial dates above about 40 kHz).
     """
-    regular = steps[(steps > median / _GAP_FACTOR) & (steps < median * _GAP_FACTOR)]
-    n_runs = 1 + steps.size - regular.size
     largest_days = float(np.nanmax(np.abs(seconds))) / _SECONDS_PER_DAY
     rounding_s = 10.0 ** (np.floor(np.log10(largest_days)) - 14) * _SECONDS_PER_DAY
+    mean_step = float(steps.sum()) / steps.size
+    if rounding_s * 3 >= mean_step:
+        raise InputError(
+            path,
+            f"time column {name!r} holds days with 15 significant digits, which "
+            f"round its times to {rounding_s * 1e6:.3g} us, too coarse for its "
+            f"steps of about {mean_step * 1e6:.3g} us, so the sample rate and "
+            "gaps cannot be read from it",
+            "export the times as elapsed seconds ('time [s]') or as date-time "
+            "text with milliseconds, or set data.ignore_time=true and "
+            "data.sample_rate to the rate in Hz",
+        )
+    regular = steps[(steps > median / _GAP_FACTOR) & (steps < median * _GAP_FACTOR)]
+    n_runs = 1 + steps.size - regular.size
     relative_error = 2 * rounding_s * n_runs / float(regular.sum())
     digits = int(np.clip(np.floor(-np.log10(relative_error)), 4, 9))
     return float(f"{regular.size / float(regular.sum()):.{digits}g}")
