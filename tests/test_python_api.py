@@ -529,3 +529,31 @@ def test_train_in_memory_applies_data_match():
     assert [r.name for r in trained.recordings] == ["r1", "r3", "r5"]
     with pytest.raises(InputError, match="data.match"):
         grindwatch.train(recordings, _config(**{"data.match": {"material": "brass"}}))
+
+
+def test_train_in_memory_resamples_to_common_rate():
+    recordings = [
+        Recording(f"r{seed}", make_cycle(seed), CHANNELS, 1000.0) for seed in range(3)
+    ]
+    fast = make_cycle(7, n_samples=4096, rate=2000.0)
+    recordings.append(Recording("fast", fast, CHANNELS, 2000.0))
+
+    with pytest.raises(InputError, match="data.resample: true"):
+        grindwatch.train(RecordingSet(recordings), _config())
+    trained = grindwatch.train(
+        RecordingSet(recordings), _config(**{"data.resample": True})
+    )
+
+    assert trained.model.sample_rate_ == 1000.0
+    resampled = {r.name: r for r in trained.recordings}["fast"]
+    assert resampled.sample_rate == 1000.0
+    assert resampled.n_samples == 2048
+    # The caller's recording is not changed.
+    assert recordings[-1].n_samples == 4096
+
+
+def test_train_in_memory_resamples_to_set_rate():
+    trained = grindwatch.train(_recordings(3), _config(**{"data.resample_rate": 500.0}))
+
+    assert trained.model.sample_rate_ == 500.0
+    assert {r.n_samples for r in trained.recordings} == {1024}

@@ -126,7 +126,8 @@ def _in_memory(
     their metadata and ``data.constant_policy`` and ``data.clipping_policy``
     apply to signal recordings; for training, ``data.channels`` selects
     channels, ``data.sample_rate`` fills missing rates and ``data.nan_policy``
-    applies to NaN and infinite samples.
+    applies to NaN and infinite samples, and ``data.resample`` and
+    ``data.resample_rate`` resample as they do files.
 
     Raises
     ------
@@ -152,8 +153,6 @@ def _in_memory(
             "the RecordingSet, so their windows could not be told apart",
             "give each Recording its own name",
         )
-    # NOTE: resampling (data.resample, data.resample_rate) applies only when
-    # grindwatch reads files.
     recordings = _matching(recordings, config)
     if model is None and config.data.channels:
         recordings = recordings.select_channels(list(config.data.channels))
@@ -165,7 +164,42 @@ def _in_memory(
             list(recordings.skipped),
             recordings.kind,
         )
+        recordings = _resampled(recordings, config)
     return _quality_checked(recordings, config, model)
+
+
+def _resampled(recordings: RecordingSet, config: Config) -> RecordingSet:
+    """Resample training recordings as the readers resample files.
+
+    With ``data.resample_rate`` every recording is resampled to that rate. With
+    ``data.resample``, those at another rate than most recordings (ties: the
+    earlier one's) are resampled to it. Scoring resamples to the model's rate
+    (``Model.matched``).
+
+    Raises
+    ------
+    InputError
+        If a recording to resample has no sample rate.
+    """
+    from grindwatch.io.samples import resample
+
+    target = config.data.resample_rate
+    if target is None and config.data.resample:
+        rates = [r.sample_rate for r in recordings if r.sample_rate is not None]
+        counts = Counter(rates)
+        target = max(
+            counts, key=lambda rate: (counts[rate], -rates.index(rate)), default=None
+        )
+    if target is None:
+        return recordings
+    changed = [
+        recording
+        if recording.sample_rate is not None
+        and np.isclose(recording.sample_rate, target)
+        else resample(recording, target)
+        for recording in recordings
+    ]
+    return RecordingSet(changed, list(recordings.skipped), recordings.kind)
 
 
 def _matching(recordings: RecordingSet, config: Config) -> RecordingSet:
@@ -1777,7 +1811,9 @@ def _check_one_rate(recordings: RecordingSet) -> None:
                 recording.source or recording.name,
                 f"sample rate {other:g} differs from {rate:g}, the rate of the "
                 "first recording",
-                "resample the recordings to one rate before training",
+                "resample the recordings to one rate before training, or set "
+                "data.resample: true to have grindwatch resample them to the "
+                "rate most of them have",
             )
 
 
