@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 
 import grindwatch
 from grindwatch.config import Config
+from tests.servers import free_port  # noqa: F401 - re-exported for the service tests
 
 SMALL_MODEL = {
     "windows.length": 256,
@@ -36,28 +36,6 @@ def small_config(tracking: bool = False) -> Config:
 def train_small(folder: Path, output: Path | None = None, tracking: bool = False):  # noqa: ANN201
     """Train a small autoencoder on the 1 kHz cycles in ``folder``."""
     return grindwatch.train(folder, small_config(tracking), output=output)
-
-
-def free_port() -> int:
-    """Return a free loopback port, from GRINDWATCH_TEST_PORTS when it is set.
-
-    GRINDWATCH_TEST_PORTS names an inclusive range such as ``42100-42199``, for
-    machines where each user of the tests is given its own ports.
-    """
-    assigned = os.environ.get("GRINDWATCH_TEST_PORTS")
-    if not assigned:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            return probe.getsockname()[1]
-    low, high = (int(end) for end in assigned.split("-"))
-    for port in range(low, high + 1):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in GRINDWATCH_TEST_PORTS={assigned}")
 
 
 def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:

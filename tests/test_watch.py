@@ -397,7 +397,7 @@ def _same_size_variant(path: Path, target: Path) -> None:
 
 def test_rewrite_keeping_mtime_scored_again(trained, folder, tmp_path):
     """cp -p of other bytes of the same size over a scored file keeps its size
-    and modification time. Only the new ctime tells the new version apart."""
+    and modification time. Only the new ctime distinguishes the new version."""
     watcher = _watcher(trained, folder, tmp_path)
     write_cycles(folder, 1, start_seed=79)
     watcher.poll()

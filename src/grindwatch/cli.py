@@ -1022,7 +1022,7 @@ def _version(value: bool) -> None:
 # keep a call to a stopped tracking server waiting for about 4 minutes, which
 # makes train and tune look hung. With these, a call to a refused port fails
 # after 3 attempts, in about 3 s. A server that does not respond at all costs up
-# to 3 x 60 s per call; the 60 s leave time to upload a model over a slow link.
+# to 3 x 60 s per call. The 60 s leave time to upload a model over a slow link.
 MLFLOW_HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",

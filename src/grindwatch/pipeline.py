@@ -123,9 +123,9 @@ def _in_memory(
 
     Names must be unique, as the readers make them, so that each window row
     joins one recording row. As for files, ``data.match`` picks recordings by
-    their metadata and ``data.constant_policy`` and ``data.clipping_policy``
-    apply to signal recordings; for training, ``data.channels`` selects
-    channels, ``data.sample_rate`` fills missing rates and ``data.nan_policy``
+    their metadata, and ``data.constant_policy`` and ``data.clipping_policy``
+    apply to signal recordings. In training, ``data.channels`` selects
+    channels, ``data.sample_rate`` fills missing rates, ``data.nan_policy``
     applies to NaN and infinite samples, and ``data.resample`` and
     ``data.resample_rate`` resample as they do files.
 
@@ -185,20 +185,18 @@ def _resampled(recordings: RecordingSet, config: Config) -> RecordingSet:
 
     target = config.data.resample_rate
     if target is None and config.data.resample:
-        rates = [r.sample_rate for r in recordings if r.sample_rate is not None]
-        counts = Counter(rates)
-        target = max(
-            counts, key=lambda rate: (counts[rate], -rates.index(rate)), default=None
-        )
+        rates = Counter(r.sample_rate for r in recordings if r.sample_rate is not None)
+        if rates:
+            # most_common keeps the first-counted rate among equal counts.
+            target = rates.most_common(1)[0][0]
     if target is None:
         return recordings
-    changed = [
-        recording
-        if recording.sample_rate is not None
-        and np.isclose(recording.sample_rate, target)
-        else resample(recording, target)
-        for recording in recordings
-    ]
+    changed = []
+    for recording in recordings:
+        rate = recording.sample_rate
+        if rate is None or not np.isclose(rate, target):
+            recording = resample(recording, target)
+        changed.append(recording)
     return RecordingSet(changed, list(recordings.skipped), recordings.kind)
 
 

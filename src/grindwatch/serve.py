@@ -1337,7 +1337,7 @@ def _mat_matrix_body_shapes(
 ) -> Iterator[_Shape]:
     """Yield the shapes in a miMATRIX element's ``size`` bytes and skip the rest.
 
-    The element holds array flags, dimensions and name, then, for cell arrays,
+    The element contains array flags, dimensions and name, then, for cell arrays,
     one nested element per cell, and for structs and objects one per field of
     each struct, after the field names. ``name`` is the path of a nested array,
     such as ``run.data`` or ``cells{2}``, and None for a variable, whose element

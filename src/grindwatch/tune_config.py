@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from grindwatch.io.options import BOOL_WORDS
+
 __all__ = ["Range", "SearchSpace", "Section", "TuneConfig", "check_model_name"]
 
 Scalar = str | int | float | bool | None
@@ -77,18 +79,6 @@ def _accepts_bool(annotation: Any) -> bool:
     if typing.get_origin(annotation) is Literal:
         return any(isinstance(value, bool) for value in arguments)
     return any(_accepts_bool(arg) for arg in arguments)
-
-
-# Words that the config loader leaves as text and a boolean setting reads, as
-# pydantic's bool fields read them.
-_BOOL_WORDS = {
-    "true": True,
-    "yes": True,
-    "on": True,
-    "false": False,
-    "no": False,
-    "off": False,
-}
 
 
 _BASE_60 = re.compile(r"^[-+]?[0-9]+(?::[0-9]+)+(?:\.[0-9]*)?$")
@@ -177,7 +167,7 @@ class Section(BaseModel):
             if _is_bool_choice(field.annotation):
                 # pydantic reads yes and off as booleans for a bool field, but
                 # not for a Literal that lists True and False.
-                value = _BOOL_WORDS.get(value.strip().lower(), value)
+                value = BOOL_WORDS.get(value.strip().lower(), value)
         if any(isinstance(item, bool) for item in values):
             if field is not None and not _accepts_bool(field.annotation):
                 raise ValueError(f"expected a number, not a boolean ({value!r})")

@@ -174,7 +174,7 @@ class FileKey:
     size in bytes, modification time and status change time in nanoseconds.
 
     The status change time (``st_ctime_ns``, for a cycle folder the latest of its
-    files) tells apart a rewrite that restores the size and the modification time,
+    files) distinguishes a rewrite that restores the size and the modification time,
     as ``cp -p`` and ``rsync -t`` do, because the kernel sets it on every write and
     no program can set it back. 0 marks a key stored by an older grindwatch.
     """

@@ -26,7 +26,7 @@ from grindwatch.io.hdf5 import read_hdf5
 from grindwatch.io.labels import label_folder
 from grindwatch.io.mat import read_mat
 from grindwatch.io.numpy import read_numpy
-from grindwatch.io.options import ReadOptions
+from grindwatch.io.options import BOOL_WORDS, ReadOptions
 from grindwatch.io.parquet import read_parquet_frame
 from grindwatch.io.recording import Recording, RecordingSet, SkippedFile
 from grindwatch.io.samples import check_quality, resample
@@ -568,23 +568,12 @@ def matches_metadata(recording: Recording, match: Iterable[tuple[str, str]]) -> 
         if found is None:
             return False
         if isinstance(found, bool) and isinstance(value, str):
-            value = _BOOL_WORDS.get(value.strip().lower(), value)
+            value = BOOL_WORDS.get(value.strip().lower(), value)
         elif _is_number(found) and _equals_number(found, value):
             continue
         if str(found) != str(value):
             return False
     return True
-
-
-# Words of a ``match`` value that equal a boolean in the metadata.
-_BOOL_WORDS = {
-    "true": True,
-    "yes": True,
-    "on": True,
-    "false": False,
-    "no": False,
-    "off": False,
-}
 
 
 def _is_number(value: object) -> bool:

@@ -518,9 +518,9 @@ def _rate_from_days(
 ) -> float:
     """Estimate the rate of times written as days, such as spreadsheet serial dates.
 
-    Written with the 15 significant digits of a spreadsheet, serial days near
-    46000 are rounded to 1e-10 days (8.64 us), so the median step of a 1 kHz
-    recording is off by up to 0.7%, and datenums near 739000 ten times more.
+    A spreadsheet writes 15 significant digits, so serial days near 46000 are
+    rounded to 1e-10 days (8.64 us). The median step of a 1 kHz recording is
+    then off by up to 0.7%, and that of datenums near 739000 ten times more.
     The mean of the regular steps is used instead. Within a run of regular steps
     the rounding cancels except at its two ends, so the rate is rounded to the
     digits that this leaves.

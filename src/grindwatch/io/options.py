@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 
 from grindwatch.exceptions import ConfigError
 
-__all__ = ["CYCLE_MODES", "DEFAULT_LABEL_COLUMNS", "QUALITY_POLICIES", "ReadOptions"]
+__all__ = [
+    "BOOL_WORDS",
+    "CYCLE_MODES",
+    "DEFAULT_LABEL_COLUMNS",
+    "QUALITY_POLICIES",
+    "ReadOptions",
+]
 
 # Column names treated as labels: never used as channels, kept for evaluation.
 DEFAULT_LABEL_COLUMNS = (
@@ -25,6 +31,17 @@ CYCLE_MODES = ("resample", "features")
 QUALITY_POLICIES = ("warn", "raise")
 KINDS = ("signals", "table")
 NAN_POLICIES = ("raise", "interpolate")
+# Words that a boolean setting reads as pydantic's bool fields do. The config
+# loader leaves them as text, and a data.match value equals a boolean in the
+# metadata through them.
+BOOL_WORDS = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "no": False,
+    "off": False,
+}
 
 
 @dataclass(frozen=True)
