@@ -357,6 +357,35 @@ def test_load_during_saves_sees_whole_pairs(cycle_folders, tmp_path):
     assert list(folder.glob(".model-*.pkl")) == []
 
 
+def test_concurrent_saves_into_one_folder_all_succeed(cycle_folders, tmp_path):
+    """Two threads saving other models into one folder at once each finish, and
+    the folder then holds a whole bundle of the last save: no save removes the
+    pickle another has staged."""
+    first, second = _two_variants(cycle_folders)
+    folder = tmp_path / "bundle"
+    errors: list[BaseException] = []
+
+    def save_repeatedly(model: Model) -> None:
+        for _ in range(150):
+            try:
+                model.save(folder)
+            except Exception as error:  # noqa: BLE001 - collected for the assert
+                errors.append(error)
+
+    threads = [
+        threading.Thread(target=save_repeatedly, args=(m,)) for m in (first, second)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    description = json.loads((folder / "model.json").read_text())
+
+    assert errors == []
+    assert Model.load(folder).run_id_ == description["run_id"]
+    assert list(folder.glob(".model-*.pkl")) == []
+
+
 def test_save_stopped_after_commit_loads_new(cycle_folders, tmp_path, monkeypatch):
     """A save that stops once model.json names the new pickle, before it becomes
     model.pkl, leaves a bundle that loads as the new model, and the next save

@@ -748,3 +748,21 @@ def test_server_stopped_mid_train_fails_fast(cycle_folders, tmp_path, monkeypatc
     assert f"cannot use the MLflow tracking store {uri}" in message
     assert "that its server runs" in message
     assert "Traceback" not in result.output
+
+
+def test_logged_bundle_holds_the_model_files_only(
+    cycle_folders, isolated_tracking, tmp_path
+):
+    result = grindwatch.train(cycle_folders["good"], _config())
+
+    local = mlflow.artifacts.download_artifacts(
+        f"runs:/{result.run_id}/model", dst_path=str(tmp_path)
+    )
+
+    bundle = Path(local) / "artifacts" / "bundle"
+    assert sorted(path.name for path in bundle.iterdir()) == [
+        "config.yaml",
+        "model.json",
+        "model.pkl",
+        "training_files.json",
+    ]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -921,14 +922,15 @@ class Model:
             **self.describe(),
             "model_pkl": {"bytes": len(content), "sha256": sha256},
         }
-        _replace_pair(folder, content, description)
-        atomic_write_bytes(folder / "config.yaml", self.config.to_yaml().encode())
         # JSON, not CSV: a model folder inside a data folder must not add a file
         # that reading the data would take for a recording.
         files = getattr(self, "fingerprint_", {}).get("files", [])
-        atomic_write_bytes(
-            folder / "training_files.json", json.dumps(files, indent=1).encode()
-        )
+        with _save_lock(folder):
+            _replace_pair(folder, content, description)
+            atomic_write_bytes(folder / "config.yaml", self.config.to_yaml().encode())
+            atomic_write_bytes(
+                folder / "training_files.json", json.dumps(files, indent=1).encode()
+            )
         return folder
 
     @staticmethod
@@ -1038,6 +1040,34 @@ _PAIR_READ_ATTEMPTS = 50
 _PAIR_READ_PAUSE_S = 0.01
 
 
+# How long a save waits for another process's save into the same folder.
+_SAVE_LOCK_TIMEOUT_S = 120
+
+
+@contextlib.contextmanager
+def _save_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder/.save.lock`` while one save writes the bundle's files.
+
+    Saves into one folder from several processes (or threads) then run one after
+    the other: each leaves a whole bundle, and none removes the pickle another
+    has staged but not yet renamed.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(folder / ".save.lock"), timeout=_SAVE_LOCK_TIMEOUT_S)
+    try:
+        with lock:
+            yield
+    except Timeout as error:
+        raise InputError(
+            folder,
+            f"is locked by another save for over {_SAVE_LOCK_TIMEOUT_S} s "
+            "(.save.lock held)",
+            "wait for the other 'grindwatch train' or save to finish, or save "
+            "into another folder",
+        ) from error
+
+
 def _replace_pair(folder: Path, content: bytes, description: dict[str, Any]) -> None:
     """Replace model.pkl and model.json in ``folder`` so that every moment has a
     pair that ``_read_pair`` reads as one.
@@ -1064,8 +1094,7 @@ def _replace_pair(folder: Path, content: bytes, description: dict[str, Any]) -> 
     except OSError as error:
         raise OSError(error.errno, error.strerror, str(folder / BUNDLE_FILE)) from error
     write_description(record)
-    # NOTE: two processes saving into one folder at once are not serialised, so
-    # one can delete the other's staged pickle here and make that save fail.
+    # Saves hold _save_lock, so a staged file here is one a stopped save left.
     for stale in folder.glob(".model-*.pkl"):
         stale.unlink(missing_ok=True)
 

@@ -644,6 +644,9 @@ def log_model(model, run_id: str, registered_model: str | None = None) -> str:  
     try:
         with tempfile.TemporaryDirectory() as folder:
             bundle = model.save(Path(folder) / "bundle")
+            # No other save shares this temporary folder, so the logged bundle
+            # can go without the lock file that save leaves.
+            (bundle / ".save.lock").unlink(missing_ok=True)
             code = copy_package_source(Path(folder) / "code")
             nested = mlflow.active_run() is not None
             with mlflow.start_run(run_id=run_id, nested=nested):
