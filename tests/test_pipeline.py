@@ -463,6 +463,39 @@ def test_saved_bundle_and_tables_follow_umask(cycle_folders, tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
+@pytest.mark.skipif(os.name != "posix", reason="folders are synced on POSIX only")
+def test_saved_files_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
+    """Each written file is synced before it replaces the old one, and its folder
+    after, so a power cut leaves the old file or the whole new one."""
+    from grindwatch import results
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    def replace(source, target) -> None:  # noqa: ANN001
+        events.append(("replace", str(target)))
+        real_replace(source, target)
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to name a descriptor's file")
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    table = results.write_table(pd.DataFrame({"a": [1.0]}), tmp_path / "t.csv")
+    written = results.atomic_write_bytes(tmp_path / "b.json", b"{}")
+    monkeypatch.undo()
+
+    for path in (table, written):
+        at = events.index(("replace", str(path)))
+        synced_file = events[at - 1]
+        assert synced_file[0] == "fsync"
+        assert Path(synced_file[1]).parent == tmp_path.resolve()
+        assert events[at + 1] == ("fsync", str(tmp_path.resolve()))
+
+
 def _idle_axis_recordings():  # noqa: ANN202
     """Twelve noisy channels and one axis that is still except in short moves."""
     from grindwatch.io import Recording, RecordingSet

@@ -45,14 +45,21 @@ def _temporary_beside(path: Path) -> str:
 
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:
-    """Write ``payload`` to ``path`` via a temporary file and a rename."""
+    """Write ``payload`` to ``path`` via a temporary file and a rename.
+
+    The file's data reach the disk before the rename, and the rename before the
+    call returns, so a power cut leaves the old file or the whole new one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary_beside(path)
     try:
         with open(temporary, "wb") as out:
             out.write(payload)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(temporary, path)
+        _sync_folder(path.parent)
     except OSError as error:
         Path(temporary).unlink(missing_ok=True)
         raise _naming(error, path) from error
@@ -60,6 +67,25 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _sync_file(path: str | Path) -> None:
+    """Flush a written file's data to disk."""
+    with open(path, "rb+") as written:
+        os.fsync(written.fileno())
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename in it) to disk, where the system can."""
+    if os.name != "posix":
+        return  # Windows cannot open a folder for fsync
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass  # some file systems (network shares) refuse fsync on folders
+    finally:
+        os.close(descriptor)
 
 
 def check_table_path(path: str | Path) -> Path:
@@ -107,8 +133,8 @@ def check_not_input(output: str | Path, inputs: list[Path]) -> None:
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write ``frame`` to ``path`` (.csv or .parquet) via a temporary file and rename.
 
-    A reader never sees a half-written file, and an interrupted write leaves any
-    earlier file in place.
+    A reader never sees a half-written file, and an interrupted write or a
+    power cut leaves any earlier file in place.
     """
     path = check_table_path(path)
     suffix = path.suffix.lower()
@@ -119,7 +145,9 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
             frame.to_csv(temporary, index=False)
         else:
             frame.to_parquet(temporary, index=False)
+        _sync_file(temporary)
         os.replace(temporary, path)
+        _sync_folder(path.parent)
     except OSError as error:
         Path(temporary).unlink(missing_ok=True)
         raise _naming(error, path) from error
