@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 import grindwatch
 from grindwatch.cli import _register_extensions
 from grindwatch.cli import app as cli_app
+from grindwatch.exceptions import ConfigError
 from grindwatch.io import read_file
 from grindwatch.serve import ServiceLimits, create_app
 from grindwatch.watch import ResultStore, Watcher
@@ -290,6 +291,32 @@ def test_samples_over_limit_get_413(trained):
     assert "limit of 1000" in response.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("limits", "problem"),
+    [
+        (ServiceLimits(max_channels=2), "channel limit 2 is less than the 3 channels"),
+        (ServiceLimits(max_samples=255), "sample limit 255 is less than one window"),
+    ],
+    ids=["channels", "samples"],
+)
+def test_limits_below_model_needs_rejected(trained, limits, problem):
+    with pytest.raises(ConfigError) as rejected:
+        create_app(trained["model"], limits=limits)
+
+    assert problem in str(rejected.value)
+    assert "every request would be rejected" in str(rejected.value)
+
+
+def test_limits_equal_to_model_needs_accepted(trained):
+    limits = ServiceLimits(max_channels=3, max_samples=256)
+    exact = TestClient(create_app(trained["model"], limits=limits))
+
+    response = exact.post("/score", json=_body(make_cycle(5)[:, :256]))
+
+    assert response.status_code == 200
+    assert response.json()["recording"]["n_windows"] == 1
+
+
 @pytest.mark.parametrize("suffix", [".parquet", ".npz", ".h5", ".mat"])
 def test_compressed_upload_limited_before_read(trained, tmp_path, suffix):
     limited = TestClient(
@@ -468,8 +495,9 @@ def test_csv_channel_count_ignores_quoted_header(trained, tmp_path):
     [
         ({f"c{i}": [1.0] for i in range(11)}, 1000),
         # Strings where arrays belong count as channels too, when the body has
-        # more commas than max_samples, so that its arrays are counted.
-        ({f"c{i}": "x" for i in range(11)}, 5),
+        # more commas than max_samples, so that its arrays are counted. The
+        # service rejects a max_samples below the model's window of 256.
+        ({f"c{i}": "x" for i in range(300)}, 256),
     ],
 )
 def test_json_channels_over_limit_get_413(trained, channels, max_samples):

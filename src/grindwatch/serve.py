@@ -50,7 +50,12 @@ from starlette.requests import Request
 
 from grindwatch._version import __version__
 from grindwatch.config import DataConfig
-from grindwatch.exceptions import InputError, lookalike_names, shorten_list
+from grindwatch.exceptions import (
+    ConfigError,
+    InputError,
+    lookalike_names,
+    shorten_list,
+)
 from grindwatch.io import Recording, read_file
 from grindwatch.io.dataset import SIGNAL_SUFFIXES
 from grindwatch.io.options import ReadOptions
@@ -442,6 +447,29 @@ class _Rejected(Exception):
         self.body = ErrorResponse(detail=detail, **fields)
 
 
+def _check_limits_fit_model(model: Model, limits: ServiceLimits) -> None:
+    """Raise ConfigError when the limits reject every recording the model can score.
+
+    Without this check such a service starts and rejects each request with a 413
+    whose fix (send fewer channels or samples) the client cannot follow.
+    """
+    n_channels = len(model.channels_)
+    if limits.max_channels < n_channels:
+        raise ConfigError(
+            f"the channel limit {limits.max_channels} is less than the "
+            f"{n_channels} channels the model needs, so every request would be "
+            "rejected; set --max-channels (ServiceLimits.max_channels) to "
+            f"{n_channels} or more"
+        )
+    if limits.max_samples < model.window_length_:
+        raise ConfigError(
+            f"the sample limit {limits.max_samples} is less than one window of "
+            f"{model.window_length_} samples, so every request would be rejected; "
+            "set --max-samples (ServiceLimits.max_samples) to "
+            f"{model.window_length_} or more"
+        )
+
+
 def _body_limit_message(max_bytes: int, size: int | None) -> str:
     body = "the request body" if size is None else f"the request body of {size} bytes"
     return (
@@ -529,6 +557,7 @@ def create_app(
     """
     check_signal_model(model)
     limits = limits or ServiceLimits()
+    _check_limits_fit_model(model, limits)
     if watcher is not None and store is None:
         store = watcher.store
     state: dict[str, threading.Thread | None] = {"watcher_thread": None}
