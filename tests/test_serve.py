@@ -138,6 +138,7 @@ def test_missing_channels_rejected_with_names(client):
     assert response.status_code == 422
     assert response.json()["missing_channels"] == ["vib_y", "current"]
     assert response.json()["expected_channels"] == CHANNELS
+    assert "send every channel in expected_channels" in response.json()["detail"]
 
 
 def test_channel_names_with_spaces_shown(client, tmp_path):
@@ -691,6 +692,26 @@ def test_upload_missing_channel_names_them(client, trained, tmp_path):
 
     assert response.status_code == 422
     assert response.json()["missing_channels"] == ["current"]
+    assert (
+        "name the file's channels as in expected_channels"
+        in (response.json()["detail"])
+    )
+
+
+def test_upload_unnamed_channels_says_how(client, tmp_path):
+    path = tmp_path / "unnamed.npz"
+    np.savez(path, data=make_cycle(9), sample_rate=1000.0)
+
+    upload = {"file": (path.name, path.read_bytes())}
+    response = client.post("/score/file", files=upload)
+
+    detail = response.json()["detail"]
+    assert response.status_code == 422
+    assert response.json()["missing_channels"] == CHANNELS
+    assert "it has ['channel_0', 'channel_1', 'channel_2']" in detail
+    assert "this file stores no channel names" in detail
+    assert "a 'channels' array in .npz" in detail
+    assert "serve a model trained on these channels" not in detail
 
 
 def test_upload_wrong_rate_rejected(client, tmp_path):

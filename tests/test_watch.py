@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -338,6 +339,22 @@ def test_wrong_channels_recorded_as_failed(trained, folder, tmp_path):
 
     assert row["status"] == "failed"
     assert "missing channels ['vib_y']" in row["reason"]
+
+
+def test_unnamed_channels_fix_names_formats(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(tmp_path / "source", 1, start_seed=71)
+    frame = pd.read_csv(tmp_path / "source" / "cycle_071.csv")
+    data = frame[["vib_x", "vib_y", "current"]].to_numpy().T
+    np.savez(folder / "unnamed.npz", data=data, sample_rate=1000.0)
+
+    watcher.poll()
+    row = ResultStore(tmp_path / "results.sqlite").frame().iloc[0]
+
+    assert row["status"] == "failed"
+    assert "it has ['channel_0', 'channel_1', 'channel_2']" in row["reason"]
+    assert "this file stores no channel names" in row["reason"]
+    assert "a 'channels' array in .npz" in row["reason"]
 
 
 def test_locked_store_retried_next_poll(trained, folder, tmp_path, monkeypatch, caplog):

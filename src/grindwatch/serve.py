@@ -54,6 +54,7 @@ from grindwatch.exceptions import (
     ConfigError,
     InputError,
     lookalike_names,
+    missing_channels_fix,
     shorten_list,
 )
 from grindwatch.io import Recording, read_file
@@ -984,7 +985,8 @@ def _recording_from_request(
             f"the recording is missing channels {shorten_list(missing)}; it has "
             f"{shorten_list(list(request.channels))} and the model needs "
             f"{shorten_list(expected)}"
-            f"{lookalike_names(missing, list(request.channels))}",
+            f"{lookalike_names(missing, list(request.channels))}; send every channel "
+            "in expected_channels, keyed by its name",
             missing_channels=missing,
             expected_channels=expected,
         )
@@ -1093,7 +1095,12 @@ def _recording_from_upload(
             f"{filename}: missing channels {shorten_list(missing)}; it has "
             f"{shorten_list(recording.channels)} and the model needs "
             f"{shorten_list(model.channels_)}"
-            f"{lookalike_names(missing, recording.channels)}",
+            f"{lookalike_names(missing, recording.channels)}; "
+            + missing_channels_fix(
+                recording.channels,
+                "name the file's channels as in expected_channels, or serve a model "
+                "trained on these channels",
+            ),
             missing_channels=missing,
             expected_channels=list(model.channels_),
         )
