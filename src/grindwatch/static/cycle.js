@@ -53,6 +53,7 @@ function drawWindowScores(cycle) {
   const first = windowPosition(windows[0]);
   const last = windowPosition(windows[windows.length - 1]);
   const x = linearScale(first, last, frame.box.left + 8, frame.box.right - 8);
+  xTicks(frame, roundTicks(first, last, 6).map((value) => [x(value), String(value)]));
   svgElement("polyline", {
     points: windows.map((item) => `${x(windowPosition(item))},${frame.y(item.score)}`)
       .join(" "),
@@ -95,8 +96,18 @@ function drawShareChart(cycle) {
     return;
   }
   const channels = Object.keys(windows[0].channel_shares);
-  const frame = chartFrame(container, [1], "share", "window", 1);
+  const hasTime = windows[0].start_s !== null;
+  const frame = chartFrame(container, [1], "share",
+    hasTime ? "window start (s)" : "window start (sample)", 1);
   const step = (frame.box.right - frame.box.left) / windows.length;
+  // Label at most about 8 bars, each by its window's start, below its middle.
+  const labelEvery = Math.ceil(windows.length / 8);
+  xTicks(frame, windows
+    .filter((item, index) => index % labelEvery === 0)
+    .map((item) => [
+      frame.box.left + (windows.indexOf(item) + 0.5) * step,
+      String(Number(windowPosition(item).toPrecision(6))),
+    ]));
   windows.forEach((item, index) => {
     let base = 0;
     channels.forEach((channel, position) => {
