@@ -71,6 +71,24 @@ function drawWindowScores(cycle) {
   }
 }
 
+// Say how the served model's threshold was set, and how a recording's score comes
+// from its window scores. A cycle scored by an earlier model keeps its own
+// threshold, which this text does not describe, so the note states that.
+function drawThresholdNote(cycle, model) {
+  const note = document.getElementById("threshold-note");
+  const [method, quantile] = model.aggregate.split(":");
+  const aggregate = method === "quantile" ? `the ${quantile} quantile` : `the ${method}`;
+  let text = model.threshold_description + ` The recording score is ${aggregate} ` +
+    "of its window scores, and the cycle is flagged when it exceeds the threshold" +
+    (model.cycle_threshold === null ? "." : " or when the cycle check flags it.");
+  if (cycle.threshold !== model.threshold) {
+    text = `This cycle was scored with threshold ${formatNumber(cycle.threshold)}, ` +
+      "set by an earlier model; the served model's threshold is described here. " +
+      text;
+  }
+  note.textContent = text;
+}
+
 function drawChannelBars(cycle) {
   const container = document.getElementById("channel-bars");
   container.replaceChildren();
@@ -148,6 +166,7 @@ async function load() {
     verdict.className = "status " + (cycle.flag ? "alarm" : "live");
     drawFacts(cycle);
     drawWindowScores(cycle);
+    drawThresholdNote(cycle, await fetchJson("/model"));
     drawChannelBars(cycle);
     drawShareChart(cycle);
   } catch (error) {
