@@ -690,12 +690,10 @@ def test_upload_missing_channel_names_them(client, trained, tmp_path):
     upload = {"file": (path.name, path.read_bytes())}
     response = client.post("/score/file", files=upload)
 
+    detail = response.json()["detail"]
     assert response.status_code == 422
     assert response.json()["missing_channels"] == ["current"]
-    assert (
-        "name the file's channels as in expected_channels"
-        in (response.json()["detail"])
-    )
+    assert "name the file's channels as in expected_channels" in detail
 
 
 def test_upload_unnamed_channels_says_how(client, tmp_path):
@@ -724,6 +722,29 @@ def test_upload_wrong_rate_rejected(client, tmp_path):
 
     assert response.status_code == 422
     assert "4000 Hz differs" in response.json()["detail"]
+
+
+def test_upload_time_column_rate_mismatch(trained, tmp_path):
+    import copy
+
+    model = copy.deepcopy(trained["model"])
+    model.config = model.config.with_overrides({"data.sample_rate": 1000.0})
+    client = TestClient(create_app(model))
+    frame = pd.read_csv(trained["root"] / "bad" / "cycle_100.csv")
+    frame["time"] = frame["time"] * 2
+    path = tmp_path / "slow.csv"
+    frame.to_csv(path, index=False)
+
+    response = client.post(
+        "/score/file", files={"file": (path.name, path.read_bytes())}
+    )
+
+    detail = response.json()["detail"]
+    assert response.status_code == 422
+    assert detail.startswith("slow.csv: the time column gives 500 samples/s but ")
+    assert "the model reads recordings at 1000 samples/s" in detail
+    assert "resample the recording to 1000 samples/s" in detail
+    assert "data.sample_rate=null" not in detail
 
 
 def test_other_rate_resampled_when_set(trained, tmp_path):

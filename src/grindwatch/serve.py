@@ -59,6 +59,7 @@ from grindwatch.exceptions import (
 )
 from grindwatch.io import Recording, read_file
 from grindwatch.io.dataset import SIGNAL_SUFFIXES
+from grindwatch.io.frames import TimeColumnRateError
 from grindwatch.io.options import ReadOptions
 from grindwatch.io.samples import check_quality
 from grindwatch.online import CycleScore, check_signal_model, score_recording
@@ -1141,6 +1142,16 @@ def _read_upload(
         _check_declared_size(path, filename, options, limits)
         try:
             recordings = read_file(path, options)
+        except TimeColumnRateError as error:
+            # The reader's fix (unset data.sample_rate) would only lead to the
+            # model's own rate check, so the client gets that check's fix.
+            file_rate, model_rate = error.time_column_rate, error.configured_rate
+            raise _Rejected(
+                422,
+                f"{filename}: the time column gives {file_rate:g} samples/s but the "
+                f"model reads recordings at {model_rate:g} samples/s; resample the "
+                f"recording to {model_rate:g} samples/s or correct its time column",
+            ) from None
         except InputError as error:
             raise _Rejected(422, _upload_message(filename, error)) from None
         except (OSError, ValueError) as error:
