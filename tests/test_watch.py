@@ -405,6 +405,41 @@ def test_changed_file_scored_again(trained, folder, tmp_path):
     assert watcher.store.moves().empty
 
 
+def test_partly_written_file_rescored_warns(trained, folder, tmp_path, caplog):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(tmp_path / "source", 1, start_seed=81)
+    lines = (tmp_path / "source" / "cycle_081.csv").read_text().splitlines(True)
+    path = folder / "cycle_081.csv"
+    path.write_text("".join(lines[: len(lines) // 2]))
+
+    with caplog.at_level(logging.INFO, logger="grindwatch.watch"):
+        watcher.poll()
+        path.write_text("".join(lines))
+        watcher.poll()
+        path.write_text("".join(lines[:-1]))
+        watcher.poll()
+    warnings = [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.WARNING and "changed after" in record.getMessage()
+    ]
+    infos = [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.INFO and "changed after" in record.getMessage()
+    ]
+
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_081.csv"] * 3
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "cycle_081.csv changed after it was scored as result 1, so it is scored "
+        "again as result 2"
+    )
+    assert "raise --settle" in warnings[0]
+    assert len(infos) == 1
+    assert "scored as result 2, so it is scored again as result 3" in infos[0]
+
+
 def _same_size_variant(path: Path, target: Path) -> None:
     """Write ``target`` as ``path`` with one digit changed, so the size stays."""
     text = path.read_text()
