@@ -1156,9 +1156,12 @@ def test_skipped_recording_listed_not_fatal(cycles, tmp_path):
     result = create_report(cycles.model, folder, tmp_path / "r.html", max_details=1)
 
     text = result.path.read_text()
+    header = text[text.index("<header>") : text.index("</header>")]
     notes = text[text.index('id="notes"') :]
     assert result.n_recordings == 1
     assert result.n_details == 1
+    assert '<a href="#skipped"><b>1 file skipped</b></a>, not scored' in header
+    assert '<p id="skipped">Skipped files, not scored:</p>' in notes
     assert "no_current.csv: missing channels [&#x27;current&#x27;]" in notes
 
 
