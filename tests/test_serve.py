@@ -618,6 +618,20 @@ def test_upload_without_file_explains_fix(client, request_parts):
     assert "curl -F 'file=@cycle.csv'" in detail
 
 
+def test_upload_of_two_files_rejected(client, trained):
+    path = trained["root"] / "bad" / "cycle_100.csv"
+    content = path.read_bytes()
+    parts = [("file", ("first.csv", content)), ("file", ("second.csv", content))]
+
+    response = client.post("/score/file", files=parts)
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        "body.file: the form contains 2 parts named 'file'; send one recording "
+        "per request"
+    )
+
+
 def test_json_file_key_stays_extra_input(client):
     body = {**_body(make_cycle(5)), "file": "cycle.csv"}
 

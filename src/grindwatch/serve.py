@@ -816,7 +816,7 @@ def _add_scoring(
     @app.post(
         "/score/file",
         tags=["scoring"],
-        dependencies=[Depends(authorize)],
+        dependencies=[Depends(authorize), Depends(_check_one_upload)],
         responses={
             **_REJECTIONS,
             415: {"model": ErrorResponse, "description": "Unsupported file type."},
@@ -839,6 +839,22 @@ def _add_scoring(
         """Score one recording uploaded as a file."""
         recording = _recording_from_upload(model, file, limits)
         return _score(model, recording, explain)
+
+
+async def _check_one_upload(request: Request) -> None:
+    """Reject a form with several parts named ``file``.
+
+    FastAPI 0.165.0 binds the first of them to the ``file`` parameter, so without this
+    check the other recordings would get no score and no error.
+    """
+    form = await request.form()
+    count = len(form.getlist("file"))
+    if count > 1:
+        raise _Rejected(
+            422,
+            f"body.file: the form contains {count} parts named 'file'; send one "
+            "recording per request",
+        )
 
 
 def _validation_message(error: RequestValidationError, shown: int = 5) -> str:
