@@ -1197,6 +1197,22 @@ def test_watch_rejects_results_not_sqlite(trained, folder):
     assert Path("notes.sqlite").read_text() == "time,vib_x\n0,1\n"
 
 
+def test_watch_rejects_file_as_folder(trained, folder):
+    _register_extensions()
+    recording = folder / "cycle.csv"
+    recording.write_text("time,vib_x\n0,1\n")
+
+    result = CliRunner().invoke(
+        cli_app,
+        ["watch", str(recording), "--model", str(trained["bundle"]), "--once"],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "cycle.csv: is a file, not a folder" in result.output
+    assert "pass the folder that new recordings land in" in result.output
+    assert "no such folder" not in result.output
+
+
 def test_watch_rejects_csv_at_results_path(trained, folder, tmp_path):
     _register_extensions()
     # Only a database named like a table passes the check of the --csv suffix.
