@@ -632,6 +632,40 @@ def test_upload_of_two_files_rejected(client, trained):
     )
 
 
+@pytest.mark.parametrize(
+    ("query", "form", "explained"),
+    [
+        ("", {}, True),
+        ("?explain=false", {}, False),
+        ("", {"explain": "false"}, False),
+        ("?explain=true", {"explain": "true"}, True),
+    ],
+    ids=["default", "query", "form", "both"],
+)
+def test_upload_explain_query_or_form(client, trained, query, form, explained):
+    path = trained["root"] / "bad" / "cycle_100.csv"
+    upload = {"file": (path.name, path.read_bytes())}
+
+    response = client.post(f"/score/file{query}", files=upload, data=form)
+
+    assert response.status_code == 200, response.text
+    assert (response.json()["attribution"] is not None) == explained
+
+
+def test_upload_explain_conflict_rejected(client, trained):
+    path = trained["root"] / "bad" / "cycle_100.csv"
+    upload = {"file": (path.name, path.read_bytes())}
+
+    response = client.post(
+        "/score/file?explain=false", files=upload, data={"explain": "true"}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        "explain is true in the form and false in the query; send it once"
+    )
+
+
 def test_json_file_key_stays_extra_input(client):
     body = {**_body(make_cycle(5)), "file": "cycle.csv"}
 

@@ -833,12 +833,29 @@ def _add_scoring(
             ),
         ],
         explain: Annotated[
-            bool, Form(description="Also return the channel attribution.")
-        ] = True,
+            bool | None,
+            Form(description="Also return the channel attribution (default true)."),
+        ] = None,
+        explain_query: Annotated[
+            bool | None,
+            Query(
+                alias="explain",
+                description="The same as the form field explain, for clients that "
+                "pass it in the query as POST /score takes it.",
+            ),
+        ] = None,
     ) -> ScoreResponse:
         """Score one recording uploaded as a file."""
+        if explain is not None and explain_query is not None:
+            if explain != explain_query:
+                raise _Rejected(
+                    422,
+                    f"explain is {str(explain).lower()} in the form and "
+                    f"{str(explain_query).lower()} in the query; send it once",
+                )
+        chosen = next((v for v in (explain, explain_query) if v is not None), True)
         recording = _recording_from_upload(model, file, limits)
-        return _score(model, recording, explain)
+        return _score(model, recording, chosen)
 
 
 async def _check_one_upload(request: Request) -> None:
