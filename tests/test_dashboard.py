@@ -139,6 +139,16 @@ def test_dropped_recording_appears_as_alarm(tmp_path, monkeypatch):
             flagged = driver.execute_script(
                 "return document.querySelectorAll('#window-chart circle.alarm').length"
             )
+            threshold_note = _wait_for(
+                driver, "return document.getElementById('threshold-note').textContent"
+            )
+            time_ticks, share_ticks = (
+                driver.execute_script(
+                    f"return [...document.querySelectorAll('{chart} text.x-tick')]"
+                    ".map(e => e.textContent)"
+                )
+                for chart in ("#window-chart", "#share-chart")
+            )
             driver.save_screenshot(str(tmp_path / "cycle.png"))
             console = [
                 entry
@@ -158,6 +168,11 @@ def test_dropped_recording_appears_as_alarm(tmp_path, monkeypatch):
     assert all(asset.startswith("/static/") for asset in assets), assets
     assert top_bar == "vib_y"
     assert flagged >= 1
+    assert time_ticks[:3] == ["0", "0.5", "1"]
+    assert threshold_note.startswith("The threshold ")
+    assert "of the log training scores" in threshold_note
+    assert "The recording score is the max of its window scores" in threshold_note
+    assert share_ticks[:2] == ["0", "0.256"]
     assert console == []
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
 

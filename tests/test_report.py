@@ -1156,9 +1156,12 @@ def test_skipped_recording_listed_not_fatal(cycles, tmp_path):
     result = create_report(cycles.model, folder, tmp_path / "r.html", max_details=1)
 
     text = result.path.read_text()
+    header = text[text.index("<header>") : text.index("</header>")]
     notes = text[text.index('id="notes"') :]
     assert result.n_recordings == 1
     assert result.n_details == 1
+    assert '<a href="#skipped"><b>1 file skipped</b></a>, not scored' in header
+    assert '<p id="skipped">Skipped files, not scored:</p>' in notes
     assert "no_current.csv: missing channels [&#x27;current&#x27;]" in notes
 
 
@@ -1266,3 +1269,40 @@ def test_window_heatmap_columns_at_window_starts():
     assert explanation.starts[30] == 3000
     assert left + 30 * width == pytest.approx(3.0)
     assert figure.axes[0].get_xlim() == pytest.approx((0.0, 4.0))
+
+
+@pytest.mark.parametrize(
+    ("frontend", "label"),
+    [("spectrum", "frequency band"), ("features", "window feature")],
+)
+def test_element_heatmap_axes_labelled(frontend, label):
+    from grindwatch.explain import explain_recording
+    from grindwatch.io.recording import Recording, RecordingSet
+    from grindwatch.report.figures import contribution_heatmaps
+
+    rng = np.random.default_rng(1)
+
+    def recording(name: str) -> Recording:
+        data = rng.standard_normal((2, 4000)).astype(np.float32)
+        return Recording(name, data, ["a", "b"], 1000.0)
+
+    config = Config().with_overrides(
+        {
+            "windows.length": 400,
+            "frontend.kind": frontend,
+            "frontend.n_bands": 8,
+            "detector.family": "pca",
+            "tracking.enabled": False,
+            "cycle.enabled": False,
+        }
+    )
+    model = grindwatch.train(RecordingSet([recording("ok")]), config).model
+    explanation = explain_recording(model, recording("new"))
+
+    figure = contribution_heatmaps(explanation)
+    by_window, by_element, window_bar, element_bar = figure.axes
+
+    assert by_window.get_xlabel() == "time (s)"
+    assert by_element.get_xlabel() == label
+    assert window_bar.get_ylabel() == "contribution"
+    assert element_bar.get_ylabel() == "contribution"

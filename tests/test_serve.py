@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 import grindwatch
 from grindwatch.cli import _register_extensions
 from grindwatch.cli import app as cli_app
+from grindwatch.exceptions import ConfigError
 from grindwatch.io import read_file
 from grindwatch.serve import ServiceLimits, create_app
 from grindwatch.watch import ResultStore, Watcher
@@ -137,6 +138,7 @@ def test_missing_channels_rejected_with_names(client):
     assert response.status_code == 422
     assert response.json()["missing_channels"] == ["vib_y", "current"]
     assert response.json()["expected_channels"] == CHANNELS
+    assert "send every channel in expected_channels" in response.json()["detail"]
 
 
 def test_channel_names_with_spaces_shown(client, tmp_path):
@@ -288,6 +290,32 @@ def test_samples_over_limit_get_413(trained):
 
     assert response.status_code == 413
     assert "limit of 1000" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("limits", "problem"),
+    [
+        (ServiceLimits(max_channels=2), "channel limit 2 is less than the 3 channels"),
+        (ServiceLimits(max_samples=255), "sample limit 255 is less than one window"),
+    ],
+    ids=["channels", "samples"],
+)
+def test_limits_below_model_needs_rejected(trained, limits, problem):
+    with pytest.raises(ConfigError) as rejected:
+        create_app(trained["model"], limits=limits)
+
+    assert problem in str(rejected.value)
+    assert "every request would be rejected" in str(rejected.value)
+
+
+def test_limits_equal_to_model_needs_accepted(trained):
+    limits = ServiceLimits(max_channels=3, max_samples=256)
+    exact = TestClient(create_app(trained["model"], limits=limits))
+
+    response = exact.post("/score", json=_body(make_cycle(5)[:, :256]))
+
+    assert response.status_code == 200
+    assert response.json()["recording"]["n_windows"] == 1
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".npz", ".h5", ".mat"])
@@ -468,8 +496,9 @@ def test_csv_channel_count_ignores_quoted_header(trained, tmp_path):
     [
         ({f"c{i}": [1.0] for i in range(11)}, 1000),
         # Strings where arrays belong count as channels too, when the body has
-        # more commas than max_samples, so that its arrays are counted.
-        ({f"c{i}": "x" for i in range(11)}, 5),
+        # more commas than max_samples, so that its arrays are counted. The
+        # service rejects a max_samples below the model's window of 256.
+        ({f"c{i}": "x" for i in range(300)}, 256),
     ],
 )
 def test_json_channels_over_limit_get_413(trained, channels, max_samples):
@@ -589,6 +618,54 @@ def test_upload_without_file_explains_fix(client, request_parts):
     assert "curl -F 'file=@cycle.csv'" in detail
 
 
+def test_upload_of_two_files_rejected(client, trained):
+    path = trained["root"] / "bad" / "cycle_100.csv"
+    content = path.read_bytes()
+    parts = [("file", ("first.csv", content)), ("file", ("second.csv", content))]
+
+    response = client.post("/score/file", files=parts)
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        "body.file: the form contains 2 parts named 'file'; send one recording "
+        "per request"
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "form", "explained"),
+    [
+        ("", {}, True),
+        ("?explain=false", {}, False),
+        ("", {"explain": "false"}, False),
+        ("?explain=true", {"explain": "true"}, True),
+    ],
+    ids=["default", "query", "form", "both"],
+)
+def test_upload_explain_query_or_form(client, trained, query, form, explained):
+    path = trained["root"] / "bad" / "cycle_100.csv"
+    upload = {"file": (path.name, path.read_bytes())}
+
+    response = client.post(f"/score/file{query}", files=upload, data=form)
+
+    assert response.status_code == 200, response.text
+    assert (response.json()["attribution"] is not None) == explained
+
+
+def test_upload_explain_conflict_rejected(client, trained):
+    path = trained["root"] / "bad" / "cycle_100.csv"
+    upload = {"file": (path.name, path.read_bytes())}
+
+    response = client.post(
+        "/score/file?explain=false", files=upload, data={"explain": "true"}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        "explain is true in the form and false in the query; send it once"
+    )
+
+
 def test_json_file_key_stays_extra_input(client):
     body = {**_body(make_cycle(5)), "file": "cycle.csv"}
 
@@ -661,8 +738,26 @@ def test_upload_missing_channel_names_them(client, trained, tmp_path):
     upload = {"file": (path.name, path.read_bytes())}
     response = client.post("/score/file", files=upload)
 
+    detail = response.json()["detail"]
     assert response.status_code == 422
     assert response.json()["missing_channels"] == ["current"]
+    assert "name the file's channels as in expected_channels" in detail
+
+
+def test_upload_unnamed_channels_says_how(client, tmp_path):
+    path = tmp_path / "unnamed.npz"
+    np.savez(path, data=make_cycle(9), sample_rate=1000.0)
+
+    upload = {"file": (path.name, path.read_bytes())}
+    response = client.post("/score/file", files=upload)
+
+    detail = response.json()["detail"]
+    assert response.status_code == 422
+    assert response.json()["missing_channels"] == CHANNELS
+    assert "it has ['channel_0', 'channel_1', 'channel_2']" in detail
+    assert "this file stores no channel names" in detail
+    assert "a 'channels' array in .npz" in detail
+    assert "serve a model trained on these channels" not in detail
 
 
 def test_upload_wrong_rate_rejected(client, tmp_path):
@@ -675,6 +770,29 @@ def test_upload_wrong_rate_rejected(client, tmp_path):
 
     assert response.status_code == 422
     assert "4000 Hz differs" in response.json()["detail"]
+
+
+def test_upload_time_column_rate_mismatch(trained, tmp_path):
+    import copy
+
+    model = copy.deepcopy(trained["model"])
+    model.config = model.config.with_overrides({"data.sample_rate": 1000.0})
+    client = TestClient(create_app(model))
+    frame = pd.read_csv(trained["root"] / "bad" / "cycle_100.csv")
+    frame["time"] = frame["time"] * 2
+    path = tmp_path / "slow.csv"
+    frame.to_csv(path, index=False)
+
+    response = client.post(
+        "/score/file", files={"file": (path.name, path.read_bytes())}
+    )
+
+    detail = response.json()["detail"]
+    assert response.status_code == 422
+    assert detail.startswith("slow.csv: the time column gives 500 samples/s but ")
+    assert "the model reads recordings at 1000 samples/s" in detail
+    assert "resample the recording to 1000 samples/s" in detail
+    assert "data.sample_rate=null" not in detail
 
 
 def test_other_rate_resampled_when_set(trained, tmp_path):

@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -340,6 +341,22 @@ def test_wrong_channels_recorded_as_failed(trained, folder, tmp_path):
     assert "missing channels ['vib_y']" in row["reason"]
 
 
+def test_unnamed_channels_fix_names_formats(trained, folder, tmp_path):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(tmp_path / "source", 1, start_seed=71)
+    frame = pd.read_csv(tmp_path / "source" / "cycle_071.csv")
+    data = frame[["vib_x", "vib_y", "current"]].to_numpy().T
+    np.savez(folder / "unnamed.npz", data=data, sample_rate=1000.0)
+
+    watcher.poll()
+    row = ResultStore(tmp_path / "results.sqlite").frame().iloc[0]
+
+    assert row["status"] == "failed"
+    assert "it has ['channel_0', 'channel_1', 'channel_2']" in row["reason"]
+    assert "this file stores no channel names" in row["reason"]
+    assert "a 'channels' array in .npz" in row["reason"]
+
+
 def test_locked_store_retried_next_poll(trained, folder, tmp_path, monkeypatch, caplog):
     watcher = _watcher(trained, folder, tmp_path)
     write_cycles(folder, 1, start_seed=31)
@@ -386,6 +403,41 @@ def test_changed_file_scored_again(trained, folder, tmp_path):
     assert _paths(tmp_path / "results.sqlite") == ["cycle_080.csv", "cycle_080.csv"]
     assert table["sha256"].nunique() == 2
     assert watcher.store.moves().empty
+
+
+def test_partly_written_file_rescored_warns(trained, folder, tmp_path, caplog):
+    watcher = _watcher(trained, folder, tmp_path)
+    write_cycles(tmp_path / "source", 1, start_seed=81)
+    lines = (tmp_path / "source" / "cycle_081.csv").read_text().splitlines(True)
+    path = folder / "cycle_081.csv"
+    path.write_text("".join(lines[: len(lines) // 2]))
+
+    with caplog.at_level(logging.INFO, logger="grindwatch.watch"):
+        watcher.poll()
+        path.write_text("".join(lines))
+        watcher.poll()
+        path.write_text("".join(lines[:-1]))
+        watcher.poll()
+    warnings = [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.WARNING and "changed after" in record.getMessage()
+    ]
+    infos = [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.INFO and "changed after" in record.getMessage()
+    ]
+
+    assert _paths(tmp_path / "results.sqlite") == ["cycle_081.csv"] * 3
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "cycle_081.csv changed after it was scored as result 1, so it is scored "
+        "again as result 2"
+    )
+    assert "raise --settle" in warnings[0]
+    assert len(infos) == 1
+    assert "scored as result 2, so it is scored again as result 3" in infos[0]
 
 
 def _same_size_variant(path: Path, target: Path) -> None:
@@ -1143,6 +1195,22 @@ def test_watch_rejects_results_not_sqlite(trained, folder):
     assert "choose another --results path or move that file away" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert Path("notes.sqlite").read_text() == "time,vib_x\n0,1\n"
+
+
+def test_watch_rejects_file_as_folder(trained, folder):
+    _register_extensions()
+    recording = folder / "cycle.csv"
+    recording.write_text("time,vib_x\n0,1\n")
+
+    result = CliRunner().invoke(
+        cli_app,
+        ["watch", str(recording), "--model", str(trained["bundle"]), "--once"],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "cycle.csv: is a file, not a folder" in result.output
+    assert "pass the folder that new recordings land in" in result.output
+    assert "no such folder" not in result.output
 
 
 def test_watch_rejects_csv_at_results_path(trained, folder, tmp_path):

@@ -357,6 +357,12 @@ def _watcher(model, folder: Path, store, **options: Any):  # noqa: ANN001, ANN20
     from grindwatch.exceptions import InputError
     from grindwatch.watch import Watcher
 
+    if folder.exists() and not folder.is_dir():
+        raise InputError(
+            folder,
+            "is a file, not a folder",
+            "pass the folder that new recordings land in",
+        )
     if not folder.is_dir():
         raise InputError(folder, "no such folder", "create it or check the path")
     return Watcher(model, folder, store, **options)

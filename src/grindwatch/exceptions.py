@@ -6,6 +6,7 @@ or ``RuntimeError`` without importing grindwatch.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "StorageError",
     "TrackingError",
     "lookalike_names",
+    "missing_channels_fix",
     "shorten_list",
 ]
 
@@ -92,3 +94,25 @@ def lookalike_names(missing: list[str], available: list[str]) -> str:
         f" (names that differ only in spaces or Unicode normalisation: "
         f"{'; '.join(pairs)}; rename the columns to match exactly)"
     )
+
+
+# Names the readers give channels when the file stores none: channel_0 ... for NumPy,
+# WAV and headerless binary files, NAME[0] ... for HDF5 datasets and MATLAB arrays.
+_NUMBERED_CHANNEL = re.compile(r"channel_\d+|.+\[\d+\]")
+
+
+def missing_channels_fix(available: list[str], otherwise: str) -> str:
+    """Return the fix for a recording that lacks channels a model needs.
+
+    When every available name is a number that a reader gave because the file
+    stores no names, renaming columns is no help, so the fix lists where each format
+    stores names. Otherwise it returns ``otherwise``.
+    """
+    if available and all(_NUMBERED_CHANNEL.fullmatch(name) for name in available):
+        return (
+            "this file stores no channel names, so its channels were numbered; "
+            "save the recording with the model's channel names: a header row in "
+            "CSV or Parquet, a 'channels' array in .npz, a 'channels' attribute "
+            "on the HDF5 dataset or a 'channels' variable in a .mat file"
+        )
+    return otherwise

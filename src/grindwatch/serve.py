@@ -50,9 +50,16 @@ from starlette.requests import Request
 
 from grindwatch._version import __version__
 from grindwatch.config import DataConfig
-from grindwatch.exceptions import InputError, lookalike_names, shorten_list
+from grindwatch.exceptions import (
+    ConfigError,
+    InputError,
+    lookalike_names,
+    missing_channels_fix,
+    shorten_list,
+)
 from grindwatch.io import Recording, read_file
 from grindwatch.io.dataset import SIGNAL_SUFFIXES
+from grindwatch.io.frames import TimeColumnRateError
 from grindwatch.io.options import ReadOptions
 from grindwatch.io.samples import check_quality
 from grindwatch.online import CycleScore, check_signal_model, score_recording
@@ -442,6 +449,29 @@ class _Rejected(Exception):
         self.body = ErrorResponse(detail=detail, **fields)
 
 
+def _check_limits_fit_model(model: Model, limits: ServiceLimits) -> None:
+    """Raise ConfigError when the limits reject every recording the model can score.
+
+    Without this check such a service starts and rejects each request with a 413
+    whose fix (send fewer channels or samples) the client cannot follow.
+    """
+    n_channels = len(model.channels_)
+    if limits.max_channels < n_channels:
+        raise ConfigError(
+            f"the channel limit {limits.max_channels} is less than the "
+            f"{n_channels} channels the model needs, so every request would be "
+            "rejected; set --max-channels (ServiceLimits.max_channels) to "
+            f"{n_channels} or more"
+        )
+    if limits.max_samples < model.window_length_:
+        raise ConfigError(
+            f"the sample limit {limits.max_samples} is less than one window of "
+            f"{model.window_length_} samples, so every request would be rejected; "
+            "set --max-samples (ServiceLimits.max_samples) to "
+            f"{model.window_length_} or more"
+        )
+
+
 def _body_limit_message(max_bytes: int, size: int | None) -> str:
     body = "the request body" if size is None else f"the request body of {size} bytes"
     return (
@@ -529,6 +559,7 @@ def create_app(
     """
     check_signal_model(model)
     limits = limits or ServiceLimits()
+    _check_limits_fit_model(model, limits)
     if watcher is not None and store is None:
         store = watcher.store
     state: dict[str, threading.Thread | None] = {"watcher_thread": None}
@@ -785,7 +816,7 @@ def _add_scoring(
     @app.post(
         "/score/file",
         tags=["scoring"],
-        dependencies=[Depends(authorize)],
+        dependencies=[Depends(authorize), Depends(_check_one_upload)],
         responses={
             **_REJECTIONS,
             415: {"model": ErrorResponse, "description": "Unsupported file type."},
@@ -802,12 +833,45 @@ def _add_scoring(
             ),
         ],
         explain: Annotated[
-            bool, Form(description="Also return the channel attribution.")
-        ] = True,
+            bool | None,
+            Form(description="Also return the channel attribution (default true)."),
+        ] = None,
+        explain_query: Annotated[
+            bool | None,
+            Query(
+                alias="explain",
+                description="The same as the form field explain, for clients that "
+                "pass it in the query as POST /score takes it.",
+            ),
+        ] = None,
     ) -> ScoreResponse:
         """Score one recording uploaded as a file."""
+        if explain is not None and explain_query is not None:
+            if explain != explain_query:
+                raise _Rejected(
+                    422,
+                    f"explain is {str(explain).lower()} in the form and "
+                    f"{str(explain_query).lower()} in the query; send it once",
+                )
+        chosen = next((v for v in (explain, explain_query) if v is not None), True)
         recording = _recording_from_upload(model, file, limits)
-        return _score(model, recording, explain)
+        return _score(model, recording, chosen)
+
+
+async def _check_one_upload(request: Request) -> None:
+    """Reject a form with several parts named ``file``.
+
+    FastAPI 0.165.0 binds the first of them to the ``file`` parameter, so without this
+    check the other recordings would get no score and no error.
+    """
+    form = await request.form()
+    count = len(form.getlist("file"))
+    if count > 1:
+        raise _Rejected(
+            422,
+            f"body.file: the form contains {count} parts named 'file'; send one "
+            "recording per request",
+        )
 
 
 def _validation_message(error: RequestValidationError, shown: int = 5) -> str:
@@ -955,7 +1019,8 @@ def _recording_from_request(
             f"the recording is missing channels {shorten_list(missing)}; it has "
             f"{shorten_list(list(request.channels))} and the model needs "
             f"{shorten_list(expected)}"
-            f"{lookalike_names(missing, list(request.channels))}",
+            f"{lookalike_names(missing, list(request.channels))}; send every channel "
+            "in expected_channels, keyed by its name",
             missing_channels=missing,
             expected_channels=expected,
         )
@@ -1064,7 +1129,12 @@ def _recording_from_upload(
             f"{filename}: missing channels {shorten_list(missing)}; it has "
             f"{shorten_list(recording.channels)} and the model needs "
             f"{shorten_list(model.channels_)}"
-            f"{lookalike_names(missing, recording.channels)}",
+            f"{lookalike_names(missing, recording.channels)}; "
+            + missing_channels_fix(
+                recording.channels,
+                "name the file's channels as in expected_channels, or serve a model "
+                "trained on these channels",
+            ),
             missing_channels=missing,
             expected_channels=list(model.channels_),
         )
@@ -1105,6 +1175,16 @@ def _read_upload(
         _check_declared_size(path, filename, options, limits)
         try:
             recordings = read_file(path, options)
+        except TimeColumnRateError as error:
+            # The reader's fix (unset data.sample_rate) would only lead to the
+            # model's own rate check, so the client gets that check's fix.
+            file_rate, model_rate = error.time_column_rate, error.configured_rate
+            raise _Rejected(
+                422,
+                f"{filename}: the time column gives {file_rate:g} samples/s but the "
+                f"model reads recordings at {model_rate:g} samples/s; resample the "
+                f"recording to {model_rate:g} samples/s or correct its time column",
+            ) from None
         except InputError as error:
             raise _Rejected(422, _upload_message(filename, error)) from None
         except (OSError, ValueError) as error:

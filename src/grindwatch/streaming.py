@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from grindwatch.exceptions import InputError, lookalike_names, shorten_list
+from grindwatch.exceptions import (
+    InputError,
+    lookalike_names,
+    missing_channels_fix,
+    shorten_list,
+)
 from grindwatch.io.chunks import ChunkedStream, iter_windows, open_stream
 from grindwatch.io.dataset import source_path
 from grindwatch.io.frames import warn_irregular_time
@@ -69,7 +74,10 @@ def _channel_index(model: Model, stream: ChunkedStream, path: Path) -> list[int]
             f"missing channels {shorten_list(missing)}; it has "
             f"{shorten_list(stream_channels)}"
             f"{lookalike_names(missing, stream_channels)}",
-            "record those channels or train a model on the channels this file has",
+            missing_channels_fix(
+                stream_channels,
+                "record those channels or train a model on the channels this file has",
+            ),
         )
     return [stream_channels.index(name) for name in model.channels_]
 

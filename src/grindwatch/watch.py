@@ -793,6 +793,9 @@ class Watcher:
         self.left_out: list[str] = []
         # Polls in a row whose result could not be stored.
         self._store_failures = 0
+        # Paths already warned about as scored again after a change, so that a
+        # logger that rewrites one file name every cycle warns once, not each cycle.
+        self._rescored_warned: set[str] = set()
         # True while the watched folder is missing, so that it is warned about once.
         self._folder_missing = False
         # True while listing the watched folder fails, so that it is logged once.
@@ -1039,6 +1042,7 @@ class Watcher:
             self._known[key] = result_id
             self._seen.pop(key.path, None)
             if result_id is not None:
+                self._note_rescored(key.path, result_id)
                 self._current[result_id] = key.path
                 added.append(result_id)
                 if cycle is None:
@@ -1222,6 +1226,32 @@ class Watcher:
             self.store.path,
             error,
             retry,
+        )
+
+    def _note_rescored(self, path: str, result_id: int) -> None:
+        """Log that ``path``, which has an earlier result, was scored again.
+
+        Both results stay, so an alarm in the log is one scoring and not always one
+        cycle. A file still being written when its size last settled is scored
+        once in part and again when complete.
+        """
+        earlier = [
+            other
+            for other, current in self._current.items()
+            if current == path and other != result_id
+        ]
+        if not earlier:
+            return
+        log = logger.info if path in self._rescored_warned else logger.warning
+        self._rescored_warned.add(path)
+        log(
+            "%s changed after it was scored as result %d, so it is scored again as "
+            "result %d and both results are kept; if the file was still being "
+            "written then, raise --settle or have the writer add a marker file "
+            "(--marker-suffix, --folder-marker)",
+            path,
+            max(earlier),
+            result_id,
         )
 
     def _score(self, path: Path) -> tuple[CycleScore | None, str | None]:

@@ -1316,17 +1316,33 @@ def _raise_if_damaged_time(path: Path, frame: pd.DataFrame, names: list[str]) ->
             )
 
 
-def _resolve_rate(path: Path, found: float | None, given: float | None):
-    if given is None:
-        return found
-    if found is not None and not np.isclose(found, given, rtol=1e-3):
-        raise InputError(
+class TimeColumnRateError(InputError):
+    """A time column whose rate differs from the configured ``data.sample_rate``.
+
+    Both rates are kept, in samples per second, so that a caller can word its own
+    fix.
+    """
+
+    def __init__(
+        self, path: Path, time_column_rate: float, configured_rate: float
+    ) -> None:
+        super().__init__(
             path,
-            f"the time column gives {found:g} samples/s but sample_rate is {given:g}",
+            f"the time column gives {time_column_rate:g} samples/s but sample_rate "
+            f"is {configured_rate:g}",
             "remove sample_rate from the config (when scoring with a model "
             "trained with it, pass --set data.sample_rate=null) or fix the time "
             "column",
         )
+        self.time_column_rate = time_column_rate
+        self.configured_rate = configured_rate
+
+
+def _resolve_rate(path: Path, found: float | None, given: float | None):
+    if given is None:
+        return found
+    if found is not None and not np.isclose(found, given, rtol=1e-3):
+        raise TimeColumnRateError(path, found, given)
     return float(given)
 
 

@@ -162,7 +162,12 @@ class Recording:
         InputError
             If any name is missing from this recording.
         """
-        from grindwatch.exceptions import InputError, lookalike_names, shorten_list
+        from grindwatch.exceptions import (
+            InputError,
+            lookalike_names,
+            missing_channels_fix,
+            shorten_list,
+        )
 
         missing = [name for name in names if name not in self.channels]
         if missing:
@@ -171,7 +176,11 @@ class Recording:
                 f"missing channels {shorten_list(missing)}; it has "
                 f"{shorten_list(self.channels)}"
                 f"{lookalike_names(missing, self.channels)}",
-                "record those channels or train a model on the channels this file has",
+                missing_channels_fix(
+                    self.channels,
+                    "record those channels or train a model on the channels this "
+                    "file has",
+                ),
             )
         index = [self.channels.index(name) for name in names]
         return Recording(

@@ -376,8 +376,11 @@ def _element_map(axis, explanation: RecordingExplanation, norm_type) -> None:  #
     axis.set_yticks(range(len(explanation.recording.channels)), [])
     which = "flagged windows" if explanation.flags.any() else "worst window"
     axis.set_title(f"by channel and {explanation.axis.name}, {which}")
+    axis.set_xlabel(
+        "frequency band" if explanation.axis.name == "band" else "window feature"
+    )
     axis.grid(False)
-    axis.figure.colorbar(image, ax=axis, pad=0.01, fraction=0.06)
+    axis.figure.colorbar(image, ax=axis, label="contribution", pad=0.01, fraction=0.06)
 
 
 def spectrograms(

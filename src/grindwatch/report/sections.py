@@ -85,6 +85,14 @@ def header(model: Model, scored: ScoreResult, title: str) -> str:
     if "cycle_flag" in recordings:
         n_cycle = int(recordings["cycle_flag"].astype(bool).sum())
         counts += f"; {n_cycle} flagged by the cycle check"
+    if scored.skipped:
+        # Without this count, a reader who stops at the header would take every
+        # file given as scored, because the reasons are listed only in the notes.
+        files = "file" if len(scored.skipped) == 1 else "files"
+        counts += (
+            f'; <a href="#skipped"><b>{len(scored.skipped)} {files} skipped</b></a>, '
+            "not scored"
+        )
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"<header><h1>{markup.escape(title)}</h1>"
@@ -552,7 +560,11 @@ def notes(
         f"<li>{markup.escape(s['path'])}: {markup.escape(s['reason'])}</li>"
         for s in scored.skipped
     )
-    listing = f"<p>Skipped files:</p><ul>{skipped}</ul>" if skipped else ""
+    listing = (
+        f'<p id="skipped">Skipped files, not scored:</p><ul>{skipped}</ul>'
+        if skipped
+        else ""
+    )
     if reference is not None:
         listing += _reference_notes(reference, item_noun(model.kind_))
     return (

@@ -128,6 +128,40 @@ function chartFrame(container, values, yLabel, xLabel, fixedTop) {
   return { svg, box, y };
 }
 
+// Round steps of 1, 2 or 5 times a power of ten, about `count` of them from low
+// to high, so x-axis labels read as 0, 0.5, 1 and not as 0.000, 0.4981.
+function roundTicks(low, high, count) {
+  const span = high - low;
+  if (!(span > 0)) {
+    return [low];
+  }
+  const rough = span / count;
+  const magnitude = 10 ** Math.floor(Math.log10(rough));
+  const step = [1, 2, 5, 10].map((factor) => factor * magnitude)
+    .find((candidate) => candidate >= rough);
+  const ticks = [];
+  for (let value = Math.ceil(low / step) * step; value <= high + step * 1e-9;
+    value += step) {
+    ticks.push(Number(value.toPrecision(12)));
+  }
+  return ticks;
+}
+
+// Draw a labelled tick mark under the plot box for each [x position, label] pair.
+function xTicks(frame, positions) {
+  for (const [position, label] of positions) {
+    svgElement("line", {
+      x1: position, x2: position, y1: frame.box.bottom, y2: frame.box.bottom + 4,
+      class: "grid",
+    }, frame.svg);
+    const tick = svgElement("text", {
+      x: position, y: frame.box.bottom + 16, "text-anchor": "middle",
+      class: "tick x-tick",
+    }, frame.svg);
+    tick.textContent = label;
+  }
+}
+
 function thresholdLine(frame, threshold) {
   const level = frame.y(threshold);
   svgElement("line", {

@@ -53,6 +53,7 @@ function drawWindowScores(cycle) {
   const first = windowPosition(windows[0]);
   const last = windowPosition(windows[windows.length - 1]);
   const x = linearScale(first, last, frame.box.left + 8, frame.box.right - 8);
+  xTicks(frame, roundTicks(first, last, 6).map((value) => [x(value), String(value)]));
   svgElement("polyline", {
     points: windows.map((item) => `${x(windowPosition(item))},${frame.y(item.score)}`)
       .join(" "),
@@ -68,6 +69,24 @@ function drawWindowScores(cycle) {
       `window ${item.window} at ${formatNumber(windowPosition(item))}: ` +
       formatNumber(item.score);
   }
+}
+
+// Say how the served model's threshold was set, and how a recording's score comes
+// from its window scores. A cycle scored by an earlier model keeps its own
+// threshold, which this text does not describe, so the note states that.
+function drawThresholdNote(cycle, model) {
+  const note = document.getElementById("threshold-note");
+  const [method, quantile] = model.aggregate.split(":");
+  const aggregate = method === "quantile" ? `the ${quantile} quantile` : `the ${method}`;
+  let text = model.threshold_description + ` The recording score is ${aggregate} ` +
+    "of its window scores, and the cycle is flagged when it exceeds the threshold" +
+    (model.cycle_threshold === null ? "." : " or when the cycle check flags it.");
+  if (cycle.threshold !== model.threshold) {
+    text = `This cycle was scored with threshold ${formatNumber(cycle.threshold)}, ` +
+      "set by an earlier model; the served model's threshold is described here. " +
+      text;
+  }
+  note.textContent = text;
 }
 
 function drawChannelBars(cycle) {
@@ -95,8 +114,18 @@ function drawShareChart(cycle) {
     return;
   }
   const channels = Object.keys(windows[0].channel_shares);
-  const frame = chartFrame(container, [1], "share", "window", 1);
+  const hasTime = windows[0].start_s !== null;
+  const frame = chartFrame(container, [1], "share",
+    hasTime ? "window start (s)" : "window start (sample)", 1);
   const step = (frame.box.right - frame.box.left) / windows.length;
+  // Label at most about 8 bars, each by its window's start, below its middle.
+  const labelEvery = Math.ceil(windows.length / 8);
+  xTicks(frame, windows
+    .filter((item, index) => index % labelEvery === 0)
+    .map((item) => [
+      frame.box.left + (windows.indexOf(item) + 0.5) * step,
+      String(Number(windowPosition(item).toPrecision(6))),
+    ]));
   windows.forEach((item, index) => {
     let base = 0;
     channels.forEach((channel, position) => {
@@ -137,6 +166,7 @@ async function load() {
     verdict.className = "status " + (cycle.flag ? "alarm" : "live");
     drawFacts(cycle);
     drawWindowScores(cycle);
+    drawThresholdNote(cycle, await fetchJson("/model"));
     drawChannelBars(cycle);
     drawShareChart(cycle);
   } catch (error) {
