@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+
+import numpy as np
+import pytest
+
+import grindwatch
+from grindwatch import Recording, RecordingSet
 
 
 def test_python_m_grindwatch_runs_cli():
@@ -16,3 +23,50 @@ def test_python_m_grindwatch_runs_cli():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("grindwatch ")
+
+
+def _vibration_with_temperature(name: str, temperature, seed: int) -> Recording:
+    rng = np.random.default_rng(seed)
+    time = np.arange(2048) / 1000.0
+    vibration = np.sin(2 * np.pi * 50 * time) + 0.1 * rng.standard_normal(time.size)
+    temperature = np.broadcast_to(np.asarray(temperature, float), time.shape)
+    data = np.vstack([vibration, temperature]).astype(np.float32)
+    return Recording(name, data, ["vib_x", "temp"], 1000.0)
+
+
+def test_iforest_constant_channel_change_warns(caplog):
+    training = RecordingSet(
+        [_vibration_with_temperature(f"cycle_{i}", 20.0, i) for i in range(5)]
+    )
+    settings = {
+        "windows.length": 256,
+        "detector.family": "iforest",
+        "tracking.enabled": False,
+    }
+    with pytest.warns(UserWarning, match="an isolation forest ignores any change"):
+        model = grindwatch.train(training, settings).model
+    scored = RecordingSet(
+        [
+            _vibration_with_temperature("hot", 80.0, 10),
+            _vibration_with_temperature("same", 20.0, 11),
+        ]
+    )
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.pipeline"):
+        result = grindwatch.score(model, scored)
+
+    verdicts = dict(
+        zip(result.recordings["recording"], result.recordings["flag"], strict=True)
+    )
+    # The isolation forest cannot see the temperature step: the warning is the
+    # only sign of it.
+    assert not verdicts["hot"]
+    warnings = [
+        record.getMessage()
+        for record in caplog.records
+        if "constant in every training window" in record.getMessage()
+    ]
+    assert len(warnings) == 1
+    assert "'temp' at 20" in warnings[0]
+    assert "hot (temp = 80)" in warnings[0]
+    assert "same" not in warnings[0]

@@ -728,7 +728,7 @@ class Model:
         # The rows of one table file fail alike, so each file and reason is
         # listed once.
         listed = {(entry["path"], entry["reason"]) for entry in skipped}
-        window_frames, recording_rows = [], []
+        window_frames, recording_rows, departed = [], [], []
         for begin in range(0, len(recordings), batch_recordings):
             batch = recordings[begin : begin + batch_recordings]
             # Each recording is matched (and resampled) once, here, and its
@@ -751,9 +751,10 @@ class Model:
                 diverged += self._diverged_copies(recording)
             _warn_diverged(diverged)
             if usable:
-                frame, rows = self._score_batch(usable, matched, attribution)
+                frame, rows, unseen = self._score_batch(usable, matched, attribution)
                 window_frames.append(frame)
                 recording_rows.extend(rows)
+                departed += unseen
             if progress is not None:
                 progress(
                     "score",
@@ -761,6 +762,7 @@ class Model:
                     len(recordings),
                 )
 
+        _warn_constant_departures(self, departed)
         if not recording_rows:
             paths = sorted({entry["path"] for entry in skipped})
             where = ", ".join(paths[:3]) + (" ..." if len(paths) > 3 else "")
@@ -787,7 +789,12 @@ class Model:
     ):
         """Score ``matched``, the ``recordings`` as ``match_recordings`` returns
         them. The recording rows take names, labels and metadata from
-        ``recordings``, as read."""
+        ``recordings``, as read.
+
+        Returns the window table, the recording rows, and one
+        ``(recording, channel, value)`` for each recording judged normal whose
+        channel departs from its constant value in training.
+        """
         windows = make_windows(matched, self.window_length_, self.hop_)
         features = self.features(windows.X)
         if attribution:
@@ -854,7 +861,37 @@ class Model:
                     )
                 )
             rows.append(row)
-        return frame, rows
+        return frame, rows, self._constant_departures(windows, rows)
+
+    def _constant_departures(
+        self, windows: WindowSet, rows: list[dict[str, Any]]
+    ) -> list[tuple[str, str, float]]:
+        """List unflagged recordings whose training-constant channels changed.
+
+        A channel that was constant in every training window carries no
+        information for the detector. An isolation forest never splits on it, so any new
+        value scores as normal. The other detectors see a change only by its
+        size in the channel's own units (scale 1). Each entry is the
+        recording's name, the channel and the value furthest from the training
+        value.
+        """
+        constant = getattr(self.scaler_, "constant_channels_", [])
+        if not constant:
+            return []
+        found = []
+        for index, row in enumerate(rows):
+            if row["flag"]:
+                continue
+            samples = windows.X[windows.recording == index]
+            for channel in constant:
+                values = samples[:, channel, :].astype(np.float64)
+                center = float(self.scaler_.center_[channel])
+                distance = np.abs(values - center)
+                # float32 rounding of the stored centre is far below this limit.
+                if distance.max() > 1e-6 * max(1.0, abs(center)):
+                    furthest = float(values.flat[int(distance.argmax())])
+                    found.append((row["recording"], self.channels_[channel], furthest))
+        return found
 
     # Persistence -----------------------------------------------------------------
 
@@ -1240,6 +1277,38 @@ def _warn_diverged(diverged: list[str]) -> None:
             ", ".join(diverged[:3]),
             " and more" if len(diverged) > 3 else "",
         )
+
+
+def _warn_constant_departures(
+    model: Model, departed: list[tuple[str, str, float]]
+) -> None:
+    """Warn about recordings judged normal although a channel that was constant
+    in training changed in them, since the score may not show that change."""
+    if not departed:
+        return
+    channels = sorted({channel for _, channel, _ in departed})
+    centers = {
+        model.channels_[index]: float(model.scaler_.center_[index])
+        for index in model.scaler_.constant_channels_
+    }
+    training_values = ", ".join(f"{name!r} at {centers[name]:g}" for name in channels)
+    examples = ", ".join(
+        f"{name} ({channel} = {value:g})" for name, channel, value in departed[:3]
+    )
+    more = f" and {len(departed) - 3} more" if len(departed) > 3 else ""
+    logger.warning(
+        "%d scored recordings are not flagged, although channels that were "
+        "constant in every training window differ from that value: %s. "
+        "Changed in: %s%s. The model cannot judge such a change, because an "
+        "isolation forest ignores it and the other detectors weigh it by its "
+        "size in the channel's units. "
+        "Check these recordings, train on data in which the channels vary, or "
+        "leave the channels out with --channels.",
+        len({name for name, _, _ in departed}),
+        training_values,
+        examples,
+        more,
+    )
 
 
 def _index_within(groups: np.ndarray) -> np.ndarray:

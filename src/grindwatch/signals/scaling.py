@@ -35,6 +35,8 @@ class ChannelScaler:
         flags even a small change, because the channel's band energies were 0 in
         training.
         With raw windows or features, a change of a few units can pass as normal.
+        An isolation forest, with any front end, never splits on a feature that
+        was constant in training, so it scores any change there as normal.
     constant_channels_ : list of int
 
     Scaled samples beyond ``SCALED_LIMIT`` (1e12) are clipped to it, so a reading
@@ -76,9 +78,10 @@ class ChannelScaler:
                 f"channels {names} are constant in the training data; they are "
                 "kept with scale 1 in their own units. The spectrum front end flags "
                 "even a small change in them, but with raw windows or features a "
-                "change of a few units can pass as normal. Drop them with the "
-                "channels option if they carry no signal, or watch them with a "
-                "fixed limit.",
+                "change of a few units can pass as normal, and an isolation forest "
+                "ignores any change in them. Drop them with the channels option if "
+                "they carry no signal, or watch them with a fixed limit. Scoring "
+                "warns about unflagged recordings in which they change.",
                 UserWarning,
                 stacklevel=2,
             )
