@@ -127,6 +127,8 @@ def score_recording(
         If a channel is missing, the sample rate differs from the model's, or the
         recording is shorter than one window.
     """
+    # NOTE: unlike Model.score, this path does not warn when a channel that was
+    # constant in training changes, so serve and watch pass such a change silently.
     windows = model.prepare([recording])
     features = model.features(windows.X)
     scores = model.detector_.anomaly_score(features)

@@ -80,8 +80,9 @@ class ChannelScaler:
                 "even a small change in them, but with raw windows or features a "
                 "change of a few units can pass as normal, and an isolation forest "
                 "ignores any change in them. Drop them with the channels option if "
-                "they carry no signal, or watch them with a fixed limit. Scoring "
-                "warns about unflagged recordings in which they change.",
+                "they carry no signal, or watch them with a fixed limit. score, "
+                "evaluate and report warn about unflagged recordings in which "
+                "they change.",
                 UserWarning,
                 stacklevel=2,
             )
