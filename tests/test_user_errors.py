@@ -11,6 +11,7 @@ import pytest
 
 import grindwatch
 from grindwatch import Recording, RecordingSet
+from grindwatch.exceptions import InputError
 
 
 def test_python_m_grindwatch_runs_cli():
@@ -70,3 +71,24 @@ def test_iforest_constant_channel_change_warns(caplog):
     assert "'temp' at 20" in warnings[0]
     assert "hot (temp = 80)" in warnings[0]
     assert "same" not in warnings[0]
+
+
+def test_missing_channel_names_case_lookalike():
+    training = RecordingSet(
+        [_vibration_with_temperature(f"cycle_{i}", 20.0 + i, i) for i in range(3)]
+    )
+    settings = {
+        "windows.length": 256,
+        "detector.family": "pca",
+        "tracking.enabled": False,
+    }
+    model = grindwatch.train(training, settings).model
+    renamed = _vibration_with_temperature("export", 21.0, 7)
+    renamed = Recording("export", renamed.data, ["Vib_X", "temp"], 1000.0)
+
+    with pytest.raises(InputError) as raised:
+        grindwatch.score(model, RecordingSet([renamed]), strict=True)
+
+    message = str(raised.value)
+    assert "missing channels ['vib_x']" in message
+    assert "differ only in letter case: 'vib_x' expected, 'Vib_X' found" in message

@@ -70,30 +70,48 @@ def shorten_list(names: list[str] | tuple[str, ...], limit: int = 8) -> str:
 
 def lookalike_names(missing: list[str], available: list[str]) -> str:
     """Describe the missing names that differ from an available one only in
-    surrounding spaces or Unicode normalisation, or return "" when none does.
+    surrounding spaces, Unicode normalisation or letter case, or return "" when
+    none does.
 
-    Such names print alike: "ä" as one code point (NFC) or as "a" and a
-    combining mark (NFD). The pairs are shown with ``ascii()`` so that the
-    difference is visible.
+    Names of the first two kinds print alike: "ä" as one code point (NFC) or as
+    "a" and a combining mark (NFD). The pairs are shown with ``ascii()`` so that
+    the difference is visible. Case is reported apart, because exports from
+    another tool often change it (``Vib_X`` for ``vib_x``). Matching stays exact
+    in every case.
     """
 
     def key(name: str) -> str:
         return unicodedata.normalize("NFC", name).strip()
 
     by_key = {key(name): name for name in available}
-    pairs = [
+    by_folded = {key(name).casefold(): name for name in available}
+    spacing = [
         f"{ascii(name)} expected, {ascii(by_key[key(name)])} found"
         for name in missing
         if key(name) in by_key
     ]
-    if not pairs:
+    case = [
+        f"{name!r} expected, {by_folded[key(name).casefold()]!r} found"
+        for name in missing
+        if key(name) not in by_key and key(name).casefold() in by_folded
+    ]
+    parts = []
+    if spacing:
+        parts.append(
+            "names that differ only in spaces or Unicode normalisation: "
+            f"{_first_pairs(spacing)}"
+        )
+    if case:
+        parts.append(f"names that differ only in letter case: {_first_pairs(case)}")
+    if not parts:
         return ""
+    return f" ({'; '.join(parts)}; rename the columns to match exactly)"
+
+
+def _first_pairs(pairs: list[str]) -> str:
     if len(pairs) > 3:
         pairs = [*pairs[:3], f"{len(pairs) - 3} more"]
-    return (
-        f" (names that differ only in spaces or Unicode normalisation: "
-        f"{'; '.join(pairs)}; rename the columns to match exactly)"
-    )
+    return "; ".join(pairs)
 
 
 # Names the readers give channels when the file stores none: channel_0 ... for NumPy,
