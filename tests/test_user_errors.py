@@ -8,10 +8,14 @@ import sys
 
 import numpy as np
 import pytest
+import typer
+from typer.testing import CliRunner
 
 import grindwatch
 from grindwatch import Recording, RecordingSet
-from grindwatch.exceptions import InputError
+from grindwatch.cli_report import register
+from grindwatch.exceptions import ConfigError, InputError
+from grindwatch.report import create_report
 
 
 def test_python_m_grindwatch_runs_cli():
@@ -92,3 +96,51 @@ def test_missing_channel_names_case_lookalike():
     message = str(raised.value)
     assert "missing channels ['vib_x']" in message
     assert "differ only in letter case: 'vib_x' expected, 'Vib_X' found" in message
+
+
+def _small_model(folder):  # noqa: ANN001, ANN202
+    training = RecordingSet(
+        [_vibration_with_temperature(f"cycle_{i}", 20.0 + i, i) for i in range(3)]
+    )
+    settings = {
+        "windows.length": 256,
+        "detector.family": "pca",
+        "tracking.enabled": False,
+    }
+    return grindwatch.train(training, settings, output=folder).model
+
+
+def test_report_rejects_pdf_output(tmp_path):
+    model = _small_model(tmp_path / "model")
+    recording = _vibration_with_temperature("cycle_9", 21.0, 9)
+
+    with pytest.raises(ConfigError) as raised:
+        create_report(model, RecordingSet([recording]), tmp_path / "report.pdf")
+
+    assert "report.pdf: output must end in .html or .htm" in str(raised.value)
+    assert not (tmp_path / "report.pdf").exists()
+
+
+def test_report_missing_reference_fails_first(tmp_path):
+    _small_model(tmp_path / "model")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "empty.csv").write_text("")
+    missing = tmp_path / "no_such_folder"
+
+    # The report command is registered on the app when grindwatch.cli.main runs.
+    report_app = typer.Typer()
+    report_app.callback()(lambda: None)
+    register(report_app)
+
+    result = CliRunner().invoke(
+        report_app,
+        ["report", str(data), "--model", str(tmp_path / "model")]
+        + ["--output", str(tmp_path / "r.html"), "--reference", str(missing)],
+    )
+
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert f"error: {missing}: reference recordings: no such file" in output
+    # The data was not read: its empty file would have been listed as skipped.
+    assert "empty.csv" not in output

@@ -214,15 +214,25 @@ def _check_report_path(
     from grindwatch.cli import _fail, _run
     from grindwatch.exceptions import InputError
     from grindwatch.io import list_files
+    from grindwatch.report.references import REFERENCE_FIX
     from grindwatch.results import check_output_folder
 
     _run(check_output_folder, output.parent)
     inputs = _run(list_files, data, kind)
     try:
         inputs += list_files(reference or [], kind)
-    except InputError:
-        # The report names a missing reference as such when it reads them.
-        pass
+    except InputError as error:
+        # Checked here, so that a wrong reference path fails before the data
+        # is read and scored, with the message that reading it would give.
+        _fail(
+            str(
+                InputError(
+                    error.path,
+                    f"reference recordings: {error.problem}",
+                    error.fix or REFERENCE_FIX,
+                )
+            )
+        )
     if scores is not None and not scores.is_dir():
         inputs.append(scores)
     target = output.resolve()

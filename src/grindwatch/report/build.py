@@ -587,7 +587,7 @@ def create_report(
         If a reference path does not exist, no reference file can be read, or
         no reference recording matches the model's channels and sample rate.
     ConfigError
-        If ``output`` is a folder.
+        If ``output`` is a folder or does not end in ``.html`` or ``.htm``.
     """
     from grindwatch.pipeline import (
         Model,
@@ -600,6 +600,12 @@ def create_report(
     # Checked before scoring, so a wrong name fails without a wait.
     if Path(output).is_dir():
         raise ConfigError(f"{output}: output is a folder; name an .html file")
+    if Path(output).suffix.lower() not in (".html", ".htm"):
+        # A name such as report.pdf would get HTML that its viewer cannot open.
+        raise ConfigError(
+            f"{output}: output must end in .html or .htm, because the report is "
+            "an HTML page; name the file, for example, report.html"
+        )
     if not isinstance(model, Model):
         model = load_model(model)
     recordings = read_data(data, model.config, model)
