@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -144,3 +145,38 @@ def test_report_missing_reference_fails_first(tmp_path):
     assert f"error: {missing}: reference recordings: no such file" in output
     # The data was not read: its empty file would have been listed as skipped.
     assert "empty.csv" not in output
+
+
+def _feature_table(path, n_rows):  # noqa: ANN001, ANN202
+    rng = np.random.default_rng(3)
+    columns = {f"ae_feature_{i}": rng.standard_normal(n_rows) for i in range(20)}
+    pd.DataFrame(columns).to_parquet(path)
+    return path
+
+
+def test_short_table_without_table_flag_hinted(tmp_path):
+    table = _feature_table(tmp_path / "features.parquet", 15)
+    settings = {"detector.family": "iforest", "tracking.enabled": False}
+
+    with pytest.raises(InputError) as raised:
+        grindwatch.train(table, settings)
+
+    message = str(raised.value)
+    assert "fewer than one window of 1024 samples" in message
+    assert "train with --table (data.kind: table)" in message
+    assert "may be transposed" not in message
+
+
+def test_long_table_without_table_flag_hinted(tmp_path, caplog):
+    table = _feature_table(tmp_path / "features.parquet", 2100)
+    settings = {"detector.family": "iforest", "tracking.enabled": False}
+
+    with caplog.at_level(logging.WARNING, logger="grindwatch.pipeline"):
+        grindwatch.train(table, settings)
+
+    few = [
+        r.getMessage() for r in caplog.records if "training windows" in r.getMessage()
+    ]
+    assert len(few) == 1
+    assert "only 3 training windows of 1024 samples" in few[0]
+    assert "train with --table (data.kind: table)" in few[0]

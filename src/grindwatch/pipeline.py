@@ -1468,16 +1468,25 @@ def _warn_few_windows(model: Model, n_windows: int, n_recordings: int) -> None:
     if model.kind_ != "signals" or n_windows >= FEW_TRAINING_WINDOWS:
         return
     shorter = max(16, model.window_length_ // 4)
+    # A per-cycle feature table read without --table looks like this: one long
+    # recording without a time column, so without a sample rate.
+    table_hint = (
+        ". If each row of the files is one process cycle with its features in "
+        "the columns, train with --table (data.kind: table)"
+        if model.sample_rate_ is None
+        else ""
+    )
     logger.warning(
         "only %d training windows of %d samples from %d recordings: the "
         "detector and its threshold learn from few examples. Shorter windows "
         "(for example --window %d) or overlapping ones (--hop %d) give more; "
-        "a window should still span the events that mark a fault",
+        "a window should still span the events that mark a fault%s",
         n_windows,
         model.window_length_,
         n_recordings,
         shorter,
         max(1, model.window_length_ // 2),
+        table_hint,
     )
 
 
@@ -1936,12 +1945,22 @@ def _long_enough(
         )
     if not usable:
         fix = "use shorter windows (windows.length)"
-        if all(r.n_channels > r.n_samples for r in recordings.recordings):
+        from_files = any(r.source is not None for r in recordings.recordings)
+        if not from_files and all(
+            r.n_channels > r.n_samples for r in recordings.recordings
+        ):
             # A (n_samples, n_channels) array given with one name per row.
             fix += (
                 ". Every recording has more channels than samples, so its data "
                 "may be transposed: a Recording's data has shape (n_channels, "
                 "n_samples)"
+            )
+        elif from_files and all(r.sample_rate is None for r in recordings.recordings):
+            # A per-cycle feature table read without --table: each file becomes
+            # one short recording of rows, without a time column.
+            fix += (
+                ". If each row of the files is one process cycle with its "
+                "features in the columns, train with --table (data.kind: table)"
             )
         raise InputError(
             "data",
