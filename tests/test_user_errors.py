@@ -180,3 +180,17 @@ def test_long_table_without_table_flag_hinted(tmp_path, caplog):
     assert len(few) == 1
     assert "only 3 training windows of 1024 samples" in few[0]
     assert "train with --table (data.kind: table)" in few[0]
+
+
+def test_labels_matching_nothing_name_file(tmp_path):
+    model = _small_model(tmp_path / "model")
+    data = RecordingSet([_vibration_with_temperature("cycle_9", 21.0, 9)])
+    labels = tmp_path / "labels.csv"
+    labels.write_text("recording,label\nCYCLE_9,1\n")
+
+    with pytest.raises(InputError) as raised:
+        grindwatch.evaluate(model, data, labels=labels)
+
+    message = str(raised.value)
+    assert message.startswith(f"{labels}: name none of the scored recordings")
+    assert "labels such as 'CYCLE_9', recordings such as 'cycle_9'" in message

@@ -112,7 +112,7 @@ class EvaluationResult:
 
 
 def apply_labels(  # noqa: ANN001 - scored is a ScoreResult
-    scored, labels: dict[str, int], kind: str = "signals"
+    scored, labels: dict[str, int], kind: str = "signals", source: str = "labels"
 ) -> None:
     """Fill the label columns from a mapping recording name -> 0/1.
 
@@ -121,6 +121,7 @@ def apply_labels(  # noqa: ANN001 - scored is a ScoreResult
     labels. Recordings the mapping leaves out have no label, whatever their
     folder's name, so the window and recording metrics count the same recordings.
     ``kind`` is the model's data kind; for "table" the warnings say rows.
+    ``source`` names the labels in errors, such as the labels file's path.
     """
     from grindwatch.io.labels import label_key_for
 
@@ -130,8 +131,10 @@ def apply_labels(  # noqa: ANN001 - scored is a ScoreResult
     unknown = names[keys.isna()].tolist()
     if len(unknown) == len(names):
         raise InputError(
-            "labels",
-            f"name none of the scored recordings (for example {names.iloc[0]!r})",
+            source,
+            f"name none of the scored recordings (labels such as "
+            f"{next(iter(labels))!r}, recordings such as {names.iloc[0]!r}, and "
+            "letter case counts)",
             "use recording names as printed by 'grindwatch score'",
         )
     if unknown:
@@ -311,7 +314,8 @@ def evaluate(
             mapping = read_labels_csv(Path(labels))
     scored = score(model, data, progress=progress)
     if mapping is not None:
-        apply_labels(scored, mapping, model.kind_)
+        source = "labels" if isinstance(labels, dict) else str(labels)
+        apply_labels(scored, mapping, model.kind_, source)
     result = evaluate_scores(scored)
     result.skipped = label_skipped(scored.skipped, mapping, _label_roots(data, model))
     # Only the labeled recordings count in the metrics, so only they are checked.
