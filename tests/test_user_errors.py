@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import unicodedata
 
 import numpy as np
 import pandas as pd
@@ -194,3 +195,29 @@ def test_labels_matching_nothing_name_file(tmp_path):
     message = str(raised.value)
     assert message.startswith(f"{labels}: name none of the scored recordings")
     assert "labels such as 'CYCLE_9', recordings such as 'cycle_9'" in message
+
+
+def test_labels_match_names_in_other_normal_form(tmp_path):
+    model = _small_model(tmp_path / "model")
+    # File names from macOS are often in NFD, a labels file typed by hand in NFC.
+    decomposed = unicodedata.normalize("NFD", "Prüfung_1")
+    composed = unicodedata.normalize("NFC", "Prüfung_2")
+    data = RecordingSet(
+        [
+            _vibration_with_temperature(decomposed, 21.0, 8),
+            _vibration_with_temperature(composed, 21.0, 9),
+        ]
+    )
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "recording,label\n"
+        f"{unicodedata.normalize('NFC', decomposed)},1\n"
+        f"{unicodedata.normalize('NFD', composed)},0\n",
+        encoding="utf-8",
+    )
+
+    result = grindwatch.evaluate(model, data, labels=labels)
+
+    table = result.scored.recordings.set_index("recording")
+    assert table.loc[decomposed, "label"] == 1
+    assert table.loc[composed, "label"] == 0

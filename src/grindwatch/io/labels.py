@@ -6,6 +6,7 @@ Labels never reach fitting. Training code does not read ``Recording.label``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -256,16 +257,28 @@ def label_key_for(name: str, labels: dict[str, int]) -> str | None:
     An exact name wins. A name with folders (``m1/day/r``) also takes a label
     given for its last folders and stem (``day/r``) or the bare stem, the longest
     first. A name takes a label for a longer name (``m1/day/r`` for ``r`` or
-    ``day/r``) when exactly one key ends in it.
+    ``day/r``) when exactly one key ends in it. When none of these matches,
+    name and keys are compared in Unicode NFC form, because file names written
+    on macOS often spell ``ü`` as ``u`` plus a combining mark (NFD), while a
+    labels file typed in a spreadsheet has the single code point.
     """
-    if name in labels:
+    key = _matching_key(name, labels)
+    if key is not None:
+        return key
+    by_nfc = {unicodedata.normalize("NFC", key): key for key in labels}
+    key = _matching_key(unicodedata.normalize("NFC", name), by_nfc)
+    return None if key is None else by_nfc[key]
+
+
+def _matching_key(name: str, keys: dict[str, object]) -> str | None:
+    if name in keys:
         return name
     parts = name.split("/")
     # A key for the last folders of a longer name: "day/r" or "r" for "m1/day/r".
     for start in range(1, len(parts)):
         suffix = "/".join(parts[start:])
-        if suffix in labels:
+        if suffix in keys:
             return suffix
     # The only key whose last folders are the whole name: "m1/day/r" for "r".
-    found = [key for key in labels if key.endswith(f"/{name}")]
+    found = [key for key in keys if key.endswith(f"/{name}")]
     return found[0] if len(found) == 1 else None
