@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import grindwatch
 from grindwatch import Recording, RecordingSet
+from grindwatch.cli import app
 from grindwatch.cli_report import register
 from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.report import create_report
@@ -221,3 +222,26 @@ def test_labels_match_names_in_other_normal_form(tmp_path):
     table = result.scored.recordings.set_index("recording")
     assert table.loc[decomposed, "label"] == 1
     assert table.loc[composed, "label"] == 0
+
+
+def test_score_checks_window_table_path_first(tmp_path):
+    _small_model(tmp_path / "model")
+    data = tmp_path / "data"
+    data.mkdir()
+    recording = _vibration_with_temperature("cycle_9", 21.0, 9)
+    frame = pd.DataFrame(recording.data.T, columns=recording.channels)
+    frame.insert(0, "time", np.arange(recording.n_samples) / 1000.0)
+    frame.to_csv(data / "cycle_9.csv", index=False)
+    output = tmp_path / "scores.csv"
+    output.write_text("earlier results\n")
+    (tmp_path / "scores.windows.csv").mkdir()
+
+    result = CliRunner().invoke(
+        app,
+        ["score", str(data), "--model", str(tmp_path / "model")]
+        + ["--output", str(output)],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "scores.windows.csv: output is a folder" in " ".join(result.output.split())
+    assert output.read_text() == "earlier results\n"

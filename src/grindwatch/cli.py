@@ -708,7 +708,10 @@ def score(
     if not data:
         _fail("no data given; pass the files or folders to score")
     if output is not None:
+        # Both table paths are checked before scoring, so that a bad window
+        # table path fails before the recording table replaces earlier results.
         _run(check_table_path, output)
+        _run(check_table_path, window_table_path(output))
         _run(check_not_input, output, _run(list_files, data))
     loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
     with progress_bar(not json_output) as progress:
