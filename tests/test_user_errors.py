@@ -245,3 +245,21 @@ def test_score_checks_window_table_path_first(tmp_path):
     assert result.exit_code == 2, result.output
     assert "scores.windows.csv: output is a folder" in " ".join(result.output.split())
     assert output.read_text() == "earlier results\n"
+
+
+def test_folder_walk_leaves_out_mlflow_artifacts(tmp_path):
+    recording = _vibration_with_temperature("cycle_1", 21.0, 1)
+    frame = pd.DataFrame(recording.data.T, columns=recording.channels)
+    frame.insert(0, "time", np.arange(recording.n_samples) / 1000.0)
+    frame.to_csv(tmp_path / "cycle_1.csv", index=False)
+    # What two earlier 'grindwatch train .' runs leave in the working folder.
+    scores = pd.DataFrame({"n_windows": [16, 16], "score": [0.4, 0.5]})
+    for store, run in (("mlartifacts", "run_a"), ("mlruns", "run_b")):
+        artifacts = tmp_path / store / run / "artifacts"
+        artifacts.mkdir(parents=True)
+        scores.to_csv(artifacts / "training_recordings.csv", index=False)
+
+    recordings = grindwatch.load_recordings(tmp_path, {"data.strict": True})
+
+    assert [r.name for r in recordings.recordings] == ["cycle_1"]
+    assert recordings.skipped == []

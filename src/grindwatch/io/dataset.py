@@ -333,6 +333,14 @@ def _fixed_prefix(pattern: Path) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
+# MLflow 3.17 writes run artifacts to these folders of the working folder by
+# default (mlartifacts with a SQLite store such as grindwatch's default
+# mlflow.db or a local tracking server, mlruns with a file store). Their CSV and .txt
+# files, such as the training score table that each run logs, are not
+# recordings, and a second 'grindwatch train .' would otherwise read them.
+MLFLOW_ARTIFACT_FOLDERS = frozenset({"mlartifacts", "mlruns"})
+
+
 def _walk(
     folder: Path,
     suffixes: tuple[str, ...],
@@ -343,7 +351,8 @@ def _walk(
 
     Hidden files and folders are left out, and so is everything inside a cycle
     folder. Symbolic links to folders are followed, but each real folder is walked
-    once (``visited`` holds the resolved paths), so a link loop ends.
+    once (``visited`` holds the resolved paths), so a link loop ends. Subfolders
+    named as MLflow's artifact folders (``MLFLOW_ARTIFACT_FOLDERS``) are left out.
     """
     visited = set() if visited is None else visited
     real = folder.resolve()
@@ -363,6 +372,9 @@ def _walk(
         # Microsoft Office writes "~$NAME" lock files beside a file it has open,
         # hidden on Windows but not on a share mounted elsewhere.
         if item.name.startswith((".", "~$")):
+            continue
+        if item.is_dir() and item.name in MLFLOW_ARTIFACT_FOLDERS:
+            logger.info("left out %s: MLflow artifacts, not recordings", item)
             continue
         if item.is_dir():
             found.extend(_walk(item, suffixes, kind, visited))
