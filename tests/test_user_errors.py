@@ -17,6 +17,7 @@ import grindwatch
 from grindwatch import Recording, RecordingSet
 from grindwatch.cli import app
 from grindwatch.cli_report import register
+from grindwatch.config import load_config
 from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.report import create_report
 
@@ -263,3 +264,50 @@ def test_folder_walk_leaves_out_mlflow_artifacts(tmp_path):
 
     assert [r.name for r in recordings.recordings] == ["cycle_1"]
     assert recordings.skipped == []
+
+
+def test_section_override_keeps_other_settings(tmp_path):
+    settings = tmp_path / "grindwatch.yaml"
+    settings.write_text("windows:\n  length: 256\n")
+
+    config = load_config(settings).with_overrides({"windows": {"hop": 128}})
+
+    assert config.windows.length == 256
+    assert config.windows.hop == 128
+
+
+def test_set_conflicting_with_option_rejected(tmp_path):
+    cases = [
+        (["--detector", "pca", "--set", "detector.family=knn"], "--detector"),
+        (["--window", "256", "--set", "windows={length: 128}"], "--window"),
+        (["--no-track", "--set", "tracking.enabled=true"], "--no-track"),
+    ]
+    for arguments, flag in cases:
+        result = CliRunner().invoke(app, ["train", str(tmp_path), *arguments])
+
+        output = " ".join(result.output.split())
+        assert result.exit_code == 2, result.output
+        assert f"and {flag} give" in output
+        assert "different values" in output
+
+
+def test_set_section_beside_option_keeps_both(tmp_path):
+    data = RecordingSet(
+        [_vibration_with_temperature(f"cycle_{i}", 20.0 + i, i) for i in range(3)]
+    )
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for recording in data.recordings:
+        frame = pd.DataFrame(recording.data.T, columns=recording.channels)
+        frame.insert(0, "time", np.arange(recording.n_samples) / 1000.0)
+        frame.to_csv(folder / f"{recording.name}.csv", index=False)
+
+    result = CliRunner().invoke(
+        app,
+        ["train", str(folder), "--no-track", "--detector", "pca"]
+        + ["--window", "256", "--set", "windows={hop: 128}"],
+    )
+
+    assert result.exit_code == 0, result.output
+    # 2048 samples in windows of 256, 128 apart: 15 windows per recording.
+    assert "Trained pca on 3 recordings (45 windows" in " ".join(result.output.split())

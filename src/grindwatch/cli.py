@@ -130,6 +130,78 @@ def _parse_set(
     return overrides
 
 
+# The command-line options of train and tune that give one setting each, for
+# messages about a --set item that gives the same setting.
+_OPTION_FLAGS = {
+    "data.kind": "--table",
+    "detector.family": "--detector",
+    "frontend.kind": "--frontend",
+    "windows.length": "--window",
+    "windows.hop": "--hop",
+    "windows.seconds": "--window-seconds",
+    "windows.hop_seconds": "--hop-seconds",
+    "data.sample_rate": "--sample-rate",
+    "data.channels": "--channels",
+    "detector.autoencoder.epochs": "--epochs",
+    "threshold.method": "--threshold",
+    "aggregate.method": "--aggregate",
+    "seed": "--seed",
+    "tracking.uri": "--tracking-uri",
+    "tracking.experiment": "--experiment",
+    "tracking.run_name": "--run-name",
+    "tracking.registered_model": "--register",
+    "tracking.enabled": "--no-track",
+    "tune.n_trials": "--trials",
+    "tune.timeout": "--timeout",
+    "tune.jobs": "--jobs",
+    "tune.storage": "--storage",
+    "tune.study_name": "--study-name",
+    "tune.objective": "--objective",
+    "tune.registered_model": "--register",
+    "tune.alias": "--alias",
+}
+
+
+def _with_set(options: dict[str, Any], items: list[str]) -> dict[str, Any]:
+    """Add the ``--set`` items to the settings that dedicated options give.
+
+    Exits with an error when a ``--set`` item gives a setting that an option
+    also gives (``--detector pca --set detector.family=knn``), directly or inside
+    a section (``--set 'windows={length: 128}'``), because one of the two values
+    would be dropped without a message.
+    """
+    from_options = {key: value for key, value in options.items() if value is not None}
+    overrides = _parse_set(items)
+    for key, value in overrides.items():
+        for option_key, option_value in from_options.items():
+            from_set = _setting_in(value, key, option_key)
+            if from_set is None or from_set == option_value:
+                continue
+            flag = _OPTION_FLAGS.get(option_key, "a command-line option")
+            _fail(
+                f"--set {key}={value!r} and {flag} give {option_key} different "
+                f"values ({from_set!r} and {option_value!r}); give it once"
+            )
+    return {**options, **overrides}
+
+
+def _setting_in(value: Any, key: str, setting: str) -> Any:
+    """Return the value that ``--set key=value`` gives ``setting``, or None.
+
+    ``key`` is the setting itself, or a section that contains it when ``value``
+    is a mapping.
+    """
+    if key == setting:
+        return value
+    if not setting.startswith(f"{key}."):
+        return None
+    for part in setting[len(key) + 1 :].split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
 def _parse_channels(text: str | None) -> list[str] | None:
     """Split ``--channels`` into names; an empty list or name is an error."""
     if text is None:
@@ -419,7 +491,7 @@ def train(
         "tracking.registered_model": register,
         "tracking.enabled": False if not track else None,
     }
-    overrides.update(_parse_set(set_))
+    overrides = _with_set(overrides, set_)
     settings = _run(_build_config, config, overrides)
     _check_register(settings.tracking.registered_model, settings.tracking)
     if output is not None:

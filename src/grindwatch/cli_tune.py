@@ -23,10 +23,10 @@ from grindwatch.cli import (
     _check_register,
     _echo_json,
     _fail,
-    _parse_set,
     _plain,
     _run,
     _store_option,
+    _with_set,
 )
 
 __all__ = ["register"]
@@ -575,7 +575,7 @@ def tune(
         "tracking.experiment": experiment,
         "tracking.enabled": False if not track else None,
     }
-    overrides.update(_parse_set(set_))
+    overrides = _with_set(overrides, set_)
     overrides = {key: value for key, value in overrides.items() if value is not None}
     settings = _run(load_config, config) if config is not None else None
     if not data and not resume and not (settings and settings.data.paths):

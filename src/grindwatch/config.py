@@ -385,6 +385,7 @@ class Config(Section):
                 "overrides must be a dict of dotted settings such as "
                 f'{{"windows.length": 512}}, not {type(overrides).__name__}'
             )
+        overrides = _expand_sections(overrides)
         set_keys = {key for key, value in overrides.items() if value is not None}
         for pair in _SAME_SETTING:
             if set(pair) <= set_keys:
@@ -434,6 +435,38 @@ class Config(Section):
 
         walk("", self.model_dump(mode="json"))
         return out
+
+
+def _expand_sections(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Turn a mapping given for a section into one dotted key per setting.
+
+    ``{"windows": {"hop": 128}}`` becomes ``{"windows.hop": 128}``, so that it
+    sets the hop and keeps the section's other settings, as a config file's
+    section does, instead of putting them back to their defaults. Mapping
+    settings such as ``data.match`` keep their mapping as their value.
+    """
+    expanded: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        if isinstance(value, dict) and _is_section(dotted.split(".")):
+            nested = {f"{dotted}.{key}": item for key, item in value.items()}
+            expanded.update(_expand_sections(nested))
+        else:
+            expanded[dotted] = value
+    return expanded
+
+
+def _is_section(parts: list[str]) -> bool:
+    """Tell whether the dotted path ``parts`` names a section of settings, such
+    as ``windows`` or ``detector.autoencoder``."""
+    section: Any = Config
+    for part in parts:
+        if not (isinstance(section, type) and issubclass(section, BaseModel)):
+            return False
+        field = section.model_fields.get(part)
+        if field is None:
+            return False
+        section = field.annotation
+    return isinstance(section, type) and issubclass(section, BaseModel)
 
 
 def _is_mapping_setting(parts: list[str]) -> bool:
