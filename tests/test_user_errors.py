@@ -17,7 +17,7 @@ import grindwatch
 from grindwatch import Recording, RecordingSet
 from grindwatch.cli import app
 from grindwatch.cli_report import register
-from grindwatch.config import load_config
+from grindwatch.config import Config, load_config
 from grindwatch.exceptions import ConfigError, InputError
 from grindwatch.report import create_report
 
@@ -311,3 +311,14 @@ def test_set_section_beside_option_keeps_both(tmp_path):
     assert result.exit_code == 0, result.output
     # 2048 samples in windows of 256, 128 apart: 15 windows per recording.
     assert "Trained pca on 3 recordings (45 windows" in " ".join(result.output.split())
+
+
+def test_union_setting_error_shown_once():
+    with pytest.raises(ConfigError) as raised:
+        Config().with_overrides({"detector.pca.n_components": "abc"})
+
+    message = str(raised.value)
+    assert "detector.pca.n_components: expected a number" in message
+    assert message.count("expected a number") == 1
+    assert ".float" not in message
+    assert ".int" not in message

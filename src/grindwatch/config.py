@@ -546,7 +546,12 @@ _SCALAR_MEMBERS = frozenset({"str", "int", "float", "bool"})
 
 def _merged_unions(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Replace the one error per union member that pydantic gives for a value
-    that fits none of text, number and boolean with one error for the value."""
+    that fits none of text, number and boolean with one error for the value.
+
+    Errors for the members of a smaller union, such as ``n_components``'s
+    float | int, lose the member from their location, so that equal messages
+    (``expected a number, not the text 'abc'``) are shown once.
+    """
     members: dict[tuple, set] = {}
     for item in items:
         loc = tuple(item["loc"])
@@ -564,6 +569,12 @@ def _merged_unions(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "msg": f"expected text, a number or a boolean, not {value!r} "
                 f"({type(value).__name__})",
             }
+        elif (
+            len(loc) > 1
+            and 1 < len(members[loc[:-1]])
+            and (members[loc[:-1]] <= _SCALAR_MEMBERS)
+        ):
+            item = {**item, "loc": loc[:-1]}
         merged.append(item)
     return merged
 
