@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import subprocess
 import sys
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -322,3 +325,44 @@ def test_union_setting_error_shown_once():
     assert message.count("expected a number") == 1
     assert ".float" not in message
     assert ".int" not in message
+
+
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas")
+def test_spark_score_without_venv_on_path(tmp_path):
+    pytest.importorskip("pyspark", reason="pyspark is not installed (extra 'spark')")
+    java = shutil.which("java")
+    if java is None:
+        pytest.skip("Spark needs a Java runtime; none is on PATH")
+    _small_model(tmp_path / "model")
+    data = tmp_path / "data"
+    data.mkdir()
+    recording = _vibration_with_temperature("cycle_9", 21.0, 9)
+    frame = pd.DataFrame(recording.data.T, columns=recording.channels)
+    frame.insert(0, "time", np.arange(recording.n_samples) / 1000.0)
+    frame.to_csv(data / "cycle_9.csv", index=False)
+    # As from a service that runs .venv/bin/grindwatch without activating the
+    # venv: the python3 on PATH is another interpreter, here one that fails.
+    other_bin = tmp_path / "bin"
+    other_bin.mkdir()
+    other_python = other_bin / "python3"
+    other_python.write_text("#!/bin/sh\necho 'not the venv python' >&2\nexit 1\n")
+    other_python.chmod(0o755)
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")
+    }
+    environment["PATH"] = f"{other_bin}{os.pathsep}{Path(java).parent}"
+    command = [sys.executable, "-m", "grindwatch", "spark-score", str(data)]
+    command += ["--model", str(tmp_path / "model"), "--output", str(tmp_path / "out")]
+
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "out").is_dir()

@@ -120,6 +120,9 @@ def spark_score(
     # The executors read with the broadcast model's config, so --set reaches them.
     loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
     with _run(spark_session, master, settings) as spark:
+        # NOTE: an error inside a Spark task (a Python worker that cannot start,
+        # an executor without grindwatch) is not caught here: it ends the command
+        # with status 1 and Spark's Java stack trace, not one error line.
         result = _run(
             score_on_spark,
             spark,

@@ -170,6 +170,11 @@ def _new_session(
     if effective is not None and effective.startswith("local"):
         settings.setdefault("spark.pyspark.python", sys.executable)
         settings.setdefault("spark.pyspark.driver.python", sys.executable)
+        # PySpark 4.3's SparkContext starts Python workers with PYSPARK_PYTHON, or
+        # with python3 from PATH, and does not read spark.pyspark.python. Run
+        # as .venv/bin/grindwatch without the venv on PATH, the workers would
+        # lack pandas and fail with a Java stack trace.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         # In local mode everything runs on this machine: keep Spark's sockets on
         # loopback rather than on the address the host name resolves to. The JVM
         # reads SPARK_LOCAL_IP when it starts, which the settings come too late for.
