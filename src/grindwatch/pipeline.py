@@ -878,20 +878,37 @@ class Model:
         constant = getattr(self.scaler_, "constant_channels_", [])
         if not constant:
             return []
-        found = []
-        for index, row in enumerate(rows):
-            if row["flag"]:
-                continue
-            samples = windows.X[windows.recording == index]
-            for channel in constant:
-                values = samples[:, channel, :].astype(np.float64)
-                center = float(self.scaler_.center_[channel])
-                distance = np.abs(values - center)
-                # float32 rounding of the stored centre is far below this limit.
-                if distance.max() > 1e-6 * max(1.0, abs(center)):
-                    furthest = float(values.flat[int(distance.argmax())])
-                    found.append((row["recording"], self.channels_[channel], furthest))
-        return found
+        values = windows.X[:, constant, :].astype(np.float64)
+        centers = self.scaler_.center_[constant].astype(np.float64)
+        distance = np.abs(values - centers[None, :, None])
+        # Per window and channel: the largest distance and the sample value there.
+        furthest_index = distance.argmax(axis=2)
+        window_distance = np.take_along_axis(distance, furthest_index[..., None], 2)
+        window_value = np.take_along_axis(values, furthest_index[..., None], 2)
+        window_distance, window_value = window_distance[..., 0], window_value[..., 0]
+        # float32 rounding of the stored centre is far below this limit.
+        limit = 1e-6 * np.maximum(1.0, np.abs(centers))
+        flagged = np.array([row["flag"] for row in rows], dtype=bool)
+        departures = []
+        for column, channel in enumerate(constant):
+            # The window of each recording furthest from the value: the last
+            # one of its recording when sorted by recording, then distance.
+            order = np.lexsort((window_distance[:, column], windows.recording))
+            recording = windows.recording[order]
+            last = order[np.append(recording[1:] != recording[:-1], True)]
+            for window in last:
+                index = int(windows.recording[window])
+                if (
+                    window_distance[window, column] > limit[column]
+                    and not (flagged[index])
+                ):
+                    value = float(window_value[window, column])
+                    departures.append((index, column, channel, value))
+        departures.sort()
+        return [
+            (rows[index]["recording"], self.channels_[channel], value)
+            for index, _, channel, value in departures
+        ]
 
     # Persistence -----------------------------------------------------------------
 
