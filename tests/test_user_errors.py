@@ -366,3 +366,25 @@ def test_spark_score_without_venv_on_path(tmp_path):
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "out").is_dir()
+
+
+def test_unwritable_output_fails_before_training():
+    # sysfs takes no new regular files, for root too, unlike a folder whose
+    # permission bits root would ignore.
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("needs a Linux /sys")
+    training = RecordingSet(
+        [_vibration_with_temperature(f"cycle_{i}", 20.0 + i, i) for i in range(3)]
+    )
+    settings = {
+        "windows.length": 256,
+        "detector.family": "pca",
+        "tracking.enabled": False,
+    }
+
+    with pytest.raises(ConfigError) as raised:
+        grindwatch.train(training, settings, output="/sys/grindwatch-model")
+
+    message = str(raised.value)
+    assert message.startswith("/sys/grindwatch-model: cannot write there")
+    assert "/sys does not take new files" in message

@@ -104,8 +104,10 @@ def check_table_path(path: str | Path) -> Path:
 
 
 def check_output_folder(folder: str | Path) -> Path:
-    """Raise ConfigError when ``folder`` cannot become a folder: it, or a folder
-    above it, is a file. Called before the work whose results go there."""
+    """Raise ConfigError when ``folder`` cannot become a folder that takes new
+    files: it, or a folder above it, is a file, or the nearest existing one
+    rejects a new file (no permission, a read-only file system). Called before
+    the work whose results go there."""
     folder = Path(folder)
     for part in (folder, *folder.parents):
         if part.exists():
@@ -114,8 +116,23 @@ def check_output_folder(folder: str | Path) -> Path:
                     f"{folder}: cannot write there, because {part} is a file; "
                     "choose another output path"
                 )
+            _check_writable(folder, part)
             break
     return folder
+
+
+def _check_writable(folder: Path, existing: Path) -> None:
+    """Create and delete a temporary file in ``existing``, the nearest existing
+    folder of ``folder``. A real file is a better check than the permission
+    bits, which root ignores and which do not show a read-only mount."""
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".grindwatch-check-"):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"{folder}: cannot write there, because {existing} does not take new "
+            f"files ({error.strerror or error}); choose another output path"
+        ) from None
 
 
 def check_not_input(output: str | Path, inputs: list[Path]) -> None:
