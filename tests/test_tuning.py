@@ -1415,6 +1415,34 @@ def test_storage_failure_at_trial_end_is_named(cycles, tmp_path):
     assert [t.state.name for t in study.get_trials()] == ["RUNNING"]
 
 
+def test_tracking_failure_stops_study_once(cycles, isolated_tracking):
+    database = isolated_tracking.removeprefix("sqlite:///")
+    # The store takes the study's run and trial 0's run, then rejects every new
+    # run, as a tracking server does once it stops.
+    with closing(sqlite3.connect(database)) as connection:
+        connection.execute(
+            "CREATE TRIGGER offline BEFORE INSERT ON runs "
+            "WHEN (SELECT count(*) FROM runs) >= 2 "
+            "BEGIN SELECT RAISE(ABORT, 'tracking store offline'); END"
+        )
+        connection.commit()
+    settings = {"tune.n_trials": 3, "tune.baseline": False, "tracking.enabled": True}
+    config = _config(**settings)
+
+    with pytest.raises(TrackingError) as raised:
+        tune(cycles / "good", config)
+
+    message = str(raised.value)
+    assert "tracking store offline" in message
+    assert "grindwatch tune --resume --study-name grindwatch" in message
+    study = optuna.load_study(study_name="grindwatch", storage="sqlite:///optuna.db")
+    trials = study.get_trials()
+    # One failed trial, not one per trial until too many failed in a row.
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "WAITING"]
+    assert trials[2].system_attrs["fixed_params"] == trials[1].params
+    assert trials[2].user_attrs["grindwatch.copy_of"] == 1
+
+
 def test_trial_runs_log_numeric_settings(cycles, isolated_tracking):
     space = {
         **AUTOENCODER_SPACE,

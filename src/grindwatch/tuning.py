@@ -485,7 +485,10 @@ def tune(
                 _wait_for_attr(study, _BASELINE_ATTR)
             _describe_data(tracker, config, objective, training, data_sha256)
             runner = TrialRunner(study, backend, objective, tracker, config, on_trial)
-            with _torch_threads(config):
+            with (
+                _torch_threads(config),
+                _tracking_failures(tracker, study, storage_url),
+            ):
                 runner.run()
             return _conclude(runner, tracker, objective, training, storage_url)
         except KeyboardInterrupt:
@@ -516,10 +519,6 @@ def _conclude(
     storage_url: str,
 ) -> TuneResult:
     """Conclude the study, raising TrackingError when MLflow cannot be written."""
-    from mlflow.exceptions import MlflowException
-
-    from grindwatch.exceptions import TrackingError
-
     # Another worker may have requested a registration or another number of
     # trials since this one started.
     stored = _stored_config(runner.study, {}).tune
@@ -530,14 +529,31 @@ def _conclude(
             "tune.alias": stored.alias,
         }
     )
-    try:
+    with _tracking_failures(tracker, runner.study, storage_url):
         return conclude(runner, tracker, objective, training, storage_url)
+
+
+@contextlib.contextmanager
+def _tracking_failures(
+    tracker: Any, study: optuna.Study, storage_url: str
+) -> Iterator[None]:
+    """Raise TrackingError, naming the store and the resume, when MLflow fails.
+
+    The trial runner raises MlflowException when a trial's run cannot be created,
+    after it queued that trial's settings again. train() turns a store failure
+    during the retraining into TrackingError.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from grindwatch.exceptions import TrackingError
+
+    try:
+        yield
     except (MlflowException, TrackingError) as error:
-        # train() turns a store failure during the retraining into TrackingError.
         cause = error.__cause__ if isinstance(error, TrackingError) else error
         if not isinstance(cause, MlflowException):
             raise
-        name = runner.study.study_name
+        name = study.study_name
         storage = _hide_password(storage_url)
         reason = " ".join(str(cause).split())[:600].rstrip(". ")
         raise TrackingError(
