@@ -1443,6 +1443,31 @@ def test_tracking_failure_stops_study_once(cycles, isolated_tracking):
     assert trials[2].user_attrs["grindwatch.copy_of"] == 1
 
 
+def test_resume_of_missing_storage_file(tmp_path):
+    storage = tmp_path / "typo.db"
+
+    with pytest.raises(ConfigError) as raised:
+        tune(resume=True, overrides={"tune.storage": str(storage)})
+
+    message = str(raised.value)
+    assert f"the Optuna storage file {storage} does not exist" in message
+    assert not storage.exists()
+    assert not Path(f"{storage}.lock").exists()
+
+
+def test_read_only_storage_names_the_cause(cycles, tmp_path):
+    storage = tmp_path / "optuna.db"
+    tune(cycles / "good", _config(**{"tune.n_trials": 1, "tune.storage": str(storage)}))
+    read_only = f"sqlite:///file:{storage}?mode=ro&uri=true"
+
+    with pytest.raises(ConfigError) as raised:
+        tune(resume=True, overrides={"tune.storage": read_only, "tune.n_trials": 2})
+
+    message = str(raised.value)
+    assert f"opening the Optuna storage {read_only} failed" in message
+    assert "attempt to write a readonly database" in message
+
+
 def test_trial_runs_log_numeric_settings(cycles, isolated_tracking):
     space = {
         **AUTOENCODER_SPACE,
