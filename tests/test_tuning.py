@@ -889,6 +889,8 @@ def test_resume_warns_of_other_tracking_uri(cycles, isolated_tracking, caplog):
         result = tune(resume=True, overrides={"tracking.uri": other})
 
     assert result.tracking_uri == isolated_tracking
+    # The study's own store is used, so none is created at the requested URI.
+    assert not (cycles.parent / "other.db").exists()
     warnings = [r.getMessage() for r in caplog.records if other in r.getMessage()]
     assert len(warnings) == 1
     assert f"tracking URI {isolated_tracking} that its first worker" in warnings[0]
