@@ -1250,3 +1250,17 @@ def test_evaluate_without_labels_names_the_files(cycle_folders, tmp_path):
     assert f"error: {unlabeled / 'cycle_000.csv'} and 1 more: carries no labels" in (
         output
     )
+
+
+def test_module_runs_the_cli():
+    from grindwatch import __version__
+
+    done = subprocess.run(
+        [sys.executable, "-m", "grindwatch", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert __version__ in done.stdout
