@@ -773,6 +773,16 @@ def download_model(
             f"reached ({reason})",
             f"start the server, or {store_fix}",
         )
+    unreachable = _unreachable_database(tracking_uri)
+    if unreachable is not None:
+        address, reason = unreachable
+        raise InputError(
+            uri,
+            f"cannot be looked up: connecting to the MLflow tracking database "
+            f"{address} failed ({reason.rstrip('. ')})",
+            "check the host, port, database name, user and password and that "
+            f"the database server runs, or {store_fix}",
+        )
     mlflow.set_tracking_uri(tracking_uri)
     try:
         local = Path(
