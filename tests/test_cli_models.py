@@ -451,6 +451,30 @@ def test_unreachable_server_fails_at_once(tmp_path):
     )
 
 
+def test_unreachable_database_fails_at_once(tmp_path):
+    from tests.servers import free_port
+
+    # Nothing listens on this loopback port, as when the database server is down.
+    address = f"grindwatch:***@127.0.0.1:{free_port()}/mlflow"
+    uri = f"postgresql+psycopg://{address.replace('***', 'secret')}"
+    started = time.monotonic()
+
+    result = runner.invoke(
+        app, ["score", ".", "--model", "models:/cnc@champion", "--tracking-uri", uri]
+    )
+
+    # MLflow alone retries a refused database connection for about 100 s.
+    assert time.monotonic() - started < 60
+    _assert_one_line_error(
+        result,
+        "models:/cnc@champion: cannot be looked up: connecting to the MLflow "
+        f"tracking database postgresql+psycopg://{address} failed",
+        "Connection refused",
+        "check the host, port, database name",
+    )
+    assert "secret" not in result.output
+
+
 def test_score_elsewhere_names_working_store(plant_store, tmp_path):
     result = runner.invoke(app, ["score", ".", "--model", "models:/cnc@champion"])
 

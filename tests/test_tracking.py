@@ -434,6 +434,27 @@ def test_refused_tracking_server_fails_at_once(cycle_folders):
     assert time.monotonic() - started < 30  # MLflow's own retries take minutes
 
 
+def test_refused_tracking_database_fails_at_once(cycle_folders):
+    import time
+
+    from tests.servers import free_port
+
+    # Nothing listens on the port, as when the database server is down.
+    uri = f"postgresql+psycopg://grindwatch:secret@127.0.0.1:{free_port()}/mlflow"
+    config = _config(**{"detector.family": "pca", "tracking.uri": uri})
+
+    started = time.monotonic()
+    with pytest.raises(TrackingError) as raised:
+        grindwatch.train(cycle_folders["good"], config)
+
+    # MLflow's own connection retries take about 100 s.
+    assert time.monotonic() - started < 30
+    message = str(raised.value)
+    assert "cannot connect to the MLflow tracking database" in message
+    assert "grindwatch:***@127.0.0.1" in message
+    assert "secret" not in message
+
+
 def test_server_probe_accepts_credentials_in_uri():
     import http.server
     import socket

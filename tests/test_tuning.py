@@ -889,6 +889,8 @@ def test_resume_warns_of_other_tracking_uri(cycles, isolated_tracking, caplog):
         result = tune(resume=True, overrides={"tracking.uri": other})
 
     assert result.tracking_uri == isolated_tracking
+    # The study's own store is used, so none is created at the requested URI.
+    assert not (cycles.parent / "other.db").exists()
     warnings = [r.getMessage() for r in caplog.records if other in r.getMessage()]
     assert len(warnings) == 1
     assert f"tracking URI {isolated_tracking} that its first worker" in warnings[0]
@@ -1413,6 +1415,59 @@ def test_storage_failure_at_trial_end_is_named(cycles, tmp_path):
     assert "grindwatch tune --resume --study-name grindwatch" in message
     study = optuna.load_study(study_name="grindwatch", storage=f"sqlite:///{storage}")
     assert [t.state.name for t in study.get_trials()] == ["RUNNING"]
+
+
+def test_tracking_failure_stops_study_once(cycles, isolated_tracking):
+    database = isolated_tracking.removeprefix("sqlite:///")
+    # The store takes the study's run and trial 0's run, then rejects every new
+    # run, as a tracking server does once it stops.
+    with closing(sqlite3.connect(database)) as connection:
+        connection.execute(
+            "CREATE TRIGGER offline BEFORE INSERT ON runs "
+            "WHEN (SELECT count(*) FROM runs) >= 2 "
+            "BEGIN SELECT RAISE(ABORT, 'tracking store offline'); END"
+        )
+        connection.commit()
+    settings = {"tune.n_trials": 3, "tune.baseline": False, "tracking.enabled": True}
+    config = _config(**settings)
+
+    with pytest.raises(TrackingError) as raised:
+        tune(cycles / "good", config)
+
+    message = str(raised.value)
+    assert "tracking store offline" in message
+    assert "grindwatch tune --resume --study-name grindwatch" in message
+    study = optuna.load_study(study_name="grindwatch", storage="sqlite:///optuna.db")
+    trials = study.get_trials()
+    # One failed trial, not one per trial until too many failed in a row.
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "WAITING"]
+    assert trials[2].system_attrs["fixed_params"] == trials[1].params
+    assert trials[2].user_attrs["grindwatch.copy_of"] == 1
+
+
+def test_resume_of_missing_storage_file(tmp_path):
+    storage = tmp_path / "typo.db"
+
+    with pytest.raises(ConfigError) as raised:
+        tune(resume=True, overrides={"tune.storage": str(storage)})
+
+    message = str(raised.value)
+    assert f"the Optuna storage file {storage} does not exist" in message
+    assert not storage.exists()
+    assert not Path(f"{storage}.lock").exists()
+
+
+def test_read_only_storage_names_the_cause(cycles, tmp_path):
+    storage = tmp_path / "optuna.db"
+    tune(cycles / "good", _config(**{"tune.n_trials": 1, "tune.storage": str(storage)}))
+    read_only = f"sqlite:///file:{storage}?mode=ro&uri=true"
+
+    with pytest.raises(ConfigError) as raised:
+        tune(resume=True, overrides={"tune.storage": read_only, "tune.n_trials": 2})
+
+    message = str(raised.value)
+    assert f"opening the Optuna storage {read_only} failed" in message
+    assert "attempt to write a readonly database" in message
 
 
 def test_trial_runs_log_numeric_settings(cycles, isolated_tracking):

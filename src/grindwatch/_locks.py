@@ -24,6 +24,10 @@ def sqlite_path(url: str) -> Path | None:
     """Return the database file of an ``sqlite:///`` URL, or None for other URLs."""
     if not url.startswith("sqlite:///"):
         return None
+    # NOTE: an SQLite URI filename (sqlite:///file:/data/x.db?mode=ro&uri=true)
+    # is taken as the relative path file:/data/x.db, so its lock file lands in a
+    # folder named "file:" under the working folder. MLflow 3.17 creates that
+    # folder for such a tracking URI too.
     location = url.removeprefix("sqlite:///").split("?", 1)[0]
     if not location or location == ":memory:":
         return None

@@ -130,6 +130,8 @@ def store_errors(uri: str) -> Iterator[None]:
     before it raises (MLFLOW_HTTP_REQUEST_MAX_RETRIES,
     MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, measured with a refused loopback port),
     so an HTTP server is first probed once per process with a short timeout.
+    A tracking database (PostgreSQL, MySQL, SQL Server) is connected to once,
+    because MLflow retries a refused connection for about 100 s too.
     The CLI also shortens those retries (``grindwatch.cli.MLFLOW_HTTP_DEFAULTS``).
     """
     from mlflow.exceptions import MlflowException
@@ -166,7 +168,8 @@ _reached_servers: set[str] = set()
 
 
 def _check_server(uri: str) -> None:
-    """Raise TrackingError at once when an HTTP tracking server cannot be reached."""
+    """Raise TrackingError at once when a tracking server or database cannot be
+    reached."""
     from grindwatch.exceptions import TrackingError
 
     unreachable = _unreachable_server(uri)
@@ -177,6 +180,60 @@ def _check_server(uri: str) -> None:
             "the tracking URI (--tracking-uri or MLFLOW_TRACKING_URI) and that "
             "its server runs, or run without tracking (--no-track)"
         )
+    unreachable = _unreachable_database(uri)
+    if unreachable is not None:
+        address, reason = unreachable
+        reason = reason.rstrip(". ")
+        if not reason.endswith(("?", "!")):
+            reason += "."
+        raise TrackingError(
+            f"cannot connect to the MLflow tracking database {address}: {reason} "
+            "Check the host, port, database name, user and password in the "
+            "tracking URI (--tracking-uri or MLFLOW_TRACKING_URI), that the "
+            "database exists, that its server runs and that the URI's driver is "
+            "installed, or run without tracking (--no-track)"
+        )
+
+
+# URI schemes of the database servers that MLflow's SQL store connects to. SQLite
+# has no server, so it is not probed.
+_DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
+
+
+def _unreachable_database(uri: str) -> tuple[str, str] | None:
+    """Return the address and reason when a tracking database refuses a connection.
+
+    MLflow 3.17 retries a failed connection 10 times with growing pauses before
+    it raises (``mlflow.store.db.utils.create_sqlalchemy_engine_with_retry``),
+    which took 106 s with grindwatch train and a refused loopback port, so the
+    database is first connected to once per process. None for a database that
+    accepted the connection, for other schemes and for a URI that SQLAlchemy
+    cannot parse, which MLflow then reports. The address has no password.
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+    from sqlalchemy.pool import NullPool
+
+    scheme = uri.partition(":")[0].partition("+")[0]
+    if scheme not in _DATABASE_SCHEMES or uri in _reached_servers:
+        return None
+    try:
+        address = make_url(uri).render_as_string(hide_password=True)
+        engine = create_engine(uri, poolclass=NullPool)
+    except (ArgumentError, NoSuchModuleError):
+        return None
+    except ImportError as error:
+        return address, f"its driver is not installed ({error})"
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as error:
+        return address, " ".join(str(error.orig).split())
+    finally:
+        engine.dispose()
+    _reached_servers.add(uri)
+    return None
 
 
 def _unreachable_server(uri: str) -> tuple[str, object] | None:
@@ -718,6 +775,16 @@ def download_model(
             f"cannot be looked up: the MLflow tracking server {address} cannot be "
             f"reached ({reason})",
             f"start the server, or {store_fix}",
+        )
+    unreachable = _unreachable_database(tracking_uri)
+    if unreachable is not None:
+        address, reason = unreachable
+        raise InputError(
+            uri,
+            f"cannot be looked up: connecting to the MLflow tracking database "
+            f"{address} failed ({reason.rstrip('. ')})",
+            "check the host, port, database name, user and password and that "
+            f"the database server runs, or {store_fix}",
         )
     mlflow.set_tracking_uri(tracking_uri)
     try:

@@ -5,6 +5,8 @@ same storage, run one study together and stop at exactly ``tune.n_trials``
 finished trials. Finished means COMPLETE or PRUNED: a FAIL trial (an error, an
 interrupt, a killed process) does not count, so another trial replaces it. An
 interrupted trial's settings are queued again, so that a resume runs them first.
+So are those of a trial whose MLflow run could not be created, and the study then
+stops, because every later trial would fail on the same tracking store.
 
 - **Claiming.** A worker requests a trial from Optuna only while finished plus running
   trials are fewer than ``n_trials``. Two workers can still ask at the same moment;
@@ -78,6 +80,14 @@ CONFIG_ATTR = "grindwatch.config"
 
 class TrialInterrupted(Exception):
     """Raised inside a trial when the user interrupts the study."""
+
+
+class _TrackingStoreFailed(Exception):
+    """Raised inside a trial when its MLflow run cannot be created.
+
+    The tracking store failed, not the trial's variant, so the trial is queued
+    again and the study stops instead of failing one trial after another.
+    """
 
 
 @dataclass
@@ -475,6 +485,7 @@ class TrialRunner:
         number = trial.number
         run_id = None
         state, value, metrics, error, step = "FAIL", None, {}, None, None
+        store_error: BaseException | None = None
         texts: dict[str, str] = {}
         steps = _StepBuffer(self.tracker)
         step_metric = self.objective.step_metric
@@ -504,9 +515,7 @@ class TrialRunner:
             )
             trial.set_user_attr("grindwatch.overrides", overrides)
             config = self.config.with_overrides(overrides)
-            run_id = self.tracker.start_trial(
-                self.study.study_name, number, config, trial.params
-            )
+            run_id = self._start_trial_run(number, config, trial.params)
             if run_id:
                 trial.set_user_attr("grindwatch.mlflow_run_id", run_id)
             # The whole configuration, so any trial, not only the best, can be
@@ -538,13 +547,33 @@ class TrialRunner:
             state, value, metrics = "PRUNED", None, {}
         except TrialInterrupted:
             state, error = "INTERRUPTED", "interrupted by the user"
+        except _TrackingStoreFailed as failed:
+            store_error = failed.__cause__
+            state, error = "INTERRUPTED", describe_error(store_error)
+            self.last_error = error
         except Exception as caught:  # noqa: BLE001 - one broken variant ends one trial
             error = describe_error(caught)
             self.last_error = error
             logger.warning("trial %d failed: %s", number, error)
         steps.flush()
         self._record(trial, run_id, state, value, metrics, step, error, texts)
+        if store_error is not None:
+            # _work then stops every worker, and run() raises the error again.
+            raise store_error
         return "FAIL" if state == "INTERRUPTED" else state
+
+    def _start_trial_run(
+        self, number: int, config: Config, params: dict[str, Any]
+    ) -> str | None:
+        """Create the trial's MLflow run, raising _TrackingStoreFailed on failure."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.tracker.start_trial(
+                self.study.study_name, number, config, params
+            )
+        except MlflowException as error:
+            raise _TrackingStoreFailed from error
 
     def _same_variant(
         self, overrides: dict[str, Any], number: int

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from grindwatch._locks import sqlite_setup_lock
+from grindwatch._locks import sqlite_path, sqlite_setup_lock
 from grindwatch.config import Config, as_config, validate_config
 from grindwatch.exceptions import ConfigError
 from grindwatch.io import Recording, RecordingSet
@@ -112,12 +112,24 @@ def _storage_errors(url: str) -> Iterator[None]:
     SQLAlchemy raises OperationalError for an unreachable server, a missing
     database or a rejected login, and ArgumentError or NoSuchModuleError for a
     malformed URL or an unknown dialect. Optuna raises ImportError when the URL's
-    driver is not installed.
+    driver is not installed, and StorageInternalError when it cannot write the
+    study, as in a read-only database.
     """
+    from optuna.exceptions import StorageInternalError
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
     try:
         yield
+    except StorageInternalError as error:
+        cause = error.__cause__ or error
+        cause = getattr(cause, "orig", None) or cause
+        reason = " ".join(str(cause).split())[:600].rstrip(". ")
+        raise ConfigError(
+            f"opening the Optuna storage {_hide_password(url)} failed, because "
+            f"writing to it failed: {reason}. A study stores every trial in its "
+            "storage, so check that this user may write to the database and that "
+            "it is not opened read-only (mode=ro)"
+        ) from None
     except (OperationalError, ArgumentError, NoSuchModuleError, ImportError) as error:
         cause = getattr(error, "orig", None) or error
         reason = " ".join(str(cause).split())[:600].rstrip(". ")
@@ -170,28 +182,46 @@ def _open_study(
     backend = _storage(storage_url)
     name = config.tune.study_name
     sampler, pruner = _sampler(config), _pruner(config)
-    try:
-        study = optuna.create_study(
-            storage=backend,
-            study_name=name,
-            direction="maximize",
-            sampler=sampler,
-            pruner=pruner,
+    with _storage_errors(storage_url):
+        try:
+            study = optuna.create_study(
+                storage=backend,
+                study_name=name,
+                direction="maximize",
+                sampler=sampler,
+                pruner=pruner,
+            )
+            return study, backend, True
+        except optuna.exceptions.DuplicatedStudyError:
+            if not resume:
+                raise ConfigError(
+                    f"study {name!r} already exists in "
+                    f"{_hide_password(storage_url)}; pass --resume to continue it "
+                    "or add workers to it, or choose another --study-name"
+                ) from None
+        study = optuna.load_study(
+            study_name=name, storage=backend, sampler=sampler, pruner=pruner
         )
-        return study, backend, True
-    except optuna.exceptions.DuplicatedStudyError:
-        if not resume:
-            raise ConfigError(
-                f"study {name!r} already exists in {_hide_password(storage_url)}; "
-                "pass --resume to continue it or add workers to it, or choose "
-                "another --study-name"
-            ) from None
-    study = optuna.load_study(
-        study_name=name, storage=backend, sampler=sampler, pruner=pruner
-    )
     # A resumed or joined study must not repeat the first process's draws.
     sampler.reseed_rng()
     return study, backend, False
+
+
+def _check_storage_file(url: str, study_name: str) -> None:
+    """Raise ConfigError when a study without data names a missing SQLite file.
+
+    Such a call can only continue an existing study, and opening the file would
+    leave an empty database where a mistyped --storage points.
+    """
+    path = sqlite_path(url)
+    # An SQLite URI filename (file:...) is left to SQLite.
+    if path is None or str(path).startswith("file:") or path.exists():
+        return
+    raise ConfigError(
+        f"study {study_name!r} does not exist, because the Optuna storage file "
+        f"{path} does not exist. Pass the study's database file with --storage, "
+        "or pass the training recordings to start a new study"
+    )
 
 
 def _wait_for_attr(study: optuna.Study, key: str) -> Any:
@@ -387,6 +417,8 @@ def tune(
             "built in Python have no path to store with the study; write them "
             "to files and pass the paths"
         )
+    if recordings is None and not (data_paths or config.data.paths):
+        _check_storage_file(storage_url, config.tune.study_name)
     study, backend, created = _open_study(config, storage_url, resume)
     # The study is open, so from here on the URL is only shown, stored in the
     # study and logged to MLflow, and none of them may contain its password.
@@ -485,7 +517,10 @@ def tune(
                 _wait_for_attr(study, _BASELINE_ATTR)
             _describe_data(tracker, config, objective, training, data_sha256)
             runner = TrialRunner(study, backend, objective, tracker, config, on_trial)
-            with _torch_threads(config):
+            with (
+                _torch_threads(config),
+                _tracking_failures(tracker, study, storage_url),
+            ):
                 runner.run()
             return _conclude(runner, tracker, objective, training, storage_url)
         except KeyboardInterrupt:
@@ -516,10 +551,6 @@ def _conclude(
     storage_url: str,
 ) -> TuneResult:
     """Conclude the study, raising TrackingError when MLflow cannot be written."""
-    from mlflow.exceptions import MlflowException
-
-    from grindwatch.exceptions import TrackingError
-
     # Another worker may have requested a registration or another number of
     # trials since this one started.
     stored = _stored_config(runner.study, {}).tune
@@ -530,14 +561,31 @@ def _conclude(
             "tune.alias": stored.alias,
         }
     )
-    try:
+    with _tracking_failures(tracker, runner.study, storage_url):
         return conclude(runner, tracker, objective, training, storage_url)
+
+
+@contextlib.contextmanager
+def _tracking_failures(
+    tracker: Any, study: optuna.Study, storage_url: str
+) -> Iterator[None]:
+    """Raise TrackingError, naming the store and the resume, when MLflow fails.
+
+    The trial runner raises MlflowException when a trial's run cannot be created,
+    after it queued that trial's settings again. train() turns a store failure
+    during the retraining into TrackingError.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from grindwatch.exceptions import TrackingError
+
+    try:
+        yield
     except (MlflowException, TrackingError) as error:
-        # train() turns a store failure during the retraining into TrackingError.
         cause = error.__cause__ if isinstance(error, TrackingError) else error
         if not isinstance(cause, MlflowException):
             raise
-        name = runner.study.study_name
+        name = study.study_name
         storage = _hide_password(storage_url)
         reason = " ".join(str(cause).split())[:600].rstrip(". ")
         raise TrackingError(
@@ -588,9 +636,13 @@ def _hide_password(url: str) -> str:
     from sqlalchemy.exc import ArgumentError
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return url
+    if parsed.password is None:
+        # Rendering would escape the colon of an SQLite URI filename (file:...).
+        return url
+    return parsed.render_as_string(hide_password=True)
 
 
 def _warn_other_tracking_uri(
