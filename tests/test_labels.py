@@ -352,3 +352,22 @@ def test_labels_file_with_extra_fields_raises(tmp_path):
 
     with pytest.raises(InputError, match="rows have more fields than its header"):
         read_labels_csv(path)
+
+
+def test_labels_file_header_in_any_case(tmp_path):
+    from grindwatch.io.labels import read_labels_csv
+
+    path = tmp_path / "labels.csv"
+    path.write_text("Recording,LABEL\ncycle_000,1\ncycle_001,OK\n")
+
+    assert read_labels_csv(path) == {"cycle_000": 1, "cycle_001": 0}
+
+
+def test_labels_file_with_two_spellings_raises(tmp_path):
+    from grindwatch.io.labels import read_labels_csv
+
+    path = tmp_path / "labels.csv"
+    path.write_text("Recording,RECORDING,label\ncycle_000,cycle_001,1\n")
+
+    with pytest.raises(InputError, match="is missing columns \\['recording'\\]"):
+        read_labels_csv(path)

@@ -145,6 +145,20 @@ def label_value(value: object) -> int | None:
     return None
 
 
+def _header_names(names: list[str]) -> list[str]:
+    """Return ``names`` with ``Recording`` or ``LABEL`` in lower case, as the
+    reader expects them, unless another column already has that name or it
+    occurs in several spellings."""
+    renamed = list(names)
+    for expected in ("recording", "label"):
+        if expected in names:
+            continue
+        matches = [i for i, name in enumerate(names) if name.lower() == expected]
+        if len(matches) == 1:
+            renamed[matches[0]] = expected
+    return renamed
+
+
 def read_labels_csv(path: Path) -> dict[str, int]:
     """Read a labels file with columns ``recording`` and ``label``.
 
@@ -180,7 +194,7 @@ def read_labels_csv(path: Path) -> dict[str, int]:
         ) from None
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise InputError(path, f"cannot be read as a labels CSV ({error})") from None
-    frame.columns = [str(name).strip() for name in frame.columns]
+    frame.columns = _header_names([str(name).strip() for name in frame.columns])
     missing = {"recording", "label"} - set(frame.columns)
     if missing:
         raise InputError(
