@@ -497,3 +497,23 @@ def test_hdf5_bad_scale_raises(tmp_path, value, problem):
 
     with pytest.raises(InputError, match=problem):
         read_file(path)
+
+
+def test_hdf5_rate_on_group_of_signals(tmp_path):
+    # A rate attribute on the group that contains the channel datasets was not
+    # read, so the recording had no sample rate.
+    values = _sine(300, 2)
+    path = tmp_path / "group_rate.h5"
+    with h5py.File(path, "w") as handle:
+        run = handle.create_group("runs/run1")
+        run["force"] = values[0]
+        run["torque"] = values[1]
+        run.attrs["fs"] = 2000.0
+        handle.attrs["sample_rate"] = 10.0
+
+    recording = read_file(path)[0]
+    stream = open_stream(path)
+
+    assert recording.channels == ["force", "torque"]
+    assert recording.sample_rate == 2000.0
+    assert stream.sample_rate == 2000.0

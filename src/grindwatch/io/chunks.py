@@ -492,7 +492,9 @@ def _hdf5_layout(path: Path, handle, options: ReadOptions) -> dict[str, Any]:  #
         time_axis = 0
         channels = [name.rsplit("/", 1)[-1] for name in names]
     scale, offset = hdf5.channel_scaling(path, names, items, len(channels))
-    rate = hdf5._named_attribute([*items, handle], hdf5._RATE_ATTRIBUTES)
+    rate = hdf5._named_attribute(
+        hdf5._with_parent_groups(items, handle), hdf5._RATE_ATTRIBUTES
+    )
     return {
         "names": names,
         "two_d": len(names) == 1 and len(shape) == 2,

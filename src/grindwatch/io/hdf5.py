@@ -251,6 +251,19 @@ _DAMAGE_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
 # cannot intercept that; reading untrusted files in a memory-limited process does.
 
 
+def _with_parent_groups(items: list, handle) -> list:  # noqa: ANN001 - h5py.File
+    """Return the datasets, then the groups that contain them (nearest first),
+    then the file's root group, so that a rate stored on the group of the
+    signals (``run.attrs["fs"]``) is found as well as one on the file."""
+    found = list(items)
+    for item in items:
+        group = item.parent
+        while group.name != "/" and group not in found:
+            found.append(group)
+            group = group.parent
+    return [*found, handle]
+
+
 def _read_open(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN202
     names, items = _pick(path, handle, options)
     if len(items) == 1 and items[0].ndim == 2:
@@ -262,7 +275,7 @@ def _read_open(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN20
     else:
         data = np.stack([np.asarray(item[()]) for item in items])
         channel_names = [name.rsplit("/", 1)[-1] for name in names]
-    rate = _named_attribute([*items, handle], _RATE_ATTRIBUTES)
+    rate = _named_attribute(_with_parent_groups(items, handle), _RATE_ATTRIBUTES)
     channels = [c.decode() if isinstance(c, bytes) else str(c) for c in channel_names]
     scale, offset = channel_scaling(path, names, items, len(channels))
     data, metadata = to_float32(data, scale, offset, channels)
