@@ -517,3 +517,17 @@ def test_hdf5_rate_on_group_of_signals(tmp_path):
     assert recording.channels == ["force", "torque"]
     assert recording.sample_rate == 2000.0
     assert stream.sample_rate == 2000.0
+
+
+def test_mat_channels_field_beside_signal(tmp_path):
+    # Channel names in a struct field beside the signal were ignored, while the
+    # rate field beside it was read, so the channels were numbered.
+    path = tmp_path / "struct.mat"
+    values = _sine(300, 2)
+    names = np.array(["force", "torque"], dtype=object)
+    savemat(path, {"run": {"data": values, "fs": 2000.0, "channels": names}})
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["force", "torque"]
+    assert recording.sample_rate == 2000.0

@@ -175,8 +175,19 @@ def _pick(path: Path, variables: dict[str, Any], options: ReadOptions):  # noqa:
     )
 
 
-def _channel_names(variables: dict[str, Any], count: int, default: list[str]):  # noqa: ANN202
-    for name in _CHANNEL_NAMES:
+def _channel_names(
+    variables: dict[str, Any], signal: str, count: int, default: list[str]
+) -> list[str]:
+    """Return the names in a ``channels`` variable of ``count`` names, else
+    ``default``. A field beside the signal in its struct (``run.channels``
+    beside ``run.data``) comes first, then one in each struct above it, and a
+    top-level variable last, as for the sample rate."""
+    parts = signal.split(".")[:-1]
+    prefixes = [".".join(parts[:end]) + "." for end in range(len(parts), 0, -1)]
+    candidates = [
+        prefix + name for prefix in [*prefixes, ""] for name in _CHANNEL_NAMES
+    ]
+    for name in candidates:
         value = variables.get(name)
         if value is None:
             continue
@@ -203,7 +214,7 @@ def read_mat(path: Path, options: ReadOptions) -> Recording:
         if array.shape[0] > array.shape[1]:
             array = array.T
         default = [f"{names[0]}[{i}]" for i in range(array.shape[0])]
-        channels = _channel_names(variables, array.shape[0], default)
+        channels = _channel_names(variables, names[0], array.shape[0], default)
     else:
         array = np.stack([np.atleast_1d(value) for value in values])
         channels = [name.rsplit(".", 1)[-1] for name in names]
