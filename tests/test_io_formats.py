@@ -531,3 +531,22 @@ def test_mat_channels_field_beside_signal(tmp_path):
 
     assert recording.channels == ["force", "torque"]
     assert recording.sample_rate == 2000.0
+
+
+def test_hdf5_runs_in_groups_need_key(tmp_path):
+    # One group per run raised a repeated-channel-name error that asked for
+    # distinct channel names instead of hdf5_key.
+    values = _sine(300, 2)
+    path = tmp_path / "runs.h5"
+    with h5py.File(path, "w") as handle:
+        for run in ("run1", "run2"):
+            handle[f"{run}/force"] = values[0]
+            handle[f"{run}/torque"] = values[1]
+
+    with pytest.raises(InputError, match=r"in several groups \(\['run1', 'run2'\]\)"):
+        read_file(path)
+    with pytest.raises(InputError, match="set hdf5_key to the group"):
+        open_stream(path)
+    recording = read_file(path, ReadOptions(hdf5_key="run2"))[0]
+
+    assert recording.channels == ["force", "torque"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -232,6 +233,18 @@ def _from_group(path: Path, candidates: dict[str, object]):  # noqa: ANN202
     if all(item.ndim == 1 for item in candidates.values()) and len(lengths) == 1:
         # Several 1-D datasets of one length: one channel each.
         names = sorted(candidates)
+        leaves = Counter(name.rsplit("/", 1)[-1] for name in names)
+        repeated = sorted(leaf for leaf, count in leaves.items() if count > 1)
+        if repeated:
+            # The same channel in several groups is usually one group per run.
+            groups = sorted({name.rsplit("/", 1)[0] for name in names if "/" in name})
+            raise InputError(
+                path,
+                f"contains datasets named {repeated} in several groups ("
+                f"{shorten_list(groups)}), and channels are named by the dataset",
+                "set hdf5_key to the group of one recording, or write each "
+                "recording to its own file",
+            )
         return names, [candidates[name] for name in names]
     listing = ", ".join(f"{n} {candidates[n].shape}" for n in sorted(candidates))
     raise InputError(
