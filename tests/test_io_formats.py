@@ -550,3 +550,75 @@ def test_hdf5_runs_in_groups_need_key(tmp_path):
     recording = read_file(path, ReadOptions(hdf5_key="run2"))[0]
 
     assert recording.channels == ["force", "torque"]
+
+
+def _write_time_and_signals(path, time, values, fmt):  # noqa: ANN001
+    names = ["time_ms", "force", "torque"]
+    rows = [time, values[0], values[1]]
+    if fmt == "h5":
+        with h5py.File(path, "w") as handle:
+            for name, row in zip(names, rows, strict=True):
+                handle[name] = row
+    elif fmt == "mat":
+        savemat(path, dict(zip(names, rows, strict=True)))
+    else:
+        np.savez(path, data=np.stack(rows), channels=np.array(names))
+
+
+@pytest.mark.parametrize("fmt", ["h5", "mat", "npz"])
+def test_time_vector_gives_rate_not_channel(tmp_path, fmt):
+    # A time dataset or variable beside the signals was read as a steadily
+    # rising channel, and the file had no sample rate.
+    values = _sine(400, 2)
+    time_ms = np.arange(400) * 0.5
+    path = tmp_path / f"run.{fmt}"
+    _write_time_and_signals(path, time_ms, values, fmt)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["force", "torque"]
+    assert recording.sample_rate == 2000.0
+    assert recording.metadata["time_column"] == "time_ms"
+    np.testing.assert_allclose(recording.data, values, rtol=1e-6)
+    if fmt == "h5":
+        assert open_stream(path).channels == ["force", "torque"]
+        assert open_stream(path).sample_rate == 2000.0
+
+
+@pytest.mark.parametrize("fmt", ["h5", "mat", "npz"])
+def test_time_vector_kept_when_named_channel(tmp_path, fmt):
+    values = _sine(400, 2)
+    path = tmp_path / f"run.{fmt}"
+    _write_time_and_signals(path, np.arange(400) * 0.5, values, fmt)
+    options = ReadOptions(channels=("time_ms", "force"))
+
+    recording = read_file(path, options)[0]
+
+    assert recording.channels == ["time_ms", "force"]
+    assert recording.sample_rate is None
+
+
+def test_time_vector_running_backwards_raises(tmp_path):
+    path = tmp_path / "run.h5"
+    _write_time_and_signals(path, np.arange(400)[::-1] * 0.5, _sine(400, 2), "h5")
+
+    with pytest.raises(InputError, match="time vector 'time_ms' has median step"):
+        read_file(path)
+    recording = read_file(path, ReadOptions(ignore_time=True, sample_rate=100.0))[0]
+
+    assert recording.channels == ["force", "torque"]
+    assert recording.metadata["unused_time_columns"] == ["time_ms"]
+
+
+def test_time_vector_kept_for_model_channel(tmp_path):
+    # A model trained on a 'time_ms' channel still finds it when it scores.
+    values = _sine(400, 2)
+    path = tmp_path / "run.h5"
+    _write_time_and_signals(path, np.arange(400) * 0.5, values, "h5")
+    options = ReadOptions(known_channels=("time_ms", "force", "torque"))
+
+    recording = read_file(path, options)[0]
+    stream = open_stream(path, options)
+
+    assert recording.channels == ["force", "time_ms", "torque"]
+    assert stream.channels == ["force", "time_ms", "torque"]

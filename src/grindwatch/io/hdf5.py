@@ -14,6 +14,7 @@ from grindwatch.io.options import ReadOptions
 from grindwatch.io.rates import resolve_rate, stored_rate
 from grindwatch.io.recording import Recording
 from grindwatch.io.samples import to_float32
+from grindwatch.io.time_vectors import TimeVectors, find_time_vectors
 
 __all__ = ["read_hdf5"]
 
@@ -277,8 +278,27 @@ def _with_parent_groups(items: list, handle) -> list:  # noqa: ANN001 - h5py.Fil
     return [*found, handle]
 
 
-def _read_open(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN202
+def pick_signals(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN202
+    """Return the signal datasets' names, the datasets, their sample rate and
+    the time vectors left out of the channels (a ``time`` dataset beside
+    1-D channel datasets)."""
     names, items = _pick(path, handle, options)
+    time = TimeVectors()
+    if len(items) > 1:
+        leaves = [name.rsplit("/", 1)[-1] for name in names]
+        time = find_time_vectors(path, leaves, lambda i: items[i][()], options)
+        names = [n for i, n in enumerate(names) if i not in time.dropped]
+        items = [d for i, d in enumerate(items) if i not in time.dropped]
+    attribute = _named_attribute(_with_parent_groups(items, handle), _RATE_ATTRIBUTES)
+    if attribute is None:
+        rate = resolve_rate(path, time.rate, options.sample_rate)
+    else:
+        rate = _rate(path, attribute, options.sample_rate)
+    return names, items, rate, time
+
+
+def _read_open(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN202
+    names, items, rate, time = pick_signals(path, handle, options)
     if len(items) == 1 and items[0].ndim == 2:
         data = np.asarray(items[0][()])
         # Recordings have far more samples than channels: put channels first.
@@ -288,12 +308,12 @@ def _read_open(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN20
     else:
         data = np.stack([np.asarray(item[()]) for item in items])
         channel_names = [name.rsplit("/", 1)[-1] for name in names]
-    rate = _named_attribute(_with_parent_groups(items, handle), _RATE_ATTRIBUTES)
     channels = [c.decode() if isinstance(c, bytes) else str(c) for c in channel_names]
     scale, offset = channel_scaling(path, names, items, len(channels))
     data, metadata = to_float32(data, scale, offset, channels)
     metadata["hdf5_datasets"] = names
-    return metadata, data, channels, _rate(path, rate, options.sample_rate)
+    metadata.update(time.metadata())
+    return metadata, data, channels, rate
 
 
 def read_hdf5(path: Path, options: ReadOptions) -> Recording:

@@ -20,6 +20,7 @@ from grindwatch.io.options import ReadOptions
 from grindwatch.io.rates import resolve_rate, stored_rate
 from grindwatch.io.recording import Recording
 from grindwatch.io.samples import to_float32
+from grindwatch.io.time_vectors import TimeVectors, find_time_vectors
 
 __all__ = ["read_mat"]
 
@@ -208,6 +209,7 @@ def read_mat(path: Path, options: ReadOptions) -> Recording:
     is_v73 = h5py.is_hdf5(path)
     variables = _load_v73(path) if is_v73 else _load_v5(path)
     names, values = _pick(path, variables, options)
+    time = TimeVectors()
     if len(values) == 1 and values[0].ndim == 2:
         array = values[0]
         # Recordings have far more samples than channels: put channels first.
@@ -216,13 +218,21 @@ def read_mat(path: Path, options: ReadOptions) -> Recording:
         default = [f"{names[0]}[{i}]" for i in range(array.shape[0])]
         channels = _channel_names(variables, names[0], array.shape[0], default)
     else:
-        array = np.stack([np.atleast_1d(value) for value in values])
         channels = [name.rsplit(".", 1)[-1] for name in names]
+        time = find_time_vectors(path, channels, lambda i: values[i], options)
+        channel_rows = [i for i in range(len(names)) if i not in time.dropped]
+        names = [names[i] for i in channel_rows]
+        channels = [channels[i] for i in channel_rows]
+        array = np.stack([np.atleast_1d(values[i]) for i in channel_rows])
 
     data, metadata = to_float32(array, channels=channels)
     data = finite_or_raise(path, data, channels, options.nan_policy)
     metadata.update({"mat_version": "7.3" if is_v73 else "5", "mat_variables": names})
-    rate = resolve_rate(path, _rate(path, variables, names), options.sample_rate)
+    metadata.update(time.metadata())
+    stored = _rate(path, variables, names)
+    if stored is None:
+        stored = time.rate
+    rate = resolve_rate(path, stored, options.sample_rate)
     recording = Recording(
         name=path.stem,
         data=data,
