@@ -596,3 +596,24 @@ def test_recording_rate_bool_rejected(rate):
         InputError, match=r"sample rate (np\.)?True_? is not a positive"
     ):
         Recording("r", make_cycle(0), CHANNELS, rate)
+
+
+def test_evaluate_labels_series_and_wrong_type():
+    # A Series failed inside pathlib with "expected str, bytes or os.PathLike".
+    model = grindwatch.train(_recordings(4), _config()).model
+    labeled = RecordingSet(
+        [
+            Recording("normal", make_cycle(10), CHANNELS, 1000.0),
+            Recording("faulty", make_cycle(11, anomaly="spike"), CHANNELS, 1000.0),
+        ]
+    )
+    table = pd.DataFrame({"recording": ["normal", "faulty"], "label": [0, 1]})
+
+    from_dict = grindwatch.evaluate(model, labeled, labels={"normal": 0, "faulty": 1})
+    from_series = grindwatch.evaluate(
+        model, labeled, labels=table.set_index("recording")["label"]
+    )
+
+    assert from_series.recordings == from_dict.recordings
+    with pytest.raises(TypeError, match=r"not DataFrame; for a table of names"):
+        grindwatch.evaluate(model, labeled, labels=table)
