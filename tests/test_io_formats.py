@@ -622,3 +622,29 @@ def test_time_vector_kept_for_model_channel(tmp_path):
 
     assert recording.channels == ["force", "time_ms", "torque"]
     assert stream.channels == ["force", "time_ms", "torque"]
+
+
+@pytest.mark.parametrize("fmt", ["h5", "mat"])
+def test_wide_matrix_oriented_by_names(tmp_path, fmt):
+    # A (samples, channels) matrix with more channels than samples was read
+    # transposed, as 50 channels of 64 samples with numbered names.
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(64, 50))
+    names = [f"feature_{i}" for i in range(64)]
+    path = tmp_path / f"wide.{fmt}"
+    if fmt == "h5":
+        with h5py.File(path, "w") as handle:
+            handle["x"] = values.T
+            handle["x"].attrs["channels"] = names
+    else:
+        savemat(path, {"x": values.T, "channels": np.array(names, dtype=object)})
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == names
+    np.testing.assert_allclose(recording.data, values, rtol=1e-6)
+    if fmt == "h5":
+        stream = open_stream(path)
+        _, streamed = next(iter(stream.chunks(1000)))
+        assert stream.channels == names
+        np.testing.assert_allclose(streamed, values, rtol=1e-6)

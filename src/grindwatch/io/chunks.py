@@ -485,7 +485,7 @@ def _hdf5_layout(path: Path, handle, options: ReadOptions) -> dict[str, Any]:  #
     names, items, rate, _ = hdf5.pick_signals(path, handle, options)
     shape = items[0].shape
     if len(names) == 1 and len(shape) == 2:
-        time_axis = 0 if shape[0] > shape[1] else 1
+        time_axis = hdf5.two_d_samples_axis(items, shape)
         n_channels = shape[1 - time_axis]
         channels = hdf5.two_d_channel_names(path, names, items, n_channels)
     else:

@@ -59,6 +59,23 @@ def _attribute(items: list, names: tuple[str, ...]):  # noqa: ANN202
     return None if found is None else found[1]
 
 
+def two_d_samples_axis(items: list, shape: tuple[int, int]) -> int:
+    """Return the axis of one 2-D dataset that runs along the samples.
+
+    A channel-name attribute whose count fits one axis only decides, so that
+    a (samples, channels) dataset with more channels than samples is not read
+    transposed. Otherwise the longer axis is samples.
+    """
+    found = _named_attribute(items, _CHANNEL_ATTRIBUTES)
+    if found is not None and shape[0] != shape[1]:
+        count = len(np.atleast_1d(found[1]))
+        if count == shape[1]:
+            return 0
+        if count == shape[0]:
+            return 1
+    return 0 if shape[0] > shape[1] else 1
+
+
 def two_d_channel_names(
     path: Path, names: list[str], items: list, n_channels: int
 ) -> list:
@@ -301,8 +318,7 @@ def _read_open(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN20
     names, items, rate, time = pick_signals(path, handle, options)
     if len(items) == 1 and items[0].ndim == 2:
         data = np.asarray(items[0][()])
-        # Recordings have far more samples than channels: put channels first.
-        if data.shape[0] > data.shape[1]:
+        if two_d_samples_axis(items, data.shape) == 0:
             data = data.T
         channel_names = two_d_channel_names(path, names, items, data.shape[0])
     else:

@@ -177,8 +177,11 @@ def _pick(path: Path, variables: dict[str, Any], options: ReadOptions):  # noqa:
 
 
 def _channel_names(
-    variables: dict[str, Any], signal: str, count: int, default: list[str]
-) -> list[str]:
+    variables: dict[str, Any],
+    signal: str,
+    count: int,
+    default: list[str] | None = None,
+) -> list[str] | None:
     """Return the names in a ``channels`` variable of ``count`` names, else
     ``default``. A field beside the signal in its struct (``run.channels``
     beside ``run.data``) comes first, then one in each struct above it, and a
@@ -212,8 +215,14 @@ def read_mat(path: Path, options: ReadOptions) -> Recording:
     time = TimeVectors()
     if len(values) == 1 and values[0].ndim == 2:
         array = values[0]
-        # Recordings have far more samples than channels: put channels first.
-        if array.shape[0] > array.shape[1]:
+        # Names that fit one axis only decide which axis is channels, so that a
+        # (samples, channels) matrix with more channels than samples is not read
+        # transposed. Otherwise the longer axis is samples.
+        fits_rows = _channel_names(variables, names[0], array.shape[0]) is not None
+        fits_columns = _channel_names(variables, names[0], array.shape[1]) is not None
+        if fits_columns and not fits_rows:
+            array = array.T
+        elif fits_rows == fits_columns and array.shape[0] > array.shape[1]:
             array = array.T
         default = [f"{names[0]}[{i}]" for i in range(array.shape[0])]
         channels = _channel_names(variables, names[0], array.shape[0], default)
