@@ -648,3 +648,25 @@ def test_wide_matrix_oriented_by_names(tmp_path, fmt):
         _, streamed = next(iter(stream.chunks(1000)))
         assert stream.channels == names
         np.testing.assert_allclose(streamed, values, rtol=1e-6)
+
+
+def test_tdms_time_channel_gives_rate(tmp_path):
+    # A LabVIEW export with a 'Time' channel and no wf_increment read the
+    # time as a channel and had no sample rate.
+    nptdms = pytest.importorskip("nptdms")
+    path = tmp_path / "run.tdms"
+    values = _sine(400, 2)
+    with nptdms.TdmsWriter(path) as writer:
+        writer.write_segment(
+            [
+                nptdms.ChannelObject("g", "Time", np.arange(400) / 500.0),
+                nptdms.ChannelObject("g", "AE", values[0]),
+                nptdms.ChannelObject("g", "Current", values[1]),
+            ]
+        )
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["AE", "Current"]
+    assert recording.sample_rate == 500.0
+    assert recording.metadata["time_column"] == "Time"

@@ -1,4 +1,5 @@
-"""Time vectors in formats that store one vector per channel (HDF5, MATLAB, .npz).
+"""Time vectors in formats that store one vector per channel (HDF5, MATLAB, TDMS,
+.npz).
 
 Such files often keep the time axis beside the signals, as a dataset or variable
 named ``time`` or ``t``. It is named by the rules for CSV time columns, leaves
