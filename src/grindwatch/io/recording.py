@@ -26,11 +26,14 @@ class Recording:
     data : ndarray of shape (n_channels, n_samples), float32
         The samples. A row of a feature table is stored as (n_features, 1).
         Integer arrays are converted to float32, other float types are kept.
+        A float array is stored without a copy, so changing it later changes
+        the recording: pass ``array.copy()`` when the buffer is reused.
     channels : list of str
-        One name per row of ``data``.
+        One name per row of ``data``. A tuple, NumPy array or pandas Index of
+        names is stored as a list.
     sample_rate : float or None
         Samples per second, when the file or the user gives it. Must be finite
-        and positive.
+        and positive. Stored as a float.
     source : Path or None
         The file it was read from.
     label : int or None
