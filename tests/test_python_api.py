@@ -617,3 +617,9 @@ def test_evaluate_labels_series_and_wrong_type():
     assert from_series.recordings == from_dict.recordings
     with pytest.raises(TypeError, match=r"not DataFrame; for a table of names"):
         grindwatch.evaluate(model, labeled, labels=table)
+
+
+def test_load_recordings_bytes_path_named():
+    # A bytes path was iterated as ints, and the error said "not int".
+    with pytest.raises(TypeError, match=r"not bytes; decode a path given as bytes"):
+        grindwatch.load_recordings(b"recordings/week1")
