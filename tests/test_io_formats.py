@@ -670,3 +670,19 @@ def test_tdms_time_channel_gives_rate(tmp_path):
     assert recording.channels == ["AE", "Current"]
     assert recording.sample_rate == 500.0
     assert recording.metadata["time_column"] == "Time"
+
+
+def test_time_vector_named_by_time_column(tmp_path):
+    values = _sine(400, 2)
+    path = tmp_path / "run.h5"
+    with h5py.File(path, "w") as handle:
+        handle["tick"] = np.arange(400) / 250.0
+        handle["elapsed"] = np.arange(400) / 100.0
+        handle["force"] = values[0]
+        handle["torque"] = values[1]
+
+    recording = read_file(path, ReadOptions(time_column="tick"))[0]
+
+    assert recording.channels == ["force", "torque"]
+    assert recording.sample_rate == 250.0
+    assert recording.metadata["unused_time_columns"] == ["elapsed"]

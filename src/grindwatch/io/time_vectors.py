@@ -69,8 +69,9 @@ def find_time_vectors(
     ``known_channels`` (a model's channels, when it scores) is always a
     channel. A one-letter name (``t``, ``T``, also the symbol for temperature)
     is time only when its values strictly increase and ``sample_rate`` is not
-    set. The first full time name wins over a one-letter
-    one. With ``ignore_time`` every time vector is left out and gives no rate.
+    set. ``time_column`` names a vector that these rules miss, and it gives the
+    rate. Otherwise the first full time name wins over a one-letter one. With
+    ``ignore_time`` every time vector is left out and gives no rate.
 
     Raises
     ------
@@ -96,8 +97,9 @@ def find_time_vectors(
     if options.ignore_time:
         return TimeVectors(dropped=dropped, unused=[names[i] for i in dropped])
 
+    named = [c for c in candidates if names[c[0]] == options.time_column]
     full_names = [c for c in candidates if not is_one_letter_time_name(names[c[0]])]
-    index, scale = (full_names or candidates)[0]
+    index, scale = (named or full_names or candidates)[0]
     name = names[index]
     steps = np.diff(np.asarray(read(index), dtype=np.float64))
     steps = steps[np.isfinite(steps)]
