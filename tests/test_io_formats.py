@@ -686,3 +686,23 @@ def test_time_vector_named_by_time_column(tmp_path):
     assert recording.channels == ["force", "torque"]
     assert recording.sample_rate == 250.0
     assert recording.metadata["unused_time_columns"] == ["elapsed"]
+
+
+@pytest.mark.parametrize("version", ["5", "7.3"])
+def test_mat_time_vector_beside_matrix(tmp_path, version):
+    # A 't' vector beside a (samples, channels) matrix, as MATLAB scripts save
+    # them, raised "several candidate signal variables".
+    values = _sine(400, 3)
+    variables = {"t": np.arange(400)[None, :] / 4000.0, "data": values.T}
+    path = tmp_path / "run.mat"
+    if version == "5":
+        savemat(path, variables)
+    else:
+        _write_mat73(path, variables)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["data[0]", "data[1]", "data[2]"]
+    assert recording.sample_rate == 4000.0
+    assert recording.metadata["time_column"] == "t"
+    np.testing.assert_allclose(recording.data, values, rtol=1e-6)
