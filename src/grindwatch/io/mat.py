@@ -193,8 +193,9 @@ def _matrix_beside_time(path: Path, candidates: dict[str, np.ndarray], options):
     lengths = {candidates[name].size for name in vectors}
     if len(lengths) != 1 or lengths.isdisjoint(matrix.shape):
         return None
-    # The matrix is listed last, under a name that is no time name, so that a
-    # file of time vectors and a matrix is not read as time vectors only.
+    # The empty name stands for the matrix. find_time_vectors keeps every
+    # vector as a channel when all names are time names, so it needs one that
+    # is not.
     leaves = [name.rsplit(".", 1)[-1] for name in vectors] + [""]
     time = find_time_vectors(path, leaves, lambda i: candidates[vectors[i]], options)
     if sorted(time.dropped) != list(range(len(vectors))):
