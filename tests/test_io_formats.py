@@ -706,3 +706,24 @@ def test_mat_time_vector_beside_matrix(tmp_path, version):
     assert recording.sample_rate == 4000.0
     assert recording.metadata["time_column"] == "t"
     np.testing.assert_allclose(recording.data, values, rtol=1e-6)
+
+
+def test_hdf5_time_vector_beside_matrix(tmp_path):
+    # A 'time' dataset beside a 2-D signal dataset raised "several candidate
+    # signal datasets".
+    values = _sine(400, 3)
+    path = tmp_path / "run.h5"
+    with h5py.File(path, "w") as handle:
+        handle["time"] = np.arange(400) / 4000.0
+        handle["data"] = values.T
+        handle["data"].attrs["channels"] = ["a", "b", "c"]
+
+    recording = read_file(path)[0]
+    stream = open_stream(path)
+
+    assert recording.channels == ["a", "b", "c"]
+    assert recording.sample_rate == 4000.0
+    assert recording.metadata["time_column"] == "time"
+    np.testing.assert_allclose(recording.data, values, rtol=1e-6)
+    assert stream.channels == ["a", "b", "c"]
+    assert stream.sample_rate == 4000.0

@@ -295,12 +295,42 @@ def _with_parent_groups(items: list, handle) -> list:  # noqa: ANN001 - h5py.Fil
     return [*found, handle]
 
 
+def _matrix_beside_time(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN202
+    """Return the one 2-D dataset and the time vectors beside it (``time``
+    beside ``data``), or None unless every other numeric dataset is a time
+    vector with one value per sample of the matrix."""
+    if options.hdf5_key is not None:
+        return None
+    candidates = _numeric_datasets(handle)
+    matrices = [name for name, item in candidates.items() if item.ndim == 2]
+    vectors = sorted(name for name, item in candidates.items() if item.ndim == 1)
+    if len(matrices) != 1 or not vectors:
+        return None
+    lengths = {candidates[name].shape[0] for name in vectors}
+    if len(lengths) != 1 or lengths.isdisjoint(candidates[matrices[0]].shape):
+        return None
+    # The empty name stands for the matrix. find_time_vectors keeps every
+    # vector as a channel when all names are time names, so it needs one that
+    # is not.
+    leaves = [name.rsplit("/", 1)[-1] for name in vectors] + [""]
+    time = find_time_vectors(
+        path, leaves, lambda i: candidates[vectors[i]][()], options
+    )
+    if sorted(time.dropped) != list(range(len(vectors))):
+        return None
+    return [matrices[0]], [candidates[matrices[0]]], time
+
+
 def pick_signals(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN202
     """Return the signal datasets' names, the datasets, their sample rate and
     the time vectors left out of the channels (a ``time`` dataset beside
     1-D channel datasets)."""
-    names, items = _pick(path, handle, options)
-    time = TimeVectors()
+    beside_time = _matrix_beside_time(path, handle, options)
+    if beside_time is not None:
+        names, items, time = beside_time
+    else:
+        names, items = _pick(path, handle, options)
+        time = TimeVectors()
     if len(items) > 1:
         leaves = [name.rsplit("/", 1)[-1] for name in names]
         time = find_time_vectors(path, leaves, lambda i: items[i][()], options)
