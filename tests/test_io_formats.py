@@ -497,3 +497,233 @@ def test_hdf5_bad_scale_raises(tmp_path, value, problem):
 
     with pytest.raises(InputError, match=problem):
         read_file(path)
+
+
+def test_hdf5_rate_on_group_of_signals(tmp_path):
+    # A rate attribute on the group that contains the channel datasets was not
+    # read, so the recording had no sample rate.
+    values = _sine(300, 2)
+    path = tmp_path / "group_rate.h5"
+    with h5py.File(path, "w") as handle:
+        run = handle.create_group("runs/run1")
+        run["force"] = values[0]
+        run["torque"] = values[1]
+        run.attrs["fs"] = 2000.0
+        handle.attrs["sample_rate"] = 10.0
+
+    recording = read_file(path)[0]
+    stream = open_stream(path)
+
+    assert recording.channels == ["force", "torque"]
+    assert recording.sample_rate == 2000.0
+    assert stream.sample_rate == 2000.0
+
+
+def test_mat_channels_field_beside_signal(tmp_path):
+    # Channel names in a struct field beside the signal were ignored, while the
+    # rate field beside it was read, so the channels were numbered.
+    path = tmp_path / "struct.mat"
+    values = _sine(300, 2)
+    names = np.array(["force", "torque"], dtype=object)
+    savemat(path, {"run": {"data": values, "fs": 2000.0, "channels": names}})
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["force", "torque"]
+    assert recording.sample_rate == 2000.0
+
+
+def test_hdf5_runs_in_groups_need_key(tmp_path):
+    # One group per run raised a repeated-channel-name error that asked for
+    # distinct channel names instead of hdf5_key.
+    values = _sine(300, 2)
+    path = tmp_path / "runs.h5"
+    with h5py.File(path, "w") as handle:
+        for run in ("run1", "run2"):
+            handle[f"{run}/force"] = values[0]
+            handle[f"{run}/torque"] = values[1]
+
+    with pytest.raises(InputError, match=r"in several groups \(\['run1', 'run2'\]\)"):
+        read_file(path)
+    with pytest.raises(InputError, match="set hdf5_key to the group"):
+        open_stream(path)
+    recording = read_file(path, ReadOptions(hdf5_key="run2"))[0]
+
+    assert recording.channels == ["force", "torque"]
+
+
+def _write_time_and_signals(path, time, values, fmt):  # noqa: ANN001
+    names = ["time_ms", "force", "torque"]
+    rows = [time, values[0], values[1]]
+    if fmt == "h5":
+        with h5py.File(path, "w") as handle:
+            for name, row in zip(names, rows, strict=True):
+                handle[name] = row
+    elif fmt == "mat":
+        savemat(path, dict(zip(names, rows, strict=True)))
+    else:
+        np.savez(path, data=np.stack(rows), channels=np.array(names))
+
+
+@pytest.mark.parametrize("fmt", ["h5", "mat", "npz"])
+def test_time_vector_gives_rate_not_channel(tmp_path, fmt):
+    # A time dataset or variable beside the signals was read as a steadily
+    # rising channel, and the file had no sample rate.
+    values = _sine(400, 2)
+    time_ms = np.arange(400) * 0.5
+    path = tmp_path / f"run.{fmt}"
+    _write_time_and_signals(path, time_ms, values, fmt)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["force", "torque"]
+    assert recording.sample_rate == 2000.0
+    assert recording.metadata["time_column"] == "time_ms"
+    np.testing.assert_allclose(recording.data, values, rtol=1e-6)
+    if fmt == "h5":
+        assert open_stream(path).channels == ["force", "torque"]
+        assert open_stream(path).sample_rate == 2000.0
+
+
+@pytest.mark.parametrize("fmt", ["h5", "mat", "npz"])
+def test_time_vector_kept_when_named_channel(tmp_path, fmt):
+    values = _sine(400, 2)
+    path = tmp_path / f"run.{fmt}"
+    _write_time_and_signals(path, np.arange(400) * 0.5, values, fmt)
+    options = ReadOptions(channels=("time_ms", "force"))
+
+    recording = read_file(path, options)[0]
+
+    assert recording.channels == ["time_ms", "force"]
+    assert recording.sample_rate is None
+
+
+def test_time_vector_running_backwards_raises(tmp_path):
+    path = tmp_path / "run.h5"
+    _write_time_and_signals(path, np.arange(400)[::-1] * 0.5, _sine(400, 2), "h5")
+
+    with pytest.raises(InputError, match="time vector 'time_ms' has median step"):
+        read_file(path)
+    recording = read_file(path, ReadOptions(ignore_time=True, sample_rate=100.0))[0]
+
+    assert recording.channels == ["force", "torque"]
+    assert recording.metadata["unused_time_columns"] == ["time_ms"]
+
+
+def test_time_vector_kept_for_model_channel(tmp_path):
+    # A model trained on a 'time_ms' channel still finds it when it scores.
+    values = _sine(400, 2)
+    path = tmp_path / "run.h5"
+    _write_time_and_signals(path, np.arange(400) * 0.5, values, "h5")
+    options = ReadOptions(known_channels=("time_ms", "force", "torque"))
+
+    recording = read_file(path, options)[0]
+    stream = open_stream(path, options)
+
+    assert recording.channels == ["force", "time_ms", "torque"]
+    assert stream.channels == ["force", "time_ms", "torque"]
+
+
+@pytest.mark.parametrize("fmt", ["h5", "mat"])
+def test_wide_matrix_oriented_by_names(tmp_path, fmt):
+    # A (samples, channels) matrix with more channels than samples was read
+    # transposed, as 50 channels of 64 samples with numbered names.
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(64, 50))
+    names = [f"feature_{i}" for i in range(64)]
+    path = tmp_path / f"wide.{fmt}"
+    if fmt == "h5":
+        with h5py.File(path, "w") as handle:
+            handle["x"] = values.T
+            handle["x"].attrs["channels"] = names
+    else:
+        savemat(path, {"x": values.T, "channels": np.array(names, dtype=object)})
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == names
+    np.testing.assert_allclose(recording.data, values, rtol=1e-6)
+    if fmt == "h5":
+        stream = open_stream(path)
+        _, streamed = next(iter(stream.chunks(1000)))
+        assert stream.channels == names
+        np.testing.assert_allclose(streamed, values, rtol=1e-6)
+
+
+def test_tdms_time_channel_gives_rate(tmp_path):
+    # A LabVIEW export with a 'Time' channel and no wf_increment read the
+    # time as a channel and had no sample rate.
+    nptdms = pytest.importorskip("nptdms")
+    path = tmp_path / "run.tdms"
+    values = _sine(400, 2)
+    with nptdms.TdmsWriter(path) as writer:
+        writer.write_segment(
+            [
+                nptdms.ChannelObject("g", "Time", np.arange(400) / 500.0),
+                nptdms.ChannelObject("g", "AE", values[0]),
+                nptdms.ChannelObject("g", "Current", values[1]),
+            ]
+        )
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["AE", "Current"]
+    assert recording.sample_rate == 500.0
+    assert recording.metadata["time_column"] == "Time"
+
+
+def test_time_vector_named_by_time_column(tmp_path):
+    values = _sine(400, 2)
+    path = tmp_path / "run.h5"
+    with h5py.File(path, "w") as handle:
+        handle["tick"] = np.arange(400) / 250.0
+        handle["elapsed"] = np.arange(400) / 100.0
+        handle["force"] = values[0]
+        handle["torque"] = values[1]
+
+    recording = read_file(path, ReadOptions(time_column="tick"))[0]
+
+    assert recording.channels == ["force", "torque"]
+    assert recording.sample_rate == 250.0
+    assert recording.metadata["unused_time_columns"] == ["elapsed"]
+
+
+@pytest.mark.parametrize("version", ["5", "7.3"])
+def test_mat_time_vector_beside_matrix(tmp_path, version):
+    # A 't' vector beside a (samples, channels) matrix, as MATLAB scripts save
+    # them, raised "several candidate signal variables".
+    values = _sine(400, 3)
+    variables = {"t": np.arange(400)[None, :] / 4000.0, "data": values.T}
+    path = tmp_path / "run.mat"
+    if version == "5":
+        savemat(path, variables)
+    else:
+        _write_mat73(path, variables)
+
+    recording = read_file(path)[0]
+
+    assert recording.channels == ["data[0]", "data[1]", "data[2]"]
+    assert recording.sample_rate == 4000.0
+    assert recording.metadata["time_column"] == "t"
+    np.testing.assert_allclose(recording.data, values, rtol=1e-6)
+
+
+def test_hdf5_time_vector_beside_matrix(tmp_path):
+    # A 'time' dataset beside a 2-D signal dataset raised "several candidate
+    # signal datasets".
+    values = _sine(400, 3)
+    path = tmp_path / "run.h5"
+    with h5py.File(path, "w") as handle:
+        handle["time"] = np.arange(400) / 4000.0
+        handle["data"] = values.T
+        handle["data"].attrs["channels"] = ["a", "b", "c"]
+
+    recording = read_file(path)[0]
+    stream = open_stream(path)
+
+    assert recording.channels == ["a", "b", "c"]
+    assert recording.sample_rate == 4000.0
+    assert recording.metadata["time_column"] == "time"
+    np.testing.assert_allclose(recording.data, values, rtol=1e-6)
+    assert stream.channels == ["a", "b", "c"]
+    assert stream.sample_rate == 4000.0

@@ -557,3 +557,69 @@ def test_train_in_memory_resamples_to_set_rate():
 
     assert trained.model.sample_rate_ == 500.0
     assert {r.n_samples for r in trained.recordings} == {1024}
+
+
+@pytest.mark.parametrize(
+    "channels", [tuple(CHANNELS), np.array(CHANNELS), pd.Index(CHANNELS)]
+)
+def test_recording_channel_sequences_become_list(channels):
+    recording = Recording("r", make_cycle(0), channels, 1000.0)
+
+    assert recording.channels == CHANNELS
+    assert type(recording.channels) is list
+
+
+def test_recording_channels_one_string_rejected():
+    # The characters of "vib" were taken as three channel names.
+    with pytest.raises(TypeError, match=r"for one channel pass \[name\]"):
+        Recording("r", make_cycle(0), "vib", 1000.0)
+
+
+def test_recording_channel_name_not_text():
+    with pytest.raises(TypeError, match=r"channel names must be str, not 1 \(int\)"):
+        Recording("r", make_cycle(0), [1, 2, 3], 1000.0)
+
+
+@pytest.mark.parametrize("rate", [np.array(1000.0), np.int64(1000), 1000])
+def test_recording_rate_forms_become_float(rate):
+    # np.load returns the sample_rate of an .npz as a 0-d array.
+    recording = Recording("r", make_cycle(0), CHANNELS, rate)
+
+    assert recording.sample_rate == 1000.0
+    assert type(recording.sample_rate) is float
+
+
+@pytest.mark.parametrize("rate", [True, np.bool_(True)])
+def test_recording_rate_bool_rejected(rate):
+    # True counted as an int, so the recording had a rate of 1 Hz.
+    with pytest.raises(
+        InputError, match=r"sample rate (np\.)?True_? is not a positive"
+    ):
+        Recording("r", make_cycle(0), CHANNELS, rate)
+
+
+def test_evaluate_labels_series_and_wrong_type():
+    # A Series failed inside pathlib with "expected str, bytes or os.PathLike".
+    model = grindwatch.train(_recordings(4), _config()).model
+    labeled = RecordingSet(
+        [
+            Recording("normal", make_cycle(10), CHANNELS, 1000.0),
+            Recording("faulty", make_cycle(11, anomaly="spike"), CHANNELS, 1000.0),
+        ]
+    )
+    table = pd.DataFrame({"recording": ["normal", "faulty"], "label": [0, 1]})
+
+    from_dict = grindwatch.evaluate(model, labeled, labels={"normal": 0, "faulty": 1})
+    from_series = grindwatch.evaluate(
+        model, labeled, labels=table.set_index("recording")["label"]
+    )
+
+    assert from_series.recordings == from_dict.recordings
+    with pytest.raises(TypeError, match=r"not DataFrame; for a table of names"):
+        grindwatch.evaluate(model, labeled, labels=table)
+
+
+def test_load_recordings_bytes_path_named():
+    # A bytes path was iterated as ints, and the error said "not int".
+    with pytest.raises(TypeError, match=r"not bytes; decode a path given as bytes"):
+        grindwatch.load_recordings(b"recordings/week1")

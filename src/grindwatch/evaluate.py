@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -290,15 +292,15 @@ def evaluate(
     model,  # noqa: ANN001 - Model, or a location load_model accepts
     data,  # noqa: ANN001 - files, folders, globs or a RecordingSet
     *,
-    labels: str | Path | dict[str, int] | None = None,
+    labels: str | Path | Mapping[str, Any] | pd.Series | None = None,
     track: bool = True,
     progress=None,  # noqa: ANN001
 ) -> EvaluationResult:
     """Score labeled recordings and report metrics at the model's own threshold.
 
-    Labels come from ``labels`` (a CSV with ``recording,label``, or a dict from
-    recording name to 1/0 or a word such as NOK/OK) when given, else from label
-    columns or class-named folders in the data.
+    Labels come from ``labels`` (a CSV with ``recording,label``, or a dict or
+    pandas Series from recording name to 1/0 or a word such as NOK/OK) when
+    given, else from label columns or class-named folders in the data.
     """
     from grindwatch.io import read_labels_csv
     from grindwatch.pipeline import Model, load_model, score
@@ -306,15 +308,23 @@ def evaluate(
     if not isinstance(model, Model):
         model = load_model(model)
     mapping = None
+    in_memory = isinstance(labels, (Mapping, pd.Series))
     if labels is not None:
         # Read before scoring, so a bad labels file fails at once.
-        if isinstance(labels, dict):
-            mapping = _checked_labels(labels)
-        else:
+        if in_memory:
+            mapping = _checked_labels(dict(labels.items()))
+        elif isinstance(labels, (str, PathLike)):
             mapping = read_labels_csv(Path(labels))
+        else:
+            raise TypeError(
+                "labels must be the path of a labels CSV, a dict or a pandas "
+                f"Series from recording name to 1/0, not {type(labels).__name__}; "
+                "for a table of names and labels pass "
+                "dict(zip(table['recording'], table['label']))"
+            )
     scored = score(model, data, progress=progress)
     if mapping is not None:
-        source = "labels" if isinstance(labels, dict) else str(labels)
+        source = "labels" if in_memory else str(labels)
         apply_labels(scored, mapping, model.kind_, source)
     result = evaluate_scores(scored)
     result.skipped = label_skipped(scored.skipped, mapping, _label_roots(data, model))

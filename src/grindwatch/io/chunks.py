@@ -482,17 +482,16 @@ def _hdf5_layout(path: Path, handle, options: ReadOptions) -> dict[str, Any]:  #
     """Names, shape, channels, rate, scale and offset, as ``read_hdf5`` finds them."""
     from grindwatch.io import hdf5
 
-    names, items = hdf5._pick(path, handle, options)
+    names, items, rate, _ = hdf5.pick_signals(path, handle, options)
     shape = items[0].shape
     if len(names) == 1 and len(shape) == 2:
-        time_axis = 0 if shape[0] > shape[1] else 1
+        time_axis = hdf5.two_d_samples_axis(items, shape)
         n_channels = shape[1 - time_axis]
         channels = hdf5.two_d_channel_names(path, names, items, n_channels)
     else:
         time_axis = 0
         channels = [name.rsplit("/", 1)[-1] for name in names]
     scale, offset = hdf5.channel_scaling(path, names, items, len(channels))
-    rate = hdf5._named_attribute([*items, handle], hdf5._RATE_ATTRIBUTES)
     return {
         "names": names,
         "two_d": len(names) == 1 and len(shape) == 2,
@@ -502,7 +501,7 @@ def _hdf5_layout(path: Path, handle, options: ReadOptions) -> dict[str, Any]:  #
         "dtype": items[0].dtype,
         "scale": scale,
         "offset": offset,
-        "rate": hdf5._rate(path, rate, options.sample_rate),
+        "rate": rate,
     }
 
 

@@ -238,8 +238,9 @@ def paths_or_raise(source: Any) -> Any:
     """
     if source is None or isinstance(source, (str, os.PathLike)):
         return source
+    # bytes is an iterable of ints, which would be named as the wrong type.
     if isinstance(source, Iterable) and not isinstance(
-        source, (np.ndarray, pd.DataFrame, Recording)
+        source, (np.ndarray, pd.DataFrame, Recording, bytes)
     ):
         source = list(source)
         if all(isinstance(item, (str, os.PathLike)) for item in source):
@@ -248,7 +249,9 @@ def paths_or_raise(source: Any) -> Any:
     else:
         kinds = [type(source).__name__]
     hint = ""
-    if "Recording" in kinds:
+    if "bytes" in kinds:
+        hint = "; decode a path given as bytes with os.fsdecode(path)"
+    elif "Recording" in kinds:
         hint = "; wrap Recording objects in grindwatch.RecordingSet(recordings)"
     elif "ndarray" in kinds:
         hint = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from grindwatch.io.options import ReadOptions
 from grindwatch.io.rates import resolve_rate, stored_rate
 from grindwatch.io.recording import Recording
 from grindwatch.io.samples import to_float32
+from grindwatch.io.time_vectors import TimeVectors, find_time_vectors
 
 __all__ = ["read_hdf5"]
 
@@ -55,6 +57,23 @@ def _named_attribute(items: list, names: tuple[str, ...]):  # noqa: ANN202
 def _attribute(items: list, names: tuple[str, ...]):  # noqa: ANN202
     found = _named_attribute(items, names)
     return None if found is None else found[1]
+
+
+def two_d_samples_axis(items: list, shape: tuple[int, int]) -> int:
+    """Return the axis of one 2-D dataset that runs along the samples.
+
+    A channel-name attribute whose count fits one axis only decides, so that
+    a (samples, channels) dataset with more channels than samples is not read
+    transposed. Otherwise the longer axis is samples.
+    """
+    found = _named_attribute(items, _CHANNEL_ATTRIBUTES)
+    if found is not None and shape[0] != shape[1]:
+        count = len(np.atleast_1d(found[1]))
+        if count == shape[1]:
+            return 0
+        if count == shape[0]:
+            return 1
+    return 0 if shape[0] > shape[1] else 1
 
 
 def two_d_channel_names(
@@ -232,6 +251,18 @@ def _from_group(path: Path, candidates: dict[str, object]):  # noqa: ANN202
     if all(item.ndim == 1 for item in candidates.values()) and len(lengths) == 1:
         # Several 1-D datasets of one length: one channel each.
         names = sorted(candidates)
+        leaves = Counter(name.rsplit("/", 1)[-1] for name in names)
+        repeated = sorted(leaf for leaf, count in leaves.items() if count > 1)
+        if repeated:
+            # The same channel in several groups is usually one group per run.
+            groups = sorted({name.rsplit("/", 1)[0] for name in names if "/" in name})
+            raise InputError(
+                path,
+                f"contains datasets named {repeated} in several groups ("
+                f"{shorten_list(groups)}), and channels are named by the dataset",
+                "set hdf5_key to the group of one recording, or write each "
+                "recording to its own file",
+            )
         return names, [candidates[name] for name in names]
     listing = ", ".join(f"{n} {candidates[n].shape}" for n in sorted(candidates))
     raise InputError(
@@ -251,23 +282,84 @@ _DAMAGE_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
 # cannot intercept that; reading untrusted files in a memory-limited process does.
 
 
+def _with_parent_groups(items: list, handle) -> list:  # noqa: ANN001 - h5py.File
+    """Return the datasets, then the groups that contain them (nearest first),
+    then the file's root group, so that a rate stored on the group of the
+    signals (``run.attrs["fs"]``) is found as well as one on the file."""
+    found = list(items)
+    for item in items:
+        group = item.parent
+        while group.name != "/" and group not in found:
+            found.append(group)
+            group = group.parent
+    return [*found, handle]
+
+
+def _matrix_beside_time(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN202
+    """Return the one 2-D dataset and the time vectors beside it (``time``
+    beside ``data``), or None unless every other numeric dataset is a time
+    vector with one value per sample of the matrix."""
+    if options.hdf5_key is not None:
+        return None
+    candidates = _numeric_datasets(handle)
+    matrices = [name for name, item in candidates.items() if item.ndim == 2]
+    vectors = sorted(name for name, item in candidates.items() if item.ndim == 1)
+    if len(matrices) != 1 or not vectors:
+        return None
+    lengths = {candidates[name].shape[0] for name in vectors}
+    if len(lengths) != 1 or lengths.isdisjoint(candidates[matrices[0]].shape):
+        return None
+    # The empty name stands for the matrix. find_time_vectors keeps every
+    # vector as a channel when all names are time names, so it needs one that
+    # is not.
+    leaves = [name.rsplit("/", 1)[-1] for name in vectors] + [""]
+    time = find_time_vectors(
+        path, leaves, lambda i: candidates[vectors[i]][()], options
+    )
+    if sorted(time.dropped) != list(range(len(vectors))):
+        return None
+    return [matrices[0]], [candidates[matrices[0]]], time
+
+
+def pick_signals(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN202
+    """Return the signal datasets' names, the datasets, their sample rate and
+    the time vectors left out of the channels (a ``time`` dataset beside
+    1-D channel datasets)."""
+    beside_time = _matrix_beside_time(path, handle, options)
+    if beside_time is not None:
+        names, items, time = beside_time
+    else:
+        names, items = _pick(path, handle, options)
+        time = TimeVectors()
+    if len(items) > 1:
+        leaves = [name.rsplit("/", 1)[-1] for name in names]
+        time = find_time_vectors(path, leaves, lambda i: items[i][()], options)
+        names = [n for i, n in enumerate(names) if i not in time.dropped]
+        items = [d for i, d in enumerate(items) if i not in time.dropped]
+    attribute = _named_attribute(_with_parent_groups(items, handle), _RATE_ATTRIBUTES)
+    if attribute is None:
+        rate = resolve_rate(path, time.rate, options.sample_rate)
+    else:
+        rate = _rate(path, attribute, options.sample_rate)
+    return names, items, rate, time
+
+
 def _read_open(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN202
-    names, items = _pick(path, handle, options)
+    names, items, rate, time = pick_signals(path, handle, options)
     if len(items) == 1 and items[0].ndim == 2:
         data = np.asarray(items[0][()])
-        # Recordings have far more samples than channels: put channels first.
-        if data.shape[0] > data.shape[1]:
+        if two_d_samples_axis(items, data.shape) == 0:
             data = data.T
         channel_names = two_d_channel_names(path, names, items, data.shape[0])
     else:
         data = np.stack([np.asarray(item[()]) for item in items])
         channel_names = [name.rsplit("/", 1)[-1] for name in names]
-    rate = _named_attribute([*items, handle], _RATE_ATTRIBUTES)
     channels = [c.decode() if isinstance(c, bytes) else str(c) for c in channel_names]
     scale, offset = channel_scaling(path, names, items, len(channels))
     data, metadata = to_float32(data, scale, offset, channels)
     metadata["hdf5_datasets"] = names
-    return metadata, data, channels, _rate(path, rate, options.sample_rate)
+    metadata.update(time.metadata())
+    return metadata, data, channels, rate
 
 
 def read_hdf5(path: Path, options: ReadOptions) -> Recording:

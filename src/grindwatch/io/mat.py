@@ -20,6 +20,7 @@ from grindwatch.io.options import ReadOptions
 from grindwatch.io.rates import resolve_rate, stored_rate
 from grindwatch.io.recording import Recording
 from grindwatch.io.samples import to_float32
+from grindwatch.io.time_vectors import TimeVectors, find_time_vectors
 
 __all__ = ["read_mat"]
 
@@ -142,6 +143,8 @@ def _rate(path: Path, variables: dict[str, Any], signals: list[str]) -> float | 
 
 
 def _pick(path: Path, variables: dict[str, Any], options: ReadOptions):  # noqa: ANN202
+    """Return the names and values of the signal variables, and the time
+    vectors beside a signal matrix (``t`` beside ``data``), if any."""
     candidates = {
         name: np.asarray(value)
         for name, value in variables.items()
@@ -155,18 +158,21 @@ def _pick(path: Path, variables: dict[str, Any], options: ReadOptions):  # noqa:
                 f"{sorted(candidates)}",
                 "set mat_variable to one of those",
             )
-        return [options.mat_variable], [candidates[options.mat_variable]]
+        return [options.mat_variable], [candidates[options.mat_variable]], TimeVectors()
     if not candidates:
         raise InputError(
             path, "contains no numeric 1-D or 2-D variable", "check the file"
         )
     if len(candidates) == 1:
         name, value = next(iter(candidates.items()))
-        return [name], [value]
+        return [name], [value], TimeVectors()
     shapes = {value.shape for value in candidates.values()}
     if all(value.ndim == 1 for value in candidates.values()) and len(shapes) == 1:
         names = sorted(candidates)
-        return names, [candidates[name] for name in names]
+        return names, [candidates[name] for name in names], TimeVectors()
+    beside_time = _matrix_beside_time(path, candidates, options)
+    if beside_time is not None:
+        return beside_time
     listing = ", ".join(f"{n} {candidates[n].shape}" for n in sorted(candidates))
     raise InputError(
         path,
@@ -175,8 +181,47 @@ def _pick(path: Path, variables: dict[str, Any], options: ReadOptions):  # noqa:
     )
 
 
-def _channel_names(variables: dict[str, Any], count: int, default: list[str]):  # noqa: ANN202
-    for name in _CHANNEL_NAMES:
+def _matrix_beside_time(path: Path, candidates: dict[str, np.ndarray], options):  # noqa: ANN001, ANN202
+    """Return the one signal matrix with channels first and the time vectors
+    beside it, or None unless every other candidate is a time vector with one
+    value per sample of the matrix."""
+    matrices = [name for name, value in candidates.items() if value.ndim == 2]
+    vectors = sorted(name for name, value in candidates.items() if value.ndim == 1)
+    if len(matrices) != 1:
+        return None
+    matrix = candidates[matrices[0]]
+    lengths = {candidates[name].size for name in vectors}
+    if len(lengths) != 1 or lengths.isdisjoint(matrix.shape):
+        return None
+    # The empty name stands for the matrix. find_time_vectors keeps every
+    # vector as a channel when all names are time names, so it needs one that
+    # is not.
+    leaves = [name.rsplit(".", 1)[-1] for name in vectors] + [""]
+    time = find_time_vectors(path, leaves, lambda i: candidates[vectors[i]], options)
+    if sorted(time.dropped) != list(range(len(vectors))):
+        return None
+    (length,) = lengths
+    if matrix.shape[0] == length != matrix.shape[1]:
+        matrix = matrix.T
+    return [matrices[0]], [matrix], time
+
+
+def _channel_names(
+    variables: dict[str, Any],
+    signal: str,
+    count: int,
+    default: list[str] | None = None,
+) -> list[str] | None:
+    """Return the names in a ``channels`` variable of ``count`` names, else
+    ``default``. A field beside the signal in its struct (``run.channels``
+    beside ``run.data``) comes first, then one in each struct above it, and a
+    top-level variable last, as for the sample rate."""
+    parts = signal.split(".")[:-1]
+    prefixes = [".".join(parts[:end]) + "." for end in range(len(parts), 0, -1)]
+    candidates = [
+        prefix + name for prefix in [*prefixes, ""] for name in _CHANNEL_NAMES
+    ]
+    for name in candidates:
         value = variables.get(name)
         if value is None:
             continue
@@ -190,28 +235,52 @@ def _channel_names(variables: dict[str, Any], count: int, default: list[str]):  
     return default
 
 
+def _channels_first(variables: dict[str, Any], name: str, array: np.ndarray):  # noqa: ANN202
+    """Return the matrix ``array`` of variable ``name`` with channels as rows.
+
+    Names that fit one axis only decide which axis is channels, so that a
+    (samples, channels) matrix with more channels than samples is not read
+    transposed. Otherwise the longer axis is samples.
+    """
+    fits_rows = _channel_names(variables, name, array.shape[0]) is not None
+    fits_columns = _channel_names(variables, name, array.shape[1]) is not None
+    if fits_columns and not fits_rows:
+        return array.T
+    if fits_rows == fits_columns and array.shape[0] > array.shape[1]:
+        return array.T
+    return array
+
+
 def read_mat(path: Path, options: ReadOptions) -> Recording:
     """Read one recording from a MATLAB .mat file (v5 or v7.3)."""
     import h5py
 
     is_v73 = h5py.is_hdf5(path)
     variables = _load_v73(path) if is_v73 else _load_v5(path)
-    names, values = _pick(path, variables, options)
+    names, values, time = _pick(path, variables, options)
     if len(values) == 1 and values[0].ndim == 2:
         array = values[0]
-        # Recordings have far more samples than channels: put channels first.
-        if array.shape[0] > array.shape[1]:
-            array = array.T
+        # _pick returns a matrix beside a time vector with channels first.
+        if not time.dropped:
+            array = _channels_first(variables, names[0], array)
         default = [f"{names[0]}[{i}]" for i in range(array.shape[0])]
-        channels = _channel_names(variables, array.shape[0], default)
+        channels = _channel_names(variables, names[0], array.shape[0], default)
     else:
-        array = np.stack([np.atleast_1d(value) for value in values])
         channels = [name.rsplit(".", 1)[-1] for name in names]
+        time = find_time_vectors(path, channels, lambda i: values[i], options)
+        channel_rows = [i for i in range(len(names)) if i not in time.dropped]
+        names = [names[i] for i in channel_rows]
+        channels = [channels[i] for i in channel_rows]
+        array = np.stack([np.atleast_1d(values[i]) for i in channel_rows])
 
     data, metadata = to_float32(array, channels=channels)
     data = finite_or_raise(path, data, channels, options.nan_policy)
     metadata.update({"mat_version": "7.3" if is_v73 else "5", "mat_variables": names})
-    rate = resolve_rate(path, _rate(path, variables, names), options.sample_rate)
+    metadata.update(time.metadata())
+    stored = _rate(path, variables, names)
+    if stored is None:
+        stored = time.rate
+    rate = resolve_rate(path, stored, options.sample_rate)
     recording = Recording(
         name=path.stem,
         data=data,

@@ -13,6 +13,7 @@ from grindwatch.io.options import ReadOptions
 from grindwatch.io.rates import resolve_rate, stored_rate
 from grindwatch.io.recording import Recording
 from grindwatch.io.samples import to_float32
+from grindwatch.io.time_vectors import find_time_vectors
 
 __all__ = ["read_numpy"]
 
@@ -128,9 +129,17 @@ def read_numpy(path: Path, options: ReadOptions) -> Recording:
             "'channels' array",
             "give each channel its own name",
         )
+    time = find_time_vectors(path, channels, lambda i: data[i], options)
+    if time.dropped:
+        channel_rows = [i for i in range(len(channels)) if i not in time.dropped]
+        data = data[channel_rows]
+        channels = [channels[i] for i in channel_rows]
+    if rate is None:
+        rate = time.rate
     rate = resolve_rate(path, rate, options.sample_rate)
 
     values, metadata = to_float32(data, channels=channels)
+    metadata.update(time.metadata())
     values = finite_or_raise(path, values, channels, options.nan_policy)
     recording = Recording(
         name=path.stem,

@@ -26,11 +26,14 @@ class Recording:
     data : ndarray of shape (n_channels, n_samples), float32
         The samples. A row of a feature table is stored as (n_features, 1).
         Integer arrays are converted to float32, other float types are kept.
+        A float array is stored without a copy, so changing it later changes
+        the recording: pass ``array.copy()`` when the buffer is reused.
     channels : list of str
-        One name per row of ``data``.
+        One name per row of ``data``. A tuple, NumPy array or pandas Index of
+        names is stored as a list.
     sample_rate : float or None
         Samples per second, when the file or the user gives it. Must be finite
-        and positive.
+        and positive. Stored as a float.
     source : Path or None
         The file it was read from.
     label : int or None
@@ -81,16 +84,25 @@ class Recording:
             )
         if np.issubdtype(self.data.dtype, np.integer):
             self.data = self.data.astype(np.float32)
+        self.channels = self._channel_list(self.channels)
         self._check_shape()
         rate = self.sample_rate
+        if isinstance(rate, np.ndarray) and rate.shape == ():
+            # np.load of an .npz returns a stored scalar as a 0-d array.
+            rate = rate.item()
+        # bool is a subclass of int, and True would be read as 1 Hz.
         if rate is not None and not (
-            isinstance(rate, (int, float, np.number)) and np.isfinite(rate) and rate > 0
+            isinstance(rate, (int, float, np.number))
+            and not isinstance(rate, (bool, np.bool_))
+            and np.isfinite(rate)
+            and rate > 0
         ):
             raise InputError(
                 self.name,
                 f"sample rate {rate!r} is not a positive number of samples per second",
                 "pass the rate in Hz (e.g. 1000.0), or None when it is unknown",
             )
+        self.sample_rate = None if rate is None else float(rate)
         if self.label is not None:
             if not (
                 isinstance(self.label, (int, np.integer, np.bool_))
@@ -110,6 +122,32 @@ class Recording:
                     f"sample_labels has shape {shape}, not ({self.n_samples},)",
                     "pass one label per sample as a 1-D array, e.g. labels.ravel()",
                 )
+
+    def _channel_list(self, channels: Any) -> list[str]:
+        """Return ``channels`` as a list of str, or raise TypeError.
+
+        Any iterable of names is accepted (a tuple, a NumPy array, a pandas
+        Index). A single str is rejected, because its characters would become
+        the channel names.
+        """
+        if isinstance(channels, (str, bytes)) or not isinstance(channels, Iterable):
+            raise TypeError(
+                f"recording {self.name!r}: channels must be a list of names, one "
+                f"per row of data, not {type(channels).__name__} {channels!r}; "
+                "for one channel pass [name]"
+            )
+        if isinstance(channels, np.ndarray):
+            names = channels.tolist()
+        else:
+            names = list(channels)
+        wrong = [name for name in names if not isinstance(name, str)]
+        if wrong:
+            raise TypeError(
+                f"recording {self.name!r}: channel names must be str, not "
+                f"{wrong[0]!r} ({type(wrong[0]).__name__}); pass "
+                "[str(name) for name in channels]"
+            )
+        return names
 
     def _check_shape(self) -> None:
         """Raise InputError unless ``data`` has one row per distinct channel name."""

@@ -14,6 +14,7 @@ from grindwatch.io.frames import finite_or_raise
 from grindwatch.io.options import ReadOptions
 from grindwatch.io.recording import Recording
 from grindwatch.io.samples import to_float32
+from grindwatch.io.time_vectors import find_time_vectors
 
 __all__ = ["read_tdms"]
 
@@ -224,12 +225,19 @@ def read_tdms(path: Path, options: ReadOptions) -> Recording:
             "pick channels of one length with the channels option",
         )
 
+    time = find_time_vectors(
+        path, [channel.name for channel in channels], lambda i: channels[i][:], options
+    )
+    channels = [channel for i, channel in enumerate(channels) if i not in time.dropped]
     names = [channel.name for channel in channels]
     stacked = np.stack([channel[:] for channel in channels])
     data, metadata = to_float32(stacked, channels=names)
     data = finite_or_raise(path, data, names, options.nan_policy)
     metadata.update(_tdms_metadata(group, channels))
+    metadata.update(time.metadata())
     rate = _rate(channels, path, options.sample_rate)
+    if rate is None:
+        rate = time.rate
     if options.sample_rate is not None:
         if rate is not None and not np.isclose(rate, options.sample_rate):
             raise InputError(
