@@ -2002,6 +2002,24 @@ def test_trial_config_trains_again(cycles, isolated_tracking, tmp_path):
     assert retrained.model.config.detector == saved.detector
 
 
+def test_trial_runs_log_threshold_reason(cycles, isolated_tracking, tmp_path):
+    import json
+
+    config = Config().with_overrides({**SMALL_SPACE, "tune.n_trials": 2})
+    tune(cycles / "good", config)
+
+    client = MlflowClient(isolated_tracking)
+    _, trials = _trial_runs(client)
+    assert len(trials) == 2
+    for run in trials:
+        folder = tmp_path / run.info.run_id
+        path = client.download_artifacts(run.info.run_id, "threshold.json", str(folder))
+        threshold = json.loads(Path(path).read_text())
+        assert threshold["value"] == pytest.approx(run.data.metrics["threshold"])
+        assert threshold["method"] == run.data.params["threshold.method"]
+        assert f"{threshold['value']:.4g}" in threshold["description"]
+
+
 def test_trial_settings_summarise_each_family():
     from grindwatch.cli_tune import _settings
 
