@@ -2002,6 +2002,31 @@ def test_trial_config_trains_again(cycles, isolated_tracking, tmp_path):
     assert retrained.model.config.detector == saved.detector
 
 
+def test_study_run_names_held_out_pieces(cycles, isolated_tracking, tmp_path):
+    import json
+
+    config = Config().with_overrides({**SMALL_SPACE, "tune.n_trials": 1})
+    tune(cycles / "good", config)
+
+    client = MlflowClient(isolated_tracking)
+    parents, _ = _trial_runs(client)
+    run_id = parents[0].info.run_id
+    path = client.download_artifacts(run_id, "holdout.json", str(tmp_path))
+    holdout = json.loads(Path(path).read_text())
+    # 8 recordings are fewer than 10, so each one's last fifth is held out.
+    assert holdout["mode"] == "segments"
+    names = sorted(p.stem for p in (cycles / "good").glob("*.csv"))
+    assert [piece["name"] for piece in holdout["held_out"]] == [
+        f"{name}[held out]" for name in names
+    ]
+    assert [piece["name"] for piece in holdout["fit"]] == [
+        f"{name}[fit]" for name in names
+    ]
+    for fit, held_out in zip(holdout["fit"], holdout["held_out"], strict=True):
+        assert fit["source"] == held_out["source"]
+        assert held_out["n_samples"] < fit["n_samples"]
+
+
 def test_trial_runs_log_threshold_reason(cycles, isolated_tracking, tmp_path):
     import json
 

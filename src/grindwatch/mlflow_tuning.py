@@ -522,6 +522,11 @@ class StudyTracker:
 
     # Model registry ----------------------------------------------------------------
 
+    def log_texts(self, run_id: str, texts: dict[str, str]) -> None:
+        """Log each text as an artifact of run ``run_id``, named by its key."""
+        for name, text in texts.items():
+            _retry(self.client.log_text, run_id, text, name)
+
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             _retry(self.client.set_tag, run_id, key, value)
