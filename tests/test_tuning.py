@@ -2045,6 +2045,36 @@ def test_trial_runs_log_threshold_reason(cycles, isolated_tracking, tmp_path):
         assert f"{threshold['value']:.4g}" in threshold["description"]
 
 
+def test_best_trial_config_repeats_retrained_run(cycles, isolated_tracking, tmp_path):
+    import grindwatch
+    from grindwatch.config import load_config
+
+    config = Config().with_overrides({**SMALL_SPACE, "tune.n_trials": 2})
+    result = tune(cycles / "good", config)
+
+    client = MlflowClient(isolated_tracking)
+    _, trials = _trial_runs(client)
+    best = next(
+        run
+        for run in trials
+        if run.data.tags["grindwatch.trial_number"] == str(result.best_trial)
+    )
+    path = client.download_artifacts(best.info.run_id, "config.yaml", str(tmp_path))
+    saved = load_config(path).with_overrides({"tracking.enabled": False})
+    retrained = grindwatch.train(cycles / "good", saved)
+
+    # train fits on all the recordings, as the retrain of the best trial does.
+    model_run = client.get_run(result.model_run_id)
+    assert retrained.model.threshold_.value == pytest.approx(
+        model_run.data.metrics["threshold"], rel=1e-9
+    )
+    # The trial fitted only the first four fifths of each recording, so its
+    # threshold differs.
+    assert retrained.model.threshold_.value != pytest.approx(
+        best.data.metrics["threshold"], rel=1e-9
+    )
+
+
 def test_trial_settings_summarise_each_family():
     from grindwatch.cli_tune import _settings
 
