@@ -221,6 +221,8 @@ def run_params(config: Config) -> dict[str, Any]:
     family's setting, such as ``detector.iforest.n_estimators``, lists only runs
     of that family. The run's ``config.yaml`` keeps every setting.
     """
+    # NOTE: settings that the data kind or front end ignore are still logged,
+    # such as frontend.n_bands on raw windows and frontend.kind on feature tables.
     unused = tuple(
         f"detector.{name}."
         for name in type(config.detector).model_fields
