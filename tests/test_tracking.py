@@ -56,6 +56,19 @@ def test_train_run_holds_params_metrics_and_artifacts(cycle_folders, isolated_tr
     } <= artifacts
 
 
+def test_train_run_logs_only_own_family(cycle_folders, isolated_tracking):
+    config = _config(**{"detector.family": "knn", "tracking.log_model": False})
+    result = grindwatch.train(cycle_folders["good"], config)
+
+    params = MlflowClient(isolated_tracking).get_run(result.run_id).data.params
+    assert params["detector.family"] == "knn"
+    assert "detector.knn.n_neighbors" in params
+    # A filter on another family's setting must not find this run.
+    other = {key for key in params if key.startswith("detector.")} - {"detector.family"}
+    assert {key.split(".")[1] for key in other} == {"knn"}
+    assert params["windows.length"] == "256"
+
+
 def test_train_run_tags_library_versions(cycle_folders, isolated_tracking):
     import platform
     from importlib.metadata import version

@@ -2057,6 +2057,79 @@ def test_trial_config_trains_again(cycles, isolated_tracking, tmp_path):
     assert retrained.model.config.detector == saved.detector
 
 
+def test_study_run_names_held_out_pieces(cycles, isolated_tracking, tmp_path):
+    import json
+
+    config = Config().with_overrides({**SMALL_SPACE, "tune.n_trials": 1})
+    tune(cycles / "good", config)
+
+    client = MlflowClient(isolated_tracking)
+    parents, _ = _trial_runs(client)
+    run_id = parents[0].info.run_id
+    path = client.download_artifacts(run_id, "holdout.json", str(tmp_path))
+    holdout = json.loads(Path(path).read_text())
+    # 8 recordings are fewer than 10, so each one's last fifth is held out.
+    assert holdout["mode"] == "segments"
+    names = sorted(p.stem for p in (cycles / "good").glob("*.csv"))
+    assert [piece["name"] for piece in holdout["held_out"]] == [
+        f"{name}[held out]" for name in names
+    ]
+    assert [piece["name"] for piece in holdout["fit"]] == [
+        f"{name}[fit]" for name in names
+    ]
+    for fit, held_out in zip(holdout["fit"], holdout["held_out"], strict=True):
+        assert fit["source"] == held_out["source"]
+        assert held_out["n_samples"] < fit["n_samples"]
+
+
+def test_trial_runs_log_threshold_reason(cycles, isolated_tracking, tmp_path):
+    import json
+
+    config = Config().with_overrides({**SMALL_SPACE, "tune.n_trials": 2})
+    tune(cycles / "good", config)
+
+    client = MlflowClient(isolated_tracking)
+    _, trials = _trial_runs(client)
+    assert len(trials) == 2
+    for run in trials:
+        folder = tmp_path / run.info.run_id
+        path = client.download_artifacts(run.info.run_id, "threshold.json", str(folder))
+        threshold = json.loads(Path(path).read_text())
+        assert threshold["value"] == pytest.approx(run.data.metrics["threshold"])
+        assert threshold["method"] == run.data.params["threshold.method"]
+        assert f"{threshold['value']:.4g}" in threshold["description"]
+
+
+def test_best_trial_config_repeats_retrained_run(cycles, isolated_tracking, tmp_path):
+    import grindwatch
+    from grindwatch.config import load_config
+
+    config = Config().with_overrides({**SMALL_SPACE, "tune.n_trials": 2})
+    result = tune(cycles / "good", config)
+
+    client = MlflowClient(isolated_tracking)
+    _, trials = _trial_runs(client)
+    best = next(
+        run
+        for run in trials
+        if run.data.tags["grindwatch.trial_number"] == str(result.best_trial)
+    )
+    path = client.download_artifacts(best.info.run_id, "config.yaml", str(tmp_path))
+    saved = load_config(path).with_overrides({"tracking.enabled": False})
+    retrained = grindwatch.train(cycles / "good", saved)
+
+    # train fits on all the recordings, as the retrain of the best trial does.
+    model_run = client.get_run(result.model_run_id)
+    assert retrained.model.threshold_.value == pytest.approx(
+        model_run.data.metrics["threshold"], rel=1e-9
+    )
+    # The trial fitted only the first four fifths of each recording, so its
+    # threshold differs.
+    assert retrained.model.threshold_.value != pytest.approx(
+        best.data.metrics["threshold"], rel=1e-9
+    )
+
+
 def test_trial_settings_summarise_each_family():
     from grindwatch.cli_tune import _settings
 

@@ -44,6 +44,7 @@ from grindwatch.tracking import (
     _param_value,
     environment_tags,
     resolve_tracking_uri,
+    run_params,
     store_errors,
     variant_metrics,
 )
@@ -279,18 +280,8 @@ class StudyTracker:
         }
         if not self.parent_run_id:
             del tags["mlflow.parentRunId"]
-        # Other families' settings are left out, so that a filter on a family's
-        # setting, such as detector.autoencoder.loss, returns only that family's
-        # trials. config.yaml keeps them all.
-        unused = tuple(
-            f"detector.{name}."
-            for name in type(config.detector).model_fields
-            if name not in ("family", config.detector.family)
-        )
         flat = {
-            k: v
-            for k, v in config.flat().items()
-            if not k.startswith(_STUDY_KEYS + unused)
+            k: v for k, v in run_params(config).items() if not k.startswith(_STUDY_KEYS)
         }
         run_id = self._create_trial_run(study_name, number, tags, flat, params)
         # Logged at the start, so that pruned and failed trials sort by them too.
@@ -521,6 +512,11 @@ class StudyTracker:
         return len(found)
 
     # Model registry ----------------------------------------------------------------
+
+    def log_texts(self, run_id: str, texts: dict[str, str]) -> None:
+        """Log each text as an artifact of run ``run_id``, named by its key."""
+        for name, text in texts.items():
+            _retry(self.client.log_text, run_id, text, name)
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():

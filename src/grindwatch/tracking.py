@@ -271,6 +271,23 @@ def _unreachable_server(uri: str) -> tuple[str, object] | None:
     return None
 
 
+def run_params(config: Config) -> dict[str, Any]:
+    """Return the flat settings of ``config`` without other detector families'.
+
+    Training and trial runs log these, so that a filter or a column of one
+    family's setting, such as ``detector.iforest.n_estimators``, lists only runs
+    of that family. The run's ``config.yaml`` keeps every setting.
+    """
+    # NOTE: settings that the data kind or front end ignore are still logged,
+    # such as frontend.n_bands on raw windows and frontend.kind on feature tables.
+    unused = tuple(
+        f"detector.{name}."
+        for name in type(config.detector).model_fields
+        if name not in ("family", config.detector.family)
+    )
+    return {k: v for k, v in config.flat().items() if not k.startswith(unused)}
+
+
 def environment_tags(family: str) -> dict[str, str]:
     """Return tags naming what outside the config changes a fit's scores.
 
@@ -366,7 +383,8 @@ class TrainingTracker:
         self.run_id = run.info.run_id
         logger.info("MLflow run %s in %s", self.run_id, self.uri)
         try:
-            params = [Param(k, _param_value(v)) for k, v in self.config.flat().items()]
+            settings = run_params(self.config)
+            params = [Param(k, _param_value(v)) for k, v in settings.items()]
             for begin in range(0, len(params), 100):
                 self.client.log_batch(self.run_id, params=params[begin : begin + 100])
             now = int(time.time() * 1000)

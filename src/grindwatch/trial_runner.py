@@ -539,6 +539,12 @@ class TrialRunner:
             else:
                 result = self.objective.evaluate(config, report=report)
                 value, metrics = result.value, result.metrics
+                # The threshold's rule and reason (such as a fallback from the
+                # mixture) explain the trial's recall and specificity factors.
+                threshold = result.model.threshold_
+                texts["threshold.json"] = _json(
+                    {"description": threshold.describe(), **threshold.to_dict()}
+                )
             state = "COMPLETE"
             metrics["objective"] = value
         except optuna.TrialPruned:

@@ -37,6 +37,8 @@ from grindwatch.tuning_results import TuneResult, close_incomplete, conclude
 if TYPE_CHECKING:
     import optuna
 
+    from grindwatch.objective import Holdout
+
 
 logger = logging.getLogger(__name__)
 
@@ -802,6 +804,36 @@ def _describe_data(
                 else "none"
             ),
         },
+    )
+    # The tag only counts the pieces. This file names them, so that an engineer
+    # can see which windows every trial was judged on.
+    tracker.log_texts(
+        tracker.parent_run_id, {"holdout.json": _holdout_json(objective.holdout)}
+    )
+
+
+def _holdout_json(holdout: Holdout) -> str:
+    """Describe the fitted and held-out pieces of a ``Holdout`` as JSON."""
+    import json
+
+    def pieces(recordings: list[Recording]) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": recording.name,
+                "source": recording.source,
+                "n_samples": recording.n_samples,
+            }
+            for recording in recordings
+        ]
+
+    return json.dumps(
+        {
+            "mode": holdout.mode,
+            "fit": pieces(holdout.fit),
+            "held_out": pieces(holdout.held_out),
+        },
+        indent=2,
+        default=str,
     )
 
 
