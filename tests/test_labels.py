@@ -371,3 +371,20 @@ def test_labels_file_with_two_spellings_raises(tmp_path):
 
     with pytest.raises(InputError, match="is missing columns \\['recording'\\]"):
         read_labels_csv(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Recording;Label\ncycle_000;1\n",
+        "RECORDING\tlabel\ncycle_000\t1\n",
+        "label|recording\n1|cycle_000\n",
+    ],
+)
+def test_labels_file_delimiter_with_any_header(tmp_path, text):
+    from grindwatch.io.labels import read_labels_csv
+
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+
+    assert read_labels_csv(path) == {"cycle_000": 1}

@@ -232,16 +232,19 @@ def read_labels_csv(path: Path) -> dict[str, int]:
 
 
 def _header_delimiter(path: Path) -> str:
-    """Return the delimiter after 'recording' in the header line, or ','.
+    """Return the delimiter after the first column name in the header line, or ','.
 
-    Spreadsheets in many European locales save CSV files with ';'.
+    Spreadsheets in many European locales save CSV files with ';'. The name is
+    matched in any case and in either column order, as the reader matches it.
     """
     try:
         with path.open("rb") as handle:
             first = handle.readline(4096).decode("utf-8-sig", errors="replace")
     except OSError:
         return ","  # reading it again raises with the reason
-    found = re.match(r'\s*"?recording"?\s*([,;\t|])', first)
+    found = re.match(
+        r'\s*"?(?:recording|label)"?\s*([,;\t|])', first, flags=re.IGNORECASE
+    )
     return found.group(1) if found else ","
 
 
