@@ -12,8 +12,9 @@ with ``fastapi.testclient.TestClient``. The endpoints:
 - ``GET /api/cycles`` and ``GET /api/cycles/{id}``: the results a folder watcher
   stored, for the monitoring page at ``/`` and the cycle page at ``/cycles/{id}``.
 
-With a bearer token set, every endpoint but ``/health`` and the static pages needs
-``Authorization: Bearer <token>``. The pages read the token from the address's
+With a bearer token set, the scoring, model and ``/api`` endpoints need
+``Authorization: Bearer <token>``. ``/health``, the static pages, ``/openapi.json``
+and ``/docs`` stay open. The pages read the token from the address's
 fragment (``/#token=...``), which browsers never send to the server, so it does not
 reach any access log.
 """
@@ -549,7 +550,7 @@ def create_app(
     name, version : str
         How ``/model`` names the model (see ``ModelInfo``).
     token : str, optional
-        Bearer token every endpoint but ``/health`` and the pages requires.
+        Bearer token that the scoring, model and ``/api`` endpoints require.
     limits : ServiceLimits, optional
     store : ResultStore, optional
         Results of a folder watcher, listed by ``/api/cycles``.
