@@ -2823,3 +2823,19 @@ def test_resume_keeps_the_study_experiment(cycles, isolated_tracking, caplog):
     runs = client.search_runs([client.get_experiment_by_name("first").experiment_id])
     trials = [r for r in runs if r.data.tags.get("grindwatch.kind") == "trial"]
     assert len(trials) == 2
+
+
+def test_trial_line_tells_store_failure_from_interrupt():
+    from grindwatch.cli_tune import _trial_line
+    from grindwatch.trial_runner import USER_INTERRUPT, TrialEvent
+
+    def line(error: str) -> str:
+        event = TrialEvent(3, "INTERRUPTED", None, 0.5, 3, 10, error)
+        return _trial_line(event, "0.5")
+
+    stopped = line("OperationalError: no such table: runs")
+    interrupted = line(USER_INTERRUPT)
+
+    assert stopped.startswith("trial 3 stopped because the tracking store failed;")
+    assert "interrupted" not in stopped
+    assert interrupted.startswith("trial 3 interrupted;")

@@ -84,7 +84,12 @@ def _trial_bar(enabled: bool, total: int) -> Iterator[Any]:
 
 def _trial_line(event: Any, best: str) -> str:
     """Describe one finished trial and the study's progress in one line."""
+    from grindwatch.trial_runner import USER_INTERRUPT
+
     state = {"FAIL": "failed"}.get(event.state, event.state.lower())
+    error = getattr(event, "error", None)
+    if event.state == "INTERRUPTED" and error and error != USER_INTERRUPT:
+        state = "stopped because the tracking store failed"
     if event.value is not None:
         state += f", objective {_number(event.value, _OBJECTIVE_FORM)}"
     return (

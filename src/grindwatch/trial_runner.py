@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrialEvent", "TrialInterrupted", "TrialRunner"]
+__all__ = ["USER_INTERRUPT", "TrialEvent", "TrialInterrupted", "TrialRunner"]
 
 HEARTBEAT_INTERVAL_S = 10.0
 # Clocks of different hosts are compared, so this allows for some skew as well as
@@ -88,6 +88,11 @@ class _TrackingStoreFailed(Exception):
     The tracking store failed, not the trial's variant, so the trial is queued
     again and the study stops instead of failing one trial after another.
     """
+
+
+# The error of a trial that Ctrl-C or SIGTERM stopped. Trials stopped because the
+# tracking store failed are INTERRUPTED too, with the store's error instead.
+USER_INTERRUPT = "interrupted by the user"
 
 
 @dataclass
@@ -552,7 +557,7 @@ class TrialRunner:
             # the trial's value, and MLflow has it in the step metric's history.
             state, value, metrics = "PRUNED", None, {}
         except TrialInterrupted:
-            state, error = "INTERRUPTED", "interrupted by the user"
+            state, error = "INTERRUPTED", USER_INTERRUPT
         except _TrackingStoreFailed as failed:
             store_error = failed.__cause__
             state, error = "INTERRUPTED", describe_error(store_error)
