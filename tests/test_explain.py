@@ -334,7 +334,8 @@ def test_band_labels_distinct_at_slow_rates():
     labels = element_axis(model).labels
 
     assert len(set(labels)) == 32
-    assert labels[0] == "0.000-0.016 Hz"
+    # Band 0 is bin 0 alone, which collects frequencies up to half a bin.
+    assert labels[0] == "0.000-0.008 Hz"
 
 
 def _sine_and_noise(seed: int, burst: float = 0.0):  # noqa: ANN202
@@ -504,3 +505,35 @@ def test_describe_long_recording_whole_seconds():
 
     assert "the worst window spans 12288-12544 s" in text
     assert "e+" not in text
+
+
+def test_top_band_holds_tone_near_edge():
+    rate, length = 20_000.0, 2048
+    rng = np.random.default_rng(3)
+    edge = 320  # first FFT bin of band 10 of 32 in a 2048-sample window
+    tone_hz = (edge - 0.35) * rate / length  # nearer to bin 320 than to bin 319
+
+    def recording(name: str, tone: bool) -> Recording:
+        data = rng.standard_normal((2, 8 * length))
+        if tone:
+            times = np.arange(data.shape[1]) / rate
+            data[1] += 3.0 * np.sin(2 * np.pi * tone_hz * times)
+        return Recording(name, data.astype(np.float32), ["a", "b"], rate)
+
+    config = _config(
+        **{
+            "windows.length": length,
+            "frontend.n_bands": 32,
+            "detector.family": "knn",
+        }
+    )
+    normal = RecordingSet([recording(f"ok{i}", False) for i in range(4)])
+    model = grindwatch.train(normal, config).model
+
+    scored = grindwatch.score(model, RecordingSet([recording("tone", True)]))
+
+    axis = element_axis(model)
+    row = scored.recordings.iloc[0]
+    low, high = axis.band_ranges[axis.labels.index(row["top_band"])]
+    assert row["top_channel"] == "b"
+    assert low <= tone_hz <= high

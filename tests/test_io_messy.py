@@ -449,6 +449,24 @@ def test_resample_rate_far_below_file_rate(tmp_path, rate, target, n_samples):
     assert recording.n_samples == n_samples
 
 
+@pytest.mark.parametrize("rate", [999.7, 3001.0, 2560.5])
+def test_resample_keeps_event_time(rate):
+    # The rate ratio was a fraction with a denominator of at most 1000. So
+    # 999.7 Hz to 1 kHz kept every sample (ratio 1/1) and 3001 Hz became 1/3.
+    # A step at 50 s then landed 15 samples early or 17 samples late.
+    target = 1000.0
+    times = np.arange(int(60 * rate)) / rate
+    data = np.where(times >= 50.0, 1.0, 0.0)[None, :].astype(np.float32)
+    recording = grindwatch.Recording("cycle", data, ["level"], rate)
+
+    resampled = resample(recording, target)
+
+    expected_samples = len(times) * target / rate
+    assert abs(resampled.n_samples - expected_samples) <= 1
+    step = int(np.argmax(resampled.data[0] > 0.5))
+    assert abs(step - 50.0 * target) <= 1
+
+
 def test_odd_first_rate_does_not_set_rate(tmp_path, caplog):
     write_cycles(tmp_path, 3)
     _write_csv(tmp_path / "aaa_fast.csv", make_cycle(9, 4096), CHANNELS, 2000.0)

@@ -1271,6 +1271,44 @@ def test_window_heatmap_columns_at_window_starts():
     assert figure.axes[0].get_xlim() == pytest.approx((0.0, 4.0))
 
 
+def test_time_heatmap_pooled_columns_in_place():
+    from grindwatch.explain import explain_recording
+    from grindwatch.io.recording import Recording, RecordingSet
+    from grindwatch.report.figures import MAX_HEATMAP_COLUMNS, contribution_heatmaps
+
+    rng = np.random.default_rng(2)
+    # 6001 samples pool 11 to a column, and 546 columns of 11 hold 6006 samples.
+    # The image ended at the last sample, so each column was drawn narrower than
+    # its 11 samples and the late ones sat up to 5 ms early.
+    n_samples = 10 * MAX_HEATMAP_COLUMNS + 1
+
+    def recording(name: str) -> Recording:
+        data = rng.standard_normal((2, n_samples)).astype(np.float32)
+        return Recording(name, data, ["a", "b"], 1000.0)
+
+    config = Config().with_overrides(
+        {
+            "windows.length": 200,
+            "frontend.kind": "raw",
+            "detector.family": "pca",
+            "tracking.enabled": False,
+            "cycle.enabled": False,
+        }
+    )
+    model = grindwatch.train(RecordingSet([recording("ok")]), config).model
+    explanation = explain_recording(model, recording("new"))
+
+    figure = contribution_heatmaps(explanation)
+    image = figure.axes[0].images[0]
+    left, right = image.get_extent()[:2]
+    n_columns = image.get_array().shape[1]
+
+    assert n_columns == 546
+    assert left == 0
+    assert (right - left) / n_columns == pytest.approx(0.011)
+    assert figure.axes[0].get_xlim() == pytest.approx((0.0, 6.001))
+
+
 @pytest.mark.parametrize(
     ("frontend", "label"),
     [("spectrum", "frequency band"), ("features", "window feature")],

@@ -22,6 +22,7 @@ from grindwatch.cli import _register_extensions
 from grindwatch.cli import app as cli_app
 from grindwatch.config import Config
 from grindwatch.exceptions import InputError
+from grindwatch.explain import format_seconds
 from grindwatch.watch import FileKey, ResultStore, Watcher
 from tests.conftest import write_cycles
 from tests.servetools import (
@@ -905,9 +906,40 @@ def test_alarm_names_worst_window_time(trained, folder, tmp_path, caplog):
     [alarm] = [r.getMessage() for r in caplog.records if "ALARM" in r.getMessage()]
 
     assert worst["start_s"] is not None
-    expected = f"worst window {worst['window']} at {worst['start_s']:.3f}"
+    expected = f"worst window {worst['window']} at {format_seconds(worst['start_s'])}"
     assert expected in alarm
-    assert f"{worst['end_s']:.3f} s" in alarm
+    assert f"{format_seconds(worst['end_s'])} s" in alarm
+
+
+def test_alarm_window_time_at_high_rate():
+    from grindwatch.io import Recording, RecordingSet
+    from grindwatch.online import score_recording
+    from grindwatch.watch import _describe_worst_window
+
+    rate = 50_000.0
+    rng = np.random.default_rng(4)
+
+    def recording(name: str) -> Recording:
+        data = rng.standard_normal((2, 640)).astype(np.float32)
+        return Recording(name, data, ["a", "b"], rate)
+
+    config = Config().with_overrides(
+        {
+            "windows.length": 64,
+            "detector.family": "pca",
+            "tracking.enabled": False,
+            "cycle.enabled": False,
+        }
+    )
+    model = grindwatch.train(RecordingSet([recording("ok")]), config).model
+    faulty = recording("burst")
+    faulty.data[1, 64:128] *= 20
+    windows = score_recording(model, faulty).windows
+
+    text = _describe_worst_window(windows)
+
+    # Three decimals wrote this 1.28 ms window as 0.001 to 0.003 s.
+    assert text == "worst window 1 at 0.00128 to 0.00256 s"
 
 
 def test_restart_neither_rescores_nor_skips(trained, folder, tmp_path):

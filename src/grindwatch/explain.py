@@ -118,12 +118,13 @@ def format_seconds(seconds: float) -> str:
 
 def _band_ranges(model: Model) -> tuple[np.ndarray, str]:
     # The spectrum front end sums rfft bins. Bin j of a window of L samples sits at
-    # j / L cycles per sample, so a band spans its first to its past-the-end bin.
-    # The last band ends at the Nyquist frequency, 0.5 cycles per sample, which
-    # its last bin (L / 2) holds.
+    # j / L cycles per sample and collects the frequencies nearest to it, those
+    # within half a bin. So a band of bins first to past-the-end spans
+    # (first - 1/2) / L to (past-the-end - 1/2) / L, clipped to 0 and to the
+    # Nyquist frequency, 0.5 cycles per sample, which the last bin (L / 2) holds.
     length = model.window_length_
-    edges = band_edges(length // 2 + 1, model.frontend_.n_bands)
-    ranges = np.minimum(np.stack([edges[:-1], edges[1:]], axis=1) / length, 0.5)
+    edges = band_edges(length // 2 + 1, model.frontend_.n_bands) - 0.5
+    ranges = np.clip(np.stack([edges[:-1], edges[1:]], axis=1) / length, 0, 0.5)
     if model.sample_rate_:
         return ranges * model.sample_rate_, "Hz"
     return ranges, "fs"

@@ -65,7 +65,7 @@ from typing import Any
 import pandas as pd
 
 from grindwatch.exceptions import ConfigError, InputError
-from grindwatch.explain import leading_channel
+from grindwatch.explain import format_seconds, leading_channel
 from grindwatch.fingerprint import content_fingerprint
 from grindwatch.io import list_files, read_file
 from grindwatch.io.cycle_folder import COLUMN_PATTERN
@@ -1459,9 +1459,11 @@ def _describe_worst_window(windows: pd.DataFrame) -> str:
     worst = windows.loc[windows["score"].idxmax()]
     number = int(worst["window"])
     if "start_s" in windows and pd.notna(worst["start_s"]):
-        return (
-            f"worst window {number} at {worst['start_s']:.3f} to {worst['end_s']:.3f} s"
-        )
+        # Significant digits, not milliseconds, so that a window of 64 samples
+        # at 50 kHz reads 0.00128 to 0.00256 s, not 0.001 to 0.003 s.
+        start = format_seconds(worst["start_s"])
+        end = format_seconds(worst["end_s"])
+        return f"worst window {number} at {start} to {end} s"
     return f"worst window {number} from sample {int(worst['start_sample'])}"
 
 

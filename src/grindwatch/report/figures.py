@@ -314,7 +314,11 @@ def contribution_heatmaps(explanation: RecordingExplanation):  # noqa: ANN201
     starts = explanation.starts
     if explanation.axis.name == "time step":
         matrix = explanation.channel_by_time()
-        extent_end = recording.n_samples * scale
+        # Pooling pads the last column to a whole bucket of samples, so the image
+        # ends past the last sample, where that bucket ends.
+        pooled = _pool_size(matrix.shape[1], MAX_HEATMAP_COLUMNS)
+        n_columns = int(np.ceil(matrix.shape[1] / pooled))
+        extent_end = n_columns * pooled * scale
         title = "departure by channel and time"
     else:
         matrix = explanation.channel_by_window()
