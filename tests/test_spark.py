@@ -7,6 +7,7 @@ them. One Spark session (``local[2]``, no UI) serves the whole module.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 import subprocess
@@ -507,3 +508,62 @@ def test_spark_summary_one_item_singular(kind, expected, tmp_path):
     )
 
     assert _flagged_sentence(result, kind) == expected
+
+
+def test_spark_score_rejects_invalid_master(archive, model_folder):
+    outcome = CliRunner().invoke(
+        _cli(),
+        ["spark-score", str(archive / "bad"), "-m", str(model_folder), "-o", "x"]
+        + ["--master", "bogus://host:7077"],
+    )
+
+    message = " ".join(outcome.output.split())
+    assert outcome.exit_code == 2, outcome.output
+    assert "Spark master 'bogus://host:7077'" in message
+    assert "is not a master URL; use local[N]" in message
+    assert not Path("x").exists()
+
+
+def test_spark_score_without_java_fails_clearly(archive, model_folder, tmp_path):
+    _needs_spark()
+    # A process of its own, because a Spark session that this process started
+    # would be reused and no JVM would start.
+    command = [sys.executable, "-c", "from grindwatch.cli import main; main()"]
+    command += ["spark-score", str(archive / "bad"), "-m", str(model_folder)]
+    command += ["-o", str(tmp_path / "scores.parquet"), "--master", "local[1]"]
+    environment = {**os.environ, "JAVA_HOME": str(tmp_path / "no-java")}
+
+    finished = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env=environment
+    )
+
+    assert finished.returncode == 2, finished.stderr
+    assert "Traceback" not in finished.stderr
+    message = " ".join(finished.stderr.split())
+    assert "error: Spark did not start with master local[1]" in message
+    assert "Java runtime is installed (java on PATH or JAVA_HOME)" in message
+    assert not (tmp_path / "scores.parquet").exists()
+
+
+@pytest.mark.slow
+def test_spark_score_unreachable_master_fails_clearly(archive, model_folder, tmp_path):
+    _needs_spark()
+    from tests.servers import free_port
+
+    # Nothing listens on the port, so Spark's standalone client gives up after
+    # its registration retries (about 90 s in total with PySpark 4.3.0).
+    master = f"spark://127.0.0.1:{free_port()}"
+    command = [sys.executable, "-c", "from grindwatch.cli import main; main()"]
+    command += ["spark-score", str(archive / "bad"), "-m", str(model_folder)]
+    command += ["-o", str(tmp_path / "scores.parquet"), "--master", master]
+    for setting in ("driver.host=127.0.0.1", "driver.bindAddress=127.0.0.1"):
+        command += ["--conf", f"spark.{setting}"]
+    command += ["--conf", "spark.ui.enabled=false"]
+
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+    assert finished.returncode == 2, finished.stderr[-3000:]
+    assert "Traceback" not in finished.stderr
+    message = " ".join(finished.stderr.split())
+    assert f"error: Spark did not start with master {master}" in message
+    assert "check that the master runs and accepts this host" in message

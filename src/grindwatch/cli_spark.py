@@ -6,6 +6,7 @@ without it.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
 from pathlib import Path
@@ -91,7 +92,7 @@ def spark_score(
 ) -> None:
     """Score recordings in parallel on Spark; write score's two tables as Parquet."""
     from grindwatch._console import console, setup_logging
-    from grindwatch.spark_scoring import require_pyspark, spark_session
+    from grindwatch.spark_scoring import check_master, require_pyspark, spark_session
     from grindwatch.spark_scoring import spark_score as score_on_spark
 
     setup_logging(verbose)
@@ -117,9 +118,14 @@ def spark_score(
         # still shows it.
         settings.setdefault("spark.ui.showConsoleProgress", "false")
     _run(require_pyspark)
+    if master:
+        _run(check_master, master)
     # The executors read with the broadcast model's config, so --set reaches them.
     loaded = _with_reading_options(_load_model(model, tracking_uri), set_)
-    with _run(spark_session, master, settings) as spark:
+    with contextlib.ExitStack() as stack:
+        # The session starts when the context is entered, so _run must wrap the
+        # entry to turn a Spark that fails to start into one error line.
+        spark = _run(stack.enter_context, spark_session(master, settings))
         # NOTE: an error inside a Spark task (a Python worker that cannot start,
         # an executor without grindwatch) is not caught here: it ends the command
         # with status 1 and Spark's Java stack trace, not one error line.

@@ -153,9 +153,26 @@ def spark_session(
         session.stop()
 
 
+def check_master(master: str) -> None:
+    """Raise ConfigError unless ``master`` has the form of a Spark master URL.
+
+    These are the forms that Spark's launcher takes. It rejects any other master
+    only after its JVM started, with a Java stack trace.
+    """
+    if master == "yarn" or master.startswith(("local", "spark://", "k8s://")):
+        return
+    raise ConfigError(
+        f"Spark master {master!r} (--master or spark.master) is not a master URL; "
+        "use local[N] for N cores on this host, spark://HOST:7077 for a standalone "
+        "cluster, yarn or k8s://URL"
+    )
+
+
 def _new_session(
     master: str | None, conf: dict[str, str], app_name: str
 ) -> SparkSession:
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkRuntimeError
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
@@ -167,6 +184,8 @@ def _new_session(
     effective = master or settings.get("spark.master")
     if effective is None and "PYSPARK_GATEWAY_PORT" not in os.environ:
         effective = "local[*]"
+    if effective is not None:
+        check_master(effective)
     if effective is not None and effective.startswith("local"):
         settings.setdefault("spark.pyspark.python", sys.executable)
         settings.setdefault("spark.pyspark.driver.python", sys.executable)
@@ -183,7 +202,26 @@ def _new_session(
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     for key, value in settings.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    try:
+        return builder.getOrCreate()
+    except (PySparkRuntimeError, Py4JJavaError) as error:
+        # The JVM logged its reason (a rejected setting, a missing Java runtime, a
+        # standalone master that never answered) before Python sees this error.
+        raise ConfigError(
+            f"Spark did not start with master {effective or 'from spark-submit'} "
+            f"({_first_line(error)}); check that the master runs and accepts this "
+            "host, the --conf settings, and that a Java runtime is installed (java "
+            "on PATH or JAVA_HOME). Spark's reason is in the log lines above"
+        ) from None
+
+
+def _first_line(error: Exception) -> str:
+    """Return the first line of a PySpark or Java error message, without the period."""
+    java_error = getattr(error, "java_exception", None)
+    text = str(java_error if java_error is not None else error).strip()
+    if not text:
+        return type(error).__name__
+    return text.splitlines()[0].rstrip(". ")
 
 
 # Driver --------------------------------------------------------------------------
