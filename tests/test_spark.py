@@ -545,13 +545,12 @@ def test_spark_score_without_java_fails_clearly(archive, model_folder, tmp_path)
     assert not (tmp_path / "scores.parquet").exists()
 
 
-@pytest.mark.slow
 def test_spark_score_unreachable_master_fails_clearly(archive, model_folder, tmp_path):
     _needs_spark()
     from tests.servers import free_port
 
-    # Nothing listens on the port, so Spark's standalone client gives up after
-    # its registration retries (about 90 s in total with PySpark 4.3.0).
+    # Nothing listens on the port. Spark's standalone client would give up only
+    # after its registration retries (about 90 s in total with PySpark 4.3.0).
     master = f"spark://127.0.0.1:{free_port()}"
     command = [sys.executable, "-c", "from grindwatch.cli import main; main()"]
     command += ["spark-score", str(archive / "bad"), "-m", str(model_folder)]
@@ -565,5 +564,26 @@ def test_spark_score_unreachable_master_fails_clearly(archive, model_folder, tmp
     assert finished.returncode == 2, finished.stderr[-3000:]
     assert "Traceback" not in finished.stderr
     message = " ".join(finished.stderr.split())
-    assert f"error: Spark did not start with master {master}" in message
-    assert "check that the master runs and accepts this host" in message
+    assert f"error: no Spark master of {master} accepts a connection" in message
+    assert "Connection refused" in message
+    assert "start the master, or correct --master" in message
+
+
+def test_standalone_master_check_takes_any_listed_master():
+    import socket
+
+    from grindwatch.exceptions import ConfigError
+    from grindwatch.spark_scoring import _check_standalone_master
+    from tests.servers import free_port
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        closed = free_port()
+
+        _check_standalone_master(f"spark://127.0.0.1:{closed},127.0.0.1:{port}")
+        with pytest.raises(ConfigError, match="accepts a connection"):
+            _check_standalone_master(f"spark://127.0.0.1:{closed}")
+        with pytest.raises(ConfigError, match="without a port"):
+            _check_standalone_master("spark://127.0.0.1")

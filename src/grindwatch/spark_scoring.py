@@ -168,6 +168,44 @@ def check_master(master: str) -> None:
     )
 
 
+# Seconds to wait for a standalone master to accept a connection. Spark's own
+# client tries for about 90 s before it gives up.
+_MASTER_CONNECT_TIMEOUT_S = 5.0
+
+
+def _check_standalone_master(master: str) -> None:
+    """Raise ConfigError when no master of a ``spark://`` URL accepts a connection.
+
+    The URL may list several masters (``spark://HOST1:PORT1,HOST2:PORT2``); one
+    that accepts is enough. Other masters are not checked.
+    """
+    import socket
+
+    if not master.startswith("spark://"):
+        return
+    failures = []
+    for address in master.removeprefix("spark://").split(","):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(
+                f"Spark master {master!r} (--master or spark.master) names "
+                f"{address!r} without a port; use spark://HOST:PORT, such as "
+                "spark://HOST:7077"
+            )
+        try:
+            with socket.create_connection(
+                (host.strip("[]"), int(port)), timeout=_MASTER_CONNECT_TIMEOUT_S
+            ):
+                return
+        except OSError as error:
+            failures.append(f"{address}: {error.strerror or error}")
+    raise ConfigError(
+        f"no Spark master of {master} accepts a connection "
+        f"({'; '.join(failures)}); start the master, or correct --master "
+        "(or spark.master)"
+    )
+
+
 def _new_session(
     master: str | None, conf: dict[str, str], app_name: str
 ) -> SparkSession:
@@ -186,6 +224,7 @@ def _new_session(
         effective = "local[*]"
     if effective is not None:
         check_master(effective)
+        _check_standalone_master(effective)
     if effective is not None and effective.startswith("local"):
         settings.setdefault("spark.pyspark.python", sys.executable)
         settings.setdefault("spark.pyspark.driver.python", sys.executable)
