@@ -177,7 +177,7 @@ def _check_standalone_master(master: str) -> None:
     """Raise ConfigError when no master of a ``spark://`` URL accepts a connection.
 
     The URL may list several masters (``spark://HOST1:PORT1,HOST2:PORT2``); one
-    that accepts is enough. Other masters are not checked.
+    that accepts is enough. Masters of other kinds (local, yarn, k8s) pass.
     """
     import socket
 
