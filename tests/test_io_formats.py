@@ -727,3 +727,21 @@ def test_hdf5_time_vector_beside_matrix(tmp_path):
     np.testing.assert_allclose(recording.data, values, rtol=1e-6)
     assert stream.channels == ["a", "b", "c"]
     assert stream.sample_rate == 4000.0
+
+
+def test_hdf5_time_vector_orients_wide_matrix(tmp_path):
+    # 40 channels of 20 samples, saved (samples, channels) without channel names:
+    # the time vector's length marks the samples axis, though it is the shorter.
+    values = _sine(20, 40)
+    path = tmp_path / "wide.h5"
+    with h5py.File(path, "w") as handle:
+        handle["time"] = np.arange(20) / 1000.0
+        handle["data"] = values.T
+
+    recording = read_file(path)[0]
+    stream = open_stream(path)
+
+    assert recording.data.shape == (40, 20)
+    assert recording.sample_rate == 1000.0
+    np.testing.assert_allclose(recording.data, values, rtol=1e-6)
+    assert len(stream.channels) == 40

@@ -482,10 +482,10 @@ def _hdf5_layout(path: Path, handle, options: ReadOptions) -> dict[str, Any]:  #
     """Names, shape, channels, rate, scale and offset, as ``read_hdf5`` finds them."""
     from grindwatch.io import hdf5
 
-    names, items, rate, _ = hdf5.pick_signals(path, handle, options)
+    names, items, rate, time = hdf5.pick_signals(path, handle, options)
     shape = items[0].shape
     if len(names) == 1 and len(shape) == 2:
-        time_axis = hdf5.two_d_samples_axis(items, shape)
+        time_axis = hdf5.two_d_samples_axis(items, shape, time.n_samples)
         n_channels = shape[1 - time_axis]
         channels = hdf5.two_d_channel_names(path, names, items, n_channels)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,13 +60,18 @@ def _attribute(items: list, names: tuple[str, ...]):  # noqa: ANN202
     return None if found is None else found[1]
 
 
-def two_d_samples_axis(items: list, shape: tuple[int, int]) -> int:
+def two_d_samples_axis(
+    items: list, shape: tuple[int, int], n_samples: int | None = None
+) -> int:
     """Return the axis of one 2-D dataset that runs along the samples.
 
-    A channel-name attribute whose count fits one axis only decides, so that
-    a (samples, channels) dataset with more channels than samples is not read
-    transposed. Otherwise the longer axis is samples.
+    The length of the time vectors beside the dataset (``n_samples``) decides
+    when it fits one axis only. Next, a channel-name attribute whose count fits
+    one axis only decides. So a (samples, channels) dataset with more channels
+    than samples is not read transposed. Otherwise the longer axis is samples.
     """
+    if n_samples is not None and shape[0] != shape[1] and n_samples in shape:
+        return shape.index(n_samples)
     found = _named_attribute(items, _CHANNEL_ATTRIBUTES)
     if found is not None and shape[0] != shape[1]:
         count = len(np.atleast_1d(found[1]))
@@ -318,6 +324,8 @@ def _matrix_beside_time(path: Path, handle, options: ReadOptions):  # noqa: ANN0
     )
     if sorted(time.dropped) != list(range(len(vectors))):
         return None
+    (length,) = lengths
+    time = replace(time, n_samples=length)
     return [matrices[0]], [candidates[matrices[0]]], time
 
 
@@ -348,7 +356,7 @@ def _read_open(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN20
     names, items, rate, time = pick_signals(path, handle, options)
     if len(items) == 1 and items[0].ndim == 2:
         data = np.asarray(items[0][()])
-        if two_d_samples_axis(items, data.shape) == 0:
+        if two_d_samples_axis(items, data.shape, time.n_samples) == 0:
             data = data.T
         channel_names = two_d_channel_names(path, names, items, data.shape[0])
     else:

@@ -35,6 +35,8 @@ class TimeVectors:
     rate: float | None = None
     time_name: str | None = None
     unused: list[str] = field(default_factory=list)
+    # Values per time vector beside a 2-D matrix, which marks its samples axis.
+    n_samples: int | None = None
 
     def metadata(self) -> dict[str, object]:
         """Return the entries that readers add to ``Recording.metadata``."""
