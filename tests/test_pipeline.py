@@ -496,6 +496,28 @@ def test_saved_files_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
         assert events[at + 1] == ("fsync", str(tmp_path.resolve()))
 
 
+@pytest.mark.skipif(os.name != "posix", reason="folders are synced on POSIX only")
+def test_unreadable_folder_still_takes_files(tmp_path, monkeypatch):
+    """A folder that can be written but not opened (mode 0o300 for its owner)
+    only skips the folder sync, because the file is already in place."""
+    from grindwatch import results
+
+    real_open = os.open
+
+    def open_file(path, flags, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if Path(path).is_dir():
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_file)
+    table = results.write_table(pd.DataFrame({"a": [1.0]}), tmp_path / "t.csv")
+    written = results.atomic_write_bytes(tmp_path / "b.json", b"{}")
+    monkeypatch.undo()
+
+    assert pd.read_csv(table)["a"].tolist() == [1.0]
+    assert written.read_bytes() == b"{}"
+
+
 def _idle_axis_recordings():  # noqa: ANN202
     """Twelve noisy channels and one axis that is still except in short moves."""
     from grindwatch.io import Recording, RecordingSet

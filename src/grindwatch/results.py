@@ -48,7 +48,9 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:
     """Write ``payload`` to ``path`` via a temporary file and a rename.
 
     The file's data reach the disk before the rename, and the rename before the
-    call returns, so a power cut leaves the old file or the whole new one.
+    call returns, so a power cut leaves the old file or the whole new one. The
+    rename is not synced where the folder cannot be opened or synced (Windows,
+    a folder without read permission, some network shares).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,11 +81,16 @@ def _sync_folder(folder: Path) -> None:
     """Flush a folder's entries (a rename in it) to disk, where the system can."""
     if os.name != "posix":
         return  # Windows cannot open a folder for fsync
-    descriptor = os.open(folder, os.O_RDONLY)
+    # The file is already in place, so a folder that cannot be opened (write
+    # and search permission only) or synced (some network shares) is skipped.
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(descriptor)
     except OSError:
-        pass  # some file systems (network shares) refuse fsync on folders
+        pass
     finally:
         os.close(descriptor)
 
