@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import json
 import logging
 import os
 import time
@@ -814,7 +815,6 @@ def _describe_data(
 
 def _holdout_json(holdout: Holdout) -> str:
     """Describe the fitted and held-out pieces of a ``Holdout`` as JSON."""
-    import json
 
     def pieces(recordings: list[Recording]) -> list[dict[str, Any]]:
         return [
@@ -838,8 +838,6 @@ def _holdout_json(holdout: Holdout) -> str:
 
 
 def _short_json(value: Any) -> str:
-    import json
-
     return json.dumps(value, default=str)[:5000]
 
 
