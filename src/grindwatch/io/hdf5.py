@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,11 @@ from grindwatch.io.options import ReadOptions
 from grindwatch.io.rates import resolve_rate, stored_rate
 from grindwatch.io.recording import Recording
 from grindwatch.io.samples import to_float32
-from grindwatch.io.time_vectors import TimeVectors, find_time_vectors
+from grindwatch.io.time_vectors import (
+    TimeVectors,
+    find_time_vectors,
+    time_beside_matrix,
+)
 
 __all__ = ["read_hdf5"]
 
@@ -309,24 +312,14 @@ def _matrix_beside_time(path: Path, handle, options: ReadOptions):  # noqa: ANN0
         return None
     candidates = _numeric_datasets(handle)
     matrices = [name for name, item in candidates.items() if item.ndim == 2]
-    vectors = sorted(name for name, item in candidates.items() if item.ndim == 1)
-    if len(matrices) != 1 or not vectors:
+    vectors = {name: item for name, item in candidates.items() if item.ndim == 1}
+    if len(matrices) != 1:
         return None
-    lengths = {candidates[name].shape[0] for name in vectors}
-    if len(lengths) != 1 or lengths.isdisjoint(candidates[matrices[0]].shape):
+    matrix = candidates[matrices[0]]
+    time = time_beside_matrix(path, matrix.shape, vectors, "/", options)
+    if time is None:
         return None
-    # The empty name stands for the matrix. find_time_vectors keeps every
-    # vector as a channel when all names are time names, so it needs one that
-    # is not.
-    leaves = [name.rsplit("/", 1)[-1] for name in vectors] + [""]
-    time = find_time_vectors(
-        path, leaves, lambda i: candidates[vectors[i]][()], options
-    )
-    if sorted(time.dropped) != list(range(len(vectors))):
-        return None
-    (length,) = lengths
-    time = replace(time, n_samples=length)
-    return [matrices[0]], [candidates[matrices[0]]], time
+    return [matrices[0]], [matrix], time
 
 
 def pick_signals(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN202

@@ -20,7 +20,11 @@ from grindwatch.io.options import ReadOptions
 from grindwatch.io.rates import resolve_rate, stored_rate
 from grindwatch.io.recording import Recording
 from grindwatch.io.samples import to_float32
-from grindwatch.io.time_vectors import TimeVectors, find_time_vectors
+from grindwatch.io.time_vectors import (
+    TimeVectors,
+    find_time_vectors,
+    time_beside_matrix,
+)
 
 __all__ = ["read_mat"]
 
@@ -186,22 +190,14 @@ def _matrix_beside_time(path: Path, candidates: dict[str, np.ndarray], options):
     beside it, or None unless every other candidate is a time vector with one
     value per sample of the matrix."""
     matrices = [name for name, value in candidates.items() if value.ndim == 2]
-    vectors = sorted(name for name, value in candidates.items() if value.ndim == 1)
+    vectors = {name: value for name, value in candidates.items() if value.ndim == 1}
     if len(matrices) != 1:
         return None
     matrix = candidates[matrices[0]]
-    lengths = {candidates[name].size for name in vectors}
-    if len(lengths) != 1 or lengths.isdisjoint(matrix.shape):
+    time = time_beside_matrix(path, matrix.shape, vectors, ".", options)
+    if time is None:
         return None
-    # The empty name stands for the matrix. find_time_vectors keeps every
-    # vector as a channel when all names are time names, so it needs one that
-    # is not.
-    leaves = [name.rsplit(".", 1)[-1] for name in vectors] + [""]
-    time = find_time_vectors(path, leaves, lambda i: candidates[vectors[i]], options)
-    if sorted(time.dropped) != list(range(len(vectors))):
-        return None
-    (length,) = lengths
-    if matrix.shape[0] == length != matrix.shape[1]:
+    if matrix.shape[0] == time.n_samples != matrix.shape[1]:
         matrix = matrix.T
     return [matrices[0]], [matrix], time
 

@@ -10,8 +10,9 @@ rising signal.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from grindwatch.io.time_names import (
     time_name_scale,
 )
 
-__all__ = ["TimeVectors", "find_time_vectors"]
+__all__ = ["TimeVectors", "find_time_vectors", "time_beside_matrix"]
 
 
 @dataclass
@@ -118,3 +119,33 @@ def find_time_vectors(
     # of times such as arange(n) / rate (10000.0000000011 for 10 kHz).
     rate = float(f"{1.0 / (median * scale):.9g}")
     return TimeVectors(dropped=dropped, rate=rate, time_name=name, unused=unused)
+
+
+def time_beside_matrix(
+    path: Path,
+    matrix_shape: tuple[int, ...],
+    vectors: dict[str, Any],
+    separator: str,
+    options: ReadOptions,
+) -> TimeVectors | None:
+    """Find the time vectors beside the one 2-D signal matrix of a file.
+
+    ``vectors`` maps the names of the file's 1-D datasets or variables to their
+    values (NumPy arrays or h5py datasets), and ``separator`` ends the group or
+    struct part of a name. Returns None unless every vector is a time vector
+    with one value per sample of the matrix. The result's ``n_samples`` then
+    marks the matrix's samples axis.
+    """
+    names = sorted(vectors)
+    lengths = {vectors[name].shape[0] for name in names}
+    if len(lengths) != 1 or lengths.isdisjoint(matrix_shape):
+        return None
+    # The empty name stands for the matrix. find_time_vectors keeps every
+    # vector as a channel when all names are time names, so it needs one that
+    # is not.
+    leaves = [name.rsplit(separator, 1)[-1] for name in names] + [""]
+    time = find_time_vectors(path, leaves, lambda i: vectors[names[i]][()], options)
+    if sorted(time.dropped) != list(range(len(names))):
+        return None
+    (length,) = lengths
+    return replace(time, n_samples=length)
