@@ -294,6 +294,19 @@ def test_set_conflicting_with_option_rejected(tmp_path):
         assert "different values" in output
 
 
+def test_set_null_beside_option_rejected(tmp_path):
+    # A null inside a --set section replaced the option's value and was then
+    # skipped as unset, so the option was dropped without a message.
+    arguments = ["--sample-rate", "1000", "--set", "data={sample_rate: null}"]
+
+    result = CliRunner().invoke(app, ["train", str(tmp_path), *arguments])
+
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "and --sample-rate give" in output
+    assert "different values" in output
+
+
 def test_set_section_beside_option_keeps_both(tmp_path):
     data = RecordingSet(
         [_vibration_with_temperature(f"cycle_{i}", 20.0 + i, i) for i in range(3)]

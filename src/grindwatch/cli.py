@@ -175,7 +175,7 @@ def _with_set(options: dict[str, Any], items: list[str]) -> dict[str, Any]:
     for key, value in overrides.items():
         for option_key, option_value in from_options.items():
             from_set = _setting_in(value, key, option_key)
-            if from_set is None or from_set == option_value:
+            if from_set is _NOT_SET or from_set == option_value:
                 continue
             flag = _OPTION_FLAGS.get(option_key, "a command-line option")
             _fail(
@@ -185,8 +185,13 @@ def _with_set(options: dict[str, Any], items: list[str]) -> dict[str, Any]:
     return {**options, **overrides}
 
 
+# Returned by _setting_in when a --set item does not give the setting. None is a
+# value there, because a null from --set would drop the option's value.
+_NOT_SET = object()
+
+
 def _setting_in(value: Any, key: str, setting: str) -> Any:
-    """Return the value that ``--set key=value`` gives ``setting``, or None.
+    """Return the value that ``--set key=value`` gives ``setting``, or _NOT_SET.
 
     ``key`` is the setting itself, or a section that contains it when ``value``
     is a mapping.
@@ -194,11 +199,11 @@ def _setting_in(value: Any, key: str, setting: str) -> Any:
     if key == setting:
         return value
     if not setting.startswith(f"{key}."):
-        return None
+        return _NOT_SET
     for part in setting[len(key) + 1 :].split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
+        if not isinstance(value, dict) or part not in value:
+            return _NOT_SET
+        value = value[part]
     return value
 
 
