@@ -524,6 +524,19 @@ def test_spark_score_rejects_invalid_master(archive, model_folder):
     assert not Path("x").exists()
 
 
+def test_check_master_forms():
+    from grindwatch.spark_scoring import check_master
+
+    for master in ("local", "local[4]", "local[*]", "local[2,3]", "yarn"):
+        check_master(master)
+    check_master("local-cluster[2,1,1024]")
+    check_master("spark://host:7077")
+    # A host name that starts with 'local' is no local master.
+    for master in ("localhost:7077", "localhost", "local4"):
+        with pytest.raises(ConfigError, match="is not a master URL"):
+            check_master(master)
+
+
 def test_spark_score_without_java_fails_clearly(archive, model_folder, tmp_path):
     _needs_spark()
     # A process of its own, because a Spark session that this process started

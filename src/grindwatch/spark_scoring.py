@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import sys
 import uuid
 from collections.abc import Iterable, Iterator
@@ -153,13 +154,21 @@ def spark_session(
         session.stop()
 
 
+# The local masters that Spark takes: local, local[N], local[*], local[N,F] (F
+# task failures) and local-cluster[...]. Matched whole, so that a host name such
+# as localhost:7077 is not taken for a local master.
+_LOCAL_MASTER = re.compile(r"local(\[[^\]]*\])?|local-cluster\[[^\]]*\]")
+
+
 def check_master(master: str) -> None:
     """Raise ConfigError unless ``master`` has the form of a Spark master URL.
 
     These are the forms that Spark's launcher takes. It rejects any other master
     only after its JVM started, with a Java stack trace.
     """
-    if master == "yarn" or master.startswith(("local", "spark://", "k8s://")):
+    if master == "yarn" or master.startswith(("spark://", "k8s://")):
+        return
+    if _LOCAL_MASTER.fullmatch(master):
         return
     raise ConfigError(
         f"Spark master {master!r} (--master or spark.master) is not a master URL; "
