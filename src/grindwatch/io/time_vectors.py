@@ -100,6 +100,8 @@ def find_time_vectors(
     if options.ignore_time:
         return TimeVectors(dropped=dropped, unused=[names[i] for i in dropped])
 
+    # NOTE: a time_column that names none of the vectors falls back to the
+    # rules above without an error, while the CSV reader raises for it.
     named = [c for c in candidates if names[c[0]] == options.time_column]
     full_names = [c for c in candidates if not is_one_letter_time_name(names[c[0]])]
     index, scale = (named or full_names or candidates)[0]
