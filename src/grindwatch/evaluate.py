@@ -302,28 +302,15 @@ def evaluate(
     pandas Series from recording name to 1/0 or a word such as NOK/OK) when
     given, else from label columns or class-named folders in the data.
     """
-    from grindwatch.io import read_labels_csv
     from grindwatch.pipeline import Model, load_model, score
 
     if not isinstance(model, Model):
         model = load_model(model)
-    mapping = None
-    in_memory = isinstance(labels, (Mapping, pd.Series))
-    if labels is not None:
-        # Read before scoring, so a bad labels file fails at once.
-        if in_memory:
-            mapping = _checked_labels(dict(labels.items()))
-        elif isinstance(labels, (str, PathLike)):
-            mapping = read_labels_csv(Path(labels))
-        else:
-            raise TypeError(
-                "labels must be the path of a labels CSV, a dict or a pandas "
-                f"Series from recording name to 1/0, not {type(labels).__name__}; "
-                "for a table of names and labels pass "
-                "dict(zip(table['recording'], table['label']))"
-            )
+    # Read before scoring, so a bad labels file fails at once.
+    mapping = _labels_mapping(labels)
     scored = score(model, data, progress=progress)
     if mapping is not None:
+        in_memory = isinstance(labels, (Mapping, pd.Series))
         source = "labels" if in_memory else str(labels)
         apply_labels(scored, mapping, model.kind_, source)
     result = evaluate_scores(scored)
@@ -364,6 +351,26 @@ def evaluate(
             {"evaluation_recordings.csv": scored.recordings.to_csv(index=False)},
         )
     return result
+
+
+def _labels_mapping(
+    labels: str | Path | Mapping[str, Any] | pd.Series | None,
+) -> dict[str, int] | None:
+    """Read the ``labels`` argument of ``evaluate`` into recording name -> 0/1."""
+    from grindwatch.io import read_labels_csv
+
+    if labels is None:
+        return None
+    if isinstance(labels, (Mapping, pd.Series)):
+        return _checked_labels(dict(labels.items()))
+    if isinstance(labels, (str, PathLike)):
+        return read_labels_csv(Path(labels))
+    raise TypeError(
+        "labels must be the path of a labels CSV, a dict or a pandas "
+        f"Series from recording name to 1/0, not {type(labels).__name__}; "
+        "for a table of names and labels pass "
+        "dict(zip(table['recording'], table['label']))"
+    )
 
 
 def _checked_labels(labels: dict[str, Any]) -> dict[str, int]:
