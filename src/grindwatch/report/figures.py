@@ -314,11 +314,7 @@ def contribution_heatmaps(explanation: RecordingExplanation):  # noqa: ANN201
     starts = explanation.starts
     if explanation.axis.name == "time step":
         matrix = explanation.channel_by_time()
-        # Pooling pads the last column to a whole bucket of samples, so the image
-        # ends past the last sample, where that bucket ends.
-        pooled = _pool_size(matrix.shape[1], MAX_HEATMAP_COLUMNS)
-        n_columns = int(np.ceil(matrix.shape[1] / pooled))
-        extent_end = n_columns * pooled * scale
+        column_width = scale
         title = "departure by channel and time"
     else:
         matrix = explanation.channel_by_window()
@@ -328,10 +324,13 @@ def contribution_heatmaps(explanation: RecordingExplanation):  # noqa: ANN201
         hop = (
             int(starts[1] - starts[0]) if starts.size > 1 else explanation.window_length
         )
-        pooled = _pool_size(matrix.shape[1], MAX_HEATMAP_COLUMNS)
-        n_columns = int(np.ceil(matrix.shape[1] / pooled))
-        extent_end = n_columns * pooled * hop * scale
+        column_width = hop * scale
         title = "departure by channel and window (x: window start)"
+    # Pooling pads the last column to a whole bucket, so the image ends past the
+    # last sample or window, where that bucket ends.
+    pooled = _pool_size(matrix.shape[1], MAX_HEATMAP_COLUMNS)
+    n_columns = int(np.ceil(matrix.shape[1] / pooled))
+    extent_end = n_columns * pooled * column_width
     matrix = _pool_columns(matrix, MAX_HEATMAP_COLUMNS)
     peak = float(np.nanmax(matrix)) if np.isfinite(matrix).any() else 1.0
     norm = PowerNorm(0.5, vmin=0, vmax=max(peak, 1e-12))
