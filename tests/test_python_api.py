@@ -619,6 +619,19 @@ def test_evaluate_labels_series_and_wrong_type():
         grindwatch.evaluate(model, labeled, labels=table)
 
 
+def test_evaluate_empty_labels_named(tmp_path):
+    # Empty labels raised a bare StopIteration instead of an InputError.
+    model = grindwatch.train(_recordings(4), _config()).model
+    labeled = RecordingSet([Recording("normal", make_cycle(10), CHANNELS, 1000.0)])
+    header_only = tmp_path / "labels.csv"
+    header_only.write_text("recording,label\n")
+
+    with pytest.raises(InputError, match="labels: contains no labels"):
+        grindwatch.evaluate(model, labeled, labels={}, track=False)
+    with pytest.raises(InputError, match="labels.csv: contains no labels"):
+        grindwatch.evaluate(model, labeled, labels=header_only, track=False)
+
+
 def test_load_recordings_bytes_path_named():
     # A bytes path was iterated as ints, and the error said "not int".
     with pytest.raises(TypeError, match=r"not bytes; decode a path given as bytes"):

@@ -362,15 +362,23 @@ def _labels_mapping(
     if labels is None:
         return None
     if isinstance(labels, (Mapping, pd.Series)):
-        return _checked_labels(dict(labels.items()))
-    if isinstance(labels, (str, PathLike)):
-        return read_labels_csv(Path(labels))
-    raise TypeError(
-        "labels must be the path of a labels CSV, a dict or a pandas "
-        f"Series from recording name to 1/0, not {type(labels).__name__}; "
-        "for a table of names and labels pass "
-        "dict(zip(table['recording'], table['label']))"
-    )
+        mapping, source = _checked_labels(dict(labels.items())), "labels"
+    elif isinstance(labels, (str, PathLike)):
+        mapping, source = read_labels_csv(Path(labels)), str(labels)
+    else:
+        raise TypeError(
+            "labels must be the path of a labels CSV, a dict or a pandas "
+            f"Series from recording name to 1/0, not {type(labels).__name__}; "
+            "for a table of names and labels pass "
+            "dict(zip(table['recording'], table['label']))"
+        )
+    if not mapping:
+        raise InputError(
+            source,
+            "contains no labels",
+            "give each recording name with 1 (anomalous) or 0 (normal)",
+        )
+    return mapping
 
 
 def _checked_labels(labels: dict[str, Any]) -> dict[str, int]:
