@@ -598,5 +598,7 @@ def test_standalone_master_check_takes_any_listed_master():
         _check_standalone_master(f"spark://127.0.0.1:{closed},127.0.0.1:{port}")
         with pytest.raises(ConfigError, match="accepts a connection"):
             _check_standalone_master(f"spark://127.0.0.1:{closed}")
-        with pytest.raises(ConfigError, match="without a port"):
+        with pytest.raises(ConfigError, match="without a numeric port"):
             _check_standalone_master("spark://127.0.0.1")
+        with pytest.raises(ConfigError, match="'127.0.0.1:abc' without a numeric"):
+            _check_standalone_master("spark://127.0.0.1:abc")

@@ -198,7 +198,7 @@ def _check_standalone_master(master: str) -> None:
         if not host or not port.isdigit():
             raise ConfigError(
                 f"Spark master {master!r} (--master or spark.master) names "
-                f"{address!r} without a port; use spark://HOST:PORT, such as "
+                f"{address!r} without a numeric port; use spark://HOST:PORT, such as "
                 "spark://HOST:7077"
             )
         try:
