@@ -213,8 +213,13 @@ def plant_store(cycle_folders, tmp_path, monkeypatch):  # noqa: ANN001, ANN201
         uri,
         "--register",
         "cnc",
+        "--alias",
+        "champion",
     )
-    MlflowClient(uri).set_registered_model_alias("cnc", "champion", "1")
+    assert (
+        str(MlflowClient(uri).get_model_version_by_alias("cnc", "champion").version)
+        == "1"
+    )
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
@@ -573,3 +578,17 @@ def test_incomplete_model_uri_names_fix(plant_store, uri, fix):
     )
 
     _assert_one_line_error(result, f"{uri}: ", fix.replace("RUN", run_id))
+
+
+def test_train_alias_without_register_fails(cycle_folders, tmp_path):
+    result = runner.invoke(
+        app,
+        ["train", str(cycle_folders["good"]), "-o", str(tmp_path / "m")]
+        + ["--alias", "champion", "--detector", "pca"],
+    )
+
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "needs a registered model to point at" in message
+    assert "--register NAME" in message
+    assert not (tmp_path / "m").exists()

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 import grindwatch
 from grindwatch.config import Config
-from grindwatch.exceptions import TrackingError
+from grindwatch.exceptions import ConfigError, TrackingError
 
 
 def _config(**overrides) -> Config:  # noqa: ANN003
@@ -398,6 +398,35 @@ def test_registered_model_loads_by_name(cycle_folders):
     loaded = grindwatch.load_model("models:/grinder/1")
 
     assert loaded.run_id_ == result.run_id
+
+
+def test_train_alias_moves_to_new_version(cycle_folders, isolated_tracking):
+    settings = {
+        "tracking.registered_model": "grinder",
+        "tracking.alias": "champion",
+        "detector.family": "pca",
+    }
+
+    first = grindwatch.train(cycle_folders["good"], _config(**settings))
+    second = grindwatch.train(cycle_folders["good"], _config(**settings))
+
+    client = MlflowClient(isolated_tracking)
+    version = client.get_model_version_by_alias("grinder", "champion")
+    assert str(version.version) == "2"
+    assert version.run_id == second.run_id
+    assert grindwatch.load_model("models:/grinder@champion").run_id_ == second.run_id
+    tags = client.get_run(first.run_id).data.tags
+    assert tags["grindwatch.registered_alias"] == "champion"
+
+
+def test_train_alias_needs_registered_model():
+    with pytest.raises(ConfigError, match="needs a registered model to point at"):
+        _config(**{"tracking.alias": "champion"})
+
+
+def test_train_alias_reserved_name_rejected():
+    with pytest.raises(ConfigError, match="reserved by MLflow"):
+        _config(**{"tracking.registered_model": "g", "tracking.alias": "v3"})
 
 
 def test_evaluate_run_nested_under_training_run(cycle_folders, isolated_tracking):

@@ -150,6 +150,7 @@ _OPTION_FLAGS = {
     "tracking.experiment": "--experiment",
     "tracking.run_name": "--run-name",
     "tracking.registered_model": "--register",
+    "tracking.alias": "--alias",
     "tracking.enabled": "--no-track",
     "tune.n_trials": "--trials",
     "tune.timeout": "--timeout",
@@ -461,6 +462,13 @@ def train(
     register: Annotated[
         Optional[str], typer.Option(help="Register the model under this name.")
     ] = None,  # noqa: UP045, E501
+    alias: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="Point this alias of the --register model at the new version, "
+            "for URIs such as models:/NAME@champion."
+        ),
+    ] = None,
     track: Annotated[bool, typer.Option(help="Record the run in MLflow.")] = True,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = 0,
@@ -494,6 +502,7 @@ def train(
         "tracking.experiment": experiment,
         "tracking.run_name": run_name,
         "tracking.registered_model": register,
+        "tracking.alias": alias,
         "tracking.enabled": False if not track else None,
     }
     overrides = _with_set(overrides, set_)

@@ -30,7 +30,7 @@ from grindwatch.io.options import (
     time_column_problems,
     timezone_problems,
 )
-from grindwatch.tune_config import Section, TuneConfig, check_model_name
+from grindwatch.tune_config import Section, TuneConfig, check_alias, check_model_name
 
 __all__ = ["Config", "as_config", "load_config", "validate_config", "yaml_value"]
 
@@ -311,11 +311,28 @@ class TrackingConfig(Section):
     run_name: str | None = None
     log_model: bool = True
     registered_model: str | None = None
+    # Alias set on the version that registered_model registers, so that
+    # models:/NAME@ALIAS names the newest trained model.
+    alias: str | None = None
 
     @field_validator("registered_model")
     @classmethod
     def _check_registered_model(cls, value: str | None) -> str | None:
         return check_model_name(value)
+
+    @field_validator("alias")
+    @classmethod
+    def _check_alias(cls, value: str | None) -> str | None:
+        return None if value is None else check_alias(value)
+
+    @model_validator(mode="after")
+    def _check_alias_has_model(self) -> TrackingConfig:
+        if self.alias is not None and self.registered_model is None:
+            raise ValueError(
+                f"the alias {self.alias!r} needs a registered model to point at; "
+                "set tracking.registered_model (--register NAME) too"
+            )
+        return self
 
 
 class Config(Section):

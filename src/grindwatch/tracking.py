@@ -476,7 +476,12 @@ class TrainingTracker:
         )
         self._log_files(model, training)
         if self.config.tracking.log_model:
-            log_model(model, self.run_id, self.config.tracking.registered_model)
+            log_model(
+                model,
+                self.run_id,
+                self.config.tracking.registered_model,
+                self.config.tracking.alias,
+            )
 
     def _log_files(self, model, training) -> None:  # noqa: ANN001
         from grindwatch.report import plot_score_histogram
@@ -701,8 +706,16 @@ def copy_package_source(folder: Path) -> Path:
     return target
 
 
-def log_model(model, run_id: str, registered_model: str | None = None) -> str:  # noqa: ANN001
+def log_model(  # noqa: ANN201
+    model,  # noqa: ANN001
+    run_id: str,
+    registered_model: str | None = None,
+    alias: str | None = None,
+) -> str:
     """Log the bundle as a pyfunc model in ``run_id``; return its model URI.
+
+    With ``registered_model`` the model is registered as a new version of that
+    name, and ``alias`` then moves to that version.
 
     The model carries grindwatch's modules (``code_paths``) and lists the pinned
     ``SCORING_DISTRIBUTIONS`` as requirements, because grindwatch is not on PyPI.
@@ -749,6 +762,18 @@ def log_model(model, run_id: str, registered_model: str | None = None) -> str:  
     # MLflow 3's models:/m-... URI; runs:/RUN_ID/model resolves to the same model.
     client.set_tag(run_id, "grindwatch.model_uri", info.model_uri)
     logger.info("logged model %s", info.model_uri)
+    if registered_model is not None and alias is not None:
+        version = info.registered_model_version
+        client.set_registered_model_alias(registered_model, alias, version)
+        client.set_tag(run_id, "grindwatch.registered_alias", alias)
+        logger.info(
+            "registered model %s version %s has the alias %s (models:/%s@%s)",
+            registered_model,
+            version,
+            alias,
+            registered_model,
+            alias,
+        )
     return info.model_uri
 
 

@@ -28,7 +28,14 @@ from pydantic import (
 
 from grindwatch.io.options import BOOL_WORDS
 
-__all__ = ["Range", "SearchSpace", "Section", "TuneConfig", "check_model_name"]
+__all__ = [
+    "Range",
+    "SearchSpace",
+    "Section",
+    "TuneConfig",
+    "check_alias",
+    "check_model_name",
+]
 
 Scalar = str | int | float | bool | None
 
@@ -65,6 +72,29 @@ def check_model_name(name: str | None) -> str | None:
             "which MLflow rejects; choose another name"
         )
     return name
+
+
+def check_alias(value: str) -> str:
+    """Return ``value`` when MLflow's model registry takes it as an alias.
+
+    Raises
+    ------
+    ValueError
+        For characters other than letters, digits, ``_`` and ``-``, and for the
+        aliases that MLflow reserves (``latest``, ``v`` and a number).
+    """
+    if not _ALIAS_PATTERN.fullmatch(value):
+        raise ValueError(
+            f"the alias {value!r} is invalid: MLflow accepts 1 to 255 letters, "
+            "digits, underscores (_) and dashes (-)"
+        )
+    if value.lower() == "latest" or _VERSION_ALIAS.fullmatch(value):
+        raise ValueError(
+            f"the alias {value!r} is reserved by MLflow for a model version "
+            "('latest' or v followed by a number); choose another, such as "
+            "champion"
+        )
+    return value
 
 
 def _accepts_bool(annotation: Any) -> bool:
@@ -329,15 +359,4 @@ class TuneConfig(Section):
     @field_validator("alias")
     @classmethod
     def _check_alias(cls, value: str) -> str:
-        if not _ALIAS_PATTERN.fullmatch(value):
-            raise ValueError(
-                f"the alias {value!r} is invalid: MLflow accepts 1 to 255 letters, "
-                "digits, underscores (_) and dashes (-)"
-            )
-        if value.lower() == "latest" or _VERSION_ALIAS.fullmatch(value):
-            raise ValueError(
-                f"the alias {value!r} is reserved by MLflow for a model version "
-                "('latest' or v followed by a number); choose another, such as "
-                "champion"
-            )
-        return value
+        return check_alias(value)
