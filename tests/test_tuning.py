@@ -1112,6 +1112,25 @@ def test_retrained_config_trains_without_registering(cycles, isolated_tracking):
     assert saved.tracking.registered_model is None
 
 
+def test_tracking_registration_registers_once(cycles, isolated_tracking):
+    """A tune whose model name comes from the tracking section registers the
+    retrained model once, under tune.alias, not also through train."""
+    settings = {"tune.n_trials": 1, "tracking.enabled": True}
+    registration = {"tracking.registered_model": "line5", "tracking.alias": "staging"}
+
+    result = tune(cycles / "good", _config(**settings, **registration))
+
+    client = MlflowClient(isolated_tracking)
+    versions = client.search_model_versions("name = 'line5'")
+    assert len(versions) == 1
+    champion = client.get_model_version_by_alias("line5", "champion")
+    assert champion.run_id == result.model_run_id
+    aliases = client.get_registered_model("line5").aliases
+    assert {alias: str(version) for alias, version in aliases.items()} == {
+        "champion": "1"
+    }
+
+
 def test_unusable_tracking_store_frees_study_name(cycles):
     config = _config(**{"tracking.enabled": True, "tracking.uri": "htp://127.0.0.1:1"})
 

@@ -411,7 +411,12 @@ def _finalize(
     # The trial saw only the fit part; the model to keep learns from all of it.
     # The run is named and registered afterwards, not through the config, so that
     # grindwatch train -c on the model's config.yaml neither registers another
-    # version nor names its run after this one.
+    # version nor names its run after this one. The tracking section's name and
+    # alias would make train register too, so they are left out.
+    tracking = config.tracking.model_copy(
+        update={"registered_model": None, "alias": None}
+    )
+    config = config.model_copy(update={"tracking": tracking})
     trained = train(training, config, parent_run_id=tracker.parent_run_id)
     result.model = trained.model
     result.model_run_id = trained.run_id
