@@ -359,8 +359,8 @@ def test_load_during_saves_sees_whole_pairs(cycle_folders, tmp_path):
 
 def test_concurrent_saves_into_one_folder_all_succeed(cycle_folders, tmp_path):
     """Two threads saving other models into one folder at once each finish, and
-    the folder then holds a whole bundle of the last save: no save removes the
-    pickle another has staged."""
+    the folder then contains a whole bundle of the last save. No save removes
+    the pickle that another has staged."""
     first, second = _two_variants(cycle_folders)
     folder = tmp_path / "bundle"
     errors: list[BaseException] = []

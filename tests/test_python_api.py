@@ -633,6 +633,6 @@ def test_evaluate_empty_labels_named(tmp_path):
 
 
 def test_load_recordings_bytes_path_named():
-    # A bytes path was iterated as ints, and the error said "not int".
+    # A bytes path was iterated as ints, and the error message read "not int".
     with pytest.raises(TypeError, match=r"not bytes; decode a path given as bytes"):
         grindwatch.load_recordings(b"recordings/week1")

@@ -472,34 +472,31 @@ def _expand_sections(overrides: dict[str, Any]) -> dict[str, Any]:
     return expanded
 
 
+def _annotation_at(parts: list[str]) -> Any:
+    """Return the type annotation of the setting or section at the dotted path
+    ``parts``, or None when no such path exists in Config."""
+    annotation: Any = Config
+    for part in parts:
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        field = annotation.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+    return annotation
+
+
 def _is_section(parts: list[str]) -> bool:
     """Tell whether the dotted path ``parts`` names a section of settings, such
     as ``windows`` or ``detector.autoencoder``."""
-    section: Any = Config
-    for part in parts:
-        if not (isinstance(section, type) and issubclass(section, BaseModel)):
-            return False
-        field = section.model_fields.get(part)
-        if field is None:
-            return False
-        section = field.annotation
-    return isinstance(section, type) and issubclass(section, BaseModel)
+    annotation = _annotation_at(parts)
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _is_mapping_setting(parts: list[str]) -> bool:
     """Tell whether the dotted path ``parts`` names a setting whose value is a
     mapping of free keys, such as ``data.match``, not a section of settings."""
-    section: Any = Config
-    annotation: Any = None
-    for part in parts:
-        if not (isinstance(section, type) and issubclass(section, BaseModel)):
-            return False
-        field = section.model_fields.get(part)
-        if field is None:
-            return False
-        annotation = field.annotation
-        section = annotation
-    return get_origin(annotation) is dict
+    return get_origin(_annotation_at(parts)) is dict
 
 
 # The same window setting in samples and in seconds.

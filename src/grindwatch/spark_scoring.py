@@ -254,7 +254,7 @@ def _new_session(
         return builder.getOrCreate()
     except (PySparkRuntimeError, Py4JJavaError) as error:
         # The JVM logged its reason (a rejected setting, a missing Java runtime, a
-        # standalone master that never answered) before Python sees this error.
+        # standalone master that never responded) before Python sees this error.
         raise ConfigError(
             f"Spark did not start with master {effective or 'from spark-submit'} "
             f"({_first_line(error)}); check that the master runs and accepts this "

@@ -311,15 +311,11 @@ def _matrix_beside_time(path: Path, handle, options: ReadOptions):  # noqa: ANN0
     if options.hdf5_key is not None:
         return None
     candidates = _numeric_datasets(handle)
-    matrices = [name for name, item in candidates.items() if item.ndim == 2]
-    vectors = {name: item for name, item in candidates.items() if item.ndim == 1}
-    if len(matrices) != 1:
+    found = time_beside_matrix(path, candidates, "/", options)
+    if found is None:
         return None
-    matrix = candidates[matrices[0]]
-    time = time_beside_matrix(path, matrix.shape, vectors, "/", options)
-    if time is None:
-        return None
-    return [matrices[0]], [matrix], time
+    name, time = found
+    return [name], [candidates[name]], time
 
 
 def pick_signals(path: Path, handle, options: ReadOptions):  # noqa: ANN001, ANN202

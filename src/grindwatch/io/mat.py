@@ -189,17 +189,14 @@ def _matrix_beside_time(path: Path, candidates: dict[str, np.ndarray], options):
     """Return the one signal matrix with channels first and the time vectors
     beside it, or None unless every other candidate is a time vector with one
     value per sample of the matrix."""
-    matrices = [name for name, value in candidates.items() if value.ndim == 2]
-    vectors = {name: value for name, value in candidates.items() if value.ndim == 1}
-    if len(matrices) != 1:
+    found = time_beside_matrix(path, candidates, ".", options)
+    if found is None:
         return None
-    matrix = candidates[matrices[0]]
-    time = time_beside_matrix(path, matrix.shape, vectors, ".", options)
-    if time is None:
-        return None
+    name, time = found
+    matrix = candidates[name]
     if matrix.shape[0] == time.n_samples != matrix.shape[1]:
         matrix = matrix.T
-    return [matrices[0]], [matrix], time
+    return [name], [matrix], time
 
 
 def _channel_names(

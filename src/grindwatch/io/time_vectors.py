@@ -125,19 +125,24 @@ def find_time_vectors(
 
 def time_beside_matrix(
     path: Path,
-    matrix_shape: tuple[int, ...],
-    vectors: dict[str, Any],
+    candidates: dict[str, Any],
     separator: str,
     options: ReadOptions,
-) -> TimeVectors | None:
-    """Find the time vectors beside the one 2-D signal matrix of a file.
+) -> tuple[str, TimeVectors] | None:
+    """Find the one 2-D signal matrix of a file and the time vectors beside it.
 
-    ``vectors`` maps the names of the file's 1-D datasets or variables to their
-    values (NumPy arrays or h5py datasets), and ``separator`` ends the group or
-    struct part of a name. Returns None unless every vector is a time vector
-    with one value per sample of the matrix. The result's ``n_samples`` then
-    marks the matrix's samples axis.
+    ``candidates`` maps the names of the file's numeric datasets or variables to
+    their values (NumPy arrays or h5py datasets), and ``separator`` ends the
+    group or struct part of a name. Returns the matrix's name and the time
+    vectors, or None unless exactly one candidate is 2-D and every 1-D one is a
+    time vector with one value per sample of the matrix. The result's
+    ``n_samples`` then marks the matrix's samples axis.
     """
+    matrices = [name for name, value in candidates.items() if value.ndim == 2]
+    if len(matrices) != 1:
+        return None
+    matrix_shape = candidates[matrices[0]].shape
+    vectors = {name: value for name, value in candidates.items() if value.ndim == 1}
     names = sorted(vectors)
     lengths = {vectors[name].shape[0] for name in names}
     if len(lengths) != 1 or lengths.isdisjoint(matrix_shape):
@@ -150,4 +155,4 @@ def time_beside_matrix(
     if sorted(time.dropped) != list(range(len(names))):
         return None
     (length,) = lengths
-    return replace(time, n_samples=length)
+    return matrices[0], replace(time, n_samples=length)
