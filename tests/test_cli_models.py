@@ -457,6 +457,7 @@ def test_unreachable_server_fails_at_once(tmp_path):
 
 
 def test_unreachable_database_fails_at_once(tmp_path):
+    pytest.importorskip("psycopg", reason="psycopg is not installed (extra 'postgres')")
     from tests.servers import free_port
 
     # Nothing listens on this loopback port, as when the database server is down.

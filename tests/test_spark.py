@@ -511,6 +511,7 @@ def test_spark_summary_one_item_singular(kind, expected, tmp_path):
 
 
 def test_spark_score_rejects_invalid_master(archive, model_folder):
+    _needs_spark()
     outcome = CliRunner().invoke(
         _cli(),
         ["spark-score", str(archive / "bad"), "-m", str(model_folder), "-o", "x"]
